@@ -1,0 +1,3 @@
+from lvlmsim.cli import main
+
+main()

@@ -1,0 +1,55 @@
+"""The public Python API. The CLI and the Streamlit app are thin faces over these functions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lvlmsim.cost.profile import EfficiencyProfile
+from lvlmsim.estimate import Estimate, estimate_request, parse_image_size
+from lvlmsim.specs.hardware import HardwareSpec
+from lvlmsim.specs.model import ModelSpec
+from lvlmsim.specs.registry import load_hardware, load_model
+
+
+def resolve_profile(hardware: HardwareSpec, profile: str | EfficiencyProfile | None) -> EfficiencyProfile | None:
+    """None or 'auto': the shipped calibrated profile of this device if there is one, else the roofline default."""
+    if profile is None or isinstance(profile, str):
+        from lvlmsim.calibrate.profiles import load_profile_for
+
+        return load_profile_for(hardware, profile)
+    return profile
+
+
+def estimate(
+    model: str | ModelSpec = "llava-1.5-7b",
+    hardware: str | HardwareSpec = "h100-sxm",
+    *,
+    images: int = 1,
+    image_size: str | tuple[int, int] | Sequence[tuple[int, int]] = (336, 336),
+    prompt_tokens: int = 64,
+    output_tokens: int = 128,
+    batch: int = 1,
+    tp: int = 1,
+    video_s: float = 0.0,
+    profile: str | EfficiencyProfile | None = None,
+    techniques: Sequence = (),
+) -> Estimate:
+    """Cost of one request (or `batch` identical ones), stage by stage and op by op, with roofline coordinates.
+
+    `model`/`hardware` are registry ids or YAML paths. `profile`: None/'auto' uses the device's shipped calibrated
+    profile when one exists, 'default' forces the flat roofline derate, a path loads a profile JSON.
+    `techniques`: technique configs or 'kind:key=value,...' strings (see `lvlmsim list techniques`).
+    """
+    m = load_model(model)
+    hw = load_hardware(hardware)
+    if isinstance(image_size, str):
+        image_size = parse_image_size(image_size)
+    prof = resolve_profile(hw, profile)
+    if techniques:
+        from lvlmsim.techniques import apply_to_estimate
+
+        return apply_to_estimate(m, hw, techniques, images=images, image_size=image_size,
+                                 prompt_tokens=prompt_tokens, output_tokens=output_tokens, batch=batch, tp=tp,
+                                 video_s=video_s, profile=prof)
+    return estimate_request(m, hw, images=images, image_size=image_size, prompt_tokens=prompt_tokens,
+                            output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=prof)

@@ -1,0 +1,210 @@
+"""The `lvlmsim` command: a thin face over the public API. Every user error is one line and exit status 2."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lvlmsim.errors import LvlmsimError
+
+app = typer.Typer(
+    name="lvlmsim",
+    help="What it costs to serve a vision-language model, on this hardware, under this traffic, and why.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# Piped output (files, tests, CI logs) is not a terminal: keep tables wide enough that op names are never cut.
+out = Console(width=None if sys.stdout.isatty() else 180)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 180)
+
+
+def user_errors(fn):
+    """Turn LvlmsimError (and bad-input ValueErrors from specs) into one line on stderr and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except LvlmsimError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def fmt_time(s: float) -> str:
+    if s >= 1:
+        return f"{s:.3f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s * 1e6:.1f} us"
+
+
+def fmt_si(x: float, unit: str) -> str:
+    for div, pre in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.2f} {pre}{unit}"
+    return f"{x:.0f} {unit}"
+
+
+def print_json(doc) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, tuple | set):
+        return list(o)
+    return str(o)
+
+
+@app.command()
+@user_errors
+def estimate(
+    model: Annotated[str, typer.Option("--model", "-m", help="model id or path to a model YAML")] = "llava-1.5-7b",
+    hardware: Annotated[str, typer.Option("--hardware", "-w", help="hardware id or path to a YAML")] = "h100-sxm",
+    images: Annotated[int, typer.Option(help="images per request (0 = text only)")] = 1,
+    image_size: Annotated[str, typer.Option("--image-size", help="WIDTHxHEIGHT in px")] = "336x336",
+    prompt_tokens: Annotated[int, typer.Option("--prompt-tokens", help="text tokens in the prompt")] = 64,
+    output_tokens: Annotated[int, typer.Option("--output-tokens", help="tokens generated")] = 128,
+    batch: Annotated[int, typer.Option(help="identical requests processed together")] = 1,
+    tp: Annotated[int, typer.Option(help="tensor-parallel degree")] = 1,
+    video_s: Annotated[float, typer.Option("--video-s", help="seconds of video per request")] = 0.0,
+    profile: Annotated[str, typer.Option(help="auto | default | peak | path to a profile JSON")] = "auto",
+    technique: Annotated[
+        list[str] | None, typer.Option("--technique", "-t", help="KIND:key=value,... (repeatable)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
+    ops: Annotated[bool, typer.Option("--ops", help="list every op with its numbers")] = False,
+) -> None:
+    """Cost of one request (or a batch) stage by stage, with the roofline bound of each stage."""
+    from lvlmsim.api import estimate as run
+
+    est = run(model, hardware, images=images, image_size=image_size, prompt_tokens=prompt_tokens,
+              output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=profile,
+              techniques=tuple(technique or ()))
+    if as_json:
+        doc = est.to_dict()
+        if ops:
+            doc["ops"] = est.op_rows()
+        print_json(doc)
+        return
+    t = Table(title=f"{est.model_id} on {est.hardware_id} (tp={est.tp}, batch={est.batch}, profile={est.profile})")
+    for col in ("stage", "time", "FLOPs", "bytes", "bound", "visual share of FLOPs"):
+        t.add_column(col, justify="right" if col not in ("stage", "bound") else "left")
+    for name, s in est.stages.items():
+        t.add_row(name, fmt_time(s.time_s), fmt_si(s.flops, "FLOP"), fmt_si(s.bytes, "B"), s.bound,
+                  f"{s.visual_flops_share:.0%}")
+    out.print(t)
+    out.print(f"visual tokens: {est.visual_tokens} (ViT tokens: {est.vit_tokens}); prompt {est.prompt_tokens}, "
+              f"output {est.output_tokens}")
+    out.print(f"TTFT {fmt_time(est.ttft_s)}  TPOT {fmt_time(est.tpot_s)}  E2E {fmt_time(est.e2e_s)}")
+    mem = est.memory
+    out.print(f"memory: weights {mem.weights_bytes / 2**30:.2f} GiB, KV {mem.kv_bytes_per_token / 1024:.0f} KiB/token; "
+              f"{mem.verdict}")
+    for note in est.notes:
+        if note != mem.verdict:
+            out.print(f"note: {note}")
+    if ops:
+        ot = Table(title="ops (time = all calls of the op in that stage)")
+        for col in ("stage", "op", "kind", "calls", "FLOPs", "bytes", "FLOP/B", "time", "bound", "source"):
+            ot.add_column(col)
+        for r in est.op_rows():
+            ot.add_row(r["stage"], r["op"], r["kind"], str(r["count"]), fmt_si(r["flops"], ""), fmt_si(r["bytes"], "B"),
+                       f"{r['intensity']:.1f}", fmt_time(r["time_s"]), r["bound"], r["source"])
+        out.print(ot)
+
+
+@app.command("list")
+@user_errors
+def list_cmd(
+    what: Annotated[str, typer.Argument(help="models | hardware | techniques | scenarios | runtimes")],
+) -> None:
+    """List known ids with one-line descriptions."""
+    from lvlmsim.specs import registry
+
+    kinds = ("models", "hardware", "techniques", "scenarios", "runtimes")
+    if what not in kinds:
+        raise LvlmsimError(f"list: unknown kind '{what}'; allowed: {', '.join(kinds)}")
+    t = Table(show_header=True)
+    if what == "models":
+        t.add_column("id")
+        t.add_column("description")
+        for mid in registry.model_ids():
+            m = registry.load_model(mid)
+            t.add_row(mid, f"{m.name}: {m.vision.name} + {m.projector.kind} + {m.llm.name}, "
+                           f"{m.tokenization.kind} tokenization")
+    elif what == "hardware":
+        for col in ("id", "name", "bf16 TFLOP/s", "GB/s", "GiB", "$/h"):
+            t.add_column(col)
+        for hid in registry.hardware_ids():
+            h = registry.load_hardware(hid)
+            peak = h.peak_tflops.get("bf16", h.peak_tflops.get("fp32", 0.0))
+            t.add_row(hid, h.name, f"{peak:g}", f"{h.mem_bw_gbps:g}", f"{h.mem_capacity_gib:g}",
+                      f"{h.price_per_hour_usd:.2f}")
+    elif what == "scenarios":
+        t.add_column("id")
+        for sid in registry.scenario_ids():
+            t.add_row(sid)
+    elif what == "techniques":
+        from lvlmsim.techniques import technique_table
+
+        for col in ("kind", "parameters", "citation"):
+            t.add_column(col)
+        for row in technique_table():
+            t.add_row(*row)
+    else:
+        from lvlmsim.cost.runtime import RUNTIMES
+
+        for col in ("runtime", "kernel floor", "step overhead", "source"):
+            t.add_column(col)
+        for name, rt in RUNTIMES.items():
+            t.add_row(name, fmt_time(rt.kernel_floor_s), fmt_time(rt.step_overhead_s), rt.source)
+    out.print(t)
+
+
+@app.command("import-hf")
+@user_errors
+def import_hf(
+    config: Annotated[str, typer.Argument(help="a transformers config.json")],
+    output: Annotated[str | None, typer.Option("--output", "-o", help="write the model YAML here")] = None,
+) -> None:
+    """Turn a transformers config.json (LLaVA, LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL, InternVL) into a model YAML."""
+    from lvlmsim.importers.hf import import_hf_to_yaml
+
+    text = import_hf_to_yaml(config)
+    if output:
+        with open(output, "w") as fh:
+            fh.write(text)
+        err.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
+def _register_optional() -> None:
+    """Commands whose modules live with their layer (calibration, engine, app) register themselves."""
+    import importlib
+
+    for mod in ("lvlmsim.calibrate.cli", "lvlmsim.engine.cli", "lvlmsim.planner.cli", "lvlmsim.cli.app_cmd"):
+        try:
+            module = importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name and mod.startswith(exc.name):
+                continue
+            raise
+        module.register(app)
+
+
+_register_optional()
+
+
+def main() -> None:
+    app()

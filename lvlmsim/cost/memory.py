@@ -1,0 +1,147 @@
+"""GPU memory: weights per module, KV bytes per token, activation peak, how many sequences fit, and the verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lvlmsim.errors import InfeasibleError
+from lvlmsim.ops.graph import layer_segments, param_counts
+from lvlmsim.ops.op import GraphConfig, Op
+from lvlmsim.specs.base import DTYPE_BYTES
+from lvlmsim.specs.hardware import HardwareSpec
+from lvlmsim.specs.model import ModelSpec
+
+GIB = 2**30
+# CUDA context, allocator fragmentation, NCCL buffers and the serving runtime's own tensors: held back from KV.
+RUNTIME_RESERVED_BYTES = 1.0 * GIB
+
+
+def check_tp(model: ModelSpec, tp: int) -> None:
+    """Tensor parallelism must split attention heads evenly (KV heads may be replicated when fewer than tp)."""
+    lm = model.llm
+    if tp < 1:
+        raise InfeasibleError(f"tp: must be >= 1, got {tp}")
+    if lm.num_heads % tp:
+        raise InfeasibleError(
+            f"tp: {tp} does not divide the {lm.num_heads} attention heads of {model.id}; "
+            f"allowed: {', '.join(str(d) for d in range(1, lm.num_heads + 1) if lm.num_heads % d == 0)}"
+        )
+    if lm.num_kv_heads % tp and tp % lm.num_kv_heads:
+        raise InfeasibleError(f"tp: {tp} neither divides nor is a multiple of the {lm.num_kv_heads} KV heads")
+
+
+def kv_heads_per_device(model: ModelSpec, tp: int) -> int:
+    return max(1, model.llm.num_kv_heads // tp)
+
+
+def weight_bytes(model: ModelSpec, cfg: GraphConfig) -> dict[str, float]:
+    """Weight bytes per device per module: parameters x storage dtype, sharded by tp."""
+    counts = param_counts(model)
+    return {m: counts[m] * DTYPE_BYTES[cfg.weight_dtype.get(m, model.dtype)] / cfg.tp for m in counts}
+
+
+def kv_bytes_per_token(model: ModelSpec, cfg: GraphConfig) -> float:
+    """KV bytes one text token holds on one device: K and V for every self-attention layer."""
+    lm = model.llm
+    return 2.0 * lm.self_attention_layers * kv_heads_per_device(model, cfg.tp) * lm.head_dim * DTYPE_BYTES[cfg.kv_dtype]
+
+
+def kv_bytes_per_visual_token(model: ModelSpec, cfg: GraphConfig) -> float:
+    """KV bytes one visual token holds, after any in-LLM pruning schedule dropped it from later layers."""
+    lm = model.llm
+    if model.image_tokens_in_kv_of_cross_attention:
+        per_layer = 2.0 * kv_heads_per_device(model, cfg.tp) * lm.head_dim * DTYPE_BYTES[cfg.kv_dtype]
+        return per_layer * len(lm.cross_attention_layers)
+    per_layer = 2.0 * kv_heads_per_device(model, cfg.tp) * lm.head_dim * DTYPE_BYTES[cfg.kv_dtype]
+    cross = set(lm.cross_attention_layers)
+    kept = 0.0
+    for first, last, frac in layer_segments(lm.num_layers, cfg.visual_keep):
+        kept += frac * sum(1 for i in range(first, last + 1) if i not in cross)
+    return per_layer * kept
+
+
+def sequence_kv_bytes(model: ModelSpec, cfg: GraphConfig, text_tokens: int, visual_tokens: int) -> float:
+    return text_tokens * kv_bytes_per_token(model, cfg) + visual_tokens * kv_bytes_per_visual_token(model, cfg)
+
+
+def activation_peak_bytes(ops: list[Op] | tuple[Op, ...]) -> float:
+    """Largest transient footprint of any single op (inputs + outputs live at once) plus the residual stream."""
+    return max((op.act_bytes for op in ops), default=0.0)
+
+
+@dataclass
+class MemoryReport:
+    capacity_bytes: float
+    usable_bytes: float
+    weights_bytes: float
+    weights_by_module: dict[str, float]
+    kv_bytes_per_token: float
+    kv_bytes_per_visual_token: float
+    activation_peak_bytes: float
+    reserved_bytes: float
+    request_kv_bytes: float
+    batch: int
+    kv_budget_bytes: float
+    max_sequences: int
+    fits: bool
+    verdict: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def needed_bytes(self) -> float:
+        return self.weights_bytes + self.activation_peak_bytes + self.reserved_bytes + self.request_kv_bytes * self.batch
+
+    def to_dict(self) -> dict:
+        return {
+            "capacity_bytes": self.capacity_bytes,
+            "usable_bytes": self.usable_bytes,
+            "weights_bytes": self.weights_bytes,
+            "weights_by_module": self.weights_by_module,
+            "kv_bytes_per_token": self.kv_bytes_per_token,
+            "kv_bytes_per_visual_token": self.kv_bytes_per_visual_token,
+            "activation_peak_bytes": self.activation_peak_bytes,
+            "reserved_bytes": self.reserved_bytes,
+            "request_kv_bytes": self.request_kv_bytes,
+            "needed_bytes": self.needed_bytes,
+            "kv_budget_bytes": self.kv_budget_bytes,
+            "max_sequences": self.max_sequences,
+            "fits": self.fits,
+            "verdict": self.verdict,
+        }
+
+
+def memory_report(
+    model: ModelSpec, hw: HardwareSpec, cfg: GraphConfig, *, text_tokens: int, visual_tokens: int, batch: int,
+    activation_ops: list[Op] | tuple[Op, ...] = (), gpu_memory_utilization: float = 0.9,
+    extra_bytes: float = 0.0,
+) -> MemoryReport:
+    """Does a batch of `batch` sequences of this length fit on one device of a tp group? Says why not."""
+    if not 0.0 < gpu_memory_utilization <= 1.0:
+        raise InfeasibleError(f"gpu_memory_utilization: must be in (0, 1], got {gpu_memory_utilization}")
+    by_module = weight_bytes(model, cfg)
+    weights = sum(by_module.values()) + extra_bytes
+    act = activation_peak_bytes(activation_ops)
+    cap = hw.mem_capacity_bytes
+    usable = cap * gpu_memory_utilization
+    req_kv = sequence_kv_bytes(model, cfg, text_tokens, visual_tokens)
+    budget = usable - weights - act - RUNTIME_RESERVED_BYTES
+    max_seqs = int(budget // req_kv) if req_kv > 0 and budget > 0 else 0
+    needed = weights + act + RUNTIME_RESERVED_BYTES + req_kv * batch
+    fits = needed <= usable
+    if fits:
+        verdict = (
+            f"fits: needs {needed / GIB:.1f} GiB of {usable / GIB:.1f} GiB usable "
+            f"({gpu_memory_utilization:.0%} of {cap / GIB:.0f} GiB); room for {max_seqs} such sequences"
+        )
+    else:
+        verdict = (
+            f"does not fit: needs {needed / GIB:.1f} GiB (weights {weights / GIB:.1f}, KV {req_kv * batch / GIB:.1f}, "
+            f"activations {act / GIB:.1f}, runtime {RUNTIME_RESERVED_BYTES / GIB:.1f}), device has {usable / GIB:.1f} "
+            f"GiB usable ({gpu_memory_utilization:.0%} of {cap / GIB:.0f} GiB on {hw.id}, tp={cfg.tp})"
+        )
+    return MemoryReport(
+        capacity_bytes=cap, usable_bytes=usable, weights_bytes=weights, weights_by_module=by_module,
+        kv_bytes_per_token=kv_bytes_per_token(model, cfg), kv_bytes_per_visual_token=kv_bytes_per_visual_token(model, cfg),
+        activation_peak_bytes=act, reserved_bytes=RUNTIME_RESERVED_BYTES, request_kv_bytes=req_kv, batch=batch,
+        kv_budget_bytes=max(budget, 0.0), max_sequences=max_seqs, fits=fits, verdict=verdict,
+    )

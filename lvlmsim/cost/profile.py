@@ -1,0 +1,61 @@
+"""Calibration profile interface: what the cost model asks of measured reality.
+
+A profile maps an op (its kind and shape) on a device to a compute efficiency, a memory efficiency and a fixed
+per-kernel floor. The default is the flat derate NVIDIA's aiconfigurator ships (80% of HBM bandwidth, a 3 us
+constant) with 75% of peak compute; fitted profiles (lvlmsim.calibrate) replace it with smooth functions of shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from lvlmsim.ops.op import Op
+from lvlmsim.specs.hardware import HardwareSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Efficiency:
+    compute: float  # fraction of datasheet peak FLOP/s attained, (0, 1]
+    memory: float  # fraction of datasheet bandwidth attained (HBM, or the link for collectives), (0, 1]
+    floor_s: float  # fixed per-kernel cost: launch, tail, synchronisation
+    source: str  # provenance shown with every op: "roofline-default" or "calibrated:<profile>:<family>"
+    measured_error_pct: float | None = None  # median |error| this profile showed on held-out data for this family
+
+
+@runtime_checkable
+class EfficiencyProfile(Protocol):
+    name: str
+
+    def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency: ...
+
+
+@dataclass(frozen=True)
+class DefaultProfile:
+    """Flat derates (aiconfigurator's 0.8 bandwidth and 3 us; 0.75 of peak compute) for uncalibrated devices."""
+
+    name: str = "roofline-default"
+    compute_eff: float = 0.75
+    memory_eff: float = 0.8
+    floor_s: float = 3e-6
+    link_eff: float = 0.8
+    # alpha of a collective: aiconfigurator measured 6-16 us minimum all-reduce latency on NVLink
+    collective_floor_s: float = 8e-6
+
+    def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency:
+        if op.kind == "allreduce":
+            return Efficiency(1.0, self.link_eff, self.collective_floor_s, self.name)
+        return Efficiency(self.compute_eff, self.memory_eff, self.floor_s, self.name)
+
+
+@dataclass(frozen=True)
+class PeakProfile:
+    """Pure roofline (100% of peak, no floor): the baseline calibrated models are compared against."""
+
+    name: str = "roofline-peak"
+
+    def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency:
+        return Efficiency(1.0, 1.0, 0.0, self.name)
+
+
+DEFAULT_PROFILE = DefaultProfile()

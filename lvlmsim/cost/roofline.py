@@ -1,0 +1,96 @@
+"""Time of one op on one device: t = max(flops / (eff_c * peak), bytes / (eff_m * bw)) + floor.
+
+Collectives use a ring model over the intra-node link instead of HBM. Every result keeps its roofline
+coordinates and the provenance of its efficiencies, so any printed figure can be traced to its op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lvlmsim.cost.profile import DEFAULT_PROFILE, EfficiencyProfile
+from lvlmsim.ops.op import ALLREDUCE, Op
+from lvlmsim.specs.hardware import HardwareSpec
+
+COMPUTE, MEMORY, OVERHEAD, COMMUNICATION = "compute", "memory", "overhead", "communication"
+
+
+@dataclass(frozen=True, slots=True)
+class OpCost:
+    op: Op
+    time_s: float  # one instance (one layer); total is time_s * op.count
+    compute_s: float
+    memory_s: float
+    floor_s: float
+    bound: str
+    eff_compute: float
+    eff_memory: float
+    source: str
+    measured_error_pct: float | None
+
+    @property
+    def total_time_s(self) -> float:
+        return self.time_s * self.op.count
+
+    @property
+    def attained_flops(self) -> float:
+        return self.op.flops / self.time_s if self.time_s else 0.0
+
+    @property
+    def intensity(self) -> float:
+        return self.op.intensity
+
+
+def ring_allreduce_s(message_bytes: float, devices: int, link_bw_bytes_s: float, latency_s: float) -> float:
+    """Ring all-reduce: 2(n-1)/n of the message crosses each link, in 2(n-1) latency-bound hops."""
+    if devices <= 1:
+        return 0.0
+    n = devices
+    return 2 * (n - 1) / n * message_bytes / link_bw_bytes_s + 2 * (n - 1) * latency_s
+
+
+class CostModel:
+    """Prices ops for one (hardware, profile) pair and memoises by op: the engine asks millions of times."""
+
+    def __init__(self, hardware: HardwareSpec, profile: EfficiencyProfile | None = None):
+        self.hardware = hardware
+        self.profile = profile or DEFAULT_PROFILE
+        self._cache: dict[Op, OpCost] = {}
+        self._bw = hardware.mem_bw_bytes_per_s
+        self._link_bw = hardware.intra_node_link.bw_gbps * 1e9
+        self._link_lat = hardware.intra_node_link.latency_us * 1e-6
+
+    def cost(self, op: Op) -> OpCost:
+        hit = self._cache.get(op)
+        if hit is not None:
+            return hit
+        eff = self.profile.efficiency(op, self.hardware)
+        if op.kind == ALLREDUCE:
+            comm = ring_allreduce_s(op.bytes_read, op.devices, eff.memory * self._link_bw, self._link_lat)
+            res = OpCost(op, comm + eff.floor_s if op.devices > 1 else 0.0, 0.0, comm, eff.floor_s,
+                         COMMUNICATION, eff.compute, eff.memory, eff.source, eff.measured_error_pct)
+        else:
+            peak = self.hardware.peak_flops(op.dtype)
+            compute_s = op.flops / (eff.compute * peak)
+            memory_s = op.bytes / (eff.memory * self._bw)
+            body = max(compute_s, memory_s)
+            if eff.floor_s > body:
+                bound = OVERHEAD
+            else:
+                bound = COMPUTE if compute_s >= memory_s else MEMORY
+            res = OpCost(op, body + eff.floor_s, compute_s, memory_s, eff.floor_s, bound, eff.compute, eff.memory,
+                         eff.source, eff.measured_error_pct)
+        self._cache[op] = res
+        return res
+
+    def time_s(self, ops) -> float:
+        """Total seconds of a sequence of ops (each counted `count` times)."""
+        total = 0.0
+        cache = self._cache
+        for op in ops:
+            c = cache.get(op) or self.cost(op)
+            total += c.time_s * op.count
+        return total
+
+    def clear(self) -> None:
+        self._cache.clear()

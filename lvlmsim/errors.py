@@ -1,0 +1,50 @@
+"""One exception type for every input the user can get wrong.
+
+Faces (CLI, app) catch :class:`LvlmsimError` and print its one-line message; a traceback is a bug.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class LvlmsimError(Exception):
+    """A user-facing error: bad input, a configuration that cannot run, a missing file."""
+
+
+class SpecError(LvlmsimError, ValueError):
+    """A spec (YAML or Python) failed validation; the message names the file and the field."""
+
+
+class UnknownIdError(SpecError):
+    """An id that is not in the registry; the message suggests the closest ids."""
+
+    def __init__(self, kind: str, wanted: str, known: Iterable[str]):
+        known = sorted(known)
+        close = difflib.get_close_matches(wanted, known, n=3, cutoff=0.4)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        super().__init__(
+            f"unknown {kind} '{wanted}'.{hint} Known {kind} ids: {', '.join(known)} "
+            f"(or give a path to a YAML file)."
+        )
+        self.kind, self.wanted, self.suggestions = kind, wanted, close
+
+
+class InfeasibleError(LvlmsimError):
+    """A configuration that cannot run (does not fit in memory, TP does not divide heads, missing dtype)."""
+
+
+def format_validation_error(exc, source: str | None = None) -> str:
+    """Turn a pydantic ValidationError into one line per problem: `file: field.path: message (got value)`."""
+    where = f"{source}: " if source else ""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
+        msg = err.get("msg", "invalid value")
+        got = err.get("input")
+        got_s = ""
+        if err.get("type") not in ("missing",) and not isinstance(got, dict | list):
+            got_s = f" (got {got!r})"
+        lines.append(f"{where}{loc}: {msg}{got_s}")
+    return "; ".join(lines)

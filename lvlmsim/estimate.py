@@ -1,0 +1,252 @@
+"""Analytic estimate of one request (or a batch of identical requests), stage by stage and op by op.
+
+This is the static half of lvlmsim: tokenization -> operator graph -> cost model, with no queueing. The SimPy
+engine prices its batch steps with the same graph and cost model, so a lone request on an idle instance gets the
+same TTFT from both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from lvlmsim.cost.memory import MemoryReport, check_tp, memory_report
+from lvlmsim.cost.profile import EfficiencyProfile
+from lvlmsim.cost.roofline import COMPUTE, CostModel, OpCost
+from lvlmsim.errors import SpecError
+from lvlmsim.ops.graph import encode_ops, llm_ops
+from lvlmsim.ops.op import GraphConfig, Op, SeqWork
+from lvlmsim.ops.tokenization import ImageTokenization, tokenize_image, tokenize_video
+from lvlmsim.specs.hardware import HardwareSpec
+from lvlmsim.specs.model import ModelSpec
+
+MAX_DECODE_SAMPLES = 32  # decode steps priced exactly up to this many; beyond, a midpoint rule over contexts
+
+
+@dataclass
+class StageResult:
+    name: str
+    time_s: float
+    flops: float
+    bytes: float
+    bound: str
+    visual_flops_share: float
+    ops: list[OpCost] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"time_s": self.time_s, "flops": self.flops, "bytes": self.bytes, "bound": self.bound,
+                "visual_flops_share": self.visual_flops_share}
+
+
+@dataclass
+class Estimate:
+    model_id: str
+    hardware_id: str
+    profile: str
+    batch: int
+    tp: int
+    images: list[ImageTokenization]
+    visual_tokens: int
+    vit_tokens: int
+    prompt_tokens: int
+    output_tokens: int
+    stages: dict[str, StageResult]
+    ttft_s: float
+    tpot_s: float
+    e2e_s: float
+    memory: MemoryReport
+    graph_config: GraphConfig
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def context_tokens(self) -> int:
+        return self.prompt_tokens + (0 if self._cross_attention else self.visual_tokens)
+
+    @property
+    def _cross_attention(self) -> bool:
+        return any(n.startswith("cross-attention") for n in self.notes)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model_id,
+            "hardware": self.hardware_id,
+            "profile": self.profile,
+            "batch": self.batch,
+            "tp": self.tp,
+            "visual_tokens": self.visual_tokens,
+            "vit_tokens": self.vit_tokens,
+            "prompt_tokens": self.prompt_tokens,
+            "output_tokens": self.output_tokens,
+            "images": [{"width": t.width, "height": t.height, "llm_tokens": t.llm_tokens,
+                        "vit_seq_lens": list(t.vit_seq_lens), "detail": t.detail} for t in self.images],
+            "stages": {k: v.to_dict() for k, v in self.stages.items()},
+            "ttft_s": self.ttft_s,
+            "tpot_s": self.tpot_s,
+            "e2e_s": self.e2e_s,
+            "memory": self.memory.to_dict(),
+            "notes": self.notes,
+        }
+
+    def op_rows(self) -> list[dict]:
+        """One row per op and stage: what `--ops` prints and the app's roofline plots."""
+        rows = []
+        for stage in self.stages.values():
+            for c in stage.ops:
+                op = c.op
+                rows.append({
+                    "stage": op.stage, "module": op.module, "op": op.name, "kind": op.kind, "count": op.count,
+                    "layers": f"{op.layer_range[0]}-{op.layer_range[1]}", "shape": op.shape,
+                    "flops": op.total_flops, "bytes": op.total_bytes, "intensity": op.intensity,
+                    "time_s": c.total_time_s, "time_per_call_s": c.time_s, "compute_s": c.compute_s,
+                    "memory_s": c.memory_s, "floor_s": c.floor_s, "bound": c.bound,
+                    "attained_tflops": c.attained_flops / 1e12, "eff_compute": c.eff_compute,
+                    "eff_memory": c.eff_memory, "source": c.source, "measured_error_pct": c.measured_error_pct,
+                    "visual_flops_share": op.visual_flops_share, "dtype": op.dtype,
+                })
+        return rows
+
+    def ops_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.op_rows())
+
+
+def _stage(name: str, costs: list[OpCost]) -> StageResult:
+    time = sum(c.total_time_s for c in costs)
+    flops = sum(c.op.total_flops for c in costs)
+    nbytes = sum(c.op.total_bytes for c in costs)
+    by_bound: dict[str, float] = {}
+    for c in costs:
+        by_bound[c.bound] = by_bound.get(c.bound, 0.0) + c.total_time_s
+    bound = max(by_bound, key=by_bound.get) if by_bound else "none"
+    vis = sum(c.op.total_flops * c.op.visual_flops_share for c in costs)
+    return StageResult(name, time, flops, nbytes, bound, vis / flops if flops else 0.0, costs)
+
+
+def _merge(costs: list[tuple[OpCost, float]]) -> list[OpCost]:
+    """Fold repeated ops (decode steps) into one OpCost per op name with summed counts/flops/bytes/time."""
+    groups: dict[tuple[str, tuple[int, int]], list[tuple[OpCost, float]]] = {}
+    for c, w in costs:
+        groups.setdefault((c.op.name, c.op.layer_range), []).append((c, w))
+    out = []
+    for items in groups.values():
+        first = items[0][0]
+        if len(items) == 1 and items[0][1] == 1.0:
+            out.append(first)
+            continue
+        calls = sum(c.op.count * w for c, w in items)
+        flops = sum(c.op.flops * c.op.count * w for c, w in items)
+        br = sum(c.op.bytes_read * c.op.count * w for c, w in items)
+        bw = sum(c.op.bytes_written * c.op.count * w for c, w in items)
+        t = sum(c.total_time_s * w for c, w in items)
+        cs = sum(c.compute_s * c.op.count * w for c, w in items)
+        ms = sum(c.memory_s * c.op.count * w for c, w in items)
+        fs = sum(c.floor_s * c.op.count * w for c, w in items)
+        n = round(calls)
+        op = Op(name=first.op.name, kind=first.op.kind, stage=first.op.stage, module=first.op.module,
+                flops=flops / n, bytes_read=br / n, bytes_written=bw / n, dtype=first.op.dtype, shape=first.op.shape,
+                count=n, layer_range=first.op.layer_range, visual_flops_share=first.op.visual_flops_share,
+                weight_bytes=first.op.weight_bytes, act_bytes=first.op.act_bytes, devices=first.op.devices)
+        out.append(OpCost(op, t / n, cs / n, ms / n, fs / n, first.bound if len({c.bound for c, _ in items}) == 1
+                          else max(items, key=lambda x: x[0].total_time_s * x[1])[0].bound,
+                          first.eff_compute, first.eff_memory, first.source, first.measured_error_pct))
+    return out
+
+
+def decode_contexts(start: int, steps: int, max_samples: int = MAX_DECODE_SAMPLES) -> list[tuple[int, float]]:
+    """Contexts at which decode steps are priced, each with the number of steps it stands for (sums to `steps`)."""
+    if steps <= 0:
+        return []
+    if steps <= max_samples:
+        return [(start + i, 1.0) for i in range(steps)]
+    width = steps / max_samples
+    return [(start + int((i + 0.5) * width), width) for i in range(max_samples)]
+
+
+def default_graph_config(model: ModelSpec, tp: int) -> GraphConfig:
+    dt = model.dtype
+    mods = {"vision": dt, "projector": dt, "llm": dt}
+    return GraphConfig(weight_dtype=dict(mods), compute_dtype=dict(mods), act_dtype=dt if dt != "fp32" else "fp32",
+                       kv_dtype=dt, tp=tp)
+
+
+def parse_image_size(text: str) -> tuple[int, int]:
+    """'1344x1008' -> (1344, 1008); names the field on bad input."""
+    try:
+        w, h = (int(x) for x in text.lower().replace("×", "x").split("x"))
+    except ValueError:
+        raise SpecError(f"image_size: expected WIDTHxHEIGHT in pixels such as 336x336, got '{text}'") from None
+    if w <= 0 or h <= 0:
+        raise SpecError(f"image_size: width and height must be positive, got {w}x{h}")
+    return w, h
+
+
+def estimate_request(
+    model: ModelSpec, hardware: HardwareSpec, *, images: int = 1, image_size: tuple[int, int] | Sequence = (336, 336),
+    prompt_tokens: int = 64, output_tokens: int = 128, batch: int = 1, tp: int = 1,
+    profile: EfficiencyProfile | None = None, video_s: float = 0.0, cfg: GraphConfig | None = None,
+    cost_model: CostModel | None = None, tokenizations: list[ImageTokenization] | None = None,
+) -> Estimate:
+    """Cost of `batch` identical requests: encode their images, prefill them together, decode them together."""
+    for name, value, lo in (("images", images, 0), ("prompt_tokens", prompt_tokens, 0),
+                            ("output_tokens", output_tokens, 1), ("batch", batch, 1), ("tp", tp, 1)):
+        if not isinstance(value, int) or value < lo:
+            raise SpecError(f"{name}: must be an integer >= {lo}, got {value!r}")
+    if video_s < 0:
+        raise SpecError(f"video_s: must be >= 0 seconds, got {video_s}")
+    check_tp(model, tp)
+    cfg = cfg or default_graph_config(model, tp)
+    cm = cost_model or CostModel(hardware, profile)
+    notes: list[str] = []
+
+    if tokenizations is None:
+        sizes = [tuple(image_size)] * images if image_size and isinstance(image_size[0], int) else list(image_size)
+        if len(sizes) != images:
+            raise SpecError(f"image_size: got {len(sizes)} sizes for {images} images")
+        tokenizations = [tokenize_image(model, int(w), int(h)) for w, h in sizes]
+        if video_s > 0:
+            tokenizations.append(tokenize_video(model, video_s))
+    per_req_visual = sum(t.llm_tokens for t in tokenizations)
+    vit_seqs = tuple(L for t in tokenizations for L in t.vit_seq_lens)
+    proj_in = sum(t.projector_in_tokens for t in tokenizations)
+
+    # encode: every image of every request in the batch, as one batch of ViT sequences
+    enc_ops = encode_ops(model, vit_seqs * batch, proj_in * batch, per_req_visual * batch, cfg) if vit_seqs else ()
+    encode = _stage("encode", [cm.cost(op) for op in enc_ops])
+
+    cross = model.image_tokens_in_kv_of_cross_attention
+    if cross:
+        notes.append("cross-attention model: image tokens live in cross-attention KV, not in the decoder sequence")
+    in_seq_visual = 0 if cross else per_req_visual
+    cross_kv = per_req_visual if cross else 0
+    S = prompt_tokens + in_seq_visual
+    if S <= 0:
+        raise SpecError("prompt_tokens: a request needs at least one prompt or visual token")
+    pre = SeqWork(new_tokens=S, past_tokens=0, visual_new=in_seq_visual, cross_kv_tokens=cross_kv, emits_token=True)
+    pre_ops = llm_ops(model, (pre,) * batch, "prefill", cfg)
+    prefill = _stage("prefill", [cm.cost(op) for op in pre_ops])
+
+    steps = output_tokens - 1  # the first output token comes out of prefill
+    dec_costs: list[tuple[OpCost, float]] = []
+    for ctx, weight in decode_contexts(S, steps):
+        seq = SeqWork(new_tokens=1, past_tokens=ctx, visual_new=0, cross_kv_tokens=cross_kv, emits_token=True)
+        for op in llm_ops(model, (seq,) * batch, "decode", cfg, (in_seq_visual,) * batch):
+            dec_costs.append((cm.cost(op), weight))
+    decode = _stage("decode", _merge(dec_costs))
+
+    ttft = encode.time_s + prefill.time_s
+    tpot = decode.time_s / steps if steps else 0.0
+    mem = memory_report(model, hardware, cfg, text_tokens=prompt_tokens + output_tokens,
+                        visual_tokens=per_req_visual, batch=batch, activation_ops=tuple(enc_ops) + tuple(pre_ops))
+    if not mem.fits:
+        notes.append(mem.verdict)
+    prof_name = getattr(cm.profile, "name", "custom")
+    return Estimate(
+        model_id=model.id, hardware_id=hardware.id, profile=prof_name, batch=batch, tp=tp, images=tokenizations,
+        visual_tokens=per_req_visual, vit_tokens=sum(vit_seqs), prompt_tokens=prompt_tokens,
+        output_tokens=output_tokens, stages={"encode": encode, "prefill": prefill, "decode": decode}, ttft_s=ttft,
+        tpot_s=tpot, e2e_s=ttft + decode.time_s, memory=mem, graph_config=cfg, notes=notes,
+    )
+
+
+__all__ = ["COMPUTE", "Estimate", "StageResult", "decode_contexts", "estimate_request", "parse_image_size"]

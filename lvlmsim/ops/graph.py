@@ -1,0 +1,413 @@
+"""Operator graph: pure functions from shapes to lists of :class:`Op`. Every FLOP and byte formula lives here.
+
+Conventions (per op instance, i.e. per layer):
+- GEMM y[m,n] = x[m,k] @ W[k,n]: flops 2mnk; reads x (m*k*act) + W (k*n*weight); writes y (m*n*act).
+- Attention with FlashAttention: flops 4*heads*head_dim*(query-key pairs) (QK^T and PV); reads Q, K, V, writes O;
+  no score matrix traffic. Naive attention additionally writes and reads the score matrix S and probabilities P
+  (4 passes over heads*pairs elements) and adds ~5 flops per score for the softmax.
+- Causal prefill of q new tokens after p cached ones: pairs = q*p + q*(q+1)/2.
+- Norms, rotary, activations, residual adds, embedding gathers: memory-bound elementwise ops.
+- The LM head runs only on the sequences that emit a token (last token of a prefill, every decode step).
+- Tensor parallelism of degree t splits heads and MLP columns by t and adds two all-reduces per layer.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+from lvlmsim.ops.op import (
+    ALLREDUCE,
+    ATTN_DECODE,
+    ATTN_ENCODER,
+    ATTN_PREFILL,
+    CONV,
+    ELEMENTWISE,
+    GEMM,
+    GraphConfig,
+    Op,
+    SeqWork,
+)
+from lvlmsim.specs.base import DTYPE_BYTES
+from lvlmsim.specs.model import LanguageModelSpec, ModelSpec, VisionEncoderSpec
+
+NORM_FLOPS_PER_ELEM = 5.0  # mean, variance, scale: a few flops per element; memory-bound regardless
+ROTARY_FLOPS_PER_ELEM = 3.0
+ACT_FLOPS_PER_ELEM = 8.0  # SiLU/GELU plus the gating multiply
+SOFTMAX_FLOPS_PER_SCORE = 5.0
+
+
+def _b(dtype: str) -> float:
+    return DTYPE_BYTES[dtype]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# primitive op builders
+
+
+def gemm(
+    name: str, stage: str, module: str, m: int, n: int, k: int, cfg: GraphConfig, count: int = 1,
+    layer_range: tuple[int, int] = (0, 0), visual_share: float = 0.0,
+) -> Op:
+    """y[m,n] = x[m,k] W[k,n]; weight bytes use the module's weight dtype (quantized weights read fewer bytes)."""
+    act = _b(cfg.act_dtype)
+    w_dtype = cfg.weight_dtype.get(module, "bf16")
+    weight = k * n * _b(w_dtype)
+    flops = 2.0 * m * n * k
+    dequant = cfg.dequant_flops_per_weight.get(module, 0.0) * k * n  # W4A16: unpack + scale every weight
+    return Op(
+        name=name, kind=GEMM, stage=stage, module=module, flops=flops + dequant,
+        bytes_read=m * k * act + weight, bytes_written=m * n * act, dtype=cfg.compute_dtype.get(module, "bf16"),
+        shape=(m, n, k), count=count, layer_range=layer_range, visual_flops_share=visual_share,
+        weight_bytes=weight, act_bytes=(m * k + m * n) * act,
+    )
+
+
+def elementwise(
+    name: str, stage: str, module: str, elems: float, cfg: GraphConfig, flops_per_elem: float = 1.0,
+    reads: float = 1.0, writes: float = 1.0, extra_read_bytes: float = 0.0, count: int = 1,
+    layer_range: tuple[int, int] = (0, 0), visual_share: float = 0.0,
+) -> Op:
+    """A memory-bound op touching `elems` activations `reads` times in and `writes` times out."""
+    act = _b(cfg.act_dtype)
+    return Op(
+        name=name, kind=ELEMENTWISE, stage=stage, module=module, flops=flops_per_elem * elems,
+        bytes_read=reads * elems * act + extra_read_bytes, bytes_written=writes * elems * act,
+        dtype=cfg.act_dtype, shape=(int(elems),), count=count, layer_range=layer_range,
+        visual_flops_share=visual_share, act_bytes=(reads + writes) * elems * act,
+    )
+
+
+def allreduce(
+    name: str, stage: str, module: str, message_bytes: float, cfg: GraphConfig, count: int = 1,
+    layer_range: tuple[int, int] = (0, 0), visual_share: float = 0.0,
+) -> Op:
+    """A ring all-reduce of `message_bytes` over cfg.tp devices; its time comes from the link model, not HBM."""
+    return Op(
+        name=name, kind=ALLREDUCE, stage=stage, module=module, flops=message_bytes / _b(cfg.act_dtype),
+        bytes_read=message_bytes, bytes_written=0.0, dtype=cfg.act_dtype, shape=(int(message_bytes), cfg.tp),
+        count=count, layer_range=layer_range, visual_flops_share=visual_share, devices=cfg.tp,
+    )
+
+
+def attention(
+    name: str, kind: str, stage: str, module: str, *, batch: int, pairs: float, q_tokens: float,
+    kv_tokens_read: float, heads: int, kv_heads: int, head_dim: int, cfg: GraphConfig,
+    kv_dtype: str | None = None, kv_written_tokens: float = 0.0, q_per_seq: float = 0.0, kv_per_seq: float = 0.0,
+    count: int = 1, layer_range: tuple[int, int] = (0, 0), visual_share: float = 0.0,
+) -> Op:
+    """Scaled-dot-product attention over `pairs` query-key pairs summed over the batch.
+
+    Reads Q (q_tokens) and K,V (kv_tokens_read, in kv_dtype), writes O and, for self-attention with a cache, the new
+    tokens' K,V (kv_written_tokens). Naive attention adds the score/probability matrix round trips.
+    """
+    act = _b(cfg.act_dtype)
+    kvb = _b(kv_dtype or cfg.kv_dtype)
+    flops = 4.0 * heads * head_dim * pairs
+    q_bytes = q_tokens * heads * head_dim * act
+    kv_bytes = 2.0 * kv_tokens_read * kv_heads * head_dim * kvb
+    read = q_bytes + kv_bytes
+    written = q_bytes + 2.0 * kv_written_tokens * kv_heads * head_dim * kvb
+    act_foot = 2 * q_bytes
+    if not cfg.flash_attention:
+        scores = heads * pairs
+        flops += SOFTMAX_FLOPS_PER_SCORE * scores
+        read += 2.0 * scores * act  # read S for softmax, read P for PV
+        written += 2.0 * scores * act  # write S, write P
+        act_foot += 2.0 * scores * act
+    return Op(
+        name=name, kind=kind, stage=stage, module=module, flops=flops, bytes_read=read, bytes_written=written,
+        dtype=cfg.compute_dtype.get(module, "bf16"),
+        shape=(batch, round(q_per_seq, 3), round(kv_per_seq, 3), heads, kv_heads, head_dim),
+        count=count, layer_range=layer_range, visual_flops_share=visual_share, act_bytes=act_foot,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# parameter counts (weights), the basis of weight memory
+
+
+def vision_params(v: VisionEncoderSpec) -> int:
+    """ViT weights incl. biases, norms, patch embedding and position embedding (CLIP-style, learned)."""
+    h, inter = v.hidden_size, v.intermediate_size
+    patch = v.in_channels * v.patch_size**2 * v.temporal_patch_size * h + h
+    n_pos = (v.image_size // v.patch_size) ** 2 + (1 if v.cls_token else 0)
+    pos = n_pos * h + (h if v.cls_token else 0)
+    attn = 4 * h * h + 4 * h
+    mlp = (3 if v.mlp_kind == "gated" else 2) * h * inter + inter + h
+    norms = 4 * h
+    return patch + pos + v.num_layers * (attn + mlp + norms) + 2 * h
+
+
+def projector_params(model: ModelSpec) -> int:
+    p = model.projector
+    dims = p.layer_dims
+    n = sum(dims[i] * dims[i + 1] + dims[i + 1] for i in range(len(dims) - 1))
+    if p.kind == "resampler":
+        d = dims[-1]
+        n += (p.num_queries or 0) * d + 4 * d * d  # learned queries + q/k/v/o of the cross-attention
+    return n
+
+
+def llm_params(lm: LanguageModelSpec) -> int:
+    """Decoder weights: embeddings, attention, MLP, norms, LM head (untied unless tie_word_embeddings).
+
+    Llama-2-7B check: 32000*4096*2 + 32*(4*4096^2 + 3*4096*11008 + 2*4096) + 4096 = 6,738,415,616.
+    """
+    h, d = lm.hidden_size, lm.head_dim
+    attn = h * (lm.num_heads + 2 * lm.num_kv_heads) * d + lm.num_heads * d * h
+    mlp = (3 if lm.mlp_kind == "gated" else 2) * h * lm.intermediate_size
+    per_layer = attn + mlp + 2 * h
+    embed = lm.vocab_size * h * (1 if lm.tie_word_embeddings else 2)
+    return embed + lm.num_layers * per_layer + h
+
+
+def param_counts(model: ModelSpec) -> dict[str, int]:
+    return {"vision": vision_params(model.vision), "projector": projector_params(model), "llm": llm_params(model.llm)}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# encode: vision encoder + projector
+
+
+def _vit_attention_pairs(v: VisionEncoderSpec, seq_lens: Sequence[int], windowed: bool) -> float:
+    """Query-key pairs of one ViT layer: full attention is L^2 per sequence; a window layer is w^2 per window."""
+    if not windowed or v.window is None:
+        return float(sum(L * L for L in seq_lens))
+    w = (v.window.window_size_px // v.patch_size) ** 2  # patches per window
+    return float(sum((L // w) * w * w + (L % w) ** 2 for L in seq_lens))
+
+
+@functools.lru_cache(maxsize=4096)
+def encode_ops(
+    model: ModelSpec, vit_seq_lens: tuple[int, ...], projector_in_tokens: int, llm_tokens: int, cfg: GraphConfig
+) -> tuple[Op, ...]:
+    """Ops to encode a set of images/frames: the ViT over every sequence in `vit_seq_lens`, then the projector."""
+    v, lm = model.vision, model.llm
+    t = cfg.tp
+    stage, P = "encode", int(sum(vit_seq_lens))
+    if P == 0:
+        return ()
+    h, heads, d = v.hidden_size, v.num_heads, v.head_dim
+    heads_t = max(1, heads // t)
+    inter_t = v.intermediate_size // t if v.intermediate_size % t == 0 else math.ceil(v.intermediate_size / t)
+    L = v.effective_layers
+    batch = len(vit_seq_lens)
+    ops: list[Op] = [
+        Op(
+            name="vision.patch_embed", kind=CONV, stage=stage, module="vision",
+            flops=2.0 * P * h * v.in_channels * v.patch_size**2 * v.temporal_patch_size,
+            bytes_read=P * v.in_channels * v.patch_size**2 * v.temporal_patch_size * _b(cfg.act_dtype)
+            + v.in_channels * v.patch_size**2 * v.temporal_patch_size * h * _b(cfg.weight_dtype.get("vision", "bf16")),
+            bytes_written=P * h * _b(cfg.act_dtype), dtype=cfg.compute_dtype.get("vision", "bf16"),
+            shape=(P, h, v.in_channels * v.patch_size**2 * v.temporal_patch_size), visual_flops_share=1.0,
+            act_bytes=2 * P * h * _b(cfg.act_dtype),
+        )
+    ]
+    full_layers = set(v.window.full_attention_layers) if v.window else set(range(L))
+    n_full = sum(1 for i in range(L) if i in full_layers)
+    segments = [(n_full, False)] if v.window is None else [(n_full, False), (L - n_full, True)]
+    rng = (0, L - 1)
+    ops.append(elementwise("vision.norm", stage, "vision", P * h, cfg, NORM_FLOPS_PER_ELEM, count=2 * L,
+                           layer_range=rng, visual_share=1.0))
+    ops.append(gemm("vision.qkv_proj", stage, "vision", P, 3 * heads_t * d, h, cfg, L, rng, 1.0))
+    for n_layers, windowed in segments:
+        if n_layers <= 0:
+            continue
+        pairs = _vit_attention_pairs(v, vit_seq_lens, windowed)
+        ops.append(attention(
+            "vision.attention" + (".window" if windowed else ""), ATTN_ENCODER, stage, "vision", batch=batch,
+            pairs=pairs, q_tokens=P, kv_tokens_read=P, heads=heads_t, kv_heads=heads_t, head_dim=d, cfg=cfg,
+            kv_dtype=cfg.act_dtype, q_per_seq=P / batch, kv_per_seq=P / batch, count=n_layers, layer_range=rng,
+            visual_share=1.0,
+        ))
+    ops.append(gemm("vision.o_proj", stage, "vision", P, h, heads_t * d, cfg, L, rng, 1.0))
+    up = 2 * inter_t if v.mlp_kind == "gated" else inter_t
+    ops.append(gemm("vision.mlp_up", stage, "vision", P, up, h, cfg, L, rng, 1.0))
+    ops.append(elementwise("vision.mlp_act", stage, "vision", P * inter_t, cfg, ACT_FLOPS_PER_ELEM,
+                           reads=2 if v.mlp_kind == "gated" else 1, count=L, layer_range=rng, visual_share=1.0))
+    ops.append(gemm("vision.mlp_down", stage, "vision", P, h, inter_t, cfg, L, rng, 1.0))
+    ops.append(elementwise("vision.residual_add", stage, "vision", P * h, cfg, 1.0, reads=2, count=2 * L,
+                           layer_range=rng, visual_share=1.0))
+    if t > 1:
+        ops.append(allreduce("vision.allreduce", stage, "vision", P * h * _b(cfg.act_dtype), cfg, 2 * L, rng, 1.0))
+    ops.extend(_projector_ops(model, P, projector_in_tokens, llm_tokens, batch, cfg))
+    if lm.cross_attention_layers:
+        # Llama-3.2-Vision: image tokens are projected to K/V of every cross-attention layer once per image.
+        n_x = len(lm.cross_attention_layers)
+        kv_t = max(1, lm.num_kv_heads // t)
+        ops.append(gemm("llm.cross_kv_proj", stage, "llm", llm_tokens, 2 * kv_t * lm.head_dim, lm.hidden_size,
+                        cfg, n_x, (min(lm.cross_attention_layers), max(lm.cross_attention_layers)), 1.0))
+    return tuple(ops)
+
+
+def _projector_ops(
+    model: ModelSpec, vit_tokens: int, projector_in_tokens: int, llm_tokens: int, batch: int, cfg: GraphConfig
+) -> list[Op]:
+    p = model.projector
+    stage = "encode"
+    dims = p.layer_dims
+    ops: list[Op] = []
+    if p.kind == "resampler":
+        # MiniCPM-V: `num_queries` learned queries per slice cross-attend to that slice's patches.
+        q_total = llm_tokens
+        d = dims[-1]
+        heads = p.num_heads or max(1, d // 128)
+        ops.append(gemm("projector.kv_proj", stage, "projector", projector_in_tokens, d, dims[0], cfg,
+                        visual_share=1.0))
+        ops.append(gemm("projector.kv_proj2", stage, "projector", projector_in_tokens, 2 * d, d, cfg,
+                        visual_share=1.0))
+        ops.append(gemm("projector.q_proj", stage, "projector", q_total, d, d, cfg, visual_share=1.0))
+        pairs = float(q_total) * projector_in_tokens / max(batch, 1)
+        ops.append(attention("projector.cross_attention", ATTN_ENCODER, stage, "projector", batch=batch,
+                             pairs=pairs, q_tokens=q_total, kv_tokens_read=projector_in_tokens, heads=heads,
+                             kv_heads=heads, head_dim=d // heads, cfg=cfg, kv_dtype=cfg.act_dtype,
+                             q_per_seq=q_total / batch, kv_per_seq=projector_in_tokens / batch, visual_share=1.0))
+        ops.append(gemm("projector.o_proj", stage, "projector", q_total, d, d, cfg, visual_share=1.0))
+        return ops
+    m = max(1, projector_in_tokens // p.merge_factor)
+    if p.kind in ("patch_merger", "pixel_shuffle_mlp"):
+        ops.append(elementwise("projector.merge_norm", stage, "projector", projector_in_tokens * dims[0]
+                               / p.merge_factor, cfg, NORM_FLOPS_PER_ELEM, visual_share=1.0))
+    for i in range(len(dims) - 1):
+        ops.append(gemm(f"projector.fc{i + 1}", stage, "projector", m, dims[i + 1], dims[i], cfg, visual_share=1.0))
+        if i < len(dims) - 2:
+            ops.append(elementwise(f"projector.act{i + 1}", stage, "projector", m * dims[i + 1], cfg,
+                                   ACT_FLOPS_PER_ELEM, visual_share=1.0))
+    return ops
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the language model: prefill chunks and decode steps share one builder
+
+
+def layer_segments(num_layers: int, visual_keep: tuple[tuple[int, float], ...]) -> list[tuple[int, int, float]]:
+    """Split layers into runs with a constant kept fraction of visual tokens: [(first, last, fraction), ...].
+
+    `visual_keep` entries are (from_layer, fraction of the ORIGINAL visual tokens kept from that layer on).
+    """
+    starts: dict[int, float] = {0: 1.0}
+    for layer, frac in sorted(visual_keep):
+        starts[max(0, min(num_layers, layer))] = frac
+    points = sorted(starts.items())
+    segs = []
+    for i, (start, frac) in enumerate(points):
+        end = points[i + 1][0] - 1 if i + 1 < len(points) else num_layers - 1
+        if end >= start:
+            segs.append((start, end, frac))
+    return segs
+
+
+def _kept(n_visual: float, frac: float) -> float:
+    return math.floor(n_visual * frac + 1e-9) if frac < 1.0 else n_visual
+
+
+@functools.lru_cache(maxsize=65536)
+def llm_ops(
+    model: ModelSpec, seqs: tuple[SeqWork, ...], stage: str, cfg: GraphConfig, past_visual: tuple[int, ...] = ()
+) -> tuple[Op, ...]:
+    """Ops of one forward pass of the language model over a batch of sequence slices.
+
+    `past_visual[i]` is how many of sequence i's past tokens are visual (so a token schedule can shrink them).
+    Decode is the same pass with new_tokens = 1 per sequence; the attention op kind follows `stage`.
+    """
+    lm = model.llm
+    t = cfg.tp
+    act = _b(cfg.act_dtype)
+    h, d = lm.hidden_size, lm.head_dim
+    heads_t = max(1, lm.num_heads // t)
+    kv_t = max(1, lm.num_kv_heads // t)
+    inter_t = math.ceil(lm.intermediate_size / t)
+    vocab_t = math.ceil(lm.vocab_size / t)
+    pv = past_visual or tuple(0 for _ in seqs)
+    n_emit = sum(1 for s in seqs if s.emits_token)
+    cross = set(lm.cross_attention_layers)
+    ops: list[Op] = []
+
+    total_new = sum(s.new_tokens for s in seqs)
+    ops.append(elementwise("llm.embed", stage, "llm", total_new * h, cfg, 0.0, reads=1, writes=1,
+                           visual_share=_share(sum(s.visual_new for s in seqs), total_new)))
+    for first, last, frac in layer_segments(lm.num_layers, cfg.visual_keep):
+        layers = [i for i in range(first, last + 1)]
+        n_self = sum(1 for i in layers if i not in cross)
+        n_cross = len(layers) - n_self
+        rng = (first, last)
+        # tokens live in this segment: visual ones shrink by the schedule's kept fraction
+        new_vis = [_kept(s.visual_new, frac) for s in seqs]
+        new_tok = [s.new_tokens - s.visual_new + nv for s, nv in zip(seqs, new_vis, strict=True)]
+        past_tok = [s.past_tokens - pvis + _kept(pvis, frac) for s, pvis in zip(seqs, pv, strict=True)]
+        m = int(sum(new_tok))
+        if m == 0:
+            continue
+        vis_share = _share(sum(new_vis), m)
+        n = len(layers)
+        ops.append(elementwise("llm.norm", stage, "llm", m * h, cfg, NORM_FLOPS_PER_ELEM, count=2 * n,
+                               layer_range=rng, visual_share=vis_share))
+        ops.append(elementwise("llm.residual_add", stage, "llm", m * h, cfg, 1.0, reads=2, count=2 * n,
+                               layer_range=rng, visual_share=vis_share))
+        if n_self:
+            ops.append(gemm("llm.qkv_proj", stage, "llm", m, (heads_t + 2 * kv_t) * d, h, cfg, n_self, rng,
+                            vis_share))
+            ops.append(elementwise("llm.rotary", stage, "llm", m * (heads_t + kv_t) * d, cfg,
+                                   ROTARY_FLOPS_PER_ELEM, count=n_self, layer_range=rng, visual_share=vis_share))
+            ops.append(_self_attention(stage, new_tok, past_tok, new_vis, pv, frac, heads_t, kv_t, d, cfg,
+                                       n_self, rng))
+            ops.append(gemm("llm.o_proj", stage, "llm", m, h, heads_t * d, cfg, n_self, rng, vis_share))
+        if n_cross:
+            x_seqs = [(nt, s.cross_kv_tokens) for s, nt in zip(seqs, new_tok, strict=True) if s.cross_kv_tokens]
+            ops.append(gemm("llm.cross_q_proj", stage, "llm", m, heads_t * d, h, cfg, n_cross, rng, 0.0))
+            if x_seqs:
+                pairs = float(sum(q * kv for q, kv in x_seqs))
+                kv_read = float(sum(kv for _, kv in x_seqs))
+                ops.append(attention(
+                    "llm.cross_attention", ATTN_DECODE if stage == "decode" else ATTN_ENCODER, stage, "llm",
+                    batch=len(x_seqs), pairs=pairs, q_tokens=sum(q for q, _ in x_seqs), kv_tokens_read=kv_read,
+                    heads=heads_t, kv_heads=kv_t, head_dim=d, cfg=cfg,
+                    q_per_seq=sum(q for q, _ in x_seqs) / len(x_seqs), kv_per_seq=kv_read / len(x_seqs),
+                    count=n_cross, layer_range=rng, visual_share=1.0,
+                ))
+            ops.append(gemm("llm.cross_o_proj", stage, "llm", m, h, heads_t * d, cfg, n_cross, rng, 0.0))
+        up = 2 * inter_t if lm.mlp_kind == "gated" else inter_t
+        ops.append(gemm("llm.mlp_up", stage, "llm", m, up, h, cfg, n, rng, vis_share))
+        ops.append(elementwise("llm.mlp_act", stage, "llm", m * inter_t, cfg, ACT_FLOPS_PER_ELEM,
+                               reads=2 if lm.mlp_kind == "gated" else 1, count=n, layer_range=rng,
+                               visual_share=vis_share))
+        ops.append(gemm("llm.mlp_down", stage, "llm", m, h, inter_t, cfg, n, rng, vis_share))
+        if t > 1:
+            ops.append(allreduce("llm.allreduce", stage, "llm", m * h * act, cfg, 2 * n, rng, vis_share))
+    if n_emit:
+        ops.append(elementwise("llm.final_norm", stage, "llm", n_emit * h, cfg, NORM_FLOPS_PER_ELEM))
+        ops.append(gemm("llm.lm_head", stage, "llm", n_emit, vocab_t, h, cfg))
+        if t > 1:
+            ops.append(allreduce("llm.logits_gather", stage, "llm", n_emit * vocab_t * act, cfg))
+    return tuple(ops)
+
+
+def _share(part: float, whole: float) -> float:
+    return float(part) / whole if whole else 0.0
+
+
+def _self_attention(
+    stage: str, new_tok: list[float], past_tok: list[float], new_vis: list[float],
+    past_vis: tuple[int, ...], frac: float, heads: int, kv_heads: int, d: int, cfg: GraphConfig, count: int,
+    rng: tuple[int, int],
+) -> Op:
+    pairs = 0.0
+    text_pairs = 0.0  # query-key pairs where neither side is visual (approximated as independent fractions)
+    kv_read = 0.0
+    for q, p, nv, pvis in zip(new_tok, past_tok, new_vis, past_vis, strict=True):
+        seq_pairs = q * p + q * (q + 1) / 2.0
+        pairs += seq_pairs
+        kv_read += p + q
+        keys = p + q
+        vis_keys = _kept(pvis, frac) + nv
+        text_pairs += seq_pairs * ((q - nv) / q if q else 0.0) * ((keys - vis_keys) / keys if keys else 0.0)
+    batch = len(new_tok)
+    kind = ATTN_DECODE if stage == "decode" else ATTN_PREFILL
+    return attention(
+        "llm.attention", kind, stage, "llm", batch=batch, pairs=pairs, q_tokens=sum(new_tok), kv_tokens_read=kv_read,
+        heads=heads, kv_heads=kv_heads, head_dim=d, cfg=cfg, kv_written_tokens=sum(new_tok),
+        q_per_seq=sum(new_tok) / batch, kv_per_seq=kv_read / batch, count=count, layer_range=rng,
+        visual_share=min(1.0, max(0.0, 1.0 - text_pairs / pairs)) if pairs else 0.0,
+    )

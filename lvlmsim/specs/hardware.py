@@ -1,0 +1,79 @@
+"""HardwareSpec: datasheet numbers of one device. Efficiencies never live here (they are calibration's)."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator
+
+from lvlmsim.errors import InfeasibleError
+from lvlmsim.specs.base import DTYPES, Dtype, StrictModel
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
+
+
+class LinkSpec(StrictModel):
+    """A point-to-point link; bandwidth is per direction, as NVLink/PCIe datasheets halve their bidirectional total."""
+
+    name: str
+    bw_gbps: PositiveFloat = Field(description="GB/s per direction (1 GB = 1e9 bytes)")
+    latency_us: NonNegativeFloat = Field(description="one-way latency of a small message, microseconds")
+
+
+class HardwareSpec(StrictModel):
+    id: str = Field(description="lower-case slug, e.g. h100-sxm")
+    name: str
+    vendor: str
+    kind: str = Field(pattern=r"^(gpu|cpu|accelerator|soc)$")
+    peak_tflops: dict[Dtype, PositiveFloat] = Field(description="dense (not 2:4 sparse) peak per dtype, TFLOP/s")
+    mem_capacity_gib: PositiveFloat
+    mem_bw_gbps: PositiveFloat = Field(description="device memory bandwidth, GB/s")
+    l2_cache_mb: PositiveFloat = Field(description="last-level on-chip cache, MB")
+    intra_node_link: LinkSpec
+    inter_node_bw_gbps: NonNegativeFloat = Field(description="network bandwidth per device across nodes, GB/s")
+    max_devices_per_node: PositiveInt = 8
+    tdp_w: PositiveFloat
+    idle_power_w: NonNegativeFloat | None = None
+    price_per_hour_usd: NonNegativeFloat
+    price_date: str = Field(pattern=r"^\d{4}-\d{2}(-\d{2})?$")
+    price_source: str
+    source: str = Field(min_length=1, description="where the datasheet numbers come from")
+    notes: str = ""
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not SLUG.match(v):
+            raise ValueError("must be a lower-case slug of letters, digits, '-' and '.' (e.g. h100-sxm)")
+        return v
+
+    @field_validator("peak_tflops")
+    @classmethod
+    def _some_peak(cls, v: dict) -> dict:
+        if not v:
+            raise ValueError(f"needs at least one dtype among {', '.join(DTYPES)}")
+        return v
+
+    @property
+    def mem_capacity_bytes(self) -> float:
+        return self.mem_capacity_gib * 2**30
+
+    @property
+    def mem_bw_bytes_per_s(self) -> float:
+        return self.mem_bw_gbps * 1e9
+
+    def supports(self, dtype: str) -> bool:
+        return dtype in self.peak_tflops
+
+    def peak_flops(self, dtype: str) -> float:
+        """Peak FLOP/s (or OP/s for int types) for compute in `dtype`; fails clearly when the device lacks it."""
+        try:
+            return self.peak_tflops[dtype] * 1e12
+        except KeyError:
+            raise InfeasibleError(
+                f"hardware '{self.id}' has no {dtype} compute; it supports: {', '.join(self.peak_tflops)}"
+            ) from None
+
+    def ridge_point(self, dtype: str) -> float:
+        """Arithmetic intensity (FLOP/byte) where the roofline turns from memory- to compute-bound."""
+        return self.peak_flops(dtype) / self.mem_bw_bytes_per_s

@@ -1,0 +1,127 @@
+"""ModelSpec: an LVLM as vision encoder + projector + language model + tokenization policy.
+
+Shapes only; FLOP and byte formulas live in :mod:`lvlmsim.ops.graph`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+
+from lvlmsim.specs.base import Dtype, StrictModel
+from lvlmsim.specs.tokenization_policy import TokenizationPolicy, VideoPolicy
+
+MlpKind = Literal["plain", "gated"]
+
+
+class WindowAttentionSpec(StrictModel):
+    """Qwen2.5-VL windowed ViT attention: most layers attend within windows; a few layers attend globally."""
+
+    window_size_px: PositiveInt = Field(description="side of a square attention window in px (Qwen2.5-VL: 112)")
+    full_attention_layers: list[NonNegativeInt] = Field(description="0-based ViT layers with global attention")
+
+
+class VisionEncoderSpec(StrictModel):
+    name: str
+    num_layers: PositiveInt
+    hidden_size: PositiveInt
+    num_heads: PositiveInt
+    intermediate_size: PositiveInt
+    mlp_kind: MlpKind = "plain"
+    patch_size: PositiveInt
+    temporal_patch_size: PositiveInt = 1
+    in_channels: PositiveInt = 3
+    image_size: PositiveInt = Field(description="side in px of one crop/tile the encoder sees natively")
+    cls_token: bool = False
+    layers_used: PositiveInt | None = Field(
+        None, description="layers actually run (LLaVA selects layer -2, so 23 of 24); default all"
+    )
+    window: WindowAttentionSpec | None = None
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def effective_layers(self) -> int:
+        return self.layers_used or self.num_layers
+
+    @model_validator(mode="after")
+    def _check(self) -> VisionEncoderSpec:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.layers_used is not None and self.layers_used > self.num_layers:
+            raise ValueError(f"layers_used {self.layers_used} exceeds num_layers {self.num_layers}")
+        return self
+
+
+class ProjectorSpec(StrictModel):
+    """What turns ViT outputs into LLM tokens.
+
+    kind: mlp (LLaVA), patch_merger (Qwen2-VL: merge `merge_factor` patches then MLP), pixel_shuffle_mlp (InternVL),
+    resampler (MiniCPM-V: `num_queries` learned queries cross-attend to patches), linear (Llama-3.2-Vision).
+    `layer_dims` lists the widths through the MLP: [in, hidden..., out].
+    """
+
+    kind: Literal["mlp", "patch_merger", "pixel_shuffle_mlp", "resampler", "linear"]
+    layer_dims: list[PositiveInt] = Field(min_length=2)
+    merge_factor: PositiveInt = Field(1, description="ViT tokens folded into one LLM token (2x2 merge: 4)")
+    num_queries: PositiveInt | None = Field(None, description="resampler queries per image/slice")
+    num_heads: PositiveInt | None = Field(None, description="resampler cross-attention heads")
+
+    @model_validator(mode="after")
+    def _check(self) -> ProjectorSpec:
+        if self.kind == "resampler" and self.num_queries is None:
+            raise ValueError("a resampler projector needs num_queries")
+        return self
+
+
+class LanguageModelSpec(StrictModel):
+    name: str
+    num_layers: PositiveInt
+    hidden_size: PositiveInt
+    num_heads: PositiveInt
+    num_kv_heads: PositiveInt
+    head_dim: PositiveInt
+    intermediate_size: PositiveInt
+    mlp_kind: MlpKind = "gated"
+    vocab_size: PositiveInt
+    tie_word_embeddings: bool = False
+    max_position_embeddings: PositiveInt = 32768
+    cross_attention_layers: list[NonNegativeInt] = Field(
+        default_factory=list,
+        description="0-based layers that cross-attend to image tokens (Llama-3.2-Vision); counted in num_layers",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> LanguageModelSpec:
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}")
+        bad = [i for i in self.cross_attention_layers if i >= self.num_layers]
+        if bad:
+            raise ValueError(f"cross_attention_layers {bad} are >= num_layers {self.num_layers}")
+        return self
+
+    @property
+    def self_attention_layers(self) -> int:
+        return self.num_layers - len(self.cross_attention_layers)
+
+
+class ModelSpec(StrictModel):
+    id: str
+    name: str
+    family: str
+    source: str = Field(min_length=1, description="config.json / paper the numbers come from")
+    vision: VisionEncoderSpec
+    projector: ProjectorSpec
+    llm: LanguageModelSpec
+    tokenization: TokenizationPolicy
+    video: VideoPolicy | None = None
+    dtype: Dtype = Field("bf16", description="weights and compute dtype as released")
+    notes: str = ""
+
+    @property
+    def image_tokens_in_kv_of_cross_attention(self) -> bool:
+        """True when image tokens do not enter the decoder sequence (Llama-3.2-Vision)."""
+        return bool(self.llm.cross_attention_layers)

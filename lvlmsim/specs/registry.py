@@ -1,0 +1,99 @@
+"""Finds the YAML data folders from a checkout or from an installed wheel, and resolves ids or paths to specs.
+
+A checkout keeps `hardware_specs/`, `workloads/` and `calibration/profiles/` at the top level; a wheel carries the
+same folders under `lvlmsim/_data/`. This module is the only place that knows either layout.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from lvlmsim.errors import UnknownIdError
+from lvlmsim.specs.base import load_yaml_as
+from lvlmsim.specs.hardware import HardwareSpec
+from lvlmsim.specs.model import ModelSpec
+
+_PKG = Path(__file__).resolve().parents[1]
+
+
+def data_root() -> Path:
+    """The folder holding hardware_specs/ and workloads/: the checkout root, else the wheel's _data/."""
+    checkout = _PKG.parent
+    if (checkout / "hardware_specs").is_dir() and (checkout / "workloads").is_dir():
+        return checkout
+    return _PKG / "_data"
+
+
+def hardware_dir() -> Path:
+    return data_root() / "hardware_specs"
+
+
+def models_dir() -> Path:
+    return data_root() / "workloads" / "models"
+
+
+def scenarios_dir() -> Path:
+    return data_root() / "workloads" / "scenarios"
+
+
+def traces_dir() -> Path:
+    return data_root() / "workloads" / "traces"
+
+
+def profiles_dir() -> Path:
+    return data_root() / "calibration" / "profiles"
+
+
+def _ids(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
+
+
+def hardware_ids() -> list[str]:
+    return list(_ids(hardware_dir()))
+
+
+def model_ids() -> list[str]:
+    return list(_ids(models_dir()))
+
+
+def scenario_ids() -> list[str]:
+    return list(_ids(scenarios_dir()))
+
+
+def _looks_like_path(ref: str) -> bool:
+    return ref.endswith((".yaml", ".yml")) or "/" in ref or "\\" in ref
+
+
+def resolve_path(kind: str, ref: str, folder: Path) -> Path:
+    """An id in `folder`, or a path to a YAML file; unknown ids raise with the closest suggestions."""
+    if _looks_like_path(ref):
+        return Path(ref)
+    known = _ids(folder)
+    if ref in known:
+        return known[ref]
+    raise UnknownIdError(kind, ref, known)
+
+
+@functools.lru_cache(maxsize=256)
+def _load_hardware(path: str) -> HardwareSpec:
+    return load_yaml_as(HardwareSpec, Path(path))
+
+
+@functools.lru_cache(maxsize=256)
+def _load_model(path: str) -> ModelSpec:
+    return load_yaml_as(ModelSpec, Path(path))
+
+
+def load_hardware(ref: str | HardwareSpec) -> HardwareSpec:
+    """A HardwareSpec from an id (`h100-sxm`), a YAML path, or an existing spec."""
+    if isinstance(ref, HardwareSpec):
+        return ref
+    return _load_hardware(str(resolve_path("hardware", ref, hardware_dir()).resolve()))
+
+
+def load_model(ref: str | ModelSpec) -> ModelSpec:
+    """A ModelSpec from an id (`llava-1.5-7b`), a YAML path, or an existing spec."""
+    if isinstance(ref, ModelSpec):
+        return ref
+    return _load_model(str(resolve_path("model", ref, models_dir()).resolve()))

@@ -1,0 +1,78 @@
+"""Cost model: the roofline formula, bound labels, provenance, and monotonicity in hardware."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lvlmsim.cost import CostModel, DefaultProfile, PeakProfile, ring_allreduce_s
+from lvlmsim.errors import InfeasibleError
+from lvlmsim.ops.graph import attention, gemm
+from lvlmsim.ops.op import ATTN_DECODE, GraphConfig
+from lvlmsim.specs import load_hardware
+
+CFG = GraphConfig()
+
+
+def test_large_gemm_is_compute_bound_at_derated_peak():
+    hw = load_hardware("h100-sxm")
+    op = gemm("g", "prefill", "llm", 8192, 8192, 8192, CFG)
+    c = CostModel(hw, DefaultProfile()).cost(op)
+    # 2 * 8192^3 = 1.0995e12 FLOP at 0.75 * 989.4 TFLOP/s = 1.4817 ms, plus the 3 us floor
+    assert c.bound == "compute"
+    assert c.time_s == pytest.approx(2 * 8192**3 / (0.75 * 989.4e12) + 3e-6, rel=1e-9)
+    assert c.source == "roofline-default"
+
+
+def test_decode_gemm_is_memory_bound():
+    hw = load_hardware("h100-sxm")
+    op = gemm("g", "decode", "llm", 1, 4096, 4096, CFG)
+    c = CostModel(hw, PeakProfile()).cost(op)
+    # bytes: x 4096*2 + W 4096*4096*2 + y 4096*2 = 33,570,816 at 3.35 TB/s = 10.02 us
+    assert c.bound == "memory"
+    assert c.time_s == pytest.approx(33_570_816 / 3.35e12, rel=1e-9)
+
+
+def test_tiny_op_is_overhead_bound():
+    hw = load_hardware("h100-sxm")
+    op = gemm("g", "decode", "llm", 1, 64, 64, CFG)
+    assert CostModel(hw).cost(op).bound == "overhead"
+
+
+def test_missing_dtype_fails_clearly():
+    hw = load_hardware("a100-sxm-80gb")
+    op = gemm("g", "prefill", "llm", 128, 128, 128, GraphConfig(compute_dtype={"llm": "fp8"}))
+    with pytest.raises(InfeasibleError, match="no fp8 compute"):
+        CostModel(hw).cost(op)
+
+
+def test_ring_allreduce_matches_hand_formula():
+    # 8 devices, 64 MiB message, 450 GB/s per direction, 2 us per hop: 2*7/8 * 64Mi / 450e9 + 14 * 2e-6
+    t = ring_allreduce_s(64 * 2**20, 8, 450e9, 2e-6)
+    assert t == pytest.approx(2 * 7 / 8 * 64 * 2**20 / 450e9 + 14 * 2e-6)
+    assert ring_allreduce_s(1e6, 1, 450e9, 2e-6) == 0.0
+
+
+@settings(max_examples=50, deadline=None)
+@given(m=st.integers(1, 8192), n=st.integers(1, 8192), k=st.integers(1, 8192), scale=st.floats(1.0, 10.0))
+def test_more_bandwidth_or_peak_never_slower(m, n, k, scale):
+    hw = load_hardware("l40s")
+    faster_bw = hw.model_copy(update={"mem_bw_gbps": hw.mem_bw_gbps * scale})
+    faster_peak = hw.model_copy(update={"peak_tflops": {d: v * scale for d, v in hw.peak_tflops.items()}})
+    op = gemm("g", "prefill", "llm", m, n, k, CFG)
+    base = CostModel(hw).cost(op).time_s
+    assert CostModel(faster_bw).cost(op).time_s <= base
+    assert CostModel(faster_peak).cost(op).time_s <= base
+
+
+def test_decode_attention_time_grows_with_context():
+    hw = load_hardware("h100-sxm")
+    cm = CostModel(hw)
+
+    def t(ctx: int) -> float:
+        op = attention("a", ATTN_DECODE, "decode", "llm", batch=8, pairs=8 * ctx, q_tokens=8, kv_tokens_read=8 * ctx,
+                       heads=32, kv_heads=8, head_dim=128, cfg=CFG)
+        return cm.cost(op).time_s
+
+    assert t(1000) < t(10_000) < t(100_000)
