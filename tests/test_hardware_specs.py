@@ -1,0 +1,123 @@
+"""The hardware database: every YAML in hardware_specs/ loads, carries dense datasheet peaks, and fails loudly."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import yaml
+
+from lvlmsim.errors import SpecError, UnknownIdError
+from lvlmsim.specs.registry import hardware_dir, hardware_ids, load_hardware
+
+REQUIRED_IDS = (
+    "a100-sxm-80gb", "a100-pcie-40gb", "h100-sxm", "h100-pcie", "h200-sxm", "b200", "l4", "l40s", "a10g",
+    "rtx-4090", "mi300x", "jetson-agx-orin-64gb", "cpu-generic",
+)
+
+ALL_IDS = sorted(set(REQUIRED_IDS) | set(hardware_ids()))
+
+
+def test_all_required_ids_present():
+    missing = sorted(set(REQUIRED_IDS) - set(hardware_ids()))
+    assert not missing, f"hardware_specs/ lacks: {missing}"
+
+
+@pytest.mark.parametrize("hw_id", ALL_IDS)
+def test_every_spec_loads_and_is_complete(hw_id):
+    hw = load_hardware(hw_id)
+    assert hw.id == hw_id, "file stem must equal the id field"
+    assert "bf16" in hw.peak_tflops or "fp32" in hw.peak_tflops, "needs a bf16 or fp32 peak"
+    assert hw.source.strip() and hw.notes.strip() and hw.price_source.strip()
+    # Orders of magnitude that catch unit slips (TB/s typed as GB/s, bytes as GiB, GB/s as Gb/s).
+    assert 50 <= hw.mem_bw_gbps <= 20_000
+    assert 4 <= hw.mem_capacity_gib <= 1024
+    assert hw.intra_node_link.bw_gbps <= 2_000
+    assert hw.inter_node_bw_gbps <= 200
+    if hw.max_devices_per_node == 1:
+        assert hw.kind in ("cpu", "soc")
+
+
+@pytest.mark.parametrize("hw_id", ALL_IDS)
+def test_peaks_are_dense_not_sparse(hw_id):
+    """NVIDIA headline figures are 2:4-sparse (2x dense). Stored figures must be dense, so low-precision peaks stay
+    within ~2x of the next wider dtype (2.1 leaves room for datasheet rounding such as 1978.9 / 989.4)."""
+    p = load_hardware(hw_id).peak_tflops
+    if "fp8" in p and "bf16" in p:
+        assert p["fp8"] <= 2.1 * p["bf16"]
+    if "bf16" in p and "fp16" in p:
+        assert math.isclose(p["bf16"], p["fp16"], rel_tol=0.01)
+    if "tf32" in p and "bf16" in p:
+        assert p["tf32"] <= 0.51 * p["bf16"]
+    if "int4" in p and "int8" in p:
+        assert p["int4"] <= 2.1 * p["int8"]
+
+
+def test_h100_sxm_anchor_and_ridge_point():
+    hw = load_hardware("h100-sxm")
+    assert hw.peak_tflops["bf16"] == pytest.approx(989.4)
+    assert hw.peak_tflops["fp8"] == pytest.approx(1978.9)
+    assert hw.mem_bw_gbps == pytest.approx(3350)
+    assert hw.mem_capacity_gib == pytest.approx(80)
+    # Ridge point, derived by hand: 989.4 TFLOP/s = 989.4e12 FLOP/s; 3350 GB/s = 3.35e12 B/s;
+    # 989.4e12 / 3.35e12 = 295.34 FLOP/byte. Below it a bf16 kernel is memory-bound on an H100 SXM.
+    assert hw.ridge_point("bf16") == pytest.approx(295.34, abs=0.05)
+
+
+def test_a100_sxm_anchor_matches_survey_ridge():
+    hw = load_hardware("a100-sxm-80gb")
+    assert hw.peak_tflops["bf16"] == pytest.approx(312)
+    assert "fp8" not in hw.peak_tflops  # Ampere has no fp8
+    # 312e12 / 2.039e12 = 153.0 FLOP/byte, the survey's Table 11 ridge point for the A100.
+    assert hw.ridge_point("bf16") == pytest.approx(153.0, abs=0.1)
+
+
+def test_h200_is_h100_compute_with_more_memory():
+    h100, h200 = load_hardware("h100-sxm"), load_hardware("h200-sxm")
+    assert h200.peak_tflops == h100.peak_tflops
+    assert h200.mem_bw_gbps == pytest.approx(4800)
+    assert h200.mem_capacity_gib > h100.mem_capacity_gib
+
+
+def test_nvlink_bandwidth_is_per_direction():
+    # NVLink 4 is 900 GB/s bidirectional in total, 450 GB/s each way.
+    assert load_hardware("h100-sxm").intra_node_link.bw_gbps == pytest.approx(450)
+    assert load_hardware("a100-sxm-80gb").intra_node_link.bw_gbps == pytest.approx(300)
+
+
+def test_unknown_id_suggests_closest():
+    with pytest.raises(UnknownIdError) as exc:
+        load_hardware("h100-sxn")
+    assert "h100-sxm" in exc.value.suggestions
+    assert "h100-sxm" in str(exc.value)
+
+
+def _valid_mapping() -> dict:
+    return yaml.safe_load((hardware_dir() / "h100-sxm.yaml").read_text())
+
+
+def test_unknown_field_is_rejected_by_name(tmp_path):
+    data = _valid_mapping()
+    data["mem_bandwith_gbps"] = 3350  # typo'd extra field
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError, match="mem_bandwith_gbps"):
+        load_hardware(str(path))
+
+
+def test_negative_bandwidth_is_rejected_by_name(tmp_path):
+    data = _valid_mapping()
+    data["mem_bw_gbps"] = -3350
+    path = tmp_path / "negative.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError, match="mem_bw_gbps"):
+        load_hardware(str(path))
+
+
+def test_negative_link_bandwidth_names_the_nested_field(tmp_path):
+    data = _valid_mapping()
+    data["intra_node_link"]["bw_gbps"] = -1
+    path = tmp_path / "negative_link.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError, match=r"intra_node_link\.bw_gbps"):
+        load_hardware(str(path))
