@@ -56,15 +56,13 @@ class Estimate:
     e2e_s: float
     memory: MemoryReport
     graph_config: GraphConfig
+    image_tokens_in_cross_attention: bool = False
     notes: list[str] = field(default_factory=list)
 
     @property
     def context_tokens(self) -> int:
-        return self.prompt_tokens + (0 if self._cross_attention else self.visual_tokens)
-
-    @property
-    def _cross_attention(self) -> bool:
-        return any(n.startswith("cross-attention") for n in self.notes)
+        """Tokens in the decoder sequence after prefill (image tokens of cross-attention models live elsewhere)."""
+        return self.prompt_tokens + (0 if self.image_tokens_in_cross_attention else self.visual_tokens)
 
     def to_dict(self) -> dict:
         return {
@@ -245,7 +243,8 @@ def estimate_request(
         model_id=model.id, hardware_id=hardware.id, profile=prof_name, batch=batch, tp=tp, images=tokenizations,
         visual_tokens=per_req_visual, vit_tokens=sum(vit_seqs), prompt_tokens=prompt_tokens,
         output_tokens=output_tokens, stages={"encode": encode, "prefill": prefill, "decode": decode}, ttft_s=ttft,
-        tpot_s=tpot, e2e_s=ttft + decode.time_s, memory=mem, graph_config=cfg, notes=notes,
+        tpot_s=tpot, e2e_s=ttft + decode.time_s, memory=mem, graph_config=cfg, image_tokens_in_cross_attention=cross,
+        notes=notes,
     )
 
 

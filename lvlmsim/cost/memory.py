@@ -43,7 +43,8 @@ def weight_bytes(model: ModelSpec, cfg: GraphConfig) -> dict[str, float]:
 def kv_bytes_per_token(model: ModelSpec, cfg: GraphConfig) -> float:
     """KV bytes one text token holds on one device: K and V for every self-attention layer."""
     lm = model.llm
-    return 2.0 * lm.self_attention_layers * kv_heads_per_device(model, cfg.tp) * lm.head_dim * DTYPE_BYTES[cfg.kv_dtype]
+    kv_heads = kv_heads_per_device(model, cfg.tp)
+    return 2.0 * lm.self_attention_layers * kv_heads * lm.head_dim * DTYPE_BYTES[cfg.kv_dtype]
 
 
 def kv_bytes_per_visual_token(model: ModelSpec, cfg: GraphConfig) -> float:
@@ -141,7 +142,8 @@ def memory_report(
         )
     return MemoryReport(
         capacity_bytes=cap, usable_bytes=usable, weights_bytes=weights, weights_by_module=by_module,
-        kv_bytes_per_token=kv_bytes_per_token(model, cfg), kv_bytes_per_visual_token=kv_bytes_per_visual_token(model, cfg),
+        kv_bytes_per_token=kv_bytes_per_token(model, cfg),
+        kv_bytes_per_visual_token=kv_bytes_per_visual_token(model, cfg),
         activation_peak_bytes=act, reserved_bytes=RUNTIME_RESERVED_BYTES, request_kv_bytes=req_kv, batch=batch,
         kv_budget_bytes=max(budget, 0.0), max_sequences=max_seqs, fits=fits, verdict=verdict,
     )
