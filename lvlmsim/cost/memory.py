@@ -90,7 +90,8 @@ class MemoryReport:
 
     @property
     def needed_bytes(self) -> float:
-        return self.weights_bytes + self.activation_peak_bytes + self.reserved_bytes + self.request_kv_bytes * self.batch
+        fixed = self.weights_bytes + self.activation_peak_bytes + self.reserved_bytes
+        return fixed + self.request_kv_bytes * self.batch
 
     def to_dict(self) -> dict:
         return {
