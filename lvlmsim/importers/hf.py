@@ -1,0 +1,425 @@
+"""Import a Hugging Face ``config.json`` as a ModelSpec dict, offline (json only, no transformers import).
+
+Supported families (``model_type``): llava, llava_next, qwen2_vl, qwen2_5_vl, internvl_chat (OpenGVLab remote code)
+and internvl (the transformers-native port). The config's own fields give the shapes (``text_config`` /
+``llm_config`` / top level for the LLM, ``vision_config`` for the ViT); what a config.json does not carry (the
+tokenization policy's pixel limits, fields the hub file leaves to the sub-model's class defaults, video sampling) is
+filled with that family's defaults, and every defaulted value is listed in the result's ``notes``.
+
+Hub quirks handled here:
+* llava-hf configs give only a partial ``text_config`` (no hidden_size, layers, ...): LlamaConfig / MistralConfig
+  class defaults fill the rest, as transformers itself does.
+* Qwen2-VL's ``vision_config.hidden_size`` is the LLM width (3584); the ViT width is ``embed_dim``. Qwen2.5-VL uses
+  ``hidden_size`` for the ViT and ``out_hidden_size`` for the LLM.
+* Newer transformers releases nest the Qwen text fields under ``text_config``; older ones keep them at the top.
+* Qwen pixel limits live in ``preprocessor_config.json``; when it sits next to the config it is read, else the hub
+  values (3136 .. 12845056) are used, not the transformers class default (1003520).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lvlmsim.errors import SpecError
+from lvlmsim.specs.base import validate_as
+from lvlmsim.specs.model import ModelSpec
+
+SUPPORTED_MODEL_TYPES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "internvl_chat", "internvl")
+
+_ARCH_TO_TYPE = {
+    "LlavaForConditionalGeneration": "llava",
+    "LlavaNextForConditionalGeneration": "llava_next",
+    "Qwen2VLForConditionalGeneration": "qwen2_vl",
+    "Qwen2_5_VLForConditionalGeneration": "qwen2_5_vl",
+    "InternVLChatModel": "internvl_chat",
+    "InternVLForConditionalGeneration": "internvl",
+}
+
+# transformers class defaults for the sub-configs a hub file may leave partial (configuration_<type>.py __init__)
+_TEXT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "llama": {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+              "num_attention_heads": 32, "max_position_embeddings": 2048, "tie_word_embeddings": False},
+    "mistral": {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+                "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 131072,
+                "tie_word_embeddings": False},
+    "qwen2": {"vocab_size": 151936, "hidden_size": 4096, "intermediate_size": 22016, "num_hidden_layers": 32,
+              "num_attention_heads": 32, "num_key_value_heads": 32, "max_position_embeddings": 32768,
+              "tie_word_embeddings": False},
+    "internlm2": {"vocab_size": 103168, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+                  "num_attention_heads": 32, "max_position_embeddings": 2048, "tie_word_embeddings": False},
+}
+_VISION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "clip_vision_model": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                          "num_attention_heads": 12, "image_size": 224, "patch_size": 32},
+    "siglip_vision_model": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                            "num_attention_heads": 12, "image_size": 224, "patch_size": 16},
+}
+_CLASS_NAMES = {"llama": "LlamaConfig", "mistral": "MistralConfig", "qwen2": "Qwen2Config",
+                "internlm2": "InternLM2Config"}
+_VISION_HAS_CLS = {"clip_vision_model": True, "siglip_vision_model": False}
+
+_DTYPES = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "half": "fp16", "float": "fp32"}
+
+# family defaults for what config.json does not carry
+_QWEN_MIN_PIXELS, _QWEN_MAX_PIXELS = 3136, 12845056  # hub preprocessor_config.json (56*56 .. 16384*28*28)
+_QWEN_VIDEO = {"fps": 2.0, "max_frames": 768, "min_frames": 4, "min_pixels": 128 * 28 * 28,
+               "max_pixels": 768 * 28 * 28, "total_pixels": 24576 * 28 * 28}  # qwen-vl-utils
+_INTERNVL_VIDEO = {"fps": 1.0, "max_frames": 32, "frame_width": 448, "frame_height": 448, "max_tiles_per_frame": 1}
+_LLAVA_NEXT_VIDEO = {"fps": 1.0, "max_frames": 3, "frame_width": 336, "frame_height": 336}
+
+
+class _Reader:
+    """Reads fields from one (sub-)config, filling class defaults and remembering which ones were defaulted."""
+
+    def __init__(self, cfg: dict[str, Any], where: str, defaults: dict[str, Any], defaulted: list[str],
+                 default_label: str):
+        self.cfg, self.where, self.defaults, self.defaulted, self.label = cfg, where, defaults, defaulted, default_label
+
+    def get(self, key: str, fallback: Any = None, *, required: bool = True) -> Any:
+        if key in self.cfg and self.cfg[key] is not None:
+            return self.cfg[key]
+        if key in self.defaults:
+            self.defaulted.append(f"{self.where}.{key}={self.defaults[key]} ({self.label} default)")
+            return self.defaults[key]
+        if fallback is not None:
+            return fallback
+        if required:
+            raise SpecError(f"{self.where}.{key}: missing from the config and no default is known")
+        return None
+
+
+def _load(path_or_dict: str | Path | dict[str, Any]) -> tuple[dict[str, Any], Path | None]:
+    if isinstance(path_or_dict, dict):
+        return path_or_dict, None
+    path = Path(path_or_dict)
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise SpecError(f"{path}: file not found") from exc
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data, path
+
+
+def _model_type(cfg: dict[str, Any]) -> str:
+    mt = cfg.get("model_type")
+    if not mt:
+        for arch in cfg.get("architectures") or []:
+            if arch in _ARCH_TO_TYPE:
+                return _ARCH_TO_TYPE[arch]
+    if mt not in SUPPORTED_MODEL_TYPES:
+        archs = ", ".join(cfg.get("architectures") or []) or "none"
+        raise SpecError(
+            f"model_type: '{mt}' (architectures: {archs}) is not supported by the HF importer; supported "
+            f"model_type values: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    return str(mt)
+
+
+def _sub(cfg: dict[str, Any], key: str, mt: str) -> dict[str, Any]:
+    sub = cfg.get(key)
+    if not isinstance(sub, dict):
+        raise SpecError(f"{key}: missing from the config (needed for model_type '{mt}')")
+    return sub
+
+
+def _dtype(cfg: dict[str, Any], defaulted: list[str]) -> str:
+    raw = cfg.get("torch_dtype") or cfg.get("dtype")
+    if raw is None:
+        for key in ("text_config", "llm_config"):
+            sub = cfg.get(key)
+            if isinstance(sub, dict) and (sub.get("torch_dtype") or sub.get("dtype")):
+                raw = sub.get("torch_dtype") or sub.get("dtype")
+                break
+    if raw is None or str(raw).replace("torch.", "") not in _DTYPES:
+        defaulted.append(f"dtype=bf16 (torch_dtype {raw!r} not given or not recognised)")
+        return "bf16"
+    return _DTYPES[str(raw).replace("torch.", "")]
+
+
+def _llm(sub: dict[str, Any], where: str, defaulted: list[str]) -> dict[str, Any]:
+    """A LanguageModelSpec dict from a text/llm config (or the top level of a Qwen config)."""
+    sub_type = str(sub.get("model_type") or "llama")
+    base = sub_type.split("_")[0] if sub_type not in _TEXT_DEFAULTS else sub_type
+    r = _Reader(sub, where, _TEXT_DEFAULTS.get(base, {}), defaulted, _CLASS_NAMES.get(base, f"{base} config"))
+    hidden = int(r.get("hidden_size"))
+    heads = int(r.get("num_attention_heads"))
+    kv = sub.get("num_key_value_heads")
+    if kv is None:
+        kv = r.defaults.get("num_key_value_heads", heads)
+        defaulted.append(f"{where}.num_key_value_heads={kv} (absent: the {base} default)")
+    head_dim = sub.get("head_dim") or hidden // heads
+    name = sub.get("_name_or_path") or (sub.get("architectures") or [sub_type])[0]
+    return {
+        "name": str(name),
+        "num_layers": int(r.get("num_hidden_layers")),
+        "hidden_size": hidden,
+        "num_heads": heads,
+        "num_kv_heads": int(kv),
+        "head_dim": int(head_dim),
+        "intermediate_size": int(r.get("intermediate_size")),
+        "mlp_kind": "gated",
+        "vocab_size": int(r.get("vocab_size")),
+        "tie_word_embeddings": bool(r.get("tie_word_embeddings", False, required=False) or False),
+        "max_position_embeddings": int(r.get("max_position_embeddings")),
+    }
+
+
+def _layers_used(num_layers: int, feature_layer: Any) -> int | None:
+    """Layers the ViT must run to produce the selected hidden state (hidden_states[0] is the embedding output)."""
+    if isinstance(feature_layer, list | tuple):
+        if not feature_layer:
+            return None
+        used = [_layers_used(num_layers, f) or num_layers for f in feature_layer]
+        top = max(used)
+        return None if top >= num_layers else top
+    if feature_layer is None:
+        return None
+    f = int(feature_layer)
+    used = num_layers + 1 + f if f < 0 else f
+    return None if used >= num_layers or used <= 0 else used
+
+
+def _side(value: Any) -> int:
+    """image_size / patch_size given as an int or an [h, w] pair."""
+    if isinstance(value, list | tuple):
+        return int(value[0])
+    if isinstance(value, dict):
+        return int(value.get("height") or value.get("shortest_edge"))
+    return int(value)
+
+
+def _llava(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]:
+    vis, txt = _sub(cfg, "vision_config", mt), _sub(cfg, "text_config", mt)
+    vtype = str(vis.get("model_type") or "clip_vision_model")
+    r = _Reader(vis, "vision_config", _VISION_DEFAULTS.get(vtype, {}), defaulted, vtype)
+    n_layers = int(r.get("num_hidden_layers"))
+    vh = int(r.get("hidden_size"))
+    image = _side(r.get("image_size"))
+    patch = _side(r.get("patch_size"))
+    feature_layer = cfg.get("vision_feature_layer", -2)
+    if "vision_feature_layer" not in cfg:
+        defaulted.append("vision_feature_layer=-2 (LlavaConfig default)")
+    n_feat = len(feature_layer) if isinstance(feature_layer, list | tuple) else 1
+    llm = _llm(txt, "text_config", defaulted)
+    vision = {
+        "name": str(vis.get("_name_or_path") or vtype),
+        "num_layers": n_layers,
+        "hidden_size": vh,
+        "num_heads": int(r.get("num_attention_heads")),
+        "intermediate_size": int(r.get("intermediate_size")),
+        "mlp_kind": "plain",
+        "patch_size": patch,
+        "image_size": image,
+        "cls_token": _VISION_HAS_CLS.get(vtype, True),
+    }
+    used = _layers_used(n_layers, feature_layer)
+    if used is not None:
+        vision["layers_used"] = used
+    out: dict[str, Any] = {
+        "vision": vision,
+        "projector": {"kind": "mlp", "layer_dims": [vh * n_feat, llm["hidden_size"], llm["hidden_size"]]},
+        "llm": llm,
+    }
+    if mt == "llava":
+        out["tokenization"] = {"kind": "fixed", "image_size": image}
+    else:
+        pins = cfg.get("image_grid_pinpoints")
+        if not pins:
+            pins = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
+            defaulted.append("image_grid_pinpoints (LlavaNextConfig default 336-px pinpoints)")
+        newline = cfg.get("use_image_newline_parameter")
+        if newline is None:
+            newline = True
+            defaulted.append("use_image_newline_parameter=true")
+        out["tokenization"] = {"kind": "anyres", "crop_size": image,
+                               "grid_pinpoints": [[int(a), int(b)] for a, b in pins], "newline_token": bool(newline)}
+        out["video"] = dict(_LLAVA_NEXT_VIDEO, frame_width=image, frame_height=image)
+        defaulted.append("video (frames as AnyRes images, 1 fps, at most 3 frames: lvlmsim's llava-next default)")
+    return out
+
+
+def _qwen(cfg: dict[str, Any], mt: str, defaulted: list[str],
+          preprocessor: dict[str, Any] | None) -> dict[str, Any]:
+    vis = _sub(cfg, "vision_config", mt)
+    txt = cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else None
+    if txt is None or "hidden_size" not in txt:
+        txt = {**cfg, "model_type": "qwen2"}  # older releases keep the text fields at the top level
+        where = "(top level)"
+    else:
+        txt = {**txt, "model_type": "qwen2"}
+        where = "text_config"
+    llm = _llm(txt, where, defaulted)
+    llm["name"] = "Qwen2 decoder"
+    merge = int(vis.get("spatial_merge_size", 2))
+    vr = _Reader(vis, "vision_config", {}, defaulted, mt)
+    if mt == "qwen2_vl":
+        width = int(vr.get("embed_dim"))
+        inter = int(width * float(vis.get("mlp_ratio", 4)))
+        out_hidden = int(vis.get("hidden_size", llm["hidden_size"]))
+        mlp_kind, window = "plain", None
+    else:
+        width = int(vr.get("hidden_size"))
+        inter = int(vr.get("intermediate_size"))
+        out_hidden = int(vis.get("out_hidden_size", llm["hidden_size"]))
+        mlp_kind = "gated"
+        window = {"window_size_px": int(vis.get("window_size", 112)),
+                  "full_attention_layers": [int(i) for i in vis.get("fullatt_block_indexes", [7, 15, 23, 31])]}
+    tps = int(vis.get("temporal_patch_size", 2))
+    vision: dict[str, Any] = {
+        "name": "Qwen2-VL ViT" if mt == "qwen2_vl" else "Qwen2.5-VL ViT (window attention)",
+        "num_layers": int(vr.get("depth")),
+        "hidden_size": width,
+        "num_heads": int(vr.get("num_heads")),
+        "intermediate_size": inter,
+        "mlp_kind": mlp_kind,
+        "patch_size": int(vis.get("patch_size", 14)),
+        "temporal_patch_size": tps,
+        "image_size": 448,
+        "cls_token": False,
+    }
+    defaulted.append("vision.image_size=448 (nominal: the ViT has no fixed input size)")
+    if window:
+        vision["window"] = window
+    pp = preprocessor or {}
+    size = pp.get("size") if isinstance(pp.get("size"), dict) else {}
+    min_px = pp.get("min_pixels") or size.get("shortest_edge")
+    max_px = pp.get("max_pixels") or size.get("longest_edge")
+    if min_px is None:
+        min_px = _QWEN_MIN_PIXELS
+        defaulted.append(f"tokenization.min_pixels={_QWEN_MIN_PIXELS} (hub preprocessor_config value)")
+    if max_px is None:
+        max_px = _QWEN_MAX_PIXELS
+        defaulted.append(f"tokenization.max_pixels={_QWEN_MAX_PIXELS} (hub preprocessor_config value; the "
+                         "transformers class default is 1003520)")
+    d = width * merge * merge
+    defaulted.append("video (qwen-vl-utils defaults: 2 fps, 4..768 frames, 128..768 x 28^2 px per frame, "
+                     "24576 x 28^2 px per clip)")
+    return {
+        "vision": vision,
+        "projector": {"kind": "patch_merger", "layer_dims": [d, d, out_hidden], "merge_factor": merge * merge},
+        "llm": llm,
+        "tokenization": {"kind": "dynamic", "min_pixels": int(min_px), "max_pixels": int(max_px),
+                         "special_tokens": 2},
+        "video": dict(_QWEN_VIDEO, temporal_patch_size=tps),
+    }
+
+
+def _internvl(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]:
+    vis = _sub(cfg, "vision_config", mt)
+    txt = _sub(cfg, "llm_config" if mt == "internvl_chat" else "text_config", mt)
+    where = "llm_config" if mt == "internvl_chat" else "text_config"
+    llm = _llm(txt, where, defaulted)
+    vr = _Reader(vis, "vision_config", {}, defaulted, mt)
+    n_layers = int(vr.get("num_hidden_layers"))
+    vh = int(vr.get("hidden_size"))
+    tile = _side(cfg.get("force_image_size") or vr.get("image_size"))
+    ratio = float(cfg.get("downsample_ratio", 0.5))
+    merge = round(1 / (ratio * ratio))
+    feature_layer = cfg.get("select_layer", cfg.get("vision_feature_layer", -1))
+    vision: dict[str, Any] = {
+        "name": str(vis.get("_name_or_path") or (vis.get("architectures") or ["InternViT"])[0]),
+        "num_layers": n_layers,
+        "hidden_size": vh,
+        "num_heads": int(vr.get("num_attention_heads")),
+        "intermediate_size": int(vr.get("intermediate_size")),
+        "mlp_kind": "plain",
+        "patch_size": _side(vr.get("patch_size")),
+        "image_size": tile,
+        "cls_token": True,
+    }
+    used = _layers_used(n_layers, feature_layer)
+    if used is not None:
+        vision["layers_used"] = used
+    if mt == "internvl_chat":
+        dynamic = cfg.get("dynamic_image_size", True)
+        min_num = int(cfg.get("min_dynamic_patch", 1))
+        max_num = int(cfg.get("max_dynamic_patch", 12)) if dynamic else 1
+        thumb = bool(cfg.get("use_thumbnail", True))
+        for key, val in (("min_dynamic_patch", 1), ("max_dynamic_patch", 12), ("use_thumbnail", True)):
+            if key not in cfg:
+                defaulted.append(f"{key}={val} (InternVL 2.5 default)")
+    else:
+        min_num, max_num, thumb = 1, 12, True
+        defaulted.append("tiles min 1 / max 12 / thumbnail (InternVL processor defaults; not in config.json)")
+    defaulted.append("video (frames as single 448-px tiles, 1 fps up to 32 frames: lvlmsim's InternVL default)")
+    return {
+        "vision": vision,
+        "projector": {"kind": "pixel_shuffle_mlp", "layer_dims": [vh * merge, llm["hidden_size"],
+                                                                  llm["hidden_size"]], "merge_factor": merge},
+        "llm": llm,
+        "tokenization": {"kind": "tiles", "tile_size": tile, "min_num": min_num, "max_num": max_num,
+                         "use_thumbnail": thumb, "special_tokens": 2},
+        "video": dict(_INTERNVL_VIDEO, frame_width=tile, frame_height=tile),
+    }
+
+
+_FAMILY = {"llava": "llava", "llava_next": "llava-next", "qwen2_vl": "qwen2-vl", "qwen2_5_vl": "qwen2.5-vl",
+           "internvl_chat": "internvl", "internvl": "internvl"}
+
+
+def _slug(text: str) -> str:
+    s = re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
+    return s or "imported-model"
+
+
+def import_hf_config(path_or_dict: str | Path | dict[str, Any], *, model_id: str | None = None) -> dict[str, Any]:
+    """A dict that validates as ModelSpec, from a transformers config.json (a path, its folder, or the parsed dict).
+
+    A `preprocessor_config.json` next to the config is read for the Qwen pixel limits. Unsupported families raise
+    SpecError naming `model_type` and the supported ones.
+    """
+    cfg, path = _load(path_or_dict)
+    mt = _model_type(cfg)
+    defaulted: list[str] = []
+    preprocessor = None
+    if path is not None and (path.parent / "preprocessor_config.json").is_file():
+        try:
+            preprocessor = json.loads((path.parent / "preprocessor_config.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"{path.parent / 'preprocessor_config.json'}: not valid JSON ({exc.msg})") from exc
+    if mt in ("llava", "llava_next"):
+        body = _llava(cfg, mt, defaulted)
+    elif mt in ("qwen2_vl", "qwen2_5_vl"):
+        body = _qwen(cfg, mt, defaulted, preprocessor)
+    else:
+        body = _internvl(cfg, mt, defaulted)
+
+    dtype = _dtype(cfg, defaulted)
+    raw_name = cfg.get("_name_or_path") or (path.parent.name if path is not None else None)
+    name = str(raw_name or (cfg.get("architectures") or [mt])[0])
+    name = name.rstrip("/").split("/")[-1]
+    src = str(path) if path is not None else "a config dict"
+    notes = f"Imported from {src} (model_type {mt}) by lvlmsim.importers.hf."
+    if defaulted:
+        notes += " Defaulted (not in the config): " + "; ".join(defaulted) + "."
+    spec: dict[str, Any] = {
+        "id": model_id or _slug(name),
+        "name": name,
+        "family": _FAMILY[mt],
+        "source": f"{src}: Hugging Face config.json, model_type {mt}, architectures "
+                  f"{', '.join(cfg.get('architectures') or ['?'])}",
+        **body,
+        "dtype": dtype,
+        "notes": notes,
+    }
+    validate_as(ModelSpec, spec, src)  # fail here, naming the field, rather than at the caller
+    return spec
+
+
+def import_hf_to_yaml(path: str | Path | dict[str, Any], *, model_id: str | None = None) -> str:
+    """The model YAML (as text, ready for workloads/models/<id>.yaml) for a transformers config.json."""
+    spec = import_hf_config(path, model_id=model_id)
+    return yaml.safe_dump(spec, sort_keys=False, default_flow_style=False, width=110, allow_unicode=True)
+
+
+__all__ = ["SUPPORTED_MODEL_TYPES", "import_hf_config", "import_hf_to_yaml"]

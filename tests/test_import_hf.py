@@ -1,0 +1,128 @@
+"""The HF config.json importer: every fixture family imports, validates and matches the zoo's shapes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lvlmsim.errors import SpecError
+from lvlmsim.importers import SUPPORTED_MODEL_TYPES, import_hf_config, import_hf_to_yaml
+from lvlmsim.ops.tokenization import tokenize_image
+from lvlmsim.specs.model import ModelSpec
+from lvlmsim.specs.registry import load_model
+
+FIXTURES = Path(__file__).parent / "fixtures" / "hf"
+# fixture folder -> the zoo model it must match
+MATCHES = {
+    "llava-1.5-7b-hf": "llava-1.5-7b",
+    "llava-v1.6-vicuna-7b-hf": "llava-next-7b",
+    "qwen2-vl-7b-instruct": "qwen2-vl-7b",
+    "qwen2.5-vl-7b-instruct": "qwen2.5-vl-7b",
+    "internvl2_5-8b": "internvl2.5-8b",
+}
+LLM_SHAPE = ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim", "intermediate_size", "mlp_kind",
+             "max_position_embeddings", "tie_word_embeddings")
+VISION_SHAPE = ("num_layers", "hidden_size", "num_heads", "intermediate_size", "mlp_kind", "patch_size",
+                "temporal_patch_size", "image_size", "cls_token", "layers_used", "window")
+
+
+def test_fixtures_present():
+    assert sorted(p.parent.name for p in FIXTURES.glob("*/config.json")) == sorted(MATCHES)
+
+
+@pytest.mark.parametrize("folder", sorted(MATCHES))
+def test_fixture_imports_and_validates(folder):
+    spec = import_hf_config(FIXTURES / folder / "config.json")
+    m = ModelSpec.model_validate(spec)
+    assert m.source and m.notes.startswith("Imported from")
+    # a folder works as well as the file
+    assert import_hf_config(FIXTURES / folder) == spec
+
+
+@pytest.mark.parametrize("folder,zoo_id", sorted(MATCHES.items()))
+def test_import_matches_zoo_shapes(folder, zoo_id):
+    imported = ModelSpec.model_validate(import_hf_config(FIXTURES / folder))
+    zoo = load_model(zoo_id)
+    for f in LLM_SHAPE:
+        assert getattr(imported.llm, f) == getattr(zoo.llm, f), f"llm.{f}"
+    for f in VISION_SHAPE:
+        assert getattr(imported.vision, f) == getattr(zoo.vision, f), f"vision.{f}"
+    assert imported.projector == zoo.projector
+    assert imported.tokenization == zoo.tokenization
+    assert imported.dtype == zoo.dtype
+    for size in [(336, 336), (640, 480), (1920, 1080)]:
+        assert tokenize_image(imported, *size).llm_tokens == tokenize_image(zoo, *size).llm_tokens
+
+
+def test_llava15_import_details():
+    spec = import_hf_config(FIXTURES / "llava-1.5-7b-hf" / "config.json")
+    # the llava-hf text_config is partial: LlamaConfig defaults fill it, and the notes say so
+    assert "text_config.hidden_size=4096" in spec["notes"]
+    assert "text_config.intermediate_size=11008" in spec["notes"]
+    assert spec["llm"]["vocab_size"] == 32064  # llava-hf pads vicuna's 32000 (zoo keeps the original 32000)
+    assert spec["vision"]["layers_used"] == 23  # vision_feature_layer -2 of 24
+    assert spec["projector"]["layer_dims"] == [1024, 4096, 4096]
+    assert spec["tokenization"] == {"kind": "fixed", "image_size": 336}
+
+
+def test_qwen_import_reads_preprocessor_and_vision_widths():
+    q2 = import_hf_config(FIXTURES / "qwen2-vl-7b-instruct")
+    # Qwen2-VL's vision_config.hidden_size (3584) is the LLM width; the ViT width is embed_dim (1280)
+    assert q2["vision"]["hidden_size"] == 1280 and q2["vision"]["intermediate_size"] == 5120
+    assert "min_pixels" not in q2["notes"]  # read from the preprocessor_config.json beside it
+    q25 = import_hf_config(FIXTURES / "qwen2.5-vl-7b-instruct")
+    assert "tokenization.max_pixels=12845056" in q25["notes"]  # no preprocessor_config.json there: defaulted
+    assert q25["vision"]["window"] == {"window_size_px": 112, "full_attention_layers": [7, 15, 23, 31]}
+
+
+def test_newer_qwen_layout_with_text_config():
+    cfg = json.loads((FIXTURES / "qwen2.5-vl-7b-instruct" / "config.json").read_text())
+    text_keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                 "num_key_value_heads", "max_position_embeddings", "vocab_size", "tie_word_embeddings")
+    nested = {k: v for k, v in cfg.items() if k not in text_keys}
+    nested["text_config"] = {k: cfg[k] for k in text_keys}
+    assert import_hf_config(nested)["llm"] == import_hf_config(cfg)["llm"]
+
+
+def test_model_type_inferred_from_architectures():
+    cfg = json.loads((FIXTURES / "llava-1.5-7b-hf" / "config.json").read_text())
+    del cfg["model_type"]
+    assert import_hf_config(cfg)["family"] == "llava"
+
+
+def test_unsupported_model_type_errors_clearly():
+    cfg = {"model_type": "mllama", "architectures": ["MllamaForConditionalGeneration"], "text_config": {},
+           "vision_config": {}}
+    with pytest.raises(SpecError) as err:
+        import_hf_config(cfg)
+    msg = str(err.value)
+    assert "model_type" in msg and "mllama" in msg
+    for mt in SUPPORTED_MODEL_TYPES:
+        assert mt in msg
+
+
+def test_missing_section_and_bad_files(tmp_path):
+    cfg = json.loads((FIXTURES / "llava-1.5-7b-hf" / "config.json").read_text())
+    del cfg["vision_config"]
+    with pytest.raises(SpecError, match="vision_config"):
+        import_hf_config(cfg)
+    with pytest.raises(SpecError, match="not found"):
+        import_hf_config(tmp_path / "nope.json")
+    bad = tmp_path / "config.json"
+    bad.write_text("{not json")
+    with pytest.raises(SpecError, match="not valid JSON"):
+        import_hf_config(bad)
+
+
+def test_yaml_round_trip(tmp_path):
+    text = import_hf_to_yaml(FIXTURES / "internvl2_5-8b", model_id="my-internvl")
+    data = yaml.safe_load(text)
+    assert data["id"] == "my-internvl"
+    path = tmp_path / "my-internvl.yaml"
+    path.write_text(text)
+    m = load_model(str(path))
+    assert m.id == "my-internvl"
+    assert tokenize_image(m, 1920, 1080).llm_tokens == 2306

@@ -1,0 +1,119 @@
+"""The model zoo: every YAML loads, the required ids exist, shapes match the verified configs, typos are errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lvlmsim.errors import SpecError
+from lvlmsim.specs.model import ModelSpec
+from lvlmsim.specs.registry import load_model, model_ids, models_dir
+
+REQUIRED = [
+    "llava-1.5-7b", "llava-1.5-13b", "llava-next-7b", "qwen2-vl-7b", "qwen2.5-vl-7b", "internvl2.5-8b",
+    "llama-3.2-11b-vision", "phi-3.5-vision", "minicpm-v-2.6",
+]
+
+
+def test_required_ids_present():
+    ids = model_ids()
+    missing = [m for m in REQUIRED if m not in ids]
+    assert not missing, f"missing model YAMLs: {missing}"
+
+
+@pytest.mark.parametrize("mid", sorted(p.stem for p in models_dir().glob("*.yaml")))
+def test_every_yaml_loads(mid):
+    m = load_model(mid)
+    assert isinstance(m, ModelSpec)
+    assert m.id == mid, "file stem must equal id"
+    assert m.source.strip() and m.notes.strip()
+    assert m.llm.hidden_size == m.llm.num_heads * m.llm.head_dim
+    assert m.projector.layer_dims[-1] == m.llm.hidden_size, "projector must end at the LLM width"
+    hash(m)  # specs key lru caches
+
+
+def test_llava_shapes():
+    m7, m13 = load_model("llava-1.5-7b"), load_model("llava-1.5-13b")
+    assert m7.vision.layers_used == 23 and m7.vision.num_layers == 24 and m7.vision.cls_token
+    assert m7.projector.layer_dims == [1024, 4096, 4096]
+    assert m13.projector.layer_dims == [1024, 5120, 5120]
+    assert (m13.llm.num_layers, m13.llm.hidden_size, m13.llm.num_heads, m13.llm.intermediate_size) == (
+        40, 5120, 40, 13824)
+    nxt = load_model("llava-next-7b")
+    assert nxt.tokenization.kind == "anyres"
+    assert [tuple(p) for p in nxt.tokenization.grid_pinpoints] == [
+        (336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008)]
+    assert nxt.video is not None
+
+
+def test_qwen_shapes():
+    q2, q25 = load_model("qwen2-vl-7b"), load_model("qwen2.5-vl-7b")
+    for m in (q2, q25):
+        assert m.projector.kind == "patch_merger" and m.projector.merge_factor == 4
+        assert m.projector.layer_dims == [5120, 5120, 3584]
+        assert m.vision.patch_size == 14 and m.vision.temporal_patch_size == 2
+        assert (m.tokenization.min_pixels, m.tokenization.max_pixels) == (3136, 12845056)
+        assert m.video is not None and m.video.temporal_patch_size == 2
+        assert (m.llm.num_layers, m.llm.num_kv_heads, m.llm.head_dim) == (28, 4, 128)
+    assert q2.vision.window is None and q2.vision.mlp_kind == "plain" and q2.vision.intermediate_size == 5120
+    assert q25.vision.mlp_kind == "gated" and q25.vision.intermediate_size == 3420
+    assert q25.vision.window.window_size_px == 112
+    assert q25.vision.window.full_attention_layers == [7, 15, 23, 31]
+
+
+def test_internvl_and_mllama_shapes():
+    iv = load_model("internvl2.5-8b")
+    assert iv.projector.kind == "pixel_shuffle_mlp" and iv.projector.layer_dims == [4096, 4096, 4096]
+    assert iv.projector.merge_factor == 4
+    assert (iv.tokenization.tile_size, iv.tokenization.max_num, iv.tokenization.use_thumbnail) == (448, 12, True)
+    assert (iv.llm.num_kv_heads, iv.llm.vocab_size) == (8, 92553)
+    ml = load_model("llama-3.2-11b-vision")
+    assert ml.llm.cross_attention_layers == [3, 8, 13, 18, 23, 28, 33, 38]
+    assert ml.llm.num_layers == 40 and ml.llm.self_attention_layers == 32
+    assert ml.image_tokens_in_kv_of_cross_attention
+    assert ml.vision.num_layers == 40 and ml.vision.image_size == 560
+    assert ml.projector.layer_dims == [7680, 4096]
+    assert ml.video is None
+
+
+def test_phi_minicpm_shapes():
+    phi = load_model("phi-3.5-vision")
+    assert phi.tokenization.num_crops == 4 and phi.projector.layer_dims == [4096, 3072, 3072]
+    assert phi.llm.head_dim == 96 and phi.vision.layers_used == 23
+    mc = load_model("minicpm-v-2.6")
+    assert mc.projector.kind == "resampler" and mc.projector.num_queries == 64
+    assert mc.tokenization.tokens_per_slice == 64 and mc.tokenization.max_slice_nums == 9
+    assert (mc.vision.num_layers, mc.vision.hidden_size, mc.llm.vocab_size) == (27, 1152, 151666)
+
+
+def _write_variant(tmp_path: Path, mid: str, edit) -> Path:
+    data = yaml.safe_load((models_dir() / f"{mid}.yaml").read_text())
+    edit(data)
+    path = tmp_path / f"{mid}-variant.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize(
+    "edit,field",
+    [
+        (lambda d: d.update(bogus_top_field=1), "bogus_top_field"),
+        (lambda d: d["vision"].update(num_layer=24), "vision.num_layer"),
+        (lambda d: d["llm"].update(kv_heads=8), "llm.kv_heads"),
+        (lambda d: d["tokenization"].update(max_tiles=4), "max_tiles"),
+    ],
+)
+def test_unknown_field_is_an_error(tmp_path, edit, field):
+    path = _write_variant(tmp_path, "llava-1.5-7b" if "max_tiles" not in field else "internvl2.5-8b", edit)
+    with pytest.raises(SpecError) as err:
+        load_model(str(path))
+    assert field in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_bad_value_names_the_field(tmp_path):
+    path = _write_variant(tmp_path, "qwen2-vl-7b", lambda d: d["llm"].update(num_kv_heads=5))
+    with pytest.raises(SpecError, match="num_kv_heads"):
+        load_model(str(path))
