@@ -1,0 +1,136 @@
+"""`lvlmsim simulate`: run a scenario through the serving engine and print what it cost.
+
+Registered on the main Typer app by lvlmsim.cli (`register(app)`). The CLI helpers are imported inside register()
+so that importing this module first (tests) does not start a circular import of lvlmsim.cli.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+
+class _Progress:
+    """A rich progress bar on stderr that appears only when a run lasts over a second and stderr is a terminal."""
+
+    def __init__(self, console, delay_s: float = 1.0):
+        self.console = console
+        self.delay_s = delay_s
+        self.t0 = time.perf_counter()
+        self.bar = None
+        self.task = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            if not self.console.is_terminal or time.perf_counter() - self.t0 < self.delay_s:
+                return
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self.bar = Progress("simulating", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                console=self.console, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("simulating", total=total)
+        self.bar.update(self.task, completed=done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _fmt(v, unit: str = "s") -> str:
+    if v is None:
+        return "-"
+    if unit == "s":
+        from lvlmsim.cli import fmt_time
+
+        return fmt_time(v)
+    return f"{v:.3g}"
+
+
+def print_summary(result, out) -> None:
+    """The human-readable report of a run."""
+    from rich.table import Table
+
+    s = result.summary
+    meta = result.meta
+    pools = ", ".join(f"{p['name']}: {p['instances']}x {p['hardware']} tp={p['tp']}" for p in meta["pools"])
+    t = Table(title=f"{meta['id']}: {meta['model']} on {pools} (seed {meta['seed']})")
+    for col in ("latency", "mean", "p50", "p90", "p99"):
+        t.add_column(col, justify="left" if col == "latency" else "right")
+    rows = [("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("inter-token", "itl_s"), ("end-to-end", "e2e_s"),
+            ("queueing", "queue_s")]
+    if "transfer_s" in s:
+        rows.append(("transfers", "transfer_s"))
+    for label, key in rows:
+        st = s[key]
+        t.add_row(label, *(_fmt(st[k]) for k in ("mean", "p50", "p90", "p99")))
+    out.print(t)
+    slo = s["slo_attainment"]
+    out.print(
+        f"requests {s['requests']}: completed {s['completed']}, rejected {s['rejected']}, in flight {s['in_flight']} "
+        f"over {s['span_s']:.1f} s simulated"
+    )
+    out.print(
+        f"throughput {s['throughput_rps']:.2f} req/s, {s['output_tokens_per_s']:.0f} output tok/s; goodput "
+        f"{s['goodput_rps']:.2f} req/s; SLO attainment {slo:.1%}" if slo is not None else "no requests arrived"
+    )
+    sat = s["saturation"]
+    out.print(f"saturation: [bold]{sat['verdict']}[/] (requests in system grew by {sat['growth']} over the second "
+              f"half of the arrivals, {sat['arrivals_second_half']} arrived then)")
+    peak = s["peak_kv_occupancy"]
+    out.print(f"peak KV occupancy {peak:.0%}, preemptions {s['preemptions']}, batch steps {s['steps']}"
+              if peak is not None else f"preemptions {s['preemptions']}, batch steps {s['steps']}")
+    usd = s["usd_per_1m_output_tokens"]
+    jpt = s["joules_per_output_token"]
+    out.print(f"cost: ${s['cost_usd']:.2f} for {s['gpus']} GPU(s)"
+              + (f", ${usd:.3f} per 1M output tokens" if usd is not None else "")
+              + f"; energy {s['energy_j'] / 3.6e6:.3f} kWh" + (f" ({jpt:.2f} J/token)" if jpt is not None else ""))
+    it = Table(title="instances")
+    for col in ("instance", "hardware", "tp", "steps", "utilisation", "peak KV", "mean queue"):
+        it.add_column(col)
+    for r in s["instances"]:
+        pk = r["peak_kv_occupancy"]
+        it.add_row(r["instance"], r["hardware"], str(r["tp"]), str(r["steps"]), f"{r['utilisation']:.0%}",
+                   f"{pk:.0%}" if pk is not None else "-", f"{r['queue_len_mean']:.2f}")
+    out.print(it)
+
+
+def register(app: typer.Typer) -> None:
+    from lvlmsim.cli import err, out, print_json, user_errors
+
+    @app.command("simulate")
+    @user_errors
+    def simulate_cmd(
+        scenario: Annotated[
+            str | None,
+            typer.Argument(help="scenario id (lvlmsim list scenarios) or YAML path; default llava-chat-h100"),
+        ] = None,
+        requests: Annotated[int | None, typer.Option("--requests", "-n", help="requests to simulate")] = None,
+        rate: Annotated[float | None, typer.Option("--rate", help="arrival rate, requests/s (sessions/s for chats)")]
+        = None,
+        seed: Annotated[int | None, typer.Option("--seed", help="random seed")] = None,
+        out_dir: Annotated[str | None, typer.Option("--out", help="write requests, timeseries and summary here")]
+        = None,
+        profile: Annotated[str | None, typer.Option(help="auto | default | path to a profile JSON")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON document")] = False,
+    ) -> None:
+        """Simulate serving a scenario: queues, batching, KV cache, pools; latency percentiles, goodput, cost."""
+        from lvlmsim.engine.api import simulate
+
+        bar = _Progress(err)
+        try:
+            res = simulate(scenario, requests=requests, rate=rate, seed=seed, progress=bar, profile=profile)
+        finally:
+            bar.close()
+        if out_dir:
+            for p in res.write(out_dir):
+                err.print(f"wrote {p}", highlight=False)
+        if as_json:
+            print_json({"scenario": res.meta, **res.summary})
+            return
+        print_summary(res, out)
+
+
+__all__ = ["print_summary", "register"]

@@ -1,0 +1,331 @@
+"""Pools, routers, transfers and the request flow between them: colocated replicas or disaggregated E/P/D pools.
+
+A request enters the encode pool when the encoder runs in its own pool (and the request has images or video), else
+the prefill pool. Between pools it crosses the link: image embeddings E->P (visual tokens x LLM hidden x activation
+bytes, pushed as soon as encoding ends) and KV cache P->D (the sequence's KV bytes per GPU, pulled by the decode
+instance once it has blocks for it; the prefill instance holds those blocks until the pull completes). Each
+instance's outgoing link carries one transfer at a time (FIFO), so transfers queue; `transfer_s` counts that wait.
+
+Every pool is checked up front: tensor parallelism must split the heads and the weights, the activation peak and
+one request of the largest size in the workload must fit, or the run stops with the memory verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import simpy
+
+from lvlmsim.cost.memory import check_tp, kv_bytes_per_token, memory_report, sequence_kv_bytes, weight_bytes
+from lvlmsim.cost.roofline import CostModel
+from lvlmsim.engine.instance import EncoderInstance, LlmInstance, kept_visual
+from lvlmsim.engine.request import REJECTED, REJECTED_S, Request
+from lvlmsim.engine.router import Router, make_router
+from lvlmsim.engine.stepcost import StepCost
+from lvlmsim.engine.workload import Workload
+from lvlmsim.errors import InfeasibleError, SpecError
+from lvlmsim.estimate import default_graph_config
+from lvlmsim.ops.graph import encode_ops, llm_ops
+from lvlmsim.ops.op import GraphConfig, SeqWork
+from lvlmsim.specs.base import DTYPE_BYTES
+from lvlmsim.specs.hardware import HardwareSpec
+from lvlmsim.specs.model import ModelSpec
+from lvlmsim.specs.serving import LinkConfig, PoolSpec, ServingSpec
+
+DEFAULT_LINK_LATENCY_US = 10.0
+
+
+@dataclass
+class Pool:
+    spec: PoolSpec
+    hardware: HardwareSpec
+    cfg: GraphConfig
+    cost_model: CostModel
+    instances: list = field(default_factory=list)
+    router: Router | None = None
+    total_blocks: int = 0
+    memory_verdict: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.spec.label
+
+    @property
+    def role(self) -> str:
+        return self.spec.role
+
+
+class Cluster:
+    """Owns the pools and moves requests between them; the metrics collector reads it after the run."""
+
+    def __init__(
+        self, env: simpy.Environment, model: ModelSpec, serving: ServingSpec, pools: list[Pool], workload: Workload,
+        *, link: LinkConfig | None = None, progress: Callable[[int, int], None] | None = None,
+    ):
+        self.env = env
+        self.model = model
+        self.serving = serving
+        self.pools = pools
+        self.workload = workload
+        self.progress = progress
+        self.enc_pool = next((p for p in pools if p.role == "E"), None)
+        self.entry_pool = next(p for p in pools if "P" in p.role)
+        self.dec_pool = next(p for p in pools if "D" in p.role)
+        self.separate_decode = self.dec_pool is not self.entry_pool
+        self.max_model_len = serving.max_model_len or model.llm.max_position_embeddings
+        self.llm_blocks = min(p.total_blocks for p in pools if p.role != "E")
+        self.block_size = serving.block_size
+        self.link = link
+        for p in pools:
+            for inst in p.instances:
+                inst.cluster = self
+        if len(pools) > 1:
+            if link is None:
+                raise SpecError("serving.link: needed between pools")
+            self._bw = link.bw_gbps * 1e9
+            self._lat = link.latency_us * 1e-6
+            for p in pools:
+                for inst in p.instances:
+                    inst.link = simpy.Resource(env, capacity=1)
+        self._act_bytes = DTYPE_BYTES[self.entry_pool.cfg.act_dtype]
+        self.n_arrived = 0
+        self.n_completed = 0
+        self.n_rejected = 0
+        self.total = len(workload.requests)
+        self._report_every = max(1, self.total // 200)
+        self._next_report = self._report_every
+        self._sessions = {}
+        for chat in workload.sessions:
+            for a, b in zip(chat, chat[1:], strict=False):
+                self._sessions[a.id] = b
+        self.arrival_times: list[float] = []
+        self.done_times: list[float] = []
+        self._prepare_requests()
+        env.process(self._arrivals())
+
+    # ---------------------------------------------------------------------------------------------------------------
+    def _prepare_requests(self) -> None:
+        """Model-derived fields: tokens in the decoder sequence, cross-attention KV, KV slots of visual tokens."""
+        model, cfg = self.model, self.entry_pool.cfg
+        cross = model.image_tokens_in_kv_of_cross_attention
+        per_tok = kv_bytes_per_token(model, cfg)
+        per_vis = sequence_kv_bytes(model, cfg, 0, 1)
+        ratio = per_vis / per_tok if per_tok else 1.0
+        fracs = self.entry_pool.instances[0].coster.fracs if self.entry_pool.instances else (1.0,)
+        schedule = any(f < 1.0 for f in fracs)
+        for r in self.workload.requests:
+            vis = r.visual_tokens
+            if cross:
+                r.vis_in_seq, r.cross_kv = 0, vis
+                r.extra_slots = math.ceil(vis * ratio) if vis else 0
+            else:
+                r.vis_in_seq, r.cross_kv = vis, 0
+                r.extra_slots = round(vis * ratio) - vis if ratio != 1.0 else 0
+            r.seq_tokens = r.prompt_tokens + r.vis_in_seq
+            r.target = r.seq_tokens
+            if schedule:
+                r.pruned = kept_visual(r.vis_in_seq, fracs)
+
+    def _blocks(self, slots: int) -> int:
+        return -(-slots // self.block_size) if slots > 0 else 0
+
+    def _arrivals(self):
+        env = self.env
+        firsts = sorted((r for r in self.workload.requests if not math.isnan(r.arrival_s)),
+                        key=lambda r: (r.arrival_s, r.id))
+        for r in firsts:
+            dt = r.arrival_s - env.now
+            if dt > 0:
+                yield env.timeout(dt)
+            self.arrive(r)
+
+    def arrive(self, r: Request) -> None:
+        now = self.env.now
+        r.arrival_s = now
+        r.arrived = True
+        self.n_arrived += 1
+        self.arrival_times.append(now)
+        if r.seq_tokens <= 0:
+            return self._reject(r, "empty prompt: no text and no visual tokens")
+        if r.seq_tokens + r.output_tokens > self.max_model_len:
+            return self._reject(r, f"longer than max_model_len {self.max_model_len}")
+        if self._blocks(r.seq_tokens + r.output_tokens + r.extra_slots) > self.llm_blocks:
+            return self._reject(r, "needs more KV blocks than an instance has")
+        pool = self.enc_pool if (self.enc_pool is not None and r.vit_seq_lens) else self.entry_pool
+        inst = pool.router.pick()
+        cap = self.serving.max_queue_len
+        if cap is not None and len(inst.waiting) >= cap:
+            return self._reject(r, f"queue of {inst.name} full ({cap})")
+        inst.submit(r)
+
+    def _reject(self, r: Request, reason: str) -> None:
+        r.state = REJECTED
+        r.status = REJECTED_S
+        r.reason = reason
+        r.finish_s = self.env.now
+        self.n_rejected += 1
+        self.done_times.append(self.env.now)
+        self._tick()
+
+    def _tick(self) -> None:
+        done = self.n_completed + self.n_rejected
+        if self.progress is not None and done >= self._next_report:
+            self._next_report = done + self._report_every
+            self.progress(done, self.total)
+
+    # hand-offs between pools ------------------------------------------------------------------------------------------
+    def on_encoded(self, r: Request, src: EncoderInstance) -> None:
+        dst = self.entry_pool.router.pick()
+        nbytes = r.visual_tokens * self.model.llm.hidden_size * self._act_bytes
+        self.env.process(self._transfer(src, nbytes, r, lambda: dst.submit(r)))
+
+    def on_prefilled(self, r: Request, src: LlmInstance) -> None:
+        self.dec_pool.router.pick().submit_pull(r, src)
+
+    def start_pull(self, r: Request, src: LlmInstance, dst: LlmInstance) -> None:
+        nbytes = sequence_kv_bytes(self.model, src.coster.cfg, r.computed - r.vis_in_seq, r.vis_in_seq + r.cross_kv)
+
+        def done() -> None:
+            src.release(r)
+            dst.pulled(r)
+
+        self.env.process(self._transfer(src, nbytes, r, done))
+
+    def _transfer(self, src, nbytes: float, r: Request, then: Callable[[], None]):
+        env = self.env
+        t0 = env.now
+        with src.link.request() as req:
+            yield req
+            yield env.timeout(self._lat + nbytes / self._bw)
+        r.transfer_s += env.now - t0
+        then()
+
+    def on_finished(self, r: Request) -> None:
+        self.n_completed += 1
+        self.done_times.append(self.env.now)
+        self._tick()
+        nxt = self._sessions.get(r.id)
+        if nxt is not None:
+            self.env.process(self._next_turn(nxt))
+
+    def _next_turn(self, r: Request):
+        yield self.env.timeout(r.think_s)
+        self.arrive(r)
+
+    def finalize(self) -> None:
+        """At the end of a run: close the queue-length integrals and charge requests still waiting for their wait so
+        far, so that Little's law holds for a run cut off by a horizon too."""
+        now = self.env.now
+        for inst in self.instances:
+            inst._q_touch()
+            for r in inst.waiting:
+                r.queue_s += now - r.wait_since
+                r.wait_since = now
+
+    @property
+    def instances(self) -> list:
+        return [i for p in self.pools for i in p.instances]
+
+
+# -------------------------------------------------------------------------------------------------------------------
+# building pools
+
+
+def _largest_request(model: ModelSpec, workload: Workload, max_model_len: int) -> tuple[int, int, Request | None]:
+    """(text tokens, visual tokens) of the admissible request holding the most KV, and the most visual request."""
+    cross = model.image_tokens_in_kv_of_cross_attention
+    best = (1, 0)
+    best_slots = -1
+    most_visual = None
+    for r in workload.requests:
+        seq = r.prompt_tokens + (0 if cross else r.visual_tokens)
+        if seq + r.output_tokens > max_model_len:
+            continue
+        slots = r.prompt_tokens + r.output_tokens + r.visual_tokens
+        if slots > best_slots:
+            best_slots, best = slots, (r.prompt_tokens + r.output_tokens, r.visual_tokens)
+        if r.vit_seq_lens and (most_visual is None or sum(r.vit_seq_lens) > sum(most_visual.vit_seq_lens)):
+            most_visual = r
+    return best[0], best[1], most_visual
+
+
+def build_pool(
+    env: simpy.Environment, model: ModelSpec, spec: PoolSpec, hardware: HardwareSpec, serving: ServingSpec,
+    workload: Workload, cost_model: CostModel, *, cfg: GraphConfig | None = None,
+) -> Pool:
+    """Check that the pool can run at all (else InfeasibleError with the memory verdict) and size its KV pool."""
+    role = spec.role
+    has_llm = "P" in role or "D" in role
+    has_enc = "E" in role
+    label = f"pool '{spec.label}' ({hardware.id}, tp={spec.tp})"
+    if has_llm:
+        try:
+            check_tp(model, spec.tp)
+        except InfeasibleError as exc:
+            raise InfeasibleError(f"{label}: {exc}") from None
+    elif model.vision.num_heads % spec.tp:
+        raise InfeasibleError(
+            f"{label}: tp: {spec.tp} does not divide the {model.vision.num_heads} vision-encoder heads of {model.id}"
+        )
+    if spec.tp > hardware.max_devices_per_node:
+        raise InfeasibleError(f"{label}: tp {spec.tp} exceeds the {hardware.max_devices_per_node} devices of a node")
+    cfg = cfg or default_graph_config(model, spec.tp)
+    mods = (["vision", "projector"] if has_enc else []) + (["llm"] if has_llm else [])
+    for m in mods:
+        for dt in {cfg.compute_dtype.get(m, model.dtype)}:
+            if not hardware.supports(dt):
+                raise InfeasibleError(f"{label}: hardware has no {dt} compute for the {m} (it supports: "
+                                      f"{', '.join(hardware.peak_tflops)})")
+    max_len = serving.max_model_len or model.llm.max_position_embeddings
+    text, visual, most_visual = _largest_request(model, workload, max_len)
+    act_ops: list = []
+    if has_llm:
+        act_ops.extend(llm_ops(model, (SeqWork(new_tokens=serving.max_num_batched_tokens, emits_token=True),),
+                               "prefill", cfg))
+    if has_enc and most_visual is not None:
+        r = most_visual
+        act_ops.extend(encode_ops(model, tuple(sorted(r.vit_seq_lens)), r.projector_in_tokens, r.visual_tokens, cfg))
+    wb = weight_bytes(model, cfg)
+    not_loaded = sum(v for k, v in wb.items() if k not in mods)
+    mem = memory_report(
+        model, hardware, cfg, text_tokens=text if has_llm else 0, visual_tokens=visual if has_llm else 0, batch=1,
+        activation_ops=act_ops, gpu_memory_utilization=serving.gpu_memory_utilization, extra_bytes=-not_loaded,
+    )
+    if not mem.fits:
+        raise InfeasibleError(f"{label}: {mem.verdict}")
+    total_blocks = 0
+    if has_llm:
+        block_bytes = serving.block_size * kv_bytes_per_token(model, cfg)
+        total_blocks = int(mem.kv_budget_bytes // block_bytes)
+    pool = Pool(spec, hardware, cfg, cost_model, total_blocks=total_blocks, memory_verdict=mem.verdict)
+    coster = StepCost(model, cfg, cost_model)
+    for i in range(spec.instances):
+        name = f"{spec.label}{i}"
+        proxy = None  # the Cluster wires itself in when it is built
+        if role == "E":
+            inst = EncoderInstance(env, name, spec.label, proxy, coster, serving.encoder_budget,
+                                   serving.step_overhead_s)
+        else:
+            inst = LlmInstance(
+                env, name, spec.label, proxy, coster, total_blocks=total_blocks, block_size=serving.block_size,
+                max_num_seqs=serving.max_num_seqs, max_num_batched_tokens=serving.max_num_batched_tokens,
+                chunked_prefill=serving.chunked_prefill, encoder_budget=serving.encoder_budget,
+                encoder_cache=serving.encoder_cache, does_encode=has_enc, handoff=("D" not in role),
+                overhead_s=serving.step_overhead_s,
+            )
+        pool.instances.append(inst)
+    pool.router = make_router(serving.router, pool.instances)
+    return pool
+
+
+def default_link(pools: list[Pool]) -> LinkConfig:
+    """The hardware's inter-node network (the slower end), 10 us latency."""
+    bw = min(p.hardware.inter_node_bw_gbps for p in pools)
+    if bw <= 0:
+        raise SpecError("serving.link: the pools' hardware has no inter-node network; give serving.link.bw_gbps")
+    return LinkConfig(bw_gbps=bw, latency_us=DEFAULT_LINK_LATENCY_US, name="inter-node network (hardware default)")
+
+
+__all__ = ["Cluster", "Pool", "build_pool", "default_link"]

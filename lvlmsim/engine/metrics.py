@@ -1,0 +1,227 @@
+"""Metrics: the per-request table, the time series, and the run summary (latency percentiles, throughput, goodput,
+utilisation, KV occupancy, dollars, energy, saturation verdict). Built once, after the run, from plain lists.
+
+Definitions:
+* TTFT = first token - arrival; TPOT = (finish - first token) / (output tokens - 1); E2E = finish - arrival.
+* ITL (inter-token latency): for every step that advanced decoding sequences, the time since the previous such step
+  ended (so prefill-only steps in between count, as with chunking off), weighted by how many sequences it advanced;
+  a sequence's first decode step counts from its prefill. Stalls from preemption or a KV pull are in TPOT, not ITL.
+* span_s: simulated time from 0 to the last event. Throughput, goodput and utilisation divide by it; dollars and
+  energy are charged over it for every GPU of every instance.
+* Energy assumption: a GPU draws idle power all the time and TDP while busy:
+  E = tp x (idle_w x span + (tdp_w - idle_w) x busy); idle_w defaults to 25% of TDP when the hardware has none.
+* Saturation: over the arrival window [first arrival, last arrival], the growth of requests in the system
+  (arrived - finished - rejected) across its second half. "backlogged" when that growth exceeds
+  max(10% of the arrivals in that half, 5): the service falls behind by more than a tenth of the offered load;
+  else "stable".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from lvlmsim.engine.request import COMPLETED, IN_FLIGHT, REJECTED_S, Request
+
+IDLE_POWER_DEFAULT_FRACTION = 0.25
+BACKLOG_FRACTION = 0.10
+BACKLOG_MIN_REQUESTS = 5
+PERCENTILES = (50, 90, 99)
+
+REQUEST_COLUMNS = (
+    "request_id", "arrival_s", "queue_s", "encode_start_s", "encode_end_s", "first_token_s", "finish_s",
+    "prompt_tokens", "visual_tokens", "output_tokens", "images", "preemptions", "instance", "pool", "transfer_s",
+    "ttft_s", "tpot_s", "e2e_s", "status", "session_id", "turn", "reason",
+)
+
+
+def request_frame(requests: Sequence[Request]) -> pd.DataFrame:
+    """One row per arrived request (later chat turns that never got sent are not requests)."""
+    rows = [r for r in requests if r.arrived]
+    nan = math.nan
+    ttft, tpot, e2e = [], [], []
+    for r in rows:
+        done = r.status == COMPLETED
+        ttft.append(r.first_token_s - r.arrival_s if r.first_token_s == r.first_token_s else nan)
+        e2e.append(r.finish_s - r.arrival_s if done else nan)
+        tpot.append((r.finish_s - r.first_token_s) / (r.output_tokens - 1) if done and r.output_tokens > 1 else nan)
+    cols = {
+        "request_id": [r.id for r in rows],
+        "arrival_s": [r.arrival_s for r in rows],
+        "queue_s": [r.queue_s for r in rows],
+        "encode_start_s": [r.encode_start_s for r in rows],
+        "encode_end_s": [r.encode_end_s for r in rows],
+        "first_token_s": [r.first_token_s for r in rows],
+        "finish_s": [r.finish_s for r in rows],
+        "prompt_tokens": [r.prompt_tokens for r in rows],
+        "visual_tokens": [r.visual_tokens for r in rows],
+        "output_tokens": [r.output_tokens for r in rows],
+        "images": [r.images for r in rows],
+        "preemptions": [r.preemptions for r in rows],
+        "instance": [">".join(r.path) for r in rows],
+        "pool": [">".join(r.pools) for r in rows],
+        "transfer_s": [r.transfer_s for r in rows],
+        "ttft_s": ttft,
+        "tpot_s": tpot,
+        "e2e_s": e2e,
+        "status": [r.status for r in rows],
+        "session_id": [r.session if r.session is not None else -1 for r in rows],
+        "turn": [r.turn for r in rows],
+        "reason": [r.reason for r in rows],
+    }
+    df = pd.DataFrame(cols, columns=list(REQUEST_COLUMNS))
+    return df.astype({"request_id": "int64", "prompt_tokens": "int64", "visual_tokens": "int64",
+                      "output_tokens": "int64", "images": "int64", "preemptions": "int64", "session_id": "int64",
+                      "turn": "int64"})
+
+
+def timeseries_frame(instances: Sequence) -> pd.DataFrame:
+    """Per-step samples (decimated to a bounded count per instance) of batch size, queue length, KV occupancy."""
+    t, name, pool, b, q, kv = [], [], [], [], [], []
+    for inst in instances:
+        n = len(inst.ts_t)
+        t.extend(inst.ts_t)
+        name.extend([inst.name] * n)
+        pool.extend([inst.pool] * n)
+        b.extend(inst.ts_batch)
+        q.extend(inst.ts_queue)
+        kv.extend(inst.ts_kv)
+    df = pd.DataFrame({"t_s": t, "instance": name, "pool": pool, "batch_size": b, "queue_len": q,
+                       "kv_occupancy": kv})
+    return df.sort_values(["t_s", "instance"], kind="stable").reset_index(drop=True)
+
+
+def stats(x) -> dict:
+    """mean, p50, p90, p99 of the finite values (None when there are none)."""
+    a = np.asarray(x, dtype=float)
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return {"mean": None, **{f"p{p}": None for p in PERCENTILES}}
+    out = {"mean": float(a.mean())}
+    for p, v in zip(PERCENTILES, np.percentile(a, PERCENTILES), strict=True):
+        out[f"p{p}"] = float(v)
+    return out
+
+
+def weighted_stats(values: np.ndarray, weights: np.ndarray) -> dict:
+    if values.size == 0 or weights.sum() <= 0:
+        return {"mean": None, **{f"p{p}": None for p in PERCENTILES}}
+    order = np.argsort(values, kind="stable")
+    v, w = values[order], weights[order]
+    cum = np.cumsum(w)
+    total = cum[-1]
+    out = {"mean": float((v * w).sum() / total)}
+    for p in PERCENTILES:
+        out[f"p{p}"] = float(v[min(int(np.searchsorted(cum, p / 100.0 * total)), v.size - 1)])
+    return out
+
+
+def saturation(arrivals: Sequence[float], done: Sequence[float]) -> dict:
+    """The verdict described in the module docstring, with the numbers it rests on."""
+    rule = (f"backlogged when requests in the system grow by more than max({BACKLOG_FRACTION:.0%} of arrivals, "
+            f"{BACKLOG_MIN_REQUESTS}) over the second half of the arrival window")
+    if len(arrivals) < 2:
+        return {"verdict": "stable", "growth": 0, "arrivals_second_half": len(arrivals), "rule": rule}
+    a = np.asarray(arrivals)
+    d = np.sort(np.asarray(done)) if len(done) else np.zeros(0)
+    first, last = float(a[0]), float(a[-1])
+    mid = (first + last) / 2.0
+
+    def in_system(t: float) -> int:
+        return int(np.searchsorted(a, t, side="right")) - int(np.searchsorted(d, t, side="right"))
+
+    growth = in_system(last) - in_system(mid)
+    a2 = int(np.searchsorted(a, last, side="right") - np.searchsorted(a, mid, side="right"))
+    verdict = "backlogged" if growth > max(BACKLOG_FRACTION * a2, BACKLOG_MIN_REQUESTS) else "stable"
+    return {"verdict": verdict, "growth": growth, "arrivals_second_half": a2,
+            "window_s": [first, last], "rule": rule}
+
+
+def summarize(cluster, df: pd.DataFrame, slos, span_s: float) -> dict:
+    """The run summary; see the module docstring for every definition."""
+    span = max(span_s, 1e-12)
+    completed = df[df.status == COMPLETED]
+    n_arr = len(df)
+    n_done = len(completed)
+    n_rej = int((df.status == REJECTED_S).sum())
+    n_fly = int((df.status == IN_FLIGHT).sum())
+    out_tokens = int(completed.output_tokens.sum())
+    ok = np.ones(n_done, dtype=bool)
+    thresholds = {}
+    for name in ("ttft_s", "tpot_s", "e2e_s"):
+        limit = getattr(slos, name)
+        if limit is not None:
+            thresholds[name] = limit
+            vals = completed[name].to_numpy(dtype=float)
+            ok &= ~(vals > limit)  # NaN TPOT (one output token) meets any TPOT threshold
+    n_good = int(ok.sum())
+    pct_check = {}
+    for name, limit in thresholds.items():
+        vals = completed[name].to_numpy(dtype=float)
+        vals = vals[np.isfinite(vals)]
+        at = float(np.percentile(vals, slos.percentile)) if vals.size else None
+        pct_check[name] = {"threshold": limit, f"p{slos.percentile:g}": at, "met": at is not None and at <= limit}
+
+    itl_v = np.concatenate([np.asarray(i.itl_dt, dtype=float) for i in cluster.instances] or [np.zeros(0)])
+    itl_w = np.concatenate([np.asarray(i.itl_n, dtype=float) for i in cluster.instances] or [np.zeros(0)])
+
+    inst_rows = []
+    usd = energy = 0.0
+    gpus = 0
+    for pool in cluster.pools:
+        hw = pool.hardware
+        tp = pool.spec.tp
+        idle_w = hw.idle_power_w if hw.idle_power_w is not None else IDLE_POWER_DEFAULT_FRACTION * hw.tdp_w
+        for inst in pool.instances:
+            gpus += tp
+            usd += hw.price_per_hour_usd * tp * span / 3600.0
+            energy += tp * (idle_w * span + (hw.tdp_w - idle_w) * inst.busy_s)
+            inst_rows.append({
+                "instance": inst.name, "pool": pool.name, "role": pool.role, "hardware": hw.id, "tp": tp,
+                "steps": inst.nsteps, "busy_s": inst.busy_s, "max_step_s": inst.max_step_s,
+                "utilisation": inst.busy_s / span,
+                "kv_blocks": inst.total_blocks,
+                "peak_kv_occupancy": inst.peak_used / inst.total_blocks if inst.total_blocks else None,
+                "queue_len_mean": inst.q_area / span,
+            })
+    peaks = [r["peak_kv_occupancy"] for r in inst_rows if r["peak_kv_occupancy"] is not None]
+    summary = {
+        "requests": n_arr,
+        "completed": n_done,
+        "rejected": n_rej,
+        "in_flight": n_fly,
+        "span_s": span_s,
+        "ttft_s": stats(completed.ttft_s),
+        "tpot_s": stats(completed.tpot_s),
+        "itl_s": weighted_stats(itl_v, itl_w),
+        "e2e_s": stats(completed.e2e_s),
+        "queue_s": stats(df.queue_s),
+        "throughput_rps": n_done / span,
+        "output_tokens_per_s": out_tokens / span,
+        "goodput_rps": n_good / span,
+        "slo_attainment": n_good / n_arr if n_arr else None,
+        "slos": {"thresholds": thresholds, "percentile": slos.percentile, "check": pct_check},
+        "queue_len_mean": sum(i.q_area for i in cluster.instances) / span,
+        "peak_kv_occupancy": max(peaks) if peaks else None,
+        "preemptions": int(df.preemptions.sum()),
+        "steps": sum(i.nsteps for i in cluster.instances),
+        "instances": inst_rows,
+        "gpus": gpus,
+        "cost_usd": usd,
+        "usd_per_1m_output_tokens": usd / (out_tokens / 1e6) if out_tokens else None,
+        "energy_j": energy,
+        "joules_per_output_token": energy / out_tokens if out_tokens else None,
+        "energy_assumption": "per GPU: idle power over the whole span + (TDP - idle) while busy; idle defaults to "
+                             f"{IDLE_POWER_DEFAULT_FRACTION:.0%} of TDP where the hardware spec has none",
+        "saturation": saturation(cluster.arrival_times, cluster.done_times),
+    }
+    if len(cluster.pools) > 1:
+        summary["transfer_s"] = stats(completed.transfer_s)
+    return summary
+
+
+__all__ = ["REQUEST_COLUMNS", "request_frame", "saturation", "stats", "summarize", "timeseries_frame",
+           "weighted_stats"]

@@ -1,0 +1,95 @@
+"""The request entity: what a request asks for, where it is in its lifecycle, and what happened to it.
+
+Plain attributes with __slots__ (no per-step dict or DataFrame work): the metrics collector turns the finished
+objects into a DataFrame once, at the end.
+"""
+
+from __future__ import annotations
+
+import math
+
+NAN = math.nan
+
+# lifecycle states
+WAITING, PREFILL, DECODE, PARKED, PULLING, ENCODING, TRANSFER, DONE, REJECTED = range(9)
+COMPLETED, REJECTED_S, IN_FLIGHT = "completed", "rejected", "in_flight"
+
+
+class Request:
+    __slots__ = (
+        # what is asked
+        "id", "session", "turn", "arrival_s", "think_s", "prompt_tokens", "output_tokens", "images", "image_ids",
+        "video_s", "visual_tokens", "vit_seq_lens", "projector_in_tokens",
+        # model-derived (set by the cluster when the request arrives)
+        "seq_tokens", "vis_in_seq", "cross_kv", "extra_slots", "pruned",
+        # progress
+        "state", "computed", "target", "generated", "encoded", "enc_cached", "epoch", "t0", "past0", "gen0",
+        "cls", "blocks", "pull_src", "wait_since", "instance", "arrived",
+        # records
+        "queue_s", "encode_start_s", "encode_end_s", "first_token_s", "finish_s", "preemptions", "transfer_s",
+        "path", "pools", "status", "reason",
+    )
+
+    def __init__(
+        self, rid: int, *, arrival_s: float, prompt_tokens: int, output_tokens: int, images: int = 0,
+        visual_tokens: int = 0, vit_seq_lens: tuple[int, ...] = (), projector_in_tokens: int = 0,
+        image_ids: tuple[str, ...] = (), video_s: float = 0.0, session: int | None = None, turn: int = 1,
+        think_s: float = 0.0,
+    ):
+        self.id = rid
+        self.session = session
+        self.turn = turn
+        self.arrival_s = arrival_s
+        self.think_s = think_s
+        self.prompt_tokens = prompt_tokens
+        self.output_tokens = output_tokens
+        self.images = images
+        self.image_ids = image_ids
+        self.video_s = video_s
+        self.visual_tokens = visual_tokens
+        self.vit_seq_lens = vit_seq_lens
+        self.projector_in_tokens = projector_in_tokens
+        self.seq_tokens = prompt_tokens
+        self.vis_in_seq = 0
+        self.cross_kv = 0
+        self.extra_slots = 0
+        self.pruned: tuple[int, ...] = ()
+        self.state = WAITING
+        self.computed = 0
+        self.target = 0
+        self.generated = 0
+        self.encoded = not vit_seq_lens
+        self.enc_cached = False
+        self.epoch = 0
+        self.t0 = 0
+        self.past0 = 0
+        self.gen0 = 0
+        self.cls = 0
+        self.blocks = 0
+        self.pull_src = None
+        self.wait_since = 0.0
+        self.instance = None
+        self.arrived = False
+        self.queue_s = 0.0
+        self.encode_start_s = NAN
+        self.encode_end_s = NAN
+        self.first_token_s = NAN
+        self.finish_s = NAN
+        self.preemptions = 0
+        self.transfer_s = 0.0
+        self.path: list[str] = []
+        self.pools: list[str] = []
+        self.status = IN_FLIGHT
+        self.reason = ""
+
+    @property
+    def has_visual(self) -> bool:
+        return bool(self.vit_seq_lens)
+
+    def __repr__(self) -> str:
+        return (f"Request({self.id}, t={self.arrival_s:.3f}, prompt={self.prompt_tokens}, visual={self.visual_tokens}, "
+                f"out={self.output_tokens}, state={self.state})")
+
+
+__all__ = ["COMPLETED", "DECODE", "DONE", "ENCODING", "IN_FLIGHT", "PARKED", "PREFILL", "PULLING", "REJECTED",
+           "REJECTED_S", "TRANSFER", "WAITING", "Request"]

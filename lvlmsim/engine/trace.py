@@ -1,0 +1,176 @@
+"""Request traces (CSV or JSONL): parsed row by row, every bad value reported with file, line and column.
+
+Columns: `arrival_s, prompt_tokens, output_tokens` (required); images as `images` (count) with `image_width` and
+`image_height`, or `image_tokens` (visual tokens of the whole request); optional `session_id`, `turn`,
+`image_ids` ("a;b"), `video_s`, `video_fps`. Empty cells mean "absent".
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from lvlmsim.errors import SpecError
+
+REQUIRED = ("arrival_s", "prompt_tokens", "output_tokens")
+OPTIONAL = ("images", "image_width", "image_height", "image_tokens", "session_id", "turn", "image_ids", "video_s",
+            "video_fps")
+
+
+class TraceError(SpecError):
+    """A trace row or column is malformed; the message names file, line and column."""
+
+
+@dataclass(frozen=True)
+class TraceRow:
+    line: int
+    arrival_s: float
+    prompt_tokens: int
+    output_tokens: int
+    images: int = 0
+    image_width: int | None = None
+    image_height: int | None = None
+    image_tokens: int | None = None
+    session_id: str | None = None
+    turn: int | None = None
+    image_ids: tuple[str, ...] = ()
+    video_s: float = 0.0
+    video_fps: float | None = None
+
+
+def _rows(path: Path):
+    """(line number, {column: raw value}) for each data row; header problems raise here."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise TraceError(f"{path}: cannot read trace ({exc.strerror or exc})") from exc
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        for i, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise TraceError(f"{path}:{i}: malformed JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise TraceError(f"{path}:{i}: expected a JSON object per line, got {type(obj).__name__}")
+            yield i, obj
+        return
+    reader = csv.DictReader(text.splitlines())
+    if reader.fieldnames is None:
+        raise TraceError(f"{path}: empty trace (no header line)")
+    names = [n.strip() for n in reader.fieldnames]
+    reader.fieldnames = names
+    missing = [c for c in REQUIRED if c not in names]
+    if missing:
+        raise TraceError(f"{path}:1: missing column(s) {', '.join(missing)} (header has: {', '.join(names)})")
+    for row in reader:
+        if None in row:
+            raise TraceError(f"{path}:{reader.line_num}: more cells than header columns")
+        yield reader.line_num, row
+
+
+def _blank(v) -> bool:
+    return v is None or (isinstance(v, str) and not v.strip())
+
+
+def _num(path: Path, line: int, col: str, v, *, integer: bool, minimum: float) -> float:
+    try:
+        x = float(v) if not isinstance(v, bool) else float("nan")
+    except (TypeError, ValueError):
+        x = float("nan")
+    ok = math.isfinite(x) and x >= minimum and (not integer or x == int(x))
+    if not ok:
+        what = "an integer" if integer else "a number"
+        raise TraceError(f"{path}:{line}: column '{col}': expected {what} >= {minimum:g}, got {v!r}")
+    return int(x) if integer else x
+
+
+def read_trace(path: Path | str) -> list[TraceRow]:
+    """Parse and check every row; rows keep their file order (the engine sorts by arrival)."""
+    path = Path(path)
+    out: list[TraceRow] = []
+    for line, raw in _rows(path):
+        for c in REQUIRED:
+            if _blank(raw.get(c)):
+                raise TraceError(f"{path}:{line}: column '{c}': missing value")
+
+        def num(col: str, *, integer: bool = True, minimum: float = 0.0, _raw=raw, _line=line):
+            v = _raw.get(col)
+            return None if _blank(v) else _num(path, _line, col, v, integer=integer, minimum=minimum)
+
+        images = num("images") or 0
+        w, h, tok = num("image_width", minimum=1), num("image_height", minimum=1), num("image_tokens")
+        if images and tok is None and (w is None or h is None):
+            raise TraceError(
+                f"{path}:{line}: column 'image_width': {images} image(s) need image_width and image_height, "
+                "or image_tokens"
+            )
+        if tok and not images:
+            images = 1
+        ids_raw = raw.get("image_ids")
+        ids = tuple(s.strip() for s in str(ids_raw).split(";") if s.strip()) if not _blank(ids_raw) else ()
+        sid = raw.get("session_id")
+        out.append(TraceRow(
+            line=line,
+            arrival_s=num("arrival_s", integer=False),
+            prompt_tokens=num("prompt_tokens"),
+            output_tokens=num("output_tokens", minimum=1),
+            images=images, image_width=w, image_height=h, image_tokens=tok,
+            session_id=None if _blank(sid) else str(sid), turn=num("turn"), image_ids=ids,
+            video_s=num("video_s", integer=False) or 0.0, video_fps=num("video_fps", integer=False, minimum=1e-9),
+        ))
+    if not out:
+        raise TraceError(f"{path}: trace has no rows")
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _cached(path: str, mtime: float) -> tuple[TraceRow, ...]:
+    return tuple(read_trace(path))
+
+
+def load_trace(path: Path | str) -> tuple[TraceRow, ...]:
+    p = Path(path)
+    try:
+        mtime = p.stat().st_mtime
+    except OSError as exc:
+        raise TraceError(f"{p}: cannot read trace ({exc.strerror or exc})") from exc
+    return _cached(str(p), mtime)
+
+
+def read_column(path: Path | str, column: str) -> list[float]:
+    """Numeric values of one column (for empirical distributions); blank cells are skipped."""
+    p = Path(path)
+    vals: list[float] = []
+    seen = False
+    for line, raw in _rows(p):
+        if column in raw:
+            seen = True
+        v = raw.get(column)
+        if _blank(v):
+            continue
+        vals.append(_num(p, line, column, v, integer=False, minimum=-math.inf))
+    if not seen:
+        raise TraceError(f"{p}: no column '{column}'")
+    if not vals:
+        raise TraceError(f"{p}: column '{column}' has no values")
+    return vals
+
+
+def trace_mean_rate(path: Path | str) -> float:
+    """Requests per second of a trace as recorded (rows / arrival span)."""
+    rows = load_trace(path)
+    ts = sorted(r.arrival_s for r in rows)
+    span = ts[-1] - ts[0]
+    if span <= 0:
+        raise TraceError(f"{path}: all arrivals at the same time; cannot rescale it to a rate")
+    return (len(ts) - 1) / span
+
+
+__all__ = ["OPTIONAL", "REQUIRED", "TraceError", "TraceRow", "load_trace", "read_column", "read_trace",
+           "trace_mean_rate"]

@@ -1,0 +1,263 @@
+"""Turning a WorkloadSpec into requests: arrival times, request mixes, sessions, video, trace replay.
+
+Everything is drawn up front with numpy from independent streams of one seed (arrivals, prompt lengths, output
+lengths, images, sizes, video, sessions), so changing the rate does not change what the requests contain, and the
+same seed gives the same requests bit for bit. Later turns of a chat session get their arrival time during the
+simulation (previous answer + think time).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lvlmsim.engine.request import Request
+from lvlmsim.engine.trace import load_trace, read_column
+from lvlmsim.errors import SpecError
+from lvlmsim.ops.tokenization import ImageTokenization, tokenize_image, tokenize_video
+from lvlmsim.specs.model import ModelSpec
+from lvlmsim.specs.workload import (
+    ConstantArrival,
+    EmpiricalDist,
+    FixedDist,
+    GammaArrival,
+    LogNormalDist,
+    NormalDist,
+    PoissonArrival,
+    TraceArrival,
+    UniformDist,
+    WorkloadSpec,
+)
+
+DEFAULT_REQUESTS = 1000
+_STREAMS = ("arrival", "prompt", "output", "images", "sizes", "video", "turns", "think", "new_images", "video_dur")
+
+
+@dataclass
+class Workload:
+    """The requests of one run, in id order; `sessions[i]` lists session i's turns (first turn has its arrival)."""
+
+    requests: list[Request]
+    sessions: list[list[Request]] = field(default_factory=list)
+
+    @property
+    def first_arrivals(self) -> list[Request]:
+        return [r for r in self.requests if not math.isnan(r.arrival_s)]
+
+
+def sample(dist, rng: np.random.Generator, n: int, resolve: Callable[[str], Path] | None = None) -> np.ndarray:
+    """`n` draws of a distribution spec as floats, clipped to its min/max."""
+    if isinstance(dist, FixedDist):
+        x = np.full(n, float(dist.value))
+    elif isinstance(dist, UniformDist):
+        x = rng.uniform(dist.low, dist.high, n)
+    elif isinstance(dist, NormalDist):
+        x = rng.normal(dist.mean, dist.std, n)
+    elif isinstance(dist, LogNormalDist):
+        sigma2 = math.log1p((dist.std / dist.mean) ** 2)
+        x = rng.lognormal(math.log(dist.mean) - sigma2 / 2.0, math.sqrt(sigma2), n)
+    elif isinstance(dist, EmpiricalDist):
+        if dist.values is not None:
+            vals = np.asarray(dist.values, dtype=float)
+            p = None
+            if dist.weights is not None:
+                w = np.asarray(dist.weights, dtype=float)
+                p = w / w.sum()
+        else:
+            if resolve is None:
+                raise SpecError(f"empirical distribution from trace '{dist.trace}' needs a scenario to resolve it")
+            vals = np.asarray(read_column(resolve(dist.trace), dist.column), dtype=float)
+            p = None
+        x = vals[rng.choice(len(vals), size=n, p=p)] if n else np.zeros(0)
+    else:  # pragma: no cover - the spec union is closed
+        raise SpecError(f"unknown distribution {dist!r}")
+    if dist.min is not None or dist.max is not None:
+        x = np.clip(x, dist.min if dist.min is not None else -np.inf, dist.max if dist.max is not None else np.inf)
+    return x
+
+
+def counts(x: np.ndarray, minimum: int) -> list[int]:
+    """Round to integers and clip to `minimum` (token counts >= 1, image counts >= 0)."""
+    return np.maximum(np.rint(x), minimum).astype(np.int64).tolist()
+
+
+def arrival_times(arrival, rng: np.random.Generator, n: int) -> np.ndarray:
+    """`n` arrival times (s) of a synthetic process, starting after one gap from t = 0."""
+    if isinstance(arrival, PoissonArrival):
+        gaps = rng.exponential(1.0 / arrival.rate_rps, n)
+    elif isinstance(arrival, GammaArrival):
+        shape = 1.0 / arrival.cv**2
+        gaps = rng.gamma(shape, 1.0 / (arrival.rate_rps * shape), n)
+    elif isinstance(arrival, ConstantArrival):
+        gaps = np.full(n, 1.0 / arrival.rate_rps)
+    else:
+        raise SpecError(f"arrival: '{arrival.kind}' is not a synthetic process")
+    return np.cumsum(gaps)
+
+
+class _Tokens:
+    """Memoised visual-token arithmetic per model: sizes repeat a lot."""
+
+    def __init__(self, model: ModelSpec):
+        self.model = model
+        self._combo: dict[tuple, tuple[int, tuple[int, ...], int]] = {}
+        self._video: dict[tuple, ImageTokenization] = {}
+        self._ref: ImageTokenization | None = None
+
+    def combine(self, toks: list[ImageTokenization]) -> tuple[int, tuple[int, ...], int]:
+        return (sum(t.llm_tokens for t in toks), tuple(L for t in toks for L in t.vit_seq_lens),
+                sum(t.projector_in_tokens for t in toks))
+
+    def images(self, sizes: tuple[tuple[int, int], ...]) -> tuple[int, tuple[int, ...], int]:
+        hit = self._combo.get(sizes)
+        if hit is None:
+            hit = self.combine([tokenize_image(self.model, w, h) for w, h in sizes])
+            self._combo[sizes] = hit
+        return hit
+
+    def video(self, duration_s: float, width=None, height=None, fps=None, max_frames=None) -> ImageTokenization:
+        key = (duration_s, width, height, fps, max_frames)
+        hit = self._video.get(key)
+        if hit is None:
+            hit = tokenize_video(self.model, duration_s, width=width, height=height, fps=fps, max_frames=max_frames)
+            self._video[key] = hit
+        return hit
+
+    def from_count(self, llm_tokens: int) -> ImageTokenization:
+        """A trace gives only visual tokens: ViT work scaled from the model's native-size image (an estimate)."""
+        if self._ref is None:
+            side = self.model.vision.image_size
+            self._ref = tokenize_image(self.model, side, side)
+        ref = self._ref
+        vit_total = max(1, round(llm_tokens * ref.vit_tokens / ref.llm_tokens))
+        seq = max(ref.vit_seq_lens)
+        lens = [seq] * (vit_total // seq) + ([vit_total % seq] if vit_total % seq else [])
+        proj = max(1, round(llm_tokens * ref.projector_in_tokens / ref.llm_tokens))
+        return ImageTokenization(0, 0, tuple(lens), llm_tokens, proj, f"{llm_tokens} tokens from a trace")
+
+
+def generate(
+    spec: WorkloadSpec, model: ModelSpec, seed: int, resolve: Callable[[str], Path] | None = None
+) -> Workload:
+    """All requests of a run (see module docstring)."""
+    streams = dict(zip(_STREAMS, (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(
+        len(_STREAMS))), strict=True))
+    tok = _Tokens(model)
+    if isinstance(spec.arrival, TraceArrival):
+        if resolve is None:
+            raise SpecError("arrival: a trace needs a scenario to resolve its path")
+        return _from_trace(spec, tok, resolve(spec.arrival.path), spec.arrival.time_scale)
+    n = spec.requests or DEFAULT_REQUESTS
+    prompt = counts(sample(spec.prompt_tokens, streams["prompt"], n, resolve), 1)
+    output = counts(sample(spec.output_tokens, streams["output"], n, resolve), 1)
+    n_img = counts(sample(spec.images, streams["images"], n, resolve), 0)
+    sizes = [(c.width, c.height) for c in spec.image_size]
+    w = np.asarray([c.weight for c in spec.image_size], dtype=float)
+    # sessions: how many turns each, which request indices are later turns
+    sess = spec.session
+    turns: list[int] = [1] * n
+    if sess is not None:
+        t = counts(sample(sess.turns, streams["turns"], n, resolve), 1)
+        turns = []
+        total = 0
+        for k in t:
+            k = min(k, n - total)
+            turns.append(k)
+            total += k
+            if total >= n:
+                break
+        extra_imgs = counts(sample(sess.new_images_per_turn, streams["new_images"], n, resolve), 0)
+        think = np.maximum(sample(sess.think_time_s, streams["think"], n, resolve), 0.0).tolist()
+    size_idx = streams["sizes"].choice(len(sizes), size=sum(n_img) + (sum(extra_imgs) if sess else 0),
+                                       p=w / w.sum()).tolist()
+    vid_on = [False] * n
+    vid_dur = [0.0] * n
+    if spec.video is not None:
+        vid_on = (streams["video"].random(n) < spec.video.fraction).tolist()
+        d = np.maximum(sample(spec.video.duration_s, streams["video_dur"], n, resolve), 0.1)
+        vid_dur = (np.round(d * 10.0) / 10.0).tolist()
+    starts = arrival_times(spec.arrival, streams["arrival"], len(turns))
+    if spec.duration_s is not None:
+        keep = int(np.searchsorted(starts, spec.duration_s, side="right"))
+        turns, starts = turns[:keep], starts[:keep]
+    starts = starts.tolist()
+
+    requests: list[Request] = []
+    sessions: list[list[Request]] = []
+    si = 0  # next size index
+    i = 0  # request index
+    for s, (k, t0) in enumerate(zip(turns, starts, strict=True)):
+        history_tokens = 0
+        held: list[tuple[tuple[int, int], str]] = []
+        chat: list[Request] = []
+        for turn in range(1, k + 1):
+            new_imgs = n_img[i] if turn == 1 else (extra_imgs[i] if sess else 0)
+            fresh = []
+            for j in range(new_imgs):
+                fresh.append((sizes[size_idx[si]], f"s{s}i{len(held) + j}"))
+                si += 1
+            carried = (held if (sess is None or sess.resend_images) else []) + fresh
+            held = held + fresh
+            img_sizes = tuple(sz for sz, _ in carried)
+            vis, lens, proj = tok.images(img_sizes) if img_sizes else (0, (), 0)
+            video_s = 0.0
+            if vid_on[i] and turn == 1:
+                v = spec.video
+                vt = tok.video(vid_dur[i], v.width, v.height, v.fps, v.max_frames)
+                vis, lens, proj = vis + vt.llm_tokens, lens + vt.vit_seq_lens, proj + vt.projector_in_tokens
+                video_s = vid_dur[i]
+            p_tokens = prompt[i] + (history_tokens if (sess is not None and sess.keep_history) else 0)
+            r = Request(
+                len(requests), arrival_s=t0 if turn == 1 else math.nan, prompt_tokens=p_tokens,
+                output_tokens=output[i], images=len(carried), visual_tokens=vis, vit_seq_lens=lens,
+                projector_in_tokens=proj, image_ids=tuple(iid for _, iid in carried) if sess else (),
+                video_s=video_s, session=s if sess else None, turn=turn, think_s=think[i] if sess else 0.0,
+            )
+            history_tokens += prompt[i] + output[i]
+            requests.append(r)
+            chat.append(r)
+            i += 1
+        if sess is not None:
+            sessions.append(chat)
+    return Workload(requests, sessions)
+
+
+def _from_trace(spec: WorkloadSpec, tok: _Tokens, path: Path, time_scale: float) -> Workload:
+    rows = sorted(load_trace(path), key=lambda r: r.arrival_s)
+    if spec.requests is not None:
+        rows = rows[: spec.requests]
+    if spec.duration_s is not None:
+        rows = [r for r in rows if r.arrival_s * time_scale <= spec.duration_s]
+    sessions: dict[str, int] = {}
+    requests: list[Request] = []
+    for row in rows:
+        try:
+            if row.images and row.image_tokens is None:
+                vis, lens, proj = tok.images(((row.image_width, row.image_height),) * row.images)
+            elif row.image_tokens:
+                t = tok.from_count(row.image_tokens)
+                vis, lens, proj = t.llm_tokens, t.vit_seq_lens, t.projector_in_tokens
+            else:
+                vis, lens, proj = 0, (), 0
+            if row.video_s > 0:
+                vt = tok.video(row.video_s, fps=row.video_fps)
+                vis, lens, proj = vis + vt.llm_tokens, lens + vt.vit_seq_lens, proj + vt.projector_in_tokens
+        except SpecError as exc:
+            raise SpecError(f"{path}:{row.line}: {exc}") from None
+        sid = None
+        if row.session_id is not None:
+            sid = sessions.setdefault(row.session_id, len(sessions))
+        requests.append(Request(
+            len(requests), arrival_s=row.arrival_s * time_scale, prompt_tokens=row.prompt_tokens,
+            output_tokens=row.output_tokens, images=row.images, visual_tokens=vis, vit_seq_lens=lens,
+            projector_in_tokens=proj, image_ids=row.image_ids, video_s=row.video_s, session=sid,
+            turn=row.turn or 1,
+        ))
+    return Workload(requests, [])
+
+
+__all__ = ["DEFAULT_REQUESTS", "Workload", "arrival_times", "counts", "generate", "sample"]

@@ -1,0 +1,92 @@
+"""ServingSpec: how a model is served: batching knobs (vLLM's names), KV paging, parallelism, replicas, routing and
+disaggregated pools."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+
+from lvlmsim.specs.base import StrictModel
+
+Router = Literal["round_robin", "least_outstanding", "kv_aware"]
+Role = Literal["E", "P", "D", "EP", "PD", "EPD"]
+
+
+class LinkConfig(StrictModel):
+    """The network between pools, per GPU: each GPU of a tensor-parallel group sends its own shard in parallel."""
+
+    bw_gbps: PositiveFloat = Field(description="GB/s per GPU and direction (1 GB = 1e9 bytes)")
+    latency_us: NonNegativeFloat = Field(10.0, description="one-way latency per transfer, microseconds")
+    name: str = ""
+
+
+class PoolSpec(StrictModel):
+    """A group of identical instances serving some stages: E (encode), P (prefill), D (decode) or a combination."""
+
+    role: Role
+    name: str | None = Field(None, description="default: the role")
+    hardware: str | None = Field(None, description="hardware id or YAML path; default: the scenario's hardware")
+    instances: PositiveInt = 1
+    tp: PositiveInt = 1
+
+    @property
+    def label(self) -> str:
+        return self.name or self.role
+
+
+class ServingSpec(StrictModel):
+    instances: PositiveInt = Field(1, description="replicas behind the router (colocated mode, no `pools`)")
+    tp: PositiveInt = Field(1, description="tensor-parallel degree of each replica (colocated mode)")
+    router: Router = "least_outstanding"
+    max_num_seqs: PositiveInt = Field(256, description="vLLM max_num_seqs: sequences in one batch")
+    max_num_batched_tokens: PositiveInt = Field(8192, description="vLLM max_num_batched_tokens: tokens per step")
+    chunked_prefill: bool = True
+    block_size: PositiveInt = Field(16, description="tokens per paged KV block")
+    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
+    max_model_len: PositiveInt | None = Field(None, description="longest sequence accepted; default: the model's")
+    encoder_budget_tokens: PositiveInt | None = Field(
+        None, description="vLLM max_num_encoder_input_tokens: visual tokens encoded per step; default "
+        "max_num_batched_tokens (a single larger item still runs alone)"
+    )
+    encoder_cache_tokens: PositiveInt | None = Field(
+        None, description="vLLM encoder_cache_size: visual tokens encoded but not yet prefilled; default: the budget"
+    )
+    max_queue_len: PositiveInt | None = Field(None, description="reject arrivals when an instance queue is this long")
+    step_overhead_s: NonNegativeFloat = Field(0.0, description="CPU scheduling time added to every batch step")
+    pools: list[PoolSpec] = Field(default_factory=list, description="disaggregated pools; empty = colocated")
+    link: LinkConfig | None = Field(None, description="network between pools; default: the hardware's inter-node")
+
+    @model_validator(mode="after")
+    def _check(self) -> ServingSpec:
+        if self.pools:
+            roles = "".join(p.role for p in self.pools)
+            if roles != "EPD":
+                raise ValueError(
+                    f"pools: roles must cover encode, prefill and decode once each, in that order (E+P+D, E+PD, "
+                    f"EP+D or EPD); got {'+'.join(p.role for p in self.pools)}"
+                )
+            labels = [p.label for p in self.pools]
+            if len(set(labels)) != len(labels):
+                raise ValueError(f"pools: names must be unique, got {labels}")
+        if self.max_num_seqs > self.max_num_batched_tokens:
+            raise ValueError(
+                f"max_num_seqs {self.max_num_seqs} exceeds max_num_batched_tokens {self.max_num_batched_tokens} "
+                "(every running sequence needs at least one token per step)"
+            )
+        return self
+
+    @property
+    def encoder_budget(self) -> int:
+        return self.encoder_budget_tokens or self.max_num_batched_tokens
+
+    @property
+    def encoder_cache(self) -> int:
+        return self.encoder_cache_tokens or self.encoder_budget
+
+    def pool_list(self) -> list[PoolSpec]:
+        """The pools to build: the configured ones, or one colocated EPD pool of `instances` x `tp`."""
+        return list(self.pools) or [PoolSpec(role="EPD", name="EPD", instances=self.instances, tp=self.tp)]
+
+
+__all__ = ["LinkConfig", "PoolSpec", "Role", "Router", "ServingSpec"]

@@ -1,0 +1,240 @@
+"""WorkloadSpec: the traffic a scenario serves: arrivals, request mix, multi-turn sessions, video, trace replay.
+
+Schemas only; sampling lives in :mod:`lvlmsim.engine.workload` and trace parsing in :mod:`lvlmsim.engine.trace`.
+Every distribution is a mapping with a `kind` (a bare number is shorthand for `{kind: fixed, value: N}`), and may
+be clipped with `min`/`max`. Token and image counts are rounded to integers and clipped to >= 1 (tokens) or
+>= 0 (images) after sampling.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BeforeValidator,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
+
+from lvlmsim.specs.base import StrictModel
+
+
+class _Clip(StrictModel):
+    min: float | None = Field(None, description="samples below are raised to this")
+    max: float | None = Field(None, description="samples above are lowered to this")
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.min is not None and self.max is not None and self.max < self.min:
+            raise ValueError(f"max {self.max} is below min {self.min}")
+        return self
+
+
+class FixedDist(_Clip):
+    kind: Literal["fixed"] = "fixed"
+    value: float
+
+
+class UniformDist(_Clip):
+    """Uniform on [low, high]."""
+
+    kind: Literal["uniform"] = "uniform"
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.high < self.low:
+            raise ValueError(f"high {self.high} is below low {self.low}")
+        return self
+
+
+class NormalDist(_Clip):
+    kind: Literal["normal"] = "normal"
+    mean: float
+    std: NonNegativeFloat
+
+
+class LogNormalDist(_Clip):
+    """Log-normal given by the mean and standard deviation of the samples themselves (not of their logarithm):
+    heavy right tail, the usual shape of prompt and answer lengths."""
+
+    kind: Literal["lognormal"] = "lognormal"
+    mean: PositiveFloat
+    std: NonNegativeFloat
+
+
+class EmpiricalDist(_Clip):
+    """Resample observed values: either `values` (with optional `weights`) or a numeric `column` of a trace file."""
+
+    kind: Literal["empirical"] = "empirical"
+    values: list[float] | None = None
+    weights: list[NonNegativeFloat] | None = None
+    trace: str | None = Field(None, description="CSV/JSONL file (relative to the scenario, or in workloads/traces)")
+    column: str | None = None
+
+    @model_validator(mode="after")
+    def _source(self):
+        if (self.values is None) == (self.trace is None):
+            raise ValueError("give either `values` or `trace` + `column`")
+        if self.values is not None:
+            if not self.values:
+                raise ValueError("values: needs at least one value")
+            if self.weights is not None:
+                if len(self.weights) != len(self.values):
+                    raise ValueError(f"weights: {len(self.weights)} weights for {len(self.values)} values")
+                if sum(self.weights) <= 0:
+                    raise ValueError("weights: must not all be zero")
+        elif not self.column:
+            raise ValueError("column: needed with `trace`")
+        return self
+
+
+def _number_is_fixed(v: Any) -> Any:
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return {"kind": "fixed", "value": v}
+    return v
+
+
+Dist = Annotated[
+    Annotated[FixedDist | UniformDist | NormalDist | LogNormalDist | EmpiricalDist, Field(discriminator="kind")],
+    BeforeValidator(_number_is_fixed),
+]
+
+
+def fixed(value: float) -> FixedDist:
+    return FixedDist(value=value)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# arrivals
+
+
+class PoissonArrival(StrictModel):
+    """Exponential inter-arrival gaps: independent users."""
+
+    kind: Literal["poisson"] = "poisson"
+    rate_rps: PositiveFloat
+
+
+class GammaArrival(StrictModel):
+    """Gamma inter-arrival gaps with coefficient of variation `cv`: cv > 1 is bursty, cv = 1 is Poisson."""
+
+    kind: Literal["gamma"] = "gamma"
+    rate_rps: PositiveFloat
+    cv: PositiveFloat = 2.0
+
+
+class ConstantArrival(StrictModel):
+    """One request every 1/rate_rps seconds: a load generator's fixed pacing."""
+
+    kind: Literal["constant"] = "constant"
+    rate_rps: PositiveFloat
+
+
+class TraceArrival(StrictModel):
+    """Replay a trace file (CSV or JSONL): `arrival_s, prompt_tokens, output_tokens` plus image columns.
+
+    Image columns: `images` (count) with `image_width`/`image_height`, or `image_tokens`; optional `session_id`,
+    `turn`, `image_ids` ("a;b"), `video_s`, `video_fps`. Arrival times are multiplied by `time_scale`.
+    """
+
+    kind: Literal["trace"] = "trace"
+    path: str
+    time_scale: PositiveFloat = 1.0
+
+
+Arrival = Annotated[PoissonArrival | GammaArrival | ConstantArrival | TraceArrival, Field(discriminator="kind")]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# request contents
+
+
+class ImageSizeChoice(StrictModel):
+    """One image size of the mix, picked with probability proportional to `weight`. Accepts "WxH" shorthand."""
+
+    width: PositiveInt
+    height: PositiveInt
+    weight: PositiveFloat = 1.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = {"size": v}
+        if isinstance(v, dict) and "size" in v:
+            v = dict(v)
+            text = str(v.pop("size"))
+            try:
+                w, h = (int(x) for x in text.lower().replace("×", "x").split("x"))
+            except ValueError:
+                raise ValueError(f"size: expected WIDTHxHEIGHT in pixels such as 336x336, got '{text}'") from None
+            v.setdefault("width", w)
+            v.setdefault("height", h)
+        return v
+
+
+def _one_or_many(v: Any) -> Any:
+    return [v] if isinstance(v, str | dict) else v
+
+
+class VideoSpec(StrictModel):
+    """A share of requests carries one video clip; frames are sampled at `fps` (default: the model's video policy)
+    and capped at `max_frames`."""
+
+    fraction: float = Field(1.0, ge=0.0, le=1.0, description="share of requests carrying a video")
+    duration_s: Dist
+    fps: PositiveFloat | None = None
+    max_frames: PositiveInt | None = None
+    width: PositiveInt | None = None
+    height: PositiveInt | None = None
+
+
+class SessionSpec(StrictModel):
+    """Multi-turn chats: the arrival process starts sessions; each later turn is sent `think_time_s` after the
+    previous answer finished (closed loop), re-sending the chat history (earlier prompts, answers and images)."""
+
+    turns: Dist
+    think_time_s: Dist = Field(default_factory=lambda: fixed(10.0))
+    new_images_per_turn: Dist = Field(default_factory=lambda: fixed(0.0))
+    resend_images: bool = Field(True, description="later turns carry every earlier image again")
+    keep_history: bool = Field(True, description="later turns' prompts include earlier prompts and answers")
+
+
+class WorkloadSpec(StrictModel):
+    requests: PositiveInt | None = Field(
+        None, description="requests to generate, all turns of all sessions counted; default 1000, or every trace row"
+    )
+    arrival: Arrival = Field(default_factory=lambda: PoissonArrival(rate_rps=1.0))
+    prompt_tokens: Dist = Field(default_factory=lambda: fixed(64), description="text tokens of the prompt")
+    output_tokens: Dist = Field(default_factory=lambda: fixed(128), description="tokens generated")
+    images: Dist = Field(default_factory=lambda: fixed(1), description="images per request (first turn)")
+    image_size: Annotated[list[ImageSizeChoice], BeforeValidator(_one_or_many)] = Field(
+        default_factory=lambda: [ImageSizeChoice(width=336, height=336)], min_length=1
+    )
+    video: VideoSpec | None = None
+    session: SessionSpec | None = None
+    duration_s: PositiveFloat | None = Field(None, description="no arrivals after this simulated time")
+
+    @field_validator("image_size")
+    @classmethod
+    def _nonempty(cls, v: list) -> list:
+        if not v:
+            raise ValueError("needs at least one size")
+        return v
+
+    @property
+    def is_trace(self) -> bool:
+        return isinstance(self.arrival, TraceArrival)
+
+
+__all__ = [
+    "Arrival", "ConstantArrival", "Dist", "EmpiricalDist", "FixedDist", "GammaArrival", "ImageSizeChoice",
+    "LogNormalDist", "NormalDist", "PoissonArrival", "SessionSpec", "TraceArrival", "UniformDist", "VideoSpec",
+    "WorkloadSpec", "fixed",
+]
