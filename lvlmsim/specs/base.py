@@ -13,9 +13,10 @@ from lvlmsim.errors import SpecError, format_validation_error
 Dtype = Literal["fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4"]
 DTYPES: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4")
 
-# Bytes per element of each storage dtype; tf32 is stored as fp32. int4 packs two values per byte.
+# Bytes per element of each storage dtype; tf32 is stored as fp32. int4 packs two values per byte, int2 four
+# (int2 is a storage dtype only: 2-bit KV caches, KIVI; no device computes in it).
 DTYPE_BYTES: dict[str, float] = {
-    "fp32": 4.0, "tf32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5,
+    "fp32": 4.0, "tf32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "int2": 0.25,
 }
 
 

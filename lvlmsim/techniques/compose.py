@@ -1,0 +1,199 @@
+"""Composition: many techniques -> one transformed (model, GraphConfig, tokenization, op builders, engine hooks).
+
+Techniques are applied in a canonical order (model -> ViT -> pre-LLM -> in-LLM -> weights -> KV -> kernel ->
+KV budget -> decode policy -> reuse), so the order a user lists them in never matters. Two techniques claiming the
+same thing (two weight_quant on one module, two in-LLM schedules, ...) are a SpecError, never silently merged.
+
+What the engine calls (each returns exactly what the analytic estimate uses):
+    comp.model, comp.cfg                          model copy and GraphConfig to build StepCost / llm_ops with
+    comp.tokenize_image(w, h), comp.tokenize_video(duration_s, ...)   visual tokens after every technique
+    comp.encode_ops(tokenizations, batch)         encoder ops incl. ToMe layers and selection ops
+    comp.prefill_ops(seqs, past_visual)           llm_ops + selection ops + draft prefill, transformed
+    comp.decode_view(seq, prompt_tokens, visual_tokens)   KV budget: the context a decode step really reads
+    comp.decode_step_ops(seqs, past_visual) / comp.decode_step_time_s(cm, seqs, past_visual)
+    comp.decode_policy.sample_tokens(rng), .tokens_per_step, .lookahead_tokens
+    comp.reuse.make_caches() (if comp.reuse)      ReuseCache per scope
+    comp.extra_memory_bytes(...)                  draft weights/KV and reuse caches held on the device
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lvlmsim.cost.memory import check_tp
+from lvlmsim.cost.roofline import CostModel
+from lvlmsim.errors import SpecError
+from lvlmsim.ops.graph import encode_ops, llm_ops
+from lvlmsim.ops.op import GraphConfig, Op, SeqWork
+from lvlmsim.ops.tokenization import ImageTokenization, tokenize_image, tokenize_video
+from lvlmsim.specs.hardware import HardwareSpec
+from lvlmsim.specs.model import ModelSpec
+from lvlmsim.techniques.base import CLAIMS, TechniqueConfig, load_techniques
+from lvlmsim.techniques.kv_budget import KVBudgetConfig, KVBudgetPolicy
+from lvlmsim.techniques.reuse import ReuseConfig
+from lvlmsim.techniques.speculative import DecodeStepPolicy, SpeculativeConfig
+from lvlmsim.techniques.tome import tome_encode_ops
+
+
+def check_conflicts(techs: Sequence[TechniqueConfig]) -> None:
+    """SpecError when two techniques claim the same part of the pipeline."""
+    owner: dict[str, TechniqueConfig] = {}
+    for t in techs:
+        for key in t.claims():
+            if key in owner:
+                other = owner[key]
+                what = CLAIMS.get(key) or (f"the weights of the {key.split(':', 1)[1]} module"
+                                           if key.startswith("weight_quant:") else key)
+                raise SpecError(f"techniques: '{other.label()}' and '{t.label()}' both set {what}; they cannot be "
+                                "composed, keep one")
+            owner[key] = t
+
+
+def canonical(techs: Iterable[TechniqueConfig]) -> tuple[TechniqueConfig, ...]:
+    return tuple(sorted(techs, key=lambda t: (t.order, t.kind, t.model_dump_json())))
+
+
+@dataclass
+class Composition:
+    """The pipeline as the techniques leave it. See the module docstring for what the engine calls."""
+
+    base_model: ModelSpec
+    model: ModelSpec
+    cfg: GraphConfig
+    techniques: tuple[TechniqueConfig, ...]
+    decode_policy: DecodeStepPolicy
+    kv_budget: KVBudgetPolicy | None = None
+    reuse: ReuseConfig | None = None
+    vit_merge_r: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    # --------------------------------------------------------------------------------------------------------
+    # tokens
+
+    def transform_tokenization(self, tok: ImageTokenization) -> ImageTokenization:
+        for t in self.techniques:
+            tok = t.transform_tokenization(tok, self.model)
+        return tok
+
+    def tokenize_image(self, width: int, height: int) -> ImageTokenization:
+        return self.transform_tokenization(tokenize_image(self.model, width, height))
+
+    def tokenize_video(self, duration_s: float, **kwargs: Any) -> ImageTokenization:
+        return self.transform_tokenization(tokenize_video(self.model, duration_s, **kwargs))
+
+    # --------------------------------------------------------------------------------------------------------
+    # ops
+
+    def transform_ops(self, ops: Sequence[Op]) -> list[Op]:
+        out = list(ops)
+        for t in self.techniques:
+            out = t.transform_ops(out, self.model, self.cfg)
+        return out
+
+    def encode_ops(self, toks: Sequence[ImageTokenization], batch: int = 1) -> list[Op]:
+        """Encoder + projector ops for `batch` copies of these tokenizations, with ToMe and selection ops."""
+        vit = tuple(L for t in toks for L in t.vit_seq_lens) * batch
+        if not vit:
+            return []
+        proj_in = sum(t.projector_in_tokens for t in toks) * batch
+        llm = sum(t.llm_tokens for t in toks) * batch
+        if self.vit_merge_r:
+            ops = list(tome_encode_ops(self.model, vit, self.vit_merge_r, self.cfg, proj_in, llm))
+        else:
+            ops = list(encode_ops(self.model, vit, proj_in, llm, self.cfg))
+        for t in self.techniques:
+            ops.extend(t.encode_extra_ops(self.model, self.cfg, toks, batch))
+        return self.transform_ops(ops)
+
+    def prefill_extra_ops(self, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> list[Op]:
+        extra: list[Op] = []
+        for t in self.techniques:
+            extra.extend(t.prefill_extra_ops(self.model, self.cfg, seqs, past_visual))
+        return self.transform_ops(extra) + self.decode_policy.prefill_extra_ops(seqs, past_visual)
+
+    def prefill_ops(self, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> list[Op]:
+        """One prefill pass (or chunk) of the target, plus whatever the techniques add to it."""
+        base = self.transform_ops(llm_ops(self.model, tuple(seqs), "prefill", self.cfg, tuple(past_visual)))
+        return base + self.prefill_extra_ops(seqs, past_visual)
+
+    def decode_view(self, seq: SeqWork, prompt_tokens: int, visual_tokens: int) -> tuple[SeqWork, int]:
+        """(SeqWork, past visual tokens) a decode step of this sequence really computes, after any KV budget."""
+        if self.kv_budget is None:
+            return seq, visual_tokens
+        return self.kv_budget.decode_view(seq, prompt_tokens, visual_tokens)
+
+    def decode_step_ops(self, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> list[tuple[Op, float]]:
+        """(op, weight) pairs of one decode step of this batch (one speculative round when speculating)."""
+        pairs = self.decode_policy.step_ops(seqs, past_visual)
+        extra: list[Op] = []
+        for t in self.techniques:
+            extra.extend(t.decode_extra_ops(self.model, self.cfg, seqs))
+        return pairs + [(op, 1.0) for op in self.transform_ops(extra)]
+
+    def decode_step_time_s(self, cm: CostModel, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> float:
+        return sum(cm.cost(op).total_time_s * w for op, w in self.decode_step_ops(seqs, past_visual))
+
+    # --------------------------------------------------------------------------------------------------------
+    # memory and reports
+
+    def extra_memory_bytes(self, toks: list[ImageTokenization], text_tokens: float, visual_tokens: float,
+                           batch: int) -> float:
+        """Device bytes besides the target's weights and KV: draft weights + draft KV per sequence + reuse caches."""
+        extra = self.decode_policy.extra_weight_bytes()
+        extra += batch * self.decode_policy.extra_kv_bytes(text_tokens, visual_tokens)
+        if self.reuse is not None:
+            extra += self.reuse.held_bytes(self.model, self.cfg, toks)
+        return extra
+
+    def accuracy(self) -> list[dict[str, Any]]:
+        """Cited accuracy figures, as given (lvlmsim never invents them)."""
+        return [{"technique": t.label(), "accuracy_delta": t.accuracy_delta, "accuracy_source": t.accuracy_source}
+                for t in self.techniques]
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [{"kind": t.kind, "label": t.label(), "params": t.params(), "stage": t.stage, "acts_on": t.acts_on,
+                 "citation": t.citation, "accuracy_delta": t.accuracy_delta, "accuracy_source": t.accuracy_source}
+                for t in self.techniques]
+
+
+def compose(
+    model: ModelSpec, hw: HardwareSpec, techniques: Iterable[TechniqueConfig | str | dict[str, Any]] = (), *,
+    tp: int = 1,
+) -> Composition:
+    """Validate, check for conflicts, and apply techniques in canonical order."""
+    from lvlmsim.estimate import default_graph_config
+
+    techs = load_techniques(techniques)
+    check_conflicts(techs)
+    techs_c = canonical(techs)
+    check_tp(model, tp)
+    for t in techs_c:
+        t.check(model, hw, tp)
+    m = model
+    for t in techs_c:
+        m = t.transform_model(m)
+    cfg = default_graph_config(m, tp)
+    for t in techs_c:
+        cfg = t.transform_config(cfg, m)
+    comp = Composition(base_model=model, model=m, cfg=cfg, techniques=techs_c,
+                       decode_policy=DecodeStepPolicy(m, cfg))
+    transform = comp.transform_ops
+    comp.decode_policy = DecodeStepPolicy(m, cfg, transform)
+    notes: list[str] = []
+    for t in techs_c:
+        notes.extend(t.notes(model))
+        comp.vit_merge_r = comp.vit_merge_r or t.vit_tokens_merged_per_layer()
+        if isinstance(t, SpeculativeConfig):
+            comp.decode_policy = t.make_policy(m, cfg, transform)
+        elif isinstance(t, KVBudgetConfig):
+            comp.kv_budget = t.policy()
+        elif isinstance(t, ReuseConfig):
+            comp.reuse = t
+        if t.accuracy_delta is not None:
+            notes.append(f"{t.kind}: accuracy {t.accuracy_delta:+g} points (source: {t.accuracy_source})")
+        else:
+            notes.append(f"{t.kind}: no accuracy figure given (lvlmsim does not estimate accuracy)")
+    comp.notes = notes
+    return comp
