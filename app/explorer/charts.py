@@ -1,0 +1,177 @@
+"""Altair chart builders. They only draw the frames they are given; each chart carries a `description` naming it, so
+the tests can find it among the page's Vega-Lite specs."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+STAGES = ["encode", "prefill", "decode"]
+STAGE_COLORS = ["#8e6cc0", "#1f77b4", "#ff7f0e"]
+STAGE_SCALE = alt.Scale(domain=STAGES, range=STAGE_COLORS)
+KINDS = ["gemm", "conv", "attn_prefill", "attn_decode", "attn_encoder", "elementwise", "allreduce"]
+SHAPES = ["circle", "square", "triangle-up", "triangle-down", "diamond", "cross", "triangle-right", "triangle-left",
+          "stroke", "wedge", "arrow", "triangle"]
+
+
+def kind_scale(kinds) -> alt.Scale:
+    """Fixed shapes for the graph's op kinds (so a shape means the same on every chart), extras appended."""
+    domain = KINDS + sorted(set(kinds) - set(KINDS))
+    return alt.Scale(domain=domain, range=[SHAPES[i % len(SHAPES)] for i in range(len(domain))])
+OP_TOOLTIP = [
+    alt.Tooltip("op:N"), alt.Tooltip("stage:N"), alt.Tooltip("kind:N"), alt.Tooltip("module:N"),
+    alt.Tooltip("flops:Q", title="FLOPs", format=".3~s"), alt.Tooltip("bytes:Q", title="bytes", format=".3~s"),
+    alt.Tooltip("intensity:Q", title="FLOP/byte", format=".3~g"),
+    alt.Tooltip("attained_tflops:Q", title="attained TFLOP/s", format=".3~g"),
+    alt.Tooltip("time_ms:Q", title="time (ms, all calls)", format=".4~g"), alt.Tooltip("bound:N"),
+    alt.Tooltip("count:Q", title="calls"), alt.Tooltip("source:N", title="efficiency source"),
+]
+
+
+def roofline(points: pd.DataFrame, roofs: pd.DataFrame, ridges: pd.DataFrame,
+             moves: pd.DataFrame | None = None, height: int = 520) -> alt.LayerChart:
+    """Log-log roofline: one roof per compute dtype, the ridge points marked, every op a point.
+
+    `points` has a `when` column: 'with techniques' / 'without techniques' (before/after overlay) or 'this request'.
+    `moves` (optional) holds two rows per op (before, after) joined by a line, so the shift is visible.
+    """
+    x_dom = [float(roofs["intensity"].min()), float(roofs["intensity"].max())]
+    y_dom = [float(min(points["attained_tflops"].min(), roofs["tflops"].min())) / 2, float(roofs["tflops"].max()) * 3]
+    x = alt.X("intensity:Q", scale=alt.Scale(type="log", domain=x_dom), title="arithmetic intensity (FLOP / byte)")
+    y = alt.Y("attained_tflops:Q", scale=alt.Scale(type="log", domain=y_dom), title="attained TFLOP/s")
+    roof = alt.Chart(roofs).mark_line(color="#444", strokeWidth=2, clip=True).encode(
+        x=alt.X("intensity:Q", scale=alt.Scale(type="log", domain=x_dom)),
+        y=alt.Y("tflops:Q", scale=alt.Scale(type="log", domain=y_dom)),
+        detail=alt.Detail("dtype:N"),
+        tooltip=[alt.Tooltip("dtype:N"), alt.Tooltip("tflops:Q", title="roof TFLOP/s", format=".4~g")],
+    )
+    ridge_rule = alt.Chart(ridges).mark_rule(color="#888", strokeDash=[4, 4]).encode(
+        x=alt.X("ridge:Q"),
+        tooltip=[alt.Tooltip("dtype:N"), alt.Tooltip("ridge:Q", title="ridge (FLOP/byte)", format=".4~g"),
+                 alt.Tooltip("peak_tflops:Q", title="peak TFLOP/s", format=".4~g"),
+                 alt.Tooltip("bw_tbps:Q", title="bandwidth TB/s", format=".4~g")])
+    ridge_dot = alt.Chart(ridges).mark_point(shape="diamond", size=140, filled=True, color="#222").encode(
+        x=alt.X("ridge:Q"), y=alt.Y("peak_tflops:Q"))
+    ridge_text = alt.Chart(ridges).mark_text(align="right", dx=-8, dy=-12, fontSize=11, color="#222").encode(
+        x=alt.X("ridge:Q"), y=alt.Y("peak_tflops:Q"), text=alt.Text("label:N"))
+    layers: list = [roof, ridge_rule, ridge_dot, ridge_text]
+    if moves is not None and not moves.empty:
+        layers.append(alt.Chart(moves).mark_line(color="#999", strokeWidth=1).encode(
+            x=alt.X("intensity:Q"), y=alt.Y("attained_tflops:Q"), detail=alt.Detail("key:N"),
+            order=alt.Order("order:Q")))
+    # size = time the op takes (all its calls): techniques that cut work shrink points even where they barely move
+    size = alt.Size("time_ms:Q", title="time (ms, all calls)",
+                    scale=alt.Scale(type="sqrt", range=[25, 900], domain=[0, float(points["time_ms"].max())]),
+                    legend=alt.Legend(orient="bottom", direction="horizontal", symbolFillColor="#999",
+                                      symbolStrokeColor="#999"))
+    enc = dict(x=x, y=y, color=alt.Color("stage:N", scale=STAGE_SCALE, title="stage"),
+               shape=alt.Shape("kind:N", scale=kind_scale(points["kind"]), title="op kind"), size=size,
+               tooltip=[alt.Tooltip("when:N")] + OP_TOOLTIP)
+    layers.append(alt.Chart(points[points["when"] != "without techniques"]).mark_point(
+        filled=True, opacity=0.85).encode(**enc))
+    before = points[points["when"] == "without techniques"]
+    if len(before):  # hollow: where the op was without the techniques
+        layers.append(alt.Chart(before).mark_point(filled=False, strokeWidth=1.5, opacity=0.8).encode(**enc))
+    return alt.layer(*layers).properties(height=height, description="roofline").interactive()
+
+
+def stage_time_bars(frame: pd.DataFrame) -> alt.Chart:
+    """Time per stage, stacked by op kind; `frame` has stage, kind, time_ms."""
+    return alt.Chart(frame).mark_bar().encode(
+        y=alt.Y("stage:N", sort=STAGES, title=None),
+        x=alt.X("time_ms:Q", stack="zero", title="time (ms)"),
+        color=alt.Color("kind:N", title="op kind"),
+        order=alt.Order("kind:N"),
+        tooltip=[alt.Tooltip("stage:N"), alt.Tooltip("kind:N"),
+                 alt.Tooltip("time_ms:Q", title="time (ms)", format=".4~g"),
+                 alt.Tooltip("share:Q", title="share of stage", format=".1%")],
+    ).properties(height=170, description="stage-times")
+
+
+def visual_share_bars(frame: pd.DataFrame) -> alt.Chart:
+    """Share of each quantity caused by visual vs text tokens; `frame` has quantity, part, value, label."""
+    return alt.Chart(frame).mark_bar().encode(
+        y=alt.Y("quantity:N", title=None, sort=None),
+        x=alt.X("value:Q", stack="normalize", title="share", axis=alt.Axis(format="%")),
+        color=alt.Color("part:N", scale=alt.Scale(domain=["visual tokens", "text tokens"],
+                                                  range=["#d62728", "#7f7f7f"]), title=None),
+        tooltip=[alt.Tooltip("quantity:N"), alt.Tooltip("part:N"), alt.Tooltip("label:N", title="amount"),
+                 alt.Tooltip("share:Q", format=".1%")],
+    ).properties(height=190, description="visual-share")
+
+
+def sweep_lines(frame: pd.DataFrame, x: str, x_title: str, description: str, x_sort: list | None = None,
+                log_x: bool = False) -> alt.Chart:
+    """Long-form sweep: `frame` has the x column, metric, ms, plus visual_tokens for the tooltip."""
+    enc_x = alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(type="log") if log_x else alt.Undefined)
+    frame = frame[frame["ms"] > 0]  # log axis: a text-only point has no encode time
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=enc_x, y=alt.Y("ms:Q", title="time (ms, log scale)", scale=alt.Scale(type="log")),
+        color=alt.Color("metric:N", title=None, sort=["TTFT", "encode", "prefill", "TPOT"]),
+        tooltip=[alt.Tooltip(f"{x}:Q", title=x_title), alt.Tooltip("metric:N"), alt.Tooltip("ms:Q", format=".4~g"),
+                 alt.Tooltip("visual_tokens:Q", title="visual tokens")] + (
+            [alt.Tooltip("size:N")] if "size" in frame else []),
+    ).properties(height=260, description=description)
+
+
+def memory_bar(parts: pd.DataFrame, limits: pd.DataFrame) -> alt.LayerChart:
+    """Weights / KV / activations / runtime stacked against the usable and total capacity; values in GiB."""
+    bar = alt.Chart(parts).mark_bar(size=40).encode(
+        x=alt.X("gib:Q", stack="zero", title="GiB per device"),
+        color=alt.Color("part:N", sort=list(parts["part"]), title=None,
+                        legend=alt.Legend(orient="bottom", columns=4, labelLimit=220)),
+        order=alt.Order("order:Q"),
+        tooltip=[alt.Tooltip("part:N"), alt.Tooltip("gib:Q", title="GiB", format=".3f")],
+    )
+    rules = alt.Chart(limits).mark_rule(strokeWidth=2, strokeDash=[5, 3], color="#222").encode(
+        x=alt.X("gib:Q"), tooltip=[alt.Tooltip("limit:N"), alt.Tooltip("gib:Q", format=".2f")])
+    text = alt.Chart(limits).mark_text(align="right", baseline="top", dx=-4, dy=2, fontSize=11, color="#222").encode(
+        x=alt.X("gib:Q"), y=alt.value(0), text=alt.Text("limit:N"))
+    # autosize "fit" counts the legend in the height: 170 leaves ~60 px for the bar itself
+    return alt.layer(bar, rules, text).properties(height=170, description="memory")
+
+
+def ecdf(frame: pd.DataFrame, slos: pd.DataFrame) -> alt.LayerChart:
+    """Empirical CDFs (frame: metric, seconds, fraction) with one dashed SLO line per metric (slos: metric, slo_s)."""
+    line = alt.Chart(frame).mark_line(interpolate="step-after").encode(
+        x=alt.X("seconds:Q", title="seconds"), y=alt.Y("fraction:Q", title="fraction of requests",
+                                                     scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("metric:N", title=None, legend=None),
+        tooltip=[alt.Tooltip("metric:N"), alt.Tooltip("seconds:Q", format=".4~g"),
+                 alt.Tooltip("fraction:Q", format=".1%")])
+    rule = alt.Chart(slos).mark_rule(strokeDash=[6, 3], color="#d62728").encode(
+        x=alt.X("slo_s:Q"), tooltip=[alt.Tooltip("metric:N"), alt.Tooltip("slo_s:Q", title="SLO (s)")])
+    return alt.layer(line, rule).properties(height=220)
+
+
+def timeseries(frame: pd.DataFrame, x: str, series: str) -> alt.Chart:
+    """One engine time series (frame: x, value, optionally instance) as step lines, one per serving instance."""
+    color = (alt.Color("instance:N", title="instance", legend=alt.Legend(orient="bottom"))
+             if "instance" in frame and frame["instance"].nunique() > 1 else alt.value("#1f77b4"))
+    return alt.Chart(frame).mark_line(interpolate="step-after", strokeWidth=1.2).encode(
+        x=alt.X(f"{x}:Q", title="simulated time (s)"), y=alt.Y("value:Q", title=series, axis=alt.Axis(format=".3~g")),
+        color=color,
+        tooltip=[alt.Tooltip(f"{x}:Q", title="t (s)", format=".4~g"), alt.Tooltip("value:Q", title=series,
+                                                                                   format=".4~g")]
+        + ([alt.Tooltip("instance:N")] if "instance" in frame else []),
+    ).properties(height=200, title=series, description=f"timeseries-{series}")
+
+
+def pareto_scatter(frame: pd.DataFrame, cost: str, cost_title: str) -> alt.LayerChart:
+    """Cost (x, lower is better) vs accuracy delta (y, higher is better); the Pareto-optimal ones joined by a line."""
+    base = alt.Chart(frame)
+    pts = base.mark_point(size=110, filled=True).encode(
+        x=alt.X(f"{cost}:Q", title=cost_title, scale=alt.Scale(zero=False, padding=30)),
+        y=alt.Y("accuracy_delta:Q", title="accuracy delta (points, user-supplied)",
+                scale=alt.Scale(zero=False, padding=30), axis=alt.Axis(format=".2~f")),
+        color=alt.Color("pareto:N", scale=alt.Scale(domain=[True, False], range=["#d62728", "#9e9e9e"]),
+                        title="Pareto-optimal"),
+        tooltip=[alt.Tooltip("combination:N"), alt.Tooltip(f"{cost}:Q", title=cost_title, format=".4~g"),
+                 alt.Tooltip("accuracy_delta:Q", format=".3~g")],
+    )
+    front = base.transform_filter(alt.datum.pareto).mark_line(color="#d62728", strokeDash=[4, 2]).encode(
+        x=alt.X(f"{cost}:Q"), y=alt.Y("accuracy_delta:Q"), order=alt.Order(f"{cost}:Q"))
+    labels = base.transform_filter(alt.datum.label != "").mark_text(
+        align="left", dx=8, dy=-8, fontSize=11, limit=320).encode(
+        x=alt.X(f"{cost}:Q"), y=alt.Y("accuracy_delta:Q"), text=alt.Text("label:N"))
+    return alt.layer(front, pts, labels).properties(height=380, description="pareto")

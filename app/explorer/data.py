@@ -1,0 +1,75 @@
+"""Cached calls to the public API. Keys are the plain inputs, so a redraw with unchanged inputs costs a cache hit."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+import lvlmsim
+from explorer.state import USER_ERRORS, Setup
+from lvlmsim.estimate import Estimate
+
+
+@st.cache_data(show_spinner=False, max_entries=2048)
+def _estimate(model: str, hardware: str, images: int, width: int, height: int, video_s: float, prompt_tokens: int,
+              output_tokens: int, batch: int, tp: int, profile: str, techniques: tuple[str, ...]) -> Estimate:
+    return lvlmsim.estimate(model, hardware, images=images, image_size=(width, height), prompt_tokens=prompt_tokens,
+                            output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=profile,
+                            techniques=list(techniques))
+
+
+def estimate(setup: Setup) -> Estimate:
+    """`lvlmsim.estimate(setup.model, setup.hardware, **setup.kwargs())`, cached; raises the API's errors."""
+    return _estimate(setup.model, setup.hardware, setup.images, setup.width, setup.height, setup.video_s,
+                     setup.prompt_tokens, setup.output_tokens, setup.batch, setup.tp, setup.profile,
+                     tuple(setup.techniques))
+
+
+def try_estimate(setup: Setup) -> tuple[Estimate | None, str | None]:
+    try:
+        return estimate(setup), None
+    except USER_ERRORS as exc:
+        return None, str(exc)
+
+
+def estimate_or_stop(setup: Setup) -> Estimate:
+    """The page's estimate; a user error is shown inline and ends the page (never a traceback)."""
+    est, err = try_estimate(setup)
+    if err is not None:
+        st.error(err)
+        st.stop()
+    return est
+
+
+def hardware(ref: str) -> lvlmsim.HardwareSpec:
+    return lvlmsim.load_hardware(ref)
+
+
+def resolution_sweep(setup: Setup, scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)) -> pd.DataFrame:
+    """One estimate per image size (the setup's aspect ratio, scaled); at least one image so there is something to
+    scale. Sizes the model rejects are left out rather than failing the whole chart."""
+    rows = []
+    base = setup.with_(images=max(setup.images, 1))
+    for s in scales:
+        w, h = max(1, round(setup.width * s)), max(1, round(setup.height * s))
+        est, err = try_estimate(base.with_(width=w, height=h))
+        if est is None:
+            continue
+        rows.append({"width": w, "height": h, "size": f"{w}x{h}", "megapixels": w * h / 1e6,
+                     "visual_tokens": est.visual_tokens, "ttft_s": est.ttft_s, "tpot_s": est.tpot_s,
+                     "e2e_s": est.e2e_s, "encode_s": est.stages["encode"].time_s,
+                     "prefill_s": est.stages["prefill"].time_s, "kv_bytes": est.memory.request_kv_bytes})
+    return pd.DataFrame(rows)
+
+
+def count_sweep(setup: Setup, counts: tuple[int, ...] = (0, 1, 2, 4, 6, 8)) -> pd.DataFrame:
+    """One estimate per image count at the setup's image size."""
+    rows = []
+    for n in counts:
+        est, err = try_estimate(setup.with_(images=n))
+        if est is None:
+            continue
+        rows.append({"images": n, "visual_tokens": est.visual_tokens, "ttft_s": est.ttft_s, "tpot_s": est.tpot_s,
+                     "e2e_s": est.e2e_s, "encode_s": est.stages["encode"].time_s,
+                     "prefill_s": est.stages["prefill"].time_s, "kv_bytes": est.memory.request_kv_bytes})
+    return pd.DataFrame(rows)

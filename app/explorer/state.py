@@ -1,0 +1,313 @@
+"""The sidebar setup that every page shares, and the uploads of custom specs.
+
+The sidebar is drawn by the entry script before the page runs, so its widgets keep their values across pages (the
+same widget instances are rendered on every rerun). Pages read the resulting `Setup` with `current_setup()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import streamlit as st
+
+from lvlmsim.errors import LvlmsimError
+from lvlmsim.specs import registry
+
+DEFAULTS: dict = {
+    "model": "llava-1.5-7b", "hardware": "h100-sxm", "images": 1, "width": 336, "height": 336, "video_s": 0.0,
+    "prompt_tokens": 64, "output_tokens": 128, "batch": 1, "tp": 1, "profile": "auto",
+}
+PROFILES = ("auto", "default", "peak")
+UPLOAD_KINDS = ("model", "hardware", "scenario", "trace")
+# Bad input the user can type or upload: the API raises LvlmsimError; pydantic/ValueError are caught as well so that
+# a spec the validators let through still ends as a message, not a traceback.
+USER_ERRORS = (LvlmsimError, ValueError)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One request as the sidebar describes it; `kwargs()` is exactly what the pages pass to `lvlmsim.estimate`."""
+
+    model: str
+    hardware: str
+    images: int
+    width: int
+    height: int
+    video_s: float
+    prompt_tokens: int
+    output_tokens: int
+    batch: int
+    tp: int
+    profile: str
+    techniques: tuple[str, ...] = ()
+
+    def kwargs(self) -> dict:
+        return {"images": self.images, "image_size": (self.width, self.height), "prompt_tokens": self.prompt_tokens,
+                "output_tokens": self.output_tokens, "batch": self.batch, "tp": self.tp, "video_s": self.video_s,
+                "profile": self.profile, "techniques": list(self.techniques)}
+
+    def with_(self, **changes) -> Setup:
+        return replace(self, **changes)
+
+    def python(self) -> str:
+        """The call that reproduces this page's estimate from Python."""
+        kw = ", ".join(f"{k}={v!r}" for k, v in self.kwargs().items())
+        return f"import lvlmsim\nest = lvlmsim.estimate({self.model!r}, {self.hardware!r}, {kw})"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _importable(module: str, *names: str) -> bool:
+    """The module imports and has these names (a half-written package in a checkout counts as absent)."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return False
+    return all(hasattr(mod, n) for n in names)
+
+
+def techniques_available() -> bool:
+    return _importable("lvlmsim.techniques", "parse_technique", "technique_table")
+
+
+def engine_available() -> bool:
+    return _importable("lvlmsim.engine.api", "simulate")
+
+
+# ---------------------------------------------------------------------------------------------------------- uploads
+
+def _upload_dir() -> Path:
+    d = Path(tempfile.gettempdir()) / "lvlmsim-app-uploads"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def save_upload(name: str, data: bytes) -> Path:
+    """Content-addressed copy: a changed file gets a new path, so no cache (ours or the registry's) serves it stale."""
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    folder = _upload_dir() / digest
+    folder.mkdir(exist_ok=True)
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(name).name) or "upload.yaml"
+    path = folder / safe
+    path.write_bytes(data)
+    return path
+
+
+def _validator(kind: str) -> Callable[[Path], str]:
+    """A function that loads an uploaded file through the package's own loader and returns a short description."""
+    if kind == "model":
+        def check(p: Path) -> str:
+            m = registry.load_model(str(p))
+            return f"model '{m.id}' ({m.name})"
+    elif kind == "hardware":
+        def check(p: Path) -> str:
+            h = registry.load_hardware(str(p))
+            return f"hardware '{h.id}' ({h.name})"
+    elif kind == "scenario":
+        def check(p: Path) -> str:
+            from lvlmsim.specs.scenario import load_scenario
+
+            s = load_scenario(str(p))
+            return f"scenario '{s.id}' ({s.model} on {s.hardware})"
+    else:
+        def check(p: Path) -> str:
+            from lvlmsim.engine.trace import load_trace
+
+            t = load_trace(str(p))
+            return f"a trace of {len(t)} requests (replay it on the Serving simulation page)"
+    return check
+
+
+def _on_upload(kind: str) -> None:
+    """Validate a new upload before the script reruns, so the selectboxes can pick it in this very rerun."""
+    f = st.session_state.get(f"up.{kind}")
+    msgs = st.session_state.setdefault("upload_msgs", {})
+    if f is None:
+        msgs.pop(kind, None)
+        return
+    path = save_upload(f.name, f.getvalue())
+    try:
+        desc = _validator(kind)(path)
+    except ImportError as exc:  # the loader for this kind has not landed in this version of lvlmsim
+        msgs[kind] = ("error", f"{f.name}: this version of lvlmsim cannot read {kind} files yet ({exc})")
+        return
+    except USER_ERRORS as exc:
+        msgs[kind] = ("error", f"{f.name}: {exc}")
+        return
+    uploads = st.session_state.setdefault("uploads", {k: {} for k in UPLOAD_KINDS})
+    uploads[kind][str(path)] = f"{f.name} (uploaded)"
+    msgs[kind] = ("success", f"{f.name}: loaded {desc}")
+    # select what was just uploaded (the serving page's widgets pick the scenario or trace up when drawn)
+    st.session_state[f"sb.{kind}" if kind in ("model", "hardware") else f"sim.{kind}"] = str(path)
+
+
+def uploaded(kind: str) -> dict[str, str]:
+    """path -> label of the valid uploads of this kind."""
+    return st.session_state.get("uploads", {}).get(kind, {})
+
+
+def _label(kind: str) -> Callable[[str], str]:
+    return lambda ref: uploaded(kind).get(ref, ref)
+
+
+# ---------------------------------------------------------------------------------------------------------- sidebar
+
+def _technique_widgets() -> tuple[str, ...]:
+    """Technique strings in the `kind:key=value,...` syntax; bad ones are shown as errors and left out."""
+    if not techniques_available():
+        st.caption("Techniques arrive with `lvlmsim.techniques` (not in this version).")
+        return ()
+    from lvlmsim.techniques import parse_technique
+
+    table = {row[0]: row for row in technique_rows()}
+    kinds = st.multiselect("Techniques", list(table), key="sb.tech_kinds",
+                           help="Efficiency techniques applied to the request; see `lvlmsim list techniques`.")
+    specs: list[str] = []
+    for kind in kinds:
+        params = st.text_input(f"{kind} parameters", key=f"sb.tech_params.{kind}", value=default_params(table[kind][1]),
+                               help=f"key=value,... Parameters: {table[kind][1]}. Source: {table[kind][2]}")
+        specs.append(f"{kind}:{params.strip()}" if params.strip() else kind)
+    extra = st.text_area("More techniques, one per line", key="sb.tech_extra", height=68,
+                         placeholder="kind:key=value,key=value")
+    specs += [line.strip() for line in extra.splitlines() if line.strip()]
+    good = []
+    for s in specs:
+        try:
+            parse_technique(s)
+        except USER_ERRORS as exc:
+            st.error(f"{exc} (left out until fixed)")
+            continue
+        good.append(s)
+    return tuple(good)
+
+
+def technique_rows() -> list[tuple[str, str, str]]:
+    """(kind, parameters, citation) per technique, from `lvlmsim.techniques.technique_table()`."""
+    from lvlmsim.techniques import technique_table
+
+    rows = []
+    for row in technique_table():
+        if isinstance(row, dict):
+            row = (row.get("kind", ""), row.get("parameters", ""), row.get("citation", ""))
+        kind, params, cite = (tuple(str(x) for x in row) + ("", "", ""))[:3]
+        rows.append((kind, params, cite))
+    return rows
+
+
+def suggested_techniques(limit: int = 3) -> list[str]:
+    """A few techniques worth comparing when the user has picked none: their table defaults, ones that parse, one
+    per pipeline stage they act on, none claiming what another claims (so every combination composes)."""
+    from lvlmsim.techniques import parse_technique
+
+    out, stages, claims = [], set(), set()
+    for kind, params, _ in technique_rows():
+        text = f"{kind}:{default_params(params)}" if default_params(params) else kind
+        try:
+            cfg = parse_technique(text)
+        except USER_ERRORS:
+            continue
+        stage = re.split(r"[^a-z]", str(getattr(cfg, "stage", "")).lower() + " ")[0]  # first stage it names
+        claimed = set(getattr(cfg, "claims", tuple)())
+        if stage in stages or claimed & claims:
+            continue
+        out.append(text)
+        stages.add(stage)
+        claims |= claimed
+        if len(out) == limit:
+            break
+    return out
+
+
+def default_params(description: str) -> str:
+    """Pre-fill a kind's parameter box with the `key=value` defaults its table row lists. Required and unset ones are
+    left for the user; of alternatives `a=.. | b=..` (one of them) the first with a default is taken."""
+    pairs = []
+    for part in description.replace(";", ",").split(","):
+        for alt in part.split("|"):
+            words = alt.split()
+            if not words or "=" not in words[0]:
+                continue
+            key, _, value = words[0].partition("=")
+            value = value.strip("'\"")
+            if key and value and value not in ("required", "unset", "None") and not value.startswith(("[", "(")):
+                pairs.append(f"{key}={value}")
+                break
+    return ",".join(pairs)
+
+
+def _init_defaults() -> None:
+    for k, v in DEFAULTS.items():
+        st.session_state.setdefault(f"sb.{k}", v)
+
+
+def sidebar() -> Setup:
+    """Draw the shared setup in the sidebar and return it; also stored in session state for the pages."""
+    _init_defaults()
+    sb = st.sidebar
+    with sb:
+        st.header("Setup")
+        models = registry.model_ids() + list(uploaded("model"))
+        hws = registry.hardware_ids() + list(uploaded("hardware"))
+        model = st.selectbox("Model", models, key="sb.model", format_func=_label("model"))
+        hardware = st.selectbox("Hardware", hws, key="sb.hardware", format_func=_label("hardware"))
+        images = st.number_input("Images per request", min_value=0, max_value=64, step=1, key="sb.images")
+        c1, c2 = st.columns(2)
+        width = c1.number_input("Image width (px)", min_value=1, max_value=16384, step=16, key="sb.width")
+        height = c2.number_input("Image height (px)", min_value=1, max_value=16384, step=16, key="sb.height")
+        video_s = st.number_input("Video seconds (0 = none)", min_value=0.0, max_value=3600.0, step=1.0,
+                                  key="sb.video_s")
+        c1, c2 = st.columns(2)
+        prompt = c1.number_input("Prompt tokens", min_value=0, max_value=1_000_000, step=16, key="sb.prompt_tokens")
+        output = c2.number_input("Output tokens", min_value=1, max_value=1_000_000, step=16, key="sb.output_tokens")
+        c1, c2 = st.columns(2)
+        batch = c1.number_input("Batch", min_value=1, max_value=4096, step=1, key="sb.batch",
+                                help="identical requests processed together")
+        tp = c2.number_input("TP", min_value=1, max_value=64, step=1, key="sb.tp", help="tensor-parallel degree")
+        profile = st.selectbox("Efficiency profile", PROFILES, key="sb.profile",
+                               help="auto: the device's calibrated profile if shipped; default: flat roofline "
+                                    "derate; peak: datasheet peaks")
+        techniques = _technique_widgets()
+        with st.expander("Custom model, hardware, scenario or trace"):
+            for kind, types in (("model", ["yaml", "yml"]), ("hardware", ["yaml", "yml"]),
+                                ("scenario", ["yaml", "yml"]), ("trace", ["csv", "jsonl", "json", "yaml", "yml"])):
+                st.file_uploader(f"{kind.capitalize()} file", type=types, key=f"up.{kind}",
+                                 on_change=_on_upload, args=(kind,))
+                level, msg = st.session_state.get("upload_msgs", {}).get(kind, (None, None))
+                if level == "error":
+                    st.error(msg)
+                elif level == "success":
+                    st.success(msg)
+    setup = Setup(model=model, hardware=hardware, images=int(images), width=int(width), height=int(height),
+                  video_s=float(video_s), prompt_tokens=int(prompt), output_tokens=int(output), batch=int(batch),
+                  tp=int(tp), profile=profile, techniques=techniques)
+    st.session_state["setup"] = setup
+    return setup
+
+
+def sticky(key: str, default) -> str:
+    """Give a page widget its last value back after a visit to another page (Streamlit drops the state of widgets
+    that were not drawn). Call before drawing the widget with `key=`; call `keep(key)` after."""
+    if key not in st.session_state:
+        st.session_state[key] = st.session_state.get(f"keep.{key}", default)
+    return key
+
+
+def keep(*keys: str) -> None:
+    for key in keys:
+        if key in st.session_state:
+            st.session_state[f"keep.{key}"] = st.session_state[key]
+
+
+def current_setup() -> Setup:
+    """The sidebar's setup; a page run on its own (tests) gets the defaults."""
+    setup = st.session_state.get("setup")
+    if setup is None:
+        setup = Setup(**DEFAULTS)
+    return setup

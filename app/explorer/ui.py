@@ -1,0 +1,28 @@
+"""Page furniture shared by every page: the headline numbers and the "reproduce in Python" box."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from explorer.fmt import GIB, fmt_time
+from explorer.state import Setup
+from lvlmsim.estimate import Estimate
+
+
+def headline(est: Estimate) -> None:
+    """TTFT, TPOT, E2E and the memory verdict of the sidebar's request, as st.metric."""
+    c = st.columns(4)
+    c[0].metric("TTFT", fmt_time(est.ttft_s), help=f"time to first token = encode + prefill = {est.ttft_s!r} s")
+    c[1].metric("TPOT", fmt_time(est.tpot_s), help=f"time per output token after the first = {est.tpot_s!r} s")
+    c[2].metric("E2E", fmt_time(est.e2e_s), help=f"end to end = {est.e2e_s!r} s")
+    mem = est.memory
+    c[3].metric("Memory", f"{mem.needed_bytes / GIB:.1f} / {mem.usable_bytes / GIB:.1f} GiB",
+                delta="fits" if mem.fits else "does not fit", delta_color="normal" if mem.fits else "inverse",
+                delta_arrow="off", help=mem.verdict)
+    if not mem.fits:
+        st.warning(mem.verdict)
+
+
+def reproduce(setup: Setup, extra: str = "") -> None:
+    with st.expander("Reproduce in Python"):
+        st.code(setup.python() + ("\n" + extra if extra else ""), language="python")

@@ -1,0 +1,129 @@
+"""Technique comparison: every combination of a few techniques against latency, throughput, memory and a
+user-supplied accuracy delta, with the cost-vs-quality Pareto front."""
+
+from __future__ import annotations
+
+import zlib
+from itertools import combinations
+
+import pandas as pd
+import streamlit as st
+from explorer import charts
+from explorer.data import estimate_or_stop, try_estimate
+from explorer.fmt import GIB
+from explorer.state import (
+    USER_ERRORS,
+    current_setup,
+    keep,
+    sticky,
+    suggested_techniques,
+    techniques_available,
+)
+from explorer.ui import headline
+
+MAX_TECHNIQUES = 5  # 2**5 = 32 estimates: still well under a second
+COSTS = {"ttft_ms": "TTFT (ms)", "tpot_ms": "TPOT (ms)", "e2e_ms": "E2E (ms)", "memory_gib": "memory needed (GiB)",
+         "ms_per_token": "ms per output token of the batch (1 / throughput)"}
+
+
+def pareto_mask(cost: pd.Series, quality: pd.Series) -> list[bool]:
+    """True where no other row is at least as cheap and at least as good, and strictly better in one."""
+    c, q = cost.to_list(), quality.to_list()
+    out = []
+    for i in range(len(c)):
+        dominated = any(c[j] <= c[i] and q[j] >= q[i] and (c[j] < c[i] or q[j] > q[i]) for j in range(len(c)))
+        out.append(not dominated)
+    return out
+
+
+def label(combo: tuple[str, ...]) -> str:
+    return " + ".join(combo) if combo else "baseline (none)"
+
+
+st.title("Technique comparison")
+if not techniques_available():
+    st.info("Technique comparison arrives with `lvlmsim.techniques`, which this version lacks.")
+    st.stop()
+from lvlmsim.techniques import parse_technique  # noqa: E402
+
+setup = current_setup()
+est = estimate_or_stop(setup)
+headline(est)
+
+if setup.techniques:
+    suggested = list(setup.techniques)
+else:
+    suggested = suggested_techniques()
+text = st.text_area("Techniques to compare, one `kind:key=value,...` per line (every combination is estimated)",
+                    key=sticky("tech.list", "\n".join(suggested)), height=110)
+cands: list[str] = []
+cited: dict[str, float] = {}  # accuracy_delta given inside a technique string (with its accuracy_source)
+for line in (x.strip() for x in text.splitlines()):
+    if not line:
+        continue
+    try:
+        cfg = parse_technique(line)
+    except USER_ERRORS as exc:
+        st.error(f"{exc} (left out)")
+        continue
+    if line not in cands:
+        cands.append(line)
+    if getattr(cfg, "accuracy_delta", None) is not None:
+        cited[line] = float(cfg.accuracy_delta)
+if len(cands) > MAX_TECHNIQUES:
+    st.warning(f"Only the first {MAX_TECHNIQUES} techniques are combined ({2 ** MAX_TECHNIQUES} estimates).")
+    cands = cands[:MAX_TECHNIQUES]
+
+st.markdown("**Accuracy delta per technique** (your numbers, e.g. from the paper or your own eval; percentage "
+            "points, negative = worse; lvlmsim does not estimate accuracy). Pre-filled from `accuracy_delta=` where a "
+            "technique line gives one. A combination's delta is taken as the sum of its techniques' deltas.")
+acc_in = pd.DataFrame({"technique": cands, "accuracy_delta": [cited.get(c, 0.0) for c in cands]})
+editor_key = f"tech.acc.{zlib.crc32(chr(10).join(cands).encode())}"  # a new list of techniques, a fresh editor
+acc = st.data_editor(acc_in, key=editor_key, hide_index=True, disabled=["technique"],
+                     column_config={"accuracy_delta": st.column_config.NumberColumn("accuracy delta (points)",
+                                                                                     step=0.1, format="%.2f")})
+delta = dict(zip(acc["technique"], acc["accuracy_delta"].fillna(0.0), strict=True))
+
+base = setup.with_(techniques=())
+rows = []
+for r in range(len(cands) + 1):
+    for combo in combinations(cands, r):
+        e, err = try_estimate(base.with_(techniques=combo))
+        if e is None:
+            st.error(f"{label(combo)}: {err}")
+            continue
+        rows.append({"combination": label(combo), "ttft_ms": e.ttft_s * 1e3, "tpot_ms": e.tpot_s * 1e3,
+                     "e2e_ms": e.e2e_s * 1e3,
+                     "throughput_tok_s": e.batch / e.tpot_s if e.tpot_s else float("nan"),
+                     "ms_per_token": e.tpot_s / e.batch * 1e3,
+                     "memory_gib": e.memory.needed_bytes / GIB, "fits": e.memory.fits,
+                     "visual_tokens": e.visual_tokens,
+                     "accuracy_delta": float(sum(delta.get(t, 0.0) for t in combo))})
+matrix = pd.DataFrame(rows)
+if matrix.empty:
+    st.stop()
+
+cost = st.selectbox("Cost axis", list(COSTS), format_func=COSTS.get, key=sticky("tech.cost", "ttft_ms"))
+keep("tech.list", "tech.cost")
+matrix["pareto"] = pareto_mask(matrix[cost], matrix["accuracy_delta"])
+# label the Pareto-optimal points only (hover shows the rest); ties share one label
+matrix["label"] = ""
+for _, group in matrix[matrix["pareto"]].groupby([matrix[cost].round(9), "accuracy_delta"]):
+    matrix.loc[group.index[0], "label"] = " | ".join(group["combination"])
+st.subheader("Every combination")
+st.dataframe(matrix.drop(columns=["label"]), hide_index=True, key="tech-matrix", column_config={
+    "combination": st.column_config.TextColumn("combination", width="large"),
+    "ttft_ms": st.column_config.NumberColumn("TTFT (ms)", format="%.3f"),
+    "tpot_ms": st.column_config.NumberColumn("TPOT (ms)", format="%.4f"),
+    "e2e_ms": st.column_config.NumberColumn("E2E (ms)", format="%.2f"),
+    "throughput_tok_s": st.column_config.NumberColumn("tokens/s", format="%.1f",
+                                                      help="decode throughput of the batch: batch / TPOT"),
+    "ms_per_token": st.column_config.NumberColumn("ms/token", format="%.4f", help="1 / throughput"),
+    "memory_gib": st.column_config.NumberColumn("memory (GiB)", format="%.2f", help="memory needed per device"),
+    "visual_tokens": st.column_config.NumberColumn("visual tokens"),
+    "accuracy_delta": st.column_config.NumberColumn("accuracy delta", format="%.2f"),
+})
+st.subheader("Cost vs quality")
+st.altair_chart(charts.pareto_scatter(matrix, cost, COSTS[cost]), width="stretch")
+st.caption("Red: Pareto-optimal combinations (no other is both cheaper and at least as accurate). Each row is "
+           "`lvlmsim.estimate(..., techniques=[...])` with the sidebar's request.")
