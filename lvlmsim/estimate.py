@@ -140,7 +140,7 @@ def _merge(costs: list[tuple[OpCost, float]]) -> list[OpCost]:
         cs = sum(c.compute_s * c.op.count * w for c, w in items)
         ms = sum(c.memory_s * c.op.count * w for c, w in items)
         fs = sum(c.floor_s * c.op.count * w for c, w in items)
-        n = round(calls)
+        n = max(1, round(calls))  # fractional weights (sampled steps) must never round to zero calls
         op = Op(name=first.op.name, kind=first.op.kind, stage=first.op.stage, module=first.op.module,
                 flops=flops / n, bytes_read=br / n, bytes_written=bw / n, dtype=first.op.dtype, shape=first.op.shape,
                 count=n, layer_range=first.op.layer_range, visual_flops_share=first.op.visual_flops_share,
