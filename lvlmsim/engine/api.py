@@ -72,6 +72,51 @@ def _load_model_for(sc: Scenario) -> ModelSpec:
     return load_model(ref)
 
 
+# Techniques the engine cannot apply yet: refused by name, never silently ignored.
+ESTIMATE_ONLY = {
+    "kv_budget": "the engine's decode aggregates and KV blocks do not model per-sequence KV eviction",
+    "reuse": "the engine has no per-image encoder/prefix cache wired to its encode and prefill steps",
+}
+
+
+def _compose_pools(sc: Scenario, model: ModelSpec) -> dict:
+    """One Composition per pool (its hardware and tp): validates the techniques against every device."""
+    from lvlmsim.errors import InfeasibleError
+    from lvlmsim.techniques.base import load_techniques
+    from lvlmsim.techniques.compose import compose
+
+    techs = load_techniques(sc.techniques)
+    for t in techs:
+        if t.kind in ESTIMATE_ONLY:
+            raise LvlmsimError(f"techniques: '{t.kind}' is modelled by estimate only; the simulator does not apply "
+                               f"it yet ({ESTIMATE_ONLY[t.kind]}); remove it from scenario '{sc.id}' or use "
+                               f"`lvlmsim estimate --technique {t.label()}`")
+    comps = {}
+    for ps in sc.serving.pool_list():
+        hw = load_hardware(ps.hardware or sc.hardware)
+        mine = techs
+        if ps.role == "E":  # an encoder-only pool never runs the LLM: its weight scheme need not fit this device
+            mine = [t for t in techs if t.kind != "weight_quant" or set(t.modules()) & {"vision", "projector"}]
+        try:
+            comps[ps.label] = compose(model, hw, mine, tp=ps.tp)
+        except InfeasibleError as exc:
+            raise InfeasibleError(f"pool '{ps.label}' ({hw.id}, tp={ps.tp}): {exc}") from None
+    return comps
+
+
+def _techniques_summary(first) -> dict:
+    """What the run applied (the LLM pools' composition): configs, citations, accuracy figures as given, notes."""
+    pol = first.decode_policy
+    out = {"applied": first.describe(), "accuracy": first.accuracy(), "notes": list(first.notes)}
+    if pol.lookahead_tokens > 1:
+        out["speculative"] = {
+            "model": "fluid: each engine decode step emits one token per sequence and costs (draft + verify round) "
+                     "/ expected tokens per round; KV reserves the gamma drafted slots",
+            "expected_tokens_per_round": pol.tokens_per_step, "lookahead_tokens": pol.lookahead_tokens,
+        }
+    return out
+
+
 def simulate(
     scenario: str | Path | Scenario | dict | None = None,
     *,
@@ -86,6 +131,16 @@ def simulate(
     `requests`, `rate` (requests/s, or sessions/s for chat sessions) and `seed` override the scenario's.
     `progress(done, total)` is called about 200 times, driven by simulated completions.
     `profile`: None uses the scenario's (default: the device's shipped calibrated profile, else the roofline default).
+
+    Techniques (scenario `techniques`) are composed once per pool (its hardware and tp; an infeasible one raises
+    InfeasibleError naming the pool): the requests get the composition's tokenization, the pools its model copy and
+    GraphConfig, and StepCost prices every op through it (transformed ops, selection/draft prefill ops, ToMe encoder).
+    Speculative decoding uses a fluid model: an engine decode step still emits one (real) token per sequence, so KV
+    growth, finish steps, output_tokens and TPOT stay in real tokens, but the step costs one draft + verify round
+    divided by the expected tokens per round E = (1 - alpha^(gamma+1)) / (1 - alpha) (deterministic; the decode part
+    of a mixed step is scaled the same way); each sequence reserves gamma extra KV slots, and draft weights (and a
+    draft model's KV) come off the KV budget. Not modelled: the burstiness of accepted tokens (ITL is the round
+    average). kv_budget and reuse are refused (ESTIMATE_ONLY). summary['techniques'] reports configs and accuracy.
     """
     from lvlmsim.api import resolve_profile
 
@@ -95,13 +150,14 @@ def simulate(
     if rate is not None and sc.trace_arrival is not None:
         trace_rate = trace_mean_rate(sc.resolve_data_path(sc.trace_arrival.path))
     sc = sc.with_overrides(requests=requests, rate=rate, seed=seed, trace_rate_rps=trace_rate)
-    if sc.techniques:
-        raise LvlmsimError(
-            f"techniques: the simulator does not apply techniques yet (scenario '{sc.id}' lists "
-            f"{len(sc.techniques)}); remove them or use `lvlmsim estimate --technique`"
-        )
     model = _load_model_for(sc)
-    wl = generate(sc.workload, model, sc.seed, sc.resolve_data_path)
+    comps = _compose_pools(sc, model) if sc.techniques else {}
+    main = next((comps[p.label] for p in sc.serving.pool_list() if p.role != "E"), None) if comps else None
+    if main is not None:
+        first = main
+        wl = generate(sc.workload, first.model, sc.seed, sc.resolve_data_path, first.transform_tokenization)
+    else:
+        wl = generate(sc.workload, model, sc.seed, sc.resolve_data_path)
     env = simpy.Environment()
     pools = []
     profiles = {}
@@ -109,17 +165,20 @@ def simulate(
         hw = load_hardware(ps.hardware or sc.hardware)
         prof = resolve_profile(hw, profile if profile is not None else sc.profile)
         profiles[ps.label] = getattr(prof, "name", "custom")
-        pools.append(build_pool(env, model, ps, hw, sc.serving, wl, CostModel(hw, prof)))
+        pools.append(build_pool(env, model, ps, hw, sc.serving, wl, CostModel(hw, prof), comp=comps.get(ps.label)))
     link = None
     if len(pools) > 1:
         link = sc.serving.link or default_link(pools)
-    cluster = Cluster(env, model, sc.serving, pools, wl, link=link, progress=progress)
+    llm_model = main.model if main is not None else model
+    cluster = Cluster(env, llm_model, sc.serving, pools, wl, link=link, progress=progress)
     env.run(until=sc.horizon_s)
     end_s = float(env.now)
     cluster.finalize()
     df = request_frame(wl.requests)
     ts = timeseries_frame(cluster.instances)
     summary = summarize(cluster, df, sc.slos, end_s)
+    if main is not None:
+        summary["techniques"] = _techniques_summary(main)
     if progress is not None:
         progress(cluster.n_completed + cluster.n_rejected, cluster.total)
     meta = {

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import simpy
 
@@ -33,6 +34,9 @@ from lvlmsim.specs.base import DTYPE_BYTES
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.model import ModelSpec
 from lvlmsim.specs.serving import LinkConfig, PoolSpec, ServingSpec
+
+if TYPE_CHECKING:
+    from lvlmsim.techniques.compose import Composition
 
 DEFAULT_LINK_LATENCY_US = 10.0
 
@@ -127,6 +131,23 @@ class Cluster:
             r.target = r.seq_tokens
             if schedule:
                 r.pruned = kept_visual(r.vis_in_seq, fracs)
+        self._prepare_techniques()
+
+    def _prepare_techniques(self) -> None:
+        """Speculative decoding: every sequence reserves KV slots for the gamma drafted tokens a round verifies
+        (lookahead - 1 beyond the token a step keeps), and each coster learns the mean past visual tokens of a
+        decoding sequence (its draft/verify pricing uses it)."""
+        costers = [p.instances[0].coster for p in self.pools if p.instances and p.role != "E"]
+        spec = [c for c in costers if c.speculative]
+        if not spec:
+            return
+        extra = max(c.comp.decode_policy.lookahead_tokens for c in spec) - 1
+        vis = [r.vis_in_seq for r in self.workload.requests if r.vis_in_seq]
+        mean_vis = round(sum(vis) / len(vis)) if vis else 0
+        for c in spec:
+            c.spec_visual = mean_vis
+        for r in self.workload.requests:
+            r.extra_slots += extra
 
     def _blocks(self, slots: int) -> int:
         return -(-slots // self.block_size) if slots > 0 else 0
@@ -253,9 +274,15 @@ def _largest_request(model: ModelSpec, workload: Workload, max_model_len: int) -
 
 def build_pool(
     env: simpy.Environment, model: ModelSpec, spec: PoolSpec, hardware: HardwareSpec, serving: ServingSpec,
-    workload: Workload, cost_model: CostModel, *, cfg: GraphConfig | None = None,
+    workload: Workload, cost_model: CostModel, *, cfg: GraphConfig | None = None, comp: Composition | None = None,
 ) -> Pool:
-    """Check that the pool can run at all (else InfeasibleError with the memory verdict) and size its KV pool."""
+    """Check that the pool can run at all (else InfeasibleError with the memory verdict) and size its KV pool.
+
+    `comp`: a techniques Composition for this pool's hardware and tp (its model and cfg are then used): its steps
+    are priced through it, and a draft model's weights (speculative decoding) are held on every device.
+    """
+    if comp is not None:
+        model, cfg = comp.model, comp.cfg
     role = spec.role
     has_llm = "P" in role or "D" in role
     has_enc = "E" in role
@@ -289,6 +316,8 @@ def build_pool(
         act_ops.extend(encode_ops(model, tuple(sorted(r.vit_seq_lens)), r.projector_in_tokens, r.visual_tokens, cfg))
     wb = weight_bytes(model, cfg)
     not_loaded = sum(v for k, v in wb.items() if k not in mods)
+    if comp is not None and has_llm:
+        not_loaded -= comp.decode_policy.extra_weight_bytes()  # draft model / drafting heads held next to the LLM
     mem = memory_report(
         model, hardware, cfg, text_tokens=text if has_llm else 0, visual_tokens=visual if has_llm else 0, batch=1,
         activation_ops=act_ops, gpu_memory_utilization=serving.gpu_memory_utilization, extra_bytes=-not_loaded,
@@ -297,10 +326,13 @@ def build_pool(
         raise InfeasibleError(f"{label}: {mem.verdict}")
     total_blocks = 0
     if has_llm:
-        block_bytes = serving.block_size * kv_bytes_per_token(model, cfg)
+        per_tok = kv_bytes_per_token(model, cfg)
+        if comp is not None:  # a draft model's own KV per (text) token, held alongside the target's
+            per_tok += comp.decode_policy.extra_kv_bytes(1.0, 0.0)
+        block_bytes = serving.block_size * per_tok
         total_blocks = int(mem.kv_budget_bytes // block_bytes)
     pool = Pool(spec, hardware, cfg, cost_model, total_blocks=total_blocks, memory_verdict=mem.verdict)
-    coster = StepCost(model, cfg, cost_model)
+    coster = StepCost(model, cfg, cost_model, comp)
     for i in range(spec.instances):
         name = f"{spec.label}{i}"
         proxy = None  # the Cluster wires itself in when it is built

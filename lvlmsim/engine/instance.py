@@ -136,7 +136,10 @@ class EncoderInstance(_Base):
                 tok += r.visual_tokens
                 lens.extend(r.vit_seq_lens)
                 proj += r.projector_in_tokens
-            dt = self.coster.encode_s(lens, proj, tok) + self.overhead_s
+            if self.coster.comp is not None:
+                dt = self.coster.encode_toks_s([t for r in batch for t in r.toks]) + self.overhead_s
+            else:
+                dt = self.coster.encode_s(lens, proj, tok) + self.overhead_s
             if not self.nsteps & self.ts_mask:
                 self._sample(len(batch))
             yield env.timeout(dt)
@@ -406,7 +409,9 @@ class LlmInstance(_Base):
         if not sched and not decode:
             return None
         enc_s = 0.0
-        if enc_reqs:
+        if enc_reqs and self.coster.comp is not None:
+            enc_s = self.coster.encode_toks_s([t for r in enc_reqs for t in r.toks])
+        elif enc_reqs:
             lens: list[int] = []
             proj = 0
             for r in enc_reqs:

@@ -19,7 +19,7 @@ class Request:
     __slots__ = (
         # what is asked
         "id", "session", "turn", "arrival_s", "think_s", "prompt_tokens", "output_tokens", "images", "image_ids",
-        "video_s", "visual_tokens", "vit_seq_lens", "projector_in_tokens",
+        "video_s", "visual_tokens", "vit_seq_lens", "projector_in_tokens", "toks",
         # model-derived (set by the cluster when the request arrives)
         "seq_tokens", "vis_in_seq", "cross_kv", "extra_slots", "pruned",
         # progress
@@ -49,6 +49,7 @@ class Request:
         self.visual_tokens = visual_tokens
         self.vit_seq_lens = vit_seq_lens
         self.projector_in_tokens = projector_in_tokens
+        self.toks: tuple = ()  # technique-transformed tokenizations of its images/video (set only with techniques)
         self.seq_tokens = prompt_tokens
         self.vis_in_seq = 0
         self.cross_kv = 0

@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from lvlmsim.cost.roofline import CostModel
 from lvlmsim.ops.graph import _kept, attention, encode_ops, layer_segments, llm_ops
 from lvlmsim.ops.op import ATTN_DECODE, ATTN_ENCODER, ATTN_PREFILL, GraphConfig, SeqWork
 from lvlmsim.specs.model import ModelSpec
+
+if TYPE_CHECKING:
+    from lvlmsim.techniques.compose import Composition
 
 QUANT_RATIO = 1.01
 _LOG_Q = math.log(QUANT_RATIO)
@@ -36,6 +40,15 @@ DECODE_KEY_STRIDE = 8192  # decode memo key = batch * stride + KV bucket (bucket
 DECODE_REL_TOL = math.sqrt(QUANT_RATIO) - 1.0  # 0.499%: the stated bound for decode-only steps
 _ATTN_KINDS = (ATTN_PREFILL, ATTN_DECODE, ATTN_ENCODER)
 _EXACT_CACHE_MAX = 100_000
+_INV_LOG_SPEC = 1.0 / math.log(1.05)  # speculative-decoding factor memo: mean past on a 5% grid
+
+
+def _has_prefill_extra(comp: Composition) -> bool:
+    from lvlmsim.techniques.base import TechniqueConfig
+
+    base = TechniqueConfig.prefill_extra_ops
+    return (any(type(t).prefill_extra_ops is not base for t in comp.techniques)
+            or getattr(comp.decode_policy, "draft_model", None) is not None)
 
 class _NoMemo(dict):
     """A CostModel cache that never stores: pricing a one-off op then costs no hash and no memory."""
@@ -53,10 +66,29 @@ Chunk = tuple[int, int, int, int, int, bool]
 
 
 class StepCost:
-    """Seconds of one engine step on one instance (its hardware, profile and GraphConfig)."""
+    """Seconds of one engine step on one instance (its hardware, profile and GraphConfig).
 
-    def __init__(self, model: ModelSpec, cfg: GraphConfig, cost_model: CostModel):
+    `comp` (a techniques Composition, optional): every op built here goes through `comp.transform_ops` (dequant
+    FLOPs, quantized-weight attention dtypes), prefill steps add `comp.prefill_extra_ops` (selection passes, draft
+    prefill), encoder batches are priced by `comp.encode_ops` (ToMe layers, selection ops), and decode work is scaled
+    by `spec_factor` under speculative decoding (see `spec_factor`). Without `comp` nothing changes.
+    """
+
+    def __init__(self, model: ModelSpec, cfg: GraphConfig, cost_model: CostModel,
+                 comp: Composition | None = None):
         self.model, self.cfg, self.cm = model, cfg, cost_model
+        self.comp = comp
+        self.transform = comp.transform_ops if comp is not None else None
+        self.prefill_extra = comp is not None and _has_prefill_extra(comp)
+        self.speculative = comp is not None and comp.decode_policy.lookahead_tokens > 1
+        self._spec: dict[int, float] = {}
+        self.spec_visual = 0  # mean past visual tokens of a decoding sequence (set by the cluster)
+        if comp is not None:
+            from lvlmsim.techniques.speculative import DecodeStepPolicy
+
+            self._plain_policy = DecodeStepPolicy(comp.model, comp.cfg, comp.transform_ops)
+            self.step_s = self.tech_step_s  # the instances call step_s
+        self._enc_toks: dict[tuple, float] = {}
         lm = model.llm
         t = cfg.tp
         self.heads = max(1, lm.num_heads // t)
@@ -89,6 +121,8 @@ class StepCost:
     def _sum_ops(self, ops, keep) -> float:
         cache = self.cm
         total = 0.0
+        if self.transform is not None:
+            ops = self.transform(ops)
         for op in ops:
             if keep(op):
                 total += cache.cost(op).time_s * op.count
@@ -138,6 +172,8 @@ class StepCost:
             head_dim=self.head_dim, cfg=self.cfg, kv_written_tokens=q_tokens, q_per_seq=q_tokens / batch,
             kv_per_seq=kv_read / batch, count=n_self, layer_range=(first, last),
         )
+        if self.transform is not None:
+            return sum(cm.cost(o).time_s * o.count for o in self.transform((op,)))
         return cm.cost(op).time_s * op.count
 
     def _cross_s(self, seg: int, stage: str, batch: int, q_tokens: float, pairs: float, kv_read: float) -> float:
@@ -152,7 +188,7 @@ class StepCost:
             head_dim=self.head_dim, cfg=self.cfg, q_per_seq=q_tokens / batch, kv_per_seq=kv_read / batch,
             count=n_cross, layer_range=(first, last),
         )
-        val = self._exact(op)
+        val = sum(self._exact(o) for o in self.transform((op,))) if self.transform is not None else self._exact(op)
         self._attn_x[key] = val
         return val
 
@@ -185,6 +221,8 @@ class StepCost:
         if hit is not None:
             return hit
         val = self._token_ops_s("decode", n, (n,), ()) + self._head_s("decode", n) + self._decode_attn_s(0, n, kv)
+        if self.speculative:
+            val *= self.spec_factor(n, past_sum)
         self._dec[key] = val
         return val
 
@@ -278,6 +316,77 @@ class StepCost:
         if len(cm._cache) > _EXACT_CACHE_MAX:
             cm.clear()
         return tok + head + self._attn_s(0, "prefill", n_dec + len(chunks), float(total_new), pairs, kv, cm)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # techniques (only with a composition)
+
+    def tech_step_s(
+        self, n_dec: int, dec_past_sum: int, chunks: Sequence[Chunk] = (), *, dec_pruned: Sequence[int] = (),
+        dec_cross_n: int = 0, dec_cross_sum: int = 0,
+    ) -> float:
+        """step_s under a composition: the plain step (ops transformed), plus the techniques' prefill ops for the
+        chunks, plus, under speculative decoding, the decode part scaled by `spec_factor`."""
+        kw = {"dec_pruned": dec_pruned, "dec_cross_n": dec_cross_n, "dec_cross_sum": dec_cross_sum}
+        if not chunks:
+            if n_dec == 0:
+                return 0.0
+            if self.simple_decode:
+                return self.decode_s(n_dec, dec_past_sum)  # spec_factor is folded into decode_s's memo
+            base = StepCost.step_s(self, n_dec, dec_past_sum, (), **kw)
+            return base * self.spec_factor(n_dec, dec_past_sum) if self.speculative else base
+        total = StepCost.step_s(self, n_dec, dec_past_sum, chunks, **kw)
+        if self.speculative and n_dec:
+            if self.simple_decode:
+                spec = self.decode_s(n_dec, dec_past_sum)
+                total += spec - spec / self.spec_factor(n_dec, dec_past_sum)
+            else:
+                dec = StepCost.step_s(self, n_dec, dec_past_sum, (), **kw)
+                total += (self.spec_factor(n_dec, dec_past_sum) - 1.0) * dec
+        if self.prefill_extra:
+            seqs = tuple(SeqWork(new_tokens=new, past_tokens=past, visual_new=vis, cross_kv_tokens=cross,
+                                 emits_token=emits) for new, past, vis, _, cross, emits in chunks)
+            cm = self._exact_cm
+            if len(cm._cache) > _EXACT_CACHE_MAX:
+                cm.clear()
+            total += cm.time_s(self.comp.prefill_extra_ops(seqs, tuple(c[3] for c in chunks)))
+        return total
+
+    def spec_factor(self, n: int, past_sum: int) -> float:
+        """Speculative decoding: (seconds of one draft + verify round / expected tokens per round) over the seconds
+        of one plain decode step, for a canonical batch of `n` sequences with the mean past (and `spec_visual`
+        past visual tokens each). Memoised on n and the mean past on a 5% geometric grid (the ratio is smooth)."""
+        mean = past_sum / n
+        b = int(math.log(mean + 1.0) * _INV_LOG_SPEC + 0.5)
+        key = n * DECODE_KEY_STRIDE + b
+        hit = self._spec.get(key)
+        if hit is not None:
+            return hit
+        comp = self.comp
+        past = max(1, int(round(math.exp(b / _INV_LOG_SPEC) - 1.0)))
+        pv = min(self.spec_visual, past)
+        seqs = (SeqWork(new_tokens=1, past_tokens=past, emits_token=True),) * n
+        pvs = (pv,) * n
+        cm = self.cm
+        plain = sum(cm.cost(op).total_time_s * w for op, w in self._plain_policy.step_ops(seqs, pvs))
+
+        spec = comp.decode_step_time_s(cm, seqs, pvs) / comp.decode_policy.tokens_per_step
+        val = spec / plain if plain > 0 else 1.0
+        self._spec[key] = val
+        return val
+
+    def encode_toks_s(self, toks: Sequence) -> float:
+        """An encoder batch of these (technique-transformed) tokenizations, priced by `comp.encode_ops`."""
+        if not toks:
+            return 0.0
+        key = tuple(toks)
+        hit = self._enc_toks.get(key)
+        if hit is not None:
+            return hit
+        if len(self._enc_toks) > _EXACT_CACHE_MAX:
+            self._enc_toks.clear()
+        val = self.cm.time_s(self.comp.encode_ops(key, 1))
+        self._enc_toks[key] = val
+        return val
 
     def encode_s(self, vit_seq_lens: Sequence[int], projector_in_tokens: int, llm_tokens: int) -> float:
         """Seconds to encode these ViT sequences (any number of images of any requests) as one encoder batch."""

@@ -34,6 +34,7 @@ from lvlmsim.specs.workload import (
 )
 
 DEFAULT_REQUESTS = 1000
+TokTransform = Callable[[ImageTokenization], ImageTokenization]
 _STREAMS = ("arrival", "prompt", "output", "images", "sizes", "video", "turns", "think", "new_images", "video_dur")
 
 
@@ -102,8 +103,10 @@ def arrival_times(arrival, rng: np.random.Generator, n: int) -> np.ndarray:
 class _Tokens:
     """Memoised visual-token arithmetic per model: sizes repeat a lot."""
 
-    def __init__(self, model: ModelSpec):
+    def __init__(self, model: ModelSpec, transform: TokTransform | None = None):
         self.model = model
+        self.transform = transform  # techniques' tokenization rewrite (pre-LLM reduction, ToMe), None = none
+        self.toks: dict[tuple, tuple[ImageTokenization, ...]] = {}  # sizes -> transformed tokenizations
         self._combo: dict[tuple, tuple[int, tuple[int, ...], int]] = {}
         self._video: dict[tuple, ImageTokenization] = {}
         self._ref: ImageTokenization | None = None
@@ -115,7 +118,11 @@ class _Tokens:
     def images(self, sizes: tuple[tuple[int, int], ...]) -> tuple[int, tuple[int, ...], int]:
         hit = self._combo.get(sizes)
         if hit is None:
-            hit = self.combine([tokenize_image(self.model, w, h) for w, h in sizes])
+            toks = [tokenize_image(self.model, w, h) for w, h in sizes]
+            if self.transform is not None:
+                toks = [self.transform(t) for t in toks]
+                self.toks[sizes] = tuple(toks)
+            hit = self.combine(toks)
             self._combo[sizes] = hit
         return hit
 
@@ -124,6 +131,8 @@ class _Tokens:
         hit = self._video.get(key)
         if hit is None:
             hit = tokenize_video(self.model, duration_s, width=width, height=height, fps=fps, max_frames=max_frames)
+            if self.transform is not None:
+                hit = self.transform(hit)
             self._video[key] = hit
         return hit
 
@@ -137,16 +146,22 @@ class _Tokens:
         seq = max(ref.vit_seq_lens)
         lens = [seq] * (vit_total // seq) + ([vit_total % seq] if vit_total % seq else [])
         proj = max(1, round(llm_tokens * ref.projector_in_tokens / ref.llm_tokens))
-        return ImageTokenization(0, 0, tuple(lens), llm_tokens, proj, f"{llm_tokens} tokens from a trace")
+        t = ImageTokenization(0, 0, tuple(lens), llm_tokens, proj, f"{llm_tokens} tokens from a trace")
+        return self.transform(t) if self.transform is not None else t
 
 
 def generate(
-    spec: WorkloadSpec, model: ModelSpec, seed: int, resolve: Callable[[str], Path] | None = None
+    spec: WorkloadSpec, model: ModelSpec, seed: int, resolve: Callable[[str], Path] | None = None,
+    transform: TokTransform | None = None,
 ) -> Workload:
-    """All requests of a run (see module docstring)."""
+    """All requests of a run (see module docstring).
+
+    `transform`: a techniques Composition's `transform_tokenization` (pass the composition's model as `model`): the
+    requests then carry the transformed visual tokens, and `Request.toks` the tokenizations the encoder prices.
+    """
     streams = dict(zip(_STREAMS, (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(
         len(_STREAMS))), strict=True))
-    tok = _Tokens(model)
+    tok = _Tokens(model, transform)
     if isinstance(spec.arrival, TraceArrival):
         if resolve is None:
             raise SpecError("arrival: a trace needs a scenario to resolve its path")
@@ -205,11 +220,13 @@ def generate(
             img_sizes = tuple(sz for sz, _ in carried)
             vis, lens, proj = tok.images(img_sizes) if img_sizes else (0, (), 0)
             video_s = 0.0
+            toks = tok.toks.get(img_sizes, ()) if transform is not None else ()
             if vid_on[i] and turn == 1:
                 v = spec.video
                 vt = tok.video(vid_dur[i], v.width, v.height, v.fps, v.max_frames)
                 vis, lens, proj = vis + vt.llm_tokens, lens + vt.vit_seq_lens, proj + vt.projector_in_tokens
                 video_s = vid_dur[i]
+                toks = toks + (vt,)
             p_tokens = prompt[i] + (history_tokens if (sess is not None and sess.keep_history) else 0)
             r = Request(
                 len(requests), arrival_s=t0 if turn == 1 else math.nan, prompt_tokens=p_tokens,
@@ -217,6 +234,8 @@ def generate(
                 projector_in_tokens=proj, image_ids=tuple(iid for _, iid in carried) if sess else (),
                 video_s=video_s, session=s if sess else None, turn=turn, think_s=think[i] if sess else 0.0,
             )
+            if toks:
+                r.toks = toks
             history_tokens += prompt[i] + output[i]
             requests.append(r)
             chat.append(r)
@@ -235,28 +254,36 @@ def _from_trace(spec: WorkloadSpec, tok: _Tokens, path: Path, time_scale: float)
     sessions: dict[str, int] = {}
     requests: list[Request] = []
     for row in rows:
+        toks: tuple = ()
         try:
             if row.images and row.image_tokens is None:
-                vis, lens, proj = tok.images(((row.image_width, row.image_height),) * row.images)
+                sizes = ((row.image_width, row.image_height),) * row.images
+                vis, lens, proj = tok.images(sizes)
+                toks = tok.toks.get(sizes, ())
             elif row.image_tokens:
                 t = tok.from_count(row.image_tokens)
                 vis, lens, proj = t.llm_tokens, t.vit_seq_lens, t.projector_in_tokens
+                toks = (t,)
             else:
                 vis, lens, proj = 0, (), 0
             if row.video_s > 0:
                 vt = tok.video(row.video_s, fps=row.video_fps)
                 vis, lens, proj = vis + vt.llm_tokens, lens + vt.vit_seq_lens, proj + vt.projector_in_tokens
+                toks = toks + (vt,)
         except SpecError as exc:
             raise SpecError(f"{path}:{row.line}: {exc}") from None
         sid = None
         if row.session_id is not None:
             sid = sessions.setdefault(row.session_id, len(sessions))
-        requests.append(Request(
+        req = Request(
             len(requests), arrival_s=row.arrival_s * time_scale, prompt_tokens=row.prompt_tokens,
             output_tokens=row.output_tokens, images=row.images, visual_tokens=vis, vit_seq_lens=lens,
             projector_in_tokens=proj, image_ids=row.image_ids, video_s=row.video_s, session=sid,
             turn=row.turn or 1,
-        ))
+        )
+        if tok.transform is not None:
+            req.toks = toks
+        requests.append(req)
     return Workload(requests, [])
 
 
