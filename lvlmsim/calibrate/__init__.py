@@ -1,0 +1,1 @@
+"""Calibration: torch microbenchmarks, measured-table importers, fitted efficiency profiles (torch imported lazily)."""

@@ -1,0 +1,120 @@
+"""The `calibrate` and `validate` commands; `register(app)` adds them to the main Typer app."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lvlmsim.errors import LvlmsimError, SpecError
+
+
+def _fail(msg: str) -> typer.Exit:
+    typer.echo(f"error: {msg}", err=True)
+    return typer.Exit(2)
+
+
+def _user_errors(fn):
+    """One line on stderr and exit status 2 for every user error (the main CLI does the same for its commands)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except LvlmsimError as exc:
+            raise _fail(str(exc)) from None
+
+    return wrapper
+
+
+def _hardware(ref: str):
+    from lvlmsim.specs.registry import load_hardware
+
+    try:
+        return load_hardware(ref)
+    except SpecError as exc:
+        msg = str(exc)
+        raise SpecError(msg if msg.startswith("--hardware") else f"--hardware: {msg}") from None
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+def calibrate_cmd(
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda")] = "cpu",
+    out: Annotated[Path, typer.Option("--out", help="profile JSON to write; the raw CSV goes beside it")] = Path(
+        "profile.json"),
+    quick: Annotated[bool, typer.Option("--quick", help="small suite (< 60 s on a 2-core CPU), for CI")] = False,
+    hardware: Annotated[str | None, typer.Option(
+        "--hardware", help="hardware id whose datasheet peaks the efficiencies are relative to "
+                           "(default: cpu-generic for cpu, the matching GPU id for cuda)")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads (default: torch's)")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the fit/holdout split")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the per-family summary as JSON")] = False,
+) -> None:
+    """Microbenchmark this machine, fit an efficiency profile, and report its held-out error per op family."""
+    from lvlmsim.calibrate import bench
+    from lvlmsim.calibrate.run import calibrate, profile_summary
+
+    if device not in bench.DEVICES:
+        raise SpecError(f"--device: '{device}' is not one of {', '.join(bench.DEVICES)}")
+    hw = _hardware(hardware) if hardware else None
+    log = None if as_json else (lambda s: typer.echo(s, err=True))
+    prof = calibrate(device, out, quick=quick, hardware=hw, threads=threads, seed=seed, log=log)
+    rows = profile_summary(prof)
+    if as_json:
+        typer.echo(json.dumps({"profile": str(out), "timing_s": prof.meta.get("timing_s"), "families": rows},
+                              indent=2))
+        return
+    typer.echo(f"profile {out} ({prof.meta.get('measurements_csv')} beside it), relative to '{prof.hardware_id}'")
+    typer.echo(f"{'family':<14}{'fit':>6}{'held':>6}{'median %':>10}{'p90 %':>9}{'roofline %':>12}")
+    for r in rows:
+        typer.echo(f"{r['family']:<14}{r['n_fit']:>6}{r['n_holdout']:>6}{_fmt(r['holdout_median_abs_pct_err']):>10}"
+                   f"{_fmt(r['holdout_p90_abs_pct_err']):>9}{_fmt(r['roofline_default_median_abs_pct_err']):>12}")
+
+
+def validate_cmd(
+    hardware: Annotated[str, typer.Option("--hardware", help="hardware id (or YAML path) the data was measured on")],
+    data: Annotated[Path, typer.Option("--data", help="a <gpu>/ folder in aiconfigurator's systems/data layout")],
+    profile: Annotated[str | None, typer.Option(
+        "--profile", help="profile JSON, or auto|default|peak (default: the device's shipped profile)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print {family: {...}} as JSON")] = False,
+) -> None:
+    """Predicted vs measured kernel time per family and size regime, calibrated profile vs roofline default."""
+    from lvlmsim.calibrate.profiles import load_profile_for
+    from lvlmsim.calibrate.validate import validate
+
+    hw = _hardware(hardware)
+    if not data.is_dir():
+        raise SpecError(f"--data: '{data}' is not a folder; expected a <gpu>/ folder of aiconfigurator's layout "
+                        f"(<op>/<framework>/<version>/*_perf.csv)")
+    prof = load_profile_for(hw, profile)
+    report, info = validate(hw, data, prof)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    out = sys.stdout
+    out.write(f"{info['rows']} measured rows from {len(info['files'])} tables under {data}; hardware {hw.id}; "
+              f"profile {info['profile']}\n")
+    for reason, n in sorted(info["skipped"].items()):
+        out.write(f"  skipped {n} rows: {reason}\n")
+    head = f"{'family / regime':<34}{'n':>7}{'median %':>10}{'p90 %':>9}{'roofline med %':>16}{'roofline p90 %':>16}\n"
+    out.write(head)
+    for fam, e in report.items():
+        out.write(f"{fam:<34}{e['n']:>7}{_fmt(e['median_abs_pct_err']):>10}{_fmt(e['p90_abs_pct_err']):>9}"
+                  f"{_fmt(e['roofline_median_abs_pct_err']):>16}{_fmt(e['roofline_p90_abs_pct_err']):>16}\n")
+        for lab, r in e["regimes"].items():
+            out.write(f"{'  ' + lab:<34}{r['n']:>7}{_fmt(r['median_abs_pct_err']):>10}{_fmt(r['p90_abs_pct_err']):>9}"
+                      f"{_fmt(r['roofline_median_abs_pct_err']):>16}{_fmt(r['roofline_p90_abs_pct_err']):>16}\n")
+        out.write(f"{'  source':<34}{', '.join(e['profile_sources'])}\n")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `calibrate` and `validate` to `app`."""
+    app.command("calibrate")(_user_errors(calibrate_cmd))
+    app.command("validate")(_user_errors(validate_cmd))

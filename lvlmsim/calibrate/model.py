@@ -1,0 +1,560 @@
+"""Fitted efficiency profiles: per op family, efficiency as a smooth function of shape, plus a per-kernel floor.
+
+Each family has a *form*: named parameters and a function from an op's shape to (compute efficiency, memory
+efficiency, floor seconds). The cost model then prices the op as roofline.CostModel always does:
+t = max(flops / (eff_c * peak[dtype]), bytes / (eff_m * bw)) + floor. Efficiencies are fractions of the hardware
+spec's *datasheet* peak and bandwidth, so a profile fitted on one device transfers to another by its datasheet numbers:
+the efficiency shape is kept and the floor is kept as is.
+
+The same form code runs on numpy arrays (fitting, thousands of rows at once) and on plain floats (the engine's hot
+path: a dozen float operations per op, no numpy, no pandas); `xp` is the math namespace it runs on.
+
+Building blocks (x > 0 always):
+- saturation  S(x; x0, p) = 1 / (1 + (x0/x)^p): rises from 0 to 1 around x0 with steepness p;
+- tile quantisation Q(x; T) = x / (ceil(x/T) * T): the fraction of a padded tile that is useful work (T=1: none).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lvlmsim.cost.profile import DEFAULT_PROFILE, DefaultProfile, Efficiency
+from lvlmsim.errors import SpecError
+from lvlmsim.ops.op import ALLREDUCE, ATTN_DECODE, ATTN_ENCODER, ATTN_PREFILL, CONV, ELEMENTWISE, GEMM, KINDS, Op
+from lvlmsim.specs.hardware import HardwareSpec
+
+PROFILE_FORMAT = "lvlmsim-profile/1"
+EXP_RANGE = (0.05, 30.0)  # exponents of saturations: from nearly flat to nearly a step
+EFF_MIN = 1e-4  # efficiencies are clipped into [EFF_MIN, 1] so a wild extrapolation can never divide by zero
+
+
+class _PyMath:
+    """The float namespace of the forms (hot path)."""
+
+    ceil = staticmethod(math.ceil)
+    log2 = staticmethod(math.log2)
+
+    @staticmethod
+    def pw(a: float, b: float) -> float:
+        """a**b that saturates to inf instead of raising (a saturation far past its knee is just 0 or 1)."""
+        try:
+            return a**b
+        except OverflowError:
+            return math.inf
+
+    @staticmethod
+    def minimum(a: float, b: float) -> float:
+        return a if a < b else b
+
+    @staticmethod
+    def maximum(a: float, b: float) -> float:
+        return a if a > b else b
+
+
+PYMATH = _PyMath()
+
+
+class _NpMath:
+    """The numpy namespace of the forms (fitting)."""
+
+    def __init__(self):
+        import numpy as np
+
+        self.ceil, self.log2, self.minimum, self.maximum, self.pw = np.ceil, np.log2, np.minimum, np.maximum, np.power
+
+
+def np_math() -> _NpMath:
+    global _NPMATH
+    if _NPMATH is None:
+        _NPMATH = _NpMath()
+    return _NPMATH
+
+
+_NPMATH: _NpMath | None = None
+
+
+def sat(xp, x, x0: float, p: float):
+    """Saturation S(x; x0, p) in [0, 1]: x/x0 -> 0 gives 0, x >> x0 gives 1."""
+    return 1.0 / (1.0 + xp.pw(x0 / x, p))
+
+
+def tile(xp, x, t: float):
+    """Useful fraction of the work when `x` is padded up to a multiple of the tile `t`."""
+    if t <= 1:
+        return 1.0
+    return x / (xp.ceil(x / t) * t)
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter: `eff` lives in (0, 1) (logistic), `pos` in (0, inf) (log), `exp` (an exponent) in
+    EXP_RANGE (scaled logistic), `real` unconstrained; `floor` is fitted in a band around the data's smallest times."""
+
+    name: str
+    kind: str
+    init: float
+    doc: str = ""
+
+
+OVERLAP = Param("overlap", "eff", 0.3, "share of the shorter of compute and memory time not hidden under the longer")
+
+
+class Form:
+    """A family's efficiency function. Subclasses define `core` params, hyper grid, features() and eff().
+
+    Forms with `overlap` get one more parameter, beta: real kernels do not overlap memory traffic and arithmetic
+    perfectly, so near the ridge point t = max(tc, tm) + beta * min(tc, tm) rather than the pure max. This is folded
+    into the two efficiencies (see `apply_overlap`), so the cost model's max() reproduces it exactly; because tc and tm
+    come from the device's datasheet peak and bandwidth, the blend moves with the ridge point when a profile is
+    transferred to another device.
+    """
+
+    name: str = ""
+    core: tuple[Param, ...] = ()
+    overlap: bool = True
+    hyper_grid: dict[str, tuple[float, ...]] = {}
+
+    @property
+    def params(self) -> tuple[Param, ...]:
+        return self.core + ((OVERLAP,) if self.overlap else ())
+
+    def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
+        raise NotImplementedError
+
+    def eff(self, xp, p, h: dict[str, float], x) -> tuple[Any, Any, Any]:
+        """(eff_compute, eff_memory, floor_s) of features `x` (floats or arrays), natural-space `core` params `p`."""
+        raise NotImplementedError
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(q.name for q in self.params)
+
+
+class GemmForm(Form):
+    """GEMM and patch-embedding conv, shape (m, n, k).
+
+    Compute: saturating in m, n and k (small dimensions cannot fill the machine or amortise a tile's prologue),
+    times tile quantisation of m and n. Memory: saturating in bytes (small transfers never reach streaming bandwidth).
+    The m-saturation is what moves the roofline's corner: a 17-1024-row GEMM is neither bandwidth- nor compute-bound.
+    """
+
+    name = "gemm"
+    core = (
+        Param("ec_max", "eff", 0.8, "compute efficiency of a large GEMM"),
+        Param("m0", "pos", 128.0, "rows at which compute efficiency is half-saturated"),
+        Param("pm", "exp", 1.5, "steepness in m"),
+        Param("n0", "pos", 256.0, "columns at half saturation"),
+        Param("pn", "exp", 1.0, "steepness in n"),
+        Param("k0", "pos", 128.0, "reduction depth at half saturation"),
+        Param("pk", "exp", 1.0, "steepness in k"),
+        Param("em_max", "eff", 0.85, "memory efficiency of a large transfer"),
+        Param("b0", "pos", 4e6, "bytes at half-saturated bandwidth"),
+        Param("pb", "exp", 1.0, "steepness in bytes"),
+        Param("nb0", "pos", 512.0, "output columns at half-saturated bandwidth (skinny GEMMs stream with few CTAs)"),
+        Param("pnb", "exp", 1.0, "steepness of bandwidth in n"),
+        Param("floor_s", "floor", 3e-6, "per-kernel floor"),
+    )
+    hyper_grid = {"tile_m": (1.0, 64.0, 128.0), "tile_n": (1.0, 64.0, 128.0)}
+
+    def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
+        m, n, k = op.shape[:3]
+        return (float(m), float(n), float(k), op.bytes)
+
+    def eff(self, xp, p, h, x):
+        ec_max, m0, pm, n0, pn, k0, pk, em_max, b0, pb, nb0, pnb, floor_s = p
+        m, n, k, nbytes = x
+        ec = (ec_max * sat(xp, m, m0, pm) * sat(xp, n, n0, pn) * sat(xp, k, k0, pk)
+              * tile(xp, m, h["tile_m"]) * tile(xp, n, h["tile_n"]))
+        em = em_max * sat(xp, nbytes, b0, pb) * sat(xp, n, nb0, pnb)
+        return ec, em, floor_s
+
+
+class AttentionForm(Form):
+    """Prefill (causal) and encoder (non-causal) attention, shape (batch, q, kv, heads, kv_heads, head_dim).
+
+    Compute: saturating in tokens per sequence (short sequences waste the query/key tiles), in total parallel work
+    batch*heads*q (too few tiles leave SMs idle), and rising-then-falling in head size (small heads starve the tensor
+    cores, very large ones spill registers and switch kernels). Memory: saturating in bytes.
+    """
+
+    name = "attention"
+    core = (
+        Param("ec_max", "eff", 0.6, "compute efficiency of long sequences"),
+        Param("q0", "pos", 512.0, "tokens per sequence at half saturation"),
+        Param("pq", "exp", 1.0, "steepness in tokens"),
+        Param("w0", "pos", 2e4, "batch*heads*tokens at half saturation"),
+        Param("pw", "exp", 1.0, "steepness in parallel work"),
+        Param("h0", "pos", 48.0, "head size below which efficiency falls"),
+        Param("ph", "exp", 1.0, "steepness at small heads"),
+        Param("h1", "pos", 1024.0, "head size above which efficiency falls"),
+        Param("ph1", "exp", 2.0, "steepness at large heads"),
+        Param("em_max", "eff", 0.8, "memory efficiency of large transfers"),
+        Param("b0", "pos", 1e6, "bytes at half-saturated bandwidth"),
+        Param("pb", "exp", 1.0, "steepness in bytes"),
+        Param("floor_s", "floor", 8e-6, "per-kernel floor (incl. the KV-cache write kernel for prefill)"),
+    )
+    hyper_grid = {"tile_d": (1.0, 32.0)}
+
+    def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
+        batch, q, _kv, heads, _kvh, d = op.shape[:6]
+        return (float(q), float(batch) * heads * max(float(q), 1.0), float(d), op.bytes)
+
+    def eff(self, xp, p, h, x):
+        ec_max, q0, pq, w0, pw, h0, ph, h1, ph1, em_max, b0, pb, floor_s = p
+        q, work, d, nbytes = x
+        head = tile(xp, d, h["tile_d"]) / (1.0 + xp.pw(h0 / d, ph) + xp.pw(d / h1, ph1))
+        ec = ec_max * sat(xp, q, q0, pq) * sat(xp, work, w0, pw) * head
+        em = em_max * sat(xp, nbytes, b0, pb)
+        return ec, em, floor_s
+
+
+class DecodeForm(Form):
+    """Decode attention (one query per sequence against its KV): memory-bound, saturating in KV bytes.
+
+    Bandwidth efficiency rises with the bytes read (issue 5: ~90% only above ~1 GB of KV on H100) and with the bytes
+    per (sequence, kv-head) work item: each item costs a fixed setup (a whole KV tile, the softmax epilogue), so 2048
+    sequences of 2 tokens take ~27 ns each however few bytes they hold. It falls for few work items (split-KV recovers
+    only part of the parallelism) and for very large heads (a different, register-starved kernel).
+    """
+
+    name = "decode"
+    core = (
+        Param("ec_max", "eff", 0.5, "compute efficiency (rarely binding: GQA ratio x head size is far below ridge)"),
+        Param("em_max", "eff", 0.9, "bandwidth efficiency of a very large KV"),
+        Param("b0", "pos", 3e7, "bytes at half-saturated bandwidth"),
+        Param("pb", "exp", 1.0, "steepness in bytes"),
+        Param("c0", "pos", 3e4, "bytes per (sequence, kv-head) item at half saturation: the per-item setup cost"),
+        Param("pc", "exp", 1.0, "steepness in bytes per item"),
+        Param("g0", "pos", 2.0, "batch x kv_heads at half saturation"),
+        Param("pg", "exp", 1.0, "steepness in batch x kv_heads"),
+        Param("h1", "pos", 1024.0, "head size above which efficiency falls"),
+        Param("ph1", "exp", 2.0, "steepness at large heads"),
+        Param("floor_s", "floor", 1e-5, "per-kernel floor (attention + KV write)"),
+    )
+    hyper_grid = {}
+
+    def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
+        batch, _q, _kv, _heads, kvh, d = op.shape[:6]
+        groups = max(float(batch) * kvh, 1.0)
+        return (groups, float(d), op.bytes)
+
+    def eff(self, xp, p, h, x):
+        ec_max, em_max, b0, pb, c0, pc, g0, pg, h1, ph1, floor_s = p
+        groups, d, nbytes = x
+        em = (em_max * sat(xp, nbytes, b0, pb) * sat(xp, nbytes / groups, c0, pc) * sat(xp, groups, g0, pg)
+              / (1.0 + xp.pw(d / h1, ph1)))
+        return ec_max, em, floor_s
+
+
+class ElementwiseForm(Form):
+    """Norms, activations, residual adds, copies: bandwidth saturating in bytes; compute efficiency flat.
+
+    A cache term lets tensors that fit on chip stream faster than DRAM/HBM: em is multiplied by
+    1 + boost / (1 + (bytes/bc)^pc), which fades to 1 above the cache size bc (a CPU add of 64K floats runs at ~45
+    GB/s from L2, at ~12 GB/s from DRAM).
+    """
+
+    name = "elementwise"
+    core = (
+        Param("ec_max", "eff", 0.3, "compute efficiency (binding only for transcendental-heavy ops)"),
+        Param("em_max", "eff", 0.8, "bandwidth efficiency of large tensors"),
+        Param("b0", "pos", 1e6, "bytes at half-saturated bandwidth"),
+        Param("pb", "exp", 1.0, "steepness in bytes"),
+        Param("boost", "pos", 0.05, "extra bandwidth share of cache-resident tensors"),
+        Param("bc", "pos", 3e7, "bytes at which the cache boost is half gone"),
+        Param("pc", "exp", 2.0, "steepness of the cache boost"),
+        Param("floor_s", "floor", 3e-6, "per-kernel floor"),
+    )
+    hyper_grid = {}
+
+    def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
+        return (op.bytes,)
+
+    def eff(self, xp, p, h, x):
+        ec_max, em_max, b0, pb, boost, bc, pc, floor_s = p
+        (nbytes,) = x
+        return ec_max, em_max * sat(xp, nbytes, b0, pb) * (1.0 + boost / (1.0 + xp.pw(nbytes / bc, pc))), floor_s
+
+
+class AllreduceForm(Form):
+    """Ring all-reduce over the intra-node link: link efficiency by device count, saturating in message bytes.
+
+    The cost model adds 2(n-1) x the spec's link latency; NCCL's small-message time is far below that (LL protocol,
+    NVSwitch), so the floor here *replaces* that term by the measured alpha(n) = a0 + a1*(n-1): floor = alpha(n) -
+    2(n-1)*latency, which may be negative; the total is alpha(n) + the bandwidth term, never below alpha(n).
+    """
+
+    name = "allreduce"
+    overlap = False
+    core = (
+        Param("e2", "eff", 0.7, "link efficiency of large messages, 2 devices"),
+        Param("e4", "eff", 0.8, "... 4 devices"),
+        Param("e8", "eff", 0.9, "... 8 devices"),
+        Param("b0", "pos", 2e6, "bytes at half-saturated link bandwidth"),
+        Param("pb", "exp", 1.0, "steepness in bytes"),
+        Param("a0", "pos", 4e-6, "small-message latency, 2 devices"),
+        Param("a1", "pos", 1.5e-6, "added small-message latency per extra device"),
+    )
+    hyper_grid = {}
+
+    def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
+        return (op.bytes_read, float(max(op.devices, 1)), hw.intra_node_link.latency_us * 1e-6)
+
+    def eff(self, xp, p, h, x):
+        e2, e4, e8, b0, pb, a0, a1 = p
+        nbytes, n, lat = x
+        # piecewise-linear in log2(devices) through (1, e2), (2, e4), (3, e8), flat outside
+        g = xp.minimum(xp.maximum(xp.log2(xp.maximum(n, 2.0)), 1.0), 3.0)
+        lo = xp.minimum(g, 2.0)
+        e_n = e2 + (e4 - e2) * (lo - 1.0) + (e8 - e4) * (g - lo)
+        em = e_n * sat(xp, nbytes, b0, pb)
+        floor_s = a0 + a1 * (n - 1.0) - 2.0 * (n - 1.0) * lat
+        return 1.0, em, floor_s
+
+
+FORMS: dict[str, Form] = {
+    GEMM: GemmForm(),
+    CONV: GemmForm(),
+    ATTN_PREFILL: AttentionForm(),
+    ATTN_ENCODER: AttentionForm(),
+    ATTN_DECODE: DecodeForm(),
+    ELEMENTWISE: ElementwiseForm(),
+    ALLREDUCE: AllreduceForm(),
+}
+
+
+def form_for(kind: str) -> Form:
+    return FORMS[kind]
+
+
+def apply_overlap(ec, em, beta, compute_s, memory_s):
+    """Efficiencies that make max(c/ec', m/em') = max(tc, tm) + beta*min(tc, tm), with tc = c/ec, tm = m/em.
+
+    If tc >= tm: c/ec' = tc + beta*tm and m/em' = tm + beta*tc <= c/ec' (beta <= 1); symmetric otherwise.
+    `compute_s`/`memory_s` are the times at 100% efficiency; a zero one leaves the other efficiency unchanged.
+    """
+    tc = compute_s / ec
+    tm = memory_s / em
+    return ec * tc / (tc + beta * tm), em * tm / (tm + beta * tc)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the profile
+
+
+@dataclass
+class FamilyFit:
+    """The fitted parameters of one family (an op kind, optionally restricted to one dtype) and its measured error."""
+
+    kind: str
+    params: dict[str, float]
+    hyper: dict[str, float] = field(default_factory=dict)
+    dtypes: list[str] = field(default_factory=list)  # dtypes of the rows it was fitted on
+    holdout_median_abs_pct_err: float | None = None
+    holdout_p90_abs_pct_err: float | None = None
+    n_fit: int = 0
+    n_holdout: int = 0
+    roofline_default_holdout_median_abs_pct_err: float | None = None
+    notes: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind, "form": FORMS[self.kind].name, "params": self.params, "hyper": self.hyper,
+            "dtypes": self.dtypes, "n_fit": self.n_fit, "n_holdout": self.n_holdout,
+            "holdout_median_abs_pct_err": self.holdout_median_abs_pct_err,
+            "holdout_p90_abs_pct_err": self.holdout_p90_abs_pct_err,
+            "roofline_default_holdout_median_abs_pct_err": self.roofline_default_holdout_median_abs_pct_err,
+            "notes": self.notes,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> FamilyFit:
+        kind = d.get("kind")
+        if kind not in FORMS:
+            raise SpecError(f"{where}.kind: unknown op kind {kind!r}; known: {', '.join(FORMS)}")
+        form = FORMS[kind]
+        params = d.get("params")
+        if not isinstance(params, dict) or set(params) != set(form.param_names):
+            got = sorted(params) if isinstance(params, dict) else params
+            raise SpecError(f"{where}.params: expected {', '.join(form.param_names)}; got {got}")
+        hyper = d.get("hyper") or {}
+        missing = set(form.hyper_grid) - set(hyper)
+        if missing:
+            raise SpecError(f"{where}.hyper: missing {', '.join(sorted(missing))}")
+        try:
+            return cls(
+                kind=kind, params={k: float(v) for k, v in params.items()},
+                hyper={k: float(v) for k, v in hyper.items()}, dtypes=list(d.get("dtypes") or []),
+                holdout_median_abs_pct_err=_opt_float(d.get("holdout_median_abs_pct_err")),
+                holdout_p90_abs_pct_err=_opt_float(d.get("holdout_p90_abs_pct_err")),
+                n_fit=int(d.get("n_fit") or 0), n_holdout=int(d.get("n_holdout") or 0),
+                roofline_default_holdout_median_abs_pct_err=_opt_float(
+                    d.get("roofline_default_holdout_median_abs_pct_err")),
+                notes=str(d.get("notes") or ""),
+            )
+        except (TypeError, ValueError) as exc:
+            raise SpecError(f"{where}: {exc}") from None
+
+
+def _opt_float(v) -> float | None:
+    return None if v is None else float(v)
+
+
+def family_key(kind: str, dtype: str | None = None, role: str | None = None) -> str:
+    """Profile key of a family: the op kind, `kind.dtype` for a dtype-specific fit (e.g. gemm.fp8), or `kind/role`
+    for an elementwise role (e.g. elementwise/norm)."""
+    if role:
+        return f"{kind}/{role}"
+    return f"{kind}.{dtype}" if dtype else kind
+
+
+# Elementwise ops differ far more by what they do than by size (Vidur's H100 RMSNorm streams at ~1.2 TB/s, its
+# residual add at ~3.3 TB/s, its embedding gather at ~0.6 TB/s), so they are fitted per role, found from the op
+# name's last part (llm.norm, vision.residual_add, projector.act1, ...) or a benchmark tag.
+ELEMENTWISE_ROLES: tuple[tuple[str, str], ...] = (
+    ("norm", "norm"), ("layernorm", "norm"), ("rotary", "rotary"), ("rope", "rotary"), ("act", "act"),
+    ("gelu", "act"), ("silu", "act"), ("add", "add"), ("embed", "embed"), ("emb", "embed"), ("copy", "copy"),
+)
+
+
+def elementwise_role(name: str) -> str | None:
+    """The role of an elementwise op from its name or tag: norm, rotary, act, add, embed, copy, or None."""
+    last = name.rsplit(".", 1)[-1].lower()
+    for pattern, role in ELEMENTWISE_ROLES:
+        if pattern in last:
+            return role
+    return None
+
+
+class FittedProfile:
+    """An EfficiencyProfile from fitted families; op kinds without a fit fall back to DefaultProfile values.
+
+    Lookup for an op: `elementwise/role` for elementwise ops with a fitted role, `kind.dtype` if fitted, else `kind`,
+    else an alias (e.g. conv -> gemm, stated in the JSON), else the roofline default (source "roofline-default").
+    Resolution is cached per (kind, dtype, op name): the hot path is a dict lookup and a few float operations.
+    """
+
+    def __init__(self, name: str, hardware_id: str, families: dict[str, FamilyFit], *,
+                 aliases: dict[str, str] | None = None, meta: dict | None = None,
+                 fallback: DefaultProfile = DEFAULT_PROFILE):
+        self.name = name
+        self.hardware_id = hardware_id
+        self.families = dict(families)
+        self.aliases = dict(aliases or {})
+        self.meta = dict(meta or {})
+        self.fallback = fallback
+        self._resolved: dict[tuple[str, str, str], tuple | None] = {}
+
+    def _resolve(self, kind: str, dtype: str, name: str = ""):
+        key = (kind, dtype, name)
+        if key in self._resolved:
+            return self._resolved[key]
+        hit = None
+        role = elementwise_role(name) if kind == ELEMENTWISE and name else None
+        cands = (family_key(kind, role=role) if role else None, family_key(kind, dtype), kind, self.aliases.get(kind))
+        for cand in cands:
+            fam = self.families.get(cand) if cand else None
+            if fam is not None:
+                form = FORMS[kind] if kind in FORMS else FORMS[fam.kind]
+                params = tuple(fam.params[q.name] for q in form.core)
+                beta = fam.params["overlap"] if form.overlap else 0.0
+                hit = (form, params, beta, fam.hyper, f"calibrated:{self.name}:{cand}", fam.holdout_median_abs_pct_err)
+                break
+        self._resolved[key] = hit
+        return hit
+
+    def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency:
+        hit = self._resolve(op.kind, op.dtype, op.name)
+        if hit is None:
+            return self.fallback.efficiency(op, hw)
+        form, params, beta, hyper, source, err = hit
+        ec, em, floor_s = form.eff(PYMATH, params, hyper, form.features(op, hw))
+        ec = EFF_MIN if ec < EFF_MIN else (1.0 if ec > 1.0 else ec)
+        em = EFF_MIN if em < EFF_MIN else (1.0 if em > 1.0 else em)
+        if beta and op.flops > 0 and op.bytes > 0:
+            ec, em = apply_overlap(ec, em, beta, op.flops / hw.peak_flops(op.dtype), op.bytes / hw.mem_bw_bytes_per_s)
+        return Efficiency(ec, em, floor_s, source, err)
+
+    @property
+    def timing_regime(self) -> str | None:
+        """'cuda_graph' or 'eager': how the kernels it was fitted on were launched (runtime wrappers use it)."""
+        return self.meta.get("timing_regime")
+
+    def source_for(self, kind: str, dtype: str = "bf16", name: str = "") -> str:
+        hit = self._resolve(kind, dtype, name)
+        return hit[3] if hit else self.fallback.name
+
+    # -------------------------------------------------------------------------------------------------------------
+    # JSON
+
+    def to_dict(self) -> dict:
+        return {
+            "format": PROFILE_FORMAT, "name": self.name, "hardware_id": self.hardware_id, **self.meta,
+            "aliases": self.aliases, "families": {k: f.to_dict() for k, f in self.families.items()},
+        }
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False, default=_json_default) + "\n")
+        return path
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "profile") -> FittedProfile:
+        if not isinstance(d, dict):
+            raise SpecError(f"{where}: expected a JSON object, got {type(d).__name__}")
+        if d.get("format") != PROFILE_FORMAT:
+            raise SpecError(f"{where}: format must be {PROFILE_FORMAT!r}, got {d.get('format')!r}")
+        for key in ("name", "hardware_id"):
+            if not isinstance(d.get(key), str) or not d.get(key):
+                raise SpecError(f"{where}.{key}: missing or not a string")
+        fams = d.get("families")
+        if not isinstance(fams, dict):
+            raise SpecError(f"{where}.families: missing or not an object")
+        families = {k: FamilyFit.from_dict(v if isinstance(v, dict) else {}, f"{where}.families.{k}")
+                    for k, v in fams.items()}
+        for k, fam in families.items():
+            base = k.split(".")[0].split("/")[0]
+            if base not in KINDS:
+                raise SpecError(f"{where}.families: unknown family '{k}'; keys are op kinds ({', '.join(KINDS)}), "
+                                f"optionally '.dtype' or '/role'")
+            if base != fam.kind:
+                raise SpecError(f"{where}.families.{k}.kind: '{fam.kind}' does not match its key")
+        aliases = d.get("aliases") or {}
+        if not isinstance(aliases, dict) or any(v not in families for v in aliases.values()):
+            raise SpecError(f"{where}.aliases: every alias must name a fitted family ({', '.join(families)})")
+        meta = {k: v for k, v in d.items() if k not in ("format", "name", "hardware_id", "families", "aliases")}
+        return cls(d["name"], d["hardware_id"], families, aliases=aliases, meta=meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> FittedProfile:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise SpecError(f"profile: file not found: {path}") from None
+        except OSError as exc:
+            raise SpecError(f"profile: cannot read {path} ({exc.strerror})") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"profile: {path}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
+        return cls.from_dict(data, f"profile {path}")
+
+    def __repr__(self) -> str:
+        return f"FittedProfile(name={self.name!r}, families={sorted(self.families)})"
+
+
+def _json_default(o):
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+    except ImportError:  # pragma: no cover
+        pass
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,124 @@
+"""`lvlmsim validate`: predicted vs measured time for every row of a folder of measured kernel tables.
+
+For each row the cost model (CostModel(hardware, profile)) predicts the time of the Op the graph builders make for
+that shape; errors are |predicted/measured - 1| in percent, summarised per family and per size regime, side by side
+with the uncalibrated roofline default (DefaultProfile) so every figure says what calibration bought.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from lvlmsim.calibrate.fit import abs_pct_errors, cost_model_times
+from lvlmsim.calibrate.measured import TABLES, Measurement, load_aiconfigurator
+from lvlmsim.cost.profile import DEFAULT_PROFILE, EfficiencyProfile
+from lvlmsim.cost.roofline import CostModel
+from lvlmsim.specs.base import DTYPE_BYTES
+from lvlmsim.specs.hardware import HardwareSpec
+
+MiB = 2**20
+
+
+def _bins(value: float, edges: Sequence[float], labels: Sequence[str]) -> str:
+    for edge, label in zip(edges, labels, strict=False):
+        if value <= edge:
+            return label
+    return labels[-1]
+
+
+def _gemm_regime(m: Measurement) -> str:
+    return _bins(m.op.shape[0], (16, 256, 4096), ("m 1-16", "m 17-256", "m 257-4096", "m >4096"))
+
+
+def _tokens_regime(m: Measurement) -> str:
+    return _bins(m.op.shape[1], (128, 1024, 4096), ("tokens 1-128", "tokens 129-1024", "tokens 1025-4096",
+                                                     "tokens >4096"))
+
+
+def kv_bytes(m: Measurement) -> float:
+    b, _q, kv, _h, kvh, d = m.op.shape[:6]
+    return 2.0 * b * kv * kvh * d * DTYPE_BYTES.get(m.op.dtype, 2.0)
+
+
+def _kv_regime(m: Measurement) -> str:
+    return _bins(kv_bytes(m), (16 * MiB, 256 * MiB, 1024 * MiB), ("KV <16 MiB", "KV 16-256 MiB", "KV 256 MiB-1 GiB",
+                                                                  "KV >1 GiB"))
+
+
+def _msg_regime(m: Measurement) -> str:
+    return _bins(m.op.bytes_read, (64 * 1024, 4 * MiB, 64 * MiB), ("msg <=64 KiB", "msg 64 KiB-4 MiB",
+                                                                    "msg 4-64 MiB", "msg >64 MiB"))
+
+
+REGIMES: dict[str, Callable[[Measurement], str]] = {
+    "gemm": _gemm_regime,
+    "context_attention": _tokens_regime,
+    "encoder_attention": _tokens_regime,
+    "generation_attention": _kv_regime,
+    "nccl": _msg_regime,
+}
+
+
+def _stats(err: np.ndarray, base: np.ndarray) -> dict:
+    if len(err) == 0:
+        return {"median_abs_pct_err": None, "p90_abs_pct_err": None, "n": 0, "roofline_median_abs_pct_err": None,
+                "roofline_p90_abs_pct_err": None}
+    return {
+        "median_abs_pct_err": round(float(np.median(err)), 2),
+        "p90_abs_pct_err": round(float(np.percentile(err, 90)), 2),
+        "n": int(len(err)),
+        "roofline_median_abs_pct_err": round(float(np.median(base)), 2),
+        "roofline_p90_abs_pct_err": round(float(np.percentile(base, 90)), 2),
+    }
+
+
+def compare(rows: Sequence[Measurement], hw: HardwareSpec, profile: EfficiencyProfile,
+            baseline: EfficiencyProfile = DEFAULT_PROFILE) -> dict:
+    """Per-family and per-regime error of `profile` (and of `baseline`) on measured rows."""
+    report: dict[str, dict] = {}
+    fams = [f for f in TABLES if any(r.family == f for r in rows)]
+    fams += sorted({r.family for r in rows} - set(fams))
+    for fam in fams:
+        sel = [r for r in rows if r.family == fam]
+        meas = np.array([r.measured_s for r in sel])
+        cm = CostModel(hw, profile)
+        costs = [cm.cost(r.op) for r in sel]
+        err = abs_pct_errors(np.array([c.time_s for c in costs]), meas)
+        base = abs_pct_errors(cost_model_times(sel, hw, baseline), meas)
+        entry = _stats(err, base)
+        entry["profile_sources"] = sorted({c.source for c in costs})
+        regime_of = REGIMES.get(fam)
+        if regime_of:
+            labels = np.array([regime_of(r) for r in sel])
+            order = list(dict.fromkeys(sorted(set(labels), key=lambda s: _regime_order(fam, s))))
+            entry["regimes"] = {lab: _stats(err[labels == lab], base[labels == lab]) for lab in order}
+        else:
+            entry["regimes"] = {}
+        dtypes = np.array([r.op.dtype for r in sel])
+        if len(set(dtypes)) > 1:  # e.g. bf16 and fp8 GEMMs: separate kernels, separate fits
+            for dt in sorted(set(dtypes)):
+                entry["regimes"][f"dtype {dt}"] = _stats(err[dtypes == dt], base[dtypes == dt])
+        report[fam] = entry
+    return report
+
+
+def _regime_order(fam: str, label: str) -> int:
+    probe = {
+        "gemm": ("m 1-16", "m 17-256", "m 257-4096", "m >4096"),
+        "context_attention": ("tokens 1-128", "tokens 129-1024", "tokens 1025-4096", "tokens >4096"),
+        "encoder_attention": ("tokens 1-128", "tokens 129-1024", "tokens 1025-4096", "tokens >4096"),
+        "generation_attention": ("KV <16 MiB", "KV 16-256 MiB", "KV 256 MiB-1 GiB", "KV >1 GiB"),
+        "nccl": ("msg <=64 KiB", "msg 64 KiB-4 MiB", "msg 4-64 MiB", "msg >64 MiB"),
+    }.get(fam, ())
+    return probe.index(label) if label in probe else len(probe)
+
+
+def validate(hw: HardwareSpec, data_dir, profile: EfficiencyProfile) -> tuple[dict, dict]:
+    """(report, info): the comparison for every table under `data_dir`, and what was read and skipped."""
+    loaded = load_aiconfigurator(data_dir)
+    report = compare(loaded.rows, hw, profile)
+    info = {"files": loaded.files, "skipped": dict(loaded.skipped), "rows": len(loaded.rows),
+            "hardware": hw.id, "profile": getattr(profile, "name", str(profile))}
+    return report, info
