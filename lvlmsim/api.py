@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lvlmsim.cost.profile import EfficiencyProfile
-from lvlmsim.estimate import Estimate, estimate_request, parse_image_size
+from lvlmsim.estimate import Estimate, estimate_request, parse_image_size, with_step_overhead
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.model import ModelSpec
 from lvlmsim.specs.registry import load_hardware, load_model
@@ -33,23 +33,35 @@ def estimate(
     video_s: float = 0.0,
     profile: str | EfficiencyProfile | None = None,
     techniques: Sequence = (),
+    runtime: str | None = None,
 ) -> Estimate:
     """Cost of one request (or `batch` identical ones), stage by stage and op by op, with roofline coordinates.
 
     `model`/`hardware` are registry ids or YAML paths. `profile`: None/'auto' uses the device's shipped calibrated
     profile when one exists, 'default' forces the flat roofline derate, a path loads a profile JSON.
     `techniques`: technique configs or 'kind:key=value,...' strings (see `lvlmsim list techniques`).
+    `runtime`: None (kernels as the profile has them, no host overhead) or vllm | sglang | trtllm | eager, which sets
+    the per-kernel floor and adds the runtime's per-step host overhead (see `lvlmsim list runtimes`).
     """
     m = load_model(model)
     hw = load_hardware(hardware)
     if isinstance(image_size, str):
         image_size = parse_image_size(image_size)
     prof = resolve_profile(hw, profile)
+    step_overhead_s = 0.0
+    if runtime is not None:
+        from lvlmsim.cost.runtime import get_runtime
+
+        rt = get_runtime(runtime)
+        prof = rt.apply(prof)
+        step_overhead_s = rt.step_overhead_s
     if techniques:
         from lvlmsim.techniques import apply_to_estimate
 
-        return apply_to_estimate(m, hw, techniques, images=images, image_size=image_size,
-                                 prompt_tokens=prompt_tokens, output_tokens=output_tokens, batch=batch, tp=tp,
-                                 video_s=video_s, profile=prof)
+        est = apply_to_estimate(m, hw, techniques, images=images, image_size=image_size,
+                                prompt_tokens=prompt_tokens, output_tokens=output_tokens, batch=batch, tp=tp,
+                                video_s=video_s, profile=prof)
+        return with_step_overhead(est, step_overhead_s)
     return estimate_request(m, hw, images=images, image_size=image_size, prompt_tokens=prompt_tokens,
-                            output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=prof)
+                            output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=prof,
+                            step_overhead_s=step_overhead_s)

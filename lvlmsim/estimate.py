@@ -151,6 +151,28 @@ def _merge(costs: list[tuple[OpCost, float]]) -> list[OpCost]:
     return out
 
 
+def _add_step_overhead(stage: StageResult, per_step_s: float, steps: int) -> None:
+    if steps <= 0:
+        return
+    op = Op(name="runtime.step_overhead", kind="overhead", stage=stage.name, module="runtime", flops=0.0,
+            bytes_read=0.0, bytes_written=0.0, dtype="none", count=steps)
+    stage.ops.append(OpCost(op, per_step_s, 0.0, 0.0, per_step_s, "overhead", 0.0, 0.0, "runtime", None))
+    stage.time_s += per_step_s * steps
+
+
+def with_step_overhead(est: Estimate, per_step_s: float) -> Estimate:
+    """Add a runtime's per-step host overhead to an estimate built elsewhere (e.g. by a technique composition)."""
+    if per_step_s <= 0:
+        return est
+    steps = est.output_tokens - 1
+    _add_step_overhead(est.stages["prefill"], per_step_s, 1)
+    _add_step_overhead(est.stages["decode"], per_step_s, steps)
+    est.ttft_s = est.stages["encode"].time_s + est.stages["prefill"].time_s
+    est.tpot_s = est.stages["decode"].time_s / steps if steps else 0.0
+    est.e2e_s = est.ttft_s + est.stages["decode"].time_s
+    return est
+
+
 def decode_contexts(start: int, steps: int, max_samples: int = MAX_DECODE_SAMPLES) -> list[tuple[int, float]]:
     """Contexts at which decode steps are priced, each with the number of steps it stands for (sums to `steps`)."""
     if steps <= 0:
@@ -184,6 +206,7 @@ def estimate_request(
     prompt_tokens: int = 64, output_tokens: int = 128, batch: int = 1, tp: int = 1,
     profile: EfficiencyProfile | None = None, video_s: float = 0.0, cfg: GraphConfig | None = None,
     cost_model: CostModel | None = None, tokenizations: list[ImageTokenization] | None = None,
+    step_overhead_s: float = 0.0,
 ) -> Estimate:
     """Cost of `batch` identical requests: encode their images, prefill them together, decode them together."""
     for name, value, lo in (("images", images, 0), ("prompt_tokens", prompt_tokens, 0),
@@ -232,6 +255,11 @@ def estimate_request(
             dec_costs.append((cm.cost(op), weight))
     decode = _stage("decode", _merge(dec_costs))
 
+    if step_overhead_s > 0:
+        # the serving runtime's host work per forward pass (scheduling, sampling, graph launch): one prefill step,
+        # one per decode step; kept as its own row so the stage totals stay traceable
+        _add_step_overhead(prefill, step_overhead_s, 1)
+        _add_step_overhead(decode, step_overhead_s, steps)
     ttft = encode.time_s + prefill.time_s
     tpot = decode.time_s / steps if steps else 0.0
     mem = memory_report(model, hardware, cfg, text_tokens=prompt_tokens + output_tokens,

@@ -87,3 +87,20 @@ def test_qwen2vl_cost_monotone_in_image_size_and_count(side, extra, images):
 
     assert ttft(side + extra, images) >= ttft(side, images)
     assert ttft(side, images + 1) > ttft(side, images)
+
+
+def test_runtime_adds_per_step_host_overhead_as_a_traceable_row():
+    from lvlmsim.cost.runtime import get_runtime
+
+    base = lvlmsim.estimate("llava-1.5-7b", "h100-sxm", output_tokens=33, profile="default")
+    eager = lvlmsim.estimate("llava-1.5-7b", "h100-sxm", output_tokens=33, profile="default", runtime="eager")
+    rt = get_runtime("eager")
+    # eager raises every kernel's floor to its own (>= the default 3 us) and adds its host overhead per step:
+    # 1 prefill step + 32 decode steps
+    assert eager.tpot_s >= base.tpot_s + rt.step_overhead_s
+    rows = [r for r in eager.op_rows() if r["op"] == "runtime.step_overhead"]
+    assert sorted(r["count"] for r in rows) == [1, 32]
+    for stage, res in eager.stages.items():
+        assert sum(r["time_s"] for r in eager.op_rows() if r["stage"] == stage) == pytest.approx(res.time_s)
+    with pytest.raises(SpecError, match="allowed: vllm"):
+        lvlmsim.estimate("llava-1.5-7b", "h100-sxm", runtime="tensorflow")

@@ -83,6 +83,9 @@ def estimate(
     technique: Annotated[
         list[str] | None, typer.Option("--technique", "-t", help="KIND:key=value,... (repeatable)")
     ] = None,
+    runtime: Annotated[
+        str | None, typer.Option(help="serving runtime: vllm | sglang | trtllm | eager (floor + per-step overhead)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
     ops: Annotated[bool, typer.Option("--ops", help="list every op with its numbers")] = False,
 ) -> None:
@@ -91,7 +94,7 @@ def estimate(
 
     est = run(model, hardware, images=images, image_size=image_size, prompt_tokens=prompt_tokens,
               output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=profile,
-              techniques=tuple(technique or ()))
+              techniques=tuple(technique or ()), runtime=runtime)
     if as_json:
         doc = est.to_dict()
         if ops:
