@@ -126,7 +126,14 @@ def rerun_after(page, action) -> None:
     page.evaluate(WATCH_RUNS)
     before = page.evaluate("() => window.__runs")
     action()
-    page.wait_for_function("(n) => window.__runs > n", arg=before)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function("(n) => window.__runs > n", arg=before, timeout=15_000)
+    except PlaywrightTimeout:
+        # A rerun fast enough to flip running -> notRunning within one observer batch can be missed on a loaded
+        # machine; the callers then check the page shows the API's new numbers, so nothing is taken on trust.
+        pass
     idle(page)
 
 
@@ -146,6 +153,16 @@ def set_number(page, label: str, value) -> None:
 def metric(page, label: str) -> str:
     m = page.locator('[data-testid="stMetric"]').filter(has=page.get_by_text(label, exact=True)).first
     return m.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def metric_becomes(page, label: str, want: str, timeout_s: float = 20.0) -> str:
+    """The metric's shown value once it equals `want` (polled, so a slow rerun is waited for), else the last value."""
+    deadline = time.monotonic() + timeout_s
+    got = metric(page, label)
+    while got != want and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+        got = metric(page, label)
+    return got
 
 
 def charts_ok(page, at_least: int = 1) -> None:
@@ -170,7 +187,8 @@ def test_every_page_renders_and_reacts(page, tmp_path):
     # overview: the headline follows a sidebar change
     assert page.locator(EXCEPTION).count() == 0
     set_number(page, "Prompt tokens", 256)
-    assert metric(page, "TTFT") == fmt_time(lvlmsim.estimate(prompt_tokens=256).ttft_s)
+    want = fmt_time(lvlmsim.estimate(prompt_tokens=256).ttft_s)
+    assert metric_becomes(page, "TTFT", want) == want
     page.screenshot(path=str(shots / "overview.png"))
 
     # roofline: change the image size (LLaVA-1.5 resizes to 336, so switch to a dynamic-resolution model first)
@@ -181,7 +199,7 @@ def test_every_page_renders_and_reacts(page, tmp_path):
     set_number(page, "Image width (px)", 896)
     charts_ok(page)
     want = lvlmsim.estimate("qwen2-vl-7b", "h100-sxm", image_size=(896, 336), prompt_tokens=256).ttft_s
-    assert metric(page, "TTFT") == fmt_time(want)
+    assert metric_becomes(page, "TTFT", fmt_time(want)) == fmt_time(want)
     page.screenshot(path=str(shots / "roofline.png"))
 
     go(page, "Request breakdown")
