@@ -307,10 +307,10 @@ def test_text_only_request_breakdown_says_so_instead_of_dividing_by_nothing():
     assert "visual-share" not in charts(at)
 
 
-def test_planner_page_waits_for_the_planner():
+def test_planner_page_renders_without_exception():
+    # the planner's numbers are checked against lvlmsim.plan in tests/test_app_planner.py
     at = start("planner")
-    if not _importable("lvlmsim.planner"):
-        assert any("arrives with" in i.value and "lvlmsim.planner" in i.value for i in at.info)
+    assert not at.exception
 
 
 # ------------------------------------------------------------------------------------------------------ bad input

@@ -1,0 +1,256 @@
+"""Capacity search: the highest arrival rate at which one configuration still meets latency SLOs, by simulation.
+
+As in Vidur-Search's capacity search: probe rates with the discrete-event engine, first bracketing the capacity
+(grow or shrink geometrically from an analytic guess until one probe passes and one fails), then bisecting until
+the bracket is within a relative tolerance. The capacity reported is the highest rate that passed.
+
+A probe passes when, over the requests that arrived after the warm-up (the first `warmup_fraction` of the arrival
+window, when queues are still filling), every SLO percentile is within its threshold, and no request was rejected or
+left unfinished. Warm-up deletion also makes overload visible in a short run: past capacity the queue grows through
+the run, so the later arrivals, which are the ones measured, see it. A probe lasts `probe_duration_s` of arrivals
+(clamped to [min_requests, max_requests] requests): long enough at every rate, cheap at high rates.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lvlmsim.errors import LvlmsimError, SpecError
+from lvlmsim.planner.runs import load_payload
+
+SLO_METRICS = ("ttft", "tpot", "e2e")
+SLO_PERCENTILES = (50, 90, 99)
+SLO_KEYS = tuple(f"{m}_p{p}" for m in SLO_METRICS for p in SLO_PERCENTILES)
+REPORT_KEYS = SLO_KEYS
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How hard the capacity search looks. Defaults: ~5% bracket, 30 s of arrivals per probe."""
+
+    tolerance: float = 0.05
+    growth: float = 2.0
+    probe_duration_s: float = 30.0
+    min_requests: int = 100
+    max_requests: int = 2000
+    warmup_fraction: float = 0.2
+    max_probes: int = 14
+    start_fraction: float = 0.7  # first probe at this fraction of the analytic guess (which ignores queueing)
+
+    def check(self) -> SearchSettings:
+        if not 0 < self.tolerance < 1:
+            raise SpecError(f"tolerance: must be in (0, 1), got {self.tolerance}")
+        if not self.growth > 1:
+            raise SpecError(f"growth: must be > 1, got {self.growth}")
+        if not self.probe_duration_s > 0:
+            raise SpecError(f"probe_duration_s: must be > 0, got {self.probe_duration_s}")
+        if not 1 <= self.min_requests <= self.max_requests:
+            raise SpecError(f"requests per probe: need 1 <= min_requests ({self.min_requests}) <= max_requests "
+                            f"({self.max_requests})")
+        if not 0 <= self.warmup_fraction < 1:
+            raise SpecError(f"warmup_fraction: must be in [0, 1), got {self.warmup_fraction}")
+        return self
+
+
+def parse_slos(slos: str | dict[str, float] | None) -> dict[str, float]:
+    """'ttft_p90=1.0,tpot_p90=0.05' (or a dict) -> {key: seconds}; a bad key names the allowed ones."""
+    if slos is None:
+        return {}
+    if isinstance(slos, str):
+        items: dict[str, Any] = {}
+        for part in filter(None, (p.strip() for p in slos.split(","))):
+            key, sep, value = part.partition("=")
+            if not sep:
+                raise SpecError(f"slo: expected KEY=SECONDS such as ttft_p90=1.0, got '{part}'")
+            items[key.strip()] = value.strip()
+    else:
+        items = dict(slos)
+    out: dict[str, float] = {}
+    for key, value in items.items():
+        if key not in SLO_KEYS:
+            raise SpecError(f"slo: unknown key '{key}'; allowed: {', '.join(SLO_KEYS)}")
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise SpecError(f"slo: {key}: expected seconds as a number, got {value!r}") from None
+        if not (v > 0 and math.isfinite(v)):
+            raise SpecError(f"slo: {key}: must be > 0 seconds, got {value!r}")
+        out[key] = v
+    if not out and isinstance(slos, str):
+        raise SpecError(f"slo: no thresholds given; allowed keys: {', '.join(SLO_KEYS)}")
+    return out
+
+
+def slos_of_scenario(sc) -> dict[str, float]:
+    """The scenario's own SLOs (thresholds at its percentile) in planner keys; empty when it has none."""
+    p = sc.slos.percentile
+    out = {}
+    for m in SLO_METRICS:
+        limit = getattr(sc.slos, f"{m}_s")
+        if limit is not None:
+            if p not in SLO_PERCENTILES:
+                raise SpecError(f"slos.percentile: the planner checks p50, p90 or p99; the scenario says p{p:g}; "
+                                "give --slo explicitly")
+            out[f"{m}_p{int(p)}"] = float(limit)
+    return out
+
+
+def probe_requests(rate: float, s: SearchSettings) -> int:
+    return int(min(max(math.ceil(rate * s.probe_duration_s), s.min_requests), s.max_requests))
+
+
+def evaluate(req: pd.DataFrame, slos: dict[str, float], warmup_fraction: float) -> tuple[bool, str, dict]:
+    """(passed, why not, measured percentiles) of one run's request table against the SLOs."""
+    metrics: dict[str, float | None] = {}
+    if req.empty:
+        return False, "no requests arrived", metrics
+    n_rej = int((req.status == "rejected").sum())
+    n_fly = int((req.status == "in_flight").sum())
+    arr = req.arrival_s.to_numpy(dtype=float)
+    cut = arr.min() + warmup_fraction * (arr.max() - arr.min())
+    window = req[(req.arrival_s >= cut) & (req.status == "completed")]
+    for m in SLO_METRICS:
+        vals = window[f"{m}_s"].to_numpy(dtype=float)
+        vals = vals[np.isfinite(vals)]
+        for p in SLO_PERCENTILES:
+            metrics[f"{m}_p{p}"] = float(np.percentile(vals, p)) if vals.size else None
+    if n_rej:
+        return False, f"{n_rej} requests rejected", metrics
+    if n_fly:
+        return False, f"{n_fly} requests unfinished at the horizon", metrics
+    misses = []
+    for key, limit in slos.items():
+        v = metrics.get(key)
+        if v is None:
+            misses.append(f"{key} not measured")
+        elif v > limit:
+            misses.append(f"{key} {v:.3g} s > {limit:g} s")
+    return not misses, "; ".join(misses), metrics
+
+
+def probe(payload: dict, rate: float, slos: dict[str, float], s: SearchSettings) -> dict:
+    """One DES run of the payload's scenario at `rate`; raises LvlmsimError when the engine refuses the config."""
+    from lvlmsim.engine.api import simulate
+
+    t0 = time.perf_counter()
+    n = probe_requests(rate, s)
+    res = simulate(load_payload(payload), requests=n, rate=rate, seed=payload.get("seed"))
+    ok, why, metrics = evaluate(res.requests, slos, s.warmup_fraction)
+    gpus = res.summary.get("gpus") or 1
+    return {"rate": rate, "requests": n, "passed": ok, "reason": why, **metrics,
+            "output_tokens_per_s": res.summary.get("output_tokens_per_s"),
+            "output_tokens_per_s_per_gpu": (res.summary.get("output_tokens_per_s") or 0.0) / gpus,
+            "wall_s": time.perf_counter() - t0}
+
+
+def replicas_settled(lo: float, hi: float, target: float) -> bool:
+    """Whether every capacity c in [lo, hi) needs the same number of replicas, ceil(target / c), for the target."""
+    if lo <= 0:
+        return False
+    if lo >= target:
+        return True
+    return math.isfinite(hi) and math.ceil(target / lo) == math.floor(target / hi) + 1
+
+
+def capacity_search(payload: dict, slos: dict[str, float], guess_rps: float,
+                    settings: SearchSettings | None = None, *, target_rps: float | None = None,
+                    lo: float = 0.0, hi: float = math.inf) -> dict:
+    """Bracket, then bisect. Returns capacity_rps (0 when even a trickle fails), the bracket, and every probe.
+
+    With `target_rps`, the search also stops as soon as the bracket settles how many replicas the target needs
+    (:func:`replicas_settled`): a finer capacity would not change the plan's cost, GPUs or ranking. `exact` in the
+    result says whether the bracket reached the tolerance. `lo`/`hi` continue an earlier search (a passing and a
+    failing rate)."""
+    s = (settings or SearchSettings()).check()
+    probes: list[dict] = []
+
+    def test(rate: float) -> bool:
+        p = probe(payload, rate, slos, s)
+        probes.append(p)
+        return p["passed"]
+
+    def done() -> bool:
+        return target_rps is not None and replicas_settled(lo, hi, target_rps)
+
+    if lo <= 0 and math.isinf(hi):
+        start = max(guess_rps * s.start_fraction, 1e-3) if guess_rps and math.isfinite(guess_rps) else 1.0
+        if test(start):
+            lo = start
+        else:
+            hi = start
+    floor = (hi if math.isfinite(hi) else lo) / s.growth ** 6
+    while lo > 0 and math.isinf(hi) and not done() and len(probes) < s.max_probes and lo < 1e6:
+        r = lo * s.growth
+        if test(r):
+            lo = r
+        else:
+            hi = r
+    while lo == 0.0 and len(probes) < s.max_probes and hi / s.growth >= floor:
+        r = hi / s.growth
+        if test(r):
+            lo = r
+        else:
+            hi = r
+    while (lo > 0 and math.isfinite(hi) and (hi - lo) / hi > s.tolerance and not done()
+           and len(probes) < s.max_probes):
+        mid = (lo + hi) / 2.0
+        if test(mid):
+            lo = mid
+        else:
+            hi = mid
+    reason = ""
+    if lo == 0.0:
+        low = min((p["rate"] for p in probes), default=hi)
+        why = probes[-1]["reason"] if probes else ""
+        reason = f"fails the SLOs even at {low:.3g} req/s: {why}"
+    exact = lo > 0 and math.isfinite(hi) and (hi - lo) / hi <= s.tolerance
+    return {"capacity_rps": lo, "bracket_lo_rps": lo, "bracket_hi_rps": hi if math.isfinite(hi) else None,
+            "exact": exact, "des_runs": len(probes), "probes": probes, "reason": reason}
+
+
+def search_task(task: dict) -> dict:
+    """Executor task: capacity search of one candidate, then one run at its operating point for the target rate.
+
+    task: payload (scenario JSON + seed), slos, settings (dict), guess_rps, target_rps. Never raises for a
+    configuration the engine refuses: that is status "infeasible" with the engine's message.
+    """
+    t0 = time.perf_counter()
+    s = SearchSettings(**task["settings"])
+    slos = task["slos"]
+    out: dict[str, Any] = {"status": "ok", "reason": "", "des_runs": 0}
+    try:
+        res = capacity_search(task["payload"], slos, task["guess_rps"], s,
+                              target_rps=task["target_rps"] if task.get("settle_only") else None)
+        out.update({k: v for k, v in res.items() if k != "probes"})
+        out["probes"] = res["probes"]
+        cap = res["capacity_rps"]
+        if cap <= 0:
+            out.update(status="infeasible", reason=res["reason"])
+        else:
+            replicas = max(1, math.ceil(task["target_rps"] / cap - 1e-9))
+            per = task["target_rps"] / replicas
+            op = next((p for p in res["probes"] if math.isclose(p["rate"], per, rel_tol=1e-9)), None)
+            if op is None:
+                op = probe(task["payload"], per, slos, s)
+                out["des_runs"] += 1
+            out.update(replicas=replicas, operating_point=op)
+    except LvlmsimError as exc:
+        out.update(status="infeasible", reason=str(exc))
+    except Exception as exc:  # noqa: BLE001 - one broken candidate must not stop the plan
+        out.update(status="error", reason=f"{type(exc).__name__}: {exc}")
+    out["wall_s"] = time.perf_counter() - t0
+    return out
+
+
+def settings_dict(s: SearchSettings) -> dict:
+    return asdict(s)
+
+
+__all__ = ["SLO_KEYS", "SearchSettings", "capacity_search", "evaluate", "parse_slos", "probe", "probe_requests",
+           "replicas_settled", "search_task", "slos_of_scenario"]

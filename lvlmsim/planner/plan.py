@@ -1,0 +1,615 @@
+"""plan(): the cheapest configuration that serves a target rate within latency SLOs, and the trade-offs around it.
+
+1. Enumerate candidates: hardware x tensor-parallel degree x layout (aggregated, or E/P/D pools in a ratio) x
+   technique set. A candidate is one *replica*: one instance, or one set of pools in the layout's ratio.
+2. Pre-screen with the analytic estimate (no simulation): TP must divide the heads and fit in a node, the largest
+   request must fit in memory, and lower bounds on the SLO percentiles (a lone request on an idle replica, see
+   :func:`latency_bounds`) must not already exceed the thresholds; a replica over --max-gpus is dropped too.
+3. Capacity search per survivor with the discrete-event engine (lvlmsim.planner.capacity): the highest rate one
+   replica sustains within the SLOs. Replicas needed = ceil(target / capacity); GPUs and $/hour follow.
+   Scaling by replicas assumes the router spreads load evenly, so the cheapest candidates are then *verified*: the
+   whole fleet is simulated at the target rate, adding a replica while it misses the SLOs.
+4. Rank by $/hour; Pareto fronts: $/hour vs p90 latency, and output tokens/s per GPU vs tokens/s per user, both at
+   the operating point (each replica carrying target / replicas).
+
+Nothing meets the SLOs -> `recommended` is None and `verdict` says why (the CLI exits 1).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lvlmsim.errors import InfeasibleError, LvlmsimError, SpecError
+from lvlmsim.planner.capacity import (
+    SLO_METRICS,
+    SLO_PERCENTILES,
+    SearchSettings,
+    evaluate,
+    parse_slos,
+    probe_requests,
+    search_task,
+    settings_dict,
+    slos_of_scenario,
+)
+from lvlmsim.planner.executors import check_executor, run_tasks
+from lvlmsim.planner.progress import ProgressFn
+from lvlmsim.planner.runs import scenario_payload
+from lvlmsim.specs.scenario import Scenario, load_scenario, scenario_from_dict
+
+DEFAULT_TP = (1, 2, 4, 8)
+DEFAULT_LAYOUTS = ("agg", "E+PD:1:2", "EP+D:1:1", "E+P+D:1:1:2")
+SPLITS = ("E+PD", "EP+D", "E+P+D")
+MAX_VERIFY = 6  # fleet simulations spent confirming the cheapest candidates
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one replica is laid out: `agg` (one colocated instance) or pools with instance counts, e.g. E+PD:1:2."""
+
+    roles: tuple[str, ...]
+    counts: tuple[int, ...]
+
+    @property
+    def aggregated(self) -> bool:
+        return self.roles == ("EPD",)
+
+    @property
+    def label(self) -> str:
+        return "agg" if self.aggregated else f"{'+'.join(self.roles)}:{':'.join(map(str, self.counts))}"
+
+    def pools(self, tp: int, scale: int = 1) -> list[dict]:
+        """PoolSpec dicts; the encoder pool runs at tp 1 (a ViT is small; tensor parallelism would only add comms)."""
+        return [{"role": r, "name": r, "instances": c * scale, "tp": 1 if r == "E" else tp}
+                for r, c in zip(self.roles, self.counts, strict=True)]
+
+    def gpus(self, tp: int) -> int:
+        return 1 * tp if self.aggregated else sum(p["instances"] * p["tp"] for p in self.pools(tp))
+
+
+def parse_layout(text: str) -> Layout:
+    """'agg' | 'E+PD[:a:b]' | 'EP+D[:a:b]' | 'E+P+D[:a:b:c]' (instance counts per pool, default 1 each)."""
+    t = text.strip()
+    if t in ("agg", "aggregated", "EPD"):
+        return Layout(("EPD",), (1,))
+    roles_s, _, counts_s = t.partition(":")
+    if roles_s not in SPLITS:
+        raise SpecError(f"layout: unknown '{text}'; allowed: agg, {', '.join(SPLITS)} with optional instance counts "
+                        "per pool such as E+PD:1:2 or E+P+D:1:1:2")
+    roles = tuple(roles_s.split("+"))
+    try:
+        counts = tuple(int(c) for c in counts_s.split(":")) if counts_s else (1,) * len(roles)
+    except ValueError:
+        raise SpecError(f"layout: '{text}': instance counts must be integers, e.g. {roles_s}:1:2") from None
+    if len(counts) != len(roles) or any(c < 1 for c in counts):
+        raise SpecError(f"layout: '{text}': give {len(roles)} positive instance counts, one per pool of {roles_s}")
+    return Layout(roles, counts)
+
+
+def _split_list(v: str | Sequence | None) -> list:
+    if v is None:
+        return []
+    if isinstance(v, str):
+        return [x.strip() for x in v.split(",") if x.strip()]
+    return list(v)
+
+
+@dataclass
+class PlanResult:
+    """What plan() found. `candidates`: one row per candidate (pruned ones with their reason), ranked feasible first.
+    `pareto`: $/hour vs p90 latency front; `pareto_throughput`: tokens/s per GPU vs tokens/s per user front."""
+
+    scenario_id: str
+    target_rate: float
+    slos: dict[str, float]
+    recommended: dict | None
+    verdict: str
+    candidates: pd.DataFrame
+    pareto: pd.DataFrame
+    pareto_throughput: pd.DataFrame
+    stats: dict = field(default_factory=dict)
+    probes: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def feasible(self) -> bool:
+        return self.recommended is not None
+
+    def to_dict(self) -> dict:
+        return {"scenario": self.scenario_id, "target_rate": self.target_rate, "slos": self.slos,
+                "verdict": self.verdict, "recommended": self.recommended,
+                "candidates": _rows(self.candidates), "pareto": _rows(self.pareto),
+                "pareto_throughput": _rows(self.pareto_throughput), "stats": self.stats}
+
+
+def _clean(v: Any) -> Any:
+    if v is None or v is pd.NA:
+        return None
+    if hasattr(v, "item") and not isinstance(v, str | list | dict):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _rows(df: pd.DataFrame) -> list[dict]:
+    return [{k: _clean(v) for k, v in r.items()} for r in df.to_dict("records")]
+
+
+# ---------------------------------------------------------------------------------------------- analytic pre-screen
+class _Analytic:
+    """Estimates for the pre-screen and the first probe, memoised per (hardware, tp, request shape)."""
+
+    def __init__(self, sc: Scenario, percentiles: set[int]):
+        from lvlmsim.engine.api import _load_model_for
+        from lvlmsim.engine.workload import generate
+
+        self.sc = sc
+        self.model = _load_model_for(sc)
+        wl_spec = sc.workload
+        wl = generate(wl_spec, self.model, sc.seed, sc.resolve_data_path)
+        reqs = [r for r in wl.requests if r.prompt_tokens + r.visual_tokens > 0]
+        if not reqs:
+            raise SpecError(f"scenario '{sc.id}': its workload has no requests to plan for")
+        self.reqs = reqs
+        prompt = np.array([r.prompt_tokens for r in reqs])
+        out = np.array([r.output_tokens for r in reqs])
+        vis_order = sorted(reqs, key=lambda r: (r.visual_tokens, sum(r.vit_seq_lens)))
+        least_vis = vis_order[0]
+        self.shapes: dict[int, list[tuple[int, Any, int]]] = {}
+        for p in percentiles:
+            # Quantile level a little under p: np.percentile interpolates, so a bound at exactly p could overshoot.
+            q = max(p - 2, 0) / 100.0
+            k = min(int(q * len(reqs)), len(reqs) - 1)
+            self.shapes[p] = [
+                (int(np.quantile(prompt, q, method="lower")), least_vis, 1),
+                (int(prompt.min()), vis_order[k], 1),
+                (int(prompt.min()), least_vis, int(np.quantile(out, q, method="lower"))),
+            ]
+        self.largest = max(reqs, key=lambda r: r.prompt_tokens + r.output_tokens + r.visual_tokens)
+        med = vis_order[len(vis_order) // 2]
+        self.mean_shape = (max(int(round(prompt.mean())), 1), med, max(int(round(out.mean())), 2))
+        self._memo: dict = {}
+
+    @staticmethod
+    def _toks(r) -> list:
+        from lvlmsim.ops.tokenization import ImageTokenization
+
+        if not r.vit_seq_lens and not r.visual_tokens:
+            return []
+        return [ImageTokenization(0, 0, tuple(r.vit_seq_lens), r.visual_tokens, r.projector_in_tokens,
+                                  "planner: a request of the workload")]
+
+    def estimate(self, hw, tp: int, prompt: int, vis_req, out: int, batch: int = 1):
+        key = (id(hw), tp, prompt, id(vis_req), out, batch)
+        if key not in self._memo:
+            from lvlmsim.api import resolve_profile
+            from lvlmsim.estimate import estimate_request
+
+            prof = resolve_profile(hw, self.sc.profile)
+            self._memo[key] = estimate_request(self.model, hw, prompt_tokens=prompt, output_tokens=out,
+                                               batch=batch, tp=tp, profile=prof, tokenizations=self._toks(vis_req),
+                                               images=len(self._toks(vis_req)))
+        return self._memo[key]
+
+    def screen(self, hw, tp: int, slos: dict[str, float], techniques: list) -> tuple[str, dict]:
+        """'' when the (hardware, tp) may meet the SLOs, else the reason; plus the latency lower bounds."""
+        from lvlmsim.cost.memory import check_tp
+
+        if tp > hw.max_devices_per_node:
+            return f"tp {tp} exceeds the {hw.max_devices_per_node} devices of a {hw.id} node", {}
+        try:
+            check_tp(self.model, tp)
+        except InfeasibleError as exc:
+            return str(exc), {}
+        if techniques:
+            # Techniques change tokens, bytes and dtypes: a bound without them would not be a bound. The engine decides.
+            return "", {}
+        try:
+            big = self.largest
+            est = self.estimate(hw, tp, big.prompt_tokens, big, max(big.output_tokens, 1))
+        except LvlmsimError as exc:
+            return str(exc), {}
+        if not est.memory.fits:
+            return f"largest request: {est.memory.verdict}", {}
+        bounds = self.latency_bounds(hw, tp, {int(k.split('_p')[1]) for k in slos})
+        for key, limit in slos.items():
+            lb = bounds.get(key)
+            if lb is not None and lb > limit:
+                return (f"{key} >= {lb:.3g} s even for a lone request on an idle replica (SLO {limit:g} s)", bounds)
+        return "", bounds
+
+    def latency_bounds(self, hw, tp: int, percentiles: set[int]) -> dict[str, float]:
+        """Lower bounds on the p-th percentile of TTFT/TPOT/E2E.
+
+        Each latency grows with prompt, visual and output tokens, and queueing only adds to it; so if at least
+        (100-p)% of requests have prompt >= x, each of them takes at least the lone time of a request with prompt x
+        and the least visual/output tokens of the workload. The bound is the largest over the three dimensions."""
+        out: dict[str, float] = {}
+        for p in percentiles:
+            ests = [self.estimate(hw, tp, pr, vr, o) for pr, vr, o in self.shapes[p]]
+            out[f"ttft_p{p}"] = max(e.ttft_s for e in ests)
+            out[f"tpot_p{p}"] = max(e.tpot_s for e in ests)
+            out[f"e2e_p{p}"] = max(e.e2e_s for e in ests)
+        return out
+
+    def guess(self, hw, tp: int, layout: Layout, max_num_seqs: int) -> float:
+        """A rough capacity of one replica (requests/s) to start the search from: batch B of mean requests,
+        B = what fits in KV (and max_num_seqs), pools limited by their slowest stage."""
+        pr, vr, o = self.mean_shape
+        one = self.estimate(hw, tp, pr, vr, o)
+        b = max(1, min(max_num_seqs, one.memory.max_sequences or 1, 256))
+        many = self.estimate(hw, tp, pr, vr, o, batch=b)
+        st1, stb = one.stages, many.stages
+        enc1 = st1["encode"].time_s
+        pre1 = st1["prefill"].time_s
+        dec_b = stb["decode"].time_s
+        caps = []
+        for role, n in zip(layout.roles, layout.counts, strict=True):
+            if role == "EPD":
+                caps.append(n * b / max(many.e2e_s, 1e-9))
+            elif role == "E":
+                caps.append(n / max(enc1, 1e-9) if enc1 > 0 else math.inf)
+            elif role == "EP":
+                caps.append(n / max(enc1 + pre1, 1e-9))
+            elif role == "P":
+                caps.append(n / max(pre1, 1e-9))
+            elif role == "PD":
+                caps.append(n * b / max(stb["prefill"].time_s + dec_b, 1e-9))
+            elif role == "D":
+                caps.append(n * b / max(dec_b, 1e-9))
+        g = min(caps)
+        return g if math.isfinite(g) and g > 0 else 1.0
+
+
+# ----------------------------------------------------------------------------------------------------------- plan
+def _tech_label(techs: list) -> str:
+    """' +fastv:layer=2,keep=0.5' for a candidate's name ('' without techniques)."""
+    parts = [t if isinstance(t, str) else ",".join(f"{k}={v}" for k, v in t.items()) for t in techs]
+    return "".join(f" +{p}" for p in parts)
+
+
+def _candidate_scenario(base: dict, hw: str, tp: int, layout: Layout, techniques: list, scale: int = 1) -> dict:
+    d = json.loads(json.dumps(base))
+    d["hardware"] = hw
+    d["techniques"] = list(techniques)
+    serving = d["serving"]
+    if layout.aggregated:
+        serving.update(instances=scale, tp=tp, pools=[])
+    else:
+        serving.update(instances=1, tp=1, pools=layout.pools(tp, scale))
+    return d
+
+
+def _pareto(df: pd.DataFrame, x: str, y: str, x_max: bool = False, y_max: bool = False) -> pd.Series:
+    """True where no other row is at least as good on both columns and better on one."""
+    xs = df[x].to_numpy(dtype=float) * (-1 if x_max else 1)
+    ys = df[y].to_numpy(dtype=float) * (-1 if y_max else 1)
+    ok = np.isfinite(xs) & np.isfinite(ys)
+    keep = np.zeros(len(df), dtype=bool)
+    for i in range(len(df)):
+        if not ok[i]:
+            continue
+        dominated = ok & (xs <= xs[i]) & (ys <= ys[i]) & ((xs < xs[i]) | (ys < ys[i]))
+        keep[i] = not dominated.any()
+    return pd.Series(keep, index=df.index)
+
+
+def plan(
+    scenario: str | Scenario | dict | None = None,
+    *,
+    target_rate: float,
+    slos: str | dict[str, float] | None = None,
+    hardware: str | Sequence[str] | None = None,
+    tp: Sequence[int] | str | None = None,
+    layouts: Sequence[str] | str | None = None,
+    techniques: Sequence[Sequence[Any]] | None = None,
+    max_gpus: int | None = None,
+    settings: SearchSettings | None = None,
+    executor: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    verify: bool = True,
+    exact: bool = False,
+    pareto_latency: str = "ttft_p90",
+    progress: ProgressFn | None = None,
+) -> PlanResult:
+    """The cheapest configuration (hardware, TP, replicas, layout, techniques) serving `target_rate` within `slos`.
+
+    `target_rate`: requests/s (sessions/s for chat-session workloads), in the scenario's own units.
+    `slos`: 'ttft_p90=1.0,tpot_p90=0.05' or a dict; default: the scenario's SLOs at its percentile.
+    `hardware`: ids (default: the scenario's); `tp`: degrees to try (default 1,2,4,8); `layouts`: 'agg',
+    'E+PD:1:2', ... (default agg plus three disaggregated ratios); `techniques`: technique sets to try (default:
+    the scenario's own list). `executor`/`workers`/`address`: where the capacity searches run (see sweep()).
+    `exact`: search every candidate's capacity to the tolerance; by default a search stops once it has settled how
+    many replicas the target needs (cost, GPUs and ranking are then final) and only the recommended configuration's
+    capacity is refined, so the other rows' capacity is a lower bound (`capacity_exact` False).
+    """
+    t_wall = time.perf_counter()
+    sc = load_scenario(scenario)
+    if isinstance(target_rate, bool) or not isinstance(target_rate, int | float) or not target_rate > 0:
+        raise SpecError(f"target_rate: must be > 0 requests/s, got {target_rate!r}")
+    target = float(target_rate)
+    slo = parse_slos(slos) if slos not in (None, "", {}) else slos_of_scenario(sc)
+    if not slo:
+        raise SpecError(f"slo: none given and scenario '{sc.id}' has none; e.g. --slo ttft_p90=1.0,tpot_p90=0.05")
+    if pareto_latency not in {f"{m}_p{p}" for m in SLO_METRICS for p in SLO_PERCENTILES}:
+        raise SpecError(f"pareto_latency: unknown '{pareto_latency}'")
+    if max_gpus is not None and max_gpus < 1:
+        raise SpecError(f"max_gpus: must be >= 1, got {max_gpus}")
+    s = (settings or SearchSettings()).check()
+    check_executor(executor, workers)
+    hw_ids = _split_list(hardware) or [sc.hardware]
+    try:
+        tps = [int(x) for x in _split_list(tp)] if tp is not None else list(DEFAULT_TP)
+    except (TypeError, ValueError):
+        raise SpecError(f"tp: expected tensor-parallel degrees such as 1,2,4,8, got {tp!r}") from None
+    if not tps or any(t < 1 for t in tps):
+        raise SpecError(f"tp: degrees must be integers >= 1, got {tp!r}")
+    lays = [parse_layout(x) for x in (_split_list(layouts) or list(DEFAULT_LAYOUTS))]
+    tech_sets = [list(t) for t in techniques] if techniques is not None else [list(sc.techniques)]
+    if techniques is not None:
+        from lvlmsim.techniques import load_techniques
+
+        for t in tech_sets:
+            load_techniques(t)  # a bad technique is a user error, reported before anything runs
+    from lvlmsim.specs.registry import load_hardware
+
+    hws = {h: load_hardware(h) for h in hw_ids}  # unknown ids fail here, naming the known ones
+    pcts = {50, 90, 99} & ({int(k.split("_p")[1]) for k in slo} | {int(pareto_latency.split("_p")[1])})
+    analytic = _Analytic(sc, pcts | {90})
+    base = sc.model_dump(mode="json")
+    mean_out = float(np.mean([r.output_tokens for r in analytic.reqs]))
+
+    rows: list[dict] = []
+    tasks: list[dict] = []
+    task_rows: list[int] = []
+    screen_memo: dict = {}
+    for hw_id in hw_ids:
+        hw = hws[hw_id]
+        for t in tps:
+            for ti, techs in enumerate(tech_sets):
+                key = (hw_id, t, ti)
+                if key not in screen_memo:
+                    screen_memo[key] = analytic.screen(hw, t, slo, techs)
+                reason, bounds = screen_memo[key]
+                for lay in lays:
+                    gpus_unit = lay.gpus(t)
+                    row: dict[str, Any] = {
+                        "candidate": f"{hw.id} tp{t} {lay.label}" + _tech_label(techs),
+                        "hardware": hw_id, "tp": t, "layout": lay.label,
+                        "techniques": json.dumps(techs) if techs else "",
+                        "gpus_per_replica": gpus_unit, "price_per_gpu_hour_usd": hw.price_per_hour_usd,
+                        **{f"lb_{k}_s": v for k, v in bounds.items() if k in slo},
+                    }
+                    r = reason
+                    if not r and not lay.aggregated and sc.serving.link is None and hw.inter_node_bw_gbps <= 0:
+                        r = f"{hw_id} has no inter-node network for disaggregated pools (set serving.link)"
+                    if not r and max_gpus is not None and gpus_unit > max_gpus:
+                        r = f"one replica needs {gpus_unit} GPUs > max_gpus {max_gpus}"
+                    if r:
+                        row.update(status="pruned", reason=r)
+                        rows.append(row)
+                        continue
+                    cand = scenario_from_dict(_candidate_scenario(base, hw_id, t, lay, techs), row["candidate"])
+                    cand._source_dir = sc.source_dir
+                    try:  # without techniques; they usually add capacity, and the search brackets from there
+                        guess = analytic.guess(hw, t, lay, sc.serving.max_num_seqs)
+                    except LvlmsimError:
+                        guess = target
+                    row["analytic_guess_rps"] = guess
+                    rows.append(row)
+                    task_rows.append(len(rows) - 1)
+                    tasks.append({"payload": scenario_payload(cand), "slos": slo, "settings": settings_dict(s),
+                                  "guess_rps": guess, "target_rps": target, "settle_only": not exact})
+    n_pruned = sum(1 for r in rows if r.get("status") == "pruned")
+    probe_rows: list[dict] = []
+    if progress is not None:
+        progress(0, len(tasks))
+    done = 0
+    for j, res in run_tasks(search_task, tasks, executor=executor, workers=workers, address=address):
+        row = rows[task_rows[j]]
+        row["des_runs"] = res.get("des_runs", 0)
+        row["search_wall_s"] = res.get("wall_s")
+        for p in res.get("probes") or []:
+            probe_rows.append({"candidate": row["candidate"], **{k: v for k, v in p.items()}})
+        if res["status"] != "ok":
+            row.update(status="infeasible", reason=res.get("reason", ""))
+        else:
+            cap = res["capacity_rps"]
+            reps = res["replicas"]
+            op = res["operating_point"]
+            row.update(status="feasible", reason="", capacity_per_replica_rps=cap,
+                       bracket_hi_rps=res.get("bracket_hi_rps"), capacity_exact=bool(res.get("exact")))
+            _fill_fleet(row, reps, target, mean_out)
+            row.update({f"{k}_s": op.get(k) for k in (f"{m}_p{p}" for m in SLO_METRICS for p in SLO_PERCENTILES)})
+            tpot50 = op.get("tpot_p50")
+            row["tokens_per_s_per_user"] = 1.0 / tpot50 if tpot50 else None
+            row["tokens_per_s_per_gpu"] = op.get("output_tokens_per_s_per_gpu")
+            row["meets_slo_at_target"] = bool(op.get("passed"))
+            if max_gpus is not None and row["gpus"] > max_gpus:
+                row.update(status="over_max_gpus", reason=f"needs {row['gpus']} GPUs > max_gpus {max_gpus}")
+        done += 1
+        if progress is not None:
+            progress(done, len(tasks))
+
+    feasible = [r for r in rows if r.get("status") == "feasible"]
+    verify_runs = 0
+    recommended = None
+    refine_runs = 0
+    if feasible:
+        recommended, verify_runs = _choose(feasible, base, sc, slo, target, s, mean_out, max_gpus, verify,
+                                           f"{pareto_latency}_s")
+    if recommended is not None:
+        row = next(r for r in rows if r["candidate"] == recommended["candidate"])
+        if not row.get("capacity_exact"):
+            refine_runs = _refine(row, base, sc, slo, s)
+            recommended = _recommend(row)
+    df = pd.DataFrame(rows)
+    for col in ("status", "reason", "cost_per_hour_usd", "gpus", "des_runs", f"{pareto_latency}_s",
+                "tokens_per_s_per_gpu", "tokens_per_s_per_user", "verified"):
+        if col not in df:
+            df[col] = None
+    order = {"feasible": 0, "over_max_gpus": 1, "infeasible": 2, "pruned": 3}
+    df["_o"] = df["status"].map(order).fillna(4)
+    df = df.sort_values(["_o", "cost_per_hour_usd", f"{pareto_latency}_s", "gpus"], kind="stable",
+                        na_position="last").drop(columns="_o").reset_index(drop=True)
+    feas = df[df.status == "feasible"]
+    df["rank"] = pd.Series(range(1, len(feas) + 1), index=feas.index, dtype="Int64")
+    lat = f"{pareto_latency}_s"
+    df["pareto_cost_latency"] = False
+    df["pareto_throughput"] = False
+    if len(feas):
+        df.loc[feas.index, "pareto_cost_latency"] = _pareto(feas, "cost_per_hour_usd", lat)
+        df.loc[feas.index, "pareto_throughput"] = _pareto(feas, "tokens_per_s_per_gpu", "tokens_per_s_per_user",
+                                                          True, True)
+    pareto = df[df.pareto_cost_latency].sort_values("cost_per_hour_usd").reset_index(drop=True)
+    pareto_tp = df[df.pareto_throughput].sort_values("tokens_per_s_per_gpu", ascending=False).reset_index(drop=True)
+
+    searched = df[df.des_runs.notna() & (df.status != "pruned")]
+    runs = searched.des_runs.astype(float)
+    stats = {
+        "candidates": len(df), "pruned_analytic": n_pruned, "searched": len(searched),
+        "feasible": int((df.status == "feasible").sum()), "infeasible": int((df.status == "infeasible").sum()),
+        "over_max_gpus": int((df.status == "over_max_gpus").sum()),
+        "des_runs": int(runs.sum()) + verify_runs + refine_runs, "verify_runs": verify_runs,
+        "refine_runs": refine_runs,
+        "des_runs_per_candidate_mean": float(runs.mean()) if len(runs) else 0.0,
+        "des_runs_per_candidate_max": int(runs.max()) if len(runs) else 0,
+        "wall_s": time.perf_counter() - t_wall, "executor": executor, "workers": workers,
+        "settings": settings_dict(s), "pareto_latency": pareto_latency,
+    }
+    verdict = _verdict(recommended, df, target, slo, max_gpus)
+    return PlanResult(sc.id, target, slo, recommended, verdict, df, pareto, pareto_tp, stats, pd.DataFrame(probe_rows))
+
+
+def _fill_fleet(row: dict, replicas: int, target: float, mean_out: float) -> None:
+    row["replicas"] = replicas
+    row["gpus"] = replicas * row["gpus_per_replica"]
+    row["cost_per_hour_usd"] = row["gpus"] * row["price_per_gpu_hour_usd"]
+    row["max_rate_meeting_slo"] = replicas * row["capacity_per_replica_rps"]
+    tok_per_h = target * mean_out * 3600.0
+    row["usd_per_1m_output_tokens"] = row["cost_per_hour_usd"] / tok_per_h * 1e6 if tok_per_h else None
+
+
+def _refine(row: dict, base: dict, sc: Scenario, slo: dict, s: SearchSettings) -> int:
+    """Narrow one candidate's capacity bracket to the tolerance (the search stopped once replicas were settled)."""
+    from lvlmsim.planner.capacity import capacity_search
+
+    techs = json.loads(row["techniques"]) if row["techniques"] else []
+    cand = scenario_from_dict(_candidate_scenario(base, row["hardware"], row["tp"], parse_layout(row["layout"]), techs),
+                              row["candidate"])
+    cand._source_dir = sc.source_dir
+    hi = row.get("bracket_hi_rps")
+    res = capacity_search(scenario_payload(cand), slo, row["capacity_per_replica_rps"], s,
+                          lo=row["capacity_per_replica_rps"], hi=hi if hi is not None and hi == hi else math.inf)
+    row.update(capacity_per_replica_rps=res["capacity_rps"], bracket_hi_rps=res["bracket_hi_rps"],
+               capacity_exact=res["exact"], refine_runs=res["des_runs"])
+    row["max_rate_meeting_slo"] = row["replicas"] * row["capacity_per_replica_rps"]
+    return res["des_runs"]
+
+
+def _choose(feasible: list[dict], base: dict, sc: Scenario, slo: dict, target: float, s: SearchSettings,
+            mean_out: float, max_gpus: int | None, verify: bool, latency_col: str) -> tuple[dict | None, int]:
+    """The cheapest candidate whose whole fleet, simulated at the target rate, meets the SLOs (a replica is added
+    while it does not, up to two). Without `verify`, simply the cheapest."""
+    from lvlmsim.engine.api import simulate
+
+    runs = 0
+    tried: set[str] = set()
+    good: list[dict] = []
+
+    def cost(r: dict) -> tuple:
+        return r["cost_per_hour_usd"], r.get(latency_col) or math.inf, r["gpus"]  # the candidates' rank order
+
+    while runs < MAX_VERIFY:
+        pool = [r for r in feasible if r["candidate"] not in tried and r.get("status") == "feasible"]
+        if not pool:
+            break
+        best = min(pool, key=cost)
+        if not verify:
+            return _recommend(best), 0
+        if good and cost(min(good, key=cost)) <= cost(best):
+            break
+        tried.add(best["candidate"])
+        lay = parse_layout(best["layout"])
+        techs = json.loads(best["techniques"]) if best["techniques"] else []
+        n = min(max(math.ceil(target * s.probe_duration_s), s.min_requests), s.max_requests * 4)
+        if best["replicas"] == 1 and n == probe_requests(target, s):
+            # One replica at the target rate is exactly the operating-point run the search already made.
+            ok = bool(best.get("meets_slo_at_target"))
+            best.update(verified=ok, verify_reason="" if ok else "misses the SLOs at the target rate",
+                        **{f"verified_{k}_s": best.get(f"{k}_s") for k in slo})
+            if ok:
+                good.append(best)
+                continue
+            _fill_fleet(best, 2, target, mean_out)
+            if max_gpus is not None and best["gpus"] > max_gpus:
+                best.update(status="over_max_gpus", reason=f"needs {best['gpus']} GPUs > max_gpus {max_gpus} "
+                                                           "once verified at the target rate")
+                continue
+        for _bump in range(3):
+            d = _candidate_scenario(base, best["hardware"], best["tp"], lay, techs, scale=best["replicas"])
+            fleet = scenario_from_dict(d, best["candidate"])
+            fleet._source_dir = sc.source_dir
+            try:
+                res = simulate(fleet, requests=n, rate=target)
+            except LvlmsimError as exc:
+                best.update(verified=False, verify_reason=str(exc))
+                break
+            runs += 1
+            ok, why, metrics = evaluate(res.requests, slo, s.warmup_fraction)
+            best.update(verified=ok, verify_reason=why, **{f"verified_{k}_s": v for k, v in metrics.items()
+                                                           if k in slo})
+            if ok:
+                good.append(best)
+                break
+            if runs >= MAX_VERIFY:
+                break
+            _fill_fleet(best, best["replicas"] + 1, target, mean_out)
+            if max_gpus is not None and best["gpus"] > max_gpus:
+                best.update(status="over_max_gpus", reason=f"needs {best['gpus']} GPUs > max_gpus {max_gpus} "
+                                                           "once verified at the target rate")
+                break
+    return (_recommend(min(good, key=cost)) if good else None), runs
+
+
+def _recommend(row: dict) -> dict:
+    keys = ("candidate", "hardware", "tp", "layout", "techniques", "replicas", "gpus_per_replica", "gpus",
+            "price_per_gpu_hour_usd", "cost_per_hour_usd", "usd_per_1m_output_tokens", "capacity_per_replica_rps",
+            "max_rate_meeting_slo", "capacity_exact", "ttft_p90_s", "tpot_p90_s", "e2e_p90_s", "tokens_per_s_per_gpu",
+            "tokens_per_s_per_user", "verified", "verify_reason")
+    rec = {k: _clean(row.get(k)) for k in keys}
+    rec["techniques"] = json.loads(row["techniques"]) if row["techniques"] else []
+    rec["cost_per_hour"] = rec["cost_per_hour_usd"]
+    rec.update({k: _clean(v) for k, v in row.items() if k.startswith("verified_")})
+    lay = parse_layout(row["layout"])
+    rec["pools"] = ([{"role": "EPD", "instances": row["replicas"], "tp": row["tp"]}] if lay.aggregated
+                    else [{k: p[k] for k in ("role", "instances", "tp")} for p in lay.pools(row["tp"],
+                                                                                         row["replicas"])])
+    return rec
+
+
+def _verdict(rec: dict | None, df: pd.DataFrame, target: float, slo: dict, max_gpus: int | None) -> str:
+    slo_txt = ", ".join(f"{k} <= {v:g} s" for k, v in slo.items())
+    if rec is not None:
+        tech = f" with {', '.join(map(str, rec['techniques']))}" if rec["techniques"] else ""
+        hw = rec["candidate"].split(" ", 1)[0]
+        return (f"{rec['gpus']} x {hw} ({rec['replicas']} replica(s) of {rec['layout']} tp{rec['tp']}{tech}) "
+                f"serve {target:g} req/s with {slo_txt} for ${rec['cost_per_hour_usd']:.2f}/hour")
+    counts = df.status.value_counts().to_dict()
+    parts = [f"{n} {k.replace('_', ' ')}" for k, n in counts.items()]
+    limit = f" within {max_gpus} GPUs" if max_gpus is not None else ""
+    top = df.reason[df.reason.astype(bool)].value_counts()
+    why = f"; most common reason ({top.iloc[0]}x): {top.index[0]}" if len(top) else ""
+    return (f"no configuration meets {slo_txt} at {target:g} req/s{limit} ({', '.join(parts)} of {len(df)} "
+            f"candidates{why}); relax the SLOs, allow more GPUs or other hardware")
+
+
+__all__ = ["DEFAULT_LAYOUTS", "DEFAULT_TP", "Layout", "PlanResult", "parse_layout", "plan"]
