@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lvlmsim.errors import LvlmsimError
+from lvlmsim.fmt import fmt_si, fmt_time
 
 app = typer.Typer(
     name="lvlmsim",
@@ -38,21 +39,6 @@ def user_errors(fn):
             raise typer.Exit(2) from None
 
     return wrapper
-
-
-def fmt_time(s: float) -> str:
-    if s >= 1:
-        return f"{s:.3f} s"
-    if s >= 1e-3:
-        return f"{s * 1e3:.2f} ms"
-    return f"{s * 1e6:.1f} us"
-
-
-def fmt_si(x: float, unit: str) -> str:
-    for div, pre in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= div:
-            return f"{x / div:.2f} {pre}{unit}"
-    return f"{x:.0f} {unit}"
 
 
 def print_json(doc) -> None:

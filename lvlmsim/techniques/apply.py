@@ -15,7 +15,7 @@ from lvlmsim.cost.memory import memory_report, sequence_kv_bytes
 from lvlmsim.cost.profile import EfficiencyProfile
 from lvlmsim.cost.roofline import CostModel, OpCost
 from lvlmsim.errors import SpecError
-from lvlmsim.estimate import Estimate, _stage, decode_contexts, estimate_request
+from lvlmsim.estimate import Estimate, _merge, _stage, decode_contexts, estimate_request
 from lvlmsim.ops.op import Op, SeqWork
 from lvlmsim.ops.tokenization import ImageTokenization
 from lvlmsim.specs.hardware import HardwareSpec
@@ -69,34 +69,6 @@ def request_tokenizations(
 
 def _weighted(cm: CostModel, items: Iterable[tuple[Op, float]]) -> list[tuple[OpCost, float]]:
     return [(cm.cost(op), w) for op, w in items if w]
-
-
-def _merge(costs: list[tuple[OpCost, float]]) -> list[OpCost]:
-    """estimate._merge (fold repeated ops into one row per op name and layer range, summing counts, FLOPs, bytes
-    and time), safe for fractional weights: a row stands for at least one call, so totals are kept exactly."""
-    groups: dict[tuple[str, tuple[int, int]], list[tuple[OpCost, float]]] = {}
-    for c, w in costs:
-        groups.setdefault((c.op.name, c.op.layer_range), []).append((c, w))
-    out = []
-    for items in groups.values():
-        first = items[0][0]
-        if len(items) == 1 and items[0][1] == 1.0:
-            out.append(first)
-            continue
-        n = max(1, round(sum(c.op.count * w for c, w in items)))
-        flops = sum(c.op.flops * c.op.count * w for c, w in items)
-        br = sum(c.op.bytes_read * c.op.count * w for c, w in items)
-        bw = sum(c.op.bytes_written * c.op.count * w for c, w in items)
-        t = sum(c.total_time_s * w for c, w in items)
-        cs = sum(c.compute_s * c.op.count * w for c, w in items)
-        ms = sum(c.memory_s * c.op.count * w for c, w in items)
-        fs = sum(c.floor_s * c.op.count * w for c, w in items)
-        op = dataclasses.replace(first.op, flops=flops / n, bytes_read=br / n, bytes_written=bw / n, count=n)
-        bound = first.bound if len({c.bound for c, _ in items}) == 1 else \
-            max(items, key=lambda x: x[0].total_time_s * x[1])[0].bound
-        out.append(OpCost(op, t / n, cs / n, ms / n, fs / n, bound, first.eff_compute, first.eff_memory,
-                          first.source, first.measured_error_pct))
-    return out
 
 
 def apply_to_estimate(
