@@ -420,12 +420,6 @@ def test_conflicting_techniques_show_an_error_row_and_accuracy_reaches_the_chart
 needs_engine = pytest.mark.skipif(not HAS_ENGINE, reason="lvlmsim.engine is not in this checkout yet")
 
 
-@pytest.mark.skipif(HAS_ENGINE, reason="the engine is present; the simulation tests below cover the page")
-def test_serving_page_says_the_engine_is_missing():
-    at = start("serving")
-    assert any("engine" in i.value for i in at.info)
-
-
 def number(at: AppTest, label: str):
     return next(w for w in at.number_input if w.label == label)
 
