@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from shared_data import MEASURED, needs_shared
 
 from lvlmsim.calibrate.measured import (
     decode_attention_op,
@@ -16,20 +15,6 @@ from lvlmsim.calibrate.measured import (
 )
 from lvlmsim.ops.op import ALLREDUCE, ATTN_DECODE, ATTN_ENCODER, ATTN_PREFILL, CONV, ELEMENTWISE, GEMM
 from lvlmsim.specs.registry import load_hardware
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _measured() -> Path | None:
-    for cand in (REPO.parent / "shared" / "data" / "measured", Path("/work/shared/data/measured")):
-        if (cand / "aiconfigurator" / "data").is_dir():
-            return cand
-    return None
-
-
-MEASURED = _measured()
-needs_shared = pytest.mark.skipif(MEASURED is None, reason="../shared/data/measured (public measured kernel timings) "
-                                                         "is not next to this checkout")
 
 
 def test_conventions_on_builders():

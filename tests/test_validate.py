@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from shared_data import MEASURED, needs_shared
 from typer.testing import CliRunner
 
 from lvlmsim.calibrate.cli import register
@@ -15,20 +16,6 @@ from lvlmsim.calibrate.profiles import shipped_profiles
 from lvlmsim.calibrate.validate import validate
 from lvlmsim.cost.profile import DEFAULT_PROFILE
 from lvlmsim.specs.registry import load_hardware
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _measured() -> Path | None:
-    for cand in (REPO.parent / "shared" / "data" / "measured", Path("/work/shared/data/measured")):
-        if (cand / "aiconfigurator" / "data").is_dir():
-            return cand
-    return None
-
-
-MEASURED = _measured()
-needs_shared = pytest.mark.skipif(MEASURED is None, reason="../shared/data/measured (public measured kernel timings) "
-                                                         "is not next to this checkout")
 
 
 def _app() -> typer.Typer:
