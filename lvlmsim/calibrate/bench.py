@@ -396,7 +396,7 @@ def suite(device: str, quick: bool, dt: str = "fp32", esize: int = 4) -> list[Ca
     max_kv_bytes = (64e6 if quick else 256e6) * scale
     dec = [c for c in dec if 2.0 * c[0] * c[1] * c[3] * c[4] * esize <= max_kv_bytes]
     rng.shuffle(dec)
-    cases += [_decode_case(*c, dt, esize) for c in dec[: 24 if quick else 70]]
+    cases += [_decode_case(*c, dt, esize) for c in dec[: 40 if quick else 70]]
     enc = [(b, s, h, d) for b in (1, 2, 4) for s in (16, 64, 196, 256, 576, 1024, 1600)
            for h in (4, 12, 16) for d in (64, 72, 80)]
     enc = [c for c in enc if 4.0 * c[0] * c[2] * c[1] ** 2 * c[3] <= max_flops * 0.5]
@@ -417,7 +417,7 @@ def suite(device: str, quick: bool, dt: str = "fp32", esize: int = 4) -> list[Ca
             for hid in (384, 768, 1024)]
     conv = [c for c in conv if 2.0 * c[0] * (c[1] // c[2]) ** 2 * c[3] * 3 * c[2] ** 2 <= max_flops]
     rng.shuffle(conv)
-    cases += [_conv_case(*c, dt, esize) for c in conv[: 12 if quick else 24]]
+    cases += [_conv_case(*c, dt, esize) for c in conv[: 20 if quick else 24]]
     return cases
 
 
