@@ -181,11 +181,25 @@ def test_llm_weight_scheme_does_not_bind_an_encoder_only_pool():
         simulate(doc, requests=10)
 
 
-@pytest.mark.parametrize("tech", ["kv_budget:tokens=256", "reuse:capacity_entries=64"])
-def test_estimate_only_techniques_are_refused_by_name(tech):
-    kind = tech.split(":")[0]
-    with pytest.raises(LvlmsimError, match=f"'{kind}' is modelled by estimate only; the simulator does not apply"):
-        run([tech], n=10)
+@pytest.mark.parametrize("techs, match", [
+    (["reuse:capacity_entries=64", "fastv"], "'reuse' with scope=both and 'fastv'.*scope=encoder"),
+    (["reuse:scope=kv,capacity_entries=64", "kv_budget:tokens=256"], "'reuse' with scope=kv and 'kv_budget'"),
+    (["kv_budget:tokens=256", "pyramiddrop"], "'kv_budget' and 'pyramiddrop'"),
+])
+def test_combinations_the_engine_cannot_model_are_refused_by_name(techs, match):
+    with pytest.raises(LvlmsimError, match=match):
+        run(techs, n=10)
+
+
+def test_image_kv_reuse_on_a_cross_attention_model_is_refused_but_the_encoder_cache_runs():
+    with pytest.raises(LvlmsimError, match="cross-attention.*scope=encoder"):
+        run(["reuse:capacity_entries=64"], n=10, model="llama-3.2-11b-vision")
+    doc = scenario(["reuse:scope=encoder,capacity_entries=64"], model="llama-3.2-11b-vision")
+    doc["workload"]["session"] = {"turns": 3, "think_time_s": 1.0}  # every turn re-sends the session's image
+    res = simulate(doc, requests=30, rate=1.0, seed=1)
+    conserved(res)
+    enc = res.summary["reuse"]["encoder_cache"]
+    assert (enc["hits"], enc["misses"]) == (20, 10)  # 10 sessions x 3 turns: the first turn misses, two hit
 
 
 def test_technique_the_device_cannot_run_names_technique_and_pool():

@@ -72,11 +72,26 @@ def _load_model_for(sc: Scenario) -> ModelSpec:
     return load_model(ref)
 
 
-# Techniques the engine cannot apply yet: refused by name, never silently ignored.
-ESTIMATE_ONLY = {
-    "kv_budget": "the engine's decode aggregates and KV blocks do not model per-sequence KV eviction",
-    "reuse": "the engine has no per-image encoder/prefix cache wired to its encode and prefill steps",
-}
+def engine_refusal(techs, model: ModelSpec) -> str | None:
+    """Why the simulator cannot run this combination of techniques (None when it can). Refused by name, never
+    silently approximated; each of these still runs in `lvlmsim estimate`."""
+    kinds = {t.kind: t for t in techs}
+    schedule = next((k for k in ("fastv", "pyramiddrop", "token_schedule") if k in kinds), None)
+    reuse = kinds.get("reuse")
+    reuse_kv = reuse is not None and reuse.caches_kv()
+    if reuse_kv and model.image_tokens_in_kv_of_cross_attention:
+        return (f"'reuse' with scope={reuse.scope} on {model.id}: its image KV lives in cross-attention layers, "
+                "which the simulator's prefix cache does not model; use scope=encoder")
+    if reuse_kv and schedule:
+        return (f"'reuse' with scope={reuse.scope} and '{schedule}': in-LLM pruning keeps the visual tokens the "
+                "question attends to, so pruned image KV cannot be reused by another turn; use scope=encoder")
+    if reuse_kv and "kv_budget" in kinds:
+        return (f"'reuse' with scope={reuse.scope} and 'kv_budget': a budget evicts each sequence's own KV while a "
+                "prefix cache shares it between sequences; the simulator models one or the other")
+    if "kv_budget" in kinds and schedule:
+        return (f"'kv_budget' and '{schedule}': the simulator does not combine a per-sequence KV budget with an "
+                "in-LLM visual-token schedule (their KV accounting interacts per layer)")
+    return None
 
 
 def _compose_pools(sc: Scenario, model: ModelSpec) -> dict:
@@ -86,11 +101,9 @@ def _compose_pools(sc: Scenario, model: ModelSpec) -> dict:
     from lvlmsim.techniques.compose import compose
 
     techs = load_techniques(sc.techniques)
-    for t in techs:
-        if t.kind in ESTIMATE_ONLY:
-            raise LvlmsimError(f"techniques: '{t.kind}' is modelled by estimate only; the simulator does not apply "
-                               f"it yet ({ESTIMATE_ONLY[t.kind]}); remove it from scenario '{sc.id}' or use "
-                               f"`lvlmsim estimate --technique {t.label()}`")
+    why = engine_refusal(techs, model)
+    if why:
+        raise LvlmsimError(f"techniques: {why} (scenario '{sc.id}'; `lvlmsim estimate` can still price it)")
     comps = {}
     for ps in sc.serving.pool_list():
         hw = load_hardware(ps.hardware or sc.hardware)
@@ -108,6 +121,12 @@ def _techniques_summary(first) -> dict:
     """What the run applied (the LLM pools' composition): configs, citations, accuracy figures as given, notes."""
     pol = first.decode_policy
     out = {"applied": first.describe(), "accuracy": first.accuracy(), "notes": list(first.notes)}
+    if first.kv_budget is not None:
+        kb = first.kv_budget
+        out["kv_budget"] = {
+            "model": "after prefill each sequence keeps the KV the budget allows (its blocks go back to the pool, a "
+                     "P->D pull moves only the kept KV); decode steps read the kept KV; rolling budgets stop growing "
+                     "at the budget", "tokens": kb.budget_tokens, "mode": kb.mode, "visual_only": kb.visual_only}
     if pol.lookahead_tokens > 1:
         out["speculative"] = {
             "model": "fluid: each engine decode step emits one token per sequence and costs (draft + verify round) "
@@ -140,7 +159,10 @@ def simulate(
     divided by the expected tokens per round E = (1 - alpha^(gamma+1)) / (1 - alpha) (deterministic; the decode part
     of a mixed step is scaled the same way); each sequence reserves gamma extra KV slots, and draft weights (and a
     draft model's KV) come off the KV budget. Not modelled: the burstiness of accepted tokens (ITL is the round
-    average). kv_budget and reuse are refused (ESTIMATE_ONLY). summary['techniques'] reports configs and accuracy.
+    average). A KV budget (kv_budget) applies when a sequence starts decoding (see LlmInstance.kv_after_prefill);
+    reuse gives every instance encoder/image-KV caches keyed by image id (lvlmsim.engine.reuse), whose hits and
+    savings are in summary['reuse']. Combinations the engine cannot model are refused (engine_refusal).
+    summary['techniques'] reports configs and accuracy.
     """
     from lvlmsim.api import resolve_profile
 
@@ -179,6 +201,9 @@ def simulate(
     summary = summarize(cluster, df, sc.slos, end_s)
     if main is not None:
         summary["techniques"] = _techniques_summary(main)
+    reuse = cluster.reuse_stats()
+    if reuse is not None:
+        summary["reuse"] = reuse
     if progress is not None:
         progress(cluster.n_completed + cluster.n_rejected, cluster.total)
     meta = {

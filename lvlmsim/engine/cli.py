@@ -82,6 +82,14 @@ def print_summary(result, out) -> None:
     peak = s["peak_kv_occupancy"]
     out.print(f"peak KV occupancy {peak:.0%}, preemptions {s['preemptions']}, batch steps {s['steps']}"
               if peak is not None else f"preemptions {s['preemptions']}, batch steps {s['steps']}")
+    reuse = s.get("reuse")
+    if reuse:
+        parts = [f"{name.replace('_', ' ')} hit rate {c['hit_rate']:.0%} ({c['hits']}/{c['hits'] + c['misses']}, "
+                 f"{c['evictions']} evicted)" for name, c in ((k, reuse.get(k)) for k in ("encoder_cache", "kv_cache"))
+                 if c and c["hits"] + c["misses"]]
+        out.print("reuse: " + ("; ".join(parts) if parts else "no image ids to look up (nothing to reuse)")
+                  + f"; {reuse['images_not_encoded']} of {reuse['images_seen']} images not encoded, "
+                  f"{reuse['prefill_tokens_saved']} prefill tokens saved")
     usd = s["usd_per_1m_output_tokens"]
     jpt = s["joules_per_output_token"]
     out.print(f"cost: ${s['cost_usd']:.2f} for {s['gpus']} GPU(s)"

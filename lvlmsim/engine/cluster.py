@@ -19,10 +19,18 @@ from typing import TYPE_CHECKING
 
 import simpy
 
-from lvlmsim.cost.memory import check_tp, kv_bytes_per_token, memory_report, sequence_kv_bytes, weight_bytes
+from lvlmsim.cost.memory import (
+    GIB,
+    check_tp,
+    kv_bytes_per_token,
+    memory_report,
+    sequence_kv_bytes,
+    weight_bytes,
+)
 from lvlmsim.cost.roofline import CostModel
 from lvlmsim.engine.instance import EncoderInstance, LlmInstance, kept_visual
 from lvlmsim.engine.request import REJECTED, REJECTED_S, Request
+from lvlmsim.engine.reuse import ReuseTracker
 from lvlmsim.engine.router import Router, make_router
 from lvlmsim.engine.stepcost import StepCost
 from lvlmsim.engine.workload import Workload
@@ -34,6 +42,7 @@ from lvlmsim.specs.base import DTYPE_BYTES
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.model import ModelSpec
 from lvlmsim.specs.serving import LinkConfig, PoolSpec, ServingSpec
+from lvlmsim.techniques.reuse import encoder_entry_bytes, kv_entry_bytes
 
 if TYPE_CHECKING:
     from lvlmsim.techniques.compose import Composition
@@ -175,7 +184,7 @@ class Cluster:
         if self._blocks(r.seq_tokens + r.output_tokens + r.extra_slots) > self.llm_blocks:
             return self._reject(r, "needs more KV blocks than an instance has")
         pool = self.enc_pool if (self.enc_pool is not None and r.vit_seq_lens) else self.entry_pool
-        inst = pool.router.pick()
+        inst = pool.router.pick(r)
         cap = self.serving.max_queue_len
         if cap is not None and len(inst.waiting) >= cap:
             return self._reject(r, f"queue of {inst.name} full ({cap})")
@@ -198,18 +207,20 @@ class Cluster:
 
     # hand-offs between pools ------------------------------------------------------------------------------------------
     def on_encoded(self, r: Request, src: EncoderInstance) -> None:
-        dst = self.entry_pool.router.pick()
+        dst = self.entry_pool.router.pick(r)
         nbytes = r.visual_tokens * self.model.llm.hidden_size * self._act_bytes
         self.env.process(self._transfer(src, nbytes, r, lambda: dst.submit(r)))
 
     def on_prefilled(self, r: Request, src: LlmInstance) -> None:
-        self.dec_pool.router.pick().submit_pull(r, src)
+        self.dec_pool.router.pick(r).submit_pull(r, src)
 
-    def start_pull(self, r: Request, src: LlmInstance, dst: LlmInstance) -> None:
-        nbytes = sequence_kv_bytes(self.model, src.coster.cfg, r.computed - r.vis_in_seq, r.vis_in_seq + r.cross_kv)
+    def start_pull(self, r: Request, src: LlmInstance, dst: LlmInstance, src_blocks: int) -> None:
+        """Pull the KV the prefill instance keeps (after any KV budget) into `dst`; `src` frees `src_blocks`."""
+        kept, kept_vis = src.kv_after_prefill(r)
+        nbytes = sequence_kv_bytes(self.model, src.coster.cfg, kept - kept_vis, kept_vis + r.cross_kv)
 
         def done() -> None:
-            src.release(r)
+            src.release(r, src_blocks)
             dst.pulled(r)
 
         self.env.process(self._transfer(src, nbytes, r, done))
@@ -248,6 +259,13 @@ class Cluster:
     @property
     def instances(self) -> list:
         return [i for p in self.pools for i in p.instances]
+
+    def reuse_stats(self) -> dict | None:
+        """Summed statistics of every instance's reuse caches (None without the reuse technique)."""
+        from lvlmsim.engine.reuse import merge_stats
+
+        parts = [i.reuse.stats() for i in self.instances if getattr(i, "reuse", None) is not None]
+        return merge_stats(parts) if parts else None
 
 
 # -------------------------------------------------------------------------------------------------------------------
@@ -318,12 +336,24 @@ def build_pool(
     not_loaded = sum(v for k, v in wb.items() if k not in mods)
     if comp is not None and has_llm:
         not_loaded -= comp.decode_policy.extra_weight_bytes()  # draft model / drafting heads held next to the LLM
+    reuse_cfg = comp.reuse if comp is not None else None
+    reuse_enc = reuse_cfg is not None and reuse_cfg.caches_encoder() and has_enc
+    reuse_kv = (reuse_cfg is not None and reuse_cfg.caches_kv() and "P" in role
+                and not model.image_tokens_in_kv_of_cross_attention)
+    region = {}
+    if reuse_enc:
+        region["encoder"] = reuse_region_bytes(reuse_cfg, workload, lambda t: encoder_entry_bytes(model, cfg, t))
+    if reuse_kv:
+        region["kv"] = reuse_region_bytes(reuse_cfg, workload, lambda t: kv_entry_bytes(model, cfg, t))
+    held = sum(region.values())
     mem = memory_report(
         model, hardware, cfg, text_tokens=text if has_llm else 0, visual_tokens=visual if has_llm else 0, batch=1,
-        activation_ops=act_ops, gpu_memory_utilization=serving.gpu_memory_utilization, extra_bytes=-not_loaded,
+        activation_ops=act_ops, gpu_memory_utilization=serving.gpu_memory_utilization,
+        extra_bytes=held - not_loaded,
     )
     if not mem.fits:
-        raise InfeasibleError(f"{label}: {mem.verdict}")
+        why = (f"reuse caches hold {held / GIB:.2f} GiB per device (counted with the weights); " if held else "")
+        raise InfeasibleError(f"{label}: {why}{mem.verdict}")
     total_blocks = 0
     if has_llm:
         per_tok = kv_bytes_per_token(model, cfg)
@@ -331,25 +361,52 @@ def build_pool(
             per_tok += comp.decode_policy.extra_kv_bytes(1.0, 0.0)
         block_bytes = serving.block_size * per_tok
         total_blocks = int(mem.kv_budget_bytes // block_bytes)
-    pool = Pool(spec, hardware, cfg, cost_model, total_blocks=total_blocks, memory_verdict=mem.verdict)
+    verdict = mem.verdict + (f"; reuse caches reserve {held / GIB:.2f} GiB per device" if held else "")
+    pool = Pool(spec, hardware, cfg, cost_model, total_blocks=total_blocks, memory_verdict=verdict)
     coster = StepCost(model, cfg, cost_model, comp)
+    kv_policy = comp.kv_budget if comp is not None and has_llm else None
+
+    def tracker() -> ReuseTracker | None:
+        if not (reuse_enc or reuse_kv):
+            return None
+        return ReuseTracker(reuse_cfg, block_size=serving.block_size, kv=reuse_kv, encoder=reuse_enc,
+                            enc_entry_bytes=lambda t: encoder_entry_bytes(model, cfg, t),
+                            kv_entry_bytes=lambda t: kv_entry_bytes(model, cfg, t))
+
     for i in range(spec.instances):
         name = f"{spec.label}{i}"
         proxy = None  # the Cluster wires itself in when it is built
         if role == "E":
             inst = EncoderInstance(env, name, spec.label, proxy, coster, serving.encoder_budget,
-                                   serving.step_overhead_s)
+                                   serving.step_overhead_s, reuse=tracker())
         else:
             inst = LlmInstance(
                 env, name, spec.label, proxy, coster, total_blocks=total_blocks, block_size=serving.block_size,
                 max_num_seqs=serving.max_num_seqs, max_num_batched_tokens=serving.max_num_batched_tokens,
                 chunked_prefill=serving.chunked_prefill, encoder_budget=serving.encoder_budget,
                 encoder_cache=serving.encoder_cache, does_encode=has_enc, handoff=("D" not in role),
-                overhead_s=serving.step_overhead_s,
+                overhead_s=serving.step_overhead_s, reuse=tracker() if "P" in role else None, kv_policy=kv_policy,
             )
         pool.instances.append(inst)
     pool.router = make_router(serving.router, pool.instances)
     return pool
+
+
+def reuse_region_bytes(config, workload: Workload, entry_bytes) -> float:
+    """Device bytes one reuse cache reserves: its GiB bound, or its entry bound times the largest image entry of
+    the workload (whichever is smaller when both are given)."""
+    from lvlmsim.engine.reuse import image_units
+
+    caps = []
+    if config.capacity_gib is not None:
+        caps.append(config.capacity_gib * GIB)
+    if config.capacity_entries is not None:
+        largest = max((sum(entry_bytes(t) for t in toks) for r in workload.requests for _, toks in image_units(r)),
+                      default=0.0)
+        caps.append(config.capacity_entries * largest)
+    if not caps:
+        raise SpecError("technique 'reuse': capacity_entries/capacity_gib: give a capacity to build the cache")
+    return min(caps)
 
 
 def default_link(pools: list[Pool]) -> LinkConfig:

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     import simpy
 
     from lvlmsim.engine.cluster import Cluster
+    from lvlmsim.engine.reuse import ReuseTracker
+    from lvlmsim.techniques.kv_budget import KVBudgetPolicy
 
 TS_CAP = 4096  # time-series points kept per instance; beyond, every other point is dropped and the stride doubles
 
@@ -105,10 +107,12 @@ class EncoderInstance(_Base):
 
     kind = "encode"
 
-    def __init__(self, env, name, pool, cluster, coster: StepCost, budget_tokens: int, overhead_s: float):
+    def __init__(self, env, name, pool, cluster, coster: StepCost, budget_tokens: int, overhead_s: float,
+                 reuse: ReuseTracker | None = None):
         super().__init__(env, name, pool, cluster, overhead_s)
         self.coster = coster
         self.budget = budget_tokens
+        self.reuse = reuse  # encoder-output cache across turns (techniques: reuse)
         self.process = env.process(self.run())
 
     def run(self):
@@ -124,20 +128,38 @@ class EncoderInstance(_Base):
             lens: list[int] = []
             proj = 0
             now = env.now
+            reuse = self.reuse
+            cached: list[Request] = []
             while self.waiting:
                 r = self.waiting[0]
-                if batch and tok + r.visual_tokens > self.budget:
+                plan = reuse.plan(r) if reuse is not None else None
+                enc = plan.encode_tokens if plan is not None else r.visual_tokens
+                if batch and tok + enc > self.budget:
                     break
                 self.waiting.popleft()
                 r.queue_s += now - r.wait_since
                 r.state = ENCODING
                 r.encode_start_s = now
+                if plan is not None:
+                    reuse.commit(r, plan)
+                    r.enc_toks, r.enc_tokens = plan.encode_toks, enc
+                    if not plan.encode_toks:  # every image's embeddings are cached: nothing to run
+                        cached.append(r)
+                        continue
                 batch.append(r)
-                tok += r.visual_tokens
+                tok += enc
                 lens.extend(r.vit_seq_lens)
                 proj += r.projector_in_tokens
+            for r in cached:
+                r.encode_end_s = now
+                r.encoded = True
+                self.outstanding -= 1
+                self.cluster.on_encoded(r, self)
+            if not batch:
+                continue
             if self.coster.comp is not None:
-                dt = self.coster.encode_toks_s([t for r in batch for t in r.toks]) + self.overhead_s
+                dt = self.coster.encode_toks_s([t for r in batch for t in (r.toks if r.enc_toks is None
+                                                                          else r.enc_toks)]) + self.overhead_s
             else:
                 dt = self.coster.encode_s(lens, proj, tok) + self.overhead_s
             if not self.nsteps & self.ts_mask:
@@ -163,6 +185,7 @@ class LlmInstance(_Base):
         self, env, name: str, pool: str, cluster: Cluster, coster: StepCost, *, total_blocks: int, block_size: int,
         max_num_seqs: int, max_num_batched_tokens: int, chunked_prefill: bool, encoder_budget: int,
         encoder_cache: int, does_encode: bool, handoff: bool, overhead_s: float,
+        reuse: ReuseTracker | None = None, kv_policy: KVBudgetPolicy | None = None,
     ):
         super().__init__(env, name, pool, cluster, overhead_s)
         self.coster = coster
@@ -193,11 +216,28 @@ class LlmInstance(_Base):
         self.parked = 0
         self.last_dec_end = 0.0  # when the last step that advanced decoding sequences ended (inter-token gaps)
         self.n_new_dec = 0  # sequences that joined decoding since then (their previous token came from prefill)
+        # techniques acting on sequences (see lvlmsim.engine.reuse and KVBudgetPolicy): a reuse cache consulted at
+        # admission, and a KV budget applied when a sequence starts decoding. A rolling budget (H2O) stops a
+        # sequence's KV growing at the budget: n_grow counts the decoding sequences still growing, `caps` holds
+        # (decode step at which one reaches the budget, id, epoch, request).
+        self.reuse = reuse
+        self.kv_policy = kv_policy
+        self.rolling = kv_policy is not None and kv_policy.mode == "rolling" and not kv_policy.visual_only
+        self.n_grow = 0
+        self.caps: list[tuple[int, int, int, Request]] = []
         self.process = env.process(self.run())
 
     # blocks ------------------------------------------------------------------------------------------------------
     def _blocks_for(self, slots: int) -> int:
         return -(-slots // self.bs) if slots > 0 else 0
+
+    def kv_after_prefill(self, r: Request) -> tuple[int, int]:
+        """(KV tokens, of which visual) a sequence keeps once its prefill is done: all it computed, or what a KV
+        budget leaves (SnapKV compresses right after prefill; H2O keeps the most recent budget)."""
+        if self.kv_policy is None:
+            return r.computed, min(r.vis_in_seq, r.computed)
+        kept, kept_vis = self.kv_policy.kept(r.seq_tokens, r.vis_in_seq, max(0, r.computed - r.seq_tokens))
+        return min(kept, r.computed), kept_vis
 
     # entry points used by the cluster ------------------------------------------------------------------------------
     def submit_pull(self, r: Request, src: LlmInstance) -> None:
@@ -210,11 +250,12 @@ class LlmInstance(_Base):
         self.ready.append(r)
         self.wake()
 
-    def release(self, r: Request) -> None:
-        """The KV of a parked (handed-off) request reached the decode instance: free its blocks here."""
-        self.free += r.blocks
-        r.blocks = 0
+    def release(self, r: Request, blocks: int) -> None:
+        """The KV of a parked (handed-off) request reached the decode instance: free its `blocks` here."""
+        self.free += blocks
         self.parked -= 1
+        if self.reuse is not None:
+            self.reuse.release(r)
         self.wake()
 
     # decode set --------------------------------------------------------------------------------------------------
@@ -223,12 +264,24 @@ class LlmInstance(_Base):
         t0 = self.dstep
         r.state = DECODE
         r.t0 = t0
-        r.past0 = r.computed
+        past = r.computed
+        if self.kv_policy is not None:
+            past = self.kv_after_prefill(r)[0]
+            own = self._blocks_for(past + r.extra_slots) - r.shared_blocks
+            if own < r.blocks:  # the budget evicts KV right after prefill: its blocks go back
+                self.free += r.blocks - own
+                r.blocks = own
+        r.past0 = past
         r.gen0 = r.generated
-        r.cls = (t0 - r.computed - r.extra_slots) % self.bs
-        self.cls_count[r.cls] += 1
+        r.capped = self.rolling and past >= self.kv_policy.budget_tokens
+        if not r.capped:
+            r.cls = (t0 - past - r.extra_slots) % self.bs
+            self.cls_count[r.cls] += 1
+            self.n_grow += 1
+            if self.rolling:
+                heapq.heappush(self.caps, (t0 + self.kv_policy.budget_tokens - past, r.id, r.epoch, r))
         self.n_dec += 1
-        self.dec_past += r.computed
+        self.dec_past += past
         if self.schedule:
             for i, v in enumerate(r.pruned):
                 self.dec_pruned[i] += v
@@ -239,10 +292,14 @@ class LlmInstance(_Base):
 
     def _leave_decode(self, r: Request) -> int:
         """Remove from the aggregates; returns the request's current past tokens."""
-        past = r.past0 + (self.dstep - r.t0)
+        if r.capped:
+            past = self.kv_policy.budget_tokens
+        else:
+            past = r.past0 + (self.dstep - r.t0)
+            self.cls_count[r.cls] -= 1
+            self.n_grow -= 1
         self.n_dec -= 1
         self.dec_past -= past
-        self.cls_count[r.cls] -= 1
         if self.schedule:
             for i, v in enumerate(r.pruned):
                 self.dec_pruned[i] -= v
@@ -267,20 +324,25 @@ class LlmInstance(_Base):
         """
         give_back = drop = 0
         if v.state == DECODE:
+            grew = not v.capped
             past = self._leave_decode(v)
-            held = self._blocks_for(past + v.extra_slots)
+            held = self._blocks_for(past + v.extra_slots) - v.shared_blocks
             if decodes_planned:
                 drop = 1
-                if (past + v.extra_slots) % self.bs == 0:
+                if grew and (past + v.extra_slots) % self.bs == 0:
                     give_back = 1
         else:
             held = v.blocks
             self.prefilling.remove(v)
             if v.enc_cached:
-                self.enc_cache_used -= v.visual_tokens
+                self.enc_cache_used -= v.enc_tokens
                 v.enc_cached = False
         self.free += held
         v.blocks = 0
+        v.shared_blocks = 0
+        v.capped = False
+        if self.reuse is not None:
+            self.reuse.release(v)
         v.computed = 0
         v.target = v.seq_tokens + v.generated
         if self.does_encode and v.vit_seq_lens:
@@ -331,7 +393,7 @@ class LlmInstance(_Base):
                 if budget <= 0:
                     break
                 n = min(r.target - r.computed, budget)
-                nb = self._blocks_for(r.computed + n + r.extra_slots) - r.blocks
+                nb = self._blocks_for(r.computed + n + r.extra_slots) - r.shared_blocks - r.blocks
                 while nb > self.free:
                     v = self._victim()
                     if v is None:
@@ -355,7 +417,7 @@ class LlmInstance(_Base):
             if r.pull_src is not None:
                 if prefill_only:
                     break
-                nb = self._blocks_for(r.computed + r.extra_slots)
+                nb = self._blocks_for(self.kv_after_prefill(r)[0] + r.extra_slots)
                 if nb > self.free:
                     break
                 if not touched:
@@ -364,14 +426,19 @@ class LlmInstance(_Base):
                 waiting.popleft()
                 r.queue_s += now - r.wait_since
                 self.free -= nb
-                r.blocks = nb
+                src_blocks, r.blocks, r.shared_blocks = r.blocks, nb, 0  # a full copy here, shared or not there
                 r.state = PULLING
                 self.running[r] = None
-                self.cluster.start_pull(r, r.pull_src, self)
+                self.cluster.start_pull(r, r.pull_src, self, src_blocks)
                 continue
             if budget <= 0:
                 break
-            remaining = r.target - r.computed
+            plan = self.reuse.plan(r) if self.reuse is not None and not r.computed else None
+            shared = plan.shared_tokens if plan is not None else 0
+            remaining = r.target - max(r.computed, shared)
+            if remaining <= 0:  # the whole prompt is cached image KV: recompute its last token (vLLM does too)
+                shared = max(0, shared - self.bs)
+                remaining = r.target - shared
             if self.chunked:
                 n = min(remaining, budget)
             else:
@@ -380,12 +447,13 @@ class LlmInstance(_Base):
                 n = remaining  # a prompt longer than the whole budget runs alone
             enc = 0
             if not r.encoded:
-                enc = r.visual_tokens
+                enc = plan.encode_tokens if plan is not None else r.visual_tokens
                 if enc_used and enc_used + enc > self.enc_budget:
                     break
                 if self.enc_cache_used and self.enc_cache_used + enc > self.enc_cache_cap:
                     break
-            nb = self._blocks_for(r.computed + n + r.extra_slots) - r.blocks
+            shared_blocks = shared // self.bs
+            nb = self._blocks_for(max(r.computed, shared) + n + r.extra_slots) - shared_blocks - r.blocks
             if nb > self.free:
                 break
             if not touched:
@@ -398,6 +466,14 @@ class LlmInstance(_Base):
             r.state = PREFILL
             self.running[r] = None
             self.prefilling.append(r)
+            if plan is not None:
+                self.reuse.commit(r, plan)
+                r.computed = shared
+                r.shared_blocks = shared_blocks
+                if not r.encoded:
+                    r.enc_toks, r.enc_tokens = plan.encode_toks, enc
+                    if not enc:  # every image's embeddings are cached (or its KV is): no encoder work
+                        r.encoded = True
             if enc:
                 enc_used += enc
                 self.enc_cache_used += enc
@@ -410,7 +486,8 @@ class LlmInstance(_Base):
             return None
         enc_s = 0.0
         if enc_reqs and self.coster.comp is not None:
-            enc_s = self.coster.encode_toks_s([t for r in enc_reqs for t in r.toks])
+            enc_s = self.coster.encode_toks_s([t for r in enc_reqs for t in (r.toks if r.enc_toks is None
+                                                                                else r.enc_toks)])
         elif enc_reqs:
             lens: list[int] = []
             proj = 0
@@ -443,9 +520,17 @@ class LlmInstance(_Base):
         return self._blocks_for(r.target + r.extra_slots) <= self.free
 
     def _after_decode(self) -> None:
-        self.dec_past += self.n_dec
+        self.dec_past += self.n_grow
         d = self.dstep
         self.dstep = d + 1
+        caps = self.caps
+        while caps and caps[0][0] <= d + 1:  # reached the rolling budget: from now on its KV stays that size
+            _, _, ep, r = heapq.heappop(caps)
+            if ep != r.epoch or r.state != DECODE or r.capped:
+                continue
+            r.capped = True
+            self.cls_count[r.cls] -= 1
+            self.n_grow -= 1
         self._pop_finished(d)
 
     def _pop_finished(self, d: int) -> None:
@@ -456,7 +541,7 @@ class LlmInstance(_Base):
             if ep != r.epoch or r.state != DECODE:
                 continue
             past = self._leave_decode(r)
-            self.free += self._blocks_for(past + r.extra_slots)
+            self.free += self._blocks_for(past + r.extra_slots) - r.shared_blocks
             self._finish(r)
 
     def _finish(self, r: Request) -> None:
@@ -466,6 +551,9 @@ class LlmInstance(_Base):
         r.generated = r.output_tokens
         del self.running[r]
         self.outstanding -= 1
+        if self.reuse is not None:
+            self.reuse.release(r)
+        r.shared_blocks = 0
         self.cluster.on_finished(r)
 
     def _after_chunks(self, sched: list[tuple[Request, int]]) -> None:
@@ -478,8 +566,10 @@ class LlmInstance(_Base):
                 continue
             self.prefilling.remove(r)
             if r.enc_cached:
-                self.enc_cache_used -= r.visual_tokens
+                self.enc_cache_used -= r.enc_tokens
                 r.enc_cached = False
+            if self.reuse is not None:
+                self.reuse.prefilled(r)
             r.generated += 1
             if r.first_token_s != r.first_token_s:  # NaN: the first time this request emits
                 r.first_token_s = now
@@ -494,14 +584,14 @@ class LlmInstance(_Base):
                 self.outstanding -= 1
                 self.cluster.on_prefilled(r, self)
             else:
-                r.blocks = self._blocks_for(r.computed + r.extra_slots)
+                r.blocks = self._blocks_for(r.computed + r.extra_slots) - r.shared_blocks
                 self._start_decode(r)
 
     def run(self):
         env = self.env
         bs = self.bs
         coster = self.coster
-        fast_ok = coster.simple_decode
+        fast_ok = coster.simple_decode and not self.rolling  # rolling KV budgets stop sequences growing
         dec_get = coster._dec.get
         log = math.log
         inv = INV_LOG_Q

@@ -185,6 +185,7 @@ def summarize(cluster, df: pd.DataFrame, slos, span_s: float) -> dict:
                 "utilisation": inst.busy_s / span,
                 "kv_blocks": inst.total_blocks,
                 "peak_kv_occupancy": inst.peak_used / inst.total_blocks if inst.total_blocks else None,
+                "kv_blocks_in_use_at_end": inst.total_blocks - inst.free if inst.total_blocks else 0,
                 "queue_len_mean": inst.q_area / span,
             })
     peaks = [r["peak_kv_occupancy"] for r in inst_rows if r["peak_kv_occupancy"] is not None]

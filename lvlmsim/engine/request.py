@@ -22,6 +22,9 @@ class Request:
         "video_s", "visual_tokens", "vit_seq_lens", "projector_in_tokens", "toks",
         # model-derived (set by the cluster when the request arrives)
         "seq_tokens", "vis_in_seq", "cross_kv", "extra_slots", "pruned",
+        # techniques: blocks of a shared (reused) image-KV prefix, images left to encode, pinned reuse entries,
+        # and whether a rolling KV budget has stopped this sequence's KV from growing
+        "shared_blocks", "enc_toks", "enc_tokens", "reuse_keys", "capped",
         # progress
         "state", "computed", "target", "generated", "encoded", "enc_cached", "epoch", "t0", "past0", "gen0",
         "cls", "blocks", "pull_src", "wait_since", "instance", "arrived",
@@ -55,6 +58,11 @@ class Request:
         self.cross_kv = 0
         self.extra_slots = 0
         self.pruned: tuple[int, ...] = ()
+        self.shared_blocks = 0
+        self.enc_toks: tuple | None = None  # None: encode all of `toks`
+        self.enc_tokens = visual_tokens
+        self.reuse_keys: tuple = ()
+        self.capped = False
         self.state = WAITING
         self.computed = 0
         self.target = 0

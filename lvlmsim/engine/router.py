@@ -1,4 +1,7 @@
-"""Routers: which instance of a pool gets the next request. Ties go to the lowest index (deterministic)."""
+"""Routers: which instance of a pool gets the next request. Ties go to the lowest index (deterministic).
+
+`pick(r)` is given the request, so a router may route by what the request is (its chat session).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ class Router:
     def __init__(self, instances: Sequence):
         self.instances = list(instances)
 
-    def pick(self):
+    def pick(self, r=None):
         raise NotImplementedError
 
 
@@ -24,7 +27,7 @@ class RoundRobin(Router):
         super().__init__(instances)
         self._i = -1
 
-    def pick(self):
+    def pick(self, r=None):
         self._i = (self._i + 1) % len(self.instances)
         return self.instances[self._i]
 
@@ -34,7 +37,7 @@ class LeastOutstanding(Router):
 
     name = "least_outstanding"
 
-    def pick(self):
+    def pick(self, r=None):
         insts = self.instances
         if len(insts) == 1:
             return insts[0]
@@ -46,18 +49,39 @@ class KvAware(Router):
 
     name = "kv_aware"
 
-    def pick(self):
+    def pick(self, r=None):
         insts = self.instances
         if len(insts) == 1:
             return insts[0]
         return min(insts, key=lambda x: (x.kv_utilisation, x.outstanding))
 
 
-ROUTERS = {r.name: r for r in (RoundRobin, LeastOutstanding, KvAware)}
+class SessionAffinity(LeastOutstanding):
+    """Every turn of a chat session goes to the instance that served its first turn (so a per-instance reuse cache
+    sees the session's images again, as SGLang's cache-aware router intends); requests without a session, and first
+    turns, go to the instance with the fewest outstanding requests."""
+
+    name = "session_affinity"
+
+    def __init__(self, instances: Sequence):
+        super().__init__(instances)
+        self._home: dict[int, object] = {}
+
+    def pick(self, r=None):
+        sid = getattr(r, "session", None)
+        if sid is None:
+            return super().pick(r)
+        home = self._home.get(sid)
+        if home is None:
+            home = self._home[sid] = super().pick(r)
+        return home
+
+
+ROUTERS = {r.name: r for r in (RoundRobin, LeastOutstanding, KvAware, SessionAffinity)}
 
 
 def make_router(name: str, instances: Sequence) -> Router:
     return ROUTERS[name](instances)
 
 
-__all__ = ["ROUTERS", "KvAware", "LeastOutstanding", "RoundRobin", "Router", "make_router"]
+__all__ = ["ROUTERS", "KvAware", "LeastOutstanding", "RoundRobin", "Router", "SessionAffinity", "make_router"]

@@ -43,6 +43,13 @@ _EXACT_CACHE_MAX = 100_000
 _INV_LOG_SPEC = 1.0 / math.log(1.05)  # speculative-decoding factor memo: mean past on a 5% grid
 
 
+def _has_decode_extra(comp: Composition) -> bool:
+    from lvlmsim.techniques.base import TechniqueConfig
+
+    base = TechniqueConfig.decode_extra_ops
+    return any(type(t).decode_extra_ops is not base for t in comp.techniques)
+
+
 def _has_prefill_extra(comp: Composition) -> bool:
     from lvlmsim.techniques.base import TechniqueConfig
 
@@ -80,6 +87,8 @@ class StepCost:
         self.comp = comp
         self.transform = comp.transform_ops if comp is not None else None
         self.prefill_extra = comp is not None and _has_prefill_extra(comp)
+        self.decode_extra = comp is not None and _has_decode_extra(comp)  # e.g. H2O's per-step scoring pass
+        self._dec_extra: dict[tuple[int, int], float] = {}
         self.speculative = comp is not None and comp.decode_policy.lookahead_tokens > 1
         self._spec: dict[int, float] = {}
         self.spec_visual = 0  # mean past visual tokens of a decoding sequence (set by the cluster)
@@ -221,6 +230,8 @@ class StepCost:
         if hit is not None:
             return hit
         val = self._token_ops_s("decode", n, (n,), ()) + self._head_s("decode", n) + self._decode_attn_s(0, n, kv)
+        if self.decode_extra:
+            val += self.decode_extra_s(n, past_sum)
         if self.speculative:
             val *= self.spec_factor(n, past_sum)
         self._dec[key] = val
@@ -331,10 +342,14 @@ class StepCost:
             if n_dec == 0:
                 return 0.0
             if self.simple_decode:
-                return self.decode_s(n_dec, dec_past_sum)  # spec_factor is folded into decode_s's memo
+                return self.decode_s(n_dec, dec_past_sum)  # spec_factor and decode extras are in decode_s's memo
             base = StepCost.step_s(self, n_dec, dec_past_sum, (), **kw)
+            if self.decode_extra:
+                base += self.decode_extra_s(n_dec, dec_past_sum)
             return base * self.spec_factor(n_dec, dec_past_sum) if self.speculative else base
         total = StepCost.step_s(self, n_dec, dec_past_sum, chunks, **kw)
+        if self.decode_extra and n_dec:
+            total += self.decode_extra_s(n_dec, dec_past_sum)
         if self.speculative and n_dec:
             if self.simple_decode:
                 spec = self.decode_s(n_dec, dec_past_sum)
@@ -350,6 +365,25 @@ class StepCost:
                 cm.clear()
             total += cm.time_s(self.comp.prefill_extra_ops(seqs, tuple(c[3] for c in chunks)))
         return total
+
+    def decode_extra_s(self, n: int, past_sum: int) -> float:
+        """Seconds of the techniques' per-decode-step ops (H2O's scoring pass) for `n` sequences whose past tokens
+        sum to `past_sum`: those ops depend on the batch's summed context only, priced on the same 1% KV grid as
+        decode attention."""
+        b = int(math.log(past_sum + n) * INV_LOG_Q + 0.5)
+        key = (n, b)
+        hit = self._dec_extra.get(key)
+        if hit is not None:
+            return hit
+        kv = max(n, int(round(math.exp(b * _LOG_Q))))
+        seqs = (SeqWork(new_tokens=1, past_tokens=kv - n, emits_token=True),) + (
+            SeqWork(new_tokens=1, past_tokens=0, emits_token=True),) * (n - 1)
+        ops = []
+        for t in self.comp.techniques:
+            ops.extend(t.decode_extra_ops(self.comp.model, self.comp.cfg, seqs))
+        val = self.cm.time_s(self.comp.transform_ops(ops))
+        self._dec_extra[key] = val
+        return val
 
     def spec_factor(self, n: int, past_sum: int) -> float:
         """Speculative decoding: (seconds of one draft + verify round / expected tokens per round) over the seconds

@@ -9,7 +9,7 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_
 
 from lvlmsim.specs.base import StrictModel
 
-Router = Literal["round_robin", "least_outstanding", "kv_aware"]
+Router = Literal["round_robin", "least_outstanding", "kv_aware", "session_affinity"]
 Role = Literal["E", "P", "D", "EP", "PD", "EPD"]
 
 

@@ -113,7 +113,8 @@ class ReuseCache:
 
     def stats(self) -> dict[str, float]:
         return {"hits": self.hits, "misses": self.misses, "hit_rate": self.hit_rate, "evictions": self.evictions,
-                "rejected": self.rejected, "entries": len(self._entries), "resident_bytes": self.resident_bytes}
+                "rejected": self.rejected, "entries": len(self._entries), "resident_bytes": self.resident_bytes,
+                "pinned": sum(self._pins.values())}
 
 
 def encoder_entry_bytes(model: ModelSpec, cfg: GraphConfig, tok: ImageTokenization) -> float:
