@@ -491,3 +491,20 @@ def test_uploaded_trace_is_replayed_and_a_bad_scenario_is_an_error(tmp_path):
                                                             "application/x-yaml"))
     at = rerun(at)
     assert any("bad.yaml" in e and "hardware" in e for e in errors(at)), errors(at)
+
+
+@needs_engine
+def test_serving_page_reports_cross_turn_reuse_of_the_reuse_scenario():
+    at = start("serving")
+    at.selectbox(key="sim.scenario").set_value("multiturn-chat-reuse")
+    at = rerun(at)  # a new scenario brings its own defaults into the inputs
+    number(at, "Requests").set_value(120)
+    at.button[0].click()
+    at = rerun(at)
+    res = api_simulation("multiturn-chat-reuse", {"ttft_s": number(at, "TTFT SLO (s)").value,
+                                                  "tpot_s": number(at, "TPOT SLO (s)").value,
+                                                  "e2e_s": number(at, "E2E SLO (s)").value},
+                         requests=120, rate=number(at, "Request rate (req/s)").value, seed=number(at, "Seed").value)
+    kv = res.summary["reuse"]["kv_cache"]
+    line = next(m.value for m in at.markdown if m.value.startswith("Cross-turn reuse"))
+    assert f"image-KV cache hit rate **{kv['hit_rate']:.0%}** ({kv['hits']} of {kv['hits'] + kv['misses']}" in line

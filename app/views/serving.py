@@ -192,6 +192,15 @@ line = (f"{summary.get('completed', len(req))} of {summary.get('requests', len(r
 if summary.get("usd_per_1m_output_tokens") is not None:
     line += f"; ${summary['usd_per_1m_output_tokens']:.3g} per 1M output tokens on {summary.get('gpus', '?')} GPU(s)"
 st.markdown(line + ".")
+reuse = summary.get("reuse")
+if reuse:
+    caches = [(name, reuse.get(key))
+              for key, name in (("encoder_cache", "encoder cache"), ("kv_cache", "image-KV cache"))]
+    parts = [f"{name} hit rate **{c['hit_rate']:.0%}** ({c['hits']} of {c['hits'] + c['misses']} lookups)"
+             for name, c in caches if c and c["hits"] + c["misses"]]
+    st.markdown("Cross-turn reuse: " + ("; ".join(parts) or "no image ids to look up")
+                + f"; {reuse['images_not_encoded']} of {reuse['images_seen']} images not encoded, "
+                f"{reuse['prefill_tokens_saved']:,} prefill tokens saved.")
 if verdict == "backlogged":
     rule = sat.get("rule", "") if isinstance(sat, dict) else ""
     st.warning(f"The engine reports **backlogged** ({rule}): at this rate the queue keeps growing, so latencies "
