@@ -154,3 +154,28 @@ def test_unknown_parameter_names_it_and_lists_allowed(kind, name):
         return
     with pytest.raises(SpecError, match=rf"unknown parameter '{name}'.*allowed: .*accuracy_source"):
         parse_technique(f"{kind}:{name}=1")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the reuse cache: LRU is a stack algorithm, so a bigger cache never hits less on the same accesses
+
+
+@settings(max_examples=60, deadline=None)
+@given(accesses=st.lists(st.integers(0, 12), min_size=1, max_size=80), cap=st.integers(1, 10))
+def test_lru_hits_never_fall_as_capacity_grows(accesses, cap):
+    from lvlmsim.techniques.reuse import ReuseCache
+
+    def hits(c: int) -> int:
+        cache = ReuseCache(capacity_entries=c)
+        for a in accesses:
+            cache.access(a, 1.0)
+        assert cache.hits + cache.misses == len(accesses)  # every access is a hit or a miss
+        assert len(cache) <= c
+        return cache.hits
+
+    assert hits(cap) <= hits(cap + 1)
+    # bounded in bytes with equal entries, the same cache: one byte per entry
+    by_bytes = ReuseCache(capacity_bytes=float(cap))
+    for a in accesses:
+        by_bytes.access(a, 1.0)
+    assert by_bytes.hits == hits(cap)
