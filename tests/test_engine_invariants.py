@@ -11,7 +11,7 @@ import pytest
 
 from lvlmsim.api import resolve_profile
 from lvlmsim.engine.api import simulate
-from lvlmsim.errors import InfeasibleError
+from lvlmsim.errors import InfeasibleError, SpecError
 from lvlmsim.estimate import estimate_request
 from lvlmsim.specs.registry import load_hardware, load_model
 from lvlmsim.specs.scenario import default_scenario, load_scenario
@@ -221,6 +221,35 @@ def test_lone_request_ttft_is_encode_plus_prefill(model_id, hw_id, size, prompt,
     assert row.ttft_s == pytest.approx(est.stages["encode"].time_s + est.stages["prefill"].time_s, rel=1e-12)
     # decode: the engine prices every step (attention within 0.5%), the estimate samples 32 contexts
     assert row.e2e_s == pytest.approx(est.e2e_s, rel=5e-3)
+
+
+@pytest.mark.parametrize("runtime", ["vllm", "eager"])
+def test_lone_request_under_a_runtime_matches_the_estimate_with_that_runtime(runtime):
+    # A runtime wraps the profile with its kernel floor and adds its launch overhead once per batch step. A lone
+    # request runs encode + prefill in one step (one overhead) and one step per further token, exactly the
+    # estimate's accounting for `runtime=` (one prefill overhead, one per decode step).
+    import lvlmsim
+
+    sc = {"model": "llava-1.5-7b", "hardware": "h100-sxm", "serving": {"runtime": runtime},
+          "workload": {"requests": 1, "arrival": {"kind": "constant", "rate_rps": 1}, "prompt_tokens": 64,
+                       "output_tokens": 128, "images": 1, "image_size": "336x336"}}
+    res = simulate(sc)
+    row = res.requests.iloc[0]
+    est = lvlmsim.estimate("llava-1.5-7b", "h100-sxm", prompt_tokens=64, output_tokens=128, runtime=runtime)
+    assert row.ttft_s == pytest.approx(est.ttft_s, rel=1e-12)
+    assert row.e2e_s == pytest.approx(est.e2e_s, rel=5e-3)
+    assert res.meta["pools"][0]["profile"].endswith(f"+{runtime}")
+    plain = simulate(sc | {"serving": {}}).requests.iloc[0]
+    assert row.ttft_s > plain.ttft_s  # launch overhead and (eager) kernel floors only ever add time
+    # the argument overrides the scenario's
+    assert simulate(sc, runtime="sglang").meta["pools"][0]["profile"].endswith("+sglang")
+
+
+def test_unknown_runtime_names_the_field_and_the_allowed_values():
+    with pytest.raises(SpecError, match="serving.runtime.*vllm.*eager"):
+        simulate({"model": "llava-1.5-7b", "hardware": "h100-sxm", "serving": {"runtime": "tgi"}})
+    with pytest.raises(SpecError, match="unknown runtime 'tgi'; allowed: vllm"):
+        simulate(None, runtime="tgi")
 
 
 def test_constant_rate_below_capacity_has_no_queueing():

@@ -79,6 +79,7 @@ def test_out_writes_tables_and_summary(tmp_path):
     (["no-such-scenario"], "unknown scenario 'no-such-scenario'"),
     (["--requests", "0"], "requests: must be >= 1"),
     (["--rate", "-1"], "rate: must be > 0"),
+    (["--runtime", "tgi"], "--runtime: unknown runtime 'tgi'; allowed: vllm, sglang, trtllm, eager"),
 ])
 def test_bad_input_is_one_line_exit_2(args, needle):
     res = runner.invoke(app, ["simulate", *args])
@@ -107,3 +108,10 @@ def test_module_entry_point_acceptance():
     doc = json.loads(a.stdout)
     assert doc["completed"] == doc["requests"] == 2000
     assert doc["saturation"]["verdict"] == "stable"
+
+
+def test_runtime_flag_adds_launch_overhead_to_every_step():
+    plain = run_json("--requests", "100", "--seed", "2")
+    eager = run_json("--requests", "100", "--seed", "2", "--runtime", "eager")
+    assert eager["scenario"]["pools"][0]["profile"].endswith("+eager")
+    assert eager["tpot_s"]["p50"] > plain["tpot_s"]["p50"] + 60e-6  # at least the 66 us host step overhead

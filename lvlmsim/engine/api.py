@@ -144,12 +144,15 @@ def simulate(
     seed: int | None = None,
     progress: ProgressFn | None = None,
     profile=None,
+    runtime: str | None = None,
 ) -> SimulationResult:
     """Run a scenario (an id, a YAML path, a dict, a Scenario; None = the default LLaVA chat on one H100).
 
     `requests`, `rate` (requests/s, or sessions/s for chat sessions) and `seed` override the scenario's.
     `progress(done, total)` is called about 200 times, driven by simulated completions.
     `profile`: None uses the scenario's (default: the device's shipped calibrated profile, else the roofline default).
+    `runtime` (vllm | sglang | trtllm | eager) overrides `serving.runtime`: the runtime's kernel floor wraps every
+    pool's profile and its per-step launch overhead is added to every batch step, as `estimate(runtime=...)` does.
 
     Techniques (scenario `techniques`) are composed once per pool (its hardware and tp; an infeasible one raises
     InfeasibleError naming the pool): the requests get the composition's tokenization, the pools its model copy and
@@ -172,6 +175,11 @@ def simulate(
     if rate is not None and sc.trace_arrival is not None:
         trace_rate = trace_mean_rate(sc.resolve_data_path(sc.trace_arrival.path))
     sc = sc.with_overrides(requests=requests, rate=rate, seed=seed, trace_rate_rps=trace_rate)
+    if runtime is not None:
+        from lvlmsim.cost.runtime import get_runtime
+
+        rt_name = get_runtime(runtime).name
+        sc = sc.model_copy(update={"serving": sc.serving.model_copy(update={"runtime": rt_name})})
     model = _load_model_for(sc)
     comps = _compose_pools(sc, model) if sc.techniques else {}
     main = next((comps[p.label] for p in sc.serving.pool_list() if p.role != "E"), None) if comps else None
@@ -186,6 +194,10 @@ def simulate(
     for ps in sc.serving.pool_list():
         hw = load_hardware(ps.hardware or sc.hardware)
         prof = resolve_profile(hw, profile if profile is not None else sc.profile)
+        if sc.serving.runtime is not None:
+            from lvlmsim.cost.runtime import get_runtime
+
+            prof = get_runtime(sc.serving.runtime).apply(prof)
         profiles[ps.label] = getattr(prof, "name", "custom")
         pools.append(build_pool(env, model, ps, hw, sc.serving, wl, CostModel(hw, prof), comp=comps.get(ps.label)))
     link = None

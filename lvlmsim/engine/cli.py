@@ -122,6 +122,9 @@ def register(app: typer.Typer) -> None:
         out_dir: Annotated[str | None, typer.Option("--out", help="write requests, timeseries and summary here")]
         = None,
         profile: Annotated[str | None, typer.Option(help="auto | default | path to a profile JSON")] = None,
+        runtime: Annotated[str | None, typer.Option(
+            help="serving runtime: vllm | sglang | trtllm | eager (kernel floor + per-step launch overhead); "
+                 "overrides the scenario's serving.runtime")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON document")] = False,
     ) -> None:
         """Simulate serving a scenario: queues, batching, KV cache, pools; latency percentiles, goodput, cost."""
@@ -129,7 +132,8 @@ def register(app: typer.Typer) -> None:
 
         bar = _Progress(err)
         try:
-            res = simulate(scenario, requests=requests, rate=rate, seed=seed, progress=bar, profile=profile)
+            res = simulate(scenario, requests=requests, rate=rate, seed=seed, progress=bar, profile=profile,
+                           runtime=runtime)
         finally:
             bar.close()
         if out_dir:

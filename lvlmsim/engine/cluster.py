@@ -364,6 +364,11 @@ def build_pool(
     verdict = mem.verdict + (f"; reuse caches reserve {held / GIB:.2f} GiB per device" if held else "")
     pool = Pool(spec, hardware, cfg, cost_model, total_blocks=total_blocks, memory_verdict=verdict)
     coster = StepCost(model, cfg, cost_model, comp)
+    overhead_s = serving.step_overhead_s
+    if serving.runtime is not None:  # its kernel floor is in cost_model's profile (simulate wraps it)
+        from lvlmsim.cost.runtime import get_runtime
+
+        overhead_s += get_runtime(serving.runtime).step_overhead_s
     kv_policy = comp.kv_budget if comp is not None and has_llm else None
 
     def tracker() -> ReuseTracker | None:
@@ -377,15 +382,15 @@ def build_pool(
         name = f"{spec.label}{i}"
         proxy = None  # the Cluster wires itself in when it is built
         if role == "E":
-            inst = EncoderInstance(env, name, spec.label, proxy, coster, serving.encoder_budget,
-                                   serving.step_overhead_s, reuse=tracker())
+            inst = EncoderInstance(env, name, spec.label, proxy, coster, serving.encoder_budget, overhead_s,
+                                   reuse=tracker())
         else:
             inst = LlmInstance(
                 env, name, spec.label, proxy, coster, total_blocks=total_blocks, block_size=serving.block_size,
                 max_num_seqs=serving.max_num_seqs, max_num_batched_tokens=serving.max_num_batched_tokens,
                 chunked_prefill=serving.chunked_prefill, encoder_budget=serving.encoder_budget,
                 encoder_cache=serving.encoder_cache, does_encode=has_enc, handoff=("D" not in role),
-                overhead_s=serving.step_overhead_s, reuse=tracker() if "P" in role else None, kv_policy=kv_policy,
+                overhead_s=overhead_s, reuse=tracker() if "P" in role else None, kv_policy=kv_policy,
             )
         pool.instances.append(inst)
     pool.router = make_router(serving.router, pool.instances)

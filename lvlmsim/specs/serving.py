@@ -53,7 +53,11 @@ class ServingSpec(StrictModel):
         None, description="vLLM encoder_cache_size: visual tokens encoded but not yet prefilled; default: the budget"
     )
     max_queue_len: PositiveInt | None = Field(None, description="reject arrivals when an instance queue is this long")
-    step_overhead_s: NonNegativeFloat = Field(0.0, description="CPU scheduling time added to every batch step")
+    runtime: Literal["vllm", "sglang", "trtllm", "eager"] | None = Field(
+        None, description="serving runtime: its per-kernel floor and per-step launch overhead (lvlmsim list "
+        "runtimes); default none: kernels as the profile has them, no launch overhead")
+    step_overhead_s: NonNegativeFloat = Field(0.0, description="CPU scheduling time added to every batch step, on "
+                                              "top of the runtime's launch overhead")
     pools: list[PoolSpec] = Field(default_factory=list, description="disaggregated pools; empty = colocated")
     link: LinkConfig | None = Field(None, description="network between pools; default: the hardware's inter-node")
 
