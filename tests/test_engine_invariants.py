@@ -280,6 +280,18 @@ def test_past_capacity_turns_backlogged_and_ttft_grows():
     assert high["goodput_rps"] < high["throughput_rps"]
 
 
+def test_chat_sessions_past_capacity_are_backlogged_though_later_turns_are_closed_loop():
+    """Later turns wait for the previous answer, so requests in the system cannot pile up by themselves; the verdict
+    counts sessions instead (started minus ended). multiturn-chat at 1 session/s is served within ~0.2 s p90; at 4
+    sessions/s the p90 TTFT is seconds and sessions accumulate."""
+    low = simulate("multiturn-chat", requests=2000, seed=1).summary
+    high = simulate("multiturn-chat", requests=2000, seed=1, rate=4.0).summary
+    assert low["saturation"]["unit"] == "sessions"
+    assert (low["saturation"]["verdict"], high["saturation"]["verdict"]) == ("stable", "backlogged")
+    assert high["ttft_s"]["p90"] > 10 * low["ttft_s"]["p90"]
+    assert simulate(requests=50, seed=1).summary["saturation"]["unit"] == "requests"
+
+
 def test_epd_records_transfer_time_per_request():
     res = simulate("qwen25vl-epd-h100", requests=200, seed=2)
     df = res.requests

@@ -115,6 +115,12 @@ class Cluster:
                 self._sessions[a.id] = b
         self.arrival_times: list[float] = []
         self.done_times: list[float] = []
+        # open arrivals (requests, or first turns of chat sessions) and the ends of what they started (a request, or
+        # a session's last or rejected turn): the saturation verdict watches these, since a chat's later turns are
+        # closed-loop and cannot pile up by themselves
+        self.has_sessions = bool(workload.sessions)
+        self.unit_starts: list[float] = []
+        self.unit_ends: list[float] = []
         self._prepare_requests()
         env.process(self._arrivals())
 
@@ -169,6 +175,7 @@ class Cluster:
             dt = r.arrival_s - env.now
             if dt > 0:
                 yield env.timeout(dt)
+            self.unit_starts.append(env.now)
             self.arrive(r)
 
     def arrive(self, r: Request) -> None:
@@ -197,6 +204,7 @@ class Cluster:
         r.finish_s = self.env.now
         self.n_rejected += 1
         self.done_times.append(self.env.now)
+        self.unit_ends.append(self.env.now)  # a rejected turn ends its session: no later turn is sent
         self._tick()
 
     def _tick(self) -> None:
@@ -241,6 +249,8 @@ class Cluster:
         nxt = self._sessions.get(r.id)
         if nxt is not None:
             self.env.process(self._next_turn(nxt))
+        else:
+            self.unit_ends.append(self.env.now)
 
     def _next_turn(self, r: Request):
         yield self.env.timeout(r.think_s)

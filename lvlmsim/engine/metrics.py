@@ -11,7 +11,9 @@ Definitions:
 * Energy assumption: a GPU draws idle power all the time and TDP while busy:
   E = tp x (idle_w x span + (tdp_w - idle_w) x busy); idle_w defaults to 25% of TDP when the hardware has none.
 * Saturation: over the arrival window [first arrival, last arrival], the growth of requests in the system
-  (arrived - finished - rejected) across its second half. "backlogged" when that growth exceeds
+  (arrived - finished - rejected) across its second half. With chat sessions the open arrivals are session starts
+  (later turns are closed-loop: sent only after the previous answer), so sessions are counted instead (started -
+  ended by their last answer or a rejected turn). "backlogged" when that growth exceeds
   max(10% of the arrivals in that half, 5): the service falls behind by more than a tenth of the offered load;
   else "stable".
 """
@@ -119,12 +121,13 @@ def weighted_stats(values: np.ndarray, weights: np.ndarray) -> dict:
     return out
 
 
-def saturation(arrivals: Sequence[float], done: Sequence[float]) -> dict:
-    """The verdict described in the module docstring, with the numbers it rests on."""
-    rule = (f"backlogged when requests in the system grow by more than max({BACKLOG_FRACTION:.0%} of arrivals, "
+def saturation(arrivals: Sequence[float], done: Sequence[float], unit: str = "requests") -> dict:
+    """The verdict described in the module docstring, with the numbers it rests on. `unit` names what arrives:
+    requests, or chat sessions (then `arrivals` are session starts and `done` session ends)."""
+    rule = (f"backlogged when {unit} in the system grow by more than max({BACKLOG_FRACTION:.0%} of arrivals, "
             f"{BACKLOG_MIN_REQUESTS}) over the second half of the arrival window")
     if len(arrivals) < 2:
-        return {"verdict": "stable", "growth": 0, "arrivals_second_half": len(arrivals), "rule": rule}
+        return {"verdict": "stable", "growth": 0, "arrivals_second_half": len(arrivals), "rule": rule, "unit": unit}
     a = np.asarray(arrivals)
     d = np.sort(np.asarray(done)) if len(done) else np.zeros(0)
     first, last = float(a[0]), float(a[-1])
@@ -137,7 +140,7 @@ def saturation(arrivals: Sequence[float], done: Sequence[float]) -> dict:
     a2 = int(np.searchsorted(a, last, side="right") - np.searchsorted(a, mid, side="right"))
     verdict = "backlogged" if growth > max(BACKLOG_FRACTION * a2, BACKLOG_MIN_REQUESTS) else "stable"
     return {"verdict": verdict, "growth": growth, "arrivals_second_half": a2,
-            "window_s": [first, last], "rule": rule}
+            "window_s": [first, last], "rule": rule, "unit": unit}
 
 
 def summarize(cluster, df: pd.DataFrame, slos, span_s: float) -> dict:
@@ -217,7 +220,8 @@ def summarize(cluster, df: pd.DataFrame, slos, span_s: float) -> dict:
         "joules_per_output_token": energy / out_tokens if out_tokens else None,
         "energy_assumption": "per GPU: idle power over the whole span + (TDP - idle) while busy; idle defaults to "
                              f"{IDLE_POWER_DEFAULT_FRACTION:.0%} of TDP where the hardware spec has none",
-        "saturation": saturation(cluster.arrival_times, cluster.done_times),
+        "saturation": saturation(cluster.unit_starts, cluster.unit_ends,
+                                 "sessions" if cluster.has_sessions else "requests"),
     }
     if len(cluster.pools) > 1:
         summary["transfer_s"] = stats(completed.transfer_s)
