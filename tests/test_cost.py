@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lvlmsim.cost import CostModel, DefaultProfile, PeakProfile, ring_allreduce_s
+from lvlmsim.cost import CostModel, DefaultProfile, PeakProfile, allreduce_s
 from lvlmsim.errors import InfeasibleError
 from lvlmsim.ops.graph import attention, gemm
 from lvlmsim.ops.op import ATTN_DECODE, GraphConfig
@@ -47,11 +47,14 @@ def test_missing_dtype_fails_clearly():
         CostModel(hw).cost(op)
 
 
-def test_ring_allreduce_matches_hand_formula():
-    # 8 devices, 64 MiB message, 450 GB/s per direction, 2 us per hop: 2*7/8 * 64Mi / 450e9 + 14 * 2e-6
-    t = ring_allreduce_s(64 * 2**20, 8, 450e9, 2e-6)
-    assert t == pytest.approx(2 * 7 / 8 * 64 * 2**20 / 450e9 + 14 * 2e-6)
-    assert ring_allreduce_s(1e6, 1, 450e9, 2e-6) == 0.0
+def test_allreduce_matches_hand_formula():
+    # 8 devices, 64 MiB message, 450 GB/s per direction, 2 us small-message latency: the ring moves 2*7/8 of the
+    # message over each link, and the latency grows with the tree depth log2(8) = 3: 2*7/8 * 64Mi / 450e9 + 3 * 2e-6
+    t = allreduce_s(64 * 2**20, 8, 450e9, 2e-6)
+    assert t == pytest.approx(2 * 7 / 8 * 64 * 2**20 / 450e9 + 3 * 2e-6)
+    assert allreduce_s(1e6, 1, 450e9, 2e-6) == 0.0
+    # a tiny message on 2 devices costs one link latency
+    assert allreduce_s(0.0, 2, 450e9, 5e-6) == pytest.approx(5e-6)
 
 
 @settings(max_examples=50, deadline=None)

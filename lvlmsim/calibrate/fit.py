@@ -65,7 +65,7 @@ def family_data(kind: str, rows: Sequence[Measurement], hw: HardwareSpec) -> Fam
         b = np.array([r.op.bytes_read for r in rows], dtype=float)
         comp = np.zeros(len(rows))
         mem = 2 * (n - 1) / n * b / link_bw
-        fixed = 2 * (n - 1) * lat
+        fixed = np.log2(np.maximum(n, 1.0)) * lat  # roofline.allreduce_latency_s, vectorised
     else:
         peaks: dict[str, float] = {}
         for r in rows:

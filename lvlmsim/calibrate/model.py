@@ -283,9 +283,9 @@ class ElementwiseForm(Form):
 class AllreduceForm(Form):
     """Ring all-reduce over the intra-node link: link efficiency by device count, saturating in message bytes.
 
-    The cost model adds 2(n-1) x the spec's link latency; NCCL's small-message time is far below that (LL protocol,
-    NVSwitch), so the floor here *replaces* that term by the measured alpha(n) = a0 + a1*(n-1): floor = alpha(n) -
-    2(n-1)*latency, which may be negative; the total is alpha(n) + the bandwidth term, never below alpha(n).
+    The cost model adds log2(n) x the spec's link latency (roofline.allreduce_latency_s); the floor here *replaces*
+    that term by the measured alpha(n) = a0 + a1*(n-1): floor = alpha(n) - log2(n)*latency, which may be negative;
+    the total is alpha(n) + the bandwidth term, never below alpha(n).
     """
 
     name = "allreduce"
@@ -312,7 +312,7 @@ class AllreduceForm(Form):
         lo = xp.minimum(g, 2.0)
         e_n = e2 + (e4 - e2) * (lo - 1.0) + (e8 - e4) * (g - lo)
         em = e_n * sat(xp, nbytes, b0, pb)
-        floor_s = a0 + a1 * (n - 1.0) - 2.0 * (n - 1.0) * lat
+        floor_s = a0 + a1 * (n - 1.0) - xp.log2(xp.maximum(n, 1.0)) * lat
         return 1.0, em, floor_s
 
 
