@@ -1,7 +1,7 @@
 """Least-squares fit of a family's efficiency form on log time, in numpy only (no scipy).
 
 The objective is sum_i (log t_pred_i - log t_meas_i)^2 — relative error, so a 3 us kernel counts as much as a
-30 ms one. t_pred replicates roofline.CostModel exactly (the same max(compute, memory) + floor, the same ring model
+30 ms one. t_pred replicates roofline.CostModel exactly (the same max(compute, memory) + floor, the same link model
 for all-reduce), vectorised over rows. The minimiser is Levenberg-Marquardt with a forward-difference Jacobian in
 an unconstrained parameter space (logistic for efficiencies, log for scales), restarted from a few jittered points;
 discrete hyper-parameters (tile sizes) are picked by grid search on a subsample. Rows are split at random (seeded)

@@ -281,7 +281,7 @@ class ElementwiseForm(Form):
 
 
 class AllreduceForm(Form):
-    """Ring all-reduce over the intra-node link: link efficiency by device count, saturating in message bytes.
+    """All-reduce over the intra-node link: link efficiency by device count, saturating in message bytes.
 
     The cost model adds log2(n) x the spec's link latency (roofline.allreduce_latency_s); the floor here *replaces*
     that term by the measured alpha(n) = a0 + a1*(n-1): floor = alpha(n) - log2(n)*latency, which may be negative;

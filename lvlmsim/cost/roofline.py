@@ -1,7 +1,7 @@
 """Time of one op on one device: t = max(flops / (eff_c * peak), bytes / (eff_m * bw)) + floor.
 
-Collectives use a ring model over the intra-node link instead of HBM. Every result keeps its roofline
-coordinates and the provenance of its efficiencies, so any printed figure can be traced to its op.
+Collectives use the link model (allreduce_s: a ring's bandwidth term, a tree's latency) instead of HBM. Every result
+keeps its roofline coordinates and the provenance of its efficiencies, so any printed figure can be traced to its op.
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def allreduce(
     name: str, stage: str, module: str, message_bytes: float, cfg: GraphConfig, count: int = 1,
     layer_range: tuple[int, int] = (0, 0), visual_share: float = 0.0,
 ) -> Op:
-    """A ring all-reduce of `message_bytes` over cfg.tp devices; its time comes from the link model, not HBM."""
+    """An all-reduce of `message_bytes` over cfg.tp devices; its time comes from the link model, not HBM."""
     return Op(
         name=name, kind=ALLREDUCE, stage=stage, module=module, flops=message_bytes / _b(cfg.act_dtype),
         bytes_read=message_bytes, bytes_written=0.0, dtype=cfg.act_dtype, shape=(int(message_bytes), cfg.tp),
