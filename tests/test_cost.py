@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from lvlmsim.cost import CostModel, DefaultProfile, PeakProfile, allreduce_s
 from lvlmsim.errors import InfeasibleError
-from lvlmsim.ops.graph import attention, gemm
+from lvlmsim.ops.graph import allreduce, attention, gemm
 from lvlmsim.ops.op import ATTN_DECODE, GraphConfig
 from lvlmsim.specs import load_hardware
 
@@ -55,6 +55,18 @@ def test_allreduce_matches_hand_formula():
     assert allreduce_s(1e6, 1, 450e9, 2e-6) == 0.0
     # a tiny message on 2 devices costs one link latency
     assert allreduce_s(0.0, 2, 450e9, 5e-6) == pytest.approx(5e-6)
+
+
+def test_allreduce_on_a_mesh_uses_the_links_of_its_group():
+    # MI300X, 64 MiB bf16 all-reduce at the pure roofline: tp=2 crosses one 64 GB/s xGMI link,
+    # 2*1/2 * 64Mi / 64e9 + log2(2) * 10 us; tp=8 spreads over 7 links, 2*7/8 * 64Mi / 448e9 + 3 * 10 us.
+    hw = load_hardware("mi300x")
+    cm = CostModel(hw, PeakProfile())
+    msg = 64 * 2**20
+    t2 = cm.cost(allreduce("ar", "prefill", "llm", msg, GraphConfig(tp=2))).time_s
+    t8 = cm.cost(allreduce("ar", "prefill", "llm", msg, GraphConfig(tp=8))).time_s
+    assert t2 == pytest.approx(msg / 64e9 + 10e-6)
+    assert t8 == pytest.approx(2 * 7 / 8 * msg / 448e9 + 3 * 10e-6)
 
 
 @settings(max_examples=50, deadline=None)

@@ -85,6 +85,15 @@ def test_nvlink_bandwidth_is_per_direction():
     assert load_hardware("a100-sxm-80gb").intra_node_link.bw_gbps == pytest.approx(300)
 
 
+def test_xgmi_mesh_bandwidth_grows_with_the_group_while_nvswitch_does_not():
+    # MI300X: 7 point-to-point xGMI links of 64 GB/s per direction; a tp-n collective drives n-1 of them.
+    mesh = load_hardware("mi300x").intra_node_link
+    assert mesh.topology == "mesh"
+    assert [mesh.collective_bw_bytes_s(n) / 1e9 for n in (2, 4, 8)] == [64.0, 192.0, 448.0]
+    switch = load_hardware("h100-sxm").intra_node_link
+    assert [switch.collective_bw_bytes_s(n) / 1e9 for n in (2, 4, 8)] == [450.0, 450.0, 450.0]
+
+
 def test_unknown_id_suggests_closest():
     with pytest.raises(UnknownIdError) as exc:
         load_hardware("h100-sxn")

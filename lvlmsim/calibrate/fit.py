@@ -59,9 +59,9 @@ def family_data(kind: str, rows: Sequence[Measurement], hw: HardwareSpec) -> Fam
     feats = np.array([form.features(r.op, hw) for r in rows], dtype=float).reshape(len(rows), -1)
     meas = np.array([r.measured_s for r in rows], dtype=float)
     if kind == ALLREDUCE:
-        link_bw = hw.intra_node_link.bw_gbps * 1e9
         lat = hw.intra_node_link.latency_us * 1e-6
         n = np.array([max(r.op.devices, 1) for r in rows], dtype=float)
+        link_bw = np.array([hw.intra_node_link.collective_bw_bytes_s(int(d)) for d in n], dtype=float)
         b = np.array([r.op.bytes_read for r in rows], dtype=float)
         comp = np.zeros(len(rows))
         mem = 2 * (n - 1) / n * b / link_bw

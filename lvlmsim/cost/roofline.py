@@ -69,7 +69,6 @@ class CostModel:
         self.profile = profile or DEFAULT_PROFILE
         self._cache: dict[Op, OpCost] = {}
         self._bw = hardware.mem_bw_bytes_per_s
-        self._link_bw = hardware.intra_node_link.bw_gbps * 1e9
         self._link_lat = hardware.intra_node_link.latency_us * 1e-6
 
     def cost(self, op: Op) -> OpCost:
@@ -78,7 +77,8 @@ class CostModel:
             return hit
         eff = self.profile.efficiency(op, self.hardware)
         if op.kind == ALLREDUCE:
-            comm = allreduce_s(op.bytes_read, op.devices, eff.memory * self._link_bw, self._link_lat)
+            link_bw = self.hardware.intra_node_link.collective_bw_bytes_s(op.devices)
+            comm = allreduce_s(op.bytes_read, op.devices, eff.memory * link_bw, self._link_lat)
             res = OpCost(op, comm + eff.floor_s if op.devices > 1 else 0.0, 0.0, comm, eff.floor_s,
                          COMMUNICATION, eff.compute, eff.memory, eff.source, eff.measured_error_pct)
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator
 
@@ -13,11 +14,22 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
 
 
 class LinkSpec(StrictModel):
-    """A point-to-point link; bandwidth is per direction, as NVLink/PCIe datasheets halve their bidirectional total."""
+    """The intra-node fabric; bandwidth is per direction, as NVLink/PCIe datasheets halve their bidirectional total.
+
+    topology 'switch' (NVSwitch, a PCIe switch): every device reaches the fabric at `bw_gbps` whatever the group size.
+    topology 'mesh' (AMD xGMI): `bw_gbps` is ONE point-to-point link to one peer, and a collective over n devices
+    drives n-1 of them at once (RCCL spreads its rings over every link), so it gets (n-1) x bw_gbps.
+    """
 
     name: str
-    bw_gbps: PositiveFloat = Field(description="GB/s per direction (1 GB = 1e9 bytes)")
+    bw_gbps: PositiveFloat = Field(description="GB/s per direction (1 GB = 1e9 bytes); per peer link on a mesh")
     latency_us: NonNegativeFloat = Field(description="one-way latency of a small message, microseconds")
+    topology: Literal["switch", "mesh"] = Field("switch", description="switch: bw per device; mesh: bw per peer link")
+
+    def collective_bw_bytes_s(self, devices: int) -> float:
+        """Per-direction bytes/s one device drives in a collective over `devices` devices."""
+        links = max(devices - 1, 1) if self.topology == "mesh" else 1
+        return self.bw_gbps * 1e9 * links
 
 
 class HardwareSpec(StrictModel):
