@@ -303,7 +303,7 @@ def fit_family(kind: str, rows: Sequence[Measurement], hw: HardwareSpec, *, seed
 # ------------------------------------------------------------------------------------------------------------------
 # a whole profile
 
-SEPARATE_DTYPES = ("fp8", "int8", "int4")  # low-precision kernels get their own fit (different kernels, scaling)
+SEPARATE_DTYPES = ("fp8", "int8", "int4", "fp4")  # low-precision kernels get their own fit (different kernels, scaling)
 MIN_ROWS = 8  # fewer rows than this and a family keeps the roofline default
 
 

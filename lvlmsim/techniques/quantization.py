@@ -22,7 +22,9 @@ from lvlmsim.techniques.base import ORDER_KV, ORDER_WEIGHTS, TechniqueConfig, re
 _ATTN_KINDS = (ATTN_PREFILL, ATTN_DECODE, ATTN_ENCODER)
 
 # scheme -> (weight dtype, compute dtype or None = the model's activation dtype)
-SCHEMES: dict[str, tuple[str, str | None]] = {"w8a8": ("int8", "int8"), "fp8": ("fp8", "fp8"), "w4a16": ("int4", None)}
+SCHEMES: dict[str, tuple[str, str | None]] = {
+    "w8a8": ("int8", "int8"), "fp8": ("fp8", "fp8"), "w4a16": ("int4", None), "fp4": ("fp4", "fp4"),
+}
 
 
 @register
@@ -34,17 +36,19 @@ class WeightQuantConfig(TechniqueConfig):
     - w4a16 (AWQ, Lin et al., MLSys 2024; GPTQ): int4 weights read, GEMMs in the activation dtype after an
       in-kernel dequantization costed at `dequant_flops_per_weight` FLOPs per weight per GEMM call (default 2:
       one scale multiply and one zero-point add).
+    - fp4 (NVFP4 W4A4, as TensorRT-LLM serves it on Blackwell): fp4 weights, fp4 GEMMs at the fp4 peak (B200
+      only among the shipped devices); the activation quantization and the fp8 block scales are not costed.
     Attention stays in the activation dtype (its operands are activations and KV, not weights).
     """
 
     kind: Literal["weight_quant"] = "weight_quant"
     module: Literal["vision", "projector", "llm", "all"] = Field("llm", description="which module's weights")
-    scheme: Literal["w8a8", "fp8", "w4a16"] = Field(description="quantization scheme")
+    scheme: Literal["w8a8", "fp8", "w4a16", "fp4"] = Field(description="quantization scheme")
     dequant_flops_per_weight: float = Field(2.0, ge=0.0, description="w4a16 only: FLOPs per weight per GEMM call")
 
     citation: ClassVar[str] = ("Xiao et al., SmoothQuant, ICML 2023 (arXiv 2211.10438); Lin et al., AWQ, MLSys 2024 "
                                "(arXiv 2306.00978); Frantar et al., GPTQ, ICLR 2023 (arXiv 2210.17323); NVIDIA "
-                               "TensorRT-LLM FP8")
+                               "TensorRT-LLM FP8 and NVFP4 (Blackwell)")
     stage: ClassVar[str] = "encode/prefill/decode of the chosen module + weight memory"
     acts_on: ClassVar[str] = "dtypes/bytes of GEMMs (weight_dtype, compute_dtype, dequant FLOPs)"
     order: ClassVar[int] = ORDER_WEIGHTS
