@@ -30,7 +30,7 @@ from lvlmsim.calibrate.model import (
     np_math,
 )
 from lvlmsim.cost.profile import DEFAULT_PROFILE, EfficiencyProfile
-from lvlmsim.cost.roofline import CostModel
+from lvlmsim.cost.roofline import CostModel, allreduce_latency_s
 from lvlmsim.ops.op import ALLREDUCE, ELEMENTWISE
 from lvlmsim.specs.hardware import HardwareSpec
 
@@ -65,7 +65,7 @@ def family_data(kind: str, rows: Sequence[Measurement], hw: HardwareSpec) -> Fam
         b = np.array([r.op.bytes_read for r in rows], dtype=float)
         comp = np.zeros(len(rows))
         mem = 2 * (n - 1) / n * b / link_bw
-        fixed = np.log2(np.maximum(n, 1.0)) * lat  # roofline.allreduce_latency_s, vectorised
+        fixed = np.array([allreduce_latency_s(d, lat) for d in n], dtype=float)
     else:
         peaks: dict[str, float] = {}
         for r in rows:

@@ -312,7 +312,7 @@ class AllreduceForm(Form):
         lo = xp.minimum(g, 2.0)
         e_n = e2 + (e4 - e2) * (lo - 1.0) + (e8 - e4) * (g - lo)
         em = e_n * sat(xp, nbytes, b0, pb)
-        floor_s = a0 + a1 * (n - 1.0) - xp.log2(xp.maximum(n, 1.0)) * lat
+        floor_s = a0 + a1 * (n - 1.0) - xp.log2(xp.maximum(n, 1.0)) * lat  # minus roofline.allreduce_latency_s
         return 1.0, em, floor_s
 
 
