@@ -158,8 +158,7 @@ class EncoderInstance(_Base):
             if not batch:
                 continue
             if self.coster.comp is not None:
-                dt = self.coster.encode_toks_s([t for r in batch for t in (r.toks if r.enc_toks is None
-                                                                          else r.enc_toks)]) + self.overhead_s
+                dt = self.coster.encode_toks_s([t for r in batch for t in r.toks_to_encode]) + self.overhead_s
             else:
                 dt = self.coster.encode_s(lens, proj, tok) + self.overhead_s
             if not self.nsteps & self.ts_mask:
@@ -486,8 +485,7 @@ class LlmInstance(_Base):
             return None
         enc_s = 0.0
         if enc_reqs and self.coster.comp is not None:
-            enc_s = self.coster.encode_toks_s([t for r in enc_reqs for t in (r.toks if r.enc_toks is None
-                                                                                else r.enc_toks)])
+            enc_s = self.coster.encode_toks_s([t for r in enc_reqs for t in r.toks_to_encode])
         elif enc_reqs:
             lens: list[int] = []
             proj = 0

@@ -92,6 +92,11 @@ class Request:
         self.reason = ""
 
     @property
+    def toks_to_encode(self) -> tuple:
+        """The tokenizations the encoder must still run: all of `toks`, or what a reuse cache left (`enc_toks`)."""
+        return self.toks if self.enc_toks is None else self.enc_toks
+
+    @property
     def has_visual(self) -> bool:
         return bool(self.vit_seq_lens)
 
