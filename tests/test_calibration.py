@@ -14,7 +14,6 @@ import typer
 from typer.testing import CliRunner
 
 from lvlmsim.calibrate import fit as F
-from lvlmsim.calibrate.cli import register
 from lvlmsim.calibrate.measured import (
     Measurement,
     allreduce_op,
@@ -27,6 +26,7 @@ from lvlmsim.calibrate.measured import (
 )
 from lvlmsim.calibrate.model import FORMS, FamilyFit, FittedProfile
 from lvlmsim.calibrate.profiles import load_profile_for, shipped_profiles
+from lvlmsim.cli.calibrate import register
 from lvlmsim.cost.profile import DEFAULT_PROFILE, DefaultProfile, EfficiencyProfile, PeakProfile
 from lvlmsim.cost.roofline import CostModel
 from lvlmsim.errors import SpecError

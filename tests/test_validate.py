@@ -11,9 +11,9 @@ import typer
 from shared_data import MEASURED, needs_shared
 from typer.testing import CliRunner
 
-from lvlmsim.calibrate.cli import register
 from lvlmsim.calibrate.profiles import shipped_profiles
 from lvlmsim.calibrate.validate import validate
+from lvlmsim.cli.calibrate import register
 from lvlmsim.cost.profile import DEFAULT_PROFILE
 from lvlmsim.specs.registry import load_hardware
 

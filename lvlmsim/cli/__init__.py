@@ -179,21 +179,16 @@ def import_hf(
         sys.stdout.write(text)
 
 
-def _register_optional() -> None:
-    """Commands whose modules live with their layer (calibration, engine, app) register themselves."""
-    import importlib
+def _register_commands() -> None:
+    """Each command group lives in its own module of this package and adds itself to `app`; an import error in one
+    of them is a bug and fails loudly."""
+    from lvlmsim.cli import app_cmd, calibrate, planner, simulate
 
-    for mod in ("lvlmsim.calibrate.cli", "lvlmsim.engine.cli", "lvlmsim.planner.cli", "lvlmsim.cli.app_cmd"):
-        try:
-            module = importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name and mod.startswith(exc.name):
-                continue
-            raise
+    for module in (calibrate, simulate, planner, app_cmd):
         module.register(app)
 
 
-_register_optional()
+_register_commands()
 
 
 def main() -> None:
