@@ -367,6 +367,14 @@ def test_cost_and_energy_are_consistent():
     assert not math.isnan(s["itl_s"]["p99"])
 
 
+def test_energy_is_unknown_not_zero_on_hardware_without_a_published_power():
+    """TPU v6e has no published per-chip power (tdp_w null): energy must read None, while dollars still count."""
+    res = simulate(scenario(hardware="tpu-v6e", model="qwen2-vl-7b"), requests=20, seed=1)
+    s = res.summary
+    assert s["energy_j"] is None and s["joules_per_output_token"] is None
+    assert s["cost_usd"] == pytest.approx(load_hardware("tpu-v6e").price_per_hour_usd * s["span_s"] / 3600)
+
+
 def test_progress_is_driven_by_completions_and_rate_rescales_traces():
     calls = []
     res = simulate(requests=400, seed=1, progress=lambda done, total: calls.append((done, total)))

@@ -130,3 +130,67 @@ def test_negative_link_bandwidth_names_the_nested_field(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(SpecError, match=r"intra_node_link\.bw_gbps"):
         load_hardware(str(path))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# AMD Instinct beyond the MI300X and the accelerators that are not GPUs (issue 16)
+
+ACCELERATORS = {"mi325x": "gpu", "mi355x": "gpu", "tpu-v6e": "tpu", "gaudi3": "hpu"}
+
+
+@pytest.mark.parametrize("hw_id,kind", sorted(ACCELERATORS.items()))
+def test_new_accelerators_load_with_their_kind_and_say_what_the_roofline_misses(hw_id, kind):
+    hw = load_hardware(hw_id)
+    assert hw.kind == kind
+    assert "miss" in hw.notes or "cannot capture" in hw.notes, "notes must say what the roofline abstraction misses"
+
+
+def test_mi355x_dense_peaks_follow_from_cus_clock_and_ops_per_clock():
+    """256 CUs x 2.4 GHz x 8192 fp8 FLOP/clk/CU = 5033.2 TF; fp16 is half, MXFP4 double (AMD rounds to 2.5/5/10 PF)."""
+    p = load_hardware("mi355x").peak_tflops
+    fp8 = 256 * 2.4e9 * 8192 / 1e12
+    assert p["fp8"] == pytest.approx(fp8, abs=0.1)
+    assert p["bf16"] == pytest.approx(fp8 / 2, abs=0.1)
+    assert p["fp4"] == pytest.approx(fp8 * 2, abs=0.1)
+
+
+def test_mi325x_is_mi300x_compute_with_more_hbm():
+    mi300x, mi325x = load_hardware("mi300x"), load_hardware("mi325x")
+    assert mi325x.peak_tflops == mi300x.peak_tflops
+    assert (mi325x.mem_capacity_gib, mi325x.mem_bw_gbps) == (256, 6000)
+
+
+def test_xgmi_mesh_collective_uses_n_minus_one_links():
+    """MI355X: 153.6 GB/s bidirectional per xGMI link = 76.8 per direction; tp=8 drives 7 links = 537.6 GB/s."""
+    link = load_hardware("mi355x").intra_node_link
+    assert link.topology == "mesh"
+    assert link.collective_bw_bytes_s(2) == pytest.approx(76.8e9)
+    assert link.collective_bw_bytes_s(8) == pytest.approx(7 * 76.8e9)
+
+
+def test_tpu_v6e_ridge_point_and_ici_match_the_cloud_docs():
+    """918 TF bf16 / 1638 GB/s = 560.4 FLOP/B; ICI 800 GB/s bidirectional = 400 per direction = 102.4 TB/s / 256."""
+    hw = load_hardware("tpu-v6e")
+    assert hw.ridge_point("bf16") == pytest.approx(918e12 / 1638e9)
+    assert hw.intra_node_link.bw_gbps == pytest.approx(102.4e3 / 256)
+    assert not hw.supports("fp8"), "v6e publishes bf16 and int8 only"
+
+
+def test_gaudi3_fp8_runs_at_the_bf16_rate_over_a_roce_mesh():
+    hw = load_hardware("gaudi3")
+    assert hw.peak_tflops["fp8"] == hw.peak_tflops["bf16"] == 1835
+    assert hw.intra_node_link.collective_bw_bytes_s(8) == pytest.approx(7 * 75e9)  # 21 of 24 ports x 25 GB/s
+
+
+def test_unpublished_power_and_cache_are_null_not_invented():
+    hw = load_hardware("tpu-v6e")
+    assert hw.tdp_w is None and hw.l2_cache_mb is None
+
+
+def test_hardware_kind_names_the_allowed_kinds(tmp_path):
+    doc = yaml.safe_load((hardware_dir() / "gaudi3.yaml").read_text())
+    doc["kind"] = "fpga"
+    bad = tmp_path / "gaudi3.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    with pytest.raises(SpecError, match="kind.*tpu"):
+        load_hardware(str(bad))

@@ -113,6 +113,12 @@ def estimate(
         out.print(ot)
 
 
+def _source_head(source: str, width: int = 60) -> str:
+    """The first clause of a spec's source (its primary document), short enough for a table cell."""
+    head = source.split(" (")[0].split(";")[0].strip()
+    return head if len(head) <= width else head[: width - 3] + "..."
+
+
 @app.command("list")
 @user_errors
 def list_cmd(
@@ -133,13 +139,13 @@ def list_cmd(
             t.add_row(mid, f"{m.name}: {m.vision.name} + {m.projector.kind} + {m.llm.name}, "
                            f"{m.tokenization.kind} tokenization")
     elif what == "hardware":
-        for col in ("id", "name", "bf16 TFLOP/s", "GB/s", "GiB", "$/h"):
+        for col in ("id", "kind", "name", "bf16 TFLOP/s", "GB/s", "GiB", "$/h", "source"):
             t.add_column(col)
         for hid in registry.hardware_ids():
             h = registry.load_hardware(hid)
             peak = h.peak_tflops.get("bf16", h.peak_tflops.get("fp32", 0.0))
-            t.add_row(hid, h.name, f"{peak:g}", f"{h.mem_bw_gbps:g}", f"{h.mem_capacity_gib:g}",
-                      f"{h.price_per_hour_usd:.2f}")
+            t.add_row(hid, h.kind, h.name, f"{peak:g}", f"{h.mem_bw_gbps:g}", f"{h.mem_capacity_gib:g}",
+                      f"{h.price_per_hour_usd:.2f}", _source_head(h.source))
     elif what == "scenarios":
         t.add_column("id")
         for sid in registry.scenario_ids():

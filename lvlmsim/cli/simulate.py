@@ -94,7 +94,9 @@ def print_summary(result, out) -> None:
     jpt = s["joules_per_output_token"]
     out.print(f"cost: ${s['cost_usd']:.2f} for {s['gpus']} GPU(s)"
               + (f", ${usd:.3f} per 1M output tokens" if usd is not None else "")
-              + f"; energy {s['energy_j'] / 3.6e6:.3f} kWh" + (f" ({jpt:.2f} J/token)" if jpt is not None else ""))
+              + (f"; energy {s['energy_j'] / 3.6e6:.3f} kWh" if s["energy_j"] is not None
+                 else "; energy unknown (no published power figure for this hardware)")
+              + (f" ({jpt:.2f} J/token)" if jpt is not None else ""))
     it = Table(title="instances")
     for col in ("instance", "hardware", "tp", "steps", "utilisation", "peak KV", "mean queue"):
         it.add_column(col)

@@ -10,6 +10,7 @@ Definitions:
   energy are charged over it for every GPU of every instance.
 * Energy assumption: a GPU draws idle power all the time and TDP while busy:
   E = tp x (idle_w x span + (tdp_w - idle_w) x busy); idle_w defaults to 25% of TDP when the hardware has none.
+  Energy is None (unknown) when any pool runs on hardware whose vendor publishes no power figure (tdp_w null).
 * Saturation: over the arrival window [first arrival, last arrival], the growth of requests in the system
   (arrived - finished - rejected) across its second half. With chat sessions the open arrivals are session starts
   (later turns are closed-loop: sent only after the previous answer), so sessions are counted instead (started -
@@ -143,6 +144,14 @@ def saturation(arrivals: Sequence[float], done: Sequence[float], unit: str = "re
             "window_s": [first, last], "rule": rule, "unit": unit}
 
 
+def _add_energy(energy: float, hw, tp: int, span: float, busy_s: float) -> float | None:
+    """Energy so far plus one instance's; None once a device has no published power (tdp_w null)."""
+    if hw.tdp_w is None:
+        return None
+    idle_w = hw.idle_power_w if hw.idle_power_w is not None else IDLE_POWER_DEFAULT_FRACTION * hw.tdp_w
+    return energy + tp * (idle_w * span + (hw.tdp_w - idle_w) * busy_s)
+
+
 def summarize(cluster, df: pd.DataFrame, slos, span_s: float) -> dict:
     """The run summary; see the module docstring for every definition."""
     span = max(span_s, 1e-12)
@@ -172,16 +181,17 @@ def summarize(cluster, df: pd.DataFrame, slos, span_s: float) -> dict:
     itl_w = np.concatenate([np.asarray(i.itl_n, dtype=float) for i in cluster.instances] or [np.zeros(0)])
 
     inst_rows = []
-    usd = energy = 0.0
+    usd = 0.0
+    energy: float | None = 0.0
     gpus = 0
     for pool in cluster.pools:
         hw = pool.hardware
         tp = pool.spec.tp
-        idle_w = hw.idle_power_w if hw.idle_power_w is not None else IDLE_POWER_DEFAULT_FRACTION * hw.tdp_w
         for inst in pool.instances:
             gpus += tp
             usd += hw.price_per_hour_usd * tp * span / 3600.0
-            energy += tp * (idle_w * span + (hw.tdp_w - idle_w) * inst.busy_s)
+            if energy is not None:
+                energy = _add_energy(energy, hw, tp, span, inst.busy_s)
             inst_rows.append({
                 "instance": inst.name, "pool": pool.name, "role": pool.role, "hardware": hw.id, "tp": tp,
                 "steps": inst.nsteps, "busy_s": inst.busy_s, "max_step_s": inst.max_step_s,
@@ -217,7 +227,7 @@ def summarize(cluster, df: pd.DataFrame, slos, span_s: float) -> dict:
         "cost_usd": usd,
         "usd_per_1m_output_tokens": usd / (out_tokens / 1e6) if out_tokens else None,
         "energy_j": energy,
-        "joules_per_output_token": energy / out_tokens if out_tokens else None,
+        "joules_per_output_token": energy / out_tokens if out_tokens and energy is not None else None,
         "energy_assumption": "per GPU: idle power over the whole span + (TDP - idle) while busy; idle defaults to "
                              f"{IDLE_POWER_DEFAULT_FRACTION:.0%} of TDP where the hardware spec has none",
         "saturation": saturation(cluster.unit_starts, cluster.unit_ends,

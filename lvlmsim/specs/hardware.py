@@ -36,15 +36,21 @@ class HardwareSpec(StrictModel):
     id: str = Field(description="lower-case slug, e.g. h100-sxm")
     name: str
     vendor: str
-    kind: str = Field(pattern=r"^(gpu|cpu|accelerator|soc)$")
+    kind: Literal["gpu", "cpu", "soc", "accelerator", "tpu", "npu", "hpu", "asic"] = Field(
+        description="gpu, cpu, soc; tpu (Google), npu (Ascend), hpu (Gaudi), asic (Trainium, ...), accelerator (other)"
+    )
     peak_tflops: dict[Dtype, PositiveFloat] = Field(description="dense (not 2:4 sparse) peak per dtype, TFLOP/s")
     mem_capacity_gib: PositiveFloat
     mem_bw_gbps: PositiveFloat = Field(description="device memory bandwidth, GB/s")
-    l2_cache_mb: PositiveFloat = Field(description="last-level on-chip cache, MB")
+    l2_cache_mb: PositiveFloat | None = Field(
+        description="last-level on-chip cache, MB; null where the device has software-managed SRAM, no published cache"
+    )
     intra_node_link: LinkSpec
     inter_node_bw_gbps: NonNegativeFloat = Field(description="network bandwidth per device across nodes, GB/s")
     max_devices_per_node: PositiveInt = 8
-    tdp_w: PositiveFloat
+    tdp_w: PositiveFloat | None = Field(
+        description="board/chip power, W; null where the vendor publishes none (energy is then unknown)"
+    )
     idle_power_w: NonNegativeFloat | None = None
     price_per_hour_usd: NonNegativeFloat
     price_date: str = Field(pattern=r"^\d{4}-\d{2}(-\d{2})?$")
