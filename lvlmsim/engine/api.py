@@ -15,7 +15,7 @@ from lvlmsim.cost.roofline import CostModel
 from lvlmsim.engine.cluster import Cluster, build_pool, default_link
 from lvlmsim.engine.metrics import request_frame, summarize, timeseries_frame
 from lvlmsim.engine.trace import trace_mean_rate
-from lvlmsim.engine.workload import generate
+from lvlmsim.engine.workload import stream
 from lvlmsim.errors import LvlmsimError
 from lvlmsim.specs.model import ModelSpec
 from lvlmsim.specs.registry import load_hardware, load_model
@@ -185,9 +185,9 @@ def simulate(
     main = next((comps[p.label] for p in sc.serving.pool_list() if p.role != "E"), None) if comps else None
     if main is not None:
         first = main
-        wl = generate(sc.workload, first.model, sc.seed, sc.resolve_data_path, first.transform_tokenization)
+        wl = stream(sc.workload, first.model, sc.seed, sc.resolve_data_path, first.transform_tokenization)
     else:
-        wl = generate(sc.workload, model, sc.seed, sc.resolve_data_path)
+        wl = stream(sc.workload, model, sc.seed, sc.resolve_data_path)
     env = simpy.Environment()
     pools = []
     profiles = {}
@@ -208,9 +208,13 @@ def simulate(
     env.run(until=sc.horizon_s)
     end_s = float(env.now)
     cluster.finalize()
-    df = request_frame(wl.requests)
+    df = request_frame([r for r in wl.requests if not r.warmup] if wl.warmup else wl.requests)
+    if wl.cap is not None:  # which client slot sent each request (the closed loop's sequence per client)
+        df["client"] = [r.client if r.client is not None else -1 for r in wl.requests if r.arrived and not r.warmup]
     ts = timeseries_frame(cluster.instances)
-    summary = summarize(cluster, df, sc.slos, end_s)
+    summary = summarize(cluster, df, sc.slos, end_s - cluster.measure_start_s)
+    if wl.warmup:
+        summary["warmup"] = {"requests": wl.warmup, "measured_from_s": cluster.measure_start_s}
     if main is not None:
         summary["techniques"] = _techniques_summary(main)
     reuse = cluster.reuse_stats()
@@ -220,12 +224,14 @@ def simulate(
         progress(cluster.n_completed + cluster.n_rejected, cluster.total)
     meta = {
         "id": sc.id, "model": model.id, "hardware": sc.hardware, "seed": sc.seed,
-        "requests_planned": len(wl.requests), "arrival": sc.workload.arrival.model_dump(mode="json"),
+        "requests_planned": wl.planned, "arrival": sc.workload.arrival.model_dump(mode="json"),
         "pools": [{"name": p.name, "role": p.role, "hardware": p.hardware.id, "instances": len(p.instances),
                    "tp": p.spec.tp, "kv_blocks": p.total_blocks, "profile": profiles[p.name],
                    "memory": p.memory_verdict} for p in pools],
         "link": link.model_dump(mode="json") if link else None,
     }
+    if wl.cap is not None:
+        meta["max_concurrency"] = wl.cap
     return SimulationResult(sc, df, ts, summary, time.perf_counter() - t_wall, meta)
 
 

@@ -13,6 +13,7 @@ one request of the largest size in the workload must fit, or the run stops with 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -106,77 +107,113 @@ class Cluster:
         self.n_arrived = 0
         self.n_completed = 0
         self.n_rejected = 0
-        self.total = len(workload.requests)
+        self.total = workload.planned
         self._report_every = max(1, self.total // 200)
         self._next_report = self._report_every
         self._sessions = {}
-        for chat in workload.sessions:
-            for a, b in zip(chat, chat[1:], strict=False):
-                self._sessions[a.id] = b
         self.arrival_times: list[float] = []
         self.done_times: list[float] = []
         # open arrivals (requests, or first turns of chat sessions) and the ends of what they started (a request, or
         # a session's last or rejected turn): the saturation verdict watches these, since a chat's later turns are
         # closed-loop and cannot pile up by themselves
-        self.has_sessions = bool(workload.sessions)
+        self.has_sessions = workload.has_sessions
         self.unit_starts: list[float] = []
         self.unit_ends: list[float] = []
-        self._prepare_requests()
+        # closed loop / concurrency cap: free client slots (FIFO, as an asyncio semaphore wakes its waiters) and the
+        # event the arrival process waits on when none is free
+        self.cap = workload.cap
+        self._free_clients = deque(range(self.cap)) if self.cap is not None else deque()
+        self._slot_freed: simpy.Event | None = None
+        self.n_sent = 0
+        self.measure_start_s = 0.0  # send time of the first request after the warm-up ones
+        self._prepare_setup()
         env.process(self._arrivals())
 
     # ---------------------------------------------------------------------------------------------------------------
-    def _prepare_requests(self) -> None:
-        """Model-derived fields: tokens in the decoder sequence, cross-attention KV, KV slots of visual tokens."""
+    def _prepare_setup(self) -> None:
+        """What preparing a request needs from the model, computed once; speculative decoding's pre-scan."""
         model, cfg = self.model, self.entry_pool.cfg
-        cross = model.image_tokens_in_kv_of_cross_attention
+        self._cross = model.image_tokens_in_kv_of_cross_attention
         per_tok = kv_bytes_per_token(model, cfg)
         per_vis = sequence_kv_bytes(model, cfg, 0, 1)
-        ratio = per_vis / per_tok if per_tok else 1.0
-        fracs = self.entry_pool.instances[0].coster.fracs if self.entry_pool.instances else (1.0,)
-        schedule = any(f < 1.0 for f in fracs)
-        for r in self.workload.requests:
-            vis = r.visual_tokens
-            if cross:
-                r.vis_in_seq, r.cross_kv = 0, vis
-                r.extra_slots = math.ceil(vis * ratio) if vis else 0
-            else:
-                r.vis_in_seq, r.cross_kv = vis, 0
-                r.extra_slots = round(vis * ratio) - vis if ratio != 1.0 else 0
-            r.seq_tokens = r.prompt_tokens + r.vis_in_seq
-            r.target = r.seq_tokens
-            if schedule:
-                r.pruned = kept_visual(r.vis_in_seq, fracs)
+        self._vis_ratio = per_vis / per_tok if per_tok else 1.0
+        self._fracs = self.entry_pool.instances[0].coster.fracs if self.entry_pool.instances else (1.0,)
+        self._schedule = any(f < 1.0 for f in self._fracs)
+        self._spec_extra = 0
         self._prepare_techniques()
+
+    def _prepare(self, r: Request) -> None:
+        """Model-derived fields: tokens in the decoder sequence, cross-attention KV, KV slots of visual tokens."""
+        vis = r.visual_tokens
+        if self._cross:
+            r.vis_in_seq, r.cross_kv = 0, vis
+            r.extra_slots = math.ceil(vis * self._vis_ratio) if vis else 0
+        else:
+            r.vis_in_seq, r.cross_kv = vis, 0
+            r.extra_slots = round(vis * self._vis_ratio) - vis if self._vis_ratio != 1.0 else 0
+        r.seq_tokens = r.prompt_tokens + r.vis_in_seq
+        r.target = r.seq_tokens
+        if self._schedule:
+            r.pruned = kept_visual(r.vis_in_seq, self._fracs)
+        r.extra_slots += self._spec_extra
 
     def _prepare_techniques(self) -> None:
         """Speculative decoding: every sequence reserves KV slots for the gamma drafted tokens a round verifies
         (lookahead - 1 beyond the token a step keeps), and each coster learns the mean past visual tokens of a
-        decoding sequence (its draft/verify pricing uses it)."""
+        decoding sequence (its draft/verify pricing uses it; a scan of the whole workload)."""
         costers = [p.instances[0].coster for p in self.pools if p.instances and p.role != "E"]
         spec = [c for c in costers if c.speculative]
         if not spec:
             return
-        extra = max(c.comp.decode_policy.lookahead_tokens for c in spec) - 1
-        vis = [r.vis_in_seq for r in self.workload.requests if r.vis_in_seq]
+        vis = []
+        for r in self.workload.scan():
+            self._prepare(r)
+            if r.vis_in_seq:
+                vis.append(r.vis_in_seq)
+        self._spec_extra = max(c.comp.decode_policy.lookahead_tokens for c in spec) - 1
         mean_vis = round(sum(vis) / len(vis)) if vis else 0
         for c in spec:
             c.spec_visual = mean_vis
-        for r in self.workload.requests:
-            r.extra_slots += extra
 
     def _blocks(self, slots: int) -> int:
         return -(-slots // self.block_size) if slots > 0 else 0
 
     def _arrivals(self):
+        """Pull arrival units from the workload stream and send them at their arrival time; under a concurrency cap,
+        also wait for a free client slot (latencies then count from the send, as the benchmark clients measure)."""
         env = self.env
-        firsts = sorted((r for r in self.workload.requests if not math.isnan(r.arrival_s)),
-                        key=lambda r: (r.arrival_s, r.id))
-        for r in firsts:
-            dt = r.arrival_s - env.now
+        wl = self.workload
+        for unit in wl.units():
+            first = unit[0]
+            for r in unit:
+                self._prepare(r)
+            for a, b in zip(unit, unit[1:], strict=False):
+                self._sessions[a.id] = b
+            dt = first.arrival_s - env.now
             if dt > 0:
                 yield env.timeout(dt)
+            if self.cap is not None:
+                if not self._free_clients:
+                    self._slot_freed = env.event()
+                    yield self._slot_freed
+                    self._slot_freed = None
+                if wl.duration_s is not None and env.now > wl.duration_s:
+                    return
+                first.client = self._free_clients.popleft()
+            if self.n_sent == wl.warmup and wl.warmup:
+                self.measure_start_s = env.now
+            first.warmup = self.n_sent < wl.warmup
+            self.n_sent += 1
             self.unit_starts.append(env.now)
-            self.arrive(r)
+            self.arrive(first)
+
+    def _release_client(self, r: Request) -> None:
+        """A capped request has ended (finished or rejected): its client may send the next one."""
+        if r.client is None:
+            return
+        self._free_clients.append(r.client)
+        if self._slot_freed is not None and not self._slot_freed.triggered:
+            self._slot_freed.succeed()
 
     def arrive(self, r: Request) -> None:
         now = self.env.now
@@ -205,6 +242,7 @@ class Cluster:
         self.n_rejected += 1
         self.done_times.append(self.env.now)
         self.unit_ends.append(self.env.now)  # a rejected turn ends its session: no later turn is sent
+        self._release_client(r)
         self._tick()
 
     def _tick(self) -> None:
@@ -251,6 +289,7 @@ class Cluster:
             self.env.process(self._next_turn(nxt))
         else:
             self.unit_ends.append(self.env.now)
+        self._release_client(r)
 
     def _next_turn(self, r: Request):
         yield self.env.timeout(r.think_s)
@@ -288,7 +327,7 @@ def _largest_request(model: ModelSpec, workload: Workload, max_model_len: int) -
     best = (1, 0)
     best_slots = -1
     most_visual = None
-    for r in workload.requests:
+    for r in workload.scan():
         seq = r.prompt_tokens + (0 if cross else r.visual_tokens)
         if seq + r.output_tokens > max_model_len:
             continue
@@ -416,7 +455,7 @@ def reuse_region_bytes(config, workload: Workload, entry_bytes) -> float:
     if config.capacity_gib is not None:
         caps.append(config.capacity_gib * GIB)
     if config.capacity_entries is not None:
-        largest = max((sum(entry_bytes(t) for t in toks) for r in workload.requests for _, toks in image_units(r)),
+        largest = max((sum(entry_bytes(t) for t in toks) for r in workload.scan() for _, toks in image_units(r)),
                       default=0.0)
         caps.append(config.capacity_entries * largest)
     if not caps:

@@ -31,6 +31,8 @@ class Request:
         # records
         "queue_s", "encode_start_s", "encode_end_s", "first_token_s", "finish_s", "preemptions", "transfer_s",
         "path", "pools", "status", "reason",
+        # benchmark clients: the client slot that sent it under a concurrency cap, and whether it is a warm-up request
+        "client", "warmup",
     )
 
     def __init__(
@@ -90,6 +92,8 @@ class Request:
         self.pools: list[str] = []
         self.status = IN_FLIGHT
         self.reason = ""
+        self.client: int | None = None
+        self.warmup = False
 
     @property
     def toks_to_encode(self) -> tuple:

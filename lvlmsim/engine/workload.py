@@ -4,13 +4,18 @@ Everything is drawn up front with numpy from independent streams of one seed (ar
 lengths, images, sizes, video, sessions), so changing the rate does not change what the requests contain, and the
 same seed gives the same requests bit for bit. Later turns of a chat session get their arrival time during the
 simulation (previous answer + think time).
+
+Only numbers are drawn up front; the Request objects are made lazily, one arrival unit at a time, as the engine's
+arrival process pulls them (`stream`), so a long run does not hold requests it has not sent yet. Closed-loop and
+capped runs (`arrival: {kind: concurrency}`, `max_concurrency`) draw the same requests as an open-loop run with the
+same seed; only when they are sent differs (the engine paces them, see lvlmsim.engine.cluster).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +26,7 @@ from lvlmsim.errors import SpecError
 from lvlmsim.ops.tokenization import ImageTokenization, tokenize_image, tokenize_video
 from lvlmsim.specs.model import ModelSpec
 from lvlmsim.specs.workload import (
+    ConcurrencyArrival,
     ConstantArrival,
     EmpiricalDist,
     FixedDist,
@@ -38,12 +44,51 @@ TokTransform = Callable[[ImageTokenization], ImageTokenization]
 _STREAMS = ("arrival", "prompt", "output", "images", "sizes", "video", "turns", "think", "new_images", "video_dur")
 
 
-@dataclass
-class Workload:
-    """The requests of one run, in id order; `sessions[i]` lists session i's turns (first turn has its arrival)."""
+Unit = list[Request]  # what one arrival sends: a request, or a chat session's turns (the first carries the arrival)
 
-    requests: list[Request]
-    sessions: list[list[Request]] = field(default_factory=list)
+
+class Workload:
+    """The requests of one run, made lazily: the engine's arrival process pulls one unit at a time (`units()`), and
+    `requests` / `sessions` record what has been pulled so far, in id order (all of it after a run that sent
+    everything). `scan()` walks an independent copy of the whole stream (new objects, same contents) for the checks
+    that must see every request before the run (memory fit, largest image); it keeps nothing.
+
+    `cap` is the most requests in flight (closed loop or `max_concurrency`), `warmup` the requests left out of the
+    metrics, `duration_s` when sending stops, `planned` how many requests the stream holds.
+    """
+
+    def __init__(self, make: Callable[[], Iterator[Unit]], planned: int, *, has_sessions: bool = False,
+                 cap: int | None = None, warmup: int = 0, duration_s: float | None = None):
+        self._make = make
+        self._live: Iterator[Unit] | None = None
+        self.planned = planned
+        self.has_sessions = has_sessions
+        self.cap = cap
+        self.warmup = warmup
+        self.duration_s = duration_s
+        self.requests: list[Request] = []
+        self.sessions: list[list[Request]] = []
+
+    def units(self) -> Iterator[Unit]:
+        """The live stream (one per workload): each unit is recorded in `requests`/`sessions` as it is pulled."""
+        if self._live is None:
+            self._live = self._make()
+        for unit in self._live:
+            self.requests.extend(unit)
+            if self.has_sessions:
+                self.sessions.append(unit)
+            yield unit
+
+    def scan(self) -> Iterator[Request]:
+        """Every request of the run, as fresh objects not shared with the live stream."""
+        for unit in self._make():
+            yield from unit
+
+    def pull_all(self) -> Workload:
+        """Make every request now (callers that want the whole list up front)."""
+        for _ in self.units():
+            pass
+        return self
 
     @property
     def first_arrivals(self) -> list[Request]:
@@ -95,6 +140,8 @@ def arrival_times(arrival, rng: np.random.Generator, n: int) -> np.ndarray:
         gaps = rng.gamma(shape, 1.0 / (arrival.rate_rps * shape), n)
     elif isinstance(arrival, ConstantArrival):
         gaps = np.full(n, 1.0 / arrival.rate_rps)
+    elif isinstance(arrival, ConcurrencyArrival):
+        return np.zeros(n)  # closed loop: every request is ready at once; the clients' cap paces them
     else:
         raise SpecError(f"arrival: '{arrival.kind}' is not a synthetic process")
     return np.cumsum(gaps)
@@ -154,7 +201,33 @@ def generate(
     spec: WorkloadSpec, model: ModelSpec, seed: int, resolve: Callable[[str], Path] | None = None,
     transform: TokTransform | None = None,
 ) -> Workload:
-    """All requests of a run (see module docstring).
+    """All requests of a run, made now (`stream(...)` with every unit pulled): for callers that want the list."""
+    return stream(spec, model, seed, resolve, transform).pull_all()
+
+
+@dataclass(frozen=True)
+class _Draws:
+    """Everything random about a synthetic run, drawn up front (numbers only; the Request objects come lazily)."""
+
+    turns: list[int]
+    starts: list[float]
+    prompt: list[int]
+    output: list[int]
+    n_img: list[int]
+    extra_imgs: list[int]
+    think: list[float]
+    sizes: list[tuple[int, int]]
+    size_idx: list[int]
+    vid_on: list[bool]
+    vid_dur: list[float]
+
+
+def stream(
+    spec: WorkloadSpec, model: ModelSpec, seed: int, resolve: Callable[[str], Path] | None = None,
+    transform: TokTransform | None = None,
+) -> Workload:
+    """The requests of a run as a lazy Workload (see the module docstring): numbers are drawn now, Request objects
+    are made as the arrival process pulls them.
 
     `transform`: a techniques Composition's `transform_tokenization` (pass the composition's model as `model`): the
     requests then carry the transformed visual tokens, and `Request.toks` the tokenizations the encoder prices.
@@ -162,10 +235,19 @@ def generate(
     streams = dict(zip(_STREAMS, (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(
         len(_STREAMS))), strict=True))
     tok = _Tokens(model, transform)
+    opts = {"has_sessions": spec.session is not None, "cap": spec.concurrency_cap, "warmup": spec.warmup_requests,
+            "duration_s": spec.duration_s}
     if isinstance(spec.arrival, TraceArrival):
         if resolve is None:
             raise SpecError("arrival: a trace needs a scenario to resolve its path")
-        return _from_trace(spec, tok, resolve(spec.arrival.path), spec.arrival.time_scale)
+        path, scale = resolve(spec.arrival.path), spec.arrival.time_scale
+        planned = sum(1 for _ in _from_trace(spec, tok, path, scale))
+        return Workload(lambda: _from_trace(spec, tok, path, scale), planned, **opts)
+    d = _draw(spec, streams, resolve)
+    return Workload(lambda: _units(spec, tok, d), sum(d.turns), **opts)
+
+
+def _draw(spec: WorkloadSpec, streams: dict, resolve: Callable[[str], Path] | None) -> _Draws:
     n = spec.requests or DEFAULT_REQUESTS
     prompt = counts(sample(spec.prompt_tokens, streams["prompt"], n, resolve), 1)
     output = counts(sample(spec.output_tokens, streams["output"], n, resolve), 1)
@@ -175,6 +257,8 @@ def generate(
     # sessions: how many turns each, which request indices are later turns
     sess = spec.session
     turns: list[int] = [1] * n
+    extra_imgs: list[int] = []
+    think: list[float] = []
     if sess is not None:
         t = counts(sample(sess.turns, streams["turns"], n, resolve), 1)
         turns = []
@@ -199,21 +283,25 @@ def generate(
     if spec.duration_s is not None:
         keep = int(np.searchsorted(starts, spec.duration_s, side="right"))
         turns, starts = turns[:keep], starts[:keep]
-    starts = starts.tolist()
+    return _Draws(turns, starts.tolist(), prompt, output, n_img, extra_imgs, think, sizes, size_idx, vid_on, vid_dur)
 
-    requests: list[Request] = []
-    sessions: list[list[Request]] = []
+
+def _units(spec: WorkloadSpec, tok: _Tokens, d: _Draws) -> Iterator[Unit]:
+    """The requests of the drawn run, one unit (a request, or a session's turns) at a time, in id order."""
+    sess = spec.session
+    transform = tok.transform
+    rid = 0  # request id == request index
     si = 0  # next size index
-    i = 0  # request index
-    for s, (k, t0) in enumerate(zip(turns, starts, strict=True)):
+    for s, (k, t0) in enumerate(zip(d.turns, d.starts, strict=True)):
         history_tokens = 0
         held: list[tuple[tuple[int, int], str]] = []
         chat: list[Request] = []
         for turn in range(1, k + 1):
-            new_imgs = n_img[i] if turn == 1 else (extra_imgs[i] if sess else 0)
+            i = rid
+            new_imgs = d.n_img[i] if turn == 1 else (d.extra_imgs[i] if sess else 0)
             fresh = []
             for j in range(new_imgs):
-                fresh.append((sizes[size_idx[si]], f"s{s}i{len(held) + j}"))
+                fresh.append((d.sizes[d.size_idx[si]], f"s{s}i{len(held) + j}"))
                 si += 1
             carried = (held if (sess is None or sess.resend_images) else []) + fresh
             held = held + fresh
@@ -221,39 +309,36 @@ def generate(
             vis, lens, proj = tok.images(img_sizes) if img_sizes else (0, (), 0)
             video_s = 0.0
             toks = tok.toks.get(img_sizes, ()) if transform is not None else ()
-            if vid_on[i] and turn == 1:
+            if d.vid_on[i] and turn == 1:
                 v = spec.video
-                vt = tok.video(vid_dur[i], v.width, v.height, v.fps, v.max_frames)
+                vt = tok.video(d.vid_dur[i], v.width, v.height, v.fps, v.max_frames)
                 vis, lens, proj = vis + vt.llm_tokens, lens + vt.vit_seq_lens, proj + vt.projector_in_tokens
-                video_s = vid_dur[i]
+                video_s = d.vid_dur[i]
                 toks = toks + (vt,)
-            p_tokens = prompt[i] + (history_tokens if (sess is not None and sess.keep_history) else 0)
+            p_tokens = d.prompt[i] + (history_tokens if (sess is not None and sess.keep_history) else 0)
             r = Request(
-                len(requests), arrival_s=t0 if turn == 1 else math.nan, prompt_tokens=p_tokens,
-                output_tokens=output[i], images=len(carried), visual_tokens=vis, vit_seq_lens=lens,
+                rid, arrival_s=t0 if turn == 1 else math.nan, prompt_tokens=p_tokens,
+                output_tokens=d.output[i], images=len(carried), visual_tokens=vis, vit_seq_lens=lens,
                 projector_in_tokens=proj, image_ids=tuple(iid for _, iid in carried) if sess else (),
-                video_s=video_s, session=s if sess else None, turn=turn, think_s=think[i] if sess else 0.0,
+                video_s=video_s, session=s if sess else None, turn=turn, think_s=d.think[i] if sess else 0.0,
             )
             if toks:
                 r.toks = toks
-            history_tokens += prompt[i] + output[i]
-            requests.append(r)
+            history_tokens += d.prompt[i] + d.output[i]
             chat.append(r)
-            i += 1
-        if sess is not None:
-            sessions.append(chat)
-    return Workload(requests, sessions)
+            rid += 1
+        yield chat
 
 
-def _from_trace(spec: WorkloadSpec, tok: _Tokens, path: Path, time_scale: float) -> Workload:
+def _from_trace(spec: WorkloadSpec, tok: _Tokens, path: Path, time_scale: float) -> Iterator[Unit]:
+    """The trace's requests in arrival order, one per unit."""
     rows = sorted(load_trace(path), key=lambda r: r.arrival_s)
     if spec.requests is not None:
         rows = rows[: spec.requests]
     if spec.duration_s is not None:
         rows = [r for r in rows if r.arrival_s * time_scale <= spec.duration_s]
     sessions: dict[str, int] = {}
-    requests: list[Request] = []
-    for row in rows:
+    for rid, row in enumerate(rows):
         toks: tuple = ()
         try:
             if row.images and row.image_tokens is None:
@@ -276,15 +361,14 @@ def _from_trace(spec: WorkloadSpec, tok: _Tokens, path: Path, time_scale: float)
         if row.session_id is not None:
             sid = sessions.setdefault(row.session_id, len(sessions))
         req = Request(
-            len(requests), arrival_s=row.arrival_s * time_scale, prompt_tokens=row.prompt_tokens,
+            rid, arrival_s=row.arrival_s * time_scale, prompt_tokens=row.prompt_tokens,
             output_tokens=row.output_tokens, images=row.images, visual_tokens=vis, vit_seq_lens=lens,
             projector_in_tokens=proj, image_ids=row.image_ids, video_s=row.video_s, session=sid,
             turn=row.turn or 1,
         )
         if tok.transform is not None:
             req.toks = toks
-        requests.append(req)
-    return Workload(requests, [])
+        yield [req]
 
 
-__all__ = ["DEFAULT_REQUESTS", "Workload", "arrival_times", "counts", "generate", "sample"]
+__all__ = ["DEFAULT_REQUESTS", "Unit", "Workload", "arrival_times", "counts", "generate", "sample", "stream"]

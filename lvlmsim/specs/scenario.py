@@ -117,6 +117,9 @@ class Scenario(StrictModel):
                 if trace_rate_rps is None:
                     raise SpecError("rate: rescaling a trace needs its recorded rate (trace_rate_rps)")
                 arr["time_scale"] = trace_rate_rps / rate
+            elif arr["kind"] == "concurrency":
+                raise SpecError("rate: a closed-loop arrival (kind: concurrency) has no rate; use a poisson arrival "
+                                "with workload.max_concurrency for a rate and a cap")
             else:
                 arr["rate_rps"] = rate
         out = scenario_from_dict(data, f"scenario '{self.id}'")

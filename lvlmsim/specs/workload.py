@@ -8,12 +8,14 @@ be clipped with `min`/`max`. Token and image counts are rounded to integers and 
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BeforeValidator,
     Field,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     field_validator,
@@ -148,7 +150,30 @@ class TraceArrival(StrictModel):
     time_scale: PositiveFloat = 1.0
 
 
-Arrival = Annotated[PoissonArrival | GammaArrival | ConstantArrival | TraceArrival, Field(discriminator="kind")]
+class ConcurrencyArrival(StrictModel):
+    """Closed loop: `clients` clients each send their next request as soon as their previous one has finished.
+
+    The same as a benchmark client run with an infinite request rate and a concurrency cap of `clients`
+    (`vllm bench serve --request-rate inf --max-concurrency N`, `sglang.bench_serving` likewise): every request is
+    ready at t = 0 and a request is sent when one of the `clients` slots frees.
+    """
+
+    kind: Literal["concurrency"] = "concurrency"
+    clients: PositiveInt
+
+
+Arrival = Annotated[
+    PoissonArrival | GammaArrival | ConstantArrival | TraceArrival | ConcurrencyArrival, Field(discriminator="kind")
+]
+
+
+def _inf_is_none(v: Any) -> Any:
+    """`inf` (as both benchmark clients accept) means no cap."""
+    if isinstance(v, str) and v.strip().lower() in ("inf", "infinity", "none"):
+        return None
+    if isinstance(v, float) and math.isinf(v) and v > 0:
+        return None
+    return v
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -220,6 +245,15 @@ class WorkloadSpec(StrictModel):
     video: VideoSpec | None = None
     session: SessionSpec | None = None
     duration_s: PositiveFloat | None = Field(None, description="no arrivals after this simulated time")
+    max_concurrency: Annotated[PositiveInt | None, BeforeValidator(_inf_is_none)] = Field(
+        None, description="at most this many requests in flight (sent, not finished); a request whose arrival time "
+        "has come waits for a free slot, as `--max-concurrency` of vllm bench serve and sglang.bench_serving does; "
+        "latencies count from when it is sent. None or 'inf': no cap"
+    )
+    warmup_requests: NonNegativeInt = Field(
+        0, description="the first N requests sent are warm-up: simulated, but left out of every metric; throughput "
+        "counts from the first measured request's send time"
+    )
 
     @field_validator("image_size")
     @classmethod
@@ -228,13 +262,30 @@ class WorkloadSpec(StrictModel):
             raise ValueError("needs at least one size")
         return v
 
+    @model_validator(mode="after")
+    def _closed_loop(self):
+        closed = isinstance(self.arrival, ConcurrencyArrival) or self.max_concurrency is not None
+        if closed and self.session is not None:
+            raise ValueError("max_concurrency / arrival kind 'concurrency': not combined with chat sessions "
+                             "(a session's later turns are closed-loop already)")
+        if self.requests is not None and self.warmup_requests >= self.requests:
+            raise ValueError(f"warmup_requests: {self.warmup_requests} leaves none of the {self.requests} requests "
+                             "to measure")
+        return self
+
+    @property
+    def concurrency_cap(self) -> int | None:
+        """Requests in flight at most: the clients of a closed loop, `max_concurrency`, the smaller of both."""
+        caps = [c for c in (getattr(self.arrival, "clients", None), self.max_concurrency) if c is not None]
+        return min(caps) if caps else None
+
     @property
     def is_trace(self) -> bool:
         return isinstance(self.arrival, TraceArrival)
 
 
 __all__ = [
-    "Arrival", "ConstantArrival", "Dist", "EmpiricalDist", "FixedDist", "GammaArrival", "ImageSizeChoice",
-    "LogNormalDist", "NormalDist", "PoissonArrival", "SessionSpec", "TraceArrival", "UniformDist", "VideoSpec",
-    "WorkloadSpec", "fixed",
+    "Arrival", "ConcurrencyArrival", "ConstantArrival", "Dist", "EmpiricalDist", "FixedDist", "GammaArrival",
+    "ImageSizeChoice", "LogNormalDist", "NormalDist", "PoissonArrival", "SessionSpec", "TraceArrival", "UniformDist",
+    "VideoSpec", "WorkloadSpec", "fixed",
 ]
