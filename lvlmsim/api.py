@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from lvlmsim.calibrate.profiles import resolve_profile
 from lvlmsim.cost.profile import EfficiencyProfile
 from lvlmsim.estimate import Estimate, estimate_request, parse_image_size, with_step_overhead
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.model import ModelSpec
 from lvlmsim.specs.registry import load_hardware, load_model
-
-
-def resolve_profile(hardware: HardwareSpec, profile: str | EfficiencyProfile | None) -> EfficiencyProfile | None:
-    """None or 'auto': the shipped calibrated profile of this device if there is one, else the roofline default."""
-    if profile is None or isinstance(profile, str):
-        from lvlmsim.calibrate.profiles import load_profile_for
-
-        return load_profile_for(hardware, profile)
-    return profile
 
 
 def estimate(

@@ -15,7 +15,7 @@ from lvlmsim.cost.profile import EfficiencyProfile
 from lvlmsim.cost.roofline import COMPUTE, CostModel, OpCost
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.graph import encode_ops, llm_ops
-from lvlmsim.ops.op import GraphConfig, Op, SeqWork
+from lvlmsim.ops.op import GraphConfig, Op, SeqWork, default_graph_config
 from lvlmsim.ops.tokenization import ImageTokenization, tokenize_image, tokenize_video
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.model import ModelSpec
@@ -109,7 +109,8 @@ class Estimate:
         return pd.DataFrame(self.op_rows())
 
 
-def _stage(name: str, costs: list[OpCost]) -> StageResult:
+def stage_result(name: str, costs: list[OpCost]) -> StageResult:
+    """One stage's totals from its op costs; its bound is the bound that holds the most of its time."""
     time = sum(c.total_time_s for c in costs)
     flops = sum(c.op.total_flops for c in costs)
     nbytes = sum(c.op.total_bytes for c in costs)
@@ -121,7 +122,7 @@ def _stage(name: str, costs: list[OpCost]) -> StageResult:
     return StageResult(name, time, flops, nbytes, bound, vis / flops if flops else 0.0, costs)
 
 
-def _merge(costs: list[tuple[OpCost, float]]) -> list[OpCost]:
+def merge_repeated_ops(costs: list[tuple[OpCost, float]]) -> list[OpCost]:
     """Fold repeated ops (decode steps) into one OpCost per op name with summed counts/flops/bytes/time."""
     groups: dict[tuple[str, tuple[int, int]], list[tuple[OpCost, float]]] = {}
     for c, w in costs:
@@ -183,13 +184,6 @@ def decode_contexts(start: int, steps: int, max_samples: int = MAX_DECODE_SAMPLE
     return [(start + int((i + 0.5) * width), width) for i in range(max_samples)]
 
 
-def default_graph_config(model: ModelSpec, tp: int) -> GraphConfig:
-    dt = model.dtype
-    mods = {"vision": dt, "projector": dt, "llm": dt}
-    return GraphConfig(weight_dtype=dict(mods), compute_dtype=dict(mods), act_dtype=dt if dt != "fp32" else "fp32",
-                       kv_dtype=dt, tp=tp)
-
-
 def parse_image_size(text: str) -> tuple[int, int]:
     """'1344x1008' -> (1344, 1008); names the field on bad input."""
     try:
@@ -233,7 +227,7 @@ def estimate_request(
 
     # encode: every image of every request in the batch, as one batch of ViT sequences
     enc_ops = encode_ops(model, vit_seqs * batch, proj_in * batch, per_req_visual * batch, cfg) if vit_seqs else ()
-    encode = _stage("encode", [cm.cost(op) for op in enc_ops])
+    encode = stage_result("encode", [cm.cost(op) for op in enc_ops])
 
     cross = model.image_tokens_in_kv_of_cross_attention
     if cross:
@@ -245,7 +239,7 @@ def estimate_request(
         raise SpecError("prompt_tokens: a request needs at least one prompt or visual token")
     pre = SeqWork(new_tokens=S, past_tokens=0, visual_new=in_seq_visual, cross_kv_tokens=cross_kv, emits_token=True)
     pre_ops = llm_ops(model, (pre,) * batch, "prefill", cfg)
-    prefill = _stage("prefill", [cm.cost(op) for op in pre_ops])
+    prefill = stage_result("prefill", [cm.cost(op) for op in pre_ops])
 
     steps = output_tokens - 1  # the first output token comes out of prefill
     dec_costs: list[tuple[OpCost, float]] = []
@@ -253,7 +247,7 @@ def estimate_request(
         seq = SeqWork(new_tokens=1, past_tokens=ctx, visual_new=0, cross_kv_tokens=cross_kv, emits_token=True)
         for op in llm_ops(model, (seq,) * batch, "decode", cfg, (in_seq_visual,) * batch):
             dec_costs.append((cm.cost(op), weight))
-    decode = _stage("decode", _merge(dec_costs))
+    decode = stage_result("decode", merge_repeated_ops(dec_costs))
 
     if step_overhead_s > 0:
         # the serving runtime's host work per forward pass (scheduling, sampling, graph launch): one prefill step,
@@ -276,4 +270,7 @@ def estimate_request(
     )
 
 
-__all__ = ["COMPUTE", "Estimate", "StageResult", "decode_contexts", "estimate_request", "parse_image_size"]
+__all__ = [
+    "COMPUTE", "Estimate", "StageResult", "decode_contexts", "default_graph_config", "estimate_request",
+    "merge_repeated_ops", "parse_image_size", "stage_result",
+]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lvlmsim.api import resolve_profile
+from lvlmsim.calibrate.profiles import resolve_profile
 from lvlmsim.engine.api import simulate
 from lvlmsim.errors import InfeasibleError, SpecError
 from lvlmsim.estimate import estimate_request

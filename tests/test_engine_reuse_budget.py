@@ -187,7 +187,7 @@ def test_snapkv_budget_decodes_like_a_prompt_of_the_budgets_length(tmp_path):
 def test_rolling_budget_reads_a_constant_context(tmp_path):
     # H2O (rolling) with 128 tokens on a 640-token prompt: every decode step reads 128 cached tokens (+ the new
     # one) and runs the scoring pass, so every step costs the same: TPOT = the engine's price of decode_s(1, 128).
-    from lvlmsim.api import resolve_profile
+    from lvlmsim.calibrate.profiles import resolve_profile
     from lvlmsim.cost.roofline import CostModel
     from lvlmsim.engine.stepcost import StepCost
     from lvlmsim.specs.registry import load_hardware, load_model

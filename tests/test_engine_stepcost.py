@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from lvlmsim.cost.roofline import CostModel
 from lvlmsim.engine.stepcost import DECODE_REL_TOL, StepCost, reference_step_s
 from lvlmsim.estimate import default_graph_config
-from lvlmsim.ops.graph import _kept, encode_ops
+from lvlmsim.ops.graph import encode_ops, visual_tokens_kept
 from lvlmsim.ops.tokenization import tokenize_image
 from lvlmsim.specs.registry import load_hardware, load_model
 
@@ -55,7 +55,7 @@ def _random_batch(rng: random.Random, cross: bool, decode_only: bool):
 
 
 def _fast(sc: StepCost, decs, chunks):
-    pruned = [sum(v - _kept(v, f) for _, v, _ in decs) for f in sc.fracs]
+    pruned = [sum(v - visual_tokens_kept(v, f) for _, v, _ in decs) for f in sc.fracs]
     return sc.step_s(len(decs), sum(p for p, _, _ in decs), chunks, dec_pruned=pruned,
                      dec_cross_n=sum(1 for d in decs if d[2]), dec_cross_sum=sum(d[2] for d in decs))
 

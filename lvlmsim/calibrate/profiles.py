@@ -63,3 +63,11 @@ def load_profile_for(hardware: HardwareSpec, ref: str | None = None) -> Efficien
     if not isinstance(ref, str | Path) or not str(ref).strip():
         raise SpecError(f"profile: expected one of {', '.join(NAMED)} or a profile JSON path, got {ref!r}")
     return load_profile_file(ref)
+
+
+def resolve_profile(hardware: HardwareSpec, profile: str | EfficiencyProfile | None) -> EfficiencyProfile:
+    """A profile object as given, or one found by name: None or 'auto' is the shipped calibrated profile of this
+    device if there is one, else the roofline default (see load_profile_for)."""
+    if profile is None or isinstance(profile, str):
+        return load_profile_for(hardware, profile)
+    return profile

@@ -93,9 +93,9 @@ def register(app: typer.Typer) -> None:
         n_err = int((df.status == "error").sum())
         n_todo = int(df.status.isna().sum()) if "status" in df else 0
         if as_json:
-            from lvlmsim.planner.plan import _rows
+            from lvlmsim.planner.plan import json_rows
 
-            print_json(_rows(df))
+            print_json(json_rows(df))
         else:
             t = Table(title=f"sweep {sw.spec.name}: {len(sw)} runs")
             cols = ["run", *sw.axes, "status", "ttft_p90_s", "tpot_p90_s", "throughput_rps", "goodput_rps",

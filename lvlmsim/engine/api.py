@@ -63,7 +63,8 @@ def _json_default(o):
     return str(o)
 
 
-def _load_model_for(sc: Scenario) -> ModelSpec:
+def load_scenario_model(sc: Scenario) -> ModelSpec:
+    """The scenario's model: an id, or a YAML path relative to the scenario file's folder or the working one."""
     ref = sc.model
     if sc.source_dir is not None and (ref.endswith((".yaml", ".yml")) or "/" in ref):
         p = Path(ref)
@@ -167,7 +168,7 @@ def simulate(
     savings are in summary['reuse']. Combinations the engine cannot model are refused (engine_refusal).
     summary['techniques'] reports configs and accuracy.
     """
-    from lvlmsim.api import resolve_profile
+    from lvlmsim.calibrate.profiles import resolve_profile
 
     t_wall = time.perf_counter()
     sc = load_scenario(scenario)
@@ -180,7 +181,7 @@ def simulate(
 
         rt_name = get_runtime(runtime).name
         sc = sc.model_copy(update={"serving": sc.serving.model_copy(update={"runtime": rt_name})})
-    model = _load_model_for(sc)
+    model = load_scenario_model(sc)
     comps = _compose_pools(sc, model) if sc.techniques else {}
     main = next((comps[p.label] for p in sc.serving.pool_list() if p.role != "E"), None) if comps else None
     if main is not None:

@@ -36,9 +36,8 @@ from lvlmsim.engine.router import Router, make_router
 from lvlmsim.engine.stepcost import StepCost
 from lvlmsim.engine.workload import Workload
 from lvlmsim.errors import InfeasibleError, SpecError
-from lvlmsim.estimate import default_graph_config
 from lvlmsim.ops.graph import encode_ops, llm_ops
-from lvlmsim.ops.op import GraphConfig, SeqWork
+from lvlmsim.ops.op import GraphConfig, SeqWork, default_graph_config
 from lvlmsim.specs.base import DTYPE_BYTES
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.model import ModelSpec

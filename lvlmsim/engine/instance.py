@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from lvlmsim.engine.request import COMPLETED, DECODE, DONE, ENCODING, PARKED, PREFILL, PULLING, WAITING, Request
 from lvlmsim.engine.stepcost import DECODE_KEY_STRIDE, INV_LOG_Q, StepCost
-from lvlmsim.ops.graph import _kept
+from lvlmsim.ops.graph import visual_tokens_kept
 
 if TYPE_CHECKING:
     import simpy
@@ -694,7 +694,7 @@ class LlmInstance(_Base):
 
 def kept_visual(vis: int, fracs: tuple[float, ...]) -> tuple[int, ...]:
     """Per layer segment: past visual tokens a visual-token schedule drops from the KV of a decoding sequence."""
-    return tuple(vis - _kept(vis, f) for f in fracs)
+    return tuple(vis - visual_tokens_kept(vis, f) for f in fracs)
 
 
 __all__ = ["EncoderInstance", "LlmInstance", "TS_CAP", "kept_visual"]

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from lvlmsim.cost.roofline import CostModel
-from lvlmsim.ops.graph import _kept, attention, encode_ops, layer_segments, llm_ops
+from lvlmsim.ops.graph import attention, encode_ops, layer_segments, llm_ops, visual_tokens_kept
 from lvlmsim.ops.op import ATTN_DECODE, ATTN_ENCODER, ATTN_PREFILL, GraphConfig, SeqWork
 from lvlmsim.specs.model import ModelSpec
 
@@ -260,7 +260,7 @@ class StepCost:
         n_emit = n_dec + sum(1 for c in chunks if c[5])
         vis_chunks = tuple(sorted((c[0], c[2]) for c in chunks if c[2])) if self.has_schedule else ()
         m_key = tuple(
-            n_dec + sum(c[0] - c[2] + _kept(c[2], f) for c in chunks) for f in self.fracs
+            n_dec + sum(c[0] - c[2] + visual_tokens_kept(c[2], f) for c in chunks) for f in self.fracs
         ) if self.has_schedule else (total_new,)
         total = self._token_ops_s(stage, total_new, m_key, vis_chunks) + self._head_s(stage, n_emit)
         exact_cm = None
@@ -275,8 +275,8 @@ class StepCost:
                     kv = float(dec_kv)
                     q_tok = float(n_dec)
                     for new, past, vis, pvis, _, _ in chunks:
-                        q = new - vis + _kept(vis, frac)
-                        p = past - pvis + _kept(pvis, frac)
+                        q = new - vis + visual_tokens_kept(vis, frac)
+                        p = past - pvis + visual_tokens_kept(pvis, frac)
                         pairs += q * p + q * (q + 1) / 2.0
                         kv += p + q
                         q_tok += q
@@ -292,7 +292,7 @@ class StepCost:
                 xkv = float(dec_cross_sum)
                 for new, _, vis, _, cross, _ in chunks:
                     if cross:
-                        q = new - vis + _kept(vis, frac)
+                        q = new - vis + visual_tokens_kept(vis, frac)
                         xb += 1
                         xq += q
                         xpairs += q * cross

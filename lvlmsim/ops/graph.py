@@ -299,7 +299,8 @@ def layer_segments(num_layers: int, visual_keep: tuple[tuple[int, float], ...]) 
     return segs
 
 
-def _kept(n_visual: float, frac: float) -> float:
+def visual_tokens_kept(n_visual: float, frac: float) -> float:
+    """Visual tokens a token schedule keeps of `n_visual` at kept fraction `frac` (floored, as the pruners do)."""
     return math.floor(n_visual * frac + 1e-9) if frac < 1.0 else n_visual
 
 
@@ -334,9 +335,9 @@ def llm_ops(
         n_cross = len(layers) - n_self
         rng = (first, last)
         # tokens live in this segment: visual ones shrink by the schedule's kept fraction
-        new_vis = [_kept(s.visual_new, frac) for s in seqs]
+        new_vis = [visual_tokens_kept(s.visual_new, frac) for s in seqs]
         new_tok = [s.new_tokens - s.visual_new + nv for s, nv in zip(seqs, new_vis, strict=True)]
-        past_tok = [s.past_tokens - pvis + _kept(pvis, frac) for s, pvis in zip(seqs, pv, strict=True)]
+        past_tok = [s.past_tokens - pvis + visual_tokens_kept(pvis, frac) for s, pvis in zip(seqs, pv, strict=True)]
         m = int(sum(new_tok))
         if m == 0:
             continue
@@ -401,7 +402,7 @@ def _self_attention(
         pairs += seq_pairs
         kv_read += p + q
         keys = p + q
-        vis_keys = _kept(pvis, frac) + nv
+        vis_keys = visual_tokens_kept(pvis, frac) + nv
         text_pairs += seq_pairs * ((q - nv) / q if q else 0.0) * ((keys - vis_keys) / keys if keys else 0.0)
     batch = len(new_tok)
     kind = ATTN_DECODE if stage == "decode" else ATTN_PREFILL

@@ -6,6 +6,10 @@ An Op knows shapes, FLOPs and bytes; it knows nothing about hardware. The cost m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lvlmsim.specs.model import ModelSpec
 
 # Op kinds, which are also the families the calibration profile fits efficiencies for.
 GEMM = "gemm"
@@ -113,3 +117,11 @@ class GraphConfig:
                 tuple(sorted(self.dequant_flops_per_weight.items())),
             )
         )
+
+
+def default_graph_config(model: ModelSpec, tp: int) -> GraphConfig:
+    """The graph of `model` as it ships: every module in the model's dtype, no technique applied, `tp`-way parallel."""
+    dt = model.dtype
+    mods = {"vision": dt, "projector": dt, "llm": dt}
+    return GraphConfig(weight_dtype=dict(mods), compute_dtype=dict(mods), act_dtype=dt if dt != "fp32" else "fp32",
+                       kv_dtype=dt, tp=tp)

@@ -124,8 +124,8 @@ def apply_overrides(base: Scenario, values: dict[str, Any], source: str = "run")
             rate = float(value)
             continue
         set_path(data, segs, value)
-    sc = scenario_from_dict(data, f"{source} ({', '.join(f'{k}={v!r}' for k, v in values.items())})")
-    sc._source_dir = base.source_dir
+    sc = scenario_from_dict(data, f"{source} ({', '.join(f'{k}={v!r}' for k, v in values.items())})",
+                            source_dir=base.source_dir)
     return sc, rate
 
 

@@ -124,8 +124,8 @@ class PlanResult:
     def to_dict(self) -> dict:
         return {"scenario": self.scenario_id, "target_rate": self.target_rate, "slos": self.slos,
                 "verdict": self.verdict, "recommended": self.recommended,
-                "candidates": _rows(self.candidates), "pareto": _rows(self.pareto),
-                "pareto_throughput": _rows(self.pareto_throughput), "stats": self.stats}
+                "candidates": json_rows(self.candidates), "pareto": json_rows(self.pareto),
+                "pareto_throughput": json_rows(self.pareto_throughput), "stats": self.stats}
 
 
 def _clean(v: Any) -> Any:
@@ -138,7 +138,8 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def _rows(df: pd.DataFrame) -> list[dict]:
+def json_rows(df: pd.DataFrame) -> list[dict]:
+    """A frame as JSON-able records: NaN and NA become None, numpy scalars plain Python."""
     return [{k: _clean(v) for k, v in r.items()} for r in df.to_dict("records")]
 
 
@@ -147,11 +148,11 @@ class _Analytic:
     """Estimates for the pre-screen and the first probe, memoised per (hardware, tp, request shape)."""
 
     def __init__(self, sc: Scenario, percentiles: set[int]):
-        from lvlmsim.engine.api import _load_model_for
+        from lvlmsim.engine.api import load_scenario_model
         from lvlmsim.engine.workload import generate
 
         self.sc = sc
-        self.model = _load_model_for(sc)
+        self.model = load_scenario_model(sc)
         wl_spec = sc.workload
         wl = generate(wl_spec, self.model, sc.seed, sc.resolve_data_path)
         reqs = [r for r in wl.requests if r.prompt_tokens + r.visual_tokens > 0]
@@ -189,7 +190,7 @@ class _Analytic:
     def estimate(self, hw, tp: int, prompt: int, vis_req, out: int, batch: int = 1):
         key = (id(hw), tp, prompt, id(vis_req), out, batch)
         if key not in self._memo:
-            from lvlmsim.api import resolve_profile
+            from lvlmsim.calibrate.profiles import resolve_profile
             from lvlmsim.estimate import estimate_request
 
             prof = resolve_profile(hw, self.sc.profile)
@@ -397,8 +398,8 @@ def plan(
                         row.update(status="pruned", reason=r)
                         rows.append(row)
                         continue
-                    cand = scenario_from_dict(_candidate_scenario(base, hw_id, t, lay, techs), row["candidate"])
-                    cand._source_dir = sc.source_dir
+                    cand = scenario_from_dict(_candidate_scenario(base, hw_id, t, lay, techs), row["candidate"],
+                                              source_dir=sc.source_dir)
                     try:  # without techniques; they usually add capacity, and the search brackets from there
                         guess = analytic.guess(hw, t, lay, sc.serving.max_num_seqs)
                     except LvlmsimError:
@@ -504,8 +505,7 @@ def _refine(row: dict, base: dict, sc: Scenario, slo: dict, s: SearchSettings) -
 
     techs = json.loads(row["techniques"]) if row["techniques"] else []
     cand = scenario_from_dict(_candidate_scenario(base, row["hardware"], row["tp"], parse_layout(row["layout"]), techs),
-                              row["candidate"])
-    cand._source_dir = sc.source_dir
+                              row["candidate"], source_dir=sc.source_dir)
     hi = row.get("bracket_hi_rps")
     res = capacity_search(scenario_payload(cand), slo, row["capacity_per_replica_rps"], s,
                           lo=row["capacity_per_replica_rps"], hi=hi if hi is not None and hi == hi else math.inf)
@@ -556,8 +556,7 @@ def _choose(feasible: list[dict], base: dict, sc: Scenario, slo: dict, target: f
                 continue
         for _bump in range(3):
             d = _candidate_scenario(base, best["hardware"], best["tp"], lay, techs, scale=best["replicas"])
-            fleet = scenario_from_dict(d, best["candidate"])
-            fleet._source_dir = sc.source_dir
+            fleet = scenario_from_dict(d, best["candidate"], source_dir=sc.source_dir)
             try:
                 res = simulate(fleet, requests=n, rate=target)
             except LvlmsimError as exc:

@@ -53,10 +53,8 @@ def run_key(payload: dict) -> str:
 
 
 def load_payload(payload: dict) -> Scenario:
-    sc = scenario_from_dict(payload["scenario"], "run")
-    if payload.get("source_dir"):
-        sc._source_dir = Path(payload["source_dir"])
-    return sc
+    src = payload.get("source_dir")
+    return scenario_from_dict(payload["scenario"], "run", source_dir=Path(src) if src else None)
 
 
 def summary_row(summary: dict) -> dict[str, Any]:

@@ -122,9 +122,7 @@ class Scenario(StrictModel):
                                 "with workload.max_concurrency for a rate and a cap")
             else:
                 arr["rate_rps"] = rate
-        out = scenario_from_dict(data, f"scenario '{self.id}'")
-        out._source_dir = self._source_dir
-        return out
+        return scenario_from_dict(data, f"scenario '{self.id}'", source_dir=self._source_dir)
 
     @property
     def trace_arrival(self) -> TraceArrival | None:
@@ -132,8 +130,12 @@ class Scenario(StrictModel):
         return a if isinstance(a, TraceArrival) else None
 
 
-def scenario_from_dict(data: Any, source: str) -> Scenario:
-    return validate_as(Scenario, data, source)
+def scenario_from_dict(data: Any, source: str, *, source_dir: Path | None = None) -> Scenario:
+    """Validate `data` as a Scenario; `source_dir` is the folder its relative trace and model paths resolve against
+    (the folder of the YAML it was read from, or of the scenario it was derived from)."""
+    sc = validate_as(Scenario, data, source)
+    sc._source_dir = Path(source_dir) if source_dir is not None else None
+    return sc
 
 
 def default_scenario() -> Scenario:
@@ -156,9 +158,7 @@ def load_scenario(ref: str | Path | Scenario | dict | None = None) -> Scenario:
     if text == DEFAULT_SCENARIO_ID and not (scenarios_dir() / f"{text}.yaml").is_file():
         return default_scenario()
     path = resolve_path("scenario", text, scenarios_dir()) if not isinstance(ref, Path) else ref
-    sc = validate_as(Scenario, read_yaml(path), str(path))
-    sc._source_dir = Path(path).resolve().parent
-    return sc
+    return scenario_from_dict(read_yaml(path), str(path), source_dir=Path(path).resolve().parent)
 
 
 __all__ = [

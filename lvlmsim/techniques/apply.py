@@ -15,7 +15,7 @@ from lvlmsim.cost.memory import memory_report, sequence_kv_bytes
 from lvlmsim.cost.profile import EfficiencyProfile
 from lvlmsim.cost.roofline import CostModel, OpCost
 from lvlmsim.errors import SpecError
-from lvlmsim.estimate import Estimate, _merge, _stage, decode_contexts, estimate_request
+from lvlmsim.estimate import Estimate, decode_contexts, estimate_request, merge_repeated_ops, stage_result
 from lvlmsim.ops.op import Op, SeqWork
 from lvlmsim.ops.tokenization import ImageTokenization
 from lvlmsim.specs.hardware import HardwareSpec
@@ -92,7 +92,7 @@ def apply_to_estimate(
     # encode: skipped on an encoder-cache hit
     enc_ops = comp.encode_ops(toks, batch)
     enc_w = 1.0 - h if reuse is not None and reuse.caches_encoder() else 1.0
-    encode = _stage("encode", _merge(_weighted(cm, ((op, enc_w) for op in enc_ops))))
+    encode = stage_result("encode", merge_repeated_ops(_weighted(cm, ((op, enc_w) for op in enc_ops))))
 
     # prefill: on an image-KV hit only the text is computed, on top of the cached image KV
     cross = base.image_tokens_in_cross_attention
@@ -109,7 +109,7 @@ def apply_to_estimate(
         hit = SeqWork(new_tokens=prompt_tokens, past_tokens=in_seq_visual, visual_new=0, cross_kv_tokens=cross_kv,
                       emits_token=True)
         pre_items += [(op, h) for op in comp.prefill_ops((hit,) * batch, (in_seq_visual,) * batch)]
-    prefill = _stage("prefill", _merge(_weighted(cm, pre_items)))
+    prefill = stage_result("prefill", merge_repeated_ops(_weighted(cm, pre_items)))
 
     # decode: context after any KV budget, ops of the decode policy, `steps` tokens in steps / tokens_per_step rounds
     steps = output_tokens - 1
@@ -120,7 +120,7 @@ def apply_to_estimate(
         seq, pv = comp.decode_view(seq, S, in_seq_visual)
         for op, w in comp.decode_step_ops((seq,) * batch, (pv,) * batch):
             dec_items.append((op, weight * w / per_round))
-    decode = _stage("decode", _merge(_weighted(cm, dec_items)))
+    decode = stage_result("decode", merge_repeated_ops(_weighted(cm, dec_items)))
 
     # memory: a KV budget keeps fewer tokens per sequence (but prefill briefly holds the whole prompt); drafts and
     # reuse caches hold extra bytes

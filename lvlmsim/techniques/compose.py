@@ -26,7 +26,7 @@ from lvlmsim.cost.memory import check_tp
 from lvlmsim.cost.roofline import CostModel
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.graph import encode_ops, llm_ops
-from lvlmsim.ops.op import GraphConfig, Op, SeqWork
+from lvlmsim.ops.op import GraphConfig, Op, SeqWork, default_graph_config
 from lvlmsim.ops.tokenization import ImageTokenization, tokenize_image, tokenize_video
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.model import ModelSpec
@@ -163,8 +163,6 @@ def compose(
     tp: int = 1,
 ) -> Composition:
     """Validate, check for conflicts, and apply techniques in canonical order."""
-    from lvlmsim.estimate import default_graph_config
-
     techs = load_techniques(techniques)
     check_conflicts(techs)
     techs_c = canonical(techs)

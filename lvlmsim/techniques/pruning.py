@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, PositiveInt, field_validator
 
 from lvlmsim.errors import SpecError
-from lvlmsim.ops.graph import SOFTMAX_FLOPS_PER_SCORE, _kept, elementwise, layer_segments
+from lvlmsim.ops.graph import SOFTMAX_FLOPS_PER_SCORE, elementwise, layer_segments, visual_tokens_kept
 from lvlmsim.ops.op import GraphConfig, Op, SeqWork
 from lvlmsim.specs.base import DTYPE_BYTES
 from lvlmsim.specs.hardware import HardwareSpec
@@ -65,7 +65,7 @@ class InLLMSchedule(TechniqueConfig):
 
 
 def _visual_before(frac_before: float, seqs: Sequence[SeqWork]) -> list[int]:
-    return [_kept(s.visual_new, frac_before) for s in seqs]
+    return [visual_tokens_kept(s.visual_new, frac_before) for s in seqs]
 
 
 @register

@@ -23,7 +23,7 @@ from pydantic import Field, PositiveInt
 from lvlmsim.cost.memory import check_tp, kv_bytes_per_token, weight_bytes
 from lvlmsim.cost.roofline import CostModel
 from lvlmsim.ops.graph import NORM_FLOPS_PER_ELEM, allreduce, elementwise, gemm, llm_ops
-from lvlmsim.ops.op import GraphConfig, Op, SeqWork
+from lvlmsim.ops.op import GraphConfig, Op, SeqWork, default_graph_config
 from lvlmsim.specs.base import DTYPE_BYTES
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.model import ModelSpec
@@ -235,8 +235,6 @@ class SpeculativeConfig(TechniqueConfig):
     def make_policy(
         self, model: ModelSpec, cfg: GraphConfig, transform: OpsTransform | None
     ) -> SpeculativeDecodePolicy:
-        from lvlmsim.estimate import default_graph_config
-
         d = self.draft_model()
         dcfg = default_graph_config(d, self.draft_tp or cfg.tp) if d is not None else None
         return SpeculativeDecodePolicy(model, cfg, transform, gamma=self.gamma, alpha=self.alpha, draft_model=d,
