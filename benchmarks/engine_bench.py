@@ -64,7 +64,7 @@ def decode_steady_state(output_tokens: int = 25_000) -> dict:
 
     from lvlmsim.cost.roofline import CostModel
     from lvlmsim.engine.cluster import Cluster, build_pool
-    from lvlmsim.engine.workload import generate
+    from lvlmsim.engine.workload import stream
     from lvlmsim.specs.registry import load_hardware, load_model
     from lvlmsim.specs.scenario import load_scenario
 
@@ -74,7 +74,7 @@ def decode_steady_state(output_tokens: int = 25_000) -> dict:
                      "output_tokens": output_tokens, "images": 1},
     })
     model, hw = load_model(sc.model), load_hardware(sc.hardware)
-    wl = generate(sc.workload, model, sc.seed)
+    wl = stream(sc.workload, model, sc.seed)  # lazy: the cluster pulls the requests as they arrive
     env = simpy.Environment()
     pools = [build_pool(env, model, p, hw, sc.serving, wl, CostModel(hw)) for p in sc.serving.pool_list()]
     cluster = Cluster(env, model, sc.serving, pools, wl)
