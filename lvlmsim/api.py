@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from lvlmsim.calibrate.profiles import resolve_profile
 from lvlmsim.cost.profile import EfficiencyProfile
+from lvlmsim.errors import InfeasibleError
 from lvlmsim.estimate import Estimate, estimate_request, parse_image_size, with_step_overhead
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.model import ModelSpec
@@ -26,6 +27,8 @@ def estimate(
     profile: str | EfficiencyProfile | None = None,
     techniques: Sequence = (),
     runtime: str | None = None,
+    ep: int = 1,
+    moe_skew: float = 0.0,
 ) -> Estimate:
     """Cost of one request (or `batch` identical ones), stage by stage and op by op, with roofline coordinates.
 
@@ -34,6 +37,8 @@ def estimate(
     `techniques`: technique configs or 'kind:key=value,...' strings (see `lvlmsim list techniques`).
     `runtime`: None (kernels as the profile has them, no host overhead) or vllm | sglang | trtllm | eager, which sets
     the per-kernel floor and adds the runtime's per-step host overhead (see `lvlmsim list runtimes`).
+    `ep`: expert-parallel degree of a mixture-of-experts model inside the tp group (divides tp); `moe_skew`: the
+    router's power-law exponent (0 = balanced routing).
     """
     m = load_model(model)
     hw = load_hardware(hardware)
@@ -50,10 +55,14 @@ def estimate(
     if techniques:
         from lvlmsim.techniques import apply_to_estimate
 
+        if ep != 1 or moe_skew != 0.0:
+            raise InfeasibleError("ep: techniques are not yet composed with expert parallelism or moe_skew; "
+                                  "allowed with --technique: ep 1, moe_skew 0")
+
         est = apply_to_estimate(m, hw, techniques, images=images, image_size=image_size,
                                 prompt_tokens=prompt_tokens, output_tokens=output_tokens, batch=batch, tp=tp,
                                 video_s=video_s, profile=prof)
         return with_step_overhead(est, step_overhead_s)
     return estimate_request(m, hw, images=images, image_size=image_size, prompt_tokens=prompt_tokens,
                             output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=prof,
-                            step_overhead_s=step_overhead_s)
+                            step_overhead_s=step_overhead_s, ep=ep, moe_skew=moe_skew)

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from lvlmsim.cost.memory import MemoryReport, check_tp, memory_report
+from lvlmsim.cost.memory import MemoryReport, check_ep, check_tp, memory_report
 from lvlmsim.cost.profile import EfficiencyProfile
 from lvlmsim.cost.roofline import COMPUTE, CostModel, OpCost
 from lvlmsim.errors import SpecError
-from lvlmsim.ops.graph import encode_ops, llm_ops
+from lvlmsim.ops.graph import active_params, encode_ops, llm_ops, param_counts
 from lvlmsim.ops.op import GraphConfig, Op, SeqWork, default_graph_config
 from lvlmsim.ops.tokenization import ImageTokenization, tokenize_image, tokenize_video
 from lvlmsim.specs.hardware import HardwareSpec
@@ -58,6 +58,9 @@ class Estimate:
     graph_config: GraphConfig
     image_tokens_in_cross_attention: bool = False
     notes: list[str] = field(default_factory=list)
+    ep: int = 1
+    params_total: int = 0
+    params_active_per_token: int = 0
 
     @property
     def context_tokens(self) -> int:
@@ -71,6 +74,8 @@ class Estimate:
             "profile": self.profile,
             "batch": self.batch,
             "tp": self.tp,
+            "ep": self.ep,
+            "params": {"total": self.params_total, "active_per_token": self.params_active_per_token},
             "visual_tokens": self.visual_tokens,
             "vit_tokens": self.vit_tokens,
             "prompt_tokens": self.prompt_tokens,
@@ -200,17 +205,25 @@ def estimate_request(
     prompt_tokens: int = 64, output_tokens: int = 128, batch: int = 1, tp: int = 1,
     profile: EfficiencyProfile | None = None, video_s: float = 0.0, cfg: GraphConfig | None = None,
     cost_model: CostModel | None = None, tokenizations: list[ImageTokenization] | None = None,
-    step_overhead_s: float = 0.0,
+    step_overhead_s: float = 0.0, ep: int = 1, moe_skew: float = 0.0,
 ) -> Estimate:
-    """Cost of `batch` identical requests: encode their images, prefill them together, decode them together."""
+    """Cost of `batch` identical requests: encode their images, prefill them together, decode them together.
+
+    `ep` splits a MoE model's experts inside the tp group; `moe_skew` is the router's power-law exponent
+    (0 = balanced; see ops.graph.experts_touched).
+    """
     for name, value, lo in (("images", images, 0), ("prompt_tokens", prompt_tokens, 0),
-                            ("output_tokens", output_tokens, 1), ("batch", batch, 1), ("tp", tp, 1)):
+                            ("output_tokens", output_tokens, 1), ("batch", batch, 1), ("tp", tp, 1),
+                            ("ep", ep, 1)):
         if not isinstance(value, int) or value < lo:
             raise SpecError(f"{name}: must be an integer >= {lo}, got {value!r}")
     if video_s < 0:
         raise SpecError(f"video_s: must be >= 0 seconds, got {video_s}")
+    if not 0.0 <= moe_skew <= 4.0:
+        raise SpecError(f"moe_skew: router power-law exponent must be in [0, 4], got {moe_skew}")
     check_tp(model, tp)
-    cfg = cfg or default_graph_config(model, tp)
+    check_ep(model, tp, ep if cfg is None else cfg.ep)
+    cfg = cfg or default_graph_config(model, tp, ep, moe_skew)
     cm = cost_model or CostModel(hardware, profile)
     notes: list[str] = []
 
@@ -266,7 +279,8 @@ def estimate_request(
         visual_tokens=per_req_visual, vit_tokens=sum(vit_seqs), prompt_tokens=prompt_tokens,
         output_tokens=output_tokens, stages={"encode": encode, "prefill": prefill, "decode": decode}, ttft_s=ttft,
         tpot_s=tpot, e2e_s=ttft + decode.time_s, memory=mem, graph_config=cfg, image_tokens_in_cross_attention=cross,
-        notes=notes,
+        notes=notes, ep=cfg.ep, params_total=sum(param_counts(model).values()),
+        params_active_per_token=active_params(model),
     )
 
 

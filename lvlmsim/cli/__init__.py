@@ -64,6 +64,10 @@ def estimate(
     output_tokens: Annotated[int, typer.Option("--output-tokens", help="tokens generated")] = 128,
     batch: Annotated[int, typer.Option(help="identical requests processed together")] = 1,
     tp: Annotated[int, typer.Option(help="tensor-parallel degree")] = 1,
+    ep: Annotated[int, typer.Option(help="expert-parallel degree of a MoE model (divides --tp)")] = 1,
+    moe_skew: Annotated[
+        float, typer.Option("--moe-skew", help="MoE router power-law exponent (0 = balanced routing)")
+    ] = 0.0,
     video_s: Annotated[float, typer.Option("--video-s", help="seconds of video per request")] = 0.0,
     profile: Annotated[str, typer.Option(help="auto | default | peak | path to a profile JSON")] = "auto",
     technique: Annotated[
@@ -80,14 +84,16 @@ def estimate(
 
     est = run(model, hardware, images=images, image_size=image_size, prompt_tokens=prompt_tokens,
               output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=profile,
-              techniques=tuple(technique or ()), runtime=runtime)
+              techniques=tuple(technique or ()), runtime=runtime, ep=ep, moe_skew=moe_skew)
     if as_json:
         doc = est.to_dict()
         if ops:
             doc["ops"] = est.op_rows()
         print_json(doc)
         return
-    t = Table(title=f"{est.model_id} on {est.hardware_id} (tp={est.tp}, batch={est.batch}, profile={est.profile})")
+    ep_txt = f", ep={est.ep}" if est.ep > 1 else ""
+    t = Table(title=f"{est.model_id} on {est.hardware_id} (tp={est.tp}{ep_txt}, batch={est.batch}, "
+                    f"profile={est.profile})")
     for col in ("stage", "time", "FLOPs", "bytes", "bound", "visual share of FLOPs"):
         t.add_column(col, justify="right" if col not in ("stage", "bound") else "left")
     for name, s in est.stages.items():
@@ -97,6 +103,9 @@ def estimate(
     out.print(f"visual tokens: {est.visual_tokens} (ViT tokens: {est.vit_tokens}); prompt {est.prompt_tokens}, "
               f"output {est.output_tokens}")
     out.print(f"TTFT {fmt_time(est.ttft_s)}  TPOT {fmt_time(est.tpot_s)}  E2E {fmt_time(est.e2e_s)}")
+    if est.params_active_per_token < est.params_total:
+        out.print(f"params: {est.params_total / 1e9:.2f} B total, {est.params_active_per_token / 1e9:.2f} B active "
+                  f"per token")
     mem = est.memory
     out.print(f"memory: weights {mem.weights_bytes / 2**30:.2f} GiB, KV {mem.kv_bytes_per_token / 1024:.0f} KiB/token; "
               f"{mem.verdict}")

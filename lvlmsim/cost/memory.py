@@ -30,6 +30,21 @@ def check_tp(model: ModelSpec, tp: int) -> None:
         raise InfeasibleError(f"tp: {tp} neither divides nor is a multiple of the {lm.num_kv_heads} KV heads")
 
 
+def check_ep(model: ModelSpec, tp: int, ep: int) -> None:
+    """Expert parallelism splits a MoE model's experts ep ways inside its tp group: ep divides tp and the experts."""
+    if ep == 1:
+        return
+    moe = model.llm.moe
+    if moe is None:
+        raise InfeasibleError(f"ep: {model.id} has no mixture-of-experts layers; allowed: 1")
+    ok = [d for d in range(1, tp + 1) if tp % d == 0 and moe.num_experts % d == 0]
+    if ep < 1 or ep not in ok:
+        raise InfeasibleError(
+            f"ep: {ep} must divide tp ({tp}) and the {moe.num_experts} experts of {model.id}; "
+            f"allowed: {', '.join(str(d) for d in ok)}"
+        )
+
+
 def kv_heads_per_device(model: ModelSpec, tp: int) -> int:
     return max(1, model.llm.num_kv_heads // tp)
 

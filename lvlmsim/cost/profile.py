@@ -43,7 +43,7 @@ class DefaultProfile:
     collective_floor_s: float = 8e-6
 
     def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency:
-        if op.kind == "allreduce":
+        if op.kind in ("allreduce", "alltoall"):
             return Efficiency(1.0, self.link_eff, self.collective_floor_s, self.name)
         return Efficiency(self.compute_eff, self.memory_eff, self.floor_s, self.name)
 

@@ -10,10 +10,13 @@ import math
 from dataclasses import dataclass
 
 from lvlmsim.cost.profile import DEFAULT_PROFILE, EfficiencyProfile
-from lvlmsim.ops.op import ALLREDUCE, Op
+from lvlmsim.errors import InfeasibleError
+from lvlmsim.ops.op import ALLREDUCE, ALLTOALL, Op
 from lvlmsim.specs.hardware import HardwareSpec
 
 COMPUTE, MEMORY, OVERHEAD, COMMUNICATION = "compute", "memory", "overhead", "communication"
+# one network hop (InfiniBand/RoCE NIC to NIC, small message); NCCL's inter-node alpha is of this order
+INTER_NODE_LATENCY_S = 10e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,17 @@ def allreduce_s(message_bytes: float, devices: int, link_bw_bytes_s: float, late
     return 2 * (n - 1) / n * message_bytes / link_bw_bytes_s + allreduce_latency_s(n, latency_s)
 
 
+def alltoall_s(message_bytes: float, devices: int, link_bw_bytes_s: float, latency_s: float) -> float:
+    """All-to-all (or all-gather) of `message_bytes` per device: (n-1)/n of it crosses the link once, one latency.
+
+    Expert-parallel dispatch/combine: each device sends its tokens' hidden states to the devices holding their
+    experts; with balanced routing (n-1)/n of them leave the device.
+    """
+    if devices <= 1:
+        return 0.0
+    return (devices - 1) / devices * message_bytes / link_bw_bytes_s + latency_s
+
+
 class CostModel:
     """Prices ops for one (hardware, profile) pair and memoises by op: the engine asks millions of times."""
 
@@ -81,6 +95,8 @@ class CostModel:
             comm = allreduce_s(op.bytes_read, op.devices, eff.memory * link_bw, self._link_lat)
             res = OpCost(op, comm + eff.floor_s if op.devices > 1 else 0.0, 0.0, comm, eff.floor_s,
                          COMMUNICATION, eff.compute, eff.memory, eff.source, eff.measured_error_pct)
+        elif op.kind == ALLTOALL:
+            res = self._alltoall(op, eff)
         else:
             peak = self.hardware.peak_flops(op.dtype)
             compute_s = op.flops / (eff.compute * peak)
@@ -94,6 +110,19 @@ class CostModel:
                          eff.source, eff.measured_error_pct)
         self._cache[op] = res
         return res
+
+    def _alltoall(self, op: Op, eff) -> OpCost:
+        """Priced on the scale-up link (NVLink, NVL72) when the group fits in it, else on the network."""
+        hw = self.hardware
+        if op.devices <= hw.scale_up_devices:
+            bw, lat = hw.intra_node_link.collective_bw_bytes_s(op.devices), self._link_lat
+        else:
+            bw, lat = hw.inter_node_bw_gbps * 1e9, INTER_NODE_LATENCY_S
+        if bw <= 0:
+            raise InfeasibleError(f"ep: {op.devices} devices span nodes but {hw.id} has inter_node_bw_gbps 0")
+        comm = alltoall_s(op.bytes_read, op.devices, eff.memory * bw, lat)
+        return OpCost(op, comm + eff.floor_s if op.devices > 1 else 0.0, 0.0, comm, eff.floor_s, COMMUNICATION,
+                      eff.compute, eff.memory, eff.source, eff.measured_error_pct)
 
     def time_s(self, ops) -> float:
         """Total seconds of a sequence of ops (each counted `count` times)."""

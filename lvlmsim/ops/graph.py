@@ -9,22 +9,28 @@ Conventions (per op instance, i.e. per layer):
 - Norms, rotary, activations, residual adds, embedding gathers: memory-bound elementwise ops.
 - The LM head runs only on the sequences that emit a token (last token of a prefill, every decode step).
 - Tensor parallelism of degree t splits heads and MLP columns by t and adds two all-reduces per layer.
+- Mixture of experts (see `moe_ops`): router GEMM, dispatch, grouped expert GEMMs that read only the weights of the
+  experts the step's tokens touch (`experts_touched`), shared experts, combine; expert parallelism of degree ep
+  (dividing t) splits the experts ep ways and prices the token exchange as all-to-all dispatch + combine.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
 
 from lvlmsim.ops.op import (
     ALLREDUCE,
+    ALLTOALL,
     ATTN_DECODE,
     ATTN_ENCODER,
     ATTN_PREFILL,
     CONV,
     ELEMENTWISE,
     GEMM,
+    MOE_GEMM,
     GraphConfig,
     Op,
     SeqWork,
@@ -147,20 +153,42 @@ def projector_params(model: ModelSpec) -> int:
     if p.kind == "resampler":
         d = dims[-1]
         n += (p.num_queries or 0) * d + 4 * d * d  # learned queries + q/k/v/o of the cross-attention
-    return n
+    return n * (1 + p.deepstack_mergers)
 
 
-def llm_params(lm: LanguageModelSpec) -> int:
-    """Decoder weights: embeddings, attention, MLP, norms, LM head (untied unless tie_word_embeddings).
+def llm_params(lm: LanguageModelSpec, active_only: bool = False) -> int:
+    """Decoder weights: embeddings, attention, MLP (dense or mixture of experts), norms, LM head.
 
+    The LM head is untied unless tie_word_embeddings. `active_only` counts the weights one token uses: of a MoE layer,
+    the router, the shared experts and `experts_per_token` routed experts.
     Llama-2-7B check: 32000*4096*2 + 32*(4*4096^2 + 3*4096*11008 + 2*4096) + 4096 = 6,738,415,616.
     """
     h, d = lm.hidden_size, lm.head_dim
     attn = h * (lm.num_heads + 2 * lm.num_kv_heads) * d + lm.num_heads * d * h
-    mlp = (3 if lm.mlp_kind == "gated" else 2) * h * lm.intermediate_size
-    per_layer = attn + mlp + 2 * h
+    per_mlp = 3 if lm.mlp_kind == "gated" else 2
+    dense_mlp = per_mlp * h * lm.intermediate_size
+    n_moe = lm.moe_layers
+    mlp_total = (lm.num_layers - n_moe) * dense_mlp
+    if lm.moe is not None:
+        mlp_total += n_moe * moe_layer_params(lm, active_only)
     embed = lm.vocab_size * h * (1 if lm.tie_word_embeddings else 2)
-    return embed + lm.num_layers * per_layer + h
+    return embed + lm.num_layers * (attn + 2 * h) + mlp_total + h
+
+
+def moe_layer_params(lm: LanguageModelSpec, active_only: bool = False) -> int:
+    """One MoE layer's MLP weights: router (h x E) + routed experts + shared experts, each a gated MLP."""
+    moe = lm.moe
+    assert moe is not None
+    h = lm.hidden_size
+    expert = 3 * h * moe.expert_intermediate_size
+    routed = moe.experts_per_token if active_only else moe.num_experts
+    shared = moe.shared_experts * 3 * h * (moe.shared_expert_intermediate_size or 0)
+    return h * moe.num_experts + routed * expert + shared
+
+
+def active_params(model: ModelSpec) -> int:
+    """Parameters one token of the decoder uses, plus the vision side (every visual token runs all of it)."""
+    return vision_params(model.vision) + projector_params(model) + llm_params(model.llm, active_only=True)
 
 
 def param_counts(model: ModelSpec) -> dict[str, int]:
@@ -232,7 +260,10 @@ def encode_ops(
                            layer_range=rng, visual_share=1.0))
     if t > 1:
         ops.append(allreduce("vision.allreduce", stage, "vision", P * h * _b(cfg.act_dtype), cfg, 2 * L, rng, 1.0))
-    ops.extend(_projector_ops(model, P, projector_in_tokens, llm_tokens, batch, cfg))
+    proj = _projector_ops(model, P, projector_in_tokens, llm_tokens, batch, cfg)
+    if model.projector.deepstack_mergers:  # DeepStack: the same merger MLP again on each tapped ViT layer
+        proj = [dataclasses.replace(op, count=op.count * (1 + model.projector.deepstack_mergers)) for op in proj]
+    ops.extend(proj)
     if lm.cross_attention_layers:
         # Llama-3.2-Vision: image tokens are projected to K/V of every cross-attention layer once per image.
         n_x = len(lm.cross_attention_layers)
@@ -329,6 +360,11 @@ def llm_ops(
     total_new = sum(s.new_tokens for s in seqs)
     ops.append(elementwise("llm.embed", stage, "llm", total_new * h, cfg, 0.0, reads=1, writes=1,
                            visual_share=_share(sum(s.visual_new for s in seqs), total_new)))
+    n_deep = min(model.projector.deepstack_mergers, lm.num_layers)
+    vis_new = sum(s.visual_new for s in seqs)
+    if n_deep and vis_new:  # DeepStack: add each tapped ViT level's features into LLM layers 0..n-1
+        ops.append(elementwise("llm.deepstack_add", stage, "llm", vis_new * h, cfg, 1.0, reads=2, count=n_deep,
+                               layer_range=(0, n_deep - 1), visual_share=1.0))
     for first, last, frac in layer_segments(lm.num_layers, cfg.visual_keep):
         layers = [i for i in range(first, last + 1)]
         n_self = sum(1 for i in layers if i not in cross)
@@ -369,14 +405,20 @@ def llm_ops(
                     count=n_cross, layer_range=rng, visual_share=1.0,
                 ))
             ops.append(gemm("llm.cross_o_proj", stage, "llm", m, h, heads_t * d, cfg, n_cross, rng, 0.0))
-        up = 2 * inter_t if lm.mlp_kind == "gated" else inter_t
-        ops.append(gemm("llm.mlp_up", stage, "llm", m, up, h, cfg, n, rng, vis_share))
-        ops.append(elementwise("llm.mlp_act", stage, "llm", m * inter_t, cfg, ACT_FLOPS_PER_ELEM,
-                               reads=2 if lm.mlp_kind == "gated" else 1, count=n, layer_range=rng,
-                               visual_share=vis_share))
-        ops.append(gemm("llm.mlp_down", stage, "llm", m, h, inter_t, cfg, n, rng, vis_share))
+        n_moe = sum(1 for i in layers if lm.is_moe_layer(i))
+        if n > n_moe:
+            up = 2 * inter_t if lm.mlp_kind == "gated" else inter_t
+            ops.append(gemm("llm.mlp_up", stage, "llm", m, up, h, cfg, n - n_moe, rng, vis_share))
+            ops.append(elementwise("llm.mlp_act", stage, "llm", m * inter_t, cfg, ACT_FLOPS_PER_ELEM,
+                                   reads=2 if lm.mlp_kind == "gated" else 1, count=n - n_moe, layer_range=rng,
+                                   visual_share=vis_share))
+            ops.append(gemm("llm.mlp_down", stage, "llm", m, h, inter_t, cfg, n - n_moe, rng, vis_share))
+        if n_moe:
+            ops.extend(moe_ops(lm, m, stage, cfg, n_moe, rng, vis_share))
         if t > 1:
-            ops.append(allreduce("llm.allreduce", stage, "llm", m * h * act, cfg, 2 * n, rng, vis_share))
+            # attention output + MLP output; an expert-parallel MoE layer exchanges tokens by all-to-all instead
+            n_ar = 2 * n - (n_moe if cfg.ep > 1 else 0)
+            ops.append(allreduce("llm.allreduce", stage, "llm", m * h * act, cfg, n_ar, rng, vis_share))
     if n_emit:
         ops.append(elementwise("llm.final_norm", stage, "llm", n_emit * h, cfg, NORM_FLOPS_PER_ELEM))
         ops.append(gemm("llm.lm_head", stage, "llm", n_emit, vocab_t, h, cfg))
@@ -412,3 +454,103 @@ def _self_attention(
         q_per_seq=sum(new_tok) / batch, kv_per_seq=kv_read / batch, count=count, layer_range=rng,
         visual_share=min(1.0, max(0.0, 1.0 - text_pairs / pairs)) if pairs else 0.0,
     )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# mixture of experts
+
+
+@functools.lru_cache(maxsize=16384)
+def experts_touched(num_experts: int, experts_per_token: int, tokens: float, skew: float = 0.0) -> float:
+    """Expected number of distinct experts that `tokens` tokens route to, each picking `experts_per_token`.
+
+    Balanced routing (skew 0): every expert is picked by a token with probability k/E, so
+    E * (1 - (1 - k/E)^T) experts are touched: k for one token, rising to E as T grows (the MoE decode lesson:
+    weight reads, hence TPOT, grow with batch until every expert is touched). Real routers are uneven: with
+    skew a > 0 expert i (1-based, by popularity) is picked with probability min(1, k * i^-a / sum_j j^-a), the
+    power-law loads aiconfigurator's MoE tables are measured under (`power_law_<a>`), and fewer experts are touched.
+    """
+    E, k, T = num_experts, experts_per_token, max(float(tokens), 0.0)
+    if T == 0.0:
+        return 0.0
+    if skew <= 0.0:
+        return E * (1.0 - (1.0 - k / E) ** T)
+    weights = [(i + 1) ** -skew for i in range(E)]
+    z = sum(weights)
+    return sum(1.0 - (1.0 - min(1.0, k * w / z)) ** T for w in weights)
+
+
+def collective(name: str, kind: str, stage: str, message_bytes: float, devices: int, cfg: GraphConfig, count: int,
+               layer_range: tuple[int, int], visual_share: float) -> Op:
+    """A collective of `message_bytes` per device over `devices` devices; the cost model prices it on the link."""
+    return Op(name=name, kind=kind, stage=stage, module="llm", flops=message_bytes / _b(cfg.act_dtype),
+              bytes_read=message_bytes, bytes_written=0.0, dtype=cfg.act_dtype, shape=(int(message_bytes), devices),
+              count=count, layer_range=layer_range, visual_flops_share=visual_share, devices=devices)
+
+
+def _expert_gemm(name: str, stage: str, pairs: float, n: int, k: int, touched: float, held: int, cfg: GraphConfig,
+                 count: int, rng: tuple[int, int], vis_share: float) -> Op:
+    """Grouped GEMM over the experts on one device: `pairs` token-expert rows, weights of `touched` experts read."""
+    act = _b(cfg.act_dtype)
+    weight = touched * k * n * _b(cfg.weight_dtype.get("llm", "bf16"))
+    dequant = cfg.dequant_flops_per_weight.get("llm", 0.0) * touched * k * n
+    return Op(name=name, kind=MOE_GEMM, stage=stage, module="llm", flops=2.0 * pairs * n * k + dequant,
+              bytes_read=pairs * k * act + weight, bytes_written=pairs * n * act,
+              dtype=cfg.compute_dtype.get("llm", "bf16"), shape=(round(pairs, 3), n, k, round(touched, 3), held),
+              count=count, layer_range=rng, visual_flops_share=vis_share, weight_bytes=weight,
+              act_bytes=pairs * (k + n) * act)
+
+
+def moe_ops(lm: LanguageModelSpec, m: int, stage: str, cfg: GraphConfig, count: int, rng: tuple[int, int],
+            vis_share: float) -> list[Op]:
+    """One MoE MLP over `m` tokens on one device of a tp group with expert parallelism cfg.ep.
+
+    Experts are split ep ways (E/ep per device) and each expert tp/ep ways. Each device routes the m/ep tokens it
+    owns: top-k dispatch, all-to-all to the experts' devices, grouped gate/up and down GEMMs over the m*k/ep
+    token-expert pairs it receives (balanced across devices) reading the weights of the experts touched, all-to-all
+    back, weighted combine, and an all-gather so every attention rank holds all m tokens again. With ep = 1 the
+    dispatch is local and the MLP's all-reduce (in llm_ops) sums the tp shards as for a dense MLP.
+    """
+    moe = lm.moe
+    assert moe is not None
+    h, E, k = lm.hidden_size, moe.num_experts, moe.experts_per_token
+    ep = cfg.ep
+    moe_tp = max(1, cfg.tp // ep)
+    inter = math.ceil(moe.expert_intermediate_size / moe_tp)
+    act = _b(cfg.act_dtype)
+    owned = m / ep  # tokens this device routes
+    pairs = m * k / ep  # token-expert pairs computed here (balanced routing spreads them evenly)
+    touched = experts_touched(E, k, m, cfg.moe_skew) / ep
+    ops = [
+        gemm("llm.moe_router", stage, "llm", m, E, h, cfg, count, rng, vis_share),
+        elementwise("llm.moe_dispatch", stage, "llm", owned * h, cfg, 1.0, reads=1, writes=k, count=count,
+                    layer_range=rng, visual_share=vis_share),
+    ]
+    if ep > 1:
+        ops.append(collective("llm.moe_alltoall_dispatch", ALLTOALL, stage, owned * k * h * act, ep, cfg, count,
+                              rng, vis_share))
+    ops.append(_expert_gemm("llm.moe_experts_up", stage, pairs, 2 * inter, h, touched, E // ep, cfg, count, rng,
+                            vis_share))
+    ops.append(elementwise("llm.moe_act", stage, "llm", pairs * inter, cfg, ACT_FLOPS_PER_ELEM, reads=2,
+                           count=count, layer_range=rng, visual_share=vis_share))
+    ops.append(_expert_gemm("llm.moe_experts_down", stage, pairs, h, inter, touched, E // ep, cfg, count, rng,
+                            vis_share))
+    if ep > 1:
+        ops.append(collective("llm.moe_alltoall_combine", ALLTOALL, stage, owned * k * h * act, ep, cfg, count,
+                              rng, vis_share))
+    ops.append(elementwise("llm.moe_combine", stage, "llm", owned * h, cfg, 2.0 * k, reads=k, writes=1,
+                           count=count, layer_range=rng, visual_share=vis_share))
+    if moe.shared_experts:
+        # shared experts run on the tokens this device owns, split like a routed expert (tp/ep ways)
+        inter_s = math.ceil(moe.shared_experts * (moe.shared_expert_intermediate_size or 0) / moe_tp)
+        m_s = math.ceil(owned)
+        ops.append(gemm("llm.moe_shared_up", stage, "llm", m_s, 2 * inter_s, h, cfg, count, rng, vis_share))
+        ops.append(elementwise("llm.moe_shared_act", stage, "llm", m_s * inter_s, cfg, ACT_FLOPS_PER_ELEM, reads=2,
+                               count=count, layer_range=rng, visual_share=vis_share))
+        ops.append(gemm("llm.moe_shared_down", stage, "llm", m_s, h, inter_s, cfg, count, rng, vis_share))
+    if ep > 1:
+        if moe_tp > 1:  # each expert is split tp/ep ways: sum the shards within that group
+            ops.append(collective("llm.moe_allreduce", ALLREDUCE, stage, owned * h * act, moe_tp, cfg, count, rng,
+                                  vis_share))
+        ops.append(collective("llm.moe_allgather", ALLTOALL, stage, m * h * act, ep, cfg, count, rng, vis_share))
+    return ops

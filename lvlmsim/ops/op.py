@@ -19,7 +19,9 @@ ATTN_DECODE = "attn_decode"  # one query per sequence against its KV
 ATTN_ENCODER = "attn_encoder"  # non-causal (ViT, resampler, cross-attention)
 ELEMENTWISE = "elementwise"  # norms, rotary, activations, residual adds, embedding gathers
 ALLREDUCE = "allreduce"  # tensor-parallel reduction over the intra-node link
-KINDS = (GEMM, CONV, ATTN_PREFILL, ATTN_DECODE, ATTN_ENCODER, ELEMENTWISE, ALLREDUCE)
+MOE_GEMM = "moe_gemm"  # grouped expert GEMM of a mixture-of-experts layer (weights of the experts touched)
+ALLTOALL = "alltoall"  # expert-parallel token exchange: (n-1)/n of the message crosses the link, once
+KINDS = (GEMM, CONV, ATTN_PREFILL, ATTN_DECODE, ATTN_ENCODER, ELEMENTWISE, ALLREDUCE, MOE_GEMM, ALLTOALL)
 
 STAGES = ("encode", "prefill", "decode")
 MODULES = ("vision", "projector", "llm")
@@ -30,7 +32,8 @@ class Op:
     """One kernel of one layer. Totals are `flops * count`, `bytes * count`.
 
     `shape` is what calibration keys on: gemm (m, n, k); attention (batch, q_per_seq, kv_per_seq, heads,
-    kv_heads, head_dim); elementwise (elements,); allreduce (bytes, devices).
+    kv_heads, head_dim); elementwise (elements,); allreduce and alltoall (bytes, devices); moe_gemm
+    (routed token-expert pairs on this device, n, k, experts touched on this device, experts held on this device).
     `visual_flops_share` is the fraction of this op's FLOPs caused by visual tokens (for the "why" report).
     """
 
@@ -48,7 +51,7 @@ class Op:
     visual_flops_share: float = 0.0
     weight_bytes: float = 0.0  # part of bytes_read that is weights (for memory/roofline notes)
     act_bytes: float = 0.0  # transient activation footprint (inputs + outputs), for the activation peak
-    devices: int = 1  # for allreduce: participants
+    devices: int = 1  # for allreduce / alltoall: participants
 
     @property
     def bytes(self) -> float:
@@ -91,6 +94,9 @@ class GraphConfig:
     Techniques act by producing a different GraphConfig; the graph itself never knows technique names.
     `visual_keep` is an in-LLM token schedule: ((from_layer, kept_fraction_of_visual_tokens), ...), 0-based,
     applied cumulatively from that layer on (FastV: ((2, 0.5),) keeps half the visual tokens from layer 2).
+    `ep` is the expert-parallel degree inside the tp group (it divides tp: experts are split ep ways and each
+    expert tp/ep ways). `moe_skew` is the router's power-law exponent (0 = balanced routing; see
+    graph.experts_touched).
     """
 
     weight_dtype: dict[str, str] = field(default_factory=lambda: {"vision": "bf16", "projector": "bf16", "llm": "bf16"})
@@ -103,6 +109,8 @@ class GraphConfig:
     tp: int = 1
     visual_keep: tuple[tuple[int, float], ...] = ()
     dequant_flops_per_weight: dict[str, float] = field(default_factory=dict)
+    ep: int = 1
+    moe_skew: float = 0.0
 
     def __hash__(self) -> int:  # dict fields are not hashable by default; the graph memoises on configs
         return hash(
@@ -115,13 +123,16 @@ class GraphConfig:
                 self.tp,
                 self.visual_keep,
                 tuple(sorted(self.dequant_flops_per_weight.items())),
+                self.ep,
+                self.moe_skew,
             )
         )
 
 
-def default_graph_config(model: ModelSpec, tp: int) -> GraphConfig:
-    """The graph of `model` as it ships: every module in the model's dtype, no technique applied, `tp`-way parallel."""
+def default_graph_config(model: ModelSpec, tp: int, ep: int = 1, moe_skew: float = 0.0) -> GraphConfig:
+    """The graph of `model` as it ships: every module in the model's dtype, no technique applied, `tp`-way parallel
+    (with `ep`-way expert parallelism inside the tp group for a MoE model)."""
     dt = model.dtype
     mods = {"vision": dt, "projector": dt, "llm": dt}
     return GraphConfig(weight_dtype=dict(mods), compute_dtype=dict(mods), act_dtype=dt if dt != "fp32" else "fp32",
-                       kv_dtype=dt, tp=tp)
+                       kv_dtype=dt, tp=tp, ep=ep, moe_skew=moe_skew)

@@ -48,6 +48,9 @@ class HardwareSpec(StrictModel):
     intra_node_link: LinkSpec
     inter_node_bw_gbps: NonNegativeFloat = Field(description="network bandwidth per device across nodes, GB/s")
     max_devices_per_node: PositiveInt = 8
+    scale_up_domain: PositiveInt | None = Field(
+        None, description="devices one intra_node_link fabric joins (GB200 NVL72: 72); default max_devices_per_node"
+    )
     tdp_w: PositiveFloat | None = Field(
         description="board/chip power, W; null where the vendor publishes none (energy is then unknown)"
     )
@@ -79,6 +82,11 @@ class HardwareSpec(StrictModel):
     @property
     def mem_bw_bytes_per_s(self) -> float:
         return self.mem_bw_gbps * 1e9
+
+    @property
+    def scale_up_devices(self) -> int:
+        """How many devices a collective can span on the intra-node link before it crosses the network."""
+        return self.scale_up_domain or self.max_devices_per_node
 
     def supports(self, dtype: str) -> bool:
         return dtype in self.peak_tflops

@@ -69,11 +69,39 @@ class ProjectorSpec(StrictModel):
     merge_factor: PositiveInt = Field(1, description="ViT tokens folded into one LLM token (2x2 merge: 4)")
     num_queries: PositiveInt | None = Field(None, description="resampler queries per image/slice")
     num_heads: PositiveInt | None = Field(None, description="resampler cross-attention heads")
+    deepstack_mergers: NonNegativeInt = Field(
+        0, description="Qwen3-VL DeepStack: extra mergers (same dims) run on intermediate ViT layers' features and "
+        "added to the first LLM layers' hidden states at the visual positions",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ProjectorSpec:
         if self.kind == "resampler" and self.num_queries is None:
             raise ValueError("a resampler projector needs num_queries")
+        return self
+
+
+class MoESpec(StrictModel):
+    """A mixture-of-experts MLP: a router picks `experts_per_token` of `num_experts` gated experts per token.
+
+    `shared_experts` always run (DeepSeek/Qwen2-MoE style), each `shared_expert_intermediate_size` wide.
+    `dense_layers` are 0-based decoder layers that keep a dense MLP of the LM's `intermediate_size` (Qwen3-MoE's
+    `mlp_only_layers`, DeepSeek's first `first_k_dense_replace` layers); every other layer is an MoE layer.
+    """
+
+    num_experts: PositiveInt = Field(description="routed experts per MoE layer (config.json num_experts)")
+    experts_per_token: PositiveInt = Field(description="top-k routed experts per token (num_experts_per_tok)")
+    expert_intermediate_size: PositiveInt = Field(description="width of one routed expert (moe_intermediate_size)")
+    shared_experts: NonNegativeInt = 0
+    shared_expert_intermediate_size: PositiveInt | None = None
+    dense_layers: list[NonNegativeInt] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> MoESpec:
+        if self.experts_per_token > self.num_experts:
+            raise ValueError(f"experts_per_token {self.experts_per_token} exceeds num_experts {self.num_experts}")
+        if self.shared_experts and self.shared_expert_intermediate_size is None:
+            raise ValueError("shared_experts > 0 needs shared_expert_intermediate_size")
         return self
 
 
@@ -93,6 +121,7 @@ class LanguageModelSpec(StrictModel):
         default_factory=list,
         description="0-based layers that cross-attend to image tokens (Llama-3.2-Vision); counted in num_layers",
     )
+    moe: MoESpec | None = Field(None, description="mixture-of-experts MLP; None for a dense model")
 
     @model_validator(mode="after")
     def _check(self) -> LanguageModelSpec:
@@ -101,7 +130,17 @@ class LanguageModelSpec(StrictModel):
         bad = [i for i in self.cross_attention_layers if i >= self.num_layers]
         if bad:
             raise ValueError(f"cross_attention_layers {bad} are >= num_layers {self.num_layers}")
+        if self.moe is not None and any(i >= self.num_layers for i in self.moe.dense_layers):
+            raise ValueError(f"moe.dense_layers {self.moe.dense_layers} must be < num_layers {self.num_layers}")
         return self
+
+    @property
+    def moe_layers(self) -> int:
+        """Decoder layers whose MLP is a mixture of experts (0 for a dense model)."""
+        return 0 if self.moe is None else self.num_layers - len(set(self.moe.dense_layers))
+
+    def is_moe_layer(self, layer: int) -> bool:
+        return self.moe is not None and layer not in self.moe.dense_layers
 
     @property
     def self_attention_layers(self) -> int:
