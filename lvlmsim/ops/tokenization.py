@@ -459,6 +459,57 @@ def _video_dynamic(model: ModelSpec, w: int, h: int, n: int, desc: str) -> Image
     )
 
 
+def smart_resize_video(
+    num_frames: int, height: int, width: int, temporal: int, factor: int, min_pixels: float, max_pixels: float
+) -> tuple[int, int]:
+    """Qwen3-VL video smart_resize: the pixel bounds apply to the whole clip (frames padded to `temporal`).
+
+    t = ceil(n / temporal) * temporal; if t*h'*w' > max: beta = sqrt(n*h*w / max), sides floored to the factor;
+    if below min: beta = sqrt(min / (n*h*w)), sides ceiled.
+    """
+    if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
+        raise SpecError(f"video_size: aspect ratio of {width}x{height} exceeds {MAX_ASPECT_RATIO}:1")
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    t_bar = -(-num_frames // temporal) * temporal
+    if t_bar * h_bar * w_bar > max_pixels:
+        beta = math.sqrt(num_frames * height * width / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif t_bar * h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width * num_frames))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def timestamp_tokens(seconds: float) -> int:
+    """Tokens of Qwen3-VL's '<12.5 seconds>' text: '<', one per digit (Qwen2 tokenizer), '.', the tenth,
+    ' seconds', '>'."""
+    return 5 + len(str(int(round(seconds, 1))))
+
+
+@functools.lru_cache(maxsize=4096)
+def _video_qwen3(model: ModelSpec, w: int, h: int, n: int, duration_s: float, desc: str) -> ImageTokenization:
+    pol, vp, v = model.tokenization, model.video, model.vision
+    assert isinstance(pol, DynamicResolutionPolicy) and vp is not None
+    k = vp.temporal_patch_size
+    ms = _merge_side(model)
+    rh, rw = smart_resize_video(n, h, w, k, v.patch_size * ms, vp.min_pixels or pol.min_pixels,
+                                vp.total_pixels or pol.max_pixels)
+    per_group = (rh // v.patch_size) * (rw // v.patch_size)
+    groups = -(-n // k)
+    # each group's timestamp is the mean time of its frames, frames spread evenly over the clip
+    times = [i * duration_s / n for i in range(n)] + [(n - 1) * duration_s / n] * (groups * k - n)
+    stamps = sum(timestamp_tokens(sum(times[g * k:(g + 1) * k]) / k) for g in range(groups))
+    llm = groups * (per_group // (ms * ms) + pol.special_tokens) + stamps
+    return ImageTokenization(
+        w, h, (per_group,) * groups, llm, groups * per_group,
+        f"{desc} -> {n} frames resized to {rw}x{rh}, {groups} temporal groups x ({per_group // (ms * ms)} merged "
+        f"tokens + {pol.special_tokens} special) + {stamps} timestamp tokens",
+    )
+
+
 def tokenize_video(
     model: ModelSpec,
     duration_s: float,
@@ -466,12 +517,15 @@ def tokenize_video(
     height: int | None = None,
     fps: float | None = None,
     max_frames: int | None = None,
+    source_fps: float | None = None,
 ) -> ImageTokenization:
     """Tokens a `duration_s` clip costs: frames sampled at `fps` (default: the model's video policy), capped at
-    `max_frames`, each `width` x `height` px (default: the policy's frame size).
+    `max_frames` and at the clip's own frames (`source_fps` x duration, when given), each `width` x `height` px
+    (default: the policy's frame size).
 
     Qwen2-VL/2.5-VL merge `temporal_patch_size` consecutive frames into one ViT patch: one ViT sequence per frame
-    group. Other models tokenize every frame as an image (at most `max_tiles_per_frame` tiles/slices each).
+    group. Qwen3-VL (sampling qwen3_vl) budgets pixels over the whole clip and adds timestamp tokens. Other models
+    tokenize every frame as an image (at most `max_tiles_per_frame` tiles/slices each).
     """
     vp = model.video
     if vp is None:
@@ -486,9 +540,20 @@ def tokenize_video(
     cap = vp.max_frames if max_frames is None else max_frames
     if isinstance(cap, bool) or not isinstance(cap, numbers.Integral) or cap < 1:
         raise SpecError(f"max_frames: must be a positive integer, got {max_frames!r}")
+    if source_fps is not None:
+        if (isinstance(source_fps, bool) or not isinstance(source_fps, numbers.Real)
+                or not math.isfinite(source_fps) or source_fps <= 0):
+            raise SpecError(f"video_fps: must be a positive number of frames per second, got {source_fps!r}")
+        cap = max(1, min(int(cap), math.floor(float(duration_s) * float(source_fps) + 1e-9)))
     k = vp.temporal_patch_size
-    n = video_frame_count(float(duration_s), float(fps_v), int(cap), vp.min_frames, k)
     desc = f"video {duration_s:g} s at {fps_v:g} fps"
+    if vp.sampling == "qwen3_vl":
+        if not isinstance(model.tokenization, DynamicResolutionPolicy):
+            raise SpecError(f"video.sampling: qwen3_vl needs a dynamic-resolution policy, got "
+                            f"'{model.tokenization.kind}'")
+        n = min(max(int(float(duration_s) * float(fps_v) + 1e-9), vp.min_frames), vp.max_frames, int(cap))
+        return _video_qwen3(model, w, h, n, float(duration_s), desc)
+    n = video_frame_count(float(duration_s), float(fps_v), int(cap), vp.min_frames, k)
     if k > 1:
         if not isinstance(model.tokenization, DynamicResolutionPolicy):
             raise SpecError(

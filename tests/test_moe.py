@@ -1,0 +1,170 @@
+"""Mixture-of-experts layer: parameter counts, distinct experts touched, decode weight reads, expert parallelism."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lvlmsim.api import estimate
+from lvlmsim.cost.roofline import CostModel, alltoall_s
+from lvlmsim.errors import InfeasibleError, LvlmsimError
+from lvlmsim.ops.graph import active_params, experts_touched, llm_ops, llm_params, param_counts
+from lvlmsim.ops.op import ALLTOALL, MOE_GEMM, GraphConfig, SeqWork
+from lvlmsim.specs import LanguageModelSpec, load_hardware, load_model
+from lvlmsim.specs.model import MoESpec
+
+
+def qwen3_30b_a3b() -> LanguageModelSpec:
+    """Qwen3-30B-A3B's decoder (config.json of Qwen3-VL-30B-A3B-Instruct's text_config)."""
+    return LanguageModelSpec(
+        name="qwen3-30b-a3b", num_layers=48, hidden_size=2048, num_heads=32, num_kv_heads=4, head_dim=128,
+        intermediate_size=6144, vocab_size=151936,
+        moe=MoESpec(num_experts=128, experts_per_token=8, expert_intermediate_size=768),
+    )
+
+
+def test_qwen3_30b_a3b_params_hand_derived_and_published():
+    # attention 2048*(32+2*4)*128 + 32*128*2048 = 18,874,368; 2 norms 4,096
+    # MoE: router 2048*128 = 262,144 + 128 experts * 3*2048*768 = 603,979,776 -> 604,241,920
+    # per layer 623,120,384; 48 layers 29,909,778,432; embeddings + untied head 2*151936*2048 = 622,329,856;
+    # final norm 2,048 -> 30,532,110,336 (Qwen3-30B-A3B model card: 30.5 B total, 3.3 B activated)
+    lm = qwen3_30b_a3b()
+    assert llm_params(lm) == 30_532_110_336
+    active = llm_params(lm, active_only=True)
+    # active: 48 * (18,874,368 + 4,096 + 262,144 + 8 * 4,718,592) + 622,329,856 + 2,048
+    assert active == 48 * (18_874_368 + 4_096 + 262_144 + 8 * 4_718_592) + 622_329_856 + 2_048
+    assert abs(active / 3.3e9 - 1) < 0.02
+
+
+# Published totals: the parameter count each model's Hugging Face page reports from its safetensors (B params).
+PUBLISHED_TOTAL_B = {
+    "qwen3-vl-2b": 2.13, "qwen3-vl-8b": 8.77, "qwen3-vl-32b": 33.4, "qwen3-vl-30b-a3b": 31.1,
+    "qwen3-vl-235b-a22b": 236.0, "qwen2.5-vl-72b": 73.4,
+}
+
+
+@pytest.mark.parametrize("mid", sorted(PUBLISHED_TOTAL_B))
+def test_zoo_params_within_one_percent_of_published(mid):
+    total = sum(param_counts(load_model(mid)).values())
+    assert abs(total / (PUBLISHED_TOTAL_B[mid] * 1e9) - 1) < 0.01
+
+
+def test_active_params_of_moe_models_are_the_named_active_size():
+    # "A3B" / "A22B": the LLM's active parameters (the vision side adds ~0.5 B for every visual token)
+    for mid, active_b in (("qwen3-vl-30b-a3b", 3.3), ("qwen3-vl-235b-a22b", 22.0)):
+        m = load_model(mid)
+        assert abs(llm_params(m.llm, active_only=True) / (active_b * 1e9) - 1) < 0.03
+        assert active_params(m) < sum(param_counts(m).values())
+
+
+def test_experts_touched_balanced_formula():
+    # one token touches exactly k experts; E(1-(1-k/E)^T) for T tokens; saturates at E
+    assert experts_touched(128, 8, 1) == pytest.approx(8.0)
+    assert experts_touched(128, 8, 64) == pytest.approx(128 * (1 - (120 / 128) ** 64))  # 126.0
+    assert experts_touched(128, 8, 10_000) == pytest.approx(128.0)
+    assert experts_touched(128, 8, 0) == 0.0
+
+
+def test_skewed_router_touches_fewer_experts_than_balanced():
+    for t in (2, 16, 64, 256):
+        assert experts_touched(128, 8, t, skew=1.0) < experts_touched(128, 8, t)
+    # one token still picks k experts (no expert's probability is capped at alpha 0.5 with k=8 of 128)
+    assert experts_touched(128, 8, 1, skew=0.5) == pytest.approx(8.0)
+
+
+def _expert_weight_bytes(lm: LanguageModelSpec, batch: int, cfg: GraphConfig) -> float:
+    seqs = (SeqWork(new_tokens=1, past_tokens=100),) * batch
+    return sum(op.weight_bytes * op.count for op in llm_ops(_wrap(lm), seqs, "decode", cfg) if op.kind == MOE_GEMM)
+
+
+def _wrap(lm: LanguageModelSpec):
+    return load_model("qwen3-vl-30b-a3b").model_copy(update={"llm": lm})
+
+
+def test_decode_reads_active_experts_at_batch_1_and_most_experts_at_batch_64():
+    lm = qwen3_30b_a3b()
+    per_expert = 3 * 2048 * 768 * 2  # bf16 bytes of one expert (gate, up, down)
+    cfg = GraphConfig()
+    assert _expert_weight_bytes(lm, 1, cfg) == pytest.approx(48 * 8 * per_expert)
+    touched_64 = 128 * (1 - (120 / 128) ** 64)
+    assert _expert_weight_bytes(lm, 64, cfg) == pytest.approx(48 * touched_64 * per_expert)
+
+
+def test_tpot_rises_with_batch_until_every_expert_is_touched():
+    tpots = [estimate("qwen3-vl-30b-a3b", "h100-sxm", batch=b, output_tokens=8, profile="default").tpot_s
+             for b in (1, 8, 64)]
+    assert tpots[0] < tpots[1] < tpots[2]
+    # at batch 1 about the active weights are read, at 64 nearly all: the ratio is bounded by the weight ratio
+    assert tpots[2] / tpots[0] < 30.5 / 3.3
+
+
+def test_expert_parallel_replaces_the_mlp_allreduce_by_all_to_all():
+    m = load_model("qwen3-vl-30b-a3b")
+    seqs = (SeqWork(new_tokens=1, past_tokens=100),) * 16
+    tp8 = {op.name: op for op in llm_ops(m, seqs, "decode", GraphConfig(tp=8))}
+    ep8 = {op.name: op for op in llm_ops(m, seqs, "decode", GraphConfig(tp=8, ep=8))}
+    assert not any(op.kind == ALLTOALL for op in tp8.values())
+    assert tp8["llm.allreduce"].count == 2 * 48
+    assert ep8["llm.allreduce"].count == 48  # attention's all-reduce only
+    for name in ("llm.moe_alltoall_dispatch", "llm.moe_alltoall_combine", "llm.moe_allgather"):
+        assert ep8[name].kind == ALLTOALL and ep8[name].devices == 8
+    # each device routes 16/8 = 2 tokens' hidden states to 8 experts each: 2*8*2048*2 bytes
+    assert ep8["llm.moe_alltoall_dispatch"].bytes_read == 2 * 8 * 2048 * 2
+    # every device holds 128/8 = 16 whole experts (not split by tp) and computes 16*8/8 = 16 token-expert pairs
+    up = ep8["llm.moe_experts_up"]
+    assert up.shape[1] == 2 * 768 and up.shape[0] == 16 and up.shape[4] == 16
+
+
+def test_all_to_all_priced_on_nvlink_inside_the_domain_and_on_the_network_beyond():
+    hw = load_hardware("h100-sxm")
+    m = load_model("qwen3-vl-30b-a3b")
+    cm = CostModel(hw)
+    seqs = (SeqWork(new_tokens=1, past_tokens=100),) * 64
+    op = next(o for o in llm_ops(m, seqs, "decode", GraphConfig(tp=8, ep=8)) if o.name == "llm.moe_alltoall_dispatch")
+    c = cm.cost(op)
+    # (n-1)/n of the message over 0.8 x 450 GB/s, + 5 us link latency, + the 8 us collective floor
+    want = 7 / 8 * op.bytes_read / (0.8 * 450e9) + 5e-6 + 8e-6
+    assert c.time_s == pytest.approx(want)
+    assert alltoall_s(1e6, 1, 1e9, 1e-6) == 0.0
+    wide = op.__class__(**{**{f: getattr(op, f) for f in op.__dataclass_fields__}, "devices": 16})
+    assert cm.cost(wide).time_s == pytest.approx(15 / 16 * op.bytes_read / (0.8 * 50e9) + 10e-6 + 8e-6)
+
+
+def test_memory_holds_every_expert_sharded_over_the_group():
+    one = estimate("qwen3-vl-30b-a3b", "h100-sxm", output_tokens=2)
+    ep8 = estimate("qwen3-vl-30b-a3b", "h100-sxm", output_tokens=2, tp=8, ep=8)
+    total = sum(param_counts(load_model("qwen3-vl-30b-a3b")).values()) * 2
+    assert one.memory.weights_bytes == pytest.approx(total)
+    assert ep8.memory.weights_bytes == pytest.approx(total / 8)
+
+
+def test_estimate_json_reports_params_and_ep():
+    d = estimate("qwen3-vl-30b-a3b", "h100-sxm", batch=64, output_tokens=4).to_dict()
+    assert d["params"]["total"] == sum(param_counts(load_model("qwen3-vl-30b-a3b")).values())
+    assert d["params"]["active_per_token"] < d["params"]["total"] / 5
+    assert d["ep"] == 1
+    dense = estimate("qwen3-vl-8b", "h100-sxm", output_tokens=2).to_dict()
+    assert dense["params"]["total"] == dense["params"]["active_per_token"]
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"model": "qwen3-vl-8b", "tp": 2, "ep": 2}, "has no mixture-of-experts"),
+    ({"model": "qwen3-vl-30b-a3b", "tp": 4, "ep": 8}, "allowed: 1, 2, 4"),
+    ({"model": "qwen3-vl-30b-a3b", "ep": 0}, "ep: must be an integer >= 1"),
+    ({"model": "qwen3-vl-30b-a3b", "moe_skew": -1.0}, "moe_skew"),
+])
+def test_bad_ep_is_a_one_line_error_naming_the_field(kwargs, needle):
+    with pytest.raises(LvlmsimError, match=needle):
+        estimate(hardware="h100-sxm", output_tokens=2, **kwargs)
+
+
+def test_ep_with_techniques_is_refused_not_silently_ignored():
+    with pytest.raises(InfeasibleError, match="ep"):
+        estimate("qwen3-vl-30b-a3b", "h100-sxm", tp=2, ep=2, techniques=("fastv:layer=2,keep=0.5",))
+
+
+def test_dense_model_op_list_has_no_moe_ops():
+    ops = llm_ops(load_model("qwen3-vl-8b"), (SeqWork(new_tokens=4),), "prefill", GraphConfig())
+    assert not [op for op in ops if op.name.startswith("llm.moe")]
+    assert math.isclose(sum(op.count for op in ops if op.name == "llm.mlp_up"), 36)
