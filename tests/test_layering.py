@@ -29,6 +29,7 @@ RANK: dict[str, int] = {
     "api": 6,  # lvlmsim.estimate(): the public one-request face
     "engine": 6,  # the SimPy serving engine
     "planner": 7,  # sweep, capacity search, plan
+    "bench": 7,  # benchmark clients' flags, datasets and result keys over the engine
     "cli": 8,  # faces
     "__init__": 9,  # the public API re-exported
     "__main__": 10,

@@ -197,9 +197,9 @@ def import_hf(
 def _register_commands() -> None:
     """Each command group lives in its own module of this package and adds itself to `app`; an import error in one
     of them is a bug and fails loudly."""
-    from lvlmsim.cli import app_cmd, calibrate, planner, simulate
+    from lvlmsim.cli import app_cmd, bench, calibrate, planner, simulate
 
-    for module in (calibrate, simulate, planner, app_cmd):
+    for module in (calibrate, simulate, bench, planner, app_cmd):
         module.register(app)
 
 

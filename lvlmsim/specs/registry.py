@@ -41,6 +41,11 @@ def traces_dir() -> Path:
     return data_root() / "workloads" / "traces"
 
 
+def datasets_dir() -> Path:
+    """Benchmark datasets as distributions (`lvlmsim bench --dataset-name`)."""
+    return data_root() / "workloads" / "datasets"
+
+
 def profiles_dir() -> Path:
     return data_root() / "calibration" / "profiles"
 

@@ -1,0 +1,298 @@
+"""`lvlmsim bench`: what `vllm bench serve` or `sglang.bench_serving` would report for a run, simulated.
+
+A BenchArgs holds the client's flags; `bench_scenario` turns them into a Scenario (the client's arrival process and
+request mix, the server's knobs), `run_bench` simulates it and computes the client's result from the per-request
+table with the client's own definitions (vllm/benchmarks/serve.py calculate_metrics):
+
+* duration: from the first send to the last completion; throughputs divide by it.
+* total_input_tokens: the prompt tokens the client counts: text only for vLLM (its prompt_len), text + vision tokens
+  for SGLang (it reports both and sums them); total_token_throughput = (input + output) / duration.
+* TTFT, E2EL per completed request; TPOT = (E2EL - TTFT) / (output tokens - 1) over requests with more than one
+  output token; ITL pooled over every token gap (the engine's step-level ITL, see lvlmsim.engine.metrics).
+* mean / median / std / p99 as numpy computes them (np.mean, np.median, np.std, np.percentile); ITL has no std (the
+  engine keeps ITL as weighted step gaps, not per token).
+
+Client-side warm-up requests (SGLang's default 1, vLLM's initial test prompt) run before the timed run and are not
+simulated. Without `--ignore-eos` a real server may stop before the requested output length; lvlmsim always
+generates the full length, so compare runs made with `--ignore-eos`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from lvlmsim.bench.clients import DEFAULTS, check_client, length_bounds, parse_resolution, uniform_int_dist
+from lvlmsim.bench.datasets import dataset_ids, load_dataset
+from lvlmsim.errors import SpecError
+
+SYNTHETIC = ("random", "random-image")
+ALIASES = {"random-mm": "random-image", "image": "random-image"}  # vLLM's and SGLang's names for the same thing
+METRICS = ("ttft", "tpot", "itl", "e2el")
+
+
+@dataclass(frozen=True)
+class BenchArgs:
+    """The flags of one benchmark run; None means the client's default (lvlmsim.bench.clients.DEFAULTS)."""
+
+    model: str
+    hardware: str
+    client: str = "vllm"
+    runtime: str | None = None  # the server; None: the client's own (vllm or sglang)
+    tp: int = 1
+    ep: int | None = None
+    dataset_name: str = "random"
+    num_prompts: int | None = None
+    request_rate: float = math.inf
+    burstiness: float = 1.0
+    max_concurrency: int | None = None
+    random_input_len: int | None = None
+    random_output_len: int | None = None
+    random_range_ratio: float | None = None
+    special_tokens: int = 0
+    image_count: int = 1
+    image_resolution: str = "720p"
+    ignore_eos: bool = False
+    seed: int | None = None
+    serving: dict = field(default_factory=dict)
+
+    @property
+    def dataset(self) -> str:
+        name = ALIASES.get(self.dataset_name, self.dataset_name)
+        allowed = (*SYNTHETIC, *dataset_ids())
+        if name not in allowed:
+            raise SpecError(f"--dataset-name: unknown dataset '{self.dataset_name}'; allowed: {', '.join(allowed)} "
+                            f"(aliases: {', '.join(f'{k}={v}' for k, v in ALIASES.items())})")
+        return name
+
+
+def _arrival(a: BenchArgs, n: int) -> dict:
+    """The clients' pacing: rate inf sends everything at t = 0 (the cap then paces it: a closed loop); a finite rate
+    is a Poisson process, or gamma gaps of shape `burstiness` (vLLM's --burstiness; cv = 1/sqrt(burstiness))."""
+    if not a.request_rate > 0:
+        raise SpecError(f"--request-rate: must be > 0 requests/s or inf, got {a.request_rate}")
+    if not a.burstiness > 0:
+        raise SpecError(f"--burstiness: must be > 0, got {a.burstiness}")
+    if math.isinf(a.request_rate):
+        return {"kind": "concurrency", "clients": min(a.max_concurrency or n, n)}
+    if a.burstiness == 1.0:
+        return {"kind": "poisson", "rate_rps": a.request_rate}
+    return {"kind": "gamma", "rate_rps": a.request_rate, "cv": 1.0 / math.sqrt(a.burstiness)}
+
+
+def _request_mix(a: BenchArgs, client: str) -> dict:
+    """Prompt/output lengths and images per request, by the client's semantics (synthetic) or the dataset's YAML."""
+    d = DEFAULTS[client]
+    name = a.dataset
+    if name in SYNTHETIC:
+        ratio = d.range_ratio if a.random_range_ratio is None else a.random_range_ratio
+        lo, hi = length_bounds(client, a.random_input_len or d.input_len, ratio, special_tokens=a.special_tokens)
+        olo, ohi = length_bounds(client, a.random_output_len or d.output_len, ratio, output=True)
+        mix = {"prompt_tokens": uniform_int_dist(lo, hi), "output_tokens": uniform_int_dist(olo, ohi), "images": 0}
+        if name == "random-image":
+            if a.image_count < 0:
+                raise SpecError(f"--image-count: must be >= 0, got {a.image_count}")
+            w, h = parse_resolution(a.image_resolution)
+            mix.update(images=a.image_count, image_size=[{"width": w, "height": h}])
+        return mix
+    ds = load_dataset(name)
+    mix = {"prompt_tokens": ds.prompt_tokens.model_dump(), "output_tokens": ds.output_tokens.model_dump(),
+           "images": ds.images.model_dump(), "image_size": [c.model_dump() for c in ds.image_size]}
+    if a.random_output_len is not None:  # the clients' --sharegpt-output-len / --hf-output-len: a fixed length
+        mix["output_tokens"] = a.random_output_len
+    return mix
+
+
+def bench_scenario(a: BenchArgs) -> dict:
+    """The Scenario (as a dict) that this benchmark run is."""
+    client = check_client(a.client)
+    d = DEFAULTS[client]
+    n = a.num_prompts if a.num_prompts is not None else d.num_prompts
+    if n < 1:
+        raise SpecError(f"--num-prompts: must be >= 1, got {n}")
+    if a.max_concurrency is not None and a.max_concurrency < 1:
+        raise SpecError(f"--max-concurrency: must be >= 1 or inf, got {a.max_concurrency}")
+    serving = {"tp": a.tp, "runtime": a.runtime or client, **a.serving}
+    if a.ep is not None and a.ep != 1:
+        from lvlmsim.specs.serving import ServingSpec
+
+        if "ep" not in ServingSpec.model_fields:
+            raise SpecError("--ep: this build has no expert parallelism (serving.ep); use --ep 1")
+        serving["ep"] = a.ep
+    workload = {"requests": n, "arrival": _arrival(a, n), **_request_mix(a, client)}
+    if a.max_concurrency is not None and not math.isinf(a.request_rate):
+        workload["max_concurrency"] = a.max_concurrency
+    seed = a.seed if a.seed is not None else d.seed
+    return {"id": f"bench-{client}-{a.dataset}", "model": a.model, "hardware": a.hardware, "seed": seed,
+            "workload": workload, "serving": serving}
+
+
+def _ms_stats(values: np.ndarray, name: str) -> dict:
+    v = np.asarray(values, dtype=float) * 1000.0
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return {f"mean_{name}_ms": 0.0, f"median_{name}_ms": 0.0, f"std_{name}_ms": 0.0, f"p99_{name}_ms": 0.0}
+    return {f"mean_{name}_ms": float(v.mean()), f"median_{name}_ms": float(np.median(v)),
+            f"std_{name}_ms": float(v.std()), f"p99_{name}_ms": float(np.percentile(v, 99))}
+
+
+def client_result(res, a: BenchArgs) -> dict:
+    """The client's saved-result JSON (vLLM's keys), computed from a SimulationResult with the client's rules."""
+    client = check_client(a.client)
+    df = res.requests
+    done = df[df.status == "completed"]
+    duration = float(res.summary["span_s"])
+    text_in = int(done.prompt_tokens.sum())
+    vision_in = int(done.visual_tokens.sum())
+    total_in = text_in + (vision_in if client == "sglang" else 0)
+    total_out = int(done.output_tokens.sum())
+    n = int(res.meta.get("requests_planned", len(df)))
+    out = {
+        "date": datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"), "backend": a.runtime or client, "client": client,
+        "model_id": a.model, "tokenizer_id": a.model, "hardware": a.hardware, "num_prompts": n,
+        "request_rate": a.request_rate if math.isfinite(a.request_rate) else "inf", "burstiness": a.burstiness,
+        "max_concurrency": a.max_concurrency, "duration": duration, "completed": len(done),
+        "failed": int((df.status == "rejected").sum()), "total_input_tokens": total_in,
+        "total_output_tokens": total_out, "request_throughput": len(done) / duration if duration else 0.0,
+        "output_throughput": total_out / duration if duration else 0.0,
+        "total_token_throughput": (total_in + total_out) / duration if duration else 0.0,
+    }
+    if client == "sglang":
+        out.update(total_input_text_tokens=text_in, total_input_vision_tokens=vision_in)
+    out.update(_ms_stats(done.ttft_s.to_numpy(), "ttft"))
+    multi = done[done.output_tokens > 1]
+    out.update(_ms_stats(multi.tpot_s.to_numpy(), "tpot"))
+    itl = res.summary["itl_s"]
+    out.update({"mean_itl_ms": (itl["mean"] or 0.0) * 1000.0, "median_itl_ms": (itl["p50"] or 0.0) * 1000.0,
+                "p99_itl_ms": (itl["p99"] or 0.0) * 1000.0})
+    out.update(_ms_stats(done.e2e_s.to_numpy(), "e2el"))
+    return out
+
+
+@dataclass
+class BenchResult:
+    args: BenchArgs
+    result: dict
+    simulation: object
+    notes: list[str]
+
+    def to_dict(self) -> dict:
+        return {**self.result, "lvlmsim": {"scenario": self.simulation.meta, "notes": self.notes,
+                                           "args": {k: v for k, v in asdict(self.args).items() if k != "serving"}}}
+
+
+def run_bench(a: BenchArgs, *, profile=None) -> BenchResult:
+    """Simulate the benchmark run and compute what the client would print."""
+    from lvlmsim.engine.api import simulate
+
+    sc = bench_scenario(a)
+    res = simulate(sc, profile=profile)
+    notes = []
+    if not a.ignore_eos:
+        notes.append("without --ignore-eos a real server may stop answers early; lvlmsim generates every requested "
+                     "token, so compare with runs made with --ignore-eos")
+    if a.dataset not in SYNTHETIC:
+        notes.append(f"dataset '{a.dataset}' is a distribution (workloads/datasets/{a.dataset}.yaml); "
+                     "see its sources for which numbers are measured and which are assumed")
+    return BenchResult(a, client_result(res, a), res, notes)
+
+
+# ------------------------------------------------------------------------------------------------ printing, compare
+_LINE = 50
+
+
+def _row(label: str, value) -> str:
+    if isinstance(value, float):
+        return f"{label:<40} {value:<10.2f}"
+    return f"{label:<40} {value!s:<10}"
+
+
+def _rule(title: str) -> str:
+    return f"{title:-^{_LINE}}"
+
+
+def summary_block(r: dict) -> str:
+    """The block `vllm bench serve` prints at the end of a run, with the same labels and number formats."""
+    lines = [f"{' Serving Benchmark Result ':=^{_LINE}}", _row("Successful requests:", r["completed"]),
+             _row("Failed requests:", r["failed"])]
+    if r.get("max_concurrency") is not None:
+        lines.append(_row("Maximum request concurrency:", r["max_concurrency"]))
+    if r.get("request_rate") not in (None, "inf"):
+        lines.append(_row("Request rate configured (RPS):", float(r["request_rate"])))
+    lines += [_row("Benchmark duration (s):", r["duration"]), _row("Total input tokens:", r["total_input_tokens"]),
+              _row("Total generated tokens:", r["total_output_tokens"]),
+              _row("Request throughput (req/s):", r["request_throughput"]),
+              _row("Output token throughput (tok/s):", r["output_throughput"]),
+              _row("Total Token throughput (tok/s):", r["total_token_throughput"])]
+    titles = {"ttft": ("Time to First Token", "TTFT"), "tpot": ("Time per Output Token (excl. 1st token)", "TPOT"),
+              "itl": ("Inter-token Latency", "ITL"), "e2el": ("End-to-end Latency", "E2EL")}
+    for m in METRICS:
+        title, short = titles[m]
+        lines.append(_rule(title))
+        lines += [_row(f"Mean {short} (ms):", r[f"mean_{m}_ms"]), _row(f"Median {short} (ms):", r[f"median_{m}_ms"]),
+                  _row(f"P99 {short} (ms):", r[f"p99_{m}_ms"])]
+    lines.append("=" * _LINE)
+    return "\n".join(lines)
+
+
+# SGLang's saved keys that name the same figure as vLLM's
+_SGLANG_KEYS = {"mean_e2e_latency_ms": "mean_e2el_ms", "median_e2e_latency_ms": "median_e2el_ms",
+                "p99_e2e_latency_ms": "p99_e2el_ms", "std_e2e_latency_ms": "std_e2el_ms",
+                "total_throughput": "total_token_throughput"}
+COMPARED = ("duration", "completed", "total_input_tokens", "total_output_tokens", "request_throughput",
+            "output_throughput", "total_token_throughput", *(f"{s}_{m}_ms" for m in METRICS
+                                                            for s in ("mean", "median", "p99")))
+
+
+def read_result(path: str | Path) -> dict:
+    """A real client's result: vLLM's saved JSON, or SGLang's JSONL (its last line); SGLang key names mapped."""
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"--compare: file not found: {p}")
+    text = p.read_text().strip()
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        try:
+            doc = json.loads(lines[-1]) if lines else None
+        except json.JSONDecodeError:
+            doc = None
+    if not isinstance(doc, dict):
+        raise SpecError(f"--compare: {p} is not a vLLM result JSON or an SGLang JSONL result")
+    out = dict(doc)
+    for k, v in doc.items():
+        if k in _SGLANG_KEYS and _SGLANG_KEYS[k] not in doc:
+            out[_SGLANG_KEYS[k]] = v
+    if not any(k in out for k in COMPARED):
+        raise SpecError(f"--compare: {p} has none of the result keys ({', '.join(COMPARED[:5])}, ...)")
+    return out
+
+
+def compare(sim: dict, real: dict) -> list[dict]:
+    """Rows of (metric, lvlmsim, real, % difference of lvlmsim from real) for every figure both results have."""
+    rows = []
+    for k in COMPARED:
+        a, b = sim.get(k), real.get(k)
+        if not isinstance(a, int | float) or not isinstance(b, int | float):
+            continue
+        diff = (a - b) / b * 100.0 if b else None
+        rows.append({"metric": k, "lvlmsim": float(a), "real": float(b), "diff_pct": diff})
+    return rows
+
+
+def compare_block(rows: list[dict]) -> str:
+    lines = [f"{'metric':<26} {'lvlmsim':>12} {'real':>12} {'diff':>9}"]
+    for r in rows:
+        diff = f"{r['diff_pct']:+.1f}%" if r["diff_pct"] is not None else "-"
+        lines.append(f"{r['metric']:<26} {r['lvlmsim']:>12.2f} {r['real']:>12.2f} {diff:>9}")
+    return "\n".join(lines)
+
+
+__all__ = ["BenchArgs", "BenchResult", "bench_scenario", "client_result", "compare", "compare_block", "read_result",
+           "run_bench", "summary_block"]

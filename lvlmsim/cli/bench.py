@@ -1,0 +1,132 @@
+"""`lvlmsim bench`: the flags of `vllm bench serve` / `python -m sglang.bench_serving`, simulated; prints the client's
+summary block, or its result JSON with `--json`; `--compare RESULT.json` puts a real run beside it.
+
+Registered on the main Typer app by lvlmsim.cli (`register(app)`); the logic lives in lvlmsim.bench.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+import typer
+
+
+def _rate(text: str) -> float:
+    from lvlmsim.errors import SpecError
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise SpecError(f"--request-rate: expected requests/s or inf, got '{text}'") from None
+    if not value > 0 or math.isnan(value):
+        raise SpecError(f"--request-rate: must be > 0 requests/s or inf, got '{text}'")
+    return value
+
+
+def _cap(text: str | None) -> int | None:
+    from lvlmsim.errors import SpecError
+
+    if text is None or text.strip().lower() in ("inf", "none"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise SpecError(f"--max-concurrency: expected a whole number of requests or inf, got '{text}'") from None
+    if value < 1:
+        raise SpecError(f"--max-concurrency: must be >= 1 or inf, got {value}")
+    return value
+
+
+def register(app: typer.Typer) -> None:
+    from lvlmsim.cli import out, print_json, user_errors
+
+    @app.command("bench")
+    @user_errors
+    def bench_cmd(
+        model: Annotated[str, typer.Option("--model", "-m", help="model id or YAML path")] = "qwen2.5-vl-7b",
+        hardware: Annotated[str, typer.Option("--hardware", "-w", help="hardware id or YAML path")] = "h100-sxm",
+        tp: Annotated[int, typer.Option(help="tensor-parallel degree of the server")] = 1,
+        ep: Annotated[int | None, typer.Option(help="expert-parallel degree (MoE models)")] = None,
+        runtime: Annotated[str | None, typer.Option(help="server: vllm | sglang | trtllm (default: the client's)")]
+        = None,
+        client: Annotated[str, typer.Option(help="whose flag semantics: vllm (vllm bench serve) | sglang "
+                                                 "(sglang.bench_serving)")] = "vllm",
+        dataset_name: Annotated[str, typer.Option("--dataset-name", help="random | random-image | sharegpt | "
+                                                  "visionarena | mmmu (random-mm and image: random-image)")]
+        = "random",
+        num_prompts: Annotated[int | None, typer.Option("--num-prompts", help="requests (client default 1000)")]
+        = None,
+        request_rate: Annotated[str, typer.Option("--request-rate", help="requests/s or inf (all at t = 0)")]
+        = "inf",
+        burstiness: Annotated[float, typer.Option(help="vLLM --burstiness: gamma shape of the gaps (1 = Poisson)")]
+        = 1.0,
+        max_concurrency: Annotated[str | None, typer.Option("--max-concurrency", help="requests in flight at most, "
+                                                             "or inf")] = None,
+        random_input_len: Annotated[int | None, typer.Option("--random-input-len", help="text tokens per prompt")]
+        = None,
+        random_output_len: Annotated[int | None, typer.Option("--random-output-len", help="output tokens")] = None,
+        random_range_ratio: Annotated[float | None, typer.Option(
+            "--random-range-ratio", help="vllm: lengths on [L(1-r), L(1+r)], r < 1; sglang: on [L r, L]")] = None,
+        special_tokens: Annotated[int, typer.Option(
+            "--special-tokens", help="vllm only: tokenizer special tokens it subtracts from --random-input-len")] = 0,
+        image_count: Annotated[int, typer.Option("--image-count", help="images per request (random-image)")] = 1,
+        image_resolution: Annotated[str, typer.Option(
+            "--image-resolution", help="360p | 720p | 1080p | 1440p | 4k | HEIGHTxWIDTH (height first)")] = "720p",
+        ignore_eos: Annotated[bool, typer.Option("--ignore-eos", help="answers run to their full length")] = False,
+        seed: Annotated[int | None, typer.Option(help="random seed (client default: vllm 0, sglang 1)")] = None,
+        max_num_seqs: Annotated[int | None, typer.Option("--max-num-seqs", help="server: sequences per batch")]
+        = None,
+        max_num_batched_tokens: Annotated[int | None, typer.Option(
+            "--max-num-batched-tokens", help="server: tokens per step")] = None,
+        gpu_memory_utilization: Annotated[float | None, typer.Option(
+            "--gpu-memory-utilization", help="server: share of device memory it may use")] = None,
+        max_model_len: Annotated[int | None, typer.Option("--max-model-len", help="server: longest sequence")]
+        = None,
+        profile: Annotated[str | None, typer.Option(help="auto | default | path to a profile JSON")] = None,
+        compare_with: Annotated[str | None, typer.Option(
+            "--compare", help="a real vLLM result JSON or SGLang JSONL: print both with the % difference")] = None,
+        result_file: Annotated[str | None, typer.Option("--result-file", help="also write the result JSON here")]
+        = None,
+        as_json: Annotated[bool, typer.Option("--json", help="print the client's result JSON (vLLM's keys)")] = False,
+    ) -> None:
+        """What `vllm bench serve` or `sglang.bench_serving` would print for this run, on hardware you do not have."""
+        from lvlmsim.bench.run import BenchArgs, compare, compare_block, read_result, run_bench, summary_block
+
+        knobs = {"max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens,
+                 "gpu_memory_utilization": gpu_memory_utilization, "max_model_len": max_model_len}
+        args = BenchArgs(
+            model=model, hardware=hardware, client=client, runtime=runtime, tp=tp, ep=ep, dataset_name=dataset_name,
+            num_prompts=num_prompts, request_rate=_rate(request_rate), burstiness=burstiness,
+            max_concurrency=_cap(max_concurrency), random_input_len=random_input_len,
+            random_output_len=random_output_len, random_range_ratio=random_range_ratio,
+            special_tokens=special_tokens, image_count=image_count, image_resolution=image_resolution,
+            ignore_eos=ignore_eos, seed=seed, serving={k: v for k, v in knobs.items() if v is not None},
+        )
+        real = read_result(compare_with) if compare_with else None
+        res = run_bench(args, profile=profile)
+        doc = res.to_dict()
+        if result_file:
+            _write_json(result_file, doc)
+        rows = compare(res.result, real) if real is not None else None
+        if as_json:
+            print_json({**doc, "compare": rows} if rows is not None else doc)
+            return
+        out.print(summary_block(res.result), highlight=False, markup=False)
+        for note in res.notes:
+            out.print(f"note: {note}", highlight=False, markup=False)
+        if rows is not None:
+            out.print(f"\nlvlmsim vs {compare_with}:", highlight=False, markup=False)
+            out.print(compare_block(rows), highlight=False, markup=False)
+
+
+def _write_json(path: str, doc: dict) -> None:
+    """Written to a temporary sibling and renamed: all or nothing."""
+    import json
+    import os
+    from pathlib import Path
+
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    os.replace(tmp, p)

@@ -1,0 +1,163 @@
+"""`lvlmsim bench`: each client's length semantics by hand, the result keys, the summary block, --compare.
+
+Oracles: the range formulas of vllm/benchmarks/datasets/random.py (RandomDataset.get_sampling_params) and
+sglang/bench_serving.py (sample_random_requests), worked out by hand; a result compared with itself differs by 0%.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lvlmsim.bench.clients import length_bounds, parse_resolution, uniform_int_dist
+from lvlmsim.bench.run import BenchArgs, bench_scenario, compare, read_result, run_bench, summary_block
+from lvlmsim.cli import app
+from lvlmsim.engine.workload import sample
+from lvlmsim.errors import SpecError
+from lvlmsim.specs.workload import WorkloadSpec
+
+runner = CliRunner()
+DONE_WHEN = ["bench", "--model", "qwen2.5-vl-7b", "--hardware", "h100-sxm", "--dataset-name", "random-image",
+             "--image-resolution", "720p", "--num-prompts", "200", "--max-concurrency", "16", "--random-input-len",
+             "512", "--random-output-len", "128", "--json"]
+VLLM_KEYS = {"duration", "completed", "request_throughput", "output_throughput", "total_token_throughput",
+             "total_input_tokens", "total_output_tokens", "failed", "max_concurrency", "request_rate",
+             *(f"{s}_{m}_ms" for m in ("ttft", "tpot", "e2el") for s in ("mean", "median", "std", "p99")),
+             "mean_itl_ms", "median_itl_ms", "p99_itl_ms"}
+
+
+@pytest.mark.parametrize(("client", "length", "ratio", "output", "special", "expected"), [
+    ("vllm", 100, 0.0, False, 0, (100, 100)),
+    ("vllm", 100, 0.5, False, 0, (50, 150)),  # centred on L
+    ("vllm", 1001, 0.25, False, 0, (750, 1252)),  # floor(750.75), ceil(1251.25)
+    ("vllm", 100, 0.0, False, 1, (99, 99)),  # one BOS token taken off the input only
+    ("vllm", 100, 0.0, True, 1, (100, 100)),
+    ("vllm", 1, 0.5, True, 0, (1, 2)),  # output low end raised to 1
+    ("sglang", 100, 0.5, False, 0, (50, 100)),  # below L
+    ("sglang", 100, 1.0, False, 0, (100, 100)),
+    ("sglang", 100, 0.0, False, 0, (1, 100)),  # SGLang's default: anywhere up to L (lvlmsim's floor of 1)
+    ("sglang", 7, 0.3, True, 0, (2, 7)),  # int(2.1)
+])
+def test_range_ratio_semantics_of_each_client(client, length, ratio, output, special, expected):
+    assert length_bounds(client, length, ratio, output=output, special_tokens=special) == expected
+
+
+@pytest.mark.parametrize(("client", "ratio"), [("vllm", 1.0), ("vllm", -0.1), ("sglang", 1.5)])
+def test_out_of_range_ratio_names_the_flag(client, ratio):
+    with pytest.raises(SpecError, match="--random-range-ratio"):
+        length_bounds(client, 100, ratio)
+
+
+def test_uniform_integer_lengths_give_every_integer_the_same_chance():
+    """numpy's integers(low, high + 1) in the workload's language: the end points are not half as likely."""
+    dist = WorkloadSpec(prompt_tokens=uniform_int_dist(5, 9)).prompt_tokens
+    x = np.rint(sample(dist, np.random.default_rng(0), 50_000)).astype(int)
+    counts = np.bincount(x, minlength=10)[5:10]
+    assert x.min() == 5 and x.max() == 9
+    assert np.allclose(counts / 10_000, 1.0, atol=0.05)
+    assert uniform_int_dist(7, 7) == {"kind": "fixed", "value": 7}
+
+
+def test_resolution_presets_and_height_first_custom_sizes():
+    assert parse_resolution("720p") == (1280, 720)
+    assert parse_resolution("1440p") == (2560, 1440)
+    assert parse_resolution("720x1280") == (1280, 720)  # HEIGHTxWIDTH, as both clients read it
+    with pytest.raises(SpecError, match="--image-resolution"):
+        parse_resolution("big")
+
+
+def test_the_clients_read_the_same_command_line_differently():
+    """Same flags: vLLM prompts are exactly 512 text tokens, SGLang's anywhere in [1, 512]; SGLang also counts the
+    vision tokens as input."""
+    common = {"model": "qwen2.5-vl-7b", "hardware": "h100-sxm", "dataset_name": "random-image", "num_prompts": 40,
+              "max_concurrency": 8, "random_input_len": 512, "random_output_len": 32, "ignore_eos": True}
+    v = run_bench(BenchArgs(client="vllm", **common))
+    s = run_bench(BenchArgs(client="sglang", **common))
+    vdf, sdf = v.simulation.requests, s.simulation.requests
+    assert (vdf.prompt_tokens == 512).all() and (vdf.output_tokens == 32).all()
+    assert v.result["total_input_tokens"] == 40 * 512
+    assert sdf.prompt_tokens.between(1, 512).all() and sdf.prompt_tokens.nunique() > 5
+    assert s.result["total_input_tokens"] == int(sdf.prompt_tokens.sum() + sdf.visual_tokens.sum())
+    assert s.result["total_input_vision_tokens"] == int(sdf.visual_tokens.sum()) > 0
+
+
+def test_rate_inf_with_a_cap_is_a_closed_loop_and_a_finite_rate_is_poisson_with_the_cap():
+    base = {"model": "qwen2.5-vl-7b", "hardware": "h100-sxm", "num_prompts": 10}
+    assert bench_scenario(BenchArgs(max_concurrency=4, **base))["workload"]["arrival"] == \
+        {"kind": "concurrency", "clients": 4}
+    wl = bench_scenario(BenchArgs(request_rate=2.0, max_concurrency=4, **base))["workload"]
+    assert wl["arrival"] == {"kind": "poisson", "rate_rps": 2.0} and wl["max_concurrency"] == 4
+    assert bench_scenario(BenchArgs(request_rate=2.0, burstiness=4.0, **base))["workload"]["arrival"]["cv"] == 0.5
+
+
+def test_done_when_command_prints_vllms_result_keys():
+    res = runner.invoke(app, DONE_WHEN)
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert VLLM_KEYS <= set(doc)
+    assert doc["completed"] == 200 and doc["max_concurrency"] == 16 and doc["request_rate"] == "inf"
+    assert doc["total_input_tokens"] == 200 * 512  # vLLM counts the text prompt only
+    assert doc["request_throughput"] == pytest.approx(doc["completed"] / doc["duration"])
+    assert doc["mean_ttft_ms"] < doc["mean_e2el_ms"]
+
+
+def test_summary_block_has_vllms_labels():
+    r = run_bench(BenchArgs(model="qwen2.5-vl-7b", hardware="h100-sxm", num_prompts=10, max_concurrency=2,
+                            random_input_len=64, random_output_len=8)).result
+    text = summary_block(r)
+    for label in ("Successful requests:", "Benchmark duration (s):", "Total generated tokens:",
+                  "Request throughput (req/s):", "Mean TTFT (ms):", "P99 TPOT (ms):", "Median ITL (ms):",
+                  "Mean E2EL (ms):"):
+        assert label in text
+    assert text.splitlines()[0] == "============ Serving Benchmark Result ============"
+    assert f"{'Successful requests:':<40} {10:<10}" in text
+
+
+def test_compare_round_trip(tmp_path):
+    """A result compared with itself, read back from the file bench wrote: every shared figure differs by 0%."""
+    path = tmp_path / "result.json"
+    args = ["bench", "--num-prompts", "12", "--max-concurrency", "4", "--random-input-len", "64",
+            "--random-output-len", "8", "--result-file", str(path)]
+    assert runner.invoke(app, args).exit_code == 0
+    res = runner.invoke(app, args[:-2] + ["--compare", str(path), "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)["compare"]
+    assert {r["metric"] for r in rows} >= {"request_throughput", "mean_ttft_ms", "mean_tpot_ms", "mean_e2el_ms"}
+    assert all(r["diff_pct"] == pytest.approx(0.0, abs=1e-9) for r in rows)
+    text = runner.invoke(app, args[:-2] + ["--compare", str(path)]).output
+    assert "lvlmsim vs" in text and "+0.0%" in text
+
+
+def test_compare_reads_sglang_jsonl_and_maps_its_keys(tmp_path):
+    p = tmp_path / "sglang.jsonl"
+    p.write_text(json.dumps({"mean_e2e_latency_ms": 50.0}) + "\n" +
+                 json.dumps({"request_throughput": 2.0, "mean_e2e_latency_ms": 100.0}) + "\n")
+    real = read_result(p)
+    rows = {r["metric"]: r for r in compare({"request_throughput": 3.0, "mean_e2el_ms": 90.0}, real)}
+    assert rows["request_throughput"]["diff_pct"] == pytest.approx(50.0)
+    assert rows["mean_e2el_ms"]["diff_pct"] == pytest.approx(-10.0)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--client", "curl"], "--client: unknown client 'curl'"),
+    (["--dataset-name", "coco"], "--dataset-name: unknown dataset 'coco'"),
+    (["--request-rate", "0"], "--request-rate"),
+    (["--max-concurrency", "0"], "--max-concurrency"),
+    (["--image-resolution", "huge", "--dataset-name", "image"], "--image-resolution"),
+    (["--compare", "/nonexistent/r.json"], "--compare: file not found"),
+])
+def test_bad_flags_are_one_line_errors(flags, message):
+    res = runner.invoke(app, ["bench", "--num-prompts", "4", *flags])
+    assert res.exit_code == 2
+    assert message in res.output
+
+
+@pytest.mark.parametrize("name", ["sharegpt", "visionarena", "mmmu"])
+def test_named_datasets_run_and_say_where_their_numbers_come_from(name):
+    r = run_bench(BenchArgs(model="qwen2.5-vl-7b", hardware="h100-sxm", dataset_name=name, num_prompts=20,
+                            max_concurrency=4))
+    assert r.result["completed"] == 20
+    assert any(name in n for n in r.notes)
