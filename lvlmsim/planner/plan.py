@@ -116,14 +116,36 @@ class PlanResult:
     pareto_throughput: pd.DataFrame
     stats: dict = field(default_factory=dict)
     probes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    scenario: Scenario | None = None  # the base scenario planned (names model, hardware, workload in outputs)
 
     @property
     def feasible(self) -> bool:
         return self.recommended is not None
 
+    def by_hardware(self, prices: dict[str, float] | None = None) -> dict[str, dict]:
+        """One row per GPU type (lvlmsim.planner.summary.by_hardware); `prices` overrides $/GPU-hour."""
+        from lvlmsim.planner.summary import by_hardware
+
+        return by_hardware(self.candidates, self.target_rate, prices)
+
+    def deploy(self) -> dict[str, str] | None:
+        """`vllm serve` / SGLang command lines for the recommendation (lvlmsim.planner.summary.deploy_commands)."""
+        if self.scenario is None:
+            return None
+        from lvlmsim.planner.summary import deploy_commands
+        from lvlmsim.specs.registry import load_model
+
+        return deploy_commands(self.recommended, load_model(self.scenario.model), self.scenario.serving)
+
     def to_dict(self) -> dict:
-        return {"scenario": self.scenario_id, "target_rate": self.target_rate, "slos": self.slos,
+        from lvlmsim.specs.request_overrides import describe
+
+        sc = self.scenario
+        named = describe(sc, self.target_rate) if sc is not None else {"scenario": self.scenario_id}
+        return {**named, "target_rate": self.target_rate, "slos": self.slos,
                 "verdict": self.verdict, "recommended": self.recommended,
+                "by_hardware": {k: {c: _clean(v) for c, v in row.items()} for k, row in self.by_hardware().items()},
+                "deploy": self.deploy(),
                 "candidates": json_rows(self.candidates), "pareto": json_rows(self.pareto),
                 "pareto_throughput": json_rows(self.pareto_throughput), "stats": self.stats}
 
@@ -487,7 +509,8 @@ def plan(
         "settings": settings_dict(s), "pareto_latency": pareto_latency,
     }
     verdict = _verdict(recommended, df, target, slo, max_gpus)
-    return PlanResult(sc.id, target, slo, recommended, verdict, df, pareto, pareto_tp, stats, pd.DataFrame(probe_rows))
+    return PlanResult(sc.id, target, slo, recommended, verdict, df, pareto, pareto_tp, stats, pd.DataFrame(probe_rows),
+                      scenario=sc)
 
 
 def _fill_fleet(row: dict, replicas: int, target: float, mean_out: float) -> None:

@@ -159,6 +159,8 @@ class ModelSpec(StrictModel):
     video: VideoPolicy | None = None
     dtype: Dtype = Field("bf16", description="weights and compute dtype as released")
     notes: str = ""
+    hf_repo: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$",
+                                description="Hugging Face repo a server loads (`vllm serve <hf_repo>`), if public")
 
     @property
     def image_tokens_in_kv_of_cross_attention(self) -> bool:
