@@ -445,7 +445,7 @@ def test_serving_simulation_shows_the_engine_results():
     number(at, "Requests").set_value(60)
     number(at, "Request rate (req/s)").set_value(4.0)
     number(at, "TTFT SLO (s)").set_value(0.03)
-    at.button[0].click()
+    at.button(key="sim.go").click()
     at = rerun(at)
     slos = {"ttft_s": 0.03, "tpot_s": number(at, "TPOT SLO (s)").value, "e2e_s": number(at, "E2E SLO (s)").value}
     res = api_simulation(scenario, slos, requests=60, rate=4.0, seed=number(at, "Seed").value)
@@ -482,7 +482,7 @@ def test_uploaded_trace_is_replayed_and_a_bad_scenario_is_an_error(tmp_path):
     assert not errors(at), errors(at)
     path = at.selectbox(key="sim.trace").value
     assert path.endswith("my-trace.csv")
-    at.button[0].click()
+    at.button(key="sim.go").click()
     at = rerun(at)
     table = next(d.value for d in at.dataframe if "ttft_s" in d.value)
     assert len(table) == 12 and list(table["prompt_tokens"]) == [40 + i for i in range(12)]
@@ -499,7 +499,7 @@ def test_serving_page_reports_cross_turn_reuse_of_the_reuse_scenario():
     at.selectbox(key="sim.scenario").set_value("multiturn-chat-reuse")
     at = rerun(at)  # a new scenario brings its own defaults into the inputs
     number(at, "Requests").set_value(120)
-    at.button[0].click()
+    at.button(key="sim.go").click()
     at = rerun(at)
     res = api_simulation("multiturn-chat-reuse", {"ttft_s": number(at, "TTFT SLO (s)").value,
                                                   "tpot_s": number(at, "TPOT SLO (s)").value,

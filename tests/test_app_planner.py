@@ -15,6 +15,7 @@ pytest.importorskip("streamlit")
 pytest.importorskip("altair")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from lvlmsim.fmt import fmt_pct, fmt_time, fmt_usd  # noqa: E402
 from lvlmsim.planner import SearchSettings, plan  # noqa: E402
 from lvlmsim.specs.scenario import load_scenario  # noqa: E402
 
@@ -44,6 +45,7 @@ def upload_scenario(at: AppTest) -> str:
     assert not at.exception, at.exception
     path = next(p for p in at.session_state["uploads"]["scenario"] if p.endswith("small.yaml"))
     assert "small.yaml (uploaded)" in at.selectbox(key="plan.scenario").options
+    assert at.selectbox(key="plan.scenario").value == path  # the upload is what Plan will plan
     return path
 
 
@@ -67,7 +69,7 @@ def test_planner_page_shows_what_plan_returns():
     at.multiselect(key="plan.layouts").set_value(["agg"])
     at.number_input(key="plan.probe_s").set_value(10.0)
     at.number_input(key="plan.tol").set_value(0.1)
-    at.button[0].click()  # the form's submit button
+    at.button(key="plan.go").click()
     at.run()
     assert not at.exception, at.exception
 
@@ -79,8 +81,32 @@ def test_planner_page_shows_what_plan_returns():
     shown = {m.label: m.value for m in at.metric}
     assert shown["Configuration"] == rec["candidate"]
     assert shown["GPUs"] == str(rec["gpus"])
-    assert shown["$ per hour"] == f"{rec['cost_per_hour']:.2f}"
+    assert shown["$ per hour"] == fmt_usd(rec["cost_per_hour"])
     assert any("Recommended" in s.value for s in at.success)
+    banner = next(m.value for m in at.markdown if m.value.startswith("**Planned**"))
+    assert "planner-app-test" in banner or "small.yaml" in banner
+    assert "llava-1.5-7b" in banner and "`h100-sxm`" in banner and "`l40s`" in banner and "1024x768" in banner
+
+    # one row per GPU type, the figures of by_hardware() at the hardware files' prices
+    table = at.dataframe[0].value.set_index("GPU")
+    for hw_id, row in res.by_hardware().items():
+        got = table.loc[hw_id]
+        if row["feasible"]:
+            assert got["$/hour"] == fmt_usd(row["cost_per_hour_usd"])
+            assert got["$/month"] == fmt_usd(row["cost_per_month_usd"])
+            assert got["headroom"] == fmt_pct(row["headroom_pct"])
+            assert got["TTFT p90"] == fmt_time(row["ttft_p90_s"])
+        else:
+            assert got["verdict"] == f"not possible because {row['reason']}"
+    # an edited price redraws the table without planning again
+    at.number_input(key="plan.price.l40s").set_value(10.0)
+    at.run()
+    table = at.dataframe[0].value.set_index("GPU")
+    row = res.by_hardware(prices={"l40s": 10.0})["l40s"]
+    if row["feasible"]:
+        assert table.loc["l40s", "$/hour"] == fmt_usd(row["cost_per_hour_usd"])
+    assert table.loc["l40s", "$/GPU-hour"] == fmt_usd(10.0)
+    assert "vllm serve llava-hf/llava-1.5-7b-hf" in at.code[0].value
 
     spec, data = charts(at)["plan-pareto"]
     frame = next(iter(data.values()))
@@ -96,7 +122,29 @@ def test_planner_page_shows_what_plan_returns():
 def test_planner_page_bad_input_is_a_message():
     at = start()
     at.multiselect(key="plan.hardware").set_value([])
-    at.button[0].click()
+    at.button(key="plan.go").click()
     at.run()
     assert not at.exception, at.exception
     assert any("at least one SLO, one hardware" in e.value for e in at.error)
+
+
+def test_sidebar_request_becomes_the_planned_scenario_in_one_click():
+    """The planner page plans the sidebar's model, hardware, images and text lengths (no YAML), and says so."""
+    at = start()
+    at.sidebar.selectbox(key="sb.model").set_value("qwen2-vl-7b")
+    at.sidebar.selectbox(key="sb.preset").set_value("documents")
+    at.run()
+    assert at.sidebar.number_input(key="sb.width").value == 1700  # the preset filled the request
+    at.button(key="plan.use-sidebar").click()
+    at.run()
+    assert not at.exception, at.exception
+    box = at.selectbox(key="plan.scenario")
+    assert box.value.endswith("sidebar-request.yaml")
+    assert "sidebar request: qwen2-vl-7b on h100-sxm tp1, 1 x 1700x2200" in box.format_func(box.value)
+    sc = load_scenario(box.value)
+    assert (sc.model, sc.hardware, sc.workload.prompt_tokens.value, sc.workload.output_tokens.value) == (
+        "qwen2-vl-7b", "h100-sxm", 200, 400)
+    assert [(c.width, c.height) for c in sc.workload.image_size] == [(1700, 2200)]
+    # the serving page picks the same scenario
+    at.switch_page("views/serving.py").run()
+    assert at.selectbox(key="sim.scenario").value == box.value

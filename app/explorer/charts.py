@@ -9,6 +9,7 @@ import pandas as pd
 STAGES = ["encode", "prefill", "decode"]
 STAGE_COLORS = ["#8e6cc0", "#1f77b4", "#ff7f0e"]
 STAGE_SCALE = alt.Scale(domain=STAGES, range=STAGE_COLORS)
+ROOF_COLORS = ["#444444", "#2ca02c", "#8c564b", "#17becf", "#bcbd22", "#e377c2"]
 KINDS = ["gemm", "conv", "attn_prefill", "attn_decode", "attn_encoder", "elementwise", "allreduce"]
 SHAPES = ["circle", "square", "triangle-up", "triangle-down", "diamond", "cross", "triangle-right", "triangle-left",
           "stroke", "wedge", "arrow", "triangle"]
@@ -25,25 +26,36 @@ OP_TOOLTIP = [
     alt.Tooltip("attained_tflops:Q", title="attained TFLOP/s", format=".3~g"),
     alt.Tooltip("time_ms:Q", title="time (ms, all calls)", format=".4~g"), alt.Tooltip("bound:N"),
     alt.Tooltip("count:Q", title="calls"), alt.Tooltip("source:N", title="efficiency source"),
+    alt.Tooltip("effective_ridge:Q", title="its effective ridge (FLOP/byte)", format=".4~g"),
+    alt.Tooltip("coincident:Q", title="ops at this point"),
 ]
 
 
 def roofline(points: pd.DataFrame, roofs: pd.DataFrame, ridges: pd.DataFrame,
-             moves: pd.DataFrame | None = None, height: int = 520) -> alt.LayerChart:
-    """Log-log roofline: one roof per compute dtype, the ridge points marked, every op a point.
+             moves: pd.DataFrame | None = None, height: int = 520, hollow: str = "without techniques"
+             ) -> alt.LayerChart:
+    """Log-log roofline: the datasheet roof and the effective (calibrated) roof per device and dtype, the datasheet
+    ridges marked, every op a point; overhead-bound ops ringed.
 
-    `points` has a `when` column: 'with techniques' / 'without techniques' (before/after overlay) or 'this request'.
+    `points` has a `when` column ('with techniques' / 'without techniques', 'A: <hw>' / 'B: <hw>', or 'this
+    request'); rows whose `when` equals `hollow` are drawn hollow. Points are placed at `x_drawn`/`y_drawn` (their
+    true coordinates, spread by a few % where several ops coincide); tooltips show the true numbers.
+    `roofs` has intensity, tflops, roof (a label), kind ('datasheet' or 'effective').
     `moves` (optional) holds two rows per op (before, after) joined by a line, so the shift is visible.
     """
     x_dom = [float(roofs["intensity"].min()), float(roofs["intensity"].max())]
     y_dom = [float(min(points["attained_tflops"].min(), roofs["tflops"].min())) / 2, float(roofs["tflops"].max()) * 3]
-    x = alt.X("intensity:Q", scale=alt.Scale(type="log", domain=x_dom), title="arithmetic intensity (FLOP / byte)")
-    y = alt.Y("attained_tflops:Q", scale=alt.Scale(type="log", domain=y_dom), title="attained TFLOP/s")
-    roof = alt.Chart(roofs).mark_line(color="#444", strokeWidth=2, clip=True).encode(
+    x = alt.X("x_drawn:Q", scale=alt.Scale(type="log", domain=x_dom), title="arithmetic intensity (FLOP / byte)")
+    y = alt.Y("y_drawn:Q", scale=alt.Scale(type="log", domain=y_dom), title="attained TFLOP/s")
+    roof = alt.Chart(roofs).mark_line(strokeWidth=2, clip=True).encode(
         x=alt.X("intensity:Q", scale=alt.Scale(type="log", domain=x_dom)),
         y=alt.Y("tflops:Q", scale=alt.Scale(type="log", domain=y_dom)),
-        detail=alt.Detail("dtype:N"),
-        tooltip=[alt.Tooltip("dtype:N"), alt.Tooltip("tflops:Q", title="roof TFLOP/s", format=".4~g")],
+        detail=alt.Detail("roof:N"),
+        color=alt.Color("roof:N", title="roof", scale=alt.Scale(range=ROOF_COLORS),
+                        legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=420)),
+        strokeDash=alt.StrokeDash("kind:N", scale=alt.Scale(domain=["datasheet", "effective"],
+                                                            range=[[1, 0], [6, 4]]), legend=None),
+        tooltip=[alt.Tooltip("roof:N"), alt.Tooltip("tflops:Q", title="roof TFLOP/s", format=".4~g")],
     )
     ridge_rule = alt.Chart(ridges).mark_rule(color="#888", strokeDash=[4, 4]).encode(
         x=alt.X("ridge:Q"),
@@ -67,11 +79,18 @@ def roofline(points: pd.DataFrame, roofs: pd.DataFrame, ridges: pd.DataFrame,
     enc = dict(x=x, y=y, color=alt.Color("stage:N", scale=STAGE_SCALE, title="stage"),
                shape=alt.Shape("kind:N", scale=kind_scale(points["kind"]), title="op kind"), size=size,
                tooltip=[alt.Tooltip("when:N")] + OP_TOOLTIP)
-    layers.append(alt.Chart(points[points["when"] != "without techniques"]).mark_point(
+    layers.append(alt.Chart(points[points["when"] != hollow]).mark_point(
         filled=True, opacity=0.85).encode(**enc))
-    before = points[points["when"] == "without techniques"]
-    if len(before):  # hollow: where the op was without the techniques
+    before = points[points["when"] == hollow]
+    if len(before):  # hollow: where the op was without the techniques, or the B device
         layers.append(alt.Chart(before).mark_point(filled=False, strokeWidth=1.5, opacity=0.8).encode(**enc))
+    over = points[points["bound"] == "overhead"]
+    if len(over):  # ringed: the per-kernel floor, not the roof, sets their time
+        layers.append(alt.Chart(over.assign(label="overhead-bound (kernel floor)")).mark_point(
+            shape="circle", size=600, filled=False, strokeWidth=1, color="#555", strokeDash=[2, 2]).encode(
+            x=alt.X("x_drawn:Q"), y=alt.Y("y_drawn:Q"),
+            tooltip=[alt.Tooltip("op:N"), alt.Tooltip("label:N", title="bound"),
+                     alt.Tooltip("floor_s:Q", title="floor per call (s)", format=".3~g")]))
     return alt.layer(*layers).properties(height=height, description="roofline").interactive()
 
 

@@ -144,8 +144,68 @@ def _on_upload(kind: str) -> None:
     uploads = st.session_state.setdefault("uploads", {k: {} for k in UPLOAD_KINDS})
     uploads[kind][str(path)] = f"{f.name} (uploaded)"
     msgs[kind] = ("success", f"{f.name}: loaded {desc}")
-    # select what was just uploaded (the serving page's widgets pick the scenario or trace up when drawn)
-    st.session_state[f"sb.{kind}" if kind in ("model", "hardware") else f"sim.{kind}"] = str(path)
+    # select what was just uploaded, on every page that can use it (a page's widgets pick it up when drawn)
+    for key in {"model": ["sb.model"], "hardware": ["sb.hardware"], "scenario": ["sim.scenario", "plan.scenario"],
+                "trace": ["sim.trace"]}[kind]:
+        select(key, str(path))
+
+
+def select(key: str, value) -> None:
+    """Set a page widget's value whether or not its page is drawn now (`sticky` restores it from `keep.<key>`).
+    Call from a widget callback (before the rerun), never after the widget was drawn."""
+    st.session_state[key] = value
+    st.session_state[f"keep.{key}"] = value
+
+
+# ------------------------------------------------------------------------------------------- the sidebar's request
+
+def sidebar_request_label(setup: Setup) -> str:
+    sizes = f"{setup.images} x {setup.width}x{setup.height}" + (f", video {setup.video_s:g} s" if setup.video_s else "")
+    tech = f", {len(setup.techniques)} technique(s)" if setup.techniques else ""
+    return (f"sidebar request: {setup.model} on {setup.hardware} tp{setup.tp}, {sizes}, "
+            f"{setup.prompt_tokens}->{setup.output_tokens} tokens{tech}")
+
+
+def scenario_from_sidebar(base_ref: str, setup: Setup) -> str:
+    """The base scenario (its arrivals, serving policy and SLOs) with the sidebar's request as its workload, saved
+    like an upload and selected on the Serving and Planner pages; returns its path. Raises the API's errors."""
+    import yaml
+
+    from lvlmsim.specs.request_overrides import with_request
+    from lvlmsim.specs.scenario import load_scenario
+
+    sc = with_request(load_scenario(base_ref), model=setup.model, hardware=setup.hardware, tp=setup.tp,
+                      image_size=[(setup.width, setup.height)], images=setup.images,
+                      prompt_tokens=setup.prompt_tokens, output_tokens=setup.output_tokens, video_s=setup.video_s,
+                      techniques=list(setup.techniques), scenario_id="sidebar-request")
+    data = sc.model_dump(mode="json", exclude_none=True)
+    if setup.profile != "auto":
+        data["profile"] = setup.profile
+    path = save_upload("sidebar-request.yaml", yaml.safe_dump(data, sort_keys=False).encode())
+    uploads = st.session_state.setdefault("uploads", {k: {} for k in UPLOAD_KINDS})
+    uploads["scenario"][str(path)] = sidebar_request_label(setup)
+    for key in ("sim.scenario", "plan.scenario"):
+        select(key, str(path))
+    return str(path)
+
+
+def _use_sidebar(select_key: str) -> None:
+    """Button callback (runs before the rerun, so it may set the selectboxes): over the page's current scenario."""
+    try:
+        scenario_from_sidebar(st.session_state.get(select_key) or "llava-chat-h100", current_setup())
+        st.session_state.pop("sidebar_request_error", None)
+    except USER_ERRORS as exc:
+        st.session_state["sidebar_request_error"] = str(exc)
+
+
+def use_sidebar_button(select_key: str, key: str) -> None:
+    """One click: the sidebar's request becomes this page's scenario (over the selected scenario's arrivals, serving
+    settings and SLOs)."""
+    st.button("Use the sidebar's request", key=key, on_click=_use_sidebar, args=(select_key,),
+              help="Model, hardware, TP, images and their size, video, text lengths and techniques from the sidebar "
+                   "replace the selected scenario's workload; its arrivals, serving settings and SLOs stay.")
+    if st.session_state.get("sidebar_request_error"):
+        st.error(st.session_state["sidebar_request_error"])
 
 
 def uploaded(kind: str) -> dict[str, str]:
@@ -242,6 +302,46 @@ def default_params(description: str) -> str:
     return ",".join(pairs)
 
 
+# Illustrative request shapes (not measurements): a phone photo with a short question; a letter-size page scanned at
+# 200 dpi with a longer answer; a half-minute clip; a later turn of a chat that resends two photos with its history.
+PRESETS: dict[str, dict] = {
+    "chat photo": {"images": 1, "width": 1024, "height": 768, "video_s": 0.0, "prompt_tokens": 80,
+                   "output_tokens": 160},
+    "documents": {"images": 1, "width": 1700, "height": 2200, "video_s": 0.0, "prompt_tokens": 200,
+                  "output_tokens": 400},
+    "video": {"images": 0, "width": 640, "height": 360, "video_s": 30.0, "prompt_tokens": 40, "output_tokens": 120},
+    "multi-turn": {"images": 2, "width": 1024, "height": 768, "video_s": 0.0, "prompt_tokens": 600,
+                   "output_tokens": 150},
+}
+
+
+def presets_for(model_ref: str) -> list[str]:
+    """The presets this model can run: video only where the model spec has a video policy."""
+    try:
+        model = registry.load_model(model_ref)
+    except USER_ERRORS:
+        return list(PRESETS)
+    return [p for p in PRESETS if p != "video" or model.video is not None]
+
+
+def _apply_preset() -> None:
+    name = st.session_state.get("sb.preset")
+    for k, v in PRESETS.get(name, {}).items():
+        st.session_state[f"sb.{k}"] = v
+
+
+def fixed_resize_note(model_ref: str) -> str | None:
+    """A sentence when the model's processor resizes every image to one square, so the chosen size changes nothing."""
+    try:
+        pol = registry.load_model(model_ref).tokenization
+    except USER_ERRORS:
+        return None
+    if getattr(pol, "kind", None) == "fixed":
+        return (f"{model_ref} resizes every image to {pol.image_size}x{pol.image_size} px: the image size set here "
+                "does not change its tokens or cost.")
+    return None
+
+
 def _init_defaults() -> None:
     for k, v in DEFAULTS.items():
         st.session_state.setdefault(f"sb.{k}", v)
@@ -257,10 +357,16 @@ def sidebar() -> Setup:
         hws = registry.hardware_ids() + list(uploaded("hardware"))
         model = st.selectbox("Model", models, key="sb.model", format_func=_label("model"))
         hardware = st.selectbox("Hardware", hws, key="sb.hardware", format_func=_label("hardware"))
+        st.selectbox("Preset", ["", *presets_for(model)], key="sb.preset", on_change=_apply_preset,
+                     format_func=lambda p: p or "choose a request shape…",
+                     help="Fills images, size, video and text lengths below; edit them afterwards.")
         images = st.number_input("Images per request", min_value=0, max_value=64, step=1, key="sb.images")
         c1, c2 = st.columns(2)
         width = c1.number_input("Image width (px)", min_value=1, max_value=16384, step=16, key="sb.width")
         height = c2.number_input("Image height (px)", min_value=1, max_value=16384, step=16, key="sb.height")
+        note = fixed_resize_note(model)
+        if note:
+            st.caption(note)
         video_s = st.number_input("Video seconds (0 = none)", min_value=0.0, max_value=3600.0, step=1.0,
                                   key="sb.video_s")
         c1, c2 = st.columns(2)

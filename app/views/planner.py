@@ -8,8 +8,8 @@ import importlib
 import altair as alt
 import pandas as pd
 import streamlit as st
-from explorer.fmt import fmt_time
-from explorer.state import USER_ERRORS, keep, sticky, uploaded
+from explorer.fmt import fmt_pct, fmt_time, fmt_usd
+from explorer.state import USER_ERRORS, keep, sticky, uploaded, use_sidebar_button
 
 from lvlmsim.specs import registry
 
@@ -44,17 +44,20 @@ def run_plan(args: tuple, progress=None) -> dict:
                         layouts=list(layouts), max_gpus=max_gpus or None,
                         settings=SearchSettings(probe_duration_s=probe_s, tolerance=tol), executor="serial",
                         progress=progress)
+        named = res.to_dict()
         memo[args] = {"recommended": res.recommended, "verdict": res.verdict, "candidates": res.candidates,
-                      "stats": res.stats}
+                      "stats": res.stats, "deploy": named.get("deploy"),
+                      "named": {k: named.get(k) for k in ("scenario", "model", "hardware", "workload")}}
         while len(memo) > PLAN_MEMO:
             memo.pop(next(iter(memo)))
     return memo[args]
 
 
 def pareto_chart(cands: pd.DataFrame, latency: str) -> alt.LayerChart:
-    """$/hour (x) vs p90 latency at the target (y) of every configuration meeting the SLOs; the front joined."""
+    """$/hour (x) vs p90 latency at the target (y) of every configuration meeting the SLOs, coloured by GPU type;
+    the Pareto front joined and ringed."""
     col = f"{latency}_s"
-    frame = cands[cands.status == "feasible"][["candidate", "cost_per_hour_usd", col, "gpus", "replicas",
+    frame = cands[cands.status == "feasible"][["candidate", "hardware", "cost_per_hour_usd", col, "gpus", "replicas",
                                                "pareto_cost_latency"]].rename(columns={col: "latency_s"})
     frame = frame.assign(pareto=frame.pareto_cost_latency.astype(bool)).drop(columns="pareto_cost_latency")
     base = alt.Chart(frame)
@@ -62,14 +65,75 @@ def pareto_chart(cands: pd.DataFrame, latency: str) -> alt.LayerChart:
         x=alt.X("cost_per_hour_usd:Q", title="$ per hour for the target rate", scale=alt.Scale(zero=False)),
         y=alt.Y("latency_s:Q", title=f"{latency.replace('_', ' ')} at the target rate (s)",
                 scale=alt.Scale(type="log")),
-        color=alt.Color("pareto:N", scale=alt.Scale(domain=[True, False], range=["#d62728", "#9e9e9e"]),
-                        title="Pareto-optimal"),
-        tooltip=[alt.Tooltip("candidate:N"), alt.Tooltip("cost_per_hour_usd:Q", title="$/hour", format=".2f"),
+        color=alt.Color("hardware:N", title="GPU"),
+        tooltip=[alt.Tooltip("candidate:N"), alt.Tooltip("cost_per_hour_usd:Q", title="$/hour", format="$,.2f"),
                  alt.Tooltip("latency_s:Q", title=latency, format=".4~g"), alt.Tooltip("gpus:Q"),
-                 alt.Tooltip("replicas:Q")])
+                 alt.Tooltip("replicas:Q"), alt.Tooltip("pareto:N", title="Pareto-optimal")])
+    ring = base.transform_filter(alt.datum.pareto).mark_point(size=320, color="#d62728", strokeWidth=1.5).encode(
+        x=alt.X("cost_per_hour_usd:Q"), y=alt.Y("latency_s:Q"))
     front = base.transform_filter(alt.datum.pareto).mark_line(color="#d62728", strokeDash=[4, 2]).encode(
         x=alt.X("cost_per_hour_usd:Q"), y=alt.Y("latency_s:Q"), order=alt.Order("cost_per_hour_usd:Q"))
-    return alt.layer(front, pts).properties(height=380, description="plan-pareto")
+    return alt.layer(front, ring, pts).properties(height=340, description="plan-pareto")
+
+
+def throughput_chart(cands: pd.DataFrame) -> alt.Chart:
+    """Output tokens/s per GPU (the operator's efficiency) vs tokens/s per user (what a user sees), at the operating
+    point, one point per feasible configuration coloured by GPU type: the trade-off aiconfigurator users read."""
+    frame = cands[cands.status == "feasible"][["candidate", "hardware", "tokens_per_s_per_gpu",
+                                               "tokens_per_s_per_user", "pareto_throughput"]].dropna(
+        subset=["tokens_per_s_per_gpu", "tokens_per_s_per_user"])
+    return alt.Chart(frame).mark_point(size=110, filled=True).encode(
+        x=alt.X("tokens_per_s_per_user:Q", title="output tokens/s per user (1 / p50 TPOT)",
+                scale=alt.Scale(zero=False)),
+        y=alt.Y("tokens_per_s_per_gpu:Q", title="output tokens/s per GPU", scale=alt.Scale(zero=False)),
+        color=alt.Color("hardware:N", title="GPU"),
+        shape=alt.Shape("pareto_throughput:N", title="Pareto-optimal"),
+        tooltip=[alt.Tooltip("candidate:N"), alt.Tooltip("tokens_per_s_per_gpu:Q", format=",.0f"),
+                 alt.Tooltip("tokens_per_s_per_user:Q", format=",.1f")],
+    ).properties(height=340, description="plan-throughput")
+
+
+def price_inputs(hw_ids: list[str]) -> dict[str, float]:
+    """Editable $/GPU-hour per GPU type, defaulting to the hardware file's price (its date and source shown)."""
+    prices = {}
+    with st.expander("Prices ($ per GPU-hour) — edit to use your own"):
+        cols = st.columns(min(len(hw_ids), 4) or 1)
+        for i, hw_id in enumerate(hw_ids):
+            try:
+                spec = hardware_spec(hw_id)
+            except USER_ERRORS:
+                continue
+            key = sticky(f"plan.price.{hw_id}", float(spec.price_per_hour_usd))
+            prices[hw_id] = float(cols[i % len(cols)].number_input(
+                f"{hw_id} $/GPU-h", min_value=0.0, step=0.1, format="%.3f", key=key,
+                help=f"default ${spec.price_per_hour_usd:g} ({spec.price_date}): {spec.price_source}"))
+            keep(key)
+    return prices
+
+
+def hardware_spec(ref: str):
+    return registry.load_hardware(ref)
+
+
+def per_gpu_table(cands: pd.DataFrame, rate: float, prices: dict[str, float]) -> pd.DataFrame:
+    """lvlmsim.planner.summary.by_hardware at the page's prices, humanised for reading (lvlmsim.fmt)."""
+    from lvlmsim.planner.summary import by_hardware, by_hardware_frame
+
+    frame = by_hardware_frame(by_hardware(cands, rate, prices))
+    rows = []
+    for r in frame.to_dict("records"):
+        ok = bool(r["feasible"])
+        rows.append({
+            "GPU": r["hardware"], "best configuration": r["candidate"] if ok else "—",
+            "GPUs": str(r["gpus"]) if ok else "—", "$/GPU-hour": fmt_usd(r["price_per_gpu_hour_usd"]),
+            "$/hour": fmt_usd(r["cost_per_hour_usd"]) if ok else "—",
+            "$/month": fmt_usd(r["cost_per_month_usd"]) if ok else "—",
+            "headroom": fmt_pct(r["headroom_pct"]) if ok else "—",
+            "capacity": f"{r['capacity_rps']:.3g} req/s" if ok else "—",
+            "TTFT p90": fmt_time(r["ttft_p90_s"]) if ok else "—", "TPOT p90": fmt_time(r["tpot_p90_s"]) if ok else "—",
+            "verdict": "meets the SLOs" if ok else f"not possible because {r['reason']}",
+        })
+    return pd.DataFrame(rows)
 
 
 st.title("Capacity planner")
@@ -83,7 +147,9 @@ from lvlmsim.planner import DEFAULT_LAYOUTS, DEFAULT_TP  # noqa: E402
 st.caption("For each candidate (hardware x tensor parallelism x layout), an analytic pre-screen drops the hopeless "
            "ones, a search over arrival rates with the discrete-event engine finds what one replica sustains within "
            "the SLOs, and replicas are added up to the target rate; the cheapest is then simulated as a whole fleet. "
-           "The sidebar's single-request setup does not apply on this page.")
+           "Press *Use the sidebar's request* to plan the sidebar's model, hardware, images and text lengths over "
+           "the selected scenario's arrivals and serving settings.")
+use_sidebar_button("plan.scenario", "plan.use-sidebar")
 scenarios = (registry.scenario_ids() or [DEFAULT_SCENARIO]) + list(uploaded("scenario"))
 labels = uploaded("scenario")
 hardware_ids = registry.hardware_ids() + list(uploaded("hardware"))
@@ -119,7 +185,7 @@ with st.form("plan"):
         probe_s = c[0].number_input("Seconds of arrivals per probe", min_value=1.0, max_value=3600.0, step=5.0,
                                     key=k["probe_s"])
         tol = c[1].number_input("Capacity tolerance", min_value=0.01, max_value=0.5, step=0.01, key=k["tol"])
-    go = st.form_submit_button("Plan", type="primary")
+    go = st.form_submit_button("Plan", type="primary", key="plan.go")
 keep(*k.values())
 
 slos = tuple((key, float(v)) for key, v in slo.items() if v > 0)
@@ -154,6 +220,10 @@ if ran_args != args:
 rec = result["recommended"]
 cands = result["candidates"]
 stats = result["stats"]
+named = result.get("named") or {"scenario": ran_args[0]}
+st.markdown(f"**Planned** scenario `{labels.get(ran_args[0], named.get('scenario'))}` — model `{named.get('model')}` — "
+            f"GPUs {', '.join(f'`{h}`' for h in ran_args[3])} — {ran_args[1]:g} req/s — workload: "
+            f"{named.get('workload', 'as the scenario says')}")
 if rec is None:
     st.error(f"No configuration meets the SLOs: {result['verdict']}")
 else:
@@ -161,8 +231,8 @@ else:
     c = st.columns(6)
     c[0].metric("Configuration", rec["candidate"])
     c[1].metric("GPUs", f"{rec['gpus']}", help=f"{rec['replicas']} replica(s) x {rec['gpus_per_replica']} GPU(s)")
-    c[2].metric("$ per hour", f"{rec['cost_per_hour']:.2f}",
-                help=f"${rec['usd_per_1m_output_tokens']:.3g} per 1M output tokens at the target rate")
+    c[2].metric("$ per hour", fmt_usd(rec["cost_per_hour"]),
+                help=f"{fmt_usd(rec['usd_per_1m_output_tokens'])} per 1M output tokens at the target rate")
     c[3].metric("Max rate within SLOs", f"{rec['max_rate_meeting_slo']:.3g} req/s",
                 help=f"{rec['capacity_per_replica_rps']:.3g} req/s per replica x {rec['replicas']}")
     c[4].metric("TTFT p90", fmt_time(rec["ttft_p90_s"]) if rec.get("ttft_p90_s") is not None else "n/a")
@@ -173,17 +243,56 @@ st.caption(f"{stats['candidates']} candidates: {stats['pruned_analytic']} remove
            f"{stats['searched']} searched with {stats['des_runs']} simulations "
            f"({stats['des_runs_per_candidate_mean']:.1f} per candidate) in {stats['wall_s']:.1f} s.")
 
+st.subheader("Per GPU type")
+hw_seen = list(dict.fromkeys(cands["hardware"]))
+prices = price_inputs(hw_seen)
+table = per_gpu_table(cands, ran_args[1], prices)
+st.dataframe(table, hide_index=True, key="plan-by-hardware", width="stretch")
+from lvlmsim.planner.summary import LOW_HEADROOM_PCT, by_hardware  # noqa: E402
+
+low = [h for h, r in by_hardware(cands, ran_args[1], prices).items()
+       if r["feasible"] and r["headroom_pct"] is not None and r["headroom_pct"] < LOW_HEADROOM_PCT]
+if low:
+    st.warning(f"Under {LOW_HEADROOM_PCT:.0f}% headroom on {', '.join(low)}: a burst above the target rate, or a "
+               "model error of that size, breaks the SLOs; the capacity search tolerance is "
+               f"{stats['settings'].get('tolerance', 'n/a')}.")
+st.caption("Headroom: how far the fleet's capacity within the SLOs exceeds the target rate. Capacity is bracketed by "
+           "the search to its tolerance (see Search settings); $/month = $/hour x 730.")
+
 latency = stats.get("pareto_latency", "ttft_p90")
 if (cands.status == "feasible").any():
-    st.subheader("Pareto front: cost vs latency")
-    st.altair_chart(pareto_chart(cands, latency), width="stretch")
+    c = st.columns(2)
+    c[0].markdown("**Cost vs latency** (ringed: Pareto-optimal)")
+    c[0].altair_chart(pareto_chart(cands, latency), width="stretch")
+    c[1].markdown("**Throughput per GPU vs per user**")
+    c[1].altair_chart(throughput_chart(cands), width="stretch")
+if result.get("deploy"):
+    st.subheader("Deploy the recommendation")
+    c = st.columns(2)
+    c[0].code(result["deploy"]["vllm"], language="bash")
+    c[1].code(result["deploy"]["sglang"], language="bash")
+    st.caption("Flags from the scenario's serving settings (max_num_seqs, max_num_batched_tokens, "
+               "gpu_memory_utilization, chunked prefill) and the recommended tensor parallelism.")
 st.subheader("All candidates")
 show = [c for c in ("rank", "candidate", "status", "reason", "replicas", "gpus", "cost_per_hour_usd",
                     "capacity_per_replica_rps", "ttft_p90_s", "tpot_p90_s", "tokens_per_s_per_gpu",
                     "tokens_per_s_per_user", "des_runs", "verified") if c in cands]
-st.dataframe(cands[show], hide_index=True, key="plan-candidates")
-st.download_button("Download CSV", cands.to_csv(index=False).encode(), file_name="lvlmsim-plan.csv", mime="text/csv",
-                   key="plan-csv")
+st.dataframe(cands[show], hide_index=True, key="plan-candidates",
+             column_config={"cost_per_hour_usd": st.column_config.NumberColumn("$/hour", format="dollar"),
+                            "capacity_per_replica_rps": st.column_config.NumberColumn("req/s per replica",
+                                                                                      format="%.3g"),
+                            "ttft_p90_s": st.column_config.NumberColumn("TTFT p90 (s)", format="%.3g"),
+                            "tpot_p90_s": st.column_config.NumberColumn("TPOT p90 (s)", format="%.3g"),
+                            "tokens_per_s_per_gpu": st.column_config.NumberColumn("tok/s per GPU", format="%,.0f"),
+                            "tokens_per_s_per_user": st.column_config.NumberColumn("tok/s per user",
+                                                                                   format="%.1f")})
+csv = cands.assign(**{k: v for k, v in named.items() if v is not None}, target_rate_rps=ran_args[1])
+c = st.columns(2)
+c[0].download_button("Download candidates (CSV)", csv.to_csv(index=False).encode(), file_name="lvlmsim-plan.csv",
+                     mime="text/csv", key="plan-csv")
+c[1].download_button("Download per-GPU table (CSV)", table.assign(**{k: v for k, v in named.items() if v})
+                     .to_csv(index=False).encode(), file_name="lvlmsim-plan-by-gpu.csv", mime="text/csv",
+                     key="plan-gpu-csv")
 with st.expander("Reproduce in Python"):
     import lvlmsim
 
@@ -194,4 +303,4 @@ with st.expander("Reproduce in Python"):
         f"res = {fn}({sc!r}, target_rate={r!r}, slos={dict(sl)!r}, hardware={list(hw)!r}, tp={list(tp_)!r},\n"
         f"    layouts={list(lay)!r}, max_gpus={mg or None!r}, "
         f"settings=SearchSettings(probe_duration_s={ps!r}, tolerance={tl!r}))\n"
-        "res.recommended, res.candidates, res.pareto", language="python")
+        f"res.recommended, res.by_hardware(prices={prices!r}), res.deploy()", language="python")

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 from explorer import charts
 from explorer.fmt import fmt_time
-from explorer.state import USER_ERRORS, engine_available, keep, sticky, uploaded
+from explorer.state import USER_ERRORS, engine_available, keep, sticky, uploaded, use_sidebar_button
 
 from lvlmsim.specs import registry
 
@@ -95,7 +95,8 @@ def _pct(summary: dict, key: str, p: str):
 st.title("Serving simulation")
 st.caption("The discrete-event engine (`simulate`) serves a stream of requests: the scenario sets the model, "
            "hardware, workload and serving policy; here you choose the arrival rate, the number of requests, the "
-           "seed and the SLOs. The sidebar's single-request setup does not apply on this page.")
+           "seed and the SLOs. Press *Use the sidebar's request* to serve the sidebar's model, hardware, images and "
+           "text lengths with the selected scenario's arrivals and serving settings.")
 if not engine_available():
     st.info("The serving simulation arrives with the engine (`lvlmsim.engine`), which this version lacks. "
             "The analytic pages work without it.")
@@ -110,6 +111,7 @@ if st.session_state["sim.scenario"] not in scenarios:
     st.session_state["sim.scenario"] = scenarios[0]
 if st.session_state["sim.trace"] not in ("", *traces):
     st.session_state["sim.trace"] = ""
+use_sidebar_button("sim.scenario", "sim.use-sidebar")
 c = st.columns([2, 2])
 ref = c[0].selectbox("Scenario", scenarios, key="sim.scenario", format_func=lambda s: labels.get(s, s))
 trace = c[1].selectbox("Traffic", ["", *traces], key="sim.trace",
@@ -148,7 +150,7 @@ with st.form("sim"):
                                        help="0 = no threshold"),
            "tpot_s": c[1].number_input("TPOT SLO (s)", min_value=0.0, step=0.01, format="%.3f", key=k["slo_tpot"]),
            "e2e_s": c[2].number_input("E2E SLO (s)", min_value=0.0, step=1.0, key=k["slo_e2e"])}
-    go = st.form_submit_button("Run simulation", type="primary")
+    go = st.form_submit_button("Run simulation", type="primary", key="sim.go")
 
 keep("sim.scenario", "sim.trace", *k.values())
 trace = trace or None
@@ -172,6 +174,15 @@ ran_args, result = stored
 if ran_args != args:
     st.caption("Showing the last run; the inputs above changed since — run again to update.")
 ran_slo = dict(ran_args[2])
+try:
+    from lvlmsim.specs.request_overrides import describe
+
+    named = describe(load_scenario(ran_args[0]), rate=ran_args[3])
+except USER_ERRORS:
+    named = {"scenario": ran_args[0]}
+st.markdown(f"**Simulated** scenario `{labels.get(ran_args[0], named['scenario'])}` — model `{named.get('model')}` — "
+            f"hardware `{named.get('hardware')}` — workload: {named.get('workload', 'as the scenario says')}"
+            + (" (trace replay)" if ran_args[1] else ""))
 
 summary = result["summary"]
 req = result["requests"]
@@ -189,7 +200,9 @@ verdict = sat.get("verdict") if isinstance(sat, dict) else sat
 line = (f"{summary.get('completed', len(req))} of {summary.get('requests', len(req))} requests completed, "
         f"{summary.get('rejected', 0)} rejected, {summary.get('in_flight', 0)} still in flight; "
         f"saturation: **{verdict}**")
-if summary.get("usd_per_1m_output_tokens") is not None:
+if summary.get("usd_per_1m_output_tokens") is not None and verdict == "backlogged":
+    line += "; no $ per 1M output tokens: a backlogged run's cost per token depends on when it is cut off"
+elif summary.get("usd_per_1m_output_tokens") is not None:
     line += f"; ${summary['usd_per_1m_output_tokens']:.3g} per 1M output tokens on {summary.get('gpus', '?')} GPU(s)"
 st.markdown(line + ".")
 reuse = summary.get("reuse")
@@ -233,7 +246,7 @@ if ts is not None and len(ts):
 
 st.subheader("Per-request results")
 st.dataframe(req, hide_index=True, key="sim-requests")
-st.download_button("Download CSV", req.to_csv(index=False).encode(), file_name="lvlmsim-requests.csv",
+st.download_button("Download CSV", req.assign(**named).to_csv(index=False).encode(), file_name="lvlmsim-requests.csv",
                    mime="text/csv", key="sim-csv")
 with st.expander("Reproduce in Python"):
     slo_txt = ", ".join(f"{k}={v!r}" for k, v in ran_slo.items() if v > 0)

@@ -1,0 +1,166 @@
+"""The roofline page's frames and its teaching sentences, all read from the API's op table (`Estimate.ops_frame()`).
+
+Nothing here re-derives a bound: the cost model labels each op (`bound`) from its compute time and memory time at the
+profile's efficiencies, so an op is compute-bound exactly when its intensity is at or right of its *effective* ridge,
+`intensity * memory_s / compute_s` (both times come from the API). The chart draws the datasheet roof and that
+effective roof; every sentence quotes the op table's own labels and numbers, so text, chart and table agree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from explorer.fmt import fmt_time
+from lvlmsim.estimate import Estimate
+from lvlmsim.specs.hardware import HardwareSpec
+
+JITTER = 1.07  # coincident points are spread by powers of this factor on the log axes (a few %), never merged
+
+
+def plottable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Ops that have a place on log-log axes (zero FLOPs or zero bytes, e.g. an embedding gather or a collective
+    with no HBM traffic, do not)."""
+    ok = (frame["flops"] > 0) & (frame["bytes"] > 0) & (frame["attained_tflops"] > 0)
+    return frame[ok]
+
+
+def _spread(frame: pd.DataFrame) -> pd.DataFrame:
+    """x_drawn/y_drawn: the true coordinates, with ops that would hide each other (same point to 3 digits) fanned
+    out diagonally around it; `coincident` counts them."""
+    key = frame["intensity"].map(lambda v: f"{v:.3g}") + "|" + frame["attained_tflops"].map(lambda v: f"{v:.3g}")
+    key = frame["when"] + "|" + key
+    n = key.map(key.value_counts())
+    k = frame.groupby(key).cumcount()
+    factor = np.power(JITTER, k - (n - 1) / 2.0)
+    return frame.assign(coincident=n, x_drawn=frame["intensity"] * factor, y_drawn=frame["attained_tflops"] / factor)
+
+
+def op_points(est: Estimate, when: str) -> pd.DataFrame:
+    """The estimate's plottable ops with `when`, time in ms, a join key and each op's effective ridge."""
+    f = plottable(est.ops_frame())
+    f = f.assign(when=when, time_ms=f["time_s"] * 1e3, key=f["stage"] + "/" + f["op"] + "/" + f["layers"],
+                 effective_ridge=f["intensity"] * f["memory_s"] / f["compute_s"].where(f["compute_s"] > 0))
+    return _spread(f)
+
+
+def _median_weighted(values: pd.Series, weights: pd.Series) -> float:
+    order = np.argsort(values.to_numpy())
+    v, w = values.to_numpy()[order], weights.to_numpy()[order]
+    cum = np.cumsum(w)
+    return float(v[np.searchsorted(cum, cum[-1] / 2.0)])
+
+
+def effective_rates(points: pd.DataFrame) -> tuple[float, float]:
+    """(FLOP/s, bytes/s) the cost model grants an op per call, time-weighted median over the ops: the effective
+    roof's flat part and slope. With a flat profile every op has the same two numbers."""
+    calls = points["count"].clip(lower=1)
+    flops_s = (points["flops"] / calls) / points["compute_s"]
+    bytes_s = (points["bytes"] / calls) / points["memory_s"]
+    ok = np.isfinite(flops_s) & np.isfinite(bytes_s) & (points["time_s"] > 0)
+    w = points.loc[ok, "time_s"]
+    return _median_weighted(flops_s[ok], w), _median_weighted(bytes_s[ok], w)
+
+
+def roofs_for(hw: HardwareSpec, points: pd.DataFrame, x_lo: float, x_hi: float, prefix: str = ""
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Datasheet roof per dtype (bandwidth slope then flat peak) and the effective roof of the ops drawn; ridges."""
+    roofs, ridges = [], []
+    bw = hw.mem_bw_bytes_per_s
+    for dt in sorted(set(points["dtype"])) or [next(iter(hw.peak_tflops))]:
+        if not hw.supports(dt):
+            continue
+        peak = hw.peak_flops(dt)
+        ridge = hw.ridge_point(dt)
+        lo, hi = min(x_lo, ridge / 10), max(x_hi, ridge * 10)
+        for x in (lo, ridge, hi):
+            roofs.append({"roof": f"{prefix}{hw.id} datasheet ({dt})", "kind": "datasheet", "dtype": dt,
+                          "intensity": x, "tflops": min(peak, x * bw) / 1e12})
+        ridges.append({"dtype": dt, "ridge": ridge, "peak_tflops": peak / 1e12, "bw_tbps": bw / 1e12,
+                       "label": f"{prefix}ridge {ridge:.0f} FLOP/B ({dt}, {peak / 1e12:.0f} TFLOP/s)"})
+        mine = points[points["dtype"] == dt]
+        if len(mine):
+            e_flops, e_bw = effective_rates(mine)
+            e_ridge = e_flops / e_bw
+            for x in (lo, e_ridge, hi):
+                roofs.append({"roof": f"{prefix}{hw.id} effective ({dt}, {e_flops / peak:.0%} of peak, "
+                                      f"{e_bw / bw:.0%} of bandwidth)", "kind": "effective", "dtype": dt,
+                              "intensity": x, "tflops": min(e_flops, x * e_bw) / 1e12})
+    return pd.DataFrame(roofs), pd.DataFrame(ridges)
+
+
+SIDE = {"memory": "left of", "compute": "at or right of"}
+WHY = {"memory": "bytes moved, not FLOPs, set its time",
+       "compute": "the arithmetic units, not memory, set its time"}
+
+
+def op_sentence(r) -> str:
+    """One op's place, in words that follow from its own row (the checks in the browser test parse this form)."""
+    head = (f"`{r.op}` (intensity {r.intensity:.3g} FLOP/byte vs its effective ridge {r.effective_ridge:.3g} "
+            f"FLOP/byte) is **{r.bound}-bound**")
+    if r.bound in SIDE:
+        return f"{head}: it sits {SIDE[r.bound]} its effective ridge, so {WHY[r.bound]}"
+    if r.bound == "overhead":
+        return (f"{head}: the per-kernel floor ({fmt_time(r.floor_s)} per call) exceeds its roofline time "
+                f"({fmt_time(max(r.compute_s, r.memory_s))}), so it sits below the roof whatever its intensity")
+    return head
+
+
+def stage_sentence(est: Estimate, stage: str, pts: pd.DataFrame) -> str | None:
+    """Share of the stage's time by bound, and its largest op."""
+    mine = pts[pts["stage"] == stage]
+    if mine.empty:
+        return None
+    share = mine.groupby("bound")["time_s"].sum() / mine["time_s"].sum()
+    parts = ", ".join(f"{'<1%' if v < 0.005 else f'{v:.0%}'} {b}-bound"
+                      for b, v in share.sort_values(ascending=False).items())
+    top = mine.loc[mine["time_s"].idxmax()]
+    st_ = est.stages[stage]
+    return (f"**{stage}** ({fmt_time(st_.time_s)}; the API labels the stage *{st_.bound}*-bound): of the time of its "
+            f"drawn ops, {parts}. Its largest op, {op_sentence(top)}.")
+
+
+def teaching_notes(est: Estimate, hw: HardwareSpec, pts: pd.DataFrame, roofs: pd.DataFrame,
+                   batch: int) -> list[str]:
+    """Every sentence of "Reading the roofline", generated from this request's op table."""
+    notes = []
+    for r in roofs[roofs["kind"] == "datasheet"].drop_duplicates("dtype").itertuples():
+        ridge = hw.ridge_point(r.dtype)
+        eff = roofs[(roofs["kind"] == "effective") & (roofs["dtype"] == r.dtype)]
+        e_txt = ""
+        if len(eff):
+            e_ridge = float(eff["intensity"].iloc[1])
+            e_txt = (f" With the efficiencies of profile `{est.profile}` the effective ridge (dashed roof) is "
+                     f"**{e_ridge:.3g} FLOP/byte**: the cost model calls an op compute-bound exactly when it sits "
+                     "at or right of its own effective ridge, so read the labels against the dashed roof.")
+        notes.append(f"**The ridge point** of {hw.name} for {r.dtype} is **{ridge:.3g} FLOP/byte** (peak FLOP/s "
+                     f"divided by memory bandwidth, from the datasheet; solid roof).{e_txt}")
+    for stage in ("encode", "prefill", "decode"):
+        s = stage_sentence(est, stage, pts)
+        if s:
+            notes.append(s)
+    dec = pts[(pts["stage"] == "decode") & (pts["kind"] == "gemm")]
+    if len(dec):
+        i = dec["flops"].sum() / dec["bytes"].sum()
+        labels = dec.groupby("bound")["time_s"].sum().sort_values(ascending=False)
+        notes.append(f"**Why decode GEMMs sit where they do.** A decode step makes one token per sequence, so each "
+                     f"weight read from memory serves {batch} multiply-add(s) per weight: their intensity is about "
+                     f"**{i:.3g} FLOP/byte** at batch {batch}, and the API labels "
+                     f"{labels.iloc[0] / labels.sum():.0%} of their time *{labels.index[0]}*-bound. Batching more "
+                     "sequences moves them right, towards the ridge.")
+    pre = est.stages["prefill"]
+    vis = 0 if est.image_tokens_in_cross_attention else est.visual_tokens
+    notes.append(f"**What the visual tokens do to prefill.** Prefill runs all {est.context_tokens} context tokens at "
+                 f"once, {vis} of them visual; visual tokens cause **{pre.visual_flops_share:.0%}** of prefill FLOPs "
+                 "here: more pixels mean more tokens, more FLOPs, a longer TTFT and a larger KV cache for every "
+                 "decode step to read.")
+    over = pts[pts["bound"] == "overhead"]
+    if len(over):
+        notes.append(f"**Overhead-bound ops** (ringed, {over['op'].nunique()} of them): each call's work takes "
+                     f"less than the runtime's per-kernel floor ({fmt_time(float(over['floor_s'].median()))} per "
+                     "call), so they sit below both roofs whatever their intensity.")
+    many = pts[pts["coincident"] > 1]
+    if len(many):
+        notes.append(f"{len(many)} ops share a point with another op; they are fanned out by a few % so none hides "
+                     "another (the tooltip gives the true numbers and how many share the point).")
+    return notes
