@@ -132,10 +132,10 @@ class PlanResult:
         """`vllm serve` / SGLang command lines for the recommendation (lvlmsim.planner.summary.deploy_commands)."""
         if self.scenario is None:
             return None
+        from lvlmsim.engine.api import load_scenario_model
         from lvlmsim.planner.summary import deploy_commands
-        from lvlmsim.specs.registry import load_model
 
-        return deploy_commands(self.recommended, load_model(self.scenario.model), self.scenario.serving)
+        return deploy_commands(self.recommended, load_scenario_model(self.scenario), self.scenario.serving)
 
     def to_dict(self) -> dict:
         from lvlmsim.specs.request_overrides import describe

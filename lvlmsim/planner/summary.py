@@ -94,7 +94,9 @@ def deploy_commands(recommended: dict | None, model: Any, serving: Any) -> dict[
     is the runtime's own disaggregation setup, which these lines do not cover."""
     if recommended is None:
         return None
-    repo = getattr(model, "hf_repo", None) or f"<hugging-face-repo-of {model.name}>"
+    repo = getattr(model, "hf_repo", None) or model.name
+    unknown = "" if getattr(model, "hf_repo", None) else (
+        f"\n# the model file has no hf_repo: replace '{model.name}' with its Hugging Face repo id")
     s = _serving_numbers(serving)
     tp = int(recommended["tp"])
     vllm = [f"vllm serve {repo}", f"--tensor-parallel-size {tp}", f"--max-num-seqs {s['max_num_seqs']}",
@@ -113,6 +115,7 @@ def deploy_commands(recommended: dict | None, model: Any, serving: Any) -> dict[
             if recommended.get("layout") == "agg" else
             "# disaggregated pools: " + ", ".join(f"{p['role']} {p['instances']} x tp{p['tp']}" for p in pools)
             + "; one server per instance, connected by the runtime's disaggregation setup (not generated)")
+    head += unknown
     return {"vllm": head + "\n" + " \\\n  ".join(vllm), "sglang": head + "\n" + " \\\n  ".join(sglang)}
 
 
