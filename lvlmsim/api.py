@@ -29,6 +29,8 @@ def estimate(
     runtime: str | None = None,
     ep: int = 1,
     moe_skew: float = 0.0,
+    video_size: str | tuple[int, int] | None = None,
+    video_fps: float | None = None,
 ) -> Estimate:
     """Cost of one request (or `batch` identical ones), stage by stage and op by op, with roofline coordinates.
 
@@ -38,12 +40,15 @@ def estimate(
     `runtime`: None (kernels as the profile has them, no host overhead) or vllm | sglang | trtllm | eager, which sets
     the per-kernel floor and adds the runtime's per-step host overhead (see `lvlmsim list runtimes`).
     `ep`: expert-parallel degree of a mixture-of-experts model inside the tp group (divides tp); `moe_skew`: the
-    router's power-law exponent (0 = balanced routing).
+    router's power-law exponent (0 = balanced routing). `video_size` ('1920x1080') and `video_fps` describe the
+    `video_s` clip as sent; the model's video policy samples frames from it and resizes them within its budget.
     """
     m = load_model(model)
     hw = load_hardware(hardware)
     if isinstance(image_size, str):
         image_size = parse_image_size(image_size)
+    if isinstance(video_size, str):
+        video_size = parse_image_size(video_size, "video_size")
     prof = resolve_profile(hw, profile)
     step_overhead_s = 0.0
     if runtime is not None:
@@ -61,8 +66,9 @@ def estimate(
 
         est = apply_to_estimate(m, hw, techniques, images=images, image_size=image_size,
                                 prompt_tokens=prompt_tokens, output_tokens=output_tokens, batch=batch, tp=tp,
-                                video_s=video_s, profile=prof)
+                                video_s=video_s, profile=prof, video_size=video_size, video_fps=video_fps)
         return with_step_overhead(est, step_overhead_s)
     return estimate_request(m, hw, images=images, image_size=image_size, prompt_tokens=prompt_tokens,
                             output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=prof,
-                            step_overhead_s=step_overhead_s, ep=ep, moe_skew=moe_skew)
+                            step_overhead_s=step_overhead_s, ep=ep, moe_skew=moe_skew, video_size=video_size,
+                            video_fps=video_fps)

@@ -189,14 +189,24 @@ def decode_contexts(start: int, steps: int, max_samples: int = MAX_DECODE_SAMPLE
     return [(start + int((i + 0.5) * width), width) for i in range(max_samples)]
 
 
-def parse_image_size(text: str) -> tuple[int, int]:
+def video_kwargs(video_size: tuple[int, int] | None, video_fps: float | None) -> dict:
+    """tokenize_video keywords for a clip of `video_size` px at `video_fps` (None: the model's defaults)."""
+    kw: dict = {}
+    if video_size is not None:
+        kw["width"], kw["height"] = int(video_size[0]), int(video_size[1])
+    if video_fps is not None:
+        kw["source_fps"] = video_fps
+    return kw
+
+
+def parse_image_size(text: str, field: str = "image_size") -> tuple[int, int]:
     """'1344x1008' -> (1344, 1008); names the field on bad input."""
     try:
         w, h = (int(x) for x in text.lower().replace("×", "x").split("x"))
     except ValueError:
-        raise SpecError(f"image_size: expected WIDTHxHEIGHT in pixels such as 336x336, got '{text}'") from None
+        raise SpecError(f"{field}: expected WIDTHxHEIGHT in pixels such as 336x336, got '{text}'") from None
     if w <= 0 or h <= 0:
-        raise SpecError(f"image_size: width and height must be positive, got {w}x{h}")
+        raise SpecError(f"{field}: width and height must be positive, got {w}x{h}")
     return w, h
 
 
@@ -206,11 +216,14 @@ def estimate_request(
     profile: EfficiencyProfile | None = None, video_s: float = 0.0, cfg: GraphConfig | None = None,
     cost_model: CostModel | None = None, tokenizations: list[ImageTokenization] | None = None,
     step_overhead_s: float = 0.0, ep: int = 1, moe_skew: float = 0.0,
+    video_size: tuple[int, int] | None = None, video_fps: float | None = None,
 ) -> Estimate:
     """Cost of `batch` identical requests: encode their images, prefill them together, decode them together.
 
     `ep` splits a MoE model's experts inside the tp group; `moe_skew` is the router's power-law exponent
-    (0 = balanced; see ops.graph.experts_touched).
+    (0 = balanced; see ops.graph.experts_touched). A `video_s` clip is `video_size` (W, H) px at `video_fps` frames
+    per second as the user sends it (defaults: the model's video policy frame size, no frame-count cap); the model's
+    own sampling and pixel budget then decide its frames and tokens.
     """
     for name, value, lo in (("images", images, 0), ("prompt_tokens", prompt_tokens, 0),
                             ("output_tokens", output_tokens, 1), ("batch", batch, 1), ("tp", tp, 1),
@@ -233,7 +246,7 @@ def estimate_request(
             raise SpecError(f"image_size: got {len(sizes)} sizes for {images} images")
         tokenizations = [tokenize_image(model, int(w), int(h)) for w, h in sizes]
         if video_s > 0:
-            tokenizations.append(tokenize_video(model, video_s))
+            tokenizations.append(tokenize_video(model, video_s, **video_kwargs(video_size, video_fps)))
     per_req_visual = sum(t.llm_tokens for t in tokenizations)
     vit_seqs = tuple(L for t in tokenizations for L in t.vit_seq_lens)
     proj_in = sum(t.projector_in_tokens for t in tokenizations)

@@ -325,9 +325,9 @@ def test_video_frame_count():
 
 
 def test_frames_as_images(nxt, internvl, minicpm):
-    # InternVL: 1 tile per frame (max_num=1) -> 258 tokens x 10 frames (10 s at 1 fps).
+    # InternVL: 1 tile per frame (max_num=1) -> 258 tokens x 8 segments (load_video(num_segments=8)), any length.
     t = tokenize_video(internvl, 10.0)
-    assert t.llm_tokens == 2580 and t.vit_seq_lens == (1025,) * 10
+    assert t.llm_tokens == 8 * 258 and t.vit_seq_lens == (1025,) * 8
     # LLaVA-NeXT: 336x336 frames are 1176-token AnyRes images; 10 s at 1 fps capped at 3 frames -> 3528.
     assert tokenize_video(nxt, 10.0).llm_tokens == 3 * 1176
     # MiniCPM-V: 448x448 frames are single views without image id: 66 x 10 = 660. 1280x720 with max_slice_nums 2:

@@ -69,6 +69,12 @@ def estimate(
         float, typer.Option("--moe-skew", help="MoE router power-law exponent (0 = balanced routing)")
     ] = 0.0,
     video_s: Annotated[float, typer.Option("--video-s", help="seconds of video per request")] = 0.0,
+    video_size: Annotated[
+        str | None, typer.Option("--video-size", help="WIDTHxHEIGHT of the video as sent (default: the model's)")
+    ] = None,
+    video_fps: Annotated[
+        float | None, typer.Option("--video-fps", help="frame rate of the video as sent (caps the sampled frames)")
+    ] = None,
     profile: Annotated[str, typer.Option(help="auto | default | peak | path to a profile JSON")] = "auto",
     technique: Annotated[
         list[str] | None, typer.Option("--technique", "-t", help="KIND:key=value,... (repeatable)")
@@ -84,7 +90,8 @@ def estimate(
 
     est = run(model, hardware, images=images, image_size=image_size, prompt_tokens=prompt_tokens,
               output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=profile,
-              techniques=tuple(technique or ()), runtime=runtime, ep=ep, moe_skew=moe_skew)
+              techniques=tuple(technique or ()), runtime=runtime, ep=ep, moe_skew=moe_skew,
+              video_size=video_size, video_fps=video_fps)
     if as_json:
         doc = est.to_dict()
         if ops:

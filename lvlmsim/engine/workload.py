@@ -173,11 +173,13 @@ class _Tokens:
             self._combo[sizes] = hit
         return hit
 
-    def video(self, duration_s: float, width=None, height=None, fps=None, max_frames=None) -> ImageTokenization:
-        key = (duration_s, width, height, fps, max_frames)
+    def video(self, duration_s: float, width=None, height=None, fps=None, max_frames=None,
+              source_fps=None) -> ImageTokenization:
+        key = (duration_s, width, height, fps, max_frames, source_fps)
         hit = self._video.get(key)
         if hit is None:
-            hit = tokenize_video(self.model, duration_s, width=width, height=height, fps=fps, max_frames=max_frames)
+            hit = tokenize_video(self.model, duration_s, width=width, height=height, fps=fps, max_frames=max_frames,
+                                 source_fps=source_fps)
             if self.transform is not None:
                 hit = self.transform(hit)
             self._video[key] = hit
@@ -311,7 +313,7 @@ def _units(spec: WorkloadSpec, tok: _Tokens, d: _Draws) -> Iterator[Unit]:
             toks = tok.toks.get(img_sizes, ()) if transform is not None else ()
             if d.vid_on[i] and turn == 1:
                 v = spec.video
-                vt = tok.video(d.vid_dur[i], v.width, v.height, v.fps, v.max_frames)
+                vt = tok.video(d.vid_dur[i], v.width, v.height, v.fps, v.max_frames, v.source_fps)
                 vis, lens, proj = vis + vt.llm_tokens, lens + vt.vit_seq_lens, proj + vt.projector_in_tokens
                 video_s = d.vid_dur[i]
                 toks = toks + (vt,)

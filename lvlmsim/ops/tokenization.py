@@ -553,7 +553,11 @@ def tokenize_video(
                             f"'{model.tokenization.kind}'")
         n = min(max(int(float(duration_s) * float(fps_v) + 1e-9), vp.min_frames), vp.max_frames, int(cap))
         return _video_qwen3(model, w, h, n, float(duration_s), desc)
-    n = video_frame_count(float(duration_s), float(fps_v), int(cap), vp.min_frames, k)
+    if vp.sampling == "segments":  # InternVL load_video(num_segments): a fixed count, one frame per segment
+        n = int(cap)
+        desc = f"video {duration_s:g} s in {n} segments"
+    else:
+        n = video_frame_count(float(duration_s), float(fps_v), int(cap), vp.min_frames, k)
     if k > 1:
         if not isinstance(model.tokenization, DynamicResolutionPolicy):
             raise SpecError(

@@ -121,9 +121,10 @@ class VideoPolicy(StrictModel):
     max_tiles_per_frame: PositiveInt | None = Field(
         None, description="cap on tiles/slices per frame for tiled policies (InternVL video: 1; MiniCPM-V: 2)"
     )
-    sampling: Literal["default", "qwen3_vl"] = Field(
+    sampling: Literal["default", "qwen3_vl", "segments"] = Field(
         "default",
-        description="default: qwen-vl-utils (temporal_patch_size > 1) or one frame per 1/fps; qwen3_vl: "
+        description="default: qwen-vl-utils (temporal_patch_size > 1) or one frame per 1/fps; segments (InternVL "
+        "load_video): max_frames frames spread evenly over the clip whatever its length; qwen3_vl: "
         "Qwen3VLVideoProcessor (int(duration*fps) frames in [min_frames, max_frames], min_pixels/total_pixels bound "
         "the whole clip, each temporal group gets its own <|vision_start|>/<|vision_end|> and a '<t seconds>' text)",
     )

@@ -218,6 +218,9 @@ class VideoSpec(StrictModel):
     max_frames: PositiveInt | None = None
     width: PositiveInt | None = None
     height: PositiveInt | None = None
+    source_fps: PositiveFloat | None = Field(
+        None, description="the clip's own frame rate: no more than duration x source_fps frames can be sampled"
+    )
 
 
 class SessionSpec(StrictModel):

@@ -15,7 +15,14 @@ from lvlmsim.cost.memory import memory_report, sequence_kv_bytes
 from lvlmsim.cost.profile import EfficiencyProfile
 from lvlmsim.cost.roofline import CostModel, OpCost
 from lvlmsim.errors import SpecError
-from lvlmsim.estimate import Estimate, decode_contexts, estimate_request, merge_repeated_ops, stage_result
+from lvlmsim.estimate import (
+    Estimate,
+    decode_contexts,
+    estimate_request,
+    merge_repeated_ops,
+    stage_result,
+    video_kwargs,
+)
 from lvlmsim.ops.op import Op, SeqWork
 from lvlmsim.ops.tokenization import ImageTokenization
 from lvlmsim.specs.hardware import HardwareSpec
@@ -51,7 +58,7 @@ class TechniqueEstimate(Estimate):
 
 
 def request_tokenizations(
-    comp: Composition, images: int, image_size: tuple[int, int] | Sequence, video_s: float
+    comp: Composition, images: int, image_size: tuple[int, int] | Sequence, video_s: float, video: dict | None = None
 ) -> list[ImageTokenization]:
     """The request's images (and video) tokenized through the composition, sizes read as estimate_request does."""
     if not isinstance(images, int) or isinstance(images, bool) or images < 0:
@@ -63,7 +70,7 @@ def request_tokenizations(
         raise SpecError(f"image_size: got {len(sizes)} sizes for {images} images")
     toks = [comp.tokenize_image(int(w), int(h)) for w, h in sizes]
     if video_s > 0:
-        toks.append(comp.tokenize_video(video_s))
+        toks.append(comp.tokenize_video(video_s, **(video or {})))
     return toks
 
 
@@ -76,12 +83,13 @@ def apply_to_estimate(
     images: int = 1, image_size: tuple[int, int] | Sequence = (336, 336), prompt_tokens: int = 64,
     output_tokens: int = 128, batch: int = 1, tp: int = 1, video_s: float = 0.0,
     profile: EfficiencyProfile | None = None, cost_model: CostModel | None = None,
+    video_size: tuple[int, int] | None = None, video_fps: float | None = None,
 ) -> TechniqueEstimate:
     """Cost of `batch` identical requests with these techniques applied, plus their notes and accuracy figures."""
     comp = compose(model, hw, techniques, tp=tp)
     m, cfg = comp.model, comp.cfg
     cm = cost_model or CostModel(hw, profile)
-    toks = request_tokenizations(comp, images, image_size, video_s)
+    toks = request_tokenizations(comp, images, image_size, video_s, video_kwargs(video_size, video_fps))
     # validation of every other argument, tokenization-independent totals and the no-technique stage ops
     base = estimate_request(m, hw, images=images, image_size=image_size, prompt_tokens=prompt_tokens,
                             output_tokens=output_tokens, batch=batch, tp=tp, profile=profile, video_s=video_s,
