@@ -12,6 +12,8 @@ from lvlmsim.calibrate.measured import (
     load_vidur_mlp,
     op_from_row,
     prefill_attention_op,
+    sliding_decode_attention_op,
+    sliding_prefill_attention_op,
 )
 from lvlmsim.ops.op import ALLREDUCE, ATTN_DECODE, ATTN_ENCODER, ATTN_PREFILL, CONV, ELEMENTWISE, GEMM
 from lvlmsim.specs.registry import load_hardware
@@ -42,15 +44,30 @@ def test_op_from_row_kinds():
     assert op_from_row(ALLREDUCE, (1e6, 4), "bf16").devices == 4
 
 
+def test_sliding_window_measured_ops_derived_by_hand():
+    """Decode at step 4095 under a 128-key window reads 128 entries; a 4096-token causal prefill under a 128-key
+    window has 128*129/2 + (4096-128)*128 = 8256 + 507,904 = 516,160 query-key pairs (vs 8,390,656 unwindowed)."""
+    d = sliding_decode_attention_op(2, 4095, 32, 8, 128, 128)
+    assert d.shape[2] == 128 and d.flops == 4 * 32 * 128 * 2 * 128
+    p = sliding_prefill_attention_op(1, 4096, 32, 8, 128, 128)
+    assert p.flops == 4 * 32 * 128 * 516_160
+    assert p.flops < prefill_attention_op(1, 4096, 32, 8, 128).flops / 16
+
+
 @pytest.mark.shared_data
 @needs_shared
 def test_aiconfigurator_h100_import():
     res = load_aiconfigurator(MEASURED / "aiconfigurator/data/h100_sxm")
     fams = {r.family for r in res.rows}
-    assert fams == {"gemm", "context_attention", "generation_attention", "encoder_attention", "nccl"}
+    assert fams == {"gemm", "context_attention", "generation_attention", "encoder_attention", "nccl",
+                    "context_attention_sliding", "generation_attention_sliding"}
     kinds = {r.family: r.op.kind for r in res.rows}
     assert kinds["context_attention"] == ATTN_PREFILL and kinds["gemm"] == GEMM and kinds["nccl"] == ALLREDUCE
-    assert any("sliding-window" in k for k in res.skipped)
+    assert kinds["context_attention_sliding"] == ATTN_PREFILL and kinds["generation_attention_sliding"] == ATTN_DECODE
+    assert not any("sliding" in k for k in res.skipped)
+    # a 128-token window at step 4095 reads 128 KV entries, not 4096
+    win = [r for r in res.rows if r.family == "generation_attention_sliding" and r.op.shape[2] == 128.0]
+    assert win and all(r.op.shape[2] <= 8192 for r in res.rows if r.family == "generation_attention_sliding")
     nccl = [r for r in res.rows if r.family == "nccl" and r.tag == "half"]
     sizes = {r.op.bytes_read for r in nccl}
     assert 256 * 2 in sizes and 268435456 * 2 in sizes  # element count x 2 bytes for half

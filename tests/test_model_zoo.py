@@ -18,6 +18,10 @@ REQUIRED = [
 ]
 
 
+# Models whose config sets head_dim explicitly so that heads x head_dim != hidden_size (checked against config.json).
+QUERY_NARROWER_THAN_HIDDEN = {"gemma-3-27b": "32 heads x head_dim 128 = 4096 < hidden_size 5376"}
+
+
 def test_required_ids_present():
     ids = model_ids()
     missing = [m for m in REQUIRED if m not in ids]
@@ -32,7 +36,7 @@ def test_every_yaml_loads(mid):
     assert m.source.strip() and m.notes.strip()
     # attention width heads x head_dim equals hidden for most LLMs but not for Qwen3 (30B-A3B: 32 x 128 heads over a
     # 2048-wide stream; 32B: 64 x 128 over 5120), so only the dense pre-Qwen3 zoo is held to it
-    if m.family != "qwen3-vl":
+    if m.family != "qwen3-vl" and mid not in QUERY_NARROWER_THAN_HIDDEN:
         assert m.llm.hidden_size == m.llm.num_heads * m.llm.head_dim
     assert m.projector.layer_dims[-1] == m.llm.hidden_size, "projector must end at the LLM width"
     hash(m)  # specs key lru caches
@@ -121,3 +125,29 @@ def test_bad_value_names_the_field(tmp_path):
     path = _write_variant(tmp_path, "qwen2-vl-7b", lambda d: d["llm"].update(num_kv_heads=5))
     with pytest.raises(SpecError, match="num_kv_heads"):
         load_model(str(path))
+
+
+# Published parameter totals (the model card / hub page of each checkpoint); the graph's count must be within 1%.
+PUBLISHED_PARAMS = {
+    "gemma-3-27b": 27.4e9,  # huggingface.co/google/gemma-3-27b-it: "27.4B params" (safetensors total)
+}
+
+
+@pytest.mark.parametrize("mid", sorted(PUBLISHED_PARAMS))
+def test_parameter_totals_within_one_percent_of_published(mid):
+    from lvlmsim.ops.graph import param_counts
+
+    total = sum(param_counts(load_model(mid)).values())
+    assert total == pytest.approx(PUBLISHED_PARAMS[mid], rel=0.01)
+
+
+def test_gemma3_is_siglip_896_pooled_to_256_tokens_with_sliding_layers():
+    from lvlmsim.ops.tokenization import tokenize_image
+
+    g = load_model("gemma-3-27b")
+    assert g.llm.local_attention.kind == "sliding" and g.llm.local_attention.window_tokens == 1024
+    assert (g.llm.num_layers, g.llm.hidden_size, g.llm.num_kv_heads, g.llm.head_dim) == (62, 5376, 16, 128)
+    # Gemma3Processor: every image is one 896 px view -> 4096 patches -> 256 soft tokens + \n\n <boi> <eoi> \n\n
+    for w, h in ((640, 480), (1920, 1080), (300, 1200)):
+        t = tokenize_image(g, w, h)
+        assert t.vit_seq_lens == (4096,) and t.llm_tokens == 260

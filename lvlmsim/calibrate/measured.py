@@ -10,7 +10,9 @@ Conventions that are easy to get wrong, kept here in one place:
 - generation `step` is the KV length *before* the new token, so the kernel reads step+1 entries per sequence;
 - context attention is causal from an empty cache (`step` past tokens, normally 0) and includes the KV write;
 - fp8 GEMM rows are priced against the fp8 peak (the Op's dtype is fp8);
-- the NCCL `message_size` is an element count: bytes = count x 2 for half, x 1 for int8.
+- the NCCL `message_size` is an element count: bytes = count x 2 for half, x 1 for int8;
+- attention `window_size` w > 0 is a sliding window (a query sees itself and the w-1 keys before it): those rows are
+  their own families (`*_attention_sliding`), priced with the graph's local-attention pairs and keys.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.graph import allreduce as allreduce_builder
-from lvlmsim.ops.graph import attention, elementwise, gemm
+from lvlmsim.ops.graph import attention, elementwise, gemm, local_keys_read, local_pairs
 from lvlmsim.ops.op import ALLREDUCE, ATTN_DECODE, ATTN_ENCODER, ATTN_PREFILL, CONV, ELEMENTWISE, GEMM, GraphConfig, Op
 
 # Table families of the aiconfigurator layout -> the Op kind they measure. The report uses these names.
@@ -115,6 +117,27 @@ def prefill_attention_op(batch: int, isl: int, heads: int, kv_heads: int, head_d
                      kv_per_seq=p + q)
 
 
+def sliding_prefill_attention_op(batch: int, isl: int, heads: int, kv_heads: int, head_dim: int, window: int,
+                                 dtype: str = "bf16", past: int = 0) -> Op:
+    """Causal attention of `isl` new tokens after `past` cached ones under a sliding window of `window` keys."""
+    q, p = float(isl), float(past)
+    keys = local_keys_read(p, q, window, "sliding")
+    return attention("measured.attention.sliding", ATTN_PREFILL, "prefill", "llm", batch=batch,
+                     pairs=batch * local_pairs(p, q, window, "sliding"), q_tokens=batch * q,
+                     kv_tokens_read=batch * keys, heads=heads, kv_heads=kv_heads, head_dim=head_dim, cfg=_cfg(dtype),
+                     kv_written_tokens=batch * q, q_per_seq=q, kv_per_seq=keys)
+
+
+def sliding_decode_attention_op(batch: int, step: int, heads: int, kv_heads: int, head_dim: int, window: int,
+                                dtype: str = "bf16") -> Op:
+    """One new query per sequence after `step` cached tokens; it reads only the last min(step+1, window) entries."""
+    kv = local_keys_read(float(step), 1.0, window, "sliding")
+    return attention("measured.attention.sliding", ATTN_DECODE, "decode", "llm", batch=batch,
+                     pairs=float(batch * kv), q_tokens=float(batch), kv_tokens_read=float(batch * kv), heads=heads,
+                     kv_heads=kv_heads, head_dim=head_dim, cfg=_cfg(dtype), kv_written_tokens=float(batch),
+                     q_per_seq=1.0, kv_per_seq=float(kv))
+
+
 def encoder_attention_op(batch: int, isl: int, heads: int, head_dim: int, dtype: str = "bf16",
                          kv_len: int | None = None) -> Op:
     """Non-causal attention (ViT): every one of `isl` queries sees all `kv_len` (default isl) keys; no KV cache."""
@@ -201,11 +224,13 @@ def load_context_attention(path: Path, rel: str) -> LoadResult:
     for b, isl, h, kvh, d, st, w, dt, kd, lat, s in zip(df["batch_size"], df["isl"], df["num_heads"],
                                                         df["num_key_value_heads"], df["head_dim"], step, win, dts,
                                                         kvd, df["latency"], src, strict=True):
-        if int(w) != 0:
-            out.skipped["context_attention: sliding-window rows (the graph has no windowed LLM attention)"] += 1
-            continue
         if str(kd) != str(dt) or not lat > 0:
             out.skipped["context_attention: KV dtype differs from attention dtype, or bad latency"] += 1
+            continue
+        if int(w) != 0:
+            op = sliding_prefill_attention_op(int(b), int(isl), int(h), int(kvh), int(d), int(w), _dtype(dt),
+                                              past=int(st))
+            out.rows.append(Measurement(op, float(lat) * 1e-3, "context_attention_sliding", rel, str(s)))
             continue
         op = prefill_attention_op(int(b), int(isl), int(h), int(kvh), int(d), _dtype(dt), past=int(st))
         out.rows.append(Measurement(op, float(lat) * 1e-3, "context_attention", rel, str(s)))
@@ -226,11 +251,12 @@ def load_generation_attention(path: Path, rel: str) -> LoadResult:
     for b, isl, h, kvh, d, st, w, bw, dt, kd, lat, s in zip(df["batch_size"], df["isl"], df["num_heads"],
                                                             df["num_key_value_heads"], df["head_dim"], df["step"],
                                                             win, beam, dts, kvd, df["latency"], src, strict=True):
-        if int(w) != 0:
-            out.skipped["generation_attention: sliding-window rows (the graph has no windowed LLM attention)"] += 1
-            continue
         if int(isl) != 1 or int(bw) != 1 or str(kd) != str(dt) or not lat > 0:
             out.skipped["generation_attention: isl != 1, beam search, KV dtype != attention dtype or bad latency"] += 1
+            continue
+        if int(w) != 0:
+            op = sliding_decode_attention_op(int(b), int(st), int(h), int(kvh), int(d), int(w), _dtype(dt))
+            out.rows.append(Measurement(op, float(lat) * 1e-3, "generation_attention_sliding", rel, str(s)))
             continue
         op = decode_attention_op(int(b), int(st), int(h), int(kvh), int(d), _dtype(dt))
         out.rows.append(Measurement(op, float(lat) * 1e-3, "generation_attention", rel, str(s)))

@@ -58,6 +58,8 @@ REGIMES: dict[str, Callable[[Measurement], str]] = {
     "encoder_attention": _tokens_regime,
     "generation_attention": _kv_regime,
     "nccl": _msg_regime,
+    "context_attention_sliding": _tokens_regime,
+    "generation_attention_sliding": _kv_regime,
 }
 
 
@@ -110,6 +112,8 @@ def _regime_order(fam: str, label: str) -> int:
         "context_attention": ("tokens 1-128", "tokens 129-1024", "tokens 1025-4096", "tokens >4096"),
         "encoder_attention": ("tokens 1-128", "tokens 129-1024", "tokens 1025-4096", "tokens >4096"),
         "generation_attention": ("KV <16 MiB", "KV 16-256 MiB", "KV 256 MiB-1 GiB", "KV >1 GiB"),
+        "context_attention_sliding": ("tokens 1-128", "tokens 129-1024", "tokens 1025-4096", "tokens >4096"),
+        "generation_attention_sliding": ("KV <16 MiB", "KV 16-256 MiB", "KV 256 MiB-1 GiB", "KV >1 GiB"),
         "nccl": ("msg <=64 KiB", "msg 64 KiB-4 MiB", "msg 4-64 MiB", "msg >64 MiB"),
     }.get(fam, ())
     return probe.index(label) if label in probe else len(probe)

@@ -114,8 +114,10 @@ def estimate(
         out.print(f"params: {est.params_total / 1e9:.2f} B total, {est.params_active_per_token / 1e9:.2f} B active "
                   f"per token")
     mem = est.memory
-    out.print(f"memory: weights {mem.weights_bytes / 2**30:.2f} GiB, KV {mem.kv_bytes_per_token / 1024:.0f} KiB/token; "
-              f"{mem.verdict}")
+    beyond = (f" ({mem.kv_bytes_per_token_beyond_window / 1024:.0f} KiB/token past the local window)"
+              if mem.kv_bytes_per_token_beyond_window < mem.kv_bytes_per_token else "")
+    out.print(f"memory: weights {mem.weights_bytes / 2**30:.2f} GiB, KV {mem.kv_bytes_per_token / 1024:.0f} KiB/token"
+              f"{beyond}; {mem.verdict}")
     for note in est.notes:
         if note != mem.verdict:
             out.print(f"note: {note}")

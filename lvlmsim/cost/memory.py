@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from lvlmsim.errors import InfeasibleError
-from lvlmsim.ops.graph import layer_segments, param_counts
+from lvlmsim.ops.graph import layer_segments, local_kv_held, param_counts
 from lvlmsim.ops.op import GraphConfig, Op
 from lvlmsim.specs.base import DTYPE_BYTES
 from lvlmsim.specs.hardware import HardwareSpec
@@ -76,8 +77,43 @@ def kv_bytes_per_visual_token(model: ModelSpec, cfg: GraphConfig) -> float:
     return per_layer * kept
 
 
+def kv_bytes_per_token_beyond_window(model: ModelSpec, cfg: GraphConfig) -> float:
+    """KV bytes each token past the local window adds: only the global layers keep it (= kv_bytes_per_token for a
+    model without local attention). Gemma 3: 10 of 62 layers; Llama 4: 12 of 48."""
+    lm = model.llm
+    per_layer = 2.0 * kv_heads_per_device(model, cfg.tp) * lm.head_dim * DTYPE_BYTES[cfg.kv_dtype]
+    return kv_bytes_per_token(model, cfg) - per_layer * lm.local_attention_layers
+
+
+def kv_slot_bytes(model: ModelSpec, cfg: GraphConfig) -> float:
+    """Bytes of one engine KV slot: a token in every self-attention layer, or, with local attention, only in the
+    global layers (the local layers' window is reserved per sequence up front: `local_window_slots`)."""
+    if model.llm.local_attention is None or model.image_tokens_in_kv_of_cross_attention:
+        return kv_bytes_per_token(model, cfg)
+    return kv_bytes_per_token_beyond_window(model, cfg)
+
+
+def local_window_slots(model: ModelSpec, cfg: GraphConfig, tokens: int) -> int:
+    """Engine slots (of kv_slot_bytes) that the local layers' window of a `tokens`-long sequence takes: reserved
+    whole at admission, an upper bound of vLLM's sliding-window blocks while the sequence is shorter than that."""
+    la = model.llm.local_attention
+    if la is None or model.image_tokens_in_kv_of_cross_attention:
+        return 0
+    slot = kv_slot_bytes(model, cfg)
+    local_per_token = kv_bytes_per_token(model, cfg) - slot
+    return math.ceil(local_kv_held(tokens, la.window_tokens, la.kind) * local_per_token / slot - 1e-9)
+
+
 def sequence_kv_bytes(model: ModelSpec, cfg: GraphConfig, text_tokens: int, visual_tokens: int) -> float:
-    return text_tokens * kv_bytes_per_token(model, cfg) + visual_tokens * kv_bytes_per_visual_token(model, cfg)
+    """KV bytes of one sequence: every token in every self-attention layer, except that local (sliding/chunked)
+    layers hold at most one window of it (see ops.graph.local_kv_held)."""
+    full = text_tokens * kv_bytes_per_token(model, cfg) + visual_tokens * kv_bytes_per_visual_token(model, cfg)
+    la = model.llm.local_attention
+    if la is None or model.image_tokens_in_kv_of_cross_attention:
+        return full
+    n = text_tokens + visual_tokens
+    dropped = n - local_kv_held(n, la.window_tokens, la.kind)
+    return full - dropped * (kv_bytes_per_token(model, cfg) - kv_bytes_per_token_beyond_window(model, cfg))
 
 
 def activation_peak_bytes(ops: list[Op] | tuple[Op, ...]) -> float:
@@ -93,6 +129,7 @@ class MemoryReport:
     weights_by_module: dict[str, float]
     kv_bytes_per_token: float
     kv_bytes_per_visual_token: float
+    kv_bytes_per_token_beyond_window: float
     activation_peak_bytes: float
     reserved_bytes: float
     request_kv_bytes: float
@@ -116,6 +153,7 @@ class MemoryReport:
             "weights_by_module": self.weights_by_module,
             "kv_bytes_per_token": self.kv_bytes_per_token,
             "kv_bytes_per_visual_token": self.kv_bytes_per_visual_token,
+            "kv_bytes_per_token_beyond_window": self.kv_bytes_per_token_beyond_window,
             "activation_peak_bytes": self.activation_peak_bytes,
             "reserved_bytes": self.reserved_bytes,
             "request_kv_bytes": self.request_kv_bytes,
@@ -160,6 +198,7 @@ def memory_report(
         capacity_bytes=cap, usable_bytes=usable, weights_bytes=weights, weights_by_module=by_module,
         kv_bytes_per_token=kv_bytes_per_token(model, cfg),
         kv_bytes_per_visual_token=kv_bytes_per_visual_token(model, cfg),
+        kv_bytes_per_token_beyond_window=kv_bytes_per_token_beyond_window(model, cfg),
         activation_peak_bytes=act, reserved_bytes=RUNTIME_RESERVED_BYTES, request_kv_bytes=req_kv, batch=batch,
         kv_budget_bytes=max(budget, 0.0), max_sequences=max_seqs, fits=fits, verdict=verdict,
     )

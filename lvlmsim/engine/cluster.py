@@ -24,6 +24,8 @@ from lvlmsim.cost.memory import (
     GIB,
     check_tp,
     kv_bytes_per_token,
+    kv_slot_bytes,
+    local_window_slots,
     memory_report,
     sequence_kv_bytes,
     weight_bytes,
@@ -152,6 +154,7 @@ class Cluster:
             r.extra_slots = round(vis * self._vis_ratio) - vis if self._vis_ratio != 1.0 else 0
         r.seq_tokens = r.prompt_tokens + r.vis_in_seq
         r.target = r.seq_tokens
+        r.extra_slots += local_window_slots(self.model, self.entry_pool.cfg, r.seq_tokens + r.output_tokens)
         if self._schedule:
             r.pruned = kept_visual(r.vis_in_seq, self._fracs)
         r.extra_slots += self._spec_extra
@@ -404,7 +407,7 @@ def build_pool(
         raise InfeasibleError(f"{label}: {why}{mem.verdict}")
     total_blocks = 0
     if has_llm:
-        per_tok = kv_bytes_per_token(model, cfg)
+        per_tok = kv_slot_bytes(model, cfg)
         if comp is not None:  # a draft model's own KV per (text) token, held alongside the target's
             per_tok += comp.decode_policy.extra_kv_bytes(1.0, 0.0)
         block_bytes = serving.block_size * per_tok

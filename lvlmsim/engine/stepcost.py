@@ -26,7 +26,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from lvlmsim.cost.roofline import CostModel
-from lvlmsim.ops.graph import attention, encode_ops, layer_segments, llm_ops, visual_tokens_kept
+from lvlmsim.ops.graph import (
+    attention,
+    encode_ops,
+    layer_segments,
+    llm_ops,
+    local_keys_read,
+    local_pairs,
+    visual_tokens_kept,
+)
 from lvlmsim.ops.op import ATTN_DECODE, ATTN_ENCODER, ATTN_PREFILL, GraphConfig, SeqWork
 from lvlmsim.specs.model import ModelSpec
 
@@ -106,9 +114,14 @@ class StepCost:
         cross = set(lm.cross_attention_layers)
         # (first, last, kept fraction, self-attention layers, cross-attention layers)
         self.segments: list[tuple[int, int, float, int, int]] = []
+        # local (sliding/chunked) self-attention layers per segment, priced apart from the global ones
+        self.local = lm.local_attention
+        self.local_counts: list[int] = []
         for first, last, frac in layer_segments(lm.num_layers, cfg.visual_keep):
             n_self = sum(1 for i in range(first, last + 1) if i not in cross)
-            self.segments.append((first, last, frac, n_self, last - first + 1 - n_self))
+            n_loc = sum(1 for i in range(first, last + 1) if lm.is_local_layer(i))
+            self.local_counts.append(n_loc)
+            self.segments.append((first, last, frac, n_self - n_loc, last - first + 1 - n_self))
         self.fracs = tuple(s[2] for s in self.segments)
         self.has_schedule = any(f < 1.0 for f in self.fracs)
         self.has_cross = bool(cross)
@@ -173,13 +186,17 @@ class StepCost:
         return val
 
     def _attn_s(self, seg: int, stage: str, batch: int, q_tokens: float, pairs: float, kv_read: float,
-                cm: CostModel) -> float:
+                cm: CostModel, local: bool = False) -> float:
         first, last, _, n_self, _ = self.segments[seg]
+        count = self.local_counts[seg] if local else n_self
+        if count == 0:
+            return 0.0
         op = attention(
-            "llm.attention", ATTN_DECODE if stage == "decode" else ATTN_PREFILL, stage, "llm", batch=batch,
+            f"llm.attention.{self.local.kind}" if local else "llm.attention",
+            ATTN_DECODE if stage == "decode" else ATTN_PREFILL, stage, "llm", batch=batch,
             pairs=pairs, q_tokens=q_tokens, kv_tokens_read=kv_read, heads=self.heads, kv_heads=self.kv_heads,
             head_dim=self.head_dim, cfg=self.cfg, kv_written_tokens=q_tokens, q_per_seq=q_tokens / batch,
-            kv_per_seq=kv_read / batch, count=n_self, layer_range=(first, last),
+            kv_per_seq=kv_read / batch, count=count, layer_range=(first, last),
         )
         if self.transform is not None:
             return sum(cm.cost(o).time_s * o.count for o in self.transform((op,)))
@@ -215,8 +232,32 @@ class StepCost:
             return hit
         rep = math.exp(b * _LOG_Q)
         val = self._attn_s(seg, "decode", n, float(n), rep, rep, self.cm)
+        if self.local_counts[seg]:
+            loc = self._local_decode_kv(n, rep)
+            val += self._attn_s(seg, "decode", n, float(n), loc, loc, self.cm, local=True)
         self._attn_q[key] = val
         return val
+
+    def _local_decode_kv(self, n: int, kv: float) -> float:
+        """Keys the local layers read for `n` decoding sequences holding `kv` KV tokens in all (incl. the new ones).
+
+        The engine tracks only the batch's sum, so every sequence is priced at the mean length: exact when all are
+        inside the window, an upper bound (min is concave) when lengths straddle it."""
+        w, kind = self.local.window_tokens, self.local.kind
+        return n * local_keys_read(kv / n - 1.0, 1.0, w, kind)
+
+    def _local_chunks_s(self, seg: int, stage: str, n_dec: int, dec_kv: float, qp: list[tuple[float, float]],
+                        cm: CostModel) -> float:
+        """Local layers of a step with prefill chunks: decode sequences at the mean length, chunks exactly."""
+        w, kind = self.local.window_tokens, self.local.kind
+        kv = self._local_decode_kv(n_dec, dec_kv) if n_dec else 0.0
+        pairs = kv
+        q_tok = float(n_dec)
+        for q, p in qp:
+            pairs += local_pairs(p, q, w, kind)
+            kv += local_keys_read(p, q, w, kind)
+            q_tok += q
+        return self._attn_s(seg, stage, n_dec + len(qp), q_tok, pairs, kv, cm, local=True)
 
     # ------------------------------------------------------------------------------------------------------------
     # public
@@ -266,7 +307,7 @@ class StepCost:
         exact_cm = None
         for s, (_, _, frac, n_self, n_cross) in enumerate(self.segments):
             pruned = dec_pruned[s] if dec_pruned else 0
-            if n_self and m_key[s if self.has_schedule else 0]:
+            if (n_self or self.local_counts[s]) and m_key[s if self.has_schedule else 0]:
                 dec_kv = dec_past_sum - pruned + n_dec  # decode: q = 1, pairs = kv = past + 1 per sequence
                 if not chunks:
                     total += self._decode_attn_s(s, n_dec, dec_kv)
@@ -274,17 +315,21 @@ class StepCost:
                     pairs = float(dec_kv)
                     kv = float(dec_kv)
                     q_tok = float(n_dec)
+                    qp = []
                     for new, past, vis, pvis, _, _ in chunks:
                         q = new - vis + visual_tokens_kept(vis, frac)
                         p = past - pvis + visual_tokens_kept(pvis, frac)
                         pairs += q * p + q * (q + 1) / 2.0
                         kv += p + q
                         q_tok += q
+                        qp.append((q, p))
                     if exact_cm is None:
                         exact_cm = self._exact_cm
                         if len(exact_cm._cache) > _EXACT_CACHE_MAX:
                             exact_cm.clear()
                     total += self._attn_s(s, stage, batch, q_tok, pairs, kv, exact_cm)
+                    if self.local_counts[s]:
+                        total += self._local_chunks_s(s, stage, n_dec, float(dec_kv), qp, exact_cm)
             if n_cross:
                 xb = dec_cross_n
                 xq = float(dec_cross_n)
@@ -326,7 +371,11 @@ class StepCost:
         cm = self._exact_cm
         if len(cm._cache) > _EXACT_CACHE_MAX:
             cm.clear()
-        return tok + head + self._attn_s(0, "prefill", n_dec + len(chunks), float(total_new), pairs, kv, cm)
+        attn = self._attn_s(0, "prefill", n_dec + len(chunks), float(total_new), pairs, kv, cm)
+        if self.local_counts[0]:
+            qp = [(float(c[0]), float(c[1])) for c in chunks]
+            attn += self._local_chunks_s(0, "prefill", n_dec, float(dec_past_sum + n_dec), qp, cm)
+        return tok + head + attn
 
     # ------------------------------------------------------------------------------------------------------------
     # techniques (only with a composition)

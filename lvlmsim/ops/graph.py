@@ -6,6 +6,9 @@ Conventions (per op instance, i.e. per layer):
   no score matrix traffic. Naive attention additionally writes and reads the score matrix S and probabilities P
   (4 passes over heads*pairs elements) and adds ~5 flops per score for the softmax.
 - Causal prefill of q new tokens after p cached ones: pairs = q*p + q*(q+1)/2.
+- Local attention layers (sliding window w / chunks of c, see LocalAttentionSpec): a query at position i sees
+  min(i+1, w) keys (sliding) or (i mod c)+1 keys (chunked); pairs are the difference of those prefix sums, and the
+  kernel reads only the keys some query of the slice can see.
 - Norms, rotary, activations, residual adds, embedding gathers: memory-bound elementwise ops.
 - The LM head runs only on the sequences that emit a token (last token of a prefill, every decode step).
 - Tensor parallelism of degree t splits heads and MLP columns by t and adds two all-reduces per layer.
@@ -36,7 +39,7 @@ from lvlmsim.ops.op import (
     SeqWork,
 )
 from lvlmsim.specs.base import DTYPE_BYTES
-from lvlmsim.specs.model import LanguageModelSpec, ModelSpec, VisionEncoderSpec
+from lvlmsim.specs.model import LanguageModelSpec, LocalAttentionSpec, ModelSpec, VisionEncoderSpec
 
 NORM_FLOPS_PER_ELEM = 5.0  # mean, variance, scale: a few flops per element; memory-bound regardless
 ROTARY_FLOPS_PER_ELEM = 3.0
@@ -128,6 +131,43 @@ def attention(
         shape=(batch, round(q_per_seq, 3), round(kv_per_seq, 3), heads, kv_heads, head_dim),
         count=count, layer_range=layer_range, visual_flops_share=visual_share, act_bytes=act_foot,
     )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# local (sliding-window / chunked) attention: closed forms of keys seen, pairs and KV held
+
+
+def _local_prefix_pairs(n: float, window: int, kind: str) -> float:
+    """Query-key pairs of positions 0..n-1 under local attention: sum over i of the keys position i sees."""
+    if n <= 0:
+        return 0.0
+    w = float(window)
+    if kind == "sliding":
+        return n * (n + 1) / 2.0 if n <= w else w * (w + 1) / 2.0 + (n - w) * w
+    full, rest = divmod(n, w)
+    return full * w * (w + 1) / 2.0 + rest * (rest + 1) / 2.0
+
+
+def local_pairs(past: float, new: float, window: int, kind: str) -> float:
+    """Pairs of `new` queries at positions past..past+new-1 (causal), each seeing only its window/chunk."""
+    return _local_prefix_pairs(past + new, window, kind) - _local_prefix_pairs(past, window, kind)
+
+
+def local_keys_read(past: float, new: float, window: int, kind: str) -> float:
+    """Distinct keys the queries at past..past+new-1 can see: the kernel reads these, not the whole past."""
+    if new <= 0:
+        return 0.0
+    if kind == "sliding":
+        return min(past + new, new + window - 1.0)
+    return min(past + new, past % window + new)
+
+
+def local_kv_held(tokens: float, window: int, kind: str) -> float:
+    """KV entries one local layer must hold for a sequence of `tokens`: at most one window (sliding) or one chunk.
+
+    For chunked attention the current chunk holds (tokens-1) mod c + 1 entries; memory and the engine reserve the
+    bound min(tokens, c) so a sequence's reservation never shrinks as it grows (vLLM frees old chunks' blocks)."""
+    return min(float(tokens), float(window))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -298,7 +338,10 @@ def _projector_ops(
         ops.append(gemm("projector.o_proj", stage, "projector", q_total, d, d, cfg, visual_share=1.0))
         return ops
     m = max(1, projector_in_tokens // p.merge_factor)
-    if p.kind in ("patch_merger", "pixel_shuffle_mlp"):
+    if p.kind == "pool_linear":  # Gemma 3: average each k x k block of patches (reads all, writes 1/k^2)
+        ops.append(elementwise("projector.avg_pool", stage, "projector", projector_in_tokens * dims[0]
+                               / p.merge_factor, cfg, float(p.merge_factor), reads=p.merge_factor, visual_share=1.0))
+    if p.kind in ("patch_merger", "pixel_shuffle_mlp", "pool_linear"):
         ops.append(elementwise("projector.merge_norm", stage, "projector", projector_in_tokens * dims[0]
                                / p.merge_factor, cfg, NORM_FLOPS_PER_ELEM, visual_share=1.0))
     for i in range(len(dims) - 1):
@@ -388,8 +431,11 @@ def llm_ops(
                             vis_share))
             ops.append(elementwise("llm.rotary", stage, "llm", m * (heads_t + kv_t) * d, cfg,
                                    ROTARY_FLOPS_PER_ELEM, count=n_self, layer_range=rng, visual_share=vis_share))
-            ops.append(_self_attention(stage, new_tok, past_tok, new_vis, pv, frac, heads_t, kv_t, d, cfg,
-                                       n_self, rng))
+            n_local = sum(1 for i in layers if lm.is_local_layer(i))
+            for n_att, window in ((n_self - n_local, None), (n_local, lm.local_attention)):
+                if n_att:
+                    ops.append(_self_attention(stage, new_tok, past_tok, new_vis, pv, frac, heads_t, kv_t, d, cfg,
+                                               n_att, rng, window))
             ops.append(gemm("llm.o_proj", stage, "llm", m, h, heads_t * d, cfg, n_self, rng, vis_share))
         if n_cross:
             x_seqs = [(nt, s.cross_kv_tokens) for s, nt in zip(seqs, new_tok, strict=True) if s.cross_kv_tokens]
@@ -434,22 +480,28 @@ def _share(part: float, whole: float) -> float:
 def _self_attention(
     stage: str, new_tok: list[float], past_tok: list[float], new_vis: list[float],
     past_vis: tuple[int, ...], frac: float, heads: int, kv_heads: int, d: int, cfg: GraphConfig, count: int,
-    rng: tuple[int, int],
+    rng: tuple[int, int], window: LocalAttentionSpec | None = None,
 ) -> Op:
+    """Causal self-attention of the batch; with `window`, the local (sliding/chunked) form of the same layers."""
     pairs = 0.0
     text_pairs = 0.0  # query-key pairs where neither side is visual (approximated as independent fractions)
     kv_read = 0.0
     for q, p, nv, pvis in zip(new_tok, past_tok, new_vis, past_vis, strict=True):
-        seq_pairs = q * p + q * (q + 1) / 2.0
+        if window is None:
+            seq_pairs = q * p + q * (q + 1) / 2.0
+            kv_read += p + q
+        else:
+            seq_pairs = local_pairs(p, q, window.window_tokens, window.kind)
+            kv_read += local_keys_read(p, q, window.window_tokens, window.kind)
         pairs += seq_pairs
-        kv_read += p + q
         keys = p + q
         vis_keys = visual_tokens_kept(pvis, frac) + nv
         text_pairs += seq_pairs * ((q - nv) / q if q else 0.0) * ((keys - vis_keys) / keys if keys else 0.0)
     batch = len(new_tok)
     kind = ATTN_DECODE if stage == "decode" else ATTN_PREFILL
+    name = "llm.attention" if window is None else f"llm.attention.{window.kind}"
     return attention(
-        "llm.attention", kind, stage, "llm", batch=batch, pairs=pairs, q_tokens=sum(new_tok), kv_tokens_read=kv_read,
+        name, kind, stage, "llm", batch=batch, pairs=pairs, q_tokens=sum(new_tok), kv_tokens_read=kv_read,
         heads=heads, kv_heads=kv_heads, head_dim=d, cfg=cfg, kv_written_tokens=sum(new_tok),
         q_per_seq=sum(new_tok) / batch, kv_per_seq=kv_read / batch, count=count, layer_range=rng,
         visual_share=min(1.0, max(0.0, 1.0 - text_pairs / pairs)) if pairs else 0.0,

@@ -248,10 +248,11 @@ def _fixed(model: ModelSpec, pol: FixedResizePolicy, w: int, h: int) -> ImageTok
     v = model.vision
     side = _patches_per_side(pol.image_size, v.patch_size, "tokenization.image_size")
     n = side * side
-    llm = n // model.projector.merge_factor
+    llm = n // model.projector.merge_factor + pol.special_tokens
     return ImageTokenization(
         w, h, (n + int(v.cls_token),), llm, n,
-        f"fixed {pol.image_size}x{pol.image_size} view ({side}x{side} patches)",
+        f"fixed {pol.image_size}x{pol.image_size} view ({side}x{side} patches)"
+        + (f" + {pol.special_tokens} special" if pol.special_tokens else ""),
     )
 
 

@@ -60,11 +60,12 @@ class ProjectorSpec(StrictModel):
     """What turns ViT outputs into LLM tokens.
 
     kind: mlp (LLaVA), patch_merger (Qwen2-VL: merge `merge_factor` patches then MLP), pixel_shuffle_mlp (InternVL),
-    resampler (MiniCPM-V: `num_queries` learned queries cross-attend to patches), linear (Llama-3.2-Vision).
+    resampler (MiniCPM-V: `num_queries` learned queries cross-attend to patches), linear (Llama-3.2-Vision),
+    pool_linear (Gemma 3: average-pool `merge_factor` patches, RMSNorm, one linear layer; layer_dims [vit width, out]).
     `layer_dims` lists the widths through the MLP: [in, hidden..., out].
     """
 
-    kind: Literal["mlp", "patch_merger", "pixel_shuffle_mlp", "resampler", "linear"]
+    kind: Literal["mlp", "patch_merger", "pixel_shuffle_mlp", "resampler", "linear", "pool_linear"]
     layer_dims: list[PositiveInt] = Field(min_length=2)
     merge_factor: PositiveInt = Field(1, description="ViT tokens folded into one LLM token (2x2 merge: 4)")
     num_queries: PositiveInt | None = Field(None, description="resampler queries per image/slice")
@@ -105,6 +106,21 @@ class MoESpec(StrictModel):
         return self
 
 
+class LocalAttentionSpec(StrictModel):
+    """Decoder layers that attend locally (issue 16): every layer not in `global_layers` sees only nearby keys.
+
+    kind 'sliding' (Gemma 2/3, Mistral): a query at position i attends to keys i-window+1 .. i, so such a layer keeps
+    at most `window_tokens` KV entries per sequence. kind 'chunked' (Llama 4 iRoPE): a query attends only to keys of
+    its own chunk of `window_tokens` positions, [floor(i/c)*c, i]; such a layer needs at most one chunk of KV.
+    """
+
+    kind: Literal["sliding", "chunked"]
+    window_tokens: PositiveInt = Field(description="sliding window (Gemma 3: 1024) or chunk size (Llama 4: 8192)")
+    global_layers: list[NonNegativeInt] = Field(
+        description="0-based decoder layers with full causal attention (Gemma 3: every 6th; Llama 4: every 4th)"
+    )
+
+
 class LanguageModelSpec(StrictModel):
     name: str
     num_layers: PositiveInt
@@ -122,6 +138,9 @@ class LanguageModelSpec(StrictModel):
         description="0-based layers that cross-attend to image tokens (Llama-3.2-Vision); counted in num_layers",
     )
     moe: MoESpec | None = Field(None, description="mixture-of-experts MLP; None for a dense model")
+    local_attention: LocalAttentionSpec | None = Field(
+        None, description="sliding-window or chunked local attention in every layer but the global ones"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> LanguageModelSpec:
@@ -132,7 +151,21 @@ class LanguageModelSpec(StrictModel):
             raise ValueError(f"cross_attention_layers {bad} are >= num_layers {self.num_layers}")
         if self.moe is not None and any(i >= self.num_layers for i in self.moe.dense_layers):
             raise ValueError(f"moe.dense_layers {self.moe.dense_layers} must be < num_layers {self.num_layers}")
+        if self.local_attention is not None:
+            bad = [i for i in self.local_attention.global_layers if i >= self.num_layers]
+            if bad:
+                raise ValueError(f"local_attention.global_layers {bad} are >= num_layers {self.num_layers}")
         return self
+
+    def is_local_layer(self, layer: int) -> bool:
+        """True when self-attention layer `layer` attends within a window/chunk instead of the whole past."""
+        la = self.local_attention
+        return la is not None and layer not in la.global_layers and layer not in self.cross_attention_layers
+
+    @property
+    def local_attention_layers(self) -> int:
+        """How many self-attention layers attend locally (0 without local_attention)."""
+        return sum(1 for i in range(self.num_layers) if self.is_local_layer(i))
 
     @property
     def moe_layers(self) -> int:

@@ -17,6 +17,7 @@ class FixedResizePolicy(StrictModel):
 
     kind: Literal["fixed"] = "fixed"
     image_size: PositiveInt
+    special_tokens: int = Field(0, ge=0, description="tokens around each image (Gemma 3: 4, boi/eoi and newlines)")
 
 
 class AnyResPolicy(StrictModel):
