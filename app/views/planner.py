@@ -128,7 +128,7 @@ def per_gpu_table(cands: pd.DataFrame, rate: float, prices: dict[str, float]) ->
             "GPUs": str(r["gpus"]) if ok else "—", "$/GPU-hour": fmt_usd(r["price_per_gpu_hour_usd"]),
             "$/hour": fmt_usd(r["cost_per_hour_usd"]) if ok else "—",
             "$/month": fmt_usd(r["cost_per_month_usd"]) if ok else "—",
-            "headroom": fmt_pct(r["headroom_pct"]) if ok else "—",
+            "headroom": (("" if r["capacity_exact"] else ">= ") + fmt_pct(r["headroom_pct"])) if ok else "—",
             "capacity": f"{r['capacity_rps']:.3g} req/s" if ok else "—",
             "TTFT p90": fmt_time(r["ttft_p90_s"]) if ok else "—", "TPOT p90": fmt_time(r["tpot_p90_s"]) if ok else "—",
             "verdict": "meets the SLOs" if ok else f"not possible because {r['reason']}",
@@ -256,8 +256,9 @@ if low:
     st.warning(f"Under {LOW_HEADROOM_PCT:.0f}% headroom on {', '.join(low)}: a burst above the target rate, or a "
                "model error of that size, breaks the SLOs; the capacity search tolerance is "
                f"{stats['settings'].get('tolerance', 'n/a')}.")
-st.caption("Headroom: how far the fleet's capacity within the SLOs exceeds the target rate. Capacity is bracketed by "
-           "the search to its tolerance (see Search settings); $/month = $/hour x 730.")
+st.caption("Headroom: how far the fleet's capacity within the SLOs exceeds the target rate; '>=' marks a lower "
+           "bound (that capacity was searched only until its replica count was settled; the recommended one is "
+           "searched to the tolerance, see Search settings). $/month = $/hour x 730.")
 
 latency = stats.get("pareto_latency", "ttft_p90")
 if (cands.status == "feasible").any():

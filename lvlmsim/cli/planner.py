@@ -16,6 +16,16 @@ from typing import Annotated
 
 import typer
 
+from lvlmsim.cli.request_flags import (
+    ImageSizeOpt,
+    ImagesOpt,
+    ModelOpt,
+    OutputOpt,
+    PromptOpt,
+    VideoOpt,
+    scenario_with_flags,
+)
+
 SHOW_ROWS = 40
 
 
@@ -125,8 +135,8 @@ def register(app: typer.Typer) -> None:
     def plan_cmd(
         scenario: Annotated[str | None, typer.Argument(help="scenario id or YAML path; default llava-chat-h100")]
         = None,
-        target_rate: Annotated[float, typer.Option("--target-rate", help="requests/s to serve (sessions/s for "
-                                                   "chat sessions)")] = ...,
+        target_rate: Annotated[float, typer.Option("--target-rate", "--rate", help="requests/s to serve "
+                                                   "(sessions/s for chat sessions)")] = ...,
         slo: Annotated[str | None, typer.Option("--slo", help="e.g. ttft_p90=1.0,tpot_p90=0.05 (keys: ttft_, "
                                                 "tpot_, e2e_ x p50/p90/p99); default: the scenario's")] = None,
         hardware: Annotated[str | None, typer.Option(help="hardware ids, comma-separated; default: the "
@@ -150,11 +160,22 @@ def register(app: typer.Typer) -> None:
         = None,
         address: Annotated[str | None, typer.Option(help="Ray cluster address (default: a local Ray)")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
+        model: ModelOpt = None,
+        image_size: ImageSizeOpt = None,
+        images: ImagesOpt = None,
+        prompt_tokens: PromptOpt = None,
+        output_tokens: OutputOpt = None,
+        video_s: VideoOpt = None,
     ) -> None:
-        """Cheapest hardware/TP/replicas/pool layout serving a target rate within latency SLOs (exit 1: none)."""
+        """Cheapest hardware/TP/replicas/pool layout serving a target rate within latency SLOs (exit 1: none).
+
+        --model, --image-size, --images, --prompt-tokens, --output-tokens and --video-s replace the scenario's request
+        (or the default scenario's); --hardware and --tp list the candidates to try."""
         from lvlmsim.planner.capacity import SearchSettings
         from lvlmsim.planner.plan import plan
 
+        scenario = scenario_with_flags(scenario, model=model, image_size=image_size, images=images,
+                                       prompt_tokens=prompt_tokens, output_tokens=output_tokens, video_s=video_s)
         settings = SearchSettings(probe_duration_s=probe_s, tolerance=tolerance)
         with RichBar(err, "capacity search") as bar:
             res = plan(scenario, target_rate=target_rate, slos=slo, hardware=hardware, tp=tp, layouts=layouts,
@@ -174,6 +195,10 @@ def _print_plan(res, out, top: int) -> None:
 
     slo_txt = ", ".join(f"{k} <= {v:g} s" for k, v in res.slos.items())
     out.print(f"[bold]plan[/] {res.scenario_id} at {res.target_rate:g} req/s; SLOs {slo_txt}")
+    if res.scenario is not None:
+        from lvlmsim.cli.request_flags import describe_line
+
+        out.print(describe_line(res.scenario, res.target_rate), highlight=False, soft_wrap=True)
     df = res.candidates
     feas = df[df.status == "feasible"]
     lat = res.stats.get("pareto_latency", "ttft_p90")
@@ -210,10 +235,43 @@ def _print_plan(res, out, top: int) -> None:
         for reason, names in list(reasons.items())[:6]:
             shown = ", ".join(names[:3]) + (f" (+{len(names) - 3})" if len(names) > 3 else "")
             out.print(f"  not chosen: {shown}: {reason}", highlight=False, soft_wrap=True)
+    _print_by_hardware(res, out)
     if res.recommended is not None:
         out.print(f"[bold green]recommended:[/] {res.verdict}")
+        deploy = res.deploy()
+        if deploy:
+            out.print("deploy (vLLM):", highlight=False)
+            out.print(deploy["vllm"], highlight=False, soft_wrap=True, markup=False)
+            out.print("deploy (SGLang):", highlight=False)
+            out.print(deploy["sglang"], highlight=False, soft_wrap=True, markup=False)
     else:
         out.print(f"[bold red]no feasible configuration:[/] {res.verdict}")
+
+
+def _print_by_hardware(res, out) -> None:
+    """One row per GPU type: the planner's answer at a glance (lvlmsim.planner.summary.by_hardware)."""
+    from rich.table import Table
+
+    from lvlmsim.fmt import fmt_pct, fmt_time, fmt_usd
+    from lvlmsim.planner.summary import LOW_HEADROOM_PCT, by_hardware_frame
+
+    frame = by_hardware_frame(res.by_hardware())
+    t = Table(title="per GPU type: cheapest configuration meeting the SLOs")
+    for c in ("GPU", "configuration", "GPUs", "$/hour", "$/month", "headroom", "TTFT p90", "TPOT p90"):
+        t.add_column(c, justify="left" if c in ("GPU", "configuration") else "right")
+    for r in frame.to_dict("records"):
+        if r["feasible"]:
+            t.add_row(r["hardware"], r["candidate"], str(r["gpus"]), fmt_usd(r["cost_per_hour_usd"]),
+                      fmt_usd(r["cost_per_month_usd"]),
+                      ("" if r["capacity_exact"] else ">= ") + fmt_pct(r["headroom_pct"]), fmt_time(r["ttft_p90_s"]),
+                      fmt_time(r["tpot_p90_s"]))
+        else:
+            t.add_row(r["hardware"], f"not possible because {r['reason']}", *[""] * 6)
+    out.print(t)
+    low = frame[frame.feasible & (frame.headroom_pct < LOW_HEADROOM_PCT)]
+    for r in low.to_dict("records"):
+        out.print(f"[yellow]warning:[/] {r['hardware']} has {fmt_pct(r['headroom_pct'])} headroom (< "
+                  f"{LOW_HEADROOM_PCT:.0f}%): a burst or a model error of that size breaks the SLOs")
 
 
 __all__ = ["register"]

@@ -11,6 +11,16 @@ from typing import Annotated
 
 import typer
 
+from lvlmsim.cli.request_flags import (
+    ImageSizeOpt,
+    ImagesOpt,
+    ModelOpt,
+    OutputOpt,
+    PromptOpt,
+    VideoOpt,
+    scenario_with_flags,
+)
+
 
 class _Progress:
     """A rich progress bar on stderr that appears only when a run lasts over a second and stderr is a terminal."""
@@ -128,10 +138,25 @@ def register(app: typer.Typer) -> None:
             help="serving runtime: vllm | sglang | trtllm | eager (kernel floor + per-step launch overhead); "
                  "overrides the scenario's serving.runtime")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON document")] = False,
+        model: ModelOpt = None,
+        hardware: Annotated[str | None, typer.Option("--hardware", help="hardware id or YAML path; replaces the "
+                                                     "scenario's")] = None,
+        tp: Annotated[int | None, typer.Option("--tp", help="tensor-parallel degree of each replica")] = None,
+        image_size: ImageSizeOpt = None,
+        images: ImagesOpt = None,
+        prompt_tokens: PromptOpt = None,
+        output_tokens: OutputOpt = None,
+        video_s: VideoOpt = None,
     ) -> None:
-        """Simulate serving a scenario: queues, batching, KV cache, pools; latency percentiles, goodput, cost."""
+        """Simulate serving a scenario: queues, batching, KV cache, pools; latency percentiles, goodput, cost.
+
+        The request flags (--model, --hardware, --tp, --image-size, --images, --prompt-tokens, --output-tokens,
+        --video-s) replace those fields of the scenario (or of the default one) and keep its arrivals and serving."""
         from lvlmsim.engine.api import simulate
 
+        scenario = scenario_with_flags(scenario, model=model, hardware=hardware, tp=tp, image_size=image_size,
+                                       images=images, prompt_tokens=prompt_tokens, output_tokens=output_tokens,
+                                       video_s=video_s)
         bar = _Progress(err)
         try:
             res = simulate(scenario, requests=requests, rate=rate, seed=seed, progress=bar, profile=profile,
@@ -144,6 +169,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json({"scenario": res.meta, **res.summary})
             return
+        from lvlmsim.cli.request_flags import describe_line
+
+        out.print(describe_line(res.scenario), highlight=False, soft_wrap=True)
         print_summary(res, out)
 
 

@@ -44,7 +44,8 @@ def by_hardware(candidates: pd.DataFrame, target_rate: float, prices: dict[str, 
     capacity_rps, ttft_p90_s, tpot_p90_s, feasible, reason}} from plan()'s candidates, cheapest feasible per type.
 
     `prices` ($/GPU-hour per hardware id) replaces the hardware files' prices; the ranking follows the new costs.
-    Headroom: how far the fleet's capacity within the SLOs exceeds the target, in % of the target."""
+    Headroom: how far the fleet's capacity within the SLOs exceeds the target, in % of the target; a lower bound
+    where `capacity_exact` is False (plan() searched that capacity only until the replica count was settled)."""
     out: dict[str, dict[str, Any]] = {}
     prices = prices or {}
     for hw_id, rows in candidates.groupby("hardware", sort=False):
@@ -55,7 +56,8 @@ def by_hardware(candidates: pd.DataFrame, target_rate: float, prices: dict[str, 
         if feas.empty:
             out[hw_id] = {"candidate": None, "gpus": None, "price_per_gpu_hour_usd": price, "cost_per_hour_usd": None,
                           "cost_per_month_usd": None, "headroom_pct": None, "capacity_rps": None,
-                          "ttft_p90_s": None, "tpot_p90_s": None, "feasible": False, "reason": _why_not(rows)}
+                          "capacity_exact": None, "ttft_p90_s": None, "tpot_p90_s": None, "feasible": False,
+                          "reason": _why_not(rows)}
             continue
         feas["_cost"] = feas.gpus.astype(float) * (price if price is not None else feas.price_per_gpu_hour_usd)
         best = feas.sort_values(["_cost", "gpus"], kind="stable").iloc[0]
@@ -65,6 +67,7 @@ def by_hardware(candidates: pd.DataFrame, target_rate: float, prices: dict[str, 
             "candidate": best["candidate"], "gpus": int(best["gpus"]), "price_per_gpu_hour_usd": price,
             "cost_per_hour_usd": cost, "cost_per_month_usd": cost * hours_per_month if cost is not None else None,
             "headroom_pct": (cap / target_rate - 1.0) * 100.0 if cap is not None else None, "capacity_rps": cap,
+            "capacity_exact": bool(best.get("capacity_exact", True)),
             "ttft_p90_s": _num(best.get("ttft_p90_s")), "tpot_p90_s": _num(best.get("tpot_p90_s")),
             "feasible": True, "reason": "",
         }
