@@ -87,8 +87,7 @@ def print_summary(result, out) -> None:
         f"{s['goodput_rps']:.2f} req/s; SLO attainment {slo:.1%}" if slo is not None else "no requests arrived"
     )
     sat = s["saturation"]
-    out.print(f"saturation: [bold]{sat['verdict']}[/] ({sat.get('unit', 'requests')} in system grew by "
-              f"{sat['growth']} over the second half of the arrivals, {sat['arrivals_second_half']} arrived then)")
+    out.print(f"saturation: [bold]{sat['verdict']}[/] ({sat['why']})")
     peak = s["peak_kv_occupancy"]
     out.print(f"peak KV occupancy {peak:.0%}, preemptions {s['preemptions']}, batch steps {s['steps']}"
               if peak is not None else f"preemptions {s['preemptions']}, batch steps {s['steps']}")

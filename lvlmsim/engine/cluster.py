@@ -108,6 +108,7 @@ class Cluster:
         self.n_arrived = 0
         self.n_completed = 0
         self.n_rejected = 0
+        self.n_shed = 0  # rejected because a queue was full: offered load the service could not take
         self.total = workload.planned
         self._report_every = max(1, self.total // 200)
         self._next_report = self._report_every
@@ -233,6 +234,7 @@ class Cluster:
         inst = pool.router.pick(r)
         cap = self.serving.max_queue_len
         if cap is not None and len(inst.waiting) >= cap:
+            self.n_shed += 1
             return self._reject(r, f"queue of {inst.name} full ({cap})")
         inst.submit(r)
 

@@ -11,12 +11,16 @@ Definitions:
 * Energy assumption: a GPU draws idle power all the time and TDP while busy:
   E = tp x (idle_w x span + (tdp_w - idle_w) x busy); idle_w defaults to 25% of TDP when the hardware has none.
   Energy is None (unknown) when any pool runs on hardware whose vendor publishes no power figure (tdp_w null).
-* Saturation: over the arrival window [first arrival, last arrival], the growth of requests in the system
-  (arrived - finished - rejected) across its second half. With chat sessions the open arrivals are session starts
-  (later turns are closed-loop: sent only after the previous answer), so sessions are counted instead (started -
-  ended by their last answer or a rejected turn). "backlogged" when that growth exceeds
-  max(10% of the arrivals in that half, 5): the service falls behind by more than a tenth of the offered load;
-  else "stable".
+* Saturation, from first principles: a service keeps up when what it completes matches what is offered. Over the
+  arrival window [first arrival, last arrival], "backlogged" when (a) every arrival comes at the same instant (an
+  unbounded offered rate, e.g. --rate inf), or (b) more than 1% of arrivals are shed by a full queue
+  (max_queue_len: the queue stops growing only because the excess is thrown away), or (c) the least-squares trend
+  of the count in the system (arrived - finished - rejected) over the second half of the window grows by more than
+  max(1% of that half's arrivals, 3 x the spread of the count around its trend, 5). A stable queue fluctuates
+  around a level (its trend is small against its spread); an overloaded one grows at offered - completion rate.
+  The verdict also reports both rates over the second half. With chat sessions the open arrivals are session
+  starts (later turns are closed-loop: sent only after the previous answer), so sessions are counted instead
+  (started - ended by their last answer or a rejected turn). Otherwise "stable".
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ import pandas as pd
 from lvlmsim.engine.request import COMPLETED, IN_FLIGHT, REJECTED_S, Request
 
 IDLE_POWER_DEFAULT_FRACTION = 0.25
-BACKLOG_FRACTION = 0.10
+BACKLOG_FRACTION = 0.01
+BACKLOG_NOISE_SIGMAS = 3.0
 BACKLOG_MIN_REQUESTS = 5
+TREND_POINTS = 257
 PERCENTILES = (50, 90, 99)
 
 REQUEST_COLUMNS = (
@@ -122,26 +128,56 @@ def weighted_stats(values: np.ndarray, weights: np.ndarray) -> dict:
     return out
 
 
-def saturation(arrivals: Sequence[float], done: Sequence[float], unit: str = "requests") -> dict:
+def saturation(arrivals: Sequence[float], done: Sequence[float], unit: str = "requests", shed: int = 0) -> dict:
     """The verdict described in the module docstring, with the numbers it rests on. `unit` names what arrives:
-    requests, or chat sessions (then `arrivals` are session starts and `done` session ends)."""
-    rule = (f"backlogged when {unit} in the system grow by more than max({BACKLOG_FRACTION:.0%} of arrivals, "
-            f"{BACKLOG_MIN_REQUESTS}) over the second half of the arrival window")
-    if len(arrivals) < 2:
-        return {"verdict": "stable", "growth": 0, "arrivals_second_half": len(arrivals), "rule": rule, "unit": unit}
-    a = np.asarray(arrivals)
-    d = np.sort(np.asarray(done)) if len(done) else np.zeros(0)
+    requests, or chat sessions (then `arrivals` are session starts and `done` session ends); `shed` counts arrivals
+    rejected because a queue was full."""
+    rule = (f"backlogged when the arrivals all come at once (an unbounded rate), when more than "
+            f"{BACKLOG_FRACTION:.0%} of them are shed by a full queue, or when the least-squares trend of {unit} in "
+            f"the system over the second half of the arrival window grows by more than max({BACKLOG_FRACTION:.0%} "
+            f"of that half's arrivals, {BACKLOG_NOISE_SIGMAS:g} x the spread around the trend, "
+            f"{BACKLOG_MIN_REQUESTS})")
+    base = {"rule": rule, "unit": unit, "shed": int(shed)}
+    n = len(arrivals)
+    if n < 2:
+        return {"verdict": "stable", "why": f"{n} arrival(s): nothing to queue", "growth": 0,
+                "arrivals_second_half": n, **base}
+    a = np.sort(np.asarray(arrivals, dtype=float))
+    d = np.sort(np.asarray(done, dtype=float)) if len(done) else np.zeros(0)
     first, last = float(a[0]), float(a[-1])
+    if shed > BACKLOG_FRACTION * n:
+        why = f"{shed} of {n} arrivals ({shed / n:.0%}) shed by a full queue"
+        return {"verdict": "backlogged", "why": why, **_trend(a, d, first, last), **base}
+    if not last > first:
+        return {"verdict": "backlogged", "why": f"all {n} {unit} arrived at once (unbounded offered rate)",
+                "growth": n - int(np.searchsorted(d, last, side="right")), "arrivals_second_half": n,
+                "window_s": [first, last], **base}
+    tr = _trend(a, d, first, last)
+    limit = max(BACKLOG_FRACTION * tr["arrivals_second_half"], BACKLOG_NOISE_SIGMAS * tr["spread"],
+                BACKLOG_MIN_REQUESTS)
+    backlogged = tr["growth"] > limit
+    why = (f"{unit} in the system grew by {tr['growth']:.0f} (trend) over the second half, limit {limit:.0f}; "
+           f"completed {tr['completion_rate']:.4g}/s of {tr['offered_rate']:.4g}/s offered")
+    return {"verdict": "backlogged" if backlogged else "stable", "why": why, **tr, **base}
+
+
+def _trend(a: np.ndarray, d: np.ndarray, first: float, last: float) -> dict:
+    """Least-squares trend of arrived - done over [mid, last] on a fixed grid, the spread of the residuals, and the
+    offered and completion rates over that half."""
     mid = (first + last) / 2.0
-
-    def in_system(t: float) -> int:
-        return int(np.searchsorted(a, t, side="right")) - int(np.searchsorted(d, t, side="right"))
-
-    growth = in_system(last) - in_system(mid)
+    half = last - mid
     a2 = int(np.searchsorted(a, last, side="right") - np.searchsorted(a, mid, side="right"))
-    verdict = "backlogged" if growth > max(BACKLOG_FRACTION * a2, BACKLOG_MIN_REQUESTS) else "stable"
-    return {"verdict": verdict, "growth": growth, "arrivals_second_half": a2,
-            "window_s": [first, last], "rule": rule, "unit": unit}
+    d2 = int(np.searchsorted(d, last, side="right") - np.searchsorted(d, mid, side="right"))
+    out = {"arrivals_second_half": a2, "window_s": [first, last],
+           "offered_rate": a2 / half if half > 0 else math.inf, "completion_rate": d2 / half if half > 0 else 0.0}
+    if not half > 0:
+        return {**out, "growth": 0.0, "spread": 0.0}
+    t = np.linspace(mid, last, TREND_POINTS)
+    in_system = (np.searchsorted(a, t, side="right") - np.searchsorted(d, t, side="right")).astype(float)
+    x = (t - mid) / half
+    slope, icept = np.polyfit(x, in_system, 1)
+    spread = float(np.std(in_system - (slope * x + icept)))
+    return {**out, "growth": float(slope), "spread": spread}
 
 
 def _add_energy(energy: float, hw, tp: int, span: float, busy_s: float) -> float | None:
@@ -231,7 +267,7 @@ def summarize(cluster, df: pd.DataFrame, slos, span_s: float) -> dict:
         "energy_assumption": "per GPU: idle power over the whole span + (TDP - idle) while busy; idle defaults to "
                              f"{IDLE_POWER_DEFAULT_FRACTION:.0%} of TDP where the hardware spec has none",
         "saturation": saturation(cluster.unit_starts, cluster.unit_ends,
-                                 "sessions" if cluster.has_sessions else "requests"),
+                                 "sessions" if cluster.has_sessions else "requests", cluster.n_shed),
     }
     if len(cluster.pools) > 1:
         summary["transfer_s"] = stats(completed.transfer_s)
