@@ -19,7 +19,7 @@ from lvlmsim.cli import app
 from lvlmsim.engine.api import simulate
 from lvlmsim.errors import SpecError
 from lvlmsim.planner import SearchSettings, capacity_search, evaluate, parse_layout, parse_slos, plan
-from lvlmsim.planner.capacity import probe_requests, replicas_settled
+from lvlmsim.planner.capacity import probe, replicas_settled
 from lvlmsim.planner.plan import _Analytic
 from lvlmsim.planner.runs import scenario_payload
 from lvlmsim.specs.registry import load_hardware
@@ -27,7 +27,7 @@ from lvlmsim.specs.scenario import load_scenario, scenario_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
-FAST = SearchSettings(probe_duration_s=10.0, min_requests=60, max_requests=400, tolerance=0.1)
+FAST = SearchSettings(probe_duration_s=10.0, min_requests=60, max_requests=8000, tolerance=0.1)
 SLOS = {"ttft_p90": 1.0, "tpot_p90": 0.05}
 
 
@@ -117,14 +117,15 @@ def test_known_answer_cheaper_per_unit_of_capacity(tmp_path):
 
 def test_capacity_search_brackets_the_capacity_found_by_direct_simulation():
     payload = scenario_payload(scenario_from_dict(small(), "t"))
-    s = SearchSettings(probe_duration_s=10.0, min_requests=60, max_requests=400, tolerance=0.05)
+    s = SearchSettings(probe_duration_s=10.0, min_requests=60, max_requests=8000, tolerance=0.05)
     res = capacity_search(payload, SLOS, guess_rps=30.0, settings=s)
     lo, hi = res["bracket_lo_rps"], res["bracket_hi_rps"]
-    assert 0 < lo < hi and (hi - lo) / hi <= 0.05 and res["des_runs"] == len(res["probes"])
+    assert 0 < lo < hi and (hi - lo) / hi <= 0.05
+    assert res["des_runs"] >= sum(p["runs"] for p in res["probes"]) + 1  # probes plus the saturated run(s)
+    assert lo <= res["saturated_rps"]  # never above what the configuration completes when backlogged
 
     def passes(rate: float) -> bool:
-        r = simulate(small(), requests=probe_requests(rate, s), rate=rate)
-        return evaluate(r.requests, SLOS, s.warmup_fraction)[0]
+        return rate <= res["saturated_rps"] and probe(payload, rate, SLOS, s)["passed"]
 
     grid = np.linspace(0.5 * lo, 1.5 * hi, 9)
     ok = [passes(float(r)) for r in grid]

@@ -2,13 +2,17 @@
 
 As in Vidur-Search's capacity search: probe rates with the discrete-event engine, first bracketing the capacity
 (grow or shrink geometrically from an analytic guess until one probe passes and one fails), then bisecting until
-the bracket is within a relative tolerance. The capacity reported is the highest rate that passed.
+the bracket is within a relative tolerance. The capacity reported is the highest rate that passed, with its bracket.
 
-A probe passes when, over the requests that arrived after the warm-up (the first `warmup_fraction` of the arrival
-window, when queues are still filling), every SLO percentile is within its threshold, and no request was rejected or
-left unfinished. Warm-up deletion also makes overload visible in a short run: past capacity the queue grows through
-the run, so the later arrivals, which are the ones measured, see it. A probe lasts `probe_duration_s` of arrivals
-(clamped to [min_requests, max_requests] requests): long enough at every rate, cheap at high rates.
+A probe runs to steady state rather than for a guessed duration. It starts with `probe_duration_s` of arrivals,
+but never fewer requests than can turn every batch slot over `STEADY_TURNOVERS` times (max_num_seqs x instances;
+a KV cache cannot have filled before that), and doubles the request count until two successive lengths give the
+same answer: every SLO percentile moved by less than `steady_tolerance` of its threshold. A probe passes when, over
+the requests that arrived after the warm-up (the first `warmup_fraction` of the arrival window), every SLO
+percentile is within its threshold, nothing was rejected or left unfinished, and the saturation verdict (queue
+trend, load shed) is stable. A failure at any length is final: from an empty start, queues and the KV cache only
+fill with time. A pass that has not settled by `max_requests` is reported as a failure ("no steady state"), so the
+capacity never rests on a transient, and does not move with `probe_duration_s`.
 """
 
 from __future__ import annotations
@@ -32,13 +36,15 @@ REPORT_KEYS = SLO_KEYS
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """How hard the capacity search looks. Defaults: ~5% bracket, 30 s of arrivals per probe."""
+    """How hard the capacity search looks. Defaults: ~5% bracket; probes start at 30 s of arrivals and double until
+    their SLO percentiles move by less than 10% of the thresholds (at most `max_requests` requests)."""
 
     tolerance: float = 0.05
     growth: float = 2.0
     probe_duration_s: float = 30.0
     min_requests: int = 100
-    max_requests: int = 2000
+    max_requests: int = 128_000
+    steady_tolerance: float = 0.1
     warmup_fraction: float = 0.2
     max_probes: int = 14
     start_fraction: float = 0.7  # first probe at this fraction of the analytic guess (which ignores queueing)
@@ -53,6 +59,8 @@ class SearchSettings:
         if not 1 <= self.min_requests <= self.max_requests:
             raise SpecError(f"requests per probe: need 1 <= min_requests ({self.min_requests}) <= max_requests "
                             f"({self.max_requests})")
+        if not 0 < self.steady_tolerance < 1:
+            raise SpecError(f"steady_tolerance: must be in (0, 1), got {self.steady_tolerance}")
         if not 0 <= self.warmup_fraction < 1:
             raise SpecError(f"warmup_fraction: must be in [0, 1), got {self.warmup_fraction}")
         return self
@@ -101,8 +109,21 @@ def slos_of_scenario(sc) -> dict[str, float]:
     return out
 
 
-def probe_requests(rate: float, s: SearchSettings) -> int:
-    return int(min(max(math.ceil(rate * s.probe_duration_s), s.min_requests), s.max_requests))
+STEADY_TURNOVERS = 4
+
+
+def probe_requests(rate: float, s: SearchSettings, floor: int = 0) -> int:
+    """The first length of a probe: `probe_duration_s` of arrivals, at least `floor` and `min_requests` requests."""
+    return int(min(max(math.ceil(rate * s.probe_duration_s), s.min_requests, floor), s.max_requests))
+
+
+def turnover_floor(payload: dict) -> int:
+    """Requests that turn every batch slot of the scenario over STEADY_TURNOVERS times: fewer cannot fill a KV cache."""
+    serving = payload["scenario"]["serving"]
+    slots = int(serving.get("max_num_seqs") or 1)
+    pools = serving.get("pools") or []
+    instances = sum(int(p.get("instances") or 1) for p in pools) if pools else int(serving.get("instances") or 1)
+    return STEADY_TURNOVERS * slots * max(instances, 1)
 
 
 def evaluate(req: pd.DataFrame, slos: dict[str, float], warmup_fraction: float) -> tuple[bool, str, dict]:
@@ -134,19 +155,84 @@ def evaluate(req: pd.DataFrame, slos: dict[str, float], warmup_fraction: float) 
     return not misses, "; ".join(misses), metrics
 
 
-def probe(payload: dict, rate: float, slos: dict[str, float], s: SearchSettings) -> dict:
-    """One DES run of the payload's scenario at `rate`; raises LvlmsimError when the engine refuses the config."""
+def settled(before: dict, after: dict, slos: dict[str, float], tolerance: float) -> bool:
+    """Whether doubling the probe moved no SLO percentile by more than `tolerance` of its threshold."""
+    for key, limit in slos.items():
+        a, b = before.get(key), after.get(key)
+        if a is None or b is None or abs(b - a) > tolerance * limit:
+            return False
+    return True
+
+
+def _run(payload: dict, rate: float, n: int, slos: dict[str, float], s: SearchSettings) -> tuple[bool, str, dict, dict]:
     from lvlmsim.engine.api import simulate
 
-    t0 = time.perf_counter()
-    n = probe_requests(rate, s)
     res = simulate(load_payload(payload), requests=n, rate=rate, seed=payload.get("seed"))
     ok, why, metrics = evaluate(res.requests, slos, s.warmup_fraction)
-    gpus = res.summary.get("gpus") or 1
-    return {"rate": rate, "requests": n, "passed": ok, "reason": why, **metrics,
-            "output_tokens_per_s": res.summary.get("output_tokens_per_s"),
-            "output_tokens_per_s_per_gpu": (res.summary.get("output_tokens_per_s") or 0.0) / gpus,
+    sat = res.summary["saturation"]
+    if ok and sat["verdict"] != "stable":
+        ok, why = False, f"backlogged: {sat['why']}"
+    return ok, why, metrics, res.summary
+
+
+def probe(payload: dict, rate: float, slos: dict[str, float], s: SearchSettings) -> dict:
+    """DES runs of the payload's scenario at `rate`, doubling until steady (module docstring); raises LvlmsimError
+    when the engine refuses the config."""
+    t0 = time.perf_counter()
+    n = probe_requests(rate, s, turnover_floor(payload))
+    runs, before = 0, None
+    while True:
+        ok, why, metrics, summary = _run(payload, rate, n, slos, s)
+        runs += 1
+        steady = ok and before is not None and settled(before, metrics, slos, s.steady_tolerance)
+        if not ok or steady:
+            break
+        if n >= s.max_requests:
+            ok, why = False, (f"no steady state within {n} requests (SLO percentiles still moving by more than "
+                              f"{s.steady_tolerance:.0%} of their thresholds); raise max_requests")
+            break
+        before, n = metrics, min(2 * n, s.max_requests)
+    gpus = summary.get("gpus") or 1
+    sat = summary["saturation"]
+    return {"rate": rate, "requests": n, "runs": runs, "passed": ok, "steady": steady, "reason": why, **metrics,
+            "completion_rate": sat.get("completion_rate"), "saturation": sat["verdict"],
+            "output_tokens_per_s": summary.get("output_tokens_per_s"),
+            "output_tokens_per_s_per_gpu": (summary.get("output_tokens_per_s") or 0.0) / gpus,
             "wall_s": time.perf_counter() - t0}
+
+
+def drain_rate(req: pd.DataFrame) -> float:
+    """Completions per second between the 25th and 75th percentile completion of a run whose work all arrived at
+    once: the queue never empties there and the KV cache is full. Chat sessions count as one unit each, ended by
+    their last answer (the planner's rates are sessions/s for them)."""
+    done = req[req.status == "completed"]
+    if (done.session_id >= 0).any():
+        ends = np.sort(done.groupby("session_id").finish_s.max().to_numpy(dtype=float))
+    else:
+        ends = np.sort(done.finish_s.to_numpy(dtype=float))
+    i, j = len(ends) // 4, (3 * len(ends)) // 4
+    if j <= i or not ends[j] > ends[i]:
+        return math.inf
+    return (j - i) / float(ends[j] - ends[i])
+
+
+def saturated_throughput(payload: dict, s: SearchSettings) -> dict:
+    """The most the configuration completes per second once backlogged (all arrivals at once), doubling the run until
+    two lengths agree within half the search tolerance. No rate above it is sustainable at any run length: past it
+    the queue grows without bound, however long a probe takes to show it."""
+    t0 = time.perf_counter()
+    from lvlmsim.engine.api import simulate
+
+    n = min(max(2 * turnover_floor(payload), s.min_requests), s.max_requests)
+    before, runs = None, 0
+    while True:
+        res = simulate(load_payload(payload), requests=n, rate=math.inf, seed=payload.get("seed"))
+        rate = drain_rate(res.requests)
+        runs += 1
+        if before is not None and abs(rate - before) <= 0.5 * s.tolerance * before or n >= s.max_requests:
+            break
+        before, n = rate, min(2 * n, s.max_requests)
+    return {"rate": rate, "requests": n, "runs": runs, "wall_s": time.perf_counter() - t0}
 
 
 def replicas_settled(lo: float, hi: float, target: float) -> bool:
@@ -169,9 +255,14 @@ def capacity_search(payload: dict, slos: dict[str, float], guess_rps: float,
     failing rate)."""
     s = (settings or SearchSettings()).check()
     probes: list[dict] = []
+    ceiling = saturated_throughput(payload, s)
 
     def test(rate: float) -> bool:
-        p = probe(payload, rate, slos, s)
+        if rate > ceiling["rate"]:
+            p = {"rate": rate, "requests": 0, "runs": 0, "passed": False, "steady": None, "wall_s": 0.0,
+                 "reason": f"above the saturated throughput {ceiling['rate']:.4g}/s: not sustainable at any length"}
+        else:
+            p = probe(payload, rate, slos, s)
         probes.append(p)
         return p["passed"]
 
@@ -211,7 +302,8 @@ def capacity_search(payload: dict, slos: dict[str, float], guess_rps: float,
         reason = f"fails the SLOs even at {low:.3g} req/s: {why}"
     exact = lo > 0 and math.isfinite(hi) and (hi - lo) / hi <= s.tolerance
     return {"capacity_rps": lo, "bracket_lo_rps": lo, "bracket_hi_rps": hi if math.isfinite(hi) else None,
-            "exact": exact, "des_runs": len(probes), "probes": probes, "reason": reason}
+            "exact": exact, "des_runs": sum(p["runs"] for p in probes) + ceiling["runs"], "probes": probes,
+            "reason": reason, "saturated_rps": ceiling["rate"]}
 
 
 def search_task(task: dict) -> dict:
@@ -238,7 +330,7 @@ def search_task(task: dict) -> dict:
             op = next((p for p in res["probes"] if math.isclose(p["rate"], per, rel_tol=1e-9)), None)
             if op is None:
                 op = probe(task["payload"], per, slos, s)
-                out["des_runs"] += 1
+                out["des_runs"] += op["runs"]
             out.update(replicas=replicas, operating_point=op)
     except LvlmsimError as exc:
         out.update(status="infeasible", reason=str(exc))
@@ -252,5 +344,5 @@ def settings_dict(s: SearchSettings) -> dict:
     return asdict(s)
 
 
-__all__ = ["SLO_KEYS", "SearchSettings", "capacity_search", "evaluate", "parse_slos", "probe", "probe_requests",
-           "replicas_settled", "search_task", "slos_of_scenario"]
+__all__ = ["SLO_KEYS", "STEADY_TURNOVERS", "SearchSettings", "capacity_search", "evaluate", "parse_slos", "probe",
+           "probe_requests", "replicas_settled", "search_task", "settled", "slos_of_scenario", "turnover_floor"]

@@ -34,7 +34,6 @@ from lvlmsim.planner.capacity import (
     SearchSettings,
     evaluate,
     parse_slos,
-    probe_requests,
     search_task,
     settings_dict,
     slos_of_scenario,
@@ -449,7 +448,8 @@ def plan(
             reps = res["replicas"]
             op = res["operating_point"]
             row.update(status="feasible", reason="", capacity_per_replica_rps=cap,
-                       bracket_hi_rps=res.get("bracket_hi_rps"), capacity_exact=bool(res.get("exact")))
+                       bracket_hi_rps=res.get("bracket_hi_rps"), capacity_exact=bool(res.get("exact")),
+                       saturated_rps=res.get("saturated_rps"))
             _fill_fleet(row, reps, target, mean_out)
             row.update({f"{k}_s": op.get(k) for k in (f"{m}_p{p}" for m in SLO_METRICS for p in SLO_PERCENTILES)})
             tpot50 = op.get("tpot_p50")
@@ -533,7 +533,7 @@ def _refine(row: dict, base: dict, sc: Scenario, slo: dict, s: SearchSettings) -
     res = capacity_search(scenario_payload(cand), slo, row["capacity_per_replica_rps"], s,
                           lo=row["capacity_per_replica_rps"], hi=hi if hi is not None and hi == hi else math.inf)
     row.update(capacity_per_replica_rps=res["capacity_rps"], bracket_hi_rps=res["bracket_hi_rps"],
-               capacity_exact=res["exact"], refine_runs=res["des_runs"])
+               capacity_exact=res["exact"], refine_runs=res["des_runs"], saturated_rps=res["saturated_rps"])
     row["max_rate_meeting_slo"] = row["replicas"] * row["capacity_per_replica_rps"]
     return res["des_runs"]
 
@@ -563,30 +563,26 @@ def _choose(feasible: list[dict], base: dict, sc: Scenario, slo: dict, target: f
         tried.add(best["candidate"])
         lay = parse_layout(best["layout"])
         techs = json.loads(best["techniques"]) if best["techniques"] else []
-        n = min(max(math.ceil(target * s.probe_duration_s), s.min_requests), s.max_requests * 4)
-        if best["replicas"] == 1 and n == probe_requests(target, s):
-            # One replica at the target rate is exactly the operating-point run the search already made.
-            ok = bool(best.get("meets_slo_at_target"))
-            best.update(verified=ok, verify_reason="" if ok else "misses the SLOs at the target rate",
-                        **{f"verified_{k}_s": best.get(f"{k}_s") for k in slo})
-            if ok:
-                good.append(best)
-                continue
+        if best["replicas"] == 1 and not best.get("meets_slo_at_target"):
+            # One replica at the target rate is the operating point the search probed to steady state.
             _fill_fleet(best, 2, target, mean_out)
             if max_gpus is not None and best["gpus"] > max_gpus:
-                best.update(status="over_max_gpus", reason=f"needs {best['gpus']} GPUs > max_gpus {max_gpus} "
-                                                           "once verified at the target rate")
+                best.update(status="over_max_gpus", verified=False, reason=f"needs {best['gpus']} GPUs > max_gpus "
+                            f"{max_gpus} once verified at the target rate")
                 continue
         for _bump in range(3):
             d = _candidate_scenario(base, best["hardware"], best["tp"], lay, techs, scale=best["replicas"])
             fleet = scenario_from_dict(d, best["candidate"], source_dir=sc.source_dir)
-            try:
-                res = simulate(fleet, requests=n, rate=target)
+            try:  # the scenario's own run (its request count) at the target rate, judged on every request
+                res = simulate(fleet, rate=target)
             except LvlmsimError as exc:
                 best.update(verified=False, verify_reason=str(exc))
                 break
             runs += 1
-            ok, why, metrics = evaluate(res.requests, slo, s.warmup_fraction)
+            ok, why, metrics = evaluate(res.requests, slo, 0.0)
+            sat = res.summary["saturation"]
+            if ok and sat["verdict"] != "stable":
+                ok, why = False, f"backlogged: {sat['why']}"
             best.update(verified=ok, verify_reason=why, **{f"verified_{k}_s": v for k, v in metrics.items()
                                                            if k in slo})
             if ok:
@@ -606,7 +602,7 @@ def _recommend(row: dict) -> dict:
     keys = ("candidate", "hardware", "tp", "layout", "techniques", "replicas", "gpus_per_replica", "gpus",
             "price_per_gpu_hour_usd", "cost_per_hour_usd", "usd_per_1m_output_tokens", "capacity_per_replica_rps",
             "max_rate_meeting_slo", "capacity_exact", "ttft_p90_s", "tpot_p90_s", "e2e_p90_s", "tokens_per_s_per_gpu",
-            "tokens_per_s_per_user", "verified", "verify_reason")
+            "tokens_per_s_per_user", "verified", "verify_reason", "bracket_hi_rps", "saturated_rps")
     rec = {k: _clean(row.get(k)) for k in keys}
     rec["techniques"] = json.loads(row["techniques"]) if row["techniques"] else []
     rec["cost_per_hour"] = rec["cost_per_hour_usd"]
@@ -623,8 +619,12 @@ def _verdict(rec: dict | None, df: pd.DataFrame, target: float, slo: dict, max_g
     if rec is not None:
         tech = f" with {', '.join(map(str, rec['techniques']))}" if rec["techniques"] else ""
         hw = rec["candidate"].split(" ", 1)[0]
+        hi = rec.get("bracket_hi_rps")
+        cap = (f"; capacity {rec['capacity_per_replica_rps']:.4g} req/s per replica"
+               + (f" (bracket {rec['capacity_per_replica_rps']:.4g}-{hi:.4g})" if hi else "")
+               + (f", saturated throughput {rec['saturated_rps']:.4g}" if rec.get("saturated_rps") else ""))
         return (f"{rec['gpus']} x {hw} ({rec['replicas']} replica(s) of {rec['layout']} tp{rec['tp']}{tech}) "
-                f"serve {target:g} req/s with {slo_txt} for ${rec['cost_per_hour_usd']:.2f}/hour")
+                f"serve {target:g} req/s with {slo_txt} for ${rec['cost_per_hour_usd']:.2f}/hour{cap}")
     counts = df.status.value_counts().to_dict()
     parts = [f"{n} {k.replace('_', ' ')}" for k, n in counts.items()]
     limit = f" within {max_gpus} GPUs" if max_gpus is not None else ""
