@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from lvlmsim.calibrate.profiles import resolve_profile
 from lvlmsim.cost.profile import EfficiencyProfile
-from lvlmsim.errors import InfeasibleError
+from lvlmsim.errors import InfeasibleError, SpecError
 from lvlmsim.estimate import Estimate, estimate_request, parse_image_size, with_step_overhead
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.model import ModelSpec
@@ -31,6 +31,7 @@ def estimate(
     moe_skew: float = 0.0,
     video_size: str | tuple[int, int] | None = None,
     video_fps: float | None = None,
+    allow_overflow: bool = False,
 ) -> Estimate:
     """Cost of one request (or `batch` identical ones), stage by stage and op by op, with roofline coordinates.
 
@@ -42,6 +43,8 @@ def estimate(
     `ep`: expert-parallel degree of a mixture-of-experts model inside the tp group (divides tp); `moe_skew`: the
     router's power-law exponent (0 = balanced routing). `video_size` ('1920x1080') and `video_fps` describe the
     `video_s` clip as sent; the model's video policy samples frames from it and resizes them within its budget.
+    A request longer than the model's context length (prompt + visual + output tokens > max_position_embeddings)
+    raises SpecError unless `allow_overflow`, which estimates it anyway with a note.
     """
     m = load_model(model)
     hw = load_hardware(hardware)
@@ -67,8 +70,24 @@ def estimate(
         est = apply_to_estimate(m, hw, techniques, images=images, image_size=image_size,
                                 prompt_tokens=prompt_tokens, output_tokens=output_tokens, batch=batch, tp=tp,
                                 video_s=video_s, profile=prof, video_size=video_size, video_fps=video_fps)
-        return with_step_overhead(est, step_overhead_s)
-    return estimate_request(m, hw, images=images, image_size=image_size, prompt_tokens=prompt_tokens,
-                            output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=prof,
-                            step_overhead_s=step_overhead_s, ep=ep, moe_skew=moe_skew, video_size=video_size,
-                            video_fps=video_fps)
+        return _within_context(with_step_overhead(est, step_overhead_s), m, allow_overflow)
+    est = estimate_request(m, hw, images=images, image_size=image_size, prompt_tokens=prompt_tokens,
+                           output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=prof,
+                           step_overhead_s=step_overhead_s, ep=ep, moe_skew=moe_skew, video_size=video_size,
+                           video_fps=video_fps)
+    return _within_context(est, m, allow_overflow)
+
+
+def _within_context(est: Estimate, model: ModelSpec, allow_overflow: bool) -> Estimate:
+    """A request past the model's context length is an error (a server would reject it), or a note when allowed."""
+    total = est.context_tokens + est.output_tokens
+    limit = model.llm.max_position_embeddings
+    if total <= limit:
+        return est
+    msg = (f"context: {est.context_tokens} prompt+visual tokens + {est.output_tokens} output tokens = {total} exceed "
+           f"{model.id}'s context length of {limit} (llm.max_position_embeddings)")
+    if not allow_overflow:
+        raise SpecError(msg + "; use fewer or smaller images, a shorter prompt or output, or allow_overflow "
+                              "(--allow-overflow) to estimate it anyway")
+    est.notes.append(msg + "; estimated anyway (allow_overflow)")
+    return est

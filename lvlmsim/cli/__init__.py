@@ -1,4 +1,13 @@
-"""The `lvlmsim` command: a thin face over the public API. Every user error is one line and exit status 2."""
+"""The `lvlmsim` command: a thin face over the public API.
+
+Exit status, the same for every command:
+  0  done, and the answer is yes (it fits, a configuration meets the SLOs);
+  1  done, and the answer is no: `estimate` printed a request that does not fit in memory, `plan` found no
+     configuration meeting the SLOs; the report (and --json) is still printed, with the reason;
+  2  bad input, or a configuration that cannot run at all (one line on stderr naming the field and the allowed
+     values; e.g. `simulate` of a model that does not fit on its GPU, `estimate` past the context length);
+  130 interrupted (a sweep keeps what finished).
+"""
 
 from __future__ import annotations
 
@@ -17,11 +26,29 @@ from lvlmsim.fmt import fmt_si, fmt_time
 
 app = typer.Typer(
     name="lvlmsim",
-    help="What it costs to serve a vision-language model, on this hardware, under this traffic, and why.",
+    help="What it costs to serve a vision-language model, on this hardware, under this traffic, and why. "
+         "Exit status: 0 yes; 1 answered no (does not fit, no configuration meets the SLOs); 2 bad input or a "
+         "configuration that cannot run.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from lvlmsim import __version__
+
+        sys.stdout.write(f"lvlmsim {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="print the version and exit")] = False,
+) -> None:
+    """What it costs to serve a vision-language model, on this hardware, under this traffic, and why."""
 # Piped output (files, tests, CI logs) is not a terminal: keep tables wide enough that op names are never cut.
 out = Console(width=None if sys.stdout.isatty() else 180)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 180)
@@ -84,20 +111,31 @@ def estimate(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
     ops: Annotated[bool, typer.Option("--ops", help="list every op with its numbers")] = False,
+    allow_overflow: Annotated[bool, typer.Option(
+        "--allow-overflow", help="estimate a request longer than the model's context length anyway")] = False,
 ) -> None:
-    """Cost of one request (or a batch) stage by stage, with the roofline bound of each stage."""
+    """Cost of one request (or a batch) stage by stage, with the roofline bound of each stage.
+
+    Exit 1 when the request does not fit in memory (the report is printed); 2 on bad input or a request longer
+    than the model's context length (unless --allow-overflow)."""
     from lvlmsim.api import estimate as run
 
     est = run(model, hardware, images=images, image_size=image_size, prompt_tokens=prompt_tokens,
               output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=profile,
               techniques=tuple(technique or ()), runtime=runtime, ep=ep, moe_skew=moe_skew,
-              video_size=video_size, video_fps=video_fps)
+              video_size=video_size, video_fps=video_fps, allow_overflow=allow_overflow)
     if as_json:
         doc = est.to_dict()
         if ops:
             doc["ops"] = est.op_rows()
         print_json(doc)
-        return
+    else:
+        _print_estimate(est, ops)
+    if not est.memory.fits:
+        raise typer.Exit(1)
+
+
+def _print_estimate(est, ops: bool) -> None:
     ep_txt = f", ep={est.ep}" if est.ep > 1 else ""
     t = Table(title=f"{est.model_id} on {est.hardware_id} (tp={est.tp}{ep_txt}, batch={est.batch}, "
                     f"profile={est.profile})")
@@ -165,9 +203,14 @@ def list_cmd(
             t.add_row(hid, h.kind, h.name, f"{peak:g}", f"{h.mem_bw_gbps:g}", f"{h.mem_capacity_gib:g}",
                       f"{h.price_per_hour_usd:.2f}", _source_head(h.source))
     elif what == "scenarios":
-        t.add_column("id")
+        from lvlmsim.specs.request_overrides import describe_workload
+        from lvlmsim.specs.scenario import load_scenario
+
+        for col in ("id", "model", "hardware", "workload", "description"):
+            t.add_column(col)
         for sid in registry.scenario_ids():
-            t.add_row(sid)
+            sc = load_scenario(sid)
+            t.add_row(sid, sc.model, sc.hardware, describe_workload(sc), " ".join(sc.description.split()))
     elif what == "techniques":
         from lvlmsim.techniques import technique_table
 

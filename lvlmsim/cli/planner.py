@@ -142,7 +142,7 @@ def register(app: typer.Typer) -> None:
         hardware: Annotated[str | None, typer.Option(help="hardware ids, comma-separated; default: the "
                                                      "scenario's")] = None,
         tp: Annotated[str, typer.Option(help="tensor-parallel degrees to try")] = "1,2,4,8",
-        layouts: Annotated[str, typer.Option(help="agg and/or E+PD:a:b, EP+D:a:b, E+P+D:a:b:c (instances per "
+        layouts: Annotated[str, typer.Option(help="agg and/or E+PD:1:2, EP+D:1:1, E+P+D:1:1:2 (instances per "
                                              "pool)")] = ",".join(("agg", "E+PD:1:2", "EP+D:1:1", "E+P+D:1:1:2")),
         techniques: Annotated[list[str] | None, typer.Option("--techniques", help="a technique set, "
                               "'kind:k=v;kind:...' or 'none' (repeatable); default: the scenario's")] = None,

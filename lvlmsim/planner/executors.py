@@ -7,9 +7,12 @@ concurrent.futures, `ray` is Ray's own task API (a local Ray by default, or a cl
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import multiprocessing
 import os
+import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
@@ -53,7 +56,54 @@ def run_tasks(
     n = workers or default_workers()
     if executor == "serial" or n == 1 or len(payloads) == 1:
         return ((i, fn(p)) for i, p in enumerate(payloads))
+    problem = main_reimport_problem()
+    if problem:
+        warnings.warn(f"lvlmsim: running {len(payloads)} simulations serially, not in a process pool: {problem}",
+                      SerialFallbackWarning, stacklevel=2)
+        return ((i, fn(p)) for i, p in enumerate(payloads))
     return _local(fn, payloads, n)
+
+
+class SerialFallbackWarning(UserWarning):
+    """The local process pool was not used because its workers would re-run the user's script."""
+
+
+def _guarded(stmt: ast.stmt) -> bool:
+    """A top-level statement a spawned worker may safely re-run on import: imports, definitions, docstrings,
+    constant assignments and `if __name__ == "__main__":` blocks."""
+    if isinstance(stmt, ast.Import | ast.ImportFrom | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return True
+    if isinstance(stmt, ast.If):
+        return any(isinstance(n, ast.Name) and n.id == "__name__" for n in ast.walk(stmt.test))
+    if isinstance(stmt, ast.Expr | ast.Assign | ast.AnnAssign):
+        return not any(isinstance(n, ast.Call) for n in ast.walk(stmt))
+    return False
+
+
+def main_reimport_problem(main_path: str | None = None) -> str | None:
+    """Why spawned workers cannot re-import `__main__`, or None. A worker of a 'spawn' pool imports the parent's
+    main script; one that calls lvlmsim at top level, without an `if __name__ == "__main__":` guard, would run the
+    whole call again in every worker (Python then stops it with a bootstrapping error). `python -m pkg` and
+    interactive sessions are not re-imported and are always fine."""
+    if main_path is None:
+        main = sys.modules.get("__main__")
+        spec = getattr(main, "__spec__", None)
+        if spec is not None and spec.name:
+            return None  # run with -m: the worker imports by name (and skips a package's __main__)
+        main_path = getattr(main, "__file__", None)
+    if not main_path or not str(main_path).endswith(".py") or not os.path.isfile(main_path):
+        return None
+    try:
+        with open(main_path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), filename=str(main_path))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    bad = next((s for s in tree.body if not _guarded(s)), None)
+    if bad is None:
+        return None
+    return (f"{os.path.basename(str(main_path))} runs code at import (line {bad.lineno}) outside an "
+            "`if __name__ == \"__main__\":` block, which each worker process would re-run; add the guard to use "
+            "all cores")
 
 
 def _local(fn: Task, payloads: Sequence[dict], workers: int) -> Iterator[tuple[int, dict]]:
@@ -100,4 +150,5 @@ def _ray(fn: Task, payloads: Sequence[dict], workers: int | None, address: str |
             ray.shutdown()
 
 
-__all__ = ["EXECUTORS", "check_executor", "default_workers", "run_tasks"]
+__all__ = ["EXECUTORS", "SerialFallbackWarning", "check_executor", "default_workers", "main_reimport_problem",
+           "run_tasks"]
