@@ -36,10 +36,15 @@ app = typer.Typer(
 
 
 def _version(value: bool) -> None:
+    """The installed distribution's version (the CLI may not import the top-level package: it sits above it)."""
     if value:
-        from lvlmsim import __version__
+        from importlib.metadata import PackageNotFoundError, version
 
-        sys.stdout.write(f"lvlmsim {__version__}\n")
+        try:
+            text = version("lvlmsim")
+        except PackageNotFoundError:
+            text = "(not installed: run from a source checkout)"
+        sys.stdout.write(f"lvlmsim {text}\n")
         raise typer.Exit()
 
 
