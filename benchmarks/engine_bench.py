@@ -81,7 +81,7 @@ def decode_steady_state(output_tokens: int = 25_000) -> dict:
     t = time.perf_counter()
     env.run()
     wall = time.perf_counter() - t
-    steps = sum(i.nsteps for i in cluster.instances)
+    steps = sum(i.stats.nsteps for i in cluster.instances)
     bare = bare_simpy_s(steps)
     return {"steps": steps, "wall_s": wall, "us_per_step": wall / steps * 1e6, "bare_us_per_step": bare / steps * 1e6,
             "ratio_to_bare": wall / bare, "preemptions": sum(r.preemptions for r in wl.requests)}

@@ -13,7 +13,7 @@ import simpy
 
 from lvlmsim.cost.roofline import CostModel
 from lvlmsim.engine.cluster import Cluster, build_pool, default_link
-from lvlmsim.engine.metrics import request_frame, summarize, timeseries_frame
+from lvlmsim.engine.metrics import class_summary, request_frame, summarize, timeseries_frame
 from lvlmsim.engine.trace import trace_mean_rate
 from lvlmsim.engine.workload import stream
 from lvlmsim.errors import LvlmsimError
@@ -205,15 +205,21 @@ def simulate(
     if len(pools) > 1:
         link = sc.serving.link or default_link(pools)
     llm_model = main.model if main is not None else model
-    cluster = Cluster(env, llm_model, sc.serving, pools, wl, link=link, progress=progress)
+    cluster = Cluster(env, llm_model, sc.serving, pools, wl, link=link, progress=progress,
+                      classes=sc.workload.classes, ttft_slo_s=sc.slos.ttft_s)
     env.run(until=sc.horizon_s)
     end_s = float(env.now)
     cluster.finalize()
     df = request_frame([r for r in wl.requests if not r.warmup] if wl.warmup else wl.requests)
     if wl.cap is not None:  # which client slot sent each request (the closed loop's sequence per client)
         df["client"] = [r.client if r.client is not None else -1 for r in wl.requests if r.arrived and not r.warmup]
+    classes = sc.workload.classes
+    if classes:
+        df["request_class"] = [classes[r.rclass].name for r in wl.requests if r.arrived and not r.warmup]
     ts = timeseries_frame(cluster.instances)
     summary = summarize(cluster, df, sc.slos, end_s - cluster.measure_start_s)
+    if classes:
+        summary["classes"] = class_summary(df, [c.name for c in classes])
     if wl.warmup:
         summary["warmup"] = {"requests": wl.warmup, "measured_from_s": cluster.measure_start_s}
     if main is not None:
@@ -233,6 +239,8 @@ def simulate(
     }
     if wl.cap is not None:
         meta["max_concurrency"] = wl.cap
+    if sc.serving.scheduler != "fcfs":
+        meta["scheduler"] = sc.serving.scheduler
     return SimulationResult(sc, df, ts, summary, time.perf_counter() - t_wall, meta)
 
 

@@ -12,9 +12,11 @@ one request of the largest size in the workload must fit, or the run stops with 
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -31,10 +33,12 @@ from lvlmsim.cost.memory import (
     weight_bytes,
 )
 from lvlmsim.cost.roofline import CostModel
-from lvlmsim.engine.instance import EncoderInstance, LlmInstance, kept_visual
+from lvlmsim.engine.decodeset import kept_visual
+from lvlmsim.engine.instance import EncoderInstance, LlmInstance
 from lvlmsim.engine.request import REJECTED, REJECTED_S, Request
 from lvlmsim.engine.reuse import ReuseTracker
 from lvlmsim.engine.router import Router, make_router
+from lvlmsim.engine.schedulers import make_policy
 from lvlmsim.engine.stepcost import StepCost
 from lvlmsim.engine.workload import Workload
 from lvlmsim.errors import InfeasibleError, SpecError
@@ -44,12 +48,14 @@ from lvlmsim.specs.base import DTYPE_BYTES
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.model import ModelSpec
 from lvlmsim.specs.serving import LinkConfig, PoolSpec, ServingSpec
+from lvlmsim.specs.workload import RequestClass
 from lvlmsim.techniques.reuse import encoder_entry_bytes, kv_entry_bytes
 
 if TYPE_CHECKING:
     from lvlmsim.techniques.compose import Composition
 
 DEFAULT_LINK_LATENCY_US = 10.0
+GOLDEN_RATIO = (1 + 5**0.5) / 2
 
 
 @dataclass
@@ -78,6 +84,7 @@ class Cluster:
     def __init__(
         self, env: simpy.Environment, model: ModelSpec, serving: ServingSpec, pools: list[Pool], workload: Workload,
         *, link: LinkConfig | None = None, progress: Callable[[int, int], None] | None = None,
+        classes: Sequence[RequestClass] = (), ttft_slo_s: float | None = None,
     ):
         self.env = env
         self.model = model
@@ -88,7 +95,6 @@ class Cluster:
         self.enc_pool = next((p for p in pools if p.role == "E"), None)
         self.entry_pool = next(p for p in pools if "P" in p.role)
         self.dec_pool = next(p for p in pools if "D" in p.role)
-        self.separate_decode = self.dec_pool is not self.entry_pool
         self.max_model_len = serving.max_model_len or model.llm.max_position_embeddings
         self.llm_blocks = min(p.total_blocks for p in pools if p.role != "E")
         self.block_size = serving.block_size
@@ -105,7 +111,6 @@ class Cluster:
                 for inst in p.instances:
                     inst.link = simpy.Resource(env, capacity=1)
         self._act_bytes = DTYPE_BYTES[self.entry_pool.cfg.act_dtype]
-        self.n_arrived = 0
         self.n_completed = 0
         self.n_rejected = 0
         self.n_shed = 0  # rejected because a queue was full: offered load the service could not take
@@ -129,6 +134,10 @@ class Cluster:
         self.n_sent = 0
         self.measure_start_s = 0.0  # send time of the first request after the warm-up ones
         self._prepare_setup()
+        self._classes = list(classes)
+        self._class_bounds = list(itertools.accumulate(c.fraction for c in self._classes))
+        self._ttft_slo_s = ttft_slo_s
+        self._classify_on = bool(self._classes) or ttft_slo_s is not None
         env.process(self._arrivals())
 
     # ---------------------------------------------------------------------------------------------------------------
@@ -218,11 +227,24 @@ class Cluster:
         if self._slot_freed is not None and not self._slot_freed.triggered:
             self._slot_freed.succeed()
 
+    def _classify(self, r: Request) -> None:
+        """Request class (workload.classes, interleaved by a golden-ratio sequence over ids) and TTFT deadline."""
+        slo = self._ttft_slo_s
+        if self._classes:
+            u = (r.id * GOLDEN_RATIO) % 1.0
+            i = min(bisect.bisect_right(self._class_bounds, u), len(self._classes) - 1)
+            c = self._classes[i]
+            r.rclass, r.priority = i, c.priority
+            slo = c.ttft_slo_s or slo
+        if slo is not None:
+            r.deadline_s = r.arrival_s + slo
+
     def arrive(self, r: Request) -> None:
         now = self.env.now
         r.arrival_s = now
         r.arrived = True
-        self.n_arrived += 1
+        if self._classify_on:
+            self._classify(r)
         self.arrival_times.append(now)
         if r.seq_tokens <= 0:
             return self._reject(r, "empty prompt: no text and no visual tokens")
@@ -304,7 +326,7 @@ class Cluster:
         far, so that Little's law holds for a run cut off by a horizon too."""
         now = self.env.now
         for inst in self.instances:
-            inst._q_touch()
+            inst.queue_touch()
             for r in inst.waiting:
                 r.queue_s += now - r.wait_since
                 r.wait_since = now
@@ -423,6 +445,10 @@ def build_pool(
 
         overhead_s += get_runtime(serving.runtime).step_overhead_s
     kv_policy = comp.kv_budget if comp is not None and has_llm else None
+    swap_s = swap_time(model, cfg, hardware, serving, label) if has_llm and serving.preemption == "swap" else None
+    if serving.encoder_policy == "encode_ahead" and (reuse_enc or reuse_kv):
+        raise SpecError(f"{label}: serving.encoder_policy: encode_ahead is not modelled with the reuse technique "
+                        "(its encoder work depends on cache hits at admission); use co_batch")
 
     def tracker() -> ReuseTracker | None:
         if not (reuse_enc or reuse_kv):
@@ -440,14 +466,29 @@ def build_pool(
         else:
             inst = LlmInstance(
                 env, name, spec.label, proxy, coster, total_blocks=total_blocks, block_size=serving.block_size,
-                max_num_seqs=serving.max_num_seqs, max_num_batched_tokens=serving.max_num_batched_tokens,
-                chunked_prefill=serving.chunked_prefill, encoder_budget=serving.encoder_budget,
+                policy=make_policy(serving), encoder_budget=serving.encoder_budget,
                 encoder_cache=serving.encoder_cache, does_encode=has_enc, handoff=("D" not in role),
-                overhead_s=overhead_s, reuse=tracker() if "P" in role else None, kv_policy=kv_policy,
+                overhead_s=overhead_s, reuse=tracker() if "P" in role else None, kv_policy=kv_policy, swap_s=swap_s,
             )
         pool.instances.append(inst)
     pool.router = make_router(serving.router, pool.instances)
     return pool
+
+
+def swap_time(model: ModelSpec, cfg: GraphConfig, hardware: HardwareSpec, serving: ServingSpec, label: str):
+    """Seconds to move a sequence's KV (per GPU: each GPU of a tensor-parallel group moves its own shard over its
+    own host link) between device and host memory, for swap preemption."""
+    bw_gbps = serving.swap_bw_gbps or hardware.host_link_gbps
+    if bw_gbps is None:
+        raise SpecError(f"{label}: serving.preemption: swap needs the host-link bandwidth; hardware "
+                        f"'{hardware.id}' gives no host_link_gbps: set serving.swap_bw_gbps or use recompute")
+    bw = bw_gbps * 1e9
+
+    def seconds(r: Request, kv_tokens: int) -> float:
+        visual = min(r.vis_in_seq, kv_tokens)
+        return sequence_kv_bytes(model, cfg, kv_tokens - visual, visual + r.cross_kv) / bw
+
+    return seconds
 
 
 def reuse_region_bytes(config, workload: Workload, entry_bytes) -> float:

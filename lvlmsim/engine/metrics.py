@@ -91,13 +91,13 @@ def timeseries_frame(instances: Sequence) -> pd.DataFrame:
     """Per-step samples (decimated to a bounded count per instance) of batch size, queue length, KV occupancy."""
     t, name, pool, b, q, kv = [], [], [], [], [], []
     for inst in instances:
-        n = len(inst.ts_t)
-        t.extend(inst.ts_t)
+        n = len(inst.stats.ts_t)
+        t.extend(inst.stats.ts_t)
         name.extend([inst.name] * n)
         pool.extend([inst.pool] * n)
-        b.extend(inst.ts_batch)
-        q.extend(inst.ts_queue)
-        kv.extend(inst.ts_kv)
+        b.extend(inst.stats.ts_batch)
+        q.extend(inst.stats.ts_queue)
+        kv.extend(inst.stats.ts_kv)
     df = pd.DataFrame({"t_s": t, "instance": name, "pool": pool, "batch_size": b, "queue_len": q,
                        "kv_occupancy": kv})
     return df.sort_values(["t_s", "instance"], kind="stable").reset_index(drop=True)
@@ -188,6 +188,17 @@ def _add_energy(energy: float, hw, tp: int, span: float, busy_s: float) -> float
     return energy + tp * (idle_w * span + (hw.tdp_w - idle_w) * busy_s)
 
 
+def class_summary(df: pd.DataFrame, names: Sequence[str]) -> dict:
+    """Per request class (column `request_class`): requests, completed, TTFT and end-to-end statistics."""
+    out = {}
+    for name in names:
+        part = df[df.request_class == name]
+        done = part[part.status == COMPLETED]
+        out[name] = {"requests": len(part), "completed": len(done), "ttft_s": stats(done.ttft_s),
+                     "e2e_s": stats(done.e2e_s)}
+    return out
+
+
 def summarize(cluster, df: pd.DataFrame, slos, span_s: float) -> dict:
     """The run summary; see the module docstring for every definition."""
     span = max(span_s, 1e-12)
@@ -213,8 +224,8 @@ def summarize(cluster, df: pd.DataFrame, slos, span_s: float) -> dict:
         at = float(np.percentile(vals, slos.percentile)) if vals.size else None
         pct_check[name] = {"threshold": limit, f"p{slos.percentile:g}": at, "met": at is not None and at <= limit}
 
-    itl_v = np.concatenate([np.asarray(i.itl_dt, dtype=float) for i in cluster.instances] or [np.zeros(0)])
-    itl_w = np.concatenate([np.asarray(i.itl_n, dtype=float) for i in cluster.instances] or [np.zeros(0)])
+    itl_v = np.concatenate([np.asarray(i.stats.itl_dt, dtype=float) for i in cluster.instances] or [np.zeros(0)])
+    itl_w = np.concatenate([np.asarray(i.stats.itl_n, dtype=float) for i in cluster.instances] or [np.zeros(0)])
 
     inst_rows = []
     usd = 0.0
@@ -227,15 +238,15 @@ def summarize(cluster, df: pd.DataFrame, slos, span_s: float) -> dict:
             gpus += tp
             usd += hw.price_per_hour_usd * tp * span / 3600.0
             if energy is not None:
-                energy = _add_energy(energy, hw, tp, span, inst.busy_s)
+                energy = _add_energy(energy, hw, tp, span, inst.stats.busy_s)
             inst_rows.append({
                 "instance": inst.name, "pool": pool.name, "role": pool.role, "hardware": hw.id, "tp": tp,
-                "steps": inst.nsteps, "busy_s": inst.busy_s, "max_step_s": inst.max_step_s,
-                "utilisation": inst.busy_s / span,
-                "kv_blocks": inst.total_blocks,
-                "peak_kv_occupancy": inst.peak_used / inst.total_blocks if inst.total_blocks else None,
-                "kv_blocks_in_use_at_end": inst.total_blocks - inst.free if inst.total_blocks else 0,
-                "queue_len_mean": inst.q_area / span,
+                "steps": inst.stats.nsteps, "busy_s": inst.stats.busy_s, "max_step_s": inst.stats.max_step_s,
+                "utilisation": inst.stats.busy_s / span,
+                "kv_blocks": inst.kv.total,
+                "peak_kv_occupancy": inst.kv.peak_used / inst.kv.total if inst.kv.total else None,
+                "kv_blocks_in_use_at_end": inst.kv.total - inst.kv.free if inst.kv.total else 0,
+                "queue_len_mean": inst.stats.q_area / span,
             })
     peaks = [r["peak_kv_occupancy"] for r in inst_rows if r["peak_kv_occupancy"] is not None]
     summary = {
@@ -254,10 +265,10 @@ def summarize(cluster, df: pd.DataFrame, slos, span_s: float) -> dict:
         "goodput_rps": n_good / span,
         "slo_attainment": n_good / n_arr if n_arr else None,
         "slos": {"thresholds": thresholds, "percentile": slos.percentile, "check": pct_check},
-        "queue_len_mean": sum(i.q_area for i in cluster.instances) / span,
+        "queue_len_mean": sum(i.stats.q_area for i in cluster.instances) / span,
         "peak_kv_occupancy": max(peaks) if peaks else None,
         "preemptions": int(df.preemptions.sum()),
-        "steps": sum(i.nsteps for i in cluster.instances),
+        "steps": sum(i.stats.nsteps for i in cluster.instances),
         "instances": inst_rows,
         "gpus": gpus,
         "cost_usd": usd,

@@ -11,7 +11,7 @@ import math
 NAN = math.nan
 
 # lifecycle states
-WAITING, PREFILL, DECODE, PARKED, PULLING, ENCODING, TRANSFER, DONE, REJECTED = range(9)
+WAITING, PREFILL, DECODE, PARKED, PULLING, ENCODING, DONE, REJECTED = range(8)
 COMPLETED, REJECTED_S, IN_FLIGHT = "completed", "rejected", "in_flight"
 
 
@@ -27,10 +27,12 @@ class Request:
         "shared_blocks", "enc_toks", "enc_tokens", "reuse_keys", "capped",
         # progress
         "state", "computed", "target", "generated", "encoded", "enc_cached", "epoch", "t0", "past0", "gen0",
-        "cls", "blocks", "pull_src", "wait_since", "instance", "arrived",
+        "cls", "blocks", "pull_src", "swapped", "wait_since", "instance", "arrived",
         # records
         "queue_s", "encode_start_s", "encode_end_s", "first_token_s", "finish_s", "preemptions", "transfer_s",
         "path", "pools", "status", "reason",
+        # request class (workload.classes): its index, priority and first-token deadline (absolute, seconds)
+        "rclass", "priority", "deadline_s",
         # benchmark clients: the client slot that sent it under a concurrency cap, and whether it is a warm-up request
         "client", "warmup",
     )
@@ -78,6 +80,7 @@ class Request:
         self.cls = 0
         self.blocks = 0
         self.pull_src = None
+        self.swapped = 0  # KV tokens held in host memory after a swap preemption
         self.wait_since = 0.0
         self.instance = None
         self.arrived = False
@@ -92,6 +95,9 @@ class Request:
         self.pools: list[str] = []
         self.status = IN_FLIGHT
         self.reason = ""
+        self.rclass = 0
+        self.priority = 0
+        self.deadline_s = math.inf
         self.client: int | None = None
         self.warmup = False
 
@@ -100,14 +106,10 @@ class Request:
         """The tokenizations the encoder must still run: all of `toks`, or what a reuse cache left (`enc_toks`)."""
         return self.toks if self.enc_toks is None else self.enc_toks
 
-    @property
-    def has_visual(self) -> bool:
-        return bool(self.vit_seq_lens)
-
     def __repr__(self) -> str:
         return (f"Request({self.id}, t={self.arrival_s:.3f}, prompt={self.prompt_tokens}, visual={self.visual_tokens}, "
                 f"out={self.output_tokens}, state={self.state})")
 
 
 __all__ = ["COMPLETED", "DECODE", "DONE", "ENCODING", "IN_FLIGHT", "PARKED", "PREFILL", "PULLING", "REJECTED",
-           "REJECTED_S", "TRANSFER", "WAITING", "Request"]
+           "REJECTED_S", "WAITING", "Request"]

@@ -47,6 +47,8 @@ class HardwareSpec(StrictModel):
     )
     intra_node_link: LinkSpec
     inter_node_bw_gbps: NonNegativeFloat = Field(description="network bandwidth per device across nodes, GB/s")
+    host_link_gbps: PositiveFloat | None = Field(
+        None, description="device <-> host memory link (PCIe) per direction, GB/s; swap preemption moves KV over it")
     max_devices_per_node: PositiveInt = 8
     scale_up_domain: PositiveInt | None = Field(
         None, description="devices one intra_node_link fabric joins (GB200 NVL72: 72); default max_devices_per_node"

@@ -10,6 +10,9 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_
 from lvlmsim.specs.base import StrictModel
 
 Router = Literal["round_robin", "least_outstanding", "kv_aware", "session_affinity"]
+# Scheduler policies of an LLM instance: each name is a module of lvlmsim.engine.schedulers (this is its registration)
+SCHEDULERS = ("fcfs", "priority", "sjf", "sarathi")
+Scheduler = Literal[SCHEDULERS]
 Role = Literal["E", "P", "D", "EP", "PD", "EPD"]
 
 
@@ -58,6 +61,21 @@ class ServingSpec(StrictModel):
         "runtimes); default none: kernels as the profile has them, no launch overhead")
     step_overhead_s: NonNegativeFloat = Field(0.0, description="CPU scheduling time added to every batch step, on "
                                               "top of the runtime's launch overhead")
+    scheduler: Scheduler = Field("fcfs", description="batch-forming policy of each LLM instance: " + ", ".join(
+        SCHEDULERS) + " (lvlmsim.engine.schedulers)")
+    scheduler_token_budget: PositiveInt | None = Field(
+        None, description="sarathi: tokens per step (Sarathi-Serve's token budget); default 512")
+    sjf_aging_tokens_per_s: NonNegativeFloat = Field(
+        1000.0, description="sjf: a waiting request's prompt counts this many tokens shorter per second since it "
+        "arrived, so long prompts are not starved (0: pure shortest-prompt-first)")
+    encoder_policy: Literal["co_batch", "encode_ahead"] = Field(
+        "co_batch", description="co_batch: a request's encoder runs in the step of its first prefill chunk (vLLM); "
+        "encode_ahead: leftover encoder budget also encodes requests still waiting for KV blocks")
+    preemption: Literal["recompute", "swap"] = Field(
+        "recompute", description="recompute: a preempted request's KV is dropped and recomputed (vLLM v1); swap: a "
+        "decoding request's KV goes to host memory over the host link and comes back")
+    swap_bw_gbps: PositiveFloat | None = Field(
+        None, description="swap: host-link GB/s per GPU and direction; default: the hardware's host_link_gbps")
     pools: list[PoolSpec] = Field(default_factory=list, description="disaggregated pools; empty = colocated")
     link: LinkConfig | None = Field(None, description="network between pools; default: the hardware's inter-node")
 
@@ -73,6 +91,10 @@ class ServingSpec(StrictModel):
             labels = [p.label for p in self.pools]
             if len(set(labels)) != len(labels):
                 raise ValueError(f"pools: names must be unique, got {labels}")
+        if self.encoder_policy == "encode_ahead" and self.scheduler not in ("fcfs", "sarathi"):
+            raise ValueError(f"encoder_policy: encode_ahead needs a first-come-first-served queue (scheduler fcfs or "
+                             f"sarathi), got scheduler {self.scheduler}: a reordered queue could strand the encoder "
+                             "cache on requests that are overtaken")
         if self.max_num_seqs > self.max_num_batched_tokens:
             raise ValueError(
                 f"max_num_seqs {self.max_num_seqs} exceeds max_num_batched_tokens {self.max_num_batched_tokens} "
@@ -93,4 +115,4 @@ class ServingSpec(StrictModel):
         return list(self.pools) or [PoolSpec(role="EPD", name="EPD", instances=self.instances, tp=self.tp)]
 
 
-__all__ = ["LinkConfig", "PoolSpec", "Role", "Router", "ServingSpec"]
+__all__ = ["SCHEDULERS", "LinkConfig", "PoolSpec", "Role", "Router", "Scheduler", "ServingSpec"]

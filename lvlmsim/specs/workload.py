@@ -234,6 +234,19 @@ class SessionSpec(StrictModel):
     keep_history: bool = Field(True, description="later turns' prompts include earlier prompts and answers")
 
 
+class RequestClass(StrictModel):
+    """A share of the traffic with its own priority and first-token target (schedulers `priority` and `edf`).
+
+    Classes are interleaved deterministically: request i belongs to the class whose cumulative-fraction interval
+    holds frac(i x golden ratio), so every stretch of the run carries each class in its proportion."""
+
+    name: str = Field(min_length=1)
+    fraction: float = Field(gt=0.0, le=1.0, description="share of the requests")
+    priority: int = Field(0, description="lower is served first (vLLM's convention)")
+    ttft_slo_s: PositiveFloat | None = Field(None, description="first-token deadline after arrival; default: the "
+                                             "scenario's slos.ttft_s")
+
+
 class WorkloadSpec(StrictModel):
     requests: PositiveInt | None = Field(
         None, description="requests to generate, all turns of all sessions counted; default 1000, or every trace row"
@@ -253,6 +266,7 @@ class WorkloadSpec(StrictModel):
         "has come waits for a free slot, as `--max-concurrency` of vllm bench serve and sglang.bench_serving does; "
         "latencies count from when it is sent. None or 'inf': no cap"
     )
+    classes: list[RequestClass] = Field(default_factory=list, description="request classes; empty: one class")
     warmup_requests: NonNegativeInt = Field(
         0, description="the first N requests sent are warm-up: simulated, but left out of every metric; throughput "
         "counts from the first measured request's send time"
@@ -264,6 +278,17 @@ class WorkloadSpec(StrictModel):
         if not v:
             raise ValueError("needs at least one size")
         return v
+
+    @model_validator(mode="after")
+    def _classes(self):
+        if self.classes:
+            total = sum(c.fraction for c in self.classes)
+            if abs(total - 1.0) > 1e-6:
+                raise ValueError(f"classes: fractions must sum to 1, got {total:g}")
+            names = [c.name for c in self.classes]
+            if len(set(names)) != len(names):
+                raise ValueError(f"classes: names must be unique, got {names}")
+        return self
 
     @model_validator(mode="after")
     def _closed_loop(self):
@@ -289,6 +314,6 @@ class WorkloadSpec(StrictModel):
 
 __all__ = [
     "Arrival", "ConcurrencyArrival", "ConstantArrival", "Dist", "EmpiricalDist", "FixedDist", "GammaArrival",
-    "ImageSizeChoice", "LogNormalDist", "NormalDist", "PoissonArrival", "SessionSpec", "TraceArrival", "UniformDist",
-    "VideoSpec", "WorkloadSpec", "fixed",
+    "ImageSizeChoice", "LogNormalDist", "NormalDist", "PoissonArrival", "RequestClass", "SessionSpec",
+    "TraceArrival", "UniformDist", "VideoSpec", "WorkloadSpec", "fixed",
 ]

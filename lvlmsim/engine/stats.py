@@ -1,0 +1,51 @@
+"""What an instance records while it runs: busy time, steps, the queue-length integral, a decimated time series of
+batch size / queue length / KV occupancy, and inter-token gaps. The metrics collector reads these after the run."""
+
+from __future__ import annotations
+
+TS_CAP = 4096  # time-series points kept per instance; beyond, every other point is dropped and the stride doubles
+
+
+class InstanceStats:
+    """Counters and series of one instance (plain attributes: the engine's hot path updates them in place)."""
+
+    __slots__ = ("busy_s", "itl_dt", "itl_n", "max_step_s", "nsteps", "q_area", "q_last", "ts_batch", "ts_kv",
+                 "ts_mask", "ts_queue", "ts_t")
+
+    def __init__(self) -> None:
+        self.busy_s = 0.0
+        self.max_step_s = 0.0
+        self.nsteps = 0
+        self.q_area = 0.0  # integral of the waiting-queue length over time (Little's law)
+        self.q_last = 0.0
+        self.ts_t: list[float] = []
+        self.ts_batch: list[int] = []
+        self.ts_queue: list[int] = []
+        self.ts_kv: list[float] = []
+        self.ts_mask = 0  # sample a step when nsteps & ts_mask == 0
+        self.itl_dt: list[float] = []  # inter-token gaps, seconds
+        self.itl_n: list[int] = []  # sequences that saw each gap
+
+    def queue_touch(self, now: float, queue_len: int) -> None:
+        """Close the queue-length integral up to `now` (call before the queue length changes)."""
+        self.q_area += queue_len * (now - self.q_last)
+        self.q_last = now
+
+    def sample(self, now: float, batch: int, queue_len: int, kv_occupancy: float) -> None:
+        self.ts_t.append(now)
+        self.ts_batch.append(batch)
+        self.ts_queue.append(queue_len)
+        self.ts_kv.append(kv_occupancy)
+        if len(self.ts_t) >= TS_CAP:
+            for lst in (self.ts_t, self.ts_batch, self.ts_queue, self.ts_kv):
+                del lst[1::2]
+            self.ts_mask = self.ts_mask * 2 + 1
+
+    def step_done(self, dt: float) -> None:
+        self.busy_s += dt
+        if dt > self.max_step_s:
+            self.max_step_s = dt
+        self.nsteps += 1
+
+
+__all__ = ["TS_CAP", "InstanceStats"]
