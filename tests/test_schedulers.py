@@ -63,11 +63,20 @@ def test_policy_in_its_fcfs_limit_gives_fcfs_timelines(overrides: dict):
     assert timeline(other) == timeline(base)
 
 
+def test_edf_without_deadlines_is_fcfs():
+    d = scenario(scheduler="edf")
+    d["slos"] = {}
+    base = scenario()
+    base["slos"] = {}
+    assert timeline(simulate(d, requests=600, rate=40, seed=3)) == timeline(simulate(base, requests=600, rate=40,
+                                                                                      seed=3))
+
+
 CLASSES = [{"name": "interactive", "fraction": 0.3, "priority": 0, "ttft_slo_s": 0.5},
            {"name": "batch", "fraction": 0.7, "priority": 1, "ttft_slo_s": 60.0}]
 
 
-@pytest.mark.parametrize("policy", ["priority"])
+@pytest.mark.parametrize("policy", ["priority", "edf"])
 def test_urgent_class_overtakes_under_overload(policy: str):
     """At 40 req/s (over 2x capacity) fcfs gives both classes the same queueing; priority and edf serve the urgent
     class first, so its p90 TTFT is far below the other class's (and below its own under fcfs)."""

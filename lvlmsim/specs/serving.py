@@ -11,7 +11,7 @@ from lvlmsim.specs.base import StrictModel
 
 Router = Literal["round_robin", "least_outstanding", "kv_aware", "session_affinity"]
 # Scheduler policies of an LLM instance: each name is a module of lvlmsim.engine.schedulers (this is its registration)
-SCHEDULERS = ("fcfs", "priority", "sjf", "sarathi")
+SCHEDULERS = ("fcfs", "priority", "sjf", "sarathi", "edf")
 Scheduler = Literal[SCHEDULERS]
 Role = Literal["E", "P", "D", "EP", "PD", "EPD"]
 
