@@ -46,5 +46,8 @@ def format_validation_error(exc, source: str | None = None) -> str:
         got_s = ""
         if err.get("type") not in ("missing",) and not isinstance(got, dict | list):
             got_s = f" (got {got!r})"
+        if err.get("type") == "number_not_bool":  # the message names the field inside the model already
+            lines.append(f"{where}{loc + ': ' if err.get('loc') else ''}{msg}")
+            continue
         lines.append(f"{where}{loc}: {msg}{got_s}")
     return "; ".join(lines)

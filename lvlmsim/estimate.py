@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from lvlmsim.cost.memory import MemoryReport, check_ep, check_tp, memory_report
 from lvlmsim.cost.profile import EfficiencyProfile
 from lvlmsim.cost.roofline import COMPUTE, CostModel, OpCost
-from lvlmsim.errors import SpecError
+from lvlmsim.errors import InfeasibleError, SpecError
 from lvlmsim.ops.graph import active_params, encode_ops, llm_ops, param_counts
 from lvlmsim.ops.op import GraphConfig, Op, SeqWork, default_graph_config
 from lvlmsim.ops.tokenization import ImageTokenization, tokenize_image, tokenize_video
 from lvlmsim.specs.hardware import HardwareSpec
+from lvlmsim.specs.inputs import number
 from lvlmsim.specs.model import ModelSpec
 
 MAX_DECODE_SAMPLES = 32  # decode steps priced exactly up to this many; beyond, a midpoint rule over contexts
@@ -210,6 +211,40 @@ def parse_image_size(text: str, field: str = "image_size") -> tuple[int, int]:
     return w, h
 
 
+MAX_BATCH = 1 << 16  # sequences priced together; serving engines batch at most a few thousand (vLLM max_num_seqs)
+
+
+def _check_request_numbers(model: ModelSpec, hardware: HardwareSpec, *, images, prompt_tokens, output_tokens, batch,
+                           tp, ep, video_s, moe_skew, video_fps) -> None:
+    """Every count an integer in range and every quantity finite, before anything is tokenised or allocated; the
+    same context-length and node-size rules as `simulate`."""
+    ctx = model.llm.max_position_embeddings
+    number(images, "images", lo=0, hi=ctx, integer=True)  # every image is at least one token of the context
+    number(prompt_tokens, "prompt_tokens", lo=0, hi=ctx, integer=True)
+    number(output_tokens, "output_tokens", lo=1, hi=ctx, integer=True)
+    number(batch, "batch", lo=1, hi=MAX_BATCH, integer=True)
+    number(tp, "tp", lo=1, integer=True)
+    number(ep, "ep", lo=1, integer=True)
+    number(video_s, "video_s", lo=0)
+    number(moe_skew, "moe_skew (router power-law exponent)", lo=0, hi=4)
+    if video_fps is not None:
+        number(video_fps, "video_fps", lo=0, lo_open=True)
+    in_seq_images = 0 if model.image_tokens_in_kv_of_cross_attention else images
+    check_context(model, prompt_tokens + in_seq_images, 0, output_tokens)
+    if tp > hardware.max_devices_per_node:
+        raise InfeasibleError(f"tp {tp} exceeds the {hardware.max_devices_per_node} devices of a {hardware.id} node "
+                              "(simulate refuses it too)")
+
+
+def check_context(model: ModelSpec, prompt_tokens: int, visual_tokens: int, output_tokens: int) -> None:
+    """A request longer than the model's context is refused, as simulate rejects it (max_model_len)."""
+    ctx = model.llm.max_position_embeddings
+    total = prompt_tokens + visual_tokens + output_tokens
+    if total > ctx:
+        raise InfeasibleError(f"request of {total} tokens (prompt {prompt_tokens} + visual {visual_tokens} + output "
+                              f"{output_tokens}) exceeds {model.id}'s context length {ctx} (simulate rejects it too)")
+
+
 def estimate_request(
     model: ModelSpec, hardware: HardwareSpec, *, images: int = 1, image_size: tuple[int, int] | Sequence = (336, 336),
     prompt_tokens: int = 64, output_tokens: int = 128, batch: int = 1, tp: int = 1,
@@ -225,15 +260,8 @@ def estimate_request(
     per second as the user sends it (defaults: the model's video policy frame size, no frame-count cap); the model's
     own sampling and pixel budget then decide its frames and tokens.
     """
-    for name, value, lo in (("images", images, 0), ("prompt_tokens", prompt_tokens, 0),
-                            ("output_tokens", output_tokens, 1), ("batch", batch, 1), ("tp", tp, 1),
-                            ("ep", ep, 1)):
-        if not isinstance(value, int) or value < lo:
-            raise SpecError(f"{name}: must be an integer >= {lo}, got {value!r}")
-    if video_s < 0:
-        raise SpecError(f"video_s: must be >= 0 seconds, got {video_s}")
-    if not 0.0 <= moe_skew <= 4.0:
-        raise SpecError(f"moe_skew: router power-law exponent must be in [0, 4], got {moe_skew}")
+    _check_request_numbers(model, hardware, images=images, prompt_tokens=prompt_tokens, output_tokens=output_tokens,
+                           batch=batch, tp=tp, ep=ep, video_s=video_s, moe_skew=moe_skew, video_fps=video_fps)
     check_tp(model, tp)
     check_ep(model, tp, ep if cfg is None else cfg.ep)
     cfg = cfg or default_graph_config(model, tp, ep, moe_skew)
@@ -248,6 +276,8 @@ def estimate_request(
         if video_s > 0:
             tokenizations.append(tokenize_video(model, video_s, **video_kwargs(video_size, video_fps)))
     per_req_visual = sum(t.llm_tokens for t in tokenizations)
+    check_context(model, prompt_tokens, 0 if model.image_tokens_in_kv_of_cross_attention else per_req_visual,
+                  output_tokens)
     vit_seqs = tuple(L for t in tokenizations for L in t.vit_seq_lens)
     proj_in = sum(t.projector_in_tokens for t in tokenizations)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from lvlmsim.errors import SpecError, format_validation_error
+from lvlmsim.specs.inputs import bool_where_number, load_yaml, read_text
 
 Dtype = Literal["fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4", "fp4"]
 DTYPES: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4", "fp4")
@@ -23,10 +24,16 @@ DTYPE_BYTES: dict[str, float] = {
 
 
 class StrictModel(BaseModel):
-    """Unknown fields are errors (a typo must not be silently ignored); instances are immutable and hashable."""
+    """Unknown fields are errors (a typo must not be silently ignored); instances are immutable and hashable.
+    Numbers are finite (NaN and infinity are refused unless a field converts them first) and never booleans."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(), allow_inf_nan=False)
     _hash: int | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_not_booleans(cls, data: Any) -> Any:
+        return no_bools_for_numbers(cls, data)
 
     def __hash__(self) -> int:
         # Specs key the graph's and the cost model's memo tables, so hashing must be cheap and work with list/dict
@@ -39,20 +46,23 @@ class StrictModel(BaseModel):
 M = TypeVar("M", bound=BaseModel)
 
 
+def no_bools_for_numbers(cls: type[BaseModel], data: Any) -> Any:
+    """A before-validator's body: refuse `true`/`false` where a field (or an item in it) wants a number."""
+    if isinstance(data, dict):
+        for name, field in cls.model_fields.items():
+            key = name if name in data else field.alias
+            if key is None or key not in data:
+                continue
+            where = bool_where_number(data[key], field.annotation)
+            if where is not None:
+                raise PydanticCustomError("number_not_bool", "{field}: expected a number, got a boolean",
+                                          {"field": f"{name}{where}"})
+    return data
+
+
 def read_yaml(path: Path) -> Any:
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError as exc:
-        raise SpecError(f"{path}: file not found") from exc
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read ({exc.strerror})") from exc
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(f"{path}:{where}: malformed YAML: {problem}") from exc
+    """One YAML file, through the input layer (size, UTF-8, duplicate keys, depth, alias expansion)."""
+    return load_yaml(read_text(path, "YAML"), str(path))
 
 
 def validate_as(cls: type[M], data: Any, source: str) -> M:

@@ -116,18 +116,23 @@ def fixed(value: float) -> FixedDist:
 # arrivals
 
 
+# Requests (sessions) per second; infinity, and only infinity among the non-finite values, means every arrival at
+# t = 0: an unbounded offered rate, which the saturation verdict calls backlogged by definition.
+RateRps = Annotated[float, Field(gt=0, allow_inf_nan=True, description="arrivals/s; .inf: all at t = 0")]
+
+
 class PoissonArrival(StrictModel):
     """Exponential inter-arrival gaps: independent users."""
 
     kind: Literal["poisson"] = "poisson"
-    rate_rps: PositiveFloat
+    rate_rps: RateRps
 
 
 class GammaArrival(StrictModel):
     """Gamma inter-arrival gaps with coefficient of variation `cv`: cv > 1 is bursty, cv = 1 is Poisson."""
 
     kind: Literal["gamma"] = "gamma"
-    rate_rps: PositiveFloat
+    rate_rps: RateRps
     cv: PositiveFloat = 2.0
 
 
@@ -135,7 +140,7 @@ class ConstantArrival(StrictModel):
     """One request every 1/rate_rps seconds: a load generator's fixed pacing."""
 
     kind: Literal["constant"] = "constant"
-    rate_rps: PositiveFloat
+    rate_rps: RateRps
 
 
 class TraceArrival(StrictModel):

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.op import GraphConfig, Op, SeqWork
 from lvlmsim.ops.tokenization import ImageTokenization
+from lvlmsim.specs.base import no_bools_for_numbers
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.model import ModelSpec
 
@@ -48,7 +49,7 @@ class TechniqueConfig(BaseModel):
     beside the cost only when the user gives it, together with `accuracy_source` (where the figure comes from).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(), allow_inf_nan=False)
 
     kind: str
     accuracy_delta: float | None = Field(None, description="accuracy change in points, as reported by the source")
@@ -58,6 +59,11 @@ class TechniqueConfig(BaseModel):
     stage: ClassVar[str] = ""  # encode | prefill | decode | memory (where the cost changes)
     acts_on: ClassVar[str] = ""  # one line: what in the pipeline this technique changes
     order: ClassVar[int] = 100
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_not_booleans(cls, data: Any) -> Any:
+        return no_bools_for_numbers(cls, data)
 
     @model_validator(mode="after")
     def _accuracy_needs_source(self) -> TechniqueConfig:

@@ -1,0 +1,140 @@
+"""One validation layer for numbers and input files: each bad input is refused in one line naming the field or file;
+nothing non-finite, boolean-as-number or out of range reaches a computation (issue 15's silent wrong answers)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+import lvlmsim
+from lvlmsim.errors import InfeasibleError, SpecError
+from lvlmsim.specs.inputs import MAX_DEPTH, MAX_NODES, load_json, load_yaml, number, read_text
+from lvlmsim.specs.registry import load_hardware, load_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def hardware_with(tmp_path: Path, text_edit) -> str:
+    text = (REPO / "hardware_specs" / "h100-sxm.yaml").read_text()
+    p = tmp_path / "hw.yaml"
+    p.write_text(text_edit(text))
+    return str(p)
+
+
+def one_line(exc: pytest.ExceptionInfo) -> str:
+    msg = str(exc.value)
+    assert "\n" not in msg
+    return msg
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", "true", "false"])
+def test_non_finite_and_boolean_datasheet_numbers_are_refused(tmp_path, value):
+    """`mem_bw_gbps: true` used to be read as 1 GB/s and `.inf` gave NaN latencies."""
+    path = hardware_with(tmp_path, lambda t: "\n".join(
+        f"mem_bw_gbps: {value}" if line.startswith("mem_bw_gbps:") else line for line in t.splitlines()))
+    with pytest.raises(SpecError) as exc:
+        load_hardware(path)
+    assert "mem_bw_gbps" in one_line(exc)
+
+
+def test_boolean_inside_a_mapping_of_numbers_is_refused(tmp_path):
+    data = yaml.safe_load((REPO / "hardware_specs" / "h100-sxm.yaml").read_text())
+    data["peak_tflops"]["bf16"] = True
+    p = tmp_path / "hw.yaml"
+    p.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError) as exc:
+        load_hardware(str(p))
+    assert "peak_tflops.bf16" in one_line(exc) and "boolean" in str(exc.value)
+
+
+def test_duplicate_yaml_key_is_refused_not_last_wins(tmp_path):
+    """A model with `num_layers: 32` then `num_layers: 2` was priced as 2 layers."""
+    text = (REPO / "workloads" / "models" / "llava-1.5-7b.yaml").read_text()
+    assert "num_layers:" in text
+    p = tmp_path / "m.yaml"
+    p.write_text(text.replace("num_layers:", "num_layers: 2\n  num_layers:", 1))
+    with pytest.raises(SpecError) as exc:
+        load_model(str(p))
+    assert "duplicate key 'num_layers'" in one_line(exc)
+
+
+def test_undecodable_bytes_are_one_line(tmp_path):
+    p = tmp_path / "x.yaml"
+    p.write_bytes(b"id: x\n\xff\xfe: 1\n")
+    with pytest.raises(SpecError) as exc:
+        load_hardware(str(p))
+    assert "not UTF-8" in one_line(exc) and "0xff" in str(exc.value)
+
+
+def test_deep_nesting_and_alias_bombs_are_bounded():
+    with pytest.raises(SpecError, match="nested"):
+        load_yaml("a: " + "[" * 5000 + "]" * 5000, "deep.yaml")
+    with pytest.raises(SpecError, match="nested deeper"):
+        load_yaml("a: " + "[" * (MAX_DEPTH + 5) + "]" * (MAX_DEPTH + 5), "deep.yaml")
+    # nine levels of nine-fold aliases: 9**9 = 387M values once expanded, a few hundred bytes on disk
+    lines = ['l0: &l0 ["x","x","x","x","x","x","x","x","x"]']
+    lines += [f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    with pytest.raises(SpecError, match=f"more than {MAX_NODES}"):
+        load_yaml("\n".join(lines), "bomb.yaml")
+    # a few shared anchors are fine
+    assert load_yaml("a: &a [1, 2]\nb: *a\n", "ok.yaml") == {"a": [1, 2], "b": [1, 2]}
+
+
+def test_read_text_bounds_size(tmp_path):
+    p = tmp_path / "big.yaml"
+    p.write_text("a: 1\n" * 100)
+    with pytest.raises(SpecError, match="500 bytes, more than the 10 allowed"):
+        read_text(p, "YAML", max_bytes=10)
+    with pytest.raises(SpecError, match="is a directory"):
+        read_text(tmp_path)
+
+
+def test_strict_json_refuses_nan_and_infinity():
+    with pytest.raises(SpecError, match="NaN is not a JSON number"):
+        load_json('{"a": NaN}', "p.json")
+    with pytest.raises(SpecError, match="Infinity"):
+        load_json('{"a": -Infinity}', "p.json")
+    assert load_json('{"a": 1.5}', "p.json") == {"a": 1.5}
+
+
+@pytest.mark.parametrize(("value", "ok"), [(3, True), (3.0, True), (True, False), (math.nan, False), (math.inf, False),
+                                           ("3", False), (None, False), (2.5, False), (0, False), (11, False)])
+def test_number_oracle(value, ok):
+    if ok:
+        assert number(value, "n", lo=1, hi=10, integer=True) == 3
+    else:
+        with pytest.raises(SpecError, match="^n: expected an integer in \\[1, 10\\]"):
+            number(value, "n", lo=1, hi=10, integer=True)
+
+
+def test_estimate_applies_simulates_context_and_node_rules():
+    """LLaVA-1.5's context is 4096 tokens; an H100 node has 8 GPUs. simulate rejected both; estimate priced them."""
+    with pytest.raises(InfeasibleError, match="context length 4096"):
+        lvlmsim.estimate(prompt_tokens=4000, output_tokens=200)
+    with pytest.raises(InfeasibleError, match="exceeds the 8 devices"):
+        lvlmsim.estimate("qwen2-vl-7b", tp=16)
+    e = lvlmsim.estimate(prompt_tokens=3000, output_tokens=400)  # 3000 + 576 + 400 = 3976 fits
+    assert e.prompt_tokens + e.visual_tokens + e.output_tokens <= 4096
+
+
+@pytest.mark.parametrize("kw", [dict(images=True), dict(images=10**6), dict(batch=10**9), dict(video_s=math.nan),
+                                dict(video_s=math.inf), dict(moe_skew=math.nan), dict(output_tokens=0),
+                                dict(prompt_tokens=1.5), dict(video_fps=0.0)])
+def test_estimate_api_misuse_is_the_projects_error(kw):
+    with pytest.raises(SpecError) as exc:
+        lvlmsim.estimate(**kw)
+    assert next(iter(kw)) in one_line(exc)
+
+
+def test_rate_infinity_means_all_at_once_and_nan_is_refused():
+    from lvlmsim.engine.api import simulate
+
+    s = simulate(requests=200, rate=math.inf).summary
+    assert s["saturation"]["verdict"] == "backlogged"
+    with pytest.raises(SpecError, match="rate"):
+        simulate(requests=200, rate=math.nan)
+    with pytest.raises(SpecError, match="boolean"):
+        simulate(requests=True)
