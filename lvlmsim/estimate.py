@@ -212,16 +212,17 @@ def parse_image_size(text: str, field: str = "image_size") -> tuple[int, int]:
 
 
 MAX_BATCH = 1 << 16  # sequences priced together; serving engines batch at most a few thousand (vLLM max_num_seqs)
+MAX_REQUEST_TOKENS = 10_000_000  # past the longest context any model has (10M); bounds what is allocated per request
 
 
 def _check_request_numbers(model: ModelSpec, hardware: HardwareSpec, *, images, prompt_tokens, output_tokens, batch,
                            tp, ep, video_s, moe_skew, video_fps) -> None:
-    """Every count an integer in range and every quantity finite, before anything is tokenised or allocated; the
-    same context-length and node-size rules as `simulate`."""
-    ctx = model.llm.max_position_embeddings
-    number(images, "images", lo=0, hi=ctx, integer=True)  # every image is at least one token of the context
-    number(prompt_tokens, "prompt_tokens", lo=0, hi=ctx, integer=True)
-    number(output_tokens, "output_tokens", lo=1, hi=ctx, integer=True)
+    """Every count an integer in range and every quantity finite, before anything is tokenised or allocated; TP
+    within a node, as `simulate` requires. (The context-length rule is lvlmsim.api.estimate's, with its
+    allow_overflow.)"""
+    number(images, "images", lo=0, hi=model.llm.max_position_embeddings, integer=True)  # each is >= 1 token
+    number(prompt_tokens, "prompt_tokens", lo=0, hi=MAX_REQUEST_TOKENS, integer=True)
+    number(output_tokens, "output_tokens", lo=1, hi=MAX_REQUEST_TOKENS, integer=True)
     number(batch, "batch", lo=1, hi=MAX_BATCH, integer=True)
     number(tp, "tp", lo=1, integer=True)
     number(ep, "ep", lo=1, integer=True)
@@ -229,20 +230,9 @@ def _check_request_numbers(model: ModelSpec, hardware: HardwareSpec, *, images, 
     number(moe_skew, "moe_skew (router power-law exponent)", lo=0, hi=4)
     if video_fps is not None:
         number(video_fps, "video_fps", lo=0, lo_open=True)
-    in_seq_images = 0 if model.image_tokens_in_kv_of_cross_attention else images
-    check_context(model, prompt_tokens + in_seq_images, 0, output_tokens)
     if tp > hardware.max_devices_per_node:
         raise InfeasibleError(f"tp {tp} exceeds the {hardware.max_devices_per_node} devices of a {hardware.id} node "
                               "(simulate refuses it too)")
-
-
-def check_context(model: ModelSpec, prompt_tokens: int, visual_tokens: int, output_tokens: int) -> None:
-    """A request longer than the model's context is refused, as simulate rejects it (max_model_len)."""
-    ctx = model.llm.max_position_embeddings
-    total = prompt_tokens + visual_tokens + output_tokens
-    if total > ctx:
-        raise InfeasibleError(f"request of {total} tokens (prompt {prompt_tokens} + visual {visual_tokens} + output "
-                              f"{output_tokens}) exceeds {model.id}'s context length {ctx} (simulate rejects it too)")
 
 
 def estimate_request(
@@ -276,8 +266,6 @@ def estimate_request(
         if video_s > 0:
             tokenizations.append(tokenize_video(model, video_s, **video_kwargs(video_size, video_fps)))
     per_req_visual = sum(t.llm_tokens for t in tokenizations)
-    check_context(model, prompt_tokens, 0 if model.image_tokens_in_kv_of_cross_attention else per_req_visual,
-                  output_tokens)
     vit_seqs = tuple(L for t in tokenizations for L in t.vit_seq_lens)
     proj_in = sum(t.projector_in_tokens for t in tokenizations)
 

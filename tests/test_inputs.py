@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import lvlmsim
-from lvlmsim.errors import InfeasibleError, SpecError
+from lvlmsim.errors import InfeasibleError, LvlmsimError, SpecError
 from lvlmsim.specs.inputs import MAX_DEPTH, MAX_NODES, load_json, load_yaml, number, read_text
 from lvlmsim.specs.registry import load_hardware, load_model
 
@@ -112,7 +112,7 @@ def test_number_oracle(value, ok):
 
 def test_estimate_applies_simulates_context_and_node_rules():
     """LLaVA-1.5's context is 4096 tokens; an H100 node has 8 GPUs. simulate rejected both; estimate priced them."""
-    with pytest.raises(InfeasibleError, match="context length 4096"):
+    with pytest.raises(LvlmsimError, match="context length of 4096"):
         lvlmsim.estimate(prompt_tokens=4000, output_tokens=200)
     with pytest.raises(InfeasibleError, match="exceeds the 8 devices"):
         lvlmsim.estimate("qwen2-vl-7b", tp=16)
