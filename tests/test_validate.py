@@ -97,7 +97,8 @@ def test_shipped_h100_profile_beats_roofline_on_measured_h100():
     report, _ = validate(hw, MEASURED / "aiconfigurator/data/h100_sxm", load_profile_for(hw, "auto"))
     for fam, e in report.items():
         assert e["median_abs_pct_err"] < e["roofline_median_abs_pct_err"], fam
-        assert all(s.startswith("calibrated:h100-sxm:") for s in e["profile_sources"]), fam
+        if fam != "mla":  # MLA cores are their own kinds with no H100 fit: they price at the roofline default
+            assert all(s.startswith("calibrated:h100-sxm:") for s in e["profile_sources"]), fam
     # half of these rows were fitted on: the whole-table error stays near the held-out targets
     assert report["gemm"]["median_abs_pct_err"] <= 10
     assert report["generation_attention"]["median_abs_pct_err"] <= 12
@@ -106,3 +107,8 @@ def test_shipped_h100_profile_beats_roofline_on_measured_h100():
     # sliding-window rows were never fitted on (kept out of the shipped fit): an unseen-kernel check, <= 15%
     assert report["context_attention_sliding"]["median_abs_pct_err"] <= 15
     assert report["generation_attention_sliding"]["median_abs_pct_err"] <= 15
+    # the `mla` family: whole DeepSeek-V3 MLA modules priced as the graph's MLA layer
+    assert report["mla"]["n"] > 4000
+    loo = report["mla"].get("leave_one_device_out")
+    if loo is not None:  # when the B300 / RTX PRO 6000 hardware specs exist, the fit made on them alone
+        assert loo["median_abs_pct_err"] <= 15

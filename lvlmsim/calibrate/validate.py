@@ -12,9 +12,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from lvlmsim.calibrate.fit import abs_pct_errors, cost_model_times
-from lvlmsim.calibrate.measured import TABLES, Measurement, load_aiconfigurator
+from lvlmsim.calibrate.measured import TABLES, LoadResult, Measurement, load_aiconfigurator
 from lvlmsim.cost.profile import DEFAULT_PROFILE, EfficiencyProfile
 from lvlmsim.cost.roofline import CostModel
+from lvlmsim.errors import SpecError
 from lvlmsim.specs.base import DTYPE_BYTES
 from lvlmsim.specs.hardware import HardwareSpec
 
@@ -121,8 +122,18 @@ def _regime_order(fam: str, label: str) -> int:
 
 def validate(hw: HardwareSpec, data_dir, profile: EfficiencyProfile) -> tuple[dict, dict]:
     """(report, info): the comparison for every table under `data_dir`, and what was read and skipped."""
-    loaded = load_aiconfigurator(data_dir)
+    from lvlmsim.calibrate.mla import compare_mla, load_mla_modules
+
+    mla = load_mla_modules(data_dir)  # the `mla` family: whole MLA modules priced as the graph's MLA layer
+    try:
+        loaded = load_aiconfigurator(data_dir)
+    except SpecError:
+        if not mla.rows:
+            raise
+        loaded = LoadResult()  # a folder of MLA module tables only
     report = compare(loaded.rows, hw, profile)
-    info = {"files": loaded.files, "skipped": dict(loaded.skipped), "rows": len(loaded.rows),
-            "hardware": hw.id, "profile": getattr(profile, "name", str(profile))}
+    report.update(compare_mla(mla.rows, hw, profile, data_dir=data_dir))
+    info = {"files": loaded.files + mla.files, "skipped": dict(loaded.skipped + mla.skipped),
+            "rows": len(loaded.rows) + len(mla.rows), "hardware": hw.id,
+            "profile": getattr(profile, "name", str(profile))}
     return report, info

@@ -56,20 +56,28 @@ def weight_bytes(model: ModelSpec, cfg: GraphConfig) -> dict[str, float]:
     return {m: counts[m] * DTYPE_BYTES[cfg.weight_dtype.get(m, model.dtype)] / cfg.tp for m in counts}
 
 
-def kv_bytes_per_token(model: ModelSpec, cfg: GraphConfig) -> float:
-    """KV bytes one text token holds on one device: K and V for every self-attention layer."""
+def kv_bytes_per_layer(model: ModelSpec, cfg: GraphConfig) -> float:
+    """KV bytes one token holds in one attention layer on one device: K and V of this device's KV heads, or, for
+    multi-head latent attention, the latent + RoPE key (kv_lora + rope values), which every TP rank keeps whole
+    (vLLM replicates the MLA cache across TP). DeepSeek-V3 bf16: (512 + 64) x 2 = 1152 B vs GQA-equivalent 128 heads
+    x (192 + 128) x 2 B = 81,920 B."""
     lm = model.llm
-    kv_heads = kv_heads_per_device(model, cfg.tp)
-    return 2.0 * lm.self_attention_layers * kv_heads * lm.head_dim * DTYPE_BYTES[cfg.kv_dtype]
+    if lm.mla is not None:
+        return lm.mla.latent_dim * DTYPE_BYTES[cfg.kv_dtype]
+    return 2.0 * kv_heads_per_device(model, cfg.tp) * lm.head_dim * DTYPE_BYTES[cfg.kv_dtype]
+
+
+def kv_bytes_per_token(model: ModelSpec, cfg: GraphConfig) -> float:
+    """KV bytes one text token holds on one device: K and V (or the MLA latent) for every self-attention layer."""
+    return model.llm.self_attention_layers * kv_bytes_per_layer(model, cfg)
 
 
 def kv_bytes_per_visual_token(model: ModelSpec, cfg: GraphConfig) -> float:
     """KV bytes one visual token holds, after any in-LLM pruning schedule dropped it from later layers."""
     lm = model.llm
+    per_layer = kv_bytes_per_layer(model, cfg)
     if model.image_tokens_in_kv_of_cross_attention:
-        per_layer = 2.0 * kv_heads_per_device(model, cfg.tp) * lm.head_dim * DTYPE_BYTES[cfg.kv_dtype]
         return per_layer * len(lm.cross_attention_layers)
-    per_layer = 2.0 * kv_heads_per_device(model, cfg.tp) * lm.head_dim * DTYPE_BYTES[cfg.kv_dtype]
     cross = set(lm.cross_attention_layers)
     kept = 0.0
     for first, last, frac in layer_segments(lm.num_layers, cfg.visual_keep):
@@ -80,9 +88,7 @@ def kv_bytes_per_visual_token(model: ModelSpec, cfg: GraphConfig) -> float:
 def kv_bytes_per_token_beyond_window(model: ModelSpec, cfg: GraphConfig) -> float:
     """KV bytes each token past the local window adds: only the global layers keep it (= kv_bytes_per_token for a
     model without local attention). Gemma 3: 10 of 62 layers; Llama 4: 12 of 48."""
-    lm = model.llm
-    per_layer = 2.0 * kv_heads_per_device(model, cfg.tp) * lm.head_dim * DTYPE_BYTES[cfg.kv_dtype]
-    return kv_bytes_per_token(model, cfg) - per_layer * lm.local_attention_layers
+    return kv_bytes_per_token(model, cfg) - kv_bytes_per_layer(model, cfg) * model.llm.local_attention_layers
 
 
 def kv_slot_bytes(model: ModelSpec, cfg: GraphConfig) -> float:

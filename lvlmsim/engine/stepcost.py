@@ -29,13 +29,15 @@ from lvlmsim.cost.roofline import CostModel
 from lvlmsim.ops.graph import (
     attention,
     encode_ops,
+    gemm,
     layer_segments,
     llm_ops,
     local_keys_read,
     local_pairs,
+    self_attention_op,
     visual_tokens_kept,
 )
-from lvlmsim.ops.op import ATTN_DECODE, ATTN_ENCODER, ATTN_PREFILL, GraphConfig, SeqWork
+from lvlmsim.ops.op import ATTN_DECODE, ATTN_ENCODER, ATTN_KINDS, ATTN_PREFILL, GraphConfig, SeqWork
 from lvlmsim.specs.model import ModelSpec
 
 if TYPE_CHECKING:
@@ -46,7 +48,7 @@ _LOG_Q = math.log(QUANT_RATIO)
 INV_LOG_Q = 1.0 / _LOG_Q
 DECODE_KEY_STRIDE = 8192  # decode memo key = batch * stride + KV bucket (buckets stay < 2000 below 1e8 KV tokens)
 DECODE_REL_TOL = math.sqrt(QUANT_RATIO) - 1.0  # 0.499%: the stated bound for decode-only steps
-_ATTN_KINDS = (ATTN_PREFILL, ATTN_DECODE, ATTN_ENCODER)
+_ATTN_KINDS = ATTN_KINDS
 _EXACT_CACHE_MAX = 100_000
 _INV_LOG_SPEC = 1.0 / math.log(1.05)  # speculative-decoding factor memo: mean past on a 5% grid
 
@@ -74,6 +76,8 @@ class _NoMemo(dict):
     def __setitem__(self, key, value) -> None:
         pass
 
+
+_MLA_UPPROJ = "llm.mla.kv_b_proj"  # priced with the attention: its m is every key the step attends to
 
 # A prefill chunk of one sequence in one step:
 # (new_tokens, past_tokens, visual_new, past_visual, cross_kv_tokens, emits_token)
@@ -116,6 +120,7 @@ class StepCost:
         self.segments: list[tuple[int, int, float, int, int]] = []
         # local (sliding/chunked) self-attention layers per segment, priced apart from the global ones
         self.local = lm.local_attention
+        self.mla = lm.mla
         self.local_counts: list[int] = []
         for first, last, frac in layer_segments(lm.num_layers, cfg.visual_keep):
             n_self = sum(1 for i in range(first, last + 1) if i not in cross)
@@ -162,7 +167,7 @@ class StepCost:
         if rest > 0 or not seqs:
             seqs.append(SeqWork(new_tokens=rest, past_tokens=0, emits_token=False))
         ops = llm_ops(self.model, tuple(seqs), stage, self.cfg)
-        val = self._sum_ops(ops, lambda op: op.kind not in _ATTN_KINDS)
+        val = self._sum_ops(ops, lambda op: op.kind not in _ATTN_KINDS and op.name != _MLA_UPPROJ)
         self._tok[key] = val
         return val
 
@@ -191,16 +196,19 @@ class StepCost:
         count = self.local_counts[seg] if local else n_self
         if count == 0:
             return 0.0
-        op = attention(
+        ops = [self_attention_op(
             f"llm.attention.{self.local.kind}" if local else "llm.attention",
-            ATTN_DECODE if stage == "decode" else ATTN_PREFILL, stage, "llm", batch=batch,
-            pairs=pairs, q_tokens=q_tokens, kv_tokens_read=kv_read, heads=self.heads, kv_heads=self.kv_heads,
-            head_dim=self.head_dim, cfg=self.cfg, kv_written_tokens=q_tokens, q_per_seq=q_tokens / batch,
-            kv_per_seq=kv_read / batch, count=count, layer_range=(first, last),
-        )
+            ATTN_DECODE if stage == "decode" else ATTN_PREFILL, stage, batch=batch, pairs=pairs,
+            q_tokens=q_tokens, kv_tokens_read=kv_read, heads=self.heads, kv_heads=self.kv_heads,
+            head_dim=self.head_dim, cfg=self.cfg, count=count, layer_range=(first, last), mla=self.mla,
+        )]
+        if self.mla is not None and stage != "decode":  # MHA-form prefill up-projects the latent of every key
+            mla = self.mla
+            ops.append(gemm(_MLA_UPPROJ, stage, "llm", int(kv_read), self.heads * (mla.qk_nope_head_dim
+                            + mla.v_head_dim), mla.kv_lora_rank, self.cfg, count, (first, last)))
         if self.transform is not None:
-            return sum(cm.cost(o).time_s * o.count for o in self.transform((op,)))
-        return cm.cost(op).time_s * op.count
+            ops = self.transform(tuple(ops))
+        return sum(cm.cost(o).time_s * o.count for o in ops)
 
     def _cross_s(self, seg: int, stage: str, batch: int, q_tokens: float, pairs: float, kv_read: float) -> float:
         key = (seg, stage, batch, q_tokens, pairs, kv_read)

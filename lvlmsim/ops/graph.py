@@ -12,6 +12,10 @@ Conventions (per op instance, i.e. per layer):
 - Norms, rotary, activations, residual adds, embedding gathers: memory-bound elementwise ops.
 - The LM head runs only on the sequences that emit a token (last token of a prefill, every decode step).
 - Tensor parallelism of degree t splits heads and MLP columns by t and adds two all-reduces per layer.
+- Multi-head latent attention (MLA, DeepSeek): the cache holds one latent of kv_lora + rope values per token and layer.
+  Prefill runs the MHA form (up-project K/V of every key, attention with qk = nope + rope and v dims); decode runs the
+  absorbed form (fold W_UK into the query, attend over the latent like MQA with head dim kv_lora + rope, fold W_UV
+  into the output): 2*heads*pairs*(kv_lora + rope) + 2*heads*pairs*kv_lora flops, the latent read once per key.
 - Mixture of experts (see `moe_ops`): router GEMM, dispatch, grouped expert GEMMs that read only the weights of the
   experts the step's tokens touch (`experts_touched`), shared experts, combine; expert parallelism of degree ep
   (dividing t) splits the experts ep ways and prices the token exchange as all-to-all dispatch + combine.
@@ -29,6 +33,8 @@ from lvlmsim.ops.op import (
     ALLTOALL,
     ATTN_DECODE,
     ATTN_ENCODER,
+    ATTN_MLA_DECODE,
+    ATTN_MLA_PREFILL,
     ATTN_PREFILL,
     CONV,
     ELEMENTWISE,
@@ -39,7 +45,7 @@ from lvlmsim.ops.op import (
     SeqWork,
 )
 from lvlmsim.specs.base import DTYPE_BYTES
-from lvlmsim.specs.model import LanguageModelSpec, LocalAttentionSpec, ModelSpec, VisionEncoderSpec
+from lvlmsim.specs.model import LanguageModelSpec, LocalAttentionSpec, MlaSpec, ModelSpec, VisionEncoderSpec
 
 NORM_FLOPS_PER_ELEM = 5.0  # mean, variance, scale: a few flops per element; memory-bound regardless
 ROTARY_FLOPS_PER_ELEM = 3.0
@@ -133,6 +139,97 @@ def attention(
     )
 
 
+def mla_attention(
+    name: str, kind: str, stage: str, module: str, *, batch: int, pairs: float, q_tokens: float,
+    kv_tokens_read: float, heads: int, mla: MlaSpec, cfg: GraphConfig, kv_written_tokens: float = 0.0,
+    q_per_seq: float = 0.0, kv_per_seq: float = 0.0, count: int = 1, layer_range: tuple[int, int] = (0, 0),
+    visual_share: float = 0.0,
+) -> Op:
+    """MLA attention core. Decode (ATTN_DECODE): the absorbed form over the cached latent (one 'KV head' of
+    kv_lora + rope values; scores use all of it, PV the kv_lora part). Prefill: the MHA form over up-projected K/V
+    (qk = nope + rope, v = v_head_dim per head; the up-projection is llm.mla.kv_b_proj). Both write the new tokens'
+    latent to the cache."""
+    act = _b(cfg.act_dtype)
+    kvb = _b(cfg.kv_dtype)
+    lat = mla.latent_dim
+    latent_write = kv_written_tokens * lat * kvb
+    decode = kind in (ATTN_DECODE, ATTN_MLA_DECODE)
+    kind = ATTN_MLA_DECODE if decode else ATTN_MLA_PREFILL
+    if decode:
+        flops = 2.0 * heads * pairs * lat + 2.0 * heads * pairs * mla.kv_lora_rank
+        read = q_tokens * heads * lat * act + kv_tokens_read * lat * kvb
+        written = q_tokens * heads * mla.kv_lora_rank * act + latent_write
+        shape = (batch, round(q_per_seq, 3), round(kv_per_seq, 3), heads, 1, lat)
+    else:
+        qk = mla.qk_nope_head_dim + mla.qk_rope_head_dim
+        flops = 2.0 * heads * pairs * (qk + mla.v_head_dim)
+        read = q_tokens * heads * qk * act + kv_tokens_read * heads * (qk + mla.v_head_dim) * act
+        written = q_tokens * heads * mla.v_head_dim * act + latent_write
+        shape = (batch, round(q_per_seq, 3), round(kv_per_seq, 3), heads, heads, (qk + mla.v_head_dim) // 2)
+    if not cfg.flash_attention:
+        scores = heads * pairs
+        flops += SOFTMAX_FLOPS_PER_SCORE * scores
+        read += 2.0 * scores * act
+        written += 2.0 * scores * act
+    return Op(
+        name=name, kind=kind, stage=stage, module=module, flops=flops, bytes_read=read, bytes_written=written,
+        dtype=cfg.compute_dtype.get(module, "bf16"), shape=shape, count=count, layer_range=layer_range,
+        visual_flops_share=visual_share, act_bytes=read - kv_tokens_read * lat * kvb + written - latent_write,
+    )
+
+
+def mla_projection_ops(
+    lm: LanguageModelSpec, stage: str, new_tokens: float, key_tokens: float, cfg: GraphConfig, count: int,
+    rng: tuple[int, int], vis_share: float,
+) -> list[Op]:
+    """The projections of `count` MLA layers around the attention core, for `new_tokens` queries whose attention
+    sees `key_tokens` keys in all (prefill up-projects their latents; decode absorbs W_UK / W_UV per token).
+
+    vLLM keeps the down-projections (fused q_a + kv_a) replicated and splits heads by TP, as here."""
+    mla = lm.mla
+    assert mla is not None
+    h = lm.hidden_size
+    heads_t = max(1, lm.num_heads // cfg.tp)
+    m = int(new_tokens)
+    qk = mla.qk_nope_head_dim + mla.qk_rope_head_dim
+    ops: list[Op] = []
+    if mla.q_lora_rank:
+        ops.append(gemm("llm.mla.qkv_a_proj", stage, "llm", m, mla.q_lora_rank + mla.latent_dim, h, cfg, count,
+                        rng, vis_share))
+        ops.append(gemm("llm.mla.q_b_proj", stage, "llm", m, heads_t * qk, mla.q_lora_rank, cfg, count, rng,
+                        vis_share))
+    else:
+        ops.append(gemm("llm.mla.q_proj", stage, "llm", m, heads_t * qk, h, cfg, count, rng, vis_share))
+        ops.append(gemm("llm.mla.kv_a_proj", stage, "llm", m, mla.latent_dim, h, cfg, count, rng, vis_share))
+    ops.append(elementwise("llm.mla.latent_norm", stage, "llm", m * (mla.kv_lora_rank + (mla.q_lora_rank or 0)),
+                           cfg, NORM_FLOPS_PER_ELEM, count=count, layer_range=rng, visual_share=vis_share))
+    ops.append(elementwise("llm.rotary", stage, "llm", m * (heads_t + 1) * mla.qk_rope_head_dim, cfg,
+                           ROTARY_FLOPS_PER_ELEM, count=count, layer_range=rng, visual_share=vis_share))
+    if stage == "decode":
+        ops.append(gemm("llm.mla.absorb_uk", stage, "llm", m, heads_t * mla.kv_lora_rank, mla.qk_nope_head_dim,
+                        cfg, count, rng, vis_share))
+        ops.append(gemm("llm.mla.absorb_uv", stage, "llm", m, heads_t * mla.v_head_dim, mla.kv_lora_rank, cfg,
+                        count, rng, vis_share))
+    else:
+        ops.append(gemm("llm.mla.kv_b_proj", stage, "llm", int(key_tokens),
+                        heads_t * (mla.qk_nope_head_dim + mla.v_head_dim), mla.kv_lora_rank, cfg, count, rng,
+                        vis_share))
+    ops.append(gemm("llm.o_proj", stage, "llm", m, h, heads_t * mla.v_head_dim, cfg, count, rng, vis_share))
+    return ops
+
+
+def mla_layer_params(lm: LanguageModelSpec) -> int:
+    """Attention weights of one MLA layer (incl. its two latent norms). DeepSeek-V3: 7168*(1536 + 576) + 1536*128*192
+    + 512*128*256 + 128*128*7168 + 1536 + 512 = 187,107,328."""
+    mla = lm.mla
+    assert mla is not None
+    h, heads = lm.hidden_size, lm.num_heads
+    qk = mla.qk_nope_head_dim + mla.qk_rope_head_dim
+    q = h * mla.q_lora_rank + mla.q_lora_rank * heads * qk + mla.q_lora_rank if mla.q_lora_rank else h * heads * qk
+    kv = h * mla.latent_dim + mla.kv_lora_rank * heads * (mla.qk_nope_head_dim + mla.v_head_dim) + mla.kv_lora_rank
+    return q + kv + heads * mla.v_head_dim * h
+
+
 # --------------------------------------------------------------------------------------------------------------
 # local (sliding-window / chunked) attention: closed forms of keys seen, pairs and KV held
 
@@ -205,6 +302,8 @@ def llm_params(lm: LanguageModelSpec, active_only: bool = False) -> int:
     """
     h, d = lm.hidden_size, lm.head_dim
     attn = h * (lm.num_heads + 2 * lm.num_kv_heads) * d + lm.num_heads * d * h
+    if lm.mla is not None:
+        attn = mla_layer_params(lm)
     per_mlp = 3 if lm.mlp_kind == "gated" else 2
     dense_mlp = per_mlp * h * lm.intermediate_size
     n_moe = lm.moe_layers
@@ -426,7 +525,12 @@ def llm_ops(
                                layer_range=rng, visual_share=vis_share))
         ops.append(elementwise("llm.residual_add", stage, "llm", m * h, cfg, 1.0, reads=2, count=2 * n,
                                layer_range=rng, visual_share=vis_share))
-        if n_self:
+        if n_self and lm.mla is not None:
+            keys = sum(p + q for p, q in zip(past_tok, new_tok, strict=True))
+            ops.extend(mla_projection_ops(lm, stage, m, keys, cfg, n_self, rng, vis_share))
+            ops.append(_self_attention(stage, new_tok, past_tok, new_vis, pv, frac, heads_t, kv_t, d, cfg,
+                                       n_self, rng, mla=lm.mla))
+        elif n_self:
             ops.append(gemm("llm.qkv_proj", stage, "llm", m, (heads_t + 2 * kv_t) * d, h, cfg, n_self, rng,
                             vis_share))
             ops.append(elementwise("llm.rotary", stage, "llm", m * (heads_t + kv_t) * d, cfg,
@@ -480,9 +584,10 @@ def _share(part: float, whole: float) -> float:
 def _self_attention(
     stage: str, new_tok: list[float], past_tok: list[float], new_vis: list[float],
     past_vis: tuple[int, ...], frac: float, heads: int, kv_heads: int, d: int, cfg: GraphConfig, count: int,
-    rng: tuple[int, int], window: LocalAttentionSpec | None = None,
+    rng: tuple[int, int], window: LocalAttentionSpec | None = None, mla: MlaSpec | None = None,
 ) -> Op:
-    """Causal self-attention of the batch; with `window`, the local (sliding/chunked) form of the same layers."""
+    """Causal self-attention of the batch; with `window`, the local (sliding/chunked) form of the same layers;
+    with `mla`, the latent-attention core (see mla_attention)."""
     pairs = 0.0
     text_pairs = 0.0  # query-key pairs where neither side is visual (approximated as independent fractions)
     kv_read = 0.0
@@ -500,11 +605,31 @@ def _self_attention(
     batch = len(new_tok)
     kind = ATTN_DECODE if stage == "decode" else ATTN_PREFILL
     name = "llm.attention" if window is None else f"llm.attention.{window.kind}"
-    return attention(
-        name, kind, stage, "llm", batch=batch, pairs=pairs, q_tokens=sum(new_tok), kv_tokens_read=kv_read,
-        heads=heads, kv_heads=kv_heads, head_dim=d, cfg=cfg, kv_written_tokens=sum(new_tok),
-        q_per_seq=sum(new_tok) / batch, kv_per_seq=kv_read / batch, count=count, layer_range=rng,
+    return self_attention_op(
+        name, kind, stage, batch=batch, pairs=pairs, q_tokens=sum(new_tok), kv_tokens_read=kv_read, heads=heads,
+        kv_heads=kv_heads, head_dim=d, cfg=cfg, count=count, layer_range=rng, mla=mla,
         visual_share=min(1.0, max(0.0, 1.0 - text_pairs / pairs)) if pairs else 0.0,
+    )
+
+
+def self_attention_op(
+    name: str, kind: str, stage: str, *, batch: int, pairs: float, q_tokens: float, kv_tokens_read: float,
+    heads: int, kv_heads: int, head_dim: int, cfg: GraphConfig, count: int, layer_range: tuple[int, int],
+    mla: MlaSpec | None = None, visual_share: float = 0.0,
+) -> Op:
+    """The decoder's causal self-attention core over a batch (GQA, or MLA when `mla`), writing the new tokens' KV.
+    The engine's step cost builds the same op from its aggregates."""
+    if mla is not None:
+        return mla_attention(
+            name, kind, stage, "llm", batch=batch, pairs=pairs, q_tokens=q_tokens, kv_tokens_read=kv_tokens_read,
+            heads=heads, mla=mla, cfg=cfg, kv_written_tokens=q_tokens, q_per_seq=q_tokens / batch,
+            kv_per_seq=kv_tokens_read / batch, count=count, layer_range=layer_range, visual_share=visual_share,
+        )
+    return attention(
+        name, kind, stage, "llm", batch=batch, pairs=pairs, q_tokens=q_tokens, kv_tokens_read=kv_tokens_read,
+        heads=heads, kv_heads=kv_heads, head_dim=head_dim, cfg=cfg, kv_written_tokens=q_tokens,
+        q_per_seq=q_tokens / batch, kv_per_seq=kv_tokens_read / batch, count=count, layer_range=layer_range,
+        visual_share=visual_share,
     )
 
 

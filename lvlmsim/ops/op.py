@@ -21,7 +21,13 @@ ELEMENTWISE = "elementwise"  # norms, rotary, activations, residual adds, embedd
 ALLREDUCE = "allreduce"  # tensor-parallel reduction over the intra-node link
 MOE_GEMM = "moe_gemm"  # grouped expert GEMM of a mixture-of-experts layer (weights of the experts touched)
 ALLTOALL = "alltoall"  # expert-parallel token exchange: (n-1)/n of the message crosses the link, once
-KINDS = (GEMM, CONV, ATTN_PREFILL, ATTN_DECODE, ATTN_ENCODER, ELEMENTWISE, ALLREDUCE, MOE_GEMM, ALLTOALL)
+# Multi-head latent attention cores (DeepSeek MLA): other kernels (FlashMLA, FlashInfer MLA) over another layout
+# (one shared latent of kv_lora + rope per token), so they are their own families rather than borrowing GQA fits.
+ATTN_MLA_PREFILL = "attn_mla_prefill"  # MHA form over up-projected K/V
+ATTN_MLA_DECODE = "attn_mla_decode"  # absorbed form over the cached latent
+KINDS = (GEMM, CONV, ATTN_PREFILL, ATTN_DECODE, ATTN_ENCODER, ELEMENTWISE, ALLREDUCE, MOE_GEMM, ALLTOALL,
+         ATTN_MLA_PREFILL, ATTN_MLA_DECODE)
+ATTN_KINDS = (ATTN_PREFILL, ATTN_DECODE, ATTN_ENCODER, ATTN_MLA_PREFILL, ATTN_MLA_DECODE)
 
 STAGES = ("encode", "prefill", "decode")
 MODULES = ("vision", "projector", "llm")

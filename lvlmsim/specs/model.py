@@ -121,6 +121,26 @@ class LocalAttentionSpec(StrictModel):
     )
 
 
+class MlaSpec(StrictModel):
+    """Multi-head latent attention (DeepSeek-V2/V3, DeepSeek-VL2, Kimi-VL): K and V of every head are up-projected
+    from one shared latent of `kv_lora_rank` per token, cached with a `qk_rope_head_dim` RoPE key, so the KV cache
+    holds kv_lora_rank + qk_rope_head_dim values per token and layer, whatever the head count or TP degree.
+
+    Queries go through a `q_lora_rank` bottleneck (None: one direct q_proj, as in DeepSeek-V2-Lite and small VL2s).
+    """
+
+    kv_lora_rank: PositiveInt = Field(description="latent width cached per token (DeepSeek-V3: 512)")
+    q_lora_rank: PositiveInt | None = Field(None, description="query bottleneck (DeepSeek-V3: 1536; None: direct)")
+    qk_nope_head_dim: PositiveInt = Field(description="per-head query/key width without RoPE (128)")
+    qk_rope_head_dim: PositiveInt = Field(description="decoupled RoPE key width shared by all heads (64)")
+    v_head_dim: PositiveInt = Field(description="per-head value width (128)")
+
+    @property
+    def latent_dim(self) -> int:
+        """Values cached per token and layer: the latent plus the shared RoPE key."""
+        return self.kv_lora_rank + self.qk_rope_head_dim
+
+
 class LanguageModelSpec(StrictModel):
     name: str
     num_layers: PositiveInt
@@ -141,6 +161,8 @@ class LanguageModelSpec(StrictModel):
     local_attention: LocalAttentionSpec | None = Field(
         None, description="sliding-window or chunked local attention in every layer but the global ones"
     )
+    mla: MlaSpec | None = Field(None, description="multi-head latent attention instead of GQA (then num_kv_heads = "
+                                                  "num_heads and head_dim = v_head_dim, as in the configs)")
 
     @model_validator(mode="after")
     def _check(self) -> LanguageModelSpec:

@@ -14,12 +14,12 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from lvlmsim.errors import InfeasibleError
-from lvlmsim.ops.op import ATTN_DECODE, ATTN_ENCODER, ATTN_PREFILL, MODULES, GraphConfig, Op
+from lvlmsim.ops.op import ATTN_KINDS, MODULES, GraphConfig, Op
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.model import ModelSpec
 from lvlmsim.techniques.base import ORDER_KV, ORDER_WEIGHTS, TechniqueConfig, register
 
-_ATTN_KINDS = (ATTN_PREFILL, ATTN_DECODE, ATTN_ENCODER)
+_ATTN_KINDS = ATTN_KINDS
 
 # scheme -> (weight dtype, compute dtype or None = the model's activation dtype)
 SCHEMES: dict[str, tuple[str, str | None]] = {
