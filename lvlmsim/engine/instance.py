@@ -162,6 +162,7 @@ class LlmInstance(_Base):
     """A vLLM-style engine running some of encode, prefill and decode for the requests routed to it."""
 
     kind = "llm"
+    use_fast_path = True  # decode-only stretches through DecodeSet.fast_steps (tests compare it with the general path)
 
     def __init__(
         self, env, name: str, pool: str, cluster: Cluster, coster: StepCost, *, total_blocks: int, block_size: int,
@@ -431,7 +432,8 @@ class LlmInstance(_Base):
         env = self.env
         ds = self.decodes
         st = self.stats
-        fast_ok = self.coster.simple_decode and ds.rolling_budget is None  # rolling budgets stop KV growing
+        # rolling KV budgets stop sequences growing, which the fast path does not track
+        fast_ok = self.use_fast_path and self.coster.simple_decode and ds.rolling_budget is None
         while True:
             if fast_ok and ds.n and not self.waiting and not self.prefilling and not self.ready and not ds.n_new:
                 starved = yield from ds.fast_steps(self)
