@@ -54,8 +54,8 @@ class FamilyData:
                           self.fixed_s[idx], self.measured_s[idx])
 
 
-def family_data(kind: str, rows: Sequence[Measurement], hw: HardwareSpec) -> FamilyData:
-    form = FORMS[kind]
+def family_data(kind: str, rows: Sequence[Measurement], hw: HardwareSpec, form: Form | None = None) -> FamilyData:
+    form = form or FORMS[kind]
     feats = np.array([form.features(r.op, hw) for r in rows], dtype=float).reshape(len(rows), -1)
     meas = np.array([r.measured_s for r in rows], dtype=float)
     if kind == ALLREDUCE:

@@ -17,9 +17,10 @@ Conventions that are easy to get wrong, kept here in one place:
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,18 +29,17 @@ from lvlmsim.ops.graph import allreduce as allreduce_builder
 from lvlmsim.ops.graph import attention, elementwise, gemm, local_keys_read, local_pairs
 from lvlmsim.ops.op import ALLREDUCE, ATTN_DECODE, ATTN_ENCODER, ATTN_PREFILL, CONV, ELEMENTWISE, GEMM, GraphConfig, Op
 
-# Table families of the aiconfigurator layout -> the Op kind they measure. The report uses these names.
-TABLES: dict[str, str] = {
-    "gemm": GEMM,
-    "context_attention": ATTN_PREFILL,
-    "generation_attention": ATTN_DECODE,
-    "encoder_attention": ATTN_ENCODER,
-    "nccl": ALLREDUCE,
-}
-TABLE_FILES: dict[str, str] = {f"{name}_perf.csv": name for name in TABLES}
+# Table families of the aiconfigurator layout -> the Op kind they measure (filled by register_family below; a new
+# family - moe, mla, ... - joins with one register_family call in its own module). The report uses these names.
+TABLES: dict[str, str] = {}
+TABLE_FILES: dict[str, str] = {}
 
 _DTYPES = {"bfloat16": "bf16", "bf16": "bf16", "float16": "fp16", "half": "fp16", "fp16": "fp16", "fp8": "fp8",
-           "float8_e4m3fn": "fp8", "float32": "fp32", "fp32": "fp32", "int8": "int8"}
+           "float8_e4m3fn": "fp8", "float32": "fp32", "fp32": "fp32", "int8": "int8", "nvfp4": "fp4"}
+
+# Row cap per table while load_aiconfigurator runs (None: every row); _read_csv applies it, so a registered loader
+# gets it without knowing. The subsample is deterministic (seeded), so every run reads the same rows.
+_MAX_ROWS: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("max_rows", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +85,9 @@ def _cfg(dtype: str, act_dtype: str | None = None) -> GraphConfig:
 
 
 def gemm_op(m: int, n: int, k: int, dtype: str = "bf16") -> Op:
-    """y[m,n] = x[m,k] W[k,n] with weights and compute in `dtype`; activations too, except for 8-bit GEMMs whose
-    activations stay bf16 (vLLM's fp8 linear reads bf16 x, quantises it, and writes a bf16 y)."""
-    act = "bf16" if dtype in ("fp8", "int8") else dtype
+    """y[m,n] = x[m,k] W[k,n] with weights and compute in `dtype`; activations too, except for 8- and 4-bit GEMMs
+    whose activations stay bf16 (vLLM's fp8 and NVFP4 linears read bf16 x, quantise it, and write a bf16 y)."""
+    act = "bf16" if dtype in ("fp8", "int8", "fp4") else dtype
     return gemm("measured.gemm", "prefill", "llm", int(m), int(n), int(k), _cfg(dtype, act))
 
 
@@ -178,9 +178,13 @@ def _read_csv(path: Path):
     import pandas as pd
 
     try:
-        return pd.read_csv(path)
+        df = pd.read_csv(path)
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad data file, reported with its path
         raise SpecError(f"--data: cannot read measured table {path}: {exc}") from exc
+    cap = _MAX_ROWS.get()
+    if cap is not None and len(df) > cap[0]:
+        df = df.sample(n=cap[0], random_state=cap[1]).sort_index()
+    return df
 
 
 def _need(df, path: Path, cols: Iterable[str]) -> None:
@@ -304,17 +308,86 @@ def load_nccl(path: Path, rel: str) -> LoadResult:
     return out
 
 
-_LOADERS = {
-    "gemm": load_gemm,
-    "context_attention": load_context_attention,
-    "generation_attention": load_generation_attention,
-    "encoder_attention": load_encoder_attention,
-    "nccl": load_nccl,
-}
+@dataclass(frozen=True)
+class TableFamily:
+    """A measured table family: its report name, the Op kind it measures, its file name, its loader, and how
+    `validate` splits it into size regimes (a labelling function and the labels' order)."""
+
+    name: str
+    kind: str
+    file_name: str | None  # None: its rows come out of another family's table (e.g. sliding-window attention)
+    loader: Callable[[Path, str], LoadResult] | None
+    regime: Callable[[Measurement], str] | None = None
+    regime_order: tuple[str, ...] = ()
 
 
-def load_aiconfigurator(data_dir: str | Path, families: Iterable[str] | None = None) -> LoadResult:
-    """Every measured table under `data_dir` (a `<gpu>/` folder), converted to (Op, seconds) rows."""
+FAMILIES: dict[str, TableFamily] = {}
+
+
+def register_family(fam: TableFamily) -> TableFamily:
+    """Add a table family (validate, the fits and leave-one-out pick it up); one call per new family."""
+    FAMILIES[fam.name] = fam
+    TABLES[fam.name] = fam.kind
+    if fam.file_name:
+        TABLE_FILES[fam.file_name] = fam.name
+    return fam
+
+
+def _bins(value: float, edges: tuple[float, ...], labels: tuple[str, ...]) -> str:
+    for edge, label in zip(edges, labels, strict=False):
+        if value <= edge:
+            return label
+    return labels[-1]
+
+
+MiB = 2**20
+GEMM_REGIMES = ("m 1-16", "m 17-256", "m 257-4096", "m >4096")
+TOKEN_REGIMES = ("tokens 1-128", "tokens 129-1024", "tokens 1025-4096", "tokens >4096")
+KV_REGIMES = ("KV <16 MiB", "KV 16-256 MiB", "KV 256 MiB-1 GiB", "KV >1 GiB")
+MSG_REGIMES = ("msg <=64 KiB", "msg 64 KiB-4 MiB", "msg 4-64 MiB", "msg >64 MiB")
+
+
+def gemm_regime(m: Measurement) -> str:
+    return _bins(m.op.shape[0], (16, 256, 4096), GEMM_REGIMES)
+
+
+def tokens_regime(m: Measurement) -> str:
+    return _bins(m.op.shape[1], (128, 1024, 4096), TOKEN_REGIMES)
+
+
+def kv_bytes(m: Measurement) -> float:
+    from lvlmsim.specs.base import DTYPE_BYTES
+
+    b, _q, kv, _h, kvh, d = m.op.shape[:6]
+    return 2.0 * b * kv * kvh * d * DTYPE_BYTES.get(m.op.dtype, 2.0)
+
+
+def kv_regime(m: Measurement) -> str:
+    return _bins(kv_bytes(m), (16 * MiB, 256 * MiB, 1024 * MiB), KV_REGIMES)
+
+
+def msg_regime(m: Measurement) -> str:
+    return _bins(m.op.bytes_read, (64 * 1024, 4 * MiB, 64 * MiB), MSG_REGIMES)
+
+
+register_family(TableFamily("gemm", GEMM, "gemm_perf.csv", load_gemm, gemm_regime, GEMM_REGIMES))
+register_family(TableFamily("context_attention", ATTN_PREFILL, "context_attention_perf.csv", load_context_attention,
+                            tokens_regime, TOKEN_REGIMES))
+register_family(TableFamily("generation_attention", ATTN_DECODE, "generation_attention_perf.csv",
+                            load_generation_attention, kv_regime, KV_REGIMES))
+register_family(TableFamily("encoder_attention", ATTN_ENCODER, "encoder_attention_perf.csv", load_encoder_attention,
+                            tokens_regime, TOKEN_REGIMES))
+register_family(TableFamily("nccl", ALLREDUCE, "nccl_perf.csv", load_nccl, msg_regime, MSG_REGIMES))
+register_family(TableFamily("context_attention_sliding", ATTN_PREFILL, None, None, tokens_regime, TOKEN_REGIMES))
+register_family(TableFamily("generation_attention_sliding", ATTN_DECODE, None, None, kv_regime, KV_REGIMES))
+
+
+def load_aiconfigurator(data_dir: str | Path, families: Iterable[str] | None = None, *,
+                        max_rows_per_table: int | None = None, seed: int = 0) -> LoadResult:
+    """Every measured table under `data_dir` (a `<gpu>/` folder), converted to (Op, seconds) rows.
+
+    `max_rows_per_table` reads a seeded random subsample of each table (leave-one-out and the general fit use it to
+    stay fast); None reads every row."""
     root = Path(data_dir)
     if not root.is_dir():
         raise SpecError(f"--data: '{data_dir}' is not a folder; expected the layout <gpu>/<op>/<framework>/<version>/ "
@@ -325,11 +398,15 @@ def load_aiconfigurator(data_dir: str | Path, families: Iterable[str] | None = N
                         f"in <gpu>/<op>/<framework>/<version>/ folders")
     wanted = set(families) if families is not None else set(TABLES)
     out = LoadResult()
-    for family, paths in tables.items():
-        if family not in wanted:
-            continue
-        for p in paths:
-            out.extend(_LOADERS[family](p, str(p.relative_to(root))))
+    token = _MAX_ROWS.set((int(max_rows_per_table), int(seed)) if max_rows_per_table else None)
+    try:
+        for family, paths in tables.items():
+            if family not in wanted:
+                continue
+            for p in paths:
+                out.extend(FAMILIES[family].loader(p, str(p.relative_to(root))))
+    finally:
+        _MAX_ROWS.reset(token)
     return out
 
 

@@ -327,8 +327,49 @@ FORMS: dict[str, Form] = {
 }
 
 
-def form_for(kind: str) -> Form:
-    return FORMS[kind]
+class CachedForm(Form):
+    """A form plus on-chip cache residency: memory efficiency x (1 + boost / (1 + (bytes / (x_c * L2))^p_c)).
+
+    A working set that fits in the last-level cache streams at cache, not DRAM, speed when a kernel runs back to back
+    (as in every measured table: aiconfigurator rotates only 6 weight copies, and a 128 MB L2 holds them all for a
+    21 MB weight); `x_c` is the share of L2 at which half the boost is gone, `boost` the extra bandwidth share. The
+    device's L2 size comes from its datasheet (`l2_cache_mb`), so the term moves with the device.
+    """
+
+    def __init__(self, base: Form):
+        self.base = base
+        self.name = f"{base.name}+l2"
+        self.core = base.core[:-1] + CACHE_PARAMS + base.core[-1:]  # the floor stays last
+        self.overlap = base.overlap
+        self.hyper_grid = base.hyper_grid
+
+    def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
+        return (*self.base.features(op, hw), op.bytes, hw.l2_cache_mb * 1e6)
+
+    def eff(self, xp, p, h, x):
+        nb = len(self.base.core)
+        base_p = tuple(p[: nb - 1]) + (p[-1],)
+        boost, x_c, p_c = p[nb - 1: nb + 2]
+        ec, em, floor_s = self.base.eff(xp, base_p, h, x[:-2])
+        nbytes, l2 = x[-2], x[-1]
+        return ec, em * (1.0 + boost / (1.0 + xp.pw(nbytes / (x_c * l2), p_c))), floor_s
+
+
+CACHE_PARAMS = (
+    Param("cache_boost", "pos", 0.3, "extra bandwidth share of an L2-resident working set"),
+    Param("cache_x", "pos", 0.2, "working set, as a share of L2, at which half the boost is gone"),
+    Param("cache_p", "exp", 2.0, "steepness of the cache boost"),
+)
+
+# Form variants a family may name in its JSON (`form`), beyond its kind's default form.
+FORM_VARIANTS: dict[str, Form] = {}
+for _f in (GemmForm(), AttentionForm(), DecodeForm(), ElementwiseForm()):
+    FORM_VARIANTS[f"{_f.name}+l2"] = CachedForm(_f)
+
+
+def form_for(kind: str, variant: str | None = None) -> Form:
+    """The form of a family: a named variant (e.g. 'gemm+l2') if given, else its kind's default form."""
+    return FORM_VARIANTS[variant] if variant and variant in FORM_VARIANTS else FORMS[kind]
 
 
 def apply_overlap(ec, em, beta, compute_s, memory_s):
@@ -360,15 +401,37 @@ class FamilyFit:
     n_holdout: int = 0
     roofline_default_holdout_median_abs_pct_err: float | None = None
     notes: str = ""
+    variant: str | None = None  # a FORM_VARIANTS name (e.g. 'gemm+l2'), None for the kind's default form
+    # measured / predicted time at the 10th and 90th percentile of held-out rows (None: derived from the median error)
+    band_p10_ratio: float | None = None
+    band_p90_ratio: float | None = None
+
+    def band(self) -> tuple[float, float] | None:
+        """(p10, p90) multipliers of a predicted time that bracket 80% of measurements, or None if unknown.
+
+        Without stored quantiles, a symmetric log-normal band is derived from the held-out median |error| m:
+        |log r| has median 0.674 sigma, so the 10/90% quantiles are exp(-+1.9 log(1 + m))."""
+        if self.band_p10_ratio is not None and self.band_p90_ratio is not None:
+            return self.band_p10_ratio, self.band_p90_ratio
+        if self.holdout_median_abs_pct_err is None:
+            return None
+        half = 1.9 * math.log1p(self.holdout_median_abs_pct_err / 100.0)
+        return math.exp(-half), math.exp(half)
+
+    @property
+    def form(self) -> Form:
+        return form_for(self.kind, self.variant)
 
     def to_dict(self) -> dict:
         return {
-            "kind": self.kind, "form": FORMS[self.kind].name, "params": self.params, "hyper": self.hyper,
+            "kind": self.kind, "form": self.form.name, "params": self.params, "hyper": self.hyper,
             "dtypes": self.dtypes, "n_fit": self.n_fit, "n_holdout": self.n_holdout,
             "holdout_median_abs_pct_err": self.holdout_median_abs_pct_err,
             "holdout_p90_abs_pct_err": self.holdout_p90_abs_pct_err,
             "roofline_default_holdout_median_abs_pct_err": self.roofline_default_holdout_median_abs_pct_err,
             "notes": self.notes,
+            **({"band_p10_ratio": self.band_p10_ratio, "band_p90_ratio": self.band_p90_ratio}
+               if self.band_p10_ratio is not None else {}),
         }
 
     @classmethod
@@ -376,7 +439,8 @@ class FamilyFit:
         kind = d.get("kind")
         if kind not in FORMS:
             raise SpecError(f"{where}.kind: unknown op kind {kind!r}; known: {', '.join(FORMS)}")
-        form = FORMS[kind]
+        variant = d.get("form") if d.get("form") in FORM_VARIANTS else None
+        form = form_for(kind, variant)
         params = d.get("params")
         if not isinstance(params, dict) or set(params) != set(form.param_names):
             got = sorted(params) if isinstance(params, dict) else params
@@ -394,7 +458,8 @@ class FamilyFit:
                 n_fit=int(d.get("n_fit") or 0), n_holdout=int(d.get("n_holdout") or 0),
                 roofline_default_holdout_median_abs_pct_err=_opt_float(
                     d.get("roofline_default_holdout_median_abs_pct_err")),
-                notes=str(d.get("notes") or ""),
+                notes=str(d.get("notes") or ""), variant=variant,
+                band_p10_ratio=_opt_float(d.get("band_p10_ratio")), band_p90_ratio=_opt_float(d.get("band_p90_ratio")),
             )
         except (TypeError, ValueError) as exc:
             raise SpecError(f"{where}: {exc}") from None
@@ -447,6 +512,7 @@ class FittedProfile:
         self.aliases = dict(aliases or {})
         self.meta = dict(meta or {})
         self.fallback = fallback
+        self.source_prefix = "calibrated"  # "general" when lvlmsim.calibrate.general evaluated it for a device
         self._resolved: dict[tuple[str, str, str], tuple | None] = {}
 
     def _resolve(self, kind: str, dtype: str, name: str = ""):
@@ -459,10 +525,11 @@ class FittedProfile:
         for cand in cands:
             fam = self.families.get(cand) if cand else None
             if fam is not None:
-                form = FORMS[kind] if kind in FORMS else FORMS[fam.kind]
+                form = fam.form if fam.variant or kind not in FORMS else FORMS[kind]
                 params = tuple(fam.params[q.name] for q in form.core)
                 beta = fam.params["overlap"] if form.overlap else 0.0
-                hit = (form, params, beta, fam.hyper, f"calibrated:{self.name}:{cand}", fam.holdout_median_abs_pct_err)
+                source = f"{self.source_prefix}:{self.name}:{cand}"
+                hit = (form, params, beta, fam.hyper, source, fam.holdout_median_abs_pct_err)
                 break
         self._resolved[key] = hit
         return hit
@@ -479,6 +546,12 @@ class FittedProfile:
             ec, em = apply_overlap(ec, em, beta, op.flops / hw.peak_flops(op.dtype), op.bytes / hw.mem_bw_bytes_per_s)
         return Efficiency(ec, em, floor_s, source, err)
 
+    def band_for(self, source: str) -> tuple[float, float] | None:
+        """(p10, p90) multipliers of the family that priced an op with this `source` (None: no band known)."""
+        prefix = f"{self.source_prefix}:{self.name}:"
+        fam = self.families.get(source[len(prefix):]) if source.startswith(prefix) else None
+        return fam.band() if fam is not None else None
+
     @property
     def timing_regime(self) -> str | None:
         """'cuda_graph' or 'eager': how the kernels it was fitted on were launched (runtime wrappers use it)."""
@@ -486,7 +559,7 @@ class FittedProfile:
 
     def source_for(self, kind: str, dtype: str = "bf16", name: str = "") -> str:
         hit = self._resolve(kind, dtype, name)
-        return hit[3] if hit else self.fallback.name
+        return hit[4] if hit else self.fallback.name
 
     # -------------------------------------------------------------------------------------------------------------
     # JSON

@@ -1,7 +1,11 @@
-"""Finding the efficiency profile for a device: a shipped calibrated profile, a file, or the roofline default.
+"""Finding the efficiency profile for a device: its own measured profile, the device-general model, a file, or the
+roofline default.
 
 Shipped profiles live in lvlmsim.specs.registry.profiles_dir() (calibration/profiles/ in a checkout), one JSON per
-hardware id (`<id>.json`, with `hardware_id` inside). Loaded profiles are cached by path and modification time.
+hardware id (`<id>.json`, with `hardware_id` inside); the device-general GPU model is `general/gpu.json` there.
+`auto` resolution: a profile measured on this very device wins; any other GPU (or GPU SoC) is priced by the general
+model at its datasheet features; other device kinds without a profile keep the flat roofline derate. Loaded files
+are cached by path and modification time.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from lvlmsim.calibrate.general import GeneralModel
 from lvlmsim.calibrate.model import FittedProfile
 from lvlmsim.cost.profile import DEFAULT_PROFILE, EfficiencyProfile, PeakProfile
 from lvlmsim.errors import SpecError
@@ -16,7 +21,8 @@ from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.registry import profiles_dir
 
 PEAK_PROFILE = PeakProfile()
-NAMED = ("auto", "default", "peak")
+NAMED = ("auto", "general", "default", "peak")
+GENERAL_KINDS = ("gpu", "soc")  # device kinds the GPU-fitted general model may price
 
 
 @functools.lru_cache(maxsize=64)
@@ -33,6 +39,38 @@ def load_profile_file(path: str | Path) -> FittedProfile:
         raise SpecError(f"profile: file not found: {p} (give a profile JSON path, or one of: {', '.join(NAMED)})") \
             from None
     return _load(str(p.resolve()), mtime)
+
+
+def general_model_path() -> Path:
+    return profiles_dir() / "general" / "gpu.json"
+
+
+@functools.lru_cache(maxsize=4)
+def _load_general(path: str, mtime_ns: int) -> GeneralModel:
+    return GeneralModel.load(path)
+
+
+def general_model() -> GeneralModel | None:
+    """The shipped device-general model (None if the file is absent)."""
+    p = general_model_path()
+    try:
+        mtime = p.stat().st_mtime_ns
+    except OSError:
+        return None
+    return _load_general(str(p.resolve()), mtime)
+
+
+@functools.lru_cache(maxsize=128)
+def _general_for(spec_json: str, model_mtime: int) -> FittedProfile:
+    return general_model().profile_for(HardwareSpec.model_validate_json(spec_json))
+
+
+def general_profile_for(hardware: HardwareSpec) -> FittedProfile | None:
+    """The general model evaluated at `hardware`'s datasheet (cached per spec), or None without a shipped model."""
+    model = general_model()
+    if model is None:
+        return None
+    return _general_for(hardware.model_dump_json(), general_model_path().stat().st_mtime_ns)
 
 
 def shipped_profiles() -> dict[str, Path]:
@@ -52,10 +90,20 @@ def shipped_profile_for(hardware_id: str) -> FittedProfile | None:
 
 
 def load_profile_for(hardware: HardwareSpec, ref: str | None = None) -> EfficiencyProfile:
-    """`ref` None/'auto': shipped profile for this device id if any, else the flat default; 'default': flat derate;
+    """`ref` None/'auto': the profile measured on this device if shipped, else the general model for a GPU, else the
+    flat default; 'general': the general model even where a measured profile exists; 'default': flat derate;
     'peak': pure roofline; anything else: a profile JSON path."""
     if ref in (None, "auto"):
-        return shipped_profile_for(hardware.id) or DEFAULT_PROFILE
+        own = shipped_profile_for(hardware.id)
+        if own is not None:
+            return own
+        general = general_profile_for(hardware) if hardware.kind in GENERAL_KINDS else None
+        return general or DEFAULT_PROFILE
+    if ref == "general":
+        general = general_profile_for(hardware)
+        if general is None:
+            raise SpecError(f"profile: no device-general model is shipped ({general_model_path()} is missing)")
+        return general
     if ref == "default":
         return DEFAULT_PROFILE
     if ref == "peak":

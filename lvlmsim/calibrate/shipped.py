@@ -84,3 +84,65 @@ def build_gpu_profile(measured: Path, hw: HardwareSpec, *, seed: int = 0, max_fi
                              aliases={"conv": "gemm"}, meta=meta, notes=notes, log=log)
     prof.meta["fit_seconds"] = round(time.perf_counter() - t0, 1)
     return prof, res, mask
+
+
+# aiconfigurator device folders the general model is fitted on, with Vidur's folder for their elementwise ops
+GENERAL_DEVICES = {"a100_sxm": ("a100-sxm-80gb", "a100"), "h100_sxm": ("h100-sxm", "h100"), "b300_sxm": ("b300", None),
+                   "rtx_pro_6000_server": ("rtx-pro-6000-server", None)}
+
+
+def general_rows(measured: Path, *, seed: int = 0, max_rows_per_table: int | None = None):
+    """{device folder: (spec, rows)}: aiconfigurator tables (seeded subsample per table) + Vidur elementwise ops."""
+    from lvlmsim.calibrate.loo import MAX_ROWS_PER_TABLE
+    from lvlmsim.specs.registry import load_hardware
+
+    cap = max_rows_per_table or MAX_ROWS_PER_TABLE
+    out, files = {}, []
+    for folder, (hw_id, vidur) in GENERAL_DEVICES.items():
+        path = measured / "aiconfigurator" / "data" / folder
+        if not path.is_dir():
+            continue
+        res = load_aiconfigurator(path, max_rows_per_table=cap, seed=seed)
+        files += [f"aiconfigurator/data/{folder}/{f}" for f in res.files]
+        rows = list(res.rows)
+        if vidur and (measured / "vidur" / "data" / "profiling").is_dir():
+            v = load_vidur_dir(measured / "vidur" / "data" / "profiling", vidur)
+            rows += [r for r in v.rows if r.family == "elementwise"]
+            files += [f"vidur/data/profiling/{f}" for f in v.files]
+        out[folder] = (load_hardware(hw_id), rows)
+    return out, files
+
+
+def build_general_model(measured: Path, *, seed: int = 0, rows_per_device: int = 1500, log=None):
+    """Fit the shipped device-general model on every measured device and attach its leave-one-device-out errors and
+    bands; returns (model, loo report by device folder)."""
+    from lvlmsim.calibrate.general import fit_general
+    from lvlmsim.calibrate.loo import family_errors, leave_one_out_devices
+
+    t0 = time.perf_counter()
+    devices, files = general_rows(measured, seed=seed)
+    report, residuals = leave_one_out_devices(devices, seed=seed, rows_per_device=rows_per_device, log=log)
+    errors = family_errors(residuals)
+    model = fit_general({hw.id: (hw, rows) for hw, rows in devices.values()}, name="general-gpu", seed=seed,
+                        rows_per_device=rows_per_device)
+    for key, fam in model.families.items():
+        e = errors.get(key)
+        if e is None:  # measured on one device only: no transfer figure exists
+            continue
+        fam.expected_error_pct, fam.expected_p90_pct = e["median_abs_pct_err"], e["p90_abs_pct_err"]
+        fam.band = {"p10_ratio": e["p10_ratio"], "p90_ratio": e["p90_ratio"], "n_held_out": e["n"]}
+    model.meta.update({
+        "created": time.strftime("%Y-%m-%d", time.gmtime()),
+        "description": "device-general GPU efficiency model: per family, form parameters as intercepts plus linked "
+                       "datasheet features, fitted jointly on every measured device",
+        "timing_regime": "cuda_graph",
+        "provenance": {"sources": SOURCES, "files": files, "devices": {f: hw.id for f, (hw, _r) in devices.items()},
+                       "rows_per_table": "seeded random subsample (lvlmsim.calibrate.loo.MAX_ROWS_PER_TABLE)",
+                       "raw_data": "not copied into the project; see calibration/README.md"},
+        "fit": {"seed": seed, "rows_per_device": rows_per_device},
+        "expected_error": "leave-one-device-out: each device's rows priced by the model fitted on the others; "
+                          "median/p90 |error| and the p10/p90 of measured/predicted pooled over held-out devices",
+        "leave_one_out": report,
+        "fit_seconds": round(time.perf_counter() - t0, 1),
+    })
+    return model, report

@@ -7,61 +7,16 @@ with the uncalibrated roofline default (DefaultProfile) so every figure says wha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from lvlmsim.calibrate.fit import abs_pct_errors, cost_model_times
-from lvlmsim.calibrate.measured import TABLES, LoadResult, Measurement, load_aiconfigurator
+from lvlmsim.calibrate.measured import FAMILIES, TABLES, LoadResult, Measurement, load_aiconfigurator
 from lvlmsim.cost.profile import DEFAULT_PROFILE, EfficiencyProfile
 from lvlmsim.cost.roofline import CostModel
 from lvlmsim.errors import SpecError
-from lvlmsim.specs.base import DTYPE_BYTES
 from lvlmsim.specs.hardware import HardwareSpec
-
-MiB = 2**20
-
-
-def _bins(value: float, edges: Sequence[float], labels: Sequence[str]) -> str:
-    for edge, label in zip(edges, labels, strict=False):
-        if value <= edge:
-            return label
-    return labels[-1]
-
-
-def _gemm_regime(m: Measurement) -> str:
-    return _bins(m.op.shape[0], (16, 256, 4096), ("m 1-16", "m 17-256", "m 257-4096", "m >4096"))
-
-
-def _tokens_regime(m: Measurement) -> str:
-    return _bins(m.op.shape[1], (128, 1024, 4096), ("tokens 1-128", "tokens 129-1024", "tokens 1025-4096",
-                                                     "tokens >4096"))
-
-
-def kv_bytes(m: Measurement) -> float:
-    b, _q, kv, _h, kvh, d = m.op.shape[:6]
-    return 2.0 * b * kv * kvh * d * DTYPE_BYTES.get(m.op.dtype, 2.0)
-
-
-def _kv_regime(m: Measurement) -> str:
-    return _bins(kv_bytes(m), (16 * MiB, 256 * MiB, 1024 * MiB), ("KV <16 MiB", "KV 16-256 MiB", "KV 256 MiB-1 GiB",
-                                                                  "KV >1 GiB"))
-
-
-def _msg_regime(m: Measurement) -> str:
-    return _bins(m.op.bytes_read, (64 * 1024, 4 * MiB, 64 * MiB), ("msg <=64 KiB", "msg 64 KiB-4 MiB",
-                                                                    "msg 4-64 MiB", "msg >64 MiB"))
-
-
-REGIMES: dict[str, Callable[[Measurement], str]] = {
-    "gemm": _gemm_regime,
-    "context_attention": _tokens_regime,
-    "encoder_attention": _tokens_regime,
-    "generation_attention": _kv_regime,
-    "nccl": _msg_regime,
-    "context_attention_sliding": _tokens_regime,
-    "generation_attention_sliding": _kv_regime,
-}
 
 
 def _stats(err: np.ndarray, base: np.ndarray) -> dict:
@@ -92,7 +47,7 @@ def compare(rows: Sequence[Measurement], hw: HardwareSpec, profile: EfficiencyPr
         base = abs_pct_errors(cost_model_times(sel, hw, baseline), meas)
         entry = _stats(err, base)
         entry["profile_sources"] = sorted({c.source for c in costs})
-        regime_of = REGIMES.get(fam)
+        regime_of = FAMILIES[fam].regime if fam in FAMILIES else None
         if regime_of:
             labels = np.array([regime_of(r) for r in sel])
             order = list(dict.fromkeys(sorted(set(labels), key=lambda s: _regime_order(fam, s))))
@@ -108,15 +63,7 @@ def compare(rows: Sequence[Measurement], hw: HardwareSpec, profile: EfficiencyPr
 
 
 def _regime_order(fam: str, label: str) -> int:
-    probe = {
-        "gemm": ("m 1-16", "m 17-256", "m 257-4096", "m >4096"),
-        "context_attention": ("tokens 1-128", "tokens 129-1024", "tokens 1025-4096", "tokens >4096"),
-        "encoder_attention": ("tokens 1-128", "tokens 129-1024", "tokens 1025-4096", "tokens >4096"),
-        "generation_attention": ("KV <16 MiB", "KV 16-256 MiB", "KV 256 MiB-1 GiB", "KV >1 GiB"),
-        "context_attention_sliding": ("tokens 1-128", "tokens 129-1024", "tokens 1025-4096", "tokens >4096"),
-        "generation_attention_sliding": ("KV <16 MiB", "KV 16-256 MiB", "KV 256 MiB-1 GiB", "KV >1 GiB"),
-        "nccl": ("msg <=64 KiB", "msg 64 KiB-4 MiB", "msg 4-64 MiB", "msg >64 MiB"),
-    }.get(fam, ())
+    probe = FAMILIES[fam].regime_order if fam in FAMILIES else ()
     return probe.index(label) if label in probe else len(probe)
 
 

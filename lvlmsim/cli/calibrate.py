@@ -79,13 +79,27 @@ def calibrate_cmd(
 
 
 def validate_cmd(
-    hardware: Annotated[str, typer.Option("--hardware", help="hardware id (or YAML path) the data was measured on")],
-    data: Annotated[Path, typer.Option("--data", help="a <gpu>/ folder in aiconfigurator's systems/data layout")],
+    data: Annotated[Path, typer.Option("--data", help="a <gpu>/ folder in aiconfigurator's systems/data layout "
+                                                      "(with --leave-one-out: the folder of <gpu>/ folders)")],
+    hardware: Annotated[str | None, typer.Option(
+        "--hardware", help="hardware id (or YAML path) the data was measured on")] = None,
     profile: Annotated[str | None, typer.Option(
-        "--profile", help="profile JSON, or auto|default|peak (default: the device's shipped profile)")] = None,
+        "--profile", help="profile JSON, or auto|general|default|peak (default auto: the device's own measured "
+                          "profile, else the device-general model)")] = None,
+    leave_one_out: Annotated[bool, typer.Option(
+        "--leave-one-out", help="fit the device-general model on every device folder under --data but one, test on "
+                                "that one, for each device")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the row subsample (--leave-one-out)")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print {family: {...}} as JSON")] = False,
 ) -> None:
     """Predicted vs measured kernel time per family and size regime, calibrated profile vs roofline default."""
+    if leave_one_out:
+        if hardware or profile:
+            raise SpecError("--leave-one-out: takes no --hardware or --profile (every device folder under --data is "
+                            "held out in turn and priced by its own datasheet)")
+        return _leave_one_out(data, seed, as_json)
+    if not hardware:
+        raise SpecError("--hardware: required (a hardware id such as a100-sxm-80gb), unless --leave-one-out")
     from lvlmsim.calibrate.profiles import load_profile_for
     from lvlmsim.calibrate.validate import validate
 
@@ -112,6 +126,24 @@ def validate_cmd(
             out.write(f"{'  ' + lab:<34}{r['n']:>7}{_fmt(r['median_abs_pct_err']):>10}{_fmt(r['p90_abs_pct_err']):>9}"
                       f"{_fmt(r['roofline_median_abs_pct_err']):>16}{_fmt(r['roofline_p90_abs_pct_err']):>16}\n")
         out.write(f"{'  source':<34}{', '.join(e['profile_sources'])}\n")
+
+
+def _leave_one_out(data: Path, seed: int, as_json: bool) -> None:
+    from lvlmsim.calibrate.loo import leave_one_out
+
+    log = None if as_json else (lambda s: typer.echo(s, err=True))
+    report, _resid, info = leave_one_out(data, seed=seed, log=log)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    out = sys.stdout
+    out.write(f"leave-one-device-out under {data}: {', '.join(f'{k} {v} rows' for k, v in info['rows'].items())} "
+              f"(seeded subsample of <= {info['max_rows_per_table']} rows per table), {info['seconds']} s\n")
+    out.write(f"{'held-out device':<24}{'family':<24}{'n':>7}{'median %':>10}{'p90 %':>9}{'flat derate med %':>19}\n")
+    for dev, fams in report.items():
+        for fam, e in fams.items():
+            out.write(f"{dev:<24}{fam:<24}{e['n']:>7}{_fmt(e['median_abs_pct_err']):>10}"
+                      f"{_fmt(e['p90_abs_pct_err']):>9}{_fmt(e['roofline_median_abs_pct_err']):>19}\n")
 
 
 def register(app: typer.Typer) -> None:

@@ -10,6 +10,7 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_
 from lvlmsim.errors import InfeasibleError
 from lvlmsim.specs.base import DTYPES, Dtype, StrictModel
 
+MemoryType = Literal["hbm2", "hbm2e", "hbm3", "hbm3e", "gddr6", "gddr6x", "gddr7", "lpddr5", "ddr5"]
 SLUG = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
 
 
@@ -62,6 +63,13 @@ class HardwareSpec(StrictModel):
     price_source: str
     source: str = Field(min_length=1, description="where the datasheet numbers come from")
     notes: str = ""
+    # Datasheet features the device-general efficiency model reads (lvlmsim.calibrate.general); optional, and a device
+    # without them is priced with the reference device's values for the missing ones (its ops say so).
+    sm_count: PositiveInt | None = Field(None, description="streaming multiprocessors (NVIDIA) / compute units (AMD)")
+    boost_clock_mhz: PositiveFloat | None = Field(None, description="boost clock the tensor peaks are quoted at, MHz")
+    memory_type: MemoryType | None = Field(None, description="device memory technology")
+    compute_capability: str | None = Field(None, pattern=r"^\d+\.\d+$",
+                                           description="CUDA compute capability (sm_version), e.g. 9.0")
 
     @field_validator("id")
     @classmethod

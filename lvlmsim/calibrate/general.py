@@ -1,0 +1,484 @@
+"""The device-general efficiency model: one set of parameters per op family that prices any GPU from its datasheet.
+
+A per-device profile (lvlmsim.calibrate.model.FittedProfile) holds, per family, the parameters of a *form* (GEMM,
+attention, decode, elementwise, all-reduce efficiency shapes). Here the same forms are used, but each parameter, in
+the unconstrained coordinates the fitter works in (logit for efficiencies, log for scales), is an intercept plus a
+few linked datasheet features of the device:
+
+    z_param(device) = z0_param + sum_f coef[param, f] * feature_f(device)
+
+The links follow the physics and are few (LINKS): bytes needed to saturate memory scale with bandwidth (Little's
+law: b0 ~ bandwidth x latency, prior exponent 1), the parallel work needed to fill the machine scales with its SM
+count (prior exponent 1), a kernel's fixed floor with its clock, the attainable fraction of peak with the ridge point
+and with the attention kernel generation the serving stack runs on that architecture (FA2 / FA3 / Blackwell
+TRT-LLM-FlashInfer kernels), memory efficiency with the memory technology (GDDR vs HBM). Features are log-ratios to
+the H100 SXM datasheet (0 for H100) or 0/1 flags. The coefficients are fitted jointly on every measured device, with
+a ridge penalty toward their priors, so a family measured on three devices cannot invent a steep trend from them.
+
+`GeneralModel.profile_for(hw)` evaluates the model for one device and returns an ordinary FittedProfile whose
+sources read `general:<model>:<family>` and whose per-family error is the leave-one-device-out (transfer) error,
+so the engine's hot path is unchanged. Fitting is numpy-only Levenberg-Marquardt (lvlmsim.calibrate.fit), with a
+seeded subsample per device so that leave-one-out over four devices runs in well under a minute.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lvlmsim.calibrate.fit import (
+    FLOOR_INIT,
+    PRIOR_WEIGHT,
+    ROBUST_SCALE,
+    Z_LIMIT,
+    FamilyData,
+    family_data,
+    group_key,
+    predict,
+)
+from lvlmsim.calibrate.measured import Measurement
+from lvlmsim.calibrate.model import (
+    EXP_RANGE,
+    FORM_VARIANTS,
+    FORMS,
+    FamilyFit,
+    FittedProfile,
+    Form,
+    family_key,
+    form_for,
+)
+from lvlmsim.errors import SpecError
+from lvlmsim.ops.op import ELEMENTWISE
+from lvlmsim.specs.hardware import HardwareSpec
+
+GENERAL_FORMAT = "lvlmsim-general/1"
+
+# The reference datasheet every feature is a ratio to: NVIDIA H100 SXM5 (hardware_specs/h100-sxm.yaml).
+REF = {"mem_bw_gbps": 3350.0, "bf16_tflops": 989.4, "sm_count": 132.0, "boost_clock_mhz": 1980.0,
+       "l2_cache_mb": 50.0, "tdp_w": 700.0, "link_bw_gbps": 450.0}
+
+# Attention kernel generation the serving stack runs per CUDA compute-capability major version, as the kernel_source
+# column of NVIDIA aiconfigurator's tables shows for vLLM (0.14 on A100, 0.24 elsewhere): sm80 vllm_flash_attn (FA2),
+# sm90 vllm_flash_attn_fa3, sm100/103 vllm_flashinfer_trtllm{prefill,decode} and vllm_vit_flash_attn_fa4, sm120
+# vllm_flash_attn_fa2. A device without a compute capability gets none of the flags (the pooled intercept).
+ATTENTION_KERNELS = {"8": "fa2", "9": "fa3", "10": "bw", "12": "fa2"}
+KERNEL_FLAGS = ("k_fa2", "k_fa3", "k_bw")
+FEATURES = ("log_bw", "log_ridge", "log_power", "log_sms", "log_clock", "log_link", "gddr") + KERNEL_FLAGS
+ATTN = KERNEL_FLAGS
+
+# (param, feature) links per form, with the prior of each coefficient (the ridge pulls toward it). Chosen by
+# leave-one-device-out over the four measured devices (benchmarks/general_model_report.py prints the table): bytes
+# at half-saturated bandwidth follow bandwidth (Little's law, prior exponent 1) and, for collectives, the link's;
+# the attained share of peak follows the power headroom (watts per peak FLOP/s); attention's peak share, floor and
+# decode's bandwidth follow the kernel generation. Richer link sets (SM count, clock, GDDR, ridge point) fitted the
+# training devices better and transferred worse: three devices cannot pin more trends.
+LINKS: dict[str, dict[str, dict[str, float]]] = {
+    "gemm": {"b0": {"log_bw": 1.0}, "ec_max": {"log_power": 0.5}},
+    "attention": {"b0": {"log_bw": 1.0}, "ec_max": {**dict.fromkeys(ATTN, 0.0), "log_power": 0.5},
+                  "floor_s": dict.fromkeys(ATTN, 0.0)},
+    "decode": {"b0": {"log_bw": 1.0}, "em_max": dict.fromkeys(ATTN, 0.0), "floor_s": dict.fromkeys(ATTN, 0.0)},
+    "elementwise": {"b0": {"log_bw": 1.0}},
+    "allreduce": {"b0": {"log_link": 1.0}},
+}
+GENERAL_FLOOR_BAND = (0.3, 3.0)  # floors live within this band of multiples of the pooled small-kernel time
+RIDGE_WEIGHT = 1.0  # per coefficient, times sqrt(rows per device): a trend must be worth that much fit to be kept
+
+
+def _log_ratio(value: float | None, ref: float) -> float:
+    return math.log(value / ref) if value else 0.0
+
+
+def device_features(hw: HardwareSpec, dtype: str = "bf16") -> dict[str, float]:
+    """Datasheet features of `hw` for ops computing in `dtype` (missing optional fields give the reference's 0)."""
+    peak = hw.peak_tflops.get(dtype) or hw.peak_tflops.get("bf16") or max(hw.peak_tflops.values())
+    ridge = peak / hw.mem_bw_gbps
+    ref_ridge = REF["bf16_tflops"] / REF["mem_bw_gbps"]
+    cc_major = (hw.compute_capability or "").split(".")[0]
+    kernel = ATTENTION_KERNELS.get(cc_major)
+    feats = {
+        "log_bw": math.log(hw.mem_bw_gbps / REF["mem_bw_gbps"]),
+        "log_ridge": math.log(ridge / ref_ridge),
+        # watts per peak FLOP/s: tensor cores at full rate are power-limited, and the headroom sets what is attained
+        "log_power": math.log((hw.tdp_w / peak) / (REF["tdp_w"] / REF["bf16_tflops"])),
+        "log_link": math.log(hw.intra_node_link.bw_gbps / REF["link_bw_gbps"]),
+        "log_sms": _log_ratio(hw.sm_count, REF["sm_count"]),
+        "log_clock": _log_ratio(hw.boost_clock_mhz, REF["boost_clock_mhz"]),
+        "gddr": 1.0 if (hw.memory_type or "").startswith("gddr") else 0.0,
+    }
+    for flag in KERNEL_FLAGS:
+        feats[flag] = 1.0 if kernel and flag == f"k_{kernel}" else 0.0
+    return feats
+
+
+def missing_features(hw: HardwareSpec) -> list[str]:
+    """Optional datasheet fields the model reads that `hw` lacks (it then uses the reference device's value)."""
+    return [f for f in ("sm_count", "boost_clock_mhz", "memory_type", "compute_capability") if getattr(hw, f) is None]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# coordinates
+
+
+def _to_z(form: Form, natural: Sequence[float], floor_ref: float) -> np.ndarray:
+    z = []
+    for q, v in zip(form.params, natural, strict=True):
+        if q.kind in ("eff", "floor", "exp"):
+            lo, hi = {"eff": (0.0, 1.0), "exp": EXP_RANGE,
+                      "floor": (GENERAL_FLOOR_BAND[0] * floor_ref, GENERAL_FLOOR_BAND[1] * floor_ref)}[q.kind]
+            u = min(max((v - lo) / (hi - lo), 1e-6), 1 - 1e-6)
+            z.append(math.log(u / (1 - u)))
+        elif q.kind == "pos":
+            z.append(math.log(max(v, 1e-300)))
+        else:
+            z.append(float(v))
+    return np.array(z)
+
+
+def _from_z(form: Form, z: Sequence[float], floor_ref: float) -> list[float]:
+    out = []
+    for q, v in zip(form.params, z, strict=True):
+        if q.kind in ("eff", "floor", "exp"):
+            lo, hi = {"eff": (0.0, 1.0), "exp": EXP_RANGE,
+                      "floor": (GENERAL_FLOOR_BAND[0] * floor_ref, GENERAL_FLOOR_BAND[1] * floor_ref)}[q.kind]
+            out.append(lo + (hi - lo) / (1.0 + math.exp(-min(max(float(v), -40.0), 40.0))))
+        elif q.kind == "pos":
+            out.append(math.exp(min(max(float(v), -700.0), 700.0)))
+        else:
+            out.append(float(v))
+    return out
+
+
+@dataclass
+class GeneralFamily:
+    """One family of the general model: intercepts z0 (per form parameter), linked coefficients, hyper-parameters."""
+
+    key: str
+    kind: str
+    z0: dict[str, float]
+    coefs: dict[str, dict[str, float]]  # param -> feature -> coefficient
+    hyper: dict[str, float]
+    floor_ref: float
+    devices: list[str] = field(default_factory=list)  # hardware ids it was fitted on
+    expected_error_pct: float | None = None  # leave-one-device-out median |error| (transfer)
+    expected_p90_pct: float | None = None
+    measured_error_pct: float | None = None  # in-sample median |error| on the fitted devices
+    band: dict[str, float] = field(default_factory=dict)  # log-ratio quantiles of held-out residuals (uncertainty)
+    variant: str | None = None  # form variant (lvlmsim.calibrate.model.FORM_VARIANTS), e.g. 'gemm+l2'
+
+    @property
+    def form(self) -> Form:
+        return form_for(self.kind, self.variant)
+
+    def z_for(self, feats: dict[str, float]) -> np.ndarray:
+        return np.array([self.z0[p] + sum(c * feats.get(f, 0.0) for f, c in self.coefs.get(p, {}).items())
+                         for p in self.form.param_names])
+
+    def params_for(self, hw: HardwareSpec, dtype: str) -> dict[str, float]:
+        nat = _from_z(self.form, self.z_for(device_features(hw, dtype)), self.floor_ref)
+        return {n: float(f"{v:.6g}") for n, v in zip(self.form.param_names, nat, strict=True)}
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "form": self.form.name, "variant": self.variant, "z0": self.z0,
+                "coefs": self.coefs, "hyper": self.hyper,
+                "floor_ref_s": self.floor_ref, "devices": self.devices,
+                "expected_error_pct": self.expected_error_pct, "expected_p90_pct": self.expected_p90_pct,
+                "measured_error_pct": self.measured_error_pct, "band": self.band}
+
+    @classmethod
+    def from_dict(cls, key: str, d: dict, where: str) -> GeneralFamily:
+        kind = d.get("kind")
+        if kind not in FORMS:
+            raise SpecError(f"{where}.kind: unknown op kind {kind!r}; known: {', '.join(FORMS)}")
+        variant = d.get("variant")
+        if variant is not None and variant not in FORM_VARIANTS:
+            raise SpecError(f"{where}.variant: unknown form variant {variant!r}; known: {', '.join(FORM_VARIANTS)}")
+        names = set(form_for(kind, variant).param_names)
+        z0 = d.get("z0")
+        if not isinstance(z0, dict) or set(z0) != names:
+            raise SpecError(f"{where}.z0: expected {', '.join(sorted(names))}")
+        coefs = d.get("coefs") or {}
+        bad = [f"{p}.{f}" for p, fs in coefs.items() for f in fs if p not in names or f not in FEATURES]
+        if bad:
+            raise SpecError(f"{where}.coefs: unknown parameter/feature {', '.join(bad)}; "
+                            f"features: {', '.join(FEATURES)}")
+        try:
+            return cls(key=key, kind=kind, z0={k: float(v) for k, v in z0.items()},
+                       coefs={p: {f: float(c) for f, c in fs.items()} for p, fs in coefs.items()},
+                       hyper={k: float(v) for k, v in (d.get("hyper") or {}).items()},
+                       floor_ref=float(d["floor_ref_s"]), devices=list(d.get("devices") or []),
+                       expected_error_pct=_opt(d.get("expected_error_pct")),
+                       expected_p90_pct=_opt(d.get("expected_p90_pct")),
+                       measured_error_pct=_opt(d.get("measured_error_pct")),
+                       band={k: float(v) for k, v in (d.get("band") or {}).items()}, variant=variant)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SpecError(f"{where}: {exc}") from None
+
+
+def _opt(v) -> float | None:
+    return None if v is None else float(v)
+
+
+class GeneralModel:
+    """Families of the device-general model; `profile_for(hw)` prices one device with them."""
+
+    def __init__(self, name: str, families: dict[str, GeneralFamily], *, aliases: dict[str, str] | None = None,
+                 meta: dict | None = None):
+        self.name = name
+        self.families = dict(families)
+        self.aliases = dict(aliases or {})
+        self.meta = dict(meta or {})
+
+    def profile_for(self, hw: HardwareSpec) -> FittedProfile:
+        """A FittedProfile of `hw`: this model's parameters at its datasheet features, errors = transfer errors."""
+        fams = {}
+        for key, gf in self.families.items():
+            dtype = key.split(".", 1)[1] if "." in key else "bf16"
+            trained_on = hw.id in gf.devices
+            err = gf.expected_error_pct
+            fams[key] = FamilyFit(kind=gf.kind, params=gf.params_for(hw, dtype), hyper=dict(gf.hyper),
+                                  variant=gf.variant,
+                                  holdout_median_abs_pct_err=err, holdout_p90_abs_pct_err=gf.expected_p90_pct,
+                                  band_p10_ratio=gf.band.get("p10_ratio"), band_p90_ratio=gf.band.get("p90_ratio"),
+                                  notes=f"general model at {hw.id}'s datasheet features"
+                                        + (" (device among its training data)" if trained_on else ""))
+        missing = missing_features(hw)
+        meta = {"general_model": self.name, "timing_regime": self.meta.get("timing_regime", "cuda_graph"),
+                "description": f"device-general efficiency model '{self.name}' evaluated at the '{hw.id}' datasheet",
+                "missing_features": missing}
+        prof = FittedProfile(self.name, hw.id, fams, aliases=self.aliases, meta=meta)
+        prof.source_prefix = "general"
+        return prof
+
+    def to_dict(self) -> dict:
+        return {"format": GENERAL_FORMAT, "name": self.name, **self.meta, "reference": REF,
+                "attention_kernels": ATTENTION_KERNELS, "aliases": self.aliases,
+                "families": {k: f.to_dict() for k, f in self.families.items()}}
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def from_dict(cls, d, where: str = "general model") -> GeneralModel:
+        if not isinstance(d, dict) or d.get("format") != GENERAL_FORMAT:
+            raise SpecError(f"{where}: format must be {GENERAL_FORMAT!r}")
+        fams = d.get("families")
+        if not isinstance(fams, dict):
+            raise SpecError(f"{where}.families: missing or not an object")
+        families = {k: GeneralFamily.from_dict(k, v if isinstance(v, dict) else {}, f"{where}.families.{k}")
+                    for k, v in fams.items()}
+        meta = {k: v for k, v in d.items()
+                if k not in ("format", "name", "families", "aliases", "reference", "attention_kernels")}
+        return cls(str(d.get("name") or "general"), families, aliases=d.get("aliases") or {}, meta=meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> GeneralModel:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise SpecError(f"general model: file not found: {path}") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SpecError(f"general model: cannot read {path}: {exc}") from None
+        return cls.from_dict(data, f"general model {path}")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# joint fit
+
+
+@dataclass
+class _DeviceData:
+    hw_id: str
+    data: FamilyData
+    feats: dict[str, float]
+    log_meas: np.ndarray
+
+
+class _Joint:
+    """Parameter vector theta = (z0 per form parameter, linked coefficients) and the residuals over devices."""
+
+    def __init__(self, form: Form, links: dict[str, dict[str, float]], devices: list[_DeviceData], hyper: dict,
+                 floor_ref: float, z_base: np.ndarray):
+        self.form, self.devices, self.hyper, self.floor_ref, self.z_base = form, devices, hyper, floor_ref, z_base
+        names = form.param_names
+        self.links = [(names.index(p), p, f, prior) for p, fs in links.items() if p in names
+                      for f, prior in fs.items()]
+        # a feature constant over the training devices is confounded with the intercept: the ridge keeps its
+        # coefficient at the prior, and the intercept absorbs the rest
+        self.P, self.L = len(names), len(self.links)
+        self.b_prior = np.array([lk[3] for lk in self.links])
+        self.M = [self._m(d.feats) for d in devices]
+        rows = max(len(d.data) for d in devices)
+        self.ridge = RIDGE_WEIGHT * math.sqrt(rows)
+
+    def _m(self, feats: dict[str, float]) -> np.ndarray:
+        m = np.zeros((self.P, self.L))
+        for col, (j, _p, f, _prior) in enumerate(self.links):
+            m[j, col] = feats[f]
+        return m
+
+    def z_dev(self, theta: np.ndarray, i: int) -> np.ndarray:
+        return theta[: self.P] + self.M[i] @ theta[self.P:]
+
+    def dev_residuals(self, z: np.ndarray, dev: _DeviceData) -> np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            t = predict(self.form, _from_z(self.form, z, self.floor_ref), self.hyper, dev.data)
+            r = np.log(np.maximum(t, 1e-15)) - dev.log_meas
+        r = np.where(np.isfinite(r), r, 50.0)
+        d = ROBUST_SCALE
+        return np.sign(r) * d * np.sqrt(2.0 * (np.sqrt(1.0 + (r / d) ** 2) - 1.0))
+
+    def residuals(self, theta: np.ndarray) -> np.ndarray:
+        parts = [self.dev_residuals(self.z_dev(theta, i), d) for i, d in enumerate(self.devices)]
+        parts.append(PRIOR_WEIGHT * (theta[: self.P] - self.z_base))
+        parts.append(self.ridge * (theta[self.P:] - self.b_prior))
+        return np.concatenate(parts)
+
+    def jacobian(self, theta: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """d residuals / d theta: per device a finite-difference Jacobian in z, chained through z = z0 + M b."""
+        n_total = len(r)
+        jac = np.zeros((n_total, self.P + self.L))
+        row = 0
+        for i, dev in enumerate(self.devices):
+            z = self.z_dev(theta, i)
+            r0 = r[row: row + len(dev.data)]
+            jz = np.empty((len(dev.data), self.P))
+            for j in range(self.P):
+                step = 1e-6 * max(1.0, abs(z[j]))
+                zj = z.copy()
+                zj[j] += step
+                jz[:, j] = (self.dev_residuals(zj, dev) - r0) / step
+            jac[row: row + len(dev.data), : self.P] = jz
+            jac[row: row + len(dev.data), self.P:] = jz @ self.M[i]
+            row += len(dev.data)
+        jac[row: row + self.P, : self.P] = PRIOR_WEIGHT * np.eye(self.P)
+        row += self.P
+        jac[row:, self.P:] = self.ridge * np.eye(self.L)
+        return jac
+
+    def solve(self, theta0: np.ndarray, max_iter: int) -> tuple[np.ndarray, float]:
+        """Levenberg-Marquardt on the joint residuals."""
+        theta = np.clip(np.array(theta0, dtype=float), -Z_LIMIT, Z_LIMIT)
+        r = self.residuals(theta)
+        cost = float(r @ r)
+        lam = 1e-3
+        for _ in range(max_iter):
+            jac = self.jacobian(theta, r)
+            g, a = jac.T @ r, jac.T @ jac
+            diag = np.diag(a).copy() + 1e-12
+            improved, rel = False, 0.0
+            while lam < 1e12:
+                try:
+                    step = np.linalg.solve(a + lam * np.diag(diag), -g)
+                except np.linalg.LinAlgError:
+                    lam *= 10
+                    continue
+                cand = np.clip(theta + step, -Z_LIMIT, Z_LIMIT)
+                r_new = self.residuals(cand)
+                c_new = float(r_new @ r_new)
+                if c_new < cost:
+                    rel = (cost - c_new) / max(cost, 1e-300)
+                    theta, r, cost = cand, r_new, c_new
+                    lam = max(lam / 3.0, 1e-9)
+                    improved = True
+                    break
+                lam *= 4.0
+            if not improved or rel < 1e-9:
+                break
+        return theta, cost
+
+
+def _subsample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    return np.arange(n) if n <= k else np.sort(rng.choice(n, k, replace=False))
+
+
+def fit_general_family(key: str, per_device: dict[str, tuple[HardwareSpec, Sequence[Measurement]]], *,
+                       seed: int = 0, rows_per_device: int = 1500, grid_rows: int = 300, max_iter: int = 80,
+                       ) -> GeneralFamily:
+    """Fit one family jointly over devices: {hardware id: (spec, rows)} -> GeneralFamily."""
+    kind = next(iter(per_device.values()))[1][0].op.kind
+    variant = f"{FORMS[kind].name}+l2" if f"{FORMS[kind].name}+l2" in FORM_VARIANTS else None
+    form = form_for(kind, variant)
+    dtype = key.split(".", 1)[1] if "." in key and not key.startswith(ELEMENTWISE) else "bf16"
+    rng = np.random.default_rng(seed)
+    devices = []
+    for hw_id, (hw, rows) in sorted(per_device.items()):
+        idx = _subsample(len(rows), rows_per_device, rng)
+        fd = family_data(kind, [rows[i] for i in idx], hw, form)
+        devices.append(_DeviceData(hw_id, fd, device_features(hw, dtype), np.log(fd.measured_s)))
+    # the floor band is centred on the geometric mean over devices of each one's smallest kernels (1st percentile)
+    floor_ref = float(np.exp(np.mean([np.log(np.quantile(d.data.measured_s, 0.01)) for d in devices])))
+    base = [floor_ref * FLOOR_INIT if q.kind == "floor" else q.init for q in form.params]
+    z_base = _to_z(form, base, floor_ref)
+    links = LINKS.get(FORMS[kind].name, {})
+    grid = [dict(zip(form.hyper_grid, v, strict=True)) for v in itertools.product(*form.hyper_grid.values())] or [{}]
+    best = (math.inf, grid[0])
+    if len(grid) > 1:
+        small = []
+        for d in devices:
+            sub = d.data.take(_subsample(len(d.data), grid_rows, rng))
+            small.append(_DeviceData(d.hw_id, sub, d.feats, np.log(sub.measured_s)))
+        for hyper in grid:
+            j = _Joint(form, links, small, hyper, floor_ref, z_base)
+            _theta, cost = j.solve(np.concatenate([z_base, j.b_prior]), max_iter=25)
+            if cost < best[0]:
+                best = (cost, hyper)
+    hyper = best[1]
+    joint = _Joint(form, links, devices, hyper, floor_ref, z_base)
+    theta, _cost = joint.solve(np.concatenate([z_base, joint.b_prior]), max_iter=max_iter)
+    z0 = {n: float(f"{v:.8g}") for n, v in zip(form.param_names, theta[: joint.P], strict=True)}
+    coefs: dict[str, dict[str, float]] = {}
+    for col, (_j, p, f, _prior) in enumerate(joint.links):
+        coefs.setdefault(p, {})[f] = float(f"{theta[joint.P + col]:.6g}")
+    return GeneralFamily(key=key, kind=kind, z0=z0, coefs=coefs, hyper=dict(hyper), floor_ref=floor_ref,
+                         devices=sorted(per_device), variant=variant)
+
+
+def group_rows(rows_by_device: dict[str, tuple[HardwareSpec, Sequence[Measurement]]],
+               ) -> dict[str, dict[str, tuple[HardwareSpec, list[Measurement]]]]:
+    """family key -> hardware id -> (spec, rows), with the same family keys per-device profiles use."""
+    out: dict[str, dict[str, tuple[HardwareSpec, list[Measurement]]]] = {}
+    for hw_id, (hw, rows) in rows_by_device.items():
+        for m in rows:
+            key = group_key(m)
+            out.setdefault(key, {}).setdefault(hw_id, (hw, []))[1].append(m)
+    return out
+
+
+MIN_DEVICE_ROWS = 8
+
+
+def fit_general(rows_by_device: dict[str, tuple[HardwareSpec, Sequence[Measurement]]], *, name: str = "general",
+                seed: int = 0, rows_per_device: int = 1500, families: Sequence[str] | None = None,
+                log=None) -> GeneralModel:
+    """Fit every family present (optionally only `families`) jointly over the devices."""
+    fams: dict[str, GeneralFamily] = {}
+    for key, per_dev in sorted(group_rows(rows_by_device).items()):
+        if families is not None and key not in families:
+            continue
+        per_dev = {k: v for k, v in per_dev.items() if len(v[1]) >= MIN_DEVICE_ROWS}
+        if not per_dev:
+            continue
+        fams[key] = fit_general_family(key, per_dev, seed=seed, rows_per_device=rows_per_device)
+        if log:
+            log(f"{key}: fitted on {', '.join(sorted(per_dev))}")
+    aliases = {}
+    if "gemm" in fams:
+        aliases["conv"] = "gemm"
+    if ELEMENTWISE not in fams:
+        for role in ("copy", "add", "act", "norm"):
+            if family_key(ELEMENTWISE, role=role) in fams:
+                aliases[ELEMENTWISE] = family_key(ELEMENTWISE, role=role)
+                break
+    return GeneralModel(name, fams, aliases=aliases)

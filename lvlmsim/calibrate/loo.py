@@ -1,0 +1,135 @@
+"""Leave-one-device-out validation of the device-general efficiency model.
+
+For every device folder under DATA (aiconfigurator's `systems/data/<gpu>/` layout), the general model is fitted on
+all the other devices and priced on this one through its datasheet only; the errors per table family sit next to the
+flat roofline derate's. The same held-out residuals give the uncertainty bands (log-ratio quantiles per family) the
+shipped model carries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from lvlmsim.calibrate.fit import abs_pct_errors, cost_model_times
+from lvlmsim.calibrate.general import GeneralModel, fit_general, group_key
+from lvlmsim.calibrate.measured import TABLES, Measurement, load_aiconfigurator
+from lvlmsim.cost.profile import DEFAULT_PROFILE
+from lvlmsim.errors import SpecError
+from lvlmsim.specs.hardware import HardwareSpec
+
+# aiconfigurator device folder -> lvlmsim hardware id (hardware_specs/<id>.yaml)
+DEVICE_FOLDERS = {
+    "a100_sxm": "a100-sxm-80gb",
+    "h100_sxm": "h100-sxm",
+    "b300_sxm": "b300",
+    "rtx_pro_6000_server": "rtx-pro-6000-server",
+}
+MAX_ROWS_PER_TABLE = 6000  # seeded subsample of every table: the fold fits and the error medians stay fast and stable
+
+
+def device_folders(data_dir: Path) -> dict[str, Path]:
+    """Device folders under `data_dir` that map to a hardware id; a folder with tables but no mapping is an error."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise SpecError(f"--data: '{data_dir}' is not a folder; expected aiconfigurator's systems/data/ with one "
+                        f"<gpu>/ folder per device ({', '.join(DEVICE_FOLDERS)})")
+    found = {p.name: p for p in sorted(root.iterdir()) if p.is_dir()}
+    unknown = [n for n in found if n not in DEVICE_FOLDERS]
+    known = {n: p for n, p in found.items() if n in DEVICE_FOLDERS}
+    if len(known) < 2:
+        raise SpecError(f"--data: leave-one-out needs at least two device folders among {', '.join(DEVICE_FOLDERS)} "
+                        f"under '{data_dir}'; found {', '.join(found) or 'none'}"
+                        + (f" (no hardware id for {', '.join(unknown)})" if unknown else ""))
+    return known
+
+
+def load_devices(data_dir: Path, *, seed: int = 0, max_rows_per_table: int = MAX_ROWS_PER_TABLE,
+                 ) -> dict[str, tuple[HardwareSpec, list[Measurement]]]:
+    """folder name -> (hardware spec, rows) for every known device folder under `data_dir`."""
+    from lvlmsim.specs.registry import load_hardware
+
+    out = {}
+    for name, path in device_folders(data_dir).items():
+        rows = load_aiconfigurator(path, max_rows_per_table=max_rows_per_table, seed=seed).rows
+        out[name] = (load_hardware(DEVICE_FOLDERS[name]), rows)
+    return out
+
+
+def _stats(err: np.ndarray, base: np.ndarray) -> dict:
+    return {"median_abs_pct_err": round(float(np.median(err)), 2),
+            "p90_abs_pct_err": round(float(np.percentile(err, 90)), 2), "n": int(len(err)),
+            "roofline_median_abs_pct_err": round(float(np.median(base)), 2)}
+
+
+def held_out_report(model: GeneralModel, hw: HardwareSpec, rows: list[Measurement]) -> tuple[dict, dict]:
+    """({table family: stats}, {family key: log(pred/meas) residuals}) of `model` on one device's rows."""
+    prof = model.profile_for(hw)
+    report, resid = {}, {}
+    fams = [f for f in TABLES if any(r.family == f for r in rows)]
+    fams += sorted({r.family for r in rows} - set(fams))
+    for fam in fams:
+        sel = [r for r in rows if r.family == fam]
+        meas = np.array([r.measured_s for r in sel])
+        pred = cost_model_times(sel, hw, prof)
+        base = cost_model_times(sel, hw, DEFAULT_PROFILE)
+        report[fam] = _stats(abs_pct_errors(pred, meas), abs_pct_errors(base, meas))
+        keys = np.array([group_key(r) for r in sel])
+        for key in sorted(set(keys)):
+            resid.setdefault(key, []).extend(np.log(pred[keys == key] / meas[keys == key]).tolist())
+    return report, resid
+
+
+def leave_one_out_devices(devices: dict[str, tuple[HardwareSpec, list[Measurement]]], *, seed: int = 0,
+                          rows_per_device: int = 1500, log: Callable[[str], None] | None = None,
+                          ) -> tuple[dict, dict]:
+    """(report, residuals) over already loaded devices {folder: (spec, rows)}: each held out in turn."""
+    t0 = time.perf_counter()
+    report: dict[str, dict] = {}
+    residuals: dict[str, dict[str, list[float]]] = {}
+    for held in devices:
+        train = {devices[n][0].id: v for n, v in devices.items() if n != held}
+        model = fit_general(train, seed=seed, rows_per_device=rows_per_device)
+        hw, rows = devices[held]
+        report[held], residuals[held] = held_out_report(model, hw, rows)
+        if log:
+            log(f"{held}: fitted on {', '.join(sorted(train))} ({time.perf_counter() - t0:.1f} s)")
+    return report, residuals
+
+
+def leave_one_out(data_dir: Path, *, seed: int = 0, rows_per_device: int = 1500,
+                  max_rows_per_table: int = MAX_ROWS_PER_TABLE,
+                  log: Callable[[str], None] | None = None) -> tuple[dict, dict, dict]:
+    """(report, residuals, info): report[device folder][table family] = stats of the model fitted without it."""
+    t0 = time.perf_counter()
+    devices = load_devices(data_dir, seed=seed, max_rows_per_table=max_rows_per_table)
+    t_load = time.perf_counter() - t0
+    report, residuals = leave_one_out_devices(devices, seed=seed, rows_per_device=rows_per_device, log=log)
+    info = {"seconds": round(time.perf_counter() - t0, 1), "load_seconds": round(t_load, 1),
+            "rows": {n: len(v[1]) for n, v in devices.items()}, "seed": seed,
+            "max_rows_per_table": max_rows_per_table, "rows_per_device_fit": rows_per_device}
+    return report, residuals, info
+
+
+BAND_QUANTILES = (0.1, 0.9)
+
+
+def family_errors(residuals: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
+    """Per family key, pooled over held-out devices: median/p90 |error| % and the p10/p90 of measured/predicted."""
+    pooled: dict[str, list[float]] = {}
+    for per_key in residuals.values():
+        for key, r in per_key.items():
+            pooled.setdefault(key, []).extend(r)
+    out = {}
+    for key, r in sorted(pooled.items()):
+        r = np.asarray(r)
+        err = np.abs(np.exp(r) - 1.0) * 100.0
+        # true = predicted * exp(-r): the band of the true time around a prediction
+        lo, hi = np.quantile(-r, BAND_QUANTILES)
+        out[key] = {"median_abs_pct_err": round(float(np.median(err)), 2),
+                    "p90_abs_pct_err": round(float(np.percentile(err, 90)), 2), "n": int(len(r)),
+                    "p10_ratio": round(float(np.exp(lo)), 4), "p90_ratio": round(float(np.exp(hi)), 4)}
+    return out

@@ -1,0 +1,198 @@
+"""The device-general efficiency model: datasheet features, the joint fit, `auto` resolution, leave-one-device-out.
+
+Oracles: features hand-derived from the YAML datasheets; a joint fit on synthetic devices whose times come from known
+parameters (bytes at half-saturated bandwidth proportional to bandwidth) must price a fourth, unseen device."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from shared_data import MEASURED, needs_shared
+from typer.testing import CliRunner
+
+from lvlmsim.calibrate import fit as F
+from lvlmsim.calibrate.cli import register
+from lvlmsim.calibrate.general import (
+    GeneralFamily,
+    GeneralModel,
+    _from_z,
+    _to_z,
+    device_features,
+    fit_general_family,
+    missing_features,
+)
+from lvlmsim.calibrate.measured import FAMILIES, TABLE_FILES, TABLES, Measurement, elementwise_op, gemm_op
+from lvlmsim.calibrate.model import FittedProfile, form_for
+from lvlmsim.calibrate.profiles import general_model, load_profile_for, shipped_profiles
+from lvlmsim.cost.profile import DEFAULT_PROFILE
+from lvlmsim.cost.roofline import CostModel
+from lvlmsim.errors import SpecError
+from lvlmsim.ops.op import ELEMENTWISE
+from lvlmsim.specs.registry import load_hardware
+
+H100 = load_hardware("h100-sxm")
+RTX = load_hardware("rtx-pro-6000-server")
+
+
+def test_features_are_log_ratios_to_the_h100_datasheet():
+    f = device_features(H100)
+    assert all(abs(v) < 1e-12 for k, v in f.items() if not k.startswith("k_")) and f["k_fa3"] == 1.0
+    r = device_features(RTX)
+    assert r["log_bw"] == pytest.approx(math.log(1792 / 3350))
+    assert r["log_sms"] == pytest.approx(math.log(188 / 132))
+    # watts per peak FLOP/s relative to H100's 700 W / 989.4 TF/s
+    assert r["log_power"] == pytest.approx(math.log((600 / 467.8) / (700 / 989.4)))
+    assert r["gddr"] == 1.0 and r["k_fa2"] == 1.0 and r["k_fa3"] == 0.0
+    b300 = device_features(load_hardware("b300"))
+    assert b300["k_bw"] == 1.0 and b300["log_clock"] == 0.0  # no published clock: the reference's value
+    assert missing_features(load_hardware("b300")) == ["boost_clock_mhz"]
+
+
+def test_new_measured_devices_have_datasheets():
+    b300 = load_hardware("b300")
+    assert b300.peak_tflops["bf16"] == 2250 and b300.peak_tflops["fp4"] == 13500 and b300.mem_bw_gbps == 8000
+    assert RTX.peak_tflops["bf16"] == 467.8 and RTX.mem_bw_gbps == 1792 and RTX.intra_node_link.bw_gbps == 64
+    assert RTX.memory_type == "gddr7" and RTX.compute_capability == "12.0"
+
+
+def test_z_coordinates_roundtrip():
+    form = form_for("gemm", "gemm+l2")
+    nat = [q.init if q.kind != "floor" else 3e-6 for q in form.params]
+    back = _from_z(form, _to_z(form, nat, 3e-6), 3e-6)
+    np.testing.assert_allclose(back, nat, rtol=1e-9)
+
+
+def _device(bw_gbps: float, name: str):
+    return H100.model_copy(update={"id": name, "mem_bw_gbps": bw_gbps})
+
+
+def _synthetic_rows(hw, truth: GeneralFamily, rng) -> list[Measurement]:
+    ops = [elementwise_op(float(n), "bf16", 2.0, 1.0, 1.0, name="measured.add")
+           for n in rng.choice([1e3, 3e4, 1e5, 1e6, 3e6, 1e7, 1e8, 3e8], 160)]
+    prof = GeneralModel("t", {truth.key: truth}).profile_for(hw)
+    clean = F.cost_model_times([Measurement(o, 1.0, "elementwise", "t") for o in ops], hw, prof)
+    noisy = clean * np.exp(rng.normal(0.0, 0.02, len(clean)))
+    return [Measurement(o, float(t), "elementwise", "synthetic", "add") for o, t in zip(ops, noisy, strict=True)]
+
+
+def test_joint_fit_transfers_to_an_unseen_device_by_its_bandwidth():
+    """Three devices of 1, 2 and 4 TB/s whose byte saturation scales with bandwidth; the fit prices a 8 TB/s one."""
+    rng = np.random.default_rng(5)
+    form = form_for(ELEMENTWISE, "elementwise+l2")
+    truth_nat = {"ec_max": 0.3, "em_max": 0.85, "b0": 2e6, "pb": 1.2, "boost": 0.05, "bc": 3e7, "pc": 2.0,
+                 "cache_boost": 0.01, "cache_x": 0.2, "cache_p": 2.0, "floor_s": 3e-6, "overlap": 0.3}
+    floor_ref = 3e-6
+    z = _to_z(form, [truth_nat[n] for n in form.param_names], floor_ref)
+    truth = GeneralFamily("elementwise/add", ELEMENTWISE, dict(zip(form.param_names, z, strict=True)),
+                          {"b0": {"log_bw": 1.0}}, {}, floor_ref, variant="elementwise+l2")
+    train = {f"d{bw}": _device(bw, f"d{bw}") for bw in (1000.0, 2000.0, 4000.0)}
+    per_dev = {k: (hw, _synthetic_rows(hw, truth, rng)) for k, hw in train.items()}
+    got = fit_general_family("elementwise/add", per_dev, seed=0, rows_per_device=160, max_iter=60)
+    unseen = _device(8000.0, "d8000")
+    rows = _synthetic_rows(unseen, truth, rng)
+    pred = F.cost_model_times(rows, unseen, GeneralModel("g", {got.key: got}).profile_for(unseen))
+    err = F.abs_pct_errors(pred, np.array([r.measured_s for r in rows]))
+    assert np.median(err) < 5.0
+    assert got.coefs["b0"]["log_bw"] == pytest.approx(1.0, abs=0.35)
+
+
+def test_general_model_json_roundtrip_and_errors(tmp_path):
+    model = general_model()
+    assert model is not None, "calibration/profiles/general/gpu.json is shipped"
+    path = model.save(tmp_path / "g.json")
+    again = GeneralModel.load(path)
+    op = gemm_op(512, 4096, 4096)
+    a = CostModel(RTX, model.profile_for(RTX)).cost(op)
+    b = CostModel(RTX, again.profile_for(RTX)).cost(op)
+    assert a.time_s == b.time_s and a.source == "general:general-gpu:gemm"
+    data = json.loads(path.read_text())
+    data["families"]["gemm"]["coefs"] = {"b0": {"no_such_feature": 1.0}}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(SpecError, match="families.gemm.coefs"):
+        GeneralModel.load(bad)
+
+
+def test_auto_uses_own_profile_else_general_model_for_gpus():
+    for hw_id in ("a100-sxm-80gb", "b300", "rtx-pro-6000-server", "l40s", "mi300x"):
+        prof = load_profile_for(load_hardware(hw_id), "auto")
+        assert isinstance(prof, FittedProfile) and prof.source_for("gemm").startswith("general:"), hw_id
+        fam = prof.families["gemm"]
+        assert fam.holdout_median_abs_pct_err is not None and fam.band() is not None
+    if "h100-sxm" in shipped_profiles():
+        assert load_profile_for(H100, "auto").source_for("gemm") == "calibrated:h100-sxm:gemm"
+        assert load_profile_for(H100, "general").source_for("gemm").startswith("general:")
+
+
+def test_general_profile_band_brackets_the_prediction():
+    prof = load_profile_for(load_hardware("a100-sxm-80gb"))
+    lo, hi = prof.band_for("general:general-gpu:gemm")
+    assert lo < 1.0 < hi
+    assert prof.band_for("roofline-default") is None
+
+
+def test_table_family_registry_is_consistent():
+    assert list(FAMILIES)[:5] == ["gemm", "context_attention", "generation_attention", "encoder_attention", "nccl"]
+    for name, fam in FAMILIES.items():
+        assert TABLES[name] == fam.kind and TABLE_FILES[fam.file_name] == name
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def _cb() -> None:
+        pass
+
+    return app
+
+
+def _gemm_table(root: Path, speed: float) -> None:
+    """A gemm table whose times follow a roofline at `speed` x the H100 datasheet, plus a 3 us floor."""
+    lines = ["kernel_source,gemm_dtype,m,n,k,latency"]
+    for m in (1, 16, 64, 256, 1024, 4096):
+        for n in (1024, 4096, 8192):
+            for k in (1024, 4096):
+                t = max(2 * m * n * k / (989.4e12 * speed * 0.7), 2 * (m * k + k * n + m * n) / (3350e9 * 0.8)) + 3e-6
+                lines.append(f"lin,bfloat16,{m},{n},{k},{t * 1e3:.6g}")
+    path = root / "gemm" / "vllm" / "0.1" / "gemm_perf.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_cli_leave_one_out_json_shape_on_synthetic_folders(tmp_path):
+    _gemm_table(tmp_path / "h100_sxm", 1.0)
+    _gemm_table(tmp_path / "a100_sxm", 0.33)
+    res = CliRunner().invoke(_app(), ["validate", "--leave-one-out", "--data", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert set(data) == {"h100_sxm", "a100_sxm"}
+    for dev in data.values():
+        assert set(dev["gemm"]) == {"median_abs_pct_err", "p90_abs_pct_err", "n", "roofline_median_abs_pct_err"}
+        assert dev["gemm"]["n"] == 36
+    res = CliRunner().invoke(_app(), ["validate", "--leave-one-out", "--data", str(tmp_path / "h100_sxm")])
+    assert res.exit_code == 2 and "--data" in res.output and "two device folders" in res.output
+    res = CliRunner().invoke(_app(), ["validate", "--data", str(tmp_path)])
+    assert res.exit_code == 2 and "--hardware" in res.output
+
+
+@pytest.mark.shared_data
+@needs_shared
+def test_validate_a100_defaults_to_general_model_and_beats_flat_derate():
+    from lvlmsim.calibrate.validate import validate
+
+    hw = load_hardware("a100-sxm-80gb")
+    report, _ = validate(hw, MEASURED / "aiconfigurator/data/a100_sxm", load_profile_for(hw, "auto"))
+    for fam, e in report.items():
+        assert all(s.startswith("general:") for s in e["profile_sources"]), fam
+        assert e["median_abs_pct_err"] < e["roofline_median_abs_pct_err"], fam
+
+
+def test_default_profile_has_no_band():
+    assert not hasattr(DEFAULT_PROFILE, "band_for")
