@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from lvlmsim.calibrate.profiles import resolve_profile
 from lvlmsim.cost.profile import EfficiencyProfile
 from lvlmsim.errors import InfeasibleError, SpecError
-from lvlmsim.estimate import Estimate, estimate_request, parse_image_size, with_step_overhead
+from lvlmsim.estimate import Estimate, estimate_request, parse_image_size, with_host_costs, with_step_overhead
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.model import ModelSpec
 from lvlmsim.specs.registry import load_hardware, load_model
@@ -32,6 +32,7 @@ def estimate(
     video_size: str | tuple[int, int] | None = None,
     video_fps: float | None = None,
     allow_overflow: bool = False,
+    host: bool | str | None = None,
 ) -> Estimate:
     """Cost of one request (or `batch` identical ones), stage by stage and op by op, with roofline coordinates.
 
@@ -45,6 +46,9 @@ def estimate(
     `video_s` clip as sent; the model's video policy samples frames from it and resizes them within its budget.
     A request longer than the model's context length (prompt + visual + output tokens > max_position_embeddings)
     raises SpecError unless `allow_overflow`, which estimates it anyway with a note.
+    `host`: the `preprocess` stage (image decode/resize/normalise on the server's CPU, the pixel hand-off, per-step
+    host time; lvlmsim.cost.host). None: on with a serving runtime (its current version), off without; False: off;
+    a host profile name (vllm-v0, vllm-v1, sglang, trtllm) picks a runtime version.
     """
     m = load_model(model)
     hw = load_hardware(hardware)
@@ -70,11 +74,13 @@ def estimate(
         est = apply_to_estimate(m, hw, techniques, images=images, image_size=image_size,
                                 prompt_tokens=prompt_tokens, output_tokens=output_tokens, batch=batch, tp=tp,
                                 video_s=video_s, profile=prof, video_size=video_size, video_fps=video_fps)
-        return _within_context(with_step_overhead(est, step_overhead_s), m, allow_overflow)
-    est = estimate_request(m, hw, images=images, image_size=image_size, prompt_tokens=prompt_tokens,
-                           output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=prof,
-                           step_overhead_s=step_overhead_s, ep=ep, moe_skew=moe_skew, video_size=video_size,
-                           video_fps=video_fps)
+        est = with_step_overhead(est, step_overhead_s)
+    else:
+        est = estimate_request(m, hw, images=images, image_size=image_size, prompt_tokens=prompt_tokens,
+                               output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=prof,
+                               step_overhead_s=step_overhead_s, ep=ep, moe_skew=moe_skew, video_size=video_size,
+                               video_fps=video_fps)
+    est = with_host_costs(est, m, _host_profile(host, runtime), images)
     return _within_context(est, m, allow_overflow)
 
 
@@ -91,3 +97,18 @@ def _within_context(est: Estimate, model: ModelSpec, allow_overflow: bool) -> Es
                               "(--allow-overflow) to estimate it anyway")
     est.notes.append(msg + "; estimated anyway (allow_overflow)")
     return est
+
+
+def _host_profile(host: bool | str | None, runtime: str | None):
+    """The HostProfile `estimate(host=...)` asks for (see its docstring), or None for host costs off."""
+    if host is False:
+        return None
+    from lvlmsim.cost.host import load_host_profile
+
+    if isinstance(host, str):
+        return load_host_profile(host)
+    if runtime is None or runtime == "eager":
+        if host is True:
+            raise SpecError("host: host costs need a serving runtime (vllm | sglang | trtllm) or a host profile name")
+        return None
+    return load_host_profile(runtime)

@@ -158,13 +158,23 @@ def merge_repeated_ops(costs: list[tuple[OpCost, float]]) -> list[OpCost]:
     return out
 
 
-def _add_step_overhead(stage: StageResult, per_step_s: float, steps: int) -> None:
+def _add_step_overhead(stage: StageResult, per_step_s: float, steps: int, name: str = "runtime.step_overhead",
+                       module: str = "runtime") -> None:
     if steps <= 0:
         return
-    op = Op(name="runtime.step_overhead", kind="overhead", stage=stage.name, module="runtime", flops=0.0,
+    op = Op(name=name, kind="overhead", stage=stage.name, module=module, flops=0.0,
             bytes_read=0.0, bytes_written=0.0, dtype="none", count=steps)
-    stage.ops.append(OpCost(op, per_step_s, 0.0, 0.0, per_step_s, "overhead", 0.0, 0.0, "runtime", None))
+    stage.ops.append(OpCost(op, per_step_s, 0.0, 0.0, per_step_s, "overhead", 0.0, 0.0, module, None))
     stage.time_s += per_step_s * steps
+
+
+def _retime(est: Estimate) -> None:
+    """TTFT, TPOT and E2E from the stage totals (a `preprocess` stage, when there is one, comes before encode)."""
+    steps = est.output_tokens - 1
+    pre = est.stages["preprocess"].time_s if "preprocess" in est.stages else 0.0
+    est.ttft_s = pre + est.stages["encode"].time_s + est.stages["prefill"].time_s
+    est.tpot_s = est.stages["decode"].time_s / steps if steps else 0.0
+    est.e2e_s = est.ttft_s + est.stages["decode"].time_s
 
 
 def with_step_overhead(est: Estimate, per_step_s: float) -> Estimate:
@@ -174,9 +184,46 @@ def with_step_overhead(est: Estimate, per_step_s: float) -> Estimate:
     steps = est.output_tokens - 1
     _add_step_overhead(est.stages["prefill"], per_step_s, 1)
     _add_step_overhead(est.stages["decode"], per_step_s, steps)
-    est.ttft_s = est.stages["encode"].time_s + est.stages["prefill"].time_s
-    est.tpot_s = est.stages["decode"].time_s / steps if steps else 0.0
-    est.e2e_s = est.ttft_s + est.stages["decode"].time_s
+    _retime(est)
+    return est
+
+
+def _host_op(name: str, seconds: float, count: int) -> OpCost:
+    op = Op(name=name, kind="host", stage="preprocess", module="host", flops=0.0, bytes_read=0.0, bytes_written=0.0,
+            dtype="none", count=count)
+    return OpCost(op, seconds, 0.0, 0.0, seconds, "host", 0.0, 0.0, "host", None)
+
+
+def with_host_costs(est: Estimate, model: ModelSpec, host, images: int) -> Estimate:
+    """Put the `preprocess` stage first: the host's image decode/resize/normalise of the request's first `images`
+    tokenizations on the runtime's worker pool (the batch's requests in rounds of `preprocess_workers`), the hand-off
+    of the processed pixels, and the runtime's per-step host time in prefill and decode (lvlmsim.cost.host).
+    `host` None: the stage is there and empty (host costs off), and a note says so."""
+    import math
+
+    from lvlmsim.cost.host import STAGES, processed_pixels, transfer_bytes
+
+    ops: list[OpCost] = []
+    if host is None:
+        est.notes.append("host costs off (no runtime): preprocess is empty; give a runtime to price image decoding, "
+                         "resizing, normalising, the pixel hand-off and per-step host time")
+    else:
+        toks = est.images[:images]
+        per = [host.image_s(t.width * t.height, processed_pixels(model, t)) for t in toks]
+        rounds = math.ceil(est.batch / host.preprocess_workers)
+        for stage in STAGES:
+            seconds = sum(p[stage] for p in per)
+            if seconds > 0:
+                ops.append(_host_op(f"host.image_{stage}", seconds, rounds))
+        moved = host.transfer_s(sum(transfer_bytes(model, processed_pixels(model, t)) for t in toks))
+        if moved > 0:
+            ops.append(_host_op("host.pixel_transfer", moved, est.batch))
+        _add_step_overhead(est.stages["prefill"], host.step_host_s, 1, "host.step", "host")
+        _add_step_overhead(est.stages["decode"], host.step_host_s, est.output_tokens - 1, "host.step", "host")
+        est.notes.append(f"host costs: {host.describe()}")
+    est.stages = {"preprocess": stage_result("preprocess", ops), **{k: v for k, v in est.stages.items()
+                                                               if k != "preprocess"}}
+    _retime(est)
     return est
 
 
@@ -317,5 +364,5 @@ def estimate_request(
 
 __all__ = [
     "COMPUTE", "Estimate", "StageResult", "decode_contexts", "default_graph_config", "estimate_request",
-    "merge_repeated_ops", "parse_image_size", "stage_result",
+    "merge_repeated_ops", "parse_image_size", "stage_result", "with_host_costs",
 ]

@@ -114,6 +114,9 @@ def estimate(
     runtime: Annotated[
         str | None, typer.Option(help="serving runtime: vllm | sglang | trtllm | eager (floor + per-step overhead)")
     ] = None,
+    host: Annotated[str | None, typer.Option(
+        help="host costs (preprocess stage): off, or a runtime version vllm-v0 | vllm-v1 | sglang | trtllm; "
+             "default: on with --runtime")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
     ops: Annotated[bool, typer.Option("--ops", help="list every op with its numbers")] = False,
     allow_overflow: Annotated[bool, typer.Option(
@@ -128,7 +131,8 @@ def estimate(
     est = run(model, hardware, images=images, image_size=image_size, prompt_tokens=prompt_tokens,
               output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=profile,
               techniques=tuple(technique or ()), runtime=runtime, ep=ep, moe_skew=moe_skew,
-              video_size=video_size, video_fps=video_fps, allow_overflow=allow_overflow)
+              video_size=video_size, video_fps=video_fps, allow_overflow=allow_overflow,
+              host=False if host is not None and host.strip().lower() == "off" else host)
     if as_json:
         doc = est.to_dict()
         if ops:

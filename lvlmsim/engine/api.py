@@ -13,7 +13,8 @@ import simpy
 
 from lvlmsim.cost.roofline import CostModel
 from lvlmsim.engine.cluster import Cluster, build_pool, default_link
-from lvlmsim.engine.metrics import class_summary, request_frame, summarize, timeseries_frame
+from lvlmsim.engine.host import HostStage
+from lvlmsim.engine.metrics import class_summary, request_frame, stats, summarize, timeseries_frame
 from lvlmsim.engine.trace import trace_mean_rate
 from lvlmsim.engine.workload import stream
 from lvlmsim.errors import LvlmsimError
@@ -71,6 +72,23 @@ def load_scenario_model(sc: Scenario) -> ModelSpec:
         if not p.is_absolute() and (sc.source_dir / p).is_file():
             return load_model(str(sc.source_dir / p))
     return load_model(ref)
+
+
+def engine_host_profile(serving):
+    """The host profile a run uses (ServingSpec.host_costs), or None for host costs off."""
+    choice = serving.host_costs
+    if choice is False:
+        return None
+    from lvlmsim.cost.host import load_host_profile
+
+    if isinstance(choice, str):
+        return load_host_profile(choice)
+    if serving.runtime is None or serving.runtime == "eager":
+        if choice is True:
+            raise LvlmsimError("serving.host_costs: host costs need serving.runtime vllm | sglang | trtllm, or a host "
+                               "profile name (vllm-v0, vllm-v1, sglang, trtllm)")
+        return None
+    return load_host_profile(serving.runtime)
 
 
 def engine_refusal(techs, model: ModelSpec) -> str | None:
@@ -190,6 +208,7 @@ def simulate(
     else:
         wl = stream(sc.workload, model, sc.seed, sc.resolve_data_path)
     env = simpy.Environment()
+    host_profile = engine_host_profile(sc.serving)
     pools = []
     profiles = {}
     for ps in sc.serving.pool_list():
@@ -200,17 +219,22 @@ def simulate(
 
             prof = get_runtime(sc.serving.runtime).apply(prof)
         profiles[ps.label] = getattr(prof, "name", "custom")
-        pools.append(build_pool(env, model, ps, hw, sc.serving, wl, CostModel(hw, prof), comp=comps.get(ps.label)))
+        pools.append(build_pool(env, model, ps, hw, sc.serving, wl, CostModel(hw, prof), comp=comps.get(ps.label),
+                                host_step_s=host_profile.step_host_s if host_profile is not None else 0.0))
     link = None
     if len(pools) > 1:
         link = sc.serving.link or default_link(pools)
     llm_model = main.model if main is not None else model
+    host = HostStage(env, llm_model, host_profile) if host_profile is not None else None
     cluster = Cluster(env, llm_model, sc.serving, pools, wl, link=link, progress=progress,
-                      classes=sc.workload.classes, ttft_slo_s=sc.slos.ttft_s)
+                      classes=sc.workload.classes, ttft_slo_s=sc.slos.ttft_s, host=host)
     env.run(until=sc.horizon_s)
     end_s = float(env.now)
     cluster.finalize()
     df = request_frame([r for r in wl.requests if not r.warmup] if wl.warmup else wl.requests)
+    if host is not None:
+        measured = [r for r in wl.requests if r.arrived and not r.warmup]
+        df["preprocess_s"] = [r.preprocess_s for r in measured]
     if wl.cap is not None:  # which client slot sent each request (the closed loop's sequence per client)
         df["client"] = [r.client if r.client is not None else -1 for r in wl.requests if r.arrived and not r.warmup]
     classes = sc.workload.classes
@@ -220,6 +244,9 @@ def simulate(
     summary = summarize(cluster, df, sc.slos, end_s - cluster.measure_start_s)
     if classes:
         summary["classes"] = class_summary(df, [c.name for c in classes])
+    if host is not None:
+        summary["host"] = {"profile": host_profile.describe(), "preprocess_s": stats(df.preprocess_s),
+                           "worker_utilisation": host.busy_s / max(end_s, 1e-12) / host_profile.preprocess_workers}
     if wl.warmup:
         summary["warmup"] = {"requests": wl.warmup, "measured_from_s": cluster.measure_start_s}
     if main is not None:

@@ -34,6 +34,7 @@ from lvlmsim.cost.memory import (
 )
 from lvlmsim.cost.roofline import CostModel
 from lvlmsim.engine.decodeset import kept_visual
+from lvlmsim.engine.host import HostStage
 from lvlmsim.engine.instance import EncoderInstance, LlmInstance
 from lvlmsim.engine.request import REJECTED, REJECTED_S, Request
 from lvlmsim.engine.reuse import ReuseTracker
@@ -85,12 +86,14 @@ class Cluster:
         self, env: simpy.Environment, model: ModelSpec, serving: ServingSpec, pools: list[Pool], workload: Workload,
         *, link: LinkConfig | None = None, progress: Callable[[int, int], None] | None = None,
         classes: Sequence[RequestClass] = (), ttft_slo_s: float | None = None,
+        host: HostStage | None = None,
     ):
         self.env = env
         self.model = model
         self.serving = serving
         self.pools = pools
         self.workload = workload
+        self.host = host
         self.progress = progress
         self.enc_pool = next((p for p in pools if p.role == "E"), None)
         self.entry_pool = next(p for p in pools if "P" in p.role)
@@ -240,12 +243,19 @@ class Cluster:
             r.deadline_s = r.arrival_s + slo
 
     def arrive(self, r: Request) -> None:
+        """A request is sent: through the host stage when there is one (images), then admitted."""
         now = self.env.now
         r.arrival_s = now
         r.arrived = True
         if self._classify_on:
             self._classify(r)
         self.arrival_times.append(now)
+        if self.host is not None and r.images:
+            self.env.process(self.host.run(r, self._admit))
+            return
+        self._admit(r)
+
+    def _admit(self, r: Request) -> None:
         if r.seq_tokens <= 0:
             return self._reject(r, "empty prompt: no text and no visual tokens")
         if r.seq_tokens + r.output_tokens > self.max_model_len:
@@ -368,6 +378,7 @@ def _largest_request(model: ModelSpec, workload: Workload, max_model_len: int) -
 def build_pool(
     env: simpy.Environment, model: ModelSpec, spec: PoolSpec, hardware: HardwareSpec, serving: ServingSpec,
     workload: Workload, cost_model: CostModel, *, cfg: GraphConfig | None = None, comp: Composition | None = None,
+    host_step_s: float = 0.0,
 ) -> Pool:
     """Check that the pool can run at all (else InfeasibleError with the memory verdict) and size its KV pool.
 
@@ -444,6 +455,7 @@ def build_pool(
         from lvlmsim.cost.runtime import get_runtime
 
         overhead_s += get_runtime(serving.runtime).step_overhead_s
+    overhead_s += host_step_s  # the runtime version's per-step host time on the critical path (host costs on)
     kv_policy = comp.kv_budget if comp is not None and has_llm else None
     swap_s = swap_time(model, cfg, hardware, serving, label) if has_llm and serving.preemption == "swap" else None
     if serving.encoder_policy == "encode_ahead" and (reuse_enc or reuse_kv):

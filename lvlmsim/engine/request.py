@@ -35,13 +35,15 @@ class Request:
         "rclass", "priority", "deadline_s",
         # benchmark clients: the client slot that sent it under a concurrency cap, and whether it is a warm-up request
         "client", "warmup",
+        # host stage: uploaded pixels of its images, and the time from send to admission (decode, resize, hand-off)
+        "input_pixels", "preprocess_s",
     )
 
     def __init__(
         self, rid: int, *, arrival_s: float, prompt_tokens: int, output_tokens: int, images: int = 0,
         visual_tokens: int = 0, vit_seq_lens: tuple[int, ...] = (), projector_in_tokens: int = 0,
         image_ids: tuple[str, ...] = (), video_s: float = 0.0, session: int | None = None, turn: int = 1,
-        think_s: float = 0.0,
+        think_s: float = 0.0, input_pixels: int = 0,
     ):
         self.id = rid
         self.session = session
@@ -100,6 +102,8 @@ class Request:
         self.deadline_s = math.inf
         self.client: int | None = None
         self.warmup = False
+        self.input_pixels = input_pixels
+        self.preprocess_s = 0.0
 
     @property
     def toks_to_encode(self) -> tuple:

@@ -323,6 +323,7 @@ def _units(spec: WorkloadSpec, tok: _Tokens, d: _Draws) -> Iterator[Unit]:
                 output_tokens=d.output[i], images=len(carried), visual_tokens=vis, vit_seq_lens=lens,
                 projector_in_tokens=proj, image_ids=tuple(iid for _, iid in carried) if sess else (),
                 video_s=video_s, session=s if sess else None, turn=turn, think_s=d.think[i] if sess else 0.0,
+                input_pixels=sum(w * h for w, h in img_sizes),
             )
             if toks:
                 r.toks = toks
@@ -366,7 +367,7 @@ def _from_trace(spec: WorkloadSpec, tok: _Tokens, path: Path, time_scale: float)
             rid, arrival_s=row.arrival_s * time_scale, prompt_tokens=row.prompt_tokens,
             output_tokens=row.output_tokens, images=row.images, visual_tokens=vis, vit_seq_lens=lens,
             projector_in_tokens=proj, image_ids=row.image_ids, video_s=row.video_s, session=sid,
-            turn=row.turn or 1,
+            turn=row.turn or 1, input_pixels=row.images * (row.image_width or 0) * (row.image_height or 0),
         )
         if tok.transform is not None:
             req.toks = toks

@@ -46,6 +46,11 @@ def datasets_dir() -> Path:
     return data_root() / "workloads" / "datasets"
 
 
+def host_dir() -> Path:
+    """Host-side cost data: measured CPU preprocessing (calibration/host/*.json), runtime profiles (runtimes.yaml)."""
+    return data_root() / "calibration" / "host"
+
+
 def profiles_dir() -> Path:
     return data_root() / "calibration" / "profiles"
 

@@ -1,0 +1,53 @@
+"""The host stage: CPU work between a request's send and its admission to the engine (the `preprocess` stage).
+
+Each request with images waits for one of the runtime's preprocessing workers (a SimPy resource: vLLM V1 and
+SGLang process images in one API-server / tokenizer process by default), which decodes, resizes and normalises its
+images for the measured time (lvlmsim.cost.host), then the processed pixels cross to the engine process (latency +
+bytes / pipe bandwidth, not shared). A text-only request skips it. The runtime's per-step host time is added to
+every batch step by the pools (lvlmsim.engine.cluster.build_pool). `Request.preprocess_s` records the whole stage,
+waiting for a worker included: TTFT counts it, as the benchmark clients measure from the send.
+"""
+
+from __future__ import annotations
+
+import simpy
+
+from lvlmsim.cost.host import HostProfile, transfer_bytes
+from lvlmsim.engine.request import Request
+from lvlmsim.specs.model import ModelSpec
+
+
+class HostStage:
+    def __init__(self, env: simpy.Environment, model: ModelSpec, profile: HostProfile):
+        self.env = env
+        self.model = model
+        self.profile = profile
+        self.workers = simpy.Resource(env, capacity=profile.preprocess_workers)
+        self.busy_s = 0.0  # worker-seconds spent preprocessing
+        self._patch_px = model.vision.patch_size ** 2
+
+    def cost_s(self, r: Request) -> tuple[float, float]:
+        """(CPU seconds on one worker, hand-off seconds) of a request's images, split evenly over its images."""
+        n = r.images
+        if n <= 0 or not r.vit_seq_lens:
+            return 0.0, 0.0
+        processed = sum(r.vit_seq_lens) * self._patch_px
+        one = self.profile.image_s(r.input_pixels / n, processed / n)
+        return n * sum(one.values()), self.profile.transfer_s(transfer_bytes(self.model, processed))
+
+    def run(self, r: Request, then):
+        env = self.env
+        t0 = env.now
+        cpu_s, moved_s = self.cost_s(r)
+        if cpu_s > 0:
+            with self.workers.request() as req:
+                yield req
+                yield env.timeout(cpu_s)
+            self.busy_s += cpu_s
+        if moved_s > 0:
+            yield env.timeout(moved_s)
+        r.preprocess_s = env.now - t0
+        then(r)
+
+
+__all__ = ["HostStage"]
