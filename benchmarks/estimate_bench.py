@@ -5,6 +5,7 @@ Reports three figures, because the graph and cost model memoise: `warm` repeats 
 rebuilt), and `cold` is the very first call (YAML loading included).
 
     python benchmarks/estimate_bench.py [--n 200]
+    python benchmarks/estimate_bench.py --all-models [--n 30]   # one line per zoo model (warm and fresh medians)
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--model", default="llava-1.5-7b")
     ap.add_argument("--hardware", default="h100-sxm")
+    ap.add_argument("--all-models", action="store_true", help="every zoo model, one line each")
     args = ap.parse_args()
+    if args.all_models:
+        return zoo_table(args.hardware, args.n)
     kw = dict(images=1, image_size=(336, 336), output_tokens=128)
 
     t0 = time.perf_counter()
@@ -46,6 +50,35 @@ def main() -> None:
           f"{sorted(warm)[int(0.9 * len(warm))] * 1e3:6.3f} ms")
     print(f"  fresh shapes    : median {statistics.median(fresh) * 1e3:6.3f} ms  p90 "
           f"{sorted(fresh)[int(0.9 * len(fresh))] * 1e3:6.3f} ms")
+
+
+def zoo_table(hardware: str, n: int) -> None:
+    """Warm and fresh-shape medians of estimate() for every zoo model (its smallest TP that fits)."""
+    from lvlmsim.errors import LvlmsimError
+    from lvlmsim.specs.registry import model_ids
+
+    kw = dict(images=1, image_size=(1280, 720), output_tokens=128)
+    print(f"estimate(<model>, {hardware}, 1 image 1280x720, 128 output tokens), n={n} per model")
+    print(f"  {'model':<24}{'tp':>4}{'warm ms':>10}{'fresh ms':>10}")
+    for mid in model_ids():
+        for tp in (1, 2, 4, 8):
+            try:
+                lvlmsim.estimate(mid, hardware, prompt_tokens=64, tp=tp, **kw)
+                break
+            except LvlmsimError:
+                continue
+        else:
+            print(f"  {mid:<24}  does not fit on 8 x {hardware}")
+            continue
+        warm, fresh = [], []
+        for i in range(n):
+            t0 = time.perf_counter()
+            lvlmsim.estimate(mid, hardware, prompt_tokens=64, tp=tp, **kw)
+            warm.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            lvlmsim.estimate(mid, hardware, prompt_tokens=100 + i, tp=tp, **kw)
+            fresh.append(time.perf_counter() - t0)
+        print(f"  {mid:<24}{tp:>4}{statistics.median(warm) * 1e3:>10.3f}{statistics.median(fresh) * 1e3:>10.3f}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ MATCHES = {
     "qwen2-vl-7b-instruct": "qwen2-vl-7b",
     "qwen2.5-vl-7b-instruct": "qwen2.5-vl-7b",
     "internvl2_5-8b": "internvl2.5-8b",
+    "gemma-3-27b-it": "gemma-3-27b",
+    "deepseek-vl2": "deepseek-vl2",
 }
 LLM_SHAPE = ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim", "intermediate_size", "mlp_kind",
              "max_position_embeddings", "tie_word_embeddings")
@@ -55,6 +57,16 @@ def test_import_matches_zoo_shapes(folder, zoo_id):
     assert imported.dtype == zoo.dtype
     for size in [(336, 336), (640, 480), (1920, 1080)]:
         assert tokenize_image(imported, *size).llm_tokens == tokenize_image(zoo, *size).llm_tokens
+
+
+@pytest.mark.parametrize("folder,zoo_id", [("gemma-3-27b-it", "gemma-3-27b"), ("deepseek-vl2", "deepseek-vl2")])
+def test_issue16_imports_reproduce_the_zoo_entries_layer_patterns_mla_and_moe(folder, zoo_id):
+    """Everything but names and prose: the sliding-window pattern, the MLA dims and the MoE layout too."""
+    imported = ModelSpec.model_validate(import_hf_config(FIXTURES / folder))
+    zoo = load_model(zoo_id)
+    assert imported.llm.model_dump(exclude={"name"}) == zoo.llm.model_dump(exclude={"name"})
+    assert imported.vision.model_dump(exclude={"name"}) == zoo.vision.model_dump(exclude={"name"})
+    assert imported.family == zoo.family
 
 
 def test_llava15_import_details():

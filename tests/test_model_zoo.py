@@ -36,7 +36,7 @@ def test_every_yaml_loads(mid):
     assert m.source.strip() and m.notes.strip()
     # attention width heads x head_dim equals hidden for most LLMs but not for Qwen3 (30B-A3B: 32 x 128 heads over a
     # 2048-wide stream; 32B: 64 x 128 over 5120), so only the dense pre-Qwen3 zoo is held to it
-    if m.family != "qwen3-vl" and mid not in QUERY_NARROWER_THAN_HIDDEN:
+    if m.family != "qwen3-vl" and mid not in QUERY_NARROWER_THAN_HIDDEN and m.llm.mla is None:  # MLA: own dims
         assert m.llm.hidden_size == m.llm.num_heads * m.llm.head_dim
     assert m.projector.layer_dims[-1] == m.llm.hidden_size, "projector must end at the LLM width"
     hash(m)  # specs key lru caches
@@ -130,6 +130,7 @@ def test_bad_value_names_the_field(tmp_path):
 # Published parameter totals (the model card / hub page of each checkpoint); the graph's count must be within 1%.
 PUBLISHED_PARAMS = {
     "gemma-3-27b": 27.4e9,  # huggingface.co/google/gemma-3-27b-it: "27.4B params" (safetensors total)
+    "deepseek-vl2": 27.5e9,  # DeepSeek-VL2 paper (arXiv 2412.10302) Table 1: 27.5B total, 4.5B activated
 }
 
 
@@ -151,3 +152,27 @@ def test_gemma3_is_siglip_896_pooled_to_256_tokens_with_sliding_layers():
     for w, h in ((640, 480), (1920, 1080), (300, 1200)):
         t = tokenize_image(g, w, h)
         assert t.vit_seq_lens == (4096,) and t.llm_tokens == 260
+
+
+def test_deepseek_vl2_tokens_follow_the_global_local_tiling_by_hand():
+    """h = w = ceil((384 // 14) / 2) = 14 tokens a side; global 14 x 15 + 1 separator + (rows x 14)(cols x 14 + 1).
+    384x384 -> 1x1 grid: 210 + 1 + 14 x 15 = 421; 640x480 -> 2x2 (768 px, the smallest full-resolution fit):
+    211 + 28 x 29 = 1023; 1920x1080 -> 2 rows x 4 cols (1536x768 keeps the most pixels): 211 + 28 x 57 = 1807."""
+    from lvlmsim.ops.tokenization import tokenize_image
+
+    m = load_model("deepseek-vl2")
+    expected = {(384, 384): (421, 2), (640, 480): (1023, 5), (1920, 1080): (1807, 9)}
+    for (w, h), (tokens, views) in expected.items():
+        t = tokenize_image(m, w, h)
+        assert (t.llm_tokens, len(t.vit_seq_lens)) == (tokens, views)
+        assert t.vit_seq_lens[0] == 27 * 27  # SigLIP-384/14 patches per view
+
+
+def test_deepseek_vl2_caches_the_mla_latent():
+    """30 layers x (512 + 64) x 2 B = 34,560 B of KV per token (bf16), on every TP rank."""
+    from lvlmsim.cost.memory import kv_bytes_per_token
+    from lvlmsim.estimate import default_graph_config
+
+    m = load_model("deepseek-vl2")
+    for tp in (1, 2):
+        assert kv_bytes_per_token(m, default_graph_config(m, tp)) == 30 * (512 + 64) * 2

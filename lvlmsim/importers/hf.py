@@ -29,7 +29,8 @@ from lvlmsim.errors import SpecError
 from lvlmsim.specs.base import validate_as
 from lvlmsim.specs.model import ModelSpec
 
-SUPPORTED_MODEL_TYPES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "internvl_chat", "internvl")
+SUPPORTED_MODEL_TYPES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "internvl_chat", "internvl", "gemma3",
+                         "deepseek_vl_v2")  # the last two: lvlmsim.importers.hf_families
 
 _ARCH_TO_TYPE = {
     "LlavaForConditionalGeneration": "llava",
@@ -38,6 +39,8 @@ _ARCH_TO_TYPE = {
     "Qwen2_5_VLForConditionalGeneration": "qwen2_5_vl",
     "InternVLChatModel": "internvl_chat",
     "InternVLForConditionalGeneration": "internvl",
+    "Gemma3ForConditionalGeneration": "gemma3",
+    "DeepseekVLV2ForCausalLM": "deepseek_vl_v2",
 }
 
 # transformers class defaults for the sub-configs a hub file may leave partial (configuration_<type>.py __init__)
@@ -364,7 +367,7 @@ def _internvl(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, A
 
 
 _FAMILY = {"llava": "llava", "llava_next": "llava-next", "qwen2_vl": "qwen2-vl", "qwen2_5_vl": "qwen2.5-vl",
-           "internvl_chat": "internvl", "internvl": "internvl"}
+           "internvl_chat": "internvl", "internvl": "internvl", "gemma3": "gemma3", "deepseek_vl_v2": "deepseek-vl2"}
 
 
 def _slug(text: str) -> str:
@@ -391,8 +394,12 @@ def import_hf_config(path_or_dict: str | Path | dict[str, Any], *, model_id: str
         body = _llava(cfg, mt, defaulted)
     elif mt in ("qwen2_vl", "qwen2_5_vl"):
         body = _qwen(cfg, mt, defaulted, preprocessor)
-    else:
+    elif mt in ("internvl_chat", "internvl"):
         body = _internvl(cfg, mt, defaulted)
+    else:
+        from lvlmsim.importers.hf_families import IMPORTERS
+
+        body = IMPORTERS[mt](cfg, mt, defaulted)
 
     dtype = _dtype(cfg, defaulted)
     raw_name = cfg.get("_name_or_path") or (path.parent.name if path is not None else None)

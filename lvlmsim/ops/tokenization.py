@@ -29,6 +29,7 @@ from lvlmsim.specs.tokenization_policy import (
     AnyResPolicy,
     DynamicResolutionPolicy,
     FixedResizePolicy,
+    GlobalLocalTilesPolicy,
     HdCropsPolicy,
     MllamaTilesPolicy,
     SlicesPolicy,
@@ -282,6 +283,29 @@ def _anyres(model: ModelSpec, pol: AnyResPolicy, w: int, h: int, max_views: int 
     )
 
 
+def _global_local(model: ModelSpec, pol: GlobalLocalTilesPolicy, w: int, h: int,
+                  max_views: int | None) -> ImageTokenization:
+    """DeepSeek-VL2 (DeepseekVLV2Processor.tokenize_with_images): q = ceil((tile // patch) / k) tokens a side per
+    view; global q x (q + 1), separator 1, local (rows x q) x (cols x q + 1). The ViT sees each view's
+    (tile // patch)^2 patches; the projector pads them to (q k)^2 before the k x k unshuffle."""
+    v = model.vision
+    side = pol.tile_size // v.patch_size
+    k = _merge_side(model)
+    q = math.ceil(side / k)
+    if max_views == 1:  # cropping off (the processor's rule for more than 2 images): one local tile
+        rows = cols = 1
+    else:
+        bh, bw = select_best_resolution(h, w, tuple((int(ch), int(cw)) for cw, ch in pol.candidate_resolutions))
+        rows, cols = bh // pol.tile_size, bw // pol.tile_size
+    views = 1 + rows * cols
+    llm = q * (q + 1) + 1 + rows * q * (cols * q + 1)
+    return ImageTokenization(
+        w, h, (side * side,) * views, llm, (q * k) ** 2 * views,
+        f"global {pol.tile_size} px view + {rows}x{cols} local tiles; {q}x{q} tokens per view, a newline per row"
+        " + 1 separator",
+    )
+
+
 def _dynamic(model: ModelSpec, pol: DynamicResolutionPolicy, w: int, h: int) -> ImageTokenization:
     v = model.vision
     ms = _merge_side(model)
@@ -379,6 +403,8 @@ def _tokenize_image(model: ModelSpec, w: int, h: int, max_views: int | None = No
         return _fixed(model, pol, w, h)
     if isinstance(pol, AnyResPolicy):
         return _anyres(model, pol, w, h, max_views)
+    if isinstance(pol, GlobalLocalTilesPolicy):
+        return _global_local(model, pol, w, h, max_views)
     if isinstance(pol, DynamicResolutionPolicy):
         return _dynamic(model, pol, w, h)
     if isinstance(pol, TilesPolicy):

@@ -87,8 +87,21 @@ class SlicesPolicy(StrictModel):
     newline_between_rows: bool = Field(True, description="one '\\n' token between rows of slices")
 
 
+class GlobalLocalTilesPolicy(StrictModel):
+    """DeepSeek-VL2: a global view plus a grid of local tiles chosen among `candidate_resolutions` (LLaVA-NeXT's
+    select_best_resolution); each view's patches are pixel-unshuffled k x k (the projector's merge_factor), with one
+    newline token per row of tokens and one separator between the global and local views."""
+
+    kind: Literal["global_local_tiles"] = "global_local_tiles"
+    tile_size: PositiveInt = 384
+    candidate_resolutions: list[tuple[PositiveInt, PositiveInt]] = Field(
+        min_length=1, description="[width, height] pairs in px, multiples of tile_size (config.json order)"
+    )
+
+
 TokenizationPolicy = Annotated[
     FixedResizePolicy
+    | GlobalLocalTilesPolicy
     | AnyResPolicy
     | DynamicResolutionPolicy
     | TilesPolicy

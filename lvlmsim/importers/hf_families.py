@@ -1,0 +1,147 @@
+"""HF importers for the families of issue 16: gemma3 (sliding-window layers) and deepseek_vl_v2 (MLA + MoE), with
+the DeepSeek-V2/V3 text-config reader (``deepseek_v2`` / ``deepseek_v3``: MLA and DeepSeekMoE) they and Kimi-VL use.
+
+Each reader fills what a hub config.json leaves to its transformers / remote-code class defaults and lists every
+defaulted value, as lvlmsim.importers.hf does for the older families.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lvlmsim.errors import SpecError
+from lvlmsim.importers.hf import _Reader, _side, _sub
+
+# configuration_gemma3.py Gemma3TextConfig / SiglipVisionConfig defaults a hub file may omit
+_GEMMA3_TEXT = {"vocab_size": 262208, "max_position_embeddings": 131072, "sliding_window": 4096,
+                "sliding_window_pattern": 6, "tie_word_embeddings": True, "num_key_value_heads": 4}
+_GEMMA3_MM = {"mm_tokens_per_image": 256}
+# DeepseekV2Config / DeepseekV3Config class defaults (configuration_deepseek.py)
+_DEEPSEEK_TEXT = {
+    "deepseek_v2": {"vocab_size": 102400, "hidden_size": 4096, "intermediate_size": 11008,
+                    "moe_intermediate_size": 1407, "num_hidden_layers": 30, "num_attention_heads": 32,
+                    "n_shared_experts": None, "n_routed_experts": None, "num_experts_per_tok": None,
+                    "first_k_dense_replace": 0, "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
+                    "qk_rope_head_dim": 64, "v_head_dim": 128, "max_position_embeddings": 2048,
+                    "tie_word_embeddings": False},
+    "deepseek_v3": {"vocab_size": 129280, "hidden_size": 7168, "intermediate_size": 18432,
+                    "moe_intermediate_size": 2048, "num_hidden_layers": 61, "num_attention_heads": 128,
+                    "n_shared_experts": 1, "n_routed_experts": 256, "num_experts_per_tok": 8,
+                    "first_k_dense_replace": 3, "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
+                    "qk_rope_head_dim": 64, "v_head_dim": 128, "max_position_embeddings": 4096,
+                    "tie_word_embeddings": False},
+}
+# deepseek_vl_v2 remote code (modeling_deepseek_vl_v2.py) defaults
+_DSVL2_DEFAULTS = {"tile": 384, "patch": 14, "downsample_ratio": 2, "depth": 2, "mlp_ratio": 1}
+
+
+def deepseek_llm(sub: dict[str, Any], where: str, defaulted: list[str]) -> dict[str, Any]:
+    """A LanguageModelSpec dict from a DeepSeek-V2/V3 text config: MLA attention and DeepSeekMoE MLPs."""
+    kind = str(sub.get("model_type") or "deepseek_v2")
+    if kind not in _DEEPSEEK_TEXT:
+        raise SpecError(f"{where}.model_type: '{kind}' is not a DeepSeek text config; allowed: "
+                        f"{', '.join(_DEEPSEEK_TEXT)}")
+    cls = "DeepseekV2Config" if kind == "deepseek_v2" else "DeepseekV3Config"
+    r = _Reader(sub, where, _DEEPSEEK_TEXT[kind], defaulted, cls)
+    heads = int(r.get("num_attention_heads"))
+    layers = int(r.get("num_hidden_layers"))
+    q_lora = sub["q_lora_rank"] if "q_lora_rank" in sub else r.get("q_lora_rank")
+    mla = {"kv_lora_rank": int(r.get("kv_lora_rank")), "q_lora_rank": int(q_lora) if q_lora else None,
+           "qk_nope_head_dim": int(r.get("qk_nope_head_dim")), "qk_rope_head_dim": int(r.get("qk_rope_head_dim")),
+           "v_head_dim": int(r.get("v_head_dim"))}
+    llm: dict[str, Any] = {
+        "name": str(sub.get("_name_or_path") or (sub.get("architectures") or [kind])[0]),
+        "num_layers": layers, "hidden_size": int(r.get("hidden_size")), "num_heads": heads, "num_kv_heads": heads,
+        "head_dim": mla["v_head_dim"], "intermediate_size": int(r.get("intermediate_size")), "mlp_kind": "gated",
+        "vocab_size": int(r.get("vocab_size")),
+        "tie_word_embeddings": bool(r.get("tie_word_embeddings", False, required=False) or False),
+        "max_position_embeddings": int(r.get("max_position_embeddings")), "mla": mla,
+    }
+    experts = r.get("n_routed_experts", required=False)
+    if experts:
+        shared = int(r.get("n_shared_experts", 0, required=False) or 0)
+        width = int(r.get("moe_intermediate_size"))
+        dense = min(int(r.get("first_k_dense_replace", 0, required=False) or 0), layers)
+        llm["moe"] = {"num_experts": int(experts), "experts_per_token": int(r.get("num_experts_per_tok")),
+                      "expert_intermediate_size": width, "shared_experts": shared,
+                      "shared_expert_intermediate_size": width if shared else None,
+                      "dense_layers": list(range(dense))}
+    return llm
+
+
+def gemma3(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]:
+    """Gemma 3: SigLIP at 896 px pooled to mm_tokens_per_image tokens; 5 sliding-window layers per global one."""
+    txt = _sub(cfg, "text_config", mt)
+    vis = _sub(cfg, "vision_config", mt)
+    tr = _Reader(txt, "text_config", _GEMMA3_TEXT, defaulted, "Gemma3TextConfig")
+    vr = _Reader(vis, "vision_config", {}, defaulted, "SiglipVisionConfig")
+    hidden, heads = int(tr.get("hidden_size")), int(tr.get("num_attention_heads"))
+    layers = int(tr.get("num_hidden_layers"))
+    types = txt.get("layer_types")
+    if types:  # newer configs list every layer
+        global_layers = [i for i, t in enumerate(types) if t == "full_attention"]
+    else:
+        pattern = int(tr.get("sliding_window_pattern"))
+        global_layers = [i for i in range(layers) if (i + 1) % pattern == 0]
+    image, patch = _side(vr.get("image_size")), _side(vr.get("patch_size"))
+    vh = int(vr.get("hidden_size"))
+    tokens = int(cfg.get("mm_tokens_per_image") or _GEMMA3_MM["mm_tokens_per_image"])
+    if "mm_tokens_per_image" not in cfg:
+        defaulted.append("mm_tokens_per_image=256 (Gemma3Config default)")
+    merge = (image // patch) ** 2 // tokens
+    defaulted.append("4 special tokens per image (\\n\\n <start_of_image> ... <end_of_image> \\n\\n: Gemma3Processor)")
+    return {
+        "vision": {"name": "SigLIP (Gemma 3)", "num_layers": int(vr.get("num_hidden_layers")), "hidden_size": vh,
+                   "num_heads": int(vr.get("num_attention_heads")),
+                   "intermediate_size": int(vr.get("intermediate_size")),
+                   "mlp_kind": "plain", "patch_size": patch, "image_size": image, "cls_token": False},
+        "projector": {"kind": "pool_linear", "layer_dims": [vh, hidden], "merge_factor": merge},
+        "llm": {"name": str(txt.get("model_type") or "gemma3_text"), "num_layers": layers, "hidden_size": hidden,
+                "num_heads": heads, "num_kv_heads": int(tr.get("num_key_value_heads")),
+                "head_dim": int(txt.get("head_dim") or hidden // heads),
+                "intermediate_size": int(tr.get("intermediate_size")), "mlp_kind": "gated",
+                "vocab_size": int(tr.get("vocab_size")), "tie_word_embeddings": bool(tr.get("tie_word_embeddings")),
+                "max_position_embeddings": int(tr.get("max_position_embeddings")),
+                "local_attention": {"kind": "sliding", "window_tokens": int(tr.get("sliding_window")),
+                                    "global_layers": global_layers}},
+        "tokenization": {"kind": "fixed", "image_size": image, "special_tokens": 4},
+    }
+
+
+def deepseek_vl_v2(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]:
+    """DeepSeek-VL2: SigLIP-SO400M tiles (global + local grid), 2x2 unshuffle MLP, DeepSeekMoE with MLA."""
+    txt = _sub(cfg, "language_config", mt)
+    vis = _sub(cfg, "vision_config", mt)
+    proj = cfg.get("projector_config") or {}
+    llm = deepseek_llm({**txt, "model_type": txt.get("model_type") or "deepseek_v2"}, "language_config", defaulted)
+    vr = _Reader(vis, "vision_config", {"image_size": _DSVL2_DEFAULTS["tile"], "patch_size": _DSVL2_DEFAULTS["patch"],
+                                        "heads": 16}, defaulted, "siglip_so400m_patch14_384 (timm)")
+    proj_defaults = {k: _DSVL2_DEFAULTS[k] for k in ("downsample_ratio", "depth", "mlp_ratio")}
+    pr = _Reader(proj, "projector_config", proj_defaults, defaulted, "MlpProjectorConfig")
+    width = int(vr.get("width"))
+    tile = int(vr.get("image_size"))
+    ratio = int(pr.get("downsample_ratio"))
+    hidden = llm["hidden_size"]
+    inner = hidden * int(pr.get("mlp_ratio"))
+    dims = [width * ratio * ratio] + [inner] * (int(pr.get("depth")) - 1) + [hidden]
+    cands = cfg.get("candidate_resolutions")
+    if not cands:
+        raise SpecError("candidate_resolutions: missing from the config (needed for model_type 'deepseek_vl_v2')")
+    return {
+        "vision": {"name": str(vis.get("model_name") or "siglip_so400m_patch14_384"),
+                   "num_layers": int(vr.get("layers")), "hidden_size": width,
+                   "num_heads": int(vr.get("heads")), "intermediate_size": round(width * float(vr.get("mlp_ratio"))),
+                   "mlp_kind": "plain", "patch_size": int(vr.get("patch_size")), "image_size": tile,
+                   "cls_token": False},
+        "projector": {"kind": "pixel_shuffle_mlp", "layer_dims": dims, "merge_factor": ratio * ratio},
+        "llm": llm,
+        "tokenization": {"kind": "global_local_tiles", "tile_size": tile,
+                         "candidate_resolutions": [[int(a), int(b)] for a, b in cands]},
+    }
+
+
+IMPORTERS = {"gemma3": gemma3, "deepseek_vl_v2": deepseek_vl_v2}
+ARCHITECTURES = {"Gemma3ForConditionalGeneration": "gemma3", "DeepseekVLV2ForCausalLM": "deepseek_vl_v2"}
+FAMILIES = {"gemma3": "gemma3", "deepseek_vl_v2": "deepseek-vl2"}
+
+__all__ = ["ARCHITECTURES", "FAMILIES", "IMPORTERS", "deepseek_llm", "deepseek_vl_v2", "gemma3"]
