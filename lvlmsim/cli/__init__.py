@@ -12,7 +12,6 @@ Exit status, the same for every command:
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from typing import Annotated
 
@@ -74,7 +73,9 @@ def user_errors(fn):
 
 
 def print_json(doc) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, default=_json_default) + "\n")
+    from lvlmsim.specs.outputs import strict_json
+
+    sys.stdout.write(strict_json(doc, indent=2, default=_json_default) + "\n")  # no NaN/Infinity: null + a note
 
 
 def _json_default(o):
@@ -247,9 +248,10 @@ def import_hf(
     from lvlmsim.importers.hf import import_hf_to_yaml
 
     text = import_hf_to_yaml(config)
-    if output:
-        with open(output, "w") as fh:
-            fh.write(text)
+    if output is not None:
+        from lvlmsim.specs.outputs import atomic_write_text, check_out_file
+
+        atomic_write_text(check_out_file(output, (".yaml", ".yml"), "--output"), text)
         err.print(f"wrote {output}")
     else:
         sys.stdout.write(text)

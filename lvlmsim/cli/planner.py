@@ -92,11 +92,13 @@ def register(app: typer.Typer) -> None:
 
         sw = load_sweep(spec)
         target = Path(out_path) if out_path else Path(f"{sw.spec.name}.parquet")
+        from lvlmsim.planner.executors import terminate_as_interrupt
+
         try:
-            with RichBar(err, f"sweep {sw.spec.name}") as bar:
+            with terminate_as_interrupt(), RichBar(err, f"sweep {sw.spec.name}") as bar:
                 df = sweep(sw, out=target, executor=executor, workers=workers, address=address, resume=resume,
                            retry_failed=retry_failed, max_runs=max_runs, progress=bar)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM
             err.print(f"interrupted: finished runs kept in {target}; run the same command again to resume")
             raise typer.Exit(130) from None
         written = target if target.exists() else target.with_suffix(".csv")

@@ -156,13 +156,17 @@ def register(app: typer.Typer) -> None:
         scenario = scenario_with_flags(scenario, model=model, hardware=hardware, tp=tp, image_size=image_size,
                                        images=images, prompt_tokens=prompt_tokens, output_tokens=output_tokens,
                                        video_s=video_s)
+        if out_dir is not None:
+            from lvlmsim.specs.outputs import check_out_dir
+
+            check_out_dir(out_dir)  # before the run: a bad path must not cost the simulation
         bar = _Progress(err)
         try:
             res = simulate(scenario, requests=requests, rate=rate, seed=seed, progress=bar, profile=profile,
                            runtime=runtime)
         finally:
             bar.close()
-        if out_dir:
+        if out_dir is not None:
             for p in res.write(out_dir):
                 err.print(f"wrote {p}", highlight=False)
         if as_json:

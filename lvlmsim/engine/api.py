@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from lvlmsim.engine.trace import trace_mean_rate
 from lvlmsim.engine.workload import stream
 from lvlmsim.errors import LvlmsimError
 from lvlmsim.specs.model import ModelSpec
+from lvlmsim.specs.outputs import check_out_dir, strict_json, write_files_atomically
 from lvlmsim.specs.registry import load_hardware, load_model
 from lvlmsim.specs.scenario import Scenario, load_scenario
 
@@ -40,22 +40,20 @@ class SimulationResult:
         return {"scenario": self.meta, "summary": self.summary}
 
     def write(self, out_dir: str | Path) -> list[Path]:
-        """requests.parquet and timeseries.parquet (CSV when pyarrow is missing) and summary.json."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
+        """requests.parquet and timeseries.parquet (CSV when pyarrow is missing) and summary.json, all or nothing:
+        written to temporary siblings, then renamed, summary.json last (see lvlmsim.specs.outputs)."""
+        import importlib.util
+
+        parquet = importlib.util.find_spec("pyarrow") is not None
+        writers = []
         for name, df in (("requests", self.requests), ("timeseries", self.timeseries)):
-            try:
-                p = out / f"{name}.parquet"
-                df.to_parquet(p, index=False)
-            except ImportError:
-                p = out / f"{name}.csv"
-                df.to_csv(p, index=False)
-            written.append(p)
-        p = out / "summary.json"
-        p.write_text(json.dumps(self.to_dict(), indent=2, default=_json_default) + "\n")
-        written.append(p)
-        return written
+            if parquet:
+                writers.append((f"{name}.parquet", lambda tmp, df=df: df.to_parquet(tmp, index=False)))
+            else:
+                writers.append((f"{name}.csv", lambda tmp, df=df: df.to_csv(tmp, index=False)))
+        text = strict_json(self.to_dict(), default=_json_default, indent=2) + "\n"
+        writers.append(("summary.json", lambda tmp: tmp.write_text(text, encoding="utf-8")))
+        return write_files_atomically(check_out_dir(out_dir), writers, marker="summary.json")
 
 
 def _json_default(o):

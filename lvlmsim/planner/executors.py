@@ -8,10 +8,14 @@ concurrent.futures, `ray` is Ray's own task API (a local Ray by default, or a cl
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import multiprocessing
 import os
+import signal
 import sys
+import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -106,10 +110,49 @@ def main_reimport_problem(main_path: str | None = None) -> str | None:
             "all cores")
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool worker initializer: exit when the parent does, even by SIGKILL (no orphans simulating for nobody).
+    Linux delivers SIGTERM on the parent's death (prctl PR_SET_PDEATHSIG); elsewhere a thread polls the parent."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="lvlmsim-parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (a supervisor, `kill`, a CI timeout) is handled like Ctrl-C: KeyboardInterrupt, so
+    finished runs are kept and workers stopped. Only in the main thread; elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def _local(fn: Task, payloads: Sequence[dict], workers: int) -> Iterator[tuple[int, dict]]:
     # spawn, not fork: the parent may hold threads (rich's live display, Ray) that a forked child would inherit locked.
     ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(payloads)), mp_context=ctx)
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(payloads)), mp_context=ctx,
+                               initializer=_die_with_parent, initargs=(os.getpid(),))
+    finished = False
     try:
         pending: dict[Future, int] = {pool.submit(fn, p): i for i, p in enumerate(payloads)}
         while pending:
@@ -117,7 +160,11 @@ def _local(fn: Task, payloads: Sequence[dict], workers: int) -> Iterator[tuple[i
             for fut in sorted(done, key=pending.__getitem__):
                 i = pending.pop(fut)
                 yield i, fut.result()
+        finished = True
     finally:
+        if not finished:  # interrupted or abandoned: stop the runs in progress rather than wait for them
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -151,4 +198,4 @@ def _ray(fn: Task, payloads: Sequence[dict], workers: int | None, address: str |
 
 
 __all__ = ["EXECUTORS", "SerialFallbackWarning", "check_executor", "default_workers", "main_reimport_problem",
-           "run_tasks"]
+           "run_tasks", "terminate_as_interrupt"]

@@ -39,6 +39,7 @@ from lvlmsim.planner.overrides import apply_overrides, resolve_path
 from lvlmsim.planner.progress import ProgressFn
 from lvlmsim.planner.runs import METRIC_DTYPES, METRICS, clean, run_key, run_one, scenario_payload
 from lvlmsim.specs.base import StrictModel, read_yaml, validate_as
+from lvlmsim.specs.outputs import check_out_file
 from lvlmsim.specs.scenario import DEFAULT_SCENARIO_ID, Scenario, load_scenario
 
 BASE_COLUMNS = ("run", "run_key")
@@ -151,6 +152,9 @@ def build_frame(rows: list[dict], axes: list[str]) -> pd.DataFrame:
     return df.astype({c: dtypes[c] for c in df.columns})
 
 
+TABLE_SUFFIXES = (".parquet", ".csv")  # what read_table can read back (a resumed sweep reads its own output)
+
+
 def _table_path(out: Path) -> Path:
     """Where the table really is: the given path, or its CSV twin when parquet could not be written."""
     if out.suffix == ".parquet" and not out.exists() and out.with_suffix(".csv").exists():
@@ -231,7 +235,7 @@ def sweep(
     sw = spec if isinstance(spec, Sweep) else load_sweep(spec)
     if max_runs is not None and max_runs < 0:
         raise SpecError(f"max_runs: must be >= 0, got {max_runs}")
-    out_path = Path(out) if out is not None else None
+    out_path = check_out_file(out, TABLE_SUFFIXES) if out is not None else None  # before any run
     journal = out_path.with_name(out_path.name + JOURNAL_SUFFIX) if out_path else None
     index = {k: i for i, k in enumerate(sw.keys)}
     done: dict[str, dict] = {}
