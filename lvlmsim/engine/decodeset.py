@@ -48,9 +48,13 @@ class DecodeSet:
         self.last_end = 0.0  # when the last step that advanced decoding sequences ended (inter-token gaps)
         self.n_new = 0  # sequences that joined since then (their previous token came from prefill)
 
-    def blocks_needed(self) -> int:
-        """Blocks the next decode step takes: one per growing sequence whose KV crosses a block boundary."""
-        return self.cls_count[self.step % self.bs]
+    @classmethod
+    def for_instance(cls, block_size: int, coster, kv_policy) -> DecodeSet:
+        """The decode set of an instance pricing with `coster` under a KV budget `kv_policy` (or None); only a
+        rolling budget on every token (H2O) caps sequences' KV while they decode."""
+        rolling = kv_policy is not None and kv_policy.mode == "rolling" and not kv_policy.visual_only
+        return cls(block_size, len(coster.segments), schedule=coster.has_schedule,
+                   rolling_budget=kv_policy.budget_tokens if rolling else None)
 
     def start(self, r: Request, past: int) -> None:
         """`r` starts decoding with `past` KV tokens (its blocks already allocated)."""

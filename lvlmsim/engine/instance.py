@@ -12,12 +12,13 @@ step) and the step loop. EncoderInstance is an encode-only worker of a disaggreg
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from lvlmsim.engine.blocks import BlockManager
 from lvlmsim.engine.decodeset import DecodeSet
-from lvlmsim.engine.request import COMPLETED, DECODE, DONE, ENCODING, PARKED, PREFILL, PULLING, WAITING, Request
+from lvlmsim.engine.encoder_cache import EncoderCache
+from lvlmsim.engine.preemption import Preemption, SwapTime
+from lvlmsim.engine.request import COMPLETED, DONE, ENCODING, PARKED, PREFILL, PULLING, WAITING, Request
 from lvlmsim.engine.stats import InstanceStats
 from lvlmsim.engine.stepcost import StepCost
 
@@ -28,9 +29,6 @@ if TYPE_CHECKING:
     from lvlmsim.engine.reuse import ReuseTracker
     from lvlmsim.engine.schedulers import SchedulerPolicy, StepPlan
     from lvlmsim.techniques.kv_budget import KVBudgetPolicy
-
-SwapTime = Callable[[Request, int], float]  # (request, KV tokens) -> seconds to move them over the host link
-
 
 class _Base:
     """What every instance has: identity, queue, wake-up, statistics, KV blocks (none for an encoder)."""
@@ -175,9 +173,7 @@ class LlmInstance(_Base):
         self.kv = BlockManager(total_blocks, block_size)
         self.policy = policy
         self.waiting = policy.make_queue()
-        self.enc_budget = encoder_budget
-        self.enc_cache_cap = encoder_cache
-        self.enc_cache_used = 0
+        self.encoder = EncoderCache(encoder_budget, encoder_cache)
         self.does_encode = does_encode
         self.handoff = handoff  # exits after the first token (a P pool feeding a separate D pool)
         self.running: dict[Request, None] = {}  # holders of a batch slot, in admission order
@@ -187,11 +183,8 @@ class LlmInstance(_Base):
         # and a KV budget applied when a sequence starts decoding (a rolling one stops its KV growing at the budget)
         self.reuse = reuse
         self.kv_policy = kv_policy
-        rolling = kv_policy is not None and kv_policy.mode == "rolling" and not kv_policy.visual_only
-        self.decodes = DecodeSet(block_size, len(coster.segments), schedule=coster.has_schedule,
-                                 rolling_budget=kv_policy.budget_tokens if rolling else None)
-        self.swap_s = swap_s  # preemption by swap to host memory (None: by recompute)
-        self.keep_encoded = policy.encode_ahead  # encode-ahead keeps a preempted request's encoder outputs
+        self.decodes = DecodeSet.for_instance(block_size, coster, kv_policy)
+        self.preemption = Preemption(swap_s, keep_encoded=policy.encode_ahead)
         self.process = env.process(self.run())
 
     def kv_after_prefill(self, r: Request) -> tuple[int, int]:
@@ -240,23 +233,10 @@ class LlmInstance(_Base):
                 r.blocks = own
         self.decodes.start(r, past)
 
-    def encoder_fits(self, enc: int, step: StepPlan, check_cache: bool = True) -> bool:
-        """Can `enc` more visual tokens be encoded in this step, under the encoder budget and cache?"""
-        if step.encode_tokens and step.encode_tokens + enc > self.enc_budget:
-            return False
-        return not (check_cache and self.enc_cache_used and self.enc_cache_used + enc > self.enc_cache_cap)
-
-    def _encode_in(self, r: Request, enc: int, step: StepPlan) -> None:
-        step.encode_tokens += enc
-        self.enc_cache_used += enc
-        r.enc_cached = True
-        r.encoded = True
-        step.encoded.append(r)
-
     def encode_early(self, r: Request, step: StepPlan) -> None:
         """Encode-ahead: run the encoder for a request still waiting; its outputs wait in the encoder cache."""
         r.enc_tokens = r.visual_tokens
-        self._encode_in(r, r.visual_tokens, step)
+        self.encoder.take(r, r.visual_tokens, step)
 
     def start_prefill(self, r: Request, nb: int, reuse, shared: int, enc: int, step: StepPlan) -> None:
         """Admit the head of the queue for prefill with `nb` new blocks, reusing `shared` cached tokens."""
@@ -275,7 +255,7 @@ class LlmInstance(_Base):
                 if not enc:  # every image's embeddings are cached (or its KV is): no encoder work
                     r.encoded = True
         if enc:
-            self._encode_in(r, enc, step)
+            self.encoder.take(r, enc, step)
 
     def admit_resident(self, r: Request, step: StepPlan) -> bool:
         """Admit the head whose KV exists elsewhere: pulled from a prefill instance or swapped out to host memory.
@@ -290,8 +270,7 @@ class LlmInstance(_Base):
         self.running[r] = None
         if r.swapped:  # back over the host link; it decodes from the next step
             r.blocks = nb
-            step.transfer_s += self.swap_s(r, r.swapped)
-            r.computed = r.swapped
+            self.preemption.swap_in(r, step)
             self.ready.append(r)
             return True
         src_blocks, r.blocks, r.shared_blocks = r.blocks, nb, 0  # a full copy here, shared or not there
@@ -300,67 +279,13 @@ class LlmInstance(_Base):
         return True
 
     def preempt(self, v: Request, step: StepPlan, *, decodes_planned: bool) -> None:
-        """Free every block of `v` and put it back at the head of the queue: its KV is recomputed later (vLLM), or,
-        for a decoding sequence with swap preemption, copied to host memory and back."""
-        kv = self.kv
-        if v.state == DECODE:
-            grew = not v.capped
-            past = self.decodes.leave(v)
-            held = kv.blocks_for(past + v.extra_slots) - v.shared_blocks
-            if decodes_planned:  # its token leaves this step, and the block it took for it comes back
-                step.budget += 1
-                if grew and (past + v.extra_slots) % kv.size == 0:
-                    kv.free += 1
-            if self.swap_s is not None and not v.shared_blocks:
-                v.swapped = past
-                step.transfer_s += self.swap_s(v, past)
-        else:
-            held = v.blocks
-            self.prefilling.remove(v)
-            if v.enc_cached and not self.keep_encoded:
-                self.enc_cache_used -= v.enc_tokens
-                v.enc_cached = False
-        kv.free += held
-        v.blocks = 0
-        v.shared_blocks = 0
-        v.capped = False
-        if self.reuse is not None:
-            self.reuse.release(v)
-        if not v.swapped:
-            v.computed = 0
-            v.target = v.seq_tokens + v.generated
-            if self.does_encode and v.vit_seq_lens and not v.enc_cached:
-                v.encoded = False  # vLLM drops a preempted request's encoder outputs
-        v.preemptions += 1
-        del self.running[v]
-        self.queue_touch()
-        v.state = WAITING
-        v.wait_since = self.env.now
-        self.waiting.appendleft(v)
+        self.preemption.preempt(self, v, step, decodes_planned)
 
     def price(self, step: StepPlan) -> StepPlan:
         """Fill in the step's seconds: its encoder work, then the LLM pass over decodes and prefill chunks."""
-        coster = self.coster
-        enc_s = 0.0
-        if step.encoded and coster.comp is not None:
-            enc_s = coster.encode_toks_s([t for r in step.encoded for t in r.toks_to_encode])
-        elif step.encoded:
-            lens = [n for r in step.encoded for n in r.vit_seq_lens]
-            enc_s = coster.encode_s(lens, sum(r.projector_in_tokens for r in step.encoded), step.encode_tokens)
-        chunks = []
-        for r, n in step.chunks:
-            c = r.computed
-            vis = r.vis_in_seq
-            chunks.append((n, c, max(0, min(c + n, vis) - c), min(c, vis), r.cross_kv, c + n >= r.target))
-        ds = self.decodes
-        decode = step.decode
-        n_dec = ds.n if decode else 0
-        kw = {"dec_pruned": ds.pruned} if ds.schedule else {}
-        llm_s = coster.step_s(n_dec, ds.past if decode else 0, chunks, dec_cross_n=ds.cross_n if decode else 0,
-                              dec_cross_sum=ds.cross_sum if decode else 0, **kw)
-        step.n_dec = n_dec
-        step.encode_s = enc_s
-        step.seconds = enc_s + llm_s + self.overhead_s
+        step.encode_s = self.encoder.seconds(self.coster, step.encoded, step.encode_tokens)
+        step.n_dec = self.decodes.n if step.decode else 0
+        step.seconds = step.encode_s + self.coster.batch_s(step.chunks, self.decodes, step.decode) + self.overhead_s
         if step.transfer_s:
             step.seconds += step.transfer_s
         return step
@@ -392,9 +317,7 @@ class LlmInstance(_Base):
             if r.computed < r.target:
                 continue
             self.prefilling.remove(r)
-            if r.enc_cached:
-                self.enc_cache_used -= r.enc_tokens
-                r.enc_cached = False
+            self.encoder.release(r)
             if self.reuse is not None:
                 self.reuse.prefilled(r)
             r.generated += 1
@@ -415,15 +338,9 @@ class LlmInstance(_Base):
 
     def _after_decode(self, dt: float, n_dec: int) -> None:
         """Inter-token gaps of the sequences that decoded, then advance the decode set."""
-        ds, st = self.decodes, self.stats
+        ds = self.decodes
         now = self.env.now
-        new = min(ds.n_new, n_dec)
-        if n_dec - new:
-            st.itl_dt.append(now - ds.last_end)  # includes prefill-only steps in between (v0)
-            st.itl_n.append(n_dec - new)
-        if new:
-            st.itl_dt.append(dt)  # their previous token came out of the step just before
-            st.itl_n.append(new)
+        self.stats.decode_gaps(now - ds.last_end, dt, n_dec, min(ds.n_new, n_dec))
         ds.n_new = 0
         ds.last_end = now
         ds.advance(self.retire)

@@ -41,6 +41,17 @@ class InstanceStats:
                 del lst[1::2]
             self.ts_mask = self.ts_mask * 2 + 1
 
+    def decode_gaps(self, since_last_s: float, step_s: float, n_dec: int, n_new: int) -> None:
+        """Inter-token gaps of a step that advanced `n_dec` sequences: `since_last_s` for those that decoded in the
+        previous decode step (prefill-only steps in between count, as with v0), `step_s` for the `n_new` that
+        joined since (their previous token came out of the step just before)."""
+        if n_dec - n_new:
+            self.itl_dt.append(since_last_s)
+            self.itl_n.append(n_dec - n_new)
+        if n_new:
+            self.itl_dt.append(step_s)
+            self.itl_n.append(n_new)
+
     def step_done(self, dt: float) -> None:
         self.busy_s += dt
         if dt > self.max_step_s:

@@ -286,6 +286,20 @@ class StepCost:
         self._dec[key] = val
         return val
 
+    def batch_s(self, chunks: Sequence[tuple], decodes, decode: bool) -> float:
+        """The LLM pass of a scheduled step: prefill `chunks` ((request, new tokens), ...) plus, when `decode`,
+        every sequence of the DecodeSet `decodes` (by its aggregates)."""
+        rows = []
+        for r, n in chunks:
+            c = r.computed
+            vis = r.vis_in_seq
+            rows.append((n, c, max(0, min(c + n, vis) - c), min(c, vis), r.cross_kv, c + n >= r.target))
+        kw = {"dec_pruned": decodes.pruned} if decodes.schedule else {}
+        if not decode:
+            return self.step_s(0, 0, rows, **kw)
+        return self.step_s(decodes.n, decodes.past, rows, dec_cross_n=decodes.cross_n,
+                           dec_cross_sum=decodes.cross_sum, **kw)
+
     def step_s(
         self, n_dec: int, dec_past_sum: int, chunks: Sequence[Chunk] = (), *, dec_pruned: Sequence[int] = (),
         dec_cross_n: int = 0, dec_cross_sum: int = 0,

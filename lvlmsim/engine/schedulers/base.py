@@ -210,7 +210,7 @@ class SchedulerPolicy:
         if not r.encoded:
             enc = reuse.encode_tokens if reuse is not None else r.visual_tokens
             # encode-ahead holds cache for waiting requests: a preempted one re-encodes past the cache bound
-            if not inst.encoder_fits(enc, step, check_cache=not self.encode_ahead):
+            if not inst.encoder.fits(enc, step, check_cache=not self.encode_ahead):
                 return False
         nb = kv.blocks_for(max(r.computed, shared) + n + r.extra_slots) - shared // kv.size - r.blocks
         if nb > kv.free:
@@ -225,7 +225,7 @@ class SchedulerPolicy:
         for r in inst.waiting:
             if r.encoded or r.pull_src is not None:
                 continue
-            if not inst.encoder_fits(r.visual_tokens, step):
+            if not inst.encoder.fits(r.visual_tokens, step):
                 break
             inst.encode_early(r, step)
 
