@@ -131,6 +131,8 @@ def test_bad_value_names_the_field(tmp_path):
 PUBLISHED_PARAMS = {
     "gemma-3-27b": 27.4e9,  # huggingface.co/google/gemma-3-27b-it: "27.4B params" (safetensors total)
     "deepseek-vl2": 27.5e9,  # DeepSeek-VL2 paper (arXiv 2412.10302) Table 1: 27.5B total, 4.5B activated
+    "internvl3.5-8b": 8.5e9,  # OpenGVLab InternVL3.5 model card: InternVL3.5-8B 8.5B (0.3B vision + 8.2B Qwen3-8B)
+    "llama-3.2-90b-vision": 88.6e9,  # Meta Llama 3.2 Vision model card: 90B model, 88.6B parameters
 }
 
 
@@ -176,3 +178,21 @@ def test_deepseek_vl2_caches_the_mla_latent():
     m = load_model("deepseek-vl2")
     for tp in (1, 2):
         assert kv_bytes_per_token(m, default_graph_config(m, tp)) == 30 * (512 + 64) * 2
+
+
+@pytest.mark.parametrize("new,sibling", [("internvl3.5-8b", "internvl2.5-8b"),
+                                         ("llama-3.2-90b-vision", "llama-3.2-11b-vision")])
+def test_new_dense_entries_tokenize_like_the_processor_family_they_share(new, sibling):
+    """InternVL3.5 keeps InternVL2.5's InternViT tiling; Llama-3.2-90B-Vision keeps the 11B's 560 px tiles: the
+    same ViT sequences and LLM tokens on three image sizes (the processors are the same code and config values)."""
+    from lvlmsim.ops.tokenization import tokenize_image
+
+    a, b = load_model(new), load_model(sibling)
+    for w, h in ((448, 448), (1280, 720), (640, 1600)):
+        ta, tb = tokenize_image(a, w, h), tokenize_image(b, w, h)
+        assert (ta.vit_seq_lens, ta.llm_tokens) == (tb.vit_seq_lens, tb.llm_tokens)
+
+
+def test_llama_3_2_90b_has_20_cross_attention_layers_every_fifth():
+    m = load_model("llama-3.2-90b-vision")
+    assert m.llm.cross_attention_layers == list(range(3, 100, 5)) and m.llm.self_attention_layers == 80
