@@ -59,6 +59,7 @@ class Estimate:
     graph_config: GraphConfig
     image_tokens_in_cross_attention: bool = False
     notes: list[str] = field(default_factory=list)
+    cost_profile: object = field(default=None, repr=False, compare=False)  # for the p10/p90 bands (cost.uncertainty)
     ep: int = 1
     params_total: int = 0
     params_active_per_token: int = 0
@@ -89,7 +90,28 @@ class Estimate:
             "e2e_s": self.e2e_s,
             "memory": self.memory.to_dict(),
             "notes": self.notes,
+            **self.band_keys(),
         }
+
+    def band_keys(self) -> dict:
+        """ttft_s/tpot_s/e2e_s and stage times at p10/p90 of the profile's held-out errors (None: no band known)."""
+        from lvlmsim.cost.uncertainty import time_bands
+
+        st = self.stages
+        parts = {"ttft_s": st["encode"].ops + st["prefill"].ops, "decode": st["decode"].ops,
+                 "e2e_s": st["encode"].ops + st["prefill"].ops + st["decode"].ops,
+                 **{f"stage:{k}": v.ops for k, v in st.items()}}
+        bands = time_bands(self.cost_profile, parts)
+        steps = self.output_tokens - 1
+        out: dict = {}
+        for key, part in (("ttft_s", "ttft_s"), ("tpot_s", "decode"), ("e2e_s", "e2e_s")):
+            for q, i in (("p10", 0), ("p90", 1)):
+                v = bands[part][i] if bands else None
+                if v is not None and key == "tpot_s":
+                    v = v / steps if steps else 0.0
+                out[f"{key}_{q}"] = v
+        out["stage_time_s_bands"] = {k: (list(bands[f"stage:{k}"]) if bands else None) for k in st}
+        return out
 
     def op_rows(self) -> list[dict]:
         """One row per op and stage: what `--ops` prints and the app's roofline plots."""
@@ -358,7 +380,7 @@ def estimate_request(
         output_tokens=output_tokens, stages={"encode": encode, "prefill": prefill, "decode": decode}, ttft_s=ttft,
         tpot_s=tpot, e2e_s=ttft + decode.time_s, memory=mem, graph_config=cfg, image_tokens_in_cross_attention=cross,
         notes=notes, ep=cfg.ep, params_total=sum(param_counts(model).values()),
-        params_active_per_token=active_params(model),
+        params_active_per_token=active_params(model), cost_profile=cm.profile,
     )
 
 

@@ -84,6 +84,11 @@ class RuntimeProfile:
             return eff
         return Efficiency(eff.compute, eff.memory, floor, eff.source, eff.measured_error_pct)
 
+    def band_for(self, source: str) -> tuple[float, float] | None:
+        """The base profile's p10/p90 band of a family (lvlmsim.cost.uncertainty)."""
+        band_for = getattr(self.base, "band_for", None)
+        return band_for(source) if band_for is not None else None
+
 
 RUNTIMES: dict[str, RuntimeSpec] = {
     "vllm": RuntimeSpec("vllm", 2.7e-6, 1.63e-5, f"kernel floor: {_GRAPH_FLOOR}; step: {_GRAPH_STEP}"),

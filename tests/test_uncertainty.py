@@ -1,0 +1,66 @@
+"""p10/p90 bands of priced times (lvlmsim.cost.uncertainty) and the estimate keys that carry them."""
+
+from __future__ import annotations
+
+import pytest
+
+from lvlmsim import api
+from lvlmsim.calibrate.measured import gemm_op
+from lvlmsim.calibrate.model import FamilyFit
+from lvlmsim.cost.roofline import OpCost
+from lvlmsim.cost.uncertainty import log_normal, time_bands
+
+
+class _BandProfile:
+    name = "t"
+
+    def __init__(self, bands):
+        self.bands = bands
+
+    def band_for(self, source):
+        return self.bands.get(source)
+
+
+def _cost(source: str, t: float) -> OpCost:
+    return OpCost(gemm_op(1, 1, 1), t, 0.0, 0.0, 0.0, "memory", 1.0, 1.0, source, None)
+
+
+def test_one_family_band_is_its_p10_p90():
+    prof = _BandProfile({"a": (0.5, 2.0)})
+    lo, hi = time_bands(prof, {"x": [_cost("a", 1.0), _cost("a", 3.0)]})["x"]
+    assert lo == pytest.approx(2.0, rel=0.06) and hi == pytest.approx(8.0, rel=0.06)
+
+
+def test_families_are_independent_and_unbanded_sources_fixed():
+    """Two equal, independent families spread less than one family of twice the time; an unbanded op adds as is."""
+    prof = _BandProfile({"a": (0.5, 2.0), "b": (0.5, 2.0)})
+    two = time_bands(prof, {"x": [_cost("a", 1.0), _cost("b", 1.0), _cost("runtime", 1.0)]})["x"]
+    one = time_bands(prof, {"x": [_cost("a", 2.0), _cost("runtime", 1.0)]})["x"]
+    assert one[0] == pytest.approx(2.0, rel=0.06) and one[1] == pytest.approx(5.0, rel=0.06)
+    assert one[0] < two[0] < two[1] < one[1]
+    assert time_bands(_BandProfile({}), {"x": [_cost("a", 1.0)]}) is None
+
+
+def test_log_normal_of_a_band():
+    mu, sigma = log_normal((0.5, 2.0))
+    assert mu == pytest.approx(0.0) and sigma == pytest.approx(0.6931471805599453 / 1.2815515655446004)
+
+
+def test_band_from_median_error_when_no_quantiles_stored():
+    fam = FamilyFit(kind="gemm", params={}, holdout_median_abs_pct_err=10.0)
+    lo, hi = fam.band()
+    assert lo == pytest.approx(1 / hi) and hi == pytest.approx(1.1 ** 1.9)
+
+
+def test_estimate_carries_bands_wider_when_transferred():
+    for hw in ("a100-sxm-80gb", "h100-sxm"):
+        d = api.estimate(model="llava-1.5-7b", hardware=hw).to_dict()
+        for key in ("ttft_s", "tpot_s", "e2e_s"):
+            assert d[f"{key}_p10"] < d[key] < d[f"{key}_p90"], (hw, key)
+    gen = api.estimate(model="llava-1.5-7b", hardware="a100-sxm-80gb").to_dict()
+    own = api.estimate(model="llava-1.5-7b", hardware="h100-sxm").to_dict()
+    assert gen["ttft_s_p90"] / gen["ttft_s_p10"] > own["ttft_s_p90"] / own["ttft_s_p10"]
+    flat = api.estimate(model="llava-1.5-7b", hardware="h100-sxm", profile="default").to_dict()
+    assert flat["ttft_s_p10"] is None and flat["stage_time_s_bands"]["decode"] is None
+    rt = api.estimate(model="llava-1.5-7b", hardware="h100-sxm", runtime="vllm").to_dict()
+    assert rt["tpot_s_p10"] < rt["tpot_s"] < rt["tpot_s_p90"]
