@@ -133,6 +133,8 @@ PUBLISHED_PARAMS = {
     "deepseek-vl2": 27.5e9,  # DeepSeek-VL2 paper (arXiv 2412.10302) Table 1: 27.5B total, 4.5B activated
     "internvl3.5-8b": 8.5e9,  # OpenGVLab InternVL3.5 model card: InternVL3.5-8B 8.5B (0.3B vision + 8.2B Qwen3-8B)
     "llama-3.2-90b-vision": 88.6e9,  # Meta Llama 3.2 Vision model card: 90B model, 88.6B parameters
+    "llama-4-scout": 109e9,  # Meta Llama 4 model card: Scout 17B active / 109B total
+    "llama-4-maverick": 400e9,  # Meta Llama 4 model card: Maverick 17B active / 400B total
 }
 
 
@@ -196,3 +198,29 @@ def test_new_dense_entries_tokenize_like_the_processor_family_they_share(new, si
 def test_llama_3_2_90b_has_20_cross_attention_layers_every_fifth():
     m = load_model("llama-3.2-90b-vision")
     assert m.llm.cross_attention_layers == list(range(3, 100, 5)) and m.llm.self_attention_layers == 80
+
+
+def test_llama4_tokens_follow_the_processor_by_hand():
+    """144 tokens per 336 px view (24 x 24 patches, pixel shuffle 0.5). 336x336: one tile, 144 + 3 tags = 147.
+    640x480: the least upscale is a 2x2 canvas (x1.05): 4 tiles x (144 + 1 separator) + global 144 + 3 = 727.
+    1920x1080: nothing of <= 16 tiles holds it, the mildest downscale is 3 rows x 5 cols (x0.875): 15 x 145 + 147 =
+    2322; ViT sequences are 577 long (CLS included) for every tile and the global view."""
+    from lvlmsim.ops.tokenization import tokenize_image
+
+    m = load_model("llama-4-scout")
+    for (w, h), (tokens, views) in {(336, 336): (147, 1), (640, 480): (727, 5), (1920, 1080): (2322, 16)}.items():
+        t = tokenize_image(m, w, h)
+        assert (t.llm_tokens, len(t.vit_seq_lens), t.vit_seq_lens[0]) == (tokens, views, 577)
+
+
+def test_llama4_chunked_attention_and_moe_layout():
+    """iRoPE: 36 of 48 layers attend within 8192-token chunks; past a chunk only the 12 NoPE layers grow the cache:
+    12 x 2 x 8 x 128 x 2 B = 49,152 B/token (196,608 with all 48). Maverick alternates dense and 128-expert layers."""
+    from lvlmsim.cost.memory import kv_bytes_per_token, kv_bytes_per_token_beyond_window
+    from lvlmsim.estimate import default_graph_config
+
+    scout, mav = load_model("llama-4-scout"), load_model("llama-4-maverick")
+    cfg = default_graph_config(scout, 1)
+    assert scout.llm.local_attention.kind == "chunked" and scout.llm.local_attention_layers == 36
+    assert (kv_bytes_per_token(scout, cfg), kv_bytes_per_token_beyond_window(scout, cfg)) == (196_608, 49_152)
+    assert scout.llm.moe_layers == 48 and mav.llm.moe_layers == 24 and mav.llm.moe.num_experts == 128

@@ -31,6 +31,7 @@ from lvlmsim.specs.tokenization_policy import (
     FixedResizePolicy,
     GlobalLocalTilesPolicy,
     HdCropsPolicy,
+    Llama4TilesPolicy,
     MllamaTilesPolicy,
     SlicesPolicy,
     TilesPolicy,
@@ -306,6 +307,28 @@ def _global_local(model: ModelSpec, pol: GlobalLocalTilesPolicy, w: int, h: int,
     )
 
 
+def _llama4(model: ModelSpec, pol: Llama4TilesPolicy, w: int, h: int, max_views: int | None) -> ImageTokenization:
+    """Llama4Processor._prompt_split_image: per tile (tile / patch)^2 / merge tokens; more than one tile adds every
+    tile's tokens and one separator per tile (x between columns, y ending each row) before the global view's; always
+    <|image_start|>, <|image|>, the global tokens and <|image_end|>."""
+    v = model.vision
+    side = _patches_per_side(pol.tile_size, v.patch_size, "tokenization.tile_size")
+    per_view = side * side // model.projector.merge_factor
+    if max_views == 1:
+        rows = cols = 1
+    else:
+        canvas_h, canvas_w = mllama_canvas(h, w, pol.max_patches, pol.tile_size)
+        rows, cols = canvas_h // pol.tile_size, canvas_w // pol.tile_size
+    tiles = rows * cols
+    views = tiles + 1 if tiles > 1 else 1
+    llm = per_view + 3 + (tiles * (per_view + 1) if tiles > 1 else 0)
+    return ImageTokenization(
+        w, h, (side * side + int(v.cls_token),) * views, llm, side * side * views,
+        f"llama4 canvas {cols}x{rows} tiles of {pol.tile_size} px" + (" + global view" if tiles > 1 else "")
+        + f"; {per_view} tokens per view, {tiles if tiles > 1 else 0} separators + 3 image tags",
+    )
+
+
 def _dynamic(model: ModelSpec, pol: DynamicResolutionPolicy, w: int, h: int) -> ImageTokenization:
     v = model.vision
     ms = _merge_side(model)
@@ -405,6 +428,8 @@ def _tokenize_image(model: ModelSpec, w: int, h: int, max_views: int | None = No
         return _anyres(model, pol, w, h, max_views)
     if isinstance(pol, GlobalLocalTilesPolicy):
         return _global_local(model, pol, w, h, max_views)
+    if isinstance(pol, Llama4TilesPolicy):
+        return _llama4(model, pol, w, h, max_views)
     if isinstance(pol, DynamicResolutionPolicy):
         return _dynamic(model, pol, w, h)
     if isinstance(pol, TilesPolicy):

@@ -99,9 +99,20 @@ class GlobalLocalTilesPolicy(StrictModel):
     )
 
 
+class Llama4TilesPolicy(StrictModel):
+    """Llama 4 (early fusion): the canvas of at most `max_patches` tiles of `tile_size` px chosen as Mllama does; each
+    tile, plus a global view when there is more than one, becomes (tile / patch)^2 / merge_factor tokens in the text,
+    with a separator after every tile and <|image_start|> <|image|> <|image_end|>."""
+
+    kind: Literal["llama4_tiles"] = "llama4_tiles"
+    tile_size: PositiveInt = 336
+    max_patches: PositiveInt = Field(16, description="most tiles per image (Llama4ImageProcessor max_patches)")
+
+
 TokenizationPolicy = Annotated[
     FixedResizePolicy
     | GlobalLocalTilesPolicy
+    | Llama4TilesPolicy
     | AnyResPolicy
     | DynamicResolutionPolicy
     | TilesPolicy
