@@ -375,6 +375,36 @@ def _largest_request(model: ModelSpec, workload: Workload, max_model_len: int) -
     return best[0], best[1], most_visual
 
 
+@dataclass
+class _PoolBuild:
+    """What the phases of build_pool share: the pool's model and graph config, which stages it runs, and which
+    reuse caches it holds (and their reserved bytes)."""
+
+    model: ModelSpec
+    cfg: GraphConfig
+    spec: PoolSpec
+    hardware: HardwareSpec
+    comp: Composition | None
+    label: str
+    has_llm: bool
+    has_enc: bool
+    reuse_enc: bool = False
+    reuse_kv: bool = False
+    reuse_bytes: float = 0.0
+
+    @property
+    def modules(self) -> list[str]:
+        return (["vision", "projector"] if self.has_enc else []) + (["llm"] if self.has_llm else [])
+
+    def tracker(self, block_size: int) -> ReuseTracker | None:
+        if not (self.reuse_enc or self.reuse_kv):
+            return None
+        model, cfg = self.model, self.cfg
+        return ReuseTracker(self.comp.reuse, block_size=block_size, kv=self.reuse_kv, encoder=self.reuse_enc,
+                            enc_entry_bytes=lambda t: encoder_entry_bytes(model, cfg, t),
+                            kv_entry_bytes=lambda t: kv_entry_bytes(model, cfg, t))
+
+
 def build_pool(
     env: simpy.Environment, model: ModelSpec, spec: PoolSpec, hardware: HardwareSpec, serving: ServingSpec,
     workload: Workload, cost_model: CostModel, *, cfg: GraphConfig | None = None, comp: Composition | None = None,
@@ -384,107 +414,129 @@ def build_pool(
 
     `comp`: a techniques Composition for this pool's hardware and tp (its model and cfg are then used): its steps
     are priced through it, and a draft model's weights (speculative decoding) are held on every device.
+    Phases: check the parallelism and dtypes, reserve reuse caches, check memory, count KV blocks, make instances.
     """
     if comp is not None:
         model, cfg = comp.model, comp.cfg
-    role = spec.role
-    has_llm = "P" in role or "D" in role
-    has_enc = "E" in role
-    label = f"pool '{spec.label}' ({hardware.id}, tp={spec.tp})"
-    if has_llm:
+    b = _PoolBuild(model, cfg or default_graph_config(model, spec.tp), spec, hardware, comp,
+                   label=f"pool '{spec.label}' ({hardware.id}, tp={spec.tp})",
+                   has_llm="P" in spec.role or "D" in spec.role, has_enc="E" in spec.role)
+    _check_parallelism(b)
+    _check_dtypes(b)
+    _reserve_reuse(b, workload)
+    mem = _check_memory(b, serving, workload)
+    total_blocks = _kv_blocks(b, serving, mem.kv_budget_bytes)
+    verdict = mem.verdict + (f"; reuse caches reserve {b.reuse_bytes / GIB:.2f} GiB per device"
+                             if b.reuse_bytes else "")
+    pool = Pool(spec, hardware, b.cfg, cost_model, total_blocks=total_blocks, memory_verdict=verdict)
+    pool.instances = _instances(env, b, serving, StepCost(b.model, b.cfg, cost_model, comp), total_blocks,
+                                _step_overhead_s(serving, host_step_s))
+    pool.router = make_router(serving.router, pool.instances)
+    return pool
+
+
+def _check_parallelism(b: _PoolBuild) -> None:
+    model, spec = b.model, b.spec
+    if b.has_llm:
         try:
             check_tp(model, spec.tp)
         except InfeasibleError as exc:
-            raise InfeasibleError(f"{label}: {exc}") from None
+            raise InfeasibleError(f"{b.label}: {exc}") from None
     elif model.vision.num_heads % spec.tp:
         raise InfeasibleError(
-            f"{label}: tp: {spec.tp} does not divide the {model.vision.num_heads} vision-encoder heads of {model.id}"
+            f"{b.label}: tp: {spec.tp} does not divide the {model.vision.num_heads} vision-encoder heads of {model.id}"
         )
-    if spec.tp > hardware.max_devices_per_node:
-        raise InfeasibleError(f"{label}: tp {spec.tp} exceeds the {hardware.max_devices_per_node} devices of a node")
-    cfg = cfg or default_graph_config(model, spec.tp)
-    mods = (["vision", "projector"] if has_enc else []) + (["llm"] if has_llm else [])
-    for m in mods:
-        for dt in {cfg.compute_dtype.get(m, model.dtype)}:
-            if not hardware.supports(dt):
-                raise InfeasibleError(f"{label}: hardware has no {dt} compute for the {m} (it supports: "
-                                      f"{', '.join(hardware.peak_tflops)})")
+    if spec.tp > b.hardware.max_devices_per_node:
+        raise InfeasibleError(f"{b.label}: tp {spec.tp} exceeds the {b.hardware.max_devices_per_node} devices of a "
+                              "node")
+
+
+def _check_dtypes(b: _PoolBuild) -> None:
+    for m in b.modules:
+        dt = b.cfg.compute_dtype.get(m, b.model.dtype)
+        if not b.hardware.supports(dt):
+            raise InfeasibleError(f"{b.label}: hardware has no {dt} compute for the {m} (it supports: "
+                                  f"{', '.join(b.hardware.peak_tflops)})")
+
+
+def _reserve_reuse(b: _PoolBuild, workload: Workload) -> None:
+    """Which reuse caches the pool holds (techniques: reuse) and the device bytes they reserve."""
+    reuse_cfg = b.comp.reuse if b.comp is not None else None
+    if reuse_cfg is None:
+        return
+    model, cfg = b.model, b.cfg
+    b.reuse_enc = reuse_cfg.caches_encoder() and b.has_enc
+    b.reuse_kv = (reuse_cfg.caches_kv() and "P" in b.spec.role and not model.image_tokens_in_kv_of_cross_attention)
+    if b.reuse_enc:
+        b.reuse_bytes += reuse_region_bytes(reuse_cfg, workload, lambda t: encoder_entry_bytes(model, cfg, t))
+    if b.reuse_kv:
+        b.reuse_bytes += reuse_region_bytes(reuse_cfg, workload, lambda t: kv_entry_bytes(model, cfg, t))
+
+
+def _check_memory(b: _PoolBuild, serving: ServingSpec, workload: Workload):
+    """Weights, the activation peak of the largest step and one request of the largest size must fit."""
+    model, cfg = b.model, b.cfg
     max_len = serving.max_model_len or model.llm.max_position_embeddings
     text, visual, most_visual = _largest_request(model, workload, max_len)
     act_ops: list = []
-    if has_llm:
+    if b.has_llm:
         act_ops.extend(llm_ops(model, (SeqWork(new_tokens=serving.max_num_batched_tokens, emits_token=True),),
                                "prefill", cfg))
-    if has_enc and most_visual is not None:
+    if b.has_enc and most_visual is not None:
         r = most_visual
         act_ops.extend(encode_ops(model, tuple(sorted(r.vit_seq_lens)), r.projector_in_tokens, r.visual_tokens, cfg))
-    wb = weight_bytes(model, cfg)
-    not_loaded = sum(v for k, v in wb.items() if k not in mods)
-    if comp is not None and has_llm:
-        not_loaded -= comp.decode_policy.extra_weight_bytes()  # draft model / drafting heads held next to the LLM
-    reuse_cfg = comp.reuse if comp is not None else None
-    reuse_enc = reuse_cfg is not None and reuse_cfg.caches_encoder() and has_enc
-    reuse_kv = (reuse_cfg is not None and reuse_cfg.caches_kv() and "P" in role
-                and not model.image_tokens_in_kv_of_cross_attention)
-    region = {}
-    if reuse_enc:
-        region["encoder"] = reuse_region_bytes(reuse_cfg, workload, lambda t: encoder_entry_bytes(model, cfg, t))
-    if reuse_kv:
-        region["kv"] = reuse_region_bytes(reuse_cfg, workload, lambda t: kv_entry_bytes(model, cfg, t))
-    held = sum(region.values())
+    not_loaded = sum(v for k, v in weight_bytes(model, cfg).items() if k not in b.modules)
+    if b.comp is not None and b.has_llm:
+        not_loaded -= b.comp.decode_policy.extra_weight_bytes()  # draft model / drafting heads held next to the LLM
+    held = b.reuse_bytes
     mem = memory_report(
-        model, hardware, cfg, text_tokens=text if has_llm else 0, visual_tokens=visual if has_llm else 0, batch=1,
-        activation_ops=act_ops, gpu_memory_utilization=serving.gpu_memory_utilization,
+        model, b.hardware, cfg, text_tokens=text if b.has_llm else 0, visual_tokens=visual if b.has_llm else 0,
+        batch=1, activation_ops=act_ops, gpu_memory_utilization=serving.gpu_memory_utilization,
         extra_bytes=held - not_loaded,
     )
     if not mem.fits:
         why = (f"reuse caches hold {held / GIB:.2f} GiB per device (counted with the weights); " if held else "")
-        raise InfeasibleError(f"{label}: {why}{mem.verdict}")
-    total_blocks = 0
-    if has_llm:
-        per_tok = kv_slot_bytes(model, cfg)
-        if comp is not None:  # a draft model's own KV per (text) token, held alongside the target's
-            per_tok += comp.decode_policy.extra_kv_bytes(1.0, 0.0)
-        block_bytes = serving.block_size * per_tok
-        total_blocks = int(mem.kv_budget_bytes // block_bytes)
-    verdict = mem.verdict + (f"; reuse caches reserve {held / GIB:.2f} GiB per device" if held else "")
-    pool = Pool(spec, hardware, cfg, cost_model, total_blocks=total_blocks, memory_verdict=verdict)
-    coster = StepCost(model, cfg, cost_model, comp)
+        raise InfeasibleError(f"{b.label}: {why}{mem.verdict}")
+    return mem
+
+
+def _kv_blocks(b: _PoolBuild, serving: ServingSpec, kv_budget_bytes: float) -> int:
+    if not b.has_llm:
+        return 0
+    per_tok = kv_slot_bytes(b.model, b.cfg)
+    if b.comp is not None:  # a draft model's own KV per (text) token, held alongside the target's
+        per_tok += b.comp.decode_policy.extra_kv_bytes(1.0, 0.0)
+    return int(kv_budget_bytes // (serving.block_size * per_tok))
+
+
+def _step_overhead_s(serving: ServingSpec, host_step_s: float) -> float:
+    """CPU time added to every step: the configured overhead, the runtime's launch overhead (its kernel floor is
+    in the cost model's profile, which simulate wraps), and the runtime version's per-step host time."""
     overhead_s = serving.step_overhead_s
-    if serving.runtime is not None:  # its kernel floor is in cost_model's profile (simulate wraps it)
+    if serving.runtime is not None:
         from lvlmsim.cost.runtime import get_runtime
 
         overhead_s += get_runtime(serving.runtime).step_overhead_s
-    overhead_s += host_step_s  # the runtime version's per-step host time on the critical path (host costs on)
-    kv_policy = comp.kv_budget if comp is not None and has_llm else None
-    swap_s = swap_time(model, cfg, hardware, serving, label) if has_llm and serving.preemption == "swap" else None
-    if serving.encoder_policy == "encode_ahead" and (reuse_enc or reuse_kv):
-        raise SpecError(f"{label}: serving.encoder_policy: encode_ahead is not modelled with the reuse technique "
+    return overhead_s + host_step_s
+
+
+def _instances(env, b: _PoolBuild, serving: ServingSpec, coster: StepCost, total_blocks: int,
+               overhead_s: float) -> list:
+    spec, role = b.spec, b.spec.role
+    if role == "E":
+        return [EncoderInstance(env, f"{spec.label}{i}", spec.label, None, coster, serving.encoder_budget,
+                                overhead_s, reuse=b.tracker(serving.block_size)) for i in range(spec.instances)]
+    if serving.encoder_policy == "encode_ahead" and (b.reuse_enc or b.reuse_kv):
+        raise SpecError(f"{b.label}: serving.encoder_policy: encode_ahead is not modelled with the reuse technique "
                         "(its encoder work depends on cache hits at admission); use co_batch")
-
-    def tracker() -> ReuseTracker | None:
-        if not (reuse_enc or reuse_kv):
-            return None
-        return ReuseTracker(reuse_cfg, block_size=serving.block_size, kv=reuse_kv, encoder=reuse_enc,
-                            enc_entry_bytes=lambda t: encoder_entry_bytes(model, cfg, t),
-                            kv_entry_bytes=lambda t: kv_entry_bytes(model, cfg, t))
-
-    for i in range(spec.instances):
-        name = f"{spec.label}{i}"
-        proxy = None  # the Cluster wires itself in when it is built
-        if role == "E":
-            inst = EncoderInstance(env, name, spec.label, proxy, coster, serving.encoder_budget, overhead_s,
-                                   reuse=tracker())
-        else:
-            inst = LlmInstance(
-                env, name, spec.label, proxy, coster, total_blocks=total_blocks, block_size=serving.block_size,
-                policy=make_policy(serving), encoder_budget=serving.encoder_budget,
-                encoder_cache=serving.encoder_cache, does_encode=has_enc, handoff=("D" not in role),
-                overhead_s=overhead_s, reuse=tracker() if "P" in role else None, kv_policy=kv_policy, swap_s=swap_s,
-            )
-        pool.instances.append(inst)
-    pool.router = make_router(serving.router, pool.instances)
-    return pool
+    kv_policy = b.comp.kv_budget if b.comp is not None else None
+    swap_s = swap_time(b.model, b.cfg, b.hardware, serving, b.label) if serving.preemption == "swap" else None
+    return [LlmInstance(
+        env, f"{spec.label}{i}", spec.label, None, coster, total_blocks=total_blocks, block_size=serving.block_size,
+        policy=make_policy(serving), encoder_budget=serving.encoder_budget, encoder_cache=serving.encoder_cache,
+        does_encode=b.has_enc, handoff="D" not in role, overhead_s=overhead_s,
+        reuse=b.tracker(serving.block_size) if "P" in role else None, kv_policy=kv_policy, swap_s=swap_s,
+    ) for i in range(spec.instances)]
 
 
 def swap_time(model: ModelSpec, cfg: GraphConfig, hardware: HardwareSpec, serving: ServingSpec, label: str):
