@@ -46,6 +46,11 @@ def datasets_dir() -> Path:
     return data_root() / "workloads" / "datasets"
 
 
+def bench_runs_path() -> Path:
+    """Published benchmark-client runs with their conditions (lvlmsim.bench.validation)."""
+    return data_root() / "workloads" / "validation" / "bench-runs.yaml"
+
+
 def host_dir() -> Path:
     """Host-side cost data: measured CPU preprocessing (calibration/host/*.json), runtime profiles (runtimes.yaml)."""
     return data_root() / "calibration" / "host"

@@ -1,0 +1,80 @@
+"""Replay published benchmark-client runs (workloads/validation/bench-runs.yaml) through `lvlmsim bench` and report
+the error of every figure each row published.
+
+error % = (lvlmsim / published - 1) x 100, per row and metric; the summary is the median of |error| per metric over
+the rows that published it. No row was used to fit anything (the table says so in its header); a row whose
+configuration lvlmsim refuses (does not fit, unknown model) is reported with its reason, not dropped silently.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lvlmsim.bench.run import BenchArgs, run_bench
+from lvlmsim.errors import LvlmsimError, SpecError
+from lvlmsim.specs.base import read_yaml
+from lvlmsim.specs.registry import bench_runs_path
+
+HEADLINE = ("request_throughput", "mean_ttft_ms", "mean_tpot_ms")  # the issue's targets: 15%, 15%, 10%
+
+
+@dataclass
+class RowResult:
+    id: str
+    source: str
+    conditions: dict
+    measured: dict
+    predicted: dict = field(default_factory=dict)
+    error_pct: dict = field(default_factory=dict)
+    refused: str | None = None
+
+
+def load_rows() -> list[dict]:
+    doc = read_yaml(bench_runs_path())
+    rows = doc.get("rows") if isinstance(doc, dict) else None
+    if not rows:
+        raise SpecError(f"{bench_runs_path()}: rows: expected a list of published runs")
+    return rows
+
+
+def row_args(row: dict) -> BenchArgs:
+    c = row["conditions"]
+    args = dict(row.get("args", {}))
+    rate = args.pop("request_rate", math.inf)
+    return BenchArgs(model=c["model"], hardware=c["hardware"], client=c["client"], runtime=c["runtime"],
+                     tp=int(c.get("tp", 1)), request_rate=math.inf if rate == "inf" else float(rate),
+                     serving=dict(row.get("serving", {})), **args)
+
+
+def replay(row: dict) -> RowResult:
+    out = RowResult(row["id"], row["source"], row["conditions"], dict(row["measured"]))
+    try:
+        res = run_bench(row_args(row))
+    except LvlmsimError as exc:
+        out.refused = str(exc)
+        return out
+    r = dict(res.result)
+    r.setdefault("total_input_vision_tokens", int(res.simulation.requests.visual_tokens.sum()))
+    for k, v in out.measured.items():
+        if isinstance(r.get(k), int | float) and v:
+            out.predicted[k] = float(r[k])
+            out.error_pct[k] = (float(r[k]) / float(v) - 1.0) * 100.0
+    return out
+
+
+def summarize(results: list[RowResult]) -> dict[str, dict]:
+    """Median |error| % and row count per metric."""
+    metrics = sorted({k for r in results for k in r.error_pct})
+    return {m: {"median_abs_error_pct": float(np.median([abs(r.error_pct[m]) for r in results if m in r.error_pct])),
+                "rows": sum(m in r.error_pct for r in results)} for m in metrics}
+
+
+def run_validation() -> tuple[list[RowResult], dict]:
+    results = [replay(row) for row in load_rows()]
+    return results, summarize(results)
+
+
+__all__ = ["HEADLINE", "RowResult", "load_rows", "replay", "row_args", "run_validation", "summarize"]

@@ -1,0 +1,33 @@
+"""The validation table of published benchmark runs: complete rows, the error formula, the per-metric summary."""
+
+from __future__ import annotations
+
+import pytest
+
+from lvlmsim.bench.validation import RowResult, load_rows, replay, row_args, summarize
+
+
+def test_every_row_has_its_source_conditions_and_published_figures():
+    rows = load_rows()
+    assert len(rows) >= 4
+    for row in rows:
+        assert row["source"].strip() and row["measured"]
+        assert {"client", "runtime", "model", "hardware", "tp"} <= set(row["conditions"])
+        row_args(row)  # every row's flags are valid BenchArgs
+
+
+def test_a_replayed_row_reports_lvlmsim_against_the_published_figure():
+    row = next(r for r in load_rows() if r["args"].get("max_concurrency") == 1)
+    res = replay(row)
+    assert res.refused is None
+    for k, published in row["measured"].items():
+        assert res.error_pct[k] == pytest.approx((res.predicted[k] / published - 1) * 100)
+
+
+def test_summary_is_the_median_absolute_error_per_metric():
+    rows = [RowResult("a", "s", {}, {}, error_pct={"x": 10.0, "y": -4.0}),
+            RowResult("b", "s", {}, {}, error_pct={"x": -30.0}),
+            RowResult("c", "s", {}, {}, error_pct={"x": 20.0})]
+    s = summarize(rows)
+    assert s["x"] == {"median_abs_error_pct": 20.0, "rows": 3}
+    assert s["y"] == {"median_abs_error_pct": 4.0, "rows": 1}
