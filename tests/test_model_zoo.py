@@ -19,7 +19,8 @@ REQUIRED = [
 
 
 # Models whose config sets head_dim explicitly so that heads x head_dim != hidden_size (checked against config.json).
-QUERY_NARROWER_THAN_HIDDEN = {"gemma-3-27b": "32 heads x head_dim 128 = 4096 < hidden_size 5376"}
+QUERY_NARROWER_THAN_HIDDEN = {"gemma-3-27b": "32 heads x head_dim 128 = 4096 < hidden_size 5376",
+                              "glm-4.5v": "96 heads x head_dim 128 = 12288 > hidden_size 4096 (GLM-4.5-Air)"}
 
 
 def test_required_ids_present():
@@ -135,6 +136,8 @@ PUBLISHED_PARAMS = {
     "llama-3.2-90b-vision": 88.6e9,  # Meta Llama 3.2 Vision model card: 90B model, 88.6B parameters
     "llama-4-scout": 109e9,  # Meta Llama 4 model card: Scout 17B active / 109B total
     "llama-4-maverick": 400e9,  # Meta Llama 4 model card: Maverick 17B active / 400B total
+    "glm-4.5v": 108e9,  # huggingface.co/zai-org/GLM-4.5V: 108B params (GLM-4.5-Air 106B-A12B + ViT)
+    "kimi-vl-a3b": 16.4e9,  # huggingface.co/moonshotai/Kimi-VL-A3B-Instruct: 16.4B params (card: 16B, A3B)
 }
 
 
@@ -224,3 +227,41 @@ def test_llama4_chunked_attention_and_moe_layout():
     assert scout.llm.local_attention.kind == "chunked" and scout.llm.local_attention_layers == 36
     assert (kv_bytes_per_token(scout, cfg), kv_bytes_per_token_beyond_window(scout, cfg)) == (196_608, 49_152)
     assert scout.llm.moe_layers == 48 and mav.llm.moe_layers == 24 and mav.llm.moe.num_experts == 128
+
+
+def test_glm45v_tokens_follow_the_28px_grid_by_hand():
+    """Round each side to a multiple of 28 (patch 14 x merge 2): 336x336 -> 12 x 12 + 2 = 146; 640x480 -> 644 x 476
+    = 23 x 17 + 2 = 393; 1920x1080 -> 1932 x 1092 = 69 x 39 + 2 = 2693."""
+    from lvlmsim.ops.tokenization import tokenize_image
+
+    m = load_model("glm-4.5v")
+    got = [tokenize_image(m, w, h).llm_tokens for w, h in ((336, 336), (640, 480), (1920, 1080))]
+    assert got == [146, 393, 2693]
+    assert m.llm.moe.num_experts == 128 and m.llm.moe.dense_layers == [0]
+
+
+def test_kimi_vl_tokens_follow_the_patch_limit_by_hand():
+    """448x448: 32 x 32 = 1024 patches <= 4096, 16 x 16 + 4 = 260. 1280x720: 91 x 51 = 4641 patches > 4096, so x
+    sqrt(4096 / 4641) -> 1202 x 676, padded to 1204 x 700: 43 x 25 + 4 = 1079. 1920x1080: 137 x 77 = 10549 ->
+    1196 x 672 -> 1204 x 672: 43 x 24 + 4 = 1036. KV: MLA latent, 27 x 576 x 2 B = 31,104 B/token."""
+    from lvlmsim.cost.memory import kv_bytes_per_token
+    from lvlmsim.estimate import default_graph_config
+    from lvlmsim.ops.tokenization import tokenize_image
+
+    m = load_model("kimi-vl-a3b")
+    got = [tokenize_image(m, w, h).llm_tokens for w, h in ((448, 448), (1280, 720), (1920, 1080))]
+    assert got == [260, 1079, 1036]
+    assert kv_bytes_per_token(m, default_graph_config(m, 1)) == 31_104
+
+
+ISSUE16_IDS = ["llama-3.2-90b-vision", "llama-4-scout", "llama-4-maverick", "gemma-3-27b", "internvl3.5-8b",
+               "kimi-vl-a3b", "deepseek-vl2", "glm-4.5v"]
+
+
+def test_every_issue16_id_is_in_the_zoo_and_estimates():
+    import lvlmsim
+
+    assert set(ISSUE16_IDS) <= set(model_ids())
+    for mid in ISSUE16_IDS:
+        est = lvlmsim.estimate(mid, "b200", images=1, image_size=(1280, 720), tp=8)
+        assert est.ttft_s > 0 and est.memory.kv_bytes_per_token > 0

@@ -33,6 +33,7 @@ from lvlmsim.specs.tokenization_policy import (
     HdCropsPolicy,
     Llama4TilesPolicy,
     MllamaTilesPolicy,
+    NativePatchLimitPolicy,
     SlicesPolicy,
     TilesPolicy,
 )
@@ -329,6 +330,27 @@ def _llama4(model: ModelSpec, pol: Llama4TilesPolicy, w: int, h: int, max_views:
     )
 
 
+def _native_patch_limit(model: ModelSpec, pol: NativePatchLimitPolicy, w: int, h: int) -> ImageTokenization:
+    """KimiVLImageProcessor.rescale: if (w // p)(h // p) > limit, scale by sqrt(limit / that) (int() truncation),
+    then pad each side up to a multiple of p x k; one ViT sequence of the padded patches, k x k of them per token."""
+    p = model.vision.patch_size
+    k = _merge_side(model)
+    patches = (w // p) * (h // p)
+    if patches > pol.in_token_limit:
+        scale = math.sqrt(pol.in_token_limit / patches)
+        w2, h2 = int(w * scale), int(h * scale)
+    else:
+        w2, h2 = w, h
+    gw, gh = math.ceil(w2 / (p * k)) * k, math.ceil(h2 / (p * k)) * k
+    n = gw * gh
+    return ImageTokenization(
+        w, h, (n,), n // (k * k) + pol.special_tokens, n,
+        f"native {w}x{h}" + (f" -> {w2}x{h2} (patch limit {pol.in_token_limit})" if (w2, h2) != (w, h) else "")
+        + f", padded to {gw * p}x{gh * p} ({gw}x{gh} patches, {gw // k}x{gh // k} tokens + {pol.special_tokens} "
+        "special)",
+    )
+
+
 def _dynamic(model: ModelSpec, pol: DynamicResolutionPolicy, w: int, h: int) -> ImageTokenization:
     v = model.vision
     ms = _merge_side(model)
@@ -430,6 +452,8 @@ def _tokenize_image(model: ModelSpec, w: int, h: int, max_views: int | None = No
         return _global_local(model, pol, w, h, max_views)
     if isinstance(pol, Llama4TilesPolicy):
         return _llama4(model, pol, w, h, max_views)
+    if isinstance(pol, NativePatchLimitPolicy):
+        return _native_patch_limit(model, pol, w, h)
     if isinstance(pol, DynamicResolutionPolicy):
         return _dynamic(model, pol, w, h)
     if isinstance(pol, TilesPolicy):

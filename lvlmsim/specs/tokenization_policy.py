@@ -109,10 +109,20 @@ class Llama4TilesPolicy(StrictModel):
     max_patches: PositiveInt = Field(16, description="most tiles per image (Llama4ImageProcessor max_patches)")
 
 
+class NativePatchLimitPolicy(StrictModel):
+    """Kimi-VL MoonViT: native resolution; an image with more than `in_token_limit` patches is scaled down to about
+    that many (the limit counts patches, before the k x k merge), then padded to multiples of patch x k."""
+
+    kind: Literal["native_patch_limit"] = "native_patch_limit"
+    in_token_limit: PositiveInt = Field(4096, description="most ViT patches per image (preprocessor_config)")
+    special_tokens: int = Field(4, ge=0, description="<|media_start|> image <|media_content|> ... <|media_end|>")
+
+
 TokenizationPolicy = Annotated[
     FixedResizePolicy
     | GlobalLocalTilesPolicy
     | Llama4TilesPolicy
+    | NativePatchLimitPolicy
     | AnyResPolicy
     | DynamicResolutionPolicy
     | TilesPolicy
