@@ -24,6 +24,11 @@ MATCHES = {
     "internvl2_5-8b": "internvl2.5-8b",
     "gemma-3-27b-it": "gemma-3-27b",
     "deepseek-vl2": "deepseek-vl2",
+    "kimi-vl-a3b-instruct": "kimi-vl-a3b",
+    "llama-4-scout-17b-16e": "llama-4-scout",
+    "llama-4-maverick-17b-128e": "llama-4-maverick",
+    "glm-4.5v": "glm-4.5v",
+    "internvl3_5-8b": "internvl3.5-8b",
 }
 LLM_SHAPE = ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim", "intermediate_size", "mlp_kind",
              "max_position_embeddings", "tie_word_embeddings")
@@ -59,7 +64,11 @@ def test_import_matches_zoo_shapes(folder, zoo_id):
         assert tokenize_image(imported, *size).llm_tokens == tokenize_image(zoo, *size).llm_tokens
 
 
-@pytest.mark.parametrize("folder,zoo_id", [("gemma-3-27b-it", "gemma-3-27b"), ("deepseek-vl2", "deepseek-vl2")])
+@pytest.mark.parametrize("folder,zoo_id", [("gemma-3-27b-it", "gemma-3-27b"), ("deepseek-vl2", "deepseek-vl2"),
+                                           ("kimi-vl-a3b-instruct", "kimi-vl-a3b"),
+                                           ("llama-4-scout-17b-16e", "llama-4-scout"),
+                                           ("llama-4-maverick-17b-128e", "llama-4-maverick"),
+                                           ("glm-4.5v", "glm-4.5v"), ("internvl3_5-8b", "internvl3.5-8b")])
 def test_issue16_imports_reproduce_the_zoo_entries_layer_patterns_mla_and_moe(folder, zoo_id):
     """Everything but names and prose: the sliding-window pattern, the MLA dims and the MoE layout too."""
     imported = ModelSpec.model_validate(import_hf_config(FIXTURES / folder))
@@ -138,3 +147,23 @@ def test_yaml_round_trip(tmp_path):
     m = load_model(str(path))
     assert m.id == "my-internvl"
     assert tokenize_image(m, 1920, 1080).llm_tokens == 2306
+
+
+def test_deepseek_v3_text_config_reads_mla_and_moe():
+    """The deepseek_v3 reader (Kimi-VL's text_config, DeepSeek-V3 itself): DeepSeek-V3's config.json fields give its
+    MLA (q_lora 1536, kv_lora 512) and MoE (256 routed experts of 2048, top-8, 1 shared, first 3 layers dense)."""
+    from lvlmsim.importers.hf_families import deepseek_llm
+    from lvlmsim.ops.graph import mla_layer_params
+    from lvlmsim.specs.model import LanguageModelSpec
+
+    v3 = {"model_type": "deepseek_v3", "hidden_size": 7168, "intermediate_size": 18432, "moe_intermediate_size": 2048,
+          "num_hidden_layers": 61, "num_attention_heads": 128, "num_key_value_heads": 128, "n_routed_experts": 256,
+          "n_shared_experts": 1, "num_experts_per_tok": 8, "first_k_dense_replace": 3, "q_lora_rank": 1536,
+          "kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128,
+          "vocab_size": 129280, "max_position_embeddings": 163840}
+    defaulted: list[str] = []
+    lm = LanguageModelSpec.model_validate(deepseek_llm(v3, "text_config", defaulted))
+    assert mla_layer_params(lm) == 187_107_328
+    assert lm.moe.dense_layers == [0, 1, 2] and lm.moe.num_experts == 256 and lm.moe_layers == 58
+    with pytest.raises(SpecError, match="model_type"):
+        deepseek_llm({**v3, "model_type": "llama"}, "text_config", [])

@@ -30,7 +30,7 @@ from lvlmsim.specs.base import validate_as
 from lvlmsim.specs.model import ModelSpec
 
 SUPPORTED_MODEL_TYPES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "internvl_chat", "internvl", "gemma3",
-                         "deepseek_vl_v2")  # the last two: lvlmsim.importers.hf_families
+                         "deepseek_vl_v2", "kimi_vl", "llama4", "glm4v_moe")  # from gemma3 on: importers.hf_families
 
 _ARCH_TO_TYPE = {
     "LlavaForConditionalGeneration": "llava",
@@ -41,6 +41,9 @@ _ARCH_TO_TYPE = {
     "InternVLForConditionalGeneration": "internvl",
     "Gemma3ForConditionalGeneration": "gemma3",
     "DeepseekVLV2ForCausalLM": "deepseek_vl_v2",
+    "KimiVLForConditionalGeneration": "kimi_vl",
+    "Llama4ForConditionalGeneration": "llama4",
+    "Glm4vMoeForConditionalGeneration": "glm4v_moe",
 }
 
 # transformers class defaults for the sub-configs a hub file may leave partial (configuration_<type>.py __init__)
@@ -367,7 +370,8 @@ def _internvl(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, A
 
 
 _FAMILY = {"llava": "llava", "llava_next": "llava-next", "qwen2_vl": "qwen2-vl", "qwen2_5_vl": "qwen2.5-vl",
-           "internvl_chat": "internvl", "internvl": "internvl", "gemma3": "gemma3", "deepseek_vl_v2": "deepseek-vl2"}
+           "internvl_chat": "internvl", "internvl": "internvl", "gemma3": "gemma3", "deepseek_vl_v2": "deepseek-vl2",
+           "kimi_vl": "kimi-vl", "llama4": "llama4", "glm4v_moe": "glm4v-moe"}
 
 
 def _slug(text: str) -> str:

@@ -1,5 +1,6 @@
-"""HF importers for the families of issue 16: gemma3 (sliding-window layers) and deepseek_vl_v2 (MLA + MoE), with
-the DeepSeek-V2/V3 text-config reader (``deepseek_v2`` / ``deepseek_v3``: MLA and DeepSeekMoE) they and Kimi-VL use.
+"""HF importers for the families of issue 16: gemma3 (sliding-window layers), deepseek_vl_v2 and kimi_vl (MLA + MoE),
+llama4 (chunked attention + MoE) and glm4v_moe (MoE), with the DeepSeek-V2/V3 text-config reader (``deepseek_v2`` /
+``deepseek_v3``: MLA and DeepSeekMoE) that DeepSeek-VL2 and Kimi-VL use.
 
 Each reader fills what a hub config.json leaves to its transformers / remote-code class defaults and lists every
 defaulted value, as lvlmsim.importers.hf does for the older families.
@@ -140,8 +141,120 @@ def deepseek_vl_v2(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[s
     }
 
 
-IMPORTERS = {"gemma3": gemma3, "deepseek_vl_v2": deepseek_vl_v2}
-ARCHITECTURES = {"Gemma3ForConditionalGeneration": "gemma3", "DeepseekVLV2ForCausalLM": "deepseek_vl_v2"}
-FAMILIES = {"gemma3": "gemma3", "deepseek_vl_v2": "deepseek-vl2"}
+def kimi_vl(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]:
+    """Kimi-VL: MoonViT at native resolution (patch limit, 2x2 merge) + a DeepSeek-V3-style MLA/MoE decoder."""
+    txt = _sub(cfg, "text_config", mt)
+    vis = _sub(cfg, "vision_config", mt)
+    llm = deepseek_llm({**txt, "model_type": txt.get("model_type") or "deepseek_v3"}, "text_config", defaulted)
+    vr = _Reader(vis, "vision_config", {"patch_size": 14, "init_pos_emb_height": 64, "merge_kernel_size": [2, 2]},
+                 defaulted, "MoonViTConfig")
+    width, patch = int(vr.get("hidden_size")), int(vr.get("patch_size"))
+    kh, kw = (int(x) for x in vr.get("merge_kernel_size"))
+    if kh != kw:
+        raise SpecError(f"vision_config.merge_kernel_size: [{kh}, {kw}] is not square; lvlmsim merges k x k patches")
+    merge = kh * kw
+    defaulted.append("in_token_limit=4096 and 4 tags per image (KimiVLImageProcessor / chat template defaults)")
+    return {
+        "vision": {"name": "MoonViT", "num_layers": int(vr.get("num_hidden_layers")), "hidden_size": width,
+                   "num_heads": int(vr.get("num_attention_heads")),
+                   "intermediate_size": int(vr.get("intermediate_size")), "mlp_kind": "plain", "patch_size": patch,
+                   "image_size": int(vr.get("init_pos_emb_height")) * patch, "cls_token": False},
+        "projector": {"kind": "pixel_shuffle_mlp", "layer_dims": [width * merge, width * merge, llm["hidden_size"]],
+                      "merge_factor": merge},
+        "llm": llm,
+        "tokenization": {"kind": "native_patch_limit", "in_token_limit": 4096, "special_tokens": 4},
+    }
+
+
+def llama4(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]:
+    """Llama 4: 336 px tiles, pixel-shuffle adapter, MoE every `interleave_moe_layer_step` layers, chunked attention
+    in the RoPE layers (`no_rope_layers` 0 marks the NoPE, globally attending ones)."""
+    txt = _sub(cfg, "text_config", mt)
+    vis = _sub(cfg, "vision_config", mt)
+    tr = _Reader(txt, "text_config", {"interleave_moe_layer_step": 1, "attention_chunk_size": 8192,
+                                      "num_experts_per_tok": 1, "tie_word_embeddings": False},
+                 defaulted, "Llama4TextConfig")
+    layers, hidden = int(tr.get("num_hidden_layers")), int(tr.get("hidden_size"))
+    heads = int(tr.get("num_attention_heads"))
+    step = int(tr.get("interleave_moe_layer_step"))
+    moe_layers = set(range(step - 1, layers, step)) if step else set()
+    nope = txt.get("no_rope_layers")
+    if nope:
+        global_layers = [i for i, use_rope in enumerate(nope) if not use_rope]
+    else:
+        global_layers = [i for i in range(layers) if (i + 1) % 4 == 0]
+        defaulted.append("no_rope_layers: every 4th layer NoPE (Llama4TextConfig default interval 4)")
+    width = int(tr.get("intermediate_size"))
+    vr = _Reader(vis, "vision_config", {"pixel_shuffle_ratio": 0.5}, defaulted, "Llama4VisionConfig")
+    vh = int(vr.get("hidden_size"))
+    merge = round(1 / float(vr.get("pixel_shuffle_ratio")) ** 2)
+    defaulted.append("max_patches=16 (Llama4ImageProcessor default)")
+    return {
+        "vision": {"name": "Llama 4 ViT", "num_layers": int(vr.get("num_hidden_layers")), "hidden_size": vh,
+                   "num_heads": int(vr.get("num_attention_heads")),
+                   "intermediate_size": int(vr.get("intermediate_size")), "mlp_kind": "plain",
+                   "patch_size": _side(vr.get("patch_size")), "image_size": _side(vr.get("image_size")),
+                   "cls_token": True},
+        "projector": {"kind": "pixel_shuffle_mlp", "merge_factor": merge,
+                      "layer_dims": [vh * merge, int(vr.get("projector_input_dim")),
+                                     int(vr.get("projector_output_dim")), hidden]},
+        "llm": {"name": str(txt.get("model_type") or "llama4_text"), "num_layers": layers, "hidden_size": hidden,
+                "num_heads": heads, "num_kv_heads": int(tr.get("num_key_value_heads")),
+                "head_dim": int(txt.get("head_dim") or hidden // heads),
+                "intermediate_size": int(tr.get("intermediate_size_mlp")), "mlp_kind": "gated",
+                "vocab_size": int(tr.get("vocab_size")), "tie_word_embeddings": bool(tr.get("tie_word_embeddings")),
+                "max_position_embeddings": int(tr.get("max_position_embeddings")),
+                "local_attention": {"kind": "chunked", "window_tokens": int(tr.get("attention_chunk_size")),
+                                    "global_layers": global_layers},
+                "moe": {"num_experts": int(tr.get("num_local_experts")),
+                        "experts_per_token": int(tr.get("num_experts_per_tok")), "expert_intermediate_size": width,
+                        "shared_experts": 1, "shared_expert_intermediate_size": width,
+                        "dense_layers": [i for i in range(layers) if i not in moe_layers]}},
+        "tokenization": {"kind": "llama4_tiles", "tile_size": _side(vr.get("image_size")), "max_patches": 16},
+    }
+
+
+def glm4v_moe(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]:
+    """GLM-4.5V: a Qwen2-VL-style native-resolution ViT (3D patches, 2x2 merge) on the GLM-4.5-Air MoE decoder."""
+    txt = _sub(cfg, "text_config", mt)
+    vis = _sub(cfg, "vision_config", mt)
+    tr = _Reader(txt, "text_config", {"tie_word_embeddings": False}, defaulted, "Glm4vMoeTextConfig")
+    vr = _Reader(vis, "vision_config", {"temporal_patch_size": 2, "spatial_merge_size": 2}, defaulted,
+                 "Glm4vMoeVisionConfig")
+    hidden, heads = int(tr.get("hidden_size")), int(tr.get("num_attention_heads"))
+    layers = int(tr.get("num_hidden_layers"))
+    vh, out = int(vr.get("hidden_size")), int(vr.get("out_hidden_size"))
+    k = int(vr.get("spatial_merge_size"))
+    dense = min(int(tr.get("first_k_dense_replace", 0, required=False) or 0), layers)
+    expert = int(tr.get("moe_intermediate_size"))
+    defaulted.append("pixels 6272..23520000 per frame (Glm4vImageProcessor size 12544..47040000 over 2 frames)")
+    return {
+        "vision": {"name": "GLM-4.5V ViT", "num_layers": int(vr.get("depth")), "hidden_size": vh,
+                   "num_heads": int(vr.get("num_heads")), "intermediate_size": out, "mlp_kind": "gated",
+                   "patch_size": int(vr.get("patch_size")), "temporal_patch_size": int(vr.get("temporal_patch_size")),
+                   "image_size": int(vr.get("image_size")), "cls_token": False},
+        "projector": {"kind": "patch_merger", "merge_factor": k * k,
+                      "layer_dims": [vh * k * k, out, out, int(vr.get("intermediate_size")), out]},
+        "llm": {"name": str(txt.get("model_type") or "glm4v_moe_text"), "num_layers": layers, "hidden_size": hidden,
+                "num_heads": heads, "num_kv_heads": int(tr.get("num_key_value_heads")),
+                "head_dim": int(txt.get("head_dim") or hidden // heads),
+                "intermediate_size": int(tr.get("intermediate_size")), "mlp_kind": "gated",
+                "vocab_size": int(tr.get("vocab_size")), "tie_word_embeddings": bool(tr.get("tie_word_embeddings")),
+                "max_position_embeddings": int(tr.get("max_position_embeddings")),
+                "moe": {"num_experts": int(tr.get("n_routed_experts")),
+                        "experts_per_token": int(tr.get("num_experts_per_tok")), "expert_intermediate_size": expert,
+                        "shared_experts": int(tr.get("n_shared_experts")), "shared_expert_intermediate_size": expert,
+                        "dense_layers": list(range(dense))}},
+        "tokenization": {"kind": "dynamic", "min_pixels": 6272, "max_pixels": 23520000, "special_tokens": 2},
+    }
+
+
+IMPORTERS = {"gemma3": gemma3, "deepseek_vl_v2": deepseek_vl_v2, "kimi_vl": kimi_vl, "llama4": llama4,
+             "glm4v_moe": glm4v_moe}
+ARCHITECTURES = {"Gemma3ForConditionalGeneration": "gemma3", "DeepseekVLV2ForCausalLM": "deepseek_vl_v2",
+                 "KimiVLForConditionalGeneration": "kimi_vl", "Llama4ForConditionalGeneration": "llama4",
+                 "Glm4vMoeForConditionalGeneration": "glm4v_moe"}
+FAMILIES = {"gemma3": "gemma3", "deepseek_vl_v2": "deepseek-vl2", "kimi_vl": "kimi-vl", "llama4": "llama4",
+            "glm4v_moe": "glm4v-moe"}
 
 __all__ = ["ARCHITECTURES", "FAMILIES", "IMPORTERS", "deepseek_llm", "deepseek_vl_v2", "gemma3"]
