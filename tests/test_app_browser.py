@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -229,3 +230,110 @@ def test_every_page_renders_and_reacts(page, tmp_path):
     assert page.locator(EXCEPTION).count() == 0
     page.screenshot(path=str(shots / "planner.png"))
     assert all(p.stat().st_size > 10_000 for p in shots.iterdir())
+
+
+def select_option(page, label: str, option: str) -> None:
+    """Streamlit's selectbox is a combobox: open it and pick the option."""
+    page.get_by_label(label, exact=True).click()
+    rerun_after(page, lambda: page.get_by_role("option", name=option, exact=True).first.click())
+
+
+def fresh(page, server: str, path: str) -> None:
+    """A new browser session on `path` (new websocket: the sidebar starts from its defaults)."""
+    page.goto(f"{server}/{path}")
+    page.wait_for_selector("h1")
+    idle(page)
+
+
+def test_planner_task_without_any_file(page, server, tmp_path):
+    """The capacity planner's question, answered in the UI alone: Qwen2-VL-7B photo chat at 20 req/s, p90 TTFT
+    under 1 s, H100 vs L40S, and what per month. The per-GPU table must show what lvlmsim.plan returns."""
+    from lvlmsim.planner import SearchSettings, plan
+    from lvlmsim.specs.request_overrides import with_request
+    from lvlmsim.specs.scenario import load_scenario
+
+    fresh(page, server, "")
+    select_option(page, "Model", "qwen2-vl-7b")
+    select_option(page, "Preset", "chat photo")
+    go(page, "Capacity planner")
+    rerun_after(page, lambda: page.get_by_role("button", name="Use the sidebar's request").click())
+    box = page.get_by_label("Scenario", exact=True)
+    assert box.input_value().startswith("sidebar request: qwen2-vl-7b on h100-sxm tp1, 1 x 1024x768")
+    page.get_by_label("Target rate (req/s)", exact=True).fill("20")
+    page.get_by_label("TTFT p90 SLO (s)", exact=True).fill("1")
+    page.get_by_role("button", name="Plan", exact=True).click()
+    page.wait_for_selector('[data-testid="stTable"]', state="visible", timeout=300_000)
+    idle(page)
+    assert page.locator(EXCEPTION).count() == 0
+
+    banner = page.locator('[data-testid="stMarkdownContainer"]').filter(has_text="Planned").first.inner_text()
+    assert "qwen2-vl-7b" in banner and "h100-sxm" in banner and "l40s" in banner and "20 req/s" in banner
+    rows = page.locator('[data-testid="stTable"] tbody tr')
+    shown = {}
+    for i in range(rows.count()):
+        cells = [c.inner_text().strip() for c in rows.nth(i).locator("th, td").all()]
+        shown[cells[0]] = cells
+    header = [c.inner_text().strip() for c in page.locator('[data-testid="stTable"] thead th').all()]
+    assert set(shown) == {"h100-sxm", "l40s"}
+
+    sc = with_request(load_scenario("llava-chat-h100"), model="qwen2-vl-7b", hardware="h100-sxm", tp=1,
+                      image_size=[(1024, 768)], images=1, prompt_tokens=80, output_tokens=160, video_s=0.0,
+                      techniques=[], scenario_id="sidebar-request")
+    res = plan(sc, target_rate=20.0, slos={"ttft_p90": 1.0, "tpot_p90": 0.05}, hardware=["h100-sxm", "l40s"],
+               tp=[1, 2, 4, 8], layouts=["agg"], settings=SearchSettings(probe_duration_s=30.0, tolerance=0.05),
+               executor="serial")
+    from lvlmsim.fmt import fmt_usd
+
+    for hw, row in res.by_hardware().items():
+        cells = dict(zip(header[-len(shown[hw]):], shown[hw], strict=True))
+        if row["feasible"]:
+            assert cells["GPUs"] == str(row["gpus"])
+            assert cells["$/hour"] == fmt_usd(row["cost_per_hour_usd"])
+            assert cells["$/month"] == fmt_usd(row["cost_per_month_usd"])
+        else:
+            assert cells["verdict"] == f"not possible because {row['reason']}"
+    page.screenshot(path=str(tmp_path / "planner-table.png"), full_page=True)
+
+
+ROOF_SENTENCE = re.compile(r"(?P<op>[\w.]+) \(intensity (?P<i>[\d.e+-]+) FLOP/byte vs its effective ridge "
+                           r"(?P<r>[\d.e+-]+) FLOP/byte\) is (?P<bound>\w+)-bound(?P<rest>[^.]*)")
+
+
+@pytest.mark.parametrize("model, hardware", [("llava-1.5-7b", "h100-sxm"), ("qwen2-vl-7b", "l4"),
+                                             ("internvl2.5-8b", "a100-sxm-80gb")])
+def test_roofline_sentences_agree_with_the_plotted_points(page, server, model, hardware):
+    """Every sentence naming an op gives the bound the API gives it and puts it on the side of its effective
+    ridge that bound implies; the points drawn are those ops (the AppTest suite checks the chart's data)."""
+    import lvlmsim
+
+    fresh(page, server, "roofline")
+    select_option(page, "Model", model)
+    select_option(page, "Hardware", hardware)
+    charts_ok(page)
+    want = fmt_time_app(lvlmsim.estimate(model, hardware).ttft_s)
+    assert metric_becomes(page, "TTFT", want) == want
+    text = "\n".join(li.inner_text() for li in page.locator('[data-testid="stMarkdownContainer"] li').all())
+    found = list(ROOF_SENTENCE.finditer(text))
+    assert len(found) >= 3, text
+    ops = lvlmsim.estimate(model, hardware).ops_frame()
+    for m in found:
+        rows = ops[ops["op"] == m["op"]]
+        assert len(rows) and m["bound"] in set(rows["bound"]), (m["op"], m["bound"])
+        i, r = float(m["i"]), float(m["r"])
+        if m["bound"] == "memory":
+            assert i < r and "left of its effective ridge" in m["rest"]
+        elif m["bound"] == "compute":
+            assert i >= r * 0.999 and "right of its effective ridge" in m["rest"]
+    for stage, s in lvlmsim.estimate(model, hardware).stages.items():
+        assert f"{stage} ({want_time(s.time_s)}; the API labels the stage {s.bound}-bound)" in text
+
+
+def want_time(s: float) -> str:
+    return fmt_time_app(s)
+
+
+def fmt_time_app(s: float) -> str:
+    sys.path.insert(0, str(REPO / "app"))
+    from explorer.fmt import fmt_time
+
+    return fmt_time(s)

@@ -88,7 +88,7 @@ def test_planner_page_shows_what_plan_returns():
     assert "llava-1.5-7b" in banner and "`h100-sxm`" in banner and "`l40s`" in banner and "1024x768" in banner
 
     # one row per GPU type, the figures of by_hardware() at the hardware files' prices
-    table = at.dataframe[0].value.set_index("GPU")
+    table = at.table[0].value
     for hw_id, row in res.by_hardware().items():
         got = table.loc[hw_id]
         if row["feasible"]:
@@ -101,7 +101,7 @@ def test_planner_page_shows_what_plan_returns():
     # an edited price redraws the table without planning again
     at.number_input(key="plan.price.l40s").set_value(10.0)
     at.run()
-    table = at.dataframe[0].value.set_index("GPU")
+    table = at.table[0].value
     row = res.by_hardware(prices={"l40s": 10.0})["l40s"]
     if row["feasible"]:
         assert table.loc["l40s", "$/hour"] == fmt_usd(row["cost_per_hour_usd"])

@@ -228,15 +228,16 @@ if rec is None:
     st.error(f"No configuration meets the SLOs: {result['verdict']}")
 else:
     st.success(f"Recommended: {result['verdict']}")
-    c = st.columns(6)
+    c = st.columns([2, 1, 1])  # two rows of three: long values (a configuration, a rate) are never cut
     c[0].metric("Configuration", rec["candidate"])
     c[1].metric("GPUs", f"{rec['gpus']}", help=f"{rec['replicas']} replica(s) x {rec['gpus_per_replica']} GPU(s)")
     c[2].metric("$ per hour", fmt_usd(rec["cost_per_hour"]),
                 help=f"{fmt_usd(rec['usd_per_1m_output_tokens'])} per 1M output tokens at the target rate")
-    c[3].metric("Max rate within SLOs", f"{rec['max_rate_meeting_slo']:.3g} req/s",
+    c = st.columns([2, 1, 1])
+    c[0].metric("Max rate within SLOs", f"{rec['max_rate_meeting_slo']:.3g} req/s",
                 help=f"{rec['capacity_per_replica_rps']:.3g} req/s per replica x {rec['replicas']}")
-    c[4].metric("TTFT p90", fmt_time(rec["ttft_p90_s"]) if rec.get("ttft_p90_s") is not None else "n/a")
-    c[5].metric("TPOT p90", fmt_time(rec["tpot_p90_s"]) if rec.get("tpot_p90_s") is not None else "n/a")
+    c[1].metric("TTFT p90", fmt_time(rec["ttft_p90_s"]) if rec.get("ttft_p90_s") is not None else "n/a")
+    c[2].metric("TPOT p90", fmt_time(rec["tpot_p90_s"]) if rec.get("tpot_p90_s") is not None else "n/a")
     st.caption("Pools: " + ", ".join(f"{p['role']} {p['instances']} x tp{p['tp']}" for p in rec["pools"])
                + (" — verified by simulating the whole fleet at the target rate." if rec.get("verified") else ""))
 st.caption(f"{stats['candidates']} candidates: {stats['pruned_analytic']} removed by the analytic pre-screen, "
@@ -247,7 +248,7 @@ st.subheader("Per GPU type")
 hw_seen = list(dict.fromkeys(cands["hardware"]))
 prices = price_inputs(hw_seen)
 table = per_gpu_table(cands, ran_args[1], prices)
-st.dataframe(table, hide_index=True, key="plan-by-hardware", width="stretch")
+st.table(table.set_index("GPU"))  # a plain HTML table: every cell readable (and copyable) as text
 from lvlmsim.planner.summary import LOW_HEADROOM_PCT, by_hardware  # noqa: E402
 
 low = [h for h, r in by_hardware(cands, ran_args[1], prices).items()
