@@ -324,7 +324,8 @@ def test_roofline_sentences_agree_with_the_plotted_points(page, server, model, h
             assert i < r and "left of its effective ridge" in m["rest"]
         elif m["bound"] == "compute":
             assert i >= r * 0.999 and "right of its effective ridge" in m["rest"]
-    for stage, s in lvlmsim.estimate(model, hardware).stages.items():
+    est = lvlmsim.estimate(model, hardware)
+    for stage, s in ((k, v) for k, v in est.stages.items() if k in set(ops["stage"])):
         assert f"{stage} ({want_time(s.time_s)}; the API labels the stage {s.bound}-bound)" in text
 
 

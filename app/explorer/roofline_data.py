@@ -154,6 +154,10 @@ def teaching_notes(est: Estimate, hw: HardwareSpec, pts: pd.DataFrame, roofs: pd
                  f"once, {vis} of them visual; visual tokens cause **{pre.visual_flops_share:.0%}** of prefill FLOPs "
                  "here: more pixels mean more tokens, more FLOPs, a longer TTFT and a larger KV cache for every "
                  "decode step to read.")
+    for name, stage in est.stages.items():
+        if name not in ("encode", "prefill", "decode") and stage.time_s > 0:
+            notes.append(f"**{name}** ({fmt_time(stage.time_s)}) is host-side work with no GPU FLOPs or bytes, so "
+                         "it has no point on the roofline; it still adds to TTFT.")
     over = pts[pts["bound"] == "overhead"]
     if len(over):
         notes.append(f"**Overhead-bound ops** (ringed, {over['op'].nunique()} of them): each call's work takes "
