@@ -323,6 +323,52 @@ def _pareto(df: pd.DataFrame, x: str, y: str, x_max: bool = False, y_max: bool =
     return pd.Series(keep, index=df.index)
 
 
+@dataclass
+class PlanInputs:
+    """plan()'s arguments, validated: every bad value is reported before anything runs."""
+
+    sc: Scenario
+    target: float
+    slo: dict[str, float]
+    hardware: dict[str, Any]  # id -> HardwareSpec, in the order given
+    tps: list[int]
+    layouts: list[Layout]
+    tech_sets: list[list]
+    max_gpus: int | None
+    settings: SearchSettings
+    pareto_latency: str
+
+    @property
+    def percentiles(self) -> set[int]:
+        """SLO percentiles the pre-screen bounds (and the Pareto latency's, and p90 for the first probe)."""
+        return ({50, 90, 99} & ({int(k.split("_p")[1]) for k in self.slo}
+                                | {int(self.pareto_latency.split("_p")[1])})) | {90}
+
+
+@dataclass
+class Candidate:
+    """One replica configuration: hardware x tensor-parallel degree x layout x technique set, and its table row
+    (what the result's `candidates` frame shows: status, reason, capacity, fleet, cost, latencies)."""
+
+    hw_id: str
+    hardware: Any
+    tp: int
+    layout: Layout
+    techniques: list
+    row: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.row["candidate"]
+
+    @property
+    def pruned(self) -> bool:
+        return self.row.get("status") == "pruned"
+
+    def prune(self, reason: str) -> None:
+        self.row.update(status="pruned", reason=reason)
+
+
 def plan(
     scenario: str | Scenario | dict | None = None,
     *,
@@ -352,12 +398,33 @@ def plan(
     `exact`: search every candidate's capacity to the tolerance; by default a search stops once it has settled how
     many replicas the target needs (cost, GPUs and ranking are then final) and only the recommended configuration's
     capacity is refined, so the other rows' capacity is a lower bound (`capacity_exact` False).
+
+    Phases: validate, enumerate, screen (analytic), search (capacity per replica), choose (verify the fleet), rank.
     """
     t_wall = time.perf_counter()
+    inp = _validate(scenario, target_rate, slos, hardware, tp, layouts, techniques, max_gpus, settings,
+                    pareto_latency, executor, workers)
+    analytic = _Analytic(inp.sc, inp.percentiles)
+    base = inp.sc.model_dump(mode="json")
+    mean_out = float(np.mean([r.output_tokens for r in analytic.reqs]))
+    cands = _enumerate(inp)
+    _screen(cands, inp, analytic)
+    tasks, searched = _search_tasks(cands, inp, analytic, base, exact)
+    probes = _search(tasks, searched, inp, mean_out, executor, workers, address, progress)
+    recommended, verify_runs, refine_runs = _choose_phase(cands, inp, base, mean_out, verify)
+    df, pareto, pareto_tp = _rank([c.row for c in cands], inp.pareto_latency)
+    stats = _stats(df, sum(c.pruned for c in cands), verify_runs, refine_runs, inp)
+    stats.update(wall_s=time.perf_counter() - t_wall, executor=executor, workers=workers)
+    verdict = _verdict(recommended, df, inp.target, inp.slo, inp.max_gpus)
+    return PlanResult(inp.sc.id, inp.target, inp.slo, recommended, verdict, df, pareto, pareto_tp, stats,
+                      pd.DataFrame(probes), scenario=inp.sc)
+
+
+def _validate(scenario, target_rate, slos, hardware, tp, layouts, techniques, max_gpus, settings, pareto_latency,
+              executor: str, workers: int | None) -> PlanInputs:
     sc = load_scenario(scenario)
     if isinstance(target_rate, bool) or not isinstance(target_rate, int | float) or not target_rate > 0:
         raise SpecError(f"target_rate: must be > 0 requests/s, got {target_rate!r}")
-    target = float(target_rate)
     slo = parse_slos(slos) if slos not in (None, "", {}) else slos_of_scenario(sc)
     if not slo:
         raise SpecError(f"slo: none given and scenario '{sc.id}' has none; e.g. --slo ttft_p90=1.0,tpot_p90=0.05")
@@ -368,124 +435,167 @@ def plan(
     s = (settings or SearchSettings()).check()
     check_executor(executor, workers)
     hw_ids = _split_list(hardware) or [sc.hardware]
+    tps = _tps(tp)
+    lays = [parse_layout(x) for x in (_split_list(layouts) or list(DEFAULT_LAYOUTS))]
+    tech_sets = _tech_sets(sc, techniques)
+    return PlanInputs(sc, float(target_rate), slo, _hardware(hw_ids), tps, lays, tech_sets, max_gpus, s,
+                      pareto_latency)
+
+
+def _tps(tp) -> list[int]:
     try:
         tps = [int(x) for x in _split_list(tp)] if tp is not None else list(DEFAULT_TP)
     except (TypeError, ValueError):
         raise SpecError(f"tp: expected tensor-parallel degrees such as 1,2,4,8, got {tp!r}") from None
     if not tps or any(t < 1 for t in tps):
         raise SpecError(f"tp: degrees must be integers >= 1, got {tp!r}")
-    lays = [parse_layout(x) for x in (_split_list(layouts) or list(DEFAULT_LAYOUTS))]
-    tech_sets = [list(t) for t in techniques] if techniques is not None else [list(sc.techniques)]
-    if techniques is not None:
-        from lvlmsim.techniques import load_techniques
+    return tps
 
-        for t in tech_sets:
-            load_techniques(t)  # a bad technique is a user error, reported before anything runs
+
+def _tech_sets(sc: Scenario, techniques) -> list[list]:
+    if techniques is None:
+        return [list(sc.techniques)]
+    from lvlmsim.techniques import load_techniques
+
+    sets = [list(t) for t in techniques]
+    for t in sets:
+        load_techniques(t)  # a bad technique is a user error, reported before anything runs
+    return sets
+
+
+def _hardware(ids: list[str]) -> dict:
     from lvlmsim.specs.registry import load_hardware
 
-    hws = {h: load_hardware(h) for h in hw_ids}  # unknown ids fail here, naming the known ones
-    pcts = {50, 90, 99} & ({int(k.split("_p")[1]) for k in slo} | {int(pareto_latency.split("_p")[1])})
-    analytic = _Analytic(sc, pcts | {90})
-    base = sc.model_dump(mode="json")
-    mean_out = float(np.mean([r.output_tokens for r in analytic.reqs]))
+    return {h: load_hardware(h) for h in ids}  # unknown ids fail here, naming the known ones
 
-    rows: list[dict] = []
-    tasks: list[dict] = []
-    task_rows: list[int] = []
-    screen_memo: dict = {}
-    for hw_id in hw_ids:
-        hw = hws[hw_id]
-        for t in tps:
-            for ti, techs in enumerate(tech_sets):
-                key = (hw_id, t, ti)
-                if key not in screen_memo:
-                    screen_memo[key] = analytic.screen(hw, t, slo, techs)
-                reason, bounds = screen_memo[key]
-                for lay in lays:
-                    gpus_unit = lay.gpus(t)
+
+def _enumerate(inp: PlanInputs) -> list[Candidate]:
+    """hardware x tp x technique set x layout, in that nesting order."""
+    out = []
+    for hw_id, hw in inp.hardware.items():
+        for t in inp.tps:
+            for techs in inp.tech_sets:
+                for lay in inp.layouts:
                     row: dict[str, Any] = {
                         "candidate": f"{hw.id} tp{t} {lay.label}" + _tech_label(techs),
                         "hardware": hw_id, "tp": t, "layout": lay.label,
                         "techniques": json.dumps(techs) if techs else "",
-                        "gpus_per_replica": gpus_unit, "price_per_gpu_hour_usd": hw.price_per_hour_usd,
-                        **{f"lb_{k}_s": v for k, v in bounds.items() if k in slo},
+                        "gpus_per_replica": lay.gpus(t), "price_per_gpu_hour_usd": hw.price_per_hour_usd,
                     }
-                    r = reason
-                    if not r and not lay.aggregated and sc.serving.link is None and hw.inter_node_bw_gbps <= 0:
-                        r = f"{hw_id} has no inter-node network for disaggregated pools (set serving.link)"
-                    if not r and max_gpus is not None and gpus_unit > max_gpus:
-                        r = f"one replica needs {gpus_unit} GPUs > max_gpus {max_gpus}"
-                    if r:
-                        row.update(status="pruned", reason=r)
-                        rows.append(row)
-                        continue
-                    cand = scenario_from_dict(_candidate_scenario(base, hw_id, t, lay, techs), row["candidate"],
-                                              source_dir=sc.source_dir)
-                    try:  # without techniques; they usually add capacity, and the search brackets from there
-                        guess = analytic.guess(hw, t, lay, sc.serving.max_num_seqs)
-                    except LvlmsimError:
-                        guess = target
-                    row["analytic_guess_rps"] = guess
-                    rows.append(row)
-                    task_rows.append(len(rows) - 1)
-                    tasks.append({"payload": scenario_payload(cand), "slos": slo, "settings": settings_dict(s),
-                                  "guess_rps": guess, "target_rps": target, "settle_only": not exact})
-    n_pruned = sum(1 for r in rows if r.get("status") == "pruned")
-    probe_rows: list[dict] = []
+                    out.append(Candidate(hw_id, hw, t, lay, techs, row))
+    return out
+
+
+def _screen(cands: list[Candidate], inp: PlanInputs, analytic: _Analytic) -> None:
+    """Prune what cannot run or cannot meet the SLOs even alone on an idle replica (one analytic screen per
+    hardware, tp and technique set), what needs a network it lacks, and what exceeds max_gpus."""
+    memo: dict = {}
+    for c in cands:
+        key = (c.hw_id, c.tp, json.dumps(c.techniques))
+        if key not in memo:
+            memo[key] = analytic.screen(c.hardware, c.tp, inp.slo, c.techniques)
+        reason, bounds = memo[key]
+        c.row.update({f"lb_{k}_s": v for k, v in bounds.items() if k in inp.slo})
+        if not reason and not c.layout.aggregated and inp.sc.serving.link is None \
+                and c.hardware.inter_node_bw_gbps <= 0:
+            reason = f"{c.hw_id} has no inter-node network for disaggregated pools (set serving.link)"
+        if not reason and inp.max_gpus is not None and c.row["gpus_per_replica"] > inp.max_gpus:
+            reason = f"one replica needs {c.row['gpus_per_replica']} GPUs > max_gpus {inp.max_gpus}"
+        if reason:
+            c.prune(reason)
+
+
+def _search_tasks(cands: list[Candidate], inp: PlanInputs, analytic: _Analytic, base: dict,
+                  exact: bool) -> tuple[list[dict], list[Candidate]]:
+    """One capacity-search task per surviving candidate, started from an analytic guess of its capacity."""
+    tasks, searched = [], []
+    sc = inp.sc
+    for c in cands:
+        if c.pruned:
+            continue
+        cand = scenario_from_dict(_candidate_scenario(base, c.hw_id, c.tp, c.layout, c.techniques), c.name,
+                                  source_dir=sc.source_dir)
+        try:  # without techniques; they usually add capacity, and the search brackets from there
+            guess = analytic.guess(c.hardware, c.tp, c.layout, sc.serving.max_num_seqs)
+        except LvlmsimError:
+            guess = inp.target
+        c.row["analytic_guess_rps"] = guess
+        searched.append(c)
+        tasks.append({"payload": scenario_payload(cand), "slos": inp.slo, "settings": settings_dict(inp.settings),
+                      "guess_rps": guess, "target_rps": inp.target, "settle_only": not exact})
+    return tasks, searched
+
+
+def _search(tasks: list[dict], searched: list[Candidate], inp: PlanInputs, mean_out: float, executor: str,
+            workers: int | None, address: str | None, progress: ProgressFn | None) -> list[dict]:
+    """Run the capacity searches; fill each candidate's row; return every probe (candidate, rate, metrics)."""
+    probes: list[dict] = []
     if progress is not None:
         progress(0, len(tasks))
     done = 0
     for j, res in run_tasks(search_task, tasks, executor=executor, workers=workers, address=address):
-        row = rows[task_rows[j]]
+        row = searched[j].row
         row["des_runs"] = res.get("des_runs", 0)
         row["search_wall_s"] = res.get("wall_s")
-        for p in res.get("probes") or []:
-            probe_rows.append({"candidate": row["candidate"], **{k: v for k, v in p.items()}})
-        if res["status"] != "ok":
-            row.update(status="infeasible", reason=res.get("reason", ""))
-        else:
-            cap = res["capacity_rps"]
-            reps = res["replicas"]
-            op = res["operating_point"]
-            row.update(status="feasible", reason="", capacity_per_replica_rps=cap,
-                       bracket_hi_rps=res.get("bracket_hi_rps"), capacity_exact=bool(res.get("exact")),
-                       saturated_rps=res.get("saturated_rps"))
-            _fill_fleet(row, reps, target, mean_out)
-            row.update({f"{k}_s": op.get(k) for k in (f"{m}_p{p}" for m in SLO_METRICS for p in SLO_PERCENTILES)})
-            tpot50 = op.get("tpot_p50")
-            row["tokens_per_s_per_user"] = 1.0 / tpot50 if tpot50 else None
-            row["tokens_per_s_per_gpu"] = op.get("output_tokens_per_s_per_gpu")
-            row["meets_slo_at_target"] = bool(op.get("passed"))
-            if max_gpus is not None and row["gpus"] > max_gpus:
-                row.update(status="over_max_gpus", reason=f"needs {row['gpus']} GPUs > max_gpus {max_gpus}")
+        probes.extend({"candidate": row["candidate"], **p} for p in res.get("probes") or [])
+        _record_search(row, res, inp, mean_out)
         done += 1
         if progress is not None:
             progress(done, len(tasks))
+    return probes
 
+
+def _record_search(row: dict, res: dict, inp: PlanInputs, mean_out: float) -> None:
+    if res["status"] != "ok":
+        row.update(status="infeasible", reason=res.get("reason", ""))
+        return
+    op = res["operating_point"]
+    row.update(status="feasible", reason="", capacity_per_replica_rps=res["capacity_rps"],
+               bracket_hi_rps=res.get("bracket_hi_rps"), capacity_exact=bool(res.get("exact")),
+               saturated_rps=res.get("saturated_rps"))
+    _fill_fleet(row, res["replicas"], inp.target, mean_out)
+    row.update({f"{k}_s": op.get(k) for k in (f"{m}_p{p}" for m in SLO_METRICS for p in SLO_PERCENTILES)})
+    tpot50 = op.get("tpot_p50")
+    row["tokens_per_s_per_user"] = 1.0 / tpot50 if tpot50 else None
+    row["tokens_per_s_per_gpu"] = op.get("output_tokens_per_s_per_gpu")
+    row["meets_slo_at_target"] = bool(op.get("passed"))
+    if inp.max_gpus is not None and row["gpus"] > inp.max_gpus:
+        row.update(status="over_max_gpus", reason=f"needs {row['gpus']} GPUs > max_gpus {inp.max_gpus}")
+
+
+def _choose_phase(cands: list[Candidate], inp: PlanInputs, base: dict, mean_out: float,
+                  verify: bool) -> tuple[dict | None, int, int]:
+    """(recommendation, fleet-verification runs, refinement runs): the cheapest verified fleet, its capacity
+    bracket refined to the tolerance when the search stopped early."""
+    rows = [c.row for c in cands]
     feasible = [r for r in rows if r.get("status") == "feasible"]
-    verify_runs = 0
-    recommended = None
+    if not feasible:
+        return None, 0, 0
+    recommended, verify_runs = _choose(feasible, base, inp.sc, inp.slo, inp.target, inp.settings, mean_out,
+                                       inp.max_gpus, verify, f"{inp.pareto_latency}_s")
     refine_runs = 0
-    if feasible:
-        recommended, verify_runs = _choose(feasible, base, sc, slo, target, s, mean_out, max_gpus, verify,
-                                           f"{pareto_latency}_s")
     if recommended is not None:
         row = next(r for r in rows if r["candidate"] == recommended["candidate"])
         if not row.get("capacity_exact"):
-            refine_runs = _refine(row, base, sc, slo, s)
+            refine_runs = _refine(row, base, inp.sc, inp.slo, inp.settings)
             recommended = _recommend(row)
+    return recommended, verify_runs, refine_runs
+
+
+def _rank(rows: list[dict], pareto_latency: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The candidates table ranked (feasible by $/hour, then latency, then GPUs), and its two Pareto fronts."""
     df = pd.DataFrame(rows)
-    for col in ("status", "reason", "cost_per_hour_usd", "gpus", "des_runs", f"{pareto_latency}_s",
-                "tokens_per_s_per_gpu", "tokens_per_s_per_user", "verified"):
+    lat = f"{pareto_latency}_s"
+    for col in ("status", "reason", "cost_per_hour_usd", "gpus", "des_runs", lat, "tokens_per_s_per_gpu",
+                "tokens_per_s_per_user", "verified"):
         if col not in df:
             df[col] = None
     order = {"feasible": 0, "over_max_gpus": 1, "infeasible": 2, "pruned": 3}
     df["_o"] = df["status"].map(order).fillna(4)
-    df = df.sort_values(["_o", "cost_per_hour_usd", f"{pareto_latency}_s", "gpus"], kind="stable",
+    df = df.sort_values(["_o", "cost_per_hour_usd", lat, "gpus"], kind="stable",
                         na_position="last").drop(columns="_o").reset_index(drop=True)
     feas = df[df.status == "feasible"]
     df["rank"] = pd.Series(range(1, len(feas) + 1), index=feas.index, dtype="Int64")
-    lat = f"{pareto_latency}_s"
     df["pareto_cost_latency"] = False
     df["pareto_throughput"] = False
     if len(feas):
@@ -494,10 +604,13 @@ def plan(
                                                           True, True)
     pareto = df[df.pareto_cost_latency].sort_values("cost_per_hour_usd").reset_index(drop=True)
     pareto_tp = df[df.pareto_throughput].sort_values("tokens_per_s_per_gpu", ascending=False).reset_index(drop=True)
+    return df, pareto, pareto_tp
 
+
+def _stats(df: pd.DataFrame, n_pruned: int, verify_runs: int, refine_runs: int, inp: PlanInputs) -> dict:
     searched = df[df.des_runs.notna() & (df.status != "pruned")]
     runs = searched.des_runs.astype(float)
-    stats = {
+    return {
         "candidates": len(df), "pruned_analytic": n_pruned, "searched": len(searched),
         "feasible": int((df.status == "feasible").sum()), "infeasible": int((df.status == "infeasible").sum()),
         "over_max_gpus": int((df.status == "over_max_gpus").sum()),
@@ -505,12 +618,9 @@ def plan(
         "refine_runs": refine_runs,
         "des_runs_per_candidate_mean": float(runs.mean()) if len(runs) else 0.0,
         "des_runs_per_candidate_max": int(runs.max()) if len(runs) else 0,
-        "wall_s": time.perf_counter() - t_wall, "executor": executor, "workers": workers,
-        "settings": settings_dict(s), "pareto_latency": pareto_latency,
+        "wall_s": 0.0, "executor": "", "workers": None,
+        "settings": settings_dict(inp.settings), "pareto_latency": inp.pareto_latency,
     }
-    verdict = _verdict(recommended, df, target, slo, max_gpus)
-    return PlanResult(sc.id, target, slo, recommended, verdict, df, pareto, pareto_tp, stats, pd.DataFrame(probe_rows),
-                      scenario=sc)
 
 
 def _fill_fleet(row: dict, replicas: int, target: float, mean_out: float) -> None:
@@ -542,8 +652,6 @@ def _choose(feasible: list[dict], base: dict, sc: Scenario, slo: dict, target: f
             mean_out: float, max_gpus: int | None, verify: bool, latency_col: str) -> tuple[dict | None, int]:
     """The cheapest candidate whose whole fleet, simulated at the target rate, meets the SLOs (a replica is added
     while it does not, up to two). Without `verify`, simply the cheapest."""
-    from lvlmsim.engine.api import simulate
-
     runs = 0
     tried: set[str] = set()
     good: list[dict] = []
@@ -561,41 +669,57 @@ def _choose(feasible: list[dict], base: dict, sc: Scenario, slo: dict, target: f
         if good and cost(min(good, key=cost)) <= cost(best):
             break
         tried.add(best["candidate"])
-        lay = parse_layout(best["layout"])
-        techs = json.loads(best["techniques"]) if best["techniques"] else []
         if best["replicas"] == 1 and not best.get("meets_slo_at_target"):
             # One replica at the target rate is the operating point the search probed to steady state.
             _fill_fleet(best, 2, target, mean_out)
-            if max_gpus is not None and best["gpus"] > max_gpus:
-                best.update(status="over_max_gpus", verified=False, reason=f"needs {best['gpus']} GPUs > max_gpus "
-                            f"{max_gpus} once verified at the target rate")
+            if _over_max_gpus(best, max_gpus, verified=False):
                 continue
-        for _bump in range(3):
-            d = _candidate_scenario(base, best["hardware"], best["tp"], lay, techs, scale=best["replicas"])
-            fleet = scenario_from_dict(d, best["candidate"], source_dir=sc.source_dir)
-            try:  # the scenario's own run (its request count) at the target rate, judged on every request
-                res = simulate(fleet, rate=target)
-            except LvlmsimError as exc:
-                best.update(verified=False, verify_reason=str(exc))
-                break
-            runs += 1
-            ok, why, metrics = evaluate(res.requests, slo, 0.0)
-            sat = res.summary["saturation"]
-            if ok and sat["verdict"] != "stable":
-                ok, why = False, f"backlogged: {sat['why']}"
-            best.update(verified=ok, verify_reason=why, **{f"verified_{k}_s": v for k, v in metrics.items()
-                                                           if k in slo})
-            if ok:
-                good.append(best)
-                break
-            if runs >= MAX_VERIFY:
-                break
-            _fill_fleet(best, best["replicas"] + 1, target, mean_out)
-            if max_gpus is not None and best["gpus"] > max_gpus:
-                best.update(status="over_max_gpus", reason=f"needs {best['gpus']} GPUs > max_gpus {max_gpus} "
-                                                           "once verified at the target rate")
-                break
+        ok, n = _verify_fleet(best, base, sc, slo, target, mean_out, max_gpus, MAX_VERIFY - runs)
+        runs += n
+        if ok:
+            good.append(best)
     return (_recommend(min(good, key=cost)) if good else None), runs
+
+
+def _over_max_gpus(row: dict, max_gpus: int | None, **extra) -> bool:
+    if max_gpus is None or row["gpus"] <= max_gpus:
+        return False
+    row.update(status="over_max_gpus", **extra, reason=f"needs {row['gpus']} GPUs > max_gpus {max_gpus} once "
+               "verified at the target rate")
+    return True
+
+
+def _verify_fleet(best: dict, base: dict, sc: Scenario, slo: dict, target: float, mean_out: float,
+                  max_gpus: int | None, budget: int) -> tuple[bool, int]:
+    """Simulate the candidate's whole fleet at the target rate, adding a replica while it misses the SLOs (at most
+    two more, within `budget` runs); (met, runs spent)."""
+    from lvlmsim.engine.api import simulate
+
+    lay = parse_layout(best["layout"])
+    techs = json.loads(best["techniques"]) if best["techniques"] else []
+    runs = 0
+    for _bump in range(3):
+        d = _candidate_scenario(base, best["hardware"], best["tp"], lay, techs, scale=best["replicas"])
+        fleet = scenario_from_dict(d, best["candidate"], source_dir=sc.source_dir)
+        try:  # the scenario's own run (its request count) at the target rate, judged on every request
+            res = simulate(fleet, rate=target)
+        except LvlmsimError as exc:
+            best.update(verified=False, verify_reason=str(exc))
+            return False, runs
+        runs += 1
+        ok, why, metrics = evaluate(res.requests, slo, 0.0)
+        sat = res.summary["saturation"]
+        if ok and sat["verdict"] != "stable":
+            ok, why = False, f"backlogged: {sat['why']}"
+        best.update(verified=ok, verify_reason=why, **{f"verified_{k}_s": v for k, v in metrics.items() if k in slo})
+        if ok:
+            return True, runs
+        if runs >= budget:
+            return False, runs
+        _fill_fleet(best, best["replicas"] + 1, target, mean_out)
+        if _over_max_gpus(best, max_gpus):
+            return False, runs
+    return False, runs
 
 
 def _recommend(row: dict) -> dict:
