@@ -235,7 +235,25 @@ def list_cmd(
             t.add_column(col)
         for name, rt in RUNTIMES.items():
             t.add_row(name, fmt_time(rt.kernel_floor_s), fmt_time(rt.step_overhead_s), rt.source)
+        out.print(t)
+        t = _host_profile_table()
     out.print(t)
+
+
+def _host_profile_table() -> Table:
+    """Host-side costs by runtime version (the `preprocess` stage; lvlmsim.cost.host)."""
+    from lvlmsim.cost.host import load_host_profile
+    from lvlmsim.specs.base import read_yaml
+    from lvlmsim.specs.registry import host_dir
+
+    t = Table(show_header=True, title="host costs by runtime version (--host, serving.host_costs)")
+    for col in ("profile", "versions", "step host", "workers", "pixels", "source of the step time"):
+        t.add_column(col)
+    for name in read_yaml(host_dir() / "runtimes.yaml")["runtimes"]:
+        h = load_host_profile(name)
+        t.add_row(name, h.versions, fmt_time(h.step_host_s), str(h.preprocess_workers), h.transfer,
+                  " ".join(str(h.sources.get("step_host_s", "")).split()))
+    return t
 
 
 @app.command("import-hf")

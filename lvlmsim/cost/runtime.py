@@ -19,7 +19,8 @@ Constants (all seconds) and where they come from:
 - graph step overhead 1.63e-5: one CUDA-graph launch per step, taken as the eager-minus-graph difference of the
   same H100 rows (20.6 - 4.3 us). Host scheduling, sampling and detokenisation are not in the measured data;
   vLLM (async output processing, V1), SGLang (overlap scheduler) and TRT-LLM (overlap scheduler) overlap them with
-  the GPU, so they are left out.
+  the GPU, so they are left out here; the part a runtime version does not overlap is its host profile's step time
+  (lvlmsim.cost.host, calibration/host/runtimes.yaml).
 - eager step overhead 6.6e-5: lvlmsim's CPU microbenchmark of HF-style per-step host bookkeeping (argmax over 32000
   logits, appending to input ids and attention mask, a stop check with a host sync), median 66 us on a 2-core AMD
   EPYC (KVM) with torch 2.13; a lower bound for `generate` (logits processors and cache updates add more).
@@ -37,7 +38,8 @@ from lvlmsim.specs.hardware import HardwareSpec
 _GRAPH_FLOOR = ("median of the 794 smallest bf16 GEMMs in aiconfigurator's H100 tables under CUDA-graph replay "
                 "(vLLM 0.24: 2.69 us, TRT-LLM 1.3: 2.76 us)")
 _GRAPH_STEP = ("one CUDA-graph launch: aiconfigurator H100 custom all-reduce, vllm_eager minus vllm_graph at <= 8192 "
-               "elements on 2 GPUs (20.6 - 4.3 us); host scheduling/sampling overlapped by the engine, not modelled")
+               "elements on 2 GPUs (20.6 - 4.3 us); the host time a runtime version does not overlap is its host "
+               "profile's step time (lvlmsim.cost.host)")
 _EAGER_FLOOR = ("aiconfigurator H100 vLLM 0.24 custom all-reduce vllm_eager rows, <= 8192 elements, 2 GPUs: median "
                 "20.6 us per eager op (A100 host: 43.8 us)")
 _EAGER_STEP = ("lvlmsim CPU microbenchmark of HF-style per-step host bookkeeping (argmax over 32000 logits, append "
