@@ -59,7 +59,7 @@ def zoo_table(hardware: str, n: int) -> None:
 
     kw = dict(images=1, image_size=(1280, 720), output_tokens=128)
     print(f"estimate(<model>, {hardware}, 1 image 1280x720, 128 output tokens), n={n} per model")
-    print(f"  {'model':<24}{'tp':>4}{'warm ms':>10}{'fresh ms':>10}")
+    print(f"  {'model':<24}{'tp':>4}{'warm ms':>10}{'fresh ms':>10}{'fresh cpu ms':>14}")
     for mid in model_ids():
         for tp in (1, 2, 4, 8):
             try:
@@ -70,15 +70,17 @@ def zoo_table(hardware: str, n: int) -> None:
         else:
             print(f"  {mid:<24}  does not fit on 8 x {hardware}")
             continue
-        warm, fresh = [], []
+        warm, fresh, cpu = [], [], []
         for i in range(n):
             t0 = time.perf_counter()
             lvlmsim.estimate(mid, hardware, prompt_tokens=64, tp=tp, **kw)
             warm.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             lvlmsim.estimate(mid, hardware, prompt_tokens=100 + i, tp=tp, **kw)
             fresh.append(time.perf_counter() - t0)
-        print(f"  {mid:<24}{tp:>4}{statistics.median(warm) * 1e3:>10.3f}{statistics.median(fresh) * 1e3:>10.3f}")
+            cpu.append(time.process_time() - c0)  # CPU time: robust when the machine is shared
+        print(f"  {mid:<24}{tp:>4}{statistics.median(warm) * 1e3:>10.3f}{statistics.median(fresh) * 1e3:>10.3f}"
+              f"{statistics.median(cpu) * 1e3:>14.3f}")
 
 
 if __name__ == "__main__":
