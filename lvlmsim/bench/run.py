@@ -10,7 +10,10 @@ table with the client's own definitions (vllm/benchmarks/serve.py calculate_metr
 * TTFT, E2EL per completed request; TPOT = (E2EL - TTFT) / (output tokens - 1) over requests with more than one
   output token; ITL pooled over every token gap (the engine's step-level ITL, see lvlmsim.engine.metrics).
 * mean / median / std / p99 as numpy computes them (np.mean, np.median, np.std, np.percentile); ITL has no std (the
-  engine keeps ITL as weighted step gaps, not per token).
+  engine keeps ITL as weighted step gaps, not per token). All four metrics are reported, as vLLM does with
+  `--percentile-metrics ttft,tpot,itl,e2el --metric-percentiles 99` (its default leaves E2EL out).
+* Not reported: vLLM's peak output throughput and peak concurrent requests, SGLang's retokenized counts and its
+  "Concurrency" line.
 
 Client-side warm-up requests (SGLang's default 1, vLLM's initial test prompt) run before the timed run and are not
 simulated. Without `--ignore-eos` a real server may stop before the requested output length; lvlmsim always
