@@ -183,6 +183,13 @@ def simulate(
     reuse gives every instance encoder/image-KV caches keyed by image id (lvlmsim.engine.reuse), whose hits and
     savings are in summary['reuse']. Combinations the engine cannot model are refused (engine_refusal).
     summary['techniques'] reports configs and accuracy.
+
+    Benchmark-client traffic: `arrival: {kind: concurrency, clients: N}` (closed loop) and `workload.max_concurrency`
+    (a cap on requests in flight) pace the sends, the per-request table gains a `client` column, and
+    `workload.warmup_requests` leaves the first requests out of every metric (summary['warmup']). With a serving
+    runtime, host costs run too (serving.host_costs; lvlmsim.engine.host): images wait for the runtime's
+    preprocessing workers before admission, the table gains `preprocess_s`, and summary['host'] gives the stage's
+    times and the workers' utilisation.
     """
     from lvlmsim.calibrate.profiles import resolve_profile
 
