@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import simpy
@@ -191,9 +192,38 @@ def simulate(
     preprocessing workers before admission, the table gains `preprocess_s`, and summary['host'] gives the stage's
     times and the workers' utilisation.
     """
-    from lvlmsim.calibrate.profiles import resolve_profile
-
     t_wall = time.perf_counter()
+    sc = _scenario_with_overrides(scenario, requests, rate, seed, runtime)
+    run = _build(sc, profile, progress)
+    run.env.run(until=sc.horizon_s)
+    end_s = float(run.env.now)
+    run.cluster.finalize()
+    df = _request_frame(run)
+    summary = _summary(run, df, end_s)
+    if progress is not None:
+        progress(run.cluster.n_completed + run.cluster.n_rejected, run.cluster.total)
+    return SimulationResult(sc, df, timeseries_frame(run.cluster.instances), summary, time.perf_counter() - t_wall,
+                            _meta(run))
+
+
+@dataclass
+class _Run:
+    """A scenario assembled for the engine: its model, techniques, request stream, pools, link and host stage."""
+
+    sc: Scenario
+    model: ModelSpec
+    main: Any  # the LLM pools' Composition (None without techniques)
+    wl: Any
+    env: simpy.Environment
+    pools: list
+    profiles: dict[str, str]
+    link: Any
+    host_profile: Any
+    host: Any
+    cluster: Any = None
+
+
+def _scenario_with_overrides(scenario, requests, rate, seed, runtime) -> Scenario:
     sc = load_scenario(scenario)
     trace_rate = None
     if rate is not None and sc.trace_arrival is not None:
@@ -204,18 +234,35 @@ def simulate(
 
         rt_name = get_runtime(runtime).name
         sc = sc.model_copy(update={"serving": sc.serving.model_copy(update={"runtime": rt_name})})
+    return sc
+
+
+def _build(sc: Scenario, profile, progress: ProgressFn | None) -> _Run:
+    """Compose the techniques per pool, open the request stream, build the pools, the host stage and the cluster."""
     model = load_scenario_model(sc)
     comps = _compose_pools(sc, model) if sc.techniques else {}
     main = next((comps[p.label] for p in sc.serving.pool_list() if p.role != "E"), None) if comps else None
     if main is not None:
-        first = main
-        wl = stream(sc.workload, first.model, sc.seed, sc.resolve_data_path, first.transform_tokenization)
+        wl = stream(sc.workload, main.model, sc.seed, sc.resolve_data_path, main.transform_tokenization)
     else:
         wl = stream(sc.workload, model, sc.seed, sc.resolve_data_path)
     env = simpy.Environment()
     host_profile = engine_host_profile(sc.serving)
-    pools = []
-    profiles = {}
+    pools, profiles = _pools(sc, env, model, wl, comps, profile, host_profile)
+    link = (sc.serving.link or default_link(pools)) if len(pools) > 1 else None
+    llm_model = main.model if main is not None else model
+    host = HostStage(env, llm_model, host_profile) if host_profile is not None else None
+    run = _Run(sc, model, main, wl, env, pools, profiles, link, host_profile, host)
+    run.cluster = Cluster(env, llm_model, sc.serving, pools, wl, link=link, progress=progress,
+                          classes=sc.workload.classes, ttft_slo_s=sc.slos.ttft_s, host=host)
+    return run
+
+
+def _pools(sc: Scenario, env, model: ModelSpec, wl, comps: dict, profile, host_profile) -> tuple[list, dict]:
+    """Every pool with its hardware's efficiency profile (wrapped by the serving runtime's kernel floor)."""
+    from lvlmsim.calibrate.profiles import resolve_profile
+
+    pools, profiles = [], {}
     for ps in sc.serving.pool_list():
         hw = load_hardware(ps.hardware or sc.hardware)
         prof = resolve_profile(hw, profile if profile is not None else sc.profile)
@@ -226,54 +273,59 @@ def simulate(
         profiles[ps.label] = getattr(prof, "name", "custom")
         pools.append(build_pool(env, model, ps, hw, sc.serving, wl, CostModel(hw, prof), comp=comps.get(ps.label),
                                 host_step_s=host_profile.step_host_s if host_profile is not None else 0.0))
-    link = None
-    if len(pools) > 1:
-        link = sc.serving.link or default_link(pools)
-    llm_model = main.model if main is not None else model
-    host = HostStage(env, llm_model, host_profile) if host_profile is not None else None
-    cluster = Cluster(env, llm_model, sc.serving, pools, wl, link=link, progress=progress,
-                      classes=sc.workload.classes, ttft_slo_s=sc.slos.ttft_s, host=host)
-    env.run(until=sc.horizon_s)
-    end_s = float(env.now)
-    cluster.finalize()
+    return pools, profiles
+
+
+def _request_frame(run: _Run):
+    """The per-request table of the measured requests, with the columns only some runs have."""
+    wl, sc = run.wl, run.sc
     df = request_frame([r for r in wl.requests if not r.warmup] if wl.warmup else wl.requests)
-    if host is not None:
-        measured = [r for r in wl.requests if r.arrived and not r.warmup]
+    measured = [r for r in wl.requests if r.arrived and not r.warmup]
+    if run.host is not None:
         df["preprocess_s"] = [r.preprocess_s for r in measured]
     if wl.cap is not None:  # which client slot sent each request (the closed loop's sequence per client)
-        df["client"] = [r.client if r.client is not None else -1 for r in wl.requests if r.arrived and not r.warmup]
+        df["client"] = [r.client if r.client is not None else -1 for r in measured]
     classes = sc.workload.classes
     if classes:
-        df["request_class"] = [classes[r.rclass].name for r in wl.requests if r.arrived and not r.warmup]
-    ts = timeseries_frame(cluster.instances)
-    summary = summarize(cluster, df, sc.slos, end_s - cluster.measure_start_s)
+        df["request_class"] = [classes[r.rclass].name for r in measured]
+    return df
+
+
+def _summary(run: _Run, df, end_s: float) -> dict:
+    cluster, wl = run.cluster, run.wl
+    summary = summarize(cluster, df, run.sc.slos, end_s - cluster.measure_start_s)
+    classes = run.sc.workload.classes
     if classes:
         summary["classes"] = class_summary(df, [c.name for c in classes])
-    if host is not None:
-        summary["host"] = {"profile": host_profile.describe(), "preprocess_s": stats(df.preprocess_s),
-                           "worker_utilisation": host.busy_s / max(end_s, 1e-12) / host_profile.preprocess_workers}
+    if run.host is not None:
+        hp = run.host_profile
+        summary["host"] = {"profile": hp.describe(), "preprocess_s": stats(df.preprocess_s),
+                           "worker_utilisation": run.host.busy_s / max(end_s, 1e-12) / hp.preprocess_workers}
     if wl.warmup:
         summary["warmup"] = {"requests": wl.warmup, "measured_from_s": cluster.measure_start_s}
-    if main is not None:
-        summary["techniques"] = _techniques_summary(main)
+    if run.main is not None:
+        summary["techniques"] = _techniques_summary(run.main)
     reuse = cluster.reuse_stats()
     if reuse is not None:
         summary["reuse"] = reuse
-    if progress is not None:
-        progress(cluster.n_completed + cluster.n_rejected, cluster.total)
+    return summary
+
+
+def _meta(run: _Run) -> dict:
+    sc, wl, link = run.sc, run.wl, run.link
     meta = {
-        "id": sc.id, "model": model.id, "hardware": sc.hardware, "seed": sc.seed,
+        "id": sc.id, "model": run.model.id, "hardware": sc.hardware, "seed": sc.seed,
         "requests_planned": wl.planned, "arrival": sc.workload.arrival.model_dump(mode="json"),
         "pools": [{"name": p.name, "role": p.role, "hardware": p.hardware.id, "instances": len(p.instances),
-                   "tp": p.spec.tp, "kv_blocks": p.total_blocks, "profile": profiles[p.name],
-                   "memory": p.memory_verdict} for p in pools],
+                   "tp": p.spec.tp, "kv_blocks": p.total_blocks, "profile": run.profiles[p.name],
+                   "memory": p.memory_verdict} for p in run.pools],
         "link": link.model_dump(mode="json") if link else None,
     }
     if wl.cap is not None:
         meta["max_concurrency"] = wl.cap
     if sc.serving.scheduler != "fcfs":
         meta["scheduler"] = sc.serving.scheduler
-    return SimulationResult(sc, df, ts, summary, time.perf_counter() - t_wall, meta)
+    return meta
 
 
 __all__ = ["SimulationResult", "simulate"]
