@@ -119,7 +119,7 @@ def test_journal_survives_a_hard_kill(tmp_path):
     pd.testing.assert_frame_equal(again.drop(columns="wall_s"), full.drop(columns="wall_s"))
 
 
-def test_process_pool_equals_serial(tmp_path):
+def test_process_pool_equals_serial(tmp_path, pool_safe_main):
     doc = spec(runs=[{"hardware": "h100-sxm"}, {"hardware": "l40s"}])
     a = sweep(doc, executor="serial")
     b = sweep(doc, executor="local", workers=2)

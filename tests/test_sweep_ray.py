@@ -31,7 +31,7 @@ def local_ray():
     ray.shutdown()
 
 
-def test_sweep_on_ray_equals_local(local_ray, tmp_path):
+def test_sweep_on_ray_equals_local(local_ray, tmp_path, pool_safe_main):
     on_ray = sweep(SPEC, out=tmp_path / "ray.parquet", executor="ray")
     assert ray.is_initialized()  # a Ray the caller started is left running
     local = sweep(SPEC, out=tmp_path / "local.parquet", executor="local", workers=2)
