@@ -4,16 +4,21 @@ Techniques are applied in a canonical order (model -> ViT -> pre-LLM -> in-LLM -
 KV budget -> decode policy -> reuse), so the order a user lists them in never matters. Two techniques claiming the
 same thing (two weight_quant on one module, two in-LLM schedules, ...) are a SpecError, never silently merged.
 
-What the engine calls (each returns exactly what the analytic estimate uses):
-    comp.model, comp.cfg                          model copy and GraphConfig to build StepCost / llm_ops with
-    comp.tokenize_image(w, h), comp.tokenize_video(duration_s, ...)   visual tokens after every technique
+What the serving engine uses (lvlmsim.engine: api, cluster.build_pool, stepcost; the same objects the analytic
+estimate uses, so both price a technique alike):
+    comp.model, comp.cfg                          model copy and GraphConfig StepCost builds its ops with
+    comp.transform_tokenization                   the workload stream's tokenizations (engine.workload.stream)
     comp.encode_ops(tokenizations, batch)         encoder ops incl. ToMe layers and selection ops
-    comp.prefill_ops(seqs, past_visual)           llm_ops + selection ops + draft prefill, transformed
-    comp.decode_view(seq, prompt_tokens, visual_tokens)   KV budget: the context a decode step really reads
-    comp.decode_step_ops(seqs, past_visual) / comp.decode_step_time_s(cm, seqs, past_visual)
-    comp.decode_policy.sample_tokens(rng), .tokens_per_step, .lookahead_tokens
-    comp.reuse.make_caches() (if comp.reuse)      ReuseCache per scope
-    comp.extra_memory_bytes(...)                  draft weights/KV and reuse caches held on the device
+    comp.prefill_extra_ops(seqs, past_visual)     selection ops and the draft model's prefill
+    comp.transform_ops(ops)                       ops after every technique's transform (dtypes, dequantisation)
+    comp.decode_step_time_s(cm, seqs, past_visual)   one decode round with extra ops (H2O scores, drafting)
+    comp.decode_policy.tokens_per_step, .lookahead_tokens, .extra_weight_bytes(), .extra_kv_bytes(...)
+    comp.kv_budget                                KVBudgetPolicy: .kept(...) when a sequence starts decoding
+    comp.reuse                                    ReuseConfig: engine.reuse.ReuseTracker builds its caches
+    comp.techniques                               which techniques add decode/prefill ops (StepCost's fast paths)
+What only the analytic estimate (techniques/apply.py) calls directly: comp.tokenize_image / tokenize_video,
+prefill_ops, decode_view, decode_step_ops (decode_step_time_s builds on it) and extra_memory_bytes. The engine
+never samples accepted drafts: speculative decoding is a fluid model there (see lvlmsim.engine.api.simulate).
 """
 
 from __future__ import annotations

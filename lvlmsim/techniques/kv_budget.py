@@ -23,7 +23,9 @@ from lvlmsim.techniques.base import ORDER_KV_BUDGET, TechniqueConfig, register
 
 @dataclass(frozen=True)
 class KVBudgetPolicy:
-    """How many cached tokens a sequence keeps. The engine's hook: call `decode_view` on every decoding sequence.
+    """How many cached tokens a sequence keeps. The serving engine calls `kept` once, when a sequence's prefill is
+    done (LlmInstance.kv_after_prefill: its evicted blocks go back, a P->D pull moves only what is kept), and a
+    rolling budget caps the sequence's KV in the decode set; the analytic estimate reads `decode_view`.
 
     mode 'prompt' (SnapKV): the prompt's KV is compressed once to `budget_tokens`; generated tokens are appended.
     mode 'rolling' (H2O): the whole cache stays within `budget_tokens` (heavy hitters + recent tokens).

@@ -1,14 +1,17 @@
 """Speculative decoding: a cheap drafter proposes gamma tokens, the target verifies them in one (gamma+1)-token pass.
 
-The engine hook is a decode-step policy: `DecodeStepPolicy` (plain decoding, one token per step) and
-`SpeculativeDecodePolicy` share one interface, so the engine's loop never changes:
+A decode-step policy: `DecodeStepPolicy` (plain decoding, one token per step) and `SpeculativeDecodePolicy` share
+one interface. What the serving engine uses (lvlmsim.engine.stepcost and cluster, through the Composition):
 
-    ops = policy.step_ops(seqs, past_visual)        # [(op, weight), ...] of ONE step of this decode batch
-    t   = policy.step_time_s(cost_model, seqs, past_visual)
-    n   = policy.sample_tokens(rng)                 # tokens a sequence gains this step (1 for plain decoding)
-    policy.tokens_per_step                          # expected tokens per sequence per step
-    policy.lookahead_tokens                         # KV slots a sequence needs for the step (gamma + 1)
-    policy.prefill_extra_ops(seqs, past_visual)     # draft model's own prefill
+    policy.step_ops(seqs, past_visual)              # [(op, weight), ...] of ONE round of this decode batch
+    policy.tokens_per_step                          # expected tokens per sequence per round (the fluid model
+                                                    # divides a round's time by it; the engine never samples)
+    policy.lookahead_tokens                         # KV slots a sequence reserves for a round (gamma + 1)
+    policy.prefill_extra_ops(seqs, past_visual)     # the draft model's own prefill
+    policy.extra_weight_bytes(), .extra_kv_bytes()  # draft weights and KV held on each device
+
+`step_time_s` and `sample_tokens` (the accepted drafts of one round, drawn) are not on the engine's path; tests use
+them to check the expectation the fluid model relies on.
 """
 
 from __future__ import annotations
