@@ -55,7 +55,6 @@ class _Base:
         self.queue_touch()
         r.state = WAITING
         r.wait_since = self.env.now
-        r.instance = self
         r.path.append(self.name)
         if not r.pools or r.pools[-1] != self.pool:
             r.pools.append(self.pool)

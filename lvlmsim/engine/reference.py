@@ -47,7 +47,7 @@ class ReferenceInstance:
         return -(-slots // self.bs) if slots > 0 else 0
 
     def submit(self, r: Request) -> None:
-        r.state, r.wait_since, r.instance = WAITING, self.env.now, self
+        r.state, r.wait_since = WAITING, self.env.now
         r.path.append(self.name)
         r.pools.append(self.pool)
         self.outstanding += 1

@@ -27,7 +27,7 @@ class Request:
         "shared_blocks", "enc_toks", "enc_tokens", "reuse_keys", "capped",
         # progress
         "state", "computed", "target", "generated", "encoded", "enc_cached", "epoch", "t0", "past0", "gen0",
-        "cls", "blocks", "pull_src", "swapped", "wait_since", "instance", "arrived",
+        "cls", "blocks", "pull_src", "swapped", "wait_since", "arrived",
         # records
         "queue_s", "encode_start_s", "encode_end_s", "first_token_s", "finish_s", "preemptions", "transfer_s",
         "path", "pools", "status", "reason",
@@ -84,7 +84,6 @@ class Request:
         self.pull_src = None
         self.swapped = 0  # KV tokens held in host memory after a swap preemption
         self.wait_since = 0.0
-        self.instance = None
         self.arrived = False
         self.queue_s = 0.0
         self.encode_start_s = NAN

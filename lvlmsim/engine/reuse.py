@@ -73,10 +73,6 @@ class ReuseTracker:
         self.images_seen = 0
         self.requests_with_kv_hit = 0
 
-    @property
-    def active(self) -> bool:
-        return self.enc is not None or self.kv is not None
-
     def plan(self, r: Request) -> ReusePlan | None:
         """Side-effect free: the shared KV prefix (tokens, block-aligned) and the images still to encode."""
         units = image_units(r)

@@ -42,7 +42,6 @@ from lvlmsim.specs.base import StrictModel, read_yaml, validate_as
 from lvlmsim.specs.outputs import check_out_file
 from lvlmsim.specs.scenario import DEFAULT_SCENARIO_ID, Scenario, load_scenario
 
-BASE_COLUMNS = ("run", "run_key")
 RESULT_COLUMNS = ("status", "error", "wall_s")
 JOURNAL_SUFFIX = ".journal.jsonl"
 
