@@ -64,3 +64,36 @@ def test_estimate_carries_bands_wider_when_transferred():
     assert flat["ttft_s_p10"] is None and flat["stage_time_s_bands"]["decode"] is None
     rt = api.estimate(model="llava-1.5-7b", hardware="h100-sxm", runtime="vllm").to_dict()
     assert rt["tpot_s_p10"] < rt["tpot_s"] < rt["tpot_s_p90"]
+
+
+def test_drawn_profile_is_reproducible_and_scales_whole_families():
+    from lvlmsim.cost.roofline import CostModel
+    from lvlmsim.cost.uncertainty import DrawnProfile
+    from lvlmsim.specs.registry import load_hardware
+
+    hw = load_hardware("a100-sxm-80gb")
+    from lvlmsim.calibrate.profiles import load_profile_for
+
+    plain = CostModel(hw, load_profile_for(hw))
+    a, b = CostModel(hw, DrawnProfile(None, seed=3)), CostModel(hw, DrawnProfile(None, seed=3))
+    ops = [gemm_op(64, 4096, 4096), gemm_op(4096, 4096, 4096)]
+    ratios = [a.cost(op).time_s / plain.cost(op).time_s for op in ops]
+    assert ratios[0] == pytest.approx(ratios[1], rel=1e-9)  # one multiplier for the whole gemm family
+    assert [b.cost(op).time_s for op in ops] == [a.cost(op).time_s for op in ops]
+    other = CostModel(hw, DrawnProfile(None, seed=4)).cost(ops[0]).time_s
+    assert other != a.cost(ops[0]).time_s
+
+
+def test_simulate_uncertainty_reports_spread():
+    from lvlmsim.engine.uncertainty import uncertainty_runs
+    from lvlmsim.errors import SpecError
+
+    both = uncertainty_runs(None, 3, requests=30)
+    u = both["uncertainty"]
+    assert u["draws"] == 3
+    for key in ("ttft_s_p90", "tpot_s_p90", "throughput_rps"):
+        e = u[key]
+        assert e["p10"] <= e["p50"] <= e["p90"] and e["point"] > 0
+    assert u["tpot_s_p90"]["p90"] > u["tpot_s_p90"]["p10"]  # the draws move the decode family
+    with pytest.raises(SpecError, match="uncertainty"):
+        uncertainty_runs(None, 1, requests=30)

@@ -69,24 +69,27 @@ REF = {"mem_bw_gbps": 3350.0, "bf16_tflops": 989.4, "sm_count": 132.0, "boost_cl
 # vllm_flash_attn_fa2. A device without a compute capability gets none of the flags (the pooled intercept).
 ATTENTION_KERNELS = {"8": "fa2", "9": "fa3", "10": "bw", "12": "fa2"}
 KERNEL_FLAGS = ("k_fa2", "k_fa3", "k_bw")
-FEATURES = ("log_bw", "log_ridge", "log_power", "log_sms", "log_clock", "log_link", "gddr") + KERNEL_FLAGS
+FEATURES = ("log_bw", "log_ridge", "log_power", "log_sms", "log_clock", "log_link", "log_onchip", "gddr") + KERNEL_FLAGS
 ATTN = KERNEL_FLAGS
 
 # (param, feature) links per form, with the prior of each coefficient (the ridge pulls toward it). Chosen by
 # leave-one-device-out over the four measured devices (benchmarks/general_model_report.py prints the table): bytes
 # at half-saturated bandwidth follow bandwidth (Little's law, prior exponent 1) and, for collectives, the link's;
 # the attained share of peak follows the power headroom (watts per peak FLOP/s); attention's peak share, floor and
-# decode's bandwidth follow the kernel generation. Richer link sets (SM count, clock, GDDR, ridge point) fitted the
-# training devices better and transferred worse: three devices cannot pin more trends.
+# decode's bandwidth follow the kernel generation; what an L2-resident working set gains follows on-chip over DRAM
+# bandwidth (SMs x clock / memory bandwidth, prior exponent 1). Richer link sets (SM count, clock, GDDR, ridge
+# point) fitted the training devices better and transferred worse: three devices cannot pin more trends.
 LINKS: dict[str, dict[str, dict[str, float]]] = {
-    "gemm": {"b0": {"log_bw": 1.0}, "ec_max": {"log_power": 0.5}},
+    "gemm": {"b0": {"log_bw": 1.0}, "ec_max": {"log_power": 0.5}, "cache_boost": {"log_onchip": 1.0}},
     "attention": {"b0": {"log_bw": 1.0}, "ec_max": {**dict.fromkeys(ATTN, 0.0), "log_power": 0.5},
-                  "floor_s": dict.fromkeys(ATTN, 0.0)},
-    "decode": {"b0": {"log_bw": 1.0}, "em_max": dict.fromkeys(ATTN, 0.0), "floor_s": dict.fromkeys(ATTN, 0.0)},
-    "elementwise": {"b0": {"log_bw": 1.0}},
+                  "floor_s": dict.fromkeys(ATTN, 0.0), "cache_boost": {"log_onchip": 1.0}},
+    "decode": {"b0": {"log_bw": 1.0}, "em_max": dict.fromkeys(ATTN, 0.0), "floor_s": dict.fromkeys(ATTN, 0.0),
+               "cache_boost": {"log_onchip": 1.0}},
+    "elementwise": {"b0": {"log_bw": 1.0}, "cache_boost": {"log_onchip": 1.0}},
     "allreduce": {"b0": {"log_link": 1.0}},
 }
 GENERAL_FLOOR_BAND = (0.3, 3.0)  # floors live within this band of multiples of the pooled small-kernel time
+ROWS_PER_DEVICE = 800  # seeded subsample of each device's rows per family: leave-one-out over 4 devices stays fast
 RIDGE_WEIGHT = 1.0  # per coefficient, times sqrt(rows per device): a trend must be worth that much fit to be kept
 
 
@@ -107,6 +110,11 @@ def device_features(hw: HardwareSpec, dtype: str = "bf16") -> dict[str, float]:
         # watts per peak FLOP/s: tensor cores at full rate are power-limited, and the headroom sets what is attained
         "log_power": math.log((hw.tdp_w / peak) / (REF["tdp_w"] / REF["bf16_tflops"])),
         "log_link": math.log(hw.intra_node_link.bw_gbps / REF["link_bw_gbps"]),
+        # on-chip (L2) bandwidth, which scales with SMs x clock, over DRAM bandwidth: what an L2-resident working
+        # set gains over streaming from DRAM
+        "log_onchip": (_log_ratio(hw.sm_count, REF["sm_count"])
+                       + _log_ratio(hw.boost_clock_mhz, REF["boost_clock_mhz"])
+                       - math.log(hw.mem_bw_gbps / REF["mem_bw_gbps"])),
         "log_sms": _log_ratio(hw.sm_count, REF["sm_count"]),
         "log_clock": _log_ratio(hw.boost_clock_mhz, REF["boost_clock_mhz"]),
         "gddr": 1.0 if (hw.memory_type or "").startswith("gddr") else 0.0,
@@ -152,6 +160,25 @@ def _from_z(form: Form, z: Sequence[float], floor_ref: float) -> list[float]:
         else:
             out.append(float(v))
     return out
+
+
+class _Coords:
+    """Vectorised _from_z for one form and floor reference (the fit calls it tens of thousands of times)."""
+
+    def __init__(self, form: Form, floor_ref: float):
+        kinds = [q.kind for q in form.params]
+        band = {"eff": (0.0, 1.0), "exp": EXP_RANGE,
+                "floor": (GENERAL_FLOOR_BAND[0] * floor_ref, GENERAL_FLOOR_BAND[1] * floor_ref)}
+        self.logistic = np.array([k in band for k in kinds])
+        self.pos = np.array([k == "pos" for k in kinds])
+        self.lo = np.array([band[k][0] if k in band else 0.0 for k in kinds])
+        self.span = np.array([band[k][1] - band[k][0] if k in band else 1.0 for k in kinds])
+
+    def natural(self, z: np.ndarray) -> list[float]:
+        z = np.asarray(z, dtype=float)
+        out = np.where(self.logistic, self.lo + self.span / (1.0 + np.exp(-np.clip(z, -40.0, 40.0))), z)
+        out = np.where(self.pos, np.exp(np.clip(z, -700.0, 700.0)), out)
+        return out.tolist()
 
 
 @dataclass
@@ -311,6 +338,7 @@ class _Joint:
     def __init__(self, form: Form, links: dict[str, dict[str, float]], devices: list[_DeviceData], hyper: dict,
                  floor_ref: float, z_base: np.ndarray):
         self.form, self.devices, self.hyper, self.floor_ref, self.z_base = form, devices, hyper, floor_ref, z_base
+        self.coords = _Coords(form, floor_ref)
         names = form.param_names
         self.links = [(names.index(p), p, f, prior) for p, fs in links.items() if p in names
                       for f, prior in fs.items()]
@@ -333,7 +361,7 @@ class _Joint:
 
     def dev_residuals(self, z: np.ndarray, dev: _DeviceData) -> np.ndarray:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            t = predict(self.form, _from_z(self.form, z, self.floor_ref), self.hyper, dev.data)
+            t = predict(self.form, self.coords.natural(z), self.hyper, dev.data)
             r = np.log(np.maximum(t, 1e-15)) - dev.log_meas
         r = np.where(np.isfinite(r), r, 50.0)
         d = ROBUST_SCALE
@@ -404,7 +432,7 @@ def _subsample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def fit_general_family(key: str, per_device: dict[str, tuple[HardwareSpec, Sequence[Measurement]]], *,
-                       seed: int = 0, rows_per_device: int = 1500, grid_rows: int = 300, max_iter: int = 80,
+                       seed: int = 0, rows_per_device: int = ROWS_PER_DEVICE, grid_rows: int = 300, max_iter: int = 50,
                        ) -> GeneralFamily:
     """Fit one family jointly over devices: {hardware id: (spec, rows)} -> GeneralFamily."""
     kind = next(iter(per_device.values()))[1][0].op.kind
@@ -460,7 +488,7 @@ MIN_DEVICE_ROWS = 8
 
 
 def fit_general(rows_by_device: dict[str, tuple[HardwareSpec, Sequence[Measurement]]], *, name: str = "general",
-                seed: int = 0, rows_per_device: int = 1500, families: Sequence[str] | None = None,
+                seed: int = 0, rows_per_device: int = ROWS_PER_DEVICE, families: Sequence[str] | None = None,
                 log=None) -> GeneralModel:
     """Fit every family present (optionally only `families`) jointly over the devices."""
     fams: dict[str, GeneralFamily] = {}

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lvlmsim.calibrate.fit import abs_pct_errors, cost_model_times
-from lvlmsim.calibrate.general import GeneralModel, fit_general, group_key
+from lvlmsim.calibrate.general import ROWS_PER_DEVICE, GeneralModel, fit_general, group_key
 from lvlmsim.calibrate.measured import TABLES, Measurement, load_aiconfigurator
 from lvlmsim.cost.profile import DEFAULT_PROFILE
 from lvlmsim.errors import SpecError
@@ -28,7 +28,7 @@ DEVICE_FOLDERS = {
     "b300_sxm": "b300",
     "rtx_pro_6000_server": "rtx-pro-6000-server",
 }
-MAX_ROWS_PER_TABLE = 6000  # seeded subsample of every table: the fold fits and the error medians stay fast and stable
+MAX_ROWS_PER_TABLE = 3000  # seeded subsample of every table: the fold fits and the error medians stay fast and stable
 
 
 def device_folders(data_dir: Path) -> dict[str, Path]:
@@ -84,7 +84,7 @@ def held_out_report(model: GeneralModel, hw: HardwareSpec, rows: list[Measuremen
 
 
 def leave_one_out_devices(devices: dict[str, tuple[HardwareSpec, list[Measurement]]], *, seed: int = 0,
-                          rows_per_device: int = 1500, log: Callable[[str], None] | None = None,
+                          rows_per_device: int = ROWS_PER_DEVICE, log: Callable[[str], None] | None = None,
                           ) -> tuple[dict, dict]:
     """(report, residuals) over already loaded devices {folder: (spec, rows)}: each held out in turn."""
     t0 = time.perf_counter()
@@ -100,7 +100,7 @@ def leave_one_out_devices(devices: dict[str, tuple[HardwareSpec, list[Measuremen
     return report, residuals
 
 
-def leave_one_out(data_dir: Path, *, seed: int = 0, rows_per_device: int = 1500,
+def leave_one_out(data_dir: Path, *, seed: int = 0, rows_per_device: int = ROWS_PER_DEVICE,
                   max_rows_per_table: int = MAX_ROWS_PER_TABLE,
                   log: Callable[[str], None] | None = None) -> tuple[dict, dict, dict]:
     """(report, residuals, info): report[device folder][table family] = stats of the model fitted without it."""
@@ -132,4 +132,19 @@ def family_errors(residuals: dict[str, dict[str, list[float]]]) -> dict[str, dic
         out[key] = {"median_abs_pct_err": round(float(np.median(err)), 2),
                     "p90_abs_pct_err": round(float(np.percentile(err, 90)), 2), "n": int(len(r)),
                     "p10_ratio": round(float(np.exp(lo)), 4), "p90_ratio": round(float(np.exp(hi)), 4)}
+    return out
+
+
+def band_coverage(residuals: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
+    """Per device and family key: the share of its held-out rows inside the p10-p90 band computed from the *other*
+    devices' held-out residuals only (the band a truly unseen device would have been given)."""
+    out: dict[str, dict[str, float]] = {}
+    for dev, per_key in residuals.items():
+        for key, r in per_key.items():
+            others = [x for d, pk in residuals.items() if d != dev for x in pk.get(key, [])]
+            if not others:
+                continue
+            lo, hi = np.quantile(np.asarray(others), BAND_QUANTILES)
+            r = np.asarray(r)
+            out.setdefault(dev, {})[key] = round(float(np.mean((r >= lo) & (r <= hi))), 3)
     return out

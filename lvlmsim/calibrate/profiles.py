@@ -73,6 +73,23 @@ def general_profile_for(hardware: HardwareSpec) -> FittedProfile | None:
     return _general_for(hardware.model_dump_json(), general_model_path().stat().st_mtime_ns)
 
 
+def profile_provenance(hardware: HardwareSpec, ref: str | None = None) -> dict:
+    """Which model prices `hardware` and how sure it is: {profile, profile_kind, expected_error_pct}.
+
+    profile_kind: 'measured' (fitted on this device's own kernels), 'transferred' (the general model, or a profile
+    fitted on another device), 'flat' (the roofline derate). expected_error_pct: the largest held-out median error
+    among the GEMM, prefill and decode attention families (None for the flat derate)."""
+    prof = load_profile_for(hardware, ref)
+    base = getattr(prof, "base", prof)
+    name = getattr(prof, "name", "custom")
+    if not isinstance(base, FittedProfile):
+        return {"profile": name, "profile_kind": "flat", "expected_error_pct": None}
+    kind = "measured" if base.source_prefix == "calibrated" and base.hardware_id == hardware.id else "transferred"
+    errs = [f.holdout_median_abs_pct_err for k, f in base.families.items()
+            if k in ("gemm", "attn_prefill", "attn_decode") and f.holdout_median_abs_pct_err is not None]
+    return {"profile": name, "profile_kind": kind, "expected_error_pct": max(errs) if errs else None}
+
+
 def shipped_profiles() -> dict[str, Path]:
     """Hardware id -> shipped profile JSON (by file name: calibration/profiles/<hardware id>.json)."""
     folder = profiles_dir()
@@ -92,7 +109,13 @@ def shipped_profile_for(hardware_id: str) -> FittedProfile | None:
 def load_profile_for(hardware: HardwareSpec, ref: str | None = None) -> EfficiencyProfile:
     """`ref` None/'auto': the profile measured on this device if shipped, else the general model for a GPU, else the
     flat default; 'general': the general model even where a measured profile exists; 'default': flat derate;
-    'peak': pure roofline; anything else: a profile JSON path."""
+    'peak': pure roofline; anything else: a profile JSON path. A suffix '@p90' ('@p10') puts every family at the
+    pessimistic (optimistic) end of its uncertainty band, e.g. 'auto@p90' (what `plan --robust` prices with)."""
+    if isinstance(ref, str) and ref.rsplit("@", 1)[-1] in ("p10", "p90") and "@" in ref:
+        from lvlmsim.cost.uncertainty import QuantileProfile
+
+        base_ref, q = ref.rsplit("@", 1)
+        return QuantileProfile(load_profile_for(hardware, base_ref or None), q)
     if ref in (None, "auto"):
         own = shipped_profile_for(hardware.id)
         if own is not None:

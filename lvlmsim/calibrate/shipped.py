@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from lvlmsim.calibrate.fit import fit_profile
+from lvlmsim.calibrate.general import ROWS_PER_DEVICE
 from lvlmsim.calibrate.measured import LoadResult, load_aiconfigurator, load_vidur_dir
 from lvlmsim.calibrate.model import FittedProfile
 from lvlmsim.specs.hardware import HardwareSpec
@@ -113,11 +114,11 @@ def general_rows(measured: Path, *, seed: int = 0, max_rows_per_table: int | Non
     return out, files
 
 
-def build_general_model(measured: Path, *, seed: int = 0, rows_per_device: int = 1500, log=None):
+def build_general_model(measured: Path, *, seed: int = 0, rows_per_device: int = ROWS_PER_DEVICE, log=None):
     """Fit the shipped device-general model on every measured device and attach its leave-one-device-out errors and
     bands; returns (model, loo report by device folder)."""
     from lvlmsim.calibrate.general import fit_general
-    from lvlmsim.calibrate.loo import family_errors, leave_one_out_devices
+    from lvlmsim.calibrate.loo import band_coverage, family_errors, leave_one_out_devices
 
     t0 = time.perf_counter()
     devices, files = general_rows(measured, seed=seed)
@@ -143,6 +144,7 @@ def build_general_model(measured: Path, *, seed: int = 0, rows_per_device: int =
         "expected_error": "leave-one-device-out: each device's rows priced by the model fitted on the others; "
                           "median/p90 |error| and the p10/p90 of measured/predicted pooled over held-out devices",
         "leave_one_out": report,
+        "band_coverage_unseen": band_coverage(residuals),
         "fit_seconds": round(time.perf_counter() - t0, 1),
     })
     return model, report

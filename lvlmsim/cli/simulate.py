@@ -137,6 +137,9 @@ def register(app: typer.Typer) -> None:
             help="serving runtime: vllm | sglang | trtllm | eager (kernel floor + per-step launch overhead); "
                  "overrides the scenario's serving.runtime")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON document")] = False,
+        uncertainty: Annotated[int | None, typer.Option(
+            "--uncertainty", help="re-run N times under drawn per-family cost-model errors and report the spread "
+                                  "of p90 latencies and throughput")] = None,
         model: ModelOpt = None,
         hardware: Annotated[str | None, typer.Option("--hardware", help="hardware id or YAML path; replaces the "
                                                      "scenario's")] = None,
@@ -161,21 +164,36 @@ def register(app: typer.Typer) -> None:
 
             check_out_dir(out_dir)  # before the run: a bad path must not cost the simulation
         bar = _Progress(err)
+        spread = None
         try:
-            res = simulate(scenario, requests=requests, rate=rate, seed=seed, progress=bar, profile=profile,
-                           runtime=runtime)
+            if uncertainty is not None:
+                from lvlmsim.engine.uncertainty import uncertainty_runs
+
+                both = uncertainty_runs(scenario, uncertainty, profile=profile, requests=requests, rate=rate,
+                                        seed=seed, runtime=runtime)
+                res, spread = both["result"], both["uncertainty"]
+            else:
+                res = simulate(scenario, requests=requests, rate=rate, seed=seed, progress=bar, profile=profile,
+                               runtime=runtime)
         finally:
             bar.close()
         if out_dir is not None:
             for p in res.write(out_dir):
                 err.print(f"wrote {p}", highlight=False)
         if as_json:
-            print_json({"scenario": res.meta, **res.summary})
+            print_json({"scenario": res.meta, **res.summary, **({"uncertainty": spread} if spread else {})})
             return
         from lvlmsim.cli.request_flags import describe_line
 
         out.print(describe_line(res.scenario), highlight=False, soft_wrap=True)
         print_summary(res, out)
+        if spread:
+            out.print(f"cost-model uncertainty over {spread['draws']} draws (p10 / p50 / p90):", highlight=False)
+            for name in ("ttft_s_p90", "tpot_s_p90", "throughput_rps"):
+                e = spread[name]
+                if e["p50"] is not None:
+                    line = f"  {name:<16} {e['p10']:.4g} / {e['p50']:.4g} / {e['p90']:.4g}  (point {e['point']:.4g})"
+                    out.print(line, highlight=False)
 
 
 __all__ = ["print_summary", "register"]

@@ -1,0 +1,45 @@
+"""`simulate --uncertainty N`: the simulation re-run under N draws of the cost model's per-family errors.
+
+Each draw (lvlmsim.cost.uncertainty.DrawnProfile) multiplies every op of a kernel family by one log-normal factor
+from that family's held-out p10/p90 band (correlated within a family, as real kernels are; independent across
+families); the engine, arrivals and seed stay the same, so the spread is the cost model's uncertainty alone. The
+report gives, per metric, the point run's value and the p10/p50/p90 over draws.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lvlmsim.errors import SpecError
+
+METRICS = {
+    "ttft_s_p90": ("ttft_s", "p90"), "tpot_s_p90": ("tpot_s", "p90"), "e2e_s_p90": ("e2e_s", "p90"),
+    "throughput_rps": ("throughput_rps", None), "output_tokens_per_s": ("output_tokens_per_s", None),
+    "goodput_rps": ("goodput_rps", None),
+}
+
+
+def _metric(summary: dict, key: tuple[str, str | None]) -> float | None:
+    v = summary.get(key[0])
+    if key[1] is not None:
+        v = v.get(key[1]) if isinstance(v, dict) else None
+    return float(v) if isinstance(v, int | float) else None
+
+
+def uncertainty_runs(scenario, draws: int, *, profile=None, **kwargs) -> dict:
+    """{metric: {point, p10, p50, p90}} over `draws` re-runs of simulate(scenario, **kwargs) with drawn errors."""
+    from lvlmsim.cost.uncertainty import DrawnProfile
+    from lvlmsim.engine.api import simulate
+
+    if not isinstance(draws, int) or isinstance(draws, bool) or not 2 <= draws <= 1000:
+        raise SpecError(f"uncertainty: number of draws must be an integer in 2..1000, got {draws!r}")
+    if profile is not None and not isinstance(profile, str):
+        raise SpecError("uncertainty: profile must be a name (auto, general, default) or a profile JSON path")
+    point = simulate(scenario, profile=profile, **kwargs)
+    runs = [simulate(scenario, profile=DrawnProfile(profile, seed=i), **kwargs).summary for i in range(draws)]
+    out: dict = {"draws": draws, "method": "per-family log-normal multipliers from held-out p10/p90 bands"}
+    for name, key in METRICS.items():
+        vals = [v for v in (_metric(s, key) for s in runs) if v is not None]
+        p10, p50, p90 = (float(np.quantile(vals, q)) for q in (0.1, 0.5, 0.9)) if vals else (None, None, None)
+        out[name] = {"point": _metric(point.summary, key), "p10": p10, "p50": p50, "p90": p90}
+    return {"result": point, "uncertainty": out}
