@@ -168,3 +168,21 @@ def test_dense_model_op_list_has_no_moe_ops():
     ops = llm_ops(load_model("qwen3-vl-8b"), (SeqWork(new_tokens=4),), "prefill", GraphConfig())
     assert not [op for op in ops if op.name.startswith("llm.moe")]
     assert math.isclose(sum(op.count for op in ops if op.name == "llm.mlp_up"), 36)
+
+
+def test_nvl72_prices_expert_parallel_across_the_rack_on_nvlink():
+    hw = load_hardware("gb200")
+    assert hw.scale_up_devices == 72
+    m = load_model("qwen3-vl-235b-a22b")
+    seqs = (SeqWork(new_tokens=1, past_tokens=100),) * 64
+    op = next(o for o in llm_ops(m, seqs, "decode", GraphConfig(tp=16, ep=16))
+              if o.name == "llm.moe_alltoall_dispatch")
+    # 16 GPUs span four 4-GPU trays but one NVLink domain: 15/16 of the message over 0.8 x 900 GB/s + 5 us + floor
+    assert CostModel(hw).cost(op).time_s == pytest.approx(15 / 16 * op.bytes_read / (0.8 * 900e9) + 5e-6 + 8e-6)
+
+
+@pytest.mark.parametrize("hid", ["h20", "l20", "gb200", "gb300"])
+def test_served_on_gpus_load_with_sources(hid):
+    hw = load_hardware(hid)
+    assert hw.source.strip() and hw.price_source.strip()
+    assert hw.supports("bf16") and hw.mem_bw_gbps > 0
