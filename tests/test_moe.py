@@ -186,3 +186,26 @@ def test_served_on_gpus_load_with_sources(hid):
     hw = load_hardware(hid)
     assert hw.source.strip() and hw.price_source.strip()
     assert hw.supports("bf16") and hw.mem_bw_gbps > 0
+
+
+def _moe_scenario(ep: int, model: str = "qwen3-vl-30b-a3b") -> dict:
+    return {"id": f"moe-ep{ep}", "model": model, "hardware": "h100-sxm", "seed": 0,
+            "workload": {"requests": 40, "arrival": {"kind": "poisson", "rate_rps": 4.0}},
+            "serving": {"tp": 2, "ep": ep}}
+
+
+def test_engine_prices_expert_parallel_steps():
+    from lvlmsim.engine.api import simulate
+
+    tp2 = simulate(_moe_scenario(1)).summary
+    ep2 = simulate(_moe_scenario(2)).summary
+    assert tp2["completed"] == ep2["completed"] == 40
+    # the same requests, priced with all-to-all instead of the MLP all-reduce: different, both finite
+    assert ep2["tpot_s"]["mean"] != tp2["tpot_s"]["mean"]
+
+
+def test_engine_refuses_ep_on_a_dense_model():
+    from lvlmsim.engine.api import simulate
+
+    with pytest.raises(InfeasibleError, match="ep"):
+        simulate(_moe_scenario(2, model="qwen3-vl-8b"))

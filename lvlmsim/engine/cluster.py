@@ -24,6 +24,7 @@ import simpy
 
 from lvlmsim.cost.memory import (
     GIB,
+    check_ep,
     check_tp,
     kv_bytes_per_token,
     kv_slot_bytes,
@@ -418,9 +419,10 @@ def build_pool(
     """
     if comp is not None:
         model, cfg = comp.model, comp.cfg
-    b = _PoolBuild(model, cfg or default_graph_config(model, spec.tp), spec, hardware, comp,
-                   label=f"pool '{spec.label}' ({hardware.id}, tp={spec.tp})",
-                   has_llm="P" in spec.role or "D" in spec.role, has_enc="E" in spec.role)
+    has_llm = "P" in spec.role or "D" in spec.role
+    b = _PoolBuild(model, cfg or default_graph_config(model, spec.tp, spec.ep if has_llm else 1), spec, hardware,
+                   comp, label=f"pool '{spec.label}' ({hardware.id}, tp={spec.tp})", has_llm=has_llm,
+                   has_enc="E" in spec.role)
     _check_parallelism(b)
     _check_dtypes(b)
     _reserve_reuse(b, workload)
@@ -440,6 +442,7 @@ def _check_parallelism(b: _PoolBuild) -> None:
     if b.has_llm:
         try:
             check_tp(model, spec.tp)
+            check_ep(model, spec.tp, spec.ep)
         except InfeasibleError as exc:
             raise InfeasibleError(f"{b.label}: {exc}") from None
     elif model.vision.num_heads % spec.tp:
@@ -449,6 +452,8 @@ def _check_parallelism(b: _PoolBuild) -> None:
     if spec.tp > b.hardware.max_devices_per_node:
         raise InfeasibleError(f"{b.label}: tp {spec.tp} exceeds the {b.hardware.max_devices_per_node} devices of a "
                               "node")
+    if b.has_llm and b.cfg.ep != spec.ep:  # a techniques Composition builds its cfg without expert parallelism
+        raise InfeasibleError(f"{b.label}: ep: techniques are not yet composed with expert parallelism; allowed: 1")
 
 
 def _check_dtypes(b: _PoolBuild) -> None:

@@ -32,6 +32,7 @@ class PoolSpec(StrictModel):
     hardware: str | None = Field(None, description="hardware id or YAML path; default: the scenario's hardware")
     instances: PositiveInt = 1
     tp: PositiveInt = 1
+    ep: PositiveInt = Field(1, description="expert-parallel degree of a MoE model inside each instance (divides tp)")
 
     @property
     def label(self) -> str:
@@ -41,6 +42,7 @@ class PoolSpec(StrictModel):
 class ServingSpec(StrictModel):
     instances: PositiveInt = Field(1, description="replicas behind the router (colocated mode, no `pools`)")
     tp: PositiveInt = Field(1, description="tensor-parallel degree of each replica (colocated mode)")
+    ep: PositiveInt = Field(1, description="expert-parallel degree of a MoE model in each replica (divides tp)")
     router: Router = "least_outstanding"
     max_num_seqs: PositiveInt = Field(256, description="vLLM max_num_seqs: sequences in one batch")
     max_num_batched_tokens: PositiveInt = Field(8192, description="vLLM max_num_batched_tokens: tokens per step")
@@ -116,7 +118,8 @@ class ServingSpec(StrictModel):
 
     def pool_list(self) -> list[PoolSpec]:
         """The pools to build: the configured ones, or one colocated EPD pool of `instances` x `tp`."""
-        return list(self.pools) or [PoolSpec(role="EPD", name="EPD", instances=self.instances, tp=self.tp)]
+        return list(self.pools) or [PoolSpec(role="EPD", name="EPD", instances=self.instances, tp=self.tp,
+                                             ep=self.ep)]
 
 
 __all__ = ["SCHEDULERS", "LinkConfig", "PoolSpec", "Role", "Router", "Scheduler", "ServingSpec"]
