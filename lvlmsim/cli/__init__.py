@@ -261,11 +261,15 @@ def _host_profile_table() -> Table:
 def import_hf(
     config: Annotated[str, typer.Argument(help="a transformers config.json")],
     output: Annotated[str | None, typer.Option("--output", "-o", help="write the model YAML here")] = None,
+    model_id: Annotated[
+        str | None, typer.Option("--id", help="id of the imported model (default: from the config's name/folder)")
+    ] = None,
 ) -> None:
-    """Turn a transformers config.json (LLaVA, LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL, InternVL) into a model YAML."""
+    """Turn a transformers config.json (LLaVA, LLaVA-NeXT, Qwen2/2.5/3-VL incl. MoE, Llama-3.2-Vision, InternVL)
+    into a model YAML."""
     from lvlmsim.importers.hf import import_hf_to_yaml
 
-    text = import_hf_to_yaml(config)
+    text = import_hf_to_yaml(config, model_id=model_id)
     if output is not None:
         from lvlmsim.specs.outputs import atomic_write_text, check_out_file
 

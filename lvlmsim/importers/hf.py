@@ -1,7 +1,8 @@
 """Import a Hugging Face ``config.json`` as a ModelSpec dict, offline (json only, no transformers import).
 
-Supported families (``model_type``): llava, llava_next, qwen2_vl, qwen2_5_vl, internvl_chat (OpenGVLab remote code)
-and internvl (the transformers-native port). The config's own fields give the shapes (``text_config`` /
+Supported families (``model_type``): llava, llava_next, qwen2_vl, qwen2_5_vl, qwen3_vl, qwen3_vl_moe (dense and
+mixture-of-experts Qwen3-VL, with DeepStack), mllama (Llama-3.2-Vision, cross-attention), internvl_chat (OpenGVLab
+remote code) and internvl (the transformers-native port). The config's own fields give the shapes (``text_config`` /
 ``llm_config`` / top level for the LLM, ``vision_config`` for the ViT); what a config.json does not carry (the
 tokenization policy's pixel limits, fields the hub file leaves to the sub-model's class defaults, video sampling) is
 filled with that family's defaults, and every defaulted value is listed in the result's ``notes``.
@@ -29,14 +30,18 @@ from lvlmsim.errors import SpecError
 from lvlmsim.specs.base import validate_as
 from lvlmsim.specs.model import ModelSpec
 
-SUPPORTED_MODEL_TYPES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "internvl_chat", "internvl", "gemma3",
-                         "deepseek_vl_v2", "kimi_vl", "llama4", "glm4v_moe")  # from gemma3 on: importers.hf_families
+SUPPORTED_MODEL_TYPES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "mllama",
+                         "internvl_chat", "internvl", "gemma3", "deepseek_vl_v2", "kimi_vl", "llama4",
+                         "glm4v_moe")  # from gemma3 on: importers.hf_families
 
 _ARCH_TO_TYPE = {
     "LlavaForConditionalGeneration": "llava",
     "LlavaNextForConditionalGeneration": "llava_next",
     "Qwen2VLForConditionalGeneration": "qwen2_vl",
     "Qwen2_5_VLForConditionalGeneration": "qwen2_5_vl",
+    "Qwen3VLForConditionalGeneration": "qwen3_vl",
+    "Qwen3VLMoeForConditionalGeneration": "qwen3_vl_moe",
+    "MllamaForConditionalGeneration": "mllama",
     "InternVLChatModel": "internvl_chat",
     "InternVLForConditionalGeneration": "internvl",
     "Gemma3ForConditionalGeneration": "gemma3",
@@ -165,7 +170,7 @@ def _llm(sub: dict[str, Any], where: str, defaulted: list[str]) -> dict[str, Any
         defaulted.append(f"{where}.num_key_value_heads={kv} (absent: the {base} default)")
     head_dim = sub.get("head_dim") or hidden // heads
     name = sub.get("_name_or_path") or (sub.get("architectures") or [sub_type])[0]
-    return {
+    out = {
         "name": str(name),
         "num_layers": int(r.get("num_hidden_layers")),
         "hidden_size": hidden,
@@ -178,6 +183,31 @@ def _llm(sub: dict[str, Any], where: str, defaulted: list[str]) -> dict[str, Any
         "tie_word_embeddings": bool(r.get("tie_word_embeddings", False, required=False) or False),
         "max_position_embeddings": int(r.get("max_position_embeddings")),
     }
+    moe = _moe(sub, out["num_layers"], where)
+    if moe:
+        out["moe"] = moe
+    return out
+
+
+def _moe(sub: dict[str, Any], num_layers: int, where: str) -> dict[str, Any] | None:
+    """MoESpec fields from Qwen-MoE style keys (num_experts, num_experts_per_tok, moe_intermediate_size,
+    decoder_sparse_step, mlp_only_layers, shared_expert_intermediate_size); None for a dense config."""
+    n = sub.get("num_experts") or sub.get("num_local_experts")
+    if not n:
+        return None
+    for key in ("num_experts_per_tok", "moe_intermediate_size"):
+        if not sub.get(key):
+            raise SpecError(f"{where}.{key}: missing from a mixture-of-experts config (num_experts {n})")
+    step = int(sub.get("decoder_sparse_step") or 1)
+    only = {int(i) for i in sub.get("mlp_only_layers") or []}
+    dense = sorted(i for i in range(num_layers) if i in only or (i + 1) % step)
+    out: dict[str, Any] = {"num_experts": int(n), "experts_per_token": int(sub["num_experts_per_tok"]),
+                           "expert_intermediate_size": int(sub["moe_intermediate_size"])}
+    if sub.get("shared_expert_intermediate_size"):
+        out.update(shared_experts=1, shared_expert_intermediate_size=int(sub["shared_expert_intermediate_size"]))
+    if dense:
+        out["dense_layers"] = dense
+    return out
 
 
 def _layers_used(num_layers: int, feature_layer: Any) -> int | None:
@@ -320,6 +350,80 @@ def _qwen(cfg: dict[str, Any], mt: str, defaulted: list[str],
     }
 
 
+def _pixel_limits(pp: dict[str, Any] | None, fallback: tuple[int, int], what: str,
+                  defaulted: list[str]) -> tuple[int, int]:
+    """(min, max) pixels from a (video_)preprocessor_config.json: min/max_pixels or size.shortest/longest_edge."""
+    pp = pp or {}
+    size = pp.get("size") if isinstance(pp.get("size"), dict) else {}
+    lo = pp.get("min_pixels") or size.get("shortest_edge")
+    hi = pp.get("max_pixels") or size.get("longest_edge")
+    if lo is None or hi is None:
+        defaulted.append(f"{what} pixel limits {fallback[0]}..{fallback[1]} (hub Qwen3-VL processor values)")
+    return int(lo or fallback[0]), int(hi or fallback[1])
+
+
+_QWEN3_IMAGE_PX = (65536, 16777216)  # Qwen3-VL preprocessor_config.json size shortest_edge / longest_edge
+_QWEN3_VIDEO_PX = (4096, 25165824)  # video_preprocessor_config.json: bounds on the whole clip
+
+
+def _qwen3(cfg: dict[str, Any], mt: str, defaulted: list[str], preprocessor: dict[str, Any] | None,
+           video_pp: dict[str, Any] | None) -> dict[str, Any]:
+    """Qwen3-VL (dense) and Qwen3-VL-MoE: SigLIP-2-style ViT with learned positions, 2x2 merger, DeepStack."""
+    vis, txt = _sub(cfg, "vision_config", mt), _sub(cfg, "text_config", mt)
+    llm = _llm({**txt, "tie_word_embeddings": txt.get("tie_word_embeddings", cfg.get("tie_word_embeddings"))},
+               "text_config", defaulted)
+    llm["name"] = "Qwen3 decoder" + (" (MoE)" if "moe" in llm else "")
+    vr = _Reader(vis, "vision_config", {}, defaulted, mt)
+    width, patch = int(vr.get("hidden_size")), int(vr.get("patch_size"))
+    merge = int(vis.get("spatial_merge_size", 2))
+    grid = int(round(float(vr.get("num_position_embeddings")) ** 0.5))
+    tps = int(vis.get("temporal_patch_size", 2))
+    d = width * merge * merge
+    min_px, max_px = _pixel_limits(preprocessor, _QWEN3_IMAGE_PX, "image", defaulted)
+    vmin, vmax = _pixel_limits(video_pp, _QWEN3_VIDEO_PX, "video", defaulted)
+    defaulted.append("video sampling (Qwen3VLVideoProcessor defaults: 2 fps, 4..768 frames)")
+    return {
+        "vision": {"name": f"Qwen3-VL ViT ({int(vr.get('depth'))} layers)", "num_layers": int(vr.get("depth")),
+                   "hidden_size": width, "num_heads": int(vr.get("num_heads")),
+                   "intermediate_size": int(vr.get("intermediate_size")), "mlp_kind": "plain", "patch_size": patch,
+                   "temporal_patch_size": tps, "image_size": grid * patch, "cls_token": False},
+        "projector": {"kind": "patch_merger", "layer_dims": [d, d, int(vis.get("out_hidden_size", llm["hidden_size"]))],
+                      "merge_factor": merge * merge,
+                      "deepstack_mergers": len(vis.get("deepstack_visual_indexes") or [])},
+        "llm": llm,
+        "tokenization": {"kind": "dynamic", "min_pixels": min_px, "max_pixels": max_px, "special_tokens": 2},
+        "video": {"fps": 2.0, "max_frames": 768, "min_frames": 4, "frame_width": 448, "frame_height": 448,
+                  "temporal_patch_size": tps, "min_pixels": vmin, "total_pixels": vmax, "sampling": "qwen3_vl"},
+    }
+
+
+def _mllama(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]:
+    """Llama-3.2-Vision: local + global ViT over 560-px tiles; image states feed cross-attention layers."""
+    vis, txt = _sub(cfg, "vision_config", mt), _sub(cfg, "text_config", mt)
+    vdef = {"hidden_size": 1280, "attention_heads": 16, "intermediate_size": 5120, "num_hidden_layers": 32,
+            "num_global_layers": 8, "image_size": 560, "patch_size": 14, "max_num_tiles": 4,
+            "vision_output_dim": 7680}
+    vr = _Reader(vis, "vision_config", vdef, defaulted, "MllamaVisionConfig")
+    llm = _llm({**txt, "model_type": "llama"}, "text_config", defaulted)
+    llm["name"] = "Llama 3.1 decoder with cross-attention layers"
+    cross = txt.get("cross_attention_layers")
+    if cross is None:
+        raise SpecError("text_config.cross_attention_layers: missing from the mllama config")
+    llm["cross_attention_layers"] = [int(i) for i in cross]
+    tile = _side(vr.get("image_size"))
+    return {
+        "vision": {"name": "Mllama ViT (local + gated global)",
+                   "num_layers": int(vr.get("num_hidden_layers")) + int(vr.get("num_global_layers")),
+                   "hidden_size": int(vr.get("hidden_size")), "num_heads": int(vr.get("attention_heads")),
+                   "intermediate_size": int(vr.get("intermediate_size")), "mlp_kind": "plain",
+                   "patch_size": _side(vr.get("patch_size")), "image_size": tile, "cls_token": True},
+        "projector": {"kind": "linear", "layer_dims": [int(vr.get("vision_output_dim")), llm["hidden_size"]]},
+        "llm": llm,
+        "tokenization": {"kind": "mllama_tiles", "tile_size": tile, "max_num_tiles": int(vr.get("max_num_tiles")),
+                         "pad_to_max_tiles": False},
+    }
+
+
 def _internvl(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]:
     vis = _sub(cfg, "vision_config", mt)
     txt = _sub(cfg, "llm_config" if mt == "internvl_chat" else "text_config", mt)
@@ -370,13 +474,24 @@ def _internvl(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, A
 
 
 _FAMILY = {"llava": "llava", "llava_next": "llava-next", "qwen2_vl": "qwen2-vl", "qwen2_5_vl": "qwen2.5-vl",
-           "internvl_chat": "internvl", "internvl": "internvl", "gemma3": "gemma3", "deepseek_vl_v2": "deepseek-vl2",
-           "kimi_vl": "kimi-vl", "llama4": "llama4", "glm4v_moe": "glm4v-moe"}
+           "qwen3_vl": "qwen3-vl", "qwen3_vl_moe": "qwen3-vl", "mllama": "mllama", "internvl_chat": "internvl",
+           "internvl": "internvl", "gemma3": "gemma3", "deepseek_vl_v2": "deepseek-vl2", "kimi_vl": "kimi-vl",
+           "llama4": "llama4", "glm4v_moe": "glm4v-moe"}
 
 
 def _slug(text: str) -> str:
     s = re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
     return s or "imported-model"
+
+
+def _sibling(path: Path | None, name: str) -> dict[str, Any] | None:
+    """A processor config next to config.json, parsed, or None."""
+    if path is None or not (path.parent / name).is_file():
+        return None
+    try:
+        return json.loads((path.parent / name).read_text())
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{path.parent / name}: not valid JSON ({exc.msg})") from exc
 
 
 def import_hf_config(path_or_dict: str | Path | dict[str, Any], *, model_id: str | None = None) -> dict[str, Any]:
@@ -388,16 +503,15 @@ def import_hf_config(path_or_dict: str | Path | dict[str, Any], *, model_id: str
     cfg, path = _load(path_or_dict)
     mt = _model_type(cfg)
     defaulted: list[str] = []
-    preprocessor = None
-    if path is not None and (path.parent / "preprocessor_config.json").is_file():
-        try:
-            preprocessor = json.loads((path.parent / "preprocessor_config.json").read_text())
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"{path.parent / 'preprocessor_config.json'}: not valid JSON ({exc.msg})") from exc
+    preprocessor = _sibling(path, "preprocessor_config.json")
     if mt in ("llava", "llava_next"):
         body = _llava(cfg, mt, defaulted)
     elif mt in ("qwen2_vl", "qwen2_5_vl"):
         body = _qwen(cfg, mt, defaulted, preprocessor)
+    elif mt in ("qwen3_vl", "qwen3_vl_moe"):
+        body = _qwen3(cfg, mt, defaulted, preprocessor, _sibling(path, "video_preprocessor_config.json"))
+    elif mt == "mllama":
+        body = _mllama(cfg, mt, defaulted)
     elif mt in ("internvl_chat", "internvl"):
         body = _internvl(cfg, mt, defaulted)
     else:
