@@ -6,6 +6,7 @@ rebuilt), and `cold` is the very first call (YAML loading included).
 
     python benchmarks/estimate_bench.py [--n 200]
     python benchmarks/estimate_bench.py --all-models [--n 30]   # one line per zoo model (warm and fresh medians)
+    python benchmarks/estimate_bench.py --model qwen3-vl-235b-a22b --hardware h200-sxm --tp 8 --ep 8   # MoE + EP
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--model", default="llava-1.5-7b")
     ap.add_argument("--hardware", default="h100-sxm")
+    ap.add_argument("--tp", type=int, default=1)
+    ap.add_argument("--ep", type=int, default=1, help="expert-parallel degree (MoE models)")
     ap.add_argument("--all-models", action="store_true", help="every zoo model, one line each")
     args = ap.parse_args()
     if args.all_models:
         return zoo_table(args.hardware, args.n)
-    kw = dict(images=1, image_size=(336, 336), output_tokens=128)
+    kw = dict(images=1, image_size=(336, 336), output_tokens=128, tp=args.tp, ep=args.ep)
 
     t0 = time.perf_counter()
     lvlmsim.estimate(args.model, args.hardware, prompt_tokens=64, **kw)
@@ -44,7 +47,8 @@ def main() -> None:
         lvlmsim.estimate(args.model, args.hardware, prompt_tokens=100 + i, **kw)
         fresh.append(time.perf_counter() - t0)
 
-    print(f"estimate({args.model}, {args.hardware}, 1 image 336x336, 128 output tokens), n={args.n}")
+    print(f"estimate({args.model}, {args.hardware}, tp={args.tp}, ep={args.ep}, 1 image 336x336, 128 output "
+          f"tokens), n={args.n}")
     print(f"  cold first call : {cold * 1e3:8.2f} ms")
     print(f"  warm (same call): median {statistics.median(warm) * 1e3:6.3f} ms  p90 "
           f"{sorted(warm)[int(0.9 * len(warm))] * 1e3:6.3f} ms")

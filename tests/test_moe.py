@@ -151,7 +151,7 @@ def test_estimate_json_reports_params_and_ep():
 @pytest.mark.parametrize("kwargs, needle", [
     ({"model": "qwen3-vl-8b", "tp": 2, "ep": 2}, "has no mixture-of-experts"),
     ({"model": "qwen3-vl-30b-a3b", "tp": 4, "ep": 8}, "allowed: 1, 2, 4"),
-    ({"model": "qwen3-vl-30b-a3b", "ep": 0}, "ep: expected an integer >= 1"),
+    ({"model": "qwen3-vl-30b-a3b", "ep": 0}, "ep: .*>= 1"),
     ({"model": "qwen3-vl-30b-a3b", "moe_skew": -1.0}, "moe_skew"),
 ])
 def test_bad_ep_is_a_one_line_error_naming_the_field(kwargs, needle):

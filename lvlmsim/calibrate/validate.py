@@ -80,6 +80,12 @@ def validate(hw: HardwareSpec, data_dir, profile: EfficiencyProfile) -> tuple[di
         loaded = LoadResult()  # a folder of MLA module tables only
     report = compare(loaded.rows, hw, profile)
     report.update(compare_mla(mla.rows, hw, profile, data_dir=data_dir))
+    from lvlmsim.calibrate.moe import moe_report
+    from lvlmsim.specs.registry import profiles_dir
+
+    moe = moe_report(hw, data_dir, profiles_dir())  # the `moe` family: fused MoE layers (device-general fit)
+    if moe is not None:
+        report["moe"] = moe
     info = {"files": loaded.files + mla.files, "skipped": dict(loaded.skipped + mla.skipped),
             "rows": len(loaded.rows) + len(mla.rows), "hardware": hw.id,
             "profile": getattr(profile, "name", str(profile))}

@@ -638,7 +638,8 @@ def self_attention_op(
 
 
 @functools.lru_cache(maxsize=16384)
-def experts_touched(num_experts: int, experts_per_token: int, tokens: float, skew: float = 0.0) -> float:
+def experts_touched(num_experts: int, experts_per_token: int, tokens: float, skew: float = 0.0,
+                    spread: bool = False) -> float:
     """Expected number of distinct experts that `tokens` tokens route to, each picking `experts_per_token`.
 
     Balanced routing (skew 0): every expert is picked by a token with probability k/E, so
@@ -646,10 +647,14 @@ def experts_touched(num_experts: int, experts_per_token: int, tokens: float, ske
     weight reads, hence TPOT, grow with batch until every expert is touched). Real routers are uneven: with
     skew a > 0 expert i (1-based, by popularity) is picked with probability min(1, k * i^-a / sum_j j^-a), the
     power-law loads aiconfigurator's MoE tables are measured under (`power_law_<a>`), and fewer experts are touched.
+    `spread` (skew 0 only): the T*k picks are dealt out evenly, as aiconfigurator's `balanced` tables generate them,
+    so min(E, T*k) experts are touched.
     """
     E, k, T = num_experts, experts_per_token, max(float(tokens), 0.0)
     if T == 0.0:
         return 0.0
+    if skew <= 0.0 and spread:
+        return min(float(E), k * T)
     if skew <= 0.0:
         return E * (1.0 - (1.0 - k / E) ** T)
     weights = [(i + 1) ** -skew for i in range(E)]
@@ -697,7 +702,7 @@ def moe_ops(lm: LanguageModelSpec, m: int, stage: str, cfg: GraphConfig, count: 
     act = _b(cfg.act_dtype)
     owned = m / ep  # tokens this device routes
     pairs = m * k / ep  # token-expert pairs computed here (balanced routing spreads them evenly)
-    touched = experts_touched(E, k, m, cfg.moe_skew) / ep
+    touched = experts_touched(E, k, m, cfg.moe_skew, cfg.moe_routing == "spread") / ep
     ops = [
         gemm("llm.moe_router", stage, "llm", m, E, h, cfg, count, rng, vis_share),
         elementwise("llm.moe_dispatch", stage, "llm", owned * h, cfg, 1.0, reads=1, writes=k, count=count,

@@ -102,7 +102,8 @@ class GraphConfig:
     applied cumulatively from that layer on (FastV: ((2, 0.5),) keeps half the visual tokens from layer 2).
     `ep` is the expert-parallel degree inside the tp group (it divides tp: experts are split ep ways and each
     expert tp/ep ways). `moe_skew` is the router's power-law exponent (0 = balanced routing; see
-    graph.experts_touched).
+    graph.experts_touched); `moe_routing` 'random' (independent top-k picks, the default) or 'spread' (picks dealt
+    out evenly, as aiconfigurator's `balanced` MoE tables are generated).
     """
 
     weight_dtype: dict[str, str] = field(default_factory=lambda: {"vision": "bf16", "projector": "bf16", "llm": "bf16"})
@@ -117,6 +118,7 @@ class GraphConfig:
     dequant_flops_per_weight: dict[str, float] = field(default_factory=dict)
     ep: int = 1
     moe_skew: float = 0.0
+    moe_routing: str = "random"
 
     def __hash__(self) -> int:  # dict fields are not hashable by default; the graph memoises on configs
         return hash(
@@ -131,6 +133,7 @@ class GraphConfig:
                 tuple(sorted(self.dequant_flops_per_weight.items())),
                 self.ep,
                 self.moe_skew,
+                self.moe_routing,
             )
         )
 

@@ -1,0 +1,109 @@
+"""The `moe` validate family: table rows become the graph's MoE ops; the device-general fit reports out of sample."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from shared_data import MEASURED, needs_shared
+
+from lvlmsim.calibrate.moe import (
+    PARAM_NAMES,
+    START,
+    MoEData,
+    compare_moe,
+    fit_moe,
+    load_fit,
+    load_moe_table,
+    nelder_mead,
+    params_for,
+    predict,
+)
+from lvlmsim.errors import SpecError
+from lvlmsim.ops.graph import experts_touched
+from lvlmsim.specs import load_hardware
+from lvlmsim.specs.registry import profiles_dir
+
+
+def _table(tmp_path, rows: list[str]):
+    d = tmp_path / "gpu" / "moe" / "vllm" / "0.24.0"
+    d.mkdir(parents=True)
+    head = ("kernel_source,moe_dtype,num_tokens,hidden_size,inter_size,topk,num_experts,moe_tp_size,moe_ep_size,"
+            "distribution,latency\n")
+    (d / "moe_perf.csv").write_text(head + "".join(r + "\n" for r in rows))
+    return tmp_path / "gpu"
+
+
+def test_spread_routing_touches_min_of_experts_and_picks():
+    # aiconfigurator's `balanced` tables deal the T*k picks out evenly: 4 tokens x top-8 of 128 -> 32 experts
+    assert experts_touched(128, 8, 4, spread=True) == 32
+    assert experts_touched(128, 8, 64, spread=True) == 128
+
+
+def test_rows_become_graph_ops_hand_checked(tmp_path):
+    # Qwen3-30B-A3B's MoE layer, 4 tokens, balanced, one GPU: 32 experts touched, 32 token-expert rows;
+    # gate/up GEMM: 2*32*1536*2048 flops, weights 32 experts * 2048*1536 * 2 bytes; the fastest kernel is kept
+    root = _table(tmp_path, ["a,bfloat16,4,2048,768,8,128,1,1,balanced,0.124",
+                             "b,bfloat16,4,2048,768,8,128,1,1,balanced,0.130",
+                             "c,w4a16_mxfp4,4,2048,768,8,128,1,1,balanced,0.1"])
+    d = load_moe_table(root, load_hardware("h100-sxm"))
+    assert len(d) == 1 and sum(d.skipped.values()) == 1
+    assert d.measured_s[0] == pytest.approx(0.124e-3)
+    assert d.flops_up[0] == pytest.approx(2 * 32 * 1536 * 2048)
+    weights_up = 32 * 2048 * 1536 * 2
+    assert d.bytes_up[0] == pytest.approx(weights_up + 32 * 2048 * 2 + 32 * 1536 * 2)
+    assert d.rows_per_expert[0] == pytest.approx(1.0)
+
+
+def test_expert_parallel_rows_hold_a_share_of_experts(tmp_path):
+    root = _table(tmp_path, ["a,bfloat16,64,2048,768,8,128,1,8,balanced,0.095"])
+    d = load_moe_table(root, load_hardware("h100-sxm"))
+    # 64 tokens x 8 picks / 8 GPUs = 64 rows here, over the 16 local experts, all touched
+    assert d.flops_up[0] == pytest.approx(2 * 64 * 1536 * 2048)
+    assert d.rows_per_expert[0] == pytest.approx(64 / 16)
+
+
+def test_nelder_mead_finds_a_quadratic_minimum():
+    x = nelder_mead(lambda z: float(np.sum((z - np.array([1.0, -2.0])) ** 2)), np.zeros(2), iters=500)
+    assert x == pytest.approx([1.0, -2.0], abs=1e-3)
+
+
+def test_fit_recovers_parameters_it_generated(tmp_path):
+    root = _table(tmp_path, [f"a,bfloat16,{t},2048,768,8,128,1,1,balanced,1.0" for t in (1, 4, 16, 256, 4096)])
+    hw = load_hardware("h100-sxm")
+    d = load_moe_table(root, hw)
+    truth = [*START[:-3], 20.0, 5e5, 2e-5]
+    synthetic = MoEData(**{**d.__dict__, "measured_s": predict(truth, d, hw)})
+    got = fit_moe([(synthetic, hw)])
+    assert np.max(np.abs(predict(got, synthetic, hw) / synthetic.measured_s - 1)) < 0.05
+
+
+def test_report_has_regimes_and_the_roofline_baseline(tmp_path):
+    root = _table(tmp_path, ["a,bfloat16,4,2048,768,8,128,1,1,balanced,0.124",
+                             "a,fp8_block,8192,2048,768,8,128,1,8,power_law_1.2,0.75"])
+    hw = load_hardware("h100-sxm")
+    rep = compare_moe(load_moe_table(root, hw), hw, list(START), "test")
+    assert rep["n"] == 2 and rep["roofline_median_abs_pct_err"] is not None
+    assert {"tokens 1-16", "tokens >4096", "ep 1", "ep 2-8", "dtype bf16", "dtype fp8"} <= set(rep["regimes"])
+
+
+def test_bad_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(SpecError, match="moe_perf.csv"):
+        load_moe_table(tmp_path, load_hardware("h100-sxm"))
+
+
+def test_shipped_fit_reports_each_device_with_the_fold_that_held_it_out():
+    doc = load_fit(profiles_dir() / "general" / "moe.json")
+    params, source = params_for(doc, "h100-sxm")
+    assert len(params) == len(PARAM_NAMES) and "h100-sxm" not in source
+    assert "a100-sxm-80gb" in source
+    _, src_other = params_for(doc, "h200-sxm")  # not measured: the all-device fit
+    assert "h100-sxm" in src_other
+
+
+@needs_shared
+def test_validate_reports_moe_on_the_shared_h100_table():
+    from lvlmsim.calibrate.moe import moe_report
+
+    rep = moe_report(load_hardware("h100-sxm"), MEASURED / "aiconfigurator/data/h100_sxm", profiles_dir())
+    assert rep is not None and rep["n"] > 40000
+    assert rep["median_abs_pct_err"] < rep["roofline_median_abs_pct_err"]
