@@ -97,7 +97,9 @@ def test_shipped_h100_profile_beats_roofline_on_measured_h100():
     report, _ = validate(hw, MEASURED / "aiconfigurator/data/h100_sxm", load_profile_for(hw, "auto"))
     for fam, e in report.items():
         assert e["median_abs_pct_err"] < e["roofline_median_abs_pct_err"], fam
-        if fam != "mla":  # MLA cores are their own kinds with no H100 fit: they price at the roofline default
+        # MLA cores are their own kinds with no H100 fit (roofline default); the `moe` family is priced by the
+        # device-general MoE fit that held H100 out (calibration/profiles/general/moe.json)
+        if fam not in ("mla", "moe"):
             assert all(s.startswith("calibrated:h100-sxm:") for s in e["profile_sources"]), fam
     # half of these rows were fitted on: the whole-table error stays near the held-out targets
     assert report["gemm"]["median_abs_pct_err"] <= 10

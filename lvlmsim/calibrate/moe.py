@@ -323,9 +323,9 @@ def params_for(doc: dict, hardware_id: str) -> tuple[list[float], str]:
     for fold in doc.get("folds", []):
         if fold["held_out"] == hardware_id:
             p = fold["params"]
-            return [p[k] for k in PARAM_NAMES], f"moe-device-general: fitted on {', '.join(fold['fit_on'])}"
+            return [p[k] for k in PARAM_NAMES], f"general: moe fit on {', '.join(fold['fit_on'])}"
     p = doc["all"]["params"]
-    return [p[k] for k in PARAM_NAMES], f"moe-device-general: fitted on {', '.join(doc['all']['fit_on'])}"
+    return [p[k] for k in PARAM_NAMES], f"general: moe fit on {', '.join(doc['all']['fit_on'])}"
 
 
 def moe_report(hw: HardwareSpec, data_dir: str | Path, fit_dir: Path) -> dict | None:
