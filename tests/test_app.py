@@ -4,13 +4,9 @@ that bad input ends as an error element, never an exception."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.machinery
-import importlib.util
 import io
 import json
 import sys
-import types
 from pathlib import Path
 
 import pandas as pd
@@ -37,63 +33,6 @@ def fmt_time(s: float) -> str:
     from explorer.fmt import fmt_time as f
 
     return f(s)
-
-
-def _importable(module: str, *names: str) -> bool:
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        return False
-    return all(hasattr(mod, n) for n in names)
-
-
-HAS_TECHNIQUES = _importable("lvlmsim.techniques", "parse_technique", "technique_table")
-HAS_ENGINE = _importable("lvlmsim.engine.api", "simulate")
-
-
-# --------------------------------------------------------------------------- stand-ins until the real modules land
-# The technique and engine pages are written against the documented interfaces of lvlmsim.techniques and
-# lvlmsim.engine.api. Until those modules are in the checkout, these tests install minimal stand-ins with the same
-# interface (in the test process only: the app itself never fakes anything), so the pages' code runs and is checked.
-# With the real modules present the fixtures do nothing and the same assertions run against the real thing.
-
-def _module(name: str, **attrs) -> types.ModuleType:
-    mod = types.ModuleType(name)
-    mod.__spec__ = importlib.machinery.ModuleSpec(name, None)
-    mod.__dict__.update(attrs)
-    return mod
-
-
-@pytest.fixture
-def techniques(monkeypatch):
-    if HAS_TECHNIQUES:
-        return
-    from lvlmsim.errors import SpecError
-    from lvlmsim.estimate import estimate_request
-
-    def parse_technique(text: str) -> dict:
-        kind, _, params = str(text).partition(":")
-        if kind not in ("stub-prune", "stub-short"):
-            raise SpecError(f"technique: unknown kind '{kind}'; known: stub-prune, stub-short")
-        out = {"kind": kind, "keep": 0.5}
-        for item in filter(None, params.split(",")):
-            key, _, value = item.partition("=")
-            if key != "keep":
-                raise SpecError(f"{kind}: unknown parameter '{key}'")
-            out["keep"] = float(value)
-        return out
-
-    def apply_to_estimate(m, hw, techniques, **kw):
-        for t in map(parse_technique, techniques):
-            field = "prompt_tokens" if t["kind"] == "stub-prune" else "output_tokens"
-            kw[field] = max(1, int(kw[field] * t["keep"]))
-        return estimate_request(m, hw, **kw)
-
-    table = lambda: [("stub-prune", "keep=0.5 (fraction of prompt kept)", "stand-in"),  # noqa: E731
-                     ("stub-short", "keep=0.5 (fraction of output kept)", "stand-in")]
-    monkeypatch.setitem(sys.modules, "lvlmsim.techniques", _module(
-        "lvlmsim.techniques", parse_technique=parse_technique, technique_table=table,
-        apply_to_estimate=apply_to_estimate))
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
@@ -233,7 +172,7 @@ def overlay_kind() -> str:
     return "fastv" if "fastv" in kinds else kinds[0]
 
 
-def test_roofline_overlays_the_points_before_and_after_techniques(techniques):
+def test_roofline_overlays_the_points_before_and_after_techniques():
     kind = overlay_kind()
     at = start("roofline")
     at.sidebar.multiselect(key="sb.tech_kinds").set_value([kind])
@@ -251,10 +190,10 @@ def test_roofline_overlays_the_points_before_and_after_techniques(techniques):
         assert got["intensity"].to_numpy() == pytest.approx(ops["intensity"].to_numpy())
         assert got["time_s"].to_numpy() == pytest.approx(ops["time_s"].to_numpy())
     assert metrics(at)["TTFT"] == fmt_time(lvlmsim.estimate(techniques=list(setup.techniques)).ttft_s)
-    if HAS_TECHNIQUES:  # FastV drops visual tokens after layer 2: prefill ops move, and the chart draws the moves
-        moves = layer_data(chart, lambda la: mark(la) == "line" and "detail" in la.get("encoding", {})
-                           and la["encoding"]["detail"].get("field") == "key")
-        assert len(moves) >= 2 and set(moves["order"]) == {0, 1}
+    # FastV drops visual tokens after layer 2: prefill ops move, and the chart draws the moves
+    moves = layer_data(chart, lambda la: mark(la) == "line" and "detail" in la.get("encoding", {})
+                       and la["encoding"]["detail"].get("field") == "key")
+    assert len(moves) >= 2 and set(moves["order"]) == {0, 1}
 
 
 def test_breakdown_charts_match_the_api():
@@ -352,7 +291,7 @@ def test_malformed_hardware_upload_is_an_error_not_a_traceback():
     assert at.get("vega_lite_chart")  # the page still works with the previous hardware
 
 
-def test_bad_technique_string_shows_an_error_and_no_exception(techniques):
+def test_bad_technique_string_shows_an_error_and_no_exception():
     at = start("roofline")
     at.sidebar.text_area(key="sb.tech_extra").set_value("no-such-technique:keep=2")
     at = rerun(at)
@@ -372,7 +311,7 @@ def test_bad_technique_string_shows_an_error_and_no_exception(techniques):
 
 # ------------------------------------------------------------------------------------------------------ techniques
 
-def test_technique_matrix_and_pareto_come_from_the_api(techniques):
+def test_technique_matrix_and_pareto_come_from_the_api():
     at = start("techniques")
     spec = at.text_area(key="tech.list").value.splitlines()
     assert spec
@@ -400,7 +339,6 @@ def test_technique_matrix_and_pareto_come_from_the_api(techniques):
     assert any(la.get("encoding", {}).get("x", {}).get("field") == "memory_gib" for la in spec_json["layer"])
 
 
-@pytest.mark.skipif(not HAS_TECHNIQUES, reason="needs the real lvlmsim.techniques (composition rules)")
 def test_conflicting_techniques_show_an_error_row_and_accuracy_reaches_the_chart():
     at = start("techniques")
     at.text_area(key="tech.list").set_value(
@@ -416,9 +354,6 @@ def test_conflicting_techniques_show_an_error_row_and_accuracy_reaches_the_chart
 
 
 # ------------------------------------------------------------------------------------------------------ serving
-
-needs_engine = pytest.mark.skipif(not HAS_ENGINE, reason="lvlmsim.engine is not in this checkout yet")
-
 
 def number(at: AppTest, label: str):
     return next(w for w in at.number_input if w.label == label)
@@ -438,7 +373,6 @@ def api_simulation(ref: str, slos: dict, trace: str | None = None, **kw):
     return simulate(sc, **kw)
 
 
-@needs_engine
 def test_serving_simulation_shows_the_engine_results():
     at = start("serving")
     scenario = at.selectbox(key="sim.scenario").value
@@ -472,7 +406,6 @@ def test_serving_simulation_shows_the_engine_results():
     assert not any("inputs above changed" in c.value for c in at.caption)
 
 
-@needs_engine
 def test_uploaded_trace_is_replayed_and_a_bad_scenario_is_an_error(tmp_path):
     at = start("serving")
     trace = "arrival_s,prompt_tokens,output_tokens,images,image_width,image_height\n" + "".join(
@@ -493,7 +426,6 @@ def test_uploaded_trace_is_replayed_and_a_bad_scenario_is_an_error(tmp_path):
     assert any("bad.yaml" in e and "hardware" in e for e in errors(at)), errors(at)
 
 
-@needs_engine
 def test_serving_page_reports_cross_turn_reuse_of_the_reuse_scenario():
     at = start("serving")
     at.selectbox(key="sim.scenario").set_value("multiturn-chat-reuse")

@@ -7,7 +7,6 @@ same widget instances are rendered on every rerun). Pages read the resulting `Se
 from __future__ import annotations
 
 import hashlib
-import importlib
 import re
 import tempfile
 from collections.abc import Callable
@@ -64,23 +63,6 @@ class Setup:
         return asdict(self)
 
 
-def _importable(module: str, *names: str) -> bool:
-    """The module imports and has these names (a half-written package in a checkout counts as absent)."""
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        return False
-    return all(hasattr(mod, n) for n in names)
-
-
-def techniques_available() -> bool:
-    return _importable("lvlmsim.techniques", "parse_technique", "technique_table")
-
-
-def engine_available() -> bool:
-    return _importable("lvlmsim.engine.api", "simulate")
-
-
 # ---------------------------------------------------------------------------------------------------------- uploads
 
 def _upload_dir() -> Path:
@@ -135,9 +117,6 @@ def _on_upload(kind: str) -> None:
     path = save_upload(f.name, f.getvalue())
     try:
         desc = _validator(kind)(path)
-    except ImportError as exc:  # the loader for this kind has not landed in this version of lvlmsim
-        msgs[kind] = ("error", f"{f.name}: this version of lvlmsim cannot read {kind} files yet ({exc})")
-        return
     except USER_ERRORS as exc:
         msgs[kind] = ("error", f"{f.name}: {exc}")
         return
@@ -221,9 +200,6 @@ def _label(kind: str) -> Callable[[str], str]:
 
 def _technique_widgets() -> tuple[str, ...]:
     """Technique strings in the `kind:key=value,...` syntax; bad ones are shown as errors and left out."""
-    if not techniques_available():
-        st.caption("Techniques arrive with `lvlmsim.techniques` (not in this version).")
-        return ()
     from lvlmsim.techniques import parse_technique
 
     table = {row[0]: row for row in technique_rows()}

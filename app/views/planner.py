@@ -3,34 +3,17 @@ Pareto front of $/hour vs p90 latency. The page only collects inputs, calls the 
 
 from __future__ import annotations
 
-import importlib
-
 import altair as alt
 import pandas as pd
 import streamlit as st
 from explorer.fmt import fmt_pct, fmt_time, fmt_usd
 from explorer.state import USER_ERRORS, keep, sticky, uploaded, use_sidebar_button
 
+import lvlmsim
 from lvlmsim.specs import registry
 
 DEFAULT_SCENARIO = "llava-chat-h100"  # embedded in lvlmsim.specs.scenario, so it exists without a data folder
 PLAN_MEMO = 4  # finished plans kept per session
-
-
-def planner_present() -> bool:
-    """A real, importable package (a half-written folder in a checkout does not count)."""
-    try:
-        mod = importlib.import_module("lvlmsim.planner")
-    except ImportError:
-        return False
-    return getattr(mod, "__file__", None) is not None and hasattr(mod, "plan")
-
-
-def plan_fn():
-    """`lvlmsim.plan` (the public re-export) when present, else the planner's own."""
-    import lvlmsim
-
-    return getattr(lvlmsim, "plan", None) or importlib.import_module("lvlmsim.planner").plan
 
 
 def run_plan(args: tuple, progress=None) -> dict:
@@ -40,10 +23,10 @@ def run_plan(args: tuple, progress=None) -> dict:
         from lvlmsim.planner import SearchSettings
 
         scenario, rate, slos, hardware, tps, layouts, max_gpus, probe_s, tol = args
-        res = plan_fn()(scenario, target_rate=rate, slos=dict(slos), hardware=list(hardware), tp=list(tps),
-                        layouts=list(layouts), max_gpus=max_gpus or None,
-                        settings=SearchSettings(probe_duration_s=probe_s, tolerance=tol), executor="serial",
-                        progress=progress)
+        res = lvlmsim.plan(scenario, target_rate=rate, slos=dict(slos), hardware=list(hardware), tp=list(tps),
+                           layouts=list(layouts), max_gpus=max_gpus or None,
+                           settings=SearchSettings(probe_duration_s=probe_s, tolerance=tol), executor="serial",
+                           progress=progress)
         named = res.to_dict()
         memo[args] = {"recommended": res.recommended, "verdict": res.verdict, "candidates": res.candidates,
                       "stats": res.stats, "deploy": named.get("deploy"),
@@ -137,11 +120,6 @@ def per_gpu_table(cands: pd.DataFrame, rate: float, prices: dict[str, float]) ->
 
 
 st.title("Capacity planner")
-if not planner_present():
-    st.info("The capacity planner (how many GPUs for a target rate under latency SLOs) arrives with "
-            "`lvlmsim.planner`, which this version of lvlmsim does not have yet.")
-    st.stop()
-
 from lvlmsim.planner import DEFAULT_LAYOUTS, DEFAULT_TP  # noqa: E402
 
 st.caption("For each candidate (hardware x tensor parallelism x layout), an analytic pre-screen drops the hopeless "

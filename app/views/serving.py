@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 from explorer import charts
 from explorer.fmt import fmt_time
-from explorer.state import USER_ERRORS, engine_available, keep, sticky, uploaded, use_sidebar_button
+from explorer.state import USER_ERRORS, keep, sticky, uploaded, use_sidebar_button
 
 from lvlmsim.specs import registry
 
@@ -97,10 +97,6 @@ st.caption("The discrete-event engine (`simulate`) serves a stream of requests: 
            "hardware, workload and serving policy; here you choose the arrival rate, the number of requests, the "
            "seed and the SLOs. Press *Use the sidebar's request* to serve the sidebar's model, hardware, images and "
            "text lengths with the selected scenario's arrivals and serving settings.")
-if not engine_available():
-    st.info("The serving simulation arrives with the engine (`lvlmsim.engine`), which this version lacks. "
-            "The analytic pages work without it.")
-    st.stop()
 
 scenarios = (registry.scenario_ids() or [DEFAULT_SCENARIO]) + list(uploaded("scenario"))
 labels = uploaded("scenario")

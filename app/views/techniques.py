@@ -17,7 +17,6 @@ from explorer.state import (
     keep,
     sticky,
     suggested_techniques,
-    techniques_available,
 )
 from explorer.ui import headline
 
@@ -41,9 +40,6 @@ def label(combo: tuple[str, ...]) -> str:
 
 
 st.title("Technique comparison")
-if not techniques_available():
-    st.info("Technique comparison arrives with `lvlmsim.techniques`, which this version lacks.")
-    st.stop()
 from lvlmsim.techniques import parse_technique  # noqa: E402
 
 setup = current_setup()
