@@ -36,6 +36,16 @@ def test_every_registered_name_is_a_policy_module():
         assert issubclass(cls, SchedulerPolicy) and cls.name == name and policy_class(name) is cls
 
 
+def test_routers_and_runtimes_match_their_declared_names():
+    """The spec's closed sets of routers and runtimes name exactly the engine's routers and the runtime table."""
+    from lvlmsim.cost.runtime import RUNTIMES
+    from lvlmsim.engine.router import ROUTERS as ROUTER_CLASSES
+    from lvlmsim.specs.serving import ROUTERS, RUNTIME_NAMES
+
+    assert set(ROUTER_CLASSES) == set(ROUTERS)
+    assert set(RUNTIMES) == set(RUNTIME_NAMES)
+
+
 @pytest.mark.parametrize("policy", SCHEDULERS)
 @pytest.mark.parametrize("sid", scenario_ids())
 def test_policy_runs_every_shipped_scenario(policy: str, sid: str):

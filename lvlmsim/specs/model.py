@@ -75,6 +75,12 @@ class ProjectorSpec(StrictModel):
         "added to the first LLM layers' hidden states at the visual positions",
     )
 
+    @property
+    def fixed_output_tokens(self) -> bool:
+        """True when the LLM tokens per image do not follow the projector's input (a resampler's learned queries):
+        dropping or merging ViT outputs then shrinks only the projector input, never the LLM tokens."""
+        return self.kind == "resampler"
+
     @model_validator(mode="after")
     def _check(self) -> ProjectorSpec:
         if self.kind == "resampler" and self.num_queries is None:

@@ -9,10 +9,15 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_
 
 from lvlmsim.specs.base import StrictModel
 
-Router = Literal["round_robin", "least_outstanding", "kv_aware", "session_affinity"]
+# Routers of a pool: each name is a Router of lvlmsim.engine.router (this is the registration)
+ROUTERS = ("round_robin", "least_outstanding", "kv_aware", "session_affinity")
+Router = Literal[ROUTERS]
 # Scheduler policies of an LLM instance: each name is a module of lvlmsim.engine.schedulers (this is its registration)
 SCHEDULERS = ("fcfs", "priority", "sjf", "sarathi", "edf")
 Scheduler = Literal[SCHEDULERS]
+# Serving runtimes: each name is a row of lvlmsim.cost.runtime.RUNTIMES (its floor and overhead, with sources)
+RUNTIME_NAMES = ("vllm", "sglang", "trtllm", "eager")
+Runtime = Literal[RUNTIME_NAMES]
 Role = Literal["E", "P", "D", "EP", "PD", "EPD"]
 
 
@@ -58,7 +63,7 @@ class ServingSpec(StrictModel):
         None, description="vLLM encoder_cache_size: visual tokens encoded but not yet prefilled; default: the budget"
     )
     max_queue_len: PositiveInt | None = Field(None, description="reject arrivals when an instance queue is this long")
-    runtime: Literal["vllm", "sglang", "trtllm", "eager"] | None = Field(
+    runtime: Runtime | None = Field(
         None, description="serving runtime: its per-kernel floor and per-step launch overhead (lvlmsim list "
         "runtimes); default none: kernels as the profile has them, no launch overhead")
     step_overhead_s: NonNegativeFloat = Field(0.0, description="CPU scheduling time added to every batch step, on "
@@ -122,4 +127,5 @@ class ServingSpec(StrictModel):
                                              ep=self.ep)]
 
 
-__all__ = ["SCHEDULERS", "LinkConfig", "PoolSpec", "Role", "Router", "Scheduler", "ServingSpec"]
+__all__ = ["ROUTERS", "RUNTIME_NAMES", "SCHEDULERS", "LinkConfig", "PoolSpec", "Role", "Router", "Runtime", "Scheduler",
+           "ServingSpec"]

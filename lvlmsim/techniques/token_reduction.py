@@ -92,7 +92,7 @@ class PreLLMReduction(TechniqueConfig):
     def notes(self, model: ModelSpec) -> list[str]:
         amount = f"{self.tokens} tokens per image" if self.tokens is not None else f"{self.keep:.0%} of visual tokens"
         extra = "; a resampler's query count is fixed, so only its input shrinks" \
-            if model.projector.kind == "resampler" else ""
+            if model.projector.fixed_output_tokens else ""
         return [f"{self.kind}: keeps {amount} before the projector{extra}"]
 
 

@@ -52,7 +52,7 @@ def rescale(tok: ImageTokenization, model: ModelSpec, kept_llm: int, detail: str
     merge = model.projector.merge_factor
     ratio = kept_llm / tok.llm_tokens if tok.llm_tokens else 1.0
     proj_in = max(merge, round(tok.projector_in_tokens * ratio / merge) * merge) if tok.projector_in_tokens else 0
-    llm = tok.llm_tokens if model.projector.kind == "resampler" else kept_llm
+    llm = tok.llm_tokens if model.projector.fixed_output_tokens else kept_llm
     return dataclasses.replace(
         t, llm_tokens=llm, projector_in_tokens=min(proj_in, tok.projector_in_tokens),
         reduced_from_projector_in=tok.projector_in_tokens, detail=f"{tok.detail}; {detail}",

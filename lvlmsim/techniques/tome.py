@@ -146,7 +146,7 @@ class ToMeConfig(TechniqueConfig):
                     for n in tok.vit_seq_lens)
         removed = sum(tok.vit_seq_lens) - sum(out)
         proj_in = max(0, tok.projector_in_tokens - removed)
-        llm = tok.llm_tokens if model.projector.kind == "resampler" else max(0, tok.llm_tokens - removed)
+        llm = tok.llm_tokens if model.projector.fixed_output_tokens else max(0, tok.llm_tokens - removed)
         return dataclasses.replace(
             as_transformed(tok), vit_out_seq_lens=out, projector_in_tokens=proj_in, llm_tokens=llm,
             detail=f"{tok.detail}; ToMe r={self.r}: {sum(tok.vit_seq_lens)} -> {sum(out)} ViT tokens",
