@@ -126,6 +126,10 @@ def validate_cmd(
             out.write(f"{'  ' + lab:<34}{r['n']:>7}{_fmt(r['median_abs_pct_err']):>10}{_fmt(r['p90_abs_pct_err']):>9}"
                       f"{_fmt(r['roofline_median_abs_pct_err']):>16}{_fmt(r['roofline_p90_abs_pct_err']):>16}\n")
         out.write(f"{'  source':<34}{', '.join(e['profile_sources'])}\n")
+        loo = e.get("leave_one_device_out")
+        if loo:  # the mla family: a fit made on the other devices' tables only
+            out.write(f"{'  fitted on ' + ', '.join(loo['fitted_on']):<34}{e['n']:>7}"
+                      f"{_fmt(loo['median_abs_pct_err']):>10}{_fmt(loo['p90_abs_pct_err']):>9}\n")
 
 
 def _leave_one_out(data: Path, seed: int, as_json: bool) -> None:
