@@ -7,10 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import streamlit as st
+import yaml
 from explorer import charts
 from explorer.data import estimate_or_stop, hardware
 from explorer.roofline_data import op_points, plottable, roofs_for, teaching_notes
-from explorer.state import current_setup, fixed_resize_note, keep, sticky
+from explorer.state import current_setup, fixed_resize_note, keep, save_upload, sticky
 from explorer.ui import headline, reproduce
 
 from lvlmsim.specs import registry
@@ -47,7 +48,24 @@ keep(key)
 
 moves = None
 hollow = "without techniques"
-if compare:
+model_spec = registry.load_model(setup.model)
+mha_twin = None
+if model_spec.llm.mla is not None and not compare:
+    mla_key = sticky("roof.mla_vs_mha", False)
+    if st.checkbox("MLA next to MHA", key=mla_key,
+                   help="Draw the same request on the same model with its latent attention replaced by plain "
+                        "multi-head attention of the same heads (hollow): the KV it no longer reads."):
+        twin = model_spec.with_mha_attention()
+        mha_twin = str(save_upload(f"{twin.id}.yaml", yaml.safe_dump(twin.model_dump(mode="json")).encode()))
+    keep(mla_key)
+if mha_twin is not None:
+    points = op_points(est, f"MLA: {model_spec.id}")
+    other = op_points(estimate_or_stop(setup.with_(model=mha_twin)), "MHA: same heads")
+    all_points = pd.concat([points, other], ignore_index=True)
+    roofs, ridges = roofs_for(hw, all_points, float(all_points["intensity"].min()) / 3,
+                              float(all_points["intensity"].max()) * 3)
+    hollow = "MHA: same heads"
+elif compare:
     est_b = estimate_or_stop(setup.with_(hardware=compare))
     hw_b = hardware(compare)
     points = op_points(est, f"A: {hw.id}")
@@ -78,7 +96,10 @@ cap = (f"{hw.name}: memory bandwidth {hw.mem_bw_gbps:g} GB/s. Solid roof: datash
        "and its own effective ridge).")
 if len(hidden):
     cap += f" Not on log axes (zero FLOPs or bytes): {', '.join(sorted(set(hidden['op'])))}."
-if compare:
+if mha_twin is not None:
+    cap += (" Filled: the model as released (MLA); hollow: the same model with multi-head attention of the same "
+            "heads. Decode attention moves right: the latent is read once for all heads.")
+elif compare:
     cap += f" Filled: A = {hw.id}; hollow: B = {compare}, the same request."
 elif setup.techniques:
     cap += " Hollow points: the same request without techniques; grey lines show how each op moved."

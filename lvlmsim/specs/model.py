@@ -223,6 +223,16 @@ class ModelSpec(StrictModel):
     hf_repo: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$",
                                 description="Hugging Face repo a server loads (`vllm serve <hf_repo>`), if public")
 
+    def with_mha_attention(self) -> ModelSpec:
+        """The same model with multi-head latent attention replaced by plain multi-head attention of the same heads
+        (K and V of v_head_dim per head, one KV head per query head): what the latent saves, drawn side by side in
+        the explorer's roofline. Its id gains '-mha'; a model without MLA is returned unchanged."""
+        mla = self.llm.mla
+        if mla is None:
+            return self
+        llm = self.llm.model_copy(update={"mla": None, "num_kv_heads": self.llm.num_heads, "head_dim": mla.v_head_dim})
+        return self.model_copy(update={"id": f"{self.id}-mha", "name": f"{self.name} (MHA instead of MLA)", "llm": llm})
+
     @property
     def image_tokens_in_kv_of_cross_attention(self) -> bool:
         """True when image tokens do not enter the decoder sequence (Llama-3.2-Vision)."""
