@@ -33,6 +33,7 @@ def estimate(
     video_fps: float | None = None,
     allow_overflow: bool = False,
     host: bool | str | None = None,
+    api_costs: bool = True,
 ) -> Estimate:
     """Cost of one request (or `batch` identical ones), stage by stage and op by op, with roofline coordinates.
 
@@ -48,7 +49,9 @@ def estimate(
     raises SpecError unless `allow_overflow`, which estimates it anyway with a note.
     `host`: the `preprocess` stage (image decode/resize/normalise on the server's CPU, the pixel hand-off, per-step
     host time; lvlmsim.cost.host). None: on with a serving runtime (its current version), off without; False: off;
-    a host profile name (vllm-v0, vllm-v1, sglang, trtllm) picks a runtime version.
+    a host profile name (vllm-v0, vllm-v1, sglang, trtllm) picks a runtime version. `api_costs` (with host costs
+    on): the OpenAI-API layer per request, the prompt's tokenisation and the first token's detokenise + server-sent
+    event, measured on a CPU core (lvlmsim.calibrate.apicost); False leaves them out.
     """
     m = load_model(model)
     hw = load_hardware(hardware)
@@ -80,7 +83,7 @@ def estimate(
                                output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=prof,
                                step_overhead_s=step_overhead_s, ep=ep, moe_skew=moe_skew, video_size=video_size,
                                video_fps=video_fps)
-    est = with_host_costs(est, m, _host_profile(host, runtime), images)
+    est = with_host_costs(est, m, _host_profile(host, runtime, api_costs), images)
     return _within_context(est, m, allow_overflow)
 
 
@@ -99,16 +102,16 @@ def _within_context(est: Estimate, model: ModelSpec, allow_overflow: bool) -> Es
     return est
 
 
-def _host_profile(host: bool | str | None, runtime: str | None):
+def _host_profile(host: bool | str | None, runtime: str | None, api_costs: bool = True):
     """The HostProfile `estimate(host=...)` asks for (see its docstring), or None for host costs off."""
     if host is False:
         return None
     from lvlmsim.cost.host import load_host_profile
 
     if isinstance(host, str):
-        return load_host_profile(host)
+        return load_host_profile(host, api=api_costs)
     if runtime is None or runtime == "eager":
         if host is True:
             raise SpecError("host: host costs need a serving runtime (vllm | sglang | trtllm) or a host profile name")
         return None
-    return load_host_profile(runtime)
+    return load_host_profile(runtime, api=api_costs)

@@ -1,7 +1,8 @@
 """Host-side costs: the measured image tables, the `preprocess` stage of estimate, the host stage of the engine.
 
 Oracles: interpolation worked by hand; the stage is the sum of its measured parts; a lone request gets the same TTFT
-from estimate and simulate (both price the same host work); one preprocessing worker serialises simultaneous images.
+from estimate and simulate (both price the same host work); one preprocessing worker serialises simultaneous images
+(and, with API costs, simultaneous prompts); the token delivery delay moves TTFT and E2E by itself, TPOT not at all.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def test_estimate_json_always_has_a_preprocess_stage():
 
 
 def test_preprocess_stage_is_the_measured_image_work_plus_the_hand_off():
-    est = lvlmsim.estimate(QWEN, "h100-sxm", image_size="1280x720", runtime="vllm")
+    est = lvlmsim.estimate(QWEN, "h100-sxm", image_size="1280x720", runtime="vllm", api_costs=False)
     host = load_host_profile("vllm")
     model = load_model(QWEN)
     tok = est.images[0]
@@ -68,7 +69,8 @@ def test_a_lone_request_gets_the_same_ttft_from_estimate_and_simulate():
           "workload": {"requests": 1, "arrival": {"kind": "concurrency", "clients": 1}, "prompt_tokens": 64,
                        "output_tokens": 16, "images": 1, "image_size": "1280x720"}}
     df = simulate(sc).requests
-    assert df.preprocess_s[0] == pytest.approx(est.stages["preprocess"].time_s, rel=1e-12)
+    delivery_s = load_host_profile("vllm").api.token_out_s  # in estimate's preprocess stage, in simulate's TTFT
+    assert df.preprocess_s[0] + delivery_s == pytest.approx(est.stages["preprocess"].time_s, rel=1e-12)
     assert df.ttft_s[0] == pytest.approx(est.ttft_s, rel=1e-9)
 
 
@@ -79,7 +81,7 @@ def _burst(n: int, **serving) -> dict:
 
 
 def test_one_worker_preprocesses_simultaneous_images_one_after_another():
-    res = simulate(_burst(8))
+    res = simulate(_burst(8, api_costs=False))
     df = res.requests.sort_values("preprocess_s")
     host = load_host_profile("vllm")
     model = load_model(QWEN)
@@ -98,7 +100,7 @@ def test_host_costs_switch_off_and_are_off_without_a_runtime():
     no_rt = _burst(4)
     del no_rt["serving"]["runtime"]
     assert "host" not in simulate(no_rt).summary
-    v0 = simulate(_burst(4, host_costs="vllm-v0")).summary["host"]["profile"]
+    v0 = simulate(_burst(4, host_costs="vllm-v0", api_costs=False)).summary["host"]["profile"]
     assert v0.startswith("vllm-v0")
 
 
@@ -106,3 +108,100 @@ def test_a_cpu_bound_run_shows_its_preprocessing_worker_saturated():
     """16 full-HD images at once and 4-token answers: the CPU, not the GPU, sets the pace."""
     s = simulate(_burst(16)).summary
     assert s["host"]["worker_utilisation"] > 0.9
+
+
+def test_api_costs_add_the_measured_request_tokenisation_and_one_token_delivery_to_ttft():
+    """With vs without API costs, by hand: TTFT and E2E grow by request + encode(prompt) + one token's
+    detokenise+SSE; TPOT is untouched (every token is delayed alike)."""
+    kw = {"image_size": "1280x720", "prompt_tokens": 300, "output_tokens": 32, "runtime": "vllm"}
+    on, off = lvlmsim.estimate(QWEN, "h100-sxm", **kw), lvlmsim.estimate(QWEN, "h100-sxm", api_costs=False, **kw)
+    api = load_host_profile("vllm").api
+    want = api.request_s + api.encode(300) + api.detokenize_token_s + api.stream_token_s
+    assert on.ttft_s - off.ttft_s == pytest.approx(want, rel=1e-9)
+    assert on.e2e_s - off.e2e_s == pytest.approx(want, rel=1e-9)
+    assert on.tpot_s == off.tpot_s
+    ops = {r["op"] for r in on.op_rows() if r["stage"] == "preprocess"}
+    assert {"host.api_request", "host.tokenize", "host.token_delivery"} <= ops
+    assert lvlmsim.estimate(QWEN, "h100-sxm", host=False).stages["preprocess"].time_s == 0.0
+
+
+def test_the_measured_api_data_is_complete_and_has_its_method():
+    """The shipped CPU file carries the API and tokenizer measurements, how they were taken, and sane magnitudes
+    (a BPE encode well under 100 us per token, a streamed token under 1 ms, detokenise under the streamed event)."""
+    from lvlmsim.specs.registry import host_dir
+
+    doc = json.loads((host_dir() / "cpu-generic.json").read_text())
+    assert "uvicorn" in doc["api"]["method"] and "tokenizers" in doc["tokenizer"]["method"]
+    assert doc["api_environment"]["timing"]["statistic"].startswith("fits use the p10")
+    api = load_host_profile("sglang").api
+    assert 0 < api.encode(1000) / 1000 < 1e-4 and 0 < api.stream_token_s < 1e-3
+    assert 0 < api.detokenize_token_s < api.stream_token_s
+    assert 0 < api.request_s < 0.05
+
+
+def _text_burst(n: int, **serving) -> dict:
+    return {"id": "text", "model": QWEN, "hardware": "h100-sxm", "serving": {"runtime": "vllm", **serving},
+            "workload": {"requests": n, "arrival": {"kind": "concurrency", "clients": n}, "prompt_tokens": 200,
+                         "output_tokens": 8, "images": 0}}
+
+
+def test_text_only_prompts_queue_for_the_front_end_worker_with_api_costs():
+    """Four text prompts sent at once: the k-th waits for k - 1 others' API handling and tokenisation."""
+    api = load_host_profile("vllm").api
+    one = api.request_s + api.encode(200)
+    res = simulate(_text_burst(4))
+    assert sorted(res.requests.preprocess_s) == pytest.approx([k * one for k in range(1, 5)], rel=1e-9)
+    assert res.summary["host"]["token_out_s"] == pytest.approx(api.token_out_s)
+    assert res.summary["host"]["output_utilisation"] > 0
+    off = simulate(_text_burst(4, api_costs=False))
+    assert "token_out_s" not in off.summary["host"]
+    assert (off.requests.preprocess_s == 0).all()
+
+
+def test_token_delivery_moves_a_lone_requests_ttft_and_e2e_not_its_tpot():
+    on, off = simulate(_text_burst(1)).requests, simulate(_text_burst(1, api_costs=False)).requests
+    api = load_host_profile("vllm").api
+    assert on.ttft_s[0] - off.ttft_s[0] == pytest.approx(api.request_s + api.encode(200) + api.token_out_s)
+    assert on.e2e_s[0] - off.e2e_s[0] == pytest.approx(on.ttft_s[0] - off.ttft_s[0])
+    assert on.tpot_s[0] == pytest.approx(off.tpot_s[0], rel=1e-12)
+
+
+def test_api_costs_need_measurements_for_the_cpu(tmp_path, monkeypatch):
+    """A CPU file without API measurements refuses api costs by name, and still serves with them off."""
+    import lvlmsim.cost.host as host_mod
+
+    src = json.loads((host_mod.host_dir() / "cpu-generic.json").read_text())
+    for k in ("api", "tokenizer", "api_environment"):
+        src.pop(k)
+    (tmp_path / "bare.json").write_text(json.dumps(src))
+    (tmp_path / "runtimes.yaml").write_text((host_mod.host_dir() / "runtimes.yaml").read_text())
+    monkeypatch.setattr(host_mod, "host_dir", lambda: tmp_path)
+    host_mod._cpu_tables.cache_clear()
+    try:
+        with pytest.raises(SpecError, match="api_costs: .*allowed: api_costs false"):
+            load_host_profile("vllm", cpu="bare")
+        assert load_host_profile("vllm", cpu="bare", api=False).api is None
+    finally:
+        host_mod._cpu_tables.cache_clear()
+
+
+def test_estimate_cli_switches_api_costs_off():
+    args = ["estimate", "--runtime", "vllm", "--json", "--ops"]
+    on = json.loads(CliRunner().invoke(app, args).stdout)
+    off = json.loads(CliRunner().invoke(app, [*args, "--no-api-costs"]).stdout)
+    assert any(o["op"] == "host.api_request" for o in on["ops"])
+    assert not any(o["op"] == "host.api_request" for o in off["ops"])
+    assert on["ttft_s"] > off["ttft_s"]
+
+
+def test_the_api_measurement_runs_end_to_end_on_loopback():
+    """The quick measurement: a locally trained BPE, a streamed round trip over 127.0.0.1 with the right token count
+    (checked inside), and positive per-token slopes."""
+    pytest.importorskip("tokenizers")
+    pytest.importorskip("uvicorn")
+    from lvlmsim.calibrate.apicost import measure_api
+
+    doc = measure_api(quick=True)
+    assert doc["tokenizer"]["vocab_size"] > 1000
+    assert doc["tokenizer"]["encode"]["per_token_s"] > 0 and doc["api"]["per_stream_token_s"] > 0
+    assert [r["stream_tokens"] for r in doc["api"]["measurements"]] == [1, 64, 256]

@@ -118,6 +118,9 @@ def estimate(
     host: Annotated[str | None, typer.Option(
         help="host costs (preprocess stage): off, or a runtime version vllm-v0 | vllm-v1 | sglang | trtllm; "
              "default: on with --runtime")] = None,
+    api_costs: Annotated[bool, typer.Option(
+        "--api-costs/--no-api-costs", help="with host costs: the API layer, tokenisation and token streaming "
+                                           "(measured; lvlmsim.cost.host)")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
     ops: Annotated[bool, typer.Option("--ops", help="list every op with its numbers")] = False,
     allow_overflow: Annotated[bool, typer.Option(
@@ -133,7 +136,7 @@ def estimate(
               output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=profile,
               techniques=tuple(technique or ()), runtime=runtime, ep=ep, moe_skew=moe_skew,
               video_size=video_size, video_fps=video_fps, allow_overflow=allow_overflow,
-              host=False if host is not None and host.strip().lower() == "off" else host)
+              host=False if host is not None and host.strip().lower() == "off" else host, api_costs=api_costs)
     if as_json:
         doc = est.to_dict()
         if ops:

@@ -84,6 +84,12 @@ def register(app: typer.Typer) -> None:
         max_model_len: Annotated[int | None, typer.Option("--max-model-len", help="server: longest sequence")]
         = None,
         profile: Annotated[str | None, typer.Option(help="auto | default | path to a profile JSON")] = None,
+        host: Annotated[str | None, typer.Option(
+            help="host costs: off, or a runtime version vllm-v0 | vllm-v1 | sglang | trtllm (default: the "
+                 "server's current version)")] = None,
+        api_costs: Annotated[bool, typer.Option(
+            "--api-costs/--no-api-costs", help="with host costs: the API layer, tokenisation and token streaming "
+                                               "(measured; lvlmsim.cost.host)")] = True,
         compare_with: Annotated[str | None, typer.Option(
             "--compare", help="a real vLLM result JSON or SGLang JSONL: print both with the % difference")] = None,
         result_file: Annotated[str | None, typer.Option("--result-file", help="also write the result JSON here")]
@@ -94,7 +100,9 @@ def register(app: typer.Typer) -> None:
         from lvlmsim.bench.run import BenchArgs, compare, compare_block, read_result, run_bench, summary_block
 
         knobs = {"max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens,
-                 "gpu_memory_utilization": gpu_memory_utilization, "max_model_len": max_model_len}
+                 "gpu_memory_utilization": gpu_memory_utilization, "max_model_len": max_model_len,
+                 "host_costs": (False if host.strip().lower() == "off" else host) if host is not None else None,
+                 "api_costs": None if api_costs else False}
         args = BenchArgs(
             model=model, hardware=hardware, client=client, runtime=runtime, tp=tp, ep=ep, dataset_name=dataset_name,
             num_prompts=num_prompts, request_rate=_rate(request_rate), burstiness=burstiness,

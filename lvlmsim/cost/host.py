@@ -7,8 +7,17 @@ Two data files (lvlmsim.specs.registry.host_dir), each figure with its source:
   read off the measured points by linear interpolation in pixels (through the origin below the smallest point, the
   last segment's slope beyond the largest): the stages are not linear in pixels on a real cache hierarchy (the
   least-squares fits and their errors are in the file), so the table itself is the model.
+  The same file holds the front end's text and API costs, measured by lvlmsim.calibrate.apicost: a fast BPE
+  tokenizer's encode time by prompt length (a table, read the same way) and its incremental detokenisation per
+  token, and an OpenAI-style streamed chat completion's round trip over 127.0.0.1 (per request, per streamed token).
 * calibration/host/runtimes.yaml: per runtime and version, the per-step CPU time on the critical path, the
   preprocessing workers, and whether processed pixels cross a process boundary.
+
+API costs (`ApiCosts`, switchable: serving.api_costs, estimate(api_costs=...)): every request, text-only too, spends
+the API layer's per-request time and its prompt's tokenisation on the front-end worker that also preprocesses images
+(vLLM V1's API server and SGLang's TokenizerManager run both on one asyncio loop). Each output token is detokenised
+and sent as one server-sent event: that work runs beside the GPU (another process, or V0's engine loop, see
+runtimes.yaml), so it delays every token by the same `token_out_s` - TTFT and E2E grow by it once, TPOT and ITL not.
 
 Which pixels: decode works on the uploaded image (width x height), resize and normalise on the processed one, which
 is what the vision encoder sees: its patches x patch_size^2 (sum of the tokenization's ViT sequence lengths). The
@@ -53,6 +62,25 @@ class StageTable:
 
 
 @dataclass(frozen=True)
+class ApiCosts:
+    """The front end's text and API costs on one measured CPU (lvlmsim.calibrate.apicost)."""
+
+    request_s: float  # one streamed chat completion's API cost besides its tokens (connect, HTTP, validation, [DONE])
+    stream_token_s: float  # one token as one server-sent event: chunk JSON, write, the client's parse
+    encode: StageTable  # prompt tokens -> seconds of the tokenizer's encode
+    detokenize_token_s: float  # incremental detokenisation of one output token
+
+    def request_in_s(self, prompt_tokens: int) -> dict[str, float]:
+        """Seconds of a request's API handling and prompt tokenisation, on the front-end worker."""
+        return {"api_request": self.request_s, "tokenize": self.encode(prompt_tokens)}
+
+    @property
+    def token_out_s(self) -> float:
+        """Seconds between a token leaving the engine and reaching the client: detokenise + one SSE event."""
+        return self.detokenize_token_s + self.stream_token_s
+
+
+@dataclass(frozen=True)
 class HostProfile:
     """One runtime version's host costs on one measured CPU."""
 
@@ -67,6 +95,7 @@ class HostProfile:
     stages: dict
     transfer_latency_s: float
     transfer_bytes_per_s: float
+    api: ApiCosts | None = None  # None: API/tokenise/detokenise costs off
 
     def image_s(self, input_pixels: float, processed_pixels: float) -> dict[str, float]:
         """Seconds of each stage for ONE image on one worker."""
@@ -79,8 +108,10 @@ class HostProfile:
         return self.transfer_latency_s + nbytes / self.transfer_bytes_per_s
 
     def describe(self) -> str:
+        api = (f", API {self.api.request_s * 1e3:.2f} ms/request + {self.api.token_out_s * 1e6:.0f} us/output token"
+               if self.api is not None else ", API costs off")
         return (f"{self.name} ({self.versions}) on {self.cpu}: {self.preprocess_workers} preprocessing worker(s), "
-                f"step host {self.step_host_s * 1e3:.2f} ms, pixels by {self.transfer}")
+                f"step host {self.step_host_s * 1e3:.2f} ms, pixels by {self.transfer}{api}")
 
 
 def processed_pixels(model, tok) -> int:
@@ -92,8 +123,19 @@ def transfer_bytes(model, pixels: float) -> float:
     return pixels * PIXEL_BYTES * model.vision.temporal_patch_size
 
 
+def _api_costs(doc: dict) -> ApiCosts | None:
+    """The API section of a CPU's host file, or None when it was not measured there."""
+    if "api" not in doc or "tokenizer" not in doc:
+        return None
+    enc = sorted(doc["tokenizer"]["encode"]["measurements"], key=lambda r: r["tokens"])
+    return ApiCosts(request_s=float(doc["api"]["per_request_s"]),
+                    stream_token_s=float(doc["api"]["per_stream_token_s"]),
+                    encode=StageTable(tuple(float(r["tokens"]) for r in enc), tuple(float(r["p10_s"]) for r in enc)),
+                    detokenize_token_s=float(doc["tokenizer"]["detokenize"]["per_token_s"]))
+
+
 @functools.lru_cache(maxsize=8)
-def _cpu_tables(cpu: str) -> tuple[dict, float, float, str]:
+def _cpu_tables(cpu: str) -> tuple[dict, float, float, str, ApiCosts | None]:
     path = host_dir() / f"{cpu}.json"
     if not path.is_file():
         known = sorted(p.stem for p in host_dir().glob("*.json"))
@@ -104,7 +146,8 @@ def _cpu_tables(cpu: str) -> tuple[dict, float, float, str]:
         rows = sorted(doc["measurements"][stage], key=lambda r: r["pixels"])
         tables[stage] = StageTable(tuple(float(r["pixels"]) for r in rows), tuple(float(r["p10_s"]) for r in rows))
     tr = doc["transfer"]
-    return tables, float(tr["latency_s"]), float(tr["bytes_per_s"]), doc["environment"].get("cpu", cpu)
+    return (tables, float(tr["latency_s"]), float(tr["bytes_per_s"]), doc["environment"].get("cpu", cpu),
+            _api_costs(doc))
 
 
 @functools.lru_cache(maxsize=1)
@@ -117,21 +160,25 @@ def host_profile_names() -> list[str]:
     return sorted(set(doc["runtimes"]) | set(doc["defaults"]))
 
 
-def load_host_profile(name: str, cpu: str = DEFAULT_CPU) -> HostProfile:
+def load_host_profile(name: str, cpu: str = DEFAULT_CPU, api: bool = True) -> HostProfile:
     """A runtime's host profile by profile name (vllm-v0, vllm-v1, sglang, trtllm) or plain runtime name (vllm ->
-    its current default version); an unknown name is a SpecError listing the allowed ones."""
+    its current default version); an unknown name is a SpecError listing the allowed ones. `api` False leaves the
+    API/tokenise/detokenise costs out; True needs them measured for `cpu`."""
     doc = _runtimes()
     key = str(name).strip().lower()
     key = doc["defaults"].get(key, key)
     if key not in doc["runtimes"]:
         raise SpecError(f"host profile: unknown runtime '{name}'; allowed: {', '.join(host_profile_names())}")
     r = doc["runtimes"][key]
-    tables, lat, bw, cpu_name = _cpu_tables(cpu)
+    tables, lat, bw, cpu_name, api_costs = _cpu_tables(cpu)
+    if api and api_costs is None:
+        raise SpecError(f"api_costs: host profile '{cpu}' has no API/tokenizer measurements (python -m "
+                        f"lvlmsim.calibrate.apicost); allowed: api_costs false")
     return HostProfile(name=key, runtime=r["runtime"], versions=str(r["versions"]), step_host_s=float(r["step_host_s"]),
                        preprocess_workers=int(r["preprocess_workers"]), transfer=str(r["transfer"]),
                        sources=dict(r.get("sources", {})), cpu=cpu_name, stages=tables, transfer_latency_s=lat,
-                       transfer_bytes_per_s=bw)
+                       transfer_bytes_per_s=bw, api=api_costs if api else None)
 
 
-__all__ = ["HostProfile", "StageTable", "host_profile_names", "load_host_profile", "processed_pixels",
+__all__ = ["ApiCosts", "HostProfile", "StageTable", "host_profile_names", "load_host_profile", "processed_pixels",
            "transfer_bytes"]

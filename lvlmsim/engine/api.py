@@ -81,13 +81,13 @@ def engine_host_profile(serving):
     from lvlmsim.cost.host import load_host_profile
 
     if isinstance(choice, str):
-        return load_host_profile(choice)
+        return load_host_profile(choice, api=serving.api_costs)
     if serving.runtime is None or serving.runtime == "eager":
         if choice is True:
             raise LvlmsimError("serving.host_costs: host costs need serving.runtime vllm | sglang | trtllm, or a host "
                                "profile name (vllm-v0, vllm-v1, sglang, trtllm)")
         return None
-    return load_host_profile(serving.runtime)
+    return load_host_profile(serving.runtime, api=serving.api_costs)
 
 
 def engine_refusal(techs, model: ModelSpec) -> str | None:
@@ -190,7 +190,9 @@ def simulate(
     `workload.warmup_requests` leaves the first requests out of every metric (summary['warmup']). With a serving
     runtime, host costs run too (serving.host_costs; lvlmsim.engine.host): images wait for the runtime's
     preprocessing workers before admission, the table gains `preprocess_s`, and summary['host'] gives the stage's
-    times and the workers' utilisation.
+    times and the workers' utilisation. With serving.api_costs (on by default with host costs) every request also
+    spends the API layer's time and its prompt's tokenisation in that stage, and each output token's detokenisation
+    + server-sent event delays its delivery: TTFT and E2E (and first_token_s, finish_s) include that delay once.
     """
     t_wall = time.perf_counter()
     sc = _scenario_with_overrides(scenario, requests, rate, seed, runtime)
@@ -283,12 +285,22 @@ def _request_frame(run: _Run):
     measured = [r for r in wl.requests if r.arrived and not r.warmup]
     if run.host is not None:
         df["preprocess_s"] = [r.preprocess_s for r in measured]
+        _deliver(df, run.host.token_out_s)
     if wl.cap is not None:  # which client slot sent each request (the closed loop's sequence per client)
         df["client"] = [r.client if r.client is not None else -1 for r in measured]
     classes = sc.workload.classes
     if classes:
         df["request_class"] = [classes[r.rclass].name for r in measured]
     return df
+
+
+def _deliver(df, token_out_s: float) -> None:
+    """Every token reaches the client `token_out_s` after the engine emits it (detokenise + one SSE event, beside
+    the GPU): the first and the last token's times, TTFT and E2E move by it, TPOT and ITL do not."""
+    if token_out_s <= 0:
+        return
+    for col in ("first_token_s", "finish_s", "ttft_s", "e2e_s"):
+        df[col] = df[col] + token_out_s
 
 
 def _summary(run: _Run, df, end_s: float) -> dict:
@@ -301,6 +313,10 @@ def _summary(run: _Run, df, end_s: float) -> dict:
         hp = run.host_profile
         summary["host"] = {"profile": hp.describe(), "preprocess_s": stats(df.preprocess_s),
                            "worker_utilisation": run.host.busy_s / max(end_s, 1e-12) / hp.preprocess_workers}
+        if hp.api is not None:  # the front end's output work: detokenise + SSE per generated token, beside the GPU
+            out_s = float(sum(r.generated for r in wl.requests if r.arrived)) * hp.api.token_out_s
+            summary["host"].update(token_out_s=hp.api.token_out_s,
+                                   output_utilisation=out_s / max(end_s, 1e-12) / hp.preprocess_workers)
     if wl.warmup:
         summary["warmup"] = {"requests": wl.warmup, "measured_from_s": cluster.measure_start_s}
     if run.main is not None:

@@ -244,14 +244,14 @@ class Cluster:
             r.deadline_s = r.arrival_s + slo
 
     def arrive(self, r: Request) -> None:
-        """A request is sent: through the host stage when there is one (images), then admitted."""
+        """A request is sent: through the host stage when there is one (images, API handling), then admitted."""
         now = self.env.now
         r.arrival_s = now
         r.arrived = True
         if self._classify_on:
             self._classify(r)
         self.arrival_times.append(now)
-        if self.host is not None and r.images:
+        if self.host is not None and self.host.handles(r):
             self.env.process(self.host.run(r, self._admit))
             return
         self._admit(r)

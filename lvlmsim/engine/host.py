@@ -3,9 +3,13 @@
 Each request with images waits for one of the runtime's preprocessing workers (a SimPy resource: vLLM V1 and
 SGLang process images in one API-server / tokenizer process by default), which decodes, resizes and normalises its
 images for the measured time (lvlmsim.cost.host), then the processed pixels cross to the engine process (latency +
-bytes / pipe bandwidth, not shared). A text-only request skips it. The runtime's per-step host time is added to
-every batch step by the pools (lvlmsim.engine.cluster.build_pool). `Request.preprocess_s` records the whole stage,
-waiting for a worker included: TTFT counts it, as the benchmark clients measure from the send.
+bytes / pipe bandwidth, not shared). With API costs on (HostProfile.api), every request, text-only too, also
+spends the API layer's per-request time and its prompt's tokenisation on that worker (the same front-end process);
+without them a text-only request skips the stage. The runtime's per-step host time is added to every batch step by
+the pools (lvlmsim.engine.cluster.build_pool). `Request.preprocess_s` records the whole stage, waiting for a worker
+included: TTFT counts it, as the benchmark clients measure from the send. Each output token's detokenisation and
+server-sent event (`token_out_s`) delays every token equally; the engine's request table adds it to TTFT and E2E
+(lvlmsim.engine.api), and `output_busy_s` counts that work for the front end's utilisation.
 """
 
 from __future__ import annotations
@@ -23,17 +27,29 @@ class HostStage:
         self.model = model
         self.profile = profile
         self.workers = simpy.Resource(env, capacity=profile.preprocess_workers)
-        self.busy_s = 0.0  # worker-seconds spent preprocessing
+        self.busy_s = 0.0  # worker-seconds spent preprocessing (images, API handling, tokenisation)
         self._patch_px = model.vision.patch_size ** 2
 
+    def handles(self, r: Request) -> bool:
+        """Whether `r` passes through the stage: any request with API costs on, else only one with images."""
+        return self.profile.api is not None or r.images > 0
+
     def cost_s(self, r: Request) -> tuple[float, float]:
-        """(CPU seconds on one worker, hand-off seconds) of a request's images, split evenly over its images."""
+        """(CPU seconds on one worker, hand-off seconds) of a request: its images (split evenly over them) and, with
+        API costs on, its API handling and prompt tokenisation."""
+        api = self.profile.api
+        text_s = sum(api.request_in_s(r.prompt_tokens).values()) if api is not None else 0.0
         n = r.images
         if n <= 0 or not r.vit_seq_lens:
-            return 0.0, 0.0
+            return text_s, 0.0
         processed = sum(r.vit_seq_lens) * self._patch_px
         one = self.profile.image_s(r.input_pixels / n, processed / n)
-        return n * sum(one.values()), self.profile.transfer_s(transfer_bytes(self.model, processed))
+        return text_s + n * sum(one.values()), self.profile.transfer_s(transfer_bytes(self.model, processed))
+
+    @property
+    def token_out_s(self) -> float:
+        """Each output token's delay from the engine to the client (0 with API costs off)."""
+        return self.profile.api.token_out_s if self.profile.api is not None else 0.0
 
     def run(self, r: Request, then):
         env = self.env

@@ -87,6 +87,9 @@ class ServingSpec(StrictModel):
         None, description="host-side costs (image preprocessing on CPU workers, pixel hand-off, per-step host time; "
         "lvlmsim.cost.host): None = on with a serving runtime (its current version), off without; false = off; a "
         "host profile name picks a runtime version")
+    api_costs: bool = Field(
+        True, description="with host costs on: the OpenAI-API layer per request, prompt tokenisation on the front-end "
+        "worker, and each output token's detokenisation + server-sent event (measured, lvlmsim.cost.host); false = off")
     pools: list[PoolSpec] = Field(default_factory=list, description="disaggregated pools; empty = colocated")
     link: LinkConfig | None = Field(None, description="network between pools; default: the hardware's inter-node")
 
