@@ -61,42 +61,51 @@ def resolve_path(base: Scenario, path: str) -> tuple[str | int, ...]:
     for i, seg in enumerate(parts):
         done = ".".join(parts[:i]) or "scenario"
         if isinstance(obj, list | tuple):
-            labels = [getattr(x, "label", None) for x in obj]
-            if seg.isdigit() and int(seg) < len(obj):
-                idx = int(seg)
-            elif seg in labels:
-                idx = labels.index(seg)
-            else:
-                named = [str(x) for x in labels if x]
-                valid = [str(j) for j in range(len(obj))] + named
-                raise SpecError(
-                    f"axis '{path}': '{seg}' is not an item of {done}; valid: "
-                    f"{', '.join(valid) if valid else f'none ({done} is empty in the base scenario)'}"
-                )
+            idx = _list_index(obj, seg, path, done)
             out.append(idx)
             obj = obj[idx]
             cls = type(obj) if isinstance(obj, BaseModel) else None
             continue
-        if isinstance(obj, BaseModel):
-            cls = type(obj)
-        if cls is None:
-            raise SpecError(f"axis '{path}': {done} is a value, not a group of fields; the path must end there")
-        if seg not in cls.model_fields:
-            extra = PSEUDO_FIELDS if i == 0 else ()
-            raise SpecError(
-                f"axis '{path}': '{seg}' is not a field of {done} ({cls.__name__}); valid fields: "
-                f"{_fields_text(cls, extra)}"
-            )
-        ann = cls.model_fields[seg].annotation
+        obj, cls = _field_step(obj, cls, seg, path, done, first=i == 0)
         out.append(seg)
-        nxt = getattr(obj, seg, None) if obj is not None else None
-        if isinstance(nxt, BaseModel):
-            obj, cls = nxt, type(nxt)
-        elif isinstance(nxt, list):
-            obj, cls = nxt, _list_item(ann)
-        else:
-            obj, cls = None, _model_in(ann)
     return tuple(out)
+
+
+def _list_index(items: list | tuple, seg: str, path: str, done: str) -> int:
+    """A list segment: an index, or the label of an item (a pool's name)."""
+    labels = [getattr(x, "label", None) for x in items]
+    if seg.isdigit() and int(seg) < len(items):
+        return int(seg)
+    if seg in labels:
+        return labels.index(seg)
+    named = [str(x) for x in labels if x]
+    valid = [str(j) for j in range(len(items))] + named
+    raise SpecError(
+        f"axis '{path}': '{seg}' is not an item of {done}; valid: "
+        f"{', '.join(valid) if valid else f'none ({done} is empty in the base scenario)'}"
+    )
+
+
+def _field_step(obj: Any, cls: type[BaseModel] | None, seg: str, path: str, done: str,
+                first: bool) -> tuple[Any, type[BaseModel] | None]:
+    """A field segment: check it names a field of the current model; return the value and model class below it."""
+    if isinstance(obj, BaseModel):
+        cls = type(obj)
+    if cls is None:
+        raise SpecError(f"axis '{path}': {done} is a value, not a group of fields; the path must end there")
+    if seg not in cls.model_fields:
+        extra = PSEUDO_FIELDS if first else ()
+        raise SpecError(
+            f"axis '{path}': '{seg}' is not a field of {done} ({cls.__name__}); valid fields: "
+            f"{_fields_text(cls, extra)}"
+        )
+    ann = cls.model_fields[seg].annotation
+    nxt = getattr(obj, seg, None) if obj is not None else None
+    if isinstance(nxt, BaseModel):
+        return nxt, type(nxt)
+    if isinstance(nxt, list):
+        return nxt, _list_item(ann)
+    return None, _model_in(ann)
 
 
 def set_path(data: dict, segments: tuple[str | int, ...], value: Any) -> None:

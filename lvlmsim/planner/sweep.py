@@ -237,32 +237,13 @@ def sweep(
     out_path = check_out_file(out, TABLE_SUFFIXES) if out is not None else None  # before any run
     journal = out_path.with_name(out_path.name + JOURNAL_SUFFIX) if out_path else None
     index = {k: i for i, k in enumerate(sw.keys)}
-    done: dict[str, dict] = {}
-    foreign: list[dict] = []
-    if out_path is not None and resume:
-        for r in _records(read_table(out_path)) + _read_journal(journal):
-            key = r.get("run_key")
-            if key in index:
-                done[key] = r
-            elif key is not None and all(f.get("run_key") != key for f in foreign):
-                foreign.append(r)
-        if retry_failed:
-            done = {k: r for k, r in done.items() if r.get("status") == "ok"}
-    elif out_path is not None:
-        if journal.exists():
-            journal.unlink()
-
-    def full_row(i: int, result: dict) -> dict:
-        return {"run": i, "run_key": sw.keys[i], **{a: sw.values[i].get(a) for a in sw.axes},
-                **{c: clean(result.get(c)) for c in (*RESULT_COLUMNS, *METRICS)}}
-
-    rows = {k: full_row(index[k], r) for k, r in done.items()}
+    done, foreign = _previous_runs(out_path, journal, index, resume, retry_failed)
+    rows = {k: _full_row(sw, index[k], r) for k, r in done.items()}
     todo = [i for i, k in enumerate(sw.keys) if k not in done]
     if max_runs is not None:
         todo = todo[:max_runs]
-    total = len(sw)
     if progress is not None:
-        progress(len(rows), total)
+        progress(len(rows), len(sw))
 
     def finish() -> pd.DataFrame:
         df = build_frame(list(rows.values()) + foreign, sw.axes)
@@ -274,17 +255,52 @@ def sweep(
 
     results = run_tasks(run_one, [sw.payloads[i] for i in todo], executor=executor, workers=workers,
                         address=address)
+    _record_runs(results, todo, sw, rows, journal, progress, on_row, finish)
+    return finish()
+
+
+def _full_row(sw: Sweep, i: int, result: dict) -> dict:
+    return {"run": i, "run_key": sw.keys[i], **{a: sw.values[i].get(a) for a in sw.axes},
+            **{c: clean(result.get(c)) for c in (*RESULT_COLUMNS, *METRICS)}}
+
+
+def _previous_runs(out_path: Path | None, journal: Path | None, index: dict, resume: bool,
+                   retry_failed: bool) -> tuple[dict[str, dict], list[dict]]:
+    """Runs already recorded in `out` and its journal: (this sweep's, by run key; rows of other runs, kept)."""
+    done: dict[str, dict] = {}
+    foreign: list[dict] = []
+    if out_path is None:
+        return done, foreign
+    if not resume:
+        if journal.exists():
+            journal.unlink()
+        return done, foreign
+    for r in _records(read_table(out_path)) + _read_journal(journal):
+        key = r.get("run_key")
+        if key in index:
+            done[key] = r
+        elif key is not None and all(f.get("run_key") != key for f in foreign):
+            foreign.append(r)
+    if retry_failed:
+        done = {k: r for k, r in done.items() if r.get("status") == "ok"}
+    return done, foreign
+
+
+def _record_runs(results, todo: list[int], sw: Sweep, rows: dict, journal: Path | None,
+                 progress: ProgressFn | None, on_row, finish: Callable[[], pd.DataFrame]) -> None:
+    """Record each finished run in `rows` and the journal as it arrives; on any interruption, keep what finished
+    (finish() writes the table; the next run resumes from it) and re-raise."""
     fh = journal.open("a") if journal is not None else None
     try:
         for j, result in results:
             i = todo[j]
-            row = full_row(i, result)
+            row = _full_row(sw, i, result)
             rows[sw.keys[i]] = row
             if fh is not None:
                 fh.write(json.dumps(row, default=str) + "\n")
                 fh.flush()
             if progress is not None:
-                progress(len(rows), total)
+                progress(len(rows), len(sw))
             if on_row is not None:
                 on_row(row)
     except BaseException:
@@ -293,12 +309,11 @@ def sweep(
         if fh is not None:
             fh.close()
             fh = None
-        finish()  # what finished so far is kept; the next run resumes from it
+        finish()
         raise
     finally:
         if fh is not None:
             fh.close()
-    return finish()
 
 
 __all__ = ["Sweep", "SweepSpec", "build_frame", "load_sweep", "read_table", "sweep", "write_table"]
