@@ -265,3 +265,17 @@ def test_every_issue16_id_is_in_the_zoo_and_estimates():
     for mid in ISSUE16_IDS:
         est = lvlmsim.estimate(mid, "b200", images=1, image_size=(1280, 720), tp=8)
         assert est.ttft_s > 0 and est.memory.kv_bytes_per_token > 0
+
+
+def test_gemma3_pan_and_scan_adds_crops_of_elongated_images_by_hand():
+    """Gemma3ImageProcessor.pan_and_scan (max 4 crops, min crop 256 px, min ratio 1.2): 1920x1080 -> floor(1.78 +
+    0.5) = 2 crops of 960 px: 3 views x 260 = 780 tokens; 3000x800 -> 4 crops: 1300; 400x300 -> 2 crops would be
+    200 px wide (< 256): none, 260. Off by default, as in the processors."""
+    from lvlmsim.ops.tokenization import tokenize_image
+
+    g = load_model("gemma-3-27b")
+    assert tokenize_image(g, 3000, 800).llm_tokens == 260
+    pas = g.model_copy(update={"tokenization": g.tokenization.model_copy(update={"pan_and_scan_max_crops": 4})})
+    got = {wh: tokenize_image(pas, *wh) for wh in ((1920, 1080), (3000, 800), (400, 300))}
+    assert {wh: t.llm_tokens for wh, t in got.items()} == {(1920, 1080): 780, (3000, 800): 1300, (400, 300): 260}
+    assert got[(3000, 800)].vit_seq_lens == (4096,) * 5

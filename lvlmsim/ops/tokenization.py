@@ -247,15 +247,34 @@ def minicpm_views(
 # one function per policy kind
 
 
+def pan_and_scan_crops(w: int, h: int, max_crops: int, min_crop: int, min_ratio: float) -> int:
+    """Gemma3ImageProcessor.pan_and_scan: how many crops an elongated image adds (0: not applied). Crops follow the
+    long side, about one per aspect-ratio unit (half rounded up), at least 2, at most `max_crops` and none smaller
+    than `min_crop` px."""
+    if max_crops == 0:
+        return 0
+    long, short = (w, h) if w >= h else (h, w)
+    if long / short < min_ratio:
+        return 0
+    n = min(math.floor(long / short + 0.5), math.floor(long / min_crop))
+    n = min(max_crops, max(2, n))
+    if min(math.ceil(long / n), short) < min_crop:
+        return 0
+    return n
+
+
 def _fixed(model: ModelSpec, pol: FixedResizePolicy, w: int, h: int) -> ImageTokenization:
     v = model.vision
     side = _patches_per_side(pol.image_size, v.patch_size, "tokenization.image_size")
     n = side * side
-    llm = n // model.projector.merge_factor + pol.special_tokens
+    views = 1 + pan_and_scan_crops(w, h, pol.pan_and_scan_max_crops, pol.pan_and_scan_min_crop_size,
+                                   pol.pan_and_scan_min_ratio)
+    llm = views * (n // model.projector.merge_factor + pol.special_tokens)
     return ImageTokenization(
-        w, h, (n + int(v.cls_token),), llm, n,
+        w, h, (n + int(v.cls_token),) * views, llm, n * views,
         f"fixed {pol.image_size}x{pol.image_size} view ({side}x{side} patches)"
-        + (f" + {pol.special_tokens} special" if pol.special_tokens else ""),
+        + (f" + {views - 1} pan-and-scan crops" if views > 1 else "")
+        + (f" + {pol.special_tokens} special each" if pol.special_tokens else ""),
     )
 
 

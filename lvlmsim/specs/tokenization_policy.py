@@ -18,6 +18,11 @@ class FixedResizePolicy(StrictModel):
     kind: Literal["fixed"] = "fixed"
     image_size: PositiveInt
     special_tokens: int = Field(0, ge=0, description="tokens around each image (Gemma 3: 4, boi/eoi and newlines)")
+    pan_and_scan_max_crops: int = Field(
+        0, ge=0, description="Gemma 3 pan-and-scan (do_pan_and_scan): up to this many extra crops of an elongated "
+                             "image, each resized to image_size; 0 = off (the processors' default)")
+    pan_and_scan_min_crop_size: PositiveInt = Field(256, description="px; smaller crops turn pan-and-scan off")
+    pan_and_scan_min_ratio: float = Field(1.2, gt=1.0, description="aspect ratio from which pan-and-scan acts")
 
 
 class AnyResPolicy(StrictModel):
