@@ -97,3 +97,35 @@ def test_simulate_uncertainty_reports_spread():
     assert u["tpot_s_p90"]["p90"] > u["tpot_s_p90"]["p10"]  # the draws move the decode family
     with pytest.raises(SpecError, match="uncertainty"):
         uncertainty_runs(None, 1, requests=30)
+
+
+def test_plan_rows_carry_provenance_and_robust_prices_at_p90():
+    from lvlmsim.planner.capacity import SearchSettings
+    from lvlmsim.planner.plan import plan
+
+    kw = dict(target_rate=1.0, hardware="h100-sxm,a100-sxm-80gb", tp="1", layouts="agg", verify=False,
+              executor="serial", settings=SearchSettings(probe_duration_s=5.0, tolerance=0.2))
+    res = plan(None, **kw)
+    rows = res.candidates.set_index("hardware")
+    assert rows.loc["h100-sxm", "profile_kind"] == "measured"
+    assert rows.loc["a100-sxm-80gb", "profile_kind"] == "transferred"
+    assert rows.loc["a100-sxm-80gb", "expected_error_pct"] > rows.loc["h100-sxm", "expected_error_pct"]
+    assert "a100-sxm-80gb transferred" in res.stats["provenance_note"]
+    rob = plan(None, robust=True, **kw)
+    assert rob.stats["robust"] and all(p.endswith("@p90") for p in rob.candidates["profile"])
+    cap = res.candidates.set_index("hardware")["capacity_per_replica_rps"]
+    cap_rob = rob.candidates.set_index("hardware")["capacity_per_replica_rps"]
+    assert cap_rob["a100-sxm-80gb"] <= cap["a100-sxm-80gb"]
+
+
+def test_auto_at_p90_is_slower_than_auto():
+    from lvlmsim.calibrate.profiles import load_profile_for
+    from lvlmsim.cost.roofline import CostModel
+    from lvlmsim.specs.registry import load_hardware
+
+    hw = load_hardware("a100-sxm-80gb")
+    op = gemm_op(256, 4096, 4096)
+    t = CostModel(hw, load_profile_for(hw, "auto")).cost(op).time_s
+    hi = CostModel(hw, load_profile_for(hw, "auto@p90")).cost(op).time_s
+    lo = CostModel(hw, load_profile_for(hw, "auto@p10")).cost(op).time_s
+    assert lo < t < hi

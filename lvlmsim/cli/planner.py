@@ -162,6 +162,9 @@ def register(app: typer.Typer) -> None:
         = None,
         address: Annotated[str | None, typer.Option(help="Ray cluster address (default: a local Ray)")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
+        robust: Annotated[bool, typer.Option("--robust", help="price every kernel family at the pessimistic (p90) "
+                                             "end of its uncertainty band: a recommendation that holds if the cost "
+                                             "model is optimistic")] = False,
         model: ModelOpt = None,
         image_size: ImageSizeOpt = None,
         images: ImagesOpt = None,
@@ -183,7 +186,7 @@ def register(app: typer.Typer) -> None:
             res = plan(scenario, target_rate=target_rate, slos=slo, hardware=hardware, tp=tp, layouts=layouts,
                        techniques=_technique_sets(techniques), max_gpus=max_gpus, settings=settings,
                        executor=executor, workers=workers, address=address, verify=verify, exact=exact,
-                       progress=bar)
+                       progress=bar, robust=robust)
         if as_json:
             print_json(res.to_dict())
         else:
@@ -201,6 +204,14 @@ def _print_plan(res, out, top: int) -> None:
         from lvlmsim.cli.request_flags import describe_line
 
         out.print(describe_line(res.scenario, res.target_rate), highlight=False, soft_wrap=True)
+    if res.stats.get("robust"):
+        out.print("robust: every kernel family priced at the pessimistic (p90) end of its uncertainty band",
+                  highlight=False)
+    for hw_id, p in (res.stats.get("profiles") or {}).items():
+        err_txt = f", expected error ~{p['expected_error_pct']:.0f}%" if p.get("expected_error_pct") else ""
+        out.print(f"{hw_id}: priced by {p['profile']} ({p['profile_kind']}{err_txt})", highlight=False)
+    if res.stats.get("provenance_note"):
+        out.print(f"[yellow]note:[/] {res.stats['provenance_note']}", highlight=False)
     df = res.candidates
     feas = df[df.status == "feasible"]
     lat = res.stats.get("pareto_latency", "ttft_p90")

@@ -387,6 +387,7 @@ def plan(
     exact: bool = False,
     pareto_latency: str = "ttft_p90",
     progress: ProgressFn | None = None,
+    robust: bool = False,
 ) -> PlanResult:
     """The cheapest configuration (hardware, TP, replicas, layout, techniques) serving `target_rate` within `slos`.
 
@@ -399,15 +400,25 @@ def plan(
     many replicas the target needs (cost, GPUs and ranking are then final) and only the recommended configuration's
     capacity is refined, so the other rows' capacity is a lower bound (`capacity_exact` False).
 
+    `robust`: price every candidate with every kernel family at the pessimistic (p90) end of its uncertainty band
+    (profile `<profile>@p90`), so the recommendation holds if the cost model is optimistic. Every row says which
+    efficiency model priced its device (profile, profile_kind, expected_error_pct).
+
     Phases: validate, enumerate, screen (analytic), search (capacity per replica), choose (verify the fleet), rank.
     """
     t_wall = time.perf_counter()
+    if robust:
+        sc0 = load_scenario(scenario)
+        scenario = sc0.model_copy(update={"profile": f"{sc0.profile or 'auto'}@p90"})
     inp = _validate(scenario, target_rate, slos, hardware, tp, layouts, techniques, max_gpus, settings,
                     pareto_latency, executor, workers)
     analytic = _Analytic(inp.sc, inp.percentiles)
     base = inp.sc.model_dump(mode="json")
     mean_out = float(np.mean([r.output_tokens for r in analytic.reqs]))
     cands = _enumerate(inp)
+    prov = _provenance(inp)
+    for c in cands:
+        c.row.update(prov[c.hw_id])
     _screen(cands, inp, analytic)
     tasks, searched = _search_tasks(cands, inp, analytic, base, exact)
     probes = _search(tasks, searched, inp, mean_out, executor, workers, address, progress)
@@ -415,6 +426,8 @@ def plan(
     df, pareto, pareto_tp = _rank([c.row for c in cands], inp.pareto_latency)
     stats = _stats(df, sum(c.pruned for c in cands), verify_runs, refine_runs, inp)
     stats.update(wall_s=time.perf_counter() - t_wall, executor=executor, workers=workers)
+    prov = _provenance(inp)
+    stats.update(robust=robust, profiles=prov, provenance_note=_provenance_note(prov))
     verdict = _verdict(recommended, df, inp.target, inp.slo, inp.max_gpus)
     return PlanResult(inp.sc.id, inp.target, inp.slo, recommended, verdict, df, pareto, pareto_tp, stats,
                       pd.DataFrame(probes), scenario=inp.sc)
@@ -621,6 +634,35 @@ def _stats(df: pd.DataFrame, n_pruned: int, verify_runs: int, refine_runs: int, 
         "wall_s": 0.0, "executor": "", "workers": None,
         "settings": settings_dict(inp.settings), "pareto_latency": inp.pareto_latency,
     }
+
+
+def _provenance_note(prov: dict[str, dict]) -> str | None:
+    """A warning when the comparison mixes devices priced from their own measurements with transferred ones."""
+    kinds = {h: p["profile_kind"] for h, p in prov.items()}
+    if len(set(kinds.values())) < 2:
+        return None
+    parts = [f"{h} {k}" + (f" (expected error ~{prov[h]['expected_error_pct']:.0f}%)"
+                           if prov[h]["expected_error_pct"] is not None else "") for h, k in kinds.items()]
+    return ("compares devices priced from their own measured kernels with devices priced by transfer or the flat "
+            "derate: " + ", ".join(parts))
+
+
+def _provenance(inp: PlanInputs) -> dict[str, dict]:
+    """Per hardware id: which efficiency model prices it (profile, profile_kind, expected_error_pct)."""
+    from lvlmsim.calibrate.profiles import profile_provenance
+
+    return {h: profile_provenance(hw, inp.sc.profile) for h, hw in inp.hardware.items()}
+
+
+def _provenance_note(prov: dict[str, dict]) -> str | None:
+    """A warning when the comparison mixes devices priced from their own measurements with transferred ones."""
+    kinds = {h: p["profile_kind"] for h, p in prov.items()}
+    if len(set(kinds.values())) < 2:
+        return None
+    parts = [f"{h} {k}" + (f" (expected error ~{prov[h]['expected_error_pct']:.0f}%)"
+                           if prov[h]["expected_error_pct"] is not None else "") for h, k in kinds.items()]
+    return ("compares devices priced from their own measured kernels with devices priced by transfer or the flat "
+            "derate: " + ", ".join(parts))
 
 
 def _fill_fleet(row: dict, replicas: int, target: float, mean_out: float) -> None:

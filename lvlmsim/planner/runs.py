@@ -93,12 +93,25 @@ def run_one(payload: dict) -> dict:
     try:
         res = simulate_payload(payload)
         row.update(summary_row(res.summary))
+        row.update(run_provenance(res))
     except LvlmsimError as exc:
         row.update(status="error", error=str(exc))
     except Exception as exc:  # noqa: BLE001 - a crashed run is recorded, the sweep goes on
         row.update(status="error", error=f"{type(exc).__name__}: {exc}")
     row["wall_s"] = time.perf_counter() - t0
     return row
+
+
+def run_provenance(res) -> dict[str, Any]:
+    """Which efficiency model priced a run and how sure it is (its first LLM pool's device; see
+    lvlmsim.calibrate.profiles.profile_provenance): profile, profile_kind (measured | transferred | flat),
+    expected_error_pct."""
+    from lvlmsim.calibrate.profiles import profile_provenance
+    from lvlmsim.specs.registry import load_hardware
+
+    pools = res.meta.get("pools") or []
+    hw_id = next((p["hardware"] for p in pools if p.get("role") != "E"), res.meta.get("hardware"))
+    return profile_provenance(load_hardware(hw_id), res.scenario.profile)
 
 
 def clean(value: Any) -> Any:

@@ -42,7 +42,7 @@ from lvlmsim.specs.base import StrictModel, read_yaml, validate_as
 from lvlmsim.specs.outputs import check_out_file
 from lvlmsim.specs.scenario import DEFAULT_SCENARIO_ID, Scenario, load_scenario
 
-RESULT_COLUMNS = ("status", "error", "wall_s")
+RESULT_COLUMNS = ("status", "error", "wall_s", "profile", "profile_kind", "expected_error_pct")
 JOURNAL_SUFFIX = ".journal.jsonl"
 
 
