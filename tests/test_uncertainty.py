@@ -129,3 +129,12 @@ def test_auto_at_p90_is_slower_than_auto():
     hi = CostModel(hw, load_profile_for(hw, "auto@p90")).cost(op).time_s
     lo = CostModel(hw, load_profile_for(hw, "auto@p10")).cost(op).time_s
     assert lo < t < hi
+
+
+def test_sweep_rows_say_which_model_priced_them():
+    from lvlmsim.planner.sweep import sweep
+
+    df = sweep({"base": "llava-chat-h100", "overrides": {"workload.requests": 20},
+                "runs": [{"hardware": "h100-sxm"}, {"hardware": "a100-sxm-80gb"}]}, executor="serial")
+    assert list(df["profile_kind"]) == ["measured", "transferred"]
+    assert list(df["profile"]) == ["h100-sxm", "general-gpu"] and df["expected_error_pct"].notna().all()

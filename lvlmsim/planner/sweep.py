@@ -140,7 +140,8 @@ def build_frame(rows: list[dict], axes: list[str]) -> pd.DataFrame:
     rows = sorted(rows, key=lambda r: (r.get("run") is None, r.get("run") if r.get("run") is not None else 0))
     cols: dict[str, Any] = {}
     dtypes: dict[str, str] = {"run": "Int64", "run_key": "string", "status": "string", "error": "string",
-                              "wall_s": "float64", **METRIC_DTYPES}
+                              "wall_s": "float64", "profile": "string", "profile_kind": "string",
+                              "expected_error_pct": "float64", **METRIC_DTYPES}
     cols["run"] = [r.get("run") for r in rows]
     cols["run_key"] = [r.get("run_key") for r in rows]
     for a in axes:
