@@ -161,3 +161,27 @@ def test_named_datasets_run_and_say_where_their_numbers_come_from(name):
                             max_concurrency=4))
     assert r.result["completed"] == 20
     assert any(name in n for n in r.notes)
+
+
+def test_ep_reaches_the_server_and_changes_a_moe_run():
+    """--ep is the server's expert-parallel degree: on a MoE model it is serving.ep and the run differs from ep 1
+    (the all-to-all and the expert split are priced); on a dense model it is refused by name."""
+    kw = {"model": "qwen3-vl-30b-a3b", "hardware": "h100-sxm", "tp": 2, "num_prompts": 16, "max_concurrency": 4,
+          "random_input_len": 128, "random_output_len": 16}
+    assert bench_scenario(BenchArgs(ep=2, **kw))["serving"]["ep"] == 2
+    ep2, ep1 = run_bench(BenchArgs(ep=2, **kw)).result, run_bench(BenchArgs(ep=1, **kw)).result
+    assert ep2["completed"] == ep1["completed"] == 16
+    assert ep2["mean_tpot_ms"] != pytest.approx(ep1["mean_tpot_ms"], rel=1e-6)
+    res = runner.invoke(app, ["bench", "--model", "qwen2.5-vl-7b", "--tp", "2", "--ep", "2", "--num-prompts", "4"])
+    assert res.exit_code == 2 and "ep: qwen2.5-vl-7b has no mixture-of-experts layers" in res.output
+
+
+def test_bench_switches_api_costs_and_host_costs():
+    kw = {"model": "qwen2.5-vl-7b", "hardware": "h100-sxm", "num_prompts": 8, "max_concurrency": 1,
+          "random_input_len": 256, "random_output_len": 8}
+    on = run_bench(BenchArgs(**kw)).result
+    off = run_bench(BenchArgs(serving={"api_costs": False}, **kw)).result
+    assert on["mean_ttft_ms"] > off["mean_ttft_ms"]  # one client: no queue, so API costs only add
+    assert on["mean_tpot_ms"] == pytest.approx(off["mean_tpot_ms"], rel=1e-9)
+    res = runner.invoke(app, ["bench", "--num-prompts", "4", "--host", "tgi"])
+    assert res.exit_code == 2 and "host_costs" in res.output

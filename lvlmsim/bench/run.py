@@ -121,11 +121,7 @@ def bench_scenario(a: BenchArgs) -> dict:
     if a.max_concurrency is not None and a.max_concurrency < 1:
         raise SpecError(f"--max-concurrency: must be >= 1 or inf, got {a.max_concurrency}")
     serving = {"tp": a.tp, "runtime": a.runtime or client, **a.serving}
-    if a.ep is not None and a.ep != 1:
-        from lvlmsim.specs.serving import ServingSpec
-
-        if "ep" not in ServingSpec.model_fields:
-            raise SpecError("--ep: this build has no expert parallelism (serving.ep); use --ep 1")
+    if a.ep is not None:  # serving.ep: the server's --enable-expert-parallel degree (a MoE model; divides tp)
         serving["ep"] = a.ep
     workload = {"requests": n, "arrival": _arrival(a, n), **_request_mix(a, client)}
     if a.max_concurrency is not None and not math.isinf(a.request_rate):
