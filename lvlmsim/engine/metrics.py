@@ -47,9 +47,23 @@ REQUEST_COLUMNS = (
 )
 
 
-def request_frame(requests: Sequence[Request]) -> pd.DataFrame:
-    """One row per arrived request (later chat turns that never got sent are not requests)."""
-    rows = [r for r in requests if r.arrived]
+# request-table columns read straight off the Request, and the ones derived from it
+_ATTR_COLUMNS = {
+    "request_id": "id", "arrival_s": "arrival_s", "queue_s": "queue_s", "encode_start_s": "encode_start_s",
+    "encode_end_s": "encode_end_s", "first_token_s": "first_token_s", "finish_s": "finish_s",
+    "prompt_tokens": "prompt_tokens", "visual_tokens": "visual_tokens", "output_tokens": "output_tokens",
+    "images": "images", "preemptions": "preemptions", "transfer_s": "transfer_s", "status": "status",
+    "turn": "turn", "reason": "reason",
+}
+_DERIVED_COLUMNS = {
+    "instance": lambda r: ">".join(r.path),
+    "pool": lambda r: ">".join(r.pools),
+    "session_id": lambda r: r.session if r.session is not None else -1,
+}
+
+
+def _latencies(rows: Sequence[Request]) -> dict[str, list[float]]:
+    """TTFT, TPOT and E2E per request (NaN where the request never got that far)."""
     nan = math.nan
     ttft, tpot, e2e = [], [], []
     for r in rows:
@@ -57,30 +71,15 @@ def request_frame(requests: Sequence[Request]) -> pd.DataFrame:
         ttft.append(r.first_token_s - r.arrival_s if r.first_token_s == r.first_token_s else nan)
         e2e.append(r.finish_s - r.arrival_s if done else nan)
         tpot.append((r.finish_s - r.first_token_s) / (r.output_tokens - 1) if done and r.output_tokens > 1 else nan)
-    cols = {
-        "request_id": [r.id for r in rows],
-        "arrival_s": [r.arrival_s for r in rows],
-        "queue_s": [r.queue_s for r in rows],
-        "encode_start_s": [r.encode_start_s for r in rows],
-        "encode_end_s": [r.encode_end_s for r in rows],
-        "first_token_s": [r.first_token_s for r in rows],
-        "finish_s": [r.finish_s for r in rows],
-        "prompt_tokens": [r.prompt_tokens for r in rows],
-        "visual_tokens": [r.visual_tokens for r in rows],
-        "output_tokens": [r.output_tokens for r in rows],
-        "images": [r.images for r in rows],
-        "preemptions": [r.preemptions for r in rows],
-        "instance": [">".join(r.path) for r in rows],
-        "pool": [">".join(r.pools) for r in rows],
-        "transfer_s": [r.transfer_s for r in rows],
-        "ttft_s": ttft,
-        "tpot_s": tpot,
-        "e2e_s": e2e,
-        "status": [r.status for r in rows],
-        "session_id": [r.session if r.session is not None else -1 for r in rows],
-        "turn": [r.turn for r in rows],
-        "reason": [r.reason for r in rows],
-    }
+    return {"ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e}
+
+
+def request_frame(requests: Sequence[Request]) -> pd.DataFrame:
+    """One row per arrived request (later chat turns that never got sent are not requests)."""
+    rows = [r for r in requests if r.arrived]
+    cols = {c: [getattr(r, a) for r in rows] for c, a in _ATTR_COLUMNS.items()}
+    cols.update({c: [f(r) for r in rows] for c, f in _DERIVED_COLUMNS.items()})
+    cols.update(_latencies(rows))
     df = pd.DataFrame(cols, columns=list(REQUEST_COLUMNS))
     return df.astype({"request_id": "int64", "prompt_tokens": "int64", "visual_tokens": "int64",
                       "output_tokens": "int64", "images": "int64", "preemptions": "int64", "session_id": "int64",
@@ -199,16 +198,9 @@ def class_summary(df: pd.DataFrame, names: Sequence[str]) -> dict:
     return out
 
 
-def summarize(cluster, df: pd.DataFrame, slos, span_s: float) -> dict:
-    """The run summary; see the module docstring for every definition."""
-    span = max(span_s, 1e-12)
-    completed = df[df.status == COMPLETED]
-    n_arr = len(df)
-    n_done = len(completed)
-    n_rej = int((df.status == REJECTED_S).sum())
-    n_fly = int((df.status == IN_FLIGHT).sum())
-    out_tokens = int(completed.output_tokens.sum())
-    ok = np.ones(n_done, dtype=bool)
+def _slo_check(completed: pd.DataFrame, slos) -> tuple[dict, int, dict]:
+    """(thresholds given, requests meeting every one, each threshold checked at the SLO percentile)."""
+    ok = np.ones(len(completed), dtype=bool)
     thresholds = {}
     for name in ("ttft_s", "tpot_s", "e2e_s"):
         limit = getattr(slos, name)
@@ -216,17 +208,17 @@ def summarize(cluster, df: pd.DataFrame, slos, span_s: float) -> dict:
             thresholds[name] = limit
             vals = completed[name].to_numpy(dtype=float)
             ok &= ~(vals > limit)  # NaN TPOT (one output token) meets any TPOT threshold
-    n_good = int(ok.sum())
     pct_check = {}
     for name, limit in thresholds.items():
         vals = completed[name].to_numpy(dtype=float)
         vals = vals[np.isfinite(vals)]
         at = float(np.percentile(vals, slos.percentile)) if vals.size else None
         pct_check[name] = {"threshold": limit, f"p{slos.percentile:g}": at, "met": at is not None and at <= limit}
+    return thresholds, int(ok.sum()), pct_check
 
-    itl_v = np.concatenate([np.asarray(i.stats.itl_dt, dtype=float) for i in cluster.instances] or [np.zeros(0)])
-    itl_w = np.concatenate([np.asarray(i.stats.itl_n, dtype=float) for i in cluster.instances] or [np.zeros(0)])
 
+def _instances(cluster, span: float) -> tuple[list[dict], float, float | None, int]:
+    """(one row per instance, dollars, joules or None when a device has no published power, GPUs)."""
     inst_rows = []
     usd = 0.0
     energy: float | None = 0.0
@@ -239,15 +231,32 @@ def summarize(cluster, df: pd.DataFrame, slos, span_s: float) -> dict:
             usd += hw.price_per_hour_usd * tp * span / 3600.0
             if energy is not None:
                 energy = _add_energy(energy, hw, tp, span, inst.stats.busy_s)
+            st, kv = inst.stats, inst.kv
             inst_rows.append({
                 "instance": inst.name, "pool": pool.name, "role": pool.role, "hardware": hw.id, "tp": tp,
-                "steps": inst.stats.nsteps, "busy_s": inst.stats.busy_s, "max_step_s": inst.stats.max_step_s,
-                "utilisation": inst.stats.busy_s / span,
-                "kv_blocks": inst.kv.total,
-                "peak_kv_occupancy": inst.kv.peak_used / inst.kv.total if inst.kv.total else None,
-                "kv_blocks_in_use_at_end": inst.kv.total - inst.kv.free if inst.kv.total else 0,
-                "queue_len_mean": inst.stats.q_area / span,
+                "steps": st.nsteps, "busy_s": st.busy_s, "max_step_s": st.max_step_s,
+                "utilisation": st.busy_s / span,
+                "kv_blocks": kv.total,
+                "peak_kv_occupancy": kv.peak_used / kv.total if kv.total else None,
+                "kv_blocks_in_use_at_end": kv.total - kv.free if kv.total else 0,
+                "queue_len_mean": st.q_area / span,
             })
+    return inst_rows, usd, energy, gpus
+
+
+def summarize(cluster, df: pd.DataFrame, slos, span_s: float) -> dict:
+    """The run summary; see the module docstring for every definition."""
+    span = max(span_s, 1e-12)
+    completed = df[df.status == COMPLETED]
+    n_arr = len(df)
+    n_done = len(completed)
+    n_rej = int((df.status == REJECTED_S).sum())
+    n_fly = int((df.status == IN_FLIGHT).sum())
+    out_tokens = int(completed.output_tokens.sum())
+    thresholds, n_good, pct_check = _slo_check(completed, slos)
+    itl_v = np.concatenate([np.asarray(i.stats.itl_dt, dtype=float) for i in cluster.instances] or [np.zeros(0)])
+    itl_w = np.concatenate([np.asarray(i.stats.itl_n, dtype=float) for i in cluster.instances] or [np.zeros(0)])
+    inst_rows, usd, energy, gpus = _instances(cluster, span)
     peaks = [r["peak_kv_occupancy"] for r in inst_rows if r["peak_kv_occupancy"] is not None]
     summary = {
         "requests": n_arr,
