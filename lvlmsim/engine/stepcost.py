@@ -319,54 +319,67 @@ class StepCost:
             return self._plain_step_s(n_dec, dec_past_sum, chunks)
         stage = "prefill" if chunks else "decode"
         batch = n_dec + len(chunks)
-        total_new = n_dec + sum(c[0] for c in chunks)
+        total_new, m_key, vis_chunks = self._token_counts(n_dec, chunks)
         n_emit = n_dec + sum(1 for c in chunks if c[5])
-        vis_chunks = tuple(sorted((c[0], c[2]) for c in chunks if c[2])) if self.has_schedule else ()
-        m_key = tuple(
-            n_dec + sum(c[0] - c[2] + visual_tokens_kept(c[2], f) for c in chunks) for f in self.fracs
-        ) if self.has_schedule else (total_new,)
         total = self._token_ops_s(stage, total_new, m_key, vis_chunks) + self._head_s(stage, n_emit)
-        exact_cm = None
         for s, (_, _, frac, n_self, n_cross) in enumerate(self.segments):
-            pruned = dec_pruned[s] if dec_pruned else 0
             if (n_self or self.local_counts[s]) and m_key[s if self.has_schedule else 0]:
-                dec_kv = dec_past_sum - pruned + n_dec  # decode: q = 1, pairs = kv = past + 1 per sequence
-                if not chunks:
-                    total += self._decode_attn_s(s, n_dec, dec_kv)
-                else:
-                    pairs = float(dec_kv)
-                    kv = float(dec_kv)
-                    q_tok = float(n_dec)
-                    qp = []
-                    for new, past, vis, pvis, _, _ in chunks:
-                        q = new - vis + visual_tokens_kept(vis, frac)
-                        p = past - pvis + visual_tokens_kept(pvis, frac)
-                        pairs += q * p + q * (q + 1) / 2.0
-                        kv += p + q
-                        q_tok += q
-                        qp.append((q, p))
-                    if exact_cm is None:
-                        exact_cm = self._exact_cm
-                        if len(exact_cm._cache) > _EXACT_CACHE_MAX:
-                            exact_cm.clear()
-                    total += self._attn_s(s, stage, batch, q_tok, pairs, kv, exact_cm)
-                    if self.local_counts[s]:
-                        total += self._local_chunks_s(s, stage, n_dec, float(dec_kv), qp, exact_cm)
+                dec_kv = dec_past_sum - (dec_pruned[s] if dec_pruned else 0) + n_dec  # decode: q = 1, kv = past + 1
+                for t in self._segment_attn_s(s, frac, stage, batch, n_dec, dec_kv, chunks):
+                    total += t
             if n_cross:
-                xb = dec_cross_n
-                xq = float(dec_cross_n)
-                xpairs = float(dec_cross_sum)
-                xkv = float(dec_cross_sum)
-                for new, _, vis, _, cross, _ in chunks:
-                    if cross:
-                        q = new - vis + visual_tokens_kept(vis, frac)
-                        xb += 1
-                        xq += q
-                        xpairs += q * cross
-                        xkv += cross
-                if xb:
-                    total += self._cross_s(s, stage, xb, xq, xpairs, xkv)
+                total += self._segment_cross_s(s, frac, stage, dec_cross_n, dec_cross_sum, chunks)
         return total
+
+    def _token_counts(self, n_dec: int, chunks: Sequence[Chunk]) -> tuple[int, tuple[int, ...], tuple]:
+        """(new tokens of the step, new tokens per layer segment after a visual-token schedule, the visual chunks
+        the schedule's memo key needs)."""
+        total_new = n_dec + sum(c[0] for c in chunks)
+        if not self.has_schedule:
+            return total_new, (total_new,), ()
+        vis_chunks = tuple(sorted((c[0], c[2]) for c in chunks if c[2]))
+        m_key = tuple(n_dec + sum(c[0] - c[2] + visual_tokens_kept(c[2], f) for c in chunks) for f in self.fracs)
+        return total_new, m_key, vis_chunks
+
+    def _segment_attn_s(self, s: int, frac: float, stage: str, batch: int, n_dec: int, dec_kv: int,
+                        chunks: Sequence[Chunk]) -> tuple[float, ...]:
+        """Self-attention seconds of layer segment `s` (and its local-window layers), in the order they add up."""
+        if not chunks:
+            return (self._decode_attn_s(s, n_dec, dec_kv),)
+        pairs = float(dec_kv)
+        kv = float(dec_kv)
+        q_tok = float(n_dec)
+        qp = []
+        for new, past, vis, pvis, _, _ in chunks:
+            q = new - vis + visual_tokens_kept(vis, frac)
+            p = past - pvis + visual_tokens_kept(pvis, frac)
+            pairs += q * p + q * (q + 1) / 2.0
+            kv += p + q
+            q_tok += q
+            qp.append((q, p))
+        cm = self._exact_cm
+        if len(cm._cache) > _EXACT_CACHE_MAX:  # bounded memory over 100k-request runs
+            cm.clear()
+        out = (self._attn_s(s, stage, batch, q_tok, pairs, kv, cm),)
+        if self.local_counts[s]:
+            out += (self._local_chunks_s(s, stage, n_dec, float(dec_kv), qp, cm),)
+        return out
+
+    def _segment_cross_s(self, s: int, frac: float, stage: str, dec_cross_n: int, dec_cross_sum: int,
+                         chunks: Sequence[Chunk]) -> float:
+        """Cross-attention seconds of layer segment `s`: decoding sequences plus chunks with cross KV."""
+        xb = dec_cross_n
+        xq = float(dec_cross_n)
+        xpairs = float(dec_cross_sum)
+        xkv = float(dec_cross_sum)
+        for new, _, vis, _, cross, _ in chunks:
+            if cross:
+                q = new - vis + visual_tokens_kept(vis, frac)
+                xb += 1
+                xq += q
+                xpairs += q * cross
+                xkv += cross
+        return self._cross_s(s, stage, xb, xq, xpairs, xkv) if xb else 0.0
 
     def _plain_step_s(self, n_dec: int, dec_past_sum: int, chunks: Sequence[Chunk]) -> float:
         """step_s for a model without visual-token schedule or cross-attention and at least one prefill chunk.
