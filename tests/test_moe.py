@@ -209,3 +209,30 @@ def test_engine_refuses_ep_on_a_dense_model():
 
     with pytest.raises(InfeasibleError, match="ep"):
         simulate(_moe_scenario(2, model="qwen3-vl-8b"))
+
+
+def test_plan_searches_tp_by_ep_for_a_moe_model():
+    from lvlmsim.planner.plan import SearchSettings, plan
+
+    sc = {"id": "moe-plan", "model": "qwen3-vl-30b-a3b", "hardware": "h100-sxm", "seed": 0,
+          "workload": {"requests": 200, "arrival": {"kind": "poisson", "rate_rps": 2.0}},
+          "slos": {"ttft_s": 2.0, "tpot_s": 0.1}}
+    fast = SearchSettings(probe_duration_s=10.0, min_requests=60, max_requests=4000, tolerance=0.2)
+    res = plan(sc, target_rate=2.0, tp="2", ep="1,2", layouts="agg", settings=fast, verify=False)
+    names = set(res.candidates["candidate"])
+    assert {"h100-sxm tp2 agg", "h100-sxm tp2 ep2 agg"} <= names
+    assert set(res.candidates["ep"]) == {1, 2}
+    assert res.recommended is not None and res.recommended["ep"] in (1, 2)
+    assert res.recommended["pools"][0].get("ep", 1) == res.recommended["ep"]
+
+
+def test_plan_prunes_ep_on_a_dense_model_with_the_reason():
+    from lvlmsim.planner.plan import SearchSettings, plan
+
+    sc = {"id": "dense-plan", "model": "qwen3-vl-2b", "hardware": "h100-sxm", "seed": 0,
+          "workload": {"requests": 100, "arrival": {"kind": "poisson", "rate_rps": 1.0}},
+          "slos": {"ttft_s": 2.0, "tpot_s": 0.1}}
+    fast = SearchSettings(probe_duration_s=10.0, min_requests=60, max_requests=4000, tolerance=0.2)
+    res = plan(sc, target_rate=1.0, tp="2", ep="1,2", layouts="agg", settings=fast, verify=False)
+    row = res.candidates[res.candidates["candidate"] == "h100-sxm tp2 ep2 agg"].iloc[0]
+    assert row["status"] == "pruned" and "mixture-of-experts" in row["reason"]

@@ -144,6 +144,8 @@ def register(app: typer.Typer) -> None:
         hardware: Annotated[str | None, typer.Option(help="hardware ids, comma-separated; default: the "
                                                      "scenario's")] = None,
         tp: Annotated[str, typer.Option(help="tensor-parallel degrees to try")] = "1,2,4,8",
+        ep: Annotated[str, typer.Option(help="expert-parallel degrees of a MoE model to try with each tp they "
+                                             "divide, e.g. 1,8")] = "1",
         layouts: Annotated[str, typer.Option(help="agg and/or E+PD:1:2, EP+D:1:1, E+P+D:1:1:2 (instances per "
                                              "pool)")] = ",".join(("agg", "E+PD:1:2", "EP+D:1:1", "E+P+D:1:1:2")),
         techniques: Annotated[list[str] | None, typer.Option("--techniques", help="a technique set, "
@@ -183,7 +185,7 @@ def register(app: typer.Typer) -> None:
                                        prompt_tokens=prompt_tokens, output_tokens=output_tokens, video_s=video_s)
         settings = SearchSettings(probe_duration_s=probe_s, tolerance=tolerance)
         with RichBar(err, "capacity search") as bar:
-            res = plan(scenario, target_rate=target_rate, slos=slo, hardware=hardware, tp=tp, layouts=layouts,
+            res = plan(scenario, target_rate=target_rate, slos=slo, hardware=hardware, tp=tp, ep=ep, layouts=layouts,
                        techniques=_technique_sets(techniques), max_gpus=max_gpus, settings=settings,
                        executor=executor, workers=workers, address=address, verify=verify, exact=exact,
                        progress=bar, robust=robust)

@@ -64,9 +64,11 @@ class Layout:
     def label(self) -> str:
         return "agg" if self.aggregated else f"{'+'.join(self.roles)}:{':'.join(map(str, self.counts))}"
 
-    def pools(self, tp: int, scale: int = 1) -> list[dict]:
-        """PoolSpec dicts; the encoder pool runs at tp 1 (a ViT is small; tensor parallelism would only add comms)."""
-        return [{"role": r, "name": r, "instances": c * scale, "tp": 1 if r == "E" else tp}
+    def pools(self, tp: int, scale: int = 1, ep: int = 1) -> list[dict]:
+        """PoolSpec dicts; the encoder pool runs at tp 1 (a ViT is small; tensor parallelism would only add comms);
+        the LLM pools of a MoE model split their experts ep ways."""
+        return [{"role": r, "name": r, "instances": c * scale, "tp": 1 if r == "E" else tp,
+                 "ep": 1 if r == "E" else ep}
                 for r, c in zip(self.roles, self.counts, strict=True)]
 
     def gpus(self, tp: int) -> int:
@@ -208,8 +210,8 @@ class _Analytic:
         return [ImageTokenization(0, 0, tuple(r.vit_seq_lens), r.visual_tokens, r.projector_in_tokens,
                                   "planner: a request of the workload")]
 
-    def estimate(self, hw, tp: int, prompt: int, vis_req, out: int, batch: int = 1):
-        key = (id(hw), tp, prompt, id(vis_req), out, batch)
+    def estimate(self, hw, tp: int, prompt: int, vis_req, out: int, batch: int = 1, ep: int = 1):
+        key = (id(hw), tp, ep, prompt, id(vis_req), out, batch)
         if key not in self._memo:
             from lvlmsim.calibrate.profiles import resolve_profile
             from lvlmsim.estimate import estimate_request
@@ -217,37 +219,40 @@ class _Analytic:
             prof = resolve_profile(hw, self.sc.profile)
             self._memo[key] = estimate_request(self.model, hw, prompt_tokens=prompt, output_tokens=out,
                                                batch=batch, tp=tp, profile=prof, tokenizations=self._toks(vis_req),
-                                               images=len(self._toks(vis_req)))
+                                               images=len(self._toks(vis_req)), ep=ep)
         return self._memo[key]
 
-    def screen(self, hw, tp: int, slos: dict[str, float], techniques: list) -> tuple[str, dict]:
-        """'' when the (hardware, tp) may meet the SLOs, else the reason; plus the latency lower bounds."""
-        from lvlmsim.cost.memory import check_tp
+    def screen(self, hw, tp: int, slos: dict[str, float], techniques: list, ep: int = 1) -> tuple[str, dict]:
+        """'' when the (hardware, tp, ep) may meet the SLOs, else the reason; plus the latency lower bounds."""
+        from lvlmsim.cost.memory import check_ep, check_tp
 
         if tp > hw.max_devices_per_node:
             return f"tp {tp} exceeds the {hw.max_devices_per_node} devices of a {hw.id} node", {}
         try:
             check_tp(self.model, tp)
+            check_ep(self.model, tp, ep)
         except InfeasibleError as exc:
             return str(exc), {}
+        if techniques and ep > 1:
+            return "ep: techniques are not yet composed with expert parallelism; allowed: 1", {}
         if techniques:
             # Techniques change tokens, bytes and dtypes: a bound without them would not be a bound. The engine decides.
             return "", {}
         try:
             big = self.largest
-            est = self.estimate(hw, tp, big.prompt_tokens, big, max(big.output_tokens, 1))
+            est = self.estimate(hw, tp, big.prompt_tokens, big, max(big.output_tokens, 1), ep=ep)
         except LvlmsimError as exc:
             return str(exc), {}
         if not est.memory.fits:
             return f"largest request: {est.memory.verdict}", {}
-        bounds = self.latency_bounds(hw, tp, {int(k.split('_p')[1]) for k in slos})
+        bounds = self.latency_bounds(hw, tp, {int(k.split('_p')[1]) for k in slos}, ep)
         for key, limit in slos.items():
             lb = bounds.get(key)
             if lb is not None and lb > limit:
                 return (f"{key} >= {lb:.3g} s even for a lone request on an idle replica (SLO {limit:g} s)", bounds)
         return "", bounds
 
-    def latency_bounds(self, hw, tp: int, percentiles: set[int]) -> dict[str, float]:
+    def latency_bounds(self, hw, tp: int, percentiles: set[int], ep: int = 1) -> dict[str, float]:
         """Lower bounds on the p-th percentile of TTFT/TPOT/E2E.
 
         Each latency grows with prompt, visual and output tokens, and queueing only adds to it; so if at least
@@ -255,19 +260,19 @@ class _Analytic:
         and the least visual/output tokens of the workload. The bound is the largest over the three dimensions."""
         out: dict[str, float] = {}
         for p in percentiles:
-            ests = [self.estimate(hw, tp, pr, vr, o) for pr, vr, o in self.shapes[p]]
+            ests = [self.estimate(hw, tp, pr, vr, o, ep=ep) for pr, vr, o in self.shapes[p]]
             out[f"ttft_p{p}"] = max(e.ttft_s for e in ests)
             out[f"tpot_p{p}"] = max(e.tpot_s for e in ests)
             out[f"e2e_p{p}"] = max(e.e2e_s for e in ests)
         return out
 
-    def guess(self, hw, tp: int, layout: Layout, max_num_seqs: int) -> float:
+    def guess(self, hw, tp: int, layout: Layout, max_num_seqs: int, ep: int = 1) -> float:
         """A rough capacity of one replica (requests/s) to start the search from: batch B of mean requests,
         B = what fits in KV (and max_num_seqs), pools limited by their slowest stage."""
         pr, vr, o = self.mean_shape
-        one = self.estimate(hw, tp, pr, vr, o)
+        one = self.estimate(hw, tp, pr, vr, o, ep=ep)
         b = max(1, min(max_num_seqs, one.memory.max_sequences or 1, 256))
-        many = self.estimate(hw, tp, pr, vr, o, batch=b)
+        many = self.estimate(hw, tp, pr, vr, o, batch=b, ep=ep)
         st1, stb = one.stages, many.stages
         enc1 = st1["encode"].time_s
         pre1 = st1["prefill"].time_s
@@ -297,15 +302,16 @@ def _tech_label(techs: list) -> str:
     return "".join(f" +{p}" for p in parts)
 
 
-def _candidate_scenario(base: dict, hw: str, tp: int, layout: Layout, techniques: list, scale: int = 1) -> dict:
+def _candidate_scenario(base: dict, hw: str, tp: int, layout: Layout, techniques: list, scale: int = 1,
+                        ep: int = 1) -> dict:
     d = json.loads(json.dumps(base))
     d["hardware"] = hw
     d["techniques"] = list(techniques)
     serving = d["serving"]
     if layout.aggregated:
-        serving.update(instances=scale, tp=tp, pools=[])
+        serving.update(instances=scale, tp=tp, ep=ep, pools=[])
     else:
-        serving.update(instances=1, tp=1, pools=layout.pools(tp, scale))
+        serving.update(instances=1, tp=1, ep=1, pools=layout.pools(tp, scale, ep))
     return d
 
 
@@ -337,6 +343,7 @@ class PlanInputs:
     max_gpus: int | None
     settings: SearchSettings
     pareto_latency: str
+    eps: list[int] = field(default_factory=lambda: [1])
 
     @property
     def percentiles(self) -> set[int]:
@@ -356,6 +363,7 @@ class Candidate:
     layout: Layout
     techniques: list
     row: dict[str, Any]
+    ep: int = 1
 
     @property
     def name(self) -> str:
@@ -376,6 +384,7 @@ def plan(
     slos: str | dict[str, float] | None = None,
     hardware: str | Sequence[str] | None = None,
     tp: Sequence[int] | str | None = None,
+    ep: Sequence[int] | str | None = None,
     layouts: Sequence[str] | str | None = None,
     techniques: Sequence[Sequence[Any]] | None = None,
     max_gpus: int | None = None,
@@ -393,7 +402,8 @@ def plan(
 
     `target_rate`: requests/s (sessions/s for chat-session workloads), in the scenario's own units.
     `slos`: 'ttft_p90=1.0,tpot_p90=0.05' or a dict; default: the scenario's SLOs at its percentile.
-    `hardware`: ids (default: the scenario's); `tp`: degrees to try (default 1,2,4,8); `layouts`: 'agg',
+    `hardware`: ids (default: the scenario's); `tp`: degrees to try (default 1,2,4,8); `ep`: expert-parallel
+    degrees to try with each tp they divide (default 1; a MoE model's experts split ep ways); `layouts`: 'agg',
     'E+PD:1:2', ... (default agg plus three disaggregated ratios); `techniques`: technique sets to try (default:
     the scenario's own list). `executor`/`workers`/`address`: where the capacity searches run (see sweep()).
     `exact`: search every candidate's capacity to the tolerance; by default a search stops once it has settled how
@@ -411,7 +421,7 @@ def plan(
         sc0 = load_scenario(scenario)
         scenario = sc0.model_copy(update={"profile": f"{sc0.profile or 'auto'}@p90"})
     inp = _validate(scenario, target_rate, slos, hardware, tp, layouts, techniques, max_gpus, settings,
-                    pareto_latency, executor, workers)
+                    pareto_latency, executor, workers, ep)
     analytic = _Analytic(inp.sc, inp.percentiles)
     base = inp.sc.model_dump(mode="json")
     mean_out = float(np.mean([r.output_tokens for r in analytic.reqs]))
@@ -434,7 +444,7 @@ def plan(
 
 
 def _validate(scenario, target_rate, slos, hardware, tp, layouts, techniques, max_gpus, settings, pareto_latency,
-              executor: str, workers: int | None) -> PlanInputs:
+              executor: str, workers: int | None, ep=None) -> PlanInputs:
     sc = load_scenario(scenario)
     if isinstance(target_rate, bool) or not isinstance(target_rate, int | float) or not target_rate > 0:
         raise SpecError(f"target_rate: must be > 0 requests/s, got {target_rate!r}")
@@ -452,16 +462,17 @@ def _validate(scenario, target_rate, slos, hardware, tp, layouts, techniques, ma
     lays = [parse_layout(x) for x in (_split_list(layouts) or list(DEFAULT_LAYOUTS))]
     tech_sets = _tech_sets(sc, techniques)
     return PlanInputs(sc, float(target_rate), slo, _hardware(hw_ids), tps, lays, tech_sets, max_gpus, s,
-                      pareto_latency)
+                      pareto_latency, _tps(ep, "ep", [1]))
 
 
-def _tps(tp) -> list[int]:
+def _tps(tp, field: str = "tp", default: Sequence[int] = DEFAULT_TP) -> list[int]:
+    """Parallel degrees to try ('1,2,4,8' or a list); `field` names the option in errors."""
     try:
-        tps = [int(x) for x in _split_list(tp)] if tp is not None else list(DEFAULT_TP)
+        tps = [int(x) for x in _split_list(tp)] if tp is not None else list(default)
     except (TypeError, ValueError):
-        raise SpecError(f"tp: expected tensor-parallel degrees such as 1,2,4,8, got {tp!r}") from None
+        raise SpecError(f"{field}: expected parallel degrees such as 1,2,4,8, got {tp!r}") from None
     if not tps or any(t < 1 for t in tps):
-        raise SpecError(f"tp: degrees must be integers >= 1, got {tp!r}")
+        raise SpecError(f"{field}: degrees must be integers >= 1, got {tp!r}")
     return tps
 
 
@@ -483,19 +494,20 @@ def _hardware(ids: list[str]) -> dict:
 
 
 def _enumerate(inp: PlanInputs) -> list[Candidate]:
-    """hardware x tp x technique set x layout, in that nesting order."""
+    """hardware x (tp, ep) x technique set x layout, in that nesting order; an ep that does not divide tp is skipped."""
     out = []
     for hw_id, hw in inp.hardware.items():
-        for t in inp.tps:
+        for t, e in ((t, e) for t in inp.tps for e in inp.eps if t % e == 0):
             for techs in inp.tech_sets:
                 for lay in inp.layouts:
+                    par = f"tp{t}" + (f" ep{e}" if e > 1 else "")
                     row: dict[str, Any] = {
-                        "candidate": f"{hw.id} tp{t} {lay.label}" + _tech_label(techs),
-                        "hardware": hw_id, "tp": t, "layout": lay.label,
+                        "candidate": f"{hw.id} {par} {lay.label}" + _tech_label(techs),
+                        "hardware": hw_id, "tp": t, "ep": e, "layout": lay.label,
                         "techniques": json.dumps(techs) if techs else "",
                         "gpus_per_replica": lay.gpus(t), "price_per_gpu_hour_usd": hw.price_per_hour_usd,
                     }
-                    out.append(Candidate(hw_id, hw, t, lay, techs, row))
+                    out.append(Candidate(hw_id, hw, t, lay, techs, row, e))
     return out
 
 
@@ -504,9 +516,9 @@ def _screen(cands: list[Candidate], inp: PlanInputs, analytic: _Analytic) -> Non
     hardware, tp and technique set), what needs a network it lacks, and what exceeds max_gpus."""
     memo: dict = {}
     for c in cands:
-        key = (c.hw_id, c.tp, json.dumps(c.techniques))
+        key = (c.hw_id, c.tp, c.ep, json.dumps(c.techniques))
         if key not in memo:
-            memo[key] = analytic.screen(c.hardware, c.tp, inp.slo, c.techniques)
+            memo[key] = analytic.screen(c.hardware, c.tp, inp.slo, c.techniques, c.ep)
         reason, bounds = memo[key]
         c.row.update({f"lb_{k}_s": v for k, v in bounds.items() if k in inp.slo})
         if not reason and not c.layout.aggregated and inp.sc.serving.link is None \
@@ -526,10 +538,10 @@ def _search_tasks(cands: list[Candidate], inp: PlanInputs, analytic: _Analytic, 
     for c in cands:
         if c.pruned:
             continue
-        cand = scenario_from_dict(_candidate_scenario(base, c.hw_id, c.tp, c.layout, c.techniques), c.name,
+        cand = scenario_from_dict(_candidate_scenario(base, c.hw_id, c.tp, c.layout, c.techniques, ep=c.ep), c.name,
                                   source_dir=sc.source_dir)
         try:  # without techniques; they usually add capacity, and the search brackets from there
-            guess = analytic.guess(c.hardware, c.tp, c.layout, sc.serving.max_num_seqs)
+            guess = analytic.guess(c.hardware, c.tp, c.layout, sc.serving.max_num_seqs, c.ep)
         except LvlmsimError:
             guess = inp.target
         c.row["analytic_guess_rps"] = guess
@@ -679,8 +691,8 @@ def _refine(row: dict, base: dict, sc: Scenario, slo: dict, s: SearchSettings) -
     from lvlmsim.planner.capacity import capacity_search
 
     techs = json.loads(row["techniques"]) if row["techniques"] else []
-    cand = scenario_from_dict(_candidate_scenario(base, row["hardware"], row["tp"], parse_layout(row["layout"]), techs),
-                              row["candidate"], source_dir=sc.source_dir)
+    cand = scenario_from_dict(_candidate_scenario(base, row["hardware"], row["tp"], parse_layout(row["layout"]), techs,
+                                                  ep=row.get("ep", 1)), row["candidate"], source_dir=sc.source_dir)
     hi = row.get("bracket_hi_rps")
     res = capacity_search(scenario_payload(cand), slo, row["capacity_per_replica_rps"], s,
                           lo=row["capacity_per_replica_rps"], hi=hi if hi is not None and hi == hi else math.inf)
@@ -741,7 +753,8 @@ def _verify_fleet(best: dict, base: dict, sc: Scenario, slo: dict, target: float
     techs = json.loads(best["techniques"]) if best["techniques"] else []
     runs = 0
     for _bump in range(3):
-        d = _candidate_scenario(base, best["hardware"], best["tp"], lay, techs, scale=best["replicas"])
+        d = _candidate_scenario(base, best["hardware"], best["tp"], lay, techs, scale=best["replicas"],
+                                ep=best.get("ep", 1))
         fleet = scenario_from_dict(d, best["candidate"], source_dir=sc.source_dir)
         try:  # the scenario's own run (its request count) at the target rate, judged on every request
             res = simulate(fleet, rate=target)
@@ -765,7 +778,7 @@ def _verify_fleet(best: dict, base: dict, sc: Scenario, slo: dict, target: float
 
 
 def _recommend(row: dict) -> dict:
-    keys = ("candidate", "hardware", "tp", "layout", "techniques", "replicas", "gpus_per_replica", "gpus",
+    keys = ("candidate", "hardware", "tp", "ep", "layout", "techniques", "replicas", "gpus_per_replica", "gpus",
             "price_per_gpu_hour_usd", "cost_per_hour_usd", "usd_per_1m_output_tokens", "capacity_per_replica_rps",
             "max_rate_meeting_slo", "capacity_exact", "ttft_p90_s", "tpot_p90_s", "e2e_p90_s", "tokens_per_s_per_gpu",
             "tokens_per_s_per_user", "verified", "verify_reason", "bracket_hi_rps", "saturated_rps")
@@ -774,9 +787,12 @@ def _recommend(row: dict) -> dict:
     rec["cost_per_hour"] = rec["cost_per_hour_usd"]
     rec.update({k: _clean(v) for k, v in row.items() if k.startswith("verified_")})
     lay = parse_layout(row["layout"])
-    rec["pools"] = ([{"role": "EPD", "instances": row["replicas"], "tp": row["tp"]}] if lay.aggregated
-                    else [{k: p[k] for k in ("role", "instances", "tp")} for p in lay.pools(row["tp"],
-                                                                                         row["replicas"])])
+    ep = row.get("ep", 1)
+    keep = ("role", "instances", "tp", "ep") if ep > 1 else ("role", "instances", "tp")  # ep shown for MoE EP only
+    rec["pools"] = ([{"role": "EPD", "instances": row["replicas"], "tp": row["tp"], "ep": ep}] if lay.aggregated
+                    else [{k: p[k] for k in keep} for p in lay.pools(row["tp"], row["replicas"], ep)])
+    if ep == 1 and lay.aggregated:
+        del rec["pools"][0]["ep"]
     return rec
 
 
