@@ -13,6 +13,17 @@ from lvlmsim.specs.model import ModelSpec
 from lvlmsim.specs.registry import load_hardware, load_model
 
 
+def with_dtype(model: ModelSpec, dtype: str | None) -> ModelSpec:
+    """The model run in `dtype` (None: as released); an unknown dtype names the allowed ones."""
+    if dtype is None or dtype == model.dtype:
+        return model
+    from lvlmsim.specs.base import DTYPES
+
+    if dtype not in DTYPES:
+        raise SpecError(f"dtype: '{dtype}' is not one of {', '.join(DTYPES)}")
+    return model.model_copy(update={"dtype": dtype})
+
+
 def estimate(
     model: str | ModelSpec = "llava-1.5-7b",
     hardware: str | HardwareSpec = "h100-sxm",
@@ -34,6 +45,7 @@ def estimate(
     allow_overflow: bool = False,
     host: bool | str | None = None,
     api_costs: bool = True,
+    dtype: str | None = None,
 ) -> Estimate:
     """Cost of one request (or `batch` identical ones), stage by stage and op by op, with roofline coordinates.
 
@@ -52,8 +64,10 @@ def estimate(
     a host profile name (vllm-v0, vllm-v1, sglang, trtllm) picks a runtime version. `api_costs` (with host costs
     on): the OpenAI-API layer per request, the prompt's tokenisation and the first token's detokenise + server-sent
     event, measured on a CPU core (lvlmsim.calibrate.apicost); False leaves them out.
+    `dtype`: run the model in this dtype instead of its released one (weights, compute, activations, KV), e.g. fp32
+    on a CPU whose profile was measured in fp32; the hardware must have a peak for it.
     """
-    m = load_model(model)
+    m = with_dtype(load_model(model), dtype)
     hw = load_hardware(hardware)
     if isinstance(image_size, str):
         image_size = parse_image_size(image_size)

@@ -198,3 +198,41 @@ def test_validate_a100_defaults_to_general_model_and_beats_flat_derate():
 
 def test_default_profile_has_no_band():
     assert not hasattr(DEFAULT_PROFILE, "band_for")
+
+
+def test_a_profile_fitted_on_another_device_is_flagged_never_silent(tmp_path):
+    if "h100-sxm" not in shipped_profiles():
+        pytest.skip("calibration/profiles/h100-sxm.json not shipped")
+    a100 = load_hardware("a100-sxm-80gb")
+    prof = load_profile_for(a100, str(shipped_profiles()["h100-sxm"]))
+    assert prof.name == "h100-sxm-on-a100-sxm-80gb"
+    assert CostModel(a100, prof).cost(gemm_op(64, 4096, 4096)).source == "transferred:h100-sxm-on-a100-sxm-80gb:gemm"
+    from lvlmsim.calibrate.profiles import profile_provenance
+
+    assert profile_provenance(a100, str(shipped_profiles()["h100-sxm"]))["profile_kind"] == "transferred"
+    assert load_profile_for(H100, str(shipped_profiles()["h100-sxm"])).name == "h100-sxm"  # its own device: as is
+
+
+def test_estimate_dtype_lets_a_cpu_run_an_fp16_model():
+    from lvlmsim import api
+    from lvlmsim.errors import InfeasibleError
+
+    with pytest.raises(InfeasibleError, match="no fp16 compute"):
+        api.estimate(model="llava-1.5-7b", hardware="cpu-generic")
+    est = api.estimate(model="llava-1.5-7b", hardware="cpu-generic", dtype="fp32")
+    assert est.ttft_s > 0 and all(c.op.dtype in ("fp32", "none") for s in est.stages.values() for c in s.ops)
+    with pytest.raises(SpecError, match="dtype: 'fp12' is not one of"):
+        api.estimate(model="llava-1.5-7b", hardware="cpu-generic", dtype="fp12")
+
+
+def test_calibrate_drops_a_family_fitted_worse_than_the_default():
+    from lvlmsim.calibrate.model import FamilyFit
+    from lvlmsim.calibrate.run import drop_worse_than_default
+
+    good = FamilyFit(kind="gemm", params={}, holdout_median_abs_pct_err=5.0,
+                     roofline_default_holdout_median_abs_pct_err=40.0)
+    bad = FamilyFit(kind="conv", params={}, holdout_median_abs_pct_err=219.0,
+                    roofline_default_holdout_median_abs_pct_err=60.0)
+    prof = FittedProfile("p", "cpu-generic", {"gemm": good, "conv": bad}, aliases={"elementwise": "gemm"})
+    dropped = drop_worse_than_default(prof)
+    assert set(dropped) == {"conv"} and set(prof.families) == {"gemm"} and "219.0%" in dropped["conv"]

@@ -68,7 +68,7 @@ def test_estimate_carries_bands_wider_when_transferred():
 
 def test_drawn_profile_is_reproducible_and_scales_whole_families():
     from lvlmsim.cost.roofline import CostModel
-    from lvlmsim.cost.uncertainty import DrawnProfile
+    from lvlmsim.engine.uncertainty import DrawnProfile
     from lvlmsim.specs.registry import load_hardware
 
     hw = load_hardware("a100-sxm-80gb")

@@ -133,7 +133,20 @@ def load_profile_for(hardware: HardwareSpec, ref: str | None = None) -> Efficien
         return PEAK_PROFILE
     if not isinstance(ref, str | Path) or not str(ref).strip():
         raise SpecError(f"profile: expected one of {', '.join(NAMED)} or a profile JSON path, got {ref!r}")
-    return load_profile_file(ref)
+    prof = load_profile_file(ref)
+    return prof if prof.hardware_id == hardware.id else _flagged(str(Path(ref).resolve()), hardware.id)
+
+
+@functools.lru_cache(maxsize=32)
+def _flagged(path: str, hardware_id: str) -> FittedProfile:
+    """A profile fitted on another device, applied to `hardware_id` by datasheet ratios: never silently - its name
+    and every op's source say so (`transferred:<profile>-on-<device>:<family>`), and provenance reports it."""
+    prof = load_profile_file(path)
+    meta = dict(prof.meta, transferred_from=prof.hardware_id, applied_to=hardware_id)
+    out = FittedProfile(f"{prof.name}-on-{hardware_id}", prof.hardware_id, prof.families, aliases=prof.aliases,
+                        meta=meta)
+    out.source_prefix = "transferred"
+    return out
 
 
 def resolve_profile(hardware: HardwareSpec, profile: str | EfficiencyProfile | None) -> EfficiencyProfile:

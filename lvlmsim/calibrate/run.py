@@ -130,6 +130,9 @@ def calibrate(device: str = "cpu", out: str | Path = "profile.json", *, quick: b
     }
     profile, mask = fit_profile(rows, hw, name=name or hw.id, seed=seed, starts=2 if quick else 4,
                                 max_iter=80 if quick else 150, aliases={"conv": "gemm"}, meta=meta, log=log)
+    dropped = drop_worse_than_default(profile, log)
+    if dropped:
+        profile.meta["dropped_families"] = dropped
     profile.meta["timing_s"] = {"benchmark": round(res.wall_s, 2), "fit": round(time.perf_counter() - t_fit, 2),
                                 "total": round(time.perf_counter() - t0, 2)}
     pred = cost_model_times(rows, hw, profile)
@@ -138,6 +141,23 @@ def calibrate(device: str = "cpu", out: str | Path = "profile.json", *, quick: b
     if log:
         log(f"wrote {out} and {csv_path} in {time.perf_counter() - t0:.1f} s")
     return profile
+
+
+def drop_worse_than_default(profile: FittedProfile, log=None) -> dict[str, str]:
+    """Remove every family whose fit predicts its own held-out rows worse than the flat roofline default does (a
+    noisy run - a neighbour process stealing the core - can fit a curve to the noise); those ops then use the
+    default, and the profile says so. Returns {family: why}."""
+    dropped = {}
+    for key, fam in list(profile.families.items()):
+        mine, flat = fam.holdout_median_abs_pct_err, fam.roofline_default_holdout_median_abs_pct_err
+        if mine is not None and flat is not None and mine > flat:
+            dropped[key] = f"held-out median error {mine}% > the flat default's {flat}%: kept the default"
+            del profile.families[key]
+            if log:
+                log(f"{key}: {dropped[key]} (noisy timings? re-run with --threads 1 on an idle machine)")
+    profile.aliases = {k: v for k, v in profile.aliases.items() if v in profile.families}
+    profile._resolved.clear()
+    return dropped
 
 
 def profile_summary(profile: FittedProfile) -> list[dict]:

@@ -125,6 +125,8 @@ def estimate(
     ops: Annotated[bool, typer.Option("--ops", help="list every op with its numbers")] = False,
     allow_overflow: Annotated[bool, typer.Option(
         "--allow-overflow", help="estimate a request longer than the model's context length anyway")] = False,
+    dtype: Annotated[str | None, typer.Option(
+        "--dtype", help="run the model in this dtype instead of its released one (e.g. fp32 on a CPU)")] = None,
 ) -> None:
     """Cost of one request (or a batch) stage by stage, with the roofline bound of each stage.
 
@@ -136,7 +138,8 @@ def estimate(
               output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=profile,
               techniques=tuple(technique or ()), runtime=runtime, ep=ep, moe_skew=moe_skew,
               video_size=video_size, video_fps=video_fps, allow_overflow=allow_overflow,
-              host=False if host is not None and host.strip().lower() == "off" else host, api_costs=api_costs)
+              host=False if host is not None and host.strip().lower() == "off" else host, api_costs=api_costs,
+              dtype=dtype)
     if as_json:
         doc = est.to_dict()
         if ops:

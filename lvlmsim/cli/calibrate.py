@@ -47,8 +47,8 @@ def _fmt(x) -> str:
 
 def calibrate_cmd(
     device: Annotated[str, typer.Option("--device", help="cpu or cuda")] = "cpu",
-    out: Annotated[Path, typer.Option("--out", help="profile JSON to write; the raw CSV goes beside it")] = Path(
-        "profile.json"),
+    out: Annotated[Path, typer.Option("--out", help="profile JSON to write (required: nothing is written where you "
+                                                    "did not ask); the raw CSV goes beside it")] = ...,
     quick: Annotated[bool, typer.Option("--quick", help="small suite (< 60 s on a 2-core CPU), for CI")] = False,
     hardware: Annotated[str | None, typer.Option(
         "--hardware", help="hardware id whose datasheet peaks the efficiencies are relative to "

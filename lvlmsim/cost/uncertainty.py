@@ -71,61 +71,6 @@ def time_bands(profile, parts: Mapping[str, Iterable[OpCost]], draws: int = DRAW
     return out
 
 
-class DrawnProfile:
-    """One draw of the per-family errors: the auto (or named) profile of each device, every op's time multiplied by
-    its family's multiplier (efficiencies divided, floor multiplied). Multipliers are drawn lazily per source from
-    the family's log-normal band, seeded by (seed, source), so a draw is reproducible and shared by every op, stage
-    and step of its family; sources without a band keep multiplier 1."""
-
-    def __init__(self, ref=None, seed: int = 0):
-        self.ref, self.seed = ref, int(seed)
-        self._bases: dict[str, object] = {}
-        self._mult: dict[str, float] = {}
-
-    @property
-    def name(self) -> str:
-        return f"draw{self.seed}"
-
-    def base_for(self, hw):
-        base = self._bases.get(hw.id)
-        if base is None:
-            from lvlmsim.calibrate.profiles import resolve_profile
-
-            base = self._bases[hw.id] = resolve_profile(hw, self.ref)
-        return base
-
-    def multiplier(self, base, source: str) -> float:
-        m = self._mult.get(source)
-        if m is None:
-            import zlib
-
-            import numpy as np
-
-            band = family_band(base, source)
-            if band is None:
-                m = 1.0
-            else:
-                mu, sigma = log_normal(band)
-                z = np.random.default_rng([self.seed, zlib.crc32(source.encode())]).standard_normal()
-                m = float(math.exp(mu + sigma * z))
-            self._mult[source] = m
-        return m
-
-    def efficiency(self, op, hw):
-        from lvlmsim.cost.profile import Efficiency
-
-        base = self.base_for(hw)
-        eff = base.efficiency(op, hw)
-        m = self.multiplier(base, eff.source)
-        if m == 1.0:
-            return eff
-        return Efficiency(eff.compute / m, eff.memory / m, eff.floor_s * m, eff.source, eff.measured_error_pct)
-
-    @property
-    def timing_regime(self):
-        return getattr(next(iter(self._bases.values()), None), "timing_regime", None)
-
-
 class QuantileProfile:
     """A profile at one end of its bands: every family's time multiplied by its p10 (`optimistic`) or p90
     (`pessimistic`) multiplier at once - the planner's robust end. Families without a band keep their time."""

@@ -1,6 +1,6 @@
 """`simulate --uncertainty N`: the simulation re-run under N draws of the cost model's per-family errors.
 
-Each draw (lvlmsim.cost.uncertainty.DrawnProfile) multiplies every op of a kernel family by one log-normal factor
+Each draw (DrawnProfile) multiplies every op of a kernel family by one log-normal factor
 from that family's held-out p10/p90 band (correlated within a family, as real kernels are; independent across
 families); the engine, arrivals and seed stay the same, so the spread is the cost model's uncertainty alone. The
 report gives, per metric, the point run's value and the p10/p50/p90 over draws.
@@ -8,8 +8,11 @@ report gives, per metric, the point run's value and the p10/p50/p90 over draws.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from lvlmsim.cost.uncertainty import family_band, log_normal
 from lvlmsim.errors import SpecError
 
 METRICS = {
@@ -26,9 +29,63 @@ def _metric(summary: dict, key: tuple[str, str | None]) -> float | None:
     return float(v) if isinstance(v, int | float) else None
 
 
+class DrawnProfile:
+    """One draw of the per-family errors: the auto (or named) profile of each device, every op's time multiplied by
+    its family's multiplier (efficiencies divided, floor multiplied). Multipliers are drawn lazily per source from
+    the family's log-normal band, seeded by (seed, source), so a draw is reproducible and shared by every op, stage
+    and step of its family; sources without a band keep multiplier 1."""
+
+    def __init__(self, ref=None, seed: int = 0):
+        self.ref, self.seed = ref, int(seed)
+        self._bases: dict[str, object] = {}
+        self._mult: dict[str, float] = {}
+
+    @property
+    def name(self) -> str:
+        return f"draw{self.seed}"
+
+    def base_for(self, hw):
+        base = self._bases.get(hw.id)
+        if base is None:
+            from lvlmsim.calibrate.profiles import resolve_profile
+
+            base = self._bases[hw.id] = resolve_profile(hw, self.ref)
+        return base
+
+    def multiplier(self, base, source: str) -> float:
+        m = self._mult.get(source)
+        if m is None:
+            import zlib
+
+            import numpy as np
+
+            band = family_band(base, source)
+            if band is None:
+                m = 1.0
+            else:
+                mu, sigma = log_normal(band)
+                z = np.random.default_rng([self.seed, zlib.crc32(source.encode())]).standard_normal()
+                m = float(math.exp(mu + sigma * z))
+            self._mult[source] = m
+        return m
+
+    def efficiency(self, op, hw):
+        from lvlmsim.cost.profile import Efficiency
+
+        base = self.base_for(hw)
+        eff = base.efficiency(op, hw)
+        m = self.multiplier(base, eff.source)
+        if m == 1.0:
+            return eff
+        return Efficiency(eff.compute / m, eff.memory / m, eff.floor_s * m, eff.source, eff.measured_error_pct)
+
+    @property
+    def timing_regime(self):
+        return getattr(next(iter(self._bases.values()), None), "timing_regime", None)
+
+
 def uncertainty_runs(scenario, draws: int, *, profile=None, **kwargs) -> dict:
     """{metric: {point, p10, p50, p90}} over `draws` re-runs of simulate(scenario, **kwargs) with drawn errors."""
-    from lvlmsim.cost.uncertainty import DrawnProfile
     from lvlmsim.engine.api import simulate
 
     if not isinstance(draws, int) or isinstance(draws, bool) or not 2 <= draws <= 1000:
