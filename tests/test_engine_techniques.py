@@ -235,3 +235,35 @@ def test_speculative_with_a_draft_model_holds_its_weights_and_kv():
     conserved(s)
     assert s.summary["completed"] == 60
     assert s.meta["pools"][0]["kv_blocks"] < 0.6 * base.meta["pools"][0]["kv_blocks"]
+
+
+@pytest.mark.parametrize(("model", "techs", "who", "needle"), [
+    ("llama-3.2-11b-vision", ["reuse:scope=kv,capacity_entries=4"], "reuse", "cross-attention layers"),
+    ("llava-1.5-7b", ["reuse:scope=both,capacity_entries=4", "fastv"], "reuse", "'fastv': in-LLM pruning"),
+    ("llava-1.5-7b", ["kv_budget:tokens=256", "reuse:scope=kv,capacity_entries=4"], "reuse", "one or the other"),
+    ("llava-1.5-7b", ["pyramiddrop", "kv_budget:tokens=256"], "kv_budget", "'pyramiddrop'"),
+])
+def test_engine_refusals_are_declared_by_the_techniques(model, techs, who, needle):
+    """Each refusal comes from the technique that declares it (TechniqueConfig.engine_refusal); the simulator
+    refuses by name, and the same combination still prices in the estimate."""
+    import lvlmsim
+    from lvlmsim.engine.api import engine_refusal
+    from lvlmsim.specs.registry import load_model
+    from lvlmsim.techniques import load_techniques
+
+    m = load_model(model)
+    loaded = load_techniques(techs)
+    owner = next(t for t in loaded if t.kind == who)
+    why = owner.engine_refusal([t for t in loaded if t is not owner], m)
+    assert why is not None and needle in why
+    assert engine_refusal(loaded, m) == why
+    assert lvlmsim.estimate(model, techniques=techs).e2e_s > 0
+
+
+def test_engine_runs_what_no_technique_refuses():
+    from lvlmsim.engine.api import engine_refusal
+    from lvlmsim.specs.registry import load_model
+    from lvlmsim.techniques import load_techniques
+
+    ok = load_techniques(["reuse:scope=encoder,capacity_entries=4", "fastv", "weight_quant:scheme=w4a16"])
+    assert engine_refusal(ok, load_model("llava-1.5-7b")) is None

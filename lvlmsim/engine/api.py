@@ -91,24 +91,14 @@ def engine_host_profile(serving):
 
 
 def engine_refusal(techs, model: ModelSpec) -> str | None:
-    """Why the simulator cannot run this combination of techniques (None when it can). Refused by name, never
-    silently approximated; each of these still runs in `lvlmsim estimate`."""
-    kinds = {t.kind: t for t in techs}
-    schedule = next((k for k in ("fastv", "pyramiddrop", "token_schedule") if k in kinds), None)
-    reuse = kinds.get("reuse")
-    reuse_kv = reuse is not None and reuse.caches_kv()
-    if reuse_kv and model.image_tokens_in_kv_of_cross_attention:
-        return (f"'reuse' with scope={reuse.scope} on {model.id}: its image KV lives in cross-attention layers, "
-                "which the simulator's prefix cache does not model; use scope=encoder")
-    if reuse_kv and schedule:
-        return (f"'reuse' with scope={reuse.scope} and '{schedule}': in-LLM pruning keeps the visual tokens the "
-                "question attends to, so pruned image KV cannot be reused by another turn; use scope=encoder")
-    if reuse_kv and "kv_budget" in kinds:
-        return (f"'reuse' with scope={reuse.scope} and 'kv_budget': a budget evicts each sequence's own KV while a "
-                "prefix cache shares it between sequences; the simulator models one or the other")
-    if "kv_budget" in kinds and schedule:
-        return (f"'kv_budget' and '{schedule}': the simulator does not combine a per-sequence KV budget with an "
-                "in-LLM visual-token schedule (their KV accounting interacts per layer)")
+    """Why the simulator cannot run this combination of techniques (None when it can), as each technique declares
+    it (TechniqueConfig.engine_refusal), asked in canonical order. Refused by name, never silently approximated;
+    each of these still runs in `lvlmsim estimate`."""
+    techs = sorted(techs, key=lambda t: t.order)
+    for t in techs:
+        why = t.engine_refusal([o for o in techs if o is not t], model)
+        if why:
+            return why
     return None
 
 

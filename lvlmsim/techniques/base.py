@@ -111,6 +111,11 @@ class TechniqueConfig(BaseModel):
     def check(self, model: ModelSpec, hw: HardwareSpec, tp: int) -> None:
         """Fail early with a message naming the field when this config cannot apply to this model/device."""
 
+    def engine_refusal(self, others: Sequence[TechniqueConfig], model: ModelSpec) -> str | None:
+        """Why the serving engine cannot simulate this technique together with `others` on `model` (None when it
+        can). Declared by the technique, as `claims()` declares conflicts; the estimate still prices it."""
+        return None
+
     def transform_model(self, model: ModelSpec) -> ModelSpec:
         return model
 
@@ -150,6 +155,11 @@ class TechniqueConfig(BaseModel):
 
 
 REGISTRY: dict[str, type[TechniqueConfig]] = {}
+
+
+def schedule_of(techniques: Sequence[TechniqueConfig]) -> TechniqueConfig | None:
+    """The technique that sets an in-LLM visual-token schedule (FastV, PyramidDrop, token_schedule), if any."""
+    return next((t for t in techniques if "in_llm_schedule" in t.claims()), None)
 
 
 def register(cls: type[TechniqueConfig]) -> type[TechniqueConfig]:

@@ -18,7 +18,7 @@ from lvlmsim.ops.graph import SOFTMAX_FLOPS_PER_SCORE, elementwise
 from lvlmsim.ops.op import GraphConfig, Op, SeqWork
 from lvlmsim.specs.base import DTYPE_BYTES
 from lvlmsim.specs.model import ModelSpec
-from lvlmsim.techniques.base import ORDER_KV_BUDGET, TechniqueConfig, register
+from lvlmsim.techniques.base import ORDER_KV_BUDGET, TechniqueConfig, register, schedule_of
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,13 @@ class KVBudgetConfig(TechniqueConfig):
 
     def policy(self) -> KVBudgetPolicy:
         return KVBudgetPolicy(self.tokens, self.mode, self.visual_only)
+
+    def engine_refusal(self, others, model: ModelSpec) -> str | None:
+        schedule = schedule_of(others)
+        if schedule is None:
+            return None
+        return (f"'kv_budget' and '{schedule.kind}': the simulator does not combine a per-sequence KV budget with an "
+                "in-LLM visual-token schedule (their KV accounting interacts per layer)")
 
     def prefill_extra_ops(
         self, model: ModelSpec, cfg: GraphConfig, seqs: Sequence[SeqWork], past_visual: Sequence[int]

@@ -18,7 +18,7 @@ from lvlmsim.ops.op import GraphConfig
 from lvlmsim.ops.tokenization import ImageTokenization
 from lvlmsim.specs.base import DTYPE_BYTES
 from lvlmsim.specs.model import ModelSpec
-from lvlmsim.techniques.base import ORDER_REUSE, TechniqueConfig, register
+from lvlmsim.techniques.base import ORDER_REUSE, TechniqueConfig, register, schedule_of
 
 
 class ReuseCache:
@@ -154,6 +154,21 @@ class ReuseConfig(TechniqueConfig):
 
     def caches_encoder(self) -> bool:
         return self.scope in ("encoder", "both")
+
+    def engine_refusal(self, others, model: ModelSpec) -> str | None:
+        if not self.caches_kv():
+            return None
+        if model.image_tokens_in_kv_of_cross_attention:
+            return (f"'reuse' with scope={self.scope} on {model.id}: its image KV lives in cross-attention layers, "
+                    "which the simulator's prefix cache does not model; use scope=encoder")
+        schedule = schedule_of(others)
+        if schedule is not None:
+            return (f"'reuse' with scope={self.scope} and '{schedule.kind}': in-LLM pruning keeps the visual tokens "
+                    "the question attends to, so pruned image KV cannot be reused by another turn; use scope=encoder")
+        if any(t.kind == "kv_budget" for t in others):
+            return (f"'reuse' with scope={self.scope} and 'kv_budget': a budget evicts each sequence's own KV while "
+                    "a prefix cache shares it between sequences; the simulator models one or the other")
+        return None
 
     def caches_kv(self) -> bool:
         return self.scope in ("kv", "both")
