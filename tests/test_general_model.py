@@ -236,3 +236,19 @@ def test_calibrate_drops_a_family_fitted_worse_than_the_default():
     prof = FittedProfile("p", "cpu-generic", {"gemm": good, "conv": bad}, aliases={"elementwise": "gemm"})
     dropped = drop_worse_than_default(prof)
     assert set(dropped) == {"conv"} and set(prof.families) == {"gemm"} and "219.0%" in dropped["conv"]
+
+
+def test_cross_attention_model_without_an_image_skips_its_cross_layers():
+    """Llama-3.2-Vision given no image: vLLM and transformers skip the cross-attention layers entirely."""
+    from lvlmsim import api
+    from lvlmsim.specs.registry import load_model
+
+    lm = load_model("llama-3.2-11b-vision").llm
+    n_cross = len(lm.cross_attention_layers)
+    text = api.estimate(model="llama-3.2-11b-vision", hardware="h100-sxm", images=0)
+    ops = text.stages["prefill"].ops
+    assert not [c for c in ops if "cross" in c.op.name]
+    assert sum(c.op.count for c in ops if c.op.name == "llm.norm") == 2 * (lm.num_layers - n_cross)
+    img = api.estimate(model="llama-3.2-11b-vision", hardware="h100-sxm", images=1)
+    assert sum(c.op.count for c in img.stages["prefill"].ops if c.op.name == "llm.norm") == 2 * lm.num_layers
+    assert any(c.op.name == "llm.cross_attention" for c in img.stages["decode"].ops)

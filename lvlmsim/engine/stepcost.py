@@ -21,6 +21,7 @@ own change over a 1% change of kv_per_seq).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -155,8 +156,9 @@ class StepCost:
                 total += cache.cost(op).time_s * op.count
         return total
 
-    def _token_ops_s(self, stage: str, total_new: int, m_key: tuple[int, ...], vis_chunks: tuple) -> float:
-        key = (stage, total_new, m_key)
+    def _token_ops_s(self, stage: str, total_new: int, m_key: tuple[int, ...], vis_chunks: tuple,
+                     cross: bool = False) -> float:
+        key = (stage, total_new, m_key, cross)
         hit = self._tok.get(key)
         if hit is not None:
             return hit
@@ -166,6 +168,8 @@ class StepCost:
         rest = total_new - sum(n for n, _ in vis_chunks)
         if rest > 0 or not seqs:
             seqs.append(SeqWork(new_tokens=rest, past_tokens=0, emits_token=False))
+        if cross:  # a batch with cross-attention KV runs the cross layers (the graph skips them only without any)
+            seqs[0] = dataclasses.replace(seqs[0], cross_kv_tokens=1)
         ops = llm_ops(self.model, tuple(seqs), stage, self.cfg)
         val = self._sum_ops(ops, lambda op: op.kind not in _ATTN_KINDS and op.name != _MLA_UPPROJ)
         self._tok[key] = val
@@ -321,7 +325,8 @@ class StepCost:
         batch = n_dec + len(chunks)
         total_new, m_key, vis_chunks = self._token_counts(n_dec, chunks)
         n_emit = n_dec + sum(1 for c in chunks if c[5])
-        total = self._token_ops_s(stage, total_new, m_key, vis_chunks) + self._head_s(stage, n_emit)
+        any_cross = self.has_cross and (dec_cross_n > 0 or any(c[4] for c in chunks))
+        total = self._token_ops_s(stage, total_new, m_key, vis_chunks, any_cross) + self._head_s(stage, n_emit)
         for s, (_, _, frac, n_self, n_cross) in enumerate(self.segments):
             if (n_self or self.local_counts[s]) and m_key[s if self.has_schedule else 0]:
                 dec_kv = dec_past_sum - (dec_pruned[s] if dec_pruned else 0) + n_dec  # decode: q = 1, kv = past + 1
@@ -397,7 +402,7 @@ class StepCost:
                 n_emit += 1
             pairs += new * past + new * (new + 1) / 2.0
             kv += past + new
-        tok = self._tok.get(("prefill", total_new, (total_new,)))
+        tok = self._tok.get(("prefill", total_new, (total_new,), False))
         if tok is None:
             tok = self._token_ops_s("prefill", total_new, (total_new,), ())
         head = self._head.get(("prefill", n_emit)) if n_emit else 0.0

@@ -507,8 +507,13 @@ def llm_ops(
     if n_deep and vis_new:  # DeepStack: add each tapped ViT level's features into LLM layers 0..n-1
         ops.append(elementwise("llm.deepstack_add", stage, "llm", vis_new * h, cfg, 1.0, reads=2, count=n_deep,
                                layer_range=(0, n_deep - 1), visual_share=1.0))
+    # a batch with no cross-attention KV (no image) skips the cross-attention layers whole, as vLLM's Mllama and
+    # transformers do (no attention, no MLP, no norms for those layers)
+    skip_cross = bool(cross) and not any(s.cross_kv_tokens for s in seqs)
     for first, last, frac in layer_segments(lm.num_layers, cfg.visual_keep):
-        layers = [i for i in range(first, last + 1)]
+        layers = [i for i in range(first, last + 1) if not (skip_cross and i in cross)]
+        if not layers:
+            continue
         n_self = sum(1 for i in layers if i not in cross)
         n_cross = len(layers) - n_self
         rng = (first, last)
