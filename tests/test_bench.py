@@ -185,3 +185,24 @@ def test_bench_switches_api_costs_and_host_costs():
     assert on["mean_tpot_ms"] == pytest.approx(off["mean_tpot_ms"], rel=1e-9)
     res = runner.invoke(app, ["bench", "--num-prompts", "4", "--host", "tgi"])
     assert res.exit_code == 2 and "host_costs" in res.output
+
+
+@pytest.mark.parametrize(("client", "content", "fmt", "expected"), [
+    ("vllm", "random", "jpeg", "random-jpeg"),
+    ("sglang", "random", "jpeg", "random-jpeg"),
+    ("sglang", "blank", "png", "blank-png"),
+])
+def test_synthetic_images_carry_the_clients_content_and_format(client, content, fmt, expected):
+    sc = bench_scenario(BenchArgs(model="qwen2.5-vl-7b", hardware="h100-sxm", client=client, num_prompts=4,
+                                  dataset_name="random-image", image_content=content, image_format=fmt))
+    assert sc["workload"]["image_content"] == expected
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--client", "sglang", "--image-content", "noise"], "--image-content: unknown content 'noise'"),
+    (["--client", "sglang", "--image-format", "webp"], "--image-format: unknown format 'webp'"),
+    (["--image-format", "png"], "allowed with --client vllm: random, jpeg"),
+])
+def test_bad_image_content_flags_are_one_line_errors(flags, message):
+    res = runner.invoke(app, ["bench", "--num-prompts", "4", "--dataset-name", "random-image", *flags])
+    assert res.exit_code == 2 and message in res.output

@@ -205,3 +205,27 @@ def test_the_api_measurement_runs_end_to_end_on_loopback():
     assert doc["tokenizer"]["vocab_size"] > 1000
     assert doc["tokenizer"]["encode"]["per_token_s"] > 0 and doc["api"]["per_stream_token_s"] > 0
     assert [r["stream_tokens"] for r in doc["api"]["measurements"]] == [1, 64, 256]
+
+
+def test_the_clients_synthetic_images_decode_from_their_own_measured_table():
+    """Random-pixel JPEGs (what both benchmark clients send by default) decode slower than photo-like ones: each
+    content reads its own measured table, and an unmeasured one is refused by name."""
+    host = load_host_profile("vllm")
+    px = 1280 * 720
+    photo, noise = host.image_s(px, px)["decode"], host.image_s(px, px, "random-jpeg")["decode"]
+    assert photo == pytest.approx(host.decode_table("photo-jpeg")(px)) and noise > 1.5 * photo
+    with pytest.raises(SpecError, match="image_content: .*allowed: photo-jpeg, random-jpeg"):
+        host.image_s(px, px, "random-webp")
+
+
+def test_a_workloads_image_content_sets_the_host_stages_decode_by_hand():
+    """One request with one 1080p image: preprocess_s differs between random-jpeg and photo-jpeg by exactly the
+    difference of their decode tables at 1920 x 1080 input pixels."""
+    def one(content: str):
+        sc = _burst(1, api_costs=False)
+        sc["workload"]["image_content"] = content
+        return simulate(sc).requests.preprocess_s[0]
+
+    host = load_host_profile("vllm")
+    want = host.decode_table("random-jpeg")(1920 * 1080) - host.decode_table("photo-jpeg")(1920 * 1080)
+    assert one("random-jpeg") - one("photo-jpeg") == pytest.approx(want, rel=1e-9)

@@ -60,6 +60,8 @@ class BenchArgs:
     special_tokens: int = 0
     image_count: int = 1
     image_resolution: str = "720p"
+    image_content: str = "random"  # sglang --image-content random | blank (vLLM's random-mm: random)
+    image_format: str = "jpeg"  # sglang --image-format jpeg | png (vLLM's random-mm: JPEG)
     ignore_eos: bool = False
     seed: int | None = None
     serving: dict = field(default_factory=dict)
@@ -101,7 +103,8 @@ def _request_mix(a: BenchArgs, client: str) -> dict:
             if a.image_count < 0:
                 raise SpecError(f"--image-count: must be >= 0, got {a.image_count}")
             w, h = parse_resolution(a.image_resolution)
-            mix.update(images=a.image_count, image_size=[{"width": w, "height": h}])
+            mix.update(images=a.image_count, image_size=[{"width": w, "height": h}],
+                       image_content=_image_content(a, client))
         return mix
     ds = load_dataset(name)
     mix = {"prompt_tokens": ds.prompt_tokens.model_dump(), "output_tokens": ds.output_tokens.model_dump(),
@@ -109,6 +112,20 @@ def _request_mix(a: BenchArgs, client: str) -> dict:
     if a.random_output_len is not None:  # the clients' --sharegpt-output-len / --hf-output-len: a fixed length
         mix["output_tokens"] = a.random_output_len
     return mix
+
+
+def _image_content(a: BenchArgs, client: str) -> str:
+    """The synthetic images' content-format (workload.image_content), whose decode the host's table prices. Both
+    clients draw uniform random pixels by default; SGLang can send blank (white) ones and PNGs, vLLM sends JPEGs."""
+    content, fmt = a.image_content.strip().lower(), a.image_format.strip().lower()
+    if content not in ("random", "blank"):
+        raise SpecError(f"--image-content: unknown content '{a.image_content}'; allowed: random, blank")
+    if fmt not in ("jpeg", "png"):
+        raise SpecError(f"--image-format: unknown format '{a.image_format}'; allowed: jpeg, png")
+    if client == "vllm" and (content, fmt) != ("random", "jpeg"):
+        raise SpecError("--image-content/--image-format: vllm's random-mm sends random-pixel JPEGs; allowed with "
+                        "--client vllm: random, jpeg")
+    return f"{content}-{fmt}"
 
 
 def bench_scenario(a: BenchArgs) -> dict:

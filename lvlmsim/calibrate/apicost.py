@@ -34,10 +34,9 @@ import os
 import socket
 import threading
 import time
-from pathlib import Path
 
 from lvlmsim.calibrate.bench import TimingPlan, cpu_model
-from lvlmsim.calibrate.host import _fit, write_host_profile
+from lvlmsim.calibrate.host import _fit, merge_into
 
 VOCAB = 32000
 CORPUS_WORDS = 300_000
@@ -304,14 +303,6 @@ def measure_api(quick: bool = False) -> dict:
                       "statistic": "fits use the p10 of each case (median, p10, p90 kept)"},
            "wall_s": time.perf_counter() - t0}
     return {"tokenizer": tok_doc, "api": api_doc, "api_environment": env}
-
-
-def merge_into(path: str | Path, sections: dict) -> Path:
-    """Replace the given sections of an existing host profile, leaving its image and transfer measurements."""
-    p = Path(path)
-    doc = json.loads(p.read_text())
-    doc.update(sections)
-    return write_host_profile(doc, p)
 
 
 if __name__ == "__main__":  # python -m lvlmsim.calibrate.apicost [HOST.json] [--quick]

@@ -14,6 +14,12 @@ and a time budget are met, median kept, p10/p90 recorded), one thread (one prepr
 * transfer: bytes through a local pipe from a writer thread (the API server -> engine-core hand-off of vLLM V1 and
   SGLang runs over ZMQ IPC sockets), per byte.
 
+* decode by content (`decode_by_content`): the same decode of the images the benchmark clients send, which are not
+  photos: uniform random pixels or a white image (sglang.bench_serving --image-content random|blank), saved as JPEG
+  (quality 85, the SGLang client's) or PNG (--image-format jpeg|png). Random pixels are the worst case for the
+  entropy coder: a random JPEG decodes about 4x slower than a photo-like one of the same size. Added to an existing
+  file by `python -m lvlmsim.calibrate.host OUT.json --decode-contents`.
+
 Each stage is fitted to t = per_image_s + per_pixel_s * pixels by least squares (negative intercepts clipped to 0),
 on the p10 of each case rather than the median: the machine this ships from is shared (load average about 5 on 2
 cores while it ran), and the fastest tenth is the closer estimate of an uncontended core. Medians are kept too.
@@ -99,6 +105,59 @@ def _image_cases(plan: TimingPlan, sizes) -> dict[str, list[dict]]:
     return out
 
 
+CONTENTS = ("random-jpeg", "random-png", "blank-jpeg", "blank-png")
+CONTENT_SIZES = ((336, 336), (1280, 720), (1920, 1080), (2560, 1440))
+
+
+def _client_image(np, content: str, w: int, h: int) -> bytes:
+    """The bytes a benchmark client sends for one synthetic image of this content and format."""
+    from PIL import Image
+
+    kind, fmt = content.split("-")
+    rng = np.random.default_rng(w * 31 + h)
+    arr = (rng.random((h, w, 3)) * 255).astype(np.uint8) if kind == "random" else np.full((h, w, 3), 255, np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format=fmt.upper(), quality=85)
+    return buf.getvalue()
+
+
+def measure_decode_contents(quick: bool = False) -> dict:
+    """The `decode_by_content` section: decode time per input pixel of each synthetic client image kind."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    plan = QUICK if quick else FULL
+    torch.set_num_threads(1)
+    out = {}
+    for content in CONTENTS:
+        rows = []
+        for w, h in (QUICK_SIZES if quick else CONTENT_SIZES):
+            data = _client_image(np, content, w, h)
+
+            def decode(data=data):
+                im = Image.open(io.BytesIO(data))
+                im.load()
+                return im.convert("RGB")
+
+            med, p10, p90, reps = time_fn(torch, decode, "cpu", plan)
+            rows.append({"width": w, "height": h, "pixels": w * h, "encoded_bytes": len(data), "measured_s": med,
+                         "p10_s": p10, "p90_s": p90, "reps": reps})
+        a, b, err = _fit([(r["pixels"], r["p10_s"]) for r in rows])
+        out[content] = {"per_image_s": a, "per_pixel_s": b, "fit_median_abs_error_pct": err, "measurements": rows}
+    return {"decode_by_content": out}
+
+
+def merge_into(path: str | Path, sections: dict) -> Path:
+    """Replace the given sections of an existing host profile, leaving its other measurements."""
+    import json
+
+    p = Path(path)
+    doc = json.loads(p.read_text())
+    doc.update(sections)
+    return write_host_profile(doc, p)
+
+
 def _transfer_cases(plan: TimingPlan) -> list[dict]:
     import torch
 
@@ -175,9 +234,13 @@ def write_host_profile(doc: dict, out: str | Path) -> Path:
     return p
 
 
-if __name__ == "__main__":  # python -m lvlmsim.calibrate.host [OUT.json] [--quick]
+if __name__ == "__main__":  # python -m lvlmsim.calibrate.host [OUT.json] [--quick] [--decode-contents]
     import sys
 
-    args = [a for a in sys.argv[1:] if a != "--quick"]
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
     target = args[0] if args else "calibration/host/cpu-generic.json"
-    print(write_host_profile(measure_host(quick="--quick" in sys.argv), target))
+    quick = "--quick" in sys.argv
+    if "--decode-contents" in sys.argv:
+        print(merge_into(target, measure_decode_contents(quick)))
+    else:
+        print(write_host_profile(measure_host(quick=quick), target))

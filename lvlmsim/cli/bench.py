@@ -73,6 +73,10 @@ def register(app: typer.Typer) -> None:
         image_count: Annotated[int, typer.Option("--image-count", help="images per request (random-image)")] = 1,
         image_resolution: Annotated[str, typer.Option(
             "--image-resolution", help="360p | 720p | 1080p | 1440p | 4k | HEIGHTxWIDTH (height first)")] = "720p",
+        image_content: Annotated[str, typer.Option(
+            "--image-content", help="sglang: random | blank pixels of the synthetic images (their decode time)")]
+        = "random",
+        image_format: Annotated[str, typer.Option("--image-format", help="sglang: jpeg | png")] = "jpeg",
         ignore_eos: Annotated[bool, typer.Option("--ignore-eos", help="answers run to their full length")] = False,
         seed: Annotated[int | None, typer.Option(help="random seed (client default: vllm 0, sglang 1)")] = None,
         max_num_seqs: Annotated[int | None, typer.Option("--max-num-seqs", help="server: sequences per batch")]
@@ -109,6 +113,7 @@ def register(app: typer.Typer) -> None:
             max_concurrency=_cap(max_concurrency), random_input_len=random_input_len,
             random_output_len=random_output_len, random_range_ratio=random_range_ratio,
             special_tokens=special_tokens, image_count=image_count, image_resolution=image_resolution,
+            image_content=image_content, image_format=image_format,
             ignore_eos=ignore_eos, seed=seed, serving={k: v for k, v in knobs.items() if v is not None},
         )
         real = read_result(compare_with) if compare_with else None

@@ -6,7 +6,9 @@ Two data files (lvlmsim.specs.registry.host_dir), each figure with its source:
   image sizes by lvlmsim.calibrate.host, and the pipe bandwidth of a process hand-off. An image's time per stage is
   read off the measured points by linear interpolation in pixels (through the origin below the smallest point, the
   last segment's slope beyond the largest): the stages are not linear in pixels on a real cache hierarchy (the
-  least-squares fits and their errors are in the file), so the table itself is the model.
+  least-squares fits and their errors are in the file), so the table itself is the model. Decode depends on what
+  the image is: photo-like JPEGs (`measurements.decode`, the default) or the benchmark clients' synthetic images
+  (`decode_by_content`: random or blank pixels as JPEG or PNG; workload.image_content picks one).
   The same file holds the front end's text and API costs, measured by lvlmsim.calibrate.apicost: a fast BPE
   tokenizer's encode time by prompt length (a table, read the same way) and its incremental detokenisation per
   token, and an OpenAI-style streamed chat completion's round trip over 127.0.0.1 (per request, per streamed token).
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -38,6 +40,9 @@ from lvlmsim.specs.base import read_yaml
 from lvlmsim.specs.registry import host_dir
 
 DEFAULT_CPU = "cpu-generic"
+PHOTO = "photo-jpeg"  # the decode table of `measurements.decode`: photo-like JPEGs
+# what a request's images are, as sent: photos, or the benchmark clients' synthetic images (content-format)
+IMAGE_CONTENTS = (PHOTO, "random-jpeg", "random-png", "blank-jpeg", "blank-png")
 STAGES = ("decode", "resize", "normalize")
 PIXEL_BYTES = 3 * 4  # float32 RGB, as the HF image processors return pixel_values
 
@@ -96,11 +101,21 @@ class HostProfile:
     transfer_latency_s: float
     transfer_bytes_per_s: float
     api: ApiCosts | None = None  # None: API/tokenise/detokenise costs off
+    decode_by_content: dict = field(default_factory=dict)  # content -> StageTable of decode by input pixels
 
-    def image_s(self, input_pixels: float, processed_pixels: float) -> dict[str, float]:
-        """Seconds of each stage for ONE image on one worker."""
-        return {"decode": self.stages["decode"](input_pixels), "resize": self.stages["resize"](processed_pixels),
+    def image_s(self, input_pixels: float, processed_pixels: float, content: str = PHOTO) -> dict[str, float]:
+        """Seconds of each stage for ONE image on one worker; `content` picks the decode table (IMAGE_CONTENTS)."""
+        return {"decode": self.decode_table(content)(input_pixels),
+                "resize": self.stages["resize"](processed_pixels),
                 "normalize": self.stages["normalize"](processed_pixels)}
+
+    def decode_table(self, content: str = PHOTO) -> StageTable:
+        if content == PHOTO:
+            return self.stages["decode"]
+        if content not in self.decode_by_content:
+            allowed = ", ".join([PHOTO, *self.decode_by_content])
+            raise SpecError(f"image_content: no decode measurement for '{content}' on {self.cpu}; allowed: {allowed}")
+        return self.decode_by_content[content]
 
     def transfer_s(self, nbytes: float) -> float:
         if self.transfer != "ipc" or nbytes <= 0:
@@ -127,27 +142,29 @@ def _api_costs(doc: dict) -> ApiCosts | None:
     """The API section of a CPU's host file, or None when it was not measured there."""
     if "api" not in doc or "tokenizer" not in doc:
         return None
-    enc = sorted(doc["tokenizer"]["encode"]["measurements"], key=lambda r: r["tokens"])
     return ApiCosts(request_s=float(doc["api"]["per_request_s"]),
                     stream_token_s=float(doc["api"]["per_stream_token_s"]),
-                    encode=StageTable(tuple(float(r["tokens"]) for r in enc), tuple(float(r["p10_s"]) for r in enc)),
+                    encode=_table(doc["tokenizer"]["encode"]["measurements"], "tokens"),
                     detokenize_token_s=float(doc["tokenizer"]["detokenize"]["per_token_s"]))
 
 
+def _table(rows: list[dict], key: str = "pixels") -> StageTable:
+    rows = sorted(rows, key=lambda r: r[key])
+    return StageTable(tuple(float(r[key]) for r in rows), tuple(float(r["p10_s"]) for r in rows))
+
+
 @functools.lru_cache(maxsize=8)
-def _cpu_tables(cpu: str) -> tuple[dict, float, float, str, ApiCosts | None]:
+def _cpu_tables(cpu: str) -> tuple[dict, float, float, str, ApiCosts | None, dict]:
     path = host_dir() / f"{cpu}.json"
     if not path.is_file():
         known = sorted(p.stem for p in host_dir().glob("*.json"))
         raise SpecError(f"host cpu: no measured host profile '{cpu}' in {host_dir()}; known: {', '.join(known)}")
     doc = json.loads(path.read_text())
-    tables = {}
-    for stage in STAGES:
-        rows = sorted(doc["measurements"][stage], key=lambda r: r["pixels"])
-        tables[stage] = StageTable(tuple(float(r["pixels"]) for r in rows), tuple(float(r["p10_s"]) for r in rows))
+    tables = {stage: _table(doc["measurements"][stage]) for stage in STAGES}
+    by_content = {c: _table(v["measurements"]) for c, v in doc.get("decode_by_content", {}).items()}
     tr = doc["transfer"]
     return (tables, float(tr["latency_s"]), float(tr["bytes_per_s"]), doc["environment"].get("cpu", cpu),
-            _api_costs(doc))
+            _api_costs(doc), by_content)
 
 
 @functools.lru_cache(maxsize=1)
@@ -170,15 +187,15 @@ def load_host_profile(name: str, cpu: str = DEFAULT_CPU, api: bool = True) -> Ho
     if key not in doc["runtimes"]:
         raise SpecError(f"host profile: unknown runtime '{name}'; allowed: {', '.join(host_profile_names())}")
     r = doc["runtimes"][key]
-    tables, lat, bw, cpu_name, api_costs = _cpu_tables(cpu)
+    tables, lat, bw, cpu_name, api_costs, by_content = _cpu_tables(cpu)
     if api and api_costs is None:
         raise SpecError(f"api_costs: host profile '{cpu}' has no API/tokenizer measurements (python -m "
                         f"lvlmsim.calibrate.apicost); allowed: api_costs false")
     return HostProfile(name=key, runtime=r["runtime"], versions=str(r["versions"]), step_host_s=float(r["step_host_s"]),
                        preprocess_workers=int(r["preprocess_workers"]), transfer=str(r["transfer"]),
                        sources=dict(r.get("sources", {})), cpu=cpu_name, stages=tables, transfer_latency_s=lat,
-                       transfer_bytes_per_s=bw, api=api_costs if api else None)
+                       transfer_bytes_per_s=bw, api=api_costs if api else None, decode_by_content=by_content)
 
 
-__all__ = ["ApiCosts", "HostProfile", "StageTable", "host_profile_names", "load_host_profile", "processed_pixels",
-           "transfer_bytes"]
+__all__ = ["IMAGE_CONTENTS", "PHOTO", "ApiCosts", "HostProfile", "StageTable", "host_profile_names",
+           "load_host_profile", "processed_pixels", "transfer_bytes"]

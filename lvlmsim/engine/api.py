@@ -243,7 +243,8 @@ def _build(sc: Scenario, profile, progress: ProgressFn | None) -> _Run:
     pools, profiles = _pools(sc, env, model, wl, comps, profile, host_profile)
     link = (sc.serving.link or default_link(pools)) if len(pools) > 1 else None
     llm_model = main.model if main is not None else model
-    host = HostStage(env, llm_model, host_profile) if host_profile is not None else None
+    host = (HostStage(env, llm_model, host_profile, sc.workload.image_content) if host_profile is not None
+            else None)
     run = _Run(sc, model, main, wl, env, pools, profiles, link, host_profile, host)
     run.cluster = Cluster(env, llm_model, sc.serving, pools, wl, link=link, progress=progress,
                           classes=sc.workload.classes, ttft_slo_s=sc.slos.ttft_s, host=host)

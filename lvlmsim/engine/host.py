@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import simpy
 
-from lvlmsim.cost.host import HostProfile, transfer_bytes
+from lvlmsim.cost.host import PHOTO, HostProfile, transfer_bytes
 from lvlmsim.engine.request import Request
 from lvlmsim.specs.model import ModelSpec
 
 
 class HostStage:
-    def __init__(self, env: simpy.Environment, model: ModelSpec, profile: HostProfile):
+    def __init__(self, env: simpy.Environment, model: ModelSpec, profile: HostProfile, image_content: str = PHOTO):
         self.env = env
         self.model = model
         self.profile = profile
+        self.image_content = image_content  # workload.image_content: which measured decode table
+        profile.decode_table(image_content)  # an unmeasured content is refused before the run
         self.workers = simpy.Resource(env, capacity=profile.preprocess_workers)
         self.busy_s = 0.0  # worker-seconds spent preprocessing (images, API handling, tokenisation)
         self._patch_px = model.vision.patch_size ** 2
@@ -43,7 +45,7 @@ class HostStage:
         if n <= 0 or not r.vit_seq_lens:
             return text_s, 0.0
         processed = sum(r.vit_seq_lens) * self._patch_px
-        one = self.profile.image_s(r.input_pixels / n, processed / n)
+        one = self.profile.image_s(r.input_pixels / n, processed / n, self.image_content)
         return text_s + n * sum(one.values()), self.profile.transfer_s(transfer_bytes(self.model, processed))
 
     @property

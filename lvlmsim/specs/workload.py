@@ -263,6 +263,9 @@ class WorkloadSpec(StrictModel):
     image_size: Annotated[list[ImageSizeChoice], BeforeValidator(_one_or_many)] = Field(
         default_factory=lambda: [ImageSizeChoice(width=336, height=336)], min_length=1
     )
+    image_content: Literal["photo-jpeg", "random-jpeg", "random-png", "blank-jpeg", "blank-png"] = Field(
+        "photo-jpeg", description="what the images are, as sent (content-format): photos, or a benchmark client's "
+        "synthetic random or blank pixels as JPEG or PNG; picks the host's measured decode table (lvlmsim.cost.host)")
     video: VideoSpec | None = None
     session: SessionSpec | None = None
     duration_s: PositiveFloat | None = Field(None, description="no arrivals after this simulated time")
