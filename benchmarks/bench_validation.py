@@ -1,5 +1,6 @@
 """Replay the published benchmark runs of workloads/validation/bench-runs.yaml through `lvlmsim bench` and print the
-error of every published figure, then the median |error| per metric (no row was fitted on).
+error of every published figure, then the median |error| per metric over all rows and within each published sweep
+(no row was fitted on).
 
     python benchmarks/bench_validation.py [--json]
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lvlmsim.bench.validation import HEADLINE, run_validation  # noqa: E402
+from lvlmsim.bench.validation import HEADLINE, run_validation, summarize_by_source  # noqa: E402
 
 
 def main() -> None:
@@ -22,8 +23,10 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     opts = ap.parse_args()
     results, summary = run_validation()
+    by_source = summarize_by_source(results)
     if opts.json:
-        print(json.dumps({"rows": [asdict(r) for r in results], "summary": summary}, indent=2))
+        print(json.dumps({"rows": [asdict(r) for r in results], "summary": summary, "by_source": by_source},
+                         indent=2))
         return
     for r in results:
         c = r.conditions
@@ -37,6 +40,10 @@ def main() -> None:
     for m, s in summary.items():
         flag = "  <- issue target" if m in HEADLINE else ""
         print(f"    {m:<28} {s['median_abs_error_pct']:6.1f}%  ({s['rows']}){flag}")
+    print("\nmedian |error| of the issue's metrics within each published sweep (rows):")
+    for src, summ in by_source.items():
+        cells = [f"{m} {summ[m]['median_abs_error_pct']:5.1f}% ({summ[m]['rows']})" for m in HEADLINE if m in summ]
+        print(f"    {src:<14} " + "   ".join(cells))
 
 
 if __name__ == "__main__":

@@ -31,3 +31,26 @@ def test_summary_is_the_median_absolute_error_per_metric():
     s = summarize(rows)
     assert s["x"] == {"median_abs_error_pct": 20.0, "rows": 3}
     assert s["y"] == {"median_abs_error_pct": 4.0, "rows": 1}
+
+
+def test_rows_group_by_their_published_sweep():
+    """The per-sweep summary groups rows by the first two parts of their id and medians within each group."""
+    from lvlmsim.bench.validation import source_of, summarize_by_source
+
+    assert source_of("tt-143-vllm-2xh100-x") == "tt-143" and source_of("sglang-9812-vllm-h200") == "sglang-9812"
+    rows = [RowResult("tt-1-a", "s", {}, {}, error_pct={"x": 10.0}),
+            RowResult("tt-1-b", "s", {}, {}, error_pct={"x": -30.0}),
+            RowResult("sg-2-a", "s", {}, {}, error_pct={"x": 5.0})]
+    by = summarize_by_source(rows)
+    assert by["tt-1"]["x"] == {"median_abs_error_pct": 20.0, "rows": 2}
+    assert by["sg-2"]["x"] == {"median_abs_error_pct": 5.0, "rows": 1}
+
+
+def test_every_row_ran():
+    """No row of the table is refused: each is a configuration lvlmsim can run (a refusal would be reported, but
+    the shipped table should not carry one silently)."""
+    from lvlmsim.bench.validation import run_validation
+
+    results, summary = run_validation()
+    assert [r.id for r in results if r.refused] == []
+    assert summary["mean_ttft_ms"]["rows"] >= 10

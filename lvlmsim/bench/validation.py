@@ -72,9 +72,23 @@ def summarize(results: list[RowResult]) -> dict[str, dict]:
                 "rows": sum(m in r.error_pct for r in results)} for m in metrics}
 
 
+def source_of(row_id: str) -> str:
+    """The published sweep a row belongs to: the first two parts of its id (`tt-143`, `sglang-9812`)."""
+    return "-".join(row_id.split("-")[:2])
+
+
+def summarize_by_source(results: list[RowResult]) -> dict[str, dict]:
+    """summarize() within each published sweep: a sweep whose server lvlmsim misses shows as one group."""
+    groups: dict[str, list[RowResult]] = {}
+    for r in results:
+        groups.setdefault(source_of(r.id), []).append(r)
+    return {g: summarize(rs) for g, rs in groups.items()}
+
+
 def run_validation() -> tuple[list[RowResult], dict]:
     results = [replay(row) for row in load_rows()]
     return results, summarize(results)
 
 
-__all__ = ["HEADLINE", "RowResult", "load_rows", "replay", "row_args", "run_validation", "summarize"]
+__all__ = ["HEADLINE", "RowResult", "load_rows", "replay", "row_args", "run_validation", "source_of", "summarize",
+           "summarize_by_source"]
