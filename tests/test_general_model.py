@@ -252,3 +252,13 @@ def test_cross_attention_model_without_an_image_skips_its_cross_layers():
     img = api.estimate(model="llama-3.2-11b-vision", hardware="h100-sxm", images=1)
     assert sum(c.op.count for c in img.stages["prefill"].ops if c.op.name == "llm.norm") == 2 * lm.num_layers
     assert any(c.op.name == "llm.cross_attention" for c in img.stages["decode"].ops)
+
+
+def test_elementwise_ops_are_never_labelled_compute_bound():
+    """A norm streams bytes at ~1 FLOP/byte: memory- or overhead-bound whatever compute share a fit gave it."""
+    from lvlmsim import api
+
+    for hw, dtype in (("cpu-generic", "fp32"), ("h100-sxm", None), ("a100-sxm-80gb", None)):
+        est = api.estimate(model="llava-1.5-7b", hardware=hw, dtype=dtype)
+        rows = [c for s in est.stages.values() for c in s.ops if c.op.kind == ELEMENTWISE]
+        assert rows and all(c.bound in ("memory", "overhead") for c in rows), hw

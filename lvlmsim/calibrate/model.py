@@ -495,6 +495,20 @@ def elementwise_role(name: str) -> str | None:
     return None
 
 
+def _as_memory_bound(op: Op, hw: HardwareSpec, ec: float, em: float) -> tuple[float, float]:
+    """The same fitted time, charged to memory: (1, bytes / (bw * body)).
+
+    An elementwise op streams bytes at a few FLOP per byte, far left of any ridge point; a fit may still put part of
+    its per-element cost on the compute side (a CPU RMSNorm fitted 0.33% of peak compute), which would label it
+    compute-bound. Within one role FLOPs are proportional to bytes, so the whole body is the op's attained bandwidth:
+    the time is unchanged and the label follows the physics (memory, or overhead when the floor dominates)."""
+    bw = hw.mem_bw_bytes_per_s
+    body = op.bytes / (em * bw)
+    if op.flops > 0:
+        body = max(body, op.flops / (ec * hw.peak_flops(op.dtype)))
+    return 1.0, op.bytes / (bw * body)
+
+
 class FittedProfile:
     """An EfficiencyProfile from fitted families; op kinds without a fit fall back to DefaultProfile values.
 
@@ -544,6 +558,8 @@ class FittedProfile:
         em = EFF_MIN if em < EFF_MIN else (1.0 if em > 1.0 else em)
         if beta and op.flops > 0 and op.bytes > 0:
             ec, em = apply_overlap(ec, em, beta, op.flops / hw.peak_flops(op.dtype), op.bytes / hw.mem_bw_bytes_per_s)
+        if op.kind == ELEMENTWISE and op.bytes > 0:
+            ec, em = _as_memory_bound(op, hw, ec, em)
         return Efficiency(ec, em, floor_s, source, err)
 
     def band_for(self, source: str) -> tuple[float, float] | None:
