@@ -229,3 +229,8 @@ def test_a_workloads_image_content_sets_the_host_stages_decode_by_hand():
     host = load_host_profile("vllm")
     want = host.decode_table("random-jpeg")(1920 * 1080) - host.decode_table("photo-jpeg")(1920 * 1080)
     assert one("random-jpeg") - one("photo-jpeg") == pytest.approx(want, rel=1e-9)
+
+
+def test_list_runtimes_shows_the_measured_api_costs():
+    out = CliRunner().invoke(app, ["list", "runtimes"]).output
+    assert "detokenise + SSE" in out and "per request" in out

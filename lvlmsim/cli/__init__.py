@@ -259,6 +259,11 @@ def _host_profile_table() -> Table:
         h = load_host_profile(name)
         t.add_row(name, h.versions, fmt_time(h.step_host_s), str(h.preprocess_workers), h.transfer,
                   " ".join(str(h.sources.get("step_host_s", "")).split()))
+    api = h.api
+    if api is not None:  # measured per CPU, the same for every runtime (lvlmsim.calibrate.apicost)
+        t.caption = (f"every runtime, measured on {h.cpu} (--no-api-costs, serving.api_costs): API "
+                     f"{fmt_time(api.request_s)} per request, tokenise {fmt_time(api.encode(1000))} per 1000 prompt "
+                     f"tokens, detokenise + SSE {fmt_time(api.token_out_s)} per output token")
     return t
 
 
