@@ -161,14 +161,18 @@ def merge_repeated_ops(costs: list[tuple[OpCost, float]]) -> list[OpCost]:
         if len(items) == 1 and items[0][1] == 1.0:
             out.append(first)
             continue
-        calls = sum(c.op.count * w for c, w in items)
-        flops = sum(c.op.flops * c.op.count * w for c, w in items)
-        br = sum(c.op.bytes_read * c.op.count * w for c, w in items)
-        bw = sum(c.op.bytes_written * c.op.count * w for c, w in items)
-        t = sum(c.total_time_s * w for c, w in items)
-        cs = sum(c.compute_s * c.op.count * w for c, w in items)
-        ms = sum(c.memory_s * c.op.count * w for c, w in items)
-        fs = sum(c.floor_s * c.op.count * w for c, w in items)
+        # one pass, each sum in the same order and association as a generator sum (results are bit-identical)
+        calls = flops = br = bw = t = cs = ms = fs = 0
+        for c, w in items:
+            o = c.op
+            calls += o.count * w
+            flops += o.flops * o.count * w
+            br += o.bytes_read * o.count * w
+            bw += o.bytes_written * o.count * w
+            t += c.total_time_s * w
+            cs += c.compute_s * o.count * w
+            ms += c.memory_s * o.count * w
+            fs += c.floor_s * o.count * w
         n = max(1, round(calls))  # fractional weights (sampled steps) must never round to zero calls
         op = Op(name=first.op.name, kind=first.op.kind, stage=first.op.stage, module=first.op.module,
                 flops=flops / n, bytes_read=br / n, bytes_written=bw / n, dtype=first.op.dtype, shape=first.op.shape,

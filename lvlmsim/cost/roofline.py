@@ -135,3 +135,7 @@ class CostModel:
 
     def clear(self) -> None:
         self._cache.clear()
+
+    def cached_ops(self) -> int:
+        """How many distinct ops are memoised (a long-lived cost model clears itself past a bound)."""
+        return len(self._cache)

@@ -84,6 +84,9 @@ def resolve_path(kind: str, ref: str, folder: Path) -> Path:
     """An id in `folder`, or a path to a YAML file; unknown ids raise with the closest suggestions."""
     if _looks_like_path(ref):
         return Path(ref)
+    direct = folder / f"{ref}.yaml"  # an id is a file stem: one stat, not a listing of the folder, on the hot path
+    if direct.is_file():
+        return direct
     known = _ids(folder)
     if ref in known:
         return known[ref]
