@@ -291,7 +291,6 @@ def _draw(spec: WorkloadSpec, streams: dict, resolve: Callable[[str], Path] | No
 def _units(spec: WorkloadSpec, tok: _Tokens, d: _Draws) -> Iterator[Unit]:
     """The requests of the drawn run, one unit (a request, or a session's turns) at a time, in id order."""
     sess = spec.session
-    transform = tok.transform
     rid = 0  # request id == request index
     si = 0  # next size index
     for s, (k, t0) in enumerate(zip(d.turns, d.starts, strict=True)):
@@ -301,36 +300,41 @@ def _units(spec: WorkloadSpec, tok: _Tokens, d: _Draws) -> Iterator[Unit]:
         for turn in range(1, k + 1):
             i = rid
             new_imgs = d.n_img[i] if turn == 1 else (d.extra_imgs[i] if sess else 0)
-            fresh = []
-            for j in range(new_imgs):
-                fresh.append((d.sizes[d.size_idx[si]], f"s{s}i{len(held) + j}"))
-                si += 1
+            fresh = [(d.sizes[d.size_idx[si + j]], f"s{s}i{len(held) + j}") for j in range(new_imgs)]
+            si += new_imgs
             carried = (held if (sess is None or sess.resend_images) else []) + fresh
             held = held + fresh
-            img_sizes = tuple(sz for sz, _ in carried)
-            vis, lens, proj = tok.images(img_sizes) if img_sizes else (0, (), 0)
-            video_s = 0.0
-            toks = tok.toks.get(img_sizes, ()) if transform is not None else ()
-            if d.vid_on[i] and turn == 1:
-                v = spec.video
-                vt = tok.video(d.vid_dur[i], v.width, v.height, v.fps, v.max_frames, v.source_fps)
-                vis, lens, proj = vis + vt.llm_tokens, lens + vt.vit_seq_lens, proj + vt.projector_in_tokens
-                video_s = d.vid_dur[i]
-                toks = toks + (vt,)
             p_tokens = d.prompt[i] + (history_tokens if (sess is not None and sess.keep_history) else 0)
-            r = Request(
-                rid, arrival_s=t0 if turn == 1 else math.nan, prompt_tokens=p_tokens,
-                output_tokens=d.output[i], images=len(carried), visual_tokens=vis, vit_seq_lens=lens,
-                projector_in_tokens=proj, image_ids=tuple(iid for _, iid in carried) if sess else (),
-                video_s=video_s, session=s if sess else None, turn=turn, think_s=d.think[i] if sess else 0.0,
-                input_pixels=sum(w * h for w, h in img_sizes),
-            )
-            if toks:
-                r.toks = toks
+            chat.append(_turn_request(spec, tok, d, i, s, turn, t0, carried, p_tokens))
             history_tokens += d.prompt[i] + d.output[i]
-            chat.append(r)
             rid += 1
         yield chat
+
+
+def _turn_request(spec: WorkloadSpec, tok: _Tokens, d: _Draws, i: int, s: int, turn: int, t0: float,
+                  carried: list[tuple[tuple[int, int], str]], prompt_tokens: int) -> Request:
+    """Request `i` (turn `turn` of session `s`) with the images it carries and, on a first turn, its video."""
+    sess = spec.session
+    img_sizes = tuple(sz for sz, _ in carried)
+    vis, lens, proj = tok.images(img_sizes) if img_sizes else (0, (), 0)
+    video_s = 0.0
+    toks = tok.toks.get(img_sizes, ()) if tok.transform is not None else ()
+    if d.vid_on[i] and turn == 1:
+        v = spec.video
+        vt = tok.video(d.vid_dur[i], v.width, v.height, v.fps, v.max_frames, v.source_fps)
+        vis, lens, proj = vis + vt.llm_tokens, lens + vt.vit_seq_lens, proj + vt.projector_in_tokens
+        video_s = d.vid_dur[i]
+        toks = toks + (vt,)
+    r = Request(
+        i, arrival_s=t0 if turn == 1 else math.nan, prompt_tokens=prompt_tokens,
+        output_tokens=d.output[i], images=len(carried), visual_tokens=vis, vit_seq_lens=lens,
+        projector_in_tokens=proj, image_ids=tuple(iid for _, iid in carried) if sess else (),
+        video_s=video_s, session=s if sess else None, turn=turn, think_s=d.think[i] if sess else 0.0,
+        input_pixels=sum(w * h for w, h in img_sizes),
+    )
+    if toks:
+        r.toks = toks
+    return r
 
 
 def _from_trace(spec: WorkloadSpec, tok: _Tokens, path: Path, time_scale: float) -> Iterator[Unit]:

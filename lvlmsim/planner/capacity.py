@@ -244,6 +244,36 @@ def replicas_settled(lo: float, hi: float, target: float) -> bool:
     return math.isfinite(hi) and math.ceil(target / lo) == math.floor(target / hi) + 1
 
 
+class _Bracket:
+    """A capacity bracket [lo passing, hi failing] and the probes that set it; `test(rate)` probes and moves it."""
+
+    def __init__(self, payload: dict, slos: dict[str, float], s: SearchSettings, ceiling: dict, lo: float,
+                 hi: float, target_rps: float | None):
+        self.payload, self.slos, self.s, self.ceiling = payload, slos, s, ceiling
+        self.lo, self.hi, self.target_rps = lo, hi, target_rps
+        self.probes: list[dict] = []
+
+    def test(self, rate: float) -> None:
+        if rate > self.ceiling["rate"]:
+            p = {"rate": rate, "requests": 0, "runs": 0, "passed": False, "steady": None, "wall_s": 0.0,
+                 "reason": f"above the saturated throughput {self.ceiling['rate']:.4g}/s: not sustainable at any "
+                           "length"}
+        else:
+            p = probe(self.payload, rate, self.slos, self.s)
+        self.probes.append(p)
+        if p["passed"]:
+            self.lo = rate
+        else:
+            self.hi = rate
+
+    def settled(self) -> bool:
+        """The bracket already decides how many replicas the target needs (a finer capacity changes nothing)."""
+        return self.target_rps is not None and replicas_settled(self.lo, self.hi, self.target_rps)
+
+    def budget_left(self) -> bool:
+        return len(self.probes) < self.s.max_probes
+
+
 def capacity_search(payload: dict, slos: dict[str, float], guess_rps: float,
                     settings: SearchSettings | None = None, *, target_rps: float | None = None,
                     lo: float = 0.0, hi: float = math.inf) -> dict:
@@ -254,56 +284,32 @@ def capacity_search(payload: dict, slos: dict[str, float], guess_rps: float,
     result says whether the bracket reached the tolerance. `lo`/`hi` continue an earlier search (a passing and a
     failing rate)."""
     s = (settings or SearchSettings()).check()
-    probes: list[dict] = []
     ceiling = saturated_throughput(payload, s)
+    b = _Bracket(payload, slos, s, ceiling, lo, hi, target_rps)
+    if b.lo <= 0 and math.isinf(b.hi):
+        b.test(max(guess_rps * s.start_fraction, 1e-3) if guess_rps and math.isfinite(guess_rps) else 1.0)
+    floor = (b.hi if math.isfinite(b.hi) else b.lo) / s.growth ** 6
+    while b.lo > 0 and math.isinf(b.hi) and not b.settled() and b.budget_left() and b.lo < 1e6:
+        b.test(b.lo * s.growth)  # passing: grow until a rate fails
+    while b.lo == 0.0 and b.budget_left() and b.hi / s.growth >= floor:
+        b.test(b.hi / s.growth)  # failing: shrink until a rate passes (or give up near zero)
+    while (b.lo > 0 and math.isfinite(b.hi) and (b.hi - b.lo) / b.hi > s.tolerance and not b.settled()
+           and b.budget_left()):
+        b.test((b.lo + b.hi) / 2.0)
+    return _search_result(b)
 
-    def test(rate: float) -> bool:
-        if rate > ceiling["rate"]:
-            p = {"rate": rate, "requests": 0, "runs": 0, "passed": False, "steady": None, "wall_s": 0.0,
-                 "reason": f"above the saturated throughput {ceiling['rate']:.4g}/s: not sustainable at any length"}
-        else:
-            p = probe(payload, rate, slos, s)
-        probes.append(p)
-        return p["passed"]
 
-    def done() -> bool:
-        return target_rps is not None and replicas_settled(lo, hi, target_rps)
-
-    if lo <= 0 and math.isinf(hi):
-        start = max(guess_rps * s.start_fraction, 1e-3) if guess_rps and math.isfinite(guess_rps) else 1.0
-        if test(start):
-            lo = start
-        else:
-            hi = start
-    floor = (hi if math.isfinite(hi) else lo) / s.growth ** 6
-    while lo > 0 and math.isinf(hi) and not done() and len(probes) < s.max_probes and lo < 1e6:
-        r = lo * s.growth
-        if test(r):
-            lo = r
-        else:
-            hi = r
-    while lo == 0.0 and len(probes) < s.max_probes and hi / s.growth >= floor:
-        r = hi / s.growth
-        if test(r):
-            lo = r
-        else:
-            hi = r
-    while (lo > 0 and math.isfinite(hi) and (hi - lo) / hi > s.tolerance and not done()
-           and len(probes) < s.max_probes):
-        mid = (lo + hi) / 2.0
-        if test(mid):
-            lo = mid
-        else:
-            hi = mid
+def _search_result(b: _Bracket) -> dict:
+    lo, hi, probes = b.lo, b.hi, b.probes
     reason = ""
     if lo == 0.0:
         low = min((p["rate"] for p in probes), default=hi)
         why = probes[-1]["reason"] if probes else ""
         reason = f"fails the SLOs even at {low:.3g} req/s: {why}"
-    exact = lo > 0 and math.isfinite(hi) and (hi - lo) / hi <= s.tolerance
+    exact = lo > 0 and math.isfinite(hi) and (hi - lo) / hi <= b.s.tolerance
     return {"capacity_rps": lo, "bracket_lo_rps": lo, "bracket_hi_rps": hi if math.isfinite(hi) else None,
-            "exact": exact, "des_runs": sum(p["runs"] for p in probes) + ceiling["runs"], "probes": probes,
-            "reason": reason, "saturated_rps": ceiling["rate"]}
+            "exact": exact, "des_runs": sum(p["runs"] for p in probes) + b.ceiling["runs"], "probes": probes,
+            "reason": reason, "saturated_rps": b.ceiling["rate"]}
 
 
 def search_task(task: dict) -> dict:
