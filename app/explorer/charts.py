@@ -9,7 +9,7 @@ import pandas as pd
 STAGES = ["encode", "prefill", "decode"]
 STAGE_COLORS = ["#8e6cc0", "#1f77b4", "#ff7f0e"]
 STAGE_SCALE = alt.Scale(domain=STAGES, range=STAGE_COLORS)
-ROOF_COLORS = ["#444444", "#2ca02c", "#8c564b", "#17becf", "#bcbd22", "#e377c2"]
+ROOF_COLORS = ["#333333", "#17becf"]  # device A, device B (datasheet roofs and their labels)
 KINDS = ["gemm", "conv", "attn_prefill", "attn_decode", "attn_encoder", "elementwise", "allreduce"]
 SHAPES = ["circle", "square", "triangle-up", "triangle-down", "diamond", "cross", "triangle-right", "triangle-left",
           "stroke", "wedge", "arrow", "triangle"]
@@ -34,29 +34,36 @@ OP_TOOLTIP = [
 def roofline(points: pd.DataFrame, roofs: pd.DataFrame, ridges: pd.DataFrame,
              moves: pd.DataFrame | None = None, height: int = 520, hollow: str = "without techniques"
              ) -> alt.LayerChart:
-    """Log-log roofline: the datasheet roof and the effective (calibrated) roof per device and dtype, the datasheet
-    ridges marked, every op a point; overhead-bound ops ringed.
+    """Log-log roofline: the datasheet roof per device and dtype (solid, labelled), the effective roof of each stage
+    (dashed, in the stage's colour), the datasheet ridges marked, every op a point; overhead-bound ops ringed.
 
     `points` has a `when` column ('with techniques' / 'without techniques', 'A: <hw>' / 'B: <hw>', or 'this
     request'); rows whose `when` equals `hollow` are drawn hollow. Points are placed at `x_drawn`/`y_drawn` (their
     true coordinates, spread by a few % where several ops coincide); tooltips show the true numbers.
-    `roofs` has intensity, tflops, roof (a label), kind ('datasheet' or 'effective').
+    `roofs` has intensity, tflops, roof (a label), kind ('datasheet' or 'effective'), stage, device ('', 'A', 'B').
     `moves` (optional) holds two rows per op (before, after) joined by a line, so the shift is visible.
     """
     x_dom = [float(roofs["intensity"].min()), float(roofs["intensity"].max())]
     y_dom = [float(min(points["attained_tflops"].min(), roofs["tflops"].min())) / 2, float(roofs["tflops"].max()) * 3]
     x = alt.X("x_drawn:Q", scale=alt.Scale(type="log", domain=x_dom), title="arithmetic intensity (FLOP / byte)")
     y = alt.Y("y_drawn:Q", scale=alt.Scale(type="log", domain=y_dom), title="attained TFLOP/s")
-    roof = alt.Chart(roofs).mark_line(strokeWidth=2, clip=True).encode(
-        x=alt.X("intensity:Q", scale=alt.Scale(type="log", domain=x_dom)),
-        y=alt.Y("tflops:Q", scale=alt.Scale(type="log", domain=y_dom)),
-        detail=alt.Detail("roof:N"),
-        color=alt.Color("roof:N", title="roof", scale=alt.Scale(range=ROOF_COLORS),
-                        legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=420)),
-        strokeDash=alt.StrokeDash("kind:N", scale=alt.Scale(domain=["datasheet", "effective"],
-                                                            range=[[1, 0], [6, 4]]), legend=None),
-        tooltip=[alt.Tooltip("roof:N"), alt.Tooltip("tflops:Q", title="roof TFLOP/s", format=".4~g")],
-    )
+    layers: list = []
+    for i, (_, mine) in enumerate(roofs.groupby("device", sort=True)):
+        colour, dash = ROOF_COLORS[i % len(ROOF_COLORS)], [[6, 4], [2, 3]][i % 2]
+        sheet = mine[mine["kind"] == "datasheet"]
+        layers.append(alt.Chart(sheet).mark_line(strokeWidth=2, clip=True, color=colour).encode(
+            x=alt.X("intensity:Q", scale=alt.Scale(type="log", domain=x_dom)),
+            y=alt.Y("tflops:Q", scale=alt.Scale(type="log", domain=y_dom)), detail=alt.Detail("roof:N"),
+            tooltip=[alt.Tooltip("roof:N"), alt.Tooltip("tflops:Q", title="roof TFLOP/s", format=".4~g")]))
+        ends = sheet.sort_values("intensity").groupby("roof").tail(1)
+        layers.append(alt.Chart(ends).mark_text(align="right", dx=-4, dy=-8, fontSize=11, color=colour).encode(
+            x=alt.X("intensity:Q"), y=alt.Y("tflops:Q"), text=alt.Text("roof:N")))
+        eff = mine[mine["kind"] == "effective"]
+        if len(eff):  # dashed, in the stage's colour: the roof that stage's bound labels use
+            layers.append(alt.Chart(eff).mark_line(strokeWidth=1.5, strokeDash=dash, clip=True).encode(
+                x=alt.X("intensity:Q"), y=alt.Y("tflops:Q"), detail=alt.Detail("roof:N"),
+                color=alt.Color("stage:N", scale=STAGE_SCALE, title="stage"),
+                tooltip=[alt.Tooltip("roof:N"), alt.Tooltip("tflops:Q", title="roof TFLOP/s", format=".4~g")]))
     ridge_rule = alt.Chart(ridges).mark_rule(color="#888", strokeDash=[4, 4]).encode(
         x=alt.X("ridge:Q"),
         tooltip=[alt.Tooltip("dtype:N"), alt.Tooltip("ridge:Q", title="ridge (FLOP/byte)", format=".4~g"),
@@ -66,7 +73,7 @@ def roofline(points: pd.DataFrame, roofs: pd.DataFrame, ridges: pd.DataFrame,
         x=alt.X("ridge:Q"), y=alt.Y("peak_tflops:Q"))
     ridge_text = alt.Chart(ridges).mark_text(align="right", dx=-8, dy=-12, fontSize=11, color="#222").encode(
         x=alt.X("ridge:Q"), y=alt.Y("peak_tflops:Q"), text=alt.Text("label:N"))
-    layers: list = [roof, ridge_rule, ridge_dot, ridge_text]
+    layers += [ridge_rule, ridge_dot, ridge_text]
     if moves is not None and not moves.empty:
         layers.append(alt.Chart(moves).mark_line(color="#999", strokeWidth=1).encode(
             x=alt.X("intensity:Q"), y=alt.Y("attained_tflops:Q"), detail=alt.Detail("key:N"),

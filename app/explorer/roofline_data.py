@@ -62,11 +62,14 @@ def effective_rates(points: pd.DataFrame) -> tuple[float, float]:
     return _median_weighted(flops_s[ok], w), _median_weighted(bytes_s[ok], w)
 
 
-def roofs_for(hw: HardwareSpec, points: pd.DataFrame, x_lo: float, x_hi: float, prefix: str = ""
+def roofs_for(hw: HardwareSpec, points: pd.DataFrame, x_lo: float, x_hi: float, device: str = ""
               ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Datasheet roof per dtype (bandwidth slope then flat peak) and the effective roof of the ops drawn; ridges."""
+    """Datasheet roof per dtype (bandwidth slope then flat peak), one effective roof per stage (what the profile
+    grants that stage's kernels: a decode GEMM with one row per sequence gets far less of the peak than a prefill
+    GEMM), and the datasheet ridges. `device` ('A'/'B') prefixes the labels when two devices share the chart."""
     roofs, ridges = [], []
     bw = hw.mem_bw_bytes_per_s
+    prefix = f"{device}: " if device else ""
     for dt in sorted(set(points["dtype"])) or [next(iter(hw.peak_tflops))]:
         if not hw.supports(dt):
             continue
@@ -75,17 +78,17 @@ def roofs_for(hw: HardwareSpec, points: pd.DataFrame, x_lo: float, x_hi: float, 
         lo, hi = min(x_lo, ridge / 10), max(x_hi, ridge * 10)
         for x in (lo, ridge, hi):
             roofs.append({"roof": f"{prefix}{hw.id} datasheet ({dt})", "kind": "datasheet", "dtype": dt,
-                          "intensity": x, "tflops": min(peak, x * bw) / 1e12})
+                          "stage": "", "device": device, "intensity": x, "tflops": min(peak, x * bw) / 1e12})
         ridges.append({"dtype": dt, "ridge": ridge, "peak_tflops": peak / 1e12, "bw_tbps": bw / 1e12,
                        "label": f"{prefix}ridge {ridge:.0f} FLOP/B ({dt}, {peak / 1e12:.0f} TFLOP/s)"})
-        mine = points[points["dtype"] == dt]
-        if len(mine):
+        for stage, mine in points[points["dtype"] == dt].groupby("stage", sort=False):
             e_flops, e_bw = effective_rates(mine)
             e_ridge = e_flops / e_bw
             for x in (lo, e_ridge, hi):
-                roofs.append({"roof": f"{prefix}{hw.id} effective ({dt}, {e_flops / peak:.0%} of peak, "
+                roofs.append({"roof": f"{prefix}{hw.id} {stage} effective ({dt}, {e_flops / peak:.0%} of peak, "
                                       f"{e_bw / bw:.0%} of bandwidth)", "kind": "effective", "dtype": dt,
-                              "intensity": x, "tflops": min(e_flops, x * e_bw) / 1e12})
+                              "stage": stage, "device": device, "intensity": x,
+                              "tflops": min(e_flops, x * e_bw) / 1e12})
     return pd.DataFrame(roofs), pd.DataFrame(ridges)
 
 
@@ -126,13 +129,13 @@ def teaching_notes(est: Estimate, hw: HardwareSpec, pts: pd.DataFrame, roofs: pd
     notes = []
     for r in roofs[roofs["kind"] == "datasheet"].drop_duplicates("dtype").itertuples():
         ridge = hw.ridge_point(r.dtype)
-        eff = roofs[(roofs["kind"] == "effective") & (roofs["dtype"] == r.dtype)]
-        e_txt = ""
-        if len(eff):
-            e_ridge = float(eff["intensity"].iloc[1])
-            e_txt = (f" With the efficiencies of profile `{est.profile}` the effective ridge (dashed roof) is "
-                     f"**{e_ridge:.3g} FLOP/byte**: the cost model calls an op compute-bound exactly when it sits "
-                     "at or right of its own effective ridge, so read the labels against the dashed roof.")
+        eff = roofs[(roofs["kind"] == "effective") & (roofs["dtype"] == r.dtype)].groupby("stage", sort=False)
+        e_txt = "; ".join(f"{stage} {float(g['intensity'].iloc[1]):.3g}" for stage, g in eff)
+        if e_txt:
+            e_txt = (f" With the efficiencies of profile `{est.profile}`, each stage's kernels get their own "
+                     f"effective roof (dashed, in the stage's colour), with ridges at {e_txt} FLOP/byte: the cost "
+                     "model calls an op compute-bound exactly when it sits at or right of its own effective ridge, "
+                     "so read the labels against the dashed roofs.")
         notes.append(f"**The ridge point** of {hw.name} for {r.dtype} is **{ridge:.3g} FLOP/byte** (peak FLOP/s "
                      f"divided by memory bandwidth, from the datasheet; solid roof).{e_txt}")
     for stage in ("encode", "prefill", "decode"):

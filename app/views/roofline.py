@@ -72,8 +72,8 @@ elif compare:
     other = op_points(est_b, f"B: {hw_b.id}")
     x_lo = float(min(points["intensity"].min(), other["intensity"].min())) / 3
     x_hi = float(max(points["intensity"].max(), other["intensity"].max())) * 3
-    roofs, ridges = roofs_for(hw, points, x_lo, x_hi, prefix="A: ")
-    roofs_b, ridges_b = roofs_for(hw_b, other, x_lo, x_hi, prefix="B: ")
+    roofs, ridges = roofs_for(hw, points, x_lo, x_hi, device="A")
+    roofs_b, ridges_b = roofs_for(hw_b, other, x_lo, x_hi, device="B")
     roofs, ridges = pd.concat([roofs, roofs_b], ignore_index=True), pd.concat([ridges, ridges_b], ignore_index=True)
     hollow = f"B: {hw_b.id}"
     all_points = pd.concat([points, other], ignore_index=True)
@@ -90,10 +90,10 @@ st.altair_chart(charts.roofline(all_points, roofs, ridges, moves, hollow=hollow)
 
 hidden = est.ops_frame()
 hidden = hidden[~hidden.index.isin(plottable(hidden).index)]
-cap = (f"{hw.name}: memory bandwidth {hw.mem_bw_gbps:g} GB/s. Solid roof: datasheet; dashed: effective (the "
-       "profile's efficiencies, which the bound labels use). Colour = stage, shape = op kind, size = time; ringed = "
-       "overhead-bound. Each point is one op with all its calls in that stage (hover for FLOPs, bytes, time, bound "
-       "and its own effective ridge).")
+cap = (f"{hw.name}: memory bandwidth {hw.mem_bw_gbps:g} GB/s. Solid roof: datasheet; dashed, in each stage's "
+       "colour: that stage's effective roof (the profile's efficiencies, which the bound labels use). Colour = "
+       "stage, shape = op kind, size = time; ringed = overhead-bound. Each point is one op with all its calls in "
+       "that stage (hover for FLOPs, bytes, time, bound and its own effective ridge).")
 if len(hidden):
     cap += f" Not on log axes (zero FLOPs or bytes): {', '.join(sorted(set(hidden['op'])))}."
 if mha_twin is not None:
@@ -108,8 +108,7 @@ else:
 st.caption(cap)
 
 st.subheader("Reading the roofline")
-notes = teaching_notes(est, hw, points, roofs[roofs["roof"].str.startswith("A: ") | ~roofs["roof"].str.contains(": ")]
-                       if compare else roofs, setup.batch)
+notes = teaching_notes(est, hw, points, roofs[roofs["device"] != "B"], setup.batch)
 note = fixed_resize_note(setup.model)
 if note and setup.images:
     notes.append(note)
