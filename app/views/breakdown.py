@@ -8,7 +8,7 @@ from explorer import charts
 from explorer.data import count_sweep, estimate_or_stop, resolution_sweep
 from explorer.fmt import GIB, fmt_si, fmt_time
 from explorer.state import current_setup
-from explorer.ui import headline, reproduce
+from explorer.ui import chart, headline, reproduce
 
 from lvlmsim.estimate import Estimate
 
@@ -72,7 +72,7 @@ est = estimate_or_stop(setup)
 headline(est)
 
 st.subheader("Time per stage")
-st.altair_chart(charts.stage_time_bars(stage_kind_times(est)), width="stretch")
+chart(charts.stage_time_bars(stage_kind_times(est)))
 st.caption(" · ".join(f"{n}: {fmt_time(s.time_s)} ({s.bound}-bound)" for n, s in est.stages.items())
            + ". Decode is all output tokens after the first.")
 
@@ -81,7 +81,7 @@ if est.visual_tokens == 0:
     st.info("This request has no images or video: everything is caused by text tokens.")
 else:
     text_only = estimate_or_stop(setup.with_(images=0, video_s=0.0))
-    st.altair_chart(charts.visual_share_bars(visual_vs_text(est, text_only)), width="stretch")
+    chart(charts.visual_share_bars(visual_vs_text(est, text_only)))
     st.caption(f"{est.visual_tokens} visual tokens and {est.prompt_tokens} prompt tokens per request. Share caused by "
                "the visual input = this request minus the same request with `images=0, video_s=0`. Op-level "
                "attribution of FLOPs (`visual_flops_share`): "
@@ -94,8 +94,8 @@ with c1:
     if res.empty:
         st.info("No image size in the sweep is valid for this model.")
     else:
-        st.altair_chart(charts.sweep_lines(long_sweep(res, "megapixels"), "megapixels", "megapixels per image",
-                                           "resolution-sweep", log_x=True), width="stretch")
+        chart(charts.sweep_lines(long_sweep(res, "megapixels"), "megapixels", "megapixels per image",
+                                 "resolution-sweep", log_x=True))
         st.caption(f"{max(setup.images, 1)} image(s) at {', '.join(res['size'])} (the sidebar's aspect ratio); "
                    f"visual tokens: {', '.join(str(v) for v in res['visual_tokens'])}.")
 with c2:
@@ -103,14 +103,13 @@ with c2:
     if cnt.empty:
         st.info("No image count in the sweep is valid for this setup.")
     else:
-        st.altair_chart(charts.sweep_lines(long_sweep(cnt, "images"), "images", "images per request", "count-sweep"),
-                        width="stretch")
+        chart(charts.sweep_lines(long_sweep(cnt, "images"), "images", "images per request", "count-sweep"))
         st.caption(f"{setup.width}x{setup.height} images; visual tokens: "
                    f"{', '.join(str(v) for v in cnt['visual_tokens'])}.")
 
 st.subheader("Memory per device")
 parts, limits = memory_parts(est)
-st.altair_chart(charts.memory_bar(parts, limits), width="stretch")
+chart(charts.memory_bar(parts, limits))
 st.caption(est.memory.verdict + f". KV per text token {est.memory.kv_bytes_per_token / 1024:.0f} KiB, per visual "
            f"token {est.memory.kv_bytes_per_visual_token / 1024:.0f} KiB.")
 reproduce(setup, "text_only = lvlmsim.estimate(..., images=0, video_s=0)  # the visual share is est minus this")

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 from explorer.fmt import fmt_pct, fmt_time, fmt_usd
 from explorer.state import USER_ERRORS, keep, sticky, uploaded, use_sidebar_button
+from explorer.ui import chart
 
 import lvlmsim
 from lvlmsim.specs import registry
@@ -243,9 +244,9 @@ latency = stats.get("pareto_latency", "ttft_p90")
 if (cands.status == "feasible").any():
     c = st.columns(2)
     c[0].markdown("**Cost vs latency** (ringed: Pareto-optimal)")
-    c[0].altair_chart(pareto_chart(cands, latency), width="stretch")
+    chart(container=c[0], chart=pareto_chart(cands, latency))
     c[1].markdown("**Throughput per GPU vs per user**")
-    c[1].altair_chart(throughput_chart(cands), width="stretch")
+    chart(container=c[1], chart=throughput_chart(cands))
 if result.get("deploy"):
     st.subheader("Deploy the recommendation")
     c = st.columns(2)

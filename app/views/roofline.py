@@ -12,7 +12,7 @@ from explorer import charts
 from explorer.data import estimate_or_stop, hardware
 from explorer.roofline_data import op_points, plottable, roofs_for, teaching_notes
 from explorer.state import current_setup, fixed_resize_note, keep, save_upload, sticky
-from explorer.ui import headline, reproduce
+from explorer.ui import chart, headline, reproduce
 
 from lvlmsim.specs import registry
 
@@ -86,7 +86,7 @@ else:
         moves = technique_moves(before, points)
     roofs, ridges = roofs_for(hw, points, float(all_points["intensity"].min()) / 3,
                               float(all_points["intensity"].max()) * 3)
-st.altair_chart(charts.roofline(all_points, roofs, ridges, moves, hollow=hollow), width="stretch")
+chart(charts.roofline(all_points, roofs, ridges, moves, hollow=hollow))
 
 hidden = est.ops_frame()
 hidden = hidden[~hidden.index.isin(plottable(hidden).index)]

@@ -18,7 +18,7 @@ from explorer.state import (
     sticky,
     suggested_techniques,
 )
-from explorer.ui import headline
+from explorer.ui import chart, headline
 
 MAX_TECHNIQUES = 5  # 2**5 = 32 estimates: still well under a second
 COSTS = {"ttft_ms": "TTFT (ms)", "tpot_ms": "TPOT (ms)", "e2e_ms": "E2E (ms)", "memory_gib": "memory needed (GiB)",
@@ -120,6 +120,6 @@ st.dataframe(matrix.drop(columns=["label"]), hide_index=True, key="tech-matrix",
     "accuracy_delta": st.column_config.NumberColumn("accuracy delta", format="%.2f"),
 })
 st.subheader("Cost vs quality")
-st.altair_chart(charts.pareto_scatter(matrix, cost, COSTS[cost]), width="stretch")
+chart(charts.pareto_scatter(matrix, cost, COSTS[cost]))
 st.caption("Red: Pareto-optimal combinations (no other is both cheaper and at least as accurate). Each row is "
            "`lvlmsim.estimate(..., techniques=[...])` with the sidebar's request.")
