@@ -1,4 +1,4 @@
-"""Screenshots of every explorer page (docs/images/app-*.png) and two timings, measured in a real browser.
+"""Screenshots of every explorer page (docs/images/app-*.png) and timings, measured in a real browser.
 
     python benchmarks/app_screenshots.py [--out docs/images] [--redraws 10]
 
@@ -7,6 +7,11 @@
 * redraw: on the roofline page, type a new image width into the sidebar and press Enter; the time until the app's
   rerun has finished (`stApp` back to `notRunning`), the TTFT metric shows the value `lvlmsim.estimate` gives for
   the new size, and two animation frames have passed (the chart repainted). The median over `--redraws` sizes.
+* redraw per page: on every page, type a new prompt length into the sidebar and press Enter; on the pages that show
+  the headline (Overview, Roofline, Request breakdown, Technique comparison) until the TTFT metric shows the API's
+  value, on Serving and Capacity planner (their last run/plan on screen) until the rerun finished and painted.
+* the planner's task: Qwen2-VL-7B photo chat at 20 req/s, H100 vs L40S, planned from the sidebar's request
+  (docs/images/app-planner-table.png), and an A/B roofline of H100 SXM vs L40S (docs/images/app-roofline-ab.png).
 
 Needs /usr/bin/chromium and the `playwright` Python package (its bundled driver; no `playwright install`).
 """
@@ -38,6 +43,7 @@ COMPARE = "fastv:layer=2,keep=0.5\nkv_quant:bits=8\nweight_quant:scheme=w4a16"  
 HEADINGS = {"Overview": "lvlmsim explorer"}  # a page's h1, where it differs from its link
 WIDTH = 1500
 CHART = '[data-testid="stVegaLiteChart"]'
+HEADLINE_PAGES = ("Overview", "Roofline", "Request breakdown", "Technique comparison")  # show the TTFT metric
 MODEL = "qwen2-vl-7b"  # dynamic resolution: the image size changes the visual tokens, so every redraw has news
 
 
@@ -134,6 +140,61 @@ def go(page, title: str) -> None:
         page.wait_for_selector(CHART, state="visible")
 
 
+def redraw_ms(page, title: str, n: int, model: str) -> list[float]:
+    """Median-ready redraw times (ms) of one page after a sidebar prompt-length change (see the module docstring)."""
+    from explorer.fmt import fmt_time
+
+    import lvlmsim
+
+    go(page, title)
+    headline = title in HEADLINE_PAGES
+    hw = page.get_by_test_id("stSidebarUserContent").get_by_label("Hardware", exact=True).input_value()
+    out = []
+    for i in range(n):
+        prompt = 100 + 16 * i
+        box = page.get_by_label("Prompt tokens", exact=True)
+        box.fill(str(prompt))
+        page.evaluate(WATCH_RUNS)
+        before = page.evaluate("() => window.__runs")
+        t1 = time.perf_counter()
+        box.press("Enter")
+        if headline:
+            want = fmt_time(lvlmsim.estimate(model, hw, image_size=(1024, 768), prompt_tokens=prompt,
+                                             output_tokens=160).ttft_s)
+            page.wait_for_function(
+                """([want]) => {
+                     const app = document.querySelector('[data-testid="stApp"]');
+                     if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+                     const v = [...document.querySelectorAll('[data-testid="stMetric"]')].find(
+                       m => m.querySelector('[data-testid="stMetricLabel"]').innerText.trim() === 'TTFT');
+                     return v && v.querySelector('[data-testid="stMetricValue"]').innerText.trim() === want;
+                   }""", arg=[want], timeout=30_000)
+        else:
+            page.wait_for_function("(n) => window.__runs > n", arg=before, timeout=30_000)
+            page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+        page.evaluate(PAINT)
+        out.append((time.perf_counter() - t1) * 1e3)
+    return out
+
+
+def planner_task(page, out: Path) -> None:
+    """The capacity planner's question in the UI alone, and a screenshot of the per-GPU answer."""
+    go(page, "Capacity planner")
+    rerun_after(page, lambda: page.get_by_role("button", name="Use the sidebar's request").click())
+    page.get_by_label("Target rate (req/s)", exact=True).fill("20")
+    page.get_by_label("TTFT p90 SLO (s)", exact=True).fill("1")
+    page.get_by_role("button", name="Plan", exact=True).click()
+    page.wait_for_selector('[data-testid="stTable"]', state="visible", timeout=600_000)
+    idle(page)
+    head = page.get_by_role("heading", name="Per GPU type")
+    head.scroll_into_view_if_needed()
+    box = head.bounding_box()
+    table = page.locator('[data-testid="stTable"]').first.bounding_box()
+    page.screenshot(path=str(out / "app-planner-table.png"),
+                    clip={"x": table["x"] - 10, "y": box["y"] - 10, "width": table["width"] + 20,
+                          "height": table["y"] + table["height"] - box["y"] + 80})
+
+
 def screenshot_full(page, path: Path, width: int) -> None:
     """Streamlit scrolls inside its main section, not the window: grow the viewport to the content, then shoot."""
     height = page.evaluate("""() => {
@@ -195,6 +256,18 @@ def main() -> None:
                 page.evaluate(PAINT)
                 times.append(time.perf_counter() - t1)
 
+            # the planner's task (sidebar request: Qwen2-VL-7B photo chat), then a redraw on every page
+            select_option(page, "Preset", "chat photo")
+            planner_task(page, out)
+            per_page = {title: redraw_ms(page, title, max(3, args.redraws // 2), MODEL) for title, _ in PAGES}
+            go(page, "Roofline")
+            page.get_by_label("Compare with (A/B)", exact=True).click()
+            rerun_after(page, lambda: page.get_by_role("option", name="l40s", exact=True).first.click())
+            page.wait_for_selector(CHART, state="visible")
+            screenshot_full(page, out / "app-roofline-ab.png", WIDTH)
+            page.get_by_label("Compare with (A/B)", exact=True).click()
+            rerun_after(page, lambda: page.get_by_role("option", name="no second device", exact=True).first.click())
+
             # screenshots: one setup that shows a bit of everything (a high-resolution photo, two of them)
             set_number(page, "Image width (px)", 1344)
             set_number(page, "Image height (px)", 1008)
@@ -222,6 +295,9 @@ def main() -> None:
     print(f"cold start to first chart {cold:6.2f} s (roofline page, fresh process, headless Chromium)")
     print(f"redraw after image width  median {statistics.median(times) * 1e3:7.1f} ms  "
           f"min {min(times) * 1e3:.1f}  max {max(times) * 1e3:.1f}  (n={len(times)}, {MODEL} on h100-sxm)")
+    for title, ms in per_page.items():
+        print(f"redraw {title:<22} median {statistics.median(ms):7.1f} ms  min {min(ms):.1f}  max {max(ms):.1f}  "
+              f"(n={len(ms)}, prompt length changed in the sidebar)")
     print(f"screenshots in {out}")
 
 
