@@ -460,30 +460,29 @@ def _slices(model: ModelSpec, pol: SlicesPolicy, w: int, h: int, max_views: int 
     )
 
 
+# The tokenizer of each policy (the policies are specs, one layer down, so the table lives here, not on them):
+# those that depend on the image size only, those that also honour a cap on views (video frames, multi-image).
+_BY_SIZE = {
+    FixedResizePolicy: _fixed, NativePatchLimitPolicy: _native_patch_limit, DynamicResolutionPolicy: _dynamic,
+    MllamaTilesPolicy: _mllama,
+}
+_BY_VIEWS = {
+    AnyResPolicy: _anyres, GlobalLocalTilesPolicy: _global_local, Llama4TilesPolicy: _llama4, TilesPolicy: _tiles,
+    HdCropsPolicy: _hd_crops,
+}
+
+
 def _tokenize_image(model: ModelSpec, w: int, h: int, max_views: int | None = None,
                     video: bool = False) -> ImageTokenization:
     pol = model.tokenization
-    if isinstance(pol, FixedResizePolicy):
-        return _fixed(model, pol, w, h)
-    if isinstance(pol, AnyResPolicy):
-        return _anyres(model, pol, w, h, max_views)
-    if isinstance(pol, GlobalLocalTilesPolicy):
-        return _global_local(model, pol, w, h, max_views)
-    if isinstance(pol, Llama4TilesPolicy):
-        return _llama4(model, pol, w, h, max_views)
-    if isinstance(pol, NativePatchLimitPolicy):
-        return _native_patch_limit(model, pol, w, h)
-    if isinstance(pol, DynamicResolutionPolicy):
-        return _dynamic(model, pol, w, h)
-    if isinstance(pol, TilesPolicy):
-        return _tiles(model, pol, w, h, max_views)
-    if isinstance(pol, MllamaTilesPolicy):
-        return _mllama(model, pol, w, h)
-    if isinstance(pol, HdCropsPolicy):
-        return _hd_crops(model, pol, w, h, max_views)
-    if isinstance(pol, SlicesPolicy):
+    kind = type(pol)
+    if kind in _BY_SIZE:
+        return _BY_SIZE[kind](model, pol, w, h)
+    if kind in _BY_VIEWS:
+        return _BY_VIEWS[kind](model, pol, w, h, max_views)
+    if kind is SlicesPolicy:
         return _slices(model, pol, w, h, max_views, video)
-    raise SpecError(f"tokenization.kind: no tokenizer for policy {type(pol).__name__}")  # pragma: no cover
+    raise SpecError(f"tokenization.kind: no tokenizer for policy {kind.__name__}")  # pragma: no cover
 
 
 @functools.lru_cache(maxsize=16384)
