@@ -90,10 +90,6 @@ class Workload:
             pass
         return self
 
-    @property
-    def first_arrivals(self) -> list[Request]:
-        return [r for r in self.requests if not math.isnan(r.arrival_s)]
-
 
 def sample(dist, rng: np.random.Generator, n: int, resolve: Callable[[str], Path] | None = None) -> np.ndarray:
     """`n` draws of a distribution spec as floats, clipped to its min/max."""

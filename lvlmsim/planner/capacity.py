@@ -31,7 +31,6 @@ from lvlmsim.planner.runs import load_payload
 SLO_METRICS = ("ttft", "tpot", "e2e")
 SLO_PERCENTILES = (50, 90, 99)
 SLO_KEYS = tuple(f"{m}_p{p}" for m in SLO_METRICS for p in SLO_PERCENTILES)
-REPORT_KEYS = SLO_KEYS
 
 
 @dataclass(frozen=True)
