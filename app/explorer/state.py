@@ -324,7 +324,11 @@ def _init_defaults() -> None:
 
 
 def sidebar() -> Setup:
-    """Draw the shared setup in the sidebar and return it; also stored in session state for the pages."""
+    """Draw the shared setup in the sidebar and return it; also stored in session state for the pages. The URL's
+    query parameters seed it once per session and are rewritten to it after every run (explorer.share)."""
+    from explorer.share import seed_from_url, share_widgets, write_url
+
+    seed_from_url()
     _init_defaults()
     sb = st.sidebar
     with sb:
@@ -369,6 +373,9 @@ def sidebar() -> Setup:
     setup = Setup(model=model, hardware=hardware, images=int(images), width=int(width), height=int(height),
                   video_s=float(video_s), prompt_tokens=int(prompt), output_tokens=int(output), batch=int(batch),
                   tp=int(tp), profile=profile, techniques=techniques)
+    with sb:
+        share_widgets(setup)
+    write_url(setup)
     st.session_state["setup"] = setup
     return setup
 
