@@ -138,3 +138,15 @@ def test_sweep_rows_say_which_model_priced_them():
                 "runs": [{"hardware": "h100-sxm"}, {"hardware": "a100-sxm-80gb"}]}, executor="serial")
     assert list(df["profile_kind"]) == ["measured", "transferred"]
     assert list(df["profile"]) == ["h100-sxm", "general-gpu"] and df["expected_error_pct"].notna().all()
+
+
+def test_plan_capacity_range_brackets_the_point_capacity():
+    from lvlmsim.planner.capacity import SearchSettings
+    from lvlmsim.planner.plan import plan
+
+    res = plan(None, target_rate=1.0, hardware="a100-sxm-80gb", tp="1", layouts="agg", verify=False,
+               executor="serial", settings=SearchSettings(probe_duration_s=5.0, tolerance=0.2), capacity_range=True)
+    lo, hi = res.recommended["capacity_range_rps"]
+    cap = res.recommended["capacity_per_replica_rps"]
+    assert lo < hi and lo <= cap * 1.2 and hi >= cap / 1.2
+    assert res.recommended["max_rate_range_rps"] == [lo * res.recommended["replicas"], hi * res.recommended["replicas"]]

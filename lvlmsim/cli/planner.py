@@ -167,6 +167,9 @@ def register(app: typer.Typer) -> None:
         robust: Annotated[bool, typer.Option("--robust", help="price every kernel family at the pessimistic (p90) "
                                              "end of its uncertainty band: a recommendation that holds if the cost "
                                              "model is optimistic")] = False,
+        capacity_range: Annotated[bool, typer.Option(
+            "--capacity-range", help="also search the recommended configuration's capacity at the p90 and p10 ends "
+                                     "of the cost model's uncertainty band")] = False,
         model: ModelOpt = None,
         image_size: ImageSizeOpt = None,
         images: ImagesOpt = None,
@@ -188,7 +191,7 @@ def register(app: typer.Typer) -> None:
             res = plan(scenario, target_rate=target_rate, slos=slo, hardware=hardware, tp=tp, ep=ep, layouts=layouts,
                        techniques=_technique_sets(techniques), max_gpus=max_gpus, settings=settings,
                        executor=executor, workers=workers, address=address, verify=verify, exact=exact,
-                       progress=bar, robust=robust)
+                       progress=bar, robust=robust, capacity_range=capacity_range)
         if as_json:
             print_json(res.to_dict())
         else:
@@ -214,6 +217,10 @@ def _print_plan(res, out, top: int) -> None:
         out.print(f"{hw_id}: priced by {p['profile']} ({p['profile_kind']}{err_txt})", highlight=False)
     if res.stats.get("provenance_note"):
         out.print(f"[yellow]note:[/] {res.stats['provenance_note']}", highlight=False)
+    rng = (res.recommended or {}).get("capacity_range_rps")
+    if rng:
+        out.print(f"capacity per replica under the cost model's uncertainty: {rng[0]:.3g} (p90 costs) to "
+                  f"{rng[1]:.3g} req/s (p10 costs)", highlight=False)
     df = res.candidates
     feas = df[df.status == "feasible"]
     lat = res.stats.get("pareto_latency", "ttft_p90")

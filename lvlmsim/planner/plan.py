@@ -397,6 +397,7 @@ def plan(
     pareto_latency: str = "ttft_p90",
     progress: ProgressFn | None = None,
     robust: bool = False,
+    capacity_range: bool = False,
 ) -> PlanResult:
     """The cheapest configuration (hardware, TP, replicas, layout, techniques) serving `target_rate` within `slos`.
 
@@ -412,7 +413,9 @@ def plan(
 
     `robust`: price every candidate with every kernel family at the pessimistic (p90) end of its uncertainty band
     (profile `<profile>@p90`), so the recommendation holds if the cost model is optimistic. Every row says which
-    efficiency model priced its device (profile, profile_kind, expected_error_pct).
+    efficiency model priced its device (profile, profile_kind, expected_error_pct). `capacity_range`: search the
+    recommended configuration's capacity again with every kernel family at the p90 and at the p10 end of its band
+    (recommended['capacity_range_rps'] = [pessimistic, optimistic] per replica; two more capacity searches).
 
     Phases: validate, enumerate, screen (analytic), search (capacity per replica), choose (verify the fleet), rank.
     """
@@ -438,6 +441,8 @@ def plan(
     stats.update(wall_s=time.perf_counter() - t_wall, executor=executor, workers=workers)
     prov = _provenance(inp)
     stats.update(robust=robust, profiles=prov, provenance_note=_provenance_note(prov))
+    if capacity_range and recommended is not None:
+        stats["des_runs"] += _capacity_range(recommended, base, inp)
     verdict = _verdict(recommended, df, inp.target, inp.slo, inp.max_gpus)
     return PlanResult(inp.sc.id, inp.target, inp.slo, recommended, verdict, df, pareto, pareto_tp, stats,
                       pd.DataFrame(probes), scenario=inp.sc)
@@ -775,6 +780,26 @@ def _verify_fleet(best: dict, base: dict, sc: Scenario, slo: dict, target: float
         if _over_max_gpus(best, max_gpus):
             return False, runs
     return False, runs
+
+
+def _capacity_range(rec: dict, base: dict, inp: PlanInputs) -> int:
+    """The recommended configuration's capacity per replica with every family at the p90 (pessimistic) and p10
+    (optimistic) end of its uncertainty band; returns the DES runs spent."""
+    from lvlmsim.planner.capacity import capacity_search
+
+    profile = str(base.get("profile") or "auto").rsplit("@", 1)[0]
+    runs, caps = 0, []
+    for q in ("p90", "p10"):
+        b = dict(base, profile=f"{profile}@{q}")
+        cand = scenario_from_dict(_candidate_scenario(b, rec["hardware"], rec["tp"], parse_layout(rec["layout"]),
+                                                      rec["techniques"], ep=rec.get("ep") or 1),
+                                  rec["candidate"], source_dir=inp.sc.source_dir)
+        res = capacity_search(scenario_payload(cand), inp.slo, rec["capacity_per_replica_rps"], inp.settings)
+        runs += res["des_runs"]
+        caps.append(res["capacity_rps"])
+    rec["capacity_range_rps"] = caps
+    rec["max_rate_range_rps"] = [c * rec["replicas"] for c in caps]
+    return runs
 
 
 def _recommend(row: dict) -> dict:
