@@ -10,7 +10,6 @@ from lvlmsim.engine.request import Request
 
 if TYPE_CHECKING:
     from lvlmsim.engine.schedulers import StepPlan
-    from lvlmsim.engine.stepcost import StepCost
 
 
 class EncoderCache:
@@ -39,17 +38,6 @@ class EncoderCache:
         if r.enc_cached:
             self.used -= r.enc_tokens
             r.enc_cached = False
-
-    @staticmethod
-    def seconds(coster: StepCost, requests: list[Request], tokens: int) -> float:
-        """Encoder time of a step: the technique-transformed tokenizations when techniques apply, else the ViT
-        sequences and projector inputs of the requests."""
-        if not requests:
-            return 0.0
-        if coster.comp is not None:
-            return coster.encode_toks_s([t for r in requests for t in r.toks_to_encode])
-        lens = [n for r in requests for n in r.vit_seq_lens]
-        return coster.encode_s(lens, sum(r.projector_in_tokens for r in requests), tokens)
 
 
 __all__ = ["EncoderCache"]

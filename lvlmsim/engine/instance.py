@@ -142,11 +142,7 @@ class EncoderInstance(_Base):
                 self._encoded(r)
             if not batch:
                 continue
-            if self.coster.comp is not None:
-                dt = self.coster.encode_toks_s([t for r in batch for t in r.toks_to_encode]) + self.overhead_s
-            else:
-                lens = [n for r in batch for n in r.vit_seq_lens]
-                dt = self.coster.encode_s(lens, sum(r.projector_in_tokens for r in batch), tok) + self.overhead_s
+            dt = self.coster.encode_requests_s(batch, tok) + self.overhead_s
             if not self.stats.nsteps & self.stats.ts_mask:
                 self.sample(len(batch))
             yield env.timeout(dt)
@@ -282,7 +278,7 @@ class LlmInstance(_Base):
 
     def price(self, step: StepPlan) -> StepPlan:
         """Fill in the step's seconds: its encoder work, then the LLM pass over decodes and prefill chunks."""
-        step.encode_s = self.encoder.seconds(self.coster, step.encoded, step.encode_tokens)
+        step.encode_s = self.coster.encode_requests_s(step.encoded, step.encode_tokens)
         step.n_dec = self.decodes.n if step.decode else 0
         step.seconds = step.encode_s + self.coster.batch_s(step.chunks, self.decodes, step.decode) + self.overhead_s
         if step.transfer_s:

@@ -497,6 +497,16 @@ class StepCost:
         self._spec[key] = val
         return val
 
+    def encode_requests_s(self, requests: Sequence, tokens: int) -> float:
+        """One encoder batch of these requests' images (`tokens` visual tokens in all): their technique-transformed
+        tokenizations when techniques apply, else their ViT sequences and projector inputs."""
+        if not requests:
+            return 0.0
+        if self.comp is not None:
+            return self.encode_toks_s([t for r in requests for t in r.toks_to_encode])
+        lens = [n for r in requests for n in r.vit_seq_lens]
+        return self.encode_s(lens, sum(r.projector_in_tokens for r in requests), tokens)
+
     def encode_toks_s(self, toks: Sequence) -> float:
         """An encoder batch of these (technique-transformed) tokenizations, priced by `comp.encode_ops`."""
         if not toks:
