@@ -170,6 +170,21 @@ def ecdf(frame: pd.DataFrame, slos: pd.DataFrame) -> alt.LayerChart:
     return alt.layer(line, rule).properties(height=220)
 
 
+def ecdf_runs(frame: pd.DataFrame, slos: pd.DataFrame) -> alt.LayerChart:
+    """One metric's empirical CDF per run (frame: run, seconds, fraction), coloured by run, with the SLO line."""
+    line = alt.Chart(frame).mark_line(interpolate="step-after").encode(
+        x=alt.X("seconds:Q", title="seconds"), y=alt.Y("fraction:Q", title="fraction of requests",
+                                                     scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("run:N", title=None, legend=alt.Legend(orient="bottom", direction="vertical",
+                                                                labelLimit=360)),
+        strokeDash=alt.condition(alt.datum.run == "this run", alt.value([1, 0]), alt.value([5, 3])),
+        tooltip=[alt.Tooltip("run:N"), alt.Tooltip("seconds:Q", format=".4~g"),
+                 alt.Tooltip("fraction:Q", format=".1%")])
+    rule = alt.Chart(slos).mark_rule(strokeDash=[6, 3], color="#d62728").encode(
+        x=alt.X("slo_s:Q"), tooltip=[alt.Tooltip("metric:N"), alt.Tooltip("slo_s:Q", title="SLO (s)")])
+    return alt.layer(line, rule).properties(height=260)
+
+
 def timeseries(frame: pd.DataFrame, x: str, series: str) -> alt.Chart:
     """One engine time series (frame: x, value, optionally instance) as step lines, one per serving instance."""
     color = (alt.Color("instance:N", title="instance", legend=alt.Legend(orient="bottom"))

@@ -6,8 +6,29 @@ import pandas as pd
 import streamlit as st
 from explorer.data import estimate_or_stop
 from explorer.fmt import fmt_si, fmt_time
-from explorer.state import current_setup
+from explorer.state import current_setup, keep, sticky
 from explorer.ui import headline, reproduce
+
+from lvlmsim.specs import registry
+
+
+def side_by_side(a, b) -> pd.DataFrame:
+    """A and B's headline and per-stage numbers in one table (plain strings, lvlmsim.fmt), with B relative to A."""
+    def ratio(x: float, y: float) -> str:
+        return f"{y / x:.2f}x" if x else "n/a"
+
+    rows = [{"quantity": q, "A": fmt_time(x), "B": fmt_time(y), "B / A": ratio(x, y)}
+            for q, x, y in (("TTFT", a.ttft_s, b.ttft_s), ("TPOT", a.tpot_s, b.tpot_s), ("E2E", a.e2e_s, b.e2e_s))]
+    for name in a.stages:
+        if name in b.stages:
+            x, y = a.stages[name], b.stages[name]
+            rows.append({"quantity": f"{name} ({x.bound} / {y.bound})", "A": fmt_time(x.time_s),
+                         "B": fmt_time(y.time_s), "B / A": ratio(x.time_s, y.time_s)})
+    rows.append({"quantity": "visual tokens", "A": f"{a.visual_tokens:,}", "B": f"{b.visual_tokens:,}",
+                 "B / A": ratio(a.visual_tokens, b.visual_tokens)})
+    rows.append({"quantity": "memory", "A": "fits" if a.memory.fits else "does not fit",
+                 "B": "fits" if b.memory.fits else "does not fit", "B / A": ""})
+    return pd.DataFrame(rows)
 
 st.title("lvlmsim explorer")
 st.caption("What does it cost to serve this vision-language model, on this hardware, under this traffic, with these "
@@ -30,6 +51,25 @@ for note in est.notes:
         st.info(note)
 st.caption(est.memory.verdict)
 reproduce(setup, "print(est.ttft_s, est.tpot_s, est.e2e_s, est.memory.verdict)")
+st.download_button("Download stages (CSV)", pd.DataFrame(rows).assign(model=est.model_id, hardware=est.hardware_id)
+                   .to_csv(index=False).encode(), file_name="lvlmsim-stages.csv", mime="text/csv",
+                   key="overview-csv")
+
+st.subheader("Side by side (A/B)")
+st.caption("A is the sidebar's request; B is the same request with another model, device or tensor parallelism.")
+c = st.columns(3)
+models, hws = registry.model_ids(), registry.hardware_ids()
+kb = {"model": sticky("ab.model", setup.model if setup.model in models else models[0]),
+      "hardware": sticky("ab.hardware", "l40s" if setup.hardware != "l40s" else "h100-sxm"),
+      "tp": sticky("ab.tp", setup.tp)}
+b_model = c[0].selectbox("B: model", models, key=kb["model"])
+b_hw = c[1].selectbox("B: hardware", hws, key=kb["hardware"])
+b_tp = c[2].number_input("B: TP", min_value=1, max_value=64, step=1, key=kb["tp"])
+keep(*kb.values())
+est_b = estimate_or_stop(setup.with_(model=b_model, hardware=b_hw, tp=int(b_tp)))
+st.table(side_by_side(est, est_b).set_index("quantity"))
+st.caption(f"A: {est.model_id} on {est.hardware_id} tp{est.tp}; B: {est_b.model_id} on {est_b.hardware_id} "
+           f"tp{est_b.tp}; same images, text lengths, batch, profile and techniques.")
 
 st.markdown(
     """

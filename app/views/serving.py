@@ -52,6 +52,13 @@ def run_simulation(ref: str, trace: str | None, slos: tuple, rate: float, reques
     return memo[key]
 
 
+def run_label(key: tuple, labels: dict) -> str:
+    """A memoised run's inputs in words (scenario, traffic, rate, requests, seed)."""
+    ref, trace, _, rate, n, seed = key
+    return (f"{labels.get(ref, ref)}" + (" + trace" if trace else "") + f" at {rate:g} req/s, {n} requests, "
+            f"seed {seed}")
+
+
 def progress_callback(bar):
     """Adapts the engine's `progress(done, total)` to a Streamlit progress bar."""
     def report(done, total=None) -> None:
@@ -217,6 +224,12 @@ if verdict == "backlogged":
 
 st.subheader("Latency CDFs")
 ecdf = ecdf_frame(req)
+earlier = {run_label(k, labels): k for k in st.session_state.get("sim.memo", {}) if k != ran_args}
+overlay = st.multiselect("Overlay earlier runs (A/B: their CDFs beside this run's)", list(earlier),
+                         key="sim.overlay", help="The last runs of this session are kept; pick any to compare.")
+runs = [ecdf.assign(run="this run")] + [
+    ecdf_frame(st.session_state["sim.memo"][earlier[lab]]["requests"]).assign(run=lab)
+    for lab in overlay if earlier.get(lab) in st.session_state.get("sim.memo", {})]
 for col, (key, name) in zip(st.columns(len(METRICS)), METRICS, strict=True):
     part = ecdf[ecdf["metric"] == name]
     if part.empty:
@@ -224,7 +237,13 @@ for col, (key, name) in zip(st.columns(len(METRICS)), METRICS, strict=True):
     limit = ran_slo.get(key, 0.0)
     slos = pd.DataFrame([{"metric": name, "slo_s": limit}] if limit > 0 else [], columns=["metric", "slo_s"])
     with col:
-        st.altair_chart(charts.ecdf(part, slos).properties(title=name, description=f"cdf-{name}"), width="stretch")
+        if len(runs) > 1:
+            both = pd.concat(runs, ignore_index=True)
+            st.altair_chart(charts.ecdf_runs(both[both["metric"] == name], slos).properties(
+                title=name, description=f"cdf-runs-{name}"), width="stretch")
+        else:
+            st.altair_chart(charts.ecdf(part, slos).properties(title=name, description=f"cdf-{name}"),
+                            width="stretch")
         if limit > 0:
             met = float((part["seconds"] <= limit).mean())
             st.caption(f"{met:.1%} of completed requests within the {name} SLO of {limit:g} s")
