@@ -70,3 +70,29 @@ def test_formatters_humanise():
     assert fmt_usd(3.0) == "$3.00" and fmt_usd(4380.0) == "$4,380" and fmt_usd(None) == "n/a"
     assert fmt_pct(18.35) == "18%"
 
+
+
+def test_split_prefill_points_share_their_time_by_the_visual_flops_share():
+    import json
+
+    at = AppTest.from_file(str(ENTRY), default_timeout=120).run()
+    at.switch_page("views/roofline.py").run()
+    at.toggle(key="roof.split").set_value(True)
+    at.run()
+    assert not at.exception, at.exception
+    import io
+
+    import pyarrow as pa
+
+    el = next(c for c in at.get("vega_lite_chart") if json.loads(c.proto.spec).get("description") == "roofline")
+    frames = [pa.ipc.open_stream(io.BytesIO(d.data.data)).read_pandas() for d in el.proto.datasets]
+    pts = next(f for f in frames if "stage" in f and "op" in f and len(f) > 10)
+    ops = lvlmsim.estimate().ops_frame()
+    pre = ops[(ops["stage"] == "prefill") & (ops["flops"] > 0) & (ops["bytes"] > 0)]
+    vis = pts[pts["stage"] == "prefill: visual tokens"].set_index(["op", "layers"])
+    txt = pts[pts["stage"] == "prefill: text tokens"].set_index(["op", "layers"])
+    assert "prefill" not in set(pts["stage"])
+    for r in pre.itertuples():
+        got = vis["time_s"].get((r.op, r.layers), 0.0) + txt["time_s"].get((r.op, r.layers), 0.0)
+        assert got == pytest.approx(r.time_s)
+        assert vis["time_s"].get((r.op, r.layers), 0.0) == pytest.approx(r.time_s * r.visual_flops_share)

@@ -8,7 +8,9 @@ import pandas as pd
 
 STAGES = ["encode", "prefill", "decode"]
 STAGE_COLORS = ["#8e6cc0", "#1f77b4", "#ff7f0e"]
-STAGE_SCALE = alt.Scale(domain=STAGES, range=STAGE_COLORS)
+PART_COLORS = {"visual tokens": "#d62728", "text tokens": "#7f7f7f"}  # the same red/grey on every page
+SPLIT_STAGES = ["prefill: visual tokens", "prefill: text tokens"]  # the roofline's split prefill points
+STAGE_SCALE = alt.Scale(domain=STAGES + SPLIT_STAGES, range=STAGE_COLORS + list(PART_COLORS.values()))
 ROOF_COLORS = ["#333333", "#17becf"]  # device A, device B (datasheet roofs and their labels)
 KINDS = ["gemm", "conv", "attn_prefill", "attn_decode", "attn_encoder", "elementwise", "allreduce"]
 SHAPES = ["circle", "square", "triangle-up", "triangle-down", "diamond", "cross", "triangle-right", "triangle-left",
@@ -119,8 +121,8 @@ def visual_share_bars(frame: pd.DataFrame) -> alt.Chart:
     return alt.Chart(frame).mark_bar().encode(
         y=alt.Y("quantity:N", title=None, sort=None),
         x=alt.X("value:Q", stack="normalize", title="share", axis=alt.Axis(format="%")),
-        color=alt.Color("part:N", scale=alt.Scale(domain=["visual tokens", "text tokens"],
-                                                  range=["#d62728", "#7f7f7f"]), title=None),
+        color=alt.Color("part:N", scale=alt.Scale(domain=list(PART_COLORS), range=list(PART_COLORS.values())),
+                        title=None),
         tooltip=[alt.Tooltip("quantity:N"), alt.Tooltip("part:N"), alt.Tooltip("label:N", title="amount"),
                  alt.Tooltip("share:Q", format=".1%")],
     ).properties(height=190, description="visual-share")

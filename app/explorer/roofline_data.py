@@ -44,6 +44,24 @@ def op_points(est: Estimate, when: str) -> pd.DataFrame:
     return _spread(f)
 
 
+def split_prefill(points: pd.DataFrame) -> pd.DataFrame:
+    """Each prefill point as two at the same coordinates: 'prefill: visual tokens' and 'prefill: text tokens', their
+    size (time) and FLOPs split by the op's visual share of FLOPs (from the API), then fanned out like any
+    coincident points. Other stages are unchanged."""
+    pre = points[points["stage"] == "prefill"]
+    if pre.empty:
+        return points
+    parts = []
+    for part, share in (("visual tokens", pre["visual_flops_share"]), ("text tokens", 1 - pre["visual_flops_share"])):
+        parts.append(pre.assign(stage=f"prefill: {part}", time_s=pre["time_s"] * share,
+                                time_ms=pre["time_ms"] * share, flops=pre["flops"] * share))
+    split = pd.concat(parts, ignore_index=True)
+    split = split[split["time_s"] > 0]
+    rest = points[points["stage"] != "prefill"]
+    return _spread(pd.concat([rest.drop(columns=["coincident", "x_drawn", "y_drawn"]), split.drop(
+        columns=["coincident", "x_drawn", "y_drawn"])], ignore_index=True))
+
+
 def _median_weighted(values: pd.Series, weights: pd.Series) -> float:
     order = np.argsort(values.to_numpy())
     v, w = values.to_numpy()[order], weights.to_numpy()[order]

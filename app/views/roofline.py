@@ -10,7 +10,7 @@ import streamlit as st
 import yaml
 from explorer import charts
 from explorer.data import estimate_or_stop, hardware
-from explorer.roofline_data import op_points, plottable, roofs_for, teaching_notes
+from explorer.roofline_data import op_points, plottable, roofs_for, split_prefill, teaching_notes
 from explorer.state import current_setup, fixed_resize_note, keep, save_upload, sticky
 from explorer.ui import chart, headline, reproduce
 
@@ -86,7 +86,12 @@ else:
         moves = technique_moves(before, points)
     roofs, ridges = roofs_for(hw, points, float(all_points["intensity"].min()) / 3,
                               float(all_points["intensity"].max()) * 3)
-chart(charts.roofline(all_points, roofs, ridges, moves, hollow=hollow))
+split = st.toggle("Split prefill points into visual and text tokens", key=sticky("roof.split", False),
+                  help="Each prefill op drawn twice at its place: red for the share of its FLOPs the visual tokens "
+                       "cause, grey for the text tokens' (the same colours as on Request breakdown).")
+keep("roof.split")
+drawn = split_prefill(all_points) if split else all_points
+chart(charts.roofline(drawn, roofs, ridges, moves, hollow=hollow))
 
 hidden = est.ops_frame()
 hidden = hidden[~hidden.index.isin(plottable(hidden).index)]
