@@ -52,3 +52,22 @@ def test_serving_overlays_an_earlier_run():
     data = [pa.ipc.open_stream(io.BytesIO(d.data.data)).read_pandas() for d in runs[0].proto.datasets]
     frame = next(d for d in data if "run" in d)
     assert set(frame["run"]) == {"this run", box.options[0]}
+
+
+def test_technique_suggestions_follow_the_model_and_request():
+    """Suggested techniques run on the chosen model and change its end-to-end time; a text-only request gets no
+    visual-token pruning."""
+    import sys
+
+    sys.path.insert(0, str(ENTRY.parent))
+    from explorer.state import DEFAULTS, Setup, suggested_techniques
+
+    for setup in (Setup(**DEFAULTS), Setup(**{**DEFAULTS, "model": "qwen2-vl-7b", "width": 1344, "height": 1008}),
+                  Setup(**{**DEFAULTS, "images": 0})):
+        base = lvlmsim.estimate(setup.model, setup.hardware, **setup.kwargs()).e2e_s
+        picks = suggested_techniques(setup=setup)
+        assert picks
+        for text in picks:
+            e2e = lvlmsim.estimate(setup.model, setup.hardware, **{**setup.kwargs(), "techniques": [text]}).e2e_s
+            assert e2e != pytest.approx(base, rel=1e-9)
+    assert not any(t.startswith("fastv") for t in suggested_techniques(setup=Setup(**{**DEFAULTS, "images": 0})))

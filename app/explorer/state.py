@@ -237,11 +237,14 @@ def technique_rows() -> list[tuple[str, str, str]]:
     return rows
 
 
-def suggested_techniques(limit: int = 3) -> list[str]:
+def suggested_techniques(limit: int = 3, setup: Setup | None = None) -> list[str]:
     """A few techniques worth comparing when the user has picked none: their table defaults, ones that parse, one
-    per pipeline stage they act on, none claiming what another claims (so every combination composes)."""
+    per pipeline stage they act on, none claiming what another claims (so every combination composes). With a
+    `setup`, only those that run on its model and hardware and change its end-to-end time (a token-pruning method
+    on a text-only request, or one the model's architecture refuses, is not suggested)."""
     from lvlmsim.techniques import parse_technique
 
+    base = _e2e(setup) if setup is not None else None
     out, stages, claims = [], set(), set()
     for kind, params, _ in technique_rows():
         text = f"{kind}:{default_params(params)}" if default_params(params) else kind
@@ -249,6 +252,10 @@ def suggested_techniques(limit: int = 3) -> list[str]:
             cfg = parse_technique(text)
         except USER_ERRORS:
             continue
+        if base is not None:
+            e2e = _e2e(setup.with_(techniques=(text,)))
+            if e2e is None or abs(e2e - base) <= 1e-9 * base:
+                continue
         stage = re.split(r"[^a-z]", str(getattr(cfg, "stage", "")).lower() + " ")[0]  # first stage it names
         claimed = set(getattr(cfg, "claims", tuple)())
         if stage in stages or claimed & claims:
@@ -259,6 +266,15 @@ def suggested_techniques(limit: int = 3) -> list[str]:
         if len(out) == limit:
             break
     return out
+
+
+def _e2e(setup: Setup) -> float | None:
+    import lvlmsim
+
+    try:
+        return lvlmsim.estimate(setup.model, setup.hardware, **setup.kwargs()).e2e_s
+    except USER_ERRORS:
+        return None
 
 
 def default_params(description: str) -> str:

@@ -49,7 +49,7 @@ headline(est)
 if setup.techniques:
     suggested = list(setup.techniques)
 else:
-    suggested = suggested_techniques()
+    suggested = suggested_techniques(setup=setup)
 text = st.text_area("Techniques to compare, one `kind:key=value,...` per line (every combination is estimated)",
                     key=sticky("tech.list", "\n".join(suggested)), height=110)
 cands: list[str] = []
