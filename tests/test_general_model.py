@@ -262,3 +262,13 @@ def test_elementwise_ops_are_never_labelled_compute_bound():
         est = api.estimate(model="llava-1.5-7b", hardware=hw, dtype=dtype)
         rows = [c for s in est.stages.values() for c in s.ops if c.op.kind == ELEMENTWISE]
         assert rows and all(c.bound in ("memory", "overhead") for c in rows), hw
+
+
+def test_ops_carry_the_expected_error_of_their_size_regime():
+    a100 = load_hardware("a100-sxm-80gb")
+    prof = load_profile_for(a100)
+    regimes = prof.families["gemm"].regime_errors
+    assert set(regimes) >= {"m 1-16", "m >4096"}
+    cm = CostModel(a100, prof)
+    assert cm.cost(gemm_op(8, 4096, 4096)).measured_error_pct == regimes["m 1-16"]
+    assert cm.cost(gemm_op(8192, 4096, 4096)).measured_error_pct == regimes["m >4096"]

@@ -197,6 +197,7 @@ class GeneralFamily:
     measured_error_pct: float | None = None  # in-sample median |error| on the fitted devices
     band: dict[str, float] = field(default_factory=dict)  # log-ratio quantiles of held-out residuals (uncertainty)
     variant: str | None = None  # form variant (lvlmsim.calibrate.model.FORM_VARIANTS), e.g. 'gemm+l2'
+    regime_errors: dict[str, float] = field(default_factory=dict)  # leave-one-out median |error| per size regime
 
     @property
     def form(self) -> Form:
@@ -215,7 +216,8 @@ class GeneralFamily:
                 "coefs": self.coefs, "hyper": self.hyper,
                 "floor_ref_s": self.floor_ref, "devices": self.devices,
                 "expected_error_pct": self.expected_error_pct, "expected_p90_pct": self.expected_p90_pct,
-                "measured_error_pct": self.measured_error_pct, "band": self.band}
+                "measured_error_pct": self.measured_error_pct, "band": self.band,
+                "regime_errors": self.regime_errors}
 
     @classmethod
     def from_dict(cls, key: str, d: dict, where: str) -> GeneralFamily:
@@ -242,7 +244,8 @@ class GeneralFamily:
                        expected_error_pct=_opt(d.get("expected_error_pct")),
                        expected_p90_pct=_opt(d.get("expected_p90_pct")),
                        measured_error_pct=_opt(d.get("measured_error_pct")),
-                       band={k: float(v) for k, v in (d.get("band") or {}).items()}, variant=variant)
+                       band={k: float(v) for k, v in (d.get("band") or {}).items()}, variant=variant,
+                       regime_errors={str(k): float(v) for k, v in (d.get("regime_errors") or {}).items()})
         except (KeyError, TypeError, ValueError) as exc:
             raise SpecError(f"{where}: {exc}") from None
 
@@ -272,6 +275,7 @@ class GeneralModel:
                                   variant=gf.variant,
                                   holdout_median_abs_pct_err=err, holdout_p90_abs_pct_err=gf.expected_p90_pct,
                                   band_p10_ratio=gf.band.get("p10_ratio"), band_p90_ratio=gf.band.get("p90_ratio"),
+                                  regime_errors=dict(gf.regime_errors),
                                   notes=f"general model at {hw.id}'s datasheet features"
                                         + (" (device among its training data)" if trained_on else ""))
         missing = missing_features(hw)

@@ -16,7 +16,7 @@ import numpy as np
 
 from lvlmsim.calibrate.fit import abs_pct_errors, cost_model_times
 from lvlmsim.calibrate.general import ROWS_PER_DEVICE, GeneralModel, fit_general, group_key
-from lvlmsim.calibrate.measured import TABLES, Measurement, load_aiconfigurator
+from lvlmsim.calibrate.measured import FAMILIES, TABLES, Measurement, load_aiconfigurator
 from lvlmsim.cost.profile import DEFAULT_PROFILE
 from lvlmsim.errors import SpecError
 from lvlmsim.specs.hardware import HardwareSpec
@@ -78,8 +78,15 @@ def held_out_report(model: GeneralModel, hw: HardwareSpec, rows: list[Measuremen
         base = cost_model_times(sel, hw, DEFAULT_PROFILE)
         report[fam] = _stats(abs_pct_errors(pred, meas), abs_pct_errors(base, meas))
         keys = np.array([group_key(r) for r in sel])
+        regime_of = FAMILIES[fam].regime if fam in FAMILIES else None
+        labels = np.array([regime_of(r) if regime_of else "" for r in sel])
         for key in sorted(set(keys)):
             resid.setdefault(key, []).extend(np.log(pred[keys == key] / meas[keys == key]).tolist())
+            if regime_of is None or fam.endswith("_sliding"):
+                continue
+            for lab in sorted(set(labels[keys == key])):
+                sel_k = (keys == key) & (labels == lab)
+                resid.setdefault(f"{key}|{lab}", []).extend(np.log(pred[sel_k] / meas[sel_k]).tolist())
     return report, resid
 
 
@@ -122,7 +129,7 @@ def family_errors(residuals: dict[str, dict[str, list[float]]]) -> dict[str, dic
     pooled: dict[str, list[float]] = {}
     for per_key in residuals.values():
         for key, r in per_key.items():
-            pooled.setdefault(key, []).extend(r)
+            pooled.setdefault(key, []).extend(r)  # 'family|regime' keys carry the per-regime residuals
     out = {}
     for key, r in sorted(pooled.items()):
         r = np.asarray(r)
@@ -141,6 +148,8 @@ def band_coverage(residuals: dict[str, dict[str, list[float]]]) -> dict[str, dic
     out: dict[str, dict[str, float]] = {}
     for dev, per_key in residuals.items():
         for key, r in per_key.items():
+            if "|" in key:
+                continue
             others = [x for d, pk in residuals.items() if d != dev for x in pk.get(key, [])]
             if not others:
                 continue

@@ -405,6 +405,7 @@ class FamilyFit:
     # measured / predicted time at the 10th and 90th percentile of held-out rows (None: derived from the median error)
     band_p10_ratio: float | None = None
     band_p90_ratio: float | None = None
+    regime_errors: dict[str, float] = field(default_factory=dict)  # held-out median |error| per size regime
 
     def band(self) -> tuple[float, float] | None:
         """(p10, p90) multipliers of a predicted time that bracket 80% of measurements, or None if unknown.
@@ -432,6 +433,7 @@ class FamilyFit:
             "notes": self.notes,
             **({"band_p10_ratio": self.band_p10_ratio, "band_p90_ratio": self.band_p90_ratio}
                if self.band_p10_ratio is not None else {}),
+            **({"regime_errors": self.regime_errors} if self.regime_errors else {}),
         }
 
     @classmethod
@@ -460,6 +462,7 @@ class FamilyFit:
                     d.get("roofline_default_holdout_median_abs_pct_err")),
                 notes=str(d.get("notes") or ""), variant=variant,
                 band_p10_ratio=_opt_float(d.get("band_p10_ratio")), band_p90_ratio=_opt_float(d.get("band_p90_ratio")),
+                regime_errors={str(k): float(v) for k, v in (d.get("regime_errors") or {}).items()},
             )
         except (TypeError, ValueError) as exc:
             raise SpecError(f"{where}: {exc}") from None
@@ -493,6 +496,26 @@ def elementwise_role(name: str) -> str | None:
         if pattern in last:
             return role
     return None
+
+
+def op_regime(op: Op) -> str:
+    """The size-regime label `validate` uses for this op's family (m bins, tokens, KV bytes, message size), or ''."""
+    from lvlmsim.calibrate.measured import FAMILIES
+
+    fam = next((f for f in FAMILIES.values() if f.kind == op.kind and f.regime is not None), None)
+    if fam is None:
+        return ""
+    try:
+        return fam.regime(_OpRow(op))
+    except (IndexError, TypeError, ValueError):
+        return ""
+
+
+@dataclass(frozen=True)
+class _OpRow:
+    """An op where a regime function expects a Measurement (they read only .op)."""
+
+    op: Op
 
 
 def _as_memory_bound(op: Op, hw: HardwareSpec, ec: float, em: float) -> tuple[float, float]:
@@ -543,7 +566,7 @@ class FittedProfile:
                 params = tuple(fam.params[q.name] for q in form.core)
                 beta = fam.params["overlap"] if form.overlap else 0.0
                 source = f"{self.source_prefix}:{self.name}:{cand}"
-                hit = (form, params, beta, fam.hyper, source, fam.holdout_median_abs_pct_err)
+                hit = (form, params, beta, fam.hyper, source, fam.holdout_median_abs_pct_err, fam.regime_errors)
                 break
         self._resolved[key] = hit
         return hit
@@ -552,7 +575,9 @@ class FittedProfile:
         hit = self._resolve(op.kind, op.dtype, op.name)
         if hit is None:
             return self.fallback.efficiency(op, hw)
-        form, params, beta, hyper, source, err = hit
+        form, params, beta, hyper, source, err, regimes = hit
+        if regimes:
+            err = regimes.get(op_regime(op), err)
         ec, em, floor_s = form.eff(PYMATH, params, hyper, form.features(op, hw))
         ec = EFF_MIN if ec < EFF_MIN else (1.0 if ec > 1.0 else ec)
         em = EFF_MIN if em < EFF_MIN else (1.0 if em > 1.0 else em)

@@ -132,6 +132,8 @@ def build_general_model(measured: Path, *, seed: int = 0, rows_per_device: int =
             continue
         fam.expected_error_pct, fam.expected_p90_pct = e["median_abs_pct_err"], e["p90_abs_pct_err"]
         fam.band = {"p10_ratio": e["p10_ratio"], "p90_ratio": e["p90_ratio"], "n_held_out": e["n"]}
+        fam.regime_errors = {k.split("|", 1)[1]: v["median_abs_pct_err"] for k, v in errors.items()
+                             if k.startswith(f"{key}|") and v["n"] >= 20}
     model.meta.update({
         "created": time.strftime("%Y-%m-%d", time.gmtime()),
         "description": "device-general GPU efficiency model: per family, form parameters as intercepts plus linked "
