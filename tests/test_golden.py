@@ -52,7 +52,10 @@ def test_summary_is_byte_identical_to_golden(name: str):
     without regenerating (run this file with --regen)."""
     path = GOLDEN_DIR / f"{name}.json"
     assert path.is_file(), f"no golden file {path.name}: run `python tests/test_golden.py --regen`"
-    assert simulate_json(all_cases()[name]) == path.read_text()
+    got = simulate_json(all_cases()[name])
+    assert got == path.read_text(), (
+        f"{path.name} moved. A refactor must not change it; a change meant to alter default outputs regenerates the "
+        "golden files (python tests/test_golden.py --regen) in its own commit and says why")
 
 
 def test_every_golden_file_has_a_case():
