@@ -218,3 +218,66 @@ def test_cli_id_names_the_imported_model(tmp_path):
                                    "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert yaml.safe_load(out.read_text())["id"] == "my-qwen3"
+
+
+TEXT = Path(__file__).parent / "fixtures" / "hf_text"
+
+
+@pytest.mark.parametrize("folder, zoo_vlm", [("qwen3-30b-a3b", "qwen3-vl-30b-a3b"), ("qwen3-8b", "qwen3-vl-8b"),
+                                              ("qwen2.5-72b-instruct", "qwen2.5-vl-72b")])
+def test_text_only_backbone_matches_its_vlm_decoder(folder, zoo_vlm):
+    """A VLM next to its text-only backbone: the imported LLM is the zoo VLM's decoder, with no vision parts."""
+    from lvlmsim.ops.graph import llm_params, param_counts
+
+    m = ModelSpec.model_validate(import_hf_config(TEXT / folder))
+    zoo = load_model(zoo_vlm)
+    assert m.text_only and m.vision is None and m.projector is None and m.tokenization is None
+    for f in LLM_SHAPE:
+        if f != "max_position_embeddings":  # Qwen2.5-VL extends its backbone's 32768 context to 128000
+            assert getattr(m.llm, f) == getattr(zoo.llm, f), f"llm.{f}"
+    assert param_counts(m) == {"vision": 0, "projector": 0, "llm": llm_params(zoo.llm)}
+
+
+@pytest.mark.parametrize("folder, published_b", [("llama-3-8b", 8.03), ("mistral-7b-v0.1", 7.24),
+                                                 ("qwen3-30b-a3b", 30.5), ("qwen2.5-72b-instruct", 72.7)])
+def test_text_only_params_match_published(folder, published_b):
+    from lvlmsim.ops.graph import param_counts
+
+    m = ModelSpec.model_validate(import_hf_config(TEXT / folder))
+    assert abs(sum(param_counts(m).values()) / (published_b * 1e9) - 1) < 0.01
+
+
+def test_text_only_model_estimates_without_images_and_refuses_them(tmp_path):
+    from lvlmsim.api import estimate
+
+    path = tmp_path / "q.yaml"
+    path.write_text(import_hf_to_yaml(TEXT / "qwen3-30b-a3b", model_id="qwen3-30b-a3b"))
+    est = estimate(str(path), "h100-sxm", images=0, output_tokens=4).to_dict()
+    assert est["visual_tokens"] == 0 and est["stages"]["encode"]["time_s"] == 0.0
+    assert est["params"]["active_per_token"] < est["params"]["total"] / 5
+    with pytest.raises(SpecError, match="text-only"):
+        estimate(str(path), "h100-sxm", images=1, output_tokens=4)
+
+
+def test_mistral_import_slides_every_layer():
+    m = ModelSpec.model_validate(import_hf_config(TEXT / "mistral-7b-v0.1"))
+    assert m.llm.local_attention.kind == "sliding" and m.llm.local_attention.window_tokens == 4096
+    assert m.llm.local_attention.global_layers == []
+
+
+def test_half_a_vision_side_is_an_error():
+    spec = import_hf_config(FIXTURES / "qwen3-vl-8b-instruct")
+    del spec["projector"]
+    with pytest.raises(ValueError, match="projector"):
+        ModelSpec.model_validate(spec)
+
+
+def test_text_only_model_serves_text_requests_in_the_engine(tmp_path):
+    from lvlmsim.engine.api import simulate
+
+    path = tmp_path / "q8.yaml"
+    path.write_text(import_hf_to_yaml(TEXT / "qwen3-8b", model_id="qwen3-8b"))
+    sc = {"id": "text-only", "model": str(path), "hardware": "h100-sxm", "seed": 0,
+          "workload": {"requests": 30, "images": {"kind": "fixed", "value": 0},
+                       "arrival": {"kind": "poisson", "rate_rps": 2.0}}}
+    assert simulate(sc).summary["completed"] == 30

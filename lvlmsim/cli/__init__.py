@@ -208,8 +208,11 @@ def list_cmd(
         t.add_column("description")
         for mid in registry.model_ids():
             m = registry.load_model(mid)
-            t.add_row(mid, f"{m.name}: {m.vision.name} + {m.projector.kind} + {m.llm.name}, "
-                           f"{m.tokenization.kind} tokenization")
+            if m.vision is None:
+                t.add_row(mid, f"{m.name}: text-only {m.llm.name}")
+            else:
+                t.add_row(mid, f"{m.name}: {m.vision.name} + {m.projector.kind} + {m.llm.name}, "
+                               f"{m.tokenization.kind} tokenization")
     elif what == "hardware":
         for col in ("id", "kind", "name", "bf16 TFLOP/s", "GB/s", "GiB", "$/h", "source"):
             t.add_column(col)

@@ -30,7 +30,7 @@ class HostStage:
         profile.decode_table(image_content)  # an unmeasured content is refused before the run
         self.workers = simpy.Resource(env, capacity=profile.preprocess_workers)
         self.busy_s = 0.0  # worker-seconds spent preprocessing (images, API handling, tokenisation)
-        self._patch_px = model.vision.patch_size ** 2
+        self._patch_px = model.vision.patch_size ** 2 if model.vision is not None else 0  # text-only: no images
 
     def handles(self, r: Request) -> bool:
         """Whether `r` passes through the stage: any request with API costs on, else only one with images."""

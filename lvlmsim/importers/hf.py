@@ -32,7 +32,9 @@ from lvlmsim.specs.model import ModelSpec
 
 SUPPORTED_MODEL_TYPES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "mllama",
                          "internvl_chat", "internvl", "gemma3", "deepseek_vl_v2", "kimi_vl", "llama4",
-                         "glm4v_moe")  # from gemma3 on: importers.hf_families
+                         "glm4v_moe",  # from gemma3 on: importers.hf_families
+                         *("llama", "mistral", "qwen2", "qwen3", "qwen3_moe"))  # text-only LLMs (no vision encoder)
+TEXT_ONLY_TYPES = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe")
 
 _ARCH_TO_TYPE = {
     "LlavaForConditionalGeneration": "llava",
@@ -42,6 +44,11 @@ _ARCH_TO_TYPE = {
     "Qwen3VLForConditionalGeneration": "qwen3_vl",
     "Qwen3VLMoeForConditionalGeneration": "qwen3_vl_moe",
     "MllamaForConditionalGeneration": "mllama",
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "mistral",
+    "Qwen2ForCausalLM": "qwen2",
+    "Qwen3ForCausalLM": "qwen3",
+    "Qwen3MoeForCausalLM": "qwen3_moe",
     "InternVLChatModel": "internvl_chat",
     "InternVLForConditionalGeneration": "internvl",
     "Gemma3ForConditionalGeneration": "gemma3",
@@ -397,6 +404,16 @@ def _qwen3(cfg: dict[str, Any], mt: str, defaulted: list[str], preprocessor: dic
     }
 
 
+def _text_only(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]:
+    """A plain decoder (the text backbone of a VLM, to compare side by side): only `llm`, no vision parts."""
+    llm = _llm({**cfg, "model_type": mt}, "(top level)", defaulted)
+    llm["name"] = str(cfg.get("_name_or_path") or (cfg.get("architectures") or [mt])[0])
+    window = cfg.get("sliding_window")
+    if window and cfg.get("use_sliding_window", mt == "mistral"):  # Mistral: every layer slides (no global layer)
+        llm["local_attention"] = {"kind": "sliding", "window_tokens": int(window), "global_layers": []}
+    return {"llm": llm}
+
+
 def _mllama(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]:
     """Llama-3.2-Vision: local + global ViT over 560-px tiles; image states feed cross-attention layers."""
     vis, txt = _sub(cfg, "vision_config", mt), _sub(cfg, "text_config", mt)
@@ -476,7 +493,8 @@ def _internvl(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, A
 _FAMILY = {"llava": "llava", "llava_next": "llava-next", "qwen2_vl": "qwen2-vl", "qwen2_5_vl": "qwen2.5-vl",
            "qwen3_vl": "qwen3-vl", "qwen3_vl_moe": "qwen3-vl", "mllama": "mllama", "internvl_chat": "internvl",
            "internvl": "internvl", "gemma3": "gemma3", "deepseek_vl_v2": "deepseek-vl2", "kimi_vl": "kimi-vl",
-           "llama4": "llama4", "glm4v_moe": "glm4v-moe"}
+           "llama4": "llama4", "glm4v_moe": "glm4v-moe", "llama": "llama", "mistral": "mistral", "qwen2": "qwen2",
+           "qwen3": "qwen3", "qwen3_moe": "qwen3-moe"}
 
 
 def _slug(text: str) -> str:
@@ -514,6 +532,8 @@ def import_hf_config(path_or_dict: str | Path | dict[str, Any], *, model_id: str
         body = _mllama(cfg, mt, defaulted)
     elif mt in ("internvl_chat", "internvl"):
         body = _internvl(cfg, mt, defaulted)
+    elif mt in TEXT_ONLY_TYPES:
+        body = _text_only(cfg, mt, defaulted)
     else:
         from lvlmsim.importers.hf_families import IMPORTERS
 

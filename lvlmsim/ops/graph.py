@@ -327,10 +327,13 @@ def moe_layer_params(lm: LanguageModelSpec, active_only: bool = False) -> int:
 
 def active_params(model: ModelSpec) -> int:
     """Parameters one token of the decoder uses, plus the vision side (every visual token runs all of it)."""
-    return vision_params(model.vision) + projector_params(model) + llm_params(model.llm, active_only=True)
+    c = param_counts(model)
+    return c["vision"] + c["projector"] + llm_params(model.llm, active_only=True)
 
 
 def param_counts(model: ModelSpec) -> dict[str, int]:
+    if model.vision is None:  # a text-only LLM
+        return {"vision": 0, "projector": 0, "llm": llm_params(model.llm)}
     return {"vision": vision_params(model.vision), "projector": projector_params(model), "llm": llm_params(model.llm)}
 
 
@@ -502,7 +505,7 @@ def llm_ops(
     total_new = sum(s.new_tokens for s in seqs)
     ops.append(elementwise("llm.embed", stage, "llm", total_new * h, cfg, 0.0, reads=1, writes=1,
                            visual_share=_share(sum(s.visual_new for s in seqs), total_new)))
-    n_deep = min(model.projector.deepstack_mergers, lm.num_layers)
+    n_deep = min(model.projector.deepstack_mergers, lm.num_layers) if model.projector is not None else 0
     vis_new = sum(s.visual_new for s in seqs)
     if n_deep and vis_new:  # DeepStack: add each tapped ViT level's features into LLM layers 0..n-1
         ops.append(elementwise("llm.deepstack_add", stage, "llm", vis_new * h, cfg, 1.0, reads=2, count=n_deep,

@@ -501,6 +501,8 @@ def _image(model: ModelSpec, w: int, h: int, max_views: int | None = None, video
 
 def tokenize_image(model: ModelSpec, width: int, height: int) -> ImageTokenization:
     """Tokens one `width` x `height` image costs this model: ViT sequences, projector input, LLM tokens."""
+    if model.vision is None:
+        raise SpecError(f"images: model '{model.id}' is text-only (no vision encoder); allowed: 0 images")
     w, h = _check_size(width, height)
     return _image(model, w, h)
 

@@ -213,15 +213,33 @@ class ModelSpec(StrictModel):
     name: str
     family: str
     source: str = Field(min_length=1, description="config.json / paper the numbers come from")
-    vision: VisionEncoderSpec
-    projector: ProjectorSpec
+    vision: VisionEncoderSpec | None = Field(
+        None, description="the vision encoder; None for a text-only LLM (import-hf of llama, qwen2, qwen3, ...)"
+    )
+    projector: ProjectorSpec | None = None
     llm: LanguageModelSpec
-    tokenization: TokenizationPolicy
+    tokenization: TokenizationPolicy | None = None
     video: VideoPolicy | None = None
     dtype: Dtype = Field("bf16", description="weights and compute dtype as released")
     notes: str = ""
     hf_repo: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$",
                                 description="Hugging Face repo a server loads (`vllm serve <hf_repo>`), if public")
+
+    @model_validator(mode="after")
+    def _vision_parts_together(self) -> ModelSpec:
+        parts = {"vision": self.vision, "projector": self.projector, "tokenization": self.tokenization}
+        missing = [k for k, v in parts.items() if v is None]
+        if missing and len(missing) < len(parts):
+            raise ValueError(f"{', '.join(missing)}: missing; a vision-language model needs vision, projector and "
+                             "tokenization, a text-only model none of them")
+        if missing and self.video is not None:
+            raise ValueError("video: a text-only model (no vision encoder) takes no video")
+        return self
+
+    @property
+    def text_only(self) -> bool:
+        """A plain LLM: no vision encoder, so requests carry no images or video."""
+        return self.vision is None
 
     def with_mha_attention(self) -> ModelSpec:
         """The same model with multi-head latent attention replaced by plain multi-head attention of the same heads
