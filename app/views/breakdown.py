@@ -112,4 +112,10 @@ parts, limits = memory_parts(est)
 chart(charts.memory_bar(parts, limits))
 st.caption(est.memory.verdict + f". KV per text token {est.memory.kv_bytes_per_token / 1024:.0f} KiB, per visual "
            f"token {est.memory.kv_bytes_per_visual_token / 1024:.0f} KiB.")
+named = {"model": setup.model, "hardware": setup.hardware}
+c = st.columns(2)
+c[0].download_button("Download resolution sweep (CSV)", res.assign(**named).to_csv(index=False).encode(),
+                     file_name="lvlmsim-resolution-sweep.csv", mime="text/csv", key="breakdown-res-csv")
+c[1].download_button("Download image-count sweep (CSV)", cnt.assign(**named).to_csv(index=False).encode(),
+                     file_name="lvlmsim-count-sweep.csv", mime="text/csv", key="breakdown-count-csv")
 reproduce(setup, "text_only = lvlmsim.estimate(..., images=0, video_s=0)  # the visual share is est minus this")

@@ -123,3 +123,6 @@ st.subheader("Cost vs quality")
 chart(charts.pareto_scatter(matrix, cost, COSTS[cost]))
 st.caption("Red: Pareto-optimal combinations (no other is both cheaper and at least as accurate). Each row is "
            "`lvlmsim.estimate(..., techniques=[...])` with the sidebar's request.")
+st.download_button("Download every combination (CSV)", matrix.drop(columns=["label"]).assign(
+    model=setup.model, hardware=setup.hardware).to_csv(index=False).encode(), file_name="lvlmsim-techniques.csv",
+    mime="text/csv", key="tech-csv")
