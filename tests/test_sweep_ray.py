@@ -41,7 +41,7 @@ def test_sweep_on_ray_equals_local(local_ray, tmp_path, pool_safe_main):
 
 def test_plan_on_ray_equals_serial(local_ray):
     kwargs = dict(target_rate=6, slos="ttft_p90=1.0,tpot_p90=0.05", hardware="h100-sxm,l40s", tp=[1],
-                  layouts=["agg"], settings=SearchSettings(probe_duration_s=8, min_requests=40, max_requests=4000,
+                  layouts=["agg"], settings=SearchSettings(probe_duration_s=8, min_requests=40, max_requests=8192,
                                                            tolerance=0.15))
     base = load_scenario("llava-chat-h100").model_copy(update={"profile": "default"})
     a = plan(base, executor="ray", **kwargs)

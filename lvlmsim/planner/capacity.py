@@ -6,8 +6,9 @@ the bracket is within a relative tolerance. The capacity reported is the highest
 
 A probe runs to steady state rather than for a guessed duration. It starts with `probe_duration_s` of arrivals,
 but never fewer requests than can turn every batch slot over `STEADY_TURNOVERS` times (max_num_seqs x instances;
-a KV cache cannot have filled before that), and doubles the request count until two successive lengths give the
-same answer: every SLO percentile moved by less than `steady_tolerance` of its threshold. A probe passes when, over
+a KV cache cannot have filled before that), and doubles the request count until `STEADY_RUNS` successive lengths
+give the same answer: across each doubling every SLO percentile moved by less than `steady_tolerance` of its
+threshold. A probe passes when, over
 the requests that arrived after the warm-up (the first `warmup_fraction` of the arrival window), every SLO
 percentile is within its threshold, nothing was rejected or left unfinished, and the saturation verdict (queue
 trend, load shed) is stable. A failure at any length is final: from an empty start, queues and the KV cache only
@@ -108,7 +109,8 @@ def slos_of_scenario(sc) -> dict[str, float]:
     return out
 
 
-STEADY_TURNOVERS = 4
+STEADY_TURNOVERS = 8
+STEADY_RUNS = 3  # lengths n, 2n, 4n must agree: a slow drift (a KV cache filling, rare bursts) shows over two doublings
 
 
 def probe_requests(rate: float, s: SearchSettings, floor: int = 0) -> int:
@@ -179,18 +181,21 @@ def probe(payload: dict, rate: float, slos: dict[str, float], s: SearchSettings)
     when the engine refuses the config."""
     t0 = time.perf_counter()
     n = probe_requests(rate, s, turnover_floor(payload))
-    runs, before = 0, None
+    runs, history, steady = 0, [], False
     while True:
         ok, why, metrics, summary = _run(payload, rate, n, slos, s)
         runs += 1
-        steady = ok and before is not None and settled(before, metrics, slos, s.steady_tolerance)
+        history.append(metrics)
+        steady = ok and len(history) >= STEADY_RUNS and all(
+            settled(a, b, slos, s.steady_tolerance) for a, b in zip(history[-STEADY_RUNS:], history[-STEADY_RUNS + 1:],
+                                                                    strict=False))
         if not ok or steady:
             break
         if n >= s.max_requests:
             ok, why = False, (f"no steady state within {n} requests (SLO percentiles still moving by more than "
                               f"{s.steady_tolerance:.0%} of their thresholds); raise max_requests")
             break
-        before, n = metrics, min(2 * n, s.max_requests)
+        n = min(2 * n, s.max_requests)
     gpus = summary.get("gpus") or 1
     sat = summary["saturation"]
     return {"rate": rate, "requests": n, "runs": runs, "passed": ok, "steady": steady, "reason": why, **metrics,

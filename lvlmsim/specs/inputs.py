@@ -93,8 +93,9 @@ def _check_tree(root) -> None:
 
 def load_yaml(text: str, source: str) -> Any:
     """Parse one YAML document with the checks above; errors name the source and, where known, line and column."""
-    loader = UniqueKeyLoader(text)
+    loader = None
     try:
+        loader = UniqueKeyLoader(text)  # the reader refuses control characters already here
         node = loader.get_single_node()
         if node is None:
             return None
@@ -110,7 +111,8 @@ def load_yaml(text: str, source: str) -> Any:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(f"{source}:{where}: malformed YAML: {problem}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _no_constant(name: str) -> float:
@@ -140,7 +142,7 @@ def number(value: Any, name: str, *, lo: float | None = None, hi: float | None =
 
     Refused: booleans, non-numbers (strings are not parsed here), NaN, +-infinity unless `allow_inf`, a fractional
     value where `integer`, and anything outside [lo, hi] ((lo, hi] with `lo_open`)."""
-    rng = _range_text(lo, hi, lo_open, integer)
+    rng = _range_text(lo, hi, lo_open, integer, allow_inf)
     if isinstance(value, bool) or not isinstance(value, int | float) or hasattr(value, "dtype") and value.dtype == bool:
         raise error(f"{name}: expected {rng}, got {value!r}")
     v = float(value)
@@ -155,8 +157,8 @@ def number(value: Any, name: str, *, lo: float | None = None, hi: float | None =
     return int(v) if integer and math.isfinite(v) else (value if isinstance(value, int) else v)
 
 
-def _range_text(lo, hi, lo_open, integer) -> str:
-    kind = "an integer" if integer else "a finite number"
+def _range_text(lo, hi, lo_open, integer, allow_inf=False) -> str:
+    kind = "an integer" if integer else "a number (inf allowed)" if allow_inf else "a finite number"
     if lo is not None and hi is not None:
         return f"{kind} in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
     if lo is not None:

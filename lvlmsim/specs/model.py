@@ -15,6 +15,26 @@ from lvlmsim.specs.tokenization_policy import TokenizationPolicy, VideoPolicy
 MlpKind = Literal["plain", "gated"]
 
 
+# Structural sizes are bounded before any per-layer, per-head or per-expert list is built (a num_layers of 2**40
+# allocated per layer). The largest published models sit ~10x below each cap (Llama-3.1-405B: 126 layers, 16384
+# hidden, 128 heads, 53248 MLP; DeepSeek-V3: 256 experts; Gemma 3: 262k vocab; Llama 4 Scout: 10M context).
+SIZE_CAPS: dict[str, int] = {
+    "num_layers": 2048, "layers_used": 2048, "hidden_size": 1 << 18, "intermediate_size": 1 << 20,
+    "num_heads": 1 << 14, "num_kv_heads": 1 << 14, "head_dim": 1 << 14, "vocab_size": 1 << 24,
+    "max_position_embeddings": 1 << 27, "patch_size": 1 << 12, "temporal_patch_size": 64, "in_channels": 64,
+    "image_size": 1 << 16, "num_experts": 1 << 14, "experts_per_token": 1 << 14, "expert_intermediate_size": 1 << 20,
+    "shared_experts": 1 << 10, "shared_expert_intermediate_size": 1 << 20,
+}
+
+
+def _within_caps(spec: StrictModel) -> StrictModel:
+    for name, cap in SIZE_CAPS.items():
+        v = getattr(spec, name, None)
+        if isinstance(v, int) and v > cap:
+            raise ValueError(f"{name} {v} is beyond any real model (at most {cap})")
+    return spec
+
+
 class WindowAttentionSpec(StrictModel):
     """Qwen2.5-VL windowed ViT attention: most layers attend within windows; a few layers attend globally."""
 
@@ -38,6 +58,10 @@ class VisionEncoderSpec(StrictModel):
         None, description="layers actually run (LLaVA selects layer -2, so 23 of 24); default all"
     )
     window: WindowAttentionSpec | None = None
+
+    @model_validator(mode="after")
+    def _sizes_within_caps(self):
+        return _within_caps(self)
 
     @property
     def head_dim(self) -> int:
@@ -102,6 +126,10 @@ class MoESpec(StrictModel):
     shared_experts: NonNegativeInt = 0
     shared_expert_intermediate_size: PositiveInt | None = None
     dense_layers: list[NonNegativeInt] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _sizes_within_caps(self):
+        return _within_caps(self)
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:
@@ -169,6 +197,10 @@ class LanguageModelSpec(StrictModel):
     )
     mla: MlaSpec | None = Field(None, description="multi-head latent attention instead of GQA (then num_kv_heads = "
                                                   "num_heads and head_dim = v_head_dim, as in the configs)")
+
+    @model_validator(mode="after")
+    def _sizes_within_caps(self):
+        return _within_caps(self)
 
     @model_validator(mode="after")
     def _check(self) -> LanguageModelSpec:

@@ -14,9 +14,10 @@ from pydantic import Field, NonNegativeInt, PositiveFloat, PrivateAttr
 
 from lvlmsim.errors import SpecError
 from lvlmsim.specs.base import StrictModel, read_yaml, validate_as
+from lvlmsim.specs.inputs import number
 from lvlmsim.specs.registry import resolve_path, scenarios_dir, traces_dir
 from lvlmsim.specs.serving import ServingSpec
-from lvlmsim.specs.workload import TraceArrival, WorkloadSpec
+from lvlmsim.specs.workload import MAX_REQUESTS, TraceArrival, WorkloadSpec
 
 DEFAULT_SCENARIO_ID = "llava-chat-h100"
 
@@ -102,16 +103,11 @@ class Scenario(StrictModel):
         (lvlmsim.engine.trace.trace_mean_rate reads it)."""
         data = self.model_dump(mode="json")
         if requests is not None:
-            if requests < 1:
-                raise SpecError(f"requests: must be >= 1, got {requests}")
-            data["workload"]["requests"] = requests
+            data["workload"]["requests"] = number(requests, "requests", lo=1, hi=MAX_REQUESTS, integer=True)
         if seed is not None:
-            if seed < 0:
-                raise SpecError(f"seed: must be >= 0, got {seed}")
-            data["seed"] = seed
-        if rate is not None:
-            if not rate > 0:
-                raise SpecError(f"rate: must be > 0 requests/s, got {rate}")
+            data["seed"] = number(seed, "seed", lo=0, integer=True)
+        if rate is not None:  # infinity: every arrival at t = 0 (backlogged by definition)
+            number(rate, "rate (requests/s)", lo=0, lo_open=True, allow_inf=True)
             arr = data["workload"]["arrival"]
             if arr["kind"] == "trace":
                 if trace_rate_rps is None:

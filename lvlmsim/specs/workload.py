@@ -252,9 +252,13 @@ class RequestClass(StrictModel):
                                              "scenario's slos.ttft_s")
 
 
+MAX_REQUESTS = 10**9  # a count checked before anything is generated: 10^9 requests is days of simulation already
+
+
 class WorkloadSpec(StrictModel):
     requests: PositiveInt | None = Field(
-        None, description="requests to generate, all turns of all sessions counted; default 1000, or every trace row"
+        None, le=MAX_REQUESTS,
+        description="requests to generate, all turns of all sessions counted; default 1000, or every trace row"
     )
     arrival: Arrival = Field(default_factory=lambda: PoissonArrival(rate_rps=1.0))
     prompt_tokens: Dist = Field(default_factory=lambda: fixed(64), description="text tokens of the prompt")
