@@ -339,7 +339,7 @@ class Cluster:
         for inst in self.instances:
             inst.queue_touch()
             for r in inst.waiting:
-                r.queue_s += now - r.wait_since
+                r.waited(now)
                 r.wait_since = now
 
     @property

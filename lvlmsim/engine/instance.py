@@ -66,7 +66,7 @@ class _Base:
         """Take the head of the queue; it stops waiting now."""
         self.queue_touch()
         r = self.waiting.popleft()
-        r.queue_s += self.env.now - r.wait_since
+        r.waited(self.env.now)
         return r
 
     def wake(self) -> None:
@@ -111,9 +111,9 @@ class EncoderInstance(_Base):
             if batch and tok + enc > self.budget:
                 break
             self.waiting.popleft()
-            r.queue_s += now - r.wait_since
+            r.waited(now)
             r.state = ENCODING
-            r.encode_start_s = now
+            r.encode_started(now)
             if plan is not None:
                 reuse.commit(r, plan)
                 r.enc_toks, r.enc_tokens = plan.encode_toks, enc
@@ -125,7 +125,7 @@ class EncoderInstance(_Base):
         return batch, cached, tok
 
     def _encoded(self, r: Request) -> None:
-        r.encode_end_s = self.env.now
+        r.encode_ended(self.env.now)
         r.encoded = True
         self.outstanding -= 1
         self.cluster.on_encoded(r, self)
@@ -358,8 +358,8 @@ class LlmInstance(_Base):
                 continue
             start = env.now
             for r in step.encoded:
-                r.encode_start_s = start
-                r.encode_end_s = start + step.encode_s
+                r.encode_started(start)
+                r.encode_ended(start + step.encode_s)
             if not st.nsteps & st.ts_mask:
                 self.sample(step.batch_size)
             self.kv.note_peak()

@@ -2,6 +2,9 @@
 utilisation, KV occupancy, dollars, energy, saturation verdict). Built once, after the run, from plain lists.
 
 Definitions:
+* Per request: queue_s is all the time spent waiting in queues, preempted_wait_s the part of it after a preemption
+  (so queue_s - preempted_wait_s is the initial queueing); encode_start_s/encode_end_s are the first encode,
+  last_encode_end_s the last one, reencodes how many times the images were encoded again after a preemption.
 * TTFT = first token - arrival; TPOT = (finish - first token) / (output tokens - 1); E2E = finish - arrival.
 * ITL (inter-token latency): for every step that advanced decoding sequences, the time since the previous such step
   ended (so prefill-only steps in between count, as with chunking off), weighted by how many sequences it advanced;
@@ -43,7 +46,8 @@ PERCENTILES = (50, 90, 99)
 REQUEST_COLUMNS = (
     "request_id", "arrival_s", "queue_s", "encode_start_s", "encode_end_s", "first_token_s", "finish_s",
     "prompt_tokens", "visual_tokens", "output_tokens", "images", "preemptions", "instance", "pool", "transfer_s",
-    "ttft_s", "tpot_s", "e2e_s", "status", "session_id", "turn", "reason",
+    "ttft_s", "tpot_s", "e2e_s", "status", "session_id", "turn", "reason", "preempted_wait_s", "reencodes",
+    "last_encode_end_s",
 )
 
 
@@ -53,12 +57,14 @@ _ATTR_COLUMNS = {
     "encode_end_s": "encode_end_s", "first_token_s": "first_token_s", "finish_s": "finish_s",
     "prompt_tokens": "prompt_tokens", "visual_tokens": "visual_tokens", "output_tokens": "output_tokens",
     "images": "images", "preemptions": "preemptions", "transfer_s": "transfer_s", "status": "status",
-    "turn": "turn", "reason": "reason",
+    "turn": "turn", "reason": "reason", "preempted_wait_s": "preempted_wait_s",
+    "last_encode_end_s": "last_encode_end_s",
 }
 _DERIVED_COLUMNS = {
     "instance": lambda r: ">".join(r.path),
     "pool": lambda r: ">".join(r.pools),
     "session_id": lambda r: r.session if r.session is not None else -1,
+    "reencodes": lambda r: max(r.encodes - 1, 0),
 }
 
 
@@ -83,7 +89,7 @@ def request_frame(requests: Sequence[Request]) -> pd.DataFrame:
     df = pd.DataFrame(cols, columns=list(REQUEST_COLUMNS))
     return df.astype({"request_id": "int64", "prompt_tokens": "int64", "visual_tokens": "int64",
                       "output_tokens": "int64", "images": "int64", "preemptions": "int64", "session_id": "int64",
-                      "turn": "int64"})
+                      "turn": "int64", "reencodes": "int64"})
 
 
 def timeseries_frame(instances: Sequence) -> pd.DataFrame:

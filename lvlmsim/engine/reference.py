@@ -166,7 +166,7 @@ class ReferenceInstance:
             if nb > self.free:
                 break
             self.waiting.popleft()
-            r.queue_s += self.env.now - r.wait_since
+            r.waited(self.env.now)
             self.free -= nb
             r.blocks += nb
             r.state = PREFILL
@@ -239,8 +239,8 @@ class ReferenceInstance:
             chunks, decoding, enc_reqs, enc_used = step
             dt, enc_s = self.seconds(chunks, decoding, enc_reqs, enc_used)
             for r in enc_reqs:
-                r.encode_start_s = env.now
-                r.encode_end_s = env.now + enc_s
+                r.encode_started(env.now)
+                r.encode_ended(env.now + enc_s)
             yield env.timeout(dt)
             self.after_step(chunks, decoding)
 

@@ -30,6 +30,7 @@ class Request:
         "cls", "blocks", "pull_src", "swapped", "wait_since", "arrived",
         # records
         "queue_s", "encode_start_s", "encode_end_s", "first_token_s", "finish_s", "preemptions", "transfer_s",
+        "preempted_wait_s", "last_encode_end_s", "encodes",
         "path", "pools", "status", "reason",
         # request class (workload.classes): its index, priority and first-token deadline (absolute, seconds)
         "rclass", "priority", "deadline_s",
@@ -86,8 +87,11 @@ class Request:
         self.wait_since = 0.0
         self.arrived = False
         self.queue_s = 0.0
-        self.encode_start_s = NAN
+        self.encode_start_s = NAN  # the first encode (a re-encode after preemption does not move it)
         self.encode_end_s = NAN
+        self.last_encode_end_s = NAN  # the last encode's end: later than encode_end_s after a re-encode
+        self.encodes = 0
+        self.preempted_wait_s = 0.0  # the part of queue_s spent waiting again after a preemption
         self.first_token_s = NAN
         self.finish_s = NAN
         self.preemptions = 0
@@ -112,6 +116,25 @@ class Request:
     def __repr__(self) -> str:
         return (f"Request({self.id}, t={self.arrival_s:.3f}, prompt={self.prompt_tokens}, visual={self.visual_tokens}, "
                 f"out={self.output_tokens}, state={self.state})")
+
+    # records: every queue wait and encode goes through these, so the per-request table stays truthful after
+    # preemption (issue 15)
+    def waited(self, until: float) -> None:
+        """Charge the wait since `wait_since` to queue_s, and to preempted_wait_s when it follows a preemption."""
+        dt = until - self.wait_since
+        self.queue_s += dt
+        if self.preemptions:
+            self.preempted_wait_s += dt
+
+    def encode_started(self, t: float) -> None:
+        if not self.encodes:
+            self.encode_start_s = t
+        self.encodes += 1
+
+    def encode_ended(self, t: float) -> None:
+        if self.encode_end_s != self.encode_end_s:  # NaN: the first encode
+            self.encode_end_s = t
+        self.last_encode_end_s = t
 
 
 __all__ = ["COMPLETED", "DECODE", "DONE", "ENCODING", "IN_FLIGHT", "PARKED", "PREFILL", "PULLING", "REJECTED",
