@@ -136,5 +136,5 @@ def test_rate_infinity_means_all_at_once_and_nan_is_refused():
     assert s["saturation"]["verdict"] == "backlogged"
     with pytest.raises(SpecError, match="rate"):
         simulate(requests=200, rate=math.nan)
-    with pytest.raises(SpecError, match="boolean"):
+    with pytest.raises(SpecError, match="requests: expected an integer"):
         simulate(requests=True)
