@@ -272,3 +272,10 @@ def test_ops_carry_the_expected_error_of_their_size_regime():
     cm = CostModel(a100, prof)
     assert cm.cost(gemm_op(8, 4096, 4096)).measured_error_pct == regimes["m 1-16"]
     assert cm.cost(gemm_op(8192, 4096, 4096)).measured_error_pct == regimes["m >4096"]
+
+
+def test_noisy_timings_are_detected():
+    from lvlmsim.calibrate.bench import noisy, spread
+
+    assert spread(10.0, 9.0, 12.0) == pytest.approx(0.3) and not noisy(10.0, 9.0, 12.0)
+    assert noisy(10.0, 9.0, 20.0)  # a stolen core: p90 twice the median
