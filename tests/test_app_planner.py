@@ -107,6 +107,11 @@ def test_planner_page_shows_what_plan_returns():
         assert table.loc["l40s", "$/hour"] == fmt_usd(row["cost_per_hour_usd"])
     assert table.loc["l40s", "$/GPU-hour"] == fmt_usd(10.0)
     assert "vllm serve llava-hf/llava-1.5-7b-hf" in at.code[0].value
+    if rec.get("bracket_hi_rps") is not None:  # the capacity bracket the search ended with, for the whole fleet
+        reps = rec["replicas"]
+        want = (f"{rec['capacity_per_replica_rps'] * reps:.3g}-{rec['bracket_hi_rps'] * reps:.3g} req/s "
+                "(the search's bracket)")
+        assert any(want in c.value for c in at.caption)
 
     spec, data = charts(at)["plan-pareto"]
     frame = next(iter(data.values()))

@@ -23,11 +23,11 @@ def run_plan(args: tuple, progress=None) -> dict:
     if args not in memo:
         from lvlmsim.planner import SearchSettings
 
-        scenario, rate, slos, hardware, tps, layouts, max_gpus, probe_s, tol = args
+        scenario, rate, slos, hardware, tps, layouts, max_gpus, probe_s, tol, robust, with_range = args
         res = lvlmsim.plan(scenario, target_rate=rate, slos=dict(slos), hardware=list(hardware), tp=list(tps),
                            layouts=list(layouts), max_gpus=max_gpus or None,
                            settings=SearchSettings(probe_duration_s=probe_s, tolerance=tol), executor="serial",
-                           progress=progress)
+                           progress=progress, robust=robust, capacity_range=with_range)
         named = res.to_dict()
         memo[args] = {"recommended": res.recommended, "verdict": res.verdict, "candidates": res.candidates,
                       "stats": res.stats, "deploy": named.get("deploy"),
@@ -77,6 +77,20 @@ def throughput_chart(cands: pd.DataFrame) -> alt.Chart:
     ).properties(height=340, description="plan-throughput")
 
 
+def capacity_text(rec: dict) -> str:
+    """The recommendation's capacity bracket from the search, and its p10-p90 range when it was asked for."""
+    reps = rec.get("replicas") or 1
+    out = ""
+    if rec.get("bracket_hi_rps") is not None:
+        out += (f" Capacity within the SLOs: {rec['capacity_per_replica_rps'] * reps:.3g}-"
+                f"{rec['bracket_hi_rps'] * reps:.3g} req/s (the search's bracket).")
+    if rec.get("max_rate_range_rps"):
+        lo, hi = rec["max_rate_range_rps"]
+        out += (f" With the cost model at the pessimistic / optimistic end of its uncertainty band: {lo:.3g} / "
+                f"{hi:.3g} req/s.")
+    return out
+
+
 def price_inputs(hw_ids: list[str]) -> dict[str, float]:
     """Editable $/GPU-hour per GPU type, defaulting to the hardware file's price (its date and source shown)."""
     prices = {}
@@ -113,7 +127,8 @@ def per_gpu_table(cands: pd.DataFrame, rate: float, prices: dict[str, float]) ->
             "$/hour": fmt_usd(r["cost_per_hour_usd"]) if ok else "—",
             "$/month": fmt_usd(r["cost_per_month_usd"]) if ok else "—",
             "headroom": (("" if r["capacity_exact"] else ">= ") + fmt_pct(r["headroom_pct"])) if ok else "—",
-            "capacity": f"{r['capacity_rps']:.3g} req/s" if ok else "—",
+            "capacity": (f"{r['capacity_rps']:.3g}" + (f"-{r['capacity_hi_rps']:.3g}" if r.get("capacity_hi_rps")
+                                                         else "") + " req/s") if ok else "—",
             "TTFT p90": fmt_time(r["ttft_p90_s"]) if ok else "—", "TPOT p90": fmt_time(r["tpot_p90_s"]) if ok else "—",
             "verdict": "meets the SLOs" if ok else f"not possible because {r['reason']}",
         })
@@ -139,6 +154,7 @@ k = {
     "e2e": sticky("plan.e2e", 0.0), "hardware": sticky("plan.hardware", ["h100-sxm", "l40s"]),
     "tp": sticky("plan.tp", list(DEFAULT_TP)), "layouts": sticky("plan.layouts", ["agg"]),
     "max_gpus": sticky("plan.max_gpus", 0), "probe_s": sticky("plan.probe_s", 30.0), "tol": sticky("plan.tol", 0.05),
+    "robust": sticky("plan.robust", False), "range": sticky("plan.range", False),
 }
 if st.session_state[k["scenario"]] not in scenarios:
     st.session_state[k["scenario"]] = scenarios[0]
@@ -164,12 +180,19 @@ with st.form("plan"):
         probe_s = c[0].number_input("Seconds of arrivals per probe", min_value=1.0, max_value=3600.0, step=5.0,
                                     key=k["probe_s"])
         tol = c[1].number_input("Capacity tolerance", min_value=0.01, max_value=0.5, step=0.01, key=k["tol"])
+        c = st.columns(2)
+        robust = c[0].checkbox("Robust: price at the pessimistic (p90) end of the cost model's band",
+                               key=k["robust"], help="Every kernel family at the p90 of its held-out error band, so "
+                               "the answer holds if the cost model is optimistic.")
+        with_range = c[1].checkbox("Capacity range (p10-p90 of the band)", key=k["range"],
+                                   help="Two more capacity searches for the recommendation, with every kernel "
+                                   "family at the p90 and at the p10 end of its band.")
     go = st.form_submit_button("Plan", type="primary", key="plan.go")
 keep(*k.values())
 
 slos = tuple((key, float(v)) for key, v in slo.items() if v > 0)
 args = (scenario, float(rate), slos, tuple(hardware), tuple(int(t) for t in tps), tuple(layouts), int(max_gpus),
-        float(probe_s), float(tol))
+        float(probe_s), float(tol), bool(robust), bool(with_range))
 if go:
     if not slos or not hardware or not tps or not layouts:
         st.error("Give at least one SLO, one hardware, one tensor-parallel degree and one layout.")
@@ -218,7 +241,8 @@ else:
     c[1].metric("TTFT p90", fmt_time(rec["ttft_p90_s"]) if rec.get("ttft_p90_s") is not None else "n/a")
     c[2].metric("TPOT p90", fmt_time(rec["tpot_p90_s"]) if rec.get("tpot_p90_s") is not None else "n/a")
     st.caption("Pools: " + ", ".join(f"{p['role']} {p['instances']} x tp{p['tp']}" for p in rec["pools"])
-               + (" — verified by simulating the whole fleet at the target rate." if rec.get("verified") else ""))
+               + (" — verified by simulating the whole fleet at the target rate." if rec.get("verified") else "")
+               + capacity_text(rec))
 st.caption(f"{stats['candidates']} candidates: {stats['pruned_analytic']} removed by the analytic pre-screen, "
            f"{stats['searched']} searched with {stats['des_runs']} simulations "
            f"({stats['des_runs_per_candidate_mean']:.1f} per candidate) in {stats['wall_s']:.1f} s.")
@@ -277,11 +301,12 @@ c[1].download_button("Download per-GPU table (CSV)", table.assign(**{k: v for k,
 with st.expander("Reproduce in Python"):
     import lvlmsim
 
-    sc, r, sl, hw, tp_, lay, mg, ps, tl = ran_args
+    sc, r, sl, hw, tp_, lay, mg, ps, tl, rb, rg = ran_args
     fn = "lvlmsim.plan" if hasattr(lvlmsim, "plan") else "lvlmsim.planner.plan"
     st.code(
         "import lvlmsim\nimport lvlmsim.planner\nfrom lvlmsim.planner import SearchSettings\n"
         f"res = {fn}({sc!r}, target_rate={r!r}, slos={dict(sl)!r}, hardware={list(hw)!r}, tp={list(tp_)!r},\n"
         f"    layouts={list(lay)!r}, max_gpus={mg or None!r}, "
-        f"settings=SearchSettings(probe_duration_s={ps!r}, tolerance={tl!r}))\n"
+        f"settings=SearchSettings(probe_duration_s={ps!r}, tolerance={tl!r}), robust={rb!r}, "
+        f"capacity_range={rg!r})\n"
         f"res.recommended, res.by_hardware(prices={prices!r}), res.deploy()", language="python")

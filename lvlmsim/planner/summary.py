@@ -56,8 +56,8 @@ def by_hardware(candidates: pd.DataFrame, target_rate: float, prices: dict[str, 
         if feas.empty:
             out[hw_id] = {"candidate": None, "gpus": None, "price_per_gpu_hour_usd": price, "cost_per_hour_usd": None,
                           "cost_per_month_usd": None, "headroom_pct": None, "capacity_rps": None,
-                          "capacity_exact": None, "ttft_p90_s": None, "tpot_p90_s": None, "feasible": False,
-                          "reason": _why_not(rows)}
+                          "capacity_exact": None, "capacity_hi_rps": None, "ttft_p90_s": None, "tpot_p90_s": None,
+                          "feasible": False, "reason": _why_not(rows)}
             continue
         feas["_cost"] = feas.gpus.astype(float) * (price if price is not None else feas.price_per_gpu_hour_usd)
         best = feas.sort_values(["_cost", "gpus"], kind="stable").iloc[0]
@@ -68,6 +68,8 @@ def by_hardware(candidates: pd.DataFrame, target_rate: float, prices: dict[str, 
             "cost_per_hour_usd": cost, "cost_per_month_usd": cost * hours_per_month if cost is not None else None,
             "headroom_pct": (cap / target_rate - 1.0) * 100.0 if cap is not None else None, "capacity_rps": cap,
             "capacity_exact": bool(best.get("capacity_exact", True)),
+            "capacity_hi_rps": (_num(best.get("bracket_hi_rps")) * float(best["replicas"])
+                                if _num(best.get("bracket_hi_rps")) is not None and "replicas" in best else None),
             "ttft_p90_s": _num(best.get("ttft_p90_s")), "tpot_p90_s": _num(best.get("tpot_p90_s")),
             "feasible": True, "reason": "",
         }
