@@ -138,3 +138,18 @@ def test_rate_infinity_means_all_at_once_and_nan_is_refused():
         simulate(requests=200, rate=math.nan)
     with pytest.raises(SpecError, match="requests: expected an integer"):
         simulate(requests=True)
+
+
+@pytest.mark.parametrize("bad", [-1e-6, math.nan, math.inf, True])
+def test_profile_parameters_are_range_checked(tmp_path, bad):
+    """A negative floor priced negative TPOTs; NaN printed 'TPOT nan us' with exit 0."""
+    import json
+
+    doc = json.loads((REPO / "calibration" / "profiles" / "h100-sxm.json").read_text())
+    fam = next(f for f in doc["families"].values() if "floor_s" in f["params"])
+    fam["params"]["floor_s"] = bad
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps(doc))
+    with pytest.raises(SpecError) as exc:
+        lvlmsim.estimate(profile=str(p))
+    assert "floor_s" in one_line(exc)

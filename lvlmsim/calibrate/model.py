@@ -26,6 +26,7 @@ from lvlmsim.cost.profile import DEFAULT_PROFILE, DefaultProfile, Efficiency
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.op import ALLREDUCE, ATTN_DECODE, ATTN_ENCODER, ATTN_PREFILL, CONV, ELEMENTWISE, GEMM, KINDS, Op
 from lvlmsim.specs.hardware import HardwareSpec
+from lvlmsim.specs.inputs import number
 
 PROFILE_FORMAT = "lvlmsim-profile/1"
 EXP_RANGE = (0.05, 30.0)  # exponents of saturations: from nearly flat to nearly a step
@@ -87,6 +88,14 @@ def tile(xp, x, t: float):
     if t <= 1:
         return 1.0
     return x / (xp.ceil(x / t) * t)
+
+
+# What each kind of parameter may be when a profile is read back: (low, high, low excluded); every one finite.
+# Exponents only need to be positive (a shipped CPU fit has 0.0104, below the fitting start range EXP_RANGE).
+PARAM_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
+    "eff": (0.0, 1.0, True), "pos": (0.0, None, True), "exp": (0.0, None, True),
+    "floor": (0.0, None, False), "real": (None, None, False),
+}
 
 
 @dataclass(frozen=True)
@@ -451,6 +460,11 @@ class FamilyFit:
         missing = set(form.hyper_grid) - set(hyper)
         if missing:
             raise SpecError(f"{where}.hyper: missing {', '.join(sorted(missing))}")
+        for p in form.params:  # a negative floor priced negative TPOTs, NaN printed 'TPOT nan us' (issue 15)
+            lo, hi, lo_open = PARAM_RANGES[p.kind]
+            number(params[p.name], f"{where}.params.{p.name}", lo=lo, hi=hi, lo_open=lo_open)
+        for k, v in hyper.items():
+            number(v, f"{where}.hyper.{k}")
         try:
             return cls(
                 kind=kind, params={k: float(v) for k, v in params.items()},
