@@ -97,8 +97,8 @@ def test_shipped_h100_profile_beats_roofline_on_measured_h100():
     report, _ = validate(hw, MEASURED / "aiconfigurator/data/h100_sxm", load_profile_for(hw, "auto"))
     for fam, e in report.items():
         assert e["median_abs_pct_err"] < e["roofline_median_abs_pct_err"], fam
-        # MLA cores are their own kinds with no H100 fit (roofline default); the `moe` family is priced by the
-        # device-general MoE fit that held H100 out (calibration/profiles/general/moe.json)
+        # MLA cores are priced by the all-devices MLA fit (calibration/profiles/general/mla.json); the `moe` family
+        # is priced by the device-general MoE fit that held H100 out (calibration/profiles/general/moe.json)
         if fam not in ("mla", "moe"):
             assert all(s.startswith("calibrated:h100-sxm:") for s in e["profile_sources"]), fam
     # half of these rows were fitted on: the whole-table error stays near the held-out targets
@@ -111,6 +111,7 @@ def test_shipped_h100_profile_beats_roofline_on_measured_h100():
     assert report["generation_attention_sliding"]["median_abs_pct_err"] <= 15
     # the `mla` family: whole DeepSeek-V3 MLA modules priced as the graph's MLA layer
     assert report["mla"]["n"] > 4000
+    assert any(s.startswith("general:mla-fit:") for s in report["mla"]["profile_sources"])
     loo = report["mla"].get("leave_one_device_out")
     if loo is not None:  # when the B300 / RTX PRO 6000 hardware specs exist, the fit made on them alone
         assert loo["median_abs_pct_err"] <= 15

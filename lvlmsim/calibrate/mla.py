@@ -247,7 +247,8 @@ def _sibling_devices(data_dir: Path, exclude: str) -> dict[str, DeviceRows]:
 
 def compare_mla(rows: Sequence[ModuleRow], hw: HardwareSpec, profile: EfficiencyProfile,
                 baseline: EfficiencyProfile = DEFAULT_PROFILE, data_dir: str | Path | None = None) -> dict:
-    """{'mla': {...}}: the whole-module error of the device profile (MLA cores at the roofline default), per phase,
+    """{'mla': {...}}: the whole-module error of the device profile (under `auto` the MLA cores are priced by the
+    all-devices MLA fit, lvlmsim.calibrate.mla_family, so this error is in-sample for them), per phase,
     size regime and attention backend; with sibling devices next to `data_dir`, also the error of the MLA fit made
     on those other devices only ('leave_one_device_out')."""
     if not rows:

@@ -14,6 +14,7 @@ import functools
 from pathlib import Path
 
 from lvlmsim.calibrate.general import GeneralModel
+from lvlmsim.calibrate.mla_family import with_mla
 from lvlmsim.calibrate.model import FittedProfile
 from lvlmsim.cost.profile import DEFAULT_PROFILE, EfficiencyProfile, PeakProfile
 from lvlmsim.errors import SpecError
@@ -80,7 +81,9 @@ def profile_provenance(hardware: HardwareSpec, ref: str | None = None) -> dict:
     fitted on another device), 'flat' (the roofline derate). expected_error_pct: the largest held-out median error
     among the GEMM, prefill and decode attention families (None for the flat derate)."""
     prof = load_profile_for(hardware, ref)
-    base = getattr(prof, "base", prof)
+    base = prof
+    while hasattr(base, "base"):  # wrappers (runtime floors, quantiles, the MLA family) around a fitted profile
+        base = base.base
     name = getattr(prof, "name", "custom")
     if not isinstance(base, FittedProfile):
         return {"profile": name, "profile_kind": "flat", "expected_error_pct": None}
@@ -118,15 +121,15 @@ def load_profile_for(hardware: HardwareSpec, ref: str | None = None) -> Efficien
         return QuantileProfile(load_profile_for(hardware, base_ref or None), q)
     if ref in (None, "auto"):
         own = shipped_profile_for(hardware.id)
-        if own is not None:
-            return own
-        general = general_profile_for(hardware) if hardware.kind in GENERAL_KINDS else None
-        return general or DEFAULT_PROFILE
+        if hardware.kind not in GENERAL_KINDS:
+            return own or DEFAULT_PROFILE
+        # MLA cores: the device-general MLA fit (lvlmsim.calibrate.mla_family), on a GPU's own profile or the model's
+        return with_mla(own or general_profile_for(hardware) or DEFAULT_PROFILE)
     if ref == "general":
         general = general_profile_for(hardware)
         if general is None:
             raise SpecError(f"profile: no device-general model is shipped ({general_model_path()} is missing)")
-        return general
+        return with_mla(general)
     if ref == "default":
         return DEFAULT_PROFILE
     if ref == "peak":
