@@ -150,3 +150,11 @@ def test_plan_capacity_range_brackets_the_point_capacity():
     cap = res.recommended["capacity_per_replica_rps"]
     assert lo < hi and lo <= cap * 1.2 and hi >= cap / 1.2
     assert res.recommended["max_rate_range_rps"] == [lo * res.recommended["replicas"], hi * res.recommended["replicas"]]
+
+
+def test_provenance_sees_through_profile_wrappers():
+    from lvlmsim.calibrate.profiles import profile_provenance
+    from lvlmsim.specs.registry import load_hardware
+
+    p = profile_provenance(load_hardware("a100-sxm-80gb"), "auto@p90")
+    assert p["profile_kind"] == "transferred" and p["expected_error_pct"] is not None
