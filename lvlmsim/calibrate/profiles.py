@@ -154,7 +154,7 @@ def _flagged(path: str, hardware_id: str) -> FittedProfile:
 
 def resolve_profile(hardware: HardwareSpec, profile: str | EfficiencyProfile | None) -> EfficiencyProfile:
     """A profile object as given, or one found by name: None or 'auto' is the shipped calibrated profile of this
-    device if there is one, else the roofline default (see load_profile_for)."""
+    device if there is one, else the device-general model for a GPU (see load_profile_for)."""
     if profile is None or isinstance(profile, str):
         return load_profile_for(hardware, profile)
     return profile

@@ -158,7 +158,8 @@ def simulate(
 
     `requests`, `rate` (requests/s, or sessions/s for chat sessions) and `seed` override the scenario's.
     `progress(done, total)` is called about 200 times, driven by simulated completions.
-    `profile`: None uses the scenario's (default: the device's shipped calibrated profile, else the roofline default).
+    `profile`: None uses the scenario's (default: the device's own calibrated profile, else the device-general
+    model for a GPU).
     `runtime` (vllm | sglang | trtllm | eager) overrides `serving.runtime`: the runtime's kernel floor wraps every
     pool's profile and its per-step launch overhead is added to every batch step, as `estimate(runtime=...)` does.
 

@@ -72,7 +72,8 @@ class Scenario(StrictModel):
     slos: SloSpec = Field(default_factory=SloSpec)
     techniques: list[dict[str, Any] | str] = Field(default_factory=list, description="validated by lvlmsim.techniques")
     seed: NonNegativeInt = 0
-    profile: str | None = Field(None, description="None/auto: the device's calibrated profile; default; a JSON path")
+    profile: str | None = Field(None, description="None/auto: the device's calibrated profile, else the "
+                                                  "device-general model; general; default; a JSON path; '@p90'")
     horizon_s: PositiveFloat | None = Field(None, description="stop here; unfinished requests count as in flight")
 
     _source_dir: Path | None = PrivateAttr(default=None)
