@@ -44,3 +44,18 @@ def test_queue_split_into_initial_and_after_preemption(preempted):
     assert (df.preempted_wait_s <= df.queue_s + 1e-9).all()
     assert (df[df.preemptions == 0].preempted_wait_s == 0).all()
     assert (df[df.preemptions > 0].preempted_wait_s > 0).any()
+
+
+@pytest.mark.parametrize("rate", [None, 50.0])
+def test_a_replayed_sessions_turns_wait_for_the_previous_answer(rate):
+    """Compressing a multi-turn trace (here ~50x its recorded rate) let a turn start before the previous answer;
+    a later turn is now sent after that answer, and never before its own recorded (scaled) arrival."""
+    res = simulate("llava-trace-replay", rate=rate)
+    df = res.requests
+    chats = df[df.session_id >= 0].sort_values(["session_id", "turn"])
+    assert chats.session_id.nunique() >= 2 and (chats.turn > 1).any()
+    for _, chat in chats.groupby("session_id"):
+        prev_finish = chat.finish_s.to_numpy()[:-1]
+        later_arrival = chat.arrival_s.to_numpy()[1:]
+        assert (later_arrival >= prev_finish - 1e-12).all()
+    assert res.summary["completed"] == len(df)

@@ -329,7 +329,12 @@ class Cluster:
         self._release_client(r)
 
     def _next_turn(self, r: Request):
-        yield self.env.timeout(r.think_s)
+        """A session's next turn: after the previous answer and the think time, and for a replayed trace not before
+        its own recorded (scaled) arrival, set in arrival_s (NaN for generated turns)."""
+        delay = r.think_s
+        if r.arrival_s == r.arrival_s:
+            delay = max(delay, r.arrival_s - self.env.now)
+        yield self.env.timeout(delay)
         self.arrive(r)
 
     def finalize(self) -> None:

@@ -239,8 +239,9 @@ def stream(
         if resolve is None:
             raise SpecError("arrival: a trace needs a scenario to resolve its path")
         path, scale = resolve(spec.arrival.path), spec.arrival.time_scale
-        planned = sum(1 for _ in _from_trace(spec, tok, path, scale))
-        return Workload(lambda: _from_trace(spec, tok, path, scale), planned, **opts)
+        units = list(_from_trace(spec, tok, path, scale))
+        opts["has_sessions"] = any(len(u) > 1 for u in units)
+        return Workload(lambda: _from_trace(spec, tok, path, scale), sum(len(u) for u in units), **opts)
     d = _draw(spec, streams, resolve)
     return Workload(lambda: _units(spec, tok, d), sum(d.turns), **opts)
 
@@ -333,45 +334,74 @@ def _turn_request(spec: WorkloadSpec, tok: _Tokens, d: _Draws, i: int, s: int, t
     return r
 
 
+def _trace_units(rows: list) -> list[list]:
+    """The trace's rows as units in order of their first arrival: a row alone, or every turn of one session in turn
+    order. A session's later turns are then sent by the engine after the previous answer (never before it, however
+    the trace is rescaled) and not before their own recorded, scaled arrival."""
+    units: list[list] = []
+    by_session: dict[str, list] = {}
+    for row in rows:
+        if row.session_id is None:
+            units.append([row])
+        elif row.session_id in by_session:
+            by_session[row.session_id].append(row)
+        else:
+            by_session[row.session_id] = [row]
+            units.append(by_session[row.session_id])
+    for chat in by_session.values():
+        chat.sort(key=lambda r: (r.turn if r.turn is not None else 0, r.arrival_s))
+    return units
+
+
 def _from_trace(spec: WorkloadSpec, tok: _Tokens, path: Path, time_scale: float) -> Iterator[Unit]:
-    """The trace's requests in arrival order, one per unit."""
+    """The trace's requests by unit (see _trace_units), numbered in the order they are made."""
     rows = sorted(load_trace(path), key=lambda r: r.arrival_s)
     if spec.requests is not None:
         rows = rows[: spec.requests]
     if spec.duration_s is not None:
         rows = [r for r in rows if r.arrival_s * time_scale <= spec.duration_s]
     sessions: dict[str, int] = {}
-    for rid, row in enumerate(rows):
-        toks: tuple = ()
-        try:
-            if row.images and row.image_tokens is None:
-                sizes = ((row.image_width, row.image_height),) * row.images
-                vis, lens, proj = tok.images(sizes)
-                toks = tok.toks.get(sizes, ())
-            elif row.image_tokens:
-                t = tok.from_count(row.image_tokens)
-                vis, lens, proj = t.llm_tokens, t.vit_seq_lens, t.projector_in_tokens
-                toks = (t,)
-            else:
-                vis, lens, proj = 0, (), 0
-            if row.video_s > 0:
-                vt = tok.video(row.video_s, fps=row.video_fps)
-                vis, lens, proj = vis + vt.llm_tokens, lens + vt.vit_seq_lens, proj + vt.projector_in_tokens
-                toks = toks + (vt,)
-        except SpecError as exc:
-            raise SpecError(f"{path}:{row.line}: {exc}") from None
-        sid = None
-        if row.session_id is not None:
-            sid = sessions.setdefault(row.session_id, len(sessions))
-        req = Request(
-            rid, arrival_s=row.arrival_s * time_scale, prompt_tokens=row.prompt_tokens,
-            output_tokens=row.output_tokens, images=row.images, visual_tokens=vis, vit_seq_lens=lens,
-            projector_in_tokens=proj, image_ids=row.image_ids, video_s=row.video_s, session=sid,
-            turn=row.turn or 1, input_pixels=row.images * (row.image_width or 0) * (row.image_height or 0),
-        )
-        if tok.transform is not None:
-            req.toks = toks
-        yield [req]
+    rid = 0
+    for unit in _trace_units(rows):
+        out = []
+        for row in unit:
+            out.append(_trace_request(tok, path, row, rid, sessions, time_scale))
+            rid += 1
+        yield out
+
+
+def _trace_request(tok: _Tokens, path: Path, row, rid: int, sessions: dict[str, int], time_scale: float) -> Request:
+    """One trace row as a request (a later turn's arrival_s is the earliest it may be sent)."""
+    toks: tuple = ()
+    try:
+        if row.images and row.image_tokens is None:
+            sizes = ((row.image_width, row.image_height),) * row.images
+            vis, lens, proj = tok.images(sizes)
+            toks = tok.toks.get(sizes, ())
+        elif row.image_tokens:
+            t = tok.from_count(row.image_tokens)
+            vis, lens, proj = t.llm_tokens, t.vit_seq_lens, t.projector_in_tokens
+            toks = (t,)
+        else:
+            vis, lens, proj = 0, (), 0
+        if row.video_s > 0:
+            vt = tok.video(row.video_s, fps=row.video_fps)
+            vis, lens, proj = vis + vt.llm_tokens, lens + vt.vit_seq_lens, proj + vt.projector_in_tokens
+            toks = toks + (vt,)
+    except SpecError as exc:
+        raise SpecError(f"{path}:{row.line}: {exc}") from None
+    sid = None
+    if row.session_id is not None:
+        sid = sessions.setdefault(row.session_id, len(sessions))
+    req = Request(
+        rid, arrival_s=row.arrival_s * time_scale, prompt_tokens=row.prompt_tokens,
+        output_tokens=row.output_tokens, images=row.images, visual_tokens=vis, vit_seq_lens=lens,
+        projector_in_tokens=proj, image_ids=row.image_ids, video_s=row.video_s, session=sid,
+        turn=row.turn or 1, input_pixels=row.images * (row.image_width or 0) * (row.image_height or 0),
+    )
+    if tok.transform is not None:
+        req.toks = toks
+    return req
 
 
 __all__ = ["DEFAULT_REQUESTS", "Unit", "Workload", "arrival_times", "counts", "generate", "sample", "stream"]
