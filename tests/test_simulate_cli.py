@@ -77,8 +77,8 @@ def test_out_writes_tables_and_summary(tmp_path):
 
 @pytest.mark.parametrize("args, needle", [
     (["no-such-scenario"], "unknown scenario 'no-such-scenario'"),
-    (["--requests", "0"], "requests: must be >= 1"),
-    (["--rate", "-1"], "rate: must be > 0"),
+    (["--requests", "0"], "requests: expected an integer in [1, 1e+09], got 0"),
+    (["--rate", "-1"], "rate (requests/s): expected a number (inf allowed) > 0, got -1.0"),
     (["--runtime", "tgi"], "--runtime: unknown runtime 'tgi'; allowed: vllm, sglang, trtllm, eager"),
 ])
 def test_bad_input_is_one_line_exit_2(args, needle):
