@@ -153,3 +153,20 @@ def test_profile_parameters_are_range_checked(tmp_path, bad):
     with pytest.raises(SpecError) as exc:
         lvlmsim.estimate(profile=str(p))
     assert "floor_s" in one_line(exc)
+
+
+def test_duplicate_csv_header_and_list_items_are_refused(tmp_path):
+    """csv.DictReader keeps the last of two same-named columns; a hardware given twice was searched twice."""
+    from lvlmsim.engine.api import simulate
+    from lvlmsim.specs.scenario import load_scenario
+
+    p = tmp_path / "t.csv"
+    p.write_text("arrival_s,prompt_tokens,output_tokens,output_tokens\n0.1,10,20,99\n")
+    doc = load_scenario("llava-chat-h100").model_dump(mode="json")
+    doc["workload"]["arrival"] = {"kind": "trace", "path": str(p)}
+    with pytest.raises(LvlmsimError, match="column 'output_tokens' appears twice"):
+        simulate(doc)
+    with pytest.raises(SpecError, match="hardware: 'h100-sxm' is given twice"):
+        lvlmsim.plan(target_rate=1, slos="ttft_p90=1", hardware="h100-sxm,h100-sxm", executor="serial")
+    with pytest.raises(SpecError, match="tp: '2' is given twice"):
+        lvlmsim.plan(target_rate=1, slos="ttft_p90=1", hardware="h100-sxm", tp="2,2", executor="serial")

@@ -64,6 +64,9 @@ def _rows(path: Path):
     if reader.fieldnames is None:
         raise TraceError(f"{path}: empty trace (no header line)")
     names = [n.strip() for n in reader.fieldnames]
+    dup = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if dup is not None:  # csv.DictReader would silently keep the last column of that name
+        raise TraceError(f"{path}:1: column '{dup}' appears twice in the header")
     reader.fieldnames = names
     missing = [c for c in REQUIRED if c not in names]
     if missing:

@@ -94,12 +94,18 @@ def parse_layout(text: str) -> Layout:
     return Layout(roles, counts)
 
 
-def _split_list(v: str | Sequence | None) -> list:
+def _split_list(v: str | Sequence | None, what: str = "list") -> list:
+    """'a,b' or a sequence -> a list; an item given twice is refused (it would be searched twice)."""
     if v is None:
         return []
-    if isinstance(v, str):
-        return [x.strip() for x in v.split(",") if x.strip()]
-    return list(v)
+    try:
+        items = [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else list(v)
+    except TypeError:
+        raise SpecError(f"{what}: expected a comma-separated list or a sequence, got {v!r}") from None
+    dup = next((x for i, x in enumerate(items) if x in items[:i]), None)
+    if dup is not None:
+        raise SpecError(f"{what}: '{dup}' is given twice")
+    return items
 
 
 @dataclass
@@ -462,9 +468,9 @@ def _validate(scenario, target_rate, slos, hardware, tp, layouts, techniques, ma
         raise SpecError(f"max_gpus: must be >= 1, got {max_gpus}")
     s = (settings or SearchSettings()).check()
     check_executor(executor, workers)
-    hw_ids = _split_list(hardware) or [sc.hardware]
+    hw_ids = _split_list(hardware, "hardware") or [sc.hardware]
     tps = _tps(tp)
-    lays = [parse_layout(x) for x in (_split_list(layouts) or list(DEFAULT_LAYOUTS))]
+    lays = [parse_layout(x) for x in (_split_list(layouts, "layouts") or list(DEFAULT_LAYOUTS))]
     tech_sets = _tech_sets(sc, techniques)
     return PlanInputs(sc, float(target_rate), slo, _hardware(hw_ids), tps, lays, tech_sets, max_gpus, s,
                       pareto_latency, _tps(ep, "ep", [1]))
@@ -472,8 +478,9 @@ def _validate(scenario, target_rate, slos, hardware, tp, layouts, techniques, ma
 
 def _tps(tp, field: str = "tp", default: Sequence[int] = DEFAULT_TP) -> list[int]:
     """Parallel degrees to try ('1,2,4,8' or a list); `field` names the option in errors."""
+    items = _split_list(tp, field) if tp is not None else list(default)
     try:
-        tps = [int(x) for x in _split_list(tp)] if tp is not None else list(default)
+        tps = [int(x) for x in items]
     except (TypeError, ValueError):
         raise SpecError(f"{field}: expected parallel degrees such as 1,2,4,8, got {tp!r}") from None
     if not tps or any(t < 1 for t in tps):
