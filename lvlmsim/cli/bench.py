@@ -135,11 +135,6 @@ def register(app: typer.Typer) -> None:
 
 def _write_json(path: str, doc: dict) -> None:
     """Written to a temporary sibling and renamed: all or nothing."""
-    import json
-    import os
-    from pathlib import Path
+    from lvlmsim.specs.outputs import atomic_write_text, strict_json
 
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    os.replace(tmp, p)
+    atomic_write_text(path, strict_json(doc, indent=2, default=str) + "\n")

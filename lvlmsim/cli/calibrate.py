@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +10,7 @@ from typing import Annotated
 import typer
 
 from lvlmsim.errors import LvlmsimError, SpecError
+from lvlmsim.specs.outputs import strict_json
 
 
 def _fail(msg: str) -> typer.Exit:
@@ -68,8 +68,8 @@ def calibrate_cmd(
     prof = calibrate(device, out, quick=quick, hardware=hw, threads=threads, seed=seed, log=log)
     rows = profile_summary(prof)
     if as_json:
-        typer.echo(json.dumps({"profile": str(out), "timing_s": prof.meta.get("timing_s"), "families": rows},
-                              indent=2))
+        typer.echo(strict_json({"profile": str(out), "timing_s": prof.meta.get("timing_s"), "families": rows},
+                               indent=2))
         return
     typer.echo(f"profile {out} ({prof.meta.get('measurements_csv')} beside it), relative to '{prof.hardware_id}'")
     typer.echo(f"{'family':<14}{'fit':>6}{'held':>6}{'median %':>10}{'p90 %':>9}{'roofline %':>12}")
@@ -110,7 +110,7 @@ def validate_cmd(
     prof = load_profile_for(hw, profile)
     report, info = validate(hw, data, prof)
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(strict_json(report, indent=2))
         return
     out = sys.stdout
     out.write(f"{info['rows']} measured rows from {len(info['files'])} tables under {data}; hardware {hw.id}; "
@@ -138,7 +138,7 @@ def _leave_one_out(data: Path, seed: int, as_json: bool) -> None:
     log = None if as_json else (lambda s: typer.echo(s, err=True))
     report, _resid, info = leave_one_out(data, seed=seed, log=log)
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(strict_json(report, indent=2))
         return
     out = sys.stdout
     out.write(f"leave-one-device-out under {data}: {', '.join(f'{k} {v} rows' for k, v in info['rows'].items())} "
