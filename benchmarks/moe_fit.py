@@ -2,6 +2,7 @@
 
     python benchmarks/moe_fit.py [--data ../shared/data/measured/aiconfigurator/data] [--write]
                                  [--device a100_sxm=a100-sxm-80gb ...] [--fit-rows 6000]
+                                 [--per-family floor_s]
 
 For each measured device, the model is fitted on the OTHER devices (at most --fit-rows rows each, seeded sample) and
 its median / p90 |error| is reported on every row of the held-out device, next to the flat roofline default. A last
@@ -25,7 +26,9 @@ sys.path.insert(0, str(REPO))
 
 from lvlmsim.calibrate.moe import (  # noqa: E402
     FIT_FORMAT,
+    GROUPS,
     PARAM_NAMES,
+    PER_FAMILY,
     MoEData,
     compare_moe,
     fit_file,
@@ -42,11 +45,7 @@ DEVICES = {"a100_sxm": "a100-sxm-80gb", "h100_sxm": "h100-sxm", "b300_sxm": "b30
 def sample(d: MoEData, n: int, seed: int) -> MoEData:
     if len(d) <= n:
         return d
-    idx = np.sort(np.random.default_rng(seed).choice(len(d), n, replace=False))
-    arrays = {k: getattr(d, k)[idx] for k in ("dtype", "table_dtype", "flops_up", "bytes_up", "flops_down",
-                                               "bytes_down", "ew_bytes", "rows_per_expert", "measured_s", "tokens",
-                                               "experts", "ep")}
-    return MoEData(**arrays)
+    return d.take(np.sort(np.random.default_rng(seed).choice(len(d), n, replace=False)))
 
 
 def main() -> None:
@@ -55,8 +54,15 @@ def main() -> None:
     ap.add_argument("--device", action="append", default=[], help="gpu_dir=hardware id or YAML path")
     ap.add_argument("--fit-rows", type=int, default=6000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--per-family", default=",".join(PER_FAMILY),
+                    help="parameter groups fitted per kernel family, comma-separated among ec, em, floor_s "
+                         f"(default '{','.join(PER_FAMILY)}': all shared)")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
+    per_family = tuple(g for g in args.per_family.split(",") if g)
+    if set(per_family) - set(GROUPS):
+        ap.error(f"--per-family: unknown group(s) {', '.join(sorted(set(per_family) - set(GROUPS)))}; "
+                 f"allowed: {', '.join(GROUPS)}")
     devices = dict(DEVICES)
     devices.update(dict(d.split("=", 1) for d in args.device))
     loaded = {}
@@ -75,7 +81,7 @@ def main() -> None:
     print(f"\n{'held out':<22}{'n':>7}{'median %':>10}{'p90 %':>8}{'roofline median %':>19}  fitted on")
     for gpu, (data, hw) in loaded.items():
         others = [(sample(d, args.fit_rows, args.seed), h) for g, (d, h) in loaded.items() if g != gpu]
-        params = fit_moe(others)
+        params = fit_moe(others, per_family)
         fit_on = [h.id for g, (_, h) in loaded.items() if g != gpu]
         rep = compare_moe(data, hw, params, "fold")
         print(f"{hw.id:<22}{rep['n']:>7}{rep['median_abs_pct_err']:>10}{rep['p90_abs_pct_err']:>8}"
@@ -84,11 +90,12 @@ def main() -> None:
                       "held_out_median_abs_pct_err": rep["median_abs_pct_err"],
                       "held_out_p90_abs_pct_err": rep["p90_abs_pct_err"],
                       "roofline_median_abs_pct_err": rep["roofline_median_abs_pct_err"]})
-    every = fit_moe([(sample(d, args.fit_rows, args.seed), h) for d, h in loaded.values()])
-    doc = {"format": FIT_FORMAT, "method": "benchmarks/moe_fit.py: leave-one-device-out Nelder-Mead on mean "
-           "|log(pred/measured)|, fastest kernel per configuration, --fit-rows sample per fitting device",
+    every = fit_moe([(sample(d, args.fit_rows, args.seed), h) for d, h in loaded.values()], per_family)
+    doc = {"format": FIT_FORMAT, "method": "benchmarks/moe_fit.py: leave-one-device-out Nelder-Mead on the mean over "
+           "devices of each device's mean |log(pred/measured)|, fastest kernel per configuration, --fit-rows sample "
+           "per fitting device",
            "data": "aiconfigurator moe_perf tables (ai-dynamo/aiconfigurator @ 095f58a5, vLLM 0.14/0.24)",
-           "fit_rows": args.fit_rows, "seed": args.seed, "folds": folds,
+           "fit_rows": args.fit_rows, "per_family": list(per_family), "seed": args.seed, "folds": folds,
            "all": {"fit_on": [h.id for _, h in loaded.values()],
                    "params": dict(zip(PARAM_NAMES, every, strict=True))}}
     if args.write:

@@ -12,6 +12,7 @@ from lvlmsim.calibrate.moe import (
     MoEData,
     compare_moe,
     fit_moe,
+    kernel_family,
     load_fit,
     load_moe_table,
     nelder_mead,
@@ -71,10 +72,34 @@ def test_fit_recovers_parameters_it_generated(tmp_path):
     root = _table(tmp_path, [f"a,bfloat16,{t},2048,768,8,128,1,1,balanced,1.0" for t in (1, 4, 16, 256, 4096)])
     hw = load_hardware("h100-sxm")
     d = load_moe_table(root, hw)
-    truth = [*START[:-3], 20.0, 5e5, 2e-5]
+    truth = [*START[:6], 2e-5, 2e-5, 2e-5, 20.0, 5e5]  # ec x3, em x3, floor x3 (one per kernel family), x0, b0
     synthetic = MoEData(**{**d.__dict__, "measured_s": predict(truth, d, hw)})
     got = fit_moe([(synthetic, hw)])
     assert np.max(np.abs(predict(got, synthetic, hw) / synthetic.measured_s - 1)) < 0.05
+
+
+def test_kernel_family_names_the_library_behind_each_table_source():
+    assert kernel_family("vllm_fused_moe") == "triton"  # A100's vLLM 0.14 table
+    assert kernel_family("vllm_unquantizedfusedmoe_triton_tritonexperts") == "triton"
+    assert kernel_family("vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts") == "cutlass"
+    assert kernel_family("vllm_fp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic") == "trtllm"
+    assert kernel_family("somebody_elses_kernel") == "other"
+
+
+def test_the_fastest_rows_kernel_family_is_recorded(tmp_path):
+    root = _table(tmp_path, ["vllm_unquantizedfusedmoe_triton_tritonexperts,bfloat16,4,2048,768,8,128,1,1,balanced,0.2",
+                             "vllm_unquantizedfusedmoe_flashinfer_cutlass_x,bfloat16,4,2048,768,8,128,1,1,balanced,0.1"])
+    d = load_moe_table(root, load_hardware("h100-sxm"))
+    assert list(d.kernel) == ["cutlass"] and d.measured_s[0] == pytest.approx(0.1e-3)
+
+
+def test_a_family_no_fitting_device_ran_borrows_its_relatives_fixed_cost(tmp_path):
+    # only Triton rows: the CUTLASS and TRT-LLM floors cannot be learned, so they equal the fitted Triton floor
+    root = _table(tmp_path, [f"vllm_fused_moe,bfloat16,{t},2048,768,8,128,1,1,balanced,{0.03 + t * 1e-4}"
+                             for t in (1, 4, 16, 256, 4096)])
+    hw = load_hardware("h100-sxm")
+    p = dict(zip(PARAM_NAMES, fit_moe([(load_moe_table(root, hw), hw)], per_family=("floor_s",)), strict=True))
+    assert p["floor_s_cutlass"] == p["floor_s_triton"] == p["floor_s_trtllm"]
 
 
 def test_report_has_regimes_and_the_roofline_baseline(tmp_path):

@@ -162,14 +162,9 @@ def band_coverage(residuals: dict[str, dict[str, list[float]]]) -> dict[str, dic
 
 
 def _sample_moe(data, n: int, seed: int):
-    from lvlmsim.calibrate.moe import MoEData
-
     if len(data) <= n:
         return data
-    idx = np.sort(np.random.default_rng(seed).choice(len(data), n, replace=False))
-    cols = ("dtype", "table_dtype", "flops_up", "bytes_up", "flops_down", "bytes_down", "ew_bytes",
-            "rows_per_expert", "measured_s", "tokens", "experts", "ep")
-    return MoEData(**{k: getattr(data, k)[idx] for k in cols})
+    return data.take(np.sort(np.random.default_rng(seed).choice(len(data), n, replace=False)))
 
 
 def moe_folds(data_dir: Path, hws: dict[str, HardwareSpec], report: dict, *, seed: int = 0,

@@ -10,14 +10,16 @@ The model is device-general: efficiencies are fractions of each device's datashe
 devices and fitted on some devices to be reported on another:
 
     t = sum over the two grouped GEMMs of max(F / (ec * peak[dtype]), B / (em * bw)) + elementwise bytes / (em * bw)
-        + floor,
+        + floor[kernel family],
     ec = ec_max[dtype] * x / (x + x0)   with x the token-expert rows per touched expert (the GEMM's m),
     em = em_max * B / (B + b0)           small transfers do not reach full bandwidth.
 
 `fit_moe` minimises the mean |log(pred/measured)| by Nelder-Mead; `benchmarks/moe_fit.py` fits leave-one-device-out
 and writes `calibration/profiles/general/moe.json`, which `moe_report` (and `lvlmsim validate`) reads. Where
 several kernels were timed for one configuration (Triton, FlashInfer CUTLASS, ...), the fastest is kept: it is the
-kernel a tuned deployment runs.
+kernel a tuned deployment runs, and its family (`kernel_family`) is recorded per row. Each of ec_max, em_max and
+floor can be fitted per kernel family (`fit_moe(per_family=...)`); a family no fitting device ran takes its nearest
+relative's values. The shipped fit shares them all (see PER_FAMILY for the measured comparison).
 """
 
 from __future__ import annotations
@@ -46,12 +48,18 @@ MOE_DTYPES: dict[str, tuple[str, float]] = {
     "nvfp4": ("fp4", 0.5 + 1.0 / 16),  # 4-bit values + one fp8 scale per 16
 }
 TABLE_DTYPES = tuple(MOE_DTYPES)
-# per table dtype (its kernels differ: H100's per-tensor fp8 CUTLASS MoE streams weights at half bf16's rate): the
-# compute and memory efficiency ceilings; shared by all: the rows-per-expert half point, the bytes half point, floor
-PARAM_NAMES = (*(f"ec_{d}" for d in TABLE_DTYPES), *(f"em_{d}" for d in TABLE_DTYPES), "x0", "b0", "floor_s")
-N_DT = len(TABLE_DTYPES)
+KERNEL_FAMILIES = ("triton", "cutlass", "trtllm")
+# A family the fitting devices never ran borrows its nearest relative's parameters: TRT-LLM-gen and FlashInfer's
+# CUTLASS MoE are both NVIDIA CUTLASS-lineage grouped GEMMs; Triton's nearest is CUTLASS.
+FAMILY_FALLBACK = {"triton": ("cutlass", "trtllm"), "cutlass": ("trtllm", "triton"), "trtllm": ("cutlass", "triton")}
+# per kernel family (libraries differ more than datasheets: launch/fixed costs of 12-35 us, different streaming
+# rates): the compute and memory efficiency ceilings and the fixed cost per layer; shared by all: the
+# rows-per-expert half point of the compute efficiency and the bytes half point of the memory efficiency
+PARAM_NAMES = (*(f"ec_{f}" for f in KERNEL_FAMILIES), *(f"em_{f}" for f in KERNEL_FAMILIES),
+               *(f"floor_s_{f}" for f in KERNEL_FAMILIES), "x0", "b0")
+N_FAM = len(KERNEL_FAMILIES)
 FIT_FILE = "general/moe.json"  # beside the device-general GPU model (general/gpu.json) in calibration/profiles
-FIT_FORMAT = "lvlmsim-moe-fit/1"
+FIT_FORMAT = "lvlmsim-moe-fit/2"
 
 
 @dataclass
@@ -70,11 +78,31 @@ class MoEData:
     tokens: np.ndarray
     experts: np.ndarray
     ep: np.ndarray
+    kernel: np.ndarray  # kernel family of the fastest kernel per row (see `kernel_family`)
     files: list[str] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
 
     def __len__(self) -> int:
         return len(self.measured_s)
+
+    def take(self, idx: np.ndarray) -> MoEData:
+        """The rows at `idx` (a fitting sample)."""
+        cols = ("dtype", "table_dtype", "flops_up", "bytes_up", "flops_down", "bytes_down", "ew_bytes",
+                "rows_per_expert", "measured_s", "tokens", "experts", "ep", "kernel")
+        return MoEData(**{k: getattr(self, k)[idx] for k in cols})
+
+
+def kernel_family(kernel_source: str) -> str:
+    """The kernel library behind a table's `kernel_source`: vLLM's Triton fused MoE, FlashInfer's CUTLASS grouped
+    GEMM, or FlashInfer's TRT-LLM-gen kernels (A100's `vllm_fused_moe` is the Triton kernel of vLLM 0.14)."""
+    src = kernel_source.lower()
+    if "trtllm" in src:
+        return "trtllm"
+    if "cutlass" in src:
+        return "cutlass"
+    if "triton" in src or src == "vllm_fused_moe":
+        return "triton"
+    return "other"
 
 
 def _skew(distribution: str) -> float | None:
@@ -119,9 +147,13 @@ def load_moe_table(data_dir: str | Path, hw: HardwareSpec) -> MoEData:
         missing = [c for c in [*keys, "latency"] if c not in df.columns]
         if missing:
             raise SpecError(f"--data: {p} lacks column(s) {', '.join(missing)}")
-        frames.append(df[[*keys, "latency"]])
-    df = pd.concat(frames).groupby(keys, as_index=False)["latency"].min()
-    out: dict[str, list] = {k: [] for k in ("dtype", "tdt", "fu", "bu", "fd", "bd", "ew", "x", "meas", "t", "e", "ep")}
+        if "kernel_source" not in df.columns:
+            df["kernel_source"] = "unknown"
+        frames.append(df[[*keys, "kernel_source", "latency"]])
+    df = pd.concat(frames, ignore_index=True)
+    df = df.loc[df.groupby(keys)["latency"].idxmin()]  # the fastest kernel per configuration, and which it was
+    out: dict[str, list] = {k: [] for k in ("dtype", "tdt", "fu", "bu", "fd", "bd", "ew", "x", "meas", "t", "e", "ep",
+                                            "kern")}
     skipped: Counter = Counter()
     for r in df.itertuples(index=False):
         if r.moe_dtype not in MOE_DTYPES:
@@ -148,18 +180,25 @@ def load_moe_table(data_dir: str | Path, hw: HardwareSpec) -> MoEData:
         out["t"].append(int(r.num_tokens))
         out["e"].append(int(r.num_experts))
         out["ep"].append(int(r.moe_ep_size))
+        out["kern"].append(kernel_family(str(r.kernel_source)))
     a = {k: np.array(v) for k, v in out.items()}
     return MoEData(a["dtype"], a["tdt"], a["fu"], a["bu"], a["fd"], a["bd"], a["ew"], a["x"], a["meas"], a["t"], a["e"],
-                   a["ep"], [str(p.relative_to(root)) for p in paths], skipped)
+                   a["ep"], a["kern"], [str(p.relative_to(root)) for p in paths], skipped)
+
+
+def _priced_as(kernel: np.ndarray) -> np.ndarray:
+    """Rows of an unknown kernel are priced as vLLM's default fused MoE (Triton)."""
+    return np.where(np.isin(kernel, KERNEL_FAMILIES), kernel, "triton")
 
 
 def predict(params: Sequence[float], data: MoEData, hw: HardwareSpec) -> np.ndarray:
     """Seconds per row under the device-general efficiency model (see the module docstring)."""
     p = dict(zip(PARAM_NAMES, params, strict=True))
     bw = hw.mem_bw_bytes_per_s
-    conds = [data.table_dtype == d for d in TABLE_DTYPES]
-    ec_max = np.select(conds, [p[f"ec_{d}"] for d in TABLE_DTYPES], 1.0)
-    em_max = np.select(conds, [p[f"em_{d}"] for d in TABLE_DTYPES], 1.0)
+    fam = _priced_as(data.kernel)
+    conds = [fam == f for f in KERNEL_FAMILIES]
+    ec_max, em_max, floor = (np.select(conds, [p[f"{n}_{f}"] for f in KERNEL_FAMILIES], 1.0)
+                             for n in ("ec", "em", "floor_s"))
     peak = np.array([hw.peak_flops(d) for d in data.dtype]) if len(data) else np.zeros(0)
     ec = ec_max * data.rows_per_expert / (data.rows_per_expert + p["x0"])
     total = np.zeros(len(data))
@@ -167,7 +206,7 @@ def predict(params: Sequence[float], data: MoEData, hw: HardwareSpec) -> np.ndar
         em = em_max * b / (b + p["b0"])
         total += np.maximum(f / (ec * peak), b / (em * bw))
     total += data.ew_bytes / (em_max * bw)
-    return total + p["floor_s"]
+    return total + floor
 
 
 def roofline_default(data: MoEData, hw: HardwareSpec) -> np.ndarray:
@@ -185,13 +224,13 @@ def roofline_default(data: MoEData, hw: HardwareSpec) -> np.ndarray:
 
 def _natural(z: np.ndarray) -> list[float]:
     """Unconstrained -> natural: efficiencies through a logistic (0, 1), the rest through exp (> 0)."""
-    eff = 1.0 / (1.0 + np.exp(-z[:2 * N_DT]))
-    return [float(v) for v in eff] + [float(math.exp(v)) for v in z[2 * N_DT:]]
+    eff = 1.0 / (1.0 + np.exp(-z[:2 * N_FAM]))
+    return [float(v) for v in eff] + [float(math.exp(v)) for v in z[2 * N_FAM:]]
 
 
 def _z(natural: Sequence[float]) -> np.ndarray:
-    eff = np.array(natural[:2 * N_DT])
-    return np.concatenate([np.log(eff / (1.0 - eff)), np.log(np.array(natural[2 * N_DT:]))])
+    eff = np.array(natural[:2 * N_FAM])
+    return np.concatenate([np.log(eff / (1.0 - eff)), np.log(np.array(natural[2 * N_FAM:]))])
 
 
 def nelder_mead(f, x0: np.ndarray, step: float = 0.5, iters: int = 1500, tol: float = 1e-7) -> np.ndarray:
@@ -225,36 +264,67 @@ def nelder_mead(f, x0: np.ndarray, step: float = 0.5, iters: int = 1500, tol: fl
     return simplex[int(np.argmin(vals))]
 
 
-START = (*([0.6] * N_DT), *([0.8] * N_DT), 8.0, 2e6, 1e-5)
+START = (*([0.6] * N_FAM), *([0.8] * N_FAM), *([2e-5] * N_FAM), 8.0, 2e6)
 
 
-def _untie(t: np.ndarray) -> np.ndarray:
-    """Tied parameters (one ec, one em for every dtype) -> the full unconstrained vector."""
-    return np.concatenate([np.full(N_DT, t[0]), np.full(N_DT, t[1]), t[2:]])
+def _family_source(present: set[str]) -> list[int]:
+    """Per family, the index of the family whose parameters it uses: itself when the fitting rows ran it, else its
+    nearest present relative (FAMILY_FALLBACK)."""
+    out = []
+    for f in KERNEL_FAMILIES:
+        src = f if f in present else next((g for g in FAMILY_FALLBACK[f] if g in present), KERNEL_FAMILIES[0])
+        out.append(KERNEL_FAMILIES.index(src))
+    return out
 
 
-def fit_moe(datasets: Sequence[tuple[MoEData, HardwareSpec]], per_dtype: bool = False) -> list[float]:
-    """Device-general parameters minimising the mean |log error| over every row of every (data, device) pair.
+GROUPS = ("ec", "em", "floor_s")
+# The shipped form shares every group across kernels. Fitting the fixed cost per family (`benchmarks/moe_fit.py
+# --per-family floor_s`) moved the held-out medians A100 27.9 -> 25.8 %, B300 31.1 -> 27.9 %, RTX PRO 6000 39.0 ->
+# 28.4 % but H100 32.9 -> 42.9 % (its Triton fixed cost is then learned from A100 alone), so it is not the default;
+# per-family efficiency ceilings are worse everywhere (H100's per-tensor fp8 CUTLASS kernel poisons the family).
+PER_FAMILY: tuple[str, ...] = ()
 
-    `per_dtype` False (the shipped fit) ties the efficiency ceilings across dtypes: a ceiling learned from one
-    device's kernel for a dtype (H100's slow per-tensor fp8 CUTLASS MoE) does not transfer to another's.
+
+def _expand(t: np.ndarray, free: list[int], source: list[int], per_family: Sequence[str]) -> np.ndarray:
+    """Free parameters (one value per fitted family for the `per_family` groups, one shared value for the other
+    groups, then x0 and b0) -> the full natural-order vector."""
+    out, i = [], 0
+    for g in GROUPS:
+        if g in per_family:
+            vals = dict(zip(free, t[i:i + len(free)], strict=True))
+            out.append(np.array([vals[source[f]] for f in range(N_FAM)]))
+            i += len(free)
+        else:
+            out.append(np.full(N_FAM, t[i]))
+            i += 1
+    return np.concatenate([*out, t[i:]])
+
+
+def fit_moe(datasets: Sequence[tuple[MoEData, HardwareSpec]], per_family: Sequence[str] = PER_FAMILY) -> list[float]:
+    """Device-general parameters minimising the mean over devices of each device's mean |log error|.
+
+    Each device weighs the same whatever its row count. Only the kernel families the fitting devices ran are
+    fitted; the others take their nearest relative's values (FAMILY_FALLBACK), so a held-out device's own
+    library is never learned from its own rows. `per_family` names the parameter groups (ec, em, floor_s) fitted
+    per kernel family; the others are shared by all kernels.
     """
-    def loss_full(z: np.ndarray) -> float:
-        p = _natural(z)
-        errs = [np.abs(np.log(predict(p, d, hw) / d.measured_s)) for d, hw in datasets if len(d)]
-        return float(np.mean(np.concatenate(errs)))
-
+    present = {f for d, _ in datasets for f in np.unique(_priced_as(d.kernel))}
+    source = _family_source(present)
+    free = sorted(set(source))
     z0 = _z(START)
-    if per_dtype:
-        loss, start = loss_full, z0
-    else:
-        def loss(t: np.ndarray) -> float:
-            return loss_full(_untie(t))
-        start = np.concatenate([[z0[0], z0[N_DT]], z0[2 * N_DT:]])
-    z = nelder_mead(loss, start, iters=3000)
+
+    def loss(t: np.ndarray) -> float:
+        p = _natural(_expand(t, free, source, per_family))
+        errs = [np.mean(np.abs(np.log(predict(p, d, hw) / d.measured_s))) for d, hw in datasets if len(d)]
+        return float(np.mean(errs))
+
+    start = [z0[j * N_FAM:(j + 1) * N_FAM][free] if g in per_family else z0[j * N_FAM:j * N_FAM + 1]
+             for j, g in enumerate(GROUPS)]
+    t = np.concatenate([*start, z0[3 * N_FAM:]])
+    t = nelder_mead(loss, t, iters=3000)
     for step in (0.3, 0.1):  # restarts: Nelder-Mead stalls on a collapsed simplex
-        z = nelder_mead(loss, z, step=step, iters=3000)
-    return _natural(z if per_dtype else _untie(z))
+        t = nelder_mead(loss, t, step=step, iters=3000)
+    return _natural(_expand(t, free, source, per_family))
 
 
 # --------------------------------------------------------------------------------------------------------------
