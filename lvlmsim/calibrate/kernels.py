@@ -1,0 +1,82 @@
+"""Attention-kernel behaviour a datasheet cannot show, keyed by the kernel generation a device runs.
+
+The serving stack picks its attention kernels by compute capability (lvlmsim.calibrate.general.ATTENTION_KERNELS:
+FA2 on sm80/sm86/sm89/sm120, FA3 on sm90, TRT-LLM/FlashInfer kernels on sm100). One difference changes what a
+windowed decode moves:
+
+* FA2 decode packs a GQA group into one block only without a window. flash_api.cpp (mha_fwd / mha_fwd_kvcache)
+  swaps the `ngroups` query heads of a KV head into the query-length dimension when `seqlen_q == 1 && num_heads >
+  num_heads_k && window_size_left < 0 && window_size_right < 0 ...`; with a sliding window the swap is off, every
+  query head is its own block and reads its KV head's keys and values again: the KV bytes of a windowed decode are
+  read heads / kv_heads times. FA3 (pack_gqa) and the TRT-LLM decode kernels keep the group packed with a window.
+
+Nothing here is fitted: the factor is the kernel's, and the device profile's memory efficiency and floor apply to
+the larger traffic (small windows stay floor-bound, so the factor shows only once the keys outweigh the floor).
+The measured sliding-window decode rows of aiconfigurator (never used in any fit) check it: on RTX PRO 6000 (FA2)
+windowed decode takes 0.6-0.75 x `heads / kv_heads` the full-attention time over the same keys once memory-bound,
+1.0 on H100 (FA3) and B300 (TRT-LLM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from lvlmsim.cost.profile import Efficiency, EfficiencyProfile
+from lvlmsim.ops.op import ATTN_DECODE, Op
+from lvlmsim.specs.hardware import HardwareSpec
+
+UNPACKED_WINDOWED_DECODE = ("fa2",)  # kernel generations whose windowed decode re-reads K/V per query head
+SLIDING_SUFFIX = ".sliding"  # graph: llm.attention.sliding; validate rows: measured.attention.sliding
+
+
+def attention_kernel(hw: HardwareSpec) -> str | None:
+    """The attention kernel generation `hw` runs ('fa2', 'fa3', 'bw'), None without a known compute capability."""
+    from lvlmsim.calibrate.general import ATTENTION_KERNELS
+
+    return ATTENTION_KERNELS.get((hw.compute_capability or "").split(".")[0])
+
+
+def gqa_reread_factor(op: Op, kernel: str | None) -> float:
+    """How many times a windowed decode on `kernel` reads each K/V entry (1 where the GQA group stays packed)."""
+    if kernel not in UNPACKED_WINDOWED_DECODE or op.kind != ATTN_DECODE or not op.name.endswith(SLIDING_SUFFIX):
+        return 1.0
+    heads, kv_heads = op.shape[3], op.shape[4]
+    return heads / kv_heads if kv_heads and heads > kv_heads else 1.0
+
+
+@dataclass(frozen=True)
+class KernelFeatureProfile:
+    """An EfficiencyProfile wrapper: the base profile's efficiencies; a windowed FA2 decode is priced as the op
+    with its bytes read `factor` times (the profile's efficiency at that traffic), charged to its own bytes."""
+
+    base: EfficiencyProfile
+    kernel: str
+
+    @property
+    def name(self) -> str:
+        return self.base.name
+
+    @property
+    def timing_regime(self) -> str | None:
+        return getattr(self.base, "timing_regime", None)
+
+    def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency:
+        factor = gqa_reread_factor(op, self.kernel)
+        if factor == 1.0:
+            return self.base.efficiency(op, hw)
+        # the profile's efficiency for the traffic the kernel really moves, charged to this op's bytes
+        eff = self.base.efficiency(replace(op, bytes_read=op.bytes_read * factor), hw)
+        return Efficiency(eff.compute, eff.memory / factor, eff.floor_s, eff.source, eff.measured_error_pct)
+
+    def band_for(self, source: str) -> tuple[float, float] | None:
+        band_for = getattr(self.base, "band_for", None)
+        return band_for(source) if band_for is not None else None
+
+
+def with_kernel_features(profile: EfficiencyProfile, hw: HardwareSpec) -> EfficiencyProfile:
+    """`profile` with the kernel behaviour of `hw`'s attention kernel generation (unchanged where none applies)."""
+    kernel = attention_kernel(hw)
+    return KernelFeatureProfile(profile, kernel) if kernel in UNPACKED_WINDOWED_DECODE else profile
+
+
+__all__ = ["KernelFeatureProfile", "attention_kernel", "gqa_reread_factor", "with_kernel_features"]
