@@ -25,9 +25,9 @@ from lvlmsim.calibrate.measured import (
     prefill_attention_op,
 )
 from lvlmsim.calibrate.model import FORMS, FamilyFit, FittedProfile
-from lvlmsim.calibrate.profiles import load_profile_for, shipped_profiles
+from lvlmsim.calibrate.profiles import fitted_base, load_profile_for, shipped_profiles
 from lvlmsim.cli.calibrate import register
-from lvlmsim.cost.profile import DEFAULT_PROFILE, DefaultProfile, EfficiencyProfile, PeakProfile
+from lvlmsim.cost.profile import DefaultProfile, EfficiencyProfile, PeakProfile
 from lvlmsim.cost.roofline import CostModel
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.op import ALLREDUCE, ATTN_DECODE, ATTN_ENCODER, ATTN_PREFILL, CONV, ELEMENTWISE, GEMM
@@ -170,13 +170,13 @@ def test_load_profile_for_refs(tmp_path):
     l4 = load_hardware("l4")
     if "l4" not in shipped_profiles():  # a GPU without its own profile: the device-general model, never the flat derate
         prof = load_profile_for(l4)
-        assert getattr(prof, "base", prof).source_for("gemm").startswith("general:")
+        assert fitted_base(prof).source_for("gemm").startswith("general:")
     path = _small_profile().save(tmp_path / "x.json")
     a, b = load_profile_for(H100, str(path)), load_profile_for(H100, str(path))
     assert a is b  # cached
     for hw_id in shipped_profiles():
         prof = load_profile_for(load_hardware(hw_id), "auto")
-        prof = getattr(prof, "base", prof)  # a GPU's profile is wrapped by the MLA family's pricing
+        prof = fitted_base(prof)  # a GPU's profile is wrapped by the MLA family's and kernel features' pricing
         assert isinstance(prof, FittedProfile) and prof.hardware_id == hw_id
 
 

@@ -27,7 +27,7 @@ from lvlmsim.calibrate.general import (
 )
 from lvlmsim.calibrate.measured import FAMILIES, TABLE_FILES, TABLES, Measurement, elementwise_op, gemm_op
 from lvlmsim.calibrate.model import FittedProfile, form_for
-from lvlmsim.calibrate.profiles import general_model, load_profile_for, shipped_profiles
+from lvlmsim.calibrate.profiles import fitted_base, general_model, load_profile_for, shipped_profiles
 from lvlmsim.cli.calibrate import register
 from lvlmsim.cost.profile import DEFAULT_PROFILE
 from lvlmsim.cost.roofline import CostModel
@@ -121,13 +121,13 @@ def test_general_model_json_roundtrip_and_errors(tmp_path):
 def test_auto_uses_own_profile_else_general_model_for_gpus():
     for hw_id in ("a100-sxm-80gb", "b300", "rtx-pro-6000-server", "l40s", "mi300x"):
         prof = load_profile_for(load_hardware(hw_id), "auto")
-        prof = getattr(prof, "base", prof)  # MLA cores are priced by a wrapper around it
+        prof = fitted_base(prof)  # MLA cores and FA2 windowed decode are priced by wrappers around it
         assert isinstance(prof, FittedProfile) and prof.source_for("gemm").startswith("general:"), hw_id
         fam = prof.families["gemm"]
         assert fam.holdout_median_abs_pct_err is not None and fam.band() is not None
     if "h100-sxm" in shipped_profiles():
-        assert load_profile_for(H100, "auto").base.source_for("gemm") == "calibrated:h100-sxm:gemm"
-        assert load_profile_for(H100, "general").base.source_for("gemm").startswith("general:")
+        assert fitted_base(load_profile_for(H100, "auto")).source_for("gemm") == "calibrated:h100-sxm:gemm"
+        assert fitted_base(load_profile_for(H100, "general")).source_for("gemm").startswith("general:")
 
 
 def test_general_profile_band_brackets_the_prediction():
@@ -268,7 +268,7 @@ def test_elementwise_ops_are_never_labelled_compute_bound():
 def test_ops_carry_the_expected_error_of_their_size_regime():
     a100 = load_hardware("a100-sxm-80gb")
     prof = load_profile_for(a100)
-    regimes = prof.base.families["gemm"].regime_errors
+    regimes = fitted_base(prof).families["gemm"].regime_errors
     assert set(regimes) >= {"m 1-16", "m >4096"}
     cm = CostModel(a100, prof)
     assert cm.cost(gemm_op(8, 4096, 4096)).measured_error_pct == regimes["m 1-16"]

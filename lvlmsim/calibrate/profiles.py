@@ -75,6 +75,13 @@ def general_profile_for(hardware: HardwareSpec) -> FittedProfile | None:
     return _general_for(hardware.model_dump_json(), general_model_path().stat().st_mtime_ns)
 
 
+def fitted_base(profile: EfficiencyProfile) -> EfficiencyProfile:
+    """The profile inside its wrappers (runtime floors, quantiles, the MLA family, kernel features)."""
+    while hasattr(profile, "base"):
+        profile = profile.base
+    return profile
+
+
 def profile_provenance(hardware: HardwareSpec, ref: str | None = None) -> dict:
     """Which model prices `hardware` and how sure it is: {profile, profile_kind, expected_error_pct}.
 
@@ -82,9 +89,7 @@ def profile_provenance(hardware: HardwareSpec, ref: str | None = None) -> dict:
     fitted on another device), 'flat' (the roofline derate). expected_error_pct: the largest held-out median error
     among the GEMM, prefill and decode attention families (None for the flat derate)."""
     prof = load_profile_for(hardware, ref)
-    base = prof
-    while hasattr(base, "base"):  # wrappers (runtime floors, quantiles, the MLA family) around a fitted profile
-        base = base.base
+    base = fitted_base(prof)
     name = getattr(prof, "name", "custom")
     if not isinstance(base, FittedProfile):
         return {"profile": name, "profile_kind": "flat", "expected_error_pct": None}
