@@ -6,7 +6,8 @@
 
 For each measured device, the model is fitted on the OTHER devices (at most --fit-rows rows each, seeded sample) and
 its median / p90 |error| is reported on every row of the held-out device, next to the flat roofline default. A last
-fit on every device is what estimates on other hardware use. --write stores all folds in
+fit on every device is what `auto` prices MoE layers with on every GPU (lvlmsim.calibrate.moe_family); "band" is the
+(p10, p90) of measured / predicted pooled over the held-out devices. --write stores all folds in
 calibration/profiles/general/moe.json (read by `lvlmsim validate`, which reports each device with the fold
 that held it out). A device whose hardware id (or YAML path) is not available is skipped with a note.
 """
@@ -34,6 +35,7 @@ from lvlmsim.calibrate.moe import (  # noqa: E402
     fit_file,
     fit_moe,
     load_moe_table,
+    predict,
 )
 from lvlmsim.errors import LvlmsimError  # noqa: E402
 from lvlmsim.specs.registry import load_hardware, profiles_dir  # noqa: E402
@@ -77,13 +79,14 @@ def main() -> None:
         loaded[gpu] = (data, hw)
         print(f"{gpu} ({hw.id}): {len(data)} configurations in {time.perf_counter() - t0:.1f} s; "
               f"skipped {sum(data.skipped.values())}")
-    folds = []
+    folds, ratios = [], []
     print(f"\n{'held out':<22}{'n':>7}{'median %':>10}{'p90 %':>8}{'roofline median %':>19}  fitted on")
     for gpu, (data, hw) in loaded.items():
         others = [(sample(d, args.fit_rows, args.seed), h) for g, (d, h) in loaded.items() if g != gpu]
         params = fit_moe(others, per_family)
         fit_on = [h.id for g, (_, h) in loaded.items() if g != gpu]
         rep = compare_moe(data, hw, params, "fold")
+        ratios.append(data.measured_s / predict(params, data, hw))
         print(f"{hw.id:<22}{rep['n']:>7}{rep['median_abs_pct_err']:>10}{rep['p90_abs_pct_err']:>8}"
               f"{rep['roofline_median_abs_pct_err']:>19}  {', '.join(fit_on)}")
         folds.append({"held_out": hw.id, "fit_on": fit_on, "params": dict(zip(PARAM_NAMES, params, strict=True)),
@@ -95,6 +98,8 @@ def main() -> None:
            "devices of each device's mean |log(pred/measured)|, fastest kernel per configuration, --fit-rows sample "
            "per fitting device",
            "data": "aiconfigurator moe_perf tables (ai-dynamo/aiconfigurator @ 095f58a5, vLLM 0.14/0.24)",
+           "band": [round(float(q), 4) for q in np.quantile(np.concatenate(ratios), (0.1, 0.9))]
+           if ratios else None,
            "fit_rows": args.fit_rows, "per_family": list(per_family), "seed": args.seed, "folds": folds,
            "all": {"fit_on": [h.id for _, h in loaded.values()],
                    "params": dict(zip(PARAM_NAMES, every, strict=True))}}

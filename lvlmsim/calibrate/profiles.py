@@ -17,6 +17,7 @@ from lvlmsim.calibrate.general import GeneralModel
 from lvlmsim.calibrate.kernels import with_kernel_features
 from lvlmsim.calibrate.mla_family import with_mla
 from lvlmsim.calibrate.model import FittedProfile
+from lvlmsim.calibrate.moe_family import with_moe
 from lvlmsim.cost.profile import DEFAULT_PROFILE, EfficiencyProfile, PeakProfile
 from lvlmsim.errors import SpecError
 from lvlmsim.specs.hardware import HardwareSpec
@@ -129,15 +130,16 @@ def load_profile_for(hardware: HardwareSpec, ref: str | None = None) -> Efficien
         own = shipped_profile_for(hardware.id)
         if hardware.kind not in GENERAL_KINDS:
             return own or DEFAULT_PROFILE
-        # MLA cores: the device-general MLA fit (lvlmsim.calibrate.mla_family), on a GPU's own profile or the model's;
-        # windowed decode as the device's attention kernel runs it (lvlmsim.calibrate.kernels)
-        base = with_mla(own or general_profile_for(hardware) or DEFAULT_PROFILE)
+        # MLA cores and MoE layers: the device-general MLA and MoE fits (calibrate.mla_family, calibrate.moe_family),
+        # on a GPU's own profile or the model's; windowed decode as the device's attention kernel runs it
+        # (lvlmsim.calibrate.kernels)
+        base = with_moe(with_mla(own or general_profile_for(hardware) or DEFAULT_PROFILE))
         return with_kernel_features(base, hardware)
     if ref == "general":
         general = general_profile_for(hardware)
         if general is None:
             raise SpecError(f"profile: no device-general model is shipped ({general_model_path()} is missing)")
-        return with_kernel_features(with_mla(general), hardware)
+        return with_kernel_features(with_moe(with_mla(general)), hardware)
     if ref == "default":
         return DEFAULT_PROFILE
     if ref == "peak":

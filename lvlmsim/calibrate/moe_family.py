@@ -1,0 +1,131 @@
+"""The fitted MoE family in the profile `auto` prices with: a MoE layer's expert ops at the device-general MoE fit.
+
+`benchmarks/moe_fit.py` fits lvlmsim.calibrate.moe's model leave-one-device-out on aiconfigurator's fused-MoE
+tables (A100, H100, B300, RTX PRO 6000) and once on all of them, and writes `calibration/profiles/general/moe.json`.
+The fit is dimensionless (efficiency ceilings, a rows-per-expert half point, a bytes half point) plus a fixed cost
+per MoE layer, so it transfers to any GPU. `with_moe` wraps a device's profile so that the ops of a MoE layer the
+fit was made on are priced by its all-devices parameters, with source `general:moe-fit:<op kind>` and the fit's
+held-out error (the median over devices of each held-out device's median |error|):
+
+- the grouped expert GEMMs (`moe_gemm`): compute efficiency ec * x / (x + x0), x the token-expert rows per expert
+  touched; memory efficiency em * B / (B + b0), B the op's bytes; each carries half the layer's fixed cost;
+- the layer's dispatch, activation and combine (`llm.moe_dispatch`, `llm.moe_act`, `llm.moe_combine`): bytes at em,
+  no fixed cost of their own (the fit's floor is the whole fused layer's).
+
+The router GEMM, shared experts and collectives are outside the measured layer and keep the base profile's pricing.
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from lvlmsim.calibrate.moe import KERNEL_FAMILIES, PARAM_NAMES, fit_file, load_fit
+from lvlmsim.cost.profile import Efficiency, EfficiencyProfile
+from lvlmsim.errors import SpecError
+from lvlmsim.ops.op import MOE_GEMM, Op
+from lvlmsim.specs.hardware import HardwareSpec
+
+SOURCE_NAME = "moe-fit"
+LAYER_ELEMENTWISE = ("llm.moe_dispatch", "llm.moe_act", "llm.moe_combine")  # inside the measured fused layer
+PRICED_FAMILY = "triton"  # vLLM's default fused-MoE kernel; the shipped fit shares its parameters across families
+
+
+@dataclass(frozen=True)
+class MoEFamily:
+    """The all-devices MoE fit (one kernel family's parameters), its held-out median |error| (%) and the (p10, p90)
+    band of measured / predicted layer time pooled over the held-out devices."""
+
+    ec: float
+    em: float
+    floor_s: float
+    x0: float
+    b0: float
+    fitted_on: tuple[str, ...]
+    error_pct: float | None
+    band: tuple[float, float] | None
+
+    def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency:
+        """(compute, memory, floor) of a MoE layer op under the fit; see the module docstring."""
+        source = f"general:{SOURCE_NAME}:{op.kind}"
+        if op.kind != MOE_GEMM:  # dispatch / activation / combine: bytes at the ceiling, floor carried by the GEMMs
+            return Efficiency(self.em, self.em, 0.0, source, self.error_pct)
+        pairs, touched = float(op.shape[0]), float(op.shape[3])
+        rows = pairs / touched if touched > 0 else 0.0
+        ec = self.ec * rows / (rows + self.x0) if rows > 0 else self.ec
+        em = self.em * op.bytes / (op.bytes + self.b0) if op.bytes > 0 else self.em
+        return Efficiency(ec, em, self.floor_s / 2, source, self.error_pct)
+
+
+def load_moe_family(path: str | Path) -> MoEFamily:
+    """The all-devices fit of an `lvlmsim-moe-fit` file; a missing or malformed file is a SpecError."""
+    doc = load_fit(Path(path))
+    try:
+        p = dict(zip(PARAM_NAMES, (float(doc["all"]["params"][k]) for k in PARAM_NAMES), strict=True))
+        errors = [float(f["held_out_median_abs_pct_err"]) for f in doc.get("folds", [])
+                  if f.get("held_out_median_abs_pct_err") is not None]
+        fam = PRICED_FAMILY if PRICED_FAMILY in KERNEL_FAMILIES else KERNEL_FAMILIES[0]
+        band = doc.get("band")
+        return MoEFamily(p[f"ec_{fam}"], p[f"em_{fam}"], p[f"floor_s_{fam}"], p["x0"], p["b0"],
+                         tuple(doc["all"]["fit_on"]), round(statistics.median(errors), 1) if errors else None,
+                         (float(band[0]), float(band[1])) if band else None)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SpecError(f"moe fit: cannot read {path}: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(path: str, mtime_ns: int) -> MoEFamily:
+    return load_moe_family(path)
+
+
+def shipped_moe_family() -> MoEFamily | None:
+    """The shipped fit (None when calibration/profiles/general/moe.json is absent)."""
+    from lvlmsim.specs.registry import profiles_dir
+
+    p = fit_file(profiles_dir())
+    try:
+        mtime = p.stat().st_mtime_ns
+    except OSError:
+        return None
+    return _cached(str(p.resolve()), mtime)
+
+
+def is_moe_layer_op(op: Op) -> bool:
+    return op.kind == MOE_GEMM or op.name in LAYER_ELEMENTWISE
+
+
+@dataclass(frozen=True)
+class MoEPricedProfile:
+    """An EfficiencyProfile wrapper: MoE layer ops by the fitted MoE family, everything else by `base`."""
+
+    base: EfficiencyProfile
+    moe: MoEFamily
+
+    @property
+    def name(self) -> str:
+        return self.base.name
+
+    @property
+    def timing_regime(self) -> str | None:
+        return getattr(self.base, "timing_regime", None)
+
+    def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency:
+        return self.moe.efficiency(op, hw) if is_moe_layer_op(op) else self.base.efficiency(op, hw)
+
+    def band_for(self, source: str) -> tuple[float, float] | None:
+        """The MoE fit's held-out band for its sources, else the base profile's band."""
+        if source.startswith(f"general:{SOURCE_NAME}:"):
+            return self.moe.band
+        band_for = getattr(self.base, "band_for", None)
+        return band_for(source) if band_for is not None else None
+
+
+def with_moe(profile: EfficiencyProfile) -> EfficiencyProfile:
+    """`profile` with MoE layer ops priced by the shipped MoE fit (unchanged when no fit is shipped)."""
+    fam = shipped_moe_family()
+    return profile if fam is None else MoEPricedProfile(profile, fam)
+
+
+__all__ = ["MoEFamily", "MoEPricedProfile", "load_moe_family", "shipped_moe_family", "with_moe"]

@@ -1,0 +1,75 @@
+"""The fitted MoE family (issue 12) prices a MoE layer's expert ops under `auto`: the fit's rows-per-expert compute
+efficiency, size-dependent memory efficiency and per-layer fixed cost, its source, held-out error and band on every
+op row; the router, collectives and every non-MoE op keep their profile."""
+
+from __future__ import annotations
+
+import pytest
+
+from lvlmsim.calibrate.moe_family import MoEFamily, MoEPricedProfile, shipped_moe_family
+from lvlmsim.calibrate.profiles import load_profile_for
+from lvlmsim.cost.profile import DEFAULT_PROFILE
+from lvlmsim.cost.roofline import CostModel
+from lvlmsim.cost.uncertainty import family_band
+from lvlmsim.estimate import estimate_request
+from lvlmsim.ops.op import ELEMENTWISE, GEMM, MOE_GEMM, Op
+from lvlmsim.specs.registry import load_hardware, load_model
+
+FAMILY = MoEFamily(ec=0.5, em=0.8, floor_s=40e-6, x0=12.0, b0=1e6, fitted_on=("a", "b"), error_pct=30.0,
+                   band=(0.5, 2.0))
+
+
+def _expert_gemm(pairs: float, touched: float, flops: float, bytes_read: float) -> Op:
+    return Op(name="llm.moe_experts_up", kind=MOE_GEMM, stage="decode", module="llm", flops=flops,
+              bytes_read=bytes_read, bytes_written=0.0, dtype="bf16", shape=(pairs, 1536, 2048, touched, 128),
+              count=1)
+
+
+def test_expert_gemm_efficiencies_by_hand():
+    """32 token-expert rows over 8 touched experts: x = 4 rows per expert, ec = 0.5 * 4 / (4 + 12) = 0.125;
+    1e6 bytes: em = 0.8 * 1e6 / (1e6 + 1e6) = 0.4; half the 40 us layer floor on each of the two GEMMs."""
+    eff = FAMILY.efficiency(_expert_gemm(32, 8, 1e9, 1e6), load_hardware("h100-sxm"))
+    assert eff.compute == pytest.approx(0.125) and eff.memory == pytest.approx(0.4)
+    assert eff.floor_s == pytest.approx(20e-6)
+    assert eff.source == "general:moe-fit:moe_gemm" and eff.measured_error_pct == 30.0
+
+
+def test_expert_gemm_time_by_hand_on_h100():
+    """B = 999e6 bytes: B / (0.8 B / (B + b0) * bw) = (B + b0) / (0.8 bw) = 1e9 B at 0.8 of 3350 GB/s = 373.13 us
+    (memory-bound: 1e9 FLOP at 0.125 of 989.4 TFLOP/s = 8.09 us), + 20 us = 393.13 us."""
+    cost = CostModel(load_hardware("h100-sxm"), MoEPricedProfile(DEFAULT_PROFILE, FAMILY)).cost(
+        _expert_gemm(32, 8, 1e9, 999e6))
+    assert cost.time_s == pytest.approx(393.13e-6, rel=1e-4)
+    assert cost.bound == "memory"
+
+
+def test_layer_elementwise_ops_carry_no_floor_of_their_own_and_others_keep_the_base():
+    hw = load_hardware("h100-sxm")
+    prof = MoEPricedProfile(DEFAULT_PROFILE, FAMILY)
+    act = Op(name="llm.moe_act", kind=ELEMENTWISE, stage="decode", module="llm", flops=1e6, bytes_read=1e6,
+             bytes_written=0.0, dtype="bf16", shape=(1,), count=1)
+    assert prof.efficiency(act, hw).floor_s == 0.0 and prof.efficiency(act, hw).memory == 0.8
+    router = Op(name="llm.moe_router", kind=GEMM, stage="decode", module="llm", flops=1e6, bytes_read=1e6,
+                bytes_written=0.0, dtype="bf16", shape=(1, 128, 2048), count=1)
+    assert prof.efficiency(router, hw) == DEFAULT_PROFILE.efficiency(router, hw)
+
+
+def test_band_of_a_moe_source_is_the_fits_held_out_band():
+    prof = MoEPricedProfile(DEFAULT_PROFILE, FAMILY)
+    assert family_band(prof, "general:moe-fit:moe_gemm") == (0.5, 2.0)
+    assert family_band(prof, "roofline-default") is None
+
+
+def test_qwen3_moe_estimate_says_which_model_priced_each_moe_row():
+    """Under auto on H100 the expert GEMMs and the layer's elementwise ops name the MoE fit; the router does not."""
+    hw = load_hardware("h100-sxm")
+    est = estimate_request(load_model("qwen3-vl-30b-a3b"), hw, images=1, prompt_tokens=64, output_tokens=16,
+                           profile=load_profile_for(hw, "auto"))
+    fam = shipped_moe_family()
+    assert fam is not None and fam.band is not None
+    rows = {r["op"]: r for r in est.op_rows()}
+    expert_rows = [r for r in rows.values() if r["kind"] == MOE_GEMM]
+    assert expert_rows and all(r["source"] == "general:moe-fit:moe_gemm" for r in expert_rows)
+    assert all(r["measured_error_pct"] == fam.error_pct for r in expert_rows)
+    assert rows["llm.moe_combine"]["source"] == "general:moe-fit:elementwise"
+    assert not rows["llm.moe_router"]["source"].startswith("general:moe-fit")
