@@ -217,7 +217,8 @@ def test_plan_searches_tp_by_ep_for_a_moe_model():
     sc = {"id": "moe-plan", "model": "qwen3-vl-30b-a3b", "hardware": "h100-sxm", "seed": 0,
           "workload": {"requests": 200, "arrival": {"kind": "poisson", "rate_rps": 2.0}},
           "slos": {"ttft_s": 2.0, "tpot_s": 0.1}}
-    fast = SearchSettings(probe_duration_s=10.0, min_requests=60, max_requests=4000, tolerance=0.2)
+    # probes must agree over two doublings from 8 turnovers of the batch slots (f03195d): room for n, 2n, 4n
+    fast = SearchSettings(probe_duration_s=10.0, min_requests=60, max_requests=8192, tolerance=0.2)
     res = plan(sc, target_rate=2.0, tp="2", ep="1,2", layouts="agg", settings=fast, verify=False)
     names = set(res.candidates["candidate"])
     assert {"h100-sxm tp2 agg", "h100-sxm tp2 ep2 agg"} <= names
