@@ -170,3 +170,14 @@ def test_duplicate_csv_header_and_list_items_are_refused(tmp_path):
         lvlmsim.plan(target_rate=1, slos="ttft_p90=1", hardware="h100-sxm,h100-sxm", executor="serial")
     with pytest.raises(SpecError, match="tp: '2' is given twice"):
         lvlmsim.plan(target_rate=1, slos="ttft_p90=1", hardware="h100-sxm", tp="2,2", executor="serial")
+
+
+def test_a_kv_cache_that_holds_no_block_is_refused_not_simulated():
+    """block_size 10^7 gave 0 KV blocks (every request rejected) while memory said 'fits'."""
+    from lvlmsim.engine.api import simulate
+    from lvlmsim.specs.scenario import load_scenario
+
+    doc = load_scenario("llava-chat-h100").model_dump(mode="json")
+    doc["serving"]["block_size"] = 10_000_000
+    with pytest.raises(InfeasibleError, match="holds no block of serving.block_size 10000000"):
+        simulate(doc, requests=20)

@@ -516,7 +516,13 @@ def _kv_blocks(b: _PoolBuild, serving: ServingSpec, kv_budget_bytes: float) -> i
     per_tok = kv_slot_bytes(b.model, b.cfg)
     if b.comp is not None:  # a draft model's own KV per (text) token, held alongside the target's
         per_tok += b.comp.decode_policy.extra_kv_bytes(1.0, 0.0)
-    return int(kv_budget_bytes // (serving.block_size * per_tok))
+    blocks = int(kv_budget_bytes // (serving.block_size * per_tok))
+    if blocks < 1:  # memory 'fits' yet not one block: every request would be rejected (issue 15)
+        block_gib = serving.block_size * per_tok / GIB
+        raise InfeasibleError(f"{b.label}: the KV budget of {kv_budget_bytes / GIB:.2f} GiB holds no block of "
+                              f"serving.block_size {serving.block_size} tokens ({block_gib:.2f} GiB each); use a "
+                              "smaller block_size (vLLM: 16)")
+    return blocks
 
 
 def _step_overhead_s(serving: ServingSpec, host_step_s: float) -> float:
