@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from lvlmsim.cost.memory import MemoryReport, check_ep, check_tp, memory_report
 from lvlmsim.cost.profile import EfficiencyProfile
@@ -290,6 +291,127 @@ def parse_image_size(text: str, field: str = "image_size") -> tuple[int, int]:
     return w, h
 
 
+class Pipeline(Protocol):
+    """What the three stages of a request are built through. Two implementations: PlainPipeline here (the identity:
+    the operator graph as it is) and lvlmsim.techniques.Composition (the graph as the techniques leave it), so the
+    analytic estimate has one pricing path with or without techniques."""
+
+    model: ModelSpec
+    cfg: GraphConfig
+    tokens_per_step: float
+
+    def encode_ops(self, toks: Sequence[ImageTokenization], batch: int = 1) -> list[Op]: ...
+
+    def prefill_ops(self, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> list[Op]: ...
+
+    def decode_view(self, seq: SeqWork, prompt_tokens: int, visual_tokens: int) -> tuple[SeqWork, int]: ...
+
+    def decode_step_ops(self, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> list[tuple[Op, float]]:
+        ...
+
+    def encode_miss_rate(self) -> float: ...
+
+    def visual_kv_hit_rate(self) -> float: ...
+
+    def held_kv_tokens(self, prompt_tokens: int, output_tokens: int, in_seq_visual: int, visual: int,
+                       cross: bool) -> tuple[int, int]: ...
+
+    def extra_memory_bytes(self, toks: list[ImageTokenization], text_tokens: float, visual_tokens: float,
+                           batch: int) -> float: ...
+
+
+class PlainPipeline:
+    """The identity pipeline: the model's operator graph under `cfg`, every image encoded, one token per step."""
+
+    tokens_per_step = 1.0
+
+    def __init__(self, model: ModelSpec, cfg: GraphConfig):
+        self.model, self.cfg = model, cfg
+
+    def encode_ops(self, toks: Sequence[ImageTokenization], batch: int = 1) -> list[Op]:
+        vit = tuple(L for t in toks for L in t.vit_seq_lens) * batch
+        if not vit:
+            return []
+        proj_in = sum(t.projector_in_tokens for t in toks) * batch
+        return list(encode_ops(self.model, vit, proj_in, sum(t.llm_tokens for t in toks) * batch, self.cfg))
+
+    def prefill_ops(self, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> list[Op]:
+        return list(llm_ops(self.model, tuple(seqs), "prefill", self.cfg, tuple(past_visual)))
+
+    def decode_view(self, seq: SeqWork, prompt_tokens: int, visual_tokens: int) -> tuple[SeqWork, int]:
+        return seq, visual_tokens
+
+    def decode_step_ops(self, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> list[tuple[Op, float]]:
+        return [(op, 1.0) for op in llm_ops(self.model, tuple(seqs), "decode", self.cfg, tuple(past_visual))]
+
+    def encode_miss_rate(self) -> float:
+        return 1.0
+
+    def visual_kv_hit_rate(self) -> float:
+        return 0.0
+
+    def held_kv_tokens(self, prompt_tokens: int, output_tokens: int, in_seq_visual: int, visual: int,
+                       cross: bool) -> tuple[int, int]:
+        return prompt_tokens + output_tokens, visual
+
+    def extra_memory_bytes(self, toks: list[ImageTokenization], text_tokens: float, visual_tokens: float,
+                           batch: int) -> float:
+        return 0.0
+
+
+def _weighted(cm: CostModel, items) -> list[tuple[OpCost, float]]:
+    return [(cm.cost(op), w) for op, w in items if w]
+
+
+def price_stages(pipe: Pipeline, cm: CostModel, toks: list[ImageTokenization], prompt_tokens: int,
+                 output_tokens: int, batch: int, cross: bool) -> dict[str, StageResult]:
+    """Encode, prefill and decode of `batch` identical requests through `pipe`: the one implementation of the stages.
+
+    Encode is skipped on an encoder-cache hit (weight = miss rate); on an image-KV hit prefill computes only the
+    text on top of the cached image KV; decode prices `output_tokens - 1` steps at sampled contexts (after any KV
+    budget), in rounds of `tokens_per_step` tokens."""
+    visual = sum(t.llm_tokens for t in toks)
+    in_seq_visual = 0 if cross else visual
+    cross_kv = visual if cross else 0
+    S = prompt_tokens + in_seq_visual
+    if S <= 0:
+        raise SpecError("prompt_tokens: a request needs at least one prompt or visual token")
+    enc_w = pipe.encode_miss_rate()
+    encode = stage_result("encode", merge_repeated_ops(_weighted(cm, ((op, enc_w)
+                                                                      for op in pipe.encode_ops(toks, batch)))))
+    pre = SeqWork(new_tokens=S, past_tokens=0, visual_new=in_seq_visual, cross_kv_tokens=cross_kv, emits_token=True)
+    h = pipe.visual_kv_hit_rate() if in_seq_visual > 0 else 0.0
+    pre_items = [(op, 1.0 - h if h > 0 else 1.0) for op in pipe.prefill_ops((pre,) * batch)]
+    if h > 0 and prompt_tokens > 0:
+        hit = SeqWork(new_tokens=prompt_tokens, past_tokens=in_seq_visual, visual_new=0, cross_kv_tokens=cross_kv,
+                      emits_token=True)
+        pre_items += [(op, h) for op in pipe.prefill_ops((hit,) * batch, (in_seq_visual,) * batch)]
+    prefill = stage_result("prefill", merge_repeated_ops(_weighted(cm, pre_items)))
+    per_round = pipe.tokens_per_step
+    dec_items: list[tuple[Op, float]] = []
+    for ctx, weight in decode_contexts(S, output_tokens - 1):  # the first output token comes out of prefill
+        seq = SeqWork(new_tokens=1, past_tokens=ctx, visual_new=0, cross_kv_tokens=cross_kv, emits_token=True)
+        seq, pv = pipe.decode_view(seq, S, in_seq_visual)
+        for op, w in pipe.decode_step_ops((seq,) * batch, (pv,) * batch):
+            dec_items.append((op, weight * w / per_round))
+    decode = stage_result("decode", merge_repeated_ops(_weighted(cm, dec_items)))
+    return {"encode": encode, "prefill": prefill, "decode": decode}
+
+
+def request_memory(pipe: Pipeline, hardware: HardwareSpec, stages: dict[str, StageResult],
+                   toks: list[ImageTokenization], prompt_tokens: int, output_tokens: int, batch: int,
+                   cross: bool) -> MemoryReport:
+    """Device memory of the batch: weights, the KV each sequence holds at its peak (fewer tokens under a KV budget),
+    the encode and prefill activations, and what the pipeline holds besides (drafts, reuse caches)."""
+    visual = sum(t.llm_tokens for t in toks)
+    in_seq_visual = 0 if cross else visual
+    text_t, vis_t = pipe.held_kv_tokens(prompt_tokens, output_tokens, in_seq_visual, visual, cross)
+    extra = pipe.extra_memory_bytes(toks, prompt_tokens + output_tokens, in_seq_visual, batch)
+    act_ops = tuple(c.op for c in stages["encode"].ops) + tuple(c.op for c in stages["prefill"].ops)
+    return memory_report(pipe.model, hardware, pipe.cfg, text_tokens=text_t, visual_tokens=vis_t, batch=batch,
+                         activation_ops=act_ops, extra_bytes=extra)
+
+
 MAX_BATCH = 1 << 16  # sequences priced together; serving engines batch at most a few thousand (vLLM max_num_seqs)
 MAX_REQUEST_TOKENS = 10_000_000  # past the longest context any model has (10M); bounds what is allocated per request
 
@@ -320,9 +442,13 @@ def estimate_request(
     profile: EfficiencyProfile | None = None, video_s: float = 0.0, cfg: GraphConfig | None = None,
     cost_model: CostModel | None = None, tokenizations: list[ImageTokenization] | None = None,
     step_overhead_s: float = 0.0, ep: int = 1, moe_skew: float = 0.0,
-    video_size: tuple[int, int] | None = None, video_fps: float | None = None,
+    video_size: tuple[int, int] | None = None, video_fps: float | None = None, pipeline: Pipeline | None = None,
 ) -> Estimate:
     """Cost of `batch` identical requests: encode their images, prefill them together, decode them together.
+
+    `pipeline` is what the stages are built through: None is the identity (PlainPipeline over `cfg`); a techniques
+    Composition (built with `cfg` and `tokenizations` of its own) is the same three stages with its ops, weights
+    and memory (lvlmsim.techniques.apply_to_estimate).
 
     `ep` splits a MoE model's experts inside the tp group; `moe_skew` is the router's power-law exponent
     (0 = balanced; see ops.graph.experts_touched). A `video_s` clip is `video_size` (W, H) px at `video_fps` frames
@@ -346,55 +472,34 @@ def estimate_request(
             tokenizations.append(tokenize_video(model, video_s, **video_kwargs(video_size, video_fps)))
     per_req_visual = sum(t.llm_tokens for t in tokenizations)
     vit_seqs = tuple(L for t in tokenizations for L in t.vit_seq_lens)
-    proj_in = sum(t.projector_in_tokens for t in tokenizations)
-
-    # encode: every image of every request in the batch, as one batch of ViT sequences
-    enc_ops = encode_ops(model, vit_seqs * batch, proj_in * batch, per_req_visual * batch, cfg) if vit_seqs else ()
-    encode = stage_result("encode", [cm.cost(op) for op in enc_ops])
-
+    pipe = pipeline if pipeline is not None else PlainPipeline(model, cfg)
     cross = model.image_tokens_in_kv_of_cross_attention
     if cross:
         notes.append("cross-attention model: image tokens live in cross-attention KV, not in the decoder sequence")
-    in_seq_visual = 0 if cross else per_req_visual
-    cross_kv = per_req_visual if cross else 0
-    S = prompt_tokens + in_seq_visual
-    if S <= 0:
-        raise SpecError("prompt_tokens: a request needs at least one prompt or visual token")
-    pre = SeqWork(new_tokens=S, past_tokens=0, visual_new=in_seq_visual, cross_kv_tokens=cross_kv, emits_token=True)
-    pre_ops = llm_ops(model, (pre,) * batch, "prefill", cfg)
-    prefill = stage_result("prefill", [cm.cost(op) for op in pre_ops])
-
-    steps = output_tokens - 1  # the first output token comes out of prefill
-    dec_costs: list[tuple[OpCost, float]] = []
-    for ctx, weight in decode_contexts(S, steps):
-        seq = SeqWork(new_tokens=1, past_tokens=ctx, visual_new=0, cross_kv_tokens=cross_kv, emits_token=True)
-        for op in llm_ops(model, (seq,) * batch, "decode", cfg, (in_seq_visual,) * batch):
-            dec_costs.append((cm.cost(op), weight))
-    decode = stage_result("decode", merge_repeated_ops(dec_costs))
-
+    stages = price_stages(pipe, cm, tokenizations, prompt_tokens, output_tokens, batch, cross)
     if step_overhead_s > 0:
         # the serving runtime's host work per forward pass (scheduling, sampling, graph launch): one prefill step,
         # one per decode step; kept as its own row so the stage totals stay traceable
-        _add_step_overhead(prefill, step_overhead_s, 1)
-        _add_step_overhead(decode, step_overhead_s, steps)
-    ttft = encode.time_s + prefill.time_s
-    tpot = decode.time_s / steps if steps else 0.0
-    mem = memory_report(model, hardware, cfg, text_tokens=prompt_tokens + output_tokens,
-                        visual_tokens=per_req_visual, batch=batch, activation_ops=tuple(enc_ops) + tuple(pre_ops))
+        _add_step_overhead(stages["prefill"], step_overhead_s, 1)
+        _add_step_overhead(stages["decode"], step_overhead_s, output_tokens - 1)
+    mem = request_memory(pipe, hardware, stages, tokenizations, prompt_tokens, output_tokens, batch, cross)
     if not mem.fits:
         notes.append(mem.verdict)
     prof_name = getattr(cm.profile, "name", "custom")
-    return Estimate(
+    est = Estimate(
         model_id=model.id, hardware_id=hardware.id, profile=prof_name, batch=batch, tp=tp, images=tokenizations,
         visual_tokens=per_req_visual, vit_tokens=sum(vit_seqs), prompt_tokens=prompt_tokens,
-        output_tokens=output_tokens, stages={"encode": encode, "prefill": prefill, "decode": decode}, ttft_s=ttft,
-        tpot_s=tpot, e2e_s=ttft + decode.time_s, memory=mem, graph_config=cfg, image_tokens_in_cross_attention=cross,
+        output_tokens=output_tokens, stages=stages, ttft_s=0.0, tpot_s=0.0, e2e_s=0.0, memory=mem, graph_config=cfg,
+        image_tokens_in_cross_attention=cross,
         notes=notes, ep=cfg.ep, params_total=sum(param_counts(model).values()),
         params_active_per_token=active_params(model), cost_profile=cm.profile,
     )
+    _retime(est)
+    return est
 
 
 __all__ = [
     "COMPUTE", "Estimate", "StageResult", "decode_contexts", "default_graph_config", "estimate_request",
-    "merge_repeated_ops", "parse_image_size", "stage_result", "with_host_costs",
+    "merge_repeated_ops", "parse_image_size", "Pipeline", "PlainPipeline", "price_stages", "request_memory",
+    "stage_result", "with_host_costs",
 ]

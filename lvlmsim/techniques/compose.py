@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lvlmsim.cost.memory import check_tp
+from lvlmsim.cost.memory import check_tp, sequence_kv_bytes
 from lvlmsim.cost.roofline import CostModel
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.graph import encode_ops, llm_ops
@@ -140,8 +140,30 @@ class Composition:
     def decode_step_time_s(self, cm: CostModel, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> float:
         return sum(cm.cost(op).total_time_s * w for op, w in self.decode_step_ops(seqs, past_visual))
 
+    @property
+    def tokens_per_step(self) -> float:
+        return self.decode_policy.tokens_per_step
+
+    def encode_miss_rate(self) -> float:
+        """Fraction of requests whose images are encoded (the rest hit an encoder cache's expected hit rate)."""
+        return 1.0 - self.reuse.hit_rate if self.reuse is not None and self.reuse.caches_encoder() else 1.0
+
+    def visual_kv_hit_rate(self) -> float:
+        """Fraction of requests whose image KV is cached, so prefill computes only their text."""
+        return self.reuse.hit_rate if self.reuse is not None and self.reuse.caches_kv() else 0.0
+
     # --------------------------------------------------------------------------------------------------------
     # memory and reports
+
+    def held_kv_tokens(self, prompt_tokens: int, output_tokens: int, in_seq_visual: int, visual: int,
+                       cross: bool) -> tuple[int, int]:
+        """(text, visual) tokens whose KV a sequence holds at its peak: under a KV budget the larger of what is kept
+        at the end and the whole prompt prefill briefly holds."""
+        if self.kv_budget is None or cross:
+            return prompt_tokens + output_tokens, visual
+        kept, kept_vis = self.kv_budget.kept(prompt_tokens + in_seq_visual, in_seq_visual, output_tokens)
+        return max((kept - kept_vis, kept_vis), (prompt_tokens, in_seq_visual),
+                   key=lambda tv: sequence_kv_bytes(self.model, self.cfg, tv[0], tv[1]))
 
     def extra_memory_bytes(self, toks: list[ImageTokenization], text_tokens: float, visual_tokens: float,
                            batch: int) -> float:
