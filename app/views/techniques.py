@@ -1,5 +1,5 @@
 """Technique comparison: every combination of a few techniques against latency, throughput, memory and a
-user-supplied accuracy delta, with the cost-vs-quality Pareto front."""
+accuracy delta (cited from each technique's paper, editable), with the cost-vs-quality Pareto front."""
 
 from __future__ import annotations
 
@@ -39,8 +39,22 @@ def label(combo: tuple[str, ...]) -> str:
     return " + ".join(combo) if combo else "baseline (none)"
 
 
+def cited_default(cfg) -> tuple[float, str]:
+    """The accuracy delta a technique line starts with, and where it comes from: the line's own accuracy_delta,
+    else its paper's figure when the line uses the paper's setting, else 0 with the reason there is none."""
+    if getattr(cfg, "accuracy_delta", None) is not None:
+        return float(cfg.accuracy_delta), f"your line: {cfg.accuracy_source}"
+    fig = literature_figures().get(cfg.kind)
+    if fig is not None and fig.matches(cfg):
+        return fig.delta_points, fig.citation()
+    if fig is not None:
+        return 0.0, f"the paper's figure ({fig.delta_points:+g}) is for {fig.setting}; this line differs: enter yours"
+    return 0.0, "no cited figure: " + unconfirmed_kinds().get(cfg.kind, "none recorded")
+
+
 st.title("Technique comparison")
 from lvlmsim.techniques import parse_technique  # noqa: E402
+from lvlmsim.techniques.literature import literature_figures, unconfirmed_kinds  # noqa: E402
 
 setup = current_setup()
 est = estimate_or_stop(setup)
@@ -53,7 +67,7 @@ else:
 text = st.text_area("Techniques to compare, one `kind:key=value,...` per line (every combination is estimated)",
                     key=sticky("tech.list", "\n".join(suggested)), height=110)
 cands: list[str] = []
-cited: dict[str, float] = {}  # accuracy_delta given inside a technique string (with its accuracy_source)
+cited: dict[str, tuple[float, str]] = {}  # line -> (default accuracy delta, its source)
 for line in (x.strip() for x in text.splitlines()):
     if not line:
         continue
@@ -64,20 +78,29 @@ for line in (x.strip() for x in text.splitlines()):
         continue
     if line not in cands:
         cands.append(line)
-    if getattr(cfg, "accuracy_delta", None) is not None:
-        cited[line] = float(cfg.accuracy_delta)
+    cited[line] = cited_default(cfg)
 if len(cands) > MAX_TECHNIQUES:
     st.warning(f"Only the first {MAX_TECHNIQUES} techniques are combined ({2 ** MAX_TECHNIQUES} estimates).")
     cands = cands[:MAX_TECHNIQUES]
 
-st.markdown("**Accuracy delta per technique** (your numbers, e.g. from the paper or your own eval; percentage "
-            "points, negative = worse; lvlmsim does not estimate accuracy). Pre-filled from `accuracy_delta=` where a "
-            "technique line gives one. A combination's delta is taken as the sum of its techniques' deltas.")
-acc_in = pd.DataFrame({"technique": cands, "accuracy_delta": [cited.get(c, 0.0) for c in cands]})
+st.markdown("**Accuracy delta per technique** (percentage points on the source's benchmark, negative = worse; "
+            "lvlmsim does not estimate accuracy). Defaults: the line's own `accuracy_delta=`, else the figure the "
+            "technique's own paper reports for the same setting (cited in *source*), else 0. Edit them to your own "
+            "eval. A combination's delta is taken as the sum of its techniques' deltas.")
+acc_in = pd.DataFrame({"technique": cands, "accuracy_delta": [cited[c][0] for c in cands],
+                       "source": [cited[c][1] for c in cands]})
 editor_key = f"tech.acc.{zlib.crc32(chr(10).join(cands).encode())}"  # a new list of techniques, a fresh editor
-acc = st.data_editor(acc_in, key=editor_key, hide_index=True, disabled=["technique"],
+acc = st.data_editor(acc_in, key=editor_key, hide_index=True, disabled=["technique", "source"],
                      column_config={"accuracy_delta": st.column_config.NumberColumn("accuracy delta (points)",
-                                                                                     step=0.1, format="%.2f")})
+                                                                                     step=0.1, format="%.2f"),
+                                    "source": st.column_config.TextColumn("source", width="large")})
+with st.expander("Accuracy figures from each technique's own paper"):
+    lit = [{"technique": k, "delta_points": f.delta_points, "benchmark": f.benchmark, "model": f.model,
+            "setting": f.setting, "citation": f"{f.paper}; {f.table}", "url": f.url}
+           for k, f in literature_figures().items()]
+    st.dataframe(pd.DataFrame(lit), hide_index=True, key="tech-literature",
+                 column_config={"url": st.column_config.LinkColumn("url")})
+    st.caption("No figure is shipped for: " + "; ".join(f"**{k}**: {why}" for k, why in unconfirmed_kinds().items()))
 delta = dict(zip(acc["technique"], acc["accuracy_delta"].fillna(0.0), strict=True))
 
 base = setup.with_(techniques=())
