@@ -28,6 +28,16 @@ def test_each_figure_carries_paper_table_benchmark_model_setting_and_url():
         assert set(fig.params) <= set(REGISTRY[kind].model_fields)  # the setting names real parameters
 
 
+def test_fastv_and_awq_figures_are_the_differences_of_their_rows():
+    """FastV README A-OKVQA 81.9 -> 81.3 at K=2 R=50%; AWQ README VILA-1.5-8B GQA 61.9 -> 61.7 at INT4."""
+    figs = lit.literature_figures()
+    assert figs["fastv"].delta_points == -0.6 and figs["fastv"].matches(parse_technique("fastv:layer=2,keep=0.5"))
+    assert not figs["fastv"].matches(parse_technique("fastv:layer=3,keep=0.5"))
+    assert figs["weight_quant"].delta_points == -0.2
+    assert figs["weight_quant"].matches(parse_technique("weight_quant:scheme=w4a16"))
+    assert not figs["weight_quant"].matches(parse_technique("weight_quant:scheme=w8a8"))
+
+
 def test_pyramiddrop_figure_holds_only_at_the_papers_setting():
     """PyramidDrop's appendix Table 1: GQA 62.0 -> 61.9 on LLaVA-1.5-7B at lambda=0.5, 4 stages (the defaults)."""
     fig = lit.literature_figures()["pyramiddrop"]
@@ -68,4 +78,6 @@ def test_techniques_page_shows_the_citation_and_uses_the_figure():
     assert fig.url in editor.iloc[0]["source"] and fig.paper in editor.iloc[0]["source"]
     assert fig.url in set(shown["url"]) and fig.benchmark in set(shown["benchmark"])
     caption = " ".join(c.value for c in at.caption)
-    assert "fastv" in caption and lit.unconfirmed_kinds()["fastv"] in caption
+    assert "visionzip" in caption and lit.unconfirmed_kinds()["visionzip"] in caption
+    fastv = frame[frame["combination"] == "fastv:layer=2,keep=0.5"].iloc[0]
+    assert fastv["accuracy_delta"] == pytest.approx(lit.literature_figures()["fastv"].delta_points)
