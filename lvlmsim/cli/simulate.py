@@ -20,6 +20,7 @@ from lvlmsim.cli.request_flags import (
     VideoOpt,
     scenario_with_flags,
 )
+from lvlmsim.errors import LvlmsimError
 
 
 class _Progress:
@@ -77,6 +78,9 @@ def print_summary(result, out) -> None:
         st = s[key]
         t.add_row(label, *(_fmt(st[k]) for k in ("mean", "p50", "p90", "p99")))
     out.print(t)
+    if "summary_mode" in s:
+        out.print(f"streaming summary: percentiles within {s['summary_mode']['percentile_relative_error']:.2%} "
+                  "(log-binned sketches; no per-request table kept)", highlight=False)
     slo = s["slo_attainment"]
     out.print(
         f"requests {s['requests']}: completed {s['completed']}, rejected {s['rejected']}, in flight {s['in_flight']} "
@@ -137,6 +141,9 @@ def register(app: typer.Typer) -> None:
             help="serving runtime: vllm | sglang | trtllm | eager (kernel floor + per-step launch overhead); "
                  "overrides the scenario's serving.runtime")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON document")] = False,
+        stream: Annotated[bool, typer.Option(
+            "--stream", help="streaming summaries: fold requests as they end (memory independent of --requests; "
+                             "percentiles within 0.5%); automatic above 200000 requests without --out")] = False,
         uncertainty: Annotated[int | None, typer.Option(
             "--uncertainty", help="re-run N times under drawn per-family cost-model errors and report the spread "
                                   "of p90 latencies and throughput")] = None,
@@ -159,6 +166,8 @@ def register(app: typer.Typer) -> None:
         scenario = scenario_with_flags(scenario, model=model, hardware=hardware, tp=tp, image_size=image_size,
                                        images=images, prompt_tokens=prompt_tokens, output_tokens=output_tokens,
                                        video_s=video_s)
+        if stream and out_dir is not None:
+            raise LvlmsimError("--stream: keeps no per-request table, so it cannot be combined with --out")
         if out_dir is not None:
             from lvlmsim.specs.outputs import check_out_dir
 
@@ -173,8 +182,9 @@ def register(app: typer.Typer) -> None:
                                         seed=seed, runtime=runtime)
                 res, spread = both["result"], both["uncertainty"]
             else:
+                keep = False if stream else (True if out_dir is not None else None)
                 res = simulate(scenario, requests=requests, rate=rate, seed=seed, progress=bar, profile=profile,
-                               runtime=runtime)
+                               runtime=runtime, keep_requests=keep)
         finally:
             bar.close()
         if out_dir is not None:

@@ -14,7 +14,16 @@ import simpy
 from lvlmsim.cost.roofline import CostModel
 from lvlmsim.engine.cluster import Cluster, build_pool, default_link
 from lvlmsim.engine.host import HostStage
-from lvlmsim.engine.metrics import class_summary, request_frame, stats, summarize, timeseries_frame
+from lvlmsim.engine.metrics import (
+    REQUEST_COLUMNS,
+    class_summary,
+    request_frame,
+    stats,
+    summarize,
+    summarize_stream,
+    timeseries_frame,
+)
+from lvlmsim.engine.sketch import StreamSummary
 from lvlmsim.engine.trace import trace_mean_rate
 from lvlmsim.engine.workload import stream
 from lvlmsim.errors import LvlmsimError
@@ -24,6 +33,9 @@ from lvlmsim.specs.registry import load_hardware, load_model
 from lvlmsim.specs.scenario import Scenario, load_scenario
 
 ProgressFn = Callable[[int, int], None]
+# keep_requests=None (the CLI without --out) streams summaries above this many planned requests, and keeps the exact
+# per-request path at or below it (every pinned/golden output is far below it)
+STREAM_THRESHOLD = 200_000
 
 
 @dataclass
@@ -45,6 +57,9 @@ class SimulationResult:
         written to temporary siblings, then renamed, summary.json last (see lvlmsim.specs.outputs)."""
         import importlib.util
 
+        if "summary_mode" in self.summary:
+            raise LvlmsimError("out: a streaming run (keep_requests=False) kept no per-request table to write; run "
+                               "with keep_requests=True (simulate --out does)")
         parquet = importlib.util.find_spec("pyarrow") is not None
         writers = []
         for name, df in (("requests", self.requests), ("timeseries", self.timeseries)):
@@ -153,6 +168,7 @@ def simulate(
     progress: ProgressFn | None = None,
     profile=None,
     runtime: str | None = None,
+    keep_requests: bool | None = True,
 ) -> SimulationResult:
     """Run a scenario (an id, a YAML path, a dict, a Scenario; None = the default LLaVA chat on one H100).
 
@@ -176,6 +192,13 @@ def simulate(
     savings are in summary['reuse']. Combinations the engine cannot model are refused (engine_refusal).
     summary['techniques'] reports configs and accuracy.
 
+    `keep_requests`: True (default) keeps every request for the per-request table and computes the summary from it;
+    False streams: each measured request is folded into running aggregates when it ends and dropped (percentiles
+    from log-binned sketches within lvlmsim.engine.sketch.RELATIVE_ERROR, summary['summary_mode'] says so, the
+    `requests` table is empty), so memory does not hold the requests; None picks streaming above STREAM_THRESHOLD
+    planned requests. Streaming does not cover request classes or host costs yet (refused when asked for; None
+    keeps the exact path for them).
+
     Benchmark-client traffic: `arrival: {kind: concurrency, clients: N}` (closed loop) and `workload.max_concurrency`
     (a cap on requests in flight) pace the sends, the per-request table gains a `client` column, and
     `workload.warmup_requests` leaves the first requests out of every metric (summary['warmup']). With a serving
@@ -188,11 +211,16 @@ def simulate(
     t_wall = time.perf_counter()
     sc = _scenario_with_overrides(scenario, requests, rate, seed, runtime)
     run = _build(sc, profile, progress)
+    sink = _stream_sink(run, keep_requests)
     run.env.run(until=sc.horizon_s)
     end_s = float(run.env.now)
     run.cluster.finalize()
-    df = _request_frame(run)
-    summary = _summary(run, df, end_s)
+    if sink is None:
+        df = _request_frame(run)
+        summary = _summary(run, df, end_s)
+    else:
+        df = pd.DataFrame(columns=list(REQUEST_COLUMNS))
+        summary = _summary(run, None, end_s, sink)
     if progress is not None:
         progress(run.cluster.n_completed + run.cluster.n_rejected, run.cluster.total)
     return SimulationResult(sc, df, timeseries_frame(run.cluster.instances), summary, time.perf_counter() - t_wall,
@@ -295,9 +323,30 @@ def _deliver(df, token_out_s: float) -> None:
         df[col] = df[col] + token_out_s
 
 
-def _summary(run: _Run, df, end_s: float) -> dict:
+def _stream_sink(run: _Run, keep_requests: bool | None) -> StreamSummary | None:
+    """The streaming aggregates when this run folds requests as they end (see simulate's keep_requests)."""
+    if keep_requests not in (True, False, None):
+        raise LvlmsimError(f"keep_requests: {keep_requests!r} is not one of true | false | null (auto)")
+    unsupported = [what for what, on in (("workload.classes", bool(run.sc.workload.classes)),
+                                         ("host costs", run.host is not None)) if on]
+    if keep_requests is None:
+        keep_requests = run.wl.planned <= STREAM_THRESHOLD or bool(unsupported)
+    if keep_requests:
+        return None
+    if unsupported:
+        raise LvlmsimError(f"keep_requests: false (streaming summaries) does not cover {' or '.join(unsupported)} "
+                           "yet; keep the requests (true) for this scenario")
+    sink = StreamSummary(run.sc.slos)
+    run.cluster.stream_into(sink)
+    return sink
+
+
+def _summary(run: _Run, df, end_s: float, sink: StreamSummary | None = None) -> dict:
     cluster, wl = run.cluster, run.wl
-    summary = summarize(cluster, df, run.sc.slos, end_s - cluster.measure_start_s)
+    if sink is not None:
+        summary = summarize_stream(cluster, sink, run.sc.slos, end_s - cluster.measure_start_s)
+    else:
+        summary = summarize(cluster, df, run.sc.slos, end_s - cluster.measure_start_s)
     classes = run.sc.workload.classes
     if classes:
         summary["classes"] = class_summary(df, [c.name for c in classes])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -122,14 +123,17 @@ class Cluster:
         self._report_every = max(1, self.total // 200)
         self._next_report = self._report_every
         self._sessions = {}
-        self.arrival_times: list[float] = []
-        self.done_times: list[float] = []
+        # compact float arrays (8 bytes an entry): with streaming summaries these are what grows with the count
+        self.arrival_times = array("d")
+        self.done_times = array("d")
         # open arrivals (requests, or first turns of chat sessions) and the ends of what they started (a request, or
         # a session's last or rejected turn): the saturation verdict watches these, since a chat's later turns are
         # closed-loop and cannot pile up by themselves
         self.has_sessions = workload.has_sessions
-        self.unit_starts: list[float] = []
-        self.unit_ends: list[float] = []
+        self.unit_starts = array("d")
+        self.unit_ends = array("d")
+        self.sink = None  # streaming summaries: a StreamSummary that ended requests are folded into
+        self._live: dict[int, Request] = {}  # streaming: arrived requests not yet ended
         # closed loop / concurrency cap: free client slots (FIFO, as an asyncio semaphore wakes its waiters) and the
         # event the arrival process waits on when none is free
         self.cap = workload.cap
@@ -251,6 +255,8 @@ class Cluster:
         if self._classify_on:
             self._classify(r)
         self.arrival_times.append(now)
+        if self.sink is not None:
+            self._live[r.id] = r
         if self.host is not None and self.host.handles(r):
             self.env.process(self.host.run(r, self._admit))
             return
@@ -280,7 +286,22 @@ class Cluster:
         self.done_times.append(self.env.now)
         self.unit_ends.append(self.env.now)  # a rejected turn ends its session: no later turn is sent
         self._release_client(r)
+        self._ended(r)
         self._tick()
+
+    def stream_into(self, sink) -> None:
+        """Streaming summaries: fold every measured request into `sink` (StreamSummary) when it ends and drop it;
+        the workload stops recording requests and the instances sketch their inter-token gaps."""
+        from lvlmsim.engine.sketch import LogHistogram
+
+        self.sink = sink
+        self.workload.keep = False
+        for inst in self.instances:
+            inst.stats.itl_sketch = LogHistogram()
+
+    def _ended(self, r: Request) -> None:
+        if self.sink is not None and self._live.pop(r.id, None) is not None and not r.warmup:
+            self.sink.fold(r)
 
     def _tick(self) -> None:
         done = self.n_completed + self.n_rejected
@@ -320,8 +341,9 @@ class Cluster:
     def on_finished(self, r: Request) -> None:
         self.n_completed += 1
         self.done_times.append(self.env.now)
+        self._ended(r)
         self._tick()
-        nxt = self._sessions.get(r.id)
+        nxt = self._sessions.pop(r.id, None)
         if nxt is not None:
             self.env.process(self._next_turn(nxt))
         else:
@@ -346,6 +368,11 @@ class Cluster:
             for r in inst.waiting:
                 r.waited(now)
                 r.wait_since = now
+        if self.sink is not None:  # what is still in flight at the end, in id order as the table lists it
+            for rid in sorted(self._live):
+                if not self._live[rid].warmup:
+                    self.sink.fold(self._live[rid])
+            self._live.clear()
 
     @property
     def instances(self) -> list:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING
 
 from lvlmsim.engine.request import DECODE, Request
+from lvlmsim.engine.stats import FLUSH_GAPS
 from lvlmsim.engine.stepcost import DECODE_KEY_STRIDE, INV_LOG_Q
 from lvlmsim.ops.graph import visual_tokens_kept
 
@@ -180,6 +181,8 @@ class DecodeSet:
             past += n
             d += 1
             if fin and fin[0][0] < d:
+                if st.itl_sketch is not None and len(st.itl_dt) >= FLUSH_GAPS:  # streaming: keep the lists short
+                    st.flush_itl()
                 self.n, self.past, self.step = n, past, d
                 self.pop_finished(d - 1, retire)
                 n, past = self.n, self.past

@@ -251,38 +251,75 @@ def _instances(cluster, span: float) -> tuple[list[dict], float, float | None, i
 
 
 def summarize(cluster, df: pd.DataFrame, slos, span_s: float) -> dict:
-    """The run summary; see the module docstring for every definition."""
-    span = max(span_s, 1e-12)
+    """The run summary from the per-request table; see the module docstring for every definition."""
     completed = df[df.status == COMPLETED]
-    n_arr = len(df)
-    n_done = len(completed)
-    n_rej = int((df.status == REJECTED_S).sum())
-    n_fly = int((df.status == IN_FLIGHT).sum())
-    out_tokens = int(completed.output_tokens.sum())
     thresholds, n_good, pct_check = _slo_check(completed, slos)
     itl_v = np.concatenate([np.asarray(i.stats.itl_dt, dtype=float) for i in cluster.instances] or [np.zeros(0)])
     itl_w = np.concatenate([np.asarray(i.stats.itl_n, dtype=float) for i in cluster.instances] or [np.zeros(0)])
+    figs = {
+        "requests": len(df), "completed": len(completed), "rejected": int((df.status == REJECTED_S).sum()),
+        "in_flight": int((df.status == IN_FLIGHT).sum()), "ttft_s": stats(completed.ttft_s),
+        "tpot_s": stats(completed.tpot_s), "itl_s": weighted_stats(itl_v, itl_w), "e2e_s": stats(completed.e2e_s),
+        "queue_s": stats(df.queue_s), "output_tokens": int(completed.output_tokens.sum()), "good": n_good,
+        "thresholds": thresholds, "check": pct_check, "preemptions": int(df.preemptions.sum()),
+        "transfer_s": stats(completed.transfer_s) if len(cluster.pools) > 1 else None,
+    }
+    return _assemble(cluster, figs, slos, span_s)
+
+
+def summarize_stream(cluster, agg, slos, span_s: float) -> dict:
+    """The run summary from streaming aggregates (lvlmsim.engine.sketch.StreamSummary, and the instances' ITL
+    sketches): the same keys, percentiles within the sketch's stated error, plus summary_mode saying so."""
+    from lvlmsim.engine.sketch import RELATIVE_ERROR, LogHistogram
+
+    itl = LogHistogram()
+    for inst in cluster.instances:
+        inst.stats.flush_itl()
+        if inst.stats.itl_sketch is not None:
+            itl.merge(inst.stats.itl_sketch)
+    h = agg.hist
+    figs = {
+        "requests": agg.requests, "completed": agg.completed, "rejected": agg.rejected, "in_flight": agg.in_flight,
+        "ttft_s": h["ttft_s"].stats(PERCENTILES), "tpot_s": h["tpot_s"].stats(PERCENTILES),
+        "itl_s": itl.stats(PERCENTILES, weighted=True), "e2e_s": h["e2e_s"].stats(PERCENTILES),
+        "queue_s": h["queue_s"].stats(PERCENTILES), "output_tokens": agg.output_tokens, "good": agg.good,
+        "thresholds": dict(agg.limits), "check": agg.pct_check(), "preemptions": agg.preemptions,
+        "transfer_s": h["transfer_s"].stats(PERCENTILES) if len(cluster.pools) > 1 else None,
+    }
+    out = _assemble(cluster, figs, slos, span_s)
+    out["summary_mode"] = {
+        "mode": "streaming", "percentile_relative_error": RELATIVE_ERROR,
+        "note": "requests folded into running aggregates as they ended and dropped (no per-request table); counts, "
+                "sums and means exact, percentiles from log-binned sketches within the stated relative error of the "
+                "exact order statistics (values under 1 ns within 1 ns)"}
+    return out
+
+
+def _assemble(cluster, f: dict, slos, span_s: float) -> dict:
+    """The summary dict (key order is part of the pinned output) from the request figures `f`."""
+    span = max(span_s, 1e-12)
+    n_arr, n_done, n_good, out_tokens = f["requests"], f["completed"], f["good"], f["output_tokens"]
     inst_rows, usd, energy, gpus = _instances(cluster, span)
     peaks = [r["peak_kv_occupancy"] for r in inst_rows if r["peak_kv_occupancy"] is not None]
     summary = {
         "requests": n_arr,
         "completed": n_done,
-        "rejected": n_rej,
-        "in_flight": n_fly,
+        "rejected": f["rejected"],
+        "in_flight": f["in_flight"],
         "span_s": span_s,
-        "ttft_s": stats(completed.ttft_s),
-        "tpot_s": stats(completed.tpot_s),
-        "itl_s": weighted_stats(itl_v, itl_w),
-        "e2e_s": stats(completed.e2e_s),
-        "queue_s": stats(df.queue_s),
+        "ttft_s": f["ttft_s"],
+        "tpot_s": f["tpot_s"],
+        "itl_s": f["itl_s"],
+        "e2e_s": f["e2e_s"],
+        "queue_s": f["queue_s"],
         "throughput_rps": n_done / span,
         "output_tokens_per_s": out_tokens / span,
         "goodput_rps": n_good / span,
         "slo_attainment": n_good / n_arr if n_arr else None,
-        "slos": {"thresholds": thresholds, "percentile": slos.percentile, "check": pct_check},
+        "slos": {"thresholds": f["thresholds"], "percentile": slos.percentile, "check": f["check"]},
         "queue_len_mean": sum(i.stats.q_area for i in cluster.instances) / span,
         "peak_kv_occupancy": max(peaks) if peaks else None,
-        "preemptions": int(df.preemptions.sum()),
+        "preemptions": f["preemptions"],
         "steps": sum(i.stats.nsteps for i in cluster.instances),
         "instances": inst_rows,
         "gpus": gpus,
@@ -295,10 +332,10 @@ def summarize(cluster, df: pd.DataFrame, slos, span_s: float) -> dict:
         "saturation": saturation(cluster.unit_starts, cluster.unit_ends,
                                  "sessions" if cluster.has_sessions else "requests", cluster.n_shed),
     }
-    if len(cluster.pools) > 1:
-        summary["transfer_s"] = stats(completed.transfer_s)
+    if f["transfer_s"] is not None:
+        summary["transfer_s"] = f["transfer_s"]
     return summary
 
 
-__all__ = ["REQUEST_COLUMNS", "request_frame", "saturation", "stats", "summarize", "timeseries_frame",
-           "weighted_stats"]
+__all__ = ["REQUEST_COLUMNS", "request_frame", "saturation", "stats", "summarize", "summarize_stream",
+           "timeseries_frame", "weighted_stats"]

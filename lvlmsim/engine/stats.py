@@ -3,14 +3,15 @@ batch size / queue length / KV occupancy, and inter-token gaps. The metrics coll
 
 from __future__ import annotations
 
+FLUSH_GAPS = 4096  # streaming runs: inter-token gaps held before they are folded into the sketch
 TS_CAP = 4096  # time-series points kept per instance; beyond, every other point is dropped and the stride doubles
 
 
 class InstanceStats:
     """Counters and series of one instance (plain attributes: the engine's hot path updates them in place)."""
 
-    __slots__ = ("busy_s", "itl_dt", "itl_n", "max_step_s", "nsteps", "q_area", "q_last", "ts_batch", "ts_kv",
-                 "ts_mask", "ts_queue", "ts_t")
+    __slots__ = ("busy_s", "itl_dt", "itl_n", "itl_sketch", "max_step_s", "nsteps", "q_area", "q_last", "ts_batch",
+                 "ts_kv", "ts_mask", "ts_queue", "ts_t")
 
     def __init__(self) -> None:
         self.busy_s = 0.0
@@ -25,6 +26,7 @@ class InstanceStats:
         self.ts_mask = 0  # sample a step when nsteps & ts_mask == 0
         self.itl_dt: list[float] = []  # inter-token gaps, seconds
         self.itl_n: list[int] = []  # sequences that saw each gap
+        self.itl_sketch = None  # streaming runs: a LogHistogram the two lists are flushed into (flush_itl)
 
     def queue_touch(self, now: float, queue_len: int) -> None:
         """Close the queue-length integral up to `now` (call before the queue length changes)."""
@@ -51,6 +53,16 @@ class InstanceStats:
         if n_new:
             self.itl_dt.append(step_s)
             self.itl_n.append(n_new)
+        if self.itl_sketch is not None and len(self.itl_dt) >= FLUSH_GAPS:
+            self.flush_itl()
+
+    def flush_itl(self) -> None:
+        """Streaming runs: fold the gaps recorded so far into the sketch and empty the lists (the engine calls this
+        as sequences finish, so the lists stay short)."""
+        if self.itl_sketch is not None and self.itl_dt:
+            self.itl_sketch.add_many(self.itl_dt, self.itl_n)
+            self.itl_dt.clear()
+            self.itl_n.clear()
 
     def step_done(self, dt: float) -> None:
         self.busy_s += dt
@@ -59,4 +71,4 @@ class InstanceStats:
         self.nsteps += 1
 
 
-__all__ = ["TS_CAP", "InstanceStats"]
+__all__ = ["FLUSH_GAPS", "TS_CAP", "InstanceStats"]

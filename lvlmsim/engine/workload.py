@@ -68,12 +68,16 @@ class Workload:
         self.duration_s = duration_s
         self.requests: list[Request] = []
         self.sessions: list[list[Request]] = []
+        self.keep = True  # False (streaming summaries): pulled units are not recorded, so ended requests can go
 
     def units(self) -> Iterator[Unit]:
         """The live stream (one per workload): each unit is recorded in `requests`/`sessions` as it is pulled."""
         if self._live is None:
             self._live = self._make()
         for unit in self._live:
+            if not self.keep:
+                yield unit
+                continue
             self.requests.extend(unit)
             if self.has_sessions:
                 self.sessions.append(unit)
@@ -124,7 +128,12 @@ def sample(dist, rng: np.random.Generator, n: int, resolve: Callable[[str], Path
 
 def counts(x: np.ndarray, minimum: int) -> list[int]:
     """Round to integers and clip to `minimum` (token counts >= 1, image counts >= 0)."""
-    return np.maximum(np.rint(x), minimum).astype(np.int64).tolist()
+    return count_array(x, minimum).tolist()
+
+
+def count_array(x: np.ndarray, minimum: int) -> np.ndarray:
+    """counts() as an int64 array (no Python object per number)."""
+    return np.maximum(np.rint(x), minimum).astype(np.int64)
 
 
 def arrival_times(arrival, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -205,19 +214,20 @@ def generate(
 
 @dataclass(frozen=True)
 class _Draws:
-    """Everything random about a synthetic run, drawn up front (numbers only; the Request objects come lazily)."""
+    """Everything random about a synthetic run, drawn up front (numbers only; the Request objects come lazily),
+    held as numpy arrays (8 bytes a number, not a Python object each) and read back as Python numbers."""
 
-    turns: list[int]
-    starts: list[float]
-    prompt: list[int]
-    output: list[int]
-    n_img: list[int]
-    extra_imgs: list[int]
-    think: list[float]
+    turns: np.ndarray
+    starts: np.ndarray
+    prompt: np.ndarray
+    output: np.ndarray
+    n_img: np.ndarray
+    extra_imgs: np.ndarray
+    think: np.ndarray
     sizes: list[tuple[int, int]]
-    size_idx: list[int]
-    vid_on: list[bool]
-    vid_dur: list[float]
+    size_idx: np.ndarray
+    vid_on: np.ndarray
+    vid_dur: np.ndarray
 
 
 def stream(
@@ -243,46 +253,47 @@ def stream(
         opts["has_sessions"] = any(len(u) > 1 for u in units)
         return Workload(lambda: _from_trace(spec, tok, path, scale), sum(len(u) for u in units), **opts)
     d = _draw(spec, streams, resolve)
-    return Workload(lambda: _units(spec, tok, d), sum(d.turns), **opts)
+    return Workload(lambda: _units(spec, tok, d), int(d.turns.sum()), **opts)
 
 
 def _draw(spec: WorkloadSpec, streams: dict, resolve: Callable[[str], Path] | None) -> _Draws:
     n = spec.requests or DEFAULT_REQUESTS
-    prompt = counts(sample(spec.prompt_tokens, streams["prompt"], n, resolve), 1)
-    output = counts(sample(spec.output_tokens, streams["output"], n, resolve), 1)
-    n_img = counts(sample(spec.images, streams["images"], n, resolve), 0)
+    prompt = count_array(sample(spec.prompt_tokens, streams["prompt"], n, resolve), 1)
+    output = count_array(sample(spec.output_tokens, streams["output"], n, resolve), 1)
+    n_img = count_array(sample(spec.images, streams["images"], n, resolve), 0)
     sizes = [(c.width, c.height) for c in spec.image_size]
     w = np.asarray([c.weight for c in spec.image_size], dtype=float)
     # sessions: how many turns each, which request indices are later turns
     sess = spec.session
-    turns: list[int] = [1] * n
-    extra_imgs: list[int] = []
-    think: list[float] = []
+    turns = np.ones(n, dtype=np.int64)
+    extra_imgs = np.zeros(0, dtype=np.int64)
+    think = np.zeros(0)
     if sess is not None:
         t = counts(sample(sess.turns, streams["turns"], n, resolve), 1)
-        turns = []
+        kept: list[int] = []
         total = 0
         for k in t:
             k = min(k, n - total)
-            turns.append(k)
+            kept.append(k)
             total += k
             if total >= n:
                 break
-        extra_imgs = counts(sample(sess.new_images_per_turn, streams["new_images"], n, resolve), 0)
-        think = np.maximum(sample(sess.think_time_s, streams["think"], n, resolve), 0.0).tolist()
-    size_idx = streams["sizes"].choice(len(sizes), size=sum(n_img) + (sum(extra_imgs) if sess else 0),
-                                       p=w / w.sum()).tolist()
-    vid_on = [False] * n
-    vid_dur = [0.0] * n
+        turns = np.asarray(kept, dtype=np.int64)
+        extra_imgs = count_array(sample(sess.new_images_per_turn, streams["new_images"], n, resolve), 0)
+        think = np.maximum(sample(sess.think_time_s, streams["think"], n, resolve), 0.0)
+    n_sizes = int(n_img.sum()) + (int(extra_imgs.sum()) if sess else 0)
+    size_idx = streams["sizes"].choice(len(sizes), size=n_sizes, p=w / w.sum())
+    vid_on = np.zeros(n, dtype=bool)
+    vid_dur = np.zeros(n)
     if spec.video is not None:
-        vid_on = (streams["video"].random(n) < spec.video.fraction).tolist()
+        vid_on = streams["video"].random(n) < spec.video.fraction
         d = np.maximum(sample(spec.video.duration_s, streams["video_dur"], n, resolve), 0.1)
-        vid_dur = (np.round(d * 10.0) / 10.0).tolist()
+        vid_dur = np.round(d * 10.0) / 10.0
     starts = arrival_times(spec.arrival, streams["arrival"], len(turns))
     if spec.duration_s is not None:
         keep = int(np.searchsorted(starts, spec.duration_s, side="right"))
         turns, starts = turns[:keep], starts[:keep]
-    return _Draws(turns, starts.tolist(), prompt, output, n_img, extra_imgs, think, sizes, size_idx, vid_on, vid_dur)
+    return _Draws(turns, starts, prompt, output, n_img, extra_imgs, think, sizes, size_idx, vid_on, vid_dur)
 
 
 def _units(spec: WorkloadSpec, tok: _Tokens, d: _Draws) -> Iterator[Unit]:
@@ -290,20 +301,21 @@ def _units(spec: WorkloadSpec, tok: _Tokens, d: _Draws) -> Iterator[Unit]:
     sess = spec.session
     rid = 0  # request id == request index
     si = 0  # next size index
-    for s, (k, t0) in enumerate(zip(d.turns, d.starts, strict=True)):
+    for s in range(len(d.turns)):
+        k, t0 = int(d.turns[s]), float(d.starts[s])
         history_tokens = 0
         held: list[tuple[tuple[int, int], str]] = []
         chat: list[Request] = []
         for turn in range(1, k + 1):
             i = rid
-            new_imgs = d.n_img[i] if turn == 1 else (d.extra_imgs[i] if sess else 0)
-            fresh = [(d.sizes[d.size_idx[si + j]], f"s{s}i{len(held) + j}") for j in range(new_imgs)]
+            new_imgs = int(d.n_img[i]) if turn == 1 else (int(d.extra_imgs[i]) if sess else 0)
+            fresh = [(d.sizes[int(d.size_idx[si + j])], f"s{s}i{len(held) + j}") for j in range(new_imgs)]
             si += new_imgs
             carried = (held if (sess is None or sess.resend_images) else []) + fresh
             held = held + fresh
-            p_tokens = d.prompt[i] + (history_tokens if (sess is not None and sess.keep_history) else 0)
+            p_tokens = int(d.prompt[i]) + (history_tokens if (sess is not None and sess.keep_history) else 0)
             chat.append(_turn_request(spec, tok, d, i, s, turn, t0, carried, p_tokens))
-            history_tokens += d.prompt[i] + d.output[i]
+            history_tokens += int(d.prompt[i]) + int(d.output[i])
             rid += 1
         yield chat
 
@@ -318,15 +330,15 @@ def _turn_request(spec: WorkloadSpec, tok: _Tokens, d: _Draws, i: int, s: int, t
     toks = tok.toks.get(img_sizes, ()) if tok.transform is not None else ()
     if d.vid_on[i] and turn == 1:
         v = spec.video
-        vt = tok.video(d.vid_dur[i], v.width, v.height, v.fps, v.max_frames, v.source_fps)
+        vt = tok.video(float(d.vid_dur[i]), v.width, v.height, v.fps, v.max_frames, v.source_fps)
         vis, lens, proj = vis + vt.llm_tokens, lens + vt.vit_seq_lens, proj + vt.projector_in_tokens
-        video_s = d.vid_dur[i]
+        video_s = float(d.vid_dur[i])
         toks = toks + (vt,)
     r = Request(
         i, arrival_s=t0 if turn == 1 else math.nan, prompt_tokens=prompt_tokens,
-        output_tokens=d.output[i], images=len(carried), visual_tokens=vis, vit_seq_lens=lens,
+        output_tokens=int(d.output[i]), images=len(carried), visual_tokens=vis, vit_seq_lens=lens,
         projector_in_tokens=proj, image_ids=tuple(iid for _, iid in carried) if sess else (),
-        video_s=video_s, session=s if sess else None, turn=turn, think_s=d.think[i] if sess else 0.0,
+        video_s=video_s, session=s if sess else None, turn=turn, think_s=float(d.think[i]) if sess else 0.0,
         input_pixels=sum(w * h for w, h in img_sizes),
     )
     if toks:
@@ -404,4 +416,5 @@ def _trace_request(tok: _Tokens, path: Path, row, rid: int, sessions: dict[str, 
     return req
 
 
-__all__ = ["DEFAULT_REQUESTS", "Unit", "Workload", "arrival_times", "counts", "generate", "sample", "stream"]
+__all__ = ["DEFAULT_REQUESTS", "Unit", "Workload", "arrival_times", "count_array", "counts", "generate", "sample",
+           "stream"]
