@@ -144,8 +144,8 @@ def _techniques_summary(first) -> dict:
     """What the run applied (the LLM pools' composition): configs, citations, accuracy figures as given, notes."""
     pol = first.decode_policy
     out = {"applied": first.describe(), "accuracy": first.accuracy(), "notes": list(first.notes)}
-    if first.kv_budget is not None:
-        kb = first.kv_budget
+    kb = first.kv_policy()
+    if kb is not None:
         out["kv_budget"] = {
             "model": "after prefill each sequence keeps the KV the budget allows (its blocks go back to the pool, a "
                      "P->D pull moves only the kept KV); decode steps read the kept KV; rolling budgets stop growing "

@@ -19,7 +19,6 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import simpy
 
@@ -52,10 +51,8 @@ from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.model import ModelSpec
 from lvlmsim.specs.serving import LinkConfig, PoolSpec, ServingSpec
 from lvlmsim.specs.workload import RequestClass
+from lvlmsim.techniques.compose import Composition
 from lvlmsim.techniques.reuse import encoder_entry_bytes, kv_entry_bytes
-
-if TYPE_CHECKING:
-    from lvlmsim.techniques.compose import Composition
 
 DEFAULT_LINK_LATENCY_US = 10.0
 GOLDEN_RATIO = (1 + 5**0.5) / 2
@@ -417,7 +414,7 @@ class _PoolBuild:
     cfg: GraphConfig
     spec: PoolSpec
     hardware: HardwareSpec
-    comp: Composition | None
+    comp: Composition
     label: str
     has_llm: bool
     has_enc: bool
@@ -433,8 +430,8 @@ class _PoolBuild:
         if not (self.reuse_enc or self.reuse_kv):
             return None
         model, cfg = self.model, self.cfg
-        return ReuseTracker(self.comp.reuse, block_size=block_size, kv=self.reuse_kv, encoder=self.reuse_enc,
-                            enc_entry_bytes=lambda t: encoder_entry_bytes(model, cfg, t),
+        return ReuseTracker(self.comp.admission_cache(), block_size=block_size, kv=self.reuse_kv,
+                            encoder=self.reuse_enc, enc_entry_bytes=lambda t: encoder_entry_bytes(model, cfg, t),
                             kv_entry_bytes=lambda t: kv_entry_bytes(model, cfg, t))
 
 
@@ -446,14 +443,15 @@ def build_pool(
     """Check that the pool can run at all (else InfeasibleError with the memory verdict) and size its KV pool.
 
     `comp`: a techniques Composition for this pool's hardware and tp (its model and cfg are then used): its steps
-    are priced through it, and a draft model's weights (speculative decoding) are held on every device.
+    are priced through it, and the engine acts on it only through its engine hooks (kv_policy, admission_cache,
+    reserved_weight_bytes, extra_kv_bytes_per_token); None is the identity composition over `cfg`.
     Phases: check the parallelism and dtypes, reserve reuse caches, check memory, count KV blocks, make instances.
     """
-    if comp is not None:
-        model, cfg = comp.model, comp.cfg
     has_llm = "P" in spec.role or "D" in spec.role
-    b = _PoolBuild(model, cfg or default_graph_config(model, spec.tp, spec.ep if has_llm else 1), spec, hardware,
-                   comp, label=f"pool '{spec.label}' ({hardware.id}, tp={spec.tp})", has_llm=has_llm,
+    if comp is None:
+        comp = Composition.identity(model, cfg or default_graph_config(model, spec.tp, spec.ep if has_llm else 1))
+    b = _PoolBuild(comp.model, comp.cfg, spec, hardware, comp,
+                   label=f"pool '{spec.label}' ({hardware.id}, tp={spec.tp})", has_llm=has_llm,
                    has_enc="E" in spec.role)
     _check_parallelism(b)
     _check_dtypes(b)
@@ -463,7 +461,8 @@ def build_pool(
     verdict = mem.verdict + (f"; reuse caches reserve {b.reuse_bytes / GIB:.2f} GiB per device"
                              if b.reuse_bytes else "")
     pool = Pool(spec, hardware, b.cfg, cost_model, total_blocks=total_blocks, memory_verdict=verdict)
-    pool.instances = _instances(env, b, serving, StepCost(b.model, b.cfg, cost_model, comp), total_blocks,
+    coster = StepCost(b.model, b.cfg, cost_model, comp if comp.techniques else None)  # identity: the plain fast path
+    pool.instances = _instances(env, b, serving, coster, total_blocks,
                                 _step_overhead_s(serving, host_step_s))
     pool.router = make_router(serving.router, pool.instances)
     return pool
@@ -498,7 +497,7 @@ def _check_dtypes(b: _PoolBuild) -> None:
 
 def _reserve_reuse(b: _PoolBuild, workload: Workload) -> None:
     """Which reuse caches the pool holds (techniques: reuse) and the device bytes they reserve."""
-    reuse_cfg = b.comp.reuse if b.comp is not None else None
+    reuse_cfg = b.comp.admission_cache()
     if reuse_cfg is None:
         return
     model, cfg = b.model, b.cfg
@@ -523,8 +522,8 @@ def _check_memory(b: _PoolBuild, serving: ServingSpec, workload: Workload):
         r = most_visual
         act_ops.extend(encode_ops(model, tuple(sorted(r.vit_seq_lens)), r.projector_in_tokens, r.visual_tokens, cfg))
     not_loaded = sum(v for k, v in weight_bytes(model, cfg).items() if k not in b.modules)
-    if b.comp is not None and b.has_llm:
-        not_loaded -= b.comp.decode_policy.extra_weight_bytes()  # draft model / drafting heads held next to the LLM
+    if b.has_llm:
+        not_loaded -= b.comp.reserved_weight_bytes()  # draft model / drafting heads held next to the LLM
     held = b.reuse_bytes
     mem = memory_report(
         model, b.hardware, cfg, text_tokens=text if b.has_llm else 0, visual_tokens=visual if b.has_llm else 0,
@@ -541,8 +540,7 @@ def _kv_blocks(b: _PoolBuild, serving: ServingSpec, kv_budget_bytes: float) -> i
     if not b.has_llm:
         return 0
     per_tok = kv_slot_bytes(b.model, b.cfg)
-    if b.comp is not None:  # a draft model's own KV per (text) token, held alongside the target's
-        per_tok += b.comp.decode_policy.extra_kv_bytes(1.0, 0.0)
+    per_tok += b.comp.extra_kv_bytes_per_token()  # a draft model's own KV per (text) token, next to the target's
     blocks = int(kv_budget_bytes // (serving.block_size * per_tok))
     if blocks < 1:  # memory 'fits' yet not one block: every request would be rejected (issue 15)
         block_gib = serving.block_size * per_tok / GIB
@@ -572,7 +570,7 @@ def _instances(env, b: _PoolBuild, serving: ServingSpec, coster: StepCost, total
     if serving.encoder_policy == "encode_ahead" and (b.reuse_enc or b.reuse_kv):
         raise SpecError(f"{b.label}: serving.encoder_policy: encode_ahead is not modelled with the reuse technique "
                         "(its encoder work depends on cache hits at admission); use co_batch")
-    kv_policy = b.comp.kv_budget if b.comp is not None else None
+    kv_policy = b.comp.kv_policy()
     swap_s = swap_time(b.model, b.cfg, b.hardware, serving, b.label) if serving.preemption == "swap" else None
     return [LlmInstance(
         env, f"{spec.label}{i}", spec.label, None, coster, total_blocks=total_blocks, block_size=serving.block_size,

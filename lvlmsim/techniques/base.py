@@ -116,6 +116,26 @@ class TechniqueConfig(BaseModel):
         can). Declared by the technique, as `claims()` declares conflicts; the estimate still prices it."""
         return None
 
+    # engine hooks: how a technique acts on the serving engine besides its ops. compose() collects them into the
+    # Composition, whose engine-facing methods (kv_policy, admission_cache, reserved_weight_bytes,
+    # extra_kv_bytes_per_token, decode_policy) are all lvlmsim.engine calls, so an engine-level technique is one
+    # file overriding these (claims() keeps two techniques off the same hook).
+
+    def kv_after_prefill(self) -> Any:
+        """The policy deciding which KV a sequence keeps when it starts decoding (kept(), decode_view(); see
+        techniques.kv_budget.KVBudgetPolicy), or None to keep it all."""
+        return None
+
+    def admission_cache(self) -> Any:
+        """The cache looked up when a request is admitted (encoder outputs / image KV; see techniques.reuse), or
+        None. Its device bytes are reserved next to the weights."""
+        return None
+
+    def decode_step_policy(self, model: ModelSpec, cfg: GraphConfig, transform: Any) -> Any:
+        """The decode-step policy (tokens per step, the per-step extra cost of drafting, reserved draft weights and
+        KV; see techniques.speculative.DecodeStepPolicy), or None for plain decoding."""
+        return None
+
     def transform_model(self, model: ModelSpec) -> ModelSpec:
         return model
 

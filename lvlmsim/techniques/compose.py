@@ -36,9 +36,9 @@ from lvlmsim.ops.tokenization import ImageTokenization, tokenize_image, tokenize
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.model import ModelSpec
 from lvlmsim.techniques.base import CLAIMS, TechniqueConfig, load_techniques
-from lvlmsim.techniques.kv_budget import KVBudgetConfig, KVBudgetPolicy
+from lvlmsim.techniques.kv_budget import KVBudgetPolicy
 from lvlmsim.techniques.reuse import ReuseConfig
-from lvlmsim.techniques.speculative import DecodeStepPolicy, SpeculativeConfig
+from lvlmsim.techniques.speculative import DecodeStepPolicy
 from lvlmsim.techniques.tome import tome_encode_ops
 
 
@@ -140,6 +140,31 @@ class Composition:
     def decode_step_time_s(self, cm: CostModel, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> float:
         return sum(cm.cost(op).total_time_s * w for op, w in self.decode_step_ops(seqs, past_visual))
 
+    @classmethod
+    def identity(cls, model: ModelSpec, cfg: GraphConfig) -> Composition:
+        """No technique: the pipeline as the model and `cfg` define it (the engine's default composition)."""
+        return cls(base_model=model, model=model, cfg=cfg, techniques=(), decode_policy=DecodeStepPolicy(model, cfg))
+
+    # --------------------------------------------------------------------------------------------------------
+    # engine hooks: everything lvlmsim.engine asks of the techniques (filled by compose() from each technique's
+    # kv_after_prefill / admission_cache / decode_step_policy; the identity answers "nothing")
+
+    def kv_policy(self) -> KVBudgetPolicy | None:
+        """KV after prefill: what a sequence keeps when it starts decoding (None: all of it)."""
+        return self.kv_budget
+
+    def admission_cache(self) -> ReuseConfig | None:
+        """The encoder/image-KV cache consulted at admission (None: no reuse)."""
+        return self.reuse
+
+    def reserved_weight_bytes(self) -> float:
+        """Device bytes held next to the LLM's weights on every device (a draft model, drafting heads)."""
+        return self.decode_policy.extra_weight_bytes()
+
+    def extra_kv_bytes_per_token(self) -> float:
+        """KV bytes per (text) token held besides the target's (a draft model's cache)."""
+        return self.decode_policy.extra_kv_bytes(1.0, 0.0)
+
     @property
     def tokens_per_step(self) -> float:
         return self.decode_policy.tokens_per_step
@@ -185,6 +210,19 @@ class Composition:
                 for t in self.techniques]
 
 
+def _collect_engine_hooks(comp: Composition, t: TechniqueConfig, transform) -> None:
+    """Take what technique `t` declares for the engine (claims() already keeps two techniques off one hook)."""
+    policy = t.decode_step_policy(comp.model, comp.cfg, transform)
+    if policy is not None:
+        comp.decode_policy = policy
+    kv = t.kv_after_prefill()
+    if kv is not None:
+        comp.kv_budget = kv
+    cache = t.admission_cache()
+    if cache is not None:
+        comp.reuse = cache
+
+
 def compose(
     model: ModelSpec, hw: HardwareSpec, techniques: Iterable[TechniqueConfig | str | dict[str, Any]] = (), *,
     tp: int = 1,
@@ -210,12 +248,7 @@ def compose(
     for t in techs_c:
         notes.extend(t.notes(model))
         comp.vit_merge_r = comp.vit_merge_r or t.vit_tokens_merged_per_layer()
-        if isinstance(t, SpeculativeConfig):
-            comp.decode_policy = t.make_policy(m, cfg, transform)
-        elif isinstance(t, KVBudgetConfig):
-            comp.kv_budget = t.policy()
-        elif isinstance(t, ReuseConfig):
-            comp.reuse = t
+        _collect_engine_hooks(comp, t, transform)
         if t.accuracy_delta is not None:
             notes.append(f"{t.kind}: accuracy {t.accuracy_delta:+g} points (source: {t.accuracy_source})")
         else:

@@ -90,6 +90,9 @@ class KVBudgetConfig(TechniqueConfig):
     def policy(self) -> KVBudgetPolicy:
         return KVBudgetPolicy(self.tokens, self.mode, self.visual_only)
 
+    def kv_after_prefill(self) -> KVBudgetPolicy:
+        return self.policy()
+
     def engine_refusal(self, others, model: ModelSpec) -> str | None:
         schedule = schedule_of(others)
         if schedule is None:

@@ -155,6 +155,9 @@ class ReuseConfig(TechniqueConfig):
     def caches_encoder(self) -> bool:
         return self.scope in ("encoder", "both")
 
+    def admission_cache(self) -> ReuseConfig:
+        return self
+
     def engine_refusal(self, others, model: ModelSpec) -> str | None:
         if not self.caches_kv():
             return None

@@ -244,6 +244,10 @@ class SpeculativeConfig(TechniqueConfig):
                                        draft_cfg=dcfg, head_overhead=self.head_overhead,
                                        draft_sees_visual=self.draft_sees_visual)
 
+    def decode_step_policy(self, model: ModelSpec, cfg: GraphConfig, transform: OpsTransform | None
+                           ) -> SpeculativeDecodePolicy:
+        return self.make_policy(model, cfg, transform)
+
     def notes(self, model: ModelSpec) -> list[str]:
         e = expected_tokens(self.alpha, self.gamma)
         who = "self-drafting heads" if self.draft == "heads" else f"draft model '{self.draft}'"
