@@ -12,13 +12,19 @@ estimate uses, so both price a technique alike):
     comp.prefill_extra_ops(seqs, past_visual)     selection ops and the draft model's prefill
     comp.transform_ops(ops)                       ops after every technique's transform (dtypes, dequantisation)
     comp.decode_step_time_s(cm, seqs, past_visual)   one decode round with extra ops (H2O scores, drafting)
-    comp.decode_policy.tokens_per_step, .lookahead_tokens, .extra_weight_bytes(), .extra_kv_bytes(...)
-    comp.kv_budget                                KVBudgetPolicy: .kept(...) when a sequence starts decoding
-    comp.reuse                                    ReuseConfig: engine.reuse.ReuseTracker builds its caches
+    comp.decode_policy.tokens_per_step, .lookahead_tokens   StepCost's speculative factor, KV slots per round
     comp.techniques                               which techniques add decode/prefill ops (StepCost's fast paths)
-What only the analytic estimate (techniques/apply.py) calls directly: comp.tokenize_image / tokenize_video,
-prefill_ops, decode_view, decode_step_ops (decode_step_time_s builds on it) and extra_memory_bytes. The engine
-never samples accepted drafts: speculative decoding is a fluid model there (see lvlmsim.engine.api.simulate).
+  and the engine hooks, filled from each technique's declared kv_after_prefill / admission_cache /
+  decode_step_policy (TechniqueConfig, base.py), the identity (Composition.identity) answering "nothing":
+    comp.kv_policy()                              KV after prefill: KVBudgetPolicy.kept(...) when a sequence starts
+                                                  decoding (LlmInstance.kv_after_prefill), the rolling cap (DecodeSet)
+    comp.admission_cache()                        ReuseConfig: engine.reuse.ReuseTracker builds its caches
+    comp.reserved_weight_bytes()                  bytes next to the LLM's weights (draft model, drafting heads)
+    comp.extra_kv_bytes_per_token()               a draft model's KV per text token, sized into each KV block
+What only the analytic estimate calls (lvlmsim.estimate.price_stages / request_memory, the Composition being its
+Pipeline): tokenize_image / tokenize_video, prefill_ops, decode_view, decode_step_ops, encode_miss_rate,
+visual_kv_hit_rate, held_kv_tokens and extra_memory_bytes. The engine never samples accepted drafts: speculative
+decoding is a fluid model there (see lvlmsim.engine.api.simulate).
 """
 
 from __future__ import annotations

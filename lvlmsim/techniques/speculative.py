@@ -1,14 +1,16 @@
 """Speculative decoding: a cheap drafter proposes gamma tokens, the target verifies them in one (gamma+1)-token pass.
 
 A decode-step policy: `DecodeStepPolicy` (plain decoding, one token per step) and `SpeculativeDecodePolicy` share
-one interface. What the serving engine uses (lvlmsim.engine.stepcost and cluster, through the Composition):
+one interface; SpeculativeConfig hands its policy to the Composition through the `decode_step_policy` engine hook.
+What the serving engine uses (lvlmsim.engine.stepcost and cluster, through the Composition):
 
     policy.step_ops(seqs, past_visual)              # [(op, weight), ...] of ONE round of this decode batch
     policy.tokens_per_step                          # expected tokens per sequence per round (the fluid model
                                                     # divides a round's time by it; the engine never samples)
     policy.lookahead_tokens                         # KV slots a sequence reserves for a round (gamma + 1)
-    policy.prefill_extra_ops(seqs, past_visual)     # the draft model's own prefill
-    policy.extra_weight_bytes(), .extra_kv_bytes()  # draft weights and KV held on each device
+    policy.prefill_extra_ops(seqs, past_visual)     # the draft model's own prefill (via comp.prefill_extra_ops)
+    policy.extra_weight_bytes(), .extra_kv_bytes()  # draft weights and KV held on each device (via the hooks
+                                                    # comp.reserved_weight_bytes / extra_kv_bytes_per_token)
 
 `step_time_s` and `sample_tokens` (the accepted drafts of one round, drawn) are not on the engine's path; tests use
 them to check the expectation the fluid model relies on.
