@@ -13,19 +13,12 @@ from lvlmsim.errors import SpecError
 from lvlmsim.ops.graph import elementwise, gemm
 from lvlmsim.ops.op import GraphConfig
 from lvlmsim.specs.registry import load_hardware
+from tests.shared_data import MEASURED
 
 REPO = Path(__file__).resolve().parents[1]
 H100 = load_hardware("h100-sxm")
 
 
-def _measured() -> Path | None:
-    for cand in (REPO.parent / "shared" / "data" / "measured", Path("/work/shared/data/measured")):
-        if (cand / "aiconfigurator" / "data").is_dir():
-            return cand
-    return None
-
-
-MEASURED = _measured()
 
 
 def test_registry_and_errors():

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from lvlmsim.cost.profile import Efficiency, EfficiencyProfile
+from lvlmsim.cost.profile import Efficiency, EfficiencyProfile, ProfileWrapper
 from lvlmsim.ops.op import ATTN_DECODE, Op
 from lvlmsim.specs.hardware import HardwareSpec
 
@@ -45,20 +45,11 @@ def gqa_reread_factor(op: Op, kernel: str | None) -> float:
 
 
 @dataclass(frozen=True)
-class KernelFeatureProfile:
+class KernelFeatureProfile(ProfileWrapper):
     """An EfficiencyProfile wrapper: the base profile's efficiencies; a windowed FA2 decode is priced as the op
     with its bytes read `factor` times (the profile's efficiency at that traffic), charged to its own bytes."""
 
-    base: EfficiencyProfile
     kernel: str
-
-    @property
-    def name(self) -> str:
-        return self.base.name
-
-    @property
-    def timing_regime(self) -> str | None:
-        return getattr(self.base, "timing_regime", None)
 
     def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency:
         factor = gqa_reread_factor(op, self.kernel)
@@ -67,10 +58,6 @@ class KernelFeatureProfile:
         # the profile's efficiency for the traffic the kernel really moves, charged to this op's bytes
         eff = self.base.efficiency(replace(op, bytes_read=op.bytes_read * factor), hw)
         return Efficiency(eff.compute, eff.memory / factor, eff.floor_s, eff.source, eff.measured_error_pct)
-
-    def band_for(self, source: str) -> tuple[float, float] | None:
-        band_for = getattr(self.base, "band_for", None)
-        return band_for(source) if band_for is not None else None
 
 
 def with_kernel_features(profile: EfficiencyProfile, hw: HardwareSpec) -> EfficiencyProfile:

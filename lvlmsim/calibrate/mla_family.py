@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from lvlmsim.cost.profile import DEFAULT_PROFILE, Efficiency, EfficiencyProfile
+from lvlmsim.cost.profile import DEFAULT_PROFILE, Efficiency, EfficiencyProfile, ProfileWrapper
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.op import ATTN_MLA_DECODE, ATTN_MLA_PREFILL, Op
 from lvlmsim.specs.hardware import HardwareSpec
@@ -99,19 +99,10 @@ def shipped_mla_family() -> MlaFamily | None:
 
 
 @dataclass(frozen=True)
-class MlaPricedProfile:
+class MlaPricedProfile(ProfileWrapper):
     """An EfficiencyProfile wrapper: MLA cores by the fitted MLA family, everything else by `base`."""
 
-    base: EfficiencyProfile
     mla: MlaFamily
-
-    @property
-    def name(self) -> str:
-        return self.base.name
-
-    @property
-    def timing_regime(self) -> str | None:
-        return getattr(self.base, "timing_regime", None)
 
     def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency:
         if op.kind in (ATTN_MLA_DECODE, ATTN_MLA_PREFILL):
@@ -123,8 +114,7 @@ class MlaPricedProfile:
         prefix = f"general:{SOURCE_NAME}:"
         if source.startswith(prefix):
             return self.mla.bands.get(source[len(prefix):])
-        band_for = getattr(self.base, "band_for", None)
-        return band_for(source) if band_for is not None else None
+        return super().band_for(source)
 
 
 def with_mla(profile: EfficiencyProfile) -> EfficiencyProfile:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lvlmsim.calibrate.moe import KERNEL_FAMILIES, PARAM_NAMES, fit_file, load_fit
-from lvlmsim.cost.profile import Efficiency, EfficiencyProfile
+from lvlmsim.cost.profile import Efficiency, EfficiencyProfile, ProfileWrapper
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.op import MOE_GEMM, Op
 from lvlmsim.specs.hardware import HardwareSpec
@@ -97,19 +97,10 @@ def is_moe_layer_op(op: Op) -> bool:
 
 
 @dataclass(frozen=True)
-class MoEPricedProfile:
+class MoEPricedProfile(ProfileWrapper):
     """An EfficiencyProfile wrapper: MoE layer ops by the fitted MoE family, everything else by `base`."""
 
-    base: EfficiencyProfile
     moe: MoEFamily
-
-    @property
-    def name(self) -> str:
-        return self.base.name
-
-    @property
-    def timing_regime(self) -> str | None:
-        return getattr(self.base, "timing_regime", None)
 
     def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency:
         return self.moe.efficiency(op, hw) if is_moe_layer_op(op) else self.base.efficiency(op, hw)
@@ -118,8 +109,7 @@ class MoEPricedProfile:
         """The MoE fit's held-out band for its sources, else the base profile's band."""
         if source.startswith(f"general:{SOURCE_NAME}:"):
             return self.moe.band
-        band_for = getattr(self.base, "band_for", None)
-        return band_for(source) if band_for is not None else None
+        return super().band_for(source)
 
 
 def with_moe(profile: EfficiencyProfile) -> EfficiencyProfile:

@@ -29,12 +29,10 @@ GPU_DIRS = {"h100-sxm": ("h100_sxm", "h100"), "a100-sxm-80gb": ("a100_sxm", "a10
 
 
 def measured_dir(repo_root: str | Path | None = None) -> Path | None:
-    """shared/data/measured next to the checkout (../shared), else /work/shared; None when absent."""
+    """shared/data/measured next to the checkout (../shared); None when absent (it never ships to users)."""
     root = Path(repo_root) if repo_root else Path(__file__).resolve().parents[2]
-    for cand in (root.parent / "shared" / "data" / "measured", Path("/work/shared/data/measured")):
-        if (cand / "aiconfigurator" / "data").is_dir():
-            return cand
-    return None
+    cand = root.parent / "shared" / "data" / "measured"
+    return cand if (cand / "aiconfigurator" / "data").is_dir() else None
 
 
 def gpu_rows(measured: Path, hardware_id: str, with_vidur: bool = True) -> LoadResult:

@@ -22,12 +22,42 @@ class Efficiency:
     source: str  # provenance shown with every op: "roofline-default" or "calibrated:<profile>:<family>"
     measured_error_pct: float | None = None  # median |error| this profile showed on held-out data for this family
 
+    def scaled_time(self, multiplier: float) -> Efficiency:
+        """The same op `multiplier` times slower (efficiencies divided, floor multiplied), same provenance: how an
+        uncertainty band's multiplier applies to a family's time."""
+        return Efficiency(self.compute / multiplier, self.memory / multiplier, self.floor_s * multiplier, self.source,
+                          self.measured_error_pct)
+
 
 @runtime_checkable
 class EfficiencyProfile(Protocol):
     name: str
 
     def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency: ...
+
+
+@dataclass(frozen=True)
+class ProfileWrapper:
+    """Base of the profiles that price some ops their own way (a runtime's floor, a kernel feature, the MoE or MLA
+    fit) and leave every other op, their name, timing regime and uncertainty bands to the profile they wrap."""
+
+    base: EfficiencyProfile
+
+    @property
+    def name(self) -> str:
+        return self.base.name
+
+    @property
+    def timing_regime(self) -> str | None:
+        return getattr(self.base, "timing_regime", None)
+
+    def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency:
+        return self.base.efficiency(op, hw)
+
+    def band_for(self, source: str) -> tuple[float, float] | None:
+        """The wrapped profile's p10/p90 band of a family (lvlmsim.cost.uncertainty), None without one."""
+        band_for = getattr(self.base, "band_for", None)
+        return band_for(source) if band_for is not None else None
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lvlmsim.cost.profile import Efficiency, EfficiencyProfile
+from lvlmsim.cost.profile import Efficiency, EfficiencyProfile, ProfileWrapper
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.op import Op
 from lvlmsim.specs.hardware import HardwareSpec
@@ -62,10 +62,9 @@ class RuntimeSpec:
 
 
 @dataclass(frozen=True)
-class RuntimeProfile:
+class RuntimeProfile(ProfileWrapper):
     """An EfficiencyProfile wrapper: the base profile's efficiencies, the runtime's floor (max of the two)."""
 
-    base: EfficiencyProfile
     runtime: RuntimeSpec
 
     @property
@@ -85,11 +84,6 @@ class RuntimeProfile:
         if eff.floor_s >= floor or self.same_regime:
             return eff
         return Efficiency(eff.compute, eff.memory, floor, eff.source, eff.measured_error_pct)
-
-    def band_for(self, source: str) -> tuple[float, float] | None:
-        """The base profile's p10/p90 band of a family (lvlmsim.cost.uncertainty)."""
-        band_for = getattr(self.base, "band_for", None)
-        return band_for(source) if band_for is not None else None
 
 
 RUNTIMES: dict[str, RuntimeSpec] = {

@@ -92,11 +92,9 @@ class QuantileProfile:
         return family_band(self.base, source)
 
     def efficiency(self, op, hw):
-        from lvlmsim.cost.profile import Efficiency
-
         eff = self.base.efficiency(op, hw)
         band = family_band(self.base, eff.source)
         if band is None:
             return eff
         m = band[0] if self.quantile == "p10" else band[1]
-        return Efficiency(eff.compute / m, eff.memory / m, eff.floor_s * m, eff.source, eff.measured_error_pct)
+        return eff.scaled_time(m)

@@ -70,14 +70,12 @@ class DrawnProfile:
         return m
 
     def efficiency(self, op, hw):
-        from lvlmsim.cost.profile import Efficiency
-
         base = self.base_for(hw)
         eff = base.efficiency(op, hw)
         m = self.multiplier(base, eff.source)
         if m == 1.0:
             return eff
-        return Efficiency(eff.compute / m, eff.memory / m, eff.floor_s * m, eff.source, eff.measured_error_pct)
+        return eff.scaled_time(m)
 
     @property
     def timing_regime(self):
