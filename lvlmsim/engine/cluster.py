@@ -461,7 +461,7 @@ def build_pool(
     verdict = mem.verdict + (f"; reuse caches reserve {b.reuse_bytes / GIB:.2f} GiB per device"
                              if b.reuse_bytes else "")
     pool = Pool(spec, hardware, b.cfg, cost_model, total_blocks=total_blocks, memory_verdict=verdict)
-    coster = StepCost(b.model, b.cfg, cost_model, comp if comp.techniques else None)  # identity: the plain fast path
+    coster = StepCost(b.model, b.cfg, cost_model, comp)
     pool.instances = _instances(env, b, serving, coster, total_blocks,
                                 _step_overhead_s(serving, host_step_s))
     pool.router = make_router(serving.router, pool.instances)

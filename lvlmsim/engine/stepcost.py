@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from lvlmsim.cost.roofline import CostModel
 from lvlmsim.ops.graph import (
@@ -40,9 +39,7 @@ from lvlmsim.ops.graph import (
 )
 from lvlmsim.ops.op import ATTN_DECODE, ATTN_ENCODER, ATTN_KINDS, ATTN_PREFILL, GraphConfig, SeqWork
 from lvlmsim.specs.model import ModelSpec
-
-if TYPE_CHECKING:
-    from lvlmsim.techniques.compose import Composition
+from lvlmsim.techniques.compose import Composition
 
 QUANT_RATIO = 1.01
 _LOG_Q = math.log(QUANT_RATIO)
@@ -91,21 +88,24 @@ class StepCost:
     `comp` (a techniques Composition, optional): every op built here goes through `comp.transform_ops` (dequant
     FLOPs, quantized-weight attention dtypes), prefill steps add `comp.prefill_extra_ops` (selection passes, draft
     prefill), encoder batches are priced by `comp.encode_ops` (ToMe layers, selection ops), and decode work is scaled
-    by `spec_factor` under speculative decoding (see `spec_factor`). Without `comp` nothing changes.
+    by `spec_factor` under speculative decoding (see `spec_factor`). Without `comp` (or with the identity
+    composition) nothing changes: steps are priced by the plain fast paths.
     """
 
     def __init__(self, model: ModelSpec, cfg: GraphConfig, cost_model: CostModel,
                  comp: Composition | None = None):
         self.model, self.cfg, self.cm = model, cfg, cost_model
+        comp = comp if comp is not None else Composition.identity(model, cfg)
         self.comp = comp
-        self.transform = comp.transform_ops if comp is not None else None
-        self.prefill_extra = comp is not None and _has_prefill_extra(comp)
-        self.decode_extra = comp is not None and _has_decode_extra(comp)  # e.g. H2O's per-step scoring pass
+        active = bool(comp.techniques)  # the identity composition is priced by the plain fast paths
+        self.transform = comp.transform_ops if active else None
+        self.prefill_extra = active and _has_prefill_extra(comp)
+        self.decode_extra = active and _has_decode_extra(comp)  # e.g. H2O's per-step scoring pass
         self._dec_extra: dict[tuple[int, int], float] = {}
-        self.speculative = comp is not None and comp.decode_policy.lookahead_tokens > 1
+        self.speculative = comp.decode_policy.lookahead_tokens > 1
         self._spec: dict[int, float] = {}
         self.spec_visual = 0  # mean past visual tokens of a decoding sequence (set by the cluster)
-        if comp is not None:
+        if active:
             from lvlmsim.techniques.speculative import DecodeStepPolicy
 
             self._plain_policy = DecodeStepPolicy(comp.model, comp.cfg, comp.transform_ops)
@@ -502,7 +502,7 @@ class StepCost:
         tokenizations when techniques apply, else their ViT sequences and projector inputs."""
         if not requests:
             return 0.0
-        if self.comp is not None:
+        if self.transform is not None:  # techniques transformed the requests' tokenizations
             return self.encode_toks_s([t for r in requests for t in r.toks_to_encode])
         lens = [n for r in requests for n in r.vit_seq_lens]
         return self.encode_s(lens, sum(r.projector_in_tokens for r in requests), tokens)
