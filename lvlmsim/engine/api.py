@@ -142,7 +142,6 @@ def _compose_pools(sc: Scenario, model: ModelSpec) -> dict:
 
 def _techniques_summary(first) -> dict:
     """What the run applied (the LLM pools' composition): configs, citations, accuracy figures as given, notes."""
-    pol = first.decode_policy
     out = {"applied": first.describe(), "accuracy": first.accuracy(), "notes": list(first.notes)}
     kb = first.kv_policy()
     if kb is not None:
@@ -150,11 +149,11 @@ def _techniques_summary(first) -> dict:
             "model": "after prefill each sequence keeps the KV the budget allows (its blocks go back to the pool, a "
                      "P->D pull moves only the kept KV); decode steps read the kept KV; rolling budgets stop growing "
                      "at the budget", "tokens": kb.budget_tokens, "mode": kb.mode, "visual_only": kb.visual_only}
-    if pol.lookahead_tokens > 1:
+    if first.lookahead_tokens > 1:
         out["speculative"] = {
             "model": "fluid: each engine decode step emits one token per sequence and costs (draft + verify round) "
                      "/ expected tokens per round; KV reserves the gamma drafted slots",
-            "expected_tokens_per_round": pol.tokens_per_step, "lookahead_tokens": pol.lookahead_tokens,
+            "expected_tokens_per_round": first.tokens_per_step, "lookahead_tokens": first.lookahead_tokens,
         }
     return out
 

@@ -187,7 +187,7 @@ class Cluster:
             self._prepare(r)
             if r.vis_in_seq:
                 vis.append(r.vis_in_seq)
-        self._spec_extra = max(c.comp.decode_policy.lookahead_tokens for c in spec) - 1
+        self._spec_extra = max(c.comp.lookahead_tokens for c in spec) - 1
         mean_vis = round(sum(vis) / len(vis)) if vis else 0
         for c in spec:
             c.spec_visual = mean_vis

@@ -51,20 +51,6 @@ _EXACT_CACHE_MAX = 100_000
 _INV_LOG_SPEC = 1.0 / math.log(1.05)  # speculative-decoding factor memo: mean past on a 5% grid
 
 
-def _has_decode_extra(comp: Composition) -> bool:
-    from lvlmsim.techniques.base import TechniqueConfig
-
-    base = TechniqueConfig.decode_extra_ops
-    return any(type(t).decode_extra_ops is not base for t in comp.techniques)
-
-
-def _has_prefill_extra(comp: Composition) -> bool:
-    from lvlmsim.techniques.base import TechniqueConfig
-
-    base = TechniqueConfig.prefill_extra_ops
-    return (any(type(t).prefill_extra_ops is not base for t in comp.techniques)
-            or getattr(comp.decode_policy, "draft_model", None) is not None)
-
 class _NoMemo(dict):
     """A CostModel cache that never stores: pricing a one-off op then costs no hash and no memory."""
 
@@ -99,10 +85,10 @@ class StepCost:
         self.comp = comp
         active = bool(comp.techniques)  # the identity composition is priced by the plain fast paths
         self.transform = comp.transform_ops if active else None
-        self.prefill_extra = active and _has_prefill_extra(comp)
-        self.decode_extra = active and _has_decode_extra(comp)  # e.g. H2O's per-step scoring pass
+        self.prefill_extra = active and comp.adds_prefill_ops()
+        self.decode_extra = active and comp.adds_decode_ops()  # e.g. H2O's per-step scoring pass
         self._dec_extra: dict[tuple[int, int], float] = {}
-        self.speculative = comp.decode_policy.lookahead_tokens > 1
+        self.speculative = comp.lookahead_tokens > 1
         self._spec: dict[int, float] = {}
         self.spec_visual = 0  # mean past visual tokens of a decoding sequence (set by the cluster)
         if active:
@@ -492,7 +478,7 @@ class StepCost:
         cm = self.cm
         plain = sum(cm.cost(op).total_time_s * w for op, w in self._plain_policy.step_ops(seqs, pvs))
 
-        spec = comp.decode_step_time_s(cm, seqs, pvs) / comp.decode_policy.tokens_per_step
+        spec = comp.decode_step_time_s(cm, seqs, pvs) / comp.tokens_per_step
         val = spec / plain if plain > 0 else 1.0
         self._spec[key] = val
         return val

@@ -12,8 +12,8 @@ estimate uses, so both price a technique alike):
     comp.prefill_extra_ops(seqs, past_visual)     selection ops and the draft model's prefill
     comp.transform_ops(ops)                       ops after every technique's transform (dtypes, dequantisation)
     comp.decode_step_time_s(cm, seqs, past_visual)   one decode round with extra ops (H2O scores, drafting)
-    comp.decode_policy.tokens_per_step, .lookahead_tokens   StepCost's speculative factor, KV slots per round
-    comp.techniques                               which techniques add decode/prefill ops (StepCost's fast paths)
+    comp.tokens_per_step, comp.lookahead_tokens   StepCost's speculative factor, KV slots per round
+    comp.adds_prefill_ops(), comp.adds_decode_ops()   per-step extra cost: whether StepCost must ask for extra ops
   and the engine hooks, filled from each technique's declared kv_after_prefill / admission_cache /
   decode_step_policy (TechniqueConfig, base.py), the identity (Composition.identity) answering "nothing":
     comp.kv_policy()                              KV after prefill: KVBudgetPolicy.kept(...) when a sequence starts
@@ -170,6 +170,22 @@ class Composition:
     def extra_kv_bytes_per_token(self) -> float:
         """KV bytes per (text) token held besides the target's (a draft model's cache)."""
         return self.decode_policy.extra_kv_bytes(1.0, 0.0)
+
+    @property
+    def lookahead_tokens(self) -> int:
+        """KV slots a decoding sequence reserves per step (gamma + 1 under speculative decoding, else 1)."""
+        return self.decode_policy.lookahead_tokens
+
+    def adds_prefill_ops(self) -> bool:
+        """Per-step extra cost in prefill: a technique's own ops (a selection pass) or the draft model's prefill."""
+        base = TechniqueConfig.prefill_extra_ops
+        return (any(type(t).prefill_extra_ops is not base for t in self.techniques)
+                or self.decode_policy.adds_prefill_ops())
+
+    def adds_decode_ops(self) -> bool:
+        """Per-step extra cost in decode: a technique's own ops every step (e.g. H2O's scoring pass)."""
+        base = TechniqueConfig.decode_extra_ops
+        return any(type(t).decode_extra_ops is not base for t in self.techniques)
 
     @property
     def tokens_per_step(self) -> float:

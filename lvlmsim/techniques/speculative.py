@@ -86,6 +86,10 @@ class DecodeStepPolicy:
     def prefill_extra_ops(self, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> list[Op]:
         return []
 
+    def adds_prefill_ops(self) -> bool:
+        """Whether prefill_extra_ops can return anything (the engine skips asking when not)."""
+        return False
+
     def extra_weight_bytes(self) -> float:
         """Weights besides the target's the policy keeps on each device (a draft model, drafting heads)."""
         return 0.0
@@ -148,6 +152,9 @@ class SpeculativeDecodePolicy(DecodeStepPolicy):
         while n <= self.gamma and rng.random() < self.alpha:
             n += 1
         return n
+
+    def adds_prefill_ops(self) -> bool:
+        return self.draft_model is not None
 
     def prefill_extra_ops(self, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> list[Op]:
         if self.draft_model is None:
