@@ -120,13 +120,12 @@ class Cluster:
         self._report_every = max(1, self.total // 200)
         self._next_report = self._report_every
         self._sessions = {}
-        # compact float arrays (8 bytes an entry): with streaming summaries these are what grows with the count
-        self.arrival_times = array("d")
-        self.done_times = array("d")
         # open arrivals (requests, or first turns of chat sessions) and the ends of what they started (a request, or
         # a session's last or rejected turn): the saturation verdict watches these, since a chat's later turns are
         # closed-loop and cannot pile up by themselves
         self.has_sessions = workload.has_sessions
+        # compact float arrays (8 bytes an entry): with streaming summaries these and the drawn numbers are what
+        # grows with the count
         self.unit_starts = array("d")
         self.unit_ends = array("d")
         self.sink = None  # streaming summaries: a StreamSummary that ended requests are folded into
@@ -251,7 +250,6 @@ class Cluster:
         r.arrived = True
         if self._classify_on:
             self._classify(r)
-        self.arrival_times.append(now)
         if self.sink is not None:
             self._live[r.id] = r
         if self.host is not None and self.host.handles(r):
@@ -280,7 +278,6 @@ class Cluster:
         r.reason = reason
         r.finish_s = self.env.now
         self.n_rejected += 1
-        self.done_times.append(self.env.now)
         self.unit_ends.append(self.env.now)  # a rejected turn ends its session: no later turn is sent
         self._release_client(r)
         self._ended(r)
@@ -337,7 +334,6 @@ class Cluster:
 
     def on_finished(self, r: Request) -> None:
         self.n_completed += 1
-        self.done_times.append(self.env.now)
         self._ended(r)
         self._tick()
         nxt = self._sessions.pop(r.id, None)

@@ -283,8 +283,8 @@ def _draw(spec: WorkloadSpec, streams: dict, resolve: Callable[[str], Path] | No
         think = np.maximum(sample(sess.think_time_s, streams["think"], n, resolve), 0.0)
     n_sizes = int(n_img.sum()) + (int(extra_imgs.sum()) if sess else 0)
     size_idx = streams["sizes"].choice(len(sizes), size=n_sizes, p=w / w.sum())
-    vid_on = np.zeros(n, dtype=bool)
-    vid_dur = np.zeros(n)
+    vid_on = np.zeros(0, dtype=bool)  # read only when the workload has video
+    vid_dur = np.zeros(0)
     if spec.video is not None:
         vid_on = streams["video"].random(n) < spec.video.fraction
         d = np.maximum(sample(spec.video.duration_s, streams["video_dur"], n, resolve), 0.1)
@@ -293,7 +293,16 @@ def _draw(spec: WorkloadSpec, streams: dict, resolve: Callable[[str], Path] | No
     if spec.duration_s is not None:
         keep = int(np.searchsorted(starts, spec.duration_s, side="right"))
         turns, starts = turns[:keep], starts[:keep]
-    return _Draws(turns, starts, prompt, output, n_img, extra_imgs, think, sizes, size_idx, vid_on, vid_dur)
+    c = _compact
+    return _Draws(c(turns), starts, c(prompt), c(output), c(n_img), c(extra_imgs), think, sizes, c(size_idx), vid_on,
+                  vid_dur)
+
+
+def _compact(a: np.ndarray) -> np.ndarray:
+    """An int64 array as int32 when every value fits (half the memory; read back as the same Python ints)."""
+    if a.size and (int(a.max()) >= 2**31 or int(a.min()) < -(2**31)):
+        return a
+    return a.astype(np.int32)
 
 
 def _units(spec: WorkloadSpec, tok: _Tokens, d: _Draws) -> Iterator[Unit]:
@@ -328,7 +337,7 @@ def _turn_request(spec: WorkloadSpec, tok: _Tokens, d: _Draws, i: int, s: int, t
     vis, lens, proj = tok.images(img_sizes) if img_sizes else (0, (), 0)
     video_s = 0.0
     toks = tok.toks.get(img_sizes, ()) if tok.transform is not None else ()
-    if d.vid_on[i] and turn == 1:
+    if spec.video is not None and d.vid_on[i] and turn == 1:
         v = spec.video
         vt = tok.video(float(d.vid_dur[i]), v.width, v.height, v.fps, v.max_frames, v.source_fps)
         vis, lens, proj = vis + vt.llm_tokens, lens + vt.vit_seq_lens, proj + vt.projector_in_tokens
