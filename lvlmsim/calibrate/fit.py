@@ -241,6 +241,20 @@ def fit_form(kind: str, data: FamilyData, *, seed: int = 0, starts: int = 4, max
 # errors
 
 
+def error_stats(err: np.ndarray, base: np.ndarray) -> dict:
+    """The validate report of one family or regime: median/p90 |error| % of the model and of its baseline, n."""
+    if len(err) == 0:
+        return {"median_abs_pct_err": None, "p90_abs_pct_err": None, "n": 0, "roofline_median_abs_pct_err": None,
+                "roofline_p90_abs_pct_err": None}
+    return {
+        "median_abs_pct_err": round(float(np.median(err)), 2),
+        "p90_abs_pct_err": round(float(np.percentile(err, 90)), 2),
+        "n": int(len(err)),
+        "roofline_median_abs_pct_err": round(float(np.median(base)), 2),
+        "roofline_p90_abs_pct_err": round(float(np.percentile(base, 90)), 2),
+    }
+
+
 def abs_pct_errors(pred_s: np.ndarray, meas_s: np.ndarray) -> np.ndarray:
     return np.abs(np.asarray(pred_s) / np.asarray(meas_s) - 1.0) * 100.0
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lvlmsim.calibrate.fit import error_stats
 from lvlmsim.cost.profile import DEFAULT_PROFILE, EfficiencyProfile
 from lvlmsim.cost.roofline import CostModel
 from lvlmsim.errors import SpecError
@@ -123,15 +124,6 @@ def load_mla_modules(data_dir: str | Path) -> ModuleLoad:
             out.skipped.update(got.skipped)
     return out
 
-
-def _stats(err: np.ndarray, base: np.ndarray) -> dict:
-    if len(err) == 0:
-        return {"median_abs_pct_err": None, "p90_abs_pct_err": None, "n": 0, "roofline_median_abs_pct_err": None,
-                "roofline_p90_abs_pct_err": None}
-    return {"median_abs_pct_err": round(float(np.median(err)), 2),
-            "p90_abs_pct_err": round(float(np.percentile(err, 90)), 2), "n": int(len(err)),
-            "roofline_median_abs_pct_err": round(float(np.median(base)), 2),
-            "roofline_p90_abs_pct_err": round(float(np.percentile(base, 90)), 2)}
 
 
 def _regime(r: ModuleRow) -> str:
@@ -257,7 +249,7 @@ def compare_mla(rows: Sequence[ModuleRow], hw: HardwareSpec, profile: Efficiency
     meas = np.array([r.measured_s for r in rows])
     err = np.abs(np.array([cm.time_s(r.ops) for r in rows]) / meas - 1.0) * 100.0
     base = np.abs(np.array([cb.time_s(r.ops) for r in rows]) / meas - 1.0) * 100.0
-    entry = _stats(err, base)
+    entry = error_stats(err, base)
     entry["profile_sources"] = sorted({cm.cost(op).source for r in rows[:50] for op in r.ops})
     labels = np.array([f"{r.family.removeprefix('mla_')}: {_regime(r)}" for r in rows])
     kernels = np.array([f"{r.family.removeprefix('mla_')} kernel {r.kernel}" for r in rows])
@@ -265,7 +257,7 @@ def compare_mla(rows: Sequence[ModuleRow], hw: HardwareSpec, profile: Efficiency
     regimes = {}
     for arr in (phases, labels, kernels):
         for lab in sorted(set(arr)):
-            regimes[lab] = _stats(err[arr == lab], base[arr == lab])
+            regimes[lab] = error_stats(err[arr == lab], base[arr == lab])
     entry["regimes"] = regimes
     train = _sibling_devices(Path(data_dir), hw.id) if data_dir is not None else {}
     if train:

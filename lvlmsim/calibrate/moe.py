@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lvlmsim.calibrate.fit import error_stats
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.graph import moe_ops
 from lvlmsim.ops.op import ELEMENTWISE, MOE_GEMM, GraphConfig
@@ -331,15 +332,6 @@ def fit_moe(datasets: Sequence[tuple[MoEData, HardwareSpec]], per_family: Sequen
 # report
 
 
-def _stats(err: np.ndarray, base: np.ndarray) -> dict:
-    if len(err) == 0:
-        return {"median_abs_pct_err": None, "p90_abs_pct_err": None, "n": 0, "roofline_median_abs_pct_err": None,
-                "roofline_p90_abs_pct_err": None}
-    return {"median_abs_pct_err": round(float(np.median(err)), 2),
-            "p90_abs_pct_err": round(float(np.percentile(err, 90)), 2), "n": int(len(err)),
-            "roofline_median_abs_pct_err": round(float(np.median(base)), 2),
-            "roofline_p90_abs_pct_err": round(float(np.percentile(base, 90)), 2)}
-
 
 def _bin(v: float, edges: Sequence[float], labels: Sequence[str]) -> str:
     for e, lab in zip(edges, labels, strict=False):
@@ -365,12 +357,12 @@ def compare_moe(data: MoEData, hw: HardwareSpec, params: Sequence[float], source
     pred = predict(params, data, hw)
     err = np.abs(pred / data.measured_s - 1.0) * 100.0
     base = np.abs(roofline_default(data, hw) / data.measured_s - 1.0) * 100.0
-    entry = _stats(err, base)
+    entry = error_stats(err, base)
     entry["profile_sources"] = [source]
     entry["regimes"] = {}
     for labels in regimes(data).values():
         for lab in dict.fromkeys(labels):
-            entry["regimes"][lab] = _stats(err[labels == lab], base[labels == lab])
+            entry["regimes"][lab] = error_stats(err[labels == lab], base[labels == lab])
     return entry
 
 

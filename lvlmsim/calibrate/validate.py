@@ -11,25 +11,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lvlmsim.calibrate.fit import abs_pct_errors, cost_model_times
+from lvlmsim.calibrate.fit import abs_pct_errors, cost_model_times, error_stats
 from lvlmsim.calibrate.measured import FAMILIES, TABLES, LoadResult, Measurement, load_aiconfigurator
 from lvlmsim.cost.profile import DEFAULT_PROFILE, EfficiencyProfile
 from lvlmsim.cost.roofline import CostModel
 from lvlmsim.errors import SpecError
 from lvlmsim.specs.hardware import HardwareSpec
-
-
-def _stats(err: np.ndarray, base: np.ndarray) -> dict:
-    if len(err) == 0:
-        return {"median_abs_pct_err": None, "p90_abs_pct_err": None, "n": 0, "roofline_median_abs_pct_err": None,
-                "roofline_p90_abs_pct_err": None}
-    return {
-        "median_abs_pct_err": round(float(np.median(err)), 2),
-        "p90_abs_pct_err": round(float(np.percentile(err, 90)), 2),
-        "n": int(len(err)),
-        "roofline_median_abs_pct_err": round(float(np.median(base)), 2),
-        "roofline_p90_abs_pct_err": round(float(np.percentile(base, 90)), 2),
-    }
 
 
 def compare(rows: Sequence[Measurement], hw: HardwareSpec, profile: EfficiencyProfile,
@@ -45,19 +32,19 @@ def compare(rows: Sequence[Measurement], hw: HardwareSpec, profile: EfficiencyPr
         costs = [cm.cost(r.op) for r in sel]
         err = abs_pct_errors(np.array([c.time_s for c in costs]), meas)
         base = abs_pct_errors(cost_model_times(sel, hw, baseline), meas)
-        entry = _stats(err, base)
+        entry = error_stats(err, base)
         entry["profile_sources"] = sorted({c.source for c in costs})
         regime_of = FAMILIES[fam].regime if fam in FAMILIES else None
         if regime_of:
             labels = np.array([regime_of(r) for r in sel])
             order = list(dict.fromkeys(sorted(set(labels), key=lambda s: _regime_order(fam, s))))
-            entry["regimes"] = {lab: _stats(err[labels == lab], base[labels == lab]) for lab in order}
+            entry["regimes"] = {lab: error_stats(err[labels == lab], base[labels == lab]) for lab in order}
         else:
             entry["regimes"] = {}
         dtypes = np.array([r.op.dtype for r in sel])
         if len(set(dtypes)) > 1:  # e.g. bf16 and fp8 GEMMs: separate kernels, separate fits
             for dt in sorted(set(dtypes)):
-                entry["regimes"][f"dtype {dt}"] = _stats(err[dtypes == dt], base[dtypes == dt])
+                entry["regimes"][f"dtype {dt}"] = error_stats(err[dtypes == dt], base[dtypes == dt])
         report[fam] = entry
     return report
 

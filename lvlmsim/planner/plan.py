@@ -678,16 +678,6 @@ def _provenance(inp: PlanInputs) -> dict[str, dict]:
     return {h: profile_provenance(hw, inp.sc.profile) for h, hw in inp.hardware.items()}
 
 
-def _provenance_note(prov: dict[str, dict]) -> str | None:
-    """A warning when the comparison mixes devices priced from their own measurements with transferred ones."""
-    kinds = {h: p["profile_kind"] for h, p in prov.items()}
-    if len(set(kinds.values())) < 2:
-        return None
-    parts = [f"{h} {k}" + (f" (expected error ~{prov[h]['expected_error_pct']:.0f}%)"
-                           if prov[h]["expected_error_pct"] is not None else "") for h, k in kinds.items()]
-    return ("compares devices priced from their own measured kernels with devices priced by transfer or the flat "
-            "derate: " + ", ".join(parts))
-
 
 def _fill_fleet(row: dict, replicas: int, target: float, mean_out: float) -> None:
     row["replicas"] = replicas
