@@ -38,6 +38,8 @@ def test_qwen3_30b_a3b_params_hand_derived_and_published():
 
 
 # Published totals: the parameter count each model's Hugging Face page reports from its safetensors (B params).
+# Re-checked in public listings of those pages: 8B (8.77) and 30B-A3B (31.07 on free2aitools.com's Qwen3-VL-30B-A3B-
+# Instruct page, 31.1B on haimaker.ai's); the others are as read from the Hugging Face pages when the zoo was built.
 PUBLISHED_TOTAL_B = {
     "qwen3-vl-2b": 2.13, "qwen3-vl-8b": 8.77, "qwen3-vl-32b": 33.4, "qwen3-vl-30b-a3b": 31.1,
     "qwen3-vl-235b-a22b": 236.0, "qwen2.5-vl-72b": 73.4,
