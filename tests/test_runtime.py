@@ -82,3 +82,48 @@ def test_profile_fitted_under_the_runtime_keeps_its_floors():
     assert RUNTIMES["vllm"].apply(eager).efficiency(op, H100).floor_s == RUNTIMES["vllm"].kernel_floor_s
     assert RUNTIMES["eager"].apply(graph).efficiency(op, H100).floor_s == RUNTIMES["eager"].kernel_floor_s
     assert RUNTIMES["eager"].apply(eager).efficiency(op, H100).floor_s == 1e-6
+
+
+def test_enforce_eager_swaps_the_engines_graph_costs_for_eager_ones():
+    """vLLM --enforce-eager (or -O0), SGLang --disable-cuda-graph: the same engine issuing every kernel from Python
+    takes the eager floor and step overhead; without the flag the runtime is unchanged."""
+    from lvlmsim.cost.runtime import serving_runtime
+
+    assert serving_runtime("vllm") is RUNTIMES["vllm"] and serving_runtime("eager", True) is RUNTIMES["eager"]
+    for name in ("vllm", "sglang", "trtllm"):
+        rt = serving_runtime(name, enforce_eager=True)
+        assert rt.name == f"{name}-eager" and not rt.cuda_graphs
+        assert (rt.kernel_floor_s, rt.step_overhead_s) == (RUNTIMES["eager"].kernel_floor_s,
+                                                           RUNTIMES["eager"].step_overhead_s)
+
+
+def test_enforce_eager_needs_an_engine_runtime():
+    from pydantic import ValidationError
+
+    from lvlmsim.specs.serving import ServingSpec
+
+    assert ServingSpec(runtime="vllm", enforce_eager=True).enforce_eager
+    for runtime in (None, "eager"):
+        with pytest.raises(ValidationError, match="enforce_eager: needs serving.runtime vllm"):
+            ServingSpec(runtime=runtime, enforce_eager=True)
+
+
+def test_an_eager_server_decodes_slower_by_at_least_the_step_overhead_difference():
+    """Same run with and without CUDA graphs: every kernel costs at least as much eagerly (the floor is a max) and
+    every step adds the eager step overhead instead of one graph launch, so each decode step is longer by at least
+    the difference of the two step overheads; the run's profile is named after the eager engine."""
+    from lvlmsim.engine.api import simulate
+
+    def tpot_s(eager: bool):
+        sc = {"id": "eager-check", "model": "qwen2.5-vl-7b", "hardware": "h100-sxm", "seed": 0,
+              "workload": {"requests": 2, "arrival": {"kind": "concurrency", "clients": 1}, "prompt_tokens": 64,
+                           "output_tokens": 16, "images": 0},
+              "serving": {"runtime": "vllm", "host_costs": False, "enforce_eager": eager}}
+        res = simulate(sc)
+        return float(res.requests.tpot_s.mean()), res.meta
+
+    graph_s, _ = tpot_s(False)
+    eager_s, meta = tpot_s(True)
+    gap_s = RUNTIMES["eager"].step_overhead_s - RUNTIMES["vllm"].step_overhead_s
+    assert eager_s >= graph_s + gap_s * (1 - 1e-9)
+    assert "vllm-eager" in str(meta)

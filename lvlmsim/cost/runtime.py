@@ -96,6 +96,18 @@ RUNTIMES: dict[str, RuntimeSpec] = {
 }
 
 
+def serving_runtime(name: str | RuntimeSpec, enforce_eager: bool = False) -> RuntimeSpec:
+    """The runtime a server runs: `name`'s, or with `enforce_eager` (vLLM --enforce-eager or -O0, SGLang
+    --disable-cuda-graph) the same engine launching every kernel from Python: the eager floor and step overhead
+    replace the CUDA-graph ones; the runtime's host profile (lvlmsim.cost.host) is unaffected."""
+    rt = get_runtime(name)
+    if not enforce_eager or not rt.cuda_graphs:
+        return rt
+    eager = RUNTIMES["eager"]
+    return RuntimeSpec(f"{rt.name}-eager", eager.kernel_floor_s, eager.step_overhead_s,
+                       f"{rt.name} without CUDA graphs (enforce_eager): {eager.source}", cuda_graphs=False)
+
+
 def get_runtime(name: str | RuntimeSpec) -> RuntimeSpec:
     """A RuntimeSpec by name; an unknown name is a SpecError listing the allowed ones."""
     if isinstance(name, RuntimeSpec):

@@ -288,9 +288,9 @@ def _pools(sc: Scenario, env, model: ModelSpec, wl, comps: dict, profile, host_p
         hw = load_hardware(ps.hardware or sc.hardware)
         prof = resolve_profile(hw, profile if profile is not None else sc.profile)
         if sc.serving.runtime is not None:
-            from lvlmsim.cost.runtime import get_runtime
+            from lvlmsim.cost.runtime import serving_runtime
 
-            prof = get_runtime(sc.serving.runtime).apply(prof)
+            prof = serving_runtime(sc.serving.runtime, sc.serving.enforce_eager).apply(prof)
         profiles[ps.label] = getattr(prof, "name", "custom")
         pools.append(build_pool(env, model, ps, hw, sc.serving, wl, CostModel(hw, prof), comp=comps.get(ps.label),
                                 host_step_s=host_profile.step_host_s if host_profile is not None else 0.0))

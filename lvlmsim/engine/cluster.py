@@ -551,9 +551,9 @@ def _step_overhead_s(serving: ServingSpec, host_step_s: float) -> float:
     in the cost model's profile, which simulate wraps), and the runtime version's per-step host time."""
     overhead_s = serving.step_overhead_s
     if serving.runtime is not None:
-        from lvlmsim.cost.runtime import get_runtime
+        from lvlmsim.cost.runtime import serving_runtime
 
-        overhead_s += get_runtime(serving.runtime).step_overhead_s
+        overhead_s += serving_runtime(serving.runtime, serving.enforce_eager).step_overhead_s
     return overhead_s + host_step_s
 
 

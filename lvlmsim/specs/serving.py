@@ -66,6 +66,10 @@ class ServingSpec(StrictModel):
     runtime: Runtime | None = Field(
         None, description="serving runtime: its per-kernel floor and per-step launch overhead (lvlmsim list "
         "runtimes); default none: kernels as the profile has them, no launch overhead")
+    enforce_eager: bool = Field(
+        False, description="the runtime without CUDA graphs (vLLM --enforce-eager or -O0, SGLang "
+        "--disable-cuda-graph): every kernel launched from Python, so the eager kernel floor and step overhead "
+        "replace the runtime's (lvlmsim list runtimes); needs serving.runtime vllm | sglang | trtllm")
     step_overhead_s: NonNegativeFloat = Field(0.0, description="CPU scheduling time added to every batch step, on "
                                               "top of the runtime's launch overhead")
     scheduler: Scheduler = Field("fcfs", description="batch-forming policy of each LLM instance: " + ", ".join(
@@ -105,6 +109,9 @@ class ServingSpec(StrictModel):
             labels = [p.label for p in self.pools]
             if len(set(labels)) != len(labels):
                 raise ValueError(f"pools: names must be unique, got {labels}")
+        if self.enforce_eager and self.runtime in (None, "eager"):
+            raise ValueError(f"enforce_eager: needs serving.runtime vllm | sglang | trtllm (the engine that runs "
+                             f"without CUDA graphs), got runtime {self.runtime}")
         if self.encoder_policy == "encode_ahead" and self.scheduler not in ("fcfs", "sarathi"):
             raise ValueError(f"encoder_policy: encode_ahead needs a first-come-first-served queue (scheduler fcfs or "
                              f"sarathi), got scheduler {self.scheduler}: a reordered queue could strand the encoder "
