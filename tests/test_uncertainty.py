@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from lvlmsim import api
 from lvlmsim.calibrate.measured import gemm_op
 from lvlmsim.calibrate.model import FamilyFit
 from lvlmsim.cost.roofline import OpCost
-from lvlmsim.cost.uncertainty import log_normal, time_bands
+from lvlmsim.cost.uncertainty import log_normal, op_band, time_bands
 
 
 class _BandProfile:
@@ -74,11 +76,16 @@ def test_drawn_profile_is_reproducible_and_scales_whole_families():
     hw = load_hardware("a100-sxm-80gb")
     from lvlmsim.calibrate.profiles import load_profile_for
 
-    plain = CostModel(hw, load_profile_for(hw))
+    base = load_profile_for(hw)
+    plain = CostModel(hw, base)
     a, b = CostModel(hw, DrawnProfile(None, seed=3)), CostModel(hw, DrawnProfile(None, seed=3))
     ops = [gemm_op(64, 4096, 4096), gemm_op(4096, 4096, 4096)]
-    ratios = [a.cost(op).time_s / plain.cost(op).time_s for op in ops]
-    assert ratios[0] == pytest.approx(ratios[1], rel=1e-9)  # one multiplier for the whole gemm family
+    # one z for the whole gemm family: each op's multiplier is exp(mu + sigma z) of its own regime's band
+    zs = []
+    for op in ops:
+        mu, sigma = log_normal(op_band(base, plain.cost(op).source, op))
+        zs.append((math.log(a.cost(op).time_s / plain.cost(op).time_s) - mu) / sigma)
+    assert zs[0] == pytest.approx(zs[1], rel=1e-6)
     assert [b.cost(op).time_s for op in ops] == [a.cost(op).time_s for op in ops]
     other = CostModel(hw, DrawnProfile(None, seed=4)).cost(ops[0]).time_s
     assert other != a.cost(ops[0]).time_s

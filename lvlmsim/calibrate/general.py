@@ -52,6 +52,7 @@ from lvlmsim.calibrate.model import (
     Form,
     family_key,
     form_for,
+    regime_bands,
 )
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.op import ELEMENTWISE
@@ -195,13 +196,23 @@ class GeneralFamily:
     expected_error_pct: float | None = None  # leave-one-device-out median |error| (transfer)
     expected_p90_pct: float | None = None
     measured_error_pct: float | None = None  # in-sample median |error| on the fitted devices
-    band: dict[str, float] = field(default_factory=dict)  # log-ratio quantiles of held-out residuals (uncertainty)
+    # uncertainty (lvlmsim.calibrate.bands): p10_ratio/p90_ratio (transfer band), regimes {label: [p10, p90]},
+    # measured {hardware id: {p10_ratio, p90_ratio, regimes}} (in-sample bands of the devices it was fitted on)
+    band: dict = field(default_factory=dict)
     variant: str | None = None  # form variant (lvlmsim.calibrate.model.FORM_VARIANTS), e.g. 'gemm+l2'
     regime_errors: dict[str, float] = field(default_factory=dict)  # leave-one-out median |error| per size regime
 
     @property
     def form(self) -> Form:
         return form_for(self.kind, self.variant)
+
+    def band_on(self, hw_id: str) -> tuple[tuple[float, float] | None, dict[str, tuple[float, float]]]:
+        """(family band, {regime: band}) of predictions on `hw_id`: its own in-sample band when the model was fitted
+        on it, else the transfer band (wider: it carries the unknown device offset)."""
+        src = self.band.get("measured", {}).get(hw_id) if hw_id in self.devices else None
+        src = src or self.band
+        fam = (src["p10_ratio"], src["p90_ratio"]) if "p10_ratio" in src and "p90_ratio" in src else None
+        return fam, {k: tuple(v) for k, v in (src.get("regimes") or {}).items()}
 
     def z_for(self, feats: dict[str, float]) -> np.ndarray:
         return np.array([self.z0[p] + sum(c * feats.get(f, 0.0) for f, c in self.coefs.get(p, {}).items())
@@ -244,7 +255,7 @@ class GeneralFamily:
                        expected_error_pct=_opt(d.get("expected_error_pct")),
                        expected_p90_pct=_opt(d.get("expected_p90_pct")),
                        measured_error_pct=_opt(d.get("measured_error_pct")),
-                       band={k: float(v) for k, v in (d.get("band") or {}).items()}, variant=variant,
+                       band=_band(d.get("band"), f"{where}.band"), variant=variant,
                        regime_errors={str(k): float(v) for k, v in (d.get("regime_errors") or {}).items()})
         except (KeyError, TypeError, ValueError) as exc:
             raise SpecError(f"{where}: {exc}") from None
@@ -252,6 +263,26 @@ class GeneralFamily:
 
 def _opt(v) -> float | None:
     return None if v is None else float(v)
+
+
+def _band(d, where: str) -> dict:
+    """A family's band from JSON: p10_ratio/p90_ratio/n_held_out, regimes, measured {hw id: the same}."""
+    if d is None:
+        return {}
+    if not isinstance(d, dict):
+        raise SpecError(f"{where}: expected an object")
+    out: dict = {k: float(d[k]) for k in ("p10_ratio", "p90_ratio") if d.get(k) is not None}
+    if d.get("n_held_out") is not None:
+        out["n_held_out"] = int(d["n_held_out"])
+    if "regimes" in d:
+        out["regimes"] = {k: list(v) for k, v in regime_bands(d["regimes"], f"{where}.regimes").items()}
+    if "measured" in d:
+        if not isinstance(d["measured"], dict):
+            raise SpecError(f"{where}.measured: expected {{hardware id: band}}")
+        out["measured"] = {str(k): _band(v, f"{where}.measured.{k}") for k, v in d["measured"].items()}
+    if "method" in d:
+        out["method"] = str(d["method"])
+    return out
 
 
 class GeneralModel:
@@ -271,11 +302,12 @@ class GeneralModel:
             dtype = key.split(".", 1)[1] if "." in key else "bf16"
             trained_on = hw.id in gf.devices
             err = gf.expected_error_pct
+            band, regime_bands_on = gf.band_on(hw.id)
             fams[key] = FamilyFit(kind=gf.kind, params=gf.params_for(hw, dtype), hyper=dict(gf.hyper),
                                   variant=gf.variant,
                                   holdout_median_abs_pct_err=err, holdout_p90_abs_pct_err=gf.expected_p90_pct,
-                                  band_p10_ratio=gf.band.get("p10_ratio"), band_p90_ratio=gf.band.get("p90_ratio"),
-                                  regime_errors=dict(gf.regime_errors),
+                                  band_p10_ratio=band[0] if band else None, band_p90_ratio=band[1] if band else None,
+                                  regime_errors=dict(gf.regime_errors), regime_bands=regime_bands_on,
                                   notes=f"general model at {hw.id}'s datasheet features"
                                         + (" (device among its training data)" if trained_on else ""))
         missing = missing_features(hw)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lvlmsim.calibrate.bands import SLIDING_REGIME
 from lvlmsim.calibrate.fit import abs_pct_errors, cost_model_times
 from lvlmsim.calibrate.general import ROWS_PER_DEVICE, GeneralModel, fit_general, group_key
 from lvlmsim.calibrate.measured import FAMILIES, TABLES, Measurement, load_aiconfigurator
@@ -80,9 +81,11 @@ def held_out_report(model: GeneralModel, hw: HardwareSpec, rows: list[Measuremen
         keys = np.array([group_key(r) for r in sel])
         regime_of = FAMILIES[fam].regime if fam in FAMILIES else None
         labels = np.array([regime_of(r) if regime_of else "" for r in sel])
+        if fam.endswith("_sliding"):  # one regime of their own: size bins are the full-attention kernels'
+            labels = np.full(len(sel), SLIDING_REGIME)
         for key in sorted(set(keys)):
             resid.setdefault(key, []).extend(np.log(pred[keys == key] / meas[keys == key]).tolist())
-            if regime_of is None or fam.endswith("_sliding"):
+            if regime_of is None:
                 continue
             for lab in sorted(set(labels[keys == key])):
                 sel_k = (keys == key) & (labels == lab)
@@ -123,41 +126,18 @@ def leave_one_out(data_dir: Path, *, seed: int = 0, rows_per_device: int = ROWS_
     return report, residuals, info
 
 
-BAND_QUANTILES = (0.1, 0.9)
-
-
 def family_errors(residuals: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
-    """Per family key, pooled over held-out devices: median/p90 |error| % and the p10/p90 of measured/predicted."""
+    """Per family key ('family|regime' keys too), pooled over held-out devices: median/p90 |error| % and n. The
+    bands of the same residuals: lvlmsim.calibrate.bands (device offset + row noise, not pooled quantiles)."""
     pooled: dict[str, list[float]] = {}
     for per_key in residuals.values():
         for key, r in per_key.items():
-            pooled.setdefault(key, []).extend(r)  # 'family|regime' keys carry the per-regime residuals
+            pooled.setdefault(key, []).extend(r)
     out = {}
     for key, r in sorted(pooled.items()):
-        r = np.asarray(r)
-        err = np.abs(np.exp(r) - 1.0) * 100.0
-        # true = predicted * exp(-r): the band of the true time around a prediction
-        lo, hi = np.quantile(-r, BAND_QUANTILES)
+        err = np.abs(np.exp(np.asarray(r)) - 1.0) * 100.0
         out[key] = {"median_abs_pct_err": round(float(np.median(err)), 2),
-                    "p90_abs_pct_err": round(float(np.percentile(err, 90)), 2), "n": int(len(r)),
-                    "p10_ratio": round(float(np.exp(lo)), 4), "p90_ratio": round(float(np.exp(hi)), 4)}
-    return out
-
-
-def band_coverage(residuals: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
-    """Per device and family key: the share of its held-out rows inside the p10-p90 band computed from the *other*
-    devices' held-out residuals only (the band a truly unseen device would have been given)."""
-    out: dict[str, dict[str, float]] = {}
-    for dev, per_key in residuals.items():
-        for key, r in per_key.items():
-            if "|" in key:
-                continue
-            others = [x for d, pk in residuals.items() if d != dev for x in pk.get(key, [])]
-            if not others:
-                continue
-            lo, hi = np.quantile(np.asarray(others), BAND_QUANTILES)
-            r = np.asarray(r)
-            out.setdefault(dev, {})[key] = round(float(np.mean((r >= lo) & (r <= hi))), 3)
+                    "p90_abs_pct_err": round(float(np.percentile(err, 90)), 2), "n": int(len(r))}
     return out
 
 

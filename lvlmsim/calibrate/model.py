@@ -415,6 +415,7 @@ class FamilyFit:
     band_p10_ratio: float | None = None
     band_p90_ratio: float | None = None
     regime_errors: dict[str, float] = field(default_factory=dict)  # held-out median |error| per size regime
+    regime_bands: dict[str, tuple[float, float]] = field(default_factory=dict)  # (p10, p90) per size regime
 
     def band(self) -> tuple[float, float] | None:
         """(p10, p90) multipliers of a predicted time that bracket 80% of measurements, or None if unknown.
@@ -443,6 +444,7 @@ class FamilyFit:
             **({"band_p10_ratio": self.band_p10_ratio, "band_p90_ratio": self.band_p90_ratio}
                if self.band_p10_ratio is not None else {}),
             **({"regime_errors": self.regime_errors} if self.regime_errors else {}),
+            **({"regime_bands": {k: list(v) for k, v in self.regime_bands.items()}} if self.regime_bands else {}),
         }
 
     @classmethod
@@ -477,6 +479,7 @@ class FamilyFit:
                 notes=str(d.get("notes") or ""), variant=variant,
                 band_p10_ratio=_opt_float(d.get("band_p10_ratio")), band_p90_ratio=_opt_float(d.get("band_p90_ratio")),
                 regime_errors={str(k): float(v) for k, v in (d.get("regime_errors") or {}).items()},
+                regime_bands=regime_bands(d.get("regime_bands"), f"{where}.regime_bands"),
             )
         except (TypeError, ValueError) as exc:
             raise SpecError(f"{where}: {exc}") from None
@@ -484,6 +487,22 @@ class FamilyFit:
 
 def _opt_float(v) -> float | None:
     return None if v is None else float(v)
+
+
+def regime_bands(d, where: str) -> dict[str, tuple[float, float]]:
+    """{regime: (p10, p90)} from JSON: two positive multipliers of a predicted time, p10 <= p90."""
+    if d is None:
+        return {}
+    if not isinstance(d, dict):
+        raise SpecError(f"{where}: expected an object {{regime: [p10, p90]}}")
+    out = {}
+    for k, v in d.items():
+        if not isinstance(v, list | tuple) or len(v) != 2:
+            raise SpecError(f"{where}.{k}: expected [p10, p90], got {v!r}")
+        lo = number(v[0], f"{where}.{k}[0]", lo=0.0, lo_open=True)
+        hi = number(v[1], f"{where}.{k}[1]", lo=lo)
+        out[str(k)] = (float(lo), float(hi))
+    return out
 
 
 def family_key(kind: str, dtype: str | None = None, role: str | None = None) -> str:
@@ -601,11 +620,26 @@ class FittedProfile:
             ec, em = _as_memory_bound(op, hw, ec, em)
         return Efficiency(ec, em, floor_s, source, err)
 
+    def _family_of(self, source: str) -> FamilyFit | None:
+        prefix = f"{self.source_prefix}:{self.name}:"
+        return self.families.get(source[len(prefix):]) if source.startswith(prefix) else None
+
     def band_for(self, source: str) -> tuple[float, float] | None:
         """(p10, p90) multipliers of the family that priced an op with this `source` (None: no band known)."""
-        prefix = f"{self.source_prefix}:{self.name}:"
-        fam = self.families.get(source[len(prefix):]) if source.startswith(prefix) else None
+        fam = self._family_of(source)
         return fam.band() if fam is not None else None
+
+    def band_for_op(self, source: str, op: Op) -> tuple[float, float] | None:
+        """The band of `op` priced with `source`: its size regime's (GEMM m, tokens, KV bytes, message size) when the
+        family has one, else the family's."""
+        fam = self._family_of(source)
+        if fam is None:
+            return None
+        if fam.regime_bands:
+            band = fam.regime_bands.get(op_regime(op))
+            if band is not None:
+                return band
+        return fam.band()
 
     @property
     def timing_regime(self) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from lvlmsim.calibrate.bands import SLIDING_REGIME, nested_coverage
 from lvlmsim.calibrate.fit import fit_profile
 from lvlmsim.calibrate.general import ROWS_PER_DEVICE
 from lvlmsim.calibrate.measured import LoadResult, load_aiconfigurator, load_vidur_dir
@@ -112,11 +113,43 @@ def general_rows(measured: Path, *, seed: int = 0, max_rows_per_table: int | Non
     return out, files
 
 
+BANDS_NOTE = ("p10/p90 of measured/predicted (lvlmsim.calibrate.bands): on a device the model was not fitted on, a "
+              "device offset drawn around the held-out devices' mean offset (Student t, between-device variance "
+              "pooled over families) plus their rows' scatter around their own offsets; on a fitted device, its "
+              "in-sample residual quantiles; per family and size regime. band_coverage_unseen: share of each "
+              "held-out device's rows inside the band derived without that device's residuals")
+
+
+def attach_bands(model, residuals: dict, in_sample: dict, *, seed: int = 0) -> None:
+    """Store on each family of `model` its transfer band (family and regimes, from the held-out `residuals`) and the
+    in-sample band of every device it was fitted on (`in_sample`: hardware id -> residuals of the final model)."""
+    from lvlmsim.calibrate.bands import measured_bands, transfer_bands
+
+    transfer = transfer_bands(residuals, seed=seed)
+    own = {hw_id: measured_bands(r) for hw_id, r in in_sample.items()}
+
+    def pack(bands: dict, key: str) -> dict:
+        out: dict = {}
+        if key in bands:
+            out["p10_ratio"], out["p90_ratio"] = bands[key]
+        regimes = {k.split("|", 1)[1]: list(v) for k, v in bands.items() if k.startswith(f"{key}|")}
+        return {**out, **({"regimes": regimes} if regimes else {})}
+
+    for key, fam in model.families.items():
+        n = sum(len(pk.get(key, [])) for pk in residuals.values())
+        band = pack(transfer, key)
+        band["n_held_out"] = n
+        measured = {hw_id: pack(b, key) for hw_id, b in sorted(own.items()) if hw_id in fam.devices and key in b}
+        if measured:
+            band["measured"] = measured
+        fam.band = band if "p10_ratio" in band or measured else {}
+
+
 def build_general_model(measured: Path, *, seed: int = 0, rows_per_device: int = ROWS_PER_DEVICE, log=None):
     """Fit the shipped device-general model on every measured device and attach its leave-one-device-out errors and
     bands; returns (model, loo report by device folder)."""
     from lvlmsim.calibrate.general import fit_general
-    from lvlmsim.calibrate.loo import band_coverage, family_errors, leave_one_out_devices
+    from lvlmsim.calibrate.loo import family_errors, held_out_report, leave_one_out_devices
 
     t0 = time.perf_counter()
     devices, files = general_rows(measured, seed=seed)
@@ -124,14 +157,15 @@ def build_general_model(measured: Path, *, seed: int = 0, rows_per_device: int =
     errors = family_errors(residuals)
     model = fit_general({hw.id: (hw, rows) for hw, rows in devices.values()}, name="general-gpu", seed=seed,
                         rows_per_device=rows_per_device)
+    in_sample = {hw.id: held_out_report(model, hw, rows)[1] for hw, rows in devices.values()}
     for key, fam in model.families.items():
         e = errors.get(key)
         if e is None:  # measured on one device only: no transfer figure exists
             continue
         fam.expected_error_pct, fam.expected_p90_pct = e["median_abs_pct_err"], e["p90_abs_pct_err"]
-        fam.band = {"p10_ratio": e["p10_ratio"], "p90_ratio": e["p90_ratio"], "n_held_out": e["n"]}
         fam.regime_errors = {k.split("|", 1)[1]: v["median_abs_pct_err"] for k, v in errors.items()
-                             if k.startswith(f"{key}|") and v["n"] >= 20}
+                             if k.startswith(f"{key}|") and v["n"] >= 20 and not k.endswith(f"|{SLIDING_REGIME}")}
+    attach_bands(model, residuals, in_sample, seed=seed)
     model.meta.update({
         "created": time.strftime("%Y-%m-%d", time.gmtime()),
         "description": "device-general GPU efficiency model: per family, form parameters as intercepts plus linked "
@@ -142,9 +176,10 @@ def build_general_model(measured: Path, *, seed: int = 0, rows_per_device: int =
                        "raw_data": "not copied into the project; see calibration/README.md"},
         "fit": {"seed": seed, "rows_per_device": rows_per_device},
         "expected_error": "leave-one-device-out: each device's rows priced by the model fitted on the others; "
-                          "median/p90 |error| and the p10/p90 of measured/predicted pooled over held-out devices",
+                          "median/p90 |error| pooled over held-out devices",
+        "bands": BANDS_NOTE,
         "leave_one_out": report,
-        "band_coverage_unseen": band_coverage(residuals),
+        "band_coverage_unseen": nested_coverage(residuals, seed=seed),
         "fit_seconds": round(time.perf_counter() - t0, 1),
     })
     return model, report

@@ -59,6 +59,13 @@ class ProfileWrapper:
         band_for = getattr(self.base, "band_for", None)
         return band_for(source) if band_for is not None else None
 
+    def band_for_op(self, source: str, op: Op) -> tuple[float, float] | None:
+        """One op's band: the wrapped profile's regime band when it has one for `source`, else band_for(source)
+        (which a wrapper pricing some ops itself overrides for its own sources)."""
+        band_for_op = getattr(self.base, "band_for_op", None)
+        band = band_for_op(source, op) if band_for_op is not None else None
+        return band if band is not None else self.band_for(source)
+
 
 @dataclass(frozen=True)
 class DefaultProfile:

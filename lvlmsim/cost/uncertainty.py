@@ -1,11 +1,14 @@
 """Uncertainty of priced times: p10/p90 bands from the held-out errors of the profile's families.
 
-A fitted profile knows, per family (`general:general-gpu:gemm`, `calibrated:h100-sxm:attn_decode`, ...), the 10th and
-90th percentile of measured/predicted time on rows its fit never saw (leave-one-device-out for the general model, a
-held-out half for a device's own profile; lvlmsim.calibrate.model.FamilyFit.band). A kernel family's error is shared
-by all its calls (the same kernels, the same library), so one multiplier is drawn per family and applied to every op
-it priced, in every stage at once; families are independent of one another. Each multiplier is log-normal with the
-family's p10/p90. Draws are seeded: the same estimate gives the same band.
+A fitted profile knows, per family (`general:general-gpu:gemm`, `calibrated:h100-sxm:attn_decode`, ...) and, where
+it has them, per size regime of the family (GEMM m, attention tokens, KV bytes, message size), the 10th and 90th
+percentile of measured/predicted time: for the general model on a device it was not fitted on, the transfer band of
+lvlmsim.calibrate.bands (device offset + row noise, from leave-one-device-out residuals); on a device it was fitted
+on, that device's in-sample band; for a device's own profile, its held-out half (FamilyFit.band). A kernel family's
+error is shared by all its calls (the same kernels, the same library, the same device), so one standard normal z is
+drawn per family and every op it priced, in every stage at once, is multiplied by exp(mu + sigma z) with the mu and
+sigma of the op's own band (its regime's, or the family's): the ops of a family move together, each by as much as its
+regime is uncertain. Families are independent of one another. Draws are seeded: the same estimate gives the same band.
 
 Profiles without bands (the flat roofline derate, a pure roofline) give no band: the caller reports None.
 """
@@ -27,46 +30,53 @@ def family_band(profile, source: str) -> tuple[float, float] | None:
     return band_for(source) if band_for is not None else None
 
 
+def op_band(profile, source: str, op) -> tuple[float, float] | None:
+    """(p10, p90) multipliers of one op priced with `source`: its regime's band where the profile has regime bands
+    (band_for_op), else its family's."""
+    band_for_op = getattr(profile, "band_for_op", None)
+    if band_for_op is not None:
+        return band_for_op(source, op)
+    return family_band(profile, source)
+
+
 def log_normal(band: tuple[float, float]) -> tuple[float, float]:
     """(mu, sigma) of the log multiplier whose 10th/90th percentiles are the band."""
     lo, hi = math.log(band[0]), math.log(band[1])
     return (lo + hi) / 2.0, max(hi - lo, 0.0) / (2.0 * Z90)
 
 
-def draw_multipliers(profile, sources: Iterable[str], draws: int = DRAWS, seed: int = 0) -> dict[str, object] | None:
-    """{source: array of `draws` time multipliers} for every source with a band; None if no source has one."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    out: dict[str, object] = {}
-    for src in sorted(set(sources)):
-        band = family_band(profile, src)
-        if band is None:
-            continue
-        mu, sigma = log_normal(band)
-        out[src] = np.exp(mu + sigma * rng.standard_normal(draws))
-    return out or None
-
-
 def time_bands(profile, parts: Mapping[str, Iterable[OpCost]], draws: int = DRAWS,
                seed: int = 0) -> dict[str, tuple[float, float]] | None:
     """Per named part (e.g. ttft, decode), the (p10, p90) of its total seconds under the profile's family errors.
 
-    One multiplier per family is shared across parts, so a part made of the same kernels moves together."""
+    One z per family is shared across its ops and across parts, so a part made of the same kernels moves together;
+    None when no op has a band."""
     import numpy as np
 
     parts = {k: list(v) for k, v in parts.items()}
-    mults = draw_multipliers(profile, (c.source for costs in parts.values() for c in costs), draws, seed)
-    if mults is None:
+    band_of: dict[int, tuple[float, float] | None] = {}  # per OpCost (the parts share them)
+    for costs in parts.values():
+        for c in costs:
+            if id(c) not in band_of:
+                band_of[id(c)] = op_band(profile, c.source, c.op)
+    sources = sorted({c.source for costs in parts.values() for c in costs if band_of[id(c)] is not None})
+    if not sources:
         return None
+    rng = np.random.default_rng(seed)
+    z = {src: rng.standard_normal(draws) for src in sources}
     out = {}
     for name, costs in parts.items():
-        by_source: dict[str, float] = {}
+        by_band: dict[tuple[str, tuple[float, float] | None], float] = {}
         for c in costs:
-            by_source[c.source] = by_source.get(c.source, 0.0) + c.total_time_s
+            key = (c.source, band_of[id(c)])
+            by_band[key] = by_band.get(key, 0.0) + c.total_time_s
         total = np.zeros(draws)
-        for src, t in by_source.items():
-            total += t * mults[src] if src in mults else t
+        for (src, band), t in by_band.items():
+            if band is None:
+                total += t
+            else:
+                mu, sigma = log_normal(band)
+                total += t * np.exp(mu + sigma * z[src])
         out[name] = (float(np.quantile(total, 0.1)), float(np.quantile(total, 0.9)))
     return out
 
@@ -91,9 +101,12 @@ class QuantileProfile:
     def band_for(self, source: str):
         return family_band(self.base, source)
 
+    def band_for_op(self, source: str, op):
+        return op_band(self.base, source, op)
+
     def efficiency(self, op, hw):
         eff = self.base.efficiency(op, hw)
-        band = family_band(self.base, eff.source)
+        band = op_band(self.base, eff.source, op)
         if band is None:
             return eff
         m = band[0] if self.quantile == "p10" else band[1]

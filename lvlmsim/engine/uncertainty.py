@@ -1,9 +1,10 @@
 """`simulate --uncertainty N`: the simulation re-run under N draws of the cost model's per-family errors.
 
-Each draw (DrawnProfile) multiplies every op of a kernel family by one log-normal factor
-from that family's held-out p10/p90 band (correlated within a family, as real kernels are; independent across
-families); the engine, arrivals and seed stay the same, so the spread is the cost model's uncertainty alone. The
-report gives, per metric, the point run's value and the p10/p50/p90 over draws.
+Each draw (DrawnProfile) draws one standard normal z per kernel family and multiplies every op of the family by
+exp(mu + sigma z), mu and sigma from the op's held-out p10/p90 band (its size regime's, else its family's): fully
+correlated within a family, as real kernels are, independent across families. The engine, arrivals and seed stay the
+same, so the spread is the cost model's uncertainty alone. The report gives, per metric, the point run's value and the
+p10/p50/p90 over draws.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 
 import numpy as np
 
-from lvlmsim.cost.uncertainty import family_band, log_normal
+from lvlmsim.cost.uncertainty import family_band, log_normal, op_band
 from lvlmsim.errors import SpecError
 
 METRICS = {
@@ -31,14 +32,14 @@ def _metric(summary: dict, key: tuple[str, str | None]) -> float | None:
 
 class DrawnProfile:
     """One draw of the per-family errors: the auto (or named) profile of each device, every op's time multiplied by
-    its family's multiplier (efficiencies divided, floor multiplied). Multipliers are drawn lazily per source from
-    the family's log-normal band, seeded by (seed, source), so a draw is reproducible and shared by every op, stage
-    and step of its family; sources without a band keep multiplier 1."""
+    its band's multiplier at its family's z (efficiencies divided, floor multiplied). z is drawn lazily per source,
+    seeded by (seed, source), so a draw is reproducible and shared by every op, stage and step of its family; sources
+    without a band keep multiplier 1."""
 
     def __init__(self, ref=None, seed: int = 0):
         self.ref, self.seed = ref, int(seed)
         self._bases: dict[str, object] = {}
-        self._mult: dict[str, float] = {}
+        self._z: dict[str, float] = {}
 
     @property
     def name(self) -> str:
@@ -52,27 +53,28 @@ class DrawnProfile:
             base = self._bases[hw.id] = resolve_profile(hw, self.ref)
         return base
 
-    def multiplier(self, base, source: str) -> float:
-        m = self._mult.get(source)
-        if m is None:
+    def z(self, source: str) -> float:
+        """The family's standard normal draw, seeded by (seed, source): shared by every op the family prices."""
+        z = self._z.get(source)
+        if z is None:
             import zlib
 
-            import numpy as np
+            z = self._z[source] = float(
+                np.random.default_rng([self.seed, zlib.crc32(source.encode())]).standard_normal())
+        return z
 
-            band = family_band(base, source)
-            if band is None:
-                m = 1.0
-            else:
-                mu, sigma = log_normal(band)
-                z = np.random.default_rng([self.seed, zlib.crc32(source.encode())]).standard_normal()
-                m = float(math.exp(mu + sigma * z))
-            self._mult[source] = m
-        return m
+    def multiplier(self, base, source: str, op=None) -> float:
+        """exp(mu + sigma z) of the op's band (its regime's, else its family's) with its family's z; 1 unbanded."""
+        band = op_band(base, source, op) if op is not None else family_band(base, source)
+        if band is None:
+            return 1.0
+        mu, sigma = log_normal(band)
+        return float(math.exp(mu + sigma * self.z(source)))
 
     def efficiency(self, op, hw):
         base = self.base_for(hw)
         eff = base.efficiency(op, hw)
-        m = self.multiplier(base, eff.source)
+        m = self.multiplier(base, eff.source, op)
         if m == 1.0:
             return eff
         return eff.scaled_time(m)
@@ -92,7 +94,8 @@ def uncertainty_runs(scenario, draws: int, *, profile=None, **kwargs) -> dict:
         raise SpecError("uncertainty: profile must be a name (auto, general, default) or a profile JSON path")
     point = simulate(scenario, profile=profile, **kwargs)
     runs = [simulate(scenario, profile=DrawnProfile(profile, seed=i), **kwargs).summary for i in range(draws)]
-    out: dict = {"draws": draws, "method": "per-family log-normal multipliers from held-out p10/p90 bands"}
+    out: dict = {"draws": draws, "method": "one normal z per kernel family; each op scaled by exp(mu + sigma z) of its "
+                                           "own (regime) held-out p10/p90 band"}
     for name, key in METRICS.items():
         vals = [v for v in (_metric(s, key) for s in runs) if v is not None]
         p10, p50, p90 = (float(np.quantile(vals, q)) for q in (0.1, 0.5, 0.9)) if vals else (None, None, None)

@@ -1,0 +1,166 @@
+"""Uncertainty bands of the device-general model, derived from its leave-one-device-out residuals.
+
+On a device the model never saw, its log errors on one kernel family are not independent row noise: a whole family
+is often off by a similar factor (another memory system, another kernel generation). They are modelled as a
+device-level offset plus row noise,
+
+    r[D, i] = log(predicted / measured) = delta_D + e[D, i],
+
+with delta_D the median of device D's held-out residuals and e its residuals around that median. A new device's
+offset is unknown: it is drawn around the mean offset c of the held-out devices, with the between-device spread tau
+of that family, from a Student t (the spread itself is estimated from a handful of devices):
+
+    delta_new = c + tau * sqrt(1 + 1/k) * t_df,
+
+and its rows scatter as the held-out devices' rows did around their own offsets (their pooled centred residuals,
+each device weighted alike: asymmetric, heavy-tailed, as measured). tau^2 is partially pooled across families, as
+in empirical-Bayes variance moderation: with k devices a family's own offsets carry k - 1 degrees of freedom, and the
+between-device variance pooled over every family (PRIOR_DF degrees of freedom) is added to them,
+
+    tau^2 = ((k - 1) s_family^2 + PRIOR_DF tau0^2) / (k - 1 + PRIOR_DF),    df = k - 1 + PRIOR_DF,
+
+so a family measured on two devices still gets a transfer band, and one that happened to agree on three devices does
+not get a band narrower than the devices' general disagreement supports. The band is the (10%, 90%) quantiles of
+delta_new + e (Monte Carlo, seeded: the same residuals give the same band), turned into multipliers of a predicted
+time: measured = predicted * exp(-r).
+
+A device the model was fitted on gets its own band: the quantiles of its in-sample residuals (its offset is whatever
+the joint fit left, known, not drawn). Regimes (size bins: GEMM m, attention tokens, KV bytes, message size) get the
+same treatment on their own residuals when every device contributing to them has MIN_REGIME_ROWS rows.
+
+Everything is computed from the residuals of the fit (lvlmsim.calibrate.loo), so refitting the model refits the
+bands; no width is set by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+BAND_QUANTILES = (0.1, 0.9)
+# Degrees of freedom of the pooled between-device variance tau0^2 when moderating one family's: the weight of
+# "devices disagree about this much on every family" against a family's own k - 1. Two: as much as a family measured
+# on three devices, so a family's own spread dominates once it has more devices than that.
+PRIOR_DF = 2.0
+MC_DRAWS = 40000
+MIN_REGIME_ROWS = 20
+MIN_DEVICE_ROWS = 5
+SLIDING_REGIME = "sliding window"  # regime label of sliding-window rows: validated, never fitted, priced as full ones
+
+Residuals = Mapping[str, Mapping[str, Sequence[float]]]  # device -> family key (or 'key|regime') -> log(pred/meas)
+
+
+def _offsets(per_device: Mapping[str, Sequence[float]], min_rows: int = MIN_DEVICE_ROWS) -> dict[str, float]:
+    return {d: float(np.median(r)) for d, r in per_device.items() if len(r) >= min_rows}
+
+
+def pooled_between_variance(residuals: Residuals, *, min_rows: int = MIN_DEVICE_ROWS) -> tuple[float, int]:
+    """(tau0^2, degrees of freedom): the variance of device offsets around their family's mean offset, pooled over
+    every family key (regime keys excluded) measured on at least two devices."""
+    keys = sorted({k for pk in residuals.values() for k in pk if "|" not in k})
+    ss, dof = 0.0, 0
+    for key in keys:
+        offs = list(_offsets({d: pk[key] for d, pk in residuals.items() if key in pk}, min_rows).values())
+        if len(offs) >= 2:
+            ss += float(np.sum((np.asarray(offs) - np.mean(offs)) ** 2))
+            dof += len(offs) - 1
+    return (ss / dof if dof else 0.0), dof
+
+
+def _centred_draws(per_device: Mapping[str, np.ndarray], offsets: Mapping[str, float], n: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """n draws of a row's residual around its device's offset, each device weighted alike."""
+    devs = sorted(offsets)
+    pick = rng.integers(0, len(devs), n)
+    out = np.empty(n)
+    for j, d in enumerate(devs):
+        sel = pick == j
+        centred = np.asarray(per_device[d], dtype=float) - offsets[d]
+        out[sel] = centred[rng.integers(0, len(centred), int(sel.sum()))]
+    return out
+
+
+def ratio_band(log_residuals: np.ndarray) -> tuple[float, float]:
+    """(p10, p90) of measured/predicted from log(predicted/measured) residuals."""
+    lo, hi = np.quantile(-np.asarray(log_residuals, dtype=float), BAND_QUANTILES)
+    return round(float(math.exp(lo)), 4), round(float(math.exp(hi)), 4)
+
+
+def transfer_band(per_device: Mapping[str, Sequence[float]], tau0_sq: float, *, prior_df: float = PRIOR_DF,
+                  min_rows: int = MIN_DEVICE_ROWS, seed: int = 0) -> tuple[float, float] | None:
+    """(p10, p90) multipliers of a predicted time on a device the model was not fitted on, from the held-out
+    residuals of the devices in `per_device` (None when no device has `min_rows` rows)."""
+    offsets = _offsets(per_device, min_rows)
+    k = len(offsets)
+    if k == 0:
+        return None
+    offs = np.array([offsets[d] for d in sorted(offsets)])
+    own_ss = float(np.sum((offs - offs.mean()) ** 2)) if k >= 2 else 0.0
+    df = (k - 1) + prior_df
+    tau_sq = (own_ss + prior_df * tau0_sq) / df if df > 0 else 0.0
+    rng = np.random.default_rng(seed)
+    t = rng.standard_t(df, MC_DRAWS) if df > 0 else np.zeros(MC_DRAWS)
+    delta = offs.mean() + math.sqrt(tau_sq * (1.0 + 1.0 / k)) * t
+    rows = _centred_draws({d: np.asarray(per_device[d]) for d in offsets}, offsets, MC_DRAWS, rng)
+    return ratio_band(delta + rows)
+
+
+def transfer_bands(residuals: Residuals, *, prior_df: float = PRIOR_DF, seed: int = 0,
+                   ) -> dict[str, tuple[float, float]]:
+    """{family key or 'key|regime': transfer band} from every device's held-out residuals; a regime band only where
+    each device that has the regime has MIN_REGIME_ROWS rows of it (none for sliding-window rows: an op never
+    reports that regime)."""
+    tau0_sq, _dof = pooled_between_variance(residuals)
+    out = {}
+    for key in sorted({k for pk in residuals.values() for k in pk}):
+        per_dev = {d: pk[key] for d, pk in residuals.items() if key in pk}
+        min_rows = MIN_REGIME_ROWS if "|" in key else MIN_DEVICE_ROWS
+        if key.endswith(f"|{SLIDING_REGIME}"):
+            continue
+        if "|" in key and any(len(r) < min_rows for r in per_dev.values()):
+            continue
+        band = transfer_band(per_dev, tau0_sq, prior_df=prior_df, min_rows=min_rows, seed=seed)
+        if band is not None:
+            out[key] = band
+    return out
+
+
+def measured_bands(in_sample: Mapping[str, Sequence[float]]) -> dict[str, tuple[float, float]]:
+    """{family key or 'key|regime': band} of one device the model was fitted on, from its in-sample residuals."""
+    return {k: ratio_band(np.asarray(r)) for k, r in sorted(in_sample.items())
+            if len(r) >= (MIN_REGIME_ROWS if "|" in k else MIN_DEVICE_ROWS) and not k.endswith(f"|{SLIDING_REGIME}")}
+
+
+def _inside(r: Sequence[float], band: tuple[float, float]) -> np.ndarray:
+    ratio = np.exp(-np.asarray(r, dtype=float))
+    return (ratio >= band[0]) & (ratio <= band[1])
+
+
+def row_bands(per_key: Mapping[str, Sequence[float]], key: str, bands: Mapping[str, tuple[float, float]],
+              *, by_regime: bool = True) -> list[tuple[Sequence[float], tuple[float, float]]]:
+    """The rows of family `key` paired with the band a prediction for them carries: their regime's when it has one
+    (the regime lists partition the family's rows), else the family's."""
+    regimes = [k for k in sorted(per_key) if k.startswith(f"{key}|")] if by_regime else []
+    if not regimes:
+        return [(per_key[key], bands[key])]
+    return [(per_key[rk], bands.get(rk, bands[key])) for rk in regimes]
+
+
+def nested_coverage(residuals: Residuals, *, prior_df: float = PRIOR_DF, seed: int = 0,
+                    by_regime: bool = True) -> dict[str, dict[str, dict]]:
+    """Per held-out device and family key: {coverage, n}, the share of its held-out rows inside the band derived
+    WITHOUT its residuals (transfer_bands of the other devices' held-out residuals, the pooled between-device
+    variance included): the band a device nobody measured gets, judged on that device."""
+    out: dict[str, dict[str, dict]] = {}
+    for dev, per_key in residuals.items():
+        bands = transfer_bands({d: pk for d, pk in residuals.items() if d != dev}, prior_df=prior_df, seed=seed)
+        for key in per_key:
+            if "|" in key or key not in bands:
+                continue
+            pairs = row_bands(per_key, key, bands, by_regime=by_regime)
+            hits = sum(int(_inside(r, b).sum()) for r, b in pairs)
+            n = sum(len(r) for r, _b in pairs)
+            out.setdefault(dev, {})[key] = {"coverage": round(hits / n, 3), "n": n}
+    return out

@@ -1,0 +1,159 @@
+"""Uncertainty bands from leave-one-device-out residuals (lvlmsim.calibrate.bands), with hand-derived quantiles, and
+how a profile, an estimate and the CLI carry them."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lvlmsim.calibrate.bands import (
+    measured_bands,
+    nested_coverage,
+    pooled_between_variance,
+    ratio_band,
+    row_bands,
+    transfer_band,
+)
+from lvlmsim.calibrate.general import GeneralFamily
+from lvlmsim.calibrate.measured import gemm_op
+from lvlmsim.cost.roofline import OpCost
+from lvlmsim.cost.uncertainty import time_bands
+from lvlmsim.errors import SpecError
+
+T3_90 = 1.6377443572159062  # Student t, 3 degrees of freedom, 90th percentile (tables)
+SQUARES = (np.arange(1001) / 1000.0) ** 2  # quantiles known: q10 = 0.01, q50 = 0.25, q90 = 0.81
+
+
+def test_ratio_band_is_measured_over_predicted():
+    """r = log(pred/meas): a model 2x too slow on every row has measured = predicted / 2."""
+    assert ratio_band(np.full(10, math.log(2.0))) == (0.5, 0.5)
+
+
+def test_row_noise_alone_gives_its_own_asymmetric_quantiles():
+    """Two devices with the same offset (0.25) and no between-device spread: the band is the rows' own skewed
+    quantiles, q10 = 0.01 and q90 = 0.81 of r, i.e. measured/predicted in (exp(-0.81), exp(-0.01))."""
+    lo, hi = transfer_band({"a": SQUARES, "b": SQUARES}, tau0_sq=0.0)
+    assert math.log(lo) == pytest.approx(-0.81, abs=0.01) and math.log(hi) == pytest.approx(-0.01, abs=0.005)
+
+
+def test_device_offsets_alone_give_a_student_t_band():
+    """Offsets +0.1 and -0.1, no row noise, pooled tau0^2 = 0.01 worth 2 df: tau^2 = (0.02 + 2 * 0.01) / 3,
+    the new device's offset ~ 0 + sqrt(tau^2 (1 + 1/2)) t_3 = 0.1414 t_3, so r90 = 0.1414 * 1.6377 = 0.2316."""
+    lo, hi = transfer_band({"a": np.full(200, 0.1), "b": np.full(200, -0.1)}, tau0_sq=0.01)
+    half = math.sqrt((0.02 + 2 * 0.01) / 3 * 1.5) * T3_90
+    assert math.log(hi) == pytest.approx(half, rel=0.03) and math.log(lo) == pytest.approx(-half, rel=0.03)
+
+
+def test_one_device_family_borrows_the_pooled_spread():
+    """A family measured on one other device only still gets a band: centred on its offset, as wide as the pooled
+    between-device variance says (2 df: t_2 90th percentile = 1.8856), sqrt(0.04 * 2) * 1.8856 = 0.5333."""
+    lo, hi = transfer_band({"a": np.full(100, 0.3)}, tau0_sq=0.04)
+    assert math.log(1 / hi) == pytest.approx(0.3 - 0.5333, abs=0.02)
+    assert math.log(1 / lo) == pytest.approx(0.3 + 0.5333, abs=0.02)
+
+
+def test_pooled_between_variance_counts_k_minus_one_per_family():
+    """Family f offsets (0.1, -0.1): SS 0.02, 1 df; family g offsets (0.2, 0, 0.4): SS 0.08, 2 df -> 0.1 / 3.
+    Regime keys ('f|x') are not families."""
+    res = {"A": {"f": [0.1] * 9, "g": [0.2] * 9, "f|x": [5.0] * 9},
+           "B": {"f": [-0.1] * 9, "g": [0.0] * 9},
+           "C": {"g": [0.4] * 9}}
+    tau0_sq, dof = pooled_between_variance(res)
+    assert tau0_sq == pytest.approx(0.1 / 3) and dof == 3
+
+
+def test_measured_band_is_the_in_sample_quantiles():
+    lo, hi = measured_bands({"gemm": SQUARES.tolist()})["gemm"]
+    assert lo == pytest.approx(math.exp(-0.81), rel=1e-3) and hi == pytest.approx(math.exp(-0.01), rel=1e-3)
+
+
+def test_nested_coverage_never_uses_the_device_itself():
+    """Devices A and B scatter uniformly on (-1, 1) around 0: a band from them alone spans r in (-0.8, 0.8). Device C
+    sits at r = 0.5 on every row: judged by A and B's band it is fully covered (had C's own rows widened or shifted
+    the band, that would not be a held-out figure)."""
+    grid = np.linspace(-1.0, 1.0, 2001)
+    res = {"A": {"f": grid}, "B": {"f": grid}, "C": {"f": np.full(50, 0.5)}}
+    cov = nested_coverage(res)
+    assert cov["C"]["f"] == {"coverage": 1.0, "n": 50}
+
+
+def test_rows_take_their_regime_band_else_the_family_band():
+    per_key = {"f": [0.0] * 5, "f|small": [0.0] * 3, "f|large": [0.0] * 2}
+    bands = {"f": (0.5, 2.0), "f|small": (0.9, 1.1)}
+    pairs = row_bands(per_key, "f", bands)
+    assert sorted((len(r), b) for r, b in pairs) == [(2, (0.5, 2.0)), (3, (0.9, 1.1))]
+    assert row_bands(per_key, "f", bands, by_regime=False) == [(per_key["f"], (0.5, 2.0))]
+
+
+def _family(band: dict) -> GeneralFamily:
+    return GeneralFamily(key="gemm", kind="gemm", z0={}, coefs={}, hyper={}, floor_ref=1e-6,
+                         devices=["h100-sxm"], band=band)
+
+
+def test_fitted_device_gets_its_in_sample_band_others_the_transfer_band():
+    fam = _family({"p10_ratio": 0.6, "p90_ratio": 1.5, "regimes": {"m 1-16": [0.7, 1.4]},
+                   "measured": {"h100-sxm": {"p10_ratio": 0.9, "p90_ratio": 1.1}}})
+    assert fam.band_on("h100-sxm") == ((0.9, 1.1), {})
+    assert fam.band_on("l40s") == ((0.6, 1.5), {"m 1-16": (0.7, 1.4)})
+
+
+def test_band_json_is_checked():
+    from lvlmsim.calibrate.general import _band
+
+    good = {"p10_ratio": 0.6, "p90_ratio": 1.5, "n_held_out": 10, "regimes": {"m 1-16": [0.7, 1.4]},
+            "measured": {"h100-sxm": {"p10_ratio": 0.9, "p90_ratio": 1.1}}}
+    assert _band(good, "b") == good
+    with pytest.raises(SpecError, match=r"b\.regimes\.m 1-16\[1\]"):
+        _band({"regimes": {"m 1-16": [0.7, 0.5]}}, "b")
+    with pytest.raises(SpecError, match=r"b\.regimes\.x: expected \[p10, p90\]"):
+        _band({"regimes": {"x": 1.0}}, "b")
+
+
+class _OpBandProfile:
+    """Bands per op: by op name, all in one family (source 'a')."""
+
+    name = "t"
+
+    def __init__(self, bands):
+        self.bands = bands
+
+    def band_for_op(self, source, op):
+        return self.bands.get(op.name) if source == "a" else None
+
+
+def _cost(name: str, t: float, source: str = "a") -> OpCost:
+    op = dataclasses.replace(gemm_op(1, 1, 1), name=name)
+    return OpCost(op, t, 0.0, 0.0, 0.0, "memory", 1.0, 1.0, source, None)
+
+
+def test_ops_of_one_family_move_together_by_their_own_regime_band():
+    """One z per family: x = exp(s z) + exp(2 s z) is increasing in z, so its p10/p90 are the sums of the ops' own
+    p10s (0.5 + 0.25) and p90s (2 + 4); independent draws would give a narrower sum."""
+    prof = _OpBandProfile({"small": (0.5, 2.0), "large": (0.25, 4.0)})
+    lo, hi = time_bands(prof, {"x": [_cost("small", 1.0), _cost("large", 1.0)]})["x"]
+    assert lo == pytest.approx(0.75, rel=0.05) and hi == pytest.approx(6.0, rel=0.05)
+
+
+def test_estimate_text_prints_the_band():
+    from lvlmsim.cli import app
+
+    res = CliRunner().invoke(app, ["estimate", "--model", "llava-1.5-7b", "--hardware", "l40s"])
+    assert res.exit_code == 0, res.output
+    line = next(x for x in res.output.splitlines() if x.startswith("80% band"))
+    assert "TTFT" in line and "TPOT" in line and "E2E" in line
+    flat = CliRunner().invoke(app, ["estimate", "--model", "llava-1.5-7b", "--hardware", "l40s", "--profile",
+                                    "default"])
+    assert "80% band: none" in flat.output
+
+
+def test_unmeasured_device_gets_a_wider_band_than_a_fitted_one():
+    """l40s was never measured (transfer band); a100 is among the general model's devices (its in-sample band)."""
+    from lvlmsim import api
+
+    un = api.estimate(model="llava-1.5-7b", hardware="l40s").to_dict()
+    fit = api.estimate(model="llava-1.5-7b", hardware="a100-sxm-80gb").to_dict()
+    assert un["tpot_s_p90"] / un["tpot_s_p10"] > fit["tpot_s_p90"] / fit["tpot_s_p10"]
