@@ -48,6 +48,10 @@ def test_features_are_log_ratios_to_the_h100_datasheet():
     # watts per peak FLOP/s relative to H100's 700 W / 989.4 TF/s
     assert r["log_power"] == pytest.approx(math.log((600 / 467.8) / (700 / 989.4)))
     assert r["gddr"] == 1.0 and r["k_fa2"] == 1.0 and r["k_fa3"] == 0.0
+    # tensor FLOPs per SM per clock: 467.8e12 / (188 x 2.43e9) = 1024 against H100's 989.4e12 / (132 x 1.98e9) = 3786
+    assert r["log_sm_rate"] == pytest.approx(math.log(1024.0 / 3785.7), abs=1e-3)
+    # fp8 doubles the rate per SM, so the feature moves by log 2 with the dtype
+    assert device_features(RTX, "fp8")["log_sm_rate"] - r["log_sm_rate"] == pytest.approx(math.log(2.0))
     b300 = device_features(load_hardware("b300"))
     assert b300["k_bw"] == 1.0 and b300["log_clock"] == 0.0  # no published clock: the reference's value
     assert missing_features(load_hardware("b300")) == ["boost_clock_mhz"]

@@ -70,8 +70,15 @@ REF = {"mem_bw_gbps": 3350.0, "bf16_tflops": 989.4, "sm_count": 132.0, "boost_cl
 # vllm_flash_attn_fa2. A device without a compute capability gets none of the flags (the pooled intercept).
 ATTENTION_KERNELS = {"8": "fa2", "9": "fa3", "10": "bw", "12": "fa2"}
 KERNEL_FLAGS = ("k_fa2", "k_fa3", "k_bw")
-FEATURES = ("log_bw", "log_ridge", "log_power", "log_sms", "log_clock", "log_link", "log_onchip", "gddr") + KERNEL_FLAGS
+FEATURES = (("log_bw", "log_ridge", "log_power", "log_sms", "log_clock", "log_link", "log_onchip", "gddr",
+             "log_sm_rate") + KERNEL_FLAGS)
 ATTN = KERNEL_FLAGS
+
+# GEMM: the work a tile must hold in flight to hide an SM's fixed per-tile latency (operand loads, epilogue) grows with
+# the SM's tensor rate per clock (Little's law for compute, as bytes in flight for bandwidth); with m set by the tokens,
+# that n x k tile volume is split evenly between n and k, so each half-saturation point gets prior exponent 1/2. The
+# exponent was checked by nested leave-one-out against 1 (benchmarks/gemm_link_selection.py).
+SM_RATE_PRIOR = 0.5
 
 # (param, feature) links per form, with the prior of each coefficient (the ridge pulls toward it). Chosen by
 # leave-one-device-out over the four measured devices (benchmarks/general_model_report.py prints the table): bytes
@@ -81,7 +88,8 @@ ATTN = KERNEL_FLAGS
 # bandwidth (SMs x clock / memory bandwidth, prior exponent 1). Richer link sets (SM count, clock, GDDR, ridge
 # point) fitted the training devices better and transferred worse: three devices cannot pin more trends.
 LINKS: dict[str, dict[str, dict[str, float]]] = {
-    "gemm": {"b0": {"log_bw": 1.0}, "ec_max": {"log_power": 0.5}, "cache_boost": {"log_onchip": 1.0}},
+    "gemm": {"b0": {"log_bw": 1.0}, "ec_max": {"log_power": 0.5}, "cache_boost": {"log_onchip": 1.0},
+             "n0": {"log_sm_rate": SM_RATE_PRIOR}, "k0": {"log_sm_rate": SM_RATE_PRIOR}},
     "attention": {"b0": {"log_bw": 1.0}, "ec_max": {**dict.fromkeys(ATTN, 0.0), "log_power": 0.5},
                   "floor_s": dict.fromkeys(ATTN, 0.0), "cache_boost": {"log_onchip": 1.0}},
     "decode": {"b0": {"log_bw": 1.0}, "em_max": dict.fromkeys(ATTN, 0.0), "floor_s": dict.fromkeys(ATTN, 0.0),
@@ -119,6 +127,10 @@ def device_features(hw: HardwareSpec, dtype: str = "bf16") -> dict[str, float]:
         "log_sms": _log_ratio(hw.sm_count, REF["sm_count"]),
         "log_clock": _log_ratio(hw.boost_clock_mhz, REF["boost_clock_mhz"]),
         "gddr": 1.0 if (hw.memory_type or "").startswith("gddr") else 0.0,
+        # tensor FLOPs per SM per clock at this dtype: the MMA work one SM must hold in flight to hide its fixed
+        # per-tile latency grows with it (Little's law for compute)
+        "log_sm_rate": (math.log(peak / REF["bf16_tflops"]) - _log_ratio(hw.sm_count, REF["sm_count"])
+                        - _log_ratio(hw.boost_clock_mhz, REF["boost_clock_mhz"])),
     }
     for flag in KERNEL_FLAGS:
         feats[flag] = 1.0 if kernel and flag == f"k_{kernel}" else 0.0
