@@ -48,13 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help="write calibration/profiles/general/gpu.json")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--strict", action="store_true",
+                    help="also the strictly nested coverage: each device's band from an inner leave-one-out over the "
+                         "other devices only (twelve more fits, a few minutes)")
     args = ap.parse_args(argv)
     measured = measured_dir(ROOT)
     if measured is None:
         print("shared/data/measured not found next to the checkout: nothing to fit")
         return 1
     t0 = time.perf_counter()
-    model, report = build_general_model(measured, seed=args.seed, log=None if args.json else print)
+    model, report = build_general_model(measured, seed=args.seed, log=None if args.json else print,
+                                        strict_coverage=args.strict)
     if args.json:
         print(json.dumps({"leave_one_out": report, "families": {k: f.to_dict() for k, f in model.families.items()}},
                          indent=1))
@@ -81,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\nband coverage on held-out rows (target ~0.80): each device's leave-one-out rows against the band "
               "derived WITHOUT its residuals (bands from the other folds only), per family and regime")
         print_coverage(cov)
+        if "band_coverage_strict" in model.meta:
+            print("\nstrictly nested: each device's band from an inner leave-one-out over the other devices only "
+                  "(no model behind it saw the device; families on < 2 other devices have no band)")
+            print_coverage(model.meta["band_coverage_strict"])
         print(f"\ntotal {time.perf_counter() - t0:.1f} s")
     if args.write:
         path = model.save(ROOT / "calibration" / "profiles" / "general" / "gpu.json")

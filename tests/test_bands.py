@@ -157,3 +157,28 @@ def test_unmeasured_device_gets_a_wider_band_than_a_fitted_one():
     un = api.estimate(model="llava-1.5-7b", hardware="l40s").to_dict()
     fit = api.estimate(model="llava-1.5-7b", hardware="a100-sxm-80gb").to_dict()
     assert un["tpot_s_p90"] / un["tpot_s_p10"] > fit["tpot_s_p90"] / fit["tpot_s_p10"]
+
+
+def test_strictly_nested_coverage_never_fits_on_the_judged_device(monkeypatch):
+    """Every model behind device D's band is fitted without D (and without the inner held-out device); with fake
+    fits whose inner residuals scatter uniformly on (-1, 1), D's rows at r = 0.5 are all inside (band r in
+    (-0.8, 0.8)) and rows at r = 0.9 all outside."""
+    from types import SimpleNamespace
+
+    from lvlmsim.calibrate import loo
+
+    fits: list[set[str]] = []
+    grid = np.linspace(-1.0, 1.0, 2001).tolist()
+
+    def fake_fit(train, **_kw):
+        fits.append(set(train))
+        return SimpleNamespace(families={"f": None})
+
+    monkeypatch.setattr(loo, "fit_general", fake_fit)
+    monkeypatch.setattr(loo, "held_out_report", lambda model, hw, rows: ({}, {"f": grid}))
+    devices = {n: (SimpleNamespace(id=n), []) for n in ("A", "B", "C")}
+    residuals = {"A": {"f": [0.5] * 4}, "B": {"f": [0.9] * 4}, "C": {"f": [0.5] * 2 + [0.9] * 2}}
+    cov = loo.strictly_nested_coverage(devices, residuals)
+    assert {d: c["f"]["coverage"] for d, c in cov.items()} == {"A": 1.0, "B": 0.0, "C": 0.5}
+    assert len(fits) == 6 and all(len(t) == 1 for t in fits)  # 3 outer devices x 2 inner folds, one device each
+    assert [next(iter(t)) for t in fits] == ["C", "B", "C", "A", "B", "A"]

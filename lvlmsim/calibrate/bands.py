@@ -148,6 +148,21 @@ def row_bands(per_key: Mapping[str, Sequence[float]], key: str, bands: Mapping[s
     return [(per_key[rk], bands.get(rk, bands[key])) for rk in regimes]
 
 
+def coverage(per_key: Mapping[str, Sequence[float]], bands: Mapping[str, tuple[float, float]], *,
+             by_regime: bool = True) -> dict[str, dict]:
+    """{family key: {coverage, n}}: the share of one device's rows (`per_key`, its held-out residuals) inside
+    `bands`, each row against its regime's band when `by_regime` and there is one."""
+    out = {}
+    for key in per_key:
+        if "|" in key or key not in bands:
+            continue
+        pairs = row_bands(per_key, key, bands, by_regime=by_regime)
+        hits = sum(int(_inside(r, b).sum()) for r, b in pairs)
+        n = sum(len(r) for r, _b in pairs)
+        out[key] = {"coverage": round(hits / n, 3), "n": n}
+    return out
+
+
 def nested_coverage(residuals: Residuals, *, prior_df: float = PRIOR_DF, seed: int = 0,
                     by_regime: bool = True) -> dict[str, dict[str, dict]]:
     """Per held-out device and family key: {coverage, n}, the share of its held-out rows inside the band derived
@@ -156,11 +171,7 @@ def nested_coverage(residuals: Residuals, *, prior_df: float = PRIOR_DF, seed: i
     out: dict[str, dict[str, dict]] = {}
     for dev, per_key in residuals.items():
         bands = transfer_bands({d: pk for d, pk in residuals.items() if d != dev}, prior_df=prior_df, seed=seed)
-        for key in per_key:
-            if "|" in key or key not in bands:
-                continue
-            pairs = row_bands(per_key, key, bands, by_regime=by_regime)
-            hits = sum(int(_inside(r, b).sum()) for r, b in pairs)
-            n = sum(len(r) for r, _b in pairs)
-            out.setdefault(dev, {})[key] = {"coverage": round(hits / n, 3), "n": n}
+        cov = coverage(per_key, bands, by_regime=by_regime)
+        if cov:
+            out[dev] = cov
     return out

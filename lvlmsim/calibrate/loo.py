@@ -110,6 +110,34 @@ def leave_one_out_devices(devices: dict[str, tuple[HardwareSpec, list[Measuremen
     return report, residuals
 
 
+def strictly_nested_coverage(devices: dict[str, tuple[HardwareSpec, list[Measurement]]],
+                             residuals: dict[str, dict[str, list[float]]], *, seed: int = 0,
+                             rows_per_device: int = ROWS_PER_DEVICE, log: Callable[[str], None] | None = None,
+                             ) -> dict[str, dict[str, dict]]:
+    """Per held-out device D and family: coverage of D's leave-one-out `residuals` by bands from an inner
+    leave-one-out over the other devices only (each inner model fitted without D and without its own held-out
+    device), so nothing behind D's band has seen D's rows. A family present on fewer than two of the other devices
+    gets no band there and is left out."""
+    from lvlmsim.calibrate.bands import coverage, transfer_bands
+
+    t0 = time.perf_counter()
+    out: dict[str, dict[str, dict]] = {}
+    for held in devices:
+        others = [n for n in devices if n != held]
+        inner: dict[str, dict[str, list[float]]] = {}
+        for d2 in others:
+            model = fit_general({devices[n][0].id: devices[n] for n in others if n != d2}, seed=seed,
+                                rows_per_device=rows_per_device)
+            _rep, res = held_out_report(model, *devices[d2])
+            inner[d2] = {k: v for k, v in res.items() if k.split("|", 1)[0] in model.families}
+        cov = coverage(residuals[held], transfer_bands(inner, seed=seed))
+        if cov:
+            out[held] = cov
+        if log:
+            log(f"{held}: inner leave-one-out over {', '.join(others)} ({time.perf_counter() - t0:.1f} s)")
+    return out
+
+
 def leave_one_out(data_dir: Path, *, seed: int = 0, rows_per_device: int = ROWS_PER_DEVICE,
                   max_rows_per_table: int = MAX_ROWS_PER_TABLE,
                   log: Callable[[str], None] | None = None) -> tuple[dict, dict, dict]:

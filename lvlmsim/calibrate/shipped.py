@@ -145,11 +145,18 @@ def attach_bands(model, residuals: dict, in_sample: dict, *, seed: int = 0) -> N
         fam.band = band if "p10_ratio" in band or measured else {}
 
 
-def build_general_model(measured: Path, *, seed: int = 0, rows_per_device: int = ROWS_PER_DEVICE, log=None):
+def build_general_model(measured: Path, *, seed: int = 0, rows_per_device: int = ROWS_PER_DEVICE, log=None,
+                        strict_coverage: bool = False):
     """Fit the shipped device-general model on every measured device and attach its leave-one-device-out errors and
-    bands; returns (model, loo report by device folder)."""
+    bands; returns (model, loo report by device folder). `strict_coverage` adds meta['band_coverage_strict']
+    (lvlmsim.calibrate.loo.strictly_nested_coverage: twelve more fits)."""
     from lvlmsim.calibrate.general import fit_general
-    from lvlmsim.calibrate.loo import family_errors, held_out_report, leave_one_out_devices
+    from lvlmsim.calibrate.loo import (
+        family_errors,
+        held_out_report,
+        leave_one_out_devices,
+        strictly_nested_coverage,
+    )
 
     t0 = time.perf_counter()
     devices, files = general_rows(measured, seed=seed)
@@ -180,6 +187,9 @@ def build_general_model(measured: Path, *, seed: int = 0, rows_per_device: int =
         "bands": BANDS_NOTE,
         "leave_one_out": report,
         "band_coverage_unseen": nested_coverage(residuals, seed=seed),
+        **({"band_coverage_strict": strictly_nested_coverage(devices, residuals, seed=seed,
+                                                             rows_per_device=rows_per_device, log=log)}
+           if strict_coverage else {}),
         "fit_seconds": round(time.perf_counter() - t0, 1),
     })
     return model, report
