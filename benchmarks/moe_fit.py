@@ -1,15 +1,15 @@
 """Fit the device-general MoE layer model leave-one-device-out on the shared moe_perf tables, print the errors.
 
     python benchmarks/moe_fit.py [--data ../shared/data/measured/aiconfigurator/data] [--write]
-                                 [--device a100_sxm=a100-sxm-80gb ...] [--fit-rows 6000]
-                                 [--per-family floor_s]
+                                 [--device a100_sxm=a100-sxm-80gb ...] [--fit-rows 3000]
 
 For each measured device, the model is fitted on the OTHER devices (at most --fit-rows rows each, seeded sample) and
-its median / p90 |error| is reported on every row of the held-out device, next to the flat roofline default. A last
-fit on every device is what `auto` prices MoE layers with on every GPU (lvlmsim.calibrate.moe_family); "band" is the
+its median / p90 |error| is reported on every row of the held-out device, next to the flat roofline default
+(lvlmsim.calibrate.moe.leave_one_device_out: the same folds `lvlmsim validate --leave-one-out` prints). A last fit
+on every device is what `auto` prices MoE layers with on every GPU (lvlmsim.calibrate.moe_family); "band" is the
 (p10, p90) of measured / predicted pooled over the held-out devices. --write stores all folds in
-calibration/profiles/general/moe.json (read by `lvlmsim validate`, which reports each device with the fold
-that held it out). A device whose hardware id (or YAML path) is not available is skipped with a note.
+calibration/profiles/general/moe.json (read by `lvlmsim validate`, which reports each device with the fold that held
+it out). A device whose hardware id (or YAML path) is not available is skipped with a note.
 """
 
 from __future__ import annotations
@@ -27,15 +27,14 @@ sys.path.insert(0, str(REPO))
 
 from lvlmsim.calibrate.moe import (  # noqa: E402
     FIT_FORMAT,
-    GROUPS,
+    FIT_ROWS,
     PARAM_NAMES,
-    PER_FAMILY,
-    MoEData,
-    compare_moe,
+    TILE_M,
     fit_file,
     fit_moe,
+    leave_one_device_out,
     load_moe_table,
-    predict,
+    sample,
 )
 from lvlmsim.errors import LvlmsimError  # noqa: E402
 from lvlmsim.specs.registry import load_hardware, profiles_dir  # noqa: E402
@@ -44,27 +43,14 @@ DEVICES = {"a100_sxm": "a100-sxm-80gb", "h100_sxm": "h100-sxm", "b300_sxm": "b30
            "rtx_pro_6000_server": "rtx-pro-6000-server"}
 
 
-def sample(d: MoEData, n: int, seed: int) -> MoEData:
-    if len(d) <= n:
-        return d
-    return d.take(np.sort(np.random.default_rng(seed).choice(len(d), n, replace=False)))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(REPO.parent / "shared/data/measured/aiconfigurator/data"))
     ap.add_argument("--device", action="append", default=[], help="gpu_dir=hardware id or YAML path")
-    ap.add_argument("--fit-rows", type=int, default=6000)
+    ap.add_argument("--fit-rows", type=int, default=FIT_ROWS)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--per-family", default=",".join(PER_FAMILY),
-                    help="parameter groups fitted per kernel family, comma-separated among ec, em, floor_s "
-                         f"(default '{','.join(PER_FAMILY)}': all shared)")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
-    per_family = tuple(g for g in args.per_family.split(",") if g)
-    if set(per_family) - set(GROUPS):
-        ap.error(f"--per-family: unknown group(s) {', '.join(sorted(set(per_family) - set(GROUPS)))}; "
-                 f"allowed: {', '.join(GROUPS)}")
     devices = dict(DEVICES)
     devices.update(dict(d.split("=", 1) for d in args.device))
     loaded = {}
@@ -78,31 +64,35 @@ def main() -> None:
         data = load_moe_table(Path(args.data) / gpu, hw)
         loaded[gpu] = (data, hw)
         print(f"{gpu} ({hw.id}): {len(data)} configurations in {time.perf_counter() - t0:.1f} s; "
-              f"skipped {sum(data.skipped.values())}")
-    folds, ratios = [], []
-    print(f"\n{'held out':<22}{'n':>7}{'median %':>10}{'p90 %':>8}{'roofline median %':>19}  fitted on")
-    for gpu, (data, hw) in loaded.items():
-        others = [(sample(d, args.fit_rows, args.seed), h) for g, (d, h) in loaded.items() if g != gpu]
-        params = fit_moe(others, per_family)
-        fit_on = [h.id for g, (_, h) in loaded.items() if g != gpu]
-        rep = compare_moe(data, hw, params, "fold")
-        ratios.append(data.measured_s / predict(params, data, hw))
-        print(f"{hw.id:<22}{rep['n']:>7}{rep['median_abs_pct_err']:>10}{rep['p90_abs_pct_err']:>8}"
-              f"{rep['roofline_median_abs_pct_err']:>19}  {', '.join(fit_on)}")
-        folds.append({"held_out": hw.id, "fit_on": fit_on, "params": dict(zip(PARAM_NAMES, params, strict=True)),
-                      "held_out_median_abs_pct_err": rep["median_abs_pct_err"],
-                      "held_out_p90_abs_pct_err": rep["p90_abs_pct_err"],
-                      "roofline_median_abs_pct_err": rep["roofline_median_abs_pct_err"]})
-    every = fit_moe([(sample(d, args.fit_rows, args.seed), h) for d, h in loaded.values()], per_family)
+              f"skipped {sum(data.skipped.values())}; not fitted (slower than bf16) {int(data.fit_excluded.sum())}")
+    t0 = time.perf_counter()
+    folds = leave_one_device_out(loaded, fit_rows=args.fit_rows, seed=args.seed)
+    print(f"\n{'held out':<22}{'n':>7}{'median %':>10}{'p90 %':>8}{'roofline median %':>19}"
+          f"{'median % (fitted kernels)':>27}  fitted on")
+    for fold in folds:
+        rep = fold["report"]
+        data, _ = loaded[fold["folder"]]
+        kept = np.abs(fold["ratios"][~data.fit_excluded] ** -1 - 1) * 100
+        print(f"{fold['held_out']:<22}{rep['n']:>7}{rep['median_abs_pct_err']:>10}{rep['p90_abs_pct_err']:>8}"
+              f"{rep['roofline_median_abs_pct_err']:>19}{float(np.median(kept)):>27.2f}  {', '.join(fold['fit_on'])}")
+    print(f"({time.perf_counter() - t0:.0f} s)")
+    every = fit_moe([(sample(d, args.fit_rows, args.seed), h) for d, h in loaded.values()])
+    ratios = np.concatenate([f["ratios"] for f in folds]) if folds else np.zeros(0)
     doc = {"format": FIT_FORMAT, "method": "benchmarks/moe_fit.py: leave-one-device-out Nelder-Mead on the mean over "
            "devices of each device's mean |log(pred/measured)|, fastest kernel per configuration, --fit-rows sample "
-           "per fitting device",
+           "per fitting device, routing load from the tables' own generators, M tile "
+           f"{TILE_M}; quantized kernels slower than their device's bf16 kernel reported, not fitted",
            "data": "aiconfigurator moe_perf tables (ai-dynamo/aiconfigurator @ 095f58a5, vLLM 0.14/0.24)",
-           "band": [round(float(q), 4) for q in np.quantile(np.concatenate(ratios), (0.1, 0.9))]
-           if ratios else None,
-           "fit_rows": args.fit_rows, "per_family": list(per_family), "seed": args.seed, "folds": folds,
+           "band": [round(float(q), 4) for q in np.quantile(ratios, (0.1, 0.9))] if len(ratios) else None,
+           "fit_rows": args.fit_rows, "seed": args.seed,
+           "folds": [{"held_out": f["held_out"], "fit_on": f["fit_on"],
+                      "params": dict(zip(PARAM_NAMES, f["params"], strict=True)),
+                      "held_out_median_abs_pct_err": f["report"]["median_abs_pct_err"],
+                      "held_out_p90_abs_pct_err": f["report"]["p90_abs_pct_err"],
+                      "roofline_median_abs_pct_err": f["report"]["roofline_median_abs_pct_err"]} for f in folds],
            "all": {"fit_on": [h.id for _, h in loaded.values()],
                    "params": dict(zip(PARAM_NAMES, every, strict=True))}}
+    print("all devices:", {k: round(v, 6) for k, v in doc["all"]["params"].items()}, "band", doc["band"])
     if args.write:
         path = fit_file(profiles_dir())
         path.write_text(json.dumps(doc, indent=2) + "\n")

@@ -15,8 +15,8 @@ from lvlmsim.estimate import estimate_request
 from lvlmsim.ops.op import ELEMENTWISE, GEMM, MOE_GEMM, Op
 from lvlmsim.specs.registry import load_hardware, load_model
 
-FAMILY = MoEFamily(ec=0.5, em=0.8, floor_s=40e-6, x0=12.0, b0=1e6, fitted_on=("a", "b"), error_pct=30.0,
-                   band=(0.5, 2.0))
+FAMILY = MoEFamily(ec={"bf16": 0.5, "fp8": 0.4, "fp8_block": 0.3, "fp4": 0.6}, em=0.8, floor_s=40e-6, x0=12.0,
+                   fitted_on=("a", "b"), error_pct=30.0, band=(0.5, 2.0))
 
 
 def _expert_gemm(pairs: float, touched: float, flops: float, bytes_read: float) -> Op:
@@ -26,21 +26,27 @@ def _expert_gemm(pairs: float, touched: float, flops: float, bytes_read: float) 
 
 
 def test_expert_gemm_efficiencies_by_hand():
-    """32 token-expert rows over 8 touched experts: x = 4 rows per expert, ec = 0.5 * 4 / (4 + 12) = 0.125;
-    1e6 bytes: em = 0.8 * 1e6 / (1e6 + 1e6) = 0.4; half the 40 us layer floor on each of the two GEMMs."""
+    """32 token-expert rows over 8 touched experts: x = 4 rows per expert, ec = 0.5 * 4 / (4 + 12) = 0.125, times
+    32 rows / (8 experts x one 128-row tile) = 1/32 -> 0.00390625; em = 0.8; half the 40 us layer floor per GEMM."""
     eff = FAMILY.efficiency(_expert_gemm(32, 8, 1e9, 1e6), load_hardware("h100-sxm"))
-    assert eff.compute == pytest.approx(0.125) and eff.memory == pytest.approx(0.4)
+    assert eff.compute == pytest.approx(0.125 / 32) and eff.memory == pytest.approx(0.8)
     assert eff.floor_s == pytest.approx(20e-6)
     assert eff.source == "general:moe-fit:moe_gemm" and eff.measured_error_pct == 30.0
 
 
 def test_expert_gemm_time_by_hand_on_h100():
-    """B = 999e6 bytes: B / (0.8 B / (B + b0) * bw) = (B + b0) / (0.8 bw) = 1e9 B at 0.8 of 3350 GB/s = 373.13 us
-    (memory-bound: 1e9 FLOP at 0.125 of 989.4 TFLOP/s = 8.09 us), + 20 us = 393.13 us."""
+    """999e6 bytes at 0.8 of 3350 GB/s = 372.76 us beats 1e9 FLOP at 0.00390625 of 989.4 TFLOP/s = 258.74 us:
+    memory-bound, + 20 us = 392.76 us."""
     cost = CostModel(load_hardware("h100-sxm"), MoEPricedProfile(DEFAULT_PROFILE, FAMILY)).cost(
         _expert_gemm(32, 8, 1e9, 999e6))
-    assert cost.time_s == pytest.approx(393.13e-6, rel=1e-4)
+    assert cost.time_s == pytest.approx(999e6 / (0.8 * 3350e9) + 20e-6, rel=1e-4)
     assert cost.bound == "memory"
+
+
+def test_many_rows_per_expert_fill_their_tiles():
+    """4096 rows over 8 experts = 512 rows each = 4 whole tiles: ec = 0.5 * 512 / 524 with no padding loss."""
+    eff = FAMILY.efficiency(_expert_gemm(4096, 8, 1e12, 1e6), load_hardware("h100-sxm"))
+    assert eff.compute == pytest.approx(0.5 * 512 / 524)
 
 
 def test_layer_elementwise_ops_carry_no_floor_of_their_own_and_others_keep_the_base():

@@ -18,6 +18,7 @@ from lvlmsim.calibrate.moe import (
     nelder_mead,
     params_for,
     predict,
+    table_routing,
 )
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.graph import experts_touched
@@ -53,6 +54,7 @@ def test_rows_become_graph_ops_hand_checked(tmp_path):
     weights_up = 32 * 2048 * 1536 * 2
     assert d.bytes_up[0] == pytest.approx(weights_up + 32 * 2048 * 2 + 32 * 1536 * 2)
     assert d.rows_per_expert[0] == pytest.approx(1.0)
+    assert d.padded_rows[0] == 32 * 128  # one row per touched expert still costs a whole 128-row M tile
 
 
 def test_expert_parallel_rows_hold_a_share_of_experts(tmp_path):
@@ -72,7 +74,7 @@ def test_fit_recovers_parameters_it_generated(tmp_path):
     root = _table(tmp_path, [f"a,bfloat16,{t},2048,768,8,128,1,1,balanced,1.0" for t in (1, 4, 16, 256, 4096)])
     hw = load_hardware("h100-sxm")
     d = load_moe_table(root, hw)
-    truth = [*START[:6], 2e-5, 2e-5, 2e-5, 20.0, 5e5]  # ec x3, em x3, floor x3 (one per kernel family), x0, b0
+    truth = [0.5, 0.4, 0.3, 0.6, 0.7, 2e-5, 20.0]  # ec per dtype class x4, em, floor, x0
     synthetic = MoEData(**{**d.__dict__, "measured_s": predict(truth, d, hw)})
     got = fit_moe([(synthetic, hw)])
     assert np.max(np.abs(predict(got, synthetic, hw) / synthetic.measured_s - 1)) < 0.05
@@ -93,13 +95,44 @@ def test_the_fastest_rows_kernel_family_is_recorded(tmp_path):
     assert list(d.kernel) == ["cutlass"] and d.measured_s[0] == pytest.approx(0.1e-3)
 
 
-def test_a_family_no_fitting_device_ran_borrows_its_relatives_fixed_cost(tmp_path):
-    # only Triton rows: the CUTLASS and TRT-LLM floors cannot be learned, so they equal the fitted Triton floor
-    root = _table(tmp_path, [f"vllm_fused_moe,bfloat16,{t},2048,768,8,128,1,1,balanced,{0.03 + t * 1e-4}"
-                             for t in (1, 4, 16, 256, 4096)])
+def test_balanced_generator_load_by_hand():
+    """aiconfigurator's balanced picks: 64 tokens, top-8 of 128 (stride 16): token i takes (i + 16 j) mod 128, so every
+    expert gets 64*8/128 = 4 rows; the first of 8 EP ranks holds experts 0-15: 64 rows, 16 touched, 16 tiles."""
+    assert table_routing(64, 128, 8, 1, "balanced") == (512.0, 128.0, 128 * 128.0)
+    assert table_routing(64, 128, 8, 8, "balanced") == (64.0, 16.0, 16 * 128.0)
+    # fewer tokens than the stride: token i takes floor(i*16/T + 16 j): 2 tokens -> 16 distinct experts
+    assert table_routing(2, 128, 8, 1, "balanced")[:2] == (16.0, 16.0)
+
+
+def test_power_law_load_is_uneven_and_times_the_busiest_rank():
+    rows, touched, _ = table_routing(256, 128, 8, 1, "power_law_1.2")
+    assert rows == pytest.approx(256 * 8) and touched < 128  # all picks land, on fewer experts than balanced
+    rows_ep, _, _ = table_routing(256, 128, 8, 8, "power_law_1.2")
+    assert rows_ep > 256 * 8 / 8  # the most loaded of 8 ranks carries more than an even share
+    first = table_routing(256, 128, 8, 8, "power_law_1.2")
+    table_routing.cache_clear()
+    assert table_routing(256, 128, 8, 8, "power_law_1.2") == first  # seeded draws: the same load every run
+
+
+def test_triton_rows_under_ep_pay_for_every_token_expert_row(tmp_path):
+    """vLLM's Triton kernel keeps all T*k rows and writes zeros for other ranks' rows; CUTLASS permutes local rows."""
     hw = load_hardware("h100-sxm")
-    p = dict(zip(PARAM_NAMES, fit_moe([(load_moe_table(root, hw), hw)], per_family=("floor_s",)), strict=True))
-    assert p["floor_s_cutlass"] == p["floor_s_triton"] == p["floor_s_trtllm"]
+    tri = load_moe_table(_table(tmp_path / "t", ["vllm_fused_moe,bfloat16,64,2048,768,8,128,1,8,balanced,0.1"]), hw)
+    cut = load_moe_table(_table(tmp_path / "c", ["x_cutlass,bfloat16,64,2048,768,8,128,1,8,balanced,0.1"]), hw)
+    assert tri.flops_up[0] == cut.flops_up[0]
+    # activation over 512 - 64 extra rows (read 2x768, write 768) and zeros for 448 rows x (2*768 + 2048), bf16
+    extra = 448 * 768 * 3 * 2 + 448 * (2 * 768 + 2048) * 2 + (448 / 64) * 64 * 2048 * 2  # + combine reads
+    assert tri.ew_bytes[0] - cut.ew_bytes[0] == pytest.approx(extra)
+
+
+def test_a_quantized_kernel_slower_than_bf16_is_reported_but_not_fitted(tmp_path):
+    rows = [f"k_cutlass,{dt},{t},2048,768,8,128,1,1,balanced,{lat * t}" for t in (16, 256)
+            for dt, lat in (("bfloat16", 0.01), ("fp8", 0.02), ("fp8_block", 0.006))]
+    d = load_moe_table(_table(tmp_path, rows), load_hardware("h100-sxm"))
+    excluded = {str(t) for t, x in zip(d.table_dtype, d.fit_excluded, strict=True) if x}
+    assert excluded == {"fp8"}
+    rep = compare_moe(d, load_hardware("h100-sxm"), list(START), "test")
+    assert rep["n"] == 6 and "kernel cutlass (slower than bf16, not fitted)" in rep["regimes"]
 
 
 def test_report_has_regimes_and_the_roofline_baseline(tmp_path):
@@ -108,7 +141,7 @@ def test_report_has_regimes_and_the_roofline_baseline(tmp_path):
     hw = load_hardware("h100-sxm")
     rep = compare_moe(load_moe_table(root, hw), hw, list(START), "test")
     assert rep["n"] == 2 and rep["roofline_median_abs_pct_err"] is not None
-    assert {"tokens 1-16", "tokens >4096", "ep 1", "ep 2-8", "dtype bf16", "dtype fp8"} <= set(rep["regimes"])
+    assert {"tokens 1-16", "tokens >4096", "ep 1", "ep 2-8", "dtype bfloat16", "dtype fp8_block"} <= set(rep["regimes"])
 
 
 def test_bad_folder_is_a_clear_error(tmp_path):

@@ -146,8 +146,7 @@ def leave_one_out(data_dir: Path, *, seed: int = 0, rows_per_device: int = ROWS_
     devices = load_devices(data_dir, seed=seed, max_rows_per_table=max_rows_per_table)
     t_load = time.perf_counter() - t0
     report, residuals = leave_one_out_devices(devices, seed=seed, rows_per_device=rows_per_device, log=log)
-    moe_folds(data_dir, {n: hw for n, (hw, _rows) in devices.items()}, report, seed=seed,
-              rows_per_device=rows_per_device)
+    moe_folds(data_dir, {n: hw for n, (hw, _rows) in devices.items()}, report, seed=seed)
     info = {"seconds": round(time.perf_counter() - t0, 1), "load_seconds": round(t_load, 1),
             "rows": {n: len(v[1]) for n, v in devices.items()}, "seed": seed,
             "max_rows_per_table": max_rows_per_table, "rows_per_device_fit": rows_per_device}
@@ -169,17 +168,10 @@ def family_errors(residuals: dict[str, dict[str, list[float]]]) -> dict[str, dic
     return out
 
 
-def _sample_moe(data, n: int, seed: int):
-    if len(data) <= n:
-        return data
-    return data.take(np.sort(np.random.default_rng(seed).choice(len(data), n, replace=False)))
-
-
-def moe_folds(data_dir: Path, hws: dict[str, HardwareSpec], report: dict, *, seed: int = 0,
-              rows_per_device: int = ROWS_PER_DEVICE) -> None:
-    """The `moe` family of the leave-one-out table: the fused-MoE device-general fit (lvlmsim.calibrate.moe.fit_moe)
-    on a seeded sample of the other devices' MoE tables, priced on every row of the held-out one."""
-    from lvlmsim.calibrate.moe import compare_moe, fit_moe, load_moe_table
+def moe_folds(data_dir: Path, hws: dict[str, HardwareSpec], report: dict, *, seed: int = 0) -> None:
+    """The `moe` family of the leave-one-out table: lvlmsim.calibrate.moe.leave_one_device_out, the same folds (same
+    FIT_ROWS sample per fitting device) as benchmarks/moe_fit.py and the shipped general/moe.json."""
+    from lvlmsim.calibrate.moe import leave_one_device_out, load_moe_table
 
     loaded = {}
     for name, hw in hws.items():
@@ -189,8 +181,7 @@ def moe_folds(data_dir: Path, hws: dict[str, HardwareSpec], report: dict, *, see
                 loaded[name] = (data, hw)
     if len(loaded) < 2:
         return
-    for held, (data, hw) in loaded.items():
-        params = fit_moe([(_sample_moe(d, rows_per_device, seed), h) for n, (d, h) in loaded.items() if n != held])
-        e = compare_moe(data, hw, params, "moe-fold")
-        report.setdefault(held, {})["moe"] = {k: e[k] for k in ("median_abs_pct_err", "p90_abs_pct_err", "n",
-                                                                  "roofline_median_abs_pct_err")}
+    for fold in leave_one_device_out(loaded, seed=seed):
+        e = fold["report"]
+        report.setdefault(fold["folder"], {})["moe"] = {k: e[k] for k in ("median_abs_pct_err", "p90_abs_pct_err",
+                                                                            "n", "roofline_median_abs_pct_err")}

@@ -2,28 +2,41 @@
 
 Each table row times one GPU's share of a MoE layer (top-k dispatch, grouped gate/up GEMM, activation, grouped down
 GEMM, weighted combine; no router GEMM, no all-to-all) for `num_tokens` tokens, `num_experts` experts of width
-`inter_size` split `moe_tp_size` x `moe_ep_size` ways, under `balanced` or `power_law_<a>` routing. The prediction
-prices the ops `lvlmsim.ops.graph.moe_ops` builds for that shape (router and collectives dropped), so measured and
-simulated layers are the same objects; a power law becomes the graph's `moe_skew` (fewer distinct experts touched).
+`inter_size` split `moe_tp_size` x `moe_ep_size` ways. What that GPU computes is what the table's routing generator
+sent it (`table_routing`, the expected load of aiconfigurator's own generators): `balanced` deals token i's k picks
+out as experts (i + j*ceil(E/k)) mod E; `power_law_<a>` draws each expert's token count from a power law, scales the
+counts to T*k and, under expert parallelism, times the most loaded GPU. The grouped GEMMs are built by the operator
+graph (`lvlmsim.ops.graph.expert_gemm`) from that load, so measured and simulated layers are the same objects.
 
-The model is device-general: efficiencies are fractions of each device's datasheet peak and bandwidth, shared by all
-devices and fitted on some devices to be reported on another:
+The model is device-general: efficiencies are fractions of each device's datasheet peak for the row's dtype and of
+its memory bandwidth, shared by all devices and fitted on some devices to be reported on another:
 
-    t = sum over the two grouped GEMMs of max(F / (ec * peak[dtype]), B / (em * bw)) + elementwise bytes / (em * bw)
-        + floor[kernel family],
-    ec = ec_max[dtype] * x / (x + x0)   with x the token-expert rows per touched expert (the GEMM's m),
-    em = em_max * B / (B + b0)           small transfers do not reach full bandwidth.
+    t = floor + elementwise bytes / (em * bw)
+        + sum over the two grouped GEMMs of max(F / (ec * peak[dtype]), B / (em * bw)),
+    ec = ec[dtype class] * x / (x + x0) * rows / padded rows,
 
-`fit_moe` minimises the mean |log(pred/measured)| by Nelder-Mead; `benchmarks/moe_fit.py` fits leave-one-device-out
-and writes `calibration/profiles/general/moe.json`, which `moe_report` (and `lvlmsim validate`) reads. Where
-several kernels were timed for one configuration (Triton, FlashInfer CUTLASS, ...), the fastest is kept: it is the
-kernel a tuned deployment runs, and its family (`kernel_family`) is recorded per row. Each of ec_max, em_max and
-floor can be fitted per kernel family (`fit_moe(per_family=...)`); a family no fitting device ran takes its nearest
-relative's values. The shipped fit shares them all (see PER_FAMILY for the measured comparison).
+with x the token-expert rows per touched expert (the GEMM's m per expert) and padded rows the rows rounded up to
+whole M tiles of TILE_M per touched expert (a grouped GEMM's work is set by its tiles, not its tokens). The dtype
+classes are bf16, per-tensor fp8, block-scaled fp8 and nvfp4, each against the datasheet peak of its dtype.
+
+Where several kernels were timed for one configuration (Triton, FlashInfer CUTLASS, TRT-LLM, ...), the fastest is
+kept: it is the kernel a tuned deployment runs, and its family (`kernel_family`) is recorded per row. What a kernel
+family does differently is priced from its source, not fitted: vLLM's Triton fused MoE under expert parallelism
+keeps every one of the T*k token-expert rows in its workspace and writes zeros for the rows of other GPUs' experts
+(`write_zeros_to_output` in vLLM's fused_moe.py), so its activation, zero-fill and sum traffic grows with T*k;
+FlashInfer's CUTLASS and TRT-LLM kernels permute only the local rows. A quantized kernel that runs slower than the
+same device's bf16 kernel on the same shapes (H100's per-tensor fp8 FlashInfer CUTLASS MoE: 2.2x) is not using its
+dtype's peak: its rows are reported but not fitted (`slower_than_bf16`), since no datasheet predicts a defect.
+
+`fit_moe` minimises the mean over devices of each device's mean |log(pred/measured)| by Nelder-Mead on a seeded
+sample of FIT_ROWS rows per device; `leave_one_device_out` fits each device out in turn. `benchmarks/moe_fit.py`
+writes those folds and the all-devices fit to `calibration/profiles/general/moe.json`, which `moe_report` (and
+`lvlmsim validate`) reads; `lvlmsim validate --leave-one-out` recomputes the same folds with the same function.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import Counter
@@ -35,32 +48,30 @@ import numpy as np
 
 from lvlmsim.calibrate.fit import error_stats
 from lvlmsim.errors import SpecError
-from lvlmsim.ops.graph import moe_ops
-from lvlmsim.ops.op import ELEMENTWISE, MOE_GEMM, GraphConfig
+from lvlmsim.ops.graph import elementwise, expert_gemm
+from lvlmsim.ops.op import GraphConfig
 from lvlmsim.specs.base import DTYPE_BYTES
 from lvlmsim.specs.hardware import HardwareSpec
-from lvlmsim.specs.model import LanguageModelSpec, MoESpec
 
-# table dtype -> (compute dtype, weight bytes per parameter incl. block scales)
-MOE_DTYPES: dict[str, tuple[str, float]] = {
-    "bfloat16": ("bf16", 2.0),
-    "fp8": ("fp8", 1.0),
-    "fp8_block": ("fp8", 1.0 + 4.0 / (128 * 128)),  # one fp32 scale per 128x128 block
-    "nvfp4": ("fp4", 0.5 + 1.0 / 16),  # 4-bit values + one fp8 scale per 16
+# table dtype -> (compute dtype, weight bytes per parameter incl. block scales, dtype class of the compute ceiling)
+MOE_DTYPES: dict[str, tuple[str, float, str]] = {
+    "bfloat16": ("bf16", 2.0, "bf16"),
+    "fp8": ("fp8", 1.0, "fp8"),
+    "fp8_block": ("fp8", 1.0 + 4.0 / (128 * 128), "fp8_block"),  # one fp32 scale per 128x128 block
+    "nvfp4": ("fp4", 0.5 + 1.0 / 16, "fp4"),  # 4-bit values + one fp8 scale per 16
 }
 TABLE_DTYPES = tuple(MOE_DTYPES)
+DTYPE_CLASSES = ("bf16", "fp8", "fp8_block", "fp4")
 KERNEL_FAMILIES = ("triton", "cutlass", "trtllm")
-# A family the fitting devices never ran borrows its nearest relative's parameters: TRT-LLM-gen and FlashInfer's
-# CUTLASS MoE are both NVIDIA CUTLASS-lineage grouped GEMMs; Triton's nearest is CUTLASS.
-FAMILY_FALLBACK = {"triton": ("cutlass", "trtllm"), "cutlass": ("trtllm", "triton"), "trtllm": ("cutlass", "triton")}
-# per kernel family (libraries differ more than datasheets: launch/fixed costs of 12-35 us, different streaming
-# rates): the compute and memory efficiency ceilings and the fixed cost per layer; shared by all: the
-# rows-per-expert half point of the compute efficiency and the bytes half point of the memory efficiency
-PARAM_NAMES = (*(f"ec_{f}" for f in KERNEL_FAMILIES), *(f"em_{f}" for f in KERNEL_FAMILIES),
-               *(f"floor_s_{f}" for f in KERNEL_FAMILIES), "x0", "b0")
-N_FAM = len(KERNEL_FAMILIES)
+# The M tile of the grouped GEMMs: 128 rows, the tile of CUTLASS/TRT-LLM's Hopper and Blackwell grouped GEMMs and of
+# Triton's large-batch fused-MoE configs; each touched expert costs whole tiles. Chosen among 16 / 64 / 128 on the
+# leave-one-device-out table (128 was best by 1-2 points; docs/moe.md says so).
+TILE_M = 128
+PARAM_NAMES = (*(f"ec_{c}" for c in DTYPE_CLASSES), "em", "floor_s", "x0")
 FIT_FILE = "general/moe.json"  # beside the device-general GPU model (general/gpu.json) in calibration/profiles
-FIT_FORMAT = "lvlmsim-moe-fit/2"
+FIT_FORMAT = "lvlmsim-moe-fit/3"
+FIT_ROWS = 3000  # seeded sample of each fitting device's rows (the same in benchmarks/moe_fit.py and validate)
+ROUTING_DRAWS = 16  # power-law draws averaged per configuration (aiconfigurator averages 5 per measurement)
 
 
 @dataclass
@@ -73,24 +84,32 @@ class MoEData:
     bytes_up: np.ndarray
     flops_down: np.ndarray
     bytes_down: np.ndarray
-    ew_bytes: np.ndarray
-    rows_per_expert: np.ndarray
+    ew_bytes: np.ndarray  # dispatch, activation, zero-fill and combine bytes of the row's kernel
+    pairs: np.ndarray  # token-expert rows this GPU computes
+    touched: np.ndarray  # distinct local experts with at least one row
+    padded_rows: np.ndarray  # rows rounded up to whole TILE_M tiles per touched expert
     measured_s: np.ndarray
     tokens: np.ndarray
     experts: np.ndarray
     ep: np.ndarray
     kernel: np.ndarray  # kernel family of the fastest kernel per row (see `kernel_family`)
+    fit_excluded: np.ndarray  # rows of a quantized kernel slower than the device's bf16 one (not fitted)
     files: list[str] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
+
+    COLUMNS = ("dtype", "table_dtype", "flops_up", "bytes_up", "flops_down", "bytes_down", "ew_bytes", "pairs",
+               "touched", "padded_rows", "measured_s", "tokens", "experts", "ep", "kernel", "fit_excluded")
 
     def __len__(self) -> int:
         return len(self.measured_s)
 
+    @property
+    def rows_per_expert(self) -> np.ndarray:
+        return self.pairs / np.maximum(self.touched, 1e-9)
+
     def take(self, idx: np.ndarray) -> MoEData:
         """The rows at `idx` (a fitting sample)."""
-        cols = ("dtype", "table_dtype", "flops_up", "bytes_up", "flops_down", "bytes_down", "ew_bytes",
-                "rows_per_expert", "measured_s", "tokens", "experts", "ep", "kernel")
-        return MoEData(**{k: getattr(self, k)[idx] for k in cols})
+        return MoEData(**{k: getattr(self, k)[idx] for k in self.COLUMNS})
 
 
 def kernel_family(kernel_source: str) -> str:
@@ -106,108 +125,187 @@ def kernel_family(kernel_source: str) -> str:
     return "other"
 
 
-def _skew(distribution: str) -> float | None:
+def _alpha(distribution: str) -> float | None:
+    """0 for `balanced`, the exponent of `power_law_<a>`, None for anything else."""
     if distribution == "balanced":
         return 0.0
     if distribution.startswith("power_law_"):
         try:
-            return float(distribution.removeprefix("power_law_"))
+            a = float(distribution.removeprefix("power_law_"))
         except ValueError:
             return None
+        return a if a > 0 and a != 1.0 else None
     return None
 
 
-def _row_ops(h: int, inter: int, k: int, experts: int, tp: int, ep: int, skew: float, tokens: int, dtype: str,
-             wbytes: float):
-    lm = LanguageModelSpec(name="moe", num_layers=1, hidden_size=h, num_heads=1, num_kv_heads=1, head_dim=h,
-                           intermediate_size=inter, vocab_size=1,
-                           moe=MoESpec(num_experts=experts, experts_per_token=k, expert_intermediate_size=inter))
+def _balanced_counts(tokens: int, experts: int, topk: int) -> np.ndarray:
+    """Rows per expert of aiconfigurator's `balanced` generator: token i picks (i + j*s) mod E, s = ceil(E/k), or
+    (i*s/T + j*s) mod E while T < s."""
+    stride = math.ceil(experts / topk)
+    i = np.arange(tokens)[:, None]
+    j = np.arange(topk)[None, :]
+    picks = (i + j * stride) % experts if tokens >= stride else np.floor((i * stride / tokens + j * stride) % experts)
+    return np.bincount(picks.astype(int).ravel(), minlength=experts)[None, :].astype(float)
+
+
+def _power_law_counts(tokens: int, experts: int, topk: int, alpha: float, rng: np.random.Generator) -> np.ndarray:
+    """ROUTING_DRAWS draws of rows per expert from aiconfigurator's `power_law` generator: each expert's weight is a
+    power-law sample on [1, 0.8 T] (on [0.01, 2] while T*k <= E), scaled to T*k rows and rounded; the rounding
+    remainder goes to the busiest experts (or comes off the least busy)."""
+    lo, hi = (1.0, 0.8 * tokens) if tokens * topk > experts else (0.01, 2.0)
+    u = rng.random((ROUTING_DRAWS, experts))
+    w = ((hi ** (1 - alpha) - lo ** (1 - alpha)) * u + lo ** (1 - alpha)) ** (1 / (1 - alpha))
+    target = tokens * topk
+    counts = np.round(w / w.sum(axis=1, keepdims=True) * target)
+    for c in counts:
+        delta = int(target - c.sum())
+        order = np.argsort(-c, kind="stable")
+        if delta > 0:
+            np.add.at(c, order[np.arange(delta) % experts], 1)
+        for q in range(-delta):
+            idx = order[-(q % experts) - 1]
+            c[idx if c[idx] > 0 else int(np.argmax(c))] -= 1
+    return counts
+
+
+@functools.lru_cache(maxsize=65536)
+def table_routing(tokens: int, experts: int, topk: int, ep: int, distribution: str) -> tuple[float, float, float]:
+    """(token-expert rows, distinct experts touched, rows padded to TILE_M per touched expert) on the timed GPU: the
+    first E/ep experts, or for a power law the most loaded GPU's (aiconfigurator swaps it to rank 0). Expected over
+    ROUTING_DRAWS seeded draws for a power law; exact for `balanced`."""
+    alpha = _alpha(distribution)
+    if alpha is None:
+        raise SpecError(f"moe table: distribution '{distribution}' is not 'balanced' or 'power_law_<a>'")
+    if alpha == 0.0:
+        counts = _balanced_counts(tokens, experts, topk)
+    else:
+        seed = (tokens * 1_000_003 + experts * 7919 + topk * 104_729 + round(alpha * 1000)) % 2**32
+        counts = _power_law_counts(tokens, experts, topk, alpha, np.random.default_rng(seed))
+    local = experts // ep
+    groups = counts.reshape(len(counts), ep, local)
+    mine = groups[np.arange(len(counts)), groups.sum(axis=2).argmax(axis=1)] if alpha else groups[:, 0]
+    padded = np.ceil(mine / TILE_M) * TILE_M
+    return float(mine.sum(axis=1).mean()), float((mine > 0).sum(axis=1).mean()), float(padded.sum(axis=1).mean())
+
+
+def _row_ops(h: int, inter: int, k: int, experts: int, tp: int, ep: int, tokens: int, distribution: str,
+             dtype: str, kernel: str):
+    """The graph's grouped GEMMs for the load the table's generator put on this GPU, and the layer's elementwise
+    traffic for the row's kernel (see the module docstring); also (rows, touched, padded rows)."""
+    pairs, touched, padded = table_routing(tokens, experts, k, ep, distribution)
     mods = {"vision": dtype, "projector": dtype, "llm": dtype}
     cfg = GraphConfig(weight_dtype=mods, compute_dtype=dict(mods), act_dtype="bf16", kv_dtype="bf16", tp=tp * ep,
-                      ep=ep, moe_skew=skew, moe_routing="spread")
-    ops = [op for op in moe_ops(lm, tokens, "decode", cfg, 1, (0, 0), 0.0)
-           if op.kind in (MOE_GEMM, ELEMENTWISE)]
-    # weights stored in this table's format (fp8 block scales, nvfp4 scales) rather than the dtype's nominal bytes
-    scale = wbytes / DTYPE_BYTES[dtype]
-    return ops, scale
+                      ep=ep)
+    inter_l = math.ceil(inter / tp)
+    up = expert_gemm("llm.moe_experts_up", "decode", pairs, 2 * inter_l, h, touched, experts // ep, cfg, 1, (0, 0),
+                     0.0)
+    down = expert_gemm("llm.moe_experts_down", "decode", pairs, h, inter_l, touched, experts // ep, cfg, 1, (0, 0),
+                       0.0)
+    rows = float(tokens * k) if kernel == "triton" else pairs  # Triton's workspace holds all T*k rows
+    ew = [elementwise("llm.moe_dispatch", "decode", "llm", tokens * h, cfg, reads=1, writes=pairs / tokens),
+          elementwise("llm.moe_act", "decode", "llm", rows * inter_l, cfg, reads=2, writes=1),
+          elementwise("llm.moe_combine", "decode", "llm", tokens * h, cfg, reads=rows / tokens, writes=1)]
+    if rows > pairs:  # zeros written for the other GPUs' rows by both GEMMs
+        ew.append(elementwise("llm.moe_zero_fill", "decode", "llm", (rows - pairs) * (2 * inter_l + h), cfg,
+                              reads=0, writes=1))
+    return up, down, sum(op.bytes for op in ew), (pairs, touched, padded)
 
 
-def load_moe_table(data_dir: str | Path, hw: HardwareSpec) -> MoEData:
-    """Every moe_perf.csv under `data_dir`, rows this device can run, fastest kernel per configuration."""
+def slower_than_bf16(df) -> set[tuple[str, str]]:
+    """(moe_dtype, kernel family) groups of one device's fastest rows whose median time over the configurations the
+    bf16 rows also ran is above bf16's: a quantized kernel slower than bf16 is not using its dtype's peak."""
+    keys = ["num_tokens", "hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size", "moe_ep_size",
+            "distribution"]
+    bf16 = df[df.moe_dtype == "bfloat16"][[*keys, "latency"]].rename(columns={"latency": "bf16_latency"})
+    other = df[df.moe_dtype != "bfloat16"].merge(bf16, on=keys)
+    if other.empty:
+        return set()
+    ratio = (other.latency / other.bf16_latency).groupby([other.moe_dtype, other.family]).median()
+    return {key for key, r in ratio.items() if r > 1.0}
+
+
+TABLE_KEYS = ["moe_dtype", "num_tokens", "hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size",
+              "moe_ep_size", "distribution"]
+
+
+def _read_tables(root: Path):
     import pandas as pd
 
-    root = Path(data_dir)
     paths = sorted(root.rglob("moe_perf.csv")) if root.is_dir() else []
     if not paths:
-        raise SpecError(f"--data: no moe_perf.csv under '{data_dir}' (expected <gpu>/moe/<framework>/<version>/)")
-    keys = ["moe_dtype", "num_tokens", "hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size",
-            "moe_ep_size", "distribution"]
+        raise SpecError(f"--data: no moe_perf.csv under '{root}' (expected <gpu>/moe/<framework>/<version>/)")
     frames = []
     for p in paths:
         df = pd.read_csv(p)
-        missing = [c for c in [*keys, "latency"] if c not in df.columns]
+        missing = [c for c in [*TABLE_KEYS, "latency"] if c not in df.columns]
         if missing:
             raise SpecError(f"--data: {p} lacks column(s) {', '.join(missing)}")
         if "kernel_source" not in df.columns:
             df["kernel_source"] = "unknown"
-        frames.append(df[[*keys, "kernel_source", "latency"]])
+        frames.append(df[[*TABLE_KEYS, "kernel_source", "latency"]])
     df = pd.concat(frames, ignore_index=True)
-    df = df.loc[df.groupby(keys)["latency"].idxmin()]  # the fastest kernel per configuration, and which it was
-    out: dict[str, list] = {k: [] for k in ("dtype", "tdt", "fu", "bu", "fd", "bd", "ew", "x", "meas", "t", "e", "ep",
-                                            "kern")}
+    df = df.loc[df.groupby(TABLE_KEYS)["latency"].idxmin()]  # the fastest kernel per configuration, and which it was
+    df["family"] = [kernel_family(str(s)) for s in df.kernel_source]
+    return df, [str(p.relative_to(root)) for p in paths]
+
+
+def load_moe_table(data_dir: str | Path, hw: HardwareSpec) -> MoEData:
+    """Every moe_perf.csv under `data_dir`, rows this device can run, fastest kernel per configuration."""
+    root = Path(data_dir)
+    df, files = _read_tables(root)
+    excluded = slower_than_bf16(df)
+    cols: dict[str, list] = {k: [] for k in MoEData.COLUMNS}
     skipped: Counter = Counter()
     for r in df.itertuples(index=False):
         if r.moe_dtype not in MOE_DTYPES:
             skipped[f"moe dtype {r.moe_dtype} (weight-only / mxfp4 kernels are not modelled)"] += 1
             continue
-        dtype, wbytes = MOE_DTYPES[r.moe_dtype]
-        skew = _skew(r.distribution)
-        if skew is None or not hw.supports(dtype) or r.num_experts % r.moe_ep_size or r.topk > r.num_experts:
+        dtype, wbytes, _ = MOE_DTYPES[r.moe_dtype]
+        e, ep, k = int(r.num_experts), int(r.moe_ep_size), int(r.topk)
+        if (_alpha(r.distribution) is None or not hw.supports(dtype) or e % ep or k > e
+                or int(r.inter_size) % int(r.moe_tp_size)):
             skipped[f"moe {r.moe_dtype} rows not runnable here (dtype, distribution or split)"] += 1
             continue
-        ops, wscale = _row_ops(int(r.hidden_size), int(r.inter_size), int(r.topk), int(r.num_experts),
-                               int(r.moe_tp_size), int(r.moe_ep_size), skew, int(r.num_tokens), dtype, wbytes)
-        up, down = (op for op in ops if op.kind == MOE_GEMM)
-        out["dtype"].append(dtype)
-        out["tdt"].append(r.moe_dtype)
-        out["fu"].append(up.flops)
-        out["bu"].append(up.bytes + up.weight_bytes * (wscale - 1))
-        out["fd"].append(down.flops)
-        out["bd"].append(down.bytes + down.weight_bytes * (wscale - 1))
-        out["ew"].append(sum(op.bytes * op.count for op in ops if op.kind == ELEMENTWISE))
-        touched = max(up.shape[3], 1e-9)
-        out["x"].append(up.shape[0] / touched)
-        out["meas"].append(float(r.latency) * 1e-3)
-        out["t"].append(int(r.num_tokens))
-        out["e"].append(int(r.num_experts))
-        out["ep"].append(int(r.moe_ep_size))
-        out["kern"].append(kernel_family(str(r.kernel_source)))
-    a = {k: np.array(v) for k, v in out.items()}
-    return MoEData(a["dtype"], a["tdt"], a["fu"], a["bu"], a["fd"], a["bd"], a["ew"], a["x"], a["meas"], a["t"], a["e"],
-                   a["ep"], a["kern"], [str(p.relative_to(root)) for p in paths], skipped)
+        up, down, ew, (pairs, touched, padded) = _row_ops(int(r.hidden_size), int(r.inter_size), k, e,
+                                                          int(r.moe_tp_size), ep, int(r.num_tokens), r.distribution,
+                                                          dtype, r.family)
+        scale = wbytes / DTYPE_BYTES[dtype] - 1.0  # weights in the table's format (block scales, nvfp4 scales)
+        row = {"dtype": dtype, "table_dtype": r.moe_dtype, "flops_up": up.flops,
+               "bytes_up": up.bytes + up.weight_bytes * scale, "flops_down": down.flops,
+               "bytes_down": down.bytes + down.weight_bytes * scale, "ew_bytes": ew, "pairs": pairs,
+               "touched": touched, "padded_rows": padded, "measured_s": float(r.latency) * 1e-3,
+               "tokens": int(r.num_tokens), "experts": e, "ep": ep, "kernel": r.family,
+               "fit_excluded": (r.moe_dtype, r.family) in excluded}
+        for key, v in row.items():
+            cols[key].append(v)
+    data = MoEData(**{k: np.array(v) for k, v in cols.items()}, files=files, skipped=skipped)
+    if not len(data):
+        data.fit_excluded = data.fit_excluded.astype(bool)
+    return data
 
 
-def _priced_as(kernel: np.ndarray) -> np.ndarray:
-    """Rows of an unknown kernel are priced as vLLM's default fused MoE (Triton)."""
-    return np.where(np.isin(kernel, KERNEL_FAMILIES), kernel, "triton")
+def dtype_class(table_dtype: np.ndarray) -> np.ndarray:
+    return np.array([MOE_DTYPES[t][2] for t in table_dtype]) if len(table_dtype) else np.zeros(0, dtype=str)
+
+
+def compute_efficiency(ec_max: np.ndarray | float, x0: float, pairs, touched, padded):
+    """ec = ec_max * x / (x + x0) * rows / padded rows, x the rows per touched expert (shared with moe_family)."""
+    x = pairs / np.maximum(touched, 1e-9)
+    return ec_max * x / (x + x0) * pairs / np.maximum(padded, 1e-9)
 
 
 def predict(params: Sequence[float], data: MoEData, hw: HardwareSpec) -> np.ndarray:
     """Seconds per row under the device-general efficiency model (see the module docstring)."""
     p = dict(zip(PARAM_NAMES, params, strict=True))
-    bw = hw.mem_bw_bytes_per_s
-    fam = _priced_as(data.kernel)
-    conds = [fam == f for f in KERNEL_FAMILIES]
-    ec_max, em_max, floor = (np.select(conds, [p[f"{n}_{f}"] for f in KERNEL_FAMILIES], 1.0)
-                             for n in ("ec", "em", "floor_s"))
+    bw = p["em"] * hw.mem_bw_bytes_per_s
+    cls = dtype_class(data.table_dtype)
+    ec_max = np.select([cls == c for c in DTYPE_CLASSES], [p[f"ec_{c}"] for c in DTYPE_CLASSES], 1.0)
     peak = np.array([hw.peak_flops(d) for d in data.dtype]) if len(data) else np.zeros(0)
-    ec = ec_max * data.rows_per_expert / (data.rows_per_expert + p["x0"])
-    total = np.zeros(len(data))
+    ec = compute_efficiency(ec_max, p["x0"], data.pairs, data.touched, data.padded_rows)
+    total = p["floor_s"] + data.ew_bytes / bw
     for f, b in ((data.flops_up, data.bytes_up), (data.flops_down, data.bytes_down)):
-        em = em_max * b / (b + p["b0"])
-        total += np.maximum(f / (ec * peak), b / (em * bw))
-    total += data.ew_bytes / (em_max * bw)
-    return total + floor
+        total = total + np.maximum(f / (ec * peak), b / bw)
+    return total
 
 
 def roofline_default(data: MoEData, hw: HardwareSpec) -> np.ndarray:
@@ -222,16 +320,18 @@ def roofline_default(data: MoEData, hw: HardwareSpec) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------------
 # fit
 
+N_EFF = len(DTYPE_CLASSES) + 1  # efficiencies (logistic) come first in PARAM_NAMES, then floor_s and x0 (exp)
+
 
 def _natural(z: np.ndarray) -> list[float]:
     """Unconstrained -> natural: efficiencies through a logistic (0, 1), the rest through exp (> 0)."""
-    eff = 1.0 / (1.0 + np.exp(-z[:2 * N_FAM]))
-    return [float(v) for v in eff] + [float(math.exp(v)) for v in z[2 * N_FAM:]]
+    eff = 1.0 / (1.0 + np.exp(-z[:N_EFF]))
+    return [float(v) for v in eff] + [float(math.exp(v)) for v in z[N_EFF:]]
 
 
 def _z(natural: Sequence[float]) -> np.ndarray:
-    eff = np.array(natural[:2 * N_FAM])
-    return np.concatenate([np.log(eff / (1.0 - eff)), np.log(np.array(natural[2 * N_FAM:]))])
+    eff = np.array(natural[:N_EFF])
+    return np.concatenate([np.log(eff / (1.0 - eff)), np.log(np.array(natural[N_EFF:]))])
 
 
 def nelder_mead(f, x0: np.ndarray, step: float = 0.5, iters: int = 1500, tol: float = 1e-7) -> np.ndarray:
@@ -265,72 +365,52 @@ def nelder_mead(f, x0: np.ndarray, step: float = 0.5, iters: int = 1500, tol: fl
     return simplex[int(np.argmin(vals))]
 
 
-START = (*([0.6] * N_FAM), *([0.8] * N_FAM), *([2e-5] * N_FAM), 8.0, 2e6)
+START = (*([0.4] * len(DTYPE_CLASSES)), 0.8, 2e-5, 1.0)
 
 
-def _family_source(present: set[str]) -> list[int]:
-    """Per family, the index of the family whose parameters it uses: itself when the fitting rows ran it, else its
-    nearest present relative (FAMILY_FALLBACK)."""
-    out = []
-    for f in KERNEL_FAMILIES:
-        src = f if f in present else next((g for g in FAMILY_FALLBACK[f] if g in present), KERNEL_FAMILIES[0])
-        out.append(KERNEL_FAMILIES.index(src))
-    return out
-
-
-GROUPS = ("ec", "em", "floor_s")
-# The shipped form shares every group across kernels. Fitting the fixed cost per family (`benchmarks/moe_fit.py
-# --per-family floor_s`) moved the held-out medians A100 27.9 -> 25.8 %, B300 31.1 -> 27.9 %, RTX PRO 6000 39.0 ->
-# 28.4 % but H100 32.9 -> 42.9 % (its Triton fixed cost is then learned from A100 alone), so it is not the default;
-# per-family efficiency ceilings are worse everywhere (H100's per-tensor fp8 CUTLASS kernel poisons the family).
-PER_FAMILY: tuple[str, ...] = ()
-
-
-def _expand(t: np.ndarray, free: list[int], source: list[int], per_family: Sequence[str]) -> np.ndarray:
-    """Free parameters (one value per fitted family for the `per_family` groups, one shared value for the other
-    groups, then x0 and b0) -> the full natural-order vector."""
-    out, i = [], 0
-    for g in GROUPS:
-        if g in per_family:
-            vals = dict(zip(free, t[i:i + len(free)], strict=True))
-            out.append(np.array([vals[source[f]] for f in range(N_FAM)]))
-            i += len(free)
-        else:
-            out.append(np.full(N_FAM, t[i]))
-            i += 1
-    return np.concatenate([*out, t[i:]])
-
-
-def fit_moe(datasets: Sequence[tuple[MoEData, HardwareSpec]], per_family: Sequence[str] = PER_FAMILY) -> list[float]:
+def fit_moe(datasets: Sequence[tuple[MoEData, HardwareSpec]]) -> list[float]:
     """Device-general parameters minimising the mean over devices of each device's mean |log error|.
 
-    Each device weighs the same whatever its row count. Only the kernel families the fitting devices ran are
-    fitted; the others take their nearest relative's values (FAMILY_FALLBACK), so a held-out device's own
-    library is never learned from its own rows. `per_family` names the parameter groups (ec, em, floor_s) fitted
-    per kernel family; the others are shared by all kernels.
+    Each device weighs the same whatever its row count; rows of a kernel slower than its device's bf16 kernel
+    (`fit_excluded`) are not fitted. A dtype class no fitting row ran keeps its START ceiling.
     """
-    present = {f for d, _ in datasets for f in np.unique(_priced_as(d.kernel))}
-    source = _family_source(present)
-    free = sorted(set(source))
-    z0 = _z(START)
+    fitted = [(d.take(np.flatnonzero(~d.fit_excluded)), hw) for d, hw in datasets]
+    fitted = [(d, hw) for d, hw in fitted if len(d)]
 
-    def loss(t: np.ndarray) -> float:
-        p = _natural(_expand(t, free, source, per_family))
-        errs = [np.mean(np.abs(np.log(predict(p, d, hw) / d.measured_s))) for d, hw in datasets if len(d)]
-        return float(np.mean(errs))
+    def loss(z: np.ndarray) -> float:
+        p = _natural(z)
+        return float(np.mean([np.mean(np.abs(np.log(predict(p, d, hw) / d.measured_s))) for d, hw in fitted]))
 
-    start = [z0[j * N_FAM:(j + 1) * N_FAM][free] if g in per_family else z0[j * N_FAM:j * N_FAM + 1]
-             for j, g in enumerate(GROUPS)]
-    t = np.concatenate([*start, z0[3 * N_FAM:]])
-    t = nelder_mead(loss, t, iters=3000)
+    z = _z(START)
+    z = nelder_mead(loss, z, iters=3000)
     for step in (0.3, 0.1):  # restarts: Nelder-Mead stalls on a collapsed simplex
-        t = nelder_mead(loss, t, step=step, iters=3000)
-    return _natural(_expand(t, free, source, per_family))
+        z = nelder_mead(loss, z, step=step, iters=3000)
+    return _natural(z)
+
+
+def sample(data: MoEData, n: int = FIT_ROWS, seed: int = 0) -> MoEData:
+    """A seeded sample of at most `n` rows (the rows a fold fits on)."""
+    if len(data) <= n:
+        return data
+    return data.take(np.sort(np.random.default_rng(seed).choice(len(data), n, replace=False)))
+
+
+def leave_one_device_out(loaded: dict[str, tuple[MoEData, HardwareSpec]], *, fit_rows: int = FIT_ROWS,
+                         seed: int = 0) -> list[dict]:
+    """Per device: the fit on a `fit_rows` sample of every other device and its report on all of this device's
+    rows. The one MoE leave-one-device-out, for benchmarks/moe_fit.py and `lvlmsim validate --leave-one-out`."""
+    folds = []
+    for name, (data, hw) in loaded.items():
+        others = [(sample(d, fit_rows, seed), h) for n, (d, h) in loaded.items() if n != name]
+        params = fit_moe(others)
+        folds.append({"folder": name, "held_out": hw.id, "fit_on": [h.id for n, (_, h) in loaded.items() if n != name],
+                      "params": params, "report": compare_moe(data, hw, params, "fold"),
+                      "ratios": data.measured_s / predict(params, data, hw)})
+    return folds
 
 
 # --------------------------------------------------------------------------------------------------------------
 # report
-
 
 
 def _bin(v: float, edges: Sequence[float], labels: Sequence[str]) -> str:
@@ -341,14 +421,16 @@ def _bin(v: float, edges: Sequence[float], labels: Sequence[str]) -> str:
 
 
 def regimes(data: MoEData) -> dict[str, np.ndarray]:
-    """Row labels per regime axis: tokens, experts, EP degree, dtype."""
+    """Row labels per regime axis: tokens, experts, EP degree, dtype, kernel family."""
     return {
         "tokens": np.array([_bin(t, (16, 256, 4096), ("tokens 1-16", "tokens 17-256", "tokens 257-4096",
                                                         "tokens >4096")) for t in data.tokens]),
         "experts": np.array([_bin(e, (32, 256), ("experts <=32", "experts 33-256", "experts >256"))
                              for e in data.experts]),
         "ep": np.array([_bin(e, (1, 8), ("ep 1", "ep 2-8", "ep >8")) for e in data.ep]),
-        "dtype": np.array([f"dtype {d}" for d in data.dtype]),
+        "dtype": np.array([f"dtype {d}" for d in data.table_dtype]),
+        "kernel": np.array([f"kernel {k}" + (" (slower than bf16, not fitted)" if x else "")
+                            for k, x in zip(data.kernel, data.fit_excluded, strict=True)]),
     }
 
 

@@ -2,13 +2,14 @@
 
 `benchmarks/moe_fit.py` fits lvlmsim.calibrate.moe's model leave-one-device-out on aiconfigurator's fused-MoE
 tables (A100, H100, B300, RTX PRO 6000) and once on all of them, and writes `calibration/profiles/general/moe.json`.
-The fit is dimensionless (efficiency ceilings, a rows-per-expert half point, a bytes half point) plus a fixed cost
-per MoE layer, so it transfers to any GPU. `with_moe` wraps a device's profile so that the ops of a MoE layer the
-fit was made on are priced by its all-devices parameters, with source `general:moe-fit:<op kind>` and the fit's
-held-out error (the median over devices of each held-out device's median |error|):
+The fit is dimensionless (compute ceilings per dtype class, a memory efficiency, a rows-per-expert half point) plus
+a fixed cost per MoE layer, so it transfers to any GPU. `with_moe` wraps a device's profile so that the ops of a MoE
+layer the fit was made on are priced by its all-devices parameters, with source `general:moe-fit:<op kind>` and the
+fit's held-out error (the median over devices of each held-out device's median |error|):
 
-- the grouped expert GEMMs (`moe_gemm`): compute efficiency ec * x / (x + x0), x the token-expert rows per expert
-  touched; memory efficiency em * B / (B + b0), B the op's bytes; each carries half the layer's fixed cost;
+- the grouped expert GEMMs (`moe_gemm`): compute efficiency ec[dtype] * x / (x + x0) * rows / padded rows, x the
+  token-expert rows per expert touched, padded rows those rows spread evenly over the touched experts and rounded up
+  to whole TILE_M tiles per expert; memory efficiency em; each carries half the layer's fixed cost;
 - the layer's dispatch, activation and combine (`llm.moe_dispatch`, `llm.moe_act`, `llm.moe_combine`): bytes at em,
   no fixed cost of their own (the fit's floor is the whole fused layer's).
 
@@ -18,11 +19,12 @@ The router GEMM, shared experts and collectives are outside the measured layer a
 from __future__ import annotations
 
 import functools
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from lvlmsim.calibrate.moe import KERNEL_FAMILIES, PARAM_NAMES, fit_file, load_fit
+from lvlmsim.calibrate.moe import DTYPE_CLASSES, PARAM_NAMES, TILE_M, compute_efficiency, fit_file, load_fit
 from lvlmsim.cost.profile import Efficiency, EfficiencyProfile, ProfileWrapper
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.op import MOE_GEMM, Op
@@ -30,19 +32,20 @@ from lvlmsim.specs.hardware import HardwareSpec
 
 SOURCE_NAME = "moe-fit"
 LAYER_ELEMENTWISE = ("llm.moe_dispatch", "llm.moe_act", "llm.moe_combine")  # inside the measured fused layer
-PRICED_FAMILY = "triton"  # vLLM's default fused-MoE kernel; the shipped fit shares its parameters across families
+# an op's compute dtype -> the fit's dtype class (the graph does not tell per-tensor from block-scaled fp8: per-tensor)
+OP_DTYPE_CLASS = {"fp8": "fp8", "fp4": "fp4"}
 
 
 @dataclass(frozen=True)
 class MoEFamily:
-    """The all-devices MoE fit (one kernel family's parameters), its held-out median |error| (%) and the (p10, p90)
-    band of measured / predicted layer time pooled over the held-out devices."""
+    """The all-devices MoE fit: compute ceilings per dtype class, memory efficiency, the layer's fixed cost, the
+    rows-per-expert half point; its held-out median |error| (%) and the (p10, p90) band of measured / predicted
+    layer time pooled over the held-out devices."""
 
-    ec: float
+    ec: dict[str, float]
     em: float
     floor_s: float
     x0: float
-    b0: float
     fitted_on: tuple[str, ...]
     error_pct: float | None
     band: tuple[float, float] | None
@@ -50,13 +53,15 @@ class MoEFamily:
     def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency:
         """(compute, memory, floor) of a MoE layer op under the fit; see the module docstring."""
         source = f"general:{SOURCE_NAME}:{op.kind}"
-        if op.kind != MOE_GEMM:  # dispatch / activation / combine: bytes at the ceiling, floor carried by the GEMMs
+        if op.kind != MOE_GEMM:  # dispatch / activation / combine: bytes at em, floor carried by the GEMMs
             return Efficiency(self.em, self.em, 0.0, source, self.error_pct)
         pairs, touched = float(op.shape[0]), float(op.shape[3])
-        rows = pairs / touched if touched > 0 else 0.0
-        ec = self.ec * rows / (rows + self.x0) if rows > 0 else self.ec
-        em = self.em * op.bytes / (op.bytes + self.b0) if op.bytes > 0 else self.em
-        return Efficiency(ec, em, self.floor_s / 2, source, self.error_pct)
+        ec_max = self.ec[OP_DTYPE_CLASS.get(op.dtype, "bf16")]
+        if pairs <= 0 or touched <= 0:
+            return Efficiency(ec_max, self.em, self.floor_s / 2, source, self.error_pct)
+        padded = touched * math.ceil(pairs / touched / TILE_M) * TILE_M  # rows spread evenly over touched experts
+        ec = float(compute_efficiency(ec_max, self.x0, pairs, touched, padded))
+        return Efficiency(ec, self.em, self.floor_s / 2, source, self.error_pct)
 
 
 def load_moe_family(path: str | Path) -> MoEFamily:
@@ -66,9 +71,8 @@ def load_moe_family(path: str | Path) -> MoEFamily:
         p = dict(zip(PARAM_NAMES, (float(doc["all"]["params"][k]) for k in PARAM_NAMES), strict=True))
         errors = [float(f["held_out_median_abs_pct_err"]) for f in doc.get("folds", [])
                   if f.get("held_out_median_abs_pct_err") is not None]
-        fam = PRICED_FAMILY if PRICED_FAMILY in KERNEL_FAMILIES else KERNEL_FAMILIES[0]
         band = doc.get("band")
-        return MoEFamily(p[f"ec_{fam}"], p[f"em_{fam}"], p[f"floor_s_{fam}"], p["x0"], p["b0"],
+        return MoEFamily({c: p[f"ec_{c}"] for c in DTYPE_CLASSES}, p["em"], p["floor_s"], p["x0"],
                          tuple(doc["all"]["fit_on"]), round(statistics.median(errors), 1) if errors else None,
                          (float(band[0]), float(band[1])) if band else None)
     except (ValueError, KeyError, TypeError) as exc:

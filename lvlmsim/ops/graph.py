@@ -678,7 +678,7 @@ def collective(name: str, kind: str, stage: str, message_bytes: float, devices: 
               count=count, layer_range=layer_range, visual_flops_share=visual_share, devices=devices)
 
 
-def _expert_gemm(name: str, stage: str, pairs: float, n: int, k: int, touched: float, held: int, cfg: GraphConfig,
+def expert_gemm(name: str, stage: str, pairs: float, n: int, k: int, touched: float, held: int, cfg: GraphConfig,
                  count: int, rng: tuple[int, int], vis_share: float) -> Op:
     """Grouped GEMM over the experts on one device: `pairs` token-expert rows, weights of `touched` experts read."""
     act = _b(cfg.act_dtype)
@@ -719,11 +719,11 @@ def moe_ops(lm: LanguageModelSpec, m: int, stage: str, cfg: GraphConfig, count: 
     if ep > 1:
         ops.append(collective("llm.moe_alltoall_dispatch", ALLTOALL, stage, owned * k * h * act, ep, cfg, count,
                               rng, vis_share))
-    ops.append(_expert_gemm("llm.moe_experts_up", stage, pairs, 2 * inter, h, touched, E // ep, cfg, count, rng,
+    ops.append(expert_gemm("llm.moe_experts_up", stage, pairs, 2 * inter, h, touched, E // ep, cfg, count, rng,
                             vis_share))
     ops.append(elementwise("llm.moe_act", stage, "llm", pairs * inter, cfg, ACT_FLOPS_PER_ELEM, reads=2,
                            count=count, layer_range=rng, visual_share=vis_share))
-    ops.append(_expert_gemm("llm.moe_experts_down", stage, pairs, h, inter, touched, E // ep, cfg, count, rng,
+    ops.append(expert_gemm("llm.moe_experts_down", stage, pairs, h, inter, touched, E // ep, cfg, count, rng,
                             vis_share))
     if ep > 1:
         ops.append(collective("llm.moe_alltoall_combine", ALLTOALL, stage, owned * k * h * act, ep, cfg, count,
