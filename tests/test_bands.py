@@ -182,3 +182,16 @@ def test_strictly_nested_coverage_never_fits_on_the_judged_device(monkeypatch):
     assert {d: c["f"]["coverage"] for d, c in cov.items()} == {"A": 1.0, "B": 0.0, "C": 0.5}
     assert len(fits) == 6 and all(len(t) == 1 for t in fits)  # 3 outer devices x 2 inner folds, one device each
     assert [next(iter(t)) for t in fits] == ["C", "B", "C", "A", "B", "A"]
+
+
+def test_validate_leave_one_out_text_prints_band_coverage(tmp_path):
+    from tests.test_general_model import _app, _gemm_table
+
+    _gemm_table(tmp_path / "h100_sxm", 1.0)
+    _gemm_table(tmp_path / "a100_sxm", 0.33)
+    res = CliRunner().invoke(_app(), ["validate", "--leave-one-out", "--data", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    i = next(i for i, x in enumerate(lines) if x.startswith("p10-p90 band coverage"))
+    covered = {x.split()[0]: float(x.split()[-1]) for x in lines[i + 1:]}
+    assert set(covered) == {"h100_sxm", "a100_sxm"} and all(0.0 <= v <= 1.0 for v in covered.values())

@@ -133,10 +133,11 @@ def validate_cmd(
 
 
 def _leave_one_out(data: Path, seed: int, as_json: bool) -> None:
+    from lvlmsim.calibrate.bands import nested_coverage
     from lvlmsim.calibrate.loo import leave_one_out
 
     log = None if as_json else (lambda s: typer.echo(s, err=True))
-    report, _resid, info = leave_one_out(data, seed=seed, log=log)
+    report, resid, info = leave_one_out(data, seed=seed, log=log)
     if as_json:
         typer.echo(strict_json(report, indent=2))
         return
@@ -148,6 +149,10 @@ def _leave_one_out(data: Path, seed: int, as_json: bool) -> None:
         for fam, e in fams.items():
             out.write(f"{dev:<24}{fam:<24}{e['n']:>7}{_fmt(e['median_abs_pct_err']):>10}"
                       f"{_fmt(e['p90_abs_pct_err']):>9}{_fmt(e['roofline_median_abs_pct_err']):>19}\n")
+    out.write("p10-p90 band coverage of each device's held-out rows, band derived without that device "
+              "(lvlmsim.calibrate.bands; target ~0.80):\n")
+    for dev, per_key in nested_coverage(resid, seed=seed).items():
+        out.write(f"  {dev:<22}" + "  ".join(f"{k} {c['coverage']:.2f}" for k, c in per_key.items()) + "\n")
 
 
 def register(app: typer.Typer) -> None:
