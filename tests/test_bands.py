@@ -195,3 +195,27 @@ def test_validate_leave_one_out_text_prints_band_coverage(tmp_path):
     i = next(i for i, x in enumerate(lines) if x.startswith("p10-p90 band coverage"))
     covered = {x.split()[0]: float(x.split()[-1]) for x in lines[i + 1:]}
     assert set(covered) == {"h100_sxm", "a100_sxm"} and all(0.0 <= v <= 1.0 for v in covered.values())
+
+
+def test_regime_bands_reach_through_profile_wrappers():
+    """A FittedProfile's regime band for an op (GEMM m <= 16 here), seen through a wrapper that prices some ops
+    itself and overrides band_for for its own source only; a size regime without a band gets the family's."""
+    from lvlmsim.calibrate.model import FamilyFit, FittedProfile
+    from lvlmsim.cost.profile import ProfileWrapper
+    from lvlmsim.cost.uncertainty import op_band
+
+    fam = FamilyFit(kind="gemm", params={}, band_p10_ratio=0.6, band_p90_ratio=1.5,
+                    regime_bands={"m 1-16": (0.9, 1.2)})
+    base = FittedProfile("p", "hw", {"gemm": fam})
+    base.source_prefix = "general"
+
+    class Own(ProfileWrapper):
+        def band_for(self, source):
+            return (0.5, 3.0) if source == "own:x" else super().band_for(source)
+
+    prof = Own(base)
+    src = "general:p:gemm"
+    assert op_band(prof, src, gemm_op(8, 4096, 4096)) == (0.9, 1.2)
+    assert op_band(prof, src, gemm_op(8192, 4096, 4096)) == (0.6, 1.5)
+    assert op_band(prof, "own:x", gemm_op(8, 4096, 4096)) == (0.5, 3.0)
+    assert op_band(prof, "roofline-default", gemm_op(8, 4096, 4096)) is None
