@@ -7,7 +7,8 @@ For each measured device, the model is fitted on the OTHER devices (at most --fi
 its median / p90 |error| is reported on every row of the held-out device, next to the flat roofline default
 (lvlmsim.calibrate.moe.leave_one_device_out: the same folds `lvlmsim validate --leave-one-out` prints). A last fit
 on every device is what `auto` prices MoE layers with on every GPU (lvlmsim.calibrate.moe_family); "band" is the
-(p10, p90) of measured / predicted pooled over the held-out devices. --write stores all folds in
+(p10, p90) of measured / predicted on an unseen device from the held-out folds (lvlmsim.calibrate.bands: device
+offset plus row scatter, as the general model's families). --write stores all folds in
 calibration/profiles/general/moe.json (read by `lvlmsim validate`, which reports each device with the fold that held
 it out). A device whose hardware id (or YAML path) is not available is skipped with a note.
 """
@@ -25,6 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from lvlmsim.calibrate.bands import nested_coverage, transfer_bands  # noqa: E402
 from lvlmsim.calibrate.moe import (  # noqa: E402
     FIT_FORMAT,
     FIT_ROWS,
@@ -41,6 +43,13 @@ from lvlmsim.specs.registry import load_hardware, profiles_dir  # noqa: E402
 
 DEVICES = {"a100_sxm": "a100-sxm-80gb", "h100_sxm": "h100-sxm", "b300_sxm": "b300",
            "rtx_pro_6000_server": "rtx-pro-6000-server"}
+
+
+def moe_band(folds: list[dict]) -> list[float] | None:
+    """(p10, p90) of measured / predicted layer time on a device the fit never saw: lvlmsim.calibrate.bands'
+    transfer band (each held-out device's offset plus its rows' scatter around it) over the folds' residuals."""
+    band = transfer_bands({f["held_out"]: {"moe": (-np.log(f["ratios"])).tolist()} for f in folds}).get("moe")
+    return list(band) if band else None
 
 
 def main() -> None:
@@ -77,13 +86,12 @@ def main() -> None:
               f"{rep['roofline_median_abs_pct_err']:>19}{float(np.median(kept)):>27.2f}  {', '.join(fold['fit_on'])}")
     print(f"({time.perf_counter() - t0:.0f} s)")
     every = fit_moe([(sample(d, args.fit_rows, args.seed), h) for d, h in loaded.values()])
-    ratios = np.concatenate([f["ratios"] for f in folds]) if folds else np.zeros(0)
     doc = {"format": FIT_FORMAT, "method": "benchmarks/moe_fit.py: leave-one-device-out Nelder-Mead on the mean over "
            "devices of each device's mean |log(pred/measured)|, fastest kernel per configuration, --fit-rows sample "
            "per fitting device, routing load from the tables' own generators, M tile "
            f"{TILE_M}; quantized kernels slower than their device's bf16 kernel reported, not fitted",
            "data": "aiconfigurator moe_perf tables (ai-dynamo/aiconfigurator @ 095f58a5, vLLM 0.14/0.24)",
-           "band": [round(float(q), 4) for q in np.quantile(ratios, (0.1, 0.9))] if len(ratios) else None,
+           "band": moe_band(folds),
            "fit_rows": args.fit_rows, "seed": args.seed,
            "folds": [{"held_out": f["held_out"], "fit_on": f["fit_on"],
                       "params": dict(zip(PARAM_NAMES, f["params"], strict=True)),
@@ -93,6 +101,9 @@ def main() -> None:
            "all": {"fit_on": [h.id for _, h in loaded.values()],
                    "params": dict(zip(PARAM_NAMES, every, strict=True))}}
     print("all devices:", {k: round(v, 6) for k, v in doc["all"]["params"].items()}, "band", doc["band"])
+    cov = nested_coverage({f["held_out"]: {"moe": (-np.log(f["ratios"])).tolist()} for f in folds})
+    print("band coverage of each held-out device's rows, band derived without it (target ~0.80):",
+          {d: c["moe"]["coverage"] for d, c in cov.items()})
     if args.write:
         path = fit_file(profiles_dir())
         path.write_text(json.dumps(doc, indent=2) + "\n")
