@@ -54,6 +54,7 @@ def test_features_are_log_ratios_to_the_h100_datasheet():
     assert device_features(RTX, "fp8")["log_sm_rate"] - r["log_sm_rate"] == pytest.approx(math.log(2.0))
     b300 = device_features(load_hardware("b300"))
     assert b300["k_bw"] == 1.0 and b300["log_clock"] == 0.0  # no published clock: the reference's value
+    assert b300["arch_sm100"] == 1.0 and f["arch_sm100"] == 0.0 and r["arch_sm100"] == 0.0  # sm103 vs sm90, sm120
     assert missing_features(load_hardware("b300")) == ["boost_clock_mhz"]
 
 

@@ -71,7 +71,7 @@ REF = {"mem_bw_gbps": 3350.0, "bf16_tflops": 989.4, "sm_count": 132.0, "boost_cl
 ATTENTION_KERNELS = {"8": "fa2", "9": "fa3", "10": "bw", "12": "fa2"}
 KERNEL_FLAGS = ("k_fa2", "k_fa3", "k_bw")
 FEATURES = (("log_bw", "log_ridge", "log_power", "log_sms", "log_clock", "log_link", "log_onchip", "gddr",
-             "log_sm_rate") + KERNEL_FLAGS)
+             "log_sm_rate", "arch_sm100") + KERNEL_FLAGS)
 ATTN = KERNEL_FLAGS
 
 # GEMM: the work a tile must hold in flight to hide an SM's fixed per-tile latency (operand loads, epilogue) grows with
@@ -79,6 +79,12 @@ ATTN = KERNEL_FLAGS
 # that n x k tile volume is split evenly between n and k, so each half-saturation point gets prior exponent 1/2. The
 # exponent was checked by nested leave-one-out against 1 (benchmarks/gemm_link_selection.py).
 SM_RATE_PRIOR = 0.5
+
+# All-reduce latency (a0 at 2 devices, a1 per added device): small messages run NCCL's LL protocol, whose cost is
+# flag polling, fences and kernel prologue counted in SM cycles, so time ~ 1/clock (prior exponent -1). Datacenter
+# Blackwell shows a higher small-message latency than Hopper at equal tuning (NVIDIA/nccl#1940: ~3.0 vs ~2.3 us for an
+# 8-byte 8-GPU all-reduce with symmetric memory, NCCL 2.27): prior log(3.0/2.3) on its flag.
+ALLREDUCE_LATENCY_LINKS = {"log_clock": -1.0, "arch_sm100": math.log(3.0 / 2.3)}
 
 # (param, feature) links per form, with the prior of each coefficient (the ridge pulls toward it). Chosen by
 # leave-one-device-out over the four measured devices (benchmarks/general_model_report.py prints the table): bytes
@@ -95,7 +101,7 @@ LINKS: dict[str, dict[str, dict[str, float]]] = {
     "decode": {"b0": {"log_bw": 1.0}, "em_max": dict.fromkeys(ATTN, 0.0), "floor_s": dict.fromkeys(ATTN, 0.0),
                "cache_boost": {"log_onchip": 1.0}},
     "elementwise": {"b0": {"log_bw": 1.0}, "cache_boost": {"log_onchip": 1.0}},
-    "allreduce": {"b0": {"log_link": 1.0}},
+    "allreduce": {"b0": {"log_link": 1.0}, "a0": ALLREDUCE_LATENCY_LINKS, "a1": ALLREDUCE_LATENCY_LINKS},
 }
 GENERAL_FLOOR_BAND = (0.3, 3.0)  # floors live within this band of multiples of the pooled small-kernel time
 ROWS_PER_DEVICE = 800  # seeded subsample of each device's rows per family: leave-one-out over 4 devices stays fast
@@ -129,6 +135,8 @@ def device_features(hw: HardwareSpec, dtype: str = "bf16") -> dict[str, float]:
         "gddr": 1.0 if (hw.memory_type or "").startswith("gddr") else 0.0,
         # tensor FLOPs per SM per clock at this dtype: the MMA work one SM must hold in flight to hide its fixed
         # per-tile latency grows with it (Little's law for compute)
+        # datacenter Blackwell (sm100/sm103: B200, B300, GB200, GB300)
+        "arch_sm100": 1.0 if cc_major == "10" else 0.0,
         "log_sm_rate": (math.log(peak / REF["bf16_tflops"]) - _log_ratio(hw.sm_count, REF["sm_count"])
                         - _log_ratio(hw.boost_clock_mhz, REF["boost_clock_mhz"])),
     }
