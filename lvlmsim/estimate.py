@@ -225,9 +225,9 @@ def with_host_costs(est: Estimate, model: ModelSpec, host, images: int) -> Estim
     """Put the `preprocess` stage first: the host's image decode/resize/normalise of the request's first `images`
     tokenizations on the runtime's worker pool (the batch's requests in rounds of `preprocess_workers`), the hand-off
     of the processed pixels, and the runtime's per-step host time in prefill and decode (lvlmsim.cost.host). With
-    the profile's API costs: the API layer's per-request time and the prompt's tokenisation (same workers, same
-    rounds), and one token's detokenise + server-sent event (`host.token_delivery`: every token is delayed by it,
-    so TTFT and E2E count it once, TPOT not).
+    the profile's API costs: the API layer's per-request time, the prompt's tokenisation and the inline images'
+    bytes (`host.image_body`; same workers, same rounds), and one token's detokenise + server-sent event
+    (`host.token_delivery`: every token is delayed by it, so TTFT and E2E count it once, TPOT not).
     `host` None: the stage is there and empty (host costs off), and a note says so."""
     import math
 
@@ -249,7 +249,8 @@ def with_host_costs(est: Estimate, model: ModelSpec, host, images: int) -> Estim
         if moved > 0:
             ops.append(_host_op("host.pixel_transfer", moved, est.batch))
         if host.api is not None:  # API layer + tokenisation on the same workers; the first token's delivery
-            ops += [_host_op(f"host.{k}", v, rounds) for k, v in host.api.request_in_s(est.prompt_tokens).items()]
+            sent = sum(host.encoded_bytes(t.width * t.height) for t in toks)  # the images as sent (photo JPEGs)
+            ops += [_host_op(f"host.{k}", v, rounds) for k, v in host.api.request_in_s(est.prompt_tokens, sent).items()]
             ops.append(_host_op("host.token_delivery", host.api.token_out_s, 1))
         _add_step_overhead(est.stages["prefill"], host.step_host_s, 1, "host.step", "host")
         _add_step_overhead(est.stages["decode"], host.step_host_s, est.output_tokens - 1, "host.step", "host")

@@ -115,13 +115,16 @@ def test_api_costs_add_the_measured_request_tokenisation_and_one_token_delivery_
     detokenise+SSE; TPOT is untouched (every token is delayed alike)."""
     kw = {"image_size": "1280x720", "prompt_tokens": 300, "output_tokens": 32, "runtime": "vllm"}
     on, off = lvlmsim.estimate(QWEN, "h100-sxm", **kw), lvlmsim.estimate(QWEN, "h100-sxm", api_costs=False, **kw)
-    api = load_host_profile("vllm").api
-    want = api.request_s + api.encode(300) + api.detokenize_token_s + api.stream_token_s
+    host = load_host_profile("vllm")
+    api = host.api
+    body = host.encoded_bytes(1280 * 720) * api.image_byte_s  # the photo JPEG's bytes, sent inline
+    want = api.request_s + api.encode(300) + body + api.detokenize_token_s + api.stream_token_s
+    assert body > 0
     assert on.ttft_s - off.ttft_s == pytest.approx(want, rel=1e-9)
     assert on.e2e_s - off.e2e_s == pytest.approx(want, rel=1e-9)
     assert on.tpot_s == off.tpot_s
     ops = {r["op"] for r in on.op_rows() if r["stage"] == "preprocess"}
-    assert {"host.api_request", "host.tokenize", "host.token_delivery"} <= ops
+    assert {"host.api_request", "host.tokenize", "host.image_body", "host.token_delivery"} <= ops
     assert lvlmsim.estimate(QWEN, "h100-sxm", host=False).stages["preprocess"].time_s == 0.0
 
 
@@ -205,6 +208,8 @@ def test_the_api_measurement_runs_end_to_end_on_loopback():
     assert doc["tokenizer"]["vocab_size"] > 1000
     assert doc["tokenizer"]["encode"]["per_token_s"] > 0 and doc["api"]["per_stream_token_s"] > 0
     assert [r["stream_tokens"] for r in doc["api"]["measurements"]] == [1, 64, 256]
+    body = doc["api_image_body"]
+    assert [r["image_bytes"] for r in body["measurements"]] == [0, 1 << 20] and body["per_image_byte_s"] > 0
 
 
 def test_the_clients_synthetic_images_decode_from_their_own_measured_table():
@@ -234,3 +239,41 @@ def test_a_workloads_image_content_sets_the_host_stages_decode_by_hand():
 def test_list_runtimes_shows_the_measured_api_costs():
     out = CliRunner().invoke(app, ["list", "runtimes"]).output
     assert "detokenise + SSE" in out and "per request" in out
+
+
+def test_an_inline_image_costs_its_encoded_bytes_at_the_measured_rate():
+    """The bytes an image is sent as come from the measured images' own file sizes (a measured size is returned
+    exactly; random-pixel JPEGs are several times larger than photo-like ones), and the API turn adds those bytes
+    times the measured per-byte cost; a text-only request adds nothing."""
+    from lvlmsim.specs.registry import host_dir
+
+    doc = json.loads((host_dir() / "cpu-generic.json").read_text())
+    row = next(r for r in doc["measurements"]["decode"] if (r["width"], r["height"]) == (1280, 720))
+    host = load_host_profile("vllm")
+    assert host.encoded_bytes(1280 * 720) == pytest.approx(row["jpeg_bytes"])
+    assert host.encoded_bytes(1280 * 720, "random-jpeg") > 1.5 * host.encoded_bytes(1280 * 720)
+    api = host.api
+    assert api.request_in_s(64, 1e6)["image_body"] == pytest.approx(1e6 * api.image_byte_s)
+    assert "image_body" not in api.request_in_s(64)
+    body = doc["api_image_body"]
+    assert "base64" in body["method"] and body["environment"]["statistic"].startswith("fits use the p10")
+    assert 1e-10 < api.image_byte_s < 1e-7  # 0.1 to 100 ms per MB
+
+
+def test_a_burst_runs_every_api_turn_before_the_image_turns_behind_it():
+    """Four image requests sent at once to one asyncio front end: each handler parses its body (API turn), then
+    awaits its image work and goes to the back of the queue, so the k-th request's image turn ends after all four
+    API turns and k image turns (by hand); a lone request pays its two turns back to back."""
+    host = load_host_profile("vllm")
+    model = load_model(QWEN)
+    tok = lvlmsim.estimate(QWEN, "h100-sxm", image_size="1920x1080").images[0]
+    px = processed_pixels(model, tok)
+    api = host.api
+    api_s = api.request_s + api.encode(32) + host.encoded_bytes(1920 * 1080) * api.image_byte_s
+    image_s = sum(host.image_s(1920 * 1080, px).values())
+    moved = host.transfer_s(transfer_bytes(model, px))
+    burst = simulate(_burst(4)).requests.sort_values("preprocess_s")
+    assert burst.preprocess_s.to_numpy() == pytest.approx([4 * api_s + k * image_s + moved for k in range(1, 5)],
+                                                          rel=1e-9)
+    lone = simulate(_burst(1)).requests
+    assert lone.preprocess_s[0] == pytest.approx(api_s + image_s + moved, rel=1e-9)

@@ -23,12 +23,21 @@ the machine then hits every case of the group alike instead of skewing one, whic
   response start, [DONE]), per_token_s one streamed token's (chunk building, write, client parse). Client and server
   share the machine's cores, so these include the client's share, as a benchmark client on the server does.
 
-Run: `python -m lvlmsim.calibrate.apicost [calibration/host/cpu-generic.json] [--quick]` (needs the `host-measure`
-extra: tokenizers, uvicorn, starlette). It replaces only the `tokenizer` and `api` sections of that file.
+* api_image_body: the same server and client with one image sent inline, as the benchmark clients send theirs (an
+  OpenAI content part `image_url` holding a `data:image/jpeg;base64,...` URL of N encoded bytes, incompressible like
+  a JPEG's entropy-coded data) and one streamed token; the server validates the body with pydantic and base64-decodes
+  the image, as every OpenAI-compatible server must before it can open the image. Fitted to t = a + b * N over N =
+  0 .. 2 MiB: b (per_image_byte_s) is what each encoded byte of an inline image adds to a request's API handling
+  (the base64 text over HTTP, JSON parse, validation, base64 decode); a is the text-only request again.
+
+Run: `python -m lvlmsim.calibrate.apicost [calibration/host/cpu-generic.json] [--quick] [--image-body]` (needs the
+`host-measure` extra: tokenizers, uvicorn, starlette). It replaces only the `tokenizer`, `api` and `api_image_body`
+sections of that file; `--image-body` measures and replaces only `api_image_body`.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -43,6 +52,8 @@ CORPUS_WORDS = 300_000
 PROMPT_TOKENS = (64, 256, 1024, 4096)
 OUTPUT_TOKENS = (64, 256, 1024)
 STREAM_TOKENS = (1, 32, 128, 512)
+IMAGE_BODY_BYTES = (0, 256 << 10, 1 << 20, 2 << 20)  # encoded image bytes sent inline (base64 in a data URL)
+QUICK_IMAGE_BODY_BYTES = (0, 1 << 20)
 QUICK_STREAM_TOKENS = (1, 64, 256)
 SERVER_START_S = 10.0
 # Longer than the kernel suite's FULL plan: these cases run for milliseconds on a shared machine, and the p10 needs
@@ -177,9 +188,17 @@ def _app(token_texts: list[str]):
     from starlette.responses import StreamingResponse
     from starlette.routing import Route
 
+    class ImageUrl(BaseModel):
+        url: str
+
+    class Part(BaseModel):
+        type: str
+        text: str | None = None
+        image_url: ImageUrl | None = None
+
     class Message(BaseModel):
         role: str
-        content: str
+        content: str | list[Part]
 
     class ChatRequest(BaseModel):
         model: str
@@ -205,6 +224,10 @@ def _app(token_texts: list[str]):
 
     async def chat(request: Request):
         req = ChatRequest.model_validate_json(await request.body())
+        for m in req.messages:  # inline images: base64-decoded, as a server must before it can open them
+            for part in m.content if isinstance(m.content, list) else ():
+                if part.image_url is not None:
+                    base64.b64decode(part.image_url.url.split(",", 1)[1])
         created = int(time.time())
 
         async def events():
@@ -239,12 +262,25 @@ def _start_server(app):
     return server, thread, port
 
 
-def _round_trip(port: int, prompt: str, tokens: int) -> int:
-    """One streamed chat completion over a new connection; returns the tokens received."""
+def _image_content(prompt: str, image: bytes) -> list[dict]:
+    """An OpenAI multi-part user content: the prompt and one inline JPEG data URL of `image`'s bytes."""
+    url = "data:image/jpeg;base64," + base64.b64encode(image).decode("ascii")
+    return [{"type": "text", "text": prompt}, {"type": "image_url", "image_url": {"url": url}}]
+
+
+def _body(prompt: str, tokens: int, image: bytes | None = None) -> bytes:
+    """A chat-completion request body (with an inline image when given), encoded as a client sends it."""
+    content = prompt if image is None else _image_content(prompt, image)
+    return json.dumps({"model": "bench", "max_tokens": tokens, "stream": True,
+                       "messages": [{"role": "user", "content": content}]}).encode()
+
+
+def _round_trip(port: int, prompt: str, tokens: int, body: bytes | None = None) -> int:
+    """One streamed chat completion over a new connection; returns the tokens received. `body`: a prebuilt request
+    (the benchmark clients encode their images before the run), else one built here from `prompt`."""
     import http.client
 
-    body = json.dumps({"model": "bench", "max_tokens": tokens, "stream": True,
-                       "messages": [{"role": "user", "content": prompt}]})
+    body = _body(prompt, tokens) if body is None else body
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
@@ -280,6 +316,44 @@ def _api_cases(plan: TimingPlan, token_texts: list[str], prompt: str, counts) ->
             "prompt_chars": len(prompt), "measurements": rows}
 
 
+def _image_body_cases(plan: TimingPlan, token_texts: list[str], prompt: str, sizes) -> dict:
+    """Round trips of one streamed token with an inline image of each size (bytes) in `sizes`."""
+    server, thread, port = _start_server(_app(token_texts))
+    bodies = {n: _body(prompt, 1, os.urandom(n) if n else None) for n in sizes}
+    try:
+        for n, body in bodies.items():
+            if _round_trip(port, prompt, 1, body) != 1:
+                raise RuntimeError(f"apicost: the local server answered a wrong token count for a {n}-byte image")
+        cases = {n: (lambda body=body: _round_trip(port, prompt, 1, body)) for n, body in bodies.items()}
+        rows = _rows(time_interleaved(cases, plan), "image_bytes")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=SERVER_START_S)
+    a, b, err = _fit([(r["image_bytes"], r["p10_s"]) for r in rows])
+    return {"method": "OpenAI-style chat completion with one inline image (data:image/jpeg;base64 URL of N random "
+                      "bytes) over 127.0.0.1, one streamed token: uvicorn + Starlette + pydantic server that "
+                      "base64-decodes the image, http.client client sending a body encoded before the run, as "
+                      "the benchmark clients encode their images (lvlmsim.calibrate.apicost)",
+            "per_request_s": a, "per_image_byte_s": b, "fit_median_abs_error_pct": err,
+            "prompt_chars": len(prompt), "measurements": rows}
+
+
+def measure_image_body(quick: bool = False, token_texts: list[str] | None = None, prompt: str | None = None) -> dict:
+    """The `api_image_body` section of a host profile: what each encoded byte of an inline image adds to a request
+    (the streamed token texts and the prompt of measure_api when given, else from a small locally trained BPE)."""
+    plan = QUICK_TEXT if quick else FULL_TEXT
+    t0 = time.perf_counter()
+    if token_texts is None or prompt is None:
+        tok = train_tokenizer(corpus(20_000))
+        ids_all = tok.encode(corpus(20_000, seed=1)).ids
+        token_texts, prompt = [tok.decode([i]) for i in ids_all[:256]], _text_of(tok, ids_all, 512)
+    doc = _image_body_cases(plan, token_texts, prompt, QUICK_IMAGE_BODY_BYTES if quick else IMAGE_BODY_BYTES)
+    doc["environment"] = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu": cpu_model(),
+                          "cpu_count": os.cpu_count(), "quick": quick, "wall_s": time.perf_counter() - t0,
+                          "statistic": "fits use the p10 of each case (median, p10, p90 kept), cases interleaved"}
+    return {"api_image_body": doc}
+
+
 def measure_api(quick: bool = False) -> dict:
     """The `tokenizer` and `api` sections of a host profile (see the module docstring)."""
     import pydantic
@@ -302,12 +376,14 @@ def measure_api(quick: bool = False) -> dict:
                       "budget_s_per_group": plan.budget_s,
                       "statistic": "fits use the p10 of each case (median, p10, p90 kept)"},
            "wall_s": time.perf_counter() - t0}
-    return {"tokenizer": tok_doc, "api": api_doc, "api_environment": env}
+    return {"tokenizer": tok_doc, "api": api_doc, "api_environment": env,
+            **measure_image_body(quick, token_texts, prompt)}
 
 
-if __name__ == "__main__":  # python -m lvlmsim.calibrate.apicost [HOST.json] [--quick]
+if __name__ == "__main__":  # python -m lvlmsim.calibrate.apicost [HOST.json] [--quick] [--image-body]
     import sys
 
-    args = [a for a in sys.argv[1:] if a != "--quick"]
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
     target = args[0] if args else "calibration/host/cpu-generic.json"
-    print(merge_into(target, measure_api(quick="--quick" in sys.argv)))
+    quick = "--quick" in sys.argv
+    print(merge_into(target, measure_image_body(quick) if "--image-body" in sys.argv else measure_api(quick)))

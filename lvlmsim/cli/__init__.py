@@ -275,8 +275,9 @@ def _host_profile_table() -> Table:
     api = h.api
     if api is not None:  # measured per CPU, the same for every runtime (lvlmsim.calibrate.apicost)
         t.caption = (f"every runtime, measured on {h.cpu} (--no-api-costs, serving.api_costs): API "
-                     f"{fmt_time(api.request_s)} per request, tokenise {fmt_time(api.encode(1000))} per 1000 prompt "
-                     f"tokens, detokenise + SSE {fmt_time(api.token_out_s)} per output token")
+                     f"{fmt_time(api.request_s)} per request, detokenise + SSE {fmt_time(api.token_out_s)} per output "
+                     f"token, tokenise {fmt_time(api.encode(1000))} per 1000 prompt tokens, inline image "
+                     f"{fmt_time(api.image_byte_s * 1e6)} per MB")
     return t
 
 

@@ -74,10 +74,15 @@ class ApiCosts:
     stream_token_s: float  # one token as one server-sent event: chunk JSON, write, the client's parse
     encode: StageTable  # prompt tokens -> seconds of the tokenizer's encode
     detokenize_token_s: float  # incremental detokenisation of one output token
+    image_byte_s: float = 0.0  # one encoded byte of an image sent inline (base64 data URL): HTTP, JSON, base64 decode
 
-    def request_in_s(self, prompt_tokens: int) -> dict[str, float]:
-        """Seconds of a request's API handling and prompt tokenisation, on the front-end worker."""
-        return {"api_request": self.request_s, "tokenize": self.encode(prompt_tokens)}
+    def request_in_s(self, prompt_tokens: int, image_bytes: float = 0.0) -> dict[str, float]:
+        """Seconds of a request's API handling and prompt tokenisation, on the front-end worker; `image_bytes`:
+        the encoded bytes of the images it sends inline (their API handling is `image_body`)."""
+        out = {"api_request": self.request_s, "tokenize": self.encode(prompt_tokens)}
+        if image_bytes > 0 and self.image_byte_s > 0:
+            out["image_body"] = image_bytes * self.image_byte_s
+        return out
 
     @property
     def token_out_s(self) -> float:
@@ -102,6 +107,7 @@ class HostProfile:
     transfer_bytes_per_s: float
     api: ApiCosts | None = None  # None: API/tokenise/detokenise costs off
     decode_by_content: dict = field(default_factory=dict)  # content -> StageTable of decode by input pixels
+    sent_bytes: dict = field(default_factory=dict)  # content -> StageTable of encoded bytes by input pixels
 
     def image_s(self, input_pixels: float, processed_pixels: float, content: str = PHOTO) -> dict[str, float]:
         """Seconds of each stage for ONE image on one worker; `content` picks the decode table (IMAGE_CONTENTS)."""
@@ -117,13 +123,20 @@ class HostProfile:
             raise SpecError(f"image_content: no decode measurement for '{content}' on {self.cpu}; allowed: {allowed}")
         return self.decode_by_content[content]
 
+    def encoded_bytes(self, input_pixels: float, content: str = PHOTO) -> float:
+        """Bytes of one image as the client sends it (its JPEG or PNG file), read off the sizes of the images whose
+        decode was measured (photo-like JPEGs, or the benchmark clients' synthetic images); 0 when not recorded."""
+        table = self.sent_bytes.get(content)
+        return table(input_pixels) if table is not None else 0.0
+
     def transfer_s(self, nbytes: float) -> float:
         if self.transfer != "ipc" or nbytes <= 0:
             return 0.0
         return self.transfer_latency_s + nbytes / self.transfer_bytes_per_s
 
     def describe(self) -> str:
-        api = (f", API {self.api.request_s * 1e3:.2f} ms/request + {self.api.token_out_s * 1e6:.0f} us/output token"
+        api = (f", API {self.api.request_s * 1e3:.2f} ms/request + {self.api.image_byte_s * 1e9:.1f} "
+               f"ms/MB of inline image + {self.api.token_out_s * 1e6:.0f} us/output token"
                if self.api is not None else ", API costs off")
         return (f"{self.name} ({self.versions}) on {self.cpu}: {self.preprocess_workers} preprocessing worker(s), "
                 f"step host {self.step_host_s * 1e3:.2f} ms, pixels by {self.transfer}{api}")
@@ -142,19 +155,32 @@ def _api_costs(doc: dict) -> ApiCosts | None:
     """The API section of a CPU's host file, or None when it was not measured there."""
     if "api" not in doc or "tokenizer" not in doc:
         return None
+    body = doc.get("api_image_body", {})
     return ApiCosts(request_s=float(doc["api"]["per_request_s"]),
                     stream_token_s=float(doc["api"]["per_stream_token_s"]),
                     encode=_table(doc["tokenizer"]["encode"]["measurements"], "tokens"),
-                    detokenize_token_s=float(doc["tokenizer"]["detokenize"]["per_token_s"]))
+                    detokenize_token_s=float(doc["tokenizer"]["detokenize"]["per_token_s"]),
+                    image_byte_s=float(body.get("per_image_byte_s", 0.0)))
 
 
-def _table(rows: list[dict], key: str = "pixels") -> StageTable:
+def _table(rows: list[dict], key: str = "pixels", value: str = "p10_s") -> StageTable:
     rows = sorted(rows, key=lambda r: r[key])
-    return StageTable(tuple(float(r[key]) for r in rows), tuple(float(r["p10_s"]) for r in rows))
+    return StageTable(tuple(float(r[key]) for r in rows), tuple(float(r[value]) for r in rows))
+
+
+def _sent_bytes(doc: dict) -> dict:
+    """content -> StageTable of the encoded file size by input pixels, from the decode measurements' images."""
+    out = {}
+    if all("jpeg_bytes" in r for r in doc["measurements"]["decode"]):
+        out[PHOTO] = _table(doc["measurements"]["decode"], value="jpeg_bytes")
+    for content, v in doc.get("decode_by_content", {}).items():
+        if all("encoded_bytes" in r for r in v["measurements"]):
+            out[content] = _table(v["measurements"], value="encoded_bytes")
+    return out
 
 
 @functools.lru_cache(maxsize=8)
-def _cpu_tables(cpu: str) -> tuple[dict, float, float, str, ApiCosts | None, dict]:
+def _cpu_tables(cpu: str) -> tuple[dict, float, float, str, ApiCosts | None, dict, dict]:
     path = host_dir() / f"{cpu}.json"
     if not path.is_file():
         known = sorted(p.stem for p in host_dir().glob("*.json"))
@@ -164,7 +190,7 @@ def _cpu_tables(cpu: str) -> tuple[dict, float, float, str, ApiCosts | None, dic
     by_content = {c: _table(v["measurements"]) for c, v in doc.get("decode_by_content", {}).items()}
     tr = doc["transfer"]
     return (tables, float(tr["latency_s"]), float(tr["bytes_per_s"]), doc["environment"].get("cpu", cpu),
-            _api_costs(doc), by_content)
+            _api_costs(doc), by_content, _sent_bytes(doc))
 
 
 @functools.lru_cache(maxsize=1)
@@ -187,14 +213,15 @@ def load_host_profile(name: str, cpu: str = DEFAULT_CPU, api: bool = True) -> Ho
     if key not in doc["runtimes"]:
         raise SpecError(f"host profile: unknown runtime '{name}'; allowed: {', '.join(host_profile_names())}")
     r = doc["runtimes"][key]
-    tables, lat, bw, cpu_name, api_costs, by_content = _cpu_tables(cpu)
+    tables, lat, bw, cpu_name, api_costs, by_content, sent = _cpu_tables(cpu)
     if api and api_costs is None:
         raise SpecError(f"api_costs: host profile '{cpu}' has no API/tokenizer measurements (python -m "
                         f"lvlmsim.calibrate.apicost); allowed: api_costs false")
     return HostProfile(name=key, runtime=r["runtime"], versions=str(r["versions"]), step_host_s=float(r["step_host_s"]),
                        preprocess_workers=int(r["preprocess_workers"]), transfer=str(r["transfer"]),
                        sources=dict(r.get("sources", {})), cpu=cpu_name, stages=tables, transfer_latency_s=lat,
-                       transfer_bytes_per_s=bw, api=api_costs if api else None, decode_by_content=by_content)
+                       transfer_bytes_per_s=bw, api=api_costs if api else None, decode_by_content=by_content,
+                       sent_bytes=sent)
 
 
 __all__ = ["IMAGE_CONTENTS", "PHOTO", "ApiCosts", "HostProfile", "StageTable", "host_profile_names",
