@@ -285,3 +285,29 @@ def test_noisy_timings_are_detected():
 
     assert spread(10.0, 9.0, 12.0) == pytest.approx(0.3) and not noisy(10.0, 9.0, 12.0)
     assert noisy(10.0, 9.0, 20.0)  # a stolen core: p90 twice the median
+
+
+def _loo_tables():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "loo_tables.py"
+    spec = importlib.util.spec_from_file_location("loo_tables", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_loo_tables_rewrite_the_documented_tables_in_place():
+    """benchmarks/loo_tables.py --update finds both documented tables by their headers and replaces only their rows."""
+    mod = _loo_tables()
+    stats = {"median_abs_pct_err": 9.61, "p90_abs_pct_err": 30.24, "n": 10, "roofline_median_abs_pct_err": 11.18}
+    report = {"h100_sxm": {"gemm": stats}}
+    readme, calib = mod.table(report, 0), mod.table(report, 1)
+    assert readme[2].startswith("| H100 SXM (Hopper) | 9.6% (11.2) | - |")
+    assert calib[2].startswith("| H100 SXM | 9.6 / 30.2 (11.2) | - (no table) |")
+    root = Path(__file__).resolve().parents[1]
+    for lines, doc in ((readme, root / "README.md"), (calib, root / "calibration" / "README.md")):
+        text = doc.read_text()
+        new = mod.replace_table(text, lines)
+        assert lines[2] in new and new.count(lines[0]) == 1
+        assert len(new.splitlines()) == len(text.splitlines()) - 3  # four device rows became one

@@ -1,0 +1,96 @@
+"""The leave-one-device-out tables of README.md and calibration/README.md, from one run (issue 11).
+
+    python benchmarks/loo_tables.py            # print both tables (markdown)
+    python benchmarks/loo_tables.py --update   # rewrite their rows in README.md and calibration/README.md
+
+Runs exactly what `lvlmsim validate --leave-one-out --data ../shared/data/measured/aiconfigurator/data` runs
+(lvlmsim.calibrate.loo.leave_one_out, seed 0), so the documented figures are the command's. README.md shows the median
+absolute error with the flat derate's median in parentheses; calibration/README.md shows median / p90 (flat). A table
+is found by its header line and its rows are replaced up to the first line that is not a table row.
+Needs ../shared/data/measured (never copied into the project).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lvlmsim.calibrate.loo import leave_one_out  # noqa: E402
+from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
+
+# (table family, README column header, calibration/README column header)
+COLUMNS = (
+    ("gemm", "GEMM (all dtypes)", "GEMM"),
+    ("context_attention", "prefill attention", "prefill attention"),
+    ("generation_attention", "decode attention", "decode attention"),
+    ("encoder_attention", "ViT encoder attention", "ViT encoder attention"),
+    ("nccl", "all-reduce", "NCCL all-reduce"),
+    ("moe", "MoE layer", "MoE layer"),
+)
+# device folder -> (README row label, calibration/README row label)
+ROWS = {
+    "a100_sxm": ("A100 SXM (Ampere, HBM2e)", "A100 SXM"),
+    "h100_sxm": ("H100 SXM (Hopper)", "H100 SXM"),
+    "b300_sxm": ("B300 (Blackwell Ultra)", "B300"),
+    "rtx_pro_6000_server": ("RTX PRO 6000 Server (GDDR7, PCIe)", "RTX PRO 6000 Server"),
+}
+
+
+def _cell(stats: dict | None, with_p90: bool) -> str:
+    if stats is None:
+        return "- (no table)" if with_p90 else "-"
+    flat = f"({stats['roofline_median_abs_pct_err']:.1f})"
+    if with_p90:
+        return f"{stats['median_abs_pct_err']:.1f} / {stats['p90_abs_pct_err']:.1f} {flat}"
+    return f"{stats['median_abs_pct_err']:.1f}% {flat}"
+
+
+def table(report: dict, which: int) -> list[str]:
+    """Markdown lines (header, rule, one row per device) of README (which=0) or calibration/README (which=1)."""
+    header = "| held-out device | " + " | ".join(c[1 + which] for c in COLUMNS) + " |"
+    lines = [header, "|---" * (len(COLUMNS) + 1) + "|"]
+    for folder, labels in ROWS.items():
+        if folder not in report:
+            continue
+        cells = [_cell(report[folder].get(fam), which == 1) for fam, *_ in COLUMNS]
+        lines.append(f"| {labels[which]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def replace_table(text: str, lines: list[str]) -> str:
+    """`text` with the table whose header is lines[0] replaced by `lines`; an error if the header is absent."""
+    src = text.split("\n")
+    try:
+        start = src.index(lines[0])
+    except ValueError:
+        raise SystemExit(f"table header not found: {lines[0]}") from None
+    end = start
+    while end < len(src) and src[end].startswith("|"):
+        end += 1
+    return "\n".join(src[:start] + lines + src[end:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--update", action="store_true", help="rewrite the tables in README.md and calibration/README.md")
+    args = ap.parse_args(argv)
+    measured = measured_dir(ROOT)
+    if measured is None:
+        print("shared/data/measured not found next to the checkout: nothing to run")
+        return 1
+    report, _residuals, info = leave_one_out(measured / "aiconfigurator" / "data")
+    for which, path in enumerate((ROOT / "README.md", ROOT / "calibration" / "README.md")):
+        lines = table(report, which)
+        print(f"{path.relative_to(ROOT)}:\n" + "\n".join(lines) + "\n")
+        if args.update:
+            path.write_text(replace_table(path.read_text(), lines))
+    print(f"leave-one-out: {info['seconds']} s" + ("; tables rewritten" if args.update else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
