@@ -219,3 +219,51 @@ def test_regime_bands_reach_through_profile_wrappers():
     assert op_band(prof, src, gemm_op(8192, 4096, 4096)) == (0.6, 1.5)
     assert op_band(prof, "own:x", gemm_op(8, 4096, 4096)) == (0.5, 3.0)
     assert op_band(prof, "roofline-default", gemm_op(8, 4096, 4096)) is None
+
+
+def _noisy_gemm_rows(h100, sigma: float, n: int = 600):
+    """GEMM rows timed by known parameters times log-normal noise of `sigma`."""
+    from lvlmsim.calibrate import fit as F
+    from lvlmsim.calibrate.measured import Measurement
+    from lvlmsim.calibrate.model import FamilyFit, FittedProfile
+
+    rng = np.random.default_rng(3)
+    true = {p.name: p.init for p in F.FORMS["gemm"].params} | {"ec_max": 0.7, "m0": 90.0, "em_max": 0.85,
+                                                                 "floor_s": 4e-6}
+    ops = [gemm_op(int(m), int(n), int(k)) for m, n, k in zip(
+        rng.choice([1, 3, 16, 33, 100, 256, 1000, 3000], n), rng.choice([256, 1024, 4096, 12288], n),
+        rng.choice([256, 1024, 4096, 8192], n), strict=True)]
+    fam = FamilyFit(kind="gemm", params=true, hyper={"tile_m": 1.0, "tile_n": 1.0})
+    clean = F.cost_model_times([Measurement(o, 1.0, "g", "t") for o in ops], h100,
+                               FittedProfile("t", "h", {"gemm": fam}))
+    noisy = clean * np.exp(rng.normal(0.0, sigma, len(clean)))
+    return [Measurement(o, float(t), "gemm", "s") for o, t in zip(ops, noisy, strict=True)]
+
+
+def test_own_profile_band_is_its_held_out_quantiles():
+    """A device's own fit: GEMM times from known parameters with log-normal noise sigma 0.1 -> its held-out band of
+    measured / predicted is about exp(-+1.2816 * 0.1) = 0.880-1.137 (the noise's own quantiles)."""
+    from lvlmsim.calibrate import fit as F
+    from lvlmsim.specs.registry import load_hardware
+
+    h100 = load_hardware("h100-sxm")
+    got, _hold = F.fit_family("gemm", _noisy_gemm_rows(h100, 0.1), h100, seed=1, starts=2, max_iter=80)
+    lo, hi = got.band()
+    assert math.log(lo) == pytest.approx(-0.128, abs=0.03) and math.log(hi) == pytest.approx(0.128, abs=0.03)
+
+
+def test_bands_attached_to_an_older_profile_match_what_the_fit_stores():
+    """attach_holdout_bands re-creates the fit's seeded held-out split of a stored profile: the band it attaches is
+    the one fit_profile computed on the same rows; a family whose held-out count differs is left alone."""
+    from lvlmsim.calibrate import fit as F
+    from lvlmsim.calibrate.shipped import attach_holdout_bands
+    from lvlmsim.specs.registry import load_hardware
+
+    h100 = load_hardware("h100-sxm")
+    rows = _noisy_gemm_rows(h100, 0.1)
+    prof, _mask = F.fit_profile(rows, h100, name="t", seed=2, starts=2, max_iter=60)
+    want = prof.families["gemm"].band()
+    prof.families["gemm"].band_p10_ratio = prof.families["gemm"].band_p90_ratio = None
+    assert attach_holdout_bands(prof, rows, h100) == []
+    assert prof.families["gemm"].band() == want
+    assert attach_holdout_bands(prof, rows[:-10], h100) == ["gemm"]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lvlmsim.calibrate.bands import ratio_band
 from lvlmsim.calibrate.measured import Measurement
 from lvlmsim.calibrate.model import (
     EFF_MIN,
@@ -282,10 +283,14 @@ def split_indices(n: int, seed: int, holdout_fraction: float = 0.5) -> tuple[np.
     return np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
 
 
+MIN_BAND_ROWS = 20  # fewer held-out rows: the band is derived from their median error (FamilyFit.band)
+
+
 def fit_family(kind: str, rows: Sequence[Measurement], hw: HardwareSpec, *, seed: int = 0,
                holdout_fraction: float = 0.5, starts: int = 4, max_iter: int = 150,
                max_fit_rows: int | None = None, notes: str = "") -> tuple[FamilyFit, np.ndarray]:
-    """Fit one family on a random part of `rows`, measure its error on the rest; returns (fit, holdout mask)."""
+    """Fit one family on a random part of `rows`, measure its error and its p10/p90 band of measured / predicted on
+    the rest; returns (fit, holdout mask)."""
     data = family_data(kind, rows, hw)
     fit_idx, hold_idx = split_indices(len(rows), seed, holdout_fraction)
     fit_data = data.take(fit_idx)
@@ -296,7 +301,8 @@ def fit_family(kind: str, rows: Sequence[Measurement], hw: HardwareSpec, *, seed
     form = FORMS[kind]
     plist = [params[n] for n in form.param_names]
     hold = data.take(hold_idx)
-    err = abs_pct_errors(predict(form, plist, hyper, hold), hold.measured_s)
+    pred_hold = predict(form, plist, hyper, hold)
+    err = abs_pct_errors(pred_hold, hold.measured_s)
     err_fit = abs_pct_errors(predict(form, plist, hyper, data.take(fit_idx)), data.measured_s[fit_idx])
     hold_rows = [rows[i] for i in hold_idx]
     base = abs_pct_errors(cost_model_times(hold_rows, hw, DEFAULT_PROFILE), hold.measured_s)
@@ -309,6 +315,8 @@ def fit_family(kind: str, rows: Sequence[Measurement], hw: HardwareSpec, *, seed
         n_fit=int(len(fit_idx)), n_holdout=int(len(hold_idx)),
         roofline_default_holdout_median_abs_pct_err=summarize(base)["median_abs_pct_err"], notes=notes,
     )
+    if len(hold_idx) >= MIN_BAND_ROWS:  # the held-out rows' own (asymmetric) quantiles of measured / predicted
+        fam.band_p10_ratio, fam.band_p90_ratio = ratio_band(np.log(pred_hold / hold.measured_s))
     mask = np.zeros(len(rows), dtype=bool)
     mask[hold_idx] = True
     return fam, mask

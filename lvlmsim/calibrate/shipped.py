@@ -11,10 +11,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
 from lvlmsim.calibrate.bands import SLIDING_REGIME, nested_coverage
 from lvlmsim.calibrate.fit import fit_profile
 from lvlmsim.calibrate.general import ROWS_PER_DEVICE
-from lvlmsim.calibrate.measured import LoadResult, load_aiconfigurator, load_vidur_dir
+from lvlmsim.calibrate.measured import LoadResult, Measurement, load_aiconfigurator, load_vidur_dir
 from lvlmsim.calibrate.model import FittedProfile
 from lvlmsim.specs.hardware import HardwareSpec
 
@@ -84,6 +86,32 @@ def build_gpu_profile(measured: Path, hw: HardwareSpec, *, seed: int = 0, max_fi
                              aliases={"conv": "gemm"}, meta=meta, notes=notes, log=log)
     prof.meta["fit_seconds"] = round(time.perf_counter() - t0, 1)
     return prof, res, mask
+
+
+def attach_holdout_bands(prof: FittedProfile, rows: list[Measurement], hw: HardwareSpec) -> list[str]:
+    """Give each family of a profile fitted before fits stored bands its p10/p90 of measured / predicted on its
+    held-out rows: the same seeded split fit_profile made (meta['split']), checked by the stored held-out count.
+    Parameters are untouched. Returns the families left as they were (count mismatch or too few rows)."""
+    from lvlmsim.calibrate.bands import ratio_band
+    from lvlmsim.calibrate.fit import MIN_BAND_ROWS, cost_model_times, group_key, split_indices
+
+    split = prof.meta.get("split") or {}
+    seed, fraction = int(split.get("seed", 0)), float(split.get("holdout_fraction", 0.5))
+    groups: dict[str, list[Measurement]] = {}
+    for r in rows:
+        groups.setdefault(group_key(r), []).append(r)
+    left = []
+    for key, fam in prof.families.items():
+        sub = groups.get(key, [])
+        _fit, hold = split_indices(len(sub), seed, fraction)
+        if len(hold) != fam.n_holdout or len(hold) < MIN_BAND_ROWS:
+            left.append(key)
+            continue
+        held = [sub[i] for i in hold]
+        pred = cost_model_times(held, hw, prof)
+        fam.band_p10_ratio, fam.band_p90_ratio = ratio_band(np.log(pred / np.array([r.measured_s for r in held])))
+    prof._resolved.clear()
+    return left
 
 
 # aiconfigurator device folders the general model is fitted on, with Vidur's folder for their elementwise ops
