@@ -111,6 +111,8 @@ def test_band_json_is_checked():
         _band({"regimes": {"m 1-16": [0.7, 0.5]}}, "b")
     with pytest.raises(SpecError, match=r"b\.regimes\.x: expected \[p10, p90\]"):
         _band({"regimes": {"x": 1.0}}, "b")
+    with pytest.raises(SpecError, match=r"b\.measured\.h100-sxm\.p10_ratio"):
+        _band({"measured": {"h100-sxm": {"p10_ratio": float("nan"), "p90_ratio": 1.0}}}, "b")
 
 
 class _OpBandProfile:

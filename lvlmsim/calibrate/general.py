@@ -57,6 +57,7 @@ from lvlmsim.calibrate.model import (
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.op import ELEMENTWISE
 from lvlmsim.specs.hardware import HardwareSpec
+from lvlmsim.specs.inputs import number
 
 GENERAL_FORMAT = "lvlmsim-general/1"
 
@@ -291,7 +292,8 @@ def _band(d, where: str) -> dict:
         return {}
     if not isinstance(d, dict):
         raise SpecError(f"{where}: expected an object")
-    out: dict = {k: float(d[k]) for k in ("p10_ratio", "p90_ratio") if d.get(k) is not None}
+    out: dict = {k: float(number(d[k], f"{where}.{k}", lo=0.0, lo_open=True))
+                 for k in ("p10_ratio", "p90_ratio") if d.get(k) is not None}
     if d.get("n_held_out") is not None:
         out["n_held_out"] = int(d["n_held_out"])
     if "regimes" in d:
