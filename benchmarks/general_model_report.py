@@ -2,6 +2,8 @@
 
     python benchmarks/general_model_report.py            # fit, leave-one-out table next to the flat derate
     python benchmarks/general_model_report.py --write    # also writes calibration/profiles/general/gpu.json
+    python benchmarks/general_model_report.py --strict   # also the strictly nested band coverage (12 more fits)
+    python benchmarks/general_model_report.py --update-coverage-table   # calibration/README.md's, from gpu.json
 
 Targets (median |error| per held-out device and family): GEMM <= 8%, decode attention <= 12%, prefill and encoder
 attention <= 15%, NCCL <= 15%; p90 <= 35%; never worse than the flat derate. Band coverage (target ~0.8): for each
@@ -14,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from lvlmsim.calibrate.profiles import general_model_path  # noqa: E402
 from lvlmsim.calibrate.shipped import build_general_model, measured_dir  # noqa: E402
@@ -43,6 +47,40 @@ def print_coverage(cov: dict) -> None:
         print(f"  mean over device x family: {sum(allv) / len(allv):.2f}; {inside}/{len(allv)} cells within 0.65-0.95")
 
 
+COVERAGE_COLUMNS = ("gemm", "gemm.fp8", "gemm.fp4", "attn_prefill", "attn_decode", "attn_encoder", "allreduce")
+DEVICE_LABELS = {"a100_sxm": "A100", "h100_sxm": "H100", "b300_sxm": "B300", "rtx_pro_6000_server": "RTX PRO 6000"}
+
+
+def coverage_table(cov: dict) -> list[str]:
+    """calibration/README.md's band coverage table (markdown lines) from a band_coverage_unseen mapping."""
+    lines = ["| held-out device | " + " | ".join(COVERAGE_COLUMNS) + " | elementwise (5 roles) |",
+             "|---" * (len(COVERAGE_COLUMNS) + 2) + "|"]
+    for dev, per_key in cov.items():
+        cells = [f"{per_key[k]['coverage']:.2f}" if k in per_key else "-" for k in COVERAGE_COLUMNS]
+        ew = [c["coverage"] for k, c in per_key.items() if k.startswith("elementwise")]
+        cells.append(f"{min(ew):.2f}-{max(ew):.2f}" if ew else "-")
+        lines.append(f"| {DEVICE_LABELS.get(dev, dev)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def update_coverage_table() -> int:
+    """Rewrite the coverage table of calibration/README.md from the shipped gpu.json (no fit)."""
+    from loo_tables import replace_table
+
+    cov = json.loads((ROOT / "calibration" / "profiles" / "general" / "gpu.json").read_text())["band_coverage_unseen"]
+    lines = coverage_table(cov)
+    path = ROOT / "calibration" / "README.md"
+    allv = sorted(c["coverage"] for per_key in cov.values() for c in per_key.values())
+    summary = (f"Mean over the {len(allv)} device x family cells {sum(allv) / len(allv):.2f} (median "
+               f"{allv[len(allv) // 2]:.2f}); {sum(0.65 <= v <= 0.95 for v in allv)} of {len(allv)} within 0.65-0.95.")
+    text = re.sub(r"^Mean over the \d+ device x family cells .*$", summary, replace_table(path.read_text(), lines),
+                  count=1, flags=re.M)
+    path.write_text(text)
+    print("\n".join(lines))
+    print_coverage(cov)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write", action="store_true", help="write calibration/profiles/general/gpu.json")
@@ -51,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strict", action="store_true",
                     help="also the strictly nested coverage: each device's band from an inner leave-one-out over the "
                          "other devices only (twelve more fits, a few minutes)")
+    ap.add_argument("--update-coverage-table", action="store_true",
+                    help="only rewrite calibration/README.md's coverage table from the shipped gpu.json")
     args = ap.parse_args(argv)
+    if args.update_coverage_table:
+        return update_coverage_table()
     measured = measured_dir(ROOT)
     if measured is None:
         print("shared/data/measured not found next to the checkout: nothing to fit")
