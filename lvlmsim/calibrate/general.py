@@ -72,7 +72,7 @@ REF = {"mem_bw_gbps": 3350.0, "bf16_tflops": 989.4, "sm_count": 132.0, "boost_cl
 ATTENTION_KERNELS = {"8": "fa2", "9": "fa3", "10": "bw", "12": "fa2"}
 KERNEL_FLAGS = ("k_fa2", "k_fa3", "k_bw")
 FEATURES = (("log_bw", "log_ridge", "log_power", "log_sms", "log_clock", "log_link", "log_onchip", "gddr",
-             "log_sm_rate", "arch_sm100") + KERNEL_FLAGS)
+             "log_sm_rate", "arch_sm100", "blackwell") + KERNEL_FLAGS)
 ATTN = KERNEL_FLAGS
 
 # GEMM: the work a tile must hold in flight to hide an SM's fixed per-tile latency (operand loads, epilogue) grows with
@@ -103,6 +103,42 @@ LINKS: dict[str, dict[str, dict[str, float]]] = {
                "cache_boost": {"log_onchip": 1.0}},
     "elementwise": {"b0": {"log_bw": 1.0}, "cache_boost": {"log_onchip": 1.0}},
     "allreduce": {"b0": {"log_link": 1.0}, "a0": ALLREDUCE_LATENCY_LINKS, "a1": ALLREDUCE_LATENCY_LINKS},
+}
+
+
+@dataclass(frozen=True)
+class FamilySetup:
+    """How one family key is fitted when it departs from its form's default: the form variant, its links, the ridge
+    weight (per coefficient, times sqrt(rows per device)) and whether it borrows AUXILIARY_ROWS."""
+
+    variant: str
+    links: dict[str, dict[str, float]]
+    ridge: float = 1.0
+    auxiliary: bool = True
+
+
+# Attention families fitted with forms whose transfer runs through the datasheet (lvlmsim.calibrate.model):
+# - attn_decode: the split-KV combine step (SplitDecodeForm), its share and key threshold by kernel generation; the
+#   per-kernel floor by architecture generation (in every measured table the Blackwell parts, B300 and RTX PRO 6000,
+#   have the smaller floors: 8.6-8.8 us against 10.3-11.0 us on A100 and H100, whatever kernel runs); the per-item
+#   setup cost (c0, in bytes at the device's bandwidth) held in time per SM (prior: bytes x bandwidth / SMs); bytes
+#   at half-saturated bandwidth by Little's law. No L2 term: fitted on three devices its exponent ran to ~0.05 and
+#   turned it into a device-wide multiplier of SMs x clock / bandwidth, which B300 (no published clock) does not have.
+# - attn_encoder: SoftmaxAttentionForm (the exponentials' share, through the exp2 rate of the datasheet), parallel
+#   work at half saturation proportional to peak FLOP/s (Little's law for compute: work in flight = rate x latency),
+#   floor by architecture generation; it no longer borrows prefill rows, whose floor includes the KV-cache write.
+# The ridge is 0.1 for both: at 1.0 (per coefficient, x sqrt(rows)) no kernel or generation coefficient moved from
+# its prior (all fitted below 1e-3), i.e. the links were switched off.
+FAMILY_SETUPS: dict[str, FamilySetup] = {
+    "attn_decode": FamilySetup(
+        "decode+split", {"b0": {"log_bw": 1.0}, "c0": {"log_bw": 1.0, "log_sms": -1.0},
+                         "em_max": dict.fromkeys(ATTN, 0.0), "floor_s": {"blackwell": 0.0},
+                         "split_share": dict.fromkeys(ATTN, 0.0)},
+        ridge=0.1),
+    "attn_encoder": FamilySetup(
+        "attention+softmax", {"b0": {"log_bw": 1.0}, "w0": {"log_bw": 1.0, "log_ridge": 1.0},
+                              "floor_s": {"blackwell": 0.0}},
+        ridge=0.1, auxiliary=False),
 }
 GENERAL_FLOOR_BAND = (0.3, 3.0)  # floors live within this band of multiples of the pooled small-kernel time
 ROWS_PER_DEVICE = 800  # seeded subsample of each device's rows per family: leave-one-out over 4 devices stays fast
@@ -140,6 +176,8 @@ def device_features(hw: HardwareSpec, dtype: str = "bf16") -> dict[str, float]:
         "arch_sm100": 1.0 if cc_major == "10" else 0.0,
         "log_sm_rate": (math.log(peak / REF["bf16_tflops"]) - _log_ratio(hw.sm_count, REF["sm_count"])
                         - _log_ratio(hw.boost_clock_mhz, REF["boost_clock_mhz"])),
+        # architecture generation: Blackwell (compute capability 10.x and 12.x, datacenter and GDDR parts alike)
+        "blackwell": 1.0 if cc_major.isdigit() and int(cc_major) >= 10 else 0.0,
     }
     for flag in KERNEL_FLAGS:
         feats[flag] = 1.0 if kernel and flag == f"k_{kernel}" else 0.0
@@ -394,7 +432,7 @@ class _Joint:
     """Parameter vector theta = (z0 per form parameter, linked coefficients) and the residuals over devices."""
 
     def __init__(self, form: Form, links: dict[str, dict[str, float]], devices: list[_DeviceData], hyper: dict,
-                 floor_ref: float, z_base: np.ndarray):
+                 floor_ref: float, z_base: np.ndarray, ridge_weight: float = RIDGE_WEIGHT):
         self.form, self.devices, self.hyper, self.floor_ref, self.z_base = form, devices, hyper, floor_ref, z_base
         self.coords = _Coords(form, floor_ref)
         names = form.param_names
@@ -406,7 +444,7 @@ class _Joint:
         self.b_prior = np.array([lk[3] for lk in self.links])
         self.M = [self._m(d.feats) for d in devices]
         rows = max(len(d.data) for d in devices)
-        self.ridge = RIDGE_WEIGHT * math.sqrt(rows)
+        self.ridge = ridge_weight * math.sqrt(rows)
 
     def _m(self, feats: dict[str, float]) -> np.ndarray:
         m = np.zeros((self.P, self.L))
@@ -494,7 +532,12 @@ def fit_general_family(key: str, per_device: dict[str, tuple[HardwareSpec, Seque
                        ) -> GeneralFamily:
     """Fit one family jointly over devices: {hardware id: (spec, rows)} -> GeneralFamily."""
     kind = next(iter(per_device.values()))[1][0].op.kind
-    variant = f"{FORMS[kind].name}+l2" if f"{FORMS[kind].name}+l2" in FORM_VARIANTS else None
+    setup = FAMILY_SETUPS.get(key)
+    if setup is not None:
+        variant, links, ridge = setup.variant, setup.links, setup.ridge
+    else:
+        variant = f"{FORMS[kind].name}+l2" if f"{FORMS[kind].name}+l2" in FORM_VARIANTS else None
+        links, ridge = LINKS.get(FORMS[kind].name, {}), RIDGE_WEIGHT
     form = form_for(kind, variant)
     dtype = key.split(".", 1)[1] if "." in key and not key.startswith(ELEMENTWISE) else "bf16"
     rng = np.random.default_rng(seed)
@@ -507,7 +550,6 @@ def fit_general_family(key: str, per_device: dict[str, tuple[HardwareSpec, Seque
     floor_ref = float(np.exp(np.mean([np.log(np.quantile(d.data.measured_s, 0.01)) for d in devices])))
     base = [floor_ref * FLOOR_INIT if q.kind == "floor" else q.init for q in form.params]
     z_base = _to_z(form, base, floor_ref)
-    links = LINKS.get(FORMS[kind].name, {})
     grid = [dict(zip(form.hyper_grid, v, strict=True)) for v in itertools.product(*form.hyper_grid.values())] or [{}]
     best = (math.inf, grid[0])
     if len(grid) > 1:
@@ -516,12 +558,12 @@ def fit_general_family(key: str, per_device: dict[str, tuple[HardwareSpec, Seque
             sub = d.data.take(_subsample(len(d.data), grid_rows, rng))
             small.append(_DeviceData(d.hw_id, sub, d.feats, np.log(sub.measured_s)))
         for hyper in grid:
-            j = _Joint(form, links, small, hyper, floor_ref, z_base)
+            j = _Joint(form, links, small, hyper, floor_ref, z_base, ridge)
             _theta, cost = j.solve(np.concatenate([z_base, j.b_prior]), max_iter=25)
             if cost < best[0]:
                 best = (cost, hyper)
     hyper = best[1]
-    joint = _Joint(form, links, devices, hyper, floor_ref, z_base)
+    joint = _Joint(form, links, devices, hyper, floor_ref, z_base, ridge)
     theta, _cost = joint.solve(np.concatenate([z_base, joint.b_prior]), max_iter=max_iter)
     z0 = {n: float(f"{v:.8g}") for n, v in zip(form.param_names, theta[: joint.P], strict=True)}
     coefs: dict[str, dict[str, float]] = {}
@@ -535,6 +577,8 @@ def fit_general_family(key: str, per_device: dict[str, tuple[HardwareSpec, Seque
 # as full-attention prefill (another head size, no causal mask), so a kernel generation measured only in prefill
 # (FA2: A100 has no encoder table) informs the encoder. Leave-one-out: B300 encoder 19.0 -> 14.6%, H100 15.1 ->
 # 11.8%, RTX PRO 6000 unchanged (43.9 -> 43.6%). Errors and bands are still computed on the family's own rows.
+# A FamilySetup with auxiliary=False fits on its own rows only (attn_encoder with SoftmaxAttentionForm: the prefill
+# rows' floor includes the KV-cache write, and A100's FA2 prefill taught RTX PRO 6000's ViT kernel A100's efficiency).
 AUXILIARY_ROWS = {"attn_encoder": "attn_prefill"}
 
 
@@ -548,7 +592,7 @@ def group_rows(rows_by_device: dict[str, tuple[HardwareSpec, Sequence[Measuremen
             key = group_key(m)
             out.setdefault(key, {}).setdefault(hw_id, (hw, []))[1].append(m)
     for fam, donor in AUXILIARY_ROWS.items():
-        if fam not in out:
+        if fam not in out or not FAMILY_SETUPS.get(fam, FamilySetup("", {})).auxiliary:
             continue
         for hw_id, (hw, rows) in out.get(donor, {}).items():
             extra = [m for m in rows if "sliding" not in m.op.name]

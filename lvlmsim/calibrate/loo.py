@@ -68,7 +68,10 @@ def _stats(err: np.ndarray, base: np.ndarray) -> dict:
 
 def held_out_report(model: GeneralModel, hw: HardwareSpec, rows: list[Measurement]) -> tuple[dict, dict]:
     """({table family: stats}, {family key: log(pred/meas) residuals}) of `model` on one device's rows."""
-    prof = model.profile_for(hw)
+    from lvlmsim.calibrate.kernels import with_kernel_features
+
+    # priced as `auto` prices the device: its kernel generation's behaviour included (FA2 windowed decode re-reads)
+    prof = with_kernel_features(model.profile_for(hw), hw)
     report, resid = {}, {}
     fams = [f for f in TABLES if any(r.family == f for r in rows)]
     fams += sorted({r.family for r in rows} - set(fams))

@@ -376,6 +376,96 @@ for _f in (GemmForm(), AttentionForm(), DecodeForm(), ElementwiseForm()):
     FORM_VARIANTS[f"{_f.name}+l2"] = CachedForm(_f)
 
 
+# The FLOPs per softmax exponential of the H100 SXM datasheet (989.4 TFLOP/s over 132 SMs x 1980 MHz x 16 exp2 per
+# clock): what a device whose exp2 throughput is unknown is priced with (lvlmsim.specs.hardware.exp2_per_s).
+REF_FLOP_PER_EXP = 989.4e12 / (132 * 1980e6 * 16)
+
+
+class SoftmaxAttentionForm(Form):
+    """Prefill/encoder attention whose small-head cost is the softmax's exponentials, priced through the device.
+
+    FlashAttention evaluates one exponential per score on the special function units (MUFU.EX2) while the tensor
+    cores do 4 x head_dim FLOPs per score; the share `exp_share` of the exponential time not hidden under the matmuls
+    adds to the compute time: 1/ec = 1/ec_base + exp_share x t_exp / t_matmul, with t_exp / t_matmul = (exps / FLOPs)
+    x (peak / exp2 rate). The ratio moves with the datasheet (H100 does ~237 tensor FLOPs per exponential, RTX PRO
+    6000 ~64, B300 with its doubled SFU ~210), which is why small heads run at half of peak on Hopper and Blackwell
+    datacenter parts but not on the GDDR Blackwell part (the FA3 and FA4 papers' argument). It replaces
+    AttentionForm's fitted small-head fall-off (h0, ph), which cannot know that. The rest is AttentionForm's.
+    """
+
+    name = "attention+softmax"
+    core = (
+        *AttentionForm.core[:5],
+        Param("exp_share", "eff", 0.5, "share of the softmax exponential time not hidden under the matmuls"),
+        *AttentionForm.core[7:],
+    )
+    hyper_grid = AttentionForm.hyper_grid
+
+    def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
+        from lvlmsim.ops.graph import softmax_exps
+
+        batch, q, _kv, heads, _kvh, d = op.shape[:6]
+        rate = hw.exp2_per_s()
+        flop_per_exp = hw.peak_flops(op.dtype) / rate if rate else REF_FLOP_PER_EXP
+        exp_over_matmul = softmax_exps(op) / op.flops * flop_per_exp if op.flops > 0 else 0.0
+        return (float(q), float(batch) * heads * max(float(q), 1.0), float(d), op.bytes, exp_over_matmul)
+
+    def eff(self, xp, p, h, x):
+        ec_max, q0, pq, w0, pw, exp_share, h1, ph1, em_max, b0, pb, floor_s = p
+        q, work, d, nbytes, exp_over_matmul = x
+        head = tile(xp, d, h["tile_d"]) / (1.0 + xp.pw(d / h1, ph1))
+        ec = ec_max * sat(xp, q, q0, pq) * sat(xp, work, w0, pw) * head
+        ec = 1.0 / (1.0 / ec + exp_share * exp_over_matmul)
+        return ec, em_max * sat(xp, nbytes, b0, pb), floor_s
+
+
+# FlashAttention-2's split-KV decision (flash_api.cpp, set_params_splitkv / num_splits_heuristic): keys come in blocks
+# of 256 (head size <= 64), 128 (<= 128) or 64 columns; with more than one block, the keys are split unless
+# batch x kv_heads x query blocks >= 0.8 x (2 x SMs), and a combine kernel then runs after the attention kernel.
+SPLIT_ITEMS_PER_SM = 1.6
+SPLIT_STEEPNESS = 8.0  # a smooth step: a hard one has no gradient for the fit
+
+
+def split_key_block(head_dim: float) -> float:
+    """Keys per block of FlashAttention-2's split-KV kernel for this head size (kBlockN)."""
+    return 256.0 if head_dim <= 64 else (128.0 if head_dim <= 128 else 64.0)
+
+
+class SplitDecodeForm(DecodeForm):
+    """DecodeForm plus the split-KV step: when the (sequence, kv-head) items cannot fill the SMs and a sequence's
+    keys span more than one key block, the kernel splits the keys and a combine kernel runs after it, adding
+    `split_share` x floor. Visible in every measured FA2 table: a batch-1 decode of head size 128 jumps from ~12.5 to
+    ~17.5 us on A100 (8.8 to 13.0 us on RTX PRO 6000) when the keys pass 128, unless the batch alone fills the SMs.
+    The SM count comes from the datasheet, so the threshold moves with the device; the share is the kernel
+    generation's (the general model links it to the kernel flags: FA3 and the TRT-LLM kernels split differently).
+    """
+
+    name = "decode+split"
+    core = DecodeForm.core[:-1] + (
+        Param("split_share", "real", 0.2, "extra floor share when the keys are split (the combine kernel)"),
+    ) + DecodeForm.core[-1:]
+
+    def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
+        batch, _q, kv, _heads, kvh, d = op.shape[:6]
+        items = max(float(batch) * kvh, 1.0)
+        blocks = float(kv) / split_key_block(float(d))
+        return (*super().features(op, hw), blocks, items / float(hw.sm_count or REF_SM_COUNT))
+
+    def eff(self, xp, p, h, x):
+        *base, share, floor_s = p
+        ec, em, floor_s = super().eff(xp, (*base, floor_s), h, x[:-2])
+        blocks, items_per_sm = x[-2], x[-1]
+        # more than one key block (a smooth step at 1.5 blocks) and too few items to fill the SMs
+        split = sat(xp, blocks, 1.5, SPLIT_STEEPNESS) * (1.0 - sat(xp, items_per_sm, SPLIT_ITEMS_PER_SM,
+                                                                   SPLIT_STEEPNESS))
+        return ec, em, floor_s * (1.0 + xp.maximum(share, 0.0) * split)
+
+
+REF_SM_COUNT = 132  # H100 SXM: the reference a device without a published SM count is priced with
+for _f in (SoftmaxAttentionForm(), SplitDecodeForm()):
+    FORM_VARIANTS[_f.name] = _f
+
+
 def form_for(kind: str, variant: str | None = None) -> Form:
     """The form of a family: a named variant (e.g. 'gemm+l2') if given, else its kind's default form."""
     return FORM_VARIANTS[variant] if variant and variant in FORM_VARIANTS else FORMS[kind]

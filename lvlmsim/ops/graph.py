@@ -51,6 +51,14 @@ NORM_FLOPS_PER_ELEM = 5.0  # mean, variance, scale: a few flops per element; mem
 ROTARY_FLOPS_PER_ELEM = 3.0
 ACT_FLOPS_PER_ELEM = 8.0  # SiLU/GELU plus the gating multiply
 SOFTMAX_FLOPS_PER_SCORE = 5.0
+SCORE_FLOPS_PER_DIM = 4.0  # per query-key pair and head: 2 x head_dim for Q.K^T, 2 x head_dim for P.V
+
+
+def softmax_exps(op: Op) -> float:
+    """Softmax exponentials of an attention op: one per score (head x query-key pair), which `attention` prices at
+    SCORE_FLOPS_PER_DIM x head_dim FLOPs (a non-flash op's extra softmax FLOPs, ~1%, are counted in too)."""
+    head_dim = op.shape[5] if len(op.shape) > 5 else 0
+    return op.flops / (SCORE_FLOPS_PER_DIM * head_dim) if head_dim else 0.0
 
 
 def _b(dtype: str) -> float:
@@ -119,7 +127,7 @@ def attention(
     """
     act = _b(cfg.act_dtype)
     kvb = _b(kv_dtype or cfg.kv_dtype)
-    flops = 4.0 * heads * head_dim * pairs
+    flops = SCORE_FLOPS_PER_DIM * heads * head_dim * pairs
     q_bytes = q_tokens * heads * head_dim * act
     kv_bytes = 2.0 * kv_tokens_read * kv_heads * head_dim * kvb
     read = q_bytes + kv_bytes

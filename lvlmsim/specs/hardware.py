@@ -33,6 +33,13 @@ class LinkSpec(StrictModel):
         return self.bw_gbps * 1e9 * links
 
 
+# exp2 results per clock per SM of the special function units: the CUDA C++ Programming Guide's arithmetic
+# instruction throughput table gives 16 for base-2 exponential (exp2f / MUFU.EX2) on every compute capability from 5.x
+# through 9.0; Blackwell Ultra (sm_103) doubles it (NVIDIA technical blog 'Making Softmax More Efficient with NVIDIA
+# Blackwell Ultra'), which its YAMLs state as sfu_exp2_tera_per_s.
+SFU_EXP2_PER_CLK_SM = 16
+
+
 class HardwareSpec(StrictModel):
     id: str = Field(description="lower-case slug, e.g. h100-sxm")
     name: str
@@ -70,6 +77,9 @@ class HardwareSpec(StrictModel):
     memory_type: MemoryType | None = Field(None, description="device memory technology")
     compute_capability: str | None = Field(None, pattern=r"^\d+\.\d+$",
                                            description="CUDA compute capability (sm_version), e.g. 9.0")
+    sfu_exp2_tera_per_s: PositiveFloat | None = Field(
+        None, description="special-function-unit exp2 throughput (softmax exponentials), tera results/s; default "
+                          "sm_count x boost clock x SFU_EXP2_PER_CLK_SM")
 
     @field_validator("id")
     @classmethod
@@ -109,6 +119,15 @@ class HardwareSpec(StrictModel):
             raise InfeasibleError(
                 f"hardware '{self.id}' has no {dtype} compute; it supports: {', '.join(self.peak_tflops)}"
             ) from None
+
+    def exp2_per_s(self) -> float | None:
+        """Softmax exponentials per second (MUFU.EX2 throughput): the datasheet figure when given, else SMs x boost
+        clock x SFU_EXP2_PER_CLK_SM; None when neither is known."""
+        if self.sfu_exp2_tera_per_s:
+            return self.sfu_exp2_tera_per_s * 1e12
+        if self.sm_count and self.boost_clock_mhz:
+            return self.sm_count * self.boost_clock_mhz * 1e6 * SFU_EXP2_PER_CLK_SM
+        return None
 
     def ridge_point(self, dtype: str) -> float:
         """Arithmetic intensity (FLOP/byte) where the roofline turns from memory- to compute-bound."""

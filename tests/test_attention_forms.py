@@ -1,0 +1,137 @@
+"""Attention forms of the device-general model whose transfer runs through the datasheet (issues 11 and 16).
+
+Oracles are hand-derived: the softmax exponential rate from SMs x clock x 16 (CUDA programming guide) or the stated
+Blackwell Ultra figure; the exponentials of an attention op (one per score); the exponential share of the compute
+time; FlashAttention-2's split-KV step (keys in blocks of 128 for head size 128, no split once batch x kv_heads
+reaches 1.6 x SMs)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lvlmsim.calibrate.general import FAMILY_SETUPS, device_features, fit_general_family, group_rows
+from lvlmsim.calibrate.measured import (
+    Measurement,
+    decode_attention_op,
+    encoder_attention_op,
+    prefill_attention_op,
+)
+from lvlmsim.calibrate.model import (
+    FORM_VARIANTS,
+    PYMATH,
+    REF_FLOP_PER_EXP,
+    FamilyFit,
+    FittedProfile,
+    split_key_block,
+)
+from lvlmsim.ops.graph import softmax_exps
+from lvlmsim.specs.registry import load_hardware
+
+H100 = load_hardware("h100-sxm")
+A100 = load_hardware("a100-sxm-80gb")
+B300 = load_hardware("b300")
+RTX = load_hardware("rtx-pro-6000-server")
+
+
+def test_exp2_rate_from_sms_and_clock_or_the_stated_figure():
+    assert H100.exp2_per_s() == pytest.approx(132 * 1980e6 * 16)
+    assert RTX.exp2_per_s() == pytest.approx(188 * 2430e6 * 16)
+    assert B300.exp2_per_s() == pytest.approx(10.7e12)  # Blackwell Ultra: stated, no published clock
+    assert load_hardware("cpu-generic").exp2_per_s() is None
+    assert REF_FLOP_PER_EXP == pytest.approx(989.4e12 / H100.exp2_per_s())
+
+
+def test_softmax_exps_is_one_per_score():
+    """Causal prefill of 1000 tokens, 2 sequences, 8 heads: 8 x 2 x 1000 x 1001 / 2 scores."""
+    op = prefill_attention_op(2, 1000, 8, 2, 128)
+    assert softmax_exps(op) == pytest.approx(8 * 2 * 1000 * 1001 / 2)
+    enc = encoder_attention_op(3, 256, 16, 80)
+    assert softmax_exps(enc) == pytest.approx(16 * 3 * 256 * 256)
+
+
+def test_blackwell_flag_is_the_architecture_generation():
+    assert device_features(B300)["blackwell"] == 1.0 and device_features(RTX)["blackwell"] == 1.0
+    assert device_features(H100)["blackwell"] == 0.0 and device_features(A100)["blackwell"] == 0.0
+    assert device_features(load_hardware("mi300x"))["blackwell"] == 0.0
+
+
+def _profile(variant: str, params: dict[str, float], hw_id: str, kind: str) -> FittedProfile:
+    form = FORM_VARIANTS[variant]
+    fam = FamilyFit(kind=kind, params=params, hyper={k: v[0] for k, v in form.hyper_grid.items()}, variant=variant)
+    return FittedProfile("t", hw_id, {kind: fam})
+
+
+SOFTMAX_PARAMS = {"ec_max": 0.8, "q0": 1e-6, "pq": 1.0, "w0": 1e-6, "pw": 1.0, "exp_share": 0.5, "h1": 1e9,
+                  "ph1": 2.0, "em_max": 0.8, "b0": 1.0, "pb": 1.0, "floor_s": 5e-6, "overlap": 0.0}
+
+
+@pytest.mark.parametrize("hw", [H100, RTX, B300], ids=lambda h: h.id)
+def test_softmax_form_adds_the_exponential_time_at_the_device_rate(hw):
+    """With every saturation at 1: 1/ec = 1/0.8 + 0.5 x (exps / FLOPs) x (peak / exp2 rate)."""
+    op = encoder_attention_op(4, 4096, 16, 64)
+    prof = _profile("attention+softmax", SOFTMAX_PARAMS, hw.id, "attn_encoder")
+    eff = prof.efficiency(op, hw)
+    ratio = (1.0 / (4 * 64)) * hw.peak_flops("bf16") / hw.exp2_per_s()
+    assert eff.compute == pytest.approx(1.0 / (1.0 / 0.8 + 0.5 * ratio), rel=1e-6)
+    assert eff.floor_s == pytest.approx(5e-6)
+
+
+def test_softmax_share_is_large_on_hopper_small_on_the_gddr_blackwell_part():
+    """Head size 64: H100 does ~237 tensor FLOPs per exponential against 256 per score; RTX PRO 6000 ~64."""
+    ratio = {hw.id: (1.0 / 256) * hw.peak_flops("bf16") / hw.exp2_per_s() for hw in (H100, RTX)}
+    assert ratio["h100-sxm"] == pytest.approx(0.924, abs=0.001)
+    assert ratio["rtx-pro-6000-server"] == pytest.approx(0.250, abs=0.001)
+
+
+DECODE_PARAMS = {"ec_max": 0.5, "em_max": 0.9, "b0": 1.0, "pb": 1.0, "c0": 1e-9, "pc": 1.0, "g0": 1e-9, "pg": 1.0,
+                 "h1": 1e9, "ph1": 2.0, "split_share": 0.4, "floor_s": 1e-5, "overlap": 0.0}
+
+
+@pytest.mark.parametrize(("batch", "kv_heads", "step", "split"), [
+    (1, 1, 7, False),  # 8 keys: one block of 128 keys
+    (1, 1, 1023, True),  # 8 blocks, 1 item against 1.6 x 132 SMs: split
+    (2048, 8, 1023, False),  # 16384 items fill the SMs: no split
+])
+def test_split_decode_adds_the_combine_kernel_to_the_floor(batch, kv_heads, step, split):
+    op = decode_attention_op(batch, step, 8 * kv_heads, kv_heads, 128)
+    prof = _profile("decode+split", DECODE_PARAMS, H100.id, "attn_decode")
+    floor = prof.efficiency(op, H100).floor_s
+    assert floor == pytest.approx(1e-5 * (1.4 if split else 1.0), rel=1e-3)
+
+
+def test_split_key_block_follows_flash_attention_2():
+    assert (split_key_block(64), split_key_block(128), split_key_block(256)) == (256.0, 128.0, 64.0)
+
+
+def test_split_form_runs_on_floats_and_arrays_alike():
+    form = FORM_VARIANTS["decode+split"]
+    core = [DECODE_PARAMS[q.name] for q in form.core]
+    x = form.features(decode_attention_op(4, 4095, 32, 8, 128), RTX)
+    scalar = form.eff(PYMATH, core, {}, x)
+    from lvlmsim.calibrate.model import np_math
+
+    vector = form.eff(np_math(), core, {}, tuple(np.array([v]) for v in x))
+    assert [float(np.ravel(v)[0]) if hasattr(v, "__len__") else v for v in vector] == pytest.approx(list(scalar))
+
+
+def test_family_setups_pick_their_forms_and_drop_borrowed_rows():
+    """attn_decode fits the split form; attn_encoder the softmax form on its own rows only (no prefill rows)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for b in (1, 4, 16, 64):
+        for step in (15, 255, 2047):
+            op = decode_attention_op(b, step, 32, 8, 128)
+            rows.append(Measurement(op, 1e-5 + op.bytes / 2.5e12 * float(rng.uniform(0.9, 1.1)), "generation_attention",
+                                    "synthetic"))
+    per_dev = {"h100-sxm": (H100, rows), "a100-sxm-80gb": (A100, rows)}
+    fam = fit_general_family("attn_decode", per_dev, rows_per_device=50, grid_rows=20, max_iter=5)
+    assert fam.variant == "decode+split" and "split_share" in fam.coefs
+    enc = [Measurement(encoder_attention_op(1, 1024, 16, 64), 1e-4, "encoder_attention", "s")]
+    pre = [Measurement(prefill_attention_op(1, 1024, 16, 16, 64), 1e-4, "context_attention", "s")]
+    grouped = group_rows({"h100-sxm": (H100, enc + pre)})
+    assert not FAMILY_SETUPS["attn_encoder"].auxiliary
+    assert len(grouped["attn_encoder"]["h100-sxm"][1]) == 1
+    assert math.isclose(FAMILY_SETUPS["attn_decode"].ridge, 0.1)
