@@ -1,14 +1,17 @@
 """Nested leave-one-device-out choice of the GEMM and all-reduce links of the device-general model (issue 11).
 
-    python benchmarks/gemm_link_selection.py            # both families (~3 min)
+    python benchmarks/gemm_link_selection.py            # every selection (~8 min on the shared machine)
+    python benchmarks/gemm_link_selection.py gemm-ridge # one of them
     python benchmarks/gemm_link_selection.py nccl       # only the all-reduce links (seconds)
 
 For each outer held-out device, a family's link set is chosen among its CANDIDATES by an inner leave-one-out over the
 remaining devices only (median |error| over their rows), then the family is fitted on those devices with the chosen
 links and priced on the outer device, so the outer figures are held out from the choice too. Prints per fold the inner
 scores, the choice (the first listed on a tie: the inner devices cannot tell the candidates apart), and the outer
-error next to the flat derate.
-- gemm: prior exponent of the n0/k0 ~ (tensor FLOPs per SM per clock) links: none, 0.5, 1.0;
+error next to the flat derate. A last line scores the candidates by leave-one-out over all devices: the value to ship
+(the per-fold lines are the honest estimate of choosing that way and fitting).
+- gemm: prior exponent of the n0/k0 ~ (tensor FLOPs per SM per clock) links: none, 0.5, 1.0 (at ridge weight 1);
+- gemm-ridge: the GEMM ridge weight (lvlmsim.calibrate.general.RIDGE_WEIGHTS) at the shipped prior: 1, 0.3, 0.1, 0.03;
 - nccl: all-reduce latency links: none, clock only (a0, a1 ~ 1/clock), clock + datacenter-Blackwell flag.
 Needs ../shared/data/measured (never copied into the project).
 """
@@ -45,13 +48,17 @@ def _nccl_links(latency: dict | None) -> dict:
     return links
 
 
-# table family -> (form name, profile family keys, {candidate label: links of that form})
+# selection -> (table family, form name, profile family keys, {candidate label: (links of that form, ridge weight)});
+# a None ridge weight is the shipped one (the SM-rate prior was selected at the then-shipped ridge 1, then the ridge)
+GEMM_KEYS = ["gemm", "gemm.fp8", "gemm.fp4"]
 FAMILIES = {
-    "gemm": ("gemm", ["gemm", "gemm.fp8", "gemm.fp4"],
-             {"none": _gemm_links(None), "0.5": _gemm_links(0.5), "1.0": _gemm_links(1.0)}),
-    "nccl": ("allreduce", ["allreduce"],
-             {"none": _nccl_links(None), "clock": _nccl_links({"log_clock": -1.0}),
-              "clock+sm100": _nccl_links(general.ALLREDUCE_LATENCY_LINKS)}),
+    "gemm": ("gemm", "gemm", GEMM_KEYS,
+             {"none": (_gemm_links(None), 1.0), "0.5": (_gemm_links(0.5), 1.0), "1.0": (_gemm_links(1.0), 1.0)}),
+    "gemm-ridge": ("gemm", "gemm", GEMM_KEYS, {str(w): (_gemm_links(general.SM_RATE_PRIOR), w)
+                                                for w in (1.0, 0.3, 0.1, 0.03)}),
+    "nccl": ("nccl", "allreduce", ["allreduce"],
+             {"none": (_nccl_links(None), None), "clock": (_nccl_links({"log_clock": -1.0}), None),
+              "clock+sm100": (_nccl_links(general.ALLREDUCE_LATENCY_LINKS), None)}),
 }
 
 
@@ -62,33 +69,48 @@ def _errors(keys: list[str], train: dict, hw, rows) -> tuple[np.ndarray, np.ndar
     return abs_pct_errors(pred, meas), abs_pct_errors(cost_model_times(rows, hw, DEFAULT_PROFILE), meas)
 
 
-def select(family: str, devices: dict) -> None:
-    form, keys, candidates = FAMILIES[family]
+def _use(form: str, candidate: tuple, saved: tuple) -> None:
+    links, ridge = candidate
+    general.LINKS = {**saved[0], form: links}
+    general.RIDGE_WEIGHTS = {**saved[1], **({form: ridge} if ridge is not None else {})}
+
+
+def select(selection: str, devices: dict) -> None:
+    family, form, keys, candidates = FAMILIES[selection]
     rows = {n: (hw, [r for r in rs if r.family == family]) for n, (hw, rs) in devices.items()}
     rows = {n: v for n, v in rows.items() if v[1]}
-    print(f"\n{family}: {'outer held-out':<22}{'inner median % per candidate':<44}{'chosen':<13}{'outer %':>8}"
+    print(f"\n{selection}: {'outer held-out':<22}{'inner median % per candidate':<50}{'chosen':<13}{'outer %':>8}"
           f"{'p90 %':>7}{'flat %':>8}")
-    saved = general.LINKS
+    saved = (general.LINKS, general.RIDGE_WEIGHTS)
     try:
         for outer in rows:
             rest = {n: v for n, v in rows.items() if n != outer}
             scores = {}
-            for label, links in candidates.items():
-                general.LINKS = {**saved, form: links}
+            for label, candidate in candidates.items():
+                _use(form, candidate, saved)
                 errs = [_errors(keys, {rest[m][0].id: rest[m] for m in rest if m != inner}, *rest[inner])[0]
                         for inner in rest]
                 scores[label] = float(np.median(np.concatenate(errs)))
             choice = min(scores, key=scores.get)
             tied = [k for k, v in scores.items() if abs(v - scores[choice]) < 0.05]
-            general.LINKS = {**saved, form: candidates[choice]}
+            _use(form, candidates[choice], saved)
             err, flat = _errors(keys, {v[0].id: v for v in rest.values()}, *rows[outer])
             inner = "  ".join(f"{k}: {v:.1f}" for k, v in scores.items())
             label = choice + (" (tie)" if len(tied) > 1 else "")
-            print(f"{'':<6}{outer:<22}{inner:<44}{label:<13}{np.median(err):>8.1f}{np.percentile(err, 90):>7.1f}"
+            print(f"{'':<6}{outer:<22}{inner:<50}{label:<13}{np.median(err):>8.1f}{np.percentile(err, 90):>7.1f}"
                   f"{np.median(flat):>8.1f}")
+        scores = {}
+        for label, candidate in candidates.items():
+            _use(form, candidate, saved)
+            errs = [_errors(keys, {rows[m][0].id: rows[m] for m in rows if m != held}, *rows[held])[0]
+                    for held in rows]
+            scores[label] = float(np.median(np.concatenate(errs)))
+        inner = "  ".join(f"{k}: {v:.1f}" for k, v in scores.items())
+        print(f"{'':<6}{'all devices':<22}{inner:<50}{min(scores, key=scores.get):<13}  (the value to ship)")
     finally:
-        general.LINKS = saved
-    shipped = next((k for k, v in candidates.items() if v == saved[form]), "other")
+        general.LINKS, general.RIDGE_WEIGHTS = saved
+    shipped = next((k for k, (links, ridge) in candidates.items() if links == saved[0][form]
+                    and (ridge is None or ridge == saved[1].get(form, general.RIDGE_WEIGHT))), "other")
     print(f"{'':<6}shipped: {shipped}")
 
 

@@ -143,6 +143,11 @@ FAMILY_SETUPS: dict[str, FamilySetup] = {
 GENERAL_FLOOR_BAND = (0.3, 3.0)  # floors live within this band of multiples of the pooled small-kernel time
 ROWS_PER_DEVICE = 800  # seeded subsample of each device's rows per family: leave-one-out over 4 devices stays fast
 RIDGE_WEIGHT = 1.0  # per coefficient, times sqrt(rows per device): a trend must be worth that much fit to be kept
+# Per-form ridge weight where it differs. GEMM: 0.03 of the default, chosen by leave-one-out over all devices among
+# 1, 0.3, 0.1, 0.03 (benchmarks/gemm_link_selection.py gemm-ridge; nested per outer fold the choice was 0.1, 0.03,
+# 0.03, 0.3): GEMM's links are physical exponents (Little's law, power headroom) that three devices' tables with up to
+# three dtypes each pin well, where the default ridge held them at their priors.
+RIDGE_WEIGHTS = {"gemm": 0.03}
 
 
 def _log_ratio(value: float | None, ref: float) -> float:
@@ -170,10 +175,10 @@ def device_features(hw: HardwareSpec, dtype: str = "bf16") -> dict[str, float]:
         "log_sms": _log_ratio(hw.sm_count, REF["sm_count"]),
         "log_clock": _log_ratio(hw.boost_clock_mhz, REF["boost_clock_mhz"]),
         "gddr": 1.0 if (hw.memory_type or "").startswith("gddr") else 0.0,
-        # tensor FLOPs per SM per clock at this dtype: the MMA work one SM must hold in flight to hide its fixed
-        # per-tile latency grows with it (Little's law for compute)
         # datacenter Blackwell (sm100/sm103: B200, B300, GB200, GB300)
         "arch_sm100": 1.0 if cc_major == "10" else 0.0,
+        # tensor FLOPs per SM per clock at this dtype: the MMA work one SM must hold in flight to hide its fixed
+        # per-tile latency grows with it (Little's law for compute)
         "log_sm_rate": (math.log(peak / REF["bf16_tflops"]) - _log_ratio(hw.sm_count, REF["sm_count"])
                         - _log_ratio(hw.boost_clock_mhz, REF["boost_clock_mhz"])),
         # architecture generation: Blackwell (compute capability 10.x and 12.x, datacenter and GDDR parts alike)
@@ -537,7 +542,7 @@ def fit_general_family(key: str, per_device: dict[str, tuple[HardwareSpec, Seque
         variant, links, ridge = setup.variant, setup.links, setup.ridge
     else:
         variant = f"{FORMS[kind].name}+l2" if f"{FORMS[kind].name}+l2" in FORM_VARIANTS else None
-        links, ridge = LINKS.get(FORMS[kind].name, {}), RIDGE_WEIGHT
+        links, ridge = LINKS.get(FORMS[kind].name, {}), RIDGE_WEIGHTS.get(FORMS[kind].name, RIDGE_WEIGHT)
     form = form_for(kind, variant)
     dtype = key.split(".", 1)[1] if "." in key and not key.startswith(ELEMENTWISE) else "bf16"
     rng = np.random.default_rng(seed)
