@@ -54,3 +54,13 @@ def fmt_pct(x: float | None) -> str:
 def fmt_count(n: float) -> str:
     """Large counts with thousands separators ('84,672')."""
     return f"{n:,.0f}"
+
+
+def band_text(keys: dict) -> str:
+    """One line for an estimate's p10/p90 keys (Estimate.band_keys): '80% band (...): TTFT a - b  TPOT ...', or why
+    there is none."""
+    if keys.get("ttft_s_p10") is None:
+        return "80% band: none (this profile has no held-out errors: flat derate or pure roofline)"
+    parts = [f"{label} {fmt_time(keys[f'{k}_p10'])} - {fmt_time(keys[f'{k}_p90'])}"
+             for label, k in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("E2E", "e2e_s"))]
+    return "80% band (p10 - p90, from the cost model's held-out errors): " + "  ".join(parts)

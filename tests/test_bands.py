@@ -269,3 +269,14 @@ def test_bands_attached_to_an_older_profile_match_what_the_fit_stores():
     assert attach_holdout_bands(prof, rows, h100) == []
     assert prof.families["gemm"].band() == want
     assert attach_holdout_bands(prof, rows[:-10], h100) == ["gemm"]
+
+
+def test_explorer_headline_shows_the_estimate_band():
+    """The explorer's headline carries the same band line as `lvlmsim estimate` (one formatter, lvlmsim.fmt)."""
+    import lvlmsim
+    from lvlmsim.fmt import band_text
+    from tests.test_app import start
+
+    at = start()
+    want = band_text(lvlmsim.estimate("llava-1.5-7b", "h100-sxm").band_keys())
+    assert want.startswith("80% band (p10") and want in [c.value for c in at.caption]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer.fmt import GIB, fmt_time
+from explorer.fmt import GIB, band_text, fmt_time
 from explorer.state import Setup
 from lvlmsim.estimate import Estimate
 
@@ -19,6 +19,7 @@ def headline(est: Estimate) -> None:
     c[3].metric("Memory", f"{mem.needed_bytes / GIB:.1f} / {mem.usable_bytes / GIB:.1f} GiB",
                 delta="fits" if mem.fits else "does not fit", delta_color="normal" if mem.fits else "inverse",
                 delta_arrow="off", help=mem.verdict)
+    st.caption(band_text(est.band_keys()))
     if not mem.fits:
         st.warning(mem.verdict)
 

@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lvlmsim.errors import LvlmsimError
-from lvlmsim.fmt import fmt_si, fmt_time
+from lvlmsim.fmt import band_text, fmt_si, fmt_time
 
 app = typer.Typer(
     name="lvlmsim",
@@ -164,7 +164,7 @@ def _print_estimate(est, ops: bool) -> None:
     out.print(f"visual tokens: {est.visual_tokens} (ViT tokens: {est.vit_tokens}); prompt {est.prompt_tokens}, "
               f"output {est.output_tokens}")
     out.print(f"TTFT {fmt_time(est.ttft_s)}  TPOT {fmt_time(est.tpot_s)}  E2E {fmt_time(est.e2e_s)}")
-    out.print(band_line(est.band_keys()))
+    out.print(band_text(est.band_keys()))
     if est.params_active_per_token < est.params_total:
         out.print(f"params: {est.params_total / 1e9:.2f} B total, {est.params_active_per_token / 1e9:.2f} B active "
                   f"per token")
@@ -184,15 +184,6 @@ def _print_estimate(est, ops: bool) -> None:
             ot.add_row(r["stage"], r["op"], r["kind"], str(r["count"]), fmt_si(r["flops"], ""), fmt_si(r["bytes"], "B"),
                        f"{r['intensity']:.1f}", fmt_time(r["time_s"]), r["bound"], r["source"])
         out.print(ot)
-
-
-def band_line(keys: dict) -> str:
-    """'80% band: TTFT a - b  TPOT c - d  E2E e - f' from an estimate's p10/p90 keys, or why there is none."""
-    if keys.get("ttft_s_p10") is None:
-        return "80% band: none (this profile has no held-out errors: flat derate or pure roofline)"
-    parts = [f"{label} {fmt_time(keys[f'{k}_p10'])} - {fmt_time(keys[f'{k}_p90'])}"
-             for label, k in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("E2E", "e2e_s"))]
-    return "80% band (p10 - p90, from the cost model's held-out errors): " + "  ".join(parts)
 
 
 def _source_head(source: str, width: int = 60) -> str:
