@@ -311,3 +311,27 @@ def test_loo_tables_rewrite_the_documented_tables_in_place():
         new = mod.replace_table(text, lines)
         assert lines[2] in new and new.count(lines[0]) == 1
         assert len(new.splitlines()) == len(text.splitlines()) - 3  # four device rows became one
+
+
+def test_allreduce_latency_follows_clock_and_blackwell_flag():
+    """The shipped all-reduce family's small-message latency a0 moves with the SM clock (A100 1410 MHz vs H100's 1980)
+    and the datacenter-Blackwell flag (B300, no published clock: the reference's) by its fitted coefficients."""
+    model = general_model()
+    fam = model.families["allreduce"]
+    coef = fam.coefs["a0"]
+    a100, b300 = load_hardware("a100-sxm-80gb"), load_hardware("b300")
+    a0 = {hw.id: fam.params_for(hw, "bf16")["a0"] for hw in (H100, a100, b300)}
+    assert a0["a100-sxm-80gb"] / a0["h100-sxm"] == pytest.approx((1410 / 1980) ** coef["log_clock"], rel=1e-4)
+    assert a0["b300"] / a0["h100-sxm"] == pytest.approx(math.exp(coef["arch_sm100"]), rel=1e-4)
+    assert coef["log_clock"] < 0 < coef["arch_sm100"]  # slower clock and Blackwell: higher latency, as measured
+
+
+def test_gemm_saturation_points_follow_tensor_rate_per_sm():
+    """GEMM's n0 and k0 scale with tensor FLOPs per SM per clock: RTX PRO 6000 (1024 bf16 FLOP/SM/clk) needs less depth
+    and width than H100 (3786) to fill its SMs, by (1024/3786)^coef with the shipped coefficient."""
+    fam = general_model().families["gemm"]
+    h, r = fam.params_for(H100, "bf16"), fam.params_for(RTX, "bf16")
+    for p in ("n0", "k0"):
+        c = fam.coefs[p]["log_sm_rate"]
+        assert r[p] / h[p] == pytest.approx((1024.0 / 3785.7) ** c, rel=1e-3)
+        assert 0.0 < c < 1.5  # a physical exponent near its prior 1/2, not a free-running fit
