@@ -15,7 +15,7 @@ from lvlmsim.estimate import estimate_request
 from lvlmsim.ops.op import ELEMENTWISE, GEMM, MOE_GEMM, Op
 from lvlmsim.specs.registry import load_hardware, load_model
 
-FAMILY = MoEFamily(ec={"bf16": 0.5, "fp8": 0.4, "fp8_block": 0.3, "fp4": 0.6}, em=0.8, floor_s=40e-6, x0=12.0,
+FAMILY = MoEFamily(ec={"bf16": 0.5, "fp8": 0.4, "fp8_block": 0.3, "fp4": 0.6}, em=0.8, floor_s=40e-6,
                    fitted_on=("a", "b"), error_pct=30.0, band=(0.5, 2.0))
 
 
@@ -26,16 +26,16 @@ def _expert_gemm(pairs: float, touched: float, flops: float, bytes_read: float) 
 
 
 def test_expert_gemm_efficiencies_by_hand():
-    """32 token-expert rows over 8 touched experts: x = 4 rows per expert, ec = 0.5 * 4 / (4 + 12) = 0.125, times
-    32 rows / (8 experts x one 128-row tile) = 1/32 -> 0.00390625; em = 0.8; half the 40 us layer floor per GEMM."""
+    """32 token-expert rows over 8 touched experts: 4 rows each fill 4/128 of one 128-row tile per expert, so
+    ec = 0.5 * 32 / (8 * 128) = 0.015625; em = 0.8; half the 40 us layer floor on each of the two GEMMs."""
     eff = FAMILY.efficiency(_expert_gemm(32, 8, 1e9, 1e6), load_hardware("h100-sxm"))
-    assert eff.compute == pytest.approx(0.125 / 32) and eff.memory == pytest.approx(0.8)
+    assert eff.compute == pytest.approx(0.015625) and eff.memory == pytest.approx(0.8)
     assert eff.floor_s == pytest.approx(20e-6)
     assert eff.source == "general:moe-fit:moe_gemm" and eff.measured_error_pct == 30.0
 
 
 def test_expert_gemm_time_by_hand_on_h100():
-    """999e6 bytes at 0.8 of 3350 GB/s = 372.76 us beats 1e9 FLOP at 0.00390625 of 989.4 TFLOP/s = 258.74 us:
+    """999e6 bytes at 0.8 of 3350 GB/s = 372.76 us beats 1e9 FLOP at 0.015625 of 989.4 TFLOP/s = 64.69 us:
     memory-bound, + 20 us = 392.76 us."""
     cost = CostModel(load_hardware("h100-sxm"), MoEPricedProfile(DEFAULT_PROFILE, FAMILY)).cost(
         _expert_gemm(32, 8, 1e9, 999e6))
@@ -44,9 +44,11 @@ def test_expert_gemm_time_by_hand_on_h100():
 
 
 def test_many_rows_per_expert_fill_their_tiles():
-    """4096 rows over 8 experts = 512 rows each = 4 whole tiles: ec = 0.5 * 512 / 524 with no padding loss."""
+    """4096 rows over 8 experts = 512 rows each = 4 whole tiles: the full 0.5 ceiling; 4100 rows pad to 5 tiles."""
     eff = FAMILY.efficiency(_expert_gemm(4096, 8, 1e12, 1e6), load_hardware("h100-sxm"))
-    assert eff.compute == pytest.approx(0.5 * 512 / 524)
+    assert eff.compute == pytest.approx(0.5)
+    assert FAMILY.efficiency(_expert_gemm(4100, 8, 1e12, 1e6), load_hardware("h100-sxm")).compute == pytest.approx(
+        0.5 * 4100 / (8 * 5 * 128))
 
 
 def test_layer_elementwise_ops_carry_no_floor_of_their_own_and_others_keep_the_base():

@@ -74,7 +74,7 @@ def test_fit_recovers_parameters_it_generated(tmp_path):
     root = _table(tmp_path, [f"a,bfloat16,{t},2048,768,8,128,1,1,balanced,1.0" for t in (1, 4, 16, 256, 4096)])
     hw = load_hardware("h100-sxm")
     d = load_moe_table(root, hw)
-    truth = [0.5, 0.4, 0.3, 0.6, 0.7, 2e-5, 20.0]  # ec per dtype class x4, em, floor, x0
+    truth = [0.5, 0.4, 0.3, 0.6, 0.7, 2e-5]  # ec per dtype class x4, em, floor
     synthetic = MoEData(**{**d.__dict__, "measured_s": predict(truth, d, hw)})
     got = fit_moe([(synthetic, hw)])
     assert np.max(np.abs(predict(got, synthetic, hw) / synthetic.measured_s - 1)) < 0.05

@@ -13,11 +13,12 @@ its memory bandwidth, shared by all devices and fitted on some devices to be rep
 
     t = floor + elementwise bytes / (em * bw)
         + sum over the two grouped GEMMs of max(F / (ec * peak[dtype]), B / (em * bw)),
-    ec = ec[dtype class] * x / (x + x0) * rows / padded rows,
+    ec = ec[dtype class] * rows / padded rows,
 
-with x the token-expert rows per touched expert (the GEMM's m per expert) and padded rows the rows rounded up to
-whole M tiles of TILE_M per touched expert (a grouped GEMM's work is set by its tiles, not its tokens). The dtype
-classes are bf16, per-tensor fp8, block-scaled fp8 and nvfp4, each against the datasheet peak of its dtype.
+with padded rows the token-expert rows rounded up to whole M tiles of TILE_M rows per touched expert (a grouped
+GEMM's work is set by its tiles, not its tokens: one token on an expert costs a whole tile). The dtype classes are
+bf16, per-tensor fp8, block-scaled fp8 and nvfp4, each against the datasheet peak of its dtype. (A saturation in the
+rows per expert, ec * x / (x + x0), was fitted too: every fold drove x0 to zero once the tiles were counted.)
 
 Where several kernels were timed for one configuration (Triton, FlashInfer CUTLASS, TRT-LLM, ...), the fastest is
 kept: it is the kernel a tuned deployment runs, and its family (`kernel_family`) is recorded per row. What a kernel
@@ -63,11 +64,12 @@ MOE_DTYPES: dict[str, tuple[str, float, str]] = {
 TABLE_DTYPES = tuple(MOE_DTYPES)
 DTYPE_CLASSES = ("bf16", "fp8", "fp8_block", "fp4")
 KERNEL_FAMILIES = ("triton", "cutlass", "trtllm")
-# The M tile of the grouped GEMMs: 128 rows, the tile of CUTLASS/TRT-LLM's Hopper and Blackwell grouped GEMMs and of
-# Triton's large-batch fused-MoE configs; each touched expert costs whole tiles. Chosen among 16 / 64 / 128 on the
-# leave-one-device-out table (128 was best by 1-2 points; docs/moe.md says so).
+# The M tile of the grouped GEMMs: each touched expert costs whole tiles of TILE_M rows. 128 is the M tile of
+# CUTLASS/TRT-LLM's Hopper and Blackwell grouped GEMMs and of Triton's large-batch fused-MoE configs; chosen among
+# TILE_CANDIDATES by a leave-one-device-out nested inside each outer fold (benchmarks/moe_tile_selection.py).
 TILE_M = 128
-PARAM_NAMES = (*(f"ec_{c}" for c in DTYPE_CLASSES), "em", "floor_s", "x0")
+TILE_CANDIDATES = (1, 16, 64, 128)  # 1: no tile padding
+PARAM_NAMES = (*(f"ec_{c}" for c in DTYPE_CLASSES), "em", "floor_s")
 FIT_FILE = "general/moe.json"  # beside the device-general GPU model (general/gpu.json) in calibration/profiles
 FIT_FORMAT = "lvlmsim-moe-fit/3"
 FIT_ROWS = 3000  # seeded sample of each fitting device's rows (the same in benchmarks/moe_fit.py and validate)
@@ -169,8 +171,9 @@ def _power_law_counts(tokens: int, experts: int, topk: int, alpha: float, rng: n
 
 
 @functools.lru_cache(maxsize=65536)
-def table_routing(tokens: int, experts: int, topk: int, ep: int, distribution: str) -> tuple[float, float, float]:
-    """(token-expert rows, distinct experts touched, rows padded to TILE_M per touched expert) on the timed GPU: the
+def table_routing(tokens: int, experts: int, topk: int, ep: int, distribution: str,
+                  tile_m: int = TILE_M) -> tuple[float, float, float]:
+    """(token-expert rows, distinct experts touched, rows padded to `tile_m` per touched expert) on the timed GPU: the
     first E/ep experts, or for a power law the most loaded GPU's (aiconfigurator swaps it to rank 0). Expected over
     ROUTING_DRAWS seeded draws for a power law; exact for `balanced`."""
     alpha = _alpha(distribution)
@@ -184,15 +187,24 @@ def table_routing(tokens: int, experts: int, topk: int, ep: int, distribution: s
     local = experts // ep
     groups = counts.reshape(len(counts), ep, local)
     mine = groups[np.arange(len(counts)), groups.sum(axis=2).argmax(axis=1)] if alpha else groups[:, 0]
-    padded = np.ceil(mine / TILE_M) * TILE_M
+    tile = np.full(len(mine), float(tile_m)) if tile_m else adaptive_tile(mine.sum(axis=1), (mine > 0).sum(axis=1))
+    padded = np.ceil(mine / tile[:, None]) * tile[:, None]
     return float(mine.sum(axis=1).mean()), float((mine > 0).sum(axis=1).mean()), float(padded.sum(axis=1).mean())
 
 
+def adaptive_tile(rows, touched):
+    """The M tile a grouped-GEMM library picks for `rows` token-expert rows over `touched` experts: the mean rows per
+    expert rounded up to a power of two, within [16, 128] (TRT-LLM's `tile_tokens_dim` rule, which clamps to
+    [8, 64]; vLLM's tuned Triton configs use BLOCK_SIZE_M 16 for small batches and 64-128 for large ones)."""
+    mean = np.maximum(np.asarray(rows, dtype=float) / np.maximum(touched, 1), 1.0)
+    return np.clip(2.0 ** np.ceil(np.log2(mean)), 16.0, 128.0)
+
+
 def _row_ops(h: int, inter: int, k: int, experts: int, tp: int, ep: int, tokens: int, distribution: str,
-             dtype: str, kernel: str):
+             dtype: str, kernel: str, tile_m: int):
     """The graph's grouped GEMMs for the load the table's generator put on this GPU, and the layer's elementwise
     traffic for the row's kernel (see the module docstring); also (rows, touched, padded rows)."""
-    pairs, touched, padded = table_routing(tokens, experts, k, ep, distribution)
+    pairs, touched, padded = table_routing(tokens, experts, k, ep, distribution, tile_m)
     mods = {"vision": dtype, "projector": dtype, "llm": dtype}
     cfg = GraphConfig(weight_dtype=mods, compute_dtype=dict(mods), act_dtype="bf16", kv_dtype="bf16", tp=tp * ep,
                       ep=ep)
@@ -249,8 +261,9 @@ def _read_tables(root: Path):
     return df, [str(p.relative_to(root)) for p in paths]
 
 
-def load_moe_table(data_dir: str | Path, hw: HardwareSpec) -> MoEData:
-    """Every moe_perf.csv under `data_dir`, rows this device can run, fastest kernel per configuration."""
+def load_moe_table(data_dir: str | Path, hw: HardwareSpec, tile_m: int = TILE_M) -> MoEData:
+    """Every moe_perf.csv under `data_dir`, rows this device can run, fastest kernel per configuration; grouped GEMM
+    rows padded to `tile_m`-row tiles per touched expert."""
     root = Path(data_dir)
     df, files = _read_tables(root)
     excluded = slower_than_bf16(df)
@@ -268,7 +281,7 @@ def load_moe_table(data_dir: str | Path, hw: HardwareSpec) -> MoEData:
             continue
         up, down, ew, (pairs, touched, padded) = _row_ops(int(r.hidden_size), int(r.inter_size), k, e,
                                                           int(r.moe_tp_size), ep, int(r.num_tokens), r.distribution,
-                                                          dtype, r.family)
+                                                          dtype, r.family, tile_m)
         scale = wbytes / DTYPE_BYTES[dtype] - 1.0  # weights in the table's format (block scales, nvfp4 scales)
         row = {"dtype": dtype, "table_dtype": r.moe_dtype, "flops_up": up.flops,
                "bytes_up": up.bytes + up.weight_bytes * scale, "flops_down": down.flops,
@@ -288,10 +301,9 @@ def dtype_class(table_dtype: np.ndarray) -> np.ndarray:
     return np.array([MOE_DTYPES[t][2] for t in table_dtype]) if len(table_dtype) else np.zeros(0, dtype=str)
 
 
-def compute_efficiency(ec_max: np.ndarray | float, x0: float, pairs, touched, padded):
-    """ec = ec_max * x / (x + x0) * rows / padded rows, x the rows per touched expert (shared with moe_family)."""
-    x = pairs / np.maximum(touched, 1e-9)
-    return ec_max * x / (x + x0) * pairs / np.maximum(padded, 1e-9)
+def compute_efficiency(ec_max: np.ndarray | float, pairs, padded):
+    """ec = ec_max * rows / padded rows: the share of the tiles' work that is real rows (shared with moe_family)."""
+    return ec_max * pairs / np.maximum(padded, 1e-9)
 
 
 def predict(params: Sequence[float], data: MoEData, hw: HardwareSpec) -> np.ndarray:
@@ -301,7 +313,7 @@ def predict(params: Sequence[float], data: MoEData, hw: HardwareSpec) -> np.ndar
     cls = dtype_class(data.table_dtype)
     ec_max = np.select([cls == c for c in DTYPE_CLASSES], [p[f"ec_{c}"] for c in DTYPE_CLASSES], 1.0)
     peak = np.array([hw.peak_flops(d) for d in data.dtype]) if len(data) else np.zeros(0)
-    ec = compute_efficiency(ec_max, p["x0"], data.pairs, data.touched, data.padded_rows)
+    ec = compute_efficiency(ec_max, data.pairs, data.padded_rows)
     total = p["floor_s"] + data.ew_bytes / bw
     for f, b in ((data.flops_up, data.bytes_up), (data.flops_down, data.bytes_down)):
         total = total + np.maximum(f / (ec * peak), b / bw)
@@ -320,7 +332,7 @@ def roofline_default(data: MoEData, hw: HardwareSpec) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------------
 # fit
 
-N_EFF = len(DTYPE_CLASSES) + 1  # efficiencies (logistic) come first in PARAM_NAMES, then floor_s and x0 (exp)
+N_EFF = len(DTYPE_CLASSES) + 1  # efficiencies (logistic) come first in PARAM_NAMES, then floor_s (exp)
 
 
 def _natural(z: np.ndarray) -> list[float]:
@@ -365,7 +377,7 @@ def nelder_mead(f, x0: np.ndarray, step: float = 0.5, iters: int = 1500, tol: fl
     return simplex[int(np.argmin(vals))]
 
 
-START = (*([0.4] * len(DTYPE_CLASSES)), 0.8, 2e-5, 1.0)
+START = (*([0.4] * len(DTYPE_CLASSES)), 0.8, 2e-5)
 
 
 def fit_moe(datasets: Sequence[tuple[MoEData, HardwareSpec]]) -> list[float]:

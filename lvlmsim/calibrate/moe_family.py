@@ -2,14 +2,14 @@
 
 `benchmarks/moe_fit.py` fits lvlmsim.calibrate.moe's model leave-one-device-out on aiconfigurator's fused-MoE
 tables (A100, H100, B300, RTX PRO 6000) and once on all of them, and writes `calibration/profiles/general/moe.json`.
-The fit is dimensionless (compute ceilings per dtype class, a memory efficiency, a rows-per-expert half point) plus
-a fixed cost per MoE layer, so it transfers to any GPU. `with_moe` wraps a device's profile so that the ops of a MoE
-layer the fit was made on are priced by its all-devices parameters, with source `general:moe-fit:<op kind>` and the
-fit's held-out error (the median over devices of each held-out device's median |error|):
+The fit is dimensionless (compute ceilings per dtype class, a memory efficiency) plus a fixed cost per MoE layer,
+so it transfers to any GPU. `with_moe` wraps a device's profile so that the ops of a MoE layer the fit was made on
+are priced by its all-devices parameters, with source `general:moe-fit:<op kind>` and the fit's
+held-out error (the median over devices of each held-out device's median |error|):
 
-- the grouped expert GEMMs (`moe_gemm`): compute efficiency ec[dtype] * x / (x + x0) * rows / padded rows, x the
-  token-expert rows per expert touched, padded rows those rows spread evenly over the touched experts and rounded up
-  to whole TILE_M tiles per expert; memory efficiency em; each carries half the layer's fixed cost;
+- the grouped expert GEMMs (`moe_gemm`): compute efficiency ec[dtype] * rows / padded rows, padded rows the
+  token-expert rows spread evenly over the touched experts and rounded up to whole TILE_M tiles per expert; memory
+  efficiency em; each carries half the layer's fixed cost;
 - the layer's dispatch, activation and combine (`llm.moe_dispatch`, `llm.moe_act`, `llm.moe_combine`): bytes at em,
   no fixed cost of their own (the fit's floor is the whole fused layer's).
 
@@ -38,14 +38,13 @@ OP_DTYPE_CLASS = {"fp8": "fp8", "fp4": "fp4"}
 
 @dataclass(frozen=True)
 class MoEFamily:
-    """The all-devices MoE fit: compute ceilings per dtype class, memory efficiency, the layer's fixed cost, the
-    rows-per-expert half point; its held-out median |error| (%) and the (p10, p90) band of measured / predicted
-    layer time pooled over the held-out devices."""
+    """The all-devices MoE fit: compute ceilings per dtype class, memory efficiency, the layer's fixed cost; its
+    held-out median |error| (%) and the (p10, p90) band of measured / predicted layer time pooled over the held-out
+    devices."""
 
     ec: dict[str, float]
     em: float
     floor_s: float
-    x0: float
     fitted_on: tuple[str, ...]
     error_pct: float | None
     band: tuple[float, float] | None
@@ -60,7 +59,7 @@ class MoEFamily:
         if pairs <= 0 or touched <= 0:
             return Efficiency(ec_max, self.em, self.floor_s / 2, source, self.error_pct)
         padded = touched * math.ceil(pairs / touched / TILE_M) * TILE_M  # rows spread evenly over touched experts
-        ec = float(compute_efficiency(ec_max, self.x0, pairs, touched, padded))
+        ec = float(compute_efficiency(ec_max, pairs, padded))
         return Efficiency(ec, self.em, self.floor_s / 2, source, self.error_pct)
 
 
@@ -72,7 +71,7 @@ def load_moe_family(path: str | Path) -> MoEFamily:
         errors = [float(f["held_out_median_abs_pct_err"]) for f in doc.get("folds", [])
                   if f.get("held_out_median_abs_pct_err") is not None]
         band = doc.get("band")
-        return MoEFamily({c: p[f"ec_{c}"] for c in DTYPE_CLASSES}, p["em"], p["floor_s"], p["x0"],
+        return MoEFamily({c: p[f"ec_{c}"] for c in DTYPE_CLASSES}, p["em"], p["floor_s"],
                          tuple(doc["all"]["fit_on"]), round(statistics.median(errors), 1) if errors else None,
                          (float(band[0]), float(band[1])) if band else None)
     except (ValueError, KeyError, TypeError) as exc:

@@ -1,0 +1,74 @@
+"""Choose the MoE model's M tile (lvlmsim.calibrate.moe.TILE_M) by a leave-one-device-out nested in each outer fold.
+
+    python benchmarks/moe_tile_selection.py [--data ../shared/data/measured/aiconfigurator/data] [--fit-rows 3000]
+
+For each held-out device, every candidate tile (TILE_CANDIDATES; 1 = no padding) is scored by an inner
+leave-one-device-out over the three training devices only (fit on two, median |error| on the third, averaged); the
+best-scoring tile is refitted on the three and reported on the held-out device. The held-out device never takes part
+in choosing its own tile, so the outer figures are honest. Prints the inner scores, the choice per fold and the outer
+table; the shipped TILE_M should be the tile every fold chooses (it is: see docs/moe.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from lvlmsim.calibrate.moe import (  # noqa: E402
+    FIT_ROWS,
+    TILE_CANDIDATES,
+    compare_moe,
+    fit_moe,
+    load_moe_table,
+    predict,
+    sample,
+)
+from lvlmsim.specs.registry import load_hardware  # noqa: E402
+
+DEVICES = {"a100_sxm": "a100-sxm-80gb", "h100_sxm": "h100-sxm", "b300_sxm": "b300",
+           "rtx_pro_6000_server": "rtx-pro-6000-server"}
+
+
+def median_err(params, data, hw) -> float:
+    return float(np.median(np.abs(predict(params, data, hw) / data.measured_s - 1.0)) * 100.0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(REPO.parent / "shared/data/measured/aiconfigurator/data"))
+    ap.add_argument("--fit-rows", type=int, default=FIT_ROWS)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    hws = {g: load_hardware(h) for g, h in DEVICES.items()}
+    tables = {(g, t): load_moe_table(Path(args.data) / g, hws[g], tile_m=t) for g in DEVICES for t in TILE_CANDIDATES}
+    print(f"loaded {len(tables)} tables in {time.perf_counter() - t0:.0f} s")
+    print(f"{'held out':<22}" + "".join(f"{'tile ' + str(t):>10}" for t in TILE_CANDIDATES)
+          + f"{'chosen':>8}{'median %':>10}{'p90 %':>8}")
+    for held in DEVICES:
+        train = [g for g in DEVICES if g != held]
+        scores = {}
+        for t in TILE_CANDIDATES:
+            inner = []
+            for val in train:
+                fit_on = [(sample(tables[(g, t)], args.fit_rows, args.seed), hws[g]) for g in train if g != val]
+                inner.append(median_err(fit_moe(fit_on), tables[(val, t)], hws[val]))
+            scores[t] = float(np.mean(inner))
+        best = min(scores, key=scores.get)
+        params = fit_moe([(sample(tables[(g, best)], args.fit_rows, args.seed), hws[g]) for g in train])
+        rep = compare_moe(tables[(held, best)], hws[held], params, "nested")
+        print(f"{hws[held].id:<22}" + "".join(f"{scores[t]:>10.2f}" for t in TILE_CANDIDATES)
+              + f"{best:>8}{rep['median_abs_pct_err']:>10}{rep['p90_abs_pct_err']:>8}", flush=True)
+    print(f"({time.perf_counter() - t0:.0f} s; inner scores: mean over the training devices of the median |error| "
+          "of a fit on the other two)")
+
+
+if __name__ == "__main__":
+    main()
