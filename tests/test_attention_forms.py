@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 
 from lvlmsim.calibrate.general import FAMILY_SETUPS, device_features, fit_general_family, group_rows
+from lvlmsim.calibrate.kernels import attention_kernel, regroups_gqa
 from lvlmsim.calibrate.measured import (
     Measurement,
     decode_attention_op,
     encoder_attention_op,
     prefill_attention_op,
+    sliding_decode_attention_op,
 )
 from lvlmsim.calibrate.model import (
     FORM_VARIANTS,
@@ -87,7 +89,7 @@ def test_softmax_share_is_large_on_hopper_small_on_the_gddr_blackwell_part():
 
 
 DECODE_PARAMS = {"ec_max": 0.5, "em_max": 0.9, "b0": 1.0, "pb": 1.0, "c0": 1e-9, "pc": 1.0, "g0": 1e-9, "pg": 1.0,
-                 "h1": 1e9, "ph1": 2.0, "split_share": 0.4, "floor_s": 1e-5, "overlap": 0.0}
+                 "h1": 1e9, "ph1": 2.0, "split_share": 0.4, "regroup_share": 0.5, "floor_s": 1e-5, "overlap": 0.0}
 
 
 @pytest.mark.parametrize(("batch", "kv_heads", "step", "split"), [
@@ -97,9 +99,31 @@ DECODE_PARAMS = {"ec_max": 0.5, "em_max": 0.9, "b0": 1.0, "pb": 1.0, "c0": 1e-9,
 ])
 def test_split_decode_adds_the_combine_kernel_to_the_floor(batch, kv_heads, step, split):
     op = decode_attention_op(batch, step, 8 * kv_heads, kv_heads, 128)
-    prof = _profile("decode+split", DECODE_PARAMS, H100.id, "attn_decode")
+    prof = _profile("decode+split", DECODE_PARAMS, H100.id, "attn_decode")  # FA3: no regrouping copies
     floor = prof.efficiency(op, H100).floor_s
     assert floor == pytest.approx(1e-5 * (1.4 if split else 1.0), rel=1e-3)
+
+
+@pytest.mark.parametrize(("hw", "batch", "heads", "kv_heads", "regroup"), [
+    (A100, 4, 32, 8, True),  # FA2, GQA, batch and KV heads above one: the copies run
+    (RTX, 4, 32, 8, True),
+    (A100, 1, 32, 8, False),  # batch 1
+    (A100, 4, 8, 8, False),  # MHA
+    (A100, 4, 8, 1, False),  # one KV head
+    (H100, 4, 32, 8, False),  # FA3 packs the group in the kernel
+    (B300, 4, 32, 8, False),
+])
+def test_fa2_gqa_regrouping_adds_its_share_to_the_floor(hw, batch, heads, kv_heads, regroup):
+    """3 keys (one block, no split): the floor is 1e-5 x (1 + 0.5) exactly where FA2 regroups the query heads."""
+    op = decode_attention_op(batch, 2, heads, kv_heads, 128)
+    assert regroups_gqa(op, attention_kernel(hw)) is regroup
+    prof = _profile("decode+split", DECODE_PARAMS, hw.id, "attn_decode")
+    assert prof.efficiency(op, hw).floor_s == pytest.approx(1e-5 * (1.5 if regroup else 1.0), rel=1e-6)
+
+
+def test_a_window_turns_the_regrouping_off():
+    op = sliding_decode_attention_op(4, 2000, 32, 8, 128, window=1024)
+    assert not regroups_gqa(op, "fa2")
 
 
 def test_split_key_block_follows_flash_attention_2():

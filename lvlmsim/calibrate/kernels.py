@@ -26,6 +26,7 @@ from lvlmsim.ops.op import ATTN_DECODE, Op
 from lvlmsim.specs.hardware import HardwareSpec
 
 UNPACKED_WINDOWED_DECODE = ("fa2",)  # kernel generations whose windowed decode re-reads K/V per query head
+REGROUPED_GQA_DECODE = ("fa2",)  # kernel generations that regroup a GQA decode's query heads outside the kernel
 SLIDING_SUFFIX = ".sliding"  # graph: llm.attention.sliding; validate rows: measured.attention.sliding
 
 
@@ -34,6 +35,18 @@ def attention_kernel(hw: HardwareSpec) -> str | None:
     from lvlmsim.calibrate.general import ATTENTION_KERNELS
 
     return ATTENTION_KERNELS.get((hw.compute_capability or "").split(".")[0])
+
+
+def regroups_gqa(op: Op, kernel: str | None) -> bool:
+    """Whether a decode on `kernel` pays FA2's GQA regrouping copies: the query heads of each KV head moved into the
+    query-length dimension (flash_api.cpp, seqlenq_ngroups_swapped) and back, which shows as extra kernels once the
+    batch and the KV heads both exceed one (A100 12.4 -> 18.3 us, RTX PRO 6000 8.9 -> 13.0 us at 2-4 keys; nothing
+    for MHA, one KV head or batch 1). A window turns the regrouping off; FA3 and the TRT-LLM kernels pack the group
+    inside the kernel. The time it adds is fitted (SplitDecodeForm.regroup_share); only where it applies is known."""
+    if kernel not in REGROUPED_GQA_DECODE or op.kind != ATTN_DECODE or op.name.endswith(SLIDING_SUFFIX):
+        return False
+    batch, heads, kv_heads = op.shape[0], op.shape[3], op.shape[4]
+    return batch > 1 and 1 < kv_heads < heads
 
 
 def gqa_reread_factor(op: Op, kernel: str | None) -> float:
@@ -66,4 +79,4 @@ def with_kernel_features(profile: EfficiencyProfile, hw: HardwareSpec) -> Effici
     return KernelFeatureProfile(profile, kernel) if kernel in UNPACKED_WINDOWED_DECODE else profile
 
 
-__all__ = ["KernelFeatureProfile", "attention_kernel", "gqa_reread_factor", "with_kernel_features"]
+__all__ = ["KernelFeatureProfile", "attention_kernel", "gqa_reread_factor", "regroups_gqa", "with_kernel_features"]

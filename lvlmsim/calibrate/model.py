@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lvlmsim.calibrate.kernels import attention_kernel, regroups_gqa
 from lvlmsim.cost.profile import DEFAULT_PROFILE, DefaultProfile, Efficiency
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.op import ALLREDUCE, ATTN_DECODE, ATTN_ENCODER, ATTN_PREFILL, CONV, ELEMENTWISE, GEMM, KINDS, Op
@@ -432,33 +433,43 @@ def split_key_block(head_dim: float) -> float:
 
 
 class SplitDecodeForm(DecodeForm):
-    """DecodeForm plus the split-KV step: when the (sequence, kv-head) items cannot fill the SMs and a sequence's
-    keys span more than one key block, the kernel splits the keys and a combine kernel runs after it, adding
-    `split_share` x floor. Visible in every measured FA2 table: a batch-1 decode of head size 128 jumps from ~12.5 to
-    ~17.5 us on A100 (8.8 to 13.0 us on RTX PRO 6000) when the keys pass 128, unless the batch alone fills the SMs.
-    The SM count comes from the datasheet, so the threshold moves with the device; the share is the kernel
-    generation's (the general model links it to the kernel flags: FA3 and the TRT-LLM kernels split differently).
+    """DecodeForm plus two extra kernels a decode may run besides the attention kernel, each adding a fitted share of
+    the floor:
+
+    - the split-KV combine: when the (sequence, kv-head) items cannot fill the SMs and a sequence's keys span more than
+      one key block, FlashAttention-2 splits the keys and a combine kernel follows. A batch-1 decode of head size 128
+      steps from ~12.5 to ~17.3 us on A100 (8.8 to 13.0 us on RTX PRO 6000) as the keys pass 128, unless the batch
+      alone fills the SMs; the SM count comes from the datasheet, so the threshold moves with the device.
+    - the GQA regrouping copies of FA2 (lvlmsim.calibrate.kernels.regroups_gqa says where they apply: FA2 devices, GQA
+      at batch >= 2 and kv_heads >= 2, no window); the share is one fitted constant, learned from whichever FA2 device
+      is among the training devices and zero elsewhere.
+
+    The general model links the split share to the kernel flags (prior 0): FA3 and the TRT-LLM kernels split too,
+    at other thresholds and costs.
     """
 
     name = "decode+split"
     core = DecodeForm.core[:-1] + (
         Param("split_share", "real", 0.2, "extra floor share when the keys are split (the combine kernel)"),
+        Param("regroup_share", "real", 0.0, "extra floor share of the GQA regrouping copies"),
     ) + DecodeForm.core[-1:]
 
     def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
         batch, _q, kv, _heads, kvh, d = op.shape[:6]
         items = max(float(batch) * kvh, 1.0)
         blocks = float(kv) / split_key_block(float(d))
-        return (*super().features(op, hw), blocks, items / float(hw.sm_count or REF_SM_COUNT))
+        regroup = regroups_gqa(op, attention_kernel(hw))
+        return (*super().features(op, hw), blocks, items / float(hw.sm_count or REF_SM_COUNT), float(regroup))
 
     def eff(self, xp, p, h, x):
-        *base, share, floor_s = p
-        ec, em, floor_s = super().eff(xp, (*base, floor_s), h, x[:-2])
-        blocks, items_per_sm = x[-2], x[-1]
+        *base, split_share, regroup_share, floor_s = p
+        ec, em, floor_s = super().eff(xp, (*base, floor_s), h, x[:-3])
+        blocks, items_per_sm, regroup = x[-3], x[-2], x[-1]
         # more than one key block (a smooth step at 1.5 blocks) and too few items to fill the SMs
         split = sat(xp, blocks, 1.5, SPLIT_STEEPNESS) * (1.0 - sat(xp, items_per_sm, SPLIT_ITEMS_PER_SM,
                                                                    SPLIT_STEEPNESS))
-        return ec, em, floor_s * (1.0 + xp.maximum(share, 0.0) * split)
+        extra = xp.maximum(split_share, 0.0) * split + xp.maximum(regroup_share, 0.0) * regroup
+        return ec, em, floor_s * (1.0 + extra)
 
 
 REF_SM_COUNT = 132  # H100 SXM: the reference a device without a published SM count is priced with
