@@ -109,8 +109,10 @@ def select(selection: str, devices: dict) -> None:
         print(f"{'':<6}{'all devices':<22}{inner:<50}{min(scores, key=scores.get):<13}  (the value to ship)")
     finally:
         general.LINKS, general.RIDGE_WEIGHTS = saved
-    shipped = next((k for k, (links, ridge) in candidates.items() if links == saved[0][form]
-                    and (ridge is None or ridge == saved[1].get(form, general.RIDGE_WEIGHT))), "other")
+    ridge_now = saved[1].get(form, general.RIDGE_WEIGHT)
+    same = [k for k, (links, ridge) in candidates.items() if links == saved[0][form]]
+    exact = [k for k in same if candidates[k][1] in (None, ridge_now)]
+    shipped = exact[0] if exact else (f"{same[0]} links, at ridge {ridge_now}" if same else "other")
     print(f"{'':<6}shipped: {shipped}")
 
 
