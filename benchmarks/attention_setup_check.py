@@ -2,7 +2,7 @@
 
     python benchmarks/attention_setup_check.py
 
-For each held-out device, the setup of `attn_decode` and of `attn_encoder` is picked between `old` (the family's
+For each held-out device, the setup of `attn_prefill`, `attn_decode` and `attn_encoder` is picked between `old` (the family's
 default form and links, as before lvlmsim.calibrate.general.FAMILY_SETUPS) and `new` (its FAMILY_SETUPS entry) by an
 inner leave-one-out over the three training devices only (mean of their median |error|); the pick is then fitted on
 the three and priced on the held-out device. Prints each fold's inner scores, its pick and its held-out median: when
@@ -23,7 +23,8 @@ from lvlmsim.calibrate import general  # noqa: E402
 from lvlmsim.calibrate.loo import held_out_report, load_devices  # noqa: E402
 from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
 
-CHECKS = {"attn_decode": ("generation_attention", ("generation_attention", "generation_attention_sliding")),
+CHECKS = {"attn_prefill": ("context_attention", ("context_attention", "context_attention_sliding")),
+          "attn_decode": ("generation_attention", ("generation_attention", "generation_attention_sliding")),
           "attn_encoder": ("encoder_attention", ("encoder_attention", "context_attention"))}  # old borrows prefill
 
 
