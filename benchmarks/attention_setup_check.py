@@ -2,11 +2,12 @@
 
     python benchmarks/attention_setup_check.py
 
-For each held-out device, the setup of `attn_prefill`, `attn_decode` and `attn_encoder` is picked between `old` (the family's
-default form and links, as before lvlmsim.calibrate.general.FAMILY_SETUPS) and `new` (its FAMILY_SETUPS entry) by an
-inner leave-one-out over the three training devices only (mean of their median |error|); the pick is then fitted on
-the three and priced on the held-out device. Prints each fold's inner scores, its pick and its held-out median: when
-every fold picks `new`, the leave-one-out column is also a nested figure. Needs ../shared/data/measured.
+For each held-out device, the setup of `attn_prefill`, `attn_decode` and `attn_encoder` is picked between `old`
+(the family's default form and links, as before lvlmsim.calibrate.general.FAMILY_SETUPS) and `new` (its FAMILY_SETUPS
+entry) by an inner leave-one-out over the three training devices only (mean of their median |error|); the pick is
+then fitted on the three and priced on the held-out device. Prints each fold's inner scores, its pick and its
+held-out median: when every fold picks `new`, the leave-one-out column is also a nested figure.
+Needs ../shared/data/measured.
 """
 
 from __future__ import annotations
