@@ -77,14 +77,16 @@ ATTN = KERNEL_FLAGS
 
 # GEMM: the work a tile must hold in flight to hide an SM's fixed per-tile latency (operand loads, epilogue) grows with
 # the SM's tensor rate per clock (Little's law for compute, as bytes in flight for bandwidth); with m set by the tokens,
-# that n x k tile volume is split evenly between n and k, so each half-saturation point gets prior exponent 1/2. The
-# exponent was checked by nested leave-one-out against 1 (benchmarks/gemm_link_selection.py).
+# that n x k tile volume is split evenly between n and k, so each half-saturation point gets prior exponent 1/2. Nested
+# leave-one-out among no link, 1/2 and 1 chose 1/2 in every fold (benchmarks/gemm_link_selection.py gemm).
 SM_RATE_PRIOR = 0.5
 
 # All-reduce latency (a0 at 2 devices, a1 per added device): small messages run NCCL's LL protocol, whose cost is
 # flag polling, fences and kernel prologue counted in SM cycles, so time ~ 1/clock (prior exponent -1). Datacenter
 # Blackwell shows a higher small-message latency than Hopper at equal tuning (NVIDIA/nccl#1940: ~3.0 vs ~2.3 us for an
-# 8-byte 8-GPU all-reduce with symmetric memory, NCCL 2.27): prior log(3.0/2.3) on its flag.
+# 8-byte 8-GPU all-reduce with symmetric memory, NCCL 2.27): prior log(3.0/2.3) on its flag. Argued, not selected:
+# leave-one-out over the three NCCL devices prefers it (12.0% against 18.3% without latency links), but nested, with
+# two inner devices, the folds disagree (benchmarks/gemm_link_selection.py nccl).
 ALLREDUCE_LATENCY_LINKS = {"log_clock": -1.0, "arch_sm100": math.log(3.0 / 2.3)}
 
 # (param, feature) links per form, with the prior of each coefficient (the ridge pulls toward it). Chosen by
