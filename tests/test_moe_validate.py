@@ -11,6 +11,7 @@ from lvlmsim.calibrate.moe import (
     START,
     MoEData,
     compare_moe,
+    expert_gated,
     fit_moe,
     kernel_family,
     load_fit,
@@ -112,6 +113,30 @@ def test_power_law_load_is_uneven_and_times_the_busiest_rank():
     first = table_routing(256, 128, 8, 8, "power_law_1.2")
     table_routing.cache_clear()
     assert table_routing(256, 128, 8, 8, "power_law_1.2") == first  # seeded draws: the same load every run
+
+
+def test_one_token_power_law_picks_are_not_all_on_the_first_rank():
+    """At one token of top-8 over 128 experts every power-law count rounds to zero and the generator's GPU sort leaves
+    the 8 picks on arbitrary experts: under EP 16 (8 experts a rank) the busiest rank holds a few, not all 8 (which a
+    stable sort of the zeros, experts 0-7, would put on rank 0)."""
+    rows, touched, _ = table_routing(1, 128, 8, 16, "power_law_1.01")
+    assert rows == touched and 1.0 <= rows < 4.0
+    assert table_routing(1, 128, 8, 1, "power_law_1.01")[:2] == (8.0, 8.0)  # without EP every pick is local
+
+
+def test_nemotron_experts_are_priced_non_gated_except_on_the_all_gated_collector(tmp_path):
+    """NemotronH's relu^2 experts: up GEMM h x inter (2688 x 1856), not h x 2*inter, and the activation reads one
+    input; aiconfigurator's first vLLM collector (`vllm_fused_moe`) builds every expert gated whatever the model."""
+    assert not expert_gated(2688, 1856, 6, 128, "vllm_unquantizedfusedmoe_triton_tritonexperts")
+    assert expert_gated(2688, 1856, 6, 128, "vllm_fused_moe")
+    assert expert_gated(2048, 768, 8, 128, "vllm_unquantizedfusedmoe_triton_tritonexperts")  # Qwen3: SwiGLU
+    hw = load_hardware("h100-sxm")
+    row = "{},bfloat16,1,2688,1856,6,128,1,1,balanced,0.1"
+    relu2 = load_moe_table(_table(tmp_path / "n", [row.format("vllm_unquantizedfusedmoe_triton_tritonexperts")]), hw)
+    gated = load_moe_table(_table(tmp_path / "g", [row.format("vllm_fused_moe")]), hw)
+    assert gated.flops_up[0] == pytest.approx(2.0 * 6 * (2 * 1856) * 2688)  # 6 rows (one token, 6 experts)
+    assert relu2.flops_up[0] == pytest.approx(gated.flops_up[0] / 2)
+    assert relu2.flops_down[0] == gated.flops_down[0]
 
 
 def test_triton_rows_under_ep_pay_for_every_token_expert_row(tmp_path):

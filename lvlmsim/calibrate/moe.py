@@ -70,6 +70,26 @@ KERNEL_FAMILIES = ("triton", "cutlass", "trtllm")
 TILE_M = 128
 TILE_CANDIDATES = (1, 16, 64, 128)  # 1: no tile padding
 PARAM_NAMES = (*(f"ec_{c}" for c in DTYPE_CLASSES), "em", "floor_s")
+# Expert MLPs that are not gated: (hidden, inter, topk, experts) of the NemotronH MoE cases in aiconfigurator's case
+# list (collector/cases/models/NemotronHForCausalLM_cases.yaml) -> the model. NemotronH experts are relu^2
+# (config.json `mlp_hidden_act: relu2`): the up GEMM is hidden x inter, not hidden x 2*inter, and the activation reads
+# one input. Super and Ultra route in a latent space (`moe_latent_size`), so their tables' hidden is the latent width.
+NON_GATED_SHAPES: dict[tuple[int, int, int, int], str] = {
+    (2688, 1856, 6, 128): "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B",
+    (1024, 2688, 22, 512): "nvidia/NVIDIA-Nemotron-3-Super-120B-A12B (latent 1024)",
+    (2048, 5120, 22, 512): "nvidia/nemotron-ultra (latent 2048)",
+}
+# aiconfigurator's first vLLM collector (kernel_source `vllm_fused_moe`, A100's vLLM 0.14 table) calls fused_experts
+# with w1 built as [E, 2*inter, hidden] and the default SiLU for every case: its rows are gated whatever the model.
+GATED_ONLY_SOURCES = ("vllm_fused_moe",)
+
+
+def expert_gated(hidden: int, inter: int, topk: int, experts: int, kernel_source: str) -> bool:
+    """Whether the table row timed a gated (SwiGLU) expert MLP: not for a non-gated model's shape, unless the row
+    came from a collector that builds every expert gated."""
+    if kernel_source in GATED_ONLY_SOURCES:
+        return True
+    return (hidden, inter, topk, experts) not in NON_GATED_SHAPES
 FIT_FILE = "general/moe.json"  # beside the device-general GPU model (general/gpu.json) in calibration/profiles
 FIT_FORMAT = "lvlmsim-moe-fit/3"
 FIT_ROWS = 3000  # seeded sample of each fitting device's rows (the same in benchmarks/moe_fit.py and validate)
@@ -153,7 +173,10 @@ def _balanced_counts(tokens: int, experts: int, topk: int) -> np.ndarray:
 def _power_law_counts(tokens: int, experts: int, topk: int, alpha: float, rng: np.random.Generator) -> np.ndarray:
     """ROUTING_DRAWS draws of rows per expert from aiconfigurator's `power_law` generator: each expert's weight is a
     power-law sample on [1, 0.8 T] (on [0.01, 2] while T*k <= E), scaled to T*k rows and rounded; the rounding
-    remainder goes to the busiest experts (or comes off the least busy)."""
+    remainder goes to the busiest experts (or comes off the least busy). The generator sorts the counts with
+    torch.argsort on the GPU, whose order among equal counts is unspecified, so ties are broken at random: at one
+    token every count rounds to zero and the k rows land on k arbitrary experts, not on the first k (which under
+    expert parallelism would put them all on one GPU; the measured one-token rows run as fast as an even spread)."""
     lo, hi = (1.0, 0.8 * tokens) if tokens * topk > experts else (0.01, 2.0)
     u = rng.random((ROUTING_DRAWS, experts))
     w = ((hi ** (1 - alpha) - lo ** (1 - alpha)) * u + lo ** (1 - alpha)) ** (1 / (1 - alpha))
@@ -161,7 +184,7 @@ def _power_law_counts(tokens: int, experts: int, topk: int, alpha: float, rng: n
     counts = np.round(w / w.sum(axis=1, keepdims=True) * target)
     for c in counts:
         delta = int(target - c.sum())
-        order = np.argsort(-c, kind="stable")
+        order = np.lexsort((rng.random(experts), -c))  # busiest first; ties in an unspecified order (a CUDA sort)
         if delta > 0:
             np.add.at(c, order[np.arange(delta) % experts], 1)
         for q in range(-delta):
@@ -201,24 +224,25 @@ def adaptive_tile(rows, touched):
 
 
 def _row_ops(h: int, inter: int, k: int, experts: int, tp: int, ep: int, tokens: int, distribution: str,
-             dtype: str, kernel: str, tile_m: int):
+             dtype: str, kernel: str, tile_m: int, gated: bool = True):
     """The graph's grouped GEMMs for the load the table's generator put on this GPU, and the layer's elementwise
-    traffic for the row's kernel (see the module docstring); also (rows, touched, padded rows)."""
+    traffic for the row's kernel (see the module docstring); also (rows, touched, padded rows). A non-gated expert's
+    up GEMM is h x inter and its activation reads one input."""
     pairs, touched, padded = table_routing(tokens, experts, k, ep, distribution, tile_m)
     mods = {"vision": dtype, "projector": dtype, "llm": dtype}
     cfg = GraphConfig(weight_dtype=mods, compute_dtype=dict(mods), act_dtype="bf16", kv_dtype="bf16", tp=tp * ep,
                       ep=ep)
     inter_l = math.ceil(inter / tp)
-    up = expert_gemm("llm.moe_experts_up", "decode", pairs, 2 * inter_l, h, touched, experts // ep, cfg, 1, (0, 0),
-                     0.0)
+    up_n = 2 * inter_l if gated else inter_l
+    up = expert_gemm("llm.moe_experts_up", "decode", pairs, up_n, h, touched, experts // ep, cfg, 1, (0, 0), 0.0)
     down = expert_gemm("llm.moe_experts_down", "decode", pairs, h, inter_l, touched, experts // ep, cfg, 1, (0, 0),
                        0.0)
     rows = float(tokens * k) if kernel == "triton" else pairs  # Triton's workspace holds all T*k rows
     ew = [elementwise("llm.moe_dispatch", "decode", "llm", tokens * h, cfg, reads=1, writes=pairs / tokens),
-          elementwise("llm.moe_act", "decode", "llm", rows * inter_l, cfg, reads=2, writes=1),
+          elementwise("llm.moe_act", "decode", "llm", rows * inter_l, cfg, reads=2 if gated else 1, writes=1),
           elementwise("llm.moe_combine", "decode", "llm", tokens * h, cfg, reads=rows / tokens, writes=1)]
     if rows > pairs:  # zeros written for the other GPUs' rows by both GEMMs
-        ew.append(elementwise("llm.moe_zero_fill", "decode", "llm", (rows - pairs) * (2 * inter_l + h), cfg,
+        ew.append(elementwise("llm.moe_zero_fill", "decode", "llm", (rows - pairs) * (up_n + h), cfg,
                               reads=0, writes=1))
     return up, down, sum(op.bytes for op in ew), (pairs, touched, padded)
 
@@ -279,9 +303,10 @@ def load_moe_table(data_dir: str | Path, hw: HardwareSpec, tile_m: int = TILE_M)
                 or int(r.inter_size) % int(r.moe_tp_size)):
             skipped[f"moe {r.moe_dtype} rows not runnable here (dtype, distribution or split)"] += 1
             continue
-        up, down, ew, (pairs, touched, padded) = _row_ops(int(r.hidden_size), int(r.inter_size), k, e,
-                                                          int(r.moe_tp_size), ep, int(r.num_tokens), r.distribution,
-                                                          dtype, r.family, tile_m)
+        h, inter = int(r.hidden_size), int(r.inter_size)
+        up, down, ew, (pairs, touched, padded) = _row_ops(h, inter, k, e, int(r.moe_tp_size), ep, int(r.num_tokens),
+                                                          r.distribution, dtype, r.family, tile_m,
+                                                          expert_gated(h, inter, k, e, str(r.kernel_source)))
         scale = wbytes / DTYPE_BYTES[dtype] - 1.0  # weights in the table's format (block scales, nvfp4 scales)
         row = {"dtype": dtype, "table_dtype": r.moe_dtype, "flops_up": up.flops,
                "bytes_up": up.bytes + up.weight_bytes * scale, "flops_down": down.flops,
