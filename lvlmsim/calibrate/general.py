@@ -128,7 +128,10 @@ class FamilySetup:
 #   turned it into a device-wide multiplier of SMs x clock / bandwidth, which B300 (no published clock) does not have.
 # - attn_encoder: SoftmaxAttentionForm (the exponentials' share, through the exp2 rate of the datasheet), parallel
 #   work at half saturation proportional to peak FLOP/s (Little's law for compute: work in flight = rate x latency),
-#   floor by architecture generation; it no longer borrows prefill rows, whose floor includes the KV-cache write.
+#   tokens per sequence at half saturation growing with the SM's tensor rate per clock (a short sequence's fixed
+#   per-tile cost - loading Q, the softmax epilogue - weighs against fewer MMA cycles on a faster SM; GEMM's argument
+#   and prior, SM_RATE_PRIOR), floor by architecture generation; it no longer borrows prefill rows, whose floor
+#   includes the KV-cache write.
 # - attn_prefill: the default attention form and links, plus the floor by architecture generation (prefill floors, KV
 #   write included: 8.6-8.8 us on B300 and RTX PRO 6000 against 10.8-11.3 us on A100 and H100).
 # The ridge is 0.1 for all three: at 1.0 (per coefficient, x sqrt(rows)) no kernel or generation coefficient moved from
@@ -143,7 +146,7 @@ FAMILY_SETUPS: dict[str, FamilySetup] = {
         "attention+l2", {**LINKS["attention"], "floor_s": {**dict.fromkeys(ATTN, 0.0), "blackwell": 0.0}}, ridge=0.1),
     "attn_encoder": FamilySetup(
         "attention+softmax", {"b0": {"log_bw": 1.0}, "w0": {"log_bw": 1.0, "log_ridge": 1.0},
-                              "floor_s": {"blackwell": 0.0}},
+                              "q0": {"log_sm_rate": SM_RATE_PRIOR}, "floor_s": {"blackwell": 0.0}},
         ridge=0.1, auxiliary=False),
 }
 GENERAL_FLOOR_BAND = (0.3, 3.0)  # floors live within this band of multiples of the pooled small-kernel time
