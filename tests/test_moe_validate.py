@@ -122,6 +122,18 @@ def test_one_token_power_law_picks_are_not_all_on_the_first_rank():
     rows, touched, _ = table_routing(1, 128, 8, 16, "power_law_1.01")
     assert rows == touched and 1.0 <= rows < 4.0
     assert table_routing(1, 128, 8, 1, "power_law_1.01")[:2] == (8.0, 8.0)  # without EP every pick is local
+    # the first vLLM collector's generator leaves ties in index order: experts 0-7, all on the timed rank
+    assert table_routing(1, 128, 8, 16, "power_law_1.01", stable_ties=True)[:2] == (8.0, 8.0)
+
+
+def test_the_first_collectors_rows_keep_their_one_token_picks_on_the_timed_rank(tmp_path):
+    """A100's `vllm_fused_moe` rows (index-order ties) put one token's 8 picks on the timed GPU under EP 16; the
+    vLLM 0.24 collector's rows spread them, so its timed GPU computes fewer rows."""
+    hw = load_hardware("h100-sxm")
+    row = "{},bfloat16,1,2048,768,8,128,1,16,power_law_1.01,0.05"
+    old = load_moe_table(_table(tmp_path / "o", [row.format("vllm_fused_moe")]), hw)
+    new = load_moe_table(_table(tmp_path / "n", [row.format("vllm_unquantizedfusedmoe_triton_tritonexperts")]), hw)
+    assert old.pairs[0] == 8.0 and new.pairs[0] < 4.0
 
 
 def test_nemotron_experts_are_priced_non_gated_except_on_the_all_gated_collector(tmp_path):

@@ -81,13 +81,16 @@ NON_GATED_SHAPES: dict[tuple[int, int, int, int], str] = {
 }
 # aiconfigurator's first vLLM collector (kernel_source `vllm_fused_moe`, A100's vLLM 0.14 table) calls fused_experts
 # with w1 built as [E, 2*inter, hidden] and the default SiLU for every case: its rows are gated whatever the model.
-GATED_ONLY_SOURCES = ("vllm_fused_moe",)
+# Its power-law rows also leave the rounding remainder on experts in index order among equal counts (at one token
+# under EP 2-32 its rows take 489-500 us, the time of all 8 picks on the timed GPU; 436 us at EP 1), where the later
+# collector's spread them (H100's one-token EP 8-16 rows run in one expert's time).
+LEGACY_SOURCES = ("vllm_fused_moe",)
 
 
 def expert_gated(hidden: int, inter: int, topk: int, experts: int, kernel_source: str) -> bool:
     """Whether the table row timed a gated (SwiGLU) expert MLP: not for a non-gated model's shape, unless the row
     came from a collector that builds every expert gated."""
-    if kernel_source in GATED_ONLY_SOURCES:
+    if kernel_source in LEGACY_SOURCES:
         return True
     return (hidden, inter, topk, experts) not in NON_GATED_SHAPES
 FIT_FILE = "general/moe.json"  # beside the device-general GPU model (general/gpu.json) in calibration/profiles
@@ -170,13 +173,15 @@ def _balanced_counts(tokens: int, experts: int, topk: int) -> np.ndarray:
     return np.bincount(picks.astype(int).ravel(), minlength=experts)[None, :].astype(float)
 
 
-def _power_law_counts(tokens: int, experts: int, topk: int, alpha: float, rng: np.random.Generator) -> np.ndarray:
+def _power_law_counts(tokens: int, experts: int, topk: int, alpha: float, rng: np.random.Generator,
+                      stable_ties: bool = False) -> np.ndarray:
     """ROUTING_DRAWS draws of rows per expert from aiconfigurator's `power_law` generator: each expert's weight is a
     power-law sample on [1, 0.8 T] (on [0.01, 2] while T*k <= E), scaled to T*k rows and rounded; the rounding
-    remainder goes to the busiest experts (or comes off the least busy). The generator sorts the counts with
-    torch.argsort on the GPU, whose order among equal counts is unspecified, so ties are broken at random: at one
-    token every count rounds to zero and the k rows land on k arbitrary experts, not on the first k (which under
-    expert parallelism would put them all on one GPU; the measured one-token rows run as fast as an even spread)."""
+    remainder goes to the busiest experts (or comes off the least busy). Among equal counts the vLLM 0.24
+    collector's sort leaves them in no particular order (ties broken at random here: at one token every count rounds
+    to zero and the k rows land on k arbitrary experts; its one-token EP rows run as fast as an even spread), the
+    first collector's in index order (`stable_ties`: the k rows on experts 0..k-1, all on the timed GPU under EP;
+    see LEGACY_SOURCES)."""
     lo, hi = (1.0, 0.8 * tokens) if tokens * topk > experts else (0.01, 2.0)
     u = rng.random((ROUTING_DRAWS, experts))
     w = ((hi ** (1 - alpha) - lo ** (1 - alpha)) * u + lo ** (1 - alpha)) ** (1 / (1 - alpha))
@@ -184,7 +189,8 @@ def _power_law_counts(tokens: int, experts: int, topk: int, alpha: float, rng: n
     counts = np.round(w / w.sum(axis=1, keepdims=True) * target)
     for c in counts:
         delta = int(target - c.sum())
-        order = np.lexsort((rng.random(experts), -c))  # busiest first; ties in an unspecified order (a CUDA sort)
+        ties = np.arange(experts) if stable_ties else rng.random(experts)  # among equal counts: index or any order
+        order = np.lexsort((ties, -c))  # busiest first
         if delta > 0:
             np.add.at(c, order[np.arange(delta) % experts], 1)
         for q in range(-delta):
@@ -195,7 +201,7 @@ def _power_law_counts(tokens: int, experts: int, topk: int, alpha: float, rng: n
 
 @functools.lru_cache(maxsize=65536)
 def table_routing(tokens: int, experts: int, topk: int, ep: int, distribution: str,
-                  tile_m: int = TILE_M) -> tuple[float, float, float]:
+                  tile_m: int = TILE_M, stable_ties: bool = False) -> tuple[float, float, float]:
     """(token-expert rows, distinct experts touched, rows padded to `tile_m` per touched expert) on the timed GPU: the
     first E/ep experts, or for a power law the most loaded GPU's (aiconfigurator swaps it to rank 0). Expected over
     ROUTING_DRAWS seeded draws for a power law; exact for `balanced`."""
@@ -206,7 +212,7 @@ def table_routing(tokens: int, experts: int, topk: int, ep: int, distribution: s
         counts = _balanced_counts(tokens, experts, topk)
     else:
         seed = (tokens * 1_000_003 + experts * 7919 + topk * 104_729 + round(alpha * 1000)) % 2**32
-        counts = _power_law_counts(tokens, experts, topk, alpha, np.random.default_rng(seed))
+        counts = _power_law_counts(tokens, experts, topk, alpha, np.random.default_rng(seed), stable_ties)
     local = experts // ep
     groups = counts.reshape(len(counts), ep, local)
     mine = groups[np.arange(len(counts)), groups.sum(axis=2).argmax(axis=1)] if alpha else groups[:, 0]
@@ -224,11 +230,11 @@ def adaptive_tile(rows, touched):
 
 
 def _row_ops(h: int, inter: int, k: int, experts: int, tp: int, ep: int, tokens: int, distribution: str,
-             dtype: str, kernel: str, tile_m: int, gated: bool = True):
+             dtype: str, kernel: str, tile_m: int, gated: bool = True, stable_ties: bool = False):
     """The graph's grouped GEMMs for the load the table's generator put on this GPU, and the layer's elementwise
     traffic for the row's kernel (see the module docstring); also (rows, touched, padded rows). A non-gated expert's
     up GEMM is h x inter and its activation reads one input."""
-    pairs, touched, padded = table_routing(tokens, experts, k, ep, distribution, tile_m)
+    pairs, touched, padded = table_routing(tokens, experts, k, ep, distribution, tile_m, stable_ties)
     mods = {"vision": dtype, "projector": dtype, "llm": dtype}
     cfg = GraphConfig(weight_dtype=mods, compute_dtype=dict(mods), act_dtype="bf16", kv_dtype="bf16", tp=tp * ep,
                       ep=ep)
@@ -303,10 +309,10 @@ def load_moe_table(data_dir: str | Path, hw: HardwareSpec, tile_m: int = TILE_M)
                 or int(r.inter_size) % int(r.moe_tp_size)):
             skipped[f"moe {r.moe_dtype} rows not runnable here (dtype, distribution or split)"] += 1
             continue
-        h, inter = int(r.hidden_size), int(r.inter_size)
+        h, inter, src = int(r.hidden_size), int(r.inter_size), str(r.kernel_source)
         up, down, ew, (pairs, touched, padded) = _row_ops(h, inter, k, e, int(r.moe_tp_size), ep, int(r.num_tokens),
                                                           r.distribution, dtype, r.family, tile_m,
-                                                          expert_gated(h, inter, k, e, str(r.kernel_source)))
+                                                          expert_gated(h, inter, k, e, src), src in LEGACY_SOURCES)
         scale = wbytes / DTYPE_BYTES[dtype] - 1.0  # weights in the table's format (block scales, nvfp4 scales)
         row = {"dtype": dtype, "table_dtype": r.moe_dtype, "flops_up": up.flops,
                "bytes_up": up.bytes + up.weight_bytes * scale, "flops_down": down.flops,
