@@ -12,7 +12,8 @@ error next to the flat derate. A last line scores the candidates by leave-one-ou
 (the per-fold lines are the honest estimate of choosing that way and fitting).
 - gemm: prior exponent of the n0/k0 ~ (tensor FLOPs per SM per clock) links: none, 0.5, 1.0 (at ridge weight 1);
 - gemm-ridge: the GEMM ridge weight (lvlmsim.calibrate.general.RIDGE_WEIGHTS) at the shipped prior: 1, 0.3, 0.1, 0.03;
-- nccl: all-reduce latency links: none, clock only (a0, a1 ~ 1/clock), clock + datacenter-Blackwell flag.
+- nccl: all-reduce latency links: none, clock only (a0, a1 ~ 1/clock), clock + datacenter-Blackwell flag;
+- custom-ar: the same for vLLM's custom all-reduce kernel (family allreduce/custom), plus the flag alone.
 Needs ../shared/data/measured (never copied into the project).
 """
 
@@ -59,6 +60,10 @@ FAMILIES = {
     "nccl": ("nccl", "allreduce", ["allreduce"],
              {"none": (_nccl_links(None), None), "clock": (_nccl_links({"log_clock": -1.0}), None),
               "clock+sm100": (_nccl_links(general.ALLREDUCE_LATENCY_LINKS), None)}),
+    "custom-ar": ("custom_allreduce", "setup:allreduce/custom", ["allreduce/custom"],
+                  {"none": (_nccl_links(None), None), "clock": (_nccl_links({"log_clock": -1.0}), None),
+                   "clock+sm100": (_nccl_links(general.ALLREDUCE_LATENCY_LINKS), None),
+                   "sm100": (_nccl_links({"arch_sm100": general.ALLREDUCE_LATENCY_LINKS["arch_sm100"]}), None)}),
 }
 
 
@@ -70,18 +75,28 @@ def _errors(keys: list[str], train: dict, hw, rows) -> tuple[np.ndarray, np.ndar
 
 
 def _use(form: str, candidate: tuple, saved: tuple) -> None:
+    """Set a candidate's links: a form's default links, or ('setup:<key>') one family's FamilySetup links."""
     links, ridge = candidate
+    if form.startswith("setup:"):
+        key = form.split(":", 1)[1]
+        was = saved[2][key]
+        general.FAMILY_SETUPS = {**saved[2], key: general.FamilySetup(was.variant, links, ridge or was.ridge)}
+        return
     general.LINKS = {**saved[0], form: links}
     general.RIDGE_WEIGHTS = {**saved[1], **({form: ridge} if ridge is not None else {})}
+
+
+def _shipped_links(form: str, saved: tuple) -> dict:
+    return saved[2][form.split(":", 1)[1]].links if form.startswith("setup:") else saved[0][form]
 
 
 def select(selection: str, devices: dict) -> None:
     family, form, keys, candidates = FAMILIES[selection]
     rows = {n: (hw, [r for r in rs if r.family == family]) for n, (hw, rs) in devices.items()}
     rows = {n: v for n, v in rows.items() if v[1]}
-    print(f"\n{selection}: {'outer held-out':<22}{'inner median % per candidate':<50}{'chosen':<13}{'outer %':>8}"
+    print(f"\n{selection}: {'outer held-out':<22}{'inner median % per candidate':<62}{'chosen':<13}{'outer %':>8}"
           f"{'p90 %':>7}{'flat %':>8}")
-    saved = (general.LINKS, general.RIDGE_WEIGHTS)
+    saved = (general.LINKS, general.RIDGE_WEIGHTS, general.FAMILY_SETUPS)
     try:
         for outer in rows:
             rest = {n: v for n, v in rows.items() if n != outer}
@@ -97,7 +112,7 @@ def select(selection: str, devices: dict) -> None:
             err, flat = _errors(keys, {v[0].id: v for v in rest.values()}, *rows[outer])
             inner = "  ".join(f"{k}: {v:.1f}" for k, v in scores.items())
             label = choice + (" (tie)" if len(tied) > 1 else "")
-            print(f"{'':<6}{outer:<22}{inner:<50}{label:<13}{np.median(err):>8.1f}{np.percentile(err, 90):>7.1f}"
+            print(f"{'':<6}{outer:<22}{inner:<62}{label:<13}{np.median(err):>8.1f}{np.percentile(err, 90):>7.1f}"
                   f"{np.median(flat):>8.1f}")
         scores = {}
         for label, candidate in candidates.items():
@@ -106,11 +121,11 @@ def select(selection: str, devices: dict) -> None:
                     for held in rows]
             scores[label] = float(np.median(np.concatenate(errs)))
         inner = "  ".join(f"{k}: {v:.1f}" for k, v in scores.items())
-        print(f"{'':<6}{'all devices':<22}{inner:<50}{min(scores, key=scores.get):<13}  (the value to ship)")
+        print(f"{'':<6}{'all devices':<22}{inner:<62}{min(scores, key=scores.get):<13}  (the value to ship)")
     finally:
-        general.LINKS, general.RIDGE_WEIGHTS = saved
+        general.LINKS, general.RIDGE_WEIGHTS, general.FAMILY_SETUPS = saved
     ridge_now = saved[1].get(form, general.RIDGE_WEIGHT)
-    same = [k for k, (links, ridge) in candidates.items() if links == saved[0][form]]
+    same = [k for k, (links, ridge) in candidates.items() if links == _shipped_links(form, saved)]
     exact = [k for k in same if candidates[k][1] in (None, ridge_now)]
     shipped = exact[0] if exact else (f"{same[0]} links, at ridge {ridge_now}" if same else "other")
     print(f"{'':<6}shipped: {shipped}")

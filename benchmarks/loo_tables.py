@@ -29,6 +29,7 @@ COLUMNS = (
     ("generation_attention", "decode attention", "decode attention"),
     ("encoder_attention", "ViT encoder attention", "ViT encoder attention"),
     ("nccl", "all-reduce", "NCCL all-reduce"),
+    ("custom_allreduce", "vLLM custom all-reduce", "vLLM custom all-reduce"),
     ("moe", "MoE layer", "MoE layer"),
 )
 # device folder -> (README row label, calibration/README row label)

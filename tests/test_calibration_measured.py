@@ -60,7 +60,7 @@ def test_aiconfigurator_h100_import():
     res = load_aiconfigurator(MEASURED / "aiconfigurator/data/h100_sxm")
     fams = {r.family for r in res.rows}
     assert fams == {"gemm", "context_attention", "generation_attention", "encoder_attention", "nccl",
-                    "context_attention_sliding", "generation_attention_sliding"}
+                    "custom_allreduce", "context_attention_sliding", "generation_attention_sliding"}
     kinds = {r.family: r.op.kind for r in res.rows}
     assert kinds["context_attention"] == ATTN_PREFILL and kinds["gemm"] == GEMM and kinds["nccl"] == ALLREDUCE
     assert kinds["context_attention_sliding"] == ATTN_PREFILL and kinds["generation_attention_sliding"] == ATTN_DECODE

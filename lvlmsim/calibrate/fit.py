@@ -29,6 +29,7 @@ from lvlmsim.calibrate.model import (
     elementwise_role,
     family_key,
     np_math,
+    op_role,
 )
 from lvlmsim.cost.profile import DEFAULT_PROFILE, EfficiencyProfile
 from lvlmsim.cost.roofline import CostModel, allreduce_latency_s
@@ -336,6 +337,9 @@ def group_key(m: Measurement) -> str:
         role = elementwise_role(m.tag or m.op.name)
         if role:
             return family_key(ELEMENTWISE, role=role)
+    role = op_role(m.op.kind, m.op.name)  # a runtime's custom all-reduce kernel: allreduce/custom
+    if role:
+        return family_key(m.op.kind, role=role)
     return f"{m.op.kind}.{m.op.dtype}" if m.op.dtype in SEPARATE_DTYPES else m.op.kind
 
 

@@ -149,6 +149,17 @@ FAMILY_SETUPS: dict[str, FamilySetup] = {
                               "q0": {"log_sm_rate": SM_RATE_PRIOR}, "floor_s": {"blackwell": 0.0}},
         ridge=0.1, auxiliary=False),
 }
+# vLLM's / SGLang's custom all-reduce kernel (family allreduce/custom, vLLM's `vllm_graph` rows below its buffer where
+# its policy runs the kernel, calibration/collectives.yaml): the all-reduce form, bytes at half-saturated bandwidth
+# by the link's bandwidth (Little's law, as NCCL's); latency a0/a1 by the datacenter-Blackwell flag alone (prior as
+# NCCL's). Chosen by nested leave-one-out among none, clock, clock + flag (NCCL's) and the flag alone
+# (benchmarks/gemm_link_selection.py custom-ar): the flag alone in the A100, H100 and RTX PRO 6000 folds, clock (tied,
+# no inner device carries the flag) in B300's; over all four devices the flag alone (14.0% against 21.9% with NCCL's
+# links). Consistent with the kernel: its small-message time is flag writes and reads across the fabric (one-shot:
+# one round of peer loads), not NCCL's protocol work counted in SM cycles, so the clock link does not carry over.
+CUSTOM_AR_LATENCY_LINKS: dict[str, float] = {"arch_sm100": ALLREDUCE_LATENCY_LINKS["arch_sm100"]}
+FAMILY_SETUPS["allreduce/custom"] = FamilySetup(
+    "", {"b0": {"log_link": 1.0}, "a0": CUSTOM_AR_LATENCY_LINKS, "a1": CUSTOM_AR_LATENCY_LINKS})
 GENERAL_FLOOR_BAND = (0.3, 3.0)  # floors live within this band of multiples of the pooled small-kernel time
 ROWS_PER_DEVICE = 800  # seeded subsample of each device's rows per family: leave-one-out over 4 devices stays fast
 RIDGE_WEIGHT = 1.0  # per coefficient, times sqrt(rows per device): a trend must be worth that much fit to be kept
@@ -548,7 +559,7 @@ def fit_general_family(key: str, per_device: dict[str, tuple[HardwareSpec, Seque
     kind = next(iter(per_device.values()))[1][0].op.kind
     setup = FAMILY_SETUPS.get(key)
     if setup is not None:
-        variant, links, ridge = setup.variant, setup.links, setup.ridge
+        variant, links, ridge = setup.variant or None, setup.links, setup.ridge
     else:
         variant = f"{FORMS[kind].name}+l2" if f"{FORMS[kind].name}+l2" in FORM_VARIANTS else None
         links, ridge = LINKS.get(FORMS[kind].name, {}), RIDGE_WEIGHTS.get(FORMS[kind].name, RIDGE_WEIGHT)
@@ -596,6 +607,12 @@ def fit_general_family(key: str, per_device: dict[str, tuple[HardwareSpec, Seque
 AUXILIARY_ROWS = {"attn_encoder": "attn_prefill"}
 
 
+# Table families left out of the fit: the rows of vLLM's all-reduce table where its policy ran NCCL (more than two
+# PCIe GPUs) are NCCL over PCIe, a fabric the NCCL family (nccl-tests on NVSwitch) was not fitted on; validate and
+# leave-one-out still price them, as NCCL all-reduces.
+NOT_FITTED_TABLES = ("custom_allreduce_nccl",)
+
+
 def group_rows(rows_by_device: dict[str, tuple[HardwareSpec, Sequence[Measurement]]],
                ) -> dict[str, dict[str, tuple[HardwareSpec, list[Measurement]]]]:
     """family key -> hardware id -> (spec, rows), with the same family keys per-device profiles use (plus the
@@ -603,6 +620,8 @@ def group_rows(rows_by_device: dict[str, tuple[HardwareSpec, Sequence[Measuremen
     out: dict[str, dict[str, tuple[HardwareSpec, list[Measurement]]]] = {}
     for hw_id, (hw, rows) in rows_by_device.items():
         for m in rows:
+            if m.family in NOT_FITTED_TABLES:
+                continue
             key = group_key(m)
             out.setdefault(key, {}).setdefault(hw_id, (hw, []))[1].append(m)
     for fam, donor in AUXILIARY_ROWS.items():

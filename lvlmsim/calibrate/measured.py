@@ -28,6 +28,7 @@ from lvlmsim.errors import SpecError
 from lvlmsim.ops.graph import allreduce as allreduce_builder
 from lvlmsim.ops.graph import attention, elementwise, gemm, local_keys_read, local_pairs
 from lvlmsim.ops.op import ALLREDUCE, ATTN_DECODE, ATTN_ENCODER, ATTN_PREFILL, CONV, ELEMENTWISE, GEMM, GraphConfig, Op
+from lvlmsim.specs.hardware import HardwareSpec
 
 # Table families of the aiconfigurator layout -> the Op kind they measure (filled by register_family below; a new
 # family - moe, mla, ... - joins with one register_family call in its own module). The report uses these names.
@@ -308,6 +309,54 @@ def load_nccl(path: Path, rel: str) -> LoadResult:
     return out
 
 
+def load_custom_allreduce(path: Path, rel: str) -> LoadResult:
+    """vLLM's tensor-parallel all-reduce under CUDA-graph replay (`vllm_graph` rows), below the custom kernel's buffer
+    (the vLLM policy's max_bytes, calibration/collectives.yaml): whether the custom kernel or NCCL ran there depends on
+    the GPUs' fabric, which assign_allreduce_algorithm settles once the device is known. Eager rows are left out:
+    their ~20-45 us is the host's launch path (the eager runtime's kernel floor, lvlmsim.cost.runtime), and rows at or
+    above the buffer ran NCCL or symmetric-memory all-reduce, not the custom kernel."""
+    from lvlmsim.cost.collectives import custom_allreduce_policy
+
+    max_bytes = custom_allreduce_policy("vllm").max_bytes
+    df = _read_csv(path)
+    _need(df, path, ("num_gpus", "message_size", "latency", "backend"))
+    out = LoadResult(files=[rel])
+    dts = df["allreduce_dtype"] if "allreduce_dtype" in df.columns else ["bfloat16"] * len(df)
+    for backend, dt, g, size, lat in zip(df["backend"], dts, df["num_gpus"], df["message_size"], df["latency"],
+                                         strict=True):
+        if str(backend) != "vllm_graph":
+            out.skipped[f"custom_allreduce: {backend} rows (eager launches: the eager runtime floor)"] += 1
+            continue
+        if str(dt) not in _NCCL_BYTES or not lat > 0:
+            out.skipped[f"custom_allreduce: dtype {dt} or bad latency"] += 1
+            continue
+        nbytes = float(size) * _NCCL_BYTES[str(dt)]  # message_size is an element count
+        if not nbytes < max_bytes:
+            out.skipped["custom_allreduce: at or above the custom kernel's buffer (NCCL / symmetric memory)"] += 1
+            continue
+        op = allreduce_op(nbytes, int(g), "bf16")
+        out.rows.append(Measurement(op, float(lat) * 1e-3, "custom_allreduce", rel, "vllm_graph"))
+    return out
+
+
+def assign_allreduce_algorithm(rows: list[Measurement], hw: HardwareSpec) -> list[Measurement]:
+    """`rows` with each custom_allreduce row settled by vLLM's policy on `hw`: the custom kernel's rows are marked
+    (their op prices with the `allreduce/custom` family), the others (a group of more than two PCIe GPUs) become
+    `custom_allreduce_nccl` rows, NCCL's, priced as NCCL all-reduces and kept out of the custom fit."""
+    from lvlmsim.cost.collectives import CUSTOM_AR_SUFFIX, custom_allreduce_policy
+
+    policy = custom_allreduce_policy("vllm")
+    out = []
+    for r in rows:
+        if r.family == "custom_allreduce" and not r.op.name.endswith(CUSTOM_AR_SUFFIX):
+            if policy.picks_custom(hw, r.op.devices, r.op.bytes_read):
+                r = dataclasses.replace(r, op=dataclasses.replace(r.op, name=r.op.name + CUSTOM_AR_SUFFIX))
+            else:
+                r = dataclasses.replace(r, family="custom_allreduce_nccl")
+        out.append(r)
+    return out
+
+
 @dataclass(frozen=True)
 class TableFamily:
     """A measured table family: its report name, the Op kind it measures, its file name, its loader, and how
@@ -378,6 +427,9 @@ register_family(TableFamily("generation_attention", ATTN_DECODE, "generation_att
 register_family(TableFamily("encoder_attention", ATTN_ENCODER, "encoder_attention_perf.csv", load_encoder_attention,
                             tokens_regime, TOKEN_REGIMES))
 register_family(TableFamily("nccl", ALLREDUCE, "nccl_perf.csv", load_nccl, msg_regime, MSG_REGIMES))
+register_family(TableFamily("custom_allreduce", ALLREDUCE, "custom_allreduce_perf.csv", load_custom_allreduce,
+                            msg_regime, MSG_REGIMES))
+register_family(TableFamily("custom_allreduce_nccl", ALLREDUCE, None, None, msg_regime, MSG_REGIMES))
 register_family(TableFamily("context_attention_sliding", ATTN_PREFILL, None, None, tokens_regime, TOKEN_REGIMES))
 register_family(TableFamily("generation_attention_sliding", ATTN_DECODE, None, None, kv_regime, KV_REGIMES))
 

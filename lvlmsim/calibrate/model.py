@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lvlmsim.calibrate.kernels import attention_kernel, regroups_gqa
+from lvlmsim.cost.collectives import CUSTOM_AR_ROLE, CUSTOM_AR_SUFFIX
 from lvlmsim.cost.profile import DEFAULT_PROFILE, DefaultProfile, Efficiency
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.op import ALLREDUCE, ATTN_DECODE, ATTN_ENCODER, ATTN_PREFILL, CONV, ELEMENTWISE, GEMM, KINDS, Op
@@ -623,6 +624,16 @@ ELEMENTWISE_ROLES: tuple[tuple[str, str], ...] = (
 )
 
 
+def op_role(kind: str, name: str) -> str | None:
+    """The family role an op's name selects: an elementwise role (norm, add, ...), or `custom` for an all-reduce the
+    serving runtime runs on its custom kernel (lvlmsim.cost.collectives marks those); None for every other op."""
+    if kind == ELEMENTWISE and name:
+        return elementwise_role(name)
+    if kind == ALLREDUCE and name.endswith(CUSTOM_AR_SUFFIX):
+        return CUSTOM_AR_ROLE
+    return None
+
+
 def elementwise_role(name: str) -> str | None:
     """The role of an elementwise op from its name or tag: norm, rotary, act, add, embed, copy, or None."""
     last = name.rsplit(".", 1)[-1].lower()
@@ -691,7 +702,7 @@ class FittedProfile:
         if key in self._resolved:
             return self._resolved[key]
         hit = None
-        role = elementwise_role(name) if kind == ELEMENTWISE and name else None
+        role = op_role(kind, name)
         cands = (family_key(kind, role=role) if role else None, family_key(kind, dtype), kind, self.aliases.get(kind))
         for cand in cands:
             fam = self.families.get(cand) if cand else None

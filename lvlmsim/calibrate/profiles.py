@@ -11,15 +11,18 @@ are cached by path and modification time.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 from lvlmsim.calibrate.general import GeneralModel
 from lvlmsim.calibrate.kernels import with_kernel_features
 from lvlmsim.calibrate.mla_family import with_mla
-from lvlmsim.calibrate.model import FittedProfile
+from lvlmsim.calibrate.model import FittedProfile, op_role
 from lvlmsim.calibrate.moe_family import with_moe
-from lvlmsim.cost.profile import DEFAULT_PROFILE, EfficiencyProfile, PeakProfile
+from lvlmsim.cost.collectives import CUSTOM_AR_ROLE
+from lvlmsim.cost.profile import DEFAULT_PROFILE, Efficiency, EfficiencyProfile, PeakProfile, ProfileWrapper
 from lvlmsim.errors import SpecError
+from lvlmsim.ops.op import Op
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.registry import profiles_dir
 
@@ -74,6 +77,43 @@ def general_profile_for(hardware: HardwareSpec) -> FittedProfile | None:
     if model is None:
         return None
     return _general_for(hardware.model_dump_json(), general_model_path().stat().st_mtime_ns)
+
+
+CUSTOM_AR_FAMILY = "allreduce/custom"
+
+
+@dataclass(frozen=True)
+class CustomAllreducePricedProfile(ProfileWrapper):
+    """A device's own profile without a fitted custom all-reduce family: the all-reduces a runtime runs on its custom
+    kernel (ops lvlmsim.cost.collectives marks) priced by the device-general model's `allreduce/custom` family at this
+    device's datasheet, everything else by `base` (an own profile measured NCCL only: nccl-tests)."""
+
+    general: FittedProfile
+
+    def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency:
+        if op_role(op.kind, op.name) == CUSTOM_AR_ROLE:
+            return self.general.efficiency(op, hw)
+        return self.base.efficiency(op, hw)
+
+    def band_for(self, source: str) -> tuple[float, float] | None:
+        return self.general.band_for(source) if source.endswith(f":{CUSTOM_AR_FAMILY}") else super().band_for(source)
+
+    def band_for_op(self, source: str, op: Op) -> tuple[float, float] | None:
+        if source.endswith(f":{CUSTOM_AR_FAMILY}"):
+            return self.general.band_for_op(source, op)
+        return super().band_for_op(source, op)
+
+
+def with_custom_allreduce(profile: EfficiencyProfile, own: FittedProfile | None,
+                          hardware: HardwareSpec) -> EfficiencyProfile:
+    """`profile` (built on the device's `own` measured profile, or on the general model) able to price a runtime's
+    custom all-reduce: unchanged unless `own` lacks the family and the general model has it."""
+    if own is None or CUSTOM_AR_FAMILY in own.families:
+        return profile
+    general = general_profile_for(hardware)
+    if general is None or CUSTOM_AR_FAMILY not in general.families:
+        return profile
+    return CustomAllreducePricedProfile(profile, general)
 
 
 def fitted_base(profile: EfficiencyProfile) -> EfficiencyProfile:
@@ -134,7 +174,7 @@ def load_profile_for(hardware: HardwareSpec, ref: str | None = None) -> Efficien
         # on a GPU's own profile or the model's; windowed decode as the device's attention kernel runs it
         # (lvlmsim.calibrate.kernels)
         base = with_moe(with_mla(own or general_profile_for(hardware) or DEFAULT_PROFILE))
-        return with_kernel_features(base, hardware)
+        return with_kernel_features(with_custom_allreduce(base, own, hardware), hardware)
     if ref == "general":
         general = general_profile_for(hardware)
         if general is None:

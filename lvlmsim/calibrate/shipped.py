@@ -16,7 +16,13 @@ import numpy as np
 from lvlmsim.calibrate.bands import SLIDING_REGIME, nested_coverage
 from lvlmsim.calibrate.fit import fit_profile
 from lvlmsim.calibrate.general import ROWS_PER_DEVICE
-from lvlmsim.calibrate.measured import LoadResult, Measurement, load_aiconfigurator, load_vidur_dir
+from lvlmsim.calibrate.measured import (
+    LoadResult,
+    Measurement,
+    assign_allreduce_algorithm,
+    load_aiconfigurator,
+    load_vidur_dir,
+)
 from lvlmsim.calibrate.model import FittedProfile
 from lvlmsim.specs.hardware import HardwareSpec
 
@@ -132,12 +138,13 @@ def general_rows(measured: Path, *, seed: int = 0, max_rows_per_table: int | Non
             continue
         res = load_aiconfigurator(path, max_rows_per_table=cap, seed=seed)
         files += [f"aiconfigurator/data/{folder}/{f}" for f in res.files]
-        rows = list(res.rows)
+        hw = load_hardware(hw_id)
+        rows = assign_allreduce_algorithm(list(res.rows), hw)
         if vidur and (measured / "vidur" / "data" / "profiling").is_dir():
             v = load_vidur_dir(measured / "vidur" / "data" / "profiling", vidur)
             rows += [r for r in v.rows if r.family == "elementwise"]
             files += [f"vidur/data/profiling/{f}" for f in v.files]
-        out[folder] = (load_hardware(hw_id), rows)
+        out[folder] = (hw, rows)
     return out, files
 
 

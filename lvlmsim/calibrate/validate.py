@@ -12,7 +12,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from lvlmsim.calibrate.fit import abs_pct_errors, cost_model_times, error_stats
-from lvlmsim.calibrate.measured import FAMILIES, TABLES, LoadResult, Measurement, load_aiconfigurator
+from lvlmsim.calibrate.measured import (
+    FAMILIES,
+    TABLES,
+    LoadResult,
+    Measurement,
+    assign_allreduce_algorithm,
+    load_aiconfigurator,
+)
 from lvlmsim.cost.profile import DEFAULT_PROFILE, EfficiencyProfile
 from lvlmsim.cost.roofline import CostModel
 from lvlmsim.errors import SpecError
@@ -65,7 +72,7 @@ def validate(hw: HardwareSpec, data_dir, profile: EfficiencyProfile) -> tuple[di
         if not mla.rows:
             raise
         loaded = LoadResult()  # a folder of MLA module tables only
-    report = compare(loaded.rows, hw, profile)
+    report = compare(assign_allreduce_algorithm(loaded.rows, hw), hw, profile)
     report.update(compare_mla(mla.rows, hw, profile, data_dir=data_dir))
     from lvlmsim.calibrate.moe import moe_report
     from lvlmsim.specs.registry import profiles_dir

@@ -28,11 +28,12 @@ Constants (all seconds) and where they come from:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from lvlmsim.cost.collectives import CUSTOM_AR_SUFFIX, CustomAllreducePolicy, custom_allreduce_policy
 from lvlmsim.cost.profile import Efficiency, EfficiencyProfile, ProfileWrapper
 from lvlmsim.errors import SpecError
-from lvlmsim.ops.op import Op
+from lvlmsim.ops.op import ALLREDUCE, Op
 from lvlmsim.specs.hardware import HardwareSpec
 
 _GRAPH_FLOOR = ("median of the 794 smallest bf16 GEMMs in aiconfigurator's H100 tables under CUDA-graph replay "
@@ -55,6 +56,13 @@ class RuntimeSpec:
     step_overhead_s: float
     source: str
     cuda_graphs: bool = True
+
+    @property
+    def allreduce_policy(self) -> CustomAllreducePolicy | None:
+        """When this runtime runs its custom all-reduce kernel instead of NCCL (calibration/collectives.yaml), under
+        CUDA graphs only: without them (enforce_eager) every kernel costs the eager floor, which the measured eager
+        custom all-reduce rows set (20.6 us on H100), and the all-reduce prices as NCCL under it."""
+        return custom_allreduce_policy(self.name) if self.cuda_graphs else None
 
     def apply(self, profile: EfficiencyProfile) -> RuntimeProfile:
         """`profile` with this runtime's per-kernel floor (max of both floors); everything else unchanged."""
@@ -79,11 +87,21 @@ class RuntimeProfile(ProfileWrapper):
         return f"{self.base.name}+{self.runtime.name}"
 
     def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency:
-        eff = self.base.efficiency(op, hw)
+        eff = self.base.efficiency(self._as_run(op, hw), hw)
         floor = self.runtime.kernel_floor_s
         if eff.floor_s >= floor or self.same_regime:
             return eff
         return Efficiency(eff.compute, eff.memory, floor, eff.source, eff.measured_error_pct)
+
+    def _as_run(self, op: Op, hw: HardwareSpec) -> Op:
+        """`op`, marked as the runtime's custom all-reduce when its policy picks that kernel for it (a profile with an
+        `allreduce/custom` family prices it so; any other prices it as an all-reduce)."""
+        if op.kind != ALLREDUCE or op.name.endswith(CUSTOM_AR_SUFFIX):
+            return op
+        policy = self.runtime.allreduce_policy
+        if policy is None or not policy.picks_custom(hw, op.devices, op.bytes_read):
+            return op
+        return replace(op, name=op.name + CUSTOM_AR_SUFFIX)
 
 
 RUNTIMES: dict[str, RuntimeSpec] = {

@@ -56,6 +56,11 @@ def host_dir() -> Path:
     return data_root() / "calibration" / "host"
 
 
+def collectives_path() -> Path:
+    """Which all-reduce algorithm each serving runtime runs (lvlmsim.cost.collectives)."""
+    return data_root() / "calibration" / "collectives.yaml"
+
+
 def profiles_dir() -> Path:
     return data_root() / "calibration" / "profiles"
 
