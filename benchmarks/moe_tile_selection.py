@@ -6,7 +6,8 @@ For each held-out device, every candidate tile (TILE_CANDIDATES; 1 = no padding)
 leave-one-device-out over the three training devices only (fit on two, median |error| on the third, averaged); the
 best-scoring tile is refitted on the three and reported on the held-out device. The held-out device never takes part
 in choosing its own tile, so the outer figures are honest. Prints the inner scores, the choice per fold and the outer
-table; the shipped TILE_M should be the tile every fold chooses (it is: see docs/moe.md).
+table. The shipped TILE_M (128) is not every fold's choice: after round 2 the A100 fold picks 1 and the B300 fold
+64 (docs/moe.md gives the strictly nested figures).
 """
 
 from __future__ import annotations

@@ -65,8 +65,9 @@ TABLE_DTYPES = tuple(MOE_DTYPES)
 DTYPE_CLASSES = ("bf16", "fp8", "fp8_block", "fp4")
 KERNEL_FAMILIES = ("triton", "cutlass", "trtllm")
 # The M tile of the grouped GEMMs: each touched expert costs whole tiles of TILE_M rows. 128 is the M tile of
-# CUTLASS/TRT-LLM's Hopper and Blackwell grouped GEMMs and of Triton's large-batch fused-MoE configs; chosen among
-# TILE_CANDIDATES by a leave-one-device-out nested inside each outer fold (benchmarks/moe_tile_selection.py).
+# CUTLASS/TRT-LLM's Hopper and Blackwell grouped GEMMs and of Triton's large-batch fused-MoE configs. A
+# leave-one-device-out nested in each outer fold over TILE_CANDIDATES (benchmarks/moe_tile_selection.py) picks 128 in
+# the H100 and RTX PRO 6000 folds, 1 in A100's and 64 in B300's (docs/moe.md reports both tables).
 TILE_M = 128
 TILE_CANDIDATES = (1, 16, 64, 128)  # 1: no tile padding
 PARAM_NAMES = (*(f"ec_{c}" for c in DTYPE_CLASSES), "em", "floor_s")
