@@ -1,7 +1,7 @@
 """Fit the device-general MoE layer model leave-one-device-out on the shared moe_perf tables, print the errors.
 
     python benchmarks/moe_fit.py [--data ../shared/data/measured/aiconfigurator/data] [--write]
-                                 [--device a100_sxm=a100-sxm-80gb ...] [--fit-rows 3000]
+                                 [--device a100_sxm=a100-sxm-80gb ...] [--fit-rows 3000] [--by-kernel]
 
 For each measured device, the model is fitted on the OTHER devices (at most --fit-rows rows each, seeded sample) and
 its median / p90 |error| is reported on every row of the held-out device, next to the flat roofline default
@@ -10,7 +10,9 @@ on every device is what `auto` prices MoE layers with on every GPU (lvlmsim.cali
 (p10, p90) of measured / predicted on an unseen device from the held-out folds (lvlmsim.calibrate.bands: device
 offset plus row scatter, as the general model's families). --write stores all folds in
 calibration/profiles/general/moe.json (read by `lvlmsim validate`, which reports each device with the fold that held
-it out). A device whose hardware id (or YAML path) is not available is skipped with a note.
+it out). --by-kernel also scores each held-out device on EVERY kernel's rows (not only the fastest per
+configuration), per kernel_source, with the fold that held it out. A device whose hardware id (or YAML path) is not
+available is skipped with a note.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from lvlmsim.calibrate.moe import (  # noqa: E402
     fit_moe,
     leave_one_device_out,
     load_moe_table,
+    predict,
     sample,
 )
 from lvlmsim.errors import LvlmsimError  # noqa: E402
@@ -52,6 +55,18 @@ def moe_band(folds: list[dict]) -> list[float] | None:
     return list(band) if band else None
 
 
+def by_kernel_source(folds: list[dict], loaded: dict, data_root: Path) -> None:
+    """Each held-out device on every kernel's rows, per kernel_source, with its fold's parameters."""
+    print(f"\n{'held out':<22}{'kernel_source':<80}{'n':>7}{'median %':>10}{'p90 %':>8}")
+    for fold in folds:
+        _, hw = loaded[fold["folder"]]
+        data = load_moe_table(data_root / fold["folder"], hw, every_kernel=True)
+        err = np.abs(predict(fold["params"], data, hw) / data.measured_s - 1.0) * 100.0
+        for src in sorted(set(data.source)):
+            e = err[data.source == src]
+            print(f"{fold['held_out']:<22}{src:<80}{len(e):>7}{np.median(e):>10.1f}{np.percentile(e, 90):>8.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(REPO.parent / "shared/data/measured/aiconfigurator/data"))
@@ -59,6 +74,7 @@ def main() -> None:
     ap.add_argument("--fit-rows", type=int, default=FIT_ROWS)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--by-kernel", action="store_true", help="also score every kernel's rows per kernel_source")
     args = ap.parse_args()
     devices = dict(DEVICES)
     devices.update(dict(d.split("=", 1) for d in args.device))
@@ -85,6 +101,8 @@ def main() -> None:
         print(f"{fold['held_out']:<22}{rep['n']:>7}{rep['median_abs_pct_err']:>10}{rep['p90_abs_pct_err']:>8}"
               f"{rep['roofline_median_abs_pct_err']:>19}{float(np.median(kept)):>27.2f}  {', '.join(fold['fit_on'])}")
     print(f"({time.perf_counter() - t0:.0f} s)")
+    if args.by_kernel:
+        by_kernel_source(folds, loaded, Path(args.data))
     every = fit_moe([(sample(d, args.fit_rows, args.seed), h) for d, h in loaded.values()])
     doc = {"format": FIT_FORMAT, "method": "benchmarks/moe_fit.py: leave-one-device-out Nelder-Mead on the mean over "
            "devices of each device's mean |log(pred/measured)|, fastest kernel per configuration, --fit-rows sample "

@@ -94,6 +94,18 @@ def test_the_fastest_rows_kernel_family_is_recorded(tmp_path):
                              "vllm_unquantizedfusedmoe_flashinfer_cutlass_x,bfloat16,4,2048,768,8,128,1,1,balanced,0.1"])
     d = load_moe_table(root, load_hardware("h100-sxm"))
     assert list(d.kernel) == ["cutlass"] and d.measured_s[0] == pytest.approx(0.1e-3)
+    assert list(d.source) == ["vllm_unquantizedfusedmoe_flashinfer_cutlass_x"]
+
+
+def test_every_kernel_rows_are_reported_per_kernel_source(tmp_path):
+    """--by-kernel scores both kernels of a configuration, each under its own kernel_source regime."""
+    root = _table(tmp_path, ["vllm_unquantizedfusedmoe_triton_tritonexperts,bfloat16,4,2048,768,8,128,1,1,balanced,0.2",
+                             "vllm_unquantizedfusedmoe_flashinfer_cutlass_x,bfloat16,4,2048,768,8,128,1,1,balanced,0.1"])
+    hw = load_hardware("h100-sxm")
+    d = load_moe_table(root, hw, every_kernel=True)
+    assert sorted(d.kernel) == ["cutlass", "triton"] and sorted(d.measured_s) == pytest.approx([0.1e-3, 0.2e-3])
+    rep = compare_moe(d, hw, list(START), "test")
+    assert rep["regimes"]["kernel_source vllm_unquantizedfusedmoe_triton_tritonexperts"]["n"] == 1
 
 
 def test_balanced_generator_load_by_hand():

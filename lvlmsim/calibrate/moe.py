@@ -119,12 +119,13 @@ class MoEData:
     experts: np.ndarray
     ep: np.ndarray
     kernel: np.ndarray  # kernel family of the fastest kernel per row (see `kernel_family`)
+    source: np.ndarray  # the table's kernel_source of that kernel
     fit_excluded: np.ndarray  # rows of a quantized kernel slower than the device's bf16 one (not fitted)
     files: list[str] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
 
     COLUMNS = ("dtype", "table_dtype", "flops_up", "bytes_up", "flops_down", "bytes_down", "ew_bytes", "pairs",
-               "touched", "padded_rows", "measured_s", "tokens", "experts", "ep", "kernel", "fit_excluded")
+               "touched", "padded_rows", "measured_s", "tokens", "experts", "ep", "kernel", "source", "fit_excluded")
 
     def __len__(self) -> int:
         return len(self.measured_s)
@@ -287,17 +288,20 @@ def _read_tables(root: Path):
             df["kernel_source"] = "unknown"
         frames.append(df[[*TABLE_KEYS, "kernel_source", "latency"]])
     df = pd.concat(frames, ignore_index=True)
-    df = df.loc[df.groupby(TABLE_KEYS)["latency"].idxmin()]  # the fastest kernel per configuration, and which it was
     df["family"] = [kernel_family(str(s)) for s in df.kernel_source]
     return df, [str(p.relative_to(root)) for p in paths]
 
 
-def load_moe_table(data_dir: str | Path, hw: HardwareSpec, tile_m: int = TILE_M) -> MoEData:
-    """Every moe_perf.csv under `data_dir`, rows this device can run, fastest kernel per configuration; grouped GEMM
-    rows padded to `tile_m`-row tiles per touched expert."""
+def load_moe_table(data_dir: str | Path, hw: HardwareSpec, tile_m: int = TILE_M,
+                   every_kernel: bool = False) -> MoEData:
+    """Every moe_perf.csv under `data_dir`, rows this device can run, fastest kernel per configuration (or, with
+    `every_kernel`, every kernel's row: a report per kernel_source); grouped GEMM rows padded to `tile_m`-row tiles
+    per touched expert. Which quantized kernels are not fitted is decided on the fastest rows either way."""
     root = Path(data_dir)
-    df, files = _read_tables(root)
-    excluded = slower_than_bf16(df)
+    every, files = _read_tables(root)
+    fastest = every.loc[every.groupby(TABLE_KEYS)["latency"].idxmin()]  # the kernel a tuned deployment runs
+    excluded = slower_than_bf16(fastest)
+    df = every if every_kernel else fastest
     cols: dict[str, list] = {k: [] for k in MoEData.COLUMNS}
     skipped: Counter = Counter()
     for r in df.itertuples(index=False):
@@ -319,7 +323,7 @@ def load_moe_table(data_dir: str | Path, hw: HardwareSpec, tile_m: int = TILE_M)
                "bytes_up": up.bytes + up.weight_bytes * scale, "flops_down": down.flops,
                "bytes_down": down.bytes + down.weight_bytes * scale, "ew_bytes": ew, "pairs": pairs,
                "touched": touched, "padded_rows": padded, "measured_s": float(r.latency) * 1e-3,
-               "tokens": int(r.num_tokens), "experts": e, "ep": ep, "kernel": r.family,
+               "tokens": int(r.num_tokens), "experts": e, "ep": ep, "kernel": r.family, "source": src,
                "fit_excluded": (r.moe_dtype, r.family) in excluded}
         for key, v in row.items():
             cols[key].append(v)
@@ -465,7 +469,7 @@ def _bin(v: float, edges: Sequence[float], labels: Sequence[str]) -> str:
 
 
 def regimes(data: MoEData) -> dict[str, np.ndarray]:
-    """Row labels per regime axis: tokens, experts, EP degree, dtype, kernel family."""
+    """Row labels per regime axis: tokens, experts, EP degree, dtype, kernel family, the table's kernel_source."""
     return {
         "tokens": np.array([_bin(t, (16, 256, 4096), ("tokens 1-16", "tokens 17-256", "tokens 257-4096",
                                                         "tokens >4096")) for t in data.tokens]),
@@ -475,6 +479,7 @@ def regimes(data: MoEData) -> dict[str, np.ndarray]:
         "dtype": np.array([f"dtype {d}" for d in data.table_dtype]),
         "kernel": np.array([f"kernel {k}" + (" (slower than bf16, not fitted)" if x else "")
                             for k, x in zip(data.kernel, data.fit_excluded, strict=True)]),
+        "source": np.array([f"kernel_source {s}" for s in data.source]),
     }
 
 
