@@ -115,3 +115,19 @@ def test_loader_keeps_graph_rows_below_the_buffer_and_policy_splits_pcie_groups(
     assert {r.op.devices for r in custom} == {2} and len(custom) == 15
     assert all(r.op.name.endswith(CUSTOM_AR_SUFFIX) for r in custom)
     assert {r.op.devices for r in rows if r.family == "custom_allreduce_nccl"} == {4, 8}
+
+
+@pytest.mark.parametrize("runtime", ["vllm", "trtllm"])
+def test_band_end_scales_the_whole_allreduce_time(runtime):
+    """auto@p90 / auto is the op's band p90 for custom and NCCL all-reduces alike, although their fitted floors
+    replace the cost model's link latency (the custom one's is negative: 6 us measured against 3 x 5 us of latency)."""
+    from lvlmsim.cost.uncertainty import op_band
+
+    hw = load_hardware("h200-sxm")
+    op = allreduce_op(16 * 1024, 8)
+    base = serving_runtime(runtime).apply(load_profile_for(hw))
+    point = CostModel(hw, base).cost(op)
+    p90 = CostModel(hw, serving_runtime(runtime).apply(load_profile_for(hw, "auto@p90"))).cost(op)
+    band = op_band(base, point.source, base._as_run(op, hw))
+    assert band is not None and band[1] > 1.0
+    assert p90.time_s / point.time_s == pytest.approx(band[1], rel=1e-9)

@@ -22,10 +22,14 @@ class Efficiency:
     source: str  # provenance shown with every op: "roofline-default" or "calibrated:<profile>:<family>"
     measured_error_pct: float | None = None  # median |error| this profile showed on held-out data for this family
 
-    def scaled_time(self, multiplier: float) -> Efficiency:
+    def scaled_time(self, multiplier: float, fixed_s: float = 0.0) -> Efficiency:
         """The same op `multiplier` times slower (efficiencies divided, floor multiplied), same provenance: how an
-        uncertainty band's multiplier applies to a family's time."""
-        return Efficiency(self.compute / multiplier, self.memory / multiplier, self.floor_s * multiplier, self.source,
+        uncertainty band's multiplier applies to a family's time. `fixed_s` is time the cost model adds outside the
+        efficiencies (a collective's link latency, lvlmsim.cost.roofline.fixed_latency_s): the floor also absorbs
+        (multiplier - 1) x fixed_s so that the whole time scales, as a fitted all-reduce floor that replaces that
+        latency (and may be negative) requires."""
+        return Efficiency(self.compute / multiplier, self.memory / multiplier,
+                          self.floor_s * multiplier + (multiplier - 1.0) * fixed_s, self.source,
                           self.measured_error_pct)
 
 

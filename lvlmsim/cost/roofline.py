@@ -75,6 +75,17 @@ def alltoall_s(message_bytes: float, devices: int, link_bw_bytes_s: float, laten
     return (devices - 1) / devices * message_bytes / link_bw_bytes_s + latency_s
 
 
+def fixed_latency_s(op: Op, hardware: HardwareSpec) -> float:
+    """Time CostModel adds to `op` outside its efficiencies and floor: a collective's latency term (all-reduce:
+    allreduce_latency_s; all-to-all: one link or network latency), 0 for every other op."""
+    if op.devices <= 1 or op.kind not in (ALLREDUCE, ALLTOALL):
+        return 0.0
+    link_lat = hardware.intra_node_link.latency_us * 1e-6
+    if op.kind == ALLREDUCE:
+        return allreduce_latency_s(op.devices, link_lat)
+    return link_lat if op.devices <= hardware.scale_up_devices else INTER_NODE_LATENCY_S
+
+
 class CostModel:
     """Prices ops for one (hardware, profile) pair and memoises by op: the engine asks millions of times."""
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
-from lvlmsim.cost.roofline import OpCost
+from lvlmsim.cost.roofline import OpCost, fixed_latency_s
 
 Z90 = 1.2815515655446004  # standard normal 90th percentile
 DRAWS = 2000
@@ -110,4 +110,4 @@ class QuantileProfile:
         if band is None:
             return eff
         m = band[0] if self.quantile == "p10" else band[1]
-        return eff.scaled_time(m)
+        return eff.scaled_time(m, fixed_latency_s(op, hw))

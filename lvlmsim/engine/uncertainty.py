@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from lvlmsim.cost.roofline import fixed_latency_s
 from lvlmsim.cost.uncertainty import family_band, log_normal, op_band
 from lvlmsim.errors import SpecError
 
@@ -77,7 +78,7 @@ class DrawnProfile:
         m = self.multiplier(base, eff.source, op)
         if m == 1.0:
             return eff
-        return eff.scaled_time(m)
+        return eff.scaled_time(m, fixed_latency_s(op, hw))
 
     @property
     def timing_regime(self):
