@@ -13,7 +13,8 @@ error next to the flat derate. A last line scores the candidates by leave-one-ou
 - gemm: prior exponent of the n0/k0 ~ (tensor FLOPs per SM per clock) links: none, 0.5, 1.0 (at ridge weight 1);
 - gemm-ridge: the GEMM ridge weight (lvlmsim.calibrate.general.RIDGE_WEIGHTS) at the shipped prior: 1, 0.3, 0.1, 0.03;
 - nccl: all-reduce latency links: none, clock only (a0, a1 ~ 1/clock), clock + datacenter-Blackwell flag;
-- custom-ar: the same for vLLM's custom all-reduce kernel (family allreduce/custom), plus the flag alone.
+- custom-ar: the same for vLLM's custom all-reduce kernel (family allreduce/custom), plus the flag alone; then its
+  held-out rows priced by the custom family and by NCCL's (what every vLLM all-reduce got before the family).
 Needs ../shared/data/measured (never copied into the project).
 """
 
@@ -131,6 +132,27 @@ def select(selection: str, devices: dict) -> None:
     print(f"{'':<6}shipped: {shipped}")
 
 
+def nccl_priced(devices: dict) -> None:
+    """The custom all-reduce rows held out per device, priced by the custom family and, as before it existed, by the
+    NCCL family (the marker stripped), both fitted on the other devices with the shipped links."""
+    import dataclasses
+
+    from lvlmsim.cost.collectives import CUSTOM_AR_SUFFIX
+
+    print(f"\ncustom all-reduce rows held out: {'device':<22}{'custom %':>9}{'p90':>7}{'NCCL-priced %':>15}{'p90':>7}")
+    for held, (hw, rows) in devices.items():
+        sel = [r for r in rows if r.family == "custom_allreduce"]
+        train = {v[0].id: v for n, v in devices.items() if n != held}
+        prof = general.fit_general(train, families=["allreduce", "allreduce/custom"]).profile_for(hw)
+        meas = np.array([r.measured_s for r in sel])
+        plain = [dataclasses.replace(r, op=dataclasses.replace(r.op, name=r.op.name.removesuffix(CUSTOM_AR_SUFFIX)))
+                 for r in sel]
+        own = abs_pct_errors(cost_model_times(sel, hw, prof), meas)
+        nccl = abs_pct_errors(cost_model_times(plain, hw, prof), meas)
+        print(f"{'':<33}{held:<22}{np.median(own):>9.1f}{np.percentile(own, 90):>7.1f}{np.median(nccl):>15.1f}"
+              f"{np.percentile(nccl, 90):>7.1f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     families = (argv if argv is not None else sys.argv[1:]) or list(FAMILIES)
     unknown = [f for f in families if f not in FAMILIES]
@@ -145,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     devices = load_devices(measured / "aiconfigurator" / "data")
     for family in families:
         select(family, devices)
+        if family == "custom-ar":
+            nccl_priced(devices)
     print(f"\n{time.perf_counter() - t0:.0f} s")
     return 0
 
