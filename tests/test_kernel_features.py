@@ -1,5 +1,6 @@
-"""FA2's windowed decode re-reads K/V per query head (flash_api.cpp turns GQA packing off with a window): the
-kernel feature prices it on FA2 devices only, without fitting anything."""
+"""FA2's windowed decode runs unpacked and unsplit (flash_api.cpp, mha_varlen_fwd: a window turns the GQA swap and
+with it split-KV off); its re-reads hit L2 while one KV head of the batch fits. Priced on FA2 devices only, without
+fitting anything."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from lvlmsim.calibrate.kernels import KernelFeatureProfile, attention_kernel, gqa_reread_factor
+from lvlmsim.calibrate.kernels import (
+    KernelFeatureProfile,
+    as_run_unpacked,
+    attention_kernel,
+    dram_reread_factor,
+    gqa_reread_factor,
+    l2_reuse_share,
+    splits_kv,
+)
 from lvlmsim.calibrate.measured import sliding_decode_attention_op, sliding_prefill_attention_op
 from lvlmsim.calibrate.profiles import load_profile_for
 from lvlmsim.cost.profile import DEFAULT_PROFILE
@@ -34,16 +43,43 @@ def test_reread_factor_is_the_gqa_group_for_windowed_decode_on_fa2_only():
     assert gqa_reread_factor(mha, "fa2") == 1.0
 
 
-def test_windowed_decode_on_fa2_moves_the_group_times_the_kv_bytes_by_hand():
-    """Flat derate (0.8 of bandwidth): 64 sequences x 1024 keys x 8 KV heads x 128 x 2 (K, V) x 2 B = 268 MB read
-    4 times at 0.8 x 1792 GB/s is 0.75 ms, against 0.19 ms with the group packed."""
+def test_windowed_decode_rereads_hit_l2_while_one_kv_head_of_the_batch_fits():
+    """64 sequences x 1024 keys x 128 x 2 (K, V) x 2 B = 33.6 MB per KV head (+ the queries): inside the 128 MB L2 of
+    RTX PRO 6000, so the four query heads of a KV head cost DRAM the bytes of one; flat derate 0.8 of 1792 GB/s."""
     hw = load_hardware("rtx-pro-6000-server")
     op = sliding_decode_attention_op(batch=64, step=4000, heads=32, kv_heads=8, head_dim=128, window=1024)
-    packed = CostModel(hw, DEFAULT_PROFILE).cost(op)
+    assert op.bytes_read == 64 * 32 * 128 * 2 + 2 * 64 * 1024 * 8 * 128 * 2  # 268,959,744 B
+    assert op.bytes_written == 64 * 32 * 128 * 2 + 2 * 64 * 8 * 128 * 2  # the output and the new token's K, V
+    assert l2_reuse_share(op, hw) == 1.0 and dram_reread_factor(op, hw, "fa2") == 1.0
     unpacked = CostModel(hw, KernelFeatureProfile(DEFAULT_PROFILE, "fa2")).cost(op)
-    assert unpacked.memory_s == pytest.approx(4 * packed.memory_s)
-    assert unpacked.memory_s == pytest.approx(4 * op.bytes / (0.8 * hw.mem_bw_bytes_per_s))
-    assert unpacked.source == packed.source
+    assert unpacked.memory_s == pytest.approx((268_959_744 + 786_432) / (0.8 * 1792e9))
+
+
+def test_windowed_decode_rereads_miss_the_share_of_the_working_set_beyond_l2_by_hand():
+    """512 sequences: 268.96 MB per KV head against 128 MB of L2, so 128 / 268.96 = 0.4759 of the re-reads hit and
+    DRAM moves 1 + 3 x 0.5241 = 2.572 times the bytes; a device without a published L2 re-reads all four times."""
+    hw = load_hardware("rtx-pro-6000-server")
+    op = sliding_decode_attention_op(batch=512, step=4000, heads=32, kv_heads=8, head_dim=128, window=1024)
+    assert l2_reuse_share(op, hw) == pytest.approx(128e6 / 268_959_744)
+    assert dram_reread_factor(op, hw, "fa2") == pytest.approx(1 + 3 * (1 - 128e6 / 268_959_744))
+    unpacked = CostModel(hw, KernelFeatureProfile(DEFAULT_PROFILE, "fa2")).cost(op)
+    read, written = 2_151_677_952, 6_291_456  # queries + K, V of 512 x 1024 keys; output + the new K, V
+    assert (op.bytes_read, op.bytes_written) == (read, written)
+    assert unpacked.memory_s == pytest.approx((2.5723 * read + written) / (0.8 * 1792e9), rel=1e-4)
+    no_l2 = hw.model_copy(update={"l2_cache_mb": None})
+    assert dram_reread_factor(op, no_l2, "fa2") == 4.0
+    assert dram_reread_factor(op, hw, "fa3") == 1.0  # FA3 keeps the group packed
+
+
+def test_windowed_decode_runs_one_item_per_query_head_without_split_kv():
+    """mha_varlen_fwd sets a split count only with the GQA group swapped in, which a window turns off: the windowed
+    decode runs batch x heads items and no combine kernel; full-attention decodes and FA3 may split."""
+    hw = load_hardware("rtx-pro-6000-server")
+    win = sliding_decode_attention_op(batch=2, step=8191, heads=32, kv_heads=8, head_dim=128, window=8192)
+    assert not splits_kv(win, "fa2") and splits_kv(win, "fa3") and splits_kv(win, "bw")
+    assert splits_kv(replace(win, name="measured.attention"), "fa2")
+    run = as_run_unpacked(win, hw, "fa2")
+    assert run.shape[3:5] == (32, 32) and run.shape[:3] == win.shape[:3]
 
 
 def test_auto_applies_the_feature_on_fa2_devices_only():
@@ -73,3 +109,24 @@ def test_rtx_pro_6000_windowed_decode_scales_with_the_group_as_measured():
     packed = np.median(meas / np.array([CostModel(hw, prof.base).cost(r.op).time_s for r in rows]))
     assert packed > 2.0
     assert 0.6 <= with_feature <= 1.4
+
+
+def test_general_fit_prices_training_rows_as_the_kernel_runs_them():
+    """A windowed FA2 decode row enters the fit as KernelFeatureProfile prices it: 512 x 32 query-head items, no key
+    split, DRAM bytes 2.572 x the read (see above) plus the written; on H100 (FA3, packed) the op's own bytes."""
+    from lvlmsim.calibrate.fit import family_data
+    from lvlmsim.calibrate.measured import Measurement
+    from lvlmsim.calibrate.model import FORM_VARIANTS
+    from lvlmsim.ops.op import ATTN_DECODE
+
+    rtx, h100 = load_hardware("rtx-pro-6000-server"), load_hardware("h100-sxm")
+    op = sliding_decode_attention_op(batch=512, step=4000, heads=32, kv_heads=8, head_dim=128, window=1024)
+    row = Measurement(op, 1e-3, "generation_attention_sliding", "hand")
+    form = FORM_VARIANTS["decode+split"]
+    fd = family_data(ATTN_DECODE, [row], rtx, form)
+    assert fd.memory_s[0] == pytest.approx((2.5723 * 2_151_677_952 + 6_291_456) / 1792e9, rel=1e-4)
+    assert fd.x[0][0] == 512 * 32  # work items: sequences x query heads
+    assert fd.x[-2][0] == 0.0  # splits_kv: no combine kernel
+    packed = family_data(ATTN_DECODE, [row], h100, form)
+    assert packed.memory_s[0] == pytest.approx(op.bytes / h100.mem_bw_bytes_per_s)
+    assert packed.x[0][0] == 512 * 8 and packed.x[-2][0] == 1.0

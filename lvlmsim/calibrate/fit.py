@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lvlmsim.calibrate.bands import ratio_band
+from lvlmsim.calibrate.kernels import as_run
 from lvlmsim.calibrate.measured import Measurement
 from lvlmsim.calibrate.model import (
     EFF_MIN,
@@ -58,7 +59,8 @@ class FamilyData:
 
 def family_data(kind: str, rows: Sequence[Measurement], hw: HardwareSpec, form: Form | None = None) -> FamilyData:
     form = form or FORMS[kind]
-    feats = np.array([form.features(r.op, hw) for r in rows], dtype=float).reshape(len(rows), -1)
+    ops = [as_run(r.op, hw) for r in rows]  # as the device's attention kernel runs them (FA2 windowed decode)
+    feats = np.array([form.features(op, hw) for op in ops], dtype=float).reshape(len(rows), -1)
     meas = np.array([r.measured_s for r in rows], dtype=float)
     if kind == ALLREDUCE:
         lat = hw.intra_node_link.latency_us * 1e-6
@@ -70,11 +72,11 @@ def family_data(kind: str, rows: Sequence[Measurement], hw: HardwareSpec, form: 
         fixed = np.array([allreduce_latency_s(d, lat) for d in n], dtype=float)
     else:
         peaks: dict[str, float] = {}
-        for r in rows:
-            if r.op.dtype not in peaks:
-                peaks[r.op.dtype] = hw.peak_flops(r.op.dtype)
-        comp = np.array([r.op.flops / peaks[r.op.dtype] for r in rows], dtype=float)
-        mem = np.array([r.op.bytes for r in rows], dtype=float) / hw.mem_bw_bytes_per_s
+        for op in ops:
+            if op.dtype not in peaks:
+                peaks[op.dtype] = hw.peak_flops(op.dtype)
+        comp = np.array([op.flops / peaks[op.dtype] for op in ops], dtype=float)
+        mem = np.array([op.bytes for op in ops], dtype=float) / hw.mem_bw_bytes_per_s
         fixed = np.zeros(len(rows))
     return FamilyData(kind, tuple(feats[:, i] for i in range(feats.shape[1])), comp, mem, fixed, meas)
 

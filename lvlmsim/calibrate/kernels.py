@@ -1,20 +1,28 @@
 """Attention-kernel behaviour a datasheet cannot show, keyed by the kernel generation a device runs.
 
 The serving stack picks its attention kernels by compute capability (lvlmsim.calibrate.general.ATTENTION_KERNELS:
-FA2 on sm80/sm86/sm89/sm120, FA3 on sm90, TRT-LLM/FlashInfer kernels on sm100). One difference changes what a
-windowed decode moves:
+FA2 on sm80/sm86/sm89/sm120, FA3 on sm90, TRT-LLM/FlashInfer kernels on sm100). A sliding window changes how FA2
+runs a decode; vLLM's FA2 entry point is mha_varlen_fwd (vllm-project/flash-attention, csrc/flash_attn/
+flash_api.cpp), paged KV:
 
-* FA2 decode packs a GQA group into one block only without a window. flash_api.cpp (mha_fwd / mha_fwd_kvcache)
-  swaps the `ngroups` query heads of a KV head into the query-length dimension when `seqlen_q == 1 && num_heads >
-  num_heads_k && window_size_left < 0 && window_size_right < 0 ...`; with a sliding window the swap is off, every
-  query head is its own block and reads its KV head's keys and values again: the KV bytes of a windowed decode are
-  read heads / kv_heads times. FA3 (pack_gqa) and the TRT-LLM decode kernels keep the group packed with a window.
+* No GQA packing. It swaps the `ngroups` query heads of a KV head into the query-length dimension only when
+  `max_seqlen_q == 1 && num_heads > num_heads_k && window_size_left < 0 && window_size_right < 0 ...`
+  (seqlenq_ngroups_swapped); with a window every query head is its own thread block (grid = (m blocks, batch,
+  heads) in run_flash_splitkv_fwd, flash_fwd_launch_template.h) and reads its KV head's keys and values again.
+* No split-KV. The same function calls set_params_splitkv ("Only apply split-k for decoding") only inside
+  `if (seqlenq_ngroups_swapped)`: a windowed decode keeps num_splits = 0 and runs the split kernel (forced by the
+  paged KV) as one block per (sequence, query head) with no combine kernel. The guess that the split count follows
+  the full cache length (set_params_splitkv's num_n_blocks comes from max_seqlen_k) does not arise: that code
+  never runs with a window.
+* The re-reads mostly hit L2. The blocks of the query heads sharing a KV head are `batch` blocks apart in launch
+  order (blockIdx.y = sequence, blockIdx.z = head), so a re-read finds its keys in L2 while one KV head's keys of
+  every sequence (the reuse working set) fit the datasheet L2; the share that does not fit comes from DRAM again.
 
-Nothing here is fitted: the factor is the kernel's, and the device profile's memory efficiency and floor apply to
-the larger traffic (small windows stay floor-bound, so the factor shows only once the keys outweigh the floor).
-The measured sliding-window decode rows of aiconfigurator (never used in any fit) check it: on RTX PRO 6000 (FA2)
-windowed decode takes 0.6-0.75 x `heads / kv_heads` the full-attention time over the same keys once memory-bound,
-1.0 on H100 (FA3) and B300 (TRT-LLM).
+FA3 (pack_gqa) and the TRT-LLM decode kernels keep the group packed with a window. Nothing here is fitted: the
+decode profile prices the op as the kernel runs it (batch x heads work items of one head's keys each) at the DRAM
+traffic those facts leave, and the general fit prices its training rows the same way (`as_run` in
+lvlmsim.calibrate.fit.family_data); the held-out device's windowed rows are the leave-one-out check
+(docs/attention-families.md, calibration/README.md).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from lvlmsim.cost.profile import Efficiency, EfficiencyProfile, ProfileWrapper
 from lvlmsim.ops.op import ATTN_DECODE, Op
 from lvlmsim.specs.hardware import HardwareSpec
 
-UNPACKED_WINDOWED_DECODE = ("fa2",)  # kernel generations whose windowed decode re-reads K/V per query head
+UNPACKED_WINDOWED_DECODE = ("fa2",)  # kernel generations whose windowed decode re-reads K/V per query head, unsplit
 REGROUPED_GQA_DECODE = ("fa2",)  # kernel generations that regroup a GQA decode's query heads outside the kernel
 SLIDING_SUFFIX = ".sliding"  # graph: llm.attention.sliding; validate rows: measured.attention.sliding
 
@@ -49,6 +57,42 @@ def regroups_gqa(op: Op, kernel: str | None) -> bool:
     return batch > 1 and 1 < kv_heads < heads
 
 
+def splits_kv(op: Op, kernel: str | None) -> bool:
+    """Whether a decode on `kernel` may split its keys (and run a combine kernel): not FA2's windowed decode, whose
+    split count is set only when the GQA group is swapped into the query dimension (mha_varlen_fwd)."""
+    return not (kernel in UNPACKED_WINDOWED_DECODE and op.kind == ATTN_DECODE and op.name.endswith(SLIDING_SUFFIX))
+
+
+def l2_reuse_share(op: Op, hw: HardwareSpec) -> float:
+    """Share of an unpacked windowed decode's re-reads that hit L2: the datasheet L2 over the reuse working set (one
+    KV head's keys and values of every sequence in the batch, op.bytes_read / kv_heads), at most 1; 0 without a
+    published L2."""
+    if not hw.l2_cache_mb:
+        return 0.0
+    working_set = op.bytes_read / max(op.shape[4], 1)
+    return min(1.0, hw.l2_cache_mb * 1e6 / working_set) if working_set > 0 else 1.0
+
+
+def dram_reread_factor(op: Op, hw: HardwareSpec, kernel: str | None) -> float:
+    """DRAM bytes of a windowed decode on `kernel` over the op's own: 1 + (group - 1) x the re-reads L2 misses."""
+    group = gqa_reread_factor(op, kernel)
+    return 1.0 + (group - 1.0) * (1.0 - l2_reuse_share(op, hw)) if group > 1.0 else 1.0
+
+
+def as_run_unpacked(op: Op, hw: HardwareSpec, kernel: str | None) -> Op:
+    """The windowed decode as FA2 runs it: every query head a work item of its own (kv_heads = heads in the shape)
+    and the DRAM traffic `dram_reread_factor` leaves."""
+    shape = (*op.shape[:4], op.shape[3], *op.shape[5:])
+    return replace(op, bytes_read=op.bytes_read * dram_reread_factor(op, hw, kernel), shape=shape)
+
+
+def as_run(op: Op, hw: HardwareSpec) -> Op:
+    """`op` as `hw`'s attention kernel runs it: `as_run_unpacked` for a GQA windowed decode on FA2, else `op`. The
+    general fit prices its rows with it, as KernelFeatureProfile prices ops, so training and pricing agree."""
+    kernel = attention_kernel(hw)
+    return as_run_unpacked(op, hw, kernel) if gqa_reread_factor(op, kernel) > 1.0 else op
+
+
 def gqa_reread_factor(op: Op, kernel: str | None) -> float:
     """How many times a windowed decode on `kernel` reads each K/V entry (1 where the GQA group stays packed)."""
     if kernel not in UNPACKED_WINDOWED_DECODE or op.kind != ATTN_DECODE or not op.name.endswith(SLIDING_SUFFIX):
@@ -59,17 +103,18 @@ def gqa_reread_factor(op: Op, kernel: str | None) -> float:
 
 @dataclass(frozen=True)
 class KernelFeatureProfile(ProfileWrapper):
-    """An EfficiencyProfile wrapper: the base profile's efficiencies; a windowed FA2 decode is priced as the op
-    with its bytes read `factor` times (the profile's efficiency at that traffic), charged to its own bytes."""
+    """An EfficiencyProfile wrapper: the base profile's efficiencies; a windowed FA2 decode is priced as the kernel
+    runs it (`as_run_unpacked`: the profile's efficiency for batch x heads items at the DRAM traffic it moves),
+    charged to the op's own bytes."""
 
     kernel: str
 
     def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency:
-        factor = gqa_reread_factor(op, self.kernel)
-        if factor == 1.0:
+        if gqa_reread_factor(op, self.kernel) == 1.0:
             return self.base.efficiency(op, hw)
-        # the profile's efficiency for the traffic the kernel really moves, charged to this op's bytes
-        eff = self.base.efficiency(replace(op, bytes_read=op.bytes_read * factor), hw)
+        run = as_run_unpacked(op, hw, self.kernel)
+        eff = self.base.efficiency(run, hw)
+        factor = run.bytes / op.bytes  # the written bytes are the op's own
         return Efficiency(eff.compute, eff.memory / factor, eff.floor_s, eff.source, eff.measured_error_pct)
 
 
@@ -79,4 +124,5 @@ def with_kernel_features(profile: EfficiencyProfile, hw: HardwareSpec) -> Effici
     return KernelFeatureProfile(profile, kernel) if kernel in UNPACKED_WINDOWED_DECODE else profile
 
 
-__all__ = ["KernelFeatureProfile", "attention_kernel", "gqa_reread_factor", "regroups_gqa", "with_kernel_features"]
+__all__ = ["KernelFeatureProfile", "as_run", "as_run_unpacked", "attention_kernel", "dram_reread_factor",
+           "gqa_reread_factor", "l2_reuse_share", "regroups_gqa", "splits_kv", "with_kernel_features"]

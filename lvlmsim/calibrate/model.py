@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lvlmsim.calibrate.kernels import attention_kernel, regroups_gqa
+from lvlmsim.calibrate.kernels import attention_kernel, regroups_gqa, splits_kv
 from lvlmsim.cost.collectives import CUSTOM_AR_ROLE, CUSTOM_AR_SUFFIX
 from lvlmsim.cost.profile import DEFAULT_PROFILE, DefaultProfile, Efficiency
 from lvlmsim.errors import SpecError
@@ -440,7 +440,8 @@ class SplitDecodeForm(DecodeForm):
     - the split-KV combine: when the (sequence, kv-head) items cannot fill the SMs and a sequence's keys span more than
       one key block, FlashAttention-2 splits the keys and a combine kernel follows. A batch-1 decode of head size 128
       steps from ~12.5 to ~17.3 us on A100 (8.8 to 13.0 us on RTX PRO 6000) as the keys pass 128, unless the batch
-      alone fills the SMs; the SM count comes from the datasheet, so the threshold moves with the device.
+      alone fills the SMs; the SM count comes from the datasheet, so the threshold moves with the device. Where
+      the kernel never splits (lvlmsim.calibrate.kernels.splits_kv: FA2's windowed decode) no combine runs.
     - the GQA regrouping copies of FA2 (lvlmsim.calibrate.kernels.regroups_gqa says where they apply: FA2 devices, GQA
       at batch >= 2 and kv_heads >= 2, no window); the share is one fitted constant, learned from whichever FA2 device
       is among the training devices and zero elsewhere.
@@ -459,16 +460,18 @@ class SplitDecodeForm(DecodeForm):
         batch, _q, kv, _heads, kvh, d = op.shape[:6]
         items = max(float(batch) * kvh, 1.0)
         blocks = float(kv) / split_key_block(float(d))
-        regroup = regroups_gqa(op, attention_kernel(hw))
-        return (*super().features(op, hw), blocks, items / float(hw.sm_count or REF_SM_COUNT), float(regroup))
+        kernel = attention_kernel(hw)
+        regroup = regroups_gqa(op, kernel)
+        return (*super().features(op, hw), blocks, items / float(hw.sm_count or REF_SM_COUNT),
+                float(splits_kv(op, kernel)), float(regroup))
 
     def eff(self, xp, p, h, x):
         *base, split_share, regroup_share, floor_s = p
-        ec, em, floor_s = super().eff(xp, (*base, floor_s), h, x[:-3])
-        blocks, items_per_sm, regroup = x[-3], x[-2], x[-1]
+        ec, em, floor_s = super().eff(xp, (*base, floor_s), h, x[:-4])
+        blocks, items_per_sm, can_split, regroup = x[-4], x[-3], x[-2], x[-1]
         # more than one key block (a smooth step at 1.5 blocks) and too few items to fill the SMs
-        split = sat(xp, blocks, 1.5, SPLIT_STEEPNESS) * (1.0 - sat(xp, items_per_sm, SPLIT_ITEMS_PER_SM,
-                                                                   SPLIT_STEEPNESS))
+        split = can_split * sat(xp, blocks, 1.5, SPLIT_STEEPNESS) * (
+            1.0 - sat(xp, items_per_sm, SPLIT_ITEMS_PER_SM, SPLIT_STEEPNESS))
         extra = xp.maximum(split_share, 0.0) * split + xp.maximum(regroup_share, 0.0) * regroup
         return ec, em, floor_s * (1.0 + extra)
 
