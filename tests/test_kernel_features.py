@@ -14,9 +14,11 @@ from lvlmsim.calibrate.kernels import (
     as_run_unpacked,
     attention_kernel,
     dram_reread_factor,
+    fa2_key_block,
     gqa_reread_factor,
     l2_reuse_share,
     splits_kv,
+    window_tile_factor,
 )
 from lvlmsim.calibrate.measured import sliding_decode_attention_op, sliding_prefill_attention_op
 from lvlmsim.calibrate.profiles import load_profile_for
@@ -130,3 +132,39 @@ def test_general_fit_prices_training_rows_as_the_kernel_runs_them():
     packed = family_data(ATTN_DECODE, [row], h100, form)
     assert packed.memory_s[0] == pytest.approx(op.bytes / h100.mem_bw_bytes_per_s)
     assert packed.x[0][0] == 512 * 8 and packed.x[-2][0] == 1.0
+
+
+def test_fa2_key_block_follows_the_split_kernel():
+    assert [fa2_key_block(d) for d in (64, 80, 128, 192, 256)] == [256, 256, 128, 64, 64]
+
+
+def test_windowed_prefill_tile_factor_by_hand():
+    """256 queries, window 128, head size 128 (64 x 128 tiles): the four query blocks compute 1, 1, 2, 2 key blocks
+    = 49,152 pairs under the window and under the causal mask alike; useful pairs are 128 x 129 / 2 + 128 x 128 =
+    24,640 windowed against 256 x 257 / 2 = 32,896 causal, so the windowed kernel does 32,896 / 24,640 = 1.335 times
+    the causal kernel's work per pair. The window never binds at 128 queries, nor on FA3, nor without a window."""
+    op = sliding_prefill_attention_op(batch=2, isl=256, heads=16, kv_heads=8, head_dim=128, window=128)
+    assert op.window_tokens == 128
+    assert window_tile_factor(op, "fa2") == pytest.approx(32_896 / 24_640)
+    assert window_tile_factor(op, "fa3") == 1.0
+    assert window_tile_factor(replace(op, name="measured.attention"), "fa2") == 1.0
+    short = sliding_prefill_attention_op(batch=2, isl=128, heads=16, kv_heads=8, head_dim=128, window=128)
+    assert window_tile_factor(short, "fa2") == 1.0
+    hw = load_hardware("rtx-pro-6000-server")
+    plain = CostModel(hw, DEFAULT_PROFILE).cost(op)
+    tiled = CostModel(hw, KernelFeatureProfile(DEFAULT_PROFILE, "fa2")).cost(op)
+    assert tiled.compute_s == pytest.approx(32_896 / 24_640 * plain.compute_s)
+    assert tiled.memory_s == pytest.approx(plain.memory_s)
+
+
+def test_local_attention_ops_carry_their_window():
+    """Gemma 3's local layers (window 1024) hand the window to the kernels; global layers carry none."""
+    from lvlmsim.estimate import default_graph_config
+    from lvlmsim.ops.graph import llm_ops
+    from lvlmsim.ops.op import SeqWork
+    from lvlmsim.specs.registry import load_model
+
+    m = load_model("gemma-3-27b")
+    ops = {op.name: op for op in llm_ops(m, (SeqWork(new_tokens=4096, past_tokens=0, emits_token=True),),
+                                        "prefill", default_graph_config(m, 1))}
+    assert ops["llm.attention.sliding"].window_tokens == 1024 and ops["llm.attention"].window_tokens == 0

@@ -18,6 +18,14 @@ flash_api.cpp), paged KV:
   order (blockIdx.y = sequence, blockIdx.z = head), so a re-read finds its keys in L2 while one KV head's keys of
   every sequence (the reuse working set) fit the datasheet L2; the share that does not fit comes from DRAM again.
 
+* Windowed prefill works in whole tiles. The paged KV makes mha_varlen_fwd run the split kernel for prefill too
+  (run_mha_fwd's force_split_kernel): query blocks of kBlockM = 64 rows against key blocks of kBlockN = 256 (head
+  size <= 80), 128 (<= 128) or 64 columns (run_mha_fwd_splitkv_dispatch), the key loop bounded by
+  n_block_min = (m_block x 64 + seqlen_k - seqlen_q - window_left) / kBlockN (flash_fwd_kernel.h). A 64-row block
+  under a window of w keys thus computes every key block its rows touch: (w + 63 + alignment) keys per row where w
+  are useful, 3.0 x the window's pairs at w = 128 with 256-column blocks, ~1.0 at w = 8192
+  (`window_tile_factor`, relative to the causal kernel's own diagonal blocks, which the fit already sees).
+
 FA3 (pack_gqa) and the TRT-LLM decode kernels keep the group packed with a window. Nothing here is fitted: the
 decode profile prices the op as the kernel runs it (batch x heads work items of one head's keys each) at the DRAM
 traffic those facts leave, and the general fit prices its training rows the same way (`as_run` in
@@ -27,10 +35,13 @@ lvlmsim.calibrate.fit.family_data); the held-out device's windowed rows are the 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from lvlmsim.cost.profile import Efficiency, EfficiencyProfile, ProfileWrapper
-from lvlmsim.ops.op import ATTN_DECODE, Op
+from lvlmsim.ops.op import ATTN_DECODE, ATTN_PREFILL, Op
 from lvlmsim.specs.hardware import HardwareSpec
 
 UNPACKED_WINDOWED_DECODE = ("fa2",)  # kernel generations whose windowed decode re-reads K/V per query head, unsplit
@@ -86,11 +97,51 @@ def as_run_unpacked(op: Op, hw: HardwareSpec, kernel: str | None) -> Op:
     return replace(op, bytes_read=op.bytes_read * dram_reread_factor(op, hw, kernel), shape=shape)
 
 
+FA2_BLOCK_M = 64  # query rows per block of FA2's split kernel (run_mha_fwd_splitkv_dispatch: "Fixed for all head dims")
+
+
+def fa2_key_block(head_dim: float) -> int:
+    """Keys per block of vLLM's FA2 split kernel (kBlockN: 256 up to head size 80, 128 up to 128, else 64)."""
+    return 256 if head_dim <= 80 else (128 if head_dim <= 128 else 64)
+
+
+@functools.lru_cache(maxsize=4096)
+def _tile_keys_per_pair(q: int, past: int, window: int, block_n: int) -> float:
+    """Query-key pairs FA2's tiles compute per useful pair for `q` queries after `past` cached keys (0: causal)."""
+    m = np.arange(-(-q // FA2_BLOCK_M))
+    rows = np.minimum(FA2_BLOCK_M, q - m * FA2_BLOCK_M)
+    n_keys = -(-(past + q) // block_n)
+    hi = np.minimum(n_keys, -(-((m + 1) * FA2_BLOCK_M + past) // block_n))
+    lo = np.maximum(0, (m * FA2_BLOCK_M + past - (window - 1)) // block_n) if window else 0
+    pos = np.arange(past, past + q) + 1.0
+    useful = np.minimum(pos, window).sum() if window else pos.sum()
+    return float((rows * (hi - lo) * block_n).sum() / useful)
+
+
+def window_tile_factor(op: Op, kernel: str | None) -> float:
+    """Tile work of a windowed FA2 prefill per useful pair over the causal kernel's at the same length (1 where the
+    window never binds, for other kernels and other ops). The cached keys before the chunk are op.kv_per_seq - q
+    (exact below one window; beyond it every row sees a whole window, as at past = w - 1)."""
+    if (kernel not in UNPACKED_WINDOWED_DECODE or op.kind != ATTN_PREFILL or not op.window_tokens
+            or not op.name.endswith(SLIDING_SUFFIX)):
+        return 1.0
+    q, kv, d = max(int(round(op.shape[1])), 1), op.shape[2], op.shape[5]
+    past = int(round(max(kv - q, 0.0)))
+    if past + q <= op.window_tokens:
+        return 1.0
+    block_n = fa2_key_block(d)
+    return (_tile_keys_per_pair(q, past, op.window_tokens, block_n) / _tile_keys_per_pair(q, 0, 0, block_n))
+
+
 def as_run(op: Op, hw: HardwareSpec) -> Op:
-    """`op` as `hw`'s attention kernel runs it: `as_run_unpacked` for a GQA windowed decode on FA2, else `op`. The
-    general fit prices its rows with it, as KernelFeatureProfile prices ops, so training and pricing agree."""
+    """`op` as `hw`'s attention kernel runs it: `as_run_unpacked` for a GQA windowed decode on FA2, the tiles' FLOPs
+    (`window_tile_factor`) for a windowed FA2 prefill, else `op`. The general fit prices its rows with it, as
+    KernelFeatureProfile prices ops, so training and pricing agree."""
     kernel = attention_kernel(hw)
-    return as_run_unpacked(op, hw, kernel) if gqa_reread_factor(op, kernel) > 1.0 else op
+    if gqa_reread_factor(op, kernel) > 1.0:
+        return as_run_unpacked(op, hw, kernel)
+    tiles = window_tile_factor(op, kernel)
+    return replace(op, flops=op.flops * tiles) if tiles != 1.0 else op
 
 
 def gqa_reread_factor(op: Op, kernel: str | None) -> float:
@@ -110,12 +161,16 @@ class KernelFeatureProfile(ProfileWrapper):
     kernel: str
 
     def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency:
-        if gqa_reread_factor(op, self.kernel) == 1.0:
+        if gqa_reread_factor(op, self.kernel) > 1.0:
+            run = as_run_unpacked(op, hw, self.kernel)
+            eff = self.base.efficiency(run, hw)
+            factor = run.bytes / op.bytes  # the written bytes are the op's own
+            return Efficiency(eff.compute, eff.memory / factor, eff.floor_s, eff.source, eff.measured_error_pct)
+        tiles = window_tile_factor(op, self.kernel)
+        if tiles == 1.0:
             return self.base.efficiency(op, hw)
-        run = as_run_unpacked(op, hw, self.kernel)
-        eff = self.base.efficiency(run, hw)
-        factor = run.bytes / op.bytes  # the written bytes are the op's own
-        return Efficiency(eff.compute, eff.memory / factor, eff.floor_s, eff.source, eff.measured_error_pct)
+        eff = self.base.efficiency(replace(op, flops=op.flops * tiles), hw)
+        return Efficiency(eff.compute / tiles, eff.memory, eff.floor_s, eff.source, eff.measured_error_pct)
 
 
 def with_kernel_features(profile: EfficiencyProfile, hw: HardwareSpec) -> EfficiencyProfile:
@@ -125,4 +180,5 @@ def with_kernel_features(profile: EfficiencyProfile, hw: HardwareSpec) -> Effici
 
 
 __all__ = ["KernelFeatureProfile", "as_run", "as_run_unpacked", "attention_kernel", "dram_reread_factor",
-           "gqa_reread_factor", "l2_reuse_share", "regroups_gqa", "splits_kv", "with_kernel_features"]
+           "fa2_key_block", "gqa_reread_factor", "l2_reuse_share", "regroups_gqa", "splits_kv", "window_tile_factor",
+           "with_kernel_features"]

@@ -126,7 +126,7 @@ def sliding_prefill_attention_op(batch: int, isl: int, heads: int, kv_heads: int
     return attention("measured.attention.sliding", ATTN_PREFILL, "prefill", "llm", batch=batch,
                      pairs=batch * local_pairs(p, q, window, "sliding"), q_tokens=batch * q,
                      kv_tokens_read=batch * keys, heads=heads, kv_heads=kv_heads, head_dim=head_dim, cfg=_cfg(dtype),
-                     kv_written_tokens=batch * q, q_per_seq=q, kv_per_seq=keys)
+                     kv_written_tokens=batch * q, q_per_seq=q, kv_per_seq=keys, window_tokens=window)
 
 
 def sliding_decode_attention_op(batch: int, step: int, heads: int, kv_heads: int, head_dim: int, window: int,
@@ -136,7 +136,7 @@ def sliding_decode_attention_op(batch: int, step: int, heads: int, kv_heads: int
     return attention("measured.attention.sliding", ATTN_DECODE, "decode", "llm", batch=batch,
                      pairs=float(batch * kv), q_tokens=float(batch), kv_tokens_read=float(batch * kv), heads=heads,
                      kv_heads=kv_heads, head_dim=head_dim, cfg=_cfg(dtype), kv_written_tokens=float(batch),
-                     q_per_seq=1.0, kv_per_seq=float(kv))
+                     q_per_seq=1.0, kv_per_seq=float(kv), window_tokens=window)
 
 
 def encoder_attention_op(batch: int, isl: int, heads: int, head_dim: int, dtype: str = "bf16",

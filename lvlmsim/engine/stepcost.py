@@ -191,6 +191,7 @@ class StepCost:
             ATTN_DECODE if stage == "decode" else ATTN_PREFILL, stage, batch=batch, pairs=pairs,
             q_tokens=q_tokens, kv_tokens_read=kv_read, heads=self.heads, kv_heads=self.kv_heads,
             head_dim=self.head_dim, cfg=self.cfg, count=count, layer_range=(first, last), mla=self.mla,
+            window_tokens=self.local.window_tokens if local and self.local.kind == "sliding" else 0,
         )]
         if self.mla is not None and stage != "decode":  # MHA-form prefill up-projects the latent of every key
             mla = self.mla

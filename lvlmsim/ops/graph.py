@@ -118,9 +118,10 @@ def attention(
     name: str, kind: str, stage: str, module: str, *, batch: int, pairs: float, q_tokens: float,
     kv_tokens_read: float, heads: int, kv_heads: int, head_dim: int, cfg: GraphConfig,
     kv_dtype: str | None = None, kv_written_tokens: float = 0.0, q_per_seq: float = 0.0, kv_per_seq: float = 0.0,
-    count: int = 1, layer_range: tuple[int, int] = (0, 0), visual_share: float = 0.0,
+    count: int = 1, layer_range: tuple[int, int] = (0, 0), visual_share: float = 0.0, window_tokens: int = 0,
 ) -> Op:
-    """Scaled-dot-product attention over `pairs` query-key pairs summed over the batch.
+    """Scaled-dot-product attention over `pairs` query-key pairs summed over the batch (`window_tokens`: the
+    sliding window a query sees, carried for the kernels' block-granular work, 0 for none).
 
     Reads Q (q_tokens) and K,V (kv_tokens_read, in kv_dtype), writes O and, for self-attention with a cache, the new
     tokens' K,V (kv_written_tokens). Naive attention adds the score/probability matrix round trips.
@@ -144,6 +145,7 @@ def attention(
         dtype=cfg.compute_dtype.get(module, "bf16"),
         shape=(batch, round(q_per_seq, 3), round(kv_per_seq, 3), heads, kv_heads, head_dim),
         count=count, layer_range=layer_range, visual_flops_share=visual_share, act_bytes=act_foot,
+        window_tokens=window_tokens,
     )
 
 
@@ -625,16 +627,18 @@ def _self_attention(
         name, kind, stage, batch=batch, pairs=pairs, q_tokens=sum(new_tok), kv_tokens_read=kv_read, heads=heads,
         kv_heads=kv_heads, head_dim=d, cfg=cfg, count=count, layer_range=rng, mla=mla,
         visual_share=min(1.0, max(0.0, 1.0 - text_pairs / pairs)) if pairs else 0.0,
+        window_tokens=window.window_tokens if window is not None and window.kind == "sliding" else 0,
     )
 
 
 def self_attention_op(
     name: str, kind: str, stage: str, *, batch: int, pairs: float, q_tokens: float, kv_tokens_read: float,
     heads: int, kv_heads: int, head_dim: int, cfg: GraphConfig, count: int, layer_range: tuple[int, int],
-    mla: MlaSpec | None = None, visual_share: float = 0.0,
+    mla: MlaSpec | None = None, visual_share: float = 0.0, window_tokens: int = 0,
 ) -> Op:
-    """The decoder's causal self-attention core over a batch (GQA, or MLA when `mla`), writing the new tokens' KV.
-    The engine's step cost builds the same op from its aggregates."""
+    """The decoder's causal self-attention core over a batch (GQA, or MLA when `mla`), writing the new tokens' KV
+    (`window_tokens`: a sliding window's keys per query). The engine's step cost builds the same op from its
+    aggregates."""
     if mla is not None:
         return mla_attention(
             name, kind, stage, "llm", batch=batch, pairs=pairs, q_tokens=q_tokens, kv_tokens_read=kv_tokens_read,
@@ -645,7 +649,7 @@ def self_attention_op(
         name, kind, stage, "llm", batch=batch, pairs=pairs, q_tokens=q_tokens, kv_tokens_read=kv_tokens_read,
         heads=heads, kv_heads=kv_heads, head_dim=head_dim, cfg=cfg, kv_written_tokens=q_tokens,
         q_per_seq=q_tokens / batch, kv_per_seq=kv_tokens_read / batch, count=count, layer_range=layer_range,
-        visual_share=visual_share,
+        visual_share=visual_share, window_tokens=window_tokens,
     )
 
 

@@ -58,6 +58,7 @@ class Op:
     weight_bytes: float = 0.0  # part of bytes_read that is weights (for memory/roofline notes)
     act_bytes: float = 0.0  # transient activation footprint (inputs + outputs), for the activation peak
     devices: int = 1  # for allreduce / alltoall: participants
+    window_tokens: int = 0  # sliding-window self-attention: keys a query sees (0: no sliding window)
 
     @property
     def bytes(self) -> float:
