@@ -63,7 +63,8 @@ def coverage_summary(cov: dict) -> str:
     return out
 
 
-COVERAGE_COLUMNS = ("gemm", "gemm.fp8", "gemm.fp4", "attn_prefill", "attn_decode", "attn_encoder", "allreduce")
+COVERAGE_COLUMNS = ("gemm", "gemm.fp8", "gemm.fp4", "attn_prefill", "attn_decode", "attn_encoder", "allreduce",
+                    "allreduce/custom")
 DEVICE_LABELS = {"a100_sxm": "A100", "h100_sxm": "H100", "b300_sxm": "B300", "rtx_pro_6000_server": "RTX PRO 6000"}
 
 
