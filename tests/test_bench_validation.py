@@ -54,3 +54,16 @@ def test_every_row_ran():
     results, summary = run_validation()
     assert [r.id for r in results if r.refused] == []
     assert summary["mean_ttft_ms"]["rows"] >= 10
+
+
+def test_median_of_sweeps_weighs_every_sweep_the_same():
+    """Three sweeps with medians 20, 5 and 50 give 20 whatever their row counts; a sweep without the metric does
+    not count."""
+    from lvlmsim.bench.validation import median_of_sweeps
+
+    by = {"a": {"x": {"median_abs_error_pct": 20.0, "rows": 9}},
+          "b": {"x": {"median_abs_error_pct": 5.0, "rows": 1}, "y": {"median_abs_error_pct": 7.0, "rows": 1}},
+          "c": {"x": {"median_abs_error_pct": 50.0, "rows": 2}}}
+    out = median_of_sweeps(by)
+    assert out["x"] == {"median_abs_error_pct": 20.0, "sweeps": 3}
+    assert out["y"] == {"median_abs_error_pct": 7.0, "sweeps": 1}

@@ -85,10 +85,19 @@ def summarize_by_source(results: list[RowResult]) -> dict[str, dict]:
     return {g: summarize(rs) for g, rs in groups.items()}
 
 
+def median_of_sweeps(by_source: dict[str, dict]) -> dict[str, dict]:
+    """Median over the published sweeps of each sweep's median |error| %, per metric: every sweep weighs the same,
+    so a sweep with many rows cannot hide another (a sweep counts for a metric when it published that metric)."""
+    metrics = sorted({m for s in by_source.values() for m in s})
+    return {m: {"median_abs_error_pct": float(np.median([s[m]["median_abs_error_pct"] for s in by_source.values()
+                                                         if m in s])),
+                "sweeps": sum(m in s for s in by_source.values())} for m in metrics}
+
+
 def run_validation() -> tuple[list[RowResult], dict]:
     results = [replay(row) for row in load_rows()]
     return results, summarize(results)
 
 
-__all__ = ["HEADLINE", "RowResult", "load_rows", "replay", "row_args", "run_validation", "source_of", "summarize",
-           "summarize_by_source"]
+__all__ = ["HEADLINE", "RowResult", "load_rows", "median_of_sweeps", "replay", "row_args", "run_validation",
+           "source_of", "summarize", "summarize_by_source"]
