@@ -206,3 +206,34 @@ def test_synthetic_images_carry_the_clients_content_and_format(client, content, 
 def test_bad_image_content_flags_are_one_line_errors(flags, message):
     res = runner.invoke(app, ["bench", "--num-prompts", "4", "--dataset-name", "random-image", *flags])
     assert res.exit_code == 2 and message in res.output
+
+
+@pytest.mark.parametrize("hardware, batched, seqs", [
+    ("h100-sxm", 8192, 1024),        # 80 GiB, not an A100: vLLM 0.9's large defaults
+    ("a100-sxm-80gb", 2048, 256),    # 80 GiB but an A100 (vLLM PR #17885 keeps it at 2048)
+    ("l20", 2048, 256),              # 48 GiB: under the 70 GiB line
+])
+def test_vllm_server_picks_its_batch_defaults_by_device(hardware, batched, seqs):
+    """`vllm serve` without --max-num-batched-tokens / --max-num-seqs sizes them by device memory and name
+    (calibration/host/runtimes.yaml server_defaults); a bench run against it gets the same."""
+    s = bench_scenario(BenchArgs(model="qwen2.5-vl-7b", hardware=hardware))["serving"]
+    assert (s["max_num_batched_tokens"], s["max_num_seqs"]) == (batched, seqs)
+
+
+def test_server_defaults_never_replace_a_set_knob_and_only_apply_to_the_runtime_that_has_them():
+    a100 = "a100-sxm-80gb"
+    s = bench_scenario(BenchArgs(model="qwen2.5-vl-7b", hardware=a100, serving={"max_num_batched_tokens": 8192}))
+    assert s["serving"]["max_num_batched_tokens"] == 8192 and s["serving"]["max_num_seqs"] == 256
+    sglang = bench_scenario(BenchArgs(model="qwen2.5-vl-7b", hardware=a100, client="sglang"))["serving"]
+    v0 = bench_scenario(BenchArgs(model="qwen2.5-vl-7b", hardware=a100, serving={"host_costs": "vllm-v0"}))["serving"]
+    assert "max_num_batched_tokens" not in sglang and "max_num_batched_tokens" not in v0
+
+
+def test_a100_default_chunks_a_long_prompt_so_its_ttft_grows():
+    """On an A100 vLLM 0.9 prefills a 4096-token prompt in two 2048-token steps: each re-reads the weights, so the
+    served TTFT is longer than with one 8192-token budget."""
+    common = dict(model="qwen2.5-vl-7b", hardware="a100-sxm-80gb", num_prompts=2, max_concurrency=1,
+                  random_input_len=4096, random_output_len=2, random_range_ratio=0.0, ignore_eos=True)
+    default = run_bench(BenchArgs(**common)).result["mean_ttft_ms"]
+    one_step = run_bench(BenchArgs(**common, serving={"max_num_batched_tokens": 8192})).result["mean_ttft_ms"]
+    assert default > one_step

@@ -128,6 +128,20 @@ def _image_content(a: BenchArgs, client: str) -> str:
     return f"{content}-{fmt}"
 
 
+def _server_defaults(serving: dict, hardware: str) -> dict:
+    """The knobs the server picks by itself on this device (lvlmsim.cost.host.server_defaults) for the runtime
+    version the run names (serving.host_costs as a profile name, else the runtime's current version); the run's
+    own serving values override them. A runtime lvlmsim has no host profile for picks none."""
+    from lvlmsim.cost.host import host_profile_names, server_defaults
+    from lvlmsim.specs.registry import load_hardware
+
+    version = serving.get("host_costs")
+    name = version if isinstance(version, str) else serving.get("runtime")
+    if not isinstance(name, str) or name.strip().lower() not in host_profile_names():
+        return {}
+    return server_defaults(name, load_hardware(hardware))
+
+
 def bench_scenario(a: BenchArgs) -> dict:
     """The Scenario (as a dict) that this benchmark run is."""
     client = check_client(a.client)
@@ -138,6 +152,7 @@ def bench_scenario(a: BenchArgs) -> dict:
     if a.max_concurrency is not None and a.max_concurrency < 1:
         raise SpecError(f"--max-concurrency: must be >= 1 or inf, got {a.max_concurrency}")
     serving = {"tp": a.tp, "runtime": a.runtime or client, **a.serving}
+    serving = {**_server_defaults(serving, a.hardware), **serving}
     if a.ep is not None:  # serving.ep: the server's --enable-expert-parallel degree (a MoE model; divides tp)
         serving["ep"] = a.ep
     workload = {"requests": n, "arrival": _arrival(a, n), **_request_mix(a, client)}

@@ -224,5 +224,23 @@ def load_host_profile(name: str, cpu: str = DEFAULT_CPU, api: bool = True) -> Ho
                        sent_bytes=sent)
 
 
+def server_defaults(name: str, hardware) -> dict:
+    """The server knobs a runtime version picks by itself on this device when the user sets none (runtimes.yaml
+    `server_defaults`; vLLM V1 sizes max_num_batched_tokens / max_num_seqs by device memory and name). Empty for a
+    profile that lists none; an unknown name is a SpecError as in load_host_profile."""
+    doc = _runtimes()
+    key = str(name).strip().lower()
+    key = doc["defaults"].get(key, key)
+    if key not in doc["runtimes"]:
+        raise SpecError(f"host profile: unknown runtime '{name}'; allowed: {', '.join(host_profile_names())}")
+    rule = doc["runtimes"][key].get("server_defaults")
+    if not rule:
+        return {}
+    device = f"{hardware.id} {hardware.name}".lower()
+    large = hardware.mem_capacity_gib >= float(rule["large_memory_gib"]) and not any(
+        str(n).lower() in device for n in rule.get("excluded_names", ()))
+    return dict(rule["large" if large else "other"])
+
+
 __all__ = ["IMAGE_CONTENTS", "PHOTO", "ApiCosts", "HostProfile", "StageTable", "host_profile_names",
-           "load_host_profile", "processed_pixels", "transfer_bytes"]
+           "load_host_profile", "processed_pixels", "server_defaults", "transfer_bytes"]
