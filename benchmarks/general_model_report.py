@@ -46,20 +46,27 @@ def print_coverage(cov: dict) -> None:
 
 
 def coverage_summary(cov: dict) -> str:
-    """Mean (median) over the device x family cells, and over the cells of families held out on three or more devices:
-    a family measured on two devices leaves one in each fold, whose band cannot know the family's between-device
-    spread (only the spread pooled over the other families)."""
+    """Mean (median) over the device x family cells, and over the cells of families held out on three or more devices
+    (a family measured on two devices leaves one in each fold, whose band cannot know the family's between-device
+    spread, only the spread pooled over the other families); then the same pooled over rows (every held-out row
+    once, as a user pricing kernels meets them: families with large tables weigh more)."""
+    from lvlmsim.calibrate.bands import pooled_coverage
+
     devices_of: dict[str, int] = {}
     for per_key in cov.values():
         for k in per_key:
             devices_of[k] = devices_of.get(k, 0) + 1
+    wide_keys = {k for k, n in devices_of.items() if n >= 3}
     allv = sorted(c["coverage"] for per_key in cov.values() for c in per_key.values())
-    wide = sorted(c["coverage"] for per_key in cov.values() for k, c in per_key.items() if devices_of[k] >= 3)
+    wide = sorted(c["coverage"] for per_key in cov.values() for k, c in per_key.items() if k in wide_keys)
+    n_rows = sum(c["n"] for per_key in cov.values() for c in per_key.values())
     out = (f"Mean over the {len(allv)} device x family cells {sum(allv) / len(allv):.2f} (median "
-           f"{allv[len(allv) // 2]:.2f}); {sum(0.65 <= v <= 0.95 for v in allv)} of {len(allv)} within 0.65-0.95.")
+           f"{allv[len(allv) // 2]:.2f}); {sum(0.65 <= v <= 0.95 for v in allv)} of {len(allv)} within 0.65-0.95; "
+           f"pooled over all {n_rows} held-out rows {pooled_coverage(cov):.2f}.")
     if wide and len(wide) < len(allv):
         out += (f" Over the {len(wide)} cells of families measured on three or more devices {sum(wide) / len(wide):.2f}"
-                f" (median {wide[len(wide) // 2]:.2f}); the others' bands rest on one other device.")
+                f" (median {wide[len(wide) // 2]:.2f}; rows pooled {pooled_coverage(cov, wide_keys):.2f}); the "
+                f"others' bands rest on one other device.")
     return out
 
 

@@ -11,12 +11,17 @@ import pytest
 from typer.testing import CliRunner
 
 from lvlmsim.calibrate.bands import (
+    bias_weight,
     measured_bands,
     nested_coverage,
     pooled_between_variance,
+    pooled_bias_variance,
+    pooled_coverage,
+    pooled_variances,
     ratio_band,
     row_bands,
     transfer_band,
+    transfer_bands,
 )
 from lvlmsim.calibrate.general import GeneralFamily
 from lvlmsim.calibrate.measured import gemm_op
@@ -25,6 +30,8 @@ from lvlmsim.cost.uncertainty import time_bands
 from lvlmsim.errors import SpecError
 
 T3_90 = 1.6377443572159062  # Student t, 3 degrees of freedom, 90th percentile (tables)
+T4_90 = 1.5332062740589438  # 4 degrees of freedom
+T35_90 = 1.5766  # 3.5 degrees of freedom (the t density integrated numerically; between t_3's and t_4's)
 SQUARES = (np.arange(1001) / 1000.0) ** 2  # quantiles known: q10 = 0.01, q50 = 0.25, q90 = 0.81
 
 
@@ -34,26 +41,99 @@ def test_ratio_band_is_measured_over_predicted():
 
 
 def test_row_noise_alone_gives_its_own_asymmetric_quantiles():
-    """Two devices with the same offset (0.25) and no between-device spread: the band is the rows' own skewed
-    quantiles, q10 = 0.01 and q90 = 0.81 of r, i.e. measured/predicted in (exp(-0.81), exp(-0.01))."""
-    lo, hi = transfer_band({"a": SQUARES, "b": SQUARES}, tau0_sq=0.0)
+    """Two devices with the same offset (0.25), the centre following it (bias_var inf) and no between-device spread:
+    the band is the rows' own skewed quantiles, q10 = 0.01 and q90 = 0.81 of r, i.e. measured/predicted in
+    (exp(-0.81), exp(-0.01))."""
+    lo, hi = transfer_band({"a": SQUARES, "b": SQUARES}, tau0_sq=0.0, bias_var=math.inf)
     assert math.log(lo) == pytest.approx(-0.81, abs=0.01) and math.log(hi) == pytest.approx(-0.01, abs=0.005)
 
 
-def test_device_offsets_alone_give_a_student_t_band():
-    """Offsets +0.1 and -0.1, no row noise, pooled tau0^2 = 0.01 worth 2 df: tau^2 = (0.02 + 2 * 0.01) / 3,
-    the new device's offset ~ 0 + sqrt(tau^2 (1 + 1/2)) t_3 = 0.1414 t_3, so r90 = 0.1414 * 1.6377 = 0.2316."""
-    lo, hi = transfer_band({"a": np.full(200, 0.1), "b": np.full(200, -0.1)}, tau0_sq=0.01)
+def test_device_offsets_alone_give_a_student_t_band_around_the_unshrunk_mean():
+    """Offsets +0.1 and -0.1, no row noise, pooled tau0^2 = 0.01 worth 2 df, the centre following the mean offset all
+    the way (bias_var inf, w = 1): tau^2 = (0.02 + 2 * 0.01) / 3, the new device's offset ~ 0 + sqrt(tau^2 (1 + 1/2))
+    t_3 = 0.1414 t_3, so r90 = 0.1414 * 1.6377 = 0.2316."""
+    lo, hi = transfer_band({"a": np.full(200, 0.1), "b": np.full(200, -0.1)}, tau0_sq=0.01, bias_var=math.inf)
     half = math.sqrt((0.02 + 2 * 0.01) / 3 * 1.5) * T3_90
     assert math.log(hi) == pytest.approx(half, rel=0.03) and math.log(lo) == pytest.approx(-half, rel=0.03)
 
 
-def test_one_device_family_borrows_the_pooled_spread():
-    """A family measured on one other device only still gets a band: centred on its offset, as wide as the pooled
-    between-device variance says (2 df: t_2 90th percentile = 1.8856), sqrt(0.04 * 2) * 1.8856 = 0.5333."""
-    lo, hi = transfer_band({"a": np.full(100, 0.3)}, tau0_sq=0.04)
-    assert math.log(1 / hi) == pytest.approx(0.3 - 0.5333, abs=0.02)
-    assert math.log(1 / lo) == pytest.approx(0.3 + 0.5333, abs=0.02)
+def test_no_family_bias_centres_the_offset_at_zero_with_k_degrees_of_freedom():
+    """The same offsets when families show no bias (bias_var 0, w = 0): the centre is 0, known, so both offsets are
+    spread: SS 0.02 over k - w = 2 df, tau^2 = (0.02 + 2 * 0.01) / 4 = 0.01, no (1 + w/k) term: r90 = 0.1 * t_4."""
+    lo, hi = transfer_band({"a": np.full(200, 0.1), "b": np.full(200, -0.1)}, tau0_sq=0.01, bias_var=0.0)
+    assert math.log(hi) == pytest.approx(0.1 * T4_90, rel=0.03) and math.log(lo) == pytest.approx(-0.1 * T4_90,
+                                                                                                  rel=0.03)
+
+
+def test_partial_shrinkage_of_the_centre():
+    """Offsets 0.3 and 0.1 (mean 0.2), tau0^2 = 0.02, sigma_mu^2 = 0.01: w = 0.01 / (0.01 + 0.02 / 2) = 0.5, centre
+    0.1; SS around it 0.04 over k - w = 1.5 df, tau^2 = (0.04 + 2 * 0.02) / 3.5; scale sqrt(tau^2 (1 + 0.5 / 2)) =
+    0.1690, df 3.5: r in 0.1 -+ 0.1690 * 1.5766."""
+    assert bias_weight(0.01, 0.02, 2) == pytest.approx(0.5)
+    lo, hi = transfer_band({"a": np.full(300, 0.3), "b": np.full(300, 0.1)}, tau0_sq=0.02, bias_var=0.01)
+    scale = math.sqrt((0.04 + 2 * 0.02) / 3.5 * 1.25)
+    assert scale == pytest.approx(0.1690, abs=1e-4)
+    assert -math.log(hi) == pytest.approx(0.1 - scale * T35_90, abs=0.01)
+    assert -math.log(lo) == pytest.approx(0.1 + scale * T35_90, abs=0.01)
+
+
+def test_one_device_family_is_not_centred_on_that_devices_offset():
+    """A family on one other device (offset 0.3) when families show no bias: its one offset is spread, not bias
+    (w = 0): tau^2 = (0.09 + 2 * 0.04) / 3 = 0.0567 over 3 df, the band symmetric about 0: r90 = 0.2380 * 1.6377.
+    Centred on 0.3 (the unshrunk reading) a device whose offset has the other sign, as two devices' held-out
+    offsets do (each is the other's transfer error), would fall outside."""
+    lo, hi = transfer_band({"a": np.full(100, 0.3)}, tau0_sq=0.04, bias_var=0.0)
+    half = math.sqrt(0.17 / 3) * T3_90
+    assert math.log(hi) == pytest.approx(half, abs=0.015) and math.log(lo) == pytest.approx(-half, abs=0.015)
+    lo_u, hi_u = transfer_band({"a": np.full(100, 0.3)}, tau0_sq=0.04, bias_var=math.inf)
+    assert math.log(1 / hi_u) == pytest.approx(0.3 - math.sqrt(0.04 * 2) * 1.8856, abs=0.02)  # t_2: 1.8856
+
+
+def test_bias_variance_by_moments_skips_one_device_families():
+    """Family means 0.3 (k 2) and 0.0 (k 3), tau0^2 0.03: (0.09 - 0.015 + 0 - 0.01) / 2 = 0.0325; a one-device
+    family (offset 1.0) says nothing about bias; negative estimates clip at 0."""
+    fams = [np.array([0.2, 0.4]), np.array([-0.1, 0.0, 0.1]), np.array([1.0])]
+    assert pooled_bias_variance(fams, 0.03) == pytest.approx(0.0325)
+    assert pooled_bias_variance([np.array([0.1, -0.1])], 0.03) == 0.0
+
+
+def test_pooled_variances_count_every_offset_when_no_family_is_biased():
+    """Families f (0.1, -0.1), g (0.2, -0.2), h (0.3, one device): means 0 -> sigma_mu^2 0 -> w 0; tau0^2 is the mean
+    square of all five offsets around 0: (0.01 + 0.01 + 0.04 + 0.04 + 0.09) / 5 = 0.038."""
+    res = {"A": {"f": [0.1] * 9, "g": [0.2] * 9, "h": [0.3] * 9},
+           "B": {"f": [-0.1] * 9, "g": [-0.2] * 9}}
+    tau0_sq, bias_var = pooled_variances(res)
+    assert tau0_sq == pytest.approx(0.038) and bias_var == 0.0
+
+
+def test_pooled_variances_follow_a_shared_bias():
+    """Every family off by +0.5 on both devices, spread +-0.1: per family SS around w * 0.5 is 0.02 + 0.5 (1 - w)^2
+    over 2 - w df, sigma_mu^2 = 0.25 - tau0^2 / 2 and w = sigma_mu^2 / (sigma_mu^2 + tau0^2 / 2). The fixed point:
+    tau0^2 = 0.02, sigma_mu^2 = 0.24, w = 0.96 (0.5 * 0.04^2 = 0.02 * 0.04): the centre follows the shared bias."""
+    res = {"A": {f: [0.6] * 9 for f in "fgh"}, "B": {f: [0.4] * 9 for f in "fgh"}}
+    tau0_sq, bias_var = pooled_variances(res)
+    assert tau0_sq == pytest.approx(0.02, rel=1e-6) and bias_var == pytest.approx(0.24, rel=1e-6)
+    assert bias_weight(bias_var, tau0_sq, 2) == pytest.approx(0.96, rel=1e-6)
+
+
+def test_two_device_family_band_from_the_other_device_covers_the_opposite_offset():
+    """Two devices with opposite held-out offsets (+-0.2, as a family fitted on one and priced on the other gives):
+    A's band from B alone is centred on 0 (tau0^2 = 0.04 from B's one offset, tau^2 = (0.04 + 2 * 0.04) / 3 = 0.04,
+    r90 = 0.2 * t_3 = 0.3275), so A's rows at +0.2 are all inside."""
+    band = transfer_bands({"B": {"f": [-0.2] * 50}})["f"]
+    assert math.log(band[1]) == pytest.approx(0.2 * T3_90, abs=0.015)
+    cov = nested_coverage({"A": {"f": [0.2] * 50}, "B": {"f": [-0.2] * 50}})
+    assert cov["A"]["f"] == {"coverage": 1.0, "n": 50, "inside": 50}
+
+
+def test_pooled_coverage_counts_rows_not_cells():
+    """Cells 0.5 of 100 rows and 1.0 of 300: the cell mean is 0.75, the rows pooled (50 + 300) / 400 = 0.875."""
+    cov = {"A": {"f": {"coverage": 0.5, "n": 100, "inside": 50}}, "B": {"f": {"coverage": 1.0, "n": 300,
+                                                                               "inside": 300},
+                                                                         "g": {"coverage": 0.0, "n": 10, "inside": 0}}}
+    assert pooled_coverage(cov, {"f"}) == pytest.approx(0.875)
+    assert pooled_coverage(cov) == pytest.approx(350 / 410)
+    assert pooled_coverage(cov, {"x"}) is None
 
 
 def test_pooled_between_variance_counts_k_minus_one_per_family():
@@ -78,7 +158,7 @@ def test_nested_coverage_never_uses_the_device_itself():
     grid = np.linspace(-1.0, 1.0, 2001)
     res = {"A": {"f": grid}, "B": {"f": grid}, "C": {"f": np.full(50, 0.5)}}
     cov = nested_coverage(res)
-    assert cov["C"]["f"] == {"coverage": 1.0, "n": 50}
+    assert cov["C"]["f"] == {"coverage": 1.0, "n": 50, "inside": 50}
 
 
 def test_rows_take_their_regime_band_else_the_family_band():

@@ -149,8 +149,9 @@ def general_rows(measured: Path, *, seed: int = 0, max_rows_per_table: int | Non
 
 
 BANDS_NOTE = ("p10/p90 of measured/predicted (lvlmsim.calibrate.bands): on a device the model was not fitted on, a "
-              "device offset drawn around the held-out devices' mean offset (Student t, between-device variance "
-              "pooled over families) plus their rows' scatter around their own offsets; on a fitted device, its "
+              "device offset drawn around the held-out devices' mean offset shrunk toward no bias (hierarchical: "
+              "Student t, between-device variance and bias variance pooled over families) plus their rows' scatter "
+              "around their own offsets; on a fitted device, its "
               "in-sample residual quantiles; per family and size regime. band_coverage_unseen: share of each "
               "held-out device's rows inside the band derived without that device's residuals")
 
