@@ -277,6 +277,8 @@ def test_validate_leave_one_out_text_prints_band_coverage(tmp_path):
     i = next(i for i, x in enumerate(lines) if x.startswith("p10-p90 band coverage"))
     covered = {x.split()[0]: float(x.split()[-1]) for x in lines[i + 1:]}
     assert set(covered) == {"h100_sxm", "a100_sxm"} and all(0.0 <= v <= 1.0 for v in covered.values())
+    pooled = float(lines[i].rsplit("all rows pooled ", 1)[1].rstrip("):"))
+    assert min(covered.values()) <= pooled <= max(covered.values())  # one GEMM cell per device: a row-weighted mean
 
 
 def test_regime_bands_reach_through_profile_wrappers():

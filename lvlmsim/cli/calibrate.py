@@ -133,7 +133,7 @@ def validate_cmd(
 
 
 def _leave_one_out(data: Path, seed: int, as_json: bool) -> None:
-    from lvlmsim.calibrate.bands import nested_coverage
+    from lvlmsim.calibrate.bands import nested_coverage, pooled_coverage
     from lvlmsim.calibrate.loo import leave_one_out
 
     log = None if as_json else (lambda s: typer.echo(s, err=True))
@@ -149,9 +149,12 @@ def _leave_one_out(data: Path, seed: int, as_json: bool) -> None:
         for fam, e in fams.items():
             out.write(f"{dev:<24}{fam:<24}{e['n']:>7}{_fmt(e['median_abs_pct_err']):>10}"
                       f"{_fmt(e['p90_abs_pct_err']):>9}{_fmt(e['roofline_median_abs_pct_err']):>19}\n")
+    cov = nested_coverage(resid, seed=seed)
+    pooled = pooled_coverage(cov)
+    pooled_text = "-" if pooled is None else f"{pooled:.2f}"
     out.write("p10-p90 band coverage of each device's held-out rows, band derived without that device "
-              "(lvlmsim.calibrate.bands; target ~0.80):\n")
-    for dev, per_key in nested_coverage(resid, seed=seed).items():
+              f"(lvlmsim.calibrate.bands; target ~0.80; all rows pooled {pooled_text}):\n")
+    for dev, per_key in cov.items():
         out.write(f"  {dev:<22}" + "  ".join(f"{k} {c['coverage']:.2f}" for k, c in per_key.items()) + "\n")
 
 
