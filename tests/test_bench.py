@@ -224,9 +224,17 @@ def test_server_defaults_never_replace_a_set_knob_and_only_apply_to_the_runtime_
     a100 = "a100-sxm-80gb"
     s = bench_scenario(BenchArgs(model="qwen2.5-vl-7b", hardware=a100, serving={"max_num_batched_tokens": 8192}))
     assert s["serving"]["max_num_batched_tokens"] == 8192 and s["serving"]["max_num_seqs"] == 256
-    sglang = bench_scenario(BenchArgs(model="qwen2.5-vl-7b", hardware=a100, client="sglang"))["serving"]
     v0 = bench_scenario(BenchArgs(model="qwen2.5-vl-7b", hardware=a100, serving={"host_costs": "vllm-v0"}))["serving"]
-    assert "max_num_batched_tokens" not in sglang and "max_num_batched_tokens" not in v0
+    assert "max_num_batched_tokens" not in v0 and "max_num_seqs" not in v0
+
+
+@pytest.mark.parametrize("hardware, chunk", [("rtx-4090", 2048), ("l20", 4096), ("h100-sxm", 8192),
+                                             ("h200-sxm", 8192), ("b200", 16384)])
+def test_sglang_server_sizes_its_chunked_prefill_by_device_memory(hardware, chunk):
+    """SGLang's --chunked-prefill-size default: 2048 below 35 GiB, 4096 below 60, 8192 below 160, 16384 above
+    (server_args.py _handle_gpu_memory_settings); lvlmsim's max_num_batched_tokens is that knob."""
+    s = bench_scenario(BenchArgs(model="qwen2.5-vl-7b", hardware=hardware, client="sglang"))["serving"]
+    assert s["max_num_batched_tokens"] == chunk and "max_num_seqs" not in s
 
 
 def test_a100_default_chunks_a_long_prompt_so_its_ttft_grows():

@@ -226,8 +226,9 @@ def load_host_profile(name: str, cpu: str = DEFAULT_CPU, api: bool = True) -> Ho
 
 def server_defaults(name: str, hardware) -> dict:
     """The server knobs a runtime version picks by itself on this device when the user sets none (runtimes.yaml
-    `server_defaults`; vLLM V1 sizes max_num_batched_tokens / max_num_seqs by device memory and name). Empty for a
-    profile that lists none; an unknown name is a SpecError as in load_host_profile."""
+    `server_defaults`: vLLM V1 sizes max_num_batched_tokens / max_num_seqs by device memory and name, SGLang its
+    chunked prefill by memory). Empty for a profile that lists none; an unknown name is a SpecError as in
+    load_host_profile."""
     doc = _runtimes()
     key = str(name).strip().lower()
     key = doc["defaults"].get(key, key)
@@ -237,9 +238,13 @@ def server_defaults(name: str, hardware) -> dict:
     if not rule:
         return {}
     device = f"{hardware.id} {hardware.name}".lower()
-    large = hardware.mem_capacity_gib >= float(rule["large_memory_gib"]) and not any(
-        str(n).lower() in device for n in rule.get("excluded_names", ()))
-    return dict(rule["large" if large else "other"])
+    for name, knobs in (rule.get("names") or {}).items():
+        if str(name).lower() in device:
+            return dict(knobs)
+    for tier in rule["tiers"]:
+        if tier.get("below_gib") is None or hardware.mem_capacity_gib < float(tier["below_gib"]):
+            return dict(tier["knobs"])
+    return {}
 
 
 __all__ = ["IMAGE_CONTENTS", "PHOTO", "ApiCosts", "HostProfile", "StageTable", "host_profile_names",
