@@ -193,6 +193,20 @@ def test_report_has_regimes_and_the_roofline_baseline(tmp_path):
     assert {"tokens 1-16", "tokens >4096", "ep 1", "ep 2-8", "dtype bfloat16", "dtype fp8_block"} <= set(rep["regimes"])
 
 
+def test_triton_rows_of_an_unaligned_expert_width_are_their_own_regime(tmp_path):
+    """Triton's 16-divisibility specialisation: 704 / 8 = 88 per GPU is unaligned, 768 / 8 = 96 is aligned, and a
+    CUTLASS row of the unaligned width is not flagged (the regime is a Triton fact)."""
+    rows = ["vllm_fused_moe,bfloat16,64,2816,704,8,128,8,1,balanced,0.1",
+            "vllm_fused_moe,bfloat16,64,2048,768,8,128,8,1,balanced,0.1",
+            "x_cutlass,fp8,64,2816,704,8,128,8,1,balanced,0.1"]
+    hw = load_hardware("h100-sxm")
+    d = load_moe_table(_table(tmp_path, rows), hw)
+    assert sorted(d.inter_local.tolist()) == [88, 88, 96]
+    rep = compare_moe(d, hw, list(START), "test")
+    assert rep["regimes"]["triton, inter/GPU not a multiple of 16"]["n"] == 1
+    assert rep["regimes"]["aligned or not triton"]["n"] == 2
+
+
 def test_bad_folder_is_a_clear_error(tmp_path):
     with pytest.raises(SpecError, match="moe_perf.csv"):
         load_moe_table(tmp_path, load_hardware("h100-sxm"))

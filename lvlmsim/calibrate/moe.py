@@ -86,6 +86,13 @@ NON_GATED_SHAPES: dict[tuple[int, int, int, int], str] = {
 # under EP 2-32 its rows take 489-500 us, the time of all 8 picks on the timed GPU; 436 us at EP 1), where the later
 # collector's spread them (H100's one-token EP 8-16 rows run in one expert's time).
 LEGACY_SOURCES = ("vllm_fused_moe",)
+# Triton's JIT specialises an integer kernel argument divisible by 16 (`tt.divisibility = 16`), which is what lets its
+# loads be 16-byte vectors; vLLM's fused_moe_kernel is passed the strides of the down GEMM's weights and of the
+# intermediate cache, both the expert width per GPU. Where that width is not a multiple of 16 (1856, 704 or 768 split
+# 8-32 ways: 232, 116, 88, 58, 44, 24, 22) the Triton rows run about 1.6x (A100) and 2-2.5x (H100) slower than the
+# model prices them, at every token count (benchmarks/moe_residuals.py alignment). Reported as a regime, not priced:
+# a fitted penalty shared by the two Triton devices did not transfer between them (docs/moe.md).
+TRITON_ALIGN = 16
 
 
 def expert_gated(hidden: int, inter: int, topk: int, experts: int, kernel_source: str) -> bool:
@@ -118,6 +125,7 @@ class MoEData:
     tokens: np.ndarray
     experts: np.ndarray
     ep: np.ndarray
+    inter_local: np.ndarray  # expert width per GPU (inter / moe_tp)
     kernel: np.ndarray  # kernel family of the fastest kernel per row (see `kernel_family`)
     source: np.ndarray  # the table's kernel_source of that kernel
     fit_excluded: np.ndarray  # rows of a quantized kernel slower than the device's bf16 one (not fitted)
@@ -125,7 +133,8 @@ class MoEData:
     skipped: Counter = field(default_factory=Counter)
 
     COLUMNS = ("dtype", "table_dtype", "flops_up", "bytes_up", "flops_down", "bytes_down", "ew_bytes", "pairs",
-               "touched", "padded_rows", "measured_s", "tokens", "experts", "ep", "kernel", "source", "fit_excluded")
+               "touched", "padded_rows", "measured_s", "tokens", "experts", "ep", "inter_local", "kernel", "source",
+               "fit_excluded")
 
     def __len__(self) -> int:
         return len(self.measured_s)
@@ -323,7 +332,8 @@ def load_moe_table(data_dir: str | Path, hw: HardwareSpec, tile_m: int = TILE_M,
                "bytes_up": up.bytes + up.weight_bytes * scale, "flops_down": down.flops,
                "bytes_down": down.bytes + down.weight_bytes * scale, "ew_bytes": ew, "pairs": pairs,
                "touched": touched, "padded_rows": padded, "measured_s": float(r.latency) * 1e-3,
-               "tokens": int(r.num_tokens), "experts": e, "ep": ep, "kernel": r.family, "source": src,
+               "tokens": int(r.num_tokens), "experts": e, "ep": ep, "inter_local": inter // int(r.moe_tp_size),
+               "kernel": r.family, "source": src,
                "fit_excluded": (r.moe_dtype, r.family) in excluded}
         for key, v in row.items():
             cols[key].append(v)
@@ -469,7 +479,8 @@ def _bin(v: float, edges: Sequence[float], labels: Sequence[str]) -> str:
 
 
 def regimes(data: MoEData) -> dict[str, np.ndarray]:
-    """Row labels per regime axis: tokens, experts, EP degree, dtype, kernel family, the table's kernel_source."""
+    """Row labels per regime axis: tokens, experts, EP degree, dtype, kernel family, the table's kernel_source, and
+    whether a Triton row's expert width per GPU is 16-aligned."""
     return {
         "tokens": np.array([_bin(t, (16, 256, 4096), ("tokens 1-16", "tokens 17-256", "tokens 257-4096",
                                                         "tokens >4096")) for t in data.tokens]),
@@ -480,7 +491,15 @@ def regimes(data: MoEData) -> dict[str, np.ndarray]:
         "kernel": np.array([f"kernel {k}" + (" (slower than bf16, not fitted)" if x else "")
                             for k, x in zip(data.kernel, data.fit_excluded, strict=True)]),
         "source": np.array([f"kernel_source {s}" for s in data.source]),
+        "alignment": np.array([_alignment(k, w) for k, w in zip(data.kernel, data.inter_local, strict=True)]),
     }
+
+
+def _alignment(kernel: str, inter_local: int) -> str:
+    """Triton rows whose expert width per GPU is not a multiple of TRITON_ALIGN (unvectorised loads), or not."""
+    if kernel == "triton" and inter_local % TRITON_ALIGN:
+        return f"triton, inter/GPU not a multiple of {TRITON_ALIGN}"
+    return "aligned or not triton"
 
 
 def compare_moe(data: MoEData, hw: HardwareSpec, params: Sequence[float], source: str) -> dict:
