@@ -1,6 +1,6 @@
 """FA2's windowed decode runs unpacked and unsplit (flash_api.cpp, mha_varlen_fwd: a window turns the GQA swap and
-with it split-KV off); its re-reads hit L2 while one KV head of the batch fits. Priced on FA2 devices only, without
-fitting anything."""
+with it split-KV off); its re-reads hit L2 while one KV head of the batch fits. Windowed prefills on FA2 and on
+Blackwell's TRT-LLM-gen kernels compute whole tiles. Priced without fitting anything."""
 
 from __future__ import annotations
 
@@ -84,11 +84,16 @@ def test_windowed_decode_runs_one_item_per_query_head_without_split_kv():
     assert run.shape[3:5] == (32, 32) and run.shape[:3] == win.shape[:3]
 
 
-def test_auto_applies_the_feature_on_fa2_devices_only():
+def test_auto_applies_the_features_on_fa2_and_blackwell_devices_only():
+    """FA2 devices get the windowed decode and prefill features, B300 (TRT-LLM-gen) the windowed prefill tiles;
+    H100's FA3 none of them."""
     op = sliding_decode_attention_op(batch=64, step=4000, heads=32, kv_heads=8, head_dim=128, window=1024)
-    rtx, h100 = load_hardware("rtx-pro-6000-server"), load_hardware("h100-sxm")
+    rtx, h100, b300 = (load_hardware(h) for h in ("rtx-pro-6000-server", "h100-sxm", "b300"))
     assert isinstance(load_profile_for(rtx, "auto"), KernelFeatureProfile)
+    assert isinstance(load_profile_for(b300, "auto"), KernelFeatureProfile)
     assert not isinstance(load_profile_for(h100, "auto"), KernelFeatureProfile)
+    b300_cm = CostModel(b300, load_profile_for(b300, "auto"))
+    assert b300_cm.cost(op).time_s == CostModel(b300, load_profile_for(b300, "auto").base).cost(op).time_s
     cm = CostModel(rtx, load_profile_for(rtx, "auto"))
     assert cm.cost(replace(op, name="measured.attention")).time_s < cm.cost(op).time_s  # no window: packed
 
@@ -155,6 +160,23 @@ def test_windowed_prefill_tile_factor_by_hand():
     tiled = CostModel(hw, KernelFeatureProfile(DEFAULT_PROFILE, "fa2")).cost(op)
     assert tiled.compute_s == pytest.approx(32_896 / 24_640 * plain.compute_s)
     assert tiled.memory_s == pytest.approx(plain.memory_s)
+
+
+def test_blackwell_windowed_prefill_tiles_by_hand():
+    """TRT-LLM-gen's sm100 context kernel: CTAs of 256 query rows, 128-key tiles, the key loop from the tile of the
+    window's first key. 512 queries, window 128: CTA 0 computes tiles 0-1 (256 x 256 pairs), CTA 1 starts at tile
+    (256 - 127) // 128 = 1 and ends at tile 3 (256 x 384): 163,840 pairs for 128 x 129 / 2 + 384 x 128 = 57,408
+    useful; the causal kernel computes 256 x 256 + 256 x 512 = 196,608 for 512 x 513 / 2 = 131,328 useful. The
+    factor is the ratio of the two overheads, whatever the head size."""
+    op = sliding_prefill_attention_op(batch=2, isl=512, heads=16, kv_heads=8, head_dim=128, window=128)
+    expected = (163_840 / 57_408) / (196_608 / 131_328)
+    assert window_tile_factor(op, "bw") == pytest.approx(expected)
+    assert window_tile_factor(replace(op, shape=(*op.shape[:5], 64)), "bw") == pytest.approx(expected)
+    assert window_tile_factor(op, "fa3") == 1.0
+    hw = load_hardware("b300")
+    plain = CostModel(hw, DEFAULT_PROFILE).cost(op)
+    tiled = CostModel(hw, KernelFeatureProfile(DEFAULT_PROFILE, "bw")).cost(op)
+    assert tiled.compute_s == pytest.approx(expected * plain.compute_s)
 
 
 def test_local_attention_ops_carry_their_window():

@@ -26,6 +26,16 @@ flash_api.cpp), paged KV:
   are useful, 3.0 x the window's pairs at w = 128 with 256-column blocks, ~1.0 at w = 8192
   (`window_tile_factor`, relative to the causal kernel's own diagonal blocks, which the fit already sees).
 
+* Blackwell's windowed prefill works in whole tiles too, larger ones. vLLM 0.24's FlashInfer backend on sm100
+  runs TRT-LLM-gen context kernels (kernel_source vllm_flashinfer_trtllmprefill; kernel names
+  fmhaSm100fKernel_...PagedKvSlidingOrChunkedCausalP64VarSeqQ128Kv128PersistentContext for head sizes 64, 128
+  and 256: 128-row query tiles, 128-key tiles), two query tiles per CTA (two softmax instances): the generated
+  kernel source (LoadTask / LoadPageOffsetsTask, FmhaTask.h) loops a CTA of 256 query rows over the key tiles from
+  numSkippedTilesKv = max(0, ctaIdxQ x 256 + (seqLenKv - seqLenQ) + 1 - window) / 128 to the end of its causal
+  range, min(ctaIdxQ x 256 + (seqLenKv - seqLenQ) + 256, seqLenKv) - FA2's rule with 256 x 128 blocks: 3 key
+  tiles per row at w = 128 where one is useful (host side, FlashInfer fmhaKernels.cuh: "the first tileKv might
+  contain tokensKv that is out of the attention window").
+
 FA3 (pack_gqa) and the TRT-LLM decode kernels keep the group packed with a window. Nothing here is fitted: the
 decode profile prices the op as the kernel runs it (batch x heads work items of one head's keys each) at the DRAM
 traffic those facts leave, and the general fit prices its training rows the same way (`as_run` in
@@ -46,6 +56,7 @@ from lvlmsim.specs.hardware import HardwareSpec
 
 UNPACKED_WINDOWED_DECODE = ("fa2",)  # kernel generations whose windowed decode re-reads K/V per query head, unsplit
 REGROUPED_GQA_DECODE = ("fa2",)  # kernel generations that regroup a GQA decode's query heads outside the kernel
+TILED_WINDOWED_PREFILL = ("fa2", "bw")  # kernel generations whose windowed prefill is priced in whole tiles
 SLIDING_SUFFIX = ".sliding"  # graph: llm.attention.sliding; validate rows: measured.attention.sliding
 
 
@@ -105,38 +116,58 @@ def fa2_key_block(head_dim: float) -> int:
     return 256 if head_dim <= 80 else (128 if head_dim <= 128 else 64)
 
 
+BW_CTA_ROWS = 256  # query rows per CTA of TRT-LLM-gen's sm100 context kernels (two 128-row tiles, FmhaTask.h)
+BW_KEY_TILE = 128  # keys per tile of those kernels (VarSeqQ128Kv128 in every context kernel name)
+
+
+def prefill_tiles(kernel: str | None, head_dim: float) -> tuple[int, int] | None:
+    """(query rows, keys) of the blocks a windowed prefill on `kernel` computes whole; None where not modelled
+    (FA3: tried with vLLM's FA3 tiles and PackGQA, it moved the Blackwell fold's held-out prefill from 10.5 to 16.2%
+    through the training rows; calibration/README.md)."""
+    if kernel in UNPACKED_WINDOWED_DECODE:
+        return FA2_BLOCK_M, fa2_key_block(head_dim)
+    if kernel == "bw":
+        return BW_CTA_ROWS, BW_KEY_TILE
+    return None
+
+
 @functools.lru_cache(maxsize=4096)
-def _tile_keys_per_pair(q: int, past: int, window: int, block_n: int) -> float:
-    """Query-key pairs FA2's tiles compute per useful pair for `q` queries after `past` cached keys (0: causal)."""
-    m = np.arange(-(-q // FA2_BLOCK_M))
-    rows = np.minimum(FA2_BLOCK_M, q - m * FA2_BLOCK_M)
+def _tile_keys_per_pair(q: int, past: int, window: int, block_n: int, block_m: int) -> float:
+    """Query-key pairs the tiles compute per useful pair for `q` queries after `past` cached keys (window 0: causal):
+    each `block_m`-row query block computes every `block_n`-key block from the one holding its window's first key
+    to the one holding its causal limit, for all its rows (FA2's n_block_min / n_block_max; TRT-LLM-gen's
+    numSkippedTilesKv / validSeqLenKv)."""
+    m = np.arange(-(-q // block_m))
+    rows = np.minimum(block_m, q - m * block_m)
     n_keys = -(-(past + q) // block_n)
-    hi = np.minimum(n_keys, -(-((m + 1) * FA2_BLOCK_M + past) // block_n))
-    lo = np.maximum(0, (m * FA2_BLOCK_M + past - (window - 1)) // block_n) if window else 0
+    hi = np.minimum(n_keys, -(-((m + 1) * block_m + past) // block_n))
+    lo = np.maximum(0, (m * block_m + past - (window - 1)) // block_n) if window else 0
     pos = np.arange(past, past + q) + 1.0
     useful = np.minimum(pos, window).sum() if window else pos.sum()
     return float((rows * (hi - lo) * block_n).sum() / useful)
 
 
 def window_tile_factor(op: Op, kernel: str | None) -> float:
-    """Tile work of a windowed FA2 prefill per useful pair over the causal kernel's at the same length (1 where the
-    window never binds, for other kernels and other ops). The cached keys before the chunk are op.kv_per_seq - q
-    (exact below one window; beyond it every row sees a whole window, as at past = w - 1)."""
-    if (kernel not in UNPACKED_WINDOWED_DECODE or op.kind != ATTN_PREFILL or not op.window_tokens
-            or not op.name.endswith(SLIDING_SUFFIX)):
+    """Tile work of a windowed prefill on `kernel` (`prefill_tiles`: FA2, Blackwell's TRT-LLM-gen) per useful pair
+    over the causal kernel's at the same length (1 where the window never binds, for other kernels and other ops).
+    The cached keys before the chunk are op.kv_per_seq - q (exact below one window; beyond it every row sees a
+    whole window, as at past = w - 1)."""
+    tiles = prefill_tiles(kernel, op.shape[5]) if op.kind == ATTN_PREFILL else None
+    if tiles is None or not op.window_tokens or not op.name.endswith(SLIDING_SUFFIX):
         return 1.0
-    q, kv, d = max(int(round(op.shape[1])), 1), op.shape[2], op.shape[5]
+    q, kv = max(int(round(op.shape[1])), 1), op.shape[2]
     past = int(round(max(kv - q, 0.0)))
     if past + q <= op.window_tokens:
         return 1.0
-    block_n = fa2_key_block(d)
-    return (_tile_keys_per_pair(q, past, op.window_tokens, block_n) / _tile_keys_per_pair(q, 0, 0, block_n))
+    block_m, block_n = tiles
+    return (_tile_keys_per_pair(q, past, op.window_tokens, block_n, block_m)
+            / _tile_keys_per_pair(q, 0, 0, block_n, block_m))
 
 
 def as_run(op: Op, hw: HardwareSpec) -> Op:
     """`op` as `hw`'s attention kernel runs it: `as_run_unpacked` for a GQA windowed decode on FA2, the tiles' FLOPs
-    (`window_tile_factor`) for a windowed FA2 prefill, else `op`. The general fit prices its rows with it, as
-    KernelFeatureProfile prices ops, so training and pricing agree."""
+    (`window_tile_factor`) for a windowed FA2 or Blackwell TRT-LLM-gen prefill, else `op`. The general fit prices
+    its rows with it, as KernelFeatureProfile prices ops, so training and pricing agree."""
     kernel = attention_kernel(hw)
     if gqa_reread_factor(op, kernel) > 1.0:
         return as_run_unpacked(op, hw, kernel)
@@ -156,7 +187,7 @@ def gqa_reread_factor(op: Op, kernel: str | None) -> float:
 class KernelFeatureProfile(ProfileWrapper):
     """An EfficiencyProfile wrapper: the base profile's efficiencies; a windowed FA2 decode is priced as the kernel
     runs it (`as_run_unpacked`: the profile's efficiency for batch x heads items at the DRAM traffic it moves),
-    charged to the op's own bytes."""
+    charged to the op's own bytes; a windowed prefill's compute efficiency is divided by its tile factor."""
 
     kernel: str
 
@@ -176,9 +207,9 @@ class KernelFeatureProfile(ProfileWrapper):
 def with_kernel_features(profile: EfficiencyProfile, hw: HardwareSpec) -> EfficiencyProfile:
     """`profile` with the kernel behaviour of `hw`'s attention kernel generation (unchanged where none applies)."""
     kernel = attention_kernel(hw)
-    return KernelFeatureProfile(profile, kernel) if kernel in UNPACKED_WINDOWED_DECODE else profile
+    return KernelFeatureProfile(profile, kernel) if kernel in TILED_WINDOWED_PREFILL else profile
 
 
 __all__ = ["KernelFeatureProfile", "as_run", "as_run_unpacked", "attention_kernel", "dram_reread_factor",
-           "fa2_key_block", "gqa_reread_factor", "l2_reuse_share", "regroups_gqa", "splits_kv", "window_tile_factor",
-           "with_kernel_features"]
+           "fa2_key_block", "gqa_reread_factor", "l2_reuse_share", "prefill_tiles", "regroups_gqa", "splits_kv",
+           "window_tile_factor", "with_kernel_features"]
