@@ -20,6 +20,7 @@ REQUIRED = [
 
 # Models whose config sets head_dim explicitly so that heads x head_dim != hidden_size (checked against config.json).
 QUERY_NARROWER_THAN_HIDDEN = {"gemma-3-27b": "32 heads x head_dim 128 = 4096 < hidden_size 5376",
+                              "gemma-3-4b": "8 heads x head_dim 256 = 2048 < hidden_size 2560",
                               "glm-4.5v": "96 heads x head_dim 128 = 12288 > hidden_size 4096 (GLM-4.5-Air)"}
 
 
@@ -131,6 +132,7 @@ def test_bad_value_names_the_field(tmp_path):
 # Published parameter totals (the model card / hub page of each checkpoint); the graph's count must be within 1%.
 PUBLISHED_PARAMS = {
     "gemma-3-27b": 27.4e9,  # Gemma 3 tech report (arXiv 2503.19786) Table 1: 417M vision + 1,416M emb + 25,600M
+    "gemma-3-4b": 4.3e9,  # Gemma 3 tech report (arXiv 2503.19786) Table 1: 417M vision + 675M emb + 3,209M
     "deepseek-vl2": 27.5e9,  # DeepSeek-VL2 paper (arXiv 2412.10302) Table 1: 27.5B total, 4.5B activated
     "internvl3.5-8b": 8.5e9,  # OpenGVLab InternVL3.5 model card: InternVL3.5-8B 8.5B (0.3B vision + 8.2B Qwen3-8B)
     "llama-3.2-90b-vision": 88.6e9,  # Meta Llama 3.2 Vision model card: 90B model, 88.6B parameters
@@ -198,10 +200,12 @@ def test_deepseek_vl2_caches_the_mla_latent():
 
 
 @pytest.mark.parametrize("new,sibling", [("internvl3.5-8b", "internvl2.5-8b"),
-                                         ("llama-3.2-90b-vision", "llama-3.2-11b-vision")])
+                                         ("llama-3.2-90b-vision", "llama-3.2-11b-vision"),
+                                         ("gemma-3-4b", "gemma-3-27b")])
 def test_new_dense_entries_tokenize_like_the_processor_family_they_share(new, sibling):
-    """InternVL3.5 keeps InternVL2.5's InternViT tiling; Llama-3.2-90B-Vision keeps the 11B's 560 px tiles: the
-    same ViT sequences and LLM tokens on three image sizes (the processors are the same code and config values)."""
+    """InternVL3.5 keeps InternVL2.5's InternViT tiling; Llama-3.2-90B-Vision keeps the 11B's 560 px tiles; Gemma 3
+    4B keeps the 27B's 896 px SigLIP view: the same ViT sequences and LLM tokens on three image sizes (the processors
+    are the same code and config values)."""
     from lvlmsim.ops.tokenization import tokenize_image
 
     a, b = load_model(new), load_model(sibling)
