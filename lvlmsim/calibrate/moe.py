@@ -498,7 +498,7 @@ def regimes(data: MoEData) -> dict[str, np.ndarray]:
 def _alignment(kernel: str, inter_local: int) -> str:
     """Triton rows whose expert width per GPU is not a multiple of TRITON_ALIGN (unvectorised loads), or not."""
     if kernel == "triton" and inter_local % TRITON_ALIGN:
-        return f"triton, inter/GPU not a multiple of {TRITON_ALIGN}"
+        return f"triton, inter/GPU % {TRITON_ALIGN} != 0"
     return "aligned or not triton"
 
 
