@@ -104,6 +104,9 @@ def test_pooled_variances_count_every_offset_when_no_family_is_biased():
            "B": {"f": [-0.1] * 9, "g": [-0.2] * 9}}
     tau0_sq, bias_var = pooled_variances(res)
     assert tau0_sq == pytest.approx(0.038) and bias_var == 0.0
+    # unshrunk centres (bias_var inf): the variance around each family's mean, (0.02 + 0.08) / 2 df; h adds nothing
+    assert pooled_variances(res, bias_var=math.inf) == (pytest.approx(0.05), math.inf)
+    assert pooled_between_variance(res) == (pytest.approx(0.05), 2)
 
 
 def test_pooled_variances_follow_a_shared_bias():

@@ -126,24 +126,26 @@ def pooled_bias_variance(family_offsets: Iterable[np.ndarray], tau0_sq: float) -
     return max(0.0, float(np.mean(terms))) if terms else 0.0
 
 
-def pooled_variances(residuals: Residuals, *, min_rows: int = MIN_DEVICE_ROWS, tol: float = 1e-12,
-                     max_iter: int = 200) -> tuple[float, float]:
+def pooled_variances(residuals: Residuals, *, bias_var: float | None = None, min_rows: int = MIN_DEVICE_ROWS,
+                     tol: float = 1e-12, max_iter: int = 200) -> tuple[float, float]:
     """(tau0^2, sigma_mu^2) solved together: tau0^2 is the mean square of every family's offsets around its shrunk
     centre w c over sum (k - w) degrees of freedom (a family on one device adds its one offset), sigma_mu^2 by
-    moments given tau0^2 (pooled_bias_variance); fixed-point iteration from the unshrunk estimate."""
+    moments given tau0^2 (pooled_bias_variance), or `bias_var` when given (math.inf: unshrunk centres, tau0^2 the
+    offsets' variance around their family means); fixed-point iteration from the unshrunk estimate."""
     fams = list(_family_offsets(residuals, min_rows).values())
     tau0_sq, _dof = pooled_between_variance(residuals, min_rows=min_rows)
+    sigma_mu_sq = bias_var
     for _ in range(max_iter):
-        bias_var = pooled_bias_variance(fams, tau0_sq)
-        ws = [bias_weight(bias_var, tau0_sq, len(o)) for o in fams]
+        sigma_mu_sq = pooled_bias_variance(fams, tau0_sq) if bias_var is None else bias_var
+        ws = [bias_weight(sigma_mu_sq, tau0_sq, len(o)) for o in fams]
         ss = sum(float(np.sum((o - w * o.mean()) ** 2)) for o, w in zip(fams, ws, strict=True))
         dof = sum(len(o) - w for o, w in zip(fams, ws, strict=True))
         new = ss / dof if dof > 0 else 0.0
-        if abs(new - tau0_sq) <= tol:
-            tau0_sq = new
-            break
+        converged = abs(new - tau0_sq) <= tol
         tau0_sq = new
-    return tau0_sq, pooled_bias_variance(fams, tau0_sq)
+        if converged:
+            break
+    return tau0_sq, (pooled_bias_variance(fams, tau0_sq) if bias_var is None else bias_var)
 
 
 def transfer_band(per_device: Mapping[str, Sequence[float]], tau0_sq: float, *, bias_var: float,
@@ -171,12 +173,12 @@ def transfer_band(per_device: Mapping[str, Sequence[float]], tau0_sq: float, *, 
     return ratio_band(delta + rows)
 
 
-def transfer_bands(residuals: Residuals, *, prior_df: float = PRIOR_DF, seed: int = 0,
+def transfer_bands(residuals: Residuals, *, prior_df: float = PRIOR_DF, seed: int = 0, bias_var: float | None = None,
                    ) -> dict[str, tuple[float, float]]:
     """{family key or 'key|regime': transfer band} from every device's held-out residuals; a regime band only where
     each device that has the regime has MIN_REGIME_ROWS rows of it (none for sliding-window rows: an op never
-    reports that regime)."""
-    tau0_sq, bias_var = pooled_variances(residuals)
+    reports that regime). `bias_var` fixes sigma_mu^2 instead of estimating it (math.inf: unshrunk centres)."""
+    tau0_sq, bias_var = pooled_variances(residuals, bias_var=bias_var)
     out = {}
     for key in sorted({k for pk in residuals.values() for k in pk}):
         per_dev = {d: pk[key] for d, pk in residuals.items() if key in pk}
@@ -240,14 +242,15 @@ def pooled_coverage(cov: Mapping[str, Mapping[str, Mapping]], keys: Iterable[str
     return sum(c.get("inside", c["coverage"] * c["n"]) for c in cells) / n
 
 
-def nested_coverage(residuals: Residuals, *, prior_df: float = PRIOR_DF, seed: int = 0,
-                    by_regime: bool = True) -> dict[str, dict[str, dict]]:
+def nested_coverage(residuals: Residuals, *, prior_df: float = PRIOR_DF, seed: int = 0, by_regime: bool = True,
+                    bias_var: float | None = None) -> dict[str, dict[str, dict]]:
     """Per held-out device and family key: {coverage, n, inside}, the share of its held-out rows inside the band derived
     WITHOUT its residuals (transfer_bands of the other devices' held-out residuals, the pooled between-device
     variance included): the band a device nobody measured gets, judged on that device."""
     out: dict[str, dict[str, dict]] = {}
     for dev, per_key in residuals.items():
-        bands = transfer_bands({d: pk for d, pk in residuals.items() if d != dev}, prior_df=prior_df, seed=seed)
+        bands = transfer_bands({d: pk for d, pk in residuals.items() if d != dev}, prior_df=prior_df, seed=seed,
+                               bias_var=bias_var)
         cov = coverage(per_key, bands, by_regime=by_regime)
         if cov:
             out[dev] = cov
