@@ -201,11 +201,11 @@ def test_deepseek_vl2_caches_the_mla_latent():
 
 @pytest.mark.parametrize("new,sibling", [("internvl3.5-8b", "internvl2.5-8b"),
                                          ("llama-3.2-90b-vision", "llama-3.2-11b-vision"),
-                                         ("gemma-3-4b", "gemma-3-27b")])
+                                         ("gemma-3-4b", "gemma-3-27b"), ("qwen3-vl-4b", "qwen3-vl-2b")])
 def test_new_dense_entries_tokenize_like_the_processor_family_they_share(new, sibling):
     """InternVL3.5 keeps InternVL2.5's InternViT tiling; Llama-3.2-90B-Vision keeps the 11B's 560 px tiles; Gemma 3
-    4B keeps the 27B's 896 px SigLIP view: the same ViT sequences and LLM tokens on three image sizes (the processors
-    are the same code and config values)."""
+    4B keeps the 27B's 896 px SigLIP view; Qwen3-VL-4B keeps the 2B's 16 px / 2x2-merge tower: the same ViT
+    sequences and LLM tokens on three image sizes (the processors are the same code and config values)."""
     from lvlmsim.ops.tokenization import tokenize_image
 
     a, b = load_model(new), load_model(sibling)
