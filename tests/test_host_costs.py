@@ -277,3 +277,21 @@ def test_a_burst_runs_every_api_turn_before_the_image_turns_behind_it():
                                                           rel=1e-9)
     lone = simulate(_burst(1)).requests
     assert lone.preprocess_s[0] == pytest.approx(api_s + image_s + moved, rel=1e-9)
+
+
+def test_list_runtimes_shows_the_bench_server_defaults():
+    """`lvlmsim list runtimes` says which knobs each runtime picks by itself (runtimes.yaml server_defaults), in one
+    line per runtime: device names first, then the memory tiers."""
+    from typer.testing import CliRunner
+
+    from lvlmsim.cli import _server_defaults_text, app
+    from lvlmsim.specs.base import read_yaml
+    from lvlmsim.specs.registry import host_dir
+
+    assert "bench server defaults" in CliRunner().invoke(app, ["list", "runtimes"]).output
+    rt = read_yaml(host_dir() / "runtimes.yaml")["runtimes"]
+    assert _server_defaults_text(rt["vllm-v1"]["server_defaults"]) == (
+        "max_num_batched_tokens / max_num_seqs: a100: 2048/256; < 70 GiB: 2048/256; else: 8192/1024")
+    assert _server_defaults_text(rt["sglang"]["server_defaults"]) == (
+        "max_num_batched_tokens: < 35 GiB: 2048; < 60 GiB: 4096; < 160 GiB: 8192; else: 16384")
+    assert _server_defaults_text(rt["vllm-v0"].get("server_defaults")) == "-"

@@ -250,6 +250,21 @@ def list_cmd(
     out.print(t)
 
 
+def _server_defaults_text(rule: dict | None) -> str:
+    """runtimes.yaml server_defaults in one line: the knobs by device name, then by memory tier."""
+    if not rule:
+        return "-"
+
+    def knobs(k: dict) -> str:
+        return "/".join(str(v) for v in k.values())
+
+    keys = next(iter(rule["tiers"]))["knobs"].keys()
+    parts = [f"{n}: {knobs(k)}" for n, k in (rule.get("names") or {}).items()]
+    parts += [f"{'< ' + str(t['below_gib']) + ' GiB' if t.get('below_gib') else 'else'}: {knobs(t['knobs'])}"
+              for t in rule["tiers"]]
+    return f"{' / '.join(keys)}: " + "; ".join(parts)
+
+
 def _host_profile_table() -> Table:
     """Host-side costs by runtime version (the `preprocess` stage; lvlmsim.cost.host)."""
     from lvlmsim.cost.host import load_host_profile
@@ -257,11 +272,14 @@ def _host_profile_table() -> Table:
     from lvlmsim.specs.registry import host_dir
 
     t = Table(show_header=True, title="host costs by runtime version (--host, serving.host_costs)")
-    for col in ("profile", "versions", "step host", "workers", "pixels", "source of the step time"):
+    for col in ("profile", "versions", "step host", "workers", "pixels", "bench server defaults",
+                "source of the step time"):
         t.add_column(col)
-    for name in read_yaml(host_dir() / "runtimes.yaml")["runtimes"]:
+    runtimes = read_yaml(host_dir() / "runtimes.yaml")["runtimes"]
+    for name, doc in runtimes.items():
         h = load_host_profile(name)
         t.add_row(name, h.versions, fmt_time(h.step_host_s), str(h.preprocess_workers), h.transfer,
+                  _server_defaults_text(doc.get("server_defaults")),
                   " ".join(str(h.sources.get("step_host_s", "")).split()))
     api = h.api
     if api is not None:  # measured per CPU, the same for every runtime (lvlmsim.calibrate.apicost)
