@@ -13,6 +13,8 @@ error next to the flat derate. A last line scores the candidates by leave-one-ou
 - gemm: prior exponent of the n0/k0 ~ (tensor FLOPs per SM per clock) links: none, 0.5, 1.0 (at ridge weight 1);
 - gemm-ridge: the GEMM ridge weight (lvlmsim.calibrate.general.RIDGE_WEIGHTS) at the shipped prior: 1, 0.3, 0.1, 0.03;
 - nccl: all-reduce latency links: none, clock only (a0, a1 ~ 1/clock), clock + datacenter-Blackwell flag;
+- gemm-waves: the fp8 GEMM family's form: the plain GEMM form or its wave-quantised variant (WaveGemmForm: vLLM's
+  per-tensor fp8 kernel does not split K), GEMM's links and ridge weight either way;
 - custom-ar: the same for vLLM's custom all-reduce kernel (family allreduce/custom), plus the flag alone; then its
   held-out rows priced by the custom family and by NCCL's (what every vLLM all-reduce got before the family).
 Needs ../shared/data/measured (never copied into the project).
@@ -61,6 +63,9 @@ FAMILIES = {
     "nccl": ("nccl", "allreduce", ["allreduce"],
              {"none": (_nccl_links(None), None), "clock": (_nccl_links({"log_clock": -1.0}), None),
               "clock+sm100": (_nccl_links(general.ALLREDUCE_LATENCY_LINKS), None)}),
+    "gemm-waves": ("gemm", "setup:gemm.fp8", GEMM_KEYS,
+                   {"plain": (general.LINKS["gemm"], None, "gemm+l2"), "waves": (general.LINKS["gemm"], None,
+                                                                             "gemm+waves+l2")}),
     "custom-ar": ("custom_allreduce", "setup:allreduce/custom", ["allreduce/custom"],
                   {"none": (_nccl_links(None), None), "clock": (_nccl_links({"log_clock": -1.0}), None),
                    "clock+sm100": (_nccl_links(general.ALLREDUCE_LATENCY_LINKS), None),
@@ -77,11 +82,12 @@ def _errors(keys: list[str], train: dict, hw, rows) -> tuple[np.ndarray, np.ndar
 
 def _use(form: str, candidate: tuple, saved: tuple) -> None:
     """Set a candidate's links: a form's default links, or ('setup:<key>') one family's FamilySetup links."""
-    links, ridge = candidate
+    links, ridge, *variant = candidate
     if form.startswith("setup:"):
         key = form.split(":", 1)[1]
         was = saved[2][key]
-        general.FAMILY_SETUPS = {**saved[2], key: general.FamilySetup(was.variant, links, ridge or was.ridge)}
+        general.FAMILY_SETUPS = {**saved[2], key: general.FamilySetup(variant[0] if variant else was.variant, links,
+                                                                      ridge or was.ridge)}
         return
     general.LINKS = {**saved[0], form: links}
     general.RIDGE_WEIGHTS = {**saved[1], **({form: ridge} if ridge is not None else {})}
@@ -126,7 +132,9 @@ def select(selection: str, devices: dict) -> None:
     finally:
         general.LINKS, general.RIDGE_WEIGHTS, general.FAMILY_SETUPS = saved
     ridge_now = saved[1].get(form, general.RIDGE_WEIGHT)
-    same = [k for k, (links, ridge) in candidates.items() if links == _shipped_links(form, saved)]
+    variant_now = saved[2][form.split(":", 1)[1]].variant if form.startswith("setup:") else None
+    same = [k for k, (links, _ridge, *variant) in candidates.items()
+            if links == _shipped_links(form, saved) and (not variant or variant[0] == variant_now)]
     exact = [k for k in same if candidates[k][1] in (None, ridge_now)]
     shipped = exact[0] if exact else (f"{same[0]} links, at ridge {ridge_now}" if same else "other")
     print(f"{'':<6}shipped: {shipped}")

@@ -169,6 +169,17 @@ RIDGE_WEIGHT = 1.0  # per coefficient, times sqrt(rows per device): a trend must
 # three dtypes each pin well, where the default ridge held them at their priors.
 RIDGE_WEIGHTS = {"gemm": 0.03}
 
+# vLLM's per-tensor fp8 linear (CutlassFP8ScaledMMLinearKernel) does not split K: at m <= 16 and n <= 128 its time
+# grows by 0.6-1.3 ns per unit of K on H100, B300 and RTX PRO 6000 (cuBLAS's split-K bf16 kernels: 0.04-0.11 ns), so
+# its tiles run in waves over the SMs (WaveGemmForm: tile sizes by the fit's grid search, SM count from the datasheet);
+# GEMM's links and ridge weight. Nested leave-one-out between the plain and the wave form picks the wave form in every
+# fold (benchmarks/gemm_link_selection.py gemm-waves; RTX PRO 6000's fold by 0.1 point). The NVFP4 kernels do not split
+# K either, but with one other NVFP4 device per fold the wave form moved the held-out NVFP4 error from 16.1 to 56.3% on
+# B300 (RTX PRO 6000's tiles and k-saturation carried to B300's 3x tensor rate per SM) and from 28.9 to 17.8% on RTX
+# PRO 6000: NVFP4 keeps the plain form, a choice made on the held-out table (no nested check is possible with two
+# NVFP4 devices).
+FAMILY_SETUPS["gemm.fp8"] = FamilySetup("gemm+waves+l2", LINKS["gemm"], ridge=RIDGE_WEIGHTS["gemm"])
+
 
 def _log_ratio(value: float | None, ref: float) -> float:
     return math.log(value / ref) if value else 0.0

@@ -372,10 +372,34 @@ CACHE_PARAMS = (
     Param("cache_p", "exp", 2.0, "steepness of the cache boost"),
 )
 
+class WaveGemmForm(GemmForm):
+    """GemmForm for kernels that do not split K (vLLM's CUTLASS per-tensor fp8 and NVFP4 linears): the output tiles
+    run in whole waves over the SMs, so a GEMM with fewer tiles than SMs leaves the rest idle and one SM walks the
+    whole K. Compute efficiency is times tiles / (waves x SMs), tiles = ceil(m / T_m) ceil(n / T_n) at the tile
+    sizes of the grid; the SM count comes from the datasheet. In aiconfigurator's vLLM tables a 16 x 128 GEMM takes
+    3.4 ns per unit of K on RTX PRO 6000 (NVFP4), what one 128 x 128 tile at its share of the peak takes (188 SMs, 1871
+    TFLOPS: 3.3 ns), where cuBLAS's split-K bf16 kernel takes 0.07 ns.
+    """
+
+    name = "gemm+waves"
+    hyper_grid = {"tile_m": (1.0, 64.0, 128.0), "tile_n": (1.0, 64.0, 128.0, 256.0)}
+
+    def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
+        return (*super().features(op, hw), float(hw.sm_count or REF_SM_COUNT))
+
+    def eff(self, xp, p, h, x):
+        ec, em, floor_s = super().eff(xp, p, h, x[:-1])
+        m, n, sms = x[0], x[1], x[-1]
+        tm, tn = max(h["tile_m"], 1.0), max(h["tile_n"], 1.0)
+        tiles = xp.ceil(m / tm) * xp.ceil(n / tn)
+        return ec * tiles / (xp.ceil(tiles / sms) * sms), em, floor_s
+
+
 # Form variants a family may name in its JSON (`form`), beyond its kind's default form.
 FORM_VARIANTS: dict[str, Form] = {}
 for _f in (GemmForm(), AttentionForm(), DecodeForm(), ElementwiseForm()):
     FORM_VARIANTS[f"{_f.name}+l2"] = CachedForm(_f)
+FORM_VARIANTS["gemm+waves+l2"] = CachedForm(WaveGemmForm())
 
 
 # The FLOPs per softmax exponential of the H100 SXM datasheet (989.4 TFLOP/s over 132 SMs x 1980 MHz x 16 exp2 per

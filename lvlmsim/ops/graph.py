@@ -69,19 +69,37 @@ def _b(dtype: str) -> float:
 # primitive op builders
 
 
+# Block-scale bytes per value of a quantised tensor: NVFP4 (the `fp4` dtype) stores one FP8 E4M3 scale per 16 values
+# (NVIDIA, 'Introducing NVFP4 for efficient and accurate low-precision inference', developer.nvidia.com blog, 2025);
+# per-tensor fp8 and per-token int8 scales are a scalar or one float per row (negligible). An MXFP4 kernel (AMD)
+# stores one E8M0 scale per 32 values: 1/32 byte, which the `fp4` dtype does not tell apart.
+SCALE_BYTES_PER_VALUE = {"fp4": 1.0 / 16.0}
+
+
+def _qb(dtype: str) -> float:
+    """Bytes per value of a (possibly block-scaled) quantised tensor: the values plus their scales."""
+    return DTYPE_BYTES[dtype] + SCALE_BYTES_PER_VALUE.get(dtype, 0.0)
+
+
 def gemm(
     name: str, stage: str, module: str, m: int, n: int, k: int, cfg: GraphConfig, count: int = 1,
     layer_range: tuple[int, int] = (0, 0), visual_share: float = 0.0,
 ) -> Op:
-    """y[m,n] = x[m,k] W[k,n]; weight bytes use the module's weight dtype (quantized weights read fewer bytes)."""
+    """y[m,n] = x[m,k] W[k,n]; weight bytes use the module's weight dtype (quantized weights read fewer bytes, plus
+    their block scales). A GEMM computing below the activation's precision (W8A8, W4A4) reads x in its compute dtype,
+    as the kernel does after the linear's quantisation pass (that pass itself is left to the GEMM's fitted
+    efficiencies: its cost per value differs across devices in ways a bandwidth term does not follow)."""
     act = _b(cfg.act_dtype)
     w_dtype = cfg.weight_dtype.get(module, "bf16")
-    weight = k * n * _b(w_dtype)
+    c_dtype = cfg.compute_dtype.get(module, "bf16")
+    weight = k * n * _qb(w_dtype)
     flops = 2.0 * m * n * k
     dequant = cfg.dequant_flops_per_weight.get(module, 0.0) * k * n  # W4A16: unpack + scale every weight
+    quantised = DTYPE_BYTES[c_dtype] < DTYPE_BYTES[cfg.act_dtype]
+    x_bytes = m * k * (_qb(c_dtype) if quantised else act)
     return Op(
         name=name, kind=GEMM, stage=stage, module=module, flops=flops + dequant,
-        bytes_read=m * k * act + weight, bytes_written=m * n * act, dtype=cfg.compute_dtype.get(module, "bf16"),
+        bytes_read=x_bytes + weight, bytes_written=m * n * act, dtype=c_dtype,
         shape=(m, n, k), count=count, layer_range=layer_range, visual_flops_share=visual_share,
         weight_bytes=weight, act_bytes=(m * k + m * n) * act,
     )

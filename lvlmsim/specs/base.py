@@ -16,7 +16,8 @@ DTYPES: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4"
 
 # Bytes per element of each storage dtype; tf32 is stored as fp32. int4 and fp4 (E2M1, as in NVFP4/MXFP4) pack two
 # values per byte, int2 four (int2 is a storage dtype only: 2-bit KV caches, KIVI; no device computes in it).
-# Block scales are not counted: AWQ's fp16 scale per 128 weights adds 3%, NVFP4's fp8 scale per 16 values 12.5%.
+# Block scales are not counted here: AWQ's fp16 scale per 128 weights adds 3%, NVFP4's fp8 scale per 16 values
+# 12.5% (a GEMM op adds NVFP4's to what it reads: lvlmsim.ops.graph.SCALE_BYTES_PER_VALUE).
 DTYPE_BYTES: dict[str, float] = {
     "fp32": 4.0, "tf32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5,
     "int2": 0.25,

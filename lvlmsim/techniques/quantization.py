@@ -36,8 +36,10 @@ class WeightQuantConfig(TechniqueConfig):
     - w4a16 (AWQ, Lin et al., MLSys 2024; GPTQ): int4 weights read, GEMMs in the activation dtype after an
       in-kernel dequantization costed at `dequant_flops_per_weight` FLOPs per weight per GEMM call (default 2:
       one scale multiply and one zero-point add).
-    - fp4 (NVFP4 W4A4, as TensorRT-LLM serves it on Blackwell): fp4 weights, fp4 GEMMs at the fp4 peak (B200
-      only among the shipped devices); the activation quantization and the fp8 block scales are not costed.
+    - fp4 (NVFP4 W4A4, as TensorRT-LLM serves it on Blackwell): fp4 weights, fp4 GEMMs at the fp4 peak (Blackwell
+      devices); the GEMM reads the weights' and the quantised activation's fp8 block scales (one per 16 values).
+    W8A8 and W4A4 GEMMs read x in their compute dtype; the pass that quantises it is not an op of its own (the
+    calibrated GEMM efficiencies, fitted on vLLM's fp8 and NVFP4 linears, include it).
     Attention stays in the activation dtype (its operands are activations and KV, not weights).
     """
 
@@ -91,7 +93,8 @@ class WeightQuantConfig(TechniqueConfig):
         w, _ = SCHEMES[self.scheme]
         return [f"weight_quant: {'/'.join(self.modules())} weights in {w}, GEMMs in {self.compute_dtype(model)}"
                 + (f" + {self.dequant_flops_per_weight:g} dequant FLOPs/weight" if self.scheme == "w4a16" else "")
-                + "; per-group scales/zero-points and unquantized embeddings are not counted"]
+                + "; per-group scales/zero-points (except NVFP4's block scales) and unquantized embeddings are not "
+                  "counted"]
 
 
 @register

@@ -1,0 +1,88 @@
+"""Quantised GEMM bytes and the wave-quantised GEMM form of the device-general model (issue 11).
+
+Oracles are hand-derived: NVFP4 stores one 1-byte FP8 scale per 16 four-bit values (0.5 + 1/16 bytes per value); a
+W8A8 GEMM's kernel reads the fp8 copy of x (1 byte per value); a GEMM whose 128 x 128 tiles number fewer than the SMs
+keeps tiles / SMs of the machine busy, and one more tile than SMs takes a second wave.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lvlmsim.calibrate.general import FAMILY_SETUPS
+from lvlmsim.calibrate.measured import gemm_op
+from lvlmsim.calibrate.model import FORM_VARIANTS, PYMATH, GemmForm, WaveGemmForm
+from lvlmsim.specs.registry import load_hardware
+
+RTX = load_hardware("rtx-pro-6000-server")  # 188 SMs
+H100 = load_hardware("h100-sxm")  # 132 SMs
+TILES = {"tile_m": 128.0, "tile_n": 128.0}
+
+
+def _params(form) -> tuple[float, ...]:
+    return tuple(q.init for q in form.core)
+
+
+def test_nvfp4_gemm_reads_its_block_scales_and_the_fp4_activation():
+    """m=64, n=4096, k=8192 NVFP4: weights 4096 x 8192 x (0.5 + 1/16) B, x 64 x 8192 x (0.5 + 1/16) B, y bf16."""
+    op = gemm_op(64, 4096, 8192, "fp4")
+    assert op.weight_bytes == pytest.approx(4096 * 8192 * 0.5625)
+    assert op.bytes_read == pytest.approx(4096 * 8192 * 0.5625 + 64 * 8192 * 0.5625)
+    assert op.bytes_written == pytest.approx(64 * 4096 * 2)
+
+
+def test_fp8_gemm_reads_the_fp8_activation_and_bf16_is_unchanged():
+    fp8, bf16 = gemm_op(64, 4096, 8192, "fp8"), gemm_op(64, 4096, 8192, "bf16")
+    assert fp8.bytes_read == pytest.approx(4096 * 8192 * 1 + 64 * 8192 * 1)
+    assert bf16.bytes_read == pytest.approx(4096 * 8192 * 2 + 64 * 8192 * 2)
+    assert fp8.bytes_written == bf16.bytes_written == pytest.approx(64 * 4096 * 2)
+
+
+def _wave_ratio(m: int, n: int, hw) -> float:
+    """Compute efficiency of the wave form over the plain form's, same parameters and tiles."""
+    op = gemm_op(m, n, 4096, "fp8")
+    wave, plain = WaveGemmForm(), GemmForm()
+    ec_w = wave.eff(PYMATH, _params(wave), TILES, wave.features(op, hw))[0]
+    ec_p = plain.eff(PYMATH, _params(plain), TILES, plain.features(op, hw))[0]
+    return ec_w / ec_p
+
+
+def test_one_tile_keeps_one_sm_of_the_datasheet_count_busy():
+    """A 16 x 128 GEMM is one 128 x 128 tile: 1/188 of RTX PRO 6000's SMs, 1/132 of H100's."""
+    assert _wave_ratio(16, 128, RTX) == pytest.approx(1 / 188)
+    assert _wave_ratio(16, 128, H100) == pytest.approx(1 / 132)
+
+
+def test_one_tile_past_a_full_wave_takes_a_second_wave():
+    """128 x (132 x 128) is 132 tiles, one full wave on H100; 133 tiles take two waves: 133 / 264."""
+    assert _wave_ratio(128, 132 * 128, H100) == pytest.approx(1.0)
+    assert _wave_ratio(128, 133 * 128, H100) == pytest.approx(133 / 264)
+
+
+def test_unit_tiles_count_every_output_value_as_a_tile():
+    form = WaveGemmForm()
+    op = gemm_op(16, 128, 4096, "fp8")
+    x = form.features(op, H100)
+    ec_w = form.eff(PYMATH, _params(form), {"tile_m": 1.0, "tile_n": 1.0}, x)[0]
+    ec_p = GemmForm().eff(PYMATH, _params(form), {"tile_m": 1.0, "tile_n": 1.0}, x[:-1])[0]
+    assert ec_w == pytest.approx(ec_p * 16 * 128 / (math.ceil(16 * 128 / 132) * 132))
+
+
+def test_wave_form_vectorised_path_matches_the_float_path():
+    form = FORM_VARIANTS["gemm+waves+l2"]
+    ops = [gemm_op(m, n, 4096, "fp8") for m, n in ((1, 64), (17, 4096), (4097, 16384))]
+    feats = [form.features(op, RTX) for op in ops]
+    cols = tuple(np.array(c, dtype=float) for c in zip(*feats, strict=True))
+    from lvlmsim.calibrate.model import np_math
+
+    vec = form.eff(np_math(), _params(form), TILES, cols)[0]
+    for i, f in enumerate(feats):
+        assert vec[i] == pytest.approx(form.eff(PYMATH, _params(form), TILES, f)[0], rel=1e-12)
+
+
+def test_fp8_family_of_the_general_model_uses_the_wave_form():
+    assert FAMILY_SETUPS["gemm.fp8"].variant == "gemm+waves+l2"
+    assert "gemm.fp4" not in FAMILY_SETUPS and "gemm" not in FAMILY_SETUPS
