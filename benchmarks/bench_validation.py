@@ -1,6 +1,8 @@
 """Replay the published benchmark runs of workloads/validation/bench-runs.yaml through `lvlmsim bench` and print the
 error of every published figure, then the median |error| per metric over all rows and within each published sweep
-(no row was fitted on), and the median over the sweeps of those per-sweep medians.
+(no row was fitted on), and the median over the sweeps of those per-sweep medians. Each summary is printed twice:
+with all rows, and without the rows the table flags as physically inconsistent with their stated conditions (a
+published TTFT below what the stated prompt needs at the GPU's peak; `inconsistent` in the table).
 
     python benchmarks/bench_validation.py [--json]
 """
@@ -15,40 +17,73 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lvlmsim.bench.validation import HEADLINE, median_of_sweeps, run_validation, summarize_by_source  # noqa: E402
+from lvlmsim.bench.validation import (  # noqa: E402
+    HEADLINE,
+    consistent,
+    median_of_sweeps,
+    run_validation,
+    summarize,
+    summarize_by_source,
+)
+
+SETS = (("all rows", "all"), ("without the rows flagged physically inconsistent", "consistent"))
+
+
+def summaries(results) -> dict[str, dict]:
+    """The three summaries (per metric, per sweep, over sweeps) of all rows and of the unflagged rows."""
+    out = {}
+    for _label, key in SETS:
+        rows = results if key == "all" else consistent(results)
+        by_source = summarize_by_source(rows)
+        out[key] = {"summary": summarize(rows), "by_source": by_source, "median_of_sweeps": median_of_sweeps(by_source)}
+    return out
+
+
+def print_rows(results) -> None:
+    for r in results:
+        c = r.conditions
+        print(f"{r.id}  [{c['model']} on {c['tp']}x {c['hardware']}, {c['runtime']} server, {c['client']} client]")
+        if r.refused:
+            print(f"    refused: {r.refused}")
+        if r.inconsistent:
+            print("    flagged physically inconsistent with its stated conditions (see the table)")
+        for k, v in r.measured.items():
+            if k in r.predicted:
+                print(f"    {k:<28} published {v:>12.2f}  lvlmsim {r.predicted[k]:>12.2f}  {r.error_pct[k]:+7.1f}%")
+
+
+def print_summaries(label: str, s: dict) -> None:
+    print(f"\n=== {label} ===")
+    print("median |error| per metric (rows):")
+    for m, v in s["summary"].items():
+        flag = "  <- issue target" if m in HEADLINE else ""
+        print(f"    {m:<28} {v['median_abs_error_pct']:6.1f}%  ({v['rows']}){flag}")
+    print("median |error| of the issue's metrics within each published sweep (rows):")
+    for src, summ in s["by_source"].items():
+        cells = [f"{m} {summ[m]['median_abs_error_pct']:5.1f}% ({summ[m]['rows']})" for m in HEADLINE if m in summ]
+        print(f"    {src:<14} " + "   ".join(cells))
+    print("median over the sweeps of the per-sweep medians (sweeps), each sweep weighing the same:")
+    for m in HEADLINE:
+        if m in s["median_of_sweeps"]:
+            v = s["median_of_sweeps"][m]
+            print(f"    {m:<28} {v['median_abs_error_pct']:6.1f}%  ({v['sweeps']})")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
     opts = ap.parse_args()
-    results, summary = run_validation()
-    by_source = summarize_by_source(results)
-    over_sweeps = median_of_sweeps(by_source)
+    results, _ = run_validation()
+    sums = summaries(results)
     if opts.json:
-        print(json.dumps({"rows": [asdict(r) for r in results], "summary": summary, "by_source": by_source,
-                          "median_of_sweeps": over_sweeps}, indent=2))
+        doc = {"rows": [asdict(r) for r in results], **sums["all"], "without_inconsistent": sums["consistent"]}
+        print(json.dumps(doc, indent=2))
         return
-    for r in results:
-        c = r.conditions
-        print(f"{r.id}  [{c['model']} on {c['tp']}x {c['hardware']}, {c['runtime']} server, {c['client']} client]")
-        if r.refused:
-            print(f"    refused: {r.refused}")
-        for k, v in r.measured.items():
-            if k in r.predicted:
-                print(f"    {k:<28} published {v:>12.2f}  lvlmsim {r.predicted[k]:>12.2f}  {r.error_pct[k]:+7.1f}%")
-    print("\nmedian |error| per metric (rows):")
-    for m, s in summary.items():
-        flag = "  <- issue target" if m in HEADLINE else ""
-        print(f"    {m:<28} {s['median_abs_error_pct']:6.1f}%  ({s['rows']}){flag}")
-    print("\nmedian |error| of the issue's metrics within each published sweep (rows):")
-    for src, summ in by_source.items():
-        cells = [f"{m} {summ[m]['median_abs_error_pct']:5.1f}% ({summ[m]['rows']})" for m in HEADLINE if m in summ]
-        print(f"    {src:<14} " + "   ".join(cells))
-    print("\nmedian over the sweeps of the per-sweep medians (sweeps), each sweep weighing the same:")
-    for m in HEADLINE:
-        if m in over_sweeps:
-            print(f"    {m:<28} {over_sweeps[m]['median_abs_error_pct']:6.1f}%  ({over_sweeps[m]['sweeps']})")
+    print_rows(results)
+    flagged = [r.id for r in results if r.inconsistent]
+    print(f"\nflagged physically inconsistent ({len(flagged)}): {', '.join(flagged) or 'none'}")
+    for label, key in SETS:
+        print_summaries(label, sums[key])
 
 
 if __name__ == "__main__":

@@ -67,3 +67,38 @@ def test_median_of_sweeps_weighs_every_sweep_the_same():
     out = median_of_sweeps(by)
     assert out["x"] == {"median_abs_error_pct": 20.0, "sweeps": 3}
     assert out["y"] == {"median_abs_error_pct": 7.0, "sweeps": 1}
+
+
+def test_ttft_floor_is_the_prompts_tensor_work_at_peak():
+    """Qwen3-4B's 2048-token prompt on an RTX 4090, by hand: per token and layer the projections are
+    2 x (2560 x 6144 + 4096 x 2560 + 3 x 2560 x 9728) FLOPs (qkv, o, gate-up-down) over 36 layers,
+    causal attention 4 x 128 x 32 x (2048 x 2049 / 2) per layer, the LM head once (2 x 2560 x 151936); at the
+    4090's 165.2 TFLOP/s dense BF16 peak."""
+    from lvlmsim.bench.validation import ttft_floor_s
+
+    row = next(r for r in load_rows() if r["id"] == "tt-394-vllm-4090-qwen3-4b-in2048-out128")
+    proj = 2 * (2560 * 6144 + 4096 * 2560 + 3 * 2560 * 9728) * 36 * 2048
+    attn = 4 * 128 * 32 * (2048 * 2049 / 2) * 36
+    head = 2 * 2560 * 151936
+    assert ttft_floor_s(row) == pytest.approx((proj + attn + head) / 165.2e12, rel=1e-3)
+
+
+def test_inconsistent_flags_are_exactly_the_rows_below_their_ttft_floor():
+    """A row is flagged iff its published mean TTFT is below the floor of its stated prompt at peak: the flags are
+    the arithmetic, not a choice made after seeing the errors."""
+    from lvlmsim.bench.validation import ttft_floor_s
+
+    for row in load_rows():
+        published = row["measured"].get("mean_ttft_ms")
+        below = published is not None and ttft_floor_s(row) * 1e3 > published
+        assert bool(row.get("inconsistent")) == below, row["id"]
+
+
+def test_flagged_rows_leave_only_the_consistent_summary():
+    from lvlmsim.bench.validation import consistent
+
+    rows = [RowResult("a", "s", {}, {}, error_pct={"x": 10.0}),
+            RowResult("b", "s", {}, {}, error_pct={"x": -80.0}, inconsistent="needs 2x the peak"),
+            RowResult("c", "s", {}, {}, error_pct={"x": 20.0})]
+    assert summarize(rows)["x"] == {"median_abs_error_pct": 20.0, "rows": 3}
+    assert summarize(consistent(rows))["x"] == {"median_abs_error_pct": 15.0, "rows": 2}
