@@ -94,7 +94,7 @@ DECODE_PARAMS = {"ec_max": 0.5, "em_max": 0.9, "b0": 1.0, "pb": 1.0, "c0": 1e-9,
 
 @pytest.mark.parametrize(("batch", "kv_heads", "step", "split"), [
     (1, 1, 7, False),  # 8 keys: one block of 128 keys
-    (1, 1, 1023, True),  # 8 blocks, 1 item against 1.6 x 132 SMs: split
+    (1, 1, 4095, True),  # 32 of FA3's 128-key blocks (it splits above 4), 1 item against 0.8 x 132 SMs: split
     (2048, 8, 1023, False),  # 16384 items fill the SMs: no split
 ])
 def test_split_decode_adds_the_combine_kernel_to_the_floor(batch, kv_heads, step, split):
@@ -128,6 +128,21 @@ def test_a_window_turns_the_regrouping_off():
 
 def test_split_key_block_follows_flash_attention_2():
     assert (split_key_block(64), split_key_block(128), split_key_block(256)) == (256.0, 128.0, 64.0)
+
+
+def test_fa3_split_thresholds_in_the_forms_coordinates():
+    """FA3 splits only above 4 key blocks (128 keys at head size 128) and below 0.8 items per SM; the form's step sits
+    at FA2's 1.5 blocks and 1.6 items per SM. 640 keys = 5 FA3 blocks -> 5 x 1.5 / 4.5 = 1.667 (splits: above 1.5);
+    512 keys = 4 blocks -> 1.333 (does not); 0.7 items per SM -> 0.7 x 1.6 / 0.8 = 1.4 (below 1.6: may split).
+    FA2 and the other kernels keep their blocks (640 / 128 = 5) and items."""
+    from lvlmsim.calibrate.model import fa3_split_key_block, split_coordinates
+
+    assert (fa3_split_key_block(64), fa3_split_key_block(128), fa3_split_key_block(192),
+            fa3_split_key_block(256)) == (128.0, 128.0, 96.0, 80.0)
+    assert split_coordinates("fa3", 640, 128, 0.7) == pytest.approx((5 * 1.5 / 4.5, 1.4))
+    assert split_coordinates("fa3", 512, 128, 0.7)[0] == pytest.approx(4 * 1.5 / 4.5)
+    assert split_coordinates("fa2", 640, 128, 0.7) == (5.0, 0.7)
+    assert split_coordinates("bw", 640, 128, 0.7) == (5.0, 0.7)
 
 
 def test_split_form_runs_on_floats_and_arrays_alike():

@@ -80,8 +80,15 @@ def regroups_gqa(op: Op, kernel: str | None) -> bool:
 
 
 def splits_kv(op: Op, kernel: str | None) -> bool:
-    """Whether a decode on `kernel` may split its keys (and run a combine kernel): not FA2's windowed decode, whose
-    split count is set only when the GQA group is swapped into the query dimension (mha_varlen_fwd)."""
+    """Whether a decode on `kernel` may split its keys and run a combine kernel after it: not FA2's windowed decode,
+    whose split count is set only when the GQA group is swapped into the query dimension (mha_varlen_fwd); not the
+    TRT-LLM-gen generation kernels of Blackwell, which reduce their KV splits inside the kernel (CgaSmemReduction
+    across the cluster, or GmemReduction by the last CTA) - the separate reduction kernel (runFmhaReduction,
+    GmemReductionWithSeparateKernel) runs only for the KeepsMmaAb kernels of head sizes above 256, which a GQA group
+    above 16 selects (fmhaKernels.cuh selectGqGenerationKernel / syncGqaGenerationTraitsForKernelHash)."""
+    if kernel == "bw":
+        heads, kv_heads, d = op.shape[3], op.shape[4], op.shape[5]
+        return d > 256 and heads > 16 * max(kv_heads, 1)
     return not (kernel in UNPACKED_WINDOWED_DECODE and op.kind == ATTN_DECODE and op.name.endswith(SLIDING_SUFFIX))
 
 
