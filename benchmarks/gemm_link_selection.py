@@ -52,8 +52,9 @@ def _nccl_links(latency: dict | None) -> dict:
     return links
 
 
-# selection -> (table family, form name, profile family keys, {candidate label: (links of that form, ridge weight)});
-# a None ridge weight is the shipped one (the SM-rate prior was selected at the then-shipped ridge 1, then the ridge)
+# selection -> (table family, form name, profile family keys, {candidate label: (links of that form, ridge weight[,
+# form variant of a 'setup:' family])}); a None ridge weight is the shipped one (the SM-rate prior was selected at
+# the then-shipped ridge 1, then the ridge)
 GEMM_KEYS = ["gemm", "gemm.fp8", "gemm.fp4"]
 FAMILIES = {
     "gemm": ("gemm", "gemm", GEMM_KEYS,
@@ -94,7 +95,8 @@ def _use(form: str, candidate: tuple, saved: tuple) -> None:
 
 
 def _shipped_links(form: str, saved: tuple) -> dict:
-    return saved[2][form.split(":", 1)[1]].links if form.startswith("setup:") else saved[0][form]
+    links = saved[2][form.split(":", 1)[1]].links if form.startswith("setup:") else saved[0][form]
+    return saved[0]["gemm"] if links is None else links  # a setup without links of its own takes its form's
 
 
 def select(selection: str, devices: dict) -> None:

@@ -111,11 +111,12 @@ LINKS: dict[str, dict[str, dict[str, float]]] = {
 @dataclass(frozen=True)
 class FamilySetup:
     """How one family key is fitted when it departs from its form's default: the form variant, its links, the ridge
-    weight (per coefficient, times sqrt(rows per device)) and whether it borrows AUXILIARY_ROWS."""
+    weight (per coefficient, times sqrt(rows per device)) and whether it borrows AUXILIARY_ROWS. Links or ridge None:
+    the form's (LINKS, RIDGE_WEIGHTS) at fit time, so a family that only changes its variant follows them."""
 
     variant: str
-    links: dict[str, dict[str, float]]
-    ridge: float = 1.0
+    links: dict[str, dict[str, float]] | None
+    ridge: float | None = 1.0
     auxiliary: bool = True
 
 
@@ -172,13 +173,13 @@ RIDGE_WEIGHTS = {"gemm": 0.03}
 # vLLM's per-tensor fp8 linear (CutlassFP8ScaledMMLinearKernel) does not split K: at m <= 16 and n <= 128 its time
 # grows by 0.6-1.3 ns per unit of K on H100, B300 and RTX PRO 6000 (cuBLAS's split-K bf16 kernels: 0.04-0.11 ns), so
 # its tiles run in waves over the SMs (WaveGemmForm: tile sizes by the fit's grid search, SM count from the datasheet);
-# GEMM's links and ridge weight. Nested leave-one-out between the plain and the wave form picks the wave form in every
-# fold (benchmarks/gemm_link_selection.py gemm-waves; RTX PRO 6000's fold by 0.1 point). The NVFP4 kernels do not split
-# K either, but with one other NVFP4 device per fold the wave form moved the held-out NVFP4 error from 16.1 to 56.3% on
-# B300 (RTX PRO 6000's tiles and k-saturation carried to B300's 3x tensor rate per SM) and from 28.9 to 17.8% on RTX
-# PRO 6000: NVFP4 keeps the plain form, a choice made on the held-out table (no nested check is possible with two
-# NVFP4 devices).
-FAMILY_SETUPS["gemm.fp8"] = FamilySetup("gemm+waves+l2", LINKS["gemm"], ridge=RIDGE_WEIGHTS["gemm"])
+# GEMM's links and ridge weight (None: LINKS["gemm"] and RIDGE_WEIGHTS["gemm"] when fitted). Nested leave-one-out
+# between the plain and the wave form picks the wave form in every fold (benchmarks/gemm_link_selection.py
+# gemm-waves; RTX PRO 6000's fold by 0.1 point). The NVFP4 kernels do not split K either, but with one other NVFP4
+# device per fold the wave form moved the held-out NVFP4 error from 16.1 to 56.3% on B300 (RTX PRO 6000's tiles and
+# k-saturation carried to B300's 3x tensor rate per SM) and from 28.9 to 17.8% on RTX PRO 6000: NVFP4 keeps the plain
+# form, a choice made on the held-out table (no nested check is possible with two NVFP4 devices).
+FAMILY_SETUPS["gemm.fp8"] = FamilySetup("gemm+waves+l2", None, ridge=None)
 
 
 def _log_ratio(value: float | None, ref: float) -> float:
@@ -569,11 +570,12 @@ def fit_general_family(key: str, per_device: dict[str, tuple[HardwareSpec, Seque
     """Fit one family jointly over devices: {hardware id: (spec, rows)} -> GeneralFamily."""
     kind = next(iter(per_device.values()))[1][0].op.kind
     setup = FAMILY_SETUPS.get(key)
+    variant = f"{FORMS[kind].name}+l2" if f"{FORMS[kind].name}+l2" in FORM_VARIANTS else None
+    links, ridge = LINKS.get(FORMS[kind].name, {}), RIDGE_WEIGHTS.get(FORMS[kind].name, RIDGE_WEIGHT)
     if setup is not None:
-        variant, links, ridge = setup.variant or None, setup.links, setup.ridge
-    else:
-        variant = f"{FORMS[kind].name}+l2" if f"{FORMS[kind].name}+l2" in FORM_VARIANTS else None
-        links, ridge = LINKS.get(FORMS[kind].name, {}), RIDGE_WEIGHTS.get(FORMS[kind].name, RIDGE_WEIGHT)
+        variant = setup.variant or None
+        links = setup.links if setup.links is not None else links
+        ridge = setup.ridge if setup.ridge is not None else ridge
     form = form_for(kind, variant)
     dtype = key.split(".", 1)[1] if "." in key and not key.startswith(ELEMENTWISE) else "bf16"
     rng = np.random.default_rng(seed)
