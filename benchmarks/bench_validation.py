@@ -45,8 +45,10 @@ def print_rows(results) -> None:
         print(f"{r.id}  [{c['model']} on {c['tp']}x {c['hardware']}, {c['runtime']} server, {c['client']} client]")
         if r.refused:
             print(f"    refused: {r.refused}")
-        if r.inconsistent:
-            print("    flagged physically inconsistent with its stated conditions (see the table)")
+        if r.ttft_floor_ms is not None:
+            share = r.ttft_floor_ms / r.measured["mean_ttft_ms"]
+            flag = ": FLAGGED physically inconsistent (see the table)" if r.inconsistent else ""
+            print(f"    TTFT floor at the GPU's peak {r.ttft_floor_ms:.1f} ms, {share:.2f}x the published mean{flag}")
         for k, v in r.measured.items():
             if k in r.predicted:
                 print(f"    {k:<28} published {v:>12.2f}  lvlmsim {r.predicted[k]:>12.2f}  {r.error_pct[k]:+7.1f}%")

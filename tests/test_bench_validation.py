@@ -85,13 +85,15 @@ def test_ttft_floor_is_the_prompts_tensor_work_at_peak():
 
 def test_inconsistent_flags_are_exactly_the_rows_below_their_ttft_floor():
     """A row is flagged iff its published mean TTFT is below the floor of its stated prompt at peak: the flags are
-    the arithmetic, not a choice made after seeing the errors."""
+    the arithmetic, not a choice made after seeing the errors. The replay carries the same floor."""
     from lvlmsim.bench.validation import ttft_floor_s
 
     for row in load_rows():
         published = row["measured"].get("mean_ttft_ms")
         below = published is not None and ttft_floor_s(row) * 1e3 > published
         assert bool(row.get("inconsistent")) == below, row["id"]
+    row = next(r for r in load_rows() if r.get("inconsistent"))
+    assert replay(row).ttft_floor_ms == pytest.approx(ttft_floor_s(row) * 1e3)
 
 
 def test_flagged_rows_leave_only_the_consistent_summary():
