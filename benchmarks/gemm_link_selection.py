@@ -15,7 +15,11 @@ error next to the flat derate. A last line scores the candidates by leave-one-ou
 - nccl: all-reduce latency links: none, clock only (a0, a1 ~ 1/clock), clock + datacenter-Blackwell flag;
 - gemm-waves: the fp8 GEMM family's form: the plain GEMM form or its wave-quantised variant (WaveGemmForm: vLLM's
   per-tensor fp8 kernel does not split K), GEMM's links and ridge weight either way;
-- custom-ar: the same for vLLM's custom all-reduce kernel (family allreduce/custom), plus the flag alone; then its
+- custom-ar-stages: the custom all-reduce family's form: the plain all-reduce form or the one priced by the kernel's
+  algorithm (StagedAllreduceForm: one stage reads (n-1) x the message, two stages add a barrier, a2), the shipped
+  latency links (a2 takes a0's);
+- custom-ar: the same for vLLM's custom all-reduce kernel (family allreduce/custom; its two-stage latency a2 linked as
+  a0 and a1), plus the flag alone; then its
   held-out rows priced by the custom family and by NCCL's (what every vLLM all-reduce got before the family).
 Needs ../shared/data/measured (never copied into the project).
 """
@@ -52,6 +56,14 @@ def _nccl_links(latency: dict | None) -> dict:
     return links
 
 
+def _custom_links(latency: dict | None) -> dict:
+    """NCCL's links for the custom kernel's family, its two-stage latency a2 linked as a0 and a1."""
+    links = _nccl_links(latency)
+    if latency is not None:
+        links["a2"] = dict(latency)
+    return links
+
+
 # selection -> (table family, form name, profile family keys, {candidate label: (links of that form, ridge weight[,
 # form variant of a 'setup:' family])}); a None ridge weight is the shipped one (the SM-rate prior was selected at
 # the then-shipped ridge 1, then the ridge)
@@ -67,10 +79,13 @@ FAMILIES = {
     "gemm-waves": ("gemm", "setup:gemm.fp8", GEMM_KEYS,
                    {"plain": (general.LINKS["gemm"], None, "gemm+l2"), "waves": (general.LINKS["gemm"], None,
                                                                              "gemm+waves+l2")}),
+    "custom-ar-stages": ("custom_allreduce", "setup:allreduce/custom", ["allreduce/custom"],
+                         {"plain": (_nccl_links(general.CUSTOM_AR_LATENCY_LINKS), None, ""),
+                          "stages": (_custom_links(general.CUSTOM_AR_LATENCY_LINKS), None, "allreduce+stages")}),
     "custom-ar": ("custom_allreduce", "setup:allreduce/custom", ["allreduce/custom"],
-                  {"none": (_nccl_links(None), None), "clock": (_nccl_links({"log_clock": -1.0}), None),
-                   "clock+sm100": (_nccl_links(general.ALLREDUCE_LATENCY_LINKS), None),
-                   "sm100": (_nccl_links({"arch_sm100": general.ALLREDUCE_LATENCY_LINKS["arch_sm100"]}), None)}),
+                  {"none": (_custom_links(None), None), "clock": (_custom_links({"log_clock": -1.0}), None),
+                   "clock+sm100": (_custom_links(general.ALLREDUCE_LATENCY_LINKS), None),
+                   "sm100": (_custom_links({"arch_sm100": general.ALLREDUCE_LATENCY_LINKS["arch_sm100"]}), None)}),
 }
 
 

@@ -131,3 +131,58 @@ def test_band_end_scales_the_whole_allreduce_time(runtime):
     band = op_band(base, point.source, base._as_run(op, hw))
     assert band is not None and band[1] > 1.0
     assert p90.time_s / point.time_s == pytest.approx(band[1], rel=1e-9)
+
+
+@pytest.mark.parametrize(("devices", "nbytes", "one_stage"), [
+    (2, 8 * MIB - 16, True),  # two GPUs: always one stage
+    (4, 512 * 1024 - 16, True),  # <= 4 GPUs: one stage below 512 KiB
+    (4, 512 * 1024, False),
+    (6, 256 * 1024 - 16, True),  # <= 8 GPUs: one stage below 256 KiB
+    (8, 256 * 1024 - 16, True),
+    (8, 256 * 1024, False),
+])
+def test_custom_kernel_algorithm_follows_its_dispatch(devices, nbytes, one_stage):
+    """vLLM csrc/custom_all_reduce.cuh: (world_size <= 4 and bytes < 512 KiB) or (<= 8 and < 256 KiB) -> 1 stage."""
+    from lvlmsim.cost.collectives import custom_ar_one_stage
+
+    assert custom_ar_one_stage(devices, nbytes) is one_stage
+
+
+def _staged(nbytes: float, devices: int) -> tuple[float, float, float]:
+    from lvlmsim.calibrate.model import FORM_VARIANTS, PYMATH, AllreduceForm
+
+    staged, plain = FORM_VARIANTS["allreduce+stages"], AllreduceForm()
+    hw = load_hardware("h100-sxm")
+    params = tuple(q.init for q in staged.core)
+    op = allreduce_op(nbytes, devices)
+    _, em_s, floor_s = staged.eff(PYMATH, params, {}, staged.features(op, hw))
+    _, em_p, floor_p = plain.eff(PYMATH, params[:-1], {}, plain.features(op, hw))
+    return em_s / em_p, floor_s - floor_p, params[-1]
+
+
+def test_one_stage_reads_the_whole_message_from_every_peer():
+    """One stage at 8 GPUs moves 7 x the bytes where the ring term counts 2 x 7 / 8: efficiency x 2/8, no barrier;
+    at 2 GPUs the two agree (1 x the bytes)."""
+    ratio, extra, _a2 = _staged(64 * 1024, 8)
+    assert ratio == pytest.approx(2 / 8) and extra == 0.0
+    ratio, extra, _a2 = _staged(64 * 1024, 2)
+    assert ratio == pytest.approx(1.0) and extra == 0.0
+
+
+def test_two_stages_move_the_ring_bytes_and_add_the_second_barrier():
+    ratio, extra, a2 = _staged(1 * MIB, 8)
+    assert ratio == pytest.approx(1.0) and extra == pytest.approx(a2)
+
+
+def test_bad_algorithm_table_names_the_field(tmp_path, monkeypatch):
+    from lvlmsim.cost import collectives
+
+    bad = tmp_path / "collectives.yaml"
+    bad.write_text("custom_allreduce_kernel:\n  two_stage_from_bytes: {1: 100}\n")
+    monkeypatch.setattr("lvlmsim.specs.registry.collectives_path", lambda: bad)
+    collectives.two_stage_from_bytes.cache_clear()
+    try:
+        with pytest.raises(SpecError, match="two_stage_from_bytes"):
+            collectives.two_stage_from_bytes()
+    finally:
+        collectives.two_stage_from_bytes.cache_clear()

@@ -158,9 +158,15 @@ FAMILY_SETUPS: dict[str, FamilySetup] = {
 # no inner device carries the flag) in B300's; over all four devices the flag alone (14.0% against 21.9% with NCCL's
 # links). Consistent with the kernel: its small-message time is flag writes and reads across the fabric (one-shot:
 # one round of peer loads), not NCCL's protocol work counted in SM cycles, so the clock link does not carry over.
+# The form prices the kernel's two algorithms (StagedAllreduceForm: one stage reads (n-1) x the message, from the
+# kernel's dispatch in calibration/collectives.yaml; two stages add a second barrier, a2, linked as a0). Nested
+# leave-one-out between it and the plain all-reduce form (gemm_link_selection.py custom-ar-stages) picks it in the A100,
+# H100 and RTX PRO 6000 folds and the plain form in B300's (inner 13.1 against 12.6%); over all four devices 12.5
+# against 14.0%. Held out: A100 8.2 (p90 22.8 -> 14.8), B300 15.4 -> 12.7, H100 17.9, RTX PRO 6000 16.3 -> 10.0%.
 CUSTOM_AR_LATENCY_LINKS: dict[str, float] = {"arch_sm100": ALLREDUCE_LATENCY_LINKS["arch_sm100"]}
 FAMILY_SETUPS["allreduce/custom"] = FamilySetup(
-    "", {"b0": {"log_link": 1.0}, "a0": CUSTOM_AR_LATENCY_LINKS, "a1": CUSTOM_AR_LATENCY_LINKS})
+    "allreduce+stages", {"b0": {"log_link": 1.0}, "a0": CUSTOM_AR_LATENCY_LINKS, "a1": CUSTOM_AR_LATENCY_LINKS,
+                         "a2": CUSTOM_AR_LATENCY_LINKS})
 GENERAL_FLOOR_BAND = (0.3, 3.0)  # floors live within this band of multiples of the pooled small-kernel time
 ROWS_PER_DEVICE = 800  # seeded subsample of each device's rows per family: leave-one-out over 4 devices stays fast
 RIDGE_WEIGHT = 1.0  # per coefficient, times sqrt(rows per device): a trend must be worth that much fit to be kept

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lvlmsim.calibrate.kernels import attention_kernel, regroups_gqa, splits_kv
-from lvlmsim.cost.collectives import CUSTOM_AR_ROLE, CUSTOM_AR_SUFFIX
+from lvlmsim.cost.collectives import CUSTOM_AR_ROLE, CUSTOM_AR_SUFFIX, custom_ar_one_stage
 from lvlmsim.cost.profile import DEFAULT_PROFILE, DefaultProfile, Efficiency
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.op import ALLREDUCE, ATTN_DECODE, ATTN_ENCODER, ATTN_PREFILL, CONV, ELEMENTWISE, GEMM, KINDS, Op
@@ -327,6 +327,29 @@ class AllreduceForm(Form):
         return 1.0, em, floor_s
 
 
+class StagedAllreduceForm(AllreduceForm):
+    """AllreduceForm for vLLM's / SGLang's custom all-reduce kernel, which runs one of two algorithms by group size and
+    message (lvlmsim.cost.collectives.custom_ar_one_stage, from the kernel's source). One stage: every GPU reads the
+    whole message from each of its n-1 peers, (n-1) x the bytes where the cost model's ring term counts 2(n-1)/n x,
+    so the link efficiency is scaled by 2/n (no parameter). Two stages (reduce-scatter, then all-gather): the ring's
+    traffic plus a second barrier, `a2` (in aiconfigurator's 8-GPU tables the switch at 256 KiB adds 2.9 us on H100,
+    5.7 on A100 and 16.6 on B300 although the bytes moved fall).
+    """
+
+    name = "allreduce+stages"
+    core = AllreduceForm.core + (Param("a2", "pos", 3e-6, "added latency of the two-stage kernel (second barrier)"),)
+
+    def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
+        one = custom_ar_one_stage(max(op.devices, 1), op.bytes_read)
+        return (*super().features(op, hw), 1.0 if one else 0.0)
+
+    def eff(self, xp, p, h, x):
+        ec, em, floor_s = super().eff(xp, p[:-1], h, x[:-1])
+        n, one = x[1], x[-1]
+        em = em * (one * 2.0 / xp.maximum(n, 2.0) + (1.0 - one))
+        return ec, em, floor_s + (1.0 - one) * p[-1]
+
+
 FORMS: dict[str, Form] = {
     GEMM: GemmForm(),
     CONV: GemmForm(),
@@ -400,6 +423,7 @@ FORM_VARIANTS: dict[str, Form] = {}
 for _f in (GemmForm(), AttentionForm(), DecodeForm(), ElementwiseForm()):
     FORM_VARIANTS[f"{_f.name}+l2"] = CachedForm(_f)
 FORM_VARIANTS["gemm+waves+l2"] = CachedForm(WaveGemmForm())
+FORM_VARIANTS["allreduce+stages"] = StagedAllreduceForm()
 
 
 # The FLOPs per softmax exponential of the H100 SXM datasheet (989.4 TFLOP/s over 132 SMs x 1980 MHz x 16 exp2 per

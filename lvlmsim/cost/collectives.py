@@ -86,3 +86,34 @@ def custom_allreduce_policies() -> dict[str, CustomAllreducePolicy]:
 def custom_allreduce_policy(runtime: str) -> CustomAllreducePolicy | None:
     """The runtime's policy, or None when it runs NCCL for every all-reduce (or is not listed)."""
     return custom_allreduce_policies().get(runtime)
+
+
+@functools.lru_cache(maxsize=1)
+def two_stage_from_bytes() -> dict[int, float]:
+    """group size -> message bytes from which the custom kernel runs its two-stage algorithm (collectives.yaml
+    custom_allreduce_kernel); a group size not listed always runs the one-stage kernel."""
+    from lvlmsim.specs.base import read_yaml
+    from lvlmsim.specs.registry import collectives_path
+
+    path = collectives_path()
+    doc = read_yaml(path) or {}
+    section = doc.get("custom_allreduce_kernel") if isinstance(doc, dict) else None
+    table = section.get("two_stage_from_bytes") if isinstance(section, dict) else None
+    where = f"{path}: custom_allreduce_kernel.two_stage_from_bytes"
+    if not isinstance(table, dict):
+        raise SpecError(f"{where}: expected a mapping of group size -> bytes")
+    try:
+        out = {int(k): float(v) for k, v in table.items()}
+    except (TypeError, ValueError):
+        raise SpecError(f"{where}: group sizes must be integers and bytes numbers") from None
+    if any(n < 2 or not b > 0 for n, b in out.items()):
+        raise SpecError(f"{where}: group sizes must be >= 2 and bytes > 0")
+    return out
+
+
+def custom_ar_one_stage(devices: float, message_bytes: float) -> bool:
+    """Whether the custom kernel all-reduces `message_bytes` over `devices` GPUs in one stage (every GPU reads the
+    whole message from every peer) rather than two (reduce-scatter, then all-gather)."""
+    limit = two_stage_from_bytes().get(int(devices))
+    return limit is None or message_bytes < limit
+
