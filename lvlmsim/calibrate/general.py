@@ -162,7 +162,7 @@ FAMILY_SETUPS: dict[str, FamilySetup] = {
 # kernel's dispatch in calibration/collectives.yaml; two stages add a second barrier, a2, linked as a0). Nested
 # leave-one-out between it and the plain all-reduce form (gemm_link_selection.py custom-ar-stages) picks it in the A100,
 # H100 and RTX PRO 6000 folds and the plain form in B300's (inner 13.1 against 12.6%); over all four devices 12.5
-# against 14.0%. Held out: A100 8.2 (p90 22.8 -> 14.8), B300 15.4 -> 12.7, H100 17.9, RTX PRO 6000 16.3 -> 10.0%.
+# against 14.0%. Held out: A100 8.2 (p90 22.8 -> 14.8), B300 15.4 -> 12.8, H100 17.9, RTX PRO 6000 16.3 -> 10.0%.
 CUSTOM_AR_LATENCY_LINKS: dict[str, float] = {"arch_sm100": ALLREDUCE_LATENCY_LINKS["arch_sm100"]}
 FAMILY_SETUPS["allreduce/custom"] = FamilySetup(
     "allreduce+stages", {"b0": {"log_link": 1.0}, "a0": CUSTOM_AR_LATENCY_LINKS, "a1": CUSTOM_AR_LATENCY_LINKS,
