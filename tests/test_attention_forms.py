@@ -92,15 +92,19 @@ DECODE_PARAMS = {"ec_max": 0.5, "em_max": 0.9, "b0": 1.0, "pb": 1.0, "c0": 1e-9,
                  "h1": 1e9, "ph1": 2.0, "split_share": 0.4, "regroup_share": 0.5, "floor_s": 1e-5, "overlap": 0.0}
 
 
-@pytest.mark.parametrize(("batch", "kv_heads", "step", "split"), [
-    (1, 1, 7, False),  # 8 keys: one block of 128 keys
-    (1, 1, 4095, True),  # 32 of FA3's 128-key blocks (it splits above 4), 1 item against 0.8 x 132 SMs: split
-    (2048, 8, 1023, False),  # 16384 items fill the SMs: no split
+@pytest.mark.parametrize(("hw", "batch", "step", "split"), [
+    (A100, 1, 7, False),  # 8 keys: one block of 128 keys
+    (A100, 1, 1023, True),  # 8 blocks, 1 item against 1.6 x 108 SMs: FA2 splits and runs its combine kernel
+    (A100, 2048, 1023, False),  # 2048 items fill the SMs: no split
+    (H100, 1, 4095, False),  # FA3 splits, but launches its combine under PDL: no floor share
+    (B300, 1, 4095, False),  # TRT-LLM-gen reduces its splits inside the kernel
 ])
-def test_split_decode_adds_the_combine_kernel_to_the_floor(batch, kv_heads, step, split):
-    op = decode_attention_op(batch, step, 8 * kv_heads, kv_heads, 128)
-    prof = _profile("decode+split", DECODE_PARAMS, H100.id, "attn_decode")  # FA3: no regrouping copies
-    floor = prof.efficiency(op, H100).floor_s
+def test_split_decode_adds_the_combine_kernel_to_the_floor(hw, batch, step, split):
+    """8 query heads on one KV head (no FA2 regrouping copies, which need two KV heads): only the combine kernel adds
+    to the floor, and only where the kernel runs one as a kernel of its own."""
+    op = decode_attention_op(batch, step, 8, 1, 128)
+    prof = _profile("decode+split", DECODE_PARAMS, hw.id, "attn_decode")
+    floor = prof.efficiency(op, hw).floor_s
     assert floor == pytest.approx(1e-5 * (1.4 if split else 1.0), rel=1e-3)
 
 
@@ -128,21 +132,6 @@ def test_a_window_turns_the_regrouping_off():
 
 def test_split_key_block_follows_flash_attention_2():
     assert (split_key_block(64), split_key_block(128), split_key_block(256)) == (256.0, 128.0, 64.0)
-
-
-def test_fa3_split_thresholds_in_the_forms_coordinates():
-    """FA3 splits only above 4 key blocks (128 keys at head size 128) and below 0.8 items per SM; the form's step sits
-    at FA2's 1.5 blocks and 1.6 items per SM. 640 keys = 5 FA3 blocks -> 5 x 1.5 / 4.5 = 1.667 (splits: above 1.5);
-    512 keys = 4 blocks -> 1.333 (does not); 0.7 items per SM -> 0.7 x 1.6 / 0.8 = 1.4 (below 1.6: may split).
-    FA2 and the other kernels keep their blocks (640 / 128 = 5) and items."""
-    from lvlmsim.calibrate.model import fa3_split_key_block, split_coordinates
-
-    assert (fa3_split_key_block(64), fa3_split_key_block(128), fa3_split_key_block(192),
-            fa3_split_key_block(256)) == (128.0, 128.0, 96.0, 80.0)
-    assert split_coordinates("fa3", 640, 128, 0.7) == pytest.approx((5 * 1.5 / 4.5, 1.4))
-    assert split_coordinates("fa3", 512, 128, 0.7)[0] == pytest.approx(4 * 1.5 / 4.5)
-    assert split_coordinates("fa2", 640, 128, 0.7) == (5.0, 0.7)
-    assert split_coordinates("bw", 640, 128, 0.7) == (5.0, 0.7)
 
 
 def test_split_form_runs_on_floats_and_arrays_alike():

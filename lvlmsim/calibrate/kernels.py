@@ -80,12 +80,17 @@ def regroups_gqa(op: Op, kernel: str | None) -> bool:
 
 
 def splits_kv(op: Op, kernel: str | None) -> bool:
-    """Whether a decode on `kernel` may split its keys and run a combine kernel after it: not FA2's windowed decode,
-    whose split count is set only when the GQA group is swapped into the query dimension (mha_varlen_fwd); not the
-    TRT-LLM-gen generation kernels of Blackwell, which reduce their KV splits inside the kernel (CgaSmemReduction
-    across the cluster, or GmemReduction by the last CTA) - the separate reduction kernel (runFmhaReduction,
+    """Whether a decode on `kernel` may split its keys and pay a combine kernel after it (the floor share of
+    SplitDecodeForm): FA2 (flash_api.cpp set_params_splitkv), but not its windowed decode, whose split count is set
+    only when the GQA group is swapped into the query dimension (mha_varlen_fwd). Not FA3: it launches its combine
+    with programmatic dependent launch (hopper/flash_api.cpp, run_mha_fwd_combine(params, stream, true
+    /*enable_pdl*/)), so the combine's launch and prologue overlap the attention kernel's tail. Not the TRT-LLM-gen
+    generation kernels of Blackwell, which reduce their KV splits inside the kernel (CgaSmemReduction across the
+    cluster, or GmemReduction by the last CTA); the separate reduction kernel (runFmhaReduction,
     GmemReductionWithSeparateKernel) runs only for the KeepsMmaAb kernels of head sizes above 256, which a GQA group
-    above 16 selects (fmhaKernels.cuh selectGqGenerationKernel / syncGqaGenerationTraitsForKernelHash)."""
+    above 16 selects (FlashInfer fmhaKernels.cuh selectGqGenerationKernel / syncGqaGenerationTraitsForKernelHash)."""
+    if kernel == "fa3":
+        return False
     if kernel == "bw":
         heads, kv_heads, d = op.shape[3], op.shape[4], op.shape[5]
         return d > 256 and heads > 16 * max(kv_heads, 1)

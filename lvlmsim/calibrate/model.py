@@ -481,28 +481,6 @@ def split_key_block(head_dim: float) -> float:
     return 256.0 if head_dim <= 64 else (128.0 if head_dim <= 128 else 64.0)
 
 
-# FA3's split decision (vllm-project/flash-attention hopper/heuristics.h num_splits_heuristic): no split once the
-# (sequence, kv-head) items reach 0.8 x SMs, nor with 4 key blocks or fewer ("we never split for hdim = 128 and
-# seqlen_k = 512"); key blocks of FA3's decode tiles (hopper/tile_size.h, paged KV without TMA: 128 keys up to head
-# size 128, 96 up to 192, 80 above). In the form's coordinates (FA2's step at 1.5 blocks and 1.6 items per SM).
-FA3_SPLIT_MIN_BLOCKS = 4.5
-FA3_SPLIT_ITEMS_PER_SM = 0.8
-
-
-def fa3_split_key_block(head_dim: float) -> float:
-    """Keys per block of FA3's decode kernel with vLLM's paged KV (kBlockN)."""
-    return 128.0 if head_dim <= 128 else (96.0 if head_dim <= 192 else 80.0)
-
-
-def split_coordinates(kernel: str | None, kv: float, head_dim: float, items_per_sm: float) -> tuple[float, float]:
-    """(key blocks, items per SM) scaled so that the form's FA2 thresholds (1.5 blocks, 1.6 items per SM) sit at
-    `kernel`'s own: FA3 splits only above 4 key blocks of its tiles and below 0.8 items per SM."""
-    if kernel == "fa3":
-        return (kv / fa3_split_key_block(head_dim) * 1.5 / FA3_SPLIT_MIN_BLOCKS,
-                items_per_sm * SPLIT_ITEMS_PER_SM / FA3_SPLIT_ITEMS_PER_SM)
-    return kv / split_key_block(head_dim), items_per_sm
-
-
 class SplitDecodeForm(DecodeForm):
     """DecodeForm plus two extra kernels a decode may run besides the attention kernel, each adding a fitted share of
     the floor:
@@ -516,8 +494,9 @@ class SplitDecodeForm(DecodeForm):
       at batch >= 2 and kv_heads >= 2, no window); the share is one fitted constant, learned from whichever FA2 device
       is among the training devices and zero elsewhere.
 
-    The general model links the split share to the kernel flags (prior 0): FA3 and the TRT-LLM kernels split too,
-    at other thresholds and costs.
+    The general model links the split share to the kernel flags (prior 0). FA3 and the TRT-LLM-gen kernels split too
+    but pay no combine kernel of their own (FA3 launches it under programmatic dependent launch, TRT-LLM-gen reduces
+    inside the kernel; lvlmsim.calibrate.kernels.splits_kv).
     """
 
     name = "decode+split"
@@ -529,11 +508,11 @@ class SplitDecodeForm(DecodeForm):
     def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
         batch, _q, kv, _heads, kvh, d = op.shape[:6]
         items = max(float(batch) * kvh, 1.0)
+        blocks = float(kv) / split_key_block(float(d))
         kernel = attention_kernel(hw)
-        per_sm = items / float(hw.sm_count or REF_SM_COUNT)
-        blocks, items_per_sm = split_coordinates(kernel, float(kv), float(d), per_sm)
         regroup = regroups_gqa(op, kernel)
-        return (*super().features(op, hw), blocks, items_per_sm, float(splits_kv(op, kernel)), float(regroup))
+        return (*super().features(op, hw), blocks, items / float(hw.sm_count or REF_SM_COUNT),
+                float(splits_kv(op, kernel)), float(regroup))
 
     def eff(self, xp, p, h, x):
         *base, split_share, regroup_share, floor_s = p
