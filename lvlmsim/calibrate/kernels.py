@@ -134,8 +134,8 @@ BW_KEY_TILE = 128  # keys per tile of those kernels (VarSeqQ128Kv128 in every co
 
 def prefill_tiles(kernel: str | None, head_dim: float) -> tuple[int, int] | None:
     """(query rows, keys) of the blocks a windowed prefill on `kernel` computes whole; None where not modelled
-    (FA3: tried with vLLM's FA3 tiles and PackGQA, it moved the Blackwell fold's held-out prefill from 10.5 to 16.2%
-    through the training rows; calibration/README.md)."""
+    (FA3: not shipped, a choice made on the leave-one-out table; benchmarks/window_tile_selection.py is the nested
+    check, which would pick it in three of four folds; calibration/README.md)."""
     if kernel in UNPACKED_WINDOWED_DECODE:
         return FA2_BLOCK_M, fa2_key_block(head_dim)
     if kernel == "bw":
