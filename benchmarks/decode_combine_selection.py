@@ -1,0 +1,80 @@
+"""Nested check of where the decode form adds the split-KV combine kernel's floor share (issues 11 and 16).
+
+    python benchmarks/decode_combine_selection.py      # ~1 min: 4 outer folds x (3 inner fits x 3 candidates + 1)
+
+Candidates for `lvlmsim.calibrate.kernels.splits_kv` on a full-attention decode:
+- `every`: every kernel that splits pays a combine kernel (the model before this wave's change);
+- `not-bw`: not Blackwell's TRT-LLM-gen generation kernels, which reduce their splits inside the kernel;
+- `not-bw-fa3` (shipped): nor FA3, which launches its combine under programmatic dependent launch.
+Both facts are from source (calibration/README.md), but the FA3 one was looked up after the leave-one-out table showed
+H100's fold worsen with `not-bw`. Per outer device the candidate is picked by an inner leave-one-out over the other
+three (mean of their median |error| on full and windowed decode rows), fitted on the three and priced on the outer one.
+Needs ../shared/data/measured (never copied into the project).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lvlmsim.calibrate import general, kernels, model  # noqa: E402
+from lvlmsim.calibrate.loo import held_out_report, load_devices  # noqa: E402
+from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
+from lvlmsim.ops.op import Op  # noqa: E402
+
+TABLES = ("generation_attention", "generation_attention_sliding")
+SHIPPED = kernels.splits_kv
+CANDIDATES = ("every", "not-bw", "not-bw-fa3")
+
+
+def splits_kv_as(candidate: str):
+    """splits_kv under `candidate`: the shipped rule, with FA3 and/or TRT-LLM-gen paying a combine whenever they
+    split (as before this change) where the candidate says so."""
+    def rule(op: Op, kernel: str | None) -> bool:
+        if (kernel == "fa3" and candidate != "not-bw-fa3") or (kernel == "bw" and candidate == "every"):
+            return True
+        return SHIPPED(op, kernel)
+    return rule
+
+
+def use(candidate: str) -> None:
+    model.splits_kv = splits_kv_as(candidate)
+
+
+def held_out(devices: dict, train: list[str], held: str) -> dict[str, float]:
+    """Median |error| per decode table of `held`, the decode family fitted on `train`."""
+    fit_rows = {devices[n][0].id: (devices[n][0], [r for r in devices[n][1] if r.family in TABLES]) for n in train}
+    fitted = general.fit_general(fit_rows, families=["attn_decode"])
+    rows = [r for r in devices[held][1] if r.family in TABLES]
+    report = held_out_report(fitted, devices[held][0], rows)[0]
+    return {t: report[t]["median_abs_pct_err"] for t in TABLES if t in report}
+
+
+def main() -> int:
+    measured = measured_dir(ROOT)
+    if measured is None:
+        print("shared/data/measured not found next to the checkout")
+        return 1
+    devices = load_devices(measured / "aiconfigurator" / "data")
+    for outer in devices:
+        inner = [n for n in devices if n != outer]
+        scores = {}
+        for candidate in CANDIDATES:
+            use(candidate)
+            scores[candidate] = float(np.mean([np.mean(list(held_out(devices, [n for n in inner if n != i], i)
+                                                             .values())) for i in inner]))
+        pick = min(scores, key=scores.get)
+        use(pick)
+        inner_text = "  ".join(f"{c} {scores[c]:5.1f}" for c in CANDIDATES)
+        print(f"{outer:<22} inner {inner_text}  pick {pick:<11} held-out {held_out(devices, inner, outer)}")
+    model.splits_kv = SHIPPED
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
