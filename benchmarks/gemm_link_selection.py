@@ -15,6 +15,8 @@ error next to the flat derate. A last line scores the candidates by leave-one-ou
 - nccl: all-reduce latency links: none, clock only (a0, a1 ~ 1/clock), clock + datacenter-Blackwell flag;
 - gemm-waves: the fp8 GEMM family's form: the plain GEMM form or its wave-quantised variant (WaveGemmForm: vLLM's
   per-tensor fp8 kernel does not split K), GEMM's links and ridge weight either way;
+- gemm-mono: the GEMM families' saturation steepness in m, n and k free or capped at 1 (MonotoneGemmForm: a smaller
+  dimension never takes longer) for all three families or for NVFP4 only, the fp8 family in waves either way;
 - custom-ar-stages: the custom all-reduce family's form: the plain all-reduce form or the one priced by the kernel's
   algorithm (StagedAllreduceForm: one stage reads (n-1) x the message, two stages add a barrier, a2), the shipped
   latency links (a2 takes a0's);
@@ -79,6 +81,12 @@ FAMILIES = {
     "gemm-waves": ("gemm", "setup:gemm.fp8", GEMM_KEYS,
                    {"plain": (general.LINKS["gemm"], None, "gemm+l2"), "waves": (general.LINKS["gemm"], None,
                                                                              "gemm+waves+l2")}),
+    "gemm-mono": ("gemm", "variants:gemm", GEMM_KEYS,
+                  {"free": (None, None, {"gemm": "gemm+l2", "gemm.fp8": "gemm+waves+l2", "gemm.fp4": "gemm+l2"}),
+                   "mono": (None, None, {"gemm": "gemm+mono+l2", "gemm.fp8": "gemm+waves+mono+l2",
+                                         "gemm.fp4": "gemm+mono+l2"}),
+                   "mono-fp4": (None, None, {"gemm": "gemm+l2", "gemm.fp8": "gemm+waves+l2",
+                                             "gemm.fp4": "gemm+mono+l2"})}),
     "custom-ar-stages": ("custom_allreduce", "setup:allreduce/custom", ["allreduce/custom"],
                          {"plain": (_nccl_links(general.CUSTOM_AR_LATENCY_LINKS), None, ""),
                           "stages": (_custom_links(general.CUSTOM_AR_LATENCY_LINKS), None, "allreduce+stages")}),
@@ -99,6 +107,9 @@ def _errors(keys: list[str], train: dict, hw, rows) -> tuple[np.ndarray, np.ndar
 def _use(form: str, candidate: tuple, saved: tuple) -> None:
     """Set a candidate's links: a form's default links, or ('setup:<key>') one family's FamilySetup links."""
     links, ridge, *variant = candidate
+    if form.startswith("variants:"):  # one form variant per family key, each with its form's links and ridge
+        general.FAMILY_SETUPS = {**saved[2], **{k: general.FamilySetup(v, None, None) for k, v in variant[0].items()}}
+        return
     if form.startswith("setup:"):
         key = form.split(":", 1)[1]
         was = saved[2][key]
@@ -149,6 +160,11 @@ def select(selection: str, devices: dict) -> None:
     finally:
         general.LINKS, general.RIDGE_WEIGHTS, general.FAMILY_SETUPS = saved
     ridge_now = saved[1].get(form, general.RIDGE_WEIGHT)
+    if form.startswith("variants:"):
+        now = {k: saved[2][k].variant if k in saved[2] else "gemm+l2" for k in keys}
+        same = [k for k, (_links, _ridge, variants) in candidates.items() if variants == now]
+        print(f"{'':<6}shipped: {same[0] if same else 'other'}")
+        return
     variant_now = saved[2][form.split(":", 1)[1]].variant if form.startswith("setup:") else None
     same = [k for k, (links, _ridge, *variant) in candidates.items()
             if links == _shipped_links(form, saved) and (not variant or variant[0] == variant_now)]

@@ -85,4 +85,31 @@ def test_wave_form_vectorised_path_matches_the_float_path():
 
 def test_fp8_family_of_the_general_model_uses_the_wave_form():
     assert FAMILY_SETUPS["gemm.fp8"].variant == "gemm+waves+l2"
-    assert "gemm.fp4" not in FAMILY_SETUPS and "gemm" not in FAMILY_SETUPS
+    assert "gemm" not in FAMILY_SETUPS  # bf16: the default form
+
+
+def _compute_s(form, k: int, pk: float) -> float:
+    """Compute time at full peak over efficiency of an m = n = 4096 GEMM with k0 = 1024 and steepness p_k."""
+    params = dict(zip(form.param_names, (q.init for q in form.params), strict=True))
+    params.update(k0=1024.0, pk=pk, pm=0.8, pn=0.8)  # m and n below the cap
+    op = gemm_op(4096, 4096, k, "fp4")
+    ec = form.eff(PYMATH, tuple(params[q.name] for q in form.core), {"tile_m": 1.0, "tile_n": 1.0},
+                  form.features(op, RTX))[0]
+    return op.flops / ec
+
+
+def test_monotone_form_never_prices_a_smaller_k_slower():
+    """With p_k = 3 and k0 = 1024 the free form takes (1024/32)^3 / (1024/64)^3 / 2 = 4x longer at k = 32 than at 64;
+    capped at p_k = 1 the k = 32 GEMM takes (1 + 32) / (1 + 16) / 2 of the k = 64 one's time (below 1)."""
+    from lvlmsim.calibrate.model import MonotoneGemmForm
+
+    free, mono = GemmForm(), MonotoneGemmForm()
+    assert _compute_s(free, 32, 3.0) / _compute_s(free, 64, 3.0) == pytest.approx(
+        (1 + 32**3) / (1 + 16**3) / 2, rel=1e-9)
+    assert _compute_s(mono, 32, 3.0) / _compute_s(mono, 64, 3.0) == pytest.approx((1 + 32) / (1 + 16) / 2, rel=1e-9)
+    assert _compute_s(mono, 32, 0.5) == pytest.approx(_compute_s(free, 32, 0.5))  # below the cap: unchanged
+
+
+def test_nvfp4_family_of_the_general_model_is_capped():
+    assert FAMILY_SETUPS["gemm.fp4"].variant == "gemm+mono+l2"
+    assert FORM_VARIANTS["gemm+mono+l2"].base.max_steepness == 1.0

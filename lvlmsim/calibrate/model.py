@@ -170,6 +170,7 @@ class GemmForm(Form):
         Param("floor_s", "floor", 3e-6, "per-kernel floor"),
     )
     hyper_grid = {"tile_m": (1.0, 64.0, 128.0), "tile_n": (1.0, 64.0, 128.0)}
+    max_steepness: float | None = None  # cap on pm, pn, pk (MonotoneGemmForm)
 
     def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
         m, n, k = op.shape[:3]
@@ -178,6 +179,9 @@ class GemmForm(Form):
     def eff(self, xp, p, h, x):
         ec_max, m0, pm, n0, pn, k0, pk, em_max, b0, pb, nb0, pnb, floor_s = p
         m, n, k, nbytes = x
+        if self.max_steepness is not None:
+            cap = self.max_steepness
+            pm, pn, pk = xp.minimum(pm, cap), xp.minimum(pn, cap), xp.minimum(pk, cap)
         ec = (ec_max * sat(xp, m, m0, pm) * sat(xp, n, n0, pn) * sat(xp, k, k0, pk)
               * tile(xp, m, h["tile_m"]) * tile(xp, n, h["tile_n"]))
         em = em_max * sat(xp, nbytes, b0, pb) * sat(xp, n, nb0, pnb)
@@ -418,11 +422,31 @@ class WaveGemmForm(GemmForm):
         return ec * tiles / (xp.ceil(tiles / sms) * sms), em, floor_s
 
 
+class MonotoneGemmForm(GemmForm):
+    """GemmForm whose saturations in m, n and k are at most linear (steepness capped at 1): below a half-saturation
+    point the compute time then goes as x^(1 - p), never up as the dimension shrinks, as a GEMM's work does not. A
+    steeper fitted saturation makes a smaller GEMM slower without bound once another device's features move the
+    half-saturation point: fitted on RTX PRO 6000's NVFP4 rows alone (p_k 1.3 and more), B300's k = 32-64 NVFP4 GEMMs
+    were priced up to 200x their measured time."""
+
+    name = "gemm+mono"
+    max_steepness = 1.0
+
+
+class MonotoneWaveGemmForm(WaveGemmForm):
+    """WaveGemmForm with MonotoneGemmForm's cap."""
+
+    name = "gemm+waves+mono"
+    max_steepness = 1.0
+
+
 # Form variants a family may name in its JSON (`form`), beyond its kind's default form.
 FORM_VARIANTS: dict[str, Form] = {}
 for _f in (GemmForm(), AttentionForm(), DecodeForm(), ElementwiseForm()):
     FORM_VARIANTS[f"{_f.name}+l2"] = CachedForm(_f)
 FORM_VARIANTS["gemm+waves+l2"] = CachedForm(WaveGemmForm())
+FORM_VARIANTS["gemm+mono+l2"] = CachedForm(MonotoneGemmForm())
+FORM_VARIANTS["gemm+waves+mono+l2"] = CachedForm(MonotoneWaveGemmForm())
 FORM_VARIANTS["allreduce+stages"] = StagedAllreduceForm()
 
 
