@@ -1,26 +1,30 @@
-"""Nested check of the windowed-prefill tile pricing on FA3 (issue 16), which is NOT shipped.
+"""Nested check of how windowed prefill is priced (issue 16): FA3's tiles, and the key loop a window leaves.
 
-    python benchmarks/window_tile_selection.py      # ~30 s: 4 outer folds x (3 inner fits x 2 candidates + 1)
+    python benchmarks/window_tile_selection.py      # ~1 min: 4 outer folds x (3 inner fits x 4 candidates + 4)
 
-Shipped (`lvlmsim.calibrate.kernels.prefill_tiles`): a windowed prefill is priced in whole tiles on FA2 (64-row query
-blocks) and on Blackwell's TRT-LLM-gen context kernels (256-row CTAs, 128-key tiles). The candidate `fa3` adds vLLM's
-FA3 with the same physics, from its source: tiles by head size (hopper/tile_size.h tile_size_fwd_sm90, paged KV
-without TMA: 192 x 128 causal / 192 x 160 local up to 64, 192 x 128 up to 96, 128 x 128 up to 128, 128 x 96 up to
-192, 128 x 80 causal / 128 x 64 local above), the local key loop starting at the window's first key rather than at
-its block (hopper/block.h get_n_block_min_max: n_offset), and PackGQA - rows of (token, query head) of one KV head -
-where vLLM's FA3 packs under varlen queries (hopper/heuristics.h should_pack_gqa: when the queries fit one block, or
-when packing fills the last block better by more than 10%).
+Shipped (`lvlmsim.calibrate.kernels.TILED_WINDOWED_PREFILL`): a windowed prefill is priced in whole tiles on FA2
+(64-row query blocks) and on Blackwell's TRT-LLM-gen context kernels (256-row CTAs, 128-key tiles). Candidates:
 
-It was tried, and left out after looking at the leave-one-device-out table (B300's held-out prefill went 10.5 ->
-15.7% and its windowed prefill 12.4 -> 20.1%). This script is the check that choice skipped: per outer device, the
-candidate is picked by an inner leave-one-out over the other three (mean over the inner devices of the median
-|error| of their full and windowed prefill rows), fitted on the three and priced on the outer one.
+* `fa3`: vLLM's FA3 with the same physics (`kernels.tile_work_factor`: hopper/tile_size.h tiles for paged KV read
+  without TMA, which a window always takes; the GQA group always packed on that path (flash_api.cpp get_pack_gqa,
+  run_mha_fwd's PackGQA = PackGQA_ || PagedKVNonTMA); the key loop from the window's first key, block.h n_offset).
+  An earlier version of this check packed only where should_pack_gqa's heuristic would, which that path never asks.
+* `keyloop` (with either tile set): a windowed row's efficiency read at the causal length with the same mean key
+  loop per query (2 x useful pairs per query - 1: about 2w - 1 once the window binds) instead of its query count,
+  and its tile factor taken against the causal kernel's tiles at that length. Argued from what a CTA does (a 128-row
+  block under a 128-key window runs 1-3 key tiles, like a causal block of a 256-token sequence), and measured on
+  the three windowed tables: a 128-key windowed row of >= 2048 tokens costs per useful pair 1.02-1.29 x a causal
+  row of 256 tokens with the same batch x tokens (H100 1.02-1.11, B300 1.20-1.24, RTX PRO 6000 1.05-1.29).
+
+Per outer device, the candidate is picked by an inner leave-one-out over the other three (mean over the inner
+devices of the mean of their full and windowed prefill medians |error|), fitted on the three and priced on the outer
+one. The last line applies the same selection to all four devices (leave-one-out over the four): that is what
+ships, and the nested figures are the honest held-out estimate of that procedure.
 Needs ../shared/data/measured (never copied into the project).
 """
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
@@ -30,69 +34,55 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lvlmsim.calibrate import general, kernels  # noqa: E402
+from lvlmsim.calibrate import model as forms  # noqa: E402
 from lvlmsim.calibrate.loo import held_out_report, load_devices  # noqa: E402
 from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
+from lvlmsim.ops.graph import local_pairs  # noqa: E402
 from lvlmsim.ops.op import ATTN_PREFILL, Op  # noqa: E402
 
 TABLES = ("context_attention", "context_attention_sliding")
-SHIPPED_TILE_FACTOR = kernels.window_tile_factor
+CANDIDATES = ("shipped", "fa3", "shipped+keyloop", "fa3+keyloop")
 SHIPPED_KERNELS = kernels.TILED_WINDOWED_PREFILL
+SHIPPED_TILE_WORK = kernels.tile_work_factor
+SHIPPED_FEATURES = forms.AttentionForm.features
 
 
-def fa3_tiles(head_dim: float, local: bool) -> tuple[int, int]:
-    """(kBlockM, kBlockN) of vLLM's FA3 prefill, bf16, paged KV without TMA (hopper/tile_size.h)."""
-    if head_dim <= 64:
-        return 192, (160 if local else 128)
-    if head_dim <= 96:
-        return 192, 128
-    if head_dim <= 128:
-        return 128, 128
-    if head_dim <= 192:
-        return 128, 96
-    return 128, (64 if local else 80)
-
-
-def packs_gqa(q: int, group: int, block_m: int) -> bool:
-    """vLLM's FA3 should_pack_gqa under varlen queries (hopper/heuristics.h)."""
-    if q <= block_m:
-        return True
-    padded = lambda n: -(-n // block_m) * block_m  # noqa: E731
-    return q / padded(q) < 0.9 * (q * group) / padded(q * group)
-
-
-@functools.lru_cache(maxsize=8192)
-def pairs_per_useful(q: int, past: int, window: int, block_m: int, block_n: int, group: int) -> float:
-    """Pairs FA3's blocks compute per useful pair: rows of (token, head) when packed, keys from the window's first
-    key (not its block) to the block of the causal limit, whole key blocks."""
-    starts = np.arange(0, q * group, block_m)
-    rows = np.minimum(block_m, q * group - starts)
-    tok_lo, tok_hi = starts // group, np.minimum((starts + rows - 1) // group + 1, q)
-    key_lo = np.maximum(0, tok_lo + past - (window - 1)) if window else np.zeros_like(tok_lo)
-    keys = -(-(tok_hi + past - key_lo) // block_n) * block_n
-    pos = np.arange(past, past + q) + 1.0
-    useful = (np.minimum(pos, window).sum() if window else pos.sum()) * group
-    return float((rows * keys).sum() / useful)
-
-
-def fa3_window_tile_factor(op: Op, kernel: str | None) -> float:
-    """The shipped factor, plus FA3's: its windowed blocks' work over its causal blocks' at the same length."""
-    if kernel != "fa3":
-        return SHIPPED_TILE_FACTOR(op, kernel)
+def key_loop_length(op: Op) -> float:
+    """The causal length whose mean keys per query equal this windowed row's (its own q where no window binds)."""
+    q = op.shape[1]
     if op.kind != ATTN_PREFILL or not op.window_tokens or not op.name.endswith(kernels.SLIDING_SUFFIX):
-        return 1.0
-    q, past = max(int(round(op.shape[1])), 1), int(round(max(op.shape[2] - op.shape[1], 0.0)))
-    if past + q <= op.window_tokens:
-        return 1.0
-    group = max(int(round(op.shape[3] / op.shape[4])), 1) if op.shape[4] else 1
-    (lm, ln), (cm, cn) = fa3_tiles(op.shape[5], True), fa3_tiles(op.shape[5], False)
-    local = pairs_per_useful(q, past, op.window_tokens, lm, ln, group if packs_gqa(q, group, lm) else 1)
-    return local / pairs_per_useful(q, 0, 0, cm, cn, group if packs_gqa(q, group, cm) else 1)
+        return q
+    past = max(op.shape[2] - q, 0.0)
+    return min(q, max(2.0 * local_pairs(past, q, op.window_tokens, "sliding") / max(q, 1.0) - 1.0, 1.0))
+
+
+def keyloop_features(self, op: Op, hw) -> tuple[float, ...]:
+    batch, q, _kv, heads, _kvh, d = op.shape[:6]
+    return (float(key_loop_length(op)), float(batch) * heads * max(float(q), 1.0), float(d), op.bytes)
+
+
+def keyloop_tile_work(op: Op, kernel: str | None) -> float:
+    """The windowed tiles per useful pair over the causal tiles at the key-loop length the efficiency now reads."""
+    factor = SHIPPED_TILE_WORK(op, kernel)
+    q_eq = max(int(round(key_loop_length(op))), 1)
+    if factor == 1.0 or q_eq >= op.shape[1]:
+        return factor
+    d, q = op.shape[5], max(int(round(op.shape[1])), 1)
+    if kernel == "fa3":
+        group = max(int(round(op.shape[3] / op.shape[4])), 1) if op.shape[4] else 1
+        m, n = kernels.fa3_prefill_tiles(d, False)
+        causal = kernels._packed_keys_per_pair
+        return factor * causal(q, 0, 0, m, n, group) / causal(q_eq, 0, 0, m, n, group)
+    m, n = kernels.prefill_tiles(kernel, d)
+    causal = kernels._tile_keys_per_pair
+    return factor * causal(q, 0, 0, n, m) / causal(q_eq, 0, 0, n, m)
 
 
 def use(candidate: str) -> None:
-    fa3 = candidate == "fa3"
-    kernels.window_tile_factor = fa3_window_tile_factor if fa3 else SHIPPED_TILE_FACTOR
-    kernels.TILED_WINDOWED_PREFILL = (*SHIPPED_KERNELS, "fa3") if fa3 else SHIPPED_KERNELS
+    tiles, _, keyloop = candidate.partition("+")
+    kernels.TILED_WINDOWED_PREFILL = (*SHIPPED_KERNELS, "fa3") if tiles == "fa3" else SHIPPED_KERNELS
+    kernels.tile_work_factor = keyloop_tile_work if keyloop else SHIPPED_TILE_WORK
+    forms.AttentionForm.features = keyloop_features if keyloop else SHIPPED_FEATURES
 
 
 def held_out(devices: dict, train: list[str], held: str) -> dict[str, float]:
@@ -104,26 +94,41 @@ def held_out(devices: dict, train: list[str], held: str) -> dict[str, float]:
     return {t: report[t]["median_abs_pct_err"] for t in TABLES if t in report}
 
 
+def loo_score(devices: dict, names: list[str]) -> tuple[float, dict[str, dict[str, float]]]:
+    """Mean over `names` of each one's mean prefill median |error|, each fitted on the others of `names`."""
+    per = {i: held_out(devices, [n for n in names if n != i], i) for i in names}
+    return float(np.mean([np.mean(list(v.values())) for v in per.values()])), per
+
+
+def fmt(tables: dict[str, float]) -> str:
+    return " / ".join(f"{tables[t]:4.1f}" for t in TABLES if t in tables)
+
+
 def main() -> int:
     measured = measured_dir(ROOT)
     if measured is None:
         print("shared/data/measured not found next to the checkout")
         return 1
     devices = load_devices(measured / "aiconfigurator" / "data")
+    print("held-out prefill / windowed prefill median |error| %; inner: mean of the inner folds")
     for outer in devices:
         inner = [n for n in devices if n != outer]
-        scores = {}
-        for candidate in ("shipped", "fa3"):
+        scores, outs = {}, {}
+        for candidate in CANDIDATES:
             use(candidate)
-            scores[candidate] = float(np.mean([np.mean(list(held_out(devices, [n for n in inner if n != i], i)
-                                                             .values())) for i in inner]))
-        pick = min(scores, key=scores.get)  # the shipped one on a tie
-        use(pick)
-        picked = held_out(devices, inner, outer)
-        use("fa3" if pick == "shipped" else "shipped")
-        other = held_out(devices, inner, outer)
-        print(f"{outer:<22} inner shipped {scores['shipped']:5.1f}  fa3 {scores['fa3']:5.1f}  pick {pick:<8} "
-              f"held-out {picked}  (the other: {other})")
+            scores[candidate] = loo_score(devices, inner)[0]
+            outs[candidate] = held_out(devices, inner, outer)
+        pick = min(scores, key=scores.get)  # the first (shipped) on a tie
+        print(f"{outer:<20} pick {pick:<16} held-out {fmt(outs[pick])}")
+        for candidate in CANDIDATES:
+            print(f"    {candidate:<16} inner {scores[candidate]:5.2f}  held-out {fmt(outs[candidate])}")
+    full = {}
+    for candidate in CANDIDATES:
+        use(candidate)
+        full[candidate], per = loo_score(devices, list(devices))
+        folds = ", ".join(f"{n} {fmt(v)}" for n, v in per.items())
+        print(f"all four, {candidate:<16} {full[candidate]:5.2f}  {folds}")
+    print(f"ships (leave-one-out over all four): {min(full, key=full.get)}")
     use("shipped")
     return 0
 

@@ -15,9 +15,11 @@ from lvlmsim.calibrate.kernels import (
     attention_kernel,
     dram_reread_factor,
     fa2_key_block,
+    fa3_prefill_tiles,
     gqa_reread_factor,
     l2_reuse_share,
     splits_kv,
+    tile_work_factor,
     window_tile_factor,
 )
 from lvlmsim.calibrate.measured import sliding_decode_attention_op, sliding_prefill_attention_op
@@ -189,6 +191,29 @@ def test_blackwell_windowed_prefill_tiles_by_hand():
     plain = CostModel(hw, DEFAULT_PROFILE).cost(op)
     tiled = CostModel(hw, KernelFeatureProfile(DEFAULT_PROFILE, "bw")).cost(op)
     assert tiled.compute_s == pytest.approx(expected * plain.compute_s)
+
+
+def test_fa3_windowed_prefill_tiles_by_hand():
+    """vLLM's FA3 runs a window on paged KV without TMA, which packs the GQA group (flash_api.cpp get_pagedkv_tma,
+    get_pack_gqa). Head size 256: local tiles 128 x 64, causal 128 x 80 (tile_size.h). 256 queries, window 128,
+    group 2: four blocks of 128 packed rows = 64 tokens each. Local key loops (from the first token's window start,
+    block.h n_offset, to the last token's causal limit): 64, 128, 191, 191 keys -> 64, 128, 192, 192 in 64-key
+    blocks = 576 keys x 128 rows = 73,728 pairs for 2 x (128 x 129 / 2 + 128 x 128) = 49,280 useful; causal:
+    64, 128, 192, 256 keys -> 80, 160, 240, 320 = 800 x 128 = 102,400 pairs for 2 x 256 x 257 / 2 = 65,792 useful.
+    The windowed kernel wastes less than the causal one here (factor < 1). Described, not priced
+    (TILED_WINDOWED_PREFILL), so window_tile_factor stays 1 on FA3."""
+    assert [fa3_prefill_tiles(d, True) for d in (64, 96, 128, 192, 256)] == [
+        (192, 160), (192, 128), (128, 128), (128, 96), (128, 64)]
+    assert [fa3_prefill_tiles(d, False) for d in (64, 256)] == [(192, 128), (128, 80)]
+    op = sliding_prefill_attention_op(batch=3, isl=256, heads=4, kv_heads=2, head_dim=256, window=128)
+    expected = (73_728 / 49_280) / (102_400 / 65_792)
+    assert tile_work_factor(op, "fa3") == pytest.approx(expected)
+    assert window_tile_factor(op, "fa3") == 1.0
+    assert tile_work_factor(sliding_prefill_attention_op(3, 128, 4, 2, 256, window=128), "fa3") == 1.0
+    # MHA (group 1): 128-row blocks of 128 tokens: local keys 128 and 255 -> 128 + 256 = 384 x 128 = 49,152 pairs
+    # for 24,640 useful; causal 128 + 256 (80-key blocks: 160 + 320) = 480 x 128 = 61,440 for 32,896
+    mha = sliding_prefill_attention_op(batch=1, isl=256, heads=2, kv_heads=2, head_dim=256, window=128)
+    assert tile_work_factor(mha, "fa3") == pytest.approx((49_152 / 24_640) / (61_440 / 32_896))
 
 
 def test_local_attention_ops_carry_their_window():

@@ -36,6 +36,18 @@ flash_api.cpp), paged KV:
   tiles per row at w = 128 where one is useful (host side, FlashInfer fmhaKernels.cuh: "the first tileKv might
   contain tokensKv that is out of the attention window").
 
+* FA3's windowed prefill (sm90; vllm-project/flash-attention hopper/) is described here too but NOT priced
+  (TILED_WINDOWED_PREFILL leaves it out: leave-one-device-out over all four devices prefers pricing it at 1,
+  benchmarks/window_tile_selection.py, which is also the nested check). Tiles by head size from
+  hopper/tile_size.h tile_size_fwd_sm90 for bf16 with paged KV read without TMA (`fa3_prefill_tiles`). A window
+  always runs that path: get_pagedkv_tma (hopper/flash_api.cpp) returns false for is_local ("we move k_ptr to the
+  start of sliding window by m_block"), and a causal prefill with vLLM's pages runs it too, since the page size
+  (16 in vLLM, 64 in aiconfigurator's collector) is no multiple of kBlockN (80-192). That path always packs the GQA
+  group: get_pack_gqa returns true for `page_table && !pagedkv_tma` before should_pack_gqa's heuristic is reached,
+  and run_mha_fwd compiles PackGQA = PackGQA_ || PagedKVNonTMA. A block of kBlockM packed rows holds kBlockM /
+  group tokens of one KV head; its key loop starts at its first token's window start, not at that key's block
+  (hopper/block.h get_n_block_min_max: n_offset), and ends at the block of its last token's causal limit.
+
 FA3 (pack_gqa) and the TRT-LLM decode kernels keep the group packed with a window. Nothing here is fitted: the
 decode profile prices the op as the kernel runs it (batch x heads work items of one head's keys each) at the DRAM
 traffic those facts leave, and the general fit prices its training rows the same way (`as_run` in
@@ -56,7 +68,7 @@ from lvlmsim.specs.hardware import HardwareSpec
 
 UNPACKED_WINDOWED_DECODE = ("fa2",)  # kernel generations whose windowed decode re-reads K/V per query head, unsplit
 REGROUPED_GQA_DECODE = ("fa2",)  # kernel generations that regroup a GQA decode's query heads outside the kernel
-TILED_WINDOWED_PREFILL = ("fa2", "bw")  # kernel generations whose windowed prefill is priced in whole tiles
+TILED_WINDOWED_PREFILL = ("fa2", "bw")  # kernel generations whose windowed prefill is priced in whole tiles (not FA3)
 SLIDING_SUFFIX = ".sliding"  # graph: llm.attention.sliding; validate rows: measured.attention.sliding
 
 
@@ -133,14 +145,43 @@ BW_KEY_TILE = 128  # keys per tile of those kernels (VarSeqQ128Kv128 in every co
 
 
 def prefill_tiles(kernel: str | None, head_dim: float) -> tuple[int, int] | None:
-    """(query rows, keys) of the blocks a windowed prefill on `kernel` computes whole; None where not modelled
-    (FA3: not shipped, a choice made on the leave-one-out table; benchmarks/window_tile_selection.py is the nested
-    check, which would pick it in three of four folds; calibration/README.md)."""
+    """(query rows, keys) of the blocks a windowed prefill on `kernel` computes whole, for kernels whose blocks hold
+    unpacked query rows (FA2, Blackwell's TRT-LLM-gen); None for others (FA3: `fa3_prefill_tiles`)."""
     if kernel in UNPACKED_WINDOWED_DECODE:
         return FA2_BLOCK_M, fa2_key_block(head_dim)
     if kernel == "bw":
         return BW_CTA_ROWS, BW_KEY_TILE
     return None
+
+
+def fa3_prefill_tiles(head_dim: float, local: bool) -> tuple[int, int]:
+    """(kBlockM, kBlockN) of vLLM's FA3 prefill, 16-bit, paged KV without TMA (hopper/tile_size.h
+    tile_size_fwd_sm90: 192 x 128 causal / 192 x 160 local up to head size 64, 192 x 128 up to 96, 128 x 128 up to
+    128, 128 x 96 up to 192, 128 x 80 causal / 128 x 64 local above; `local`: a sliding window)."""
+    if head_dim <= 64:
+        return 192, (160 if local else 128)
+    if head_dim <= 96:
+        return 192, 128
+    if head_dim <= 128:
+        return 128, 128
+    if head_dim <= 192:
+        return 128, 96
+    return 128, (64 if local else 80)
+
+
+@functools.lru_cache(maxsize=4096)
+def _packed_keys_per_pair(q: int, past: int, window: int, block_m: int, block_n: int, group: int) -> float:
+    """Pairs FA3's packed blocks compute per useful pair for `q` queries after `past` cached keys (window 0:
+    causal): a block of `block_m` rows of (token, query head) holds block_m / group tokens; its keys run from its
+    first token's window start (n_offset, exact) to its last token's causal limit, in whole `block_n`-key blocks."""
+    starts = np.arange(0, q * group, block_m)
+    rows = np.minimum(block_m, q * group - starts)
+    tok_lo, tok_hi = starts // group, np.minimum((starts + rows - 1) // group + 1, q)
+    key_lo = np.maximum(0, tok_lo + past - (window - 1)) if window else np.zeros_like(tok_lo)
+    keys = -(-(tok_hi + past - key_lo) // block_n) * block_n
+    pos = np.arange(past, past + q) + 1.0
+    useful = (np.minimum(pos, window).sum() if window else pos.sum()) * group
+    return float((rows * keys).sum() / useful)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -159,21 +200,34 @@ def _tile_keys_per_pair(q: int, past: int, window: int, block_n: int, block_m: i
     return float((rows * (hi - lo) * block_n).sum() / useful)
 
 
-def window_tile_factor(op: Op, kernel: str | None) -> float:
-    """Tile work of a windowed prefill on `kernel` (`prefill_tiles`: FA2, Blackwell's TRT-LLM-gen) per useful pair
-    over the causal kernel's at the same length (1 where the window never binds, for other kernels and other ops).
-    The cached keys before the chunk are op.kv_per_seq - q (exact below one window; beyond it every row sees a
-    whole window, as at past = w - 1)."""
-    tiles = prefill_tiles(kernel, op.shape[5]) if op.kind == ATTN_PREFILL else None
-    if tiles is None or not op.window_tokens or not op.name.endswith(SLIDING_SUFFIX):
+def tile_work_factor(op: Op, kernel: str | None) -> float:
+    """Tile work of a windowed prefill on `kernel` (FA2 and Blackwell's TRT-LLM-gen: `prefill_tiles`; FA3:
+    `fa3_prefill_tiles`, packed) per useful pair over the causal kernel's at the same length (1 where the window
+    never binds, for other kernels and other ops), whether or not the kernel's tiles are priced
+    (`window_tile_factor`). The cached keys before the chunk are op.kv_per_seq - q (exact below one window; beyond
+    it every row sees a whole window, as at past = w - 1)."""
+    if op.kind != ATTN_PREFILL or not op.window_tokens or not op.name.endswith(SLIDING_SUFFIX):
         return 1.0
+    d = op.shape[5]
+    tiles = prefill_tiles(kernel, d)
     q, kv = max(int(round(op.shape[1])), 1), op.shape[2]
     past = int(round(max(kv - q, 0.0)))
-    if past + q <= op.window_tokens:
+    if (tiles is None and kernel != "fa3") or past + q <= op.window_tokens:
         return 1.0
+    if tiles is None:  # FA3: the group packed into the rows, local and causal tiles of their own
+        group = max(int(round(op.shape[3] / op.shape[4])), 1) if op.shape[4] else 1
+        (lm, ln), (cm, cn) = fa3_prefill_tiles(d, True), fa3_prefill_tiles(d, False)
+        return (_packed_keys_per_pair(q, past, op.window_tokens, lm, ln, group)
+                / _packed_keys_per_pair(q, 0, 0, cm, cn, group))
     block_m, block_n = tiles
     return (_tile_keys_per_pair(q, past, op.window_tokens, block_n, block_m)
             / _tile_keys_per_pair(q, 0, 0, block_n, block_m))
+
+
+def window_tile_factor(op: Op, kernel: str | None) -> float:
+    """`tile_work_factor` where the kernel's windowed tiles are priced (TILED_WINDOWED_PREFILL: FA2, Blackwell's
+    TRT-LLM-gen), else 1."""
+    return tile_work_factor(op, kernel) if kernel in TILED_WINDOWED_PREFILL else 1.0
 
 
 def as_run(op: Op, hw: HardwareSpec) -> Op:
@@ -223,5 +277,5 @@ def with_kernel_features(profile: EfficiencyProfile, hw: HardwareSpec) -> Effici
 
 
 __all__ = ["KernelFeatureProfile", "as_run", "as_run_unpacked", "attention_kernel", "dram_reread_factor",
-           "fa2_key_block", "gqa_reread_factor", "l2_reuse_share", "prefill_tiles", "regroups_gqa", "splits_kv",
-           "window_tile_factor", "with_kernel_features"]
+           "fa2_key_block", "fa3_prefill_tiles", "gqa_reread_factor", "l2_reuse_share", "prefill_tiles",
+           "regroups_gqa", "splits_kv", "tile_work_factor", "window_tile_factor", "with_kernel_features"]
