@@ -1,6 +1,7 @@
 """Nested check of how windowed prefill is priced (issue 16): FA3's tiles, and the key loop a window leaves.
 
-    python benchmarks/window_tile_selection.py      # ~1 min: 4 outer folds x (3 inner fits x 4 candidates + 4)
+    python benchmarks/window_tile_selection.py      # ~35 s: 4 outer folds x 4 candidates x (3 inner fits + 1)
+    python benchmarks/window_tile_selection.py shipped fa3 none none+keyloop    # candidates by name
 
 Shipped (`lvlmsim.calibrate.kernels.TILED_WINDOWED_PREFILL`): a windowed prefill is priced in whole tiles on FA2
 (64-row query blocks) and on Blackwell's TRT-LLM-gen context kernels (256-row CTAs, 128-key tiles). Candidates:
@@ -41,7 +42,7 @@ from lvlmsim.ops.graph import local_pairs  # noqa: E402
 from lvlmsim.ops.op import ATTN_PREFILL, Op  # noqa: E402
 
 TABLES = ("context_attention", "context_attention_sliding")
-CANDIDATES = ("shipped", "fa3", "shipped+keyloop", "fa3+keyloop")
+CANDIDATES = ("shipped", "fa3", "shipped+keyloop", "fa3+keyloop")  # or name them: shipped|fa3|none[+keyloop]
 SHIPPED_KERNELS = kernels.TILED_WINDOWED_PREFILL
 SHIPPED_TILE_WORK = kernels.tile_work_factor
 SHIPPED_FEATURES = forms.AttentionForm.features
@@ -80,7 +81,7 @@ def keyloop_tile_work(op: Op, kernel: str | None) -> float:
 
 def use(candidate: str) -> None:
     tiles, _, keyloop = candidate.partition("+")
-    kernels.TILED_WINDOWED_PREFILL = (*SHIPPED_KERNELS, "fa3") if tiles == "fa3" else SHIPPED_KERNELS
+    kernels.TILED_WINDOWED_PREFILL = {"fa3": (*SHIPPED_KERNELS, "fa3"), "none": ()}.get(tiles, SHIPPED_KERNELS)
     kernels.tile_work_factor = keyloop_tile_work if keyloop else SHIPPED_TILE_WORK
     forms.AttentionForm.features = keyloop_features if keyloop else SHIPPED_FEATURES
 
@@ -110,20 +111,26 @@ def main() -> int:
         print("shared/data/measured not found next to the checkout")
         return 1
     devices = load_devices(measured / "aiconfigurator" / "data")
+    candidates = tuple(sys.argv[1:]) or CANDIDATES
+    bad = [c for c in candidates if c.partition("+")[0] not in ("shipped", "fa3", "none")
+           or c.partition("+")[2] not in ("", "keyloop")]
+    if bad:
+        print(f"candidate(s) {', '.join(bad)}: must be shipped, fa3 or none, optionally +keyloop")
+        return 2
     print("held-out prefill / windowed prefill median |error| %; inner: mean of the inner folds")
     for outer in devices:
         inner = [n for n in devices if n != outer]
         scores, outs = {}, {}
-        for candidate in CANDIDATES:
+        for candidate in candidates:
             use(candidate)
             scores[candidate] = loo_score(devices, inner)[0]
             outs[candidate] = held_out(devices, inner, outer)
         pick = min(scores, key=scores.get)  # the first (shipped) on a tie
         print(f"{outer:<20} pick {pick:<16} held-out {fmt(outs[pick])}")
-        for candidate in CANDIDATES:
+        for candidate in candidates:
             print(f"    {candidate:<16} inner {scores[candidate]:5.2f}  held-out {fmt(outs[candidate])}")
     full = {}
-    for candidate in CANDIDATES:
+    for candidate in candidates:
         use(candidate)
         full[candidate], per = loo_score(devices, list(devices))
         folds = ", ".join(f"{n} {fmt(v)}" for n, v in per.items())
