@@ -6,7 +6,9 @@
 Candidates per family key: `shipped` (its FamilySetup in lvlmsim.calibrate.general: bf16 GemmForm, fp8 WaveGemmForm),
 `tiles` (TiledGemmForm, variant gemm+tiles+l2: the best of CUTLASS's CTA tiles with tile quantisation, waves over
 the SMs and split-K, links TILE_LINKS) and `tiles-norate` (the same without the tensor-rate links of a0 and k0, added
-after `tiles`' held-out figures were seen). Nothing here is shipped: the tiled form lost (calibration/README).
+after `tiles`' held-out figures were seen); for fp8 also `dispatch` (DispatchFp8GemmForm: the tile vLLM's fp8 CUTLASS
+dispatch picks per architecture, added after the first run). Nothing here is shipped: the tiled forms lost
+(calibration/README).
 For each outer held-out device the candidate is chosen by an inner leave-one-out over the other devices only (median
 |error| over their rows of that dtype), then every candidate is fitted on those devices and priced on the outer one:
 the `nested` column is the chosen candidate's outer error, the others each candidate's. Then leave-one-out over all
@@ -99,11 +101,61 @@ TILE_LINKS = {"b0": {"log_bw": 1.0}, "ec_max": {"log_power": 0.5}, "cache_boost"
 DTYPES = {"gemm": "bf16", "gemm.fp8": "fp8"}
 
 
+# vLLM's per-tensor fp8 CUTLASS kernel (CutlassFP8ScaledMMLinearKernel): the CTA tile its dispatch picks per
+# architecture by m (and n or k), read from vllm-project/vllm csrc/quantization/w8a8/cutlass/c3x/
+# scaled_mm_sm{90,100,120}_fp8_dispatch.cuh (commits 68f442e, 487e7b0, 3da1af5; the measured tables' build may differ).
+# Rows: (compute-capability major, predicate on (m, n, k), tile over the kernel's rows, tile over its columns, swap A
+# and B: the kernel's rows are then the weight's n). sm100 tiles whose cluster is even in M run as 2-SM MMA (CUTLASS's
+# KernelScheduleAuto), so each SM holds half the listed M (256x128 -> 128x128, 128x128 -> 64x128, 128x32 -> 64x32,
+# 128x64 -> 64x64). Persistent scheduling: the tiles run in ceil(tiles / SMs) waves, no split-K.
+FP8_DISPATCH = (
+    (9, lambda m, n, k: m <= 16, 64.0, 16.0, True),
+    (9, lambda m, n, k: (m > 16) & (m <= 64) & (n <= 1280), 64.0, 16.0, True),
+    (9, lambda m, n, k: (m > 16) & (m <= 64) & (n > 1280), 64.0, 64.0, True),
+    (9, lambda m, n, k: (m > 64) & (m <= 128), 64.0, 128.0, False),
+    (9, lambda m, n, k: m > 128, 128.0, 128.0, False),
+    (10, lambda m, n, k: m <= 16, 64.0, 32.0, True),
+    (10, lambda m, n, k: (m == 64) & (k < 4096), 64.0, 64.0, False),
+    (10, lambda m, n, k: (m > 16) & (m <= 64) & ((m < 64) | (k >= 4096)), 64.0, 64.0, True),
+    (10, lambda m, n, k: (m > 64) & (m <= 256), 64.0, 128.0, False),
+    (10, lambda m, n, k: m > 256, 128.0, 128.0, False),
+    (12, lambda m, n, k: m <= 16, 16.0, 64.0, False),
+    (12, lambda m, n, k: (m > 16) & (m <= 32), 32.0, 64.0, False),
+    (12, lambda m, n, k: (m > 32) & (m <= 256), 64.0, 64.0, False),
+    (12, lambda m, n, k: m > 256, 128.0, 128.0, False),
+)
+
+
+class DispatchFp8GemmForm(TiledGemmForm):
+    """TiledGemmForm with the tile vLLM's fp8 dispatch picks (FP8_DISPATCH) instead of the best one, no split-K."""
+
+    name = "gemm+dispatch"
+    hyper_grid = {}
+
+    def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
+        cc = (hw.compute_capability or "9").split(".")[0]
+        return (*super().features(op, hw), float(cc) if cc.isdigit() else 9.0)
+
+    def eff(self, xp, p, h, x):
+        ec_max, a0, k0, pk, em_max, b0, pb, nb0, pnb, floor_s = p
+        m, n, k, nbytes, sms, arch = x
+        ec = 0.0
+        for cc, picks, tm, tn, swap in FP8_DISPATCH:
+            rows, cols = (n, m) if swap else (m, n)
+            tiles = xp.ceil(rows / tm) * xp.ceil(cols / tn)
+            useful = m * n / (xp.ceil(tiles / sms) * sms * tm * tn)
+            mma = 1.0 / (1.0 + a0 * (tm + tn) / (tm * tn))
+            ec = ec + (arch == cc) * picks(m, n, k) * useful * mma * sat(xp, k * (tm * tn / 16384.0), k0, pk)
+        em = em_max * sat(xp, nbytes, b0, pb) * sat(xp, n, nb0, pnb)
+        return ec_max * ec, em, floor_s
+
+
 def candidates(key: str) -> dict[str, general.FamilySetup]:
     shipped = general.FAMILY_SETUPS.get(key, general.FamilySetup("gemm+l2", None, None))
     no_rate = {p: fs for p, fs in TILE_LINKS.items() if p not in ("a0", "k0")}
     return {"shipped": shipped, "tiles": general.FamilySetup("gemm+tiles+l2", TILE_LINKS, None),
-            "tiles-norate": general.FamilySetup("gemm+tiles+l2", no_rate, None)}
+            "tiles-norate": general.FamilySetup("gemm+tiles+l2", no_rate, None),
+            **({"dispatch": general.FamilySetup("gemm+dispatch+l2", TILE_LINKS, None)} if key == "gemm.fp8" else {})}
 
 
 def _errors(key: str, setup: general.FamilySetup, train: dict, hw, rows) -> np.ndarray:
@@ -147,7 +199,7 @@ def select(key: str, devices: dict) -> None:
             outer_errs[label].append(err)
         nested.append(errs[choice])
         inner = "  ".join(f"{k} {v:.1f}" for k, v in scores.items())
-        print(f"  {outer:<22}{inner:<52}{choice:<14}" + "  ".join(f"{_cell(e):>13}" for e in errs.values())
+        print(f"  {outer:<22}{inner:<66}{choice:<14}" + "  ".join(f"{_cell(e):>13}" for e in errs.values())
               + f"   {_cell(errs[choice])}")
     pooled = "   ".join(f"{c} {_cell(np.concatenate(e))}" for c, e in outer_errs.items())
     print(f"  all devices (pooled held-out): {pooled}   nested {_cell(np.concatenate(nested))}")
@@ -180,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     # registered for this run only: the package ships no tiled form (it did not win the nested check)
     model.FORM_VARIANTS["gemm+tiles+l2"] = CachedForm(TiledGemmForm())
+    model.FORM_VARIANTS["gemm+dispatch+l2"] = CachedForm(DispatchFp8GemmForm())
     t0 = time.perf_counter()
     devices = {n: (hw, [r for r in rows if r.family == "gemm"])
                for n, (hw, rows) in load_devices(measured / "aiconfigurator" / "data").items()}

@@ -65,3 +65,35 @@ def test_numpy_and_float_paths_agree():
     vec = form.eff(np_math(), _params(a0=8.0, k0=64.0), h, x)[0]
     one = [form.eff(PYMATH, _params(a0=8.0, k0=64.0), h, tuple(float(c[i]) for c in x))[0] for i in range(4)]
     assert vec == pytest.approx(one)
+
+
+def test_fp8_dispatch_prices_the_tile_vllm_picks():
+    """m 16, n 4096, k 4096 in fp8: on sm90 vLLM swaps A and B and runs 64x16 tiles over (n, m): 64 tiles, one wave
+    of 132 SMs, 16 x 4096 / (132 x 64 x 16) = 0.485 of the machine; on sm120 (188 SMs) 16x64 tiles over (m, n): 64
+    tiles, 16 x 4096 / (188 x 16 x 64) = 0.340; m 512 on sm90 takes the default 128x128 tile: 4 x 32 = 128 tiles,
+    one wave, 512 x 4096 / (132 x 16384)."""
+    form = _bench().DispatchFp8GemmForm()
+
+    def ec(m: float, sms: float, arch: float) -> float:
+        return form.eff(PYMATH, _params(), {}, (m, 4096.0, 4096.0, 1e8, sms, arch))[0]
+
+    assert ec(16, H100_SMS, 9) == pytest.approx(16 * 4096 / (132 * 64 * 16))
+    assert ec(16, 188.0, 12) == pytest.approx(16 * 4096 / (188 * 16 * 64))
+    assert ec(512, H100_SMS, 9) == pytest.approx(512 * 4096 / (132 * 16384))
+
+
+@pytest.mark.parametrize("arch", [9.0, 10.0, 12.0])
+def test_fp8_dispatch_numpy_and_float_paths_agree(arch: float):
+    """Every dispatch branch (m 1 to 4096, sm100's m = 64 with k below and above 4096) prices the same in both paths,
+    and exactly one tile applies to each row (the efficiency is never 0)."""
+    bench = _bench()
+    form = bench.DispatchFp8GemmForm()
+    m = np.array([1.0, 16, 17, 32, 33, 64, 64, 65, 128, 129, 256, 257, 4096])
+    n = np.full(len(m), 2048.0)
+    k = np.where(np.arange(len(m)) == 6, 8192.0, 2048.0)
+    x = (m, n, k, np.full(len(m), 1e8), np.full(len(m), 148.0), np.full(len(m), arch))
+    vec = form.eff(np_math(), _params(a0=8.0, k0=64.0), {}, x)[0]
+    one = [form.eff(PYMATH, _params(a0=8.0, k0=64.0), {}, tuple(float(c[i]) for c in x))[0] for i in range(len(m))]
+    assert vec == pytest.approx(one) and min(one) > 0
+    picked = sum(picks(m, n, k).astype(int) for cc, picks, *_ in bench.FP8_DISPATCH if cc == arch)
+    assert (picked == 1).all()
