@@ -163,3 +163,48 @@ def test_family_setups_pick_their_forms_and_drop_borrowed_rows():
     assert not FAMILY_SETUPS["attn_encoder"].auxiliary
     assert len(grouped["attn_encoder"]["h100-sxm"][1]) == 1
     assert math.isclose(FAMILY_SETUPS["attn_decode"].ridge, 0.1)
+
+
+def _work_selection():
+    """benchmarks/attention_work_selection.py as a module; FORM_VARIANTS restored after its import adds its forms."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "attention_work_selection.py"
+    spec = importlib.util.spec_from_file_location("attention_work_selection", path)
+    mod = importlib.util.module_from_spec(spec)
+    saved = dict(FORM_VARIANTS)
+    try:
+        spec.loader.exec_module(mod)
+        forms = {k: FORM_VARIANTS[k] for k in set(FORM_VARIANTS) - set(saved)}
+    finally:
+        FORM_VARIANTS.clear()
+        FORM_VARIANTS.update(saved)
+    return mod, forms
+
+
+def test_work_per_sm_counts_tokens_or_128_row_query_tiles_over_the_sms():
+    """The nested check's per-SM work: 2 sequences x 16 heads x 300 tokens on H100's 132 SMs is 72.7 tokens or
+    2 x 16 x ceil(300 / 128) = 96 tiles, 0.727 per SM; B300's 160 SMs hold the same work at 132/160 of that."""
+    mod, forms = _work_selection()
+    op = encoder_attention_op(2, 300, 16, 64)
+    assert mod.parallel_work(op, H100, "sm_tokens") == pytest.approx(2 * 16 * 300 / 132)
+    assert mod.parallel_work(op, H100, "sm_tiles") == pytest.approx(2 * 16 * 3 / 132)
+    assert mod.parallel_work(op, B300, "sm_tiles") == pytest.approx(2 * 16 * 3 / 160)
+    shipped = FORM_VARIANTS["attention+softmax"].features(op, H100)
+    per_sm = forms["attention+softmax+sm_tokens"].features(op, H100)
+    assert per_sm[1] == pytest.approx(2 * 16 * 300 / 132) and per_sm[:1] + per_sm[2:] == shipped[:1] + shipped[2:]
+    assert set(forms) == {"attention+sm_tokens+l2", "attention+sm_tiles+l2", "attention+softmax+sm_tokens",
+                          "attention+softmax+sm_tiles"}
+
+
+def test_work_selection_candidates_change_only_their_named_links():
+    """`+rate` links w0 to the SM's tensor rate with GEMM's prior 1/2, `-q0` drops q0's link, `clock` adds a floor
+    in cycles (exponent -1) to the shipped links; the shipped candidate is FAMILY_SETUPS' own entry."""
+    mod, _ = _work_selection()
+    enc = mod.setup("encoder", "sm_tokens+rate-q0")
+    assert enc.variant == "attention+softmax+sm_tokens" and "q0" not in enc.links
+    assert enc.links["w0"] == {"log_sm_rate": 0.5} and enc.links["b0"] == FAMILY_SETUPS["attn_encoder"].links["b0"]
+    clock = mod.setup("prefill", "clock")
+    assert clock.links["floor_s"] == {**FAMILY_SETUPS["attn_prefill"].links["floor_s"], "log_clock": -1.0}
+    assert mod.setup("prefill", "shipped") is FAMILY_SETUPS["attn_prefill"]
