@@ -3,6 +3,7 @@
     python benchmarks/attention_work_selection.py                 # both families, every candidate, ~2.5 min
     python benchmarks/attention_work_selection.py encoder shipped sm_tiles-q0     # one family, candidates by name
     python benchmarks/attention_work_selection.py prefill fa3 fa3+sm_tokens fa3+sm_tiles     # with FA3's tiles
+    python benchmarks/attention_work_selection.py --bands encoder shipped sm_tokens+rate   # signed error by tokens
 
 FlashAttention-2/3/4 and TRT-LLM-gen's context kernels launch one CTA per (128-256-row query tile, head, sequence),
 so the work that fills a GPU is counted in tiles per SM, not in tokens against peak FLOP/s. Candidates, per family
@@ -40,6 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from lvlmsim.calibrate import general  # noqa: E402
 from lvlmsim.calibrate import model as forms  # noqa: E402
+from lvlmsim.calibrate.fit import cost_model_times  # noqa: E402
+from lvlmsim.calibrate.kernels import with_kernel_features  # noqa: E402
 from lvlmsim.calibrate.loo import held_out_report, load_devices  # noqa: E402
 from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
 from lvlmsim.ops.op import Op  # noqa: E402
@@ -151,6 +154,27 @@ def held_out(devices: dict, family: str, train: list[str], held: str) -> dict[st
     return {t: report[t]["median_abs_pct_err"] for t in tables if t in report}
 
 
+TOKEN_BANDS = ((1, 256), (257, 1024), (1025, None))  # tokens per sequence: where the small-kernel misses sit
+
+
+def signed_bands(devices: dict, family: str, train: list[str], held: str) -> str:
+    """Signed median error (priced / measured - 1, %) per TOKEN_BANDS of `held`'s rows of `family`, fitted on
+    `train`: which way, and in which regime, a held-out device is missed."""
+    key, tables, _ = FAMILIES[family]
+    hw, rows = devices[held][0], [r for r in devices[held][1] if r.family in tables]
+    fit_rows = {devices[n][0].id: (devices[n][0], [r for r in devices[n][1] if r.family in tables]) for n in train}
+    model = general.fit_general(fit_rows, families=[key])
+    err = cost_model_times(rows, hw, with_kernel_features(model.profile_for(hw), hw)) / np.array(
+        [r.measured_s for r in rows]) - 1.0
+    q = np.array([r.op.shape[1] for r in rows])
+    out = []
+    for lo, hi in TOKEN_BANDS:
+        sel = (q >= lo) & (q <= (hi or np.inf))
+        if sel.any():
+            out.append(f"{lo}-{hi or ''} tokens ({sel.sum()}) {100 * np.median(err[sel]):+5.1f}%")
+    return ", ".join(out)
+
+
 def loo_score(devices: dict, family: str, names: list[str]) -> tuple[float, dict[str, dict[str, float]]]:
     """Mean over `names` with the family's tables of each one's mean median |error|, each fitted on the others."""
     per = {i: held_out(devices, family, [n for n in names if n != i], i) for i in names}
@@ -194,8 +218,9 @@ def main() -> int:
     if measured is None:
         print("shared/data/measured not found next to the checkout")
         return 1
-    families = [a for a in sys.argv[1:] if a in FAMILIES] or list(FAMILIES)
-    named = tuple(a for a in sys.argv[1:] if a not in FAMILIES)
+    args = [a for a in sys.argv[1:] if a != "--bands"]
+    families = [a for a in args if a in FAMILIES] or list(FAMILIES)
+    named = tuple(a for a in args if a not in FAMILIES)
     for family in families:
         known = FAMILIES[family][2] + NAMED_ONLY[family]
         bad = [c for c in named if c not in known]
@@ -204,6 +229,16 @@ def main() -> int:
             return 2
     devices = load_devices(measured / "aiconfigurator" / "data")
     for family in families:
+        if "--bands" in sys.argv:  # leave-one-out over all four, signed error per token band
+            print(f"{family}: held-out signed median error (priced / measured - 1) by tokens per sequence")
+            for candidate in named or FAMILIES[family][2]:
+                use(family, candidate)
+                for held in devices:
+                    if any(r.family in FAMILIES[family][1] for r in devices[held][1]):
+                        train = [n for n in devices if n != held]
+                        print(f"  {candidate:<14} {held:<20} {signed_bands(devices, family, train, held)}", flush=True)
+            use(family, "shipped")
+            continue
         select(devices, family, named or FAMILIES[family][2])
     return 0
 
