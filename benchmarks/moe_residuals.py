@@ -8,8 +8,9 @@ slower than priced. Sections:
 
 - alignment: Triton rows whose expert width per GPU (inter / moe_tp) is not a multiple of 16 against the rest
   (lvlmsim.calibrate.moe.TRITON_ALIGN: Triton's divisibility-16 specialisation of the strides).
-- triton-configs: A100's Triton rows by whether vLLM ships a tuned fused_moe config for their (local experts E,
-  expert width per GPU N) on that GPU (TRITON_CONFIGS below); without one the kernel runs vLLM's default tile config.
+- triton-configs: each device's Triton rows by whether vLLM ships a tuned fused_moe config for their (local experts E,
+  expert width per GPU N, GPU, dtype) (calibration/vllm_fused_moe_configs.yaml, lvlmsim.calibrate.moe.triton_config);
+  without one the kernel runs vLLM's default tile config.
 - fp8-per-tensor: each quantized kernel_source against the same device's bf16 kernel on the configurations both ran
   (median time ratio per token range), and the weight bandwidth each kernel_source reaches while memory-bound (1 to 8
   tokens, one GPU, balanced load: the extra weight bytes of the extra experts touched over the extra time).
@@ -46,15 +47,6 @@ DEVICES = {"a100_sxm": "a100-sxm-80gb", "h100_sxm": "h100-sxm", "b300_sxm": "b30
            "rtx_pro_6000_server": "rtx-pro-6000-server"}
 TOKEN_BINS = [0, 16, 256, 1024, 4096, 10**9]
 TOKEN_LABELS = ["1-16", "17-256", "257-1024", "1025-4096", ">4096"]
-# (local experts E, expert width per GPU N) of A100's table for which vLLM's repository does / does not hold
-# vllm/model_executor/layers/fused_moe/configs/E={E},N={N},device_name=NVIDIA_A100-SXM4-80GB.json (bf16: no dtype
-# suffix), looked up in the vLLM repository's history. The configs directory's README: "For different settings of E,
-# N, device_name the JSON file contains a mapping from M (batch size) to the chosen configuration"; the kernel falls
-# back to a default tile config otherwise. Pairs not listed were not looked up.
-TRITON_CONFIGS = {
-    "a100-sxm-80gb": {"tuned": {(8, 7168), (8, 3584), (8, 1792), (8, 4096), (8, 2048), (128, 192)},
-                      "untuned": {(8, 14336), (8, 16384), (8, 8192), (128, 768), (128, 1536), (128, 384)}},
-}
 
 
 def token_bin(tokens) -> pd.Categorical:
@@ -90,15 +82,13 @@ def alignment(data_root: Path, devices: dict) -> None:
 
 def triton_configs(data_root: Path, devices: dict) -> None:
     for gpu, hw in devices.items():
-        known = TRITON_CONFIGS.get(hw.id)
-        if not known:
+        frame, data = held_out_residuals(data_root, gpu, hw)
+        frame["vllm_config"] = np.where(data.triton_default, "default", "tuned")
+        frame = frame[frame.kernel == "triton"]
+        if not len(frame):
             continue
-        frame, _ = held_out_residuals(data_root, gpu, hw)
-        keys = zip(frame.experts // frame.ep, frame.inter_local, strict=True)
-        frame["vllm_config"] = ["tuned" if k in known["tuned"] else "untuned" if k in known["untuned"] else
-                                "not looked up" for k in keys]
         frame["ep_range"] = np.where(frame.ep == 1, "ep 1", "ep > 1")
-        show(frame, ["vllm_config", "ep_range"], f"{hw.id}: Triton rows by vLLM tuned config for (E, N)")
+        show(frame, ["vllm_config", "ep_range"], f"{hw.id}: Triton rows by vLLM tuned config for (E, N, dtype)")
 
 
 def _every_kernel(data_root: Path, gpu: str) -> pd.DataFrame:

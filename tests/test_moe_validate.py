@@ -11,6 +11,7 @@ from lvlmsim.calibrate.moe import (
     START,
     MoEData,
     compare_moe,
+    default_block_m,
     expert_gated,
     fit_moe,
     kernel_family,
@@ -20,6 +21,7 @@ from lvlmsim.calibrate.moe import (
     params_for,
     predict,
     table_routing,
+    triton_config,
 )
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.graph import experts_touched
@@ -205,6 +207,62 @@ def test_triton_rows_of_an_unaligned_expert_width_are_their_own_regime(tmp_path)
     rep = compare_moe(d, hw, list(START), "test")
     assert rep["regimes"]["triton, inter/GPU % 16 != 0"]["n"] == 1
     assert rep["regimes"]["aligned or not triton"]["n"] == 2
+
+
+TRITON_SRC = "vllm_unquantizedfusedmoe_triton_tritonexperts"
+
+
+def test_vllm_ships_tuned_triton_configs_per_gpu_experts_width_and_dtype():
+    """calibration/vllm_fused_moe_configs.yaml: Mixtral's E=8 at N=7168 (TP 2) has an H100 file, N=14336 (TP 1)
+    none; the block-fp8 list is its own; a GPU the listing does not name runs the default config."""
+    assert triton_config("h100-sxm", 8, 7168, "bfloat16") == "tuned"
+    assert triton_config("h100-sxm", 8, 14336, "bfloat16") == "default"
+    assert triton_config("h100-sxm", 256, 128, "fp8_block") == "tuned"
+    assert triton_config("h100-sxm", 8, 7168, "fp8_block") == "default"
+    assert triton_config("h100-sxm", 8, 7168, "fp8") == "default"  # per-tensor fp8: no file listed
+    assert triton_config("a100-sxm-80gb", 128, 192, "bfloat16") == "tuned"
+    assert triton_config("b300", 8, 7168, "bfloat16") == "default"
+
+
+def test_default_triton_config_tile_follows_get_default_config():
+    assert default_block_m(128, 128, "bfloat16") == 16  # M <= E
+    assert default_block_m(129, 128, "bfloat16") == 64
+    assert default_block_m(1, 128, "fp8_block") == 64
+
+
+def test_triton_rows_record_their_vllm_config_and_only_the_tried_model_prices_it(tmp_path):
+    """Mixtral's shape on H100 at TP 1 (N 14336: no file) and TP 2 (N 7168: tuned); a CUTLASS row is not Triton.
+    The shipped model prices both Triton rows alike; default_tiles pads the default row to 64-row tiles (16 tokens
+    x top-2 = 32 rows over 8 experts, M 16 > E 8) and a seventh parameter slows its GEMMs."""
+    rows = [f"{TRITON_SRC},bfloat16,16,4096,14336,2,8,1,1,balanced,0.5",
+            f"{TRITON_SRC},bfloat16,16,4096,14336,2,8,2,1,balanced,0.3",
+            "x_flashinfer_cutlass_y,bfloat16,16,4096,768,2,8,1,1,balanced,0.1"]
+    hw = load_hardware("h100-sxm")
+    d = load_moe_table(_table(tmp_path, rows), hw)
+    by_width = dict(zip(d.inter_local.tolist(), d.triton_default.tolist(), strict=True))
+    assert by_width == {14336: True, 7168: False, 768: False}
+    assert d.padded_rows.tolist() == [8 * 128] * 3  # 4 rows per expert, one TILE_M tile each
+    rep = compare_moe(d, hw, list(START), "test")
+    assert rep["regimes"]["triton, vLLM default config"]["n"] == 1
+    assert rep["regimes"]["triton, vLLM tuned config"]["n"] == 1 and rep["regimes"]["not triton"]["n"] == 1
+    tiles = load_moe_table(_table(tmp_path / "t", rows), hw, default_tiles=True)
+    assert dict(zip(tiles.inter_local.tolist(), tiles.padded_rows.tolist(), strict=True)) == {
+        14336: 8 * 64, 7168: 8 * 128, 768: 8 * 128}
+    base, slowed = predict(list(START), d, hw), predict([*START, 0.5], d, hw)
+    dflt = d.triton_default
+    assert slowed[~dflt] == pytest.approx(base[~dflt])
+    no_gemm = MoEData(**{**d.__dict__, **{k: 0 * getattr(d, k) for k in ("flops_up", "bytes_up", "flops_down",
+                                                                         "bytes_down")}})
+    gemm_s = base[dflt] - predict(list(START), no_gemm, hw)[dflt]
+    assert slowed[dflt] - base[dflt] == pytest.approx(gemm_s)  # GEMMs at half the efficiency: twice the time
+
+
+def test_the_default_config_parameter_is_left_alone_without_default_config_rows(tmp_path):
+    root = _table(tmp_path, [f"x_cutlass,bfloat16,{t},2048,768,8,128,1,1,balanced,{0.05 + t * 1e-4}"
+                             for t in (1, 16, 256)])
+    hw = load_hardware("h100-sxm")
+    got = fit_moe([(load_moe_table(root, hw), hw)], triton_default=True)
+    assert len(got) == len(PARAM_NAMES) + 1 and got[-1] == pytest.approx(1.0)
 
 
 def test_bad_folder_is_a_clear_error(tmp_path):

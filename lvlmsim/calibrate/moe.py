@@ -29,6 +29,10 @@ FlashInfer's CUTLASS and TRT-LLM kernels permute only the local rows. A quantize
 same device's bf16 kernel on the same shapes (H100's per-tensor fp8 FlashInfer CUTLASS MoE: 2.2x) is not using its
 dtype's peak: its rows are reported but not fitted (`slower_than_bf16`), since no datasheet predicts a defect.
 
+Each Triton row also records whether vLLM ships a tuned tile config for it (`triton_config`, from
+calibration/vllm_fused_moe_configs.yaml) or runs its default one; that is reported as a regime, not priced (a
+nested leave-one-device-out kept the plain model, docs/moe.md round 4).
+
 `fit_moe` minimises the mean over devices of each device's mean |log(pred/measured)| by Nelder-Mead on a seeded
 sample of FIT_ROWS rows per device; `leave_one_device_out` fits each device out in turn. `benchmarks/moe_fit.py`
 writes those folds and the all-devices fit to `calibration/profiles/general/moe.json`, which `moe_report` (and
@@ -93,6 +97,51 @@ LEGACY_SOURCES = ("vllm_fused_moe",)
 # model prices them, at every token count (benchmarks/moe_residuals.py alignment). Reported as a regime, not priced:
 # a fitted penalty shared by the two Triton devices did not transfer between them (docs/moe.md).
 TRITON_ALIGN = 16
+# vLLM's Triton fused MoE runs a tuned tile config where vLLM ships one for (local experts E, expert width per GPU N,
+# GPU name, dtype) and get_default_config otherwise (calibration/vllm_fused_moe_configs.yaml: the listing and the
+# default's BLOCK_SIZE_M); each row records which (`MoEData.triton_default`, validate's `vllm config` regime). Pricing
+# it (default-config rows padded to the default's M tile, `default_tiles`, and/or their GEMMs at a fitted fraction
+# TRITON_DEFAULT_PARAM of the efficiencies, `fit_moe(..., triton_default=True)`) was tried in issue 12 round 4 and
+# not shipped: a leave-one-device-out nested in each outer fold keeps the plain model in the H100, B300 and RTX PRO
+# 6000 folds, and the A100 fold's pick makes A100 24.9% held out (benchmarks/moe_config_selection.py, docs/moe.md).
+TRITON_CONFIG_DTYPES = {"bfloat16": "bfloat16", "fp8_block": "fp8_block"}  # table dtype -> listing key
+TRITON_DEFAULT_PARAM = "triton_default"
+
+
+@functools.lru_cache(maxsize=1)
+def _triton_listing() -> dict:
+    """calibration/vllm_fused_moe_configs.yaml: vLLM's tuned Triton configs per device and the default config."""
+    import yaml
+
+    from lvlmsim.specs.registry import moe_configs_path
+
+    path = moe_configs_path()
+    try:
+        doc = yaml.safe_load(path.read_text())
+        tuned = {hw: {dt: {tuple(int(v) for v in en.split(",")) for en in pairs}
+                      for dt, pairs in (dev.get("tuned") or {}).items()}
+                 for hw, dev in doc["devices"].items()}
+        default = {k: int(doc["default_config"][k]) for k in ("block_m_small", "block_m_large", "block_m_fp8_block")}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SpecError(f"moe: cannot read {path}: {exc}") from exc
+    return {"tuned": tuned, "default": default}
+
+
+def triton_config(hardware_id: str, experts_local: int, inter_local: int, table_dtype: str) -> str:
+    """'tuned' where vLLM ships a Triton fused-MoE config for this (E, N, GPU, dtype), else 'default' (also for a
+    GPU the listing does not name: vLLM then has no file for it)."""
+    listing = _triton_listing()["tuned"].get(hardware_id, {})
+    pairs = listing.get(TRITON_CONFIG_DTYPES.get(table_dtype, ""), set())
+    return "tuned" if (experts_local, inter_local) in pairs else "default"
+
+
+def default_block_m(tokens: int, experts_local: int, table_dtype: str) -> int:
+    """BLOCK_SIZE_M of vLLM's get_default_config: 64 for block-scaled fp8; 16 while the call's tokens M <= E, else
+    64 (calibration/vllm_fused_moe_configs.yaml default_config)."""
+    d = _triton_listing()["default"]
+    if table_dtype == "fp8_block":
+        return d["block_m_fp8_block"]
+    return d["block_m_small"] if tokens <= experts_local else d["block_m_large"]
 
 
 def expert_gated(hidden: int, inter: int, topk: int, experts: int, kernel_source: str) -> bool:
@@ -129,12 +178,13 @@ class MoEData:
     kernel: np.ndarray  # kernel family of the fastest kernel per row (see `kernel_family`)
     source: np.ndarray  # the table's kernel_source of that kernel
     fit_excluded: np.ndarray  # rows of a quantized kernel slower than the device's bf16 one (not fitted)
+    triton_default: np.ndarray  # Triton rows that run vLLM's default tile config (no tuned file for them)
     files: list[str] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
 
     COLUMNS = ("dtype", "table_dtype", "flops_up", "bytes_up", "flops_down", "bytes_down", "ew_bytes", "pairs",
                "touched", "padded_rows", "measured_s", "tokens", "experts", "ep", "inter_local", "kernel", "source",
-               "fit_excluded")
+               "fit_excluded", "triton_default")
 
     def __len__(self) -> int:
         return len(self.measured_s)
@@ -302,10 +352,12 @@ def _read_tables(root: Path):
 
 
 def load_moe_table(data_dir: str | Path, hw: HardwareSpec, tile_m: int = TILE_M,
-                   every_kernel: bool = False) -> MoEData:
+                   every_kernel: bool = False, default_tiles: bool = False) -> MoEData:
     """Every moe_perf.csv under `data_dir`, rows this device can run, fastest kernel per configuration (or, with
     `every_kernel`, every kernel's row: a report per kernel_source); grouped GEMM rows padded to `tile_m`-row tiles
-    per touched expert. Which quantized kernels are not fitted is decided on the fastest rows either way."""
+    per touched expert. Which quantized kernels are not fitted is decided on the fastest rows either way. Triton rows
+    without a tuned vLLM config (`triton_config`) are flagged `triton_default`; with `default_tiles` they are padded to
+    the default config's M tile instead (a tried alternative, not the shipped model)."""
     root = Path(data_dir)
     every, files = _read_tables(root)
     fastest = every.loc[every.groupby(TABLE_KEYS)["latency"].idxmin()]  # the kernel a tuned deployment runs
@@ -324,22 +376,26 @@ def load_moe_table(data_dir: str | Path, hw: HardwareSpec, tile_m: int = TILE_M,
             skipped[f"moe {r.moe_dtype} rows not runnable here (dtype, distribution or split)"] += 1
             continue
         h, inter, src = int(r.hidden_size), int(r.inter_size), str(r.kernel_source)
+        inter_local = inter // int(r.moe_tp_size)
+        default_cfg = r.family == "triton" and triton_config(hw.id, e // ep, inter_local, r.moe_dtype) == "default"
+        row_tile = default_block_m(int(r.num_tokens), e // ep, r.moe_dtype) if default_cfg and default_tiles else tile_m
         up, down, ew, (pairs, touched, padded) = _row_ops(h, inter, k, e, int(r.moe_tp_size), ep, int(r.num_tokens),
-                                                          r.distribution, dtype, r.family, tile_m,
+                                                          r.distribution, dtype, r.family, row_tile,
                                                           expert_gated(h, inter, k, e, src), src in LEGACY_SOURCES)
         scale = wbytes / DTYPE_BYTES[dtype] - 1.0  # weights in the table's format (block scales, nvfp4 scales)
         row = {"dtype": dtype, "table_dtype": r.moe_dtype, "flops_up": up.flops,
                "bytes_up": up.bytes + up.weight_bytes * scale, "flops_down": down.flops,
                "bytes_down": down.bytes + down.weight_bytes * scale, "ew_bytes": ew, "pairs": pairs,
                "touched": touched, "padded_rows": padded, "measured_s": float(r.latency) * 1e-3,
-               "tokens": int(r.num_tokens), "experts": e, "ep": ep, "inter_local": inter // int(r.moe_tp_size),
+               "tokens": int(r.num_tokens), "experts": e, "ep": ep, "inter_local": inter_local,
                "kernel": r.family, "source": src,
-               "fit_excluded": (r.moe_dtype, r.family) in excluded}
+               "fit_excluded": (r.moe_dtype, r.family) in excluded, "triton_default": bool(default_cfg)}
         for key, v in row.items():
             cols[key].append(v)
     data = MoEData(**{k: np.array(v) for k, v in cols.items()}, files=files, skipped=skipped)
     if not len(data):
         data.fit_excluded = data.fit_excluded.astype(bool)
+        data.triton_default = data.triton_default.astype(bool)
     return data
 
 
@@ -353,16 +409,20 @@ def compute_efficiency(ec_max: np.ndarray | float, pairs, padded):
 
 
 def predict(params: Sequence[float], data: MoEData, hw: HardwareSpec) -> np.ndarray:
-    """Seconds per row under the device-general efficiency model (see the module docstring)."""
-    p = dict(zip(PARAM_NAMES, params, strict=True))
+    """Seconds per row under the device-general efficiency model (see the module docstring). A seventh parameter,
+    where given, is TRITON_DEFAULT_PARAM: the GEMMs of rows on vLLM's default Triton config run at that fraction of
+    the fitted efficiencies (the tried alternative of `fit_moe(..., triton_default=True)`)."""
+    names = PARAM_NAMES if len(params) == len(PARAM_NAMES) else (*PARAM_NAMES, TRITON_DEFAULT_PARAM)
+    p = dict(zip(names, params, strict=True))
     bw = p["em"] * hw.mem_bw_bytes_per_s
     cls = dtype_class(data.table_dtype)
     ec_max = np.select([cls == c for c in DTYPE_CLASSES], [p[f"ec_{c}"] for c in DTYPE_CLASSES], 1.0)
     peak = np.array([hw.peak_flops(d) for d in data.dtype]) if len(data) else np.zeros(0)
     ec = compute_efficiency(ec_max, data.pairs, data.padded_rows)
+    slow = np.where(data.triton_default, p.get(TRITON_DEFAULT_PARAM, 1.0), 1.0)  # vLLM's default Triton config
     total = p["floor_s"] + data.ew_bytes / bw
     for f, b in ((data.flops_up, data.bytes_up), (data.flops_down, data.bytes_down)):
-        total = total + np.maximum(f / (ec * peak), b / bw)
+        total = total + np.maximum(f / (ec * peak), b / bw) / slow
     return total
 
 
@@ -426,24 +486,26 @@ def nelder_mead(f, x0: np.ndarray, step: float = 0.5, iters: int = 1500, tol: fl
 START = (*([0.4] * len(DTYPE_CLASSES)), 0.8, 2e-5)
 
 
-def fit_moe(datasets: Sequence[tuple[MoEData, HardwareSpec]]) -> list[float]:
+def fit_moe(datasets: Sequence[tuple[MoEData, HardwareSpec]], triton_default: bool = False) -> list[float]:
     """Device-general parameters minimising the mean over devices of each device's mean |log error|.
 
     Each device weighs the same whatever its row count; rows of a kernel slower than its device's bf16 kernel
-    (`fit_excluded`) are not fitted. A dtype class no fitting row ran keeps its START ceiling.
+    (`fit_excluded`) are not fitted. A dtype class no fitting row ran keeps its START ceiling. `triton_default` adds
+    TRITON_DEFAULT_PARAM (see `predict`; it stays 1, unsearched, when no fitting row runs vLLM's default config).
     """
     fitted = [(d.take(np.flatnonzero(~d.fit_excluded)), hw) for d, hw in datasets]
     fitted = [(d, hw) for d, hw in fitted if len(d)]
+    z_start = _z((*START, 1.0) if triton_default else START)
+    n_free = len(z_start) - (1 if triton_default and not any(d.triton_default.any() for d, _ in fitted) else 0)
 
     def loss(z: np.ndarray) -> float:
-        p = _natural(z)
+        p = _natural(np.concatenate([z, z_start[n_free:]]))
         return float(np.mean([np.mean(np.abs(np.log(predict(p, d, hw) / d.measured_s))) for d, hw in fitted]))
 
-    z = _z(START)
-    z = nelder_mead(loss, z, iters=3000)
+    z = nelder_mead(loss, z_start[:n_free], iters=3000)
     for step in (0.3, 0.1):  # restarts: Nelder-Mead stalls on a collapsed simplex
         z = nelder_mead(loss, z, step=step, iters=3000)
-    return _natural(z)
+    return _natural(np.concatenate([z, z_start[n_free:]]))
 
 
 def sample(data: MoEData, n: int = FIT_ROWS, seed: int = 0) -> MoEData:
@@ -479,8 +541,8 @@ def _bin(v: float, edges: Sequence[float], labels: Sequence[str]) -> str:
 
 
 def regimes(data: MoEData) -> dict[str, np.ndarray]:
-    """Row labels per regime axis: tokens, experts, EP degree, dtype, kernel family, the table's kernel_source, and
-    whether a Triton row's expert width per GPU is 16-aligned."""
+    """Row labels per regime axis: tokens, experts, EP degree, dtype, kernel family, the table's kernel_source,
+    whether a Triton row's expert width per GPU is 16-aligned, and whether it runs a tuned vLLM config."""
     return {
         "tokens": np.array([_bin(t, (16, 256, 4096), ("tokens 1-16", "tokens 17-256", "tokens 257-4096",
                                                         "tokens >4096")) for t in data.tokens]),
@@ -492,6 +554,9 @@ def regimes(data: MoEData) -> dict[str, np.ndarray]:
                             for k, x in zip(data.kernel, data.fit_excluded, strict=True)]),
         "source": np.array([f"kernel_source {s}" for s in data.source]),
         "alignment": np.array([_alignment(k, w) for k, w in zip(data.kernel, data.inter_local, strict=True)]),
+        "vllm_config": np.array([("triton, vLLM default config" if d else "triton, vLLM tuned config")
+                                 if k == "triton" else "not triton"
+                                 for k, d in zip(data.kernel, data.triton_default, strict=True)]),
     }
 
 

@@ -61,6 +61,11 @@ def collectives_path() -> Path:
     return data_root() / "calibration" / "collectives.yaml"
 
 
+def moe_configs_path() -> Path:
+    """Which tuned Triton fused-MoE configs vLLM ships per GPU (lvlmsim.calibrate.moe.triton_config)."""
+    return data_root() / "calibration" / "vllm_fused_moe_configs.yaml"
+
+
 def profiles_dir() -> Path:
     return data_root() / "calibration" / "profiles"
 
