@@ -99,8 +99,9 @@ class Estimate:
         from lvlmsim.cost.uncertainty import time_bands
 
         st = self.stages
-        parts = {"ttft_s": st["encode"].ops + st["prefill"].ops, "decode": st["decode"].ops,
-                 "e2e_s": st["encode"].ops + st["prefill"].ops + st["decode"].ops,
+        # TTFT counts the host's preprocess stage too (as _retime does); its ops have no band, so they add as they are
+        first = (st["preprocess"].ops if "preprocess" in st else []) + st["encode"].ops + st["prefill"].ops
+        parts = {"ttft_s": first, "decode": st["decode"].ops, "e2e_s": first + st["decode"].ops,
                  **{f"stage:{k}": v.ops for k, v in st.items()}}
         bands = time_bands(self.cost_profile, parts)
         steps = self.output_tokens - 1
