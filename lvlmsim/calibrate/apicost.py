@@ -11,7 +11,9 @@ the machine then hits every case of the group alike instead of skewing one, whic
 
 * tokenizer: a byte-level BPE (HF `tokenizers`, the Rust library behind every "fast" tokenizer that vLLM and SGLang
   load) trained here on generated English-like text (a Zipf-distributed lexicon of syllable words with punctuation
-  and digits; vocabulary 32000). `encode` times `Tokenizer.encode` of prompts of several lengths, per prompt token;
+  and digits; vocabulary 32000), timed in the calling thread's CPU time (both run on it; wall time on a shared
+  machine adds other tenants' load to any call longer than a scheduler slice). `encode` times `Tokenizer.encode` of
+  prompts of several lengths, per prompt token;
   `detokenize` times incremental detokenisation with `tokenizers.decoders.DecodeStream.step`, one call per generated
   token (what vLLM V1's fast incremental detokenizer calls), per output token. The chat template (Jinja) is not timed.
 * api: an OpenAI-style `POST /v1/chat/completions` with `stream: true` served by uvicorn + Starlette (the ASGI server
@@ -30,9 +32,10 @@ the machine then hits every case of the group alike instead of skewing one, whic
   0 .. 2 MiB: b (per_image_byte_s) is what each encoded byte of an inline image adds to a request's API handling
   (the base64 text over HTTP, JSON parse, validation, base64 decode); a is the text-only request again.
 
-Run: `python -m lvlmsim.calibrate.apicost [calibration/host/cpu-generic.json] [--quick] [--image-body]` (needs the
-`host-measure` extra: tokenizers, uvicorn, starlette). It replaces only the `tokenizer`, `api` and `api_image_body`
-sections of that file; `--image-body` measures and replaces only `api_image_body`.
+Run: `python -m lvlmsim.calibrate.apicost [calibration/host/cpu-generic.json] [--quick] [--image-body | --tokenizer]`
+(needs the `host-measure` extra: tokenizers, uvicorn, starlette). It replaces only the `tokenizer`, `api` and
+`api_image_body` sections of that file; `--image-body` measures and replaces only `api_image_body`, `--tokenizer`
+only `tokenizer`.
 """
 
 from __future__ import annotations
@@ -62,15 +65,16 @@ FULL_TEXT = TimingPlan(warmup=3, min_reps=30, max_reps=400, budget_s=10.0)
 QUICK_TEXT = TimingPlan(warmup=1, min_reps=5, max_reps=40, budget_s=1.0)
 
 
-def time_interleaved(cases: dict, plan: TimingPlan) -> dict:
-    """{case: (median, p10, p90, reps)} seconds per call, the cases called in turn, one call each per round."""
+def time_interleaved(cases: dict, plan: TimingPlan, clock=time.perf_counter) -> dict:
+    """{case: (median, p10, p90, reps)} seconds per call, the cases called in turn, one call each per round, timed by
+    `clock` (wall time by default; time.thread_time for work that runs on the calling thread alone)."""
     import numpy as np
 
     for fn in cases.values():
         for _ in range(plan.warmup):
             fn()
     times: dict = {k: [] for k in cases}
-    perf = time.perf_counter
+    perf = clock
     spent, rounds = 0.0, 0
     while rounds < plan.max_reps and (rounds < plan.min_reps or spent < plan.budget_s):
         for k, fn in cases.items():
@@ -153,19 +157,25 @@ def _tokenizer_cases(plan: TimingPlan, quick: bool) -> tuple[dict, object, list[
     train_s = time.perf_counter() - t0
     ids_all = tok.encode(text[:400_000]).ids
     prompts = {n: _text_of(tok, ids_all, n) for n in PROMPT_TOKENS}
-    enc = time_interleaved({len(tok.encode(p).ids): (lambda p=p: tok.encode(p)) for p in prompts.values()}, plan)
+    # CPU time of the calling thread, where tokenizers' encode and DecodeStream.step run: on the shared 2-core machine
+    # the wall time of a call longer than a scheduler slice (1024+ tokens) rarely escapes other tenants, so even its
+    # p10 carried their load (4096 tokens 27.6 ms against 6.2 ms of CPU; PROMPT_TOKENS were not linear in wall time)
+    enc = time_interleaved({len(tok.encode(p).ids): (lambda p=p: tok.encode(p)) for p in prompts.values()}, plan,
+                           clock=time.thread_time)
 
     def stream(ids):
         ds = DecodeStream(skip_special_tokens=True)
         for i in ids:
             ds.step(tok, i)
 
-    dec = time_interleaved({n: (lambda ids=ids_all[1000:1000 + n]: stream(ids)) for n in OUTPUT_TOKENS}, plan)
+    dec = time_interleaved({n: (lambda ids=ids_all[1000:1000 + n]: stream(ids)) for n in OUTPUT_TOKENS}, plan,
+                           clock=time.thread_time)
     enc_rows, dec_rows = _rows(enc, "tokens"), _rows(dec, "tokens")
     enc_a, enc_b, enc_err = _fit([(r["tokens"], r["p10_s"]) for r in enc_rows])
     dec_a, dec_b, dec_err = _fit([(r["tokens"], r["p10_s"]) for r in dec_rows])
     return {
         "method": "HF tokenizers byte-level BPE trained locally on generated text (lvlmsim.calibrate.apicost)",
+        "timing": "time.thread_time: the CPU time of the calling thread, which runs the encode and decode steps",
         "vocab_size": tok.get_vocab_size(), "train_s": train_s,
         "encode": {"per_request_s": enc_a, "per_token_s": enc_b, "fit_median_abs_error_pct": enc_err,
                    "measurements": enc_rows},
@@ -354,6 +364,12 @@ def measure_image_body(quick: bool = False, token_texts: list[str] | None = None
     return {"api_image_body": doc}
 
 
+def measure_tokenizer(quick: bool = False) -> dict:
+    """The `tokenizer` section of a host profile alone (see the module docstring)."""
+    tok_doc, _tok, _ids = _tokenizer_cases(QUICK_TEXT if quick else FULL_TEXT, quick)
+    return {"tokenizer": tok_doc}
+
+
 def measure_api(quick: bool = False) -> dict:
     """The `tokenizer` and `api` sections of a host profile (see the module docstring)."""
     import pydantic
@@ -371,7 +387,8 @@ def measure_api(quick: bool = False) -> dict:
            "cpu_count": os.cpu_count(), "quick": quick, "tokenizers_version": tokenizers.__version__,
            "uvicorn_version": uvicorn.__version__, "starlette_version": starlette.__version__,
            "pydantic_version": pydantic.__version__,
-           "timing": {"method": "time.perf_counter around each synchronous call, the cases of a group interleaved",
+           "timing": {"method": "time.perf_counter around each synchronous call (the tokenizer's: time.thread_time), "
+                                "the cases of a group interleaved",
                       "warmup": plan.warmup, "min_rounds": plan.min_reps, "max_rounds": plan.max_reps,
                       "budget_s_per_group": plan.budget_s,
                       "statistic": "fits use the p10 of each case (median, p10, p90 kept)"},
@@ -380,10 +397,15 @@ def measure_api(quick: bool = False) -> dict:
             **measure_image_body(quick, token_texts, prompt)}
 
 
-if __name__ == "__main__":  # python -m lvlmsim.calibrate.apicost [HOST.json] [--quick] [--image-body]
+if __name__ == "__main__":  # python -m lvlmsim.calibrate.apicost [HOST.json] [--quick] [--image-body | --tokenizer]
     import sys
 
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     target = args[0] if args else "calibration/host/cpu-generic.json"
     quick = "--quick" in sys.argv
-    print(merge_into(target, measure_image_body(quick) if "--image-body" in sys.argv else measure_api(quick)))
+    if "--image-body" in sys.argv:
+        print(merge_into(target, measure_image_body(quick)))
+    elif "--tokenizer" in sys.argv:
+        print(merge_into(target, measure_tokenizer(quick)))
+    else:
+        print(merge_into(target, measure_api(quick)))
