@@ -179,8 +179,11 @@ def _copies(plan: TimingPlan, big_bytes: float, llc: float) -> int:
     return max(1, min(want, cap, plan.max_copies))
 
 
-def time_fn(torch, fn: Callable[[], object], device: str, plan: TimingPlan) -> tuple[float, float, float, int]:
-    """(median, p10, p90, reps) seconds per call of `fn` after warm-up."""
+def time_fn(torch, fn: Callable[[], object], device: str, plan: TimingPlan,
+            clock: Callable[[], float] = time.perf_counter) -> tuple[float, float, float, int]:
+    """(median, p10, p90, reps) seconds per call of `fn` after warm-up; on the CPU timed by `clock` (wall time by
+    default; time.thread_time for work that runs on the calling thread alone, which other tenants' load cannot
+    lengthen)."""
     for _ in range(plan.warmup):
         fn()
     times: list[float] = []
@@ -202,7 +205,7 @@ def time_fn(torch, fn: Callable[[], object], device: str, plan: TimingPlan) -> t
         times = [a.elapsed_time(b) * 1e-3 for a, b in events]
     else:
         spent = 0.0
-        perf = time.perf_counter
+        perf = clock
         while len(times) < plan.max_reps and (len(times) < plan.min_reps or spent < plan.budget_s):
             t0 = perf()
             fn()

@@ -17,12 +17,17 @@ and a time budget are met, median kept, p10/p90 recorded), one thread (one prepr
 * decode by content (`decode_by_content`): the same decode of the images the benchmark clients send, which are not
   photos: uniform random pixels or a white image (sglang.bench_serving --image-content random|blank), saved as JPEG
   (quality 85, the SGLang client's) or PNG (--image-format jpeg|png). Random pixels are the worst case for the
-  entropy coder: a random JPEG decodes about 4x slower than a photo-like one of the same size. Added to an existing
-  file by `python -m lvlmsim.calibrate.host OUT.json --decode-contents`.
+  entropy coder: a random JPEG decodes about 1.5-1.7x slower than a photo-like one of the same size. Added to an
+  existing file by `python -m lvlmsim.calibrate.host OUT.json --decode-contents`.
 
 Each stage is fitted to t = per_image_s + per_pixel_s * pixels by least squares (negative intercepts clipped to 0),
 on the p10 of each case rather than the median: the machine this ships from is shared (load average about 5 on 2
 cores while it ran), and the fastest tenth is the closer estimate of an uncontended core. Medians are kept too.
+The image stages (decode, resize, normalize, decode by content) run on the calling thread alone (torch on one
+thread), so they are timed in that thread's CPU time (time.thread_time): in wall time a call longer than a scheduler
+slice rarely escaped the other tenants, and even the p10 of a 1080p random JPEG's decode read 62 ms against 17 ms of
+CPU. The transfer crosses threads and stays in wall time. `--images` re-measures the image stages alone into an
+existing file.
 """
 
 from __future__ import annotations
@@ -99,7 +104,7 @@ def _image_cases(plan: TimingPlan, sizes) -> dict[str, list[dict]]:
 
         for stage, fn, pixels in (("decode", decode, w * h), ("resize", resize, ow * oh),
                                   ("normalize", normalize, ow * oh)):
-            med, p10, p90, reps = time_fn(torch, fn, "cpu", plan)
+            med, p10, p90, reps = time_fn(torch, fn, "cpu", plan, clock=time.thread_time)
             out[stage].append({"width": w, "height": h, "pixels": pixels, "jpeg_bytes": len(data),
                                "measured_s": med, "p10_s": p10, "p90_s": p90, "reps": reps})
     return out
@@ -140,7 +145,7 @@ def measure_decode_contents(quick: bool = False) -> dict:
                 im.load()
                 return im.convert("RGB")
 
-            med, p10, p90, reps = time_fn(torch, decode, "cpu", plan)
+            med, p10, p90, reps = time_fn(torch, decode, "cpu", plan, clock=time.thread_time)
             rows.append({"width": w, "height": h, "pixels": w * h, "encoded_bytes": len(data), "measured_s": med,
                          "p10_s": p10, "p90_s": p90, "reps": reps})
         a, b, err = _fit([(r["pixels"], r["p10_s"]) for r in rows])
@@ -188,6 +193,40 @@ def _write_all(fd: int, payload: bytes) -> None:
     os.close(fd)
 
 
+def _image_stages(cases: dict[str, list[dict]]) -> dict:
+    stages = {}
+    for stage, rows in cases.items():
+        a, b, err = _fit([(r["pixels"], r["p10_s"]) for r in rows])
+        stages[stage] = {"per_image_s": a, "per_pixel_s": b, "fit_median_abs_error_pct": err,
+                         "pixels": "input" if stage == "decode" else "processed"}
+    return stages
+
+
+def _timing(plan: TimingPlan) -> dict:
+    return {"method": "time.thread_time around each image call (the calling thread's CPU time), "
+                      "time.perf_counter around each transfer", "warmup": plan.warmup,
+            "min_reps": plan.min_reps, "max_reps": plan.max_reps, "budget_s_per_case": plan.budget_s,
+            "statistic": "fits use the p10 of each case (median, p10, p90 kept)"}
+
+
+def remeasure_images(path: str | Path, quick: bool = False) -> Path:
+    """Re-measure the image stages (decode, resize, normalize) of an existing host profile, keeping its transfer and
+    every other section."""
+    import json
+
+    import torch
+
+    plan = QUICK if quick else FULL
+    torch.set_num_threads(1)
+    p = Path(path)
+    doc = json.loads(p.read_text())
+    cases = _image_cases(plan, QUICK_SIZES if quick else SIZES)
+    doc["image"] = _image_stages(cases)
+    doc["measurements"] = {**doc["measurements"], **cases}
+    doc["environment"] = {**doc["environment"], "timing": _timing(plan), "quick": quick}
+    return write_host_profile(doc, p)
+
+
 def measure_host(quick: bool = False, name: str = "cpu-generic") -> dict:
     """Run the host suite and fit it; returns the JSON document lvlmsim.cost.host reads."""
     import torch
@@ -197,11 +236,7 @@ def measure_host(quick: bool = False, name: str = "cpu-generic") -> dict:
     t0 = time.perf_counter()
     cases = _image_cases(plan, QUICK_SIZES if quick else SIZES)
     transfer = _transfer_cases(plan)
-    stages = {}
-    for stage, rows in cases.items():
-        a, b, err = _fit([(r["pixels"], r["p10_s"]) for r in rows])
-        stages[stage] = {"per_image_s": a, "per_pixel_s": b, "fit_median_abs_error_pct": err,
-                         "pixels": "input" if stage == "decode" else "processed"}
+    stages = _image_stages(cases)
     lat, per_byte, terr = _fit([(r["bytes"], r["p10_s"]) for r in transfer])
     import PIL
 
@@ -211,10 +246,7 @@ def measure_host(quick: bool = False, name: str = "cpu-generic") -> dict:
                        "lvlmsim.calibrate.host (see its docstring for the method)",
         "environment": {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": 1,
                         "torch_version": torch.__version__, "pillow_version": PIL.__version__, "quick": quick,
-                        "timing": {"method": "time.perf_counter around each synchronous call", "warmup": plan.warmup,
-                                   "min_reps": plan.min_reps, "max_reps": plan.max_reps,
-                                   "budget_s_per_case": plan.budget_s,
-                                   "statistic": "fits use the p10 of each case (median, p10, p90 kept)"}},
+                        "timing": _timing(plan)},
         "image": stages,
         "transfer": {"latency_s": lat, "bytes_per_s": 1.0 / per_byte if per_byte > 0 else None,
                      "fit_median_abs_error_pct": terr},
@@ -234,7 +266,7 @@ def write_host_profile(doc: dict, out: str | Path) -> Path:
     return p
 
 
-if __name__ == "__main__":  # python -m lvlmsim.calibrate.host [OUT.json] [--quick] [--decode-contents]
+if __name__ == "__main__":  # python -m lvlmsim.calibrate.host [OUT.json] [--quick] [--decode-contents | --images]
     import sys
 
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
@@ -242,5 +274,7 @@ if __name__ == "__main__":  # python -m lvlmsim.calibrate.host [OUT.json] [--qui
     quick = "--quick" in sys.argv
     if "--decode-contents" in sys.argv:
         print(merge_into(target, measure_decode_contents(quick)))
+    elif "--images" in sys.argv:
+        print(remeasure_images(target, quick))
     else:
         print(write_host_profile(measure_host(quick=quick), target))
