@@ -43,7 +43,7 @@ from lvlmsim.calibrate import general  # noqa: E402
 from lvlmsim.calibrate import model as forms  # noqa: E402
 from lvlmsim.calibrate.fit import cost_model_times  # noqa: E402
 from lvlmsim.calibrate.kernels import with_kernel_features  # noqa: E402
-from lvlmsim.calibrate.loo import held_out_report, load_devices  # noqa: E402
+from lvlmsim.calibrate.loo import fold_table_errors, load_devices  # noqa: E402
 from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
 from lvlmsim.ops.op import Op  # noqa: E402
 from lvlmsim.specs.hardware import HardwareSpec  # noqa: E402
@@ -145,13 +145,7 @@ def use(family: str, candidate: str) -> None:
 def held_out(devices: dict, family: str, train: list[str], held: str) -> dict[str, float]:
     """Median |error| per table of `family` on `held`, the family fitted on `train` ({} if `held` has none)."""
     key, tables, _ = FAMILIES[family]
-    rows = [r for r in devices[held][1] if r.family in tables]
-    if not rows:
-        return {}
-    fit_rows = {devices[n][0].id: (devices[n][0], [r for r in devices[n][1] if r.family in tables]) for n in train}
-    model = general.fit_general(fit_rows, families=[key])
-    report = held_out_report(model, devices[held][0], rows)[0]
-    return {t: report[t]["median_abs_pct_err"] for t in tables if t in report}
+    return fold_table_errors(devices, train, held, key, tables)
 
 
 TOKEN_BANDS = ((1, 256), (257, 1024), (1025, None))  # tokens per sequence: where the small-kernel misses sit

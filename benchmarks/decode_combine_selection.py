@@ -22,8 +22,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lvlmsim.calibrate import general, kernels, model  # noqa: E402
-from lvlmsim.calibrate.loo import held_out_report, load_devices  # noqa: E402
+from lvlmsim.calibrate import kernels, model  # noqa: E402
+from lvlmsim.calibrate.loo import fold_table_errors, load_devices  # noqa: E402
 from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
 from lvlmsim.ops.op import Op  # noqa: E402
 
@@ -48,11 +48,7 @@ def use(candidate: str) -> None:
 
 def held_out(devices: dict, train: list[str], held: str) -> dict[str, float]:
     """Median |error| per decode table of `held`, the decode family fitted on `train`."""
-    fit_rows = {devices[n][0].id: (devices[n][0], [r for r in devices[n][1] if r.family in TABLES]) for n in train}
-    fitted = general.fit_general(fit_rows, families=["attn_decode"])
-    rows = [r for r in devices[held][1] if r.family in TABLES]
-    report = held_out_report(fitted, devices[held][0], rows)[0]
-    return {t: report[t]["median_abs_pct_err"] for t in TABLES if t in report}
+    return fold_table_errors(devices, train, held, "attn_decode", TABLES)
 
 
 def main() -> int:

@@ -34,9 +34,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lvlmsim.calibrate import general, kernels  # noqa: E402
+from lvlmsim.calibrate import kernels  # noqa: E402
 from lvlmsim.calibrate import model as forms  # noqa: E402
-from lvlmsim.calibrate.loo import held_out_report, load_devices  # noqa: E402
+from lvlmsim.calibrate.loo import fold_table_errors, load_devices  # noqa: E402
 from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
 from lvlmsim.ops.graph import local_pairs  # noqa: E402
 from lvlmsim.ops.op import ATTN_PREFILL, Op  # noqa: E402
@@ -88,11 +88,7 @@ def use(candidate: str) -> None:
 
 def held_out(devices: dict, train: list[str], held: str) -> dict[str, float]:
     """Median |error| per prefill table of `held`, the prefill family fitted on `train`."""
-    fit_rows = {devices[n][0].id: (devices[n][0], [r for r in devices[n][1] if r.family in TABLES]) for n in train}
-    model = general.fit_general(fit_rows, families=["attn_prefill"])
-    rows = [r for r in devices[held][1] if r.family in TABLES]
-    report = held_out_report(model, devices[held][0], rows)[0]
-    return {t: report[t]["median_abs_pct_err"] for t in TABLES if t in report}
+    return fold_table_errors(devices, train, held, "attn_prefill", TABLES)
 
 
 def loo_score(devices: dict, names: list[str]) -> tuple[float, dict[str, dict[str, float]]]:

@@ -118,3 +118,13 @@ def test_shipped_h100_profile_beats_roofline_on_measured_h100():
     loo = report["mla"].get("leave_one_device_out")
     if loo is not None:  # when the B300 / RTX PRO 6000 hardware specs exist, the fit made on them alone
         assert loo["median_abs_pct_err"] <= 15
+
+
+def test_fold_table_errors_skips_a_held_device_without_those_tables():
+    """A device with no rows of the checked tables scores nothing and fits nothing (the selection scripts rely on it:
+    A100 has no encoder table)."""
+    from lvlmsim.calibrate.loo import fold_table_errors
+
+    hw = load_hardware("a100-sxm-80gb")
+    devices = {"a100": (hw, []), "other": (hw, [])}
+    assert fold_table_errors(devices, ["other"], "a100", "attn_encoder", ("encoder_attention",)) == {}

@@ -67,6 +67,18 @@ def _stats(err: np.ndarray, base: np.ndarray) -> dict:
             "roofline_median_abs_pct_err": round(float(np.median(base)), 2)}
 
 
+def fold_table_errors(devices: dict[str, tuple[HardwareSpec, list[Measurement]]], train: list[str], held: str,
+                      key: str, tables: tuple[str, ...]) -> dict[str, float]:
+    """Median |error| per table of `held` (those it has; {} if none): the general model's `key` family fitted on the
+    `train` devices' rows of `tables` only: one fold of a nested selection check (benchmarks/*_selection.py)."""
+    rows = [r for r in devices[held][1] if r.family in tables]
+    if not rows:
+        return {}
+    fit_rows = {devices[n][0].id: (devices[n][0], [r for r in devices[n][1] if r.family in tables]) for n in train}
+    report = held_out_report(fit_general(fit_rows, families=[key]), devices[held][0], rows)[0]
+    return {t: report[t]["median_abs_pct_err"] for t in tables if t in report}
+
+
 def held_out_report(model: GeneralModel, hw: HardwareSpec, rows: list[Measurement]) -> tuple[dict, dict]:
     """({table family: stats}, {family key: log(pred/meas) residuals}) of `model` on one device's rows."""
     from lvlmsim.calibrate.kernels import with_kernel_features
