@@ -89,7 +89,8 @@ def test_softmax_share_is_large_on_hopper_small_on_the_gddr_blackwell_part():
 
 
 DECODE_PARAMS = {"ec_max": 0.5, "em_max": 0.9, "b0": 1.0, "pb": 1.0, "c0": 1e-9, "pc": 1.0, "g0": 1e-9, "pg": 1.0,
-                 "h1": 1e9, "ph1": 2.0, "split_share": 0.4, "regroup_share": 0.5, "floor_s": 1e-5, "overlap": 0.0}
+                 "h1": 1e9, "ph1": 2.0, "split_share": 0.4, "regroup_share": 0.5, "key_block_s": 2e-6, "floor_s": 1e-5,
+                 "overlap": 0.0}
 
 
 @pytest.mark.parametrize(("hw", "batch", "step", "split"), [
@@ -123,6 +124,26 @@ def test_fa2_gqa_regrouping_adds_its_share_to_the_floor(hw, batch, heads, kv_hea
     assert regroups_gqa(op, attention_kernel(hw)) is regroup
     prof = _profile("decode+split", DECODE_PARAMS, hw.id, "attn_decode")
     assert prof.efficiency(op, hw).floor_s == pytest.approx(1e-5 * (1.5 if regroup else 1.0), rel=1e-6)
+
+
+@pytest.mark.parametrize(("hw", "heads", "kv_heads", "walks"), [
+    (A100, 8, 8, True),  # FA2, MHA: no GQA swap, so no split-KV; 8 CTAs walk 1024 key blocks each
+    (RTX, 8, 8, True),
+    (A100, 8, 1, False),  # FA2, GQA: swapped and split
+    (H100, 8, 8, False),  # FA3 splits every decode
+    (B300, 8, 8, False),  # TRT-LLM-gen spreads the keys over CTAs
+])
+def test_an_unsplit_decode_takes_at_least_its_walk_over_the_key_blocks(hw, heads, kv_heads, walks):
+    """Batch 1, 131,072 keys of head size 128: 1024 blocks of 128 keys, the first held by the floor, so the memory time
+    is at least 1023 x 2 us = 2.046 ms where FA2 does not split (MHA), and the bandwidth term alone elsewhere (the
+    op's bytes at 0.9 of the datasheet bandwidth: every saturation at 1)."""
+    op = decode_attention_op(1, 131071, heads, kv_heads, 128)
+    assert op.shape[2] == 131072
+    prof = _profile("decode+split", DECODE_PARAMS, hw.id, "attn_decode")
+    eff = prof.efficiency(op, hw)
+    memory_s = op.bytes / (hw.mem_bw_gbps * 1e9)
+    assert memory_s / eff.memory == pytest.approx(1023 * 2e-6 if walks else memory_s / 0.9, rel=1e-6)
+    assert eff.floor_s == pytest.approx(1e-5 * (1.4 if hw is A100 and not walks else 1.0), rel=1e-3)
 
 
 def test_a_window_turns_the_regrouping_off():

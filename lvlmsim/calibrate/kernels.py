@@ -67,6 +67,21 @@ from lvlmsim.ops.op import ATTN_DECODE, ATTN_PREFILL, Op
 from lvlmsim.specs.hardware import HardwareSpec
 
 UNPACKED_WINDOWED_DECODE = ("fa2",)  # kernel generations whose windowed decode re-reads K/V per query head, unsplit
+# Which decodes each kernel generation splits over several CTAs per sequence (split-KV), from the source of the kernels
+# vLLM runs (the kernel_source column of aiconfigurator's tables says which ran each row):
+# - fa2 ("swapped-gqa"): vLLM's FA2 entry point mha_varlen_fwd (vllm-project/flash-attention @04325b67,
+#   csrc/flash_attn/flash_api.cpp) calls set_params_splitkv ("Only apply split-k for decoding") only inside
+#   `if (seqlenq_ngroups_swapped)`, i.e. for `max_seqlen_q == 1 && num_heads > num_heads_k && window_size_left < 0 &&
+#   window_size_right < 0` (vLLM passes window (w - 1, 0) for a sliding layer, so even a window longer than the keys
+#   keeps it off: the window is reset to -1 only after that test). A windowed decode and an MHA decode keep
+#   num_splits = 0: one CTA per (sequence, query head) walks all its keys.
+# - fa3 ("always"): hopper/flash_api.cpp (@626a8718) get_num_splits sets a split count for every decode, MHA and
+#   windowed alike (the split path always packs the GQA group, get_pack_gqa).
+# - bw ("always"): the TRT-LLM-gen generation kernels of FlashInfer's sm100 backend spread a sequence's keys over
+#   several CTAs (multiCtasKv) and reduce them inside the kernel (`splits_kv`).
+# The measured tables agree: an 8-head MHA decode of 131,071 keys at batch 1 takes 3016 us on A100 and 2572 us on RTX
+# PRO 6000 (FA2: 1024 key blocks walked by 8 CTAs, 2.9 and 2.5 us each), 220 us on H100 (FA3) and 88 us on B300.
+DECODE_SPLIT_KV: dict[str, str] = {"fa2": "swapped-gqa", "fa3": "always", "bw": "always"}
 REGROUPED_GQA_DECODE = ("fa2",)  # kernel generations that regroup a GQA decode's query heads outside the kernel
 TILED_WINDOWED_PREFILL = ("fa2", "bw")  # kernel generations whose windowed prefill is priced in whole tiles (not FA3)
 SLIDING_SUFFIX = ".sliding"  # graph: llm.attention.sliding; validate rows: measured.attention.sliding
@@ -93,12 +108,12 @@ def regroups_gqa(op: Op, kernel: str | None) -> bool:
 
 def splits_kv(op: Op, kernel: str | None) -> bool:
     """Whether a decode on `kernel` may split its keys and pay a combine kernel after it (the floor share of
-    SplitDecodeForm): FA2 (flash_api.cpp set_params_splitkv), but not its windowed decode, whose split count is set
-    only when the GQA group is swapped into the query dimension (mha_varlen_fwd). Not FA3: it launches its combine
-    with programmatic dependent launch (hopper/flash_api.cpp, run_mha_fwd_combine(params, stream, true
-    /*enable_pdl*/)), so the combine's launch and prologue overlap the attention kernel's tail. Not the TRT-LLM-gen
-    generation kernels of Blackwell, which reduce their KV splits inside the kernel (CgaSmemReduction across the
-    cluster, or GmemReduction by the last CTA); the separate reduction kernel (runFmhaReduction,
+    SplitDecodeForm): FA2 (flash_api.cpp set_params_splitkv), but not its windowed or MHA decodes, whose split count is
+    set only when the GQA group is swapped into the query dimension (mha_varlen_fwd; DECODE_SPLIT_KV). Not FA3: it
+    launches its combine with programmatic dependent launch (hopper/flash_api.cpp, run_mha_fwd_combine(params,
+    stream, true /*enable_pdl*/)), so the combine's launch and prologue overlap the attention kernel's tail. Not the
+    TRT-LLM-gen generation kernels of Blackwell, which reduce their KV splits inside the kernel (CgaSmemReduction
+    across the cluster, or GmemReduction by the last CTA); the separate reduction kernel (runFmhaReduction,
     GmemReductionWithSeparateKernel) runs only for the KeepsMmaAb kernels of head sizes above 256, which a GQA group
     above 16 selects (FlashInfer fmhaKernels.cuh selectGqGenerationKernel / syncGqaGenerationTraitsForKernelHash)."""
     if kernel == "fa3":
@@ -106,7 +121,23 @@ def splits_kv(op: Op, kernel: str | None) -> bool:
     if kernel == "bw":
         heads, kv_heads, d = op.shape[3], op.shape[4], op.shape[5]
         return d > 256 and heads > 16 * max(kv_heads, 1)
-    return not (kernel in UNPACKED_WINDOWED_DECODE and op.kind == ATTN_DECODE and op.name.endswith(SLIDING_SUFFIX))
+    if DECODE_SPLIT_KV.get(kernel or "") == "swapped-gqa":
+        return op.kind != ATTN_DECODE or _swaps_gqa(op)
+    return True
+
+
+def _swaps_gqa(op: Op) -> bool:
+    """FA2's seqlenq_ngroups_swapped for a decode: GQA (more query heads than KV heads) and no window."""
+    return op.shape[3] > op.shape[4] and not op.name.endswith(SLIDING_SUFFIX)
+
+
+def unsplit_key_blocks(op: Op, kernel: str | None) -> float:
+    """Key blocks one CTA walks alone in a decode `kernel` does not split (DECODE_SPLIT_KV; 0 where it splits): FA2's
+    windowed and MHA decodes, whose (sequence, query head) items each loop over all their keys in kBlockN-key blocks
+    (`fa2_key_block`). However few the CTAs, the kernel cannot end before that loop has."""
+    if op.kind != ATTN_DECODE or DECODE_SPLIT_KV.get(kernel or "") != "swapped-gqa" or _swaps_gqa(op):
+        return 0.0
+    return float(-(-int(round(op.shape[2])) // fa2_key_block(op.shape[5])))
 
 
 def l2_reuse_share(op: Op, hw: HardwareSpec) -> float:
@@ -278,4 +309,5 @@ def with_kernel_features(profile: EfficiencyProfile, hw: HardwareSpec) -> Effici
 
 __all__ = ["KernelFeatureProfile", "as_run", "as_run_unpacked", "attention_kernel", "dram_reread_factor",
            "fa2_key_block", "fa3_prefill_tiles", "gqa_reread_factor", "l2_reuse_share", "prefill_tiles",
-           "regroups_gqa", "splits_kv", "tile_work_factor", "window_tile_factor", "with_kernel_features"]
+           "regroups_gqa", "splits_kv", "tile_work_factor", "unsplit_key_blocks", "window_tile_factor",
+           "with_kernel_features"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lvlmsim.calibrate.kernels import attention_kernel, regroups_gqa, splits_kv
+from lvlmsim.calibrate.kernels import attention_kernel, regroups_gqa, splits_kv, unsplit_key_blocks
 from lvlmsim.cost.collectives import CUSTOM_AR_ROLE, CUSTOM_AR_SUFFIX, custom_ar_one_stage
 from lvlmsim.cost.profile import DEFAULT_PROFILE, DefaultProfile, Efficiency
 from lvlmsim.errors import SpecError
@@ -498,6 +498,10 @@ class SoftmaxAttentionForm(Form):
 # batch x kv_heads x query blocks >= 0.8 x (2 x SMs), and a combine kernel then runs after the attention kernel.
 SPLIT_ITEMS_PER_SM = 1.6
 SPLIT_STEEPNESS = 8.0  # a smooth step: a hard one has no gradient for the fit
+# Key blocks of an unsplit decode's walk that the floor already holds: the floor is fitted on the smallest kernels,
+# which walk one block. Nested leave-one-out against 0 (every block on top of the floor) in
+# benchmarks/decode_walk_selection.py.
+WALK_BLOCKS_IN_FLOOR = 1.0
 
 
 def split_key_block(head_dim: float) -> float:
@@ -521,12 +525,22 @@ class SplitDecodeForm(DecodeForm):
     The general model links the split share to the kernel flags (prior 0). FA3 and the TRT-LLM-gen kernels split too
     but pay no combine kernel of their own (FA3 launches it under programmatic dependent launch, TRT-LLM-gen reduces
     inside the kernel; lvlmsim.calibrate.kernels.splits_kv).
+
+    Where the kernel does not split at all (lvlmsim.calibrate.kernels.unsplit_key_blocks: FA2's windowed and MHA
+    decodes), each (sequence, query head) CTA walks its keys alone, one kBlockN-key block after another, and the
+    kernel cannot end before that walk has: the memory time is at least blocks x key_block_s. Few CTAs (8 for a batch-1
+    Gemma 3 4B windowed layer) leave the SMs idle and the bandwidth term alone prices them at a small fraction of
+    that. key_block_s is one fitted time, not linked to a datasheet feature: a block is the same work at every head
+    size (kBlockN x d = 16K elements, 32 KB of K and of V, and 64 padded query rows of MMA), two dependent tile loads
+    at DRAM latency plus ~4 MFLOP at one SM's tensor rate, which the two FA2 devices have within 8% (A100 2.9, RTX PRO
+    6000 2.7 TFLOPS per SM); measured 2.9-3.1 us per block on A100 and 2.4-2.8 us on RTX PRO 6000.
     """
 
     name = "decode+split"
     core = DecodeForm.core[:-1] + (
         Param("split_share", "real", 0.2, "extra floor share when the keys are split (the combine kernel)"),
         Param("regroup_share", "real", 0.0, "extra floor share of the GQA regrouping copies"),
+        Param("key_block_s", "pos", 3e-6, "seconds one CTA takes per key block when the kernel does not split keys"),
     ) + DecodeForm.core[-1:]
 
     def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
@@ -536,16 +550,21 @@ class SplitDecodeForm(DecodeForm):
         kernel = attention_kernel(hw)
         regroup = regroups_gqa(op, kernel)
         return (*super().features(op, hw), blocks, items / float(hw.sm_count or REF_SM_COUNT),
-                float(splits_kv(op, kernel)), float(regroup))
+                float(splits_kv(op, kernel)), float(regroup), unsplit_key_blocks(op, kernel),
+                op.bytes / hw.mem_bw_bytes_per_s)
 
     def eff(self, xp, p, h, x):
-        *base, split_share, regroup_share, floor_s = p
-        ec, em, floor_s = super().eff(xp, (*base, floor_s), h, x[:-4])
-        blocks, items_per_sm, can_split, regroup = x[-4], x[-3], x[-2], x[-1]
+        *base, split_share, regroup_share, key_block_s, floor_s = p
+        ec, em, floor_s = super().eff(xp, (*base, floor_s), h, x[:-6])
+        blocks, items_per_sm, can_split, regroup, serial_blocks, memory_s = x[-6:]
         # more than one key block (a smooth step at 1.5 blocks) and too few items to fill the SMs
         split = can_split * sat(xp, blocks, 1.5, SPLIT_STEEPNESS) * (
             1.0 - sat(xp, items_per_sm, SPLIT_ITEMS_PER_SM, SPLIT_STEEPNESS))
         extra = xp.maximum(split_share, 0.0) * split + xp.maximum(regroup_share, 0.0) * regroup
+        # an unsplit kernel's memory time is at least one CTA's walk over its key blocks beyond the first, which the
+        # floor (fitted on the smallest kernels, each walking one block) already holds; none where the kernel splits
+        walk_s = xp.maximum(serial_blocks - WALK_BLOCKS_IN_FLOOR, 0.0) * key_block_s
+        em = xp.minimum(em, memory_s / xp.maximum(walk_s, 1e-30))
         return ec, em, floor_s * (1.0 + extra)
 
 
