@@ -229,3 +229,36 @@ def test_work_selection_candidates_change_only_their_named_links():
     clock = mod.setup("prefill", "clock")
     assert clock.links["floor_s"] == {**FAMILY_SETUPS["attn_prefill"].links["floor_s"], "log_clock": -1.0}
     assert mod.setup("prefill", "shipped") is FAMILY_SETUPS["attn_prefill"]
+
+
+@pytest.mark.parametrize(("kernel", "tokens", "rows", "ctas"), [
+    ("fa2", 300, 128, 2 * 16 * 3),  # FA2 (sm80 / sm120): 128-row query tiles
+    ("fa3", 300, 192, 2 * 16 * 2),  # FA3 (sm90): 192 rows up to head size 96
+    ("bw", 300, 256, 2 * 16 * 2),  # FA4 on sm100: two 128-row Q stages once the sequence exceeds one tile
+    ("bw", 100, 128, 2 * 16 * 1),  # one Q stage for a sequence within one tile
+    (None, 1, 128, 2 * 16 * 1),  # unknown kernel: FA2's tile; a 1-token sequence is one tile
+])
+def test_vit_ctas_are_one_per_query_tile_head_and_sequence(kernel, tokens, rows, ctas):
+    from lvlmsim.calibrate.kernels import vit_ctas, vit_query_rows
+
+    op = encoder_attention_op(2, tokens, 16, 64)
+    assert vit_query_rows(kernel, 64, tokens) == rows
+    assert vit_ctas(op, kernel) == ctas
+
+
+def test_cta_form_grows_the_floor_with_ctas_per_sm_and_keeps_the_softmax_compute():
+    """Batch 32 x 16 heads x 16 tokens on H100 (FA3, 132 SMs): 512 CTAs, floor 5 us x (1 + 0.1 x 512 / 132); the
+    compute and memory efficiencies are SoftmaxAttentionForm's."""
+    op = encoder_attention_op(32, 16, 16, 64)
+    base = _profile("attention+softmax", SOFTMAX_PARAMS, H100.id, "attn_encoder").efficiency(op, H100)
+    ctas = _profile("attention+softmax+ctas", {**SOFTMAX_PARAMS, "cta_share": 0.1}, H100.id,
+                    "attn_encoder").efficiency(op, H100)
+    assert ctas.floor_s == pytest.approx(5e-6 * (1.0 + 0.1 * 512 / 132))
+    assert (ctas.compute, ctas.memory) == pytest.approx((base.compute, base.memory))
+    one = _profile("attention+softmax+ctas", {**SOFTMAX_PARAMS, "cta_share": -0.3}, H100.id,
+                   "attn_encoder").efficiency(op, H100)
+    assert one.floor_s == pytest.approx(5e-6)  # a negative share adds nothing
+
+
+def test_encoder_family_fits_the_per_cta_floor_share():
+    assert FAMILY_SETUPS["attn_encoder"].variant == "attention+softmax+ctas"

@@ -58,6 +58,7 @@ lvlmsim.calibrate.fit.family_data); the held-out device's windowed rows are the 
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -185,6 +186,25 @@ def prefill_tiles(kernel: str | None, head_dim: float) -> tuple[int, int] | None
     return None
 
 
+def vit_query_rows(kernel: str | None, head_dim: float, q: float) -> int:
+    """Query rows one CTA of the ViT (encoder) attention kernel on `kernel` computes, for sequences of `q` tokens: FA2
+    (sm80 / sm120, non-split kernel, flash_fwd_launch_template.h run_mha_fwd_hdim64 / hdim96: kBlockM 128), FA3 (sm90,
+    hopper/tile_size.h tile_size_fwd_sm90, 16-bit, KV not paged: kBlockM 192 up to head size 96), FA4 on sm100
+    (flash_attn/cute/interface.py: tile_m 128, two Q stages per CTA once the sequence exceeds one tile, q_stage = 2 if
+    seqlen_q > tile_m). The ViT head sizes are 64-80; a device of unknown kernel gets FA2's 128."""
+    if kernel == "fa3" and head_dim <= 96:
+        return 192
+    if kernel == "bw":
+        return 256 if q > 128 else 128
+    return 128
+
+
+def vit_ctas(op: Op, kernel: str | None) -> float:
+    """CTAs the ViT attention kernel on `kernel` launches for `op`: one per (query tile, head, sequence)."""
+    batch, q, heads, d = op.shape[0], max(float(op.shape[1]), 1.0), op.shape[3], float(op.shape[5])
+    return float(batch) * heads * math.ceil(q / vit_query_rows(kernel, d, q))
+
+
 def fa3_prefill_tiles(head_dim: float, local: bool) -> tuple[int, int]:
     """(kBlockM, kBlockN) of vLLM's FA3 prefill, 16-bit, paged KV without TMA (hopper/tile_size.h
     tile_size_fwd_sm90: 192 x 128 causal / 192 x 160 local up to head size 64, 192 x 128 up to 96, 128 x 128 up to
@@ -309,5 +329,5 @@ def with_kernel_features(profile: EfficiencyProfile, hw: HardwareSpec) -> Effici
 
 __all__ = ["KernelFeatureProfile", "as_run", "as_run_unpacked", "attention_kernel", "dram_reread_factor",
            "fa2_key_block", "fa3_prefill_tiles", "gqa_reread_factor", "l2_reuse_share", "prefill_tiles",
-           "regroups_gqa", "splits_kv", "tile_work_factor", "unsplit_key_blocks", "window_tile_factor",
-           "with_kernel_features"]
+           "regroups_gqa", "splits_kv", "tile_work_factor", "unsplit_key_blocks", "vit_ctas", "vit_query_rows",
+           "window_tile_factor", "with_kernel_features"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lvlmsim.calibrate.kernels import attention_kernel, regroups_gqa, splits_kv, unsplit_key_blocks
+from lvlmsim.calibrate.kernels import attention_kernel, regroups_gqa, splits_kv, unsplit_key_blocks, vit_ctas
 from lvlmsim.cost.collectives import CUSTOM_AR_ROLE, CUSTOM_AR_SUFFIX, custom_ar_one_stage
 from lvlmsim.cost.profile import DEFAULT_PROFILE, DefaultProfile, Efficiency
 from lvlmsim.errors import SpecError
@@ -493,6 +493,30 @@ class SoftmaxAttentionForm(Form):
         return ec, em_max * sat(xp, nbytes, b0, pb), floor_s
 
 
+class CtaSoftmaxAttentionForm(SoftmaxAttentionForm):
+    """SoftmaxAttentionForm whose floor grows with the CTAs each SM runs in turn: every CTA of a FlashAttention kernel
+    (one per query tile, head and sequence; lvlmsim.calibrate.kernels.vit_ctas) pays a fixed prologue and epilogue
+    (barrier and descriptor setup, loading its Q tile, writing O and the LSE) that no arithmetic hides when the
+    sequences are a few tokens long. At 1-64 tokens a ViT attention of batch 32 x 16 heads takes 21 / 16 / 12.7 us on
+    B300 / H100 / RTX PRO 6000 against 7.0 / 8.3 / 6.8 us at batch 1 (aiconfigurator's encoder tables), which a
+    constant floor prices 80% fast. The floor becomes floor_s x (1 + cta_share x CTAs / SMs); cta_share is one fitted
+    constant, the CTA count comes from the kernel's query tile and the SM count from the datasheet."""
+
+    name = "attention+softmax+ctas"
+    core = SoftmaxAttentionForm.core[:-1] + (
+        Param("cta_share", "real", 0.1, "extra floor share per CTA per SM (a CTA's prologue and epilogue)"),
+    ) + SoftmaxAttentionForm.core[-1:]
+
+    def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
+        ctas_per_sm = vit_ctas(op, attention_kernel(hw)) / float(hw.sm_count or REF_SM_COUNT)
+        return (*super().features(op, hw), ctas_per_sm)
+
+    def eff(self, xp, p, h, x):
+        *base, cta_share, floor_s = p
+        ec, em, floor_s = super().eff(xp, (*base, floor_s), h, x[:-1])
+        return ec, em, floor_s * (1.0 + xp.maximum(cta_share, 0.0) * x[-1])
+
+
 # FlashAttention-2's split-KV decision (flash_api.cpp, set_params_splitkv / num_splits_heuristic): keys come in blocks
 # of 256 (head size <= 64), 128 (<= 128) or 64 columns; with more than one block, the keys are split unless
 # batch x kv_heads x query blocks >= 0.8 x (2 x SMs), and a combine kernel then runs after the attention kernel.
@@ -569,7 +593,7 @@ class SplitDecodeForm(DecodeForm):
 
 
 REF_SM_COUNT = 132  # H100 SXM: the reference a device without a published SM count is priced with
-for _f in (SoftmaxAttentionForm(), SplitDecodeForm()):
+for _f in (SoftmaxAttentionForm(), CtaSoftmaxAttentionForm(), SplitDecodeForm()):
     FORM_VARIANTS[_f.name] = _f
 
 
