@@ -1,0 +1,51 @@
+"""The pieces of benchmarks/window_tile_selection.py (issue 16) that decide what a candidate prices.
+
+Oracles are hand-counted tiles: TRT-LLM-gen's context CTA of 256 query rows loops over 128-key tiles from the tile of
+its first row's window start to the tile of its last row's causal limit (FA2's rule with 64-row query blocks)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from lvlmsim.calibrate.measured import prefill_attention_op, sliding_prefill_attention_op
+
+
+def _selection():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "window_tile_selection.py"
+    spec = importlib.util.spec_from_file_location("window_tile_selection", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_a_window_binds_only_once_the_keys_outgrow_it():
+    """The `unbound` fit keeps windowed rows whose whole cache fits the window: they run the causal key loop."""
+    sel = _selection()
+    assert not sel.window_binds(sliding_prefill_attention_op(batch=2, isl=128, heads=16, kv_heads=8, head_dim=128,
+                                                             window=128))
+    assert sel.window_binds(sliding_prefill_attention_op(batch=2, isl=129, heads=16, kv_heads=8, head_dim=128,
+                                                         window=128))
+    assert not sel.window_binds(prefill_attention_op(batch=2, isl=4096, heads=16, kv_heads=8, head_dim=128))
+
+
+def test_visited_keys_count_whole_trtllm_tiles():
+    """512 tokens, 128-key window: CTA 0 (rows 0-255) visits tiles 0-1 (256 keys a row), CTA 1 (rows 256-511)
+    tiles 1-3 (its first row's window starts at key 129: 384 keys a row); (256 x 256 + 256 x 384) / 512 = 320."""
+    sel = _selection()
+    assert sel.visited_keys_per_row(512, 0, 128, 128.0, 1, "bw") == 320.0
+    assert sel.visited_keys_per_row(512, 0, 0, 128.0, 1, "bw") == (256 * 256 + 256 * 512) / 512  # causal: 384
+
+
+def test_visited_key_loop_is_the_causal_length_with_as_many_keys_a_row():
+    """Causal rows of L in (384, 512] tokens visit (256 x 256 + (L - 256) x 512) / L keys a row on TRT-LLM-gen
+    (below 320 for L <= 384: 298.7 at 384, 341.8 at 385), so the 512-token windowed row reads as 385 tokens; on FA2
+    (64 x 128 blocks) a 256-token row under a 128-key window visits 192 keys a row, which no shorter causal row
+    reaches (256 - 16384 / L < 192 below 256)."""
+    sel = _selection()
+    bw_row = sliding_prefill_attention_op(batch=1, isl=512, heads=8, kv_heads=8, head_dim=128, window=128)
+    assert sel.visited_loop_length(bw_row, "bw") == 385.0
+    fa2_row = sliding_prefill_attention_op(batch=1, isl=256, heads=8, kv_heads=8, head_dim=128, window=128)
+    assert sel.visited_keys_per_row(256, 0, 128, 128.0, 1, "fa2") == 192.0
+    assert sel.visited_loop_length(fa2_row, "fa2") == 256.0
+    assert sel.visited_loop_length(fa2_row, None) is None  # no known tiles: the useful-key loop is used instead
