@@ -49,6 +49,10 @@ def print_rows(results) -> None:
             share = r.ttft_floor_ms / r.measured["mean_ttft_ms"]
             flag = ": FLAGGED physically inconsistent (see the table)" if r.inconsistent else ""
             print(f"    TTFT floor at the GPU's peak {r.ttft_floor_ms:.1f} ms, {share:.2f}x the published mean{flag}")
+        if r.reuse_floor_ms is not None and r.reuse_floor_ms < r.ttft_floor_ms:
+            share = r.reuse_floor_ms / r.measured["mean_ttft_ms"]
+            print(f"    ... of the tokens left after the session's prefix reuse {r.reuse_floor_ms:.1f} ms, "
+                  f"{share:.2f}x")
         for k, v in r.measured.items():
             if k in r.predicted:
                 print(f"    {k:<28} published {v:>12.2f}  lvlmsim {r.predicted[k]:>12.2f}  {r.error_pct[k]:+7.1f}%")

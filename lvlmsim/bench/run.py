@@ -16,8 +16,14 @@ table with the client's own definitions (vllm/benchmarks/serve.py calculate_metr
   "Concurrency" line.
 
 Client-side warm-up requests (SGLang's default 1, vLLM's initial test prompt) run before the timed run and are not
-simulated. Without `--ignore-eos` a real server may stop before the requested output length; lvlmsim always
-generates the full length, so compare runs made with `--ignore-eos`.
+simulated as requests. What they leave in the server's prefix cache is: vLLM's client sends its first prompt,
+input_requests[0], once before the timed run (benchmark_serving.py / vllm/benchmarks/serve.py, "Starting initial
+single prompt test run"), so on a server with prefix caching (vLLM V1's default) request 0 of a random-dataset run
+finds its whole prompt cached but the last block. `prior_runs` adds what earlier runs of the same client sent to
+the same server (a sweep run one after another): the random dataset makes request i's prompt a prefix of one token
+stream per index and seed (lvlmsim.specs.workload.TextPrefixSpec), so a run's prompts find the earlier runs' shorter
+prompts of the same index cached. Without `--ignore-eos` a real server may stop before the requested output
+length; lvlmsim always generates the full length, so compare runs made with `--ignore-eos`.
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ class BenchArgs:
     ignore_eos: bool = False
     seed: int | None = None
     serving: dict = field(default_factory=dict)
+    prior_runs: tuple[tuple[int, int], ...] = ()  # (random input len, num prompts) of earlier runs, oldest first
 
     @property
     def dataset(self) -> str:
@@ -156,11 +163,38 @@ def bench_scenario(a: BenchArgs) -> dict:
     if a.ep is not None:  # serving.ep: the server's --enable-expert-parallel degree (a MoE model; divides tp)
         serving["ep"] = a.ep
     workload = {"requests": n, "arrival": _arrival(a, n), **_request_mix(a, client)}
+    text_prefix = _text_prefix(a, client, workload["prompt_tokens"])
+    if text_prefix is not None:
+        workload["text_prefix"] = text_prefix
     if a.max_concurrency is not None and not math.isinf(a.request_rate):
         workload["max_concurrency"] = a.max_concurrency
     seed = a.seed if a.seed is not None else d.seed
     return {"id": f"bench-{client}-{a.dataset}", "model": a.model, "hardware": a.hardware, "seed": seed,
             "workload": workload, "serving": serving}
+
+
+def _text_prefix(a: BenchArgs, client: str, prompt: dict) -> dict | None:
+    """What the server's prefix cache holds of the run's token streams when the timed run starts (module docstring):
+    the prompts of `prior_runs`, then vLLM's test prompt (request 0's own prompt: its stream up to the longest length
+    the client can draw). None for a dataset whose prompts are not token streams (images, real datasets)."""
+    if a.dataset != "random":
+        if a.prior_runs:
+            raise SpecError("prior_runs: earlier runs share prompt prefixes only in the random (text) dataset; got "
+                            f"--dataset-name {a.dataset_name}")
+        return None
+    ratio = DEFAULTS[client].range_ratio if a.random_range_ratio is None else a.random_range_ratio
+    if a.prior_runs and ratio != 0:
+        raise SpecError("prior_runs: needs --random-range-ratio 0: the clients draw the lengths before the token "
+                        "offsets, so any other ratio gives every run different prompts")
+    cached = []
+    for k, run in enumerate(a.prior_runs):
+        if len(run) != 2 or any(not isinstance(v, int) or v < 1 for v in run):
+            raise SpecError(f"prior_runs[{k}]: expected (random input len, num prompts), both >= 1, got {run!r}")
+        lo, _ = length_bounds(client, run[0], 0.0, special_tokens=a.special_tokens)
+        cached.append({"requests": run[1], "tokens": lo})
+    if client == "vllm":
+        cached.append({"requests": 1, "tokens": int(prompt.get("max", prompt.get("value", 1)))})
+    return {"cached": cached}
 
 
 def _ms_stats(values: np.ndarray, name: str) -> dict:

@@ -41,6 +41,7 @@ class RowResult:
     refused: str | None = None
     inconsistent: str | None = None  # the table's flag: the published TTFT is below what the stated prompt needs
     ttft_floor_ms: float | None = None  # ttft_floor_s of a row that publishes a mean TTFT, in ms
+    reuse_floor_ms: float | None = None  # ttft_floor_with_reuse_s of such a row, in ms (None: no prefix reuse)
 
 
 def load_rows() -> list[dict]:
@@ -51,13 +52,25 @@ def load_rows() -> list[dict]:
     return rows
 
 
+def prior_runs(row: dict) -> tuple[tuple[int, int], ...]:
+    """The runs the row's client sent to the same server before it (its `session.prior_runs`, oldest first, as
+    (random input len, num prompts) pairs; the session's `source` documents the order). Empty without a session."""
+    session = row.get("session")
+    if session is None:
+        return ()
+    if not isinstance(session, dict) or not session.get("source") or "prior_runs" not in session:
+        raise SpecError(f"{row.get('id')}: session: expected {{source: <where the run order is documented>, "
+                        "prior_runs: [[input len, num prompts], ...]}")
+    return tuple((int(run[0]), int(run[1])) for run in session["prior_runs"])
+
+
 def row_args(row: dict) -> BenchArgs:
     c = row["conditions"]
     args = dict(row.get("args", {}))
     rate = args.pop("request_rate", math.inf)
     return BenchArgs(model=c["model"], hardware=c["hardware"], client=c["client"], runtime=c["runtime"],
                      tp=int(c.get("tp", 1)), request_rate=math.inf if rate == "inf" else float(rate),
-                     serving=dict(row.get("serving", {})), **args)
+                     serving=dict(row.get("serving", {})), prior_runs=prior_runs(row), **args)
 
 
 def ttft_floor_s(row: dict) -> float | None:
@@ -67,8 +80,6 @@ def ttft_floor_s(row: dict) -> float | None:
     enters, and the causal attention counts only the keys each query sees, so the floor is below any real run.
     None for a row whose requests are not the synthetic datasets' fixed or uniform lengths."""
     from lvlmsim.bench.run import SYNTHETIC, bench_scenario
-    from lvlmsim.estimate import estimate_request
-    from lvlmsim.specs.registry import load_hardware, load_model
 
     a = row_args(row)
     if a.dataset not in SYNTHETIC:
@@ -76,13 +87,44 @@ def ttft_floor_s(row: dict) -> float | None:
     w = bench_scenario(a)["workload"]
     prompt = w["prompt_tokens"]
     shortest = int(prompt["value"] if prompt["kind"] == "fixed" else prompt["min"])
-    images = int(w["images"])
+    return _tensor_s(a, w, shortest)
+
+
+def _tensor_s(a: BenchArgs, w: dict, prompt_tokens: int) -> float:
+    """Tensor-core seconds at peak of encoding a request's images and prefilling `prompt_tokens` (ttft_floor_s)."""
+    from lvlmsim.estimate import estimate_request
+    from lvlmsim.specs.registry import load_hardware, load_model
+
     sizes = w.get("image_size") or [{"width": 336, "height": 336}]  # unused without images
     hw = load_hardware(a.hardware)
-    est = estimate_request(load_model(a.model), hw, images=images, image_size=(sizes[0]["width"], sizes[0]["height"]),
-                           prompt_tokens=shortest, output_tokens=1, tp=a.tp)
+    est = estimate_request(load_model(a.model), hw, images=int(w["images"]),
+                           image_size=(sizes[0]["width"], sizes[0]["height"]), prompt_tokens=prompt_tokens,
+                           output_tokens=1, tp=a.tp)
     return sum(c.op.flops * c.op.count / hw.peak_flops(c.op.dtype) for name in ("encode", "prefill")
                for c in est.stages[name].ops if c.op.kind in TENSOR_KINDS)
+
+
+def ttft_floor_with_reuse_s(row: dict) -> float | None:
+    """ttft_floor_s of the prompt tokens a prefix-caching server still computes (lvlmsim.engine.prefix): the mean
+    over the run's requests of the tensor work of tokens [hit, L) at peak, the hit from what the row's session and
+    the client's test prompt left cached. A prefill of tokens [h, L) is the prefill of L minus that of h (each
+    token's work depends only on its position), so the floor is (F(L) - F(h)) / peak per request. None for a row
+    without a fixed-length text prompt (the reuse needs the random dataset) or whose server does not cache."""
+    from lvlmsim.bench.run import bench_scenario
+    from lvlmsim.engine.prefix import PrefixCache
+    from lvlmsim.specs.workload import TextPrefixSpec
+
+    a = row_args(row)
+    sc = bench_scenario(a)
+    w = sc["workload"]
+    if "text_prefix" not in w or not sc["serving"].get("prefix_caching") or w["prompt_tokens"]["kind"] != "fixed":
+        return None
+    length, n = int(w["prompt_tokens"]["value"]), int(w["requests"])
+    cache = PrefixCache.preloaded(int(sc["serving"].get("block_size", 16)), 10**9,
+                                  TextPrefixSpec.model_validate(w["text_prefix"]))
+    full = _tensor_s(a, w, length)
+    hits = [cache.hit_tokens(i, length) for i in range(n)]
+    return sum(full - (_tensor_s(a, w, h) if h else 0.0) for h in hits) / n
 
 
 def replay(row: dict) -> RowResult:
@@ -97,6 +139,8 @@ def replay(row: dict) -> RowResult:
     r.setdefault("total_input_vision_tokens", int(res.simulation.requests.visual_tokens.sum()))
     floor_s = ttft_floor_s(row) if "mean_ttft_ms" in out.measured else None
     out.ttft_floor_ms = floor_s * 1e3 if floor_s is not None else None
+    reuse_s = ttft_floor_with_reuse_s(row) if floor_s is not None else None
+    out.reuse_floor_ms = reuse_s * 1e3 if reuse_s is not None else None
     for k, v in out.measured.items():
         if isinstance(r.get(k), int | float) and v:
             out.predicted[k] = float(r[k])
@@ -143,5 +187,6 @@ def run_validation() -> tuple[list[RowResult], dict]:
     return results, summarize(results)
 
 
-__all__ = ["HEADLINE", "RowResult", "consistent", "load_rows", "median_of_sweeps", "replay", "row_args",
-           "run_validation", "source_of", "summarize", "summarize_by_source", "ttft_floor_s"]
+__all__ = ["HEADLINE", "RowResult", "consistent", "load_rows", "median_of_sweeps", "prior_runs", "replay",
+           "row_args", "run_validation", "source_of", "summarize", "summarize_by_source", "ttft_floor_s",
+           "ttft_floor_with_reuse_s"]

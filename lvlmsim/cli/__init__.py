@@ -251,18 +251,23 @@ def list_cmd(
 
 
 def _server_defaults_text(rule: dict | None) -> str:
-    """runtimes.yaml server_defaults in one line: the knobs by device name, then by memory tier."""
+    """runtimes.yaml server_defaults in one line: the knobs every device gets, by device name, then by memory
+    tier."""
     if not rule:
         return "-"
 
     def knobs(k: dict) -> str:
         return "/".join(str(v) for v in k.values())
 
-    keys = next(iter(rule["tiers"]))["knobs"].keys()
+    always = ", ".join(f"{k} {v}" for k, v in (rule.get("always") or {}).items())
+    tiers = rule.get("tiers") or []
+    if not tiers:
+        return always or "-"
+    keys = next(iter(tiers))["knobs"].keys()
     parts = [f"{n}: {knobs(k)}" for n, k in (rule.get("names") or {}).items()]
     parts += [f"{'< ' + str(t['below_gib']) + ' GiB' if t.get('below_gib') else 'else'}: {knobs(t['knobs'])}"
-              for t in rule["tiers"]]
-    return f"{' / '.join(keys)}: " + "; ".join(parts)
+              for t in tiers]
+    return (f"{always}; " if always else "") + f"{' / '.join(keys)}: " + "; ".join(parts)
 
 
 def _host_profile_table() -> Table:

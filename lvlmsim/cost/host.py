@@ -226,9 +226,9 @@ def load_host_profile(name: str, cpu: str = DEFAULT_CPU, api: bool = True) -> Ho
 
 def server_defaults(name: str, hardware) -> dict:
     """The server knobs a runtime version picks by itself on this device when the user sets none (runtimes.yaml
-    `server_defaults`: vLLM V1 sizes max_num_batched_tokens / max_num_seqs by device memory and name, SGLang its
-    chunked prefill by memory). Empty for a profile that lists none; an unknown name is a SpecError as in
-    load_host_profile."""
+    `server_defaults`: its `always` knobs, e.g. prefix caching on, then vLLM V1's max_num_batched_tokens /
+    max_num_seqs by device memory and name, SGLang's chunked prefill by memory). Empty for a profile that lists
+    none; an unknown name is a SpecError as in load_host_profile."""
     doc = _runtimes()
     key = str(name).strip().lower()
     key = doc["defaults"].get(key, key)
@@ -237,11 +237,16 @@ def server_defaults(name: str, hardware) -> dict:
     rule = doc["runtimes"][key].get("server_defaults")
     if not rule:
         return {}
+    return {**(rule.get("always") or {}), **_device_knobs(rule, hardware)}
+
+
+def _device_knobs(rule: dict, hardware) -> dict:
+    """The knobs of server_defaults' `names` entry the device matches, else of its memory tier."""
     device = f"{hardware.id} {hardware.name}".lower()
     for name, knobs in (rule.get("names") or {}).items():
         if str(name).lower() in device:
             return dict(knobs)
-    for tier in rule["tiers"]:
+    for tier in rule.get("tiers") or []:
         if tier.get("below_gib") is None or hardware.mem_capacity_gib < float(tier["below_gib"]):
             return dict(tier["knobs"])
     return {}

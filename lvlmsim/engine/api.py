@@ -364,6 +364,9 @@ def _summary(run: _Run, df, end_s: float, sink: StreamSummary | None = None) -> 
     reuse = cluster.reuse_stats()
     if reuse is not None:
         summary["reuse"] = reuse
+    prefix = cluster.prefix_stats()
+    if prefix is not None:
+        summary["prefix_cache"] = prefix
     return summary
 
 

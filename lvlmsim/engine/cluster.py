@@ -37,6 +37,7 @@ from lvlmsim.cost.roofline import CostModel
 from lvlmsim.engine.decodeset import kept_visual
 from lvlmsim.engine.host import HostStage
 from lvlmsim.engine.instance import EncoderInstance, LlmInstance
+from lvlmsim.engine.prefix import PrefixCache, merge_prefix_stats
 from lvlmsim.engine.request import REJECTED, REJECTED_S, Request
 from lvlmsim.engine.reuse import ReuseTracker
 from lvlmsim.engine.router import Router, make_router
@@ -50,7 +51,7 @@ from lvlmsim.specs.base import DTYPE_BYTES
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.model import ModelSpec
 from lvlmsim.specs.serving import LinkConfig, PoolSpec, ServingSpec
-from lvlmsim.specs.workload import RequestClass
+from lvlmsim.specs.workload import RequestClass, TextPrefixSpec
 from lvlmsim.techniques.compose import Composition
 from lvlmsim.techniques.reuse import encoder_entry_bytes, kv_entry_bytes
 
@@ -371,6 +372,11 @@ class Cluster:
     def instances(self) -> list:
         return [i for p in self.pools for i in p.instances]
 
+    def prefix_stats(self) -> dict | None:
+        """Summed statistics of the instances' text prefix caches (None when none has one)."""
+        parts = [i.prefix.stats() for i in self.instances if getattr(i, "prefix", None) is not None]
+        return merge_prefix_stats(parts) if parts else None
+
     def reuse_stats(self) -> dict | None:
         """Summed statistics of every instance's reuse caches (None without the reuse technique)."""
         from lvlmsim.engine.reuse import merge_stats
@@ -459,7 +465,7 @@ def build_pool(
     pool = Pool(spec, hardware, b.cfg, cost_model, total_blocks=total_blocks, memory_verdict=verdict)
     coster = StepCost(b.model, b.cfg, cost_model, comp)
     pool.instances = _instances(env, b, serving, coster, total_blocks,
-                                _step_overhead_s(serving, host_step_s))
+                                _step_overhead_s(serving, host_step_s), workload.text_prefix)
     pool.router = make_router(serving.router, pool.instances)
     return pool
 
@@ -558,7 +564,10 @@ def _step_overhead_s(serving: ServingSpec, host_step_s: float) -> float:
 
 
 def _instances(env, b: _PoolBuild, serving: ServingSpec, coster: StepCost, total_blocks: int,
-               overhead_s: float) -> list:
+               overhead_s: float, text_prefix: TextPrefixSpec | None = None) -> list:
+    """The pool's instances. With serving.prefix_caching and a workload whose prompts are token streams
+    (workload.text_prefix), every prefilling instance gets a prefix cache holding what the spec says the server
+    held at the start (a published sweep's earlier runs were sent to one server: each instance gets all of it)."""
     spec, role = b.spec, b.spec.role
     if role == "E":
         return [EncoderInstance(env, f"{spec.label}{i}", spec.label, None, coster, serving.encoder_budget,
@@ -573,6 +582,8 @@ def _instances(env, b: _PoolBuild, serving: ServingSpec, coster: StepCost, total
         policy=make_policy(serving), encoder_budget=serving.encoder_budget, encoder_cache=serving.encoder_cache,
         does_encode=b.has_enc, handoff="D" not in role, overhead_s=overhead_s,
         reuse=b.tracker(serving.block_size) if "P" in role else None, kv_policy=kv_policy, swap_s=swap_s,
+        prefix=(PrefixCache.preloaded(serving.block_size, total_blocks, text_prefix)
+                if serving.prefix_caching and text_prefix is not None and "P" in role else None),
     ) for i in range(spec.instances)]
 
 

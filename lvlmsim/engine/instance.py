@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import simpy
 
     from lvlmsim.engine.cluster import Cluster
+    from lvlmsim.engine.prefix import PrefixCache
     from lvlmsim.engine.reuse import ReuseTracker
     from lvlmsim.engine.schedulers import SchedulerPolicy, StepPlan
     from lvlmsim.techniques.kv_budget import KVBudgetPolicy
@@ -161,7 +162,7 @@ class LlmInstance(_Base):
         self, env, name: str, pool: str, cluster: Cluster, coster: StepCost, *, total_blocks: int, block_size: int,
         policy: SchedulerPolicy, encoder_budget: int, encoder_cache: int, does_encode: bool, handoff: bool,
         overhead_s: float, reuse: ReuseTracker | None = None, kv_policy: KVBudgetPolicy | None = None,
-        swap_s: SwapTime | None = None,
+        swap_s: SwapTime | None = None, prefix: PrefixCache | None = None,
     ):
         super().__init__(env, name, pool, cluster, overhead_s)
         self.coster = coster
@@ -178,6 +179,7 @@ class LlmInstance(_Base):
         # and a KV budget applied when a sequence starts decoding (a rolling one stops its KV growing at the budget)
         self.reuse = reuse
         self.kv_policy = kv_policy
+        self.prefix = prefix  # automatic prefix caching of text prompts (serving.prefix_caching, workload.text_prefix)
         self.decodes = DecodeSet.for_instance(block_size, coster, kv_policy)
         self.preemption = Preemption(swap_s, keep_encoded=policy.encode_ahead)
         self.process = env.process(self.run())
@@ -315,6 +317,8 @@ class LlmInstance(_Base):
             self.encoder.release(r)
             if self.reuse is not None:
                 self.reuse.prefilled(r)
+            if self.prefix is not None:
+                self.prefix.insert(r.prefix_key, r.target)
             r.generated += 1
             if r.first_token_s != r.first_token_s:  # NaN: the first time this request emits
                 r.first_token_s = now

@@ -38,6 +38,8 @@ class Request:
         "client", "warmup",
         # host stage: uploaded pixels of its images, and the time from send to admission (decode, resize, hand-off)
         "input_pixels", "preprocess_s",
+        # the token stream its text prompt is a prefix of (workload.text_prefix; None: a prompt of its own)
+        "prefix_key",
     )
 
     def __init__(
@@ -107,6 +109,7 @@ class Request:
         self.warmup = False
         self.input_pixels = input_pixels
         self.preprocess_s = 0.0
+        self.prefix_key: int | None = None
 
     @property
     def toks_to_encode(self) -> tuple:

@@ -34,6 +34,7 @@ from lvlmsim.specs.workload import (
     LogNormalDist,
     NormalDist,
     PoissonArrival,
+    TextPrefixSpec,
     TraceArrival,
     UniformDist,
     WorkloadSpec,
@@ -54,12 +55,15 @@ class Workload:
     that must see every request before the run (memory fit, largest image); it keeps nothing.
 
     `cap` is the most requests in flight (closed loop or `max_concurrency`), `warmup` the requests left out of the
-    metrics, `duration_s` when sending stops, `planned` how many requests the stream holds.
+    metrics, `duration_s` when sending stops, `planned` how many requests the stream holds, `text_prefix` the
+    workload's TextPrefixSpec (requests then carry `prefix_key`).
     """
 
     def __init__(self, make: Callable[[], Iterator[Unit]], planned: int, *, has_sessions: bool = False,
-                 cap: int | None = None, warmup: int = 0, duration_s: float | None = None):
+                 cap: int | None = None, warmup: int = 0, duration_s: float | None = None,
+                 text_prefix: TextPrefixSpec | None = None):
         self._make = make
+        self.text_prefix = text_prefix  # the prompts' token streams and what a prefix cache holds at the start
         self._live: Iterator[Unit] | None = None
         self.planned = planned
         self.has_sessions = has_sessions
@@ -244,7 +248,7 @@ def stream(
         len(_STREAMS))), strict=True))
     tok = _Tokens(model, transform)
     opts = {"has_sessions": spec.session is not None, "cap": spec.concurrency_cap, "warmup": spec.warmup_requests,
-            "duration_s": spec.duration_s}
+            "duration_s": spec.duration_s, "text_prefix": spec.text_prefix}
     if isinstance(spec.arrival, TraceArrival):
         if resolve is None:
             raise SpecError("arrival: a trace needs a scenario to resolve its path")
@@ -352,6 +356,8 @@ def _turn_request(spec: WorkloadSpec, tok: _Tokens, d: _Draws, i: int, s: int, t
     )
     if toks:
         r.toks = toks
+    if spec.text_prefix is not None:  # request i's prompt is a prefix of token stream i (text-only, no sessions)
+        r.prefix_key = i
     return r
 
 

@@ -70,6 +70,11 @@ class ServingSpec(StrictModel):
         False, description="the runtime without CUDA graphs (vLLM --enforce-eager or -O0, SGLang "
         "--disable-cuda-graph): every kernel launched from Python, so the eager kernel floor and step overhead "
         "replace the runtime's (lvlmsim list runtimes); needs serving.runtime vllm | sglang | trtllm")
+    prefix_caching: bool = Field(
+        False, description="automatic prefix caching of text prompts that share token prefixes (workload."
+        "text_prefix: a benchmark client's random prompts): a prompt reuses the cached KV of its stream's full "
+        "blocks (lvlmsim.engine.prefix). vLLM V1 and SGLang have it on by default, which lvlmsim bench applies "
+        "(runtimes.yaml server_defaults); off here because a scenario's prompts carry no token identity")
     step_overhead_s: NonNegativeFloat = Field(0.0, description="CPU scheduling time added to every batch step, on "
                                               "top of the runtime's launch overhead")
     scheduler: Scheduler = Field("fcfs", description="batch-forming policy of each LLM instance: " + ", ".join(

@@ -252,6 +252,28 @@ class RequestClass(StrictModel):
                                              "scenario's slos.ttft_s")
 
 
+class CachedPrompts(StrictModel):
+    """The first `tokens` tokens of token streams 0 .. `requests` - 1 (see TextPrefixSpec): what an earlier run of
+    the same client sent (its prompts, `requests` of `tokens` each), or the client's own test prompt."""
+
+    requests: PositiveInt
+    tokens: PositiveInt
+
+
+class TextPrefixSpec(StrictModel):
+    """Text prompts that share token prefixes, as a prefix cache sees them (serving.prefix_caching).
+
+    A benchmark client's random dataset builds request i's prompt as the first L tokens of a token stream fixed by
+    i and the client's seed (vLLM's RandomDataset: tokens (offset_i + i + j) mod vocab, offset_i the i-th draw of
+    the seeded generator; SGLang's random dataset likewise), so the prompts of index i in two runs of the same seed
+    share the shorter one's tokens. Request i of this workload is stream i. `cached` lists the streams' tokens the
+    server's prefix cache holds when the run starts, oldest first: the prompts of earlier runs of the same session
+    (same client, seed and server) and the client's test prompt. Text-only requests (no images, no video, no
+    sessions): a prompt with images is not a prefix of a stream."""
+
+    cached: list[CachedPrompts] = Field(default_factory=list)
+
+
 MAX_REQUESTS = 10**9  # a count checked before anything is generated: 10^9 requests is days of simulation already
 
 
@@ -279,6 +301,10 @@ class WorkloadSpec(StrictModel):
         "latencies count from when it is sent. None or 'inf': no cap"
     )
     classes: list[RequestClass] = Field(default_factory=list, description="request classes; empty: one class")
+    text_prefix: TextPrefixSpec | None = Field(
+        None, description="request i's prompt is the first prompt_tokens tokens of token stream i (a benchmark "
+        "client's random dataset) and `cached` says what the server's prefix cache holds of those streams when the "
+        "run starts; a server with serving.prefix_caching reuses it (None: every prompt is unique)")
     warmup_requests: NonNegativeInt = Field(
         0, description="the first N requests sent are warm-up: simulated, but left out of every metric; throughput "
         "counts from the first measured request's send time"
@@ -313,6 +339,19 @@ class WorkloadSpec(StrictModel):
                              "to measure")
         return self
 
+    @model_validator(mode="after")
+    def _text_prefix(self):
+        if self.text_prefix is None:
+            return self
+        images = self.images
+        if not (isinstance(images, FixedDist) and images.value == 0) or self.video is not None:
+            raise ValueError("text_prefix: needs text-only requests (images: 0, no video): a prompt with images is "
+                             "not a prefix of a token stream")
+        if self.session is not None or isinstance(self.arrival, TraceArrival):
+            raise ValueError("text_prefix: not with chat sessions or trace replay (their prompts are not the token "
+                             "streams of a benchmark client's random dataset)")
+        return self
+
     @property
     def concurrency_cap(self) -> int | None:
         """Requests in flight at most: the clients of a closed loop, `max_concurrency`, the smaller of both."""
@@ -325,7 +364,7 @@ class WorkloadSpec(StrictModel):
 
 
 __all__ = [
-    "Arrival", "ConcurrencyArrival", "ConstantArrival", "Dist", "EmpiricalDist", "FixedDist", "GammaArrival",
-    "ImageSizeChoice", "LogNormalDist", "NormalDist", "PoissonArrival", "RequestClass", "SessionSpec",
-    "TraceArrival", "UniformDist", "VideoSpec", "WorkloadSpec", "fixed",
+    "Arrival", "CachedPrompts", "ConcurrencyArrival", "ConstantArrival", "Dist", "EmpiricalDist", "FixedDist",
+    "GammaArrival", "ImageSizeChoice", "LogNormalDist", "NormalDist", "PoissonArrival", "RequestClass", "SessionSpec",
+    "TextPrefixSpec", "TraceArrival", "UniformDist", "VideoSpec", "WorkloadSpec", "fixed",
 ]

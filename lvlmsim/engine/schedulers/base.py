@@ -196,7 +196,10 @@ class SchedulerPolicy:
         kv = inst.kv
         reuse = inst.reuse.plan(r) if inst.reuse is not None and not r.computed else None
         shared = reuse.shared_tokens if reuse is not None else 0
-        remaining = r.target - max(r.computed, shared)
+        # a text prompt's cached stream prefix (serving.prefix_caching): its blocks are the request's own from here
+        hit = (inst.prefix.hit_tokens(r.prefix_key, r.target) if inst.prefix is not None and reuse is None
+               and not r.computed else 0)
+        remaining = r.target - max(r.computed, shared, hit)
         if remaining <= 0:  # the whole prompt is cached image KV: recompute its last token (vLLM does too)
             shared = max(0, shared - kv.size)
             remaining = r.target - shared
@@ -212,10 +215,13 @@ class SchedulerPolicy:
             # encode-ahead holds cache for waiting requests: a preempted one re-encodes past the cache bound
             if not inst.encoder.fits(enc, step, check_cache=not self.encode_ahead):
                 return False
-        nb = kv.blocks_for(max(r.computed, shared) + n + r.extra_slots) - shared // kv.size - r.blocks
+        nb = kv.blocks_for(max(r.computed, shared, hit) + n + r.extra_slots) - shared // kv.size - r.blocks
         if nb > kv.free:
             return False
         inst.start_prefill(r, nb, reuse, shared, enc, step)
+        if inst.prefix is not None and reuse is None and not r.computed:
+            inst.prefix.took(r.prefix_key, hit)
+            r.computed = hit
         step.chunks.append((r, n))
         step.budget -= n
         return True
