@@ -162,3 +162,23 @@ def test_every_flagged_row_is_consistent_once_its_session_is_counted():
         reuse = ttft_floor_with_reuse_s(row)
         assert reuse is not None and reuse < ttft_floor_s(row), row["id"]
         assert reuse * 1e3 < row["measured"]["mean_ttft_ms"], row["id"]
+
+
+def test_prefix_hits_under_preemption_keep_every_request_and_the_kv_pool_whole():
+    """A KV pool too small for the load: requests are preempted (recompute) and re-admitted, now finding their own
+    prompt cached; every request completes, none is lost or counted twice, the pool is never over-full, and the
+    preloaded streams are evicted to fit the pool."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_engine_invariants import conserved, scenario
+
+    sc = scenario(serving={"gpu_memory_utilization": 0.27, "prefix_caching": True},
+                  workload={"images": 0, "prompt_tokens": 1024, "text_prefix": {"cached": [{"requests": 300,
+                                                                                           "tokens": 512}]}})
+    res = simulate(sc, requests=300, seed=1, rate=40)
+    conserved(res)
+    s = res.summary
+    assert s["preemptions"] > 0 and s["completed"] == s["requests"] and s["peak_kv_occupancy"] <= 1.0
+    assert s["prefix_cache"]["hits"] > 0 and s["prefix_cache"]["evictions"] > 0
