@@ -1,13 +1,16 @@
 """Nested check of the per-CTA floor share of ViT encoder attention (issue 11).
 
-    python benchmarks/encoder_cta_selection.py        # ~15 s: 3 outer folds x (2 inner fits x 2 candidates + 2)
+    python benchmarks/encoder_cta_selection.py        # ~25 s: 3 outer folds x (2 inner fits x 3 candidates + 3)
 
 Candidates for the `attn_encoder` family of the general model (same links, ridge and rows, only the form differs):
 - `softmax`: SoftmaxAttentionForm, a constant per-kernel floor (the setup before this change);
-- `ctas` (shipped): CtaSoftmaxAttentionForm, the floor times 1 + cta_share x CTAs per SM, the CTA count from the
-  kernel's query tile (lvlmsim.calibrate.kernels.vit_ctas). Argued from the encoder tables' p90 tails before it was
-  run: at 1-64 tokens, batch 32 x 16 heads, B300 / H100 / RTX PRO 6000 take 21 / 16 / 12.7 us against 7.0 / 8.3 /
-  6.8 us at batch 1, which a constant floor prices up to 80% fast.
+- `ctas-one`: CtaSoftmaxAttentionForm, the floor times 1 + cta_share x CTAs per SM, the CTA count from the kernel's
+  query tile (lvlmsim.calibrate.kernels.vit_ctas), every kernel holding one CTA per SM. Argued from the encoder
+  tables' p90 tails before it was run: at 1-64 tokens, batch 32 x 16 heads, B300 / H100 / RTX PRO 6000 take 21 / 16 /
+  12.7 us against 7.0 / 8.3 / 6.8 us at batch 1, which a constant floor prices up to 80% fast.
+- `ctas` (shipped): the same with FA2's two resident CTAs per SM (lvlmsim.calibrate.kernels.vit_resident_ctas: its
+  48 KB CTAs, two to an SM), FA3 and FA4 one. Added after `ctas-one` had shipped, from FA2's kernel traits; only RTX
+  PRO 6000 runs FA2 encoder rows, so in its own fold no inner device tells the two apart (a tie).
 Per outer device, the candidate is picked by an inner leave-one-out over the other three (A100 has no encoder table,
 so two inner folds, each fitted on one encoder device), fitted on the three and priced on the outer one. Prints
 median / p90 |error| and the signed median of rows of <= 256 tokens per sequence. Needs ../shared/data/measured.
@@ -23,7 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lvlmsim.calibrate import general  # noqa: E402
+from lvlmsim.calibrate import general, kernels  # noqa: E402
+from lvlmsim.calibrate import model as forms  # noqa: E402
 from lvlmsim.calibrate.fit import cost_model_times  # noqa: E402
 from lvlmsim.calibrate.kernels import with_kernel_features  # noqa: E402
 from lvlmsim.calibrate.loo import fold_table_errors, load_devices  # noqa: E402
@@ -31,12 +35,13 @@ from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
 
 KEY, TABLES = "attn_encoder", ("encoder_attention",)
 SHIPPED = general.FAMILY_SETUPS[KEY]
-VARIANTS = {"softmax": "attention+softmax", "ctas": "attention+softmax+ctas"}
+VARIANTS = {"softmax": "attention+softmax", "ctas-one": "attention+softmax+ctas", "ctas": "attention+softmax+ctas"}
 
 
 def use(candidate: str) -> None:
     general.FAMILY_SETUPS[KEY] = general.FamilySetup(VARIANTS[candidate], SHIPPED.links, SHIPPED.ridge,
                                                      SHIPPED.auxiliary)
+    forms.vit_resident_ctas = (lambda _kernel: 1) if candidate == "ctas-one" else kernels.vit_resident_ctas
 
 
 def held_out_stats(devices: dict, train: list[str], held: str) -> str:
@@ -66,13 +71,15 @@ def main() -> int:
             use(candidate)
             vals = [fold_table_errors(devices, [n for n in inner if n != i], i, KEY, TABLES) for i in inner]
             scores[candidate] = float(np.mean([v[TABLES[0]] for v in vals if v]))
-        pick = min(scores, key=scores.get)
+        best = min(scores.values())
+        picks = [c for c, s in scores.items() if s - best < 1e-6]  # equal scores: no inner device tells them apart
         inner_text = "  ".join(f"{c} {s:5.2f}" for c, s in scores.items())
-        print(f"{outer:<20} inner {inner_text}  pick {pick}", flush=True)
+        print(f"{outer:<20} inner {inner_text}  {'pick' if len(picks) == 1 else 'tie'} {' = '.join(picks)}",
+              flush=True)
         for candidate in VARIANTS:
             use(candidate)
             print(f"    {candidate:<8} held-out {held_out_stats(devices, inner, outer)}", flush=True)
-    general.FAMILY_SETUPS[KEY] = SHIPPED
+    use("ctas")
     return 0
 
 

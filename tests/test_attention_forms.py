@@ -260,5 +260,18 @@ def test_cta_form_grows_the_floor_with_ctas_per_sm_and_keeps_the_softmax_compute
     assert one.floor_s == pytest.approx(5e-6)  # a negative share adds nothing
 
 
+def test_fa2_holds_two_vit_ctas_per_sm_and_its_floor_share_halves():
+    """RTX PRO 6000 (FA2, 188 SMs, two 48 KB CTAs per SM): batch 32 x 16 heads x 16 tokens is 512 CTAs, 512 / (188 x
+    2) per CTA slot; FA3 and FA4 hold one."""
+    from lvlmsim.calibrate.kernels import vit_resident_ctas
+
+    assert (vit_resident_ctas("fa2"), vit_resident_ctas("fa3"), vit_resident_ctas("bw"), vit_resident_ctas(None)) == (
+        2, 1, 1, 2)
+    op = encoder_attention_op(32, 16, 16, 64)
+    eff = _profile("attention+softmax+ctas", {**SOFTMAX_PARAMS, "cta_share": 0.1}, RTX.id,
+                   "attn_encoder").efficiency(op, RTX)
+    assert eff.floor_s == pytest.approx(5e-6 * (1.0 + 0.1 * 512 / (188 * 2)))
+
+
 def test_encoder_family_fits_the_per_cta_floor_share():
     assert FAMILY_SETUPS["attn_encoder"].variant == "attention+softmax+ctas"

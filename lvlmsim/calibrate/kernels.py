@@ -205,6 +205,20 @@ def vit_ctas(op: Op, kernel: str | None) -> float:
     return float(batch) * heads * math.ceil(q / vit_query_rows(kernel, d, q))
 
 
+# CTAs of the ViT attention kernel resident on one SM at once. FA2's forward CTA is 4 warps with 48 KB of shared
+# memory at the ViT head sizes (Q 128 x d plus K and V 128 x 64 or 64 x 96 tiles, 16-bit: Flash_fwd_kernel_traits
+# <64, 128, 128, 4> / <96, 128, 64, 4>), so two fit the 100 KB of an sm86 / sm89 / sm120 SM (A100's 164 KB would
+# allow three by shared memory; two is what every FA2 part holds). FA3 (sm90) and FA4 (sm100) are warp-specialised
+# kernels of one CTA per SM (FA3: 3 warpgroups whose setmaxnreg reallocation assumes the whole register file; FA4: its
+# accumulators hold the SM's tensor memory).
+VIT_RESIDENT_CTAS = {"fa2": 2}
+
+
+def vit_resident_ctas(kernel: str | None) -> int:
+    """CTAs of the ViT attention kernel on `kernel` that one SM runs at once (a device of unknown kernel: FA2's)."""
+    return VIT_RESIDENT_CTAS.get(kernel or "fa2", 1)
+
+
 def fa3_prefill_tiles(head_dim: float, local: bool) -> tuple[int, int]:
     """(kBlockM, kBlockN) of vLLM's FA3 prefill, 16-bit, paged KV without TMA (hopper/tile_size.h
     tile_size_fwd_sm90: 192 x 128 causal / 192 x 160 local up to head size 64, 192 x 128 up to 96, 128 x 128 up to
@@ -330,4 +344,5 @@ def with_kernel_features(profile: EfficiencyProfile, hw: HardwareSpec) -> Effici
 __all__ = ["KernelFeatureProfile", "as_run", "as_run_unpacked", "attention_kernel", "dram_reread_factor",
            "fa2_key_block", "fa3_prefill_tiles", "gqa_reread_factor", "l2_reuse_share", "prefill_tiles",
            "regroups_gqa", "splits_kv", "tile_work_factor", "unsplit_key_blocks", "vit_ctas", "vit_query_rows",
+           "vit_resident_ctas",
            "window_tile_factor", "with_kernel_features"]

@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lvlmsim.calibrate.kernels import attention_kernel, regroups_gqa, splits_kv, unsplit_key_blocks, vit_ctas
+from lvlmsim.calibrate.kernels import (
+    attention_kernel,
+    regroups_gqa,
+    splits_kv,
+    unsplit_key_blocks,
+    vit_ctas,
+    vit_resident_ctas,
+)
 from lvlmsim.cost.collectives import CUSTOM_AR_ROLE, CUSTOM_AR_SUFFIX, custom_ar_one_stage
 from lvlmsim.cost.profile import DEFAULT_PROFILE, DefaultProfile, Efficiency
 from lvlmsim.errors import SpecError
@@ -499,8 +506,9 @@ class CtaSoftmaxAttentionForm(SoftmaxAttentionForm):
     (barrier and descriptor setup, loading its Q tile, writing O and the LSE) that no arithmetic hides when the
     sequences are a few tokens long. At 1-64 tokens a ViT attention of batch 32 x 16 heads takes 21 / 16 / 12.7 us on
     B300 / H100 / RTX PRO 6000 against 7.0 / 8.3 / 6.8 us at batch 1 (aiconfigurator's encoder tables), which a
-    constant floor prices 80% fast. The floor becomes floor_s x (1 + cta_share x CTAs / SMs); cta_share is one fitted
-    constant, the CTA count comes from the kernel's query tile and the SM count from the datasheet."""
+    constant floor prices 80% fast. The floor becomes floor_s x (1 + cta_share x CTAs / (SMs x resident CTAs per SM));
+    cta_share is one fitted constant, the CTA count and residency come from the kernel (FA2 holds two CTAs per SM,
+    FA3 and FA4 one: lvlmsim.calibrate.kernels.vit_resident_ctas) and the SM count from the datasheet."""
 
     name = "attention+softmax+ctas"
     core = SoftmaxAttentionForm.core[:-1] + (
@@ -508,7 +516,8 @@ class CtaSoftmaxAttentionForm(SoftmaxAttentionForm):
     ) + SoftmaxAttentionForm.core[-1:]
 
     def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
-        ctas_per_sm = vit_ctas(op, attention_kernel(hw)) / float(hw.sm_count or REF_SM_COUNT)
+        kernel = attention_kernel(hw)
+        ctas_per_sm = vit_ctas(op, kernel) / (float(hw.sm_count or REF_SM_COUNT) * vit_resident_ctas(kernel))
         return (*super().features(op, hw), ctas_per_sm)
 
     def eff(self, xp, p, h, x):
