@@ -132,9 +132,10 @@ class FamilySetup:
 #   tokens per sequence at half saturation growing with the SM's tensor rate per clock (a short sequence's fixed
 #   per-tile cost - loading Q, the softmax epilogue - weighs against fewer MMA cycles on a faster SM; GEMM's argument
 #   and prior, SM_RATE_PRIOR), floor by architecture generation; it no longer borrows prefill rows, whose floor
-#   includes the KV-cache write. The variant `attention+softmax+ctas` adds a floor share per CTA per SM
-#   (CtaSoftmaxAttentionForm: a CTA's prologue and epilogue, CTAs from the kernel's query tile): nested leave-one-out
-#   against the constant floor picks it in all three encoder folds (benchmarks/encoder_cta_selection.py).
+#   includes the KV-cache write. The variant `attention+softmax+ctas` adds a floor share per resident CTA slot
+#   (CtaSoftmaxAttentionForm: a CTA's prologue and epilogue; CTAs from the kernel's query tile, FA2 holding two per
+#   SM): nested leave-one-out picks it in the B300 and H100 folds, RTX PRO 6000's ties
+#   (benchmarks/encoder_cta_selection.py).
 # - attn_prefill: the default attention form and links, plus the floor by architecture generation (prefill floors, KV
 #   write included: 8.6-8.8 us on B300 and RTX PRO 6000 against 10.8-11.3 us on A100 and H100).
 # The ridge is 0.1 for all three: at 1.0 (per coefficient, x sqrt(rows)) no kernel or generation coefficient moved from
