@@ -2,7 +2,9 @@
 
 Oracles are hand-derived: NVFP4 stores one 1-byte FP8 scale per 16 four-bit values (0.5 + 1/16 bytes per value); a
 W8A8 GEMM's kernel reads the fp8 copy of x (1 byte per value); a GEMM whose 128 x 128 tiles number fewer than the SMs
-keeps tiles / SMs of the machine busy, and one more tile than SMs takes a second wave.
+keeps tiles / SMs of the machine busy, and one more tile than SMs takes a second wave; cuBLAS's split-K reduction
+kernel adds its share of the floor to a GEMM with few tiles and a long K, half of it at the threshold K or at as many
+tiles as SMs, none to a short K or a full machine.
 """
 
 from __future__ import annotations
@@ -85,7 +87,6 @@ def test_wave_form_vectorised_path_matches_the_float_path():
 
 def test_fp8_family_of_the_general_model_uses_the_wave_form():
     assert FAMILY_SETUPS["gemm.fp8"].variant == "gemm+waves+l2"
-    assert "gemm" not in FAMILY_SETUPS  # bf16: the default form
 
 
 def _compute_s(form, k: int, pk: float) -> float:
@@ -113,3 +114,52 @@ def test_monotone_form_never_prices_a_smaller_k_slower():
 def test_nvfp4_family_of_the_general_model_is_capped():
     assert FAMILY_SETUPS["gemm.fp4"].variant == "gemm+mono+l2"
     assert FORM_VARIANTS["gemm+mono+l2"].base.max_steepness == 1.0
+
+
+def _split_floor(m: int, n: int, k: int, hw, share: float = 1.5, k0: float = 1024.0) -> float:
+    """The split-K form's floor over its floor parameter (other parameters at their initial values)."""
+    from lvlmsim.calibrate.model import SplitKGemmForm
+
+    form = SplitKGemmForm()
+    params = dict(zip(form.param_names, (q.init for q in form.params), strict=True))
+    params.update(split_share=share, split_k0=k0)
+    p = tuple(params[q.name] for q in form.core)
+    return form.eff(PYMATH, p, TILES, form.features(gemm_op(m, n, k, "bf16"), hw))[2] / params["floor_s"]
+
+
+def test_split_k_reduction_kernel_adds_its_share_of_the_floor():
+    """16 x 32 x 65536 on H100: one tile of 132 SMs, K 64x the threshold: the full share (S = 1 - 1e-14); at K = k0
+    half of it; at K = k0 / 16 the step is 16^-8 / (1 + 16^-8) of it."""
+    one_tile_off = 1.0 - 1.0 / (1.0 + (132.0) ** 8)  # 1 - S(1/132; 1, 8): one tile leaves the machine idle
+    assert _split_floor(16, 32, 65536, H100) == pytest.approx(1.0 + 1.5 * one_tile_off, rel=1e-12)
+    assert _split_floor(16, 32, 1024, H100) == pytest.approx(1.0 + 1.5 * 0.5 * one_tile_off, rel=1e-12)
+    assert _split_floor(16, 32, 64, H100) == pytest.approx(1.0 + 1.5 / (1.0 + 16.0**8) * one_tile_off, rel=1e-12)
+
+
+def test_split_k_needs_too_few_tiles_for_the_sms():
+    """128 x (132 x 128) is 132 tiles, as many as H100's SMs: half the share; 32 x 132 tiles: (1/32)^8 of it; on RTX
+    PRO 6000 (188 SMs) the same 132 tiles are 0.70 of a wave: 1 - 1 / (1 + (188/132)^8) of it."""
+    assert _split_floor(128, 132 * 128, 65536, H100) == pytest.approx(1.0 + 1.5 * 0.5, rel=1e-9)
+    assert _split_floor(4096, 132 * 128, 65536, H100) == pytest.approx(1.0 + 1.5 / (1.0 + 32.0**8), rel=1e-9)
+    assert _split_floor(128, 132 * 128, 65536, RTX) == pytest.approx(
+        1.0 + 1.5 * (1.0 - 1.0 / (1.0 + (188.0 / 132.0) ** 8)), rel=1e-9)
+    assert _split_floor(16, 32, 65536, H100, share=-0.5) == 1.0  # a negative share adds nothing
+
+
+def test_split_k_form_vectorised_path_matches_the_float_path():
+    form = FORM_VARIANTS["gemm+splitk+l2"]
+    ops = [gemm_op(m, n, k, "bf16") for m, n, k in ((1, 64, 8192), (17, 4096, 512), (4097, 16384, 65536))]
+    feats = [form.features(op, H100) for op in ops]
+    cols = tuple(np.array(c, dtype=float) for c in zip(*feats, strict=True))
+    from lvlmsim.calibrate.model import np_math
+
+    params = _params(form)
+    vec = form.eff(np_math(), params, TILES, cols)
+    for i, f in enumerate(feats):
+        one = form.eff(PYMATH, params, TILES, f)
+        for j in range(3):
+            assert vec[j][i] == pytest.approx(one[j], rel=1e-12)
+
+
+def test_bf16_family_of_the_general_model_prices_split_k():
+    assert FAMILY_SETUPS["gemm"].variant == "gemm+splitk+l2"

@@ -186,6 +186,17 @@ RIDGE_WEIGHTS = {"gemm": 0.03}
 # between the plain and the wave form picks the wave form in every fold (benchmarks/gemm_link_selection.py
 # gemm-waves; RTX PRO 6000's fold by 0.1 point).
 FAMILY_SETUPS["gemm.fp8"] = FamilySetup("gemm+waves+l2", None, ridge=None)
+# cuBLAS's bf16 GEMMs with few output tiles and a long K split K and run a reduction kernel after the GEMM
+# (SplitKGemmForm: one more fitted share of the floor above a fitted K, while the 128 x 128 tiles number fewer than the
+# datasheet's SMs; the threshold and the share are shared by every device, no link). Found in the in-sample residual
+# map (benchmarks/gemm_residual_map.py: such GEMMs priced 5-40% fast on all four devices, B300 17-23%), then chosen by
+# nested leave-one-out against the plain form (benchmarks/gemm_splitk_selection.py: inner score the mean over inner
+# folds of loo.fold_table_errors' median): split-K in the A100, H100 and RTX PRO 6000 folds, plain in B300's; over
+# all four devices split-K (mean held-out median 8.95 against 9.48%). In-sample bf16 A100 / B300 / H100 / RTX PRO 6000
+# 9.1 / 10.7 / 8.2 / 7.5 -> 8.4 / 7.5 / 5.8 / 7.6%; nested held out 10.0 / 10.9 / 8.5 / 8.5 -> 10.5 / 10.9 / 8.4 /
+# 8.2%: where cuBLAS starts to split differs by architecture (A100 from K ~ 256, RTX PRO 6000 past 4096), which no
+# datasheet feature carries, so the held-out gain is small.
+FAMILY_SETUPS["gemm"] = FamilySetup("gemm+splitk+l2", None, ridge=None)
 # NVFP4 is measured on two devices, so each leave-one-out fold fits it on one: nothing across devices bounds its
 # saturation steepness, and the fitted p_k > 1 (1.3 on both together) makes a GEMM slower as k shrinks once another
 # device's features move k0 (B300's k = 32-64 NVFP4 GEMMs priced up to 200x their time from RTX PRO 6000's fit). Its

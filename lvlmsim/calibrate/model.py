@@ -447,6 +447,38 @@ class MonotoneWaveGemmForm(WaveGemmForm):
     max_steepness = 1.0
 
 
+SPLITK_TILE = 128.0  # output tile edge the split-K step counts tiles with (cuBLAS's large-m tiles are 128-256 wide)
+SPLITK_STEEPNESS = 8.0  # a smooth step in k and in tiles per SM: a hard one has no gradient for the fit
+
+
+class SplitKGemmForm(GemmForm):
+    """GemmForm plus the second kernel of cuBLAS's split-K: when a GEMM's output tiles cannot fill the SMs and its K
+    is long, cuBLAS splits K over CTAs that write partial sums to a workspace, and a reduction kernel
+    (`cublasLt::splitKreduce_kernel`) sums them, one more kernel in the graph. In aiconfigurator's bf16 tables a
+    GEMM with m <= 16 and n <= 1024 steps from ~1 floor to ~2.2 floors as K passes ~1-2k on all four devices (A100
+    2.5-3.0 -> 5.3-6.0 us, H100 2.6 -> 5.5-5.9, B300 1.9 -> 4.2-4.9, RTX PRO 6000 2.1 -> 4.6) and stays there while
+    K grows: the extra ~2.5-3 us is that kernel, not bandwidth. The extra floor share is `split_share` x a smooth
+    step at K = `split_k0` x a smooth step down as tiles (SPLITK_TILE square) reach the SM count (datasheet)."""
+
+    name = "gemm+splitk"
+    core = GemmForm.core[:-1] + (
+        Param("split_share", "real", 1.0, "extra floor share of the split-K reduction kernel"),
+        Param("split_k0", "pos", 1024.0, "reduction depth at which cuBLAS starts to split K (half step)"),
+    ) + GemmForm.core[-1:]
+
+    def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
+        m, n = float(op.shape[0]), float(op.shape[1])
+        tiles = math.ceil(m / SPLITK_TILE) * math.ceil(n / SPLITK_TILE)
+        return (*super().features(op, hw), tiles / float(hw.sm_count or REF_SM_COUNT))
+
+    def eff(self, xp, p, h, x):
+        *base, split_share, split_k0, floor_s = p
+        ec, em, floor_s = super().eff(xp, (*base, floor_s), h, x[:-1])
+        k, tiles_per_sm = x[2], x[-1]
+        split = sat(xp, k, split_k0, SPLITK_STEEPNESS) * (1.0 - sat(xp, tiles_per_sm, 1.0, SPLITK_STEEPNESS))
+        return ec, em, floor_s * (1.0 + xp.maximum(split_share, 0.0) * split)
+
+
 # Form variants a family may name in its JSON (`form`), beyond its kind's default form.
 FORM_VARIANTS: dict[str, Form] = {}
 for _f in (GemmForm(), AttentionForm(), DecodeForm(), ElementwiseForm()):
@@ -454,6 +486,7 @@ for _f in (GemmForm(), AttentionForm(), DecodeForm(), ElementwiseForm()):
 FORM_VARIANTS["gemm+waves+l2"] = CachedForm(WaveGemmForm())
 FORM_VARIANTS["gemm+mono+l2"] = CachedForm(MonotoneGemmForm())
 FORM_VARIANTS["gemm+waves+mono+l2"] = CachedForm(MonotoneWaveGemmForm())
+FORM_VARIANTS["gemm+splitk+l2"] = CachedForm(SplitKGemmForm())
 FORM_VARIANTS["allreduce+stages"] = StagedAllreduceForm()
 
 
