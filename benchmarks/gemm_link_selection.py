@@ -16,7 +16,8 @@ error next to the flat derate. A last line scores the candidates by leave-one-ou
 - gemm-waves: the fp8 GEMM family's form: the plain GEMM form or its wave-quantised variant (WaveGemmForm: vLLM's
   per-tensor fp8 kernel does not split K), GEMM's links and ridge weight either way;
 - gemm-mono: the GEMM families' saturation steepness in m, n and k free or capped at 1 (MonotoneGemmForm: a smaller
-  dimension never takes longer) for all three families or for NVFP4 only, the fp8 family in waves either way;
+  dimension never takes longer) for all three families or for NVFP4 only, the fp8 family in waves either way (bf16
+  without the split-K term shipped since: benchmarks/gemm_splitk_selection.py);
 - custom-ar-stages: the custom all-reduce family's form: the plain all-reduce form or the one priced by the kernel's
   algorithm (StagedAllreduceForm: one stage reads (n-1) x the message, two stages add a barrier, a2), the shipped
   latency links (a2 takes a0's);

@@ -3,11 +3,12 @@
     python benchmarks/gemm_tile_selection.py              # bf16 and fp8 (~2 min on the shared machine)
     python benchmarks/gemm_tile_selection.py gemm.fp8     # one family key
 
-Candidates per family key: `shipped` (its FamilySetup in lvlmsim.calibrate.general: bf16 GemmForm, fp8 WaveGemmForm),
-`tiles` (TiledGemmForm, variant gemm+tiles+l2: the best of CUTLASS's CTA tiles with tile quantisation, waves over
-the SMs and split-K, links TILE_LINKS) and `tiles-norate` (the same without the tensor-rate links of a0 and k0, added
-after `tiles`' held-out figures were seen); for fp8 also `dispatch` (DispatchFp8GemmForm: the tile vLLM's fp8 CUTLASS
-dispatch picks per architecture, added after the first run). Nothing here is shipped: the tiled forms lost
+Candidates per family key: `shipped` (its FamilySetup in lvlmsim.calibrate.general: bf16 SplitKGemmForm since
+benchmarks/gemm_splitk_selection.py, GemmForm when calibration/README's figures of this check were taken; fp8
+WaveGemmForm), `tiles` (TiledGemmForm, variant gemm+tiles+l2: the best of CUTLASS's CTA tiles with tile quantisation,
+waves over the SMs and split-K, links TILE_LINKS) and `tiles-norate` (the same without the tensor-rate links of a0 and
+k0, added after `tiles`' held-out figures were seen); for fp8 also `dispatch` (DispatchFp8GemmForm: the tile vLLM's
+fp8 CUTLASS dispatch picks per architecture, added after the first run). Nothing here is shipped: the tiled forms lost
 (calibration/README).
 For each outer held-out device the candidate is chosen by an inner leave-one-out over the other devices only (median
 |error| over their rows of that dtype), then every candidate is fitted on those devices and priced on the outer one:
