@@ -10,6 +10,7 @@ from lvlmsim.calibrate.moe import (
     PARAM_NAMES,
     START,
     MoEData,
+    _topk_round_trip,
     compare_moe,
     default_block_m,
     expert_gated,
@@ -20,6 +21,7 @@ from lvlmsim.calibrate.moe import (
     nelder_mead,
     params_for,
     predict,
+    routing_counts,
     table_routing,
     triton_config,
 )
@@ -127,6 +129,26 @@ def test_power_law_load_is_uneven_and_times_the_busiest_rank():
     first = table_routing(256, 128, 8, 8, "power_law_1.2")
     table_routing.cache_clear()
     assert table_routing(256, 128, 8, 8, "power_law_1.2") == first  # seeded draws: the same load every run
+
+
+def test_topk_round_trip_by_hand():
+    """4 tokens, top-2 of 8 experts, counts [5, 1, 1, 1, 0, 0, 0, 0]: the generator deals experts busiest first into a
+    [2, 4] grid, rows (0 0 0 0) and (0 1 2 3), so token 0 holds expert 0 twice. torch.topk on its logits keeps 0 once
+    and takes the lowest-index zero-logit expert, 1, for the lost pick: counts [4, 2, 1, 1, 0, ...]."""
+    counts = np.array([5.0, 1, 1, 1, 0, 0, 0, 0])
+    ties = np.arange(8)
+    assert _topk_round_trip(counts, 4, 2, ties).tolist() == [4, 2, 1, 1, 0, 0, 0, 0]
+    # no expert past T rows: nothing to re-pick
+    assert _topk_round_trip(np.array([4.0, 2, 1, 1, 0, 0, 0, 0]), 4, 2, ties).tolist() == [4, 2, 1, 1, 0, 0, 0, 0]
+
+
+def test_round_trip_caps_each_expert_at_one_row_a_token():
+    """After top-k no expert holds more rows than there are tokens, every row still lands, and the generator's counts
+    as drawn can break that cap (Mixtral's top-2 of 8 at 4096 tokens, alpha 1.2)."""
+    drawn = routing_counts(4096, 8, 2, 1, "power_law_1.2", round_trip=False)
+    after = routing_counts(4096, 8, 2, 1, "power_law_1.2")
+    assert drawn.max() > 4096 and after.max() <= 4096
+    assert after.sum(axis=1).tolist() == drawn.sum(axis=1).tolist() == [4096 * 2] * len(drawn)
 
 
 def test_one_token_power_law_picks_are_not_all_on_the_first_rank():

@@ -179,12 +179,15 @@ class MoEData:
     source: np.ndarray  # the table's kernel_source of that kernel
     fit_excluded: np.ndarray  # rows of a quantized kernel slower than the device's bf16 one (not fitted)
     triton_default: np.ndarray  # Triton rows that run vLLM's default tile config (no tuned file for them)
+    distribution: np.ndarray  # the table's routing distribution (balanced, power_law_<a>)
+    topk: np.ndarray
+    hidden: np.ndarray
     files: list[str] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
 
     COLUMNS = ("dtype", "table_dtype", "flops_up", "bytes_up", "flops_down", "bytes_down", "ew_bytes", "pairs",
                "touched", "padded_rows", "measured_s", "tokens", "experts", "ep", "inter_local", "kernel", "source",
-               "fit_excluded", "triton_default")
+               "fit_excluded", "triton_default", "distribution", "topk", "hidden")
 
     def __len__(self) -> int:
         return len(self.measured_s)
@@ -260,23 +263,64 @@ def _power_law_counts(tokens: int, experts: int, topk: int, alpha: float, rng: n
     return counts
 
 
-@functools.lru_cache(maxsize=65536)
-def table_routing(tokens: int, experts: int, topk: int, ep: int, distribution: str,
-                  tile_m: int = TILE_M, stable_ties: bool = False) -> tuple[float, float, float]:
-    """(token-expert rows, distinct experts touched, rows padded to `tile_m` per touched expert) on the timed GPU: the
-    first E/ep experts, or for a power law the most loaded GPU's (aiconfigurator swaps it to rank 0). Expected over
-    ROUTING_DRAWS seeded draws for a power law; exact for `balanced`."""
+def _busiest_group_first(counts: np.ndarray, ep: int) -> np.ndarray:
+    """One draw's rows per expert with the most loaded GPU's experts swapped into the first E/ep slots, as the
+    generator does (it times rank 0; torch.argmax, the first of equal groups)."""
+    groups = counts.reshape(ep, -1).copy()
+    busiest = int(groups.sum(axis=1).argmax())
+    groups[[0, busiest]] = groups[[busiest, 0]]
+    return groups.ravel()
+
+
+def _topk_round_trip(counts: np.ndarray, tokens: int, topk: int, ties: np.ndarray) -> np.ndarray:
+    """Rows per expert the kernel runs after the collectors' round trip through router logits. The generator deals
+    its counts out as a [k, T] grid (`expert_assignments.reshape(topk, T).T`, experts busiest first), so an expert
+    with more than T rows appears twice in some token's row; the one-hot sum of that row is the token's logits and
+    `torch.topk` picks k again: the doubled expert once, and for each lost pick an expert whose logit is zero, the
+    lowest index first (CUDA topk writes the values equal to the k-th in index order, `gatherTopK` in PyTorch's
+    aten/src/ATen/native/cuda/TensorTopK.cu). Counts no expert pushes past T come back unchanged."""
+    if tokens <= 0 or counts.max() <= tokens:
+        return counts
+    order = np.lexsort((ties, -counts))
+    sel = np.sort(np.repeat(order, counts[order].astype(int)).reshape(topk, tokens).T, axis=1)
+    dup = np.zeros(sel.shape, dtype=bool)
+    dup[:, 1:] = sel[:, 1:] == sel[:, :-1]
+    out = np.bincount(sel[~dup], minlength=len(counts)).astype(float)
+    short = np.flatnonzero(dup.any(axis=1))
+    lost = dup[short].sum(axis=1)
+    cand = np.arange(min(2 * topk, len(counts)))  # the lost picks' lowest-index zero-logit experts lie in [0, 2k)
+    free = ~(sel[short][:, :, None] == cand[None, None, :]).any(axis=1)
+    take = free & (np.cumsum(free, axis=1) <= lost[:, None])
+    return out + np.bincount(np.broadcast_to(cand, take.shape)[take], minlength=len(counts))
+
+
+def routing_counts(tokens: int, experts: int, topk: int, ep: int, distribution: str, stable_ties: bool = False,
+                   round_trip: bool = True) -> np.ndarray:
+    """Rows per local expert on the timed GPU, one row per draw (ROUTING_DRAWS seeded draws for a power law, one for
+    `balanced`): the first E/ep experts, for a power law after the generator swaps the most loaded GPU's experts to
+    rank 0, and (`round_trip`) after the collector's round trip through router logits and top-k
+    (`_topk_round_trip`; without it, the generator's counts as drawn)."""
     alpha = _alpha(distribution)
     if alpha is None:
         raise SpecError(f"moe table: distribution '{distribution}' is not 'balanced' or 'power_law_<a>'")
-    if alpha == 0.0:
-        counts = _balanced_counts(tokens, experts, topk)
-    else:
-        seed = (tokens * 1_000_003 + experts * 7919 + topk * 104_729 + round(alpha * 1000)) % 2**32
-        counts = _power_law_counts(tokens, experts, topk, alpha, np.random.default_rng(seed), stable_ties)
     local = experts // ep
-    groups = counts.reshape(len(counts), ep, local)
-    mine = groups[np.arange(len(counts)), groups.sum(axis=2).argmax(axis=1)] if alpha else groups[:, 0]
+    if alpha == 0.0:  # its k picks of a token are distinct: nothing for top-k to change
+        return _balanced_counts(tokens, experts, topk)[:, :local]
+    seed = (tokens * 1_000_003 + experts * 7919 + topk * 104_729 + round(alpha * 1000)) % 2**32
+    rng = np.random.default_rng(seed)
+    counts = [_busiest_group_first(c, ep) for c in _power_law_counts(tokens, experts, topk, alpha, rng, stable_ties)]
+    if round_trip:
+        counts = [_topk_round_trip(c, tokens, topk, np.arange(experts) if stable_ties else rng.random(experts))
+                  for c in counts]
+    return np.array(counts)[:, :local]
+
+
+@functools.lru_cache(maxsize=65536)
+def table_routing(tokens: int, experts: int, topk: int, ep: int, distribution: str,
+                  tile_m: int = TILE_M, stable_ties: bool = False) -> tuple[float, float, float]:
+    """(token-expert rows, distinct experts touched, rows padded to `tile_m` per touched expert) on the timed GPU, the
+    mean over `routing_counts`' draws (exact for `balanced`)."""
+    mine = routing_counts(tokens, experts, topk, ep, distribution, stable_ties)
     tile = np.full(len(mine), float(tile_m)) if tile_m else adaptive_tile(mine.sum(axis=1), (mine > 0).sum(axis=1))
     padded = np.ceil(mine / tile[:, None]) * tile[:, None]
     return float(mine.sum(axis=1).mean()), float((mine > 0).sum(axis=1).mean()), float(padded.sum(axis=1).mean())
@@ -389,7 +433,8 @@ def load_moe_table(data_dir: str | Path, hw: HardwareSpec, tile_m: int = TILE_M,
                "touched": touched, "padded_rows": padded, "measured_s": float(r.latency) * 1e-3,
                "tokens": int(r.num_tokens), "experts": e, "ep": ep, "inter_local": inter_local,
                "kernel": r.family, "source": src,
-               "fit_excluded": (r.moe_dtype, r.family) in excluded, "triton_default": bool(default_cfg)}
+               "fit_excluded": (r.moe_dtype, r.family) in excluded, "triton_default": bool(default_cfg),
+               "distribution": str(r.distribution), "topk": k, "hidden": h}
         for key, v in row.items():
             cols[key].append(v)
     data = MoEData(**{k: np.array(v) for k, v in cols.items()}, files=files, skipped=skipped)
