@@ -80,9 +80,9 @@ def estimate(
     raises SpecError unless `allow_overflow`, which estimates it anyway with a note.
     `host`: the `preprocess` stage (image decode/resize/normalise on the server's CPU, the pixel hand-off, per-step
     host time; lvlmsim.cost.host). None: on with a serving runtime (its current version), off without; False: off;
-    a host profile name (vllm-v0, vllm-v1, sglang, trtllm) picks a runtime version. `api_costs` (with host costs
-    on): the OpenAI-API layer per request, the prompt's tokenisation and the first token's detokenise + server-sent
-    event, measured on a CPU core (lvlmsim.calibrate.apicost); False leaves them out.
+    a host profile name (vllm-v0, vllm-v1, vllm-v1-async, sglang, trtllm) picks a runtime version. `api_costs` (with
+    host costs on): the OpenAI-API layer per request, the prompt's tokenisation and the first token's detokenise +
+    server-sent event, measured on a CPU core (lvlmsim.calibrate.apicost); False leaves them out.
     `dtype`: run the model in this dtype instead of its released one (weights, compute, activations, KV), e.g. fp32
     on a CPU whose profile was measured in fp32; the hardware must have a peak for it.
     """

@@ -339,3 +339,25 @@ def test_list_runtimes_shows_the_bench_server_defaults():
         "prefix_caching True; max_num_batched_tokens: < 35 GiB: 2048; < 60 GiB: 4096; < 160 GiB: 8192; "
         "else: 16384")
     assert _server_defaults_text(rt["vllm-v0"].get("server_defaults")) == "-"
+
+
+def test_vllm_async_scheduling_profile_exposes_no_step_and_keeps_v1s_server_defaults():
+    """vllm-v1-async (vLLM >= 0.14, async scheduling on by default) overlaps a step's host work with the forward pass:
+    no host step, so each decode step is vllm-v1's 0.27 ms shorter; its server defaults are vllm-v1's (one YAML
+    anchor): 2048 batched tokens / 256 sequences on an A100, 8192 / 1024 on an H100."""
+    from lvlmsim.cost.host import server_defaults
+    from lvlmsim.specs.registry import load_hardware
+
+    sync, overlapped = load_host_profile("vllm-v1"), load_host_profile("vllm-v1-async")
+    assert (sync.step_host_s, overlapped.step_host_s) == (2.7e-4, 0.0)
+    assert server_defaults("vllm-v1-async", load_hardware("a100-sxm-80gb")) == {
+        "prefix_caching": True, "max_num_batched_tokens": 2048, "max_num_seqs": 256}
+    assert server_defaults("vllm-v1-async", load_hardware("h100-sxm")) == {
+        "prefix_caching": True, "max_num_batched_tokens": 8192, "max_num_seqs": 1024}
+
+    def tpot_s(host: str) -> float:
+        args = ["estimate", "-m", "qwen3-vl-2b", "-w", "a100-sxm-80gb", "--images", "0", "--output-tokens", "16",
+                "--runtime", "vllm", "--host", host, "--json"]
+        return json.loads(CliRunner().invoke(app, args).stdout)["tpot_s"]
+
+    assert tpot_s("vllm-v1") - tpot_s("vllm-v1-async") == pytest.approx(2.7e-4, rel=1e-9)

@@ -204,8 +204,8 @@ def host_profile_names() -> list[str]:
 
 
 def load_host_profile(name: str, cpu: str = DEFAULT_CPU, api: bool = True) -> HostProfile:
-    """A runtime's host profile by profile name (vllm-v0, vllm-v1, sglang, trtllm) or plain runtime name (vllm ->
-    its current default version); an unknown name is a SpecError listing the allowed ones. `api` False leaves the
+    """A runtime's host profile by profile name (vllm-v0, vllm-v1, vllm-v1-async, sglang, trtllm) or plain runtime
+    name (vllm -> its default version); an unknown name is a SpecError listing the allowed ones. `api` False leaves the
     API/tokenise/detokenise costs out; True needs them measured for `cpu`."""
     doc = _runtimes()
     key = str(name).strip().lower()

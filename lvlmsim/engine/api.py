@@ -100,7 +100,7 @@ def engine_host_profile(serving):
     if serving.runtime is None or serving.runtime == "eager":
         if choice is True:
             raise LvlmsimError("serving.host_costs: host costs need serving.runtime vllm | sglang | trtllm, or a host "
-                               "profile name (vllm-v0, vllm-v1, sglang, trtllm)")
+                               "profile name (vllm-v0, vllm-v1, vllm-v1-async, sglang, trtllm)")
         return None
     return load_host_profile(serving.runtime, api=serving.api_costs)
 
