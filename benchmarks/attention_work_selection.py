@@ -124,12 +124,13 @@ def setup(family: str, candidate: str) -> general.FamilySetup:
     if candidate == "clock":
         old = SHIPPED[key]
         links = {**old.links, "floor_s": {**old.links["floor_s"], "log_clock": -1.0}}
-        return general.FamilySetup(old.variant, links, old.ridge, old.auxiliary)
+        return general.FamilySetup(old.variant, links, old.ridge, old.auxiliary, old.window_bound_rows)
     unit, _, drop = candidate.partition("-")
     unit, _, rate = unit.partition("+")
     old = SHIPPED[key]
     if family == "prefill":
-        return general.FamilySetup(f"attention+{unit}+l2", old.links, old.ridge, old.auxiliary)
+        return general.FamilySetup(f"attention+{unit}+l2", old.links, old.ridge, old.auxiliary,
+                                   old.window_bound_rows)
     links = {p: links for p, links in old.links.items() if p != "w0" and not (drop == "q0" and p == "q0")}
     if rate:
         links["w0"] = {"log_sm_rate": general.SM_RATE_PRIOR}

@@ -116,16 +116,16 @@ def test_blackwell_decode_reduces_its_splits_inside_the_kernel():
     assert splits_kv(full, "fa2") and not splits_kv(full, "fa3")  # FA3's combine runs under PDL
 
 
-def test_auto_applies_the_features_on_fa2_and_blackwell_devices_only():
-    """FA2 devices get the windowed decode and prefill features, B300 (TRT-LLM-gen) the windowed prefill tiles;
-    H100's FA3 none of them."""
+def test_auto_applies_the_windowed_prefill_tiles_on_every_known_kernel():
+    """FA2 devices get the windowed decode and prefill features; B300 (TRT-LLM-gen) and H100 (FA3) the windowed
+    prefill tiles only: their windowed decode keeps the group packed, so it is priced as the base profile prices it."""
     op = sliding_decode_attention_op(batch=64, step=4000, heads=32, kv_heads=8, head_dim=128, window=1024)
     rtx, h100, b300 = (load_hardware(h) for h in ("rtx-pro-6000-server", "h100-sxm", "b300"))
     assert isinstance(load_profile_for(rtx, "auto"), KernelFeatureProfile)
-    assert isinstance(load_profile_for(b300, "auto"), KernelFeatureProfile)
-    assert not isinstance(load_profile_for(h100, "auto"), KernelFeatureProfile)
-    b300_cm = CostModel(b300, load_profile_for(b300, "auto"))
-    assert b300_cm.cost(op).time_s == CostModel(b300, load_profile_for(b300, "auto").base).cost(op).time_s
+    for hw in (b300, h100):
+        prof = load_profile_for(hw, "auto")
+        assert isinstance(prof, KernelFeatureProfile)
+        assert CostModel(hw, prof).cost(op).time_s == CostModel(hw, prof.base).cost(op).time_s
     cm = CostModel(rtx, load_profile_for(rtx, "auto"))
     assert cm.cost(replace(op, name="measured.attention")).time_s < cm.cost(op).time_s  # no window: packed
 
@@ -203,11 +203,12 @@ def test_windowed_prefill_tile_factor_by_hand():
     """256 queries, window 128, head size 128 (64 x 128 tiles): the four query blocks compute 1, 1, 2, 2 key blocks
     = 49,152 pairs under the window and under the causal mask alike; useful pairs are 128 x 129 / 2 + 128 x 128 =
     24,640 windowed against 256 x 257 / 2 = 32,896 causal, so the windowed kernel does 32,896 / 24,640 = 1.335 times
-    the causal kernel's work per pair. The window never binds at 128 queries, nor on FA3, nor without a window."""
+    the causal kernel's work per pair. The window never binds at 128 queries, nor without a window, nor on a kernel
+    without known tiles."""
     op = sliding_prefill_attention_op(batch=2, isl=256, heads=16, kv_heads=8, head_dim=128, window=128)
     assert op.window_tokens == 128
     assert window_tile_factor(op, "fa2") == pytest.approx(32_896 / 24_640)
-    assert window_tile_factor(op, "fa3") == 1.0
+    assert window_tile_factor(op, None) == 1.0
     assert window_tile_factor(replace(op, name="measured.attention"), "fa2") == 1.0
     short = sliding_prefill_attention_op(batch=2, isl=128, heads=16, kv_heads=8, head_dim=128, window=128)
     assert window_tile_factor(short, "fa2") == 1.0
@@ -228,7 +229,6 @@ def test_blackwell_windowed_prefill_tiles_by_hand():
     expected = (163_840 / 57_408) / (196_608 / 131_328)
     assert window_tile_factor(op, "bw") == pytest.approx(expected)
     assert window_tile_factor(replace(op, shape=(*op.shape[:5], 64)), "bw") == pytest.approx(expected)
-    assert window_tile_factor(op, "fa3") == 1.0
     hw = load_hardware("b300")
     plain = CostModel(hw, DEFAULT_PROFILE).cost(op)
     tiled = CostModel(hw, KernelFeatureProfile(DEFAULT_PROFILE, "bw")).cost(op)
@@ -242,15 +242,14 @@ def test_fa3_windowed_prefill_tiles_by_hand():
     block.h n_offset, to the last token's causal limit): 64, 128, 191, 191 keys -> 64, 128, 192, 192 in 64-key
     blocks = 576 keys x 128 rows = 73,728 pairs for 2 x (128 x 129 / 2 + 128 x 128) = 49,280 useful; causal:
     64, 128, 192, 256 keys -> 80, 160, 240, 320 = 800 x 128 = 102,400 pairs for 2 x 256 x 257 / 2 = 65,792 useful.
-    The windowed kernel wastes less than the causal one here (factor < 1). Described, not priced
-    (TILED_WINDOWED_PREFILL), so window_tile_factor stays 1 on FA3."""
+    The windowed kernel wastes less than the causal one here (factor < 1). Priced (TILED_WINDOWED_PREFILL)."""
     assert [fa3_prefill_tiles(d, True) for d in (64, 96, 128, 192, 256)] == [
         (192, 160), (192, 128), (128, 128), (128, 96), (128, 64)]
     assert [fa3_prefill_tiles(d, False) for d in (64, 256)] == [(192, 128), (128, 80)]
     op = sliding_prefill_attention_op(batch=3, isl=256, heads=4, kv_heads=2, head_dim=256, window=128)
     expected = (73_728 / 49_280) / (102_400 / 65_792)
     assert tile_work_factor(op, "fa3") == pytest.approx(expected)
-    assert window_tile_factor(op, "fa3") == 1.0
+    assert window_tile_factor(op, "fa3") == pytest.approx(expected)
     assert tile_work_factor(sliding_prefill_attention_op(3, 128, 4, 2, 256, window=128), "fa3") == 1.0
     # MHA (group 1): 128-row blocks of 128 tokens: local keys 128 and 255 -> 128 + 256 = 384 x 128 = 49,152 pairs
     # for 24,640 useful; causal 128 + 256 (80-key blocks: 160 + 320) = 480 x 128 = 61,440 for 32,896

@@ -1,4 +1,5 @@
-"""The pieces of benchmarks/window_tile_selection.py (issue 16) that decide what a candidate prices.
+"""What decides how a windowed prefill is fitted and priced (issue 16), and the pieces of
+benchmarks/window_tile_selection.py that decide what a candidate prices.
 
 Oracles are hand-counted tiles: TRT-LLM-gen's context CTA of 256 query rows loops over 128-key tiles from the tile of
 its first row's window start to the tile of its last row's causal limit (FA2's rule with 64-row query blocks)."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from lvlmsim.calibrate.kernels import window_binds
 from lvlmsim.calibrate.measured import prefill_attention_op, sliding_prefill_attention_op
 
 
@@ -21,12 +23,10 @@ def _selection():
 
 def test_a_window_binds_only_once_the_keys_outgrow_it():
     """The `unbound` fit keeps windowed rows whose whole cache fits the window: they run the causal key loop."""
-    sel = _selection()
-    assert not sel.window_binds(sliding_prefill_attention_op(batch=2, isl=128, heads=16, kv_heads=8, head_dim=128,
-                                                             window=128))
-    assert sel.window_binds(sliding_prefill_attention_op(batch=2, isl=129, heads=16, kv_heads=8, head_dim=128,
+    assert not window_binds(sliding_prefill_attention_op(batch=2, isl=128, heads=16, kv_heads=8, head_dim=128,
                                                          window=128))
-    assert not sel.window_binds(prefill_attention_op(batch=2, isl=4096, heads=16, kv_heads=8, head_dim=128))
+    assert window_binds(sliding_prefill_attention_op(batch=2, isl=129, heads=16, kv_heads=8, head_dim=128, window=128))
+    assert not window_binds(prefill_attention_op(batch=2, isl=4096, heads=16, kv_heads=8, head_dim=128))
 
 
 def test_visited_keys_count_whole_trtllm_tiles():
@@ -49,3 +49,46 @@ def test_visited_key_loop_is_the_causal_length_with_as_many_keys_a_row():
     assert sel.visited_keys_per_row(256, 0, 128, 128.0, 1, "fa2") == 192.0
     assert sel.visited_loop_length(fa2_row, "fa2") == 256.0
     assert sel.visited_loop_length(fa2_row, None) is None  # no known tiles: the useful-key loop is used instead
+
+
+def _prefill_rows(hw, bound_time_s: float):
+    """Causal prefill rows at a smooth synthetic time, windowed rows whose 128 keys fit their window (fitted like
+    causal ones), and windowed rows the window binds, at `bound_time_s`."""
+    from lvlmsim.calibrate.measured import Measurement
+
+    rows = []
+    for batch in (1, 2, 4, 8):
+        for isl in (64, 256, 1024, 4096):
+            op = prefill_attention_op(batch=batch, isl=isl, heads=16, kv_heads=8, head_dim=128)
+            rows.append(Measurement(op, 1e-5 + op.flops / (0.5 * hw.peak_flops("bf16")), "context_attention", "s"))
+            short = sliding_prefill_attention_op(batch=batch, isl=min(isl, 128), heads=16, kv_heads=8, head_dim=128,
+                                                 window=128)
+            rows.append(Measurement(short, 1e-5 + short.flops / (0.5 * hw.peak_flops("bf16")),
+                                    "context_attention_sliding", "s"))
+            bound = sliding_prefill_attention_op(batch=batch, isl=isl + 129, heads=16, kv_heads=8, head_dim=128,
+                                                 window=128)
+            rows.append(Measurement(bound, bound_time_s, "context_attention_sliding", "s"))
+    return rows
+
+
+def test_the_prefill_fit_never_sees_a_row_a_window_binds():
+    """general.FAMILY_SETUPS["attn_prefill"] fits on the rows no window binds: bound rows at 10 us or at 1 s leave
+    the fitted family exactly the same, where a family fitted on every row (the joint fit) moves."""
+    from dataclasses import replace
+
+    from lvlmsim.calibrate import general
+    from lvlmsim.specs.registry import load_hardware
+
+    hw = load_hardware("h100-sxm")
+    assert not general.FAMILY_SETUPS["attn_prefill"].window_bound_rows
+    fits = [general.fit_general({hw.id: (hw, _prefill_rows(hw, t))}, families=["attn_prefill"]).families
+            ["attn_prefill"].z0 for t in (1e-5, 1.0)]
+    assert fits[0] == fits[1]
+    saved = general.FAMILY_SETUPS["attn_prefill"]
+    general.FAMILY_SETUPS["attn_prefill"] = replace(saved, window_bound_rows=True)
+    try:
+        joint = [general.fit_general({hw.id: (hw, _prefill_rows(hw, t))}, families=["attn_prefill"]).families
+                 ["attn_prefill"].z0 for t in (1e-5, 1.0)]
+    finally:
+        general.FAMILY_SETUPS["attn_prefill"] = saved
+    assert joint[0] != joint[1]

@@ -42,6 +42,7 @@ from lvlmsim.calibrate.fit import (
     group_key,
     predict,
 )
+from lvlmsim.calibrate.kernels import window_binds
 from lvlmsim.calibrate.measured import Measurement
 from lvlmsim.calibrate.model import (
     EXP_RANGE,
@@ -111,13 +112,15 @@ LINKS: dict[str, dict[str, dict[str, float]]] = {
 @dataclass(frozen=True)
 class FamilySetup:
     """How one family key is fitted when it departs from its form's default: the form variant, its links, the ridge
-    weight (per coefficient, times sqrt(rows per device)) and whether it borrows AUXILIARY_ROWS. Links or ridge None:
-    the form's (LINKS, RIDGE_WEIGHTS) at fit time, so a family that only changes its variant follows them."""
+    weight (per coefficient, times sqrt(rows per device)), whether it borrows AUXILIARY_ROWS and whether it is fitted on
+    rows a sliding window binds (kernels.window_binds). Links or ridge None: the form's (LINKS, RIDGE_WEIGHTS) at fit
+    time, so a family that only changes its variant follows them."""
 
     variant: str
     links: dict[str, dict[str, float]] | None
     ridge: float | None = 1.0
     auxiliary: bool = True
+    window_bound_rows: bool = True
 
 
 # Attention families fitted with forms whose transfer runs through the datasheet (lvlmsim.calibrate.model):
@@ -137,7 +140,12 @@ class FamilySetup:
 #   SM): nested leave-one-out picks it in the B300 and H100 folds, RTX PRO 6000's ties
 #   (benchmarks/encoder_cta_selection.py).
 # - attn_prefill: the default attention form and links, plus the floor by architecture generation (prefill floors, KV
-#   write included: 8.6-8.8 us on B300 and RTX PRO 6000 against 10.8-11.3 us on A100 and H100).
+#   write included: 8.6-8.8 us on B300 and RTX PRO 6000 against 10.8-11.3 us on A100 and H100). Fitted on the rows no
+#   sliding window binds: a bound row's query blocks run 1-3 key tiles each at 1.7-3.1 x the causal kernel's cost per
+#   tile, an overhead the form cannot carry, and fitted jointly those rows moved the parameters every device shares;
+#   bound rows are priced from this fit through their kernel's tile count (lvlmsim.calibrate.kernels). Nested
+#   leave-one-out over four subsample seeds picks it in the B300, H100 and RTX PRO 6000 folds, the joint fit in A100's,
+#   and over all four devices (benchmarks/window_tile_selection.py).
 # The ridge is 0.1 for all three: at 1.0 (per coefficient, x sqrt(rows)) no kernel or generation coefficient moved from
 # its prior (all fitted below 1e-3), i.e. the links were switched off.
 FAMILY_SETUPS: dict[str, FamilySetup] = {
@@ -147,7 +155,8 @@ FAMILY_SETUPS: dict[str, FamilySetup] = {
                          "split_share": dict.fromkeys(ATTN, 0.0)},
         ridge=0.1),
     "attn_prefill": FamilySetup(
-        "attention+l2", {**LINKS["attention"], "floor_s": {**dict.fromkeys(ATTN, 0.0), "blackwell": 0.0}}, ridge=0.1),
+        "attention+l2", {**LINKS["attention"], "floor_s": {**dict.fromkeys(ATTN, 0.0), "blackwell": 0.0}}, ridge=0.1,
+        window_bound_rows=False),
     "attn_encoder": FamilySetup(
         "attention+softmax+ctas", {"b0": {"log_bw": 1.0}, "w0": {"log_bw": 1.0, "log_ridge": 1.0},
                               "q0": {"log_sm_rate": SM_RATE_PRIOR}, "floor_s": {"blackwell": 0.0}},
@@ -686,6 +695,8 @@ def fit_general(rows_by_device: dict[str, tuple[HardwareSpec, Sequence[Measureme
     for key, per_dev in sorted(group_rows(rows_by_device).items()):
         if families is not None and key not in families:
             continue
+        if not FAMILY_SETUPS.get(key, FamilySetup("", {})).window_bound_rows:
+            per_dev = {k: (hw, [m for m in rows if not window_binds(m.op)]) for k, (hw, rows) in per_dev.items()}
         per_dev = {k: v for k, v in per_dev.items() if len(v[1]) >= MIN_DEVICE_ROWS}
         if not per_dev:
             continue

@@ -36,9 +36,8 @@ flash_api.cpp), paged KV:
   tiles per row at w = 128 where one is useful (host side, FlashInfer fmhaKernels.cuh: "the first tileKv might
   contain tokensKv that is out of the attention window").
 
-* FA3's windowed prefill (sm90; vllm-project/flash-attention hopper/) is described here too but NOT priced
-  (TILED_WINDOWED_PREFILL leaves it out: leave-one-device-out over all four devices prefers pricing it at 1,
-  benchmarks/window_tile_selection.py, which is also the nested check). Tiles by head size from
+* FA3's windowed prefill (sm90; vllm-project/flash-attention hopper/) works in whole tiles as well. Tiles by head
+  size from
   hopper/tile_size.h tile_size_fwd_sm90 for bf16 with paged KV read without TMA (`fa3_prefill_tiles`). A window
   always runs that path: get_pagedkv_tma (hopper/flash_api.cpp) returns false for is_local ("we move k_ptr to the
   start of sliding window by m_block"), and a causal prefill with vLLM's pages runs it too, since the page size
@@ -47,6 +46,13 @@ flash_api.cpp), paged KV:
   and run_mha_fwd compiles PackGQA = PackGQA_ || PagedKVNonTMA. A block of kBlockM packed rows holds kBlockM /
   group tokens of one KV head; its key loop starts at its first token's window start, not at that key's block
   (hopper/block.h get_n_block_min_max: n_offset), and ends at the block of its last token's causal limit.
+
+* The prefill fit sees no row a window binds (`window_binds`; general.FAMILY_SETUPS["attn_prefill"]): such a row
+  runs each query block over 1-3 key tiles and costs per tile 1.7-3.1 x the causal kernel's (RTX PRO 6000 FA2,
+  B300 TRT-LLM-gen, H100 FA3 at 128 keys), an overhead the attention form has no term for; fitted jointly, those rows
+  moved the parameters every device shares (FA3's tiles took B300's held-out windowed prefill to 20.6%). A bound
+  row is priced from the causal rows' fit through its tile count alone. Chosen with FA3's tiles priced by nested
+  leave-one-device-out over four subsample seeds (benchmarks/window_tile_selection.py, calibration/README.md).
 
 FA3 (pack_gqa) and the TRT-LLM decode kernels keep the group packed with a window. Nothing here is fitted: the
 decode profile prices the op as the kernel runs it (batch x heads work items of one head's keys each) at the DRAM
@@ -84,7 +90,7 @@ UNPACKED_WINDOWED_DECODE = ("fa2",)  # kernel generations whose windowed decode 
 # PRO 6000 (FA2: 1024 key blocks walked by 8 CTAs, 2.9 and 2.5 us each), 220 us on H100 (FA3) and 88 us on B300.
 DECODE_SPLIT_KV: dict[str, str] = {"fa2": "swapped-gqa", "fa3": "always", "bw": "always"}
 REGROUPED_GQA_DECODE = ("fa2",)  # kernel generations that regroup a GQA decode's query heads outside the kernel
-TILED_WINDOWED_PREFILL = ("fa2", "bw")  # kernel generations whose windowed prefill is priced in whole tiles (not FA3)
+TILED_WINDOWED_PREFILL = ("fa2", "fa3", "bw")  # kernel generations whose windowed prefill is priced in whole tiles
 SLIDING_SUFFIX = ".sliding"  # graph: llm.attention.sliding; validate rows: measured.attention.sliding
 
 
@@ -289,15 +295,22 @@ def tile_work_factor(op: Op, kernel: str | None) -> float:
             / _tile_keys_per_pair(q, 0, 0, block_n, block_m))
 
 
+def window_binds(op: Op) -> bool:
+    """Whether a sliding window cuts keys off some query of this prefill (cache plus chunk longer than the window):
+    only then do its blocks' key loops differ from the causal kernel's at the same grid."""
+    return (op.kind == ATTN_PREFILL and bool(op.window_tokens) and op.name.endswith(SLIDING_SUFFIX)
+            and op.shape[2] > op.window_tokens)
+
+
 def window_tile_factor(op: Op, kernel: str | None) -> float:
-    """`tile_work_factor` where the kernel's windowed tiles are priced (TILED_WINDOWED_PREFILL: FA2, Blackwell's
+    """`tile_work_factor` where the kernel's windowed tiles are priced (TILED_WINDOWED_PREFILL: FA2, FA3, Blackwell's
     TRT-LLM-gen), else 1."""
     return tile_work_factor(op, kernel) if kernel in TILED_WINDOWED_PREFILL else 1.0
 
 
 def as_run(op: Op, hw: HardwareSpec) -> Op:
     """`op` as `hw`'s attention kernel runs it: `as_run_unpacked` for a GQA windowed decode on FA2, the tiles' FLOPs
-    (`window_tile_factor`) for a windowed FA2 or Blackwell TRT-LLM-gen prefill, else `op`. The general fit prices
+    (`window_tile_factor`) for a windowed FA2, FA3 or Blackwell TRT-LLM-gen prefill, else `op`. The general fit prices
     its rows with it, as KernelFeatureProfile prices ops, so training and pricing agree."""
     kernel = attention_kernel(hw)
     if gqa_reread_factor(op, kernel) > 1.0:
@@ -344,5 +357,4 @@ def with_kernel_features(profile: EfficiencyProfile, hw: HardwareSpec) -> Effici
 __all__ = ["KernelFeatureProfile", "as_run", "as_run_unpacked", "attention_kernel", "dram_reread_factor",
            "fa2_key_block", "fa3_prefill_tiles", "gqa_reread_factor", "l2_reuse_share", "prefill_tiles",
            "regroups_gqa", "splits_kv", "tile_work_factor", "unsplit_key_blocks", "vit_ctas", "vit_query_rows",
-           "vit_resident_ctas",
-           "window_tile_factor", "with_kernel_features"]
+           "vit_resident_ctas", "window_binds", "window_tile_factor", "with_kernel_features"]
