@@ -8,8 +8,10 @@ The check behind the Little's-law question: if achieved bandwidth were capped by
 its latency would stay below its datasheet bandwidth at any size, and that cap would be a device feature. Rows: the
 GEMMs of aiconfigurator's vLLM tables with m in (1, 8, 16) and at least MIN_BYTES of traffic (weights plus
 activations plus output, at 2 bytes for bf16, 1 for fp8, 0.5 for nvfp4 operands), read straight from the CSVs (all
-rows, no subsample). Printed per device: the achieved share bytes / latency / datasheet bandwidth by weight size
-(n x k) bucket, the median and the largest share, and the achieved bandwidth per SM at that largest share.
+rows, no subsample). Printed per device: the achieved share bytes / latency / datasheet bandwidth by traffic bucket,
+the median and the largest share, the achieved bandwidth per SM at that largest share, and a least-squares line
+time = t0 + bytes / bw_stream through the same rows (a fixed time per call plus streaming at a share of the
+datasheet bandwidth; rms: its relative residual).
 Needs ../shared/data/measured (never copied into the project).
 """
 
@@ -56,6 +58,16 @@ def shares(table: Path, dtype: str, bw_gbps: float) -> list[tuple[float, float]]
     return out
 
 
+def fixed_plus_streaming(got: list[tuple[float, float]], bw_gbps: float) -> tuple[float, float, float]:
+    """(t0 in s, bw_stream as a share of bw_gbps, rms relative residual) of time = t0 + bytes / bw_stream, least squares
+    over `got`'s (bytes, share) rows (time = bytes / (share x bandwidth))."""
+    nbytes = np.array([b for b, _ in got])
+    time_s = nbytes / (np.array([s for _, s in got]) * bw_gbps * 1e9)
+    (t0_s, s_per_byte), *_ = np.linalg.lstsq(np.vstack([np.ones_like(nbytes), nbytes]).T, time_s, rcond=None)
+    rel = (time_s - t0_s - s_per_byte * nbytes) / time_s
+    return float(t0_s), float(1.0 / s_per_byte / (bw_gbps * 1e9)), float(np.sqrt(np.mean(rel ** 2)))
+
+
 def _bucket(nbytes: float) -> int:
     return next(i for i, edge in enumerate(SIZE_EDGES_MB) if nbytes / 1e6 < edge)
 
@@ -73,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     lows = [f"{lo:.0f}" for lo in (MIN_BYTES / 1e6, *SIZE_EDGES_MB[:-1])]
     heads = [f"{lo}-{hi:.0f}" if hi != float("inf") else f">{lo}" for lo, hi in zip(lows, SIZE_EDGES_MB, strict=True)]
     print(f"{dtype}, m in {M_VALUES}, traffic >= {MIN_BYTES / 1e6:.0f} MB: median achieved share of the datasheet "
-          f"bandwidth by traffic (MB), then median / max and GB/s per SM at the max")
+          f"bandwidth by traffic (MB), median / max, GB/s per SM at the max; time = t0 + bytes / bw_stream")
     print(f"  {'device':<21}{'GB/s':>6}{'SMs':>5}{'GB/s/SM':>8}  " + "".join(f"{h:>9}" for h in heads)
-          + "   median    max  GB/s/SM@max")
+          + "   median    max  GB/s/SM@max   t0 us  bw_stream  rms %")
     for folder, (hw_id, version) in DEVICES.items():
         table = measured / "aiconfigurator" / "data" / folder / "gemm" / "vllm" / version / "gemm_perf.csv"
         hw = load_hardware(hw_id)
@@ -87,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             by[_bucket(nbytes)].append(share)
         cells = "".join(f"{np.median(by[i]):9.2f}" if by[i] else f"{'.':>9}" for i in range(len(SIZE_EDGES_MB)))
         all_s = np.array([s for _, s in got])
+        t0_s, stream, rms = fixed_plus_streaming(got, hw.mem_bw_gbps)
         print(f"  {folder:<21}{hw.mem_bw_gbps:6.0f}{hw.sm_count:5d}{hw.mem_bw_gbps / hw.sm_count:8.1f}  {cells}"
-              f"   {np.median(all_s):6.2f} {all_s.max():6.2f}  {all_s.max() * hw.mem_bw_gbps / hw.sm_count:8.1f}")
+              f"   {np.median(all_s):6.2f} {all_s.max():6.2f}  {all_s.max() * hw.mem_bw_gbps / hw.sm_count:11.1f}"
+              f"  {t0_s * 1e6:6.1f}  {stream:9.2f}  {rms * 100:5.1f}")
     return 0
 
 

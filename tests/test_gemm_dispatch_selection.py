@@ -59,3 +59,17 @@ def test_traffic_counts_operands_at_their_width_and_a_16_bit_output():
     mod = _load("gemm_bandwidth_share")
     assert mod.traffic_bytes(1, 4096, 4096, 2.0) == 2 * (4096 + 4096 ** 2) + 2 * 4096
     assert mod.traffic_bytes(1, 4096, 4096, 0.5) == 0.5 * (4096 + 4096 ** 2) + 2 * 4096
+
+
+def test_fixed_plus_streaming_recovers_a_known_line():
+    """Rows timed exactly 5 us + bytes / (0.8 x 2000 GB/s): the fit returns t0 5 us, share 0.8, no residual."""
+    mod = _load("gemm_bandwidth_share")
+    bw_gbps = 2000.0
+    rows = []
+    for nbytes in (50e6, 100e6, 400e6):
+        time_s = 5e-6 + nbytes / (0.8 * bw_gbps * 1e9)
+        rows.append((nbytes, nbytes / time_s / (bw_gbps * 1e9)))
+    t0_s, share, rms = mod.fixed_plus_streaming(rows, bw_gbps)
+    assert t0_s == pytest.approx(5e-6, rel=1e-6)
+    assert share == pytest.approx(0.8, rel=1e-6)
+    assert rms == pytest.approx(0.0, abs=1e-9)
