@@ -85,6 +85,19 @@ def test_fit_recovers_parameters_it_generated(tmp_path):
     assert np.max(np.abs(predict(got, synthetic, hw) / synthetic.measured_s - 1)) < 0.05
 
 
+def test_tied_block_fp8_fit_shares_the_per_tensor_ceiling(tmp_path):
+    """With tie_block_fp8 one parameter prices both fp8 classes: rows generated with one shared fp8 ceiling (0.35)
+    are recovered, and the returned block-fp8 ceiling equals the per-tensor one."""
+    rows = [f"a,{dt},{t},2048,768,8,128,1,1,balanced,1.0" for dt in ("fp8", "fp8_block") for t in (1, 16, 4096)]
+    hw = load_hardware("h100-sxm")
+    d = load_moe_table(_table(tmp_path, rows), hw)
+    truth = [0.5, 0.35, 0.35, 0.6, 0.7, 2e-5]
+    synthetic = MoEData(**{**d.__dict__, "measured_s": predict(truth, d, hw)})
+    got = fit_moe([(synthetic, hw)], tie_block_fp8=True)
+    assert got[2] == got[1]
+    assert np.max(np.abs(predict(got, synthetic, hw) / synthetic.measured_s - 1)) < 0.05
+
+
 def test_kernel_family_names_the_library_behind_each_table_source():
     assert kernel_family("vllm_fused_moe") == "triton"  # A100's vLLM 0.14 table
     assert kernel_family("vllm_unquantizedfusedmoe_triton_tritonexperts") == "triton"

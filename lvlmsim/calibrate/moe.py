@@ -531,26 +531,38 @@ def nelder_mead(f, x0: np.ndarray, step: float = 0.5, iters: int = 1500, tol: fl
 START = (*([0.4] * len(DTYPE_CLASSES)), 0.8, 2e-5)
 
 
-def fit_moe(datasets: Sequence[tuple[MoEData, HardwareSpec]], triton_default: bool = False) -> list[float]:
+def fit_moe(datasets: Sequence[tuple[MoEData, HardwareSpec]], triton_default: bool = False,
+            tie_block_fp8: bool = False) -> list[float]:
     """Device-general parameters minimising the mean over devices of each device's mean |log error|.
 
     Each device weighs the same whatever its row count; rows of a kernel slower than its device's bf16 kernel
     (`fit_excluded`) are not fitted. A dtype class no fitting row ran keeps its START ceiling. `triton_default` adds
     TRITON_DEFAULT_PARAM (see `predict`; it stays 1, unsearched, when no fitting row runs vLLM's default config).
+    `tie_block_fp8` fits block-scaled fp8 at the per-tensor fp8 ceiling (one parameter for both; the block scales
+    keep their bytes): see BLOCK_FP8_TIED.
     """
     fitted = [(d.take(np.flatnonzero(~d.fit_excluded)), hw) for d, hw in datasets]
     fitted = [(d, hw) for d, hw in fitted if len(d)]
     z_start = _z((*START, 1.0) if triton_default else START)
     n_free = len(z_start) - (1 if triton_default and not any(d.triton_default.any() for d, _ in fitted) else 0)
+    block, per_tensor = DTYPE_CLASSES.index("fp8_block"), DTYPE_CLASSES.index("fp8")
+    free = [i for i in range(n_free) if not (tie_block_fp8 and i == block)]
 
-    def loss(z: np.ndarray) -> float:
-        p = _natural(np.concatenate([z, z_start[n_free:]]))
+    def full(z_free: np.ndarray) -> list[float]:
+        z = z_start.copy()
+        z[free] = z_free
+        if tie_block_fp8:
+            z[block] = z[per_tensor]
+        return _natural(z)
+
+    def loss(z_free: np.ndarray) -> float:
+        p = full(z_free)
         return float(np.mean([np.mean(np.abs(np.log(predict(p, d, hw) / d.measured_s))) for d, hw in fitted]))
 
-    z = nelder_mead(loss, z_start[:n_free], iters=3000)
+    z = nelder_mead(loss, z_start[free], iters=3000)
     for step in (0.3, 0.1):  # restarts: Nelder-Mead stalls on a collapsed simplex
         z = nelder_mead(loss, z, step=step, iters=3000)
-    return _natural(np.concatenate([z, z_start[n_free:]]))
+    return full(z)
 
 
 def sample(data: MoEData, n: int = FIT_ROWS, seed: int = 0) -> MoEData:
