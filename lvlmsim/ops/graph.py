@@ -683,8 +683,9 @@ def experts_touched(num_experts: int, experts_per_token: int, tokens: float, ske
     Balanced routing (skew 0): every expert is picked by a token with probability k/E, so
     E * (1 - (1 - k/E)^T) experts are touched: k for one token, rising to E as T grows (the MoE decode lesson:
     weight reads, hence TPOT, grow with batch until every expert is touched). Real routers are uneven: with
-    skew a > 0 expert i (1-based, by popularity) is picked with probability min(1, k * i^-a / sum_j j^-a), the
-    power-law loads aiconfigurator's MoE tables are measured under (`power_law_<a>`), and fewer experts are touched.
+    skew a > 0 expert i (1-based, by popularity) is picked with probability min(1, k * i^-a / sum_j j^-a), and fewer
+    experts are touched (a rank law named after the tables' `power_law_<a>`, not their generator, which draws each
+    expert's load from a power law: benchmarks/moe_routing_check.py compares the two).
     `spread` (skew 0 only): the T*k picks are dealt out evenly, as aiconfigurator's `balanced` tables generate them,
     so min(E, T*k) experts are touched.
     """
