@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from lvlmsim.calibrate import general, kernels  # noqa: E402
 from lvlmsim.calibrate.fit import cost_model_times  # noqa: E402
-from lvlmsim.calibrate.loo import fold_table_errors, held_out_report, load_devices  # noqa: E402
+from lvlmsim.calibrate.loo import held_out_report, inner_score, load_devices  # noqa: E402
 from lvlmsim.calibrate.model import FORM_VARIANTS, Param, SplitDecodeForm  # noqa: E402
 from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
 from lvlmsim.errors import SpecError  # noqa: E402
@@ -157,12 +157,6 @@ def use(candidate: str) -> None:
     general.FAMILY_SETUPS[KEY] = setup
 
 
-def inner_score(devices: dict, inner: list[str]) -> float:
-    """Mean over the inner devices of their mean median |error| per decode table, each fitted on the other two."""
-    return float(np.mean([np.mean(list(fold_table_errors(devices, [n for n in inner if n != i], i, KEY, TABLES)
-                                       .values())) for i in inner]))
-
-
 def outer_stats(devices: dict, train: list[str], held: str) -> tuple[float, float]:
     """(median, p90) |error| % of `held`'s full-attention decode rows, the family fitted on `train`."""
     fit_rows = {devices[n][0].id: (devices[n][0], [r for r in devices[n][1] if r.family in TABLES]) for n in train}
@@ -199,7 +193,7 @@ def main() -> int:
             scores, outer_fig = {}, {}
             for candidate in CANDIDATES:
                 use(candidate)
-                scores[candidate] = inner_score(devices, inner)
+                scores[candidate] = inner_score(devices, inner, KEY, TABLES)
                 outer_fig[candidate] = outer_stats(devices, inner, outer)
             pick = min(scores, key=scores.get)
             print(f"{outer}: pick {pick}")

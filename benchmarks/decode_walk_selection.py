@@ -20,13 +20,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lvlmsim.calibrate import kernels, model  # noqa: E402
-from lvlmsim.calibrate.loo import fold_table_errors, load_devices  # noqa: E402
+from lvlmsim.calibrate.loo import fold_table_errors, inner_score, load_devices  # noqa: E402
 from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
 from lvlmsim.ops.op import Op  # noqa: E402
 
@@ -65,8 +63,7 @@ def main() -> int:
         scores = {}
         for candidate in CANDIDATES:
             use(candidate)
-            scores[candidate] = float(np.mean([np.mean(list(held_out(devices, [n for n in inner if n != i], i)
-                                                             .values())) for i in inner]))
+            scores[candidate] = inner_score(devices, inner, "attn_decode", TABLES)
         pick = min(scores, key=scores.get)
         use(pick)
         picked = held_out(devices, inner, outer)

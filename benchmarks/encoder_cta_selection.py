@@ -30,7 +30,7 @@ from lvlmsim.calibrate import general, kernels  # noqa: E402
 from lvlmsim.calibrate import model as forms  # noqa: E402
 from lvlmsim.calibrate.fit import cost_model_times  # noqa: E402
 from lvlmsim.calibrate.kernels import with_kernel_features  # noqa: E402
-from lvlmsim.calibrate.loo import fold_table_errors, load_devices  # noqa: E402
+from lvlmsim.calibrate.loo import inner_score, load_devices  # noqa: E402
 from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
 
 KEY, TABLES = "attn_encoder", ("encoder_attention",)
@@ -69,8 +69,7 @@ def main() -> int:
         scores = {}
         for candidate in VARIANTS:
             use(candidate)
-            vals = [fold_table_errors(devices, [n for n in inner if n != i], i, KEY, TABLES) for i in inner]
-            scores[candidate] = float(np.mean([v[TABLES[0]] for v in vals if v]))
+            scores[candidate] = inner_score(devices, inner, KEY, TABLES)
         best = min(scores.values())
         picks = [c for c, s in scores.items() if s - best < 1e-6]  # equal scores: no inner device tells them apart
         inner_text = "  ".join(f"{c} {s:5.2f}" for c, s in scores.items())

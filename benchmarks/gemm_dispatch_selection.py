@@ -43,7 +43,7 @@ from gemm_tile_selection import FP8_DISPATCH  # noqa: E402
 
 from lvlmsim.calibrate import general, model  # noqa: E402
 from lvlmsim.calibrate.fit import abs_pct_errors, cost_model_times  # noqa: E402
-from lvlmsim.calibrate.loo import fold_table_errors, load_devices  # noqa: E402
+from lvlmsim.calibrate.loo import family_setup, inner_score, load_devices  # noqa: E402
 from lvlmsim.calibrate.model import CachedForm, GemmForm  # noqa: E402
 from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
 
@@ -120,25 +120,17 @@ def register() -> None:
     model.FORM_VARIANTS["gemm+dispatchocc+l2"] = CachedForm(DispatchOccupancyGemmForm())
 
 
-def _with(setup: general.FamilySetup, fn, *args, **kw):
-    saved = general.FAMILY_SETUPS
-    general.FAMILY_SETUPS = {**saved, KEY: setup}
-    try:
-        return fn(*args, **kw)
-    finally:
-        general.FAMILY_SETUPS = saved
-
-
 def _errors(setup: general.FamilySetup, devices: dict, train: list[str], held: str) -> np.ndarray:
-    fitted = _with(setup, general.fit_general, {devices[n][0].id: devices[n] for n in train}, families=[KEY])
+    with family_setup(KEY, setup):
+        fitted = general.fit_general({devices[n][0].id: devices[n] for n in train}, families=[KEY])
     hw, rows = devices[held]
     return abs_pct_errors(cost_model_times(rows, hw, fitted.profile_for(hw)), np.array([r.measured_s for r in rows]))
 
 
-def inner_score(setup: general.FamilySetup, devices: dict, rest: list[str]) -> float:
-    meds = [_with(setup, fold_table_errors, devices, [n for n in rest if n != inner], inner, KEY, (TABLE,))[TABLE]
-            for inner in rest]
-    return float(np.mean(meds))
+def setup_score(setup: general.FamilySetup, devices: dict, rest: list[str]) -> float:
+    """The inner leave-one-out score of the family fitted as `setup` on the `rest` devices (loo.inner_score)."""
+    with family_setup(KEY, setup):
+        return inner_score(devices, rest, KEY, (TABLE,))
 
 
 def _cell(err: np.ndarray) -> str:
@@ -161,7 +153,7 @@ def main() -> int:
     nested = []
     for held in devices:
         rest = [n for n in devices if n != held]
-        scores = {label: inner_score(setup, devices, rest) for label, setup in CANDIDATES.items()}
+        scores = {label: setup_score(setup, devices, rest) for label, setup in CANDIDATES.items()}
         choice = min(scores, key=lambda c: (scores[c], c != "shipped"))  # a tie keeps the shipped form
         errs = {label: _errors(setup, devices, rest, held) for label, setup in CANDIDATES.items()}
         for label, err in errs.items():

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from lvlmsim.calibrate import general  # noqa: E402
 from lvlmsim.calibrate.fit import abs_pct_errors, cost_model_times  # noqa: E402
-from lvlmsim.calibrate.loo import fold_table_errors, load_devices  # noqa: E402
+from lvlmsim.calibrate.loo import family_setup, inner_score, load_devices  # noqa: E402
 from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
 
 KEY, DTYPE, TABLE = "gemm", "bf16", "gemm"
@@ -37,28 +37,18 @@ CANDIDATES = {"plain": general.FamilySetup("gemm+l2", None, None),
               "splitk": general.FamilySetup("gemm+splitk+l2", None, None)}
 
 
-def _with(setup: general.FamilySetup, fn, *args):
-    """fn(*args) with the bf16 GEMM family fitted as `setup`."""
-    saved = general.FAMILY_SETUPS
-    general.FAMILY_SETUPS = {**saved, KEY: setup}
-    try:
-        return fn(*args)
-    finally:
-        general.FAMILY_SETUPS = saved
-
-
 def _errors(setup: general.FamilySetup, devices: dict, train: list[str], held: str) -> np.ndarray:
     """|error| % of `held`'s rows, the family fitted as `setup` on the `train` devices."""
-    fitted = _with(setup, general.fit_general, {devices[n][0].id: devices[n] for n in train})
+    with family_setup(KEY, setup):
+        fitted = general.fit_general({devices[n][0].id: devices[n] for n in train})
     hw, rows = devices[held]
     return abs_pct_errors(cost_model_times(rows, hw, fitted.profile_for(hw)), np.array([r.measured_s for r in rows]))
 
 
-def inner_score(setup: general.FamilySetup, devices: dict, rest: list[str]) -> float:
-    """Mean over the inner folds of the held-out median |error| (fold_table_errors), `rest` the training devices."""
-    meds = [_with(setup, fold_table_errors, devices, [n for n in rest if n != inner], inner, KEY, (TABLE,))[TABLE]
-            for inner in rest]
-    return float(np.mean(meds))
+def setup_score(setup: general.FamilySetup, devices: dict, rest: list[str]) -> float:
+    """The inner leave-one-out score of the family fitted as `setup` on the `rest` devices (loo.inner_score)."""
+    with family_setup(KEY, setup):
+        return inner_score(devices, rest, KEY, (TABLE,))
 
 
 def _cell(err: np.ndarray) -> str:
@@ -80,7 +70,7 @@ def main() -> int:
     nested = []
     for held in devices:
         rest = [n for n in devices if n != held]
-        scores = {label: inner_score(setup, devices, rest) for label, setup in CANDIDATES.items()}
+        scores = {label: setup_score(setup, devices, rest) for label, setup in CANDIDATES.items()}
         choice = min(scores, key=scores.get)
         errs = {label: _errors(setup, devices, rest, held) for label, setup in CANDIDATES.items()}
         for label, err in errs.items():

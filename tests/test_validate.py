@@ -128,3 +128,33 @@ def test_fold_table_errors_skips_a_held_device_without_those_tables():
     hw = load_hardware("a100-sxm-80gb")
     devices = {"a100": (hw, []), "other": (hw, [])}
     assert fold_table_errors(devices, ["other"], "a100", "attn_encoder", ("encoder_attention",)) == {}
+
+
+def test_inner_score_is_the_mean_over_inner_devices_of_their_mean_table_error(monkeypatch):
+    """Hand numbers: device a scores tables 10 and 20 (mean 15), b scores 30, c has no such tables (skipped):
+    the inner score is (15 + 30) / 2 = 22.5; each device is fitted on the others of the inner list."""
+    from lvlmsim.calibrate import loo
+
+    by_held = {"a": {"t1": 10.0, "t2": 20.0}, "b": {"t1": 30.0}, "c": {}}
+    seen = []
+
+    def fake(devices, train, held, key, tables):
+        seen.append((held, tuple(train)))
+        return by_held[held]
+
+    monkeypatch.setattr(loo, "fold_table_errors", fake)
+    assert loo.inner_score({}, ["a", "b", "c"], "attn_decode", ("t1", "t2")) == 22.5
+    assert seen == [("a", ("b", "c")), ("b", ("a", "c")), ("c", ("a", "b"))]
+
+
+def test_family_setup_swaps_one_family_and_restores_it_even_on_error():
+    from lvlmsim.calibrate import general
+    from lvlmsim.calibrate.loo import family_setup
+
+    shipped = general.FAMILY_SETUPS
+    candidate = general.FamilySetup("gemm+l2", None, None)
+    with pytest.raises(RuntimeError), family_setup("gemm", candidate):
+        assert general.FAMILY_SETUPS["gemm"] is candidate
+        assert general.FAMILY_SETUPS["gemm.fp8"] is shipped["gemm.fp8"]
+        raise RuntimeError("a candidate's fit failed")
+    assert general.FAMILY_SETUPS is shipped

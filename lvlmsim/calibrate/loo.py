@@ -9,11 +9,13 @@ shipped model carries.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from lvlmsim.calibrate import general
 from lvlmsim.calibrate.bands import SLIDING_REGIME
 from lvlmsim.calibrate.fit import abs_pct_errors, cost_model_times
 from lvlmsim.calibrate.general import NOT_FITTED_TABLES, ROWS_PER_DEVICE, GeneralModel, fit_general, group_key
@@ -77,6 +79,27 @@ def fold_table_errors(devices: dict[str, tuple[HardwareSpec, list[Measurement]]]
     fit_rows = {devices[n][0].id: (devices[n][0], [r for r in devices[n][1] if r.family in tables]) for n in train}
     report = held_out_report(fit_general(fit_rows, families=[key]), devices[held][0], rows)[0]
     return {t: report[t]["median_abs_pct_err"] for t in tables if t in report}
+
+
+def inner_score(devices: dict[str, tuple[HardwareSpec, list[Measurement]]], names: list[str], key: str,
+                tables: tuple[str, ...]) -> float:
+    """The inner leave-one-out of a nested selection check: the mean over `names` (the outer fold's training
+    devices) of each one's mean median |error| per table, the `key` family fitted on the others of `names`. Devices
+    without those tables are skipped. A candidate is picked by the lowest score (benchmarks/*_selection.py)."""
+    per = [fold_table_errors(devices, [n for n in names if n != held], held, key, tables) for held in names]
+    return float(np.mean([np.mean(list(errors.values())) for errors in per if errors]))
+
+
+@contextmanager
+def family_setup(key: str, setup: general.FamilySetup) -> Iterator[None]:
+    """Within the block the general model fits family `key` as `setup` (a candidate of a selection check); the
+    shipped setups are restored after, also on error."""
+    saved = general.FAMILY_SETUPS
+    general.FAMILY_SETUPS = {**saved, key: setup}
+    try:
+        yield
+    finally:
+        general.FAMILY_SETUPS = saved
 
 
 def held_out_report(model: GeneralModel, hw: HardwareSpec, rows: list[Measurement]) -> tuple[dict, dict]:
