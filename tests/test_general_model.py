@@ -190,6 +190,52 @@ def test_cli_leave_one_out_json_shape_on_synthetic_folders(tmp_path):
     assert res.exit_code == 2 and "--hardware" in res.output
 
 
+def test_seed_summary_means_ranges_and_missing_cells():
+    """Hand-made per-seed reports: the mean under the one-seed key, the per-seed values in seed order, min / max; a
+    cell one seed lacks is summarised over the seeds that have it."""
+    from lvlmsim.calibrate.loo import seed_summary
+
+    def cell(med, p90, n=10, flat=50.0):
+        return {"median_abs_pct_err": med, "p90_abs_pct_err": p90, "n": n, "roofline_median_abs_pct_err": flat}
+
+    reports = [{"a": {"gemm": cell(10.5, 27.4, n=6000, flat=19.0), "moe": cell(17.0, 40.0)}},
+               {"a": {"gemm": cell(12.5, 37.2, n=6000, flat=21.0)}},
+               {"a": {"gemm": cell(11.0, 30.0, n=6000, flat=20.0)}}]
+    out = seed_summary(reports)
+    g = out["a"]["gemm"]
+    assert g["median_abs_pct_err"] == 11.33 and g["median_abs_pct_err_seeds"] == [10.5, 12.5, 11.0]
+    assert (g["median_abs_pct_err_min"], g["median_abs_pct_err_max"]) == (10.5, 12.5)
+    assert g["p90_abs_pct_err"] == 31.53 and (g["p90_abs_pct_err_min"], g["p90_abs_pct_err_max"]) == (27.4, 37.2)
+    assert g["n"] == 6000 and g["roofline_median_abs_pct_err"] == 20.0
+    assert out["a"]["moe"]["median_abs_pct_err_seeds"] == [17.0] and out["a"]["moe"]["median_abs_pct_err"] == 17.0
+
+
+def test_cli_leave_one_out_seeds_reports_mean_and_range(tmp_path):
+    """--seeds 2: the one-seed keys hold the mean, `_seeds` / min / max sit beside them. 36 rows per table are below
+    every subsample cap and the fit's rows per device, so both seeds read and fit the same rows: min == max."""
+    _gemm_table(tmp_path / "h100_sxm", 1.0)
+    _gemm_table(tmp_path / "a100_sxm", 0.33)
+    res = CliRunner().invoke(_app(), ["validate", "--leave-one-out", "--data", str(tmp_path), "--json",
+                                      "--seeds", "2"])
+    assert res.exit_code == 0, res.output
+    one = json.loads(CliRunner().invoke(_app(), ["validate", "--leave-one-out", "--data", str(tmp_path),
+                                                 "--json"]).stdout)
+    for dev, fams in json.loads(res.stdout).items():
+        g = fams["gemm"]
+        assert len(g["median_abs_pct_err_seeds"]) == 2 and g["n"] == 36
+        assert g["median_abs_pct_err_min"] == g["median_abs_pct_err_max"] == one[dev]["gemm"]["median_abs_pct_err"]
+        assert g["p90_abs_pct_err"] == one[dev]["gemm"]["p90_abs_pct_err"]
+    res = CliRunner().invoke(_app(), ["validate", "--leave-one-out", "--data", str(tmp_path), "--seeds", "2"])
+    assert res.exit_code == 0, res.output
+    assert "seeds 0-1" in res.stdout and "median % mean [min-max]" in res.stdout
+    assert "mean over seeds 0-1" in res.stdout
+    res = CliRunner().invoke(_app(), ["validate", "--leave-one-out", "--data", str(tmp_path), "--seeds", "0"])
+    assert res.exit_code == 2 and "--seeds" in res.output and ">= 1" in res.output
+    res = CliRunner().invoke(_app(), ["validate", "--hardware", "h100-sxm", "--data", str(tmp_path / "h100_sxm"),
+                                      "--seeds", "2"])
+    assert res.exit_code == 2 and "--seeds" in res.output and "--leave-one-out" in res.output
+
+
 @pytest.mark.shared_data
 @needs_shared
 def test_validate_a100_defaults_to_general_model_and_beats_flat_derate():

@@ -9,7 +9,7 @@ shipped model carries.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -192,6 +192,50 @@ def leave_one_out(data_dir: Path, *, seed: int = 0, rows_per_device: int = ROWS_
             "rows": {n: len(v[1]) for n, v in devices.items()}, "seed": seed,
             "max_rows_per_table": max_rows_per_table, "rows_per_device_fit": rows_per_device}
     return report, residuals, info
+
+
+SEED_STATS = ("median_abs_pct_err", "p90_abs_pct_err")  # the statistics a several-seed report gives per seed
+
+
+def leave_one_out_seeds(data_dir: Path, seeds: Sequence[int], *, rows_per_device: int = ROWS_PER_DEVICE,
+                        max_rows_per_table: int = MAX_ROWS_PER_TABLE, log: Callable[[str], None] | None = None,
+                        ) -> tuple[dict, list[dict], dict]:
+    """(seed_summary of the per-seed reports, per-seed residuals, info): leave_one_out at each subsample seed (both
+    the table subsample and the fit's), because one seed's figure moves by more than the targets' margins
+    (benchmarks/loo_seed_spread.py)."""
+    if not seeds:
+        raise SpecError("--seeds: must be >= 1")
+    reports, residuals, infos = [], [], []
+    for seed in seeds:
+        rep, res, info = leave_one_out(data_dir, seed=seed, rows_per_device=rows_per_device,
+                                       max_rows_per_table=max_rows_per_table, log=log)
+        reports.append(rep)
+        residuals.append(res)
+        infos.append(info)
+    info = {**infos[0], "seeds": list(seeds), "seconds": round(sum(i["seconds"] for i in infos), 1)}
+    del info["seed"]
+    return seed_summary(reports), residuals, info
+
+
+def seed_summary(reports: Sequence[dict]) -> dict:
+    """One report over several seeds' leave-one-out reports ({device: {family: stats}}): per cell the mean of each
+    SEED_STATS entry (under its own name, so a reader of one seed's keys gets the mean), its per-seed values
+    (`<stat>_seeds`, in seed order, seeds lacking the cell left out), min and max; `n` of the first seed that has the
+    cell and the flat derate's mean median."""
+    out: dict[str, dict] = {}
+    for dev in dict.fromkeys(d for rep in reports for d in rep):
+        for fam in dict.fromkeys(f for rep in reports for f in rep.get(dev, {})):
+            cells = [rep[dev][fam] for rep in reports if fam in rep.get(dev, {})]
+            entry: dict = {}
+            for stat in SEED_STATS:
+                vals = [float(c[stat]) for c in cells]
+                entry.update({stat: round(float(np.mean(vals)), 2), f"{stat}_seeds": vals,
+                              f"{stat}_min": min(vals), f"{stat}_max": max(vals)})
+            entry["n"] = cells[0]["n"]
+            entry["roofline_median_abs_pct_err"] = round(float(np.mean([c["roofline_median_abs_pct_err"]
+                                                                        for c in cells])), 2)
+            out.setdefault(dev, {})[fam] = entry
+    return out
 
 
 def family_errors(residuals: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:

@@ -90,14 +90,23 @@ def validate_cmd(
         "--leave-one-out", help="fit the device-general model on every device folder under --data but one, test on "
                                 "that one, for each device")] = False,
     seed: Annotated[int, typer.Option("--seed", help="seed of the row subsample (--leave-one-out)")] = 0,
+    seeds: Annotated[int, typer.Option(
+        "--seeds", help="run --leave-one-out at N subsample seeds (--seed, --seed + 1, ...) and report each figure's "
+                        "mean [min-max] over them")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="print {family: {...}} as JSON")] = False,
 ) -> None:
     """Predicted vs measured kernel time per family and size regime, calibrated profile vs roofline default."""
+    if seeds < 1:
+        raise SpecError(f"--seeds: must be a whole number >= 1 (subsample seeds to run), got {seeds}")
     if leave_one_out:
         if hardware or profile:
             raise SpecError("--leave-one-out: takes no --hardware or --profile (every device folder under --data is "
                             "held out in turn and priced by its own datasheet)")
+        if seeds > 1:
+            return _leave_one_out_seeds(data, list(range(seed, seed + seeds)), as_json)
         return _leave_one_out(data, seed, as_json)
+    if seeds != 1:
+        raise SpecError("--seeds: only with --leave-one-out (validate on one device reads every row, no subsample)")
     if not hardware:
         raise SpecError("--hardware: required (a hardware id such as a100-sxm-80gb), unless --leave-one-out")
     from lvlmsim.calibrate.profiles import load_profile_for
@@ -156,6 +165,42 @@ def _leave_one_out(data: Path, seed: int, as_json: bool) -> None:
               f"(lvlmsim.calibrate.bands; target ~0.80; all rows pooled {pooled_text}):\n")
     for dev, per_key in cov.items():
         out.write(f"  {dev:<22}" + "  ".join(f"{k} {c['coverage']:.2f}" for k, c in per_key.items()) + "\n")
+
+
+def _leave_one_out_seeds(data: Path, seeds: list[int], as_json: bool) -> None:
+    from lvlmsim.calibrate.bands import nested_coverage, pooled_coverage
+    from lvlmsim.calibrate.loo import leave_one_out_seeds
+
+    log = None if as_json else (lambda s: typer.echo(s, err=True))
+    report, resid, info = leave_one_out_seeds(data, seeds, log=log)
+    if as_json:
+        typer.echo(strict_json(report, indent=2))
+        return
+    out = sys.stdout
+    seed_text = f"seeds {seeds[0]}-{seeds[-1]}"
+    out.write(f"leave-one-device-out under {data}: {', '.join(f'{k} {v} rows' for k, v in info['rows'].items())} "
+              f"(seeded subsample of <= {info['max_rows_per_table']} rows per table), {seed_text}, "
+              f"{info['seconds']} s\n")
+    out.write(f"{'held-out device':<24}{'family':<24}{'n':>7}{'median % mean [min-max]':>25}"
+              f"{'p90 % mean [min-max]':>23}{'flat derate med %':>19}\n")
+    for dev, fams in report.items():
+        for fam, e in fams.items():
+            out.write(f"{dev:<24}{fam:<24}{e['n']:>7}{_spread(e, 'median_abs_pct_err'):>25}"
+                      f"{_spread(e, 'p90_abs_pct_err'):>23}{_fmt(e['roofline_median_abs_pct_err']):>19}\n")
+    covs = [nested_coverage(r, seed=s) for r, s in zip(resid, seeds, strict=True)]
+    pooled = [p for p in (pooled_coverage(c) for c in covs) if p is not None]
+    pooled_text = "-" if not pooled else f"{sum(pooled) / len(pooled):.2f}"
+    out.write(f"p10-p90 band coverage of each device's held-out rows, band derived without that device, mean over "
+              f"{seed_text} (lvlmsim.calibrate.bands; target ~0.80; all rows pooled {pooled_text}):\n")
+    for dev in dict.fromkeys(d for c in covs for d in c):
+        keys = dict.fromkeys(k for c in covs for k in c.get(dev, {}))
+        means = {k: [c[dev][k]["coverage"] for c in covs if k in c.get(dev, {})] for k in keys}
+        out.write(f"  {dev:<22}" + "  ".join(f"{k} {sum(v) / len(v):.2f}" for k, v in means.items()) + "\n")
+
+
+def _spread(e: dict, stat: str) -> str:
+    """'mean [min-max]' of one several-seed statistic."""
+    return f"{e[stat]:.1f} [{e[stat + '_min']:.1f}-{e[stat + '_max']:.1f}]"
 
 
 def register(app: typer.Typer) -> None:
