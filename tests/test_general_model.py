@@ -351,6 +351,11 @@ def test_loo_tables_rewrite_the_documented_tables_in_place():
     readme, calib = mod.table(report, 0), mod.table(report, 1)
     assert readme[2].startswith("| H100 SXM (Hopper) | 9.6% (11.2) | - |")
     assert calib[2].startswith("| H100 SXM | 9.6 / 30.2 (11.2) | - (no table) |")
+    seeds = {**stats, "median_abs_pct_err_min": 9.0, "median_abs_pct_err_max": 10.44, "p90_abs_pct_err_min": 27.4,
+             "p90_abs_pct_err_max": 33.06}  # a seed_summary cell: the mean under the one-seed key, its range beside
+    assert mod.table({"h100_sxm": {"gemm": seeds}}, 0)[2].startswith("| H100 SXM (Hopper) | 9.6% [9.0-10.4] (11.2) |")
+    assert mod.table({"h100_sxm": {"gemm": seeds}}, 1)[2].startswith(
+        "| H100 SXM | 9.6 [9.0-10.4] / 30.2 [27.4-33.1] (11.2) |")
     root = Path(__file__).resolve().parents[1]
     for lines, doc in ((readme, root / "README.md"), (calib, root / "calibration" / "README.md")):
         text = doc.read_text()
