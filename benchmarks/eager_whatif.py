@@ -1,26 +1,26 @@
-"""What-if (issue 13, not shipped): how lvlmsim prices a server run without CUDA graphs (serving.enforce_eager), and
-what the enforce_eager rows of workloads/validation/bench-runs.yaml (tt-379's V0 Llama 3.2 90B Vision on 4x H100,
-SGLang #9812's vLLM burst) would read under the composition the measured eager rows support.
+"""How lvlmsim prices a server run without CUDA graphs (serving.enforce_eager, issue 13), checked against the measured
+eager rows, and what the enforce_eager rows of workloads/validation/bench-runs.yaml (tt-379's V0 Llama 3.2 90B Vision
+on 4x H100, SGLang #9812's vLLM -O0 burst) read under each composition and each measured host.
 
-lvlmsim.cost.runtime prices an eager op as its roofline body plus the eager floor (20.6 us, the median of
-aiconfigurator's H100 `vllm_eager` custom all-reduce rows at 8192 elements or fewer on 2 GPUs): host dispatch and
-GPU execution add up. The same source measured the same kernel under CUDA-graph replay (`vllm_graph`), so the
-composition can be checked on it. Part 1 prints, per device and group size, the median |error| of two compositions
-against the measured eager time:
+Since wave 5 lvlmsim prices an eager step by the launch queue (lvlmsim.cost.runtime.launch_queue_s): the host issues
+a kernel every h seconds and runs ahead of the GPU until the step's sync, so a step costs about the GPU's sum when
+its kernels are long and the dispatch sum when they are short. Until then an eager op was its body plus h (the
+additive composition). aiconfigurator measured the same custom all-reduce under eager launches (`vllm_eager`) and
+CUDA-graph replay (`vllm_graph`), a loop of one op whose steady state under the launch queue is max(graph time, h).
+Part 1 prints, per device and group size, the median |error| of the two compositions against the measured eager time:
 
     additive   t_graph - t_graph(smallest message) + h      (the graph time with its fixed part swapped for h)
-    overlap    max(t_graph, h)                              (dispatch and execution overlap, the slower one sets it)
+    overlap    max(t_graph, h)                              (the launch queue's steady state for a loop of one op)
 
 where h is the median eager time at 8192 elements or fewer on 2 GPUs (that host's per-op dispatch), over the messages
 where the two differ (graph time at least 2 us above the group's smallest), up to 2^20 elements (above that the eager
 path's extra copy of the input into vLLM's IPC buffer, all_reduce(registered=False), grows with the message and
 neither composition has it), and only where the custom kernel runs (vLLM 0.24 on sm90 hands 6- and 8-GPU messages of
-512 / 256 KiB and more to another algorithm). Part 2 replays the enforce_eager rows with each composition (per op: on
-a step's mix of long GEMMs and short ops the host can run ahead during the long ones, so the sum of per-op maxima is
-itself an upper bound) and with h of each measured host (H100 host, vLLM 0.24; A100 host, vLLM 0.14), and prints
-TPOT and TTFT against the published figures. The rows' host CPU is not stated, so the two measured hosts bracket it;
-nothing here is fitted to a row, and lvlmsim ships the additive composition with the H100 host's h unchanged. It
-reads the measured tables from ../shared (they stay there).
+512 / 256 KiB and more to another algorithm). Part 2 replays the enforce_eager rows with the launch queue (shipped)
+and the additive composition (before), each with h of each measured host (H100 host, vLLM 0.24: lvlmsim's constant;
+A100 host, vLLM 0.14), and prints every published figure's error. The rows' host CPU is not stated, so the two
+measured hosts bracket it; nothing here is fitted to a row. It reads the measured tables from ../shared (they stay
+there).
 
     PYTHONPATH=. python benchmarks/eager_whatif.py
 """
@@ -39,12 +39,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import lvlmsim.cost.runtime as rt  # noqa: E402
+import lvlmsim.engine.stepcost as stepcost  # noqa: E402
 from lvlmsim.bench.run import run_bench  # noqa: E402
 from lvlmsim.bench.validation import load_rows, row_args  # noqa: E402
-from lvlmsim.cost.profile import Efficiency, EfficiencyProfile, ProfileWrapper  # noqa: E402
-from lvlmsim.cost.roofline import CostModel  # noqa: E402
-from lvlmsim.ops.op import Op  # noqa: E402
-from lvlmsim.specs.hardware import HardwareSpec  # noqa: E402
 
 MEASURED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "measured" / "aiconfigurator" / "data"
 TABLES = {"H100 host, vLLM 0.24": MEASURED / "h100_sxm" / "comm" / "vllm" / "0.24.0" / "custom_allreduce_perf.csv",
@@ -107,77 +104,38 @@ def size_table(pairs: pd.DataFrame, h_ms: float, n: int) -> list[str]:
     return lines
 
 
-@dataclasses.dataclass(frozen=True)
-class _Fixed(ProfileWrapper):
-    """A profile that answers one efficiency for every op (to price an op with given efficiencies)."""
-
-    eff: Efficiency | None = None
-
-    def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency:
-        return self.eff
-
-
-@dataclasses.dataclass(frozen=True)
-class OverlapProfile(rt.RuntimeProfile):
-    """The runtime wrapper with the overlap composition: an op takes max(its time as its base profile prices it,
-    the runtime's per-op floor) instead of its body plus that floor."""
-
-    def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency:
-        eff = self.base.efficiency(self._as_run(op, hw), hw)
-        floor = self.runtime.kernel_floor_s
-        if self.runtime.cuda_graphs or eff.floor_s >= floor or self.same_regime:
-            return super().efficiency(op, hw)
-        alone = CostModel(hw, _Fixed(self.base, eff)).cost(op).time_s
-        if alone >= floor:
-            return eff
-        return Efficiency(eff.compute, eff.memory, eff.floor_s + floor - alone, eff.source, eff.measured_error_pct)
-
-
-@dataclasses.dataclass(frozen=True)
-class _OverlapSpec(rt.RuntimeSpec):
-    def apply(self, profile: EfficiencyProfile) -> rt.RuntimeProfile:
-        return OverlapProfile(profile, self)
-
-
 @contextlib.contextmanager
 def priced_as(composition: str, h_s: float) -> Iterator[None]:
-    """Within the block, enforce_eager servers dispatch an op in `h_s` and compose it `composition`ally."""
-    eager, serving_runtime = rt.RUNTIMES["eager"], rt.serving_runtime
+    """Within the block, enforce_eager servers dispatch an op in `h_s`; `composition` 'additive' prices their steps
+    op by op (body + h, lvlmsim before wave 5), 'queue' by the launch queue (as shipped)."""
+    eager, queue_profile = rt.RUNTIMES["eager"], stepcost.launch_queue_profile
     rt.RUNTIMES["eager"] = dataclasses.replace(eager, kernel_floor_s=h_s)
-
-    def patched(name, enforce_eager=False):
-        spec = serving_runtime(name, enforce_eager)
-        if composition == "overlap" and not spec.cuda_graphs:
-            return _OverlapSpec(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)})
-        return spec
-
-    rt.serving_runtime = patched
+    if composition == "additive":
+        stepcost.launch_queue_profile = lambda profile: None
     try:
         yield
     finally:
-        rt.RUNTIMES["eager"], rt.serving_runtime = eager, serving_runtime
+        rt.RUNTIMES["eager"], stepcost.launch_queue_profile = eager, queue_profile
 
 
 def replay_eager_rows(hosts: dict[str, float]) -> None:
-    """Each enforce_eager row under (composition, host h); the first case is lvlmsim as shipped."""
+    """Each published figure of each enforce_eager row under (composition, host h); the first column is as shipped."""
     rows = [r for r in load_rows() if (r.get("serving") or {}).get("enforce_eager")]
-    shipped = next(iter(hosts))
-    cases = [("additive", shipped)] + [(c, h) for c in ("overlap", "additive") for h in hosts
-                                       if (c, h) != ("additive", shipped)]
+    cases = [(c, h) for c in ("queue", "additive") for h in hosts]
     print("\nenforce_eager rows, lvlmsim (error %) per composition and host h; the first column is as shipped")
-    for metric in ("mean_tpot_ms", "mean_ttft_ms"):
-        head = "".join(f"{c + ', ' + h.split(',')[0]:>22}" for c, h in cases)
-        print(f"\n{metric:<52} {'published':>9}{head}")
-        for row in rows:
-            pub = row["measured"].get(metric)
-            if pub is None:
+    head = "".join(f"{c + ', ' + h.split(',')[0]:>24}" for c, h in cases)
+    for row in rows:
+        got = {}
+        for comp, host in cases:
+            with priced_as(comp, hosts[host] * 1e-3):
+                got[(comp, host)] = run_bench(row_args(row)).result
+        print(f"\n{row['id']}")
+        print(f"  {'metric':<22} {'published':>10}{head}")
+        for metric, pub in row["measured"].items():
+            if not isinstance(pub, (int, float)) or not pub or metric.startswith("total_"):
                 continue
-            cells = []
-            for comp, host in cases:
-                with priced_as(comp, hosts[host] * 1e-3):
-                    got = run_bench(row_args(row)).result[metric]
-                cells.append(f"{got:>12.1f} ({(got / pub - 1) * 100:+6.1f}%)")
-            print(f"{row['id']:<52} {pub:>9.1f}" + "".join(f"{c:>22}" for c in cells))
+            cells = "".join(f"{got[c][metric]:>12.2f} ({(got[c][metric] / pub - 1) * 100:+6.1f}%)" for c in cases)
+            print(f"  {metric:<22} {pub:>10.2f}{cells}")
 
 
 def main() -> None:

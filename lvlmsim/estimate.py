@@ -14,6 +14,7 @@ from typing import Protocol
 from lvlmsim.cost.memory import MemoryReport, check_ep, check_tp, memory_report
 from lvlmsim.cost.profile import EfficiencyProfile
 from lvlmsim.cost.roofline import COMPUTE, CostModel, OpCost
+from lvlmsim.cost.runtime import launch_queue_profile, launch_queue_s
 from lvlmsim.errors import InfeasibleError, SpecError
 from lvlmsim.ops.graph import active_params, encode_ops, llm_ops, param_counts
 from lvlmsim.ops.op import GraphConfig, Op, SeqWork, default_graph_config
@@ -371,7 +372,15 @@ def price_stages(pipe: Pipeline, cm: CostModel, toks: list[ImageTokenization], p
 
     Encode is skipped on an encoder-cache hit (weight = miss rate); on an image-KV hit prefill computes only the
     text on top of the cached image KV; decode prices `output_tokens - 1` steps at sampled contexts (after any KV
-    budget), in rounds of `tokens_per_step` tokens."""
+    budget), in rounds of `tokens_per_step` tokens.
+
+    Under an eager runtime (plain pipeline) each op is its kernel's GPU time and each stage adds a
+    `runtime.dispatch_wait` row: what the launch queue adds to the GPU sum (lvlmsim.cost.runtime.launch_queue_s), per
+    encode batch, prefill and decode step as the engine prices them."""
+    queue = launch_queue_profile(cm.profile) if isinstance(pipe, PlainPipeline) else None
+    waits: dict[str, list[tuple[tuple[Op, ...], float]]] = {"encode": [], "prefill": [], "decode": []}
+    if queue is not None:
+        cm = CostModel(cm.hardware, queue[0])
     visual = sum(t.llm_tokens for t in toks)
     in_seq_visual = 0 if cross else visual
     cross_kv = visual if cross else 0
@@ -379,25 +388,46 @@ def price_stages(pipe: Pipeline, cm: CostModel, toks: list[ImageTokenization], p
     if S <= 0:
         raise SpecError("prompt_tokens: a request needs at least one prompt or visual token")
     enc_w = pipe.encode_miss_rate()
-    encode = stage_result("encode", merge_repeated_ops(_weighted(cm, ((op, enc_w)
-                                                                      for op in pipe.encode_ops(toks, batch)))))
+    enc_ops = tuple(pipe.encode_ops(toks, batch))
+    waits["encode"].append((enc_ops, enc_w))
+    encode = stage_result("encode", merge_repeated_ops(_weighted(cm, ((op, enc_w) for op in enc_ops))))
     pre = SeqWork(new_tokens=S, past_tokens=0, visual_new=in_seq_visual, cross_kv_tokens=cross_kv, emits_token=True)
     h = pipe.visual_kv_hit_rate() if in_seq_visual > 0 else 0.0
-    pre_items = [(op, 1.0 - h if h > 0 else 1.0) for op in pipe.prefill_ops((pre,) * batch)]
+    pre_ops = tuple(pipe.prefill_ops((pre,) * batch))
+    waits["prefill"].append((pre_ops, 1.0 - h if h > 0 else 1.0))
+    pre_items = [(op, 1.0 - h if h > 0 else 1.0) for op in pre_ops]
     if h > 0 and prompt_tokens > 0:
         hit = SeqWork(new_tokens=prompt_tokens, past_tokens=in_seq_visual, visual_new=0, cross_kv_tokens=cross_kv,
                       emits_token=True)
-        pre_items += [(op, h) for op in pipe.prefill_ops((hit,) * batch, (in_seq_visual,) * batch)]
+        hit_ops = tuple(pipe.prefill_ops((hit,) * batch, (in_seq_visual,) * batch))
+        waits["prefill"].append((hit_ops, h))
+        pre_items += [(op, h) for op in hit_ops]
     prefill = stage_result("prefill", merge_repeated_ops(_weighted(cm, pre_items)))
     per_round = pipe.tokens_per_step
     dec_items: list[tuple[Op, float]] = []
     for ctx, weight in decode_contexts(S, output_tokens - 1):  # the first output token comes out of prefill
         seq = SeqWork(new_tokens=1, past_tokens=ctx, visual_new=0, cross_kv_tokens=cross_kv, emits_token=True)
         seq, pv = pipe.decode_view(seq, S, in_seq_visual)
-        for op, w in pipe.decode_step_ops((seq,) * batch, (pv,) * batch):
+        step = tuple(pipe.decode_step_ops((seq,) * batch, (pv,) * batch))
+        waits["decode"].append((tuple(op for op, _ in step), weight / per_round))
+        for op, w in step:
             dec_items.append((op, weight * w / per_round))
     decode = stage_result("decode", merge_repeated_ops(_weighted(cm, dec_items)))
-    return {"encode": encode, "prefill": prefill, "decode": decode}
+    stages = {"encode": encode, "prefill": prefill, "decode": decode}
+    if queue is not None:
+        for name, runs in waits.items():
+            steps = max(1, round(sum(w for _, w in runs)))
+            wait_s = sum(w * _dispatch_wait_s(cm, ops, queue[1]) for ops, w in runs if w and ops)
+            if wait_s:
+                _add_step_overhead(stages[name], wait_s / steps, steps, "runtime.dispatch_wait")
+    return stages
+
+
+def _dispatch_wait_s(gpu: CostModel, ops: Sequence[Op], dispatch_s: float) -> float:
+    """Seconds the launch queue adds to the GPU sum of one step's `ops` (kernels priced by `gpu`): the GPU's waits
+    on the host's dispatch."""
+    launches = [(gpu.cost(op).time_s, float(op.count)) for op in ops]
+    return launch_queue_s(launches, dispatch_s) - sum(g * k for g, k in launches)
 
 
 def request_memory(pipe: Pipeline, hardware: HardwareSpec, stages: dict[str, StageResult],

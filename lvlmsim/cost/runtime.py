@@ -7,7 +7,19 @@ launch time. `RuntimeSpec.apply(profile)` swaps the per-kernel floor of any effi
 the floor becomes max(profile floor, runtime floor) — a kernel cannot finish before the runtime has issued it, and a
 calibrated floor that already includes more (e.g. a KV-cache write kernel) is kept. A calibrated profile whose
 `timing_regime` is the runtime's own (the H100 profile was fitted on CUDA-graph tables; `calibrate` measures eager
-launches) keeps its fitted floors unchanged.
+launches) keeps its fitted floors unchanged. Priced one op at a time (`CostModel.cost`: body + floor) that is an
+upper bound for eager ops, which neither the engine's steps nor the estimate's stages use:
+
+Eager steps (issue 13, wave 5) are priced by the launch queue (`launch_queue_s`). The host issues kernels
+asynchronously, one every `kernel_floor_s` (its dispatch), and runs ahead of the GPU until the step's sync (sampling):
+host_issue_i = host_issue_{i-1} + dispatch, gpu_start_i = max(gpu_end_{i-1}, host_issue_i), and the step ends at
+the last kernel's end. A step of long kernels costs about the GPU's sum (+ one dispatch), one of short kernels the
+dispatch sum (+ the last kernel). Measured support: aiconfigurator's paired `vllm_eager` / `vllm_graph` rows of the
+same custom all-reduce (a loop of one op, whose steady state under this recurrence is max(graph time, dispatch)) fit
+max(graph, h) to a median 2-3% and graph + h (the additive composition) to 11-36% (benchmarks/eager_whatif.py).
+The engine's StepCost (lvlmsim.engine.stepcost) and the estimate's stages (lvlmsim.estimate.price_stages, a
+`runtime.dispatch_wait` row per stage) price each kernel by the base profile (`launch_queue_profile`) and a step's
+ordered ops by this recurrence. Technique compositions keep the op-by-op pricing.
 
 Constants (all seconds) and where they come from:
 - graph kernel floor 2.7e-6: median latency of the 794 smallest bf16 GEMMs (2*m*n*k <= 2 MFLOP, n*k <= 64K) in
@@ -28,6 +40,7 @@ Constants (all seconds) and where they come from:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from lvlmsim.cost.collectives import CUSTOM_AR_SUFFIX, CustomAllreducePolicy, custom_allreduce_policy
@@ -134,3 +147,64 @@ def get_runtime(name: str | RuntimeSpec) -> RuntimeSpec:
         return RUNTIMES[str(name).strip().lower()]
     except KeyError:
         raise SpecError(f"--runtime: unknown runtime '{name}'; allowed: {', '.join(RUNTIMES)}") from None
+
+
+def launch_queue_profile(profile: EfficiencyProfile) -> tuple[EfficiencyProfile, float] | None:
+    """(the profile that prices each kernel's GPU time, the host's dispatch seconds per kernel) when `profile` is an
+    eager runtime over a profile fitted on another launch regime, so that steps are priced by `launch_queue_s`;
+    None for CUDA-graph runtimes (unchanged) and for profiles fitted on eager launches (their floors hold the
+    dispatch already)."""
+    if isinstance(profile, RuntimeProfile) and not profile.runtime.cuda_graphs and not profile.same_regime:
+        return profile.base, profile.runtime.kernel_floor_s
+    return None
+
+
+def _launches(excess_s: float, k: float) -> tuple[float, float]:
+    """(excess sum, max suffix excess) of `k` consecutive launches of one kernel, each `excess_s` = GPU time minus
+    dispatch; a fractional k (a per-layer average, e.g. 5 local layers in 6) counts as one weighted launch below 1."""
+    return k * excess_s, excess_s * min(k, 1.0) + max(k - 1.0, 0.0) * max(excess_s, 0.0)
+
+
+def _then(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    """Summary of `a` followed by `b`: sums add; the latest-binding suffix is b's or all of b after a's."""
+    return a[0] + b[0], max(b[1], b[0] + a[1])
+
+
+def _layer_count(counts: Sequence[float]) -> float:
+    """Layers a run of per-layer ops repeats: the most common count (ties: the smallest), e.g. 80 for a run whose
+    GEMMs count 80 and norms 160 (two a layer)."""
+    return min(set(counts), key=lambda c: (-counts.count(c), c))
+
+
+def launch_queue_s(launches: Sequence[tuple[float, float]], dispatch_s: float) -> float:
+    """Seconds from the step's first dispatch to its last kernel's end, `launches` ((GPU seconds of one launch,
+    launches) in issue order, as lvlmsim.ops lists a step: once per op, the layers' ops in layer order with count =
+    layers x launches per layer) issued one every `dispatch_s` by a host that runs ahead until the step's sync.
+
+    The recurrence gpu_end_i = max(gpu_end_{i-1}, host_issue_i) + g_i with host_issue_i = i x dispatch solves to
+    T = (N + 1) x dispatch + max over suffixes of sum(g_i - dispatch) (N launches): computed per op from (excess
+    sum, max suffix) summaries, a run of per-layer ops (counts > 1) as one layer repeated, so the cost does not grow
+    with the layer count. The order inside a layer is the op list's (each op's launches of a layer adjacent), which
+    moves T by at most one layer's run-ahead, never more, since the layers repeat."""
+    total = (0.0, float("-inf"))
+    n = 0.0
+    i = 0
+    while i < len(launches):
+        j = i
+        while j < len(launches) and launches[j][1] > 1:
+            j += 1
+        if j == i:  # a single launch (embedding, LM head)
+            g, k = launches[i]
+            total = _then(total, _launches(g - dispatch_s, k))
+            n += k
+            i += 1
+            continue
+        run = launches[i:j]
+        layers = _layer_count([k for _, k in run])
+        layer = (0.0, float("-inf"))
+        for g, k in run:
+            layer = _then(layer, _launches(g - dispatch_s, k / layers))
+        total = _then(total, (layers * layer[0], layer[1] + (layers - 1.0) * max(layer[0], 0.0)))
+        n += sum(k for _, k in run)
+        i = j
+    return (n + 1.0) * dispatch_s + total[1] if n else 0.0

@@ -17,6 +17,11 @@ steps round the attention op's pairs and KV tokens (equal for decode) to a geome
 FLOPs and bytes are off by at most 0.5%; the roofline time max(flops/F, bytes/B) + floor is then off by at most
 0.5% of the attention op's time, hence at most 0.5% of the step (plus, under a calibrated profile, the profile's
 own change over a 1% change of kv_per_seq).
+
+Eager runtimes (lvlmsim.cost.runtime.launch_queue_profile: no CUDA graphs) price the same parts by their kernels' GPU
+time alone and put them in issue order through the launch queue (`launch_queue_s`): the token ops' and LM head's
+(GPU seconds, launches) memoised per shape as their sums are, the step's attention in its op's place; the encoder's
+ops likewise. With techniques composed, eager steps stay priced op by op (body + eager floor).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import math
 from collections.abc import Sequence
 
 from lvlmsim.cost.roofline import CostModel
+from lvlmsim.cost.runtime import launch_queue_profile, launch_queue_s
 from lvlmsim.ops.graph import (
     attention,
     encode_ops,
@@ -97,6 +103,13 @@ class StepCost:
             self._plain_policy = DecodeStepPolicy(comp.model, comp.cfg, comp.transform_ops)
             self.step_s = self.tech_step_s  # the instances call step_s
         self._enc_toks: dict[tuple, float] = {}
+        queue = None if active else launch_queue_profile(cost_model.profile)
+        self.dispatch_s = queue[1] if queue else None  # eager: steps by the launch queue, kernels at GPU time
+        if queue:
+            cost_model = CostModel(cost_model.hardware, queue[0])
+            self.cm = cost_model
+        self._tok_items: dict[tuple, tuple[tuple[float, float], ...]] = {}
+        self._head_items: dict[tuple[str, int], tuple[tuple[float, float], ...]] = {}
         lm = model.llm
         t = cfg.tp
         self.heads = max(1, lm.num_heads // t)
@@ -159,7 +172,38 @@ class StepCost:
         ops = llm_ops(self.model, tuple(seqs), stage, self.cfg)
         val = self._sum_ops(ops, lambda op: op.kind not in _ATTN_KINDS and op.name != _MLA_UPPROJ)
         self._tok[key] = val
+        if self.dispatch_s is not None:
+            self._tok_items[key] = self._launch_items(ops)
         return val
+
+    def _launch_items(self, ops) -> tuple[tuple[float, float], ...]:
+        """(GPU seconds of one launch, launches) of `ops` in order, the attention ops merged into one slot at the
+        first one's place whose GPU seconds are NaN (the step's own attention goes there: `_queued_s`)."""
+        items: list[tuple[float, float]] = []
+        slot, attn_count = -1, 0.0
+        for op in ops:
+            if op.kind in _ATTN_KINDS or op.name == _MLA_UPPROJ:
+                if slot < 0:
+                    slot = len(items)
+                    items.append((math.nan, 0.0))
+                attn_count += op.count
+            else:
+                items.append((self.cm.cost(op).time_s, float(op.count)))
+        if slot >= 0:
+            items[slot] = (math.nan, attn_count)
+        return tuple(items)
+
+    def _queued_s(self, tok_key: tuple, stage: str, n_emit: int, attn_s: float) -> float:
+        """An eager step: the token ops with the step's attention (`attn_s` GPU seconds over the attention ops'
+        launches) in its place, then the LM head, through the launch queue."""
+        items = list(self._tok_items[tok_key])
+        for i, (g, k) in enumerate(items):
+            if math.isnan(g):
+                items[i] = (attn_s / k if k else 0.0, k)
+        if n_emit:
+            self._head_s(stage, n_emit)
+            items.extend(self._head_items[(stage, n_emit)])
+        return launch_queue_s(items, self.dispatch_s)
 
     def _head_s(self, stage: str, n_emit: int) -> float:
         if n_emit == 0:
@@ -176,8 +220,11 @@ class StepCost:
             self._head_names = frozenset(with_head - without)
         names = self._head_names
         seqs = (SeqWork(new_tokens=1, past_tokens=0, emits_token=True),) * n_emit
-        val = self._sum_ops(llm_ops(self.model, seqs, stage, self.cfg), lambda op: op.name in names)
+        ops = llm_ops(self.model, seqs, stage, self.cfg)
+        val = self._sum_ops(ops, lambda op: op.name in names)
         self._head[key] = val
+        if self.dispatch_s is not None:
+            self._head_items[key] = self._launch_items([op for op in ops if op.name in names])
         return val
 
     def _attn_s(self, seg: int, stage: str, batch: int, q_tokens: float, pairs: float, kv_read: float,
@@ -269,7 +316,12 @@ class StepCost:
         hit = self._dec.get(key)
         if hit is not None:
             return hit
-        val = self._token_ops_s("decode", n, (n,), ()) + self._head_s("decode", n) + self._decode_attn_s(0, n, kv)
+        tok, head = self._token_ops_s("decode", n, (n,), ()), self._head_s("decode", n)
+        attn = self._decode_attn_s(0, n, kv)
+        if self.dispatch_s is None:
+            val = tok + head + attn
+        else:
+            val = self._queued_s(("decode", n, (n,), False), "decode", n, attn)
         if self.decode_extra:
             val += self.decode_extra_s(n, past_sum)
         if self.speculative:
@@ -314,13 +366,19 @@ class StepCost:
         n_emit = n_dec + sum(1 for c in chunks if c[5])
         any_cross = self.has_cross and (dec_cross_n > 0 or any(c[4] for c in chunks))
         total = self._token_ops_s(stage, total_new, m_key, vis_chunks, any_cross) + self._head_s(stage, n_emit)
+        attn = 0.0
         for s, (_, _, frac, n_self, n_cross) in enumerate(self.segments):
             if (n_self or self.local_counts[s]) and m_key[s if self.has_schedule else 0]:
                 dec_kv = dec_past_sum - (dec_pruned[s] if dec_pruned else 0) + n_dec  # decode: q = 1, kv = past + 1
                 for t in self._segment_attn_s(s, frac, stage, batch, n_dec, dec_kv, chunks):
                     total += t
+                    attn += t
             if n_cross:
-                total += self._segment_cross_s(s, frac, stage, dec_cross_n, dec_cross_sum, chunks)
+                t = self._segment_cross_s(s, frac, stage, dec_cross_n, dec_cross_sum, chunks)
+                total += t
+                attn += t
+        if self.dispatch_s is not None:
+            return self._queued_s((stage, total_new, m_key, any_cross), stage, n_emit, attn)
         return total
 
     def _token_counts(self, n_dec: int, chunks: Sequence[Chunk]) -> tuple[int, tuple[int, ...], tuple]:
@@ -402,6 +460,8 @@ class StepCost:
         if self.local_counts[0]:
             qp = [(float(c[0]), float(c[1])) for c in chunks]
             attn += self._local_chunks_s(0, "prefill", n_dec, float(dec_past_sum + n_dec), qp, cm)
+        if self.dispatch_s is not None:
+            return self._queued_s(("prefill", total_new, (total_new,), False), "prefill", n_emit, attn)
         return tok + head + attn
 
     # ------------------------------------------------------------------------------------------------------------
@@ -519,7 +579,11 @@ class StepCost:
             return hit
         if len(self._enc) > _EXACT_CACHE_MAX:
             self._enc.clear()
-        val = self.cm.time_s(encode_ops(self.model, lens, projector_in_tokens, llm_tokens, self.cfg))
+        ops = encode_ops(self.model, lens, projector_in_tokens, llm_tokens, self.cfg)
+        if self.dispatch_s is not None:
+            val = launch_queue_s([(self.cm.cost(op).time_s, float(op.count)) for op in ops], self.dispatch_s)
+        else:
+            val = self.cm.time_s(ops)
         self._enc[key] = val
         return val
 
@@ -528,7 +592,8 @@ def reference_step_s(
     model: ModelSpec, cfg: GraphConfig, cm: CostModel, decodes: Sequence[tuple[int, int, int]],
     chunks: Sequence[Chunk] = (),
 ) -> float:
-    """The slow, obviously right answer: build `llm_ops` for the whole batch and price it.
+    """The slow, obviously right answer: build `llm_ops` for the whole batch and price it (under an eager runtime, its
+    kernels at GPU time through the launch queue).
 
     `decodes`: (past_tokens, past_visual, cross_kv_tokens) of each decoding sequence (one new token each).
     """
@@ -542,7 +607,12 @@ def reference_step_s(
     if not seqs:
         return 0.0
     stage = "prefill" if chunks else "decode"
-    return cm.time_s(llm_ops(model, tuple(seqs), stage, cfg, tuple(pv)))
+    ops = llm_ops(model, tuple(seqs), stage, cfg, tuple(pv))
+    queue = launch_queue_profile(cm.profile)
+    if queue is None:
+        return cm.time_s(ops)
+    gpu = CostModel(cm.hardware, queue[0])
+    return launch_queue_s([(gpu.cost(op).time_s, float(op.count)) for op in ops], queue[1])
 
 
 __all__ = ["DECODE_REL_TOL", "QUANT_RATIO", "Chunk", "StepCost", "reference_step_s"]
