@@ -32,6 +32,7 @@ from lvlmsim.calibrate.bands import nested_coverage, transfer_bands  # noqa: E40
 from lvlmsim.calibrate.moe import (  # noqa: E402
     FIT_FORMAT,
     FIT_ROWS,
+    FLOOR,
     PARAM_NAMES,
     TILE_M,
     fit_file,
@@ -107,7 +108,9 @@ def main() -> None:
     doc = {"format": FIT_FORMAT, "method": "benchmarks/moe_fit.py: leave-one-device-out Nelder-Mead on the mean over "
            "devices of each device's mean |log(pred/measured)|, fastest kernel per configuration, --fit-rows sample "
            "per fitting device, routing load from the tables' own generators, M tile "
-           f"{TILE_M}; quantized kernels slower than their device's bf16 kernel reported, not fitted",
+           f"{TILE_M}; fixed cost floor_s per kernel launch times each row's launches (floor '{FLOOR}'); quantized "
+           "kernels slower than their device's bf16 kernel reported, not fitted",
+           "floor": FLOOR,
            "data": "aiconfigurator moe_perf tables (ai-dynamo/aiconfigurator @ 095f58a5, vLLM 0.14/0.24)",
            "band": moe_band(folds),
            "fit_rows": args.fit_rows, "seed": args.seed,

@@ -4,6 +4,8 @@ op row; the router, collectives and every non-MoE op keep their profile."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from lvlmsim.calibrate.moe_family import MoEFamily, MoEPricedProfile, shipped_moe_family
@@ -32,6 +34,19 @@ def test_expert_gemm_efficiencies_by_hand():
     assert eff.compute == pytest.approx(0.015625) and eff.memory == pytest.approx(0.8)
     assert eff.floor_s == pytest.approx(20e-6)
     assert eff.source == "general:moe-fit:moe_gemm" and eff.measured_error_pct == 30.0
+
+
+def test_per_launch_floor_counts_the_kernels_of_each_gpus_moe_library():
+    """A per-launch fit (floor "launch", 4 us) charges each GEMM half the layer's launches (moe.layer_launches, 128
+    experts held, top-8, a decode batch): Triton on H100 / A100 router + align + count_and_sort + GEMM, act, GEMM,
+    sum = 7; TRT-LLM-gen bf16 on B300 routing + GEMM1 + GEMM2 + finalize = 4 (fp4 adds vLLM's input quant: 5);
+    FlashInfer CUTLASS on RTX PRO 6000 router + sort + expand + GEMM1 + act + GEMM2 + finalize = 7."""
+    per_launch = MoEFamily(**{**FAMILY.__dict__, "floor_s": 4e-6, "floor": "launch"})
+    op = _expert_gemm(32, 8, 1e9, 1e6)
+    for hid, launches in (("h100-sxm", 7), ("a100-sxm-80gb", 7), ("b300", 4), ("rtx-pro-6000-server", 7)):
+        assert per_launch.efficiency(op, load_hardware(hid)).floor_s == pytest.approx(2e-6 * launches), hid
+    fp4 = dataclasses.replace(op, dtype="fp4")
+    assert per_launch.efficiency(fp4, load_hardware("b300")).floor_s == pytest.approx(2e-6 * 5)
 
 
 def test_expert_gemm_time_by_hand_on_h100():

@@ -16,12 +16,14 @@ from lvlmsim.calibrate.moe import (
     expert_gated,
     fit_moe,
     kernel_family,
+    kernel_launches,
     load_fit,
     load_moe_table,
     nelder_mead,
     params_for,
     predict,
     routing_counts,
+    runtime_launch_floor_s,
     table_routing,
     triton_config,
 )
@@ -96,6 +98,46 @@ def test_tied_block_fp8_fit_shares_the_per_tensor_ceiling(tmp_path):
     got = fit_moe([(synthetic, hw)], tie_block_fp8=True)
     assert got[2] == got[1]
     assert np.max(np.abs(predict(got, synthetic, hw) / synthetic.measured_s - 1)) < 0.05
+
+
+def test_kernel_launches_per_layer_call_counted_by_hand():
+    """Each library's launches per layer call (kernel_launches' docstring): vLLM 0.14 Triton without a router, one
+    align kernel at T*k < 1024 over <= 64 experts; vLLM 0.24 adds the router top-k; TRT-LLM-gen monolithic routes in
+    one kernel to 256 tokens and fuses the activation except for block fp8; CUTLASS sorts in one kernel to 256
+    tokens of top-k 1/2/4/6/8, else three."""
+    assert kernel_launches("vllm_fused_moe", "bfloat16", 4, 2, 8) == 1 + 4  # align, GEMM, act, GEMM, sum
+    assert kernel_launches("vllm_fused_moe", "bfloat16", 4, 8, 128) == 2 + 4  # align + count_and_sort
+    assert kernel_launches("vllm_fp8moe_triton_tritonexperts", "fp8_block", 1, 8, 256) == 1 + 2 + 4 + 2
+    mono = "vllm_unquantizedfusedmoe_flashinfer_trtllm_trtllmbf16experts"
+    assert kernel_launches(mono, "bfloat16", 4, 8, 128) == 1 + 3  # routing, GEMM1 (+act), GEMM2, finalize
+    assert kernel_launches(mono, "bfloat16", 1024, 8, 128) == 3 + 3
+    block = "vllm_fp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic"
+    assert kernel_launches(block, "fp8_block", 4, 8, 256) == 1 + 1 + 3 + 1  # quant, routing, 3, activation
+    modular = "vllm_fp8moe_flashinfer_trtllm_trtllmfp8expertsmodular"
+    assert kernel_launches(modular, "fp8_block", 4096, 8, 256) == 1 + 1 + 1 + 3 + 1  # + router, cluster routing
+    cutlass = "vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts"
+    assert kernel_launches(cutlass, "fp8", 16, 8, 128) == 1 + 1 + 1 + 5
+    assert kernel_launches(cutlass, "fp8", 512, 8, 128) == 1 + 1 + 3 + 5
+    assert kernel_launches(cutlass, "fp8", 16, 22, 512) == 1 + 1 + 3 + 5  # top-22: no fused sort
+
+
+def test_per_launch_floor_fit_recovers_its_cost_and_the_runtime_mode_holds_it(tmp_path):
+    """floor="launch": rows generated with 4 us per launch (TRT-LLM 4-6 launches, Triton 6-7) are recovered;
+    floor="runtime" keeps floor_s at the runtime's 2.7 us per kernel; an unknown mode is a one-line error."""
+    srcs = ("vllm_unquantizedfusedmoe_flashinfer_trtllm_trtllmbf16experts,bfloat16",
+            "vllm_unquantizedfusedmoe_triton_tritonexperts,bfloat16")
+    rows = [f"{s},{t},2048,768,8,128,1,1,balanced,1.0" for s in srcs for t in (1, 16, 512, 4096)]
+    hw = load_hardware("h100-sxm")
+    d = load_moe_table(_table(tmp_path, rows), hw, every_kernel=True)
+    assert sorted(set(d.launches)) == [4, 6, 7]
+    truth = [0.5, 0.4, 0.4, 0.4, 0.7, 4e-6]
+    synthetic = MoEData(**{**d.__dict__, "measured_s": predict(truth, d, hw, floor="launch")})
+    got = fit_moe([(synthetic, hw)], floor="launch")
+    assert got[-1] == pytest.approx(4e-6, rel=0.05)
+    assert fit_moe([(synthetic, hw)], floor="layer")[-1] > 10e-6  # one cost per layer call: 4-7 launches of 4 us
+    assert fit_moe([(synthetic, hw)], floor="runtime")[-1] == pytest.approx(runtime_launch_floor_s()) == 2.7e-6
+    with pytest.raises(SpecError, match="floor 'kernel' is not one of layer, launch, runtime"):
+        fit_moe([(synthetic, hw)], floor="kernel")
 
 
 def test_kernel_family_names_the_library_behind_each_table_source():

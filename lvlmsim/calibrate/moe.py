@@ -11,13 +11,15 @@ graph (`lvlmsim.ops.graph.expert_gemm`) from that load, so measured and simulate
 The model is device-general: efficiencies are fractions of each device's datasheet peak for the row's dtype and of
 its memory bandwidth, shared by all devices and fitted on some devices to be reported on another:
 
-    t = floor + elementwise bytes / (em * bw)
+    t = floor_s * launches + elementwise bytes / (em * bw)
         + sum over the two grouped GEMMs of max(F / (ec * peak[dtype]), B / (em * bw)),
     ec = ec[dtype class] * rows / padded rows,
 
 with padded rows the token-expert rows rounded up to whole M tiles of TILE_M rows per touched expert (a grouped
 GEMM's work is set by its tiles, not its tokens: one token on an expert costs a whole tile). The dtype classes are
-bf16, per-tensor fp8, block-scaled fp8 and nvfp4, each against the datasheet peak of its dtype. (A saturation in the
+bf16, per-tensor fp8, block-scaled fp8 and nvfp4, each against the datasheet peak of its dtype. The fixed cost is
+one fitted cost per kernel launch times the kernels the row's library launches per layer call (`kernel_launches`,
+counted from the libraries' source; FLOOR), not one cost per layer call. (A saturation in the
 rows per expert, ec * x / (x + x0), was fitted too: every fold drove x0 to zero once the tiles were counted.)
 
 Where several kernels were timed for one configuration (Triton, FlashInfer CUTLASS, TRT-LLM, ...), the fastest is
@@ -150,6 +152,67 @@ def expert_gated(hidden: int, inter: int, topk: int, experts: int, kernel_source
     if kernel_source in LEGACY_SOURCES:
         return True
     return (hidden, inter, topk, experts) not in NON_GATED_SHAPES
+# Kernels one MoE layer call launches, read from each library's source (docs/moe.md "kernel launches" names the files
+# and commits). Each is (kernels, condition); `kernel_launches` adds them up per row. A fixed cost per launch times
+# this count (`fit_moe(..., floor=...)`) was tried against the one fixed cost per layer call and not shipped.
+FLOOR_MODES = ("layer", "launch", "runtime")  # per layer call (fitted) / per launch (fitted) / per launch (2.7 us)
+# The shipped fixed cost: one fitted cost per kernel launch times the row's launches, chosen in all four folds of a
+# leave-one-device-out nested in each outer fold (benchmarks/moe_launch_selection.py, docs/moe.md).
+FLOOR = "launch"
+# The MoE library vLLM runs on a GPU whose table is not measured, by compute capability (the measured tables'
+# fastest kernels: TRT-LLM-gen on sm_100/103, FlashInfer CUTLASS on sm_120, Triton on sm_80/90), named by a
+# kernel_source of that library for `kernel_launches`.
+LIBRARY_SOURCES = {"10": "vllm_unquantizedfusedmoe_flashinfer_trtllm_trtllmbf16experts",
+                   "12": "vllm_unquantizedfusedmoe_flashinfer_cutlass_flashinferexperts"}
+TRITON_SOURCE = "vllm_unquantizedfusedmoe_triton_tritonexperts"
+OP_TABLE_DTYPES = {"bf16": "bfloat16", "fp16": "bfloat16", "fp8": "fp8", "fp4": "nvfp4"}  # graph -> table dtype
+ROUTER_SMALL_TOKENS = 256  # trtllm-gen routing from scores in one cluster kernel up to 8 blocks x 32 warps tokens
+CUTLASS_FUSED_SORT_TOKENS = 256  # FlashInfer CUTLASS MoE: one fused expert-map sort kernel up to 256 tokens
+CUTLASS_FUSED_SORT_TOPK = (1, 2, 4, 6, 8)  # ... and only for these top-k; else the three-step sort
+
+
+def kernel_launches(source: str, table_dtype: str, tokens: int, topk: int, experts: int) -> int:
+    """Kernels launched by one MoE layer call of the table's `kernel_source`, from the libraries' source:
+
+    - vLLM Triton fused MoE (`fused_experts`): moe_align_block_size (one kernel while T*k < 1024 and E <= 64, else
+      align + count_and_sort), the two fused_moe GEMMs, silu_and_mul, moe_sum; fp8 adds an activation quant before
+      each GEMM. The vLLM 0.24 collector times the model's FusedMoE layer, whose router top-k is one more kernel;
+      the vLLM 0.14 collector (LEGACY_SOURCES) passes precomputed top-k ids.
+    - FlashInfer CUTLASS fused MoE (CutlassMoeFCRunner::runMoe): expert-map sort (one fused kernel up to
+      CUTLASS_FUSED_SORT_TOKENS tokens and top-k in CUTLASS_FUSED_SORT_TOPK, else three), expandInputRows, GEMM1,
+      activation, GEMM2, finalize (or the output memset of a fused finalize); plus vLLM's router top-k and, for a
+      quantized dtype, its input quant.
+    - FlashInfer TRT-LLM-gen MoE (trtllm_fused_moe_runner.cu): routing (one block / cluster kernel up to
+      ROUTER_SMALL_TOKENS tokens, else top-k + init + histogram/offsets, three), PermuteGemm1 with the activation
+      fused (a separate activation kernel for DeepSeek block fp8), GEMM2, finalize; `monolithic` routes inside from
+      router scores, `modular` takes vLLM's router top-k ids (one more kernel, and its post-top-k routing stays one
+      cluster kernel to 8192 tokens); a quantized dtype adds vLLM's input quant.
+    """
+    family, quant = kernel_family(source), table_dtype != "bfloat16"
+    router = 0 if source in LEGACY_SOURCES else 1
+    if family == "triton":
+        align = 1 if tokens * topk < 1024 and experts <= 64 else 2
+        return router + align + 4 + (2 if quant else 0)
+    if family == "cutlass":
+        fused_sort = tokens <= CUTLASS_FUSED_SORT_TOKENS and topk in CUTLASS_FUSED_SORT_TOPK
+        return router + int(quant) + (1 if fused_sort else 3) + 5
+    if family == "trtllm":
+        modular = "modular" in source.lower()
+        routing = 1 if tokens <= (8192 if modular else ROUTER_SMALL_TOKENS) else 3
+        act = 1 if table_dtype == "fp8_block" else 0
+        return int(modular) + int(quant) + routing + 3 + act
+    return 6
+
+
+def layer_launches(hw: HardwareSpec, op_dtype: str, experts_local: int) -> int:
+    """Kernels one MoE layer call launches on `hw` (its compute capability's library, LIBRARY_SOURCES) at a decode
+    batch: the branch where the fixed cost matters; past 256 tokens a library adds at most two launches (about 9 us
+    at the fitted cost) to a layer that then takes hundreds of microseconds. Top-k 8, the experts held per GPU."""
+    major = (hw.compute_capability or "").split(".")[0]
+    table_dtype = OP_TABLE_DTYPES.get(op_dtype, "bfloat16")
+    return kernel_launches(LIBRARY_SOURCES.get(major, TRITON_SOURCE), table_dtype, 1, 8, experts_local)
+
+
 FIT_FILE = "general/moe.json"  # beside the device-general GPU model (general/gpu.json) in calibration/profiles
 FIT_FORMAT = "lvlmsim-moe-fit/3"
 FIT_ROWS = 3000  # seeded sample of each fitting device's rows (the same in benchmarks/moe_fit.py and validate)
@@ -182,12 +245,13 @@ class MoEData:
     distribution: np.ndarray  # the table's routing distribution (balanced, power_law_<a>)
     topk: np.ndarray
     hidden: np.ndarray
+    launches: np.ndarray  # kernels one layer call launches (`kernel_launches`)
     files: list[str] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
 
     COLUMNS = ("dtype", "table_dtype", "flops_up", "bytes_up", "flops_down", "bytes_down", "ew_bytes", "pairs",
                "touched", "padded_rows", "measured_s", "tokens", "experts", "ep", "inter_local", "kernel", "source",
-               "fit_excluded", "triton_default", "distribution", "topk", "hidden")
+               "fit_excluded", "triton_default", "distribution", "topk", "hidden", "launches")
 
     def __len__(self) -> int:
         return len(self.measured_s)
@@ -434,7 +498,8 @@ def load_moe_table(data_dir: str | Path, hw: HardwareSpec, tile_m: int = TILE_M,
                "tokens": int(r.num_tokens), "experts": e, "ep": ep, "inter_local": inter_local,
                "kernel": r.family, "source": src,
                "fit_excluded": (r.moe_dtype, r.family) in excluded, "triton_default": bool(default_cfg),
-               "distribution": str(r.distribution), "topk": k, "hidden": h}
+               "distribution": str(r.distribution), "topk": k, "hidden": h,
+               "launches": kernel_launches(src, r.moe_dtype, int(r.num_tokens), k, e)}
         for key, v in row.items():
             cols[key].append(v)
     data = MoEData(**{k: np.array(v) for k, v in cols.items()}, files=files, skipped=skipped)
@@ -453,10 +518,12 @@ def compute_efficiency(ec_max: np.ndarray | float, pairs, padded):
     return ec_max * pairs / np.maximum(padded, 1e-9)
 
 
-def predict(params: Sequence[float], data: MoEData, hw: HardwareSpec) -> np.ndarray:
+def predict(params: Sequence[float], data: MoEData, hw: HardwareSpec, floor: str = FLOOR) -> np.ndarray:
     """Seconds per row under the device-general efficiency model (see the module docstring). A seventh parameter,
     where given, is TRITON_DEFAULT_PARAM: the GEMMs of rows on vLLM's default Triton config run at that fraction of
-    the fitted efficiencies (the tried alternative of `fit_moe(..., triton_default=True)`)."""
+    the fitted efficiencies (the tried alternative of `fit_moe(..., triton_default=True)`). `floor` (FLOOR_MODES):
+    floor_s is the fixed cost of a layer call ("layer") or of each of its kernel launches ("launch", the shipped
+    FLOOR, and "runtime"; times `MoEData.launches`)."""
     names = PARAM_NAMES if len(params) == len(PARAM_NAMES) else (*PARAM_NAMES, TRITON_DEFAULT_PARAM)
     p = dict(zip(names, params, strict=True))
     bw = p["em"] * hw.mem_bw_bytes_per_s
@@ -465,7 +532,7 @@ def predict(params: Sequence[float], data: MoEData, hw: HardwareSpec) -> np.ndar
     peak = np.array([hw.peak_flops(d) for d in data.dtype]) if len(data) else np.zeros(0)
     ec = compute_efficiency(ec_max, data.pairs, data.padded_rows)
     slow = np.where(data.triton_default, p.get(TRITON_DEFAULT_PARAM, 1.0), 1.0)  # vLLM's default Triton config
-    total = p["floor_s"] + data.ew_bytes / bw
+    total = p["floor_s"] * (1.0 if floor == "layer" else data.launches) + data.ew_bytes / bw
     for f, b in ((data.flops_up, data.bytes_up), (data.flops_down, data.bytes_down)):
         total = total + np.maximum(f / (ec * peak), b / bw) / slow
     return total
@@ -531,22 +598,34 @@ def nelder_mead(f, x0: np.ndarray, step: float = 0.5, iters: int = 1500, tol: fl
 START = (*([0.4] * len(DTYPE_CLASSES)), 0.8, 2e-5)
 
 
+def runtime_launch_floor_s() -> float:
+    """The CUDA-graph runtimes' per-kernel floor (lvlmsim.cost.runtime: 2.7 us, vLLM, SGLang and TRT-LLM alike)."""
+    from lvlmsim.cost.runtime import RUNTIMES
+
+    return RUNTIMES["vllm"].kernel_floor_s
+
+
 def fit_moe(datasets: Sequence[tuple[MoEData, HardwareSpec]], triton_default: bool = False,
-            tie_block_fp8: bool = False) -> list[float]:
+            tie_block_fp8: bool = False, floor: str = FLOOR) -> list[float]:
     """Device-general parameters minimising the mean over devices of each device's mean |log error|.
 
     Each device weighs the same whatever its row count; rows of a kernel slower than its device's bf16 kernel
     (`fit_excluded`) are not fitted. A dtype class no fitting row ran keeps its START ceiling. `triton_default` adds
     TRITON_DEFAULT_PARAM (see `predict`; it stays 1, unsearched, when no fitting row runs vLLM's default config).
     `tie_block_fp8` fits block-scaled fp8 at the per-tensor fp8 ceiling (one parameter for both; the block scales
-    keep their bytes): see BLOCK_FP8_TIED.
+    keep their bytes): see BLOCK_FP8_TIED. `floor` (FLOOR_MODES, see `predict`): "runtime" holds floor_s at the
+    runtime's per-kernel floor, unfitted.
     """
+    if floor not in FLOOR_MODES:
+        raise SpecError(f"moe fit: floor '{floor}' is not one of {', '.join(FLOOR_MODES)}")
     fitted = [(d.take(np.flatnonzero(~d.fit_excluded)), hw) for d, hw in datasets]
     fitted = [(d, hw) for d, hw in fitted if len(d)]
-    z_start = _z((*START, 1.0) if triton_default else START)
+    start = (*START[:-1], runtime_launch_floor_s() if floor != "layer" else START[-1])
+    z_start = _z((*start, 1.0) if triton_default else start)
     n_free = len(z_start) - (1 if triton_default and not any(d.triton_default.any() for d, _ in fitted) else 0)
     block, per_tensor = DTYPE_CLASSES.index("fp8_block"), DTYPE_CLASSES.index("fp8")
-    free = [i for i in range(n_free) if not (tie_block_fp8 and i == block)]
+    free = [i for i in range(n_free) if not (tie_block_fp8 and i == block)
+            and not (floor == "runtime" and i == PARAM_NAMES.index("floor_s"))]
 
     def full(z_free: np.ndarray) -> list[float]:
         z = z_start.copy()
@@ -557,7 +636,7 @@ def fit_moe(datasets: Sequence[tuple[MoEData, HardwareSpec]], triton_default: bo
 
     def loss(z_free: np.ndarray) -> float:
         p = full(z_free)
-        return float(np.mean([np.mean(np.abs(np.log(predict(p, d, hw) / d.measured_s))) for d, hw in fitted]))
+        return float(np.mean([np.mean(np.abs(np.log(predict(p, d, hw, floor) / d.measured_s))) for d, hw in fitted]))
 
     z = nelder_mead(loss, z_start[free], iters=3000)
     for step in (0.3, 0.1):  # restarts: Nelder-Mead stalls on a collapsed simplex
@@ -624,9 +703,9 @@ def _alignment(kernel: str, inter_local: int) -> str:
     return "aligned or not triton"
 
 
-def compare_moe(data: MoEData, hw: HardwareSpec, params: Sequence[float], source: str) -> dict:
+def compare_moe(data: MoEData, hw: HardwareSpec, params: Sequence[float], source: str, floor: str = FLOOR) -> dict:
     """The `moe` family entry of a validate report: overall and per-regime errors next to the flat roofline."""
-    pred = predict(params, data, hw)
+    pred = predict(params, data, hw, floor)
     err = np.abs(pred / data.measured_s - 1.0) * 100.0
     base = np.abs(roofline_default(data, hw) / data.measured_s - 1.0) * 100.0
     entry = error_stats(err, base)
@@ -652,6 +731,14 @@ def load_fit(path: Path) -> dict:
     return doc
 
 
+def fit_floor(doc: dict) -> str:
+    """What a fit file's floor_s is per (FLOOR_MODES): "layer" for files written before the per-launch cost."""
+    floor = doc.get("floor", "layer")
+    if floor not in FLOOR_MODES:
+        raise SpecError(f"moe fit: floor '{floor}' is not one of {', '.join(FLOOR_MODES)}")
+    return floor
+
+
 def params_for(doc: dict, hardware_id: str) -> tuple[list[float], str]:
     """The fold that held `hardware_id` out (so its report is out-of-sample), else the all-devices fit."""
     for fold in doc.get("folds", []):
@@ -670,8 +757,9 @@ def moe_report(hw: HardwareSpec, data_dir: str | Path, fit_dir: Path) -> dict | 
     path = fit_file(fit_dir)
     if not path.exists():
         return None
-    params, source = params_for(load_fit(path), hw.id)
+    doc = load_fit(path)
+    params, source = params_for(doc, hw.id)
     data = load_moe_table(root, hw)
-    entry = compare_moe(data, hw, params, source)
+    entry = compare_moe(data, hw, params, source, fit_floor(doc))
     entry["skipped"] = dict(data.skipped)
     return entry

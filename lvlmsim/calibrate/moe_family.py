@@ -2,14 +2,16 @@
 
 `benchmarks/moe_fit.py` fits lvlmsim.calibrate.moe's model leave-one-device-out on aiconfigurator's fused-MoE
 tables (A100, H100, B300, RTX PRO 6000) and once on all of them, and writes `calibration/profiles/general/moe.json`.
-The fit is dimensionless (compute ceilings per dtype class, a memory efficiency) plus a fixed cost per MoE layer,
-so it transfers to any GPU. `with_moe` wraps a device's profile so that the ops of a MoE layer the fit was made on
+The fit is dimensionless (compute ceilings per dtype class, a memory efficiency) plus a fixed cost per kernel
+launch, times the kernels the GPU's MoE library launches per layer call (`moe.layer_launches`: TRT-LLM-gen on
+sm_100/103, FlashInfer CUTLASS on sm_120, vLLM's Triton elsewhere), so it transfers to any GPU. `with_moe` wraps
+a device's profile so that the ops of a MoE layer the fit was made on
 are priced by its all-devices parameters, with source `general:moe-fit:<op kind>` and the fit's
 held-out error (the median over devices of each held-out device's median |error|):
 
 - the grouped expert GEMMs (`moe_gemm`): compute efficiency ec[dtype] * rows / padded rows, padded rows the
   token-expert rows spread evenly over the touched experts and rounded up to whole TILE_M tiles per expert; memory
-  efficiency em; each carries half the layer's fixed cost;
+  efficiency em; each carries half the layer's fixed cost (the per-launch cost times the layer's launches);
 - the layer's dispatch, activation and combine (`llm.moe_dispatch`, `llm.moe_act`, `llm.moe_combine`): bytes at em,
   no fixed cost of their own (the fit's floor is the whole fused layer's).
 
@@ -24,7 +26,16 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from lvlmsim.calibrate.moe import DTYPE_CLASSES, PARAM_NAMES, TILE_M, compute_efficiency, fit_file, load_fit
+from lvlmsim.calibrate.moe import (
+    DTYPE_CLASSES,
+    PARAM_NAMES,
+    TILE_M,
+    compute_efficiency,
+    fit_file,
+    fit_floor,
+    layer_launches,
+    load_fit,
+)
 from lvlmsim.cost.profile import Efficiency, EfficiencyProfile, ProfileWrapper
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.op import MOE_GEMM, Op
@@ -48,6 +59,7 @@ class MoEFamily:
     fitted_on: tuple[str, ...]
     error_pct: float | None
     band: tuple[float, float] | None
+    floor: str = "layer"  # floor_s per layer call, or per kernel launch ("launch": times `layer_launches`)
 
     def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency:
         """(compute, memory, floor) of a MoE layer op under the fit; see the module docstring."""
@@ -56,11 +68,13 @@ class MoEFamily:
             return Efficiency(self.em, self.em, 0.0, source, self.error_pct)
         pairs, touched = float(op.shape[0]), float(op.shape[3])
         ec_max = self.ec[OP_DTYPE_CLASS.get(op.dtype, "bf16")]
+        half_floor_s = self.floor_s / 2 * (layer_launches(hw, op.dtype, int(op.shape[4])) if self.floor != "layer"
+                                           else 1.0)
         if pairs <= 0 or touched <= 0:
-            return Efficiency(ec_max, self.em, self.floor_s / 2, source, self.error_pct)
+            return Efficiency(ec_max, self.em, half_floor_s, source, self.error_pct)
         padded = touched * math.ceil(pairs / touched / TILE_M) * TILE_M  # rows spread evenly over touched experts
         ec = float(compute_efficiency(ec_max, pairs, padded))
-        return Efficiency(ec, self.em, self.floor_s / 2, source, self.error_pct)
+        return Efficiency(ec, self.em, half_floor_s, source, self.error_pct)
 
 
 def load_moe_family(path: str | Path) -> MoEFamily:
@@ -73,7 +87,7 @@ def load_moe_family(path: str | Path) -> MoEFamily:
         band = doc.get("band")
         return MoEFamily({c: p[f"ec_{c}"] for c in DTYPE_CLASSES}, p["em"], p["floor_s"],
                          tuple(doc["all"]["fit_on"]), round(statistics.median(errors), 1) if errors else None,
-                         (float(band[0]), float(band[1])) if band else None)
+                         (float(band[0]), float(band[1])) if band else None, fit_floor(doc))
     except (ValueError, KeyError, TypeError) as exc:
         raise SpecError(f"moe fit: cannot read {path}: {exc}") from exc
 
