@@ -176,8 +176,9 @@ def kernel_launches(source: str, table_dtype: str, tokens: int, topk: int, exper
 
     - vLLM Triton fused MoE (`fused_experts`): moe_align_block_size (one kernel while T*k < 1024 and E <= 64, else
       align + count_and_sort), the two fused_moe GEMMs, silu_and_mul, moe_sum; fp8 adds an activation quant before
-      each GEMM. The vLLM 0.24 collector times the model's FusedMoE layer, whose router top-k is one more kernel;
-      the vLLM 0.14 collector (LEGACY_SOURCES) passes precomputed top-k ids.
+      each GEMM. The vLLM 0.24 collector times the model's FusedMoE layer, whose router top-k is one more kernel
+      (assumed inside the timing: that collector's source was not found); the vLLM 0.14 collector (LEGACY_SOURCES)
+      passes precomputed top-k ids.
     - FlashInfer CUTLASS fused MoE (CutlassMoeFCRunner::runMoe): expert-map sort (one fused kernel up to
       CUTLASS_FUSED_SORT_TOKENS tokens and top-k in CUTLASS_FUSED_SORT_TOPK, else three), expandInputRows, GEMM1,
       activation, GEMM2, finalize (or the output memset of a fused finalize); plus vLLM's router top-k and, for a
