@@ -40,7 +40,8 @@ MATCHES = {
     "llama-3.2-11b-vision-instruct": "llama-3.2-11b-vision",
 }
 LLM_SHAPE = ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim", "intermediate_size", "mlp_kind",
-             "max_position_embeddings", "tie_word_embeddings", "moe", "cross_attention_layers")
+             "max_position_embeddings", "tie_word_embeddings", "moe", "cross_attention_layers", "norms_per_layer",
+             "qk_norm")
 VISION_SHAPE = ("num_layers", "hidden_size", "num_heads", "intermediate_size", "mlp_kind", "patch_size",
                 "temporal_patch_size", "image_size", "cls_token", "layers_used", "window")
 

@@ -190,6 +190,8 @@ def _llm(sub: dict[str, Any], where: str, defaulted: list[str]) -> dict[str, Any
         "tie_word_embeddings": bool(r.get("tie_word_embeddings", False, required=False) or False),
         "max_position_embeddings": int(r.get("max_position_embeddings")),
     }
+    if sub_type.startswith("qwen3"):  # Qwen3 / Qwen3-MoE / Qwen3-VL text: Qwen3Attention's per-head q_norm, k_norm
+        out["qk_norm"] = "self"
     moe = _moe(sub, out["num_layers"], where)
     if moe:
         out["moe"] = moe
@@ -427,6 +429,7 @@ def _mllama(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any
     if cross is None:
         raise SpecError("text_config.cross_attention_layers: missing from the mllama config")
     llm["cross_attention_layers"] = [int(i) for i in cross]
+    llm["qk_norm"] = "cross"  # MllamaTextCrossAttention's q_norm / k_norm; the self-attention layers have none
     tile = _side(vr.get("image_size"))
     return {
         "vision": {"name": "Mllama ViT (local + gated global)",

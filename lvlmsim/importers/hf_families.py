@@ -104,7 +104,9 @@ def gemma3(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]
                 "vocab_size": int(tr.get("vocab_size")), "tie_word_embeddings": bool(tr.get("tie_word_embeddings")),
                 "max_position_embeddings": int(tr.get("max_position_embeddings")),
                 "local_attention": {"kind": "sliding", "window_tokens": int(tr.get("sliding_window")),
-                                    "global_layers": global_layers}},
+                                    "global_layers": global_layers},
+                # Gemma3DecoderLayer's sandwich norms and Gemma3Attention's per-head q_norm / k_norm
+                "norms_per_layer": 4, "qk_norm": "self"},
         "tokenization": {"kind": "fixed", "image_size": image, "special_tokens": 4},
     }
 
@@ -172,7 +174,7 @@ def llama4(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]
     txt = _sub(cfg, "text_config", mt)
     vis = _sub(cfg, "vision_config", mt)
     tr = _Reader(txt, "text_config", {"interleave_moe_layer_step": 1, "attention_chunk_size": 8192,
-                                      "num_experts_per_tok": 1, "tie_word_embeddings": False},
+                                      "num_experts_per_tok": 1, "tie_word_embeddings": False, "use_qk_norm": True},
                  defaulted, "Llama4TextConfig")
     layers, hidden = int(tr.get("num_hidden_layers")), int(tr.get("hidden_size"))
     heads = int(tr.get("num_attention_heads"))
@@ -206,6 +208,8 @@ def llama4(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]
                 "max_position_embeddings": int(tr.get("max_position_embeddings")),
                 "local_attention": {"kind": "chunked", "window_tokens": int(tr.get("attention_chunk_size")),
                                     "global_layers": global_layers},
+                # use_qk_norm: an L2 norm of q and k in the RoPE (chunked) layers only (Llama4Attention)
+                "qk_norm": "local" if tr.get("use_qk_norm") else "none",
                 "moe": {"num_experts": int(tr.get("num_local_experts")),
                         "experts_per_token": int(tr.get("num_experts_per_tok")), "expert_intermediate_size": width,
                         "shared_experts": 1, "shared_expert_intermediate_size": width,
@@ -241,6 +245,7 @@ def glm4v_moe(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, A
                 "intermediate_size": int(tr.get("intermediate_size")), "mlp_kind": "gated",
                 "vocab_size": int(tr.get("vocab_size")), "tie_word_embeddings": bool(tr.get("tie_word_embeddings")),
                 "max_position_embeddings": int(tr.get("max_position_embeddings")),
+                "qk_norm": "self" if tr.get("use_qk_norm", False, required=False) else "none",
                 "moe": {"num_experts": int(tr.get("n_routed_experts")),
                         "experts_per_token": int(tr.get("num_experts_per_tok")), "expert_intermediate_size": expert,
                         "shared_experts": int(tr.get("n_shared_experts")), "shared_expert_intermediate_size": expert,

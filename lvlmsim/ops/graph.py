@@ -9,7 +9,9 @@ Conventions (per op instance, i.e. per layer):
 - Local attention layers (sliding window w / chunks of c, see LocalAttentionSpec): a query at position i sees
   min(i+1, w) keys (sliding) or (i mod c)+1 keys (chunked); pairs are the difference of those prefix sums, and the
   kernel reads only the keys some query of the slice can see.
-- Norms, rotary, activations, residual adds, embedding gathers: memory-bound elementwise ops.
+- Norms, rotary, activations, residual adds, embedding gathers: memory-bound elementwise ops. A decoder layer's two
+  residual adds run inside its RMSNorms as vLLM fuses them (`llm.add_norm`, see _layer_norm_ops); Gemma's sandwich
+  norms and per-head q/k norms (Qwen3, Gemma 3, Llama 4, Mllama cross-attention) are kernels of their own.
 - The LM head runs only on the sequences that emit a token (last token of a prefill, every decode step).
 - Tensor parallelism of degree t splits heads and MLP columns by t and adds two all-reduces per layer.
 - Multi-head latent attention (MLA, DeepSeek): the cache holds one latent of kv_lora + rope values per token and layer.
@@ -339,7 +341,10 @@ def llm_params(lm: LanguageModelSpec, active_only: bool = False) -> int:
     if lm.moe is not None:
         mlp_total += n_moe * moe_layer_params(lm, active_only)
     embed = lm.vocab_size * h * (1 if lm.tie_word_embeddings else 2)
-    return embed + lm.num_layers * (attn + 2 * h) + mlp_total + h
+    # per-head q/k norm weights (head_dim each); Llama 4's 'local' qk norm is a weightless L2 norm
+    qk_weighted = lm.qk_norm in ("self", "cross")
+    qk_norm = 2 * d * sum(1 for i in range(lm.num_layers) if lm.has_qk_norm(i)) if qk_weighted else 0
+    return embed + lm.num_layers * (attn + lm.norms_per_layer * h) + qk_norm + mlp_total + h
 
 
 def moe_layer_params(lm: LanguageModelSpec, active_only: bool = False) -> int:
@@ -440,6 +445,11 @@ def encode_ops(
         kv_t = max(1, lm.num_kv_heads // t)
         ops.append(gemm("llm.cross_kv_proj", stage, "llm", llm_tokens, 2 * kv_t * lm.head_dim, lm.hidden_size,
                         cfg, n_x, (min(lm.cross_attention_layers), max(lm.cross_attention_layers)), 1.0))
+        if lm.qk_norm == "cross":  # MllamaTextCrossAttention's k_norm, on the image keys as they are projected
+            ops.append(elementwise("llm.k_norm", stage, "llm", llm_tokens * kv_t * lm.head_dim, cfg,
+                                   NORM_FLOPS_PER_ELEM, count=n_x, layer_range=(min(lm.cross_attention_layers),
+                                                                                max(lm.cross_attention_layers)),
+                                   visual_share=1.0))
     return tuple(ops)
 
 
@@ -557,10 +567,7 @@ def llm_ops(
             continue
         vis_share = _share(sum(new_vis), m)
         n = len(layers)
-        ops.append(elementwise("llm.norm", stage, "llm", m * h, cfg, NORM_FLOPS_PER_ELEM, count=2 * n,
-                               layer_range=rng, visual_share=vis_share))
-        ops.append(elementwise("llm.residual_add", stage, "llm", m * h, cfg, 1.0, reads=2, count=2 * n,
-                               layer_range=rng, visual_share=vis_share))
+        ops.extend(_layer_norm_ops(lm, stage, m, cfg, layers, rng, vis_share))
         if n_self and lm.mla is not None:
             keys = sum(p + q for p, q in zip(past_tok, new_tok, strict=True))
             ops.extend(mla_projection_ops(lm, stage, m, keys, cfg, n_self, rng, vis_share))
@@ -569,6 +576,7 @@ def llm_ops(
         elif n_self:
             ops.append(gemm("llm.qkv_proj", stage, "llm", m, (heads_t + 2 * kv_t) * d, h, cfg, n_self, rng,
                             vis_share))
+            ops.extend(_qk_norm_ops(lm, stage, m, heads_t, kv_t, cfg, layers, False, rng, vis_share))
             ops.append(elementwise("llm.rotary", stage, "llm", m * (heads_t + kv_t) * d, cfg,
                                    ROTARY_FLOPS_PER_ELEM, count=n_self, layer_range=rng, visual_share=vis_share))
             n_local = sum(1 for i in layers if lm.is_local_layer(i))
@@ -580,6 +588,7 @@ def llm_ops(
         if n_cross:
             x_seqs = [(nt, s.cross_kv_tokens) for s, nt in zip(seqs, new_tok, strict=True) if s.cross_kv_tokens]
             ops.append(gemm("llm.cross_q_proj", stage, "llm", m, heads_t * d, h, cfg, n_cross, rng, 0.0))
+            ops.extend(_qk_norm_ops(lm, stage, m, heads_t, kv_t, cfg, layers, True, rng, 0.0))
             if x_seqs:
                 pairs = float(sum(q * kv for q, kv in x_seqs))
                 kv_read = float(sum(kv for _, kv in x_seqs))
@@ -611,6 +620,65 @@ def llm_ops(
         if t > 1:
             ops.append(allreduce("llm.logits_gather", stage, "llm", n_emit * vocab_t * act, cfg))
     return tuple(ops)
+
+
+def _layer_norm_ops(
+    lm: LanguageModelSpec, stage: str, m: int, cfg: GraphConfig, layers: list[int], rng: tuple[int, int],
+    vis_share: float,
+) -> list[Op]:
+    """The hidden-state norms and residual adds of decoder `layers` over m tokens, as vLLM runs them.
+
+    vLLM folds each residual add into the RMSNorm after it: `norm(x, residual)` runs fused_add_rms_norm (one kernel
+    that reads x and the residual and writes both back; vllm/model_executor/layers/layernorm.py ->
+    csrc/layernorm_kernels.cu), and the Llama-style layer calls it for input_layernorm and post_attention_layernorm
+    (vllm/model_executor/models/llama.py). So a layer runs 2 add-norm kernels (4 m x h passes each) and no separate
+    add. Layer 0's input norm has no residual yet (a plain norm) and the final norm fuses the last add instead: the
+    same kernel count, the bytes within 1/(4 x layers). Gemma 2/3 sandwich layers normalise the attention and MLP
+    outputs too (post_attention_layernorm, post_feedforward_layernorm: plain norms, no residual; the residual rides
+    on input_layernorm and pre_feedforward_layernorm, vllm/model_executor/models/gemma3.py Gemma3DecoderLayer).
+    vLLM's Mllama text model carries no residual across layers (mllama.py MllamaTextModel): a self-attention layer
+    runs a plain input norm, a fused post-attention add-norm and a separate add; a cross-attention layer 2 plain
+    norms and 2 separate (gated) adds.
+    """
+    h, n = lm.hidden_size, len(layers)
+    n_fused, n_plain, n_add = 2 * n, 0, 0
+    if lm.cross_attention_layers:
+        n_cross = sum(1 for i in layers if i in lm.cross_attention_layers)
+        n_fused, n_plain, n_add = n - n_cross, n - n_cross + 2 * n_cross, n - n_cross + 2 * n_cross
+    n_sandwich = (lm.norms_per_layer - 2) * n
+    ops = []
+    if n_fused:
+        ops.append(elementwise("llm.add_norm", stage, "llm", m * h, cfg, NORM_FLOPS_PER_ELEM + 1.0, reads=2,
+                               writes=2, count=n_fused, layer_range=rng, visual_share=vis_share))
+    for name, count in (("llm.norm", n_plain), ("llm.sandwich_norm", n_sandwich)):
+        if count:
+            ops.append(elementwise(name, stage, "llm", m * h, cfg, NORM_FLOPS_PER_ELEM, count=count,
+                                   layer_range=rng, visual_share=vis_share))
+    if n_add:
+        ops.append(elementwise("llm.residual_add", stage, "llm", m * h, cfg, 1.0, reads=2, count=n_add,
+                               layer_range=rng, visual_share=vis_share))
+    return ops
+
+
+def _qk_norm_ops(
+    lm: LanguageModelSpec, stage: str, m: int, heads_t: int, kv_t: int, cfg: GraphConfig, layers: list[int],
+    cross_layers: bool, rng: tuple[int, int], vis_share: float,
+) -> list[Op]:
+    """Per-head RMSNorm of q and k over head_dim (LanguageModelSpec.qk_norm) in the self- or cross-attention layers
+    of `layers`: vLLM runs q_norm and k_norm as two kernels on the TP-local heads (m x heads/t x head_dim and
+    m x kv_heads/t x head_dim; Qwen3Attention, Gemma3Attention, Llama4Attention's qk_norm). A cross-attention layer
+    normalises its image keys once per image with the K/V projection (encode_ops), so only q here."""
+    cross = set(lm.cross_attention_layers)
+    count = sum(1 for i in layers if (i in cross) == cross_layers and lm.has_qk_norm(i))
+    if not count:
+        return []
+    d = lm.head_dim
+    ops = [elementwise("llm.q_norm", stage, "llm", m * heads_t * d, cfg, NORM_FLOPS_PER_ELEM, count=count,
+                       layer_range=rng, visual_share=vis_share)]
+    if not cross_layers:
+        ops.append(elementwise("llm.k_norm", stage, "llm", m * kv_t * d, cfg, NORM_FLOPS_PER_ELEM, count=count,
+                               layer_range=rng, visual_share=vis_share))
+    return ops
 
 
 def _share(part: float, whole: float) -> float:

@@ -13,6 +13,8 @@ from lvlmsim.specs.base import Dtype, StrictModel
 from lvlmsim.specs.tokenization_policy import TokenizationPolicy, VideoPolicy
 
 MlpKind = Literal["plain", "gated"]
+# Which attention layers RMS-normalise q and k over head_dim per head before attention (see LanguageModelSpec.qk_norm)
+QkNormLayers = Literal["none", "self", "local", "cross"]
 
 
 # Structural sizes are bounded before any per-layer, per-head or per-expert list is built (a num_layers of 2**40
@@ -197,6 +199,17 @@ class LanguageModelSpec(StrictModel):
     )
     mla: MlaSpec | None = Field(None, description="multi-head latent attention instead of GQA (then num_kv_heads = "
                                                   "num_heads and head_dim = v_head_dim, as in the configs)")
+    norms_per_layer: Literal[2, 4] = Field(
+        2, description="RMSNorms over the hidden state per decoder layer: 2 (input + post-attention, the Llama "
+                       "layout) or 4 (Gemma 2/3 'sandwich': input, post_attention, pre_feedforward, "
+                       "post_feedforward)",
+    )
+    qk_norm: QkNormLayers = Field(
+        "none", description="attention layers that normalise q and k per head over head_dim before attention: "
+                            "'self' every self-attention layer (Qwen3, Gemma 3), 'local' only the local-attention "
+                            "layers (Llama 4: its RoPE layers, weightless L2 norm), 'cross' only the cross-attention "
+                            "layers (Llama-3.2-Vision), 'none'",
+    )
 
     @model_validator(mode="after")
     def _sizes_within_caps(self):
@@ -215,7 +228,23 @@ class LanguageModelSpec(StrictModel):
             bad = [i for i in self.local_attention.global_layers if i >= self.num_layers]
             if bad:
                 raise ValueError(f"local_attention.global_layers {bad} are >= num_layers {self.num_layers}")
+        if self.qk_norm != "none" and self.mla is not None:
+            raise ValueError("qk_norm must be 'none' with mla (MLA's latent norms are part of the MLA block)")
+        if self.qk_norm == "local" and self.local_attention is None:
+            raise ValueError("qk_norm 'local' needs local_attention (allowed without it: 'none', 'self', 'cross')")
+        if self.qk_norm == "cross" and not self.cross_attention_layers:
+            raise ValueError("qk_norm 'cross' needs cross_attention_layers (allowed without them: 'none', 'self', "
+                             "'local')")
         return self
+
+    def has_qk_norm(self, layer: int) -> bool:
+        """True when decoder layer `layer` RMS-normalises its per-head q and k (see qk_norm)."""
+        if self.qk_norm == "none":
+            return False
+        is_cross = layer in self.cross_attention_layers
+        if self.qk_norm == "cross":
+            return is_cross
+        return not is_cross and (self.qk_norm == "self" or self.is_local_layer(layer))
 
     def is_local_layer(self, layer: int) -> bool:
         """True when self-attention layer `layer` attends within a window/chunk instead of the whole past."""
