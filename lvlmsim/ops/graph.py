@@ -631,14 +631,14 @@ def _layer_norm_ops(
     vLLM folds each residual add into the RMSNorm after it: `norm(x, residual)` runs fused_add_rms_norm (one kernel
     that reads x and the residual and writes both back; vllm/model_executor/layers/layernorm.py ->
     csrc/layernorm_kernels.cu), and the Llama-style layer calls it for input_layernorm and post_attention_layernorm
-    (vllm/model_executor/models/llama.py). So a layer runs 2 add-norm kernels (4 m x h passes each) and no separate
-    add. Layer 0's input norm has no residual yet (a plain norm) and the final norm fuses the last add instead: the
-    same kernel count, the bytes within 1/(4 x layers). Gemma 2/3 sandwich layers normalise the attention and MLP
-    outputs too (post_attention_layernorm, post_feedforward_layernorm: plain norms, no residual; the residual rides
-    on input_layernorm and pre_feedforward_layernorm, vllm/model_executor/models/gemma3.py Gemma3DecoderLayer).
-    vLLM's Mllama text model carries no residual across layers (mllama.py MllamaTextModel): a self-attention layer
-    runs a plain input norm, a fused post-attention add-norm and a separate add; a cross-attention layer 2 plain
-    norms and 2 separate (gated) adds.
+    (vllm/model_executor/models/llama.py at 0035bdf2; qwen3.py at 002456df). So a layer runs 2 add-norm kernels (4 m
+    x h passes each) and no separate add. Layer 0's input norm has no residual yet (a plain norm) and the final norm
+    fuses the last add instead: the same kernel count, the bytes within 1/(4 x layers). Gemma 2/3 sandwich layers
+    normalise the attention and MLP outputs too (post_attention_layernorm, post_feedforward_layernorm: plain norms,
+    no residual; the residual rides on input_layernorm and pre_feedforward_layernorm,
+    vllm/model_executor/models/gemma3.py at 004dc924). vLLM's Mllama text model carries no residual across layers
+    (mllama.py at 005ad950, MllamaTextModel): a self-attention layer runs a plain input norm, a fused post-attention
+    add-norm and a separate add; a cross-attention layer 2 plain norms and 2 separate (gated) adds.
     """
     h, n = lm.hidden_size, len(layers)
     n_fused, n_plain, n_add = 2 * n, 0, 0
