@@ -1,7 +1,7 @@
 """How stable are the leave-one-device-out figures we quote? Their spread over subsample seeds, by source (issue 11).
 
-    python benchmarks/loo_seed_spread.py                       # seeds 0-3, fit rows per device 800 1600 3200
-    python benchmarks/loo_seed_spread.py --rows 800 --seeds 0 1 --no-moe --no-mla   # a quick look
+    python benchmarks/loo_seed_spread.py                       # seeds 0-3, fit settings 800:300 ... (below)
+    python benchmarks/loo_seed_spread.py --fits 800:300 --seeds 0 1 --no-moe --no-mla   # a quick look
     python benchmarks/loo_seed_spread.py --json out.json       # also the whole grid as JSON
 
 `lvlmsim validate --leave-one-out` draws two seeded subsamples, both from one seed: the rows of every table it reads
@@ -15,11 +15,13 @@ device's tables read at evaluation seed e, for every (s, e) pair. Then
   subsample moves the model);
 * (ii) evaluation spread: the range over e at fixed s, averaged over s (a different sample of the held-out rows).
 
-Repeated at each `--rows` (fit rows per device per family): whether a larger fit subsample removes most of (i), what
-it costs in CPU, and whether it moves the figures systematically (mean of the diagonal). MoE (lvlmsim.calibrate.moe:
-a seeded FIT_ROWS sample of each training device, every held-out row scored) has only source (i); MLA
-(lvlmsim.calibrate.mla: every row, grid search) has no seed at all. Needs ../shared/data/measured (never copied into
-the project); about 12 min of CPU with the defaults.
+Repeated at each `--fits` setting ROWS:GRID (ROWS_PER_DEVICE, the fit rows per device per family, and GRID_ROWS, the
+rows per device of those the tile hyper-parameters' grid search scores each candidate on; 800:800 ships, 800:300 did
+before this check): whether a larger fit subsample removes most of (i), what it costs in CPU, and whether it moves the
+figures systematically (mean of the diagonal). MoE (lvlmsim.calibrate.moe: a seeded FIT_ROWS sample of each training
+device, every held-out row scored) has only source (i); MLA (lvlmsim.calibrate.mla: every row, grid search) has no
+seed at all. Needs ../shared/data/measured (never copied into the project); about 10 min of CPU with the defaults
+(on the shared 2-core machine 8-10 min wall).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lvlmsim.calibrate.general import fit_general  # noqa: E402
+from lvlmsim.calibrate.general import GRID_ROWS, ROWS_PER_DEVICE, fit_general  # noqa: E402
 from lvlmsim.calibrate.loo import MAX_ROWS_PER_TABLE, held_out_report, load_devices  # noqa: E402
 from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
 
@@ -45,10 +47,21 @@ FAMILIES = {"gemm": "gemm", "context_attention": "prefill", "context_attention_s
             "encoder_attention": "encoder", "nccl": "nccl", "custom_allreduce": "custom AR", "moe": "moe",
             "mla": "mla"}
 STATS = ("median_abs_pct_err", "p90_abs_pct_err")
+# the shipped setting first, then the grid search on 300 rows (before issue 11) and larger fit subsamples
+DEFAULT_FITS = list(dict.fromkeys([f"{ROWS_PER_DEVICE}:{GRID_ROWS}", "800:300", "1600:1600", "3200:3200"]))
 
 
-def fit_models(data: Path, seeds: list[int], rows: list[int], max_rows: int, log) -> tuple[dict, dict]:
-    """{(rows, fit seed, held-out folder): model fitted without that folder}, {rows: CPU seconds of all its fits}."""
+def _setting(text: str) -> str:
+    """'ROWS:GRID' of two whole numbers >= 1 (argparse type)."""
+    parts = text.split(":")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) >= 1 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected ROWS:GRID (two whole numbers >= 1, e.g. 800:300), got '{text}'")
+    return f"{int(parts[0])}:{int(parts[1])}"
+
+
+def fit_models(data: Path, seeds: list[int], rows: list[str], max_rows: int, log) -> tuple[dict, dict]:
+    """{(setting, fit seed, held-out folder): model fitted without that folder}, {setting: CPU seconds of its fits};
+    a setting is 'ROWS:GRID'."""
     models, cpu = {}, dict.fromkeys(rows, 0.0)
     for s in seeds:
         devices = load_devices(data, seed=s, max_rows_per_table=max_rows)
@@ -56,7 +69,8 @@ def fit_models(data: Path, seeds: list[int], rows: list[int], max_rows: int, log
             train = {devices[n][0].id: v for n, v in devices.items() if n != held}
             for r in rows:
                 t0 = time.process_time()
-                models[(r, s, held)] = fit_general(train, seed=s, rows_per_device=r)
+                n_fit, n_grid = (int(x) for x in r.split(":"))
+                models[(r, s, held)] = fit_general(train, seed=s, rows_per_device=n_fit, grid_rows=n_grid)
                 cpu[r] += time.process_time() - t0
         log(f"fit seed {s}: {len(devices)} folds x rows {rows} ({sum(cpu.values()):.0f} s CPU so far)")
     return models, cpu
@@ -114,7 +128,7 @@ def mla_folds(data: Path) -> dict:
     return out
 
 
-def cell_grid(scores: dict, r: int, seeds: list[int], held: str, fam: str, stat: str) -> np.ndarray | None:
+def cell_grid(scores: dict, r: str, seeds: list[int], held: str, fam: str, stat: str) -> np.ndarray | None:
     """grid[s, e] of one statistic (rows r, device, family) over fit seed s and evaluation seed e; None if absent."""
     vals = [[scores[(r, s, e, held)].get(fam, {}).get(stat) for e in seeds] for s in seeds]
     if any(v is None for row in vals for v in row):
@@ -132,7 +146,7 @@ def spreads(grid: np.ndarray) -> dict[str, float]:
             "eval_sd": float(grid.std(axis=1, ddof=1).mean()) if len(diag) > 1 else 0.0}
 
 
-def summarise(scores: dict, moe: dict, mla: dict, seeds: list[int], rows: list[int]) -> dict:
+def summarise(scores: dict, moe: dict, mla: dict, seeds: list[int], rows: list[str]) -> dict:
     """{rows: {folder: {family: {stat: spreads}}}}; MoE: fit seeds only (eval range 0), MLA: one value (no seed)."""
     folders = sorted({k[3] for k in scores} | {k[1] for k in moe} | set(mla))
     out: dict = {}
@@ -155,12 +169,13 @@ def summarise(scores: dict, moe: dict, mla: dict, seeds: list[int], rows: list[i
     return out
 
 
-def print_tables(summary: dict, seeds: list[int], rows: list[int], cpu: dict) -> None:
+def print_tables(summary: dict, seeds: list[int], rows: list[str], cpu: dict) -> None:
     base = rows[0]
     seed_text = f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"{seeds[0]}"
     for stat, label in zip(STATS, ("median", "p90"), strict=True):
-        print(f"\n## {label} |error| %, fit rows {base}: quoted figure (s = e) mean [min-max] over seeds {seed_text}; "
-              "fit spread / eval spread (mean range over fit seeds at fixed eval seed / over eval seeds at fixed fit)")
+        print(f"\n## {label} |error| %, fit rows:grid rows {base}: quoted figure (s = e) mean [min-max] over seeds "
+              f"{seed_text}; fit spread / eval spread (mean range over fit seeds at fixed eval seed / over eval seeds "
+              "at fixed fit)")
         print("| held-out device | family | quoted mean [min-max] | fit range | eval range |")
         print("|---|---|---|---|---|")
         for held, fams in summary[base].items():
@@ -173,16 +188,16 @@ def print_tables(summary: dict, seeds: list[int], rows: list[int], cpu: dict) ->
         _by_rows(summary, rows)
 
 
-def _cells(summary: dict, r: int, stat: str, fit_family_only: bool = True) -> list[dict]:
-    """Every (device, family) cell's spreads at rows r; fit_family_only: the families ROWS_PER_DEVICE drives."""
+def _cells(summary: dict, r: str, stat: str, fit_family_only: bool = True) -> list[dict]:
+    """Every (device, family) cell's spreads at setting r; fit_family_only: the families the general fit drives."""
     return [st[stat] for fams in summary[r].values() for fam, st in fams.items()
             if not fit_family_only or fam not in ("moe", "mla")]
 
 
-def _pooled(summary: dict, rows: list[int], cpu: dict) -> None:
+def _pooled(summary: dict, rows: list[str], cpu: dict) -> None:
     print("\n## pooled over device x family cells (general-model families: no moe / mla)")
-    print("| fit rows | CPU s of the fits (all seeds x folds) | stat | mean quoted | mean fit range | mean eval range "
-          "| max fit range | max eval range |")
+    print("| fit rows:grid rows | CPU s of the fits (all seeds x folds) | stat | mean quoted | mean fit range "
+          "| mean eval range | max fit range | max eval range |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         for stat in STATS:
@@ -193,8 +208,8 @@ def _pooled(summary: dict, rows: list[int], cpu: dict) -> None:
                   f"{np.mean(er):.2f} | {np.max(fr):.1f} | {np.max(er):.1f} |")
 
 
-def _by_rows(summary: dict, rows: list[int]) -> None:
-    print("\n## median |error| %: quoted mean over seeds and fit range, per fit-rows setting")
+def _by_rows(summary: dict, rows: list[str]) -> None:
+    print("\n## median |error| %: quoted mean over seeds and fit range, per fit setting (rows:grid rows)")
     print("| held-out device | family | " + " | ".join(f"{r}: mean (fit range)" for r in rows) + " |")
     print("|---|---|" + "---|" * len(rows))
     for held, fams in summary[rows[0]].items():
@@ -209,7 +224,8 @@ def _by_rows(summary: dict, rows: list[int]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3], help="subsample seeds (fit and eval)")
-    ap.add_argument("--rows", type=int, nargs="+", default=[800, 1600, 3200], help="fit rows per device per family")
+    ap.add_argument("--fits", nargs="+", default=DEFAULT_FITS, type=_setting,
+                    help="fit settings ROWS:GRID (fit rows per device per family : grid-search rows per device)")
     ap.add_argument("--max-rows-per-table", type=int, default=MAX_ROWS_PER_TABLE)
     ap.add_argument("--no-moe", action="store_true", help="skip the MoE folds (~70 s per seed)")
     ap.add_argument("--no-mla", action="store_true", help="skip the MLA folds")
@@ -225,12 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", file=sys.stderr, flush=True)
 
-    models, cpu = fit_models(data, args.seeds, args.rows, args.max_rows_per_table, log)
+    models, cpu = fit_models(data, args.seeds, args.fits, args.max_rows_per_table, log)
     scores = score_models(data, models, args.seeds, args.max_rows_per_table, log)
     moe = {} if args.no_moe else moe_grid(data, args.seeds, log)
     mla = {} if args.no_mla else mla_folds(data)
-    summary = summarise(scores, moe, mla, args.seeds, args.rows)
-    print_tables(summary, args.seeds, args.rows, cpu)
+    summary = summarise(scores, moe, mla, args.seeds, args.fits)
+    print_tables(summary, args.seeds, args.fits, cpu)
     print(f"\n{time.perf_counter() - t0:.0f} s wall, {time.process_time():.0f} s CPU; mla: every row, no seed "
           "(its fit and eval spreads are 0 by construction)")
     if args.json:
