@@ -479,6 +479,30 @@ class SplitKGemmForm(GemmForm):
         return ec, em, floor_s * (1.0 + xp.maximum(split_share, 0.0) * split)
 
 
+class StreamGemmForm(SplitKGemmForm):
+    """SplitKGemmForm whose memory time is a fixed time per call plus streaming: t_mem = t0_s + bytes / (share x BW)
+    (share = em_max times the n-saturation, BW the datasheet bandwidth), in place of the byte saturation (b0, pb).
+    aiconfigurator's bf16 GEMMs with m in {1, 8, 16} and >= 40 MB of traffic lie on such a line on all four devices
+    (benchmarks/gemm_bandwidth_share.py: share 0.81-0.89, t0 2.7-13.3 us, rms 3.6-8.8%). t0_s is one shared time,
+    not a byte count that moves with bandwidth: the measured t0 follows no datasheet feature."""
+
+    name = "gemm+splitk+stream"
+    core = tuple(q for q in SplitKGemmForm.core if q.name not in ("b0", "pb"))[:-1] + (
+        Param("t0_s", "pos", 4e-6, "fixed time per call of a memory-bound GEMM, on top of streaming"),
+    ) + SplitKGemmForm.core[-1:]
+
+    def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
+        return (*super().features(op, hw), hw.mem_bw_bytes_per_s)
+
+    def eff(self, xp, p, h, x):
+        (ec_max, m0, pm, n0, pn, k0, pk, em_max, nb0, pnb, split_share, split_k0, t0_s, floor_s) = p
+        base = (ec_max, m0, pm, n0, pn, k0, pk, em_max, 1.0, 1.0, nb0, pnb, split_share, split_k0, floor_s)
+        ec, em_sat, floor_out = super().eff(xp, base, h, x[:-1])
+        nbytes, bw = x[3], x[-1]
+        share = em_max * sat(xp, x[1], nb0, pnb)
+        return ec, 1.0 / (1.0 / share + t0_s * bw / nbytes), floor_out
+
+
 # Form variants a family may name in its JSON (`form`), beyond its kind's default form.
 FORM_VARIANTS: dict[str, Form] = {}
 for _f in (GemmForm(), AttentionForm(), DecodeForm(), ElementwiseForm()):
@@ -487,6 +511,7 @@ FORM_VARIANTS["gemm+waves+l2"] = CachedForm(WaveGemmForm())
 FORM_VARIANTS["gemm+mono+l2"] = CachedForm(MonotoneGemmForm())
 FORM_VARIANTS["gemm+waves+mono+l2"] = CachedForm(MonotoneWaveGemmForm())
 FORM_VARIANTS["gemm+splitk+l2"] = CachedForm(SplitKGemmForm())
+FORM_VARIANTS["gemm+splitk+stream+l2"] = CachedForm(StreamGemmForm())
 FORM_VARIANTS["allreduce+stages"] = StagedAllreduceForm()
 
 
