@@ -56,7 +56,7 @@ def test_preprocess_stage_is_the_measured_image_work_plus_the_hand_off():
     assert est.ttft_s == pytest.approx(sum(est.stages[s].time_s for s in ("preprocess", "encode", "prefill")))
     rows = [r for r in est.op_rows() if r["stage"] == "preprocess"]
     assert {r["op"] for r in rows} == {"host.image_decode", "host.image_resize", "host.image_normalize",
-                                        "host.pixel_transfer"}
+                                        "host.image_processor", "host.pixel_transfer"}
     off = lvlmsim.estimate(QWEN, "h100-sxm", image_size="1280x720", runtime="vllm", host=False)
     assert off.stages["preprocess"].time_s == 0.0
     assert est.tpot_s == pytest.approx(off.tpot_s + host.step_host_s)  # the runtime's host time in every step
@@ -361,3 +361,59 @@ def test_vllm_async_scheduling_profile_exposes_no_step_and_keeps_v1s_server_defa
         return json.loads(CliRunner().invoke(app, args).stdout)["tpot_s"]
 
     assert tpot_s("vllm-v1") - tpot_s("vllm-v1-async") == pytest.approx(2.7e-4, rel=1e-9)
+
+
+def _processor_rows() -> list[dict]:
+    from lvlmsim.specs.registry import host_dir
+
+    return json.loads((host_dir() / "cpu-generic.json").read_text())["measurements"]["processor"]
+
+
+def test_the_processor_stage_is_read_and_priced_and_a_kept_size_is_not_resized():
+    """SGLang #9812's 700x1120 images are multiples of 28 a side, so the Qwen processor keeps them (no resize) and
+    their cost is decode + normalize + the processor's own work, the last read off its measured rows by hand."""
+    est = lvlmsim.estimate(QWEN, "h100-sxm", image_size="700x1120", runtime="vllm", api_costs=False)
+    host = load_host_profile("vllm")
+    model = load_model(QWEN)
+    px = processed_pixels(model, est.images[0])
+    assert px == 700 * 1120
+    row = next(r for r in _processor_rows() if r["pixels"] == px)
+    parts = host.image_s(px, px)
+    assert parts["processor"] == pytest.approx(row["measured_s"])  # a measured point is read back exactly
+    assert parts["resize"] == 0.0
+    assert host.image_s(px + 1, px)["resize"] == pytest.approx(host.stages["resize"](px))  # a real resize is priced
+    ops = {r["op"]: r for r in est.op_rows() if r["stage"] == "preprocess"}
+    assert "host.image_resize" not in ops
+    want = sum(parts.values()) + host.transfer_s(transfer_bytes(model, px))
+    assert est.stages["preprocess"].time_s == pytest.approx(want)
+
+
+def test_the_processor_stage_is_linear_in_pixels_within_60_percent_of_its_measurement():
+    """The processor's own work is copies of the image's tensors (to-tensor, the temporal repeat, the patch permute
+    into pixel_values), mostly first touches of fresh pages, so it grows with pixels: from 336x336 to 1932x1092 (19x
+    the pixels) the least-squares line through the measured points is a copy's per-pixel cost (10-100 ns a pixel of
+    2 x 3 float32 values written), its median point within 20% of it and every point within 60% (the page faults per
+    call vary with the allocator's state: 1288x728's median call is 57% under the line)."""
+    from lvlmsim.calibrate.host import _fit
+
+    rows = _processor_rows()
+    assert len(rows) >= 3 and rows[-1]["pixels"] / rows[0]["pixels"] > 10
+    a, b, _ = _fit([(r["pixels"], r["measured_s"]) for r in rows])
+    assert 10e-9 < b < 100e-9
+    devs = sorted(abs((a + b * r["pixels"]) / r["measured_s"] - 1.0) for r in rows)
+    assert devs[len(devs) // 2] < 0.2 and devs[-1] < 0.6
+    for r in rows:  # measured at kept sizes only: the processor did not resize them
+        assert r["grid_thw"][1] * r["grid_thw"][2] * 14 * 14 == r["pixels"]
+
+
+def test_the_processor_measurement_runs_end_to_end():
+    """The quick measurement of the processor stage produces a positive cost per size (needs the host-measure
+    extra: transformers with its torchvision-backed Qwen2-VL processor)."""
+    pytest.importorskip("torchvision", reason="host-measure extra (torchvision) not installed")
+    pytest.importorskip("transformers.models.qwen2_vl.image_processing_qwen2_vl_fast",
+                        reason="host-measure extra (transformers) not installed")
+    from lvlmsim.calibrate.host import measure_processor
+
+    stage = measure_processor(quick=True)["processor"]
+    assert [r["pixels"] for r in stage["measurements"]] == [336 * 336, 700 * 1120]
+    assert all(r["call_median_s"] > r["normalize_p10_s"] > 0 for r in stage["measurements"])

@@ -19,6 +19,23 @@ and a time budget are met, median kept, p10/p90 recorded), one thread (one prepr
   (quality 85, the SGLang client's) or PNG (--image-format jpeg|png). Random pixels are the worst case for the
   entropy coder: a random JPEG decodes about 1.5-1.7x slower than a photo-like one of the same size. Added to an
   existing file by `python -m lvlmsim.calibrate.host OUT.json --decode-contents`.
+* processor (`measure_processor`, `--processor`): what Hugging Face's Qwen2-VL image processor costs per image BEYOND
+  the normalize stage, at sizes whose sides are multiples of 28 (the processor keeps them as they are: no resize,
+  like the 1120x700 images of SGLang PR #9812's runs). The processor is Qwen2VLImageProcessorFast (torchvision), the
+  one vLLM uses for Qwen2-VL / Qwen2.5-VL since vllm-project/vllm#19789 (June 2025: `use_fast=kwargs.get("use_fast",
+  True)`) and the one transformers loads for them by default since huggingface/transformers#39591 (July 2025); with
+  Qwen2.5-VL's preprocessor_config (min_pixels 3136, max_pixels 12845056). Each size times the whole call
+  `processor(images=[pil], return_tensors="pt")` (PIL -> uint8 tensor, fused rescale+normalise, the image repeated to
+  the temporal patch of 2 and concatenated, the 9-d patch permute copied into pixel_values of (patches, 1176), the
+  grid_thw bookkeeping), 60 times in a request-like sequence (each call after base64-decoding and PIL-decoding the
+  next client image, as the API server does), minus this module's normalize stage (its p10) on the same pixels.
+  Most of the call is first touches of freshly allocated tensors (minor page faults, the thread's system time: a
+  median of ~11,000, ~45 MB, per 700x1120 call). How many depends on what the allocator kept resident, which the
+  request's other allocations disturb: in a loop of calls alone the allocator settles and a 700x1120 call drops to
+  ~16 ms (4,600 faults) from ~33 ms, a state the server does not keep, so the stage is the sequence's MEDIAN call,
+  not a p10 (the p10, the rare call that found its memory resident, is kept too). Needs the `host-measure` extra
+  (transformers, torchvision); measured with transformers 4.56.1 (Aug 2025, the version of the PR's runs) by
+  `python -m lvlmsim.calibrate.host calibration/host/cpu-generic.json --processor`.
 
 Each stage is fitted to t = per_image_s + per_pixel_s * pixels by least squares (negative intercepts clipped to 0),
 on the p10 of each case rather than the median: the machine this ships from is shared (load average about 5 on 2
@@ -153,6 +170,107 @@ def measure_decode_contents(quick: bool = False) -> dict:
     return {"decode_by_content": out}
 
 
+# sides in multiples of 28 (kept as they are by the processor): 336x336, the #9812 runs' 700x1120, 728p and 1092p
+PROCESSOR_SIZES = ((336, 336), (700, 1120), (1288, 728), (1932, 1092))
+QUICK_PROCESSOR_SIZES = ((336, 336), (700, 1120))
+QWEN25_VL_PIXELS = {"min_pixels": 3136, "max_pixels": 12845056}  # Qwen/Qwen2.5-VL-7B-Instruct preprocessor_config
+PROCESSOR_CALLS, PROCESSOR_CALLS_QUICK = 60, 6  # calls per size in the request-like sequence
+
+
+def _hf_qwen2vl_processor():
+    """Hugging Face's fast (torchvision) Qwen2-VL image processor, or a clear error naming the missing extra."""
+    try:
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl_fast import Qwen2VLImageProcessorFast
+    except ImportError as exc:  # transformers or torchvision absent
+        raise SystemExit(f"--processor needs the host-measure extra (pip install 'lvlmsim[host-measure]'): "
+                         f"{exc}") from exc
+    return Qwen2VLImageProcessorFast(**QWEN25_VL_PIXELS)
+
+
+def _processor_row(np, torch, proc, calls: int, w: int, h: int) -> dict:
+    """One size: the processor call timed in CPU time inside a request-like sequence (each call after decoding the
+    next of four client images from base64 JPEG bytes, as an API server does), and this module's normalize stage on
+    the same pixels. The call's time is mostly first touches of freshly allocated tensors (minor page faults, the
+    thread's system time); how many depends on what the allocator kept resident from the request before, so the
+    sequence's median is kept (its p10 is the rare call that found its memory resident, kept too)."""
+    import base64
+    import resource
+
+    from PIL import Image
+
+    rng = np.random.default_rng(w * 31 + h)
+    sent = []
+    for _ in range(4):  # the SGLang client's images: uniform random pixels, JPEG quality 85, inline as base64
+        buf = io.BytesIO()
+        Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8)).save(buf, format="JPEG", quality=85)
+        sent.append(base64.b64encode(buf.getvalue()))
+    times, faults = [], []
+    for i in range(calls + 2):  # the first two warm up
+        img = Image.open(io.BytesIO(base64.b64decode(sent[i % 4])))
+        img = img.convert("RGB")
+        f0, t0 = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt, time.thread_time()
+        out = proc(images=[img], return_tensors="pt")
+        t1, f1 = time.thread_time(), resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+        times.append(t1 - t0)
+        faults.append(f1 - f0)
+        grid = [int(v) for v in out["image_grid_thw"][0]]
+        del out, img
+    if grid[1] * grid[2] * PATCH * PATCH != w * h:
+        raise ValueError(f"processor sizes: {w}x{h} was resized to grid {grid}; use sides in multiples of {GRID}")
+    times, faults = times[2:], faults[2:]
+    arr = np.array(Image.open(io.BytesIO(base64.b64decode(sent[0]))).convert("RGB"))
+    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(3, 1, 1)
+
+    def normalize():
+        x = torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0).sub_(mean).div_(std)
+        x = x.reshape(3, h // PATCH, PATCH, w // PATCH, PATCH).permute(1, 3, 0, 2, 4)
+        return x.reshape(-1, 3 * PATCH * PATCH).contiguous()
+
+    norm = time_fn(torch, normalize, "cpu", FULL, clock=time.thread_time)
+    call_s = float(np.median(times))
+    return {"width": w, "height": h, "pixels": w * h, "grid_thw": grid, "calls": calls,
+            "call_median_s": call_s, "call_p10_s": float(np.percentile(times, 10)),
+            "call_p90_s": float(np.percentile(times, 90)), "minor_page_faults_median": float(np.median(faults)),
+            "normalize_p10_s": norm[1], "measured_s": call_s - norm[1]}
+
+
+def measure_processor(quick: bool = False) -> dict:
+    """The `processor` stage: the HF Qwen2-VL image processor's CPU time per image beyond the normalize stage as
+    priced (its p10): per size, the median call of a request-like sequence minus it (see the module docstring),
+    with its fit and the raw timings; merged into an existing host profile."""
+    import numpy as np
+    import torch
+    import transformers
+
+    torch.set_num_threads(1)
+    proc = _hf_qwen2vl_processor()
+    calls = PROCESSOR_CALLS_QUICK if quick else PROCESSOR_CALLS
+    rows = [_processor_row(np, torch, proc, calls, w, h)
+            for w, h in (QUICK_PROCESSOR_SIZES if quick else PROCESSOR_SIZES)]
+    a, b, err = _fit([(r["pixels"], r["measured_s"]) for r in rows])
+    return {"processor": {"per_image_s": a, "per_pixel_s": b, "fit_median_abs_error_pct": err,
+                          "pixels": "processed", "class": type(proc).__name__,
+                          "transformers_version": transformers.__version__, "quick": quick,
+                          "statistic": "median call of a request-like sequence minus the normalize stage's p10",
+                          "value": "measured_s",
+                          "measurements": rows}}
+
+
+def merge_processor(path: str | Path, quick: bool = False) -> Path:
+    """Add (or replace) the processor stage of an existing host profile: its fit under `image`, its rows under
+    `measurements` (where lvlmsim.cost.host reads every stage's table)."""
+    import json
+
+    p = Path(path)
+    doc = json.loads(p.read_text())
+    stage = measure_processor(quick)["processor"]
+    rows = stage.pop("measurements")
+    doc["image"]["processor"] = stage
+    doc["measurements"]["processor"] = rows
+    return write_host_profile(doc, p)
+
+
 def merge_into(path: str | Path, sections: dict) -> Path:
     """Replace the given sections of an existing host profile, leaving its other measurements."""
     import json
@@ -266,13 +384,16 @@ def write_host_profile(doc: dict, out: str | Path) -> Path:
     return p
 
 
-if __name__ == "__main__":  # python -m lvlmsim.calibrate.host [OUT.json] [--quick] [--decode-contents | --images]
+# python -m lvlmsim.calibrate.host [OUT.json] [--quick] [--decode-contents | --images | --processor]
+if __name__ == "__main__":
     import sys
 
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     target = args[0] if args else "calibration/host/cpu-generic.json"
     quick = "--quick" in sys.argv
-    if "--decode-contents" in sys.argv:
+    if "--processor" in sys.argv:
+        print(merge_processor(target, quick))
+    elif "--decode-contents" in sys.argv:
         print(merge_into(target, measure_decode_contents(quick)))
     elif "--images" in sys.argv:
         print(remeasure_images(target, quick))

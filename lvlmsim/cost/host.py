@@ -3,7 +3,10 @@
 Two data files (lvlmsim.specs.registry.host_dir), each figure with its source:
 
 * calibration/host/<cpu>.json: image decode, resize and normalise+patchify times, measured on a CPU core at several
-  image sizes by lvlmsim.calibrate.host, and the pipe bandwidth of a process hand-off. An image's time per stage is
+  image sizes by lvlmsim.calibrate.host, the Hugging Face Qwen2-VL image processor's own work beyond them
+  (`processor`: to-tensor, the temporal repeat, the copy into pixel_values; mostly first touches of fresh tensors),
+  and the pipe bandwidth of a process hand-off (the processor stage is measured on Qwen2-VL's processor, the one of
+  every image row of the validation set, and priced for every model's images). An image's time per stage is
   read off the measured points by linear interpolation in pixels (through the origin below the smallest point, the
   last segment's slope beyond the largest): the stages are not linear in pixels on a real cache hierarchy (the
   least-squares fits and their errors are in the file), so the table itself is the model. Decode depends on what
@@ -43,7 +46,7 @@ DEFAULT_CPU = "cpu-generic"
 PHOTO = "photo-jpeg"  # the decode table of `measurements.decode`: photo-like JPEGs
 # what a request's images are, as sent: photos, or the benchmark clients' synthetic images (content-format)
 IMAGE_CONTENTS = (PHOTO, "random-jpeg", "random-png", "blank-jpeg", "blank-png")
-STAGES = ("decode", "resize", "normalize")
+STAGES = ("decode", "resize", "normalize", "processor")
 PIXEL_BYTES = 3 * 4  # float32 RGB, as the HF image processors return pixel_values
 
 
@@ -110,10 +113,14 @@ class HostProfile:
     sent_bytes: dict = field(default_factory=dict)  # content -> StageTable of encoded bytes by input pixels
 
     def image_s(self, input_pixels: float, processed_pixels: float, content: str = PHOTO) -> dict[str, float]:
-        """Seconds of each stage for ONE image on one worker; `content` picks the decode table (IMAGE_CONTENTS)."""
+        """Seconds of each stage for ONE image on one worker; `content` picks the decode table (IMAGE_CONTENTS). An
+        image the processor keeps at its size (as many processed as input pixels) is not resized: PIL's
+        Image.resize returns a copy and torchvision's resize the input itself when the size does not change."""
+        resized = processed_pixels != input_pixels
         return {"decode": self.decode_table(content)(input_pixels),
-                "resize": self.stages["resize"](processed_pixels),
-                "normalize": self.stages["normalize"](processed_pixels)}
+                "resize": self.stages["resize"](processed_pixels) if resized else 0.0,
+                "normalize": self.stages["normalize"](processed_pixels),
+                "processor": self.stages["processor"](processed_pixels)}
 
     def decode_table(self, content: str = PHOTO) -> StageTable:
         if content == PHOTO:
@@ -186,7 +193,9 @@ def _cpu_tables(cpu: str) -> tuple[dict, float, float, str, ApiCosts | None, dic
         known = sorted(p.stem for p in host_dir().glob("*.json"))
         raise SpecError(f"host cpu: no measured host profile '{cpu}' in {host_dir()}; known: {', '.join(known)}")
     doc = json.loads(path.read_text())
-    tables = {stage: _table(doc["measurements"][stage]) for stage in STAGES}
+    # each stage's table reads the statistic its fit names (`value`; the p10 unless it says otherwise)
+    tables = {stage: _table(doc["measurements"][stage], value=doc["image"][stage].get("value", "p10_s"))
+              for stage in STAGES}
     by_content = {c: _table(v["measurements"]) for c, v in doc.get("decode_by_content", {}).items()}
     tr = doc["transfer"]
     return (tables, float(tr["latency_s"]), float(tr["bytes_per_s"]), doc["environment"].get("cpu", cpu),
