@@ -35,7 +35,9 @@ and a time budget are met, median kept, p10/p90 recorded), one thread (one prepr
   ~16 ms (4,600 faults) from ~33 ms, a state the server does not keep, so the stage is the sequence's MEDIAN call,
   not a p10 (the p10, the rare call that found its memory resident, is kept too). Needs the `host-measure` extra
   (transformers, torchvision); measured with transformers 4.56.1 (Aug 2025, the version of the PR's runs) by
-  `python -m lvlmsim.calibrate.host calibration/host/cpu-generic.json --processor`.
+  `python -m lvlmsim.calibrate.host calibration/host/cpu-generic.json --processor`. torchvision must be the build of
+  the installed torch: beside a CPU torch take it from PyTorch's CPU index (`pip install torchvision --index-url
+  https://download.pytorch.org/whl/cpu`); PyPI's default wheel is a CUDA build whose compiled ops fail to load there.
 
 Each stage is fitted to t = per_image_s + per_pixel_s * pixels by least squares (negative intercepts clipped to 0),
 on the p10 of each case rather than the median: the machine this ships from is shared (load average about 5 on 2
@@ -182,7 +184,8 @@ def _hf_qwen2vl_processor():
     try:
         from transformers.models.qwen2_vl.image_processing_qwen2_vl_fast import Qwen2VLImageProcessorFast
     except ImportError as exc:  # transformers or torchvision absent
-        raise SystemExit(f"--processor needs the host-measure extra (pip install 'lvlmsim[host-measure]'): "
+        raise SystemExit("--processor needs the host-measure extra (pip install 'lvlmsim[host-measure]'; beside a "
+                         "CPU torch, torchvision from --index-url https://download.pytorch.org/whl/cpu): "
                          f"{exc}") from exc
     return Qwen2VLImageProcessorFast(**QWEN25_VL_PIXELS)
 
