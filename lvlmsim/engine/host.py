@@ -11,10 +11,10 @@ text-only request skips the stage.
 Two turns on the worker: the front ends are asyncio servers (vLLM's FastAPI API server, SGLang's TokenizerManager),
 and a request's handler parses its body when it arrives, then awaits its image work (the media loader, the
 multimodal processor); every await puts the handler back at the end of the event loop's ready queue. So the API
-turn (request, tokenisation, image bytes) and the image turn (decode, resize, normalise) queue for the worker
-separately, first come first served each: under a burst, every waiting request's API turn runs before the image
-turn of a request that arrived earlier, which delays the first responses of the burst (its TTFT) without changing
-the work done or the throughput. A single request pays both turns back to back, as before.
+turn (request, tokenisation, image bytes) and the image turn (decode, resize, normalise, the processor's own
+work) queue for the worker separately, first come first served each: under a burst, every waiting request's API
+turn runs before the image turn of a request that arrived earlier, which delays the first responses of the burst
+(its TTFT) without changing the work done or the throughput. A single request pays both turns back to back, as before.
 
 The runtime's per-step host time is added to every batch step by the pools (lvlmsim.engine.cluster.build_pool).
 `Request.preprocess_s` records the whole stage, waiting for a worker included: TTFT counts it, as the benchmark
@@ -50,7 +50,7 @@ class HostStage:
     def cost_s(self, r: Request) -> tuple[float, float, float]:
         """(API-turn CPU seconds, image-turn CPU seconds, hand-off seconds) of a request on one worker: with API
         costs on, its API handling, prompt tokenisation and inline image bytes; then its images (split evenly over
-        them: decode, resize, normalise)."""
+        them: decode, resize, normalise and the HF processor's own work, lvlmsim.cost.host)."""
         api = self.profile.api
         n = r.images if r.vit_seq_lens else 0
         sent = n * self.profile.encoded_bytes(r.input_pixels / n, self.image_content) if n > 0 else 0.0
