@@ -33,19 +33,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from gemm_nested import dtype_devices, select  # noqa: E402
 from gemm_tile_selection import FP8_DISPATCH  # noqa: E402
 
 from lvlmsim.calibrate import general, model  # noqa: E402
-from lvlmsim.calibrate.fit import abs_pct_errors, cost_model_times  # noqa: E402
-from lvlmsim.calibrate.loo import family_setup, inner_score, load_devices  # noqa: E402
 from lvlmsim.calibrate.model import CachedForm, GemmForm  # noqa: E402
-from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
 
 KEY, DTYPE, TABLE = "gemm.fp8", "fp8", "gemm"
 
@@ -120,56 +116,15 @@ def register() -> None:
     model.FORM_VARIANTS["gemm+dispatchocc+l2"] = CachedForm(DispatchOccupancyGemmForm())
 
 
-def _errors(setup: general.FamilySetup, devices: dict, train: list[str], held: str) -> np.ndarray:
-    with family_setup(KEY, setup):
-        fitted = general.fit_general({devices[n][0].id: devices[n] for n in train}, families=[KEY])
-    hw, rows = devices[held]
-    return abs_pct_errors(cost_model_times(rows, hw, fitted.profile_for(hw)), np.array([r.measured_s for r in rows]))
-
-
-def setup_score(setup: general.FamilySetup, devices: dict, rest: list[str]) -> float:
-    """The inner leave-one-out score of the family fitted as `setup` on the `rest` devices (loo.inner_score)."""
-    with family_setup(KEY, setup):
-        return inner_score(devices, rest, KEY, (TABLE,))
-
-
-def _cell(err: np.ndarray) -> str:
-    return f"{np.median(err):.1f} / {np.percentile(err, 90):.1f}"
-
-
 def main() -> int:
-    measured = measured_dir(ROOT)
-    if measured is None:
-        print("shared/data/measured not found next to the checkout: nothing to select")
+    devices = dtype_devices(TABLE, DTYPE)
+    if devices is None:
         return 1
     register()
     t0 = time.perf_counter()
-    devices = {n: (hw, [r for r in rows if r.family == TABLE and r.op.dtype == DTYPE])
-               for n, (hw, rows) in load_devices(measured / "aiconfigurator" / "data").items()}
-    devices = {n: v for n, v in devices.items() if v[1]}
-    print(f"{KEY} ({DTYPE}): outer held-out, inner score per candidate, chosen, outer median / p90 % per candidate "
-          f"({', '.join(CANDIDATES)}), nested")
-    outer: dict[str, list[np.ndarray]] = {c: [] for c in CANDIDATES}
-    nested = []
-    for held in devices:
-        rest = [n for n in devices if n != held]
-        scores = {label: setup_score(setup, devices, rest) for label, setup in CANDIDATES.items()}
-        choice = min(scores, key=lambda c: (scores[c], c != "shipped"))  # a tie keeps the shipped form
-        errs = {label: _errors(setup, devices, rest, held) for label, setup in CANDIDATES.items()}
-        for label, err in errs.items():
-            outer[label].append(err)
-        nested.append(errs[choice])
-        inner = "  ".join(f"{k} {v:.2f}" for k, v in scores.items())
-        print(f"  {held:<21}{inner:<50}{choice:<10}" + "  ".join(f"{_cell(e):>13}" for e in errs.values())
-              + f"   {_cell(errs[choice])}", flush=True)
-    pooled = "   ".join(f"{c} {_cell(np.concatenate(e))}" for c, e in outer.items())
-    print(f"  pooled held-out: {pooled}   nested {_cell(np.concatenate(nested))}")
-    for label, setup in CANDIDATES.items():
-        cells = [f"{n} {_cell(_errors(setup, devices, list(devices), n))}" for n in devices]
-        print(f"  in-sample {label:<10}" + "   ".join(cells), flush=True)
+    select(KEY, TABLE, DTYPE, CANDIDATES, devices, fit_families=[KEY], inner_width=50, label_width=10)
     print(f"\n{time.perf_counter() - t0:.0f} s")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -29,32 +29,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lvlmsim.calibrate import general  # noqa: E402
-from lvlmsim.calibrate.fit import abs_pct_errors, cost_model_times  # noqa: E402
-from lvlmsim.calibrate.loo import family_setup, inner_score, load_devices  # noqa: E402
-from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
+from lvlmsim.calibrate.fit import cost_model_times  # noqa: E402
+from lvlmsim.calibrate.loo import family_setup  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from gemm_bandwidth_share import fixed_plus_streaming  # noqa: E402
+from gemm_nested import dtype_devices, select  # noqa: E402
 
 KEY, DTYPE, TABLE = "gemm", "bf16", "gemm"
 CANDIDATES = {"shipped": general.FamilySetup("gemm+splitk+l2", None, None),
               "stream": general.FamilySetup("gemm+splitk+stream+l2", None, None)}
 SMALL_M = (1, 8, 16)  # the rows of gemm_bandwidth_share.py: m in SMALL_M and at least MIN_BYTES of traffic
 MIN_BYTES = 40e6
-
-
-def _errors(setup: general.FamilySetup, devices: dict, train: list[str], held: str) -> np.ndarray:
-    """|error| % of `held`'s rows, the family fitted as `setup` on the `train` devices."""
-    with family_setup(KEY, setup):
-        fitted = general.fit_general({devices[n][0].id: devices[n] for n in train})
-    hw, rows = devices[held]
-    return abs_pct_errors(cost_model_times(rows, hw, fitted.profile_for(hw)), np.array([r.measured_s for r in rows]))
-
-
-def setup_score(setup: general.FamilySetup, devices: dict, rest: list[str]) -> float:
-    """The inner leave-one-out score of the family fitted as `setup` on the `rest` devices (loo.inner_score)."""
-    with family_setup(KEY, setup):
-        return inner_score(devices, rest, KEY, (TABLE,))
 
 
 def small_m_line(devices: dict, setup: general.FamilySetup) -> dict[str, tuple]:
@@ -77,39 +63,12 @@ def small_m_line(devices: dict, setup: general.FamilySetup) -> dict[str, tuple]:
     return out
 
 
-def _cell(err: np.ndarray) -> str:
-    return f"{np.median(err):.1f} / {np.percentile(err, 90):.1f}"
-
-
 def main() -> int:
-    measured = measured_dir(ROOT)
-    if measured is None:
-        print("shared/data/measured not found next to the checkout: nothing to select")
+    devices = dtype_devices(TABLE, DTYPE)
+    if devices is None:
         return 1
     t0 = time.perf_counter()
-    devices = {n: (hw, [r for r in rows if r.family == TABLE and r.op.dtype == DTYPE])
-               for n, (hw, rows) in load_devices(measured / "aiconfigurator" / "data").items()}
-    devices = {n: v for n, v in devices.items() if v[1]}
-    print(f"{KEY} ({DTYPE}): outer held-out, inner score per candidate, chosen, outer median / p90 % per candidate "
-          f"({', '.join(CANDIDATES)}), nested")
-    outer: dict[str, list[np.ndarray]] = {c: [] for c in CANDIDATES}
-    nested = []
-    for held in devices:
-        rest = [n for n in devices if n != held]
-        scores = {label: setup_score(setup, devices, rest) for label, setup in CANDIDATES.items()}
-        choice = min(scores, key=scores.get)
-        errs = {label: _errors(setup, devices, rest, held) for label, setup in CANDIDATES.items()}
-        for label, err in errs.items():
-            outer[label].append(err)
-        nested.append(errs[choice])
-        inner = "  ".join(f"{k} {v:.2f}" for k, v in scores.items())
-        print(f"  {held:<22}{inner:<28}{choice:<9}" + "  ".join(f"{_cell(e):>13}" for e in errs.values())
-              + f"   {_cell(errs[choice])}")
-    pooled = "   ".join(f"{c} {_cell(np.concatenate(e))}" for c, e in outer.items())
-    print(f"  pooled held-out: {pooled}   nested {_cell(np.concatenate(nested))}")
-    for label, setup in CANDIDATES.items():
-        cells = [f"{n} {_cell(_errors(setup, devices, list(devices), n))}" for n in devices]
-        print(f"  in-sample {label:<8}" + "   ".join(cells))
+    select(KEY, TABLE, DTYPE, CANDIDATES, devices)
     for label, setup in CANDIDATES.items():
         print(f"  small-m line (m in {SMALL_M}, >= {MIN_BYTES / 1e6:.0f} MB), {label} in-sample: "
               "measured t0 us / share / rms %  ->  priced")
