@@ -33,14 +33,32 @@ def test_hit_is_whole_blocks_of_the_cached_stream_below_the_prompts_last_token(c
     assert cache.hit_tokens(None, prompt) == 0  # a prompt of its own
 
 
-def test_cache_evicts_the_least_recently_used_stream_beyond_its_blocks():
-    cache = PrefixCache(16, 4)
-    cache.insert(0, 32)
-    cache.insert(1, 32)
-    cache.took(0, cache.hit_tokens(0, 64))  # stream 0 used again: stream 1 is now the oldest
-    cache.insert(2, 32)
-    assert cache.hit_tokens(1, 64) == 0 and cache.hit_tokens(0, 64) == 32 and cache.hit_tokens(2, 64) == 32
-    assert cache.stats() == {"lookups": 1, "hits": 1, "prefill_tokens_saved": 32, "evictions": 1}
+def test_the_free_pool_evicts_the_oldest_blocks_first_generated_then_the_prompts_tail():
+    """vLLM V1 frees a finished request's blocks in reverse (KVCacheManager.free: "so that the tail blocks are
+    evicted first") onto the free queue, and an allocation takes the queue's head: the generated tokens' blocks of
+    the request freed longest ago go first, then its prompt from the end, so a stream evicted in part keeps its
+    head. Hand-worked in 16-token blocks."""
+    cache = PrefixCache(16, 6)
+    cache.release(0, 48, 80)  # stream 0: 3 prompt blocks, 2 of generated tokens (5 blocks)
+    cache.release(1, 40, 40)  # stream 1: 2 full prompt blocks (the partial third has no hash): 7 > 6, evict 1
+    assert (cache.blocks, cache.hit_tokens(0, 64), cache.hit_tokens(1, 64)) == (6, 48, 32)
+    cache.fit(3)  # an allocation leaves 3 free blocks: the last generated block, then stream 0's last 2 blocks
+    assert (cache.blocks, cache.hit_tokens(0, 64), cache.hit_tokens(1, 64)) == (3, 16, 32)
+    cache.took(1, cache.hit_tokens(1, 64))  # a hit: its blocks are the request's, out of the free pool
+    assert cache.blocks == 1
+    cache.fit(0)
+    assert cache.hit_tokens(0, 64) == 0
+    assert cache.stats() == {"lookups": 1, "hits": 1, "prefill_tokens_saved": 32, "evictions": 4}
+
+
+def test_a_replayed_run_evicts_the_oldest_stream_for_the_running_requests_blocks():
+    """Three requests of 64 prompt + 32 generated tokens, one at a time, in a pool of 10 blocks: each holds 6 while
+    it runs, so at most 4 stay cached beside it; the third evicts stream 0 whole (oldest) and request 1's
+    generated blocks."""
+    spec = TextPrefixSpec.model_validate({"cached": [{"requests": 3, "tokens": 64, "output_tokens": 32}]})
+    cache = PrefixCache.preloaded(16, 10, spec)
+    assert [cache.hit_tokens(i, 128) for i in range(3)] == [0, 64, 64]
+    assert cache.blocks == 10 and cache.stats()["lookups"] == 0
 
 
 def test_preload_inserts_the_earlier_runs_oldest_first():
@@ -121,10 +139,11 @@ def test_vllms_test_prompt_leaves_request_0_cached_and_earlier_runs_the_rest():
     assert (alone["hits"], alone["prefill_tokens_saved"]) == (1, 1008)
     swept = run_bench(BenchArgs(**BENCH, prior_runs=((128, 8), (128, 4)))).simulation.summary["prefix_cache"]
     assert (swept["hits"], swept["prefill_tokens_saved"]) == (4, 1008 + 3 * 128)
-    sc = bench_scenario(BenchArgs(**BENCH, prior_runs=((128, 8),)))
+    sc = bench_scenario(BenchArgs(**BENCH, prior_runs=((128, 8), (128, 4, 1024))))
     assert sc["serving"]["prefix_caching"] is True
-    assert sc["workload"]["text_prefix"] == {"cached": [{"requests": 8, "tokens": 128}, {"requests": 1,
-                                                                                        "tokens": 1024}]}
+    assert sc["workload"]["text_prefix"] == {"cached": [
+        {"requests": 8, "tokens": 128, "output_tokens": 0}, {"requests": 4, "tokens": 128, "output_tokens": 1024},
+        {"requests": 1, "tokens": 1024, "output_tokens": 4}]}  # the test prompt generates the run's output length
 
 
 def test_a_server_set_without_prefix_caching_reuses_nothing():
@@ -135,7 +154,8 @@ def test_a_server_set_without_prefix_caching_reuses_nothing():
 @pytest.mark.parametrize(("changes", "message"), [
     ({"random_range_ratio": 0.5, "prior_runs": ((128, 8),)}, "prior_runs: needs --random-range-ratio 0"),
     ({"dataset_name": "random-image", "prior_runs": ((128, 8),)}, "prior_runs: earlier runs share prompt prefixes"),
-    ({"prior_runs": ((128,),)}, r"prior_runs\[0\]: expected \(random input len, num prompts\)"),
+    ({"prior_runs": ((128,),)}, r"prior_runs\[0\]: expected \(random input len, num prompts\[, random output len"),
+    ({"prior_runs": ((128, 8, 0),)}, r"prior_runs\[0\]: expected"),
 ])
 def test_bad_prior_runs_are_one_line_errors(changes, message):
     with pytest.raises(SpecError, match=message):
@@ -147,7 +167,7 @@ def test_validation_sessions_name_their_source_and_parse():
     sessions = [r for r in rows if r.get("session")]
     assert sessions and all(r["session"]["source"] for r in sessions)
     assert row_args(next(r for r in rows if r["id"] == "tt-340-vllm-a100-qwen3-30b-a3b-in2048-out128")).prior_runs == (
-        (128, 8), (128, 4), (1024, 4))
+        (128, 8, 128), (128, 4, 1024), (1024, 4, 128))
     bad = {**sessions[0], "session": {"prior_runs": [[128, 8]]}}
     with pytest.raises(SpecError, match="session: expected"):
         prior_runs(bad)

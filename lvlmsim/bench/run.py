@@ -71,7 +71,8 @@ class BenchArgs:
     ignore_eos: bool = False
     seed: int | None = None
     serving: dict = field(default_factory=dict)
-    prior_runs: tuple[tuple[int, int], ...] = ()  # (random input len, num prompts) of earlier runs, oldest first
+    # (random input len, num prompts[, random output len]) of earlier runs, oldest first
+    prior_runs: tuple[tuple[int, ...], ...] = ()
 
     @property
     def dataset(self) -> str:
@@ -163,7 +164,7 @@ def bench_scenario(a: BenchArgs) -> dict:
     if a.ep is not None:  # serving.ep: the server's --enable-expert-parallel degree (a MoE model; divides tp)
         serving["ep"] = a.ep
     workload = {"requests": n, "arrival": _arrival(a, n), **_request_mix(a, client)}
-    text_prefix = _text_prefix(a, client, workload["prompt_tokens"])
+    text_prefix = _text_prefix(a, client, workload["prompt_tokens"], workload["output_tokens"])
     if text_prefix is not None:
         workload["text_prefix"] = text_prefix
     if a.max_concurrency is not None and not math.isinf(a.request_rate):
@@ -173,10 +174,12 @@ def bench_scenario(a: BenchArgs) -> dict:
             "workload": workload, "serving": serving}
 
 
-def _text_prefix(a: BenchArgs, client: str, prompt: dict) -> dict | None:
+def _text_prefix(a: BenchArgs, client: str, prompt: dict, output: dict | int) -> dict | None:
     """What the server's prefix cache holds of the run's token streams when the timed run starts (module docstring):
     the prompts of `prior_runs`, then vLLM's test prompt (request 0's own prompt: its stream up to the longest length
-    the client can draw). None for a dataset whose prompts are not token streams (images, real datasets)."""
+    the client can draw, generating the run's output length). A prior run's output length (its third field, default
+    0) is what its requests' generated blocks took of the cache. None for a dataset whose prompts are not token
+    streams (images, real datasets)."""
     if a.dataset != "random":
         if a.prior_runs:
             raise SpecError("prior_runs: earlier runs share prompt prefixes only in the random (text) dataset; got "
@@ -188,13 +191,22 @@ def _text_prefix(a: BenchArgs, client: str, prompt: dict) -> dict | None:
                         "offsets, so any other ratio gives every run different prompts")
     cached = []
     for k, run in enumerate(a.prior_runs):
-        if len(run) != 2 or any(not isinstance(v, int) or v < 1 for v in run):
-            raise SpecError(f"prior_runs[{k}]: expected (random input len, num prompts), both >= 1, got {run!r}")
+        if len(run) not in (2, 3) or any(not isinstance(v, int) or v < 1 for v in run):
+            raise SpecError(f"prior_runs[{k}]: expected (random input len, num prompts[, random output len]), each "
+                            f">= 1, got {run!r}")
         lo, _ = length_bounds(client, run[0], 0.0, special_tokens=a.special_tokens)
-        cached.append({"requests": run[1], "tokens": lo})
+        cached.append({"requests": run[1], "tokens": lo, "output_tokens": run[2] if len(run) == 3 else 0})
     if client == "vllm":
-        cached.append({"requests": 1, "tokens": int(prompt.get("max", prompt.get("value", 1)))})
+        cached.append({"requests": 1, "tokens": int(prompt.get("max", prompt.get("value", 1))),
+                       "output_tokens": _longest(output)})
     return {"cached": cached}
+
+
+def _longest(dist: dict | int) -> int:
+    """The longest length a workload distribution (or a fixed int) draws."""
+    if isinstance(dist, dict):
+        return int(dist.get("max", dist.get("value", 0)))
+    return int(dist)
 
 
 def _ms_stats(values: np.ndarray, name: str) -> dict:

@@ -52,16 +52,17 @@ def load_rows() -> list[dict]:
     return rows
 
 
-def prior_runs(row: dict) -> tuple[tuple[int, int], ...]:
+def prior_runs(row: dict) -> tuple[tuple[int, ...], ...]:
     """The runs the row's client sent to the same server before it (its `session.prior_runs`, oldest first, as
-    (random input len, num prompts) pairs; the session's `source` documents the order). Empty without a session."""
+    (random input len, num prompts[, random output len]); the session's `source` documents the order). Empty
+    without a session."""
     session = row.get("session")
     if session is None:
         return ()
     if not isinstance(session, dict) or not session.get("source") or "prior_runs" not in session:
         raise SpecError(f"{row.get('id')}: session: expected {{source: <where the run order is documented>, "
-                        "prior_runs: [[input len, num prompts], ...]}")
-    return tuple((int(run[0]), int(run[1])) for run in session["prior_runs"])
+                        "prior_runs: [[input len, num prompts, output len], ...]}")
+    return tuple(tuple(int(v) for v in run) for run in session["prior_runs"])
 
 
 def row_args(row: dict) -> BenchArgs:

@@ -206,9 +206,16 @@ class LlmInstance(_Base):
     def release(self, r: Request, blocks: int) -> None:
         """The KV of a parked (handed-off) request reached the decode instance: free its `blocks` here."""
         self.kv.free += blocks
+        self.cache_freed(r, r.target)
         if self.reuse is not None:
             self.reuse.release(r)
         self.wake()
+
+    def cache_freed(self, r: Request, held_tokens: int) -> None:
+        """`r` freed the blocks of its first `held_tokens` tokens: with a prefix cache, its computed prompt's full
+        blocks (and its generated tokens') stay cached in the free pool (lvlmsim.engine.prefix)."""
+        if self.prefix is not None:
+            self.prefix.release(r.prefix_key, min(r.computed, r.prompt_tokens), held_tokens)
 
     # mechanisms the scheduler policy calls -----------------------------------------------------------------------
     def start_ready(self) -> None:
@@ -291,6 +298,7 @@ class LlmInstance(_Base):
     def retire(self, r: Request, past: int) -> None:
         """A decoding sequence emitted its last token: free its blocks and record it."""
         self.kv.free += self.kv.blocks_for(past + r.extra_slots) - r.shared_blocks
+        self.cache_freed(r, past)
         self._finish(r)
 
     def _finish(self, r: Request) -> None:
@@ -317,14 +325,13 @@ class LlmInstance(_Base):
             self.encoder.release(r)
             if self.reuse is not None:
                 self.reuse.prefilled(r)
-            if self.prefix is not None:
-                self.prefix.insert(r.prefix_key, r.target)
             r.generated += 1
             if r.first_token_s != r.first_token_s:  # NaN: the first time this request emits
                 r.first_token_s = now
             if r.generated >= r.output_tokens:
                 self.kv.free += r.blocks
                 r.blocks = 0
+                self.cache_freed(r, r.target)
                 self._finish(r)
             elif self.handoff:
                 r.state = PARKED

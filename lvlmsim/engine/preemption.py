@@ -34,6 +34,7 @@ class Preemption:
             grew = not v.capped
             past = inst.decodes.leave(v)
             held = kv.blocks_for(past + v.extra_slots) - v.shared_blocks
+            freed_tokens = past
             if decodes_planned:
                 step.budget += 1
                 if grew and (past + v.extra_slots) % kv.size == 0:
@@ -43,10 +44,13 @@ class Preemption:
                 step.transfer_s += self.swap_s(v, past)
         else:
             held = v.blocks
+            freed_tokens = v.computed
             inst.prefilling.remove(v)
             if not self.keep_encoded:
                 inst.encoder.release(v)
         kv.free += held
+        if not v.swapped:  # recomputed: its blocks go back to the free pool, cached (swapped: they left the GPU)
+            inst.cache_freed(v, freed_tokens)
         v.blocks = v.shared_blocks = 0
         v.capped = False
         if inst.reuse is not None:

@@ -258,6 +258,9 @@ class CachedPrompts(StrictModel):
 
     requests: PositiveInt
     tokens: PositiveInt
+    output_tokens: NonNegativeInt = Field(0, description="tokens each of those requests generated: their full KV "
+                                          "blocks were cached too and, freed first, evicted before the prompt's "
+                                          "(lvlmsim.engine.prefix)")
 
 
 class TextPrefixSpec(StrictModel):

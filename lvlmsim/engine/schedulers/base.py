@@ -196,7 +196,10 @@ class SchedulerPolicy:
         kv = inst.kv
         reuse = inst.reuse.plan(r) if inst.reuse is not None and not r.computed else None
         shared = reuse.shared_tokens if reuse is not None else 0
-        # a text prompt's cached stream prefix (serving.prefix_caching): its blocks are the request's own from here
+        # a text prompt's cached stream prefix (serving.prefix_caching): its blocks are the request's own from here;
+        # cached blocks are free blocks, so what earlier allocations took is evicted first
+        if inst.prefix is not None:
+            inst.prefix.fit(kv.free)
         hit = (inst.prefix.hit_tokens(r.prefix_key, r.target) if inst.prefix is not None and reuse is None
                and not r.computed else 0)
         remaining = r.target - max(r.computed, shared, hit)
