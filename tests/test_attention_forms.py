@@ -186,13 +186,13 @@ def test_family_setups_pick_their_forms_and_drop_borrowed_rows():
     assert math.isclose(FAMILY_SETUPS["attn_decode"].ridge, 0.1)
 
 
-def _work_selection():
-    """benchmarks/attention_work_selection.py as a module; FORM_VARIANTS restored after its import adds its forms."""
+def _work_selection(script: str = "attention_work_selection"):
+    """benchmarks/<script>.py as a module; FORM_VARIANTS restored after its import adds its forms."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "attention_work_selection.py"
-    spec = importlib.util.spec_from_file_location("attention_work_selection", path)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{script}.py"
+    spec = importlib.util.spec_from_file_location(script, path)
     mod = importlib.util.module_from_spec(spec)
     saved = dict(FORM_VARIANTS)
     try:
@@ -275,3 +275,36 @@ def test_fa2_holds_two_vit_ctas_per_sm_and_its_floor_share_halves():
 
 def test_encoder_family_fits_the_per_cta_floor_share():
     assert FAMILY_SETUPS["attn_encoder"].variant == "attention+softmax+ctas"
+
+
+@pytest.mark.parametrize(("kernel", "shape", "sms", "splits"), [
+    # FA3, 1 x 1 head x 4096 tokens, head size 64: 22 query blocks of 192 rows and 22 key blocks of 192 on 132 SMs;
+    # the bound is the fewest splits within 85% of the best wave efficiency (6: 132 / 132; 5 gives 110 / 132 = 0.83)
+    # and the varlen scheduler takes ceil(22 / ceil(1.1 x 22 x 22 / 132)) = ceil(22 / 5) = 5
+    ("fa3", (1, 4096, 1, 64), 132, 5),
+    ("fa3", (1, 16384, 4, 64), 132, 1),  # 4 x 86 = 344 query blocks fill 80% of the SMs: no split
+    ("fa3", (1000, 1024, 1, 64), 132, 1),  # beyond 992 sequences the varlen scheduler sets one split
+    # FA4 on sm100: 16384 / 256 = 64 query blocks (two 128-row Q stages), 128 key blocks: min(160 // 64, 128, 128)
+    ("bw", (1, 16384, 1, 64), 160, 2),
+    ("bw", (1, 512, 1, 64), 160, 1),  # 4 key blocks of 128: never split
+    ("fa2", (1, 16384, 1, 64), 188, 1),  # vLLM's varlen FA2 does not split outside a GQA decode
+])
+def test_vit_key_splits_follow_each_kernels_heuristic(kernel, shape, sms, splits):
+    """benchmarks/encoder_split_selection.py's candidate: the key splits FA3's (hopper/heuristics.h plus the varlen
+    scheduler) and FA4's (flash_attn/cute/interface.py) heuristics pick for a ViT attention, none for FA2."""
+    mod, _ = _work_selection("encoder_split_selection")
+    assert mod.kv_splits(encoder_attention_op(*shape), kernel, sms) == splits
+
+
+def test_split_candidates_scale_work_and_ctas_by_the_splits():
+    """`splits` multiplies the shipped form's work (tokens) and CTAs per SM by the splits (5 on H100 at 1 x 1 x 4096,
+    head size 64) and leaves the rest; `fill` puts the split CTAs per SM slot in the work's place."""
+    mod, forms = _work_selection("encoder_split_selection")
+    op = encoder_attention_op(1, 4096, 1, 64)
+    shipped = FORM_VARIANTS["attention+softmax+ctas"].features(op, H100)
+    split = forms["attention+softmax+ctas+splits"].features(op, H100)
+    fill = forms["attention+softmax+ctas+fill"].features(op, H100)
+    assert split[1] == pytest.approx(5 * 4096) and split[-1] == pytest.approx(5 * 22 / 132)
+    assert split[:1] + split[2:5] == shipped[:1] + shipped[2:5]
+    assert fill[1] == pytest.approx(5 * 22 / 132) and "w0" not in mod.setup("fill").links
+    assert mod.setup("ctas") == FAMILY_SETUPS["attn_encoder"]
