@@ -73,7 +73,9 @@ class PrefixCache:
 
     def took(self, key: int | None, tokens: int, count: bool = True) -> None:
         """A request of stream `key` was admitted reusing `tokens` cached tokens (0: a miss): the stream's cached
-        blocks leave the free pool with it (`count` False: a replayed earlier request, not a lookup of this run)."""
+        blocks leave the free pool with it (`count` False: a replayed earlier request, not a lookup of this run).
+        All of them: a stream cached beyond the new prompt loses its blocks past the hit, which vLLM would leave
+        cached at their old place in the queue; a simplification that no sweep meets (their prompts only grow)."""
         if key is None:
             return
         if count:
