@@ -34,6 +34,7 @@ from lvlmsim.calibrate.moe import (  # noqa: E402
     FIT_ROWS,
     FLOOR,
     PARAM_NAMES,
+    TACTIC,
     TILE_M,
     fit_file,
     fit_moe,
@@ -108,8 +109,10 @@ def main() -> None:
     doc = {"format": FIT_FORMAT, "method": "benchmarks/moe_fit.py: leave-one-device-out Nelder-Mead on the mean over "
            "devices of each device's mean |log(pred/measured)|, fastest kernel per configuration, --fit-rows sample "
            "per fitting device, routing load from the tables' own generators, M tile "
-           f"{TILE_M}; fixed cost floor_s per kernel launch times each row's launches (floor '{FLOOR}'); quantized "
+           f"{TILE_M}; fixed cost floor_s per kernel launch times each row's launches (floor '{FLOOR}'); rows of an "
+           f"untuned library's first tactic on its tile's share of the ceiling (tactic '{TACTIC}'); quantized "
            "kernels slower than their device's bf16 kernel reported, not fitted",
+           "tactic": TACTIC,
            "floor": FLOOR,
            "data": "aiconfigurator moe_perf tables (ai-dynamo/aiconfigurator @ 095f58a5, vLLM 0.14/0.24)",
            "band": moe_band(folds),

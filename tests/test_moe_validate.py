@@ -15,6 +15,7 @@ from lvlmsim.calibrate.moe import (
     default_block_m,
     expert_gated,
     fit_moe,
+    fit_tactic,
     kernel_family,
     kernel_launches,
     load_fit,
@@ -25,7 +26,9 @@ from lvlmsim.calibrate.moe import (
     routing_counts,
     runtime_launch_floor_s,
     table_routing,
+    tile_share,
     triton_config,
+    untuned_tile,
 )
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.graph import experts_touched
@@ -261,6 +264,57 @@ def test_a_quantized_kernel_slower_than_bf16_is_reported_but_not_fitted(tmp_path
     assert excluded == {"fp8"}
     rep = compare_moe(d, load_hardware("h100-sxm"), list(START), "test")
     assert rep["n"] == 6 and "kernel cutlass (slower than bf16, not fitted)" in rep["regimes"]
+
+
+def test_untuned_first_tactic_tile_by_library_arch_and_dtype():
+    """FlashInfer's CUTLASS MoE runs its first sm_90 tactic, 128 token rows x 16 weight columns, for per-tensor fp8
+    only; other dtypes, libraries and archs carry no tile fact."""
+    h100, b300, rtx = (load_hardware(h) for h in ("h100-sxm", "b300", "rtx-pro-6000-server"))
+    assert untuned_tile("cutlass", h100, "fp8") == (128, 16)
+    assert untuned_tile("cutlass", h100, "fp8_block") is None  # its own DeepSeek-style block-scale kernel
+    assert untuned_tile("cutlass", h100, "bfloat16") is None
+    assert untuned_tile("triton", h100, "fp8") is None
+    assert untuned_tile("cutlass", b300, "fp8") is None and untuned_tile("cutlass", rtx, "fp8") is None
+
+
+def test_tile_share_is_the_operand_intensity_ratio_by_hand():
+    """2MN/(M+N): 128x16 -> 4096/144 = 28.44 FLOP/B, 128x128 -> 128; a tile as wide as the reference keeps 1."""
+    assert tile_share((128, 16)) == pytest.approx((2 * 128 * 16 / 144) / 128)
+    assert tile_share((128, 16)) == pytest.approx(2 / 9)
+    assert tile_share((128, 128)) == 1.0 and tile_share((128, 256)) == 1.0
+
+
+def test_untuned_tactic_rows_are_priced_on_their_tile_and_fitted_only_when_asked(tmp_path):
+    """H100's per-tensor fp8 CUTLASS rows: at 16384 tokens (both GEMMs compute-bound) the GEMMs cost 4.5x
+    (1 / tile_share) under 'priced' what they cost under 'off'; 'priced' keeps them out of the fit (slower than bf16),
+    'fitted' fits them."""
+    rows = [f"k_cutlass,{dt},{t},2048,768,8,128,1,1,balanced,{lat * t}" for t in (16, 16384)
+            for dt, lat in (("bfloat16", 0.01), ("fp8", 0.02))]
+    hw = load_hardware("h100-sxm")
+    root = _table(tmp_path, rows)
+    off, priced, fitted = (load_moe_table(root, hw, tactic=m) for m in ("off", "priced", "fitted"))
+    fp8 = priced.table_dtype == "fp8"
+    assert priced.tile_share[fp8] == pytest.approx([2 / 9] * 2) and (priced.tile_share[~fp8] == 1.0).all()
+    assert (off.tile_share == 1.0).all()
+    assert priced.fit_excluded[fp8].all() and off.fit_excluded[fp8].all() and not fitted.fit_excluded.any()
+    params = [0.45, 0.42, 0.3, 0.55, 0.8, 0.0]  # no fixed cost: the GEMMs and the elementwise bytes only
+    big = np.flatnonzero(fp8 & (priced.tokens == 16384))
+    gemm = {}
+    for name, d in (("off", off), ("priced", priced)):
+        row = d.take(big)
+        ew_s = row.ew_bytes[0] / (0.8 * hw.mem_bw_bytes_per_s)
+        gemm[name] = predict(params, row, hw)[0] - ew_s
+    assert gemm["priced"] / gemm["off"] == pytest.approx(4.5, rel=1e-6)
+    with pytest.raises(SpecError, match="tactic 'tuned' is not one of off, priced, fitted"):
+        load_moe_table(root, hw, tactic="tuned")
+
+
+def test_fit_file_says_how_it_priced_untuned_tactic_rows():
+    """A fit file written before the tile fact priced those rows on the reference tile; a bad mode is named."""
+    assert fit_tactic({}) == "off" and fit_tactic({"tactic": "priced"}) == "priced"
+    assert fit_tactic(load_fit(profiles_dir() / "general" / "moe.json")) == "priced"
+    with pytest.raises(SpecError, match="tactic 'best' is not one of off, priced, fitted"):
+        fit_tactic({"tactic": "best"})
 
 
 def test_report_has_regimes_and_the_roofline_baseline(tmp_path):

@@ -13,13 +13,15 @@ its memory bandwidth, shared by all devices and fitted on some devices to be rep
 
     t = floor_s * launches + elementwise bytes / (em * bw)
         + sum over the two grouped GEMMs of max(F / (ec * peak[dtype]), B / (em * bw)),
-    ec = ec[dtype class] * rows / padded rows,
+    ec = ec[dtype class] * rows / padded rows * tile share,
 
 with padded rows the token-expert rows rounded up to whole M tiles of TILE_M rows per touched expert (a grouped
-GEMM's work is set by its tiles, not its tokens: one token on an expert costs a whole tile). The dtype classes are
-bf16, per-tensor fp8, block-scaled fp8 and nvfp4, each against the datasheet peak of its dtype. The fixed cost is
-one fitted cost per kernel launch times the kernels the row's library launches per layer call (`kernel_launches`,
-counted from the libraries' source; FLOOR), not one cost per layer call. (A saturation in the
+GEMM's work is set by its tiles, not its tokens: one token on an expert costs a whole tile). The tile share is 1
+except for rows of a library that, untuned, runs a first tactic with a narrower output tile (UNTUNED_TILES: H100's
+per-tensor fp8 FlashInfer CUTLASS MoE, 128 x 16): its operand intensity over the 128 x 128 reference tile's.
+The dtype classes are bf16, per-tensor fp8, block-scaled fp8 and nvfp4, each against the datasheet peak of its
+dtype. The fixed cost is one fitted cost per kernel launch times the kernels the row's library launches per layer
+call (`kernel_launches`, counted from the libraries' source; FLOOR), not one cost per layer call. (A saturation in the
 rows per expert, ec * x / (x + x0), was fitted too: every fold drove x0 to zero once the tiles were counted.)
 
 Where several kernels were timed for one configuration (Triton, FlashInfer CUTLASS, TRT-LLM, ...), the fastest is
@@ -29,7 +31,8 @@ keeps every one of the T*k token-expert rows in its workspace and writes zeros f
 (`write_zeros_to_output` in vLLM's fused_moe.py), so its activation, zero-fill and sum traffic grows with T*k;
 FlashInfer's CUTLASS and TRT-LLM kernels permute only the local rows. A quantized kernel that runs slower than the
 same device's bf16 kernel on the same shapes (H100's per-tensor fp8 FlashInfer CUTLASS MoE: 2.2x) is not using its
-dtype's peak: its rows are reported but not fitted (`slower_than_bf16`), since no datasheet predicts a defect.
+dtype's peak: its rows are not fitted (`slower_than_bf16`). That one is priced on its untuned first tactic's tile
+(`TACTIC`, chosen by benchmarks/moe_tactic_selection.py), and reported.
 
 Each Triton row also records whether vLLM ships a tuned tile config for it (`triton_config`, from
 calibration/vllm_fused_moe_configs.yaml) or runs its default one; that is reported as a regime, not priced (a
@@ -108,6 +111,40 @@ TRITON_ALIGN = 16
 # 6000 folds, and the A100 fold's pick makes A100 24.9% held out (benchmarks/moe_config_selection.py, docs/moe.md).
 TRITON_CONFIG_DTYPES = {"bfloat16": "bfloat16", "fp8_block": "fp8_block"}  # table dtype -> listing key
 TRITON_DEFAULT_PARAM = "triton_default"
+# FlashInfer's CUTLASS fused MoE runs, unless autotuned, the FIRST tactic of its runner's list (`profile_id == -1 ?
+# mAllProfiles.front()` in csrc/fused_moe/cutlass_backend/flashinfer_cutlass_fused_moe_binding.cu; flashinfer ships
+# pre-tuned MoE tactic tables for B200/GB200 only, and no aiconfigurator collector found calls autotune()). That list
+# is `MoeGemmRunner::getTmaWarpSpecializedConfigs` (moe_gemm_template_dispatch.h): the arch's candidate tiles first,
+# then their finalize-fused and swap-AB copies. On sm_90 a grouped GEMM that is not weight-only gets
+# `get_candidate_tiles_sm90` (cutlass_heuristic.cpp), whose first tile is CtaShape128x16x128B with a 1x1x1 cluster,
+# not swapped: 128 token rows (M, as TILE_M) by 16 weight columns (N). Per-tensor fp8 (modelopt) is such a GEMM
+# (block-scaled fp8 runs its own DeepSeek-style kernel, sm_120 fp8 the SM89 kernels; neither is listed here).
+# Keyed by (kernel family, compute capability major, table dtype) -> (M tile, N tile) of that first tactic.
+UNTUNED_TILES: dict[tuple[str, str, str], tuple[int, int]] = {("cutlass", "9", "fp8"): (128, 16)}
+# What the fitted compute ceilings stand for: a square TILE_M x TILE_M output tile (CUTLASS's first sm_100 tactic,
+# 128x128; Triton's large-batch configs are 64-128 x 128-256).
+REFERENCE_TILE = (TILE_M, TILE_M)
+# How rows with an UNTUNED_TILES fact are priced (benchmarks/moe_tactic_selection.py chooses by a nested
+# leave-one-device-out): "off" (at the reference tile, reported and not fitted: the model before issue 12 round 7),
+# "priced" (at their tile's share of the ceiling, still not fitted) or "fitted" (priced so, and fitted like any row).
+TACTIC_MODES = ("off", "priced", "fitted")
+TACTIC = "priced"
+
+
+def untuned_tile(family: str, hw: HardwareSpec, table_dtype: str) -> tuple[int, int] | None:
+    """(M, N) tile of the first tactic the row's untuned library runs on `hw` where UNTUNED_TILES knows it."""
+    major = (hw.compute_capability or "").split(".")[0]
+    return UNTUNED_TILES.get((family, major, table_dtype))
+
+
+def tile_share(tile: tuple[int, int], reference: tuple[int, int] = REFERENCE_TILE) -> float:
+    """The share of the fitted compute ceiling an M x N output tile sustains: its operand intensity 2MN / (M + N)
+    (FLOPs per byte of the A and B tiles each K step moves into the SM) over the reference tile's. A 128 x 16 tile
+    re-reads its 128 token rows for every 16 weight columns: 28.4 FLOP/B against 128 for 128 x 128, i.e. 0.22."""
+    def intensity(t: tuple[int, int]) -> float:
+        return 2.0 * t[0] * t[1] / (t[0] + t[1])
+
+    return min(1.0, intensity(tile) / intensity(reference))
 
 
 @functools.lru_cache(maxsize=1)
@@ -247,12 +284,13 @@ class MoEData:
     topk: np.ndarray
     hidden: np.ndarray
     launches: np.ndarray  # kernels one layer call launches (`kernel_launches`)
+    tile_share: np.ndarray  # share of the fitted compute ceiling the row's tile sustains (`tile_share`; 1 mostly)
     files: list[str] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
 
     COLUMNS = ("dtype", "table_dtype", "flops_up", "bytes_up", "flops_down", "bytes_down", "ew_bytes", "pairs",
                "touched", "padded_rows", "measured_s", "tokens", "experts", "ep", "inter_local", "kernel", "source",
-               "fit_excluded", "triton_default", "distribution", "topk", "hidden", "launches")
+               "fit_excluded", "triton_default", "distribution", "topk", "hidden", "launches", "tile_share")
 
     def __len__(self) -> int:
         return len(self.measured_s)
@@ -460,13 +498,25 @@ def _read_tables(root: Path):
     return df, [str(p.relative_to(root)) for p in paths]
 
 
+def _row_tactic(family: str, hw: HardwareSpec, table_dtype: str, tactic: str) -> tuple[int | None, float, bool]:
+    """(M tile or None, share of the ceiling, fitted despite `slower_than_bf16`) for a row under `tactic`
+    (TACTIC_MODES): the untuned first tactic's tile where UNTUNED_TILES knows it and `tactic` is not "off"."""
+    if tactic not in TACTIC_MODES:
+        raise SpecError(f"moe table: tactic '{tactic}' is not one of {', '.join(TACTIC_MODES)}")
+    tile = untuned_tile(family, hw, table_dtype) if tactic != "off" else None
+    if tile is None:
+        return None, 1.0, False
+    return tile[0], tile_share(tile), tactic == "fitted"
+
+
 def load_moe_table(data_dir: str | Path, hw: HardwareSpec, tile_m: int = TILE_M,
-                   every_kernel: bool = False, default_tiles: bool = False) -> MoEData:
+                   every_kernel: bool = False, default_tiles: bool = False, tactic: str = TACTIC) -> MoEData:
     """Every moe_perf.csv under `data_dir`, rows this device can run, fastest kernel per configuration (or, with
     `every_kernel`, every kernel's row: a report per kernel_source); grouped GEMM rows padded to `tile_m`-row tiles
     per touched expert. Which quantized kernels are not fitted is decided on the fastest rows either way. Triton rows
     without a tuned vLLM config (`triton_config`) are flagged `triton_default`; with `default_tiles` they are padded to
-    the default config's M tile instead (a tried alternative, not the shipped model)."""
+    the default config's M tile instead (a tried alternative, not the shipped model). Rows of an untuned library
+    whose first tactic's tile UNTUNED_TILES names are priced on that tile as `tactic` (TACTIC_MODES) says."""
     root = Path(data_dir)
     every, files = _read_tables(root)
     fastest = every.loc[every.groupby(TABLE_KEYS)["latency"].idxmin()]  # the kernel a tuned deployment runs
@@ -488,6 +538,8 @@ def load_moe_table(data_dir: str | Path, hw: HardwareSpec, tile_m: int = TILE_M,
         inter_local = inter // int(r.moe_tp_size)
         default_cfg = r.family == "triton" and triton_config(hw.id, e // ep, inter_local, r.moe_dtype) == "default"
         row_tile = default_block_m(int(r.num_tokens), e // ep, r.moe_dtype) if default_cfg and default_tiles else tile_m
+        tactic_m, share, fit_anyway = _row_tactic(r.family, hw, r.moe_dtype, tactic)
+        row_tile = tactic_m or row_tile
         up, down, ew, (pairs, touched, padded) = _row_ops(h, inter, k, e, int(r.moe_tp_size), ep, int(r.num_tokens),
                                                           r.distribution, dtype, r.family, row_tile,
                                                           expert_gated(h, inter, k, e, src), src in LEGACY_SOURCES)
@@ -498,9 +550,10 @@ def load_moe_table(data_dir: str | Path, hw: HardwareSpec, tile_m: int = TILE_M,
                "touched": touched, "padded_rows": padded, "measured_s": float(r.latency) * 1e-3,
                "tokens": int(r.num_tokens), "experts": e, "ep": ep, "inter_local": inter_local,
                "kernel": r.family, "source": src,
-               "fit_excluded": (r.moe_dtype, r.family) in excluded, "triton_default": bool(default_cfg),
+               "fit_excluded": (r.moe_dtype, r.family) in excluded and not fit_anyway,
+               "triton_default": bool(default_cfg),
                "distribution": str(r.distribution), "topk": k, "hidden": h,
-               "launches": kernel_launches(src, r.moe_dtype, int(r.num_tokens), k, e)}
+               "launches": kernel_launches(src, r.moe_dtype, int(r.num_tokens), k, e), "tile_share": share}
         for key, v in row.items():
             cols[key].append(v)
     data = MoEData(**{k: np.array(v) for k, v in cols.items()}, files=files, skipped=skipped)
@@ -531,7 +584,7 @@ def predict(params: Sequence[float], data: MoEData, hw: HardwareSpec, floor: str
     cls = dtype_class(data.table_dtype)
     ec_max = np.select([cls == c for c in DTYPE_CLASSES], [p[f"ec_{c}"] for c in DTYPE_CLASSES], 1.0)
     peak = np.array([hw.peak_flops(d) for d in data.dtype]) if len(data) else np.zeros(0)
-    ec = compute_efficiency(ec_max, data.pairs, data.padded_rows)
+    ec = compute_efficiency(ec_max, data.pairs, data.padded_rows) * data.tile_share
     slow = np.where(data.triton_default, p.get(TRITON_DEFAULT_PARAM, 1.0), 1.0)  # vLLM's default Triton config
     total = p["floor_s"] * (1.0 if floor == "layer" else data.launches) + data.ew_bytes / bw
     for f, b in ((data.flops_up, data.bytes_up), (data.flops_down, data.bytes_down)):
@@ -679,7 +732,8 @@ def _bin(v: float, edges: Sequence[float], labels: Sequence[str]) -> str:
 
 def regimes(data: MoEData) -> dict[str, np.ndarray]:
     """Row labels per regime axis: tokens, experts, EP degree, dtype, kernel family, the table's kernel_source,
-    whether a Triton row's expert width per GPU is 16-aligned, and whether it runs a tuned vLLM config."""
+    whether a Triton row's expert width per GPU is 16-aligned, whether it runs a tuned vLLM config, and whether it
+    is priced on an untuned first tactic's tile."""
     return {
         "tokens": np.array([_bin(t, (16, 256, 4096), ("tokens 1-16", "tokens 17-256", "tokens 257-4096",
                                                         "tokens >4096")) for t in data.tokens]),
@@ -691,10 +745,16 @@ def regimes(data: MoEData) -> dict[str, np.ndarray]:
                             for k, x in zip(data.kernel, data.fit_excluded, strict=True)]),
         "source": np.array([f"kernel_source {s}" for s in data.source]),
         "alignment": np.array([_alignment(k, w) for k, w in zip(data.kernel, data.inter_local, strict=True)]),
+        "tactic": np.array([_tactic_label(x) for x in data.tile_share]),
         "vllm_config": np.array([("triton, vLLM default config" if d else "triton, vLLM tuned config")
                                  if k == "triton" else "not triton"
                                  for k, d in zip(data.kernel, data.triton_default, strict=True)]),
     }
+
+
+def _tactic_label(share: float) -> str:
+    """Rows priced on an untuned library's first-tactic tile (UNTUNED_TILES), or on the reference tile."""
+    return f"untuned first tactic (tile share {share:.2f})" if share < 1.0 else "reference tile"
 
 
 def _alignment(kernel: str, inter_local: int) -> str:
@@ -740,6 +800,14 @@ def fit_floor(doc: dict) -> str:
     return floor
 
 
+def fit_tactic(doc: dict) -> str:
+    """How a fit file priced untuned first-tactic rows (TACTIC_MODES): "off" for files written before UNTUNED_TILES."""
+    tactic = doc.get("tactic", "off")
+    if tactic not in TACTIC_MODES:
+        raise SpecError(f"moe fit: tactic '{tactic}' is not one of {', '.join(TACTIC_MODES)}")
+    return tactic
+
+
 def params_for(doc: dict, hardware_id: str) -> tuple[list[float], str]:
     """The fold that held `hardware_id` out (so its report is out-of-sample), else the all-devices fit."""
     for fold in doc.get("folds", []):
@@ -760,7 +828,7 @@ def moe_report(hw: HardwareSpec, data_dir: str | Path, fit_dir: Path) -> dict | 
         return None
     doc = load_fit(path)
     params, source = params_for(doc, hw.id)
-    data = load_moe_table(root, hw)
+    data = load_moe_table(root, hw, tactic=fit_tactic(doc))
     entry = compare_moe(data, hw, params, source, fit_floor(doc))
     entry["skipped"] = dict(data.skipped)
     return entry
