@@ -387,3 +387,56 @@ def test_gemm_saturation_points_follow_tensor_rate_per_sm():
         c = fam.coefs[p]["log_sm_rate"]
         assert r[p] / h[p] == pytest.approx((1024.0 / 3785.7) ** c, rel=1e-3)
         assert 0.0 < c < 1.5  # a physical exponent near its prior 1/2, not a free-running fit
+
+
+
+def test_family_prior_pulls_the_named_intercepts_with_weight_times_sqrt_rows():
+    """FamilySetup.prior's residuals: w x sqrt(rows per device) x (z - default) on each named intercept, the fit's
+    negligible PRIOR_WEIGHT on the others, and the Jacobian's prior block the same diagonal."""
+    from lvlmsim.calibrate import general
+
+    rng = np.random.default_rng(7)
+    form = form_for(ELEMENTWISE, "elementwise+l2")
+    truth = GeneralFamily("elementwise/add", ELEMENTWISE, dict(zip(form.param_names, _to_z(
+        form, [q.init if q.kind != "floor" else 3e-6 for q in form.params], 3e-6), strict=True)), {}, {}, 3e-6,
+        variant="elementwise+l2")
+    devices = []
+    for bw in (1000.0, 2000.0):
+        hw = _device(bw, f"d{bw}")
+        data = F.family_data(ELEMENTWISE, _synthetic_rows(hw, truth, rng)[:100], hw, form)
+        devices.append(general._DeviceData(hw.id, data, device_features(hw), np.log(data.measured_s)))
+    z_base = np.zeros(len(form.params))
+    joint = general._Joint(form, {"b0": {"log_bw": 1.0}}, devices, {}, 3e-6, z_base, prior={"b0": 0.5})
+    theta = np.concatenate([z_base + 1.0, joint.b_prior])
+    r = joint.residuals(theta)
+    prior_part = r[200: 200 + joint.P]
+    expected = np.full(joint.P, F.PRIOR_WEIGHT)
+    expected[form.param_names.index("b0")] = 0.5 * math.sqrt(100)
+    np.testing.assert_allclose(prior_part, expected, rtol=1e-12)
+    np.testing.assert_allclose(joint.jacobian(theta, r)[200: 200 + joint.P, : joint.P], np.diag(expected))
+    assert general.FamilySetup("x", None).prior == {}  # no prior unless a family declares one
+
+
+def test_family_prior_holds_a_weakly_seen_intercept_near_the_form_default(monkeypatch):
+    """Truth b0 = 2e7 bytes (the default 1e6): the rows see it, so the fit without a prior moves toward it; a prior of
+    weight 1 (x sqrt(160) rows: ~13 per unit of log b0) outweighs the few rows it bends and keeps b0 by the default."""
+    from lvlmsim.calibrate import general
+
+    rng = np.random.default_rng(11)
+    form = form_for(ELEMENTWISE, "elementwise+l2")
+    truth_nat = {"ec_max": 0.3, "em_max": 0.85, "b0": 2e7, "pb": 1.2, "boost": 0.05, "bc": 3e7, "pc": 2.0,
+                 "cache_boost": 0.01, "cache_x": 0.2, "cache_p": 2.0, "floor_s": 3e-6, "overlap": 0.3}
+    z = _to_z(form, [truth_nat[n] for n in form.param_names], 3e-6)
+    truth = GeneralFamily("elementwise/add", ELEMENTWISE, dict(zip(form.param_names, z, strict=True)),
+                          {"b0": {"log_bw": 1.0}}, {}, 3e-6, variant="elementwise+l2")
+    per_dev = {f"d{bw}": (hw, _synthetic_rows(hw, truth, rng)) for bw in (1000.0, 2000.0, 4000.0)
+               for hw in [_device(bw, f"d{bw}")]}
+    fitted = {}
+    for weight in (0.0, 1.0):
+        setup = general.FamilySetup("elementwise+l2", {"b0": {"log_bw": 1.0}}, prior={"b0": weight})
+        monkeypatch.setitem(general.FAMILY_SETUPS, "elementwise/add", setup)
+        fitted[weight] = fit_general_family("elementwise/add", per_dev, seed=0, rows_per_device=160,
+                                            max_iter=60).z0["b0"]
+    default = math.log(1e6)
+    assert abs(fitted[0.0] - math.log(2e7)) < abs(fitted[0.0] - default)  # the rows alone lean to the truth
+    assert abs(fitted[1.0] - default) < 0.5 * abs(fitted[0.0] - default)

@@ -114,13 +114,16 @@ class FamilySetup:
     """How one family key is fitted when it departs from its form's default: the form variant, its links, the ridge
     weight (per coefficient, times sqrt(rows per device)), whether it borrows AUXILIARY_ROWS and whether it is fitted on
     rows a sliding window binds (kernels.window_binds). Links or ridge None: the form's (LINKS, RIDGE_WEIGHTS) at fit
-    time, so a family that only changes its variant follows them."""
+    time, so a family that only changes its variant follows them. `prior`: form parameter -> weight (times sqrt(rows
+    per device), as the ridge) of a pull of its intercept toward the form's default, for parameters the training
+    rows leave undetermined (every other intercept keeps fit.PRIOR_WEIGHT, negligible against the rows)."""
 
     variant: str
     links: dict[str, dict[str, float]] | None
     ridge: float | None = 1.0
     auxiliary: bool = True
     window_bound_rows: bool = True
+    prior: dict[str, float] = field(default_factory=dict)
 
 
 # Attention families fitted with forms whose transfer runs through the datasheet (lvlmsim.calibrate.model):
@@ -515,7 +518,8 @@ class _Joint:
     """Parameter vector theta = (z0 per form parameter, linked coefficients) and the residuals over devices."""
 
     def __init__(self, form: Form, links: dict[str, dict[str, float]], devices: list[_DeviceData], hyper: dict,
-                 floor_ref: float, z_base: np.ndarray, ridge_weight: float = RIDGE_WEIGHT):
+                 floor_ref: float, z_base: np.ndarray, ridge_weight: float = RIDGE_WEIGHT,
+                 prior: dict[str, float] | None = None):
         self.form, self.devices, self.hyper, self.floor_ref, self.z_base = form, devices, hyper, floor_ref, z_base
         self.coords = _Coords(form, floor_ref)
         names = form.param_names
@@ -528,6 +532,7 @@ class _Joint:
         self.M = [self._m(d.feats) for d in devices]
         rows = max(len(d.data) for d in devices)
         self.ridge = ridge_weight * math.sqrt(rows)
+        self.prior_w = np.array([max(PRIOR_WEIGHT, (prior or {}).get(n, 0.0) * math.sqrt(rows)) for n in names])
 
     def _m(self, feats: dict[str, float]) -> np.ndarray:
         m = np.zeros((self.P, self.L))
@@ -548,7 +553,7 @@ class _Joint:
 
     def residuals(self, theta: np.ndarray) -> np.ndarray:
         parts = [self.dev_residuals(self.z_dev(theta, i), d) for i, d in enumerate(self.devices)]
-        parts.append(PRIOR_WEIGHT * (theta[: self.P] - self.z_base))
+        parts.append(self.prior_w * (theta[: self.P] - self.z_base))
         parts.append(self.ridge * (theta[self.P:] - self.b_prior))
         return np.concatenate(parts)
 
@@ -569,7 +574,7 @@ class _Joint:
             jac[row: row + len(dev.data), : self.P] = jz
             jac[row: row + len(dev.data), self.P:] = jz @ self.M[i]
             row += len(dev.data)
-        jac[row: row + self.P, : self.P] = PRIOR_WEIGHT * np.eye(self.P)
+        jac[row: row + self.P, : self.P] = np.diag(self.prior_w)
         row += self.P
         jac[row:, self.P:] = self.ridge * np.eye(self.L)
         return jac
@@ -618,6 +623,7 @@ def fit_general_family(key: str, per_device: dict[str, tuple[HardwareSpec, Seque
     setup = FAMILY_SETUPS.get(key)
     variant = f"{FORMS[kind].name}+l2" if f"{FORMS[kind].name}+l2" in FORM_VARIANTS else None
     links, ridge = LINKS.get(FORMS[kind].name, {}), RIDGE_WEIGHTS.get(FORMS[kind].name, RIDGE_WEIGHT)
+    prior = setup.prior if setup is not None else {}
     if setup is not None:
         variant = setup.variant or None
         links = setup.links if setup.links is not None else links
@@ -642,12 +648,12 @@ def fit_general_family(key: str, per_device: dict[str, tuple[HardwareSpec, Seque
             sub = d.data.take(_subsample(len(d.data), grid_rows, rng))
             small.append(_DeviceData(d.hw_id, sub, d.feats, np.log(sub.measured_s)))
         for hyper in grid:
-            j = _Joint(form, links, small, hyper, floor_ref, z_base, ridge)
+            j = _Joint(form, links, small, hyper, floor_ref, z_base, ridge, prior)
             _theta, cost = j.solve(np.concatenate([z_base, j.b_prior]), max_iter=25)
             if cost < best[0]:
                 best = (cost, hyper)
     hyper = best[1]
-    joint = _Joint(form, links, devices, hyper, floor_ref, z_base, ridge)
+    joint = _Joint(form, links, devices, hyper, floor_ref, z_base, ridge, prior)
     theta, _cost = joint.solve(np.concatenate([z_base, joint.b_prior]), max_iter=max_iter)
     z0 = {n: float(f"{v:.8g}") for n, v in zip(form.param_names, theta[: joint.P], strict=True)}
     coefs: dict[str, dict[str, float]] = {}
