@@ -3,6 +3,7 @@
     python benchmarks/gemm_residual_map.py              # in-sample map (~1 min on the shared machine)
     python benchmarks/gemm_residual_map.py --held-out   # also each device's leave-one-out residuals (~1 min)
     python benchmarks/gemm_residual_map.py --variant gemm=gemm+l2   # a family key fitted with another form variant
+    python benchmarks/gemm_residual_map.py --held-out --carriers     # only the cells that carry each median
 
 The GEMM families (bf16, fp8, NVFP4) are fitted on all four devices with the shipped setup (in-sample: the form's
 capacity, not its transfer) and every device's rows are priced. Rows are labelled by regime:
@@ -14,7 +15,11 @@ capacity, not its transfer) and every device's rows are priced. Rows are labelle
 - tiles: output tiles of 128 x 128 against the SM count (< SMs / 4, < SMs, >= SMs).
 One table per regime axis: per device and dtype the rows, median |error|, median signed error (pred / meas - 1) and
 the share of rows above 8%; then the cells of the full cross product that hold the most rows above 8% (pooled over
-devices per dtype, with each device's signed bias there). Figures in %. Needs ../shared/data/measured.
+devices per dtype, with each device's signed bias there). Then, per device over all its GEMM rows (all dtypes, as
+the leave-one-out table's GEMM column pools them), the cells of dtype x m x ai that carry its median |error|: each
+cell's share of the device's rows, its median |error| and signed error, and the device's median |error| were that
+cell's rows priced exactly (`if exact`; the cells whose removal lowers the median most first). --carriers prints only
+that table. Figures in %. Needs ../shared/data/measured.
 """
 
 from __future__ import annotations
@@ -141,11 +146,32 @@ def worst_cells(res: dict, top: int = 10) -> list[str]:
     return out
 
 
+def carriers(res: dict, top: int = 6) -> list[str]:
+    """Per device, the dtype x m x ai cells whose exact pricing would lower the device's pooled median |error| most."""
+    out = [f"\n### cells carrying each device's median |error| (all dtypes pooled; target {TARGET_PCT:.0f}%)",
+           "| device | median | dtype | m | ai | share of rows | rows > 8% (share of device's) | median |err| | "
+           "signed | median if exact |", "|---" * 10 + "|"]
+    for name, r in res.items():
+        err = np.abs(r["signed"])
+        keys = list(zip(r["dtype"], r["m"], r["ai"], strict=True))
+        rows = []
+        for key in set(keys):
+            mask = np.array([kk == key for kk in keys])
+            rows.append((float(np.median(np.where(mask, 0.0, err))), key, mask))
+        for if_exact, key, mask in sorted(rows, key=lambda t: t[0])[:top]:
+            bad = int(np.sum(err[mask] > TARGET_PCT))
+            out.append(f"| {SHORT.get(name, name)} | {np.median(err):.1f} | {' | '.join(key)} | "
+                       f"{100 * mask.mean():.0f}% | {bad} ({100 * bad / max(int(np.sum(err > TARGET_PCT)), 1):.0f}%) "
+                       f"| {np.median(err[mask]):.1f} | {np.median(r['signed'][mask]):+.1f} | {if_exact:.1f} |")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--held-out", action="store_true", help="also map each device's leave-one-out residuals")
     ap.add_argument("--variant", action="append", default=[], metavar="KEY=VARIANT",
                     help="fit family KEY with form VARIANT (its form's links and ridge), e.g. gemm=gemm+l2")
+    ap.add_argument("--carriers", action="store_true", help="print only the cells carrying each device's median")
     args = ap.parse_args(argv)
     for item in args.variant:
         key, _, variant = item.partition("=")
@@ -170,9 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         runs["held out (fitted on the other three)"] = residuals(lambda n: folds[n], devices)
     for title, res in runs.items():
         print(f"\n## {title}")
-        for axis in AXES:
-            print("\n".join(axis_table(res, axis)))
-        print("\n".join(worst_cells(res)))
+        if not args.carriers:
+            for axis in AXES:
+                print("\n".join(axis_table(res, axis)))
+            print("\n".join(worst_cells(res)))
+        print("\n".join(carriers(res)))
     print(f"\n{time.perf_counter() - t0:.0f} s")
     return 0
 
