@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from lvlmsim.calibrate import fit as F
 from lvlmsim.calibrate.general import (
+    FAMILY_SETUPS,
     GeneralFamily,
     GeneralModel,
     _from_z,
@@ -389,7 +390,6 @@ def test_gemm_saturation_points_follow_tensor_rate_per_sm():
         assert 0.0 < c < 1.5  # a physical exponent near its prior 1/2, not a free-running fit
 
 
-
 def test_family_prior_pulls_the_named_intercepts_with_weight_times_sqrt_rows():
     """FamilySetup.prior's residuals: w x sqrt(rows per device) x (z - default) on each named intercept, the fit's
     negligible PRIOR_WEIGHT on the others, and the Jacobian's prior block the same diagonal."""
@@ -440,3 +440,18 @@ def test_family_prior_holds_a_weakly_seen_intercept_near_the_form_default(monkey
     default = math.log(1e6)
     assert abs(fitted[0.0] - math.log(2e7)) < abs(fitted[0.0] - default)  # the rows alone lean to the truth
     assert abs(fitted[1.0] - default) < 0.5 * abs(fitted[0.0] - default)
+
+
+def test_bf16_gemm_fixed_memory_time_follows_bandwidth_and_clock():
+    """The bf16 GEMM family's bytes at half-saturated bandwidth (b0) go as bandwidth^c_bw x clock^c_clock (its fixed
+    memory time b0 / bandwidth a number of SM cycles, benchmarks/gemm_clock_selection.py): A100 (2039 GB/s, 1410 MHz)
+    against H100 (3350, 1980) by the fitted coefficients; B300 publishes no clock and moves by bandwidth alone."""
+    assert FAMILY_SETUPS["gemm"].links["b0"] == {"log_bw": 1.0, "log_clock": -1.0}
+    fam = general_model().families["gemm"]
+    coef = fam.coefs["b0"]
+    a100, b300 = load_hardware("a100-sxm-80gb"), load_hardware("b300")
+    b0 = {hw.id: fam.params_for(hw, "bf16")["b0"] for hw in (H100, a100, b300)}
+    expect = (2039 / 3350) ** coef["log_bw"] * (1410 / 1980) ** coef["log_clock"]
+    assert b0["a100-sxm-80gb"] / b0["h100-sxm"] == pytest.approx(expect, rel=1e-4)
+    assert b0["b300"] / b0["h100-sxm"] == pytest.approx((8000 / 3350) ** coef["log_bw"], rel=1e-4)
+    assert coef["log_clock"] < 0  # a slower clock holds a longer fixed time, as A100's small GEMMs show
