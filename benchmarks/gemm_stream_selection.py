@@ -8,6 +8,9 @@ gemm+splitk+stream+l2: memory time t0_s + bytes / (share x datasheet bandwidth),
 lvlmsim.calibrate.model). Everything else (links, ridge weight, split-K step, L2 term) is the same. The line came from
 benchmarks/gemm_bandwidth_share.py (m in {1, 8, 16}, >= 40 MB: share 0.81-0.89, t0 2.7-13.3 us on the four devices),
 not from a held-out table. The criterion is fixed before any outer figure is looked at: the lower inner score wins.
+`shipped` is the setup as shipped when this check ran (wave 5): b0 by bandwidth alone, GEMM's links; the bf16 family
+has since linked b0 to the clock as well (benchmarks/gemm_clock_selection.py), which neither candidate here carries,
+so the script reproduces the figures recorded for it.
 
 For each outer held-out device the candidate is chosen by an inner leave-one-out over the other three devices only
 (lvlmsim.calibrate.loo.fold_table_errors: median |error| per inner held-out device over its bf16 rows; the score is
