@@ -1,6 +1,6 @@
 """Why B300's held-out prefill moves 12-22% between subsample seeds (issue 16): the B300 fold's fits side by side.
 
-    python benchmarks/window_seed_diagnosis.py                  # seeds 0-3, ~30 s
+    python benchmarks/window_seed_diagnosis.py                  # seeds 0-3, ~1.5 min
     python benchmarks/window_seed_diagnosis.py --seeds 0,1      # the good and the bad draw
 
 For each table seed (load_devices, as benchmarks/window_tile_selection.py: the fit's own 800-row draw follows from it)
@@ -10,7 +10,9 @@ medians on that seed's B300 rows and on seed 0's (so the evaluation sample is fi
 cost per row on every seed's training rows (equal costs: the models differ along a direction the training data do not
 see); B300's error by measured-time quintile; and per device, for its fastest fifth of rows, the median share of the
 measured time the model gives the floor and the body (compute or memory, equal after the overlap); last, the same
-folds fitted on every row read instead of an 800-row draw, and their training cost. Needs
+folds fitted on every row read instead of an 800-row draw, and their training cost; and B300's figures over six
+800-row draws of each seed's rows (fit seeds 0-5; `lvlmsim validate --leave-one-out --seed s` draws at seed s,
+benchmarks/window_tile_selection.py at 0). Needs
 ../shared/data/measured (never copied into the project).
 """
 
@@ -37,6 +39,7 @@ from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
 KEY = "attn_prefill"
 TABLES = ("context_attention", "context_attention_sliding")
 HELD = "b300_sxm"
+FIT_DRAWS = 6  # fit seeds per table seed in fit_draws
 
 
 @contextmanager
@@ -63,9 +66,26 @@ def prefill_rows(rows: list, unbound_only: bool = False) -> list:
     return [r for r in rows if r.family in TABLES and not (unbound_only and window_binds(r.op))]
 
 
-def fit_fold(devices: dict, rows_per_device: int = ROWS_PER_DEVICE) -> GeneralModel:
+def fit_fold(devices: dict, rows_per_device: int = ROWS_PER_DEVICE, fit_seed: int = 0) -> GeneralModel:
     train = {devices[n][0].id: (devices[n][0], prefill_rows(devices[n][1])) for n in devices if n != HELD}
-    return fit_general(train, families=[KEY], rows_per_device=rows_per_device, grid_rows=rows_per_device)
+    return fit_general(train, families=[KEY], rows_per_device=rows_per_device, grid_rows=rows_per_device,
+                       seed=fit_seed)
+
+
+def fit_draws(tables: dict) -> None:
+    """Per table seed, the fold fitted at fit seeds 0..FIT_DRAWS-1 (other 800-row draws of the same rows): how often a
+    draw lands where B300's floor is low (the memory latency carrying small kernels) and what B300 then reads."""
+    print(f"\nfit draws 0-{FIT_DRAWS - 1} of each table seed: B300 held out full / windowed (B300's floor, us)")
+    for s, devices in tables.items():
+        cells, errs = [], []
+        for k in range(FIT_DRAWS):
+            model = fit_fold(devices, fit_seed=k)
+            rep = held_out_report(model, devices[HELD][0], prefill_rows(devices[HELD][1]))[0]
+            floor_us = model.profile_for(devices[HELD][0]).families[KEY].params["floor_s"] * 1e6
+            errs.append([rep[t]["median_abs_pct_err"] for t in TABLES])
+            cells.append(f"{errs[-1][0]:.1f} / {errs[-1][1]:.1f} ({floor_us:.1f})")
+        mean = np.mean(errs, axis=0)
+        print(f"  table seed {s}: mean {mean[0]:.1f} / {mean[1]:.1f}; " + ", ".join(cells))
 
 
 def every_row_fits(models: dict, tables: dict) -> None:
@@ -168,6 +188,7 @@ def main() -> int:
     quintiles(models, tables[0])
     small_kernel_shares(models, tables[0])
     every_row_fits(models, tables)
+    fit_draws({s: tables[s] for s in seeds})
     return 0
 
 
