@@ -3,6 +3,7 @@ H100's per-tensor fp8 FlashInfer CUTLASS rows, CtaShape128x16x128B) by a leave-o
 fold.
 
     python benchmarks/moe_tactic_selection.py [--data ../shared/data/measured/aiconfigurator/data] [--fit-rows 3000]
+    python benchmarks/moe_tactic_selection.py --sm120     # the same rule on RTX PRO 6000's CUTLASS rows
 
 Candidates (lvlmsim.calibrate.moe.TACTIC_MODES): `off` (the model before issue 12 round 7: those rows on the
 reference 128 x 128 tile, reported and not fitted), `priced` (on their tile's share of the fitted ceiling,
@@ -14,6 +15,11 @@ takes part in choosing. A tie (inner scores equal to 0.01 point: it happens wher
 UNTUNED_TILES names, so every candidate prices the inner rows alike) goes to `priced`, the source fact that sets no
 parameter. Prints the inner scores and choice per fold, the outer table of every candidate (for reference: choosing
 from it would leak), and each held-out device's every-kernel rows per kernel_source under each candidate.
+
+With --sm120 (run after the first, same criterion): `priced` (the shipped model) against `priced+sm120`, which also
+prices RTX PRO 6000's bf16 and fp8 FlashInfer CUTLASS rows on their untuned first tactic's tile, 32 x 128
+(moe.SM120_AMPERE_TILES: 32-row M tiles, a 0.4 share of the ceiling); those rows are fitted either way. A tie (the
+RTX PRO 6000 fold: none of its training devices runs those kernels) goes to `priced+sm120`, the source fact.
 """
 
 from __future__ import annotations
@@ -28,12 +34,23 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lvlmsim.calibrate.moe import FIT_ROWS, TACTIC_MODES, fit_moe, load_moe_table, predict, sample  # noqa: E402
+from lvlmsim.calibrate.moe import (  # noqa: E402
+    FIT_ROWS,
+    SM120_AMPERE_TILES,
+    TACTIC_MODES,
+    fit_moe,
+    load_moe_table,
+    predict,
+    sample,
+)
 from lvlmsim.specs.registry import load_hardware  # noqa: E402
 
 DEVICES = {"a100_sxm": "a100-sxm-80gb", "h100_sxm": "h100-sxm", "b300_sxm": "b300",
            "rtx_pro_6000_server": "rtx-pro-6000-server"}
-TIE_PICK = "priced"  # the source fact, when the training devices cannot tell the candidates apart
+# candidate set -> {candidate: (tactic, untuned tiles)} and the candidate a tie goes to (the source fact)
+CANDIDATES = {"tactic": {m: (m, None) for m in TACTIC_MODES},
+              "sm120": {"priced": ("priced", None), "priced+sm120": ("priced", SM120_AMPERE_TILES)}}
+TIE_PICKS = {"tactic": "priced", "sm120": "priced+sm120"}
 TIE_PCT = 0.01
 
 
@@ -45,10 +62,10 @@ def fit_on(tables, hws, names, fit_rows: int, seed: int) -> list[float]:
     return fit_moe([(sample(tables[g], fit_rows, seed), hws[g]) for g in names])
 
 
-def pick(scores: dict[str, float]) -> str:
-    """The lowest inner score; TIE_PICK when it ties with the lowest (within TIE_PCT)."""
+def pick(scores: dict[str, float], tie_pick: str) -> str:
+    """The lowest inner score; `tie_pick` when it ties with the lowest (within TIE_PCT)."""
     best = min(scores, key=scores.get)
-    return TIE_PICK if scores[TIE_PICK] - scores[best] < TIE_PCT else best
+    return tie_pick if scores[tie_pick] - scores[best] < TIE_PCT else best
 
 
 def main() -> None:
@@ -56,12 +73,16 @@ def main() -> None:
     ap.add_argument("--data", default=str(REPO.parent / "shared/data/measured/aiconfigurator/data"))
     ap.add_argument("--fit-rows", type=int, default=FIT_ROWS)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sm120", action="store_true", help="the same rule on RTX PRO 6000's CUTLASS rows")
     args = ap.parse_args()
     t0 = time.perf_counter()
+    which = "sm120" if args.sm120 else "tactic"
+    cands, tie_pick = CANDIDATES[which], TIE_PICKS[which]
     hws = {g: load_hardware(h) for g, h in DEVICES.items()}
-    tables = {m: {g: load_moe_table(Path(args.data) / g, hws[g], tactic=m) for g in DEVICES} for m in TACTIC_MODES}
+    tables = {m: {g: load_moe_table(Path(args.data) / g, hws[g], tactic=t, untuned_tiles=tiles) for g in DEVICES}
+              for m, (t, tiles) in cands.items()}
     print(f"loaded in {time.perf_counter() - t0:.0f} s")
-    print(f"{'held out':<22}" + "".join(f"{'inner ' + m:>14}" for m in TACTIC_MODES)
+    print(f"{'held out':<22}" + "".join(f"{'inner ' + m:>14}" for m in cands)
           + f"{'chosen':>9}{'median %':>10}{'p90 %':>8}")
     outer: dict[tuple[str, str], list[float]] = {}
     for held in DEVICES:
@@ -69,30 +90,30 @@ def main() -> None:
         scores = {m: float(np.mean([np.median(abs_err_pct(fit_on(tables[m], hws, [g for g in train if g != val],
                                                                  args.fit_rows, args.seed),
                                                           tables[m][val], hws[val])) for val in train]))
-                  for m in TACTIC_MODES}
-        best = pick(scores)
-        for m in TACTIC_MODES:
+                  for m in cands}
+        best = pick(scores, tie_pick)
+        for m in cands:
             outer[(held, m)] = fit_on(tables[m], hws, train, args.fit_rows, args.seed)
         err = abs_err_pct(outer[(held, best)], tables[best][held], hws[held])
-        print(f"{hws[held].id:<22}" + "".join(f"{scores[m]:>14.2f}" for m in TACTIC_MODES)
+        print(f"{hws[held].id:<22}" + "".join(f"{scores[m]:>14.2f}" for m in cands)
               + f"{best:>9}{np.median(err):>10.2f}{np.percentile(err, 90):>8.2f}", flush=True)
     print("\nouter table of every candidate (median / p90 %; reference only) and each fold's ec_fp8")
     for held in DEVICES:
         cells = []
-        for m in TACTIC_MODES:
+        for m in cands:
             err = abs_err_pct(outer[(held, m)], tables[m][held], hws[held])
             cells.append(f"{m} {np.median(err):5.2f} / {np.percentile(err, 90):5.1f} ({outer[(held, m)][1]:.3f})")
         print(f"{hws[held].id:<22}" + "   ".join(cells))
     print("\nevery kernel's rows per kernel_source, held out, median % per candidate")
     for held in DEVICES:
-        every = {m: load_moe_table(Path(args.data) / held, hws[held], every_kernel=True, tactic=m)
-                 for m in TACTIC_MODES}
-        errs = {m: abs_err_pct(outer[(held, m)], every[m], hws[held]) for m in TACTIC_MODES}
-        d = every[TACTIC_MODES[0]]
+        every = {m: load_moe_table(Path(args.data) / held, hws[held], every_kernel=True, tactic=t,
+                                   untuned_tiles=tiles) for m, (t, tiles) in cands.items()}
+        errs = {m: abs_err_pct(outer[(held, m)], every[m], hws[held]) for m in cands}
+        d = every[next(iter(cands))]
         for src in sorted(set(d.source)):
             sel = d.source == src
             print(f"{hws[held].id:<22}{src[:72]:<74}{int(sel.sum()):>6}"
-                  + "".join(f"{m:>8} {np.median(errs[m][sel]):5.1f}" for m in TACTIC_MODES))
+                  + "".join(f"{m:>8} {np.median(errs[m][sel]):5.1f}" for m in cands))
     print(f"({time.perf_counter() - t0:.0f} s; inner scores: mean over the training devices of the median |error| "
           "of a fit on the other two)")
 

@@ -8,6 +8,7 @@ from shared_data import MEASURED, needs_shared
 
 from lvlmsim.calibrate.moe import (
     PARAM_NAMES,
+    SM120_AMPERE_TILES,
     START,
     MoEData,
     _topk_round_trip,
@@ -275,6 +276,11 @@ def test_untuned_first_tactic_tile_by_library_arch_and_dtype():
     assert untuned_tile("cutlass", h100, "bfloat16") is None
     assert untuned_tile("triton", h100, "fp8") is None
     assert untuned_tile("cutlass", b300, "fp8") is None and untuned_tile("cutlass", rtx, "fp8") is None
+    # the tried sm_120 table: bf16 and fp8 take the Ampere-style first tile, 32 x 128 (a 0.4 share); NVFP4 does not
+    assert untuned_tile("cutlass", rtx, "bfloat16", SM120_AMPERE_TILES) == (32, 128)
+    assert untuned_tile("cutlass", rtx, "nvfp4", SM120_AMPERE_TILES) is None
+    assert untuned_tile("cutlass", h100, "fp8", SM120_AMPERE_TILES) == (128, 16)
+    assert tile_share((32, 128)) == pytest.approx((2 * 32 * 128 / 160) / 128) == pytest.approx(0.4)
 
 
 def test_tile_share_is_the_operand_intensity_ratio_by_hand():

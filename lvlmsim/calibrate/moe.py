@@ -121,6 +121,14 @@ TRITON_DEFAULT_PARAM = "triton_default"
 # (block-scaled fp8 runs its own DeepSeek-style kernel, sm_120 fp8 the SM89 kernels; neither is listed here).
 # Keyed by (kernel family, compute capability major, table dtype) -> (M tile, N tile) of that first tactic.
 UNTUNED_TILES: dict[tuple[str, str, str], tuple[int, int]] = {("cutlass", "9", "fp8"): (128, 16)}
+# The same rule on sm_120 (RTX PRO 6000), tried and not shipped (benchmarks/moe_tactic_selection.py --sm120: the
+# A100, H100 and B300 folds reject it by 4-21 points of inner score, the fp8 ceiling fitting to 0.84-0.89; docs/moe.md
+# round 7): there a bf16 grouped GEMM has no TMA warp-specialised tactics (`get_candidate_configs_sm120` serves NVFP4
+# only) and pure fp8 is redirected to the SM89 kernels (`dispatchToArch`), so both take the Ampere-style list of
+# `get_candidate_tiles`, whose first tile is CtaShape32x128x64 (32 token rows x 128 weight columns; 2 stages);
+# NVFP4's first sm_120 tactic is 128 x 128 and sm_100/103 start at 128 x 128, the reference tile.
+SM120_AMPERE_TILES: dict[tuple[str, str, str], tuple[int, int]] = {
+    **UNTUNED_TILES, ("cutlass", "12", "bfloat16"): (32, 128), ("cutlass", "12", "fp8"): (32, 128)}
 # What the fitted compute ceilings stand for: a square TILE_M x TILE_M output tile (CUTLASS's first sm_100 tactic,
 # 128x128; Triton's large-batch configs are 64-128 x 128-256).
 REFERENCE_TILE = (TILE_M, TILE_M)
@@ -131,10 +139,12 @@ TACTIC_MODES = ("off", "priced", "fitted")
 TACTIC = "priced"
 
 
-def untuned_tile(family: str, hw: HardwareSpec, table_dtype: str) -> tuple[int, int] | None:
-    """(M, N) tile of the first tactic the row's untuned library runs on `hw` where UNTUNED_TILES knows it."""
+def untuned_tile(family: str, hw: HardwareSpec, table_dtype: str,
+                 tiles: dict[tuple[str, str, str], tuple[int, int]] | None = None) -> tuple[int, int] | None:
+    """(M, N) tile of the first tactic the row's untuned library runs on `hw` where `tiles` (UNTUNED_TILES) knows
+    it."""
     major = (hw.compute_capability or "").split(".")[0]
-    return UNTUNED_TILES.get((family, major, table_dtype))
+    return (UNTUNED_TILES if tiles is None else tiles).get((family, major, table_dtype))
 
 
 def tile_share(tile: tuple[int, int], reference: tuple[int, int] = REFERENCE_TILE) -> float:
@@ -498,25 +508,28 @@ def _read_tables(root: Path):
     return df, [str(p.relative_to(root)) for p in paths]
 
 
-def _row_tactic(family: str, hw: HardwareSpec, table_dtype: str, tactic: str) -> tuple[int | None, float, bool]:
+def _row_tactic(family: str, hw: HardwareSpec, table_dtype: str, tactic: str,
+                tiles: dict | None = None) -> tuple[int | None, float, bool]:
     """(M tile or None, share of the ceiling, fitted despite `slower_than_bf16`) for a row under `tactic`
     (TACTIC_MODES): the untuned first tactic's tile where UNTUNED_TILES knows it and `tactic` is not "off"."""
     if tactic not in TACTIC_MODES:
         raise SpecError(f"moe table: tactic '{tactic}' is not one of {', '.join(TACTIC_MODES)}")
-    tile = untuned_tile(family, hw, table_dtype) if tactic != "off" else None
+    tile = untuned_tile(family, hw, table_dtype, tiles) if tactic != "off" else None
     if tile is None:
         return None, 1.0, False
     return tile[0], tile_share(tile), tactic == "fitted"
 
 
 def load_moe_table(data_dir: str | Path, hw: HardwareSpec, tile_m: int = TILE_M,
-                   every_kernel: bool = False, default_tiles: bool = False, tactic: str = TACTIC) -> MoEData:
+                   every_kernel: bool = False, default_tiles: bool = False, tactic: str = TACTIC,
+                   untuned_tiles: dict | None = None) -> MoEData:
     """Every moe_perf.csv under `data_dir`, rows this device can run, fastest kernel per configuration (or, with
     `every_kernel`, every kernel's row: a report per kernel_source); grouped GEMM rows padded to `tile_m`-row tiles
     per touched expert. Which quantized kernels are not fitted is decided on the fastest rows either way. Triton rows
     without a tuned vLLM config (`triton_config`) are flagged `triton_default`; with `default_tiles` they are padded to
     the default config's M tile instead (a tried alternative, not the shipped model). Rows of an untuned library
-    whose first tactic's tile UNTUNED_TILES names are priced on that tile as `tactic` (TACTIC_MODES) says."""
+    whose first tactic's tile `untuned_tiles` (UNTUNED_TILES) names are priced on that tile as `tactic`
+    (TACTIC_MODES) says."""
     root = Path(data_dir)
     every, files = _read_tables(root)
     fastest = every.loc[every.groupby(TABLE_KEYS)["latency"].idxmin()]  # the kernel a tuned deployment runs
@@ -538,7 +551,7 @@ def load_moe_table(data_dir: str | Path, hw: HardwareSpec, tile_m: int = TILE_M,
         inter_local = inter // int(r.moe_tp_size)
         default_cfg = r.family == "triton" and triton_config(hw.id, e // ep, inter_local, r.moe_dtype) == "default"
         row_tile = default_block_m(int(r.num_tokens), e // ep, r.moe_dtype) if default_cfg and default_tiles else tile_m
-        tactic_m, share, fit_anyway = _row_tactic(r.family, hw, r.moe_dtype, tactic)
+        tactic_m, share, fit_anyway = _row_tactic(r.family, hw, r.moe_dtype, tactic, untuned_tiles)
         row_tile = tactic_m or row_tile
         up, down, ew, (pairs, touched, padded) = _row_ops(h, inter, k, e, int(r.moe_tp_size), ep, int(r.num_tokens),
                                                           r.distribution, dtype, r.family, row_tile,
