@@ -14,6 +14,7 @@ from lvlmsim.calibrate.moe import (
     _topk_round_trip,
     compare_moe,
     default_block_m,
+    default_smem_ratio,
     expert_gated,
     fit_moe,
     fit_tactic,
@@ -28,8 +29,10 @@ from lvlmsim.calibrate.moe import (
     runtime_launch_floor_s,
     table_routing,
     tile_share,
+    tile_smem_bytes,
     triton_config,
     untuned_tile,
+    warps_per_tile_v2,
 )
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.graph import experts_touched
@@ -392,6 +395,46 @@ def test_triton_rows_record_their_vllm_config_and_only_the_tried_model_prices_it
                                                                          "bytes_down")}})
     gemm_s = base[dflt] - predict(list(START), no_gemm, hw)[dflt]
     assert slowed[dflt] - base[dflt] == pytest.approx(gemm_s)  # GEMMs at half the efficiency: twice the time
+
+
+def test_triton_warp_grid_and_tile_shared_memory_bytes_by_hand():
+    """Triton's warpsPerTileV2 puts 4 warps on a 64 x 64 tile as 2 x 2 and on 16 x 32 as 1 x 4. One K step of
+    64 x 64 x 32 bf16 copies (64 + 64) * 32 * 2 = 8192 bytes in; mma.sync reads each warp's 32 rows and 32 columns,
+    4 * (32 + 32) * 32 * 2 = 16384 (every element twice); one wgmma reads each once, 8192."""
+    assert warps_per_tile_v2(64, 64, 4) == (2, 2)
+    assert warps_per_tile_v2(16, 32, 4) == (1, 4)
+    assert warps_per_tile_v2(128, 128, 4) == (2, 2)
+    assert tile_smem_bytes((64, 64, 32), 4, 2.0, "mma_sync") == 8192 + 16384
+    assert tile_smem_bytes((64, 64, 32), 4, 2.0, "wgmma") == 8192 + 8192
+    assert tile_smem_bytes((16, 32, 64), 4, 2.0, "wgmma") == tile_smem_bytes((16, 32, 64), 4, 2.0, "mma_sync")
+
+
+def test_default_tile_shared_memory_ratio_per_architecture():
+    """64 x 64 x 32 bf16: 24576 bytes per 262144 FLOPs; A100 2048 FLOP and 128 bytes per SM clock -> 1.5; H100
+    (wgmma, 16384 bytes) at 4096 FLOP per clock -> 2.0; 16 x 32 x 64 on A100 (1 x 4 warps: 18432 bytes per 65536
+    FLOPs) -> 4.5. A compute capability without a listed MMA path (sm_100) is not bounded."""
+    assert default_smem_ratio("8.0", 8192, 128, "bfloat16") == pytest.approx(1.5)
+    assert default_smem_ratio("9.0", 8192, 128, "bfloat16") == pytest.approx(2.0)
+    assert default_smem_ratio("8.0", 128, 128, "bfloat16") == pytest.approx(4.5)  # M <= E: the small tile
+    assert default_smem_ratio("10.0", 8192, 128, "bfloat16") == 1.0
+
+
+def test_smem_modes_bound_only_default_config_rows(tmp_path):
+    """Under 'mult' a default-config row's compute-bound GEMMs take ratio times longer; tuned rows never move; the
+    shipped 'off' is the plain model; an unknown mode is a clear error."""
+    rows = [f"{TRITON_SRC},bfloat16,4096,4096,14336,2,8,1,1,balanced,5.0",
+            f"{TRITON_SRC},bfloat16,4096,4096,14336,2,8,2,1,balanced,3.0"]
+    hw = load_hardware("a100-sxm-80gb")
+    d = load_moe_table(_table(tmp_path, rows), hw, default_tiles=True)
+    assert d.smem_ratio.tolist() == pytest.approx([1.5, 1.0])  # 14336 wide: no A100 file; 7168: tuned
+    off, mult = predict(list(START), d, hw), predict(list(START), d, hw, smem="mult")
+    assert mult[1] == pytest.approx(off[1])
+    no_gemm = MoEData(**{**d.__dict__, **{k: 0 * getattr(d, k) for k in ("flops_up", "bytes_up", "flops_down",
+                                                                         "bytes_down")}})
+    fixed = predict(list(START), no_gemm, hw)[0]
+    assert mult[0] - fixed == pytest.approx(1.5 * (off[0] - fixed))  # 1024 rows per expert: compute-bound
+    with pytest.raises(SpecError, match="smem mode"):
+        predict(list(START), d, hw, smem="fast")
 
 
 def test_the_default_config_parameter_is_left_alone_without_default_config_rows(tmp_path):

@@ -36,7 +36,8 @@ dtype's peak: its rows are not fitted (`slower_than_bf16`). That one is priced o
 
 Each Triton row also records whether vLLM ships a tuned tile config for it (`triton_config`, from
 calibration/vllm_fused_moe_configs.yaml) or runs its default one; that is reported as a regime, not priced (a
-nested leave-one-device-out kept the plain model, docs/moe.md round 4).
+nested leave-one-device-out kept the plain model, docs/moe.md round 4; nor is the default tile's shared-memory
+operand traffic, `default_smem_ratio` / SMEM_MODES, round 8).
 
 `fit_moe` minimises the mean over devices of each device's mean |log(pred/measured)| by Nelder-Mead on a seeded
 sample of FIT_ROWS rows per device; `leave_one_device_out` fits each device out in turn. `benchmarks/moe_fit.py`
@@ -156,6 +157,17 @@ def tile_share(tile: tuple[int, int], reference: tuple[int, int] = REFERENCE_TIL
 
     return min(1.0, intensity(tile) / intensity(reference))
 
+# Shared-memory operand traffic of vLLM's default Triton tiles (issue 12 round 8, tried, not shipped): each default
+# config's tile (calibration/vllm_fused_moe_configs.yaml default_config.tiles) moves its operands through shared memory
+# once in (cp.async) and out again to the tensor cores, per the compute capability's MMA path (mma_operand_path:
+# ldmatrix + mma.sync per warp below sm_90, wgmma per warp group on sm_90); `default_smem_ratio` is that traffic's time
+# at the SM's shared-memory bandwidth over the tile's tensor time at peak. SMEM_MODES: "off" (the shipped model),
+# "mult" (a default-config row's GEMM compute time times max(1, ratio)) and "max" (a second ceiling, the traffic at
+# the full shared-memory bandwidth). Both candidates pad default-config rows to the default's M tile
+# (`load_moe_table(..., default_tiles=True)`); benchmarks/moe_smem_selection.py scores them nested.
+SMEM_MODES = ("off", "mult", "max")
+SMEM = "off"
+
 
 @functools.lru_cache(maxsize=1)
 def _triton_listing() -> dict:
@@ -171,9 +183,15 @@ def _triton_listing() -> dict:
                       for dt, pairs in (dev.get("tuned") or {}).items()}
                  for hw, dev in doc["devices"].items()}
         default = {k: int(doc["default_config"][k]) for k in ("block_m_small", "block_m_large", "block_m_fp8_block")}
+        tiles = {k: tuple(int(v) for v in t) for k, t in doc["default_config"]["tiles"].items()}
+        num_warps = int(doc["default_config"]["num_warps"])
+        paths = {str(major): {"instruction": str(a["instruction"]),
+                              "smem_bytes_per_clk": float(a["smem_bytes_per_clk_sm"]),
+                              "flop_per_clk": {d: float(v) for d, v in a["tensor_flop_per_clk_sm"].items()}}
+                 for major, a in doc["mma_operand_path"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SpecError(f"moe: cannot read {path}: {exc}") from exc
-    return {"tuned": tuned, "default": default}
+    return {"tuned": tuned, "default": default, "tiles": tiles, "num_warps": num_warps, "paths": paths}
 
 
 def triton_config(hardware_id: str, experts_local: int, inter_local: int, table_dtype: str) -> str:
@@ -191,6 +209,49 @@ def default_block_m(tokens: int, experts_local: int, table_dtype: str) -> int:
     if table_dtype == "fp8_block":
         return d["block_m_fp8_block"]
     return d["block_m_small"] if tokens <= experts_local else d["block_m_large"]
+
+
+def warps_per_tile_v2(block_m: int, block_n: int, num_warps: int) -> tuple[int, int]:
+    """Triton's warpsPerTileV2 (AccelerateMatmul.cpp, MMA v2): warps doubled along M while M's 16-row steps per warp
+    are at least N's 16-column steps per warp (and M has rows left), else along N. 64 x 64 on 4 warps: 2 x 2."""
+    wm, wn = 1, 1
+    while wm * wn < num_warps:
+        if block_m // 16 // wm >= block_n // 16 // wn and wm < block_m // 16:
+            wm *= 2
+        else:
+            wn *= 2
+    return wm, wn
+
+
+def tile_smem_bytes(tile: tuple[int, int, int], num_warps: int, elem_bytes: float, instruction: str) -> float:
+    """Shared-memory bytes of one K step of a (BLOCK_M, BLOCK_N, BLOCK_K) tile: both operands copied in once, and
+    read out to the tensor cores: by every warp its own A rows and B columns (mma.sync via ldmatrix), or by each
+    64-row wgmma its A rows and all of B (wgmma, where the tile has 64 rows per warp group; else Triton uses MMA v2)."""
+    bm, bn, bk = tile
+    writes = (bm + bn) * bk * elem_bytes
+    if instruction == "wgmma" and num_warps % 4 == 0 and bm % (64 * (num_warps // 4)) == 0:
+        reads = (bm + bn * (bm // 64)) * bk * elem_bytes
+    else:
+        wm, wn = warps_per_tile_v2(bm, bn, num_warps)
+        reads = num_warps * (bm / wm + bn / wn) * bk * elem_bytes
+    return writes + reads
+
+
+def default_smem_ratio(compute_capability: str | None, tokens: int, experts_local: int, table_dtype: str) -> float:
+    """Shared-memory time over tensor time, both at their per-SM peaks, of the vLLM default Triton tile a row runs
+    (default_config: 16 x 32 x 64 while tokens <= local experts, else 64 x 64 x 32; 64 x 128 x 128 for block fp8),
+    on its compute capability's MMA path (`tile_smem_bytes`); 1.0 where the listing has no path for it."""
+    listing = _triton_listing()
+    path = listing["paths"].get((compute_capability or "").split(".")[0])
+    if path is None:
+        return 1.0
+    key = "fp8_block" if table_dtype == "fp8_block" else ("small" if tokens <= experts_local else "large")
+    dtype, elem_bytes = ("fp8", 1.0) if table_dtype == "fp8_block" else ("bf16", 2.0)
+    if dtype not in path["flop_per_clk"]:
+        raise SpecError(f"moe: mma_operand_path has no tensor_flop_per_clk_sm for {dtype} on sm_{compute_capability}")
+    tile = listing["tiles"][key]
+    smem = tile_smem_bytes(tile, listing["num_warps"], elem_bytes, path["instruction"])
+    return path["flop_per_clk"][dtype] * smem / (2.0 * tile[0] * tile[1] * tile[2]) / path["smem_bytes_per_clk"]
 
 
 def expert_gated(hidden: int, inter: int, topk: int, experts: int, kernel_source: str) -> bool:
@@ -290,6 +351,7 @@ class MoEData:
     source: np.ndarray  # the table's kernel_source of that kernel
     fit_excluded: np.ndarray  # rows of a quantized kernel slower than the device's bf16 one (not fitted)
     triton_default: np.ndarray  # Triton rows that run vLLM's default tile config (no tuned file for them)
+    smem_ratio: np.ndarray  # default-config Triton rows: `default_smem_ratio`; 1.0 for every other row
     distribution: np.ndarray  # the table's routing distribution (balanced, power_law_<a>)
     topk: np.ndarray
     hidden: np.ndarray
@@ -300,7 +362,8 @@ class MoEData:
 
     COLUMNS = ("dtype", "table_dtype", "flops_up", "bytes_up", "flops_down", "bytes_down", "ew_bytes", "pairs",
                "touched", "padded_rows", "measured_s", "tokens", "experts", "ep", "inter_local", "kernel", "source",
-               "fit_excluded", "triton_default", "distribution", "topk", "hidden", "launches", "tile_share")
+               "fit_excluded", "triton_default", "smem_ratio", "distribution", "topk", "hidden", "launches",
+               "tile_share")
 
     def __len__(self) -> int:
         return len(self.measured_s)
@@ -565,6 +628,8 @@ def load_moe_table(data_dir: str | Path, hw: HardwareSpec, tile_m: int = TILE_M,
                "kernel": r.family, "source": src,
                "fit_excluded": (r.moe_dtype, r.family) in excluded and not fit_anyway,
                "triton_default": bool(default_cfg),
+               "smem_ratio": (default_smem_ratio(hw.compute_capability, int(r.num_tokens), e // ep, r.moe_dtype)
+                              if default_cfg else 1.0),
                "distribution": str(r.distribution), "topk": k, "hidden": h,
                "launches": kernel_launches(src, r.moe_dtype, int(r.num_tokens), k, e), "tile_share": share}
         for key, v in row.items():
@@ -585,12 +650,14 @@ def compute_efficiency(ec_max: np.ndarray | float, pairs, padded):
     return ec_max * pairs / np.maximum(padded, 1e-9)
 
 
-def predict(params: Sequence[float], data: MoEData, hw: HardwareSpec, floor: str = FLOOR) -> np.ndarray:
+def predict(params: Sequence[float], data: MoEData, hw: HardwareSpec, floor: str = FLOOR,
+            smem: str = SMEM) -> np.ndarray:
     """Seconds per row under the device-general efficiency model (see the module docstring). A seventh parameter,
     where given, is TRITON_DEFAULT_PARAM: the GEMMs of rows on vLLM's default Triton config run at that fraction of
     the fitted efficiencies (the tried alternative of `fit_moe(..., triton_default=True)`). `floor` (FLOOR_MODES):
     floor_s is the fixed cost of a layer call ("layer") or of each of its kernel launches ("launch", the shipped
-    FLOOR, and "runtime"; times `MoEData.launches`)."""
+    FLOOR, and "runtime"; times `MoEData.launches`). `smem` (SMEM_MODES): how a default-config Triton row's
+    `smem_ratio` bounds its GEMMs' compute time ("off": not at all, the shipped SMEM)."""
     names = PARAM_NAMES if len(params) == len(PARAM_NAMES) else (*PARAM_NAMES, TRITON_DEFAULT_PARAM)
     p = dict(zip(names, params, strict=True))
     bw = p["em"] * hw.mem_bw_bytes_per_s
@@ -601,8 +668,21 @@ def predict(params: Sequence[float], data: MoEData, hw: HardwareSpec, floor: str
     slow = np.where(data.triton_default, p.get(TRITON_DEFAULT_PARAM, 1.0), 1.0)  # vLLM's default Triton config
     total = p["floor_s"] * (1.0 if floor == "layer" else data.launches) + data.ew_bytes / bw
     for f, b in ((data.flops_up, data.bytes_up), (data.flops_down, data.bytes_down)):
-        total = total + np.maximum(f / (ec * peak), b / bw) / slow
+        total = total + np.maximum(_compute_s(f, ec, peak, data.smem_ratio, smem), b / bw) / slow
     return total
+
+
+def _compute_s(flops: np.ndarray, ec: np.ndarray, peak: np.ndarray, smem_ratio: np.ndarray, smem: str) -> np.ndarray:
+    """A grouped GEMM's compute time at the fitted efficiency, bounded by its tile's shared-memory traffic per `smem`:
+    times max(1, ratio) ("mult") or against the traffic at the full shared-memory bandwidth ("max")."""
+    t = flops / (ec * peak)
+    if smem == "mult":
+        return t * np.maximum(smem_ratio, 1.0)
+    if smem == "max":
+        return np.maximum(t, flops * smem_ratio / peak)
+    if smem != "off":
+        raise SpecError(f"moe: smem mode '{smem}' is not one of {', '.join(SMEM_MODES)}")
+    return t
 
 
 def roofline_default(data: MoEData, hw: HardwareSpec) -> np.ndarray:
@@ -673,7 +753,7 @@ def runtime_launch_floor_s() -> float:
 
 
 def fit_moe(datasets: Sequence[tuple[MoEData, HardwareSpec]], triton_default: bool = False,
-            tie_block_fp8: bool = False, floor: str = FLOOR) -> list[float]:
+            tie_block_fp8: bool = False, floor: str = FLOOR, smem: str = SMEM) -> list[float]:
     """Device-general parameters minimising the mean over devices of each device's mean |log error|.
 
     Each device weighs the same whatever its row count; rows of a kernel slower than its device's bf16 kernel
@@ -681,7 +761,7 @@ def fit_moe(datasets: Sequence[tuple[MoEData, HardwareSpec]], triton_default: bo
     TRITON_DEFAULT_PARAM (see `predict`; it stays 1, unsearched, when no fitting row runs vLLM's default config).
     `tie_block_fp8` fits block-scaled fp8 at the per-tensor fp8 ceiling (one parameter for both; the block scales
     keep their bytes): see BLOCK_FP8_TIED. `floor` (FLOOR_MODES, see `predict`): "runtime" holds floor_s at the
-    runtime's per-kernel floor, unfitted.
+    runtime's per-kernel floor, unfitted. `smem` (SMEM_MODES, see `predict`): a tried alternative, "off" ships.
     """
     if floor not in FLOOR_MODES:
         raise SpecError(f"moe fit: floor '{floor}' is not one of {', '.join(FLOOR_MODES)}")
@@ -703,7 +783,8 @@ def fit_moe(datasets: Sequence[tuple[MoEData, HardwareSpec]], triton_default: bo
 
     def loss(z_free: np.ndarray) -> float:
         p = full(z_free)
-        return float(np.mean([np.mean(np.abs(np.log(predict(p, d, hw, floor) / d.measured_s))) for d, hw in fitted]))
+        return float(np.mean([np.mean(np.abs(np.log(predict(p, d, hw, floor, smem) / d.measured_s)))
+                              for d, hw in fitted]))
 
     z = nelder_mead(loss, z_start[free], iters=3000)
     for step in (0.3, 0.1):  # restarts: Nelder-Mead stalls on a collapsed simplex
