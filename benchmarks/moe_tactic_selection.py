@@ -1,9 +1,10 @@
-"""Choose how the MoE model prices rows of an untuned library's first tactic (lvlmsim.calibrate.moe.UNTUNED_TILES:
+"""Choose how the MoE model prices rows of an untuned library's first tactic (lvlmsim.calibrate.moe.FIRST_TACTIC_TILES:
 H100's per-tensor fp8 FlashInfer CUTLASS rows, CtaShape128x16x128B) by a leave-one-device-out nested in each outer
-fold.
+fold; then two more tile facts by the same protocol (--sm120, --block-fp8).
 
     python benchmarks/moe_tactic_selection.py [--data ../shared/data/measured/aiconfigurator/data] [--fit-rows 3000]
     python benchmarks/moe_tactic_selection.py --sm120     # the same rule on RTX PRO 6000's CUTLASS rows
+    python benchmarks/moe_tactic_selection.py --block-fp8 # H100's block-fp8 CUTLASS rows on DeepGEMM's per-call tile
 
 Candidates (lvlmsim.calibrate.moe.TACTIC_MODES): `off` (the model before issue 12 round 7: those rows on the
 reference 128 x 128 tile, reported and not fitted), `priced` (on their tile's share of the fitted ceiling,
@@ -20,6 +21,11 @@ With --sm120 (run after the first, same criterion): `priced` (the shipped model)
 prices RTX PRO 6000's bf16 and fp8 FlashInfer CUTLASS rows on their untuned first tactic's tile, 32 x 128
 (moe.SM120_AMPERE_TILES: 32-row M tiles, a 0.4 share of the ceiling); those rows are fitted either way. A tie (the
 RTX PRO 6000 fold: none of its training devices runs those kernels) goes to `priced+sm120`, the source fact.
+
+With --block-fp8 (third, same criterion): `priced` against `priced+blockfp8`, which pads H100's block-scaled fp8
+FlashInfer CUTLASS rows to the M tile TensorRT-LLM's DeepGEMM dispatch picks per call (moe.UNTUNED_TILES' fp8_block
+entry, approximated by moe.adaptive_tile) instead of 128; those rows are fitted either way. A tie (the H100 fold)
+goes to `priced+blockfp8`, the source fact.
 """
 
 from __future__ import annotations
@@ -35,9 +41,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lvlmsim.calibrate.moe import (  # noqa: E402
+    FIRST_TACTIC_TILES,
     FIT_ROWS,
     SM120_AMPERE_TILES,
     TACTIC_MODES,
+    UNTUNED_TILES,
     fit_moe,
     load_moe_table,
     predict,
@@ -48,9 +56,10 @@ from lvlmsim.specs.registry import load_hardware  # noqa: E402
 DEVICES = {"a100_sxm": "a100-sxm-80gb", "h100_sxm": "h100-sxm", "b300_sxm": "b300",
            "rtx_pro_6000_server": "rtx-pro-6000-server"}
 # candidate set -> {candidate: (tactic, untuned tiles)} and the candidate a tie goes to (the source fact)
-CANDIDATES = {"tactic": {m: (m, None) for m in TACTIC_MODES},
-              "sm120": {"priced": ("priced", None), "priced+sm120": ("priced", SM120_AMPERE_TILES)}}
-TIE_PICKS = {"tactic": "priced", "sm120": "priced+sm120"}
+CANDIDATES = {"tactic": {m: (m, FIRST_TACTIC_TILES) for m in TACTIC_MODES},
+              "sm120": {"priced": ("priced", FIRST_TACTIC_TILES), "priced+sm120": ("priced", SM120_AMPERE_TILES)},
+              "block-fp8": {"priced": ("priced", FIRST_TACTIC_TILES), "priced+blockfp8": ("priced", UNTUNED_TILES)}}
+TIE_PICKS = {"tactic": "priced", "sm120": "priced+sm120", "block-fp8": "priced+blockfp8"}
 TIE_PCT = 0.01
 
 
@@ -74,9 +83,10 @@ def main() -> None:
     ap.add_argument("--fit-rows", type=int, default=FIT_ROWS)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sm120", action="store_true", help="the same rule on RTX PRO 6000's CUTLASS rows")
+    ap.add_argument("--block-fp8", action="store_true", help="H100's block-fp8 CUTLASS rows on DeepGEMM's tile")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    which = "sm120" if args.sm120 else "tactic"
+    which = "sm120" if args.sm120 else "block-fp8" if args.block_fp8 else "tactic"
     cands, tie_pick = CANDIDATES[which], TIE_PICKS[which]
     hws = {g: load_hardware(h) for g, h in DEVICES.items()}
     tables = {m: {g: load_moe_table(Path(args.data) / g, hws[g], tactic=t, untuned_tiles=tiles) for g in DEVICES}

@@ -7,6 +7,7 @@ import pytest
 from shared_data import MEASURED, needs_shared
 
 from lvlmsim.calibrate.moe import (
+    FIRST_TACTIC_TILES,
     PARAM_NAMES,
     SM120_AMPERE_TILES,
     START,
@@ -275,7 +276,8 @@ def test_untuned_first_tactic_tile_by_library_arch_and_dtype():
     only; other dtypes, libraries and archs carry no tile fact."""
     h100, b300, rtx = (load_hardware(h) for h in ("h100-sxm", "b300", "rtx-pro-6000-server"))
     assert untuned_tile("cutlass", h100, "fp8") == (128, 16)
-    assert untuned_tile("cutlass", h100, "fp8_block") is None  # its own DeepSeek-style block-scale kernel
+    assert untuned_tile("cutlass", h100, "fp8_block") == (0, 128)  # DeepGEMM's per-call M tile (0: adaptive)
+    assert untuned_tile("cutlass", h100, "fp8_block", FIRST_TACTIC_TILES) is None
     assert untuned_tile("cutlass", h100, "bfloat16") is None
     assert untuned_tile("triton", h100, "fp8") is None
     assert untuned_tile("cutlass", b300, "fp8") is None and untuned_tile("cutlass", rtx, "fp8") is None
@@ -316,6 +318,18 @@ def test_untuned_tactic_rows_are_priced_on_their_tile_and_fitted_only_when_asked
     assert gemm["priced"] / gemm["off"] == pytest.approx(4.5, rel=1e-6)
     with pytest.raises(SpecError, match="tactic 'tuned' is not one of off, priced, fitted"):
         load_moe_table(root, hw, tactic="tuned")
+
+
+def test_block_fp8_rows_pad_to_the_per_call_tile(tmp_path):
+    """H100's block-fp8 CUTLASS rows pad to the adaptive M tile DeepGEMM's dispatch stands for, at a full share (the
+    first-tactic table alone keeps 128): 16 balanced tokens of top-8 over 128 experts put one row on each expert,
+    128 x 16 padded rows, not 128 x 128."""
+    root = _table(tmp_path, ["k_cutlass,fp8_block,16,2048,768,8,128,1,1,balanced,0.2"])
+    hw = load_hardware("h100-sxm")
+    first = load_moe_table(root, hw, untuned_tiles=FIRST_TACTIC_TILES)
+    shipped = load_moe_table(root, hw)
+    assert first.padded_rows[0] == 128 * 128 and shipped.padded_rows[0] == 128 * 16
+    assert first.tile_share[0] == 1.0 and shipped.tile_share[0] == 1.0
 
 
 def test_fit_file_says_how_it_priced_untuned_tactic_rows():

@@ -119,9 +119,9 @@ TRITON_DEFAULT_PARAM = "triton_default"
 # then their finalize-fused and swap-AB copies. On sm_90 a grouped GEMM that is not weight-only gets
 # `get_candidate_tiles_sm90` (cutlass_heuristic.cpp), whose first tile is CtaShape128x16x128B with a 1x1x1 cluster,
 # not swapped: 128 token rows (M, as TILE_M) by 16 weight columns (N). Per-tensor fp8 (modelopt) is such a GEMM
-# (block-scaled fp8 runs its own DeepSeek-style kernel, sm_120 fp8 the SM89 kernels; neither is listed here).
+# (block-scaled fp8 runs its own DeepSeek-style kernel, below; sm_120 fp8 the SM89 kernels, not listed).
 # Keyed by (kernel family, compute capability major, table dtype) -> (M tile, N tile) of that first tactic.
-UNTUNED_TILES: dict[tuple[str, str, str], tuple[int, int]] = {("cutlass", "9", "fp8"): (128, 16)}
+FIRST_TACTIC_TILES: dict[tuple[str, str, str], tuple[int, int]] = {("cutlass", "9", "fp8"): (128, 16)}
 # The same rule on sm_120 (RTX PRO 6000), tried and not shipped (benchmarks/moe_tactic_selection.py --sm120: the
 # A100, H100 and B300 folds reject it by 4-21 points of inner score, the fp8 ceiling fitting to 0.84-0.89; docs/moe.md
 # round 7): there a bf16 grouped GEMM has no TMA warp-specialised tactics (`get_candidate_configs_sm120` serves NVFP4
@@ -129,7 +129,17 @@ UNTUNED_TILES: dict[tuple[str, str, str], tuple[int, int]] = {("cutlass", "9", "
 # `get_candidate_tiles`, whose first tile is CtaShape32x128x64 (32 token rows x 128 weight columns; 2 stages);
 # NVFP4's first sm_120 tactic is 128 x 128 and sm_100/103 start at 128 x 128, the reference tile.
 SM120_AMPERE_TILES: dict[tuple[str, str, str], tuple[int, int]] = {
-    **UNTUNED_TILES, ("cutlass", "12", "bfloat16"): (32, 128), ("cutlass", "12", "fp8"): (32, 128)}
+    **FIRST_TACTIC_TILES, ("cutlass", "12", "bfloat16"): (32, 128), ("cutlass", "12", "fp8"): (32, 128)}
+# H100's block-scaled fp8 FlashInfer CUTLASS rows do not take the CUTLASS tactic: the DeepSeek block-scale path runs
+# TensorRT-LLM's fp8_blockscale_gemm (`grouped_gemm_dispatch` in fp8_blockscale_gemm_kernel.cuh), which with
+# DeepGEMM's JIT runs, below 32 expected rows per expert on a 132-SM part, a swap-AB kernel whose token tile
+# DeepGEMM's `get_best_gemm_config` sizes to the rows, else block_m 64 (up to 64 rows) or 128 (without the JIT its
+# older kernel keeps 128-row tiles; that the JIT path ran is read from the rows: priced on 128-row tiles, the low-fill
+# ones were 1.27x faster than priced). An M tile of 0 stands for that per-call choice, approximated by
+# `adaptive_tile` (the mean rows per touched expert as a power of two in [16, 128]); its share of the ceiling stays 1.
+# Shipped: benchmarks/moe_tactic_selection.py --block-fp8 (docs/moe.md round 7).
+UNTUNED_TILES: dict[tuple[str, str, str], tuple[int, int]] = {
+    **FIRST_TACTIC_TILES, ("cutlass", "9", "fp8_block"): (0, 128)}
 # What the fitted compute ceilings stand for: a square TILE_M x TILE_M output tile (CUTLASS's first sm_100 tactic,
 # 128x128; Triton's large-batch configs are 64-128 x 128-256).
 REFERENCE_TILE = (TILE_M, TILE_M)
@@ -580,7 +590,7 @@ def _row_tactic(family: str, hw: HardwareSpec, table_dtype: str, tactic: str,
     tile = untuned_tile(family, hw, table_dtype, tiles) if tactic != "off" else None
     if tile is None:
         return None, 1.0, False
-    return tile[0], tile_share(tile), tactic == "fitted"
+    return tile[0], tile_share(tile) if tile[0] else 1.0, tactic == "fitted"
 
 
 def load_moe_table(data_dir: str | Path, hw: HardwareSpec, tile_m: int = TILE_M,
@@ -615,7 +625,7 @@ def load_moe_table(data_dir: str | Path, hw: HardwareSpec, tile_m: int = TILE_M,
         default_cfg = r.family == "triton" and triton_config(hw.id, e // ep, inter_local, r.moe_dtype) == "default"
         row_tile = default_block_m(int(r.num_tokens), e // ep, r.moe_dtype) if default_cfg and default_tiles else tile_m
         tactic_m, share, fit_anyway = _row_tactic(r.family, hw, r.moe_dtype, tactic, untuned_tiles)
-        row_tile = tactic_m or row_tile
+        row_tile = row_tile if tactic_m is None else tactic_m  # 0: the library's per-call (adaptive) tile
         up, down, ew, (pairs, touched, padded) = _row_ops(h, inter, k, e, int(r.moe_tp_size), ep, int(r.num_tokens),
                                                           r.distribution, dtype, r.family, row_tile,
                                                           expert_gated(h, inter, k, e, src), src in LEGACY_SOURCES)
@@ -847,8 +857,8 @@ def regimes(data: MoEData) -> dict[str, np.ndarray]:
 
 
 def _tactic_label(share: float) -> str:
-    """Rows priced on an untuned library's first-tactic tile (UNTUNED_TILES), or on the reference tile."""
-    return f"untuned first tactic (tile share {share:.2f})" if share < 1.0 else "reference tile"
+    """Rows priced on a narrower tile than the reference (an untuned first tactic, UNTUNED_TILES), or not."""
+    return f"untuned first tactic (tile share {share:.2f})" if share < 1.0 else "tile share 1"
 
 
 def _alignment(kernel: str, inter_local: int) -> str:
