@@ -30,11 +30,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from lvlmsim.calibrate.loo import DEVICE_FOLDERS  # noqa: E402
 from lvlmsim.calibrate.moe import FIT_ROWS, fit_moe, load_moe_table, predict, sample  # noqa: E402
 from lvlmsim.specs.registry import load_hardware  # noqa: E402
 
-DEVICES = {"a100_sxm": "a100-sxm-80gb", "h100_sxm": "h100-sxm", "b300_sxm": "b300",
-           "rtx_pro_6000_server": "rtx-pro-6000-server"}
+DEVICES = DEVICE_FOLDERS  # aiconfigurator device folder -> hardware id, one place: lvlmsim.calibrate.loo
 CANDIDATES = {"free": False, "tied": True}
 
 

@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lvlmsim.calibrate.bands import nested_coverage, transfer_bands  # noqa: E402
+from lvlmsim.calibrate.loo import DEVICE_FOLDERS  # noqa: E402
 from lvlmsim.calibrate.moe import (  # noqa: E402
     FIT_FORMAT,
     FIT_ROWS,
@@ -46,8 +47,7 @@ from lvlmsim.calibrate.moe import (  # noqa: E402
 from lvlmsim.errors import LvlmsimError  # noqa: E402
 from lvlmsim.specs.registry import load_hardware, profiles_dir  # noqa: E402
 
-DEVICES = {"a100_sxm": "a100-sxm-80gb", "h100_sxm": "h100-sxm", "b300_sxm": "b300",
-           "rtx_pro_6000_server": "rtx-pro-6000-server"}
+DEVICES = DEVICE_FOLDERS  # aiconfigurator device folder -> hardware id, one place: lvlmsim.calibrate.loo
 
 
 def moe_band(folds: list[dict]) -> list[float] | None:

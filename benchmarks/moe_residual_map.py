@@ -25,11 +25,11 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from lvlmsim.calibrate.loo import DEVICE_FOLDERS  # noqa: E402
 from lvlmsim.calibrate.moe import fit_file, load_fit, load_moe_table, params_for, predict  # noqa: E402
 from lvlmsim.specs.registry import load_hardware, profiles_dir  # noqa: E402
 
-DEVICES = {"a100_sxm": "a100-sxm-80gb", "h100_sxm": "h100-sxm", "b300_sxm": "b300",
-           "rtx_pro_6000_server": "rtx-pro-6000-server"}
+DEVICES = DEVICE_FOLDERS  # aiconfigurator device folder -> hardware id, one place: lvlmsim.calibrate.loo
 TOKEN_BINS = [0, 4, 16, 64, 256, 1024, 4096, 10**9]
 TOKEN_LABELS = ["1-4", "5-16", "17-64", "65-256", "257-1024", "1025-4096", ">4096"]
 AXES = ("source", "dtype", "tokens", "distribution", "ep", "experts", "topk", "n_local", "shape")

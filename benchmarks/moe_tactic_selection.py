@@ -40,6 +40,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from lvlmsim.calibrate.loo import DEVICE_FOLDERS  # noqa: E402
 from lvlmsim.calibrate.moe import (  # noqa: E402
     FIRST_TACTIC_TILES,
     FIT_ROWS,
@@ -53,8 +54,7 @@ from lvlmsim.calibrate.moe import (  # noqa: E402
 )
 from lvlmsim.specs.registry import load_hardware  # noqa: E402
 
-DEVICES = {"a100_sxm": "a100-sxm-80gb", "h100_sxm": "h100-sxm", "b300_sxm": "b300",
-           "rtx_pro_6000_server": "rtx-pro-6000-server"}
+DEVICES = DEVICE_FOLDERS  # aiconfigurator device folder -> hardware id, one place: lvlmsim.calibrate.loo
 # candidate set -> {candidate: (tactic, untuned tiles)} and the candidate a tie goes to (the source fact)
 CANDIDATES = {"tactic": {m: (m, FIRST_TACTIC_TILES) for m in TACTIC_MODES},
               "sm120": {"priced": ("priced", FIRST_TACTIC_TILES), "priced+sm120": ("priced", SM120_AMPERE_TILES)},
