@@ -259,19 +259,25 @@ def main() -> None:
     if not rows:
         raise SystemExit(f"--sweep: no published rows of '{opts.sweep}' with a mean TTFT")
     show = {int(x) for x in opts.ops.split(",") if x}
-    c = rows[0]["conditions"]
-    folder = MEASURED / {hw: f for f, hw in DEVICE_FOLDERS.items()}[c["hardware"]]
-    t = load_tables(folder)
-    print(f"{opts.sweep}: {c['model']} on {c.get('tp', 1)}x {c['hardware']}; tables: {', '.join(t.sources)}")
+    folders = {hw: f for f, hw in DEVICE_FOLDERS.items()}
+    tables: dict[str, Tables] = {}
+    print(f"{opts.sweep}  (ms; 'priced'/'measured': lvlmsim's and the tables' time of the ops with a measured table)")
     print(f"  {'row':<46}{'isl':>6}{'priced':>9}{'measured':>10}{'unmeas.':>9}{'kernels':>9}{'prefill':>9}"
-          f"{'TTFT':>8}{'served':>8}{'publ.':>8}   (ms; 'priced'/'measured': the ops with a table)")
+          f"{'TTFT':>8}{'served':>8}{'publ.':>8}")
     for row in rows:
+        c = row["conditions"]
+        if c["hardware"] not in folders:
+            print(f"  {row['id']:<46} skipped: no measured tables of {c['hardware']}")
+            continue
+        if c["hardware"] not in tables:
+            tables[c["hardware"]] = load_tables(MEASURED / folders[c["hardware"]])
+            print(f"  tables of {c['hardware']}: {', '.join(tables[c['hardware']].sources)}")
         isl = int(row["args"]["random_input_len"])
         est = lvlmsim.estimate(c["model"], c["hardware"], images=0, prompt_tokens=isl, output_tokens=1,
                                tp=int(c.get("tp", 1)), runtime=c["runtime"])
         if isl in show:
-            print(f"  ops of {row['id']} (per call):")
-        s = op_table(est, t, c["hardware"], isl in show)
+            print(f"  ops of {row['id']} ({c['model']}, tp {c.get('tp', 1)}; per call):")
+        s = op_table(est, tables[c["hardware"]], c["hardware"], isl in show)
         print(f"  {row['id']:<46}{isl:>6}{s.priced_measured_ops_s * 1e3:9.1f}{s.measured_ops_s * 1e3:10.1f}"
               f"{s.unmeasured_s * 1e3:9.1f}{(s.measured_ops_s + s.unmeasured_s) * 1e3:9.1f}{s.prefill_s * 1e3:9.1f}"
               f"{s.ttft_s * 1e3:8.1f}{served_ttft_ms(row):8.1f}{row['measured']['mean_ttft_ms']:8.1f}")
