@@ -16,7 +16,7 @@ fit on the other two, lowest wins; the held-out device never takes part in its o
 - max: default tiles, and the ratio as a second ceiling (the traffic at the full shared-memory bandwidth);
 - mult014: 'mult' for the vLLM 0.14 collector's rows only (LEGACY_SOURCES: A100's table), whose get_default_config
   is the 64 x 64 x 32 rule above; vLLM 0.24 (H100's table) runs the batch-aware defaults of vllm-project/vllm#34846
-  (merged after 2026-02-18; its rule is not in the search index), so its default rows keep the plain model. In a
+  (first released in v0.17.0; its rule is not in the search index), so its default rows keep the plain model. In a
   fold whose training devices hold no vLLM 0.14 rows it equals 'off', and a tie goes to 'off';
 - share014: no shared-memory count; the vLLM 0.14 default-config rows on the default's M tile at `moe.tile_share` of
   the default's M x N tile (64 x 64: 0.5; 16 x 32: 0.17), the rule main prices H100's untuned FlashInfer tile with
