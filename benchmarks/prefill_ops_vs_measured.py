@@ -20,8 +20,24 @@ It then prints the sum of the measured kernels plus the unmeasured ops' prices a
 lvlmsim's served TTFT of the row with prefix caching off (`lvlmsim.bench.run.run_bench`, the row's server otherwise
 as the table has it: chunked prefill, host stages), and the published mean TTFT. Nothing is fitted or changed.
 
+`--decode` does the same for one decode step (the served TPOT): each row is priced at its mid-decode context
+(prompt + half the output) with output 2, so the estimate's decode stage is exactly one step. Per op it lists the
+calls per step, the price per call, its compute term (`compute`: FLOPs over the priced compute efficiency times the
+datasheet peak; the price is the larger of it and the memory term, each carrying the other's overlap share, plus the
+floor, so a compute term near the memory term slows a memory-bound op), bytes, FLOPs, bound, which model priced it
+(`general:` the device-general model, `calibrated:` a measured profile, `runtime`/`host` the overhead tables), the
+implied share of the datasheet bandwidth (bytes / time / mem_bw) and, where the device has tables, the measured GEMM
+and decode-attention kernel (vLLM generation-attention table, batch 1, interpolated in log2(step) on the log of the
+time). Per row: the step split into GEMMs, attention, other kernels (all-reduce and MoE among them) and the
+non-kernel parts (runtime step, host step), the bytes a step must read and their floor at the datasheet bandwidth,
+lvlmsim's served TPOT, the published TPOT, and the bandwidth share the GEMMs would need for the published TPOT if
+every other part is as priced. `--on HW` prices the same rows' model on another device (a measured one, to set its
+priced decode beside its measured kernels; no served/published columns then).
+
     PYTHONPATH=. python benchmarks/prefill_ops_vs_measured.py --sweep tt-521      # ~10 s
     PYTHONPATH=. python benchmarks/prefill_ops_vs_measured.py --sweep tt-143 --ops 4096
+    PYTHONPATH=. python benchmarks/prefill_ops_vs_measured.py --sweep tt-394 --decode --ops 128
+    PYTHONPATH=. python benchmarks/prefill_ops_vs_measured.py --sweep tt-394 --decode --on rtx-pro-6000-server --ops 128
 """
 
 from __future__ import annotations
@@ -41,7 +57,7 @@ import lvlmsim  # noqa: E402
 from lvlmsim.calibrate.loo import DEVICE_FOLDERS  # noqa: E402
 from lvlmsim.calibrate.measured import gemm_op, prefill_attention_op, sliding_prefill_attention_op  # noqa: E402
 from lvlmsim.cost.collectives import custom_allreduce_policy  # noqa: E402
-from lvlmsim.ops.op import ALLREDUCE, ATTN_PREFILL, GEMM, Op  # noqa: E402
+from lvlmsim.ops.op import ALLREDUCE, ATTN_DECODE, ATTN_PREFILL, GEMM, Op  # noqa: E402
 from lvlmsim.specs.registry import load_hardware  # noqa: E402
 
 MEASURED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "measured" / "aiconfigurator" / "data"
@@ -111,9 +127,31 @@ def _one(folder: Path, pattern: str) -> Path:
 class Tables:
     gemm_flops: Grid  # FLOP/s by (m, n, k), bf16
     attn: pd.DataFrame  # context attention rows, batch 1
+    decode_attn: pd.DataFrame  # generation (decode) attention rows, batch 1
     custom_s: dict[int, Grid]  # vLLM custom all-reduce (CUDA-graph rows), seconds by bf16 elements, per GPU count
     nccl_by_gpus: dict[int, Grid]  # NCCL all_reduce (half), the same
     sources: list[str]
+
+
+def _comm_grids(folder: Path, sub: str, name: str, keep) -> tuple[dict[int, Grid], list[Path]]:
+    """Seconds by bf16 elements per GPU count of one communication table; empty when the device has none (RTX PRO
+    6000 has no NCCL table)."""
+    found = sorted((folder / "comm" / sub).rglob(name))
+    if not found:
+        return {}, []
+    df = keep(pd.read_csv(found[0]))
+    return {int(d): Grid.of(x, ["message_size"], x.latency * 1e-3) for d, x in df.groupby("num_gpus")}, found[:1]
+
+
+def _decode_attention_rows(folder: Path) -> tuple[pd.DataFrame, Path]:
+    """Batch-1 bf16 decode rows of the vLLM generation-attention table, of the kernel vLLM runs there (FA2 where the
+    table also has FlashInfer rows, as on RTX PRO 6000, whose sm120 vLLM runs vllm_flash_attn_fa2)."""
+    path = _one(folder / "attention" / "vllm", "generation_attention_perf.csv")
+    d = pd.read_csv(path)
+    d = d[(d.batch_size == 1) & (d.attn_dtype == "bfloat16") & (d.kv_cache_dtype == "bfloat16") & (d.beam_width == 1)]
+    if "kernel_source" in d and d.kernel_source.nunique() > 1 and "vllm_flash_attn_fa2" in set(d.kernel_source):
+        d = d[d.kernel_source == "vllm_flash_attn_fa2"]
+    return d, path
 
 
 def load_tables(folder: Path) -> Tables:
@@ -127,16 +165,12 @@ def load_tables(folder: Path) -> Tables:
     a = a[(a.batch_size == 1) & (a.attn_dtype == "bfloat16") & (a.step == 0)]
     if "kernel_source" in a and "vllm_flash_attn_fa3" in set(a.kernel_source):
         a = a[a.kernel_source == "vllm_flash_attn_fa3"]  # H100: FA3 is what vLLM runs on sm90 (fa4 rows are sm100)
-    n_path = _one(folder / "comm" / "nccl", "nccl_perf.csv")
-    n = pd.read_csv(n_path)
-    n = n[(n.op_name == "all_reduce") & (n.nccl_dtype == "half")]
-    nccl = {int(d): Grid.of(s, ["message_size"], s.latency * 1e-3) for d, s in n.groupby("num_gpus")}
-    c_path = _one(folder / "comm" / "vllm", "custom_allreduce_perf.csv")
-    c = pd.read_csv(c_path)
-    c = c[c.backend == "vllm_graph"]
-    custom = {int(d): Grid.of(s, ["message_size"], s.latency * 1e-3) for d, s in c.groupby("num_gpus")}
-    rel = [str(p.relative_to(folder.parent)) for p in (g_path, a_path, n_path, c_path)]
-    return Tables(gemm, a, custom, nccl, rel)
+    d, d_path = _decode_attention_rows(folder)
+    nccl, n_path = _comm_grids(folder, "nccl", "nccl_perf.csv",
+                               lambda n: n[(n.op_name == "all_reduce") & (n.nccl_dtype == "half")])
+    custom, c_path = _comm_grids(folder, "vllm", "custom_allreduce_perf.csv", lambda c: c[c.backend == "vllm_graph"])
+    rel = [str(p.relative_to(folder.parent)) for p in (g_path, a_path, d_path, *n_path, *c_path)]
+    return Tables(gemm, a, d, custom, nccl, rel)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -194,7 +228,23 @@ def allreduce_measured_s(t: Tables, op: Op, hw_id: str) -> tuple[float | None, s
     return s, "custom AR" if custom else "NCCL"
 
 
+def decode_attention_measured_s(t: Tables, op: Op) -> tuple[float | None, str]:
+    """The decode kernel at the op's keys per sequence (a sliding window's op already reads the window's keys):
+    the table's `step` cached tokens read step+1 keys, so step = keys - 1; log-time interpolation in log2(step)."""
+    batch, _, keys, heads, kv_heads, hd = op.shape
+    if batch != 1:
+        return None, "batch > 1"
+    d = t.decode_attn[(t.decode_attn.num_heads == heads) & (t.decode_attn.num_key_value_heads == kv_heads)
+                      & (t.decode_attn.head_dim == hd)]
+    if d.empty:
+        return None, "no heads row"
+    mean_s = d.groupby("step", as_index=False).latency.mean()
+    return Grid.of(mean_s, ["step"], mean_s.latency * 1e-3).at(max(keys - 1.0, 1.0)), "interp"
+
+
 def measured_s(t: Tables, op: Op, hw_id: str) -> tuple[float | None, str]:
+    if op.kind == ATTN_DECODE:
+        return decode_attention_measured_s(t, op)
     if op.kind == GEMM:
         return gemm_measured_s(t, op)
     if op.kind == ATTN_PREFILL:
@@ -248,19 +298,146 @@ def served_ttft_ms(row: dict) -> float:
     return run_bench(a).result["mean_ttft_ms"]
 
 
+# ------------------------------------------------------------------------------------------------------------------
+# decode: one step of the served TPOT
+
+
+NON_KERNEL = ("overhead", "host")  # op kinds that are no GPU kernel: the runtime's step overhead, the host step
+
+
+@dataclass
+class StepSums:
+    """One decode step, in seconds (bytes for `*_bytes`), split the way the TPOT gap is looked for."""
+
+    gemm_s: float
+    gemm_bytes: float
+    attention_s: float
+    other_kernels_s: float  # every other kernel: norms, rotary, activation, embedding gather, all-reduce, MoE
+    non_kernel_s: float  # runtime step overhead + host step
+    step_bytes: float  # everything the step reads and writes (weights, KV, activations)
+    measured_gemm_s: float | None  # the tables' time of the same GEMMs (None: no table for one of them)
+
+    @property
+    def step_s(self) -> float:
+        return self.gemm_s + self.attention_s + self.other_kernels_s + self.non_kernel_s
+
+
+def _add_op(acc: dict[str, float], oc, measured: float | None) -> None:
+    total = oc.total_time_s
+    acc["bytes"] += oc.op.bytes * oc.op.count
+    if oc.op.kind == GEMM:
+        acc["gemm"] += total
+        acc["gemm_bytes"] += oc.op.bytes * oc.op.count
+        acc["measured_gemm"] += measured * oc.op.count if measured else math.nan
+    elif oc.op.kind == ATTN_DECODE:
+        acc["attention"] += total
+    elif oc.op.kind in NON_KERNEL:
+        acc["non_kernel"] += total
+    else:
+        acc["other"] += total
+
+
+def decode_op_table(est, t: Tables | None, hw_id: str, show: bool) -> StepSums:
+    """Sum (and, with `show`, print) one decode step's ops; `t` None: the device has no measured tables."""
+    bw = load_hardware(hw_id).mem_bw_bytes_per_s
+    acc = dict.fromkeys(("gemm", "gemm_bytes", "attention", "other", "non_kernel", "bytes", "measured_gemm"), 0.0)
+    if show:
+        print(f"    {'op':<22}{'kind':<12}{'shape':<30}{'calls':>6}{'priced us':>10}{'compute':>8}{'MB':>8}"
+              f"{'MFLOP':>9}{'bw share':>9}{'meas. us':>9}{'share':>6}  bound / priced by")
+    for oc in est.stages["decode"].ops:
+        m = measured_s(t, oc.op, hw_id)[0] if t is not None and oc.op.kind in (GEMM, ATTN_DECODE) else None
+        _add_op(acc, oc, m)
+        if show:
+            o = oc.op
+            share = o.bytes / oc.time_s / bw if o.bytes else 0.0
+            ms = f"{m * 1e6:9.1f}{o.bytes / m / bw:6.2f}" if m else f"{'-':>9}{'':>6}"
+            print(f"    {o.name:<22}{o.kind:<12}{','.join(f'{x:g}' for x in o.shape):<30}{o.count:>6}"
+                  f"{oc.time_s * 1e6:10.1f}{oc.compute_s * 1e6:8.1f}{o.bytes / 1e6:8.2f}{o.flops / 1e6:9.1f}"
+                  f"{share:9.2f}{ms}"
+                  f"  {oc.bound} / {oc.source}")
+    mg = acc["measured_gemm"]
+    return StepSums(acc["gemm"], acc["gemm_bytes"], acc["attention"], acc["other"], acc["non_kernel"], acc["bytes"],
+                    None if math.isnan(mg) or t is None else mg)
+
+
+def served_tpot_ms(row: dict) -> float:
+    """lvlmsim's mean TPOT of the row's run as bench_validation simulates it (the row's server and session)."""
+    from lvlmsim.bench.run import run_bench
+    from lvlmsim.bench.validation import row_args
+
+    return run_bench(row_args(row)).result["mean_tpot_ms"]
+
+
+def needed_gemm_share(s: StepSums, published_s: float, bw_bytes_s: float) -> float:
+    """Share of the datasheet bandwidth the GEMMs need for the step to take `published_s`, every other part as
+    priced: GEMM bytes / (published - attention - other kernels - non-kernel parts) / bandwidth."""
+    left_s = published_s - (s.step_s - s.gemm_s)
+    return s.gemm_bytes / left_s / bw_bytes_s if left_s > 0 else math.inf  # NaN published: NaN
+
+
+def decode_rows(rows: list[dict], on: str, show: set[int], tables_for) -> None:
+    """Print one decode step per row (at prompt + output/2 tokens of context), op table for the prompts in `show`."""
+    print(f"  {'row':<44}{'ctx':>6}{'GEMM':>7}{'meas.':>7}{'attn':>6}{'other':>6}{'host':>6}{'step':>7}"
+          f"{'floor':>7}{'served':>7}{'publ.':>7}{'GEMM share':>11}{'needed':>7}")
+    for row in rows:
+        c = row["conditions"]
+        hw = on or c["hardware"]
+        isl, osl = int(row["args"]["random_input_len"]), int(row["args"]["random_output_len"])
+        ctx = isl + osl // 2
+        est = lvlmsim.estimate(c["model"], hw, images=0, prompt_tokens=ctx, output_tokens=2,
+                               tp=int(c.get("tp", 1)), runtime=c["runtime"])
+        if isl in show:
+            print(f"  one decode step of {row['id']} ({c['model']} on {hw}, tp {c.get('tp', 1)}, {ctx} tokens of "
+                  f"context; per call):")
+        s = decode_op_table(est, tables_for(hw), hw, isl in show)
+        bw = load_hardware(hw).mem_bw_bytes_per_s
+        meas = f"{s.measured_gemm_s * 1e3:7.2f}" if s.measured_gemm_s else f"{'-':>7}"
+        own = not on or on == c["hardware"]
+        publ_s = row["measured"].get("mean_tpot_ms", math.nan) * 1e-3 if own else math.nan
+        served = served_tpot_ms(row) if own else math.nan
+        print(f"  {row['id']:<44}{ctx:>6}{s.gemm_s * 1e3:7.2f}{meas}{s.attention_s * 1e3:6.2f}"
+              f"{s.other_kernels_s * 1e3:6.2f}{s.non_kernel_s * 1e3:6.2f}{s.step_s * 1e3:7.2f}"
+              f"{s.step_bytes / bw * 1e3:7.2f}{_fmt_ms(served * 1e-3, 7)}{_fmt_ms(publ_s, 7)}"
+              f"{s.gemm_bytes / s.gemm_s / bw:11.2f}{_fmt_share(needed_gemm_share(s, publ_s, bw))}")
+
+
+def _fmt_ms(v: float, width: int) -> str:
+    return f"{v * 1e3:{width}.2f}" if math.isfinite(v) else f"{'-':>{width}}"
+
+
+def _fmt_share(v: float) -> str:
+    return f"{v:7.2f}" if math.isfinite(v) else f"{'-':>7}"
+
+
 def main() -> None:
     from lvlmsim.bench.validation import load_rows, source_of
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweep", default="tt-521", help="published sweep id (tt-521, tt-143, ...)")
     ap.add_argument("--ops", default="", help="comma-separated prompt lengths whose op table is printed")
+    ap.add_argument("--decode", action="store_true", help="one decode step (TPOT) per row instead of the prefill")
+    ap.add_argument("--on", default="", help="with --decode: price the rows' model on this hardware id instead")
     opts = ap.parse_args()
-    rows = [r for r in load_rows() if source_of(r["id"]) == opts.sweep and "mean_ttft_ms" in r["measured"]]
+    metric = "mean_tpot_ms" if opts.decode else "mean_ttft_ms"
+    rows = [r for r in load_rows() if source_of(r["id"]) == opts.sweep and metric in r["measured"]]
     if not rows:
-        raise SystemExit(f"--sweep: no published rows of '{opts.sweep}' with a mean TTFT")
+        raise SystemExit(f"--sweep: no published rows of '{opts.sweep}' with a {metric}")
+    if opts.on and not opts.decode:
+        raise SystemExit("--on: only with --decode")
     show = {int(x) for x in opts.ops.split(",") if x}
     folders = {hw: f for f, hw in DEVICE_FOLDERS.items()}
     tables: dict[str, Tables] = {}
+    if opts.decode:
+        def tables_for(hw: str) -> Tables | None:
+            if hw in folders and hw not in tables:
+                tables[hw] = load_tables(MEASURED / folders[hw])
+                print(f"  tables of {hw}: {', '.join(tables[hw].sources)}")
+            return tables.get(hw)
+
+        print(f"{opts.sweep} decode step (ms; GEMM 'meas.': the tables' time of the same GEMMs; 'floor': the step's "
+              "bytes at the datasheet bandwidth; 'needed': the GEMMs' bandwidth share the published TPOT needs)")
+        decode_rows(rows, opts.on, show, tables_for)
+        return
     print(f"{opts.sweep}  (ms; 'priced'/'measured': lvlmsim's and the tables' time of the ops with a measured table)")
     print(f"  {'row':<46}{'isl':>6}{'priced':>9}{'measured':>10}{'unmeas.':>9}{'kernels':>9}{'prefill':>9}"
           f"{'TTFT':>8}{'served':>8}{'publ.':>8}")
