@@ -51,3 +51,32 @@ def test_priced_bound_names_the_dominant_term():
     params = [0.5] * (len(PARAM_NAMES) - 2) + [0.8, 4e-6]
     bound = _tail_map().priced_bound(params, MoEData(**cols), hw)
     assert list(bound) == ["launch floor", "memory", "compute"]
+
+
+def _wave_selection():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "moe_wave_selection.py"
+    spec = importlib.util.spec_from_file_location("moe_wave_selection", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_wave_efficiency_by_hand():
+    """132 SMs: 8 tiles fill 8 of 132 slots, 132 exactly one wave, 133 spill into a second wave (133 / 264)."""
+    eff = _wave_selection().wave_efficiency(np.array([8.0, 132.0, 133.0]), 132)
+    assert np.allclose(eff, [8 / 132, 1.0, 133 / 264])
+
+
+def test_with_waves_scales_each_gemm_by_its_own_tiles():
+    """Qwen3-30B's widths (hidden 2048, gate+up 1536) on 200 rows padded to 256 (2 M tiles): the up GEMM has
+    2 x 12 = 24 tiles (FLOPs x 132 / 24), the down GEMM 2 x 16 = 32 (x 132 / 32); bytes stay."""
+    n = 1
+    cols = {k: np.zeros(n) for k in MoEData.COLUMNS}
+    flops_up, flops_down = 2.0 * 200 * 1536 * 2048, 2.0 * 200 * 2048 * 768
+    cols.update(pairs=np.array([200.0]), padded_rows=np.array([256.0]), hidden=np.array([2048]),
+                flops_up=np.array([flops_up]), flops_down=np.array([flops_down]), tile_share=np.ones(n),
+                bytes_up=np.array([7.0]))
+    out = _wave_selection().with_waves(MoEData(**cols), 132)
+    assert math.isclose(out.flops_up[0], flops_up * 132 / 24)
+    assert math.isclose(out.flops_down[0], flops_down * 132 / 32)
+    assert out.bytes_up[0] == 7.0
