@@ -503,6 +503,39 @@ class StreamGemmForm(SplitKGemmForm):
         return ec, 1.0 / (1.0 / share + t0_s * bw / nbytes), floor_out
 
 
+
+# The CUDA-core FP32 rate as a share of the bf16 tensor peak on the reference datasheet (H100 SXM, hardware_specs/
+# h100-sxm.yaml: 66.9 / 989.4 TFLOP/s): a device whose FP32 rate is unknown is priced with this share.
+REF_FP32_SHARE = 66.9 / 989.4
+
+
+class GemvGemmForm(SplitKGemmForm):
+    """SplitKGemmForm whose m = 1 compute time scales with the CUDA-core FP32 rate, not the tensor peak: cuBLAS runs a
+    one-row GEMM as a matrix-vector kernel (gemv2T_kernel_val, FP32 accumulators on CUDA cores) or as a tile kernel
+    whose tensor-core M is mostly padding, so its arithmetic time is issue and conversion work the tensor rate does
+    not measure. The m = 1 compute efficiency (a share of the dtype's tensor peak) is times the device's FP32 share of
+    that peak over the reference's (REF_FP32_SHARE): the reference device prices exactly as SplitKGemmForm, a device
+    whose CUDA cores are a larger share of its tensor rate (GeForce and workstation parts: RTX PRO 6000 0.25, RTX
+    4090 0.50 against H100's 0.068) gets a shorter compute term. No fitted parameter; rows with m > 1 are unchanged."""
+
+    name = "gemm+splitk+gemv"
+
+    def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
+        return (*super().features(op, hw), gemv_rate_scale(op, hw))
+
+    def eff(self, xp, p, h, x):
+        ec, em, floor_s = super().eff(xp, p, h, x[:-1])
+        return ec * x[-1], em, floor_s
+
+
+def gemv_rate_scale(op: Op, hw: HardwareSpec) -> float:
+    """(FP32 rate / `op`'s dtype peak) over REF_FP32_SHARE for a one-row GEMM, 1 otherwise or when either is unknown."""
+    fp32, peak = hw.peak_tflops.get("fp32"), hw.peak_tflops.get(op.dtype)
+    if float(op.shape[0]) != 1.0 or not fp32 or not peak:
+        return 1.0
+    return fp32 / peak / REF_FP32_SHARE
+
+
 # Form variants a family may name in its JSON (`form`), beyond its kind's default form.
 FORM_VARIANTS: dict[str, Form] = {}
 for _f in (GemmForm(), AttentionForm(), DecodeForm(), ElementwiseForm()):
@@ -512,6 +545,7 @@ FORM_VARIANTS["gemm+mono+l2"] = CachedForm(MonotoneGemmForm())
 FORM_VARIANTS["gemm+waves+mono+l2"] = CachedForm(MonotoneWaveGemmForm())
 FORM_VARIANTS["gemm+splitk+l2"] = CachedForm(SplitKGemmForm())
 FORM_VARIANTS["gemm+splitk+stream+l2"] = CachedForm(StreamGemmForm())
+FORM_VARIANTS["gemm+splitk+gemv+l2"] = CachedForm(GemvGemmForm())
 FORM_VARIANTS["allreduce+stages"] = StagedAllreduceForm()
 
 
