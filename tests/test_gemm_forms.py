@@ -180,3 +180,54 @@ def test_stream_form_memory_time_is_a_fixed_time_plus_streaming():
         em = form.eff(PYMATH, params, TILES, form.features(op, hw))[1]
         assert op.bytes / bw / em == pytest.approx(4e-6 + op.bytes / (share * bw), rel=1e-12)
     assert "b0" not in form.param_names and "pb" not in form.param_names
+
+
+def _gemv_over_splitk(m: int, hw) -> float:
+    """Compute efficiency of the gemv candidate over the shipped split-K form's, same parameters and tiles."""
+    from lvlmsim.calibrate.model import GemvGemmForm, SplitKGemmForm
+
+    op = gemm_op(m, 4096, 4096, "bf16")
+    gemv, splitk = GemvGemmForm(), SplitKGemmForm()
+    params = _params(splitk)
+    return (gemv.eff(PYMATH, params, TILES, gemv.features(op, hw))[0]
+            / splitk.eff(PYMATH, params, TILES, splitk.features(op, hw))[0])
+
+
+def test_gemv_form_prices_a_one_row_gemm_at_the_fp32_share_of_the_tensor_peak():
+    """GemvGemmForm (the candidate of benchmarks/gemm_gemv_selection.py): at m = 1 the compute share is times the
+    device's FP32 / bf16 peak over H100's, RTX PRO 6000 (117 / 467.8) / (66.9 / 989.4) = 3.70; H100 itself, and any
+    m > 1, price as the split-K form."""
+    assert _gemv_over_splitk(1, RTX) == pytest.approx((117 / 467.8) / (66.9 / 989.4), rel=1e-12)
+    assert _gemv_over_splitk(1, H100) == pytest.approx(1.0, rel=1e-12)
+    assert _gemv_over_splitk(2, RTX) == pytest.approx(1.0, rel=1e-12)
+
+
+def test_gemv_form_without_an_fp32_rate_prices_as_the_reference():
+    """A device whose datasheet gives no FP32 rate gets the reference's share: scale 1."""
+    from lvlmsim.calibrate.model import gemv_rate_scale
+
+    no_fp32 = RTX.model_copy(update={"peak_tflops": {"bf16": 467.8}})
+    assert gemv_rate_scale(gemm_op(1, 4096, 4096, "bf16"), no_fp32) == 1.0
+
+
+def test_gemv_selection_candidates_differ_only_in_the_form(capsys):
+    """benchmarks/gemm_gemv_selection.py compares the shipped bf16 setup with the same links and ridge on the gemv
+    form, and refuses an unknown argument with the allowed one named."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location("gemm_gemv_selection", bench / "gemm_gemv_selection.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(bench))
+    tensor, gemv = mod.candidates().values()
+    assert tensor == FAMILY_SETUPS["gemm"]
+    assert gemv.variant == "gemm+splitk+gemv+l2" and gemv.variant in FORM_VARIANTS
+    assert (gemv.links, gemv.ridge) == (tensor.links, tensor.ridge)
+    assert mod.main(["--bogus"]) == 2
+    assert "allowed: --m1" in capsys.readouterr().out

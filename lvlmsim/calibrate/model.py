@@ -516,7 +516,9 @@ class GemvGemmForm(SplitKGemmForm):
     not measure. The m = 1 compute efficiency (a share of the dtype's tensor peak) is times the device's FP32 share of
     that peak over the reference's (REF_FP32_SHARE): the reference device prices exactly as SplitKGemmForm, a device
     whose CUDA cores are a larger share of its tensor rate (GeForce and workstation parts: RTX PRO 6000 0.25, RTX
-    4090 0.50 against H100's 0.068) gets a shorter compute term. No fitted parameter; rows with m > 1 are unchanged."""
+    4090 0.50 against H100's 0.068) gets a shorter compute term. No fitted parameter; rows with m > 1 are unchanged.
+    A candidate, not shipped: nested leave-one-device-out split 2-2 against SplitKGemmForm
+    (benchmarks/gemm_gemv_selection.py, which cites the kernel reports)."""
 
     name = "gemm+splitk+gemv"
 
