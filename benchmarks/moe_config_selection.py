@@ -18,7 +18,6 @@ rows per kernel_source. Result (issue 12 round 4, docs/moe.md): the A100 fold pi
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -28,9 +27,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from moe_nested import device_hardware, moe_parser  # noqa: E402
+
 from lvlmsim.calibrate.loo import DEVICE_FOLDERS  # noqa: E402
-from lvlmsim.calibrate.moe import FIT_ROWS, fit_moe, load_moe_table, predict, sample  # noqa: E402
-from lvlmsim.specs.registry import load_hardware  # noqa: E402
+from lvlmsim.calibrate.moe import fit_moe, load_moe_table, predict, sample  # noqa: E402
 
 DEVICES = DEVICE_FOLDERS  # aiconfigurator device folder -> hardware id, one place: lvlmsim.calibrate.loo
 # candidate -> (default-config rows on the default's M tile, fit TRITON_DEFAULT_PARAM)
@@ -79,14 +79,11 @@ def by_kernel_source(outer: dict, hws: dict, args) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(REPO.parent / "shared/data/measured/aiconfigurator/data"))
-    ap.add_argument("--fit-rows", type=int, default=FIT_ROWS)
-    ap.add_argument("--seed", type=int, default=0)
+    ap = moe_parser(__doc__)
     ap.add_argument("--by-kernel", action="store_true", help="also score every kernel's rows per kernel_source")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    hws = {g: load_hardware(h) for g, h in DEVICES.items()}
+    hws = device_hardware()
     loaded = {(g, tiles): load_moe_table(Path(args.data) / g, hws[g], default_tiles=tiles)
               for g in DEVICES for tiles in (False, True)}
     tables = {(g, c): loaded[(g, tiles)] for g in DEVICES for c, (tiles, _) in CANDIDATES.items()}

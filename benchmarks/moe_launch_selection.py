@@ -16,7 +16,6 @@ device's every-kernel rows per kernel_source under each candidate's outer fold.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -26,9 +25,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from moe_nested import device_hardware, moe_parser  # noqa: E402
+
 from lvlmsim.calibrate.loo import DEVICE_FOLDERS  # noqa: E402
-from lvlmsim.calibrate.moe import FIT_ROWS, FLOOR_MODES, fit_moe, load_moe_table, predict, sample  # noqa: E402
-from lvlmsim.specs.registry import load_hardware  # noqa: E402
+from lvlmsim.calibrate.moe import FLOOR_MODES, fit_moe, load_moe_table, predict, sample  # noqa: E402
 
 DEVICES = DEVICE_FOLDERS  # aiconfigurator device folder -> hardware id, one place: lvlmsim.calibrate.loo
 
@@ -42,13 +42,10 @@ def fit_on(tables, hws, names, floor: str, fit_rows: int, seed: int) -> list[flo
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(REPO.parent / "shared/data/measured/aiconfigurator/data"))
-    ap.add_argument("--fit-rows", type=int, default=FIT_ROWS)
-    ap.add_argument("--seed", type=int, default=0)
+    ap = moe_parser(__doc__)
     args = ap.parse_args()
     t0 = time.perf_counter()
-    hws = {g: load_hardware(h) for g, h in DEVICES.items()}
+    hws = device_hardware()
     tables = {g: load_moe_table(Path(args.data) / g, hws[g]) for g in DEVICES}
     every = {g: load_moe_table(Path(args.data) / g, hws[g], every_kernel=True) for g in DEVICES}
     print(f"loaded in {time.perf_counter() - t0:.0f} s")

@@ -30,7 +30,6 @@ vLLM config and token range under each candidate. About 10 min.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -40,9 +39,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from moe_nested import device_hardware, moe_parser  # noqa: E402
+
 from lvlmsim.calibrate.loo import DEVICE_FOLDERS  # noqa: E402
 from lvlmsim.calibrate.moe import (  # noqa: E402
-    FIT_ROWS,
     LEGACY_SOURCES,
     MoEData,
     _triton_listing,
@@ -54,7 +54,6 @@ from lvlmsim.calibrate.moe import (  # noqa: E402
     tile_share,
     tile_smem_bytes,
 )
-from lvlmsim.specs.registry import load_hardware  # noqa: E402
 
 DEVICES = DEVICE_FOLDERS  # aiconfigurator device folder -> hardware id, one place: lvlmsim.calibrate.loo
 CANDIDATES = {"off": (False, "off"), "tiles": (True, "off"), "mult": (True, "mult"), "max": (True, "max"),
@@ -148,13 +147,10 @@ def triton_breakdown(tables, hws, outer, held: str) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(REPO.parent / "shared/data/measured/aiconfigurator/data"))
-    ap.add_argument("--fit-rows", type=int, default=FIT_ROWS)
-    ap.add_argument("--seed", type=int, default=0)
+    ap = moe_parser(__doc__)
     args = ap.parse_args()
     t0 = time.perf_counter()
-    hws = {g: load_hardware(h) for g, h in DEVICES.items()}
+    hws = device_hardware()
     print_predicted_ratios(hws)
     tables = {(g, tiles): load_moe_table(Path(args.data) / g, hws[g], default_tiles=tiles)
               for g in DEVICES for tiles in (False, True)}

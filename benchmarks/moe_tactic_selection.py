@@ -30,7 +30,6 @@ goes to `priced+blockfp8`, the source fact.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -40,10 +39,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from moe_nested import device_hardware, moe_parser  # noqa: E402
+
 from lvlmsim.calibrate.loo import DEVICE_FOLDERS  # noqa: E402
 from lvlmsim.calibrate.moe import (  # noqa: E402
     FIRST_TACTIC_TILES,
-    FIT_ROWS,
     SM120_AMPERE_TILES,
     TACTIC_MODES,
     UNTUNED_TILES,
@@ -52,7 +52,6 @@ from lvlmsim.calibrate.moe import (  # noqa: E402
     predict,
     sample,
 )
-from lvlmsim.specs.registry import load_hardware  # noqa: E402
 
 DEVICES = DEVICE_FOLDERS  # aiconfigurator device folder -> hardware id, one place: lvlmsim.calibrate.loo
 # candidate set -> {candidate: (tactic, untuned tiles)} and the candidate a tie goes to (the source fact)
@@ -78,17 +77,14 @@ def pick(scores: dict[str, float], tie_pick: str) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(REPO.parent / "shared/data/measured/aiconfigurator/data"))
-    ap.add_argument("--fit-rows", type=int, default=FIT_ROWS)
-    ap.add_argument("--seed", type=int, default=0)
+    ap = moe_parser(__doc__)
     ap.add_argument("--sm120", action="store_true", help="the same rule on RTX PRO 6000's CUTLASS rows")
     ap.add_argument("--block-fp8", action="store_true", help="H100's block-fp8 CUTLASS rows on DeepGEMM's tile")
     args = ap.parse_args()
     t0 = time.perf_counter()
     which = "sm120" if args.sm120 else "block-fp8" if args.block_fp8 else "tactic"
     cands, tie_pick = CANDIDATES[which], TIE_PICKS[which]
-    hws = {g: load_hardware(h) for g, h in DEVICES.items()}
+    hws = device_hardware()
     tables = {m: {g: load_moe_table(Path(args.data) / g, hws[g], tactic=t, untuned_tiles=tiles) for g in DEVICES}
               for m, (t, tiles) in cands.items()}
     print(f"loaded in {time.perf_counter() - t0:.0f} s")

@@ -12,7 +12,6 @@ table. The shipped TILE_M (128) is not every fold's choice: after round 2 the A1
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -22,9 +21,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from moe_nested import device_hardware, moe_parser  # noqa: E402
+
 from lvlmsim.calibrate.loo import DEVICE_FOLDERS  # noqa: E402
 from lvlmsim.calibrate.moe import (  # noqa: E402
-    FIT_ROWS,
     TILE_CANDIDATES,
     compare_moe,
     fit_moe,
@@ -32,7 +32,6 @@ from lvlmsim.calibrate.moe import (  # noqa: E402
     predict,
     sample,
 )
-from lvlmsim.specs.registry import load_hardware  # noqa: E402
 
 DEVICES = DEVICE_FOLDERS  # aiconfigurator device folder -> hardware id, one place: lvlmsim.calibrate.loo
 
@@ -42,13 +41,10 @@ def median_err(params, data, hw) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(REPO.parent / "shared/data/measured/aiconfigurator/data"))
-    ap.add_argument("--fit-rows", type=int, default=FIT_ROWS)
-    ap.add_argument("--seed", type=int, default=0)
+    ap = moe_parser(__doc__)
     args = ap.parse_args()
     t0 = time.perf_counter()
-    hws = {g: load_hardware(h) for g, h in DEVICES.items()}
+    hws = device_hardware()
     tables = {(g, t): load_moe_table(Path(args.data) / g, hws[g], tile_m=t) for g in DEVICES for t in TILE_CANDIDATES}
     print(f"loaded {len(tables)} tables in {time.perf_counter() - t0:.0f} s")
     print(f"{'held out':<22}" + "".join(f"{'tile ' + str(t):>10}" for t in TILE_CANDIDATES)

@@ -29,7 +29,6 @@ choosing from it would leak). About 2 min (107 s on 2 cores).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
@@ -40,9 +39,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from moe_nested import device_hardware, moe_parser  # noqa: E402
+
 from lvlmsim.calibrate.loo import DEVICE_FOLDERS  # noqa: E402
 from lvlmsim.calibrate.moe import (  # noqa: E402
-    FIT_ROWS,
     REFERENCE_TILE,
     TILE_M,
     MoEData,
@@ -51,7 +51,6 @@ from lvlmsim.calibrate.moe import (  # noqa: E402
     predict,
     sample,
 )
-from lvlmsim.specs.registry import load_hardware  # noqa: E402
 
 CANDIDATES = ("off", "waves")
 TIE_PICK = "off"
@@ -83,13 +82,10 @@ def scores_pct(params, data, hw) -> tuple[float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(REPO.parent / "shared/data/measured/aiconfigurator/data"))
-    ap.add_argument("--fit-rows", type=int, default=FIT_ROWS)
-    ap.add_argument("--seed", type=int, default=0)
+    ap = moe_parser(__doc__)
     args = ap.parse_args()
     t0 = time.perf_counter()
-    hws = {g: load_hardware(h) for g, h in DEVICE_FOLDERS.items()}
+    hws = device_hardware()
     plain = {g: load_moe_table(Path(args.data) / g, hws[g]) for g in DEVICE_FOLDERS}
     tables = {"off": plain, "waves": {g: with_waves(d, hws[g].sm_count) for g, d in plain.items()}}
     print(f"loaded in {time.perf_counter() - t0:.0f} s")

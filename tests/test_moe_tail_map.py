@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -54,10 +55,14 @@ def test_priced_bound_names_the_dominant_term():
 
 
 def _wave_selection():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "moe_wave_selection.py"
-    spec = importlib.util.spec_from_file_location("moe_wave_selection", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(bench))  # the script imports benchmarks/moe_nested.py, as it does when run
+    try:
+        spec = importlib.util.spec_from_file_location("moe_wave_selection", bench / "moe_wave_selection.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(bench))
     return mod
 
 
