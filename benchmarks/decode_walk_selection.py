@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lvlmsim.calibrate import kernels, model  # noqa: E402
-from lvlmsim.calibrate.loo import fold_table_errors, inner_score, load_devices  # noqa: E402
+from lvlmsim.calibrate.loo import fold_table_errors, load_devices, nested_pick  # noqa: E402
 from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
 from lvlmsim.ops.op import Op  # noqa: E402
 
@@ -60,12 +60,7 @@ def main() -> int:
     devices = load_devices(measured / "aiconfigurator" / "data")
     for outer in devices:
         inner = [n for n in devices if n != outer]
-        scores = {}
-        for candidate in CANDIDATES:
-            use(candidate)
-            scores[candidate] = inner_score(devices, inner, "attn_decode", TABLES)
-        pick = min(scores, key=scores.get)
-        use(pick)
+        pick, scores = nested_pick(devices, inner, "attn_decode", TABLES, CANDIDATES, use)
         picked = held_out(devices, inner, outer)
         use("shipped")
         before = held_out(devices, inner, outer)

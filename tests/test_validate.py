@@ -147,6 +147,18 @@ def test_inner_score_is_the_mean_over_inner_devices_of_their_mean_table_error(mo
     assert seen == [("a", ("b", "c")), ("b", ("a", "c")), ("c", ("a", "b"))]
 
 
+def test_nested_pick_installs_each_candidate_scores_it_and_leaves_the_lowest(monkeypatch):
+    """Hand scores x 12, y 9, z 9: y and z tie at the lowest, the first listed (y) wins and is installed last."""
+    from lvlmsim.calibrate import loo
+
+    installed = []
+    monkeypatch.setattr(loo, "inner_score", lambda devices, names, key, tables: {"x": 12.0, "y": 9.0,
+                                                                                   "z": 9.0}[installed[-1]])
+    pick, scores = loo.nested_pick({}, ["a", "b"], "attn_decode", ("t1",), ("x", "y", "z"), installed.append)
+    assert (pick, scores) == ("y", {"x": 12.0, "y": 9.0, "z": 9.0})
+    assert installed == ["x", "y", "z", "y"]
+
+
 def test_family_setup_swaps_one_family_and_restores_it_even_on_error():
     from lvlmsim.calibrate import general
     from lvlmsim.calibrate.loo import family_setup

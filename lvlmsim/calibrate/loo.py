@@ -90,6 +90,20 @@ def inner_score(devices: dict[str, tuple[HardwareSpec, list[Measurement]]], name
     return float(np.mean([np.mean(list(errors.values())) for errors in per if errors]))
 
 
+def nested_pick(devices: dict[str, tuple[HardwareSpec, list[Measurement]]], names: list[str], key: str,
+                tables: tuple[str, ...], candidates: Sequence[str],
+                use: Callable[[str], None]) -> tuple[str, dict[str, float]]:
+    """One outer fold's pick in a nested selection check: each candidate is installed by `use` and scored by
+    `inner_score` over `names`; the lowest score wins (the first listed on a tie) and is left installed."""
+    scores = {}
+    for candidate in candidates:
+        use(candidate)
+        scores[candidate] = inner_score(devices, names, key, tables)
+    pick = min(scores, key=scores.get)
+    use(pick)
+    return pick, scores
+
+
 @contextmanager
 def family_setup(key: str, setup: general.FamilySetup) -> Iterator[None]:
     """Within the block the general model fits family `key` as `setup` (a candidate of a selection check); the
