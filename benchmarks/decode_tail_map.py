@@ -9,7 +9,8 @@ and the held-out device's rows of one decode table are priced as `auto` prices t
 included). The tail is the rows whose |pred / meas - 1| exceeds the device's own quantile (default p80). That metric
 is lopsided: a row priced too SLOW (pred > meas) can be off by any amount, one priced too FAST by at most 100%, so a
 cutoff of 60% admits pred/meas > 1.6 on one side but only < 0.4 (measured 2.5x the price) on the other; `over` is
-the share of tail rows priced above their measured time.
+the share of tail rows priced above their measured time, and the header also gives the p90 of the symmetric
+error max(pred/meas, meas/pred) - 1.
 
 Regime axes: batch, KV length (step + 1), (sequence, KV head) items batch x kv_heads, items per SM, GQA group
 (heads / kv_heads), head size, KV bytes against the datasheet L2, the priced bound (CostModel's: overhead = floor above
@@ -83,6 +84,12 @@ def fold_frame(devices: dict, held: str, seed: int, table: str) -> pd.DataFrame:
     return frame
 
 
+def symmetric_p90_pct(frame: pd.DataFrame) -> float:
+    """p90 of max(pred/meas, meas/pred) - 1 in %: the tail as it would read were a row priced 2x fast counted as
+    far off as one priced 2x slow (|pred/meas - 1| counts the first 50%, the second 100%)."""
+    return float(np.percentile(np.maximum(frame.ratio, 1.0 / frame.ratio) - 1.0, 90) * 100.0)
+
+
 def axis_table(frame: pd.DataFrame, axis: str, cutoff: float) -> pd.DataFrame:
     """Per value of `axis`: rows, share, tail share, lift, over (tail rows priced slow), median pred/meas in the
     tail and overall."""
@@ -105,7 +112,7 @@ def pivot(frame: pd.DataFrame, cutoff: float) -> pd.DataFrame:
         tail = int((g.abs_err_pct > cutoff).sum())
         cells.setdefault(kv, {})[items] = f"{tail / n_tail:.2f}/{g.ratio.median():.2f} ({len(g)})"
     table = pd.DataFrame(cells).reindex(index=ITEM_LABELS, columns=KV_LABELS)
-    return table.fillna("-")
+    return table.astype(object).fillna("-")
 
 
 def main() -> int:
@@ -130,7 +137,8 @@ def main() -> int:
             print(f"\n=== {held} held out, seed {seed}, {args.table}: {len(frame)} rows, median "
                   f"{frame.abs_err_pct.median():.1f}%, p90 {frame.abs_err_pct.quantile(0.9):.1f}%, "
                   f"p{100 * args.quantile:g} cutoff {cutoff:.1f}%; tail {len(tail)} rows, "
-                  f"{100 * (tail.ratio > 1).mean():.0f}% priced slow (pred > meas)")
+                  f"{100 * (tail.ratio > 1).mean():.0f}% priced slow (pred > meas); symmetric p90 "
+                  f"{symmetric_p90_pct(frame):.1f}%")
             for axis in args.axis or AXES:
                 print(f"\n{held} s{seed} tail by {axis}:")
                 print(axis_table(frame, axis, cutoff).round(2).to_string(index=False))
