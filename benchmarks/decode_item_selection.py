@@ -24,6 +24,19 @@ The candidate ships only if it is picked in at least three of the four outer fol
 <= 12% on every device. Printed per outer device: inner scores, pick, and the outer median / p90 of the full and
 windowed decode tables under each candidate (mean over seeds; the pick's is the nested figure). Needs
 ../shared/data/measured (never copied into the project).
+
+Outcome (seeds 0-3, 100 s here): picked in 1 of 4 folds, so nothing ships. Inner scores shipped / item-bytes: A100
+fold 33.83 / 40.85, B300 28.70 / 44.00, H100 36.46 / 42.63, RTX PRO 6000 28.34 / 36.64 -> picks shipped, shipped,
+shipped, item-bytes. Held-out full decode median / p90 (windowed after the comma), shipped -> item-bytes: A100 11.7
+/ 22.7 -> 14.7 / 29.4; B300 10.6 / 63.5, 10.3 / 78.0 -> 6.7 / 30.9, 4.6 / 22.6; H100 8.1 / 26.3, 13.0 / 28.2 -> 8.5
+/ 38.0, 13.9 / 37.4; RTX PRO 6000 10.6 / 62.7, 9.8 / 28.1 -> 22.0 / 85.7, 58.4 / 119.0. Per item at 16,384 items
+(batch 2048 x 8 KV heads, <= 16 keys) the time x DRAM bandwidth is A100 78 KB (head size 128), H100 70 / 91 KB (64 /
+128), B300 72 / 85 KB, RTX PRO 6000 42 / 45 KB: the HBM devices agree within 1.3x, the GDDR7 device runs its items
+at half that (per SM: 4.14, 2.76 / 3.58, 1.43 / 1.70, 4.42 / 4.70 us). So each fold has an inner device one of the
+two forms misprices: RTX PRO 6000 in the A100, B300 and H100 folds under item-bytes, B300 in RTX PRO 6000's under
+the shipped form; the B300 and RTX PRO 6000 folds are sent to the form that misprices their own held-out device
+(A100 and H100 are priced better by the shipped form either way). Disclosed: the hypothesis was read off the
+per-item figures in calibration/README.md, B300's among them.
 """
 
 from __future__ import annotations
