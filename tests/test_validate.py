@@ -138,13 +138,32 @@ def test_inner_score_is_the_mean_over_inner_devices_of_their_mean_table_error(mo
     by_held = {"a": {"t1": 10.0, "t2": 20.0}, "b": {"t1": 30.0}, "c": {}}
     seen = []
 
-    def fake(devices, train, held, key, tables):
+    def fake(devices, train, held, key, tables, stats):
         seen.append((held, tuple(train)))
+        assert stats == loo.MEDIAN
         return by_held[held]
 
     monkeypatch.setattr(loo, "fold_table_errors", fake)
     assert loo.inner_score({}, ["a", "b", "c"], "attn_decode", ("t1", "t2")) == 22.5
     assert seen == [("a", ("b", "c")), ("b", ("a", "c")), ("c", ("a", "b"))]
+
+
+def test_fold_table_errors_scores_a_table_by_the_mean_of_the_stats_asked(monkeypatch):
+    """Hand report: t1 median 10 / p90 30, t2 median 20 / p90 60: by median 10 and 20 (the default), by median and
+    p90 (10 + 30) / 2 = 20 and (20 + 60) / 2 = 40; a table the held-out device lacks is left out."""
+    from lvlmsim.calibrate import loo
+
+    hw = load_hardware("a100-sxm-80gb")
+    row = type("Row", (), {"family": "t1"})()
+    devices = {"held": (hw, [row]), "train": (hw, [row])}
+    report = {"t1": {"median_abs_pct_err": 10.0, "p90_abs_pct_err": 30.0},
+              "t2": {"median_abs_pct_err": 20.0, "p90_abs_pct_err": 60.0}}
+    monkeypatch.setattr(loo, "fit_general", lambda rows, families: None)
+    monkeypatch.setattr(loo, "held_out_report", lambda model, hw, rows: (report, {}))
+    tables = ("t1", "t2", "t3")
+    assert loo.fold_table_errors(devices, ["train"], "held", "k", tables) == {"t1": 10.0, "t2": 20.0}
+    assert loo.fold_table_errors(devices, ["train"], "held", "k", tables,
+                                 ("median_abs_pct_err", "p90_abs_pct_err")) == {"t1": 20.0, "t2": 40.0}
 
 
 def test_nested_pick_installs_each_candidate_scores_it_and_leaves_the_lowest(monkeypatch):

@@ -69,24 +69,29 @@ def _stats(err: np.ndarray, base: np.ndarray) -> dict:
             "roofline_median_abs_pct_err": round(float(np.median(base)), 2)}
 
 
+MEDIAN = ("median_abs_pct_err",)  # what a nested selection check scores a table by unless told otherwise
+
+
 def fold_table_errors(devices: dict[str, tuple[HardwareSpec, list[Measurement]]], train: list[str], held: str,
-                      key: str, tables: tuple[str, ...]) -> dict[str, float]:
-    """Median |error| per table of `held` (those it has; {} if none): the general model's `key` family fitted on the
-    `train` devices' rows of `tables` only: one fold of a nested selection check (benchmarks/*_selection.py)."""
+                      key: str, tables: tuple[str, ...], stats: tuple[str, ...] = MEDIAN) -> dict[str, float]:
+    """Median |error| (or the mean of `stats`, e.g. median and p90) per table of `held` (those it has; {} if none):
+    the general model's `key` family fitted on the `train` devices' rows of `tables` only: one fold of a nested
+    selection check (benchmarks/*_selection.py)."""
     rows = [r for r in devices[held][1] if r.family in tables]
     if not rows:
         return {}
     fit_rows = {devices[n][0].id: (devices[n][0], [r for r in devices[n][1] if r.family in tables]) for n in train}
     report = held_out_report(fit_general(fit_rows, families=[key]), devices[held][0], rows)[0]
-    return {t: report[t]["median_abs_pct_err"] for t in tables if t in report}
+    return {t: float(np.mean([report[t][s] for s in stats])) for t in tables if t in report}
 
 
 def inner_score(devices: dict[str, tuple[HardwareSpec, list[Measurement]]], names: list[str], key: str,
-                tables: tuple[str, ...]) -> float:
+                tables: tuple[str, ...], stats: tuple[str, ...] = MEDIAN) -> float:
     """The inner leave-one-out of a nested selection check: the mean over `names` (the outer fold's training
-    devices) of each one's mean median |error| per table, the `key` family fitted on the others of `names`. Devices
-    without those tables are skipped. A candidate is picked by the lowest score (benchmarks/*_selection.py)."""
-    per = [fold_table_errors(devices, [n for n in names if n != held], held, key, tables) for held in names]
+    devices) of each one's mean median |error| per table (or mean of `stats`), the `key` family fitted on the others
+    of `names`. Devices without those tables are skipped. A candidate is picked by the lowest score
+    (benchmarks/*_selection.py)."""
+    per = [fold_table_errors(devices, [n for n in names if n != held], held, key, tables, stats) for held in names]
     return float(np.mean([np.mean(list(errors.values())) for errors in per if errors]))
 
 

@@ -698,6 +698,7 @@ class SplitDecodeForm(DecodeForm):
 REF_SM_COUNT = 132  # H100 SXM: the reference a device without a published SM count is priced with
 for _f in (SoftmaxAttentionForm(), CtaSoftmaxAttentionForm(), SplitDecodeForm()):
     FORM_VARIANTS[_f.name] = _f
+FORM_VARIANTS["attention+softmax+l2"] = CachedForm(SoftmaxAttentionForm())  # prefill's L2 term on the softmax form
 
 
 def form_for(kind: str, variant: str | None = None) -> Form:
