@@ -1,6 +1,7 @@
 """Nested check of what a decode's per-item setup cost follows across devices (issue 11, decode p90 tails).
 
-    python benchmarks/decode_item_selection.py [--seeds 0 1 2 3]     # ~1-2 min for four seeds
+    python benchmarks/decode_item_selection.py [--seeds 0 1 2 3]     # ~2 min: shipped against item-bytes
+    python benchmarks/decode_item_selection.py --candidates shipped kernel-class   # the second check
 
 The held-out decode p90 tails (benchmarks/decode_tail_map.py) sit where the (sequence, KV head) items are many and the
 keys few: B300's rows of > 512 items are priced 1.5-2.2x slow, and held-out H100's rows of 513-4096 items at <= 16
@@ -15,6 +16,21 @@ Candidates (the c0 links of the attn_decode setup; everything else shipped):
   Q and O, the block-table row, the new token's K/V write that the measured call includes, and the first K/V tile or
   page read whole - not SM cycles, and every decode kernel here (FA2, FA3, TRT-LLM-gen) is a memory-bound kernel whose
   SMs wait on those loads.
+
+- `kernel-class` (the second check, run after item-bytes' outcome): the per-item cost follows the kernel's launch
+  structure. FA2 (A100, RTX PRO 6000) launches one CTA per item (vllm-project/flash-attention
+  `csrc/flash_attn/src/flash_fwd_launch_template.h`: grid (m blocks, batch, heads), the split kernel likewise), and
+  each CTA's launch, prologue (Q load, the first K/V tile's round trip) and epilogue (O store) hold one of its SM's
+  slots: a fixed time per item over the SMs (the shipped law, c0 linked +1 bandwidth, -1 SMs, on the FA2 devices).
+  FA3 (H100; `hopper/flash_fwd_launch_template.h`: `UsePersistentScheduler = Arch >= 90 ? !(Split && !Varlen)`,
+  vLLM's decode is varlen) and TRT-LLM-gen (B300; FlashInfer `fmhaKernels.cuh` `computeCtaAndClusterConfig`:
+  `TileScheduler::Persistent` when a sequence gets one CTA) run persistent CTAs that loop over items, a producer
+  warp loading the next item's tiles while the current one computes, so those latencies overlap and an item costs
+  its traffic: a fixed byte count at the bandwidth (c0 unlinked there), at its own level (a persistent-flag
+  coefficient on c0, prior 0, learned from whichever persistent device trains). Every outer fold trains on at least
+  one device of each class. Distinct from decode_tail_selection.py's `persistent` (which shifted c0's level by that
+  flag but kept the per-SM law on every kernel). Also read off the per-item figures below (all four devices'),
+  so chosen by the same nested check and criterion, fixed in the commit that adds it, before its outer figures.
 
 Criterion (fixed before any outer figure was seen): per outer device, each candidate's inner score is the mean over
 the three training devices (each held out in turn, fitted on the other two) of the mean over its decode tables (full
@@ -43,6 +59,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -51,15 +69,46 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lvlmsim.calibrate import general  # noqa: E402
+from lvlmsim.calibrate import general, kernels  # noqa: E402
 from lvlmsim.calibrate.loo import family_setup, held_out_report, load_devices  # noqa: E402
 from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
 from lvlmsim.errors import SpecError  # noqa: E402
+from lvlmsim.specs.hardware import HardwareSpec  # noqa: E402
 
 KEY = "attn_decode"
 TABLES = ("generation_attention", "generation_attention_sliding")
-CANDIDATES = ("shipped", "item-bytes")
-C0_LINKS = {"shipped": {"log_bw": 1.0, "log_sms": -1.0}, "item-bytes": {}}
+CANDIDATES = ("shipped", "item-bytes", "kernel-class")
+FIRST_CHECK = ("shipped", "item-bytes")
+C0_LINKS = {"shipped": {"log_bw": 1.0, "log_sms": -1.0}, "item-bytes": {},
+            "kernel-class": {"log_bw_cta": 1.0, "log_sms_cta": -1.0, "persistent_decode": 0.0}}
+PERSISTENT_DECODE = ("fa3", "bw")  # kernel generations whose decode runs a persistent tile scheduler
+SHIPPED_FEATURES, SHIPPED_DEVICE_FEATURES = general.FEATURES, general.device_features
+
+
+def kernel_class_features(hw: HardwareSpec, dtype: str = "bf16") -> dict[str, float]:
+    """The shipped device features plus the decode kernel's class: `persistent_decode` (FA3, TRT-LLM-gen) and the
+    bandwidth and SM-count log ratios of a one-CTA-per-item kernel (0 on a persistent one)."""
+    feats = SHIPPED_DEVICE_FEATURES(hw, dtype)
+    kernel = kernels.attention_kernel(hw)
+    persistent = kernel in PERSISTENT_DECODE
+    one_cta_per_item = kernel is not None and not persistent
+    return {**feats, "persistent_decode": 1.0 if persistent else 0.0,
+            "log_bw_cta": feats["log_bw"] if one_cta_per_item else 0.0,
+            "log_sms_cta": feats["log_sms"] if one_cta_per_item else 0.0}
+
+
+@contextmanager
+def candidate(name: str) -> Iterator[None]:
+    """Within the block the decode family is fitted and priced as candidate `name` (features restored after)."""
+    setup = candidate_setup(name)
+    if name == "kernel-class":
+        general.FEATURES = SHIPPED_FEATURES + ("persistent_decode", "log_bw_cta", "log_sms_cta")
+        general.device_features = kernel_class_features
+    try:
+        with family_setup(KEY, setup):
+            yield
+    finally:
+        general.FEATURES, general.device_features = SHIPPED_FEATURES, SHIPPED_DEVICE_FEATURES
 
 
 def candidate_setup(candidate: str) -> general.FamilySetup:
@@ -94,6 +143,8 @@ def inner_score(devices: dict, names: list[str], seed: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
+    ap.add_argument("--candidates", nargs="+", choices=CANDIDATES, default=list(FIRST_CHECK),
+                    help="the candidates of one nested check, shipped first (default: the first check's)")
     args = ap.parse_args()
     measured = measured_dir(ROOT)
     if measured is None:
@@ -105,19 +156,19 @@ def main() -> int:
     for outer in names:
         inner = [n for n in names if n != outer]
         scores, outer_fig = {}, {}
-        for candidate in CANDIDATES:
-            with family_setup(KEY, candidate_setup(candidate)):
-                scores[candidate] = float(np.mean([inner_score(by_seed[s], inner, s) for s in args.seeds]))
+        for name in args.candidates:
+            with candidate(name):
+                scores[name] = float(np.mean([inner_score(by_seed[s], inner, s) for s in args.seeds]))
                 per_seed = [fold_stats(by_seed[s], inner, outer, s) for s in args.seeds]
-            outer_fig[candidate] = {t: tuple(np.mean([p[t] for p in per_seed], axis=0)) for t in per_seed[0]}
+            outer_fig[name] = {t: tuple(np.mean([p[t] for p in per_seed], axis=0)) for t in per_seed[0]}
         picks[outer] = min(scores, key=scores.get)
         print(f"{outer}: pick {picks[outer]}")
-        for c in CANDIDATES:
+        for c in args.candidates:
             figs = "   ".join(f"{t.removeprefix('generation_attention') or 'full'} {m:5.1f} / {p:5.1f}"
                                for t, (m, p) in outer_fig[c].items())
             print(f"  {c:<11} inner {scores[c]:6.2f}   held-out median / p90: {figs}")
-    chosen = sum(p == "item-bytes" for p in picks.values())
-    print(f"item-bytes picked in {chosen} of {len(picks)} folds")
+    for name in args.candidates[1:]:
+        print(f"{name} picked in {sum(p == name for p in picks.values())} of {len(picks)} folds")
     return 0
 
 

@@ -80,3 +80,31 @@ def test_symmetric_p90_counts_a_2x_fast_row_as_far_off_as_a_2x_slow_one(tmap):
     frame = _frame([0.5] * 10, ["few"] * 10)
     assert math.isclose(tmap.symmetric_p90_pct(frame), 100.0)
     assert math.isclose(float(frame.abs_err_pct.quantile(0.9)), 50.0)
+
+
+def test_kernel_class_features_split_devices_by_launch_structure(sel):
+    """FA2 devices (A100 sm80, RTX PRO 6000 sm120) carry their own bandwidth and SM log ratios to H100's 3350 GB/s and
+    132 SMs; the persistent-scheduler devices (H100 FA3, B300 TRT-LLM-gen) carry the flag and zeros."""
+    from lvlmsim.specs.registry import load_hardware
+
+    a100 = sel.kernel_class_features(load_hardware("a100-sxm-80gb"))
+    assert a100["persistent_decode"] == 0.0
+    assert math.isclose(a100["log_bw_cta"], math.log(2039 / 3350))
+    assert math.isclose(a100["log_sms_cta"], math.log(108 / 132))
+    rtx = sel.kernel_class_features(load_hardware("rtx-pro-6000-server"))
+    assert rtx["persistent_decode"] == 0.0 and math.isclose(rtx["log_sms_cta"], math.log(188 / 132))
+    for hw_id in ("h100-sxm", "b300"):
+        feats = sel.kernel_class_features(load_hardware(hw_id))
+        assert (feats["persistent_decode"], feats["log_bw_cta"], feats["log_sms_cta"]) == (1.0, 0.0, 0.0)
+
+
+def test_kernel_class_candidate_is_installed_only_inside_its_block(sel):
+    """Inside: the three features exist and c0 links them; after: the shipped features and setup are back."""
+    shipped_features, shipped_setup = general.FEATURES, general.FAMILY_SETUPS["attn_decode"]
+    with sel.candidate("kernel-class"):
+        assert general.FEATURES[-3:] == ("persistent_decode", "log_bw_cta", "log_sms_cta")
+        assert general.FAMILY_SETUPS["attn_decode"].links["c0"] == {"log_bw_cta": 1.0, "log_sms_cta": -1.0,
+                                                                   "persistent_decode": 0.0}
+    assert general.FEATURES == shipped_features
+    assert general.device_features is sel.SHIPPED_DEVICE_FEATURES
+    assert general.FAMILY_SETUPS["attn_decode"] == shipped_setup
