@@ -53,6 +53,14 @@ two forms misprices: RTX PRO 6000 in the A100, B300 and H100 folds under item-by
 the shipped form; the B300 and RTX PRO 6000 folds are sent to the form that misprices their own held-out device
 (A100 and H100 are priced better by the shipped form either way). Disclosed: the hypothesis was read off the
 per-item figures in calibration/README.md, B300's among them.
+
+Outcome of the second check (`--candidates shipped kernel-class`, 106 s): picked in 3 of 4 folds (inner shipped /
+kernel-class: A100 fold 33.83 / 23.47, H100 36.46 / 25.73, RTX PRO 6000 36.64 / 28.95 pick kernel-class; B300 28.70
+/ 28.79 keeps shipped, by 0.09), but its nested A100 median is 12.3% (shipped 11.7), above the rule's 12, so it does
+not ship either. Held out, shipped -> kernel-class: A100 11.7 / 22.7 -> 12.3 / 23.1; B300 10.6 / 63.5, 10.3 / 78.0 ->
+6.7 / 29.1, 4.7 / 24.0 (not the nested figure: its fold keeps shipped); H100 8.1 / 26.3, 13.0 / 28.2 -> 7.9 / 25.1,
+11.9 / 27.7; RTX PRO 6000 10.6 / 62.7, 9.8 / 28.1 -> 11.2 / 63.0, 10.1 / 28.5. Nested decode under it: A100 12.3 /
+23.1, B300 10.6 / 63.5, H100 7.9 / 25.1, RTX PRO 6000 11.2 / 63.0 (full, median / p90).
 """
 
 from __future__ import annotations
