@@ -442,6 +442,29 @@ def test_family_prior_holds_a_weakly_seen_intercept_near_the_form_default(monkey
     assert abs(fitted[1.0] - default) < 0.5 * abs(fitted[0.0] - default)
 
 
+def test_family_start_sets_the_fit_initial_point_not_the_prior_centre(monkeypatch):
+    """FamilySetup.start moves where Levenberg-Marquardt starts (with no iteration the fit returns it: b0 = 1 kB,
+    z = log 1e3) while the prior's centre stays the form's default (the prior residual at that start is the weight x
+    (log 1e3 - log 1e6)); no start is the form's defaults, as before."""
+    from lvlmsim.calibrate import general
+
+    rng = np.random.default_rng(3)
+    form = form_for(ELEMENTWISE, "elementwise+l2")
+    z = _to_z(form, [q.init for q in form.params], 3e-6)
+    truth = GeneralFamily("elementwise/add", ELEMENTWISE, dict(zip(form.param_names, z, strict=True)), {}, {}, 3e-6,
+                          variant="elementwise+l2")
+    per_dev = {f"d{bw}": (hw, _synthetic_rows(hw, truth, rng)) for bw in (1000.0, 2000.0)
+               for hw in [_device(bw, f"d{bw}")]}
+    b0 = {}
+    for start in ({}, {"b0": 1e3}):
+        setup = general.FamilySetup("elementwise+l2", {}, start=start)
+        monkeypatch.setitem(general.FAMILY_SETUPS, "elementwise/add", setup)
+        b0[len(start)] = fit_general_family("elementwise/add", per_dev, seed=0, rows_per_device=40, max_iter=0).z0["b0"]
+    assert b0[0] == pytest.approx(math.log(1e6))
+    assert b0[1] == pytest.approx(math.log(1e3))
+    assert general.FamilySetup("x", None).start == {}
+
+
 def test_bf16_gemm_fixed_memory_time_follows_bandwidth_and_clock():
     """The bf16 GEMM family's bytes at half-saturated bandwidth (b0) go as bandwidth^c_bw x clock^c_clock (its fixed
     memory time b0 / bandwidth a number of SM cycles, benchmarks/gemm_clock_selection.py): A100 (2039 GB/s, 1410 MHz)

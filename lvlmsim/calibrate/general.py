@@ -116,7 +116,9 @@ class FamilySetup:
     rows a sliding window binds (kernels.window_binds). Links or ridge None: the form's (LINKS, RIDGE_WEIGHTS) at fit
     time, so a family that only changes its variant follows them. `prior`: form parameter -> weight (times sqrt(rows
     per device), as the ridge) of a pull of its intercept toward the form's default, for parameters the training
-    rows leave undetermined (every other intercept keeps fit.PRIOR_WEIGHT, negligible against the rows)."""
+    rows leave undetermined (every other intercept keeps fit.PRIOR_WEIGHT, negligible against the rows). `start`:
+    form parameter -> natural value its intercept starts from instead of the form's default (the prior's centre
+    stays the default): a fit with two basins lands in one or the other depending on it."""
 
     variant: str
     links: dict[str, dict[str, float]] | None
@@ -124,6 +126,7 @@ class FamilySetup:
     auxiliary: bool = True
     window_bound_rows: bool = True
     prior: dict[str, float] = field(default_factory=dict)
+    start: dict[str, float] = field(default_factory=dict)
 
 
 # Attention families fitted with forms whose transfer runs through the datasheet (lvlmsim.calibrate.model):
@@ -639,6 +642,7 @@ def fit_general_family(key: str, per_device: dict[str, tuple[HardwareSpec, Seque
     variant = f"{FORMS[kind].name}+l2" if f"{FORMS[kind].name}+l2" in FORM_VARIANTS else None
     links, ridge = LINKS.get(FORMS[kind].name, {}), RIDGE_WEIGHTS.get(FORMS[kind].name, RIDGE_WEIGHT)
     prior = setup.prior if setup is not None else {}
+    start = setup.start if setup is not None else {}
     if setup is not None:
         variant = setup.variant or None
         links = setup.links if setup.links is not None else links
@@ -655,6 +659,7 @@ def fit_general_family(key: str, per_device: dict[str, tuple[HardwareSpec, Seque
     floor_ref = float(np.exp(np.mean([np.log(np.quantile(d.data.measured_s, 0.01)) for d in devices])))
     base = [floor_ref * FLOOR_INIT if q.kind == "floor" else q.init for q in form.params]
     z_base = _to_z(form, base, floor_ref)
+    z_start = _to_z(form, [start.get(q.name, b) for q, b in zip(form.params, base, strict=True)], floor_ref)
     grid = [dict(zip(form.hyper_grid, v, strict=True)) for v in itertools.product(*form.hyper_grid.values())] or [{}]
     best = (math.inf, grid[0])
     if len(grid) > 1:
@@ -664,12 +669,12 @@ def fit_general_family(key: str, per_device: dict[str, tuple[HardwareSpec, Seque
             small.append(_DeviceData(d.hw_id, sub, d.feats, np.log(sub.measured_s)))
         for hyper in grid:
             j = _Joint(form, links, small, hyper, floor_ref, z_base, ridge, prior)
-            _theta, cost = j.solve(np.concatenate([z_base, j.b_prior]), max_iter=25)
+            _theta, cost = j.solve(np.concatenate([z_start, j.b_prior]), max_iter=25)
             if cost < best[0]:
                 best = (cost, hyper)
     hyper = best[1]
     joint = _Joint(form, links, devices, hyper, floor_ref, z_base, ridge, prior)
-    theta, _cost = joint.solve(np.concatenate([z_base, joint.b_prior]), max_iter=max_iter)
+    theta, _cost = joint.solve(np.concatenate([z_start, joint.b_prior]), max_iter=max_iter)
     z0 = {n: float(f"{v:.8g}") for n, v in zip(form.param_names, theta[: joint.P], strict=True)}
     coefs: dict[str, dict[str, float]] = {}
     for col, (_j, p, f, _prior) in enumerate(joint.links):
