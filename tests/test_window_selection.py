@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from lvlmsim.calibrate.kernels import window_binds
 from lvlmsim.calibrate.measured import prefill_attention_op, sliding_prefill_attention_op
 
@@ -92,3 +94,56 @@ def test_the_prefill_fit_never_sees_a_row_a_window_binds():
     finally:
         general.FAMILY_SETUPS["attn_prefill"] = saved
     assert joint[0] != joint[1]
+
+
+def _bag_selection():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "window_bag_selection.py"
+    spec = importlib.util.spec_from_file_location("window_bag_selection", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class _FakeDraws:
+    """Stands in for window_bag_selection.Draws: a fit's prediction on any device is a constant set per (draw,
+    start), and a device's score is its mean predicted time (so the scores are hand-computable)."""
+
+    def __init__(self, level: dict):
+        self.level = level
+
+    def pred(self, names, fit, held):
+        import numpy as np
+
+        return np.full(3, self.level[fit])
+
+    def score(self, held, pred):
+        return float(pred.mean())
+
+
+def test_bagging_prices_at_the_geometric_mean_of_its_draws():
+    """bag:4 over draws priced 1, 2, 4 and 8: (1 x 2 x 4 x 8)^(1/4) = 2^(6/4) = 2.828...; `none` is draw 0 alone."""
+    sel = _bag_selection()
+    fake = _FakeDraws({(0, "shipped"): 1.0, (1, "shipped"): 2.0, (2, "shipped"): 4.0, (3, "shipped"): 8.0})
+    assert sel.predict(fake, "bag:4", ("a", "b"), "c")[0] == pytest.approx(2 ** 1.5, rel=1e-12)
+    assert sel.predict(fake, "none", ("a", "b"), "c")[0] == 1.0
+
+
+def test_cross_validated_draw_is_the_lowest_leave_one_out_first_on_a_tie():
+    """cv:4 scores each draw by the leave-one-out over its training devices (here the draw's level) and keeps the
+    lowest: draw 2 at 3.0; on a tie (draws 1 and 2 at 3.0) the lower draw; one training device: draw 0."""
+    sel = _bag_selection()
+    fits = sel.PROCEDURES["cv:4"][1]
+    fake = _FakeDraws({(0, "shipped"): 5.0, (1, "shipped"): 4.0, (2, "shipped"): 3.0, (3, "shipped"): 6.0})
+    assert sel.cv_pick(fake, ("a", "b"), fits) == (2, [5.0, 4.0, 3.0, 6.0])
+    fake.level[(1, "shipped")] = 3.0
+    assert sel.cv_pick(fake, ("a", "b"), fits)[0] == 1
+    assert sel.cv_pick(fake, ("a",), fits) == (0, [])
+    assert sel.predict(fake, "cv:4", ("a", "b"), "c")[0] == 3.0
+
+
+def test_selection_takes_the_first_listed_within_a_tenth_of_a_point():
+    """The pre-declared tie rule: a later candidate must beat an earlier one by more than TIE_POINTS (0.1)."""
+    sel = _bag_selection()
+    assert sel.TIE_POINTS == 0.1
+    assert sel.first_within({"none": 13.87, "bag:4": 13.95, "cv:4": 13.86}) == "none"
+    assert sel.first_within({"none": 13.87, "bag:4": 13.70, "cv:4": 13.86}) == "bag:4"
