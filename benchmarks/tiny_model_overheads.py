@@ -8,8 +8,8 @@ profile, once with host costs on (the rule's price) and once off (the GPU part a
 the median ITL, the same gap at one request in flight). A run's residual is the median over its rows; runs sharing
 author, harness and GPU count once; a quantity ships only with >= 3 independent qualifying runs of one sign and a
 spread (max - min) within max(50% of their median, 2 ms for TTFT / 0.2 ms for TPOT). TTFT counts every V1 version,
-TPOT only synchronous V1 (the vllm-v1 profile). The verdict is printed, never written anywhere: shipping a figure
-is a separate, sourced edit of calibration/host/runtimes.yaml.
+TPOT only synchronous V1 (the vllm-v1-piecewise and vllm-v1 profiles). The verdict is printed, never written
+anywhere: shipping a figure is a separate, sourced edit of calibration/host/runtimes.yaml.
 
     python benchmarks/tiny_model_overheads.py [--json]
 """
@@ -38,8 +38,8 @@ MAX_PARAMS = 2e9  # the rule's "tiny": at most 2B parameters
 MIN_RUNS = 3  # independent qualifying runs a quantity needs to ship
 SPREAD_SHARE = 0.5  # of the median residual, the spread allowed ...
 SPREAD_FLOOR_MS = {"ttft": 2.0, "tpot": 0.2}  # ... or this, whichever is larger
-SYNC_PROFILES = ("vllm-v1",)  # the TPOT residual: synchronous V1 only
-V1_PROFILES = ("vllm-v1", "vllm-v1-async")  # the TTFT residual: every V1 version
+SYNC_PROFILES = ("vllm-v1-piecewise", "vllm-v1")  # the TPOT residual: synchronous V1 only
+V1_PROFILES = ("vllm-v1-piecewise", "vllm-v1", "vllm-v1-async")  # the TTFT residual: every V1 version
 # the published statistic of each quantity, in the order the rule prefers them
 STATISTICS = {"ttft": ("mean_ttft_ms", "median_ttft_ms"),
               "tpot": ("mean_tpot_ms", "median_tpot_ms", "median_itl_ms")}

@@ -80,7 +80,8 @@ def estimate(
     raises SpecError unless `allow_overflow`, which estimates it anyway with a note.
     `host`: the `preprocess` stage (image decode/resize/normalise on the server's CPU, the pixel hand-off, per-step
     host time; lvlmsim.cost.host). None: on with a serving runtime (its current version), off without; False: off;
-    a host profile name (vllm-v0, vllm-v1, vllm-v1-async, sglang, trtllm) picks a runtime version. `api_costs` (with
+    a host profile name (vllm-v0, vllm-v1-piecewise, vllm-v1, vllm-v1-async, sglang, trtllm) picks a runtime
+    version (its CUDA-graph mode too). `api_costs` (with
     host costs on): the OpenAI-API layer per request, the prompt's tokenisation and the first token's detokenise +
     server-sent event, measured on a CPU core (lvlmsim.calibrate.apicost); False leaves them out.
     `dtype`: run the model in this dtype instead of its released one (weights, compute, activations, KV), e.g. fp32
@@ -100,6 +101,7 @@ def estimate(
         rt = get_runtime(runtime)
         prof = rt.apply(prof)
         step_overhead_s = rt.step_overhead_s
+    host_profile = _host_profile(host, runtime, api_costs)
     if techniques:
         from lvlmsim.techniques import apply_to_estimate
 
@@ -115,8 +117,9 @@ def estimate(
         est = estimate_request(m, hw, images=images, image_size=image_size, prompt_tokens=prompt_tokens,
                                output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=prof,
                                step_overhead_s=step_overhead_s, ep=ep, moe_skew=moe_skew, video_size=video_size,
-                               video_fps=video_fps, cost_model=_cost_model(hw, prof))
-    est = with_host_costs(est, m, _host_profile(host, runtime, api_costs), images)
+                               video_fps=video_fps, cost_model=_cost_model(hw, prof),
+                               piecewise=_piecewise(runtime, host_profile, hw))
+    est = with_host_costs(est, m, host_profile, images)
     return _within_context(est, m, allow_overflow)
 
 
@@ -133,6 +136,18 @@ def _within_context(est: Estimate, model: ModelSpec, allow_overflow: bool) -> Es
                               "(--allow-overflow) to estimate it anyway")
     est.notes.append(msg + "; estimated anyway (allow_overflow)")
     return est
+
+
+def _piecewise(runtime: str | None, host_profile, hw):
+    """(PiecewiseDispatch, decode too) when the runtime version replays CUDA graphs piecewise (its host profile's
+    cudagraph_mode, docs/cudagraph-modes.md) under a CUDA-graph runtime, as the engine prices it; else None."""
+    from lvlmsim.cost.runtime import get_runtime, piecewise_dispatch
+
+    if runtime is None or host_profile is None or host_profile.cudagraph_mode == "full":
+        return None
+    if not get_runtime(runtime).cuda_graphs:
+        return None
+    return piecewise_dispatch(hw), host_profile.cudagraph_mode == "piecewise"
 
 
 def _host_profile(host: bool | str | None, runtime: str | None, api_costs: bool = True):

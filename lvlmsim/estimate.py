@@ -14,10 +14,10 @@ from typing import Protocol
 from lvlmsim.cost.memory import MemoryReport, check_ep, check_tp, memory_report
 from lvlmsim.cost.profile import EfficiencyProfile
 from lvlmsim.cost.roofline import COMPUTE, CostModel, OpCost
-from lvlmsim.cost.runtime import launch_queue_profile, launch_queue_s
+from lvlmsim.cost.runtime import launch_queue_profile, launch_queue_s, piecewise_step_s
 from lvlmsim.errors import InfeasibleError, SpecError
-from lvlmsim.ops.graph import active_params, encode_ops, llm_ops, param_counts
-from lvlmsim.ops.op import GraphConfig, Op, SeqWork, default_graph_config
+from lvlmsim.ops.graph import MLA_UPPROJ_OP, active_params, encode_ops, llm_ops, lm_head_op_names, param_counts
+from lvlmsim.ops.op import ATTN_KINDS, GraphConfig, Op, SeqWork, default_graph_config
 from lvlmsim.ops.tokenization import ImageTokenization, tokenize_image, tokenize_video
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.inputs import number
@@ -367,7 +367,7 @@ def _weighted(cm: CostModel, items) -> list[tuple[OpCost, float]]:
 
 
 def price_stages(pipe: Pipeline, cm: CostModel, toks: list[ImageTokenization], prompt_tokens: int,
-                 output_tokens: int, batch: int, cross: bool) -> dict[str, StageResult]:
+                 output_tokens: int, batch: int, cross: bool, piecewise=None) -> dict[str, StageResult]:
     """Encode, prefill and decode of `batch` identical requests through `pipe`: the one implementation of the stages.
 
     Encode is skipped on an encoder-cache hit (weight = miss rate); on an image-KV hit prefill computes only the
@@ -376,7 +376,9 @@ def price_stages(pipe: Pipeline, cm: CostModel, toks: list[ImageTokenization], p
 
     Under an eager runtime (plain pipeline) each op is its kernel's GPU time and each stage adds a
     `runtime.dispatch_wait` row: what the launch queue adds to the GPU sum (lvlmsim.cost.runtime.launch_queue_s), per
-    encode batch, prefill and decode step as the engine prices them."""
+    encode batch, prefill and decode step as the engine prices them. `piecewise` ((PiecewiseDispatch, decode too),
+    from the runtime version's cudagraph_mode) adds a `runtime.piecewise_wait` row the same way under a CUDA-graph
+    runtime (lvlmsim.engine.stepcost.StepCost.set_piecewise)."""
     queue = launch_queue_profile(cm.profile) if isinstance(pipe, PlainPipeline) else None
     waits: dict[str, list[tuple[tuple[Op, ...], float]]] = {"encode": [], "prefill": [], "decode": []}
     if queue is not None:
@@ -414,6 +416,8 @@ def price_stages(pipe: Pipeline, cm: CostModel, toks: list[ImageTokenization], p
             dec_items.append((op, weight * w / per_round))
     decode = stage_result("decode", merge_repeated_ops(_weighted(cm, dec_items)))
     stages = {"encode": encode, "prefill": prefill, "decode": decode}
+    if queue is None and piecewise is not None and isinstance(pipe, PlainPipeline):
+        _piecewise_waits(stages, waits, cm, pipe, piecewise)
     if queue is not None:
         for name, runs in waits.items():
             steps = max(1, round(sum(w for _, w in runs)))
@@ -421,6 +425,32 @@ def price_stages(pipe: Pipeline, cm: CostModel, toks: list[ImageTokenization], p
             if wait_s:
                 _add_step_overhead(stages[name], wait_s / steps, steps, "runtime.dispatch_wait")
     return stages
+
+
+def _piecewise_waits(stages: dict[str, StageResult], waits: dict, cm: CostModel, pipe: Pipeline, piecewise) -> None:
+    """Add each step's `runtime.piecewise_wait` row (lvlmsim.cost.runtime.piecewise_step_s minus the GPU sum of the
+    step's ops) to prefill, and to decode when the version runs decode piecewise too, as StepCost prices them."""
+    dispatch, decode = piecewise
+    for name in ("prefill", "decode") if decode else ("prefill",):
+        runs = waits[name]
+        steps = max(1, round(sum(w for _, w in runs)))
+        wait_s = sum(w * _piecewise_step_wait_s(cm, ops, pipe, dispatch) for ops, w in runs if w and ops)
+        if wait_s:
+            _add_step_overhead(stages[name], wait_s / steps, steps, "runtime.piecewise_wait")
+
+
+def _piecewise_step_wait_s(cm: CostModel, ops: Sequence[Op], pipe: Pipeline, dispatch) -> float:
+    """What issuing one step's `ops` piecewise adds to their GPU sum: non-attention ops as graph pieces, attention as
+    eager calls, the LM-head ops last."""
+    heads = lm_head_op_names(pipe.model, ops[0].stage, pipe.cfg)
+    parts = {"piece": 0.0, "attention": 0.0, "head": 0.0}
+    for op in ops:
+        part = ("attention" if op.kind in ATTN_KINDS or op.name == MLA_UPPROJ_OP else
+                "head" if op.name in heads else "piece")
+        parts[part] += cm.cost(op).time_s * op.count
+    total = parts["piece"] + parts["attention"] + parts["head"]
+    return piecewise_step_s(parts["piece"], parts["attention"], parts["head"], pipe.model.llm.num_layers,
+                            dispatch) - total
 
 
 def _dispatch_wait_s(gpu: CostModel, ops: Sequence[Op], dispatch_s: float) -> float:
@@ -475,6 +505,7 @@ def estimate_request(
     cost_model: CostModel | None = None, tokenizations: list[ImageTokenization] | None = None,
     step_overhead_s: float = 0.0, ep: int = 1, moe_skew: float = 0.0,
     video_size: tuple[int, int] | None = None, video_fps: float | None = None, pipeline: Pipeline | None = None,
+    piecewise=None,
 ) -> Estimate:
     """Cost of `batch` identical requests: encode their images, prefill them together, decode them together.
 
@@ -508,7 +539,7 @@ def estimate_request(
     cross = model.image_tokens_in_kv_of_cross_attention
     if cross:
         notes.append("cross-attention model: image tokens live in cross-attention KV, not in the decoder sequence")
-    stages = price_stages(pipe, cm, tokenizations, prompt_tokens, output_tokens, batch, cross)
+    stages = price_stages(pipe, cm, tokenizations, prompt_tokens, output_tokens, batch, cross, piecewise)
     if step_overhead_s > 0:
         # the serving runtime's host work per forward pass (scheduling, sampling, graph launch): one prefill step,
         # one per decode step; kept as its own row so the stage totals stay traceable

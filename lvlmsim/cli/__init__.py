@@ -116,8 +116,8 @@ def estimate(
         str | None, typer.Option(help="serving runtime: vllm | sglang | trtllm | eager (floor + per-step overhead)")
     ] = None,
     host: Annotated[str | None, typer.Option(
-        help="host costs (preprocess stage): off, or a runtime version vllm-v0 | vllm-v1 | vllm-v1-async | sglang | "
-             "trtllm; default: on with --runtime")] = None,
+        help="host costs (preprocess stage): off, or a runtime version vllm-v0 | vllm-v1-piecewise | vllm-v1 | "
+             "vllm-v1-async | sglang | trtllm (its CUDA-graph mode too); default: on with --runtime")] = None,
     api_costs: Annotated[bool, typer.Option(
         "--api-costs/--no-api-costs", help="with host costs: the API layer, tokenisation and token streaming "
                                            "(measured; lvlmsim.cost.host)")] = True,

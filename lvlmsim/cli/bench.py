@@ -89,8 +89,8 @@ def register(app: typer.Typer) -> None:
         = None,
         profile: Annotated[str | None, typer.Option(help="auto | default | path to a profile JSON")] = None,
         host: Annotated[str | None, typer.Option(
-            help="host costs: off, or a runtime version vllm-v0 | vllm-v1 | vllm-v1-async | sglang | trtllm "
-                 "(default: the server's current version)")] = None,
+            help="host costs: off, or a runtime version vllm-v0 | vllm-v1-piecewise | vllm-v1 | vllm-v1-async | "
+                 "sglang | trtllm, its CUDA-graph mode too (default: the server's current version)")] = None,
         api_costs: Annotated[bool, typer.Option(
             "--api-costs/--no-api-costs", help="with host costs: the API layer, tokenisation and token streaming "
                                                "(measured; lvlmsim.cost.host)")] = True,

@@ -111,6 +111,7 @@ class HostProfile:
     api: ApiCosts | None = None  # None: API/tokenise/detokenise costs off
     decode_by_content: dict = field(default_factory=dict)  # content -> StageTable of decode by input pixels
     sent_bytes: dict = field(default_factory=dict)  # content -> StageTable of encoded bytes by input pixels
+    cudagraph_mode: str = "full"  # how the version replays CUDA graphs (lvlmsim.cost.runtime.CUDAGRAPH_MODES)
 
     def image_s(self, input_pixels: float, processed_pixels: float, content: str = PHOTO) -> dict[str, float]:
         """Seconds of each stage for ONE image on one worker; `content` picks the decode table (IMAGE_CONTENTS). An
@@ -213,9 +214,9 @@ def host_profile_names() -> list[str]:
 
 
 def load_host_profile(name: str, cpu: str = DEFAULT_CPU, api: bool = True) -> HostProfile:
-    """A runtime's host profile by profile name (vllm-v0, vllm-v1, vllm-v1-async, sglang, trtllm) or plain runtime
-    name (vllm -> its default version); an unknown name is a SpecError listing the allowed ones. `api` False leaves the
-    API/tokenise/detokenise costs out; True needs them measured for `cpu`."""
+    """A runtime's host profile by profile name (vllm-v0, vllm-v1-piecewise, vllm-v1, vllm-v1-async, sglang, trtllm)
+    or plain runtime name (vllm -> its default version); an unknown name is a SpecError listing the allowed ones.
+    `api` False leaves the API/tokenise/detokenise costs out; True needs them measured for `cpu`."""
     doc = _runtimes()
     key = str(name).strip().lower()
     key = doc["defaults"].get(key, key)
@@ -230,7 +231,18 @@ def load_host_profile(name: str, cpu: str = DEFAULT_CPU, api: bool = True) -> Ho
                        preprocess_workers=int(r["preprocess_workers"]), transfer=str(r["transfer"]),
                        sources=dict(r.get("sources", {})), cpu=cpu_name, stages=tables, transfer_latency_s=lat,
                        transfer_bytes_per_s=bw, api=api_costs if api else None, decode_by_content=by_content,
-                       sent_bytes=sent)
+                       sent_bytes=sent, cudagraph_mode=_cudagraph_mode(key, r))
+
+
+def _cudagraph_mode(key: str, r: dict) -> str:
+    """A profile's `cudagraph_mode` (default full), checked against the modes lvlmsim prices."""
+    from lvlmsim.cost.runtime import CUDAGRAPH_MODES
+
+    mode = str(r.get("cudagraph_mode", "full")).strip().lower()
+    if mode not in CUDAGRAPH_MODES:
+        raise SpecError(f"runtimes.yaml {key}.cudagraph_mode: unknown mode '{mode}'; allowed: "
+                        f"{', '.join(CUDAGRAPH_MODES)}")
+    return mode
 
 
 def server_defaults(name: str, hardware) -> dict:

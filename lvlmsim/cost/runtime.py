@@ -21,6 +21,13 @@ The engine's StepCost (lvlmsim.engine.stepcost) and the estimate's stages (lvlms
 `runtime.dispatch_wait` row per stage) price each kernel by the base profile (`launch_queue_profile`) and a step's
 ordered ops by this recurrence. Technique compositions keep the op-by-op pricing.
 
+Piecewise CUDA graphs (issue 13, wave 7; docs/cudagraph-modes.md): vLLM V1 before 0.11 replayed one graph per piece
+between attention layers and ran each layer's attention eagerly (0.11+: steps with prefill tokens only). Such a step
+is the same recurrence with a host dispatch per item (`piecewise_step_s`): a graph replay per piece (an eager op's
+host time beyond its kernel: 38.9 us on the A100 system, 16.3 us on the H100 system), an attention call per layer
+(two eager ops: the KV-cache write and the attention kernel), the LM head as one eager op. The runtime version's host
+profile (calibration/host/runtimes.yaml `cudagraph_mode`) says which steps run so.
+
 Constants (all seconds) and where they come from:
 - graph kernel floor 2.7e-6: median latency of the 794 smallest bf16 GEMMs (2*m*n*k <= 2 MFLOP, n*k <= 64K) in
   aiconfigurator's H100 tables measured under CUDA-graph replay (vLLM 0.24: 2.69 us; TRT-LLM 1.3: 2.76 us).
@@ -147,6 +154,59 @@ def get_runtime(name: str | RuntimeSpec) -> RuntimeSpec:
         return RUNTIMES[str(name).strip().lower()]
     except KeyError:
         raise SpecError(f"--runtime: unknown runtime '{name}'; allowed: {', '.join(RUNTIMES)}") from None
+
+
+CUDAGRAPH_MODES = ("full", "piecewise", "full_and_piecewise")
+
+# One Python-level op that launches one kernel (aiconfigurator's custom all-reduce, <= 8192 elements, 2 GPUs): its
+# eager host time and its time under graph replay, seconds, by the system it was measured on (docs/cudagraph-modes.md)
+_EAGER_OP_BY_SYSTEM = {
+    "a100": (4.38e-5, 4.9e-6, "aiconfigurator A100 vLLM 0.14 custom all-reduce rows: 43.8 us eager, 4.9 us graph"),
+    "h100": (2.06e-5, 4.3e-6, "aiconfigurator H100 vLLM 0.24 custom all-reduce rows: 20.6 us eager, 4.3 us graph"),
+}
+
+
+@dataclass(frozen=True)
+class PiecewiseDispatch:
+    """Host seconds a piecewise CUDA-graph step spends issuing each item (docs/cudagraph-modes.md): one graph replay
+    per piece (an eager op's host time beyond its kernel), one eager attention call per layer (two kernel-launching
+    ops: the KV-cache write and the attention kernel), one eager op for the LM head."""
+
+    graph_replay_s: float
+    attention_call_s: float
+    eager_op_s: float
+    source: str
+
+
+def piecewise_dispatch(hw: HardwareSpec) -> PiecewiseDispatch:
+    """The piecewise host figures of `hw`'s system: the A100 system's where the device is an A100 (measured there),
+    else the H100 system's (the host the `eager` runtime takes as typical)."""
+    system = "a100" if "a100" in f"{hw.id} {hw.name}".lower() else "h100"
+    eager_s, graph_s, source = _EAGER_OP_BY_SYSTEM[system]
+    return PiecewiseDispatch(eager_s - graph_s, 2.0 * eager_s, eager_s, source)
+
+
+def _item(gpu_s: float, dispatch_s: float) -> tuple[float, float]:
+    """Summary of one issued item: (GPU minus host seconds, latest-binding suffix from it = its GPU seconds)."""
+    return gpu_s - dispatch_s, gpu_s
+
+
+def piecewise_step_s(pieces_s: float, attention_s: float, head_s: float, layers: int,
+                     pw: PiecewiseDispatch) -> float:
+    """Seconds of a step run with piecewise CUDA graphs: per layer a graph replay (the layer's share of `pieces_s`,
+    the non-attention kernels' GPU seconds) and an eager attention call (its share of `attention_s`), the last
+    piece's replay, then the LM head (`head_s`) as one eager op, through the launch queue with a host dispatch per
+    item (`launch_queue_s`'s recurrence: host_issue_i = host_issue_{i-1} + dispatch_i, gpu_start_i =
+    max(gpu_end_{i-1}, host_issue_i)), which solves to sum(dispatch) + max over i of (dispatch_i + sum from i on of
+    (GPU_j - dispatch_j)). A GPU-bound step costs its GPU sum + one replay, a host-bound one its dispatch sum + the
+    last item's GPU time."""
+    n = max(int(layers), 1)
+    layer = _then(_item(pieces_s / n, pw.graph_replay_s), _item(attention_s / n, pw.attention_call_s))
+    total = (n * layer[0], layer[1] + (n - 1.0) * max(layer[0], 0.0))
+    total = _then(total, _item(0.0, pw.graph_replay_s))
+    total = _then(total, _item(head_s, pw.eager_op_s))
+    host_s = n * (pw.graph_replay_s + pw.attention_call_s) + pw.graph_replay_s + pw.eager_op_s
+    return host_s + total[1]
 
 
 def launch_queue_profile(profile: EfficiencyProfile) -> tuple[EfficiencyProfile, float] | None:

@@ -100,7 +100,7 @@ def engine_host_profile(serving):
     if serving.runtime is None or serving.runtime == "eager":
         if choice is True:
             raise LvlmsimError("serving.host_costs: host costs need serving.runtime vllm | sglang | trtllm, or a host "
-                               "profile name (vllm-v0, vllm-v1, vllm-v1-async, sglang, trtllm)")
+                               "profile name (vllm-v0, vllm-v1-piecewise, vllm-v1, vllm-v1-async, sglang, trtllm)")
         return None
     return load_host_profile(serving.runtime, api=serving.api_costs)
 
@@ -293,7 +293,8 @@ def _pools(sc: Scenario, env, model: ModelSpec, wl, comps: dict, profile, host_p
             prof = serving_runtime(sc.serving.runtime, sc.serving.enforce_eager).apply(prof)
         profiles[ps.label] = getattr(prof, "name", "custom")
         pools.append(build_pool(env, model, ps, hw, sc.serving, wl, CostModel(hw, prof), comp=comps.get(ps.label),
-                                host_step_s=host_profile.step_host_s if host_profile is not None else 0.0))
+                                host_step_s=host_profile.step_host_s if host_profile is not None else 0.0,
+                                cudagraph_mode=host_profile.cudagraph_mode if host_profile is not None else "full"))
     return pools, profiles
 
 

@@ -440,13 +440,15 @@ class _PoolBuild:
 def build_pool(
     env: simpy.Environment, model: ModelSpec, spec: PoolSpec, hardware: HardwareSpec, serving: ServingSpec,
     workload: Workload, cost_model: CostModel, *, cfg: GraphConfig | None = None, comp: Composition | None = None,
-    host_step_s: float = 0.0,
+    host_step_s: float = 0.0, cudagraph_mode: str = "full",
 ) -> Pool:
     """Check that the pool can run at all (else InfeasibleError with the memory verdict) and size its KV pool.
 
     `comp`: a techniques Composition for this pool's hardware and tp (its model and cfg are then used): its steps
     are priced through it, and the engine acts on it only through its engine hooks (kv_policy, admission_cache,
     reserved_weight_bytes, extra_kv_bytes_per_token); None is the identity composition over `cfg`.
+    `cudagraph_mode` (the runtime version's, calibration/host/runtimes.yaml): piecewise / full_and_piecewise price
+    the CUDA-graph steps as vLLM V1 issues them then (StepCost.set_piecewise, docs/cudagraph-modes.md).
     Phases: check the parallelism and dtypes, reserve reuse caches, check memory, count KV blocks, make instances.
     """
     has_llm = "P" in spec.role or "D" in spec.role
@@ -464,6 +466,10 @@ def build_pool(
                              if b.reuse_bytes else "")
     pool = Pool(spec, hardware, b.cfg, cost_model, total_blocks=total_blocks, memory_verdict=verdict)
     coster = StepCost(b.model, b.cfg, cost_model, comp)
+    if cudagraph_mode != "full" and serving.runtime is not None and not serving.enforce_eager:
+        from lvlmsim.cost.runtime import piecewise_dispatch
+
+        coster.set_piecewise(piecewise_dispatch(hardware), decode=cudagraph_mode == "piecewise")
     pool.instances = _instances(env, b, serving, coster, total_blocks,
                                 _step_overhead_s(serving, host_step_s), workload.text_prefix)
     pool.router = make_router(serving.router, pool.instances)

@@ -31,13 +31,15 @@ import math
 from collections.abc import Sequence
 
 from lvlmsim.cost.roofline import CostModel
-from lvlmsim.cost.runtime import launch_queue_profile, launch_queue_s
+from lvlmsim.cost.runtime import PiecewiseDispatch, launch_queue_profile, launch_queue_s, piecewise_step_s
 from lvlmsim.ops.graph import (
+    MLA_UPPROJ_OP,
     attention,
     encode_ops,
     gemm,
     layer_segments,
     llm_ops,
+    lm_head_op_names,
     local_keys_read,
     local_pairs,
     self_attention_op,
@@ -67,7 +69,7 @@ class _NoMemo(dict):
         pass
 
 
-_MLA_UPPROJ = "llm.mla.kv_b_proj"  # priced with the attention: its m is every key the step attends to
+_MLA_UPPROJ = MLA_UPPROJ_OP  # priced with the attention: its m is every key the step attends to
 
 # A prefill chunk of one sequence in one step:
 # (new_tokens, past_tokens, visual_new, past_visual, cross_kv_tokens, emits_token)
@@ -141,6 +143,24 @@ class StepCost:
         self._exact_cm = CostModel(cost_model.hardware, cost_model.profile)
         self._exact_cm._cache = _NoMemo()  # exact attention ops never repeat: skip hashing and storing them
         self._head_names: frozenset[str] | None = None
+        self.piecewise: PiecewiseDispatch | None = None  # set_piecewise: steps issued as graph pieces + eager attention
+        self.piecewise_decode = False
+
+    def set_piecewise(self, dispatch: PiecewiseDispatch, decode: bool) -> None:
+        """Price steps as a piecewise CUDA-graph runtime issues them (lvlmsim.cost.runtime.piecewise_step_s): every
+        step when `decode` (cudagraph_mode piecewise), else only steps with prefill tokens (full_and_piecewise: pure
+        decode batches replay one full graph). Only for plain CUDA-graph steps: eager runtimes keep their launch
+        queue, compositions their op-by-op pricing."""
+        if self.dispatch_s is not None or self.comp.techniques:
+            return
+        self.piecewise, self.piecewise_decode = dispatch, decode
+        self._dec.clear()
+
+    def _graph_step_s(self, tok: float, attn: float, head: float, decode: bool) -> float:
+        """A CUDA-graph step's seconds from its parts: their sum, or the piecewise launch queue's time."""
+        if self.piecewise is None or (decode and not self.piecewise_decode):
+            return tok + head + attn
+        return piecewise_step_s(tok, attn, head, self.model.llm.num_layers, self.piecewise)
 
     # ------------------------------------------------------------------------------------------------------------
     # parts
@@ -213,11 +233,7 @@ class StepCost:
         if hit is not None:
             return hit
         if self._head_names is None:
-            one = SeqWork(new_tokens=1, past_tokens=0, emits_token=True)
-            silent = SeqWork(new_tokens=1, past_tokens=0, emits_token=False)
-            with_head = {op.name for op in llm_ops(self.model, (one,), stage, self.cfg)}
-            without = {op.name for op in llm_ops(self.model, (silent,), stage, self.cfg)}
-            self._head_names = frozenset(with_head - without)
+            self._head_names = lm_head_op_names(self.model, stage, self.cfg)
         names = self._head_names
         seqs = (SeqWork(new_tokens=1, past_tokens=0, emits_token=True),) * n_emit
         ops = llm_ops(self.model, seqs, stage, self.cfg)
@@ -319,7 +335,7 @@ class StepCost:
         tok, head = self._token_ops_s("decode", n, (n,), ()), self._head_s("decode", n)
         attn = self._decode_attn_s(0, n, kv)
         if self.dispatch_s is None:
-            val = tok + head + attn
+            val = self._graph_step_s(tok, attn, head, True)
         else:
             val = self._queued_s(("decode", n, (n,), False), "decode", n, attn)
         if self.decode_extra:
@@ -365,7 +381,8 @@ class StepCost:
         total_new, m_key, vis_chunks = self._token_counts(n_dec, chunks)
         n_emit = n_dec + sum(1 for c in chunks if c[5])
         any_cross = self.has_cross and (dec_cross_n > 0 or any(c[4] for c in chunks))
-        total = self._token_ops_s(stage, total_new, m_key, vis_chunks, any_cross) + self._head_s(stage, n_emit)
+        tok, head = self._token_ops_s(stage, total_new, m_key, vis_chunks, any_cross), self._head_s(stage, n_emit)
+        total = tok + head
         attn = 0.0
         for s, (_, _, frac, n_self, n_cross) in enumerate(self.segments):
             if (n_self or self.local_counts[s]) and m_key[s if self.has_schedule else 0]:
@@ -379,6 +396,8 @@ class StepCost:
                 attn += t
         if self.dispatch_s is not None:
             return self._queued_s((stage, total_new, m_key, any_cross), stage, n_emit, attn)
+        if self.piecewise is not None:
+            return self._graph_step_s(tok, attn, head, not chunks)
         return total
 
     def _token_counts(self, n_dec: int, chunks: Sequence[Chunk]) -> tuple[int, tuple[int, ...], tuple]:
@@ -462,7 +481,7 @@ class StepCost:
             attn += self._local_chunks_s(0, "prefill", n_dec, float(dec_past_sum + n_dec), qp, cm)
         if self.dispatch_s is not None:
             return self._queued_s(("prefill", total_new, (total_new,), False), "prefill", n_emit, attn)
-        return tok + head + attn
+        return self._graph_step_s(tok, attn, head, False)
 
     # ------------------------------------------------------------------------------------------------------------
     # techniques (only with a composition)

@@ -55,6 +55,8 @@ ACT_FLOPS_PER_ELEM = 8.0  # SiLU/GELU plus the gating multiply
 SOFTMAX_FLOPS_PER_SCORE = 5.0
 SCORE_FLOPS_PER_DIM = 4.0  # per query-key pair and head: 2 x head_dim for Q.K^T, 2 x head_dim for P.V
 
+MLA_UPPROJ_OP = "llm.mla.kv_b_proj"  # MLA's key/value up-projection: attention work, its m is every key read
+
 
 def softmax_exps(op: Op) -> float:
     """Softmax exponentials of an attention op: one per score (head x query-key pair), which `attention` prices at
@@ -241,7 +243,7 @@ def mla_projection_ops(
         ops.append(gemm("llm.mla.absorb_uv", stage, "llm", m, heads_t * mla.v_head_dim, mla.kv_lora_rank, cfg,
                         count, rng, vis_share))
     else:
-        ops.append(gemm("llm.mla.kv_b_proj", stage, "llm", int(key_tokens),
+        ops.append(gemm(MLA_UPPROJ_OP, stage, "llm", int(key_tokens),
                         heads_t * (mla.qk_nope_head_dim + mla.v_head_dim), mla.kv_lora_rank, cfg, count, rng,
                         vis_share))
     ops.append(gemm("llm.o_proj", stage, "llm", m, h, heads_t * mla.v_head_dim, cfg, count, rng, vis_share))
@@ -516,6 +518,15 @@ def layer_segments(num_layers: int, visual_keep: tuple[tuple[int, float], ...]) 
 def visual_tokens_kept(n_visual: float, frac: float) -> float:
     """Visual tokens a token schedule keeps of `n_visual` at kept fraction `frac` (floored, as the pruners do)."""
     return math.floor(n_visual * frac + 1e-9) if frac < 1.0 else n_visual
+
+
+@functools.lru_cache(maxsize=64)
+def lm_head_op_names(model: ModelSpec, stage: str, cfg: GraphConfig) -> frozenset[str]:
+    """Names of the ops a step runs only for sequences that emit a token (final norm, LM head, logits gather): the
+    ops of one emitting token that one silent token does not have."""
+    emits = llm_ops(model, (SeqWork(new_tokens=1, past_tokens=0, emits_token=True),), stage, cfg)
+    silent = llm_ops(model, (SeqWork(new_tokens=1, past_tokens=0, emits_token=False),), stage, cfg)
+    return frozenset({op.name for op in emits} - {op.name for op in silent})
 
 
 @functools.lru_cache(maxsize=65536)

@@ -44,6 +44,9 @@ class PoolSpec(StrictModel):
         return self.name or self.role
 
 
+HostProfileName = Literal["vllm-v0", "vllm-v1-piecewise", "vllm-v1", "vllm-v1-async", "sglang", "trtllm"]
+
+
 class ServingSpec(StrictModel):
     instances: PositiveInt = Field(1, description="replicas behind the router (colocated mode, no `pools`)")
     tp: PositiveInt = Field(1, description="tensor-parallel degree of each replica (colocated mode)")
@@ -92,7 +95,7 @@ class ServingSpec(StrictModel):
         "decoding request's KV goes to host memory over the host link and comes back")
     swap_bw_gbps: PositiveFloat | None = Field(
         None, description="swap: host-link GB/s per GPU and direction; default: the hardware's host_link_gbps")
-    host_costs: bool | Literal["vllm-v0", "vllm-v1", "vllm-v1-async", "sglang", "trtllm"] | None = Field(
+    host_costs: bool | HostProfileName | None = Field(
         None, description="host-side costs (image preprocessing on CPU workers, pixel hand-off, per-step host time; "
         "lvlmsim.cost.host): None = on with a serving runtime (its current version), off without; false = off; a "
         "host profile name picks a runtime version")
