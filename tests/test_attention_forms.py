@@ -308,3 +308,38 @@ def test_split_candidates_scale_work_and_ctas_by_the_splits():
     assert split[:1] + split[2:5] == shipped[:1] + shipped[2:5]
     assert fill[1] == pytest.approx(5 * 22 / 132) and "w0" not in mod.setup("fill").links
     assert mod.setup("ctas") == FAMILY_SETUPS["attn_encoder"]
+
+
+@pytest.mark.parametrize("kernel, shape, ctas", [
+    ("fa2", (256, 16, 40, 8, 64), 256 * 40 * 1),  # FA2's split kernel: 64 unpacked rows a block, every query head
+    ("bw", (256, 16, 40, 8, 64), 256 * 40 * 1),  # TRT-LLM-gen: 256 unpacked rows a CTA
+    ("fa3", (256, 16, 40, 8, 64), 256 * 8 * 1),  # FA3: 16 tokens x group 5 = 80 packed rows, one 192-row block
+    ("fa2", (2, 300, 32, 8, 128), 2 * 32 * 5),  # ceil(300 / 64) = 5 blocks
+    ("bw", (2, 300, 32, 8, 128), 2 * 32 * 2),  # ceil(300 / 256) = 2
+    ("fa3", (2, 300, 32, 8, 128), 2 * 8 * 10),  # 300 x 4 = 1200 packed rows in 128-row blocks (head size 128)
+    (None, (2, 300, 32, 8, 128), 2 * 32 * 5),  # unknown kernel: FA2's
+])
+def test_prefill_ctas_follow_each_kernels_query_blocks(kernel, shape, ctas):
+    from lvlmsim.calibrate.kernels import prefill_ctas
+
+    assert prefill_ctas(prefill_attention_op(*shape), kernel) == ctas
+
+
+PREFILL_PARAMS = {"ec_max": 0.6, "q0": 512.0, "pq": 1.0, "w0": 2e4, "pw": 1.0, "h0": 48.0, "ph": 1.0, "h1": 1024.0,
+                  "ph1": 2.0, "em_max": 0.8, "b0": 1e6, "pb": 1.0, "cache_boost": 0.3, "cache_x": 0.2,
+                  "cache_p": 2.0, "floor_s": 5e-6, "overlap": 0.0}
+
+
+def test_prefill_cta_form_grows_the_floor_with_ctas_per_sm_and_keeps_the_rest():
+    """Batch 256 x 16 tokens x 40 heads (8 KV heads) on B300 (TRT-LLM-gen, 160 SMs): 10240 CTAs, 64 per SM, so the
+    floor is 5 us x (1 + 0.1 x 64) = 37 us; compute and memory efficiencies are the shipped attention+l2 form's."""
+    op = prefill_attention_op(256, 16, 40, 8, 64)
+    base = _profile("attention+l2", PREFILL_PARAMS, B300.id, "attn_prefill").efficiency(op, B300)
+    ctas = _profile("attention+ctas+l2", {**PREFILL_PARAMS, "cta_share": 0.1}, B300.id,
+                    "attn_prefill").efficiency(op, B300)
+    assert B300.sm_count == 160
+    assert ctas.floor_s == pytest.approx(5e-6 * (1.0 + 0.1 * 64))
+    assert (ctas.compute, ctas.memory) == pytest.approx((base.compute, base.memory))
+    none = _profile("attention+ctas+l2", {**PREFILL_PARAMS, "cta_share": -0.2}, B300.id,
+                    "attn_prefill").efficiency(op, B300)
+    assert none.floor_s == pytest.approx(5e-6)  # a negative share adds nothing

@@ -225,6 +225,22 @@ def vit_resident_ctas(kernel: str | None) -> int:
     return VIT_RESIDENT_CTAS.get(kernel or "fa2", 1)
 
 
+def prefill_ctas(op: Op, kernel: str | None) -> float:
+    """CTAs (query blocks) the prefill attention kernel on `kernel` runs for `op`, each paying a fixed prologue and
+    epilogue (loading its Q block and page table, the softmax epilogue, writing O): FA2's split kernel (forced by the
+    paged KV) one per (64-row query block, head, sequence), the group unpacked (`FA2_BLOCK_M`); FA3 one per block of
+    kBlockM packed (token, query head) rows of a KV head (`fa3_prefill_tiles`; the paged KV without TMA always packs
+    the GQA group, get_pack_gqa); Blackwell's TRT-LLM-gen context kernels one per 256 unpacked query rows
+    (`BW_CTA_ROWS`: two 128-row tiles per CTA) of a head. A device of unknown kernel gets FA2's."""
+    batch, q, heads, kv_heads, d = op.shape[0], max(float(op.shape[1]), 1.0), op.shape[3], op.shape[4], op.shape[5]
+    if kernel == "fa3":
+        group = heads / kv_heads if kv_heads else 1.0
+        block_m = fa3_prefill_tiles(d, op.name.endswith(SLIDING_SUFFIX))[0]
+        return float(batch) * (kv_heads or heads) * math.ceil(q * group / block_m)
+    rows = BW_CTA_ROWS if kernel == "bw" else FA2_BLOCK_M
+    return float(batch) * heads * math.ceil(q / rows)
+
+
 def fa3_prefill_tiles(head_dim: float, local: bool) -> tuple[int, int]:
     """(kBlockM, kBlockN) of vLLM's FA3 prefill, 16-bit, paged KV without TMA (hopper/tile_size.h
     tile_size_fwd_sm90: 192 x 128 causal / 192 x 160 local up to head size 64, 192 x 128 up to 96, 128 x 128 up to
@@ -355,6 +371,6 @@ def with_kernel_features(profile: EfficiencyProfile, hw: HardwareSpec) -> Effici
 
 
 __all__ = ["KernelFeatureProfile", "as_run", "as_run_unpacked", "attention_kernel", "dram_reread_factor",
-           "fa2_key_block", "fa3_prefill_tiles", "gqa_reread_factor", "l2_reuse_share", "prefill_tiles",
+           "fa2_key_block", "fa3_prefill_tiles", "gqa_reread_factor", "l2_reuse_share", "prefill_ctas", "prefill_tiles",
            "regroups_gqa", "splits_kv", "tile_work_factor", "unsplit_key_blocks", "vit_ctas", "vit_query_rows",
            "vit_resident_ctas", "window_binds", "window_tile_factor", "with_kernel_features"]

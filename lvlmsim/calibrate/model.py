@@ -24,6 +24,7 @@ from typing import Any
 
 from lvlmsim.calibrate.kernels import (
     attention_kernel,
+    prefill_ctas,
     regroups_gqa,
     splits_kv,
     unsplit_key_blocks,
@@ -620,6 +621,31 @@ class CtaSoftmaxAttentionForm(SoftmaxAttentionForm):
         return ec, em, floor_s * (1.0 + xp.maximum(cta_share, 0.0) * x[-1])
 
 
+class CtaAttentionForm(AttentionForm):
+    """AttentionForm whose floor grows with the CTAs each SM runs in turn, as CtaSoftmaxAttentionForm's for the
+    encoder: every query block of a prefill kernel pays a fixed prologue and epilogue that no arithmetic hides when
+    the sequences are short. CTAs from the kernel's query blocks (lvlmsim.calibrate.kernels.prefill_ctas: FA2 64
+    unpacked rows, FA3 kBlockM packed rows of a KV head, TRT-LLM-gen 256 unpacked rows), SM count from the datasheet;
+    floor_s x (1 + cta_share x CTAs / SMs), cta_share one fitted constant. In every measured table a prefill of 2-64
+    tokens per sequence takes about 3-7 us per CTA per SM once the CTAs outnumber the SMs (A100 ~5, H100 ~7 with its
+    larger packed blocks, B300 ~3-4, RTX PRO 6000 ~4.5), which the constant floor and the tokens' saturation price
+    20-75% fast on FA2 and TRT-LLM-gen devices and 15-70% slow on FA3's packed H100."""
+
+    name = "attention+ctas"
+    core = AttentionForm.core[:-1] + (
+        Param("cta_share", "real", 0.1, "extra floor share per CTA per SM (a query block's prologue and epilogue)"),
+    ) + AttentionForm.core[-1:]
+
+    def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
+        ctas_per_sm = prefill_ctas(op, attention_kernel(hw)) / float(hw.sm_count or REF_SM_COUNT)
+        return (*super().features(op, hw), ctas_per_sm)
+
+    def eff(self, xp, p, h, x):
+        *base, cta_share, floor_s = p
+        ec, em, floor_s = super().eff(xp, (*base, floor_s), h, x[:-1])
+        return ec, em, floor_s * (1.0 + xp.maximum(cta_share, 0.0) * x[-1])
+
+
 # FlashAttention-2's split-KV decision (flash_api.cpp, set_params_splitkv / num_splits_heuristic): keys come in blocks
 # of 256 (head size <= 64), 128 (<= 128) or 64 columns; with more than one block, the keys are split unless
 # batch x kv_heads x query blocks >= 0.8 x (2 x SMs), and a combine kernel then runs after the attention kernel.
@@ -699,6 +725,7 @@ REF_SM_COUNT = 132  # H100 SXM: the reference a device without a published SM co
 for _f in (SoftmaxAttentionForm(), CtaSoftmaxAttentionForm(), SplitDecodeForm()):
     FORM_VARIANTS[_f.name] = _f
 FORM_VARIANTS["attention+softmax+l2"] = CachedForm(SoftmaxAttentionForm())  # prefill's L2 term on the softmax form
+FORM_VARIANTS["attention+ctas+l2"] = CachedForm(CtaAttentionForm())  # prefill's L2 term on the per-CTA floor
 
 
 def form_for(kind: str, variant: str | None = None) -> Form:

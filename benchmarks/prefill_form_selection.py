@@ -1,31 +1,40 @@
-"""Nested check of the softmax-exponential head-size term for prefill attention (issue 11, p90 tails).
+"""Nested checks of prefill attention forms aimed at the held-out p90 tails (issue 11).
 
-    python benchmarks/prefill_softmax_selection.py                 # ~5 min: 4 seeds x 4 outer folds x 2 candidates
-    python benchmarks/prefill_softmax_selection.py --seeds 0,1     # fewer subsample seeds
+    python benchmarks/prefill_form_selection.py shipped ctas      # ~3 min: 4 seeds x 4 outer folds x 2 candidates
+    python benchmarks/prefill_form_selection.py --seeds 0,1 shipped softmax
 
 Candidates for the `attn_prefill` family of the general model (same links, ridge, rows and window handling; only
-the form differs):
+the form differs), compared in pairs against `shipped` as each was declared:
 - `shipped`: `attention+l2`, AttentionForm's fitted small-head fall-off 1 / (1 + (h0 / d)^ph), one curve for every
-  device;
-- `softmax`: `attention+softmax+l2`, SoftmaxAttentionForm (the encoder's) with prefill's L2 term: the small-head cost
-  is the softmax's exponentials, 1 / ec = 1 / ec_base + exp_share x (exps / FLOPs) x (peak FLOP/s / exp2 rate), the
-  exp2 rate from the datasheet (16 MUFU.EX2 per clock per SM from the CUDA C++ Programming Guide's throughput table;
-  B300's `sfu_exp2_tera_per_s`). A causal prefill runs one exponential per computed score as the encoder does
-  (lvlmsim.ops.graph.softmax_exps: FLOPs / (4 x head size)), so head size 64 pays twice head size 128's exp share.
-Argued before it was run, from the held-out tails (benchmarks/prefill_tail_map.py, seeds 0 and 1): the small-head
-fall-off is one curve fitted over devices whose tensor FLOPs per exponential differ by ~4x (H100 ~237, B300 ~210, RTX
-PRO 6000 ~64, A100 ~128 at head size 128 only), so each fold prices its held-out device with the others' average: RTX
-PRO 6000 (few FLOPs per exponential, small heads barely slower) has its head-size-64 prefills above 4096 tokens
-priced 28-29% slow against 6% at head size 128, and B300 (H100-like ratio) its head-size-128 prefills of 257-16384
-tokens priced 25-29% slow against 0-3% at head size 64 (seed 0). Where the spread between head sizes on one device
-is the datasheet's exp ratio, the softmax form moves it through the datasheet.
+  device, and a constant per-kernel floor;
+- `softmax` (run 1): `attention+softmax+l2`, SoftmaxAttentionForm (the encoder's) with prefill's L2 term: the
+  small-head cost is the softmax's exponentials, 1 / ec = 1 / ec_base + exp_share x (exps / FLOPs) x (peak FLOP/s /
+  exp2 rate), the exp2 rate from the datasheet (16 MUFU.EX2 per clock per SM from the CUDA C++ Programming Guide's
+  throughput table; B300's `sfu_exp2_tera_per_s`). Argued before it was run, from the held-out tails
+  (benchmarks/prefill_tail_map.py, seeds 0 and 1): the small-head fall-off is one curve fitted over devices whose
+  tensor FLOPs per exponential differ by ~4x (H100 ~237, B300 ~210, RTX PRO 6000 ~64, A100 ~128 at head size 128
+  only), so each fold prices its held-out device with the others' average: RTX PRO 6000 has its head-size-64
+  prefills above 4096 tokens priced 28-29% slow against 6% at head size 128, B300 its head-size-128 prefills of
+  257-16384 tokens 25-29% slow against 0-3% at head size 64 (seed 0). Outcome: picked in the A100 and H100 folds
+  only (2 of 4), not shipped; held out it costs B300 (13.4 / 41.4 -> 19.2 / 48.4%) and H100 (13.7 / 30.5 -> 18.3 /
+  36.7%).
+- `ctas` (run 2): `attention+ctas+l2`, CtaAttentionForm: the floor grows with the CTAs per SM, floor x (1 +
+  cta_share x CTAs / SMs), CTAs from the kernel's query blocks (lvlmsim.calibrate.kernels.prefill_ctas: FA2's split
+  kernel 64 unpacked rows, FA3 kBlockM packed (token, query head) rows of a KV head, TRT-LLM-gen 256 unpacked rows),
+  as the encoder's shipped per-CTA floor. Argued before it was run, from the tail map: on B300 and RTX PRO 6000
+  (both seeds) prefills of 2-64 tokens at batch x heads > 512 are priced 42-75% fast, on A100 (FA2, a training
+  device of both folds) 19-43% fast, on H100 (FA3, GQA packed into fewer CTAs) 15-68% slow; and in every table the
+  time of a 2-64-token prefill grows linearly in the kernel's CTAs per SM once they outnumber the SMs, about 3-7 us
+  per CTA per SM (A100 ~5, H100 ~7, B300 ~3-4, RTX PRO 6000 ~4.5), which a constant floor and FLOPs-based saturation
+  cannot follow.
 
-Criterion, fixed (in the commit that added this script) before any outer figure was seen: per outer device, the
-candidate with the lowest inner score - the mean over subsample seeds 0-3 (load_devices' table subsample; the fit's
-800 rows per device follow from it) of an inner leave-one-out over the other three devices of the mean over the
-prefill tables (context_attention and its sliding-window rows) of (median + p90) / 2 of |error| - with equal scores
-keeping `shipped`. It ships if picked in at least three of the four outer folds. No other family changes (the
-encoder fits on its own rows; decode, GEMM and the rest are other families). Needs ../shared/data/measured.
+Criterion, fixed (in the commit that added each candidate) before any of its outer figures was seen: per outer
+device, the candidate with the lowest inner score - the mean over subsample seeds 0-3 (load_devices' table
+subsample; the fit's 800 rows per device follow from it) of an inner leave-one-out over the other three devices of
+the mean over the prefill tables (context_attention and its sliding-window rows) of (median + p90) / 2 of |error| -
+with equal scores keeping `shipped` (listed first). A candidate ships if picked in at least three of the four outer
+folds. No other family changes (the encoder fits on its own rows; decode, GEMM and the rest are other families).
+Needs ../shared/data/measured.
 """
 
 from __future__ import annotations
@@ -49,7 +58,8 @@ TABLES = ("context_attention", "context_attention_sliding")
 STATS = ("median_abs_pct_err", "p90_abs_pct_err")
 SEEDS = (0, 1, 2, 3)
 SHIPPED = general.FAMILY_SETUPS[KEY]
-CANDIDATES = {"shipped": SHIPPED, "softmax": replace(SHIPPED, variant="attention+softmax+l2")}
+CANDIDATES = {"shipped": SHIPPED, "softmax": replace(SHIPPED, variant="attention+softmax+l2"),
+              "ctas": replace(SHIPPED, variant="attention+ctas+l2")}
 MIN_PICKS = 3  # outer folds (of four) that must pick a candidate for it to ship
 
 
@@ -100,9 +110,10 @@ def report(results: dict[str, list[dict]], seeds: tuple[int, ...]) -> None:
             per_seed = [r[outer][1] for r in results[c]]
             print(f"    {c:<8} inner {inner[c]:6.2f}  held-out median / p90 {fmt(mean_tables(per_seed))}")
             print(f"             seeds {seeds}: " + " | ".join(fmt(p) for p in per_seed))
-    n = sum(p == "softmax" for p in picks.values())
-    print(f"softmax picked in {n} of {len(outers)} outer folds: "
-          + ("ships" if n >= MIN_PICKS else "does not ship (needs " + str(MIN_PICKS) + ")"))
+    for c in list(results)[1:]:
+        n = sum(p == c for p in picks.values())
+        print(f"{c} picked in {n} of {len(outers)} outer folds: "
+              + ("ships" if n >= MIN_PICKS else f"does not ship (needs {MIN_PICKS})"))
     print("nested held-out (each fold's pick), median / p90: " + "; ".join(
         f"{o} {fmt(mean_tables([r[o][1] for r in results[picks[o]]]))}" for o in outers))
 
@@ -117,15 +128,18 @@ def main(argv: list[str]) -> int:
         if len(argv) < 2 or not all(x.isdigit() for x in argv[1].split(",")):
             print("--seeds: a comma-separated list of non-negative integers, e.g. --seeds 0,1,2,3")
             return 2
-        seeds = tuple(int(x) for x in argv[1].split(","))
-    elif argv:
-        print(f"unknown argument(s) {' '.join(argv)}; usage: prefill_softmax_selection.py [--seeds 0,1,2,3]")
+        seeds, argv = tuple(int(x) for x in argv[1].split(",")), argv[2:]
+    names = tuple(argv) or ("shipped", *(c for c in CANDIDATES if c != "shipped"))
+    bad = [c for c in names if c not in CANDIDATES]
+    if bad or names[0] != "shipped" or len(set(names)) != len(names) or len(names) < 2:
+        print(f"candidates: 'shipped' first, then one or more of {', '.join(c for c in CANDIDATES if c != 'shipped')}"
+              f" (each once); got {' '.join(names)}")
         return 2
     t0 = time.perf_counter()
-    results: dict[str, list[dict]] = {c: [] for c in CANDIDATES}
+    results: dict[str, list[dict]] = {c: [] for c in names}
     for s in seeds:
         devices = load_devices(measured / "aiconfigurator" / "data", seed=s)
-        for c in CANDIDATES:
+        for c in names:
             results[c].append(score_seed(devices, c))
         print(f"[{time.perf_counter() - t0:5.0f} s] seed {s} done", file=sys.stderr, flush=True)
     report(results, seeds)
