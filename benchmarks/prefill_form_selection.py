@@ -1,6 +1,6 @@
 """Nested checks of prefill attention forms aimed at the held-out p90 tails (issue 11).
 
-    python benchmarks/prefill_form_selection.py shipped ctas      # ~3 min: 4 seeds x 4 outer folds x 2 candidates
+    python benchmarks/prefill_form_selection.py shipped ctas-context ctas   # ~4 min: 4 seeds x 4 outer folds x 3
     python benchmarks/prefill_form_selection.py --seeds 0,1 shipped softmax
 
 Candidates for the `attn_prefill` family of the general model (same links, ridge, rows and window handling; only
@@ -18,15 +18,23 @@ the form differs), compared in pairs against `shipped` as each was declared:
   257-16384 tokens 25-29% slow against 0-3% at head size 64 (seed 0). Outcome: picked in the A100 and H100 folds
   only (2 of 4), not shipped; held out it costs B300 (13.4 / 41.4 -> 19.2 / 48.4%) and H100 (13.7 / 30.5 -> 18.3 /
   36.7%).
-- `ctas` (run 2): `attention+ctas+l2`, CtaAttentionForm: the floor grows with the CTAs per SM, floor x (1 +
+- `ctas-context` (run 2): `attention+ctas+l2`, CtaAttentionForm: the floor grows with the CTAs per SM, floor x (1 +
   cta_share x CTAs / SMs), CTAs from the kernel's query blocks (lvlmsim.calibrate.kernels.prefill_ctas: FA2's split
-  kernel 64 unpacked rows, FA3 kBlockM packed (token, query head) rows of a KV head, TRT-LLM-gen 256 unpacked rows),
-  as the encoder's shipped per-CTA floor. Argued before it was run, from the tail map: on B300 and RTX PRO 6000
-  (both seeds) prefills of 2-64 tokens at batch x heads > 512 are priced 42-75% fast, on A100 (FA2, a training
-  device of both folds) 19-43% fast, on H100 (FA3, GQA packed into fewer CTAs) 15-68% slow; and in every table the
-  time of a 2-64-token prefill grows linearly in the kernel's CTAs per SM once they outnumber the SMs, about 3-7 us
-  per CTA per SM (A100 ~5, H100 ~7, B300 ~3-4, RTX PRO 6000 ~4.5), which a constant floor and FLOPs-based saturation
-  cannot follow.
+  kernel 64 unpacked rows, FA3 kBlockM packed (token, query head) rows of a KV head, TRT-LLM-gen 256 unpacked rows;
+  here every B300 row counted on the context kernel, `decode_kernel_rows=False`), as the encoder's shipped per-CTA
+  floor. Argued before it was run, from the tail map: on B300 and RTX PRO 6000 (both seeds) prefills of 2-64 tokens
+  at batch x heads > 512 are priced 42-75% fast, on A100 (FA2, a training device of both folds) 19-43% fast, on H100
+  (FA3, GQA packed into fewer CTAs) 15-68% slow; and in every table the time of a 2-64-token prefill grows linearly
+  in the kernel's CTAs per SM once they outnumber the SMs, about 3-7 us per CTA per SM (A100 ~5, H100 ~7, B300 ~3-4,
+  RTX PRO 6000 ~4.5), which a constant floor and FLOPs-based saturation cannot follow. Outcome: picked in all four
+  folds (inner 31.79 / 26.59 / 25.84 / 21.80 against 34.53 / 27.31 / 27.55 / 25.57 for A100 / B300 / H100 / RTX PRO
+  6000); held out A100 13.7 / 31.7 -> 13.4 / 25.2, H100 13.7 / 30.5 -> 13.5 / 29.4, RTX PRO 6000 13.3 / 38.9 -> 13.1 /
+  34.2 (windowed 14.4 / 40.8 -> 19.6 / 37.4), B300 13.4 / 41.4 -> 15.4 / 48.1 (windowed 15.2 / 44.3 -> 16.0 / 50.6).
+- `ctas` (run 3): `ctas-context` with B300's 1-token rows counted as the generation kernel runs them, one CTA per
+  (sequence, KV head) (kernels.BW_DECODE_QUERY_TOKENS: vLLM's FlashInfer backend sends a 1-token request to
+  trtllm_batch_decode_with_kv_cache, and the B300 table's kernel_source says so for every such row). Added AFTER run
+  2's outer figures were seen: in B300's fold those rows (9% of its prefill rows) were priced 2-8x slow at batch x
+  heads > 512, a miss of the CTA count, not of the fit; the kernel_source column was in the tail map before run 2.
 
 Criterion, fixed (in the commit that added each candidate) before any of its outer figures was seen: per outer
 device, the candidate with the lowest inner score - the mean over subsample seeds 0-3 (load_devices' table
@@ -39,6 +47,7 @@ Needs ../shared/data/measured.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from dataclasses import replace
@@ -49,7 +58,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lvlmsim.calibrate import general  # noqa: E402
+from lvlmsim.calibrate import general, kernels  # noqa: E402
+from lvlmsim.calibrate import model as forms  # noqa: E402
 from lvlmsim.calibrate.loo import family_setup, held_out_report, inner_score, load_devices  # noqa: E402
 from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
 
@@ -59,7 +69,10 @@ STATS = ("median_abs_pct_err", "p90_abs_pct_err")
 SEEDS = (0, 1, 2, 3)
 SHIPPED = general.FAMILY_SETUPS[KEY]
 CANDIDATES = {"shipped": SHIPPED, "softmax": replace(SHIPPED, variant="attention+softmax+l2"),
+              "ctas-context": replace(SHIPPED, variant="attention+ctas+l2"),
               "ctas": replace(SHIPPED, variant="attention+ctas+l2")}
+# how each candidate counts a prefill's CTAs (the form reads lvlmsim.calibrate.model.prefill_ctas)
+CTA_COUNTS = {"ctas-context": functools.partial(kernels.prefill_ctas, decode_kernel_rows=False)}
 MIN_PICKS = 3  # outer folds (of four) that must pick a candidate for it to ship
 
 
@@ -75,15 +88,19 @@ def outer_stats(devices: dict, outer: str) -> dict[str, tuple[float, float]]:
 def score_seed(devices: dict, candidate: str) -> dict[str, tuple[float, dict[str, tuple[float, float]]]]:
     """{outer device: (inner score, outer (median, p90) per table)} at one table seed."""
     out = {}
-    with family_setup(KEY, CANDIDATES[candidate]):
-        for outer in devices:
-            inner = [n for n in devices if n != outer]
-            out[outer] = (inner_score(devices, inner, KEY, TABLES, STATS), outer_stats(devices, outer))
+    forms.prefill_ctas = CTA_COUNTS.get(candidate, kernels.prefill_ctas)
+    try:
+        with family_setup(KEY, CANDIDATES[candidate]):
+            for outer in devices:
+                inner = [n for n in devices if n != outer]
+                out[outer] = (inner_score(devices, inner, KEY, TABLES, STATS), outer_stats(devices, outer))
+    finally:
+        forms.prefill_ctas = kernels.prefill_ctas
     return out
 
 
 def pick(inner: dict[str, float]) -> str:
-    """The lowest inner score; `shipped` (listed first) on a tie."""
+    """The lowest inner score; the first listed (`shipped`) on a tie."""
     return min(inner, key=inner.get)
 
 

@@ -225,18 +225,30 @@ def vit_resident_ctas(kernel: str | None) -> int:
     return VIT_RESIDENT_CTAS.get(kernel or "fa2", 1)
 
 
-def prefill_ctas(op: Op, kernel: str | None) -> float:
+# Query tokens per sequence up to which vLLM's FlashInfer backend (Blackwell's TRT-LLM-gen kernels) runs a request as
+# a decode: FlashInferImpl.forward (vllm-project/vllm vllm/v1/attention/backends/flashinfer.py @00a817ad) puts the
+# requests split_decodes_and_prefills counts as decodes (query length up to the reorder threshold, 1 without
+# speculative decoding) through trtllm_batch_decode_with_kv_cache and only the rest through the context kernel; the
+# B300 table's kernel_source reads vllm_flashinfer_trtllmdecode on every 1-token row and ...trtllmprefill on the others.
+BW_DECODE_QUERY_TOKENS = 1
+
+
+def prefill_ctas(op: Op, kernel: str | None, *, decode_kernel_rows: bool = True) -> float:
     """CTAs (query blocks) the prefill attention kernel on `kernel` runs for `op`, each paying a fixed prologue and
     epilogue (loading its Q block and page table, the softmax epilogue, writing O): FA2's split kernel (forced by the
     paged KV) one per (64-row query block, head, sequence), the group unpacked (`FA2_BLOCK_M`); FA3 one per block of
     kBlockM packed (token, query head) rows of a KV head (`fa3_prefill_tiles`; the paged KV without TMA always packs
     the GQA group, get_pack_gqa); Blackwell's TRT-LLM-gen context kernels one per 256 unpacked query rows
-    (`BW_CTA_ROWS`: two 128-row tiles per CTA) of a head. A device of unknown kernel gets FA2's."""
+    (`BW_CTA_ROWS`: two 128-row tiles per CTA) of a head, and its 1-token rows, which run the generation kernel
+    (`BW_DECODE_QUERY_TOKENS`; `decode_kernel_rows` False counts them as context rows), one per (sequence, KV head),
+    the group packed. A device of unknown kernel gets FA2's."""
     batch, q, heads, kv_heads, d = op.shape[0], max(float(op.shape[1]), 1.0), op.shape[3], op.shape[4], op.shape[5]
     if kernel == "fa3":
         group = heads / kv_heads if kv_heads else 1.0
         block_m = fa3_prefill_tiles(d, op.name.endswith(SLIDING_SUFFIX))[0]
         return float(batch) * (kv_heads or heads) * math.ceil(q * group / block_m)
+    if kernel == "bw" and decode_kernel_rows and q <= BW_DECODE_QUERY_TOKENS:
+        return float(batch) * (kv_heads or heads)
     rows = BW_CTA_ROWS if kernel == "bw" else FA2_BLOCK_M
     return float(batch) * heads * math.ceil(q / rows)
 
