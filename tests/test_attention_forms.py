@@ -318,7 +318,7 @@ def test_split_candidates_scale_work_and_ctas_by_the_splits():
     ("bw", (2, 300, 32, 8, 128), 2 * 32 * 2),  # ceil(300 / 256) = 2
     ("fa3", (2, 300, 32, 8, 128), 2 * 8 * 10),  # 300 x 4 = 1200 packed rows in 128-row blocks (head size 128)
     (None, (2, 300, 32, 8, 128), 2 * 32 * 5),  # unknown kernel: FA2's
-    ("bw", (256, 1, 40, 8, 64), 256 * 8),  # a 1-token row runs TRT-LLM-gen's generation kernel: (sequence, KV head)
+    ("bw", (256, 1, 40, 8, 64), 256 * 40),  # a 1-token row counted as a context row (shipped: nested pick)
     ("fa2", (256, 1, 40, 8, 64), 256 * 40),  # FA2 runs it as any prefill
 ])
 def test_prefill_ctas_follow_each_kernels_query_blocks(kernel, shape, ctas):
@@ -327,11 +327,13 @@ def test_prefill_ctas_follow_each_kernels_query_blocks(kernel, shape, ctas):
     assert prefill_ctas(prefill_attention_op(*shape), kernel) == ctas
 
 
-def test_prefill_ctas_can_count_blackwell_one_token_rows_on_the_context_kernel():
-    """The nested check's `ctas-context` candidate: 256 x 40 heads x 1 token on 256-row context CTAs is 256 x 40."""
+def test_prefill_ctas_can_count_blackwell_one_token_rows_on_the_generation_kernel():
+    """The nested check's `ctas` candidate (not shipped): a 1-token row of 256 sequences x 40 heads (8 KV heads) runs
+    TRT-LLM-gen's generation kernel, one CTA per (sequence, KV head): 256 x 8; longer rows keep the context count."""
     from lvlmsim.calibrate.kernels import prefill_ctas
 
-    assert prefill_ctas(prefill_attention_op(256, 1, 40, 8, 64), "bw", decode_kernel_rows=False) == 256 * 40
+    assert prefill_ctas(prefill_attention_op(256, 1, 40, 8, 64), "bw", decode_kernel_rows=True) == 256 * 8
+    assert prefill_ctas(prefill_attention_op(256, 2, 40, 8, 64), "bw", decode_kernel_rows=True) == 256 * 40
 
 
 PREFILL_PARAMS = {"ec_max": 0.6, "q0": 512.0, "pq": 1.0, "w0": 2e4, "pw": 1.0, "h0": 48.0, "ph": 1.0, "h1": 1024.0,

@@ -230,18 +230,21 @@ def vit_resident_ctas(kernel: str | None) -> int:
 # requests split_decodes_and_prefills counts as decodes (query length up to the reorder threshold, 1 without
 # speculative decoding) through trtllm_batch_decode_with_kv_cache and only the rest through the context kernel; the
 # B300 table's kernel_source reads vllm_flashinfer_trtllmdecode on every 1-token row and ...trtllmprefill on the others.
+# Counting those rows as the generation kernel's (sequence, KV head) items lost the nested check to counting them as
+# context rows (benchmarks/prefill_form_selection.py run 3: 0 of 4 folds; the B300 fold tied), so the shipped prefill
+# form counts them as context rows (`decode_kernel_rows` False).
 BW_DECODE_QUERY_TOKENS = 1
 
 
-def prefill_ctas(op: Op, kernel: str | None, *, decode_kernel_rows: bool = True) -> float:
+def prefill_ctas(op: Op, kernel: str | None, *, decode_kernel_rows: bool = False) -> float:
     """CTAs (query blocks) the prefill attention kernel on `kernel` runs for `op`, each paying a fixed prologue and
     epilogue (loading its Q block and page table, the softmax epilogue, writing O): FA2's split kernel (forced by the
     paged KV) one per (64-row query block, head, sequence), the group unpacked (`FA2_BLOCK_M`); FA3 one per block of
     kBlockM packed (token, query head) rows of a KV head (`fa3_prefill_tiles`; the paged KV without TMA always packs
     the GQA group, get_pack_gqa); Blackwell's TRT-LLM-gen context kernels one per 256 unpacked query rows
-    (`BW_CTA_ROWS`: two 128-row tiles per CTA) of a head, and its 1-token rows, which run the generation kernel
-    (`BW_DECODE_QUERY_TOKENS`; `decode_kernel_rows` False counts them as context rows), one per (sequence, KV head),
-    the group packed. A device of unknown kernel gets FA2's."""
+    (`BW_CTA_ROWS`: two 128-row tiles per CTA) of a head. With `decode_kernel_rows`, Blackwell's 1-token rows, which
+    run the generation kernel (`BW_DECODE_QUERY_TOKENS`), count one per (sequence, KV head), the group packed (not
+    shipped). A device of unknown kernel gets FA2's."""
     batch, q, heads, kv_heads, d = op.shape[0], max(float(op.shape[1]), 1.0), op.shape[3], op.shape[4], op.shape[5]
     if kernel == "fa3":
         group = heads / kv_heads if kv_heads else 1.0
