@@ -140,10 +140,6 @@ def report(results: dict[str, list[dict]], seeds: tuple[int, ...]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    measured = measured_dir(ROOT)
-    if measured is None:
-        print("shared/data/measured not found next to the checkout")
-        return 1
     seeds = SEEDS
     if argv[:1] == ["--seeds"]:
         if len(argv) < 2 or not all(x.isdigit() for x in argv[1].split(",")):
@@ -156,6 +152,10 @@ def main(argv: list[str]) -> int:
         print(f"candidates: 'constant' first, then one or more of {', '.join(c for c in CANDIDATES if c != 'constant')}"
               f" (each once); got {' '.join(names)}")
         return 2
+    measured = measured_dir(ROOT)
+    if measured is None:
+        print("shared/data/measured not found next to the checkout")
+        return 1
     t0 = time.perf_counter()
     results: dict[str, list[dict]] = {c: [] for c in names}
     for s in seeds:
