@@ -184,7 +184,7 @@ def test_bench_switches_api_costs_and_host_costs():
     assert on["mean_ttft_ms"] > off["mean_ttft_ms"]  # one client: no queue, so API costs only add
     assert on["mean_tpot_ms"] == pytest.approx(off["mean_tpot_ms"], rel=1e-9)
     res = runner.invoke(app, ["bench", "--num-prompts", "4", "--host", "tgi"])
-    assert res.exit_code == 2 and "host_costs" in res.output
+    assert res.exit_code == 2 and "--host: unknown host profile 'tgi'; allowed: off," in res.output
 
 
 @pytest.mark.parametrize(("client", "content", "fmt", "expected"), [

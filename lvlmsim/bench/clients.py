@@ -66,6 +66,11 @@ def length_bounds(client: str, length: int, range_ratio: float, *, output: bool 
     flag = "--random-output-len" if output else "--random-input-len"
     if length < 1:
         raise SpecError(f"{flag}: must be >= 1 token, got {length}")
+    if not output and client == "sglang" and special_tokens:
+        raise SpecError(f"--special-tokens: vllm only (sglang counts --random-input-len as is); allowed with "
+                        f"--client sglang: 0, got {special_tokens}")
+    if not output and not 0 <= special_tokens < length:
+        raise SpecError(f"--special-tokens: must be in [0, --random-input-len {length}), got {special_tokens}")
     if client == "vllm":
         if not 0.0 <= range_ratio < 1.0:
             raise SpecError(f"--random-range-ratio: vLLM takes a ratio in [0, 1), got {range_ratio}")

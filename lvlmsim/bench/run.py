@@ -89,8 +89,8 @@ def _arrival(a: BenchArgs, n: int) -> dict:
     is a Poisson process, or gamma gaps of shape `burstiness` (vLLM's --burstiness; cv = 1/sqrt(burstiness))."""
     if not a.request_rate > 0:
         raise SpecError(f"--request-rate: must be > 0 requests/s or inf, got {a.request_rate}")
-    if not a.burstiness > 0:
-        raise SpecError(f"--burstiness: must be > 0, got {a.burstiness}")
+    if not (a.burstiness > 0 and math.isfinite(a.burstiness)):
+        raise SpecError(f"--burstiness: must be a finite number > 0 (1 = Poisson), got {a.burstiness}")
     if math.isinf(a.request_rate):
         return {"kind": "concurrency", "clients": min(a.max_concurrency or n, n)}
     if a.burstiness == 1.0:
@@ -104,8 +104,8 @@ def _request_mix(a: BenchArgs, client: str) -> dict:
     name = a.dataset
     if name in SYNTHETIC:
         ratio = d.range_ratio if a.random_range_ratio is None else a.random_range_ratio
-        lo, hi = length_bounds(client, a.random_input_len or d.input_len, ratio, special_tokens=a.special_tokens)
-        olo, ohi = length_bounds(client, a.random_output_len or d.output_len, ratio, output=True)
+        lo, hi = length_bounds(client, _given(a.random_input_len, d.input_len), ratio, special_tokens=a.special_tokens)
+        olo, ohi = length_bounds(client, _given(a.random_output_len, d.output_len), ratio, output=True)
         mix = {"prompt_tokens": uniform_int_dist(lo, hi), "output_tokens": uniform_int_dist(olo, ohi), "images": 0}
         if name == "random-image":
             if a.image_count < 0:
@@ -120,6 +120,11 @@ def _request_mix(a: BenchArgs, client: str) -> dict:
     if a.random_output_len is not None:  # the clients' --sharegpt-output-len / --hf-output-len: a fixed length
         mix["output_tokens"] = a.random_output_len
     return mix
+
+
+def _given(value: int | None, default: int) -> int:
+    """A flag's value, or the client's default when it was not given (0 is a value, refused by length_bounds)."""
+    return default if value is None else value
 
 
 def _image_content(a: BenchArgs, client: str) -> str:
@@ -269,7 +274,8 @@ def run_bench(a: BenchArgs, *, profile=None) -> BenchResult:
 
     sc = bench_scenario(a)
     res = simulate(sc, profile=profile)
-    notes = []
+    res.check_servable()
+    notes = [res.rejection_text()] if res.rejection_text() else []
     if not a.ignore_eos:
         notes.append("without --ignore-eos a real server may stop answers early; lvlmsim generates every requested "
                      "token, so compare with runs made with --ignore-eos")
@@ -331,7 +337,27 @@ def read_result(path: str | Path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise SpecError(f"--compare: file not found: {p}")
-    text = p.read_text().strip()
+    doc = _result_doc(p)
+    out = dict(doc)
+    for k, v in doc.items():
+        if k in _SGLANG_KEYS and _SGLANG_KEYS[k] not in doc:
+            out[_SGLANG_KEYS[k]] = v
+    if not any(k in out for k in COMPARED):
+        raise SpecError(f"--compare: {p} has none of the result keys ({', '.join(COMPARED[:5])}, ...)")
+    for k in COMPARED:  # a figure the client wrote must be one: a string or NaN would vanish from the table unseen
+        v = out.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0):
+            raise SpecError(f"--compare: {p}: {k}: expected a finite number >= 0 (or null), got {v!r}")
+    return out
+
+
+def _result_doc(p: Path) -> dict | None:
+    """The JSON object of a vLLM result file, or the last line of an SGLang JSONL one."""
+    try:
+        text = p.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise SpecError(f"--compare: {p} is not text (not UTF-8); expected a vLLM result JSON or an SGLang JSONL "
+                        "result") from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError:
@@ -342,13 +368,7 @@ def read_result(path: str | Path) -> dict:
             doc = None
     if not isinstance(doc, dict):
         raise SpecError(f"--compare: {p} is not a vLLM result JSON or an SGLang JSONL result")
-    out = dict(doc)
-    for k, v in doc.items():
-        if k in _SGLANG_KEYS and _SGLANG_KEYS[k] not in doc:
-            out[_SGLANG_KEYS[k]] = v
-    if not any(k in out for k in COMPARED):
-        raise SpecError(f"--compare: {p} has none of the result keys ({', '.join(COMPARED[:5])}, ...)")
-    return out
+    return doc
 
 
 def compare(sim: dict, real: dict) -> list[dict]:

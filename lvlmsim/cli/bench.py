@@ -38,6 +38,40 @@ def _cap(text: str | None) -> int | None:
     return value
 
 
+_IMAGE_FLAGS = ("--image-count", "--image-resolution", "--image-content", "--image-format")
+_RANDOM_FLAGS = ("--random-input-len", "--random-range-ratio", "--special-tokens")
+
+
+def _check_dataset_flags(dataset: str, given: dict) -> None:
+    """A flag the dataset does not read is refused, not silently dropped: the image flags shape random-image's
+    synthetic images only, the random lengths the two synthetic datasets only (a named dataset brings its own;
+    --random-output-len is its fixed output length)."""
+    from lvlmsim.errors import SpecError
+
+    for flag in given:
+        if flag in _IMAGE_FLAGS and dataset != "random-image":
+            raise SpecError(f"{flag}: applies to --dataset-name random-image only (random-mm, image), got "
+                            f"--dataset-name {dataset}")
+        if flag in _RANDOM_FLAGS and dataset not in ("random", "random-image"):
+            raise SpecError(f"{flag}: applies to --dataset-name random or random-image only ({dataset} brings its "
+                            "own prompt lengths)")
+
+
+def _host(text: str | None) -> str | bool | None:
+    """--host: off (False), a host profile name, or None (the server's current version)."""
+    if text is None:
+        return None
+    if text.strip().lower() == "off":
+        return False
+    from lvlmsim.cost.host import host_profile_names
+    from lvlmsim.errors import SpecError
+
+    names = host_profile_names()
+    if text.strip().lower() not in names:
+        raise SpecError(f"--host: unknown host profile '{text}'; allowed: off, {', '.join(names)}")
+    return text.strip().lower()
+
+
 def register(app: typer.Typer) -> None:
     from lvlmsim.cli import out, print_json, user_errors
 
@@ -68,15 +102,19 @@ def register(app: typer.Typer) -> None:
         random_output_len: Annotated[int | None, typer.Option("--random-output-len", help="output tokens")] = None,
         random_range_ratio: Annotated[float | None, typer.Option(
             "--random-range-ratio", help="vllm: lengths on [L(1-r), L(1+r)], r < 1; sglang: on [L r, L]")] = None,
-        special_tokens: Annotated[int, typer.Option(
-            "--special-tokens", help="vllm only: tokenizer special tokens it subtracts from --random-input-len")] = 0,
-        image_count: Annotated[int, typer.Option("--image-count", help="images per request (random-image)")] = 1,
-        image_resolution: Annotated[str, typer.Option(
-            "--image-resolution", help="360p | 720p | 1080p | 1440p | 4k | HEIGHTxWIDTH (height first)")] = "720p",
-        image_content: Annotated[str, typer.Option(
-            "--image-content", help="sglang: random | blank pixels of the synthetic images (their decode time)")]
-        = "random",
-        image_format: Annotated[str, typer.Option("--image-format", help="sglang: jpeg | png")] = "jpeg",
+        special_tokens: Annotated[int | None, typer.Option(
+            "--special-tokens", help="vllm only: tokenizer special tokens it subtracts from --random-input-len "
+                                     "[default: 0]")] = None,
+        image_count: Annotated[int | None, typer.Option(
+            "--image-count", help="images per request (random-image) [default: 1]")] = None,
+        image_resolution: Annotated[str | None, typer.Option(
+            "--image-resolution", help="360p | 720p | 1080p | 1440p | 4k | HEIGHTxWIDTH (height first) "
+                                       "[default: 720p]")] = None,
+        image_content: Annotated[str | None, typer.Option(
+            "--image-content", help="sglang: random | blank pixels of the synthetic images (their decode time) "
+                                    "[default: random]")] = None,
+        image_format: Annotated[str | None, typer.Option(
+            "--image-format", help="sglang: jpeg | png [default: jpeg]")] = None,
         ignore_eos: Annotated[bool, typer.Option("--ignore-eos", help="answers run to their full length")] = False,
         seed: Annotated[int | None, typer.Option(help="random seed (client default: vllm 0, sglang 1)")] = None,
         max_num_seqs: Annotated[int | None, typer.Option("--max-num-seqs", help="server: sequences per batch")]
@@ -105,18 +143,27 @@ def register(app: typer.Typer) -> None:
 
         knobs = {"max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens,
                  "gpu_memory_utilization": gpu_memory_utilization, "max_model_len": max_model_len,
-                 "host_costs": (False if host.strip().lower() == "off" else host) if host is not None else None,
-                 "api_costs": None if api_costs else False}
+                 "host_costs": _host(host), "api_costs": None if api_costs else False}
+        given = {"--image-count": image_count, "--image-resolution": image_resolution,
+                 "--image-content": image_content, "--image-format": image_format,
+                 "--random-input-len": random_input_len, "--random-range-ratio": random_range_ratio,
+                 "--special-tokens": special_tokens}
+        image = {"image_count": image_count, "image_resolution": image_resolution, "image_content": image_content,
+                 "image_format": image_format, "special_tokens": special_tokens}
         args = BenchArgs(
             model=model, hardware=hardware, client=client, runtime=runtime, tp=tp, ep=ep, dataset_name=dataset_name,
             num_prompts=num_prompts, request_rate=_rate(request_rate), burstiness=burstiness,
             max_concurrency=_cap(max_concurrency), random_input_len=random_input_len,
             random_output_len=random_output_len, random_range_ratio=random_range_ratio,
-            special_tokens=special_tokens, image_count=image_count, image_resolution=image_resolution,
-            image_content=image_content, image_format=image_format,
-            ignore_eos=ignore_eos, seed=seed, serving={k: v for k, v in knobs.items() if v is not None},
+            **{k: v for k, v in image.items() if v is not None}, ignore_eos=ignore_eos, seed=seed,
+            serving={k: v for k, v in knobs.items() if v is not None},
         )
+        _check_dataset_flags(args.dataset, {k: v for k, v in given.items() if v is not None})
         real = read_result(compare_with) if compare_with else None
+        if result_file:
+            from lvlmsim.specs.outputs import check_out_file
+
+            check_out_file(result_file, (".json",), "--result-file")  # before the run: a bad path must not cost it
         res = run_bench(args, profile=profile)
         doc = res.to_dict()
         if result_file:

@@ -187,6 +187,7 @@ def register(app: typer.Typer) -> None:
                                runtime=runtime, keep_requests=keep)
         finally:
             bar.close()
+        res.check_servable()
         if out_dir is not None:
             for p in res.write(out_dir):
                 err.print(f"wrote {p}", highlight=False)
@@ -197,6 +198,8 @@ def register(app: typer.Typer) -> None:
 
         out.print(describe_line(res.scenario), highlight=False, soft_wrap=True)
         print_summary(res, out)
+        if res.rejection_text():
+            out.print(f"note: {res.rejection_text()}", highlight=False, soft_wrap=True)
         if spread:
             out.print(f"cost-model uncertainty over {spread['draws']} draws (p10 / p50 / p90):", highlight=False)
             for name in ("ttft_s_p90", "tpot_s_p90", "throughput_rps"):

@@ -26,7 +26,7 @@ from lvlmsim.engine.metrics import (
 from lvlmsim.engine.sketch import StreamSummary
 from lvlmsim.engine.trace import trace_mean_rate
 from lvlmsim.engine.workload import stream
-from lvlmsim.errors import LvlmsimError
+from lvlmsim.errors import InfeasibleError, LvlmsimError
 from lvlmsim.specs.model import ModelSpec
 from lvlmsim.specs.outputs import check_out_dir, strict_json, write_files_atomically
 from lvlmsim.specs.registry import load_hardware, load_model
@@ -51,6 +51,29 @@ class SimulationResult:
 
     def to_dict(self) -> dict:
         return {"scenario": self.meta, "summary": self.summary}
+
+    def rejections(self) -> dict[str, int]:
+        """Why requests were rejected at admission, most common first: {reason: count}; empty without rejections or
+        without a per-request table (a streaming run)."""
+        df = self.requests
+        if "status" not in df or "reason" not in df:
+            return {}
+        return {str(k): int(v) for k, v in df.loc[df.status == "rejected", "reason"].value_counts().items()}
+
+    def rejection_text(self) -> str:
+        """'N of M requests rejected: reason (k); ...' or '' when none was."""
+        s = self.summary
+        if not s.get("rejected"):
+            return ""
+        why = "; ".join(f"{r} ({n})" for r, n in self.rejections().items()) or "reasons not kept by a streaming run"
+        return f"{s['rejected']} of {s['requests']} requests rejected at admission: {why}"
+
+    def check_servable(self) -> None:
+        """Refuse a run in which every request was rejected (too long for the context or the KV cache, an empty
+        prompt): the configuration cannot serve this workload, and a summary of zero completions would hide that."""
+        s = self.summary
+        if s.get("requests") and not s.get("completed") and s.get("rejected") == s["requests"]:
+            raise InfeasibleError(f"workload: every request was rejected, none can be served; {self.rejection_text()}")
 
     def write(self, out_dir: str | Path) -> list[Path]:
         """requests.parquet and timeseries.parquet (CSV when pyarrow is missing) and summary.json, all or nothing:
