@@ -318,7 +318,7 @@ def test_split_candidates_scale_work_and_ctas_by_the_splits():
     ("bw", (2, 300, 32, 8, 128), 2 * 32 * 2),  # ceil(300 / 256) = 2
     ("fa3", (2, 300, 32, 8, 128), 2 * 8 * 10),  # 300 x 4 = 1200 packed rows in 128-row blocks (head size 128)
     (None, (2, 300, 32, 8, 128), 2 * 32 * 5),  # unknown kernel: FA2's
-    ("bw", (256, 1, 40, 8, 64), 256 * 40),  # a 1-token row counted as a context row (shipped: nested pick)
+    ("bw", (256, 1, 40, 8, 64), 256 * 40),  # a 1-token row counted as a context row (the default count)
     ("fa2", (256, 1, 40, 8, 64), 256 * 40),  # FA2 runs it as any prefill
 ])
 def test_prefill_ctas_follow_each_kernels_query_blocks(kernel, shape, ctas):

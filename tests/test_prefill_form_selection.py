@@ -20,11 +20,12 @@ def _script():
 
 
 def test_candidates_change_only_the_form_of_the_shipped_setup():
-    """`ctas-context` is what ships; `constant` the form before it; every candidate keeps links, ridge and rows."""
+    """`constant` is what ships (`ctas-context`, picked by the rule, was not shipped); every candidate keeps links,
+    ridge and rows."""
     mod = _script()
     shipped = general.FAMILY_SETUPS["attn_prefill"]
-    assert mod.CANDIDATES["ctas-context"] == shipped
-    assert mod.CANDIDATES["constant"] == replace(shipped, variant="attention+l2")
+    assert mod.CANDIDATES["constant"] == shipped
+    assert mod.CANDIDATES["ctas-context"] == replace(shipped, variant="attention+ctas+l2")
     assert {c: s.variant for c, s in mod.CANDIDATES.items()} == {
         "constant": "attention+l2", "softmax": "attention+softmax+l2", "ctas-context": "attention+ctas+l2",
         "ctas": "attention+ctas+l2"}
