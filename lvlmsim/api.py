@@ -99,6 +99,7 @@ def estimate(
         from lvlmsim.cost.runtime import get_runtime
 
         rt = get_runtime(runtime)
+        rt.check_hardware(hw)
         prof = rt.apply(prof)
         step_overhead_s = rt.step_overhead_s
     host_profile = _host_profile(host, runtime, api_costs)

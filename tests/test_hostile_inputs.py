@@ -89,3 +89,93 @@ def test_bench_compare_files(files, name, fragment):
 def test_bench_result_file_that_is_a_folder_is_refused_before_the_run(files):
     """IsADirectoryError traceback after the whole run before."""
     refused([*BENCH, "--result-file", files["dir"]], "--result-file:")
+
+
+# ----------------------------------------------------------------------------------------------------- runtimes
+@pytest.mark.parametrize("args", [
+    ["estimate", "--runtime", "trtllm", "-w", "gaudi3", "--dtype", "bf16"],
+    ["estimate", "--runtime", "trtllm", "-w", "mi300x"],
+    ["simulate", "-n", "4", "--runtime", "trtllm", "--hardware", "gaudi3"],
+    [*BENCH, "--runtime", "trtllm", "--hardware", "mi300x"],
+])
+def test_tensorrt_llm_is_refused_off_nvidia(args):
+    """TensorRT-LLM runs on NVIDIA GPUs only: these were priced as if it ran there."""
+    refused(args, "runtime: trtllm runs on NVIDIA devices only;")
+    refused(args, "allowed on it: vllm, sglang, eager")
+
+
+def test_tensorrt_llm_still_runs_on_an_nvidia_soc():
+    res = runner.invoke(app, ["estimate", "--runtime", "trtllm", "-w", "jetson-agx-orin-64gb", "--json"])
+    assert res.exit_code in (0, 1), res.output  # 1: answered, does not fit
+
+
+# ------------------------------------------------------------------------------------------------- simulate
+@pytest.mark.parametrize(("flags", "fragment"), [
+    (["--video-s", "nan", "--model", "qwen2.5-vl-7b"], "video_s: must be a finite number of seconds >= 0, got nan"),
+    (["--video-s", "inf", "--model", "qwen2.5-vl-7b"], "video_s: must be a finite number of seconds >= 0, got inf"),
+    (["--prompt-tokens", "0", "--images", "0"], "prompt_tokens: a request needs at least one prompt or visual token"),
+    # every request over llava-1.5-7b's 4096-token context: 'completed 0, rejected 5', exit 0 before
+    (["--prompt-tokens", "5000"], "workload: every request was rejected, none can be served; 5 of 5 requests "
+                                  "rejected at admission: longer than max_model_len 4096 (5)"),
+    (["--images", "50"], "longer than max_model_len 4096"),
+])
+def test_simulate_flags(flags, fragment):
+    refused(["simulate", "-n", "5", *flags], fragment)
+
+
+def test_partial_rejections_are_a_note_with_their_reason():
+    """Some requests too long: the run is answered, and the report says how many were rejected and why."""
+    res = runner.invoke(app, [*BENCH, "--random-input-len", "1000", "--random-range-ratio", "0.5", "--max-model-len",
+                              "1200", "--random-output-len", "8", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    note = next(line for line in res.stdout.splitlines() if "rejected at admission" in line)
+    assert "of 4 requests rejected at admission: longer than max_model_len 1200" in note
+
+
+# ----------------------------------------------------------------------------------------------------- planner
+def test_plan_ep_dividing_no_tp_is_refused_before_the_search():
+    """A KeyError traceback from an empty candidate table before."""
+    refused(["plan", "--rate", "1", "--executor", "serial", "--model", "qwen3-vl-30b-a3b", "--tp", "2", "--ep", "3"],
+            "ep: 3 divides none of the tp degrees (2); allowed: 1, 2")
+
+
+# ----------------------------------------------------------------------------------------------------- import-hf
+def _qwen3_moe() -> dict:
+    return json.loads((HF / "qwen3-vl-30b-a3b-instruct" / "config.json").read_text())
+
+
+def _write(tmp_path: Path, doc: dict | bytes | str) -> str:
+    p = tmp_path / "config.json"
+    if isinstance(doc, bytes):
+        p.write_bytes(doc)
+    else:
+        p.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    return str(p)
+
+
+def _with(path: tuple[str, ...], value) -> dict:
+    doc = _qwen3_moe()
+    node = doc
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize(("doc", "fragment"), [
+    (bytes(range(256)), "not text (not UTF-8); expected a transformers config.json"),  # UnicodeDecodeError
+    (_with(("text_config", "hidden_size"), "abc"), "text_config.hidden_size: expected a whole number, got 'abc'"),
+    (_with(("vision_config", "depth"), 1.5), "vision_config.depth: expected a whole number, got 1.5"),  # was 1
+    (_with(("text_config", "num_hidden_layers"), True), "text_config.num_hidden_layers: expected a whole number"),
+    (json.dumps(_qwen3_moe()).replace('"hidden_size": 2048', '"hidden_size": NaN', 1),
+     "text_config.hidden_size: expected a finite number, got NaN or Infinity"),  # ValueError traceback
+])
+def test_import_hf_bad_values(tmp_path, doc, fragment):
+    refused(["import-hf", _write(tmp_path, doc)], fragment)
+
+
+@pytest.mark.parametrize("model_id", ["", "Bad Id!", "my_model", "-x"])
+def test_import_hf_id_must_be_a_lower_case_slug(model_id):
+    """'' fell back to the config's name and 'Bad Id!' was written into the YAML."""
+    refused(["import-hf", str(HF / "qwen3-vl-8b-instruct" / "config.json"), "--id", model_id],
+            f"--id: expected a lower-case id of letters, digits, '.' and '-' such as qwen3-vl-8b, got {model_id!r}")

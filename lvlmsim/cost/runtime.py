@@ -52,7 +52,7 @@ from dataclasses import dataclass, replace
 
 from lvlmsim.cost.collectives import CUSTOM_AR_SUFFIX, CustomAllreducePolicy, custom_allreduce_policy
 from lvlmsim.cost.profile import Efficiency, EfficiencyProfile, ProfileWrapper
-from lvlmsim.errors import SpecError
+from lvlmsim.errors import InfeasibleError, SpecError
 from lvlmsim.ops.op import ALLREDUCE, Op
 from lvlmsim.specs.hardware import HardwareSpec
 
@@ -76,6 +76,15 @@ class RuntimeSpec:
     step_overhead_s: float
     source: str
     cuda_graphs: bool = True
+    vendors: tuple[str, ...] = ()  # device vendors (HardwareSpec.vendor, lower case) it runs on; () = any
+
+    def check_hardware(self, hw: HardwareSpec) -> None:
+        """Refuse a device this runtime does not run on (TensorRT-LLM: NVIDIA GPUs only), naming the ones that do."""
+        if self.vendors and hw.vendor.strip().lower() not in self.vendors:
+            fits = [n for n, rt in RUNTIMES.items() if not rt.vendors or hw.vendor.strip().lower() in rt.vendors]
+            raise InfeasibleError(f"runtime: {self.name} runs on {', '.join(v.upper() for v in self.vendors)} "
+                                  f"devices only; {hw.id} is {hw.vendor}'s ({hw.kind}); allowed on it: "
+                                  f"{', '.join(fits)}")
 
     @property
     def allreduce_policy(self) -> CustomAllreducePolicy | None:
@@ -128,7 +137,10 @@ RUNTIMES: dict[str, RuntimeSpec] = {
     "vllm": RuntimeSpec("vllm", 2.7e-6, 1.63e-5, f"kernel floor: {_GRAPH_FLOOR}; step: {_GRAPH_STEP}"),
     "sglang": RuntimeSpec("sglang", 2.7e-6, 1.63e-5,
                           f"kernel floor: {_GRAPH_FLOOR} (same CUDA-graph replay as vLLM); step: {_GRAPH_STEP}"),
-    "trtllm": RuntimeSpec("trtllm", 2.7e-6, 1.63e-5, f"kernel floor: {_GRAPH_FLOOR}; step: {_GRAPH_STEP}"),
+    # TensorRT-LLM runs on NVIDIA GPUs only (nvidia.github.io/TensorRT-LLM/supported-hardware.html: "supports the
+    # full spectrum of NVIDIA GPU architectures"; the support matrix lists only NVIDIA architectures)
+    "trtllm": RuntimeSpec("trtllm", 2.7e-6, 1.63e-5, f"kernel floor: {_GRAPH_FLOOR}; step: {_GRAPH_STEP}",
+                          vendors=("nvidia",)),
     "eager": RuntimeSpec("eager", 2.06e-5, 6.6e-5, f"kernel floor: {_EAGER_FLOOR}; step: {_EAGER_STEP}",
                          cuda_graphs=False),
 }
@@ -143,7 +155,8 @@ def serving_runtime(name: str | RuntimeSpec, enforce_eager: bool = False) -> Run
         return rt
     eager = RUNTIMES["eager"]
     return RuntimeSpec(f"{rt.name}-eager", eager.kernel_floor_s, eager.step_overhead_s,
-                       f"{rt.name} without CUDA graphs (enforce_eager): {eager.source}", cuda_graphs=False)
+                       f"{rt.name} without CUDA graphs (enforce_eager): {eager.source}", cuda_graphs=False,
+                       vendors=rt.vendors)
 
 
 def get_runtime(name: str | RuntimeSpec) -> RuntimeSpec:

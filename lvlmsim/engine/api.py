@@ -313,7 +313,9 @@ def _pools(sc: Scenario, env, model: ModelSpec, wl, comps: dict, profile, host_p
         if sc.serving.runtime is not None:
             from lvlmsim.cost.runtime import serving_runtime
 
-            prof = serving_runtime(sc.serving.runtime, sc.serving.enforce_eager).apply(prof)
+            rt = serving_runtime(sc.serving.runtime, sc.serving.enforce_eager)
+            rt.check_hardware(hw)
+            prof = rt.apply(prof)
         profiles[ps.label] = getattr(prof, "name", "custom")
         pools.append(build_pool(env, model, ps, hw, sc.serving, wl, CostModel(hw, prof), comp=comps.get(ps.label),
                                 host_step_s=host_profile.step_host_s if host_profile is not None else 0.0,

@@ -20,6 +20,7 @@ Hub quirks handled here:
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,11 @@ class _Reader:
                  default_label: str):
         self.cfg, self.where, self.defaults, self.defaulted, self.label = cfg, where, defaults, defaulted, default_label
 
+    def whole(self, key: str, fallback: Any = None, *, required: bool = True) -> int | None:
+        """get() of a field that must be a whole number (a size, a count): '4096', 1.5 or true are refused by name."""
+        value = self.get(key, fallback, required=required)
+        return None if value is None else _whole(value, f"{self.where}.{key}")
+
     def get(self, key: str, fallback: Any = None, *, required: bool = True) -> Any:
         if key in self.cfg and self.cfg[key] is not None:
             return self.cfg[key]
@@ -111,6 +117,27 @@ class _Reader:
         return None
 
 
+def _whole(value: Any, where: str) -> int:
+    """`value` as an int when it is one (4096, or 4096.0 as some configs write it); else a SpecError naming `where`."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    raise SpecError(f"{where}: expected a whole number, got {value!r}")
+
+
+def _non_finite(doc: Any, where: str = "") -> str | None:
+    """The key path of the first NaN or Infinity in a parsed config (Python's json accepts them), or None."""
+    if isinstance(doc, float) and not math.isfinite(doc):
+        return where or "(top level)"
+    items = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    for k, v in items:
+        found = _non_finite(v, f"{where}.{k}" if where else str(k))
+        if found:
+            return found
+    return None
+
+
 def _load(path_or_dict: str | Path | dict[str, Any]) -> tuple[dict[str, Any], Path | None]:
     if isinstance(path_or_dict, dict):
         return path_or_dict, None
@@ -121,10 +148,15 @@ def _load(path_or_dict: str | Path | dict[str, Any]) -> tuple[dict[str, Any], Pa
         data = json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise SpecError(f"{path}: file not found") from exc
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not text (not UTF-8); expected a transformers config.json") from None
     except json.JSONDecodeError as exc:
         raise SpecError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
     if not isinstance(data, dict):
         raise SpecError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    bad = _non_finite(data)
+    if bad:
+        raise SpecError(f"{path}: {bad}: expected a finite number, got NaN or Infinity")
     return data, path
 
 
@@ -169,8 +201,8 @@ def _llm(sub: dict[str, Any], where: str, defaulted: list[str]) -> dict[str, Any
     sub_type = str(sub.get("model_type") or "llama")
     base = sub_type.split("_")[0] if sub_type not in _TEXT_DEFAULTS else sub_type
     r = _Reader(sub, where, _TEXT_DEFAULTS.get(base, {}), defaulted, _CLASS_NAMES.get(base, f"{base} config"))
-    hidden = int(r.get("hidden_size"))
-    heads = int(r.get("num_attention_heads"))
+    hidden = r.whole("hidden_size")
+    heads = r.whole("num_attention_heads")
     kv = sub.get("num_key_value_heads")
     if kv is None:
         kv = r.defaults.get("num_key_value_heads", heads)
@@ -179,16 +211,16 @@ def _llm(sub: dict[str, Any], where: str, defaulted: list[str]) -> dict[str, Any
     name = sub.get("_name_or_path") or (sub.get("architectures") or [sub_type])[0]
     out = {
         "name": str(name),
-        "num_layers": int(r.get("num_hidden_layers")),
+        "num_layers": r.whole("num_hidden_layers"),
         "hidden_size": hidden,
         "num_heads": heads,
         "num_kv_heads": int(kv),
         "head_dim": int(head_dim),
-        "intermediate_size": int(r.get("intermediate_size")),
+        "intermediate_size": r.whole("intermediate_size"),
         "mlp_kind": "gated",
-        "vocab_size": int(r.get("vocab_size")),
+        "vocab_size": r.whole("vocab_size"),
         "tie_word_embeddings": bool(r.get("tie_word_embeddings", False, required=False) or False),
-        "max_position_embeddings": int(r.get("max_position_embeddings")),
+        "max_position_embeddings": r.whole("max_position_embeddings"),
     }
     if sub_type.startswith("qwen3"):  # Qwen3 / Qwen3-MoE / Qwen3-VL text: Qwen3Attention's per-head q_norm, k_norm
         out["qk_norm"] = "self"
@@ -247,8 +279,8 @@ def _llava(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]
     vis, txt = _sub(cfg, "vision_config", mt), _sub(cfg, "text_config", mt)
     vtype = str(vis.get("model_type") or "clip_vision_model")
     r = _Reader(vis, "vision_config", _VISION_DEFAULTS.get(vtype, {}), defaulted, vtype)
-    n_layers = int(r.get("num_hidden_layers"))
-    vh = int(r.get("hidden_size"))
+    n_layers = r.whole("num_hidden_layers")
+    vh = r.whole("hidden_size")
     image = _side(r.get("image_size"))
     patch = _side(r.get("patch_size"))
     feature_layer = cfg.get("vision_feature_layer", -2)
@@ -260,8 +292,8 @@ def _llava(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]
         "name": str(vis.get("_name_or_path") or vtype),
         "num_layers": n_layers,
         "hidden_size": vh,
-        "num_heads": int(r.get("num_attention_heads")),
-        "intermediate_size": int(r.get("intermediate_size")),
+        "num_heads": r.whole("num_attention_heads"),
+        "intermediate_size": r.whole("intermediate_size"),
         "mlp_kind": "plain",
         "patch_size": patch,
         "image_size": image,
@@ -308,13 +340,13 @@ def _qwen(cfg: dict[str, Any], mt: str, defaulted: list[str],
     merge = int(vis.get("spatial_merge_size", 2))
     vr = _Reader(vis, "vision_config", {}, defaulted, mt)
     if mt == "qwen2_vl":
-        width = int(vr.get("embed_dim"))
+        width = vr.whole("embed_dim")
         inter = int(width * float(vis.get("mlp_ratio", 4)))
         out_hidden = int(vis.get("hidden_size", llm["hidden_size"]))
         mlp_kind, window = "plain", None
     else:
-        width = int(vr.get("hidden_size"))
-        inter = int(vr.get("intermediate_size"))
+        width = vr.whole("hidden_size")
+        inter = vr.whole("intermediate_size")
         out_hidden = int(vis.get("out_hidden_size", llm["hidden_size"]))
         mlp_kind = "gated"
         window = {"window_size_px": int(vis.get("window_size", 112)),
@@ -322,9 +354,9 @@ def _qwen(cfg: dict[str, Any], mt: str, defaulted: list[str],
     tps = int(vis.get("temporal_patch_size", 2))
     vision: dict[str, Any] = {
         "name": "Qwen2-VL ViT" if mt == "qwen2_vl" else "Qwen2.5-VL ViT (window attention)",
-        "num_layers": int(vr.get("depth")),
+        "num_layers": vr.whole("depth"),
         "hidden_size": width,
-        "num_heads": int(vr.get("num_heads")),
+        "num_heads": vr.whole("num_heads"),
         "intermediate_size": inter,
         "mlp_kind": mlp_kind,
         "patch_size": int(vis.get("patch_size", 14)),
@@ -383,7 +415,7 @@ def _qwen3(cfg: dict[str, Any], mt: str, defaulted: list[str], preprocessor: dic
                "text_config", defaulted)
     llm["name"] = "Qwen3 decoder" + (" (MoE)" if "moe" in llm else "")
     vr = _Reader(vis, "vision_config", {}, defaulted, mt)
-    width, patch = int(vr.get("hidden_size")), int(vr.get("patch_size"))
+    width, patch = vr.whole("hidden_size"), vr.whole("patch_size")
     merge = int(vis.get("spatial_merge_size", 2))
     grid = int(round(float(vr.get("num_position_embeddings")) ** 0.5))
     tps = int(vis.get("temporal_patch_size", 2))
@@ -392,9 +424,9 @@ def _qwen3(cfg: dict[str, Any], mt: str, defaulted: list[str], preprocessor: dic
     vmin, vmax = _pixel_limits(video_pp, _QWEN3_VIDEO_PX, "video", defaulted)
     defaulted.append("video sampling (Qwen3VLVideoProcessor defaults: 2 fps, 4..768 frames)")
     return {
-        "vision": {"name": f"Qwen3-VL ViT ({int(vr.get('depth'))} layers)", "num_layers": int(vr.get("depth")),
-                   "hidden_size": width, "num_heads": int(vr.get("num_heads")),
-                   "intermediate_size": int(vr.get("intermediate_size")), "mlp_kind": "plain", "patch_size": patch,
+        "vision": {"name": f"Qwen3-VL ViT ({vr.whole('depth')} layers)", "num_layers": vr.whole("depth"),
+                   "hidden_size": width, "num_heads": vr.whole("num_heads"),
+                   "intermediate_size": vr.whole("intermediate_size"), "mlp_kind": "plain", "patch_size": patch,
                    "temporal_patch_size": tps, "image_size": grid * patch, "cls_token": False},
         "projector": {"kind": "patch_merger", "layer_dims": [d, d, int(vis.get("out_hidden_size", llm["hidden_size"]))],
                       "merge_factor": merge * merge,
@@ -433,13 +465,13 @@ def _mllama(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any
     tile = _side(vr.get("image_size"))
     return {
         "vision": {"name": "Mllama ViT (local + gated global)",
-                   "num_layers": int(vr.get("num_hidden_layers")) + int(vr.get("num_global_layers")),
-                   "hidden_size": int(vr.get("hidden_size")), "num_heads": int(vr.get("attention_heads")),
-                   "intermediate_size": int(vr.get("intermediate_size")), "mlp_kind": "plain",
+                   "num_layers": vr.whole("num_hidden_layers") + vr.whole("num_global_layers"),
+                   "hidden_size": vr.whole("hidden_size"), "num_heads": vr.whole("attention_heads"),
+                   "intermediate_size": vr.whole("intermediate_size"), "mlp_kind": "plain",
                    "patch_size": _side(vr.get("patch_size")), "image_size": tile, "cls_token": True},
-        "projector": {"kind": "linear", "layer_dims": [int(vr.get("vision_output_dim")), llm["hidden_size"]]},
+        "projector": {"kind": "linear", "layer_dims": [vr.whole("vision_output_dim"), llm["hidden_size"]]},
         "llm": llm,
-        "tokenization": {"kind": "mllama_tiles", "tile_size": tile, "max_num_tiles": int(vr.get("max_num_tiles")),
+        "tokenization": {"kind": "mllama_tiles", "tile_size": tile, "max_num_tiles": vr.whole("max_num_tiles"),
                          "pad_to_max_tiles": False},
     }
 
@@ -450,8 +482,8 @@ def _internvl(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, A
     where = "llm_config" if mt == "internvl_chat" else "text_config"
     llm = _llm(txt, where, defaulted)
     vr = _Reader(vis, "vision_config", {}, defaulted, mt)
-    n_layers = int(vr.get("num_hidden_layers"))
-    vh = int(vr.get("hidden_size"))
+    n_layers = vr.whole("num_hidden_layers")
+    vh = vr.whole("hidden_size")
     tile = _side(cfg.get("force_image_size") or vr.get("image_size"))
     ratio = float(cfg.get("downsample_ratio", 0.5))
     merge = round(1 / (ratio * ratio))
@@ -460,8 +492,8 @@ def _internvl(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, A
         "name": str(vis.get("_name_or_path") or (vis.get("architectures") or ["InternViT"])[0]),
         "num_layers": n_layers,
         "hidden_size": vh,
-        "num_heads": int(vr.get("num_attention_heads")),
-        "intermediate_size": int(vr.get("intermediate_size")),
+        "num_heads": vr.whole("num_attention_heads"),
+        "intermediate_size": vr.whole("intermediate_size"),
         "mlp_kind": "plain",
         "patch_size": _side(vr.get("patch_size")),
         "image_size": tile,
@@ -521,7 +553,19 @@ def import_hf_config(path_or_dict: str | Path | dict[str, Any], *, model_id: str
     A `preprocessor_config.json` next to the config is read for the Qwen pixel limits. Unsupported families raise
     SpecError naming `model_type` and the supported ones.
     """
+    if model_id is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.\-]*", model_id):
+        raise SpecError(f"--id: expected a lower-case id of letters, digits, '.' and '-' such as qwen3-vl-8b, got "
+                        f"{model_id!r}")
     cfg, path = _load(path_or_dict)
+    try:
+        return _import(cfg, path, model_id)
+    except (TypeError, ValueError) as exc:  # a conversion of a field that is not a Reader's whole() (SpecError passes)
+        if isinstance(exc, SpecError):
+            raise
+        raise SpecError(f"{path or 'config'}: a field holds a value of the wrong type ({exc})") from None
+
+
+def _import(cfg: dict[str, Any], path: Path | None, model_id: str | None) -> dict[str, Any]:
     mt = _model_type(cfg)
     defaulted: list[str] = []
     preprocessor = _sibling(path, "preprocessor_config.json")

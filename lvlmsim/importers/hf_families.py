@@ -44,26 +44,26 @@ def deepseek_llm(sub: dict[str, Any], where: str, defaulted: list[str]) -> dict[
                         f"{', '.join(_DEEPSEEK_TEXT)}")
     cls = "DeepseekV2Config" if kind == "deepseek_v2" else "DeepseekV3Config"
     r = _Reader(sub, where, _DEEPSEEK_TEXT[kind], defaulted, cls)
-    heads = int(r.get("num_attention_heads"))
-    layers = int(r.get("num_hidden_layers"))
+    heads = r.whole("num_attention_heads")
+    layers = r.whole("num_hidden_layers")
     q_lora = sub["q_lora_rank"] if "q_lora_rank" in sub else r.get("q_lora_rank")
-    mla = {"kv_lora_rank": int(r.get("kv_lora_rank")), "q_lora_rank": int(q_lora) if q_lora else None,
-           "qk_nope_head_dim": int(r.get("qk_nope_head_dim")), "qk_rope_head_dim": int(r.get("qk_rope_head_dim")),
-           "v_head_dim": int(r.get("v_head_dim"))}
+    mla = {"kv_lora_rank": r.whole("kv_lora_rank"), "q_lora_rank": int(q_lora) if q_lora else None,
+           "qk_nope_head_dim": r.whole("qk_nope_head_dim"), "qk_rope_head_dim": r.whole("qk_rope_head_dim"),
+           "v_head_dim": r.whole("v_head_dim")}
     llm: dict[str, Any] = {
         "name": str(sub.get("_name_or_path") or (sub.get("architectures") or [kind])[0]),
-        "num_layers": layers, "hidden_size": int(r.get("hidden_size")), "num_heads": heads, "num_kv_heads": heads,
-        "head_dim": mla["v_head_dim"], "intermediate_size": int(r.get("intermediate_size")), "mlp_kind": "gated",
-        "vocab_size": int(r.get("vocab_size")),
+        "num_layers": layers, "hidden_size": r.whole("hidden_size"), "num_heads": heads, "num_kv_heads": heads,
+        "head_dim": mla["v_head_dim"], "intermediate_size": r.whole("intermediate_size"), "mlp_kind": "gated",
+        "vocab_size": r.whole("vocab_size"),
         "tie_word_embeddings": bool(r.get("tie_word_embeddings", False, required=False) or False),
-        "max_position_embeddings": int(r.get("max_position_embeddings")), "mla": mla,
+        "max_position_embeddings": r.whole("max_position_embeddings"), "mla": mla,
     }
     experts = r.get("n_routed_experts", required=False)
     if experts:
         shared = int(r.get("n_shared_experts", 0, required=False) or 0)
-        width = int(r.get("moe_intermediate_size"))
+        width = r.whole("moe_intermediate_size")
         dense = min(int(r.get("first_k_dense_replace", 0, required=False) or 0), layers)
-        llm["moe"] = {"num_experts": int(experts), "experts_per_token": int(r.get("num_experts_per_tok")),
+        llm["moe"] = {"num_experts": int(experts), "experts_per_token": r.whole("num_experts_per_tok"),
                       "expert_intermediate_size": width, "shared_experts": shared,
                       "shared_expert_intermediate_size": width if shared else None,
                       "dense_layers": list(range(dense))}
@@ -76,34 +76,34 @@ def gemma3(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]
     vis = _sub(cfg, "vision_config", mt)
     tr = _Reader(txt, "text_config", _GEMMA3_TEXT, defaulted, "Gemma3TextConfig")
     vr = _Reader(vis, "vision_config", {}, defaulted, "SiglipVisionConfig")
-    hidden, heads = int(tr.get("hidden_size")), int(tr.get("num_attention_heads"))
-    layers = int(tr.get("num_hidden_layers"))
+    hidden, heads = tr.whole("hidden_size"), tr.whole("num_attention_heads")
+    layers = tr.whole("num_hidden_layers")
     types = txt.get("layer_types")
     if types:  # newer configs list every layer
         global_layers = [i for i, t in enumerate(types) if t == "full_attention"]
     else:
-        pattern = int(tr.get("sliding_window_pattern"))
+        pattern = tr.whole("sliding_window_pattern")
         global_layers = [i for i in range(layers) if (i + 1) % pattern == 0]
     image, patch = _side(vr.get("image_size")), _side(vr.get("patch_size"))
-    vh = int(vr.get("hidden_size"))
+    vh = vr.whole("hidden_size")
     tokens = int(cfg.get("mm_tokens_per_image") or _GEMMA3_MM["mm_tokens_per_image"])
     if "mm_tokens_per_image" not in cfg:
         defaulted.append("mm_tokens_per_image=256 (Gemma3Config default)")
     merge = (image // patch) ** 2 // tokens
     defaulted.append("4 special tokens per image (\\n\\n <start_of_image> ... <end_of_image> \\n\\n: Gemma3Processor)")
     return {
-        "vision": {"name": "SigLIP (Gemma 3)", "num_layers": int(vr.get("num_hidden_layers")), "hidden_size": vh,
-                   "num_heads": int(vr.get("num_attention_heads")),
-                   "intermediate_size": int(vr.get("intermediate_size")),
+        "vision": {"name": "SigLIP (Gemma 3)", "num_layers": vr.whole("num_hidden_layers"), "hidden_size": vh,
+                   "num_heads": vr.whole("num_attention_heads"),
+                   "intermediate_size": vr.whole("intermediate_size"),
                    "mlp_kind": "plain", "patch_size": patch, "image_size": image, "cls_token": False},
         "projector": {"kind": "pool_linear", "layer_dims": [vh, hidden], "merge_factor": merge},
         "llm": {"name": str(txt.get("model_type") or "gemma3_text"), "num_layers": layers, "hidden_size": hidden,
-                "num_heads": heads, "num_kv_heads": int(tr.get("num_key_value_heads")),
+                "num_heads": heads, "num_kv_heads": tr.whole("num_key_value_heads"),
                 "head_dim": int(txt.get("head_dim") or hidden // heads),
-                "intermediate_size": int(tr.get("intermediate_size")), "mlp_kind": "gated",
-                "vocab_size": int(tr.get("vocab_size")), "tie_word_embeddings": bool(tr.get("tie_word_embeddings")),
-                "max_position_embeddings": int(tr.get("max_position_embeddings")),
-                "local_attention": {"kind": "sliding", "window_tokens": int(tr.get("sliding_window")),
+                "intermediate_size": tr.whole("intermediate_size"), "mlp_kind": "gated",
+                "vocab_size": tr.whole("vocab_size"), "tie_word_embeddings": bool(tr.get("tie_word_embeddings")),
+                "max_position_embeddings": tr.whole("max_position_embeddings"),
+                "local_attention": {"kind": "sliding", "window_tokens": tr.whole("sliding_window"),
                                     "global_layers": global_layers},
                 # Gemma3DecoderLayer's sandwich norms and Gemma3Attention's per-head q_norm / k_norm
                 "norms_per_layer": 4, "qk_norm": "self"},
@@ -121,20 +121,20 @@ def deepseek_vl_v2(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[s
                                         "heads": 16}, defaulted, "siglip_so400m_patch14_384 (timm)")
     proj_defaults = {k: _DSVL2_DEFAULTS[k] for k in ("downsample_ratio", "depth", "mlp_ratio")}
     pr = _Reader(proj, "projector_config", proj_defaults, defaulted, "MlpProjectorConfig")
-    width = int(vr.get("width"))
-    tile = int(vr.get("image_size"))
-    ratio = int(pr.get("downsample_ratio"))
+    width = vr.whole("width")
+    tile = vr.whole("image_size")
+    ratio = pr.whole("downsample_ratio")
     hidden = llm["hidden_size"]
-    inner = hidden * int(pr.get("mlp_ratio"))
-    dims = [width * ratio * ratio] + [inner] * (int(pr.get("depth")) - 1) + [hidden]
+    inner = hidden * pr.whole("mlp_ratio")
+    dims = [width * ratio * ratio] + [inner] * (pr.whole("depth") - 1) + [hidden]
     cands = cfg.get("candidate_resolutions")
     if not cands:
         raise SpecError("candidate_resolutions: missing from the config (needed for model_type 'deepseek_vl_v2')")
     return {
         "vision": {"name": str(vis.get("model_name") or "siglip_so400m_patch14_384"),
-                   "num_layers": int(vr.get("layers")), "hidden_size": width,
-                   "num_heads": int(vr.get("heads")), "intermediate_size": round(width * float(vr.get("mlp_ratio"))),
-                   "mlp_kind": "plain", "patch_size": int(vr.get("patch_size")), "image_size": tile,
+                   "num_layers": vr.whole("layers"), "hidden_size": width,
+                   "num_heads": vr.whole("heads"), "intermediate_size": round(width * float(vr.get("mlp_ratio"))),
+                   "mlp_kind": "plain", "patch_size": vr.whole("patch_size"), "image_size": tile,
                    "cls_token": False},
         "projector": {"kind": "pixel_shuffle_mlp", "layer_dims": dims, "merge_factor": ratio * ratio},
         "llm": llm,
@@ -150,17 +150,17 @@ def kimi_vl(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any
     llm = deepseek_llm({**txt, "model_type": txt.get("model_type") or "deepseek_v3"}, "text_config", defaulted)
     vr = _Reader(vis, "vision_config", {"patch_size": 14, "init_pos_emb_height": 64, "merge_kernel_size": [2, 2]},
                  defaulted, "MoonViTConfig")
-    width, patch = int(vr.get("hidden_size")), int(vr.get("patch_size"))
+    width, patch = vr.whole("hidden_size"), vr.whole("patch_size")
     kh, kw = (int(x) for x in vr.get("merge_kernel_size"))
     if kh != kw:
         raise SpecError(f"vision_config.merge_kernel_size: [{kh}, {kw}] is not square; lvlmsim merges k x k patches")
     merge = kh * kw
     defaulted.append("in_token_limit=4096 and 4 tags per image (KimiVLImageProcessor / chat template defaults)")
     return {
-        "vision": {"name": "MoonViT", "num_layers": int(vr.get("num_hidden_layers")), "hidden_size": width,
-                   "num_heads": int(vr.get("num_attention_heads")),
-                   "intermediate_size": int(vr.get("intermediate_size")), "mlp_kind": "plain", "patch_size": patch,
-                   "image_size": int(vr.get("init_pos_emb_height")) * patch, "cls_token": False},
+        "vision": {"name": "MoonViT", "num_layers": vr.whole("num_hidden_layers"), "hidden_size": width,
+                   "num_heads": vr.whole("num_attention_heads"),
+                   "intermediate_size": vr.whole("intermediate_size"), "mlp_kind": "plain", "patch_size": patch,
+                   "image_size": vr.whole("init_pos_emb_height") * patch, "cls_token": False},
         "projector": {"kind": "pixel_shuffle_mlp", "layer_dims": [width * merge, width * merge, llm["hidden_size"]],
                       "merge_factor": merge},
         "llm": llm,
@@ -176,9 +176,9 @@ def llama4(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]
     tr = _Reader(txt, "text_config", {"interleave_moe_layer_step": 1, "attention_chunk_size": 8192,
                                       "num_experts_per_tok": 1, "tie_word_embeddings": False, "use_qk_norm": True},
                  defaulted, "Llama4TextConfig")
-    layers, hidden = int(tr.get("num_hidden_layers")), int(tr.get("hidden_size"))
-    heads = int(tr.get("num_attention_heads"))
-    step = int(tr.get("interleave_moe_layer_step"))
+    layers, hidden = tr.whole("num_hidden_layers"), tr.whole("hidden_size")
+    heads = tr.whole("num_attention_heads")
+    step = tr.whole("interleave_moe_layer_step")
     moe_layers = set(range(step - 1, layers, step)) if step else set()
     nope = txt.get("no_rope_layers")
     if nope:
@@ -186,32 +186,32 @@ def llama4(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]
     else:
         global_layers = [i for i in range(layers) if (i + 1) % 4 == 0]
         defaulted.append("no_rope_layers: every 4th layer NoPE (Llama4TextConfig default interval 4)")
-    width = int(tr.get("intermediate_size"))
+    width = tr.whole("intermediate_size")
     vr = _Reader(vis, "vision_config", {"pixel_shuffle_ratio": 0.5}, defaulted, "Llama4VisionConfig")
-    vh = int(vr.get("hidden_size"))
+    vh = vr.whole("hidden_size")
     merge = round(1 / float(vr.get("pixel_shuffle_ratio")) ** 2)
     defaulted.append("max_patches=16 (Llama4ImageProcessor default)")
     return {
-        "vision": {"name": "Llama 4 ViT", "num_layers": int(vr.get("num_hidden_layers")), "hidden_size": vh,
-                   "num_heads": int(vr.get("num_attention_heads")),
-                   "intermediate_size": int(vr.get("intermediate_size")), "mlp_kind": "plain",
+        "vision": {"name": "Llama 4 ViT", "num_layers": vr.whole("num_hidden_layers"), "hidden_size": vh,
+                   "num_heads": vr.whole("num_attention_heads"),
+                   "intermediate_size": vr.whole("intermediate_size"), "mlp_kind": "plain",
                    "patch_size": _side(vr.get("patch_size")), "image_size": _side(vr.get("image_size")),
                    "cls_token": True},
         "projector": {"kind": "pixel_shuffle_mlp", "merge_factor": merge,
-                      "layer_dims": [vh * merge, int(vr.get("projector_input_dim")),
-                                     int(vr.get("projector_output_dim")), hidden]},
+                      "layer_dims": [vh * merge, vr.whole("projector_input_dim"),
+                                     vr.whole("projector_output_dim"), hidden]},
         "llm": {"name": str(txt.get("model_type") or "llama4_text"), "num_layers": layers, "hidden_size": hidden,
-                "num_heads": heads, "num_kv_heads": int(tr.get("num_key_value_heads")),
+                "num_heads": heads, "num_kv_heads": tr.whole("num_key_value_heads"),
                 "head_dim": int(txt.get("head_dim") or hidden // heads),
-                "intermediate_size": int(tr.get("intermediate_size_mlp")), "mlp_kind": "gated",
-                "vocab_size": int(tr.get("vocab_size")), "tie_word_embeddings": bool(tr.get("tie_word_embeddings")),
-                "max_position_embeddings": int(tr.get("max_position_embeddings")),
-                "local_attention": {"kind": "chunked", "window_tokens": int(tr.get("attention_chunk_size")),
+                "intermediate_size": tr.whole("intermediate_size_mlp"), "mlp_kind": "gated",
+                "vocab_size": tr.whole("vocab_size"), "tie_word_embeddings": bool(tr.get("tie_word_embeddings")),
+                "max_position_embeddings": tr.whole("max_position_embeddings"),
+                "local_attention": {"kind": "chunked", "window_tokens": tr.whole("attention_chunk_size"),
                                     "global_layers": global_layers},
                 # use_qk_norm: an L2 norm of q and k in the RoPE (chunked) layers only (Llama4Attention)
                 "qk_norm": "local" if tr.get("use_qk_norm") else "none",
-                "moe": {"num_experts": int(tr.get("num_local_experts")),
-                        "experts_per_token": int(tr.get("num_experts_per_tok")), "expert_intermediate_size": width,
+                "moe": {"num_experts": tr.whole("num_local_experts"),
+                        "experts_per_token": tr.whole("num_experts_per_tok"), "expert_intermediate_size": width,
                         "shared_experts": 1, "shared_expert_intermediate_size": width,
                         "dense_layers": [i for i in range(layers) if i not in moe_layers]}},
         "tokenization": {"kind": "llama4_tiles", "tile_size": _side(vr.get("image_size")), "max_patches": 16},
@@ -225,30 +225,30 @@ def glm4v_moe(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, A
     tr = _Reader(txt, "text_config", {"tie_word_embeddings": False}, defaulted, "Glm4vMoeTextConfig")
     vr = _Reader(vis, "vision_config", {"temporal_patch_size": 2, "spatial_merge_size": 2}, defaulted,
                  "Glm4vMoeVisionConfig")
-    hidden, heads = int(tr.get("hidden_size")), int(tr.get("num_attention_heads"))
-    layers = int(tr.get("num_hidden_layers"))
-    vh, out = int(vr.get("hidden_size")), int(vr.get("out_hidden_size"))
-    k = int(vr.get("spatial_merge_size"))
+    hidden, heads = tr.whole("hidden_size"), tr.whole("num_attention_heads")
+    layers = tr.whole("num_hidden_layers")
+    vh, out = vr.whole("hidden_size"), vr.whole("out_hidden_size")
+    k = vr.whole("spatial_merge_size")
     dense = min(int(tr.get("first_k_dense_replace", 0, required=False) or 0), layers)
-    expert = int(tr.get("moe_intermediate_size"))
+    expert = tr.whole("moe_intermediate_size")
     defaulted.append("pixels 6272..23520000 per frame (Glm4vImageProcessor size 12544..47040000 over 2 frames)")
     return {
-        "vision": {"name": "GLM-4.5V ViT", "num_layers": int(vr.get("depth")), "hidden_size": vh,
-                   "num_heads": int(vr.get("num_heads")), "intermediate_size": out, "mlp_kind": "gated",
-                   "patch_size": int(vr.get("patch_size")), "temporal_patch_size": int(vr.get("temporal_patch_size")),
-                   "image_size": int(vr.get("image_size")), "cls_token": False},
+        "vision": {"name": "GLM-4.5V ViT", "num_layers": vr.whole("depth"), "hidden_size": vh,
+                   "num_heads": vr.whole("num_heads"), "intermediate_size": out, "mlp_kind": "gated",
+                   "patch_size": vr.whole("patch_size"), "temporal_patch_size": vr.whole("temporal_patch_size"),
+                   "image_size": vr.whole("image_size"), "cls_token": False},
         "projector": {"kind": "patch_merger", "merge_factor": k * k,
-                      "layer_dims": [vh * k * k, out, out, int(vr.get("intermediate_size")), out]},
+                      "layer_dims": [vh * k * k, out, out, vr.whole("intermediate_size"), out]},
         "llm": {"name": str(txt.get("model_type") or "glm4v_moe_text"), "num_layers": layers, "hidden_size": hidden,
-                "num_heads": heads, "num_kv_heads": int(tr.get("num_key_value_heads")),
+                "num_heads": heads, "num_kv_heads": tr.whole("num_key_value_heads"),
                 "head_dim": int(txt.get("head_dim") or hidden // heads),
-                "intermediate_size": int(tr.get("intermediate_size")), "mlp_kind": "gated",
-                "vocab_size": int(tr.get("vocab_size")), "tie_word_embeddings": bool(tr.get("tie_word_embeddings")),
-                "max_position_embeddings": int(tr.get("max_position_embeddings")),
+                "intermediate_size": tr.whole("intermediate_size"), "mlp_kind": "gated",
+                "vocab_size": tr.whole("vocab_size"), "tie_word_embeddings": bool(tr.get("tie_word_embeddings")),
+                "max_position_embeddings": tr.whole("max_position_embeddings"),
                 "qk_norm": "self" if tr.get("use_qk_norm", False, required=False) else "none",
-                "moe": {"num_experts": int(tr.get("n_routed_experts")),
-                        "experts_per_token": int(tr.get("num_experts_per_tok")), "expert_intermediate_size": expert,
-                        "shared_experts": int(tr.get("n_shared_experts")), "shared_expert_intermediate_size": expert,
+                "moe": {"num_experts": tr.whole("n_routed_experts"),
+                        "experts_per_token": tr.whole("num_experts_per_tok"), "expert_intermediate_size": expert,
+                        "shared_experts": tr.whole("n_shared_experts"), "shared_expert_intermediate_size": expert,
                         "dense_layers": list(range(dense))}},
         "tokenization": {"kind": "dynamic", "min_pixels": 6272, "max_pixels": 23520000, "special_tokens": 2},
     }

@@ -472,8 +472,13 @@ def _validate(scenario, target_rate, slos, hardware, tp, layouts, techniques, ma
     tps = _tps(tp)
     lays = [parse_layout(x) for x in (_split_list(layouts, "layouts") or list(DEFAULT_LAYOUTS))]
     tech_sets = _tech_sets(sc, techniques)
+    eps = _tps(ep, "ep", [1])
+    if not any(t % e == 0 for t in tps for e in eps):  # no candidate at all: nothing to search or to print
+        allowed = sorted({d for t in tps for d in range(1, t + 1) if t % d == 0})
+        raise SpecError(f"ep: {', '.join(map(str, eps))} divides none of the tp degrees ({', '.join(map(str, tps))}); "
+                        f"allowed: {', '.join(map(str, allowed))}")
     return PlanInputs(sc, float(target_rate), slo, _hardware(hw_ids), tps, lays, tech_sets, max_gpus, s,
-                      pareto_latency, _tps(ep, "ep", [1]))
+                      pareto_latency, eps)
 
 
 def _tps(tp, field: str = "tp", default: Sequence[int] = DEFAULT_TP) -> list[int]:

@@ -5,6 +5,7 @@ scenario set from flags and one set in the app are the same object. `describe()`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,8 +61,12 @@ def with_request(
                         ("output_tokens", output_tokens, 1)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < lo):
             raise SpecError(f"{name}: must be an integer >= {lo}, got {v!r}")
-    if video_s is not None and (isinstance(video_s, bool) or not isinstance(video_s, int | float) or video_s < 0):
-        raise SpecError(f"video_s: must be a number of seconds >= 0, got {video_s!r}")
+    if video_s is not None and (isinstance(video_s, bool) or not isinstance(video_s, int | float)
+                                or not math.isfinite(video_s) or video_s < 0):
+        raise SpecError(f"video_s: must be a finite number of seconds >= 0, got {video_s!r}")
+    if prompt_tokens == 0 and images == 0 and not video_s:
+        raise SpecError("prompt_tokens: a request needs at least one prompt or visual token; got prompt_tokens 0 "
+                        "and images 0")
     data = sc.model_dump(mode="json")
     wl = data["workload"]
     changed = []
