@@ -73,7 +73,14 @@ REF = {"mem_bw_gbps": 3350.0, "bf16_tflops": 989.4, "sm_count": 132.0, "boost_cl
 ATTENTION_KERNELS = {"8": "fa2", "9": "fa3", "10": "bw", "12": "fa2"}
 KERNEL_FLAGS = ("k_fa2", "k_fa3", "k_bw")
 FEATURES = (("log_bw", "log_ridge", "log_power", "log_sms", "log_clock", "log_link", "log_onchip", "gddr",
-             "log_sm_rate", "arch_sm100", "blackwell") + KERNEL_FLAGS)
+             "log_sm_rate", "arch_sm100", "blackwell", "sync_mma") + KERNEL_FLAGS)
+# Compute-capability majors whose tensor cores run only warp-synchronous `mma.sync` (operands staged from shared
+# memory into registers by the issuing warps, which wait on the result): sm70/75, sm80/86/89 and sm120/121 (GeForce and
+# RTX PRO Blackwell: Ampere's HMMA instruction family plus TMA, no TMEM and no tcgen05; NVIDIA/cutlass#2513, a
+# maintainer: the tcgen05 examples are not for "SM80/86/89/120"). sm90 (wgmma) and sm100/103/110 (tcgen05) issue
+# asynchronous warpgroup/CTA MMAs that read shared memory directly, so a kernel's loads, MMAs and epilogue overlap in
+# warp-specialised pipelines. A device without a compute capability gets 0 (the reference's).
+SYNC_MMA_MAJORS = ("7", "8", "12")
 ATTN = KERNEL_FLAGS
 
 # GEMM: the work a tile must hold in flight to hide an SM's fixed per-tile latency (operand loads, epilogue) grows with
@@ -289,6 +296,8 @@ def device_features(hw: HardwareSpec, dtype: str = "bf16") -> dict[str, float]:
                         - _log_ratio(hw.boost_clock_mhz, REF["boost_clock_mhz"])),
         # architecture generation: Blackwell (compute capability 10.x and 12.x, datacenter and GDDR parts alike)
         "blackwell": 1.0 if cc_major.isdigit() and int(cc_major) >= 10 else 0.0,
+        # tensor cores driven by warp-synchronous mma.sync only (SYNC_MMA_MAJORS)
+        "sync_mma": 1.0 if cc_major in SYNC_MMA_MAJORS else 0.0,
     }
     for flag in KERNEL_FLAGS:
         feats[flag] = 1.0 if kernel and flag == f"k_{kernel}" else 0.0
