@@ -231,3 +231,28 @@ def test_gemv_selection_candidates_differ_only_in_the_form(capsys):
     assert (gemv.links, gemv.ridge) == (tensor.links, tensor.ridge)
     assert mod.main(["--bogus"]) == 2
     assert "allowed: --m1" in capsys.readouterr().out
+
+
+def test_overlap_selection_candidates_differ_only_in_the_overlap_link(capsys):
+    """benchmarks/gemm_overlap_selection.py compares each family's links without an `overlap` link against the
+    same plus beta by sync_mma (what ships), same form and ridge, and refuses an unknown dtype, naming the allowed."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location("gemm_overlap_selection", bench / "gemm_overlap_selection.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(bench))
+    for key in ("gemm", "gemm.fp8"):
+        before, linked = mod.candidates(key).values()
+        assert "overlap" not in before.links
+        assert linked.links == {**before.links, "overlap": {"sync_mma": 0.0}} == FAMILY_SETUPS[key].links
+        assert (before.variant, before.ridge) == (linked.variant, linked.ridge) == (FAMILY_SETUPS[key].variant,
+                                                                                 FAMILY_SETUPS[key].ridge)
+    assert mod.main(["fp4"]) == 2
+    assert "allowed: bf16, fp8" in capsys.readouterr().out

@@ -478,3 +478,30 @@ def test_bf16_gemm_fixed_memory_time_follows_bandwidth_and_clock():
     assert b0["a100-sxm-80gb"] / b0["h100-sxm"] == pytest.approx(expect, rel=1e-4)
     assert b0["b300"] / b0["h100-sxm"] == pytest.approx((8000 / 3350) ** coef["log_bw"], rel=1e-4)
     assert coef["log_clock"] < 0  # a slower clock holds a longer fixed time, as A100's small GEMMs show
+
+
+def test_sync_mma_flag_follows_the_tensor_core_issue_model():
+    """sync_mma is 1 where tensor cores run only warp-synchronous mma.sync (sm80 A100, sm89 RTX 4090, sm120 RTX PRO
+    6000), 0 for sm90 wgmma (H100) and sm100/103 tcgen05 (B300), and 0 (the reference's) without a compute
+    capability (MI300X)."""
+    flags = {h: device_features(load_hardware(h))["sync_mma"]
+             for h in ("a100-sxm-80gb", "rtx-4090", "rtx-pro-6000-server", "h100-sxm", "b300", "mi300x")}
+    assert flags == {"a100-sxm-80gb": 1.0, "rtx-4090": 1.0, "rtx-pro-6000-server": 1.0, "h100-sxm": 0.0, "b300": 0.0,
+                     "mi300x": 0.0}
+
+
+def test_gemm_overlap_share_moves_with_the_sync_mma_flag_only():
+    """The bf16 and fp8 GEMM families link beta (`overlap`, logit) to sync_mma alone (benchmarks/
+    gemm_overlap_selection.py), NVFP4 does not: two devices with the same flag get the same beta, and a sync-MMA
+    device's beta is the logistic of the intercept plus the fitted coefficient."""
+    from lvlmsim.calibrate.general import GEMM_SYNC_MMA_LINK
+
+    assert FAMILY_SETUPS["gemm"].links["overlap"] == FAMILY_SETUPS["gemm.fp8"].links["overlap"] == {"sync_mma": 0.0}
+    assert GEMM_SYNC_MMA_LINK == {"overlap": {"sync_mma": 0.0}}
+    assert FAMILY_SETUPS["gemm.fp4"].links is None
+    fam = general_model().families["gemm"]
+    a100, b300 = load_hardware("a100-sxm-80gb"), load_hardware("b300")
+    beta = {hw.id: fam.params_for(hw, "bf16")["overlap"] for hw in (H100, b300, a100, RTX)}
+    assert beta["h100-sxm"] == beta["b300"] and beta["a100-sxm-80gb"] == beta["rtx-pro-6000-server"]
+    expect = 1.0 / (1.0 + math.exp(-(fam.z0["overlap"] + fam.coefs["overlap"]["sync_mma"])))
+    assert beta["a100-sxm-80gb"] == pytest.approx(expect, rel=1e-5)
