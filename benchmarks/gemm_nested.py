@@ -25,15 +25,15 @@ from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
 Devices = dict[str, tuple]
 
 
-def dtype_devices(table: str, dtype: str) -> Devices | None:
-    """{device folder: (hardware, its `table` rows of `dtype`)} for the devices that have some; None (after saying
-    why) when ../shared/data/measured is absent."""
+def dtype_devices(table: str, dtype: str, *, seed: int = 0) -> Devices | None:
+    """{device folder: (hardware, its `table` rows of `dtype`)} for the devices that have some (the table subsample
+    at `seed`, loo.load_devices); None (after saying why) when ../shared/data/measured is absent."""
     measured = measured_dir(ROOT)
     if measured is None:
         print("shared/data/measured not found next to the checkout: nothing to select")
         return None
     devices = {n: (hw, [r for r in rows if r.family == table and r.op.dtype == dtype])
-               for n, (hw, rows) in load_devices(measured / "aiconfigurator" / "data").items()}
+               for n, (hw, rows) in load_devices(measured / "aiconfigurator" / "data", seed=seed).items()}
     return {n: v for n, v in devices.items() if v[1]}
 
 
