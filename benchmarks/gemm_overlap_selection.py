@@ -16,7 +16,7 @@ from shared memory into registers by the issuing warps, which then wait on the M
 kernels overlap loads, MMAs and the epilogue (general.SYNC_MMA_MAJORS cites the sources). The flag splits the four
 devices 2-2, so every outer fold has both kinds among its training devices and the coefficient is fitted, not a prior.
 Two candidates per family, each with the family's shipped form and ridge weight:
-- `shipped`: the family's links as shipped before this check (none on `overlap`);
+- `shipped`: the family's shipped links (none on `overlap`);
 - `syncmma`: the same links plus beta (`overlap`, logit) by the sync_mma flag, prior 0 (no sign assumed).
 Criterion, fixed before any outer figure was read (benchmarks/gemm_nested.py): per outer held-out device the
 candidate with the lowest inner score (lvlmsim.calibrate.loo.inner_score over the other devices only) wins, a tie
@@ -25,15 +25,19 @@ fp8: 2 of 3) by at least 0.01 point of inner score each (the printed precision; 
 pick. fp8 is measured on H100, B300 and RTX PRO 6000 only, so RTX PRO 6000 is its one
 sync-MMA device: in its own fold the coefficient stays at its prior and the two candidates tie. Figures are median /
 p90 |error| (%), the dtype's rows only. Needs ../shared/data/measured (never copied into the project).
-Outcome (seed 0; bf16 175 s, fp8 40 s): bf16 picks `syncmma` in the A100 (inner 7.93 -> 7.82), B300 (9.87 -> 9.63)
-and H100 (11.75 -> 11.48) folds and ties in RTX PRO 6000's (10.27 / 10.27), so it ships (general.GEMM_SYNC_MMA_LINK);
-held out / nested A100 8.7 / 28.4 -> 8.6 / 27.9, B300 9.4 / 30.9 -> 8.9 / 28.8, H100 7.7 / 20.6 -> 7.4 / 19.9, RTX
-PRO 6000 8.3 / 43.4 (nested, the tie keeps `shipped`; `syncmma` held out there 9.2 / 45.1, its coefficient fitted
-from A100 alone); pooled nested 8.3 / 25.9 -> 8.1 / 25.3; in-sample 8.1 -> 7.8, 7.6 -> 7.5, 5.7 -> 5.6, 7.5 -> 7.5.
-fp8 picks `syncmma` in the B300 (19.87 -> 19.58) and H100 (18.94 -> 17.79) folds and ties in RTX PRO 6000's, so by
-the rule it ships too, but that pick is weak evidence: those inner folds fit on one device each, where the flag is
-constant and its coefficient is held only by the ridge; held out B300 8.9 / 20.7 -> 8.8 / 20.8, H100 13.9 / 33.9 ->
-13.9 / 33.8, RTX PRO 6000 9.1 / 32.7 (tie), pooled 11.1 / 31.0 either way.
+Outcome. Seed 0 (bf16 175 s, fp8 40 s): bf16 picks `syncmma` in the A100 (inner 7.93 -> 7.82), B300 (9.87 -> 9.63)
+and H100 (11.75 -> 11.48) folds and ties in RTX PRO 6000's (10.27 / 10.27); held out / nested A100 8.7 / 28.4 -> 8.6
+/ 27.9, B300 9.4 / 30.9 -> 8.9 / 28.8, H100 7.7 / 20.6 -> 7.4 / 19.9, RTX PRO 6000 8.3 / 43.4 (tie; `syncmma` held out
+there 9.2 / 45.1, its coefficient fitted from A100 alone); fp8 picks it in the B300 (19.87 -> 19.58) and H100 (18.94
+-> 17.79) folds, ties in RTX PRO 6000's, held out within 0.1 point. By the rule above both would ship, and were
+shipped in a first commit; the leave-one-out table over seeds 0-3 then read GEMM A100 8.8 -> 8.7, H100 8.6 -> 8.4,
+B300 10.4 -> 10.5, RTX PRO 6000 13.9 -> 14.8%. A check at table seed 1 (`--seed 1`) reversed the bf16 picks (A100 /
+B300 / H100 folds 8.45 / 8.95, 9.20 / 9.75, 12.13 / 13.07), so a robustness rule was added and committed before
+seeds 2 and 3 were run (disclosed: after seed 0's outer figures and seed 1's inner scores were seen): per fold the
+lower MEAN inner score over table seeds 0-3 (fit draw at seed 0) wins, same tie and majority rules. Means shipped /
+syncmma: bf16 A100 8.61 / 8.69, B300 9.81 / 9.73, H100 11.80 / 12.29, RTX PRO 6000 10.885 / 10.880 (tie); fp8 B300
+19.06 / 19.61, H100 17.65 / 18.26, RTX PRO 6000 11.81 / 11.81 (tie). The flag wins one bf16 fold of four and no fp8
+fold, so it is NOT shipped: the seed-0 gain was one subsample's. Nothing in the package's fits moves.
 """
 
 from __future__ import annotations
@@ -55,8 +59,8 @@ SYNC_MMA_PRIOR = 0.0  # the sign is argued, the size is not: the data fit it
 
 
 def candidates(key: str) -> dict[str, general.FamilySetup]:
-    """Family `key`'s shipped form and ridge with its links before this check (no link on `overlap`), and the same
-    with beta linked to the sync_mma flag (what ships since)."""
+    """Family `key`'s shipped form and ridge with its shipped links (none on `overlap`), and the same with beta linked
+    to the sync_mma flag."""
     shipped = general.FAMILY_SETUPS[key]
     links = shipped.links if shipped.links is not None else general.LINKS["gemm"]
     before = {param: feats for param, feats in links.items() if param != "overlap"}

@@ -234,8 +234,8 @@ def test_gemv_selection_candidates_differ_only_in_the_form(capsys):
 
 
 def test_overlap_selection_candidates_differ_only_in_the_overlap_link(capsys):
-    """benchmarks/gemm_overlap_selection.py compares each family's links without an `overlap` link against the
-    same plus beta by sync_mma (what ships), same form and ridge, and refuses an unknown dtype, naming the allowed."""
+    """benchmarks/gemm_overlap_selection.py compares each family's shipped setup (no `overlap` link) against the same
+    plus beta by sync_mma, same form and ridge, and refuses an unknown dtype or a bad --seed, naming what it takes."""
     import importlib.util
     import sys
     from pathlib import Path
@@ -250,9 +250,12 @@ def test_overlap_selection_candidates_differ_only_in_the_overlap_link(capsys):
         sys.path.remove(str(bench))
     for key in ("gemm", "gemm.fp8"):
         before, linked = mod.candidates(key).values()
-        assert "overlap" not in before.links
-        assert linked.links == {**before.links, "overlap": {"sync_mma": 0.0}} == FAMILY_SETUPS[key].links
+        shipped_links = FAMILY_SETUPS[key].links or mod.general.LINKS["gemm"]
+        assert before.links == shipped_links and "overlap" not in before.links
+        assert linked.links == {**shipped_links, "overlap": {"sync_mma": 0.0}}
         assert (before.variant, before.ridge) == (linked.variant, linked.ridge) == (FAMILY_SETUPS[key].variant,
                                                                                  FAMILY_SETUPS[key].ridge)
     assert mod.main(["fp4"]) == 2
     assert "allowed: bf16, fp8" in capsys.readouterr().out
+    assert mod.main(["--seed", "x"]) == 2
+    assert "--seed: expected a non-negative integer" in capsys.readouterr().out

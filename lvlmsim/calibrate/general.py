@@ -79,7 +79,9 @@ FEATURES = (("log_bw", "log_ridge", "log_power", "log_sms", "log_clock", "log_li
 # RTX PRO Blackwell: Ampere's HMMA instruction family plus TMA, no TMEM and no tcgen05; NVIDIA/cutlass#2513, a
 # maintainer: the tcgen05 examples are not for "SM80/86/89/120"). sm90 (wgmma) and sm100/103/110 (tcgen05) issue
 # asynchronous warpgroup/CTA MMAs that read shared memory directly, so a kernel's loads, MMAs and epilogue overlap in
-# warp-specialised pipelines. A device without a compute capability gets 0 (the reference's).
+# warp-specialised pipelines. A device without a compute capability gets 0 (the reference's). A candidate feature: no
+# shipped family links it. The GEMM overlap share beta by this flag won seed 0's nested check but not the mean over
+# table seeds 0-3 (benchmarks/gemm_overlap_selection.py), so it is not shipped.
 SYNC_MMA_MAJORS = ("7", "8", "12")
 ATTN = KERNEL_FLAGS
 
@@ -216,24 +218,13 @@ RIDGE_WEIGHT = 1.0  # per coefficient, times sqrt(rows per device): a trend must
 # three dtypes each pin well, where the default ridge held them at their priors.
 RIDGE_WEIGHTS = {"gemm": 0.03}
 
-# The overlap share beta (time = max(compute, memory) + beta x the smaller) by the sync_mma flag (SYNC_MMA_MAJORS),
-# prior 0: warp-synchronous mma.sync kernels (A100, RTX PRO 6000) overlap loads, MMAs and epilogue less than sm90/sm100
-# warp-specialised wgmma/tcgen05 ones. Fitted on all four devices, the bf16 ridge rows were priced fast on A100 (-6.2%)
-# and RTX PRO 6000 (-4.9%), slow on H100 (+3.5%) (benchmarks/gemm_residual_map.py). Chosen by nested leave-one-out
-# against the links without it (benchmarks/gemm_overlap_selection.py; criterion fixed before the outer figures): the
-# flag in the A100, B300 and H100 folds of bf16 (inner 7.93 -> 7.82, 9.87 -> 9.63, 11.75 -> 11.48), a tie in RTX PRO
-# 6000's; nested bf16 A100 / B300 / H100 / RTX PRO 6000 8.7 -> 8.6, 9.4 -> 8.9, 7.7 -> 7.4, 8.3 -> 8.3% (seed 0). fp8
-# by the same rule (the B300 and H100 folds; RTX PRO 6000 is its one sync-MMA device, a tie in its fold): held out
-# within 0.1 point. NVFP4 (B300 and RTX PRO 6000: the flag is the device) keeps GEMM's links.
-GEMM_SYNC_MMA_LINK = {"overlap": {"sync_mma": 0.0}}
 # vLLM's per-tensor fp8 linear (CutlassFP8ScaledMMLinearKernel) does not split K: at m <= 16 and n <= 128 its time
 # grows by 0.6-1.3 ns per unit of K on H100, B300 and RTX PRO 6000 (cuBLAS's split-K bf16 kernels: 0.04-0.11 ns), so
 # its tiles run in waves over the SMs (WaveGemmForm: tile sizes by the fit's grid search, SM count from the datasheet);
 # GEMM's links and ridge weight (None: LINKS["gemm"] and RIDGE_WEIGHTS["gemm"] when fitted). Nested leave-one-out
 # between the plain and the wave form picks the wave form in every fold (benchmarks/gemm_link_selection.py
 # gemm-waves; RTX PRO 6000's fold by 0.1 point).
-# (GEMM_SYNC_MMA_LINK above: with it since wave 7.)
-FAMILY_SETUPS["gemm.fp8"] = FamilySetup("gemm+waves+l2", {**LINKS["gemm"], **GEMM_SYNC_MMA_LINK}, ridge=None)
+FAMILY_SETUPS["gemm.fp8"] = FamilySetup("gemm+waves+l2", None, ridge=None)
 # cuBLAS's bf16 GEMMs with few output tiles and a long K split K and run a reduction kernel after the GEMM
 # (SplitKGemmForm: one more fitted share of the floor above a fitted K, while the 128 x 128 tiles number fewer than the
 # datasheet's SMs; the threshold and the share are shared by every device, no link). Found in the in-sample residual
@@ -258,8 +249,7 @@ FAMILY_SETUPS["gemm.fp8"] = FamilySetup("gemm+waves+l2", {**LINKS["gemm"], **GEM
 # better (10.63 against 10.70%): fp8 keeps GEMM's links, NVFP4 (no nested check, two devices) too.
 GEMM_FIXED_CYCLES_PRIOR = -1.0
 FAMILY_SETUPS["gemm"] = FamilySetup(
-    "gemm+splitk+l2", {**LINKS["gemm"], "b0": {**LINKS["gemm"]["b0"], "log_clock": GEMM_FIXED_CYCLES_PRIOR},
-                       **GEMM_SYNC_MMA_LINK},
+    "gemm+splitk+l2", {**LINKS["gemm"], "b0": {**LINKS["gemm"]["b0"], "log_clock": GEMM_FIXED_CYCLES_PRIOR}},
     ridge=None)
 # NVFP4 is measured on two devices, so each leave-one-out fold fits it on one: nothing across devices bounds its
 # saturation steepness, and the fitted p_k > 1 (1.3 on both together) makes a GEMM slower as k shrinks once another
