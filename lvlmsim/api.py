@@ -93,6 +93,9 @@ def estimate(
         image_size = parse_image_size(image_size)
     if isinstance(video_size, str):
         video_size = parse_image_size(video_size, "video_size")
+    if (video_size is not None or video_fps is not None) and isinstance(video_s, int | float) and video_s == 0:
+        raise SpecError("video_size/video_fps: describe the request's video, but video_s is 0 (no video); give "
+                        "video_s > 0 (--video-s) or leave them out")
     prof = resolve_profile(hw, profile)
     step_overhead_s = 0.0
     if runtime is not None:

@@ -179,3 +179,31 @@ def test_import_hf_id_must_be_a_lower_case_slug(model_id):
     """'' fell back to the config's name and 'Bad Id!' was written into the YAML."""
     refused(["import-hf", str(HF / "qwen3-vl-8b-instruct" / "config.json"), "--id", model_id],
             f"--id: expected a lower-case id of letters, digits, '.' and '-' such as qwen3-vl-8b, got {model_id!r}")
+
+
+# ------------------------------------------------------------------------------------------- conflicting / long
+@pytest.mark.parametrize(("args", "fragment"), [
+    # the video shape flags were dropped without a video
+    (["estimate", "--video-size", "640x480"], "video_size/video_fps: describe the request's video, but video_s is 0"),
+    (["estimate", "-m", "qwen2.5-vl-7b", "--video-fps", "2"], "give video_s > 0 (--video-s) or leave them out"),
+    # --stream was ignored by the uncertainty re-runs
+    (["simulate", "-n", "4", "--uncertainty", "2", "--stream"], "--stream: the --uncertainty re-runs do not stream"),
+    # a server vLLM would not start: max_model_len past the model's context
+    ([*BENCH, "--max-model-len", "1000000"], "serving.max_model_len: 1000000 exceeds qwen2.5-vl-7b's context length "
+                                              "of 128000 (llm.max_position_embeddings); allowed: 1..128000"),
+])
+def test_conflicting_or_impossible(args, fragment):
+    refused(args, fragment)
+
+
+def test_long_max_model_len_runs_when_allowed_as_vllm_allows_it(tmp_path):
+    """serving.allow_long_max_model_len is vLLM's VLLM_ALLOW_LONG_MAX_MODEL_LEN=1: the same scenario then runs."""
+    from lvlmsim.engine.api import simulate
+    from lvlmsim.errors import InfeasibleError
+
+    doc = {"id": "long", "model": "llava-1.5-7b", "hardware": "h100-sxm", "serving": {"max_model_len": 8192},
+           "workload": {"requests": 3, "prompt_tokens": 5000, "images": 0, "output_tokens": 4}}
+    with pytest.raises(InfeasibleError, match="allowed: 1..4096"):
+        simulate(doc)
+    doc["serving"]["allow_long_max_model_len"] = True
+    assert simulate(doc).summary["completed"] == 3

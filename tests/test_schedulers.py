@@ -143,6 +143,7 @@ def step_tokens(monkeypatch, policy: str) -> list[int]:
     d = scenario(scheduler=policy)
     d["workload"]["prompt_tokens"] = {"kind": "empirical", "values": [8000, 100, 100, 100]}
     d["serving"]["max_model_len"] = 16384
+    d["serving"]["allow_long_max_model_len"] = True  # past llava-1.5-7b's 4096: the prompts are long on purpose
     simulate(d, requests=200, rate=3, seed=2)
     return seen
 

@@ -168,6 +168,9 @@ def register(app: typer.Typer) -> None:
                                        video_s=video_s)
         if stream and out_dir is not None:
             raise LvlmsimError("--stream: keeps no per-request table, so it cannot be combined with --out")
+        if stream and uncertainty is not None:
+            raise LvlmsimError("--stream: the --uncertainty re-runs do not stream; allowed: one of --stream, "
+                               "--uncertainty")
         if out_dir is not None:
             from lvlmsim.specs.outputs import check_out_dir
 

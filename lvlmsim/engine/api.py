@@ -280,9 +280,21 @@ def _scenario_with_overrides(scenario, requests, rate, seed, runtime) -> Scenari
     return sc
 
 
+def _check_max_model_len(sc: Scenario, model: ModelSpec) -> None:
+    """A max_model_len past the model's context is a server that does not start (vLLM's model config check), not
+    one that serves longer requests; serving.allow_long_max_model_len is vLLM's VLLM_ALLOW_LONG_MAX_MODEL_LEN."""
+    limit = model.llm.max_position_embeddings
+    asked = sc.serving.max_model_len
+    if asked is not None and asked > limit and not sc.serving.allow_long_max_model_len:
+        raise InfeasibleError(f"serving.max_model_len: {asked} exceeds {model.id}'s context length of {limit} "
+                              f"(llm.max_position_embeddings); allowed: 1..{limit}, or set "
+                              "serving.allow_long_max_model_len (vLLM: VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)")
+
+
 def _build(sc: Scenario, profile, progress: ProgressFn | None) -> _Run:
     """Compose the techniques per pool, open the request stream, build the pools, the host stage and the cluster."""
     model = load_scenario_model(sc)
+    _check_max_model_len(sc, model)
     comps = _compose_pools(sc, model) if sc.techniques else {}
     main = next((comps[p.label] for p in sc.serving.pool_list() if p.role != "E"), None) if comps else None
     if main is not None:

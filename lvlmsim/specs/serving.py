@@ -58,6 +58,9 @@ class ServingSpec(StrictModel):
     block_size: PositiveInt = Field(16, description="tokens per paged KV block")
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
     max_model_len: PositiveInt | None = Field(None, description="longest sequence accepted; default: the model's")
+    allow_long_max_model_len: bool = Field(
+        False, description="accept a max_model_len above the model's max_position_embeddings, as vLLM does only with "
+        "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 (its config check refuses it otherwise)")
     encoder_budget_tokens: PositiveInt | None = Field(
         None, description="vLLM max_num_encoder_input_tokens: visual tokens encoded per step; default "
         "max_num_batched_tokens (a single larger item still runs alone)"
