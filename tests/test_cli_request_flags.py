@@ -71,3 +71,15 @@ def test_plan_json_by_hardware_and_deploy():
         assert "--model-path Qwen/Qwen2-VL-7B-Instruct" in doc["deploy"]["sglang"]
     else:
         assert doc["deploy"] is None
+
+
+def test_replaced_request_does_not_keep_the_base_description():
+    """The default scenario's description names LLaVA-1.5-7B and its photos; with the model and request replaced it
+    must say what the scenario now is, not what it was (the explorer shows it under the Serving page's picker)."""
+    base = load_scenario("llava-chat-h100")
+    assert "LLaVA" in base.description
+    sc = with_request(base, model="qwen2-vl-7b", images=2, prompt_tokens=132)
+    assert "LLaVA" not in sc.description
+    assert sc.description == ("scenario 'llava-chat-h100' (its arrivals, serving policy and SLOs) with the request "
+                              "changed: model=qwen2-vl-7b, images=2, prompt_tokens=132")
+    assert with_request(base).description == base.description

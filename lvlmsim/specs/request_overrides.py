@@ -98,6 +98,9 @@ def with_request(
         data["id"] = scenario_id
     elif changed:
         data["id"] = f"{sc.id}+request"
+    if changed:  # the base's description names its own model and request, which no longer hold
+        data["description"] = (f"scenario '{sc.id}' (its arrivals, serving policy and SLOs) with the request changed: "
+                               f"{', '.join(changed)}")
     out = scenario_from_dict(data, f"scenario '{sc.id}' with {', '.join(changed) or 'no changes'}")
     out._source_dir = sc.source_dir
     return out
