@@ -207,3 +207,43 @@ def test_long_max_model_len_runs_when_allowed_as_vllm_allows_it(tmp_path):
         simulate(doc)
     doc["serving"]["allow_long_max_model_len"] = True
     assert simulate(doc).summary["completed"] == 3
+
+
+# ------------------------------------------------------------------------------------------------ model YAMLs
+def _model_with(tmp_path: Path, model: str, path: tuple, value) -> str:
+    import yaml
+
+    doc = yaml.safe_load((Path(__file__).resolve().parents[1] / "workloads" / "models" / f"{model}.yaml").read_text())
+    node = doc
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    p = tmp_path / f"{model}.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    return str(p)
+
+
+@pytest.mark.parametrize(("model", "path", "value", "fragment"), [
+    # a ViT layer index past the encoder was dropped from the full-attention count without a word
+    ("qwen2.5-vl-7b", ("vision", "window", "full_attention_layers"), [7, 99],
+     "window.full_attention_layers [99] are >= num_layers 32; allowed: 0..31"),
+    # a repeated layer was priced twice (cross-attention KV, graph layer counts)
+    ("llama-3.2-11b-vision", ("llm", "cross_attention_layers"), [3, 3, 8],
+     "cross_attention_layers: layers [3] are listed more than once; allowed: each layer once"),
+    ("gemma-3-4b", ("llm", "local_attention", "global_layers"), [5, 5],
+     "local_attention.global_layers: layers [5] are listed more than once"),
+    ("kimi-vl-a3b", ("llm", "moe", "dense_layers"), [0, 0], "moe.dense_layers: layers [0] are listed more than once"),
+])
+def test_model_layer_lists(tmp_path, model, path, value, fragment):
+    refused(["estimate", "-m", _model_with(tmp_path, model, path, value)], fragment)
+
+
+def test_sweep_row_of_a_workload_nobody_can_serve_is_an_error_row(tmp_path):
+    """A sweep run whose every request was rejected was an 'ok' row of zeros."""
+    from lvlmsim.planner.runs import run_one, scenario_payload
+    from lvlmsim.specs.scenario import load_scenario, scenario_from_dict
+
+    doc = load_scenario("llava-chat-h100").model_dump(mode="json")
+    doc["workload"]["prompt_tokens"] = 9000
+    row = run_one(scenario_payload(scenario_from_dict(doc, "test"), requests=4))
+    assert row["status"] == "error" and "every request was rejected" in row["error"], row

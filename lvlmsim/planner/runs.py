@@ -92,6 +92,7 @@ def run_one(payload: dict) -> dict:
     row: dict[str, Any] = {"status": "ok", "error": None}
     try:
         res = simulate_payload(payload)
+        res.check_servable()  # every request rejected: the row is an error with the reasons, not a run of zeros
         row.update(summary_row(res.summary))
         row.update(run_provenance(res))
     except LvlmsimError as exc:

@@ -79,7 +79,19 @@ class VisionEncoderSpec(StrictModel):
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if self.layers_used is not None and self.layers_used > self.num_layers:
             raise ValueError(f"layers_used {self.layers_used} exceeds num_layers {self.num_layers}")
+        if self.window is not None:  # an index past the encoder was dropped from the count without a word
+            _check_layer_list("window.full_attention_layers", self.window.full_attention_layers, self.num_layers)
         return self
+
+
+def _check_layer_list(name: str, layers: list[int], num_layers: int) -> None:
+    """0-based layer indices: each below num_layers and named once (a repeat was counted twice by the graph)."""
+    bad = [i for i in layers if i >= num_layers]
+    if bad:
+        raise ValueError(f"{name} {bad} are >= num_layers {num_layers}; allowed: 0..{num_layers - 1}")
+    repeated = sorted({i for i in layers if layers.count(i) > 1})
+    if repeated:
+        raise ValueError(f"{name}: layers {repeated} are listed more than once; allowed: each layer once")
 
 
 class ProjectorSpec(StrictModel):
@@ -219,15 +231,11 @@ class LanguageModelSpec(StrictModel):
     def _check(self) -> LanguageModelSpec:
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}")
-        bad = [i for i in self.cross_attention_layers if i >= self.num_layers]
-        if bad:
-            raise ValueError(f"cross_attention_layers {bad} are >= num_layers {self.num_layers}")
-        if self.moe is not None and any(i >= self.num_layers for i in self.moe.dense_layers):
-            raise ValueError(f"moe.dense_layers {self.moe.dense_layers} must be < num_layers {self.num_layers}")
+        _check_layer_list("cross_attention_layers", self.cross_attention_layers, self.num_layers)
+        if self.moe is not None:
+            _check_layer_list("moe.dense_layers", self.moe.dense_layers, self.num_layers)
         if self.local_attention is not None:
-            bad = [i for i in self.local_attention.global_layers if i >= self.num_layers]
-            if bad:
-                raise ValueError(f"local_attention.global_layers {bad} are >= num_layers {self.num_layers}")
+            _check_layer_list("local_attention.global_layers", self.local_attention.global_layers, self.num_layers)
         if self.qk_norm != "none" and self.mla is not None:
             raise ValueError("qk_norm must be 'none' with mla (MLA's latent norms are part of the MLA block)")
         if self.qk_norm == "local" and self.local_attention is None:
