@@ -247,3 +247,29 @@ def test_sweep_row_of_a_workload_nobody_can_serve_is_an_error_row(tmp_path):
     doc["workload"]["prompt_tokens"] = 9000
     row = run_one(scenario_payload(scenario_from_dict(doc, "test"), requests=4))
     assert row["status"] == "error" and "every request was rejected" in row["error"], row
+
+
+# ------------------------------------------------------------------------------------------------------- traces
+@pytest.mark.parametrize(("name", "data", "fragment"), [
+    ("t.csv", bytes(range(128, 256)), "not text (not UTF-8); expected a CSV or JSONL trace"),  # UnicodeDecodeError
+    # a misspelt or foreign column was ignored: its data vanished from the replay
+    ("t.csv", b"arrival_s,prompt_tokens,output_tokens,image\n0.1,5,5,2\n", "unknown column(s) image; allowed: "
+                                                                             "arrival_s, prompt_tokens"),
+    ("t.jsonl", b'{"arrival_s": 0, "prompt_tokens": 5, "output_tokens": 3, "video_sec": 4}\n',
+     ":1: unknown column(s) video_sec; allowed:"),
+])
+def test_trace_files(tmp_path, name, data, fragment):
+    (tmp_path / name).write_bytes(data)
+    sc = tmp_path / "sc.yaml"
+    sc.write_text("id: tr\nmodel: llava-1.5-7b\nhardware: h100-sxm\nworkload:\n"
+                  f"  arrival: {{kind: trace, path: {name}}}\n")
+    refused(["simulate", str(sc)], fragment)
+
+
+def test_an_empirical_column_may_come_from_a_wider_table(tmp_path):
+    """The unknown-column check is the replay's: an empirical distribution reads one column of any table."""
+    from lvlmsim.engine.trace import read_column
+
+    p = tmp_path / "t.csv"
+    p.write_text("arrival_s,prompt_tokens,output_tokens,latency_s\n0,5,5,0.3\n1,6,5,0.4\n")
+    assert read_column(p, "latency_s") == [0.3, 0.4]

@@ -42,12 +42,15 @@ class TraceRow:
     video_fps: float | None = None
 
 
-def _rows(path: Path):
-    """(line number, {column: raw value}) for each data row; header problems raise here."""
+def _rows(path: Path, strict: bool = True):
+    """(line number, {column: raw value}) for each data row; header problems raise here. `strict`: refuse a column
+    that is not a trace column (a replay); an empirical distribution reads one column of any table."""
     try:
         text = path.read_text()
     except OSError as exc:
         raise TraceError(f"{path}: cannot read trace ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError:
+        raise TraceError(f"{path}: not text (not UTF-8); expected a CSV or JSONL trace") from None
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         for i, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -58,6 +61,8 @@ def _rows(path: Path):
                 raise TraceError(f"{path}:{i}: malformed JSON ({exc.msg})") from None
             if not isinstance(obj, dict):
                 raise TraceError(f"{path}:{i}: expected a JSON object per line, got {type(obj).__name__}")
+            if strict:
+                _known(path, i, obj)
             yield i, obj
         return
     reader = csv.DictReader(text.splitlines())
@@ -71,10 +76,20 @@ def _rows(path: Path):
     missing = [c for c in REQUIRED if c not in names]
     if missing:
         raise TraceError(f"{path}:1: missing column(s) {', '.join(missing)} (header has: {', '.join(names)})")
+    if strict:
+        _known(path, 1, names)
     for row in reader:
         if None in row:
             raise TraceError(f"{path}:{reader.line_num}: more cells than header columns")
         yield reader.line_num, row
+
+
+def _known(path: Path, line: int, columns) -> None:
+    """An unknown column is refused, not ignored: a misspelt 'image' or 'output_token' would drop data silently."""
+    unknown = [str(c) for c in columns if c not in REQUIRED and c not in OPTIONAL]
+    if unknown:
+        raise TraceError(f"{path}:{line}: unknown column(s) {', '.join(unknown)}; allowed: "
+                         f"{', '.join((*REQUIRED, *OPTIONAL))}")
 
 
 def _blank(v) -> bool:
@@ -151,7 +166,7 @@ def read_column(path: Path | str, column: str) -> list[float]:
     p = Path(path)
     vals: list[float] = []
     seen = False
-    for line, raw in _rows(p):
+    for line, raw in _rows(p, strict=False):
         if column in raw:
             seen = True
         v = raw.get(column)
