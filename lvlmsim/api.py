@@ -161,6 +161,11 @@ def _host_profile(host: bool | str | None, runtime: str | None, api_costs: bool 
     from lvlmsim.cost.host import load_host_profile
 
     if isinstance(host, str):
+        from lvlmsim.specs.serving import host_runtime_mismatch
+
+        wrong = host_runtime_mismatch(host, runtime)
+        if wrong:
+            raise SpecError(f"host: {wrong}")
         return load_host_profile(host, api=api_costs)
     if runtime is None or runtime == "eager":
         if host is True:

@@ -273,3 +273,17 @@ def test_an_empirical_column_may_come_from_a_wider_table(tmp_path):
     p = tmp_path / "t.csv"
     p.write_text("arrival_s,prompt_tokens,output_tokens,latency_s\n0,5,5,0.3\n1,6,5,0.4\n")
     assert read_column(p, "latency_s") == [0.3, 0.4]
+
+
+# ------------------------------------------------------------------------------------------ host profile vs runtime
+@pytest.mark.parametrize(("args", "fragment"), [
+    ([*BENCH, "--runtime", "vllm", "--host", "trtllm"],
+     "host_costs: 'trtllm' is a version of trtllm, not of the serving runtime vllm; allowed with it: vllm-v0"),
+    (["estimate", "--runtime", "vllm", "--host", "sglang"], "host: 'sglang' is a version of sglang, not of the "
+                                                             "serving runtime vllm"),
+    (["estimate", "--runtime", "eager", "--host", "vllm-v0"], "allowed with it: false (no host profile is measured "
+                                                               "for eager)"),
+])
+def test_a_host_profile_of_another_engine_is_refused(args, fragment):
+    """Another engine's host time was priced under this runtime's kernels without a word."""
+    refused(args, fragment)

@@ -3,7 +3,7 @@ disaggregated pools."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
@@ -45,6 +45,16 @@ class PoolSpec(StrictModel):
 
 
 HostProfileName = Literal["vllm-v0", "vllm-v1-piecewise", "vllm-v1", "vllm-v1-async", "sglang", "trtllm"]
+
+
+def host_runtime_mismatch(host: object, runtime: str | None) -> str | None:
+    """Why a host profile name does not go with the serving runtime (another engine's host time), or None."""
+    if not isinstance(host, str) or runtime is None or host.strip().lower().split("-")[0] == runtime:
+        return None
+    same = [n for n in get_args(HostProfileName) if n.split("-")[0] == runtime]
+    allowed = ", ".join([*same, "true", "false"]) if same else f"false (no host profile is measured for {runtime})"
+    return (f"'{host}' is a version of {host.strip().lower().split('-')[0]}, not of the serving runtime {runtime}; "
+            f"allowed with it: {allowed}")
 
 
 class ServingSpec(StrictModel):
@@ -123,6 +133,9 @@ class ServingSpec(StrictModel):
         if self.enforce_eager and self.runtime in (None, "eager"):
             raise ValueError(f"enforce_eager: needs serving.runtime vllm | sglang | trtllm (the engine that runs "
                              f"without CUDA graphs), got runtime {self.runtime}")
+        wrong = host_runtime_mismatch(self.host_costs, self.runtime)
+        if wrong:
+            raise ValueError(f"host_costs: {wrong}")
         if self.encoder_policy == "encode_ahead" and self.scheduler not in ("fcfs", "sarathi"):
             raise ValueError(f"encoder_policy: encode_ahead needs a first-come-first-served queue (scheduler fcfs or "
                              f"sarathi), got scheduler {self.scheduler}: a reordered queue could strand the encoder "
