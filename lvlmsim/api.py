@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 from lvlmsim.calibrate.profiles import resolve_profile
@@ -87,12 +88,12 @@ def estimate(
     `dtype`: run the model in this dtype instead of its released one (weights, compute, activations, KV), e.g. fp32
     on a CPU whose profile was measured in fp32; the hardware must have a peak for it.
     """
+    _check_switches(allow_overflow=allow_overflow, api_costs=api_costs, host=host)
     m = with_dtype(load_model(model), dtype)
     hw = load_hardware(hardware)
-    if isinstance(image_size, str):
-        image_size = parse_image_size(image_size)
-    if isinstance(video_size, str):
-        video_size = parse_image_size(video_size, "video_size")
+    image_size = _sizes(image_size, "image_size", many=True)
+    video_size = _sizes(video_size, "video_size") if video_size is not None else None
+    techniques = _technique_list(techniques)
     if (video_size is not None or video_fps is not None) and isinstance(video_s, int | float) and video_s == 0:
         raise SpecError("video_size/video_fps: describe the request's video, but video_s is 0 (no video); give "
                         "video_s > 0 (--video-s) or leave them out")
@@ -152,6 +153,43 @@ def _piecewise(runtime: str | None, host_profile, hw):
     if not get_runtime(runtime).cuda_graphs:
         return None
     return piecewise_dispatch(hw), host_profile.cudagraph_mode == "piecewise"
+
+
+def _check_switches(*, allow_overflow, api_costs, host) -> None:
+    """The API's switches and names have a type each; a number or a list passed for one was read as truthy."""
+    for name, value in (("allow_overflow", allow_overflow), ("api_costs", api_costs)):
+        if not isinstance(value, bool):
+            raise SpecError(f"{name}: expected true or false, got {value!r}")
+    if host is not None and not isinstance(host, bool | str):
+        raise SpecError(f"host: expected None, false (off), true or a host profile name, got {host!r}")
+
+
+def _pair(value, field: str) -> tuple[int, int]:
+    if (isinstance(value, tuple | list) and len(value) == 2
+            and all(isinstance(x, numbers.Integral) and not isinstance(x, bool) for x in value)):
+        return int(value[0]), int(value[1])
+    raise SpecError(f"{field}: expected 'WIDTHxHEIGHT' such as '336x336' or (width, height) in pixels, got {value!r}")
+
+
+def _sizes(value, field: str, many: bool = False):
+    """'WxH' or (w, h); with `many` also a list of (w, h), one per image. Bad shapes are SpecErrors naming `field`."""
+    if isinstance(value, str):
+        return parse_image_size(value, field)
+    if many and isinstance(value, list | tuple) and value and all(isinstance(v, list | tuple) for v in value):
+        return [_pair(v, field) for v in value]
+    return _pair(value, field)
+
+
+def _technique_list(techniques) -> tuple:
+    """Techniques as a tuple: one 'kind:k=v' string is one technique (not its characters)."""
+    if isinstance(techniques, str):
+        return (techniques,) if techniques.strip() else ()
+    if techniques is None:
+        return ()
+    if not isinstance(techniques, list | tuple):
+        raise SpecError(f"techniques: expected a list of technique configs or 'kind:key=value,...' strings, got "
+                        f"{techniques!r}")
+    return tuple(techniques)
 
 
 def _host_profile(host: bool | str | None, runtime: str | None, api_costs: bool = True):

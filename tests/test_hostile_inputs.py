@@ -287,3 +287,58 @@ def test_an_empirical_column_may_come_from_a_wider_table(tmp_path):
 def test_a_host_profile_of_another_engine_is_refused(args, fragment):
     """Another engine's host time was priced under this runtime's kernels without a word."""
     refused(args, fragment)
+
+
+# ------------------------------------------------------------------------------------------------ Python API
+def _api_refuses(fn, fragment: str) -> None:
+    from lvlmsim.errors import LvlmsimError
+
+    with pytest.raises(LvlmsimError) as info:
+        fn()
+    msg = str(info.value)
+    assert "\n" not in msg and fragment in msg, msg
+
+
+@pytest.mark.parametrize(("kwargs", "fragment"), [
+    # each of these was a TypeError / AttributeError / IndexError traceback
+    ({"image_size": 5}, "image_size: expected 'WIDTHxHEIGHT' such as '336x336' or (width, height) in pixels, got 5"),
+    ({"image_size": (336, 336, 3)}, "image_size: expected 'WIDTHxHEIGHT'"),
+    ({"model": "qwen2.5-vl-7b", "video_s": 3, "video_size": []}, "video_size: expected 'WIDTHxHEIGHT'"),
+    ({"techniques": 3}, "techniques: expected a list of technique configs"),
+    ({"profile": 2.5}, "profile: expected auto | general | default | peak, a profile JSON path or an Efficiency"),
+    ({"model": None}, "model: expected an id such as llava-1.5-7b, a YAML path or a spec object, got None"),
+    ({"hardware": 7}, "hardware: expected an id such as h100-sxm, a YAML path or a spec object, got 7"),
+    # these were read as truthy / falsy and answered
+    ({"host": 0.5}, "host: expected None, false (off), true or a host profile name, got 0.5"),
+    ({"api_costs": "no"}, "api_costs: expected true or false, got 'no'"),
+    ({"allow_overflow": []}, "allow_overflow: expected true or false, got []"),
+])
+def test_estimate_api_types(kwargs, fragment):
+    import lvlmsim
+
+    _api_refuses(lambda: lvlmsim.estimate(**kwargs), fragment)
+
+
+def test_estimate_api_takes_a_path_object_and_one_technique_string():
+    """A pathlib.Path model (AttributeError before) and a single 'kind:k=v' string (split into characters before)."""
+    import lvlmsim
+
+    root = Path(__file__).resolve().parents[1]
+    assert lvlmsim.estimate(root / "workloads" / "models" / "llava-1.5-7b.yaml").ttft_s > 0
+    one = lvlmsim.estimate(techniques="fastv:layer=2,keep=0.5")
+    assert one.ttft_s == lvlmsim.estimate(techniques=["fastv:layer=2,keep=0.5"]).ttft_s
+
+
+@pytest.mark.parametrize(("call", "fragment"), [
+    (lambda lv, sim: sim(requests=4, progress=3), "progress: expected None or a function progress(done, total)"),
+    (lambda lv, sim: sim(requests=4, profile=[]), "profile: expected auto | general | default | peak"),
+    (lambda lv, sim: lv.plan(target_rate=1, techniques=["fastv:keep=0.5"], tp=[1], layouts=["agg"],
+                             executor="serial"), "techniques: each technique set is a list of configs"),
+    (lambda lv, sim: lv.plan(target_rate=1, layouts=b"agg", tp=[1], executor="serial"),
+     "layouts: expected a comma-separated list or a sequence"),
+])
+def test_simulate_and_plan_api_types(call, fragment):
+    import lvlmsim
+    from lvlmsim.engine.api import simulate
+
+    _api_refuses(lambda: call(lvlmsim, simulate), fragment)

@@ -207,4 +207,7 @@ def resolve_profile(hardware: HardwareSpec, profile: str | EfficiencyProfile | N
     device if there is one, else the device-general model for a GPU (see load_profile_for)."""
     if profile is None or isinstance(profile, str):
         return load_profile_for(hardware, profile)
+    if not hasattr(profile, "efficiency"):  # a number or a list passed as a profile failed deep in the pricing
+        raise SpecError(f"profile: expected auto | general | default | peak, a profile JSON path or an "
+                        f"EfficiencyProfile, got {profile!r}")
     return profile

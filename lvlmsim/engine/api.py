@@ -231,6 +231,8 @@ def simulate(
     + server-sent event delays its delivery: TTFT and E2E (and first_token_s, finish_s) include that delay once.
     """
     t_wall = time.perf_counter()
+    if progress is not None and not callable(progress):
+        raise LvlmsimError(f"progress: expected None or a function progress(done, total), got {progress!r}")
     sc = _scenario_with_overrides(scenario, requests, rate, seed, runtime)
     run = _build(sc, profile, progress)
     sink = _stream_sink(run, keep_requests)

@@ -98,6 +98,8 @@ def _split_list(v: str | Sequence | None, what: str = "list") -> list:
     """'a,b' or a sequence -> a list; an item given twice is refused (it would be searched twice)."""
     if v is None:
         return []
+    if isinstance(v, bytes | bytearray | dict):  # iterable, but of ints or keys: never a list of items
+        raise SpecError(f"{what}: expected a comma-separated list or a sequence, got {v!r}")
     try:
         items = [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else list(v)
     except TypeError:
@@ -498,6 +500,12 @@ def _tech_sets(sc: Scenario, techniques) -> list[list]:
         return [list(sc.techniques)]
     from lvlmsim.techniques import load_techniques
 
+    if isinstance(techniques, str | bytes) or not isinstance(techniques, list | tuple):
+        raise SpecError(f"techniques: expected a list of technique sets (each a list of configs or 'kind:k=v' "
+                        f"strings), got {techniques!r}")
+    bad = next((t for t in techniques if not isinstance(t, list | tuple)), None)
+    if bad is not None:  # a bare 'fastv:keep=0.5' was read as a set of one-character techniques
+        raise SpecError(f"techniques: each technique set is a list of configs or 'kind:k=v' strings, got {bad!r}")
     sets = [list(t) for t in techniques]
     for t in sets:
         load_techniques(t)  # a bad technique is a user error, reported before anything runs

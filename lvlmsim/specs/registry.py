@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from lvlmsim.errors import UnknownIdError
+from lvlmsim.errors import SpecError, UnknownIdError
 from lvlmsim.specs.base import load_yaml_as
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.model import ModelSpec
@@ -113,15 +113,25 @@ def _load_model(path: str) -> ModelSpec:
     return load_yaml_as(ModelSpec, Path(path))
 
 
-def load_hardware(ref: str | HardwareSpec) -> HardwareSpec:
+def _ref(kind: str, ref: object, example: str) -> str:
+    """An id or path as text (a pathlib.Path too); anything else is a SpecError naming what is accepted."""
+    if isinstance(ref, Path):
+        return str(ref)
+    if not isinstance(ref, str) or not ref.strip():
+        raise SpecError(f"{kind}: expected an id such as {example}, a YAML path or a spec object, got {ref!r}")
+    return ref
+
+
+def load_hardware(ref: str | Path | HardwareSpec) -> HardwareSpec:
     """A HardwareSpec from an id (`h100-sxm`), a YAML path, or an existing spec."""
     if isinstance(ref, HardwareSpec):
         return ref
-    return _load_hardware(str(resolve_path("hardware", ref, hardware_dir()).resolve()))
+    path = resolve_path("hardware", _ref("hardware", ref, "h100-sxm"), hardware_dir())
+    return _load_hardware(str(path.resolve()))
 
 
-def load_model(ref: str | ModelSpec) -> ModelSpec:
+def load_model(ref: str | Path | ModelSpec) -> ModelSpec:
     """A ModelSpec from an id (`llava-1.5-7b`), a YAML path, or an existing spec."""
     if isinstance(ref, ModelSpec):
         return ref
-    return _load_model(str(resolve_path("model", ref, models_dir()).resolve()))
+    return _load_model(str(resolve_path("model", _ref("model", ref, "llava-1.5-7b"), models_dir()).resolve()))
