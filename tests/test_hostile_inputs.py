@@ -342,3 +342,22 @@ def test_simulate_and_plan_api_types(call, fragment):
     from lvlmsim.engine.api import simulate
 
     _api_refuses(lambda: call(lvlmsim, simulate), fragment)
+
+
+# ------------------------------------------------------------------------------------------------------- pools
+@pytest.mark.parametrize(("serving", "fragment"), [
+    # the serving-level degree was not read with explicit pools
+    ({"tp": 2, "pools": [{"role": "E"}, {"role": "PD"}]}, "tp 2: not read with explicit pools; set instances, tp and "
+                                                          "ep on each pool"),
+    ({"instances": 3, "pools": [{"role": "EP"}, {"role": "D"}]}, "instances 3: not read with explicit pools"),
+    # an encode-only pool runs no experts: its ep was dropped
+    ({"pools": [{"role": "E", "ep": 2}, {"role": "PD", "tp": 2, "ep": 2}]},
+     "pools: 'E' encodes only (role E) and runs no experts; allowed ep: 1, got 2"),
+])
+def test_pool_degrees(tmp_path, serving, fragment):
+    import yaml
+
+    p = tmp_path / "pools.yaml"
+    p.write_text(yaml.safe_dump({"id": "pools", "model": "qwen3-vl-30b-a3b", "hardware": "h100-sxm",
+                                 "serving": serving, "workload": {"requests": 4}}))
+    refused(["simulate", str(p)], fragment)

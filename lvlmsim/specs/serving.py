@@ -57,6 +57,20 @@ def host_runtime_mismatch(host: object, runtime: str | None) -> str | None:
             f"allowed with it: {allowed}")
 
 
+def _check_pool_degrees(serving: ServingSpec) -> None:
+    """With explicit pools the serving-level replica count and degrees are not read: each pool has its own. An
+    encode-only pool runs no experts, so an ep there was dropped too."""
+    ignored = [f"{k} {v}" for k, v in (("instances", serving.instances), ("tp", serving.tp), ("ep", serving.ep))
+               if v != 1]
+    if ignored:
+        raise ValueError(f"{', '.join(ignored)}: not read with explicit pools; set instances, tp and ep on each pool "
+                         "(allowed at serving level with pools: 1)")
+    for p in serving.pools:
+        if p.role == "E" and p.ep != 1:
+            raise ValueError(f"pools: '{p.label}' encodes only (role E) and runs no experts; allowed ep: 1, got "
+                             f"{p.ep}")
+
+
 class ServingSpec(StrictModel):
     instances: PositiveInt = Field(1, description="replicas behind the router (colocated mode, no `pools`)")
     tp: PositiveInt = Field(1, description="tensor-parallel degree of each replica (colocated mode)")
@@ -130,6 +144,7 @@ class ServingSpec(StrictModel):
             labels = [p.label for p in self.pools]
             if len(set(labels)) != len(labels):
                 raise ValueError(f"pools: names must be unique, got {labels}")
+            _check_pool_degrees(self)
         if self.enforce_eager and self.runtime in (None, "eager"):
             raise ValueError(f"enforce_eager: needs serving.runtime vllm | sglang | trtllm (the engine that runs "
                              f"without CUDA graphs), got runtime {self.runtime}")
