@@ -3,6 +3,7 @@
     python benchmarks/gemm_link_selection.py            # every selection (~8 min on the shared machine)
     python benchmarks/gemm_link_selection.py gemm-ridge # one of them
     python benchmarks/gemm_link_selection.py nccl       # only the all-reduce links (seconds)
+    python benchmarks/gemm_link_selection.py gemm-waves --seed 1   # the tables' row subsample at seed 1 (fits at 0)
 
 For each outer held-out device, a family's link set is chosen among its CANDIDATES by an inner leave-one-out over the
 remaining devices only (median |error| over their rows), then the family is fitted on those devices with the chosen
@@ -37,6 +38,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from seed_arg import pop_seed  # noqa: E402
 
 from lvlmsim.calibrate import general  # noqa: E402
 from lvlmsim.calibrate.fit import abs_pct_errors, cost_model_times  # noqa: E402
@@ -196,7 +200,12 @@ def nccl_priced(devices: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    families = (argv if argv is not None else sys.argv[1:]) or list(FAMILIES)
+    try:
+        seed, families = pop_seed(list(argv if argv is not None else sys.argv[1:]))
+    except ValueError as err:
+        print(err)
+        return 2
+    families = families or list(FAMILIES)
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
         print(f"unknown family {', '.join(unknown)}; known: {', '.join(FAMILIES)}")
@@ -206,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         print("shared/data/measured not found next to the checkout: nothing to select")
         return 1
     t0 = time.perf_counter()
-    devices = load_devices(measured / "aiconfigurator" / "data")
+    devices = load_devices(measured / "aiconfigurator" / "data", seed=seed)
     for family in families:
         select(family, devices)
         if family == "custom-ar":
