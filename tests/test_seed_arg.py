@@ -59,3 +59,15 @@ def test_each_script_refuses_a_bad_seed_with_exit_2_before_reading_tables(name, 
     assert mod.main(["--seed", "x"]) == 2
     out = capsys.readouterr().out.strip().splitlines()
     assert out == ["--seed: expected a non-negative integer (the table subsample seed), got 'x'"]
+
+
+def test_splitk_candidates_with_shipped_links_differ_only_in_form_and_carry_the_clock_link():
+    """--shipped-links re-checks split-K against today's bf16 setup: the same two variants, both with the shipped
+    links (b0 by clock as well as bandwidth); without the flag the candidates are the ones the pick was made with."""
+    mod = _load("gemm_splitk_selection")
+    assert mod.candidates(False) is mod.CANDIDATES
+    shipped = mod.general.FAMILY_SETUPS["gemm"]
+    pair = mod.candidates(True)
+    assert [s.variant for s in pair.values()] == ["gemm+l2", "gemm+splitk+l2"]
+    assert pair["splitk"].variant == shipped.variant
+    assert all(s.links == shipped.links and s.links["b0"]["log_clock"] == -1.0 for s in pair.values())
