@@ -3,6 +3,7 @@ wave 6).
 
     python benchmarks/gemm_gemv_selection.py          # bf16 (~1-3 min on the shared machine)
     python benchmarks/gemm_gemv_selection.py --m1     # also each device's held-out m = 1 rows, signed and |error|
+    python benchmarks/gemm_gemv_selection.py --seed 1 # the tables' row subsample at seed 1 (fits at seed 0)
 
 Why: the shipped bf16 GEMM family (general.FAMILY_SETUPS["gemm"], SplitKGemmForm) prices a GEMM as max(memory,
 compute) + beta x the smaller term, the compute term as FLOPs over a fitted share of the dtype's TENSOR peak. At
@@ -52,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from gemm_nested import dtype_devices, select  # noqa: E402
+from seed_arg import pop_seed  # noqa: E402
 
 from lvlmsim.calibrate import general  # noqa: E402
 from lvlmsim.calibrate.fit import cost_model_times  # noqa: E402
@@ -92,12 +94,16 @@ def print_one_row_errors(devices) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = argv if argv is not None else sys.argv[1:]
+    try:
+        seed, args = pop_seed(list(argv if argv is not None else sys.argv[1:]))
+    except ValueError as err:
+        print(err)
+        return 2
     if any(a != "--m1" for a in args):
-        print(f"unknown argument {' '.join(a for a in args if a != '--m1')}; allowed: --m1")
+        print(f"unknown argument {' '.join(a for a in args if a != '--m1')}; allowed: --m1, --seed N")
         return 2
     t0 = time.perf_counter()
-    devices = dtype_devices(TABLE, DTYPE)
+    devices = dtype_devices(TABLE, DTYPE, seed=seed)
     if devices is None:
         return 1
     select(KEY, TABLE, DTYPE, candidates(), devices, fit_families=[KEY], inner_width=26, label_width=8)

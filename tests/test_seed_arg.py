@@ -12,7 +12,8 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 SEEDED_SCRIPTS = ("decode_combine_selection", "decode_walk_selection", "encoder_cta_selection",
-                  "gemm_splitk_selection", "gemm_clock_selection", "gemm_link_selection")
+                  "gemm_splitk_selection", "gemm_clock_selection", "gemm_link_selection",
+                  "gemm_gemv_selection", "attention_setup_check")
 
 
 def _load(name: str):
