@@ -361,3 +361,15 @@ def test_pool_degrees(tmp_path, serving, fragment):
     p.write_text(yaml.safe_dump({"id": "pools", "model": "qwen3-vl-30b-a3b", "hardware": "h100-sxm",
                                  "serving": serving, "workload": {"requests": 4}}))
     refused(["simulate", str(p)], fragment)
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    # a named dataset's fixed output length took 0 and -3 (the scenario's output then ran on its own default)
+    ([*BENCH, "--dataset-name", "sharegpt", "--random-output-len", "0"], "--random-output-len: must be >= 1 token"),
+    # arrivals spread past 1e8 s: the float clock swallowed the service times (TTFT 0.03 ms, TPOT 0 at 1e-300)
+    ([*BENCH, "--request-rate", "1e-300"], "workload.arrival.rate_rps: 1e-300 requests/s spreads 4 arrivals over "
+                                           "4e+300 s of simulated time"),
+    (["simulate", "-n", "4", "--rate", "1e-12"], "allowed: rate >= 4e-08 requests/s for 4 requests"),
+])
+def test_lengths_and_rates_past_what_can_be_simulated(args, fragment):
+    refused(args, fragment)

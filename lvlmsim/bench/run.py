@@ -118,6 +118,8 @@ def _request_mix(a: BenchArgs, client: str) -> dict:
     mix = {"prompt_tokens": ds.prompt_tokens.model_dump(), "output_tokens": ds.output_tokens.model_dump(),
            "images": ds.images.model_dump(), "image_size": [c.model_dump() for c in ds.image_size]}
     if a.random_output_len is not None:  # the clients' --sharegpt-output-len / --hf-output-len: a fixed length
+        if a.random_output_len < 1:
+            raise SpecError(f"--random-output-len: must be >= 1 token, got {a.random_output_len}")
         mix["output_tokens"] = a.random_output_len
     return mix
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -279,7 +280,24 @@ def _scenario_with_overrides(scenario, requests, rate, seed, runtime) -> Scenari
 
         rt_name = get_runtime(runtime).name
         sc = sc.model_copy(update={"serving": sc.serving.model_copy(update={"runtime": rt_name})})
+    _check_clock_span(sc)
     return sc
+
+
+MAX_ARRIVAL_SPAN_S = 1e8  # float64 seconds keep 15 ns resolution here (2**-52 * 1e8); kernels last microseconds
+
+
+def _check_clock_span(sc: Scenario) -> None:
+    """A rate so low that the arrivals spread past MAX_ARRIVAL_SPAN_S would put them where the simulated clock can
+    no longer resolve a kernel: service times vanish into rounding and the latencies come out near zero."""
+    rate = getattr(sc.workload.arrival, "rate_rps", None)
+    if rate is None or not math.isfinite(rate):
+        return
+    n = sc.workload.requests or 1
+    if n / rate > MAX_ARRIVAL_SPAN_S:
+        raise LvlmsimError(f"workload.arrival.rate_rps: {rate:g} requests/s spreads {n} arrivals over {n / rate:.3g} s "
+                           f"of simulated time, past the {MAX_ARRIVAL_SPAN_S:g} s the simulated clock resolves to "
+                           f"microseconds; allowed: rate >= {n / MAX_ARRIVAL_SPAN_S:.3g} requests/s for {n} requests")
 
 
 def _check_max_model_len(sc: Scenario, model: ModelSpec) -> None:
