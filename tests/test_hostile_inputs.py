@@ -373,3 +373,28 @@ def test_pool_degrees(tmp_path, serving, fragment):
 ])
 def test_lengths_and_rates_past_what_can_be_simulated(args, fragment):
     refused(args, fragment)
+
+
+def _fixture_with(name: str, path: tuple[str, ...], value) -> dict:
+    doc = json.loads((HF / name / "config.json").read_text())
+    node = doc
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize(("name", "path", "value", "fragment"), [
+    # range(10**15) layers: the importer looped for minutes (gemma 3's global layers, llama 4's MoE layers)
+    ("gemma-3-27b-it", ("text_config", "num_hidden_layers"), 10**15,
+     "text_config.num_hidden_layers: 1000000000000000 is beyond any real model (at most 2048)"),
+    ("llama-4-scout-17b-16e", ("text_config", "num_hidden_layers"), 10**15, "is beyond any real model"),
+    # [inner] * (depth - 1): a MemoryError
+    ("deepseek-vl2", ("projector_config", "depth"), 10**15, "projector_config.depth: 1000000000000000 is beyond"),
+    # ZeroDivisionError / IndexError tracebacks
+    ("qwen2.5-vl-7b-instruct", ("num_attention_heads",), 0, "a zero, an empty list or a wrong type where a size is "
+                                                             "expected (ZeroDivisionError"),
+    ("llava-1.5-7b-hf", ("vision_config", "image_size"), [], "(IndexError"),
+])
+def test_import_hf_values_that_hung_or_crashed(tmp_path, name, path, value, fragment):
+    refused(["import-hf", _write(tmp_path, _fixture_with(name, path, value))], fragment)

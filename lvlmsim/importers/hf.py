@@ -29,7 +29,7 @@ import yaml
 
 from lvlmsim.errors import SpecError
 from lvlmsim.specs.base import validate_as
-from lvlmsim.specs.model import ModelSpec
+from lvlmsim.specs.model import SIZE_CAPS, ModelSpec
 
 SUPPORTED_MODEL_TYPES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "mllama",
                          "internvl_chat", "internvl", "gemma3", "deepseek_vl_v2", "kimi_vl", "llama4",
@@ -102,7 +102,13 @@ class _Reader:
     def whole(self, key: str, fallback: Any = None, *, required: bool = True) -> int | None:
         """get() of a field that must be a whole number (a size, a count): '4096', 1.5 or true are refused by name."""
         value = self.get(key, fallback, required=required)
-        return None if value is None else _whole(value, f"{self.where}.{key}")
+        if value is None:
+            return None
+        n = _whole(value, f"{self.where}.{key}")
+        cap = SIZE_CAPS["num_layers"] if "layers" in key or key == "depth" else max(SIZE_CAPS.values())
+        if n > cap:  # before any list is built from it: range(10**15) layers hung the importer
+            raise SpecError(f"{self.where}.{key}: {n} is beyond any real model (at most {cap})")
+        return n
 
     def get(self, key: str, fallback: Any = None, *, required: bool = True) -> Any:
         if key in self.cfg and self.cfg[key] is not None:
@@ -559,10 +565,12 @@ def import_hf_config(path_or_dict: str | Path | dict[str, Any], *, model_id: str
     cfg, path = _load(path_or_dict)
     try:
         return _import(cfg, path, model_id)
-    except (TypeError, ValueError) as exc:  # a conversion of a field that is not a Reader's whole() (SpecError passes)
+    except (TypeError, ValueError, ArithmeticError, LookupError) as exc:  # a field not read through whole()
         if isinstance(exc, SpecError):
             raise
-        raise SpecError(f"{path or 'config'}: a field holds a value of the wrong type ({exc})") from None
+        raise SpecError(f"{path or 'config'}: a field holds a value the {_model_type(cfg)} importer cannot use: a "
+                        f"zero, an empty list or a wrong type where a size is expected ({type(exc).__name__}: "
+                        f"{exc})") from None
 
 
 def _import(cfg: dict[str, Any], path: Path | None, model_id: str | None) -> dict[str, Any]:
