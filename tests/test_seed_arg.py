@@ -13,7 +13,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 SEEDED_SCRIPTS = ("decode_combine_selection", "decode_walk_selection", "encoder_cta_selection",
                   "gemm_splitk_selection", "gemm_clock_selection", "gemm_link_selection",
-                  "gemm_gemv_selection", "attention_setup_check")
+                  "gemm_gemv_selection", "attention_setup_check", "gemm_wave_fp8_check")
 
 
 def _load(name: str):
@@ -72,3 +72,14 @@ def test_splitk_candidates_with_shipped_links_differ_only_in_form_and_carry_the_
     assert [s.variant for s in pair.values()] == ["gemm+l2", "gemm+splitk+l2"]
     assert pair["splitk"].variant == shipped.variant
     assert all(s.links == shipped.links and s.links["b0"]["log_clock"] == -1.0 for s in pair.values())
+
+
+def test_fp8_wave_check_candidates_differ_only_in_form():
+    """gemm_wave_fp8_check.py re-scores the shipped fp8 wave form against the plain form on fp8 rows alone: same links
+    and ridge as shipped, only the variant differs, and the shipped one is listed first (it keeps a tie)."""
+    mod = _load("gemm_wave_fp8_check")
+    shipped = mod.general.FAMILY_SETUPS["gemm.fp8"]
+    pair = mod.candidates()
+    assert list(pair) == ["waves", "plain"] and pair["waves"] is shipped
+    plain = pair["plain"]
+    assert (plain.variant, plain.links, plain.ridge) == ("gemm+l2", shipped.links, shipped.ridge)
