@@ -10,6 +10,8 @@ held-out figures per candidate and in-sample (fitted on all devices, priced on e
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +78,33 @@ def select(key: str, table: str, dtype: str, candidates: dict[str, general.Famil
     for label, setup in candidates.items():
         cells = [f"{n} {cell(errors(key, setup, devices, list(devices), n, fit_families))}" for n in devices]
         print(f"  in-sample {label:<{label_width - 1}}" + "   ".join(cells), flush=True)
+
+
+def run_dtypes(argv: list[str], families: dict[str, str], candidates: Callable[[str], dict[str, general.FamilySetup]],
+               *, inner_width: int, label_width: int, table: str = "gemm") -> int:
+    """A dtype-by-dtype selection script's main: `--seed N` (seed_arg.pop_seed), then the dtypes to check (all of
+    `families`, {dtype: family key}, without any); each dtype's nested table (`select`), then the wall time. 2 after a
+    one-line error on a bad argument, 1 without the measured data."""
+    from seed_arg import pop_seed
+
+    try:
+        seed, args = pop_seed(argv)
+    except ValueError as err:
+        print(err)
+        return 2
+    dtypes = args or list(families)
+    bad = [d for d in dtypes if d not in families]
+    if bad:
+        print(f"unknown dtype {', '.join(bad)}; allowed: {', '.join(families)}")
+        return 2
+    t0 = time.perf_counter()
+    for dtype in dtypes:
+        devices = dtype_devices(table, dtype, seed=seed)
+        if devices is None:
+            return 1
+        key = families[dtype]
+        select(key, table, dtype, candidates(key), devices, fit_families=[key], inner_width=inner_width,
+               label_width=label_width)
+        print()
+    print(f"{time.perf_counter() - t0:.0f} s")
+    return 0

@@ -43,13 +43,12 @@ fold, so it is NOT shipped: the seed-0 gain was one subsample's. Nothing in the 
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from gemm_nested import dtype_devices, select  # noqa: E402
+from gemm_nested import run_dtypes  # noqa: E402
 
 from lvlmsim.calibrate import general  # noqa: E402
 
@@ -70,31 +69,8 @@ def candidates(key: str) -> dict[str, general.FamilySetup]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(argv if argv is not None else sys.argv[1:])
-    seed = 0
-    if "--seed" in args:
-        i = args.index("--seed")
-        value = args[i + 1] if i + 1 < len(args) else ""
-        if not value.isdigit():
-            print(f"--seed: expected a non-negative integer (the table subsample seed), got {value!r}")
-            return 2
-        seed = int(value)
-        del args[i:i + 2]
-    dtypes = args or list(FAMILIES)
-    bad = [d for d in dtypes if d not in FAMILIES]
-    if bad:
-        print(f"unknown dtype {', '.join(bad)}; allowed: {', '.join(FAMILIES)}")
-        return 2
-    t0 = time.perf_counter()
-    for dtype in dtypes:
-        devices = dtype_devices(TABLE, dtype, seed=seed)
-        if devices is None:
-            return 1
-        key = FAMILIES[dtype]
-        select(key, TABLE, dtype, candidates(key), devices, fit_families=[key], inner_width=32, label_width=9)
-        print()
-    print(f"{time.perf_counter() - t0:.0f} s")
-    return 0
+    return run_dtypes(list(argv if argv is not None else sys.argv[1:]), FAMILIES, candidates, inner_width=32,
+                      label_width=9)
 
 
 if __name__ == "__main__":
