@@ -164,8 +164,8 @@ def _with(path: tuple[str, ...], value) -> dict:
 
 @pytest.mark.parametrize(("doc", "fragment"), [
     (bytes(range(256)), "not text (not UTF-8); expected a transformers config.json"),  # UnicodeDecodeError
-    (_with(("text_config", "hidden_size"), "abc"), "text_config.hidden_size: expected a whole number, got 'abc'"),
-    (_with(("vision_config", "depth"), 1.5), "vision_config.depth: expected a whole number, got 1.5"),  # was 1
+    (_with(("text_config", "hidden_size"), "abc"), "text_config.hidden_size: expected a whole number >= 1, got 'abc'"),
+    (_with(("vision_config", "depth"), 1.5), "vision_config.depth: expected a whole number >= 1, got 1.5"),  # was 1
     (_with(("text_config", "num_hidden_layers"), True), "text_config.num_hidden_layers: expected a whole number"),
     (json.dumps(_qwen3_moe()).replace('"hidden_size": 2048', '"hidden_size": NaN', 1),
      "text_config.hidden_size: expected a finite number, got NaN or Infinity"),  # ValueError traceback
@@ -392,9 +392,106 @@ def _fixture_with(name: str, path: tuple[str, ...], value) -> dict:
     # [inner] * (depth - 1): a MemoryError
     ("deepseek-vl2", ("projector_config", "depth"), 10**15, "projector_config.depth: 1000000000000000 is beyond"),
     # ZeroDivisionError / IndexError tracebacks
-    ("qwen2.5-vl-7b-instruct", ("num_attention_heads",), 0, "a zero, an empty list or a wrong type where a size is "
-                                                             "expected (ZeroDivisionError"),
-    ("llava-1.5-7b-hf", ("vision_config", "image_size"), [], "(IndexError"),
+    ("qwen2.5-vl-7b-instruct", ("num_attention_heads",), 0,
+     "(top level).num_attention_heads: expected a whole number >= 1, got 0"),
+    ("llava-1.5-7b-hf", ("vision_config", "image_size"), [],
+     "vision_config.image_size: expected a size in pixels or an [height, width] pair, got []"),
 ])
 def test_import_hf_values_that_hung_or_crashed(tmp_path, name, path, value, fragment):
     refused(["import-hf", _write(tmp_path, _fixture_with(name, path, value))], fragment)
+
+
+# Wave 8: every int-valued config.json / processor field that went through int(), round() or bool() unchecked. Each
+# value was truncated, coerced or crashed before (1.5 -> 1, "2" -> 2, true -> 1, 0.3 -> a merge of 11, "false" ->
+# true); now each is refused by its config field's name and the allowed values.
+@pytest.mark.parametrize(("name", "path", "value", "fragment"), [
+    ("qwen3-vl-8b-instruct", ("vision_config", "spatial_merge_size"), 1.5,
+     "vision_config.spatial_merge_size: expected a whole number >= 1, got 1.5"),
+    ("qwen3-vl-8b-instruct", ("vision_config", "spatial_merge_size"), "2",
+     "vision_config.spatial_merge_size: expected a whole number >= 1, got '2'"),
+    ("qwen3-vl-8b-instruct", ("vision_config", "spatial_merge_size"), True,
+     "vision_config.spatial_merge_size: expected a whole number >= 1, got True"),
+    ("qwen3-vl-8b-instruct", ("vision_config", "spatial_merge_size"), 0,
+     "vision_config.spatial_merge_size: expected a whole number >= 1, got 0"),
+    ("qwen3-vl-8b-instruct", ("vision_config", "temporal_patch_size"), -1,
+     "vision_config.temporal_patch_size: expected a whole number >= 1, got -1"),
+    ("qwen3-vl-8b-instruct", ("vision_config", "out_hidden_size"), 1e30,
+     "vision_config.out_hidden_size: 1e+30 is beyond any real model (at most 134217728)"),
+    ("qwen3-vl-8b-instruct", ("vision_config", "num_position_embeddings"), 2300,
+     "vision_config.num_position_embeddings: expected a square number of positions"),
+    ("qwen3-vl-8b-instruct", ("vision_config", "deepstack_visual_indexes"), 3,
+     "vision_config.deepstack_visual_indexes: expected a list of layer indexes (whole numbers >= 0), got 3"),
+    ("qwen3-vl-30b-a3b-instruct", ("text_config", "num_experts"), 128.5,
+     "text_config.num_experts: expected a whole number >= 1, got 128.5"),
+    ("qwen3-vl-30b-a3b-instruct", ("text_config", "decoder_sparse_step"), 0,
+     "text_config.decoder_sparse_step: expected a whole number >= 1, got 0"),
+    ("qwen3-vl-30b-a3b-instruct", ("text_config", "mlp_only_layers"), [1.5],
+     "text_config.mlp_only_layers[0]: expected a whole number >= 0, got 1.5"),
+    ("qwen3-vl-30b-a3b-instruct", ("text_config", "head_dim"), 0, "text_config.head_dim: expected a whole number >= 1"),
+    ("qwen3-vl-30b-a3b-instruct", ("text_config", "num_key_value_heads"), "4",
+     "text_config.num_key_value_heads: expected a whole number >= 1, got '4'"),
+    ("qwen2-vl-7b-instruct", ("vision_config", "mlp_ratio"), "4",
+     "vision_config.mlp_ratio: expected a finite number > 0, got '4'"),
+    ("qwen2.5-vl-7b-instruct", ("vision_config", "window_size"), 112.5,
+     "vision_config.window_size: expected a whole number >= 1, got 112.5"),
+    ("qwen2.5-vl-7b-instruct", ("vision_config", "fullatt_block_indexes"), [7, "15"],
+     "vision_config.fullatt_block_indexes[1]: expected a whole number >= 0, got '15'"),
+    ("llava-1.5-7b-hf", ("vision_feature_layer",), -2.5, "vision_feature_layer: expected a whole number in -25..24, "
+                                                          "got -2.5"),
+    ("llava-1.5-7b-hf", ("vision_feature_layer",), 99, "vision_feature_layer: expected a whole number in -25..24, "
+                                                        "got 99"),
+    ("llava-1.5-7b-hf", ("vision_config", "patch_size"), 14.2,
+     "vision_config.patch_size: expected a whole number >= 1, got 14.2"),
+    ("llava-1.5-7b-hf", ("text_config", "tie_word_embeddings"), "false",
+     "text_config.tie_word_embeddings: expected true or false, got 'false'"),
+    ("llava-v1.6-vicuna-7b-hf", ("image_grid_pinpoints",), [[336, 672.5]],
+     "image_grid_pinpoints[0][1]: expected a whole number >= 1, got 672.5"),
+    ("llava-v1.6-vicuna-7b-hf", ("use_image_newline_parameter",), "false",
+     "use_image_newline_parameter: expected true or false, got 'false'"),
+    ("internvl2_5-8b", ("downsample_ratio",), 0.3, "downsample_ratio: expected 1/k for a whole k >= 1"),
+    ("internvl2_5-8b", ("downsample_ratio",), 0, "downsample_ratio: expected a finite number > 0, got 0"),
+    ("internvl2_5-8b", ("max_dynamic_patch",), 12.5, "max_dynamic_patch: expected a whole number >= 1, got 12.5"),
+    ("internvl2_5-8b", ("min_dynamic_patch",), 0, "min_dynamic_patch: expected a whole number >= 1, got 0"),
+    ("internvl2_5-8b", ("select_layer",), "-1", "select_layer: expected a whole number in -25..24, got '-1'"),
+    ("internvl2_5-8b", ("force_image_size",), 448.5, "force_image_size: expected a whole number >= 1, got 448.5"),
+    ("llama-3.2-11b-vision-instruct", ("text_config", "cross_attention_layers"), [3, 8.5],
+     "text_config.cross_attention_layers[1]: expected a whole number >= 0, got 8.5"),
+    ("gemma-3-27b-it", ("mm_tokens_per_image",), 300, "mm_tokens_per_image: 300 does not pool the 64 x 64 patch grid "
+                                                       "evenly; allowed: a square whose side divides 64"),
+    ("gemma-3-27b-it", ("text_config", "head_dim"), 128.5, "text_config.head_dim: expected a whole number >= 1"),
+    ("deepseek-vl2", ("language_config", "q_lora_rank"), 0, "language_config.q_lora_rank: expected a whole number "
+                                                             ">= 1, got 0"),
+    ("deepseek-vl2", ("language_config", "n_shared_experts"), 1.5,
+     "language_config.n_shared_experts: expected a whole number >= 0, got 1.5"),
+    ("deepseek-vl2", ("language_config", "first_k_dense_replace"), -1,
+     "language_config.first_k_dense_replace: expected a whole number >= 0, got -1"),
+    ("deepseek-vl2", ("candidate_resolutions",), [[384, "768"]],
+     "candidate_resolutions[0][1]: expected a whole number >= 1, got '768'"),
+    ("deepseek-vl2", ("vision_config", "mlp_ratio"), "abc", "vision_config.mlp_ratio: expected a finite number > 0"),
+    ("kimi-vl-a3b-instruct", ("vision_config", "merge_kernel_size"), [2.5, 2.5],
+     "vision_config.merge_kernel_size[0]: expected a whole number >= 1, got 2.5"),
+    ("kimi-vl-a3b-instruct", ("vision_config", "merge_kernel_size"), 2,
+     "vision_config.merge_kernel_size: expected [k, k] (whole numbers >= 1), got 2"),
+    ("llama-4-scout-17b-16e", ("vision_config", "pixel_shuffle_ratio"), 0.3,
+     "vision_config.pixel_shuffle_ratio: expected 1/k for a whole k >= 1"),
+    ("llama-4-scout-17b-16e", ("text_config", "interleave_moe_layer_step"), 0,
+     "text_config.interleave_moe_layer_step: expected a whole number >= 1, got 0"),
+    ("glm-4.5v", ("text_config", "first_k_dense_replace"), 1.5,
+     "text_config.first_k_dense_replace: expected a whole number >= 0, got 1.5"),
+])
+def test_import_hf_int_fields_are_never_truncated(tmp_path, name, path, value, fragment):
+    refused(["import-hf", _write(tmp_path, _fixture_with(name, path, value))], fragment)
+
+
+@pytest.mark.parametrize(("pp", "fragment"), [
+    ({"min_pixels": 3136.5, "max_pixels": 12845056}, "preprocessor_config.json: min_pixels: expected a whole number "
+                                                     ">= 1, got 3136.5"),
+    ({"size": {"shortest_edge": 3136, "longest_edge": "big"}}, "preprocessor_config.json: size.longest_edge: "
+                                                               "expected a whole number >= 1, got 'big'"),
+    ({"min_pixels": -1, "max_pixels": 12845056}, "preprocessor_config.json: min_pixels: expected a whole number >= 1"),
+])
+def test_import_hf_processor_pixel_limits_are_checked(tmp_path, pp, fragment):
+    """The Qwen pixel limits of preprocessor_config.json went through int() unchecked (3136.5 -> 3136, -1 kept)."""
+    path = _write(tmp_path, _fixture_with("qwen2.5-vl-7b-instruct", ("model_type",), "qwen2_5_vl"))
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(pp))
+    refused(["import-hf", path], fragment)

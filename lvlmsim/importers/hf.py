@@ -31,6 +31,8 @@ from lvlmsim.errors import SpecError
 from lvlmsim.specs.base import validate_as
 from lvlmsim.specs.model import SIZE_CAPS, ModelSpec
 
+_MAX_SIZE = max(SIZE_CAPS.values())
+
 SUPPORTED_MODEL_TYPES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "mllama",
                          "internvl_chat", "internvl", "gemma3", "deepseek_vl_v2", "kimi_vl", "llama4",
                          "glm4v_moe",  # from gemma3 on: importers.hf_families
@@ -99,16 +101,21 @@ class _Reader:
                  default_label: str):
         self.cfg, self.where, self.defaults, self.defaulted, self.label = cfg, where, defaults, defaulted, default_label
 
-    def whole(self, key: str, fallback: Any = None, *, required: bool = True) -> int | None:
-        """get() of a field that must be a whole number (a size, a count): '4096', 1.5 or true are refused by name."""
+    def whole(self, key: str, fallback: Any = None, *, required: bool = True, lo: int = 1) -> int | None:
+        """get() of a field that must be a whole number (a size, a count): '4096', 1.5, true or a count below `lo`
+        are refused by name."""
         value = self.get(key, fallback, required=required)
         if value is None:
             return None
-        n = _whole(value, f"{self.where}.{key}")
-        cap = SIZE_CAPS["num_layers"] if "layers" in key or key == "depth" else max(SIZE_CAPS.values())
-        if n > cap:  # before any list is built from it: range(10**15) layers hung the importer
-            raise SpecError(f"{self.where}.{key}: {n} is beyond any real model (at most {cap})")
-        return n
+        return _size(value, f"{self.where}.{key}", lo=lo, layers="layers" in key or key == "depth")
+
+    def flag(self, key: str, fallback: Any = None) -> bool:
+        """get() of a field that must be a JSON boolean."""
+        return _flag(self.get(key, fallback), f"{self.where}.{key}")
+
+    def ratio(self, key: str, fallback: Any = None) -> float:
+        """get() of a field that must be a finite number > 0 (an MLP ratio, a shuffle ratio)."""
+        return _positive(self.get(key, fallback), f"{self.where}.{key}")
 
     def get(self, key: str, fallback: Any = None, *, required: bool = True) -> Any:
         if key in self.cfg and self.cfg[key] is not None:
@@ -123,13 +130,68 @@ class _Reader:
         return None
 
 
-def _whole(value: Any, where: str) -> int:
-    """`value` as an int when it is one (4096, or 4096.0 as some configs write it); else a SpecError naming `where`."""
+def _whole(value: Any, where: str, lo: int = 1, hi: int | None = None) -> int:
+    """`value` as an int when it is one in lo..hi (4096, or 4096.0 as some configs write it); else a SpecError
+    naming `where` and the allowed range ('4096', 1.5, true, NaN and -1 are refused, never truncated)."""
+    allowed = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
     if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        n = int(value)
+    else:
+        raise SpecError(f"{where}: expected a whole number {allowed}, got {value!r}")
+    if n < lo or (hi is not None and n > hi):
+        raise SpecError(f"{where}: expected a whole number {allowed}, got {n}")
+    return n
+
+
+def _size(value: Any, where: str, *, lo: int = 1, layers: bool = False) -> int:
+    """A size or count: a whole number >= `lo` and no larger than any real model's (SIZE_CAPS), checked before any
+    list is built from it (range(10**15) layers hung the importer)."""
+    n = _whole(value, where, lo)
+    cap = SIZE_CAPS["num_layers"] if layers else _MAX_SIZE
+    if n > cap:
+        raise SpecError(f"{where}: {value!r} is beyond any real model (at most {cap})")
+    return n
+
+
+def _positive(value: Any, where: str) -> float:
+    """A finite number > 0 (a ratio); strings, booleans, NaN, 0 and negatives are refused by name."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        return float(value)
+    raise SpecError(f"{where}: expected a finite number > 0, got {value!r}")
+
+
+def _flag(value: Any, where: str) -> bool:
+    """A JSON boolean: "false" (a string) read as true before."""
+    if isinstance(value, bool):
         return value
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    raise SpecError(f"{where}: expected a whole number, got {value!r}")
+    raise SpecError(f"{where}: expected true or false, got {value!r}")
+
+
+def _indexes(value: Any, where: str) -> list[int]:
+    """A list of layer indexes (whole numbers >= 0); the spec checks them against the layer count."""
+    if not isinstance(value, list | tuple):
+        raise SpecError(f"{where}: expected a list of layer indexes (whole numbers >= 0), got {value!r}")
+    return [_whole(v, f"{where}[{i}]", 0) for i, v in enumerate(value)]
+
+
+def _pairs(value: Any, where: str) -> list[list[int]]:
+    """A list of [height, width] pairs in pixels (LLaVA-NeXT grid pinpoints, DeepSeek-VL2 candidate resolutions)."""
+    if not isinstance(value, list | tuple) or not all(isinstance(p, list | tuple) and len(p) == 2 for p in value):
+        raise SpecError(f"{where}: expected a list of [height, width] pairs in pixels, got {value!r}")
+    return [[_size(a, f"{where}[{i}][0]"), _size(b, f"{where}[{i}][1]")] for i, (a, b) in enumerate(value)]
+
+
+def _shuffle_merge(value: Any, where: str) -> int:
+    """Tokens merged into one by a pixel shuffle of ratio 1/k (0.5: 2x2 -> 4). A ratio whose inverse is not whole
+    (0.3 was rounded to a merge of 11) is refused."""
+    r = _positive(value, where)
+    k = round(1 / r)
+    if r > 1 or k < 1 or abs(1 / r - k) > 1e-6 * k:
+        raise SpecError(f"{where}: expected 1/k for a whole k >= 1 (0.5 merges 2 x 2 patches into one token), got "
+                        f"{value!r}")
+    return k * k
 
 
 def _non_finite(doc: Any, where: str = "") -> str | None:
@@ -213,19 +275,19 @@ def _llm(sub: dict[str, Any], where: str, defaulted: list[str]) -> dict[str, Any
     if kv is None:
         kv = r.defaults.get("num_key_value_heads", heads)
         defaulted.append(f"{where}.num_key_value_heads={kv} (absent: the {base} default)")
-    head_dim = sub.get("head_dim") or hidden // heads
+    head_dim = r.whole("head_dim", hidden // heads)
     name = sub.get("_name_or_path") or (sub.get("architectures") or [sub_type])[0]
     out = {
         "name": str(name),
         "num_layers": r.whole("num_hidden_layers"),
         "hidden_size": hidden,
         "num_heads": heads,
-        "num_kv_heads": int(kv),
-        "head_dim": int(head_dim),
+        "num_kv_heads": _size(kv, f"{where}.num_key_value_heads"),
+        "head_dim": head_dim,
         "intermediate_size": r.whole("intermediate_size"),
         "mlp_kind": "gated",
         "vocab_size": r.whole("vocab_size"),
-        "tie_word_embeddings": bool(r.get("tie_word_embeddings", False, required=False) or False),
+        "tie_word_embeddings": r.flag("tie_word_embeddings", False),
         "max_position_embeddings": r.whole("max_position_embeddings"),
     }
     if sub_type.startswith("qwen3"):  # Qwen3 / Qwen3-MoE / Qwen3-VL text: Qwen3Attention's per-head q_norm, k_norm
@@ -239,46 +301,52 @@ def _llm(sub: dict[str, Any], where: str, defaulted: list[str]) -> dict[str, Any
 def _moe(sub: dict[str, Any], num_layers: int, where: str) -> dict[str, Any] | None:
     """MoESpec fields from Qwen-MoE style keys (num_experts, num_experts_per_tok, moe_intermediate_size,
     decoder_sparse_step, mlp_only_layers, shared_expert_intermediate_size); None for a dense config."""
-    n = sub.get("num_experts") or sub.get("num_local_experts")
-    if not n:
+    n_key = "num_experts" if sub.get("num_experts") is not None else "num_local_experts"
+    if not sub.get(n_key):
         return None
     for key in ("num_experts_per_tok", "moe_intermediate_size"):
         if not sub.get(key):
-            raise SpecError(f"{where}.{key}: missing from a mixture-of-experts config (num_experts {n})")
-    step = int(sub.get("decoder_sparse_step") or 1)
-    only = {int(i) for i in sub.get("mlp_only_layers") or []}
+            raise SpecError(f"{where}.{key}: missing from a mixture-of-experts config ({n_key} {sub[n_key]!r})")
+    r = _Reader(sub, where, {}, [], "")
+    step = r.whole("decoder_sparse_step", 1)
+    only = set(_indexes(sub.get("mlp_only_layers") or [], f"{where}.mlp_only_layers"))
     dense = sorted(i for i in range(num_layers) if i in only or (i + 1) % step)
-    out: dict[str, Any] = {"num_experts": int(n), "experts_per_token": int(sub["num_experts_per_tok"]),
-                           "expert_intermediate_size": int(sub["moe_intermediate_size"])}
+    out: dict[str, Any] = {"num_experts": r.whole(n_key), "experts_per_token": r.whole("num_experts_per_tok"),
+                           "expert_intermediate_size": r.whole("moe_intermediate_size")}
     if sub.get("shared_expert_intermediate_size"):
-        out.update(shared_experts=1, shared_expert_intermediate_size=int(sub["shared_expert_intermediate_size"]))
+        out.update(shared_experts=1, shared_expert_intermediate_size=r.whole("shared_expert_intermediate_size"))
     if dense:
         out["dense_layers"] = dense
     return out
 
 
-def _layers_used(num_layers: int, feature_layer: Any) -> int | None:
-    """Layers the ViT must run to produce the selected hidden state (hidden_states[0] is the embedding output)."""
+def _layers_used(num_layers: int, feature_layer: Any, where: str) -> int | None:
+    """Layers the ViT must run to produce the selected hidden state (hidden_states[0] is the embedding output;
+    `where` names the config field: an index of hidden_states, -(num_layers + 1)..num_layers)."""
     if isinstance(feature_layer, list | tuple):
         if not feature_layer:
             return None
-        used = [_layers_used(num_layers, f) or num_layers for f in feature_layer]
+        used = [_layers_used(num_layers, f, where) or num_layers for f in feature_layer]
         top = max(used)
         return None if top >= num_layers else top
     if feature_layer is None:
         return None
-    f = int(feature_layer)
+    f = _whole(feature_layer, where, -(num_layers + 1), num_layers)
     used = num_layers + 1 + f if f < 0 else f
     return None if used >= num_layers or used <= 0 else used
 
 
-def _side(value: Any) -> int:
-    """image_size / patch_size given as an int or an [h, w] pair."""
+def _side(value: Any, where: str) -> int:
+    """image_size / patch_size given as an int, an [h, w] pair or a {height | shortest_edge} dict; `where` names
+    the config field."""
     if isinstance(value, list | tuple):
-        return int(value[0])
+        if not value:
+            raise SpecError(f"{where}: expected a size in pixels or an [height, width] pair, got {value!r}")
+        return _size(value[0], f"{where}[0]")
     if isinstance(value, dict):
-        return int(value.get("height") or value.get("shortest_edge"))
-    return int(value)
+        key = "height" if value.get("height") is not None else "shortest_edge"
+        return _size(value.get(key), f"{where}.{key}")
+    return _size(value, where)
 
 
 def _llava(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]:
@@ -287,8 +355,8 @@ def _llava(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]
     r = _Reader(vis, "vision_config", _VISION_DEFAULTS.get(vtype, {}), defaulted, vtype)
     n_layers = r.whole("num_hidden_layers")
     vh = r.whole("hidden_size")
-    image = _side(r.get("image_size"))
-    patch = _side(r.get("patch_size"))
+    image = _side(r.get("image_size"), "vision_config.image_size")
+    patch = _side(r.get("patch_size"), "vision_config.patch_size")
     feature_layer = cfg.get("vision_feature_layer", -2)
     if "vision_feature_layer" not in cfg:
         defaulted.append("vision_feature_layer=-2 (LlavaConfig default)")
@@ -305,7 +373,7 @@ def _llava(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]
         "image_size": image,
         "cls_token": _VISION_HAS_CLS.get(vtype, True),
     }
-    used = _layers_used(n_layers, feature_layer)
+    used = _layers_used(n_layers, feature_layer, "vision_feature_layer")
     if used is not None:
         vision["layers_used"] = used
     out: dict[str, Any] = {
@@ -325,7 +393,8 @@ def _llava(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]
             newline = True
             defaulted.append("use_image_newline_parameter=true")
         out["tokenization"] = {"kind": "anyres", "crop_size": image,
-                               "grid_pinpoints": [[int(a), int(b)] for a, b in pins], "newline_token": bool(newline)}
+                               "grid_pinpoints": _pairs(pins, "image_grid_pinpoints"),
+                               "newline_token": _flag(newline, "use_image_newline_parameter")}
         out["video"] = dict(_LLAVA_NEXT_VIDEO, frame_width=image, frame_height=image)
         defaulted.append("video (frames as AnyRes images, 1 fps, at most 3 frames: lvlmsim's llava-next default)")
     return out
@@ -343,21 +412,22 @@ def _qwen(cfg: dict[str, Any], mt: str, defaulted: list[str],
         where = "text_config"
     llm = _llm(txt, where, defaulted)
     llm["name"] = "Qwen2 decoder"
-    merge = int(vis.get("spatial_merge_size", 2))
     vr = _Reader(vis, "vision_config", {}, defaulted, mt)
+    merge = vr.whole("spatial_merge_size", 2)
     if mt == "qwen2_vl":
         width = vr.whole("embed_dim")
-        inter = int(width * float(vis.get("mlp_ratio", 4)))
-        out_hidden = int(vis.get("hidden_size", llm["hidden_size"]))
+        inter = int(width * vr.ratio("mlp_ratio", 4))  # Qwen2-VL's VisionBlock: int(dim * mlp_ratio)
+        out_hidden = vr.whole("hidden_size", llm["hidden_size"])
         mlp_kind, window = "plain", None
     else:
         width = vr.whole("hidden_size")
         inter = vr.whole("intermediate_size")
-        out_hidden = int(vis.get("out_hidden_size", llm["hidden_size"]))
+        out_hidden = vr.whole("out_hidden_size", llm["hidden_size"])
         mlp_kind = "gated"
-        window = {"window_size_px": int(vis.get("window_size", 112)),
-                  "full_attention_layers": [int(i) for i in vis.get("fullatt_block_indexes", [7, 15, 23, 31])]}
-    tps = int(vis.get("temporal_patch_size", 2))
+        window = {"window_size_px": vr.whole("window_size", 112),
+                  "full_attention_layers": _indexes(vr.get("fullatt_block_indexes", [7, 15, 23, 31]),
+                                                    "vision_config.fullatt_block_indexes")}
+    tps = vr.whole("temporal_patch_size", 2)
     vision: dict[str, Any] = {
         "name": "Qwen2-VL ViT" if mt == "qwen2_vl" else "Qwen2.5-VL ViT (window attention)",
         "num_layers": vr.whole("depth"),
@@ -365,7 +435,7 @@ def _qwen(cfg: dict[str, Any], mt: str, defaulted: list[str],
         "num_heads": vr.whole("num_heads"),
         "intermediate_size": inter,
         "mlp_kind": mlp_kind,
-        "patch_size": int(vis.get("patch_size", 14)),
+        "patch_size": vr.whole("patch_size", 14),
         "temporal_patch_size": tps,
         "image_size": 448,
         "cls_token": False,
@@ -373,10 +443,8 @@ def _qwen(cfg: dict[str, Any], mt: str, defaulted: list[str],
     defaulted.append("vision.image_size=448 (nominal: the ViT has no fixed input size)")
     if window:
         vision["window"] = window
-    pp = preprocessor or {}
-    size = pp.get("size") if isinstance(pp.get("size"), dict) else {}
-    min_px = pp.get("min_pixels") or size.get("shortest_edge")
-    max_px = pp.get("max_pixels") or size.get("longest_edge")
+    min_px = _pixels(preprocessor, "min_pixels", "shortest_edge", "preprocessor_config.json")
+    max_px = _pixels(preprocessor, "max_pixels", "longest_edge", "preprocessor_config.json")
     if min_px is None:
         min_px = _QWEN_MIN_PIXELS
         defaulted.append(f"tokenization.min_pixels={_QWEN_MIN_PIXELS} (hub preprocessor_config value)")
@@ -391,7 +459,7 @@ def _qwen(cfg: dict[str, Any], mt: str, defaulted: list[str],
         "vision": vision,
         "projector": {"kind": "patch_merger", "layer_dims": [d, d, out_hidden], "merge_factor": merge * merge},
         "llm": llm,
-        "tokenization": {"kind": "dynamic", "min_pixels": int(min_px), "max_pixels": int(max_px),
+        "tokenization": {"kind": "dynamic", "min_pixels": min_px, "max_pixels": max_px,
                          "special_tokens": 2},
         "video": dict(_QWEN_VIDEO, temporal_patch_size=tps),
     }
@@ -400,13 +468,24 @@ def _qwen(cfg: dict[str, Any], mt: str, defaulted: list[str],
 def _pixel_limits(pp: dict[str, Any] | None, fallback: tuple[int, int], what: str,
                   defaulted: list[str]) -> tuple[int, int]:
     """(min, max) pixels from a (video_)preprocessor_config.json: min/max_pixels or size.shortest/longest_edge."""
-    pp = pp or {}
-    size = pp.get("size") if isinstance(pp.get("size"), dict) else {}
-    lo = pp.get("min_pixels") or size.get("shortest_edge")
-    hi = pp.get("max_pixels") or size.get("longest_edge")
+    file = "preprocessor_config.json" if what == "image" else "video_preprocessor_config.json"
+    lo = _pixels(pp, "min_pixels", "shortest_edge", file)
+    hi = _pixels(pp, "max_pixels", "longest_edge", file)
     if lo is None or hi is None:
         defaulted.append(f"{what} pixel limits {fallback[0]}..{fallback[1]} (hub Qwen3-VL processor values)")
-    return int(lo or fallback[0]), int(hi or fallback[1])
+    return lo or fallback[0], hi or fallback[1]
+
+
+def _pixels(pp: dict[str, Any] | None, key: str, size_key: str, file: str) -> int | None:
+    """A processor's pixel bound: `key` (min_pixels / max_pixels) or size.`size_key`, a whole number of pixels >= 1
+    (named by file and field when it is not), or None when the processor config gives neither."""
+    pp = pp or {}
+    size = pp.get("size") if isinstance(pp.get("size"), dict) else {}
+    if pp.get(key) is not None:
+        return _whole(pp[key], f"{file}: {key}")
+    if size.get(size_key) is not None:
+        return _whole(size[size_key], f"{file}: size.{size_key}")
+    return None
 
 
 _QWEN3_IMAGE_PX = (65536, 16777216)  # Qwen3-VL preprocessor_config.json size shortest_edge / longest_edge
@@ -422,9 +501,9 @@ def _qwen3(cfg: dict[str, Any], mt: str, defaulted: list[str], preprocessor: dic
     llm["name"] = "Qwen3 decoder" + (" (MoE)" if "moe" in llm else "")
     vr = _Reader(vis, "vision_config", {}, defaulted, mt)
     width, patch = vr.whole("hidden_size"), vr.whole("patch_size")
-    merge = int(vis.get("spatial_merge_size", 2))
-    grid = int(round(float(vr.get("num_position_embeddings")) ** 0.5))
-    tps = int(vis.get("temporal_patch_size", 2))
+    merge = vr.whole("spatial_merge_size", 2)
+    grid = _grid_side(vr.whole("num_position_embeddings"), "vision_config.num_position_embeddings")
+    tps = vr.whole("temporal_patch_size", 2)
     d = width * merge * merge
     min_px, max_px = _pixel_limits(preprocessor, _QWEN3_IMAGE_PX, "image", defaulted)
     vmin, vmax = _pixel_limits(video_pp, _QWEN3_VIDEO_PX, "video", defaulted)
@@ -434,14 +513,24 @@ def _qwen3(cfg: dict[str, Any], mt: str, defaulted: list[str], preprocessor: dic
                    "hidden_size": width, "num_heads": vr.whole("num_heads"),
                    "intermediate_size": vr.whole("intermediate_size"), "mlp_kind": "plain", "patch_size": patch,
                    "temporal_patch_size": tps, "image_size": grid * patch, "cls_token": False},
-        "projector": {"kind": "patch_merger", "layer_dims": [d, d, int(vis.get("out_hidden_size", llm["hidden_size"]))],
+        "projector": {"kind": "patch_merger", "layer_dims": [d, d, vr.whole("out_hidden_size", llm["hidden_size"])],
                       "merge_factor": merge * merge,
-                      "deepstack_mergers": len(vis.get("deepstack_visual_indexes") or [])},
+                      "deepstack_mergers": len(_indexes(vis.get("deepstack_visual_indexes") or [],
+                                                        "vision_config.deepstack_visual_indexes"))},
         "llm": llm,
         "tokenization": {"kind": "dynamic", "min_pixels": min_px, "max_pixels": max_px, "special_tokens": 2},
         "video": {"fps": 2.0, "max_frames": 768, "min_frames": 4, "frame_width": 448, "frame_height": 448,
                   "temporal_patch_size": tps, "min_pixels": vmin, "total_pixels": vmax, "sampling": "qwen3_vl"},
     }
+
+
+def _grid_side(n: int, where: str) -> int:
+    """The side of the square grid of `n` learned positions (Qwen3-VL: num_grid_per_side = n ** 0.5)."""
+    side = math.isqrt(n)
+    if side * side != n:
+        raise SpecError(f"{where}: expected a square number of positions (a grid side squared, such as 2304 = 48^2), "
+                        f"got {n}")
+    return side
 
 
 def _text_only(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]:
@@ -450,7 +539,8 @@ def _text_only(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, 
     llm["name"] = str(cfg.get("_name_or_path") or (cfg.get("architectures") or [mt])[0])
     window = cfg.get("sliding_window")
     if window and cfg.get("use_sliding_window", mt == "mistral"):  # Mistral: every layer slides (no global layer)
-        llm["local_attention"] = {"kind": "sliding", "window_tokens": int(window), "global_layers": []}
+        llm["local_attention"] = {"kind": "sliding", "window_tokens": _size(window, "sliding_window"),
+                                  "global_layers": []}
     return {"llm": llm}
 
 
@@ -466,15 +556,16 @@ def _mllama(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any
     cross = txt.get("cross_attention_layers")
     if cross is None:
         raise SpecError("text_config.cross_attention_layers: missing from the mllama config")
-    llm["cross_attention_layers"] = [int(i) for i in cross]
+    llm["cross_attention_layers"] = _indexes(cross, "text_config.cross_attention_layers")
     llm["qk_norm"] = "cross"  # MllamaTextCrossAttention's q_norm / k_norm; the self-attention layers have none
-    tile = _side(vr.get("image_size"))
+    tile = _side(vr.get("image_size"), "vision_config.image_size")
     return {
         "vision": {"name": "Mllama ViT (local + gated global)",
                    "num_layers": vr.whole("num_hidden_layers") + vr.whole("num_global_layers"),
                    "hidden_size": vr.whole("hidden_size"), "num_heads": vr.whole("attention_heads"),
                    "intermediate_size": vr.whole("intermediate_size"), "mlp_kind": "plain",
-                   "patch_size": _side(vr.get("patch_size")), "image_size": tile, "cls_token": True},
+                   "patch_size": _side(vr.get("patch_size"), "vision_config.patch_size"), "image_size": tile,
+                   "cls_token": True},
         "projector": {"kind": "linear", "layer_dims": [vr.whole("vision_output_dim"), llm["hidden_size"]]},
         "llm": llm,
         "tokenization": {"kind": "mllama_tiles", "tile_size": tile, "max_num_tiles": vr.whole("max_num_tiles"),
@@ -490,10 +581,11 @@ def _internvl(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, A
     vr = _Reader(vis, "vision_config", {}, defaulted, mt)
     n_layers = vr.whole("num_hidden_layers")
     vh = vr.whole("hidden_size")
-    tile = _side(cfg.get("force_image_size") or vr.get("image_size"))
-    ratio = float(cfg.get("downsample_ratio", 0.5))
-    merge = round(1 / (ratio * ratio))
-    feature_layer = cfg.get("select_layer", cfg.get("vision_feature_layer", -1))
+    forced = cfg.get("force_image_size")
+    tile = _side(forced or vr.get("image_size"), "force_image_size" if forced else "vision_config.image_size")
+    merge = _shuffle_merge(cfg.get("downsample_ratio", 0.5), "downsample_ratio")
+    layer_key = "select_layer" if "select_layer" in cfg else "vision_feature_layer"
+    feature_layer = cfg.get(layer_key, -1)
     vision: dict[str, Any] = {
         "name": str(vis.get("_name_or_path") or (vis.get("architectures") or ["InternViT"])[0]),
         "num_layers": n_layers,
@@ -501,18 +593,18 @@ def _internvl(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, A
         "num_heads": vr.whole("num_attention_heads"),
         "intermediate_size": vr.whole("intermediate_size"),
         "mlp_kind": "plain",
-        "patch_size": _side(vr.get("patch_size")),
+        "patch_size": _side(vr.get("patch_size"), "vision_config.patch_size"),
         "image_size": tile,
         "cls_token": True,
     }
-    used = _layers_used(n_layers, feature_layer)
+    used = _layers_used(n_layers, feature_layer, layer_key)
     if used is not None:
         vision["layers_used"] = used
     if mt == "internvl_chat":
-        dynamic = cfg.get("dynamic_image_size", True)
-        min_num = int(cfg.get("min_dynamic_patch", 1))
-        max_num = int(cfg.get("max_dynamic_patch", 12)) if dynamic else 1
-        thumb = bool(cfg.get("use_thumbnail", True))
+        dynamic = _flag(cfg.get("dynamic_image_size", True), "dynamic_image_size")
+        min_num = _size(cfg.get("min_dynamic_patch", 1), "min_dynamic_patch")
+        max_num = _size(cfg.get("max_dynamic_patch", 12), "max_dynamic_patch") if dynamic else 1
+        thumb = _flag(cfg.get("use_thumbnail", True), "use_thumbnail")
         for key, val in (("min_dynamic_patch", 1), ("max_dynamic_patch", 12), ("use_thumbnail", True)):
             if key not in cfg:
                 defaulted.append(f"{key}={val} (InternVL 2.5 default)")

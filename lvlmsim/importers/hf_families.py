@@ -8,10 +8,11 @@ defaulted value, as lvlmsim.importers.hf does for the older families.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from lvlmsim.errors import SpecError
-from lvlmsim.importers.hf import _Reader, _side, _sub
+from lvlmsim.importers.hf import _pairs, _Reader, _shuffle_merge, _side, _size, _sub
 
 # configuration_gemma3.py Gemma3TextConfig / SiglipVisionConfig defaults a hub file may omit
 _GEMMA3_TEXT = {"vocab_size": 262208, "max_position_embeddings": 131072, "sliding_window": 4096,
@@ -47,7 +48,9 @@ def deepseek_llm(sub: dict[str, Any], where: str, defaulted: list[str]) -> dict[
     heads = r.whole("num_attention_heads")
     layers = r.whole("num_hidden_layers")
     q_lora = sub["q_lora_rank"] if "q_lora_rank" in sub else r.get("q_lora_rank")
-    mla = {"kv_lora_rank": r.whole("kv_lora_rank"), "q_lora_rank": int(q_lora) if q_lora else None,
+    if q_lora is not None:  # null: no q LoRA (DeepSeek-V2-Lite); a rank is a whole number >= 1
+        q_lora = _size(q_lora, f"{where}.q_lora_rank")
+    mla = {"kv_lora_rank": r.whole("kv_lora_rank"), "q_lora_rank": q_lora,
            "qk_nope_head_dim": r.whole("qk_nope_head_dim"), "qk_rope_head_dim": r.whole("qk_rope_head_dim"),
            "v_head_dim": r.whole("v_head_dim")}
     llm: dict[str, Any] = {
@@ -55,15 +58,15 @@ def deepseek_llm(sub: dict[str, Any], where: str, defaulted: list[str]) -> dict[
         "num_layers": layers, "hidden_size": r.whole("hidden_size"), "num_heads": heads, "num_kv_heads": heads,
         "head_dim": mla["v_head_dim"], "intermediate_size": r.whole("intermediate_size"), "mlp_kind": "gated",
         "vocab_size": r.whole("vocab_size"),
-        "tie_word_embeddings": bool(r.get("tie_word_embeddings", False, required=False) or False),
+        "tie_word_embeddings": r.flag("tie_word_embeddings", False),
         "max_position_embeddings": r.whole("max_position_embeddings"), "mla": mla,
     }
     experts = r.get("n_routed_experts", required=False)
     if experts:
-        shared = int(r.get("n_shared_experts", 0, required=False) or 0)
+        shared = r.whole("n_shared_experts", 0, lo=0)
         width = r.whole("moe_intermediate_size")
-        dense = min(int(r.get("first_k_dense_replace", 0, required=False) or 0), layers)
-        llm["moe"] = {"num_experts": int(experts), "experts_per_token": r.whole("num_experts_per_tok"),
+        dense = min(r.whole("first_k_dense_replace", 0, lo=0), layers)
+        llm["moe"] = {"num_experts": r.whole("n_routed_experts"), "experts_per_token": r.whole("num_experts_per_tok"),
                       "expert_intermediate_size": width, "shared_experts": shared,
                       "shared_expert_intermediate_size": width if shared else None,
                       "dense_layers": list(range(dense))}
@@ -84,12 +87,13 @@ def gemma3(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]
     else:
         pattern = tr.whole("sliding_window_pattern")
         global_layers = [i for i in range(layers) if (i + 1) % pattern == 0]
-    image, patch = _side(vr.get("image_size")), _side(vr.get("patch_size"))
+    image, patch = _side(vr.get("image_size"), "vision_config.image_size"), _side(vr.get("patch_size"),
+                                                                                  "vision_config.patch_size")
     vh = vr.whole("hidden_size")
-    tokens = int(cfg.get("mm_tokens_per_image") or _GEMMA3_MM["mm_tokens_per_image"])
+    tokens = _size(cfg.get("mm_tokens_per_image", _GEMMA3_MM["mm_tokens_per_image"]), "mm_tokens_per_image")
     if "mm_tokens_per_image" not in cfg:
         defaulted.append("mm_tokens_per_image=256 (Gemma3Config default)")
-    merge = (image // patch) ** 2 // tokens
+    merge = _pool_merge(image // patch, tokens)
     defaulted.append("4 special tokens per image (\\n\\n <start_of_image> ... <end_of_image> \\n\\n: Gemma3Processor)")
     return {
         "vision": {"name": "SigLIP (Gemma 3)", "num_layers": vr.whole("num_hidden_layers"), "hidden_size": vh,
@@ -99,9 +103,9 @@ def gemma3(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]
         "projector": {"kind": "pool_linear", "layer_dims": [vh, hidden], "merge_factor": merge},
         "llm": {"name": str(txt.get("model_type") or "gemma3_text"), "num_layers": layers, "hidden_size": hidden,
                 "num_heads": heads, "num_kv_heads": tr.whole("num_key_value_heads"),
-                "head_dim": int(txt.get("head_dim") or hidden // heads),
+                "head_dim": tr.whole("head_dim", hidden // heads),
                 "intermediate_size": tr.whole("intermediate_size"), "mlp_kind": "gated",
-                "vocab_size": tr.whole("vocab_size"), "tie_word_embeddings": bool(tr.get("tie_word_embeddings")),
+                "vocab_size": tr.whole("vocab_size"), "tie_word_embeddings": tr.flag("tie_word_embeddings"),
                 "max_position_embeddings": tr.whole("max_position_embeddings"),
                 "local_attention": {"kind": "sliding", "window_tokens": tr.whole("sliding_window"),
                                     "global_layers": global_layers},
@@ -109,6 +113,16 @@ def gemma3(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]
                 "norms_per_layer": 4, "qk_norm": "self"},
         "tokenization": {"kind": "fixed", "image_size": image, "special_tokens": 4},
     }
+
+
+def _pool_merge(side_patches: int, tokens: int) -> int:
+    """Patches pooled into one token when a side x side patch grid is pooled to `tokens` tokens (Gemma 3: 64^2 ->
+    256, 16 each): `tokens` must be a square number dividing the grid evenly, or the pooled count was truncated."""
+    per_side = math.isqrt(tokens)
+    if per_side * per_side != tokens or side_patches % per_side:
+        raise SpecError(f"mm_tokens_per_image: {tokens} does not pool the {side_patches} x {side_patches} patch grid "
+                        f"evenly; allowed: a square whose side divides {side_patches} (such as 256 = 16^2)")
+    return (side_patches // per_side) ** 2
 
 
 def deepseek_vl_v2(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]:
@@ -133,13 +147,13 @@ def deepseek_vl_v2(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[s
     return {
         "vision": {"name": str(vis.get("model_name") or "siglip_so400m_patch14_384"),
                    "num_layers": vr.whole("layers"), "hidden_size": width,
-                   "num_heads": vr.whole("heads"), "intermediate_size": round(width * float(vr.get("mlp_ratio"))),
+                   "num_heads": vr.whole("heads"), "intermediate_size": round(width * vr.ratio("mlp_ratio")),
                    "mlp_kind": "plain", "patch_size": vr.whole("patch_size"), "image_size": tile,
                    "cls_token": False},
         "projector": {"kind": "pixel_shuffle_mlp", "layer_dims": dims, "merge_factor": ratio * ratio},
         "llm": llm,
         "tokenization": {"kind": "global_local_tiles", "tile_size": tile,
-                         "candidate_resolutions": [[int(a), int(b)] for a, b in cands]},
+                         "candidate_resolutions": _pairs(cands, "candidate_resolutions")},
     }
 
 
@@ -151,7 +165,10 @@ def kimi_vl(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any
     vr = _Reader(vis, "vision_config", {"patch_size": 14, "init_pos_emb_height": 64, "merge_kernel_size": [2, 2]},
                  defaulted, "MoonViTConfig")
     width, patch = vr.whole("hidden_size"), vr.whole("patch_size")
-    kh, kw = (int(x) for x in vr.get("merge_kernel_size"))
+    kernel = vr.get("merge_kernel_size")
+    if not isinstance(kernel, list | tuple) or len(kernel) != 2:
+        raise SpecError(f"vision_config.merge_kernel_size: expected [k, k] (whole numbers >= 1), got {kernel!r}")
+    kh, kw = (_size(x, f"vision_config.merge_kernel_size[{i}]") for i, x in enumerate(kernel))
     if kh != kw:
         raise SpecError(f"vision_config.merge_kernel_size: [{kh}, {kw}] is not square; lvlmsim merges k x k patches")
     merge = kh * kw
@@ -179,7 +196,7 @@ def llama4(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]
     layers, hidden = tr.whole("num_hidden_layers"), tr.whole("hidden_size")
     heads = tr.whole("num_attention_heads")
     step = tr.whole("interleave_moe_layer_step")
-    moe_layers = set(range(step - 1, layers, step)) if step else set()
+    moe_layers = set(range(step - 1, layers, step))
     nope = txt.get("no_rope_layers")
     if nope:
         global_layers = [i for i, use_rope in enumerate(nope) if not use_rope]
@@ -189,22 +206,23 @@ def llama4(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]
     width = tr.whole("intermediate_size")
     vr = _Reader(vis, "vision_config", {"pixel_shuffle_ratio": 0.5}, defaulted, "Llama4VisionConfig")
     vh = vr.whole("hidden_size")
-    merge = round(1 / float(vr.get("pixel_shuffle_ratio")) ** 2)
+    merge = _shuffle_merge(vr.get("pixel_shuffle_ratio"), "vision_config.pixel_shuffle_ratio")
     defaulted.append("max_patches=16 (Llama4ImageProcessor default)")
     return {
         "vision": {"name": "Llama 4 ViT", "num_layers": vr.whole("num_hidden_layers"), "hidden_size": vh,
                    "num_heads": vr.whole("num_attention_heads"),
                    "intermediate_size": vr.whole("intermediate_size"), "mlp_kind": "plain",
-                   "patch_size": _side(vr.get("patch_size")), "image_size": _side(vr.get("image_size")),
+                   "patch_size": _side(vr.get("patch_size"), "vision_config.patch_size"),
+                   "image_size": _side(vr.get("image_size"), "vision_config.image_size"),
                    "cls_token": True},
         "projector": {"kind": "pixel_shuffle_mlp", "merge_factor": merge,
                       "layer_dims": [vh * merge, vr.whole("projector_input_dim"),
                                      vr.whole("projector_output_dim"), hidden]},
         "llm": {"name": str(txt.get("model_type") or "llama4_text"), "num_layers": layers, "hidden_size": hidden,
                 "num_heads": heads, "num_kv_heads": tr.whole("num_key_value_heads"),
-                "head_dim": int(txt.get("head_dim") or hidden // heads),
+                "head_dim": tr.whole("head_dim", hidden // heads),
                 "intermediate_size": tr.whole("intermediate_size_mlp"), "mlp_kind": "gated",
-                "vocab_size": tr.whole("vocab_size"), "tie_word_embeddings": bool(tr.get("tie_word_embeddings")),
+                "vocab_size": tr.whole("vocab_size"), "tie_word_embeddings": tr.flag("tie_word_embeddings"),
                 "max_position_embeddings": tr.whole("max_position_embeddings"),
                 "local_attention": {"kind": "chunked", "window_tokens": tr.whole("attention_chunk_size"),
                                     "global_layers": global_layers},
@@ -214,7 +232,8 @@ def llama4(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]
                         "experts_per_token": tr.whole("num_experts_per_tok"), "expert_intermediate_size": width,
                         "shared_experts": 1, "shared_expert_intermediate_size": width,
                         "dense_layers": [i for i in range(layers) if i not in moe_layers]}},
-        "tokenization": {"kind": "llama4_tiles", "tile_size": _side(vr.get("image_size")), "max_patches": 16},
+        "tokenization": {"kind": "llama4_tiles", "tile_size": _side(vr.get("image_size"), "vision_config.image_size"),
+                         "max_patches": 16},
     }
 
 
@@ -229,7 +248,7 @@ def glm4v_moe(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, A
     layers = tr.whole("num_hidden_layers")
     vh, out = vr.whole("hidden_size"), vr.whole("out_hidden_size")
     k = vr.whole("spatial_merge_size")
-    dense = min(int(tr.get("first_k_dense_replace", 0, required=False) or 0), layers)
+    dense = min(tr.whole("first_k_dense_replace", 0, lo=0), layers)
     expert = tr.whole("moe_intermediate_size")
     defaulted.append("pixels 6272..23520000 per frame (Glm4vImageProcessor size 12544..47040000 over 2 frames)")
     return {
@@ -241,9 +260,9 @@ def glm4v_moe(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, A
                       "layer_dims": [vh * k * k, out, out, vr.whole("intermediate_size"), out]},
         "llm": {"name": str(txt.get("model_type") or "glm4v_moe_text"), "num_layers": layers, "hidden_size": hidden,
                 "num_heads": heads, "num_kv_heads": tr.whole("num_key_value_heads"),
-                "head_dim": int(txt.get("head_dim") or hidden // heads),
+                "head_dim": tr.whole("head_dim", hidden // heads),
                 "intermediate_size": tr.whole("intermediate_size"), "mlp_kind": "gated",
-                "vocab_size": tr.whole("vocab_size"), "tie_word_embeddings": bool(tr.get("tie_word_embeddings")),
+                "vocab_size": tr.whole("vocab_size"), "tie_word_embeddings": tr.flag("tie_word_embeddings"),
                 "max_position_embeddings": tr.whole("max_position_embeddings"),
                 "qk_norm": "self" if tr.get("use_qk_norm", False, required=False) else "none",
                 "moe": {"num_experts": tr.whole("n_routed_experts"),
