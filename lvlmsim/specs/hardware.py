@@ -72,8 +72,10 @@ class HardwareSpec(StrictModel):
     notes: str = ""
     # Datasheet features the device-general efficiency model reads (lvlmsim.calibrate.general); optional, and a device
     # without them is priced with the reference device's values for the missing ones (its ops say so).
-    sm_count: PositiveInt | None = Field(None, description="streaming multiprocessors (NVIDIA) / compute units (AMD)")
-    boost_clock_mhz: PositiveFloat | None = Field(None, description="boost clock the tensor peaks are quoted at, MHz")
+    sm_count: PositiveInt | None = Field(
+        None, description="streaming multiprocessors the shipping SKU enables (NVIDIA) / compute units (AMD)")
+    boost_clock_mhz: PositiveFloat | None = Field(
+        None, description="maximum SM clock the device reports (cudaDeviceProp clockRate; AMD peak engine clock), MHz")
     memory_type: MemoryType | None = Field(None, description="device memory technology")
     compute_capability: str | None = Field(None, pattern=r"^\d+\.\d+$",
                                            description="CUDA compute capability (sm_version), e.g. 9.0")
