@@ -72,6 +72,22 @@ def test_a100_sxm_anchor_matches_survey_ridge():
     assert hw.ridge_point("bf16") == pytest.approx(153.0, abs=0.1)
 
 
+CLOCKED_IDS = [i for i in ALL_IDS if load_hardware(i).sm_count and load_hardware(i).boost_clock_mhz]
+
+
+@pytest.mark.parametrize("hw_id", CLOCKED_IDS)
+def test_16bit_peak_is_sms_times_a_power_of_two_mma_rate_times_clock(hw_id):
+    """A dense 16-bit tensor peak is SMs (CUs) x a power-of-two FLOP/clk per SM x the clock it is quoted at, and that
+    clock sits at most ~9% below the maximum SM clock stored (H100 SXM: 989.4e12 / (132 x 1.98e9) = 3786 = 0.924 x
+    4096, i.e. quoted at 1830 MHz; B200: 2250e12 / (148 x 1.965e9) = 0.944 x 8192). A full-die SM count paired with a
+    shipping clock (B300: 160 x 2032 MHz -> 0.845 x 8192), or a clock off by >10%, falls outside [0.90, 1.005]."""
+    hw = load_hardware(hw_id)
+    peak = hw.peak_tflops.get("bf16") or hw.peak_tflops["fp16"]
+    flop_per_clk_sm = peak * 1e12 / (hw.sm_count * hw.boost_clock_mhz * 1e6)
+    mma_rate = 2.0 ** round(math.log2(flop_per_clk_sm))
+    assert 0.90 <= flop_per_clk_sm / mma_rate <= 1.005, f"{flop_per_clk_sm:.0f} FLOP/clk/SM vs {mma_rate:.0f}"
+
+
 def test_h200_is_h100_compute_with_more_memory():
     h100, h200 = load_hardware("h100-sxm"), load_hardware("h200-sxm")
     assert h200.peak_tflops == h100.peak_tflops
