@@ -338,3 +338,24 @@ def fmt_time_app(s: float) -> str:
     from explorer.fmt import fmt_time
 
     return fmt_time(s)
+
+
+def test_share_url_with_hostile_values(page, server):
+    """A shared URL with values no widget takes: each is named in a warning above the page and dropped, the rest of
+    the URL applies, and the numbers are the API's for what was applied. Before wave 8, ?tp=1000&prompt_tokens=2000000
+    ran tp 1 with 0 prompt tokens (Streamlit put each widget's minimum in place of a value past its maximum) and the
+    page said only 'a request needs at least one prompt or visual token'; ?video_s=nan reached the estimate."""
+    import lvlmsim
+
+    fresh(page, server, "?model=nope&tp=1000&batch=-3&prompt_tokens=2000000&video_s=nan&width=1.5&output_tokens=77")
+    assert page.locator(EXCEPTION).count() == 0
+    warnings = " ".join(w.inner_text() for w in page.locator('[data-testid="stAlert"]').all())
+    for named in ("model: unknown 'nope'", "tp: expected a whole number in 1..64, got '1000'",
+                  "batch: expected a whole number in 1..4096, got '-3'", "prompt_tokens: expected a whole number in "
+                  "0..1000000", "video_s: expected a number of seconds in 0..3600, got 'nan'",
+                  "width: expected a whole number in 1..16384, got '1.5'"):
+        assert named in warnings, (named, warnings)
+    assert page.get_by_label("TP", exact=True).input_value() == "1"
+    assert page.get_by_label("Output tokens", exact=True).input_value() == "77"
+    want = fmt_time_app(lvlmsim.estimate(output_tokens=77).ttft_s)
+    assert metric_becomes(page, "TTFT", want) == want

@@ -51,8 +51,8 @@ def test_url_follows_the_sidebar_and_leaves_defaults_out():
 
 def test_bad_parameters_are_named_and_dropped():
     at = app_with({"model": "gpt-9", "width": "wide", "colour": "red"})
-    warnings = " ".join(w.value for w in at.sidebar.warning)
-    assert "model: unknown 'gpt-9'" in warnings and "width: expected a number" in warnings
+    warnings = " ".join(w.value for w in at.warning)
+    assert "model: unknown 'gpt-9'" in warnings and "width: expected a whole number in 1..16384, got 'wide'" in warnings
     assert "colour: not a setup field" in warnings
     assert at.sidebar.selectbox(key="sb.model").value == "llava-1.5-7b"
 

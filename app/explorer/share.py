@@ -8,20 +8,45 @@ A value that is not valid is dropped with a one-line message naming the paramete
 from __future__ import annotations
 
 import json
+import math
 
 import streamlit as st
 
-from explorer.state import DEFAULTS, PROFILES, Setup
+from explorer.state import BOUNDS, DEFAULTS, PROFILES, Setup
 from lvlmsim.specs import registry
 
 NUMERIC = {"images": int, "width": int, "height": int, "video_s": float, "prompt_tokens": int, "output_tokens": int,
            "batch": int, "tp": int}
-MINIMUM = {"images": 0, "width": 1, "height": 1, "video_s": 0.0, "prompt_tokens": 0, "output_tokens": 1, "batch": 1,
-           "tp": 1}
+SHOWN_CHARS = 60  # of a refused value, in its message (a 5000-character parameter is not echoed whole)
 
 
 def _choices(key: str) -> list[str]:
     return {"model": registry.model_ids, "hardware": registry.hardware_ids, "profile": lambda: list(PROFILES)}[key]()
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
+
+
+def _shown(raw) -> str:
+    return _clip(repr(raw))
+
+
+def _number(key: str, raw) -> tuple[float | int | None, str | None]:
+    """(value, None) for a number the sidebar's widget accepts (a whole number for a count, finite, within the
+    widget's bounds), else (None, a message naming the field and the allowed range). Streamlit silently replaced an
+    out-of-range value with the widget's minimum (?tp=1000 ran tp 1, ?prompt_tokens=2000000 ran 0 prompt tokens) and
+    took NaN and inf as they were."""
+    lo, hi = BOUNDS[key]
+    whole = NUMERIC[key] is int
+    allowed = f"a whole number in {lo}..{hi}" if whole else f"a number of seconds in {lo:g}..{hi:g}"
+    try:
+        v = float(raw) if not isinstance(raw, bool) else math.nan
+    except (TypeError, ValueError):
+        v = math.nan
+    if not math.isfinite(v) or (whole and not v.is_integer()) or not lo <= v <= hi:
+        return None, f"{key}: expected {allowed}, got {_shown(raw)}"
+    return (int(v) if whole else v), None
 
 
 def parse(values: dict) -> tuple[dict, list[str]]:
@@ -29,25 +54,26 @@ def parse(values: dict) -> tuple[dict, list[str]]:
     good, problems = {}, []
     for key, raw in values.items():
         if key in NUMERIC:
-            try:
-                v = NUMERIC[key](raw)
-            except (TypeError, ValueError):
-                problems.append(f"{key}: expected a number, got '{raw}'")
-                continue
-            if v < MINIMUM[key]:
-                problems.append(f"{key}: must be >= {MINIMUM[key]}, got {v}")
+            v, problem = _number(key, raw)
+            if problem:
+                problems.append(problem)
                 continue
             good[key] = v
         elif key in ("model", "hardware", "profile"):
             allowed = _choices(key)
-            if raw in allowed:
+            if isinstance(raw, str) and raw in allowed:
                 good[key] = raw
             else:
-                problems.append(f"{key}: unknown '{raw}'; allowed: {', '.join(allowed)}")
+                problems.append(f"{key}: unknown {_shown(raw)}; allowed: {', '.join(allowed)}")
         elif key == "tech":
-            good["tech_extra"] = "\n".join(raw if isinstance(raw, list) else [raw])
+            lines = raw if isinstance(raw, list) else [raw]
+            if all(isinstance(t, str) for t in lines):
+                good["tech_extra"] = "\n".join(lines)
+            else:
+                problems.append(f"tech: expected technique strings such as 'fastv:layer=2,keep=0.5', got "
+                                f"{_shown(raw)}")
         else:
-            problems.append(f"{key}: not a setup field; allowed: {', '.join([*DEFAULTS, 'tech'])}")
+            problems.append(f"{_clip(str(key))}: not a setup field; allowed: {', '.join([*DEFAULTS, 'tech'])}")
     return good, problems
 
 
@@ -58,6 +84,7 @@ def apply(values: dict) -> None:
     if "tech_extra" in good:
         st.session_state["sb.tech_kinds"] = []  # the shared strings carry every technique with its parameters
     st.session_state["share.problems"] = problems
+    st.session_state.pop("share.problems_for", None)
 
 
 def seed_from_url() -> None:
@@ -97,16 +124,28 @@ def _load_json() -> None:
             raise ValueError("a JSON object of setup fields")
     except ValueError as exc:
         st.session_state["share.problems"] = [f"{f.name}: not a setup file ({exc})"]
+        st.session_state.pop("share.problems_for", None)
         return
     apply(values)
 
 
 def share_widgets(setup: Setup) -> None:
-    """In the sidebar: the URL note, the setup as JSON to download, a JSON to load; problems of the last load."""
+    """In the sidebar: the URL note, the setup as JSON to download, a JSON to load."""
     with st.expander("Share this setup"):
         st.caption("The page's address holds this setup: copy it from the browser to share the view.")
         st.download_button("Download setup (JSON)", json.dumps(as_dict(setup), indent=2).encode(),
                            file_name="lvlmsim-setup.json", mime="application/json", key="share.download")
         st.file_uploader("Load a setup (JSON)", type=["json"], key="share.upload", on_change=_load_json)
-    for p in st.session_state.get("share.problems") or []:
+
+
+def show_problems(setup: Setup) -> None:
+    """Above the page (at the foot of the sidebar they went unseen): what a shared URL or setup file held that was
+    not applied, one warning per field, until the person changes the setup."""
+    problems = st.session_state.get("share.problems") or []
+    if not problems:
+        return
+    if st.session_state.setdefault("share.problems_for", setup) != setup:
+        st.session_state["share.problems"] = []
+        return
+    for p in problems:
         st.warning(f"setup not applied: {p}")

@@ -23,6 +23,11 @@ DEFAULTS: dict = {
     "prompt_tokens": 64, "output_tokens": 128, "batch": 1, "tp": 1, "profile": "auto",
 }
 PROFILES = ("auto", "default", "peak")
+# (min, max) of the sidebar's number inputs; the share URL / setup JSON parser (explorer.share) checks the same bounds
+BOUNDS: dict[str, tuple] = {
+    "images": (0, 64), "width": (1, 16384), "height": (1, 16384), "video_s": (0.0, 3600.0),
+    "prompt_tokens": (0, 1_000_000), "output_tokens": (1, 1_000_000), "batch": (1, 4096), "tp": (1, 64),
+}
 UPLOAD_KINDS = ("model", "hardware", "scenario", "trace")
 # Bad input the user can type or upload: the API raises LvlmsimError; pydantic/ValueError are caught as well so that
 # a spec the validators let through still ends as a message, not a traceback.
@@ -94,9 +99,13 @@ def _validator(kind: str) -> Callable[[Path], str]:
             return f"hardware '{h.id}' ({h.name})"
     elif kind == "scenario":
         def check(p: Path) -> str:
+            from lvlmsim.engine.api import load_scenario_model
             from lvlmsim.specs.scenario import load_scenario
 
             s = load_scenario(str(p))
+            load_scenario_model(s)  # an unknown model id was 'loaded' and failed only on Run / Plan
+            if not s.hardware.endswith((".yaml", ".yml")) and "/" not in s.hardware:
+                registry.load_hardware(s.hardware)
             return f"scenario '{s.id}' ({s.model} on {s.hardware})"
     else:
         def check(p: Path) -> str:
@@ -117,8 +126,9 @@ def _on_upload(kind: str) -> None:
     path = save_upload(f.name, f.getvalue())
     try:
         desc = _validator(kind)(path)
-    except USER_ERRORS as exc:
-        msgs[kind] = ("error", f"{f.name}: {exc}")
+    except USER_ERRORS as exc:  # the message names the upload as the person knows it, not its saved copy's path
+        text = str(exc).replace(f"YAML {path}", str(path)).replace(f"{path}: ", "").replace(str(path), f.name)
+        msgs[kind] = ("error", f"{f.name}: {text}")
         return
     uploads = st.session_state.setdefault("uploads", {k: {} for k in UPLOAD_KINDS})
     uploads[kind][str(path)] = f"{f.name} (uploaded)"
@@ -342,7 +352,7 @@ def _init_defaults() -> None:
 def sidebar() -> Setup:
     """Draw the shared setup in the sidebar and return it; also stored in session state for the pages. The URL's
     query parameters seed it once per session and are rewritten to it after every run (explorer.share)."""
-    from explorer.share import seed_from_url, share_widgets, write_url
+    from explorer.share import seed_from_url, share_widgets, show_problems, write_url
 
     seed_from_url()
     _init_defaults()
@@ -356,22 +366,22 @@ def sidebar() -> Setup:
         st.selectbox("Preset", ["", *presets_for(model)], key="sb.preset", on_change=_apply_preset,
                      format_func=lambda p: p or "choose a request shape…",
                      help="Fills images, size, video and text lengths below; edit them afterwards.")
-        images = st.number_input("Images per request", min_value=0, max_value=64, step=1, key="sb.images")
+        images = st.number_input("Images per request", *BOUNDS["images"], step=1, key="sb.images")
         c1, c2 = st.columns(2)
-        width = c1.number_input("Image width (px)", min_value=1, max_value=16384, step=16, key="sb.width")
-        height = c2.number_input("Image height (px)", min_value=1, max_value=16384, step=16, key="sb.height")
+        width = c1.number_input("Image width (px)", *BOUNDS["width"], step=16, key="sb.width")
+        height = c2.number_input("Image height (px)", *BOUNDS["height"], step=16, key="sb.height")
         note = fixed_resize_note(model)
         if note:
             st.caption(note)
-        video_s = st.number_input("Video seconds (0 = none)", min_value=0.0, max_value=3600.0, step=1.0,
+        video_s = st.number_input("Video seconds (0 = none)", *BOUNDS["video_s"], step=1.0,
                                   key="sb.video_s")
         c1, c2 = st.columns(2)
-        prompt = c1.number_input("Prompt tokens", min_value=0, max_value=1_000_000, step=16, key="sb.prompt_tokens")
-        output = c2.number_input("Output tokens", min_value=1, max_value=1_000_000, step=16, key="sb.output_tokens")
+        prompt = c1.number_input("Prompt tokens", *BOUNDS["prompt_tokens"], step=16, key="sb.prompt_tokens")
+        output = c2.number_input("Output tokens", *BOUNDS["output_tokens"], step=16, key="sb.output_tokens")
         c1, c2 = st.columns(2)
-        batch = c1.number_input("Batch", min_value=1, max_value=4096, step=1, key="sb.batch",
+        batch = c1.number_input("Batch", *BOUNDS["batch"], step=1, key="sb.batch",
                                 help="identical requests processed together")
-        tp = c2.number_input("TP", min_value=1, max_value=64, step=1, key="sb.tp", help="tensor-parallel degree")
+        tp = c2.number_input("TP", *BOUNDS["tp"], step=1, key="sb.tp", help="tensor-parallel degree")
         profile = st.selectbox("Efficiency profile", PROFILES, key="sb.profile",
                                help="auto: the device's calibrated profile if shipped; default: flat roofline "
                                     "derate; peak: datasheet peaks")
@@ -391,6 +401,7 @@ def sidebar() -> Setup:
                   tp=int(tp), profile=profile, techniques=techniques)
     with sb:
         share_widgets(setup)
+    show_problems(setup)
     write_url(setup)
     st.session_state["setup"] = setup
     return setup

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from explorer.data import estimate_or_stop
+from explorer.data import estimate_or_stop, try_estimate
 from explorer.fmt import fmt_si, fmt_time
 from explorer.state import current_setup, keep, sticky
 from explorer.ui import headline, reproduce
@@ -66,7 +66,10 @@ b_model = c[0].selectbox("B: model", models, key=kb["model"])
 b_hw = c[1].selectbox("B: hardware", hws, key=kb["hardware"])
 b_tp = c[2].number_input("B: TP", min_value=1, max_value=64, step=1, key=kb["tp"])
 keep(*kb.values())
-est_b = estimate_or_stop(setup.with_(model=b_model, hardware=b_hw, tp=int(b_tp)))
+est_b, err_b = try_estimate(setup.with_(model=b_model, hardware=b_hw, tp=int(b_tp)))
+if err_b is not None:  # named as B's: "tp: 3 does not divide ..." read as the sidebar's TP before
+    st.error(f"B: {err_b}")
+    st.stop()
 st.table(side_by_side(est, est_b).set_index("quantity"))
 st.caption(f"A: {est.model_id} on {est.hardware_id} tp{est.tp}; B: {est_b.model_id} on {est_b.hardware_id} "
            f"tp{est_b.tp}; same images, text lengths, batch, profile and techniques.")

@@ -135,7 +135,12 @@ native_rate = getattr(arrival, "rate_rps", None)
 if trace:
     from lvlmsim.engine.trace import trace_mean_rate
 
-    native_rate = trace_mean_rate(trace)
+    try:  # this page time-scales a trace to the chosen rate: a trace of one instant has no rate (a traceback before)
+        native_rate = trace_mean_rate(trace)
+    except USER_ERRORS as exc:
+        st.error(f"Traffic: {traces[trace]}: {str(exc).replace(f'{trace}: ', '')}; pick a trace whose arrivals span "
+                 "some time, or the scenario's workload")
+        st.stop()
 wkey = f"{ref}|{trace}"  # widgets keyed by scenario: a new scenario brings its own defaults
 defaults = {"rate": float(native_rate or 1.0), "requests": int(sc.workload.requests or 500) if not trace else 500,
             "seed": int(sc.seed), "slo_ttft": float(sc.slos.ttft_s or 1.0), "slo_tpot": float(sc.slos.tpot_s or 0.05),
