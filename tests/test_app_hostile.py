@@ -146,34 +146,29 @@ def test_a_trace_of_one_instant_is_a_message_on_the_serving_page():
 
 
 # ----------------------------------------------------------------------------------------- planner's candidates
-def test_candidates_without_figures_show_a_dash_and_why():
-    """Pruned / infeasible rows have no capacity, cost or latency: Streamlit drew 'None' in those cells."""
-    from explorer.plan_table import NO_FIGURE, candidates_table
+def test_candidates_without_figures_keep_nulls_and_say_why():
+    """Pruned / infeasible rows have no capacity, cost or latency: Streamlit drew 'None' in those cells and the reason
+    was cut to a few characters. The figures stay numbers (nulls, drawn as NO_FIGURE by the page's placeholder; the
+    browser screenshot shows it), and an empty reason says which status left the row without figures."""
+    from explorer.plan_table import COLUMNS, candidates_table, missing_placeholder
 
+    none = dict.fromkeys(("rank", "replicas", "cost_per_hour_usd", "capacity_per_replica_rps", "ttft_p90_s",
+                          "tpot_p90_s", "tokens_per_s_per_gpu", "tokens_per_s_per_user", "des_runs", "verified"))
     cands = pd.DataFrame([
         {"rank": 1, "candidate": "h100-sxm tp1 agg", "status": "feasible", "reason": "", "replicas": 1, "gpus": 1,
          "cost_per_hour_usd": 3.0, "capacity_per_replica_rps": 15.8, "ttft_p90_s": 0.0243, "tpot_p90_s": 0.00691,
-         "tokens_per_s_per_gpu": 323.4, "tokens_per_s_per_user": 153.94, "des_runs": 7, "verified": True},
-        {"rank": None, "candidate": "l40s tp1 agg", "status": "pruned", "reason": "does not fit: needs 145 GiB",
-         "replicas": None, "gpus": 1, "cost_per_hour_usd": None, "capacity_per_replica_rps": None,
-         "ttft_p90_s": None, "tpot_p90_s": None, "tokens_per_s_per_gpu": None, "tokens_per_s_per_user": None,
-         "des_runs": None, "verified": None},
-        {"rank": None, "candidate": "l40s tp2 agg", "status": "infeasible", "reason": None, "replicas": None,
-         "gpus": 2, "cost_per_hour_usd": None, "capacity_per_replica_rps": None, "ttft_p90_s": None,
-         "tpot_p90_s": None, "tokens_per_s_per_gpu": None, "tokens_per_s_per_user": None, "des_runs": 3,
-         "verified": None}])
-    styled = candidates_table(cands)
-    shown = styled.to_html()
-    assert "None" not in shown and "nan" not in shown
-    rows = styled.data.to_dict("records")
-    assert rows[1]["reason"] == "does not fit: needs 145 GiB"
-    assert rows[2]["reason"] == "infeasible in the engine"  # an empty reason says which status left it without figures
-    assert pd.api.types.is_numeric_dtype(styled.data["cost_per_hour_usd"])  # still sorts as numbers
-    lines = styled.hide(axis="index").to_string(delimiter="|").splitlines()
-    values = [line.split("|") for line in lines[1:]]  # what the table shows, cell by cell, under the header
-    assert values[0][:8] == ["1", "h100-sxm tp1 agg", "feasible", "", "1", "1", "$3.00", "15.8"]
-    assert values[1][0] == NO_FIGURE and values[1][4] == NO_FIGURE and values[1][6:12] == [NO_FIGURE] * 6
-    assert values[2][-2:] == ["3", NO_FIGURE]
+         "tokens_per_s_per_gpu": 323.4, "tokens_per_s_per_user": 153.94, "des_runs": 7, "verified": True,
+         "pareto_cost_latency": True},
+        {**none, "candidate": "l40s tp1 agg", "status": "pruned", "reason": "does not fit: needs 145 GiB", "gpus": 1},
+        {**none, "candidate": "l40s tp2 agg", "status": "infeasible", "reason": None, "gpus": 2, "des_runs": 3}])
+    table = candidates_table(cands)
+    assert list(table.columns) == list(COLUMNS)  # the page's columns, in order; internal ones left out
+    assert list(table.reason) == ["", "does not fit: needs 145 GiB", "infeasible in the engine"]
+    assert pd.api.types.is_numeric_dtype(table.cost_per_hour_usd) and table.cost_per_hour_usd.isna().sum() == 2
+    assert missing_placeholder() == {"placeholder": NO_FIGURE_WANT}
+
+
+NO_FIGURE_WANT = "—"
 
 
 def test_overview_b_tp_that_cannot_run_is_named_as_b():

@@ -113,6 +113,12 @@ def test_planner_page_shows_what_plan_returns():
                 "(the search's bracket)")
         assert any(want in c.value for c in at.caption)
 
+    # every candidate, a missing figure drawn as '—' (Streamlit drew 'None'), the numbers as plan() gives them
+    cand = next(d for d in at.dataframe if "status" in d.value)
+    assert cand.proto.placeholder == "—"
+    assert list(cand.value.candidate) == list(res.candidates.candidate)
+    assert list(cand.value.cost_per_hour_usd.fillna(-1)) == list(res.candidates.cost_per_hour_usd.fillna(-1))
+
     spec, data = charts(at)["plan-pareto"]
     frame = next(iter(data.values()))
     feas = res.candidates[res.candidates.status == "feasible"]

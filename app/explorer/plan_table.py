@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pandas as pd
+import streamlit as st
 
 NO_FIGURE = "—"
-# the candidates table's columns, in order, with the format of each figure
-CANDIDATE_COLUMNS = {"rank": "{:.0f}", "candidate": None, "status": None, "reason": None, "replicas": "{:.0f}",
-                     "gpus": "{:.0f}", "cost_per_hour_usd": "${:,.2f}", "capacity_per_replica_rps": "{:.3g}",
-                     "ttft_p90_s": "{:.3g}", "tpot_p90_s": "{:.3g}", "tokens_per_s_per_gpu": "{:,.0f}",
-                     "tokens_per_s_per_user": "{:.1f}", "des_runs": "{:.0f}", "verified": None}
+COLUMNS = ("rank", "candidate", "status", "reason", "replicas", "gpus", "cost_per_hour_usd", "capacity_per_replica_rps",
+           "ttft_p90_s", "tpot_p90_s", "tokens_per_s_per_gpu", "tokens_per_s_per_user", "des_runs", "verified")
+TEXT = ("candidate", "status", "reason", "verified")
+# why a candidate has no figures, for a row whose reason is empty
+WHY = {"pruned": "pruned by the analytic pre-screen", "infeasible": "infeasible in the engine",
+       "over_max_gpus": "needs more GPUs than Max GPUs"}
 
 
-def candidates_table(cands: pd.DataFrame):
-    """plan()'s candidates for reading: every missing figure (a pruned or infeasible candidate has no capacity, cost
-    or latency) shows NO_FIGURE instead of Streamlit's "None", and an empty reason says which status left it without
-    figures; the numbers underneath stay numbers, so the columns still sort."""
-    show = [c for c in CANDIDATE_COLUMNS if c in cands]
-    frame = cands[show].copy()
+def candidates_table(cands: pd.DataFrame) -> pd.DataFrame:
+    """plan()'s candidates for reading: the shown columns in order, figures as numbers (missing ones as nulls, which
+    the page draws as NO_FIGURE), and an empty reason filled with the status that left the row without figures."""
+    frame = cands[[c for c in COLUMNS if c in cands]].copy()
+    for c in frame:
+        if c not in TEXT:
+            frame[c] = pd.to_numeric(frame[c], errors="coerce")
     if "reason" in frame and "status" in frame:
         blank = frame["reason"].isna() | (frame["reason"].astype(str).str.strip() == "")
-        why = {"pruned": "pruned by the analytic pre-screen", "infeasible": "infeasible in the engine",
-               "over_max_gpus": "needs more GPUs than Max GPUs"}
-        frame.loc[blank, "reason"] = frame.loc[blank, "status"].map(why).fillna("")
-    formats = {c: CANDIDATE_COLUMNS[c] or str for c in frame}
-    for c, f in formats.items():
-        if f is not str:
-            frame[c] = pd.to_numeric(frame[c], errors="coerce")
-    return frame.style.format(formats, na_rep=NO_FIGURE)  # one call: a second format() resets the first (pandas 3)
+        frame["reason"] = frame["reason"].where(~blank, frame["status"].map(WHY)).fillna("")
+    return frame
+
+
+def missing_placeholder() -> dict:
+    """st.dataframe's `placeholder` (the text of a missing cell; Streamlit draws 'None' without it), where this
+    Streamlit has it (added late in 2025, streamlit#12968); pandas Styler's na_rep is not used for null cells."""
+    return {"placeholder": NO_FIGURE} if "placeholder" in inspect.signature(st.dataframe).parameters else {}

@@ -7,7 +7,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 from explorer.fmt import fmt_pct, fmt_time, fmt_usd
-from explorer.plan_table import NO_FIGURE, candidates_table
+from explorer.plan_table import NO_FIGURE, candidates_table, missing_placeholder
 from explorer.state import USER_ERRORS, keep, sticky, uploaded, use_sidebar_button
 from explorer.ui import chart
 
@@ -280,11 +280,16 @@ if result.get("deploy"):
     st.caption("Flags from the scenario's serving settings (max_num_seqs, max_num_batched_tokens, "
                "gpu_memory_utilization, chunked prefill) and the recommended tensor parallelism.")
 st.subheader("All candidates")
-st.dataframe(candidates_table(cands), hide_index=True, key="plan-candidates",
+st.dataframe(candidates_table(cands), hide_index=True, key="plan-candidates", **missing_placeholder(),
              column_config={"reason": st.column_config.TextColumn("reason", width="large"),
-                            "cost_per_hour_usd": "$/hour", "capacity_per_replica_rps": "req/s per replica",
-                            "ttft_p90_s": "TTFT p90 (s)", "tpot_p90_s": "TPOT p90 (s)",
-                            "tokens_per_s_per_gpu": "tok/s per GPU", "tokens_per_s_per_user": "tok/s per user"})
+                            "cost_per_hour_usd": st.column_config.NumberColumn("$/hour", format="dollar"),
+                            "capacity_per_replica_rps": st.column_config.NumberColumn("req/s per replica",
+                                                                                      format="%.3g"),
+                            "ttft_p90_s": st.column_config.NumberColumn("TTFT p90 (s)", format="%.3g"),
+                            "tpot_p90_s": st.column_config.NumberColumn("TPOT p90 (s)", format="%.3g"),
+                            "tokens_per_s_per_gpu": st.column_config.NumberColumn("tok/s per GPU", format="%,.0f"),
+                            "tokens_per_s_per_user": st.column_config.NumberColumn("tok/s per user",
+                                                                                   format="%.1f")})
 st.caption(f"{NO_FIGURE}: no figure for that candidate; *reason* says why (pruned by the analytic pre-screen, "
            "infeasible in the engine, or over Max GPUs). Rank counts the candidates that meet the SLOs.")
 csv = cands.assign(**{k: v for k, v in named.items() if v is not None}, target_rate_rps=ran_args[1])
