@@ -191,3 +191,14 @@ def test_share_warnings_stand_above_the_page_until_the_setup_changes():
     at.sidebar.number_input(key="sb.prompt_tokens").set_value(100)
     at.run()
     assert not at.exception and not [w for w in at.main.warning if "setup not applied" in w.value]
+
+
+def test_accuracy_editor_takes_only_percentage_points():
+    """The grid's number editor drops the 'e' of '1e400' (it arrived as 1400 points and was summed into the matrix);
+    the column now carries the API's bound, so the grid keeps a typed value within -100..100."""
+    from lvlmsim.techniques import ACCURACY_DELTA_POINTS
+
+    at = app(page="techniques")
+    editor = next(d for d in at.dataframe if d.proto.editing_mode and "accuracy_delta" in d.proto.columns)
+    cfg = json.loads(editor.proto.columns)["accuracy_delta"]["type_config"]
+    assert (cfg["min_value"], cfg["max_value"]) == ACCURACY_DELTA_POINTS == (-100.0, 100.0)

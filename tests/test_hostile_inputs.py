@@ -495,3 +495,14 @@ def test_import_hf_processor_pixel_limits_are_checked(tmp_path, pp, fragment):
     path = _write(tmp_path, _fixture_with("qwen2.5-vl-7b-instruct", ("model_type",), "qwen2_5_vl"))
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(pp))
     refused(["import-hf", path], fragment)
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    # a change of a benchmark score in percentage points cannot pass 100 (the explorer's editor took 1400)
+    ("fastv:accuracy_delta=1400,accuracy_source=x", "accuracy_delta: Input should be less than or equal to 100"),
+    ("fastv:accuracy_delta=-101,accuracy_source=x", "accuracy_delta: Input should be greater than or equal to -100"),
+])
+def test_technique_accuracy_delta_is_percentage_points(text, fragment):
+    from lvlmsim.techniques import parse_technique
+
+    _api_refuses(lambda: parse_technique(text), f"technique 'fastv': {fragment}")

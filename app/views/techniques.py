@@ -53,7 +53,7 @@ def cited_default(cfg) -> tuple[float, str]:
 
 
 st.title("Technique comparison")
-from lvlmsim.techniques import parse_technique  # noqa: E402
+from lvlmsim.techniques import ACCURACY_DELTA_POINTS, parse_technique  # noqa: E402
 from lvlmsim.techniques.literature import literature_figures, unconfirmed_kinds  # noqa: E402
 
 setup = current_setup()
@@ -90,9 +90,11 @@ st.markdown("**Accuracy delta per technique** (percentage points on the source's
 acc_in = pd.DataFrame({"technique": cands, "accuracy_delta": [cited[c][0] for c in cands],
                        "source": [cited[c][1] for c in cands]})
 editor_key = f"tech.acc.{zlib.crc32(chr(10).join(cands).encode())}"  # a new list of techniques, a fresh editor
+lo, hi = ACCURACY_DELTA_POINTS  # the grid refuses a value outside them ('1e400' typed there arrives as 1400)
 acc = st.data_editor(acc_in, key=editor_key, hide_index=True, disabled=["technique", "source"],
-                     column_config={"accuracy_delta": st.column_config.NumberColumn("accuracy delta (points)",
-                                                                                     step=0.1, format="%.2f"),
+                     column_config={"accuracy_delta": st.column_config.NumberColumn(
+                         "accuracy delta (points)", step=0.1, format="%.2f", min_value=lo, max_value=hi,
+                         help=f"percentage points, {lo:g} to {hi:g}"),
                                     "source": st.column_config.TextColumn("source", width="large")})
 with st.expander("Accuracy figures from each technique's own paper"):
     lit = [{"technique": k, "delta_points": f.delta_points, "benchmark": f.benchmark, "model": f.model,

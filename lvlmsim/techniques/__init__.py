@@ -22,6 +22,7 @@ from lvlmsim.techniques import (  # noqa: F401  (importing registers every kind)
 )
 from lvlmsim.techniques.apply import TechniqueEstimate, apply_to_estimate
 from lvlmsim.techniques.base import (
+    ACCURACY_DELTA_POINTS,
     REGISTRY,
     TechniqueConfig,
     load_techniques,
@@ -35,8 +36,8 @@ from lvlmsim.techniques.reuse import ReuseCache, ReuseConfig, encoder_entry_byte
 from lvlmsim.techniques.speculative import DecodeStepPolicy, SpeculativeDecodePolicy, expected_tokens
 
 __all__ = [
-    "REGISTRY", "Composition", "DecodeStepPolicy", "KVBudgetConfig", "KVBudgetPolicy", "ReuseCache", "ReuseConfig",
-    "SpeculativeDecodePolicy", "TechniqueConfig", "TechniqueEstimate", "apply_to_estimate", "compose",
-    "encoder_entry_bytes", "expected_tokens", "kv_entry_bytes", "load_techniques", "parse_technique",
-    "technique_table", "validate_technique",
+    "ACCURACY_DELTA_POINTS", "REGISTRY", "Composition", "DecodeStepPolicy", "KVBudgetConfig", "KVBudgetPolicy",
+    "ReuseCache", "ReuseConfig", "SpeculativeDecodePolicy", "TechniqueConfig", "TechniqueEstimate",
+    "apply_to_estimate", "compose", "encoder_entry_bytes", "expected_tokens", "kv_entry_bytes", "load_techniques",
+    "parse_technique", "technique_table", "validate_technique",
 ]

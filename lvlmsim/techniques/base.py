@@ -42,6 +42,11 @@ CLAIMS: dict[str, str] = {
 }
 
 
+# A change of a benchmark score in percentage points lies within -100..100 (the explorer's accuracy editor and the
+# technique strings' accuracy_delta both read this bound).
+ACCURACY_DELTA_POINTS = (-100.0, 100.0)
+
+
 class TechniqueConfig(BaseModel):
     """Base of every technique config: `kind`, its parameters, and an optional cited accuracy figure.
 
@@ -52,7 +57,8 @@ class TechniqueConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(), allow_inf_nan=False)
 
     kind: str
-    accuracy_delta: float | None = Field(None, description="accuracy change in points, as reported by the source")
+    accuracy_delta: float | None = Field(None, ge=ACCURACY_DELTA_POINTS[0], le=ACCURACY_DELTA_POINTS[1],
+                                         description="accuracy change in percentage points, as reported by the source")
     accuracy_source: str | None = Field(None, description="paper/table/run the accuracy_delta comes from")
 
     citation: ClassVar[str] = ""
