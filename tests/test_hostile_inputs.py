@@ -506,3 +506,20 @@ def test_technique_accuracy_delta_is_percentage_points(text, fragment):
     from lvlmsim.techniques import parse_technique
 
     _api_refuses(lambda: parse_technique(text), f"technique 'fastv': {fragment}")
+
+
+@pytest.mark.parametrize(("prices", "fragment"), [
+    # a negative price ranked that GPU type first at a negative $/hour; NaN made every cost NaN
+    ({"h100-sxm": -1.0}, "prices['h100-sxm']: expected a finite number of $ per GPU-hour >= 0, got -1.0"),
+    ({"h100-sxm": float("nan")}, "prices['h100-sxm']: expected a finite number of $ per GPU-hour >= 0, got nan"),
+    ({"h100-sxm": "3"}, "prices['h100-sxm']: expected a finite number of $ per GPU-hour >= 0, got '3'"),
+    ([3.0], "prices: expected {hardware id: $ per GPU-hour}, got [3.0]"),
+])
+def test_plan_prices_are_checked(prices, fragment):
+    import pandas as pd
+
+    from lvlmsim.planner.summary import by_hardware
+
+    cands = pd.DataFrame([{"hardware": "h100-sxm", "candidate": "h100-sxm tp1 agg", "status": "feasible", "gpus": 1,
+                           "price_per_gpu_hour_usd": 3.0}])
+    _api_refuses(lambda: by_hardware(cands, 1.0, prices), fragment)

@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from lvlmsim.errors import SpecError
+
 HOURS_PER_MONTH = 730.0  # 365 * 24 / 12
 LOW_HEADROOM_PCT = 10.0  # below this, a burst or a model error eats the margin: the app and CLI warn
 
@@ -38,6 +40,18 @@ def _why_not(rows: pd.DataFrame) -> str:
     return "no candidate of this type was searched"
 
 
+def _checked_prices(prices: Any) -> dict[str, float]:
+    """`prices` as {hardware id: $ per GPU-hour}, each a finite number >= 0; a negative, NaN or text price was used
+    as given (a negative $/hour ranked first)."""
+    if not isinstance(prices, dict):
+        raise SpecError(f"prices: expected {{hardware id: $ per GPU-hour}}, got {prices!r}")
+    for hw_id, price in prices.items():
+        ok = isinstance(price, int | float) and not isinstance(price, bool) and math.isfinite(price) and price >= 0
+        if not ok:
+            raise SpecError(f"prices[{hw_id!r}]: expected a finite number of $ per GPU-hour >= 0, got {price!r}")
+    return prices
+
+
 def by_hardware(candidates: pd.DataFrame, target_rate: float, prices: dict[str, float] | None = None,
                 hours_per_month: float = HOURS_PER_MONTH) -> dict[str, dict[str, Any]]:
     """{hardware_id: {candidate, gpus, price_per_gpu_hour_usd, cost_per_hour_usd, cost_per_month_usd, headroom_pct,
@@ -47,7 +61,7 @@ def by_hardware(candidates: pd.DataFrame, target_rate: float, prices: dict[str, 
     Headroom: how far the fleet's capacity within the SLOs exceeds the target, in % of the target; a lower bound
     where `capacity_exact` is False (plan() searched that capacity only until the replica count was settled)."""
     out: dict[str, dict[str, Any]] = {}
-    prices = prices or {}
+    prices = _checked_prices(prices or {})
     for hw_id, rows in candidates.groupby("hardware", sort=False):
         feas = rows[rows.status == "feasible"].copy()
         price = prices.get(hw_id)
