@@ -41,7 +41,7 @@ RTX = load_hardware("rtx-pro-6000-server")
 def test_exp2_rate_from_sms_and_clock_or_the_stated_figure():
     assert H100.exp2_per_s() == pytest.approx(132 * 1980e6 * 16)
     assert RTX.exp2_per_s() == pytest.approx(188 * 2430e6 * 16)
-    assert B300.exp2_per_s() == pytest.approx(10.7e12)  # Blackwell Ultra: stated, no published clock
+    assert B300.exp2_per_s() == pytest.approx(10.7e12)  # Blackwell Ultra: the published figure wins over SMs x clock
     assert load_hardware("cpu-generic").exp2_per_s() is None
     assert REF_FLOP_PER_EXP == pytest.approx(989.4e12 / H100.exp2_per_s())
 
@@ -206,12 +206,12 @@ def _work_selection(script: str = "attention_work_selection"):
 
 def test_work_per_sm_counts_tokens_or_128_row_query_tiles_over_the_sms():
     """The nested check's per-SM work: 2 sequences x 16 heads x 300 tokens on H100's 132 SMs is 72.7 tokens or
-    2 x 16 x ceil(300 / 128) = 96 tiles, 0.727 per SM; B300's 160 SMs hold the same work at 132/160 of that."""
+    2 x 16 x ceil(300 / 128) = 96 tiles, 0.727 per SM; B300's 148 SMs hold the same work at 132/148 of that."""
     mod, forms = _work_selection()
     op = encoder_attention_op(2, 300, 16, 64)
     assert mod.parallel_work(op, H100, "sm_tokens") == pytest.approx(2 * 16 * 300 / 132)
     assert mod.parallel_work(op, H100, "sm_tiles") == pytest.approx(2 * 16 * 3 / 132)
-    assert mod.parallel_work(op, B300, "sm_tiles") == pytest.approx(2 * 16 * 3 / 160)
+    assert mod.parallel_work(op, B300, "sm_tiles") == pytest.approx(2 * 16 * 3 / 148)
     shipped = FORM_VARIANTS["attention+softmax"].features(op, H100)
     per_sm = forms["attention+softmax+sm_tokens"].features(op, H100)
     assert per_sm[1] == pytest.approx(2 * 16 * 300 / 132) and per_sm[:1] + per_sm[2:] == shipped[:1] + shipped[2:]
@@ -342,14 +342,15 @@ PREFILL_PARAMS = {"ec_max": 0.6, "q0": 512.0, "pq": 1.0, "w0": 2e4, "pw": 1.0, "
 
 
 def test_prefill_cta_form_grows_the_floor_with_ctas_per_sm_and_keeps_the_rest():
-    """Batch 256 x 16 tokens x 40 heads (8 KV heads) on B300 (TRT-LLM-gen, 160 SMs): 10240 CTAs, 64 per SM, so the
-    floor is 5 us x (1 + 0.1 x 64) = 37 us; compute and memory efficiencies are the shipped attention+l2 form's."""
+    """Batch 256 x 16 tokens x 40 heads (8 KV heads) on B300 (TRT-LLM-gen, 148 SMs): 10240 CTAs, 69.19 per SM, so
+    the floor is 5 us x (1 + 0.1 x 69.19) = 39.6 us; compute and memory efficiencies are the shipped attention+l2
+    form's."""
     op = prefill_attention_op(256, 16, 40, 8, 64)
     base = _profile("attention+l2", PREFILL_PARAMS, B300.id, "attn_prefill").efficiency(op, B300)
     ctas = _profile("attention+ctas+l2", {**PREFILL_PARAMS, "cta_share": 0.1}, B300.id,
                     "attn_prefill").efficiency(op, B300)
-    assert B300.sm_count == 160
-    assert ctas.floor_s == pytest.approx(5e-6 * (1.0 + 0.1 * 64))
+    assert B300.sm_count == 148
+    assert ctas.floor_s == pytest.approx(39.6e-6, rel=1e-3)
     assert (ctas.compute, ctas.memory) == pytest.approx((base.compute, base.memory))
     none = _profile("attention+ctas+l2", {**PREFILL_PARAMS, "cta_share": -0.2}, B300.id,
                     "attn_prefill").efficiency(op, B300)

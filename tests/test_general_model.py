@@ -53,10 +53,13 @@ def test_features_are_log_ratios_to_the_h100_datasheet():
     assert r["log_sm_rate"] == pytest.approx(math.log(1024.0 / 3785.7), abs=1e-3)
     # fp8 doubles the rate per SM, so the feature moves by log 2 with the dtype
     assert device_features(RTX, "fp8")["log_sm_rate"] - r["log_sm_rate"] == pytest.approx(math.log(2.0))
+    # B300 SXM6 AC, the measured part: 148 SMs at 2032 MHz; 2250e12 / (148 x 2.032e9) = 7481.6 FLOPs per SM per clock
     b300 = device_features(load_hardware("b300"))
-    assert b300["k_bw"] == 1.0 and b300["log_clock"] == 0.0  # no published clock: the reference's value
+    assert b300["k_bw"] == 1.0 and b300["log_clock"] == pytest.approx(math.log(2032 / 1980))
+    assert b300["log_sms"] == pytest.approx(math.log(148 / 132))
+    assert b300["log_sm_rate"] == pytest.approx(math.log(7481.6 / 3785.7), abs=1e-3)
     assert b300["arch_sm100"] == 1.0 and f["arch_sm100"] == 0.0 and r["arch_sm100"] == 0.0  # sm103 vs sm90, sm120
-    assert missing_features(load_hardware("b300")) == ["boost_clock_mhz"]
+    assert missing_features(load_hardware("b300")) == []
 
 
 def test_new_measured_devices_have_datasheets():
@@ -368,14 +371,15 @@ def test_loo_tables_rewrite_the_documented_tables_in_place():
 
 def test_allreduce_latency_follows_clock_and_blackwell_flag():
     """The shipped all-reduce family's small-message latency a0 moves with the SM clock (A100 1410 MHz vs H100's 1980)
-    and the datacenter-Blackwell flag (B300, no published clock: the reference's) by its fitted coefficients."""
+    and the datacenter-Blackwell flag (B300: its 2032 MHz and the flag) by its fitted coefficients."""
     model = general_model()
     fam = model.families["allreduce"]
     coef = fam.coefs["a0"]
     a100, b300 = load_hardware("a100-sxm-80gb"), load_hardware("b300")
     a0 = {hw.id: fam.params_for(hw, "bf16")["a0"] for hw in (H100, a100, b300)}
     assert a0["a100-sxm-80gb"] / a0["h100-sxm"] == pytest.approx((1410 / 1980) ** coef["log_clock"], rel=1e-4)
-    assert a0["b300"] / a0["h100-sxm"] == pytest.approx(math.exp(coef["arch_sm100"]), rel=1e-4)
+    assert a0["b300"] / a0["h100-sxm"] == pytest.approx(
+        (2032 / 1980) ** coef["log_clock"] * math.exp(coef["arch_sm100"]), rel=1e-4)
     assert coef["log_clock"] < 0 < coef["arch_sm100"]  # slower clock and Blackwell: higher latency, as measured
 
 
@@ -468,7 +472,7 @@ def test_family_start_sets_the_fit_initial_point_not_the_prior_centre(monkeypatc
 def test_bf16_gemm_fixed_memory_time_follows_bandwidth_and_clock():
     """The bf16 GEMM family's bytes at half-saturated bandwidth (b0) go as bandwidth^c_bw x clock^c_clock (its fixed
     memory time b0 / bandwidth a number of SM cycles, benchmarks/gemm_clock_selection.py): A100 (2039 GB/s, 1410 MHz)
-    against H100 (3350, 1980) by the fitted coefficients; B300 publishes no clock and moves by bandwidth alone."""
+    against H100 (3350, 1980) by the fitted coefficients, and B300 (8000, 2032) the same way."""
     assert FAMILY_SETUPS["gemm"].links["b0"] == {"log_bw": 1.0, "log_clock": -1.0}
     fam = general_model().families["gemm"]
     coef = fam.coefs["b0"]
@@ -476,7 +480,8 @@ def test_bf16_gemm_fixed_memory_time_follows_bandwidth_and_clock():
     b0 = {hw.id: fam.params_for(hw, "bf16")["b0"] for hw in (H100, a100, b300)}
     expect = (2039 / 3350) ** coef["log_bw"] * (1410 / 1980) ** coef["log_clock"]
     assert b0["a100-sxm-80gb"] / b0["h100-sxm"] == pytest.approx(expect, rel=1e-4)
-    assert b0["b300"] / b0["h100-sxm"] == pytest.approx((8000 / 3350) ** coef["log_bw"], rel=1e-4)
+    expect_b300 = (8000 / 3350) ** coef["log_bw"] * (2032 / 1980) ** coef["log_clock"]
+    assert b0["b300"] / b0["h100-sxm"] == pytest.approx(expect_b300, rel=1e-4)
     assert coef["log_clock"] < 0  # a slower clock holds a longer fixed time, as A100's small GEMMs show
 
 

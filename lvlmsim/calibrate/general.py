@@ -144,7 +144,8 @@ class FamilySetup:
 #   have the smaller floors: 8.6-8.8 us against 10.3-11.0 us on A100 and H100, whatever kernel runs); the per-item
 #   setup cost (c0, in bytes at the device's bandwidth) held in time per SM (prior: bytes x bandwidth / SMs); bytes
 #   at half-saturated bandwidth by Little's law. No L2 term: fitted on three devices its exponent ran to ~0.05 and
-#   turned it into a device-wide multiplier of SMs x clock / bandwidth, which B300 (no published clock) does not have.
+#   turned it into a device-wide multiplier of SMs x clock / bandwidth, which B300 (then without a published clock)
+#   did not have.
 # - attn_encoder: SoftmaxAttentionForm (the exponentials' share, through the exp2 rate of the datasheet), parallel
 #   work at half saturation proportional to peak FLOP/s (Little's law for compute: work in flight = rate x latency),
 #   tokens per sequence at half saturation growing with the SM's tensor rate per clock (a short sequence's fixed
@@ -244,9 +245,10 @@ FAMILY_SETUPS["gemm.fp8"] = FamilySetup("gemm+waves+l2", None, ridge=None)
 # and against the floor by 1 / clock (benchmarks/gemm_clock_selection.py; criterion fixed before the outer figures):
 # the clock on b0 in the A100, B300 and H100 folds, bandwidth alone in RTX PRO 6000's; nested A100 / B300 / H100 / RTX
 # PRO 6000 10.5 -> 8.7, 8.4 -> 9.4, 9.0 -> 7.7, 8.2 -> 8.2% (bf16 rows, seed 0); over all four devices the clock
-# link (mean held-out median 8.53 against 9.03%). B300 publishes no clock and gets the reference's. fp8's folds pick
-# it twice in three, with outer changes of 0.3 point or less, and over its three devices b0 by bandwidth alone scores
-# better (10.63 against 10.70%): fp8 keeps GEMM's links, NVFP4 (no nested check, two devices) too.
+# link (mean held-out median 8.53 against 9.03%). B300 had no clock then and got the reference's (its 2032 MHz since
+# wave 8). fp8's folds pick it twice in three, with outer changes of 0.3 point or less, and over its three devices b0
+# by bandwidth alone scores better (10.63 against 10.70%): fp8 keeps GEMM's links, NVFP4 (no nested check, two
+# devices) too.
 GEMM_FIXED_CYCLES_PRIOR = -1.0
 FAMILY_SETUPS["gemm"] = FamilySetup(
     "gemm+splitk+l2", {**LINKS["gemm"], "b0": {**LINKS["gemm"]["b0"], "log_clock": GEMM_FIXED_CYCLES_PRIOR}},
