@@ -523,3 +523,17 @@ def test_plan_prices_are_checked(prices, fragment):
     cands = pd.DataFrame([{"hardware": "h100-sxm", "candidate": "h100-sxm tp1 agg", "status": "feasible", "gpus": 1,
                            "price_per_gpu_hour_usd": 3.0}])
     _api_refuses(lambda: by_hardware(cands, 1.0, prices), fragment)
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    # the explorer echoed a 5000-character line whole, in a page-high error block
+    ("x" * 5000, "technique: unknown kind '" + "x" * 60 + "…'. Allowed kinds: "),
+    ("fastv:keep=" + "9" * 5000, "technique 'fastv': keep: "),
+])
+def test_technique_messages_clip_a_huge_value(text, fragment):
+    from lvlmsim.techniques import parse_technique
+
+    _api_refuses(lambda: parse_technique(text), fragment)
+    with pytest.raises(Exception) as info:
+        parse_technique(text)
+    assert len(str(info.value)) < 600, len(str(info.value))

@@ -218,10 +218,17 @@ def _allowed(cls: type[TechniqueConfig]) -> str:
     return ", ".join(_param_names(cls))
 
 
+SHOWN_CHARS = 60  # of a refused value in a message: a 5000-character line was echoed whole in the explorer
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
+
+
 def _unknown_kind(kind: str) -> SpecError:
-    close = difflib.get_close_matches(kind, list(REGISTRY), n=3, cutoff=0.5)
+    close = difflib.get_close_matches(kind, list(REGISTRY), n=3, cutoff=0.5) if len(kind) <= SHOWN_CHARS else []
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    return SpecError(f"technique: unknown kind '{kind}'.{hint} Allowed kinds: {', '.join(sorted(REGISTRY))}")
+    return SpecError(f"technique: unknown kind '{_clip(kind)}'.{hint} Allowed kinds: {', '.join(sorted(REGISTRY))}")
 
 
 def _format_error(cls: type[TechniqueConfig], kind: str, exc: ValidationError) -> str:
@@ -239,7 +246,7 @@ def _format_error(cls: type[TechniqueConfig], kind: str, exc: ValidationError) -
             lines.append(msg)
             continue
         got = err.get("input")
-        got_s = f" (got {got!r})" if err.get("type") != "missing" and not isinstance(got, dict) else ""
+        got_s = f" (got {_clip(repr(got))})" if err.get("type") != "missing" and not isinstance(got, dict) else ""
         lines.append(f"{loc}: {msg}{got_s}")
     return f"technique '{kind}': " + "; ".join(lines)
 
@@ -277,9 +284,9 @@ def parse_technique(text: str) -> TechniqueConfig:
         key, eq, value = item.partition("=")
         key, value = key.strip(), value.strip()
         if not eq or not key:
-            raise SpecError(f"technique '{kind}': expected key=value, got '{item}'; allowed: {_allowed(cls)}")
+            raise SpecError(f"technique '{kind}': expected key=value, got '{_clip(item)}'; allowed: {_allowed(cls)}")
         if key in data:
-            raise SpecError(f"technique '{kind}': parameter '{key}' given twice")
+            raise SpecError(f"technique '{kind}': parameter '{_clip(key)}' given twice")
         field = cls.model_fields.get(key)
         if field is not None and _is_list_field(field.annotation):
             data[key] = [tuple(v.split(":")) if ":" in v else v for v in value.split("/") if v]
