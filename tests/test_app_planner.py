@@ -94,7 +94,10 @@ def test_planner_page_shows_what_plan_returns():
         if row["feasible"]:
             assert got["$/hour"] == fmt_usd(row["cost_per_hour_usd"])
             assert got["$/month"] == fmt_usd(row["cost_per_month_usd"])
-            assert got["headroom"] == ("" if row["capacity_exact"] else ">= ") + fmt_pct(row["headroom_pct"])
+            assert got["headroom"] == ("" if row["capacity_exact"] else "≥ ") + fmt_pct(row["headroom_pct"])
+            hi = row.get("capacity_hi_rps")
+            top = f"-{hi:.3g}" if hi is not None and hi == hi else ""  # no '-nan' for an unsearched top
+            assert got["capacity"] == f"{row['capacity_rps']:.3g}{top} req/s"
             assert got["TTFT p90"] == fmt_time(row["ttft_p90_s"])
         else:
             assert got["verdict"] == f"not possible because {row['reason']}"

@@ -3,6 +3,8 @@ Pareto front of $/hour vs p90 latency. The page only collects inputs, calls the 
 
 from __future__ import annotations
 
+import math
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -114,6 +116,14 @@ def hardware_spec(ref: str):
     return registry.load_hardware(ref)
 
 
+def capacity_cell(r: dict) -> str:
+    """'4.4-4.53 req/s' (the search's bracket) or '15.8 req/s' where the bracket's top is unknown (NaN in the frame;
+    it was drawn as '15.8-nan req/s')."""
+    hi = r.get("capacity_hi_rps")
+    top = f"-{hi:.3g}" if hi is not None and math.isfinite(hi) else ""
+    return f"{r['capacity_rps']:.3g}{top} req/s"
+
+
 def per_gpu_table(cands: pd.DataFrame, rate: float, prices: dict[str, float]) -> pd.DataFrame:
     """lvlmsim.planner.summary.by_hardware at the page's prices, humanised for reading (lvlmsim.fmt)."""
     from lvlmsim.planner.summary import by_hardware, by_hardware_frame
@@ -127,9 +137,9 @@ def per_gpu_table(cands: pd.DataFrame, rate: float, prices: dict[str, float]) ->
             "GPUs": str(r["gpus"]) if ok else "—", "$/GPU-hour": fmt_usd(r["price_per_gpu_hour_usd"]),
             "$/hour": fmt_usd(r["cost_per_hour_usd"]) if ok else "—",
             "$/month": fmt_usd(r["cost_per_month_usd"]) if ok else "—",
-            "headroom": (("" if r["capacity_exact"] else ">= ") + fmt_pct(r["headroom_pct"])) if ok else "—",
-            "capacity": (f"{r['capacity_rps']:.3g}" + (f"-{r['capacity_hi_rps']:.3g}" if r.get("capacity_hi_rps")
-                                                         else "") + " req/s") if ok else "—",
+            # '≥', not '>=': st.table reads a cell as Markdown, and '>= 691%' was drawn as a quote of '= 691%'
+            "headroom": (("" if r["capacity_exact"] else "≥ ") + fmt_pct(r["headroom_pct"])) if ok else "—",
+            "capacity": capacity_cell(r) if ok else "—",
             "TTFT p90": fmt_time(r["ttft_p90_s"]) if ok else "—", "TPOT p90": fmt_time(r["tpot_p90_s"]) if ok else "—",
             "verdict": "meets the SLOs" if ok else f"not possible because {r['reason']}",
         })
@@ -261,7 +271,7 @@ if low:
     st.warning(f"Under {LOW_HEADROOM_PCT:.0f}% headroom on {', '.join(low)}: a burst above the target rate, or a "
                "model error of that size, breaks the SLOs; the capacity search tolerance is "
                f"{stats['settings'].get('tolerance', 'n/a')}.")
-st.caption("Headroom: how far the fleet's capacity within the SLOs exceeds the target rate; '>=' marks a lower "
+st.caption("Headroom: how far the fleet's capacity within the SLOs exceeds the target rate; '≥' marks a lower "
            "bound (that capacity was searched only until its replica count was settled; the recommended one is "
            "searched to the tolerance, see Search settings). $/month = $/hour x 730.")
 
