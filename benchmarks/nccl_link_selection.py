@@ -3,6 +3,7 @@
 
     python benchmarks/nccl_link_selection.py            # seeds 0-3 (a minute or two on the shared machine)
     python benchmarks/nccl_link_selection.py --seeds 1  # seed 0 only
+    python benchmarks/nccl_link_selection.py --explain  # H100's fold with B300's old and new SM count / clock
 
 Why (calibration/README.md, "NCCL all-reduce after B300's corrected clock"): the shipped links price the small-message
 latency a0, a1 ~ 1 / SM clock (prior -1) and by the datacenter-Blackwell flag (prior log(3.0 / 2.3), NVIDIA/nccl#1940).
@@ -98,12 +99,44 @@ def pick(inner: dict[str, float]) -> str:
     return best if inner[best] < inner[SHIPPED] - TIE_POINTS else SHIPPED
 
 
+B300_FEATURES = {"148 SMs, 2032 MHz (shipped)": {}, "160 SMs, 2032 MHz": {"sm_count": 160},
+                 "148 SMs, no clock (1980 MHz)": {"boost_clock_mhz": None},
+                 "160 SMs, no clock (before wave 8)": {"sm_count": 160, "boost_clock_mhz": None}}
+SMALL_BYTES = 256 * 1024  # the messages NCCL's latency prices (LL / LL128 protocols)
+
+
+def explain(devices: dict) -> None:
+    """H100's fold (the family fitted on A100 and B300, shipped links) with B300's SM count and clock as shipped and
+    as they were: fitted latency coefficients, intercepts and H100's signed error by message size. Not a selection."""
+    a100, (b_hw, b_rows), (h_hw, h_rows) = devices["a100_sxm"], devices["b300_sxm"], devices["h100_sxm"]
+    meas = np.array([r.measured_s for r in h_rows])
+    small = np.array([r.op.bytes_read <= SMALL_BYTES for r in h_rows])
+    for label, change in B300_FEATURES.items():
+        hw = b_hw.model_copy(update=change)
+        model = general.fit_general({a100[0].id: a100, hw.id: (hw, b_rows)}, families=["allreduce"])
+        fam = model.families["allreduce"]
+        signed = (cost_model_times(h_rows, h_hw, model.profile_for(h_hw)) - meas) / meas * 100
+        print(f"B300 at {label}: log_clock {general.device_features(hw)['log_clock']:+.4f}")
+        print(f"  a0 intercept {fam.z0['a0']:.3f}, coefficients {fam.coefs['a0']}; e2 / e4 / e8 intercepts "
+              f"{fam.z0['e2']:.3f} / {fam.z0['e4']:.3f} / {fam.z0['e8']:.3f}")
+        print(f"  H100 held out: median {np.median(np.abs(signed)):.2f}%, p90 {np.percentile(np.abs(signed), 90):.2f}%;"
+              f" signed median <= 256 KiB {np.median(signed[small]):+.1f}%, larger {np.median(signed[~small]):+.1f}%")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(argv if argv is not None else sys.argv[1:])
     n_seeds = 4
+    if args == ["--explain"]:
+        measured = measured_dir(ROOT)
+        if measured is None:
+            print("shared/data/measured not found next to the checkout: nothing to explain")
+            return 1
+        explain(nccl_rows(load_devices(measured / "aiconfigurator" / "data")))
+        return 0
     if args:
         if len(args) != 2 or args[0] != "--seeds" or not args[1].isdigit() or int(args[1]) < 1:
-            print(f"unknown arguments {' '.join(args)!r}; allowed: --seeds N (a positive integer, default 4)")
+            print(f"unknown arguments {' '.join(args)!r}; allowed: --seeds N (a positive integer, default 4) "
+                  "or --explain")
             return 2
         n_seeds = int(args[1])
     measured = measured_dir(ROOT)

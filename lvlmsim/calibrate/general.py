@@ -96,7 +96,9 @@ SM_RATE_PRIOR = 0.5
 # Blackwell shows a higher small-message latency than Hopper at equal tuning (NVIDIA/nccl#1940: ~3.0 vs ~2.3 us for an
 # 8-byte 8-GPU all-reduce with symmetric memory, NCCL 2.27): prior log(3.0/2.3) on its flag. Argued, not selected:
 # leave-one-out over the three NCCL devices prefers it (12.0% against 18.3% without latency links), but nested, with
-# two inner devices, the folds disagree (benchmarks/gemm_link_selection.py nccl).
+# two inner devices, the folds disagree (benchmarks/gemm_link_selection.py nccl). NCCL's own cost model (tuning.cc) has
+# no clock term; after B300's corrected clock a nested check against the flag alone (rule committed first,
+# benchmarks/nccl_link_selection.py) kept these links in the B300 and H100 folds (calibration/README.md, wave 8).
 ALLREDUCE_LATENCY_LINKS = {"log_clock": -1.0, "arch_sm100": math.log(3.0 / 2.3)}
 
 # (param, feature) links per form, with the prior of each coefficient (the ridge pulls toward it). Chosen by
