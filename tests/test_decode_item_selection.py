@@ -108,3 +108,37 @@ def test_kernel_class_candidate_is_installed_only_inside_its_block(sel):
     assert general.FEATURES == shipped_features
     assert general.device_features is sel.SHIPPED_DEVICE_FEATURES
     assert general.FAMILY_SETUPS["attn_decode"] == shipped_setup
+
+
+def test_fold_pick_keeps_shipped_within_the_tie_band(sel):
+    """Round-2 rule: kernel-class 0.04 below shipped is a tie (shipped stays); 0.06 below replaces it; with no band
+    the lowest wins, the first listed on an exact tie."""
+    assert sel.fold_pick({"shipped": 28.70, "item-bytes": 40.0, "kernel-class": 28.66}, 0.05) == "shipped"
+    assert sel.fold_pick({"shipped": 28.70, "item-bytes": 40.0, "kernel-class": 28.64}, 0.05) == "kernel-class"
+    assert sel.fold_pick({"shipped": 28.70, "item-bytes": 28.60, "kernel-class": 28.50}, 0.05) == "kernel-class"
+    assert sel.fold_pick({"shipped": 28.70, "kernel-class": 28.66}) == "kernel-class"
+    assert sel.fold_pick({"shipped": 28.70, "kernel-class": 28.70}) == "shipped"
+
+
+def _base(median: float, p90: float, flat: float = 60.0) -> dict:
+    return {"median_abs_pct_err": median, "p90_abs_pct_err": p90, "roofline_median_abs_pct_err": flat}
+
+
+def test_broken_targets_counts_only_cells_met_before(sel):
+    """A100 full decode 11.7 -> 12.3 crosses 12 (broken); B300's p90 69.2 -> 70 was already missed (not counted);
+    H100's windowed median 13.2 -> 14.9 stays <= 15 but its p90 28.3 -> 35.1 crosses 35; RTX's median 10.5 -> 21
+    passes the flat derate of 20 (broken) and its 12 target (broken)."""
+    baseline = {"a100_sxm": {"generation_attention": _base(11.7, 23.0)},
+                "b300_sxm": {"generation_attention": _base(11.4, 69.2)},
+                "h100_sxm": {"generation_attention_sliding": _base(13.2, 28.3)},
+                "rtx_pro_6000_server": {"generation_attention": _base(10.5, 30.0, flat=20.0)}}
+    figures = {"a100_sxm": {"generation_attention": (12.3, 23.1)},
+               "b300_sxm": {"generation_attention": (11.0, 70.0)},
+               "h100_sxm": {"generation_attention_sliding": (14.9, 35.1)},
+               "rtx_pro_6000_server": {"generation_attention": (21.0, 30.0)}}
+    broken = sel.broken_targets(baseline, figures)
+    assert len(broken) == 4
+    assert broken[0].startswith("a100_sxm generation_attention median 11.7 -> 12.3")
+    assert broken[1].startswith("h100_sxm generation_attention_sliding p90 28.3 -> 35.1")
+    assert any("flat derate 20.0" in line for line in broken)
+    assert sel.broken_targets(baseline, {"b300_sxm": {"generation_attention": (11.0, 70.0)}}) == []
