@@ -83,6 +83,22 @@ judged these candidates with 160 SMs and no clock). The three candidates above a
 - Otherwise nothing ships and every fold's scores, picks and outer figures are reported. Only if kernel-class ships
   is branch w7-route (1-token Blackwell prefill rows priced by the decode family) re-applied and judged by the same
   clause.
+
+Round-2 outcome (seeds 0-3, 153 s here; 31 s for one seed): nothing ships. Picks: A100 kernel-class, B300 shipped,
+H100 kernel-class, RTX PRO 6000 item-bytes, so kernel-class is picked in 2 of 4 folds and item-bytes in 1 (rule (a)
+fails). Inner scores shipped / item-bytes / kernel-class: A100 fold 35.82 / 40.85 / 23.47, B300 28.70 / 44.00 / 28.79
+(shipped by 0.09, outside the 0.05 band), H100 38.70 / 42.63 / 25.73, RTX PRO 6000 38.31 / 28.34 / 28.95 (item-bytes
+by 0.61). Held out, median / p90 % (windowed after the comma), shipped | item-bytes | kernel-class: A100 11.7 / 23.0
+| 14.7 / 29.4 | 12.3 / 23.1; B300 11.4 / 69.2, 11.4 / 87.8 | 6.7 / 30.9, 4.6 / 22.6 | 6.7 / 29.1, 4.7 / 24.0; H100
+8.1 / 26.8, 13.3 / 28.3 | 8.5 / 38.0, 13.9 / 37.4 | 7.9 / 25.1, 11.9 / 27.7; RTX PRO 6000 10.5 / 62.8, 9.7 / 28.5 |
+22.0 / 85.7, 58.4 / 119.0 | 11.2 / 63.0, 10.1 / 28.5. Shipped's figures are main's LOO table; item-bytes' and
+kernel-class' are wave 7's to the printed precision (neither links c0 to B300's SM count; kernel-class zeroes it on
+persistent kernels), and shipped's inner scores moved only in the folds with B300 among the inner devices (A100
+33.83 -> 35.82, H100 36.46 -> 38.70, RTX PRO 6000 36.64 -> 38.31; B300's fold 28.70 as before; the first outcome
+above lists RTX PRO 6000's pair in the other order). Rule (b) would stop kernel-class too: A100's full decode median
+11.7 -> 12.3% crosses 12 (its only broken cell; B300's p90 would meet 35). Read pairwise as wave 7's second check
+(shipped against kernel-class alone) kernel-class takes 3 of 4 folds and (b) still stops it. So w7-route is not
+re-applied.
 """
 
 from __future__ import annotations
