@@ -45,6 +45,17 @@ devices and seeds of the held-out mean full and windowed prefill median): the fi
 lowest, so a candidate replaces the shipped fit only if it beats it by more than 0.1 point. The nested figures (each
 outer device priced by its inner pick) are the honest estimate of that procedure. Needs ../shared/data/measured
 (never copied into the project).
+
+Round 2 of wave 8 (issue 16), declared in this commit before any candidate was run on main's corrected B300 facts
+(148 SMs, 2032 MHz; main at 0b05ebe): the same five candidates, fit draws, starts, table seeds 0-3 and rule as
+above, unchanged (per outer device the first listed within TIE_POINTS of the lowest MEAN inner score over the table
+seeds, so `none` keeps a tie; what would ship is the same rule over all four devices). A candidate ships only if that
+rule picks it AND, shipped in general.FAMILY_SETUPS (or the fit procedure), `lvlmsim validate --leave-one-out
+--seeds 4` held out (mean over seeds 0-3) breaks no met target of main at 0b05ebe: no median cell that meets GEMM
+<= 8, decode <= 12, prefill / encoder / windowed prefill / windowed decode / NCCL / custom AR / MoE / MLA <= 15,
+p90 <= 35 or "no worse than the flat derate" crosses to missing it; nested windowed prefill
+(window_flat_selection.py none) H100 and RTX PRO 6000 stay <= 15; bench_validation's mean TPOT (10.1%) and
+throughput (13.3%) do not rise past 10 / 15. Otherwise nothing ships and the table is reported as it stands.
 """
 
 from __future__ import annotations
