@@ -147,3 +147,49 @@ def test_selection_takes_the_first_listed_within_a_tenth_of_a_point():
     assert sel.TIE_POINTS == 0.1
     assert sel.first_within({"none": 13.87, "bag:4": 13.95, "cv:4": 13.86}) == "none"
     assert sel.first_within({"none": 13.87, "bag:4": 13.70, "cv:4": 13.86}) == "bag:4"
+
+
+def _fold_convergence():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "window_fold_convergence.py"
+    spec = importlib.util.spec_from_file_location("window_fold_convergence", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_fold_convergence_reads_its_flags_and_refuses_others_by_name():
+    """Defaults are the fold the diagnosis is about (H100 held out at seed 2); a device outside the measured four, a
+    non-integer seed or an unknown flag is refused with the flag and the allowed values named."""
+    conv = _fold_convergence()
+    assert conv.parse_args([]) == ("h100_sxm", 2, set())
+    assert conv.parse_args(["--held", "b300_sxm", "--seed", "1", "--draws"]) == ("b300_sxm", 1, {"--draws"})
+    assert conv.parse_args(["--folds", "--draws"])[2] == {"--draws", "--folds"}
+    with pytest.raises(ValueError, match=r"--held: 'v100'.*allowed: a100_sxm, h100_sxm, b300_sxm"):
+        conv.parse_args(["--held", "v100"])
+    with pytest.raises(ValueError, match=r"--seed: expected a non-negative integer"):
+        conv.parse_args(["--seed", "-1"])
+    with pytest.raises(ValueError, match=r"unknown or incomplete argument '--seed'"):
+        conv.parse_args(["--seed"])
+    with pytest.raises(ValueError, match=r"unknown or incomplete argument '--iters'"):
+        conv.parse_args(["--iters", "3"])
+
+
+def test_b300_before_wave_8_has_the_old_features():
+    """The diagnosis's 'before' B300: 160 SMs and no clock (priced at the reference's 1980 MHz), everything else and
+    every other device as given. On-chip over DRAM bandwidth then differs by log(160/148) - log(2032/1980) = 0.0520."""
+    import math
+
+    from lvlmsim.calibrate.general import device_features
+    from lvlmsim.specs.registry import load_hardware
+
+    conv = _fold_convergence()
+    b300, h100 = load_hardware("b300"), load_hardware("h100-sxm")
+    devices = {"b300_sxm": (b300, ["row"]), "h100_sxm": (h100, ["other"])}
+    before = conv.with_b300_before(devices)
+    hw = before["b300_sxm"][0]
+    assert (hw.sm_count, hw.boost_clock_mhz, hw.mem_bw_gbps) == (160, None, b300.mem_bw_gbps)
+    assert before["b300_sxm"][1] == ["row"] and before["h100_sxm"] is devices["h100_sxm"]
+    assert devices["b300_sxm"][0].sm_count == 148  # the given devices are not changed
+    shift = device_features(hw)["log_onchip"] - device_features(b300)["log_onchip"]
+    assert shift == pytest.approx(math.log(160 / 148) - math.log(2032 / 1980), abs=1e-12)
+    assert shift == pytest.approx(0.0520, abs=5e-5)
