@@ -1,7 +1,9 @@
 """Nested check of variance remedies for the prefill fit's two basins (issue 16, wave 7): bagging over fit draws and a
 cross-validated choice of draw (run 1), fit starts (run 2), against the shipped single fit. Result: none ships (over
 all four devices the single fit 13.87 against 13.86-14.13; nested, B300's fold picks bag:4 and reads 13.8 / 15.6%
-against 13.4 / 15.2%: calibration/README, issue 16 round 4).
+against 13.4 / 15.2%: calibration/README, issue 16 round 4). Re-run on B300's corrected datasheet (wave 8, rule
+below): none ships again (13.98 against bag:4 13.93, cv:4 13.96, 14.01-14.32; nested B300 bag:4 14.0 / 16.0%
+against 13.7 / 15.4%: calibration/README, issue 16 round 5).
 
     python benchmarks/window_bag_selection.py               # ~4.5 min: seeds 0-3, every fit made once and reused
     python benchmarks/window_bag_selection.py --seeds 0,1   # some table seeds
