@@ -48,12 +48,12 @@ def recorded_costs(out: list[tuple[float, float]]) -> Iterator[None]:
     solve = general._Joint.solve
 
     def recording(self, theta0, max_iter):
-        theta, cost = solve(self, theta0, max_iter)
-        if max_iter > 25:  # the grid search's fits run 25 iterations, the final fit more
+        theta, cost, conv = solve(self, theta0, max_iter)
+        if max_iter > general.GRID_MAX_ITER:  # the grid search's fits run GRID_MAX_ITER iterations, the final fit more
             n = sum(len(d.data) for d in self.devices)
             r = self.residuals(theta)[:n]
             out.append((cost, float(r @ r)))
-        return theta, cost
+        return theta, cost, conv
 
     general._Joint.solve = recording
     try:

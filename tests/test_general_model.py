@@ -502,3 +502,58 @@ def test_no_shipped_family_links_the_sync_mma_flag():
         assert all("sync_mma" not in feats for feats in (setup.links or {}).values()), key
     for key, fam in general_model().families.items():
         assert all("sync_mma" not in feats for feats in fam.coefs.values()), key
+
+
+def _elementwise_truth_rows(rng) -> dict:
+    """Three devices (1, 2, 4 TB/s) of synthetic residual adds from known elementwise parameters, b0 by bandwidth."""
+    form = form_for(ELEMENTWISE, "elementwise+l2")
+    truth_nat = {"ec_max": 0.3, "em_max": 0.85, "b0": 2e6, "pb": 1.2, "boost": 0.05, "bc": 3e7, "pc": 2.0,
+                 "cache_boost": 0.01, "cache_x": 0.2, "cache_p": 2.0, "floor_s": 3e-6, "overlap": 0.3}
+    z = _to_z(form, [truth_nat[n] for n in form.param_names], 3e-6)
+    truth = GeneralFamily("elementwise/add", ELEMENTWISE, dict(zip(form.param_names, z, strict=True)),
+                          {"b0": {"log_bw": 1.0}}, {}, 3e-6, variant="elementwise+l2")
+    return {f"d{bw}": (hw, _synthetic_rows(hw, truth, rng)) for bw in (1000.0, 2000.0, 4000.0)
+            for hw in [_device(bw, f"d{bw}")]}
+
+
+def _training_error_pct(fam: GeneralFamily, per_dev: dict) -> float:
+    """Median |error| % of `fam` on its own training rows (every device)."""
+    err = []
+    for hw, rows in per_dev.values():
+        pred = F.cost_model_times(rows, hw, GeneralModel("t", {fam.key: fam}).profile_for(hw))
+        err.extend(np.abs(pred / np.array([r.measured_s for r in rows]) - 1.0) * 100.0)
+    return float(np.median(err))
+
+
+def test_a_solve_that_converges_early_is_unchanged_by_the_cap(monkeypatch):
+    """Started at b0 = 1 GB the solve ends by its own rule before 50 iterations: the old cap of 50 and the safety
+    bound give the very same parameters."""
+    from lvlmsim.calibrate import general
+
+    per_dev = _elementwise_truth_rows(np.random.default_rng(5))
+    setup = general.FamilySetup("elementwise+l2", {"b0": {"log_bw": 1.0}}, start={"b0": 1e9})
+    monkeypatch.setitem(general.FAMILY_SETUPS, "elementwise/add", setup)
+    fits = [fit_general_family("elementwise/add", per_dev, seed=0, rows_per_device=160, max_iter=m)
+            for m in (50, None)]
+    assert [f.solver["at_cap"] for f in fits] == [False, False]
+    assert fits[0].solver["iterations"] == fits[1].solver["iterations"] < 50
+    assert fits[0].z0 == fits[1].z0 and fits[0].coefs == fits[1].coefs
+
+
+def test_solvers_flag_a_stop_at_their_cap_and_not_one_by_their_rule():
+    """fit.levenberg_marquardt on one device's rows: one iteration cannot meet its tolerance (at_cap); unbounded it
+    stops by its rule. loo.solve_summary counts the fits that stopped at the cap."""
+    from lvlmsim.calibrate.loo import solve_summary
+
+    hw, rows = next(iter(_elementwise_truth_rows(np.random.default_rng(2)).values()))
+    form = form_for(ELEMENTWISE, "elementwise+l2")
+    data = F.family_data(ELEMENTWISE, rows, hw, form)
+    z0 = np.array([q.init if q.kind not in ("eff", "floor", "exp", "pos") else 0.0 for q in form.params])
+    one = F.levenberg_marquardt(form, z0, {}, data, max_iter=1, floor_ref=3e-6)[2]
+    free = F.levenberg_marquardt(form, z0, {}, data, max_iter=1000, floor_ref=3e-6)[2]
+    assert one == (1, True)
+    assert not free.at_cap and 1 < free.iterations < 1000
+    solves = [{"held": "a", "family": "gemm", "iterations": 50, "max_iter": 50, "at_cap": True, "seed": 2},
+              {"held": "b", "family": "gemm", "iterations": 12, "max_iter": 50, "at_cap": False, "seed": 2}]
+    assert solve_summary(solves) == ("2 joint solves, most iterations 50 (cap 50), 1 stopped at the cap: "
+                                     "gemm (a, seed 2)")

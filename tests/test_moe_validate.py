@@ -81,8 +81,15 @@ def test_expert_parallel_rows_hold_a_share_of_experts(tmp_path):
 
 
 def test_nelder_mead_finds_a_quadratic_minimum():
-    x = nelder_mead(lambda z: float(np.sum((z - np.array([1.0, -2.0])) ** 2)), np.zeros(2), iters=500)
+    x, conv = nelder_mead(lambda z: float(np.sum((z - np.array([1.0, -2.0])) ** 2)), np.zeros(2), iters=500)
     assert x == pytest.approx([1.0, -2.0], abs=1e-3)
+    assert not conv.at_cap and 0 < conv.iterations < 500  # its own tolerance ended it
+
+
+def test_nelder_mead_reports_a_search_stopped_at_its_cap():
+    """Five iterations cannot shrink the simplex's value span of a quadratic 3 units away below 1e-7: at_cap."""
+    _x, conv = nelder_mead(lambda z: float(np.sum((z - 3.0) ** 2)), np.zeros(2), iters=5)
+    assert conv == (5, True)
 
 
 def test_fit_recovers_parameters_it_generated(tmp_path):

@@ -14,6 +14,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -160,10 +161,19 @@ def _residuals(form: Form, z: np.ndarray, hyper: dict, data: FamilyData, log_mea
     return np.concatenate([rr, PRIOR_WEIGHT * (z - z_prior)])
 
 
+class Convergence(NamedTuple):
+    """How an iterative solve ended: the iterations it ran and whether it stopped at its iteration cap, i.e. before
+    its own stopping rule (no improving step, or a relative cost decrease below its tolerance) ended it."""
+
+    iterations: int
+    at_cap: bool
+
+
 def levenberg_marquardt(form: Form, z0: np.ndarray, hyper: dict, data: FamilyData, max_iter: int = 150,
                         tol: float = 1e-10, floor_ref: float = 1.0,
-                        z_prior: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """Minimise the sum of squared (robust) log residuals from z0 over the `free` parameters; returns (z, cost)."""
+                        z_prior: np.ndarray | None = None) -> tuple[np.ndarray, float, Convergence]:
+    """Minimise the sum of squared (robust) log residuals from z0 over the `free` parameters; returns (z, cost, how
+    the solve ended)."""
     log_meas = np.log(data.measured_s)
     z = np.clip(np.array(z0, dtype=float), -Z_LIMIT, Z_LIMIT)
     z_prior = np.array(z0 if z_prior is None else z_prior, dtype=float)
@@ -173,7 +183,9 @@ def levenberg_marquardt(form: Form, z0: np.ndarray, hyper: dict, data: FamilyDat
     idx = list(range(len(z)))
     npar = len(idx)
     rel = 0.0
-    for _ in range(max_iter):
+    iterations, at_cap = 0, True  # at_cap until the stopping rule ends the loop
+    while iterations < max_iter:
+        iterations += 1
         jac = np.empty((len(r), npar))
         for col, j in enumerate(idx):
             step = 1e-6 * max(1.0, abs(z[j]))
@@ -203,8 +215,9 @@ def levenberg_marquardt(form: Form, z0: np.ndarray, hyper: dict, data: FamilyDat
                 break
             lam *= 4.0
         if not improved or rel < tol:
+            at_cap = False
             break
-    return z, cost
+    return z, cost, Convergence(iterations, at_cap)
 
 
 def fit_form(kind: str, data: FamilyData, *, seed: int = 0, starts: int = 4, max_iter: int = 150,
@@ -226,14 +239,14 @@ def fit_form(kind: str, data: FamilyData, *, seed: int = 0, starts: int = 4, max
     best_hyper, best_cost, best_z = grid[0], math.inf, z_base
     for hyper in grid:
         for z0 in starts_z[: 2 if len(grid) > 1 else len(starts_z)]:
-            z, cost = levenberg_marquardt(form, z0, hyper, sub, max_iter=60, floor_ref=floor_ref,
+            z, cost, _conv = levenberg_marquardt(form, z0, hyper, sub, max_iter=60, floor_ref=floor_ref,
                                           z_prior=z_base)
             if cost < best_cost:
                 best_hyper, best_cost, best_z = hyper, cost, z
     # refine on every row from the grid winner and from the jittered starts
     best_cost = math.inf
     for z0 in [best_z] + starts_z[1:]:
-        z, cost = levenberg_marquardt(form, z0, best_hyper, data, max_iter=max_iter, floor_ref=floor_ref,
+        z, cost, _conv = levenberg_marquardt(form, z0, best_hyper, data, max_iter=max_iter, floor_ref=floor_ref,
                                       z_prior=z_base)
         if cost < best_cost:
             best_cost, best_z_all = cost, z

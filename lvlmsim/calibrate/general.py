@@ -37,6 +37,7 @@ from lvlmsim.calibrate.fit import (
     PRIOR_WEIGHT,
     ROBUST_SCALE,
     Z_LIMIT,
+    Convergence,
     FamilyData,
     family_data,
     group_key,
@@ -214,6 +215,12 @@ ROWS_PER_DEVICE = 800  # seeded subsample of each device's rows per family: leav
 # more fit CPU; 1600 or 3200 fit rows did not narrow it and moved B300's prefill 12.2 -> 14.7-15.1%
 # (benchmarks/loo_seed_spread.py).
 GRID_ROWS = ROWS_PER_DEVICE
+# The joint solve (_Joint.solve) stops by its own rule: no step lowers the cost, or the relative cost decrease falls
+# below SOLVE_TOL. The final solve of every family has FINAL_MAX_ITER only as a safety bound; the tile grid's screening
+# solves (GRID_MAX_ITER on the grid subsample) are a heuristic that ranks hyper-parameter candidates, capped on purpose.
+SOLVE_TOL = 1e-9
+FINAL_MAX_ITER = 50
+GRID_MAX_ITER = 25
 RIDGE_WEIGHT = 1.0  # per coefficient, times sqrt(rows per device): a trend must be worth that much fit to be kept
 # Per-form ridge weight where it differs. GEMM: 0.03 of the default, chosen by leave-one-out over all devices among
 # 1, 0.3, 0.1, 0.03 (benchmarks/gemm_link_selection.py gemm-ridge; nested per outer fold the choice was 0.1, 0.03,
@@ -386,6 +393,8 @@ class GeneralFamily:
     band: dict = field(default_factory=dict)
     variant: str | None = None  # form variant (lvlmsim.calibrate.model.FORM_VARIANTS), e.g. 'gemm+l2'
     regime_errors: dict[str, float] = field(default_factory=dict)  # leave-one-out median |error| per size regime
+    # how the final joint solve ended: {"iterations": n, "max_iter": cap, "at_cap": bool} (empty: not recorded)
+    solver: dict = field(default_factory=dict)
 
     @property
     def form(self) -> Form:
@@ -413,7 +422,7 @@ class GeneralFamily:
                 "floor_ref_s": self.floor_ref, "devices": self.devices,
                 "expected_error_pct": self.expected_error_pct, "expected_p90_pct": self.expected_p90_pct,
                 "measured_error_pct": self.measured_error_pct, "band": self.band,
-                "regime_errors": self.regime_errors}
+                "regime_errors": self.regime_errors, **({"solver": self.solver} if self.solver else {})}
 
     @classmethod
     def from_dict(cls, key: str, d: dict, where: str) -> GeneralFamily:
@@ -441,7 +450,8 @@ class GeneralFamily:
                        expected_p90_pct=_opt(d.get("expected_p90_pct")),
                        measured_error_pct=_opt(d.get("measured_error_pct")),
                        band=_band(d.get("band"), f"{where}.band"), variant=variant,
-                       regime_errors={str(k): float(v) for k, v in (d.get("regime_errors") or {}).items()})
+                       regime_errors={str(k): float(v) for k, v in (d.get("regime_errors") or {}).items()},
+                       solver=dict(d.get("solver") or {}))
         except (KeyError, TypeError, ValueError) as exc:
             raise SpecError(f"{where}: {exc}") from None
 
@@ -619,13 +629,16 @@ class _Joint:
         jac[row:, self.P:] = self.ridge * np.eye(self.L)
         return jac
 
-    def solve(self, theta0: np.ndarray, max_iter: int) -> tuple[np.ndarray, float]:
-        """Levenberg-Marquardt on the joint residuals."""
+    def solve(self, theta0: np.ndarray, max_iter: int) -> tuple[np.ndarray, float, Convergence]:
+        """Levenberg-Marquardt on the joint residuals: (theta, cost, how the solve ended). It stops when no step
+        lowers the cost or the relative decrease falls below SOLVE_TOL, or at `max_iter` iterations (at_cap)."""
         theta = np.clip(np.array(theta0, dtype=float), -Z_LIMIT, Z_LIMIT)
         r = self.residuals(theta)
         cost = float(r @ r)
         lam = 1e-3
-        for _ in range(max_iter):
+        iterations, at_cap = 0, True  # at_cap until the stopping rule ends the loop
+        while iterations < max_iter:
+            iterations += 1
             jac = self.jacobian(theta, r)
             g, a = jac.T @ r, jac.T @ jac
             diag = np.diag(a).copy() + 1e-12
@@ -646,9 +659,10 @@ class _Joint:
                     improved = True
                     break
                 lam *= 4.0
-            if not improved or rel < 1e-9:
+            if not improved or rel < SOLVE_TOL:
+                at_cap = False
                 break
-        return theta, cost
+        return theta, cost, Convergence(iterations, at_cap)
 
 
 def _subsample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -657,8 +671,10 @@ def _subsample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
 
 def fit_general_family(key: str, per_device: dict[str, tuple[HardwareSpec, Sequence[Measurement]]], *,
                        seed: int = 0, rows_per_device: int = ROWS_PER_DEVICE, grid_rows: int = GRID_ROWS,
-                       max_iter: int = 50) -> GeneralFamily:
-    """Fit one family jointly over devices: {hardware id: (spec, rows)} -> GeneralFamily."""
+                       max_iter: int | None = None) -> GeneralFamily:
+    """Fit one family jointly over devices: {hardware id: (spec, rows)} -> GeneralFamily. `max_iter`: the final
+    solve's safety bound (None: FINAL_MAX_ITER); how that solve ended is the family's `solver` record."""
+    max_iter = FINAL_MAX_ITER if max_iter is None else max_iter
     kind = next(iter(per_device.values()))[1][0].op.kind
     setup = FAMILY_SETUPS.get(key)
     variant = f"{FORMS[kind].name}+l2" if f"{FORMS[kind].name}+l2" in FORM_VARIANTS else None
@@ -691,18 +707,19 @@ def fit_general_family(key: str, per_device: dict[str, tuple[HardwareSpec, Seque
             small.append(_DeviceData(d.hw_id, sub, d.feats, np.log(sub.measured_s)))
         for hyper in grid:
             j = _Joint(form, links, small, hyper, floor_ref, z_base, ridge, prior)
-            _theta, cost = j.solve(np.concatenate([z_start, j.b_prior]), max_iter=25)
+            _theta, cost, _conv = j.solve(np.concatenate([z_start, j.b_prior]), max_iter=GRID_MAX_ITER)
             if cost < best[0]:
                 best = (cost, hyper)
     hyper = best[1]
     joint = _Joint(form, links, devices, hyper, floor_ref, z_base, ridge, prior)
-    theta, _cost = joint.solve(np.concatenate([z_start, joint.b_prior]), max_iter=max_iter)
+    theta, _cost, conv = joint.solve(np.concatenate([z_start, joint.b_prior]), max_iter=max_iter)
     z0 = {n: float(f"{v:.8g}") for n, v in zip(form.param_names, theta[: joint.P], strict=True)}
     coefs: dict[str, dict[str, float]] = {}
     for col, (_j, p, f, _prior) in enumerate(joint.links):
         coefs.setdefault(p, {})[f] = float(f"{theta[joint.P + col]:.6g}")
     return GeneralFamily(key=key, kind=kind, z0=z0, coefs=coefs, hyper=dict(hyper), floor_ref=floor_ref,
-                         devices=sorted(per_device), variant=variant)
+                         devices=sorted(per_device), variant=variant,
+                         solver={"iterations": conv.iterations, "max_iter": max_iter, "at_cap": conv.at_cap})
 
 
 # Families fitted on their own rows plus another family's: ViT encoder attention runs the same FlashAttention kernels

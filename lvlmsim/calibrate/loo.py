@@ -155,14 +155,17 @@ def held_out_report(model: GeneralModel, hw: HardwareSpec, rows: list[Measuremen
 
 def leave_one_out_devices(devices: dict[str, tuple[HardwareSpec, list[Measurement]]], *, seed: int = 0,
                           rows_per_device: int = ROWS_PER_DEVICE, log: Callable[[str], None] | None = None,
-                          ) -> tuple[dict, dict]:
-    """(report, residuals) over already loaded devices {folder: (spec, rows)}: each held out in turn."""
+                          solves: list[dict] | None = None) -> tuple[dict, dict]:
+    """(report, residuals) over already loaded devices {folder: (spec, rows)}: each held out in turn. `solves`, when
+    given, receives how each fold's final joint solve ended: {held, family, iterations, max_iter, at_cap}."""
     t0 = time.perf_counter()
     report: dict[str, dict] = {}
     residuals: dict[str, dict[str, list[float]]] = {}
     for held in devices:
         train = {devices[n][0].id: v for n, v in devices.items() if n != held}
         model = fit_general(train, seed=seed, rows_per_device=rows_per_device)
+        if solves is not None:
+            solves.extend({"held": held, "family": key, **fam.solver} for key, fam in model.families.items())
         hw, rows = devices[held]
         report[held], residuals[held] = held_out_report(model, hw, rows)
         if log:
@@ -205,9 +208,12 @@ def leave_one_out(data_dir: Path, *, seed: int = 0, rows_per_device: int = ROWS_
     t0 = time.perf_counter()
     devices = load_devices(data_dir, seed=seed, max_rows_per_table=max_rows_per_table)
     t_load = time.perf_counter() - t0
-    report, residuals = leave_one_out_devices(devices, seed=seed, rows_per_device=rows_per_device, log=log)
+    solves: list[dict] = []
+    report, residuals = leave_one_out_devices(devices, seed=seed, rows_per_device=rows_per_device, log=log,
+                                              solves=solves)
     moe_folds(data_dir, {n: hw for n, (hw, _rows) in devices.items()}, report, seed=seed)
     info = {"seconds": round(time.perf_counter() - t0, 1), "load_seconds": round(t_load, 1),
+            "solves": [{"seed": seed, **s} for s in solves],
             "rows": {n: len(v[1]) for n, v in devices.items()}, "seed": seed,
             "max_rows_per_table": max_rows_per_table, "rows_per_device_fit": rows_per_device}
     return report, residuals, info
@@ -231,9 +237,22 @@ def leave_one_out_seeds(data_dir: Path, seeds: Sequence[int], *, rows_per_device
         reports.append(rep)
         residuals.append(res)
         infos.append(info)
-    info = {**infos[0], "seeds": list(seeds), "seconds": round(sum(i["seconds"] for i in infos), 1)}
+    info = {**infos[0], "seeds": list(seeds), "seconds": round(sum(i["seconds"] for i in infos), 1),
+            "solves": [s for i in infos for s in i["solves"]]}
     del info["seed"]
     return seed_summary(reports), residuals, info
+
+
+def solve_summary(solves: Sequence[dict]) -> str:
+    """One line on how the general model's final joint solves ended (leave_one_out's info['solves'])."""
+    if not solves:
+        return "no joint solves recorded"
+    at_cap = [f"{s['family']} ({s['held']}" + (f", seed {s['seed']})" if "seed" in s else ")")
+              for s in solves if s.get("at_cap")]
+    most = max(solves, key=lambda s: s.get("iterations", 0))
+    text = (f"{len(solves)} joint solves, most iterations {most.get('iterations')} (cap {most.get('max_iter')}), "
+            f"{len(at_cap)} stopped at the cap")
+    return text + (": " + ", ".join(at_cap) if at_cap else "")
 
 
 def seed_summary(reports: Sequence[dict]) -> dict:

@@ -57,7 +57,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lvlmsim.calibrate.fit import error_stats
+from lvlmsim.calibrate.fit import Convergence, error_stats
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.graph import elementwise, expert_gemm
 from lvlmsim.ops.op import GraphConfig
@@ -721,16 +721,22 @@ def _z(natural: Sequence[float]) -> np.ndarray:
     return np.concatenate([np.log(eff / (1.0 - eff)), np.log(np.array(natural[N_EFF:]))])
 
 
-def nelder_mead(f, x0: np.ndarray, step: float = 0.5, iters: int = 1500, tol: float = 1e-7) -> np.ndarray:
-    """Plain Nelder-Mead (reflection 1, expansion 2, contraction 0.5, shrink 0.5) for a handful of parameters."""
+def nelder_mead(f, x0: np.ndarray, step: float = 0.5, iters: int = 1500,
+                tol: float = 1e-7) -> tuple[np.ndarray, Convergence]:
+    """Plain Nelder-Mead (reflection 1, expansion 2, contraction 0.5, shrink 0.5) for a handful of parameters:
+    (the best vertex, how the search ended: it stops when the simplex's values span less than `tol`, or at `iters`
+    iterations, at_cap)."""
     n = len(x0)
     simplex = [x0] + [x0 + step * np.eye(n)[i] for i in range(n)]
     vals = [f(x) for x in simplex]
-    for _ in range(iters):
+    iterations, at_cap = 0, True  # at_cap until the stopping rule ends the loop
+    while iterations < iters:
+        iterations += 1
         order = np.argsort(vals)
         simplex = [simplex[i] for i in order]
         vals = [vals[i] for i in order]
         if abs(vals[-1] - vals[0]) < tol:
+            at_cap = False
             break
         centroid = np.mean(simplex[:-1], axis=0)
         refl = centroid + (centroid - simplex[-1])
@@ -749,7 +755,7 @@ def nelder_mead(f, x0: np.ndarray, step: float = 0.5, iters: int = 1500, tol: fl
             else:
                 simplex = [simplex[0] + 0.5 * (s - simplex[0]) for s in simplex]
                 vals = [f(s) for s in simplex]
-    return simplex[int(np.argmin(vals))]
+    return simplex[int(np.argmin(vals))], Convergence(iterations, at_cap)
 
 
 START = (*([0.4] * len(DTYPE_CLASSES)), 0.8, 2e-5)
@@ -796,9 +802,9 @@ def fit_moe(datasets: Sequence[tuple[MoEData, HardwareSpec]], triton_default: bo
         return float(np.mean([np.mean(np.abs(np.log(predict(p, d, hw, floor, smem) / d.measured_s)))
                               for d, hw in fitted]))
 
-    z = nelder_mead(loss, z_start[free], iters=3000)
+    z, _conv = nelder_mead(loss, z_start[free], iters=3000)
     for step in (0.3, 0.1):  # restarts: Nelder-Mead stalls on a collapsed simplex
-        z = nelder_mead(loss, z, step=step, iters=3000)
+        z, _conv = nelder_mead(loss, z, step=step, iters=3000)
     return full(z)
 
 

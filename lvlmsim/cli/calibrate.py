@@ -143,7 +143,7 @@ def validate_cmd(
 
 def _leave_one_out(data: Path, seed: int, as_json: bool) -> None:
     from lvlmsim.calibrate.bands import nested_coverage, pooled_coverage
-    from lvlmsim.calibrate.loo import leave_one_out
+    from lvlmsim.calibrate.loo import leave_one_out, solve_summary
 
     log = None if as_json else (lambda s: typer.echo(s, err=True))
     report, resid, info = leave_one_out(data, seed=seed, log=log)
@@ -152,7 +152,8 @@ def _leave_one_out(data: Path, seed: int, as_json: bool) -> None:
         return
     out = sys.stdout
     out.write(f"leave-one-device-out under {data}: {', '.join(f'{k} {v} rows' for k, v in info['rows'].items())} "
-              f"(seeded subsample of <= {info['max_rows_per_table']} rows per table), {info['seconds']} s\n")
+              f"(seeded subsample of <= {info['max_rows_per_table']} rows per table), {info['seconds']} s; "
+              f"{solve_summary(info['solves'])}\n")
     out.write(f"{'held-out device':<24}{'family':<24}{'n':>7}{'median %':>10}{'p90 %':>9}{'flat derate med %':>19}\n")
     for dev, fams in report.items():
         for fam, e in fams.items():
@@ -169,7 +170,7 @@ def _leave_one_out(data: Path, seed: int, as_json: bool) -> None:
 
 def _leave_one_out_seeds(data: Path, seeds: list[int], as_json: bool) -> None:
     from lvlmsim.calibrate.bands import nested_coverage, pooled_coverage
-    from lvlmsim.calibrate.loo import leave_one_out_seeds
+    from lvlmsim.calibrate.loo import leave_one_out_seeds, solve_summary
 
     log = None if as_json else (lambda s: typer.echo(s, err=True))
     report, resid, info = leave_one_out_seeds(data, seeds, log=log)
@@ -180,7 +181,7 @@ def _leave_one_out_seeds(data: Path, seeds: list[int], as_json: bool) -> None:
     seed_text = f"seeds {seeds[0]}-{seeds[-1]}"
     out.write(f"leave-one-device-out under {data}: {', '.join(f'{k} {v} rows' for k, v in info['rows'].items())} "
               f"(seeded subsample of <= {info['max_rows_per_table']} rows per table), {seed_text}, "
-              f"{info['seconds']} s\n")
+              f"{info['seconds']} s; {solve_summary(info['solves'])}\n")
     out.write(f"{'held-out device':<24}{'family':<24}{'n':>7}{'median % mean [min-max]':>25}"
               f"{'p90 % mean [min-max]':>23}{'flat derate med %':>19}\n")
     for dev, fams in report.items():
