@@ -162,3 +162,24 @@ def test_sidebar_request_becomes_the_planned_scenario_in_one_click():
     # the serving page picks the same scenario
     at.switch_page("views/serving.py").run()
     assert at.selectbox(key="sim.scenario").value == box.value
+
+
+def test_a_changed_sidebar_after_taking_its_request_is_said():
+    """The planner keeps the request taken when the button was pressed; once the sidebar differs the page says so,
+    naming both, and the notice goes away when the new request is taken."""
+    at = start()
+    at.sidebar.selectbox(key="sb.model").set_value("qwen2-vl-7b")
+    at.run()
+    at.button(key="plan.use-sidebar").click()
+    at.run()
+    assert not [i for i in at.info if "has changed since" in i.value]
+    at.sidebar.number_input(key="sb.width").set_value(1344)
+    at.run()
+    notes = [i.value for i in at.info if "has changed since" in i.value]
+    assert len(notes) == 1, [i.value for i in at.info]
+    assert notes[0] == ("This page uses the sidebar request: qwen2-vl-7b on h100-sxm tp1, 1 x 336x336, 64->128 tokens. "
+                        "The sidebar has changed since (now qwen2-vl-7b on h100-sxm tp1, 1 x 1344x336, 64->128 "
+                        "tokens); press *Use the sidebar's request* to use it.")
+    at.button(key="plan.use-sidebar").click()
+    at.run()
+    assert not [i for i in at.info if "has changed since" in i.value]

@@ -195,6 +195,20 @@ def use_sidebar_button(select_key: str, key: str) -> None:
                    "replace the selected scenario's workload; its arrivals, serving settings and SLOs stay.")
     if st.session_state.get("sidebar_request_error"):
         st.error(st.session_state["sidebar_request_error"])
+    stale = stale_sidebar_request(st.session_state.get(select_key), current_setup())
+    if stale:
+        st.info(stale)
+
+
+def stale_sidebar_request(selected_ref: str | None, setup: Setup) -> str | None:
+    """A notice when the page's scenario is an earlier sidebar request and the sidebar has changed since: the page
+    keeps planning the request taken then, which a person reading the sidebar would not expect."""
+    taken = uploaded("scenario").get(selected_ref or "")
+    now = sidebar_request_label(setup)
+    if not taken or not taken.startswith("sidebar request:") or taken == now:
+        return None
+    return (f"This page uses the {taken}. The sidebar has changed since (now {now.removeprefix('sidebar request: ')});"
+            f" press *Use the sidebar's request* to use it.")
 
 
 def uploaded(kind: str) -> dict[str, str]:
