@@ -83,3 +83,7 @@ def test_replaced_request_does_not_keep_the_base_description():
     assert sc.description == ("scenario 'llava-chat-h100' (its arrivals, serving policy and SLOs) with the request "
                               "changed: model=qwen2-vl-7b, images=2, prompt_tokens=132")
     assert with_request(base).description == base.description
+    # every changed field says what it became, the image sizes and techniques included
+    sc = with_request(base, image_size="1024x768:3,640x480:1", techniques=["fastv:layer=2,keep=0.5"])
+    assert sc.description.endswith("changed: image_size=1024x768:3,640x480, techniques=fastv:layer=2,keep=0.5")
+    assert with_request(base, techniques=[]).description.endswith("changed: techniques=none")

@@ -83,7 +83,8 @@ def with_request(
         changed.append(f"tp={tp}")
     if image_size is not None:
         wl["image_size"] = parse_image_sizes(image_size)
-        changed.append("image_size")
+        changed.append("image_size=" + ",".join(f"{s['width']}x{s['height']}" + (f":{s['weight']:g}" if s["weight"] != 1
+                                                                                  else "") for s in wl["image_size"]))
     for key, value in (("images", images), ("prompt_tokens", prompt_tokens), ("output_tokens", output_tokens)):
         if value is not None:
             wl[key] = _fixed(value)
@@ -93,7 +94,7 @@ def with_request(
         changed.append(f"video_s={video_s:g}")
     if techniques is not None:
         data["techniques"] = list(techniques)
-        changed.append("techniques")
+        changed.append(f"techniques={'; '.join(map(str, techniques)) or 'none'}")
     if scenario_id is not None:
         data["id"] = scenario_id
     elif changed:
