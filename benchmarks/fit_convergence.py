@@ -1,9 +1,9 @@
 """Do the fitters stop by their own rule or at their iteration cap? (issue 16 / 11 numerics, wave 8 round 2)
 
     python benchmarks/fit_convergence.py                      # validate --leave-one-out --seeds 4 + the shipped fit
-    python benchmarks/fit_convergence.py --max-iter 50        # the same with the general fit's final cap at 50
+    python benchmarks/fit_convergence.py --max-iter 50        # the same with the final solves' cap at 50
     python benchmarks/fit_convergence.py --json-out loo.json  # also write the held-out report (validate's --json)
-    python benchmarks/fit_convergence.py --profile            # the per-device H100 profile's solves (fit.py) only
+    python benchmarks/fit_convergence.py --profile            # the per-device profiles' solves (fit.py) only
 
 Counts, for every fold of `lvlmsim validate --leave-one-out --seeds 4` (each measured device held out at table seeds
 0-3, fit draw at the seed) and for the shipped four-device fit (calibration/profiles/general/gpu.json, seed 0), how
@@ -11,9 +11,11 @@ each family's final joint Levenberg-Marquardt solve (general._Joint.solve) ended
 stopped at the cap (general.FINAL_MAX_ITER) before its own stopping rule (no improving step, or a relative cost
 decrease below general.SOLVE_TOL). The MoE fit's Nelder-Mead searches inside the same folds (moe.fit_moe: three per
 fit, `iters` 3000, stopping when the simplex's values span < 1e-7) are counted alongside. `--profile` counts the
-per-device profile fitter's solves (fit.fit_form: grid screening at 60 iterations, refinement at 150) while
-rebuilding the shipped H100 profile (shipped.build_gpu_profile, nothing written). The MLA fit (mla.fit_mla) is an
-exhaustive grid: no iteration, no cap. Needs ../shared/data/measured (never copied into the project).
+per-device profile fitter's solves (fit.fit_form: grid screening at fit.GRID_MAX_ITER 60, final refinement at
+fit.FINAL_MAX_ITER, 150 before this check) while rebuilding the shipped H100 profile (shipped.build_gpu_profile) and
+cpu-generic's (from its stored CSV), nothing written; `--max-iter` sets both fitters' final cap. The MLA fit
+(mla.fit_mla) is an exhaustive grid: no iteration, no cap. Needs ../shared/data/measured (never copied into the
+project).
 
 Rule (committed before any figure with a changed cap):
 1. The general model is DEFINED as the minimiser of its objective (robust log residuals + intercept priors + ridge
@@ -130,15 +132,25 @@ def loo_and_shipped(measured: Path, json_out: Path | None) -> None:
 
 
 def profile_check(measured: Path) -> None:
+    """The per-device profiles' solves: H100's (shipped.build_gpu_profile) and cpu-generic's, refitted as
+    `lvlmsim calibrate` fits it (run.calibrate: 4 starts) from the rows of its stored CSV; nothing is written."""
+    from lvlmsim.calibrate.run import read_measurements_csv
     from lvlmsim.calibrate.shipped import build_gpu_profile
     from lvlmsim.specs.registry import load_hardware
 
-    lm: list[dict] = []
-    with recorded(fitmod, "levenberg_marquardt", lm, caps=lambda a, k: k.get("max_iter")):
-        build_gpu_profile(measured, load_hardware("h100-sxm"))
-    for cap in sorted({s["cap"] for s in lm}):
-        role = "grid screening" if cap == 60 else "final refinement"
-        print(counts(f"per-device H100 profile, {role} (cap {cap})", [s for s in lm if s["cap"] == cap]))
+    cpu_rows, _hold = read_measurements_csv(ROOT / "calibration" / "profiles" / "cpu-generic.csv")
+    fits = {"H100 (h100-sxm.json)": lambda: build_gpu_profile(measured, load_hardware("h100-sxm")),
+            "cpu-generic.json": lambda: fitmod.fit_profile(cpu_rows, load_hardware("cpu-generic"),
+                                                           name="cpu-generic", seed=0)}
+    for label, refit in fits.items():
+        lm: list[dict] = []
+        t0 = time.perf_counter()
+        with recorded(fitmod, "levenberg_marquardt", lm, caps=lambda a, k: k.get("max_iter")):
+            refit()
+        print(f"per-device profile {label}, refitted in {time.perf_counter() - t0:.0f} s:")
+        for cap in sorted({s["cap"] for s in lm}):
+            role = "grid screening" if cap == fitmod.GRID_MAX_ITER else "final refinement"
+            print("  " + counts(f"{role} (cap {cap})", [s for s in lm if s["cap"] == cap]))
 
 
 def main() -> int:
@@ -152,7 +164,7 @@ def main() -> int:
         print(err)
         return 2
     if opts["max_iter"] is not None:
-        general.FINAL_MAX_ITER = opts["max_iter"]
+        general.FINAL_MAX_ITER = fitmod.FINAL_MAX_ITER = opts["max_iter"]
     if opts["profile"]:
         profile_check(measured)
     else:

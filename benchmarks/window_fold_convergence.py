@@ -10,12 +10,13 @@ reference's 1980 MHz) and after (148 SMs, 2032 MHz), side by side.
 
 Printed: per datasheet the held-out full / windowed prefill median |error|, the final training cost and the held-out
 device's fitted parameters; then, with the after datasheet, the same fit with the joint Levenberg-Marquardt solve
-allowed more iterations than the shipped 50 (general.fit_general_family's max_iter) and the same fit started at the
+allowed more iterations than the 50 it had then (general.FINAL_MAX_ITER, 16000 since calibration/README's round 6:
+the rows without a max_iter now run to the solver's own stopping rule) and the same fit started at the
 before fit's parameters of the held-out device (`FamilySetup.start`): the same objective on the same rows, so a lower
 cost there says the shipped fit stopped short of the objective's minimum rather than the rows preferring another
 basin. `--draws` adds the held-out figures at fit draws 0-5 of table seeds 0-3 for both datasheets (how often the
 fold lands where it did). `--folds` adds, for every fold of `validate --leave-one-out --seeds 4` (each device held
-out at table seeds 0-3, fit draw at the seed), the final training cost and held-out medians at the shipped 50
+out at table seeds 0-3, fit draw at the seed), the final training cost and held-out medians at the then shipped 50
 iterations and at 400: which folds stop short of their minimum. Needs ../shared/data/measured (never copied into
 the project).
 """
@@ -39,7 +40,7 @@ from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
 
 KEY = "attn_prefill"
 TABLES = ("context_attention", "context_attention_sliding")
-ITERATIONS = (50, 100, 200, 400)  # 50 is the shipped cap
+ITERATIONS = (50, 100, 200, 400)  # 50 was the final solve's cap before the fit convergence fix (now 16000)
 FIT_DRAWS = 6
 SHOWN = ("ec_max", "b0", "pb", "cache_boost", "floor_s")
 

@@ -193,3 +193,19 @@ def test_b300_before_wave_8_has_the_old_features():
     shift = device_features(hw)["log_onchip"] - device_features(b300)["log_onchip"]
     assert shift == pytest.approx(math.log(160 / 148) - math.log(2032 / 1980), abs=1e-12)
     assert shift == pytest.approx(0.0520, abs=5e-5)
+
+
+def test_fit_convergence_reads_its_flags_and_refuses_others_by_name():
+    """benchmarks/fit_convergence.py: the shipped caps unless --max-iter, a report path, the per-device check; a cap
+    below 1, a non-number or an unknown flag is refused with the flag and the allowed values named."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fit_convergence.py"
+    spec = importlib.util.spec_from_file_location("fit_convergence", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.parse_args([]) == {"max_iter": None, "json_out": None, "profile": False}
+    assert mod.parse_args(["--max-iter", "50", "--json-out", "x.json", "--profile"]) == {
+        "max_iter": 50, "json_out": Path("x.json"), "profile": True}
+    with pytest.raises(ValueError, match=r"--max-iter: expected a whole number >= 1"):
+        mod.parse_args(["--max-iter", "0"])
+    with pytest.raises(ValueError, match=r"unknown or incomplete argument '--seeds'; allowed: --max-iter N"):
+        mod.parse_args(["--seeds", "4"])

@@ -243,6 +243,9 @@ def leave_one_out_seeds(data_dir: Path, seeds: Sequence[int], *, rows_per_device
     return seed_summary(reports), residuals, info
 
 
+SOLVES_LISTED = 4  # solve_summary names at most this many solves stopped at the cap
+
+
 def solve_summary(solves: Sequence[dict]) -> str:
     """One line on how the general model's final joint solves ended (leave_one_out's info['solves'])."""
     if not solves:
@@ -252,7 +255,9 @@ def solve_summary(solves: Sequence[dict]) -> str:
     most = max(solves, key=lambda s: s.get("iterations", 0))
     text = (f"{len(solves)} joint solves, most iterations {most.get('iterations')} (cap {most.get('max_iter')}), "
             f"{len(at_cap)} stopped at the cap")
-    return text + (": " + ", ".join(at_cap) if at_cap else "")
+    shown = ", ".join(at_cap[:SOLVES_LISTED]) + (f" and {len(at_cap) - SOLVES_LISTED} more"
+                                                 if len(at_cap) > SOLVES_LISTED else "")
+    return text + (": " + shown if at_cap else "")
 
 
 def seed_summary(reports: Sequence[dict]) -> dict:

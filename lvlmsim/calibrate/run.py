@@ -129,7 +129,7 @@ def calibrate(device: str = "cpu", out: str | Path = "profile.json", *, quick: b
                        "quick": quick},
     }
     profile, mask = fit_profile(rows, hw, name=name or hw.id, seed=seed, starts=2 if quick else 4,
-                                max_iter=80 if quick else 150, aliases={"conv": "gemm"}, meta=meta, log=log)
+                                max_iter=80 if quick else None, aliases={"conv": "gemm"}, meta=meta, log=log)
     dropped = drop_worse_than_default(profile, log)
     if dropped:
         profile.meta["dropped_families"] = dropped
