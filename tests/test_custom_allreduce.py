@@ -186,3 +186,39 @@ def test_bad_algorithm_table_names_the_field(tmp_path, monkeypatch):
             collectives.two_stage_from_bytes()
     finally:
         collectives.two_stage_from_bytes.cache_clear()
+
+
+def _tiny_h100_tables(root):
+    """A two-table aiconfigurator folder for h100_sxm: 2 NCCL all-reduce rows (plus an all-gather, skipped) and 5
+    custom all-reduce rows, of which 3 are CUDA-graph rows below the 8 MiB buffer (2/4/8 GPUs), 1 is eager and 1 is
+    at 8 MiB of bf16 (4M elements)."""
+    comm = root / "aiconfigurator" / "data" / "h100_sxm" / "comm"
+    (comm / "nccl" / "v").mkdir(parents=True)
+    (comm / "nccl" / "v" / "nccl_perf.csv").write_text(
+        "op_name,kernel_source,nccl_dtype,num_gpus,message_size,latency\n"
+        "all_reduce,NCCL,half,2,1024,0.010\nall_reduce,NCCL,half,8,1048576,0.050\n"
+        "all_gather,NCCL,half,2,1024,0.005\n")
+    (comm / "vllm" / "v").mkdir(parents=True)
+    (comm / "vllm" / "v" / "custom_allreduce_perf.csv").write_text(
+        "kernel_source,allreduce_dtype,num_gpus,message_size,latency,backend\n"
+        "vLLM_custom_graph,bfloat16,2,128,0.0043,vllm_graph\n"
+        "vLLM_custom_graph,bfloat16,4,4096,0.0050,vllm_graph\n"
+        "vLLM_custom_graph,bfloat16,8,65536,0.0090,vllm_graph\n"
+        "vLLM_custom_eager,bfloat16,2,128,0.0206,vllm_eager\n"
+        "vLLM_custom_graph,bfloat16,2,4194304,0.0500,vllm_graph\n")
+    return root
+
+
+def test_shipped_profile_rows_give_custom_allreduce_its_own_family(tmp_path):
+    """The per-device profile's rows (shipped.gpu_rows) settle custom all-reduce rows by vLLM's policy as validate and
+    the general model do: on H100 (NVSwitch) the 3 graph rows below the buffer are the custom kernel's and fit the
+    `allreduce/custom` family; the NCCL family keeps its own 2 rows (before the fix it had all 5)."""
+    from collections import Counter
+
+    from lvlmsim.calibrate.fit import group_key
+    from lvlmsim.calibrate.shipped import gpu_rows
+
+    res = gpu_rows(_tiny_h100_tables(tmp_path), "h100-sxm", with_vidur=False)
+    assert Counter(group_key(r) for r in res.rows) == {"allreduce": 2, "allreduce/custom": 3}
+    assert sorted(r.op.devices for r in res.rows if r.family == "custom_allreduce") == [2, 4, 8]
+    assert all(r.op.name.endswith(CUSTOM_AR_SUFFIX) for r in res.rows if r.family == "custom_allreduce")

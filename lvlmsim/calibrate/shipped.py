@@ -1,7 +1,8 @@
 """How the shipped GPU profile is built from public measured data (which is never copied into the project).
 
 calibration/profiles/h100-sxm.json = fit on a seeded random half of every H100 row of NVIDIA aiconfigurator's tables
-(GEMM bf16/fp8, context/generation/encoder attention, NCCL all-reduce) and, for elementwise ops, Vidur's H100 mlp.csv
+(GEMM bf16/fp8, context/generation/encoder attention, NCCL all-reduce, vLLM's custom all-reduce under CUDA graphs)
+and, for elementwise ops, Vidur's H100 mlp.csv
 (norms, activation, residual add, RoPE, embedding); the other half is held out and its median |error| is what the
 profile reports. `benchmarks/calibration_report.py --write-profile` re-creates it.
 """
@@ -45,10 +46,15 @@ def measured_dir(repo_root: str | Path | None = None) -> Path | None:
 
 
 def gpu_rows(measured: Path, hardware_id: str, with_vidur: bool = True) -> LoadResult:
-    """Every measured row of one GPU: aiconfigurator tables, plus Vidur's elementwise ops (its GEMMs are a check)."""
+    """Every measured row of one GPU: aiconfigurator tables, plus Vidur's elementwise ops (its GEMMs are a check).
+    Custom all-reduce rows are settled by vLLM's policy on the device (assign_allreduce_algorithm), as validate and
+    the general model do: unsettled, their op is priced as NCCL's and the fit puts them in the NCCL family."""
+    from lvlmsim.specs.registry import load_hardware
+
     aic, vid = GPU_DIRS[hardware_id]
     res = load_aiconfigurator(measured / "aiconfigurator" / "data" / aic)
     res.files = [f"aiconfigurator/data/{aic}/{f}" for f in res.files]
+    res.rows = assign_allreduce_algorithm(list(res.rows), load_hardware(hardware_id))
     if with_vidur and (measured / "vidur" / "data" / "profiling").is_dir():
         v = load_vidur_dir(measured / "vidur" / "data" / "profiling", vid)
         v.rows = [r for r in v.rows if r.family == "elementwise"]
@@ -76,6 +82,8 @@ def build_gpu_profile(measured: Path, hw: HardwareSpec, *, seed: int = 0, max_fi
                        "skipped",
         "attn_encoder": "aiconfigurator ViT encoder attention (FA3, head_dim 64/72/80, non-causal)",
         "allreduce": "aiconfigurator nccl-tests all_reduce (half and int8), 2/4/8 GPUs on NVSwitch",
+        "allreduce/custom": "aiconfigurator vLLM 0.24 custom all-reduce (bf16, CUDA-graph replay), 2/4/8 GPUs on "
+                            "NVSwitch, messages below the custom kernel's buffer",
         "elementwise": "Vidur mlp.csv norms/activation/add/RoPE/embedding, fp16, GPU kernel time from the torch "
                        "profiler (no launch overhead)",
     }
