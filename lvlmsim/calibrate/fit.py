@@ -164,8 +164,8 @@ def _residuals(form: Form, z: np.ndarray, hyper: dict, data: FamilyData, log_mea
 # The final (refinement) solves of fit_form run to the solver's own stopping rule; FINAL_MAX_ITER only bounds them.
 # It was 150, which 21 of the 44 refinement solves of the shipped H100 profile (18 of cpu-generic's 32) stopped at;
 # 16000 by the general model's rule (benchmarks/fit_convergence.py --profile: at 1000 13 and 9 reach it, at 4000 2
-# and 1, at 16000 none, the most 6747). The shipped h100-sxm.json was not refitted with it: it no longer reproduces
-# from its script at the old cap (calibration/README.md, "Round 6, fit convergence"). `calibrate --quick` keeps 80
+# and 1, at 16000 none, the most 6747). The shipped h100-sxm.json is refitted with it (calibration/README.md, "Round 6,
+# per-device profile"); cpu-generic.json is not (its CSV cannot be re-measured here). `calibrate --quick` keeps 80
 # (a speed mode). The grid's screening solves (GRID_MAX_ITER on the grid subsample) rank tile candidates: a
 # heuristic, capped.
 FINAL_MAX_ITER = 16000
