@@ -221,7 +221,8 @@ def test_plan_searches_tp_by_ep_for_a_moe_model():
           "slos": {"ttft_s": 2.0, "tpot_s": 0.1}}
     # probes must agree over two doublings from 8 turnovers of the batch slots (f03195d): room for n, 2n, 4n
     fast = SearchSettings(probe_duration_s=10.0, min_requests=60, max_requests=8192, tolerance=0.2)
-    res = plan(sc, target_rate=2.0, tp="2", ep="1,2", layouts="agg", settings=fast, verify=False)
+    res = plan(sc, target_rate=2.0, tp="2", ep="1,2", layouts="agg", settings=fast, verify=False,
+               executor="serial")
     names = set(res.candidates["candidate"])
     assert {"h100-sxm tp2 agg", "h100-sxm tp2 ep2 agg"} <= names
     assert set(res.candidates["ep"]) == {1, 2}
