@@ -7,13 +7,22 @@ sglang/bench_serving.py (sample_random_requests), worked out by hand; a result c
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from lvlmsim.bench.clients import length_bounds, parse_resolution, uniform_int_dist
-from lvlmsim.bench.run import BenchArgs, bench_scenario, compare, read_result, run_bench, summary_block
+from lvlmsim.bench.run import (
+    BenchArgs,
+    bench_scenario,
+    compare,
+    pick_result,
+    read_result,
+    run_bench,
+    summary_block,
+)
 from lvlmsim.cli import app
 from lvlmsim.engine.workload import sample
 from lvlmsim.errors import SpecError
@@ -139,6 +148,62 @@ def test_compare_reads_sglang_jsonl_and_maps_its_keys(tmp_path):
     rows = {r["metric"]: r for r in compare({"request_throughput": 3.0, "mean_e2el_ms": 90.0}, real)}
     assert rows["request_throughput"]["diff_pct"] == pytest.approx(50.0)
     assert rows["mean_e2el_ms"]["diff_pct"] == pytest.approx(-10.0)
+
+
+RESULTS = Path(__file__).parent / "fixtures" / "bench_results"
+# tests/fixtures/bench_results: files with the key names, nesting and layout the clients write (figures made up, so
+# each diff below is worked out by hand): vllm_save_result.json as `vllm bench serve --save-result` writes it
+# (vllm/benchmarks/serve.py; request_rate "inf", no E2EL keys by default), sglang_runs.jsonl as
+# `sglang.bench_serving --output-file` appends it (python/sglang/bench_serving.py; one line per run, request_rate
+# the bare literal Infinity, nested server_info): three runs of 12 prompts at max_concurrency 1 / 2 / 4 lasting
+# 24 / 12 / 8 s, i.e. 0.5 / 1.0 / 1.5 req/s, mean E2E 200 ms x the concurrency.
+SGLANG_RUN = ["bench", "--client", "sglang", "--num-prompts", "12", "--random-input-len", "64", "--random-output-len",
+              "8", "--random-range-ratio", "1"]
+
+
+def test_compare_picks_the_run_with_this_runs_settings_from_a_multi_run_jsonl():
+    """SGLang appends one line per run; the run compared is the one made with this run's settings, not the last."""
+    want = {"client": "sglang", "request_rate": float("inf"), "max_concurrency": 2, "num_prompts": 12,
+            "random_input_len": 64, "random_output_len": 8}
+    real, notes = pick_result(RESULTS / "sglang_runs.jsonl", want)
+    assert real["request_throughput"] == pytest.approx(12 / 12.0)
+    assert real["mean_e2el_ms"] == pytest.approx(400.0)  # SGLang's mean_e2e_latency_ms, mapped
+    assert notes == [f"compared with run 2 of 3 in {RESULTS / 'sglang_runs.jsonl'} (request_rate inf, "
+                     "max_concurrency 2, random_input_len 64, random_output_len 8)"]
+    res = runner.invoke(app, [*SGLANG_RUN, "--max-concurrency", "2", "--compare",
+                              str(RESULTS / "sglang_runs.jsonl"), "--json"])
+    assert res.exit_code == 0, res.output
+    rows = {r["metric"]: r for r in json.loads(res.output)["compare"]}
+    assert rows["request_throughput"]["real"] == pytest.approx(1.0)  # the last line's is 1.5
+    assert rows["total_token_throughput"]["real"] == pytest.approx(12 * 72 / 12.0)  # SGLang's total_throughput
+
+
+def test_compare_refuses_a_multi_run_file_without_this_run():
+    """A sweep file none of whose runs is this run is refused in one line that lists its runs, never compared with
+    whichever run came last."""
+    res = runner.invoke(app, [*SGLANG_RUN, "--max-concurrency", "8", "--compare", str(RESULTS / "sglang_runs.jsonl")])
+    assert res.exit_code == 2
+    line = res.output.strip().splitlines()[0]
+    assert "holds 3 runs and none was run with this run's settings (request_rate inf, max_concurrency 8" in line
+    assert "1: request_rate inf, max_concurrency 1," in line and "3: request_rate inf, max_concurrency 4," in line
+
+
+def test_compare_reads_vllms_saved_result_and_flags_what_differs():
+    """vLLM's saved result as written (no E2EL keys unless asked): the figures it has are compared, those it lacks
+    are left out; a run made with other settings, or by the other client, is compared with a note saying so."""
+    base = ["bench", "--num-prompts", "10", "--random-input-len", "64", "--random-output-len", "8", "--compare",
+            str(RESULTS / "vllm_save_result.json"), "--json"]
+    doc = json.loads(runner.invoke(app, [*base, "--max-concurrency", "2"]).output)
+    rows = {r["metric"]: r for r in doc["compare"]}
+    assert rows["total_input_tokens"]["real"] == 640 and rows["request_throughput"]["real"] == pytest.approx(2.5)
+    assert rows["mean_ttft_ms"]["diff_pct"] == pytest.approx((doc["mean_ttft_ms"] - 100.0) / 100.0 * 100.0)
+    assert "mean_e2el_ms" not in rows and doc["compare_notes"] == []
+    doc = json.loads(runner.invoke(app, [*base, "--max-concurrency", "4"]).output)
+    assert doc["compare_notes"] == [f"{RESULTS / 'vllm_save_result.json'} was run with other settings than this "
+                                    "run: max_concurrency 2 (this run 4)"]
+    text = runner.invoke(app, [*SGLANG_RUN[:2], "vllm", *SGLANG_RUN[3:-2], "--max-concurrency", "4", "--compare",
+                               str(RESULTS / "sglang_runs.jsonl")]).output
+    assert "is a sglang client's result and this run simulates --client vllm" in text
 
 
 @pytest.mark.parametrize(("flags", "message"), [

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lvlmsim.bench.clients import DEFAULTS, check_client, length_bounds, parse_resolution, uniform_int_dist
+from lvlmsim.bench.clients import CLIENTS, DEFAULTS, check_client, length_bounds, parse_resolution, uniform_int_dist
 from lvlmsim.bench.datasets import dataset_ids, load_dataset
 from lvlmsim.errors import SpecError
 
@@ -334,12 +334,40 @@ COMPARED = ("duration", "completed", "total_input_tokens", "total_output_tokens"
                                                             for s in ("mean", "median", "p99")))
 
 
-def read_result(path: str | Path) -> dict:
-    """A real client's result: vLLM's saved JSON, or SGLang's JSONL (its last line); SGLang key names mapped."""
+def read_result(path: str | Path, want: dict | None = None) -> dict:
+    """A real client's result: vLLM's saved JSON, or one run of SGLang's JSONL; SGLang key names mapped. `want`
+    (run_settings) picks the run of a file that holds several (pick_result); without it, the last one."""
+    return pick_result(path, want)[0]
+
+
+def pick_result(path: str | Path, want: dict | None = None) -> tuple[dict, list[str]]:
+    """The run of a result file to compare with, and notes on it. SGLang appends one line per run to its output
+    file (and vLLM with --append-result), so a file can hold a sweep: the run compared is the last one whose
+    recorded settings (request_rate, max_concurrency, num_prompts; SGLang's random lengths) are this run's, and a
+    file of several runs none of which is this one is refused. A single run is compared whatever its settings, with
+    a note naming each that differs, as is a result of the other client (their lengths and token counts differ)."""
     p = Path(path)
     if not p.is_file():
         raise SpecError(f"--compare: file not found: {p}")
-    doc = _result_doc(p)
+    runs = _result_docs(p)
+    notes: list[str] = []
+    index = len(runs) - 1
+    if want is not None:
+        misses = [_mismatches(doc, want) for doc in runs]
+        if len(runs) > 1:
+            index = _matching_run(p, runs, misses, want)
+            notes.append(f"compared with run {index + 1} of {len(runs)} in {p} ({_settings(runs[index])})")
+        elif misses[0]:
+            notes.append(f"{p} was run with other settings than this run: {'; '.join(misses[0])}")
+        other = _client_of(runs[index])
+        if other is not None and other != want.get("client"):
+            notes.append(f"{p} is a {other} client's result and this run simulates --client {want.get('client')}: "
+                         f"the clients draw lengths and count input tokens differently; rerun with --client {other}")
+    return _checked(p, runs[index]), notes
+
+
+def _checked(p: Path, doc: dict) -> dict:
+    """The run with SGLang's key names mapped to vLLM's; every compared figure a finite number >= 0 (or absent)."""
     out = dict(doc)
     for k, v in doc.items():
         if k in _SGLANG_KEYS and _SGLANG_KEYS[k] not in doc:
@@ -353,24 +381,97 @@ def read_result(path: str | Path) -> dict:
     return out
 
 
-def _result_doc(p: Path) -> dict | None:
-    """The JSON object of a vLLM result file, or the last line of an SGLang JSONL one."""
+def _result_docs(p: Path) -> list[dict]:
+    """Every run in a result file: vLLM's JSON object, or one JSON object per line (SGLang's JSONL, vLLM's
+    --append-result)."""
     try:
         text = p.read_text(encoding="utf-8").strip()
     except UnicodeDecodeError:
         raise SpecError(f"--compare: {p} is not text (not UTF-8); expected a vLLM result JSON or an SGLang JSONL "
                         "result") from None
     try:
-        doc = json.loads(text)
+        docs = [json.loads(text)]
     except json.JSONDecodeError:
-        lines = [ln for ln in text.splitlines() if ln.strip()]
-        try:
-            doc = json.loads(lines[-1]) if lines else None
-        except json.JSONDecodeError:
-            doc = None
-    if not isinstance(doc, dict):
+        docs = []
+        for ln in (ln for ln in text.splitlines() if ln.strip()):
+            try:
+                docs.append(json.loads(ln))
+            except json.JSONDecodeError:
+                docs.append(None)
+    if not docs or not all(isinstance(d, dict) for d in docs):
         raise SpecError(f"--compare: {p} is not a vLLM result JSON or an SGLang JSONL result")
-    return doc
+    return docs
+
+
+def run_settings(a: BenchArgs) -> dict:
+    """What a client's result file records of a run, as this run has it: the settings pick_result matches on."""
+    client = check_client(a.client)
+    d = DEFAULTS[client]
+    want = {"client": client, "request_rate": a.request_rate, "max_concurrency": a.max_concurrency,
+            "num_prompts": a.num_prompts if a.num_prompts is not None else d.num_prompts}
+    if a.dataset in SYNTHETIC:
+        want.update(random_input_len=_given(a.random_input_len, d.input_len),
+                    random_output_len=_given(a.random_output_len, d.output_len))
+    return want
+
+
+def _rate_of(value) -> float | None:
+    """A recorded request rate: a number, or "inf" (vLLM) / Infinity (SGLang); None when there is none to match
+    ("trace", absent)."""
+    if isinstance(value, str) and value.strip().lower() in ("inf", "infinity"):
+        return math.inf
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _mismatches(doc: dict, want: dict) -> list[str]:
+    """Each setting the file records that differs from this run's, as 'name file (this run x)'."""
+    out = []
+    rate = _rate_of(doc.get("request_rate"))
+    if rate is not None and not (rate == want["request_rate"] or math.isclose(rate, want["request_rate"])):
+        out.append(f"request_rate {rate:g} (this run {want['request_rate']:g})")
+    keys = ["max_concurrency", "num_prompts"]
+    if str(doc.get("dataset_name", "")).startswith(("random", "image")) and "random_input_len" in want:
+        keys += ["random_input_len", "random_output_len"]  # SGLang records them, for every dataset
+    for k in keys:
+        if k in doc and doc[k] != want.get(k):
+            out.append(f"{k} {doc[k]} (this run {want.get(k)})")
+    return out
+
+
+def _settings(doc: dict) -> str:
+    rate = _rate_of(doc.get("request_rate"))
+    parts = [f"request_rate {rate:g}" if rate is not None else None, f"max_concurrency {doc.get('max_concurrency')}"]
+    parts += [f"{k} {doc[k]}" for k in ("num_prompts", "random_input_len", "random_output_len") if k in doc]
+    return ", ".join(p for p in parts if p)
+
+
+def _matching_run(p: Path, runs: list[dict], misses: list[list[str]], want: dict) -> int:
+    """The index of the last run with this run's settings; none is a one-line error listing the file's runs."""
+    hits = [i for i, m in enumerate(misses) if not m]
+    if hits:
+        return hits[-1]
+    listed = "; ".join(f"{i + 1}: {_settings(d)}" for i, d in enumerate(runs[:8]))
+    more = f"; ... {len(runs) - 8} more" if len(runs) > 8 else ""
+    rate = want["request_rate"]
+    raise SpecError(f"--compare: {p} holds {len(runs)} runs and none was run with this run's settings (request_rate "
+                    f"{rate:g}, max_concurrency {want['max_concurrency']}, num_prompts {want['num_prompts']}); its "
+                    f"runs: {listed}{more}")
+
+
+# keys only one client writes (lvlmsim's own result names its client)
+_CLIENT_KEYS = {"sglang": ("mean_e2e_latency_ms", "total_output_tokens_retokenized", "total_throughput"),
+                "vllm": ("mean_e2el_ms", "tokenizer_id", "burstiness")}
+
+
+def _client_of(doc: dict) -> str | None:
+    if doc.get("client") in CLIENTS:
+        return doc["client"]
+    for client, keys in _CLIENT_KEYS.items():
+        if any(k in doc for k in keys):
+            return client
+    return None
 
 
 def compare(sim: dict, real: dict) -> list[dict]:
@@ -393,5 +494,5 @@ def compare_block(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["BenchArgs", "BenchResult", "bench_scenario", "client_result", "compare", "compare_block", "read_result",
-           "run_bench", "summary_block"]
+__all__ = ["BenchArgs", "BenchResult", "bench_scenario", "client_result", "compare", "compare_block", "pick_result",
+           "read_result", "run_bench", "run_settings", "summary_block"]

@@ -139,7 +139,15 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="print the client's result JSON (vLLM's keys)")] = False,
     ) -> None:
         """What `vllm bench serve` or `sglang.bench_serving` would print for this run, on hardware you do not have."""
-        from lvlmsim.bench.run import BenchArgs, compare, compare_block, read_result, run_bench, summary_block
+        from lvlmsim.bench.run import (
+            BenchArgs,
+            compare,
+            compare_block,
+            pick_result,
+            run_bench,
+            run_settings,
+            summary_block,
+        )
 
         knobs = {"max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens,
                  "gpu_memory_utilization": gpu_memory_utilization, "max_model_len": max_model_len,
@@ -159,7 +167,7 @@ def register(app: typer.Typer) -> None:
             serving={k: v for k, v in knobs.items() if v is not None},
         )
         _check_dataset_flags(args.dataset, {k: v for k, v in given.items() if v is not None})
-        real = read_result(compare_with) if compare_with else None
+        real, compare_notes = pick_result(compare_with, run_settings(args)) if compare_with else (None, [])
         if result_file:
             from lvlmsim.specs.outputs import check_out_file
 
@@ -170,13 +178,15 @@ def register(app: typer.Typer) -> None:
             _write_json(result_file, doc)
         rows = compare(res.result, real) if real is not None else None
         if as_json:
-            print_json({**doc, "compare": rows} if rows is not None else doc)
+            print_json({**doc, "compare": rows, "compare_notes": compare_notes} if rows is not None else doc)
             return
         out.print(summary_block(res.result), highlight=False, markup=False)
         for note in res.notes:
             out.print(f"note: {note}", highlight=False, markup=False)
         if rows is not None:
             out.print(f"\nlvlmsim vs {compare_with}:", highlight=False, markup=False)
+            for note in compare_notes:
+                out.print(f"note: {note}", highlight=False, markup=False)
             out.print(compare_block(rows), highlight=False, markup=False)
 
 
