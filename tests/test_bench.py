@@ -70,6 +70,21 @@ def test_uniform_integer_lengths_give_every_integer_the_same_chance():
     assert uniform_int_dist(7, 7) == {"kind": "fixed", "value": 7}
 
 
+def test_without_image_resolution_each_client_sends_its_own_default_images():
+    """SGLang's image dataset defaults to 1080p; vLLM's random-mm draws each image from its default buckets, 256x256
+    or 1280x720 at 0.5 each (sources in lvlmsim.bench.clients). Both used to get 720p. On Qwen2.5-VL (patch 14,
+    merge 2: 28 px per token, + vision start/end): 1920x1080 -> 1932x1092, 69 x 39 + 2 = 2693 tokens; 256x256 ->
+    252x252, 9 x 9 + 2 = 83; 1280x720 -> 1288x728, 46 x 26 + 2 = 1198."""
+    kw = {"model": "qwen2.5-vl-7b", "hardware": "h100-sxm", "dataset_name": "random-image", "max_concurrency": 4,
+          "random_input_len": 16, "random_output_len": 2}
+    sg = run_bench(BenchArgs(client="sglang", num_prompts=4, random_range_ratio=1.0, **kw))
+    assert sg.result["total_input_vision_tokens"] == 4 * 2693  # SGLang counts them as input
+    vl = run_bench(BenchArgs(client="vllm", num_prompts=40, **kw))
+    assert set(vl.simulation.requests.visual_tokens) == {83, 1198}
+    given = run_bench(BenchArgs(client="sglang", num_prompts=4, random_range_ratio=1.0, image_resolution="720p", **kw))
+    assert given.result["total_input_vision_tokens"] == 4 * 1198
+
+
 def test_resolution_presets_and_height_first_custom_sizes():
     assert parse_resolution("720p") == (1280, 720)
     assert parse_resolution("1440p") == (2560, 1440)

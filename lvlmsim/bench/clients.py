@@ -19,7 +19,10 @@ Image resolution (`--image-resolution`, SGLang's image dataset; for vLLM the sam
 with one bucket {(H, W, 1): 1.0} and `--random-mm-base-items-per-request` = `--image-count`): presets 360p
 (640x360), 720p (1280x720), 1080p (1920x1080), 4k (3840x2160), as SGLang's parse_image_resolution, plus 1440p
 (2560x1440, lvlmsim's addition); a custom size is HEIGHTxWIDTH, height first, as SGLang parses it and as vLLM's
-bucket keys order it.
+bucket keys order it. Without the flag each client sends its own default: SGLang 1080p (bench_serving.py,
+`--image-resolution` default "1080p"); vLLM's random-mm draws every image from its default buckets, 256x256 or
+1280x720 with probability 0.5 each (vllm/benchmarks/datasets.py, RandomMultiModalDataset.DEFAULT_MM_ITEM_BUCKET_CONFIG
+{(256, 256, 1): 0.5, (720, 1280, 1): 0.5, (720, 1280, 16): 0.0}, keys (height, width, frames)).
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ from lvlmsim.errors import SpecError
 CLIENTS = ("vllm", "sglang")
 RESOLUTIONS: dict[str, tuple[int, int]] = {  # name -> (width, height)
     "360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080), "1440p": (2560, 1440), "4k": (3840, 2160),
+}
+
+# (width, height, probability) of each image a client sends when --image-resolution is not given (module docstring)
+DEFAULT_IMAGES: dict[str, tuple[tuple[int, int, float], ...]] = {
+    "vllm": ((256, 256, 0.5), (1280, 720, 0.5)),
+    "sglang": ((1920, 1080, 1.0),),
 }
 
 
@@ -91,6 +100,14 @@ def uniform_int_dist(low: int, high: int) -> dict:
     return {"kind": "uniform", "low": low - 0.5, "high": high + 0.5, "min": low, "max": high}
 
 
+def image_sizes(client: str, resolution: str | None) -> list[dict]:
+    """The workload's image-size mix: the one size given, or the client's own default images (DEFAULT_IMAGES)."""
+    if resolution is not None:
+        w, h = parse_resolution(resolution)
+        return [{"width": w, "height": h}]
+    return [{"width": w, "height": h, "weight": p} for w, h, p in DEFAULT_IMAGES[check_client(client)]]
+
+
 def parse_resolution(text: str) -> tuple[int, int]:
     """(width, height) of a preset name or a HEIGHTxWIDTH size (height first, as both clients order it)."""
     key = str(text).strip().lower()
@@ -104,5 +121,5 @@ def parse_resolution(text: str) -> tuple[int, int]:
                     f"got '{text}'")
 
 
-__all__ = ["CLIENTS", "DEFAULTS", "RESOLUTIONS", "ClientDefaults", "check_client", "length_bounds",
-           "parse_resolution", "uniform_int_dist"]
+__all__ = ["CLIENTS", "DEFAULTS", "DEFAULT_IMAGES", "RESOLUTIONS", "ClientDefaults", "check_client", "image_sizes",
+           "length_bounds", "parse_resolution", "uniform_int_dist"]

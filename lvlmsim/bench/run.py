@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lvlmsim.bench.clients import CLIENTS, DEFAULTS, check_client, length_bounds, parse_resolution, uniform_int_dist
+from lvlmsim.bench.clients import CLIENTS, DEFAULTS, check_client, image_sizes, length_bounds, uniform_int_dist
 from lvlmsim.bench.datasets import dataset_ids, load_dataset
 from lvlmsim.errors import SpecError
 
@@ -65,7 +65,7 @@ class BenchArgs:
     random_range_ratio: float | None = None
     special_tokens: int = 0
     image_count: int = 1
-    image_resolution: str = "720p"
+    image_resolution: str | None = None  # None: the client's own default images (clients.DEFAULT_IMAGES)
     image_content: str = "random"  # sglang --image-content random | blank (vLLM's random-mm: random)
     image_format: str = "jpeg"  # sglang --image-format jpeg | png (vLLM's random-mm: JPEG)
     ignore_eos: bool = False
@@ -110,8 +110,7 @@ def _request_mix(a: BenchArgs, client: str) -> dict:
         if name == "random-image":
             if a.image_count < 0:
                 raise SpecError(f"--image-count: must be >= 0, got {a.image_count}")
-            w, h = parse_resolution(a.image_resolution)
-            mix.update(images=a.image_count, image_size=[{"width": w, "height": h}],
+            mix.update(images=a.image_count, image_size=image_sizes(client, a.image_resolution),
                        image_content=_image_content(a, client))
         return mix
     ds = load_dataset(name)

@@ -109,7 +109,8 @@ def register(app: typer.Typer) -> None:
             "--image-count", help="images per request (random-image) [default: 1]")] = None,
         image_resolution: Annotated[str | None, typer.Option(
             "--image-resolution", help="360p | 720p | 1080p | 1440p | 4k | HEIGHTxWIDTH (height first) "
-                                       "[default: 720p]")] = None,
+                                       "[default: the client's own: vllm 256x256 or 1280x720 at "
+                                       "random, sglang 1080p]")] = None,
         image_content: Annotated[str | None, typer.Option(
             "--image-content", help="sglang: random | blank pixels of the synthetic images (their decode time) "
                                     "[default: random]")] = None,
