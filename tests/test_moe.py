@@ -206,6 +206,29 @@ def test_engine_prices_expert_parallel_steps():
     assert ep2["tpot_s"]["mean"] != tp2["tpot_s"]["mean"]
 
 
+def test_reports_name_the_expert_parallel_degree_where_they_name_tp():
+    """`simulate qwen3vl-moe-h200` printed 'tp=8' and the planner 'agg tp8' for a tp 8 x ep 8 server: the run's meta,
+    the simulate header and the plan verdict now say ep 8; ep 1 adds nothing (dense runs print as before)."""
+    import io
+
+    import pandas as pd
+    from rich.console import Console
+
+    from lvlmsim.cli.simulate import print_summary
+    from lvlmsim.engine.api import simulate
+    from lvlmsim.planner.plan import _verdict
+
+    ep2, tp2 = simulate(_moe_scenario(2)), simulate(_moe_scenario(1))
+    assert ep2.meta["pools"][0]["ep"] == 2 and "ep" not in tp2.meta["pools"][0]
+    buf = io.StringIO()
+    print_summary(ep2, Console(file=buf, width=200))
+    assert "EPD: 1x h100-sxm tp=2 ep=2" in buf.getvalue()
+    rec = {"candidate": "h200-sxm tp8 ep8 agg", "gpus": 8, "replicas": 1, "layout": "agg", "tp": 8, "ep": 8,
+           "techniques": [], "cost_per_hour_usd": 32.0, "capacity_per_replica_rps": 5.0}
+    assert "(1 replica(s) of agg tp8 ep8) serve 2 req/s" in _verdict(rec, pd.DataFrame(), 2.0, {"ttft_p90": 2.0}, None)
+    assert "of agg tp8) serve" in _verdict({**rec, "ep": 1}, pd.DataFrame(), 2.0, {"ttft_p90": 2.0}, None)
+
+
 def test_engine_refuses_ep_on_a_dense_model():
     from lvlmsim.engine.api import simulate
 

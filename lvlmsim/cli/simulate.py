@@ -66,7 +66,8 @@ def print_summary(result, out) -> None:
 
     s = result.summary
     meta = result.meta
-    pools = ", ".join(f"{p['name']}: {p['instances']}x {p['hardware']} tp={p['tp']}" for p in meta["pools"])
+    pools = ", ".join(f"{p['name']}: {p['instances']}x {p['hardware']} tp={p['tp']}"
+                      + (f" ep={p['ep']}" if p.get("ep", 1) > 1 else "") for p in meta["pools"])
     t = Table(title=f"{meta['id']}: {meta['model']} on {pools} (seed {meta['seed']})")
     for col in ("latency", "mean", "p50", "p90", "p99"):
         t.add_column(col, justify="left" if col == "latency" else "right")

@@ -428,14 +428,20 @@ def _summary(run: _Run, df, end_s: float, sink: StreamSummary | None = None) -> 
     return summary
 
 
+def _pool_meta(p, run: _Run) -> dict:
+    """A pool as the run's meta shows it; `ep` only for a MoE pool split by expert parallelism (ep > 1)."""
+    out = {"name": p.name, "role": p.role, "hardware": p.hardware.id, "instances": len(p.instances), "tp": p.spec.tp}
+    if p.spec.ep > 1:
+        out["ep"] = p.spec.ep
+    return {**out, "kv_blocks": p.total_blocks, "profile": run.profiles[p.name], "memory": p.memory_verdict}
+
+
 def _meta(run: _Run) -> dict:
     sc, wl, link = run.sc, run.wl, run.link
     meta = {
         "id": sc.id, "model": run.model.id, "hardware": sc.hardware, "seed": sc.seed,
         "requests_planned": wl.planned, "arrival": sc.workload.arrival.model_dump(mode="json"),
-        "pools": [{"name": p.name, "role": p.role, "hardware": p.hardware.id, "instances": len(p.instances),
-                   "tp": p.spec.tp, "kv_blocks": p.total_blocks, "profile": run.profiles[p.name],
-                   "memory": p.memory_verdict} for p in run.pools],
+        "pools": [_pool_meta(p, run) for p in run.pools],
         "link": link.model_dump(mode="json") if link else None,
     }
     if wl.cap is not None:

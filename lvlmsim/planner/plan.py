@@ -840,7 +840,8 @@ def _verdict(rec: dict | None, df: pd.DataFrame, target: float, slo: dict, max_g
         cap = (f"; capacity {rec['capacity_per_replica_rps']:.4g} req/s per replica"
                + (f" (bracket {rec['capacity_per_replica_rps']:.4g}-{hi:.4g})" if hi else "")
                + (f", saturated throughput {rec['saturated_rps']:.4g}" if rec.get("saturated_rps") else ""))
-        return (f"{rec['gpus']} x {hw} ({rec['replicas']} replica(s) of {rec['layout']} tp{rec['tp']}{tech}) "
+        ep = f" ep{rec['ep']}" if (rec.get("ep") or 1) > 1 else ""
+        return (f"{rec['gpus']} x {hw} ({rec['replicas']} replica(s) of {rec['layout']} tp{rec['tp']}{ep}{tech}) "
                 f"serve {target:g} req/s with {slo_txt} for ${rec['cost_per_hour_usd']:.2f}/hour{cap}")
     counts = df.status.value_counts().to_dict()
     parts = [f"{n} {k.replace('_', ' ')}" for k, n in counts.items()]
