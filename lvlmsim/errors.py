@@ -41,13 +41,22 @@ def format_validation_error(exc, source: str | None = None) -> str:
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
-        msg = err.get("msg", "invalid value")
+        msg = err.get("msg", "invalid value").removeprefix("Value error, ")  # pydantic's prefix says nothing
         got = err.get("input")
         got_s = ""
-        if err.get("type") not in ("missing",) and not isinstance(got, dict | list):
+        if err.get("type") not in ("missing",) and not isinstance(got, dict | list) and not (
+                err.get("type") == "value_error" and _names(msg, got)):
             got_s = f" (got {got!r})"
         if err.get("type") == "number_not_bool":  # the message names the field inside the model already
             lines.append(f"{where}{loc + ': ' if err.get('loc') else ''}{msg}")
             continue
         lines.append(f"{where}{loc}: {msg}{got_s}")
     return "; ".join(lines)
+
+
+def _names(msg: str, got) -> bool:
+    """Whether a validator's own message already shows the value it was given."""
+    if isinstance(got, bool) or got is None:
+        return False
+    shown = {str(got), repr(got)} | ({f"{got:g}"} if isinstance(got, int | float) else set())
+    return any(text and text in msg for text in shown)

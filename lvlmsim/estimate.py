@@ -22,6 +22,7 @@ from lvlmsim.ops.tokenization import ImageTokenization, tokenize_image, tokenize
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.inputs import number
 from lvlmsim.specs.model import ModelSpec
+from lvlmsim.specs.workload import MAX_REQUEST_TOKENS, MAX_VIDEO_S
 
 MAX_DECODE_SAMPLES = 32  # decode steps priced exactly up to this many; beyond, a midpoint rule over contexts
 
@@ -475,7 +476,6 @@ def request_memory(pipe: Pipeline, hardware: HardwareSpec, stages: dict[str, Sta
 
 
 MAX_BATCH = 1 << 16  # sequences priced together; serving engines batch at most a few thousand (vLLM max_num_seqs)
-MAX_REQUEST_TOKENS = 10_000_000  # past the longest context any model has (10M); bounds what is allocated per request
 
 
 def _check_request_numbers(model: ModelSpec, hardware: HardwareSpec, *, images, prompt_tokens, output_tokens, batch,
@@ -489,7 +489,7 @@ def _check_request_numbers(model: ModelSpec, hardware: HardwareSpec, *, images, 
     number(batch, "batch", lo=1, hi=MAX_BATCH, integer=True)
     number(tp, "tp", lo=1, integer=True)
     number(ep, "ep", lo=1, integer=True)
-    number(video_s, "video_s", lo=0)
+    number(video_s, "video_s", lo=0, hi=MAX_VIDEO_S)
     number(moe_skew, "moe_skew (router power-law exponent)", lo=0, hi=4)
     if video_fps is not None:
         number(video_fps, "video_fps", lo=0, lo_open=True)

@@ -36,7 +36,7 @@ from lvlmsim.cost.profile import DEFAULT_PROFILE, DefaultProfile, Efficiency
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.op import ALLREDUCE, ATTN_DECODE, ATTN_ENCODER, ATTN_PREFILL, CONV, ELEMENTWISE, GEMM, KINDS, Op
 from lvlmsim.specs.hardware import HardwareSpec
-from lvlmsim.specs.inputs import number
+from lvlmsim.specs.inputs import number, read_text
 
 PROFILE_FORMAT = "lvlmsim-profile/1"
 EXP_RANGE = (0.05, 30.0)  # exponents of saturations: from nearly flat to nearly a step
@@ -1057,12 +1057,7 @@ class FittedProfile:
     @classmethod
     def load(cls, path: str | Path) -> FittedProfile:
         path = Path(path)
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise SpecError(f"profile: file not found: {path}") from None
-        except OSError as exc:
-            raise SpecError(f"profile: cannot read {path} ({exc.strerror})") from None
+        text = read_text(path, "profile")  # missing, a folder, too large, not UTF-8: one line each
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

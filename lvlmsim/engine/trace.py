@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lvlmsim.errors import SpecError
+from lvlmsim.specs.workload import MAX_ARRIVAL_S, MAX_REQUEST_TOKENS, MAX_VIDEO_S
 
 REQUIRED = ("arrival_s", "prompt_tokens", "output_tokens")
 OPTIONAL = ("images", "image_width", "image_height", "image_tokens", "session_id", "turn", "image_ids", "video_s",
@@ -46,7 +47,7 @@ def _rows(path: Path, strict: bool = True):
     """(line number, {column: raw value}) for each data row; header problems raise here. `strict`: refuse a column
     that is not a trace column (a replay); an empirical distribution reads one column of any table."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is not part of the header
     except OSError as exc:
         raise TraceError(f"{path}: cannot read trace ({exc.strerror or exc})") from exc
     except UnicodeDecodeError:
@@ -96,16 +97,24 @@ def _blank(v) -> bool:
     return v is None or (isinstance(v, str) and not v.strip())
 
 
-def _num(path: Path, line: int, col: str, v, *, integer: bool, minimum: float) -> float:
+def _num(path: Path, line: int, col: str, v, *, integer: bool, minimum: float, maximum: float = math.inf) -> float:
     try:
         x = float(v) if not isinstance(v, bool) else float("nan")
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer past a float
         x = float("nan")
-    ok = math.isfinite(x) and x >= minimum and (not integer or x == int(x))
+    ok = math.isfinite(x) and minimum <= x <= maximum and (not integer or x == int(x))
     if not ok:
-        what = "an integer" if integer else "a number"
-        raise TraceError(f"{path}:{line}: column '{col}': expected {what} >= {minimum:g}, got {v!r}")
+        what = "an integer" if integer else "a finite number"
+        rng = (f" in [{minimum:g}, {maximum:g}]" if math.isfinite(maximum) else
+               f" >= {minimum:g}" if math.isfinite(minimum) else "")
+        raise TraceError(f"{path}:{line}: column '{col}': expected {what}{rng}, got {v!r}")
     return int(x) if integer else x
+
+
+# Upper bounds of a row's numbers (a larger count overflowed numpy's int64 in a traceback; a later arrival time
+# left the simulated clock too coarse to time a decode step: float64 steps are 0.12 us at 1e9 s).
+_MAXIMA = {"prompt_tokens": MAX_REQUEST_TOKENS, "output_tokens": MAX_REQUEST_TOKENS, "images": MAX_REQUEST_TOKENS,
+           "image_tokens": MAX_REQUEST_TOKENS, "arrival_s": MAX_ARRIVAL_S, "video_s": MAX_VIDEO_S}
 
 
 def read_trace(path: Path | str) -> list[TraceRow]:
@@ -119,7 +128,8 @@ def read_trace(path: Path | str) -> list[TraceRow]:
 
         def num(col: str, *, integer: bool = True, minimum: float = 0.0, _raw=raw, _line=line):
             v = _raw.get(col)
-            return None if _blank(v) else _num(path, _line, col, v, integer=integer, minimum=minimum)
+            return None if _blank(v) else _num(path, _line, col, v, integer=integer, minimum=minimum,
+                                               maximum=_MAXIMA.get(col, math.inf))
 
         images = num("images") or 0
         w, h, tok = num("image_width", minimum=1), num("image_height", minimum=1), num("image_tokens")

@@ -26,6 +26,7 @@ from lvlmsim.errors import SpecError
 from lvlmsim.ops.tokenization import ImageTokenization, tokenize_image, tokenize_video
 from lvlmsim.specs.model import ModelSpec
 from lvlmsim.specs.workload import (
+    MAX_ARRIVAL_S,
     ConcurrencyArrival,
     ConstantArrival,
     EmpiricalDist,
@@ -383,6 +384,9 @@ def _trace_units(rows: list) -> list[list]:
 def _from_trace(spec: WorkloadSpec, tok: _Tokens, path: Path, time_scale: float) -> Iterator[Unit]:
     """The trace's requests by unit (see _trace_units), numbered in the order they are made."""
     rows = sorted(load_trace(path), key=lambda r: r.arrival_s)
+    if not rows[-1].arrival_s * time_scale <= MAX_ARRIVAL_S:
+        raise SpecError(f"workload.arrival.time_scale: {time_scale:g} puts the last arrival of {path} at "
+                        f"{rows[-1].arrival_s * time_scale:g} s; allowed: arrivals up to {MAX_ARRIVAL_S:g} s")
     if spec.requests is not None:
         rows = rows[: spec.requests]
     if spec.duration_s is not None:

@@ -37,6 +37,7 @@ from lvlmsim.specs.tokenization_policy import (
     SlicesPolicy,
     TilesPolicy,
 )
+from lvlmsim.specs.workload import MAX_VIDEO_S
 
 MAX_ASPECT_RATIO = 200  # Qwen smart_resize refuses images more elongated than this
 MLLAMA_PAD_MULTIPLE = 8  # MllamaVisionModel pads each tile's 1601 tokens to a multiple of 8 (1608) inside the ViT
@@ -527,7 +528,7 @@ def video_frame_count(
     k = temporal_patch_size
     raw = duration_s * fps
     if k <= 1:
-        return max(1, min(max_frames, max(min_frames, math.ceil(raw - 1e-9))))
+        return max(1, min(max_frames, max(min_frames, math.ceil(min(raw, max_frames) - 1e-9))))  # raw may be inf
     lo, hi = _ceil_by(min_frames, k), max(k, _floor_by(max_frames, k))
     return max(k, _floor_by(min(max(raw, lo), hi), k))
 
@@ -627,8 +628,8 @@ def tokenize_video(
     if vp is None:
         raise SpecError(f"video: model '{model.id}' has no video policy (it does not take video input)")
     if (isinstance(duration_s, bool) or not isinstance(duration_s, numbers.Real) or not math.isfinite(duration_s)
-            or duration_s <= 0):
-        raise SpecError(f"duration_s: must be a positive number of seconds, got {duration_s!r}")
+            or not 0 < duration_s <= MAX_VIDEO_S):
+        raise SpecError(f"duration_s: must be a number of seconds in (0, {MAX_VIDEO_S:g}], got {duration_s!r}")
     w, h = _check_size(vp.frame_width if width is None else width, vp.frame_height if height is None else height)
     fps_v = vp.fps if fps is None else fps
     if isinstance(fps_v, bool) or not isinstance(fps_v, numbers.Real) or not math.isfinite(fps_v) or fps_v <= 0:
@@ -640,14 +641,16 @@ def tokenize_video(
         if (isinstance(source_fps, bool) or not isinstance(source_fps, numbers.Real)
                 or not math.isfinite(source_fps) or source_fps <= 0):
             raise SpecError(f"video_fps: must be a positive number of frames per second, got {source_fps!r}")
-        cap = max(1, min(int(cap), math.floor(float(duration_s) * float(source_fps) + 1e-9)))
+        # min() before floor(): duration x fps overflows to inf for a huge clip or frame rate
+        cap = max(1, math.floor(min(float(cap), float(duration_s) * float(source_fps)) + 1e-9))
     k = vp.temporal_patch_size
     desc = f"video {duration_s:g} s at {fps_v:g} fps"
     if vp.sampling == "qwen3_vl":
         if not isinstance(model.tokenization, DynamicResolutionPolicy):
             raise SpecError(f"video.sampling: qwen3_vl needs a dynamic-resolution policy, got "
                             f"'{model.tokenization.kind}'")
-        n = min(max(int(float(duration_s) * float(fps_v) + 1e-9), vp.min_frames), vp.max_frames, int(cap))
+        n = min(max(int(min(float(duration_s) * float(fps_v), vp.max_frames) + 1e-9), vp.min_frames), vp.max_frames,
+                int(cap))
         return _video_qwen3(model, w, h, n, float(duration_s), desc)
     if vp.sampling == "segments":  # InternVL load_video(num_segments): a fixed count, one frame per segment
         n = int(cap)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from lvlmsim.errors import InfeasibleError
 from lvlmsim.specs.base import DTYPES, Dtype, StrictModel
@@ -96,6 +97,23 @@ class HardwareSpec(StrictModel):
         if not v:
             raise ValueError(f"needs at least one dtype among {', '.join(DTYPES)}")
         return v
+
+    @model_validator(mode="after")
+    def _si_values_finite(self):
+        """Each datasheet number in SI units (bytes, FLOP/s, W) stays a finite float: 1e308 GiB was accepted and
+        came out of the memory report as NaN; and a device idles below its board power."""
+        scaled = [("mem_capacity_gib", self.mem_capacity_gib, 2**30), ("mem_bw_gbps", self.mem_bw_gbps, 1e9),
+                  ("intra_node_link.bw_gbps", self.intra_node_link.bw_gbps, 1e9),
+                  ("inter_node_bw_gbps", self.inter_node_bw_gbps, 1e9),
+                  ("sfu_exp2_tera_per_s", self.sfu_exp2_tera_per_s, 1e12), ("host_link_gbps", self.host_link_gbps, 1e9)]
+        scaled += [(f"peak_tflops.{k}", v, 1e12) for k, v in self.peak_tflops.items()]
+        for name, value, unit in scaled:
+            if value is not None and not math.isfinite(value * unit):
+                raise ValueError(f"{name}: {value:g} is out of range (overflows in SI units); give the datasheet value")
+        if self.tdp_w is not None and self.idle_power_w is not None and self.idle_power_w > self.tdp_w:
+            raise ValueError(f"idle_power_w: {self.idle_power_w:g} W exceeds tdp_w {self.tdp_w:g} W; allowed: "
+                             f"0..{self.tdp_w:g}")
+        return self
 
     @property
     def mem_capacity_bytes(self) -> float:

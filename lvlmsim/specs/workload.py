@@ -12,6 +12,7 @@ import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     Field,
     NonNegativeFloat,
@@ -116,9 +117,22 @@ def fixed(value: float) -> FixedDist:
 # arrivals
 
 
+# A finite rate above this spaces arrivals under a nanosecond apart: give .inf (all at t = 0) instead. Past it the
+# arrival window underflows and the offered rate the saturation verdict divides by came out as inf.
+MAX_RATE_RPS = 1e9
+
+
+def _finite_rate_in_range(v: float) -> float:
+    if math.isfinite(v) and v > MAX_RATE_RPS:
+        raise ValueError(f"a finite rate must be at most {MAX_RATE_RPS:g} arrivals/s (under a nanosecond apart), "
+                         f"got {v:g}; give .inf for every arrival at t = 0")
+    return v
+
+
 # Requests (sessions) per second; infinity, and only infinity among the non-finite values, means every arrival at
 # t = 0: an unbounded offered rate, which the saturation verdict calls backlogged by definition.
-RateRps = Annotated[float, Field(gt=0, allow_inf_nan=True, description="arrivals/s; .inf: all at t = 0")]
+RateRps = Annotated[float, Field(gt=0, allow_inf_nan=True, description="arrivals/s; .inf: all at t = 0"),
+                    AfterValidator(_finite_rate_in_range)]
 
 
 class PoissonArrival(StrictModel):
@@ -278,6 +292,29 @@ class TextPrefixSpec(StrictModel):
 
 
 MAX_REQUESTS = 10**9  # a count checked before anything is generated: 10^9 requests is days of simulation already
+MAX_REQUEST_TOKENS = 10_000_000  # past the longest context any model has (10M); bounds what is allocated per request
+# Latest arrival time, s (32 years): float64 spaces times 0.12 us apart there, still far below a decode step.
+MAX_ARRIVAL_S = 1e9
+# Seconds of one video clip (116 days): every model's sampling caps the frames long before this; the bound keeps
+# duration x fps and Qwen3-VL's timestamp text finite.
+MAX_VIDEO_S = 1e7
+
+# Per-request counts a distribution may describe, each at most MAX_REQUEST_TOKENS (an image is at least one token):
+# a larger value overflowed the int64 the engine rounds samples to (a negative output throughput was printed).
+_COUNT_FIELDS = (("prompt_tokens", "tokens"), ("output_tokens", "tokens"), ("images", "images"))
+_DIST_NUMBERS = ("value", "low", "high", "mean", "std", "min", "max")
+
+
+def dist_out_of_range(dist: Any, hi: float) -> str | None:
+    """The first parameter of `dist` whose magnitude exceeds `hi` ('mean 1e+20'), or None."""
+    for name in _DIST_NUMBERS:
+        v = getattr(dist, name, None)
+        if v is not None and abs(v) > hi:
+            return f"{name} {v:g}"
+    for v in getattr(dist, "values", None) or ():
+        if abs(v) > hi:
+            return f"values item {v:g}"
+    return None
 
 
 class WorkloadSpec(StrictModel):
@@ -332,6 +369,22 @@ class WorkloadSpec(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _counts_in_range(self):
+        for name, unit in _COUNT_FIELDS:
+            dist = getattr(self, name)
+            if isinstance(dist, FixedDist) and dist.value < 0:  # sampled counts are clipped; a fixed one is a typo
+                raise ValueError(f"{name}: a fixed count must be >= 0 {unit}, got {dist.value:g}")
+            bad = dist_out_of_range(dist, MAX_REQUEST_TOKENS)
+            if bad:
+                raise ValueError(f"{name}: {bad} is out of range; allowed: at most {MAX_REQUEST_TOKENS:g} {unit} per "
+                                 "request (past the longest context of any model)")
+        if self.video is not None:
+            bad = dist_out_of_range(self.video.duration_s, MAX_VIDEO_S)
+            if bad:
+                raise ValueError(f"video.duration_s: {bad} is out of range; allowed: at most {MAX_VIDEO_S:g} s")
+        return self
+
+    @model_validator(mode="after")
     def _closed_loop(self):
         closed = isinstance(self.arrival, ConcurrencyArrival) or self.max_concurrency is not None
         if closed and self.session is not None:
@@ -367,6 +420,7 @@ class WorkloadSpec(StrictModel):
 
 
 __all__ = [
+    "MAX_ARRIVAL_S", "MAX_RATE_RPS", "MAX_REQUEST_TOKENS", "MAX_VIDEO_S",
     "Arrival", "CachedPrompts", "ConcurrencyArrival", "ConstantArrival", "Dist", "EmpiricalDist", "FixedDist",
     "GammaArrival", "ImageSizeChoice", "LogNormalDist", "NormalDist", "PoissonArrival", "RequestClass", "SessionSpec",
     "TextPrefixSpec", "TraceArrival", "UniformDist", "VideoSpec", "WorkloadSpec", "fixed",

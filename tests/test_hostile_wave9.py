@@ -1,0 +1,145 @@
+"""Hostile inputs found by the wave-9 fuzz of every subcommand (huge, non-finite, empty and malformed values in flags,
+YAML, traces, profiles). Each case was a traceback, a silent simulation with impossible numbers, or an unclear error
+before; now it is one line on stderr, exit 2, naming the field and what is allowed.
+
+Runs are tiny (5 requests) and most cases are refused before anything is simulated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from lvlmsim.cli import app
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+HUGE = "99999999999999999999"  # 1e20: past int64 once a sample is rounded
+
+
+def refused(args: list[str], fragment: str) -> None:
+    """`lvlmsim ARGS` exits 2 with one stderr line containing `fragment`, and no traceback."""
+    res = runner.invoke(app, args)
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert fragment in lines[0], lines[0]
+
+
+SIM = ["simulate", "-n", "5"]
+BENCH = ["bench", "--num-prompts", "5"]
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    # rounded to int64 they wrapped negative: "-18497195308784001024 output tok/s", or a numpy traceback
+    ([*SIM, "--output-tokens", HUGE], "output_tokens: value 1e+20 is out of range; allowed: at most 1e+07 tokens"),
+    ([*SIM, "--prompt-tokens", HUGE], "prompt_tokens: value 1e+20 is out of range; allowed: at most 1e+07 tokens"),
+    ([*SIM, "--images", HUGE], "images: value 1e+20 is out of range; allowed: at most 1e+07 images"),
+    ([*BENCH, "--random-output-len", HUGE], "output_tokens: value 1e+20 is out of range"),
+    ([*BENCH, "--dataset-name", "random-image", "--image-count", HUGE], "images: value 1e+20 is out of range"),
+    # a finite rate this high put every arrival within 1e-300 s: "completed 0/s of inf/s offered"
+    ([*SIM, "--rate", "1e308"], "rate_rps: a finite rate must be at most 1e+09 arrivals/s (under a nanosecond "
+                                "apart), got 1e+308; give .inf for every arrival at t = 0"),
+    ([*BENCH, "--request-rate", "1e308"], "a finite rate must be at most 1e+09 arrivals/s"),
+    # duration x fps overflowed: OverflowError tracebacks in the frame count and Qwen3-VL's timestamps
+    (["estimate", "--model", "qwen3-vl-8b", "--video-s", "1e308"], "video_s: expected a finite number in [0, 1e+07]"),
+    ([*SIM, "--model", "qwen3-vl-8b", "--video-s", "1e308"], "video.duration_s: value 1e+308 is out of range; "
+                                                             "allowed: at most 1e+07 s"),
+])
+def test_numbers_past_what_a_request_can_hold(args, fragment):
+    refused(args, fragment)
+
+
+@pytest.mark.parametrize("model", ["qwen2.5-vl-7b", "qwen3-vl-8b", "internvl3.5-8b"])
+def test_a_huge_source_frame_rate_is_capped_by_the_model_not_an_overflow(model):
+    """--video-fps is the clip's own rate: a huge one leaves the model's sampling cap in charge (it overflowed)."""
+    from lvlmsim.ops.tokenization import tokenize_video
+    from lvlmsim.specs.registry import load_model
+
+    m = load_model(model)
+    huge = tokenize_video(m, 5.0, source_fps=1e308)
+    assert huge.llm_tokens == tokenize_video(m, 5.0).llm_tokens  # 5 s at the policy's fps: the policy decides
+
+
+def test_a_fixed_negative_count_is_refused(tmp_path):
+    """A fixed `images: -1` was clipped to 0 and simulated as text-only."""
+    doc = yaml.safe_load((REPO / "workloads/scenarios/llava-chat-h100.yaml").read_text())
+    doc["workload"]["images"] = -1
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    refused([*SIM, str(p)], "workload: images: a fixed count must be >= 0 images, got -1")
+
+
+@pytest.mark.parametrize(("field", "value", "fragment"), [
+    # 1e308 GiB became inf bytes and the memory report NaN: ValueError traceback
+    ("mem_capacity_gib", 1e308, "mem_capacity_gib: 1e+308 is out of range (overflows in SI units)"),
+    ("mem_bw_gbps", 1e308, "mem_bw_gbps: 1e+308 is out of range"),
+    ("idle_power_w", 5000.0, "idle_power_w: 5000 W exceeds tdp_w 700 W; allowed: 0..700"),
+])
+def test_hardware_numbers_that_overflow_or_contradict(tmp_path, field, value, fragment):
+    doc = yaml.safe_load((REPO / "hardware_specs/h100-sxm.yaml").read_text())
+    doc[field] = value
+    p = tmp_path / "hw.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    refused(["estimate", "--hardware", str(p)], fragment)
+
+
+def test_a_profile_that_is_not_text_is_refused(tmp_path):
+    """A binary --profile file was a UnicodeDecodeError traceback."""
+    p = tmp_path / "p.json"
+    p.write_bytes(bytes(range(256)))
+    refused(["estimate", "--profile", str(p)], "not UTF-8 text (byte 0x80 at offset 128)")
+
+
+def _trace_scenario(tmp_path: Path, body: str, time_scale: float = 1.0) -> str:
+    (tmp_path / "t.csv").write_text(body, encoding="utf-8")
+    sc = tmp_path / "sc.yaml"
+    sc.write_text("id: tr\nmodel: llava-1.5-7b\nhardware: h100-sxm\nworkload:\n"
+                  f"  arrival: {{kind: trace, path: t.csv, time_scale: {time_scale}}}\n")
+    return str(sc)
+
+
+HEAD = "arrival_s,prompt_tokens,output_tokens"
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    # OverflowError tracebacks (int64) and a MemoryError for image_tokens
+    (f"{HEAD}\n0.1,{HUGE},10\n", "column 'prompt_tokens': expected an integer in [0, 1e+07], got '" + HUGE),
+    (f"{HEAD}\n0.1,10,{HUGE}\n", "column 'output_tokens': expected an integer in [1, 1e+07]"),
+    (f"{HEAD},image_tokens\n0.1,10,10,{HUGE}\n", "column 'image_tokens': expected an integer in [0, 1e+07]"),
+    (f"{HEAD},images,image_width,image_height\n0.1,10,10,{HUGE},336,336\n", "column 'images': expected an integer "
+                                                                            "in [0, 1e+07]"),
+    # an arrival at 1e308 s printed inf latencies and throughput
+    (f"{HEAD}\n1e308,10,10\n", "column 'arrival_s': expected a finite number in [0, 1e+09], got '1e308'"),
+])
+def test_trace_numbers_out_of_range(tmp_path, body, fragment):
+    refused([*SIM, _trace_scenario(tmp_path, body)], fragment)
+
+
+def test_trace_time_scale_that_overflows_the_clock(tmp_path):
+    refused([*SIM, _trace_scenario(tmp_path, f"{HEAD}\n1,10,10\n2,10,10\n", time_scale=1e308)],
+            "workload.arrival.time_scale: 1e+308 puts the last arrival of")
+
+
+def test_a_trace_saved_with_a_byte_order_mark_replays(tmp_path):
+    """Spreadsheets write a BOM: 'missing column(s) arrival_s' while the header plainly had it."""
+    res = runner.invoke(app, [*SIM, _trace_scenario(tmp_path, f"\ufeff{HEAD}\n0.1,10,10\n0.5,12,8\n")])
+    assert res.exit_code == 0, res.output
+    assert "completed 2" in res.stdout
+
+
+def test_validation_messages_drop_pydantic_prefix_and_repeated_value():
+    """'Value error, ' says nothing, and a validator that shows the value needs no '(got ...)' after it."""
+    from pydantic import ValidationError
+
+    from lvlmsim.errors import format_validation_error
+    from lvlmsim.specs.workload import WorkloadSpec
+
+    with pytest.raises(ValidationError) as info:
+        WorkloadSpec.model_validate({"arrival": {"kind": "poisson", "rate_rps": 1e12}})
+    msg = format_validation_error(info.value)
+    assert "Value error" not in msg and msg.count("1e+12") == 1, msg
