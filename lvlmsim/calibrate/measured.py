@@ -288,8 +288,18 @@ def load_encoder_attention(path: Path, rel: str) -> LoadResult:
 _NCCL_BYTES = {"half": 2, "fp16": 2, "bfloat16": 2, "bf16": 2, "float16": 2, "int8": 1, "float32": 4, "fp32": 4}
 
 
+# NCCL ops of the tables that are not fitted or validated here, and why (the skip reason validate prints)
+_NCCL_UNPRICED = {
+    "alltoall": "the graph's all-to-all (expert-parallel dispatch / combine) is priced by the flat roofline derate, "
+                "not fitted or validated",
+    "all_gather": "the graph's all-gather (expert-parallel, priced as an all-to-all) is priced by the flat roofline "
+                  "derate, not fitted or validated",
+}
+
+
 def load_nccl(path: Path, rel: str) -> LoadResult:
-    """All-reduce rows only: the cost model has no all-gather/all-to-all/reduce-scatter op."""
+    """All-reduce rows only: the graph's all-to-all and all-gather (expert parallelism) keep the flat roofline derate,
+    and it has no reduce-scatter op."""
     df = _read_csv(path)
     _need(df, path, ("num_gpus", "message_size", "latency"))
     out = LoadResult(files=[rel])
@@ -298,7 +308,7 @@ def load_nccl(path: Path, rel: str) -> LoadResult:
     dts = df["nccl_dtype"] if "nccl_dtype" in df.columns else ["half"] * n
     for name, dt, g, size, lat in zip(names, dts, df["num_gpus"], df["message_size"], df["latency"], strict=True):
         if str(name) != "all_reduce":
-            out.skipped[f"nccl: {name} (no such op in the cost model)"] += 1
+            out.skipped[f"nccl: {name} ({_NCCL_UNPRICED.get(str(name), 'no such op in the cost model')})"] += 1
             continue
         if str(dt) not in _NCCL_BYTES or not lat > 0:
             out.skipped[f"nccl: dtype {dt} or bad latency"] += 1
