@@ -143,3 +143,47 @@ def test_validation_messages_drop_pydantic_prefix_and_repeated_value():
         WorkloadSpec.model_validate({"arrival": {"kind": "poisson", "rate_rps": 1e12}})
     msg = format_validation_error(info.value)
     assert "Value error" not in msg and msg.count("1e+12") == 1, msg
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    # Typer printed these as a usage line, a hint and a framed box over several lines
+    (["app", "--print-command", "--port", "abc"], "Invalid value for '--port': Input should be a valid integer"),
+    ([*SIM, "--prompt-tokens", "nan"], "Invalid value for '--prompt-tokens'"),
+    (["estimate", "--bogus", "1"], "No such option: --bogus"),
+    (["plan"], "Missing option '--target-rate' / '--rate'."),
+    (["bogus"], "No such command 'bogus'."),
+])
+def test_click_usage_errors_are_one_line(args, fragment):
+    refused(args, fragment)
+
+
+def test_help_and_version_still_exit_0():
+    assert runner.invoke(app, ["estimate", "--help"]).exit_code == 0
+    assert runner.invoke(app, ["--version"]).exit_code == 0
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    # an empty value read as 'not given': the client's runtime, no comparison, no result file, the default table
+    ([*BENCH, "--runtime", ""], "serving.runtime: Input should be 'vllm', 'sglang', 'trtllm' or 'eager' (got '')"),
+    ([*BENCH, "--compare", ""], "--compare: empty path; give a vLLM result JSON or an SGLang JSONL file"),
+    ([*BENCH, "--compare", str(REPO)], "is a directory; give a vLLM result JSON or an SGLang JSONL file"),
+    ([*BENCH, "--result-file", ""], "--result-file: empty path; give a file ending in .json"),
+    (["sweep", str(REPO / "workloads/sweeps/llava-tp-hardware.yaml"), "--out", ""], "--out: empty path; give a "
+                                                                                     "results table ending in "
+                                                                                     ".parquet or .csv"),
+    # an empty list fell back to the scenario's hardware / every layout
+    (["plan", "--rate", "1", "--hardware", ","], "hardware: empty list ','; give hardware ids such as h100-sxm,l40s"),
+    (["plan", "--rate", "1", "--layouts", ""], "layouts: empty list ''; give agg, E+PD:1:2"),
+    # Streamlit was started with any text and failed to bind
+    (["app", "--print-command", "--address", ""], "--address: expected an IP address (127.0.0.1, 0.0.0.0, ::1) or "
+                                                  "a host name, got ''"),
+    (["app", "--print-command", "--address", "/tmp"], "--address: expected an IP address"),
+])
+def test_empty_values_are_refused_not_taken_for_absent(args, fragment):
+    refused(args, fragment)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "0.0.0.0", "::1", "localhost", "node-3.cluster.local"])
+def test_real_addresses_pass(address):
+    res = runner.invoke(app, ["app", "--print-command", "--address", address])
+    assert res.exit_code == 0 and f"--server.address {address}" in res.stdout, res.output

@@ -165,7 +165,7 @@ def bench_scenario(a: BenchArgs) -> dict:
         raise SpecError(f"--num-prompts: must be >= 1, got {n}")
     if a.max_concurrency is not None and a.max_concurrency < 1:
         raise SpecError(f"--max-concurrency: must be >= 1 or inf, got {a.max_concurrency}")
-    serving = {"tp": a.tp, "runtime": a.runtime or client, **a.serving}
+    serving = {"tp": a.tp, "runtime": client if a.runtime is None else a.runtime, **a.serving}  # '' is refused
     serving = {**_server_defaults(serving, a.hardware), **serving}
     if a.ep is not None:  # serving.ep: the server's --enable-expert-parallel degree (a MoE model; divides tp)
         serving["ep"] = a.ep
@@ -235,8 +235,9 @@ def client_result(res, a: BenchArgs) -> dict:
     total_in = text_in + (vision_in if client == "sglang" else 0)
     total_out = int(done.output_tokens.sum())
     n = int(res.meta.get("requests_planned", len(df)))
+    backend = client if a.runtime is None else a.runtime
     out = {
-        "date": datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"), "backend": a.runtime or client, "client": client,
+        "date": datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"), "backend": backend, "client": client,
         "model_id": a.model, "tokenizer_id": a.model, "hardware": a.hardware, "num_prompts": n,
         "request_rate": a.request_rate if math.isfinite(a.request_rate) else "inf", "burstiness": a.burstiness,
         "max_concurrency": a.max_concurrency, "duration": duration, "completed": len(done),
@@ -345,7 +346,11 @@ def pick_result(path: str | Path, want: dict | None = None) -> tuple[dict, list[
     recorded settings (request_rate, max_concurrency, num_prompts; SGLang's random lengths) are this run's, and a
     file of several runs none of which is this one is refused. A single run is compared whatever its settings, with
     a note naming each that differs, as is a result of the other client (their lengths and token counts differ)."""
+    if not str(path).strip():
+        raise SpecError("--compare: empty path; give a vLLM result JSON or an SGLang JSONL file")
     p = Path(path)
+    if p.is_dir():
+        raise SpecError(f"--compare: {p} is a directory; give a vLLM result JSON or an SGLang JSONL file")
     if not p.is_file():
         raise SpecError(f"--compare: file not found: {p}")
     runs = _result_docs(p)

@@ -19,11 +19,48 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from lvlmsim.errors import LvlmsimError
 from lvlmsim.fmt import band_text, fmt_si, fmt_time
 
+
+def _click_class(name: str) -> type:
+    """Click's exception class `name`, from the click Typer runs on (recent Typer vendors its own copy)."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+_UsageError, _ClickException = _click_class("UsageError"), _click_class("ClickException")
+
+
+class _OneLineUsageErrors(TyperGroup):
+    """Click's own usage errors (a value of the wrong type, an unknown option, a missing argument) as one line on
+    stderr with exit status 2, as every other bad input is; Typer printed them as a usage line, a hint and a
+    framed box. Everything else keeps Typer's standalone handling."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # the help is printed already (Typer's own test)
+                sys.exit(exc.exit_code)
+            where = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            err.print(f"[bold red]error:[/] {escape(exc.format_message())}{escape(where)}", highlight=False,
+                      soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except _ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            sys.stderr.write("Aborted!\n")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)  # standalone: typer.Exit(n) comes back as n
+
+
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     name="lvlmsim",
     help="What it costs to serve a vision-language model, on this hardware, under this traffic, and why. "
          "Exit status: 0 yes; 1 answered no (does not fit, no configuration meets the SLOs); 2 bad input or a "

@@ -4,7 +4,9 @@ from a checkout (app/ at the top level) and from an installed wheel (lvlmsim/_da
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,10 +37,26 @@ def streamlit_command(port: int = 8501, address: str = "127.0.0.1", headless: bo
         raise LvlmsimError(f"the explorer's entry script {entry} is missing from this installation")
     if not 1 <= port <= 65535:
         raise LvlmsimError(f"--port: must be in 1..65535, got {port}")
+    if not _is_address(address):  # Streamlit took any text and failed to bind after starting
+        raise LvlmsimError(f"--address: expected an IP address (127.0.0.1, 0.0.0.0, ::1) or a host name, got "
+                           f"{address!r}")
     return [sys.executable, "-m", "streamlit", "run", str(entry),
             "--server.headless", "true" if headless else "false",
             "--server.port", str(port), "--server.address", address,
             "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal", *(extra or [])]
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def _is_address(address: str) -> bool:
+    """An IPv4/IPv6 address, or a host name of RFC 1123 labels (letters, digits, inner hyphens)."""
+    try:
+        ipaddress.ip_address(address)
+        return True
+    except ValueError:
+        pass
+    return 0 < len(address) <= 253 and all(_HOST_LABEL.match(x) for x in address.rstrip(".").split("."))
 
 
 def register(app: typer.Typer) -> None:

@@ -168,14 +168,15 @@ def register(app: typer.Typer) -> None:
             serving={k: v for k, v in knobs.items() if v is not None},
         )
         _check_dataset_flags(args.dataset, {k: v for k, v in given.items() if v is not None})
-        real, compare_notes = pick_result(compare_with, run_settings(args)) if compare_with else (None, [])
-        if result_file:
+        real, compare_notes = (pick_result(compare_with, run_settings(args)) if compare_with is not None
+                               else (None, []))
+        if result_file is not None:  # an empty path is refused, not taken for 'no file'
             from lvlmsim.specs.outputs import check_out_file
 
             check_out_file(result_file, (".json",), "--result-file")  # before the run: a bad path must not cost it
         res = run_bench(args, profile=profile)
         doc = res.to_dict()
-        if result_file:
+        if result_file is not None:
             _write_json(result_file, doc)
         rows = compare(res.result, real) if real is not None else None
         if as_json:

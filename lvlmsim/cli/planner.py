@@ -25,6 +25,7 @@ from lvlmsim.cli.request_flags import (
     VideoOpt,
     scenario_with_flags,
 )
+from lvlmsim.errors import LvlmsimError
 
 SHOW_ROWS = 40
 
@@ -91,7 +92,9 @@ def register(app: typer.Typer) -> None:
         from lvlmsim.planner.sweep import load_sweep, sweep
 
         sw = load_sweep(spec)
-        target = Path(out_path) if out_path else Path(f"{sw.spec.name}.parquet")
+        if out_path is not None and not out_path.strip():  # Path('') is '.': it read as a folder named '.'
+            raise LvlmsimError("--out: empty path; give a results table ending in .parquet or .csv")
+        target = Path(out_path) if out_path is not None else Path(f"{sw.spec.name}.parquet")
         from lvlmsim.planner.executors import terminate_as_interrupt
 
         try:

@@ -470,9 +470,10 @@ def _validate(scenario, target_rate, slos, hardware, tp, layouts, techniques, ma
         raise SpecError(f"max_gpus: must be >= 1, got {max_gpus}")
     s = (settings or SearchSettings()).check()
     check_executor(executor, workers)
-    hw_ids = _split_list(hardware, "hardware") or [sc.hardware]
+    hw_ids = _given_list(hardware, "hardware", "hardware ids such as h100-sxm,l40s") or [sc.hardware]
     tps = _tps(tp)
-    lays = [parse_layout(x) for x in (_split_list(layouts, "layouts") or list(DEFAULT_LAYOUTS))]
+    lays = [parse_layout(x) for x in (_given_list(layouts, "layouts", "agg, E+PD:1:2, EP+D:1:1 or E+P+D:1:1:2")
+                                      or list(DEFAULT_LAYOUTS))]
     tech_sets = _tech_sets(sc, techniques)
     eps = _tps(ep, "ep", [1])
     if not any(t % e == 0 for t in tps for e in eps):  # no candidate at all: nothing to search or to print
@@ -481,6 +482,14 @@ def _validate(scenario, target_rate, slos, hardware, tp, layouts, techniques, ma
                         f"allowed: {', '.join(map(str, allowed))}")
     return PlanInputs(sc, float(target_rate), slo, _hardware(hw_ids), tps, lays, tech_sets, max_gpus, s,
                       pareto_latency, eps)
+
+
+def _given_list(v, what: str, example: str) -> list:
+    """_split_list, refusing a list that was given but holds nothing (',' or ''): it fell back to the default."""
+    items = _split_list(v, what)
+    if v is not None and not items:
+        raise SpecError(f"{what}: empty list {v!r}; give {example} (or leave it out for the default)")
+    return items
 
 
 def _tps(tp, field: str = "tp", default: Sequence[int] = DEFAULT_TP) -> list[int]:
