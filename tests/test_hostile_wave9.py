@@ -187,3 +187,22 @@ def test_empty_values_are_refused_not_taken_for_absent(args, fragment):
 def test_real_addresses_pass(address):
     res = runner.invoke(app, ["app", "--print-command", "--address", address])
     assert res.exit_code == 0 and f"--server.address {address}" in res.stdout, res.output
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    # inf failed every candidate with 'OverflowError: cannot convert float infinity to integer' and exited 1
+    (["plan", "--rate", "inf"], "target_rate: must be a finite rate in (0, 1e+09] requests/s, got inf"),
+    (["plan", "--rate", "1", "--probe-s", "inf"], "probe_duration_s: must be a finite number of seconds > 0"),
+    (["plan", "--rate", "1", "--top", "-1"], "--top: must be a whole number >= 0"),  # listed all but the last
+    # torch overflowed on the thread count (traceback); a negative seed failed the fit after the whole suite ran
+    (["calibrate", "--out", "p.json", "--threads", HUGE], "--threads (this machine has"),
+    (["calibrate", "--out", "p.json", "--seed", "-1"], "--seed: expected an integer in [0, "),
+    (["calibrate", "--out", "p.json", "--hardware", ""], "expected an id such as h100-sxm, a YAML path"),
+    # validate's --seed only picks the leave-one-out subsample: it was dropped without a word
+    (["validate", "--data", ".", "--hardware", "h100-sxm", "--seed", "3"], "--seed: only with --leave-one-out"),
+    (["validate", "--data", ".", "--leave-one-out", "--seed", "-1"], "--seed: must be a whole number >= 0, got -1"),
+])
+def test_planner_and_calibration_flags(tmp_path, monkeypatch, args, fragment):
+    monkeypatch.chdir(tmp_path)  # nothing may be written, and nothing is: each is refused before any work
+    refused(args, fragment)
+    assert not any(tmp_path.iterdir())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from lvlmsim.calibrate.measured import Measurement, op_from_row
 from lvlmsim.calibrate.model import FittedProfile
 from lvlmsim.errors import SpecError
 from lvlmsim.specs.hardware import HardwareSpec
+from lvlmsim.specs.inputs import number
 from lvlmsim.specs.registry import load_hardware
 
 CSV_FIELDS = ("family", "kind", "tag", "dtype", "shape", "flops", "bytes", "measured_s", "p10_s", "p90_s", "reps",
@@ -93,6 +95,12 @@ def calibrate(device: str = "cpu", out: str | Path = "profile.json", *, quick: b
     out = Path(out)
     if out.suffix.lower() != ".json":
         raise SpecError(f"--out: '{out}' must be a .json path (the raw CSV is written beside it)")
+    # checked before the suite: a bad seed failed the fit after minutes of timing; torch overflowed on the threads
+    number(seed, "--seed", lo=0, hi=2**63 - 1, integer=True)
+    if threads is not None:
+        cpus = os.cpu_count() or 1
+        number(threads, f"--threads (this machine has {cpus} CPUs; more only adds contention to the timings)", lo=1,
+               hi=cpus, integer=True)
     t0 = time.perf_counter()
     if hardware is None:
         dev_name = None

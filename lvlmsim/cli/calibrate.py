@@ -63,7 +63,7 @@ def calibrate_cmd(
 
     if device not in bench.DEVICES:
         raise SpecError(f"--device: '{device}' is not one of {', '.join(bench.DEVICES)}")
-    hw = _hardware(hardware) if hardware else None
+    hw = _hardware(hardware) if hardware is not None else None  # '' is refused, not the default device
     log = None if as_json else (lambda s: typer.echo(s, err=True))
     prof = calibrate(device, out, quick=quick, hardware=hw, threads=threads, seed=seed, log=log)
     rows = profile_summary(prof)
@@ -98,6 +98,8 @@ def validate_cmd(
     """Predicted vs measured kernel time per family and size regime, calibrated profile vs roofline default."""
     if seeds < 1:
         raise SpecError(f"--seeds: must be a whole number >= 1 (subsample seeds to run), got {seeds}")
+    if seed < 0:  # numpy's generators take seeds >= 0; the subsample failed after the data was read
+        raise SpecError(f"--seed: must be a whole number >= 0, got {seed}")
     if leave_one_out:
         if hardware or profile:
             raise SpecError("--leave-one-out: takes no --hardware or --profile (every device folder under --data is "
@@ -105,8 +107,9 @@ def validate_cmd(
         if seeds > 1:
             return _leave_one_out_seeds(data, list(range(seed, seed + seeds)), as_json)
         return _leave_one_out(data, seed, as_json)
-    if seeds != 1:
-        raise SpecError("--seeds: only with --leave-one-out (validate on one device reads every row, no subsample)")
+    if seeds != 1 or seed != 0:
+        flag = "--seeds" if seeds != 1 else "--seed"
+        raise SpecError(f"{flag}: only with --leave-one-out (validate on one device reads every row, no subsample)")
     if not hardware:
         raise SpecError("--hardware: required (a hardware id such as a100-sxm-80gb), unless --leave-one-out")
     from lvlmsim.calibrate.profiles import load_profile_for

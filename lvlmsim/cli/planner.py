@@ -187,6 +187,9 @@ def register(app: typer.Typer) -> None:
         from lvlmsim.planner.capacity import SearchSettings
         from lvlmsim.planner.plan import plan
 
+        if top < 0:  # head(-1) listed every configuration but the last
+            raise LvlmsimError(f"--top: must be a whole number >= 0 (configurations to list), got {top}")
+
         scenario = scenario_with_flags(scenario, model=model, image_size=image_size, images=images,
                                        prompt_tokens=prompt_tokens, output_tokens=output_tokens, video_s=video_s)
         settings = SearchSettings(probe_duration_s=probe_s, tolerance=tolerance)

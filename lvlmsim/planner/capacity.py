@@ -54,8 +54,8 @@ class SearchSettings:
             raise SpecError(f"tolerance: must be in (0, 1), got {self.tolerance}")
         if not self.growth > 1:
             raise SpecError(f"growth: must be > 1, got {self.growth}")
-        if not self.probe_duration_s > 0:
-            raise SpecError(f"probe_duration_s: must be > 0, got {self.probe_duration_s}")
+        if not (self.probe_duration_s > 0 and math.isfinite(self.probe_duration_s)):  # inf: OverflowError per run
+            raise SpecError(f"probe_duration_s: must be a finite number of seconds > 0, got {self.probe_duration_s}")
         if not 1 <= self.min_requests <= self.max_requests:
             raise SpecError(f"requests per probe: need 1 <= min_requests ({self.min_requests}) <= max_requests "
                             f"({self.max_requests})")

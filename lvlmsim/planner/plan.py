@@ -42,6 +42,7 @@ from lvlmsim.planner.executors import check_executor, run_tasks
 from lvlmsim.planner.progress import ProgressFn
 from lvlmsim.planner.runs import scenario_payload
 from lvlmsim.specs.scenario import Scenario, load_scenario, scenario_from_dict
+from lvlmsim.specs.workload import MAX_RATE_RPS
 
 DEFAULT_TP = (1, 2, 4, 8)
 DEFAULT_LAYOUTS = ("agg", "E+PD:1:2", "EP+D:1:1", "E+P+D:1:1:2")
@@ -459,8 +460,9 @@ def plan(
 def _validate(scenario, target_rate, slos, hardware, tp, layouts, techniques, max_gpus, settings, pareto_latency,
               executor: str, workers: int | None, ep=None) -> PlanInputs:
     sc = load_scenario(scenario)
-    if isinstance(target_rate, bool) or not isinstance(target_rate, int | float) or not target_rate > 0:
-        raise SpecError(f"target_rate: must be > 0 requests/s, got {target_rate!r}")
+    if (isinstance(target_rate, bool) or not isinstance(target_rate, int | float)
+            or not 0 < target_rate <= MAX_RATE_RPS):  # inf: every candidate failed with an OverflowError, exit 1
+        raise SpecError(f"target_rate: must be a finite rate in (0, {MAX_RATE_RPS:g}] requests/s, got {target_rate!r}")
     slo = parse_slos(slos) if slos not in (None, "", {}) else slos_of_scenario(sc)
     if not slo:
         raise SpecError(f"slo: none given and scenario '{sc.id}' has none; e.g. --slo ttft_p90=1.0,tpot_p90=0.05")
