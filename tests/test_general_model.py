@@ -269,6 +269,24 @@ def test_a_profile_fitted_on_another_device_is_flagged_never_silent(tmp_path):
     assert load_profile_for(H100, str(shipped_profiles()["h100-sxm"])).name == "h100-sxm"  # its own device: as is
 
 
+def test_a_cpu_profile_is_refused_on_a_gpu_and_a_gpu_profile_on_a_cpu():
+    """`calibrate --device cpu --out my-cpu.json` then `estimate --hardware h100-sxm --profile my-cpu.json` priced an
+    H100 with a CPU's kernel efficiencies (TPOT 40 ms against 6 ms), flagged only by the profile's name: one machine
+    kind's kernels say nothing of the other's, so it is refused in one line naming the allowed profiles."""
+    profiles = shipped_profiles()
+    if not {"h100-sxm", "cpu-generic"} <= set(profiles):
+        pytest.skip("the shipped h100-sxm / cpu-generic profiles are needed")
+    cpu = load_hardware("cpu-generic")
+    with pytest.raises(SpecError, match=r"was fitted on cpu-generic \(a cpu\) and cannot price h100-sxm \(a gpu\); "
+                                        r"allowed: a profile fitted on a gpu, auto, general, default, peak"):
+        load_profile_for(H100, str(profiles["cpu-generic"]))
+    with pytest.raises(SpecError, match=r"cannot price cpu-generic \(a cpu\); allowed: a profile fitted on a cpu, "
+                                        r"auto, default, peak"):
+        load_profile_for(cpu, str(profiles["h100-sxm"]))
+    a100 = load_hardware("a100-sxm-80gb")  # GPU to GPU: transferred by datasheet ratios and flagged, as before
+    assert load_profile_for(a100, str(profiles["h100-sxm"])).name == "h100-sxm-on-a100-sxm-80gb"
+
+
 def test_estimate_dtype_lets_a_cpu_run_an_fp16_model():
     from lvlmsim import api
     from lvlmsim.errors import InfeasibleError

@@ -187,7 +187,28 @@ def load_profile_for(hardware: HardwareSpec, ref: str | None = None) -> Efficien
     if not isinstance(ref, str | Path) or not str(ref).strip():
         raise SpecError(f"profile: expected one of {', '.join(NAMED)} or a profile JSON path, got {ref!r}")
     prof = load_profile_file(ref)
-    return prof if prof.hardware_id == hardware.id else _flagged(str(Path(ref).resolve()), hardware.id)
+    if prof.hardware_id == hardware.id:
+        return prof
+    _refuse_cpu_gpu_transfer(prof.hardware_id, hardware, ref)
+    return _flagged(str(Path(ref).resolve()), hardware.id)
+
+
+def _refuse_cpu_gpu_transfer(fitted_on: str, hardware: HardwareSpec, ref) -> None:
+    """A profile fitted on a CPU cannot price an accelerator, nor an accelerator's a CPU: its efficiencies are another
+    kind of machine's kernels (a CPU's GEMV at 0.3% of peak), which no datasheet ratio carries over (`calibrate
+    --device cpu` then `estimate --hardware h100-sxm --profile my-cpu.json` priced an H100 decode step 6.6x slow). A
+    device lvlmsim does not know is transferred and flagged as before."""
+    from lvlmsim.errors import LvlmsimError
+    from lvlmsim.specs.registry import load_hardware
+
+    try:
+        kind = load_hardware(fitted_on).kind
+    except LvlmsimError:
+        return
+    if (kind == "cpu") != (hardware.kind == "cpu"):
+        named = "auto, general, default, peak" if hardware.kind in GENERAL_KINDS else "auto, default, peak"
+        raise SpecError(f"profile: {ref} was fitted on {fitted_on} (a {kind}) and cannot price {hardware.id} (a "
+                        f"{hardware.kind}); allowed: a profile fitted on a {hardware.kind}, {named}")
 
 
 @functools.lru_cache(maxsize=32)
