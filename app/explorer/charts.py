@@ -12,15 +12,27 @@ PART_COLORS = {"visual tokens": "#d62728", "text tokens": "#7f7f7f"}  # the same
 SPLIT_STAGES = ["prefill: visual tokens", "prefill: text tokens"]  # the roofline's split prefill points
 STAGE_SCALE = alt.Scale(domain=STAGES + SPLIT_STAGES, range=STAGE_COLORS + list(PART_COLORS.values()))
 ROOF_COLORS = ["#333333", "#17becf"]  # device A, device B (datasheet roofs and their labels)
-KINDS = ["gemm", "conv", "attn_prefill", "attn_decode", "attn_encoder", "elementwise", "allreduce"]
+# every op kind of lvlmsim.ops.op, in a fixed order, so a shape means the same on every chart and every model
+KINDS = ["gemm", "conv", "attn_prefill", "attn_decode", "attn_encoder", "elementwise", "allreduce", "moe_gemm",
+         "attn_mla_prefill", "attn_mla_decode", "alltoall"]
+# Shapes with an area, filled or hollow: Vega's 'stroke', 'wedge' and 'arrow' are lines, so an op drawn with them was
+# invisible on the chart and a blank in the legend (deepseek-vl2's attn_mla_prefill and moe_gemm points), and
+# 'triangle' repeats 'triangle-up'. The last four are SVG paths in Vega's unit square: star, hexagon, pentagon, bar.
 SHAPES = ["circle", "square", "triangle-up", "triangle-down", "diamond", "cross", "triangle-right", "triangle-left",
-          "stroke", "wedge", "arrow", "triangle"]
+          "M0,-1L0.24,-0.33L0.95,-0.31L0.39,0.13L0.59,0.81L0,0.41L-0.59,0.81L-0.39,0.13L-0.95,-0.31L-0.24,-0.33Z",
+          "M0,-1L0.87,-0.5L0.87,0.5L0,1L-0.87,0.5L-0.87,-0.5Z", "M0,-1L0.95,-0.31L0.59,0.81L-0.59,0.81L-0.95,-0.31Z",
+          "M-1,-0.45L1,-0.45L1,0.45L-1,0.45Z"]
 
 
 def kind_scale(kinds) -> alt.Scale:
-    """Fixed shapes for the graph's op kinds (so a shape means the same on every chart), extras appended."""
-    domain = KINDS + sorted(set(kinds) - set(KINDS))
-    return alt.Scale(domain=domain, range=[SHAPES[i % len(SHAPES)] for i in range(len(domain))])
+    """The kinds on this chart only (the legend lists what is drawn), each with its fixed shape (so a shape means
+    the same on every chart); kinds unknown here get the shapes left over."""
+    present = set(kinds)
+    domain = [k for k in KINDS if k in present]
+    extras = sorted(present - set(KINDS))
+    spare = SHAPES[len(KINDS):] or SHAPES
+    return alt.Scale(domain=domain + extras, range=[SHAPES[KINDS.index(k)] for k in domain]
+                     + [spare[i % len(spare)] for i in range(len(extras))])
 OP_TOOLTIP = [
     alt.Tooltip("op:N"), alt.Tooltip("stage:N"), alt.Tooltip("kind:N"), alt.Tooltip("module:N"),
     alt.Tooltip("flops:Q", title="FLOPs", format=".3~s"), alt.Tooltip("bytes:Q", title="bytes", format=".3~s"),
@@ -218,3 +230,25 @@ def pareto_scatter(frame: pd.DataFrame, cost: str, cost_title: str) -> alt.Layer
         align="left", dx=8, dy=-8, fontSize=11, limit=320).encode(
         x=alt.X(f"{cost}:Q"), y=alt.Y("accuracy_delta:Q"), text=alt.Text("label:N"))
     return alt.layer(front, pts, labels).properties(height=380, description="pareto")
+
+
+def moe_batch_chart(frame: pd.DataFrame) -> alt.LayerChart:
+    """The MoE decode lesson: TPOT (ms, left axis, the decode colour) and the distinct experts one decode step
+    touches per MoE layer (right axis, grey, dashed) against the batch size (log 2); the setup's own batch ringed.
+    `frame` is data.moe_batch_sweep's."""
+    x = alt.X("batch:Q", title="batch (sequences decoded together)", scale=alt.Scale(type="log", base=2),
+              axis=alt.Axis(values=sorted(set(frame["batch"])), format="d"))
+    tip = [alt.Tooltip("batch:Q"), alt.Tooltip("tpot_ms:Q", title="TPOT (ms)", format=".4~g"),
+           alt.Tooltip("experts_touched:Q", title="experts touched per layer", format=".1f"),
+           alt.Tooltip("experts_share:Q", title="share of the expert weights read", format=".0%"),
+           alt.Tooltip("fits:N", title="fits in memory")]
+    base = alt.Chart(frame)
+    tpot = base.mark_line(point=True, color=STAGE_COLORS[2]).encode(
+        x=x, y=alt.Y("tpot_ms:Q", title="TPOT (ms)", axis=alt.Axis(titleColor=STAGE_COLORS[2])), tooltip=tip)
+    experts = base.mark_line(point=True, color="#7f7f7f", strokeDash=[5, 3]).encode(
+        x=x, y=alt.Y("experts_touched:Q", title="experts touched per MoE layer",
+                     axis=alt.Axis(titleColor="#7f7f7f")), tooltip=tip)
+    mine = base.transform_filter(alt.datum.this_request).mark_point(
+        size=320, color="#d62728", strokeWidth=1.5).encode(x=x, y=alt.Y("tpot_ms:Q"), tooltip=tip)
+    return (alt.layer(alt.layer(tpot, mine), experts).resolve_scale(y="independent")
+            .properties(height=260, description="moe-batch"))

@@ -73,3 +73,28 @@ def count_sweep(setup: Setup, counts: tuple[int, ...] = (0, 1, 2, 4, 6, 8)) -> p
                      "e2e_s": est.e2e_s, "encode_s": est.stages["encode"].time_s,
                      "prefill_s": est.stages["prefill"].time_s, "kv_bytes": est.memory.request_kv_bytes})
     return pd.DataFrame(rows)
+
+
+MOE_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def moe_batch_sweep(setup: Setup, batches: tuple[int, ...] = MOE_BATCHES) -> pd.DataFrame:
+    """The MoE decode lesson's data: per batch size (the sweep's and the setup's own), TPOT from the API and the
+    distinct experts per MoE layer that one decode step's tokens touch (`lvlmsim.ops.graph.experts_touched`, balanced
+    routing: the formula the operator graph prices the expert weight reads with). Empty for a dense model."""
+    from lvlmsim.ops.graph import experts_touched
+    from lvlmsim.specs import registry
+
+    moe = registry.load_model(setup.model).llm.moe
+    rows = []
+    if moe is None:
+        return pd.DataFrame(rows)
+    for b in sorted({*batches, setup.batch}):
+        est, err = try_estimate(setup.with_(batch=b))
+        if est is None:
+            continue
+        touched = experts_touched(moe.num_experts, moe.experts_per_token, b)
+        rows.append({"batch": b, "tpot_ms": est.tpot_s * 1e3, "experts_touched": touched,
+                     "experts_share": touched / moe.num_experts, "fits": est.memory.fits,
+                     "this_request": b == setup.batch})
+    return pd.DataFrame(rows)

@@ -189,3 +189,26 @@ def teaching_notes(est: Estimate, hw: HardwareSpec, pts: pd.DataFrame, roofs: pd
         notes.append(f"{len(many)} ops share a point with another op; they are fanned out by a few % so none hides "
                      "another (the tooltip gives the true numbers and how many share the point).")
     return notes
+
+
+def moe_lesson(model_id: str, moe, moe_layers: int, sweep: pd.DataFrame, batch: int) -> str | None:
+    """The MoE decode lesson in words, from `data.moe_batch_sweep` (the API's TPOT and the graph's expert count):
+    a decode step reads the weights of the distinct experts its tokens touch, so TPOT rises with the batch until
+    every expert is touched. None for a dense model or an empty sweep."""
+    if moe is None or sweep.empty or batch not in set(sweep["batch"]):
+        return None
+    E, k = moe.num_experts, moe.experts_per_token
+    row = sweep[sweep["batch"] == batch].iloc[0]
+    one = sweep.iloc[0]
+    full = sweep[sweep["experts_touched"] >= 0.99 * E]
+    then = (f"until every expert is touched (99% of them from batch {int(full.iloc[0]['batch'])}, TPOT "
+            f"{fmt_time(full.iloc[0]['tpot_ms'] / 1e3)}); past that only the KV cache read grows"
+            if len(full) else f"and keeps rising up to batch {int(sweep.iloc[-1]['batch'])}: even then not every "
+            "expert is touched")
+    return (f"**The MoE lesson: decode reads the experts the batch touches.** {model_id} routes each token to {k} of "
+            f"its {E} experts in each of its {moe_layers} MoE layers. A decode step makes one token per sequence and "
+            f"reads the weights of the *distinct* experts those tokens touch: with balanced routing "
+            f"E·(1−(1−k/E)^B), about **{row['experts_touched']:.1f}** per layer at batch {batch} "
+            f"({row['experts_share']:.0%} of the expert weights; {k} at batch 1). So TPOT rises with the batch, "
+            f"{fmt_time(one['tpot_ms'] / 1e3)} at batch {int(one['batch'])} and {fmt_time(row['tpot_ms'] / 1e3)} at "
+            f"batch {batch}, {then}. A dense model reads all its weights at every batch size.")

@@ -9,8 +9,8 @@ import pandas as pd
 import streamlit as st
 import yaml
 from explorer import charts
-from explorer.data import estimate_or_stop, hardware
-from explorer.roofline_data import op_points, plottable, roofs_for, split_prefill, teaching_notes
+from explorer.data import estimate_or_stop, hardware, moe_batch_sweep
+from explorer.roofline_data import moe_lesson, op_points, plottable, roofs_for, split_prefill, teaching_notes
 from explorer.state import current_setup, fixed_resize_note, keep, save_upload, sticky
 from explorer.ui import chart, headline, reproduce
 
@@ -118,6 +118,20 @@ note = fixed_resize_note(setup.model)
 if note and setup.images:
     notes.append(note)
 st.markdown("\n".join(f"- {n}" for n in notes))
+moe = model_spec.llm.moe
+if moe is not None:  # issue 12's lesson: the weights a decode step reads grow with the batch
+    sweep = moe_batch_sweep(setup)
+    lesson = moe_lesson(model_spec.id, moe, model_spec.llm.num_layers - len(moe.dense_layers), sweep, setup.batch)
+    if lesson:
+        st.subheader("Mixture of experts: TPOT against the batch")
+        chart(charts.moe_batch_chart(sweep))
+        st.markdown(lesson)
+        st.caption("The same request at each batch size (`lvlmsim.estimate(..., batch=B).tpot_s`); ringed: the "
+                   "sidebar's batch. Experts touched: `lvlmsim.ops.graph.experts_touched(E, k, B)`, the count the "
+                   "operator graph prices the expert weight reads with."
+                   + ("" if sweep["fits"].all() else " Batches "
+                      + ", ".join(str(int(b)) for b in sweep.loc[~sweep["fits"], "batch"])
+                      + " do not fit in memory on this device (priced anyway, to show the trend)."))
 with st.expander("Every op (the numbers behind the points)"):
     ops = all_points.drop(columns=["x_drawn", "y_drawn", "key"])
     st.dataframe(ops, hide_index=True, key="roofline-ops",

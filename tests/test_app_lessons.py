@@ -1,0 +1,75 @@
+"""What the explorer teaches beyond the headline, checked against the API: the MoE decode lesson on the Roofline page
+(issue 12: decode reads the distinct experts the batch touches, so TPOT rises with the batch until every expert is
+touched), and op shapes a person can see."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+pytest.importorskip("altair")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+import lvlmsim  # noqa: E402
+from lvlmsim.fmt import fmt_time  # noqa: E402
+from lvlmsim.ops import op as op_kinds  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+ENTRY = REPO / "app" / "Home.py"
+sys.path.insert(0, str(REPO / "app"))
+sys.path.insert(0, str(REPO / "tests"))
+from test_app import charts, rerun, set_sidebar  # noqa: E402
+
+
+def page(name: str) -> AppTest:
+    at = AppTest.from_file(str(ENTRY), default_timeout=120).run()
+    at.switch_page(f"views/{name}.py")
+    return rerun(at)
+
+
+def test_moe_roofline_teaches_experts_touched_and_tpot_against_batch():
+    """qwen3-vl-30b-a3b routes to 8 of 128 experts: at batch 8 a decode step touches 128*(1-(1-8/128)^8) = 51.6
+    experts per layer (hand-derived: 0.9375^8 = 0.5967), 8 at batch 1; the chart's TPOT is the API's at each batch."""
+    at = set_sidebar(page("roofline"), model="qwen3-vl-30b-a3b", batch=8)
+    text = "\n".join(m.value for m in at.markdown)
+    assert "The MoE lesson" in text
+    assert "8 of its 128 experts in each of its 48 MoE layers" in text
+    assert "about **51.6** per layer at batch 8" in text and "(40% of the expert weights; 8 at batch 1)" in text
+    tpot = {b: lvlmsim.estimate("qwen3-vl-30b-a3b", "h100-sxm", batch=b).tpot_s for b in (1, 8)}
+    assert f"{fmt_time(tpot[1])} at batch 1 and {fmt_time(tpot[8])} at batch 8" in text
+    assert tpot[8] > tpot[1]  # the lesson itself: more experts read per step
+    spec, data = charts(at)["moe-batch"]
+    frame = next(iter(data.values()))
+    assert list(frame["batch"]) == [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    assert frame.loc[frame["batch"] == 8, "tpot_ms"].item() == pytest.approx(tpot[8] * 1e3)
+    assert frame.loc[frame["batch"] == 1, "experts_touched"].item() == pytest.approx(8.0)
+    assert list(frame["this_request"]) == [b == 8 for b in frame["batch"]]
+    assert frame["experts_touched"].is_monotonic_increasing and frame["tpot_ms"].is_monotonic_increasing
+
+
+def test_dense_model_roofline_has_no_moe_lesson():
+    at = page("roofline")
+    assert "moe-batch" not in charts(at)
+    assert not any("MoE lesson" in m.value for m in at.markdown)
+
+
+def test_every_op_kind_has_a_visible_fixed_shape():
+    """Vega's 'stroke', 'wedge' and 'arrow' are lines: ops drawn with them vanished from the roofline (deepseek-vl2's
+    attn_mla_prefill). Each kind of lvlmsim.ops.op gets its own shape with an area, the same on every chart, and the
+    legend lists only the kinds drawn."""
+    from explorer.charts import kind_scale
+
+    kinds = [op_kinds.GEMM, op_kinds.CONV, op_kinds.ATTN_PREFILL, op_kinds.ATTN_DECODE, op_kinds.ATTN_ENCODER,
+             op_kinds.ELEMENTWISE, op_kinds.ALLREDUCE, op_kinds.MOE_GEMM, op_kinds.ALLTOALL, op_kinds.ATTN_MLA_PREFILL,
+             op_kinds.ATTN_MLA_DECODE]
+    assert len(kinds) == 11
+    scale = kind_scale(kinds).to_dict()
+    shapes = dict(zip(scale["domain"], scale["range"], strict=True))
+    assert len(set(shapes.values())) == len(kinds)
+    assert not set(shapes.values()) & {"stroke", "wedge", "arrow"}
+    small = kind_scale(["moe_gemm", "gemm"]).to_dict()
+    assert small["domain"] == ["gemm", "moe_gemm"]
+    assert dict(zip(small["domain"], small["range"], strict=True)) == {k: shapes[k] for k in small["domain"]}
