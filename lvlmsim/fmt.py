@@ -64,3 +64,16 @@ def band_text(keys: dict) -> str:
     parts = [f"{label} {fmt_time(keys[f'{k}_p10'])} - {fmt_time(keys[f'{k}_p90'])}"
              for label, k in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("E2E", "e2e_s"))]
     return "80% band (p10 - p90, from the cost model's held-out errors): " + "  ".join(parts)
+
+
+PROFILE_KINDS = {"measured": "measured on this device", "transferred": "transferred: the device-general model or "
+                 "another device's profile", "flat": "flat roofline derate"}
+
+
+def provenance_text(prov: dict) -> str:
+    """Which efficiency model priced a device and how sure it is, from calibrate.profiles.profile_provenance:
+    "priced by general-gpu (transferred: ..., expected error ~14%)", as `plan` prints it per device."""
+    err = prov.get("expected_error_pct")
+    err_txt = f", expected error ~{err:.0f}%" if err is not None else ", no error estimate"
+    kind = prov.get("profile_kind", "")
+    return f"priced by {prov.get('profile')} ({PROFILE_KINDS.get(kind, kind)}{err_txt})"

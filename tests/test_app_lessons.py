@@ -1,6 +1,6 @@
 """What the explorer teaches beyond the headline, checked against the API: the MoE decode lesson on the Roofline page
 (issue 12: decode reads the distinct experts the batch touches, so TPOT rises with the batch until every expert is
-touched), and op shapes a person can see."""
+touched), which efficiency model priced an estimate and how sure it is (issue 11), and op shapes a person can see."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ pytest.importorskip("altair")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import lvlmsim  # noqa: E402
-from lvlmsim.fmt import fmt_time  # noqa: E402
+from lvlmsim.calibrate.profiles import profile_provenance  # noqa: E402
+from lvlmsim.fmt import fmt_time, provenance_text  # noqa: E402
 from lvlmsim.ops import op as op_kinds  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,6 +55,32 @@ def test_dense_model_roofline_has_no_moe_lesson():
     at = page("roofline")
     assert "moe-batch" not in charts(at)
     assert not any("MoE lesson" in m.value for m in at.markdown)
+
+
+@pytest.mark.parametrize("hardware, kind", [("h100-sxm", "measured"), ("l40s", "transferred")])
+def test_headline_says_which_model_priced_the_estimate(hardware, kind):
+    """A device with its own fitted profile reads 'measured'; one priced by the device-general model 'transferred',
+    each with the expected error the API's provenance gives."""
+    at = set_sidebar(page("overview"), hardware=hardware)
+    prov = profile_provenance(lvlmsim.load_hardware(hardware), "auto")
+    assert prov["profile_kind"] == kind
+    want = f"{hardware}: {provenance_text(prov)}. 80% band"
+    assert any(c.value.startswith(want) for c in at.caption), [c.value for c in at.caption]
+    assert f"expected error ~{prov['expected_error_pct']:.0f}%" in want
+
+
+def test_flat_profile_headline_has_no_error_estimate():
+    at = set_sidebar(page("overview"), profile="default")
+    assert any(c.value.startswith("h100-sxm: priced by roofline-default (flat roofline derate, no error estimate)")
+               for c in at.caption)
+
+
+def test_overview_ab_names_a_mixed_comparison():
+    """A (h100-sxm, its own profile) against B (l40s, the general model): the A/B caption names both and a note
+    says the two are priced differently."""
+    at = page("overview")
+    assert at.selectbox(key="ab.hardware").value == "l40s"
+    assert any("A is priced measured, B transferred" in i.value for i in at.info)
 
 
 def test_every_op_kind_has_a_visible_fixed_shape():

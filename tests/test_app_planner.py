@@ -86,6 +86,12 @@ def test_planner_page_shows_what_plan_returns():
     banner = next(m.value for m in at.markdown if m.value.startswith("**Planned**"))
     assert "planner-app-test" in banner or "small.yaml" in banner
     assert "llava-1.5-7b" in banner and "`h100-sxm`" in banner and "`l40s`" in banner and "1024x768" in banner
+    # which efficiency model priced each device (issue 11), as `lvlmsim plan` prints it: the scenario forces the
+    # flat derate, so both are 'flat' with no error estimate and no mixed-comparison note
+    for hw_id in ("h100-sxm", "l40s"):
+        assert f"{hw_id}: priced by roofline-default (flat roofline derate, no error estimate)" in [
+            c.value for c in at.caption]
+    assert not any("compares devices priced" in i.value for i in at.info)
 
     # one row per GPU type, the figures of by_hardware() at the hardware files' prices
     table = at.table[0].value

@@ -45,6 +45,15 @@ def hardware(ref: str) -> lvlmsim.HardwareSpec:
     return lvlmsim.load_hardware(ref)
 
 
+@st.cache_data(show_spinner=False, max_entries=256)
+def provenance(hardware_ref: str, profile: str) -> dict:
+    """Which efficiency model prices this device and its expected error (issue 11's provenance): the API's
+    `lvlmsim.calibrate.profiles.profile_provenance`, as `plan` reports it per device."""
+    from lvlmsim.calibrate.profiles import profile_provenance
+
+    return profile_provenance(lvlmsim.load_hardware(hardware_ref), profile)
+
+
 def resolution_sweep(setup: Setup, scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)) -> pd.DataFrame:
     """One estimate per image size (the setup's aspect ratio, scaled); at least one image so there is something to
     scale. Sizes the model rejects are left out rather than failing the whole chart."""

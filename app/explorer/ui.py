@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer.fmt import GIB, band_text, fmt_time
+from explorer.data import provenance
+from explorer.fmt import GIB, band_text, fmt_time, provenance_text
 from explorer.state import Setup
 from lvlmsim.estimate import Estimate
 
 
-def headline(est: Estimate) -> None:
-    """TTFT, TPOT, E2E and the memory verdict of the sidebar's request, as st.metric."""
+def headline(est: Estimate, setup: Setup | None = None) -> None:
+    """TTFT, TPOT, E2E and the memory verdict of the sidebar's request, as st.metric; under them which efficiency
+    model priced it (measured on this device, transferred or flat, with its expected error) and the p10-p90 band."""
     c = st.columns(4)
     c[0].metric("TTFT", fmt_time(est.ttft_s), help=f"time to first token = encode + prefill = {est.ttft_s!r} s")
     c[1].metric("TPOT", fmt_time(est.tpot_s), help=f"time per output token after the first = {est.tpot_s!r} s")
@@ -19,7 +21,10 @@ def headline(est: Estimate) -> None:
     c[3].metric("Memory", f"{mem.needed_bytes / GIB:.1f} / {mem.usable_bytes / GIB:.1f} GiB",
                 delta="fits" if mem.fits else "does not fit", delta_color="normal" if mem.fits else "inverse",
                 delta_arrow="off", help=mem.verdict)
-    st.caption(band_text(est.band_keys()))
+    prov = ""
+    if setup is not None:
+        prov = f"{est.hardware_id}: {provenance_text(provenance(setup.hardware, setup.profile))}. "
+    st.caption(prov + band_text(est.band_keys()))
     if not mem.fits:
         st.warning(mem.verdict)
 

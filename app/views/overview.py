@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from explorer.data import estimate_or_stop, try_estimate
-from explorer.fmt import fmt_si, fmt_time
+from explorer.data import estimate_or_stop, provenance, try_estimate
+from explorer.fmt import fmt_si, fmt_time, provenance_text
 from explorer.state import current_setup, keep, sticky
 from explorer.ui import headline, reproduce
 
@@ -36,7 +36,7 @@ st.caption("What does it cost to serve this vision-language model, on this hardw
 
 setup = current_setup()
 est = estimate_or_stop(setup)
-headline(est)
+headline(est, setup)
 
 st.subheader(f"{est.model_id} on {est.hardware_id}")
 st.markdown(
@@ -71,8 +71,13 @@ if err_b is not None:  # named as B's: "tp: 3 does not divide ..." read as the s
     st.error(f"B: {err_b}")
     st.stop()
 st.table(side_by_side(est, est_b).set_index("quantity"))
-st.caption(f"A: {est.model_id} on {est.hardware_id} tp{est.tp}; B: {est_b.model_id} on {est_b.hardware_id} "
-           f"tp{est_b.tp}; same images, text lengths, batch, profile and techniques.")
+prov_a, prov_b = provenance(setup.hardware, setup.profile), provenance(b_hw, setup.profile)
+st.caption(f"A: {est.model_id} on {est.hardware_id} tp{est.tp}, {provenance_text(prov_a)}; B: {est_b.model_id} on "
+           f"{est_b.hardware_id} tp{est_b.tp}, {provenance_text(prov_b)}; same images, text lengths, batch, profile "
+           "and techniques.")
+if prov_a["profile_kind"] != prov_b["profile_kind"]:  # as `plan` warns when a comparison mixes them
+    st.info(f"A is priced {prov_a['profile_kind']}, B {prov_b['profile_kind']}: the two sides' errors differ "
+            "(see the expected errors above), so read a small B / A ratio with care.")
 
 st.markdown(
     """
@@ -84,5 +89,7 @@ st.markdown(
   queue and KV occupancy over time, per-request table.
 - **Technique comparison**: combinations of techniques against latency, throughput, memory and a user-supplied
   accuracy delta, with the Pareto front.
+- **Capacity planner**: the cheapest hardware, tensor parallelism and replica count that serve a target request
+  rate within latency SLOs, with the Pareto front of cost against latency and the commands to deploy it.
 """
 )

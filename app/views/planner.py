@@ -8,7 +8,7 @@ import math
 import altair as alt
 import pandas as pd
 import streamlit as st
-from explorer.fmt import fmt_pct, fmt_time, fmt_usd
+from explorer.fmt import fmt_pct, fmt_time, fmt_usd, provenance_text
 from explorer.plan_table import NO_FIGURE, candidates_table, missing_placeholder
 from explorer.state import USER_ERRORS, keep, sticky, uploaded, use_sidebar_button
 from explorer.ui import chart
@@ -257,6 +257,11 @@ else:
 st.caption(f"{stats['candidates']} candidates: {stats['pruned_analytic']} removed by the analytic pre-screen, "
            f"{stats['searched']} searched with {stats['des_runs']} simulations "
            f"({stats['des_runs_per_candidate_mean']:.1f} per candidate) in {stats['wall_s']:.1f} s.")
+
+for hw_id, prov in (stats.get("profiles") or {}).items():  # issue 11: which model priced each device, how sure
+    st.caption(f"{hw_id}: {provenance_text(prov)}")
+if stats.get("provenance_note"):
+    st.info(f"This plan {stats['provenance_note']}.")
 
 st.subheader("Per GPU type")
 hw_seen = list(dict.fromkeys(cands["hardware"]))

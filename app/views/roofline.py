@@ -35,7 +35,7 @@ def technique_moves(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
 st.title("Roofline")
 setup = current_setup()
 est = estimate_or_stop(setup)
-headline(est)
+headline(est, setup)
 hw = hardware(setup.hardware)
 others = [h for h in registry.hardware_ids() if h != setup.hardware]
 key = sticky("roof.compare", "")
