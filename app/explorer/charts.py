@@ -243,9 +243,9 @@ def moe_batch_chart(frame: pd.DataFrame) -> alt.LayerChart:
            alt.Tooltip("experts_share:Q", title="share of the expert weights read", format=".0%"),
            alt.Tooltip("fits:N", title="fits in memory")]
     base = alt.Chart(frame)
-    tpot = base.mark_line(point=True, color=STAGE_COLORS[2]).encode(
+    tpot = base.mark_line(point=alt.OverlayMarkDef(color=STAGE_COLORS[2]), color=STAGE_COLORS[2]).encode(
         x=x, y=alt.Y("tpot_ms:Q", title="TPOT (ms)", axis=alt.Axis(titleColor=STAGE_COLORS[2])), tooltip=tip)
-    experts = base.mark_line(point=True, color="#7f7f7f", strokeDash=[5, 3]).encode(
+    experts = base.mark_line(point=alt.OverlayMarkDef(color="#7f7f7f"), color="#7f7f7f", strokeDash=[5, 3]).encode(
         x=x, y=alt.Y("experts_touched:Q", title="experts touched per MoE layer",
                      axis=alt.Axis(titleColor="#7f7f7f")), tooltip=tip)
     mine = base.transform_filter(alt.datum.this_request).mark_point(
