@@ -100,3 +100,50 @@ def test_every_op_kind_has_a_visible_fixed_shape():
     small = kind_scale(["moe_gemm", "gemm"]).to_dict()
     assert small["domain"] == ["gemm", "moe_gemm"]
     assert dict(zip(small["domain"], small["range"], strict=True)) == {k: shapes[k] for k in small["domain"]}
+
+
+def test_video_as_sent_changes_the_tokens_as_the_cli_does():
+    """Issue 12: the explorer takes the video's size and frame rate (`--video-size`, `--video-fps`). A 10 s 1080p clip
+    at 30 fps on Qwen2-VL is 7202 visual tokens (estimate --video-size 1920x1080 --video-fps 30), not the 2562 of
+    the model's default frame size; the headline, the reproduce box and the share URL all carry it."""
+    at = set_sidebar(page("overview"), model="qwen2-vl-7b", images=0, video_s=10.0)
+    assert "**2562** visual tokens" in "\n".join(m.value for m in at.markdown)
+    at = set_sidebar(at, video_width=1920, video_height=1080, video_fps=30.0)
+    est = lvlmsim.estimate("qwen2-vl-7b", "h100-sxm", images=0, video_s=10.0, video_size=(1920, 1080),
+                           video_fps=30.0)
+    assert est.visual_tokens == 7202
+    assert "**7202** visual tokens" in "\n".join(m.value for m in at.markdown)
+    assert {m.label: m.value for m in at.metric}["TTFT"] == fmt_time(est.ttft_s)
+    assert "video_size=(1920, 1080), video_fps=30.0" in at.code[0].value
+    assert at.query_params["video_width"] == "1920" and at.query_params["video_fps"] == "30.0"
+
+
+def test_half_a_video_size_is_an_error_and_ignored():
+    at = set_sidebar(page("overview"), model="qwen2-vl-7b", images=0, video_s=10.0, video_width=1920)
+    assert any(e.value.startswith("video size: give both width and height") for e in at.sidebar.error)
+    assert "**2562** visual tokens" in "\n".join(m.value for m in at.markdown)
+
+
+def test_video_preset_sends_a_640x360_clip():
+    """The 'video' preset's 640x360 used to fill the *image* size, which a video-only request ignores."""
+    at = set_sidebar(page("overview"), model="qwen2-vl-7b")
+    at.sidebar.selectbox(key="sb.preset").set_value("video")
+    at = rerun(at)
+    assert (at.sidebar.number_input(key="sb.video_width").value,
+            at.sidebar.number_input(key="sb.video_height").value) == (640, 360)
+    est = lvlmsim.estimate("qwen2-vl-7b", "h100-sxm", images=0, video_s=30.0, video_size=(640, 360), video_fps=30.0,
+                           prompt_tokens=40, output_tokens=120)
+    assert f"**{est.visual_tokens}** visual tokens" in "\n".join(m.value for m in at.markdown)
+
+
+def test_sidebar_video_as_sent_reaches_the_serving_scenario():
+    """'Use the sidebar's request' on Serving / Capacity planner: the clip's size and frame rate go into the scenario's
+    video spec (width, height, source_fps), so the engine tokenizes the same clip as the headline."""
+    from explorer.state import DEFAULTS, Setup, scenario_from_sidebar
+
+    from lvlmsim.specs.scenario import load_scenario
+
+    setup = Setup(**{**DEFAULTS, "model": "qwen2-vl-7b", "images": 0, "video_s": 10.0, "video_width": 1920,
+                     "video_height": 1080, "video_fps": 30.0})
+    video = load_scenario(scenario_from_sidebar("llava-chat-h100", setup)).workload.video
+    assert (video.width, video.height, video.source_fps) == (1920, 1080, 30.0)

@@ -16,7 +16,7 @@ from explorer.state import BOUNDS, DEFAULTS, PROFILES, Setup
 from lvlmsim.specs import registry
 
 NUMERIC = {"images": int, "width": int, "height": int, "video_s": float, "prompt_tokens": int, "output_tokens": int,
-           "batch": int, "tp": int}
+           "batch": int, "tp": int, "video_width": int, "video_height": int, "video_fps": float}
 SHOWN_CHARS = 60  # of a refused value, in its message (a 5000-character parameter is not echoed whole)
 
 
@@ -39,7 +39,8 @@ def _number(key: str, raw) -> tuple[float | int | None, str | None]:
     took NaN and inf as they were."""
     lo, hi = BOUNDS[key]
     whole = NUMERIC[key] is int
-    allowed = f"a whole number in {lo}..{hi}" if whole else f"a number of seconds in {lo:g}..{hi:g}"
+    unit = "frames per second" if key == "video_fps" else "seconds"
+    allowed = f"a whole number in {lo}..{hi}" if whole else f"a number of {unit} in {lo:g}..{hi:g}"
     try:
         v = float(raw) if not isinstance(raw, bool) else math.nan
     except (TypeError, ValueError):

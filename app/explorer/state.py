@@ -21,12 +21,14 @@ from lvlmsim.specs import registry
 DEFAULTS: dict = {
     "model": "llava-1.5-7b", "hardware": "h100-sxm", "images": 1, "width": 336, "height": 336, "video_s": 0.0,
     "prompt_tokens": 64, "output_tokens": 128, "batch": 1, "tp": 1, "profile": "auto",
+    "video_width": 0, "video_height": 0, "video_fps": 0.0,  # the clip as sent; 0 = the model's frame size / no cap
 }
 PROFILES = ("auto", "default", "peak")
 # (min, max) of the sidebar's number inputs; the share URL / setup JSON parser (explorer.share) checks the same bounds
 BOUNDS: dict[str, tuple] = {
     "images": (0, 64), "width": (1, 16384), "height": (1, 16384), "video_s": (0.0, 3600.0),
     "prompt_tokens": (0, 1_000_000), "output_tokens": (1, 1_000_000), "batch": (1, 4096), "tp": (1, 64),
+    "video_width": (0, 16384), "video_height": (0, 16384), "video_fps": (0.0, 240.0),
 }
 UPLOAD_KINDS = ("model", "hardware", "scenario", "trace")
 # Bad input the user can type or upload: the API raises LvlmsimError; pydantic/ValueError are caught as well so that
@@ -50,11 +52,25 @@ class Setup:
     tp: int
     profile: str
     techniques: tuple[str, ...] = ()
+    video_width: int = 0  # the video as sent (`--video-size WxH`); 0: the model's video policy frame size
+    video_height: int = 0
+    video_fps: float = 0.0  # its frame rate (`--video-fps`, caps the sampled frames); 0: no cap
+
+    @property
+    def video_size(self) -> tuple[int, int] | None:
+        return (self.video_width, self.video_height) if self.video_width and self.video_height else None
+
+    def video_kwargs(self) -> dict:
+        """`video_size` / `video_fps` for lvlmsim.estimate, only where a video is sent and they are set."""
+        if not self.video_s:
+            return {}
+        return {**({"video_size": self.video_size} if self.video_size else {}),
+                **({"video_fps": self.video_fps} if self.video_fps else {})}
 
     def kwargs(self) -> dict:
         return {"images": self.images, "image_size": (self.width, self.height), "prompt_tokens": self.prompt_tokens,
                 "output_tokens": self.output_tokens, "batch": self.batch, "tp": self.tp, "video_s": self.video_s,
-                "profile": self.profile, "techniques": list(self.techniques)}
+                **self.video_kwargs(), "profile": self.profile, "techniques": list(self.techniques)}
 
     def with_(self, **changes) -> Setup:
         return replace(self, **changes)
@@ -150,6 +166,10 @@ def select(key: str, value) -> None:
 
 def sidebar_request_label(setup: Setup) -> str:
     sizes = f"{setup.images} x {setup.width}x{setup.height}" + (f", video {setup.video_s:g} s" if setup.video_s else "")
+    if setup.video_s and setup.video_size:
+        sizes += f" at {setup.video_width}x{setup.video_height}"
+    if setup.video_s and setup.video_fps:
+        sizes += f" {setup.video_fps:g} fps"
     tech = f", {len(setup.techniques)} technique(s)" if setup.techniques else ""
     return (f"sidebar request: {setup.model} on {setup.hardware} tp{setup.tp}, {sizes}, "
             f"{setup.prompt_tokens}->{setup.output_tokens} tokens{tech}")
@@ -168,6 +188,12 @@ def scenario_from_sidebar(base_ref: str, setup: Setup) -> str:
                       prompt_tokens=setup.prompt_tokens, output_tokens=setup.output_tokens, video_s=setup.video_s,
                       techniques=list(setup.techniques), scenario_id="sidebar-request")
     data = sc.model_dump(mode="json", exclude_none=True)
+    video = data["workload"].get("video")
+    if video is not None:  # the clip as the sidebar sends it (the scenario's VideoSpec fields)
+        if setup.video_size:
+            video["width"], video["height"] = setup.video_size
+        if setup.video_fps:
+            video["source_fps"] = setup.video_fps
     if setup.profile != "auto":
         data["profile"] = setup.profile
     path = save_upload("sidebar-request.yaml", yaml.safe_dump(data, sort_keys=False).encode())
@@ -325,7 +351,8 @@ PRESETS: dict[str, dict] = {
                    "output_tokens": 160},
     "documents": {"images": 1, "width": 1700, "height": 2200, "video_s": 0.0, "prompt_tokens": 200,
                   "output_tokens": 400},
-    "video": {"images": 0, "width": 640, "height": 360, "video_s": 30.0, "prompt_tokens": 40, "output_tokens": 120},
+    "video": {"images": 0, "video_width": 640, "video_height": 360, "video_fps": 30.0, "video_s": 30.0,
+              "prompt_tokens": 40, "output_tokens": 120},
     "multi-turn": {"images": 2, "width": 1024, "height": 768, "video_s": 0.0, "prompt_tokens": 600,
                    "output_tokens": 150},
 }
@@ -389,6 +416,18 @@ def sidebar() -> Setup:
             st.caption(note)
         video_s = st.number_input("Video seconds (0 = none)", *BOUNDS["video_s"], step=1.0,
                                   key="sb.video_s")
+        c1, c2, c3 = st.columns(3)
+        video_w = c1.number_input("Video width (px)", *BOUNDS["video_width"], step=16, key="sb.video_width",
+                                  help="The video as sent (`--video-size`); 0 = the model's video frame size. The "
+                                       "model's processor then resizes its frames within its pixel budget.")
+        video_h = c2.number_input("Video height (px)", *BOUNDS["video_height"], step=16, key="sb.video_height",
+                                  help="0 = the model's video frame size; give both width and height, or neither")
+        video_fps = c3.number_input("Video fps", *BOUNDS["video_fps"], step=1.0, key="sb.video_fps",
+                                    help="The clip's own frame rate (`--video-fps`): at most seconds x fps frames "
+                                         "can be sampled. 0 = no cap.")
+        if bool(video_w) != bool(video_h):
+            st.error("video size: give both width and height (px), or 0 for both (the model's frame size); "
+                     "the one given is ignored until then")
         c1, c2 = st.columns(2)
         prompt = c1.number_input("Prompt tokens", *BOUNDS["prompt_tokens"], step=16, key="sb.prompt_tokens")
         output = c2.number_input("Output tokens", *BOUNDS["output_tokens"], step=16, key="sb.output_tokens")
@@ -412,7 +451,9 @@ def sidebar() -> Setup:
                     st.success(msg)
     setup = Setup(model=model, hardware=hardware, images=int(images), width=int(width), height=int(height),
                   video_s=float(video_s), prompt_tokens=int(prompt), output_tokens=int(output), batch=int(batch),
-                  tp=int(tp), profile=profile, techniques=techniques)
+                  tp=int(tp), profile=profile, techniques=techniques,
+                  video_width=int(video_w) if video_h else 0, video_height=int(video_h) if video_w else 0,
+                  video_fps=float(video_fps))
     with sb:
         share_widgets(setup)
     show_problems(setup)
