@@ -1,6 +1,7 @@
 """What the explorer teaches beyond the headline, checked against the API: the MoE decode lesson on the Roofline page
 (issue 12: decode reads the distinct experts the batch touches, so TPOT rises with the batch until every expert is
-touched), which efficiency model priced an estimate and how sure it is (issue 11), and op shapes a person can see."""
+touched), which efficiency model priced an estimate and how sure it is (issue 11), the video as sent, and charts
+where no op or combination hides."""
 
 from __future__ import annotations
 
@@ -147,3 +148,19 @@ def test_sidebar_video_as_sent_reaches_the_serving_scenario():
                      "video_height": 1080, "video_fps": 30.0})
     video = load_scenario(scenario_from_sidebar("llava-chat-h100", setup)).workload.video
     assert (video.width, video.height, video.source_fps) == (1920, 1080, 30.0)
+
+
+def test_dominated_combinations_are_not_hidden_under_pareto_ones():
+    """The technique page's figures (qwen2-vl-7b, h100-sxm, 2 x 1344x1008; TTFT ms, accuracy delta): each
+    dominated combination sat 0.08-0.14 ms right of a Pareto-optimal one with the same delta, under its marker, so 8
+    combinations showed as 4 points. Each is now drawn one marker (13 px) lower; the Pareto ones and a point with
+    no near neighbour stay where they are."""
+    import pandas as pd
+    from explorer.charts import NUDGE_PX, nudge_px
+
+    ttft = pd.Series([143.748, 143.608, 142.970, 142.830, 109.984, 109.906, 109.206, 109.128, 126.0])
+    delta = pd.Series([0.0, 0.0, -0.2, -0.2, -0.6, -0.6, -0.8, -0.8, -0.4])
+    pareto = pd.Series([False, True, False, True, False, True, False, True, False])
+    got = nudge_px(ttft, delta, pareto)
+    assert list(got) == [NUDGE_PX, 0, NUDGE_PX, 0, NUDGE_PX, 0, NUDGE_PX, 0, 0]
+
