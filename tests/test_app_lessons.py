@@ -164,3 +164,18 @@ def test_dominated_combinations_are_not_hidden_under_pareto_ones():
     got = nudge_px(ttft, delta, pareto)
     assert list(got) == [NUDGE_PX, 0, NUDGE_PX, 0, NUDGE_PX, 0, NUDGE_PX, 0, 0]
 
+
+def test_roofline_explains_windowed_layers_from_the_op_table():
+    """gemma-3-27b: 52 of 62 layers slide over 1024 tokens (10 global, every 6th). KV per token, hand-derived:
+    62 layers x 16 KV heads x 128 x 2 (K, V) x 2 bytes = 496 KiB; beyond the window only the 10 global layers
+    grow, 80 KiB. The per-call decode times quoted are the API's (time / calls of each attention op)."""
+    at = set_sidebar(page("roofline"), model="gemma-3-27b", prompt_tokens=4000)
+    text = "\n".join(m.value for m in at.markdown)
+    assert "**Windowed layers.** 52 of the 62 decoder layers of gemma-3-27b attend within a sliding window" in text
+    assert "grows by 80 KiB per token beyond the window instead of 496 KiB" in text
+    ops = lvlmsim.estimate("gemma-3-27b", "h100-sxm", prompt_tokens=4000).ops_frame()
+    dec = ops[ops["stage"] == "decode"].set_index("op")
+    per_call = {op: dec.loc[op, "time_s"] / dec.loc[op, "count"] for op in ("llm.attention.sliding", "llm.attention")}
+    assert per_call["llm.attention.sliding"] < per_call["llm.attention"]  # 4,388 tokens of context vs 1,024
+    assert (f"takes {fmt_time(per_call['llm.attention.sliding'])} in a windowed layer (`llm.attention.sliding`) "
+            f"against {fmt_time(per_call['llm.attention'])} in a global one") in text

@@ -212,3 +212,31 @@ def moe_lesson(model_id: str, moe, moe_layers: int, sweep: pd.DataFrame, batch: 
             f"({row['experts_share']:.0%} of the expert weights; {k} at batch 1). So TPOT rises with the batch, "
             f"{fmt_time(one['tpot_ms'] / 1e3)} at batch {int(one['batch'])} and {fmt_time(row['tpot_ms'] / 1e3)} at "
             f"batch {batch}, {then}. A dense model reads all its weights at every batch size.")
+
+
+def window_lesson(est: Estimate, model_id: str, local, num_layers: int) -> str | None:
+    """Issue 16's windowed layers in words, from the API's op table: how many decoder layers attend locally, and what
+    one decode attention call costs in a windowed layer against a global one at this context. None when the model
+    has no local attention or the table has no windowed decode op."""
+    if local is None:
+        return None
+    ops = est.ops_frame()
+    dec = ops[(ops["stage"] == "decode") & ops["op"].str.startswith("llm.attention")]
+    windowed = dec[dec["op"] == f"llm.attention.{local.kind}"]
+    full = dec[dec["op"] == "llm.attention"]
+    if windowed.empty or full.empty:
+        return None
+    w, n_global = local.window_tokens, len(local.global_layers)
+    how = (f"within a sliding window of the last {w:,} tokens" if local.kind == "sliding"
+           else f"within their own chunk of {w:,} tokens")
+    per_call = {name: float(f["time_s"].sum() / f["count"].sum()) for name, f in (("w", windowed), ("g", full))}
+    longest = est.context_tokens + est.output_tokens
+    where = (f"Past {w:,} tokens a windowed layer reads the KV of at most {w:,} of them" if longest > w else
+             f"This request ({longest:,} tokens at its last step) stays inside the window, so both read the same KV; "
+             f"past {w:,} tokens a windowed layer reads the KV of at most {w:,} of them")
+    return (f"**Windowed layers.** {num_layers - n_global} of the {num_layers} decoder layers of {model_id} attend "
+            f"{how}; the other {n_global} attend to the whole context. {where}: one decode attention call takes "
+            f"{fmt_time(per_call['w'])} in a windowed layer (`{windowed['op'].iloc[0]}`) against "
+            f"{fmt_time(per_call['g'])} in a global one (`llm.attention`) here, and the KV cache grows by "
+            f"{est.memory.kv_bytes_per_token_beyond_window / 1024:,.0f} KiB per token beyond the window instead of "
+            f"{est.memory.kv_bytes_per_token / 1024:,.0f} KiB.")

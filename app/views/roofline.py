@@ -10,7 +10,15 @@ import streamlit as st
 import yaml
 from explorer import charts
 from explorer.data import estimate_or_stop, hardware, moe_batch_sweep
-from explorer.roofline_data import moe_lesson, op_points, plottable, roofs_for, split_prefill, teaching_notes
+from explorer.roofline_data import (
+    moe_lesson,
+    op_points,
+    plottable,
+    roofs_for,
+    split_prefill,
+    teaching_notes,
+    window_lesson,
+)
 from explorer.state import current_setup, fixed_resize_note, keep, save_upload, sticky
 from explorer.ui import chart, headline, reproduce
 
@@ -117,6 +125,9 @@ notes = teaching_notes(est, hw, points, roofs[roofs["device"] != "B"], setup.bat
 note = fixed_resize_note(setup.model)
 if note and setup.images:
     notes.append(note)
+window = window_lesson(est, model_spec.id, model_spec.llm.local_attention, model_spec.llm.num_layers)
+if window:
+    notes.append(window)
 st.markdown("\n".join(f"- {n}" for n in notes))
 moe = model_spec.llm.moe
 if moe is not None:  # issue 12's lesson: the weights a decode step reads grow with the batch
