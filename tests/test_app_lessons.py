@@ -68,6 +68,8 @@ def test_headline_says_which_model_priced_the_estimate(hardware, kind):
     want = f"{hardware}: {provenance_text(prov)}. 80% band"
     assert any(c.value.startswith(want) for c in at.caption), [c.value for c in at.caption]
     assert f"expected error ~{prov['expected_error_pct']:.0f}%" in want
+    est = lvlmsim.estimate("llava-1.5-7b", hardware)
+    assert f"{fmt_time(est.band_keys()['ttft_s_p90'])} · TPOT" in "\n".join(c.value for c in at.caption)  # readable
 
 
 def test_flat_profile_headline_has_no_error_estimate():

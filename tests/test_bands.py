@@ -357,11 +357,16 @@ def test_bands_attached_to_an_older_profile_match_what_the_fit_stores():
 
 
 def test_explorer_headline_shows_the_estimate_band():
-    """The explorer's headline carries the same band line as `lvlmsim estimate` (one formatter, lvlmsim.fmt)."""
+    """The explorer's headline carries the same band line as `lvlmsim estimate` (one formatter, lvlmsim.fmt), after
+    the line naming the model that priced it; ' · ' between TTFT, TPOT and E2E where the CLI has two spaces (HTML
+    collapses them)."""
     import lvlmsim
-    from lvlmsim.fmt import band_text
+    from lvlmsim.calibrate.profiles import profile_provenance
+    from lvlmsim.fmt import band_text, provenance_text
     from tests.test_app import start
 
     at = start()
     want = band_text(lvlmsim.estimate("llava-1.5-7b", "h100-sxm").band_keys())
-    assert want.startswith("80% band (p10") and want in [c.value for c in at.caption]
+    assert want.startswith("80% band (p10")
+    prov = provenance_text(profile_provenance(lvlmsim.load_hardware("h100-sxm"), "auto"))
+    assert f"h100-sxm: {prov}. " + want.replace("  ", " · ") in [c.value for c in at.caption]
