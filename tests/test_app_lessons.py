@@ -155,17 +155,15 @@ def test_sidebar_video_as_sent_reaches_the_serving_scenario():
 def test_dominated_combinations_are_not_hidden_under_pareto_ones():
     """The technique page's figures (qwen2-vl-7b, h100-sxm, 2 x 1344x1008; TTFT ms, accuracy delta): each
     dominated combination sat 0.08-0.14 ms right of a Pareto-optimal one with the same delta, under its marker, so 8
-    combinations showed as 4 points. Each is now drawn one marker (13 px) lower; the Pareto ones and a point with
-    no near neighbour stay where they are."""
+    combinations showed as 4 points. Each is now drawn one marker lower (one nudge step); the Pareto ones and a
+    point with no near neighbour stay where they are."""
     import pandas as pd
-    from explorer.charts import NUDGE_PX, nudge_px
+    from explorer.charts import nudge_steps
 
     ttft = pd.Series([143.748, 143.608, 142.970, 142.830, 109.984, 109.906, 109.206, 109.128, 126.0])
     delta = pd.Series([0.0, 0.0, -0.2, -0.2, -0.6, -0.6, -0.8, -0.8, -0.4])
     pareto = pd.Series([False, True, False, True, False, True, False, True, False])
-    got = nudge_px(ttft, delta, pareto)
-    assert list(got) == [NUDGE_PX, 0, NUDGE_PX, 0, NUDGE_PX, 0, NUDGE_PX, 0, 0]
-
+    assert list(nudge_steps(ttft, delta, pareto)) == [1, 0, 1, 0, 1, 0, 1, 0, 0]
 
 def test_roofline_explains_windowed_layers_from_the_op_table():
     """gemma-3-27b: 52 of 62 layers slide over 1024 tokens (10 global, every 6th). KV per token, hand-derived:

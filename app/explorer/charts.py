@@ -213,48 +213,50 @@ def timeseries(frame: pd.DataFrame, x: str, series: str) -> alt.Chart:
 
 
 NEAR = (0.015, 0.03)  # share of the x and y spans within which two markers overlap on the chart
-NUDGE_PX = 13  # how far a marker that would hide under another is moved down (about one marker)
+NUDGE = 0.04  # share of the y span a marker that would hide under another is moved down (about one marker)
 
 
-def nudge_px(x: pd.Series, y: pd.Series, first: pd.Series) -> pd.Series:
-    """Vertical pixel offsets so no marker hides another: a point drawn within NEAR of earlier ones moves down
-    NUDGE_PX per such point. `first` (the Pareto-optimal ones) keep their true place; the rest are nudged. On the
-    technique page 8 combinations showed as 4 points: each dominated one sat under a Pareto one 0.1 ms away."""
+def nudge_steps(x: pd.Series, y: pd.Series, first: pd.Series) -> pd.Series:
+    """How many markers' heights to move each point down so none hides another: a point drawn within NEAR of
+    earlier ones moves one step per such point. `first` (the Pareto-optimal ones) keep their true place; the rest
+    are nudged. On the technique page 8 combinations showed as 4 points: each dominated one sat under a Pareto one
+    0.1 ms away."""
     span_x = float(x.max() - x.min()) or 1.0
     span_y = float(y.max() - y.min()) or 1.0
     order = list(x.index[first.to_numpy()]) + list(x.index[~first.to_numpy()])
     placed: list = []
-    out = pd.Series(0.0, index=x.index)
+    out = pd.Series(0, index=x.index)
     for i in order:
-        near = sum(abs(x[i] - x[j]) < NEAR[0] * span_x and abs(y[i] - y[j]) < NEAR[1] * span_y for j in placed)
-        out[i] = near * NUDGE_PX
+        out[i] = sum(abs(x[i] - x[j]) < NEAR[0] * span_x and abs(y[i] - y[j]) < NEAR[1] * span_y for j in placed)
         placed.append(i)
     return out
 
 
 def pareto_scatter(frame: pd.DataFrame, cost: str, cost_title: str) -> alt.LayerChart:
     """Cost (x, lower is better) vs accuracy delta (y, higher is better); the Pareto-optimal ones joined by a line.
-    A dominated point that would hide under a Pareto-optimal one nearby is drawn a marker lower (its tooltip keeps
-    the true numbers)."""
-    frame = frame.assign(nudge_px=nudge_px(frame[cost], frame["accuracy_delta"], frame["pareto"].astype(bool)))
+    A dominated point that would hide under a Pareto-optimal one nearby is drawn a marker lower (`y_drawn`; its
+    tooltip keeps the true numbers)."""
+    steps = nudge_steps(frame[cost], frame["accuracy_delta"], frame["pareto"].astype(bool))
+    span_y = float(frame["accuracy_delta"].max() - frame["accuracy_delta"].min()) or 1.0
+    frame = frame.assign(y_drawn=frame["accuracy_delta"] - steps * NUDGE * span_y)
     base = alt.Chart(frame)
     pts = base.mark_point(size=110, filled=True).encode(
-        yOffset=alt.YOffset("nudge_px:Q", scale=None),
         x=alt.X(f"{cost}:Q", title=cost_title, scale=alt.Scale(zero=False, padding=30)),
-        y=alt.Y("accuracy_delta:Q", title="accuracy delta (points, user-supplied)",
+        y=alt.Y("y_drawn:Q", title="accuracy delta (points, user-supplied)",
                 scale=alt.Scale(zero=False, padding=30), axis=alt.Axis(format=".2~f")),
         color=alt.Color("pareto:N", scale=alt.Scale(domain=[True, False], range=["#d62728", "#9e9e9e"]),
                         title="Pareto-optimal"),
         tooltip=[alt.Tooltip("combination:N"), alt.Tooltip(f"{cost}:Q", title=cost_title, format=".4~g"),
                  alt.Tooltip("accuracy_delta:Q", format=".3~g")],
     )
+    y_title = "accuracy delta (points, user-supplied)"  # on every layer: two field names would merge into one title
     front = base.transform_filter(alt.datum.pareto).mark_line(color="#d62728", strokeDash=[4, 2]).encode(
-        x=alt.X(f"{cost}:Q"), y=alt.Y("accuracy_delta:Q"), order=alt.Order(f"{cost}:Q"))
+        x=alt.X(f"{cost}:Q"), y=alt.Y("accuracy_delta:Q", title=y_title), order=alt.Order(f"{cost}:Q"))
     # labels run right of their point, but leftwards in the right half (they ran past the plot into the legend)
     mid = float(frame[cost].min() + frame[cost].max()) / 2
     labels = [base.transform_filter((alt.datum.label != "") & cond).mark_text(
         align=align, dx=dx, dy=-8, fontSize=11, limit=320).encode(
-        x=alt.X(f"{cost}:Q"), y=alt.Y("accuracy_delta:Q"), text=alt.Text("label:N"))
+        x=alt.X(f"{cost}:Q"), y=alt.Y("accuracy_delta:Q", title=y_title), text=alt.Text("label:N"))
         for cond, align, dx in ((alt.datum[cost] <= mid, "left", 8), (alt.datum[cost] > mid, "right", -8))]
     return alt.layer(front, pts, *labels).properties(height=380, description="pareto")
 
