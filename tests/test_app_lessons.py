@@ -83,7 +83,7 @@ def test_overview_ab_names_a_mixed_comparison():
     says the two are priced differently."""
     at = page("overview")
     assert at.selectbox(key="ab.hardware").value == "l40s"
-    assert any("A is priced measured, B transferred" in i.value for i in at.info)
+    assert any("A is priced from its own measured kernels, B by transfer" in i.value for i in at.info)
 
 
 def test_every_op_kind_has_a_visible_fixed_shape():

@@ -76,8 +76,10 @@ st.caption(f"A: {est.model_id} on {est.hardware_id} tp{est.tp}, {provenance_text
            f"{est_b.hardware_id} tp{est_b.tp}, {provenance_text(prov_b)}; same images, text lengths, batch, profile "
            "and techniques.")
 if prov_a["profile_kind"] != prov_b["profile_kind"]:  # as `plan` warns when a comparison mixes them
-    st.info(f"A is priced {prov_a['profile_kind']}, B {prov_b['profile_kind']}: the two sides' errors differ "
-            "(see the expected errors above), so read a small B / A ratio with care.")
+    how = {"measured": "from its own measured kernels", "transferred": "by transfer", "flat": "by the flat derate"}
+    st.info(f"A is priced {how.get(prov_a['profile_kind'], prov_a['profile_kind'])}, B "
+            f"{how.get(prov_b['profile_kind'], prov_b['profile_kind'])}: the two sides' expected errors differ (see "
+            "above), so read a small B / A difference with care.")
 
 st.markdown(
     """
