@@ -35,10 +35,14 @@ def _cost_model(hw: HardwareSpec, prof: EfficiencyProfile) -> CostModel:
 
 def with_dtype(model: ModelSpec, dtype: str | None) -> ModelSpec:
     """The model run in `dtype` (None: as released); an unknown dtype names the allowed ones."""
-    if dtype is None or dtype == model.dtype:
-        return model
     from lvlmsim.specs.base import DTYPES
 
+    if dtype is None:
+        return model
+    if not isinstance(dtype, str):  # `dtype == model.dtype` on an array raised numpy's ambiguous-truth ValueError
+        raise SpecError(f"dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
+    if dtype == model.dtype:
+        return model
     if dtype not in DTYPES:
         raise SpecError(f"dtype: '{dtype}' is not one of {', '.join(DTYPES)}")
     return model.model_copy(update={"dtype": dtype})

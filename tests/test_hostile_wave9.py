@@ -206,3 +206,49 @@ def test_planner_and_calibration_flags(tmp_path, monkeypatch, args, fragment):
     monkeypatch.chdir(tmp_path)  # nothing may be written, and nothing is: each is refused before any work
     refused(args, fragment)
     assert not any(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------------------------------------ Python API
+PLAN_KW = {"target_rate": 1, "tp": [1], "layouts": ["agg"], "hardware": ["h100-sxm"], "verify": False,
+           "executor": "serial"}
+
+
+@pytest.mark.parametrize(("kwargs", "fragment"), [
+    ({"slos": 0}, "slo: expected 'KEY=SECONDS,...' such as 'ttft_p90=1.0' or a dict"),  # TypeError traceback
+    ({"max_gpus": float("nan")}, "max_gpus: expected an integer >= 1, got nan"),  # ran as no limit
+    ({"max_gpus": 1.5}, "max_gpus: expected an integer >= 1, got 1.5"),
+    ({"max_gpus": "abc"}, "max_gpus: expected an integer >= 1"),  # TypeError traceback
+    ({"pareto_latency": []}, "pareto_latency: unknown []; allowed: e2e_p50"),  # unhashable-type traceback
+    ({"techniques": []}, "techniques: an empty list of technique sets leaves nothing to plan"),  # KeyError later
+    ({"robust": float("nan")}, "robust: expected True or False, got nan"),  # reported nan as the run's setting
+    ({"verify": "no"}, "verify: expected True or False, got 'no'"),  # 'no' is truthy: it verified
+])
+def test_plan_api_argument_types(kwargs, fragment):
+    import lvlmsim
+
+    with pytest.raises(lvlmsim.LvlmsimError) as info:
+        lvlmsim.plan(**{**PLAN_KW, **kwargs})
+    assert "\n" not in str(info.value) and fragment in str(info.value), info.value
+
+
+def test_plan_api_takes_a_numpy_integer_gpu_cap():
+    import numpy as np
+
+    from lvlmsim.planner.capacity import SearchSettings
+    from lvlmsim.planner.plan import _validate
+
+    inp = _validate("llava-chat-h100", 1, None, ["h100-sxm"], [1], ["agg"], None, np.int64(3),
+                    SearchSettings(probe_duration_s=2), "ttft_p90", "serial", None)
+    assert inp.max_gpus == 3 and type(inp.max_gpus) is int
+
+
+@pytest.mark.parametrize(("call", "fragment"), [
+    (lambda lv: lv.estimate(dtype=[1, 2]), "dtype: expected one of fp32"),  # numpy arrays raised ambiguous truth
+    (lambda lv: lv.simulate(requests=5, keep_requests=0), "keep_requests: 0 is not one of true | false"),
+])
+def test_estimate_and_simulate_api_flag_types(call, fragment):
+    import lvlmsim
+
+    with pytest.raises(lvlmsim.LvlmsimError) as info:
+        call(lvlmsim)
+    assert fragment in str(info.value), info.value

@@ -382,7 +382,7 @@ def _deliver(df, token_out_s: float) -> None:
 
 def _stream_sink(run: _Run, keep_requests: bool | None) -> StreamSummary | None:
     """The streaming aggregates when this run folds requests as they end (see simulate's keep_requests)."""
-    if keep_requests not in (True, False, None):
+    if not (keep_requests is None or isinstance(keep_requests, bool)):  # `in (True, False, None)` let 0 pass
         raise LvlmsimError(f"keep_requests: {keep_requests!r} is not one of true | false | null (auto)")
     unsupported = [what for what, on in (("workload.classes", bool(run.sc.workload.classes)),
                                          ("host costs", run.host is not None)) if on]

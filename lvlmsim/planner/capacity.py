@@ -77,8 +77,11 @@ def parse_slos(slos: str | dict[str, float] | None) -> dict[str, float]:
             if not sep:
                 raise SpecError(f"slo: expected KEY=SECONDS such as ttft_p90=1.0, got '{part}'")
             items[key.strip()] = value.strip()
-    else:
+    elif isinstance(slos, dict):
         items = dict(slos)
+    else:  # a bare number was a TypeError traceback
+        raise SpecError(f"slo: expected 'KEY=SECONDS,...' such as 'ttft_p90=1.0' or a dict {{key: seconds}}, got "
+                        f"{slos!r}; keys: {', '.join(SLO_KEYS)}")
     out: dict[str, float] = {}
     for key, value in items.items():
         if key not in SLO_KEYS:

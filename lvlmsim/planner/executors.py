@@ -35,8 +35,8 @@ def default_workers() -> int:
 
 def check_executor(executor: str, workers: int | None) -> None:
     """Fail before any work starts on an unknown executor or a bad worker count."""
-    if executor not in EXECUTORS:
-        raise SpecError(f"executor: unknown '{executor}'; allowed: {', '.join(EXECUTORS)}")
+    if not isinstance(executor, str) or executor not in EXECUTORS:
+        raise SpecError(f"executor: unknown {executor!r}; allowed: {', '.join(EXECUTORS)}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise SpecError(f"workers: must be an integer >= 1, got {workers!r}")
     if executor == "ray" and importlib.util.find_spec("ray") is None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from lvlmsim.planner.capacity import (
 from lvlmsim.planner.executors import check_executor, run_tasks
 from lvlmsim.planner.progress import ProgressFn
 from lvlmsim.planner.runs import scenario_payload
+from lvlmsim.specs.inputs import number
 from lvlmsim.specs.scenario import Scenario, load_scenario, scenario_from_dict
 from lvlmsim.specs.workload import MAX_RATE_RPS
 
@@ -429,6 +431,9 @@ def plan(
     Phases: validate, enumerate, screen (analytic), search (capacity per replica), choose (verify the fleet), rank.
     """
     t_wall = time.perf_counter()
+    for name, flag in (("verify", verify), ("exact", exact), ("robust", robust), ("capacity_range", capacity_range)):
+        if not isinstance(flag, bool):  # any truthy value ran, and robust=nan was reported as the run's setting
+            raise SpecError(f"{name}: expected True or False, got {flag!r}")
     if robust:
         sc0 = load_scenario(scenario)
         scenario = sc0.model_copy(update={"profile": f"{sc0.profile or 'auto'}@p90"})
@@ -463,13 +468,19 @@ def _validate(scenario, target_rate, slos, hardware, tp, layouts, techniques, ma
     if (isinstance(target_rate, bool) or not isinstance(target_rate, int | float)
             or not 0 < target_rate <= MAX_RATE_RPS):  # inf: every candidate failed with an OverflowError, exit 1
         raise SpecError(f"target_rate: must be a finite rate in (0, {MAX_RATE_RPS:g}] requests/s, got {target_rate!r}")
-    slo = parse_slos(slos) if slos not in (None, "", {}) else slos_of_scenario(sc)
+    empty = slos is None or (isinstance(slos, str | dict) and not slos)  # `in (None, "", {})` failed on arrays
+    slo = slos_of_scenario(sc) if empty else parse_slos(slos)
     if not slo:
         raise SpecError(f"slo: none given and scenario '{sc.id}' has none; e.g. --slo ttft_p90=1.0,tpot_p90=0.05")
-    if pareto_latency not in {f"{m}_p{p}" for m in SLO_METRICS for p in SLO_PERCENTILES}:
-        raise SpecError(f"pareto_latency: unknown '{pareto_latency}'")
-    if max_gpus is not None and max_gpus < 1:
-        raise SpecError(f"max_gpus: must be >= 1, got {max_gpus}")
+    latencies = sorted(f"{m}_p{p}" for m in SLO_METRICS for p in SLO_PERCENTILES)
+    if not isinstance(pareto_latency, str) or pareto_latency not in latencies:
+        raise SpecError(f"pareto_latency: unknown {pareto_latency!r}; allowed: {', '.join(latencies)}")
+    if max_gpus is not None:  # nan, inf and 1.5 were taken; a string was a TypeError traceback
+        integral = isinstance(max_gpus, numbers.Integral) and not isinstance(max_gpus, bool)  # numpy ints too
+        max_gpus = number(int(max_gpus) if integral else max_gpus, "max_gpus", lo=1, integer=True)
+    if techniques is not None and not isinstance(techniques, str | bytes) and len(techniques) == 0:
+        raise SpecError("techniques: an empty list of technique sets leaves nothing to plan; give at least one set "
+                        "([] inside it is 'no techniques'), or None for the scenario's")
     s = (settings or SearchSettings()).check()
     check_executor(executor, workers)
     hw_ids = _given_list(hardware, "hardware", "hardware ids such as h100-sxm,l40s") or [sc.hardware]
