@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass
 
 from lvlmsim.errors import SpecError
+from lvlmsim.specs.workload import MAX_REQUEST_TOKENS
 
 CLIENTS = ("vllm", "sglang")
 RESOLUTIONS: dict[str, tuple[int, int]] = {  # name -> (width, height)
@@ -75,6 +76,9 @@ def length_bounds(client: str, length: int, range_ratio: float, *, output: bool 
     flag = "--random-output-len" if output else "--random-input-len"
     if length < 1:
         raise SpecError(f"{flag}: must be >= 1 token, got {length}")
+    if length > MAX_REQUEST_TOKENS:  # named here, not as the scenario's prompt_tokens / output_tokens
+        raise SpecError(f"{flag}: must be at most {MAX_REQUEST_TOKENS:g} tokens (past any model's context), got "
+                        f"{length}")
     if not output and client == "sglang" and special_tokens:
         raise SpecError(f"--special-tokens: vllm only (sglang counts --random-input-len as is); allowed with "
                         f"--client sglang: 0, got {special_tokens}")

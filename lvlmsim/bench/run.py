@@ -39,6 +39,7 @@ import numpy as np
 from lvlmsim.bench.clients import CLIENTS, DEFAULTS, check_client, image_sizes, length_bounds, uniform_int_dist
 from lvlmsim.bench.datasets import dataset_ids, load_dataset
 from lvlmsim.errors import SpecError
+from lvlmsim.specs.workload import MAX_RATE_RPS, MAX_REQUESTS
 
 SYNTHETIC = ("random", "random-image")
 ALIASES = {"random-mm": "random-image", "image": "random-image"}  # vLLM's and SGLang's names for the same thing
@@ -87,8 +88,8 @@ class BenchArgs:
 def _arrival(a: BenchArgs, n: int) -> dict:
     """The clients' pacing: rate inf sends everything at t = 0 (the cap then paces it: a closed loop); a finite rate
     is a Poisson process, or gamma gaps of shape `burstiness` (vLLM's --burstiness; cv = 1/sqrt(burstiness))."""
-    if not a.request_rate > 0:
-        raise SpecError(f"--request-rate: must be > 0 requests/s or inf, got {a.request_rate}")
+    if not (a.request_rate > 0 and (a.request_rate <= MAX_RATE_RPS or math.isinf(a.request_rate))):
+        raise SpecError(f"--request-rate: must be in (0, {MAX_RATE_RPS:g}] requests/s or inf, got {a.request_rate:g}")
     if not (a.burstiness > 0 and math.isfinite(a.burstiness)):
         raise SpecError(f"--burstiness: must be a finite number > 0 (1 = Poisson), got {a.burstiness}")
     if math.isinf(a.request_rate):
@@ -161,8 +162,8 @@ def bench_scenario(a: BenchArgs) -> dict:
     client = check_client(a.client)
     d = DEFAULTS[client]
     n = a.num_prompts if a.num_prompts is not None else d.num_prompts
-    if n < 1:
-        raise SpecError(f"--num-prompts: must be >= 1, got {n}")
+    if not 1 <= n <= MAX_REQUESTS:  # named here, not as the scenario's workload.requests
+        raise SpecError(f"--num-prompts: must be in [1, {MAX_REQUESTS:g}], got {n}")
     if a.max_concurrency is not None and a.max_concurrency < 1:
         raise SpecError(f"--max-concurrency: must be >= 1 or inf, got {a.max_concurrency}")
     serving = {"tp": a.tp, "runtime": client if a.runtime is None else a.runtime, **a.serving}  # '' is refused

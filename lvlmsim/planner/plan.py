@@ -80,6 +80,8 @@ class Layout:
 
 def parse_layout(text: str) -> Layout:
     """'agg' | 'E+PD[:a:b]' | 'EP+D[:a:b]' | 'E+P+D[:a:b:c]' (instance counts per pool, default 1 each)."""
+    if not isinstance(text, str):  # a number had no .strip(): AttributeError traceback
+        raise SpecError(f"layout: expected text such as agg or E+PD:1:2, got {text!r}")
     t = text.strip()
     if t in ("agg", "aggregated", "EPD"):
         return Layout(("EPD",), (1,))

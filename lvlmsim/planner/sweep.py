@@ -103,11 +103,13 @@ def load_sweep(spec: str | Path | dict | SweepSpec) -> Sweep:
         parsed, source = spec, "sweep"
     elif isinstance(spec, dict):
         parsed, source = validate_as(SweepSpec, spec, "sweep"), "sweep"
-    else:
+    elif isinstance(spec, str | Path) and str(spec).strip():
         path = Path(spec)
         source = str(path)
         parsed = validate_as(SweepSpec, read_yaml(path), source)
         source_dir = path.resolve().parent
+    else:  # a number or None was a TypeError traceback from pathlib
+        raise SpecError(f"sweep: expected a sweep YAML path, a mapping or a SweepSpec, got {spec!r}")
     base_ref = parsed.base
     if isinstance(base_ref, str) and source_dir is not None and base_ref.endswith((".yaml", ".yml")):
         p = Path(base_ref)
