@@ -277,3 +277,16 @@ def test_plan_api_layout_items_must_be_text():
 
     with pytest.raises(lvlmsim.LvlmsimError, match="layout: expected text such as agg or E\\+PD:1:2, got 1"):
         lvlmsim.plan(**{**PLAN_KW, "layouts": [1]})
+
+
+@pytest.mark.parametrize("archs", [7, [1], "LlavaForConditionalGeneration", {"a": 1}])
+def test_import_hf_architectures_must_be_a_list_of_names(tmp_path, archs):
+    """A number was 'a field holds a value the llava importer cannot use' (no field named); a string imported with
+    its first letter as the model's name."""
+    import json
+
+    cfg = json.loads((REPO / "tests/fixtures/hf/llava-1.5-7b-hf/config.json").read_text())
+    cfg["architectures"] = archs
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    refused(["import-hf", str(p)], "architectures: expected a list of class names such as")

@@ -228,6 +228,17 @@ def _load(path_or_dict: str | Path | dict[str, Any]) -> tuple[dict[str, Any], Pa
     return data, path
 
 
+def _check_architectures(cfg: dict[str, Any], path: Path | None) -> None:
+    """`architectures` (top level, text_config, vision_config) is a list of class names where given: a number or a
+    list of numbers was reported only as 'a field holds a value the importer cannot use'."""
+    subs = (("", cfg), ("text_config.", cfg.get("text_config")), ("vision_config.", cfg.get("vision_config")))
+    for where, sub in subs:
+        archs = sub.get("architectures") if isinstance(sub, dict) else None
+        if archs is not None and (not isinstance(archs, list) or not all(isinstance(a, str) for a in archs)):
+            raise SpecError(f"{path or 'config'}: {where}architectures: expected a list of class names such as "
+                            f"[\"LlavaForConditionalGeneration\"], got {archs!r}")
+
+
 def _model_type(cfg: dict[str, Any]) -> str:
     mt = cfg.get("model_type")
     if not mt:
@@ -655,6 +666,7 @@ def import_hf_config(path_or_dict: str | Path | dict[str, Any], *, model_id: str
         raise SpecError(f"--id: expected a lower-case id of letters, digits, '.' and '-' such as qwen3-vl-8b, got "
                         f"{model_id!r}")
     cfg, path = _load(path_or_dict)
+    _check_architectures(cfg, path)
     try:
         return _import(cfg, path, model_id)
     except (TypeError, ValueError, ArithmeticError, LookupError) as exc:  # a field not read through whole()
