@@ -273,6 +273,9 @@ def main() -> None:
             set_number(page, "Image height (px)", 1008)
             set_number(page, "Images per request", 2)
             if page.get_by_label("Techniques", exact=True).count():  # FastV, the survey's running example
+                # mid-screen first: scrolled only to the window's bottom edge (the sidebar's video size and fps
+                # rows put it there), the multiselect's list did not open and no option could be picked
+                page.get_by_label("Techniques", exact=True).evaluate("e => e.scrollIntoView({block: 'center'})")
                 page.get_by_label("Techniques", exact=True).click()
                 rerun_after(page, lambda: page.get_by_role("option", name="fastv", exact=True).click())
                 page.keyboard.press("Escape")

@@ -146,8 +146,9 @@ st.dataframe(matrix.drop(columns=["label"]), hide_index=True, key="tech-matrix",
 })
 st.subheader("Cost vs quality")
 chart(charts.pareto_scatter(matrix, cost, COSTS[cost]))
-st.caption("Red: Pareto-optimal combinations (no other is both cheaper and at least as accurate). Each row is "
-           "`lvlmsim.estimate(..., techniques=[...])` with the sidebar's request.")
+st.caption("Red: Pareto-optimal combinations (no other is both cheaper and at least as accurate). A grey point "
+           "just below a red one is a combination that would hide under it, drawn a marker lower (hover for its "
+           "numbers). Each row is `lvlmsim.estimate(..., techniques=[...])` with the sidebar's request.")
 st.download_button("Download every combination (CSV)", matrix.drop(columns=["label"]).assign(
     model=setup.model, hardware=setup.hardware).to_csv(index=False).encode(), file_name="lvlmsim-techniques.csv",
     mime="text/csv", key="tech-csv")
