@@ -179,3 +179,20 @@ def test_roofline_explains_windowed_layers_from_the_op_table():
     assert per_call["llm.attention.sliding"] < per_call["llm.attention"]  # 4,388 tokens of context vs 1,024
     assert (f"takes {fmt_time(per_call['llm.attention.sliding'])} in a windowed layer (`llm.attention.sliding`) "
             f"against {fmt_time(per_call['llm.attention'])} in a global one") in text
+
+
+def test_roofline_ab_names_both_devices_provenance_and_legend_lists_drawn_stages():
+    """Roofline A/B (h100-sxm vs l40s): the caption says which model priced each and that they differ (issue 11);
+    the stage legend lists the stages drawn, not the split-prefill entries while the split is off."""
+    at = page("roofline")
+    at.selectbox(key="roof.compare").set_value("l40s")
+    at = rerun(at)
+    caption = "\n".join(c.value for c in at.caption)
+    for hw in ("h100-sxm", "l40s"):
+        prov = profile_provenance(lvlmsim.load_hardware(hw), "auto")
+        assert f"= {hw}, {provenance_text(prov)}" in caption
+    assert "priced by different kinds of efficiency model" in caption
+    spec, _ = charts(at)["roofline"]
+    colors = [la.get("encoding", {}).get("color", {}) for la in spec["layer"]]
+    domains = {tuple(c["scale"]["domain"]) for c in colors if c.get("field") == "stage" and "scale" in c}
+    assert domains == {("encode", "prefill", "decode")}

@@ -11,6 +11,14 @@ STAGE_COLORS = ["#8e6cc0", "#1f77b4", "#ff7f0e"]
 PART_COLORS = {"visual tokens": "#d62728", "text tokens": "#7f7f7f"}  # the same red/grey on every page
 SPLIT_STAGES = ["prefill: visual tokens", "prefill: text tokens"]  # the roofline's split prefill points
 STAGE_SCALE = alt.Scale(domain=STAGES + SPLIT_STAGES, range=STAGE_COLORS + list(PART_COLORS.values()))
+
+
+def stage_scale(stages) -> alt.Scale:
+    """STAGE_SCALE's fixed colours for the stages drawn only: the legend listed 'prefill: visual tokens' and
+    'prefill: text tokens' with the split off, red and grey entries with no point of that colour anywhere."""
+    present = set(stages)
+    pairs = [(s, c) for s, c in zip(STAGE_SCALE.domain, STAGE_SCALE.range, strict=True) if s in present]
+    return alt.Scale(domain=[s for s, _ in pairs], range=[c for _, c in pairs]) if pairs else STAGE_SCALE
 ROOF_COLORS = ["#333333", "#17becf"]  # device A, device B (datasheet roofs and their labels)
 # every op kind of lvlmsim.ops.op, in a fixed order, so a shape means the same on every chart and every model
 KINDS = ["gemm", "conv", "attn_prefill", "attn_decode", "attn_encoder", "elementwise", "allreduce", "moe_gemm",
@@ -57,6 +65,7 @@ def roofline(points: pd.DataFrame, roofs: pd.DataFrame, ridges: pd.DataFrame,
     `roofs` has intensity, tflops, roof (a label), kind ('datasheet' or 'effective'), stage, device ('', 'A', 'B').
     `moves` (optional) holds two rows per op (before, after) joined by a line, so the shift is visible.
     """
+    stages = stage_scale(set(points["stage"]) | set(roofs["stage"]))
     x_dom = [float(roofs["intensity"].min()), float(roofs["intensity"].max())]
     y_dom = [float(min(points["attained_tflops"].min(), roofs["tflops"].min())) / 2, float(roofs["tflops"].max()) * 3]
     x = alt.X("x_drawn:Q", scale=alt.Scale(type="log", domain=x_dom), title="arithmetic intensity (FLOP / byte)")
@@ -76,7 +85,7 @@ def roofline(points: pd.DataFrame, roofs: pd.DataFrame, ridges: pd.DataFrame,
         if len(eff):  # dashed, in the stage's colour: the roof that stage's bound labels use
             layers.append(alt.Chart(eff).mark_line(strokeWidth=1.5, strokeDash=dash, clip=True).encode(
                 x=alt.X("intensity:Q"), y=alt.Y("tflops:Q"), detail=alt.Detail("roof:N"),
-                color=alt.Color("stage:N", scale=STAGE_SCALE, title="stage"),
+                color=alt.Color("stage:N", scale=stages, title="stage"),
                 tooltip=[alt.Tooltip("roof:N"), alt.Tooltip("tflops:Q", title="roof TFLOP/s", format=".4~g")]))
     ridge_rule = alt.Chart(ridges).mark_rule(color="#888", strokeDash=[4, 4]).encode(
         x=alt.X("ridge:Q"),
@@ -97,7 +106,7 @@ def roofline(points: pd.DataFrame, roofs: pd.DataFrame, ridges: pd.DataFrame,
                     scale=alt.Scale(type="sqrt", range=[25, 900], domain=[0, float(points["time_ms"].max())]),
                     legend=alt.Legend(orient="bottom", direction="horizontal", symbolFillColor="#999",
                                       symbolStrokeColor="#999"))
-    enc = dict(x=x, y=y, color=alt.Color("stage:N", scale=STAGE_SCALE, title="stage"),
+    enc = dict(x=x, y=y, color=alt.Color("stage:N", scale=stages, title="stage"),
                shape=alt.Shape("kind:N", scale=kind_scale(points["kind"]), title="op kind"), size=size,
                tooltip=[alt.Tooltip("when:N")] + OP_TOOLTIP)
     layers.append(alt.Chart(points[points["when"] != hollow]).mark_point(

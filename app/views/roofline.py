@@ -9,7 +9,8 @@ import pandas as pd
 import streamlit as st
 import yaml
 from explorer import charts
-from explorer.data import estimate_or_stop, hardware, moe_batch_sweep
+from explorer.data import estimate_or_stop, hardware, moe_batch_sweep, provenance
+from explorer.fmt import provenance_text
 from explorer.roofline_data import (
     moe_lesson,
     op_points,
@@ -113,7 +114,11 @@ if mha_twin is not None:
     cap += (" Filled: the model as released (MLA); hollow: the same model with multi-head attention of the same "
             "heads. Decode attention moves right: the latent is read once for all heads.")
 elif compare:
-    cap += f" Filled: A = {hw.id}; hollow: B = {compare}, the same request."
+    prov_a, prov_b = provenance(setup.hardware, setup.profile), provenance(compare, setup.profile)
+    cap += (f" Filled: A = {hw.id}, {provenance_text(prov_a)}; hollow: B = {compare}, {provenance_text(prov_b)}; the "
+            "same request.")
+    if prov_a["profile_kind"] != prov_b["profile_kind"]:  # issue 11: a comparison that mixes them says so
+        cap += " A and B are priced by different kinds of efficiency model, so their expected errors differ."
 elif setup.techniques:
     cap += " Hollow points: the same request without techniques; grey lines show how each op moved."
 else:
