@@ -35,8 +35,9 @@ class InfeasibleError(LvlmsimError):
     """A configuration that cannot run (does not fit in memory, TP does not divide heads, missing dtype)."""
 
 
-def format_validation_error(exc, source: str | None = None) -> str:
-    """Turn a pydantic ValidationError into one line per problem: `file: field.path: message (got value)`."""
+def format_validation_error(exc, source: str | None = None, fields_at=None) -> str:
+    """Turn a pydantic ValidationError into one line per problem: `file: field.path: message (got value)`.
+    `fields_at(loc)` (optional) lists the fields of the model at `loc`, named after an unknown field."""
     where = f"{source}: " if source else ""
     lines = []
     for err in exc.errors():
@@ -50,7 +51,11 @@ def format_validation_error(exc, source: str | None = None) -> str:
         if err.get("type") == "number_not_bool":  # the message names the field inside the model already
             lines.append(f"{where}{loc + ': ' if err.get('loc') else ''}{msg}")
             continue
-        lines.append(f"{where}{loc}: {msg}{got_s}")
+        hint = ""
+        if err.get("type") == "extra_forbidden" and fields_at is not None:
+            names = fields_at(tuple(err.get("loc", ()))[:-1])
+            hint = f"; allowed fields: {', '.join(names)}" if names else ""
+        lines.append(f"{where}{loc}: {msg}{got_s}{hint}")
     return "; ".join(lines)
 
 

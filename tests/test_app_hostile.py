@@ -118,7 +118,7 @@ def test_scenario_upload_with_an_unknown_model_is_refused_at_upload():
 
 @pytest.mark.parametrize(("kind", "name", "data", "message"), [
     ("model", "m.yaml", bytes(range(256)), "m.yaml: not UTF-8 text (byte 0x80 at offset 128)"),
-    ("model", "m.yaml", b"", "m.yaml: expected a mapping of fields for ModelSpec, got NoneType"),
+    ("model", "m.yaml", b"", "m.yaml: empty, no fields; expected a mapping of fields for ModelSpec"),
     ("trace", "t.csv", b"time,tokens\n0.1,5\n", "t.csv: t.csv:1: missing column(s) arrival_s, prompt_tokens, "
                                                   "output_tokens (header has: time, tokens)"),
 ])

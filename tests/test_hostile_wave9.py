@@ -290,3 +290,33 @@ def test_import_hf_architectures_must_be_a_list_of_names(tmp_path, archs):
     p = tmp_path / "config.json"
     p.write_text(json.dumps(cfg))
     refused(["import-hf", str(p)], "architectures: expected a list of class names such as")
+
+
+@pytest.mark.parametrize(("yaml_text", "fragment"), [
+    # an unknown (misspelt) field named itself but not what it could have been
+    ("serving: {max_num_seq: 5}", "serving.max_num_seq: Extra inputs are not permitted (got 5); allowed fields: "
+                                  "instances, tp, ep"),
+    ("workload: {arrival: {kind: poisson, rate_rps: 1, rate: 2}}", "workload.arrival.poisson.rate: Extra inputs are "
+                                                                   "not permitted (got 2); allowed fields: kind, "
+                                                                   "rate_rps"),
+    ("workload: {image_size: [{size: 336x336, wt: 1}]}", "allowed fields: width, height, weight"),
+    ("slos: {ttft: 1}", "slos.ttft: Extra inputs are not permitted (got 1); allowed fields: ttft_s, tpot_s, e2e_s, "
+                        "percentile"),
+    ("serving: {pools: [{role: E, instances: 1, tpp: 2}]}", "serving.pools.0.tpp: Extra inputs are not permitted "
+                                                            "(got 2); allowed fields: role, name, hardware"),
+    ("", "empty, no fields; expected a mapping of fields for Scenario"),  # was '..., got NoneType'
+])
+def test_scenario_yaml_typos_list_the_allowed_fields(tmp_path, yaml_text, fragment):
+    p = tmp_path / "s.yaml"
+    p.write_text(f"id: x\nmodel: llava-1.5-7b\nhardware: h100-sxm\n{yaml_text}\n" if yaml_text else "")
+    refused([*SIM, str(p)], fragment)
+
+
+def test_fields_at_follows_lists_unions_and_optionals():
+    from lvlmsim.specs.base import fields_at
+    from lvlmsim.specs.scenario import Scenario
+
+    assert fields_at(Scenario, ("workload", "video")) == ["fraction", "duration_s", "fps", "max_frames", "width",
+                                                          "height", "source_fps"]  # VideoSpec | None
+    assert fields_at(Scenario, ("workload", "prompt_tokens", "uniform"))[-2:] == ["low", "high"]
+    assert fields_at(Scenario, ("no_such_field",)) is None

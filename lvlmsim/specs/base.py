@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
@@ -68,12 +68,49 @@ def read_yaml(path: Path) -> Any:
 
 def validate_as(cls: type[M], data: Any, source: str) -> M:
     """Validate `data` as `cls`, turning pydantic's error into a SpecError that names the source and field."""
+    if data is None:  # an empty YAML file (or one of comments only) read as 'got NoneType'
+        raise SpecError(f"{source}: empty, no fields; expected a mapping of fields for {cls.__name__}")
     if not isinstance(data, dict):
         raise SpecError(f"{source}: expected a mapping of fields for {cls.__name__}, got {type(data).__name__}")
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(format_validation_error(exc, source)) from exc
+        raise SpecError(format_validation_error(exc, source, lambda loc: fields_at(cls, loc))) from exc
+
+
+def fields_at(cls: type[BaseModel], loc: tuple) -> list[str] | None:
+    """The field names of the model reached from `cls` along a pydantic error location (list indices, dict keys and
+    the tags of discriminated unions included), for naming what an unknown field could have been; None when the
+    path does not end at a model."""
+    t: Any = cls
+    for part in loc:
+        t = _unwrap(t)
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            if part not in t.model_fields:
+                return None
+            t = t.model_fields[part].annotation
+            continue
+        args = [_unwrap(a) for a in get_args(t)]
+        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        tagged = [m for m in models if "kind" in m.model_fields and m.model_fields["kind"].default == part]
+        if tagged:  # a discriminated union: pydantic's loc names the member by its tag
+            t = tagged[0]
+        elif isinstance(part, int | str) and get_origin(t) in (list, tuple, dict) and args:
+            t = args[-1]  # an item of a list, or a value of a dict
+        else:
+            return None
+    t = _unwrap(t)
+    if isinstance(t, type) and issubclass(t, BaseModel):
+        return list(t.model_fields)
+    models = [a for a in map(_unwrap, get_args(t)) if isinstance(a, type) and issubclass(a, BaseModel)]
+    return list(models[0].model_fields) if len(models) == 1 else None  # `X | None`
+
+
+def _unwrap(t: Any) -> Any:
+    """Annotated[X, ...] -> X (repeatedly)."""
+    while get_origin(t) is Annotated:
+        t = get_args(t)[0]
+    return t
 
 
 def load_yaml_as(cls: type[M], path: Path) -> M:
