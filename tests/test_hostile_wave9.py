@@ -190,7 +190,8 @@ def test_real_addresses_pass(address):
 @pytest.mark.parametrize(("args", "fragment"), [
     # inf failed every candidate with 'OverflowError: cannot convert float infinity to integer' and exited 1
     (["plan", "--rate", "inf"], "target_rate: must be a finite rate in (0, 1e+09] requests/s, got inf"),
-    (["plan", "--rate", "1", "--probe-s", "inf"], "probe_duration_s: must be a finite number of seconds > 0"),
+    (["plan", "--rate", "1", "--probe-s", "inf"], "probe_duration_s (--probe-s): must be in (0, 1e+09] seconds"),
+    (["plan", "--rate", "1", "--probe-s", HUGE], "probe_duration_s (--probe-s): must be in (0, 1e+09] seconds"),
     (["plan", "--rate", "1", "--top", "-1"], "--top: must be a whole number >= 0"),  # listed all but the last
     # torch overflowed on the thread count (traceback); a negative seed failed the fit after the whole suite ran
     (["calibrate", "--out", "p.json", "--threads", HUGE], "--threads (this machine has"),

@@ -28,6 +28,7 @@ import pandas as pd
 
 from lvlmsim.errors import LvlmsimError, SpecError
 from lvlmsim.planner.runs import load_payload
+from lvlmsim.specs.workload import MAX_ARRIVAL_S
 
 SLO_METRICS = ("ttft", "tpot", "e2e")
 SLO_PERCENTILES = (50, 90, 99)
@@ -54,8 +55,9 @@ class SearchSettings:
             raise SpecError(f"tolerance: must be in (0, 1), got {self.tolerance}")
         if not self.growth > 1:
             raise SpecError(f"growth: must be > 1, got {self.growth}")
-        if not (self.probe_duration_s > 0 and math.isfinite(self.probe_duration_s)):  # inf: OverflowError per run
-            raise SpecError(f"probe_duration_s: must be a finite number of seconds > 0, got {self.probe_duration_s}")
+        if not 0 < self.probe_duration_s <= MAX_ARRIVAL_S:  # inf: an OverflowError per candidate
+            raise SpecError(f"probe_duration_s (--probe-s): must be in (0, {MAX_ARRIVAL_S:g}] seconds of arrivals, "
+                            f"got {self.probe_duration_s}")
         if not 1 <= self.min_requests <= self.max_requests:
             raise SpecError(f"requests per probe: need 1 <= min_requests ({self.min_requests}) <= max_requests "
                             f"({self.max_requests})")
