@@ -1,16 +1,18 @@
 """How far the operator graph's all-to-all (expert-parallel dispatch / combine, and its all-gather) is from measured
-NCCL all-to-all and all-gather, per device: a diagnostic, nothing is fitted.
+NCCL all-to-all and all-gather, per device, under a profile (default: the flat roofline derate).
 
-    python benchmarks/alltoall_check.py [--data ../shared/data/measured/aiconfigurator/data]
+    python benchmarks/alltoall_check.py [--data ../shared/data/measured/aiconfigurator/data] [--profile default|auto]
 
 The graph prices an all-to-all of B bytes per device over n GPUs as cost.roofline.alltoall_s: (n-1)/n x B over the
-link at the profile's memory efficiency, plus the link latency and the family floor (`CostModel` with the device's
-`auto` profile; no profile has an all-to-all family, so it is the flat roofline derate, source `roofline-default`).
-aiconfigurator's nccl_perf.csv (nccl-tests, one NVLink node) times `alltoall` and `all_gather` at 2, 4 and 8 GPUs;
-`message_size` is an element count (x 2 B for half, x 1 for int8, README of the shared data), the per-device message
-of both ops. `lvlmsim validate` lists these rows as skipped (lvlmsim.calibrate.measured.load_nccl). Prints, per
-device and op: rows, median and p90 |error| %, median signed error % (+ = priced slow), and the median |error| below
-and from 1 MiB. About 2 s.
+link at the profile's memory efficiency, plus the link latency and the family floor. `--profile default` (the
+default) is the flat roofline derate (0.8 of the link, 8 us floor, source `roofline-default`); `--profile auto` is
+what the device is priced with, the device-general model's `alltoall` family (source `general:general-gpu:alltoall`),
+fitted on these very rows, so its figures here are in-sample: the held-out ones are `lvlmsim validate --leave-one-out`
+(calibration/README.md). aiconfigurator's nccl_perf.csv (nccl-tests, one NVLink node) times `alltoall` and
+`all_gather` at 2, 4 and 8 GPUs; `message_size` is an element count (x 2 B for half, x 1 for int8, README of the
+shared data), the per-device message of both ops. The all-gather rows are not fitted (validate skips them): the graph
+prices an all-gather as an all-to-all. Prints, per device and op: rows, median and p90 |error| %, median signed
+error % (+ = priced slow), and the median |error| below and from 1 MiB. About 2 s.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def signed_errors_pct(df: pd.DataFrame, cm: CostModel) -> tuple[np.ndarray, np.n
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(REPO.parent / "shared/data/measured/aiconfigurator/data"))
+    ap.add_argument("--profile", default="default", help="default (the flat derate) or auto (the shipped model)")
     args = ap.parse_args()
     print(f"{'device':<22}{'op':<12}{'rows':>5}{'median %':>10}{'p90 %':>8}{'signed %':>10}{'< 1 MiB':>9}"
           f"{'>= 1 MiB':>10}  source")
@@ -61,7 +64,7 @@ def main() -> None:
         if not tables:
             continue
         hw = load_hardware(hid)
-        cm = CostModel(hw, load_profile_for(hw))
+        cm = CostModel(hw, load_profile_for(hw, args.profile))
         df = pd.read_csv(tables[-1])
         df = df[df.nccl_dtype.astype(str).isin(ELEMENT_BYTES) & (df.latency > 0)]
         for name in ("alltoall", "all_gather"):

@@ -33,6 +33,7 @@ COLUMNS = (
     ("encoder_attention", "ViT encoder attention", "ViT encoder attention"),
     ("nccl", "all-reduce", "NCCL all-reduce"),
     ("custom_allreduce", "vLLM custom all-reduce", "vLLM custom all-reduce"),
+    ("alltoall", "all-to-all (EP)", "NCCL all-to-all"),
     ("moe", "MoE layer", "MoE layer"),
 )
 # device folder -> (README row label, calibration/README row label)

@@ -15,7 +15,7 @@ from lvlmsim.calibrate.measured import (
     sliding_decode_attention_op,
     sliding_prefill_attention_op,
 )
-from lvlmsim.ops.op import ALLREDUCE, ATTN_DECODE, ATTN_ENCODER, ATTN_PREFILL, CONV, ELEMENTWISE, GEMM
+from lvlmsim.ops.op import ALLREDUCE, ALLTOALL, ATTN_DECODE, ATTN_ENCODER, ATTN_PREFILL, CONV, ELEMENTWISE, GEMM
 from lvlmsim.specs.registry import load_hardware
 
 
@@ -60,9 +60,10 @@ def test_aiconfigurator_h100_import():
     res = load_aiconfigurator(MEASURED / "aiconfigurator/data/h100_sxm")
     fams = {r.family for r in res.rows}
     assert fams == {"gemm", "context_attention", "generation_attention", "encoder_attention", "nccl",
-                    "custom_allreduce", "context_attention_sliding", "generation_attention_sliding"}
+                    "custom_allreduce", "context_attention_sliding", "generation_attention_sliding", "alltoall"}
     kinds = {r.family: r.op.kind for r in res.rows}
     assert kinds["context_attention"] == ATTN_PREFILL and kinds["gemm"] == GEMM and kinds["nccl"] == ALLREDUCE
+    assert kinds["alltoall"] == ALLTOALL and sum(r.family == "alltoall" for r in res.rows) == 126
     assert kinds["context_attention_sliding"] == ATTN_PREFILL and kinds["generation_attention_sliding"] == ATTN_DECODE
     assert not any("sliding" in k for k in res.skipped)
     # a 128-token window at step 4095 reads 128 KV entries, not 4096

@@ -34,8 +34,8 @@ from lvlmsim.calibrate.model import (
     op_role,
 )
 from lvlmsim.cost.profile import DEFAULT_PROFILE, EfficiencyProfile
-from lvlmsim.cost.roofline import CostModel, allreduce_latency_s
-from lvlmsim.ops.op import ALLREDUCE, ELEMENTWISE
+from lvlmsim.cost.roofline import CostModel, allreduce_latency_s, alltoall_link
+from lvlmsim.ops.op import ALLREDUCE, ALLTOALL, ELEMENTWISE
 from lvlmsim.specs.hardware import HardwareSpec
 
 
@@ -71,6 +71,13 @@ def family_data(kind: str, rows: Sequence[Measurement], hw: HardwareSpec, form: 
         comp = np.zeros(len(rows))
         mem = 2 * (n - 1) / n * b / link_bw
         fixed = np.array([allreduce_latency_s(d, lat) for d in n], dtype=float)
+    elif kind == ALLTOALL:  # as CostModel._alltoall: (n-1)/n of the bytes over the link, plus one latency
+        links = [alltoall_link(r.op, hw) for r in rows]
+        n = np.array([max(r.op.devices, 1) for r in rows], dtype=float)
+        b = np.array([r.op.bytes_read for r in rows], dtype=float)
+        comp = np.zeros(len(rows))
+        mem = (n - 1) / n * b / np.array([bw for bw, _lat in links], dtype=float)
+        fixed = np.where(n > 1, np.array([lat for _bw, lat in links], dtype=float), 0.0)
     else:
         peaks: dict[str, float] = {}
         for op in ops:

@@ -119,6 +119,11 @@ LINKS: dict[str, dict[str, dict[str, float]]] = {
     "elementwise": {"b0": {"log_bw": 1.0}, "cache_boost": {"log_onchip": 1.0}},
     "allreduce": {"b0": {"log_link": 1.0}, "a0": ALLREDUCE_LATENCY_LINKS, "a1": ALLREDUCE_LATENCY_LINKS},
 }
+# All-to-all (expert-parallel dispatch / combine; model.AlltoallForm): the all-reduce family's links and ridge, its own
+# parameters. Argued, not selected: NCCL runs both over the same NVLink/NVSwitch fabric and protocols (bytes in
+# flight to saturate the link follow its bandwidth; the small-message time is protocol work counted in SM cycles, and
+# datacenter Blackwell's is higher), and its all-to-all is grouped point-to-point sends.
+LINKS["alltoall"] = LINKS["allreduce"]
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,19 @@ from pathlib import Path
 
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.graph import allreduce as allreduce_builder
-from lvlmsim.ops.graph import attention, elementwise, gemm, local_keys_read, local_pairs
-from lvlmsim.ops.op import ALLREDUCE, ATTN_DECODE, ATTN_ENCODER, ATTN_PREFILL, CONV, ELEMENTWISE, GEMM, GraphConfig, Op
+from lvlmsim.ops.graph import attention, collective, elementwise, gemm, local_keys_read, local_pairs
+from lvlmsim.ops.op import (
+    ALLREDUCE,
+    ALLTOALL,
+    ATTN_DECODE,
+    ATTN_ENCODER,
+    ATTN_PREFILL,
+    CONV,
+    ELEMENTWISE,
+    GEMM,
+    GraphConfig,
+    Op,
+)
 from lvlmsim.specs.hardware import HardwareSpec
 
 # Table families of the aiconfigurator layout -> the Op kind they measure (filled by register_family below; a new
@@ -161,6 +172,13 @@ def allreduce_op(message_bytes: float, devices: int, dtype: str = "bf16") -> Op:
     return allreduce_builder("measured.allreduce", "decode", "llm", float(message_bytes), cfg)
 
 
+def alltoall_op(message_bytes: float, devices: int, dtype: str = "bf16") -> Op:
+    """An all-to-all of `message_bytes` per device over `devices` GPUs, as the graph builds expert-parallel dispatch
+    and combine (lvlmsim.ops.graph.collective, kind ALLTOALL)."""
+    cfg = _cfg(dtype if dtype in ("bf16", "fp16", "fp32") else "bf16")
+    return collective("measured.alltoall", ALLTOALL, "decode", float(message_bytes), int(devices), cfg, 1, (0, 1), 0.0)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # aiconfigurator layout
 
@@ -290,16 +308,18 @@ _NCCL_BYTES = {"half": 2, "fp16": 2, "bfloat16": 2, "bf16": 2, "float16": 2, "in
 
 # NCCL ops of the tables that are not fitted or validated here, and why (the skip reason validate prints)
 _NCCL_UNPRICED = {
-    "alltoall": "the graph's all-to-all (expert-parallel dispatch / combine) is priced by the flat roofline derate, "
-                "not fitted or validated",
-    "all_gather": "the graph's all-gather (expert-parallel, priced as an all-to-all) is priced by the flat roofline "
-                  "derate, not fitted or validated",
+    "all_gather": "the graph's all-gather (expert-parallel, priced as an all-to-all) is priced by the all-to-all "
+                  "family, which is not fitted on or validated against all-gather rows",
 }
+# NCCL op name -> (table family of its rows, Op builder): all-reduce rows are the `nccl` family, all-to-all rows
+# (expert-parallel dispatch / combine) the `alltoall` family
+_NCCL_FAMILIES: dict[str, tuple[str, Callable[[float, int, str], Op]]] = {}
 
 
 def load_nccl(path: Path, rel: str) -> LoadResult:
-    """All-reduce rows only: the graph's all-to-all and all-gather (expert parallelism) keep the flat roofline derate,
-    and it has no reduce-scatter op."""
+    """All-reduce rows (family `nccl`) and all-to-all rows (family `alltoall`); all-gather rows are skipped (the graph
+    prices an all-gather as an all-to-all, but no family is fitted on them) and the graph has no reduce-scatter op.
+    `message_size` is the element count per device of both ops."""
     df = _read_csv(path)
     _need(df, path, ("num_gpus", "message_size", "latency"))
     out = LoadResult(files=[rel])
@@ -307,15 +327,16 @@ def load_nccl(path: Path, rel: str) -> LoadResult:
     names = df["op_name"] if "op_name" in df.columns else ["all_reduce"] * n
     dts = df["nccl_dtype"] if "nccl_dtype" in df.columns else ["half"] * n
     for name, dt, g, size, lat in zip(names, dts, df["num_gpus"], df["message_size"], df["latency"], strict=True):
-        if str(name) != "all_reduce":
+        family = _NCCL_FAMILIES.get(str(name))
+        if family is None:
             out.skipped[f"nccl: {name} ({_NCCL_UNPRICED.get(str(name), 'no such op in the cost model')})"] += 1
             continue
         if str(dt) not in _NCCL_BYTES or not lat > 0:
             out.skipped[f"nccl: dtype {dt} or bad latency"] += 1
             continue
         nbytes = float(size) * _NCCL_BYTES[str(dt)]
-        op = allreduce_op(nbytes, int(g), "fp16")
-        out.rows.append(Measurement(op, float(lat) * 1e-3, "nccl", rel, str(dt)))
+        op = family[1](nbytes, int(g), "fp16")
+        out.rows.append(Measurement(op, float(lat) * 1e-3, family[0], rel, str(dt)))
     return out
 
 
@@ -440,6 +461,8 @@ register_family(TableFamily("nccl", ALLREDUCE, "nccl_perf.csv", load_nccl, msg_r
 register_family(TableFamily("custom_allreduce", ALLREDUCE, "custom_allreduce_perf.csv", load_custom_allreduce,
                             msg_regime, MSG_REGIMES))
 register_family(TableFamily("custom_allreduce_nccl", ALLREDUCE, None, None, msg_regime, MSG_REGIMES))
+register_family(TableFamily("alltoall", ALLTOALL, None, None, msg_regime, MSG_REGIMES))  # out of nccl_perf.csv
+_NCCL_FAMILIES.update({"all_reduce": ("nccl", allreduce_op), "alltoall": ("alltoall", alltoall_op)})
 register_family(TableFamily("context_attention_sliding", ATTN_PREFILL, None, None, tokens_regime, TOKEN_REGIMES))
 register_family(TableFamily("generation_attention_sliding", ATTN_DECODE, None, None, kv_regime, KV_REGIMES))
 
@@ -572,4 +595,6 @@ def op_from_row(kind: str, shape: tuple, dtype: str, tag: str = "") -> Op:
         return elementwise_op(float(shape[0]), dtype, reads, writes, fpe, name=f"measured.{tag}")
     if kind == ALLREDUCE:
         return allreduce_op(float(shape[0]), int(shape[1]), dtype)
+    if kind == ALLTOALL:
+        return alltoall_op(float(shape[0]), int(shape[1]), dtype)
     raise SpecError(f"unknown op kind '{kind}'")

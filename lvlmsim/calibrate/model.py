@@ -33,8 +33,20 @@ from lvlmsim.calibrate.kernels import (
 )
 from lvlmsim.cost.collectives import CUSTOM_AR_ROLE, CUSTOM_AR_SUFFIX, custom_ar_one_stage
 from lvlmsim.cost.profile import DEFAULT_PROFILE, DefaultProfile, Efficiency
+from lvlmsim.cost.roofline import fixed_latency_s
 from lvlmsim.errors import SpecError
-from lvlmsim.ops.op import ALLREDUCE, ATTN_DECODE, ATTN_ENCODER, ATTN_PREFILL, CONV, ELEMENTWISE, GEMM, KINDS, Op
+from lvlmsim.ops.op import (
+    ALLREDUCE,
+    ALLTOALL,
+    ATTN_DECODE,
+    ATTN_ENCODER,
+    ATTN_PREFILL,
+    CONV,
+    ELEMENTWISE,
+    GEMM,
+    KINDS,
+    Op,
+)
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.inputs import number, read_text
 
@@ -335,8 +347,32 @@ class AllreduceForm(Form):
         lo = xp.minimum(g, 2.0)
         e_n = e2 + (e4 - e2) * (lo - 1.0) + (e8 - e4) * (g - lo)
         em = e_n * sat(xp, nbytes, b0, pb)
-        floor_s = a0 + a1 * (n - 1.0) - xp.log2(xp.maximum(n, 1.0)) * lat  # minus roofline.allreduce_latency_s
+        floor_s = a0 + a1 * (n - 1.0) - self.latency_term(xp, n, lat)
         return 1.0, em, floor_s
+
+    def latency_term(self, xp, n, lat):
+        """The latency the cost model adds to this collective, which the fitted floor replaces:
+        roofline.allreduce_latency_s, log2(n) x the link latency."""
+        return xp.log2(xp.maximum(n, 1.0)) * lat
+
+
+class AlltoallForm(AllreduceForm):
+    """All-to-all (expert-parallel dispatch / combine) over the link: the all-reduce form, parameters of its own.
+
+    NCCL runs both collectives over the same NVLink/NVSwitch fabric and protocols; its all-to-all is grouped
+    point-to-point sends, (n-1)/n of the bytes per device crossing the link once plus one latency, which is what the
+    cost model prices (roofline.alltoall_s). Here the link efficiency e(n) saturating in bytes scales that bandwidth
+    term, and the measured small-message time a0 + a1 (n-1) replaces the one latency the cost model adds (the link's,
+    or the network's across nodes: roofline.fixed_latency_s, the third feature).
+    """
+
+    name = "alltoall"
+
+    def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
+        return (op.bytes_read, float(max(op.devices, 1)), fixed_latency_s(op, hw))
+
+    def latency_term(self, xp, n, lat):
+        return lat
 
 
 class StagedAllreduceForm(AllreduceForm):
@@ -370,6 +406,7 @@ FORMS: dict[str, Form] = {
     ATTN_DECODE: DecodeForm(),
     ELEMENTWISE: ElementwiseForm(),
     ALLREDUCE: AllreduceForm(),
+    ALLTOALL: AlltoallForm(),
 }
 
 

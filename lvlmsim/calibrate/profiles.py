@@ -22,7 +22,7 @@ from lvlmsim.calibrate.moe_family import with_moe
 from lvlmsim.cost.collectives import CUSTOM_AR_ROLE
 from lvlmsim.cost.profile import DEFAULT_PROFILE, Efficiency, EfficiencyProfile, PeakProfile, ProfileWrapper
 from lvlmsim.errors import SpecError
-from lvlmsim.ops.op import Op
+from lvlmsim.ops.op import ALLTOALL, Op
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.registry import profiles_dir
 
@@ -80,40 +80,60 @@ def general_profile_for(hardware: HardwareSpec) -> FittedProfile | None:
 
 
 CUSTOM_AR_FAMILY = "allreduce/custom"
+ALLTOALL_FAMILY = ALLTOALL
+# Families a device's own profile may lack (nccl-tests all-reduce only in it) that the device-general model prices at
+# its datasheet: vLLM's / SGLang's custom all-reduce kernel and the expert-parallel all-to-all
+BORROWED_FAMILIES = (CUSTOM_AR_FAMILY, ALLTOALL_FAMILY)
+
+
+def borrowed_family(op: Op) -> str | None:
+    """The BORROWED_FAMILIES key that prices `op` (its kind, or kind/role), None for any other op."""
+    role = op_role(op.kind, op.name)
+    if role == CUSTOM_AR_ROLE:
+        return CUSTOM_AR_FAMILY
+    return ALLTOALL_FAMILY if op.kind == ALLTOALL else None
 
 
 @dataclass(frozen=True)
-class CustomAllreducePricedProfile(ProfileWrapper):
-    """A device's own profile without a fitted custom all-reduce family: the all-reduces a runtime runs on its custom
-    kernel (ops lvlmsim.cost.collectives marks) priced by the device-general model's `allreduce/custom` family at this
-    device's datasheet, everything else by `base` (an own profile measured NCCL only: nccl-tests)."""
+class GeneralFamiliesPricedProfile(ProfileWrapper):
+    """A device's own profile without some of BORROWED_FAMILIES: the ops of those `families` (a runtime's custom
+    all-reduce kernel, ops lvlmsim.cost.collectives marks; expert-parallel all-to-alls) priced by the device-general
+    model's family at this device's datasheet (its source, expected error and band say so), everything else by
+    `base`."""
 
     general: FittedProfile
+    families: frozenset[str]
+
+    def _borrows(self, source: str) -> bool:
+        return any(source.endswith(f":{key}") for key in self.families)
 
     def efficiency(self, op: Op, hw: HardwareSpec) -> Efficiency:
-        if op_role(op.kind, op.name) == CUSTOM_AR_ROLE:
+        if borrowed_family(op) in self.families:
             return self.general.efficiency(op, hw)
         return self.base.efficiency(op, hw)
 
     def band_for(self, source: str) -> tuple[float, float] | None:
-        return self.general.band_for(source) if source.endswith(f":{CUSTOM_AR_FAMILY}") else super().band_for(source)
+        return self.general.band_for(source) if self._borrows(source) else super().band_for(source)
 
     def band_for_op(self, source: str, op: Op) -> tuple[float, float] | None:
-        if source.endswith(f":{CUSTOM_AR_FAMILY}"):
+        if self._borrows(source):
             return self.general.band_for_op(source, op)
         return super().band_for_op(source, op)
 
 
-def with_custom_allreduce(profile: EfficiencyProfile, own: FittedProfile | None,
+def with_general_families(profile: EfficiencyProfile, own: FittedProfile | None,
                           hardware: HardwareSpec) -> EfficiencyProfile:
     """`profile` (built on the device's `own` measured profile, or on the general model) able to price a runtime's
-    custom all-reduce: unchanged unless `own` lacks the family and the general model has it."""
-    if own is None or CUSTOM_AR_FAMILY in own.families:
+    custom all-reduce and expert-parallel all-to-alls: unchanged unless `own` lacks such a family and the general
+    model has it."""
+    if own is None:
         return profile
-    general = general_profile_for(hardware)
-    if general is None or CUSTOM_AR_FAMILY not in general.families:
+    missing = [key for key in BORROWED_FAMILIES if key not in own.families]
+    general = general_profile_for(hardware) if missing else None
+    if general is None:
         return profile
-    return CustomAllreducePricedProfile(profile, general)
+    borrowed = frozenset(key for key in missing if key in general.families)
+    return GeneralFamiliesPricedProfile(profile, general, borrowed) if borrowed else profile
 
 
 def fitted_base(profile: EfficiencyProfile) -> EfficiencyProfile:
@@ -174,7 +194,7 @@ def load_profile_for(hardware: HardwareSpec, ref: str | None = None) -> Efficien
         # on a GPU's own profile or the model's; windowed decode as the device's attention kernel runs it
         # (lvlmsim.calibrate.kernels)
         base = with_moe(with_mla(own or general_profile_for(hardware) or DEFAULT_PROFILE))
-        return with_kernel_features(with_custom_allreduce(base, own, hardware), hardware)
+        return with_kernel_features(with_general_families(base, own, hardware), hardware)
     if ref == "general":
         general = general_profile_for(hardware)
         if general is None:

@@ -75,6 +75,15 @@ def alltoall_s(message_bytes: float, devices: int, link_bw_bytes_s: float, laten
     return (devices - 1) / devices * message_bytes / link_bw_bytes_s + latency_s
 
 
+def alltoall_link(op: Op, hardware: HardwareSpec) -> tuple[float, float]:
+    """(bytes/s, latency s) an all-to-all over `op.devices` GPUs runs at: the scale-up link (NVLink, NVL72) when the
+    group fits in it, else the network (bandwidth 0 when the spec has none)."""
+    if op.devices <= hardware.scale_up_devices:
+        return (hardware.intra_node_link.collective_bw_bytes_s(op.devices),
+                hardware.intra_node_link.latency_us * 1e-6)
+    return hardware.inter_node_bw_gbps * 1e9, INTER_NODE_LATENCY_S
+
+
 def fixed_latency_s(op: Op, hardware: HardwareSpec) -> float:
     """Time CostModel adds to `op` outside its efficiencies and floor: a collective's latency term (all-reduce:
     allreduce_latency_s; all-to-all: one link or network latency), 0 for every other op."""
@@ -83,7 +92,7 @@ def fixed_latency_s(op: Op, hardware: HardwareSpec) -> float:
     link_lat = hardware.intra_node_link.latency_us * 1e-6
     if op.kind == ALLREDUCE:
         return allreduce_latency_s(op.devices, link_lat)
-    return link_lat if op.devices <= hardware.scale_up_devices else INTER_NODE_LATENCY_S
+    return alltoall_link(op, hardware)[1]
 
 
 class CostModel:
@@ -125,10 +134,7 @@ class CostModel:
     def _alltoall(self, op: Op, eff) -> OpCost:
         """Priced on the scale-up link (NVLink, NVL72) when the group fits in it, else on the network."""
         hw = self.hardware
-        if op.devices <= hw.scale_up_devices:
-            bw, lat = hw.intra_node_link.collective_bw_bytes_s(op.devices), self._link_lat
-        else:
-            bw, lat = hw.inter_node_bw_gbps * 1e9, INTER_NODE_LATENCY_S
+        bw, lat = alltoall_link(op, hw)
         if bw <= 0:
             raise InfeasibleError(f"ep: {op.devices} devices span nodes but {hw.id} has inter_node_bw_gbps 0")
         comm = alltoall_s(op.bytes_read, op.devices, eff.memory * bw, lat)
