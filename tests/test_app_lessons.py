@@ -196,3 +196,14 @@ def test_roofline_ab_names_both_devices_provenance_and_legend_lists_drawn_stages
     colors = [la.get("encoding", {}).get("color", {}) for la in spec["layer"]]
     domains = {tuple(c["scale"]["domain"]) for c in colors if c.get("field") == "stage" and "scale" in c}
     assert domains == {("encode", "prefill", "decode")}
+
+
+def test_kv_occupancy_axis_is_a_percentage():
+    """The Serving page's KV series is used / total KV blocks: its axis read '0.05' under 'KV occupancy', no unit."""
+    import pandas as pd
+    from explorer.charts import timeseries
+
+    frame = pd.DataFrame({"t_s": [0.0, 1.0], "value": [0.02, 0.05]})
+    spec = timeseries(frame, "t_s", "KV cache in use (%)").to_dict()
+    assert spec["encoding"]["y"]["axis"]["format"] == ".0%"
+    assert timeseries(frame, "t_s", "batch size").to_dict()["encoding"]["y"]["axis"]["format"] == ".3~g"

@@ -213,7 +213,8 @@ def timeseries(frame: pd.DataFrame, x: str, series: str) -> alt.Chart:
     color = (alt.Color("instance:N", title="instance", legend=alt.Legend(orient="bottom"))
              if "instance" in frame and frame["instance"].nunique() > 1 else alt.value("#1f77b4"))
     return alt.Chart(frame).mark_line(interpolate="step-after", strokeWidth=1.2).encode(
-        x=alt.X(f"{x}:Q", title="simulated time (s)"), y=alt.Y("value:Q", title=series, axis=alt.Axis(format=".3~g")),
+        x=alt.X(f"{x}:Q", title="simulated time (s)"),
+        y=alt.Y("value:Q", title=series, axis=alt.Axis(format=".0%" if series.endswith("(%)") else ".3~g")),
         color=color,
         tooltip=[alt.Tooltip(f"{x}:Q", title="t (s)", format=".4~g"), alt.Tooltip("value:Q", title=series,
                                                                                    format=".4~g")]

@@ -14,7 +14,8 @@ from explorer.state import USER_ERRORS, keep, sticky, uploaded, use_sidebar_butt
 from lvlmsim.specs import registry
 
 METRICS = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E"))
-SERIES = {"batch_size": "batch size", "queue_len": "queue length", "kv_occupancy": "KV occupancy"}
+# KV occupancy is used / total KV blocks, a share: its axis read '0.05' with no unit
+SERIES = {"batch_size": "batch size", "queue_len": "queue length", "kv_occupancy": "KV cache in use (%)"}
 TIME_COLUMNS = ("t_s", "time_s", "time", "t")
 SIM_MEMO = 8  # finished runs kept per session: going back to an earlier input shows it at once
 DEFAULT_SCENARIO = "llava-chat-h100"  # embedded in lvlmsim.specs.scenario, so it exists without a data folder
