@@ -204,6 +204,6 @@ def test_kv_occupancy_axis_is_a_percentage():
     from explorer.charts import timeseries
 
     frame = pd.DataFrame({"t_s": [0.0, 1.0], "value": [0.02, 0.05]})
-    spec = timeseries(frame, "t_s", "KV cache in use (%)").to_dict()
+    spec = timeseries(frame, "t_s", "KV in use (%)").to_dict()
     assert spec["encoding"]["y"]["axis"]["format"] == ".0%"
     assert timeseries(frame, "t_s", "batch size").to_dict()["encoding"]["y"]["axis"]["format"] == ".3~g"

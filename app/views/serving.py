@@ -15,7 +15,7 @@ from lvlmsim.specs import registry
 
 METRICS = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E"))
 # KV occupancy is used / total KV blocks, a share: its axis read '0.05' with no unit
-SERIES = {"batch_size": "batch size", "queue_len": "queue length", "kv_occupancy": "KV cache in use (%)"}
+SERIES = {"batch_size": "batch size", "queue_len": "queue length", "kv_occupancy": "KV in use (%)"}
 TIME_COLUMNS = ("t_s", "time_s", "time", "t")
 SIM_MEMO = 8  # finished runs kept per session: going back to an earlier input shows it at once
 DEFAULT_SCENARIO = "llava-chat-h100"  # embedded in lvlmsim.specs.scenario, so it exists without a data folder
