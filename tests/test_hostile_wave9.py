@@ -219,6 +219,7 @@ PLAN_KW = {"target_rate": 1, "tp": [1], "layouts": ["agg"], "hardware": ["h100-s
     ({"max_gpus": "abc"}, "max_gpus: expected an integer >= 1"),  # TypeError traceback
     ({"pareto_latency": []}, "pareto_latency: unknown []; allowed: e2e_p50"),  # unhashable-type traceback
     ({"techniques": []}, "techniques: an empty list of technique sets leaves nothing to plan"),  # KeyError later
+    ({"techniques": 0}, "techniques: expected a list of technique sets"),
     ({"robust": float("nan")}, "robust: expected True or False, got nan"),  # reported nan as the run's setting
     ({"verify": "no"}, "verify: expected True or False, got 'no'"),  # 'no' is truthy: it verified
 ])

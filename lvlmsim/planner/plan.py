@@ -480,9 +480,6 @@ def _validate(scenario, target_rate, slos, hardware, tp, layouts, techniques, ma
     if max_gpus is not None:  # nan, inf and 1.5 were taken; a string was a TypeError traceback
         integral = isinstance(max_gpus, numbers.Integral) and not isinstance(max_gpus, bool)  # numpy ints too
         max_gpus = number(int(max_gpus) if integral else max_gpus, "max_gpus", lo=1, integer=True)
-    if techniques is not None and not isinstance(techniques, str | bytes) and len(techniques) == 0:
-        raise SpecError("techniques: an empty list of technique sets leaves nothing to plan; give at least one set "
-                        "([] inside it is 'no techniques'), or None for the scenario's")
     s = (settings or SearchSettings()).check()
     check_executor(executor, workers)
     hw_ids = _given_list(hardware, "hardware", "hardware ids such as h100-sxm,l40s") or [sc.hardware]
@@ -530,6 +527,9 @@ def _tech_sets(sc: Scenario, techniques) -> list[list]:
     bad = next((t for t in techniques if not isinstance(t, list | tuple)), None)
     if bad is not None:  # a bare 'fastv:keep=0.5' was read as a set of one-character techniques
         raise SpecError(f"techniques: each technique set is a list of configs or 'kind:k=v' strings, got {bad!r}")
+    if not techniques:  # a KeyError once the empty candidate table was summarised
+        raise SpecError("techniques: an empty list of technique sets leaves nothing to plan; give at least one set "
+                        "([] inside it is 'no techniques'), or None for the scenario's")
     sets = [list(t) for t in techniques]
     for t in sets:
         load_techniques(t)  # a bad technique is a user error, reported before anything runs
