@@ -172,6 +172,7 @@ def test_help_and_version_still_exit_0():
     # an empty list fell back to the scenario's hardware / every layout
     (["plan", "--rate", "1", "--hardware", ","], "hardware: empty list ','; give hardware ids such as h100-sxm,l40s"),
     (["plan", "--rate", "1", "--layouts", ""], "layouts: empty list ''; give agg, E+PD:1:2"),
+    (["plan", "--rate", "1", "--slo", ""], "slo: no thresholds given; allowed keys: ttft_p50"),
     # Streamlit was started with any text and failed to bind
     (["app", "--print-command", "--address", ""], "--address: expected an IP address (127.0.0.1, 0.0.0.0, ::1) or "
                                                   "a host name, got ''"),

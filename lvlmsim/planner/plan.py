@@ -470,7 +470,7 @@ def _validate(scenario, target_rate, slos, hardware, tp, layouts, techniques, ma
     if (isinstance(target_rate, bool) or not isinstance(target_rate, int | float)
             or not 0 < target_rate <= MAX_RATE_RPS):  # inf: every candidate failed with an OverflowError, exit 1
         raise SpecError(f"target_rate: must be a finite rate in (0, {MAX_RATE_RPS:g}] requests/s, got {target_rate!r}")
-    empty = slos is None or (isinstance(slos, str | dict) and not slos)  # `in (None, "", {})` failed on arrays
+    empty = slos is None or (isinstance(slos, dict) and not slos)  # '' is refused by parse_slos, not the default
     slo = slos_of_scenario(sc) if empty else parse_slos(slos)
     if not slo:
         raise SpecError(f"slo: none given and scenario '{sc.id}' has none; e.g. --slo ttft_p90=1.0,tpot_p90=0.05")
