@@ -197,17 +197,18 @@ def test_roofline_overlays_the_points_before_and_after_techniques():
 
 
 def test_roofline_draws_mla_decode_next_to_mha_of_the_same_heads():
-    """DeepSeek-VL2: ticking "MLA next to MHA" adds the same request on the model with plain multi-head attention
-    (ModelSpec.with_mha_attention): its decode attention reads 32 heads x (128 K + 128 V) per key instead of the
-    576-value latent, so it sits far left of the MLA point on the intensity axis."""
+    """DeepSeek-VL2: ticking "MLA next to MHA / GQA" (MHA by default) adds the same request on the model with plain
+    multi-head attention (ModelSpec.with_mha_attention): its decode attention reads 32 heads x (128 K + 128 V) per
+    key instead of the 576-value latent, so it sits far left of the MLA point on the intensity axis."""
     at = start("roofline")
     at = set_sidebar(at, model="deepseek-vl2")
     at.checkbox(key="roof.mla_vs_mha").check()
     at = rerun(at)
     pts = all_layers_data(charts(at)["roofline"], is_op_points)
-    assert set(pts["when"]) == {"MLA: deepseek-vl2", "MHA: same heads"}
+    assert set(pts["when"]) == {"MLA: deepseek-vl2", "MHA: same heads (32 KV heads)"}
     mla = pts[(pts["when"] == "MLA: deepseek-vl2") & (pts["kind"] == "attn_mla_decode")]
-    mha = pts[(pts["when"] == "MHA: same heads") & (pts["stage"] == "decode") & (pts["kind"] == "attn_decode")]
+    mha = pts[(pts["when"] == "MHA: same heads (32 KV heads)") & (pts["stage"] == "decode")
+              & (pts["kind"] == "attn_decode")]
     assert len(mla) == 1 and len(mha) == 1
     assert mla["intensity"].iloc[0] > 10 * mha["intensity"].iloc[0]
     twin = lvlmsim.load_model("deepseek-vl2").with_mha_attention()

@@ -207,3 +207,37 @@ def test_kv_occupancy_axis_is_a_percentage():
     spec = timeseries(frame, "t_s", "KV in use (%)").to_dict()
     assert spec["encoding"]["y"]["axis"]["format"] == ".0%"
     assert timeseries(frame, "t_s", "batch size").to_dict()["encoding"]["y"]["axis"]["format"] == ".3~g"
+
+
+def test_roofline_draws_mla_decode_next_to_gqa_of_the_same_size():
+    """Issue 16: MLA decode next to GQA for the same model size. DeepSeek-VL2 (32 heads) against its GQA twin with 8
+    KV heads (ModelSpec.with_gqa_attention): GQA decode attention reads 8 x (128 K + 128 V) values per key for 32
+    heads' work, 4x the intensity of the MHA twin (about heads / kv_heads = 4 FLOP/B, docs/attention-families.md),
+    still far left of MLA's ~60 FLOP/B."""
+    at = set_sidebar(page("roofline"), model="deepseek-vl2")
+    at.checkbox(key="roof.mla_vs_mha").check()
+    at = rerun(at)
+    at.radio(key="roof.mla_twin").set_value("gqa")
+    at = rerun(at)
+    from test_app import all_layers_data, is_op_points
+
+    pts = all_layers_data(charts(at)["roofline"], is_op_points)
+    assert set(pts["when"]) == {"MLA: deepseek-vl2", "GQA: 8 KV heads"}
+    dec = pts[pts["stage"] == "decode"]
+    mla = dec[dec["kind"] == "attn_mla_decode"]["intensity"].item()
+    gqa = dec[(dec["when"] == "GQA: 8 KV heads") & (dec["kind"] == "attn_decode")]["intensity"].item()
+    mha = lvlmsim.estimate(lvlmsim.load_model("deepseek-vl2").with_mha_attention(), "h100-sxm").ops_frame()
+    mha_i = mha[(mha["stage"] == "decode") & (mha["kind"] == "attn_decode")]["intensity"].item()
+    assert gqa == pytest.approx(4 * mha_i, rel=0.05) and 3 < gqa < 5
+    assert mla > 10 * gqa
+
+
+def test_gqa_twin_of_an_mla_model():
+    from lvlmsim.errors import SpecError
+
+    spec = lvlmsim.load_model("deepseek-vl2")
+    twin = spec.with_gqa_attention(8)
+    assert (twin.id, twin.llm.mla, twin.llm.num_kv_heads, twin.llm.head_dim) == ("deepseek-vl2-gqa8", None, 8, 128)
+    assert spec.with_gqa_attention(32).id == spec.with_mha_attention().id == "deepseek-vl2-mha"
+    with pytest.raises(SpecError, match="kv_heads: expected a divisor of the 32 attention heads"):
+        spec.with_gqa_attention(5)

@@ -59,21 +59,32 @@ moves = None
 hollow = "without techniques"
 model_spec = registry.load_model(setup.model)
 mha_twin = None
+twin_label = ""
 if model_spec.llm.mla is not None and not compare:
     mla_key = sticky("roof.mla_vs_mha", False)
-    if st.checkbox("MLA next to MHA", key=mla_key,
-                   help="Draw the same request on the same model with its latent attention replaced by plain "
-                        "multi-head attention of the same heads (hollow): the KV it no longer reads."):
-        twin = model_spec.with_mha_attention()
+    heads = model_spec.llm.num_heads
+    gqa_kv = max(d for d in range(1, min(8, heads) + 1) if heads % d == 0)  # 8 KV heads, as common GQA LLMs have
+    if st.checkbox("MLA next to MHA / GQA", key=mla_key,
+                   help="Draw the same request on the same model with its latent attention replaced by standard "
+                        "attention (hollow): the KV it no longer reads."):
+        kinds = {"mha": f"MHA: same heads ({heads} KV heads)", "gqa": f"GQA: {gqa_kv} KV heads"}
+        kind = st.radio("Standard attention to draw", list(kinds), format_func=kinds.get, horizontal=True,
+                        key=sticky("roof.mla_twin", "mha"),
+                        help="MHA: one KV head per query head (the model's own heads); GQA: the grouped-query "
+                             f"attention a dense model of this size runs ({gqa_kv} KV heads, each shared by "
+                             f"{heads // gqa_kv} query heads).")
+        keep("roof.mla_twin")
+        twin = model_spec.with_mha_attention() if kind == "mha" else model_spec.with_gqa_attention(gqa_kv)
+        twin_label = kinds[kind]
         mha_twin = str(save_upload(f"{twin.id}.yaml", yaml.safe_dump(twin.model_dump(mode="json")).encode()))
     keep(mla_key)
 if mha_twin is not None:
     points = op_points(est, f"MLA: {model_spec.id}")
-    other = op_points(estimate_or_stop(setup.with_(model=mha_twin)), "MHA: same heads")
+    other = op_points(estimate_or_stop(setup.with_(model=mha_twin)), twin_label)
     all_points = pd.concat([points, other], ignore_index=True)
     roofs, ridges = roofs_for(hw, all_points, float(all_points["intensity"].min()) / 3,
                               float(all_points["intensity"].max()) * 3)
-    hollow = "MHA: same heads"
+    hollow = twin_label
 elif compare:
     est_b = estimate_or_stop(setup.with_(hardware=compare))
     hw_b = hardware(compare)
@@ -111,8 +122,8 @@ cap = (f"{hw.name}: memory bandwidth {hw.mem_bw_gbps:g} GB/s. Solid roof: datash
 if len(hidden):
     cap += f" Not on log axes (zero FLOPs or bytes): {', '.join(sorted(set(hidden['op'])))}."
 if mha_twin is not None:
-    cap += (" Filled: the model as released (MLA); hollow: the same model with multi-head attention of the same "
-            "heads. Decode attention moves right: the latent is read once for all heads.")
+    cap += (f" Filled: the model as released (MLA); hollow: the same model with standard attention ({twin_label}). "
+            "Decode attention moves right with MLA: the latent is read once for all heads.")
 elif compare:
     prov_a, prov_b = provenance(setup.hardware, setup.profile), provenance(compare, setup.profile)
     cap += (f" Filled: A = {hw.id}, {provenance_text(prov_a)}; hollow: B = {compare}, {provenance_text(prov_b)}; the "

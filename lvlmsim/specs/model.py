@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
+from lvlmsim.errors import SpecError
 from lvlmsim.specs.base import Dtype, StrictModel
 from lvlmsim.specs.tokenization_policy import TokenizationPolicy, VideoPolicy
 
@@ -314,11 +315,23 @@ class ModelSpec(StrictModel):
         """The same model with multi-head latent attention replaced by plain multi-head attention of the same heads
         (K and V of v_head_dim per head, one KV head per query head): what the latent saves, drawn side by side in
         the explorer's roofline. Its id gains '-mha'; a model without MLA is returned unchanged."""
+        return self.with_gqa_attention(self.llm.num_heads)
+
+    def with_gqa_attention(self, kv_heads: int) -> ModelSpec:
+        """As with_mha_attention, but grouped-query attention with `kv_heads` KV heads (a divisor of the query heads;
+        K and V of v_head_dim per KV head): MLA decode next to the GQA a model of the same size would run (issue 16).
+        Its id gains '-gqa<kv_heads>' ('-mha' when kv_heads equals the heads); a model without MLA is unchanged."""
         mla = self.llm.mla
         if mla is None:
             return self
-        llm = self.llm.model_copy(update={"mla": None, "num_kv_heads": self.llm.num_heads, "head_dim": mla.v_head_dim})
-        return self.model_copy(update={"id": f"{self.id}-mha", "name": f"{self.name} (MHA instead of MLA)", "llm": llm})
+        heads = self.llm.num_heads
+        if isinstance(kv_heads, bool) or not isinstance(kv_heads, int) or kv_heads < 1 or heads % kv_heads:
+            raise SpecError(f"kv_heads: expected a divisor of the {heads} attention heads of {self.id}, "
+                            f"got {kv_heads!r}")
+        llm = self.llm.model_copy(update={"mla": None, "num_kv_heads": kv_heads, "head_dim": mla.v_head_dim})
+        tag, what = ("mha", "MHA") if kv_heads == heads else (f"gqa{kv_heads}", f"GQA with {kv_heads} KV heads")
+        return self.model_copy(update={"id": f"{self.id}-{tag}", "name": f"{self.name} ({what} instead of MLA)",
+                                       "llm": llm})
 
     @property
     def image_tokens_in_kv_of_cross_attention(self) -> bool:
