@@ -41,7 +41,7 @@ def test_moe_roofline_teaches_experts_touched_and_tpot_against_batch():
     assert "8 of its 128 experts in each of its 48 MoE layers" in text
     assert "about **51.6** per layer at batch 8" in text and "(40% of the expert weights; 8 at batch 1)" in text
     tpot = {b: lvlmsim.estimate("qwen3-vl-30b-a3b", "h100-sxm", batch=b).tpot_s for b in (1, 8)}
-    assert f"{fmt_time(tpot[1])} at batch 1 and {fmt_time(tpot[8])} at batch 8" in text
+    assert f"from {fmt_time(tpot[1])} at batch 1 to {fmt_time(tpot[8])} at batch 8, until every expert" in text
     assert tpot[8] > tpot[1]  # the lesson itself: more experts read per step
     spec, data = charts(at)["moe-batch"]
     frame = next(iter(data.values()))
@@ -50,6 +50,17 @@ def test_moe_roofline_teaches_experts_touched_and_tpot_against_batch():
     assert frame.loc[frame["batch"] == 1, "experts_touched"].item() == pytest.approx(8.0)
     assert list(frame["this_request"]) == [b == 8 for b in frame["batch"]]
     assert frame["experts_touched"].is_monotonic_increasing and frame["tpot_ms"].is_monotonic_increasing
+
+
+def test_moe_lesson_at_batch_one_says_each_thing_once():
+    """At the default batch 1 it read '23.42 ms at batch 1 and 23.42 ms at batch 1' and '8.0 per layer at batch 1
+    (...; 8 at batch 1)' (seen in the browser on qwen3-vl-235b-a22b)."""
+    at = set_sidebar(page("roofline"), model="qwen3-vl-30b-a3b")
+    text = next(m.value for m in at.markdown if "The MoE lesson" in m.value)
+    tpot1 = lvlmsim.estimate("qwen3-vl-30b-a3b", "h100-sxm").tpot_s
+    assert "about **8.0** per layer at batch 1 (6% of the expert weights)." in text
+    assert f"from {fmt_time(tpot1)} at batch 1, until every expert is touched" in text
+    assert text.count("at batch 1") == 2
 
 
 def test_dense_model_roofline_has_no_moe_lesson():

@@ -209,9 +209,10 @@ def moe_lesson(model_id: str, moe, moe_layers: int, sweep: pd.DataFrame, batch: 
             f"its {E} experts in each of its {moe_layers} MoE layers. A decode step makes one token per sequence and "
             f"reads the weights of the *distinct* experts those tokens touch: with balanced routing "
             f"E·(1−(1−k/E)^B), about **{row['experts_touched']:.1f}** per layer at batch {batch} "
-            f"({row['experts_share']:.0%} of the expert weights; {k} at batch 1). So TPOT rises with the batch, "
-            f"{fmt_time(one['tpot_ms'] / 1e3)} at batch {int(one['batch'])} and {fmt_time(row['tpot_ms'] / 1e3)} at "
-            f"batch {batch}, {then}. A dense model reads all its weights at every batch size.")
+            f"({row['experts_share']:.0%} of the expert weights{f'; {k} at batch 1' if batch != 1 else ''}). So TPOT "
+            f"rises with the batch, from {fmt_time(one['tpot_ms'] / 1e3)} at batch {int(one['batch'])}"
+            + (f" to {fmt_time(row['tpot_ms'] / 1e3)} at batch {batch}" if batch != int(one["batch"]) else "")
+            + f", {then}. A dense model reads all its weights at every batch size.")
 
 
 def window_lesson(est: Estimate, model_id: str, local, num_layers: int) -> str | None:
