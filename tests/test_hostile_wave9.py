@@ -323,3 +323,18 @@ def test_fields_at_follows_lists_unions_and_optionals():
                                                           "height", "source_fps"]  # VideoSpec | None
     assert fields_at(Scenario, ("workload", "prompt_tokens", "uniform"))[-2:] == ["low", "high"]
     assert fields_at(Scenario, ("no_such_field",)) is None
+
+
+def test_a_gpu_without_a_published_power_is_priced(tmp_path):
+    """tdp_w: null is allowed ('energy is then unknown'), but the device-general model divided by it: a TypeError
+    traceback. Its power feature takes the reference's 0, as device_features' other optional fields do."""
+    from lvlmsim.calibrate.general import device_features
+    from lvlmsim.specs.registry import load_hardware
+
+    doc = yaml.safe_load((REPO / "hardware_specs/h100-sxm.yaml").read_text())
+    doc.update(id="my-gpu", tdp_w=None, idle_power_w=None)
+    p = tmp_path / "hw.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    assert device_features(load_hardware(str(p)))["log_power"] == 0.0
+    res = runner.invoke(app, ["estimate", "--hardware", str(p)])
+    assert res.exit_code == 0, res.output

@@ -302,7 +302,9 @@ def device_features(hw: HardwareSpec, dtype: str = "bf16") -> dict[str, float]:
         "log_bw": math.log(hw.mem_bw_gbps / REF["mem_bw_gbps"]),
         "log_ridge": math.log(ridge / ref_ridge),
         # watts per peak FLOP/s: tensor cores at full rate are power-limited, and the headroom sets what is attained
-        "log_power": math.log((hw.tdp_w / peak) / (REF["tdp_w"] / REF["bf16_tflops"])),
+        # (a device without a published power, tdp_w null, takes the reference's 0 as the docstring says: it was a
+        # TypeError traceback)
+        "log_power": math.log((hw.tdp_w / peak) / (REF["tdp_w"] / REF["bf16_tflops"])) if hw.tdp_w else 0.0,
         "log_link": math.log(hw.intra_node_link.bw_gbps / REF["link_bw_gbps"]),
         # on-chip (L2) bandwidth, which scales with SMs x clock, over DRAM bandwidth: what an L2-resident working
         # set gains over streaming from DRAM
