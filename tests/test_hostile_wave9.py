@@ -41,8 +41,8 @@ BENCH = ["bench", "--num-prompts", "5"]
     ([*SIM, "--images", HUGE], "images: value 1e+20 is out of range; allowed: at most 1e+07 images"),
     ([*BENCH, "--dataset-name", "random-image", "--image-count", HUGE], "images: value 1e+20 is out of range"),
     # a finite rate this high put every arrival within 1e-300 s: "completed 0/s of inf/s offered"
-    ([*SIM, "--rate", "1e308"], "rate_rps: a finite rate must be at most 1e+09 arrivals/s (under a nanosecond "
-                                "apart), got 1e+308; give .inf for every arrival at t = 0"),
+    ([*SIM, "--rate", "1e308"], "rate: a finite rate must be at most 1e+09 requests/s (under a nanosecond apart), "
+                                "got 1e+308; give inf for every arrival at t = 0"),
     # duration x fps overflowed: OverflowError tracebacks in the frame count and Qwen3-VL's timestamps
     (["estimate", "--model", "qwen3-vl-8b", "--video-s", "1e308"], "video_s: expected a finite number in [0, 1e+07]"),
     ([*SIM, "--model", "qwen3-vl-8b", "--video-s", "1e308"], "video.duration_s: value 1e+308 is out of range; "

@@ -6,6 +6,7 @@ scenario is also embedded here as text, so `lvlmsim simulate` runs with no data 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from lvlmsim.specs.base import StrictModel, read_yaml, validate_as
 from lvlmsim.specs.inputs import number
 from lvlmsim.specs.registry import resolve_path, scenarios_dir, traces_dir
 from lvlmsim.specs.serving import ServingSpec
-from lvlmsim.specs.workload import MAX_REQUESTS, TraceArrival, WorkloadSpec
+from lvlmsim.specs.workload import MAX_RATE_RPS, MAX_REQUESTS, TraceArrival, WorkloadSpec
 
 DEFAULT_SCENARIO_ID = "llava-chat-h100"
 
@@ -109,6 +110,9 @@ class Scenario(StrictModel):
             data["seed"] = number(seed, "seed", lo=0, integer=True)
         if rate is not None:  # infinity: every arrival at t = 0 (backlogged by definition)
             number(rate, "rate (requests/s)", lo=0, lo_open=True, allow_inf=True)
+            if math.isfinite(rate) and rate > MAX_RATE_RPS:  # named here, not as workload.arrival.poisson.rate_rps
+                raise SpecError(f"rate: a finite rate must be at most {MAX_RATE_RPS:g} requests/s (under a "
+                                f"nanosecond apart), got {rate:g}; give inf for every arrival at t = 0")
             arr = data["workload"]["arrival"]
             if arr["kind"] == "trace":
                 if trace_rate_rps is None:
