@@ -133,7 +133,8 @@ def test_video_as_sent_changes_the_tokens_as_the_cli_does():
 
 
 def test_half_a_video_size_is_an_error_and_ignored():
-    at = set_sidebar(page("overview"), model="qwen2-vl-7b", images=0, video_s=10.0, video_width=1920)
+    at = set_sidebar(page("overview"), model="qwen2-vl-7b", images=0, video_s=10.0)
+    at = set_sidebar(at, video_width=1920)  # a clip first: its size is greyed out without one
     assert any(e.value.startswith("video size: give both width and height") for e in at.sidebar.error)
     assert "**2562** visual tokens" in "\n".join(m.value for m in at.markdown)
 
@@ -252,3 +253,13 @@ def test_gqa_twin_of_an_mla_model():
     assert spec.with_gqa_attention(32).id == spec.with_mha_attention().id == "deepseek-vl2-mha"
     with pytest.raises(SpecError, match="kv_heads: expected a divisor of the 32 attention heads"):
         spec.with_gqa_attention(5)
+
+
+def test_video_size_and_fps_are_greyed_out_without_a_video():
+    """A control that does nothing is greyed out: the clip's size and fps while Video seconds is 0."""
+    at = page("overview")
+    boxes = [at.sidebar.number_input(key=f"sb.{k}") for k in ("video_width", "video_height", "video_fps")]
+    assert all(b.disabled for b in boxes)
+    at = set_sidebar(at, model="qwen2-vl-7b", images=0, video_s=10.0)
+    assert not any(at.sidebar.number_input(key=f"sb.{k}").disabled for k in ("video_width", "video_height",
+                                                                             "video_fps"))

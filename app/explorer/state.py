@@ -416,16 +416,20 @@ def sidebar() -> Setup:
             st.caption(note)
         video_s = st.number_input("Video seconds (0 = none)", *BOUNDS["video_s"], step=1.0,
                                   key="sb.video_s")
+        no_video = not video_s  # the clip's size and fps change nothing without a clip: greyed out, values kept
         c1, c2 = st.columns(2)  # two per row, as the image size: three to a row wrapped every label in three lines
         video_w = c1.number_input("Video width (px)", *BOUNDS["video_width"], step=16, key="sb.video_width",
+                                  disabled=no_video,
                                   help="The video as sent (`--video-size`); 0 = the model's video frame size. The "
                                        "model's processor then resizes its frames within its pixel budget.")
         video_h = c2.number_input("Video height (px)", *BOUNDS["video_height"], step=16, key="sb.video_height",
+                                  disabled=no_video,
                                   help="0 = the model's video frame size; give both width and height, or neither")
         video_fps = st.number_input("Video fps (0 = no cap)", *BOUNDS["video_fps"], step=1.0, key="sb.video_fps",
+                                    disabled=no_video,
                                     help="The clip's own frame rate (`--video-fps`): at most seconds x fps frames "
                                          "can be sampled. 0 = no cap.")
-        if bool(video_w) != bool(video_h):
+        if not no_video and bool(video_w) != bool(video_h):
             st.error("video size: give both width and height (px), or 0 for both (the model's frame size); "
                      "the one given is ignored until then")
         c1, c2 = st.columns(2)
