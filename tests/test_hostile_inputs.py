@@ -13,19 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 from lvlmsim.cli import app
+from tests.cli_checks import refused
 
 runner = CliRunner()
 HF = Path(__file__).resolve().parent / "fixtures" / "hf"
 
 
-def refused(args: list[str], fragment: str) -> None:
-    """`lvlmsim ARGS` exits 2 with exactly one stderr line that contains `fragment`, and prints no traceback."""
-    res = runner.invoke(app, args)
-    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
-    assert res.exit_code == 2, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -14,20 +14,13 @@ import yaml
 from typer.testing import CliRunner
 
 from lvlmsim.cli import app
+from tests.cli_checks import refused
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
 HUGE = "99999999999999999999"  # 1e20: past int64 once a sample is rounded
 
 
-def refused(args: list[str], fragment: str) -> None:
-    """`lvlmsim ARGS` exits 2 with one stderr line containing `fragment`, and no traceback."""
-    res = runner.invoke(app, args)
-    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
-    assert res.exit_code == 2, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    assert fragment in lines[0], lines[0]
 
 
 SIM = ["simulate", "-n", "5"]
