@@ -263,3 +263,14 @@ def test_video_size_and_fps_are_greyed_out_without_a_video():
     at = set_sidebar(at, model="qwen2-vl-7b", images=0, video_s=10.0)
     assert not any(at.sidebar.number_input(key=f"sb.{k}").disabled for k in ("video_width", "video_height",
                                                                              "video_fps"))
+
+
+def test_roofline_sentence_for_a_collective_has_no_nan_ridge():
+    """llama-4-scout at tp 4 on mi300x: the encoder's largest op is its all-reduce, which has no compute time and so
+    no effective ridge; the sentence read 'vs its effective ridge nan FLOP/byte'."""
+    at = set_sidebar(page("roofline"), model="llama-4-scout", tp=4, hardware="mi300x")
+    text = "\n".join(m.value for m in at.markdown)
+    assert "nan" not in text
+    assert ("`vision.allreduce` (intensity 0.5 FLOP/byte; no effective ridge: it has no compute time) is "
+            "**communication-bound**: the link between devices, not the roofs, sets its time") in text
+

@@ -117,6 +117,11 @@ WHY = {"memory": "bytes moved, not FLOPs, set its time",
 
 def op_sentence(r) -> str:
     """One op's place, in words that follow from its own row (the checks in the browser test parse this form)."""
+    if not np.isfinite(r.effective_ridge):  # a collective: no compute time, so no ridge (it printed 'ridge nan')
+        why = ("the link between devices, not the roofs, sets its time" if r.bound == "communication"
+               else "the roofs do not set its time")
+        return (f"`{r.op}` (intensity {r.intensity:.3g} FLOP/byte; no effective ridge: it has no compute time) is "
+                f"**{r.bound}-bound**: {why}")
     head = (f"`{r.op}` (intensity {r.intensity:.3g} FLOP/byte vs its effective ridge {r.effective_ridge:.3g} "
             f"FLOP/byte) is **{r.bound}-bound**")
     if r.bound in SIDE:

@@ -11,6 +11,7 @@ import yaml
 from explorer import charts
 from explorer.data import estimate_or_stop, hardware, moe_batch_sweep, provenance
 from explorer.fmt import provenance_text
+from explorer.plan_table import missing_placeholder
 from explorer.roofline_data import (
     moe_lesson,
     op_points,
@@ -161,7 +162,7 @@ if moe is not None:  # issue 12's lesson: the weights a decode step reads grow w
                       + " do not fit in memory on this device (priced anyway, to show the trend)."))
 with st.expander("Every op (the numbers behind the points)"):
     ops = all_points.drop(columns=["x_drawn", "y_drawn", "key"])
-    st.dataframe(ops, hide_index=True, key="roofline-ops",
+    st.dataframe(ops, hide_index=True, key="roofline-ops", **missing_placeholder(),  # '—', not 'None'
                  column_config={"flops": st.column_config.NumberColumn("FLOPs", format="%.3e"),
                                 "bytes": st.column_config.NumberColumn("bytes", format="%.3e"),
                                 "intensity": st.column_config.NumberColumn("FLOP/byte", format="%.3g"),
