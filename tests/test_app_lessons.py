@@ -274,3 +274,21 @@ def test_roofline_sentence_for_a_collective_has_no_nan_ridge():
     assert ("`vision.allreduce` (intensity 0.5 FLOP/byte; no effective ridge: it has no compute time) is "
             "**communication-bound**: the link between devices, not the roofs, sets its time") in text
 
+
+def test_page_defaults_follow_the_sidebar_until_the_person_edits_them():
+    """Techniques suggested for llava-1.5-7b (tome among them) stayed after the sidebar moved to qwen2-vl-7b, whose
+    projector tome cannot merge: two red errors for techniques the person never chose. Left untouched, the list
+    now follows the sidebar; edited, it is the person's and stays. The same for B's model on the Overview."""
+    from explorer.state import DEFAULTS, Setup, suggested_techniques
+
+    at = page("techniques")
+    assert at.text_area(key="tech.list").value.startswith("tome")
+    at = set_sidebar(at, model="qwen2-vl-7b")
+    want = suggested_techniques(setup=Setup(**{**DEFAULTS, "model": "qwen2-vl-7b"}))
+    assert at.text_area(key="tech.list").value == "\n".join(want) and not at.error
+    at.text_area(key="tech.list").set_value("kv_quant:bits=8")
+    at = set_sidebar(rerun(at), model="internvl2.5-8b")
+    assert at.text_area(key="tech.list").value == "kv_quant:bits=8"
+
+    at = set_sidebar(page("overview"), model="qwen2-vl-7b", images=0, video_s=20.0)
+    assert at.selectbox(key="ab.model").value == "qwen2-vl-7b" and not at.error  # B read 'llava ... no video policy'

@@ -474,6 +474,20 @@ def sticky(key: str, default) -> str:
     return key
 
 
+def follow(key: str, default) -> str:
+    """`sticky`, for a page widget whose default follows the sidebar (the techniques suggested for this model, B's
+    model in A/B): while the person has left it at the default it was given, a new default replaces it. Without
+    this, defaults made for the model on the first visit stayed after the sidebar moved to another model, as red
+    errors ('token merging is not modelled for ...') that no longer described anything the person chose."""
+    mark = f"default.{key}"
+    old = st.session_state.get(mark)
+    now = st.session_state.get(key, st.session_state.get(f"keep.{key}"))
+    if old is not None and old != default and now == old:
+        select(key, default)
+    st.session_state[mark] = default
+    return sticky(key, default)
+
+
 def keep(*keys: str) -> None:
     for key in keys:
         if key in st.session_state:

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 from explorer.data import estimate_or_stop, provenance, try_estimate
 from explorer.fmt import fmt_si, fmt_time, provenance_text
-from explorer.state import current_setup, keep, sticky
+from explorer.state import current_setup, follow, keep, sticky
 from explorer.ui import headline, reproduce
 
 from lvlmsim.specs import registry
@@ -59,7 +59,7 @@ st.subheader("Side by side (A/B)")
 st.caption("A is the sidebar's request; B is the same request with another model, device or tensor parallelism.")
 c = st.columns(3)
 models, hws = registry.model_ids(), registry.hardware_ids()
-kb = {"model": sticky("ab.model", setup.model if setup.model in models else models[0]),
+kb = {"model": follow("ab.model", setup.model if setup.model in models else models[0]),
       "hardware": sticky("ab.hardware", "l40s" if setup.hardware != "l40s" else "h100-sxm"),
       "tp": sticky("ab.tp", setup.tp)}
 b_model = c[0].selectbox("B: model", models, key=kb["model"])

@@ -14,6 +14,7 @@ from explorer.fmt import GIB
 from explorer.state import (
     USER_ERRORS,
     current_setup,
+    follow,
     keep,
     sticky,
     suggested_techniques,
@@ -65,7 +66,7 @@ if setup.techniques:
 else:
     suggested = suggested_techniques(setup=setup)
 text = st.text_area("Techniques to compare, one `kind:key=value,...` per line (every combination is estimated)",
-                    key=sticky("tech.list", "\n".join(suggested)), height=110)
+                    key=follow("tech.list", "\n".join(suggested)), height=110)
 cands: list[str] = []
 cited: dict[str, tuple[float, str]] = {}  # line -> (default accuracy delta, its source)
 for line in (x.strip() for x in text.splitlines()):
