@@ -13,17 +13,17 @@ from lvlmsim.estimate import Estimate
 @st.cache_data(show_spinner=False, max_entries=2048)
 def _estimate(model: str, hardware: str, images: int, width: int, height: int, video_s: float, prompt_tokens: int,
               output_tokens: int, batch: int, tp: int, profile: str, techniques: tuple[str, ...],
-              video: tuple = ()) -> Estimate:
+              video: tuple = (), ep: int = 1) -> Estimate:
     return lvlmsim.estimate(model, hardware, images=images, image_size=(width, height), prompt_tokens=prompt_tokens,
                             output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=profile,
-                            techniques=list(techniques), **dict(video))
+                            techniques=list(techniques), ep=ep, **dict(video))
 
 
 def estimate(setup: Setup) -> Estimate:
     """`lvlmsim.estimate(setup.model, setup.hardware, **setup.kwargs())`, cached; raises the API's errors."""
     return _estimate(setup.model, setup.hardware, setup.images, setup.width, setup.height, setup.video_s,
                      setup.prompt_tokens, setup.output_tokens, setup.batch, setup.tp, setup.profile,
-                     tuple(setup.techniques), tuple(sorted(setup.video_kwargs().items())))
+                     tuple(setup.techniques), tuple(sorted(setup.video_kwargs().items())), setup.ep)
 
 
 def try_estimate(setup: Setup) -> tuple[Estimate | None, str | None]:

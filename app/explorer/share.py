@@ -16,7 +16,8 @@ from explorer.state import BOUNDS, DEFAULTS, PROFILES, Setup
 from lvlmsim.specs import registry
 
 NUMERIC = {"images": int, "width": int, "height": int, "video_s": float, "prompt_tokens": int, "output_tokens": int,
-           "batch": int, "tp": int, "video_width": int, "video_height": int, "video_fps": float}
+           "batch": int, "tp": int, "video_width": int, "video_height": int, "video_fps": float,
+           "ep": int}
 SHOWN_CHARS = 60  # of a refused value, in its message (a 5000-character parameter is not echoed whole)
 
 

@@ -22,12 +22,13 @@ DEFAULTS: dict = {
     "model": "llava-1.5-7b", "hardware": "h100-sxm", "images": 1, "width": 336, "height": 336, "video_s": 0.0,
     "prompt_tokens": 64, "output_tokens": 128, "batch": 1, "tp": 1, "profile": "auto",
     "video_width": 0, "video_height": 0, "video_fps": 0.0,  # the clip as sent; 0 = the model's frame size / no cap
+    "ep": 1,  # expert-parallel degree inside the tp group (MoE models only)
 }
 PROFILES = ("auto", "default", "peak")
 # (min, max) of the sidebar's number inputs; the share URL / setup JSON parser (explorer.share) checks the same bounds
 BOUNDS: dict[str, tuple] = {
     "images": (0, 64), "width": (1, 16384), "height": (1, 16384), "video_s": (0.0, 3600.0),
-    "prompt_tokens": (0, 1_000_000), "output_tokens": (1, 1_000_000), "batch": (1, 4096), "tp": (1, 64),
+    "prompt_tokens": (0, 1_000_000), "output_tokens": (1, 1_000_000), "batch": (1, 4096), "tp": (1, 64), "ep": (1, 64),
     "video_width": (0, 16384), "video_height": (0, 16384), "video_fps": (0.0, 240.0),
 }
 UPLOAD_KINDS = ("model", "hardware", "scenario", "trace")
@@ -55,6 +56,7 @@ class Setup:
     video_width: int = 0  # the video as sent (`--video-size WxH`); 0: the model's video policy frame size
     video_height: int = 0
     video_fps: float = 0.0  # its frame rate (`--video-fps`, caps the sampled frames); 0: no cap
+    ep: int = 1  # expert-parallel degree (`--ep`) of a MoE model inside the tp group; 1 for a dense model
 
     @property
     def video_size(self) -> tuple[int, int] | None:
@@ -69,8 +71,9 @@ class Setup:
 
     def kwargs(self) -> dict:
         return {"images": self.images, "image_size": (self.width, self.height), "prompt_tokens": self.prompt_tokens,
-                "output_tokens": self.output_tokens, "batch": self.batch, "tp": self.tp, "video_s": self.video_s,
-                **self.video_kwargs(), "profile": self.profile, "techniques": list(self.techniques)}
+                "output_tokens": self.output_tokens, "batch": self.batch, "tp": self.tp,
+                **({"ep": self.ep} if self.ep != 1 else {}), "video_s": self.video_s, **self.video_kwargs(),
+                "profile": self.profile, "techniques": list(self.techniques)}
 
     def with_(self, **changes) -> Setup:
         return replace(self, **changes)
@@ -171,7 +174,8 @@ def sidebar_request_label(setup: Setup) -> str:
     if setup.video_s and setup.video_fps:
         sizes += f" {setup.video_fps:g} fps"
     tech = f", {len(setup.techniques)} technique(s)" if setup.techniques else ""
-    return (f"sidebar request: {setup.model} on {setup.hardware} tp{setup.tp}, {sizes}, "
+    ep = f" ep{setup.ep}" if setup.ep != 1 else ""
+    return (f"sidebar request: {setup.model} on {setup.hardware} tp{setup.tp}{ep}, {sizes}, "
             f"{setup.prompt_tokens}->{setup.output_tokens} tokens{tech}")
 
 
@@ -188,6 +192,8 @@ def scenario_from_sidebar(base_ref: str, setup: Setup) -> str:
                       prompt_tokens=setup.prompt_tokens, output_tokens=setup.output_tokens, video_s=setup.video_s,
                       techniques=list(setup.techniques), scenario_id="sidebar-request")
     data = sc.model_dump(mode="json", exclude_none=True)
+    if setup.ep != 1:  # with_request refused explicit pools for tp already, so `serving` holds the replica's ep
+        data["serving"]["ep"] = setup.ep
     video = data["workload"].get("video")
     if video is not None:  # the clip as the sidebar sends it (the scenario's VideoSpec fields)
         if setup.video_size:
@@ -217,8 +223,8 @@ def use_sidebar_button(select_key: str, key: str) -> None:
     """One click: the sidebar's request becomes this page's scenario (over the selected scenario's arrivals, serving
     settings and SLOs)."""
     st.button("Use the sidebar's request", key=key, on_click=_use_sidebar, args=(select_key,),
-              help="Model, hardware, TP, images and their size, video, text lengths and techniques from the sidebar "
-                   "replace the selected scenario's workload; its arrivals, serving settings and SLOs stay.")
+              help="Model, hardware, TP, EP, images and their size, video, text lengths and techniques from the "
+                   "sidebar replace the selected scenario's workload; its arrivals, serving settings and SLOs stay.")
     if st.session_state.get("sidebar_request_error"):
         st.error(st.session_state["sidebar_request_error"])
     stale = stale_sidebar_request(st.session_state.get(select_key), current_setup())
@@ -385,6 +391,28 @@ def fixed_resize_note(model_ref: str) -> str | None:
     return None
 
 
+def moe_experts(model_ref: str) -> int | None:
+    """The model's routed experts per MoE layer; None for a dense model (or one that does not load: its error is
+    the page's)."""
+    try:
+        moe = registry.load_model(model_ref).llm.moe
+    except USER_ERRORS:
+        return None
+    return moe.num_experts if moe is not None else None
+
+
+def _ep_widget(model_ref: str) -> int:
+    """The expert-parallel degree, under TP: greyed out for a dense model (its value kept, 1 used). Which degrees
+    run (dividing TP and the experts) is the API's check, shown as the page's error."""
+    experts = moe_experts(model_ref)
+    c1, c2 = st.columns(2)
+    help_ = (f"expert-parallel degree (`--ep`): the {experts} experts of each MoE layer split EP ways inside the "
+             "TP group; must divide TP and the experts" if experts else
+             f"expert parallelism applies to mixture-of-experts models only; {model_ref} is dense, so EP 1 is used")
+    ep = c2.number_input("EP", *BOUNDS["ep"], step=1, key="sb.ep", disabled=experts is None, help=help_)
+    return int(ep) if experts else 1
+
+
 def _init_defaults() -> None:
     for k, v in DEFAULTS.items():
         st.session_state.setdefault(f"sb.{k}", v)
@@ -439,6 +467,7 @@ def sidebar() -> Setup:
         batch = c1.number_input("Batch", *BOUNDS["batch"], step=1, key="sb.batch",
                                 help="identical requests processed together")
         tp = c2.number_input("TP", *BOUNDS["tp"], step=1, key="sb.tp", help="tensor-parallel degree")
+        ep = _ep_widget(model)
         profile = st.selectbox("Efficiency profile", PROFILES, key="sb.profile",
                                help="auto: the device's calibrated profile if shipped; default: flat roofline "
                                     "derate; peak: datasheet peaks")
@@ -457,7 +486,7 @@ def sidebar() -> Setup:
                   video_s=float(video_s), prompt_tokens=int(prompt), output_tokens=int(output), batch=int(batch),
                   tp=int(tp), profile=profile, techniques=techniques,
                   video_width=int(video_w) if video_h else 0, video_height=int(video_h) if video_w else 0,
-                  video_fps=float(video_fps))
+                  video_fps=float(video_fps), ep=int(ep))
     with sb:
         share_widgets(setup)
     show_problems(setup)

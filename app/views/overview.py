@@ -6,10 +6,15 @@ import pandas as pd
 import streamlit as st
 from explorer.data import estimate_or_stop, provenance, try_estimate
 from explorer.fmt import fmt_si, fmt_time, provenance_text
-from explorer.state import current_setup, follow, keep, sticky
+from explorer.state import current_setup, follow, keep, moe_experts, sticky
 from explorer.ui import headline, reproduce
 
 from lvlmsim.specs import registry
+
+
+def _ep(est) -> str:
+    """' ep2' for an expert-parallel estimate, '' at EP 1 (a dense model's captions stay as they were)."""
+    return f" ep{est.ep}" if est.ep != 1 else ""
 
 
 def side_by_side(a, b) -> pd.DataFrame:
@@ -41,7 +46,8 @@ headline(est, setup)
 st.subheader(f"{est.model_id} on {est.hardware_id}")
 st.markdown(
     f"**{est.visual_tokens}** visual tokens (ViT tokens: {est.vit_tokens}), **{est.prompt_tokens}** prompt tokens, "
-    f"**{est.output_tokens}** output tokens; batch {est.batch}, tp {est.tp}, efficiency profile `{est.profile}`."
+    f"**{est.output_tokens}** output tokens; batch {est.batch}, tp {est.tp}"
+    f"{f', ep {est.ep}' if est.ep != 1 else ''}, efficiency profile `{est.profile}`."
 )
 rows = [{"stage": name, "time": fmt_time(s.time_s), "FLOPs": fmt_si(s.flops, "FLOP"), "bytes": fmt_si(s.bytes, "B"),
          "bound": s.bound, "visual share of FLOPs": f"{s.visual_flops_share:.0%}"} for name, s in est.stages.items()]
@@ -66,15 +72,17 @@ b_model = c[0].selectbox("B: model", models, key=kb["model"])
 b_hw = c[1].selectbox("B: hardware", hws, key=kb["hardware"])
 b_tp = c[2].number_input("B: TP", min_value=1, max_value=64, step=1, key=kb["tp"])
 keep(*kb.values())
-est_b, err_b = try_estimate(setup.with_(model=b_model, hardware=b_hw, tp=int(b_tp)))
+# B keeps the sidebar's EP when its model is a mixture of experts too; a dense B runs EP 1 (ep > 1 is refused there)
+b_ep = setup.ep if moe_experts(b_model) else 1
+est_b, err_b = try_estimate(setup.with_(model=b_model, hardware=b_hw, tp=int(b_tp), ep=b_ep))
 if err_b is not None:  # named as B's: "tp: 3 does not divide ..." read as the sidebar's TP before
     st.error(f"B: {err_b}")
     st.stop()
 st.table(side_by_side(est, est_b).set_index("quantity"))
 prov_a, prov_b = provenance(setup.hardware, setup.profile), provenance(b_hw, setup.profile)
-st.caption(f"A: {est.model_id} on {est.hardware_id} tp{est.tp}, {provenance_text(prov_a)}; B: {est_b.model_id} on "
-           f"{est_b.hardware_id} tp{est_b.tp}, {provenance_text(prov_b)}; same images, text lengths, batch, profile "
-           "and techniques.")
+st.caption(f"A: {est.model_id} on {est.hardware_id} tp{est.tp}{_ep(est)}, {provenance_text(prov_a)}; B: "
+           f"{est_b.model_id} on {est_b.hardware_id} tp{est_b.tp}{_ep(est_b)}, {provenance_text(prov_b)}; "
+           "same images, text lengths, batch, profile and techniques.")
 if prov_a["profile_kind"] != prov_b["profile_kind"]:  # as `plan` warns when a comparison mixes them
     how = {"measured": "from its own measured kernels", "transferred": "by transfer", "flat": "by the flat derate"}
     st.info(f"A is priced {how.get(prov_a['profile_kind'], prov_a['profile_kind'])}, B "

@@ -26,9 +26,9 @@ def run_plan(args: tuple, progress=None) -> dict:
     if args not in memo:
         from lvlmsim.planner import SearchSettings
 
-        scenario, rate, slos, hardware, tps, layouts, max_gpus, probe_s, tol, robust, with_range = args
+        scenario, rate, slos, hardware, tps, eps, layouts, max_gpus, probe_s, tol, robust, with_range = args
         res = lvlmsim.plan(scenario, target_rate=rate, slos=dict(slos), hardware=list(hardware), tp=list(tps),
-                           layouts=list(layouts), max_gpus=max_gpus or None,
+                           ep=list(eps), layouts=list(layouts), max_gpus=max_gpus or None,
                            settings=SearchSettings(probe_duration_s=probe_s, tolerance=tol), executor="serial",
                            progress=progress, robust=robust, capacity_range=with_range)
         named = res.to_dict()
@@ -149,11 +149,11 @@ def per_gpu_table(cands: pd.DataFrame, rate: float, prices: dict[str, float]) ->
 st.title("Capacity planner")
 from lvlmsim.planner import DEFAULT_LAYOUTS, DEFAULT_TP  # noqa: E402
 
-st.caption("For each candidate (hardware x tensor parallelism x layout), an analytic pre-screen drops the hopeless "
-           "ones, a search over arrival rates with the discrete-event engine finds what one replica sustains within "
-           "the SLOs, and replicas are added up to the target rate; the cheapest is then simulated as a whole fleet. "
-           "Press *Use the sidebar's request* to plan the sidebar's model, hardware, images and text lengths over "
-           "the selected scenario's arrivals and serving settings.")
+st.caption("For each candidate (hardware x tensor and expert parallelism x layout), an analytic pre-screen "
+           "drops the hopeless ones, a search over arrival rates with the discrete-event engine finds what one "
+           "replica sustains within the SLOs, and replicas are added up to the target rate; the cheapest is then "
+           "simulated as a whole fleet. Press *Use the sidebar's request* to plan the sidebar's model, hardware, TP, "
+           "EP, images and text lengths over the selected scenario's arrivals and serving settings.")
 use_sidebar_button("plan.scenario", "plan.use-sidebar")
 scenarios = (registry.scenario_ids() or [DEFAULT_SCENARIO]) + list(uploaded("scenario"))
 labels = uploaded("scenario")
@@ -163,7 +163,8 @@ k = {
     "scenario": sticky("plan.scenario", DEFAULT_SCENARIO if DEFAULT_SCENARIO in scenarios else scenarios[0]),
     "rate": sticky("plan.rate", 20.0), "ttft": sticky("plan.ttft", 1.0), "tpot": sticky("plan.tpot", 0.05),
     "e2e": sticky("plan.e2e", 0.0), "hardware": sticky("plan.hardware", ["h100-sxm", "l40s"]),
-    "tp": sticky("plan.tp", list(DEFAULT_TP)), "layouts": sticky("plan.layouts", ["agg"]),
+    "tp": sticky("plan.tp", list(DEFAULT_TP)), "ep": sticky("plan.ep", [1]),
+    "layouts": sticky("plan.layouts", ["agg"]),
     "max_gpus": sticky("plan.max_gpus", 0), "probe_s": sticky("plan.probe_s", 30.0), "tol": sticky("plan.tol", 0.05),
     "robust": sticky("plan.robust", False), "range": sticky("plan.range", False),
 }
@@ -180,10 +181,14 @@ with st.form("plan"):
                                          help="0 = no threshold"),
            "tpot_p90": c[1].number_input("TPOT p90 SLO (s)", min_value=0.0, step=0.01, format="%.3f", key=k["tpot"]),
            "e2e_p90": c[2].number_input("E2E p90 SLO (s)", min_value=0.0, step=1.0, key=k["e2e"])}
-    c = st.columns(3)
+    c = st.columns(4)
     hardware = c[0].multiselect("Hardware", hardware_ids, key=k["hardware"], format_func=lambda h: hw_labels.get(h, h))
     tps = c[1].multiselect("Tensor-parallel degrees", [1, 2, 4, 8], key=k["tp"])
-    layouts = c[2].multiselect("Layouts", list(dict.fromkeys(["agg", *DEFAULT_LAYOUTS, "E+PD:1:1", "E+P+D:1:1:1"])),
+    eps = c[2].multiselect("Expert-parallel degrees", [1, 2, 4, 8], key=k["ep"],
+                           help="Mixture-of-experts models: each EP is tried with every TP it divides (`plan --ep`); "
+                                "a candidate whose EP does not divide its TP and the experts, or any EP > 1 of a "
+                                "dense model, is dropped with the reason in its row.")
+    layouts = c[3].multiselect("Layouts", list(dict.fromkeys(["agg", *DEFAULT_LAYOUTS, "E+PD:1:1", "E+P+D:1:1:1"])),
                                key=k["layouts"], help="agg = colocated replicas; E/P/D = encode, prefill, decode "
                                "pools with instance counts per replica")
     with st.expander("Search settings"):
@@ -202,11 +207,12 @@ with st.form("plan"):
 keep(*k.values())
 
 slos = tuple((key, float(v)) for key, v in slo.items() if v > 0)
-args = (scenario, float(rate), slos, tuple(hardware), tuple(int(t) for t in tps), tuple(layouts), int(max_gpus),
-        float(probe_s), float(tol), bool(robust), bool(with_range))
+args = (scenario, float(rate), slos, tuple(hardware), tuple(int(t) for t in tps), tuple(int(e) for e in eps),
+        tuple(layouts), int(max_gpus), float(probe_s), float(tol), bool(robust), bool(with_range))
 if go:
-    if not slos or not hardware or not tps or not layouts:
-        st.error("Give at least one SLO, one hardware, one tensor-parallel degree and one layout.")
+    if not slos or not hardware or not tps or not eps or not layouts:
+        st.error("Give at least one SLO, one hardware, one tensor-parallel degree, one expert-parallel degree and "
+                 "one layout.")
         st.stop()
     bar = st.progress(0.0, text="searching…")
 
@@ -317,12 +323,12 @@ c[1].download_button("Download per-GPU table (CSV)", table.assign(**{k: v for k,
 with st.expander("Reproduce in Python"):
     import lvlmsim
 
-    sc, r, sl, hw, tp_, lay, mg, ps, tl, rb, rg = ran_args
+    sc, r, sl, hw, tp_, ep_, lay, mg, ps, tl, rb, rg = ran_args
     fn = "lvlmsim.plan" if hasattr(lvlmsim, "plan") else "lvlmsim.planner.plan"
     st.code(
         "import lvlmsim\nimport lvlmsim.planner\nfrom lvlmsim.planner import SearchSettings\n"
         f"res = {fn}({sc!r}, target_rate={r!r}, slos={dict(sl)!r}, hardware={list(hw)!r}, tp={list(tp_)!r},\n"
-        f"    layouts={list(lay)!r}, max_gpus={mg or None!r}, "
+        f"    ep={list(ep_)!r}, layouts={list(lay)!r}, max_gpus={mg or None!r}, "
         f"settings=SearchSettings(probe_duration_s={ps!r}, tolerance={tl!r}), robust={rb!r}, "
         f"capacity_range={rg!r})\n"
         f"res.recommended, res.by_hardware(prices={prices!r}), res.deploy()", language="python")
