@@ -38,6 +38,23 @@ def test_unguarded_top_level_code_is_detected(tmp_path, body, safe):
         assert "script.py" in problem and "__main__" in problem
 
 
+def test_a_program_read_from_stdin_is_detected():
+    """`python - < script.py` sets __main__.__file__ to '<stdin>', which a spawned worker fails to re-import (the pool
+    broke with BrokenProcessPool before): it must run serially instead."""
+    problem = main_reimport_problem("<stdin>")
+    assert problem is not None and "<stdin>" in problem
+
+
+@pytest.mark.slow
+def test_plan_piped_on_stdin_runs_serially(tmp_path):
+    script = f"import lvlmsim\n{PLAN}\nprint('VERDICT', plan.verdict)\n"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    res = subprocess.run([sys.executable, "-"], input=script, cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "VERDICT" in res.stdout and "running 2 simulations serially" in res.stderr
+
+
 def _run(path: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, str(path)], cwd=path.parent, env=env, capture_output=True, text=True,

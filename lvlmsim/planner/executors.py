@@ -88,14 +88,20 @@ def main_reimport_problem(main_path: str | None = None) -> str | None:
     """Why spawned workers cannot re-import `__main__`, or None. A worker of a 'spawn' pool imports the parent's
     main script; one that calls lvlmsim at top level, without an `if __name__ == "__main__":` guard, would run the
     whole call again in every worker (Python then stops it with a bootstrapping error). `python -m pkg` and
-    interactive sessions are not re-imported and are always fine."""
+    interactive sessions are not re-imported and are always fine. A program read from standard input (`python -`,
+    whose `__file__` is '<stdin>') cannot be re-imported at all: its workers would die at start."""
     if main_path is None:
         main = sys.modules.get("__main__")
         spec = getattr(main, "__spec__", None)
         if spec is not None and spec.name:
             return None  # run with -m: the worker imports by name (and skips a package's __main__)
         main_path = getattr(main, "__file__", None)
-    if not main_path or not str(main_path).endswith(".py") or not os.path.isfile(main_path):
+    if not main_path:
+        return None
+    if not os.path.exists(main_path):
+        return (f"the main program ({main_path}) is not a file that worker processes can re-import; run it as a "
+                "script file to use all cores")
+    if not str(main_path).endswith(".py") or not os.path.isfile(main_path):
         return None
     try:
         with open(main_path, encoding="utf-8") as f:
