@@ -65,3 +65,16 @@ def test_deploy_lines_carry_the_recommended_tp_and_the_scenario_serving_settings
     off = sc.serving.model_copy(update={"chunked_prefill": False})
     assert "--chunked-prefill-size -1" in deploy_commands(rec, load_model(sc.model), off)["sglang"]
     assert deploy_commands(None, load_model(sc.model), sc.serving) is None
+
+
+def test_deploy_lines_carry_the_recommended_ep_not_the_scenarios():
+    # plan(ep=[1, 8]) on qwen3vl-moe-h200 (scenario ep 8) recommended ep 1 and printed --enable-expert-parallel
+    sc = load_scenario("qwen3vl-moe-h200")
+    assert sc.serving.ep == 8
+    model = load_model(sc.model)
+    base = {"tp": 8, "replicas": 1, "layout": "agg", "pools": [{"role": "EPD", "instances": 1, "tp": 8}]}
+    dense = deploy_commands({**base, "ep": 1}, model, sc.serving)
+    assert "--enable-expert-parallel" not in dense["vllm"] and "--ep-size" not in dense["sglang"]
+    moe = deploy_commands({**base, "ep": 8}, model, sc.serving.model_copy(update={"ep": 1}))
+    assert "--enable-expert-parallel" in moe["vllm"] and "--ep-size 8" in moe["sglang"]
+    assert "--ep-size 8" in deploy_commands(base, model, sc.serving)["sglang"]  # no ep named: the scenario's

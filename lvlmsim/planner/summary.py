@@ -109,8 +109,9 @@ def deploy_commands(recommended: dict | None, model: Any, serving: Any) -> dict[
     """`vllm serve ...` and `python -m sglang.launch_server ...` for one replica of the recommended configuration.
 
     `model`: the ModelSpec (its `hf_repo`, else its name, which the user must replace with a repo id); `serving`: the
-    scenario's ServingSpec. Disaggregated layouts get one line per pool role with a comment; wiring the pools together
-    is the runtime's own disaggregation setup, which these lines do not cover."""
+    scenario's ServingSpec (its ep only when `recommended` names none: plan(ep=[1, 8]) may pick another degree).
+    Disaggregated layouts get one line per pool role with a comment; wiring the pools together is the runtime's own
+    disaggregation setup, which these lines do not cover."""
     if recommended is None:
         return None
     repo = getattr(model, "hf_repo", None) or model.name
@@ -118,6 +119,7 @@ def deploy_commands(recommended: dict | None, model: Any, serving: Any) -> dict[
         f"\n# the model file has no hf_repo: replace '{model.name}' with its Hugging Face repo id")
     s = _serving_numbers(serving)
     tp = int(recommended["tp"])
+    ep = int(recommended.get("ep") or s["ep"])
     vllm = [f"vllm serve {repo}", f"--tensor-parallel-size {tp}", f"--max-num-seqs {s['max_num_seqs']}",
             f"--max-num-batched-tokens {s['max_num_batched_tokens']}",
             f"--gpu-memory-utilization {s['gpu_memory_utilization']:g}",
@@ -126,9 +128,9 @@ def deploy_commands(recommended: dict | None, model: Any, serving: Any) -> dict[
               f"--max-running-requests {s['max_num_seqs']}",
               f"--chunked-prefill-size {s['max_num_batched_tokens'] if s['chunked_prefill'] else -1}",
               f"--mem-fraction-static {s['gpu_memory_utilization']:g}"]
-    if s["ep"] > 1:
+    if ep > 1:
         vllm.append("--enable-expert-parallel")
-        sglang.append(f"--ep-size {s['ep']}")
+        sglang.append(f"--ep-size {ep}")
     pools = recommended.get("pools") or []
     head = (f"# {recommended['replicas']} replica(s) of this server behind a load balancer"
             if recommended.get("layout") == "agg" else
