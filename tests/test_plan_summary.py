@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from lvlmsim.planner.summary import HOURS_PER_MONTH, by_hardware, by_hardware_frame, deploy_commands
+from lvlmsim.planner.summary import HOURS_PER_MONTH, by_hardware, by_hardware_frame, deploy_commands, pool_label
 from lvlmsim.specs.registry import load_model
 from lvlmsim.specs.scenario import load_scenario
 
@@ -78,3 +78,9 @@ def test_deploy_lines_carry_the_recommended_ep_not_the_scenarios():
     moe = deploy_commands({**base, "ep": 8}, model, sc.serving.model_copy(update={"ep": 1}))
     assert "--enable-expert-parallel" in moe["vllm"] and "--ep-size 8" in moe["sglang"]
     assert "--ep-size 8" in deploy_commands(base, model, sc.serving)["sglang"]  # no ep named: the scenario's
+
+
+def test_pool_label_names_the_expert_parallel_degree_only_when_there_is_one():
+    assert pool_label({"role": "EPD", "instances": 3, "tp": 2}) == "EPD 3 x tp2"
+    assert pool_label({"role": "EPD", "instances": 1, "tp": 8, "ep": 8}) == "EPD 1 x tp8 ep8"
+    assert pool_label({"role": "prefill", "instances": 2, "tp": 4, "ep": 1}) == "prefill 2 x tp4"

@@ -148,6 +148,7 @@ def per_gpu_table(cands: pd.DataFrame, rate: float, prices: dict[str, float]) ->
 
 st.title("Capacity planner")
 from lvlmsim.planner import DEFAULT_LAYOUTS, DEFAULT_TP  # noqa: E402
+from lvlmsim.planner.summary import pool_label  # noqa: E402
 
 st.caption("For each candidate (hardware x tensor and expert parallelism x layout), an analytic pre-screen "
            "drops the hopeless ones, a search over arrival rates with the discrete-event engine finds what one "
@@ -257,7 +258,7 @@ else:
                 help=f"{rec['capacity_per_replica_rps']:.3g} req/s per replica x {rec['replicas']}")
     c[1].metric("TTFT p90", fmt_time(rec["ttft_p90_s"]) if rec.get("ttft_p90_s") is not None else "n/a")
     c[2].metric("TPOT p90", fmt_time(rec["tpot_p90_s"]) if rec.get("tpot_p90_s") is not None else "n/a")
-    st.caption("Pools: " + ", ".join(f"{p['role']} {p['instances']} x tp{p['tp']}" for p in rec["pools"])
+    st.caption("Pools: " + ", ".join(pool_label(p) for p in rec["pools"])
                + (" — verified by simulating the whole fleet at the target rate." if rec.get("verified") else "")
                + capacity_text(rec))
 st.caption(f"{stats['candidates']} candidates: {stats['pruned_analytic']} removed by the analytic pre-screen, "

@@ -105,6 +105,12 @@ def _serving_numbers(serving: Any) -> dict[str, Any]:
             "ep": int(getattr(serving, "ep", None) or 1)}
 
 
+def pool_label(pool: dict) -> str:
+    """'EPD 3 x tp2', with the expert-parallel degree when the pool has one ('EPD 1 x tp8 ep8')."""
+    ep = int(pool.get("ep") or 1)
+    return f"{pool['role']} {pool['instances']} x tp{pool['tp']}" + (f" ep{ep}" if ep > 1 else "")
+
+
 def deploy_commands(recommended: dict | None, model: Any, serving: Any) -> dict[str, str] | None:
     """`vllm serve ...` and `python -m sglang.launch_server ...` for one replica of the recommended configuration.
 
@@ -134,10 +140,10 @@ def deploy_commands(recommended: dict | None, model: Any, serving: Any) -> dict[
     pools = recommended.get("pools") or []
     head = (f"# {recommended['replicas']} replica(s) of this server behind a load balancer"
             if recommended.get("layout") == "agg" else
-            "# disaggregated pools: " + ", ".join(f"{p['role']} {p['instances']} x tp{p['tp']}" for p in pools)
+            "# disaggregated pools: " + ", ".join(pool_label(p) for p in pools)
             + "; one server per instance, connected by the runtime's disaggregation setup (not generated)")
     head += unknown
     return {"vllm": head + "\n" + " \\\n  ".join(vllm), "sglang": head + "\n" + " \\\n  ".join(sglang)}
 
 
-__all__ = ["HOURS_PER_MONTH", "LOW_HEADROOM_PCT", "by_hardware", "by_hardware_frame", "deploy_commands"]
+__all__ = ["HOURS_PER_MONTH", "LOW_HEADROOM_PCT", "by_hardware", "by_hardware_frame", "deploy_commands", "pool_label"]
