@@ -16,19 +16,13 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import lvlmsim  # noqa: E402
 from lvlmsim.fmt import fmt_time  # noqa: E402
+from tests.app_checks import app_with  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = REPO / "app" / "Home.py"
 MOE = "qwen3-vl-30b-a3b"  # 128 routed experts, 8 per token
 
 
-def app_with(params: dict) -> AppTest:
-    at = AppTest.from_file(str(ENTRY), default_timeout=120)
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
 def rerun(at: AppTest) -> AppTest:

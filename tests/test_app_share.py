@@ -4,7 +4,6 @@ and a bad parameter is a one-line message naming it (never an exception)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -13,17 +12,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import lvlmsim  # noqa: E402
 from lvlmsim.fmt import fmt_time  # noqa: E402
-
-ENTRY = Path(__file__).resolve().parents[1] / "app" / "Home.py"
-
-
-def app_with(params: dict) -> AppTest:
-    at = AppTest.from_file(str(ENTRY), default_timeout=120)
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.run()
-    assert not at.exception, at.exception
-    return at
+from tests.app_checks import app_with  # noqa: E402
 
 
 def ttft(at: AppTest) -> str:
