@@ -18,8 +18,20 @@ from explorer.state import sidebar  # noqa: E402
 
 st.set_page_config(page_title="lvlmsim explorer", page_icon="📐", layout="wide")
 
+# The default page is served at the app's root: Streamlit gives it the public path "" whatever its url_path, so a
+# typed or shared /overview matched no page and the app showed "Page not found" before running the default page.
+# The hidden alias below owns /overview and hands over to the root page with the URL's setup kept.
+OVERVIEW = st.Page(str(APP_DIR / "views" / "overview.py"), title="Overview", url_path="home", default=True)
+
+
+def _overview_alias() -> None:
+    """/overview: the Overview page at its canonical address, the root, with the same query parameters."""
+    st.switch_page(OVERVIEW, query_params={k: st.query_params.get_all(k) for k in st.query_params.keys()})
+
+
 PAGES = [
-    st.Page(str(APP_DIR / "views" / "overview.py"), title="Overview", url_path="overview", default=True),
+    OVERVIEW,
+    st.Page(_overview_alias, title="Overview", url_path="overview", visibility="hidden"),
     st.Page(str(APP_DIR / "views" / "roofline.py"), title="Roofline", url_path="roofline"),
     st.Page(str(APP_DIR / "views" / "breakdown.py"), title="Request breakdown", url_path="breakdown"),
     st.Page(str(APP_DIR / "views" / "serving.py"), title="Serving simulation", url_path="serving"),
