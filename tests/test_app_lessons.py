@@ -67,6 +67,46 @@ def test_dense_model_roofline_has_no_moe_lesson():
     at = page("roofline")
     assert "moe-batch" not in charts(at)
     assert not any("MoE lesson" in m.value for m in at.markdown)
+    assert not [n for n in at.number_input if n.key == "roof.moe_skew"]  # no router to skew
+
+
+def test_moe_router_skew_reaches_the_estimate_and_the_lesson():
+    """Issue 12's skew on the Roofline page: the headline and every point of the lesson's chart are
+    lvlmsim.estimate(..., moe_skew=1.2)'s, the experts touched are the graph's at that skew (fewer than balanced
+    routing's, drawn beside them), and the lesson names both counts."""
+    from lvlmsim.ops.graph import experts_touched
+
+    at = set_sidebar(page("roofline"), model="qwen3-vl-30b-a3b", batch=8)
+    at.number_input(key="roof.moe_skew").set_value(1.2)
+    at = rerun(at)
+    skewed = {b: lvlmsim.estimate("qwen3-vl-30b-a3b", "h100-sxm", batch=b, moe_skew=1.2).tpot_s
+              for b in (1, 8, 256)}
+    assert next(m.value for m in at.metric if m.label == "TPOT") == fmt_time(skewed[8])
+    assert skewed[8] < lvlmsim.estimate("qwen3-vl-30b-a3b", "h100-sxm", batch=8).tpot_s  # else the test is blind
+    spec, data = charts(at)["moe-batch"]
+    frame = next(iter(data.values())).set_index("batch")
+    for b, tpot_s in skewed.items():
+        assert frame.loc[b, "tpot_ms"] == pytest.approx(tpot_s * 1e3)
+    for b in frame.index:
+        assert frame.loc[b, "experts_touched"] == pytest.approx(experts_touched(128, 8, b, 1.2))
+        assert frame.loc[b, "experts_balanced"] == pytest.approx(experts_touched(128, 8, b))
+    assert (frame.loc[2:, "experts_touched"] < frame.loc[2:, "experts_balanced"]).all()
+    assert "experts_balanced" in str(spec)  # the balanced line is drawn
+    text = next(m.value for m in at.markdown if "The MoE lesson" in m.value)
+    assert (f"with router skew 1.2 (expert i picked with probability ∝ i^−1.2; balanced routing would touch "
+            f"{experts_touched(128, 8, 8):.1f}), about **{experts_touched(128, 8, 8, 1.2):.1f}** per layer at batch 8"
+            in text)
+    assert "moe_skew=1.2" in next(c.value for c in at.caption if "experts_touched(E, k, B" in c.value)
+
+
+def test_moe_router_skew_with_techniques_is_the_api_one_line_error():
+    """The API does not compose techniques with a skew yet; the page says so in its error, not a traceback."""
+    at = set_sidebar(page("roofline"), model="qwen3-vl-30b-a3b", tech_extra="kv_quant:bits=8")
+    at.number_input(key="roof.moe_skew").set_value(0.5)
+    at = rerun(at)
+    with pytest.raises(lvlmsim.LvlmsimError) as exc:
+        lvlmsim.estimate("qwen3-vl-30b-a3b", "h100-sxm", techniques=["kv_quant:bits=8"], moe_skew=0.5)
+    assert [e.value for e in at.error] == [str(exc.value)] and "moe_skew" in str(exc.value)
 
 
 @pytest.mark.parametrize("hardware, kind", [("h100-sxm", "measured"), ("l40s", "transferred")])

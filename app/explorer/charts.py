@@ -271,10 +271,11 @@ def pareto_scatter(frame: pd.DataFrame, cost: str, cost_title: str) -> alt.Layer
     return alt.layer(front, pts, *labels).properties(height=380, description="pareto")
 
 
-def moe_batch_chart(frame: pd.DataFrame) -> alt.LayerChart:
+def moe_batch_chart(frame: pd.DataFrame, skew: float = 0.0) -> alt.LayerChart:
     """The MoE decode lesson: TPOT (ms, left axis, the decode colour) and the distinct experts one decode step
-    touches per MoE layer (right axis, grey, dashed) against the batch size (log 2); the setup's own batch ringed.
-    `frame` is data.moe_batch_sweep's."""
+    touches per MoE layer at the router `skew` (right axis, grey, dashed; with a skew, balanced routing's count
+    faint beside it) against the batch size (log 2); the setup's own batch ringed. `frame` is
+    data.moe_batch_sweep's."""
     x = alt.X("batch:Q", title="batch (sequences decoded together)", scale=alt.Scale(type="log", base=2),
               axis=alt.Axis(values=sorted(set(frame["batch"])), format="d"))
     tip = [alt.Tooltip("batch:Q"), alt.Tooltip("tpot_ms:Q", title="TPOT (ms)", format=".4~g"),
@@ -284,9 +285,14 @@ def moe_batch_chart(frame: pd.DataFrame) -> alt.LayerChart:
     base = alt.Chart(frame)
     tpot = base.mark_line(point=alt.OverlayMarkDef(color=STAGE_COLORS[2]), color=STAGE_COLORS[2]).encode(
         x=x, y=alt.Y("tpot_ms:Q", title="TPOT (ms)", axis=alt.Axis(titleColor=STAGE_COLORS[2])), tooltip=tip)
+    y_experts = alt.Y("experts_touched:Q", title="experts touched per MoE layer", axis=alt.Axis(titleColor="#7f7f7f"))
     experts = base.mark_line(point=alt.OverlayMarkDef(color="#7f7f7f"), color="#7f7f7f", strokeDash=[5, 3]).encode(
-        x=x, y=alt.Y("experts_touched:Q", title="experts touched per MoE layer",
-                     axis=alt.Axis(titleColor="#7f7f7f")), tooltip=tip)
+        x=x, y=y_experts, tooltip=tip)
+    if skew:  # balanced routing's count on the same axis, faint, so the skew's effect is read off the gap
+        tip = [*tip, alt.Tooltip("experts_balanced:Q", title="experts touched, balanced routing", format=".1f")]
+        balanced = base.mark_line(color="#bdbdbd", strokeDash=[2, 2]).encode(
+            x=x, y=alt.Y("experts_balanced:Q"), tooltip=tip)
+        experts = alt.layer(experts.encode(tooltip=tip), balanced)
     mine = base.transform_filter(alt.datum.this_request).mark_point(
         size=320, color="#d62728", strokeWidth=1.5).encode(x=x, y=alt.Y("tpot_ms:Q"), tooltip=tip)
     return (alt.layer(alt.layer(tpot, mine), experts).resolve_scale(y="independent")

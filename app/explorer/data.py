@@ -13,17 +13,17 @@ from lvlmsim.estimate import Estimate
 @st.cache_data(show_spinner=False, max_entries=2048)
 def _estimate(model: str, hardware: str, images: int, width: int, height: int, video_s: float, prompt_tokens: int,
               output_tokens: int, batch: int, tp: int, profile: str, techniques: tuple[str, ...],
-              video: tuple = (), ep: int = 1) -> Estimate:
+              video: tuple = (), ep: int = 1, moe_skew: float = 0.0) -> Estimate:
     return lvlmsim.estimate(model, hardware, images=images, image_size=(width, height), prompt_tokens=prompt_tokens,
                             output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=profile,
-                            techniques=list(techniques), ep=ep, **dict(video))
+                            techniques=list(techniques), ep=ep, moe_skew=moe_skew, **dict(video))
 
 
 def estimate(setup: Setup) -> Estimate:
     """`lvlmsim.estimate(setup.model, setup.hardware, **setup.kwargs())`, cached; raises the API's errors."""
     return _estimate(setup.model, setup.hardware, setup.images, setup.width, setup.height, setup.video_s,
                      setup.prompt_tokens, setup.output_tokens, setup.batch, setup.tp, setup.profile,
-                     tuple(setup.techniques), tuple(sorted(setup.video_kwargs().items())), setup.ep)
+                     tuple(setup.techniques), tuple(sorted(setup.video_kwargs().items())), setup.ep, setup.moe_skew)
 
 
 def try_estimate(setup: Setup) -> tuple[Estimate | None, str | None]:
@@ -90,8 +90,9 @@ MOE_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 def moe_batch_sweep(setup: Setup, batches: tuple[int, ...] = MOE_BATCHES) -> pd.DataFrame:
     """The MoE decode lesson's data: per batch size (the sweep's and the setup's own), TPOT from the API and the
-    distinct experts per MoE layer that one decode step's tokens touch (`lvlmsim.ops.graph.experts_touched`, balanced
-    routing: the formula the operator graph prices the expert weight reads with). Empty for a dense model."""
+    distinct experts per MoE layer that one decode step's tokens touch (`lvlmsim.ops.graph.experts_touched` at the
+    setup's router skew, the formula the operator graph prices the expert weight reads with; `experts_balanced`:
+    the same at skew 0, for comparison). Empty for a dense model."""
     from lvlmsim.ops.graph import experts_touched
     from lvlmsim.specs import registry
 
@@ -103,8 +104,9 @@ def moe_batch_sweep(setup: Setup, batches: tuple[int, ...] = MOE_BATCHES) -> pd.
         est, err = try_estimate(setup.with_(batch=b))
         if est is None:
             continue
-        touched = experts_touched(moe.num_experts, moe.experts_per_token, b)
+        touched = experts_touched(moe.num_experts, moe.experts_per_token, b, setup.moe_skew)
         rows.append({"batch": b, "tpot_ms": est.tpot_s * 1e3, "experts_touched": touched,
+                     "experts_balanced": experts_touched(moe.num_experts, moe.experts_per_token, b),
                      "experts_share": touched / moe.num_experts, "fits": est.memory.fits,
                      "this_request": b == setup.batch})
     return pd.DataFrame(rows)

@@ -196,15 +196,18 @@ def teaching_notes(est: Estimate, hw: HardwareSpec, pts: pd.DataFrame, roofs: pd
     return notes
 
 
-def moe_lesson(model_id: str, moe, moe_layers: int, sweep: pd.DataFrame, batch: int) -> str | None:
+def moe_lesson(model_id: str, moe, moe_layers: int, sweep: pd.DataFrame, batch: int,
+               skew: float = 0.0) -> str | None:
     """The MoE decode lesson in words, from `data.moe_batch_sweep` (the API's TPOT and the graph's expert count):
     a decode step reads the weights of the distinct experts its tokens touch, so TPOT rises with the batch until
-    every expert is touched. None for a dense model or an empty sweep."""
+    every expert is touched; with a router `skew`, how many fewer than balanced routing touches. None for a dense
+    model or an empty sweep."""
     if moe is None or sweep.empty or batch not in set(sweep["batch"]):
         return None
     E, k = moe.num_experts, moe.experts_per_token
     row = sweep[sweep["batch"] == batch].iloc[0]
     one = sweep.iloc[0]
+    at_one = f"; {one['experts_touched']:.3g} at batch 1" if batch != 1 else ""
     full = sweep[sweep["experts_touched"] >= 0.99 * E]
     then = (f"until every expert is touched (99% of them from batch {int(full.iloc[0]['batch'])}, TPOT "
             f"{fmt_time(full.iloc[0]['tpot_ms'] / 1e3)}); past that only the KV cache read grows"
@@ -212,12 +215,20 @@ def moe_lesson(model_id: str, moe, moe_layers: int, sweep: pd.DataFrame, batch: 
             "expert is touched")
     return (f"**The MoE lesson: decode reads the experts the batch touches.** {model_id} routes each token to {k} of "
             f"its {E} experts in each of its {moe_layers} MoE layers. A decode step makes one token per sequence and "
-            f"reads the weights of the *distinct* experts those tokens touch: with balanced routing "
-            f"E·(1−(1−k/E)^B), about **{row['experts_touched']:.1f}** per layer at batch {batch} "
-            f"({row['experts_share']:.0%} of the expert weights{f'; {k} at batch 1' if batch != 1 else ''}). So TPOT "
+            f"reads the weights of the *distinct* experts those tokens touch: {_routing(skew, row)}, about "
+            f"**{row['experts_touched']:.1f}** per layer at batch {batch} "
+            f"({row['experts_share']:.0%} of the expert weights{at_one}). So TPOT "
             f"rises with the batch, from {fmt_time(one['tpot_ms'] / 1e3)} at batch {int(one['batch'])}"
             + (f" to {fmt_time(row['tpot_ms'] / 1e3)} at batch {batch}" if batch != int(one["batch"]) else "")
             + f", {then}. A dense model reads all its weights at every batch size.")
+
+
+def _routing(skew: float, row) -> str:
+    """How the lesson's expert count is routed: the balanced formula, or the skew with balanced routing's count."""
+    if not skew:
+        return "with balanced routing E·(1−(1−k/E)^B)"
+    return (f"with router skew {skew:g} (expert i picked with probability ∝ i^−{skew:g}; balanced routing would touch "
+            f"{row['experts_balanced']:.1f})")
 
 
 def window_lesson(est: Estimate, model_id: str, local, num_layers: int) -> str | None:

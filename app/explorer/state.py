@@ -57,6 +57,7 @@ class Setup:
     video_height: int = 0
     video_fps: float = 0.0  # its frame rate (`--video-fps`, caps the sampled frames); 0: no cap
     ep: int = 1  # expert-parallel degree (`--ep`) of a MoE model inside the tp group; 1 for a dense model
+    moe_skew: float = 0.0  # the router's power-law exponent (`--moe-skew`): the Roofline page's setting
 
     @property
     def video_size(self) -> tuple[int, int] | None:
@@ -72,7 +73,8 @@ class Setup:
     def kwargs(self) -> dict:
         return {"images": self.images, "image_size": (self.width, self.height), "prompt_tokens": self.prompt_tokens,
                 "output_tokens": self.output_tokens, "batch": self.batch, "tp": self.tp,
-                **({"ep": self.ep} if self.ep != 1 else {}), "video_s": self.video_s, **self.video_kwargs(),
+                **({"ep": self.ep} if self.ep != 1 else {}), **({"moe_skew": self.moe_skew} if self.moe_skew else {}),
+                "video_s": self.video_s, **self.video_kwargs(),
                 "profile": self.profile, "techniques": list(self.techniques)}
 
     def with_(self, **changes) -> Setup:
@@ -411,6 +413,28 @@ def _ep_widget(model_ref: str) -> int:
              f"expert parallelism applies to mixture-of-experts models only; {model_ref} is dense, so EP 1 is used")
     ep = c2.number_input("EP", *BOUNDS["ep"], step=1, key="sb.ep", disabled=experts is None, help=help_)
     return int(ep) if experts else 1
+
+
+MOE_SKEW_MAX = 4.0  # lvlmsim.estimate's bound on moe_skew
+MOE_SKEW_HELP = (
+    "How unevenly the router spreads tokens over the experts (`lvlmsim.estimate(..., moe_skew=a)`, `--moe-skew`). "
+    "0 = balanced: every expert equally likely, so B tokens touch E·(1−(1−k/E)^B) distinct experts. Larger = a few "
+    "hot experts take most tokens: expert i (by popularity) is picked with probability ∝ i^−a, the exponent the "
+    "shared MoE tables name in their power_law_a routing (1.01, 1.2; a rank law, not their load generator: see "
+    "docs/moe.md). A skewed batch touches fewer experts, so a decode step reads fewer expert weights and TPOT "
+    "rises more slowly with the batch. 0 to 4; techniques are not composed with a skew yet.")
+
+
+def moe_skew_widget(model_ref: str, key: str) -> float:
+    """The router skew of a MoE model's decode (a page widget with a sticky `key`); 0 and nothing drawn for a dense
+    model. Its bounds are the API's, so any value it gives is one `lvlmsim.estimate` takes."""
+    if moe_experts(model_ref) is None:
+        return 0.0
+    sticky(key, 0.0)
+    skew = st.number_input("Router skew (MoE)", 0.0, MOE_SKEW_MAX, step=0.1, format="%.2f", key=key,
+                           help=MOE_SKEW_HELP)
+    keep(key)
+    return float(skew)
 
 
 def _init_defaults() -> None:

@@ -21,7 +21,7 @@ from explorer.roofline_data import (
     teaching_notes,
     window_lesson,
 )
-from explorer.state import current_setup, fixed_resize_note, keep, save_upload, sticky
+from explorer.state import current_setup, fixed_resize_note, keep, moe_skew_widget, save_upload, sticky
 from explorer.ui import chart, headline, reproduce
 
 from lvlmsim.specs import registry
@@ -44,6 +44,7 @@ def technique_moves(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
 
 st.title("Roofline")
 setup = current_setup()
+setup = setup.with_(moe_skew=moe_skew_widget(setup.model, "roof.moe_skew"))  # MoE models only
 est = estimate_or_stop(setup)
 headline(est, setup)
 hw = hardware(setup.hardware)
@@ -149,14 +150,18 @@ st.markdown("\n".join(f"- {n}" for n in notes))
 moe = model_spec.llm.moe
 if moe is not None:  # issue 12's lesson: the weights a decode step reads grow with the batch
     sweep = moe_batch_sweep(setup)
-    lesson = moe_lesson(model_spec.id, moe, model_spec.llm.num_layers - len(moe.dense_layers), sweep, setup.batch)
+    lesson = moe_lesson(model_spec.id, moe, model_spec.llm.num_layers - len(moe.dense_layers), sweep, setup.batch,
+                        setup.moe_skew)
     if lesson:
         st.subheader("Mixture of experts: TPOT against the batch")
-        chart(charts.moe_batch_chart(sweep))
+        chart(charts.moe_batch_chart(sweep, setup.moe_skew))
         st.markdown(lesson)
-        st.caption("The same request at each batch size (`lvlmsim.estimate(..., batch=B).tpot_s`); ringed: the "
-                   "sidebar's batch. Experts touched: `lvlmsim.ops.graph.experts_touched(E, k, B)`, the count the "
-                   "operator graph prices the expert weight reads with."
+        skew_args = f", skew={setup.moe_skew:g}" if setup.moe_skew else ""
+        st.caption("The same request at each batch size (`lvlmsim.estimate(..., batch=B"
+                   + (f", moe_skew={setup.moe_skew:g}" if setup.moe_skew else "") + ").tpot_s`); ringed: the "
+                   f"sidebar's batch. Experts touched: `lvlmsim.ops.graph.experts_touched(E, k, B{skew_args})`, the "
+                   "count the operator graph prices the expert weight reads with"
+                   + (" (faint dotted: balanced routing, skew 0)." if setup.moe_skew else ".")
                    + ("" if sweep["fits"].all() else " Batches "
                       + ", ".join(str(int(b)) for b in sweep.loc[~sweep["fits"], "batch"])
                       + " do not fit in memory on this device (priced anyway, to show the trend)."))
