@@ -130,6 +130,9 @@ class StepCost:
             self.local_counts.append(n_loc)
             self.segments.append((first, last, frac, n_self - n_loc, last - first + 1 - n_self))
         self.fracs = tuple(s[2] for s in self.segments)
+        # Qwen3-VL DeepStack adds each tapped ViT level into the first LLM layers: a token op that scales with the
+        # step's new visual tokens (llm.deepstack_add), so they join its memo key
+        self.deepstack = model.projector is not None and model.projector.deepstack_mergers > 0
         self.has_schedule = any(f < 1.0 for f in self.fracs)
         self.has_cross = bool(cross)
         # decode steps of a plain model need only (batch, quantised KV): the engine's fast path
@@ -176,13 +179,17 @@ class StepCost:
         return total
 
     def _token_ops_s(self, stage: str, total_new: int, m_key: tuple[int, ...], vis_chunks: tuple,
-                     cross: bool = False) -> float:
-        key = (stage, total_new, m_key, cross)
+                     cross: bool = False, deep: int = 0) -> float:
+        """Seconds of the step's token-count ops. `deep`: the step's new visual tokens for a DeepStack model (its
+        llm.deepstack_add scales with them; 0 otherwise), part of the memo key."""
+        key = (stage, total_new, m_key, cross, deep)
         hit = self._tok.get(key)
         if hit is not None:
             return hit
         # canonical batch: the visual chunks as they are (their kept fractions floor per sequence), the text tokens
         # in one sequence, nothing emitting, no past: same per-segment token counts, so the same non-attention ops
+        if deep and not vis_chunks:  # DeepStack without a schedule: the visual tokens in one sequence
+            vis_chunks = ((deep, deep),)
         seqs = [SeqWork(new_tokens=n, past_tokens=0, visual_new=v, emits_token=False) for n, v in vis_chunks]
         rest = total_new - sum(n for n, _ in vis_chunks)
         if rest > 0 or not seqs:
@@ -337,7 +344,7 @@ class StepCost:
         if self.dispatch_s is None:
             val = self._graph_step_s(tok, attn, head, True)
         else:
-            val = self._queued_s(("decode", n, (n,), False), "decode", n, attn)
+            val = self._queued_s(("decode", n, (n,), False, 0), "decode", n, attn)
         if self.decode_extra:
             val += self.decode_extra_s(n, past_sum)
         if self.speculative:
@@ -381,7 +388,8 @@ class StepCost:
         total_new, m_key, vis_chunks = self._token_counts(n_dec, chunks)
         n_emit = n_dec + sum(1 for c in chunks if c[5])
         any_cross = self.has_cross and (dec_cross_n > 0 or any(c[4] for c in chunks))
-        tok, head = self._token_ops_s(stage, total_new, m_key, vis_chunks, any_cross), self._head_s(stage, n_emit)
+        deep = sum(c[2] for c in chunks) if self.deepstack else 0
+        tok, head = self._token_ops_s(stage, total_new, m_key, vis_chunks, any_cross, deep), self._head_s(stage, n_emit)
         total = tok + head
         attn = 0.0
         for s, (_, _, frac, n_self, n_cross) in enumerate(self.segments):
@@ -395,7 +403,7 @@ class StepCost:
                 total += t
                 attn += t
         if self.dispatch_s is not None:
-            return self._queued_s((stage, total_new, m_key, any_cross), stage, n_emit, attn)
+            return self._queued_s((stage, total_new, m_key, any_cross, deep), stage, n_emit, attn)
         if self.piecewise is not None:
             return self._graph_step_s(tok, attn, head, not chunks)
         return total
@@ -460,15 +468,20 @@ class StepCost:
         n_emit = n_dec
         pairs = float(dec_past_sum + n_dec)
         kv = pairs
-        for new, past, _, _, _, emits in chunks:
+        deep = 0
+        for new, past, vis, _, _, emits in chunks:
             total_new += new
+            deep += vis
             if emits:
                 n_emit += 1
             pairs += new * past + new * (new + 1) / 2.0
             kv += past + new
-        tok = self._tok.get(("prefill", total_new, (total_new,), False))
+        if not self.deepstack:
+            deep = 0
+        tok_key = ("prefill", total_new, (total_new,), False, deep)
+        tok = self._tok.get(tok_key)
         if tok is None:
-            tok = self._token_ops_s("prefill", total_new, (total_new,), ())
+            tok = self._token_ops_s("prefill", total_new, (total_new,), (), deep=deep)
         head = self._head.get(("prefill", n_emit)) if n_emit else 0.0
         if head is None:
             head = self._head_s("prefill", n_emit)
@@ -480,7 +493,7 @@ class StepCost:
             qp = [(float(c[0]), float(c[1])) for c in chunks]
             attn += self._local_chunks_s(0, "prefill", n_dec, float(dec_past_sum + n_dec), qp, cm)
         if self.dispatch_s is not None:
-            return self._queued_s(("prefill", total_new, (total_new,), False), "prefill", n_emit, attn)
+            return self._queued_s(tok_key, "prefill", n_emit, attn)
         return self._graph_step_s(tok, attn, head, False)
 
     # ------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,131 @@
+"""Invariants and oracles for the engine features added after tests/test_engine_invariants.py and
+tests/test_engine_oracle.py were written: expert parallelism and MoE decode, windowed (sliding / chunked) attention,
+MLA's latent KV, Qwen3-VL's DeepStack, closed-loop clients and rate + concurrency cap, warm-up exclusion, the host
+stage and API costs, disaggregated pools, and `simulate --uncertainty` draws.
+
+Oracles: StepCost against the operator graph it stands for (llm_ops priced by the cost model) and a lone request on
+an idle engine against `estimate` for the same request. Invariants: conservation, the concurrency bound, Little's
+law for a closed loop, KV bytes against the memory model's formulas, determinism."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+import lvlmsim
+from lvlmsim.cost.roofline import CostModel
+from lvlmsim.engine.api import simulate
+from lvlmsim.engine.stepcost import DECODE_REL_TOL, StepCost, reference_step_s
+from lvlmsim.ops.op import default_graph_config
+from lvlmsim.specs.registry import load_hardware, load_model
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+EXACT = 1e-12
+
+# -------------------------------------------------------------------------------------------------------------------
+# StepCost = the operator graph, for the newer model families
+
+
+def _coster(model_id: str, hw_id: str, tp: int, ep: int):
+    m = load_model(model_id)
+    cfg = default_graph_config(m, tp, ep)
+    cm = CostModel(load_hardware(hw_id))
+    return m, cfg, cm, StepCost(m, cfg, cm)
+
+
+def _batch(rng: random.Random, decode_only: bool, equal_decodes: bool):
+    """Decoding sequences (past, past visual, cross) and prefill chunks, images in both; `equal_decodes`: every
+    decoding sequence has the same past (windowed layers price decodes at the batch's mean length)."""
+    past = rng.randint(1, 9000)
+    decs = []
+    for _ in range(rng.randint(1 if decode_only else 0, 64)):
+        p = past if equal_decodes else rng.randint(1, 9000)
+        decs.append((p, min(p, rng.choice([0, 300, 1200])), 0))
+    chunks = []
+    if not decode_only:
+        for _ in range(rng.randint(1, 3)):
+            vis_total = rng.choice([0, 256, 1200, 2900])
+            prompt = vis_total + rng.randint(1, 1500)
+            done = rng.randint(0, prompt - 1)
+            new = rng.randint(1, min(prompt - done, 4096))
+            chunks.append((new, done, max(0, min(done + new, vis_total) - done), min(done, vis_total), 0,
+                           done + new == prompt))
+    return decs, chunks
+
+
+@pytest.mark.parametrize("model_id, hw_id, tp, ep, equal_decodes", [
+    ("qwen3-vl-8b", "h100-sxm", 1, 1, False),  # DeepStack: its add scales with a step's new visual tokens
+    ("qwen3-vl-30b-a3b", "h100-sxm", 1, 1, False),  # MoE: experts touched by each step's own tokens
+    ("qwen3-vl-30b-a3b", "h100-sxm", 2, 2, False),
+    ("qwen3-vl-235b-a22b", "h200-sxm", 8, 8, False),  # EP 8: the all-to-all in every step
+    ("deepseek-vl2", "h100-sxm", 1, 1, False),  # MLA: absorbed decode, up-projected prefill
+    ("kimi-vl-a3b", "h100-sxm", 1, 1, False),
+    ("gemma-3-27b", "h100-sxm", 2, 1, True),  # sliding windows
+    ("llama-4-scout", "h100-sxm", 8, 8, True),  # chunked local attention + MoE under EP
+])
+def test_step_prices_equal_the_graph_for_the_newer_families(model_id, hw_id, tp, ep, equal_decodes):
+    """Steps with prefill tokens are priced exactly as llm_ops of the whole batch; decode-only steps within the
+    stated 0.5% (their KV is on a 1% grid). Windowed models price decoding sequences at the batch's mean length (an
+    upper bound when lengths straddle the window, tests/test_local_attention.py), so they get equal lengths here."""
+    m, cfg, cm, sc = _coster(model_id, hw_id, tp, ep)
+    rng = random.Random(f"{model_id}-{tp}-{ep}")
+    for i in range(24):
+        decode_only = i % 3 == 0
+        decs, chunks = _batch(rng, decode_only, equal_decodes)
+        ref = reference_step_s(m, cfg, cm, decs, chunks)
+        got = sc.step_s(len(decs), sum(p for p, _, _ in decs), chunks)
+        assert got == pytest.approx(ref, rel=DECODE_REL_TOL if decode_only else EXACT), (decs[:2], chunks)
+
+
+def test_deepstack_add_is_priced_in_prefill_steps_with_images():
+    """Qwen3-VL adds each of its 3 DeepStack levels into LLM layers 0-2 for every new visual token. StepCost
+    memoised its token ops on the token count alone, from a batch without visual tokens, so a prefill step with
+    images lacked llm.deepstack_add (22.8 us of an 800-token step with 500 visual tokens on H100)."""
+    m, cfg, cm, sc = _coster("qwen3-vl-8b", "h100-sxm", 1, 1)
+    text = sc.step_s(4, 4000, [(800, 0, 0, 0, 0, True)])
+    image = sc.step_s(4, 4000, [(800, 0, 500, 0, 0, True)])
+    assert image > text  # same token count, the visual ones add the DeepStack adds
+    decs = [(1000, 0, 0)] * 4
+    assert image == pytest.approx(reference_step_s(m, cfg, cm, decs, [(800, 0, 500, 0, 0, True)]), rel=EXACT)
+
+
+# -------------------------------------------------------------------------------------------------------------------
+# a lone request on an idle engine = estimate() for the same request
+
+
+def _lone(model_id: str, hw_id: str, tp: int, ep: int, serving: dict, prompt: int = 300, out: int = 40) -> dict:
+    return {"id": "lone", "model": model_id, "hardware": hw_id, "serving": {"tp": tp, "ep": ep, **serving},
+            "workload": {"requests": 1, "arrival": {"kind": "concurrency", "clients": 1}, "prompt_tokens": prompt,
+                         "output_tokens": out, "images": 1, "image_size": "1280x720"}}
+
+
+@pytest.mark.parametrize("model_id, hw_id, tp, ep", [
+    ("qwen3-vl-30b-a3b", "h100-sxm", 2, 2),
+    ("qwen3-vl-235b-a22b", "h200-sxm", 8, 8),
+    ("gemma-3-27b", "h100-sxm", 2, 1),
+    ("llama-4-scout", "h100-sxm", 8, 1),
+    ("deepseek-vl2", "h100-sxm", 1, 1),
+    ("kimi-vl-a3b", "h100-sxm", 1, 1),
+])
+@pytest.mark.parametrize("serving", [{}, {"runtime": "vllm"}, {"runtime": "vllm", "api_costs": False},
+                                     {"runtime": "vllm", "host_costs": False}], ids=["bare", "host+api", "host",
+                                                                                    "runtime-only"])
+def test_lone_request_equals_the_estimate(model_id, hw_id, tp, ep, serving):
+    """TTFT to 1e-9 (the same ops: preprocess / API stage, encode, one prefill step, each runtime overhead once);
+    TPOT and E2E within the decode grid's 0.5% (the estimate samples 32 decode contexts, the engine prices each step
+    on a 1% KV grid)."""
+    kw = {"prompt_tokens": 300, "output_tokens": 40, "image_size": "1280x720", "tp": tp}
+    if ep > 1:
+        kw["ep"] = ep
+    if "runtime" in serving:
+        kw["runtime"] = serving["runtime"]
+        kw["host"] = serving.get("host_costs", True)
+        kw["api_costs"] = serving.get("api_costs", True)
+    est = lvlmsim.estimate(model_id, hw_id, **kw)
+    row = simulate(_lone(model_id, hw_id, tp, ep, serving)).requests.iloc[0]
+    assert row.queue_s == 0.0
+    assert row.ttft_s == pytest.approx(est.ttft_s, rel=1e-9)
+    assert row.tpot_s == pytest.approx(est.tpot_s, rel=DECODE_REL_TOL)
+    assert row.e2e_s == pytest.approx(est.e2e_s, rel=DECODE_REL_TOL)
