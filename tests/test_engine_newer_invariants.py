@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
+import pandas as pd
 import pytest
 
 import lvlmsim
@@ -129,3 +131,63 @@ def test_lone_request_equals_the_estimate(model_id, hw_id, tp, ep, serving):
     assert row.ttft_s == pytest.approx(est.ttft_s, rel=1e-9)
     assert row.tpot_s == pytest.approx(est.tpot_s, rel=DECODE_REL_TOL)
     assert row.e2e_s == pytest.approx(est.e2e_s, rel=DECODE_REL_TOL)
+
+
+# -------------------------------------------------------------------------------------------------------------------
+# closed loop and concurrency cap
+
+
+def _bench(arrival: dict, requests: int = 60, serving: dict | None = None, **workload) -> dict:
+    return {"id": "bench", "model": "qwen3-vl-30b-a3b", "hardware": "h100-sxm", "seed": 3, "serving": serving or {},
+            "workload": {"requests": requests, "arrival": arrival, "image_size": "640x480",
+                         "prompt_tokens": {"kind": "uniform", "low": 100, "high": 600},
+                         "output_tokens": {"kind": "uniform", "low": 8, "high": 80}, **workload}}
+
+
+def _max_in_flight(df: pd.DataFrame) -> int:
+    """Most requests sent and not yet received whole at any send time (a delivery at that instant frees first)."""
+    ends = np.sort(df.finish_s.to_numpy())
+    starts = df.arrival_s.to_numpy()
+    return max(int((starts <= t).sum() - np.searchsorted(ends, t, side="right")) for t in starts)
+
+
+SERVINGS = [{}, {"runtime": "vllm"}]  # without, and with the host stage and API costs (token delivery)
+
+
+@pytest.mark.parametrize("serving", SERVINGS, ids=["bare", "host+api"])
+@pytest.mark.parametrize("clients", [1, 5])
+def test_closed_loop_holds_n_in_flight_and_obeys_littles_law(clients, serving):
+    """A client sends its next request when its previous answer has reached it (its last token delivered, API costs
+    included), so at most N are in flight, and N are while requests remain. Little's law for the loop: the clients
+    are busy back to back from t = 0 until each runs out of requests, so sum(E2E) = N * span minus each client's
+    final idle time, which is shorter than the longest E2E: N (1 - max E2E / span) <= throughput x mean E2E <= N,
+    with equality for one client."""
+    res = simulate(_bench({"kind": "concurrency", "clients": clients}, serving=serving))
+    df, s = res.requests, res.summary
+    assert _max_in_flight(df) == clients
+    for _, mine in df.sort_values("arrival_s", kind="stable").groupby("client"):
+        assert (mine.arrival_s.to_numpy()[1:] == mine.finish_s.to_numpy()[:-1]).all()  # no think time
+    assert s["span_s"] == df.finish_s.max()  # the run lasts until the last answer is received
+    n_in_system = s["throughput_rps"] * df.e2e_s.mean()
+    assert n_in_system <= clients * (1 + 1e-12)
+    assert n_in_system >= clients * (1 - df.e2e_s.max() / s["span_s"])
+    if clients == 1:
+        assert n_in_system == pytest.approx(1.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("serving", SERVINGS, ids=["bare", "host+api"])
+def test_rate_with_a_cap_never_exceeds_the_cap(serving):
+    df = simulate(_bench({"kind": "poisson", "rate_rps": 40.0}, serving=serving, max_concurrency=4)).requests
+    assert _max_in_flight(df) == 4
+
+
+def test_a_sessions_next_turn_waits_for_the_previous_answer_to_be_delivered():
+    """With API costs every token reaches the user token_out_s after the engine emits it; a chat's next turn is
+    typed after the previous answer has arrived whole plus the think time (0 here), never before."""
+    doc = _bench({"kind": "poisson", "rate_rps": 2.0}, requests=30, serving={"runtime": "vllm"},
+                 session={"turns": 3, "think_time_s": 0.0})
+    res = simulate(doc)
+    df = res.requests.sort_values(["session_id", "turn"])
+    assert res.summary["host"]["token_out_s"] > 0 and df.turn.max() == 3
+    for _, chat in df.groupby("session_id"):
+        assert (chat.arrival_s.to_numpy()[1:] == chat.finish_s.to_numpy()[:-1]).all()

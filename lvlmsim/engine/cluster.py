@@ -94,6 +94,9 @@ class Cluster:
         self.pools = pools
         self.workload = workload
         self.host = host
+        # each output token reaches the client this long after the engine emits it (detokenise + SSE, API costs):
+        # a client sees its answer end, and a closed-loop slot or a session's next turn frees, only then
+        self.delivery_s = host.token_out_s if host is not None else 0.0
         self.progress = progress
         self.enc_pool = next((p for p in pools if p.role == "E"), None)
         self.entry_pool = next(p for p in pools if "P" in p.role)
@@ -342,12 +345,22 @@ class Cluster:
             self.env.process(self._next_turn(nxt))
         else:
             self.unit_ends.append(self.env.now)
+        if self.delivery_s > 0:
+            self.env.process(self._delivered(r))
+        else:
+            self._release_client(r)
+
+    def _delivered(self, r: Request):
+        """The last token reaches the client delivery_s after the engine emitted it: the run lasts until then (its
+        span covers the table's finish_s) and a benchmark client holds its slot until then."""
+        yield self.env.timeout(self.delivery_s)
         self._release_client(r)
 
     def _next_turn(self, r: Request):
-        """A session's next turn: after the previous answer and the think time, and for a replayed trace not before
-        its own recorded (scaled) arrival, set in arrival_s (NaN for generated turns)."""
-        delay = r.think_s
+        """A session's next turn: after the previous answer has reached the client (delivery_s after the engine
+        emitted it) and the think time, and for a replayed trace not before its own recorded (scaled) arrival, set
+        in arrival_s (NaN for generated turns)."""
+        delay = self.delivery_s + r.think_s
         if r.arrival_s == r.arrival_s:
             delay = max(delay, r.arrival_s - self.env.now)
         yield self.env.timeout(delay)
