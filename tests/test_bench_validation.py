@@ -104,3 +104,18 @@ def test_flagged_rows_leave_only_the_consistent_summary():
             RowResult("c", "s", {}, {}, error_pct={"x": 20.0})]
     assert summarize(rows)["x"] == {"median_abs_error_pct": 20.0, "rows": 3}
     assert summarize(consistent(rows))["x"] == {"median_abs_error_pct": 15.0, "rows": 2}
+
+
+def test_every_searched_run_names_its_source_and_the_criterion_it_failed():
+    """workloads/validation/searched-runs.yaml records runs examined and not added: each names its source and says
+    which numbered point of the file's pre-declared criterion it fails, so a later search can check the reason."""
+    import re
+
+    from lvlmsim.specs.base import read_yaml
+    from lvlmsim.specs.registry import bench_runs_path
+
+    doc = read_yaml(bench_runs_path().with_name("searched-runs.yaml"))
+    assert doc["searched"]
+    for entry in doc["searched"]:
+        assert entry["source"].startswith("https://") and entry["who"] and entry["found"]
+        assert re.search(r"\([1-5]\)", entry["not_added"]), entry["source"]
