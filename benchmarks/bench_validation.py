@@ -4,7 +4,10 @@ error of every published figure, then the median |error| per metric over all row
 with all rows, and without the rows the table flags as physically inconsistent with their stated conditions (a
 published TTFT below what the stated prompt needs at the GPU's peak; `inconsistent` in the table).
 
-    python benchmarks/bench_validation.py [--json]
+    python benchmarks/bench_validation.py [--json] [--only PREFIX]
+
+--only keeps the rows whose id starts with PREFIX (a sweep, or `cookbook-` for the wave-10 held-out rows) and
+summarises them alone.
 """
 
 from __future__ import annotations
@@ -78,8 +81,12 @@ def print_summaries(label: str, s: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--only", metavar="PREFIX", default="", help="rows whose id starts with PREFIX")
     opts = ap.parse_args()
     results, _ = run_validation()
+    results = [r for r in results if r.id.startswith(opts.only)]
+    if not results:
+        ap.error(f"--only: no row id starts with '{opts.only}'")
     sums = summaries(results)
     if opts.json:
         doc = {"rows": [asdict(r) for r in results], **sums["all"], "without_inconsistent": sums["consistent"]}
