@@ -185,13 +185,32 @@ def test_cli_leave_one_out_json_shape_on_synthetic_folders(tmp_path):
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert set(data) == {"h100_sxm", "a100_sxm"}
-    for dev in data.values():
-        assert set(dev["gemm"]) == {"median_abs_pct_err", "p90_abs_pct_err", "n", "roofline_median_abs_pct_err"}
-        assert dev["gemm"]["n"] == 36
+    for dev in data.values():  # issue 11's four figures, and the rows the table left out (none here)
+        assert set(dev["gemm"]) == {"median_abs_pct_err", "p90_abs_pct_err", "n", "roofline_median_abs_pct_err",
+                                    "skipped"}
+        assert dev["gemm"]["n"] == 36 and dev["gemm"]["skipped"] == {}
     res = CliRunner().invoke(_app(), ["validate", "--leave-one-out", "--data", str(tmp_path / "h100_sxm")])
     assert res.exit_code == 2 and "--data" in res.output and "two device folders" in res.output
     res = CliRunner().invoke(_app(), ["validate", "--data", str(tmp_path)])
     assert res.exit_code == 2 and "--hardware" in res.output
+
+
+def test_cli_leave_one_out_reports_skipped_rows_in_json_and_text(tmp_path):
+    """A negative-latency row and an unknown-dtype row in one device's gemm table: the held-out cell's `skipped` counts them
+    by reason (--seeds 2 too) and the text lists them under the device, so no reader misses left-out rows."""
+    _gemm_table(tmp_path / "h100_sxm", 1.0)
+    _gemm_table(tmp_path / "a100_sxm", 0.33)
+    path = tmp_path / "a100_sxm" / "gemm" / "vllm" / "0.1" / "gemm_perf.csv"
+    path.write_text(path.read_text() + "lin,bfloat16,64,1024,1024,-1\nlin,int4,64,1024,1024,0.01\n")
+    args = ["validate", "--leave-one-out", "--data", str(tmp_path)]
+    for extra in ([], ["--seeds", "2"]):
+        data = json.loads(CliRunner().invoke(_app(), [*args, "--json", *extra]).stdout)
+        assert data["a100_sxm"]["gemm"]["n"] == 36 and sum(data["a100_sxm"]["gemm"]["skipped"].values()) == 2
+        assert data["h100_sxm"]["gemm"]["skipped"] == {}
+        text = CliRunner().invoke(_app(), [*args, *extra]).stdout
+        assert "rows left out of each device's (subsampled) tables:" in text
+        assert "a100_sxm              skipped 1 rows: gemm: dtype bfloat16" in text and "h100_sxm              skipped" \
+            not in text
 
 
 def test_seed_summary_means_ranges_and_missing_cells():

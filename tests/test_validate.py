@@ -84,6 +84,39 @@ def test_validate_cli_json(tiny_dir, tmp_path):
     assert res.exit_code == 2 and "--data" in res.output
 
 
+def test_validate_json_carries_the_skipped_rows_the_text_prints(tiny_dir):
+    """The all-gather row is skipped: the text says so, and so must the JSON (a `skipped` map on its family's cell,
+    {} on the others, keeping the {family: {median_abs_pct_err, ...}} shape); a table whose every row is skipped
+    (an unknown dtype and a negative latency) gets a cell with n 0 and no errors that carries the reasons."""
+    args = ["validate", "--hardware", "h100-sxm", "--data", str(tiny_dir), "--profile", "default"]
+    data = json.loads(CliRunner().invoke(_app(), [*args, "--json"]).stdout)
+    reason = next(iter(data["nccl"]["skipped"]))
+    assert reason.startswith("nccl: all_gather") and data["nccl"]["skipped"][reason] == 1
+    assert data["nccl"]["n"] == 1 and data["gemm"]["skipped"] == {}
+    text = CliRunner().invoke(_app(), args).stdout
+    assert f"  skipped 1 rows: {reason}\n" in text
+    _write(tiny_dir / "gemm/vllm/0.1/gemm_perf.csv", "kernel_source,gemm_dtype,m,n,k,latency\n"
+           "lin,int4,128,4096,4096,0.01\nlin,bfloat16,128,4096,4096,-1\n")
+    data = json.loads(CliRunner().invoke(_app(), [*args, "--json"]).stdout)
+    assert data["gemm"]["n"] == 0 and data["gemm"]["median_abs_pct_err"] is None
+    assert sum(data["gemm"]["skipped"].values()) == 2
+    text = CliRunner().invoke(_app(), args).stdout
+    assert "skipped 1 rows: gemm: dtype int4" in text and "skipped 1 rows: gemm: dtype bfloat16" in text
+
+
+def test_skipped_reasons_go_to_their_report_family():
+    """'<table>: why' keys land on the table's cell; the MLA module tables' on the one `mla` cell."""
+    from lvlmsim.calibrate.validate import attach_skipped, skipped_by_family
+
+    got = skipped_by_family({"nccl: all_gather (x)": 2, "mla_context: fp8": 3, "mla_generation: fp8": 4})
+    assert got == {"nccl": {"nccl: all_gather (x)": 2}, "mla": {"mla_context: fp8": 3, "mla_generation: fp8": 4}}
+    report = {"nccl": {"n": 5}, "moe": {"n": 7, "skipped": {"moe dtype int4_wo (w)": 1}}}
+    attach_skipped(report, {"nccl: all_gather (x)": 2, "mla_context: fp8": 3}, {"n": 0})
+    assert report == {"nccl": {"n": 5, "skipped": {"nccl: all_gather (x)": 2}},
+                      "moe": {"n": 7, "skipped": {"moe dtype int4_wo (w)": 1}},
+                      "mla": {"n": 0, "skipped": {"mla_context: fp8": 3}}}
+
+
 def test_validate_cli_text(tiny_dir):
     res = CliRunner().invoke(_app(), ["validate", "--hardware", "h100-sxm", "--data", str(tiny_dir),
                                       "--profile", "peak"])

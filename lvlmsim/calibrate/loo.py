@@ -9,6 +9,7 @@ shipped model carries.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,9 +21,13 @@ from lvlmsim.calibrate.bands import SLIDING_REGIME
 from lvlmsim.calibrate.fit import abs_pct_errors, cost_model_times
 from lvlmsim.calibrate.general import NOT_FITTED_TABLES, ROWS_PER_DEVICE, GeneralModel, fit_general, group_key
 from lvlmsim.calibrate.measured import FAMILIES, TABLES, Measurement, assign_allreduce_algorithm, load_aiconfigurator
+from lvlmsim.calibrate.validate import attach_skipped
 from lvlmsim.cost.profile import DEFAULT_PROFILE
 from lvlmsim.errors import SpecError
 from lvlmsim.specs.hardware import HardwareSpec
+
+# a leave-one-out cell of a table whose every (subsampled) row was skipped: it carries only `skipped`
+EMPTY_CELL = {"median_abs_pct_err": None, "p90_abs_pct_err": None, "n": 0, "roofline_median_abs_pct_err": None}
 
 # aiconfigurator device folder -> lvlmsim hardware id (hardware_specs/<id>.yaml)
 DEVICE_FOLDERS = {
@@ -51,15 +56,18 @@ def device_folders(data_dir: Path) -> dict[str, Path]:
 
 
 def load_devices(data_dir: Path, *, seed: int = 0, max_rows_per_table: int = MAX_ROWS_PER_TABLE,
-                 ) -> dict[str, tuple[HardwareSpec, list[Measurement]]]:
-    """folder name -> (hardware spec, rows) for every known device folder under `data_dir`."""
+                 skipped: dict[str, Counter] | None = None) -> dict[str, tuple[HardwareSpec, list[Measurement]]]:
+    """folder name -> (hardware spec, rows) for every known device folder under `data_dir`; `skipped`, when given,
+    receives folder name -> the loader's {reason: rows skipped} (of the subsample)."""
     from lvlmsim.specs.registry import load_hardware
 
     out = {}
     for name, path in device_folders(data_dir).items():
         hw = load_hardware(DEVICE_FOLDERS[name])
-        rows = load_aiconfigurator(path, max_rows_per_table=max_rows_per_table, seed=seed).rows
-        out[name] = (hw, assign_allreduce_algorithm(rows, hw))
+        loaded = load_aiconfigurator(path, max_rows_per_table=max_rows_per_table, seed=seed)
+        out[name] = (hw, assign_allreduce_algorithm(loaded.rows, hw))
+        if skipped is not None:
+            skipped[name] = loaded.skipped
     return out
 
 
@@ -206,12 +214,15 @@ def leave_one_out(data_dir: Path, *, seed: int = 0, rows_per_device: int = ROWS_
                   log: Callable[[str], None] | None = None) -> tuple[dict, dict, dict]:
     """(report, residuals, info): report[device folder][table family] = stats of the model fitted without it."""
     t0 = time.perf_counter()
-    devices = load_devices(data_dir, seed=seed, max_rows_per_table=max_rows_per_table)
+    skipped: dict[str, Counter] = {}
+    devices = load_devices(data_dir, seed=seed, max_rows_per_table=max_rows_per_table, skipped=skipped)
     t_load = time.perf_counter() - t0
     solves: list[dict] = []
     report, residuals = leave_one_out_devices(devices, seed=seed, rows_per_device=rows_per_device, log=log,
                                               solves=solves)
     moe_folds(data_dir, {n: hw for n, (hw, _rows) in devices.items()}, report, seed=seed)
+    for name, counts in skipped.items():  # what the JSON reader would otherwise not learn: rows left out, and why
+        attach_skipped(report.setdefault(name, {}), counts, EMPTY_CELL)
     info = {"seconds": round(time.perf_counter() - t0, 1), "load_seconds": round(t_load, 1),
             "solves": [{"seed": seed, **s} for s in solves],
             "rows": {n: len(v[1]) for n, v in devices.items()}, "seed": seed,
@@ -269,6 +280,10 @@ def seed_summary(reports: Sequence[dict]) -> dict:
     for dev in dict.fromkeys(d for rep in reports for d in rep):
         for fam in dict.fromkeys(f for rep in reports for f in rep.get(dev, {})):
             cells = [rep[dev][fam] for rep in reports if fam in rep.get(dev, {})]
+            if not any(c["n"] for c in cells):  # every row of the table skipped at every seed: only the reasons
+                out.setdefault(dev, {})[fam] = dict(cells[0])
+                continue
+            cells = [c for c in cells if c["n"]]
             entry: dict = {}
             for stat in SEED_STATS:
                 vals = [float(c[stat]) for c in cells]
@@ -277,6 +292,8 @@ def seed_summary(reports: Sequence[dict]) -> dict:
             entry["n"] = cells[0]["n"]
             entry["roofline_median_abs_pct_err"] = round(float(np.mean([c["roofline_median_abs_pct_err"]
                                                                         for c in cells])), 2)
+            if "skipped" in cells[0]:
+                entry["skipped"] = cells[0]["skipped"]
             out.setdefault(dev, {})[fam] = entry
     return out
 
@@ -311,5 +328,5 @@ def moe_folds(data_dir: Path, hws: dict[str, HardwareSpec], report: dict, *, see
         return
     for fold in leave_one_device_out(loaded, seed=seed):
         e = fold["report"]
-        report.setdefault(fold["folder"], {})["moe"] = {k: e[k] for k in ("median_abs_pct_err", "p90_abs_pct_err",
-                                                                            "n", "roofline_median_abs_pct_err")}
+        cell = {k: e[k] for k in ("median_abs_pct_err", "p90_abs_pct_err", "n", "roofline_median_abs_pct_err")}
+        report.setdefault(fold["folder"], {})["moe"] = {**cell, "skipped": dict(loaded[fold["folder"]][0].skipped)}

@@ -7,7 +7,7 @@ with the uncalibrated roofline default (DefaultProfile) so every figure says wha
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -80,7 +80,34 @@ def validate(hw: HardwareSpec, data_dir, profile: EfficiencyProfile) -> tuple[di
     moe = moe_report(hw, data_dir, profiles_dir())  # the `moe` family: fused MoE layers (device-general fit)
     if moe is not None:
         report["moe"] = moe
+    attach_skipped(report, loaded.skipped + mla.skipped)
     info = {"files": loaded.files + mla.files, "skipped": dict(loaded.skipped + mla.skipped),
             "rows": len(loaded.rows) + len(mla.rows), "hardware": hw.id,
             "profile": getattr(profile, "name", str(profile))}
     return report, info
+
+
+# table families whose skipped rows are reported under another family's cell: the MLA module tables are one `mla`
+SKIPPED_UNDER = {"mla_context": "mla", "mla_generation": "mla"}
+EMPTY_CELL = {"median_abs_pct_err": None, "p90_abs_pct_err": None, "n": 0, "roofline_median_abs_pct_err": None,
+              "roofline_p90_abs_pct_err": None, "profile_sources": [], "regimes": {}}
+
+
+def skipped_by_family(skipped: Mapping[str, int]) -> dict[str, dict[str, int]]:
+    """{report family: {reason: rows}} of a loader's skip counts, whose reasons read '<table family>: <why>'."""
+    out: dict[str, dict[str, int]] = {}
+    for reason, n in sorted(skipped.items()):
+        table = reason.split(":", 1)[0].strip()
+        out.setdefault(SKIPPED_UNDER.get(table, table), {})[reason] = int(n)
+    return out
+
+
+def attach_skipped(report: dict, skipped: Mapping[str, int], empty_cell: Mapping = EMPTY_CELL) -> None:
+    """Every family cell of `report` gains `skipped` ({reason: rows}, {} when none), so a JSON reader learns what the
+    text output prints; a family whose every row was skipped gets `empty_cell` (n 0, no errors) to carry its reasons.
+    A cell that already names its skips (the `moe` family's loader) keeps them."""
+    by_family = skipped_by_family(skipped)
+    for fam, entry in report.items():
+        entry["skipped"] = {**by_family.pop(fam, {}), **entry.get("skipped", {})}
+    for fam, reasons in by_family.items():
+        report[fam] = {**empty_cell, "skipped": reasons}

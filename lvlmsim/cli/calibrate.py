@@ -127,8 +127,9 @@ def validate_cmd(
     out = sys.stdout
     out.write(f"{info['rows']} measured rows from {len(info['files'])} tables under {data}; hardware {hw.id}; "
               f"profile {info['profile']}\n")
-    for reason, n in sorted(info["skipped"].items()):
-        out.write(f"  skipped {n} rows: {reason}\n")
+    for e in report.values():  # every family's, the `moe` family's own loader's too
+        for reason, n in e["skipped"].items():
+            out.write(f"  skipped {n} rows: {reason}\n")
     head = f"{'family / regime':<34}{'n':>7}{'median %':>10}{'p90 %':>9}{'roofline med %':>16}{'roofline p90 %':>16}\n"
     out.write(head)
     for fam, e in report.items():
@@ -162,6 +163,7 @@ def _leave_one_out(data: Path, seed: int, as_json: bool) -> None:
         for fam, e in fams.items():
             out.write(f"{dev:<24}{fam:<24}{e['n']:>7}{_fmt(e['median_abs_pct_err']):>10}"
                       f"{_fmt(e['p90_abs_pct_err']):>9}{_fmt(e['roofline_median_abs_pct_err']):>19}\n")
+    _write_skipped(out, report)
     cov = nested_coverage(resid, seed=seed)
     pooled = pooled_coverage(cov)
     pooled_text = "-" if pooled is None else f"{pooled:.2f}"
@@ -191,6 +193,7 @@ def _leave_one_out_seeds(data: Path, seeds: list[int], as_json: bool) -> None:
         for fam, e in fams.items():
             out.write(f"{dev:<24}{fam:<24}{e['n']:>7}{_spread(e, 'median_abs_pct_err'):>25}"
                       f"{_spread(e, 'p90_abs_pct_err'):>23}{_fmt(e['roofline_median_abs_pct_err']):>19}\n")
+    _write_skipped(out, report)
     covs = [nested_coverage(r, seed=s) for r, s in zip(resid, seeds, strict=True)]
     pooled = [p for p in (pooled_coverage(c) for c in covs) if p is not None]
     pooled_text = "-" if not pooled else f"{sum(pooled) / len(pooled):.2f}"
@@ -203,8 +206,18 @@ def _leave_one_out_seeds(data: Path, seeds: list[int], as_json: bool) -> None:
 
 
 def _spread(e: dict, stat: str) -> str:
-    """'mean [min-max]' of one several-seed statistic."""
+    """'mean [min-max]' of one several-seed statistic ('-' for a table whose every row was skipped)."""
+    if e[stat] is None:
+        return "-"
     return f"{e[stat]:.1f} [{e[stat + '_min']:.1f}-{e[stat + '_max']:.1f}]"
+
+
+def _write_skipped(out, report: dict) -> None:
+    """The rows each held-out device's tables left out, and why (the JSON's per-cell `skipped`)."""
+    lines = [f"  {dev:<22}skipped {n} rows: {reason}\n" for dev, fams in report.items() for e in fams.values()
+             for reason, n in e.get("skipped", {}).items()]
+    if lines:
+        out.write("rows left out of each device's (subsampled) tables:\n" + "".join(lines))
 
 
 def register(app: typer.Typer) -> None:
