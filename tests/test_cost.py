@@ -91,3 +91,62 @@ def test_decode_attention_time_grows_with_context():
         return cm.cost(op).time_s
 
     assert t(1000) < t(10_000) < t(100_000)
+
+
+class _SkewedProfile:
+    """Efficiencies of a fit that charged a shape's cost to the wrong side: a tiny compute share (the CPU GEMM form's
+    one-row value, 0.28% of peak) or a tiny memory share."""
+
+    name = "skewed"
+
+    def __init__(self, compute: float, memory: float):
+        self.compute, self.memory = compute, memory
+
+    def efficiency(self, op, hw):
+        from lvlmsim.cost.profile import Efficiency
+
+        return Efficiency(self.compute, self.memory, 0.0, self.name)
+
+
+def test_bound_label_follows_the_datasheet_ridge_whatever_the_fitted_split():
+    """A batch-1 GEMV (1 FLOP/byte, CPU ridge 4.6e12 / 83.2e9 = 55.3 FLOP/byte) fitted at 0.28% of peak compute and
+    34.4% of bandwidth takes max(33.55 MFLOP / (0.0028 x 4.6 TFLOP/s), 33.57 MB / (0.344 x 83.2 GB/s)) = 2.605 ms, the
+    compute term: it was labelled compute-bound. Same time now, charged to memory: memory-bound at 33.57 MB / 2.605 ms
+    = 12.9 GB/s (15.5% of bandwidth), compute at peak. Mirror case: a GEMM right of the ridge whose fit left memory
+    the larger term is compute-bound at the same time."""
+    cpu = load_hardware("cpu-generic")
+    gemv = gemm("g", "decode", "llm", 1, 4096, 4096, CFG)
+    flops, nbytes = 2 * 4096 * 4096, 2 * (4096 + 4096 * 4096 + 4096)
+    assert (gemv.flops, gemv.bytes) == (flops, nbytes)
+    body_s = max(flops / (0.0028 * 4.6e12), nbytes / (0.344 * 83.2e9))
+    assert body_s == pytest.approx(2.605e-3, rel=1e-3)
+    c = CostModel(cpu, _SkewedProfile(0.0028, 0.344)).cost(gemv)
+    assert c.bound == "memory" and c.time_s == pytest.approx(body_s, rel=1e-12)
+    assert c.memory_s == pytest.approx(body_s, rel=1e-12) and c.compute_s == pytest.approx(flops / 4.6e12, rel=1e-12)
+    assert (c.eff_compute, c.eff_memory) == (1.0, pytest.approx(nbytes / (83.2e9 * body_s), rel=1e-12))
+    h100 = load_hardware("h100-sxm")
+    big = gemm("g", "prefill", "llm", 8192, 8192, 8192, CFG)  # 2731 FLOP/byte, ridge 295
+    c = CostModel(h100, _SkewedProfile(0.75, 0.01)).cost(big)
+    body_s = big.bytes / (0.01 * 3.35e12)
+    assert c.bound == "compute" and c.time_s == pytest.approx(body_s, rel=1e-12)
+    assert c.compute_s == pytest.approx(body_s, rel=1e-12) and c.eff_memory == 1.0
+    # a split that already agrees with the ridge is left as fitted
+    c = CostModel(h100, _SkewedProfile(0.5, 0.7)).cost(big)
+    assert (c.bound, c.eff_compute, c.eff_memory) == ("compute", 0.5, 0.7)
+
+
+def test_cpu_decode_gemms_are_not_labelled_compute_bound():
+    """The shipped CPU profile prices qwen2.5-vl-7b's decode GEMMs (1 FLOP/byte) with its fitted per-row compute cost;
+    they sit far left of the CPU's 55 FLOP/byte ridge, so memory (or overhead), never compute, and the time is the
+    profile's: the max of its own two terms."""
+    from lvlmsim import api
+
+    est = api.estimate(model="qwen2.5-vl-7b", hardware="cpu-generic")
+    cpu = load_hardware("cpu-generic")
+    gemms = [c for c in est.stages["decode"].ops if c.op.kind == "gemm"]
+    assert gemms and all(c.bound == "memory" for c in gemms)
+    for c in gemms:
+        eff = est.cost_profile.efficiency(c.op, cpu)
+        fitted_body_s = max(c.op.flops / (eff.compute * cpu.peak_flops(c.op.dtype)),
+                            c.op.bytes / (eff.memory * cpu.mem_bw_bytes_per_s))
+        assert c.time_s == pytest.approx(fitted_body_s + eff.floor_s, rel=1e-12)
