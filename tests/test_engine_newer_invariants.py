@@ -191,3 +191,60 @@ def test_a_sessions_next_turn_waits_for_the_previous_answer_to_be_delivered():
     assert res.summary["host"]["token_out_s"] > 0 and df.turn.max() == 3
     for _, chat in df.groupby("session_id"):
         assert (chat.arrival_s.to_numpy()[1:] == chat.finish_s.to_numpy()[:-1]).all()
+
+
+# -------------------------------------------------------------------------------------------------------------------
+# conservation and warm-up, under every arrival kind
+
+ARRIVALS = {
+    "poisson": ({"kind": "poisson", "rate_rps": 30.0}, {}),
+    "gamma": ({"kind": "gamma", "rate_rps": 30.0, "cv": 3.0}, {}),
+    "constant": ({"kind": "constant", "rate_rps": 30.0}, {}),
+    "concurrency": ({"kind": "concurrency", "clients": 5}, {}),
+    "rate+cap": ({"kind": "poisson", "rate_rps": 30.0}, {"max_concurrency": 4}),
+}
+
+
+def _first_sent(df: pd.DataFrame, n: int) -> list[int]:
+    return list(df.sort_values(["arrival_s", "request_id"]).request_id[:n])
+
+
+@pytest.mark.parametrize("serving", SERVINGS, ids=["bare", "host+api"])
+@pytest.mark.parametrize("kind", list(ARRIVALS))
+def test_every_request_is_counted_once_and_warmup_only_leaves_the_metrics(kind, serving):
+    """Every request sent completes (nothing is refused here) and is in the table once; throughput and output
+    tokens per second are what the table's completed requests carry over the span. Warm-up requests are the first
+    ones sent: the run is the same (the other rows equal the run without warm-up, bit for bit), the table and every
+    metric leave them out, and the span starts at the next send and ends at the last answer received."""
+    arrival, extra = ARRIVALS[kind]
+    warm = 8
+    full = simulate(_bench(arrival, serving=serving, **extra))
+    res = simulate(_bench(arrival, serving=serving, warmup_requests=warm, **extra))
+    for r, n in ((full, 60), (res, 60 - warm)):
+        s, df = r.summary, r.requests
+        assert r.meta["requests_planned"] == 60
+        assert s["requests"] == len(df) == n == s["completed"] and df.request_id.is_unique
+        assert s["throughput_rps"] * s["span_s"] == pytest.approx(n, rel=1e-12)
+        assert s["output_tokens_per_s"] * s["span_s"] == pytest.approx(df.output_tokens.sum(), rel=1e-12)
+    gone = _first_sent(full.requests, warm)
+    assert set(full.requests.request_id) - set(res.requests.request_id) == set(gone)
+    kept = full.requests[~full.requests.request_id.isin(gone)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, res.requests.reset_index(drop=True), check_exact=True)
+    start = res.summary["warmup"]["measured_from_s"]
+    assert start == res.requests.arrival_s.min()
+    assert res.summary["span_s"] == pytest.approx(full.requests.finish_s.max() - start, rel=1e-12)
+
+
+def test_warmup_counts_every_turn_sent_not_only_first_turns():
+    """'The first N requests sent are warm-up': with chat sessions a later turn can be sent before the next session
+    starts. The engine counted only first turns, so with 2 warm-up requests the two sessions' later turns (4
+    requests, sent before measuring started) stayed in the metrics, outside the span that measures them."""
+    doc = {"id": "w", "model": "llava-1.5-7b", "hardware": "h100-sxm", "seed": 1,
+           "workload": {"requests": 12, "arrival": {"kind": "constant", "rate_rps": 0.5}, "prompt_tokens": 50,
+                        "output_tokens": 20, "session": {"turns": 3, "think_time_s": 0.0}, "warmup_requests": 2}}
+    res = simulate(doc)
+    df = res.requests
+    start = res.summary["warmup"]["measured_from_s"]
+    assert len(df) == 10 and (df.arrival_s >= start).all()
+    full = simulate({**doc, "workload": {**doc["workload"], "warmup_requests": 0}}).requests
+    assert set(full.request_id) - set(df.request_id) == set(_first_sent(full, 2))  # session 0's turns 1 and 2

@@ -220,10 +220,6 @@ class Cluster:
                 if wl.duration_s is not None and env.now > wl.duration_s:
                     return
                 first.client = self._free_clients.popleft()
-            if self.n_sent == wl.warmup and wl.warmup:
-                self.measure_start_s = env.now
-            first.warmup = self.n_sent < wl.warmup
-            self.n_sent += 1
             self.unit_starts.append(env.now)
             self.arrive(first)
 
@@ -248,10 +244,18 @@ class Cluster:
             r.deadline_s = r.arrival_s + slo
 
     def arrive(self, r: Request) -> None:
-        """A request is sent: through the host stage when there is one (images, API handling), then admitted."""
+        """A request is sent: through the host stage when there is one (images, API handling), then admitted. The
+        first workload.warmup_requests sent (any turn of a session counts) are warm-up; measuring starts at the
+        next send."""
         now = self.env.now
         r.arrival_s = now
         r.arrived = True
+        warmup = self.workload.warmup
+        if warmup:
+            if self.n_sent == warmup:
+                self.measure_start_s = now
+            r.warmup = self.n_sent < warmup
+        self.n_sent += 1
         if self._classify_on:
             self._classify(r)
         if self.sink is not None:
