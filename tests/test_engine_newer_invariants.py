@@ -9,6 +9,7 @@ law for a closed loop, KV bytes against the memory model's formulas, determinism
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
@@ -16,11 +17,14 @@ import pandas as pd
 import pytest
 
 import lvlmsim
+from lvlmsim.calibrate.profiles import resolve_profile
+from lvlmsim.cost.memory import kv_bytes_per_token, kv_slot_bytes, local_window_slots, sequence_kv_bytes
 from lvlmsim.cost.roofline import CostModel
 from lvlmsim.engine.api import simulate
 from lvlmsim.engine.stepcost import DECODE_REL_TOL, StepCost, reference_step_s
 from lvlmsim.ops.op import default_graph_config
 from lvlmsim.specs.registry import load_hardware, load_model
+from lvlmsim.specs.scenario import load_scenario
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -248,3 +252,199 @@ def test_warmup_counts_every_turn_sent_not_only_first_turns():
     assert len(df) == 10 and (df.arrival_s >= start).all()
     full = simulate({**doc, "workload": {**doc["workload"], "warmup_requests": 0}}).requests
     assert set(full.request_id) - set(df.request_id) == set(_first_sent(full, 2))  # session 0's turns 1 and 2
+
+
+def test_a_replayed_trace_is_conserved_with_warmup_and_host_costs():
+    sc = load_scenario("llava-trace-replay").model_dump(mode="json")
+    sc["serving"]["runtime"] = "vllm"
+    sc["workload"]["warmup_requests"] = 5
+    res = simulate(sc)
+    s, df = res.summary, res.requests
+    assert s["requests"] == len(df) == s["completed"] == 55 and df.request_id.is_unique
+    assert s["throughput_rps"] * s["span_s"] == pytest.approx(55, rel=1e-12)
+    assert (df.arrival_s >= s["warmup"]["measured_from_s"]).all()
+
+
+# -------------------------------------------------------------------------------------------------------------------
+# MoE: every decode step is priced with its own batch (experts touched, all-to-all)
+
+
+@pytest.mark.parametrize("n", [1, 8, 32])
+def test_moe_decode_steps_are_priced_with_the_batch_that_runs_them(n):
+    """n identical requests sent together prefill in one step and decode in lockstep: TPOT is the mean over the
+    steps of the graph's decode step of n sequences at that step's context, with the experts those n tokens touch
+    and EP 8's all-to-all (the engine within its 0.5% decode grid). Batch 1 touches 8 of 128 experts a layer,
+    batch 32 about 111, so TPOT grows with n."""
+    mid, hw_id, tp, ep, prompt, out = "qwen3-vl-235b-a22b", "h200-sxm", 8, 8, 200, 30
+    m, hw = load_model(mid), load_hardware(hw_id)
+    cfg = default_graph_config(m, tp, ep)
+    cm = CostModel(hw, resolve_profile(hw, None))
+    sc = {"id": "moe", "model": mid, "hardware": hw_id, "serving": {"tp": tp, "ep": ep},
+          "workload": {"requests": n, "arrival": {"kind": "concurrency", "clients": n}, "prompt_tokens": prompt,
+                       "output_tokens": out, "images": 0}}
+    df = simulate(sc).requests
+    assert df.first_token_s.nunique() == 1 and df.finish_s.nunique() == 1  # lockstep
+    steps = [reference_step_s(m, cfg, cm, [(prompt + j, 0, 0)] * n) for j in range(out - 1)]
+    assert df.tpot_s.iloc[0] == pytest.approx(sum(steps) / len(steps), rel=DECODE_REL_TOL)
+    if n > 1:
+        one = [reference_step_s(m, cfg, cm, [(prompt + j, 0, 0)]) for j in range(out - 1)]
+        assert df.tpot_s.iloc[0] > 1.2 * sum(one) / len(one)
+
+
+# -------------------------------------------------------------------------------------------------------------------
+# KV accounting: windowed layers, MLA's latent, admission up to the memory budget
+
+
+@pytest.mark.parametrize("model_id, tp, slot_bytes, full_bytes", [
+    # Gemma 3 27B: 62 layers, 16 KV heads x 128 x (K, V) x 2 B / tp 2 = 4,096 B a layer; 10 global layers keep every
+    # token, 52 sliding ones a window of 1,024
+    ("gemma-3-27b", 2, 10 * 4096, 62 * 4096),
+    # Llama 4 Scout: 48 layers, 8 KV heads x 128 x 2 x 2 B / tp 8 = 512 B a layer; 12 global, 36 chunked (8,192)
+    ("llama-4-scout", 8, 12 * 512, 48 * 512),
+    # MLA: the latent (kv_lora_rank 512 + 64 rope dims) x 2 B in every layer, on every device whatever the tp
+    ("deepseek-vl2", 1, 30 * 576 * 2, 30 * 576 * 2),
+    ("deepseek-vl2", 2, 30 * 576 * 2, 30 * 576 * 2),
+    ("kimi-vl-a3b", 1, 27 * 576 * 2, 27 * 576 * 2),
+])
+def test_kv_held_per_request_is_the_memory_models_bytes(model_id, tp, slot_bytes, full_bytes):
+    """An engine slot holds a token of the layers that keep every token (hand-derived above); a lone request's peak
+    blocks x block bytes cover its KV bytes by the memory model (windowed layers hold one window) to within a
+    block and a slot. Past the window a windowed model's blocks grow by the global layers' bytes only."""
+    m = load_model(model_id)
+    cfg = default_graph_config(m, tp)
+    assert kv_slot_bytes(m, cfg) == slot_bytes and kv_bytes_per_token(m, cfg) == full_bytes
+    la = m.llm.local_attention
+    short, long = (9000, 9800) if la is not None and la.window_tokens > 3000 else (3000, 3800)  # past the window
+    held = {}
+    for prompt in (200, short, long):
+        sc = {"id": "kv", "model": model_id, "hardware": "h100-sxm", "serving": {"tp": tp},
+              "workload": {"requests": 1, "arrival": {"kind": "concurrency", "clients": 1}, "prompt_tokens": prompt,
+                           "output_tokens": 50, "images": 0}}
+        s = simulate(sc).summary
+        block_bytes = 16 * slot_bytes
+        held[prompt] = s["peak_kv_occupancy"] * s["instances"][0]["kv_blocks"] * block_bytes
+        true = sequence_kv_bytes(m, cfg, prompt + 50, 0)
+        assert 0 <= held[prompt] - true < block_bytes + slot_bytes
+    if la is not None:
+        assert held[long] - held[short] == pytest.approx(800 * slot_bytes, abs=16 * slot_bytes)
+
+
+@pytest.mark.parametrize("model_id, tp, ep, gpu_util", [
+    ("gemma-3-27b", 2, 1, 0.42),
+    ("deepseek-vl2", 1, 1, 0.70),
+    ("qwen3-vl-30b-a3b", 2, 2, 0.45),
+])
+def test_engine_fills_the_kv_budget_and_never_more(model_id, tp, ep, gpu_util):
+    """48 clients of 3,000-token prompts on a KV budget of ~20-40 such requests: the engine admits until the
+    budget is within one request of full (peak occupancy >= 1 - one request's blocks / all blocks) and never past
+    it; every request completes."""
+    prompt, out = 3000, 64
+    sc = {"id": "fill", "model": model_id, "hardware": "h100-sxm",
+          "serving": {"tp": tp, "ep": ep, "gpu_memory_utilization": gpu_util, "max_num_seqs": 256},
+          "workload": {"requests": 48, "arrival": {"kind": "concurrency", "clients": 48}, "prompt_tokens": prompt,
+                       "output_tokens": out, "images": 0}}
+    s = simulate(sc).summary
+    m = load_model(model_id)
+    total = s["instances"][0]["kv_blocks"]
+    per_request = math.ceil((prompt + out + local_window_slots(m, default_graph_config(m, tp, ep), prompt + out))
+                            / 16)
+    assert 10 <= total // per_request < 48  # KV, not max_num_seqs, is the limit
+    assert 1 - per_request / total <= s["peak_kv_occupancy"] <= 1.0
+    assert s["completed"] == 48
+
+
+# -------------------------------------------------------------------------------------------------------------------
+# disaggregated pools: a lone request = the estimate plus its two transfers
+
+
+@pytest.mark.parametrize("model_id", ["qwen3-vl-30b-a3b", "gemma-3-27b", "deepseek-vl2"])
+def test_lone_request_through_e_p_d_pools_is_the_estimate_plus_its_transfers(model_id):
+    """E -> P carries the image embeddings (visual tokens x hidden x 2 B), P -> D the sequence's KV by the memory
+    model (one window in windowed layers, MLA's latent); each 10 us + bytes / 50 GB/s. TTFT = encode + the E->P
+    transfer + prefill exactly; E2E adds the KV pull before decoding starts (decode within 0.5%)."""
+    tp = 2 if model_id == "gemma-3-27b" else 1
+    sc = load_scenario("qwen25vl-epd-h100").model_dump(mode="json")
+    sc["model"] = model_id
+    for p in sc["serving"]["pools"]:
+        p["tp"] = tp
+    sc["workload"] = {"requests": 1, "arrival": {"kind": "concurrency", "clients": 1}, "prompt_tokens": 300,
+                      "output_tokens": 40, "images": 1, "image_size": "1280x720"}
+    row = simulate(sc).requests.iloc[0]
+    est = lvlmsim.estimate(model_id, "h100-sxm", prompt_tokens=300, output_tokens=40, image_size="1280x720", tp=tp)
+    m = load_model(model_id)
+    vis = est.images[0].llm_tokens
+    e_to_p = 10e-6 + vis * m.llm.hidden_size * 2 / 50e9
+    p_to_d = 10e-6 + sequence_kv_bytes(m, default_graph_config(m, tp), 300, vis) / 50e9
+    assert row.transfer_s == pytest.approx(e_to_p + p_to_d, rel=1e-9)
+    assert row.ttft_s == pytest.approx(est.stages["encode"].time_s + e_to_p + est.stages["prefill"].time_s,
+                                       rel=1e-12)
+    assert row.e2e_s == pytest.approx(est.e2e_s + e_to_p + p_to_d, rel=DECODE_REL_TOL)
+
+
+# -------------------------------------------------------------------------------------------------------------------
+# determinism, and the uncertainty draws
+
+
+@pytest.mark.parametrize("doc", [
+    _bench({"kind": "poisson", "rate_rps": 20.0}, serving={"tp": 2, "ep": 2}),
+    {**_bench({"kind": "concurrency", "clients": 6}, serving={"runtime": "vllm"}, warmup_requests=5),
+     "model": "gemma-3-27b", "serving": {"tp": 2, "runtime": "vllm"}},
+    {**_bench({"kind": "poisson", "rate_rps": 20.0}, max_concurrency=4), "model": "deepseek-vl2"},
+], ids=["moe-ep2", "windowed-closed-loop-host", "mla-rate-cap"])
+def test_same_seed_same_run_bit_for_bit_and_another_seed_differs(doc):
+    a, b = simulate(doc, seed=5), simulate(doc, seed=5)
+    assert a.summary == b.summary
+    pd.testing.assert_frame_equal(a.requests, b.requests, check_exact=True)
+    pd.testing.assert_frame_equal(a.timeseries, b.timeseries, check_exact=True)
+    assert simulate(doc, seed=6).summary != a.summary
+
+
+UNC_DOC = {"id": "u", "model": "qwen3-vl-30b-a3b", "hardware": "h100-sxm", "seed": 1,
+           "workload": {"requests": 40, "arrival": {"kind": "poisson", "rate_rps": 2.0}, "prompt_tokens": 300,
+                        "output_tokens": 60, "image_size": "640x480"}}
+
+
+def test_uncertainty_draws_are_reproducible_and_follow_the_seed():
+    from lvlmsim.engine.uncertainty import uncertainty_runs
+
+    a, b = uncertainty_runs(UNC_DOC, 3), uncertainty_runs(UNC_DOC, 3)
+    assert a["uncertainty"] == b["uncertainty"]
+    assert a["result"].summary == b["result"].summary
+    assert uncertainty_runs(UNC_DOC, 3, seed=2)["uncertainty"] != a["uncertainty"]
+
+
+def test_median_of_the_draws_is_the_point_run_within_the_bands_bias_and_sampling_error():
+    """Each draw scales every op of kernel family f by exp(mu_f + sigma_f z_f) (mu, sigma from f's held-out p10/p90
+    band). At light load a latency percentile is ~ the point's times sum_f w_f exp(mu_f + sigma_f z_f), w_f the
+    family's share of the time, so the draws' median sits at the point times ~exp(mu) of the families (a band
+    not centred on 1 is a bias the draws carry on purpose), off by the median's sampling error: ~1.2533 x sd / sqrt
+    (draws) with sd = sqrt(sum_f w_f^2 sigma_f^2). Tolerance on |ln(p50 / point)|: max_f |mu_f| + 3 such errors
+    (~0.13 here, mostly the MoE GEMM family's sigma 0.25 at 48% of the time). A draw that applied its multiplier
+    twice, or to the point run, or not at all, breaks it or the p10 < point < p90 bracket."""
+    from collections import defaultdict
+
+    from lvlmsim.cost.uncertainty import log_normal, op_band
+    from lvlmsim.engine.uncertainty import uncertainty_runs
+
+    draws = 15
+    u = uncertainty_runs(UNC_DOC, draws)["uncertainty"]
+    hw = load_hardware("h100-sxm")
+    prof = resolve_profile(hw, None)
+    est = lvlmsim.estimate("qwen3-vl-30b-a3b", "h100-sxm", prompt_tokens=300, output_tokens=60,
+                           image_size="640x480")
+    time_s: dict[str, float] = defaultdict(float)
+    params: dict[str, tuple[float, float]] = {}
+    for stage in est.stages.values():
+        for c in stage.ops:
+            band = op_band(prof, c.source, c.op)
+            time_s[c.source] += c.total_time_s
+            if band is not None:
+                params[c.source] = log_normal(band)
+    total = sum(time_s.values())
+    sd = math.sqrt(sum((time_s[f] / total * sig) ** 2 for f, (_, sig) in params.items()))
+    tol = max(abs(mu) for mu, _ in params.values()) + 3 * 1.2533 * sd / math.sqrt(draws)
+    assert 0.05 < tol < 0.2
+    for key in ("ttft_s_p90", "tpot_s_p90", "e2e_s_p90"):
+        e = u[key]
+        assert abs(math.log(e["p50"] / e["point"])) <= tol, (key, e)
+        assert e["p10"] < e["point"] < e["p90"]
