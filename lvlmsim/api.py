@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from lvlmsim.calibrate.profiles import resolve_profile
 from lvlmsim.cost.profile import EfficiencyProfile
 from lvlmsim.cost.roofline import CostModel
-from lvlmsim.errors import InfeasibleError, SpecError
-from lvlmsim.estimate import Estimate, estimate_request, parse_image_size, with_host_costs, with_step_overhead
+from lvlmsim.errors import SpecError
+from lvlmsim.estimate import Estimate, estimate_request, parse_image_size, with_host_costs
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.model import ModelSpec
 from lvlmsim.specs.registry import load_hardware, load_model
@@ -111,23 +111,16 @@ def estimate(
         prof = rt.apply(prof)
         step_overhead_s = rt.step_overhead_s
     host_profile = _host_profile(host, runtime, api_costs)
-    if techniques:
+    common = dict(images=images, image_size=image_size, prompt_tokens=prompt_tokens, output_tokens=output_tokens,
+                  batch=batch, tp=tp, video_s=video_s, profile=prof, step_overhead_s=step_overhead_s, ep=ep,
+                  moe_skew=moe_skew, video_size=video_size, video_fps=video_fps, cost_model=_cost_model(hw, prof),
+                  piecewise=_piecewise(runtime, host_profile, hw))
+    if techniques:  # the same request through the techniques' composition: every argument alike (one pricing path)
         from lvlmsim.techniques import apply_to_estimate
 
-        if ep != 1 or moe_skew != 0.0:
-            raise InfeasibleError("ep: techniques are not yet composed with expert parallelism or moe_skew; "
-                                  "allowed with --technique: ep 1, moe_skew 0")
-
-        est = apply_to_estimate(m, hw, techniques, images=images, image_size=image_size,
-                                prompt_tokens=prompt_tokens, output_tokens=output_tokens, batch=batch, tp=tp,
-                                video_s=video_s, profile=prof, video_size=video_size, video_fps=video_fps)
-        est = with_step_overhead(est, step_overhead_s)
+        est = apply_to_estimate(m, hw, techniques, **common)
     else:
-        est = estimate_request(m, hw, images=images, image_size=image_size, prompt_tokens=prompt_tokens,
-                               output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=prof,
-                               step_overhead_s=step_overhead_s, ep=ep, moe_skew=moe_skew, video_size=video_size,
-                               video_fps=video_fps, cost_model=_cost_model(hw, prof),
-                               piecewise=_piecewise(runtime, host_profile, hw))
+        est = estimate_request(m, hw, **common)
     est = with_host_costs(est, m, host_profile, images)
     return _within_context(est, m, allow_overflow)
 

@@ -207,17 +207,6 @@ def _retime(est: Estimate) -> None:
     est.e2e_s = est.ttft_s + est.stages["decode"].time_s
 
 
-def with_step_overhead(est: Estimate, per_step_s: float) -> Estimate:
-    """Add a runtime's per-step host overhead to an estimate built elsewhere (e.g. by a technique composition)."""
-    if per_step_s <= 0:
-        return est
-    steps = est.output_tokens - 1
-    _add_step_overhead(est.stages["prefill"], per_step_s, 1)
-    _add_step_overhead(est.stages["decode"], per_step_s, steps)
-    _retime(est)
-    return est
-
-
 def _host_op(name: str, seconds: float, count: int) -> OpCost:
     op = Op(name=name, kind="host", stage="preprocess", module="host", flops=0.0, bytes_read=0.0, bytes_written=0.0,
             dtype="none", count=count)
@@ -306,7 +295,10 @@ class Pipeline(Protocol):
 
     def encode_ops(self, toks: Sequence[ImageTokenization], batch: int = 1) -> list[Op]: ...
 
-    def prefill_ops(self, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> list[Op]: ...
+    def prefill_parts(self, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> tuple[list[Op], list[Op]]:
+        ...
+
+    def decode_graph_ops(self, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> list[Op]: ...
 
     def decode_view(self, seq: SeqWork, prompt_tokens: int, visual_tokens: int) -> tuple[SeqWork, int]: ...
 
@@ -339,14 +331,17 @@ class PlainPipeline:
         proj_in = sum(t.projector_in_tokens for t in toks) * batch
         return list(encode_ops(self.model, vit, proj_in, sum(t.llm_tokens for t in toks) * batch, self.cfg))
 
-    def prefill_ops(self, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> list[Op]:
-        return list(llm_ops(self.model, tuple(seqs), "prefill", self.cfg, tuple(past_visual)))
+    def prefill_parts(self, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> tuple[list[Op], list[Op]]:
+        return list(llm_ops(self.model, tuple(seqs), "prefill", self.cfg, tuple(past_visual))), []
+
+    def decode_graph_ops(self, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> list[Op]:
+        return list(llm_ops(self.model, tuple(seqs), "decode", self.cfg, tuple(past_visual)))
 
     def decode_view(self, seq: SeqWork, prompt_tokens: int, visual_tokens: int) -> tuple[SeqWork, int]:
         return seq, visual_tokens
 
     def decode_step_ops(self, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> list[tuple[Op, float]]:
-        return [(op, 1.0) for op in llm_ops(self.model, tuple(seqs), "decode", self.cfg, tuple(past_visual))]
+        return [(op, 1.0) for op in self.decode_graph_ops(seqs, past_visual)]
 
     def encode_miss_rate(self) -> float:
         return 1.0
@@ -375,12 +370,15 @@ def price_stages(pipe: Pipeline, cm: CostModel, toks: list[ImageTokenization], p
     text on top of the cached image KV; decode prices `output_tokens - 1` steps at sampled contexts (after any KV
     budget), in rounds of `tokens_per_step` tokens.
 
-    Under an eager runtime (plain pipeline) each op is its kernel's GPU time and each stage adds a
-    `runtime.dispatch_wait` row: what the launch queue adds to the GPU sum (lvlmsim.cost.runtime.launch_queue_s), per
-    encode batch, prefill and decode step as the engine prices them. `piecewise` ((PiecewiseDispatch, decode too),
-    from the runtime version's cudagraph_mode) adds a `runtime.piecewise_wait` row the same way under a CUDA-graph
-    runtime (lvlmsim.engine.stepcost.StepCost.set_piecewise)."""
-    queue = launch_queue_profile(cm.profile) if isinstance(pipe, PlainPipeline) else None
+    Under an eager runtime each op is its kernel's GPU time and each stage adds a `runtime.dispatch_wait` row: what
+    the launch queue adds to the GPU sum (lvlmsim.cost.runtime.launch_queue_s), per encode batch, prefill and decode
+    step as the engine prices them. `piecewise` ((PiecewiseDispatch, decode too), from the runtime version's
+    cudagraph_mode) adds a `runtime.piecewise_wait` row the same way under a CUDA-graph runtime
+    (lvlmsim.engine.stepcost.StepCost.set_piecewise). Both with or without techniques: a step's wait is its target
+    graph's (the encoder batch; the target's prefill pass; the target's plain decode step, pipe.decode_graph_ops);
+    what techniques add to a step (selection passes, drafting, scoring) comes on top at its GPU time, as StepCost
+    prices it."""
+    queue = launch_queue_profile(cm.profile)
     waits: dict[str, list[tuple[tuple[Op, ...], float]]] = {"encode": [], "prefill": [], "decode": []}
     if queue is not None:
         cm = CostModel(cm.hardware, queue[0])
@@ -394,30 +392,22 @@ def price_stages(pipe: Pipeline, cm: CostModel, toks: list[ImageTokenization], p
     enc_ops = tuple(pipe.encode_ops(toks, batch))
     waits["encode"].append((enc_ops, enc_w))
     encode = stage_result("encode", merge_repeated_ops(_weighted(cm, ((op, enc_w) for op in enc_ops))))
-    pre = SeqWork(new_tokens=S, past_tokens=0, visual_new=in_seq_visual, cross_kv_tokens=cross_kv, emits_token=True)
-    h = pipe.visual_kv_hit_rate() if in_seq_visual > 0 else 0.0
-    pre_ops = tuple(pipe.prefill_ops((pre,) * batch))
-    waits["prefill"].append((pre_ops, 1.0 - h if h > 0 else 1.0))
-    pre_items = [(op, 1.0 - h if h > 0 else 1.0) for op in pre_ops]
-    if h > 0 and prompt_tokens > 0:
-        hit = SeqWork(new_tokens=prompt_tokens, past_tokens=in_seq_visual, visual_new=0, cross_kv_tokens=cross_kv,
-                      emits_token=True)
-        hit_ops = tuple(pipe.prefill_ops((hit,) * batch, (in_seq_visual,) * batch))
-        waits["prefill"].append((hit_ops, h))
-        pre_items += [(op, h) for op in hit_ops]
-    prefill = stage_result("prefill", merge_repeated_ops(_weighted(cm, pre_items)))
+    prefill = stage_result("prefill", merge_repeated_ops(_weighted(cm, _prefill_items(
+        pipe, waits["prefill"], prompt_tokens, in_seq_visual, cross_kv, batch))))
     per_round = pipe.tokens_per_step
     dec_items: list[tuple[Op, float]] = []
     for ctx, weight in decode_contexts(S, output_tokens - 1):  # the first output token comes out of prefill
         seq = SeqWork(new_tokens=1, past_tokens=ctx, visual_new=0, cross_kv_tokens=cross_kv, emits_token=True)
         seq, pv = pipe.decode_view(seq, S, in_seq_visual)
         step = tuple(pipe.decode_step_ops((seq,) * batch, (pv,) * batch))
-        waits["decode"].append((tuple(op for op, _ in step), weight / per_round))
+        graph = (tuple(op for op, _ in step) if isinstance(pipe, PlainPipeline)
+                 else tuple(pipe.decode_graph_ops((seq,) * batch, (pv,) * batch)))
+        waits["decode"].append((graph, weight / per_round))
         for op, w in step:
             dec_items.append((op, weight * w / per_round))
     decode = stage_result("decode", merge_repeated_ops(_weighted(cm, dec_items)))
     stages = {"encode": encode, "prefill": prefill, "decode": decode}
-    if queue is None and piecewise is not None and isinstance(pipe, PlainPipeline):
+    if queue is None and piecewise is not None:
         _piecewise_waits(stages, waits, cm, pipe, piecewise)
     if queue is not None:
         for name, runs in waits.items():
@@ -426,6 +416,26 @@ def price_stages(pipe: Pipeline, cm: CostModel, toks: list[ImageTokenization], p
             if wait_s:
                 _add_step_overhead(stages[name], wait_s / steps, steps, "runtime.dispatch_wait")
     return stages
+
+
+def _prefill_items(pipe: Pipeline, waits: list, prompt_tokens: int, in_seq_visual: int, cross_kv: int,
+                   batch: int) -> list[tuple[Op, float]]:
+    """(op, weight) of the prefill pass (weight: the image-KV miss rate) and, on an image-KV hit, of the text-only
+    pass over the cached image KV; each pass's target graph ops go to `waits` with its weight."""
+    S = prompt_tokens + in_seq_visual
+    pre = SeqWork(new_tokens=S, past_tokens=0, visual_new=in_seq_visual, cross_kv_tokens=cross_kv, emits_token=True)
+    h = pipe.visual_kv_hit_rate() if in_seq_visual > 0 else 0.0
+    miss_w = 1.0 - h if h > 0 else 1.0
+    graph, extra = pipe.prefill_parts((pre,) * batch)
+    waits.append((tuple(graph), miss_w))
+    items = [(op, miss_w) for op in (*graph, *extra)]
+    if h > 0 and prompt_tokens > 0:
+        hit = SeqWork(new_tokens=prompt_tokens, past_tokens=in_seq_visual, visual_new=0, cross_kv_tokens=cross_kv,
+                      emits_token=True)
+        graph, extra = pipe.prefill_parts((hit,) * batch, (in_seq_visual,) * batch)
+        waits.append((tuple(graph), h))
+        items += [(op, h) for op in (*graph, *extra)]
+    return items
 
 
 def _piecewise_waits(stages: dict[str, StageResult], waits: dict, cm: CostModel, pipe: Pipeline, piecewise) -> None:

@@ -74,3 +74,16 @@ def test_infeasible_dtype_is_reported():
     res = runner.invoke(app, BASE[:-1] + ["--hardware", "a100-sxm-80gb", "-t", "weight_quant:scheme=fp8"])
     assert res.exit_code == 2
     assert "no fp8 compute" in res.output
+
+
+def test_a_technique_with_expert_parallelism_runs_and_a_bad_ep_names_the_field():
+    """`estimate --technique ... --ep 8` prices the technique on the expert-parallel graph (it was refused)."""
+    moe = ["estimate", "--model", "qwen3-vl-30b-a3b", "--hardware", "h100-sxm", "--tp", "8", "--output-tokens", "4",
+           "-t", "fastv:layer=2,keep=0.5"]
+    res = runner.invoke(app, [*moe, "--ep", "8", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["ep"] == 8 and out["graph_config"]["ep"] == 8 and out["graph_config"]["visual_keep"] == [[2, 0.5]]
+    bad = runner.invoke(app, [*moe, "--ep", "3"])
+    assert bad.exit_code != 0
+    assert "ep: 3 must divide tp (8) and the 128 experts of qwen3-vl-30b-a3b; allowed: 1, 2, 4, 8" in bad.output

@@ -142,7 +142,7 @@ def engine_refusal(techs, model: ModelSpec) -> str | None:
 
 
 def _compose_pools(sc: Scenario, model: ModelSpec) -> dict:
-    """One Composition per pool (its hardware and tp): validates the techniques against every device."""
+    """One Composition per pool (its hardware, tp and ep): validates the techniques against every device."""
     from lvlmsim.errors import InfeasibleError
     from lvlmsim.techniques.base import load_techniques
     from lvlmsim.techniques.compose import compose
@@ -158,7 +158,7 @@ def _compose_pools(sc: Scenario, model: ModelSpec) -> dict:
         if ps.role == "E":  # an encoder-only pool never runs the LLM: its weight scheme need not fit this device
             mine = [t for t in techs if t.kind != "weight_quant" or set(t.modules()) & {"vision", "projector"}]
         try:
-            comps[ps.label] = compose(model, hw, mine, tp=ps.tp)
+            comps[ps.label] = compose(model, hw, mine, tp=ps.tp, ep=ps.ep)
         except InfeasibleError as exc:
             raise InfeasibleError(f"pool '{ps.label}' ({hw.id}, tp={ps.tp}): {exc}") from None
     return comps

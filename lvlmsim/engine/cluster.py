@@ -508,8 +508,6 @@ def _check_parallelism(b: _PoolBuild) -> None:
     if spec.tp > b.hardware.max_devices_per_node:
         raise InfeasibleError(f"{b.label}: tp {spec.tp} exceeds the {b.hardware.max_devices_per_node} devices of a "
                               "node")
-    if b.has_llm and b.cfg.ep != spec.ep:  # a techniques Composition builds its cfg without expert parallelism
-        raise InfeasibleError(f"{b.label}: ep: techniques are not yet composed with expert parallelism; allowed: 1")
 
 
 def _check_dtypes(b: _PoolBuild) -> None:

@@ -21,7 +21,9 @@ own change over a 1% change of kv_per_seq).
 Eager runtimes (lvlmsim.cost.runtime.launch_queue_profile: no CUDA graphs) price the same parts by their kernels' GPU
 time alone and put them in issue order through the launch queue (`launch_queue_s`): the token ops' and LM head's
 (GPU seconds, launches) memoised per shape as their sums are, the step's attention in its op's place; the encoder's
-ops likewise. With techniques composed, eager steps stay priced op by op (body + eager floor).
+ops likewise. With techniques composed the same holds for the target's step (its ops transformed); what the
+techniques add to a step (selection passes, drafting, scoring) comes on top at its GPU time, as the analytic estimate
+prices it (lvlmsim.estimate.price_stages).
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ class StepCost:
             self._plain_policy = DecodeStepPolicy(comp.model, comp.cfg, comp.transform_ops)
             self.step_s = self.tech_step_s  # the instances call step_s
         self._enc_toks: dict[tuple, float] = {}
-        queue = None if active else launch_queue_profile(cost_model.profile)
+        queue = launch_queue_profile(cost_model.profile)
         self.dispatch_s = queue[1] if queue else None  # eager: steps by the launch queue, kernels at GPU time
         if queue:
             cost_model = CostModel(cost_model.hardware, queue[0])
@@ -152,9 +154,9 @@ class StepCost:
     def set_piecewise(self, dispatch: PiecewiseDispatch, decode: bool) -> None:
         """Price steps as a piecewise CUDA-graph runtime issues them (lvlmsim.cost.runtime.piecewise_step_s): every
         step when `decode` (cudagraph_mode piecewise), else only steps with prefill tokens (full_and_piecewise: pure
-        decode batches replay one full graph). Only for plain CUDA-graph steps: eager runtimes keep their launch
-        queue, compositions their op-by-op pricing."""
-        if self.dispatch_s is not None or self.comp.techniques:
+        decode batches replay one full graph). Only for CUDA-graph steps: eager runtimes keep their launch queue. With
+        techniques the target's step is issued so (its ops transformed); their extra ops come on top."""
+        if self.dispatch_s is not None:
             return
         self.piecewise, self.piecewise_decode = dispatch, decode
         self._dec.clear()
@@ -200,7 +202,7 @@ class StepCost:
         val = self._sum_ops(ops, lambda op: op.kind not in _ATTN_KINDS and op.name != _MLA_UPPROJ)
         self._tok[key] = val
         if self.dispatch_s is not None:
-            self._tok_items[key] = self._launch_items(ops)
+            self._tok_items[key] = self._launch_items(self.transform(ops) if self.transform is not None else ops)
         return val
 
     def _launch_items(self, ops) -> tuple[tuple[float, float], ...]:
@@ -247,7 +249,8 @@ class StepCost:
         val = self._sum_ops(ops, lambda op: op.name in names)
         self._head[key] = val
         if self.dispatch_s is not None:
-            self._head_items[key] = self._launch_items([op for op in ops if op.name in names])
+            heads = [op for op in ops if op.name in names]
+            self._head_items[key] = self._launch_items(self.transform(heads) if self.transform is not None else heads)
         return val
 
     def _attn_s(self, seg: int, stage: str, batch: int, q_tokens: float, pairs: float, kv_read: float,
@@ -596,7 +599,11 @@ class StepCost:
             return hit
         if len(self._enc_toks) > _EXACT_CACHE_MAX:
             self._enc_toks.clear()
-        val = self.cm.time_s(self.comp.encode_ops(key, 1))
+        ops = self.comp.encode_ops(key, 1)
+        if self.dispatch_s is not None:
+            val = launch_queue_s([(self.cm.cost(op).time_s, float(op.count)) for op in ops], self.dispatch_s)
+        else:
+            val = self.cm.time_s(ops)
         self._enc_toks[key] = val
         return val
 

@@ -246,8 +246,6 @@ class _Analytic:
             check_ep(self.model, tp, ep)
         except InfeasibleError as exc:
             return str(exc), {}
-        if techniques and ep > 1:
-            return "ep: techniques are not yet composed with expert parallelism; allowed: 1", {}
         if techniques:
             # Techniques change tokens, bytes and dtypes: a bound without them would not be a bound. The engine decides.
             return "", {}

@@ -47,7 +47,8 @@ class TechniqueEstimate(Estimate):
             "weight_dtype": self.graph_config.weight_dtype, "compute_dtype": self.graph_config.compute_dtype,
             "act_dtype": self.graph_config.act_dtype, "kv_dtype": self.graph_config.kv_dtype,
             "flash_attention": self.graph_config.flash_attention, "tp": self.graph_config.tp,
-            "visual_keep": [list(p) for p in self.graph_config.visual_keep],
+            "visual_keep": [list(p) for p in self.graph_config.visual_keep], "ep": self.graph_config.ep,
+            "moe_skew": self.graph_config.moe_skew,
             "dequant_flops_per_weight": self.graph_config.dequant_flops_per_weight,
         }
         return doc
@@ -75,17 +76,24 @@ def apply_to_estimate(
     images: int = 1, image_size: tuple[int, int] | Sequence = (336, 336), prompt_tokens: int = 64,
     output_tokens: int = 128, batch: int = 1, tp: int = 1, video_s: float = 0.0,
     profile: EfficiencyProfile | None = None, cost_model: CostModel | None = None,
-    video_size: tuple[int, int] | None = None, video_fps: float | None = None,
+    video_size: tuple[int, int] | None = None, video_fps: float | None = None, ep: int = 1, moe_skew: float = 0.0,
+    step_overhead_s: float = 0.0, piecewise=None,
 ) -> TechniqueEstimate:
-    """Cost of `batch` identical requests with these techniques applied, plus their notes and accuracy figures."""
-    comp = compose(model, hw, techniques, tp=tp)
+    """Cost of `batch` identical requests with these techniques applied, plus their notes and accuracy figures.
+
+    Every argument estimate_request takes means the same here: `ep`/`moe_skew` (expert parallelism and routing
+    skew of a MoE model; the techniques act on that graph), `step_overhead_s` (the runtime's per-step host time)
+    and `piecewise` (a piecewise CUDA-graph runtime's dispatch, lvlmsim.api._piecewise), so that a technique's
+    effect is the difference it makes and nothing else."""
+    comp = compose(model, hw, techniques, tp=tp, ep=ep, moe_skew=moe_skew)
     m, cfg = comp.model, comp.cfg
     cm = cost_model or CostModel(hw, profile)
     toks = request_tokenizations(comp, images, image_size, video_s, video_kwargs(video_size, video_fps))
     # the same three stages as without techniques, built through the composition (its ops, weights and memory)
     base = estimate_request(m, hw, images=images, image_size=image_size, prompt_tokens=prompt_tokens,
                             output_tokens=output_tokens, batch=batch, tp=tp, profile=profile, video_s=video_s,
-                            cfg=cfg, cost_model=cm, tokenizations=toks, pipeline=comp)
+                            cfg=cfg, cost_model=cm, tokenizations=toks, pipeline=comp, ep=ep, moe_skew=moe_skew,
+                            step_overhead_s=step_overhead_s, piecewise=piecewise)
     mem = base.memory
     notes = [n for n in base.notes if n != mem.verdict] + comp.notes
     if not mem.fits:

@@ -33,13 +33,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lvlmsim.cost.memory import check_tp, sequence_kv_bytes
+from lvlmsim.cost.memory import check_ep, check_tp, sequence_kv_bytes
 from lvlmsim.cost.roofline import CostModel
 from lvlmsim.errors import SpecError
 from lvlmsim.ops.graph import encode_ops, llm_ops
 from lvlmsim.ops.op import GraphConfig, Op, SeqWork, default_graph_config
 from lvlmsim.ops.tokenization import ImageTokenization, tokenize_image, tokenize_video
 from lvlmsim.specs.hardware import HardwareSpec
+from lvlmsim.specs.inputs import number
 from lvlmsim.specs.model import ModelSpec
 from lvlmsim.techniques.base import CLAIMS, TechniqueConfig, load_techniques
 from lvlmsim.techniques.kv_budget import KVBudgetPolicy
@@ -124,10 +125,15 @@ class Composition:
             extra.extend(t.prefill_extra_ops(self.model, self.cfg, seqs, past_visual))
         return self.transform_ops(extra) + self.decode_policy.prefill_extra_ops(seqs, past_visual)
 
+    def prefill_parts(self, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> tuple[list[Op], list[Op]]:
+        """(the target's prefill pass, after every technique's transform; what the techniques add to it)."""
+        base = self.transform_ops(llm_ops(self.model, tuple(seqs), "prefill", self.cfg, tuple(past_visual)))
+        return base, self.prefill_extra_ops(seqs, past_visual)
+
     def prefill_ops(self, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> list[Op]:
         """One prefill pass (or chunk) of the target, plus whatever the techniques add to it."""
-        base = self.transform_ops(llm_ops(self.model, tuple(seqs), "prefill", self.cfg, tuple(past_visual)))
-        return base + self.prefill_extra_ops(seqs, past_visual)
+        base, extra = self.prefill_parts(seqs, past_visual)
+        return base + extra
 
     def decode_view(self, seq: SeqWork, prompt_tokens: int, visual_tokens: int) -> tuple[SeqWork, int]:
         """(SeqWork, past visual tokens) a decode step of this sequence really computes, after any KV budget."""
@@ -142,6 +148,11 @@ class Composition:
         for t in self.techniques:
             extra.extend(t.decode_extra_ops(self.model, self.cfg, seqs))
         return pairs + [(op, 1.0) for op in self.transform_ops(extra)]
+
+    def decode_graph_ops(self, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> list[Op]:
+        """The target's plain decode step (ops transformed): the step a runtime issues as its CUDA graph / launch
+        queue, as the engine's StepCost prices it (drafting and technique extras come on top at their GPU time)."""
+        return self.decode_policy.target_step_ops(seqs, past_visual)
 
     def decode_step_time_s(self, cm: CostModel, seqs: Sequence[SeqWork], past_visual: Sequence[int] = ()) -> float:
         return sum(cm.cost(op).total_time_s * w for op, w in self.decode_step_ops(seqs, past_visual))
@@ -247,19 +258,27 @@ def _collect_engine_hooks(comp: Composition, t: TechniqueConfig, transform) -> N
 
 def compose(
     model: ModelSpec, hw: HardwareSpec, techniques: Iterable[TechniqueConfig | str | dict[str, Any]] = (), *,
-    tp: int = 1,
+    tp: int = 1, ep: int = 1, moe_skew: float = 0.0,
 ) -> Composition:
-    """Validate, check for conflicts, and apply techniques in canonical order."""
+    """Validate, check for conflicts, and apply techniques in canonical order.
+
+    The graph config starts from the model as it ships under `tp`, `ep` (expert parallelism inside the tp group of
+    a MoE model) and `moe_skew` (the router's power-law exponent), exactly as without techniques, so every
+    technique acts on the expert-parallel MoE graph: its all-to-all rows, the experts its tokens touch, the
+    experts' weights in its dtype."""
     techs = load_techniques(techniques)
     check_conflicts(techs)
     techs_c = canonical(techs)
+    ep = number(ep, "ep", lo=1, integer=True)
+    moe_skew = number(moe_skew, "moe_skew (router power-law exponent)", lo=0, hi=4)
     check_tp(model, tp)
+    check_ep(model, tp, ep)
     for t in techs_c:
         t.check(model, hw, tp)
     m = model
     for t in techs_c:
         m = t.transform_model(m)
-    cfg = default_graph_config(m, tp)
+    cfg = default_graph_config(m, tp, ep, moe_skew)
     for t in techs_c:
         cfg = t.transform_config(cfg, m)
     comp = Composition(base_model=model, model=m, cfg=cfg, techniques=techs_c,
