@@ -99,14 +99,15 @@ def test_moe_router_skew_reaches_the_estimate_and_the_lesson():
     assert "moe_skew=1.2" in next(c.value for c in at.caption if "experts_touched(E, k, B" in c.value)
 
 
-def test_moe_router_skew_with_techniques_is_the_api_one_line_error():
-    """The API does not compose techniques with a skew yet; the page says so in its error, not a traceback."""
+def test_moe_router_skew_with_techniques_composes_on_the_page_as_in_the_api():
+    """Techniques act on the skewed routing's graph (tests/test_techniques_moe.py); the page shows the API's
+    estimate, no error."""
     at = set_sidebar(page("roofline"), model="qwen3-vl-30b-a3b", tech_extra="kv_quant:bits=8")
     at.number_input(key="roof.moe_skew").set_value(0.5)
     at = rerun(at)
-    with pytest.raises(lvlmsim.LvlmsimError) as exc:
-        lvlmsim.estimate("qwen3-vl-30b-a3b", "h100-sxm", techniques=["kv_quant:bits=8"], moe_skew=0.5)
-    assert [e.value for e in at.error] == [str(exc.value)] and "moe_skew" in str(exc.value)
+    assert not at.error
+    est = lvlmsim.estimate("qwen3-vl-30b-a3b", "h100-sxm", techniques=["kv_quant:bits=8"], moe_skew=0.5)
+    assert est.graph_config.moe_skew == 0.5 and est.graph_config.kv_dtype == "fp8"
 
 
 @pytest.mark.parametrize("hardware, kind", [("h100-sxm", "measured"), ("l40s", "transferred")])

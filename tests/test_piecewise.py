@@ -108,7 +108,7 @@ def test_full_and_piecewise_keeps_decode_and_issues_prefill_piecewise():
     assert mixed.decode_s(1, 500) == plain.decode_s(1, 500)
     chunk = ((128, 0, 0, 0, 0, True),)
     plain_s = plain.step_s(0, 0, chunk)
-    tok = plain._tok[("prefill", 128, (128,), False)]
+    tok = plain._tok[("prefill", 128, (128,), False, 0)]
     head = plain._head[("prefill", 1)]
     attn = plain_s - tok - head
     want = piecewise_step_s(tok, attn, head, m.llm.num_layers, piecewise_dispatch(load_hardware("a100-sxm-80gb")))

@@ -123,14 +123,13 @@ LONE = {"requests": 1, "arrival": {"kind": "concurrency", "clients": 1}, "prompt
 
 @pytest.mark.parametrize("model, hardware, tp, ep, runtime, host, techs", [
     (MOE, "h100-sxm", 8, 8, "vllm", "vllm-v1-piecewise", ["fastv:layer=2,keep=0.5"]),
-    (MOE, "h100-sxm", 8, 8, "vllm", "vllm-v1", ["weight_quant:scheme=fp8,module=llm", "pyramiddrop"]),
+    (MOE, "h100-sxm", 8, 8, "vllm", "vllm-v1", ["weight_quant:scheme=fp8,module=llm", "visionzip:tokens=32"]),
     ("qwen2.5-vl-7b", "a100-sxm-80gb", 1, 1, "eager", False, ["fastv:layer=2,keep=0.5"]),
 ])
 def test_a_lone_request_with_techniques_gets_the_same_ttft_from_estimate_and_simulate(model, hardware, tp, ep,
                                                                                        runtime, host, techs):
     """The engine composes the pool's techniques at its ep and prices the target's step under the same launch
-    regime as the estimate (piecewise graphs, the eager launch queue). (Techniques with an in-LLM schedule: the
-    engine's plain fast path leaves out Qwen3-VL's deepstack adds, a separate known gap of ~7 us.)"""
+    regime as the estimate (piecewise graphs, the eager launch queue)."""
     est = lvlmsim.estimate(model, hardware, tp=tp, ep=ep, runtime=runtime, host=host, techniques=techs,
                            image_size="640x480", prompt_tokens=64, output_tokens=8)
     sc = {"id": "lone", "model": model, "hardware": hardware, "techniques": techs,

@@ -422,7 +422,7 @@ MOE_SKEW_HELP = (
     "hot experts take most tokens: expert i (by popularity) is picked with probability ∝ i^−a, the exponent the "
     "shared MoE tables name in their power_law_a routing (1.01, 1.2; a rank law, not their load generator: see "
     "docs/moe.md). A skewed batch touches fewer experts, so a decode step reads fewer expert weights and TPOT "
-    "rises more slowly with the batch. 0 to 4; techniques are not composed with a skew yet.")
+    "rises more slowly with the batch. 0 to 4; techniques act on the skewed routing's graph.")
 
 
 def moe_skew_widget(model_ref: str, key: str) -> float:
