@@ -6,7 +6,7 @@ published TTFT below what the stated prompt needs at the GPU's peak; `inconsiste
 
     python benchmarks/bench_validation.py [--json] [--only PREFIX]
 
---only keeps the rows whose id starts with PREFIX (a sweep, or `cookbook-` for the wave-10 held-out rows) and
+--only keeps the rows whose id starts with PREFIX (a sweep, or `cookbook` for the wave-10 held-out rows) and
 summarises them alone.
 """
 
