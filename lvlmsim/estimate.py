@@ -467,8 +467,8 @@ def _piecewise_step_wait_s(cm: CostModel, ops: Sequence[Op], pipe: Pipeline, dis
 def _dispatch_wait_s(gpu: CostModel, ops: Sequence[Op], dispatch_s: float) -> float:
     """Seconds the launch queue adds to the GPU sum of one step's `ops` (kernels priced by `gpu`): the GPU's waits
     on the host's dispatch."""
-    launches = [(gpu.cost(op).time_s, float(op.count)) for op in ops]
-    return launch_queue_s(launches, dispatch_s) - sum(g * k for g, k in launches)
+    launches = [(gpu.cost(op).time_s, float(op.count), op.layer_range) for op in ops]
+    return launch_queue_s(launches, dispatch_s) - sum(g * k for g, k, _ in launches)
 
 
 def request_memory(pipe: Pipeline, hardware: HardwareSpec, stages: dict[str, StageResult],

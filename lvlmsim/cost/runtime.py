@@ -249,10 +249,24 @@ def _layer_count(counts: Sequence[float]) -> float:
     return min(set(counts), key=lambda c: (-counts.count(c), c))
 
 
-def launch_queue_s(launches: Sequence[tuple[float, float]], dispatch_s: float) -> float:
+def _same_run(first: tuple, launch: tuple) -> bool:
+    """Whether `launch` belongs to the run of per-layer ops `first` opened: without layer ranges (a third field),
+    always; with them, when the two ranges overlap (one segment of a visual-token schedule; an op of a few of its
+    layers, such as Qwen3-VL's DeepStack adds, stays in the run of the layers it is issued among)."""
+    if len(first) < 3 or len(launch) < 3:
+        return True
+    (a0, a1), (b0, b1) = first[2], launch[2]
+    return a0 <= b1 and b0 <= a1
+
+
+def launch_queue_s(launches: Sequence[tuple[float, float] | tuple[float, float, object]], dispatch_s: float) -> float:
     """Seconds from the step's first dispatch to its last kernel's end, `launches` ((GPU seconds of one launch,
-    launches) in issue order, as lvlmsim.ops lists a step: once per op, the layers' ops in layer order with count =
-    layers x launches per layer) issued one every `dispatch_s` by a host that runs ahead until the step's sync.
+    launches[, layer group]) in issue order, as lvlmsim.ops lists a step: once per op, the layers' ops in layer order
+    with count = layers x launches per layer) issued one every `dispatch_s` by a host that runs ahead until the step's
+    sync. The optional third field is the op's layer range (first, last): a run of per-layer ops ends at an op whose
+    range does not overlap the run's first, so a step whose layers come in segments (a visual-token schedule:
+    FastV's layers 0-1 and 2-27) is summarised segment by segment, each its own repeated layer, rather than as one
+    layer of the most common count.
 
     The recurrence gpu_end_i = max(gpu_end_{i-1}, host_issue_i) + g_i with host_issue_i = i x dispatch solves to
     T = (N + 1) x dispatch + max over suffixes of sum(g_i - dispatch) (N launches): computed per op from (excess
@@ -264,20 +278,20 @@ def launch_queue_s(launches: Sequence[tuple[float, float]], dispatch_s: float) -
     i = 0
     while i < len(launches):
         j = i
-        while j < len(launches) and launches[j][1] > 1:
+        while j < len(launches) and launches[j][1] > 1 and _same_run(launches[i], launches[j]):
             j += 1
         if j == i:  # a single launch (embedding, LM head)
-            g, k = launches[i]
+            g, k = launches[i][0], launches[i][1]
             total = _then(total, _launches(g - dispatch_s, k))
             n += k
             i += 1
             continue
         run = launches[i:j]
-        layers = _layer_count([k for _, k in run])
+        layers = _layer_count([item[1] for item in run])
         layer = (0.0, float("-inf"))
-        for g, k in run:
+        for g, k, *_ in run:
             layer = _then(layer, _launches(g - dispatch_s, k / layers))
         total = _then(total, (layers * layer[0], layer[1] + (layers - 1.0) * max(layer[0], 0.0)))
-        n += sum(k for _, k in run)
+        n += sum(item[1] for item in run)
         i = j
     return (n + 1.0) * dispatch_s + total[1] if n else 0.0

@@ -205,30 +205,30 @@ class StepCost:
             self._tok_items[key] = self._launch_items(self.transform(ops) if self.transform is not None else ops)
         return val
 
-    def _launch_items(self, ops) -> tuple[tuple[float, float], ...]:
-        """(GPU seconds of one launch, launches) of `ops` in order, the attention ops merged into one slot at the
-        first one's place whose GPU seconds are NaN (the step's own attention goes there: `_queued_s`)."""
-        items: list[tuple[float, float]] = []
-        slot, attn_count = -1, 0.0
+    def _launch_items(self, ops) -> tuple[tuple[float, float, tuple[int, int]], ...]:
+        """(GPU seconds of one launch, launches, layer range) of `ops` in order, each layer segment's attention ops
+        merged into one slot at its first one's place whose GPU seconds are NaN (that segment's attention of the step
+        goes there: `_queued_s`)."""
+        items: list[tuple[float, float, tuple[int, int]]] = []
+        slots: dict[tuple[int, int], int] = {}
         for op in ops:
             if op.kind in _ATTN_KINDS or op.name == _MLA_UPPROJ:
-                if slot < 0:
-                    slot = len(items)
-                    items.append((math.nan, 0.0))
-                attn_count += op.count
+                i = slots.setdefault(op.layer_range, len(items))
+                if i == len(items):
+                    items.append((math.nan, 0.0, op.layer_range))
+                items[i] = (math.nan, items[i][1] + op.count, op.layer_range)
             else:
-                items.append((self.cm.cost(op).time_s, float(op.count)))
-        if slot >= 0:
-            items[slot] = (math.nan, attn_count)
+                items.append((self.cm.cost(op).time_s, float(op.count), op.layer_range))
         return tuple(items)
 
-    def _queued_s(self, tok_key: tuple, stage: str, n_emit: int, attn_s: float) -> float:
+    def _queued_s(self, tok_key: tuple, stage: str, n_emit: int, attn_s: float | dict) -> float:
         """An eager step: the token ops with the step's attention (`attn_s` GPU seconds over the attention ops'
-        launches) in its place, then the LM head, through the launch queue."""
+        launches; per layer segment's range when a dict) in its place, then the LM head, through the launch queue."""
         items = list(self._tok_items[tok_key])
-        for i, (g, k) in enumerate(items):
+        for i, (g, k, rng) in enumerate(items):
             if math.isnan(g):
-                items[i] = (attn_s / k if k else 0.0, k)
+                a = attn_s.get(rng, 0.0) if isinstance(attn_s, dict) else attn_s
+                items[i] = (a / k if k else 0.0, k, rng)
         if n_emit:
             self._head_s(stage, n_emit)
             items.extend(self._head_items[(stage, n_emit)])
@@ -395,7 +395,9 @@ class StepCost:
         tok, head = self._token_ops_s(stage, total_new, m_key, vis_chunks, any_cross, deep), self._head_s(stage, n_emit)
         total = tok + head
         attn = 0.0
-        for s, (_, _, frac, n_self, n_cross) in enumerate(self.segments):
+        seg_attn: dict[tuple[int, int], float] = {}  # each layer segment's attention, for the eager launch queue
+        for s, (first, last, frac, n_self, n_cross) in enumerate(self.segments):
+            a = attn
             if (n_self or self.local_counts[s]) and m_key[s if self.has_schedule else 0]:
                 dec_kv = dec_past_sum - (dec_pruned[s] if dec_pruned else 0) + n_dec  # decode: q = 1, kv = past + 1
                 for t in self._segment_attn_s(s, frac, stage, batch, n_dec, dec_kv, chunks):
@@ -405,8 +407,9 @@ class StepCost:
                 t = self._segment_cross_s(s, frac, stage, dec_cross_n, dec_cross_sum, chunks)
                 total += t
                 attn += t
+            seg_attn[(first, last)] = attn - a
         if self.dispatch_s is not None:
-            return self._queued_s((stage, total_new, m_key, any_cross, deep), stage, n_emit, attn)
+            return self._queued_s((stage, total_new, m_key, any_cross, deep), stage, n_emit, seg_attn)
         if self.piecewise is not None:
             return self._graph_step_s(tok, attn, head, not chunks)
         return total
@@ -601,7 +604,8 @@ class StepCost:
             self._enc_toks.clear()
         ops = self.comp.encode_ops(key, 1)
         if self.dispatch_s is not None:
-            val = launch_queue_s([(self.cm.cost(op).time_s, float(op.count)) for op in ops], self.dispatch_s)
+            val = launch_queue_s([(self.cm.cost(op).time_s, float(op.count), op.layer_range) for op in ops],
+                                 self.dispatch_s)
         else:
             val = self.cm.time_s(ops)
         self._enc_toks[key] = val
@@ -620,7 +624,8 @@ class StepCost:
             self._enc.clear()
         ops = encode_ops(self.model, lens, projector_in_tokens, llm_tokens, self.cfg)
         if self.dispatch_s is not None:
-            val = launch_queue_s([(self.cm.cost(op).time_s, float(op.count)) for op in ops], self.dispatch_s)
+            val = launch_queue_s([(self.cm.cost(op).time_s, float(op.count), op.layer_range) for op in ops],
+                                 self.dispatch_s)
         else:
             val = self.cm.time_s(ops)
         self._enc[key] = val
@@ -651,7 +656,7 @@ def reference_step_s(
     if queue is None:
         return cm.time_s(ops)
     gpu = CostModel(cm.hardware, queue[0])
-    return launch_queue_s([(gpu.cost(op).time_s, float(op.count)) for op in ops], queue[1])
+    return launch_queue_s([(gpu.cost(op).time_s, float(op.count), op.layer_range) for op in ops], queue[1])
 
 
 __all__ = ["DECODE_REL_TOL", "QUANT_RATIO", "Chunk", "StepCost", "reference_step_s"]
