@@ -85,6 +85,30 @@ class BenchArgs:
         return name
 
 
+def parse_request_rate(text: str) -> float:
+    """`--request-rate` as the clients take it: requests/s > 0, or inf (every request at t = 0)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise SpecError(f"--request-rate: expected requests/s or inf, got '{text}'") from None
+    if not value > 0 or math.isnan(value):
+        raise SpecError(f"--request-rate: must be > 0 requests/s or inf, got '{text}'")
+    return value
+
+
+def parse_max_concurrency(text: str | None) -> int | None:
+    """`--max-concurrency`: a whole number >= 1, or inf / none (or not given) for no cap (None)."""
+    if text is None or text.strip().lower() in ("inf", "none"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise SpecError(f"--max-concurrency: expected a whole number of requests or inf, got '{text}'") from None
+    if value < 1:
+        raise SpecError(f"--max-concurrency: must be >= 1 or inf, got {value}")
+    return value
+
+
 def _arrival(a: BenchArgs, n: int) -> dict:
     """The clients' pacing: rate inf sends everything at t = 0 (the cap then paces it: a closed loop); a finite rate
     is a Poisson process, or gamma gaps of shape `burstiness` (vLLM's --burstiness; cv = 1/sqrt(burstiness))."""
@@ -499,5 +523,6 @@ def compare_block(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["BenchArgs", "BenchResult", "bench_scenario", "client_result", "compare", "compare_block", "pick_result",
-           "read_result", "run_bench", "run_settings", "summary_block"]
+__all__ = ["BenchArgs", "BenchResult", "bench_scenario", "client_result", "compare", "compare_block",
+           "parse_max_concurrency", "parse_request_rate", "pick_result", "read_result", "run_bench", "run_settings",
+           "summary_block"]

@@ -6,37 +6,9 @@ Registered on the main Typer app by lvlmsim.cli (`register(app)`); the logic liv
 
 from __future__ import annotations
 
-import math
 from typing import Annotated
 
 import typer
-
-
-def _rate(text: str) -> float:
-    from lvlmsim.errors import SpecError
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise SpecError(f"--request-rate: expected requests/s or inf, got '{text}'") from None
-    if not value > 0 or math.isnan(value):
-        raise SpecError(f"--request-rate: must be > 0 requests/s or inf, got '{text}'")
-    return value
-
-
-def _cap(text: str | None) -> int | None:
-    from lvlmsim.errors import SpecError
-
-    if text is None or text.strip().lower() in ("inf", "none"):
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise SpecError(f"--max-concurrency: expected a whole number of requests or inf, got '{text}'") from None
-    if value < 1:
-        raise SpecError(f"--max-concurrency: must be >= 1 or inf, got {value}")
-    return value
-
 
 _IMAGE_FLAGS = ("--image-count", "--image-resolution", "--image-content", "--image-format")
 _RANDOM_FLAGS = ("--random-input-len", "--random-range-ratio", "--special-tokens")
@@ -144,6 +116,8 @@ def register(app: typer.Typer) -> None:
             BenchArgs,
             compare,
             compare_block,
+            parse_max_concurrency,
+            parse_request_rate,
             pick_result,
             run_bench,
             run_settings,
@@ -161,8 +135,8 @@ def register(app: typer.Typer) -> None:
                  "image_format": image_format, "special_tokens": special_tokens}
         args = BenchArgs(
             model=model, hardware=hardware, client=client, runtime=runtime, tp=tp, ep=ep, dataset_name=dataset_name,
-            num_prompts=num_prompts, request_rate=_rate(request_rate), burstiness=burstiness,
-            max_concurrency=_cap(max_concurrency), random_input_len=random_input_len,
+            num_prompts=num_prompts, request_rate=parse_request_rate(request_rate), burstiness=burstiness,
+            max_concurrency=parse_max_concurrency(max_concurrency), random_input_len=random_input_len,
             random_output_len=random_output_len, random_range_ratio=random_range_ratio,
             **{k: v for k, v in image.items() if v is not None}, ignore_eos=ignore_eos, seed=seed,
             serving={k: v for k, v in knobs.items() if v is not None},
