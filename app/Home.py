@@ -35,6 +35,7 @@ PAGES = [
     st.Page(str(APP_DIR / "views" / "roofline.py"), title="Roofline", url_path="roofline"),
     st.Page(str(APP_DIR / "views" / "breakdown.py"), title="Request breakdown", url_path="breakdown"),
     st.Page(str(APP_DIR / "views" / "serving.py"), title="Serving simulation", url_path="serving"),
+    st.Page(str(APP_DIR / "views" / "bench.py"), title="Benchmark", url_path="bench"),
     st.Page(str(APP_DIR / "views" / "techniques.py"), title="Technique comparison", url_path="techniques"),
     st.Page(str(APP_DIR / "views" / "planner.py"), title="Capacity planner", url_path="planner"),
 ]

@@ -10,6 +10,9 @@
 * redraw per page: on every page, type a new prompt length into the sidebar and press Enter; on the pages that show
   the headline (Overview, Roofline, Request breakdown, Technique comparison) until the TTFT metric shows the API's
   value, on Serving and Capacity planner (their last run/plan on screen) until the rerun finished and painted.
+* redraw on the Benchmark page: type a new input length into the page's own flags and press Enter; until the
+  summary block shows the total input tokens `lvlmsim.bench.run_bench` gives for it (a fresh simulated run of the
+  page's default 200 prompts each time, never a cache hit).
 * the planner's task: Qwen2-VL-7B photo chat at 20 req/s, H100 vs L40S, planned from the sidebar's request
   (docs/images/app-planner-table.png), and an A/B roofline of H100 SXM vs L40S (docs/images/app-roofline-ab.png).
 
@@ -38,6 +41,7 @@ CHROME_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", 
                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PAGES = [("Overview", "app-overview.png"), ("Roofline", "app-roofline.png"),
          ("Request breakdown", "app-breakdown.png"), ("Serving simulation", "app-serving.png"),
+         ("Benchmark", "app-bench.png"),
          ("Technique comparison", "app-techniques.png"), ("Capacity planner", "app-planner.png")]
 COMPARE = "fastv:layer=2,keep=0.5\nkv_quant:bits=8\nweight_quant:scheme=w4a16"  # techniques page: 8 combinations
 HEADINGS = {"Overview": "lvlmsim explorer"}  # a page's h1, where it differs from its link
@@ -177,6 +181,37 @@ def redraw_ms(page, title: str, n: int, model: str) -> list[float]:
     return out
 
 
+def bench_redraw_ms(page, n: int) -> list[float]:
+    """Redraw times (ms) of the Benchmark page after a new input length on the page: until the summary block shows
+    the run's total input tokens as the API computes them (vLLM counts the text prompts: 200 x the length)."""
+    from lvlmsim.bench.run import BenchArgs, run_bench
+
+    go(page, "Benchmark")
+    model = page.get_by_test_id("stSidebarUserContent").get_by_label("Model", exact=True).input_value()
+    hw = page.get_by_test_id("stSidebarUserContent").get_by_label("Hardware", exact=True).input_value()
+    out = []
+    for i in range(n):
+        length = 400 + 16 * i
+        want = run_bench(BenchArgs(model=model, hardware=hw, dataset_name="random-image", image_resolution="720p",
+                                   num_prompts=200, max_concurrency=16, random_input_len=length, random_output_len=128,
+                                   random_range_ratio=0.0, ignore_eos=True)).result["total_input_tokens"]
+        box = page.get_by_label("Input length (tokens)", exact=True)
+        box.fill(str(length))
+        t1 = time.perf_counter()
+        box.press("Enter")
+        page.wait_for_function(
+            r"""([want]) => {
+                 const app = document.querySelector('[data-testid="stApp"]');
+                 if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+                 return [...document.querySelectorAll('[data-testid="stCode"]')].some(
+                   c => /Total input tokens:\s+(\d+)/.exec(c.innerText)?.[1] === want);
+               }""", arg=[str(want)], timeout=30_000)
+        page.evaluate(PAINT)
+        out.append((time.perf_counter() - t1) * 1e3)
+    set_number(page, "Input length (tokens)", 512)  # the page's default again, for its screenshot
+    return out
+
+
 def planner_task(page, out: Path) -> None:
     """The capacity planner's question in the UI alone, and a screenshot of the per-GPU answer."""
     go(page, "Capacity planner")
@@ -260,6 +295,7 @@ def main() -> None:
             select_option(page, "Preset", "chat photo")
             planner_task(page, out)
             per_page = {title: redraw_ms(page, title, max(3, args.redraws // 2), MODEL) for title, _ in PAGES}
+            bench_ms = bench_redraw_ms(page, max(3, args.redraws // 2))
             go(page, "Roofline")
             page.get_by_label("Compare with (A/B)", exact=True).click()
             rerun_after(page, lambda: page.get_by_role("option", name="l40s", exact=True).first.click())
@@ -301,6 +337,8 @@ def main() -> None:
     for title, ms in per_page.items():
         print(f"redraw {title:<22} median {statistics.median(ms):7.1f} ms  min {min(ms):.1f}  max {max(ms):.1f}  "
               f"(n={len(ms)}, prompt length changed in the sidebar)")
+    print(f"redraw {'Benchmark (flags)':<22} median {statistics.median(bench_ms):7.1f} ms  min {min(bench_ms):.1f}  "
+          f"max {max(bench_ms):.1f}  (n={len(bench_ms)}, input length changed on the page: a new 200-prompt run)")
     print(f"screenshots in {out}")
 
 

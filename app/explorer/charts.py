@@ -297,3 +297,43 @@ def moe_batch_chart(frame: pd.DataFrame, skew: float = 0.0) -> alt.LayerChart:
         size=320, color="#d62728", strokeWidth=1.5).encode(x=x, y=alt.Y("tpot_ms:Q"), tooltip=tip)
     return (alt.layer(alt.layer(tpot, mine), experts).resolve_scale(y="independent")
             .properties(height=260, description="moe-batch"))
+
+
+BENCH_COLORS = {"TTFT": "#1f77b4", "E2E": "#ff7f0e"}  # prefill's and decode's colours: first token, then the rest
+
+
+def bench_long(requests: pd.DataFrame) -> pd.DataFrame:
+    """The completed requests of a bench run as one row per request and metric: sent_s (when the client sent it),
+    metric (TTFT or E2E), ms, and share (the fraction of requests at or below it: the empirical CDF)."""
+    parts = []
+    for col, name in (("ttft_s", "TTFT"), ("e2e_s", "E2E")):
+        f = pd.DataFrame({"request_id": requests["request_id"], "sent_s": requests["arrival_s"], "metric": name,
+                          "ms": requests[col] * 1e3}).sort_values("ms")
+        f["share"] = (pd.RangeIndex(1, len(f) + 1) / max(len(f), 1)).to_numpy()
+        parts.append(f)
+    return pd.concat(parts, ignore_index=True)
+
+
+def bench_requests_chart(long: pd.DataFrame) -> alt.Chart:
+    """Each completed request's TTFT and E2E (ms, log) against the time the client sent it (s)."""
+    color = alt.Color("metric:N", title=None, scale=alt.Scale(domain=list(BENCH_COLORS),
+                                                               range=list(BENCH_COLORS.values())))
+    return alt.Chart(long).mark_circle(size=22, opacity=0.7).encode(
+        x=alt.X("sent_s:Q", title="sent at (s from the first request)"),
+        y=alt.Y("ms:Q", title="latency (ms)", scale=alt.Scale(type="log")), color=color,
+        tooltip=[alt.Tooltip("request_id:Q", title="request"), alt.Tooltip("metric:N"),
+                 alt.Tooltip("ms:Q", title="ms", format=".4~g"), alt.Tooltip("sent_s:Q", title="sent at (s)",
+                                                                              format=".3~f")],
+    ).properties(height=280, description="bench-requests")
+
+
+def bench_cdf_chart(long: pd.DataFrame) -> alt.Chart:
+    """The distribution of TTFT and E2E over the completed requests: share of requests at or below each latency."""
+    color = alt.Color("metric:N", title=None, scale=alt.Scale(domain=list(BENCH_COLORS),
+                                                               range=list(BENCH_COLORS.values())))
+    return alt.Chart(long).mark_line(interpolate="step-after").encode(
+        x=alt.X("ms:Q", title="latency (ms)", scale=alt.Scale(type="log")),
+        y=alt.Y("share:Q", title="share of requests", axis=alt.Axis(format="%")), color=color,
+        tooltip=[alt.Tooltip("metric:N"), alt.Tooltip("ms:Q", title="ms", format=".4~g"),
+                 alt.Tooltip("share:Q", title="share of requests at or below", format=".1%")],
+    ).properties(height=280, description="bench-cdf")

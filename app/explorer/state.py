@@ -426,12 +426,13 @@ MOE_SKEW_HELP = (
 
 
 def moe_skew_widget(model_ref: str, key: str) -> float:
-    """The router skew of a MoE model's decode (a page widget with a sticky `key`); 0 and nothing drawn for a dense
-    model. Its bounds are the API's, so any value it gives is one `lvlmsim.estimate` takes."""
+    """The router skew of a MoE model's decode (a page widget with a sticky `key`, a quarter of the page wide); 0 and
+    nothing drawn for a dense model. Its bounds are the API's, so any value it gives is one `lvlmsim.estimate`
+    takes."""
     if moe_experts(model_ref) is None:
         return 0.0
     sticky(key, 0.0)
-    skew = st.number_input("Router skew (MoE)", 0.0, MOE_SKEW_MAX, step=0.1, format="%.2f", key=key,
+    skew = st.columns(4)[0].number_input("Router skew (MoE)", 0.0, MOE_SKEW_MAX, step=0.1, format="%.2f", key=key,
                            help=MOE_SKEW_HELP)
     keep(key)
     return float(skew)
