@@ -448,3 +448,43 @@ def test_median_of_the_draws_is_the_point_run_within_the_bands_bias_and_sampling
         e = u[key]
         assert abs(math.log(e["p50"] / e["point"])) <= tol, (key, e)
         assert e["p10"] < e["point"] < e["p90"]
+
+
+def test_run_level_figures_cover_the_measured_window_after_warmup():
+    """Warm-up leaves the run alone; span, throughput and the other run-level figures cover the measured window.
+    Busy time, the queue integral and the inter-token gaps counted from t = 0 while the span starts after the
+    warm-up: 16 busy clients with 100 of 200 requests as warm-up read utilisation 1.89, a queue length twice lambda
+    x W and twice the joules per token. Now: a closed loop that never lets the GPU idle is busy the whole window
+    (utilisation 1), busy time before the window is at most its start, the queue obeys Little's law up to the
+    warm-up requests still waiting after the start, and one client's ITL is its token-weighted TPOT exactly."""
+    doc = {"id": "w", "model": "qwen3-vl-30b-a3b", "hardware": "h100-sxm", "seed": 3,
+           "workload": {"requests": 200, "arrival": {"kind": "concurrency", "clients": 16}, "prompt_tokens": 300,
+                        "output_tokens": 100, "image_size": "640x480", "warmup_requests": 100}}
+    warm, full = simulate(doc), simulate({**doc, "workload": {**doc["workload"], "warmup_requests": 0}})
+    s, df = warm.summary, warm.requests
+    start = s["warmup"]["measured_from_s"]
+    assert s["instances"][0]["utilisation"] == pytest.approx(1.0, rel=1e-12)
+    assert 0 <= full.summary["instances"][0]["busy_s"] - s["instances"][0]["busy_s"] <= start * (1 + 1e-12)
+    assert s["queue_len_mean"] == pytest.approx(len(df) / s["span_s"] * df.queue_s.mean(), rel=0.02)
+    hw = load_hardware("h100-sxm")
+    assert s["energy_j"] <= hw.tdp_w * s["span_s"] * (1 + 1e-12)
+    one = simulate({**doc, "workload": {**doc["workload"], "requests": 30, "arrival": {"kind": "concurrency",
+                                                                                       "clients": 1},
+                                        "output_tokens": {"kind": "uniform", "low": 8, "high": 300},
+                                        "warmup_requests": 10}})
+    d = one.requests
+    weighted_tpot = float((d.tpot_s * (d.output_tokens - 1)).sum() / (d.output_tokens - 1).sum())
+    assert one.summary["itl_s"]["mean"] == pytest.approx(weighted_tpot, rel=1e-12)
+    assert one.summary["instances"][0]["utilisation"] <= 1.0
+
+
+@pytest.mark.parametrize("keep_requests", [True, False])
+def test_open_loop_warmup_window_starts_mid_step(keep_requests):
+    """A Poisson send opens the window while a step is in flight (general path or a decode stretch): the busy time
+    counts from the send, never more than the window, in the exact and in the streaming summary."""
+    doc = _bench({"kind": "poisson", "rate_rps": 40.0}, requests=120, warmup_requests=30)
+    s = simulate(doc, keep_requests=keep_requests).summary
+    full = simulate({**doc, "workload": {**doc["workload"], "warmup_requests": 0}}).summary
+    busy, busy_all = s["instances"][0]["busy_s"], full["instances"][0]["busy_s"]
+    assert 0 < busy <= s["span_s"] * (1 + 1e-12)
+    assert 0 <= busy_all - busy <= s["warmup"]["measured_from_s"] * (1 + 1e-12)

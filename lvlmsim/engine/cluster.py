@@ -254,6 +254,8 @@ class Cluster:
         if warmup:
             if self.n_sent == warmup:
                 self.measure_start_s = now
+                for inst in self.instances:
+                    inst.open_window(now)
             r.warmup = self.n_sent < warmup
         self.n_sent += 1
         if self._classify_on:

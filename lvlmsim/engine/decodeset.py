@@ -152,6 +152,7 @@ class DecodeSet:
         peak, total = kv.peak_used, kv.total
         last_end = self.last_end
         starved = False
+        inst.busy_since = env.now  # decode steps back to back from here: st.busy_s holds the busy time up to now
         while True:
             need = cls_count[d % bs]
             free = kv.free
@@ -190,6 +191,7 @@ class DecodeSet:
                 break
         self.n, self.past, self.step = n, past, d
         st.busy_s, st.max_step_s, st.nsteps, kv.peak_used = busy, longest, ns, peak
+        inst.busy_since = math.inf
         self.last_end = last_end
         return starved
 

@@ -11,6 +11,7 @@ step) and the step loop. EncoderInstance is an encode-only worker of a disaggreg
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,12 @@ class _Base:
         self.stats = InstanceStats()
         self.kv = BlockManager(0, 1)
         self.link = None  # simpy.Resource for transfers out of this instance (disaggregated pools only)
+        # start of the step (or decode stretch) in flight, inf when idle: stats.busy_s counts up to it
+        self.busy_since = math.inf
+
+    def open_window(self, now: float) -> None:
+        """Warm-up is over: the statistics measure from `now` on (a step in flight counts from `now`)."""
+        self.stats.open_window(self.stats.busy_s + max(0.0, now - self.busy_since), now, len(self.waiting))
 
     def queue_touch(self) -> None:
         self.stats.queue_touch(self.env.now, len(self.waiting))
@@ -146,8 +153,10 @@ class EncoderInstance(_Base):
             dt = self.coster.encode_requests_s(batch, tok) + self.overhead_s
             if not self.stats.nsteps & self.stats.ts_mask:
                 self.sample(len(batch))
+            self.busy_since = env.now
             yield env.timeout(dt)
             self.stats.step_done(dt)
+            self.busy_since = math.inf
             for r in batch:
                 self._encoded(r)
 
@@ -375,8 +384,10 @@ class LlmInstance(_Base):
                 self.sample(step.batch_size)
             self.kv.note_peak()
             dt = step.seconds
+            self.busy_since = start
             yield env.timeout(dt)
             st.step_done(dt)
+            self.busy_since = math.inf
             if step.decode:
                 self._after_decode(dt, step.n_dec)
             if step.chunks:

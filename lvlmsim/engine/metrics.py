@@ -11,6 +11,10 @@ Definitions:
   a sequence's first decode step counts from its prefill. Stalls from preemption or a KV pull are in TPOT, not ITL.
 * span_s: simulated time from 0 to the last event. Throughput, goodput and utilisation divide by it; dollars and
   energy are charged over it for every GPU of every instance.
+* Warm-up (workload.warmup_requests): the per-request figures leave the warm-up requests out; the run-level ones
+  cover the measured window, from the first measured request's send to the last event: span_s, throughput,
+  busy_s, utilisation, energy, queue_len_mean and ITL (the inter-token gaps of steps ending in the window). steps
+  and max_step_s count the whole run.
 * Energy assumption: a GPU draws idle power all the time and TDP while busy:
   E = tp x (idle_w x span + (tdp_w - idle_w) x busy); idle_w defaults to 25% of TDP when the hardware has none.
   Energy is None (unknown) when any pool runs on hardware whose vendor publishes no power figure (tdp_w null).
@@ -236,16 +240,16 @@ def _instances(cluster, span: float) -> tuple[list[dict], float, float | None, i
             gpus += tp
             usd += hw.price_per_hour_usd * tp * span / 3600.0
             if energy is not None:
-                energy = _add_energy(energy, hw, tp, span, inst.stats.busy_s)
+                energy = _add_energy(energy, hw, tp, span, inst.stats.window_busy_s)
             st, kv = inst.stats, inst.kv
             inst_rows.append({
                 "instance": inst.name, "pool": pool.name, "role": pool.role, "hardware": hw.id, "tp": tp,
-                "steps": st.nsteps, "busy_s": st.busy_s, "max_step_s": st.max_step_s,
-                "utilisation": st.busy_s / span,
+                "steps": st.nsteps, "busy_s": st.window_busy_s, "max_step_s": st.max_step_s,
+                "utilisation": st.window_busy_s / span,
                 "kv_blocks": kv.total,
                 "peak_kv_occupancy": kv.peak_used / kv.total if kv.total else None,
                 "kv_blocks_in_use_at_end": kv.total - kv.free if kv.total else 0,
-                "queue_len_mean": st.q_area / span,
+                "queue_len_mean": st.window_q_area / span,
             })
     return inst_rows, usd, energy, gpus
 
@@ -317,7 +321,7 @@ def _assemble(cluster, f: dict, slos, span_s: float) -> dict:
         "goodput_rps": n_good / span,
         "slo_attainment": n_good / n_arr if n_arr else None,
         "slos": {"thresholds": f["thresholds"], "percentile": slos.percentile, "check": f["check"]},
-        "queue_len_mean": sum(i.stats.q_area for i in cluster.instances) / span,
+        "queue_len_mean": sum(i.stats.window_q_area for i in cluster.instances) / span,
         "peak_kv_occupancy": max(peaks) if peaks else None,
         "preemptions": f["preemptions"],
         "steps": sum(i.stats.nsteps for i in cluster.instances),

@@ -10,8 +10,8 @@ TS_CAP = 4096  # time-series points kept per instance; beyond, every other point
 class InstanceStats:
     """Counters and series of one instance (plain attributes: the engine's hot path updates them in place)."""
 
-    __slots__ = ("busy_s", "itl_dt", "itl_n", "itl_sketch", "max_step_s", "nsteps", "q_area", "q_last", "ts_batch",
-                 "ts_kv", "ts_mask", "ts_queue", "ts_t")
+    __slots__ = ("busy0", "busy_s", "itl_dt", "itl_n", "itl_sketch", "max_step_s", "nsteps", "q0", "q_area", "q_last",
+                 "ts_batch", "ts_kv", "ts_mask", "ts_queue", "ts_t")
 
     def __init__(self) -> None:
         self.busy_s = 0.0
@@ -19,6 +19,9 @@ class InstanceStats:
         self.nsteps = 0
         self.q_area = 0.0  # integral of the waiting-queue length over time (Little's law)
         self.q_last = 0.0
+        # busy seconds and queue integral before the measured window opened (warm-up; see open_window)
+        self.busy0 = 0.0
+        self.q0 = 0.0
         self.ts_t: list[float] = []
         self.ts_batch: list[int] = []
         self.ts_queue: list[int] = []
@@ -32,6 +35,26 @@ class InstanceStats:
         """Close the queue-length integral up to `now` (call before the queue length changes)."""
         self.q_area += queue_len * (now - self.q_last)
         self.q_last = now
+
+    def open_window(self, busy_before_s: float, now: float, queue_len: int) -> None:
+        """The measured window opens at `now` (warm-up requests sent): busy time and the queue integral count from
+        here (`busy_before_s`: the busy seconds up to `now`, a step in flight included), and the inter-token gaps
+        recorded so far are dropped."""
+        self.queue_touch(now, queue_len)
+        self.q0 = self.q_area
+        self.busy0 = busy_before_s
+        if self.itl_sketch is not None:
+            self.itl_sketch = type(self.itl_sketch)()
+        self.itl_dt.clear()  # in place: a decode stretch in progress appends through bound methods
+        self.itl_n.clear()
+
+    @property
+    def window_busy_s(self) -> float:
+        return self.busy_s - self.busy0
+
+    @property
+    def window_q_area(self) -> float:
+        return self.q_area - self.q0
 
     def sample(self, now: float, batch: int, queue_len: int, kv_occupancy: float) -> None:
         self.ts_t.append(now)
