@@ -19,7 +19,8 @@ same custom all-reduce (a loop of one op, whose steady state under this recurren
 max(graph, h) to a median 2-3% and graph + h (the additive composition) to 11-36% (benchmarks/eager_whatif.py).
 The engine's StepCost (lvlmsim.engine.stepcost) and the estimate's stages (lvlmsim.estimate.price_stages, a
 `runtime.dispatch_wait` row per stage) price each kernel by the base profile (`launch_queue_profile`) and a step's
-ordered ops by this recurrence. Technique compositions keep the op-by-op pricing.
+ordered ops by this recurrence, with techniques too: the target model's step (its ops as the techniques leave them)
+goes through the queue, what a technique adds to a step comes on top at its GPU time.
 
 Piecewise CUDA graphs (issue 13, wave 7; docs/cudagraph-modes.md): vLLM V1 before 0.11 replayed one graph per piece
 between attention layers and ran each layer's attention eagerly (0.11+: steps with prefill tokens only). Such a step
