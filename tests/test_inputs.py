@@ -172,6 +172,39 @@ def test_duplicate_csv_header_and_list_items_are_refused(tmp_path):
         lvlmsim.plan(target_rate=1, slos="ttft_p90=1", hardware="h100-sxm", tp="2,2", executor="serial")
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--tp", "1,,2"], "tp: empty item in '1,,2'"),  # searched tp 1 and 2, silently
+    (["--tp", "1,2,"], "tp: empty item in '1,2,'"),
+    (["--ep", ",8"], "ep: empty item in ',8'"),
+    (["--hardware", "h100-sxm,,l40s"], "hardware: empty item in 'h100-sxm,,l40s'"),
+    (["--layouts", "agg,,E+PD:1:2"], "layouts: empty item in 'agg,,E+PD:1:2'"),
+    (["--slo", "ttft_p90=1,,tpot_p90=0.05"], "slo: empty item in 'ttft_p90=1,,tpot_p90=0.05'"),
+    (["--techniques", "fastv:keep_ratio=0.5;;none"], "techniques: empty item in 'fastv:keep_ratio=0.5;;none'"),
+    (["--hardware", ","], "hardware: empty list ','"),  # nothing at all: the empty-list message, as before
+])
+def test_plan_refuses_an_empty_item_in_a_list_flag(args, message):
+    """A doubled comma in any list flag is a one-line error naming the flag, before anything is simulated."""
+    from typer.testing import CliRunner
+
+    from lvlmsim.cli import app
+
+    res = CliRunner().invoke(app, ["plan", "--rate", "1", *args])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+def test_the_list_parser_splits_strips_and_refuses_empty_items():
+    from lvlmsim.specs.lists import split_items
+    from lvlmsim.specs.request_overrides import parse_image_sizes
+
+    assert split_items(" 1, 2 ,4", "tp") == ["1", "2", "4"] and split_items("", "tp") == split_items(",", "tp") == []
+    assert split_items("a;b", "techniques", ";") == ["a", "b"]
+    with pytest.raises(SpecError, match="image_size: empty item"):
+        parse_image_sizes("336x336,,640x480")
+    with pytest.raises(SpecError, match="tp: empty item"):
+        lvlmsim.plan(target_rate=1, slos="ttft_p90=1", hardware="h100-sxm", tp="1,,2", executor="serial")
+
+
 def test_a_kv_cache_that_holds_no_block_is_refused_not_simulated():
     """block_size 10^7 gave 0 KV blocks (every request rejected) while memory said 'fits'."""
     from lvlmsim.engine.api import simulate

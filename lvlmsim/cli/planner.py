@@ -61,8 +61,9 @@ def _technique_sets(values: list[str] | None) -> list[list[str]] | None:
     """--techniques 'none' | 'kind:k=v,...;kind:...' (repeatable: one technique set per occurrence)."""
     if not values:
         return None
-    return [[] if v.strip().lower() in ("", "none") else [t.strip() for t in v.split(";") if t.strip()]
-            for v in values]
+    from lvlmsim.specs.lists import split_items
+
+    return [[] if v.strip().lower() in ("", "none") else split_items(v, "techniques", ";") for v in values]
 
 
 def register(app: typer.Typer) -> None:

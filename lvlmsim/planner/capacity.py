@@ -28,6 +28,7 @@ import pandas as pd
 
 from lvlmsim.errors import LvlmsimError, SpecError
 from lvlmsim.planner.runs import load_payload
+from lvlmsim.specs.lists import split_items
 from lvlmsim.specs.workload import MAX_ARRIVAL_S
 
 SLO_METRICS = ("ttft", "tpot", "e2e")
@@ -74,7 +75,7 @@ def parse_slos(slos: str | dict[str, float] | None) -> dict[str, float]:
         return {}
     if isinstance(slos, str):
         items: dict[str, Any] = {}
-        for part in filter(None, (p.strip() for p in slos.split(","))):
+        for part in split_items(slos, "slo"):
             key, sep, value = part.partition("=")
             if not sep:
                 raise SpecError(f"slo: expected KEY=SECONDS such as ttft_p90=1.0, got '{part}'")

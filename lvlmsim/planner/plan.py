@@ -43,6 +43,7 @@ from lvlmsim.planner.executors import check_executor, run_tasks
 from lvlmsim.planner.progress import ProgressFn
 from lvlmsim.planner.runs import scenario_payload
 from lvlmsim.specs.inputs import number
+from lvlmsim.specs.lists import split_items
 from lvlmsim.specs.scenario import Scenario, load_scenario, scenario_from_dict
 from lvlmsim.specs.workload import MAX_RATE_RPS
 
@@ -100,13 +101,14 @@ def parse_layout(text: str) -> Layout:
 
 
 def _split_list(v: str | Sequence | None, what: str = "list") -> list:
-    """'a,b' or a sequence -> a list; an item given twice is refused (it would be searched twice)."""
+    """'a,b' or a sequence -> a list; an item given twice is refused (it would be searched twice), and so is an empty
+    one ('1,,2': lvlmsim.specs.lists)."""
     if v is None:
         return []
     if isinstance(v, bytes | bytearray | dict):  # iterable, but of ints or keys: never a list of items
         raise SpecError(f"{what}: expected a comma-separated list or a sequence, got {v!r}")
     try:
-        items = [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else list(v)
+        items = split_items(v, what) if isinstance(v, str) else list(v)
     except TypeError:
         raise SpecError(f"{what}: expected a comma-separated list or a sequence, got {v!r}") from None
     dup = next((x for i, x in enumerate(items) if x in items[:i]), None)

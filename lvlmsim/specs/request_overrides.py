@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from lvlmsim.errors import SpecError
+from lvlmsim.specs.lists import split_items
 from lvlmsim.specs.scenario import Scenario, scenario_from_dict
 
 
 def parse_image_sizes(text: str | Sequence[str] | Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
     """'1024x768' or '1024x768:3,640x480:1' (size:weight) or [(w, h), ...] -> the workload's image_size list."""
-    items: list = text.split(",") if isinstance(text, str) else list(text)
+    items: list = split_items(text, "image_size") if isinstance(text, str) else list(text)
     out = []
     for item in items:
         if isinstance(item, tuple | list):
