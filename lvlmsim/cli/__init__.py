@@ -340,16 +340,21 @@ def import_hf(
     model_id: Annotated[
         str | None, typer.Option("--id", help="id of the imported model (default: from the config's name/folder)")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="replace --output if it exists (refused otherwise)")] = False,
 ) -> None:
     """Turn a transformers config.json (LLaVA, LLaVA-NeXT, Qwen2/2.5/3-VL incl. MoE, Llama-3.2-Vision, InternVL)
     into a model YAML."""
     from lvlmsim.importers.hf import import_hf_to_yaml
 
+    if output is not None:  # before the import: a refused path must not look like a bad config
+        from lvlmsim.specs.outputs import check_out_file, refuse_to_replace
+
+        refuse_to_replace([check_out_file(output, (".yaml", ".yml"), "--output")], "--output", force)
     text = import_hf_to_yaml(config, model_id=model_id)
     if output is not None:
-        from lvlmsim.specs.outputs import atomic_write_text, check_out_file
+        from lvlmsim.specs.outputs import atomic_write_text
 
-        atomic_write_text(check_out_file(output, (".yaml", ".yml"), "--output"), text)
+        atomic_write_text(output, text)
         err.print(f"wrote {output}")
     else:
         sys.stdout.write(text)

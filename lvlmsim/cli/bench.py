@@ -109,6 +109,8 @@ def register(app: typer.Typer) -> None:
             "--compare", help="a real vLLM result JSON or SGLang JSONL: print both with the % difference")] = None,
         result_file: Annotated[str | None, typer.Option("--result-file", help="also write the result JSON here")]
         = None,
+        force: Annotated[bool, typer.Option("--force", help="replace --result-file if it exists (refused "
+                                                            "otherwise)")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="print the client's result JSON (vLLM's keys)")] = False,
     ) -> None:
         """What `vllm bench serve` or `sglang.bench_serving` would print for this run, on hardware you do not have."""
@@ -145,9 +147,10 @@ def register(app: typer.Typer) -> None:
         real, compare_notes = (pick_result(compare_with, run_settings(args)) if compare_with is not None
                                else (None, []))
         if result_file is not None:  # an empty path is refused, not taken for 'no file'
-            from lvlmsim.specs.outputs import check_out_file
+            from lvlmsim.specs.outputs import check_out_file, refuse_to_replace
 
-            check_out_file(result_file, (".json",), "--result-file")  # before the run: a bad path must not cost it
+            # before the run: a bad path or a file that would be lost must not cost it
+            refuse_to_replace([check_out_file(result_file, (".json",), "--result-file")], "--result-file", force)
         res = run_bench(args, profile=profile)
         doc = res.to_dict()
         if result_file is not None:

@@ -56,13 +56,18 @@ def calibrate_cmd(
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads (default: torch's)")] = None,
     seed: Annotated[int, typer.Option("--seed", help="seed of the fit/holdout split")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print the per-family summary as JSON")] = False,
+    force: Annotated[bool, typer.Option("--force", help="replace --out and the CSV beside it if they exist (refused "
+                                                        "otherwise)")] = False,
 ) -> None:
     """Microbenchmark this machine, fit an efficiency profile, and report its held-out error per op family."""
     from lvlmsim.calibrate import bench
     from lvlmsim.calibrate.run import calibrate, profile_summary
+    from lvlmsim.specs.outputs import refuse_to_replace
 
     if device not in bench.DEVICES:
         raise SpecError(f"--device: '{device}' is not one of {', '.join(bench.DEVICES)}")
+    if out.suffix.lower() == ".json":  # before minutes of timing (another suffix is refused by calibrate())
+        refuse_to_replace([out, out.with_suffix(".csv")], "--out", force)
     hw = _hardware(hardware) if hardware is not None else None  # '' is refused, not the default device
     log = None if as_json else (lambda s: typer.echo(s, err=True))
     prof = calibrate(device, out, quick=quick, hardware=hw, threads=threads, seed=seed, log=log)

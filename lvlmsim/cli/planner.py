@@ -83,7 +83,9 @@ def register(app: typer.Typer) -> None:
         = None,
         out_path: Annotated[str | None, typer.Option("--out", help="results table (.parquet, or .csv); default "
                                                      "<sweep name>.parquet")] = None,
-        resume: Annotated[bool, typer.Option(help="skip runs already in --out")] = True,
+        resume: Annotated[bool, typer.Option(help="skip runs already in --out (--no-resume re-runs them all and "
+                                                  "replaces the table: it needs --force when --out exists)")] = True,
+        force: Annotated[bool, typer.Option("--force", help="with --no-resume: replace an existing --out")] = False,
         retry_failed: Annotated[bool, typer.Option("--retry-failed", help="re-run rows recorded as errors")]
         = False,
         max_runs: Annotated[int | None, typer.Option("--max-runs", help="stop after this many new runs")] = None,
@@ -96,6 +98,11 @@ def register(app: typer.Typer) -> None:
         if out_path is not None and not out_path.strip():  # Path('') is '.': it read as a folder named '.'
             raise LvlmsimError("--out: empty path; give a results table ending in .parquet or .csv")
         target = Path(out_path) if out_path is not None else Path(f"{sw.spec.name}.parquet")
+        if not resume:  # resuming keeps every row of the table; --no-resume writes a new one over it
+            from lvlmsim.specs.outputs import refuse_to_replace
+
+            refuse_to_replace([target, target.with_suffix(".csv")] if target.suffix == ".parquet" else [target],
+                              "--out", force)
         from lvlmsim.planner.executors import terminate_as_interrupt
 
         try:

@@ -137,6 +137,8 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int | None, typer.Option("--seed", help="random seed")] = None,
         out_dir: Annotated[str | None, typer.Option("--out", help="write requests, timeseries and summary here")]
         = None,
+        force: Annotated[bool, typer.Option("--force", help="replace an earlier run's files in --out (refused "
+                                                            "otherwise)")] = False,
         profile: Annotated[str | None, typer.Option(help="auto | default | path to a profile JSON")] = None,
         runtime: Annotated[str | None, typer.Option(
             help="serving runtime: vllm | sglang | trtllm | eager (kernel floor + per-step launch overhead); "
@@ -173,9 +175,11 @@ def register(app: typer.Typer) -> None:
             raise LvlmsimError("--stream: the --uncertainty re-runs do not stream; allowed: one of --stream, "
                                "--uncertainty")
         if out_dir is not None:
-            from lvlmsim.specs.outputs import check_out_dir
+            from lvlmsim.engine.api import RESULT_FILES
+            from lvlmsim.specs.outputs import check_out_dir, refuse_to_replace
 
-            check_out_dir(out_dir)  # before the run: a bad path must not cost the simulation
+            # before the run: a bad path, or an earlier run's files that would be lost, must not cost the simulation
+            refuse_to_replace([check_out_dir(out_dir) / n for n in RESULT_FILES], "--out", force)
         bar = _Progress(err)
         spread = None
         try:

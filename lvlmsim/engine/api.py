@@ -34,6 +34,8 @@ from lvlmsim.specs.registry import load_hardware, load_model
 from lvlmsim.specs.scenario import Scenario, load_scenario
 
 ProgressFn = Callable[[int, int], None]
+# every file SimulationResult.write may put in its folder (tables as parquet, or CSV without pyarrow; summary.json last)
+RESULT_FILES = ("requests.parquet", "timeseries.parquet", "requests.csv", "timeseries.csv", "summary.json")
 # keep_requests=None (the CLI without --out) streams summaries above this many planned requests, and keeps the exact
 # per-request path at or below it (every pinned/golden output is far below it)
 STREAM_THRESHOLD = 200_000

@@ -5,6 +5,7 @@
 * `write_files_atomically` writes every file of a result set to temporary siblings first; only when all are written
   are they renamed into place, and the file that marks the set complete (`summary.json`) is removed first and renamed
   last, so a crash never leaves new tables beside an old summary that looks complete.
+* `refuse_to_replace` is the commands' one rule for files that already exist: kept unless the user gave --force.
 * `strict_json` is JSON without NaN or Infinity (which Python's json writes and no other parser reads): non-finite
   numbers become null and the document lists where, under `non_finite`.
 """
@@ -16,7 +17,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,18 @@ def check_out_file(path: str | Path | None, suffixes: Sequence[str], what: str =
         raise SpecError(f"{what}: {p} is a folder, expected a file")
     _writable_parent(p, what)
     return p
+
+
+def refuse_to_replace(paths: Iterable[str | Path], what: str, force: bool) -> None:
+    """Refuse, before any work, to write over files that exist, unless `force` (the commands' --force): an output
+    path naming a file the user has is more often a slip than a wish, and the old file would be lost unannounced."""
+    if force:
+        return
+    existing = [str(p) for p in paths if Path(p).exists()]
+    if existing:
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise SpecError(f"{what}: {', '.join(existing)} already {verb}; give --force to replace "
+                        f"{'it' if len(existing) == 1 else 'them'}, or another path")
 
 
 def _temp_sibling(folder: Path, name: str) -> Path:
