@@ -559,3 +559,24 @@ def test_fast_general_and_reference_engines_agree_on_the_newer_families(model_id
         assert fast == _timelines(doc, blocks, "general") == _timelines(doc, blocks, "reference")
         preempted += sum(t[6] for t in fast)
     assert preempted > 0
+
+
+@pytest.mark.parametrize("model_id, pools, router", [
+    ("qwen3-vl-235b-a22b", [{"role": "E", "tp": 1}, {"role": "P", "tp": 8, "ep": 8}, {"role": "D", "tp": 8, "ep": 8}],
+     "least_outstanding"),
+    ("qwen3-vl-30b-a3b", [{"role": "EP", "tp": 2, "ep": 2}, {"role": "D", "instances": 2, "tp": 2}], "round_robin"),
+    ("gemma-3-27b", [{"role": "E", "tp": 1}, {"role": "PD", "instances": 2, "tp": 2}], "kv_aware"),
+])
+def test_disaggregated_pools_conserve_requests_under_a_closed_loop_with_warmup(model_id, pools, router):
+    """Across pools (EP per pool, windowed KV pulled P -> D, each router): every measured request completes once, at
+    most N are in flight, no instance is busier than the window, and Little's law bounds the loop."""
+    sc = load_scenario("qwen25vl-epd-h100").model_dump(mode="json")
+    sc["model"], sc["hardware"] = model_id, "h200-sxm"
+    sc["serving"].update(pools=pools, router=router)
+    sc["workload"].update(requests=60, arrival={"kind": "concurrency", "clients": 6}, warmup_requests=8)
+    res = simulate(sc)
+    s, df = res.summary, res.requests
+    assert s["requests"] == len(df) == s["completed"] == 52 and df.request_id.is_unique
+    assert _max_in_flight(df) <= 6
+    assert all(0 < i["utilisation"] <= 1 + 1e-12 for i in s["instances"])
+    assert s["throughput_rps"] * df.e2e_s.mean() <= 6 * (1 + 1e-12)
