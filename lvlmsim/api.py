@@ -141,14 +141,17 @@ def _within_context(est: Estimate, model: ModelSpec, allow_overflow: bool) -> Es
 
 
 def _piecewise(runtime: str | None, host_profile, hw):
-    """(PiecewiseDispatch, decode too) when the runtime version replays CUDA graphs piecewise (its host profile's
-    cudagraph_mode, docs/cudagraph-modes.md) under a CUDA-graph runtime, as the engine prices it; else None."""
-    from lvlmsim.cost.runtime import get_runtime, piecewise_dispatch
+    """(PiecewiseDispatch, decode too) when the runtime version replays CUDA graphs piecewise, (EagerPrefill, False)
+    when it replays graphs of decode steps only (its host profile's cudagraph_mode, docs/cudagraph-modes.md), under
+    a CUDA-graph runtime, as the engine prices it; else None."""
+    from lvlmsim.cost.runtime import eager_prefill, get_runtime, piecewise_dispatch
 
     if runtime is None or host_profile is None or host_profile.cudagraph_mode == "full":
         return None
     if not get_runtime(runtime).cuda_graphs:
         return None
+    if host_profile.cudagraph_mode == "decode_only":
+        return eager_prefill(hw), False
     return piecewise_dispatch(hw), host_profile.cudagraph_mode == "piecewise"
 
 

@@ -1,5 +1,6 @@
 """Piecewise CUDA graphs (docs/cudagraph-modes.md): vLLM V1 before 0.11 issued every step as a graph replay per
-layer and an eager attention call per layer; 0.11+ does so for steps with prefill tokens only.
+layer and an eager attention call per layer; 0.11+ does so for steps with prefill tokens only. Decode-only graphs:
+SGLang replays graphs of decode batches only and runs extend batches eagerly.
 
 Oracles: the launch-queue recurrence stepped by hand; the uniform-dispatch case against launch_queue_s; the host
 figures against the measured rows' arithmetic; StepCost's parts recombined by hand; estimate and simulate agree on a
@@ -14,7 +15,9 @@ import lvlmsim
 from lvlmsim.cost.host import _cudagraph_mode, load_host_profile
 from lvlmsim.cost.roofline import CostModel
 from lvlmsim.cost.runtime import (
+    RUNTIMES,
     PiecewiseDispatch,
+    eager_prefill,
     get_runtime,
     launch_queue_s,
     piecewise_dispatch,
@@ -24,6 +27,8 @@ from lvlmsim.engine.api import simulate
 from lvlmsim.engine.stepcost import StepCost
 from lvlmsim.errors import SpecError
 from lvlmsim.estimate import default_graph_config
+from lvlmsim.ops.graph import llm_ops
+from lvlmsim.ops.op import SeqWork
 from lvlmsim.specs.registry import load_hardware, load_model
 
 US = 1e-6
@@ -78,7 +83,8 @@ def test_each_runtime_version_states_its_cudagraph_mode():
     modes = {n: load_host_profile(n, api=False).cudagraph_mode
              for n in ("vllm-v1-piecewise", "vllm-v1", "vllm-v1-async", "vllm-v0", "sglang", "trtllm")}
     assert modes == {"vllm-v1-piecewise": "piecewise", "vllm-v1": "full_and_piecewise",
-                     "vllm-v1-async": "full_and_piecewise", "vllm-v0": "full", "sglang": "full", "trtllm": "full"}
+                     "vllm-v1-async": "full_and_piecewise", "vllm-v0": "full", "sglang": "decode_only",
+                     "trtllm": "full"}
     assert load_host_profile("vllm-v1-piecewise").step_host_s == load_host_profile("vllm-v1").step_host_s
 
 
@@ -87,15 +93,15 @@ def test_an_unknown_cudagraph_mode_is_a_one_line_error():
         _cudagraph_mode("vllm-x", {"cudagraph_mode": "graphs"})
 
 
-def _coster(decode_too: bool | None):
-    """StepCost of Qwen3-VL-2B (Qwen3-1.7B's language model) on an A100 under vLLM's CUDA-graph floor; piecewise
-    when `decode_too` is not None (True: every step, False: steps with prefill tokens)."""
+def _coster(decode_too: bool | None, runtime: str = "vllm"):
+    """StepCost of Qwen3-VL-2B (Qwen3-1.7B's language model) on an A100 under `runtime`'s CUDA-graph floor;
+    piecewise when `decode_too` is not None (True: every step, False: steps with prefill tokens)."""
     from lvlmsim.calibrate.profiles import resolve_profile
 
     m = load_model("qwen3-vl-2b")
     cfg = default_graph_config(m, 1)
     hw = load_hardware("a100-sxm-80gb")
-    cm = CostModel(hw, get_runtime("vllm").apply(resolve_profile(hw, None)))
+    cm = CostModel(hw, get_runtime(runtime).apply(resolve_profile(hw, None)))
     sc = StepCost(m, cfg, cm)
     if decode_too is not None:
         sc.set_piecewise(piecewise_dispatch(hw), decode=decode_too)
@@ -139,3 +145,68 @@ def test_a_lone_request_gets_the_same_ttft_from_estimate_and_simulate_in_each_mo
     assert "runtime.piecewise_wait" in rows
     decode_rows = {o.op.name for o in est.stages["decode"].ops}
     assert ("runtime.piecewise_wait" in decode_rows) == (host == "vllm-v1-piecewise")
+
+
+def test_eager_prefill_dispatch_comes_from_the_measured_rows():
+    """One eager op: 43.8 us on the A100 system, 20.6 us on the H100 system (the `eager` runtime's floor); a device
+    without its own system's rows (B200, MI300X) takes the H100 system's."""
+    assert eager_prefill(load_hardware("a100-sxm-80gb")).dispatch_s == pytest.approx(43.8 * US)
+    h100 = eager_prefill(load_hardware("h100-sxm"))
+    assert h100.dispatch_s == pytest.approx(20.6 * US) == pytest.approx(RUNTIMES["eager"].kernel_floor_s)
+    assert eager_prefill(load_hardware("b200")) == h100 == eager_prefill(load_hardware("mi300x"))
+
+
+def test_decode_only_keeps_decode_and_issues_prefill_through_the_launch_queue():
+    """SGLang's extend step: the request's op list (lvlmsim.ops.graph.llm_ops, in graph order) at the CUDA-graph
+    profile's kernel times, one 43.8 us dispatch per launch on the A100 system; decode steps unchanged."""
+    m, plain = _coster(None, "sglang")
+    _, sc = _coster(None, "sglang")
+    hw = load_hardware("a100-sxm-80gb")
+    sc.set_eager_prefill(eager_prefill(hw))
+    assert sc.decode_s(1, 500) == plain.decode_s(1, 500)
+    ops = llm_ops(m, (SeqWork(new_tokens=128, past_tokens=0, emits_token=True),), "prefill", sc.cfg)
+    items = [(sc.cm.cost(op).time_s, float(op.count), op.layer_range) for op in ops]
+    want = launch_queue_s(items, 43.8 * US)
+    chunk = ((128, 0, 0, 0, 0, True),)
+    assert sc.step_s(0, 0, chunk) == pytest.approx(want, rel=1e-9)
+    assert sc.step_s(0, 0, chunk) > plain.step_s(0, 0, chunk)
+
+
+def test_a_short_eager_prefill_of_a_small_model_is_host_bound():
+    """A 1-token extend of Qwen3-1.7B's shapes: every launch waits for its dispatch, so the step lasts at least
+    launches x 43.8 us (28 layers x the graph's per-layer ops, plus embedding and head), more than its kernels."""
+    m, plain = _coster(None, "sglang")
+    _, sc = _coster(None, "sglang")
+    sc.set_eager_prefill(eager_prefill(load_hardware("a100-sxm-80gb")))
+    ops = llm_ops(m, (SeqWork(new_tokens=1, past_tokens=0, emits_token=True),), "prefill", sc.cfg)
+    launches = sum(op.count for op in ops)
+    assert launches > 10 * m.llm.num_layers
+    step_s = sc.step_s(0, 0, ((1, 0, 0, 0, 0, True),))
+    assert step_s >= launches * 43.8 * US > plain.step_s(0, 0, ((1, 0, 0, 0, 0, True),))
+
+
+def test_eager_prefill_does_not_apply_to_an_eager_runtime():
+    """Under the eager runtime every step is already in the launch queue at its own dispatch; nothing changes."""
+    from lvlmsim.calibrate.profiles import resolve_profile
+
+    m = load_model("qwen3-vl-2b")
+    hw = load_hardware("a100-sxm-80gb")
+    cm = CostModel(hw, get_runtime("eager").apply(resolve_profile(hw, None)))
+    a, b = StepCost(m, default_graph_config(m, 1), cm), StepCost(m, default_graph_config(m, 1), cm)
+    b.set_eager_prefill(eager_prefill(hw))
+    chunk = ((64, 0, 0, 0, 0, True),)
+    assert b.step_s(0, 0, chunk) == a.step_s(0, 0, chunk)
+
+
+def test_a_lone_request_under_sglang_gets_the_same_ttft_from_estimate_and_simulate():
+    """SGLang's host profile (decode_only): the estimate's prefill carries the launch queue's wait, decode none."""
+    est = lvlmsim.estimate("qwen2.5-vl-7b", "h100-sxm", image_size="640x480", prompt_tokens=64, output_tokens=8,
+                           runtime="sglang", host="sglang")
+    sc = {"id": "lone", "model": "qwen2.5-vl-7b", "hardware": "h100-sxm",
+          "serving": {"runtime": "sglang", "host_costs": "sglang"},
+          "workload": {"requests": 1, "arrival": {"kind": "concurrency", "clients": 1}, "prompt_tokens": 64,
+                       "output_tokens": 8, "images": 1, "image_size": "640x480"}}
+    df = simulate(sc).requests
+    assert df.ttft_s[0] == pytest.approx(est.ttft_s, rel=1e-9)
+    assert "runtime.dispatch_wait" in {o.op.name for o in est.stages["prefill"].ops}
+    assert "runtime.dispatch_wait" not in {o.op.name for o in est.stages["decode"].ops}

@@ -29,6 +29,11 @@ host time beyond its kernel: 38.9 us on the A100 system, 16.3 us on the H100 sys
 (two eager ops: the KV-cache write and the attention kernel), the LM head as one eager op. The runtime version's host
 profile (calibration/host/runtimes.yaml `cudagraph_mode`) says which steps run so.
 
+Decode-only CUDA graphs (issue 13, wave 10; docs/cudagraph-modes.md): SGLang (0.4 - 0.5.6, and multimodal models
+after piecewise graphs became its default) captures graphs of decode batches only and runs every extend (prefill)
+batch eagerly, so a step with prefill tokens is priced as the `eager` runtime prices every step (`EagerPrefill`:
+one eager dispatch per op through the launch queue) and a pure-decode step as one graph replay.
+
 Constants (all seconds) and where they come from:
 - graph kernel floor 2.7e-6: median latency of the 794 smallest bf16 GEMMs (2*m*n*k <= 2 MFLOP, n*k <= 64K) in
   aiconfigurator's H100 tables measured under CUDA-graph replay (vLLM 0.24: 2.69 us; TRT-LLM 1.3: 2.76 us).
@@ -170,7 +175,7 @@ def get_runtime(name: str | RuntimeSpec) -> RuntimeSpec:
         raise SpecError(f"--runtime: unknown runtime '{name}'; allowed: {', '.join(RUNTIMES)}") from None
 
 
-CUDAGRAPH_MODES = ("full", "piecewise", "full_and_piecewise")
+CUDAGRAPH_MODES = ("full", "piecewise", "full_and_piecewise", "decode_only")
 
 # One Python-level op that launches one kernel (aiconfigurator's custom all-reduce, <= 8192 elements, 2 GPUs): its
 # eager host time and its time under graph replay, seconds, by the system it was measured on (docs/cudagraph-modes.md)
@@ -198,6 +203,25 @@ def piecewise_dispatch(hw: HardwareSpec) -> PiecewiseDispatch:
     system = "a100" if "a100" in f"{hw.id} {hw.name}".lower() else "h100"
     eager_s, graph_s, source = _EAGER_OP_BY_SYSTEM[system]
     return PiecewiseDispatch(eager_s - graph_s, 2.0 * eager_s, eager_s, source)
+
+
+@dataclass(frozen=True)
+class EagerPrefill:
+    """Host seconds per kernel-launching op of a step with prefill tokens where only pure-decode steps replay a CUDA
+    graph (cudagraph_mode decode_only: SGLang's CudaGraphRunner captures decode batches only and runs extend batches
+    eagerly, docs/cudagraph-modes.md): such a step goes through the launch queue (`launch_queue_s`), one dispatch per
+    op, as the `eager` runtime prices every step."""
+
+    dispatch_s: float
+    source: str
+
+
+def eager_prefill(hw: HardwareSpec) -> EagerPrefill:
+    """The eager dispatch of `hw`'s system (one Python-level op that launches one kernel): the A100 system's where
+    the device is an A100, else the H100 system's, as `piecewise_dispatch` picks them."""
+    system = "a100" if "a100" in f"{hw.id} {hw.name}".lower() else "h100"
+    eager_s, _, source = _EAGER_OP_BY_SYSTEM[system]
+    return EagerPrefill(eager_s, source)
 
 
 def _item(gpu_s: float, dispatch_s: float) -> tuple[float, float]:

@@ -467,7 +467,8 @@ def build_pool(
     are priced through it, and the engine acts on it only through its engine hooks (kv_policy, admission_cache,
     reserved_weight_bytes, extra_kv_bytes_per_token); None is the identity composition over `cfg`.
     `cudagraph_mode` (the runtime version's, calibration/host/runtimes.yaml): piecewise / full_and_piecewise price
-    the CUDA-graph steps as vLLM V1 issues them then (StepCost.set_piecewise, docs/cudagraph-modes.md).
+    the CUDA-graph steps as vLLM V1 issues them then (StepCost.set_piecewise), decode_only the steps with prefill
+    tokens as eager launches (StepCost.set_eager_prefill: SGLang's extend batches; docs/cudagraph-modes.md).
     Phases: check the parallelism and dtypes, reserve reuse caches, check memory, count KV blocks, make instances.
     """
     has_llm = "P" in spec.role or "D" in spec.role
@@ -486,9 +487,12 @@ def build_pool(
     pool = Pool(spec, hardware, b.cfg, cost_model, total_blocks=total_blocks, memory_verdict=verdict)
     coster = StepCost(b.model, b.cfg, cost_model, comp)
     if cudagraph_mode != "full" and serving.runtime is not None and not serving.enforce_eager:
-        from lvlmsim.cost.runtime import piecewise_dispatch
+        from lvlmsim.cost.runtime import eager_prefill, piecewise_dispatch
 
-        coster.set_piecewise(piecewise_dispatch(hardware), decode=cudagraph_mode == "piecewise")
+        if cudagraph_mode == "decode_only":
+            coster.set_eager_prefill(eager_prefill(hardware))
+        else:
+            coster.set_piecewise(piecewise_dispatch(hardware), decode=cudagraph_mode == "piecewise")
     pool.instances = _instances(env, b, serving, coster, total_blocks,
                                 _step_overhead_s(serving, host_step_s), workload.text_prefix)
     pool.router = make_router(serving.router, pool.instances)

@@ -33,7 +33,13 @@ import math
 from collections.abc import Sequence
 
 from lvlmsim.cost.roofline import CostModel
-from lvlmsim.cost.runtime import PiecewiseDispatch, launch_queue_profile, launch_queue_s, piecewise_step_s
+from lvlmsim.cost.runtime import (
+    EagerPrefill,
+    PiecewiseDispatch,
+    launch_queue_profile,
+    launch_queue_s,
+    piecewise_step_s,
+)
 from lvlmsim.ops.graph import (
     MLA_UPPROJ_OP,
     attention,
@@ -150,6 +156,23 @@ class StepCost:
         self._head_names: frozenset[str] | None = None
         self.piecewise: PiecewiseDispatch | None = None  # set_piecewise: steps issued as graph pieces + eager attention
         self.piecewise_decode = False
+        self.prefill_dispatch_s: float | None = None  # set_eager_prefill: steps with prefill tokens issued eagerly
+
+    def set_eager_prefill(self, eager: EagerPrefill) -> None:
+        """Price steps with prefill tokens as an eager runtime issues them (cudagraph_mode decode_only: SGLang's
+        extend batches): their kernels at this profile's GPU time through the launch queue, one `eager.dispatch_s`
+        per op; pure-decode steps keep one graph replay. Only for CUDA-graph steps: eager runtimes keep their own
+        launch queue for every step."""
+        if self.dispatch_s is not None:
+            return
+        self.prefill_dispatch_s = eager.dispatch_s
+        self._tok.clear()
+        self._head.clear()
+
+    @property
+    def _queues(self) -> bool:
+        """Whether some steps go through the launch queue (an eager runtime, or eager prefill steps)."""
+        return self.dispatch_s is not None or self.prefill_dispatch_s is not None
 
     def set_piecewise(self, dispatch: PiecewiseDispatch, decode: bool) -> None:
         """Price steps as a piecewise CUDA-graph runtime issues them (lvlmsim.cost.runtime.piecewise_step_s): every
@@ -201,7 +224,7 @@ class StepCost:
         ops = llm_ops(self.model, tuple(seqs), stage, self.cfg)
         val = self._sum_ops(ops, lambda op: op.kind not in _ATTN_KINDS and op.name != _MLA_UPPROJ)
         self._tok[key] = val
-        if self.dispatch_s is not None:
+        if self._queues:
             self._tok_items[key] = self._launch_items(self.transform(ops) if self.transform is not None else ops)
         return val
 
@@ -221,9 +244,11 @@ class StepCost:
                 items.append((self.cm.cost(op).time_s, float(op.count), op.layer_range))
         return tuple(items)
 
-    def _queued_s(self, tok_key: tuple, stage: str, n_emit: int, attn_s: float | dict) -> float:
+    def _queued_s(self, tok_key: tuple, stage: str, n_emit: int, attn_s: float | dict,
+                  dispatch_s: float | None = None) -> float:
         """An eager step: the token ops with the step's attention (`attn_s` GPU seconds over the attention ops'
-        launches; per layer segment's range when a dict) in its place, then the LM head, through the launch queue."""
+        launches; per layer segment's range when a dict) in its place, then the LM head, through the launch queue
+        (one `dispatch_s` per launch: the eager runtime's by default)."""
         items = list(self._tok_items[tok_key])
         for i, (g, k, rng) in enumerate(items):
             if math.isnan(g):
@@ -232,7 +257,7 @@ class StepCost:
         if n_emit:
             self._head_s(stage, n_emit)
             items.extend(self._head_items[(stage, n_emit)])
-        return launch_queue_s(items, self.dispatch_s)
+        return launch_queue_s(items, self.dispatch_s if dispatch_s is None else dispatch_s)
 
     def _head_s(self, stage: str, n_emit: int) -> float:
         if n_emit == 0:
@@ -248,7 +273,7 @@ class StepCost:
         ops = llm_ops(self.model, seqs, stage, self.cfg)
         val = self._sum_ops(ops, lambda op: op.name in names)
         self._head[key] = val
-        if self.dispatch_s is not None:
+        if self._queues:
             heads = [op for op in ops if op.name in names]
             self._head_items[key] = self._launch_items(self.transform(heads) if self.transform is not None else heads)
         return val
@@ -410,6 +435,9 @@ class StepCost:
             seg_attn[(first, last)] = attn - a
         if self.dispatch_s is not None:
             return self._queued_s((stage, total_new, m_key, any_cross, deep), stage, n_emit, seg_attn)
+        if chunks and self.prefill_dispatch_s is not None:
+            return self._queued_s((stage, total_new, m_key, any_cross, deep), stage, n_emit, seg_attn,
+                                  self.prefill_dispatch_s)
         if self.piecewise is not None:
             return self._graph_step_s(tok, attn, head, not chunks)
         return total
@@ -500,6 +528,8 @@ class StepCost:
             attn += self._local_chunks_s(0, "prefill", n_dec, float(dec_past_sum + n_dec), qp, cm)
         if self.dispatch_s is not None:
             return self._queued_s(tok_key, "prefill", n_emit, attn)
+        if self.prefill_dispatch_s is not None:
+            return self._queued_s(tok_key, "prefill", n_emit, attn, self.prefill_dispatch_s)
         return self._graph_step_s(tok, attn, head, False)
 
     # ------------------------------------------------------------------------------------------------------------
