@@ -379,3 +379,22 @@ def test_direct_link_to_a_page_shows_no_page_not_found(page, server, path):
     assert page.locator("h1").first.inner_text().strip() == heading
     assert page.get_by_label("TP", exact=True).input_value() == "2"
     assert "model=qwen2-vl-7b" in page.url
+
+
+def test_benchmark_page_renders_and_reacts(page, server):
+    """The Benchmark page in a real browser: its two charts paint, and a new number of prompts gives the summary
+    block of `lvlmsim.bench.run_bench` for it (vLLM counts the text prompts: 40 x 512 input tokens)."""
+    from lvlmsim.bench.run import BenchArgs, run_bench
+
+    fresh(page, server, "bench?model=qwen2.5-vl-7b")
+    charts_ok(page, 2)
+    set_number(page, "Number of prompts", 40)
+    want = run_bench(BenchArgs(model="qwen2.5-vl-7b", hardware="h100-sxm", dataset_name="random-image",
+                               image_resolution="720p", num_prompts=40, max_concurrency=16, random_input_len=512,
+                               random_output_len=128, random_range_ratio=0.0, ignore_eos=True)).result
+    block = page.locator('[data-testid="stCode"]').first.inner_text()
+    assert re.search(r"Successful requests:\s+40\b", block), block
+    assert want["total_input_tokens"] == 40 * 512
+    assert re.search(rf"Total input tokens:\s+{want['total_input_tokens']}\b", block), block
+    assert re.search(rf"Mean TTFT \(ms\):\s+{want['mean_ttft_ms']:.2f}\b", block), block
+    charts_ok(page, 2)
