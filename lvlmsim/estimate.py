@@ -375,11 +375,10 @@ def price_stages(pipe: Pipeline, cm: CostModel, toks: list[ImageTokenization], p
     step as the engine prices them. `piecewise` ((PiecewiseDispatch, decode too), from the runtime version's
     cudagraph_mode) adds a `runtime.piecewise_wait` row the same way under a CUDA-graph runtime
     (lvlmsim.engine.stepcost.StepCost.set_piecewise); (EagerPrefill, False), a version that replays graphs of decode
-    steps only, adds the launch queue's `runtime.dispatch_wait` row to prefill (StepCost.set_eager_prefill). Both
-    with or without techniques: a step's wait is its target graph's (the encoder batch; the target's prefill pass;
-    the target's plain decode step, pipe.decode_graph_ops);
-    what techniques add to a step (selection passes, drafting, scoring) comes on top at its GPU time, as StepCost
-    prices it."""
+    steps only, adds the launch queue's `runtime.dispatch_wait` row to encode and prefill (StepCost.set_eager_prefill).
+    Both with or without techniques: a step's wait is its target graph's (the encoder batch; the target's prefill
+    pass; the target's plain decode step, pipe.decode_graph_ops); what techniques add to a step (selection passes,
+    drafting, scoring) comes on top at its GPU time, as StepCost prices it."""
     queue = launch_queue_profile(cm.profile)
     waits: dict[str, list[tuple[tuple[Op, ...], float]]] = {"encode": [], "prefill": [], "decode": []}
     if queue is not None:
@@ -444,12 +443,13 @@ def _piecewise_waits(stages: dict[str, StageResult], waits: dict, cm: CostModel,
     """Add each step's `runtime.piecewise_wait` row (lvlmsim.cost.runtime.piecewise_step_s minus the GPU sum of the
     step's ops) to prefill, and to decode when the version runs decode piecewise too, as StepCost prices them."""
     dispatch, decode = piecewise
-    if isinstance(dispatch, EagerPrefill):  # decode_only: prefill steps issued eagerly, decode steps one graph
-        runs = waits["prefill"]
-        steps = max(1, round(sum(w for _, w in runs)))
-        wait_s = sum(w * _dispatch_wait_s(cm, ops, dispatch.dispatch_s) for ops, w in runs if w and ops)
-        if wait_s:
-            _add_step_overhead(stages["prefill"], wait_s / steps, steps, "runtime.dispatch_wait")
+    if isinstance(dispatch, EagerPrefill):  # decode_only: encoder and prefill issued eagerly, decode one graph
+        for name in ("encode", "prefill"):
+            runs = waits[name]
+            steps = max(1, round(sum(w for _, w in runs)))
+            wait_s = sum(w * _dispatch_wait_s(cm, ops, dispatch.dispatch_s) for ops, w in runs if w and ops)
+            if wait_s:
+                _add_step_overhead(stages[name], wait_s / steps, steps, "runtime.dispatch_wait")
         return
     for name in ("prefill", "decode") if decode else ("prefill",):
         runs = waits[name]

@@ -209,4 +209,27 @@ def test_a_lone_request_under_sglang_gets_the_same_ttft_from_estimate_and_simula
     df = simulate(sc).requests
     assert df.ttft_s[0] == pytest.approx(est.ttft_s, rel=1e-9)
     assert "runtime.dispatch_wait" in {o.op.name for o in est.stages["prefill"].ops}
+    assert "runtime.dispatch_wait" in {o.op.name for o in est.stages["encode"].ops}
     assert "runtime.dispatch_wait" not in {o.op.name for o in est.stages["decode"].ops}
+
+
+def test_decode_only_issues_the_vision_encoder_through_the_launch_queue():
+    """SGLang runs its ViT eagerly (graphs for it are opt-in): an encoder batch of one 448x448 image of
+    Qwen2.5-VL-7B is its encode_ops (lvlmsim.ops.graph) through the launch queue at 20.6 us a launch on an H100."""
+    from lvlmsim.calibrate.profiles import resolve_profile
+    from lvlmsim.ops.graph import encode_ops
+    from lvlmsim.ops.tokenization import tokenize_image
+
+    m = load_model("qwen2.5-vl-7b")
+    hw = load_hardware("h100-sxm")
+    cfg = default_graph_config(m, 1)
+    cm = CostModel(hw, get_runtime("sglang").apply(resolve_profile(hw, None)))
+    plain, sc = StepCost(m, cfg, cm), StepCost(m, cfg, cm)
+    sc.set_eager_prefill(eager_prefill(hw))
+    tok = tokenize_image(m, 448, 448)
+    lens = tuple(tok.vit_seq_lens)
+    ops = encode_ops(m, lens, tok.projector_in_tokens, tok.llm_tokens, cfg)
+    want = launch_queue_s([(cm.cost(op).time_s, float(op.count), op.layer_range) for op in ops], 20.6 * US)
+    got = sc.encode_s(lens, tok.projector_in_tokens, tok.llm_tokens)
+    assert got == pytest.approx(want, rel=1e-12)
+    assert got > plain.encode_s(lens, tok.projector_in_tokens, tok.llm_tokens) == pytest.approx(cm.time_s(ops))

@@ -159,20 +159,26 @@ class StepCost:
         self.prefill_dispatch_s: float | None = None  # set_eager_prefill: steps with prefill tokens issued eagerly
 
     def set_eager_prefill(self, eager: EagerPrefill) -> None:
-        """Price steps with prefill tokens as an eager runtime issues them (cudagraph_mode decode_only: SGLang's
-        extend batches): their kernels at this profile's GPU time through the launch queue, one `eager.dispatch_s`
-        per op; pure-decode steps keep one graph replay. Only for CUDA-graph steps: eager runtimes keep their own
-        launch queue for every step."""
+        """Price steps with prefill tokens and encoder batches as an eager runtime issues them (cudagraph_mode
+        decode_only: SGLang's extend batches and its vision encoder): their kernels at this profile's GPU time
+        through the launch queue, one `eager.dispatch_s` per op; pure-decode steps keep one graph replay. Only for
+        CUDA-graph steps: eager runtimes keep their own launch queue for every step."""
         if self.dispatch_s is not None:
             return
         self.prefill_dispatch_s = eager.dispatch_s
-        self._tok.clear()
-        self._head.clear()
+        for memo in (self._tok, self._head, self._enc, self._enc_toks):
+            memo.clear()
 
     @property
     def _queues(self) -> bool:
         """Whether some steps go through the launch queue (an eager runtime, or eager prefill steps)."""
         return self.dispatch_s is not None or self.prefill_dispatch_s is not None
+
+    @property
+    def _encoder_dispatch_s(self) -> float | None:
+        """The host's dispatch per op of an encoder batch issued eagerly (an eager runtime, or eager prefill and
+        encoder under decode-only graphs); None under CUDA-graph replay."""
+        return self.dispatch_s if self.dispatch_s is not None else self.prefill_dispatch_s
 
     def set_piecewise(self, dispatch: PiecewiseDispatch, decode: bool) -> None:
         """Price steps as a piecewise CUDA-graph runtime issues them (lvlmsim.cost.runtime.piecewise_step_s): every
@@ -633,9 +639,9 @@ class StepCost:
         if len(self._enc_toks) > _EXACT_CACHE_MAX:
             self._enc_toks.clear()
         ops = self.comp.encode_ops(key, 1)
-        if self.dispatch_s is not None:
+        if self._encoder_dispatch_s is not None:
             val = launch_queue_s([(self.cm.cost(op).time_s, float(op.count), op.layer_range) for op in ops],
-                                 self.dispatch_s)
+                                 self._encoder_dispatch_s)
         else:
             val = self.cm.time_s(ops)
         self._enc_toks[key] = val
@@ -653,9 +659,9 @@ class StepCost:
         if len(self._enc) > _EXACT_CACHE_MAX:
             self._enc.clear()
         ops = encode_ops(self.model, lens, projector_in_tokens, llm_tokens, self.cfg)
-        if self.dispatch_s is not None:
+        if self._encoder_dispatch_s is not None:
             val = launch_queue_s([(self.cm.cost(op).time_s, float(op.count), op.layer_range) for op in ops],
-                                 self.dispatch_s)
+                                 self._encoder_dispatch_s)
         else:
             val = self.cm.time_s(ops)
         self._enc[key] = val
