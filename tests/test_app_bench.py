@@ -112,8 +112,25 @@ def test_a_client_without_the_dataset_says_why_instead_of_a_command():
     assert any("sglang.bench_serving has no 'visionarena' dataset loader" in i.value for i in at.info)
     assert not any(c.startswith("python -m sglang.bench_serving") for c in codes(at))
     assert summary_block(run_bench(BenchArgs(**{**{k: v for k, v in PAGE_RUN.items() if k not in (
-        "image_resolution", "random_input_len", "random_range_ratio", "image_count")}, "client": "sglang",
+        "image_resolution", "random_input_len", "random_range_ratio", "image_count", "random_output_len")},
+        "client": "sglang",
         "dataset_name": "visionarena"})).result) in codes(at)
+
+
+def test_named_dataset_keeps_its_own_output_lengths_unless_one_is_given():
+    """ShareGPT's answers have the dataset's lengths (0 on the page); a fixed length is --sharegpt-output-len."""
+    base = {k: v for k, v in PAGE_RUN.items() if k not in ("image_resolution", "random_input_len", "dataset_name",
+                                                            "random_range_ratio", "image_count", "random_output_len")}
+    at = bench_page()
+    at.selectbox(key="bench.dataset").set_value("sharegpt")
+    at = rerun(at)
+    own = run_bench(BenchArgs(**base, dataset_name="sharegpt")).result
+    assert summary_block(own) in codes(at)
+    at.number_input(key="bench.named_output_len").set_value(64)
+    at = rerun(at)
+    fixed = run_bench(BenchArgs(**base, dataset_name="sharegpt", random_output_len=64)).result
+    assert summary_block(fixed) in codes(at) and fixed["total_output_tokens"] == 200 * 64 != own["total_output_tokens"]
+    assert any("--sharegpt-output-len 64" in c for c in codes(at))
 
 
 def test_uploaded_real_result_is_compared_as_the_cli_compares():

@@ -20,8 +20,8 @@ DATASETS = [*SYNTHETIC, *dataset_ids()]
 CUSTOM = "custom HxW"
 DEFAULTS = {"bench.runtime": "the client's", "bench.client": "vllm", "bench.dataset": "random-image",
             "bench.num_prompts": 200, "bench.rate": "inf", "bench.cap": "16", "bench.input_len": 512,
-            "bench.output_len": 128, "bench.ratio": 0.0, "bench.images": 1, "bench.resolution": "720p",
-            "bench.custom_resolution": "720x1280", "bench.ignore_eos": True}
+            "bench.output_len": 128, "bench.named_output_len": 0, "bench.ratio": 0.0, "bench.images": 1,
+            "bench.resolution": "720p", "bench.custom_resolution": "720x1280", "bench.ignore_eos": True}
 
 
 def widgets() -> tuple[dict, list[str]]:
@@ -49,8 +49,15 @@ def widgets() -> tuple[dict, list[str]]:
     in_len = c[2].number_input("Input length (tokens)", 1, 1_000_000, step=64, key="bench.input_len",
                                disabled=not synthetic, help="`--random-input-len`: text tokens per prompt (random "
                                                             "datasets; a named dataset brings its own).")
-    out_len = c[3].number_input("Output length (tokens)", 1, 1_000_000, step=64, key="bench.output_len",
-                                help="`--random-output-len` (ShareGPT/VisionArena/MMMU: their fixed output length).")
+    if synthetic:
+        out_len = c[3].number_input("Output length (tokens)", 1, 1_000_000, step=64, key="bench.output_len",
+                                    help="`--random-output-len`: tokens generated per request.")
+    else:  # a named dataset brings its own output lengths unless a fixed one is given
+        out_len = c[3].number_input("Output length (0 = dataset's)", 0, 1_000_000, step=64,
+                                    key="bench.named_output_len",
+                                    help="A fixed output length (vllm `--sharegpt-output-len` / `--hf-output-len`, "
+                                         "sglang `--sharegpt-output-len` / `--random-output-len` for MMMU); 0 = the "
+                                         "dataset's own lengths.")
     c = st.columns(4)
     ratio = c[0].number_input("Range ratio", 0.0, 1.0, step=0.1, key="bench.ratio", disabled=not synthetic,
                               help="`--random-range-ratio`: vllm draws lengths on [L(1−r), L(1+r)] (r < 1); "
@@ -80,7 +87,7 @@ def widgets() -> tuple[dict, list[str]]:
         cap = None
     fields = {"client": client, "runtime": None if runtime == "the client's" else runtime, "dataset_name": dataset,
               "num_prompts": int(n), "request_rate": rate, "max_concurrency": cap,
-              "random_output_len": int(out_len), "ignore_eos": bool(eos)}
+              "random_output_len": int(out_len) or None, "ignore_eos": bool(eos)}
     if synthetic:
         fields.update(random_input_len=int(in_len), random_range_ratio=float(ratio))
     if image:
