@@ -118,7 +118,7 @@ class StepCost:
         if queue:
             cost_model = CostModel(cost_model.hardware, queue[0])
             self.cm = cost_model
-        self._tok_items: dict[tuple, tuple[tuple[float, float], ...]] = {}
+        self._tok_items: dict[tuple, tuple[tuple, ...]] = {}
         self._head_items: dict[tuple[str, int], tuple[tuple[float, float], ...]] = {}
         lm = model.llm
         t = cfg.tp
@@ -234,31 +234,37 @@ class StepCost:
             self._tok_items[key] = self._launch_items(self.transform(ops) if self.transform is not None else ops)
         return val
 
-    def _launch_items(self, ops) -> tuple[tuple[float, float, tuple[int, int]], ...]:
+    def _launch_items(self, ops) -> tuple[tuple, ...]:
         """(GPU seconds of one launch, launches, layer range) of `ops` in order, each layer segment's attention ops
         merged into one slot at its first one's place whose GPU seconds are NaN (that segment's attention of the step
-        goes there: `_queued_s`)."""
-        items: list[tuple[float, float, tuple[int, int]]] = []
-        slots: dict[tuple[int, int], int] = {}
+        goes there: `_queued_s`); MLA's up-projection, priced with the attention but issued before the output
+        projection, keeps a slot of its own in its place (slots carry a fourth field: whether they are that one)."""
+        items: list[tuple] = []
+        slots: dict[tuple[tuple[int, int], bool], int] = {}
         for op in ops:
             if op.kind in _ATTN_KINDS or op.name == _MLA_UPPROJ:
-                i = slots.setdefault(op.layer_range, len(items))
+                up = op.name == _MLA_UPPROJ
+                i = slots.setdefault((op.layer_range, up), len(items))
                 if i == len(items):
-                    items.append((math.nan, 0.0, op.layer_range))
-                items[i] = (math.nan, items[i][1] + op.count, op.layer_range)
+                    items.append((math.nan, 0.0, op.layer_range, up))
+                items[i] = (math.nan, items[i][1] + op.count, op.layer_range, up)
             else:
                 items.append((self.cm.cost(op).time_s, float(op.count), op.layer_range))
         return tuple(items)
 
     def _queued_s(self, tok_key: tuple, stage: str, n_emit: int, attn_s: float | dict,
-                  dispatch_s: float | None = None) -> float:
+                  dispatch_s: float | None = None, upproj_s: dict | None = None) -> float:
         """An eager step: the token ops with the step's attention (`attn_s` GPU seconds over the attention ops'
-        launches; per layer segment's range when a dict) in its place, then the LM head, through the launch queue
-        (one `dispatch_s` per launch: the eager runtime's by default)."""
+        launches; per layer segment's range when a dict; of which `upproj_s[range]` are MLA's up-projection, in its
+        own slot) in its place, then the LM head, through the launch queue (one `dispatch_s` per launch: the eager
+        runtime's by default)."""
         items = list(self._tok_items[tok_key])
-        for i, (g, k, rng) in enumerate(items):
-            if math.isnan(g):
+        for i, item in enumerate(items):
+            if math.isnan(item[0]):
+                k, rng, up = item[1], item[2], item[3]
                 a = attn_s.get(rng, 0.0) if isinstance(attn_s, dict) else attn_s
+                u = upproj_s.get(rng, 0.0) if upproj_s else 0.0
+                a = u if up else a - u
                 items[i] = (a / k if k else 0.0, k, rng)
         if n_emit:
             self._head_s(stage, n_emit)
@@ -285,7 +291,9 @@ class StepCost:
         return val
 
     def _attn_s(self, seg: int, stage: str, batch: int, q_tokens: float, pairs: float, kv_read: float,
-                cm: CostModel, local: bool = False) -> float:
+                cm: CostModel, local: bool = False, upproj: dict | None = None) -> float:
+        """Seconds of segment `seg`'s self-attention op (global or `local`) and, for an MLA prefill, its latent
+        up-projection; `upproj` (eager steps) collects the up-projection's seconds per layer range."""
         first, last, _, n_self, _ = self.segments[seg]
         count = self.local_counts[seg] if local else n_self
         if count == 0:
@@ -303,6 +311,10 @@ class StepCost:
                             + mla.v_head_dim), mla.kv_lora_rank, self.cfg, count, (first, last)))
         if self.transform is not None:
             ops = self.transform(tuple(ops))
+        if upproj is not None:
+            for o in ops:
+                if o.name == _MLA_UPPROJ:
+                    upproj[(first, last)] = upproj.get((first, last), 0.0) + cm.cost(o).time_s * o.count
         return sum(cm.cost(o).time_s * o.count for o in ops)
 
     def _cross_s(self, seg: int, stage: str, batch: int, q_tokens: float, pairs: float, kv_read: float) -> float:
@@ -427,11 +439,12 @@ class StepCost:
         total = tok + head
         attn = 0.0
         seg_attn: dict[tuple[int, int], float] = {}  # each layer segment's attention, for the eager launch queue
+        upproj = {} if self.mla is not None and self._queues else None  # eager: its own launch slot
         for s, (first, last, frac, n_self, n_cross) in enumerate(self.segments):
             a = attn
             if (n_self or self.local_counts[s]) and m_key[s if self.has_schedule else 0]:
                 dec_kv = dec_past_sum - (dec_pruned[s] if dec_pruned else 0) + n_dec  # decode: q = 1, kv = past + 1
-                for t in self._segment_attn_s(s, frac, stage, batch, n_dec, dec_kv, chunks):
+                for t in self._segment_attn_s(s, frac, stage, batch, n_dec, dec_kv, chunks, upproj):
                     total += t
                     attn += t
             if n_cross:
@@ -440,10 +453,11 @@ class StepCost:
                 attn += t
             seg_attn[(first, last)] = attn - a
         if self.dispatch_s is not None:
-            return self._queued_s((stage, total_new, m_key, any_cross, deep), stage, n_emit, seg_attn)
+            return self._queued_s((stage, total_new, m_key, any_cross, deep), stage, n_emit, seg_attn,
+                                  upproj_s=upproj)
         if chunks and self.prefill_dispatch_s is not None:
             return self._queued_s((stage, total_new, m_key, any_cross, deep), stage, n_emit, seg_attn,
-                                  self.prefill_dispatch_s)
+                                  self.prefill_dispatch_s, upproj)
         if self.piecewise is not None:
             return self._graph_step_s(tok, attn, head, not chunks)
         return total
@@ -459,7 +473,7 @@ class StepCost:
         return total_new, m_key, vis_chunks
 
     def _segment_attn_s(self, s: int, frac: float, stage: str, batch: int, n_dec: int, dec_kv: int,
-                        chunks: Sequence[Chunk]) -> tuple[float, ...]:
+                        chunks: Sequence[Chunk], upproj: dict | None = None) -> tuple[float, ...]:
         """Self-attention seconds of layer segment `s` (and its local-window layers), in the order they add up."""
         if not chunks:
             return (self._decode_attn_s(s, n_dec, dec_kv),)
@@ -477,7 +491,7 @@ class StepCost:
         cm = self._exact_cm
         if len(cm._cache) > _EXACT_CACHE_MAX:  # bounded memory over 100k-request runs
             cm.clear()
-        out = (self._attn_s(s, stage, batch, q_tok, pairs, kv, cm),)
+        out = (self._attn_s(s, stage, batch, q_tok, pairs, kv, cm, upproj=upproj),)
         if self.local_counts[s]:
             out += (self._local_chunks_s(s, stage, n_dec, float(dec_kv), qp, cm),)
         return out
@@ -528,14 +542,15 @@ class StepCost:
         cm = self._exact_cm
         if len(cm._cache) > _EXACT_CACHE_MAX:
             cm.clear()
-        attn = self._attn_s(0, "prefill", n_dec + len(chunks), float(total_new), pairs, kv, cm)
+        upproj = {} if self.mla is not None and self._queues else None  # eager: its own launch slot
+        attn = self._attn_s(0, "prefill", n_dec + len(chunks), float(total_new), pairs, kv, cm, upproj=upproj)
         if self.local_counts[0]:
             qp = [(float(c[0]), float(c[1])) for c in chunks]
             attn += self._local_chunks_s(0, "prefill", n_dec, float(dec_past_sum + n_dec), qp, cm)
         if self.dispatch_s is not None:
-            return self._queued_s(tok_key, "prefill", n_emit, attn)
+            return self._queued_s(tok_key, "prefill", n_emit, attn, upproj_s=upproj)
         if self.prefill_dispatch_s is not None:
-            return self._queued_s(tok_key, "prefill", n_emit, attn, self.prefill_dispatch_s)
+            return self._queued_s(tok_key, "prefill", n_emit, attn, self.prefill_dispatch_s, upproj)
         return self._graph_step_s(tok, attn, head, False)
 
     # ------------------------------------------------------------------------------------------------------------
