@@ -166,7 +166,7 @@ def merge_repeated_ops(costs: list[tuple[OpCost, float]]) -> list[OpCost]:
             out.append(first)
             continue
         # one pass, each sum in the same order and association as a generator sum (results are bit-identical)
-        calls = flops = br = bw = t = cs = ms = fs = 0
+        calls = flops = br = bw = t = cs = ms = fs = ps = 0
         for c, w in items:
             o = c.op
             calls += o.count * w
@@ -177,6 +177,7 @@ def merge_repeated_ops(costs: list[tuple[OpCost, float]]) -> list[OpCost]:
             cs += c.compute_s * o.count * w
             ms += c.memory_s * o.count * w
             fs += c.floor_s * o.count * w
+            ps += c.peak_s * o.count * w
         n = max(1, round(calls))  # fractional weights (sampled steps) must never round to zero calls
         op = Op(name=first.op.name, kind=first.op.kind, stage=first.op.stage, module=first.op.module,
                 flops=flops / n, bytes_read=br / n, bytes_written=bw / n, dtype=first.op.dtype, shape=first.op.shape,
@@ -184,7 +185,7 @@ def merge_repeated_ops(costs: list[tuple[OpCost, float]]) -> list[OpCost]:
                 weight_bytes=first.op.weight_bytes, act_bytes=first.op.act_bytes, devices=first.op.devices)
         out.append(OpCost(op, t / n, cs / n, ms / n, fs / n, first.bound if len({c.bound for c, _ in items}) == 1
                           else max(items, key=lambda x: x[0].total_time_s * x[1])[0].bound,
-                          first.eff_compute, first.eff_memory, first.source, first.measured_error_pct))
+                          first.eff_compute, first.eff_memory, first.source, first.measured_error_pct, ps / n))
     return out
 
 

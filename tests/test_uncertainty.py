@@ -166,3 +166,41 @@ def test_provenance_sees_through_profile_wrappers():
 
     p = profile_provenance(load_hardware("a100-sxm-80gb"), "auto@p90")
     assert p["profile_kind"] == "transferred" and p["expected_error_pct"] is not None
+
+
+def test_a_band_never_takes_an_op_below_its_datasheet_time():
+    """Hand numbers: a 1 GB read priced at 90% of 1 TB/s (1.111 ms) plus a 10 us floor, peak_s 1 ms. A 0.75x draw
+    gives 0.833 ms of body, under the 1 ms no kernel can beat: the body is held at 1 ms, the floor scales (7.5 us).
+    A 1.2x draw is plain scaling; at 1x the priced time comes back."""
+    import numpy as np
+
+    from lvlmsim.cost.uncertainty import drawn_time_s
+    from lvlmsim.ops.graph import gemm
+    from lvlmsim.ops.op import GraphConfig
+
+    op = gemm("g", "decode", "llm", 1, 4096, 4096, GraphConfig())
+    body_s, floor_s = 1e-3 / 0.9, 10e-6
+    c = OpCost(op, body_s + floor_s, 1e-6, body_s, floor_s, "memory", 1.0, 0.9, "x", None, 1e-3)
+    got = drawn_time_s([c], np.array([0.75, 1.0, 1.2]))
+    assert got[0] == pytest.approx(op.count * (1e-3 + 0.75 * floor_s), rel=1e-12)
+    assert got[1] == pytest.approx(c.total_time_s, rel=1e-12)
+    assert got[2] == pytest.approx(1.2 * c.total_time_s, rel=1e-12)
+
+
+def test_scaled_efficiencies_stop_at_the_datasheet():
+    from lvlmsim.cost.profile import Efficiency
+
+    eff = Efficiency(0.5, 0.9, 2e-6, "x").scaled_time(0.75)
+    assert (eff.compute, eff.memory, eff.floor_s) == (pytest.approx(0.5 / 0.75), 1.0, pytest.approx(1.5e-6))
+
+
+def test_p10_tpot_is_not_faster_than_reading_the_weights():
+    """llava-1.5-7b on an L4 (300 GB/s): the general model prices the decode GEMMs at ~0.88-0.92 of bandwidth and
+    their transfer band's p10 is 0.754x, so the p10 TPOT was 40.4 ms, under the 45.3 ms the decode step's bytes take
+    at the datasheet bandwidth. Every band end stays at or above that floor."""
+    est = api.estimate(model="llava-1.5-7b", hardware="l4")
+    hw = api.load_hardware("l4")
+    floor_s = est.stages["decode"].bytes / (est.output_tokens - 1) / hw.mem_bw_bytes_per_s
+    d = est.to_dict()
+    assert floor_s == pytest.approx(45.3e-3, rel=0.01)
+    assert floor_s <= d["tpot_s_p10"] <= d["tpot_s"] <= d["tpot_s_p90"]

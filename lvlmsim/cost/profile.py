@@ -27,8 +27,9 @@ class Efficiency:
         uncertainty band's multiplier applies to a family's time. `fixed_s` is time the cost model adds outside the
         efficiencies (a collective's link latency, lvlmsim.cost.roofline.fixed_latency_s): the floor also absorbs
         (multiplier - 1) x fixed_s so that the whole time scales, as a fitted all-reduce floor that replaces that
-        latency (and may be negative) requires."""
-        return Efficiency(self.compute / multiplier, self.memory / multiplier,
+        latency (and may be negative) requires. Efficiencies are capped at 1: a faster draw (multiplier < 1) never
+        takes an op past the datasheet peak or bandwidth (lvlmsim.cost.uncertainty.drawn_time_s)."""
+        return Efficiency(min(self.compute / multiplier, 1.0), min(self.memory / multiplier, 1.0),
                           self.floor_s * multiplier + (multiplier - 1.0) * fixed_s, self.source,
                           self.measured_error_pct)
 

@@ -31,6 +31,9 @@ class OpCost:
     eff_memory: float
     source: str
     measured_error_pct: float | None
+    # one call at the datasheet: max(flops / peak, bytes / bandwidth), a collective at full link bandwidth; no
+    # efficiency, floor or uncertainty draw takes the op below it (lvlmsim.cost.uncertainty clamps its bands here)
+    peak_s: float = 0.0
 
     @property
     def total_time_s(self) -> float:
@@ -135,7 +138,8 @@ class CostModel:
             link_bw = self.hardware.intra_node_link.collective_bw_bytes_s(op.devices)
             comm = allreduce_s(op.bytes_read, op.devices, eff.memory * link_bw, self._link_lat)
             res = OpCost(op, comm + eff.floor_s if op.devices > 1 else 0.0, 0.0, comm, eff.floor_s,
-                         COMMUNICATION, eff.compute, eff.memory, eff.source, eff.measured_error_pct)
+                         COMMUNICATION, eff.compute, eff.memory, eff.source, eff.measured_error_pct,
+                         allreduce_s(op.bytes_read, op.devices, link_bw, self._link_lat))
         elif op.kind == ALLTOALL:
             res = self._alltoall(op, eff)
         else:
@@ -158,7 +162,7 @@ class CostModel:
         else:
             bound = COMPUTE if compute_s >= memory_s else MEMORY
         return OpCost(op, body + eff.floor_s, compute_s, memory_s, eff.floor_s, bound, ec, em, eff.source,
-                      eff.measured_error_pct)
+                      eff.measured_error_pct, max(op.flops / peak, op.bytes / self._bw))
 
     def _alltoall(self, op: Op, eff) -> OpCost:
         """Priced on the scale-up link (NVLink, NVL72) when the group fits in it, else on the network."""
@@ -168,7 +172,8 @@ class CostModel:
             raise InfeasibleError(f"ep: {op.devices} devices span nodes but {hw.id} has inter_node_bw_gbps 0")
         comm = alltoall_s(op.bytes_read, op.devices, eff.memory * bw, lat)
         return OpCost(op, comm + eff.floor_s if op.devices > 1 else 0.0, 0.0, comm, eff.floor_s, COMMUNICATION,
-                      eff.compute, eff.memory, eff.source, eff.measured_error_pct)
+                      eff.compute, eff.memory, eff.source, eff.measured_error_pct,
+                      alltoall_s(op.bytes_read, op.devices, bw, lat))
 
     def time_s(self, ops) -> float:
         """Total seconds of a sequence of ops (each counted `count` times)."""
