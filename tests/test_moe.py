@@ -9,7 +9,14 @@ import pytest
 from lvlmsim.api import estimate
 from lvlmsim.cost.roofline import CostModel, alltoall_s
 from lvlmsim.errors import InfeasibleError, LvlmsimError
-from lvlmsim.ops.graph import active_params, experts_touched, llm_ops, llm_params, param_counts
+from lvlmsim.ops.graph import (
+    active_params,
+    experts_touched,
+    llm_ops,
+    llm_params,
+    param_counts,
+    skewed_pick_probabilities,
+)
 from lvlmsim.ops.op import ALLTOALL, MOE_GEMM, GraphConfig, SeqWork
 from lvlmsim.specs import LanguageModelSpec, load_hardware, load_model
 from lvlmsim.specs.model import MoESpec
@@ -73,6 +80,23 @@ def test_skewed_router_touches_fewer_experts_than_balanced():
         assert experts_touched(128, 8, t, skew=1.0) < experts_touched(128, 8, t)
     # one token still picks k experts (no expert's probability is capped at alpha 0.5 with k=8 of 128)
     assert experts_touched(128, 8, 1, skew=0.5) == pytest.approx(8.0)
+
+
+def test_skewed_router_one_token_picks_k_distinct_experts_even_when_probabilities_cap():
+    # alpha 1.2, top-8 of 128, H = sum_j j^-1.2 = 3.6984: expert 1 would get 8/H = 2.163 > 1, so it is certain;
+    # experts 2.. share 7: expert 2 would get 7 * 2^-1.2 / (H - 1) = 7 * 0.43528 / 2.6984 = 1.129 > 1, certain too;
+    # experts 3.. share 6: p_3 = 6 * 3^-1.2 / (H - 1 - 0.43528) = 6 * 0.26758 / 2.26313 = 0.7094 <= 1
+    probs = skewed_pick_probabilities(128, 8, 1.2)
+    assert probs[:2] == (1.0, 1.0)
+    assert probs[2] == pytest.approx(0.7094, abs=1e-4)
+    assert sum(probs) == pytest.approx(8.0)
+    assert max(probs) <= 1.0
+    assert experts_touched(128, 8, 1, skew=1.2) == pytest.approx(8.0)  # was 6.84 with the clipped mass lost
+    # a law steep enough that k experts take everything: each token picks the same k
+    assert skewed_pick_probabilities(8, 2, 40.0)[:2] == pytest.approx((1.0, 1.0))
+    assert experts_touched(8, 2, 1000, skew=40.0) == pytest.approx(2.0, abs=1e-3)
+    # all experts picked by every token when k = E
+    assert skewed_pick_probabilities(4, 4, 3.0) == (1.0,) * 4
 
 
 def _expert_weight_bytes(lm: LanguageModelSpec, batch: int, cfg: GraphConfig) -> float:

@@ -762,9 +762,10 @@ def experts_touched(num_experts: int, experts_per_token: int, tokens: float, ske
     Balanced routing (skew 0): every expert is picked by a token with probability k/E, so
     E * (1 - (1 - k/E)^T) experts are touched: k for one token, rising to E as T grows (the MoE decode lesson:
     weight reads, hence TPOT, grow with batch until every expert is touched). Real routers are uneven: with
-    skew a > 0 expert i (1-based, by popularity) is picked with probability min(1, k * i^-a / sum_j j^-a), and fewer
-    experts are touched (a rank law named after the tables' `power_law_<a>`, not their generator, which draws each
-    expert's load from a power law: benchmarks/moe_routing_check.py compares the two).
+    skew a > 0 expert i (1-based, by popularity) is picked with a probability proportional to i^-a, capped at
+    1 and summing to k (`skewed_pick_probabilities`), and fewer experts are touched (a rank law named after the
+    tables' `power_law_<a>`, not their generator, which draws each expert's load from a power law:
+    benchmarks/moe_routing_check.py compares the two).
     `spread` (skew 0 only): the T*k picks are dealt out evenly, as aiconfigurator's `balanced` tables generate them,
     so min(E, T*k) experts are touched.
     """
@@ -775,9 +776,25 @@ def experts_touched(num_experts: int, experts_per_token: int, tokens: float, ske
         return min(float(E), k * T)
     if skew <= 0.0:
         return E * (1.0 - (1.0 - k / E) ** T)
-    weights = [(i + 1) ** -skew for i in range(E)]
-    z = sum(weights)
-    return sum(1.0 - (1.0 - min(1.0, k * w / z)) ** T for w in weights)
+    return sum(1.0 - (1.0 - p) ** T for p in skewed_pick_probabilities(E, k, skew))
+
+
+def skewed_pick_probabilities(num_experts: int, experts_per_token: int, skew: float) -> tuple[float, ...]:
+    """Probability that one token picks expert i (1-based by popularity) under a rank law i^-skew, summing to k.
+
+    A token picks k *distinct* experts, so no probability exceeds 1 and together they sum to k. Scaling the rank
+    law to sum k and clipping at 1 would lose the clipped mass (one token of top-8 over 128 at skew 1.2 would touch
+    6.84 experts); instead the capped experts are picked for sure and the rest share what remains in proportion to
+    their weights (the inclusion probabilities of sampling k of E without replacement in proportion to size)."""
+    weights = [(i + 1) ** -skew for i in range(num_experts)]
+    certain = 0  # the most popular experts, picked by every token, come first in rank order
+    scale = 0.0
+    while certain < experts_per_token:
+        scale = (experts_per_token - certain) / sum(weights[certain:])
+        if weights[certain] * scale <= 1.0:
+            break
+        certain += 1
+    return tuple(1.0 if i < certain else min(1.0, w * scale) for i, w in enumerate(weights))
 
 
 def collective(name: str, kind: str, stage: str, message_bytes: float, devices: int, cfg: GraphConfig, count: int,
