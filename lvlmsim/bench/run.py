@@ -303,6 +303,7 @@ def run_bench(a: BenchArgs, *, profile=None) -> BenchResult:
     res = simulate(sc, profile=profile)
     res.check_servable()
     notes = [res.rejection_text()] if res.rejection_text() else []
+    notes += _transfer_notes(res, profile)
     if not a.ignore_eos:
         notes.append("without --ignore-eos a real server may stop answers early; lvlmsim generates every requested "
                      "token, so compare with runs made with --ignore-eos")
@@ -310,6 +311,14 @@ def run_bench(a: BenchArgs, *, profile=None) -> BenchResult:
         notes.append(f"dataset '{a.dataset}' is a distribution (workloads/datasets/{a.dataset}.yaml); "
                      "see its sources for which numbers are measured and which are assumed")
     return BenchResult(a, client_result(res, a), res, notes)
+
+
+def _transfer_notes(res, profile) -> list[str]:
+    """A warning per pool device the device-general model prices outside every category it was fitted on."""
+    from lvlmsim.calibrate.profiles import transfer_notes
+
+    return transfer_notes([p["hardware"] for p in res.meta.get("pools") or []],
+                          profile if profile is not None else res.scenario.profile)
 
 
 # ------------------------------------------------------------------------------------------------ printing, compare

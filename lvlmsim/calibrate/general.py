@@ -70,7 +70,13 @@ REF = {"mem_bw_gbps": 3350.0, "bf16_tflops": 989.4, "sm_count": 132.0, "boost_cl
 # Attention kernel generation the serving stack runs per CUDA compute-capability major version, as the kernel_source
 # column of NVIDIA aiconfigurator's tables shows for vLLM (0.14 on A100, 0.24 elsewhere): sm80 vllm_flash_attn (FA2),
 # sm90 vllm_flash_attn_fa3, sm100/103 vllm_flashinfer_trtllm{prefill,decode} and vllm_vit_flash_attn_fa4, sm120
-# vllm_flash_attn_fa2. A device without a compute capability gets none of the flags (the pooled intercept).
+# vllm_flash_attn_fa2. A device without a compute capability gets none of the flags (the pooled intercept). That is
+# every AMD Instinct GPU, and rightly so: ROCm serving stacks run none of these kernels. SGLang's default MHA backend
+# on HIP is `aiter` (sgl-project/sglang python/sglang/srt/server_args.py: `elif is_hip(): self.attention_backend =
+# "aiter"`; MLA models with 16 or 128 KV heads too, else `triton`), vLLM's ROCm backends are TRITON_ATTN (its default),
+# ROCM_ATTN and ROCM_AITER_FA / ROCM_AITER_UNIFIED_ATTN (vLLM docs, "ROCm attention backends"): AMD's aiter / CK
+# kernels and Triton, none of them measured here. GeneralModel.profile_for records such a device as outside every
+# fitted category (outside_fitted), and its provenance says so.
 ATTENTION_KERNELS = {"8": "fa2", "9": "fa3", "10": "bw", "12": "fa2"}
 KERNEL_FLAGS = ("k_fa2", "k_fa3", "k_bw")
 FEATURES = (("log_bw", "log_ridge", "log_power", "log_sms", "log_clock", "log_link", "log_onchip", "gddr",
@@ -330,6 +336,24 @@ def device_features(hw: HardwareSpec, dtype: str = "bf16") -> dict[str, float]:
     return feats
 
 
+def outside_fitted(hw: HardwareSpec, fitted: Sequence[HardwareSpec]) -> list[str]:
+    """Why `hw` lies outside every category of the devices the model was `fitted` on (empty: it shares them): another
+    vendor than all of them (another compiler, kernel library and collective library), or no attention kernel
+    generation the model has a flag for (ATTENTION_KERNELS). Its features then extrapolate: the transfer errors
+    measured among the fitted devices say nothing about such a device."""
+    reasons = []
+    vendors = sorted({f.vendor for f in fitted})
+    if fitted and hw.vendor.strip().lower() not in {v.strip().lower() for v in vendors}:
+        reasons.append(f"vendor {hw.vendor}, the fitted devices are all {'/'.join(vendors)}")
+    cc_major = (hw.compute_capability or "").split(".")[0]
+    if cc_major not in ATTENTION_KERNELS:
+        known = "/".join(sorted(set(ATTENTION_KERNELS.values())))
+        cc = f"compute capability {hw.compute_capability}" if hw.compute_capability else "no CUDA compute capability"
+        reasons.append(f"attention kernel generation: none of the fitted {known} ({cc}), so its attention "
+                       "families take the pooled intercept")
+    return reasons
+
+
 def missing_features(hw: HardwareSpec) -> list[str]:
     """Optional datasheet fields the model reads that `hw` lacks (it then uses the reference device's value)."""
     return [f for f in ("sm_count", "boost_clock_mhz", "memory_type", "compute_capability") if getattr(hw, f) is None]
@@ -521,12 +545,27 @@ class GeneralModel:
                                   notes=f"general model at {hw.id}'s datasheet features"
                                         + (" (device among its training data)" if trained_on else ""))
         missing = missing_features(hw)
+        fitted = self.fitted_devices()
         meta = {"general_model": self.name, "timing_regime": self.meta.get("timing_regime", "cuda_graph"),
                 "description": f"device-general efficiency model '{self.name}' evaluated at the '{hw.id}' datasheet",
-                "missing_features": missing}
+                "missing_features": missing, "fitted_on": sorted(f.id for f in fitted),
+                "outside_fitted": [] if hw.id in {f.id for f in fitted} else outside_fitted(hw, fitted)}
         prof = FittedProfile(self.name, hw.id, fams, aliases=self.aliases, meta=meta)
         prof.source_prefix = "general"
         return prof
+
+    def fitted_devices(self) -> list[HardwareSpec]:
+        """The datasheets of the devices any family was fitted on (ids lvlmsim does not know are left out)."""
+        from lvlmsim.errors import LvlmsimError
+        from lvlmsim.specs.registry import load_hardware
+
+        out = []
+        for hw_id in sorted({d for f in self.families.values() for d in f.devices}):
+            try:
+                out.append(load_hardware(hw_id))
+            except LvlmsimError:
+                continue
+        return out
 
     def to_dict(self) -> dict:
         return {"format": GENERAL_FORMAT, "name": self.name, **self.meta, "reference": REF,

@@ -149,15 +149,49 @@ def profile_provenance(hardware: HardwareSpec, ref: str | None = None) -> dict:
     profile_kind: 'measured' (fitted on this device's own kernels), 'transferred' (the general model, or a profile
     fitted on another device), 'flat' (the roofline derate). expected_error_pct: the largest held-out median error
     among the GEMM, prefill and decode attention families (None for the flat derate)."""
-    prof = load_profile_for(hardware, ref)
-    base = fitted_base(prof)
-    name = getattr(prof, "name", "custom")
+    return provenance_of(load_profile_for(hardware, ref), hardware)
+
+
+def provenance_of(profile: EfficiencyProfile, hardware: HardwareSpec) -> dict:
+    """profile_provenance of a profile already resolved for `hardware` (what an estimate priced with)."""
+    base = fitted_base(profile)
+    name = getattr(profile, "name", "custom")
     if not isinstance(base, FittedProfile):
         return {"profile": name, "profile_kind": "flat", "expected_error_pct": None}
     kind = "measured" if base.source_prefix == "calibrated" and base.hardware_id == hardware.id else "transferred"
     errs = [f.holdout_median_abs_pct_err for k, f in base.families.items()
             if k in ("gemm", "attn_prefill", "attn_decode") and f.holdout_median_abs_pct_err is not None]
     return {"profile": name, "profile_kind": kind, "expected_error_pct": max(errs) if errs else None}
+
+
+def transfer_note(profile: EfficiencyProfile, hardware: HardwareSpec) -> str | None:
+    """A warning when the device-general model prices `hardware` outside every category it was fitted on (another
+    vendor, no fitted attention kernel generation: GeneralModel.profile_for's meta['outside_fitted']); None
+    otherwise. Its expected error and bands are then transfer figures among the fitted devices, not a bound."""
+    base = fitted_base(profile)
+    reasons = base.meta.get("outside_fitted") if isinstance(base, FittedProfile) else None
+    if not reasons:
+        return None
+    err = provenance_of(profile, hardware)["expected_error_pct"]
+    err_txt = f"the expected error ~{err:.0f}% and " if err is not None else ""
+    return (f"{hardware.id} is transferred: priced by the device-general model '{base.name}' fitted on "
+            f"{', '.join(base.meta.get('fitted_on') or [])} only, outside every category it was fitted on "
+            f"({'; '.join(reasons)}); no kernel of this device was measured, so its error is unknown: "
+            f"{err_txt}the p10-p90 bands are transfer figures among the fitted devices, not a bound for it")
+
+
+def transfer_notes(hardware_ids, profile=None) -> list[str]:
+    """transfer_note of each distinct device (ids or specs) under `profile` (a name, a path or a profile object, as
+    resolve_profile takes), in order, without repeats."""
+    from lvlmsim.specs.registry import load_hardware
+
+    notes: list[str] = []
+    for h in dict.fromkeys(hardware_ids):
+        hw = load_hardware(h)
+        note = transfer_note(resolve_profile(hw, profile), hw)
+        if note and note not in notes:
+            notes.append(note)
+    return notes
 
 
 def shipped_profiles() -> dict[str, Path]:

@@ -190,8 +190,9 @@ def estimate(
 
 def _print_estimate(est, ops: bool) -> None:
     ep_txt = f", ep={est.ep}" if est.ep > 1 else ""
+    kind = est.provenance.get("profile_kind")
     t = Table(title=f"{est.model_id} on {est.hardware_id} (tp={est.tp}{ep_txt}, batch={est.batch}, "
-                    f"profile={est.profile})")
+                    f"profile={est.profile}{', ' + kind if kind else ''})")
     for col in ("stage", "time", "FLOPs", "bytes", "bound", "visual share of FLOPs"):
         t.add_column(col, justify="right" if col not in ("stage", "bound") else "left")
     for name, s in est.stages.items():

@@ -231,6 +231,8 @@ def _print_plan(res, out, top: int) -> None:
         out.print(f"{hw_id}: priced by {p['profile']} ({p['profile_kind']}{err_txt})", highlight=False)
     if res.stats.get("provenance_note"):
         out.print(f"[yellow]note:[/] {res.stats['provenance_note']}", highlight=False)
+    for note in res.stats.get("transfer_notes") or []:
+        out.print(f"[yellow]note:[/] {note}", highlight=False)
     rng = (res.recommended or {}).get("capacity_range_rps")
     if rng:
         out.print(f"capacity per replica under the cost model's uncertainty: {rng[0]:.3g} (p90 costs) to "

@@ -199,8 +199,14 @@ def register(app: typer.Typer) -> None:
         if out_dir is not None:
             for p in res.write(out_dir):
                 err.print(f"wrote {p}", highlight=False)
+        from lvlmsim.calibrate.profiles import transfer_notes
+
+        # devices the general model prices outside every category it was fitted on (absent otherwise)
+        transfers = transfer_notes([p["hardware"] for p in res.meta.get("pools") or []],
+                                   profile if profile is not None else res.scenario.profile)
         if as_json:
-            print_json({"scenario": res.meta, **res.summary, **({"uncertainty": spread} if spread else {})})
+            print_json({"scenario": res.meta, **res.summary, **({"uncertainty": spread} if spread else {}),
+                        **({"transfer_notes": transfers} if transfers else {})})
             return
         from lvlmsim.cli.request_flags import describe_line
 
@@ -208,6 +214,8 @@ def register(app: typer.Typer) -> None:
         print_summary(res, out)
         if res.rejection_text():
             out.print(f"note: {res.rejection_text()}", highlight=False, soft_wrap=True)
+        for note in transfers:
+            out.print(f"note: {note}", highlight=False, soft_wrap=True)
         if spread:
             out.print(f"cost-model uncertainty over {spread['draws']} draws (p10 / p50 / p90):", highlight=False)
             for name in ("ttft_s_p90", "tpot_s_p90", "throughput_rps"):

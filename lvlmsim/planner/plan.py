@@ -456,7 +456,8 @@ def plan(
     stats = _stats(df, sum(c.pruned for c in cands), verify_runs, refine_runs, inp)
     stats.update(wall_s=time.perf_counter() - t_wall, executor=executor, workers=workers)
     prov = _provenance(inp)
-    stats.update(robust=robust, profiles=prov, provenance_note=_provenance_note(prov))
+    stats.update(robust=robust, profiles=prov, provenance_note=_provenance_note(prov),
+                 transfer_notes=_transfer_notes(inp))
     if capacity_range and recommended is not None:
         stats["des_runs"] += _capacity_range(recommended, base, inp)
     verdict = _verdict(recommended, df, inp.target, inp.slo, inp.max_gpus)
@@ -706,6 +707,13 @@ def _provenance_note(prov: dict[str, dict]) -> str | None:
                            if prov[h]["expected_error_pct"] is not None else "") for h, k in kinds.items()]
     return ("compares devices priced from their own measured kernels with devices priced by transfer or the flat "
             "derate: " + ", ".join(parts))
+
+
+def _transfer_notes(inp: PlanInputs) -> list[str]:
+    """A warning per candidate device the general model prices outside every category it was fitted on."""
+    from lvlmsim.calibrate.profiles import transfer_notes
+
+    return transfer_notes(list(inp.hardware.values()), inp.sc.profile)
 
 
 def _provenance(inp: PlanInputs) -> dict[str, dict]:
