@@ -435,34 +435,25 @@ def test_uncertainty_draws_are_reproducible_and_follow_the_seed():
 def test_median_of_the_draws_is_the_point_run_within_the_bands_bias_and_sampling_error():
     """Each draw scales every op of kernel family f by exp(mu_f + sigma_f z_f) (mu, sigma from f's held-out p10/p90
     band). At light load a latency percentile is ~ the point's times sum_f w_f exp(mu_f + sigma_f z_f), w_f the
-    family's share of the time, so the draws' median sits at the point times ~exp(mu) of the families (a band
-    not centred on 1 is a bias the draws carry on purpose), off by the median's sampling error: ~1.2533 x sd / sqrt
-    (draws) with sd = sqrt(sum_f w_f^2 sigma_f^2). Tolerance on |ln(p50 / point)|: max_f |mu_f| + 3 such errors
-    (~0.13 here, mostly the MoE GEMM family's sigma 0.25 at 48% of the time). A draw that applied its multiplier
-    twice, or to the point run, or not at all, breaks it or the p10 < point < p90 bracket."""
-    from collections import defaultdict
-
+    family's share of that metric's time, so the draws' median sits at the point times ~exp(mu) of the families (a
+    band not centred on 1 is a bias the draws carry on purpose), off by the median's sampling error, ~1.2533 x sd /
+    sqrt(draws), where sd = sqrt(sum_f w_f^2 sigma_f^2) <= max_f sigma_f whatever the shares. Tolerance on
+    |ln(p50 / point)|: max_f |mu_f| + 3 such errors with sd = max sigma (0.034 + 0.19 here: the MoE GEMM family's
+    sigma 0.25 dominates; 25 draws). A draw applied to the point run or not at all breaks the p10 < point < p90
+    bracket; one biased by a wrong sign or scale moves the median past the tolerance."""
     from lvlmsim.cost.uncertainty import log_normal, op_band
     from lvlmsim.engine.uncertainty import uncertainty_runs
 
-    draws = 15
+    draws = 25
     u = uncertainty_runs(UNC_DOC, draws)["uncertainty"]
     hw = load_hardware("h100-sxm")
     prof = resolve_profile(hw, None)
     est = lvlmsim.estimate("qwen3-vl-30b-a3b", "h100-sxm", prompt_tokens=300, output_tokens=60,
                            image_size="640x480")
-    time_s: dict[str, float] = defaultdict(float)
-    params: dict[str, tuple[float, float]] = {}
-    for stage in est.stages.values():
-        for c in stage.ops:
-            band = op_band(prof, c.source, c.op)
-            time_s[c.source] += c.total_time_s
-            if band is not None:
-                params[c.source] = log_normal(band)
-    total = sum(time_s.values())
-    sd = math.sqrt(sum((time_s[f] / total * sig) ** 2 for f, (_, sig) in params.items()))
-    tol = max(abs(mu) for mu, _ in params.values()) + 3 * 1.2533 * sd / math.sqrt(draws)
-    assert 0.05 < tol < 0.2
+    params = [log_normal(band) for stage in est.stages.values() for c in stage.ops
+              if (band := op_band(prof, c.source, c.op)) is not None]
+    tol = max(abs(mu) for mu, _ in params) + 3 * 1.2533 * max(sig for _, sig in params) / math.sqrt(draws)
+    assert 0.1 < tol < 0.3
     for key in ("ttft_s_p90", "tpot_s_p90", "e2e_s_p90"):
         e = u[key]
         assert abs(math.log(e["p50"] / e["point"])) <= tol, (key, e)
