@@ -98,7 +98,9 @@ def validate_cmd(
     seeds: Annotated[int, typer.Option(
         "--seeds", help="run --leave-one-out at N subsample seeds (--seed, --seed + 1, ...) and report each figure's "
                         "mean [min-max] over them")] = 1,
-    as_json: Annotated[bool, typer.Option("--json", help="print {family: {...}} as JSON")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print {family: {...}} as JSON ({device folder: {family: "
+                                                          "{...}}} with --leave-one-out); each cell's `skipped` "
+                                                          "counts the rows left out, by reason")] = False,
 ) -> None:
     """Predicted vs measured kernel time per family and size regime, calibrated profile vs roofline default."""
     if seeds < 1:
