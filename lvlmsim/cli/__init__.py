@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
+from lvlmsim.cli.request_flags import PROFILE_CHOICES
 from lvlmsim.errors import LvlmsimError
 from lvlmsim.fmt import band_text, fmt_si, fmt_time
 
@@ -145,7 +146,7 @@ def estimate(
     video_fps: Annotated[
         float | None, typer.Option("--video-fps", help="frame rate of the video as sent (caps the sampled frames)")
     ] = None,
-    profile: Annotated[str, typer.Option(help="auto | default | peak | path to a profile JSON")] = "auto",
+    profile: Annotated[str, typer.Option(help=PROFILE_CHOICES)] = "auto",
     technique: Annotated[
         list[str] | None, typer.Option("--technique", "-t", help="KIND:key=value,... (repeatable)")
     ] = None,

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from lvlmsim.cli.request_flags import PROFILE_CHOICES
+
 _IMAGE_FLAGS = ("--image-count", "--image-resolution", "--image-content", "--image-format")
 _RANDOM_FLAGS = ("--random-input-len", "--random-range-ratio", "--special-tokens")
 
@@ -98,7 +100,7 @@ def register(app: typer.Typer) -> None:
             "--gpu-memory-utilization", help="server: share of device memory it may use")] = None,
         max_model_len: Annotated[int | None, typer.Option("--max-model-len", help="server: longest sequence")]
         = None,
-        profile: Annotated[str | None, typer.Option(help="auto | default | path to a profile JSON")] = None,
+        profile: Annotated[str | None, typer.Option(help=f"{PROFILE_CHOICES} (default: auto)")] = None,
         host: Annotated[str | None, typer.Option(
             help="host costs: off, or a runtime version vllm-v0 | vllm-v1-piecewise | vllm-v1 | vllm-v1-async | "
                  "sglang | trtllm, its CUDA-graph mode too (default: the server's current version)")] = None,

@@ -15,6 +15,8 @@ ImagesOpt = Annotated[int | None, typer.Option("--images", help="images per requ
 PromptOpt = Annotated[int | None, typer.Option("--prompt-tokens", help="text tokens per prompt (fixed)")]
 OutputOpt = Annotated[int | None, typer.Option("--output-tokens", help="tokens generated per request (fixed)")]
 VideoOpt = Annotated[float | None, typer.Option("--video-s", help="seconds of video per request (0: none)")]
+# the names lvlmsim.calibrate.profiles.load_profile_for takes (--help of simulate and bench listed only three)
+PROFILE_CHOICES = "auto | general | default | peak | path to a profile JSON"
 
 
 def scenario_with_flags(scenario: str | None, **flags):

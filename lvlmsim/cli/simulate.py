@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from lvlmsim.cli.request_flags import (
+    PROFILE_CHOICES,
     ImageSizeOpt,
     ImagesOpt,
     ModelOpt,
@@ -139,7 +140,8 @@ def register(app: typer.Typer) -> None:
         = None,
         force: Annotated[bool, typer.Option("--force", help="replace an earlier run's files in --out (refused "
                                                             "otherwise)")] = False,
-        profile: Annotated[str | None, typer.Option(help="auto | default | path to a profile JSON")] = None,
+        profile: Annotated[str | None, typer.Option(help=f"{PROFILE_CHOICES} (default: the scenario's, else "
+                                                         "auto)")] = None,
         runtime: Annotated[str | None, typer.Option(
             help="serving runtime: vllm | sglang | trtllm | eager (kernel floor + per-step launch overhead); "
                  "overrides the scenario's serving.runtime")] = None,
