@@ -487,3 +487,21 @@ def test_validate_reports_moe_on_the_shared_h100_table():
     rep = moe_report(load_hardware("h100-sxm"), MEASURED / "aiconfigurator/data/h100_sxm", profiles_dir())
     assert rep is not None and rep["n"] > 40000
     assert rep["median_abs_pct_err"] < rep["roofline_median_abs_pct_err"]
+
+
+def test_validate_counts_the_moe_table_in_its_header_and_skips(tmp_path):
+    """A gemm table and a moe table: the header's rows and tables include the moe ones (1 row, 1 file) and the moe
+    row skipped for its dtype is in the moe cell's `skipped`, as the text prints it."""
+    from lvlmsim.calibrate.validate import validate
+    from lvlmsim.cost.profile import DEFAULT_PROFILE
+
+    root = _table(tmp_path, ["a,bfloat16,4,2048,768,8,128,1,1,balanced,0.124",
+                             "c,w4a16_mxfp4,4,2048,768,8,128,1,1,balanced,0.1"])
+    g = root / "gemm" / "vllm" / "0.1"
+    g.mkdir(parents=True)
+    (g / "gemm_perf.csv").write_text("kernel_source,gemm_dtype,m,n,k,latency\nlin,bfloat16,128,4096,4096,0.02\n")
+    report, info = validate(load_hardware("h100-sxm"), root, DEFAULT_PROFILE)
+    assert report["moe"]["n"] == 1 and report["gemm"]["n"] == 1
+    assert info["rows"] == 2 and sorted(info["files"]) == ["gemm/vllm/0.1/gemm_perf.csv",
+                                                          "moe/vllm/0.24.0/moe_perf.csv"]
+    assert sum(report["moe"]["skipped"].values()) == 1 and report["gemm"]["skipped"] == {}

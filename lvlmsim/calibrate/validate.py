@@ -8,6 +8,7 @@ with the uncalibrated roofline default (DefaultProfile) so every figure says wha
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -81,8 +82,10 @@ def validate(hw: HardwareSpec, data_dir, profile: EfficiencyProfile) -> tuple[di
     if moe is not None:
         report["moe"] = moe
     attach_skipped(report, loaded.skipped + mla.skipped)
-    info = {"files": loaded.files + mla.files, "skipped": dict(loaded.skipped + mla.skipped),
-            "rows": len(loaded.rows) + len(mla.rows), "hardware": hw.id,
+    # the moe table is read by its own loader: its rows and file count in the header too (they were left out)
+    moe_files = [str(f.relative_to(data_dir)) for f in sorted(Path(data_dir).rglob("moe_perf.csv"))] if moe else []
+    info = {"files": loaded.files + mla.files + moe_files, "skipped": dict(loaded.skipped + mla.skipped),
+            "rows": len(loaded.rows) + len(mla.rows) + (moe["n"] if moe else 0), "hardware": hw.id,
             "profile": getattr(profile, "name", str(profile))}
     return report, info
 
