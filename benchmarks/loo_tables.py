@@ -53,7 +53,7 @@ def _value(stats: dict, stat: str) -> str:
 
 
 def _cell(stats: dict | None, with_p90: bool) -> str:
-    if stats is None:
+    if stats is None or not stats["n"]:  # no table, or one whose every row was skipped (a cell with only `skipped`)
         return "- (no table)" if with_p90 else "-"
     flat = f"({stats['roofline_median_abs_pct_err']:.1f})"
     if with_p90:

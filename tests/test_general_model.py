@@ -196,8 +196,8 @@ def test_cli_leave_one_out_json_shape_on_synthetic_folders(tmp_path):
 
 
 def test_cli_leave_one_out_reports_skipped_rows_in_json_and_text(tmp_path):
-    """A negative-latency row and an unknown-dtype row in one device's gemm table: the held-out cell's `skipped` counts them
-    by reason (--seeds 2 too) and the text lists them under the device, so no reader misses left-out rows."""
+    """A negative-latency row and an unknown-dtype row in one device's gemm table: the held-out cell's `skipped`
+    counts them by reason (--seeds 2 too) and the text lists them under the device, so no reader misses them."""
     _gemm_table(tmp_path / "h100_sxm", 1.0)
     _gemm_table(tmp_path / "a100_sxm", 0.33)
     path = tmp_path / "a100_sxm" / "gemm" / "vllm" / "0.1" / "gemm_perf.csv"
@@ -209,8 +209,8 @@ def test_cli_leave_one_out_reports_skipped_rows_in_json_and_text(tmp_path):
         assert data["h100_sxm"]["gemm"]["skipped"] == {}
         text = CliRunner().invoke(_app(), [*args, *extra]).stdout
         assert "rows left out of each device's (subsampled) tables:" in text
-        assert "a100_sxm              skipped 1 rows: gemm: dtype bfloat16" in text and "h100_sxm              skipped" \
-            not in text
+        assert "a100_sxm              skipped 1 rows: gemm: dtype bfloat16" in text
+        assert "h100_sxm              skipped" not in text
 
 
 def test_seed_summary_means_ranges_and_missing_cells():
@@ -398,6 +398,9 @@ def test_loo_tables_rewrite_the_documented_tables_in_place():
     assert mod.table({"h100_sxm": {"gemm": seeds}}, 0)[2].startswith("| H100 SXM (Hopper) | 9.6% [9.0-10.4] (11.2) |")
     assert mod.table({"h100_sxm": {"gemm": seeds}}, 1)[2].startswith(
         "| H100 SXM | 9.6 [9.0-10.4] / 30.2 [27.4-33.1] (11.2) |")
+    skipped_only = {"median_abs_pct_err": None, "p90_abs_pct_err": None, "n": 0, "roofline_median_abs_pct_err": None,
+                    "skipped": {"gemm: dtype int4 or non-positive latency": 3}}  # every row of the table skipped
+    assert mod.table({"h100_sxm": {"gemm": skipped_only}}, 1)[2].startswith("| H100 SXM | - (no table) |")
     root = Path(__file__).resolve().parents[1]
     for lines, doc in ((readme, root / "README.md"), (calib, root / "calibration" / "README.md")):
         text = doc.read_text()
