@@ -5,11 +5,13 @@ every estimate says which model priced it and how sure it is; never silently pre
 from __future__ import annotations
 
 import json
+import math
 
+import pytest
 from typer.testing import CliRunner
 
 from lvlmsim.api import estimate
-from lvlmsim.calibrate.general import outside_fitted
+from lvlmsim.calibrate.general import device_features, injection_gbps, outside_fitted
 from lvlmsim.calibrate.profiles import general_model, load_profile_for, transfer_note, transfer_notes
 from lvlmsim.cli import app
 from lvlmsim.specs.registry import load_hardware
@@ -79,3 +81,13 @@ def test_cli_simulate_json_carries_transfer_notes_only_for_a_device_outside_the_
     nvidia = runner.invoke(app, ["simulate", "--hardware", "h100-sxm", "-n", "20", "--json"])
     assert nvidia.exit_code == 0, nvidia.output
     assert "transfer_notes" not in json.loads(nvidia.stdout)
+
+
+def test_link_feature_is_the_device_injection_bandwidth_on_a_mesh_too():
+    """The reference's 450 GB/s is H100's per-GPU NVLink total; a mesh spec stores ONE xGMI link, so the feature
+    counts all max_devices_per_node - 1 links: MI300X 7 x 64 = 448, MI355X 7 x 76.8 = 537.6; switch specs unchanged."""
+    assert injection_gbps(MI300X) == pytest.approx(448.0)
+    assert injection_gbps(load_hardware("mi355x")) == pytest.approx(537.6)
+    assert injection_gbps(H100) == pytest.approx(450.0)
+    assert injection_gbps(load_hardware("rtx-pro-6000-server")) == pytest.approx(64.0)
+    assert device_features(MI300X)["log_link"] == pytest.approx(math.log(448 / 450))

@@ -297,6 +297,15 @@ def _log_ratio(value: float | None, ref: float) -> float:
     return math.log(value / ref) if value else 0.0
 
 
+def injection_gbps(hw: HardwareSpec) -> float:
+    """GB/s per direction one device drives into its intra-node fabric with every link busy: the reference's 450 is
+    H100's per-GPU NVLink total (18 links; NVIDIA's '900 GB/s' bidirectional), a switch spec's bw_gbps is that
+    per-device figure, but a mesh spec's (AMD xGMI) is ONE peer link (LinkSpec), so a mesh device counts all its
+    max_devices_per_node - 1 links: MI300X 7 x 64 = 448 (AMD's '896 GB/s' aggregate), not 64. The feature is per
+    device, so a mesh collective over fewer devices (n - 1 links) is priced with the whole node's figure."""
+    return hw.intra_node_link.collective_bw_bytes_s(hw.max_devices_per_node) / 1e9
+
+
 def device_features(hw: HardwareSpec, dtype: str = "bf16") -> dict[str, float]:
     """Datasheet features of `hw` for ops computing in `dtype` (missing optional fields give the reference's 0)."""
     peak = hw.peak_tflops.get(dtype) or hw.peak_tflops.get("bf16") or max(hw.peak_tflops.values())
@@ -311,7 +320,7 @@ def device_features(hw: HardwareSpec, dtype: str = "bf16") -> dict[str, float]:
         # (a device without a published power, tdp_w null, takes the reference's 0 as the docstring says: it was a
         # TypeError traceback)
         "log_power": math.log((hw.tdp_w / peak) / (REF["tdp_w"] / REF["bf16_tflops"])) if hw.tdp_w else 0.0,
-        "log_link": math.log(hw.intra_node_link.bw_gbps / REF["link_bw_gbps"]),
+        "log_link": math.log(injection_gbps(hw) / REF["link_bw_gbps"]),
         # on-chip (L2) bandwidth, which scales with SMs x clock, over DRAM bandwidth: what an L2-resident working
         # set gains over streaming from DRAM
         "log_onchip": (_log_ratio(hw.sm_count, REF["sm_count"])
