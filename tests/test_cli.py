@@ -97,3 +97,22 @@ def test_python_dash_m_entry_point():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["visual_tokens"] == 576
+
+
+def test_no_help_text_is_eaten_as_rich_markup():
+    """--help goes through rich, which read '[default: 0]' (bench --special-tokens, --image-count, ...) and
+    'mean [min-max]' (validate --seeds) as style tags and printed nothing of them: every option's and command's help
+    must render as written (a literal '[' escaped as '\\[')."""
+    import typer
+    from rich.text import Text
+
+    from lvlmsim.cli import app
+
+    root = typer.main.get_command(app)
+    lost = []
+    for name, cmd in root.commands.items():
+        texts = [cmd.help or ""] + [getattr(p, "help", None) or "" for p in cmd.params]
+        for text in texts:
+            if Text.from_markup(text).plain != text.replace("\\[", "["):
+                lost.append(f"{name}: {text!r}")
+    assert not lost, lost

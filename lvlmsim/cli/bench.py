@@ -78,18 +78,18 @@ def register(app: typer.Typer) -> None:
             "--random-range-ratio", help="vllm: lengths on [L(1-r), L(1+r)], r < 1; sglang: on [L r, L]")] = None,
         special_tokens: Annotated[int | None, typer.Option(
             "--special-tokens", help="vllm only: tokenizer special tokens it subtracts from --random-input-len "
-                                     "[default: 0]")] = None,
+                                     "(default: 0)")] = None,
         image_count: Annotated[int | None, typer.Option(
-            "--image-count", help="images per request (random-image) [default: 1]")] = None,
+            "--image-count", help="images per request of random-image (default: 1)")] = None,
         image_resolution: Annotated[str | None, typer.Option(
             "--image-resolution", help="360p | 720p | 1080p | 1440p | 4k | HEIGHTxWIDTH (height first) "
-                                       "[default: the client's own: vllm 256x256 or 1280x720 at "
-                                       "random, sglang 1080p]")] = None,
+                                       "(default: the client's own: vllm 256x256 or 1280x720 at "
+                                       "random, sglang 1080p)")] = None,
         image_content: Annotated[str | None, typer.Option(
             "--image-content", help="sglang: random | blank pixels of the synthetic images (their decode time) "
-                                    "[default: random]")] = None,
+                                    "(default: random)")] = None,
         image_format: Annotated[str | None, typer.Option(
-            "--image-format", help="sglang: jpeg | png [default: jpeg]")] = None,
+            "--image-format", help="sglang: jpeg | png (default: jpeg)")] = None,
         ignore_eos: Annotated[bool, typer.Option("--ignore-eos", help="answers run to their full length")] = False,
         seed: Annotated[int | None, typer.Option(help="random seed (client default: vllm 0, sglang 1)")] = None,
         max_num_seqs: Annotated[int | None, typer.Option("--max-num-seqs", help="server: sequences per batch")]

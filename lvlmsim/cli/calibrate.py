@@ -97,7 +97,7 @@ def validate_cmd(
     seed: Annotated[int, typer.Option("--seed", help="seed of the row subsample (--leave-one-out)")] = 0,
     seeds: Annotated[int, typer.Option(
         "--seeds", help="run --leave-one-out at N subsample seeds (--seed, --seed + 1, ...) and report each figure's "
-                        "mean [min-max] over them")] = 1,
+                        "mean \\[min-max] over them")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="print {family: {...}} as JSON ({device folder: {family: "
                                                           "{...}}} with --leave-one-out); each cell's `skipped` "
                                                           "counts the rows left out, by reason")] = False,
