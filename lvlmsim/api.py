@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from lvlmsim.calibrate.profiles import resolve_profile
 from lvlmsim.cost.profile import EfficiencyProfile
 from lvlmsim.cost.roofline import CostModel
-from lvlmsim.errors import SpecError
+from lvlmsim.errors import InfeasibleError, SpecError
 from lvlmsim.estimate import Estimate, estimate_request, parse_image_size, with_host_costs
 from lvlmsim.specs.hardware import HardwareSpec
 from lvlmsim.specs.model import ModelSpec
@@ -95,6 +95,7 @@ def estimate(
     _check_switches(allow_overflow=allow_overflow, api_costs=api_costs, host=host)
     m = with_dtype(load_model(model), dtype)
     hw = load_hardware(hardware)
+    _check_dtype_runs(m, hw)
     image_size = _sizes(image_size, "image_size", many=True)
     video_size = _sizes(video_size, "video_size") if video_size is not None else None
     techniques = _technique_list(techniques)
@@ -123,6 +124,16 @@ def estimate(
         est = estimate_request(m, hw, **common)
     est = with_host_costs(est, m, host_profile, images)
     return _within_context(est, m, allow_overflow)
+
+
+def _check_dtype_runs(model: ModelSpec, hw: HardwareSpec) -> None:
+    """A model whose dtype the hardware has no peak for is refused before pricing, naming the `dtype` argument that
+    fixes it (the cost model's own error named the hardware's dtypes but not what to change: an fp16 model on the
+    CPU, which has fp32 and bf16)."""
+    if not hw.supports(model.dtype):
+        raise InfeasibleError(f"dtype: hardware '{hw.id}' has no {model.dtype} compute ({model.id} runs in "
+                              f"{model.dtype}); it supports: {', '.join(hw.peak_tflops)}; run the model in one of "
+                              f"them with dtype= (estimate --dtype)")
 
 
 def _within_context(est: Estimate, model: ModelSpec, allow_overflow: bool) -> Estimate:

@@ -310,7 +310,9 @@ def test_estimate_dtype_lets_a_cpu_run_an_fp16_model():
     from lvlmsim import api
     from lvlmsim.errors import InfeasibleError
 
-    with pytest.raises(InfeasibleError, match="no fp16 compute"):
+    with pytest.raises(InfeasibleError, match=r"dtype: hardware 'cpu-generic' has no fp16 compute \(llava-1.5-7b runs "
+                                              r"in fp16\); it supports: fp32, bf16; run the model in one of them with "
+                                              r"dtype= \(estimate --dtype\)"):
         api.estimate(model="llava-1.5-7b", hardware="cpu-generic")
     est = api.estimate(model="llava-1.5-7b", hardware="cpu-generic", dtype="fp32")
     assert est.ttft_s > 0 and all(c.op.dtype in ("fp32", "none") for s in est.stages.values() for c in s.ops)
