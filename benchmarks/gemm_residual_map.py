@@ -8,6 +8,7 @@
 The GEMM families (bf16, fp8, NVFP4) are fitted on all four devices with the shipped setup (in-sample: the form's
 capacity, not its transfer) and every device's rows are priced. Rows are labelled by regime:
 - m: token count 1-16 (GEMV-like), 17-128, 129-1024, > 1024;
+- n, k: output features and reduction length, <= 1024, 1025-8192, > 8192;
 - ai: arithmetic intensity FLOPs / bytes against the ridge point peak[dtype] / bandwidth (memory < 0.5, ridge 0.5-2,
   compute > 2);
 - l2: the op's bytes against the datasheet L2 (< 0.5, 0.5-2, > 2 x L2);
@@ -43,9 +44,11 @@ from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
 KEYS = ["gemm", "gemm.fp8", "gemm.fp4"]
 DTYPES = ("bf16", "fp8", "fp4")
 TARGET_PCT = 8.0
-AXES = ("m", "ai", "l2", "align", "tiles")
+AXES = ("m", "n", "k", "ai", "l2", "align", "tiles")
+CROSS_AXES = ("m", "ai", "l2", "align", "tiles")  # the cross product worst_cells ranks (n and k would split it thin)
 SHORT = {"a100_sxm": "A100", "h100_sxm": "H100", "b300_sxm": "B300", "rtx_pro_6000_server": "RTX"}
-LABELS = {"m": ("1-16", "17-128", "129-1024", ">1024"), "ai": ("memory", "ridge", "compute"),
+LABELS = {"m": ("1-16", "17-128", "129-1024", ">1024"), "n": ("<=1024", "1025-8192", ">8192"),
+          "k": ("<=1024", "1025-8192", ">8192"), "ai": ("memory", "ridge", "compute"),
           "l2": ("<0.5 L2", "0.5-2 L2", ">2 L2"), "align": ("pow2", "npow2", "odd-m"),
           "tiles": ("<SMs/4", "<SMs", ">=SMs")}
 
@@ -74,6 +77,8 @@ def regime_labels(op, hw) -> dict[str, str]:
         align = "pow2" if _pow2(n) and _pow2(k) else "npow2"
     return {
         "m": _bucket(m, (17, 129, 1025), LABELS["m"]),
+        "n": _bucket(n, (1025, 8193), LABELS["n"]),
+        "k": _bucket(k, (1025, 8193), LABELS["k"]),
         "ai": _bucket(op.flops / op.bytes / ridge, (0.5, 2.0), LABELS["ai"]),
         "l2": _bucket(op.bytes / (hw.l2_cache_mb * 1e6), (0.5, 2.0), LABELS["l2"]),
         "align": align,
@@ -118,7 +123,8 @@ def axis_table(res: dict, axis: str) -> list[str]:
 
 
 def worst_cells(res: dict, top: int = 10) -> list[str]:
-    """Cells of the cross product of AXES holding the most rows above the target, per dtype pooled over devices."""
+    """Cells of the cross product of CROSS_AXES holding the most rows above the target, per dtype pooled over
+    devices."""
     out = []
     for dt in DTYPES:
         cells: dict[tuple, dict[str, np.ndarray]] = {}
@@ -126,7 +132,7 @@ def worst_cells(res: dict, top: int = 10) -> list[str]:
         for name, r in res.items():
             sel = r["dtype"] == dt
             total_bad += int(np.sum(np.abs(r["signed"][sel]) > TARGET_PCT))
-            keys = list(zip(*(r[ax][sel] for ax in AXES), strict=True))
+            keys = list(zip(*(r[ax][sel] for ax in CROSS_AXES), strict=True))
             for key in set(keys):
                 mask = np.array([kk == key for kk in keys])
                 cells.setdefault(key, {})[name] = r["signed"][sel][mask]
@@ -135,8 +141,9 @@ def worst_cells(res: dict, top: int = 10) -> list[str]:
         ranked = sorted(cells.items(), key=lambda kv: -sum(int(np.sum(np.abs(v) > TARGET_PCT))
                                                            for v in kv[1].values()))
         out += [f"\n### {dt}: cells holding the most rows above {TARGET_PCT:.0f}% ({total_bad} such rows in all)",
-                "| " + " | ".join(AXES) + " | rows | > 8% | share of all > 8% | median |err| | signed per device |",
-                "|---" * (len(AXES) + 5) + "|"]
+                "| " + " | ".join(CROSS_AXES)
+                + " | rows | > 8% | share of all > 8% | median |err| | signed per device |",
+                "|---" * (len(CROSS_AXES) + 5) + "|"]
         for key, per_dev in ranked[:top]:
             allv = np.concatenate(list(per_dev.values()))
             bad = int(np.sum(np.abs(allv) > TARGET_PCT))
