@@ -3,6 +3,7 @@
     python benchmarks/loo_tables.py              # print both tables (markdown): mean [min-max] over seeds 0-3
     python benchmarks/loo_tables.py --update     # rewrite their rows in README.md and calibration/README.md
     python benchmarks/loo_tables.py --seeds 1    # seed 0 alone (the tables' format before issue 11's seed check)
+    python benchmarks/loo_tables.py --from-json loo.json --update   # from a saved `validate ... --json` run (no fit)
 
 Runs exactly what `lvlmsim validate --leave-one-out --seeds 4 --data ../shared/data/measured/aiconfigurator/data` runs
 (lvlmsim.calibrate.loo.leave_one_out_seeds, seeds 0-3), so the documented figures are the command's. One seed's
@@ -16,6 +17,7 @@ into the project); about 5 min of CPU with four seeds.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -87,11 +89,25 @@ def replace_table(text: str, lines: list[str]) -> str:
     return "\n".join(src[:start] + lines + src[end:])
 
 
+def write_tables(report: dict, update: bool) -> int:
+    """Print both tables from a leave-one-out report and, with `update`, rewrite them in place."""
+    for which, path in enumerate((ROOT / "README.md", ROOT / "calibration" / "README.md")):
+        lines = table(report, which)
+        print(f"{path.relative_to(ROOT)}:\n" + "\n".join(lines) + "\n")
+        if update:
+            path.write_text(replace_table(path.read_text(), lines))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--update", action="store_true", help="rewrite the tables in README.md and calibration/README.md")
     ap.add_argument("--seeds", type=int, default=4, help="subsample seeds 0..N-1 (default 4; 1: seed 0 alone)")
+    ap.add_argument("--from-json", type=Path, metavar="PATH",
+                    help="the report `lvlmsim validate --leave-one-out --seeds 4 --json` wrote (runs nothing)")
     args = ap.parse_args(argv)
+    if args.from_json is not None:
+        return write_tables(json.loads(args.from_json.read_text()), args.update)
     if args.seeds < 1:
         raise SystemExit(f"--seeds: must be a whole number >= 1, got {args.seeds}")
     measured = measured_dir(ROOT)
@@ -103,11 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         report, _residuals, info = leave_one_out(data)
     else:
         report, _residuals, info = leave_one_out_seeds(data, list(range(args.seeds)))
-    for which, path in enumerate((ROOT / "README.md", ROOT / "calibration" / "README.md")):
-        lines = table(report, which)
-        print(f"{path.relative_to(ROOT)}:\n" + "\n".join(lines) + "\n")
-        if args.update:
-            path.write_text(replace_table(path.read_text(), lines))
+    write_tables(report, args.update)
     seeds = info.get("seeds", [info.get("seed")])
     print(f"leave-one-out: {info['seconds']} s, seeds {seeds}" + ("; tables rewritten" if args.update else ""))
     return 0

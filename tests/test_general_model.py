@@ -609,3 +609,14 @@ def test_solvers_flag_a_stop_at_their_cap_and_not_one_by_their_rule():
               {"held": "b", "family": "gemm", "iterations": 12, "max_iter": 50, "at_cap": False, "seed": 2}]
     assert solve_summary(solves) == ("2 joint solves, most iterations 50 (cap 50), 1 stopped at the cap: "
                                      "gemm (a, seed 2)")
+
+
+def test_loo_tables_read_a_saved_validate_report_without_fitting(tmp_path, capsys):
+    """--from-json prints the tables from the report `validate --leave-one-out --json` wrote, so a documented table is
+    that run's figures (no second ten-minute run); without --update nothing is rewritten."""
+    mod = _loo_tables()
+    stats = {"median_abs_pct_err": 9.61, "p90_abs_pct_err": 30.24, "n": 10, "roofline_median_abs_pct_err": 11.18}
+    saved = tmp_path / "loo.json"
+    saved.write_text(json.dumps({"h100_sxm": {"gemm": stats}}))
+    assert mod.main(["--from-json", str(saved)]) == 0
+    assert "| H100 SXM | 9.6 / 30.2 (11.2) | - (no table) |" in capsys.readouterr().out
