@@ -168,7 +168,7 @@ def test_bf16_family_of_the_general_model_prices_split_k():
 def test_stream_form_memory_time_is_a_fixed_time_plus_streaming():
     """StreamGemmForm (the candidate of benchmarks/gemm_stream_selection.py): 1 x 8192 x 8192 bf16 on H100 (3350 GB/s),
     em_max 0.85, t0 4 us, n-saturation 1 / (1 + (512 / 8192)^1): memory time at 100% bandwidth over the efficiency
-    is 4 us + bytes / (0.85 x S_n x 3350 GB/s), the same fixed 4 us on RTX PRO 6000 (1792 GB/s)."""
+    is 4 us + bytes / (0.85 x S_n x 3350 GB/s), the same fixed 4 us on RTX PRO 6000 (1597 GB/s)."""
     from lvlmsim.calibrate.model import StreamGemmForm
 
     form = StreamGemmForm()
@@ -176,7 +176,7 @@ def test_stream_form_memory_time_is_a_fixed_time_plus_streaming():
     assert dict(zip(form.param_names, params, strict=False))["t0_s"] == 4e-6
     op = gemm_op(1, 8192, 8192, "bf16")
     share = 0.85 / (1.0 + 512.0 / 8192.0)
-    for hw, bw in ((H100, 3350e9), (RTX, 1792e9)):
+    for hw, bw in ((H100, 3350e9), (RTX, 1597e9)):
         em = form.eff(PYMATH, params, TILES, form.features(op, hw))[1]
         assert op.bytes / bw / em == pytest.approx(4e-6 + op.bytes / (share * bw), rel=1e-12)
     assert "b0" not in form.param_names and "pb" not in form.param_names

@@ -44,7 +44,7 @@ def test_features_are_log_ratios_to_the_h100_datasheet():
     f = device_features(H100)
     assert all(abs(v) < 1e-12 for k, v in f.items() if not k.startswith("k_")) and f["k_fa3"] == 1.0
     r = device_features(RTX)
-    assert r["log_bw"] == pytest.approx(math.log(1792 / 3350))
+    assert r["log_bw"] == pytest.approx(math.log(1597 / 3350))  # the Server Edition's datasheet bandwidth
     assert r["log_sms"] == pytest.approx(math.log(188 / 132))
     # watts per peak FLOP/s relative to H100's 700 W / 989.4 TF/s
     assert r["log_power"] == pytest.approx(math.log((600 / 467.8) / (700 / 989.4)))
@@ -65,7 +65,7 @@ def test_features_are_log_ratios_to_the_h100_datasheet():
 def test_new_measured_devices_have_datasheets():
     b300 = load_hardware("b300")
     assert b300.peak_tflops["bf16"] == 2250 and b300.peak_tflops["fp4"] == 13500 and b300.mem_bw_gbps == 8000
-    assert RTX.peak_tflops["bf16"] == 467.8 and RTX.mem_bw_gbps == 1792 and RTX.intra_node_link.bw_gbps == 64
+    assert RTX.peak_tflops["bf16"] == 467.8 and RTX.mem_bw_gbps == 1597 and RTX.intra_node_link.bw_gbps == 64
     assert RTX.memory_type == "gddr7" and RTX.compute_capability == "12.0"
 
 

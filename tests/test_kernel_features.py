@@ -50,14 +50,14 @@ def test_reread_factor_is_the_gqa_group_for_windowed_decode_on_fa2_only():
 
 def test_windowed_decode_rereads_hit_l2_while_one_kv_head_of_the_batch_fits():
     """64 sequences x 1024 keys x 128 x 2 (K, V) x 2 B = 33.6 MB per KV head (+ the queries): inside the 128 MB L2 of
-    RTX PRO 6000, so the four query heads of a KV head cost DRAM the bytes of one; flat derate 0.8 of 1792 GB/s."""
+    RTX PRO 6000, so the four query heads of a KV head cost DRAM the bytes of one; flat derate 0.8 of 1597 GB/s."""
     hw = load_hardware("rtx-pro-6000-server")
     op = sliding_decode_attention_op(batch=64, step=4000, heads=32, kv_heads=8, head_dim=128, window=1024)
     assert op.bytes_read == 64 * 32 * 128 * 2 + 2 * 64 * 1024 * 8 * 128 * 2  # 268,959,744 B
     assert op.bytes_written == 64 * 32 * 128 * 2 + 2 * 64 * 8 * 128 * 2  # the output and the new token's K, V
     assert l2_reuse_share(op, hw) == 1.0 and dram_reread_factor(op, hw, "fa2") == 1.0
     unpacked = CostModel(hw, KernelFeatureProfile(DEFAULT_PROFILE, "fa2")).cost(op)
-    assert unpacked.memory_s == pytest.approx((268_959_744 + 786_432) / (0.8 * 1792e9))
+    assert unpacked.memory_s == pytest.approx((268_959_744 + 786_432) / (0.8 * 1597e9))
 
 
 def test_windowed_decode_rereads_miss_the_share_of_the_working_set_beyond_l2_by_hand():
@@ -70,7 +70,7 @@ def test_windowed_decode_rereads_miss_the_share_of_the_working_set_beyond_l2_by_
     unpacked = CostModel(hw, KernelFeatureProfile(DEFAULT_PROFILE, "fa2")).cost(op)
     read, written = 2_151_677_952, 6_291_456  # queries + K, V of 512 x 1024 keys; output + the new K, V
     assert (op.bytes_read, op.bytes_written) == (read, written)
-    assert unpacked.memory_s == pytest.approx((2.5723 * read + written) / (0.8 * 1792e9), rel=1e-4)
+    assert unpacked.memory_s == pytest.approx((2.5723 * read + written) / (0.8 * 1597e9), rel=1e-4)
     no_l2 = hw.model_copy(update={"l2_cache_mb": None})
     assert dram_reread_factor(op, no_l2, "fa2") == 4.0
     assert dram_reread_factor(op, hw, "fa3") == 1.0  # FA3 keeps the group packed
@@ -185,7 +185,7 @@ def test_general_fit_prices_training_rows_as_the_kernel_runs_them():
     row = Measurement(op, 1e-3, "generation_attention_sliding", "hand")
     form = FORM_VARIANTS["decode+split"]
     fd = family_data(ATTN_DECODE, [row], rtx, form)
-    assert fd.memory_s[0] == pytest.approx((2.5723 * 2_151_677_952 + 6_291_456) / 1792e9, rel=1e-4)
+    assert fd.memory_s[0] == pytest.approx((2.5723 * 2_151_677_952 + 6_291_456) / 1597e9, rel=1e-4)
     assert fd.x[0][0] == 512 * 32  # work items: sequences x query heads
     assert fd.x[-4][0] == 0.0  # splits_kv: no combine kernel
     assert fd.x[-2][0] == 8.0  # unsplit: each CTA walks its window of 1024 keys in 128-key blocks (head size 128)
