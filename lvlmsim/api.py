@@ -5,7 +5,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 
-from lvlmsim.calibrate.profiles import resolve_profile
+from lvlmsim.calibrate.profiles import provenance_of, resolve_profile, transfer_note
 from lvlmsim.cost.profile import EfficiencyProfile
 from lvlmsim.cost.roofline import CostModel
 from lvlmsim.errors import InfeasibleError, SpecError
@@ -123,7 +123,17 @@ def estimate(
     else:
         est = estimate_request(m, hw, **common)
     est = with_host_costs(est, m, host_profile, images)
+    _attach_provenance(est, prof, hw)
     return _within_context(est, m, allow_overflow)
+
+
+def _attach_provenance(est: Estimate, prof: EfficiencyProfile, hw: HardwareSpec) -> None:
+    """{profile, profile_kind, expected_error_pct, transfer_note} of the profile that priced `est`, and the transfer
+    warning in its notes when the device lies outside every category the general model was fitted on (issue 11)."""
+    note = transfer_note(prof, hw)
+    est.provenance = {**provenance_of(prof, hw), "transfer_note": note}
+    if note and note not in est.notes:
+        est.notes.append(note)
 
 
 def _check_dtype_runs(model: ModelSpec, hw: HardwareSpec) -> None:

@@ -67,7 +67,8 @@ class Estimate:
     params_total: int = 0
     params_active_per_token: int = 0
     # which efficiency model priced it and how sure it is (lvlmsim.calibrate.profiles.provenance_of), with
-    # transfer_note when the device lies outside every category that model was fitted on
+    # transfer_note when the device lies outside every category that model was fitted on; set by lvlmsim.estimate
+    # (the API layer: calibrate and estimate are peers, so estimate_request cannot ask calibrate)
     provenance: dict = field(default_factory=dict)
 
     @property
@@ -573,26 +574,16 @@ def estimate_request(
     if not mem.fits:
         notes.append(mem.verdict)
     prof_name = getattr(cm.profile, "name", "custom")
-    prov = _provenance(cm.profile, hardware)
-    if prov["transfer_note"]:
-        notes.append(prov["transfer_note"])
     est = Estimate(
         model_id=model.id, hardware_id=hardware.id, profile=prof_name, batch=batch, tp=tp, images=tokenizations,
         visual_tokens=per_req_visual, vit_tokens=sum(vit_seqs), prompt_tokens=prompt_tokens,
         output_tokens=output_tokens, stages=stages, ttft_s=0.0, tpot_s=0.0, e2e_s=0.0, memory=mem, graph_config=cfg,
         image_tokens_in_cross_attention=cross,
         notes=notes, ep=cfg.ep, params_total=sum(param_counts(model).values()),
-        params_active_per_token=active_params(model), cost_profile=cm.profile, provenance=prov,
+        params_active_per_token=active_params(model), cost_profile=cm.profile,
     )
     _retime(est)
     return est
-
-
-def _provenance(profile, hardware: HardwareSpec) -> dict:
-    """{profile, profile_kind, expected_error_pct, transfer_note} of the profile that priced the estimate."""
-    from lvlmsim.calibrate.profiles import provenance_of, transfer_note
-
-    return {**provenance_of(profile, hardware), "transfer_note": transfer_note(profile, hardware)}
 
 
 __all__ = [

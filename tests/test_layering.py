@@ -29,12 +29,12 @@ RANK: dict[str, int] = {
     "api": 6,  # lvlmsim.estimate(): the public one-request face
     "engine": 6,  # the SimPy serving engine
     "planner": 7,  # sweep, capacity search, plan
-    "bench": 7,  # benchmark clients' flags, datasets and result keys over the engine
-    "cli": 8,  # faces
-    "__init__": 9,  # the public API re-exported
-    "__main__": 10,
+    "bench": 8,  # benchmark clients' flags, datasets and result keys over the engine; the planner's deploy lines
+    "cli": 9,  # faces
+    "__init__": 10,  # the public API re-exported
+    "__main__": 11,
 }
-APP_RANK = 10  # the Streamlit app is a face like the CLI: it may use the public API and every layer but the CLI
+APP_RANK = 11  # the Streamlit app is a face like the CLI: it may use the public API and every layer but the CLI
 
 
 def _unit_of(module: str) -> str | None:
