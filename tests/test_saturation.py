@@ -72,3 +72,13 @@ def test_engine_verdict_on_both_sides_of_the_sustained_throughput(seed):
     assert low["verdict"] == "stable"
     assert high["verdict"] == "backlogged"
     assert high["completion_rate"] < 0.9 * high["offered_rate"]
+
+
+def test_a_draining_queue_is_stable_and_says_it_shrank():
+    """Arrivals at 1/s; the first 50 wait until t = 50 and then complete every 0.9 s while later ones take 0.5 s: ~50
+    in the system at mid-window, ~0 at the end. The wording says 'shrank by', never 'grew by -N'."""
+    arr = np.arange(100, dtype=float)
+    s = saturation(arr, np.where(arr < 50, 50 + arr * 0.9, arr + 0.5))
+    assert s["verdict"] == "stable"
+    assert s["growth"] < -40
+    assert "shrank by" in s["why"] and "grew by -" not in s["why"]

@@ -421,3 +421,10 @@ def test_engine_hooks_match_the_estimate_without_techniques():
     assert comp.tokenize_image(336, 336) == tok
     assert cm.time_s(comp.encode_ops([tok])) == pytest.approx(cm.time_s(encode_ops(LLAVA, (577,), 576, 576,
                                                                                    comp.cfg)))
+
+
+@pytest.mark.parametrize("text", ["fastv:layer=2,,keep=0.5", "fastv:layer=2,", "fastv:,layer=2"])
+def test_technique_with_an_empty_parameter_item_is_refused_not_dropped(text):
+    """A doubled comma used to be skipped silently (found in wave 10's acceptance pass); every list flag refuses it."""
+    with pytest.raises(SpecError, match=r"technique 'fastv': empty item"):
+        parse_technique(text)

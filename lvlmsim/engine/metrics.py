@@ -165,7 +165,9 @@ def saturation(arrivals: Sequence[float], done: Sequence[float], unit: str = "re
     limit = max(BACKLOG_FRACTION * tr["arrivals_second_half"], BACKLOG_NOISE_SIGMAS * tr["spread"],
                 BACKLOG_MIN_REQUESTS)
     backlogged = tr["growth"] > limit
-    why = (f"{unit} in the system grew by {tr['growth']:.0f} (trend) over the second half, limit {limit:.0f}; "
+    growth = round(tr["growth"])
+    moved = "grew" if growth >= 0 else "shrank"
+    why = (f"{unit} in the system {moved} by {abs(growth)} (trend) over the second half, limit {limit:.0f}; "
            f"completed {tr['completion_rate']:.4g}/s of {tr['offered_rate']:.4g}/s offered")
     return {"verdict": "backlogged" if backlogged else "stable", "why": why, **tr, **base}
 

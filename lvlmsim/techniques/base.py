@@ -20,6 +20,7 @@ from lvlmsim.ops.op import GraphConfig, Op, SeqWork
 from lvlmsim.ops.tokenization import ImageTokenization
 from lvlmsim.specs.base import no_bools_for_numbers
 from lvlmsim.specs.hardware import HardwareSpec
+from lvlmsim.specs.lists import split_items
 from lvlmsim.specs.model import ModelSpec
 
 # Canonical application order (lower first). Composition sorts by it, so the order a user lists techniques in
@@ -280,7 +281,7 @@ def parse_technique(text: str) -> TechniqueConfig:
     if cls is None:
         raise _unknown_kind(kind)
     data: dict[str, Any] = {"kind": kind}
-    for item in filter(None, (p.strip() for p in rest.split(","))):
+    for item in split_items(rest, f"technique '{kind}'"):
         key, eq, value = item.partition("=")
         key, value = key.strip(), value.strip()
         if not eq or not key:
