@@ -516,6 +516,8 @@ def _check_request_numbers(model: ModelSpec, hardware: HardwareSpec, *, images, 
     number(ep, "ep", lo=1, integer=True)
     number(video_s, "video_s", lo=0, hi=MAX_VIDEO_S)
     number(moe_skew, "moe_skew (router power-law exponent)", lo=0, hi=4)
+    if moe_skew and model.llm.moe is None:  # a skew on a dense model was taken and changed nothing, unsaid
+        raise SpecError(f"moe_skew: {model.id} has no mixture-of-experts layers to route; allowed: 0")
     if video_fps is not None:
         number(video_fps, "video_fps", lo=0, lo_open=True)
     if tp > hardware.max_devices_per_node:

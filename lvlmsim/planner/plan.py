@@ -489,12 +489,20 @@ def _validate(scenario, target_rate, slos, hardware, tp, layouts, techniques, ma
                                       or list(DEFAULT_LAYOUTS))]
     tech_sets = _tech_sets(sc, techniques)
     eps = _tps(ep, "ep", [1])
-    if not any(t % e == 0 for t in tps for e in eps):  # no candidate at all: nothing to search or to print
-        allowed = sorted({d for t in tps for d in range(1, t + 1) if t % d == 0})
-        raise SpecError(f"ep: {', '.join(map(str, eps))} divides none of the tp degrees ({', '.join(map(str, tps))}); "
-                        f"allowed: {', '.join(map(str, allowed))}")
+    _check_eps(eps, tps)
     return PlanInputs(sc, float(target_rate), slo, _hardware(hw_ids), tps, lays, tech_sets, max_gpus, s,
                       pareto_latency, eps)
+
+
+def _check_eps(eps: list[int], tps: list[int]) -> None:
+    """Every EP degree given forms a candidate: it divides one of the tp degrees. An ep dividing none, beside others
+    that do, was dropped from the search without a word (a dense model's ep > 1 is a candidate, pruned with the
+    reason, as any infeasible one is)."""
+    useless = [e for e in eps if not any(t % e == 0 for t in tps)]
+    if useless:
+        allowed = sorted({d for t in tps for d in range(1, t + 1) if t % d == 0})
+        raise SpecError(f"ep: {', '.join(map(str, useless))} divides none of the tp degrees "
+                        f"({', '.join(map(str, tps))}); allowed: {', '.join(map(str, allowed))}")
 
 
 def _given_list(v, what: str, example: str) -> list:

@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import ClassVar, Literal, Protocol
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 
 from lvlmsim.cost.memory import check_tp, kv_bytes_per_token, weight_bytes
 from lvlmsim.cost.roofline import CostModel
@@ -231,6 +231,18 @@ class SpeculativeConfig(TechniqueConfig):
     stage: ClassVar[str] = "decode (+ draft prefill and draft memory)"
     acts_on: ClassVar[str] = "engine behaviour: decode-step policy (SpeculativeDecodePolicy)"
     order: ClassVar[int] = ORDER_DECODE
+
+    @model_validator(mode="after")
+    def _draft_model_fields_need_a_draft_model(self) -> SpeculativeConfig:
+        """draft_tp and draft_sees_visual describe a draft model; self-drafting heads run inside the target's own
+        step (head_overhead of it), so either given with draft=heads changed nothing and said nothing."""
+        if self.draft == "heads":
+            set_ = {"draft_tp": self.draft_tp is not None, "draft_sees_visual": self.draft_sees_visual}
+            given = [f for f, v in set_.items() if v]
+            if given:
+                raise ValueError(f"{'/'.join(given)}: only with a draft model (draft=MODEL_ID); draft=heads runs in "
+                                 "the target's step at its tp, priced by head_overhead")
+        return self
 
     def draft_model(self) -> ModelSpec | None:
         if self.draft == "heads":
