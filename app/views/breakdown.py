@@ -69,7 +69,7 @@ def long_sweep(f: pd.DataFrame, x: str) -> pd.DataFrame:
 st.title("Request breakdown")
 setup = current_setup()
 est = estimate_or_stop(setup)
-headline(est, setup)
+headline(est)
 
 st.subheader("Time per stage")
 chart(charts.stage_time_bars(stage_kind_times(est)))

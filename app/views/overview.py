@@ -41,7 +41,7 @@ st.caption("What does it cost to serve this vision-language model, on this hardw
 
 setup = current_setup()
 est = estimate_or_stop(setup)
-headline(est, setup)
+headline(est)
 
 st.subheader(f"{est.model_id} on {est.hardware_id}")
 st.markdown(
@@ -53,7 +53,7 @@ rows = [{"stage": name, "time": fmt_time(s.time_s), "FLOPs": fmt_si(s.flops, "FL
          "bound": s.bound, "visual share of FLOPs": f"{s.visual_flops_share:.0%}"} for name, s in est.stages.items()]
 st.dataframe(pd.DataFrame(rows), hide_index=True, key="overview-stages")
 for note in est.notes:
-    if note != est.memory.verdict:
+    if note not in (est.memory.verdict, est.provenance.get("transfer_note")):  # both drawn already
         st.info(note)
 st.caption(est.memory.verdict)
 reproduce(setup, "print(est.ttft_s, est.tpot_s, est.e2e_s, est.memory.verdict)")

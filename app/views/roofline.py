@@ -46,7 +46,7 @@ st.title("Roofline")
 setup = current_setup()
 setup = setup.with_(moe_skew=moe_skew_widget(setup.model, "roof.moe_skew"))  # MoE models only
 est = estimate_or_stop(setup)
-headline(est, setup)
+headline(est)
 hw = hardware(setup.hardware)
 others = [h for h in registry.hardware_ids() if h != setup.hardware]
 key = sticky("roof.compare", "")

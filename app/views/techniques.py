@@ -59,7 +59,7 @@ from lvlmsim.techniques.literature import literature_figures, unconfirmed_kinds 
 
 setup = current_setup()
 est = estimate_or_stop(setup)
-headline(est, setup)
+headline(est)
 
 if setup.techniques:
     suggested = list(setup.techniques)
