@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, NonNegativeInt, PositiveFloat, PrivateAttr
+from pydantic import Field, NonNegativeInt, PositiveFloat, PrivateAttr, field_validator
 
 from lvlmsim.errors import SpecError
 from lvlmsim.specs.base import StrictModel, read_yaml, validate_as
@@ -78,6 +78,16 @@ class Scenario(StrictModel):
     horizon_s: PositiveFloat | None = Field(None, description="stop here; unfinished requests count as in flight")
 
     _source_dir: Path | None = PrivateAttr(default=None)
+
+    @field_validator("techniques")
+    @classmethod
+    def _techniques_valid_as_written(cls, items: list) -> list:
+        """Each technique checked where the file gives it: a copy made through model_dump(mode='json') (the CLI's
+        overrides) turns a NaN parameter into null, so 'layer: .nan' was reported later as 'got None'."""
+        from lvlmsim.techniques import load_techniques
+
+        load_techniques(items)
+        return items
 
     @property
     def source_dir(self) -> Path | None:
