@@ -122,7 +122,7 @@ def estimate(
         est = apply_to_estimate(m, hw, techniques, **common)
     else:
         est = estimate_request(m, hw, **common)
-    est = with_host_costs(est, m, host_profile, images)
+    est = with_host_costs(est, m, host_profile, images, runtime)
     _attach_provenance(est, prof, hw)
     return _within_context(est, m, allow_overflow)
 

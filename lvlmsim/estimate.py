@@ -219,22 +219,25 @@ def _host_op(name: str, seconds: float, count: int) -> OpCost:
     return OpCost(op, seconds, 0.0, 0.0, seconds, "host", 0.0, 0.0, "host", None)
 
 
-def with_host_costs(est: Estimate, model: ModelSpec, host, images: int) -> Estimate:
+def with_host_costs(est: Estimate, model: ModelSpec, host, images: int, runtime: str | None = None) -> Estimate:
     """Put the `preprocess` stage first: the host's image decode/resize/normalise of the request's first `images`
     tokenizations on the runtime's worker pool (the batch's requests in rounds of `preprocess_workers`), the hand-off
     of the processed pixels, and the runtime's per-step host time in prefill and decode (lvlmsim.cost.host). With
     the profile's API costs: the API layer's per-request time, the prompt's tokenisation and the inline images'
     bytes (`host.image_body`; same workers, same rounds), and one token's detokenise + server-sent event
     (`host.token_delivery`: every token is delayed by it, so TTFT and E2E count it once, TPOT not).
-    `host` None: the stage is there and empty (host costs off), and a note says so."""
+    `host` None: the stage is there and empty (host costs off), and a note says why: no `runtime`, or host costs
+    turned off under it."""
     import math
 
     from lvlmsim.cost.host import STAGES, processed_pixels, transfer_bytes
 
     ops: list[OpCost] = []
     if host is None:
-        est.notes.append("host costs off (no runtime): preprocess is empty; give a runtime to price image decoding, "
-                         "resizing, normalising, the pixel hand-off and per-step host time")
+        why, fix = (("no runtime", "give a runtime") if runtime is None
+                    else (f"turned off under runtime {runtime}", "leave them on (the default with a runtime)"))
+        est.notes.append(f"host costs off ({why}): preprocess is empty; {fix} to price image decoding, resizing, "
+                         "normalising, the pixel hand-off and per-step host time")
     else:
         toks = est.images[:images]
         per = [host.image_s(t.width * t.height, processed_pixels(model, t)) for t in toks]

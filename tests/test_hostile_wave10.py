@@ -70,3 +70,14 @@ def test_scenario_technique_nan_parameter_is_named_as_written(tmp_path):
     path.write_text("id: nan\nmodel: qwen3-vl-30b-a3b\nhardware: h100-sxm\nworkload: {requests: 5}\n"
                     "serving: {tp: 2, ep: 2}\ntechniques: [{kind: fastv, layer: .nan}]\n")
     refused(["simulate", str(path)], "techniques: technique 'fastv': layer: Input should be a finite number (got nan)")
+
+
+@pytest.mark.parametrize(("kwargs", "why"), [
+    ({}, "host costs off (no runtime): preprocess is empty; give a runtime"),
+    # a runtime given with --host off read '(no runtime) ... give a runtime', which the person had done
+    ({"runtime": "sglang", "host": False}, "host costs off (turned off under runtime sglang): preprocess is empty; "
+                                           "leave them on (the default with a runtime)"),
+])
+def test_host_costs_off_note_says_why(kwargs, why):
+    notes = lvlmsim.estimate("qwen3-vl-30b-a3b", tp=2, ep=2, techniques=["fastv"], **kwargs).notes
+    assert sum(n.startswith(why) for n in notes) == 1, notes
