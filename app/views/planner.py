@@ -269,6 +269,8 @@ for hw_id, prov in (stats.get("profiles") or {}).items():  # issue 11: which mod
     st.caption(f"{hw_id}: {provenance_text(prov)}")
 if stats.get("provenance_note"):
     st.info(f"This plan {stats['provenance_note']}.")
+for note in stats.get("transfer_notes") or []:  # a device outside every category the model was fitted on
+    st.warning(note)
 
 st.subheader("Per GPU type")
 hw_seen = list(dict.fromkeys(cands["hardware"]))

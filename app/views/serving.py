@@ -47,7 +47,12 @@ def run_simulation(ref: str, trace: str | None, slos: tuple, rate: float, reques
 
         res = simulate(build_scenario(ref, trace, dict(slos)), requests=requests, rate=rate, seed=seed,
                        progress=progress)
-        memo[key] = {"requests": res.requests, "timeseries": res.timeseries, "summary": dict(res.summary)}
+        from lvlmsim.calibrate.profiles import transfer_notes
+
+        # devices outside every category the general model was fitted on, as `lvlmsim simulate` prints them
+        notes = transfer_notes([p["hardware"] for p in res.meta.get("pools") or []], res.scenario.profile)
+        memo[key] = {"requests": res.requests, "timeseries": res.timeseries, "summary": dict(res.summary),
+                     "transfer_notes": notes}
         while len(memo) > SIM_MEMO:
             memo.pop(next(iter(memo)))
     return memo[key]
@@ -214,6 +219,8 @@ if summary.get("usd_per_1m_output_tokens") is not None and verdict == "backlogge
 elif summary.get("usd_per_1m_output_tokens") is not None:
     line += f"; ${summary['usd_per_1m_output_tokens']:.3g} per 1M output tokens on {summary.get('gpus', '?')} GPU(s)"
 st.markdown(line + ".")
+for note in result.get("transfer_notes", []):
+    st.warning(note)
 reuse = summary.get("reuse")
 if reuse:
     caches = [(name, reuse.get(key))
