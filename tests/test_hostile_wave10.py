@@ -47,6 +47,13 @@ def test_draft_model_fields_with_self_drafting_heads_are_refused(line, field):
             f"technique 'speculative': {field}: only with a draft model (draft=MODEL_ID)")
 
 
+def test_head_overhead_with_a_draft_model_is_refused():
+    """A draft model is priced by its own decode steps: head_overhead=0.2 beside draft=qwen3-vl-2b changed nothing."""
+    refused(["estimate", "-m", MOE, "--tp", "2", "--ep", "2", "--technique",
+             "speculative:alpha=0.7,draft=qwen3-vl-2b,head_overhead=0.2"],
+            "technique 'speculative': head_overhead: only with draft=heads; draft=qwen3-vl-2b is priced by its own")
+
+
 def test_draft_model_fields_with_a_draft_model_are_taken():
     cfg = parse_technique("speculative:alpha=0.7,draft=qwen3-vl-2b,draft_tp=2,draft_sees_visual=true")
     assert cfg.draft_tp == 2 and cfg.draft_sees_visual

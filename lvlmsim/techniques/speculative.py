@@ -235,7 +235,11 @@ class SpeculativeConfig(TechniqueConfig):
     @model_validator(mode="after")
     def _draft_model_fields_need_a_draft_model(self) -> SpeculativeConfig:
         """draft_tp and draft_sees_visual describe a draft model; self-drafting heads run inside the target's own
-        step (head_overhead of it), so either given with draft=heads changed nothing and said nothing."""
+        step (head_overhead of it), so either given with draft=heads changed nothing and said nothing; and a draft
+        model is priced by its own graph, so a head_overhead other than the default was ignored the same way."""
+        if self.draft != "heads" and self.head_overhead != type(self).model_fields["head_overhead"].default:
+            raise ValueError(f"head_overhead: only with draft=heads; draft={self.draft} is priced by its own "
+                             "model's decode steps")
         if self.draft == "heads":
             set_ = {"draft_tp": self.draft_tp is not None, "draft_sees_visual": self.draft_sees_visual}
             given = [f for f, v in set_.items() if v]
