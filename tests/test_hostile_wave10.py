@@ -88,3 +88,19 @@ def test_scenario_technique_nan_parameter_is_named_as_written(tmp_path):
 def test_host_costs_off_note_says_why(kwargs, why):
     notes = lvlmsim.estimate("qwen3-vl-30b-a3b", tp=2, ep=2, techniques=["fastv"], **kwargs).notes
     assert sum(n.startswith(why) for n in notes) == 1, notes
+
+
+@pytest.mark.parametrize("text", ["1e400", "-1e400", "+1E999"])
+def test_request_rate_literal_past_the_largest_float_is_refused(text):
+    """'1e400' read as inf: every request at t = 0, without a word, from a rate typed as a (huge) number."""
+    from lvlmsim.bench.run import parse_request_rate
+
+    with pytest.raises(SpecError, match="--request-rate: "):
+        parse_request_rate(text)
+
+
+@pytest.mark.parametrize("text", ["inf", " INF ", "+inf", "Infinity"])
+def test_request_rate_inf_spelled_out_is_taken(text):
+    from lvlmsim.bench.run import parse_request_rate
+
+    assert parse_request_rate(text) == float("inf")

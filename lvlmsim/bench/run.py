@@ -93,6 +93,9 @@ def parse_request_rate(text: str) -> float:
         raise SpecError(f"--request-rate: expected requests/s or inf, got '{text}'") from None
     if not value > 0 or math.isnan(value):
         raise SpecError(f"--request-rate: must be > 0 requests/s or inf, got '{text}'")
+    if math.isinf(value) and text.strip().lower().lstrip("+") not in ("inf", "infinity"):  # '1e400' overflowed
+        raise SpecError(f"--request-rate: '{text}' is past the largest finite number; give a finite rate, or inf "
+                        "for every request at t = 0")
     return value
 
 
