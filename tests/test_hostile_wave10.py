@@ -104,3 +104,10 @@ def test_request_rate_inf_spelled_out_is_taken(text):
     from lvlmsim.bench.run import parse_request_rate
 
     assert parse_request_rate(text) == float("inf")
+
+
+def test_plan_unknown_draft_model_is_refused_before_the_search():
+    """An unknown draft id was each candidate's 'not chosen' reason, exit 1; an unknown technique kind is one line."""
+    refused([*PLAN, "--model", MOE, "--tp", "2", "--ep", "2", "--layouts", "agg",
+             "--techniques", "speculative:alpha=0.7,draft=nonexistent-model"],
+            "technique 'speculative': draft: unknown model 'nonexistent-model'")

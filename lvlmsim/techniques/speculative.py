@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import ClassVar, Literal, Protocol
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from lvlmsim.cost.memory import check_tp, kv_bytes_per_token, weight_bytes
 from lvlmsim.cost.roofline import CostModel
@@ -231,6 +231,17 @@ class SpeculativeConfig(TechniqueConfig):
     stage: ClassVar[str] = "decode (+ draft prefill and draft memory)"
     acts_on: ClassVar[str] = "engine behaviour: decode-step policy (SpeculativeDecodePolicy)"
     order: ClassVar[int] = ORDER_DECODE
+
+    @field_validator("draft")
+    @classmethod
+    def _draft_is_heads_or_a_known_model(cls, draft: str) -> str:
+        """An unknown draft id was refused only when a run composed it: each plan candidate's 'not chosen' reason,
+        exit 1, where an unknown technique kind is one line before the search."""
+        if draft != "heads":
+            from lvlmsim.specs.registry import load_model
+
+            load_model(draft)
+        return draft
 
     @model_validator(mode="after")
     def _draft_model_fields_need_a_draft_model(self) -> SpeculativeConfig:
