@@ -72,11 +72,11 @@ def test_plan_ep_degrees_that_form_no_candidate_are_refused(flags, fragment):
 
 def test_scenario_technique_nan_parameter_is_named_as_written(tmp_path):
     """A scenario's 'layer: .nan' read 'layer: Input should be a valid integer (got None)': the CLI's overrides copy
-    the scenario through JSON, where NaN becomes null. Techniques are checked when the scenario is read."""
+    the scenario through JSON, where NaN becomes null. The copy keeps the techniques as the file gives them."""
     path = tmp_path / "nan.yaml"
     path.write_text("id: nan\nmodel: qwen3-vl-30b-a3b\nhardware: h100-sxm\nworkload: {requests: 5}\n"
                     "serving: {tp: 2, ep: 2}\ntechniques: [{kind: fastv, layer: .nan}]\n")
-    refused(["simulate", str(path)], "techniques: technique 'fastv': layer: Input should be a finite number (got nan)")
+    refused(["simulate", str(path)], "technique 'fastv': layer: Input should be a finite number (got nan)")
 
 
 @pytest.mark.parametrize(("kwargs", "why"), [

@@ -6,12 +6,13 @@ scenario is also embedded here as text, so `lvlmsim simulate` runs with no data 
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, NonNegativeInt, PositiveFloat, PrivateAttr, field_validator
+from pydantic import Field, NonNegativeInt, PositiveFloat, PrivateAttr
 
 from lvlmsim.errors import SpecError
 from lvlmsim.specs.base import StrictModel, read_yaml, validate_as
@@ -79,16 +80,6 @@ class Scenario(StrictModel):
 
     _source_dir: Path | None = PrivateAttr(default=None)
 
-    @field_validator("techniques")
-    @classmethod
-    def _techniques_valid_as_written(cls, items: list) -> list:
-        """Each technique checked where the file gives it: a copy made through model_dump(mode='json') (the CLI's
-        overrides) turns a NaN parameter into null, so 'layer: .nan' was reported later as 'got None'."""
-        from lvlmsim.techniques import load_techniques
-
-        load_techniques(items)
-        return items
-
     @property
     def source_dir(self) -> Path | None:
         """Folder of the YAML this scenario came from: relative trace paths resolve against it."""
@@ -114,6 +105,9 @@ class Scenario(StrictModel):
         seed. A replayed trace is time-scaled to the new rate; give its recorded rate as `trace_rate_rps`
         (lvlmsim.engine.trace.trace_mean_rate reads it)."""
         data = self.model_dump(mode="json")
+        # the techniques as the file gave them: JSON turns a NaN parameter into null ('layer: .nan' was then reported
+        # by lvlmsim.techniques as 'got None'); they are validated there, where the run reads them
+        data["techniques"] = copy.deepcopy(self.techniques)
         if requests is not None:
             data["workload"]["requests"] = number(requests, "requests", lo=1, hi=MAX_REQUESTS, integer=True)
         if seed is not None:
