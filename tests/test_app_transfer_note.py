@@ -56,7 +56,6 @@ def test_technique_table_composes_with_expert_parallelism():
 def test_planner_page_shows_plans_transfer_note():
     """plan's stats carry one transfer note per device outside every fitted category (the CLI prints them); the
     planner page showed only 'transferred, expected error ~14%' for mi300x."""
-    import yaml
 
     from lvlmsim.calibrate.profiles import transfer_notes
     from lvlmsim.specs.scenario import load_scenario
@@ -64,12 +63,7 @@ def test_planner_page_shows_plans_transfer_note():
     d = load_scenario("llava-chat-h100").model_dump(mode="json")
     d.update(id="planner-transfer-test", hardware="mi300x")
     d["workload"]["output_tokens"] = {"kind": "lognormal", "mean": 48, "std": 30, "max": 192}
-    at = app_with({})
-    at.switch_page("views/planner.py").run()
-    at.sidebar.file_uploader(key="up.scenario").set_value(("amd.yaml", yaml.safe_dump(d).encode(), "text/yaml"))
-    at.run()
-    path = next(p for p in at.session_state["uploads"]["scenario"] if p.endswith("amd.yaml"))
-    at.selectbox(key="plan.scenario").set_value(path)
+    at = _page_with_scenario("views/planner.py", "plan.scenario", d)
     at.number_input(key="plan.rate").set_value(4.0)
     at.multiselect(key="plan.hardware").set_value(["mi300x"])
     at.multiselect(key="plan.tp").set_value([1])
@@ -86,22 +80,29 @@ def test_planner_page_shows_plans_transfer_note():
 def test_serving_page_shows_the_runs_transfer_note():
     """`lvlmsim simulate` prints a transfer note per pool device outside every fitted category; the Serving page
     printed none for a scenario on mi300x."""
-    import yaml
 
     from lvlmsim.calibrate.profiles import transfer_notes
     from lvlmsim.specs.scenario import load_scenario
 
     d = load_scenario("llava-chat-h100").model_dump(mode="json")
     d.update(id="serving-transfer-test", hardware="mi300x")
-    at = app_with({})
-    at.switch_page("views/serving.py").run()
-    at.sidebar.file_uploader(key="up.scenario").set_value(("amd.yaml", yaml.safe_dump(d).encode(), "text/yaml"))
-    at.run()
-    path = next(p for p in at.session_state["uploads"]["scenario"] if p.endswith("amd.yaml"))
-    at.selectbox(key="sim.scenario").set_value(path)
+    at = _page_with_scenario("views/serving.py", "sim.scenario", d)
     next(n for n in at.number_input if n.label == "Requests").set_value(20)
     at.button(key="sim.go").click()
     at.run()
     assert not at.exception, at.exception
     notes = transfer_notes(["mi300x"], None)
     assert len(notes) == 1 and [w.value for w in at.warning].count(notes[0]) == 1, [w.value for w in at.warning]
+
+
+def _page_with_scenario(page: str, select_key: str, scenario: dict):
+    """The page with `scenario` uploaded from the sidebar as amd.yaml and chosen in its scenario box."""
+    import yaml
+
+    at = app_with({})
+    at.switch_page(page).run()
+    at.sidebar.file_uploader(key="up.scenario").set_value(("amd.yaml", yaml.safe_dump(scenario).encode(), "text/yaml"))
+    at.run()
+    path = next(p for p in at.session_state["uploads"]["scenario"] if p.endswith("amd.yaml"))
+    at.selectbox(key=select_key).set_value(path)
+    return at
