@@ -50,14 +50,11 @@ from lvlmsim.calibrate.shipped import measured_dir  # noqa: E402
 
 TIE_POINTS = 0.1
 TARGET_MEDIAN, TARGET_P90 = 15.0, 35.0
-# the switch's in-network reduction, as the datasheets state it (hardware_specs/*.yaml carry it with sources)
-IN_SWITCH_REDUCTION = {"a100_sxm": False, "h100_sxm": True, "b300_sxm": True}
-
-
-def nvls_rows(name: str, rows: list) -> list:
-    """`rows` with each NCCL all-reduce at > 2 GPUs on an in-switch-reducing device re-expressed so that the ring's
-    byte factor 2(n-1)/n prices NVLS's (n+1)/n: the message scaled by (n+1) / (2(n-1))."""
-    if not IN_SWITCH_REDUCTION[name]:
+def nvls_rows(hw, rows: list) -> list:
+    """`rows` with each NCCL all-reduce at > 2 GPUs on an in-switch-reducing device (the datasheet fact,
+    hardware_specs `intra_node_link.in_switch_reduction`: A100 false, H100 and B300 true) re-expressed so that the
+    ring's byte factor 2(n-1)/n prices NVLS's (n+1)/n: the message scaled by (n+1) / (2(n-1))."""
+    if not hw.intra_node_link.in_switch_reduction:
         return rows
     out = []
     for r in rows:
@@ -69,7 +66,7 @@ def nvls_rows(name: str, rows: list) -> list:
 
 
 def candidate_devices(devices: dict, label: str) -> dict:
-    return {n: (hw, nvls_rows(n, rows) if label == "nvls" else rows) for n, (hw, rows) in devices.items()}
+    return {n: (hw, nvls_rows(hw, rows) if label == "nvls" else rows) for n, (hw, rows) in devices.items()}
 
 
 def held_out(devices: dict, train: list[str], held: str) -> np.ndarray:

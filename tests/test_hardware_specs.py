@@ -101,6 +101,15 @@ def test_nvlink_bandwidth_is_per_direction():
     assert load_hardware("a100-sxm-80gb").intra_node_link.bw_gbps == pytest.approx(300)
 
 
+def test_in_switch_reduction_follows_the_nvswitch_generation():
+    """NVLink SHARP (NCCL's NVLS) came with NVSwitch gen 3: HGX H100/H200 and Blackwell's gen 4 have it, HGX A100's gen
+    2 does not; a device whose YAML states nothing (PCIe parts, NVL72 racks, H20) reads null, not a guess."""
+    flags = {h: load_hardware(h).intra_node_link.in_switch_reduction
+             for h in ("a100-sxm-80gb", "h100-sxm", "h200-sxm", "b200", "b300", "rtx-pro-6000-server")}
+    assert flags == {"a100-sxm-80gb": False, "h100-sxm": True, "h200-sxm": True, "b200": True, "b300": True,
+                     "rtx-pro-6000-server": None}
+
+
 def test_xgmi_mesh_bandwidth_grows_with_the_group_while_nvswitch_does_not():
     # MI300X: 7 point-to-point xGMI links of 64 GB/s per direction; a tp-n collective drives n-1 of them.
     mesh = load_hardware("mi300x").intra_node_link

@@ -27,6 +27,10 @@ class LinkSpec(StrictModel):
     bw_gbps: PositiveFloat = Field(description="GB/s per direction (1 GB = 1e9 bytes); per peer link on a mesh")
     latency_us: NonNegativeFloat = Field(description="one-way latency of a small message, microseconds")
     topology: Literal["switch", "mesh"] = Field("switch", description="switch: bw per device; mesh: bw per peer link")
+    in_switch_reduction: bool | None = Field(
+        None, description="the switch reduces in the network (NVLink SHARP: NVSwitch gen 3 on HGX H100/H200, NVLink "
+        "Switch gen 4 on Blackwell; NCCL's NVLS algorithm); null where no source states it. A datasheet fact: no "
+        "cost is priced from it (calibration/README.md, 'Collectives on H100', wave 11)")
 
     def collective_bw_bytes_s(self, devices: int) -> float:
         """Per-direction bytes/s one device drives in a collective over `devices` devices."""
