@@ -77,7 +77,16 @@ def held_out(devices: dict, train: list[str], held: str) -> np.ndarray:
     return (cost_model_times(rows, hw, model.profile_for(hw)) / meas - 1.0) * 100.0
 
 
-def main() -> int:
+def pick(inner: dict[str, float]) -> str:
+    """The rule's pick from one fold's inner scores: `nvls` only if it beats `ring` by more than TIE_POINTS."""
+    return "nvls" if inner["nvls"] < inner["ring"] - TIE_POINTS else "ring"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(argv if argv is not None else sys.argv[1:])
+    if args:
+        print(f"unknown arguments {' '.join(args)!r}; this script takes none")
+        return 2
     measured = measured_dir(ROOT)
     if measured is None:
         print("shared/data/measured not found next to the checkout: nothing to select")
@@ -98,7 +107,7 @@ def main() -> int:
             err = held_out(devs, rest, outer)
             outer_fig[label] = (float(np.median(np.abs(err))), float(np.percentile(np.abs(err), 90)),
                                 float(np.median(err)))
-        picks[outer] = "nvls" if inner["nvls"] < inner["ring"] - TIE_POINTS else "ring"
+        picks[outer] = pick(inner)
         r, v = outer_fig["ring"], outer_fig["nvls"]
         if r[0] <= TARGET_MEDIAN and r[1] <= TARGET_P90 and not (v[0] <= TARGET_MEDIAN and v[1] <= TARGET_P90):
             breaks.append(outer)
