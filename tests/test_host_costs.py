@@ -336,8 +336,8 @@ def test_list_runtimes_shows_the_bench_server_defaults():
         "prefix_caching True; max_num_batched_tokens / max_num_seqs: a100: 2048/256; < 70 GiB: 2048/256; "
         "else: 8192/1024")
     assert _server_defaults_text(rt["sglang"]["server_defaults"]) == (
-        "prefix_caching True; max_num_batched_tokens: < 35 GiB: 2048; < 60 GiB: 4096; < 160 GiB: 8192; "
-        "else: 16384")
+        "prefix_caching True, mixed_batches False; max_num_batched_tokens: < 35 GiB: 2048; < 60 GiB: 4096; "
+        "< 160 GiB: 8192; else: 16384")
     assert _server_defaults_text(rt["vllm-v0"].get("server_defaults")) == "-"
 
 

@@ -64,6 +64,9 @@ def test_deploy_lines_carry_the_recommended_tp_and_the_scenario_serving_settings
     assert f"--chunked-prefill-size {sc.serving.max_num_batched_tokens}" in s and "--mem-fraction-static 0.9" in s
     off = sc.serving.model_copy(update={"chunked_prefill": False})
     assert "--chunked-prefill-size -1" in deploy_commands(rec, load_model(sc.model), off)["sglang"]
+    # SGLang mixes decodes into prefill batches only when told to; the simulated default (vLLM's) did
+    assert "--enable-mixed-chunk" in s and "--enable-mixed-chunk" not in deploy_commands(rec, load_model(
+        sc.model), sc.serving.model_copy(update={"mixed_batches": False}))["sglang"]
     assert deploy_commands(None, load_model(sc.model), sc.serving) is None
 
 

@@ -102,6 +102,7 @@ def by_hardware_frame(table: dict[str, dict[str, Any]]) -> pd.DataFrame:
 def _serving_numbers(serving: Any) -> dict[str, Any]:
     return {"max_num_seqs": serving.max_num_seqs, "max_num_batched_tokens": serving.max_num_batched_tokens,
             "gpu_memory_utilization": serving.gpu_memory_utilization, "chunked_prefill": serving.chunked_prefill,
+            "mixed_batches": bool(getattr(serving, "mixed_batches", True)),
             "ep": int(getattr(serving, "ep", None) or 1)}
 
 
@@ -134,6 +135,8 @@ def deploy_commands(recommended: dict | None, model: Any, serving: Any) -> dict[
               f"--max-running-requests {s['max_num_seqs']}",
               f"--chunked-prefill-size {s['max_num_batched_tokens'] if s['chunked_prefill'] else -1}",
               f"--mem-fraction-static {s['gpu_memory_utilization']:g}"]
+    if s["chunked_prefill"] and s["mixed_batches"]:  # what was simulated: decodes and prefill chunks in one step
+        sglang.append("--enable-mixed-chunk")  # (vLLM V1 always; SGLang's default is prefill first, unmixed)
     if ep > 1:
         vllm.append("--enable-expert-parallel")
         sglang.append(f"--ep-size {ep}")

@@ -79,6 +79,11 @@ class ServingSpec(StrictModel):
     max_num_seqs: PositiveInt = Field(256, description="vLLM max_num_seqs: sequences in one batch")
     max_num_batched_tokens: PositiveInt = Field(8192, description="vLLM max_num_batched_tokens: tokens per step")
     chunked_prefill: bool = True
+    mixed_batches: bool = Field(
+        True, description="with chunked prefill, one step may carry the decode tokens and prefill chunks together "
+        "(vLLM V1; SGLang only with --enable-mixed-chunk); false: prefill first, a step of prefill chunks alone "
+        "whenever one can run and a decode step otherwise (SGLang's default, which lvlmsim bench applies: "
+        "runtimes.yaml server_defaults)")
     block_size: PositiveInt = Field(16, description="tokens per paged KV block")
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
     max_model_len: PositiveInt | None = Field(None, description="longest sequence accepted; default: the model's")

@@ -6,7 +6,8 @@ The base class is vLLM's v1 scheduler, continuous batching under `max_num_seqs` 
 1. sequences handed over from a prefill instance (`ready`) join the decode set;
 2. the decode step reserves the blocks its sequences cross into, preempting `victim()`s when blocks run out;
 3. running prefills continue, oldest first, in chunks under the token budget (or, with chunking off, v0's
-   prefill-only steps of whole prompts);
+   prefill-only steps of whole prompts; with `mixed_batches` off, SGLang's default: prefill first, a step of
+   prefill chunks alone whenever one can run, else a decode step, never both);
 4. waiting requests are admitted in `queue` order, never skipping the head: KV pulls of a disaggregated decode pool,
    then new prefills, each with its encoder work in the same step (`co_batch`) under the encoder budget and cache;
 5. with `encoder_policy: encode_ahead`, leftover encoder budget encodes requests still waiting for blocks, in queue
@@ -96,6 +97,7 @@ class SchedulerPolicy:
         self.max_num_seqs = serving.max_num_seqs
         self.max_num_batched_tokens = serving.max_num_batched_tokens
         self.chunked = serving.chunked_prefill
+        self.mixed = serving.mixed_batches
         self.encode_ahead = serving.encoder_policy == "encode_ahead"
 
     # what a policy chooses ------------------------------------------------------------------------------------------
@@ -118,6 +120,8 @@ class SchedulerPolicy:
     def plan(self, inst: LlmInstance) -> StepPlan | None:
         inst.start_ready()
         step = StepPlan(budget=self.token_budget())
+        if self.chunked and not self.mixed:
+            return self._plan_prefill_first(inst, step)
         # v0 without chunking: a step of whole waiting prompts when one fits, else a decode step
         prefill_only = not self.chunked and self._head_admissible(inst)
         if inst.decodes.n and not prefill_only:
@@ -130,6 +134,34 @@ class SchedulerPolicy:
         if not step.chunks and not step.decode and not step.encoded:
             return None
         return inst.price(step)
+
+    def _plan_prefill_first(self, inst: LlmInstance, step: StepPlan) -> StepPlan | None:
+        """SGLang without --enable-mixed-chunk (Scheduler.get_next_batch_to_run: "Run prefill first if possible"):
+        running prefills continue and waiting requests are admitted in a step of prefill chunks alone; only when
+        no chunk can run does the decode set advance (with the KV pulls and swap-ins a decode step admits)."""
+        if inst.prefilling:
+            self._continue_prefills(inst, step)
+        self._admit(inst, step, prefill_only=True)
+        if not step.chunks:
+            if inst.decodes.n:
+                self._reserve_decode(inst, step)
+            self._admit_residents(inst, step)
+        if self.encode_ahead:
+            self._encode_ahead(inst, step)
+        if not step.chunks and not step.decode and not step.encoded:
+            return None
+        return inst.price(step)
+
+    def _admit_residents(self, inst: LlmInstance, step: StepPlan) -> None:
+        """A decode step's admissions: KV pulls of a disaggregated decode pool and swapped-out requests at the head
+        of the queue, which join the decode set without a prefill chunk."""
+        waiting = inst.waiting
+        while waiting and len(inst.running) < self.max_num_seqs:
+            r = waiting[0]
+            if r.pull_src is None and not r.swapped:
+                break
+            if not inst.admit_resident(r, step):
+                break
 
     def _head_admissible(self, inst: LlmInstance) -> bool:
         """v0 (no chunking): can the head of the queue start a whole-prompt prefill now?"""

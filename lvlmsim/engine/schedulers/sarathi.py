@@ -1,7 +1,8 @@
 """`sarathi`: stall-free batching (Sarathi-Serve, Agrawal et al., OSDI 2024, arXiv:2403.02310). Every step carries
 all running decodes plus prefill chunks that fill a fixed token budget, so a long prompt never stalls decoding for
 more than one budget's worth of prefill. The budget is `serving.scheduler_token_budget` (default 512, one of the
-budgets the paper evaluates; it trades time between tokens against prefill throughput); prefill is always chunked."""
+budgets the paper evaluates; it trades time between tokens against prefill throughput); prefill is always chunked
+and always mixed with the decodes (serving.mixed_batches is not read)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class SarathiPolicy(SchedulerPolicy):
     def __init__(self, serving):
         super().__init__(serving)
         self.chunked = True
+        self.mixed = True
         self.budget = serving.scheduler_token_budget or DEFAULT_TOKEN_BUDGET
         if self.budget < serving.max_num_seqs:
             raise SpecError(f"serving.scheduler_token_budget: {self.budget} is below max_num_seqs "
