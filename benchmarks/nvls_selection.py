@@ -16,8 +16,9 @@ of the tables ran NVLS is therefore not established by a source, so the bytes NV
 
 Candidate `nvls`: on a device whose switch reduces in the network, NCCL all-reduce rows at more than 2 GPUs are priced
 with (n+1)/n of the message per GPU instead of the ring's 2(n-1)/n (at every message size: the fitted byte saturation
-and latency floor stay as they are); 2-GPU groups stay ring (NCCL 2.18-2.2x: ncclNvlsInit returns without NVLS at
-gpuCount <= 2). Baseline `ring`: as shipped.
+and latency floor stay as they are); 2-GPU groups stay ring (ncclNvlsInit returns without NVLS at gpuCount <= 2 in
+the NCCL sources read; the newest reads gpuCount < 2, and at 2 GPUs NVLS's 3/2 of the message is more than the ring's
+1, so NCCL's tuner keeps the ring there either way). Baseline `ring`: as shipped.
 
 Rule:
 - per outer held-out device (A100, B300, H100: the NCCL tables), each candidate's inner score is the median |error|
