@@ -48,7 +48,7 @@ def format_validation_error(exc, source: str | None = None, fields_at=None) -> s
         if err.get("type") not in ("missing",) and not isinstance(got, dict | list) and not (
                 err.get("type") == "value_error" and _names(msg, got)):
             got_s = f" (got {got!r})"
-        if err.get("type") == "number_not_bool":  # the message names the field inside the model already
+        if err.get("type") in ("number_not_bool", "number_not_text"):  # the message names the field already
             lines.append(f"{where}{loc + ': ' if err.get('loc') else ''}{msg}")
             continue
         hint = ""

@@ -8,7 +8,7 @@ import pytest
 
 from lvlmsim.api import estimate
 from lvlmsim.cost.roofline import CostModel, alltoall_s
-from lvlmsim.errors import InfeasibleError, LvlmsimError
+from lvlmsim.errors import InfeasibleError, LvlmsimError, SpecError
 from lvlmsim.ops.graph import (
     active_params,
     experts_touched,
@@ -279,13 +279,13 @@ def test_plan_searches_tp_by_ep_for_a_moe_model():
     assert res.recommended["pools"][0].get("ep", 1) == res.recommended["ep"]
 
 
-def test_plan_prunes_ep_on_a_dense_model_with_the_reason():
-    from lvlmsim.planner.plan import SearchSettings, plan
+def test_plan_refuses_ep_on_a_dense_model_before_the_search():
+    """A plan searches one model: a dense one's ep 2 can form no candidate on any hardware or tp. It was searched
+    and every ep-2 candidate shown as pruned, where estimate, bench and simulate refuse ep > 1 with one line."""
+    from lvlmsim.planner.plan import plan
 
     sc = {"id": "dense-plan", "model": "qwen3-vl-2b", "hardware": "h100-sxm", "seed": 0,
           "workload": {"requests": 100, "arrival": {"kind": "poisson", "rate_rps": 1.0}},
           "slos": {"ttft_s": 2.0, "tpot_s": 0.1}}
-    fast = SearchSettings(probe_duration_s=10.0, min_requests=60, max_requests=4000, tolerance=0.2)
-    res = plan(sc, target_rate=1.0, tp="2", ep="1,2", layouts="agg", settings=fast, verify=False)
-    row = res.candidates[res.candidates["candidate"] == "h100-sxm tp2 ep2 agg"].iloc[0]
-    assert row["status"] == "pruned" and "mixture-of-experts" in row["reason"]
+    with pytest.raises(SpecError, match=r"^ep: qwen3-vl-2b has no mixture-of-experts layers .*; allowed: 1, got 1, 2$"):
+        plan(sc, target_rate=1.0, tp="2", ep="1,2", layouts="agg", verify=False)

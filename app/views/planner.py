@@ -187,8 +187,8 @@ with st.form("plan"):
     tps = c[1].multiselect("Tensor-parallel degrees", [1, 2, 4, 8], key=k["tp"])
     eps = c[2].multiselect("Expert-parallel degrees", [1, 2, 4, 8], key=k["ep"],
                            help="Mixture-of-experts models: each EP is tried with every TP it divides (`plan --ep`); "
-                                "a candidate whose EP does not divide its TP and the experts, or any EP > 1 of a "
-                                "dense model, is dropped with the reason in its row.")
+                                "a candidate whose EP does not divide its TP and the experts is dropped with the "
+                                "reason in its row. A dense model takes EP 1 only.")
     layouts = c[3].multiselect("Layouts", list(dict.fromkeys(["agg", *DEFAULT_LAYOUTS, "E+PD:1:1", "E+P+D:1:1:1"])),
                                key=k["layouts"], help="agg = colocated replicas; E/P/D = encode, prefill, decode "
                                "pools with instance counts per replica")

@@ -489,15 +489,23 @@ def _validate(scenario, target_rate, slos, hardware, tp, layouts, techniques, ma
                                       or list(DEFAULT_LAYOUTS))]
     tech_sets = _tech_sets(sc, techniques)
     eps = _tps(ep, "ep", [1])
-    _check_eps(eps, tps)
+    _check_eps(eps, tps, sc)
     return PlanInputs(sc, float(target_rate), slo, _hardware(hw_ids), tps, lays, tech_sets, max_gpus, s,
                       pareto_latency, eps)
 
 
-def _check_eps(eps: list[int], tps: list[int]) -> None:
+def _check_eps(eps: list[int], tps: list[int], sc: Scenario) -> None:
     """Every EP degree given forms a candidate: it divides one of the tp degrees. An ep dividing none, beside others
-    that do, was dropped from the search without a word (a dense model's ep > 1 is a candidate, pruned with the
-    reason, as any infeasible one is)."""
+    that do, was dropped from the search without a word. A dense model (the one model a plan searches) has no
+    experts to split: its ep > 1 was searched and every such candidate shown as not chosen, where estimate, bench
+    and simulate refuse it with one line."""
+    if any(e > 1 for e in eps):
+        from lvlmsim.engine.api import load_scenario_model
+
+        model = load_scenario_model(sc)
+        if model.llm.moe is None:
+            raise SpecError(f"ep: {model.id} has no mixture-of-experts layers (expert parallelism applies to MoE "
+                            f"models only); allowed: 1, got {', '.join(map(str, eps))}")
     useless = [e for e in eps if not any(t % e == 0 for t in tps)]
     if useless:
         allowed = sorted({d for t in tps for d in range(1, t + 1) if t % d == 0})
@@ -526,9 +534,11 @@ def _tps(tp, field: str = "tp", default: Sequence[int] = DEFAULT_TP) -> list[int
 
 
 def _tech_sets(sc: Scenario, techniques) -> list[list]:
-    if techniques is None:
-        return [list(sc.techniques)]
     from lvlmsim.techniques import load_techniques
+
+    if techniques is None:
+        load_techniques(sc.techniques)  # the scenario's own, checked here too: not once per candidate
+        return [list(sc.techniques)]
 
     if isinstance(techniques, str | bytes) or not isinstance(techniques, list | tuple):
         raise SpecError(f"techniques: expected a list of technique sets (each a list of configs or 'kind:k=v' "

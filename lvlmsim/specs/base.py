@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, model_
 from pydantic_core import PydanticCustomError
 
 from lvlmsim.errors import SpecError, format_validation_error
-from lvlmsim.specs.inputs import bool_where_number, load_yaml, read_text
+from lvlmsim.specs.inputs import bool_where_number, load_yaml, read_text, text_where_number
 
 Dtype = Literal["fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4", "fp4"]
 DTYPES: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4", "fp4")
@@ -26,7 +26,8 @@ DTYPE_BYTES: dict[str, float] = {
 
 class StrictModel(BaseModel):
     """Unknown fields are errors (a typo must not be silently ignored); instances are immutable and hashable.
-    Numbers are finite (NaN and infinity are refused unless a field converts them first) and never booleans."""
+    Numbers are finite (NaN and infinity are refused unless a field converts them first), never booleans and never
+    strings ('2' where a number is wanted: pydantic's lax mode would parse it, so `ep: "2"` was taken)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(), allow_inf_nan=False)
     _hash: int | None = PrivateAttr(default=None)
@@ -34,7 +35,7 @@ class StrictModel(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _numbers_are_not_booleans(cls, data: Any) -> Any:
-        return no_bools_for_numbers(cls, data)
+        return no_text_for_numbers(cls, no_bools_for_numbers(cls, data))
 
     def __hash__(self) -> int:
         # Specs key the graph's and the cost model's memo tables, so hashing must be cheap and work with list/dict
@@ -59,6 +60,27 @@ def no_bools_for_numbers(cls: type[BaseModel], data: Any) -> Any:
                 raise PydanticCustomError("number_not_bool", "{field}: expected a number, got a boolean",
                                           {"field": f"{name}{where}"})
     return data
+
+
+def no_text_for_numbers(cls: type[BaseModel], data: Any) -> Any:
+    """A before-validator's body: refuse a string where a field (or an item in it) wants only a number."""
+    if isinstance(data, dict):
+        for name, field in cls.model_fields.items():
+            key = name if name in data else field.alias
+            if key is None or key not in data:
+                continue
+            where = text_where_number(data[key], field.annotation)
+            if where is not None:
+                raise PydanticCustomError("number_not_text", "{field}: expected a number, got the text {text}",
+                                          {"field": f"{name}{where}", "text": repr(_leaf(data[key], where))})
+    return data
+
+
+def _leaf(value: Any, where: str) -> Any:
+    """The item of `value` at a '.key.0' path from text_where_number."""
+    for part in where.split(".")[1:]:
+        value = value[int(part)] if isinstance(value, list | tuple) else value[part]
+    return value
 
 
 def read_yaml(path: Path) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -48,8 +49,18 @@ def read_text(path: str | Path, what: str = "file", *, error: type[Exception] = 
         raise error(f"{what} {p}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
 
 
+# PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent: '1e3', '1e-3' and '1.5e3' are read as
+# text. YAML 1.2 (and JSON) read them as numbers, which is what a person writing `rate_rps: 1e3` means; the spec
+# models refuse text where a number is wanted, so the loader reads these forms as floats.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
 class UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader that refuses a mapping key given twice (it would silently keep the last value)."""
+    """PyYAML's safe loader that refuses a mapping key given twice (it would silently keep the last value) and reads
+    YAML 1.2's exponent floats ('1e3') as numbers."""
+
+    # a copy, lists included: add_implicit_resolver appends to the lists it finds, which would change SafeLoader's
+    yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
@@ -65,6 +76,9 @@ class UniqueKeyLoader(yaml.SafeLoader):
                         None, None, f"duplicate key '{key}' (first on line {seen[key] + 1})", key_node.start_mark)
                 seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
+
+
+UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789"))
 
 
 def _check_tree(root) -> None:
@@ -190,27 +204,48 @@ def _takes_number_not_bool(ann) -> bool:
     return any(a in (int, float) for a in arms)
 
 
+def _takes_number_not_text(ann, value: str) -> bool:
+    """A number field that no arm of `ann` takes `value` (a string) for: no str, Any, or Literal holding it."""
+    arms = _union_args(ann)
+    if any(a is str or a is Any for a in arms):
+        return False
+    if any(typing.get_origin(a) is typing.Literal and value in typing.get_args(a) for a in arms):
+        return False
+    return any(a in (int, float) for a in arms)
+
+
 def bool_where_number(value: Any, ann) -> str | None:
     """The path (within `value`) of a boolean given where the annotation wants a number; None when there is none."""
-    if isinstance(value, bool):
-        return "" if _takes_number_not_bool(ann) else None
+    return _where(value, ann, lambda v, a: isinstance(v, bool) and _takes_number_not_bool(a))
+
+
+def text_where_number(value: Any, ann) -> str | None:
+    """The path (within `value`) of a string given where the annotation wants a number ('2' for an int: pydantic's
+    lax mode parses it; a spec file's number is written as a number); None when there is none."""
+    return _where(value, ann, lambda v, a: isinstance(v, str) and _takes_number_not_text(a, v))
+
+
+def _where(value: Any, ann, bad) -> str | None:
+    """The path (within `value`) of the first leaf `bad(leaf, annotation)` holds for, through lists and dicts."""
+    if bad(value, ann):
+        return ""
     for arm in _union_args(ann):
         origin = typing.get_origin(arm)
         args = typing.get_args(arm)
         if isinstance(value, Mapping) and origin in (dict, Mapping) and len(args) == 2:
             for k, v in value.items():
-                sub = bool_where_number(v, args[1])
+                sub = _where(v, args[1], bad)
                 if sub is not None:
                     return f".{k}{sub}"
         elif isinstance(value, list | tuple) and origin in (list, tuple, Sequence) and args:
             for i, v in enumerate(value):
                 item = args[0] if origin is not tuple or (len(args) == 2 and args[1] is Ellipsis) else \
                     args[min(i, len(args) - 1)]
-                sub = bool_where_number(v, item)
+                sub = _where(v, item, bad)
                 if sub is not None:
                     return f".{i}{sub}"
     return None
 
 
 __all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "MAX_NODES", "UniqueKeyLoader", "bool_where_number", "load_json",
-           "load_yaml", "number", "read_text"]
+           "load_yaml", "number", "read_text", "text_where_number"]

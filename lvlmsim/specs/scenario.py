@@ -72,7 +72,9 @@ class Scenario(StrictModel):
     workload: WorkloadSpec = Field(default_factory=WorkloadSpec)
     serving: ServingSpec = Field(default_factory=ServingSpec)
     slos: SloSpec = Field(default_factory=SloSpec)
-    techniques: list[dict[str, Any] | str] = Field(default_factory=list, description="validated by lvlmsim.techniques")
+    # items of any type: lvlmsim.techniques validates them, and names the allowed kinds (a union type here answered
+    # `techniques: [5]` with one error per branch of it, and could not list the kinds: specs rank below techniques)
+    techniques: list[Any] = Field(default_factory=list, description="validated by lvlmsim.techniques")
     seed: NonNegativeInt = 0
     profile: str | None = Field(None, description="None/auto: the device's calibrated profile, else the "
                                                   "device-general model; general; default; a JSON path; '@p90'")

@@ -301,15 +301,17 @@ def load_techniques(items: Iterable[TechniqueConfig | str | dict[str, Any]]) -> 
     if isinstance(items, str | dict | TechniqueConfig):
         items = [items]  # type: ignore[list-item]
     out = []
-    for it in items:
+    for i, it in enumerate(items):
         if isinstance(it, TechniqueConfig):
             out.append(it)
         elif isinstance(it, str):
             out.append(parse_technique(it))
         elif isinstance(it, dict):
             out.append(validate_technique(it))
-        else:
-            raise SpecError(f"technique: expected a config, a 'kind:key=value' string or a mapping, got {it!r}")
+        else:  # a scenario's `techniques: [5]` read as pydantic's two-branch union dump
+            kinds = ", ".join(sorted(REGISTRY))
+            raise SpecError(f"techniques.{i}: expected a technique as 'KIND:key=value,...' or a mapping with 'kind', "
+                            f"got {_clip(repr(it))} ({type(it).__name__}); allowed kinds: {kinds}")
     return out
 
 
