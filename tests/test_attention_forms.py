@@ -1,7 +1,7 @@
 """Attention forms of the device-general model whose transfer runs through the datasheet (issues 11 and 16).
 
-Oracles are hand-derived: the softmax exponential rate from SMs x clock x 16 (CUDA programming guide) or the stated
-Blackwell Ultra figure; the exponentials of an attention op (one per score); the exponential share of the compute
+Oracles are hand-derived: the softmax exponential rate from SMs x clock x 16 (CUDA programming guide), 32 on
+Blackwell Ultra; the exponentials of an attention op (one per score); the exponential share of the compute
 time; FlashAttention-2's split-KV step (keys in blocks of 128 for head size 128, no split once batch x kv_heads
 reaches 1.6 x SMs)."""
 
@@ -41,7 +41,11 @@ RTX = load_hardware("rtx-pro-6000-server")
 def test_exp2_rate_from_sms_and_clock_or_the_stated_figure():
     assert H100.exp2_per_s() == pytest.approx(132 * 1980e6 * 16)
     assert RTX.exp2_per_s() == pytest.approx(188 * 2430e6 * 16)
-    assert B300.exp2_per_s() == pytest.approx(10.7e12)  # Blackwell Ultra: the published figure wins over SMs x clock
+    # Blackwell Ultra: twice the exp2 per SM and clock, on the shipping SKU's SMs and clock (not the full die's 10.7e12)
+    assert B300.exp2_per_s() == pytest.approx(148 * 2032e6 * 32)
+    assert load_hardware("gb300").exp2_per_s() == pytest.approx(152 * 2070e6 * 32)
+    stated = B300.model_copy(update={"sfu_exp2_tera_per_s": 10.0})
+    assert stated.exp2_per_s() == pytest.approx(10.0e12)  # a SKU's stated figure wins over SMs x clock x rate
     assert load_hardware("cpu-generic").exp2_per_s() is None
     assert REF_FLOP_PER_EXP == pytest.approx(989.4e12 / H100.exp2_per_s())
 

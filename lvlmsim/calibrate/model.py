@@ -601,7 +601,7 @@ class SoftmaxAttentionForm(Form):
     cores do 4 x head_dim FLOPs per score; the share `exp_share` of the exponential time not hidden under the matmuls
     adds to the compute time: 1/ec = 1/ec_base + exp_share x t_exp / t_matmul, with t_exp / t_matmul = (exps / FLOPs)
     x (peak / exp2 rate). The ratio moves with the datasheet (H100 does ~237 tensor FLOPs per exponential, RTX PRO
-    6000 ~64, B300 with its doubled SFU ~210), which is why small heads run at half of peak on Hopper and Blackwell
+    6000 ~64, B300 with its doubled SFU ~234), which is why small heads run at half of peak on Hopper and Blackwell
     datacenter parts but not on the GDDR Blackwell part (the FA3 and FA4 papers' argument). It replaces
     AttentionForm's fitted small-head fall-off (h0, ph), which cannot know that. The rest is AttentionForm's.
     """

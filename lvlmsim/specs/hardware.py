@@ -41,7 +41,7 @@ class LinkSpec(StrictModel):
 # exp2 results per clock per SM of the special function units: the CUDA C++ Programming Guide's arithmetic
 # instruction throughput table gives 16 for base-2 exponential (exp2f / MUFU.EX2) on every compute capability from 5.x
 # through 9.0; Blackwell Ultra (sm_103) doubles it (NVIDIA technical blog 'Making Softmax More Efficient with NVIDIA
-# Blackwell Ultra'), which its YAMLs state as sfu_exp2_tera_per_s.
+# Blackwell Ultra'), which its YAMLs state as sfu_exp2_per_clk_sm: 32.
 SFU_EXP2_PER_CLK_SM = 16
 
 
@@ -85,8 +85,11 @@ class HardwareSpec(StrictModel):
     compute_capability: str | None = Field(None, pattern=r"^\d+\.\d+$",
                                            description="CUDA compute capability (sm_version), e.g. 9.0")
     sfu_exp2_tera_per_s: PositiveFloat | None = Field(
-        None, description="special-function-unit exp2 throughput (softmax exponentials), tera results/s; default "
-                          "sm_count x boost clock x SFU_EXP2_PER_CLK_SM")
+        None, description="special-function-unit exp2 throughput (softmax exponentials) of this SKU, tera results/s; "
+                          "default sm_count x boost clock x exp2 results per clock per SM")
+    sfu_exp2_per_clk_sm: PositiveInt | None = Field(
+        None, description="exp2 (MUFU.EX2) results per clock per SM where the architecture differs from "
+                          "SFU_EXP2_PER_CLK_SM (16), e.g. 32 on Blackwell Ultra (sm_103)")
 
     @field_validator("id")
     @classmethod
@@ -145,12 +148,13 @@ class HardwareSpec(StrictModel):
             ) from None
 
     def exp2_per_s(self) -> float | None:
-        """Softmax exponentials per second (MUFU.EX2 throughput): the datasheet figure when given, else SMs x boost
-        clock x SFU_EXP2_PER_CLK_SM; None when neither is known."""
+        """Softmax exponentials per second (MUFU.EX2 throughput): the SKU's stated figure when given, else SMs x
+        boost clock x exp2 results per clock per SM (`sfu_exp2_per_clk_sm`, default SFU_EXP2_PER_CLK_SM); None when
+        neither is known."""
         if self.sfu_exp2_tera_per_s:
             return self.sfu_exp2_tera_per_s * 1e12
         if self.sm_count and self.boost_clock_mhz:
-            return self.sm_count * self.boost_clock_mhz * 1e6 * SFU_EXP2_PER_CLK_SM
+            return self.sm_count * self.boost_clock_mhz * 1e6 * (self.sfu_exp2_per_clk_sm or SFU_EXP2_PER_CLK_SM)
         return None
 
     def ridge_point(self, dtype: str) -> float:
