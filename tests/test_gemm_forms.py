@@ -16,7 +16,7 @@ import pytest
 
 from lvlmsim.calibrate.general import FAMILY_SETUPS
 from lvlmsim.calibrate.measured import gemm_op
-from lvlmsim.calibrate.model import FORM_VARIANTS, PYMATH, GemmForm, WaveGemmForm
+from lvlmsim.calibrate.model import FORM_VARIANTS, PYMATH, GemmForm, TileBoundGemmForm, WaveGemmForm, np_math
 from lvlmsim.specs.registry import load_hardware
 
 RTX = load_hardware("rtx-pro-6000-server")  # 188 SMs
@@ -259,3 +259,42 @@ def test_overlap_selection_candidates_differ_only_in_the_overlap_link(capsys):
     assert "allowed: bf16, fp8" in capsys.readouterr().out
     assert mod.main(["--seed", "x"]) == 2
     assert "--seed: expected a non-negative integer" in capsys.readouterr().out
+
+
+def _tile_bound_eff(m: int, n: int, hw, params: tuple[float, ...] | None = None) -> float:
+    form = TileBoundGemmForm()
+    op = gemm_op(m, n, 16384, "fp4")
+    return form.eff(PYMATH, params or _params(form), TILES, form.features(op, hw))[0]
+
+
+def test_tile_bound_prices_one_128_tile_walking_k_on_one_sm():
+    """m=8, n=128, k=16384 NVFP4 on RTX PRO 6000: one 128 x 128 CTA on 1 of 188 SMs, so compute takes at least
+    2 x 128^2 x 16384 / (1871.2 TFLOPS / 188) = 53.9 us; as an efficiency 8 x 128 / (128^2 x 188)."""
+    assert _tile_bound_eff(8, 128, RTX) == pytest.approx(8 * 128 / (128 * 128 * 188))
+    op = gemm_op(8, 128, 16384, "fp4")
+    bound_s = op.flops / (_tile_bound_eff(8, 128, RTX) * 1871.2e12)
+    assert bound_s == pytest.approx(2 * 128 * 128 * 16384 / (1871.2e12 / 188))
+
+
+def test_tile_bound_counts_whole_waves_of_128_tiles():
+    """256 x (188 x 128): 376 tiles, two full waves on 188 SMs, bound 1; one more column of tiles takes a third."""
+    full = (1.0, 1e-9, 1.0, 1e-9, 1.0, 1e-9, 1.0) + _params(TileBoundGemmForm())[7:]  # ec_max 1, saturated in m, n, k
+    assert _tile_bound_eff(256, 188 * 128, RTX, full) == pytest.approx(1.0)
+    assert _tile_bound_eff(256, 189 * 128, RTX, full) == pytest.approx(2 * 189 / (3 * 188))
+
+
+def test_tile_bound_is_a_bound_not_a_product():
+    """Where the tiles fill the SMs the fitted efficiency decides alone (the monotone form's own value)."""
+    form, mono = TileBoundGemmForm(), FORM_VARIANTS["gemm+mono+l2"].base
+    op = gemm_op(4096, 188 * 128, 16384, "fp4")
+    x = form.features(op, RTX)
+    assert form.eff(PYMATH, _params(form), TILES, x)[0] == mono.eff(PYMATH, _params(form), TILES, x[:-1])[0]
+
+
+def test_tile_bound_vectorised_path_matches_the_float_path():
+    form = TileBoundGemmForm()
+    ops = [gemm_op(m, n, 4096, "fp4") for m, n in ((1, 64), (8, 4096), (300, 20000), (4096, 8192))]
+    xs = [form.features(op, RTX) for op in ops]
+    cols = tuple(np.array(c, dtype=float) for c in zip(*xs, strict=True))
+    vec = form.eff(np_math(), _params(form), TILES, cols)[0]
+    assert vec == pytest.approx([form.eff(PYMATH, _params(form), TILES, x)[0] for x in xs])

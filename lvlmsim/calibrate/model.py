@@ -485,6 +485,35 @@ class MonotoneWaveGemmForm(WaveGemmForm):
     max_steepness = 1.0
 
 
+# The smallest CTA tile (m x n) of FlashInfer's CUTLASS NVFP4 GEMM on sm120 (RTX PRO 6000), one SM per CTA (cluster
+# 1x1x1) and no A/B swap: its tile list is 128x128x128, 128x128x256 and 256x128x128 (flashinfer-ai/flashinfer
+# include/flashinfer/gemm/fp4_gemm_cutlass_template_sm120.h @ c2b39fa, CutlassFp4GemmRunner::getConfigs; later
+# versions add 128x8-128x64 tiles with swap_ab, which the measured tables' kernel does not show).
+NVFP4_MIN_TILE = 128.0
+
+
+class TileBoundGemmForm(MonotoneGemmForm):
+    """MonotoneGemmForm whose compute efficiency never exceeds what the kernel's output tiles can use of the SMs: a
+    kernel that does not split K runs ceil(m / T) x ceil(n / T) CTAs of at least T x T outputs (T = NVFP4_MIN_TILE),
+    each walking the whole K on one SM, in whole waves over the datasheet's SMs, so its time is at least
+    waves x 2 T^2 k / (peak / SMs); as an efficiency, m n / (T^2 x waves x SMs). A parameter-free bound (min, not a
+    product: where the tiles fill the machine the fitted form decides alone). In aiconfigurator's vLLM tables no
+    NVFP4 row is faster than it (measured / bound: RTX PRO 6000 at least 1.065, 11% of its rows below 1.3, e.g. m <= 16,
+    n <= 4096 at 3.5 ns per unit of K against 3.3 bound; B300's CuTe-DSL kernel at least 1.82)."""
+
+    name = "gemm+mono+tiles"
+
+    def features(self, op: Op, hw: HardwareSpec) -> tuple[float, ...]:
+        return (*super().features(op, hw), float(hw.sm_count or REF_SM_COUNT))
+
+    def eff(self, xp, p, h, x):
+        ec, em, floor_s = super().eff(xp, p, h, x[:-1])
+        m, n, sms = x[0], x[1], x[-1]
+        tiles = xp.ceil(m / NVFP4_MIN_TILE) * xp.ceil(n / NVFP4_MIN_TILE)
+        bound = m * n / (NVFP4_MIN_TILE * NVFP4_MIN_TILE * xp.ceil(tiles / sms) * sms)
+        return xp.minimum(ec, bound), em, floor_s
+
+
 SPLITK_TILE = 128.0  # output tile edge the split-K step counts tiles with (cuBLAS's large-m tiles are 128-256 wide)
 SPLITK_STEEPNESS = 8.0  # a smooth step in k and in tiles per SM: a hard one has no gradient for the fit
 
@@ -583,6 +612,7 @@ for _f in (GemmForm(), AttentionForm(), DecodeForm(), ElementwiseForm()):
 FORM_VARIANTS["gemm+waves+l2"] = CachedForm(WaveGemmForm())
 FORM_VARIANTS["gemm+mono+l2"] = CachedForm(MonotoneGemmForm())
 FORM_VARIANTS["gemm+waves+mono+l2"] = CachedForm(MonotoneWaveGemmForm())
+FORM_VARIANTS["gemm+mono+tiles+l2"] = CachedForm(TileBoundGemmForm())
 FORM_VARIANTS["gemm+splitk+l2"] = CachedForm(SplitKGemmForm())
 FORM_VARIANTS["gemm+splitk+stream+l2"] = CachedForm(StreamGemmForm())
 FORM_VARIANTS["gemm+splitk+gemv+l2"] = CachedForm(GemvGemmForm())
