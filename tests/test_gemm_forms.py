@@ -298,3 +298,26 @@ def test_tile_bound_vectorised_path_matches_the_float_path():
     cols = tuple(np.array(c, dtype=float) for c in zip(*xs, strict=True))
     vec = form.eff(np_math(), _params(form), TILES, cols)[0]
     assert vec == pytest.approx([form.eff(PYMATH, _params(form), TILES, x)[0] for x in xs])
+
+
+def test_tilebound_selection_candidates_differ_only_in_the_form(capsys):
+    """benchmarks/gemm_tilebound_selection.py compares the shipped NVFP4 setup with the same links and ridge on the
+    tile-bounded form, and refuses an unknown argument with the allowed one named."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location("gemm_tilebound_selection", bench / "gemm_tilebound_selection.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(bench))
+    shipped, tiles = mod.candidates().values()
+    assert shipped == FAMILY_SETUPS["gemm.fp4"]
+    assert tiles.variant == "gemm+mono+tiles+l2" and tiles.variant in FORM_VARIANTS
+    assert (tiles.links, tiles.ridge) == (shipped.links, shipped.ridge)
+    assert mod.main(["--bogus"]) == 2
+    assert "allowed: --seed N" in capsys.readouterr().out

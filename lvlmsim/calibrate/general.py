@@ -289,7 +289,9 @@ FAMILY_SETUPS["gemm"] = FamilySetup(
 # and 10.5%); nested, the inner folds pick the cap on all three in the A100, H100 and RTX PRO 6000 folds and free
 # (tied with NVFP4 only) in B300's, outer 10.4 / 11.3 / 9.5 / 13.2% (A100 / B300 / H100 / RTX PRO 6000). The
 # NVFP4 kernels do not split K either, but the wave form (with the cap) moved B300's held-out NVFP4 to 15.2% and RTX
-# PRO 6000's to 20.1%; without the cap, to 56.3 and 17.8%.
+# PRO 6000's to 20.1%; without the cap, to 56.3 and 17.8%. A parameter-free bound by whole waves of 128 x 128 CTAs
+# (model.TileBoundGemmForm, the sm120 CUTLASS kernel's smallest tile) failed its rule in wave 11: held out RTX PRO 6000
+# 15.3 -> 12.7% GEMM, B300 10.0 -> 10.8% (benchmarks/gemm_tilebound_selection.py; calibration/README.md).
 FAMILY_SETUPS["gemm.fp4"] = FamilySetup("gemm+mono+l2", None, ridge=None)
 
 
