@@ -4,7 +4,7 @@
     python benchmarks/gemm_tilebound_selection.py --seed 1   # one table subsample seed
 
 Why: held out, RTX PRO 6000's NVFP4 GEMMs are its worst GEMM cell (24.8% median, seed 0; m <= 128 priced 28-33%
-fast, tiles < SMs/4 41% fast: `python benchmarks/gemm_residual_map.py --held-out`). At m = 8 and n <= 4096 its NVFP4
+fast, tiles < SMs/4 41% fast: `python benchmarks/gemm_residual_map.py --held-out`). At m = 8 and n <= 2048 its NVFP4
 GEMM takes 8.9 / 20.8 / 62.2 us at k = 1024 / 4096 / 16384 whatever n is: one 128 x 128 tile per SM walking the
 whole K at ~95% of the SM's tensor rate (2 x 128^2 / (1871.2 TFLOPS / 188 SMs) = 3.3 ns per unit of K; measured
 3.5). FlashInfer's CUTLASS NVFP4 kernel on sm120 has no CTA tile smaller than 128 x 128, no A/B swap and one SM per
