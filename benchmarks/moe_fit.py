@@ -1,7 +1,7 @@
 """Fit the device-general MoE layer model leave-one-device-out on the shared moe_perf tables, print the errors.
 
     python benchmarks/moe_fit.py [--data ../shared/data/measured/aiconfigurator/data] [--write]
-                                 [--device a100_sxm=a100-sxm-80gb ...] [--fit-rows 3000] [--by-kernel]
+                                 [--device a100_sxm=a100-sxm-80gb ...] [--fit-rows 3000] [--by-kernel] [--cache off|l2]
 
 For each measured device, the model is fitted on the OTHER devices (at most --fit-rows rows each, seeded sample) and
 its median / p90 |error| is reported on every row of the held-out device, next to the flat roofline default
@@ -31,6 +31,8 @@ sys.path.insert(0, str(REPO))
 from lvlmsim.calibrate.bands import nested_coverage, transfer_bands  # noqa: E402
 from lvlmsim.calibrate.loo import DEVICE_FOLDERS  # noqa: E402
 from lvlmsim.calibrate.moe import (  # noqa: E402
+    CACHE,
+    CACHE_MODES,
     FIT_FORMAT,
     FIT_ROWS,
     FLOOR,
@@ -57,13 +59,13 @@ def moe_band(folds: list[dict]) -> list[float] | None:
     return list(band) if band else None
 
 
-def by_kernel_source(folds: list[dict], loaded: dict, data_root: Path) -> None:
+def by_kernel_source(folds: list[dict], loaded: dict, data_root: Path, cache: str = CACHE) -> None:
     """Each held-out device on every kernel's rows, per kernel_source, with its fold's parameters."""
     print(f"\n{'held out':<22}{'kernel_source':<80}{'n':>7}{'median %':>10}{'p90 %':>8}")
     for fold in folds:
         _, hw = loaded[fold["folder"]]
         data = load_moe_table(data_root / fold["folder"], hw, every_kernel=True)
-        err = np.abs(predict(fold["params"], data, hw) / data.measured_s - 1.0) * 100.0
+        err = np.abs(predict(fold["params"], data, hw, cache=cache) / data.measured_s - 1.0) * 100.0
         for src in sorted(set(data.source)):
             e = err[data.source == src]
             print(f"{fold['held_out']:<22}{src:<80}{len(e):>7}{np.median(e):>10.1f}{np.percentile(e, 90):>8.1f}")
@@ -77,7 +79,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--by-kernel", action="store_true", help="also score every kernel's rows per kernel_source")
+    ap.add_argument("--cache", choices=CACHE_MODES, default=CACHE,
+                    help=f"L2 residency term of the measured replays (moe.CACHE_MODES; shipped: {CACHE})")
     args = ap.parse_args()
+    if args.write and args.cache != CACHE:
+        ap.error(f"--write stores the shipped model (cache '{CACHE}'), not --cache {args.cache}")
     devices = dict(DEVICES)
     devices.update(dict(d.split("=", 1) for d in args.device))
     loaded = {}
@@ -93,7 +99,7 @@ def main() -> None:
         print(f"{gpu} ({hw.id}): {len(data)} configurations in {time.perf_counter() - t0:.1f} s; "
               f"skipped {sum(data.skipped.values())}; not fitted (slower than bf16) {int(data.fit_excluded.sum())}")
     t0 = time.perf_counter()
-    folds = leave_one_device_out(loaded, fit_rows=args.fit_rows, seed=args.seed)
+    folds = leave_one_device_out(loaded, fit_rows=args.fit_rows, seed=args.seed, cache=args.cache)
     print(f"\n{'held out':<22}{'n':>7}{'median %':>10}{'p90 %':>8}{'roofline median %':>19}"
           f"{'median % (fitted kernels)':>27}  fitted on")
     for fold in folds:
@@ -104,7 +110,7 @@ def main() -> None:
               f"{rep['roofline_median_abs_pct_err']:>19}{float(np.median(kept)):>27.2f}  {', '.join(fold['fit_on'])}")
     print(f"({time.perf_counter() - t0:.0f} s)")
     if args.by_kernel:
-        by_kernel_source(folds, loaded, Path(args.data))
+        by_kernel_source(folds, loaded, Path(args.data), args.cache)
     every = fit_moe([(sample(d, args.fit_rows, args.seed), h) for d, h in loaded.values()])
     doc = {"format": FIT_FORMAT, "method": "benchmarks/moe_fit.py: leave-one-device-out Nelder-Mead on the mean over "
            "devices of each device's mean |log(pred/measured)|, fastest kernel per configuration, --fit-rows sample "

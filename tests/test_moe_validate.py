@@ -7,12 +7,14 @@ import pytest
 from shared_data import MEASURED, needs_shared
 
 from lvlmsim.calibrate.moe import (
+    CACHE_P,
     FIRST_TACTIC_TILES,
     PARAM_NAMES,
     SM120_AMPERE_TILES,
     START,
     MoEData,
     _topk_round_trip,
+    cache_factor,
     compare_moe,
     default_block_m,
     default_smem_ratio,
@@ -24,6 +26,7 @@ from lvlmsim.calibrate.moe import (
     load_fit,
     load_moe_table,
     nelder_mead,
+    onchip_boost_scale,
     params_for,
     predict,
     routing_counts,
@@ -456,6 +459,41 @@ def test_smem_modes_bound_only_default_config_rows(tmp_path):
     assert mult[0] - fixed == pytest.approx(1.5 * (off[0] - fixed))  # 1024 rows per expert: compute-bound
     with pytest.raises(SpecError, match="smem mode"):
         predict(list(START), d, hw, smem="fast")
+
+
+def test_l2_cache_boost_follows_on_chip_over_dram_bandwidth_by_hand():
+    """The residency boost scales with SMs x clock / DRAM bandwidth against H100 SXM's (132 x 1980 / 3350): 1 on
+    H100, (188 x 2430 / 1597) / (132 x 1980 / 3350) = 3.67 on RTX PRO 6000; at bytes = cache_x x L2 half the boost is
+    left, and no L2 on the datasheet means no boost."""
+    h100, rtx = load_hardware("h100-sxm"), load_hardware("rtx-pro-6000-server")
+    assert onchip_boost_scale(h100) == pytest.approx(1.0)
+    assert onchip_boost_scale(rtx) == pytest.approx((188 * 2430 / 1597) / (132 * 1980 / 3350))
+    assert CACHE_P == 2.0
+    half = 0.2 * 128e6  # cache_x x RTX's 128 MB
+    got = cache_factor(np.array([half, 1e12]), rtx, 0.3, 0.2)
+    assert got[0] == pytest.approx(1 + 0.3 * onchip_boost_scale(rtx) / 2)
+    assert got[1] == pytest.approx(1.0, abs=1e-6)
+    assert cache_factor(np.array([half]), h100.model_copy(update={"l2_cache_mb": 0}), 0.3, 0.2)[0] == 1.0
+
+
+def test_l2_cache_mode_speeds_up_only_the_memory_terms_and_fits_two_more_parameters(tmp_path):
+    """Under 'l2' a memory-bound row's memory time is divided by cache_factor of its bytes; the fit returns the two
+    CACHE_PARAM_NAMES after PARAM_NAMES and recovers rows it generated; an unknown mode is a clear error."""
+    root = _table(tmp_path, [f"x_cutlass,bfloat16,{t},2048,768,8,128,1,1,balanced,1.0" for t in (1, 16, 256, 4096)])
+    hw = load_hardware("rtx-pro-6000-server")
+    d = load_moe_table(root, hw)
+    p = [*START[:-1], 0.0]  # no fixed cost: a one-token row is all memory time
+    off = predict(p, d, hw)
+    on = predict([*p, 0.3, 0.2], d, hw, cache="l2")
+    nbytes = d.bytes_up[0] + d.bytes_down[0] + d.ew_bytes[0]
+    assert on[0] == pytest.approx(off[0] / cache_factor(np.array([nbytes]), hw, 0.3, 0.2)[0])
+    truth = [0.5, 0.4, 0.3, 0.6, 0.7, 2e-5, 0.4, 0.1]
+    synthetic = MoEData(**{**d.__dict__, "measured_s": predict(truth, d, hw, cache="l2")})
+    got = fit_moe([(synthetic, hw)], cache="l2")
+    assert len(got) == len(PARAM_NAMES) + 2
+    assert np.max(np.abs(predict(got, synthetic, hw, cache="l2") / synthetic.measured_s - 1)) < 0.05
+    with pytest.raises(SpecError, match="cache mode"):
+        predict(p, d, hw, cache="l3")
 
 
 def test_the_default_config_parameter_is_left_alone_without_default_config_rows(tmp_path):

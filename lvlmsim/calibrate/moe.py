@@ -178,6 +178,39 @@ def tile_share(tile: tuple[int, int], reference: tuple[int, int] = REFERENCE_TIL
 SMEM_MODES = ("off", "mult", "max")
 SMEM = "off"
 
+# L2 residency of the measured replays (issue 11/12 wave 11, a candidate chosen by benchmarks/moe_cache_selection.py).
+# aiconfigurator's MoE collectors allocate ONE copy of the expert weights and time the layer call by CUDA-graph replays
+# back to back with no L2 flush between them (`collector/vllm/collect_moe.py`, `collector/helper.py`
+# `benchmark_with_power`; the GEMM collector rotates 6 weight copies, the MoE one does not), so a layer call whose
+# working set fits in L2 streams it at on-chip, not DRAM, speed. CACHE_MODES: "off" (the model before) and "l2": the
+# memory efficiency is times 1 + boost / (1 + (bytes / (cache_x * L2))^CACHE_P), the device-general GPU model's
+# residency form (`model.CachedForm`) with its link: the boost follows on-chip over DRAM bandwidth (SMs x clock / memory
+# bandwidth, `general.device_features`' log_onchip, exponent 1), boost = cache_boost x exp(log_onchip); cache_boost and
+# cache_x are fitted (CACHE_P is the form's prior, not fitted), bytes are everything the layer call moves, L2 the
+# datasheet's. The term prices the tables only: a served MoE layer's weights are evicted by the other layers' between
+# calls, so `moe_family` (estimate, engine, planner) prices layers without it.
+CACHE_MODES = ("off", "l2")
+CACHE = "off"
+CACHE_PARAM_NAMES = ("cache_boost", "cache_x")
+CACHE_START = (0.3, 0.2)  # model.CACHE_PARAMS' starts
+CACHE_P = 2.0
+
+
+def onchip_boost_scale(hw: HardwareSpec) -> float:
+    """exp(log_onchip): the device's on-chip over DRAM bandwidth relative to the reference (H100 SXM) device's."""
+    from lvlmsim.calibrate.general import device_features
+
+    return math.exp(device_features(hw)["log_onchip"])
+
+
+def cache_factor(nbytes: np.ndarray, hw: HardwareSpec, cache_boost: float, cache_x: float) -> np.ndarray:
+    """Bandwidth multiplier of a replayed working set of `nbytes` on `hw` (CACHE_MODES "l2")."""
+    l2 = float(hw.l2_cache_mb or 0.0) * 1e6
+    if l2 <= 0.0:
+        return np.ones_like(np.asarray(nbytes, dtype=float))
+    boost = cache_boost * onchip_boost_scale(hw)
+    return 1.0 + boost / (1.0 + (np.asarray(nbytes, dtype=float) / (cache_x * l2)) ** CACHE_P)
+
 
 @functools.lru_cache(maxsize=1)
 def _triton_listing() -> dict:
@@ -661,16 +694,22 @@ def compute_efficiency(ec_max: np.ndarray | float, pairs, padded):
 
 
 def predict(params: Sequence[float], data: MoEData, hw: HardwareSpec, floor: str = FLOOR,
-            smem: str = SMEM) -> np.ndarray:
+            smem: str = SMEM, cache: str = CACHE) -> np.ndarray:
     """Seconds per row under the device-general efficiency model (see the module docstring). A seventh parameter,
     where given, is TRITON_DEFAULT_PARAM: the GEMMs of rows on vLLM's default Triton config run at that fraction of
     the fitted efficiencies (the tried alternative of `fit_moe(..., triton_default=True)`). `floor` (FLOOR_MODES):
     floor_s is the fixed cost of a layer call ("layer") or of each of its kernel launches ("launch", the shipped
     FLOOR, and "runtime"; times `MoEData.launches`). `smem` (SMEM_MODES): how a default-config Triton row's
-    `smem_ratio` bounds its GEMMs' compute time ("off": not at all, the shipped SMEM)."""
-    names = PARAM_NAMES if len(params) == len(PARAM_NAMES) else (*PARAM_NAMES, TRITON_DEFAULT_PARAM)
+    `smem_ratio` bounds its GEMMs' compute time ("off": not at all, the shipped SMEM). `cache` (CACHE_MODES): with
+    "l2" the two parameters after PARAM_NAMES are CACHE_PARAM_NAMES and the bandwidth is times `cache_factor`."""
+    if cache not in CACHE_MODES:
+        raise SpecError(f"moe: cache mode '{cache}' is not one of {', '.join(CACHE_MODES)}")
+    extra = CACHE_PARAM_NAMES if cache == "l2" else (TRITON_DEFAULT_PARAM,)
+    names = PARAM_NAMES if len(params) == len(PARAM_NAMES) else (*PARAM_NAMES, *extra)
     p = dict(zip(names, params, strict=True))
     bw = p["em"] * hw.mem_bw_bytes_per_s
+    if cache == "l2":
+        bw = bw * cache_factor(data.bytes_up + data.bytes_down + data.ew_bytes, hw, p["cache_boost"], p["cache_x"])
     cls = dtype_class(data.table_dtype)
     ec_max = np.select([cls == c for c in DTYPE_CLASSES], [p[f"ec_{c}"] for c in DTYPE_CLASSES], 1.0)
     peak = np.array([hw.peak_flops(d) for d in data.dtype]) if len(data) else np.zeros(0)
@@ -769,7 +808,7 @@ def runtime_launch_floor_s() -> float:
 
 
 def fit_moe(datasets: Sequence[tuple[MoEData, HardwareSpec]], triton_default: bool = False,
-            tie_block_fp8: bool = False, floor: str = FLOOR, smem: str = SMEM) -> list[float]:
+            tie_block_fp8: bool = False, floor: str = FLOOR, smem: str = SMEM, cache: str = CACHE) -> list[float]:
     """Device-general parameters minimising the mean over devices of each device's mean |log error|.
 
     Each device weighs the same whatever its row count; rows of a kernel slower than its device's bf16 kernel
@@ -778,13 +817,16 @@ def fit_moe(datasets: Sequence[tuple[MoEData, HardwareSpec]], triton_default: bo
     `tie_block_fp8` fits block-scaled fp8 at the per-tensor fp8 ceiling (one parameter for both; the block scales
     keep their bytes): see BLOCK_FP8_TIED. `floor` (FLOOR_MODES, see `predict`): "runtime" holds floor_s at the
     runtime's per-kernel floor, unfitted. `smem` (SMEM_MODES, see `predict`): a tried alternative, "off" ships.
+    `cache` (CACHE_MODES, see `predict`): "l2" appends CACHE_PARAM_NAMES (not with `triton_default`).
     """
+    if triton_default and cache != "off":
+        raise SpecError("moe fit: triton_default and an L2 cache term cannot be fitted together")
     if floor not in FLOOR_MODES:
         raise SpecError(f"moe fit: floor '{floor}' is not one of {', '.join(FLOOR_MODES)}")
     fitted = [(d.take(np.flatnonzero(~d.fit_excluded)), hw) for d, hw in datasets]
     fitted = [(d, hw) for d, hw in fitted if len(d)]
     start = (*START[:-1], runtime_launch_floor_s() if floor != "layer" else START[-1])
-    z_start = _z((*start, 1.0) if triton_default else start)
+    z_start = _z((*start, 1.0) if triton_default else (*start, *CACHE_START) if cache == "l2" else start)
     n_free = len(z_start) - (1 if triton_default and not any(d.triton_default.any() for d, _ in fitted) else 0)
     block, per_tensor = DTYPE_CLASSES.index("fp8_block"), DTYPE_CLASSES.index("fp8")
     free = [i for i in range(n_free) if not (tie_block_fp8 and i == block)
@@ -799,7 +841,7 @@ def fit_moe(datasets: Sequence[tuple[MoEData, HardwareSpec]], triton_default: bo
 
     def loss(z_free: np.ndarray) -> float:
         p = full(z_free)
-        return float(np.mean([np.mean(np.abs(np.log(predict(p, d, hw, floor, smem) / d.measured_s)))
+        return float(np.mean([np.mean(np.abs(np.log(predict(p, d, hw, floor, smem, cache) / d.measured_s)))
                               for d, hw in fitted]))
 
     z, _conv = nelder_mead(loss, z_start[free], iters=3000)
@@ -816,16 +858,16 @@ def sample(data: MoEData, n: int = FIT_ROWS, seed: int = 0) -> MoEData:
 
 
 def leave_one_device_out(loaded: dict[str, tuple[MoEData, HardwareSpec]], *, fit_rows: int = FIT_ROWS,
-                         seed: int = 0) -> list[dict]:
+                         seed: int = 0, cache: str = CACHE) -> list[dict]:
     """Per device: the fit on a `fit_rows` sample of every other device and its report on all of this device's
     rows. The one MoE leave-one-device-out, for benchmarks/moe_fit.py and `lvlmsim validate --leave-one-out`."""
     folds = []
     for name, (data, hw) in loaded.items():
         others = [(sample(d, fit_rows, seed), h) for n, (d, h) in loaded.items() if n != name]
-        params = fit_moe(others)
+        params = fit_moe(others, cache=cache)
         folds.append({"folder": name, "held_out": hw.id, "fit_on": [h.id for n, (_, h) in loaded.items() if n != name],
-                      "params": params, "report": compare_moe(data, hw, params, "fold"),
-                      "ratios": data.measured_s / predict(params, data, hw)})
+                      "params": params, "report": compare_moe(data, hw, params, "fold", cache=cache),
+                      "ratios": data.measured_s / predict(params, data, hw, cache=cache)})
     return folds
 
 
@@ -874,9 +916,10 @@ def _alignment(kernel: str, inter_local: int) -> str:
     return "aligned or not triton"
 
 
-def compare_moe(data: MoEData, hw: HardwareSpec, params: Sequence[float], source: str, floor: str = FLOOR) -> dict:
+def compare_moe(data: MoEData, hw: HardwareSpec, params: Sequence[float], source: str, floor: str = FLOOR,
+                cache: str = CACHE) -> dict:
     """The `moe` family entry of a validate report: overall and per-regime errors next to the flat roofline."""
-    pred = predict(params, data, hw, floor)
+    pred = predict(params, data, hw, floor, cache=cache)
     err = np.abs(pred / data.measured_s - 1.0) * 100.0
     base = np.abs(roofline_default(data, hw) / data.measured_s - 1.0) * 100.0
     entry = error_stats(err, base)
