@@ -19,7 +19,9 @@ training devices (a --fit-rows sample at seed s each) and scored on all of v's f
 mean over seeds. `l2` ships only if the mean over the four folds of I(F, l2) is lower than that of I(F, off) by more
 than 0.01 point AND no fold's I(F, l2) exceeds I(F, off) by more than 0.5 point; otherwise `off` stays. The held-out
 figures are printed by `python benchmarks/moe_fit.py --cache l2 --seed N` afterwards, not here. Every inner fit is
-on two devices, so the six device pairs are fitted once per candidate and seed and shared by the folds.
+on two devices, so the six device pairs are fitted once per candidate and seed and shared by the folds. About 8 min
+(456 s on 2 shared cores). Outcome (wave 11): inner mean 16.04 off / 16.49 l2, B300 and RTX PRO 6000 folds +1.37 /
++1.81 point: `off` stays (docs/moe.md round 12).
 """
 
 from __future__ import annotations

@@ -6,11 +6,13 @@
 Each device is scored with the fold of calibration/profiles/general/moe.json that held it out (as `lvlmsim validate`
 does), on its fastest kernel per configuration (the headline rows) or, with --every-kernel, on every kernel's rows.
 For each axis (kernel_source, dtype, token bucket, routing distribution, EP, experts, top-k, expert width per GPU N,
-shape) one table per device: rows, share of the device's rows, median |error| %, median log(measured / predicted)
-(+ slower than priced), the share of the cell's rows above the target, the share of ALL the device's rows above the
-target that the cell holds, and the device's median |error| without the cell ("drop": how far removing it moves the
-headline; the cells that push a device over the target are those with the largest drop). A last table ranks the
-kernel_source x token-bucket cells of every device by that drop. About 20 s (table loading).
+shape, the layer call's bytes over the device's L2 `ws_l2`, and `bound`: the term that is more than half the priced
+time, launch floor / memory, else compute) one table per device: rows, share of the device's rows, median |error| %,
+median log(measured / predicted) (+ slower than priced), the share of the cell's rows above the target, the share of
+ALL the device's rows above the target that the cell holds, and the device's median |error| without the cell
+("drop": how far removing it moves the headline; the cells that push a device over the target are those with the
+largest drop). A last table ranks the kernel_source x token-bucket cells of every device by that drop. About 20 s
+(table loading).
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lvlmsim.calibrate.loo import DEVICE_FOLDERS  # noqa: E402
-from lvlmsim.calibrate.moe import fit_file, load_fit, load_moe_table, params_for, predict  # noqa: E402
+from lvlmsim.calibrate.moe import PARAM_NAMES, fit_file, load_fit, load_moe_table, params_for, predict  # noqa: E402
 from lvlmsim.specs.registry import load_hardware, profiles_dir  # noqa: E402
 
 DEVICES = DEVICE_FOLDERS  # aiconfigurator device folder -> hardware id, one place: lvlmsim.calibrate.loo
 TOKEN_BINS = [0, 4, 16, 64, 256, 1024, 4096, 10**9]
 TOKEN_LABELS = ["1-4", "5-16", "17-64", "65-256", "257-1024", "1025-4096", ">4096"]
-AXES = ("source", "dtype", "tokens", "distribution", "ep", "experts", "topk", "n_local", "shape")
+WS_BINS = [0, 0.25, 0.5, 1, 2, 4, np.inf]  # the layer call's bytes over the device's L2
+WS_LABELS = ["<0.25 L2", "0.25-0.5 L2", "0.5-1 L2", "1-2 L2", "2-4 L2", ">4 L2"]
+AXES = ("source", "dtype", "tokens", "distribution", "ep", "experts", "topk", "n_local", "shape", "ws_l2", "bound")
 
 
 def short_source(src: str) -> str:
@@ -44,7 +48,12 @@ def residual_frame(data_root: Path, gpu: str, hw, every_kernel: bool) -> pd.Data
     """One row per measured configuration (or kernel) with its held-out |error| % and log ratio."""
     params, _ = params_for(load_fit(fit_file(profiles_dir())), hw.id)
     data = load_moe_table(data_root / gpu, hw, every_kernel=every_kernel)
-    ratio = data.measured_s / predict(params, data, hw)
+    pred = predict(params, data, hw)
+    ratio = data.measured_s / pred
+    p = dict(zip(PARAM_NAMES, params, strict=True))
+    nbytes = data.bytes_up + data.bytes_down + data.ew_bytes
+    floor_s, mem_s = p["floor_s"] * data.launches, nbytes / (p["em"] * hw.mem_bw_bytes_per_s)
+    bound = np.where(floor_s > pred / 2, "launch floor", np.where(mem_s > pred / 2, "memory", "compute"))
     return pd.DataFrame({
         "source": [short_source(s) for s in data.source], "dtype": data.table_dtype,
         "tokens": pd.cut(data.tokens, TOKEN_BINS, labels=TOKEN_LABELS).astype(str),
@@ -52,7 +61,8 @@ def residual_frame(data_root: Path, gpu: str, hw, every_kernel: bool) -> pd.Data
         "n_local": data.inter_local,
         "shape": [f"{h}/{n} E{e} k{k}" for h, n, e, k in zip(data.hidden, data.inter_local, data.experts, data.topk,
                                                             strict=True)],
-        "abs_err_pct": np.abs(1.0 / ratio - 1.0) * 100.0, "log_ratio": np.log(ratio)})
+        "ws_l2": pd.cut(nbytes / (float(hw.l2_cache_mb or np.inf) * 1e6), WS_BINS, labels=WS_LABELS).astype(str),
+        "bound": bound, "abs_err_pct": np.abs(1.0 / ratio - 1.0) * 100.0, "log_ratio": np.log(ratio)})
 
 
 def cell_table(frame: pd.DataFrame, keys: list[str], target_pct: float) -> pd.DataFrame:

@@ -178,7 +178,7 @@ def tile_share(tile: tuple[int, int], reference: tuple[int, int] = REFERENCE_TIL
 SMEM_MODES = ("off", "mult", "max")
 SMEM = "off"
 
-# L2 residency of the measured replays (issue 11/12 wave 11, a candidate chosen by benchmarks/moe_cache_selection.py).
+# L2 residency of the measured replays (issue 11/12 wave 11; tried, not shipped: benchmarks/moe_cache_selection.py).
 # aiconfigurator's MoE collectors allocate ONE copy of the expert weights and time the layer call by CUDA-graph replays
 # back to back with no L2 flush between them (`collector/vllm/collect_moe.py`, `collector/helper.py`
 # `benchmark_with_power`; the GEMM collector rotates 6 weight copies, the MoE one does not), so a layer call whose
@@ -188,7 +188,8 @@ SMEM = "off"
 # bandwidth, `general.device_features`' log_onchip, exponent 1), boost = cache_boost x exp(log_onchip); cache_boost and
 # cache_x are fitted (CACHE_P is the form's prior, not fitted), bytes are everything the layer call moves, L2 the
 # datasheet's. The term prices the tables only: a served MoE layer's weights are evicted by the other layers' between
-# calls, so `moe_family` (estimate, engine, planner) prices layers without it.
+# calls, so `moe_family` (estimate, engine, planner) would price layers without it. The nested rule (committed before
+# any held-out figure) kept "off": inner mean 16.04 off / 16.49 l2 over seeds 0-3 (docs/moe.md round 12).
 CACHE_MODES = ("off", "l2")
 CACHE = "off"
 CACHE_PARAM_NAMES = ("cache_boost", "cache_x")
