@@ -33,6 +33,7 @@ from lvlmsim.calibrate.loo import DEVICE_FOLDERS  # noqa: E402
 from lvlmsim.calibrate.moe import (  # noqa: E402
     CACHE,
     CACHE_MODES,
+    CACHE_PARAM_NAMES,
     FIT_FORMAT,
     FIT_ROWS,
     FLOOR,
@@ -111,7 +112,8 @@ def main() -> None:
     print(f"({time.perf_counter() - t0:.0f} s)")
     if args.by_kernel:
         by_kernel_source(folds, loaded, Path(args.data), args.cache)
-    every = fit_moe([(sample(d, args.fit_rows, args.seed), h) for d, h in loaded.values()])
+    every = fit_moe([(sample(d, args.fit_rows, args.seed), h) for d, h in loaded.values()], cache=args.cache)
+    names = (*PARAM_NAMES, *CACHE_PARAM_NAMES) if args.cache == "l2" else PARAM_NAMES
     doc = {"format": FIT_FORMAT, "method": "benchmarks/moe_fit.py: leave-one-device-out Nelder-Mead on the mean over "
            "devices of each device's mean |log(pred/measured)|, fastest kernel per configuration, --fit-rows sample "
            "per fitting device, routing load from the tables' own generators, M tile "
@@ -124,12 +126,12 @@ def main() -> None:
            "band": moe_band(folds),
            "fit_rows": args.fit_rows, "seed": args.seed,
            "folds": [{"held_out": f["held_out"], "fit_on": f["fit_on"],
-                      "params": dict(zip(PARAM_NAMES, f["params"], strict=True)),
+                      "params": dict(zip(names, f["params"], strict=True)),
                       "held_out_median_abs_pct_err": f["report"]["median_abs_pct_err"],
                       "held_out_p90_abs_pct_err": f["report"]["p90_abs_pct_err"],
                       "roofline_median_abs_pct_err": f["report"]["roofline_median_abs_pct_err"]} for f in folds],
            "all": {"fit_on": [h.id for _, h in loaded.values()],
-                   "params": dict(zip(PARAM_NAMES, every, strict=True))}}
+                   "params": dict(zip(names, every, strict=True))}}
     print("all devices:", {k: round(v, 6) for k, v in doc["all"]["params"].items()}, "band", doc["band"])
     cov = nested_coverage({f["held_out"]: {"moe": (-np.log(f["ratios"])).tolist()} for f in folds})
     print("band coverage of each held-out device's rows, band derived without it (target ~0.80):",
