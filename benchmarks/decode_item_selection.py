@@ -110,6 +110,21 @@ held-out reports, instead of a leave-one-out JSON. The whole-table re-do before 
 restated because main no longer meets either figure (bench_validation medians 20.9% throughput, 14.1% TPOT): neither
 may rise. A pick that passes (a) and (b) ships only if that re-do, gpu.json, goldens and docs land by the wave's
 deadline; otherwise the figures and commands go to the lead and nothing ships.
+
+Wave 11 outcome (seeds 0-3, ~9 min wall on the loaded shared machine): nothing ships, as in round 2. Picks: A100
+kernel-class, B300 shipped (30.06 against kernel-class 30.17: within the 0.05 band either way), H100 kernel-class,
+RTX PRO 6000 item-bytes (28.30 against kernel-class 28.98), so kernel-class is picked in 2 of 4 folds and (a) fails.
+Inner scores shipped / item-bytes / kernel-class: A100 fold 36.98 / 47.12 / 24.59, B300 30.06 / 50.45 / 30.17, H100
+40.77 / 48.86 / 27.32, RTX PRO 6000 38.28 / 28.30 / 28.98. Held out, median / p90 % (windowed after the comma),
+shipped | item-bytes | kernel-class: A100 12.6 / 24.4 | 16.1 / 32.3 | 13.0 / 24.5; B300 10.9 / 69.0, 11.4 / 87.6 |
+6.9 / 32.0, 4.4 / 22.8 | 7.1 / 28.7, 4.8 / 23.6; H100 8.2 / 26.7, 13.5 / 28.4 | 8.7 / 40.9, 14.4 / 40.6 | 8.0 /
+24.6, 12.1 / 27.6; RTX PRO 6000 12.5 / 75.3, 9.8 / 30.9 | 27.2 / 104.3, 70.3 / 144.9 | 13.2 / 74.7, 10.3 / 30.1.
+Shipped's figures are main's leave-one-out table to the printed digit. (b) was not reached; read against this
+baseline kernel-class breaks no met cell (A100's 12.6 -> 13.0 and RTX PRO 6000's 12.5 -> 13.2 miss 12 in main already)
+and would bring B300's decode p90 under 35 (69.0 -> 28.7): the B300 fold itself cannot see that (one persistent
+device, H100, among its three), and RTX PRO 6000's fold prefers item-bytes, whose held-out RTX figures are the worst
+of the three. The nested figures (each fold's pick held out): A100 13.0 / 24.5, B300 10.9 / 69.0, H100 8.0 / 24.6,
+RTX PRO 6000 27.2 / 104.3; the shipped model, and so the leave-one-out table, is unchanged.
 """
 
 from __future__ import annotations
