@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from lvlmsim.errors import SpecError
 from lvlmsim.specs.inputs import load_yaml
 from lvlmsim.specs.scenario import load_scenario
+from lvlmsim.specs.workload import WorkloadSpec
 from tests.cli_checks import refused
 
 BASE = "id: s\nmodel: qwen3-vl-30b-a3b\nhardware: h100-sxm\n"
@@ -105,3 +107,14 @@ def test_plan_ep_1_on_a_dense_model_is_the_default():
     with pytest.raises(SpecError, match="^ep: llava-1.5-7b has no mixture-of-experts"):
         _validate("llava-chat-h100", 1.0, "ttft_p90=1", None, "1", "agg", None, None, None, "ttft_p90", "serial",
                   None, ep=[1, 2])
+
+
+@pytest.mark.parametrize("cap, expected", [("inf", None), ("Infinity", None), (float("inf"), None), (4, 4)])
+def test_max_concurrency_reads_its_own_text_forms(cap, expected):
+    """The strict text check leaves `max_concurrency` to its own validator: 'inf' means no cap, as both clients take."""
+    assert WorkloadSpec.model_validate({"max_concurrency": cap}).max_concurrency == expected
+
+
+def test_max_concurrency_refuses_other_text():
+    with pytest.raises(ValidationError, match="expected a whole number or 'inf', got the text '2'"):
+        WorkloadSpec.model_validate({"max_concurrency": "2"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from lvlmsim.errors import SpecError, format_validation_error
@@ -63,17 +63,23 @@ def no_bools_for_numbers(cls: type[BaseModel], data: Any) -> Any:
 
 
 def no_text_for_numbers(cls: type[BaseModel], data: Any) -> Any:
-    """A before-validator's body: refuse a string where a field (or an item in it) wants only a number."""
+    """A before-validator's body: refuse a string where a field (or an item in it) wants only a number. A field with
+    its own before-validator reads its text forms itself (`max_concurrency: inf`, as the benchmark clients take)."""
     if isinstance(data, dict):
         for name, field in cls.model_fields.items():
             key = name if name in data else field.alias
-            if key is None or key not in data:
+            if key is None or key not in data or _reads_own_text(field):
                 continue
             where = text_where_number(data[key], field.annotation)
             if where is not None:
                 raise PydanticCustomError("number_not_text", "{field}: expected a number, got the text {text}",
                                           {"field": f"{name}{where}", "text": repr(_leaf(data[key], where))})
     return data
+
+
+def _reads_own_text(field: Any) -> bool:
+    """Whether a field's own BeforeValidator sees the raw value first (and so decides what text means)."""
+    return any(isinstance(m, BeforeValidator) for m in field.metadata)
 
 
 def _leaf(value: Any, where: str) -> Any:

@@ -188,8 +188,10 @@ Arrival = Annotated[
 
 def _inf_is_none(v: Any) -> Any:
     """`inf` (as both benchmark clients accept) means no cap."""
-    if isinstance(v, str) and v.strip().lower() in ("inf", "infinity", "none"):
-        return None
+    if isinstance(v, str):
+        if v.strip().lower() in ("inf", "infinity", "none"):
+            return None
+        raise ValueError(f"expected a whole number or 'inf', got the text {v!r}")
     if isinstance(v, float) and math.isinf(v) and v > 0:
         return None
     return v
