@@ -3,24 +3,9 @@ any table is read (exit 2, one line naming what is allowed)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name: str):
-    sys.path.insert(0, str(BENCH))  # vllm_symm_mem_check imports collective_residual_map from benchmarks/
-    try:
-        spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        sys.path.remove(str(BENCH))
+from tests.bench_modules import load_bench as _load
 
 
 @pytest.mark.parametrize("name, args, allowed", [

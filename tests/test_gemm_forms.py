@@ -18,6 +18,7 @@ from lvlmsim.calibrate.general import FAMILY_SETUPS
 from lvlmsim.calibrate.measured import gemm_op
 from lvlmsim.calibrate.model import FORM_VARIANTS, PYMATH, GemmForm, TileBoundGemmForm, WaveGemmForm, np_math
 from lvlmsim.specs.registry import load_hardware
+from tests.bench_modules import load_bench
 
 RTX = load_hardware("rtx-pro-6000-server")  # 188 SMs
 H100 = load_hardware("h100-sxm")  # 132 SMs
@@ -213,18 +214,7 @@ def test_gemv_form_without_an_fp32_rate_prices_as_the_reference():
 def test_gemv_selection_candidates_differ_only_in_the_form(capsys):
     """benchmarks/gemm_gemv_selection.py compares the shipped bf16 setup with the same links and ridge on the gemv
     form, and refuses an unknown argument with the allowed one named."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    bench = Path(__file__).resolve().parents[1] / "benchmarks"
-    sys.path.insert(0, str(bench))
-    try:
-        spec = importlib.util.spec_from_file_location("gemm_gemv_selection", bench / "gemm_gemv_selection.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(bench))
+    mod = load_bench("gemm_gemv_selection")
     tensor, gemv = mod.candidates().values()
     assert tensor == FAMILY_SETUPS["gemm"]
     assert gemv.variant == "gemm+splitk+gemv+l2" and gemv.variant in FORM_VARIANTS
@@ -303,18 +293,7 @@ def test_tile_bound_vectorised_path_matches_the_float_path():
 def test_tilebound_selection_candidates_differ_only_in_the_form(capsys):
     """benchmarks/gemm_tilebound_selection.py compares the shipped NVFP4 setup with the same links and ridge on the
     tile-bounded form, and refuses an unknown argument with the allowed one named."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    bench = Path(__file__).resolve().parents[1] / "benchmarks"
-    sys.path.insert(0, str(bench))
-    try:
-        spec = importlib.util.spec_from_file_location("gemm_tilebound_selection", bench / "gemm_tilebound_selection.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(bench))
+    mod = load_bench("gemm_tilebound_selection")
     shipped, tiles = mod.candidates().values()
     assert shipped == FAMILY_SETUPS["gemm.fp4"]
     assert tiles.variant == "gemm+mono+tiles+l2" and tiles.variant in FORM_VARIANTS

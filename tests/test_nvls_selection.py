@@ -3,28 +3,16 @@ hand-derived byte counts and hand-set scores."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 from lvlmsim.calibrate.measured import Measurement, allreduce_op
 from lvlmsim.specs.registry import load_hardware
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from tests.bench_modules import load_bench
 
 
 @pytest.fixture(scope="module")
 def sel():
-    spec = importlib.util.spec_from_file_location("nvls_selection", BENCH / "nvls_selection.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(BENCH))
-    return mod
+    return load_bench("nvls_selection")
 
 
 def _row(nbytes: float, gpus: int) -> Measurement:
