@@ -71,6 +71,7 @@ def roofline(points: pd.DataFrame, roofs: pd.DataFrame, ridges: pd.DataFrame,
     x = alt.X("x_drawn:Q", scale=alt.Scale(type="log", domain=x_dom), title="arithmetic intensity (FLOP / byte)")
     y = alt.Y("y_drawn:Q", scale=alt.Scale(type="log", domain=y_dom), title="attained TFLOP/s")
     layers: list = []
+    two = roofs["device"].nunique() > 1
     for i, (_, mine) in enumerate(roofs.groupby("device", sort=True)):
         colour, dash = ROOF_COLORS[i % len(ROOF_COLORS)], [[6, 4], [2, 3]][i % 2]
         sheet = mine[mine["kind"] == "datasheet"]
@@ -79,8 +80,9 @@ def roofline(points: pd.DataFrame, roofs: pd.DataFrame, ridges: pd.DataFrame,
             y=alt.Y("tflops:Q", scale=alt.Scale(type="log", domain=y_dom)), detail=alt.Detail("roof:N"),
             tooltip=[alt.Tooltip("roof:N"), alt.Tooltip("tflops:Q", title="roof TFLOP/s", format=".4~g")]))
         ends = sheet.sort_values("intensity").groupby("roof").tail(1)
-        layers.append(alt.Chart(ends).mark_text(align="right", dx=-4, dy=-8, fontSize=11, color=colour).encode(
-            x=alt.X("intensity:Q"), y=alt.Y("tflops:Q"), text=alt.Text("roof:N")))
+        if not two:  # two devices: the labels are stacked in the empty corner instead (roof_key)
+            layers.append(alt.Chart(ends).mark_text(align="right", dx=-4, dy=-8, fontSize=11, color=colour).encode(
+                x=alt.X("intensity:Q"), y=alt.Y("tflops:Q"), text=alt.Text("roof:N")))
         eff = mine[mine["kind"] == "effective"]
         if len(eff):  # dashed, in the stage's colour: the roof that stage's bound labels use
             layers.append(alt.Chart(eff).mark_line(strokeWidth=1.5, strokeDash=dash, clip=True).encode(
@@ -94,9 +96,12 @@ def roofline(points: pd.DataFrame, roofs: pd.DataFrame, ridges: pd.DataFrame,
                  alt.Tooltip("bw_tbps:Q", title="bandwidth TB/s", format=".4~g")])
     ridge_dot = alt.Chart(ridges).mark_point(shape="diamond", size=140, filled=True, color="#222").encode(
         x=alt.X("ridge:Q"), y=alt.Y("peak_tflops:Q"))
-    ridge_text = alt.Chart(ridges).mark_text(align="right", dx=-8, dy=-12, fontSize=11, color="#222").encode(
-        x=alt.X("ridge:Q"), y=alt.Y("peak_tflops:Q"), text=alt.Text("label:N"))
-    layers += [ridge_rule, ridge_dot, ridge_text]
+    if two:
+        layers += [ridge_rule, ridge_dot, roof_key(roofs, ridges, x_dom, y_dom)]
+    else:
+        ridge_text = alt.Chart(ridges).mark_text(align="right", dx=-8, dy=-12, fontSize=11, color="#222").encode(
+            x=alt.X("ridge:Q"), y=alt.Y("peak_tflops:Q"), text=alt.Text("label:N"))
+        layers += [ridge_rule, ridge_dot, ridge_text]
     if moves is not None and not moves.empty:
         layers.append(alt.Chart(moves).mark_line(color="#999", strokeWidth=1).encode(
             x=alt.X("intensity:Q"), y=alt.Y("attained_tflops:Q"), detail=alt.Detail("key:N"),
@@ -122,6 +127,22 @@ def roofline(points: pd.DataFrame, roofs: pd.DataFrame, ridges: pd.DataFrame,
             tooltip=[alt.Tooltip("op:N"), alt.Tooltip("label:N", title="bound"),
                      alt.Tooltip("floor_s:Q", title="floor per call (s)", format=".3~g")]))
     return alt.layer(*layers).properties(height=height, description="roofline").interactive()
+
+
+def roof_key(roofs: pd.DataFrame, ridges: pd.DataFrame, x_dom: list[float], y_dom: list[float]) -> alt.Chart:
+    """Two devices' datasheet roofs and ridges named in the plot's empty top-left corner, one line each in the
+    device's roof colour. Placed at their roofs' ends and ridges, as for one device, B's labels ran over A's roof
+    and B's own points (the two ridges sit a few hundred FLOP/B apart)."""
+    lines = []
+    for i, (dev, mine) in enumerate(roofs.groupby("device", sort=True)):
+        mine_ridges = ridges[ridges["device"] == dev] if "device" in ridges else ridges.iloc[0:0]
+        sheets = mine[mine["kind"] == "datasheet"]["roof"].drop_duplicates()
+        for roof, (_, r) in zip(sheets, mine_ridges.iterrows(), strict=False):
+            lines.append({"text": f"{roof}: ridge {r['ridge']:.0f} FLOP/B, {r['peak_tflops']:.0f} TFLOP/s",
+                          "colour": ROOF_COLORS[i % len(ROOF_COLORS)]})
+    key = pd.DataFrame(lines).assign(x=x_dom[0] * 1.3, y=[y_dom[1] / 1.6 / 2.2 ** k for k in range(len(lines))])
+    return alt.Chart(key).mark_text(align="left", baseline="middle", fontSize=11).encode(
+        x=alt.X("x:Q"), y=alt.Y("y:Q"), text=alt.Text("text:N"), color=alt.Color("colour:N", scale=None))
 
 
 def stage_time_bars(frame: pd.DataFrame) -> alt.Chart:
@@ -265,7 +286,7 @@ def pareto_scatter(frame: pd.DataFrame, cost: str, cost_title: str) -> alt.Layer
     # labels run right of their point, but leftwards in the right half (they ran past the plot into the legend)
     mid = float(frame[cost].min() + frame[cost].max()) / 2
     labels = [base.transform_filter((alt.datum.label != "") & cond).mark_text(
-        align=align, dx=dx, dy=-8, fontSize=11, limit=320).encode(
+        align=align, dx=dx, dy=-8, fontSize=11, limit=460).encode(
         x=alt.X(f"{cost}:Q"), y=alt.Y("accuracy_delta:Q", title=y_title), text=alt.Text("label:N"))
         for cond, align, dx in ((alt.datum[cost] <= mid, "left", 8), (alt.datum[cost] > mid, "right", -8))]
     return alt.layer(front, pts, *labels).properties(height=380, description="pareto")

@@ -8,8 +8,11 @@ import pandas as pd
 import streamlit as st
 
 NO_FIGURE = "—"
-COLUMNS = ("rank", "candidate", "status", "reason", "replicas", "gpus", "cost_per_hour_usd", "capacity_per_replica_rps",
-           "ttft_p90_s", "tpot_p90_s", "tokens_per_s_per_gpu", "tokens_per_s_per_user", "des_runs", "verified")
+# the figures before the reason: the reason column (wide, empty for a feasible candidate) pushed TPOT and the
+# throughputs past the page's edge
+COLUMNS = ("rank", "candidate", "status", "replicas", "gpus", "cost_per_hour_usd", "capacity_per_replica_rps",
+           "ttft_p90_s", "tpot_p90_s", "tokens_per_s_per_gpu", "tokens_per_s_per_user", "reason", "des_runs",
+           "verified")
 TEXT = ("candidate", "status", "reason", "verified")
 # why a candidate has no figures, for a row whose reason is empty
 WHY = {"pruned": "pruned by the analytic pre-screen", "infeasible": "infeasible in the engine",

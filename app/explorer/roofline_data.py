@@ -97,7 +97,7 @@ def roofs_for(hw: HardwareSpec, points: pd.DataFrame, x_lo: float, x_hi: float, 
         for x in (lo, ridge, hi):
             roofs.append({"roof": f"{prefix}{hw.id} datasheet ({dt})", "kind": "datasheet", "dtype": dt,
                           "stage": "", "device": device, "intensity": x, "tflops": min(peak, x * bw) / 1e12})
-        ridges.append({"dtype": dt, "ridge": ridge, "peak_tflops": peak / 1e12, "bw_tbps": bw / 1e12,
+        ridges.append({"dtype": dt, "device": device, "ridge": ridge, "peak_tflops": peak / 1e12, "bw_tbps": bw / 1e12,
                        "label": f"{prefix}ridge {ridge:.0f} FLOP/B ({dt}, {peak / 1e12:.0f} TFLOP/s)"})
         for stage, mine in points[points["dtype"] == dt].groupby("stage", sort=False):
             e_flops, e_bw = effective_rates(mine)

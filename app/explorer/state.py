@@ -471,13 +471,16 @@ def sidebar() -> Setup:
                                   key="sb.video_s")
         no_video = not video_s  # the clip's size and fps change nothing without a clip: greyed out, values kept
         c1, c2 = st.columns(2)  # two per row, as the image size: three to a row wrapped every label in three lines
-        video_w = c1.number_input("Video width (px)", *BOUNDS["video_width"], step=16, key="sb.video_width",
+        # 'Video height (px)' and its help icon wrapped to two lines in the half-width column, pushing its box
+        # below its neighbour's: the unit is in the help
+        video_w = c1.number_input("Video width", *BOUNDS["video_width"], step=16, key="sb.video_width",
                                   disabled=no_video,
-                                  help="The video as sent (`--video-size`); 0 = the model's video frame size. The "
-                                       "model's processor then resizes its frames within its pixel budget.")
-        video_h = c2.number_input("Video height (px)", *BOUNDS["video_height"], step=16, key="sb.video_height",
+                                  help="Pixels. The video as sent (`--video-size`); 0 = the model's video frame size. "
+                                       "The model's processor then resizes its frames within its pixel budget.")
+        video_h = c2.number_input("Video height", *BOUNDS["video_height"], step=16, key="sb.video_height",
                                   disabled=no_video,
-                                  help="0 = the model's video frame size; give both width and height, or neither")
+                                  help="Pixels. 0 = the model's video frame size; give both width and height, or "
+                                       "neither")
         video_fps = st.number_input("Video fps (0 = no cap)", *BOUNDS["video_fps"], step=1.0, key="sb.video_fps",
                                     disabled=no_video,
                                     help="The clip's own frame rate (`--video-fps`): at most seconds x fps frames "

@@ -133,7 +133,9 @@ matrix["label"] = ""
 for _, group in matrix[matrix["pareto"]].groupby([matrix[cost].round(9), "accuracy_delta"]):
     matrix.loc[group.index[0], "label"] = " | ".join(group["combination"])
 st.subheader("Every combination")
-st.dataframe(matrix.drop(columns=["label"]), hide_index=True, key="tech-matrix", column_config={
+# the accuracy delta next to the combination: at the table's end it was cut off at the page's edge
+order = ["combination", "accuracy_delta", *(c for c in matrix if c not in ("combination", "accuracy_delta", "label"))]
+st.dataframe(matrix.drop(columns=["label"]), hide_index=True, key="tech-matrix", column_order=order, column_config={
     "combination": st.column_config.TextColumn("combination", width="large"),
     "ttft_ms": st.column_config.NumberColumn("TTFT (ms)", format="%.3f"),
     "tpot_ms": st.column_config.NumberColumn("TPOT (ms)", format="%.4f"),
