@@ -386,7 +386,7 @@ def _fixture_with(name: str, path: tuple[str, ...], value) -> dict:
     ("deepseek-vl2", ("projector_config", "depth"), 10**15, "projector_config.depth: 1000000000000000 is beyond"),
     # ZeroDivisionError / IndexError tracebacks
     ("qwen2.5-vl-7b-instruct", ("num_attention_heads",), 0,
-     "(top level).num_attention_heads: expected a whole number >= 1, got 0"),
+     "error: num_attention_heads: expected a whole number >= 1, got 0"),
     ("llava-1.5-7b-hf", ("vision_config", "image_size"), [],
      "vision_config.image_size: expected a size in pixels or an [height, width] pair, got []"),
 ])

@@ -118,3 +118,66 @@ def test_max_concurrency_reads_its_own_text_forms(cap, expected):
 def test_max_concurrency_refuses_other_text():
     with pytest.raises(ValidationError, match="expected a whole number or 'inf', got the text '2'"):
         WorkloadSpec.model_validate({"max_concurrency": "2"})
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    # 10^9 replicas (or pool instances) filled memory for minutes without a word (16 GB in one probe)
+    ("serving: {instances: 1000000000}\n",
+     "serving.instances: Input should be less than or equal to 10000 (got 1000000000)"),
+    ("serving:\n  pools:\n    - {role: E, instances: 1000000000}\n    - {role: PD}\n",
+     "serving.pools.0.instances: Input should be less than or equal to 10000"),
+])
+def test_scenario_instances_past_what_the_engine_builds_are_refused(tmp_path, body, fragment):
+    refused(["simulate", _scenario(tmp_path, "workload: {requests: 5}\n" + body)], fragment)
+
+
+def test_plan_layout_with_a_billion_instances_is_refused():
+    refused([*PLAN, "--model", "llava-1.5-7b", "--tp", "1", "--layouts", "E+PD:1:1000000000"],
+            "layout: 'E+PD:1:1000000000': at most 10,000 instances per pool, got 1,000,000,000")
+
+
+def test_plan_fleet_too_large_to_simulate_is_recommended_unverified_and_says_why():
+    """A target of 10^6 req/s needs ~63,000 replicas of one H100: the fleet is past what the engine builds, so it is
+    not simulated whole; the recommendation says so (it was a 16 GB build before the cap, a refusal after it)."""
+    from lvlmsim.planner.plan import _choose, _verdict
+
+    row = {"candidate": "h100-sxm tp1 agg", "status": "feasible", "hardware": "h100-sxm", "tp": 1, "ep": 1,
+           "layout": "agg", "techniques": "", "replicas": 63132, "gpus": 63132, "cost_per_hour_usd": 189396.0,
+           "capacity_per_replica_rps": 15.8}
+    rec, runs = _choose([row], {}, None, {"ttft_p90": 1.0}, 1e6, None, 160.0, None, True, "ttft_p90_s")
+    assert runs == 0 and rec is not None and rec["verified"] is False
+    assert rec["verify_reason"].startswith("not simulated: its largest pool has 63,132 instances, past the "
+                                           "engine's 10,000")
+    import pandas as pd
+
+    assert _verdict(rec, pd.DataFrame(), 1e6, {"ttft_p90": 1.0}, None).endswith(
+        "; not simulated: its largest pool has 63,132 instances, past the engine's 10,000; the capacity is one "
+        "replica's x replicas")
+
+
+@pytest.mark.parametrize("command", [
+    ["estimate"],
+    ["simulate", "-n", "5"],
+    [*PLAN, "--model", "llava-1.5-7b", "--tp", "1"],
+])
+def test_image_size_of_a_text_only_request_is_refused(command):
+    """--images 0 --image-size 640x480 was taken and changed nothing (the size of no image)."""
+    refused([*command, "--images", "0", "--image-size", "640x480"],
+            "--image-size: describes the request's images, but --images is 0 (text only)")
+
+
+def test_image_size_alone_and_images_zero_alone_are_taken():
+    from typer.testing import CliRunner
+
+    from lvlmsim.cli import app
+
+    for flags in (["--images", "0"], ["--image-size", "640x480"], ["--images", "2", "--image-size", "640x480"]):
+        assert CliRunner().invoke(app, ["estimate", *flags]).exit_code == 0, flags
+
+
+@pytest.mark.parametrize("ref", ["@p200", "auto@p50", "general@", "@p"])
+def test_profile_band_suffix_outside_p10_p90_is_named(ref):
+    """'auto@p50' read 'file not found: auto@p50 (... one of: auto, general, default, peak)': no word of the
+    suffix that was meant."""
+    refused(["estimate", "--profile", ref], f"profile: unknown band suffix '@{ref.rpartition('@')[2]}' in '{ref}'; "
+                                            "allowed: @p10, @p90 after auto, general, default, peak")

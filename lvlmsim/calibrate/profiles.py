@@ -240,6 +240,9 @@ def load_profile_for(hardware: HardwareSpec, ref: str | None = None) -> Efficien
         return PEAK_PROFILE
     if not isinstance(ref, str | Path) or not str(ref).strip():
         raise SpecError(f"profile: expected one of {', '.join(NAMED)} or a profile JSON path, got {ref!r}")
+    if "@" in str(ref) and not Path(ref).exists():  # 'auto@p50' was 'file not found', naming no band suffix
+        raise SpecError(f"profile: unknown band suffix '@{str(ref).rpartition('@')[2]}' in {str(ref)!r}; allowed: "
+                        f"@p10, @p90 after {', '.join(NAMED)} or a profile JSON path (e.g. auto@p90)")
     prof = load_profile_file(ref)
     if prof.hardware_id == hardware.id:
         return prof

@@ -22,7 +22,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from lvlmsim.cli.request_flags import PROFILE_CHOICES
-from lvlmsim.errors import LvlmsimError
+from lvlmsim.errors import LvlmsimError, SpecError
 from lvlmsim.fmt import band_text, fmt_si, fmt_time
 
 
@@ -130,7 +130,8 @@ def estimate(
     model: Annotated[str, typer.Option("--model", "-m", help="model id or path to a model YAML")] = "llava-1.5-7b",
     hardware: Annotated[str, typer.Option("--hardware", "-w", help="hardware id or path to a YAML")] = "h100-sxm",
     images: Annotated[int, typer.Option(help="images per request (0 = text only)")] = 1,
-    image_size: Annotated[str, typer.Option("--image-size", help="WIDTHxHEIGHT in px")] = "336x336",
+    image_size: Annotated[str | None, typer.Option(
+        "--image-size", help="WIDTHxHEIGHT in px (default 336x336)")] = None,
     prompt_tokens: Annotated[int, typer.Option("--prompt-tokens", help="text tokens in the prompt")] = 64,
     output_tokens: Annotated[int, typer.Option("--output-tokens", help="tokens generated")] = 128,
     batch: Annotated[int, typer.Option(help="identical requests processed together")] = 1,
@@ -172,7 +173,10 @@ def estimate(
     than the model's context length (unless --allow-overflow)."""
     from lvlmsim.api import estimate as run
 
-    est = run(model, hardware, images=images, image_size=image_size, prompt_tokens=prompt_tokens,
+    if image_size is not None and images == 0:  # the size of no image: taken, and it changed nothing
+        raise SpecError(f"--image-size: describes the request's images, but --images is 0 (text only); give "
+                        f"--images 1 or more, or leave --image-size out (got {image_size!r})")
+    est = run(model, hardware, images=images, image_size=image_size or "336x336", prompt_tokens=prompt_tokens,
               output_tokens=output_tokens, batch=batch, tp=tp, video_s=video_s, profile=profile,
               techniques=tuple(technique or ()), runtime=runtime, ep=ep, moe_skew=moe_skew,
               video_size=video_size, video_fps=video_fps, allow_overflow=allow_overflow,

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from lvlmsim.errors import SpecError
+
 ModelOpt = Annotated[str | None, typer.Option("--model", help="model id or YAML path; replaces the scenario's")]
 ImageSizeOpt = Annotated[str | None, typer.Option(
     "--image-size", help="WxH, or a mix WxH:weight,... (e.g. 1024x768:3,640x480:1); replaces the scenario's")]
@@ -16,7 +18,8 @@ PromptOpt = Annotated[int | None, typer.Option("--prompt-tokens", help="text tok
 OutputOpt = Annotated[int | None, typer.Option("--output-tokens", help="tokens generated per request (fixed)")]
 VideoOpt = Annotated[float | None, typer.Option("--video-s", help="seconds of video per request (0: none)")]
 # the names lvlmsim.calibrate.profiles.load_profile_for takes (--help of simulate and bench listed only three)
-PROFILE_CHOICES = "auto | general | default | peak | path to a profile JSON"
+PROFILE_CHOICES = ("auto | general | default | peak | path to a profile JSON; a suffix @p90 or @p10 prices at that end "
+                   "of the uncertainty band (auto@p90)")
 
 
 def scenario_with_flags(scenario: str | None, **flags):
@@ -24,6 +27,9 @@ def scenario_with_flags(scenario: str | None, **flags):
     given = {k: v for k, v in flags.items() if v is not None}
     if not given:
         return scenario
+    if given.get("images") == 0 and "image_size" in given:  # the size of no image: taken, and it changed nothing
+        raise SpecError(f"--image-size: describes the request's images, but --images is 0 (text only); give "
+                        f"--images 1 or more, or leave --image-size out (got {given['image_size']!r})")
     from lvlmsim.specs.request_overrides import with_request
     from lvlmsim.specs.scenario import load_scenario
 

@@ -107,26 +107,26 @@ class _Reader:
         value = self.get(key, fallback, required=required)
         if value is None:
             return None
-        return _size(value, f"{self.where}.{key}", lo=lo, layers="layers" in key or key == "depth")
+        return _size(value, _at(self.where, key), lo=lo, layers="layers" in key or key == "depth")
 
     def flag(self, key: str, fallback: Any = None) -> bool:
         """get() of a field that must be a JSON boolean."""
-        return _flag(self.get(key, fallback), f"{self.where}.{key}")
+        return _flag(self.get(key, fallback), _at(self.where, key))
 
     def ratio(self, key: str, fallback: Any = None) -> float:
         """get() of a field that must be a finite number > 0 (an MLP ratio, a shuffle ratio)."""
-        return _positive(self.get(key, fallback), f"{self.where}.{key}")
+        return _positive(self.get(key, fallback), _at(self.where, key))
 
     def get(self, key: str, fallback: Any = None, *, required: bool = True) -> Any:
         if key in self.cfg and self.cfg[key] is not None:
             return self.cfg[key]
         if key in self.defaults:
-            self.defaulted.append(f"{self.where}.{key}={self.defaults[key]} ({self.label} default)")
+            self.defaulted.append(f"{_at(self.where, key)}={self.defaults[key]} ({self.label} default)")
             return self.defaults[key]
         if fallback is not None:
             return fallback
         if required:
-            raise SpecError(f"{self.where}.{key}: missing from the config and no default is known")
+            raise SpecError(f"{_at(self.where, key)}: missing from the config and no default is known")
         return None
 
 
@@ -153,6 +153,11 @@ def _size(value: Any, where: str, *, lo: int = 1, layers: bool = False) -> int:
     if n > cap:
         raise SpecError(f"{where}: {value!r} is beyond any real model (at most {cap})")
     return n
+
+
+def _at(where: str, key: str) -> str:
+    """A config field's path: 'text_config.hidden_size', or 'hidden_size' at the top level (where == '')."""
+    return f"{where}.{key}" if where else key
 
 
 def _positive(value: Any, where: str) -> float:
@@ -285,7 +290,7 @@ def _llm(sub: dict[str, Any], where: str, defaulted: list[str]) -> dict[str, Any
     kv = sub.get("num_key_value_heads")
     if kv is None:
         kv = r.defaults.get("num_key_value_heads", heads)
-        defaulted.append(f"{where}.num_key_value_heads={kv} (absent: the {base} default)")
+        defaulted.append(f"{_at(where, 'num_key_value_heads')}={kv} (absent: the {base} default)")
     head_dim = r.whole("head_dim", hidden // heads)
     name = sub.get("_name_or_path") or (sub.get("architectures") or [sub_type])[0]
     out = {
@@ -293,7 +298,7 @@ def _llm(sub: dict[str, Any], where: str, defaulted: list[str]) -> dict[str, Any
         "num_layers": r.whole("num_hidden_layers"),
         "hidden_size": hidden,
         "num_heads": heads,
-        "num_kv_heads": _size(kv, f"{where}.num_key_value_heads"),
+        "num_kv_heads": _size(kv, _at(where, "num_key_value_heads")),
         "head_dim": head_dim,
         "intermediate_size": r.whole("intermediate_size"),
         "mlp_kind": "gated",
@@ -317,10 +322,10 @@ def _moe(sub: dict[str, Any], num_layers: int, where: str) -> dict[str, Any] | N
         return None
     for key in ("num_experts_per_tok", "moe_intermediate_size"):
         if not sub.get(key):
-            raise SpecError(f"{where}.{key}: missing from a mixture-of-experts config ({n_key} {sub[n_key]!r})")
+            raise SpecError(f"{_at(where, key)}: missing from a mixture-of-experts config ({n_key} {sub[n_key]!r})")
     r = _Reader(sub, where, {}, [], "")
     step = r.whole("decoder_sparse_step", 1)
-    only = set(_indexes(sub.get("mlp_only_layers") or [], f"{where}.mlp_only_layers"))
+    only = set(_indexes(sub.get("mlp_only_layers") or [], _at(where, "mlp_only_layers")))
     dense = sorted(i for i in range(num_layers) if i in only or (i + 1) % step)
     out: dict[str, Any] = {"num_experts": r.whole(n_key), "experts_per_token": r.whole("num_experts_per_tok"),
                            "expert_intermediate_size": r.whole("moe_intermediate_size")}
@@ -417,7 +422,7 @@ def _qwen(cfg: dict[str, Any], mt: str, defaulted: list[str],
     txt = cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else None
     if txt is None or "hidden_size" not in txt:
         txt = {**cfg, "model_type": "qwen2"}  # older releases keep the text fields at the top level
-        where = "(top level)"
+        where = ""  # the top level: fields are named by their own key
     else:
         txt = {**txt, "model_type": "qwen2"}
         where = "text_config"
@@ -546,7 +551,7 @@ def _grid_side(n: int, where: str) -> int:
 
 def _text_only(cfg: dict[str, Any], mt: str, defaulted: list[str]) -> dict[str, Any]:
     """A plain decoder (the text backbone of a VLM, to compare side by side): only `llm`, no vision parts."""
-    llm = _llm({**cfg, "model_type": mt}, "(top level)", defaulted)
+    llm = _llm({**cfg, "model_type": mt}, "", defaulted)
     llm["name"] = str(cfg.get("_name_or_path") or (cfg.get("architectures") or [mt])[0])
     window = cfg.get("sliding_window")
     if window and cfg.get("use_sliding_window", mt == "mistral"):  # Mistral: every layer slides (no global layer)

@@ -45,6 +45,7 @@ from lvlmsim.planner.runs import scenario_payload
 from lvlmsim.specs.inputs import number
 from lvlmsim.specs.lists import split_items
 from lvlmsim.specs.scenario import Scenario, load_scenario, scenario_from_dict
+from lvlmsim.specs.serving import MAX_INSTANCES
 from lvlmsim.specs.workload import MAX_RATE_RPS
 
 DEFAULT_TP = (1, 2, 4, 8)
@@ -97,6 +98,8 @@ def parse_layout(text: str) -> Layout:
         raise SpecError(f"layout: '{text}': instance counts must be integers, e.g. {roles_s}:1:2") from None
     if len(counts) != len(roles) or any(c < 1 for c in counts):
         raise SpecError(f"layout: '{text}': give {len(roles)} positive instance counts, one per pool of {roles_s}")
+    if max(counts) > MAX_INSTANCES:  # E+PD:1:1000000000 filled memory building the pools, without a word
+        raise SpecError(f"layout: '{text}': at most {MAX_INSTANCES:,} instances per pool, got {max(counts):,}")
     return Layout(roles, counts)
 
 
@@ -788,6 +791,11 @@ def _choose(feasible: list[dict], base: dict, sc: Scenario, slo: dict, target: f
         if good and cost(min(good, key=cost)) <= cost(best):
             break
         tried.add(best["candidate"])
+        if _fleet_instances(best) > MAX_INSTANCES:  # a spec refused it (too big to simulate): recommended as searched
+            best.update(verified=False, verify_reason=f"not simulated: its largest pool has {_fleet_instances(best):,} "
+                        f"instances, past the engine's {MAX_INSTANCES:,}; the capacity is one replica's x replicas")
+            good.append(best)
+            continue
         if best["replicas"] == 1 and not best.get("meets_slo_at_target"):
             # One replica at the target rate is the operating point the search probed to steady state.
             _fill_fleet(best, 2, target, mean_out)
@@ -798,6 +806,11 @@ def _choose(feasible: list[dict], base: dict, sc: Scenario, slo: dict, target: f
         if ok:
             good.append(best)
     return (_recommend(min(good, key=cost)) if good else None), runs
+
+
+def _fleet_instances(row: dict) -> int:
+    """Instances in the fleet's largest pool: replicas x the layout's largest per-replica count."""
+    return int(row["replicas"]) * max(parse_layout(row["layout"]).counts)
 
 
 def _over_max_gpus(row: dict, max_gpus: int | None, **extra) -> bool:
@@ -891,8 +904,9 @@ def _verdict(rec: dict | None, df: pd.DataFrame, target: float, slo: dict, max_g
                + (f" (bracket {rec['capacity_per_replica_rps']:.4g}-{hi:.4g})" if hi else "")
                + (f", saturated throughput {rec['saturated_rps']:.4g}" if rec.get("saturated_rps") else ""))
         ep = f" ep{rec['ep']}" if (rec.get("ep") or 1) > 1 else ""
+        unverified = f"; {rec['verify_reason']}" if rec.get("verified") is False and rec.get("verify_reason") else ""
         return (f"{rec['gpus']} x {hw} ({rec['replicas']} replica(s) of {rec['layout']} tp{rec['tp']}{ep}{tech}) "
-                f"serve {target:g} req/s with {slo_txt} for ${rec['cost_per_hour_usd']:.2f}/hour{cap}")
+                f"serve {target:g} req/s with {slo_txt} for ${rec['cost_per_hour_usd']:.2f}/hour{cap}{unverified}")
     counts = df.status.value_counts().to_dict()
     parts = [f"{n} {k.replace('_', ' ')}" for k, n in counts.items()]
     limit = f" within {max_gpus} GPUs" if max_gpus is not None else ""
