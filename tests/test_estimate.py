@@ -83,9 +83,11 @@ def test_unknown_ids_suggest_closest():
 @settings(max_examples=25, deadline=None)
 @given(side=st.integers(28, 2000), extra=st.integers(28, 1000), images=st.integers(1, 3))
 def test_qwen2vl_cost_monotone_in_visual_tokens_and_image_count(side, extra, images):
-    """Cost follows the processor's token count, which is not monotone in pixels (see the 38 px case below)."""
+    """Cost follows the processor's token count, which is not monotone in pixels (see the 38 px case below). Four
+    images of 3000 px pass Qwen2-VL's 32,768-token context (a SpecError; hypothesis found it): priced anyway here."""
     def run(s: int, n: int) -> Estimate:
-        return lvlmsim.estimate("qwen2-vl-7b", "h100-sxm", images=n, image_size=(s, s), output_tokens=2)
+        return lvlmsim.estimate("qwen2-vl-7b", "h100-sxm", images=n, image_size=(s, s), output_tokens=2,
+                                allow_overflow=True)
 
     small, large = run(side, images), run(side + extra, images)
     if large.visual_tokens >= small.visual_tokens:
