@@ -181,3 +181,13 @@ def test_profile_band_suffix_outside_p10_p90_is_named(ref):
     suffix that was meant."""
     refused(["estimate", "--profile", ref], f"profile: unknown band suffix '@{ref.rpartition('@')[2]}' in '{ref}'; "
                                             "allowed: @p10, @p90 after auto, general, default, peak")
+
+
+def test_calibrate_cuda_without_a_gpu_says_so_without_hardware_given(tmp_path):
+    """Without --hardware it read "cannot tell which hardware spec 'None' is; pass --hardware ID": the GPU's name
+    was None because there was no GPU, which it did not say (with --hardware it did)."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    refused(["calibrate", "--device", "cuda", "--out", str(tmp_path / "p.json")],
+            "--device: 'cuda' requested but torch sees no CUDA device (allowed: cpu, cuda)")

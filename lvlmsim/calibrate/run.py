@@ -106,7 +106,9 @@ def calibrate(device: str = "cpu", out: str | Path = "profile.json", *, quick: b
         dev_name = None
         if device == "cuda":
             torch = bench._import_torch()
-            dev_name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+            if not torch.cuda.is_available():  # read "cannot tell which hardware spec 'None' is; pass --hardware"
+                raise SpecError("--device: 'cuda' requested but torch sees no CUDA device (allowed: cpu, cuda)")
+            dev_name = torch.cuda.get_device_name(0)
         hardware = default_hardware_id(device, dev_name)
     hw = load_hardware(hardware)
     res = bench.run_suite(device, quick=quick, hardware_id=hw.id, log=log, threads=threads)
