@@ -282,3 +282,22 @@ def test_text_only_model_serves_text_requests_in_the_engine(tmp_path):
           "workload": {"requests": 30, "images": {"kind": "fixed", "value": 0},
                        "arrival": {"kind": "poisson", "rate_rps": 2.0}}}
     assert simulate(sc).summary["completed"] == 30
+
+
+@pytest.mark.parametrize("raw, dtype", [("bfloat16", "bf16"), ("torch.float16", "fp16"), ("float8_e4m3fn", "fp8")])
+def test_torch_dtype_is_read(raw, dtype):
+    cfg = json.loads((FIXTURES / "llava-1.5-7b-hf" / "config.json").read_text())
+    cfg["torch_dtype"] = raw
+    assert import_hf_config(cfg)["dtype"] == dtype
+
+
+def test_unknown_torch_dtype_is_refused_and_a_missing_one_defaults():
+    """A typo ('float99') used to size every weight as bf16 with only a note; a missing dtype still defaults."""
+    cfg = json.loads((FIXTURES / "llava-1.5-7b-hf" / "config.json").read_text())
+    cfg["torch_dtype"] = "float99"
+    with pytest.raises(SpecError, match=r"torch_dtype: 'float99' .* allowed: float16, bfloat16"):
+        import_hf_config(cfg)
+    cfg.pop("torch_dtype")
+    cfg.get("text_config", {}).pop("torch_dtype", None)
+    spec = import_hf_config(cfg)
+    assert spec["dtype"] == "bf16" and "torch_dtype not given" in spec["notes"]

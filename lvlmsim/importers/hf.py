@@ -84,7 +84,8 @@ _CLASS_NAMES = {"llama": "LlamaConfig", "mistral": "MistralConfig", "qwen2": "Qw
                 "internlm2": "InternLM2Config"}
 _VISION_HAS_CLS = {"clip_vision_model": True, "siglip_vision_model": False}
 
-_DTYPES = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "half": "fp16", "float": "fp32"}
+_DTYPES = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "half": "fp16", "float": "fp32",
+           "float8_e4m3fn": "fp8", "float8_e5m2": "fp8"}
 
 # family defaults for what config.json does not carry
 _QWEN_MIN_PIXELS, _QWEN_MAX_PIXELS = 3136, 12845056  # hub preprocessor_config.json (56*56 .. 16384*28*28)
@@ -274,10 +275,14 @@ def _dtype(cfg: dict[str, Any], defaulted: list[str]) -> str:
             if isinstance(sub, dict) and (sub.get("torch_dtype") or sub.get("dtype")):
                 raw = sub.get("torch_dtype") or sub.get("dtype")
                 break
-    if raw is None or str(raw).replace("torch.", "") not in _DTYPES:
-        defaulted.append(f"dtype=bf16 (torch_dtype {raw!r} not given or not recognised)")
+    if raw is None:
+        defaulted.append("dtype=bf16 (torch_dtype not given)")
         return "bf16"
-    return _DTYPES[str(raw).replace("torch.", "")]
+    name = str(raw).replace("torch.", "")
+    if name not in _DTYPES:  # a typo would otherwise size every weight as bf16 without a word
+        raise SpecError(f"torch_dtype: {raw!r} is not a dtype the importer knows; allowed: {', '.join(_DTYPES)} "
+                        "(with or without 'torch.'), or leave it out for bf16")
+    return _DTYPES[name]
 
 
 def _llm(sub: dict[str, Any], where: str, defaulted: list[str]) -> dict[str, Any]:
