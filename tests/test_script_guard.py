@@ -30,6 +30,9 @@ def write(tmp_path: Path, body: str) -> Path:
     ('import lvlmsim\nres = lvlmsim.plan()\n', False),
     ('import lvlmsim\nprint(1)\n', False),
     ('for i in range(3):\n    pass\n', False),
+    ('import sys\nsys.path.insert(0, str(Path(__file__).resolve().parents[1]))\n', True),  # benchmarks/' set-up
+    ('import sys\nsys.path.insert(0, str(lvlmsim.plan()))\n', False),  # a path call that runs lvlmsim
+    ('import sys\nsys.exit(0)\n', False),
 ])
 def test_unguarded_top_level_code_is_detected(tmp_path, body, safe):
     problem = main_reimport_problem(str(write(tmp_path, body)))

@@ -72,10 +72,28 @@ class SerialFallbackWarning(UserWarning):
     """The local process pool was not used because its workers would re-run the user's script."""
 
 
+def _is_sys_path_call(stmt: ast.stmt) -> bool:
+    """`sys.path.insert(...)` / `sys.path.append(...)` as a statement (benchmarks/ scripts put the checkout first)."""
+    if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)):
+        return False
+    func = stmt.value.func
+    on_sys_path = (isinstance(func, ast.Attribute) and func.attr in ("insert", "append")
+                   and isinstance(func.value, ast.Attribute) and func.value.attr == "path"
+                   and isinstance(func.value.value, ast.Name) and func.value.value.id == "sys")
+    names = {n.id for arg in stmt.value.args for n in ast.walk(arg) if isinstance(n, ast.Name)}
+    return on_sys_path and names <= _PATH_NAMES
+
+
+_PATH_NAMES = {"str", "Path", "os", "pathlib", "__file__"}  # what a path set-up reads: nothing that runs lvlmsim
+
+
 def _guarded(stmt: ast.stmt) -> bool:
     """A top-level statement a spawned worker may safely re-run on import: imports, definitions, docstrings,
-    constant assignments and `if __name__ == "__main__":` blocks."""
+    constant assignments, `sys.path` set-up (a script's own import path, harmless to repeat) and
+    `if __name__ == "__main__":` blocks."""
     if isinstance(stmt, ast.Import | ast.ImportFrom | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return True
+    if _is_sys_path_call(stmt):
         return True
     if isinstance(stmt, ast.If):
         return any(isinstance(n, ast.Name) and n.id == "__name__" for n in ast.walk(stmt.test))
