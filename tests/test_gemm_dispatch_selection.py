@@ -3,24 +3,9 @@ benchmarks/gemm_bandwidth_share.py (issue 11, round 2), against hand-derived num
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name: str):
-    sys.path.insert(0, str(BENCH))  # gemm_dispatch_selection imports gemm_tile_selection's table
-    try:
-        spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        sys.path.remove(str(BENCH))
+from tests.bench_modules import load_bench as _load
 
 
 def test_sm90_decode_gemm_runs_swapped_64x16_tiles_in_one_partial_wave():

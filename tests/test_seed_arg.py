@@ -4,27 +4,13 @@ refused with a one-line message before any measured table is read."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from tests.bench_modules import load_bench as _load
+
 SEEDED_SCRIPTS = ("decode_combine_selection", "decode_walk_selection", "encoder_cta_selection",
                   "gemm_splitk_selection", "gemm_clock_selection", "gemm_link_selection",
                   "gemm_gemv_selection", "attention_setup_check", "gemm_wave_fp8_check")
-
-
-def _load(name: str):
-    sys.path.insert(0, str(BENCH))  # the scripts import seed_arg and gemm_nested from benchmarks/
-    try:
-        spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        sys.path.remove(str(BENCH))
 
 
 def test_no_flag_is_seed_zero_and_keeps_the_other_arguments_in_order():
